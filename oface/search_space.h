@@ -1,0 +1,98 @@
+// The search-space interface shared by every space (ofa_mbv3, apq_mbv2, ...).
+//
+// A point of a space is a Genotype: one integer value per gene, in the space's gene
+// order. Values are the real quantities (kernel size 5, expand ratio 4, resolution 192,
+// mid channels 96, bits 6), never indices into the choice lists, so a genotype reads the
+// same in logs, JSON and the database.
+//
+// Thread safety: a SearchSpace is immutable after construction; every const method may be
+// called concurrently.
+#ifndef APQ_OFACE_SEARCH_SPACE_H_
+#define APQ_OFACE_SEARCH_SPACE_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "oface/rng.h"
+
+namespace apq::oface {
+
+using Genotype = std::vector<int>;
+
+struct GeneSpec {
+  std::string name;          // As it appears in errors and JSON paths, e.g. "ks[3]", "d[1]", "r".
+  std::vector<int> choices;  // Allowed values, ascending, never empty.
+};
+
+// Mutation resamples each group's genes together with the group's probability.
+enum class MutationKind {
+  kResolution,  // The input resolution (OFA mutates it with its own probability).
+  kBlock,       // Per-block genes (kernel, width, bits of one block).
+  kDepth,       // One stage's depth.
+};
+
+struct MutationGroup {
+  MutationKind kind;
+  std::vector<int> genes;  // Indices into genes().
+};
+
+class SearchSpace {
+ public:
+  virtual ~SearchSpace() = default;
+
+  // Registry name, e.g. "ofa_mbv3".
+  virtual const std::string& name() const = 0;
+  virtual const std::vector<GeneSpec>& genes() const = 0;
+  virtual const std::vector<MutationGroup>& mutation_groups() const = 0;
+
+  // Cross-gene rules beyond per-gene choices (e.g. apq_mbv2's kernel-7 / dw_a=4 ban).
+  // Precondition: every value is one of its gene's choices. Cheap; used in sampling loops.
+  virtual bool SatisfiesRules(const Genotype& genotype) const { return true; }
+  // Like SatisfiesRules, but returns INVALID_ARGUMENT naming the offending layer and field.
+  virtual absl::Status CheckRules(const Genotype& genotype) const { return absl::OkStatus(); }
+
+  // Full validation of a genotype from outside: length, each value in its choices, the
+  // rules. INVALID_ARGUMENT naming the gene (e.g. "ks[3]: 4 is not one of {3,5,7}").
+  absl::Status Validate(const Genotype& genotype) const;
+
+  // The same network with every gene that has no effect (blocks beyond a stage's depth)
+  // set to its first choice, so two genotypes of the same network compare equal.
+  virtual Genotype Canonical(const Genotype& genotype) const = 0;
+
+  // Accuracy-predictor encoding: the input is a 0/1 vector of feature_size() entries;
+  // `ActiveFeatures` appends the indices of its ones in ascending order.
+  virtual int feature_size() const = 0;
+  virtual void ActiveFeatures(const Genotype& genotype, std::vector<int32_t>* indices) const = 0;
+
+  // Cost decomposition: a network's cost is the sum, in the returned order, of cost terms
+  // taken from a finite catalogue of num_cost_terms() entries, each named by the key a
+  // per-layer lookup table stores it under (the table format is the space's own, e.g. OFA's
+  // yaml keys prefixed with the resolution). `CostTerms` appends the catalogue indices for
+  // one network, in the reference implementation's summation order.
+  virtual int num_cost_terms() const = 0;
+  virtual std::string CostTermKey(int term) const = 0;
+  virtual void CostTerms(const Genotype& genotype, std::vector<int32_t>* terms) const = 0;
+
+  // JSON in the reference implementation's own arch format (OFA: {"ks","e","d","r"}).
+  // FromJson validates fully: unknown keys, wrong lengths and values outside the space are
+  // INVALID_ARGUMENT naming the field.
+  virtual std::string ToJson(const Genotype& genotype) const = 0;
+  virtual absl::StatusOr<Genotype> FromJson(std::string_view json) const = 0;
+
+  // Uniform sample over each gene's choices, redrawn until the rules hold.
+  Genotype Sample(Rng& rng) const;
+  // Each mutation group is resampled with its probability (`resolution_probability` for
+  // kResolution groups, `probability` for the others); redrawn until the rules hold.
+  Genotype Mutate(const Genotype& parent, double probability, double resolution_probability,
+                  Rng& rng) const;
+  // Uniform per-gene crossover; redrawn until the rules hold.
+  Genotype Crossover(const Genotype& first, const Genotype& second, Rng& rng) const;
+};
+
+}  // namespace apq::oface
+
+#endif  // APQ_OFACE_SEARCH_SPACE_H_

@@ -1,0 +1,142 @@
+// The persistent record of the service: jobs, their candidates, devices and their cost
+// tables. An interface so the job manager can be tested against a fault-injecting store;
+// the product uses the SQLite implementation (sqlite_store.h).
+//
+// Contract shared by every method: on error nothing is changed (each write is one
+// transaction). NOT_FOUND for an unknown job/device/version, INVALID_ARGUMENT for bad
+// arguments, INTERNAL for a storage failure (the message carries SQLite's).
+// Thread safety: implementations are safe to call from any thread.
+#ifndef APQ_SERVER_STORE_H_
+#define APQ_SERVER_STORE_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace apq::server {
+
+// Values match apq.v1.JobState.
+enum class JobState { kQueued = 1, kRunning = 2, kSucceeded = 3, kFailed = 4, kCancelled = 5 };
+
+bool IsTerminal(JobState state);
+
+struct CandidateRecord {
+  int64_t id = 0;  // Assigned by the store, ascending in order of insertion.
+  int generation = 0;
+  std::string config_json;
+  std::optional<double> accuracy;
+  std::optional<double> latency_ms;
+  std::optional<double> energy_mj;
+  std::optional<double> size_mb;
+  std::optional<double> bitops;
+  bool feasible = true;
+};
+
+struct JobRecord {
+  std::string id;  // Assigned by CreateJob ("job-<n>").
+  std::string space;
+  std::string device;
+  int64_t table_version = 0;
+  std::string predictor_version;
+  std::string request;  // Serialized apq.v1.SubmitSearchRequest with defaults filled in.
+  JobState state = JobState::kQueued;
+  std::string error;
+  int generations_done = 0;  // Generations whose candidates are stored.
+  int64_t candidates_evaluated = 0;
+  std::optional<CandidateRecord> best;
+  double created_unix_s = 0;
+  double started_unix_s = 0;
+  double finished_unix_s = 0;
+  double elapsed_s = 0;
+  // The engine's opaque state after `generations_done` generations, for resuming.
+  std::string checkpoint;
+};
+
+// What one generation adds to a job, stored atomically.
+struct GenerationBatch {
+  int generation = 0;  // Must be the job's generations_done + 1 (0 for the initial population).
+  std::vector<CandidateRecord> candidates;
+  int64_t candidates_evaluated = 0;  // Running total after this generation.
+  std::optional<CandidateRecord> best;  // Best feasible so far.
+  std::string checkpoint;
+  double elapsed_s = 0;  // Running time so far.
+};
+
+enum class CandidateOrder {
+  kId,             // Order of evaluation.
+  kAccuracyDesc,
+  kLatencyAsc,
+  kEnergyAsc,
+  kSizeAsc,
+  kBitopsAsc,
+};
+
+struct CandidateQuery {
+  std::string job_id;
+  CandidateOrder order = CandidateOrder::kId;
+  std::optional<bool> feasible;  // Unset: both.
+  int64_t offset = 0;
+  int limit = 100;
+};
+
+struct CandidatePage {
+  std::vector<CandidateRecord> candidates;
+  int64_t total = 0;  // Matching rows in all pages.
+};
+
+struct TableFileRecord {
+  std::string name;
+  std::string content;
+};
+
+struct TableVersionRecord {
+  std::string device;
+  int64_t version = 0;  // Assigned by AddTableVersion: 1, 2, ... per device.
+  int format = 0;       // apq.v1.TableFormat value.
+  int64_t entries = 0;
+  double uploaded_unix_s = 0;
+  std::string sha256;
+  std::string description;
+  std::vector<TableFileRecord> files;  // Empty in listings; filled by GetTableVersion.
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Stores a new job in state kQueued; fills in and returns its id.
+  virtual absl::StatusOr<std::string> CreateJob(const JobRecord& job) = 0;
+  virtual absl::Status MarkRunning(const std::string& job_id, double started_unix_s) = 0;
+  // Appends one generation (candidates, progress, best, checkpoint) in one transaction.
+  // FAILED_PRECONDITION if batch.generation is not the next one or the job has ended.
+  virtual absl::Status AppendGeneration(const std::string& job_id,
+                                        const GenerationBatch& batch) = 0;
+  // Moves a job to a terminal state. FAILED_PRECONDITION if it already ended.
+  virtual absl::Status FinishJob(const std::string& job_id, JobState state,
+                                 const std::string& error, double finished_unix_s,
+                                 double elapsed_s) = 0;
+  virtual absl::StatusOr<JobRecord> GetJob(const std::string& job_id) = 0;
+  // Newest first; `offset`/`limit` page through them. Checkpoints are not loaded.
+  virtual absl::StatusOr<std::vector<JobRecord>> ListJobs(std::optional<JobState> state,
+                                                          int64_t offset, int limit) = 0;
+  virtual absl::StatusOr<CandidatePage> ListCandidates(const CandidateQuery& query) = 0;
+
+  // Stores a new immutable version of a device's table; returns the version number.
+  virtual absl::StatusOr<int64_t> AddTableVersion(const TableVersionRecord& table) = 0;
+  // Every device name, ascending.
+  virtual absl::StatusOr<std::vector<std::string>> ListDevices() = 0;
+  // A device's versions ascending, without file contents. NOT_FOUND for an unknown device.
+  virtual absl::StatusOr<std::vector<TableVersionRecord>> ListTableVersions(
+      const std::string& device) = 0;
+  // One version with its files; version 0 means the latest.
+  virtual absl::StatusOr<TableVersionRecord> GetTableVersion(const std::string& device,
+                                                             int64_t version) = 0;
+};
+
+}  // namespace apq::server
+
+#endif  // APQ_SERVER_STORE_H_
