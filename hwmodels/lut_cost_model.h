@@ -37,6 +37,8 @@ class LutCostModel {
   NetworkCost Evaluate(const oface::Genotype& genotype) const;
 
   const oface::SearchSpace& space() const { return space_; }
+  // True when every term of the space has an energy figure.
+  bool has_energy() const { return has_energy_; }
 
  private:
   LutCostModel(const oface::SearchSpace& space, std::vector<double> latency_ms,

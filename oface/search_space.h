@@ -51,12 +51,14 @@ class SearchSpace {
 
   // Cross-gene rules beyond per-gene choices (e.g. apq_mbv2's kernel-7 / dw_a=4 ban).
   // Precondition: every value is one of its gene's choices. Cheap; used in sampling loops.
-  virtual bool SatisfiesRules(const Genotype& genotype) const { return true; }
+  virtual bool SatisfiesRules(const Genotype& /*genotype*/) const { return true; }
   // Like SatisfiesRules, but returns INVALID_ARGUMENT naming the offending layer and field.
-  virtual absl::Status CheckRules(const Genotype& genotype) const { return absl::OkStatus(); }
+  virtual absl::Status CheckRules(const Genotype& /*genotype*/) const {
+    return absl::OkStatus();
+  }
 
   // Full validation of a genotype from outside: length, each value in its choices, the
-  // rules. INVALID_ARGUMENT naming the gene (e.g. "ks[3]: 4 is not one of {3,5,7}").
+  // rules. INVALID_ARGUMENT naming the gene (e.g. "ks[3]: 4 is not one of {3, 5, 7}").
   absl::Status Validate(const Genotype& genotype) const;
 
   // The same network with every gene that has no effect (blocks beyond a stage's depth)

@@ -1,0 +1,86 @@
+#include "hwmodels/lut_cost_model.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/memory/memory.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace apq::hwmodels {
+namespace {
+
+constexpr size_t kMaxKeysListed = 20;
+
+}  // namespace
+
+std::vector<std::string> MissingKeys(const oface::SearchSpace& space, const CostTable& table) {
+  std::vector<std::string> missing;
+  const int num_terms = space.num_cost_terms();
+  for (int term = 0; term < num_terms; ++term) {
+    std::string key = space.CostTermKey(term);
+    if (!table.entries.contains(key)) missing.push_back(std::move(key));
+  }
+  return missing;
+}
+
+absl::StatusOr<std::unique_ptr<LutCostModel>> LutCostModel::Create(const oface::SearchSpace& space,
+                                                                   const CostTable& table) {
+  const std::vector<std::string> missing = MissingKeys(space, table);
+  if (!missing.empty()) {
+    const bool truncated = missing.size() > kMaxKeysListed;
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cost table lacks ", missing.size(), " keys the space ", space.name(), " needs: ",
+        absl::StrJoin(missing.begin(), truncated ? missing.begin() + kMaxKeysListed : missing.end(),
+                      ", "),
+        truncated ? ", ..." : ""));
+  }
+  const int num_terms = space.num_cost_terms();
+  std::vector<double> latency_ms(num_terms);
+  std::vector<double> energy_mj(num_terms);
+  bool has_energy = true;
+  for (int term = 0; term < num_terms; ++term) {
+    const CostEntry& entry = table.entries.find(space.CostTermKey(term))->second;
+    latency_ms[term] = entry.latency_ms;
+    if (entry.energy_mj.has_value()) {
+      energy_mj[term] = *entry.energy_mj;
+    } else {
+      has_energy = false;
+    }
+  }
+  if (!has_energy) energy_mj.clear();
+  return absl::WrapUnique(
+      new LutCostModel(space, std::move(latency_ms), std::move(energy_mj), has_energy));
+}
+
+LutCostModel::LutCostModel(const oface::SearchSpace& space, std::vector<double> latency_ms,
+                           std::vector<double> energy_mj, bool has_energy)
+    : space_(space),
+      latency_ms_(std::move(latency_ms)),
+      energy_mj_(std::move(energy_mj)),
+      has_energy_(has_energy) {}
+
+NetworkCost LutCostModel::Evaluate(const oface::Genotype& genotype) const {
+  // Per thread, reused across calls (and models): no allocation once it has grown.
+  thread_local std::vector<int32_t> terms;
+  terms.clear();
+  space_.CostTerms(genotype, &terms);
+  NetworkCost cost;
+  // Strictly left to right from 0.0, as the reference sums: pre-summing changes the ulps.
+  double latency_ms = 0.0;
+  for (const int32_t term : terms) latency_ms += latency_ms_[term];
+  cost.latency_ms = latency_ms;
+  if (has_energy_) {
+    double energy_mj = 0.0;
+    for (const int32_t term : terms) energy_mj += energy_mj_[term];
+    cost.energy_mj = energy_mj;
+    cost.has_energy = true;
+  }
+  return cost;
+}
+
+}  // namespace apq::hwmodels

@@ -1,0 +1,148 @@
+// Evolutionary search under hard budgets (the once-for-all / APQ evolution).
+//
+// Each generation keeps the top `parent_ratio` of the population as parents and adds
+// `mutation_ratio * population_size` mutants and the rest as uniform crossovers of two
+// random parents. A child is priced first; a child that breaks a budget is redrawn and
+// never enters the population; only feasible children are sent to the accuracy predictor,
+// in one batch per generation, with predictions memoised per network within the search.
+//
+// Deterministic for a seed: the same space, cost model, predictor, budgets, parameters and
+// seed give the same generations. Not thread-safe; one search per object.
+#ifndef APQ_SEARCH_EVOLUTION_H_
+#define APQ_SEARCH_EVOLUTION_H_
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "hwmodels/lut_cost_model.h"
+#include "oface/rng.h"
+#include "oface/search_space.h"
+#include "predictor/accuracy_predictor.h"
+
+namespace apq::search {
+
+// Hard constraints; an unset field is no constraint.
+struct Budgets {
+  std::optional<double> max_latency_ms;
+  std::optional<double> max_energy_mj;
+};
+
+// INVALID_ARGUMENT naming the field when a budget is NaN, infinite or not positive.
+absl::Status ValidateBudgets(const Budgets& budgets);
+
+// True when `cost` meets every set budget. An energy budget needs a cost with energy.
+bool MeetsBudgets(const hwmodels::NetworkCost& cost, const Budgets& budgets);
+
+struct EvolutionParams {
+  int population_size = 100;
+  int generations = 500;
+  double parent_ratio = 0.25;
+  double mutation_ratio = 0.5;
+  // OFA's tutorial uses one probability for each block, each stage depth and the resolution.
+  double mutate_probability = 0.1;
+  double resolution_mutate_probability = 0.1;
+  // Draws allowed for one feasible child before the search fails (budgets below anything
+  // the space can reach must not spin forever).
+  int max_resample_attempts = 100000;
+};
+
+// Limits that keep one job's memory and time bounded; INVALID_ARGUMENT names the field.
+inline constexpr int kMaxPopulationSize = 10000;
+inline constexpr int kMaxGenerations = 100000;
+inline constexpr int kMaxResampleAttempts = 10000000;
+absl::Status ValidateParams(const EvolutionParams& params);
+
+struct Individual {
+  // As bred: genes of inactive blocks keep their values (as in OFA), so a block that a later
+  // depth mutation activates brings back what it had. Use SearchSpace::Canonical for output.
+  oface::Genotype genotype;
+  double accuracy = 0.0;
+  hwmodels::NetworkCost cost;
+  int generation = 0;  // The generation that bred it.
+};
+
+// What one generation produced; generation 0 is the initial population.
+struct GenerationReport {
+  int generation = 0;
+  std::vector<Individual> children;  // Feasible children scored this generation.
+  // Redrawn (infeasible) children of this generation, priced but not scored: the first
+  // population_size of them, so a hopeless budget cannot flood the record.
+  std::vector<Individual> rejected;
+  int64_t rejected_total = 0;          // All redraws of this generation.
+  int64_t candidates_evaluated = 0;    // Feasible children scored so far, all generations.
+  const Individual* best = nullptr;    // Best so far; valid during the callback only.
+};
+
+// The whole state between generations, enough to resume a search exactly where it was.
+struct Checkpoint {
+  int generations_done = -1;  // -1: nothing done yet; 0: initial population done.
+  oface::Rng::State rng_state{};
+  std::vector<Individual> population;
+  std::optional<Individual> best;
+  int64_t candidates_evaluated = 0;
+};
+
+std::string SerializeCheckpoint(const Checkpoint& checkpoint);
+// DATA_LOSS when the bytes are truncated or not a checkpoint.
+absl::StatusOr<Checkpoint> ParseCheckpoint(const std::string& bytes);
+
+struct SearchResult {
+  std::optional<Individual> best;  // Unset only when cancelled before generation 0 finished.
+  int generations_done = 0;
+  int64_t candidates_evaluated = 0;
+  bool cancelled = false;
+};
+
+class EvolutionSearch {
+ public:
+  // Called after every generation with its report and the checkpoint that resumes after it.
+  // A non-OK status stops the search and is returned by Run.
+  using GenerationCallback =
+      std::function<absl::Status(const GenerationReport& report, const Checkpoint& checkpoint)>;
+  // Polled between generations; true stops the search (the result says cancelled).
+  using CancelCheck = std::function<bool()>;
+
+  // All references must outlive the search. `params` and `budgets` must be valid.
+  EvolutionSearch(const oface::SearchSpace& space, const hwmodels::LutCostModel& cost_model,
+                  predictor::AccuracyPredictor& predictor, Budgets budgets,
+                  EvolutionParams params, uint64_t seed);
+
+  // Runs from the start, or from `resume_from` when given. FAILED_PRECONDITION when no
+  // feasible child is found within max_resample_attempts draws (the message names the
+  // budgets); errors of the predictor and the callback are passed through.
+  absl::StatusOr<SearchResult> Run(const GenerationCallback& on_generation,
+                                   const CancelCheck& cancelled,
+                                   const Checkpoint* resume_from = nullptr);
+
+ private:
+  enum class ChildKind { kRandom, kMutant, kCrossover };
+
+  // Draws children of one kind until feasible; appends the child (unscored) to `pending`.
+  absl::Status DrawFeasibleChild(ChildKind kind, const std::vector<Individual>& parents,
+                                 GenerationReport* report, std::vector<Individual>* pending);
+  // Scores `pending` with the predictor (memoised) and moves them into `report->children`.
+  absl::Status Score(std::vector<Individual>* pending, GenerationReport* report);
+  std::string DescribeBudgets() const;
+
+  const oface::SearchSpace& space_;
+  const hwmodels::LutCostModel& cost_model_;
+  predictor::AccuracyPredictor& predictor_;
+  const Budgets budgets_;
+  const EvolutionParams params_;
+  oface::Rng rng_;
+
+  absl::flat_hash_map<oface::Genotype, float> accuracy_memo_;
+  predictor::FeatureBatch feature_batch_;
+  std::vector<float> predictions_;
+  std::vector<int> pending_to_batch_;
+};
+
+}  // namespace apq::search
+
+#endif  // APQ_SEARCH_EVOLUTION_H_

@@ -1,0 +1,279 @@
+#include "search/evolution.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "hwmodels/lut_cost_model.h"
+#include "hwmodels/ofa_yaml_table.h"
+#include "oface/ofa_mbv3_space.h"
+#include "predictor/mlp_predictor.h"
+
+namespace apq::search {
+namespace {
+
+class EvolutionTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    space_ = oface::NewOfaMbv3Space().release();
+    auto table = hwmodels::LoadOfaYamlDirectory("data/ofa_mbv3/note10_lut");
+    ASSERT_TRUE(table.ok()) << table.status();
+    auto model = hwmodels::LutCostModel::Create(*space_, *table);
+    ASSERT_TRUE(model.ok()) << model.status();
+    cost_model_ = model->release();
+    predictor::MlpPredictor::Options options;
+    options.num_threads = 2;
+    auto loaded = predictor::MlpPredictor::LoadRawFloat32(
+        "data/ofa_mbv3/acc_predictor.f32", "data/ofa_mbv3/acc_predictor.manifest.json", options);
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    predictor_ = loaded->release();
+  }
+
+  static EvolutionParams SmallParams() {
+    EvolutionParams params;
+    params.population_size = 40;
+    params.generations = 25;
+    return params;
+  }
+
+  static Budgets LatencyBudget(double ms) {
+    Budgets budgets;
+    budgets.max_latency_ms = ms;
+    return budgets;
+  }
+
+  // Runs a search and records every generation's children.
+  static absl::StatusOr<SearchResult> RunRecording(
+      const EvolutionParams& params, const Budgets& budgets, uint64_t seed,
+      std::vector<GenerationReport>* reports, std::vector<Checkpoint>* checkpoints = nullptr,
+      const Checkpoint* resume_from = nullptr) {
+    EvolutionSearch search(*space_, *cost_model_, *predictor_, budgets, params, seed);
+    return search.Run(
+        [&](const GenerationReport& report, const Checkpoint& checkpoint) {
+          GenerationReport copy = report;
+          copy.best = nullptr;
+          reports->push_back(std::move(copy));
+          if (checkpoints != nullptr) checkpoints->push_back(checkpoint);
+          return absl::OkStatus();
+        },
+        nullptr, resume_from);
+  }
+
+  static const oface::SearchSpace* space_;
+  static const hwmodels::LutCostModel* cost_model_;
+  static predictor::MlpPredictor* predictor_;
+};
+
+const oface::SearchSpace* EvolutionTest::space_ = nullptr;
+const hwmodels::LutCostModel* EvolutionTest::cost_model_ = nullptr;
+predictor::MlpPredictor* EvolutionTest::predictor_ = nullptr;
+
+TEST_F(EvolutionTest, EveryScoredChildMeetsTheBudgetAndEveryRejectedOneBreaksIt) {
+  std::vector<GenerationReport> reports;
+  auto result = RunRecording(SmallParams(), LatencyBudget(22.0), 7, &reports);
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(reports.size(), 26u);
+  int64_t rejected = 0;
+  for (const GenerationReport& report : reports) {
+    EXPECT_EQ(report.children.size(), 40u);
+    for (const Individual& child : report.children) {
+      EXPECT_TRUE(space_->Validate(child.genotype).ok());
+      EXPECT_LE(child.cost.latency_ms, 22.0);
+      // The cost stored with a child is the cost model's figure for it.
+      EXPECT_EQ(child.cost.latency_ms, cost_model_->Evaluate(child.genotype).latency_ms);
+    }
+    for (const Individual& child : report.rejected) EXPECT_GT(child.cost.latency_ms, 22.0);
+    EXPECT_LE(report.rejected.size(), 40u);
+    EXPECT_GE(report.rejected_total, static_cast<int64_t>(report.rejected.size()));
+    rejected += report.rejected_total;
+  }
+  EXPECT_GT(rejected, 0) << "a 22 ms budget must reject some random Note10 networks";
+  ASSERT_TRUE(result->best.has_value());
+  EXPECT_LE(result->best->cost.latency_ms, 22.0);
+  EXPECT_EQ(result->candidates_evaluated, 26 * 40);
+}
+
+TEST_F(EvolutionTest, BestIsTheMaximumOfEveryScoredChildAndImprovesOverRandom) {
+  std::vector<GenerationReport> reports;
+  auto result = RunRecording(SmallParams(), LatencyBudget(25.0), 3, &reports);
+  ASSERT_TRUE(result.ok()) << result.status();
+  double best_seen = 0;
+  double best_random = 0;
+  for (const GenerationReport& report : reports) {
+    for (const Individual& child : report.children) {
+      best_seen = std::max(best_seen, child.accuracy);
+      if (report.generation == 0) best_random = std::max(best_random, child.accuracy);
+    }
+  }
+  EXPECT_EQ(result->best->accuracy, best_seen);
+  EXPECT_GT(best_seen, best_random) << "evolution should beat the initial random population";
+}
+
+TEST_F(EvolutionTest, SameSeedSameSearchDifferentSeedDifferentSearch) {
+  std::vector<GenerationReport> first;
+  std::vector<GenerationReport> second;
+  std::vector<GenerationReport> other;
+  auto a = RunRecording(SmallParams(), LatencyBudget(25.0), 11, &first);
+  auto b = RunRecording(SmallParams(), LatencyBudget(25.0), 11, &second);
+  auto c = RunRecording(SmallParams(), LatencyBudget(25.0), 12, &other);
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  ASSERT_EQ(first.size(), second.size());
+  for (size_t g = 0; g < first.size(); ++g) {
+    ASSERT_EQ(first[g].children.size(), second[g].children.size());
+    for (size_t i = 0; i < first[g].children.size(); ++i) {
+      EXPECT_EQ(first[g].children[i].genotype, second[g].children[i].genotype);
+      EXPECT_EQ(first[g].children[i].accuracy, second[g].children[i].accuracy);
+    }
+  }
+  EXPECT_EQ(a->best->genotype, b->best->genotype);
+  EXPECT_NE(first[0].children[0].genotype, other[0].children[0].genotype);
+}
+
+TEST_F(EvolutionTest, ResumingFromACheckpointContinuesTheSameSearch) {
+  std::vector<GenerationReport> full;
+  std::vector<Checkpoint> checkpoints;
+  auto uninterrupted = RunRecording(SmallParams(), LatencyBudget(25.0), 5, &full, &checkpoints);
+  ASSERT_TRUE(uninterrupted.ok());
+
+  // The checkpoint after generation 10 goes through its byte form, as it does in the store.
+  auto restored = ParseCheckpoint(SerializeCheckpoint(checkpoints[10]));
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  std::vector<GenerationReport> rest;
+  auto resumed = RunRecording(SmallParams(), LatencyBudget(25.0), 5, &rest, nullptr, &*restored);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  ASSERT_EQ(rest.size(), full.size() - 11);
+  for (size_t i = 0; i < rest.size(); ++i) {
+    EXPECT_EQ(rest[i].generation, full[i + 11].generation);
+    for (size_t c = 0; c < rest[i].children.size(); ++c) {
+      EXPECT_EQ(rest[i].children[c].genotype, full[i + 11].children[c].genotype);
+    }
+  }
+  EXPECT_EQ(resumed->best->genotype, uninterrupted->best->genotype);
+  EXPECT_EQ(resumed->candidates_evaluated, uninterrupted->candidates_evaluated);
+}
+
+TEST_F(EvolutionTest, CancellationStopsBetweenGenerations) {
+  EvolutionSearch search(*space_, *cost_model_, *predictor_, LatencyBudget(25.0), SmallParams(),
+                         1);
+  int generations_seen = 0;
+  auto result = search.Run(
+      [&](const GenerationReport&, const Checkpoint&) {
+        ++generations_seen;
+        return absl::OkStatus();
+      },
+      [&] { return generations_seen == 4; });
+  ASSERT_TRUE(result.ok());
+  EXPECT_TRUE(result->cancelled);
+  EXPECT_EQ(generations_seen, 4);
+  EXPECT_EQ(result->generations_done, 3);
+}
+
+TEST_F(EvolutionTest, CallbackErrorStopsTheSearchAndIsReturned) {
+  EvolutionSearch search(*space_, *cost_model_, *predictor_, LatencyBudget(25.0), SmallParams(),
+                         1);
+  auto result = search.Run(
+      [&](const GenerationReport& report, const Checkpoint&) {
+        return report.generation == 2 ? absl::UnavailableError("disk full") : absl::OkStatus();
+      },
+      nullptr);
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST_F(EvolutionTest, UnreachableBudgetFailsWithFailedPrecondition) {
+  EvolutionParams params = SmallParams();
+  params.max_resample_attempts = 2000;
+  EvolutionSearch search(*space_, *cost_model_, *predictor_, LatencyBudget(1.0), params, 1);
+  auto result = search.Run(nullptr, nullptr);
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(result.status().message().find("max_latency_ms=1"), std::string::npos)
+      << result.status();
+}
+
+TEST(EvolutionParamsTest, AbsurdParametersAreRejectedNamingTheField) {
+  EXPECT_TRUE(ValidateParams(EvolutionParams()).ok());
+  struct Case {
+    void (*mutate)(EvolutionParams&);
+    const char* field;
+  };
+  const Case cases[] = {
+      {[](EvolutionParams& p) { p.population_size = 0; }, "evolution.population_size"},
+      {[](EvolutionParams& p) { p.generations = 1000000000; }, "evolution.generations"},
+      {[](EvolutionParams& p) { p.generations = 0; }, "evolution.generations"},
+      {[](EvolutionParams& p) { p.parent_ratio = 0; }, "evolution.parent_ratio"},
+      {[](EvolutionParams& p) { p.parent_ratio = 0.001; }, "evolution.parent_ratio"},
+      {[](EvolutionParams& p) { p.mutation_ratio = 1.5; }, "evolution.mutation_ratio"},
+      {[](EvolutionParams& p) { p.mutate_probability = std::nan(""); },
+       "evolution.mutate_probability"},
+      {[](EvolutionParams& p) { p.resolution_mutate_probability = -0.1; },
+       "evolution.resolution_mutate_probability"},
+      {[](EvolutionParams& p) { p.max_resample_attempts = 0; }, "evolution.max_resample_attempts"},
+  };
+  for (const Case& c : cases) {
+    EvolutionParams params;
+    c.mutate(params);
+    absl::Status status = ValidateParams(params);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.field;
+    EXPECT_NE(status.message().find(c.field), std::string::npos) << status;
+  }
+}
+
+TEST(BudgetsTest, NegativeNanOrInfiniteBudgetsAreRejectedNamingTheField) {
+  Budgets budgets;
+  EXPECT_TRUE(ValidateBudgets(budgets).ok());
+  for (double bad : {-1.0, 0.0, std::nan(""), std::numeric_limits<double>::infinity()}) {
+    budgets.max_latency_ms = bad;
+    absl::Status status = ValidateBudgets(budgets);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(status.message().find("max_latency_ms"), std::string::npos);
+  }
+  budgets.max_latency_ms = 25;
+  budgets.max_energy_mj = -3;
+  EXPECT_NE(ValidateBudgets(budgets).message().find("max_energy_mj"), std::string::npos);
+}
+
+TEST(BudgetsTest, EnergyBudgetNeedsACostWithEnergy) {
+  Budgets budgets;
+  budgets.max_energy_mj = 10;
+  hwmodels::NetworkCost cost;
+  cost.latency_ms = 1;
+  EXPECT_FALSE(MeetsBudgets(cost, budgets));
+  cost.has_energy = true;
+  cost.energy_mj = 9;
+  EXPECT_TRUE(MeetsBudgets(cost, budgets));
+  cost.energy_mj = 11;
+  EXPECT_FALSE(MeetsBudgets(cost, budgets));
+}
+
+TEST(CheckpointTest, RoundTripsAndRejectsCorruptBytes) {
+  Checkpoint checkpoint;
+  checkpoint.generations_done = 4;
+  checkpoint.rng_state = {1, 2, 3, 0xFFFFFFFFFFFFFFFFULL};
+  checkpoint.candidates_evaluated = 500;
+  Individual individual;
+  individual.genotype = {3, 5, 7, 0, -1};
+  individual.accuracy = 0.8125;
+  individual.cost.latency_ms = 24.5;
+  individual.cost.energy_mj = 3.25;
+  individual.cost.has_energy = true;
+  checkpoint.population = {individual, individual};
+  checkpoint.best = individual;
+  const std::string bytes = SerializeCheckpoint(checkpoint);
+  auto parsed = ParseCheckpoint(bytes);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->generations_done, 4);
+  EXPECT_EQ(parsed->rng_state, checkpoint.rng_state);
+  EXPECT_EQ(parsed->candidates_evaluated, 500);
+  ASSERT_EQ(parsed->population.size(), 2u);
+  EXPECT_EQ(parsed->population[1].genotype, individual.genotype);
+  EXPECT_EQ(parsed->best->cost.energy_mj, 3.25);
+  EXPECT_TRUE(parsed->best->cost.has_energy);
+
+  EXPECT_EQ(ParseCheckpoint(bytes.substr(0, bytes.size() - 1)).status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(ParseCheckpoint(bytes + "x").status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(ParseCheckpoint("not a checkpoint").status().code(), absl::StatusCode::kDataLoss);
+}
+
+}  // namespace
+}  // namespace apq::search
