@@ -1,0 +1,689 @@
+// apq: command-line client of the apqd search service.
+//
+// Exit codes: 0 success; 1 the server refused or the job failed / found nothing feasible;
+// 2 bad command line.
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "nlohmann/json.hpp"
+#include "proto/apq/v1/apq.grpc.pb.h"
+
+namespace apq::client {
+namespace {
+
+using nlohmann::json;
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+
+constexpr char kUsage[] = R"(usage: apq [--server ADDR] COMMAND [flags]
+
+Commands:
+  devices [NAME] [--json]
+      List devices and their cost-table versions (or one device).
+  evaluate --space S [--device D] [--table-version N] --config FILE [--json]
+      Score configurations (FILE: one arch JSON object or a list of them; - for stdin).
+  search --space S --device D [budgets] [engine] [--seed N] [--label L] [--wait] [--json]
+      Submit a search. Budgets: --max-latency-ms X --max-energy-mj X --max-size-mb X
+      --max-bitops X. Engine: --population N --generations N --parent-ratio X
+      --mutation-ratio X --mutate-prob X --resolution-mutate-prob X. --wait follows it
+      to the end (progress bar on a terminal); --json prints one JSON object.
+  watch JOB [--json]
+      Follow a job until it ends.
+  jobs [--state queued|running|succeeded|failed|cancelled] [--limit N] [--json]
+  candidates JOB [--sort accuracy|latency|energy|size|bitops] [--feasible|--infeasible]
+      [--limit N] [--json]
+  config JOB [--output FILE] [--json]
+      The best configuration of a finished job, in the reference arch format.
+  cancel JOB
+  upload-table --device D --format ofa-yaml|apq-bitfusion [--description T] FILE...
+      Upload a new version of a device's cost table.
+
+The server address defaults to $APQ_SERVER or 127.0.0.1:50051.
+)";
+
+// A command line split into positional arguments and --flags (with or without values).
+class Args {
+ public:
+  // `boolean_flags` take no value; every other flag takes the next argument.
+  static std::optional<Args> Parse(const std::vector<std::string>& argv,
+                                   const std::vector<std::string>& value_flags,
+                                   const std::vector<std::string>& boolean_flags,
+                                   std::string* error) {
+    Args args;
+    for (size_t i = 0; i < argv.size(); ++i) {
+      const std::string& arg = argv[i];
+      if (arg.rfind("--", 0) != 0 || arg == "-") {
+        args.positional_.push_back(arg);
+        continue;
+      }
+      std::string name = arg.substr(2);
+      std::optional<std::string> inline_value;
+      if (size_t eq = name.find('='); eq != std::string::npos) {
+        inline_value = name.substr(eq + 1);
+        name = name.substr(0, eq);
+      }
+      const bool is_value = std::find(value_flags.begin(), value_flags.end(), name) != value_flags.end();
+      const bool is_boolean =
+          std::find(boolean_flags.begin(), boolean_flags.end(), name) != boolean_flags.end();
+      if (!is_value && !is_boolean) {
+        *error = absl::StrCat("unknown flag --", name);
+        return std::nullopt;
+      }
+      if (is_boolean) {
+        if (inline_value) {
+          *error = absl::StrCat("--", name, " takes no value");
+          return std::nullopt;
+        }
+        args.values_[name] = "true";
+        continue;
+      }
+      if (inline_value) {
+        args.values_[name] = *inline_value;
+      } else if (i + 1 < argv.size()) {
+        args.values_[name] = argv[++i];
+      } else {
+        *error = absl::StrCat("--", name, " needs a value");
+        return std::nullopt;
+      }
+    }
+    return args;
+  }
+
+  bool Has(const std::string& name) const { return values_.count(name) > 0; }
+  std::string Get(const std::string& name, const std::string& fallback = "") const {
+    auto found = values_.find(name);
+    return found == values_.end() ? fallback : found->second;
+  }
+  const std::vector<std::string>& positional() const { return positional_; }
+
+ private:
+  std::map<std::string, std::string> values_;
+  std::vector<std::string> positional_;
+};
+
+struct UsageError {
+  std::string message;
+};
+
+double ParseDouble(const Args& args, const std::string& name) {
+  double value = 0;
+  if (!absl::SimpleAtod(args.Get(name), &value) || !std::isfinite(value)) {
+    throw UsageError{absl::StrCat("--", name, ": '", args.Get(name), "' is not a finite number")};
+  }
+  return value;
+}
+
+int64_t ParseInt(const Args& args, const std::string& name) {
+  int64_t value = 0;
+  if (!absl::SimpleAtoi(args.Get(name), &value)) {
+    throw UsageError{absl::StrCat("--", name, ": '", args.Get(name), "' is not an integer")};
+  }
+  return value;
+}
+
+int32_t ParseInt32(const Args& args, const std::string& name) {
+  const int64_t value = ParseInt(args, name);
+  if (value < INT32_MIN || value > INT32_MAX) {
+    throw UsageError{absl::StrCat("--", name, ": ", value, " is out of range")};
+  }
+  return static_cast<int32_t>(value);
+}
+
+std::string Require(const Args& args, const std::string& name) {
+  if (!args.Has(name) || args.Get(name).empty()) throw UsageError{absl::StrCat("--", name, " is required")};
+  return args.Get(name);
+}
+
+std::string ReadFileOrStdin(const std::string& path) {
+  std::stringstream content;
+  if (path == "-") {
+    content << std::cin.rdbuf();
+    return content.str();
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw UsageError{absl::StrCat("cannot read ", path)};
+  content << in.rdbuf();
+  return content.str();
+}
+
+int ReportRpcError(const grpc::Status& status) {
+  static const char* const kNames[] = {
+      "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+      "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+      "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+      "UNAUTHENTICATED"};
+  const int code = status.error_code();
+  const char* name = code >= 0 && code <= 16 ? kNames[code] : "UNKNOWN";
+  std::fprintf(stderr, "apq: %s: %s\n", name, status.error_message().c_str());
+  return kExitFailed;
+}
+
+std::string StateName(apq::v1::JobState state) {
+  std::string name = apq::v1::JobState_Name(state);
+  const std::string prefix = "JOB_STATE_";
+  if (name.rfind(prefix, 0) == 0) name = name.substr(prefix.size());
+  return name;
+}
+
+json MetricsJson(const apq::v1::Metrics& metrics) {
+  json out = json::object();
+  if (metrics.has_accuracy()) out["accuracy"] = metrics.accuracy();
+  if (metrics.has_latency_ms()) out["latency_ms"] = metrics.latency_ms();
+  if (metrics.has_energy_mj()) out["energy_mj"] = metrics.energy_mj();
+  if (metrics.has_size_mb()) out["size_mb"] = metrics.size_mb();
+  if (metrics.has_bitops()) out["bitops"] = metrics.bitops();
+  return out;
+}
+
+json ParseConfig(const std::string& text) {
+  json parsed = json::parse(text, nullptr, false);
+  return parsed.is_discarded() ? json(text) : parsed;
+}
+
+json JobJson(const apq::v1::Job& job) {
+  json out = {{"job_id", job.id()},
+              {"state", StateName(job.state())},
+              {"space", job.request().space()},
+              {"device", job.request().device()},
+              {"generations_done", job.generations_done()},
+              {"total_generations", job.request().evolution().generations()},
+              {"candidates_evaluated", job.candidates_evaluated()},
+              {"elapsed_s", job.elapsed_s()},
+              {"table_version", job.table_version()},
+              {"predictor_version", job.predictor_version()},
+              {"seed", job.request().seed()}};
+  if (job.has_best()) {
+    out["best_config"] = ParseConfig(job.best().config_json());
+    for (auto& [key, value] : MetricsJson(job.best().metrics()).items()) out[key] = value;
+  }
+  if (!job.error().empty()) out["error"] = job.error();
+  return out;
+}
+
+std::string DescribeMetrics(const apq::v1::Metrics& metrics) {
+  std::vector<std::string> parts;
+  if (metrics.has_accuracy()) parts.push_back(absl::StrFormat("accuracy %.4f", metrics.accuracy()));
+  if (metrics.has_latency_ms()) parts.push_back(absl::StrFormat("latency %.3f ms", metrics.latency_ms()));
+  if (metrics.has_energy_mj()) parts.push_back(absl::StrFormat("energy %.3f mJ", metrics.energy_mj()));
+  if (metrics.has_size_mb()) parts.push_back(absl::StrFormat("size %.3f MB", metrics.size_mb()));
+  if (metrics.has_bitops()) parts.push_back(absl::StrFormat("BitOps %.4g", metrics.bitops()));
+  return absl::StrJoin(parts, ", ");
+}
+
+class Client {
+ public:
+  explicit Client(const std::string& address) {
+    grpc::ChannelArguments arguments;
+    arguments.SetMaxSendMessageSize(64 << 20);
+    arguments.SetMaxReceiveMessageSize(64 << 20);
+    channel_ = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), arguments);
+    search_ = apq::v1::SearchService::NewStub(channel_);
+    devices_ = apq::v1::DeviceService::NewStub(channel_);
+  }
+
+  int Run(const std::string& command, const std::vector<std::string>& argv) {
+    if (command == "devices") return Devices(argv);
+    if (command == "evaluate") return Evaluate(argv);
+    if (command == "search") return Search(argv);
+    if (command == "watch") return Watch(argv);
+    if (command == "jobs") return Jobs(argv);
+    if (command == "candidates") return Candidates(argv);
+    if (command == "config") return Config(argv);
+    if (command == "cancel") return Cancel(argv);
+    if (command == "upload-table") return UploadTable(argv);
+    throw UsageError{absl::StrCat("unknown command '", command, "'")};
+  }
+
+ private:
+  static void SetDeadline(grpc::ClientContext* context, int seconds = 60) {
+    context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+  }
+
+  static Args ParseOrThrow(const std::vector<std::string>& argv,
+                           const std::vector<std::string>& value_flags,
+                           const std::vector<std::string>& boolean_flags, size_t positional) {
+    std::string error;
+    std::optional<Args> args = Args::Parse(argv, value_flags, boolean_flags, &error);
+    if (!args) throw UsageError{error};
+    if (args->positional().size() > positional) {
+      throw UsageError{absl::StrCat("unexpected argument '", args->positional()[positional], "'")};
+    }
+    return *args;
+  }
+
+  static std::string JobArgument(const Args& args) {
+    if (args.positional().empty()) throw UsageError{"a job id is required"};
+    return args.positional()[0];
+  }
+
+  int Devices(const std::vector<std::string>& argv) {
+    Args args = ParseOrThrow(argv, {}, {"json"}, 1);
+    std::vector<apq::v1::Device> devices;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    if (!args.positional().empty()) {
+      apq::v1::GetDeviceRequest request;
+      request.set_device(args.positional()[0]);
+      apq::v1::Device device;
+      grpc::Status status = devices_->GetDevice(&context, request, &device);
+      if (!status.ok()) return ReportRpcError(status);
+      devices.push_back(device);
+    } else {
+      apq::v1::ListDevicesResponse response;
+      grpc::Status status = devices_->ListDevices(&context, {}, &response);
+      if (!status.ok()) return ReportRpcError(status);
+      devices.assign(response.devices().begin(), response.devices().end());
+    }
+    json out = json::array();
+    for (const apq::v1::Device& device : devices) {
+      json versions = json::array();
+      for (const apq::v1::TableVersion& version : device.versions()) {
+        versions.push_back({{"version", version.version()},
+                            {"format", apq::v1::TableFormat_Name(version.format())},
+                            {"entries", version.entries()},
+                            {"sha256", version.sha256()},
+                            {"description", version.description()},
+                            {"covered_spaces", std::vector<std::string>(
+                                                   version.covered_spaces().begin(),
+                                                   version.covered_spaces().end())}});
+      }
+      out.push_back({{"name", device.name()}, {"versions", versions}});
+    }
+    if (args.Has("json")) {
+      std::cout << out.dump(2) << "\n";
+      return kExitOk;
+    }
+    for (const json& device : out) {
+      std::cout << device["name"].get<std::string>() << "\n";
+      for (const json& version : device["versions"]) {
+        std::cout << "  v" << version["version"] << "  " << version["format"].get<std::string>()
+                  << "  " << version["entries"] << " entries  spaces: "
+                  << absl::StrJoin(version["covered_spaces"].get<std::vector<std::string>>(), ",")
+                  << "  " << version["description"].get<std::string>() << "\n";
+      }
+    }
+    return kExitOk;
+  }
+
+  int Evaluate(const std::vector<std::string>& argv) {
+    Args args = ParseOrThrow(argv, {"space", "device", "config", "table-version"}, {"json"}, 0);
+    apq::v1::EvaluateRequest request;
+    request.set_space(Require(args, "space"));
+    request.set_device(args.Get("device"));
+    if (args.Has("table-version")) request.set_table_version(ParseInt(args, "table-version"));
+    const std::string text = ReadFileOrStdin(Require(args, "config"));
+    json parsed = json::parse(text, nullptr, false);
+    if (parsed.is_discarded()) {
+      // Let the server name the problem, with its position.
+      request.add_configs_json(text);
+    } else if (parsed.is_array() && !parsed.empty() && parsed[0].is_object()) {
+      for (const json& config : parsed) request.add_configs_json(config.dump());
+    } else {
+      request.add_configs_json(parsed.dump());
+    }
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    apq::v1::EvaluateResponse response;
+    grpc::Status status = search_->Evaluate(&context, request, &response);
+    if (!status.ok()) return ReportRpcError(status);
+    json results = json::array();
+    for (const apq::v1::Metrics& metrics : response.metrics()) results.push_back(MetricsJson(metrics));
+    if (args.Has("json")) {
+      json out = results.size() == 1 ? results[0] : json{{"results", results}};
+      if (response.table_version() > 0) out["table_version"] = response.table_version();
+      if (!response.predictor_version().empty()) out["predictor_version"] = response.predictor_version();
+      std::cout << out.dump(2) << "\n";
+      return kExitOk;
+    }
+    for (const apq::v1::Metrics& metrics : response.metrics()) {
+      std::cout << DescribeMetrics(metrics) << "\n";
+    }
+    return kExitOk;
+  }
+
+  int Search(const std::vector<std::string>& argv) {
+    Args args = ParseOrThrow(
+        argv,
+        {"space", "device", "max-latency-ms", "max-energy-mj", "max-size-mb", "max-bitops",
+         "population", "generations", "parent-ratio", "mutation-ratio", "mutate-prob",
+         "resolution-mutate-prob", "seed", "label", "table-version"},
+        {"wait", "json"}, 0);
+    apq::v1::SubmitSearchRequest request;
+    request.set_space(Require(args, "space"));
+    request.set_device(Require(args, "device"));
+    apq::v1::Budgets* budgets = request.mutable_budgets();
+    if (args.Has("max-latency-ms")) budgets->set_max_latency_ms(ParseDouble(args, "max-latency-ms"));
+    if (args.Has("max-energy-mj")) budgets->set_max_energy_mj(ParseDouble(args, "max-energy-mj"));
+    if (args.Has("max-size-mb")) budgets->set_max_size_mb(ParseDouble(args, "max-size-mb"));
+    if (args.Has("max-bitops")) budgets->set_max_bitops(ParseDouble(args, "max-bitops"));
+    apq::v1::EvolutionParams* evolution = request.mutable_evolution();
+    if (args.Has("population")) evolution->set_population_size(ParseInt32(args, "population"));
+    if (args.Has("generations")) evolution->set_generations(ParseInt32(args, "generations"));
+    if (args.Has("parent-ratio")) evolution->set_parent_ratio(ParseDouble(args, "parent-ratio"));
+    if (args.Has("mutation-ratio")) evolution->set_mutation_ratio(ParseDouble(args, "mutation-ratio"));
+    if (args.Has("mutate-prob")) evolution->set_mutate_probability(ParseDouble(args, "mutate-prob"));
+    if (args.Has("resolution-mutate-prob")) {
+      evolution->set_resolution_mutate_probability(ParseDouble(args, "resolution-mutate-prob"));
+    }
+    if (args.Has("seed")) {
+      const int64_t seed = ParseInt(args, "seed");
+      if (seed < 0) throw UsageError{"--seed: must be >= 0"};
+      request.set_seed(static_cast<uint64_t>(seed));
+    }
+    if (args.Has("table-version")) request.set_table_version(ParseInt(args, "table-version"));
+    request.set_label(args.Get("label"));
+
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    apq::v1::Job job;
+    grpc::Status status = search_->SubmitSearch(&context, request, &job);
+    if (!status.ok()) return ReportRpcError(status);
+    if (!args.Has("wait")) {
+      if (args.Has("json")) {
+        std::cout << JobJson(job).dump(2) << "\n";
+      } else {
+        std::cout << job.id() << "\n";
+      }
+      return kExitOk;
+    }
+    return FollowJob(job.id(), args.Has("json"));
+  }
+
+  // Follows a job to its end, then prints it. Exit 1 unless it succeeded with a result.
+  int FollowJob(const std::string& job_id, bool as_json) {
+    const bool show_bar = !as_json && isatty(STDERR_FILENO);
+    grpc::ClientContext context;
+    apq::v1::WatchJobRequest request;
+    request.set_job_id(job_id);
+    std::unique_ptr<grpc::ClientReader<apq::v1::JobProgress>> reader =
+        search_->WatchJob(&context, request);
+    apq::v1::JobProgress progress;
+    while (reader->Read(&progress)) {
+      if (show_bar) DrawProgress(progress);
+    }
+    if (show_bar) std::fprintf(stderr, "\n");
+    grpc::Status status = reader->Finish();
+    if (!status.ok()) return ReportRpcError(status);
+
+    grpc::ClientContext get_context;
+    SetDeadline(&get_context);
+    apq::v1::GetJobRequest get;
+    get.set_job_id(job_id);
+    apq::v1::Job job;
+    status = search_->GetJob(&get_context, get, &job);
+    if (!status.ok()) return ReportRpcError(status);
+    PrintJob(job, as_json);
+    return job.state() == apq::v1::JOB_STATE_SUCCEEDED && job.has_best() ? kExitOk : kExitFailed;
+  }
+
+  static void DrawProgress(const apq::v1::JobProgress& progress) {
+    constexpr int kWidth = 30;
+    const int total = std::max(1, progress.total_generations());
+    const int filled = std::min(kWidth, progress.generation() * kWidth / total);
+    std::string bar(filled, '#');
+    bar.append(kWidth - filled, '.');
+    std::string best = "-";
+    if (progress.has_best()) best = DescribeMetrics(progress.best().metrics());
+    std::fprintf(stderr, "\r\033[K[%s] gen %d/%d  %lld candidates  %.1fs  best: %s", bar.c_str(),
+                 progress.generation(), progress.total_generations(),
+                 static_cast<long long>(progress.candidates_evaluated()), progress.elapsed_s(),
+                 best.c_str());
+    std::fflush(stderr);
+  }
+
+  static void PrintJob(const apq::v1::Job& job, bool as_json) {
+    if (as_json) {
+      std::cout << JobJson(job).dump(2) << "\n";
+      return;
+    }
+    std::cout << "job " << job.id() << ": " << StateName(job.state()) << " after "
+              << job.generations_done() << "/" << job.request().evolution().generations()
+              << " generations, " << job.candidates_evaluated() << " candidates, "
+              << absl::StrFormat("%.2f s", job.elapsed_s()) << "\n";
+    if (!job.error().empty()) std::cout << "error: " << job.error() << "\n";
+    if (job.has_best()) {
+      std::cout << "best: " << DescribeMetrics(job.best().metrics()) << "\n"
+                << "config: " << job.best().config_json() << "\n";
+    }
+  }
+
+  int Watch(const std::vector<std::string>& argv) {
+    Args args = ParseOrThrow(argv, {}, {"json"}, 1);
+    return FollowJob(JobArgument(args), args.Has("json"));
+  }
+
+  int Jobs(const std::vector<std::string>& argv) {
+    Args args = ParseOrThrow(argv, {"state", "limit"}, {"json"}, 0);
+    apq::v1::ListJobsRequest request;
+    if (args.Has("state")) {
+      apq::v1::JobState state;
+      std::string name = "JOB_STATE_" + args.Get("state");
+      for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      if (!apq::v1::JobState_Parse(name, &state)) {
+        throw UsageError{absl::StrCat("--state: unknown state '", args.Get("state"), "'")};
+      }
+      request.set_state(state);
+    }
+    if (args.Has("limit")) request.set_page_size(ParseInt32(args, "limit"));
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    apq::v1::ListJobsResponse response;
+    grpc::Status status = search_->ListJobs(&context, request, &response);
+    if (!status.ok()) return ReportRpcError(status);
+    json out = json::array();
+    for (const apq::v1::Job& job : response.jobs()) out.push_back(JobJson(job));
+    if (args.Has("json")) {
+      std::cout << out.dump(2) << "\n";
+      return kExitOk;
+    }
+    for (const apq::v1::Job& job : response.jobs()) {
+      std::cout << job.id() << "  " << StateName(job.state()) << "  " << job.request().space()
+                << "@" << job.request().device() << "  gen " << job.generations_done() << "/"
+                << job.request().evolution().generations();
+      if (job.has_best()) std::cout << "  " << DescribeMetrics(job.best().metrics());
+      std::cout << "\n";
+    }
+    return kExitOk;
+  }
+
+  int Candidates(const std::vector<std::string>& argv) {
+    Args args = ParseOrThrow(argv, {"sort", "limit", "page-token"},
+                             {"feasible", "infeasible", "json"}, 1);
+    apq::v1::ListCandidatesRequest request;
+    request.set_job_id(JobArgument(args));
+    static const std::map<std::string, apq::v1::SortMetric> kSorts = {
+        {"id", apq::v1::SORT_METRIC_UNSPECIFIED}, {"accuracy", apq::v1::SORT_METRIC_ACCURACY},
+        {"latency", apq::v1::SORT_METRIC_LATENCY}, {"energy", apq::v1::SORT_METRIC_ENERGY},
+        {"size", apq::v1::SORT_METRIC_SIZE},       {"bitops", apq::v1::SORT_METRIC_BITOPS}};
+    if (args.Has("sort")) {
+      auto found = kSorts.find(args.Get("sort"));
+      if (found == kSorts.end()) throw UsageError{absl::StrCat("--sort: unknown metric '", args.Get("sort"), "'")};
+      request.set_sort_by(found->second);
+    }
+    if (args.Has("feasible") && args.Has("infeasible")) {
+      throw UsageError{"--feasible and --infeasible exclude each other"};
+    }
+    if (args.Has("feasible")) request.set_feasibility(apq::v1::FEASIBILITY_FEASIBLE);
+    if (args.Has("infeasible")) request.set_feasibility(apq::v1::FEASIBILITY_INFEASIBLE);
+    if (args.Has("limit")) request.set_page_size(ParseInt32(args, "limit"));
+    request.set_page_token(args.Get("page-token"));
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    apq::v1::ListCandidatesResponse response;
+    grpc::Status status = search_->ListCandidates(&context, request, &response);
+    if (!status.ok()) return ReportRpcError(status);
+    if (args.Has("json")) {
+      json candidates = json::array();
+      for (const apq::v1::Candidate& candidate : response.candidates()) {
+        json item = {{"id", candidate.id()},
+                     {"generation", candidate.generation()},
+                     {"feasible", candidate.feasible()},
+                     {"config", ParseConfig(candidate.config_json())}};
+        for (auto& [key, value] : MetricsJson(candidate.metrics()).items()) item[key] = value;
+        candidates.push_back(item);
+      }
+      std::cout << json{{"total", response.total()},
+                        {"next_page_token", response.next_page_token()},
+                        {"candidates", candidates}}
+                       .dump(2)
+                << "\n";
+      return kExitOk;
+    }
+    for (const apq::v1::Candidate& candidate : response.candidates()) {
+      std::cout << candidate.id() << "  gen " << candidate.generation() << "  "
+                << (candidate.feasible() ? "feasible  " : "infeasible  ")
+                << DescribeMetrics(candidate.metrics()) << "  " << candidate.config_json() << "\n";
+    }
+    std::cout << response.total() << " candidates in all\n";
+    return kExitOk;
+  }
+
+  int Config(const std::vector<std::string>& argv) {
+    Args args = ParseOrThrow(argv, {"output"}, {"json"}, 1);
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    apq::v1::GetDeployableConfigRequest request;
+    request.set_job_id(JobArgument(args));
+    apq::v1::DeployableConfig config;
+    grpc::Status status = search_->GetDeployableConfig(&context, request, &config);
+    if (!status.ok()) return ReportRpcError(status);
+    json out = {{"job_id", config.job_id()},
+                {"space", config.space()},
+                {"device", config.device()},
+                {"config", ParseConfig(config.config_json())},
+                {"metrics", MetricsJson(config.metrics())},
+                {"table_version", config.table_version()},
+                {"predictor_version", config.predictor_version()},
+                {"seed", config.seed()}};
+    if (args.Has("output")) {
+      std::ofstream file(args.Get("output"));
+      file << ParseConfig(config.config_json()).dump(2) << "\n";
+      if (!file) {
+        std::fprintf(stderr, "apq: cannot write %s\n", args.Get("output").c_str());
+        return kExitFailed;
+      }
+    }
+    if (args.Has("json")) {
+      std::cout << out.dump(2) << "\n";
+    } else {
+      std::cout << config.config_json() << "\n" << DescribeMetrics(config.metrics()) << "\n";
+    }
+    return kExitOk;
+  }
+
+  int Cancel(const std::vector<std::string>& argv) {
+    Args args = ParseOrThrow(argv, {}, {}, 1);
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    apq::v1::CancelJobRequest request;
+    request.set_job_id(JobArgument(args));
+    apq::v1::Job job;
+    grpc::Status status = search_->CancelJob(&context, request, &job);
+    if (!status.ok()) return ReportRpcError(status);
+    std::cout << job.id() << ": cancellation requested (" << StateName(job.state()) << ")\n";
+    return kExitOk;
+  }
+
+  int UploadTable(const std::vector<std::string>& argv) {
+    Args args = ParseOrThrow(argv, {"device", "format", "description"}, {"json"}, 1000);
+    apq::v1::UploadCostTableRequest request;
+    request.set_device(Require(args, "device"));
+    const std::string format = Require(args, "format");
+    if (format == "ofa-yaml") {
+      request.set_format(apq::v1::TABLE_FORMAT_OFA_YAML);
+    } else if (format == "apq-bitfusion") {
+      request.set_format(apq::v1::TABLE_FORMAT_APQ_BITFUSION);
+    } else {
+      throw UsageError{absl::StrCat("--format: '", format, "' is not ofa-yaml or apq-bitfusion")};
+    }
+    request.set_description(args.Get("description"));
+    if (args.positional().empty()) throw UsageError{"at least one table file is required"};
+    for (const std::string& path : args.positional()) {
+      apq::v1::TableFile* file = request.add_files();
+      file->set_name(path.substr(path.find_last_of('/') + 1));
+      file->set_content(ReadFileOrStdin(path));
+    }
+    grpc::ClientContext context;
+    SetDeadline(&context, 300);
+    apq::v1::Device device;
+    grpc::Status status = devices_->UploadCostTable(&context, request, &device);
+    if (!status.ok()) return ReportRpcError(status);
+    const apq::v1::TableVersion& latest = device.versions(device.versions_size() - 1);
+    if (args.Has("json")) {
+      std::cout << json{{"device", device.name()},
+                        {"version", latest.version()},
+                        {"entries", latest.entries()},
+                        {"sha256", latest.sha256()},
+                        {"covered_spaces", std::vector<std::string>(latest.covered_spaces().begin(),
+                                                                    latest.covered_spaces().end())}}
+                       .dump(2)
+                << "\n";
+    } else {
+      std::cout << device.name() << " v" << latest.version() << ": " << latest.entries()
+                << " entries, covers: " << absl::StrJoin(latest.covered_spaces(), ", ") << "\n";
+    }
+    return kExitOk;
+  }
+
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<apq::v1::SearchService::Stub> search_;
+  std::unique_ptr<apq::v1::DeviceService::Stub> devices_;
+};
+
+int Main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  const char* from_env = std::getenv("APQ_SERVER");
+  std::string server = from_env != nullptr && *from_env != '\0' ? from_env : "127.0.0.1:50051";
+  while (!args.empty() && args[0].rfind("--", 0) == 0) {
+    if (args[0] == "--help" || args[0] == "-h") {
+      std::cout << kUsage;
+      return kExitOk;
+    }
+    if (args[0] == "--server" && args.size() >= 2) {
+      server = args[1];
+      args.erase(args.begin(), args.begin() + 2);
+    } else if (args[0].rfind("--server=", 0) == 0) {
+      server = args[0].substr(9);
+      args.erase(args.begin());
+    } else {
+      std::fprintf(stderr, "apq: unknown option %s\n%s", args[0].c_str(), kUsage);
+      return kExitUsage;
+    }
+  }
+  if (args.empty()) {
+    std::fprintf(stderr, "%s", kUsage);
+    return kExitUsage;
+  }
+  const std::string command = args[0];
+  args.erase(args.begin());
+  try {
+    Client client(server);
+    return client.Run(command, args);
+  } catch (const UsageError& error) {
+    std::fprintf(stderr, "apq %s: %s\n(run 'apq --help' for usage)\n", command.c_str(),
+                 error.message.c_str());
+    return kExitUsage;
+  }
+}
+
+}  // namespace
+}  // namespace apq::client
+
+int main(int argc, char** argv) { return apq::client::Main(argc, argv); }

@@ -1,0 +1,271 @@
+#include "server/catalog.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <tuple>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/status_macros.h"
+#include "hwmodels/ofa_yaml_table.h"
+#include "oface/ofa_mbv3_space.h"
+#include "predictor/mlp_predictor.h"
+
+namespace apq::server {
+namespace {
+
+constexpr char kNote10[] = "note10";
+
+std::string Sha256Hex(const std::vector<TableFileRecord>& files) {
+  EVP_MD_CTX* context = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(context, EVP_sha256(), nullptr);
+  for (const TableFileRecord& file : files) {
+    // Lengths are hashed too, so no two different file lists share a digest by concatenation.
+    const std::string header = absl::StrCat(file.name.size(), ":", file.name, ":",
+                                            file.content.size(), ":");
+    EVP_DigestUpdate(context, header.data(), header.size());
+    EVP_DigestUpdate(context, file.content.data(), file.content.size());
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_DigestFinal_ex(context, digest, &length);
+  EVP_MD_CTX_free(context);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned int i = 0; i < length; ++i) {
+    hex.push_back(kHex[digest[i] >> 4]);
+    hex.push_back(kHex[digest[i] & 15]);
+  }
+  return hex;
+}
+
+absl::StatusOr<std::vector<TableFileRecord>> ReadTableFolder(const std::string& folder) {
+  std::vector<TableFileRecord> files;
+  std::error_code error;
+  for (const auto& item : std::filesystem::directory_iterator(folder, error)) {
+    if (!item.is_regular_file()) continue;
+    std::ifstream in(item.path(), std::ios::binary);
+    std::stringstream content;
+    content << in.rdbuf();
+    if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", item.path().string()));
+    files.push_back({item.path().filename().string(), content.str()});
+  }
+  if (error) {
+    return absl::NotFoundError(absl::StrCat("cannot list ", folder, ": ", error.message()));
+  }
+  std::sort(files.begin(), files.end(),
+            [](const TableFileRecord& a, const TableFileRecord& b) { return a.name < b.name; });
+  return files;
+}
+
+}  // namespace
+
+absl::Status ValidateDeviceName(absl::string_view name) {
+  const auto allowed_first = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+  };
+  bool ok = !name.empty() && name.size() <= 64 && allowed_first(name[0]);
+  for (char c : name) {
+    ok = ok && (allowed_first(c) || c == '_' || c == '.' || c == '-');
+  }
+  if (!ok) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "device: '", name, "' is not a valid device name ([a-z0-9][a-z0-9_.-]{0,63})"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<hwmodels::CostTable> ParseTableFiles(int format,
+                                                    const std::vector<TableFileRecord>& files) {
+  if (files.empty()) return absl::InvalidArgumentError("files: no table file given");
+  switch (format) {
+    case kTableFormatOfaYaml: {
+      std::vector<std::pair<std::string, std::string>> named;
+      named.reserve(files.size());
+      for (const TableFileRecord& file : files) named.emplace_back(file.name, file.content);
+      return hwmodels::LoadOfaYamlTables(named);
+    }
+    case kTableFormatApqBitFusion:
+      return absl::UnimplementedError(
+          "format: TABLE_FORMAT_APQ_BITFUSION tables are not supported by this server yet");
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("format: unknown table format ", format));
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(const Options& options, Store& store) {
+  std::unique_ptr<Catalog> catalog(new Catalog(store));
+
+  SpaceEntry ofa;
+  ofa.space = oface::NewOfaMbv3Space();
+  ofa.table_format = kTableFormatOfaYaml;
+  predictor::MlpPredictor::Options predictor_options;
+  predictor_options.num_threads = options.predictor_threads;
+  ASSIGN_OR_RETURN(
+      auto mlp, predictor::MlpPredictor::LoadRawFloat32(
+                    options.data_dir + "/ofa_mbv3/acc_predictor.f32",
+                    options.data_dir + "/ofa_mbv3/acc_predictor.manifest.json", predictor_options));
+  if (mlp->input_size() != ofa.space->feature_size()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the ofa_mbv3 predictor takes ", mlp->input_size(),
+                     " inputs, the space encodes ", ofa.space->feature_size()));
+  }
+  ofa.predictor_version = mlp->version();
+  ofa.predictor = std::move(mlp);
+  catalog->spaces_.push_back(std::move(ofa));
+
+  // Default devices: stored once, so that later uploads become versions 2, 3, ...
+  ASSIGN_OR_RETURN(std::vector<std::string> devices, store.ListDevices());
+  if (std::find(devices.begin(), devices.end(), kNote10) == devices.end()) {
+    ASSIGN_OR_RETURN(std::vector<TableFileRecord> files,
+                     ReadTableFolder(options.data_dir + "/ofa_mbv3/note10_lut"));
+    RETURN_IF_ERROR(catalog
+                        ->UploadTable(kNote10, kTableFormatOfaYaml, files,
+                                      "Samsung Note10, measured by once-for-all (embedded default)")
+                        .status());
+  }
+  return catalog;
+}
+
+const Catalog::SpaceEntry* Catalog::FindEntry(absl::string_view name) const {
+  for (const SpaceEntry& entry : spaces_) {
+    if (entry.space->name() == name) return &entry;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> Catalog::SpaceNames() const {
+  std::vector<std::string> names;
+  for (const SpaceEntry& entry : spaces_) names.push_back(entry.space->name());
+  return names;
+}
+
+absl::StatusOr<const oface::SearchSpace*> Catalog::FindSpace(absl::string_view name) const {
+  const SpaceEntry* entry = FindEntry(name);
+  if (entry == nullptr) {
+    return absl::NotFoundError(absl::StrCat("space: unknown space '", name,
+                                            "'; known: ", absl::StrJoin(SpaceNames(), ", ")));
+  }
+  return entry->space.get();
+}
+
+absl::StatusOr<Catalog::PredictorInstance> Catalog::NewPredictor(absl::string_view space) const {
+  const SpaceEntry* entry = FindEntry(space);
+  if (entry == nullptr) return FindSpace(space).status();
+  if (entry->predictor == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("space ", space, " has no accuracy predictor yet"));
+  }
+  return PredictorInstance{entry->predictor->Clone(), entry->predictor_version};
+}
+
+absl::StatusOr<std::shared_ptr<const hwmodels::CostTable>> Catalog::LoadTable(
+    const std::string& device, int64_t version, int* format) {
+  {
+    absl::MutexLock lock(&mutex_);
+    auto found = tables_.find({device, version});
+    if (found != tables_.end()) {
+      *format = found->second.first;
+      return found->second.second;
+    }
+  }
+  // Parsing happens outside the lock: tables are immutable, so a race only parses twice.
+  ASSIGN_OR_RETURN(TableVersionRecord record, store_.GetTableVersion(device, version));
+  auto parsed = ParseTableFiles(record.format, record.files);
+  if (!parsed.ok()) {
+    return absl::DataLossError(absl::StrCat("stored table ", device, " v", version,
+                                            " no longer parses: ", parsed.status().message()));
+  }
+  auto table = std::make_shared<const hwmodels::CostTable>(*std::move(parsed));
+  absl::MutexLock lock(&mutex_);
+  tables_[{device, version}] = {record.format, table};
+  *format = record.format;
+  return table;
+}
+
+absl::StatusOr<Catalog::CostModelHandle> Catalog::CostModel(absl::string_view space,
+                                                            const std::string& device,
+                                                            int64_t version) {
+  const SpaceEntry* entry = FindEntry(space);
+  if (entry == nullptr) return FindSpace(space).status();
+  RETURN_IF_ERROR(ValidateDeviceName(device));
+  if (version < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("table_version: must be 0 (latest) or a version, got ", version));
+  }
+  if (version == 0) {
+    ASSIGN_OR_RETURN(std::vector<TableVersionRecord> versions, store_.ListTableVersions(device));
+    if (versions.empty()) {
+      return absl::NotFoundError(absl::StrCat("device: '", device, "' has no cost table"));
+    }
+    version = versions.back().version;
+  }
+  const auto key = std::make_tuple(std::string(space), device, version);
+  {
+    absl::MutexLock lock(&mutex_);
+    auto found = cost_models_.find(key);
+    if (found != cost_models_.end()) return found->second;
+  }
+  int format = 0;
+  ASSIGN_OR_RETURN(std::shared_ptr<const hwmodels::CostTable> table,
+                   LoadTable(device, version, &format));
+  if (format != entry->table_format) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("device ", device, " table v", version, " (format ", format,
+                     ") cannot price space ", space, ", which needs format ", entry->table_format));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<hwmodels::LutCostModel> model,
+                   hwmodels::LutCostModel::Create(*entry->space, *table));
+  CostModelHandle handle{std::shared_ptr<const hwmodels::LutCostModel>(std::move(model)), version};
+  absl::MutexLock lock(&mutex_);
+  cost_models_.emplace(key, handle);
+  return handle;
+}
+
+absl::StatusOr<TableVersionRecord> Catalog::UploadTable(const std::string& device, int format,
+                                                        const std::vector<TableFileRecord>& files,
+                                                        const std::string& description) {
+  RETURN_IF_ERROR(ValidateDeviceName(device));
+  if (description.size() > 4096) {
+    return absl::InvalidArgumentError("description: longer than 4096 bytes");
+  }
+  ASSIGN_OR_RETURN(hwmodels::CostTable table, ParseTableFiles(format, files));
+  TableVersionRecord record;
+  record.device = device;
+  record.format = format;
+  record.entries = static_cast<int64_t>(table.entries.size());
+  record.uploaded_unix_s = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
+  record.sha256 = Sha256Hex(files);
+  record.description = description;
+  record.files = files;
+  ASSIGN_OR_RETURN(record.version, store_.AddTableVersion(record));
+  {
+    absl::MutexLock lock(&mutex_);
+    tables_[{device, record.version}] = {
+        format, std::make_shared<const hwmodels::CostTable>(std::move(table))};
+  }
+  record.files.clear();
+  return record;
+}
+
+absl::StatusOr<std::vector<std::string>> Catalog::CoveredSpaces(const std::string& device,
+                                                                int64_t version) {
+  std::vector<std::string> covered;
+  for (const SpaceEntry& entry : spaces_) {
+    auto model = CostModel(entry.space->name(), device, version);
+    if (model.ok()) {
+      covered.push_back(entry.space->name());
+    } else if (model.status().code() != absl::StatusCode::kFailedPrecondition) {
+      return model.status();
+    }
+  }
+  return covered;
+}
+
+}  // namespace apq::server

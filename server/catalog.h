@@ -1,0 +1,111 @@
+// What the server can search: the registered spaces with their accuracy predictors, and the
+// devices with their cost tables (stored, versioned) turned into cost models on demand.
+//
+// Thread safety: all methods may be called concurrently.
+#ifndef APQ_SERVER_CATALOG_H_
+#define APQ_SERVER_CATALOG_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "hwmodels/cost_table.h"
+#include "hwmodels/lut_cost_model.h"
+#include "oface/search_space.h"
+#include "predictor/accuracy_predictor.h"
+#include "server/store.h"
+
+namespace apq::server {
+
+// The table formats, numbered as apq.v1.TableFormat.
+inline constexpr int kTableFormatOfaYaml = 1;
+inline constexpr int kTableFormatApqBitFusion = 2;
+
+// INVALID_ARGUMENT unless `name` matches [a-z0-9][a-z0-9_.-]{0,63}.
+absl::Status ValidateDeviceName(absl::string_view name);
+
+// Parses uploaded or stored table files of the given format. INVALID_ARGUMENT names the
+// file and line or key.
+absl::StatusOr<hwmodels::CostTable> ParseTableFiles(int format,
+                                                    const std::vector<TableFileRecord>& files);
+
+class Catalog {
+ public:
+  struct Options {
+    // Folder of the embedded defaults (predictor weights, default device tables).
+    std::string data_dir = "data";
+    // LibTorch intra-op threads for the predictors.
+    int predictor_threads = 2;
+  };
+
+  // Loads the spaces and their default predictors, and stores each default device table
+  // that the store does not have yet (so a new database starts with `note10`).
+  static absl::StatusOr<std::unique_ptr<Catalog>> Create(const Options& options, Store& store);
+
+  // NOT_FOUND naming the known spaces.
+  absl::StatusOr<const oface::SearchSpace*> FindSpace(absl::string_view name) const;
+  std::vector<std::string> SpaceNames() const;
+
+  struct PredictorInstance {
+    std::unique_ptr<predictor::AccuracyPredictor> predictor;  // Own buffers, shared weights.
+    std::string version;
+  };
+  // FAILED_PRECONDITION naming what is missing when the space has no predictor.
+  absl::StatusOr<PredictorInstance> NewPredictor(absl::string_view space) const;
+
+  struct CostModelHandle {
+    std::shared_ptr<const hwmodels::LutCostModel> model;
+    int64_t table_version = 0;
+  };
+  // The cost model of `space` on `device`'s table `version` (0 = latest). NOT_FOUND for an
+  // unknown device or version, FAILED_PRECONDITION when the table cannot price the space
+  // (wrong format, or missing keys, listed). Built once per (space, device, version).
+  absl::StatusOr<CostModelHandle> CostModel(absl::string_view space, const std::string& device,
+                                            int64_t version);
+
+  // Validates and stores a new version of a device's table. Nothing is stored on error.
+  absl::StatusOr<TableVersionRecord> UploadTable(const std::string& device, int format,
+                                                 const std::vector<TableFileRecord>& files,
+                                                 const std::string& description);
+
+  // Names of the spaces that the device's table version prices completely.
+  absl::StatusOr<std::vector<std::string>> CoveredSpaces(const std::string& device,
+                                                         int64_t version);
+
+  Store& store() { return store_; }
+
+ private:
+  struct SpaceEntry {
+    std::unique_ptr<oface::SearchSpace> space;
+    int table_format = 0;
+    std::unique_ptr<predictor::AccuracyPredictor> predictor;  // Prototype for clones.
+    std::string predictor_version;
+  };
+
+  explicit Catalog(Store& store) : store_(store) {}
+  const SpaceEntry* FindEntry(absl::string_view name) const;
+  // Parsed table of a stored version, cached.
+  absl::StatusOr<std::shared_ptr<const hwmodels::CostTable>> LoadTable(const std::string& device,
+                                                                       int64_t version,
+                                                                       int* format);
+
+  Store& store_;
+  std::vector<SpaceEntry> spaces_;
+
+  absl::Mutex mutex_;
+  std::map<std::pair<std::string, int64_t>, std::pair<int, std::shared_ptr<const hwmodels::CostTable>>>
+      tables_ ABSL_GUARDED_BY(mutex_);
+  std::map<std::tuple<std::string, std::string, int64_t>, CostModelHandle> cost_models_
+      ABSL_GUARDED_BY(mutex_);
+};
+
+}  // namespace apq::server
+
+#endif  // APQ_SERVER_CATALOG_H_

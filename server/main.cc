@@ -1,0 +1,68 @@
+// apqd: the search server.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "server/server.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "address to serve on; port 0 picks a free one");
+ABSL_FLAG(std::string, db, "apq.db", "SQLite database file (created if absent)");
+ABSL_FLAG(std::string, data_dir, "", "embedded defaults folder (default: ./data or runfiles)");
+ABSL_FLAG(int, workers, 1, "searches that run at once");
+ABSL_FLAG(int, queue_capacity, 64, "queued searches before new ones are refused");
+ABSL_FLAG(int, rpc_threads, 2, "threads serving store reads and evaluations");
+ABSL_FLAG(int, predictor_threads, 2, "LibTorch threads for accuracy prediction");
+ABSL_FLAG(std::string, port_file, "", "if set, the bound port is written there once serving");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("apqd: hardware-aware architecture/pruning/quantization search");
+  absl::ParseCommandLine(argc, argv);
+
+  // SIGINT/SIGTERM are taken by a dedicated thread (blocked everywhere else).
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  apq::server::ServerOptions options;
+  options.listen_address = absl::GetFlag(FLAGS_listen);
+  options.database_path = absl::GetFlag(FLAGS_db);
+  options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.job_workers = absl::GetFlag(FLAGS_workers);
+  options.queue_capacity = absl::GetFlag(FLAGS_queue_capacity);
+  options.rpc_threads = absl::GetFlag(FLAGS_rpc_threads);
+  options.predictor_threads = absl::GetFlag(FLAGS_predictor_threads);
+  auto server = apq::server::ApqServer::Start(options);
+  if (!server.ok()) {
+    std::fprintf(stderr, "apqd: %s\n", server.status().ToString().c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "apqd: serving on port %d (database %s)\n", (*server)->port(),
+               options.database_path.c_str());
+  const std::string port_file = absl::GetFlag(FLAGS_port_file);
+  if (!port_file.empty()) {
+    // Written to a temporary name and renamed, so a reader never sees a partial file.
+    const std::string temporary = port_file + ".tmp";
+    std::ofstream(temporary) << (*server)->port() << "\n";
+    std::rename(temporary.c_str(), port_file.c_str());
+  }
+
+  std::thread signal_waiter([&] {
+    int received = 0;
+    sigwait(&signals, &received);
+    std::fprintf(stderr, "apqd: signal %d, shutting down\n", received);
+    (*server)->Shutdown();
+  });
+  (*server)->Wait();
+  signal_waiter.join();
+  server->reset();
+  std::fprintf(stderr, "apqd: stopped\n");
+  return 0;
+}

@@ -1,0 +1,96 @@
+#include "server/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "server/sqlite_store.h"
+
+namespace apq::server {
+
+absl::StatusOr<std::string> DefaultDataDir() {
+  std::error_code error;
+  if (std::filesystem::exists("data/ofa_mbv3", error)) return std::string("data");
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", error);
+  if (!error) {
+    for (const std::filesystem::path& candidate :
+         {std::filesystem::path(exe.string() + ".runfiles") / "apq" / "data",
+          exe.parent_path().parent_path() / "data"}) {
+      if (std::filesystem::exists(candidate / "ofa_mbv3", error)) return candidate.string();
+    }
+  }
+  return absl::NotFoundError(
+      "cannot find the embedded data folder (./data or the binary's runfiles); pass --data_dir");
+}
+
+absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions& options) {
+  if (options.rpc_threads < 1 || options.rpc_threads > 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rpc_threads: must be in [1, 64], got ", options.rpc_threads));
+  }
+  if (options.predictor_threads < 1 || options.predictor_threads > 256) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("predictor_threads: must be in [1, 256], got ", options.predictor_threads));
+  }
+  std::unique_ptr<ApqServer> server(new ApqServer());
+  std::string data_dir = options.data_dir;
+  if (data_dir.empty()) {
+    ASSIGN_OR_RETURN(data_dir, DefaultDataDir());
+  }
+  SqliteStore::Options store_options;
+  store_options.path = options.database_path;
+  ASSIGN_OR_RETURN(server->store_, SqliteStore::Open(store_options));
+  Catalog::Options catalog_options;
+  catalog_options.data_dir = data_dir;
+  catalog_options.predictor_threads = options.predictor_threads;
+  ASSIGN_OR_RETURN(server->catalog_, Catalog::Create(catalog_options, *server->store_));
+  JobManager::Options job_options;
+  job_options.workers = options.job_workers;
+  job_options.queue_capacity = options.queue_capacity;
+  ASSIGN_OR_RETURN(server->jobs_,
+                   JobManager::Create(job_options, *server->catalog_, *server->store_));
+  server->pool_ = std::make_unique<ThreadPool>(options.rpc_threads);
+  server->search_service_ = std::make_unique<SearchServiceImpl>(*server->catalog_, *server->store_,
+                                                                *server->jobs_, *server->pool_);
+  server->device_service_ =
+      std::make_unique<DeviceServiceImpl>(*server->catalog_, *server->store_, *server->pool_);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(),
+                           &server->port_);
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.RegisterService(server->search_service_.get());
+  builder.RegisterService(server->device_service_.get());
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options.listen_address, " (address in use?)"));
+  }
+  return server;
+}
+
+void ApqServer::Wait() { server_->Wait(); }
+
+void ApqServer::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  // Open streams (WatchJob) are cancelled after the deadline instead of holding shutdown.
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+}
+
+ApqServer::~ApqServer() {
+  if (server_ != nullptr) Shutdown();
+  // Order: no more calls, then no more jobs, then the pool drains, then the store closes.
+  server_.reset();
+  jobs_.reset();
+  pool_.reset();
+}
+
+}  // namespace apq::server

@@ -1,0 +1,64 @@
+// The assembled service: store, catalog, job manager and the gRPC server, with health and
+// reflection services. Used by apqd's main and by tests that need a real server.
+#ifndef APQ_SERVER_SERVER_H_
+#define APQ_SERVER_SERVER_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "server/catalog.h"
+#include "server/job_manager.h"
+#include "server/services.h"
+#include "server/store.h"
+#include "server/thread_pool.h"
+
+namespace apq::server {
+
+struct ServerOptions {
+  std::string listen_address = "127.0.0.1:50051";  // Port 0 picks a free port.
+  std::string database_path = "apq.db";            // SQLite file, created if absent.
+  std::string data_dir;        // Embedded defaults; empty = found next to the binary.
+  int job_workers = 1;         // Searches that run at once.
+  int queue_capacity = 64;     // Queued searches before SubmitSearch is refused.
+  int rpc_threads = 2;         // Threads that serve store reads and evaluations.
+  int predictor_threads = 2;   // LibTorch intra-op threads.
+  int max_message_bytes = 64 << 20;  // Largest request (table uploads).
+};
+
+// Where the embedded data is when no folder is given: ./data, else the runfiles of the
+// running binary. NOT_FOUND when neither exists.
+absl::StatusOr<std::string> DefaultDataDir();
+
+class ApqServer {
+ public:
+  // Opens the store, recovers unfinished jobs and starts serving.
+  static absl::StatusOr<std::unique_ptr<ApqServer>> Start(const ServerOptions& options);
+  ~ApqServer();
+
+  int port() const { return port_; }
+  // Blocks until Shutdown.
+  void Wait();
+  // Stops accepting calls, lets running calls end, stops the jobs between generations (they
+  // stay running in the store and resume at the next start).
+  void Shutdown();
+
+ private:
+  ApqServer() = default;
+
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<Catalog> catalog_;
+  std::unique_ptr<JobManager> jobs_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<SearchServiceImpl> search_service_;
+  std::unique_ptr<DeviceServiceImpl> device_service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace apq::server
+
+#endif  // APQ_SERVER_SERVER_H_

@@ -1,0 +1,448 @@
+#include "server/services.h"
+
+#include <cmath>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/status_macros.h"
+
+namespace apq::server {
+namespace {
+
+constexpr int kMaxTableFiles = 64;
+
+// Runs `work` on the pool and finishes the call with its status; the request and response
+// stay valid until Finish.
+grpc::ServerUnaryReactor* RunOnPool(grpc::CallbackServerContext* context, ThreadPool& pool,
+                                    std::function<absl::Status()> work) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  pool.Schedule([reactor, work = std::move(work)] { reactor->Finish(ToGrpcStatus(work())); });
+  return reactor;
+}
+
+absl::Status RequireJobId(const std::string& job_id) {
+  if (job_id.empty()) return absl::InvalidArgumentError("job_id: required");
+  if (job_id.size() > 64) return absl::InvalidArgumentError("job_id: longer than 64 bytes");
+  return absl::OkStatus();
+}
+
+// Page tokens are the offset of the next row, as decimal text.
+absl::StatusOr<int64_t> ParsePageToken(const std::string& token) {
+  if (token.empty()) return 0;
+  int64_t offset = 0;
+  if (!absl::SimpleAtoi(token, &offset) || offset < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_token: '", token, "' is not a token this server issued"));
+  }
+  return offset;
+}
+
+absl::StatusOr<int> PageSize(int requested, int default_size, int max_size) {
+  if (requested == 0) return default_size;
+  if (requested < 0 || requested > max_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size: must be in [1, ", max_size, "], got ", requested));
+  }
+  return requested;
+}
+
+absl::Status FillDevice(Catalog& catalog, Store& store, const std::string& name,
+                        apq::v1::Device* device) {
+  ASSIGN_OR_RETURN(std::vector<TableVersionRecord> versions, store.ListTableVersions(name));
+  device->set_name(name);
+  for (const TableVersionRecord& record : versions) {
+    apq::v1::TableVersion* version = device->add_versions();
+    version->set_version(record.version);
+    version->set_format(static_cast<apq::v1::TableFormat>(record.format));
+    version->set_entries(record.entries);
+    version->set_uploaded_unix_s(record.uploaded_unix_s);
+    version->set_sha256(record.sha256);
+    version->set_description(record.description);
+    ASSIGN_OR_RETURN(std::vector<std::string> covered, catalog.CoveredSpaces(name, record.version));
+    for (std::string& space : covered) version->add_covered_spaces(std::move(space));
+  }
+  return absl::OkStatus();
+}
+
+// Streams a job's progress: only the newest snapshot waits while a write is in flight, so a
+// slow watcher sees fewer updates but always the final one.
+class WatchReactor final : public grpc::ServerWriteReactor<apq::v1::JobProgress> {
+ public:
+  explicit WatchReactor(JobManager& jobs) : jobs_(jobs) {}
+
+  // Subscribes to the job. Until Start returns, no Finish is issued (a finish requested
+  // meanwhile is deferred), so OnDone cannot delete the reactor under Start's feet and the
+  // subscription id is always known when OnDone unsubscribes.
+  void Start(const std::string& job_id) {
+    job_id_ = job_id;
+    absl::StatusOr<int64_t> subscription =
+        jobs_.Watch(job_id, [this](const apq::v1::JobProgress& progress) { Deliver(progress); });
+    absl::MutexLock lock(&mutex_);
+    started_ = true;
+    if (!subscription.ok()) {
+      FinishLocked(ToGrpcStatus(subscription.status()));
+      return;
+    }
+    subscription_ = *subscription;
+    if (deferred_finish_) FinishLocked(*deferred_finish_);
+  }
+
+  // Ends a call that never subscribed.
+  void Reject(const grpc::Status& status) {
+    absl::MutexLock lock(&mutex_);
+    started_ = true;
+    FinishLocked(status);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mutex_);
+    writing_ = false;
+    if (!ok) {
+      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the watcher went away"));
+      return;
+    }
+    if (wrote_terminal_) {
+      FinishLocked(grpc::Status::OK);
+      return;
+    }
+    WriteNextLocked();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mutex_);
+    FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the watcher cancelled"));
+  }
+
+  void OnDone() override {
+    std::optional<int64_t> subscription;
+    {
+      absl::MutexLock lock(&mutex_);
+      subscription = subscription_;
+    }
+    if (subscription) jobs_.Unwatch(job_id_, *subscription);
+    delete this;
+  }
+
+ private:
+  static bool IsTerminalState(apq::v1::JobState state) {
+    return state == apq::v1::JOB_STATE_SUCCEEDED || state == apq::v1::JOB_STATE_FAILED ||
+           state == apq::v1::JOB_STATE_CANCELLED;
+  }
+
+  void Deliver(const apq::v1::JobProgress& progress) {
+    absl::MutexLock lock(&mutex_);
+    if (finished_) return;
+    pending_ = progress;
+    WriteNextLocked();
+  }
+
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    if (writing_ || finished_ || !pending_) return;
+    in_flight_ = *std::move(pending_);
+    pending_.reset();
+    wrote_terminal_ = IsTerminalState(in_flight_.state());
+    writing_ = true;
+    StartWrite(&in_flight_);
+  }
+
+  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    if (finished_) return;
+    if (!started_) {
+      if (!deferred_finish_) deferred_finish_ = status;
+      return;
+    }
+    finished_ = true;
+    Finish(status);
+  }
+
+  JobManager& jobs_;
+  std::string job_id_;
+  absl::Mutex mutex_;
+  std::optional<int64_t> subscription_ ABSL_GUARDED_BY(mutex_);
+  bool started_ ABSL_GUARDED_BY(mutex_) = false;
+  std::optional<grpc::Status> deferred_finish_ ABSL_GUARDED_BY(mutex_);
+  std::optional<apq::v1::JobProgress> pending_ ABSL_GUARDED_BY(mutex_);
+  apq::v1::JobProgress in_flight_ ABSL_GUARDED_BY(mutex_);
+  bool writing_ ABSL_GUARDED_BY(mutex_) = false;
+  bool wrote_terminal_ ABSL_GUARDED_BY(mutex_) = false;
+  bool finished_ ABSL_GUARDED_BY(mutex_) = false;
+};
+
+}  // namespace
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+grpc::ServerUnaryReactor* SearchServiceImpl::SubmitSearch(
+    grpc::CallbackServerContext* context, const apq::v1::SubmitSearchRequest* request,
+    apq::v1::Job* response) {
+  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
+    ASSIGN_OR_RETURN(*response, jobs_.Submit(*request));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* SearchServiceImpl::GetJob(grpc::CallbackServerContext* context,
+                                                    const apq::v1::GetJobRequest* request,
+                                                    apq::v1::Job* response) {
+  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
+    RETURN_IF_ERROR(RequireJobId(request->job_id()));
+    ASSIGN_OR_RETURN(JobRecord job, store_.GetJob(request->job_id()));
+    *response = JobToProto(job);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerWriteReactor<apq::v1::JobProgress>* SearchServiceImpl::WatchJob(
+    grpc::CallbackServerContext* context, const apq::v1::WatchJobRequest* request) {
+  auto* reactor = new WatchReactor(jobs_);
+  absl::Status valid = RequireJobId(request->job_id());
+  if (!valid.ok()) {
+    reactor->Reject(ToGrpcStatus(valid));
+    return reactor;
+  }
+  // Watch may read the store for a finished job: that happens on the pool.
+  std::string job_id = request->job_id();
+  pool_.Schedule([reactor, job_id] { reactor->Start(job_id); });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* SearchServiceImpl::CancelJob(grpc::CallbackServerContext* context,
+                                                       const apq::v1::CancelJobRequest* request,
+                                                       apq::v1::Job* response) {
+  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
+    RETURN_IF_ERROR(RequireJobId(request->job_id()));
+    ASSIGN_OR_RETURN(*response, jobs_.Cancel(request->job_id()));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* SearchServiceImpl::ListJobs(grpc::CallbackServerContext* context,
+                                                      const apq::v1::ListJobsRequest* request,
+                                                      apq::v1::ListJobsResponse* response) {
+  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
+    ASSIGN_OR_RETURN(int page_size, PageSize(request->page_size(), 50, 1000));
+    ASSIGN_OR_RETURN(int64_t offset, ParsePageToken(request->page_token()));
+    std::optional<JobState> state;
+    if (request->state() != apq::v1::JOB_STATE_UNSPECIFIED) {
+      if (!apq::v1::JobState_IsValid(request->state())) {
+        return absl::InvalidArgumentError(absl::StrCat("state: unknown value ", request->state()));
+      }
+      state = static_cast<JobState>(request->state());
+    }
+    // One row more than the page tells whether another page follows.
+    ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, store_.ListJobs(state, offset, page_size + 1));
+    const bool more = static_cast<int>(jobs.size()) > page_size;
+    if (more) jobs.pop_back();
+    for (const JobRecord& job : jobs) *response->add_jobs() = JobToProto(job);
+    if (more) response->set_next_page_token(absl::StrCat(offset + page_size));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* SearchServiceImpl::ListCandidates(
+    grpc::CallbackServerContext* context, const apq::v1::ListCandidatesRequest* request,
+    apq::v1::ListCandidatesResponse* response) {
+  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
+    RETURN_IF_ERROR(RequireJobId(request->job_id()));
+    CandidateQuery query;
+    query.job_id = request->job_id();
+    ASSIGN_OR_RETURN(query.limit, PageSize(request->page_size(), 100, 10000));
+    ASSIGN_OR_RETURN(query.offset, ParsePageToken(request->page_token()));
+    switch (request->sort_by()) {
+      case apq::v1::SORT_METRIC_UNSPECIFIED:
+        query.order = CandidateOrder::kId;
+        break;
+      case apq::v1::SORT_METRIC_ACCURACY:
+        query.order = CandidateOrder::kAccuracyDesc;
+        break;
+      case apq::v1::SORT_METRIC_LATENCY:
+        query.order = CandidateOrder::kLatencyAsc;
+        break;
+      case apq::v1::SORT_METRIC_ENERGY:
+        query.order = CandidateOrder::kEnergyAsc;
+        break;
+      case apq::v1::SORT_METRIC_SIZE:
+        query.order = CandidateOrder::kSizeAsc;
+        break;
+      case apq::v1::SORT_METRIC_BITOPS:
+        query.order = CandidateOrder::kBitopsAsc;
+        break;
+      default:
+        return absl::InvalidArgumentError(
+            absl::StrCat("sort_by: unknown value ", request->sort_by()));
+    }
+    switch (request->feasibility()) {
+      case apq::v1::FEASIBILITY_ANY:
+        break;
+      case apq::v1::FEASIBILITY_FEASIBLE:
+        query.feasible = true;
+        break;
+      case apq::v1::FEASIBILITY_INFEASIBLE:
+        query.feasible = false;
+        break;
+      default:
+        return absl::InvalidArgumentError(
+            absl::StrCat("feasibility: unknown value ", request->feasibility()));
+    }
+    ASSIGN_OR_RETURN(CandidatePage page, store_.ListCandidates(query));
+    for (const CandidateRecord& candidate : page.candidates) {
+      *response->add_candidates() = CandidateToProto(candidate);
+    }
+    response->set_total(page.total);
+    if (query.offset + static_cast<int64_t>(page.candidates.size()) < page.total) {
+      response->set_next_page_token(absl::StrCat(query.offset + query.limit));
+    }
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* SearchServiceImpl::GetDeployableConfig(
+    grpc::CallbackServerContext* context, const apq::v1::GetDeployableConfigRequest* request,
+    apq::v1::DeployableConfig* response) {
+  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
+    RETURN_IF_ERROR(RequireJobId(request->job_id()));
+    ASSIGN_OR_RETURN(JobRecord job, store_.GetJob(request->job_id()));
+    if (job.state != JobState::kSucceeded) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", job.id, " has not succeeded (state ",
+                       apq::v1::JobState_Name(static_cast<apq::v1::JobState>(job.state)), ")",
+                       job.error.empty() ? "" : absl::StrCat(": ", job.error)));
+    }
+    if (!job.best) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", job.id, " found no feasible configuration"));
+    }
+    apq::v1::Job proto = JobToProto(job);
+    response->set_job_id(job.id);
+    response->set_space(job.space);
+    response->set_device(job.device);
+    response->set_config_json(job.best->config_json);
+    *response->mutable_metrics() = proto.best().metrics();
+    *response->mutable_budgets() = proto.request().budgets();
+    response->set_table_version(job.table_version);
+    response->set_predictor_version(job.predictor_version);
+    response->set_seed(proto.request().seed());
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* SearchServiceImpl::Evaluate(grpc::CallbackServerContext* context,
+                                                      const apq::v1::EvaluateRequest* request,
+                                                      apq::v1::EvaluateResponse* response) {
+  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
+    if (request->configs_json_size() == 0) {
+      return absl::InvalidArgumentError("configs_json: at least one configuration is required");
+    }
+    if (request->configs_json_size() > kMaxEvaluateConfigs) {
+      return absl::InvalidArgumentError(absl::StrCat("configs_json: at most ", kMaxEvaluateConfigs,
+                                                     " per call, got ",
+                                                     request->configs_json_size()));
+    }
+    ASSIGN_OR_RETURN(const oface::SearchSpace* space, catalog_.FindSpace(request->space()));
+    std::vector<oface::Genotype> genotypes;
+    for (int i = 0; i < request->configs_json_size(); ++i) {
+      absl::StatusOr<oface::Genotype> genotype = space->FromJson(request->configs_json(i));
+      if (!genotype.ok()) {
+        return absl::Status(genotype.status().code(),
+                            absl::StrCat("configs_json[", i, "]: ", genotype.status().message()));
+      }
+      genotypes.push_back(*std::move(genotype));
+    }
+    std::optional<Catalog::CostModelHandle> cost;
+    if (!request->device().empty()) {
+      ASSIGN_OR_RETURN(
+          cost, catalog_.CostModel(request->space(), request->device(), request->table_version()));
+      response->set_table_version(cost->table_version);
+    }
+    // Accuracy is reported when the space has a predictor; costs alone are still useful.
+    absl::StatusOr<Catalog::PredictorInstance> predictor = catalog_.NewPredictor(request->space());
+    std::vector<float> accuracies;
+    if (predictor.ok()) {
+      predictor::FeatureBatch batch;
+      for (const oface::Genotype& genotype : genotypes) {
+        space->ActiveFeatures(genotype, batch.mutable_indices());
+        batch.EndSample();
+      }
+      RETURN_IF_ERROR(predictor->predictor->Predict(batch, &accuracies));
+      response->set_predictor_version(predictor->version);
+    } else if (predictor.status().code() != absl::StatusCode::kFailedPrecondition) {
+      return predictor.status();
+    } else if (!cost) {
+      return predictor.status();
+    }
+    for (size_t i = 0; i < genotypes.size(); ++i) {
+      apq::v1::Metrics* metrics = response->add_metrics();
+      if (!accuracies.empty()) metrics->set_accuracy(accuracies[i]);
+      if (cost) {
+        const hwmodels::NetworkCost network = cost->model->Evaluate(genotypes[i]);
+        metrics->set_latency_ms(network.latency_ms);
+        if (network.has_energy) metrics->set_energy_mj(network.energy_mj);
+      }
+    }
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* DeviceServiceImpl::UploadCostTable(
+    grpc::CallbackServerContext* context, const apq::v1::UploadCostTableRequest* request,
+    apq::v1::Device* response) {
+  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
+    RETURN_IF_ERROR(ValidateDeviceName(request->device()));
+    if (request->format() == apq::v1::TABLE_FORMAT_UNSPECIFIED ||
+        !apq::v1::TableFormat_IsValid(request->format())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("format: required, one of TABLE_FORMAT_OFA_YAML, "
+                       "TABLE_FORMAT_APQ_BITFUSION; got ",
+                       request->format()));
+    }
+    if (request->files_size() == 0 || request->files_size() > kMaxTableFiles) {
+      return absl::InvalidArgumentError(absl::StrCat("files: between 1 and ", kMaxTableFiles,
+                                                     " files, got ", request->files_size()));
+    }
+    std::vector<TableFileRecord> files;
+    for (int i = 0; i < request->files_size(); ++i) {
+      const apq::v1::TableFile& file = request->files(i);
+      if (file.name().empty() || file.name().size() > 255) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("files[", i, "].name: required, at most 255 bytes"));
+      }
+      files.push_back({file.name(), file.content()});
+    }
+    ASSIGN_OR_RETURN(
+        TableVersionRecord stored,
+        catalog_.UploadTable(request->device(), request->format(), files, request->description()));
+    return FillDevice(catalog_, store_, stored.device, response);
+  });
+}
+
+grpc::ServerUnaryReactor* DeviceServiceImpl::ListDevices(grpc::CallbackServerContext* context,
+                                                         const apq::v1::ListDevicesRequest* request,
+                                                         apq::v1::ListDevicesResponse* response) {
+  return RunOnPool(context, pool_, [this, response]() -> absl::Status {
+    ASSIGN_OR_RETURN(std::vector<std::string> names, store_.ListDevices());
+    for (const std::string& name : names) {
+      RETURN_IF_ERROR(FillDevice(catalog_, store_, name, response->add_devices()));
+    }
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* DeviceServiceImpl::GetDevice(grpc::CallbackServerContext* context,
+                                                       const apq::v1::GetDeviceRequest* request,
+                                                       apq::v1::Device* response) {
+  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
+    RETURN_IF_ERROR(ValidateDeviceName(request->device()));
+    return FillDevice(catalog_, store_, request->device(), response);
+  });
+}
+
+}  // namespace apq::server

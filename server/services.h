@@ -1,0 +1,82 @@
+// gRPC adapters: decode a request, hand the work to the server's own threads (never run
+// SQLite, LibTorch or parsing on a gRPC thread), convert the domain status once.
+#ifndef APQ_SERVER_SERVICES_H_
+#define APQ_SERVER_SERVICES_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/status.h"
+#include "proto/apq/v1/apq.grpc.pb.h"
+#include "server/catalog.h"
+#include "server/job_manager.h"
+#include "server/store.h"
+#include "server/thread_pool.h"
+
+namespace apq::server {
+
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// At most this many configurations per Evaluate call.
+inline constexpr int kMaxEvaluateConfigs = 1000;
+
+class SearchServiceImpl final : public apq::v1::SearchService::CallbackService {
+ public:
+  // All references must outlive the service.
+  SearchServiceImpl(Catalog& catalog, Store& store, JobManager& jobs, ThreadPool& pool)
+      : catalog_(catalog), store_(store), jobs_(jobs), pool_(pool) {}
+
+  grpc::ServerUnaryReactor* SubmitSearch(grpc::CallbackServerContext* context,
+                                         const apq::v1::SubmitSearchRequest* request,
+                                         apq::v1::Job* response) override;
+  grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* context,
+                                   const apq::v1::GetJobRequest* request,
+                                   apq::v1::Job* response) override;
+  grpc::ServerWriteReactor<apq::v1::JobProgress>* WatchJob(
+      grpc::CallbackServerContext* context, const apq::v1::WatchJobRequest* request) override;
+  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* context,
+                                      const apq::v1::CancelJobRequest* request,
+                                      apq::v1::Job* response) override;
+  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* context,
+                                     const apq::v1::ListJobsRequest* request,
+                                     apq::v1::ListJobsResponse* response) override;
+  grpc::ServerUnaryReactor* ListCandidates(grpc::CallbackServerContext* context,
+                                           const apq::v1::ListCandidatesRequest* request,
+                                           apq::v1::ListCandidatesResponse* response) override;
+  grpc::ServerUnaryReactor* GetDeployableConfig(grpc::CallbackServerContext* context,
+                                                const apq::v1::GetDeployableConfigRequest* request,
+                                                apq::v1::DeployableConfig* response) override;
+  grpc::ServerUnaryReactor* Evaluate(grpc::CallbackServerContext* context,
+                                     const apq::v1::EvaluateRequest* request,
+                                     apq::v1::EvaluateResponse* response) override;
+
+ private:
+  Catalog& catalog_;
+  Store& store_;
+  JobManager& jobs_;
+  ThreadPool& pool_;
+};
+
+class DeviceServiceImpl final : public apq::v1::DeviceService::CallbackService {
+ public:
+  DeviceServiceImpl(Catalog& catalog, Store& store, ThreadPool& pool)
+      : catalog_(catalog), store_(store), pool_(pool) {}
+
+  grpc::ServerUnaryReactor* UploadCostTable(grpc::CallbackServerContext* context,
+                                            const apq::v1::UploadCostTableRequest* request,
+                                            apq::v1::Device* response) override;
+  grpc::ServerUnaryReactor* ListDevices(grpc::CallbackServerContext* context,
+                                        const apq::v1::ListDevicesRequest* request,
+                                        apq::v1::ListDevicesResponse* response) override;
+  grpc::ServerUnaryReactor* GetDevice(grpc::CallbackServerContext* context,
+                                      const apq::v1::GetDeviceRequest* request,
+                                      apq::v1::Device* response) override;
+
+ private:
+  Catalog& catalog_;
+  Store& store_;
+  ThreadPool& pool_;
+};
+
+}  // namespace apq::server
+
+#endif  // APQ_SERVER_SERVICES_H_

@@ -1,0 +1,866 @@
+#include "server/sqlite_store.h"
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/store.h"
+
+namespace apq::server {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+std::string TempDir() {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  return dir != nullptr ? dir : "/tmp";
+}
+
+// A fresh database path for the running test.
+std::string FreshPath() {
+  const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  const std::string path =
+      absl::StrCat(TempDir(), "/", info->test_suite_name(), "_", info->name(), ".db");
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+  return path;
+}
+
+SqliteStore::Options Options(const std::string& path, int busy_timeout_ms = 5000) {
+  SqliteStore::Options options;
+  options.path = path;
+  options.busy_timeout_ms = busy_timeout_ms;
+  return options;
+}
+
+std::unique_ptr<SqliteStore> OpenOrDie(const std::string& path) {
+  absl::StatusOr<std::unique_ptr<SqliteStore>> store = SqliteStore::Open(Options(path));
+  EXPECT_TRUE(store.ok()) << store.status();
+  return store.ok() ? *std::move(store) : nullptr;
+}
+
+// Runs a query directly on the file, bypassing the store; returns its first value as text.
+std::string QueryText(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK)
+      << sqlite3_errmsg(db);
+  std::string value = "<no row>";
+  if (sqlite3_step(stmt) == SQLITE_ROW) {
+    value = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return value;
+}
+
+int64_t QueryInt(const std::string& path, const std::string& sql) {
+  return std::stoll(QueryText(path, sql));
+}
+
+void ExecOrDie(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  char* error = nullptr;
+  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error), SQLITE_OK) << error;
+  sqlite3_free(error);
+  sqlite3_close(db);
+}
+
+const std::string kBinary("req\0with\0NULs\xff\x01", 16);
+
+JobRecord MakeJob(const std::string& space = "ofa_mbv3", double created = 1700000000.25) {
+  JobRecord job;
+  job.space = space;
+  job.device = "note10";
+  job.table_version = 3;
+  job.predictor_version = "v2";
+  job.request = kBinary;
+  job.created_unix_s = created;
+  return job;
+}
+
+CandidateRecord MakeCandidate(int i, bool feasible = true) {
+  CandidateRecord candidate;
+  candidate.config_json = absl::StrCat("{\"arch\":", i, "}");
+  candidate.accuracy = 0.5 + i * 1e-3;
+  candidate.latency_ms = 10.0 + i;
+  candidate.energy_mj = 1.0 / (i + 3);
+  candidate.size_mb = 2.0 + i * 0.01;
+  candidate.bitops = 1e9 * (i + 1);
+  candidate.feasible = feasible;
+  return candidate;
+}
+
+GenerationBatch MakeBatch(int generation, int count, int64_t evaluated_before = 0) {
+  GenerationBatch batch;
+  batch.generation = generation;
+  for (int i = 0; i < count; ++i) batch.candidates.push_back(MakeCandidate(generation * 1000 + i));
+  batch.candidates_evaluated = evaluated_before + count;
+  if (count > 0) {
+    batch.best = batch.candidates.front();
+    batch.best->generation = generation;
+  }
+  batch.checkpoint = absl::StrCat(std::string("ck\0pt", 5), generation);
+  batch.elapsed_s = 1.5 * (generation + 1);
+  return batch;
+}
+
+void ExpectCandidateEq(const CandidateRecord& actual, const CandidateRecord& expected) {
+  EXPECT_EQ(actual.generation, expected.generation);
+  EXPECT_EQ(actual.config_json, expected.config_json);
+  EXPECT_EQ(actual.accuracy, expected.accuracy);
+  EXPECT_EQ(actual.latency_ms, expected.latency_ms);
+  EXPECT_EQ(actual.energy_mj, expected.energy_mj);
+  EXPECT_EQ(actual.size_mb, expected.size_mb);
+  EXPECT_EQ(actual.bitops, expected.bitops);
+  EXPECT_EQ(actual.feasible, expected.feasible);
+}
+
+void ExpectJobEq(const JobRecord& actual, const JobRecord& expected, bool with_checkpoint = true) {
+  EXPECT_EQ(actual.id, expected.id);
+  EXPECT_EQ(actual.space, expected.space);
+  EXPECT_EQ(actual.device, expected.device);
+  EXPECT_EQ(actual.table_version, expected.table_version);
+  EXPECT_EQ(actual.predictor_version, expected.predictor_version);
+  EXPECT_EQ(actual.request, expected.request);
+  EXPECT_EQ(actual.state, expected.state);
+  EXPECT_EQ(actual.error, expected.error);
+  EXPECT_EQ(actual.generations_done, expected.generations_done);
+  EXPECT_EQ(actual.candidates_evaluated, expected.candidates_evaluated);
+  ASSERT_EQ(actual.best.has_value(), expected.best.has_value());
+  if (actual.best) {
+    EXPECT_EQ(actual.best->id, expected.best->id);
+    ExpectCandidateEq(*actual.best, *expected.best);
+  }
+  EXPECT_EQ(actual.created_unix_s, expected.created_unix_s);
+  EXPECT_EQ(actual.started_unix_s, expected.started_unix_s);
+  EXPECT_EQ(actual.finished_unix_s, expected.finished_unix_s);
+  EXPECT_EQ(actual.elapsed_s, expected.elapsed_s);
+  if (with_checkpoint) {
+    EXPECT_EQ(actual.checkpoint, expected.checkpoint);
+  }
+}
+
+CandidateQuery Query(const std::string& job_id, int limit,
+                     CandidateOrder order = CandidateOrder::kId,
+                     std::optional<bool> feasible = std::nullopt, int64_t offset = 0) {
+  CandidateQuery query;
+  query.job_id = job_id;
+  query.order = order;
+  query.feasible = feasible;
+  query.offset = offset;
+  query.limit = limit;
+  return query;
+}
+
+CandidatePage ListOrDie(Store& store, const CandidateQuery& query) {
+  absl::StatusOr<CandidatePage> page = store.ListCandidates(query);
+  EXPECT_TRUE(page.ok()) << page.status();
+  return page.ok() ? *std::move(page) : CandidatePage{};
+}
+
+CandidatePage AllCandidates(Store& store, const std::string& job_id) {
+  return ListOrDie(store, Query(job_id, SqliteStore::kMaxPageSize));
+}
+
+TEST(SqliteStoreTest, CreateJobRoundTrip) {
+  std::unique_ptr<SqliteStore> store = OpenOrDie(FreshPath());
+  ASSERT_NE(store, nullptr);
+  JobRecord job = MakeJob();
+  // Progress fields of the record are not stored by CreateJob.
+  job.state = JobState::kFailed;
+  job.generations_done = 7;
+  job.checkpoint = "ignored";
+  absl::StatusOr<std::string> id = store->CreateJob(job);
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(*id, "job-1");
+  EXPECT_EQ(*store->CreateJob(MakeJob()), "job-2");
+
+  absl::StatusOr<JobRecord> loaded = store->GetJob("job-1");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  JobRecord expected = MakeJob();
+  expected.id = "job-1";
+  ExpectJobEq(*loaded, expected);
+  EXPECT_EQ(loaded->request.size(), 16u);
+
+  EXPECT_EQ(store->GetJob("job-3").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store->GetJob("").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(SqliteStoreTest, EmptyStringsAndBlobsRoundTrip) {
+  std::unique_ptr<SqliteStore> store = OpenOrDie(FreshPath());
+  ASSERT_NE(store, nullptr);
+  JobRecord job;  // All empty.
+  const std::string id = *store->CreateJob(job);
+  GenerationBatch batch;
+  batch.candidates.push_back(CandidateRecord{});
+  ASSERT_TRUE(store->AppendGeneration(id, batch).ok());
+  JobRecord loaded = *store->GetJob(id);
+  EXPECT_EQ(loaded.request, "");
+  EXPECT_EQ(loaded.checkpoint, "");
+  EXPECT_FALSE(loaded.best.has_value());
+  CandidatePage page = AllCandidates(*store, id);
+  ASSERT_EQ(page.candidates.size(), 1u);
+  ExpectCandidateEq(page.candidates[0], CandidateRecord{});
+}
+
+TEST(SqliteStoreTest, CandidateRoundTripKeepsEveryFieldExactly) {
+  std::unique_ptr<SqliteStore> store = OpenOrDie(FreshPath());
+  ASSERT_NE(store, nullptr);
+  const std::string id = *store->CreateJob(MakeJob());
+  ASSERT_TRUE(store->MarkRunning(id, 1700000001.125).ok());
+
+  GenerationBatch batch;
+  batch.generation = 0;
+  CandidateRecord all_set;
+  all_set.config_json = "{\"ks\":[3,5,7],\"e\":[4,6]}";
+  all_set.accuracy = 0.1 + 0.2;  // Not representable exactly in decimal.
+  all_set.latency_ms = std::numeric_limits<double>::denorm_min();
+  all_set.energy_mj = std::numeric_limits<double>::max();
+  all_set.size_mb = -1e-310;
+  all_set.bitops = std::numeric_limits<double>::infinity();
+  all_set.feasible = true;
+  CandidateRecord none_set;
+  none_set.config_json = "{}";
+  none_set.feasible = false;
+  CandidateRecord some_set;
+  some_set.config_json = "{\"x\":1}";
+  some_set.accuracy = 1.0 / 3.0;
+  some_set.bitops = 123456789012345.0;
+  some_set.feasible = false;
+  batch.candidates = {all_set, none_set, some_set};
+  batch.candidates_evaluated = 3;
+  batch.best = all_set;  // id 0: the store fills it in.
+  batch.checkpoint = std::string("\0\x01\x02\0end", 7);
+  batch.elapsed_s = 0.1 + 0.7;
+  ASSERT_TRUE(store->AppendGeneration(id, batch).ok());
+
+  CandidatePage page = AllCandidates(*store, id);
+  EXPECT_EQ(page.total, 3);
+  ASSERT_EQ(page.candidates.size(), 3u);
+  for (int i = 0; i < 3; ++i) ExpectCandidateEq(page.candidates[i], batch.candidates[i]);
+  EXPECT_LT(page.candidates[0].id, page.candidates[1].id);
+  EXPECT_LT(page.candidates[1].id, page.candidates[2].id);
+
+  JobRecord expected = MakeJob();
+  expected.id = id;
+  expected.state = JobState::kRunning;
+  expected.started_unix_s = 1700000001.125;
+  expected.generations_done = 0;
+  expected.candidates_evaluated = 3;
+  expected.best = all_set;
+  expected.best->id = page.candidates[0].id;
+  expected.checkpoint = batch.checkpoint;
+  expected.elapsed_s = batch.elapsed_s;
+  ExpectJobEq(*store->GetJob(id), expected);
+}
+
+TEST(SqliteStoreTest, BestIdIsResolvedOrKept) {
+  std::unique_ptr<SqliteStore> store = OpenOrDie(FreshPath());
+  ASSERT_NE(store, nullptr);
+  const std::string id = *store->CreateJob(MakeJob());
+  GenerationBatch first = MakeBatch(0, 5);
+  first.best = first.candidates[3];
+  ASSERT_TRUE(store->AppendGeneration(id, first).ok());
+  const int64_t best_id = AllCandidates(*store, id).candidates[3].id;
+  EXPECT_EQ(store->GetJob(id)->best->id, best_id);
+
+  // The same best a generation later (stamped with the new generation) keeps its id.
+  GenerationBatch second = MakeBatch(1, 5, 5);
+  second.best = first.candidates[3];
+  second.best->generation = 1;
+  ASSERT_TRUE(store->AppendGeneration(id, second).ok());
+  EXPECT_EQ(store->GetJob(id)->best->id, best_id);
+  EXPECT_EQ(store->GetJob(id)->best->generation, 1);
+
+  // A best from an earlier generation that was not the previous best is looked up.
+  GenerationBatch third = MakeBatch(2, 5, 10);
+  third.best = first.candidates[1];
+  ASSERT_TRUE(store->AppendGeneration(id, third).ok());
+  EXPECT_EQ(store->GetJob(id)->best->id, AllCandidates(*store, id).candidates[1].id);
+
+  // A caller-given id is kept; an unknown config stays 0.
+  GenerationBatch fourth = MakeBatch(3, 5, 15);
+  fourth.best = MakeCandidate(999999);
+  fourth.best->id = 424242;
+  ASSERT_TRUE(store->AppendGeneration(id, fourth).ok());
+  EXPECT_EQ(store->GetJob(id)->best->id, 424242);
+  GenerationBatch fifth = MakeBatch(4, 5, 20);
+  fifth.best = MakeCandidate(999998);
+  ASSERT_TRUE(store->AppendGeneration(id, fifth).ok());
+  EXPECT_EQ(store->GetJob(id)->best->id, 0);
+
+  // No best clears it.
+  GenerationBatch sixth = MakeBatch(5, 0, 25);
+  ASSERT_TRUE(store->AppendGeneration(id, sixth).ok());
+  EXPECT_FALSE(store->GetJob(id)->best.has_value());
+}
+
+TEST(SqliteStoreTest, GenerationsMustComeInOrder) {
+  std::unique_ptr<SqliteStore> store = OpenOrDie(FreshPath());
+  ASSERT_NE(store, nullptr);
+  const std::string id = *store->CreateJob(MakeJob());
+  const JobRecord initial = *store->GetJob(id);
+
+  auto expect_rejected = [&](int generation, const JobRecord& before, int64_t rows_before) {
+    absl::Status status = store->AppendGeneration(id, MakeBatch(generation, 4, 1000));
+    EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+    ExpectJobEq(*store->GetJob(id), before);
+    EXPECT_EQ(AllCandidates(*store, id).total, rows_before);
+  };
+  expect_rejected(1, initial, 0);  // The first batch must be generation 0.
+  expect_rejected(-1, initial, 0);
+
+  ASSERT_TRUE(store->AppendGeneration(id, MakeBatch(0, 4)).ok());
+  JobRecord after_zero = *store->GetJob(id);
+  EXPECT_EQ(after_zero.generations_done, 0);
+  EXPECT_EQ(after_zero.candidates_evaluated, 4);
+  expect_rejected(0, after_zero, 4);  // Generation 0 only once.
+  expect_rejected(2, after_zero, 4);
+
+  ASSERT_TRUE(store->AppendGeneration(id, MakeBatch(1, 4, 4)).ok());
+  ASSERT_TRUE(store->AppendGeneration(id, MakeBatch(2, 4, 8)).ok());
+  JobRecord after_two = *store->GetJob(id);
+  EXPECT_EQ(after_two.generations_done, 2);
+  EXPECT_EQ(after_two.candidates_evaluated, 12);
+  EXPECT_EQ(after_two.checkpoint, MakeBatch(2, 4).checkpoint);
+  expect_rejected(2, after_two, 12);
+  expect_rejected(4, after_two, 12);
+
+  CandidatePage page = AllCandidates(*store, id);
+  ASSERT_EQ(page.candidates.size(), 12u);
+  for (int i = 0; i < 12; ++i) EXPECT_EQ(page.candidates[i].generation, i / 4);
+
+  EXPECT_EQ(store->AppendGeneration("job-99", MakeBatch(0, 1)).code(), absl::StatusCode::kNotFound);
+}
+
+TEST(SqliteStoreTest, NanIsRejectedAndNothingIsStored) {
+  std::unique_ptr<SqliteStore> store = OpenOrDie(FreshPath());
+  ASSERT_NE(store, nullptr);
+  const std::string id = *store->CreateJob(MakeJob());
+  GenerationBatch batch = MakeBatch(0, 100);
+  batch.candidates[57].latency_ms = std::nan("");
+  absl::Status status = store->AppendGeneration(id, batch);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("latency_ms"));
+  EXPECT_EQ(AllCandidates(*store, id).total, 0);
+  EXPECT_EQ(store->GetJob(id)->checkpoint, "");
+
+  // The job still takes generation 0, and later ids stay ascending.
+  batch.candidates[57].latency_ms = 1.0;
+  ASSERT_TRUE(store->AppendGeneration(id, batch).ok());
+  EXPECT_EQ(AllCandidates(*store, id).total, 100);
+}
+
+TEST(SqliteStoreTest, JobLifecycle) {
+  std::unique_ptr<SqliteStore> store = OpenOrDie(FreshPath());
+  ASSERT_NE(store, nullptr);
+  const std::string id = *store->CreateJob(MakeJob());
+  EXPECT_EQ(store->MarkRunning("job-9", 1.0).code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(store->MarkRunning(id, 100.0).ok());
+  ASSERT_TRUE(store->AppendGeneration(id, MakeBatch(0, 3)).ok());
+  // A resumed job is marked running again.
+  ASSERT_TRUE(store->MarkRunning(id, 100.0).ok());
+  EXPECT_EQ(store->GetJob(id)->state, JobState::kRunning);
+
+  EXPECT_EQ(store->FinishJob(id, JobState::kRunning, "", 1, 1).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->FinishJob(id, static_cast<JobState>(42), "", 1, 1).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->FinishJob("job-9", JobState::kFailed, "", 1, 1).code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_TRUE(store->FinishJob(id, JobState::kFailed, "predictor exploded", 200.5, 99.25).ok());
+
+  JobRecord job = *store->GetJob(id);
+  EXPECT_EQ(job.state, JobState::kFailed);
+  EXPECT_EQ(job.error, "predictor exploded");
+  EXPECT_EQ(job.started_unix_s, 100.0);
+  EXPECT_EQ(job.finished_unix_s, 200.5);
+  EXPECT_EQ(job.elapsed_s, 99.25);
+  EXPECT_EQ(job.checkpoint, MakeBatch(0, 3).checkpoint);  // Kept.
+
+  EXPECT_EQ(store->FinishJob(id, JobState::kCancelled, "", 300, 1).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store->MarkRunning(id, 300).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store->AppendGeneration(id, MakeBatch(1, 3, 3)).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(AllCandidates(*store, id).total, 3);
+  ExpectJobEq(*store->GetJob(id), job);
+
+  // A queued job can be cancelled directly.
+  const std::string queued = *store->CreateJob(MakeJob());
+  ASSERT_TRUE(store->FinishJob(queued, JobState::kCancelled, "by request", 5, 0).ok());
+  EXPECT_EQ(store->GetJob(queued)->state, JobState::kCancelled);
+}
+
+TEST(SqliteStoreTest, EverythingSurvivesARestart) {
+  const std::string path = FreshPath();
+  JobRecord running, finished, queued;
+  std::vector<CandidateRecord> candidates;
+  {
+    std::unique_ptr<SqliteStore> store = OpenOrDie(path);
+    ASSERT_NE(store, nullptr);
+    const std::string running_id = *store->CreateJob(MakeJob("a", 10));
+    const std::string finished_id = *store->CreateJob(MakeJob("b", 20));
+    const std::string queued_id = *store->CreateJob(MakeJob("c", 30));
+    ASSERT_TRUE(store->MarkRunning(running_id, 11).ok());
+    for (int g = 0; g < 3; ++g) {
+      GenerationBatch batch = MakeBatch(g, 10, g * 10);
+      batch.candidates[2].accuracy.reset();
+      batch.candidates[5].feasible = false;
+      batch.checkpoint = std::string("\0\0binary\0checkpoint\xfe", 20) + std::to_string(g);
+      ASSERT_TRUE(store->AppendGeneration(running_id, batch).ok());
+    }
+    ASSERT_TRUE(store->MarkRunning(finished_id, 21).ok());
+    ASSERT_TRUE(store->AppendGeneration(finished_id, MakeBatch(0, 2)).ok());
+    ASSERT_TRUE(store->FinishJob(finished_id, JobState::kSucceeded, "", 25, 4).ok());
+    TableVersionRecord table;
+    table.device = "pixel";
+    table.files = {{"t.yaml", kBinary}};
+    ASSERT_TRUE(store->AddTableVersion(table).ok());
+
+    running = *store->GetJob(running_id);
+    finished = *store->GetJob(finished_id);
+    queued = *store->GetJob(queued_id);
+    candidates = AllCandidates(*store, running_id).candidates;
+    EXPECT_EQ(running.checkpoint.size(), 21u);
+  }  // Closes the database.
+
+  std::unique_ptr<SqliteStore> store = OpenOrDie(path);
+  ASSERT_NE(store, nullptr);
+  ExpectJobEq(*store->GetJob(running.id), running);
+  ExpectJobEq(*store->GetJob(finished.id), finished);
+  ExpectJobEq(*store->GetJob(queued.id), queued);
+  CandidatePage page = AllCandidates(*store, running.id);
+  EXPECT_EQ(page.total, 30);
+  ASSERT_EQ(page.candidates.size(), candidates.size());
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    EXPECT_EQ(page.candidates[i].id, candidates[i].id);
+    ExpectCandidateEq(page.candidates[i], candidates[i]);
+  }
+  std::vector<JobRecord> unfinished = *store->ListJobs(JobState::kRunning, 0, 100);
+  ASSERT_EQ(unfinished.size(), 1u);
+  EXPECT_EQ(unfinished[0].id, running.id);
+  EXPECT_EQ(unfinished[0].state, JobState::kRunning);
+  EXPECT_EQ(store->ListJobs(JobState::kQueued, 0, 100)->size(), 1u);
+  EXPECT_EQ(store->GetTableVersion("pixel", 0)->files[0].content, kBinary);
+
+  // The resumed job continues where it stopped; new ids follow the old ones.
+  ASSERT_TRUE(store->AppendGeneration(running.id, MakeBatch(3, 1, 30)).ok());
+  EXPECT_GT(AllCandidates(*store, running.id).candidates.back().id, candidates.back().id);
+  EXPECT_EQ(*store->CreateJob(MakeJob()), "job-4");
+}
+
+// Candidates with spread, tied and missing metrics, some infeasible.
+std::vector<CandidateRecord> OrderingCandidates() {
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> value(0, 9);  // Few values: many ties.
+  std::vector<CandidateRecord> candidates;
+  for (int i = 0; i < 120; ++i) {
+    CandidateRecord candidate;
+    candidate.config_json = absl::StrCat("{\"i\":", i, "}");
+    auto metric = [&](double scale) -> std::optional<double> {
+      if (value(rng) == 0) return std::nullopt;
+      return scale * value(rng) - scale;  // Includes negatives and zero.
+    };
+    candidate.accuracy = metric(0.1);
+    candidate.latency_ms = metric(3);
+    candidate.energy_mj = metric(0.5);
+    candidate.size_mb = metric(2);
+    candidate.bitops = metric(1e9);
+    candidate.feasible = value(rng) < 6;
+    candidates.push_back(candidate);
+  }
+  return candidates;
+}
+
+TEST(SqliteStoreTest, ListCandidatesOrdersFiltersAndPages) {
+  std::unique_ptr<SqliteStore> store = OpenOrDie(FreshPath());
+  ASSERT_NE(store, nullptr);
+  const std::string id = *store->CreateJob(MakeJob());
+  const std::string other = *store->CreateJob(MakeJob());
+  std::vector<CandidateRecord> all = OrderingCandidates();
+  // Interleave generations with another job's so that ids are not contiguous per job.
+  for (int g = 0; g < 4; ++g) {
+    GenerationBatch batch;
+    batch.generation = g;
+    batch.candidates.assign(all.begin() + g * 30, all.begin() + (g + 1) * 30);
+    ASSERT_TRUE(store->AppendGeneration(id, batch).ok());
+    ASSERT_TRUE(store->AppendGeneration(other, MakeBatch(g, 7)).ok());
+  }
+  // The stored rows with their ids, in id order.
+  std::vector<CandidateRecord> stored = AllCandidates(*store, id).candidates;
+  ASSERT_EQ(stored.size(), all.size());
+
+  struct Order {
+    CandidateOrder order;
+    std::optional<double> CandidateRecord::*metric;  // Null for id order.
+    bool descending;
+  };
+  const Order orders[] = {
+      {CandidateOrder::kId, nullptr, false},
+      {CandidateOrder::kAccuracyDesc, &CandidateRecord::accuracy, true},
+      {CandidateOrder::kLatencyAsc, &CandidateRecord::latency_ms, false},
+      {CandidateOrder::kEnergyAsc, &CandidateRecord::energy_mj, false},
+      {CandidateOrder::kSizeAsc, &CandidateRecord::size_mb, false},
+      {CandidateOrder::kBitopsAsc, &CandidateRecord::bitops, false},
+  };
+  const std::optional<bool> filters[] = {std::nullopt, true, false};
+  for (const Order& order : orders) {
+    for (const std::optional<bool>& feasible : filters) {
+      SCOPED_TRACE(absl::StrCat("order ", static_cast<int>(order.order), " feasible ",
+                                feasible ? static_cast<int>(*feasible) : -1));
+      std::vector<CandidateRecord> expected;
+      for (const CandidateRecord& c : stored) {
+        if (!feasible || c.feasible == *feasible) expected.push_back(c);
+      }
+      std::sort(expected.begin(), expected.end(),
+                [&](const CandidateRecord& a, const CandidateRecord& b) {
+                  if (order.metric != nullptr) {
+                    const std::optional<double>& x = a.*order.metric;
+                    const std::optional<double>& y = b.*order.metric;
+                    if (x.has_value() != y.has_value()) return x.has_value();  // NULL last.
+                    if (x && *x != *y) return order.descending ? *x > *y : *x < *y;
+                  }
+                  return a.id < b.id;
+                });
+
+      // Pages of 7 reassemble the whole order.
+      std::vector<int64_t> paged_ids;
+      for (int64_t offset = 0;; offset += 7) {
+        CandidatePage page = ListOrDie(*store, Query(id, 7, order.order, feasible, offset));
+        EXPECT_EQ(page.total, static_cast<int64_t>(expected.size()));
+        if (page.candidates.empty()) break;
+        EXPECT_LE(page.candidates.size(), 7u);
+        for (const CandidateRecord& c : page.candidates) paged_ids.push_back(c.id);
+      }
+      std::vector<int64_t> expected_ids;
+      for (const CandidateRecord& c : expected) expected_ids.push_back(c.id);
+      EXPECT_EQ(paged_ids, expected_ids);
+
+      CandidatePage whole = ListOrDie(*store, Query(id, 1000, order.order, feasible));
+      ASSERT_EQ(whole.candidates.size(), expected.size());
+      for (size_t i = 0; i < expected.size(); ++i) {
+        ExpectCandidateEq(whole.candidates[i], expected[i]);
+      }
+    }
+  }
+
+  // Past the end: no rows, the total still counts.
+  CandidatePage beyond = ListOrDie(*store, Query(id, 10, CandidateOrder::kId, std::nullopt, 500));
+  EXPECT_THAT(beyond.candidates, IsEmpty());
+  EXPECT_EQ(beyond.total, 120);
+  EXPECT_EQ(ListOrDie(*store, Query(other, 10)).total, 28);
+}
+
+TEST(SqliteStoreTest, ListCandidatesValidatesArguments) {
+  std::unique_ptr<SqliteStore> store = OpenOrDie(FreshPath());
+  ASSERT_NE(store, nullptr);
+  const std::string id = *store->CreateJob(MakeJob());
+  EXPECT_EQ(store->ListCandidates(Query("job-7", 100)).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(store->ListCandidates(Query(id, 0)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->ListCandidates(Query(id, 10001)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      store->ListCandidates(Query(id, 100, CandidateOrder::kId, std::nullopt, -1)).status().code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->ListCandidates(Query(id, 10, static_cast<CandidateOrder>(17))).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  CandidatePage empty = ListOrDie(*store, Query(id, 10000));
+  EXPECT_THAT(empty.candidates, IsEmpty());
+  EXPECT_EQ(empty.total, 0);
+}
+
+TEST(SqliteStoreTest, ListJobsNewestFirstWithStateFilter) {
+  std::unique_ptr<SqliteStore> store = OpenOrDie(FreshPath());
+  ASSERT_NE(store, nullptr);
+  for (int i = 0; i < 12; ++i) ASSERT_TRUE(store->CreateJob(MakeJob("s", i)).ok());
+  for (const char* id : {"job-2", "job-5", "job-9"}) {
+    ASSERT_TRUE(store->MarkRunning(id, 1).ok());
+    ASSERT_TRUE(store->AppendGeneration(id, MakeBatch(0, 2)).ok());
+  }
+  ASSERT_TRUE(store->FinishJob("job-5", JobState::kSucceeded, "", 2, 1).ok());
+
+  auto ids = [](const std::vector<JobRecord>& jobs) {
+    std::vector<std::string> result;
+    for (const JobRecord& job : jobs) result.push_back(job.id);
+    return result;
+  };
+  std::vector<JobRecord> all = *store->ListJobs(std::nullopt, 0, 100);
+  ASSERT_EQ(all.size(), 12u);
+  EXPECT_EQ(all.front().id, "job-12");  // Sorted by number, not as text.
+  EXPECT_EQ(all[2].id, "job-10");
+  EXPECT_EQ(all.back().id, "job-1");
+  for (const JobRecord& job : all) EXPECT_EQ(job.checkpoint, "") << job.id;
+  EXPECT_EQ(all[3].id, "job-9");
+  EXPECT_EQ(all[3].candidates_evaluated, 2);
+  EXPECT_TRUE(all[3].best.has_value());
+  EXPECT_EQ(all[3].request, kBinary);
+
+  EXPECT_THAT(ids(*store->ListJobs(std::nullopt, 3, 4)),
+              ElementsAre("job-9", "job-8", "job-7", "job-6"));
+  EXPECT_THAT(ids(*store->ListJobs(JobState::kRunning, 0, 100)), ElementsAre("job-9", "job-2"));
+  EXPECT_THAT(ids(*store->ListJobs(JobState::kRunning, 1, 1)), ElementsAre("job-2"));
+  EXPECT_THAT(ids(*store->ListJobs(JobState::kSucceeded, 0, 100)), ElementsAre("job-5"));
+  EXPECT_THAT(*store->ListJobs(JobState::kFailed, 0, 100), IsEmpty());
+  EXPECT_EQ(store->ListJobs(JobState::kQueued, 0, 100)->size(), 9u);
+  EXPECT_THAT(*store->ListJobs(std::nullopt, 12, 5), IsEmpty());
+
+  EXPECT_EQ(store->ListJobs(std::nullopt, -1, 5).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->ListJobs(std::nullopt, 0, 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->ListJobs(std::nullopt, 0, 10001).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->ListJobs(static_cast<JobState>(0), 0, 5).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->ListJobs(std::nullopt, 0, 10000)->size(), 12u);
+}
+
+TableVersionRecord MakeTable(const std::string& device, const std::string& tag) {
+  TableVersionRecord table;
+  table.device = device;
+  table.version = 77;  // Ignored: the store assigns it.
+  table.format = 2;
+  table.entries = 1234;
+  table.uploaded_unix_s = 1700000000.5;
+  table.sha256 = absl::StrCat("sha-", tag);
+  table.description = absl::StrCat("desc ", tag);
+  table.files = {{"z_last.yaml", absl::StrCat("z", tag)},
+                 {"a_first.yaml", std::string("\0bin\0", 5) + tag},
+                 {"empty.yaml", ""}};
+  return table;
+}
+
+TEST(SqliteStoreTest, TableVersions) {
+  std::unique_ptr<SqliteStore> store = OpenOrDie(FreshPath());
+  ASSERT_NE(store, nullptr);
+  EXPECT_THAT(*store->ListDevices(), IsEmpty());
+  EXPECT_EQ(*store->AddTableVersion(MakeTable("note10", "1")), 1);
+  EXPECT_EQ(*store->AddTableVersion(MakeTable("note10", "2")), 2);
+  EXPECT_EQ(*store->AddTableVersion(MakeTable("bitfusion", "1")), 1);
+  EXPECT_EQ(*store->AddTableVersion(MakeTable("note10", "3")), 3);
+  EXPECT_THAT(*store->ListDevices(), ElementsAre("bitfusion", "note10"));
+
+  std::vector<TableVersionRecord> versions = *store->ListTableVersions("note10");
+  ASSERT_EQ(versions.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    const TableVersionRecord expected = MakeTable("note10", std::to_string(i + 1));
+    EXPECT_EQ(versions[i].device, "note10");
+    EXPECT_EQ(versions[i].version, i + 1);
+    EXPECT_EQ(versions[i].format, expected.format);
+    EXPECT_EQ(versions[i].entries, expected.entries);
+    EXPECT_EQ(versions[i].uploaded_unix_s, expected.uploaded_unix_s);
+    EXPECT_EQ(versions[i].sha256, expected.sha256);
+    EXPECT_EQ(versions[i].description, expected.description);
+    EXPECT_THAT(versions[i].files, IsEmpty());
+  }
+
+  for (int64_t asked : {0, 3, 2}) {
+    SCOPED_TRACE(asked);
+    TableVersionRecord table = *store->GetTableVersion("note10", asked);
+    const int64_t version = asked == 0 ? 3 : asked;
+    const TableVersionRecord expected = MakeTable("note10", std::to_string(version));
+    EXPECT_EQ(table.version, version);
+    EXPECT_EQ(table.sha256, expected.sha256);
+    ASSERT_EQ(table.files.size(), 3u);
+    for (int f = 0; f < 3; ++f) {  // In the order given.
+      EXPECT_EQ(table.files[f].name, expected.files[f].name);
+      EXPECT_EQ(table.files[f].content, expected.files[f].content);
+    }
+  }
+  EXPECT_EQ(store->GetTableVersion("bitfusion", 0)->version, 1);
+
+  absl::Status unknown_device = store->GetTableVersion("gpu", 2).status();
+  EXPECT_EQ(unknown_device.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(unknown_device.message()), HasSubstr("gpu"));
+  EXPECT_THAT(std::string(unknown_device.message()), HasSubstr("2"));
+  EXPECT_EQ(store->GetTableVersion("gpu", 0).status().code(), absl::StatusCode::kNotFound);
+  absl::Status unknown_version = store->GetTableVersion("note10", 4).status();
+  EXPECT_EQ(unknown_version.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(unknown_version.message()), HasSubstr("note10"));
+  EXPECT_THAT(std::string(unknown_version.message()), HasSubstr("4"));
+  EXPECT_EQ(store->GetTableVersion("note10", -1).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->ListTableVersions("gpu").status().code(), absl::StatusCode::kNotFound);
+
+  TableVersionRecord duplicate = MakeTable("note10", "dup");
+  duplicate.files.push_back({"empty.yaml", "again"});
+  EXPECT_EQ(store->AddTableVersion(duplicate).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->AddTableVersion(MakeTable("", "x")).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->ListTableVersions("note10")->size(), 3u);
+}
+
+TEST(SqliteStoreTest, RejectsASchemaNewerThanTheBuild) {
+  const std::string path = FreshPath();
+  {
+    std::unique_ptr<SqliteStore> store = OpenOrDie(path);
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->CreateJob(MakeJob()).ok());
+  }
+  const int newer = SqliteStore::SchemaVersion() + 1;
+  ExecOrDie(path, absl::StrCat("PRAGMA user_version = ", newer));
+  absl::StatusOr<std::unique_ptr<SqliteStore>> store = SqliteStore::Open(Options(path));
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(store.status().message()),
+              HasSubstr(absl::StrCat("database schema version ", newer,
+                                     " is newer than this build supports (",
+                                     SqliteStore::SchemaVersion(), ")")));
+  EXPECT_EQ(QueryInt(path, "PRAGMA user_version"), newer);  // Left alone.
+}
+
+TEST(SqliteStoreTest, ReopeningAnUpToDateDatabaseAppliesNothing) {
+  const std::string path = FreshPath();
+  {
+    std::unique_ptr<SqliteStore> store = OpenOrDie(path);
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->CreateJob(MakeJob()).ok());
+  }
+  EXPECT_EQ(QueryInt(path, "PRAGMA user_version"), SqliteStore::SchemaVersion());
+  const int64_t schema_objects = QueryInt(path, "SELECT COUNT(*) FROM sqlite_master");
+  const int64_t schema_cookie = QueryInt(path, "PRAGMA schema_version");
+  EXPECT_GT(schema_objects, 4);
+  for (int i = 0; i < 2; ++i) {
+    std::unique_ptr<SqliteStore> store = OpenOrDie(path);
+    ASSERT_NE(store, nullptr);
+    EXPECT_EQ(store->GetJob("job-1")->space, "ofa_mbv3");
+  }
+  EXPECT_EQ(QueryInt(path, "PRAGMA user_version"), SqliteStore::SchemaVersion());
+  EXPECT_EQ(QueryInt(path, "SELECT COUNT(*) FROM sqlite_master"), schema_objects);
+  // The schema cookie changes with every schema change: none happened.
+  EXPECT_EQ(QueryInt(path, "PRAGMA schema_version"), schema_cookie);
+  EXPECT_EQ(QueryInt(path, "SELECT COUNT(*) FROM jobs"), 1);
+  EXPECT_EQ(QueryText(path, "PRAGMA journal_mode"), "wal");
+}
+
+TEST(SqliteStoreTest, ConcurrentWritersAndReaders) {
+  std::unique_ptr<SqliteStore> store = OpenOrDie(FreshPath());
+  ASSERT_NE(store, nullptr);
+  const std::string a = *store->CreateJob(MakeJob());
+  const std::string b = *store->CreateJob(MakeJob());
+  constexpr int kGenerations = 40;
+  constexpr int kPerGeneration = 25;
+  std::atomic<int> writers_done{0};
+  std::atomic<int> errors{0};
+  auto write = [&](const std::string& id) {
+    if (!store->MarkRunning(id, 1).ok()) ++errors;
+    for (int g = 0; g < kGenerations; ++g) {
+      absl::Status status =
+          store->AppendGeneration(id, MakeBatch(g, kPerGeneration, g * kPerGeneration));
+      if (!status.ok()) {
+        ADD_FAILURE() << status;
+        ++errors;
+      }
+    }
+    ++writers_done;
+  };
+  auto read = [&] {
+    while (writers_done.load() < 2) {
+      for (const std::string& id : {a, b}) {
+        absl::StatusOr<JobRecord> job = store->GetJob(id);
+        absl::StatusOr<CandidatePage> page =
+            store->ListCandidates(Query(id, 50, CandidateOrder::kAccuracyDesc, true));
+        absl::StatusOr<std::vector<JobRecord>> jobs = store->ListJobs(std::nullopt, 0, 10);
+        if (!job.ok() || !page.ok() || !jobs.ok()) {
+          ADD_FAILURE() << job.status() << page.status() << jobs.status();
+          ++errors;
+          continue;
+        }
+        // Progress and rows are written together, and the page was read after the job.
+        if (page->total < job->candidates_evaluated) {
+          ADD_FAILURE() << "progress ahead of rows";
+          ++errors;
+        }
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  threads.emplace_back(write, a);
+  threads.emplace_back(write, b);
+  threads.emplace_back(read);
+  threads.emplace_back(read);
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(errors.load(), 0);
+  for (const std::string& id : {a, b}) {
+    JobRecord job = *store->GetJob(id);
+    EXPECT_EQ(job.generations_done, kGenerations - 1);
+    EXPECT_EQ(job.candidates_evaluated, kGenerations * kPerGeneration);
+    EXPECT_EQ(AllCandidates(*store, id).total, kGenerations * kPerGeneration);
+  }
+}
+
+TEST(SqliteStoreTest, TwoStoresOnOneFileShareIt) {
+  const std::string path = FreshPath();
+  std::unique_ptr<SqliteStore> first = OpenOrDie(path);
+  std::unique_ptr<SqliteStore> second = OpenOrDie(path);
+  ASSERT_NE(first, nullptr);
+  ASSERT_NE(second, nullptr);
+  EXPECT_EQ(*first->CreateJob(MakeJob()), "job-1");
+  EXPECT_EQ(*second->CreateJob(MakeJob()), "job-2");
+  ASSERT_TRUE(first->AppendGeneration("job-2", MakeBatch(0, 3)).ok());
+  EXPECT_EQ(second->GetJob("job-2")->candidates_evaluated, 3);
+  EXPECT_EQ(second->AppendGeneration("job-2", MakeBatch(0, 3)).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(SqliteStoreTest, UnusablePathsFailClearly) {
+  EXPECT_EQ(SqliteStore::Open(Options("")).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(SqliteStore::Open(Options(FreshPath(), -1)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  const std::string missing_dir = absl::StrCat(TempDir(), "/no/such/dir/store.db");
+  absl::Status status = SqliteStore::Open(Options(missing_dir)).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(std::string(status.message()), HasSubstr(missing_dir));
+  EXPECT_THAT(std::string(status.message()), HasSubstr("unable to open"));
+
+  // A directory, and a path below a regular file.
+  status = SqliteStore::Open(Options(TempDir())).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInternal) << status;
+  const std::string file = FreshPath();
+  std::ofstream(file) << "this is not a database, just some text that is long enough to matter "
+                         "for SQLite's header check, padded out to more than a hundred bytes.";
+  status = SqliteStore::Open(Options(file + "/below.db")).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInternal) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("below.db"));
+
+  // A file that is not a database.
+  status = SqliteStore::Open(Options(file)).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInternal) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("not a database"));
+  EXPECT_THAT(std::string(status.message()), HasSubstr(file));
+
+  // Without write permission (meaningless as root, who may write anyway).
+  if (geteuid() != 0) {
+    const std::string read_only = absl::StrCat(TempDir(), "/read_only_dir");
+    mkdir(read_only.c_str(), 0555);
+    status = SqliteStore::Open(Options(read_only + "/store.db")).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInternal) << status;
+  }
+}
+
+}  // namespace
+}  // namespace apq::server
