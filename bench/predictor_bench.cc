@@ -1,0 +1,155 @@
+// Throughput of MlpPredictor on OFA's MobileNetV3 accuracy predictor (128-400-400-400-1):
+// predictions per second for each kernel, thread count and batch size (best of several
+// repeats), the dense LibTorch forward for comparison, and the time of a search-like load
+// (500 calls at batch 100).
+//
+// Usage: bazel run -c opt //bench:predictor_bench [-- <weights.f32> <manifest.json>]
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "predictor/accuracy_predictor.h"
+#include "predictor/mlp_predictor.h"
+
+namespace {
+
+using apq::predictor::FeatureBatch;
+using apq::predictor::MlpPredictor;
+using Clock = std::chrono::steady_clock;
+
+constexpr int kRepeats = 7;
+// Each repeat predicts about this many samples, so that every row takes similar time.
+constexpr int64_t kSamplesPerRepeat = 100000;
+
+// Random OFA MobileNetV3 networks in the predictor's encoding: per active block one
+// kernel-size slot in [0, 60) and one expand-ratio slot in [60, 120), then a resolution slot.
+FeatureBatch RandomNetworks(int size, std::mt19937* rng) {
+  FeatureBatch batch;
+  std::uniform_int_distribution<int> three(0, 2);
+  std::uniform_int_distribution<int> resolution(0, 4);
+  for (int s = 0; s < size; ++s) {
+    int depth[5];
+    for (int& d : depth) d = 2 + three(*rng);
+    std::vector<int32_t>& indices = *batch.mutable_indices();
+    std::vector<int32_t> expand;
+    for (int i = 0; i < 20; ++i) {
+      if (i % 4 >= depth[i / 4]) continue;
+      indices.push_back(3 * i + three(*rng));
+      expand.push_back(60 + 3 * i + three(*rng));
+    }
+    indices.insert(indices.end(), expand.begin(), expand.end());
+    indices.push_back(123 + resolution(*rng));
+    batch.EndSample();
+  }
+  return batch;
+}
+
+std::vector<float> Densify(const FeatureBatch& batch, int inputs) {
+  std::vector<float> dense(static_cast<size_t>(batch.size()) * inputs, 0.0f);
+  for (int s = 0; s < batch.size(); ++s) {
+    for (int j = batch.offsets()[s]; j < batch.offsets()[s + 1]; ++j) {
+      dense[static_cast<size_t>(s) * inputs + batch.indices()[j]] = 1.0f;
+    }
+  }
+  return dense;
+}
+
+// Best seconds per call of `body` over kRepeats repeats of `calls` calls, after one warm-up.
+double BestSecondsPerCall(int64_t calls, const std::function<bool()>& body) {
+  if (!body()) return -1.0;
+  double best = 1e30;
+  for (int repeat = 0; repeat < kRepeats; ++repeat) {
+    const Clock::time_point start = Clock::now();
+    for (int64_t i = 0; i < calls; ++i) {
+      if (!body()) return -1.0;
+    }
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    best = std::min(best, seconds / static_cast<double>(calls));
+  }
+  return best;
+}
+
+void PrintRow(const std::string& kernel, int threads, int batch, double seconds_per_call) {
+  if (seconds_per_call < 0) {
+    std::printf("%-18s %7d %6d   failed\n", kernel.c_str(), threads, batch);
+    return;
+  }
+  std::printf("%-18s %7d %6d %12.1f %14.0f\n", kernel.c_str(), threads, batch,
+              seconds_per_call * 1e6, batch / seconds_per_call);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string weights = argc > 1 ? argv[1] : "data/ofa_mbv3/acc_predictor.f32";
+  const std::string manifest = argc > 2 ? argv[2] : "data/ofa_mbv3/acc_predictor.manifest.json";
+  const std::vector<int> batch_sizes = {1, 100, 1000};
+
+  std::mt19937 rng(2026);
+  std::vector<FeatureBatch> batches;
+  for (int size : batch_sizes) batches.push_back(RandomNetworks(size, &rng));
+
+  std::printf("%-18s %7s %6s %12s %14s\n", "kernel", "threads", "batch", "us/call",
+              "predictions/s");
+  std::vector<std::string> search_lines;
+  for (int threads : {1, 2}) {
+    std::vector<std::unique_ptr<MlpPredictor>> predictors;
+    for (MlpPredictor::Kernel kernel :
+         {MlpPredictor::Kernel::kBlocked, MlpPredictor::Kernel::kLibTorch}) {
+      MlpPredictor::Options options;
+      options.num_threads = threads;
+      options.kernel = kernel;
+      auto loaded = MlpPredictor::LoadRawFloat32(weights, manifest, options);
+      if (!loaded.ok()) {
+        std::fprintf(stderr, "%s\n", loaded.status().ToString().c_str());
+        return 1;
+      }
+      predictors.push_back(*std::move(loaded));
+    }
+    std::vector<float> out;
+    for (const std::unique_ptr<MlpPredictor>& predictor : predictors) {
+      for (const FeatureBatch& batch : batches) {
+        const double seconds =
+            BestSecondsPerCall(std::max<int64_t>(1, kSamplesPerRepeat / batch.size()),
+                               [&] { return predictor->Predict(batch, &out).ok(); });
+        PrintRow(predictor->kernel_name(), threads, batch.size(), seconds);
+      }
+    }
+    for (const FeatureBatch& batch : batches) {
+      const std::vector<float> dense = Densify(batch, predictors[0]->input_size());
+      const double seconds = BestSecondsPerCall(
+          std::max<int64_t>(1, kSamplesPerRepeat / batch.size()),
+          [&] { return predictors[0]->PredictDense(dense.data(), batch.size(), &out).ok(); });
+      PrintRow("libtorch-dense", threads, batch.size(), seconds);
+    }
+    // A search's load: 500 generations of 100 children. Best and worst of the repeats show
+    // how much sharing the cores with other processes costs.
+    for (const std::unique_ptr<MlpPredictor>& predictor : predictors) {
+      std::vector<double> seconds;
+      for (int repeat = 0; repeat < kRepeats; ++repeat) {
+        const Clock::time_point start = Clock::now();
+        for (int call = 0; call < 500; ++call) {
+          if (!predictor->Predict(batches[1], &out).ok()) return 1;
+        }
+        seconds.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+      }
+      std::sort(seconds.begin(), seconds.end());
+      char line[200];
+      std::snprintf(line, sizeof(line),
+                    "%-18s %7d   500 x batch 100: best %7.1f ms, median %7.1f ms, worst %7.1f ms",
+                    predictor->kernel_name().c_str(), threads, seconds.front() * 1e3,
+                    seconds[seconds.size() / 2] * 1e3, seconds.back() * 1e3);
+      search_lines.push_back(line);
+    }
+  }
+  std::printf("\n");
+  for (const std::string& line : search_lines) std::printf("%s\n", line.c_str());
+  return 0;
+}

@@ -1,0 +1,292 @@
+// End to end: the real apqd on loopback with a real SQLite file, driven by the real apq
+// client, as a user would.
+#include <signal.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/process.h"
+
+namespace apq::testing {
+namespace {
+
+using nlohmann::json;
+
+json ParseJson(const ProcessResult& result) {
+  json parsed = json::parse(result.out, nullptr, false);
+  EXPECT_FALSE(parsed.is_discarded()) << "stdout is not JSON: " << result.out << result.err;
+  return parsed;
+}
+
+std::string TutorialConfigFile() {
+  const json golden = json::parse(ReadFile("tests/testdata/golden_values.json"));
+  const std::string path = TempPath("tutorial.json");
+  WriteFile(path, golden["ofa_mbv3_w1.2_tutorial_note10_25ms"]["arch"].dump());
+  return path;
+}
+
+class EndToEndTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    database_ = TempPath("apq.db");
+    server_ = std::make_unique<ServerProcess>(database_);
+  }
+
+  ProcessResult Client(const std::vector<std::string>& args) {
+    return RunClient(server_->address(), args);
+  }
+
+  json JobJson(const std::string& job_id) {
+    ProcessResult jobs = Client({"jobs", "--json", "--limit", "1000"});
+    EXPECT_EQ(jobs.exit_code, 0) << jobs.err;
+    for (const json& job : ParseJson(jobs)) {
+      if (job["job_id"] == job_id) return job;
+    }
+    ADD_FAILURE() << "job " << job_id << " not listed";
+    return json();
+  }
+
+  std::string database_;
+  std::unique_ptr<ServerProcess> server_;
+};
+
+TEST_F(EndToEndTest, ServesTheEmbeddedNote10Table) {
+  ProcessResult result = Client({"devices", "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  json devices = ParseJson(result);
+  ASSERT_EQ(devices.size(), 1u);
+  EXPECT_EQ(devices[0]["name"], "note10");
+  ASSERT_EQ(devices[0]["versions"].size(), 1u);
+  EXPECT_EQ(devices[0]["versions"][0]["covered_spaces"], json({"ofa_mbv3"}));
+  EXPECT_GT(devices[0]["versions"][0]["entries"].get<int>(), 1000);
+}
+
+TEST_F(EndToEndTest, EvaluateReproducesTheTutorialGoldenValues) {
+  ProcessResult result = Client({"evaluate", "--space", "ofa_mbv3", "--device", "note10",
+                                 "--config", TutorialConfigFile(), "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  json metrics = ParseJson(result);
+  EXPECT_NEAR(metrics["accuracy"].get<double>(), 0.8171285, 1e-5);
+  EXPECT_NEAR(metrics["latency_ms"].get<double>(), 24.7302, 1e-3);
+}
+
+TEST_F(EndToEndTest, SearchFindsAFeasibleConfigurationAndStoresEveryCandidate) {
+  ProcessResult result =
+      Client({"search", "--space", "ofa_mbv3", "--device", "note10", "--max-latency-ms", "25",
+              "--seed", "1", "--generations", "40", "--wait", "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  json job = ParseJson(result);
+  EXPECT_EQ(job["state"], "SUCCEEDED");
+  EXPECT_LE(job["latency_ms"].get<double>(), 25.0);
+  EXPECT_GT(job["accuracy"].get<double>(), 0.80);
+  EXPECT_EQ(job["candidates_evaluated"], 41 * 100);
+  EXPECT_EQ(job["generations_done"], 40);
+  for (const char* key : {"ks", "e", "d", "r"}) EXPECT_TRUE(job["best_config"].contains(key));
+
+  // The deployable config is the best candidate, and the candidates are all stored.
+  ProcessResult config = Client({"config", job["job_id"], "--json"});
+  ASSERT_EQ(config.exit_code, 0) << config.err;
+  EXPECT_EQ(ParseJson(config)["config"], job["best_config"]);
+
+  ProcessResult best = Client({"candidates", job["job_id"], "--sort", "accuracy", "--feasible",
+                               "--limit", "5", "--json"});
+  ASSERT_EQ(best.exit_code, 0) << best.err;
+  json page = ParseJson(best);
+  EXPECT_EQ(page["total"], 41 * 100);
+  ASSERT_EQ(page["candidates"].size(), 5u);
+  EXPECT_EQ(page["candidates"][0]["accuracy"], job["accuracy"]);
+  for (size_t i = 1; i < 5; ++i) {
+    EXPECT_GE(page["candidates"][i - 1]["accuracy"].get<double>(),
+              page["candidates"][i]["accuracy"].get<double>());
+  }
+  ProcessResult rejected =
+      Client({"candidates", job["job_id"], "--infeasible", "--limit", "20", "--json"});
+  ASSERT_EQ(rejected.exit_code, 0) << rejected.err;
+  json rejected_page = ParseJson(rejected);
+  EXPECT_GT(rejected_page["total"].get<int>(), 0);
+  for (const json& candidate : rejected_page["candidates"]) {
+    EXPECT_GT(candidate["latency_ms"].get<double>(), 25.0);
+    EXPECT_FALSE(candidate.contains("accuracy"));
+  }
+
+  // The same seed gives the same answer.
+  ProcessResult again =
+      Client({"search", "--space", "ofa_mbv3", "--device", "note10", "--max-latency-ms", "25",
+              "--seed", "1", "--generations", "40", "--wait", "--json"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(ParseJson(again)["best_config"], job["best_config"]);
+}
+
+TEST_F(EndToEndTest, BadRequestsAreRefusedWithTheRightCodeAndNothingIsStored) {
+  const std::string config = TutorialConfigFile();
+  struct Case {
+    std::vector<std::string> args;
+    std::string code;
+    std::string mention;
+  };
+  const std::vector<std::string> search = {"search", "--space", "ofa_mbv3", "--device",
+                                           "note10"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = search;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  };
+  const std::string wrong_length = TempPath("wrong_length.json");
+  WriteFile(wrong_length, R"({"ks":[3,3],"e":[3,3],"d":[2,2,2,2,2],"r":160})");
+  const std::string unknown_key = TempPath("unknown_key.json");
+  WriteFile(unknown_key, R"({"ks":[3],"e":[3],"d":[2],"r":160,"width":1})");
+  const std::string not_json = TempPath("not_json.json");
+  WriteFile(not_json, "{ks: [3");
+  const std::vector<Case> cases = {
+      {{"search", "--space", "mobilenet_v9", "--device", "note10"}, "NOT_FOUND", "space"},
+      {{"search", "--space", "ofa_mbv3", "--device", "pixel99"}, "NOT_FOUND", "pixel99"},
+      {with({"--max-latency-ms", "-5"}), "INVALID_ARGUMENT", "max_latency_ms"},
+      {with({"--max-latency-ms", "0"}), "INVALID_ARGUMENT", "max_latency_ms"},
+      {with({"--population", "0"}), "INVALID_ARGUMENT", "population_size"},
+      {with({"--generations", "1000000000"}), "INVALID_ARGUMENT", "generations"},
+      {with({"--parent-ratio", "1.5"}), "INVALID_ARGUMENT", "parent_ratio"},
+      {with({"--max-energy-mj", "3"}), "FAILED_PRECONDITION", "energy"},
+      {{"search", "--space", "ofa_mbv3", "--device", "Bad Device!"}, "INVALID_ARGUMENT",
+       "device"},
+      {{"evaluate", "--space", "ofa_mbv3", "--device", "note10", "--config", wrong_length},
+       "INVALID_ARGUMENT", "ks"},
+      {{"evaluate", "--space", "ofa_mbv3", "--config", unknown_key}, "INVALID_ARGUMENT",
+       "width"},
+      {{"evaluate", "--space", "ofa_mbv3", "--config", not_json}, "INVALID_ARGUMENT", ""},
+      {{"evaluate", "--space", "nope", "--config", config}, "NOT_FOUND", "nope"},
+      {{"config", "job-999"}, "NOT_FOUND", "job-999"},
+      {{"watch", "job-999"}, "NOT_FOUND", "job-999"},
+  };
+  for (const Case& c : cases) {
+    ProcessResult result = Client(c.args);
+    EXPECT_EQ(result.exit_code, 1) << c.args[1] << " " << result.err;
+    EXPECT_NE(result.err.find(c.code + ":"), std::string::npos) << result.err;
+    EXPECT_NE(result.err.find(c.mention), std::string::npos) << result.err;
+  }
+  ProcessResult jobs = Client({"jobs", "--json"});
+  ASSERT_EQ(jobs.exit_code, 0);
+  EXPECT_TRUE(ParseJson(jobs).empty()) << "a refused request must not store a job";
+
+  // The client itself refuses what is not a number.
+  ProcessResult nan_budget = Client(with({"--max-latency-ms", "nan"}));
+  EXPECT_EQ(nan_budget.exit_code, 2);
+  EXPECT_NE(nan_budget.err.find("--max-latency-ms"), std::string::npos);
+}
+
+TEST_F(EndToEndTest, MalformedTableUploadsAreRejectedWithFileAndLineAndStoreNothing) {
+  struct Case {
+    std::string content;
+    std::string mention;
+  };
+  const std::vector<Case> cases = {
+      {"Conv-input:160x160x3-output:80x80x24:\n  count: 1\n  mean: nan\n  std: 0\n", ":3"},
+      {"Conv-input:160x160x3-output:80x80x24:\n  count: 1\n  mean: -0.5\n  std: 0\n", ":3"},
+      {"Conv-input:160x160x3-output:80x80x24:\n  count: 1\n  mean: 0.5\n  std: 0\n"
+       "Conv-input:160x160x3-output:80x80x24:\n  count: 1\n  mean: 0.5\n  std: 0\n",
+       "Conv-input:160x160x3-output:80x80x24"},
+      {"this is: [not, the format\n", ":1"},
+  };
+  for (const Case& c : cases) {
+    const std::string path = TempPath("160_lookup_table.yaml");
+    WriteFile(path, c.content);
+    ProcessResult result =
+        Client({"upload-table", "--device", "broken", "--format", "ofa-yaml", path});
+    EXPECT_EQ(result.exit_code, 1) << result.err;
+    EXPECT_NE(result.err.find("INVALID_ARGUMENT:"), std::string::npos) << result.err;
+    EXPECT_NE(result.err.find("160_lookup_table.yaml"), std::string::npos) << result.err;
+    EXPECT_NE(result.err.find(c.mention), std::string::npos) << result.err;
+  }
+  ProcessResult devices = Client({"devices", "--json"});
+  ASSERT_EQ(devices.exit_code, 0);
+  EXPECT_EQ(ParseJson(devices).size(), 1u) << "a rejected upload must store nothing";
+}
+
+TEST_F(EndToEndTest, ATableThatDoesNotCoverTheSpaceIsStoredButCannotPriceIt) {
+  const std::string path = TempPath("160_lookup_table.yaml");
+  WriteFile(path, "Conv-input:160x160x3-output:80x80x24:\n  count: 3\n  mean: 0.5\n  std: 0.1\n");
+  ProcessResult upload = Client({"upload-table", "--device", "tiny", "--format", "ofa-yaml",
+                                 "--description", "one layer", path, "--json"});
+  ASSERT_EQ(upload.exit_code, 0) << upload.err;
+  json stored = ParseJson(upload);
+  EXPECT_EQ(stored["version"], 1);
+  EXPECT_TRUE(stored["covered_spaces"].empty());
+
+  ProcessResult search = Client({"search", "--space", "ofa_mbv3", "--device", "tiny",
+                                 "--max-latency-ms", "25"});
+  EXPECT_EQ(search.exit_code, 1);
+  EXPECT_NE(search.err.find("FAILED_PRECONDITION:"), std::string::npos) << search.err;
+  EXPECT_NE(search.err.find("expanded_conv-input"), std::string::npos)
+      << "the missing keys must be listed: " << search.err;
+
+  // A second upload is a new version; the first stays as it was.
+  ProcessResult again = Client({"upload-table", "--device", "tiny", "--format", "ofa-yaml", path,
+                                "--json"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(ParseJson(again)["version"], 2);
+}
+
+TEST_F(EndToEndTest, CancelStopsARunningJob) {
+  ProcessResult submitted =
+      Client({"search", "--space", "ofa_mbv3", "--device", "note10", "--max-latency-ms", "25",
+              "--generations", "100000", "--json"});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.err;
+  const std::string job_id = ParseJson(submitted)["job_id"];
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ProcessResult cancelled = Client({"cancel", job_id});
+  ASSERT_EQ(cancelled.exit_code, 0) << cancelled.err;
+  ProcessResult watched = Client({"watch", job_id, "--json"});
+  EXPECT_EQ(watched.exit_code, 1) << "a cancelled job is not a success";
+  json job = ParseJson(watched);
+  EXPECT_EQ(job["state"], "CANCELLED");
+  EXPECT_LT(job["generations_done"].get<int>(), 100000);
+  ProcessResult config = Client({"config", job_id});
+  EXPECT_NE(config.err.find("FAILED_PRECONDITION:"), std::string::npos) << config.err;
+}
+
+// A killed server loses nothing: the job resumes from its last stored generation and ends
+// with exactly one stored row per scored candidate.
+TEST_F(EndToEndTest, AJobSurvivesAServerCrashAndAGracefulRestart) {
+  ProcessResult submitted =
+      Client({"search", "--space", "ofa_mbv3", "--device", "note10", "--max-latency-ms", "25",
+              "--seed", "4", "--generations", "1500", "--json"});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.err;
+  const std::string job_id = ParseJson(submitted)["job_id"];
+
+  for (int signal : {SIGKILL, SIGTERM}) {
+    int done_before = 0;
+    for (int i = 0; i < 200 && done_before < 50; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      done_before = JobJson(job_id)["generations_done"].get<int>();
+    }
+    ASSERT_GE(done_before, 50);
+    server_->Stop(signal);
+    server_ = std::make_unique<ServerProcess>(database_);
+    json resumed = JobJson(job_id);
+    EXPECT_TRUE(resumed["state"] == "RUNNING" || resumed["state"] == "SUCCEEDED") << resumed;
+    EXPECT_GE(resumed["generations_done"].get<int>(), done_before - 1);
+  }
+  ProcessResult watched = Client({"watch", job_id, "--json"});
+  ASSERT_EQ(watched.exit_code, 0) << watched.err;
+  json job = ParseJson(watched);
+  EXPECT_EQ(job["state"], "SUCCEEDED");
+  EXPECT_EQ(job["generations_done"], 1500);
+  EXPECT_EQ(job["candidates_evaluated"], 1501 * 100);
+  ProcessResult feasible =
+      Client({"candidates", job_id, "--feasible", "--limit", "1", "--json"});
+  ASSERT_EQ(feasible.exit_code, 0);
+  EXPECT_EQ(ParseJson(feasible)["total"], 1501 * 100);
+
+  // An uninterrupted run with the same seed reaches the same best configuration.
+  ProcessResult fresh =
+      Client({"search", "--space", "ofa_mbv3", "--device", "note10", "--max-latency-ms", "25",
+              "--seed", "4", "--generations", "1500", "--wait", "--json"});
+  ASSERT_EQ(fresh.exit_code, 0) << fresh.err;
+  EXPECT_EQ(ParseJson(fresh)["best_config"], job["best_config"]);
+}
+
+}  // namespace
+}  // namespace apq::testing
