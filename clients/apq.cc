@@ -211,7 +211,9 @@ json JobJson(const apq::v1::Job& job) {
               {"seed", job.request().seed()}};
   if (job.has_best()) {
     out["best_config"] = ParseConfig(job.best().config_json());
-    for (auto& [key, value] : MetricsJson(job.best().metrics()).items()) out[key] = value;
+    // The metrics object must outlive the loop: items() only refers to it.
+    const json metrics = MetricsJson(job.best().metrics());
+    for (const auto& [key, value] : metrics.items()) out[key] = value;
   }
   if (!job.error().empty()) out["error"] = job.error();
   return out;
@@ -536,7 +538,8 @@ class Client {
                      {"generation", candidate.generation()},
                      {"feasible", candidate.feasible()},
                      {"config", ParseConfig(candidate.config_json())}};
-        for (auto& [key, value] : MetricsJson(candidate.metrics()).items()) item[key] = value;
+        const json metrics = MetricsJson(candidate.metrics());
+        for (const auto& [key, value] : metrics.items()) item[key] = value;
         candidates.push_back(item);
       }
       std::cout << json{{"total", response.total()},

@@ -267,6 +267,14 @@ absl::StatusOr<Genotype> OfaMbv3Space::ParseArch(const nlohmann::json& arch) con
     return absl::InvalidArgumentError(
         absl::StrCat("arch: expected an object with keys ks, e, d, r, got ", arch.type_name()));
   }
+  // Unknown keys first: a misspelt key explains the errors that would follow from it.
+  for (const auto& item : arch.items()) {
+    const std::string& key = item.key();
+    if (key != "ks" && key != "e" && key != "d" && key != "r" && key != "wid") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown key \"", key, "\" (expected ks, e, d, r and optionally wid)"));
+    }
+  }
   Genotype genotype(kNumGenes, 0);
   bool has_ks = false, has_e = false, has_d = false, has_r = false;
   for (const auto& item : arch.items()) {
@@ -299,9 +307,6 @@ absl::StatusOr<Genotype> OfaMbv3Space::ParseArch(const nlohmann::json& arch) con
       if (!value.is_null()) {
         return absl::InvalidArgumentError(absl::StrCat("wid: expected null, got ", value.dump()));
       }
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown key \"", key, "\" (expected ks, e, d, r and optionally wid)"));
     }
   }
   for (const auto& [present, field] : {std::pair{has_ks, "ks"}, std::pair{has_e, "e"},

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -52,9 +53,13 @@ int WaitExit(pid_t pid) {
 }  // namespace
 
 std::string TempPath(const std::string& name) {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  return std::string(dir != nullptr ? dir : "/tmp") + "/" + std::to_string(getpid()) + "-" +
-         std::to_string(counter++) + "-" + name;
+  const char* base = std::getenv("TEST_TMPDIR");
+  // A fresh directory per call keeps the file's own name, which some inputs depend on
+  // (an OFA table's resolution is in its file name).
+  const std::string dir = std::string(base != nullptr ? base : "/tmp") + "/" +
+                          std::to_string(getpid()) + "-" + std::to_string(counter++);
+  mkdir(dir.c_str(), 0700);
+  return dir + "/" + name;
 }
 
 std::string ReadFile(const std::string& path) {
