@@ -1,7 +1,7 @@
 // Times the search inner loop's primitives on ofa_mbv3 with the Note10 table:
 // LutCostModel::Evaluate and SearchSpace::Sample / Mutate / Crossover, in ns per call.
 //
-// Usage: bazel run -c opt //bench:cost_model_bench [-- <calls> [<note10 lut dir>]]
+// Usage: bazel run //bench:cost_model_bench [-- <calls> [<note10 lut dir>]]
 #include <chrono>
 #include <cstdint>
 #include <cstdio>

@@ -3,7 +3,7 @@
 // repeats), the dense LibTorch forward for comparison, and the time of a search-like load
 // (500 calls at batch 100).
 //
-// Usage: bazel run -c opt //bench:predictor_bench [-- <weights.f32> <manifest.json>]
+// Usage: bazel run //bench:predictor_bench [-- <weights.f32> <manifest.json>]
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -94,6 +94,7 @@ int main(int argc, char** argv) {
 
   std::mt19937 rng(2026);
   std::vector<FeatureBatch> batches;
+  batches.reserve(batch_sizes.size());
   for (int size : batch_sizes) batches.push_back(RandomNetworks(size, &rng));
 
   std::printf("%-18s %7s %6s %12s %14s\n", "kernel", "threads", "batch", "us/call",

@@ -2,7 +2,7 @@
 // 500 generations), per seed: wall time, candidates scored per second, best predicted
 // accuracy, and the process's peak memory.
 //
-//   bazel run -c opt //bench:search_bench -- [--threads N] [--repeats R]
+//   bazel run //bench:search_bench -- [--threads N] [--repeats R]
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -36,8 +36,8 @@ int Run(int threads, int repeats, const std::string& data_dir) {
   apq::predictor::MlpPredictor::Options options;
   options.num_threads = threads;
   auto predictor = apq::predictor::MlpPredictor::LoadRawFloat32(
-      data_dir + "/ofa_mbv3/acc_predictor.f32",
-      data_dir + "/ofa_mbv3/acc_predictor.manifest.json", options);
+      data_dir + "/ofa_mbv3/acc_predictor.f32", data_dir + "/ofa_mbv3/acc_predictor.manifest.json",
+      options);
   if (!predictor.ok()) {
     std::fprintf(stderr, "%s\n", predictor.status().ToString().c_str());
     return 1;
@@ -81,9 +81,10 @@ int Run(int threads, int repeats, const std::string& data_dir) {
   std::sort(all_times.begin(), all_times.end());
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
-  std::printf("median over all runs: %.3f s; mean best accuracy over seeds 1-3: %.5f; "
-              "peak RSS %.1f MB\n",
-              all_times[all_times.size() / 2], accuracy_sum / 3, usage.ru_maxrss / 1024.0);
+  std::printf(
+      "median over all runs: %.3f s; mean best accuracy over seeds 1-3: %.5f; "
+      "peak RSS %.1f MB\n",
+      all_times[all_times.size() / 2], accuracy_sum / 3, usage.ru_maxrss / 1024.0);
   return 0;
 }
 

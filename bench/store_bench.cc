@@ -128,7 +128,7 @@ int main(int argc, char** argv) {
       evaluated += per_generation;
       batch.candidates_evaluated = evaluated;
       batch.best = best;
-      batch.checkpoint = std::string(16 * 1024, static_cast<char>(g));  // Engine state.
+      batch.checkpoint = std::string(size_t{16} * 1024, static_cast<char>(g));  // Engine state.
       batch.elapsed_s = g;
     }
 

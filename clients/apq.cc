@@ -79,7 +79,8 @@ class Args {
         inline_value = name.substr(eq + 1);
         name = name.substr(0, eq);
       }
-      const bool is_value = std::find(value_flags.begin(), value_flags.end(), name) != value_flags.end();
+      const bool is_value =
+          std::find(value_flags.begin(), value_flags.end(), name) != value_flags.end();
       const bool is_boolean =
           std::find(boolean_flags.begin(), boolean_flags.end(), name) != boolean_flags.end();
       if (!is_value && !is_boolean) {
@@ -147,7 +148,8 @@ int32_t ParseInt32(const Args& args, const std::string& name) {
 }
 
 std::string Require(const Args& args, const std::string& name) {
-  if (!args.Has(name) || args.Get(name).empty()) throw UsageError{absl::StrCat("--", name, " is required")};
+  if (!args.Has(name) || args.Get(name).empty())
+    throw UsageError{absl::StrCat("--", name, " is required")};
   return args.Get(name);
 }
 
@@ -164,11 +166,23 @@ std::string ReadFileOrStdin(const std::string& path) {
 }
 
 int ReportRpcError(const grpc::Status& status) {
-  static const char* const kNames[] = {
-      "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-      "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-      "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-      "UNAUTHENTICATED"};
+  static const char* const kNames[] = {"OK",
+                                       "CANCELLED",
+                                       "UNKNOWN",
+                                       "INVALID_ARGUMENT",
+                                       "DEADLINE_EXCEEDED",
+                                       "NOT_FOUND",
+                                       "ALREADY_EXISTS",
+                                       "PERMISSION_DENIED",
+                                       "RESOURCE_EXHAUSTED",
+                                       "FAILED_PRECONDITION",
+                                       "ABORTED",
+                                       "OUT_OF_RANGE",
+                                       "UNIMPLEMENTED",
+                                       "INTERNAL",
+                                       "UNAVAILABLE",
+                                       "DATA_LOSS",
+                                       "UNAUTHENTICATED"};
   const int code = status.error_code();
   const char* name = code >= 0 && code <= 16 ? kNames[code] : "UNKNOWN";
   std::fprintf(stderr, "apq: %s: %s\n", name, status.error_message().c_str());
@@ -222,8 +236,10 @@ json JobJson(const apq::v1::Job& job) {
 std::string DescribeMetrics(const apq::v1::Metrics& metrics) {
   std::vector<std::string> parts;
   if (metrics.has_accuracy()) parts.push_back(absl::StrFormat("accuracy %.4f", metrics.accuracy()));
-  if (metrics.has_latency_ms()) parts.push_back(absl::StrFormat("latency %.3f ms", metrics.latency_ms()));
-  if (metrics.has_energy_mj()) parts.push_back(absl::StrFormat("energy %.3f mJ", metrics.energy_mj()));
+  if (metrics.has_latency_ms())
+    parts.push_back(absl::StrFormat("latency %.3f ms", metrics.latency_ms()));
+  if (metrics.has_energy_mj())
+    parts.push_back(absl::StrFormat("energy %.3f mJ", metrics.energy_mj()));
   if (metrics.has_size_mb()) parts.push_back(absl::StrFormat("size %.3f MB", metrics.size_mb()));
   if (metrics.has_bitops()) parts.push_back(absl::StrFormat("BitOps %.4g", metrics.bitops()));
   return absl::StrJoin(parts, ", ");
@@ -297,14 +313,14 @@ class Client {
     for (const apq::v1::Device& device : devices) {
       json versions = json::array();
       for (const apq::v1::TableVersion& version : device.versions()) {
-        versions.push_back({{"version", version.version()},
-                            {"format", apq::v1::TableFormat_Name(version.format())},
-                            {"entries", version.entries()},
-                            {"sha256", version.sha256()},
-                            {"description", version.description()},
-                            {"covered_spaces", std::vector<std::string>(
-                                                   version.covered_spaces().begin(),
-                                                   version.covered_spaces().end())}});
+        versions.push_back(
+            {{"version", version.version()},
+             {"format", apq::v1::TableFormat_Name(version.format())},
+             {"entries", version.entries()},
+             {"sha256", version.sha256()},
+             {"description", version.description()},
+             {"covered_spaces", std::vector<std::string>(version.covered_spaces().begin(),
+                                                         version.covered_spaces().end())}});
       }
       out.push_back({{"name", device.name()}, {"versions", versions}});
     }
@@ -346,11 +362,13 @@ class Client {
     grpc::Status status = search_->Evaluate(&context, request, &response);
     if (!status.ok()) return ReportRpcError(status);
     json results = json::array();
-    for (const apq::v1::Metrics& metrics : response.metrics()) results.push_back(MetricsJson(metrics));
+    for (const apq::v1::Metrics& metrics : response.metrics())
+      results.push_back(MetricsJson(metrics));
     if (args.Has("json")) {
       json out = results.size() == 1 ? results[0] : json{{"results", results}};
       if (response.table_version() > 0) out["table_version"] = response.table_version();
-      if (!response.predictor_version().empty()) out["predictor_version"] = response.predictor_version();
+      if (!response.predictor_version().empty())
+        out["predictor_version"] = response.predictor_version();
       std::cout << out.dump(2) << "\n";
       return kExitOk;
     }
@@ -361,17 +379,18 @@ class Client {
   }
 
   int Search(const std::vector<std::string>& argv) {
-    Args args = ParseOrThrow(
-        argv,
-        {"space", "device", "max-latency-ms", "max-energy-mj", "max-size-mb", "max-bitops",
-         "population", "generations", "parent-ratio", "mutation-ratio", "mutate-prob",
-         "resolution-mutate-prob", "seed", "label", "table-version"},
-        {"wait", "json"}, 0);
+    Args args =
+        ParseOrThrow(argv,
+                     {"space", "device", "max-latency-ms", "max-energy-mj", "max-size-mb",
+                      "max-bitops", "population", "generations", "parent-ratio", "mutation-ratio",
+                      "mutate-prob", "resolution-mutate-prob", "seed", "label", "table-version"},
+                     {"wait", "json"}, 0);
     apq::v1::SubmitSearchRequest request;
     request.set_space(Require(args, "space"));
     request.set_device(Require(args, "device"));
     apq::v1::Budgets* budgets = request.mutable_budgets();
-    if (args.Has("max-latency-ms")) budgets->set_max_latency_ms(ParseDouble(args, "max-latency-ms"));
+    if (args.Has("max-latency-ms"))
+      budgets->set_max_latency_ms(ParseDouble(args, "max-latency-ms"));
     if (args.Has("max-energy-mj")) budgets->set_max_energy_mj(ParseDouble(args, "max-energy-mj"));
     if (args.Has("max-size-mb")) budgets->set_max_size_mb(ParseDouble(args, "max-size-mb"));
     if (args.Has("max-bitops")) budgets->set_max_bitops(ParseDouble(args, "max-bitops"));
@@ -379,8 +398,10 @@ class Client {
     if (args.Has("population")) evolution->set_population_size(ParseInt32(args, "population"));
     if (args.Has("generations")) evolution->set_generations(ParseInt32(args, "generations"));
     if (args.Has("parent-ratio")) evolution->set_parent_ratio(ParseDouble(args, "parent-ratio"));
-    if (args.Has("mutation-ratio")) evolution->set_mutation_ratio(ParseDouble(args, "mutation-ratio"));
-    if (args.Has("mutate-prob")) evolution->set_mutate_probability(ParseDouble(args, "mutate-prob"));
+    if (args.Has("mutation-ratio"))
+      evolution->set_mutation_ratio(ParseDouble(args, "mutation-ratio"));
+    if (args.Has("mutate-prob"))
+      evolution->set_mutate_probability(ParseDouble(args, "mutate-prob"));
     if (args.Has("resolution-mutate-prob")) {
       evolution->set_resolution_mutate_probability(ParseDouble(args, "resolution-mutate-prob"));
     }
@@ -506,17 +527,18 @@ class Client {
   }
 
   int Candidates(const std::vector<std::string>& argv) {
-    Args args = ParseOrThrow(argv, {"sort", "limit", "page-token"},
-                             {"feasible", "infeasible", "json"}, 1);
+    Args args =
+        ParseOrThrow(argv, {"sort", "limit", "page-token"}, {"feasible", "infeasible", "json"}, 1);
     apq::v1::ListCandidatesRequest request;
     request.set_job_id(JobArgument(args));
     static const std::map<std::string, apq::v1::SortMetric> kSorts = {
-        {"id", apq::v1::SORT_METRIC_UNSPECIFIED}, {"accuracy", apq::v1::SORT_METRIC_ACCURACY},
+        {"id", apq::v1::SORT_METRIC_UNSPECIFIED},  {"accuracy", apq::v1::SORT_METRIC_ACCURACY},
         {"latency", apq::v1::SORT_METRIC_LATENCY}, {"energy", apq::v1::SORT_METRIC_ENERGY},
         {"size", apq::v1::SORT_METRIC_SIZE},       {"bitops", apq::v1::SORT_METRIC_BITOPS}};
     if (args.Has("sort")) {
       auto found = kSorts.find(args.Get("sort"));
-      if (found == kSorts.end()) throw UsageError{absl::StrCat("--sort: unknown metric '", args.Get("sort"), "'")};
+      if (found == kSorts.end())
+        throw UsageError{absl::StrCat("--sort: unknown metric '", args.Get("sort"), "'")};
       request.set_sort_by(found->second);
     }
     if (args.Has("feasible") && args.Has("infeasible")) {

@@ -12,10 +12,10 @@
 #define APQ_STATUS_CONCAT_(a, b) APQ_STATUS_CONCAT_INNER_(a, b)
 
 // Evaluates `expr` (an absl::Status) and returns it from the caller when it is not OK.
-#define RETURN_IF_ERROR(expr)                                       \
-  do {                                                              \
-    ::absl::Status apq_status_ = (expr);                            \
-    if (!apq_status_.ok()) return apq_status_;                      \
+#define RETURN_IF_ERROR(expr)                  \
+  do {                                         \
+    ::absl::Status apq_status_ = (expr);       \
+    if (!apq_status_.ok()) return apq_status_; \
   } while (false)
 
 // `ASSIGN_OR_RETURN(lhs, expr)`: evaluates `expr` (an absl::StatusOr<T>); on error returns

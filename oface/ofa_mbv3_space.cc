@@ -2,7 +2,6 @@
 
 #include <array>
 #include <cassert>
-#include <climits>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -16,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
+#include "oface/json_fields.h"
 
 namespace apq::oface {
 namespace {
@@ -84,7 +84,10 @@ class OfaMbv3Space final : public SearchSpace {
   }
   // Reads one integer of gene `gene` from `value`; `field` names it in errors.
   absl::Status ReadGene(const std::string& field, const nlohmann::json& value, int gene,
-                        Genotype* genotype) const;
+                        Genotype* genotype) const {
+    ASSIGN_OR_RETURN((*genotype)[gene], ReadIntegerGene(field, value, genes_[gene].choices));
+    return absl::OkStatus();
+  }
   absl::Status ReadList(const std::string& field, const nlohmann::json& value, int first_gene,
                         int count, Genotype* genotype) const;
   absl::StatusOr<Genotype> ParseArch(const nlohmann::json& arch) const;
@@ -227,35 +230,9 @@ std::string OfaMbv3Space::ToJson(const Genotype& genotype) const {
                       "],\"r\":", genotype[kROffset], "}");
 }
 
-absl::Status OfaMbv3Space::ReadGene(const std::string& field, const nlohmann::json& value, int gene,
-                                    Genotype* genotype) const {
-  if (!value.is_number_integer()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": expected an integer, got ",
-                     value.is_number() ? value.dump() : value.type_name()));
-  }
-  const bool in_range = value.is_number_unsigned()
-                            ? value.get<uint64_t>() <= static_cast<uint64_t>(INT_MAX)
-                            : value.get<int64_t>() >= INT_MIN && value.get<int64_t>() <= INT_MAX;
-  if (!in_range) {
-    // Validate cannot see this value, so it is reported here in Validate's words.
-    return absl::InvalidArgumentError(absl::StrCat(field, ": ", value.dump(), " is not one of {",
-                                                   absl::StrJoin(genes_[gene].choices, ", "), "}"));
-  }
-  (*genotype)[gene] = static_cast<int>(value.get<int64_t>());
-  return absl::OkStatus();
-}
-
 absl::Status OfaMbv3Space::ReadList(const std::string& field, const nlohmann::json& value,
                                     int first_gene, int count, Genotype* genotype) const {
-  if (!value.is_array()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": expected a list of ", count, " integers, got ", value.type_name()));
-  }
-  if (value.size() != static_cast<size_t>(count)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": expected ", count, " entries, got ", value.size()));
-  }
+  RETURN_IF_ERROR(CheckJsonList(field, value, count, "integers"));
   for (int i = 0; i < count; ++i) {
     RETURN_IF_ERROR(ReadGene(absl::StrCat(field, "[", i, "]"), value[i], first_gene + i, genotype));
   }
@@ -268,13 +245,8 @@ absl::StatusOr<Genotype> OfaMbv3Space::ParseArch(const nlohmann::json& arch) con
         absl::StrCat("arch: expected an object with keys ks, e, d, r, got ", arch.type_name()));
   }
   // Unknown keys first: a misspelt key explains the errors that would follow from it.
-  for (const auto& item : arch.items()) {
-    const std::string& key = item.key();
-    if (key != "ks" && key != "e" && key != "d" && key != "r" && key != "wid") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown key \"", key, "\" (expected ks, e, d, r and optionally wid)"));
-    }
-  }
+  RETURN_IF_ERROR(CheckKnownKeys(arch, {"ks", "e", "d", "r", "wid"}, "",
+                                 "ks, e, d, r and optionally wid"));
   Genotype genotype(kNumGenes, 0);
   bool has_ks = false, has_e = false, has_d = false, has_r = false;
   for (const auto& item : arch.items()) {
@@ -318,12 +290,8 @@ absl::StatusOr<Genotype> OfaMbv3Space::ParseArch(const nlohmann::json& arch) con
 }
 
 absl::StatusOr<Genotype> OfaMbv3Space::FromJson(std::string_view json) const {
-  try {
-    const nlohmann::json arch = nlohmann::json::parse(json.begin(), json.end());
-    return ParseArch(arch);
-  } catch (const nlohmann::json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("arch JSON: ", e.what()));
-  }
+  ASSIGN_OR_RETURN(const nlohmann::json arch, ParseArchJson(json));
+  return ParseArch(arch);
 }
 
 }  // namespace

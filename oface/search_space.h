@@ -11,6 +11,7 @@
 #define APQ_OFACE_SEARCH_SPACE_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,6 +39,16 @@ enum class MutationKind {
 struct MutationGroup {
   MutationKind kind;
   std::vector<int> genes;  // Indices into genes().
+};
+
+// Costs that follow from a quantized network's shape and bitwidths alone (no device table).
+struct StaticCost {
+  // Sum over weight tensors of parameters x weight bits / 8 (see each space for what counts).
+  double size_bytes = 0.0;
+  // Multiply-accumulates of one inference at batch 1.
+  int64_t macs = 0;
+  // Sum over layers of MACs x weight bits x activation bits.
+  int64_t bitops = 0;
 };
 
 class SearchSpace {
@@ -69,6 +80,9 @@ class SearchSpace {
   // `ActiveFeatures` appends the indices of its ones in ascending order.
   virtual int feature_size() const = 0;
   virtual void ActiveFeatures(const Genotype& genotype, std::vector<int32_t>* indices) const = 0;
+  // The architecture-only prefix of the encoding: features [0, arch_feature_size()) describe
+  // the network without its quantization policy (what a full-precision predictor reads).
+  virtual int arch_feature_size() const { return feature_size(); }
 
   // Cost decomposition: a network's cost is the sum, in the returned order, of cost terms
   // taken from a finite catalogue of num_cost_terms() entries, each named by the key a
@@ -78,6 +92,12 @@ class SearchSpace {
   virtual int num_cost_terms() const = 0;
   virtual std::string CostTermKey(int term) const = 0;
   virtual void CostTerms(const Genotype& genotype, std::vector<int32_t>* terms) const = 0;
+
+  // Model size, MACs and BitOps for spaces whose genotypes carry bitwidths; nullopt otherwise.
+  // Precondition: `genotype` is valid.
+  virtual std::optional<StaticCost> StaticCosts(const Genotype& /*genotype*/) const {
+    return std::nullopt;
+  }
 
   // JSON in the reference implementation's own arch format (OFA: {"ks","e","d","r"}).
   // FromJson validates fully: unknown keys, wrong lengths and values outside the space are

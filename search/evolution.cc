@@ -23,8 +23,8 @@ absl::Status CheckPositiveFinite(const std::optional<double>& value, const char*
 absl::Status CheckProbability(double value, const char* field, bool allow_zero) {
   const bool ok = std::isfinite(value) && value <= 1.0 && (allow_zero ? value >= 0.0 : value > 0.0);
   if (!ok) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": must be in ", allow_zero ? "[0, 1]" : "(0, 1]", ", got ", value));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": must be in ", allow_zero ? "[0, 1]" : "(0, 1]", ", got ", value));
   }
   return absl::OkStatus();
 }
@@ -104,8 +104,7 @@ absl::Status ValidateBudgets(const Budgets& budgets) {
 
 bool MeetsBudgets(const hwmodels::NetworkCost& cost, const Budgets& budgets) {
   if (budgets.max_latency_ms && !(cost.latency_ms <= *budgets.max_latency_ms)) return false;
-  if (budgets.max_energy_mj &&
-      !(cost.has_energy && cost.energy_mj <= *budgets.max_energy_mj)) {
+  if (budgets.max_energy_mj && !(cost.has_energy && cost.energy_mj <= *budgets.max_energy_mj)) {
     return false;
   }
   return true;
@@ -119,8 +118,7 @@ absl::Status ValidateParams(const EvolutionParams& params) {
   }
   if (params.generations < 1 || params.generations > kMaxGenerations) {
     return absl::InvalidArgumentError(absl::StrCat("evolution.generations: must be in [1, ",
-                                                   kMaxGenerations, "], got ",
-                                                   params.generations));
+                                                   kMaxGenerations, "], got ", params.generations));
   }
   RETURN_IF_ERROR(CheckProbability(params.parent_ratio, "evolution.parent_ratio", false));
   RETURN_IF_ERROR(CheckProbability(params.mutation_ratio, "evolution.mutation_ratio", true));
@@ -129,9 +127,9 @@ absl::Status ValidateParams(const EvolutionParams& params) {
   RETURN_IF_ERROR(CheckProbability(params.resolution_mutate_probability,
                                    "evolution.resolution_mutate_probability", true));
   if (RoundToInt(params.parent_ratio * params.population_size) < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("evolution.parent_ratio: ", params.parent_ratio, " of a population of ",
-                     params.population_size, " leaves no parent"));
+    return absl::InvalidArgumentError(absl::StrCat("evolution.parent_ratio: ", params.parent_ratio,
+                                                   " of a population of ", params.population_size,
+                                                   " leaves no parent"));
   }
   if (params.max_resample_attempts < 1 || params.max_resample_attempts > kMaxResampleAttempts) {
     return absl::InvalidArgumentError(
@@ -155,7 +153,9 @@ std::string SerializeCheckpoint(const Checkpoint& checkpoint) {
 }
 
 absl::StatusOr<Checkpoint> ParseCheckpoint(const std::string& bytes) {
-  const auto corrupt = [] { return absl::DataLossError("search checkpoint is truncated or corrupt"); };
+  const auto corrupt = [] {
+    return absl::DataLossError("search checkpoint is truncated or corrupt");
+  };
   Reader reader(bytes);
   for (const char expected : std::string(kCheckpointMagic)) {
     char c = 0;
@@ -194,14 +194,16 @@ EvolutionSearch::EvolutionSearch(const oface::SearchSpace& space,
     : space_(space),
       cost_model_(cost_model),
       predictor_(predictor),
-      budgets_(std::move(budgets)),
+      budgets_(budgets),
       params_(params),
       rng_(seed) {}
 
 std::string EvolutionSearch::DescribeBudgets() const {
   std::vector<std::string> parts;
-  if (budgets_.max_latency_ms) parts.push_back(absl::StrCat("max_latency_ms=", *budgets_.max_latency_ms));
-  if (budgets_.max_energy_mj) parts.push_back(absl::StrCat("max_energy_mj=", *budgets_.max_energy_mj));
+  if (budgets_.max_latency_ms)
+    parts.push_back(absl::StrCat("max_latency_ms=", *budgets_.max_latency_ms));
+  if (budgets_.max_energy_mj)
+    parts.push_back(absl::StrCat("max_energy_mj=", *budgets_.max_energy_mj));
   return parts.empty() ? "no budgets" : absl::StrJoin(parts, ", ");
 }
 
@@ -239,9 +241,9 @@ absl::Status EvolutionSearch::DrawFeasibleChild(ChildKind kind,
       report->rejected.push_back(std::move(child));
     }
   }
-  return absl::FailedPreconditionError(absl::StrCat(
-      "no network of space ", space_.name(), " met the budgets (", DescribeBudgets(), ") in ",
-      params_.max_resample_attempts, " draws; relax the budgets"));
+  return absl::FailedPreconditionError(
+      absl::StrCat("no network of space ", space_.name(), " met the budgets (", DescribeBudgets(),
+                   ") in ", params_.max_resample_attempts, " draws; relax the budgets"));
 }
 
 absl::Status EvolutionSearch::Score(std::vector<Individual>* pending, GenerationReport* report) {
@@ -320,10 +322,9 @@ absl::StatusOr<SearchResult> EvolutionSearch::Run(const GenerationCallback& on_g
       }
     } else {
       // Parents: the best `parents_size` of the population; ties keep population order.
-      std::stable_sort(population.begin(), population.end(),
-                       [](const Individual& a, const Individual& b) {
-                         return a.accuracy > b.accuracy;
-                       });
+      std::stable_sort(
+          population.begin(), population.end(),
+          [](const Individual& a, const Individual& b) { return a.accuracy > b.accuracy; });
       population.resize(std::min<size_t>(population.size(), parents_size));
       parents = std::move(population);
       for (int i = 0; i < mutants; ++i) {

@@ -74,9 +74,9 @@ struct GenerationReport {
   // Redrawn (infeasible) children of this generation, priced but not scored: the first
   // population_size of them, so a hopeless budget cannot flood the record.
   std::vector<Individual> rejected;
-  int64_t rejected_total = 0;          // All redraws of this generation.
-  int64_t candidates_evaluated = 0;    // Feasible children scored so far, all generations.
-  const Individual* best = nullptr;    // Best so far; valid during the callback only.
+  int64_t rejected_total = 0;        // All redraws of this generation.
+  int64_t candidates_evaluated = 0;  // Feasible children scored so far, all generations.
+  const Individual* best = nullptr;  // Best so far; valid during the callback only.
 };
 
 // The whole state between generations, enough to resume a search exactly where it was.
@@ -110,8 +110,8 @@ class EvolutionSearch {
 
   // All references must outlive the search. `params` and `budgets` must be valid.
   EvolutionSearch(const oface::SearchSpace& space, const hwmodels::LutCostModel& cost_model,
-                  predictor::AccuracyPredictor& predictor, Budgets budgets,
-                  EvolutionParams params, uint64_t seed);
+                  predictor::AccuracyPredictor& predictor, Budgets budgets, EvolutionParams params,
+                  uint64_t seed);
 
   // Runs from the start, or from `resume_from` when given. FAILED_PRECONDITION when no
   // feasible child is found within max_resample_attempts draws (the message names the

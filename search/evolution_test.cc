@@ -44,10 +44,11 @@ class EvolutionTest : public ::testing::Test {
   }
 
   // Runs a search and records every generation's children.
-  static absl::StatusOr<SearchResult> RunRecording(
-      const EvolutionParams& params, const Budgets& budgets, uint64_t seed,
-      std::vector<GenerationReport>* reports, std::vector<Checkpoint>* checkpoints = nullptr,
-      const Checkpoint* resume_from = nullptr) {
+  static absl::StatusOr<SearchResult> RunRecording(const EvolutionParams& params,
+                                                   const Budgets& budgets, uint64_t seed,
+                                                   std::vector<GenerationReport>* reports,
+                                                   std::vector<Checkpoint>* checkpoints = nullptr,
+                                                   const Checkpoint* resume_from = nullptr) {
     EvolutionSearch search(*space_, *cost_model_, *predictor_, budgets, params, seed);
     return search.Run(
         [&](const GenerationReport& report, const Checkpoint& checkpoint) {
@@ -154,8 +155,7 @@ TEST_F(EvolutionTest, ResumingFromACheckpointContinuesTheSameSearch) {
 }
 
 TEST_F(EvolutionTest, CancellationStopsBetweenGenerations) {
-  EvolutionSearch search(*space_, *cost_model_, *predictor_, LatencyBudget(25.0), SmallParams(),
-                         1);
+  EvolutionSearch search(*space_, *cost_model_, *predictor_, LatencyBudget(25.0), SmallParams(), 1);
   int generations_seen = 0;
   auto result = search.Run(
       [&](const GenerationReport&, const Checkpoint&) {
@@ -170,8 +170,7 @@ TEST_F(EvolutionTest, CancellationStopsBetweenGenerations) {
 }
 
 TEST_F(EvolutionTest, CallbackErrorStopsTheSearchAndIsReturned) {
-  EvolutionSearch search(*space_, *cost_model_, *predictor_, LatencyBudget(25.0), SmallParams(),
-                         1);
+  EvolutionSearch search(*space_, *cost_model_, *predictor_, LatencyBudget(25.0), SmallParams(), 1);
   auto result = search.Run(
       [&](const GenerationReport& report, const Checkpoint&) {
         return report.generation == 2 ? absl::UnavailableError("disk full") : absl::OkStatus();

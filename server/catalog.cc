@@ -27,8 +27,8 @@ std::string Sha256Hex(const std::vector<TableFileRecord>& files) {
   EVP_DigestInit_ex(context, EVP_sha256(), nullptr);
   for (const TableFileRecord& file : files) {
     // Lengths are hashed too, so no two different file lists share a digest by concatenation.
-    const std::string header = absl::StrCat(file.name.size(), ":", file.name, ":",
-                                            file.content.size(), ":");
+    const std::string header =
+        absl::StrCat(file.name.size(), ":", file.name, ":", file.content.size(), ":");
     EVP_DigestUpdate(context, header.data(), header.size());
     EVP_DigestUpdate(context, file.content.data(), file.content.size());
   }
@@ -206,7 +206,7 @@ absl::StatusOr<Catalog::CostModelHandle> Catalog::CostModel(absl::string_view sp
     }
     version = versions.back().version;
   }
-  const auto key = std::make_tuple(std::string(space), device, version);
+  const auto key = std::make_tuple(static_cast<std::string>(space), device, version);
   {
     absl::MutexLock lock(&mutex_);
     auto found = cost_models_.find(key);

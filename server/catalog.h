@@ -9,12 +9,12 @@
 #include <map>
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "hwmodels/cost_table.h"
 #include "hwmodels/lut_cost_model.h"
@@ -100,7 +100,8 @@ class Catalog {
   std::vector<SpaceEntry> spaces_;
 
   absl::Mutex mutex_;
-  std::map<std::pair<std::string, int64_t>, std::pair<int, std::shared_ptr<const hwmodels::CostTable>>>
+  std::map<std::pair<std::string, int64_t>,
+           std::pair<int, std::shared_ptr<const hwmodels::CostTable>>>
       tables_ ABSL_GUARDED_BY(mutex_);
   std::map<std::tuple<std::string, std::string, int64_t>, CostModelHandle> cost_models_
       ABSL_GUARDED_BY(mutex_);

@@ -20,11 +20,11 @@ namespace apq::server {
 struct ServerOptions {
   std::string listen_address = "127.0.0.1:50051";  // Port 0 picks a free port.
   std::string database_path = "apq.db";            // SQLite file, created if absent.
-  std::string data_dir;        // Embedded defaults; empty = found next to the binary.
-  int job_workers = 1;         // Searches that run at once.
-  int queue_capacity = 64;     // Queued searches before SubmitSearch is refused.
-  int rpc_threads = 2;         // Threads that serve store reads and evaluations.
-  int predictor_threads = 2;   // LibTorch intra-op threads.
+  std::string data_dir;              // Embedded defaults; empty = found next to the binary.
+  int job_workers = 1;               // Searches that run at once.
+  int queue_capacity = 64;           // Queued searches before SubmitSearch is refused.
+  int rpc_threads = 2;               // Threads that serve store reads and evaluations.
+  int predictor_threads = 2;         // LibTorch intra-op threads.
   int max_message_bytes = 64 << 20;  // Largest request (table uploads).
 };
 

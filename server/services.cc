@@ -210,7 +210,7 @@ grpc::ServerWriteReactor<apq::v1::JobProgress>* SearchServiceImpl::WatchJob(
     return reactor;
   }
   // Watch may read the store for a finished job: that happens on the pool.
-  std::string job_id = request->job_id();
+  const std::string& job_id = request->job_id();
   pool_.Schedule([reactor, job_id] { reactor->Start(job_id); });
   return reactor;
 }
@@ -374,9 +374,8 @@ grpc::ServerUnaryReactor* SearchServiceImpl::Evaluate(grpc::CallbackServerContex
       }
       RETURN_IF_ERROR(predictor->predictor->Predict(batch, &accuracies));
       response->set_predictor_version(predictor->version);
-    } else if (predictor.status().code() != absl::StatusCode::kFailedPrecondition) {
-      return predictor.status();
-    } else if (!cost) {
+    } else if (predictor.status().code() != absl::StatusCode::kFailedPrecondition || !cost) {
+      // No predictor is only acceptable when the request asks for costs.
       return predictor.status();
     }
     for (size_t i = 0; i < genotypes.size(); ++i) {

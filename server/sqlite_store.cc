@@ -281,7 +281,7 @@ class SqliteStore::Statement {
   Statement(Statement&& other) noexcept
       : db_(other.db_),
         stmt_(std::exchange(other.stmt_, nullptr)),
-        bind_error_(other.bind_error_) {}
+        bind_error_(std::move(other.bind_error_)) {}
   Statement& operator=(Statement&&) = delete;
   ~Statement() {
     if (stmt_ != nullptr) {
@@ -475,7 +475,7 @@ absl::StatusOr<SqliteStore::Statement> SqliteStore::Prepare(absl::string_view sq
                          &stmt, nullptr) != SQLITE_OK) {
     return SqliteStatus(db_, absl::StrCat("preparing \"", sql, "\""));
   }
-  statements_.emplace(std::string(sql), stmt);
+  statements_.emplace(static_cast<std::string>(sql), stmt);
   return Statement(db_, stmt);
 }
 

@@ -38,7 +38,7 @@ std::string TempDir() {
 // A fresh database path for the running test.
 std::string FreshPath() {
   const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  const std::string path =
+  std::string path =
       absl::StrCat(TempDir(), "/", info->test_suite_name(), "_", info->name(), ".db");
   for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
   return path;
@@ -86,7 +86,8 @@ void ExecOrDie(const std::string& path, const std::string& sql) {
   sqlite3_close(db);
 }
 
-const std::string kBinary("req\0with\0NULs\xff\x01", 16);
+// 15 bytes: embedded NULs and bytes that are not UTF-8.
+const std::string kBinary("req\0with\0NULs\xff\x01", 15);
 
 JobRecord MakeJob(const std::string& space = "ofa_mbv3", double created = 1700000000.25) {
   JobRecord job;
@@ -201,7 +202,7 @@ TEST(SqliteStoreTest, CreateJobRoundTrip) {
   JobRecord expected = MakeJob();
   expected.id = "job-1";
   ExpectJobEq(*loaded, expected);
-  EXPECT_EQ(loaded->request.size(), 16u);
+  EXPECT_EQ(loaded->request.size(), kBinary.size());
 
   EXPECT_EQ(store->GetJob("job-3").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(store->GetJob("").status().code(), absl::StatusCode::kNotFound);
@@ -514,16 +515,16 @@ TEST(SqliteStoreTest, ListCandidatesOrdersFiltersAndPages) {
 
   struct Order {
     CandidateOrder order;
-    std::optional<double> CandidateRecord::*metric;  // Null for id order.
     bool descending;
+    std::optional<double> CandidateRecord::*metric;  // Null for id order.
   };
   const Order orders[] = {
-      {CandidateOrder::kId, nullptr, false},
-      {CandidateOrder::kAccuracyDesc, &CandidateRecord::accuracy, true},
-      {CandidateOrder::kLatencyAsc, &CandidateRecord::latency_ms, false},
-      {CandidateOrder::kEnergyAsc, &CandidateRecord::energy_mj, false},
-      {CandidateOrder::kSizeAsc, &CandidateRecord::size_mb, false},
-      {CandidateOrder::kBitopsAsc, &CandidateRecord::bitops, false},
+      {CandidateOrder::kId, false, nullptr},
+      {CandidateOrder::kAccuracyDesc, true, &CandidateRecord::accuracy},
+      {CandidateOrder::kLatencyAsc, false, &CandidateRecord::latency_ms},
+      {CandidateOrder::kEnergyAsc, false, &CandidateRecord::energy_mj},
+      {CandidateOrder::kSizeAsc, false, &CandidateRecord::size_mb},
+      {CandidateOrder::kBitopsAsc, false, &CandidateRecord::bitops},
   };
   const std::optional<bool> filters[] = {std::nullopt, true, false};
   for (const Order& order : orders) {
@@ -555,6 +556,7 @@ TEST(SqliteStoreTest, ListCandidatesOrdersFiltersAndPages) {
         for (const CandidateRecord& c : page.candidates) paged_ids.push_back(c.id);
       }
       std::vector<int64_t> expected_ids;
+      expected_ids.reserve(expected.size());
       for (const CandidateRecord& c : expected) expected_ids.push_back(c.id);
       EXPECT_EQ(paged_ids, expected_ids);
 
@@ -605,6 +607,7 @@ TEST(SqliteStoreTest, ListJobsNewestFirstWithStateFilter) {
 
   auto ids = [](const std::vector<JobRecord>& jobs) {
     std::vector<std::string> result;
+    result.reserve(jobs.size());
     for (const JobRecord& job : jobs) result.push_back(job.id);
     return result;
   };

@@ -60,14 +60,14 @@ struct JobRecord {
 struct GenerationBatch {
   int generation = 0;  // Must be the job's generations_done + 1 (0 for the initial population).
   std::vector<CandidateRecord> candidates;
-  int64_t candidates_evaluated = 0;  // Running total after this generation.
+  int64_t candidates_evaluated = 0;     // Running total after this generation.
   std::optional<CandidateRecord> best;  // Best feasible so far.
   std::string checkpoint;
   double elapsed_s = 0;  // Running time so far.
 };
 
 enum class CandidateOrder {
-  kId,             // Order of evaluation.
+  kId,  // Order of evaluation.
   kAccuracyDesc,
   kLatencyAsc,
   kEnergyAsc,

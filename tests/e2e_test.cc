@@ -93,8 +93,8 @@ TEST_F(EndToEndTest, SearchFindsAFeasibleConfigurationAndStoresEveryCandidate) {
   ASSERT_EQ(config.exit_code, 0) << config.err;
   EXPECT_EQ(ParseJson(config)["config"], job["best_config"]);
 
-  ProcessResult best = Client({"candidates", job["job_id"], "--sort", "accuracy", "--feasible",
-                               "--limit", "5", "--json"});
+  ProcessResult best = Client(
+      {"candidates", job["job_id"], "--sort", "accuracy", "--feasible", "--limit", "5", "--json"});
   ASSERT_EQ(best.exit_code, 0) << best.err;
   json page = ParseJson(best);
   EXPECT_EQ(page["total"], 41 * 100);
@@ -129,8 +129,7 @@ TEST_F(EndToEndTest, BadRequestsAreRefusedWithTheRightCodeAndNothingIsStored) {
     std::string code;
     std::string mention;
   };
-  const std::vector<std::string> search = {"search", "--space", "ofa_mbv3", "--device",
-                                           "note10"};
+  const std::vector<std::string> search = {"search", "--space", "ofa_mbv3", "--device", "note10"};
   auto with = [&](std::vector<std::string> extra) {
     std::vector<std::string> args = search;
     args.insert(args.end(), extra.begin(), extra.end());
@@ -151,12 +150,11 @@ TEST_F(EndToEndTest, BadRequestsAreRefusedWithTheRightCodeAndNothingIsStored) {
       {with({"--generations", "1000000000"}), "INVALID_ARGUMENT", "generations"},
       {with({"--parent-ratio", "1.5"}), "INVALID_ARGUMENT", "parent_ratio"},
       {with({"--max-energy-mj", "3"}), "FAILED_PRECONDITION", "energy"},
-      {{"search", "--space", "ofa_mbv3", "--device", "Bad Device!"}, "INVALID_ARGUMENT",
-       "device"},
+      {{"search", "--space", "ofa_mbv3", "--device", "Bad Device!"}, "INVALID_ARGUMENT", "device"},
       {{"evaluate", "--space", "ofa_mbv3", "--device", "note10", "--config", wrong_length},
-       "INVALID_ARGUMENT", "expected 20 entries, got 2"},
-      {{"evaluate", "--space", "ofa_mbv3", "--config", unknown_key}, "INVALID_ARGUMENT",
-       "width"},
+       "INVALID_ARGUMENT",
+       "expected 20 entries, got 2"},
+      {{"evaluate", "--space", "ofa_mbv3", "--config", unknown_key}, "INVALID_ARGUMENT", "width"},
       {{"evaluate", "--space", "ofa_mbv3", "--config", not_json}, "INVALID_ARGUMENT", ""},
       {{"evaluate", "--space", "nope", "--config", config}, "NOT_FOUND", "nope"},
       {{"config", "job-999"}, "NOT_FOUND", "job-999"},
@@ -216,24 +214,23 @@ TEST_F(EndToEndTest, ATableThatDoesNotCoverTheSpaceIsStoredButCannotPriceIt) {
   EXPECT_EQ(stored["version"], 1);
   EXPECT_TRUE(stored["covered_spaces"].empty());
 
-  ProcessResult search = Client({"search", "--space", "ofa_mbv3", "--device", "tiny",
-                                 "--max-latency-ms", "25"});
+  ProcessResult search =
+      Client({"search", "--space", "ofa_mbv3", "--device", "tiny", "--max-latency-ms", "25"});
   EXPECT_EQ(search.exit_code, 1);
   EXPECT_NE(search.err.find("FAILED_PRECONDITION:"), std::string::npos) << search.err;
   EXPECT_NE(search.err.find("expanded_conv-input"), std::string::npos)
       << "the missing keys must be listed: " << search.err;
 
   // A second upload is a new version; the first stays as it was.
-  ProcessResult again = Client({"upload-table", "--device", "tiny", "--format", "ofa-yaml", path,
-                                "--json"});
+  ProcessResult again =
+      Client({"upload-table", "--device", "tiny", "--format", "ofa-yaml", path, "--json"});
   ASSERT_EQ(again.exit_code, 0) << again.err;
   EXPECT_EQ(ParseJson(again)["version"], 2);
 }
 
 TEST_F(EndToEndTest, CancelStopsARunningJob) {
-  ProcessResult submitted =
-      Client({"search", "--space", "ofa_mbv3", "--device", "note10", "--max-latency-ms", "25",
-              "--generations", "100000", "--json"});
+  ProcessResult submitted = Client({"search", "--space", "ofa_mbv3", "--device", "note10",
+                                    "--max-latency-ms", "25", "--generations", "100000", "--json"});
   ASSERT_EQ(submitted.exit_code, 0) << submitted.err;
   const std::string job_id = ParseJson(submitted)["job_id"];
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -276,8 +273,7 @@ TEST_F(EndToEndTest, AJobSurvivesAServerCrashAndAGracefulRestart) {
   EXPECT_EQ(job["state"], "SUCCEEDED");
   EXPECT_EQ(job["generations_done"], 1500);
   EXPECT_EQ(job["candidates_evaluated"], 1501 * 100);
-  ProcessResult feasible =
-      Client({"candidates", job_id, "--feasible", "--limit", "1", "--json"});
+  ProcessResult feasible = Client({"candidates", job_id, "--feasible", "--limit", "1", "--json"});
   ASSERT_EQ(feasible.exit_code, 0);
   EXPECT_EQ(ParseJson(feasible)["total"], 1501 * 100);
 

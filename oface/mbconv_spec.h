@@ -1,0 +1,90 @@
+// A MobileNetV2-style joint search space (architecture + channel pruning + per-layer mixed
+// precision) described as data, so a new backbone (ImageNet, Fashion-MNIST, ...) is a new
+// spec, not new code. `NewMbConvQuantSpace` (oface/mbconv_quant_space.h) builds the space.
+//
+// The network: a fixed stem (a k x k conv, then a first MBConv block of expand ratio 1:
+// k x k depthwise + 1x1 projection), then the stages of searchable MBConv layers, then a
+// fixed tail (1x1 feature-mix conv, global average pooling, linear classifier). Stem and tail
+// run at `fixed_bits` and are priced by the table's "head" and "tail" entries.
+//
+// Stage s has max_depth layer slots; its depth d[s] is in [min_depth, max_depth] and slot j
+// is active iff j < d[s]. Layer slots are numbered across stages in order. The first slot of
+// a stage maps in_channels -> out_channels with the stage's stride; the others map
+// out_channels -> out_channels with stride 1.
+//
+// Per layer: kernel size (one of kernel_sizes), mid (hidden) width, and four bitwidths: the
+// weights and activations of the two 1x1 convs (shared) and of the depthwise conv. The mid
+// width of a layer with c input channels takes every value of Python's
+// range(min_expand * c, max_expand * c + width_step, width_step).
+#ifndef APQ_OFACE_MBCONV_SPEC_H_
+#define APQ_OFACE_MBCONV_SPEC_H_
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace apq::oface {
+
+struct MbConvStageSpec {
+  int in_channels = 0;   // Input width of the stage's first layer.
+  int out_channels = 0;  // Output width of every layer of the stage.
+  int stride = 1;        // Stride of the first layer; the others have stride 1.
+  int min_depth = 1;     // Depth choices are min_depth..max_depth.
+  int max_depth = 1;     // Layer slots of the stage.
+};
+
+struct MbConvSpec {
+  std::string name;  // Registry name, e.g. "apq_mbv2".
+
+  int input_size = 0;      // Height (= width) of the input image.
+  int input_channels = 0;  // 3 for RGB, 1 for grayscale.
+
+  // Fixed stem.
+  int first_conv_channels = 0;
+  int first_conv_kernel = 3;
+  int first_conv_stride = 1;
+  int first_block_channels = 0;  // Output of the first block; stages[0].in_channels.
+  int first_block_kernel = 3;
+  int first_block_stride = 1;
+
+  std::vector<MbConvStageSpec> stages;
+
+  // Fixed tail.
+  int feature_mix_channels = 0;  // 1x1 conv from the last stage's width.
+  int num_classes = 0;
+
+  std::vector<int> kernel_sizes;  // Odd, ascending.
+  int min_expand = 4;
+  int max_expand = 6;
+  int width_step = 8;
+  std::vector<int> bit_choices;  // Ascending, each in 1..32.
+  int fixed_bits = 8;            // Bitwidth of the stem and the tail (weights and activations).
+
+  // (kernel size, depthwise activation bits) pairs no layer may take, active or not (the
+  // reference's validity test looks at every slot).
+  std::vector<std::pair<int, int>> banned_kernel_dw_a_bits;
+
+  // The largest d[s] the reference's arch JSON may give a stage of fixed depth
+  // (min_depth == max_depth): the reference samples every d[s] from one range even where it
+  // has no effect, and such a value reads as the stage's depth. 0: only the depth itself.
+  int arch_json_max_depth = 0;
+};
+
+// INVALID_ARGUMENT naming the field when `spec` does not describe a buildable space: empty
+// name or choice lists, non-positive sizes, channels that do not chain from stage to stage,
+// unsorted or repeated choices, even kernel sizes, depths out of order, bans naming values
+// outside the choices.
+absl::Status ValidateMbConvSpec(const MbConvSpec& spec);
+
+// APQ's joint space ("apq_mbv2", mit-han-lab/apq @ 428190a6): the ProxylessNAS backbone at
+// 224 px, 3 -> 32 (3x3, s2) -> first block 16; stages 16/24 s2, 24/40 s2, 40/80 s2, 80/96 s1,
+// 96/192 s2 of depth 2..4, then 192/320 s1 of exactly 1 layer; feature mix 1280, 1000
+// classes; kernels {3, 5, 7}; mid widths range(4c, 6c + 8, 8); bits {4, 6, 8}, stem and tail at
+// 8; kernel 7 with 4-bit depthwise activations banned; arch JSON depths up to 4.
+MbConvSpec ApqMbv2Spec();
+
+}  // namespace apq::oface
+
+#endif  // APQ_OFACE_MBCONV_SPEC_H_
