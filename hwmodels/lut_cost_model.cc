@@ -29,8 +29,17 @@ std::vector<std::string> MissingKeys(const oface::SearchSpace& space, const Cost
 }
 
 absl::StatusOr<std::unique_ptr<LutCostModel>> LutCostModel::Create(const oface::SearchSpace& space,
-                                                                   const CostTable& table) {
-  const std::vector<std::string> missing = MissingKeys(space, table);
+                                                                   const CostTable& table,
+                                                                   const TermEstimator* fallback) {
+  const int num_terms = space.num_cost_terms();
+  std::vector<std::optional<CostEntry>> estimated(num_terms);
+  std::vector<std::string> missing;
+  for (int term = 0; term < num_terms; ++term) {
+    std::string key = space.CostTermKey(term);
+    if (table.entries.contains(key)) continue;
+    if (fallback != nullptr) estimated[term] = fallback->Estimate(key);
+    if (!estimated[term].has_value()) missing.push_back(std::move(key));
+  }
   if (!missing.empty()) {
     const bool truncated = missing.size() > kMaxKeysListed;
     return absl::FailedPreconditionError(absl::StrCat(
@@ -39,12 +48,20 @@ absl::StatusOr<std::unique_ptr<LutCostModel>> LutCostModel::Create(const oface::
                       ", "),
         truncated ? ", ..." : ""));
   }
-  const int num_terms = space.num_cost_terms();
   std::vector<double> latency_ms(num_terms);
   std::vector<double> energy_mj(num_terms);
+  std::vector<uint8_t> modelled;
   bool has_energy = true;
   for (int term = 0; term < num_terms; ++term) {
-    const CostEntry& entry = table.entries.find(space.CostTermKey(term))->second;
+    const CostEntry* found = nullptr;
+    if (estimated[term].has_value()) {
+      found = &*estimated[term];
+      if (modelled.empty()) modelled.assign(num_terms, 0);
+      modelled[term] = 1;
+    } else {
+      found = &table.entries.find(space.CostTermKey(term))->second;
+    }
+    const CostEntry& entry = *found;
     latency_ms[term] = entry.latency_ms;
     if (entry.energy_mj.has_value()) {
       energy_mj[term] = *entry.energy_mj;
@@ -53,16 +70,25 @@ absl::StatusOr<std::unique_ptr<LutCostModel>> LutCostModel::Create(const oface::
     }
   }
   if (!has_energy) energy_mj.clear();
-  return absl::WrapUnique(
-      new LutCostModel(space, std::move(latency_ms), std::move(energy_mj), has_energy));
+  return absl::WrapUnique(new LutCostModel(space, std::move(latency_ms), std::move(energy_mj),
+                                           has_energy, std::move(modelled)));
 }
 
 LutCostModel::LutCostModel(const oface::SearchSpace& space, std::vector<double> latency_ms,
-                           std::vector<double> energy_mj, bool has_energy)
+                           std::vector<double> energy_mj, bool has_energy,
+                           std::vector<uint8_t> modelled)
     : space_(space),
       latency_ms_(std::move(latency_ms)),
       energy_mj_(std::move(energy_mj)),
-      has_energy_(has_energy) {}
+      has_energy_(has_energy),
+      modelled_(std::move(modelled)) {
+  for (const uint8_t flag : modelled_) modelled_terms_ += flag;
+  // Asked once, of the network of every gene's first choice: a space either has bitwidths
+  // or not.
+  oface::Genotype first_choices;
+  for (const oface::GeneSpec& gene : space_.genes()) first_choices.push_back(gene.choices.front());
+  has_size_and_bitops_ = space_.StaticCosts(first_choices).has_value();
+}
 
 NetworkCost LutCostModel::Evaluate(const oface::Genotype& genotype) const {
   // Per thread, reused across calls (and models): no allocation once it has grown.
@@ -79,6 +105,20 @@ NetworkCost LutCostModel::Evaluate(const oface::Genotype& genotype) const {
     for (const int32_t term : terms) energy_mj += energy_mj_[term];
     cost.energy_mj = energy_mj;
     cost.has_energy = true;
+  }
+  if (!modelled_.empty()) {
+    for (const int32_t term : terms) {
+      if (modelled_[term] != 0) {
+        cost.modelled = true;
+        break;
+      }
+    }
+  }
+  if (has_size_and_bitops_) {
+    const std::optional<oface::StaticCost> static_cost = space_.StaticCosts(genotype);
+    cost.size_mb = static_cost->size_bytes / 1e6;
+    cost.bitops = static_cast<double>(static_cost->bitops);
+    cost.has_size_and_bitops = true;
   }
   return cost;
 }

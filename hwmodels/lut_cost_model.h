@@ -6,7 +6,9 @@
 #ifndef APQ_HWMODELS_LUT_COST_MODEL_H_
 #define APQ_HWMODELS_LUT_COST_MODEL_H_
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +22,25 @@ struct NetworkCost {
   double latency_ms = 0.0;
   double energy_mj = 0.0;  // Meaningful only when has_energy.
   bool has_energy = false;
+  // From the space alone (SearchSpace::StaticCosts), for spaces with bitwidths.
+  double size_mb = 0.0;  // Weight bytes at their bitwidths / 10^6.
+  double bitops = 0.0;   // Sum over layers of MACs x weight bits x activation bits.
+  bool has_size_and_bitops = false;
+  // True when a term of this network was priced by the table's fallback estimator
+  // (an analytic model) rather than looked up.
+  bool modelled = false;
+};
+
+// Prices a table key the table lacks (e.g. an analytic model fitted to the table), so a
+// space can be priced on a table that does not list every layer shape.
+class TermEstimator {
+ public:
+  virtual ~TermEstimator() = default;
+  // The estimated entry for `key` (the table format's own key), or nullopt when this
+  // estimator cannot price it.
+  virtual std::optional<CostEntry> Estimate(const std::string& key) const = 0;
+  // Shown in errors and metadata, e.g. "bitfusion-analytic(v1)".
+  virtual std::string name() const = 0;
 };
 
 // Every key the space can need that the table lacks, in catalogue order.
@@ -29,8 +50,11 @@ class LutCostModel {
  public:
   // FAILED_PRECONDITION listing the missing keys (the first 20 and how many in all) when the
   // table does not cover the space. `space` must outlive the model.
-  static absl::StatusOr<std::unique_ptr<LutCostModel>> Create(const oface::SearchSpace& space,
-                                                              const CostTable& table);
+  // With `fallback`, keys the table lacks are priced by it instead (those terms make a
+  // network's cost `modelled`); only keys neither can price are missing.
+  static absl::StatusOr<std::unique_ptr<LutCostModel>> Create(
+      const oface::SearchSpace& space, const CostTable& table,
+      const TermEstimator* fallback = nullptr);
 
   // Precondition: `genotype` is valid for the space. Terms are added one at a time into a
   // double accumulator in the order CostTerms returns them (the reference's order).
@@ -39,15 +63,22 @@ class LutCostModel {
   const oface::SearchSpace& space() const { return space_; }
   // True when every term of the space has an energy figure.
   bool has_energy() const { return has_energy_; }
+  // True when the space reports model size and BitOps (it has bitwidths).
+  bool has_size_and_bitops() const { return has_size_and_bitops_; }
+  // Terms of the space's catalogue priced by the fallback estimator.
+  int modelled_terms() const { return modelled_terms_; }
 
  private:
   LutCostModel(const oface::SearchSpace& space, std::vector<double> latency_ms,
-               std::vector<double> energy_mj, bool has_energy);
+               std::vector<double> energy_mj, bool has_energy, std::vector<uint8_t> modelled);
 
   const oface::SearchSpace& space_;
   std::vector<double> latency_ms_;  // Indexed by cost term.
   std::vector<double> energy_mj_;   // Indexed by cost term; empty without energy.
   bool has_energy_;
+  std::vector<uint8_t> modelled_;  // Indexed by cost term; empty when nothing is modelled.
+  int modelled_terms_ = 0;
+  bool has_size_and_bitops_ = false;
 };
 
 }  // namespace apq::hwmodels

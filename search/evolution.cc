@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <numeric>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -99,6 +101,24 @@ class Reader {
 absl::Status ValidateBudgets(const Budgets& budgets) {
   RETURN_IF_ERROR(CheckPositiveFinite(budgets.max_latency_ms, "budgets.max_latency_ms"));
   RETURN_IF_ERROR(CheckPositiveFinite(budgets.max_energy_mj, "budgets.max_energy_mj"));
+  RETURN_IF_ERROR(CheckPositiveFinite(budgets.max_size_mb, "budgets.max_size_mb"));
+  RETURN_IF_ERROR(CheckPositiveFinite(budgets.max_bitops, "budgets.max_bitops"));
+  return absl::OkStatus();
+}
+
+absl::Status CheckBudgetsPriceable(const Budgets& budgets, const hwmodels::LutCostModel& model,
+                                   const std::string& device) {
+  if (budgets.max_energy_mj && !model.has_energy()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "budgets.max_energy_mj: the cost table of device ", device, " has no energy figures"));
+  }
+  if ((budgets.max_size_mb || budgets.max_bitops) && !model.has_size_and_bitops()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(budgets.max_size_mb ? "budgets.max_size_mb" : "budgets.max_bitops", ": space ",
+                     model.space().name(),
+                     " has no bitwidths, so no model-size or BitOps figure; these budgets apply to "
+                     "quantized spaces"));
+  }
   return absl::OkStatus();
 }
 
@@ -107,7 +127,42 @@ bool MeetsBudgets(const hwmodels::NetworkCost& cost, const Budgets& budgets) {
   if (budgets.max_energy_mj && !(cost.has_energy && cost.energy_mj <= *budgets.max_energy_mj)) {
     return false;
   }
+  if (budgets.max_size_mb && !(cost.has_size_and_bitops && cost.size_mb <= *budgets.max_size_mb)) {
+    return false;
+  }
+  if (budgets.max_bitops && !(cost.has_size_and_bitops && cost.bitops <= *budgets.max_bitops)) {
+    return false;
+  }
   return true;
+}
+
+const char* CostMetricName(CostMetric metric) {
+  switch (metric) {
+    case CostMetric::kLatency:
+      return "latency_ms";
+    case CostMetric::kEnergy:
+      return "energy_mj";
+    case CostMetric::kSize:
+      return "size_mb";
+    case CostMetric::kBitops:
+      return "bitops";
+  }
+  return "unknown";
+}
+
+double CostValue(const hwmodels::NetworkCost& cost, CostMetric metric) {
+  constexpr double kMissing = std::numeric_limits<double>::infinity();
+  switch (metric) {
+    case CostMetric::kLatency:
+      return cost.latency_ms;
+    case CostMetric::kEnergy:
+      return cost.has_energy ? cost.energy_mj : kMissing;
+    case CostMetric::kSize:
+      return cost.has_size_and_bitops ? cost.size_mb : kMissing;
+    case CostMetric::kBitops:
+      return cost.has_size_and_bitops ? cost.bitops : kMissing;
+  }
+  return kMissing;
 }
 
 absl::Status ValidateParams(const EvolutionParams& params) {
@@ -204,7 +259,73 @@ std::string EvolutionSearch::DescribeBudgets() const {
     parts.push_back(absl::StrCat("max_latency_ms=", *budgets_.max_latency_ms));
   if (budgets_.max_energy_mj)
     parts.push_back(absl::StrCat("max_energy_mj=", *budgets_.max_energy_mj));
+  if (budgets_.max_size_mb) parts.push_back(absl::StrCat("max_size_mb=", *budgets_.max_size_mb));
+  if (budgets_.max_bitops) parts.push_back(absl::StrCat("max_bitops=", *budgets_.max_bitops));
   return parts.empty() ? "no budgets" : absl::StrJoin(parts, ", ");
+}
+
+std::vector<Individual> EvolutionSearch::SelectParents(std::vector<Individual> population,
+                                                       int count) const {
+  const size_t keep = std::min<size_t>(population.size(), count);
+  if (params_.objective == Objective::kMaxAccuracy) {
+    std::stable_sort(
+        population.begin(), population.end(),
+        [](const Individual& a, const Individual& b) { return a.accuracy > b.accuracy; });
+    population.resize(keep);
+    return population;
+  }
+  // NSGA-II order on (accuracy up, cost down): non-dominated rank, then crowding distance.
+  // The population is a few hundred at most, so the quadratic sort is cheap next to scoring.
+  const size_t n = population.size();
+  std::vector<double> cost(n);
+  for (size_t i = 0; i < n; ++i) cost[i] = CostValue(population[i].cost, params_.pareto_cost);
+  const auto dominates = [&](size_t a, size_t b) {
+    const double acc_a = population[a].accuracy, acc_b = population[b].accuracy;
+    return acc_a >= acc_b && cost[a] <= cost[b] && (acc_a > acc_b || cost[a] < cost[b]);
+  };
+  std::vector<int> rank(n, -1);
+  std::vector<double> crowding(n, 0.0);
+  size_t ranked = 0;
+  for (int front = 0; ranked < n; ++front) {
+    std::vector<size_t> members;
+    for (size_t i = 0; i < n; ++i) {
+      if (rank[i] >= 0) continue;
+      bool dominated = false;
+      for (size_t j = 0; j < n && !dominated; ++j) {
+        // Only networks not yet ranked compete for this front.
+        dominated = j != i && rank[j] < 0 && dominates(j, i);
+      }
+      if (!dominated) members.push_back(i);
+    }
+    for (size_t i : members) rank[i] = front;
+    ranked += members.size();
+    // Crowding distance along the front, per objective, normalised by its range; the two
+    // ends of each objective are always kept.
+    for (int objective = 0; objective < 2; ++objective) {
+      const auto value = [&](size_t i) {
+        return objective == 0 ? static_cast<double>(population[i].accuracy) : cost[i];
+      };
+      std::vector<size_t> order = members;
+      std::stable_sort(order.begin(), order.end(),
+                       [&](size_t a, size_t b) { return value(a) < value(b); });
+      const double range = value(order.back()) - value(order.front());
+      crowding[order.front()] = crowding[order.back()] = std::numeric_limits<double>::infinity();
+      if (!(range > 0.0) || !std::isfinite(range)) continue;
+      for (size_t k = 1; k + 1 < order.size(); ++k) {
+        crowding[order[k]] += (value(order[k + 1]) - value(order[k - 1])) / range;
+      }
+    }
+  }
+  std::vector<size_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    if (rank[a] != rank[b]) return rank[a] < rank[b];
+    return crowding[a] > crowding[b];
+  });
+  std::vector<Individual> parents;
+  parents.reserve(keep);
+  for (size_t k = 0; k < keep; ++k) parents.push_back(std::move(population[order[k]]));
+  return parents;
 }
 
 absl::Status EvolutionSearch::DrawFeasibleChild(ChildKind kind,
@@ -321,12 +442,7 @@ absl::StatusOr<SearchResult> EvolutionSearch::Run(const GenerationCallback& on_g
         RETURN_IF_ERROR(DrawFeasibleChild(ChildKind::kRandom, parents, &report, &pending));
       }
     } else {
-      // Parents: the best `parents_size` of the population; ties keep population order.
-      std::stable_sort(
-          population.begin(), population.end(),
-          [](const Individual& a, const Individual& b) { return a.accuracy > b.accuracy; });
-      population.resize(std::min<size_t>(population.size(), parents_size));
-      parents = std::move(population);
+      parents = SelectParents(std::move(population), parents_size);
       for (int i = 0; i < mutants; ++i) {
         RETURN_IF_ERROR(DrawFeasibleChild(ChildKind::kMutant, parents, &report, &pending));
       }

@@ -31,13 +31,36 @@ namespace apq::search {
 struct Budgets {
   std::optional<double> max_latency_ms;
   std::optional<double> max_energy_mj;
+  std::optional<double> max_size_mb;
+  std::optional<double> max_bitops;
 };
 
 // INVALID_ARGUMENT naming the field when a budget is NaN, infinite or not positive.
 absl::Status ValidateBudgets(const Budgets& budgets);
 
-// True when `cost` meets every set budget. An energy budget needs a cost with energy.
+// FAILED_PRECONDITION naming the budget when the cost model cannot price it (an energy
+// budget on a latency-only table; size or BitOps on a space without bitwidths).
+absl::Status CheckBudgetsPriceable(const Budgets& budgets, const hwmodels::LutCostModel& model,
+                                   const std::string& device);
+
+// True when `cost` meets every set budget. A budget the cost lacks a figure for is not met.
 bool MeetsBudgets(const hwmodels::NetworkCost& cost, const Budgets& budgets);
+
+// The cost a Pareto search trades against accuracy.
+enum class CostMetric { kLatency, kEnergy, kSize, kBitops };
+// "latency_ms", "energy_mj", "size_mb" or "bitops".
+const char* CostMetricName(CostMetric metric);
+// The metric's value in `cost`; +infinity when the cost lacks it.
+double CostValue(const hwmodels::NetworkCost& cost, CostMetric metric);
+
+enum class Objective {
+  // The most accurate network under the budgets (OFA, APQ).
+  kMaxAccuracy,
+  // The front of accuracy against one cost under the budgets: parents are chosen by
+  // non-dominated rank, then crowding distance (NSGA-II), so the population spreads along
+  // the front instead of crowding at the budget.
+  kPareto,
+};
 
 struct EvolutionParams {
   int population_size = 100;
@@ -50,6 +73,8 @@ struct EvolutionParams {
   // Draws allowed for one feasible child before the search fails (budgets below anything
   // the space can reach must not spin forever).
   int max_resample_attempts = 100000;
+  Objective objective = Objective::kMaxAccuracy;
+  CostMetric pareto_cost = CostMetric::kLatency;  // With Objective::kPareto.
 };
 
 // Limits that keep one job's memory and time bounded; INVALID_ARGUMENT names the field.
@@ -123,6 +148,8 @@ class EvolutionSearch {
  private:
   enum class ChildKind { kRandom, kMutant, kCrossover };
 
+  // The best `count` of `population` by the objective, best first; ties keep population order.
+  std::vector<Individual> SelectParents(std::vector<Individual> population, int count) const;
   // Draws children of one kind until feasible; appends the child (unscored) to `pending`.
   absl::Status DrawFeasibleChild(ChildKind kind, const std::vector<Individual>& parents,
                                  GenerationReport* report, std::vector<Individual>* pending);

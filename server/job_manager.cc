@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/status_macros.h"
@@ -24,6 +25,37 @@ struct ResolvedJob {
   search::Budgets budgets;
   search::EvolutionParams params;
 };
+
+absl::StatusOr<search::CostMetric> ParetoCost(apq::v1::CostMetric metric) {
+  switch (metric) {
+    case apq::v1::COST_METRIC_UNSPECIFIED:
+    case apq::v1::COST_METRIC_LATENCY:
+      return search::CostMetric::kLatency;
+    case apq::v1::COST_METRIC_ENERGY:
+      return search::CostMetric::kEnergy;
+    case apq::v1::COST_METRIC_SIZE:
+      return search::CostMetric::kSize;
+    case apq::v1::COST_METRIC_BITOPS:
+      return search::CostMetric::kBitops;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("pareto_cost: unknown value ", static_cast<int>(metric)));
+  }
+}
+
+CandidateOrder FrontOrder(search::CostMetric metric) {
+  switch (metric) {
+    case search::CostMetric::kLatency:
+      return CandidateOrder::kLatencyAsc;
+    case search::CostMetric::kEnergy:
+      return CandidateOrder::kEnergyAsc;
+    case search::CostMetric::kSize:
+      return CandidateOrder::kSizeAsc;
+    case search::CostMetric::kBitops:
+      return CandidateOrder::kBitopsAsc;
+  }
+  return CandidateOrder::kLatencyAsc;
+}
 
 // Fills unset engine parameters with the reference defaults, in place, so the stored request
 // says exactly what ran.
@@ -63,15 +95,22 @@ absl::StatusOr<ResolvedJob> Resolve(Catalog& catalog, const apq::v1::SubmitSearc
   const apq::v1::Budgets& budgets = request.budgets();
   if (budgets.has_max_latency_ms()) job.budgets.max_latency_ms = budgets.max_latency_ms();
   if (budgets.has_max_energy_mj()) job.budgets.max_energy_mj = budgets.max_energy_mj();
+  if (budgets.has_max_size_mb()) job.budgets.max_size_mb = budgets.max_size_mb();
+  if (budgets.has_max_bitops()) job.budgets.max_bitops = budgets.max_bitops();
   RETURN_IF_ERROR(search::ValidateBudgets(job.budgets));
-  for (const auto& [present, value, field] :
-       {std::make_tuple(budgets.has_max_size_mb(), budgets.max_size_mb(), "budgets.max_size_mb"),
-        std::make_tuple(budgets.has_max_bitops(), budgets.max_bitops(), "budgets.max_bitops")}) {
-    if (present && !(std::isfinite(value) && value > 0)) {
+  switch (request.objective()) {
+    case apq::v1::OBJECTIVE_UNSPECIFIED:
+    case apq::v1::OBJECTIVE_MAX_ACCURACY:
+      job.params.objective = search::Objective::kMaxAccuracy;
+      break;
+    case apq::v1::OBJECTIVE_PARETO:
+      job.params.objective = search::Objective::kPareto;
+      break;
+    default:
       return absl::InvalidArgumentError(
-          absl::StrCat(field, ": must be a finite number > 0, got ", value));
-    }
+          absl::StrCat("objective: unknown value ", static_cast<int>(request.objective())));
   }
+  ASSIGN_OR_RETURN(job.params.pareto_cost, ParetoCost(request.pareto_cost()));
   const apq::v1::EvolutionParams& evolution = request.evolution();
   job.params.population_size = evolution.population_size();
   job.params.generations = evolution.generations();
@@ -83,19 +122,26 @@ absl::StatusOr<ResolvedJob> Resolve(Catalog& catalog, const apq::v1::SubmitSearc
   RETURN_IF_ERROR(search::ValidateParams(job.params));
 
   ASSIGN_OR_RETURN(job.space, catalog.FindSpace(request.space()));
-  if (budgets.has_max_size_mb() || budgets.has_max_bitops()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("budgets: space ", request.space(), " has no model-size or BitOps model; ",
-                     "max_size_mb and max_bitops apply to quantized spaces"));
-  }
   ASSIGN_OR_RETURN(job.cost, catalog.CostModel(request.space(), request.device(), table_version));
-  if (job.budgets.max_energy_mj && !job.cost.model->has_energy()) {
+  RETURN_IF_ERROR(search::CheckBudgetsPriceable(
+      job.budgets, *job.cost.model,
+      absl::StrCat(request.device(), " (table v", job.cost.table_version, ")")));
+  hwmodels::NetworkCost probe;
+  probe.has_energy = job.cost.model->has_energy();
+  probe.has_size_and_bitops = job.cost.model->has_size_and_bitops();
+  if (std::isinf(search::CostValue(probe, job.params.pareto_cost))) {
     return absl::FailedPreconditionError(
-        absl::StrCat("budgets.max_energy_mj: device ", request.device(), " table v",
-                     job.cost.table_version, " has no energy figures"));
+        absl::StrCat("pareto_cost: ", search::CostMetricName(job.params.pareto_cost),
+                     " is not available for ", request.space(), " on device ", request.device()));
   }
   ASSIGN_OR_RETURN(job.predictor, catalog.NewPredictor(request.space()));
   return job;
+}
+
+// Table-priced metrics that the fallback model priced (partly), comma-separated.
+std::string ModelledMetrics(const hwmodels::NetworkCost& cost) {
+  if (!cost.modelled) return "";
+  return cost.has_energy ? "latency_ms,energy_mj" : "latency_ms";
 }
 
 CandidateRecord ToRecord(const oface::SearchSpace& space, const search::Individual& individual,
@@ -106,6 +152,11 @@ CandidateRecord ToRecord(const oface::SearchSpace& space, const search::Individu
   if (feasible) record.accuracy = individual.accuracy;
   record.latency_ms = individual.cost.latency_ms;
   if (individual.cost.has_energy) record.energy_mj = individual.cost.energy_mj;
+  if (individual.cost.has_size_and_bitops) {
+    record.size_mb = individual.cost.size_mb;
+    record.bitops = individual.cost.bitops;
+  }
+  record.modelled = ModelledMetrics(individual.cost);
   record.feasible = feasible;
   return record;
 }
@@ -140,6 +191,10 @@ apq::v1::Candidate CandidateToProto(const CandidateRecord& candidate) {
   if (candidate.energy_mj) metrics->set_energy_mj(*candidate.energy_mj);
   if (candidate.size_mb) metrics->set_size_mb(*candidate.size_mb);
   if (candidate.bitops) metrics->set_bitops(*candidate.bitops);
+  for (absl::string_view metric : absl::StrSplit(candidate.modelled, ',', absl::SkipEmpty())) {
+    metrics->add_modelled(std::string(metric));
+  }
+  proto.set_on_pareto_front(candidate.on_pareto_front);
   return proto;
 }
 
@@ -158,6 +213,7 @@ apq::v1::Job JobToProto(const JobRecord& job) {
   proto.set_started_unix_s(job.started_unix_s);
   proto.set_finished_unix_s(job.finished_unix_s);
   proto.set_elapsed_s(job.elapsed_s);
+  proto.set_pareto_front_size(job.pareto_front_size);
   return proto;
 }
 
@@ -278,7 +334,7 @@ absl::StatusOr<apq::v1::Job> JobManager::Cancel(const std::string& job_id) {
   }
   if (was_queued) {
     RETURN_IF_ERROR(store_.FinishJob(job_id, JobState::kCancelled, "cancelled by request",
-                                     NowUnixSeconds(), job.elapsed_s));
+                                     NowUnixSeconds(), job.elapsed_s, std::nullopt));
     ASSIGN_OR_RETURN(job, store_.GetJob(job_id));
     Publish(job_id, ProgressFromRecord(job));
     return JobToProto(job);
@@ -329,8 +385,8 @@ void JobManager::Publish(const std::string& job_id, const apq::v1::JobProgress& 
 }
 
 void JobManager::FailJob(const std::string& job_id, const std::string& reason, double elapsed_s) {
-  absl::Status finished =
-      store_.FinishJob(job_id, JobState::kFailed, reason, NowUnixSeconds(), elapsed_s);
+  absl::Status finished = store_.FinishJob(job_id, JobState::kFailed, reason, NowUnixSeconds(),
+                                           elapsed_s, std::nullopt);
   absl::StatusOr<JobRecord> job = store_.GetJob(job_id);
   if (finished.ok() && job.ok()) {
     Publish(job_id, ProgressFromRecord(*job));
@@ -467,8 +523,8 @@ void JobManager::RunJob(const std::string& job_id) {
     final_state = JobState::kFailed;
     error = "the search found no feasible network";
   }
-  absl::Status finished =
-      store_.FinishJob(job_id, final_state, error, NowUnixSeconds(), elapsed_now());
+  absl::Status finished = store_.FinishJob(job_id, final_state, error, NowUnixSeconds(),
+                                           elapsed_now(), FrontOrder(resolved->params.pareto_cost));
   absl::StatusOr<JobRecord> ended = store_.GetJob(job_id);
   if (!finished.ok() || !ended.ok()) {
     FailJob(job_id,

@@ -293,6 +293,7 @@ grpc::ServerUnaryReactor* SearchServiceImpl::ListCandidates(
         return absl::InvalidArgumentError(
             absl::StrCat("feasibility: unknown value ", request->feasibility()));
     }
+    query.pareto_front_only = request->pareto_front_only();
     ASSIGN_OR_RETURN(CandidatePage page, store_.ListCandidates(query));
     for (const CandidateRecord& candidate : page.candidates) {
       *response->add_candidates() = CandidateToProto(candidate);
@@ -331,6 +332,28 @@ grpc::ServerUnaryReactor* SearchServiceImpl::GetDeployableConfig(
     response->set_table_version(job.table_version);
     response->set_predictor_version(job.predictor_version);
     response->set_seed(proto.request().seed());
+    // The front, by ascending cost: the trade-offs the budgets allowed.
+    CandidateQuery front;
+    front.job_id = job.id;
+    front.pareto_front_only = true;
+    front.limit = kMaxFrontInDeployableConfig;
+    switch (proto.request().pareto_cost()) {
+      case apq::v1::COST_METRIC_ENERGY:
+        front.order = CandidateOrder::kEnergyAsc;
+        break;
+      case apq::v1::COST_METRIC_SIZE:
+        front.order = CandidateOrder::kSizeAsc;
+        break;
+      case apq::v1::COST_METRIC_BITOPS:
+        front.order = CandidateOrder::kBitopsAsc;
+        break;
+      default:
+        front.order = CandidateOrder::kLatencyAsc;
+    }
+    ASSIGN_OR_RETURN(CandidatePage page, store_.ListCandidates(front));
+    for (const CandidateRecord& candidate : page.candidates) {
+      *response->add_pareto_front() = CandidateToProto(candidate);
+    }
     return absl::OkStatus();
   });
 }
@@ -374,8 +397,9 @@ grpc::ServerUnaryReactor* SearchServiceImpl::Evaluate(grpc::CallbackServerContex
       }
       RETURN_IF_ERROR(predictor->predictor->Predict(batch, &accuracies));
       response->set_predictor_version(predictor->version);
-    } else if (predictor.status().code() != absl::StatusCode::kFailedPrecondition || !cost) {
-      // No predictor is only acceptable when the request asks for costs.
+    } else if (predictor.status().code() != absl::StatusCode::kFailedPrecondition ||
+               (!cost && !space->StaticCosts(genotypes.front()).has_value())) {
+      // No predictor is only acceptable when the request gets costs.
       return predictor.status();
     }
     for (size_t i = 0; i < genotypes.size(); ++i) {
@@ -385,6 +409,15 @@ grpc::ServerUnaryReactor* SearchServiceImpl::Evaluate(grpc::CallbackServerContex
         const hwmodels::NetworkCost network = cost->model->Evaluate(genotypes[i]);
         metrics->set_latency_ms(network.latency_ms);
         if (network.has_energy) metrics->set_energy_mj(network.energy_mj);
+        if (network.modelled) {
+          metrics->add_modelled("latency_ms");
+          if (network.has_energy) metrics->add_modelled("energy_mj");
+        }
+      }
+      // Model size and BitOps need no device.
+      if (const std::optional<oface::StaticCost> static_cost = space->StaticCosts(genotypes[i])) {
+        metrics->set_size_mb(static_cost->size_bytes / 1e6);
+        metrics->set_bitops(static_cast<double>(static_cost->bitops));
       }
     }
     return absl::OkStatus();

@@ -18,6 +18,8 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 
 // At most this many configurations per Evaluate call.
 inline constexpr int kMaxEvaluateConfigs = 1000;
+// Front members returned with a deployable configuration (the rest via ListCandidates).
+inline constexpr int kMaxFrontInDeployableConfig = 1000;
 
 class SearchServiceImpl final : public apq::v1::SearchService::CallbackService {
  public:

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <iterator>
+#include <limits>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
@@ -111,6 +112,16 @@ CREATE TABLE predictors (
 );
 CREATE UNIQUE INDEX predictors_one_default ON predictors (space) WHERE is_default = 1;
 )sql",
+    // 2: the Pareto front of each job, marked when it ends.
+    R"sql(
+ALTER TABLE candidates ADD COLUMN on_pareto_front INTEGER NOT NULL DEFAULT 0
+  CHECK (on_pareto_front IN (0, 1));
+CREATE INDEX candidates_on_front ON candidates (job_id) WHERE on_pareto_front = 1;
+ALTER TABLE jobs ADD COLUMN pareto_front_size INTEGER NOT NULL DEFAULT 0;
+-- Metrics priced by an analytic model instead of looked up: a comma-separated list.
+ALTER TABLE candidates ADD COLUMN modelled TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN best_modelled TEXT;
+)sql",
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(std::size(kMigrations));
@@ -120,11 +131,13 @@ constexpr const char* kJobColumns =
     "id, space, device, table_version, predictor_version, request, state, error, "
     "generations_done, candidates_evaluated, best_id, best_generation, best_config_json, "
     "best_accuracy, best_latency_ms, best_energy_mj, best_size_mb, best_bitops, best_feasible, "
-    "created_unix_s, started_unix_s, finished_unix_s, elapsed_s";
+    "best_modelled, created_unix_s, started_unix_s, finished_unix_s, elapsed_s, "
+    "pareto_front_size";
 
 // Columns of a candidate row in the order ReadCandidate expects.
 constexpr const char* kCandidateColumns =
-    "id, generation, config_json, accuracy, latency_ms, energy_mj, size_mb, bitops, feasible";
+    "id, generation, config_json, accuracy, latency_ms, energy_mj, size_mb, bitops, feasible, "
+    "modelled";
 
 constexpr const char* kTableColumns =
     "device, version, format, entries, uploaded_unix_s, sha256, description";
@@ -158,6 +171,7 @@ CandidateRecord ReadCandidate(sqlite3_stmt* stmt, int first) {
   candidate.size_mb = ColumnOptionalDouble(stmt, first + 6);
   candidate.bitops = ColumnOptionalDouble(stmt, first + 7);
   candidate.feasible = sqlite3_column_int(stmt, first + 8) != 0;
+  candidate.modelled = ColumnText(stmt, first + 9);
   return candidate;
 }
 
@@ -176,11 +190,12 @@ JobRecord ReadJob(sqlite3_stmt* stmt, bool with_checkpoint) {
   job.candidates_evaluated = sqlite3_column_int64(stmt, 9);
   // The best's columns are in kCandidateColumns order from column 10.
   if (sqlite3_column_type(stmt, 12) != SQLITE_NULL) job.best = ReadCandidate(stmt, 10);
-  job.created_unix_s = sqlite3_column_double(stmt, 19);
-  job.started_unix_s = sqlite3_column_double(stmt, 20);
-  job.finished_unix_s = sqlite3_column_double(stmt, 21);
-  job.elapsed_s = sqlite3_column_double(stmt, 22);
-  if (with_checkpoint) job.checkpoint = ColumnBlob(stmt, 23);
+  job.created_unix_s = sqlite3_column_double(stmt, 20);
+  job.started_unix_s = sqlite3_column_double(stmt, 21);
+  job.finished_unix_s = sqlite3_column_double(stmt, 22);
+  job.elapsed_s = sqlite3_column_double(stmt, 23);
+  job.pareto_front_size = sqlite3_column_int64(stmt, 24);
+  if (with_checkpoint) job.checkpoint = ColumnBlob(stmt, 25);
   return job;
 }
 
@@ -229,6 +244,22 @@ struct CandidateSort {
   const char* order_by;           // The same over the table's columns.
 };
 
+// The metric column of an ascending cost order; nullptr for the other orders.
+const char* CostColumn(CandidateOrder order) {
+  switch (order) {
+    case CandidateOrder::kLatencyAsc:
+      return "latency_ms";
+    case CandidateOrder::kEnergyAsc:
+      return "energy_mj";
+    case CandidateOrder::kSizeAsc:
+      return "size_mb";
+    case CandidateOrder::kBitopsAsc:
+      return "bitops";
+    default:
+      return nullptr;
+  }
+}
+
 std::optional<CandidateSort> SortFor(CandidateOrder order) {
   switch (order) {
     case CandidateOrder::kId:
@@ -266,8 +297,9 @@ std::string CandidatePageSql(const CandidateSort& sort, bool filtered) {
                        select, "WHERE job_id = ?1 AND feasible = 1 ORDER BY ",
                        sort.compound_order_by, " LIMIT ?3 OFFSET ?4)");
   }
-  return absl::StrCat("SELECT ", kCandidateColumns, " FROM candidates WHERE id IN (", ids,
-                      ") ORDER BY ", sort.order_by);
+  return absl::StrCat("SELECT ", kCandidateColumns,
+                      ", on_pareto_front FROM candidates WHERE id IN (", ids, ") ORDER BY ",
+                      sort.order_by);
 }
 
 }  // namespace
@@ -608,8 +640,8 @@ absl::Status SqliteStore::AppendGeneration(const std::string& job_id,
   {
     ASSIGN_OR_RETURN(Statement insert,
                      Prepare("INSERT INTO candidates (job_id, generation, config_json, accuracy, "
-                             "latency_ms, energy_mj, size_mb, bitops, feasible) "
-                             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"));
+                             "latency_ms, energy_mj, size_mb, bitops, feasible, modelled) "
+                             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"));
     for (const CandidateRecord& candidate : batch.candidates) {
       insert.BindText(1, job_id);
       insert.BindInt64(2, batch.generation);
@@ -620,6 +652,7 @@ absl::Status SqliteStore::AppendGeneration(const std::string& job_id,
       insert.BindOptionalDouble(7, candidate.size_mb, "candidate size_mb");
       insert.BindOptionalDouble(8, candidate.bitops, "candidate bitops");
       insert.BindInt64(9, candidate.feasible ? 1 : 0);
+      insert.BindText(10, candidate.modelled);
       RETURN_IF_ERROR(insert.Run(operation));
       if (resolve_best && best_id == 0 && candidate.config_json == batch.best->config_json) {
         best_id = sqlite3_last_insert_rowid(db_);
@@ -644,7 +677,7 @@ absl::Status SqliteStore::AppendGeneration(const std::string& job_id,
                 "stored_infeasible = stored_infeasible + ?16, best_id = ?4, best_generation = ?5, "
                 "best_config_json = ?6, best_accuracy = ?7, best_latency_ms = ?8, "
                 "best_energy_mj = ?9, best_size_mb = ?10, best_bitops = ?11, best_feasible = ?12, "
-                "checkpoint = ?13, elapsed_s = ?14 WHERE id = ?1"));
+                "checkpoint = ?13, elapsed_s = ?14, best_modelled = ?17 WHERE id = ?1"));
     update.BindText(1, job_id);
     update.BindInt64(2, batch.generation);
     update.BindInt64(3, batch.candidates_evaluated);
@@ -659,7 +692,8 @@ absl::Status SqliteStore::AppendGeneration(const std::string& job_id,
       update.BindOptionalDouble(10, best.size_mb, "best size_mb");
       update.BindOptionalDouble(11, best.bitops, "best bitops");
       update.BindInt64(12, best.feasible ? 1 : 0);
-    }  // Else parameters 4 to 12 stay NULL: no best.
+      update.BindText(17, best.modelled);
+    }  // Else parameters 4 to 12 and 17 stay NULL: no best.
     update.BindBlob(13, batch.checkpoint);
     update.BindDouble(14, batch.elapsed_s, "elapsed_s");
     const int64_t feasible = std::count_if(batch.candidates.begin(), batch.candidates.end(),
@@ -673,7 +707,17 @@ absl::Status SqliteStore::AppendGeneration(const std::string& job_id,
 
 absl::Status SqliteStore::FinishJob(const std::string& job_id, JobState state,
                                     const std::string& error, double finished_unix_s,
-                                    double elapsed_s) {
+                                    double elapsed_s, std::optional<CandidateOrder> pareto_cost) {
+  const char* cost_column = nullptr;
+  if (pareto_cost.has_value()) {
+    cost_column = CostColumn(*pareto_cost);
+    if (cost_column == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("FinishJob: the Pareto front needs a cost "
+                       "order, got ",
+                       static_cast<int>(*pareto_cost)));
+    }
+  }
   if (!IsTerminal(state)) {
     return absl::InvalidArgumentError(
         absl::StrCat("FinishJob needs a terminal state, got ", static_cast<int>(state)));
@@ -697,7 +741,50 @@ absl::Status SqliteStore::FinishJob(const std::string& job_id, JobState state,
     update.BindDouble(5, elapsed_s, "elapsed_s");
     RETURN_IF_ERROR(update.Run(operation));
   }
+  if (cost_column != nullptr) RETURN_IF_ERROR(MarkParetoFront(job_id, cost_column, operation));
   return transaction.Commit(operation);
+}
+
+absl::Status SqliteStore::MarkParetoFront(const std::string& job_id, const char* cost_column,
+                                          const std::string& operation) {
+  // Ascending cost, best accuracy first among equal costs, then the first stored: a row
+  // joins the front when its accuracy beats every row before it.
+  std::vector<int64_t> front;
+  {
+    ASSIGN_OR_RETURN(
+        Statement select,
+        Prepare(absl::StrCat("SELECT id, accuracy FROM candidates WHERE job_id = ?1 AND "
+                             "feasible = 1 AND accuracy IS NOT NULL AND ",
+                             cost_column, " IS NOT NULL ORDER BY ", cost_column,
+                             ", accuracy DESC, id")));
+    select.BindText(1, job_id);
+    double best_accuracy = -std::numeric_limits<double>::infinity();
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, select.Step(operation));
+      if (!row) break;
+      const double accuracy = sqlite3_column_double(select.get(), 1);
+      if (accuracy > best_accuracy) {
+        best_accuracy = accuracy;
+        front.push_back(sqlite3_column_int64(select.get(), 0));
+      }
+    }
+  }
+  {
+    ASSIGN_OR_RETURN(Statement clear, Prepare("UPDATE candidates SET on_pareto_front = 0 "
+                                              "WHERE job_id = ?1 AND on_pareto_front = 1"));
+    clear.BindText(1, job_id);
+    RETURN_IF_ERROR(clear.Run(operation));
+  }
+  for (const int64_t id : front) {
+    ASSIGN_OR_RETURN(Statement mark,
+                     Prepare("UPDATE candidates SET on_pareto_front = 1 WHERE id = ?1"));
+    mark.BindInt64(1, id);
+    RETURN_IF_ERROR(mark.Run(operation));
+  }
+  ASSIGN_OR_RETURN(Statement size, Prepare("UPDATE jobs SET pareto_front_size = ?2 WHERE id = ?1"));
+  size.BindText(1, job_id);
+  size.BindInt64(2, static_cast<int64_t>(front.size()));
+  return size.Run(operation);
 }
 
 absl::StatusOr<JobRecord> SqliteStore::GetJob(const std::string& job_id) {
@@ -747,8 +834,9 @@ absl::StatusOr<CandidatePage> SqliteStore::ListCandidates(const CandidateQuery& 
   ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_, /*write=*/false, operation));
   CandidatePage page;
   {
-    ASSIGN_OR_RETURN(Statement select, Prepare("SELECT stored_feasible, stored_infeasible "
-                                               "FROM jobs WHERE id = ?1"));
+    ASSIGN_OR_RETURN(Statement select,
+                     Prepare("SELECT stored_feasible, stored_infeasible, pareto_front_size "
+                             "FROM jobs WHERE id = ?1"));
     select.BindText(1, query.job_id);
     ASSIGN_OR_RETURN(bool row, select.Step(operation));
     if (!row) return absl::NotFoundError(absl::StrCat("job \"", query.job_id, "\" not found"));
@@ -757,18 +845,32 @@ absl::StatusOr<CandidatePage> SqliteStore::ListCandidates(const CandidateQuery& 
     page.total = !query.feasible.has_value() ? feasible + infeasible
                  : *query.feasible           ? feasible
                                              : infeasible;
+    if (query.pareto_front_only) {
+      // Every front row is feasible.
+      page.total = query.feasible.value_or(true) ? sqlite3_column_int64(select.get(), 2) : 0;
+    }
   }
   if (query.offset < page.total) {
-    ASSIGN_OR_RETURN(Statement select,
-                     Prepare(CandidatePageSql(*sort, query.feasible.has_value())));
+    // The front is small (a few hundred rows at most): its partial index and a sort suffice.
+    ASSIGN_OR_RETURN(
+        Statement select,
+        Prepare(query.pareto_front_only
+                    ? absl::StrCat("SELECT ", kCandidateColumns,
+                                   ", on_pareto_front FROM candidates WHERE job_id = ?1 AND "
+                                   "on_pareto_front = 1 ORDER BY ",
+                                   sort->order_by, " LIMIT ?3 OFFSET ?4")
+                    : CandidatePageSql(*sort, query.feasible.has_value())));
     select.BindText(1, query.job_id);
-    if (query.feasible.has_value()) select.BindInt64(2, *query.feasible ? 1 : 0);
+    if (query.feasible.has_value() && !query.pareto_front_only) {
+      select.BindInt64(2, *query.feasible ? 1 : 0);
+    }
     select.BindInt64(3, query.limit);
     select.BindInt64(4, query.offset);
     while (true) {
       ASSIGN_OR_RETURN(bool row, select.Step(operation));
       if (!row) break;
       page.candidates.push_back(ReadCandidate(select.get(), 0));
+      page.candidates.back().on_pareto_front = sqlite3_column_int(select.get(), 10) != 0;
     }
   }
   RETURN_IF_ERROR(transaction.Commit(operation));

@@ -75,7 +75,8 @@ class SqliteStore : public Store {
   absl::Status MarkRunning(const std::string& job_id, double started_unix_s) override;
   absl::Status AppendGeneration(const std::string& job_id, const GenerationBatch& batch) override;
   absl::Status FinishJob(const std::string& job_id, JobState state, const std::string& error,
-                         double finished_unix_s, double elapsed_s) override;
+                         double finished_unix_s, double elapsed_s,
+                         std::optional<CandidateOrder> pareto_cost) override;
   absl::StatusOr<JobRecord> GetJob(const std::string& job_id) override;
   absl::StatusOr<std::vector<JobRecord>> ListJobs(std::optional<JobState> state, int64_t offset,
                                                   int limit) override;
@@ -104,6 +105,9 @@ class SqliteStore : public Store {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // The cached prepared statement for `sql`, reset and unbound when the result is destroyed.
   absl::StatusOr<Statement> Prepare(absl::string_view sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Marks the job's Pareto front on `cost_column`, inside the caller's transaction.
+  absl::Status MarkParetoFront(const std::string& job_id, const char* cost_column,
+                               const std::string& operation) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
   // The job's state; NOT_FOUND for an unknown job.
   absl::StatusOr<JobState> LoadJobState(const std::string& job_id)

@@ -384,13 +384,15 @@ TEST(SqliteStoreTest, JobLifecycle) {
   ASSERT_TRUE(store->MarkRunning(id, 100.0).ok());
   EXPECT_EQ(store->GetJob(id)->state, JobState::kRunning);
 
-  EXPECT_EQ(store->FinishJob(id, JobState::kRunning, "", 1, 1).code(),
+  EXPECT_EQ(store->FinishJob(id, JobState::kRunning, "", 1, 1, std::nullopt).code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(store->FinishJob(id, static_cast<JobState>(42), "", 1, 1).code(),
+  EXPECT_EQ(store->FinishJob(id, static_cast<JobState>(42), "", 1, 1, std::nullopt).code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(store->FinishJob("job-9", JobState::kFailed, "", 1, 1).code(),
+  EXPECT_EQ(store->FinishJob("job-9", JobState::kFailed, "", 1, 1, std::nullopt).code(),
             absl::StatusCode::kNotFound);
-  ASSERT_TRUE(store->FinishJob(id, JobState::kFailed, "predictor exploded", 200.5, 99.25).ok());
+  ASSERT_TRUE(
+      store->FinishJob(id, JobState::kFailed, "predictor exploded", 200.5, 99.25, std::nullopt)
+          .ok());
 
   JobRecord job = *store->GetJob(id);
   EXPECT_EQ(job.state, JobState::kFailed);
@@ -400,7 +402,7 @@ TEST(SqliteStoreTest, JobLifecycle) {
   EXPECT_EQ(job.elapsed_s, 99.25);
   EXPECT_EQ(job.checkpoint, MakeBatch(0, 3).checkpoint);  // Kept.
 
-  EXPECT_EQ(store->FinishJob(id, JobState::kCancelled, "", 300, 1).code(),
+  EXPECT_EQ(store->FinishJob(id, JobState::kCancelled, "", 300, 1, std::nullopt).code(),
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(store->MarkRunning(id, 300).code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(store->AppendGeneration(id, MakeBatch(1, 3, 3)).code(),
@@ -410,7 +412,8 @@ TEST(SqliteStoreTest, JobLifecycle) {
 
   // A queued job can be cancelled directly.
   const std::string queued = *store->CreateJob(MakeJob());
-  ASSERT_TRUE(store->FinishJob(queued, JobState::kCancelled, "by request", 5, 0).ok());
+  ASSERT_TRUE(
+      store->FinishJob(queued, JobState::kCancelled, "by request", 5, 0, std::nullopt).ok());
   EXPECT_EQ(store->GetJob(queued)->state, JobState::kCancelled);
 }
 
@@ -434,7 +437,7 @@ TEST(SqliteStoreTest, EverythingSurvivesARestart) {
     }
     ASSERT_TRUE(store->MarkRunning(finished_id, 21).ok());
     ASSERT_TRUE(store->AppendGeneration(finished_id, MakeBatch(0, 2)).ok());
-    ASSERT_TRUE(store->FinishJob(finished_id, JobState::kSucceeded, "", 25, 4).ok());
+    ASSERT_TRUE(store->FinishJob(finished_id, JobState::kSucceeded, "", 25, 4, std::nullopt).ok());
     TableVersionRecord table;
     table.device = "pixel";
     table.files = {{"t.yaml", kBinary}};
@@ -603,7 +606,7 @@ TEST(SqliteStoreTest, ListJobsNewestFirstWithStateFilter) {
     ASSERT_TRUE(store->MarkRunning(id, 1).ok());
     ASSERT_TRUE(store->AppendGeneration(id, MakeBatch(0, 2)).ok());
   }
-  ASSERT_TRUE(store->FinishJob("job-5", JobState::kSucceeded, "", 2, 1).ok());
+  ASSERT_TRUE(store->FinishJob("job-5", JobState::kSucceeded, "", 2, 1, std::nullopt).ok());
 
   auto ids = [](const std::vector<JobRecord>& jobs) {
     std::vector<std::string> result;

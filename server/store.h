@@ -34,6 +34,12 @@ struct CandidateRecord {
   std::optional<double> size_mb;
   std::optional<double> bitops;
   bool feasible = true;
+  // Metrics priced by an analytic model rather than looked up, comma-separated
+  // (e.g. "latency_ms,energy_mj"); empty when every figure is from the table.
+  std::string modelled;
+  // On the job's Pareto front of accuracy against its front cost (set when the job ends;
+  // filled by ListCandidates only).
+  bool on_pareto_front = false;
 };
 
 struct JobRecord {
@@ -52,6 +58,8 @@ struct JobRecord {
   double started_unix_s = 0;
   double finished_unix_s = 0;
   double elapsed_s = 0;
+  // Candidates on the job's Pareto front (computed when the job ends).
+  int64_t pareto_front_size = 0;
   // The engine's opaque state after `generations_done` generations, for resuming.
   std::string checkpoint;
 };
@@ -79,6 +87,7 @@ struct CandidateQuery {
   std::string job_id;
   CandidateOrder order = CandidateOrder::kId;
   std::optional<bool> feasible;  // Unset: both.
+  bool pareto_front_only = false;
   int64_t offset = 0;
   int limit = 100;
 };
@@ -115,10 +124,13 @@ class Store {
   // FAILED_PRECONDITION if batch.generation is not the next one or the job has ended.
   virtual absl::Status AppendGeneration(const std::string& job_id,
                                         const GenerationBatch& batch) = 0;
-  // Moves a job to a terminal state. FAILED_PRECONDITION if it already ended.
+  // Moves a job to a terminal state. FAILED_PRECONDITION if it already ended. With
+  // `pareto_cost` (an ascending cost order), the same transaction marks the job's Pareto
+  // front: the feasible candidates, taken by ascending cost, whose accuracy beats every one
+  // before them (one row per point: the first stored wins ties).
   virtual absl::Status FinishJob(const std::string& job_id, JobState state,
-                                 const std::string& error, double finished_unix_s,
-                                 double elapsed_s) = 0;
+                                 const std::string& error, double finished_unix_s, double elapsed_s,
+                                 std::optional<CandidateOrder> pareto_cost) = 0;
   virtual absl::StatusOr<JobRecord> GetJob(const std::string& job_id) = 0;
   // Newest first; `offset`/`limit` page through them. Checkpoints are not loaded.
   virtual absl::StatusOr<std::vector<JobRecord>> ListJobs(std::optional<JobState> state,
