@@ -1,5 +1,7 @@
 #include "search/evolution.h"
 
+#include <algorithm>
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
@@ -131,6 +133,85 @@ TEST_F(EvolutionTest, SameSeedSameSearchDifferentSeedDifferentSearch) {
   EXPECT_NE(first[0].children[0].genotype, other[0].children[0].genotype);
 }
 
+// Hypervolume of the non-dominated set of `children` (accuracy up, latency down) over the
+// box from (0.7, budget) : how much of the accuracy/latency trade-off they cover.
+double Hypervolume(std::vector<Individual> children, double budget_ms) {
+  std::sort(children.begin(), children.end(), [](const Individual& a, const Individual& b) {
+    return a.cost.latency_ms < b.cost.latency_ms;
+  });
+  double volume = 0;
+  double best_accuracy = 0.7;
+  for (size_t i = 0; i < children.size(); ++i) {
+    best_accuracy = std::max(best_accuracy, children[i].accuracy);
+    const double next = i + 1 < children.size() ? children[i + 1].cost.latency_ms : budget_ms;
+    volume += (best_accuracy - 0.7) * (next - children[i].cost.latency_ms);
+  }
+  return volume;
+}
+
+TEST_F(EvolutionTest, ParetoObjectiveSpreadsAlongTheFrontWithinTheBudget) {
+  EvolutionParams pareto = SmallParams();
+  pareto.objective = Objective::kPareto;
+  pareto.pareto_cost = CostMetric::kLatency;
+  std::vector<GenerationReport> front_reports;
+  std::vector<GenerationReport> accuracy_reports;
+  auto front = RunRecording(pareto, LatencyBudget(25.0), 5, &front_reports);
+  auto accuracy = RunRecording(SmallParams(), LatencyBudget(25.0), 5, &accuracy_reports);
+  ASSERT_TRUE(front.ok()) << front.status();
+  ASSERT_TRUE(accuracy.ok()) << accuracy.status();
+  const auto last_latency_range = [](const std::vector<GenerationReport>& reports) {
+    double low = 1e9, high = 0;
+    for (const Individual& child : reports.back().children) {
+      low = std::min(low, child.cost.latency_ms);
+      high = std::max(high, child.cost.latency_ms);
+    }
+    return high - low;
+  };
+  for (const GenerationReport& report : front_reports) {
+    for (const Individual& child : report.children) EXPECT_LE(child.cost.latency_ms, 25.0);
+  }
+  const double front_range = last_latency_range(front_reports);
+  const double accuracy_range = last_latency_range(accuracy_reports);
+  EXPECT_GT(front_range, 2 * accuracy_range)
+      << "a Pareto search keeps cheap networks that an accuracy search drops";
+  std::vector<Individual> front_children = front_reports.back().children;
+  std::vector<Individual> accuracy_children = accuracy_reports.back().children;
+  EXPECT_GT(Hypervolume(front_children, 25.0), Hypervolume(accuracy_children, 25.0));
+  // Still deterministic for a seed.
+  std::vector<GenerationReport> again;
+  auto repeated = RunRecording(pareto, LatencyBudget(25.0), 5, &again);
+  ASSERT_TRUE(repeated.ok());
+  EXPECT_EQ(repeated->best->genotype, front->best->genotype);
+  EXPECT_EQ(again.back().children.front().genotype, front_reports.back().children.front().genotype);
+}
+
+TEST(CostMetricTest, ValuesAndMissingFigures) {
+  hwmodels::NetworkCost cost;
+  cost.latency_ms = 3;
+  EXPECT_EQ(CostValue(cost, CostMetric::kLatency), 3);
+  EXPECT_TRUE(std::isinf(CostValue(cost, CostMetric::kEnergy)));
+  EXPECT_TRUE(std::isinf(CostValue(cost, CostMetric::kSize)));
+  cost.has_energy = true;
+  cost.energy_mj = 2;
+  cost.has_size_and_bitops = true;
+  cost.size_mb = 1.5;
+  cost.bitops = 4e9;
+  EXPECT_EQ(CostValue(cost, CostMetric::kEnergy), 2);
+  EXPECT_EQ(CostValue(cost, CostMetric::kSize), 1.5);
+  EXPECT_EQ(CostValue(cost, CostMetric::kBitops), 4e9);
+  EXPECT_STREQ(CostMetricName(CostMetric::kBitops), "bitops");
+
+  Budgets budgets;
+  budgets.max_size_mb = 1.5;
+  budgets.max_bitops = 4e9;
+  EXPECT_TRUE(MeetsBudgets(cost, budgets));
+  budgets.max_bitops = 3.9e9;
+  EXPECT_FALSE(MeetsBudgets(cost, budgets));
+  cost.has_size_and_bitops = false;
+  budgets.max_bitops.reset();
+  EXPECT_FALSE(MeetsBudgets(cost, budgets)) << "a budget without a figure is not met";
+}
+
 TEST_F(EvolutionTest, ResumingFromACheckpointContinuesTheSameSearch) {
   std::vector<GenerationReport> full;
   std::vector<Checkpoint> checkpoints;
@@ -229,6 +310,28 @@ TEST(BudgetsTest, NegativeNanOrInfiniteBudgetsAreRejectedNamingTheField) {
   budgets.max_latency_ms = 25;
   budgets.max_energy_mj = -3;
   EXPECT_NE(ValidateBudgets(budgets).message().find("max_energy_mj"), std::string::npos);
+  budgets.max_energy_mj = 3;
+  budgets.max_size_mb = std::nan("");
+  EXPECT_NE(ValidateBudgets(budgets).message().find("max_size_mb"), std::string::npos);
+  budgets.max_size_mb = 2;
+  budgets.max_bitops = -1e9;
+  EXPECT_NE(ValidateBudgets(budgets).message().find("max_bitops"), std::string::npos);
+  budgets.max_bitops = 1e9;
+  EXPECT_TRUE(ValidateBudgets(budgets).ok());
+}
+
+TEST_F(EvolutionTest, BudgetsTheCostModelCannotPriceAreAFailedPrecondition) {
+  Budgets budgets = LatencyBudget(25);
+  EXPECT_TRUE(CheckBudgetsPriceable(budgets, *cost_model_, "note10").ok());
+  budgets.max_energy_mj = 5;
+  absl::Status energy = CheckBudgetsPriceable(budgets, *cost_model_, "note10");
+  EXPECT_EQ(energy.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(energy.message().find("max_energy_mj"), std::string::npos) << energy;
+  budgets.max_energy_mj.reset();
+  budgets.max_bitops = 1e9;
+  absl::Status bitops = CheckBudgetsPriceable(budgets, *cost_model_, "note10");
+  EXPECT_EQ(bitops.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(bitops.message().find("max_bitops"), std::string::npos) << bitops;
 }
 
 TEST(BudgetsTest, EnergyBudgetNeedsACostWithEnergy) {

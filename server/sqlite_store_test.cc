@@ -598,6 +598,97 @@ TEST(SqliteStoreTest, ListCandidatesValidatesArguments) {
   EXPECT_EQ(empty.total, 0);
 }
 
+// The front of accuracy against a cost: by ascending cost, every row whose accuracy beats
+// all rows before it; a repeated point (the same network scored again) counts once, as its
+// first stored row; infeasible rows never count.
+TEST(SqliteStoreTest, FinishJobMarksTheParetoFront) {
+  std::unique_ptr<SqliteStore> store = OpenOrDie(FreshPath());
+  ASSERT_NE(store, nullptr);
+  const std::string id = *store->CreateJob(MakeJob());
+  ASSERT_TRUE(store->MarkRunning(id, 1).ok());
+  struct Point {
+    double latency_ms;
+    double accuracy;
+    bool feasible;
+  };
+  // Ids 1..9 in this order.
+  const Point points[] = {
+      {10, 0.70, true},  // 1: front (cheapest).
+      {12, 0.69, true},  // 2: dominated by 1.
+      {12, 0.75, true},  // 3: front.
+      {15, 0.75, true},  // 4: same accuracy, costlier: dominated.
+      {9, 0.99, false},  // 5: infeasible, ignored.
+      {20, 0.80, true},  // 6: front.
+      {20, 0.80, true},  // 7: the same point again: not repeated.
+      {18, 0.78, true},  // 8: front.
+      {30, 0.79, true},  // 9: dominated by 6 and 8.
+  };
+  GenerationBatch batch = MakeBatch(0, 0);
+  for (const Point& point : points) {
+    CandidateRecord candidate = MakeCandidate(static_cast<int>(batch.candidates.size()));
+    candidate.latency_ms = point.latency_ms;
+    candidate.accuracy = point.accuracy;
+    candidate.feasible = point.feasible;
+    batch.candidates.push_back(candidate);
+  }
+  batch.candidates_evaluated = 8;
+  ASSERT_TRUE(store->AppendGeneration(id, batch).ok());
+  EXPECT_EQ(
+      store->FinishJob(id, JobState::kSucceeded, "", 2, 1, CandidateOrder::kAccuracyDesc).code(),
+      absl::StatusCode::kInvalidArgument)
+      << "the front needs a cost order";
+  ASSERT_TRUE(
+      store->FinishJob(id, JobState::kSucceeded, "", 2, 1, CandidateOrder::kLatencyAsc).ok());
+  EXPECT_EQ(store->GetJob(id)->pareto_front_size, 4);
+
+  CandidateQuery query = Query(id, 100);
+  query.pareto_front_only = true;
+  query.order = CandidateOrder::kLatencyAsc;
+  CandidatePage front = ListOrDie(*store, query);
+  EXPECT_EQ(front.total, 4);
+  std::vector<int64_t> front_ids;
+  for (const CandidateRecord& candidate : front.candidates) {
+    front_ids.push_back(candidate.id);
+    EXPECT_TRUE(candidate.on_pareto_front);
+  }
+  EXPECT_THAT(front_ids, ElementsAre(1, 3, 8, 6));
+
+  query.order = CandidateOrder::kAccuracyDesc;
+  query.limit = 2;
+  query.offset = 1;
+  front_ids.clear();
+  for (const CandidateRecord& candidate : ListOrDie(*store, query).candidates) {
+    front_ids.push_back(candidate.id);
+  }
+  EXPECT_THAT(front_ids, ElementsAre(8, 3));
+  query.feasible = false;
+  EXPECT_EQ(ListOrDie(*store, query).total, 0);
+
+  // The flag shows in ordinary listings too.
+  CandidatePage all = ListOrDie(*store, Query(id, 100));
+  ASSERT_EQ(all.candidates.size(), 9u);
+  EXPECT_TRUE(all.candidates[0].on_pareto_front);
+  EXPECT_FALSE(all.candidates[1].on_pareto_front);
+  EXPECT_FALSE(all.candidates[6].on_pareto_front);
+}
+
+// Which metrics an analytic model priced survives the round trip, for rows and the best.
+TEST(SqliteStoreTest, ModelledMetricsRoundTrip) {
+  std::unique_ptr<SqliteStore> store = OpenOrDie(FreshPath());
+  ASSERT_NE(store, nullptr);
+  const std::string id = *store->CreateJob(MakeJob());
+  ASSERT_TRUE(store->MarkRunning(id, 1).ok());
+  GenerationBatch batch = MakeBatch(0, 2);
+  batch.candidates[0].modelled = "latency_ms,energy_mj";
+  batch.best = batch.candidates[0];
+  ASSERT_TRUE(store->AppendGeneration(id, batch).ok());
+  CandidatePage page = ListOrDie(*store, Query(id, 10));
+  ASSERT_EQ(page.candidates.size(), 2u);
+  EXPECT_EQ(page.candidates[0].modelled, "latency_ms,energy_mj");
+  EXPECT_EQ(page.candidates[1].modelled, "");
+  EXPECT_EQ(store->GetJob(id)->best->modelled, "latency_ms,energy_mj");
+}
+
 TEST(SqliteStoreTest, ListJobsNewestFirstWithStateFilter) {
   std::unique_ptr<SqliteStore> store = OpenOrDie(FreshPath());
   ASSERT_NE(store, nullptr);
