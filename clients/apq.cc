@@ -42,13 +42,16 @@ Commands:
   search --space S --device D [budgets] [engine] [--seed N] [--label L] [--wait] [--json]
       Submit a search. Budgets: --max-latency-ms X --max-energy-mj X --max-size-mb X
       --max-bitops X. Engine: --population N --generations N --parent-ratio X
-      --mutation-ratio X --mutate-prob X --resolution-mutate-prob X. --wait follows it
-      to the end (progress bar on a terminal); --json prints one JSON object.
+      --mutation-ratio X --mutate-prob X --resolution-mutate-prob X. Objective:
+      --objective accuracy|pareto, --pareto-cost latency|energy|size|bitops (the cost of the
+      job's Pareto front). --wait follows it to the end (progress bar on a terminal);
+      --json prints one JSON object.
   watch JOB [--json]
       Follow a job until it ends.
   jobs [--state queued|running|succeeded|failed|cancelled] [--limit N] [--json]
   candidates JOB [--sort accuracy|latency|energy|size|bitops] [--feasible|--infeasible]
-      [--limit N] [--json]
+      [--front] [--limit N] [--json]
+      --front: only the job's Pareto front of accuracy against its Pareto cost.
   config JOB [--output FILE] [--json]
       The best configuration of a finished job, in the reference arch format.
   cancel JOB
@@ -203,6 +206,10 @@ json MetricsJson(const apq::v1::Metrics& metrics) {
   if (metrics.has_energy_mj()) out["energy_mj"] = metrics.energy_mj();
   if (metrics.has_size_mb()) out["size_mb"] = metrics.size_mb();
   if (metrics.has_bitops()) out["bitops"] = metrics.bitops();
+  if (metrics.modelled_size() > 0) {
+    out["modelled"] =
+        std::vector<std::string>(metrics.modelled().begin(), metrics.modelled().end());
+  }
   return out;
 }
 
@@ -222,7 +229,8 @@ json JobJson(const apq::v1::Job& job) {
               {"elapsed_s", job.elapsed_s()},
               {"table_version", job.table_version()},
               {"predictor_version", job.predictor_version()},
-              {"seed", job.request().seed()}};
+              {"seed", job.request().seed()},
+              {"pareto_front_size", job.pareto_front_size()}};
   if (job.has_best()) {
     out["best_config"] = ParseConfig(job.best().config_json());
     // The metrics object must outlive the loop: items() only refers to it.
@@ -242,6 +250,9 @@ std::string DescribeMetrics(const apq::v1::Metrics& metrics) {
     parts.push_back(absl::StrFormat("energy %.3f mJ", metrics.energy_mj()));
   if (metrics.has_size_mb()) parts.push_back(absl::StrFormat("size %.3f MB", metrics.size_mb()));
   if (metrics.has_bitops()) parts.push_back(absl::StrFormat("BitOps %.4g", metrics.bitops()));
+  if (metrics.modelled_size() > 0) {
+    parts.push_back(absl::StrCat("(modelled: ", absl::StrJoin(metrics.modelled(), ", "), ")"));
+  }
   return absl::StrJoin(parts, ", ");
 }
 
@@ -379,12 +390,12 @@ class Client {
   }
 
   int Search(const std::vector<std::string>& argv) {
-    Args args =
-        ParseOrThrow(argv,
-                     {"space", "device", "max-latency-ms", "max-energy-mj", "max-size-mb",
-                      "max-bitops", "population", "generations", "parent-ratio", "mutation-ratio",
-                      "mutate-prob", "resolution-mutate-prob", "seed", "label", "table-version"},
-                     {"wait", "json"}, 0);
+    Args args = ParseOrThrow(
+        argv,
+        {"space", "device", "max-latency-ms", "max-energy-mj", "max-size-mb", "max-bitops",
+         "population", "generations", "parent-ratio", "mutation-ratio", "mutate-prob",
+         "resolution-mutate-prob", "seed", "label", "table-version", "objective", "pareto-cost"},
+        {"wait", "json"}, 0);
     apq::v1::SubmitSearchRequest request;
     request.set_space(Require(args, "space"));
     request.set_device(Require(args, "device"));
@@ -412,6 +423,29 @@ class Client {
     }
     if (args.Has("table-version")) request.set_table_version(ParseInt(args, "table-version"));
     request.set_label(args.Get("label"));
+    if (args.Has("objective")) {
+      const std::string objective = args.Get("objective");
+      if (objective == "accuracy") {
+        request.set_objective(apq::v1::OBJECTIVE_MAX_ACCURACY);
+      } else if (objective == "pareto") {
+        request.set_objective(apq::v1::OBJECTIVE_PARETO);
+      } else {
+        throw UsageError{absl::StrCat("--objective: '", objective, "' is not accuracy or pareto")};
+      }
+    }
+    if (args.Has("pareto-cost")) {
+      static const std::map<std::string, apq::v1::CostMetric> kCosts = {
+          {"latency", apq::v1::COST_METRIC_LATENCY},
+          {"energy", apq::v1::COST_METRIC_ENERGY},
+          {"size", apq::v1::COST_METRIC_SIZE},
+          {"bitops", apq::v1::COST_METRIC_BITOPS}};
+      auto found = kCosts.find(args.Get("pareto-cost"));
+      if (found == kCosts.end()) {
+        throw UsageError{absl::StrCat("--pareto-cost: '", args.Get("pareto-cost"),
+                                      "' is not latency, energy, size or bitops")};
+      }
+      request.set_pareto_cost(found->second);
+    }
 
     grpc::ClientContext context;
     SetDeadline(&context);
@@ -527,8 +561,8 @@ class Client {
   }
 
   int Candidates(const std::vector<std::string>& argv) {
-    Args args =
-        ParseOrThrow(argv, {"sort", "limit", "page-token"}, {"feasible", "infeasible", "json"}, 1);
+    Args args = ParseOrThrow(argv, {"sort", "limit", "page-token"},
+                             {"feasible", "infeasible", "front", "json"}, 1);
     apq::v1::ListCandidatesRequest request;
     request.set_job_id(JobArgument(args));
     static const std::map<std::string, apq::v1::SortMetric> kSorts = {
@@ -548,6 +582,7 @@ class Client {
     if (args.Has("infeasible")) request.set_feasibility(apq::v1::FEASIBILITY_INFEASIBLE);
     if (args.Has("limit")) request.set_page_size(ParseInt32(args, "limit"));
     request.set_page_token(args.Get("page-token"));
+    request.set_pareto_front_only(args.Has("front"));
     grpc::ClientContext context;
     SetDeadline(&context);
     apq::v1::ListCandidatesResponse response;
@@ -559,6 +594,7 @@ class Client {
         json item = {{"id", candidate.id()},
                      {"generation", candidate.generation()},
                      {"feasible", candidate.feasible()},
+                     {"on_pareto_front", candidate.on_pareto_front()},
                      {"config", ParseConfig(candidate.config_json())}};
         const json metrics = MetricsJson(candidate.metrics());
         for (const auto& [key, value] : metrics.items()) item[key] = value;
@@ -597,6 +633,13 @@ class Client {
                 {"table_version", config.table_version()},
                 {"predictor_version", config.predictor_version()},
                 {"seed", config.seed()}};
+    json front = json::array();
+    for (const apq::v1::Candidate& candidate : config.pareto_front()) {
+      json point = MetricsJson(candidate.metrics());
+      point["config"] = ParseConfig(candidate.config_json());
+      front.push_back(point);
+    }
+    out["pareto_front"] = front;
     if (args.Has("output")) {
       std::ofstream file(args.Get("output"));
       file << ParseConfig(config.config_json()).dump(2) << "\n";

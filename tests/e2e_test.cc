@@ -122,6 +122,56 @@ TEST_F(EndToEndTest, SearchFindsAFeasibleConfigurationAndStoresEveryCandidate) {
   EXPECT_EQ(ParseJson(again)["best_config"], job["best_config"]);
 }
 
+TEST_F(EndToEndTest, AParetoSearchStoresAndListsItsFront) {
+  ProcessResult result =
+      Client({"search", "--space", "ofa_mbv3", "--device", "note10", "--max-latency-ms", "25",
+              "--objective", "pareto", "--pareto-cost", "latency", "--seed", "3", "--generations",
+              "30", "--wait", "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const json job = ParseJson(result);
+  const int front_size = job["pareto_front_size"].get<int>();
+  EXPECT_GT(front_size, 3);
+
+  ProcessResult listed = Client(
+      {"candidates", job["job_id"], "--front", "--sort", "latency", "--limit", "1000", "--json"});
+  ASSERT_EQ(listed.exit_code, 0) << listed.err;
+  const json front = ParseJson(listed);
+  EXPECT_EQ(front["total"], front_size);
+  ASSERT_EQ(front["candidates"].size(), static_cast<size_t>(front_size));
+  // By ascending latency, accuracy strictly rises: no member dominates another.
+  for (size_t i = 1; i < front["candidates"].size(); ++i) {
+    const json& previous = front["candidates"][i - 1];
+    const json& current = front["candidates"][i];
+    EXPECT_TRUE(current["on_pareto_front"].get<bool>());
+    EXPECT_GE(current["latency_ms"].get<double>(), previous["latency_ms"].get<double>());
+    EXPECT_GT(current["accuracy"].get<double>(), previous["accuracy"].get<double>());
+    EXPECT_LE(current["latency_ms"].get<double>(), 25.0);
+  }
+  // Its most accurate member is the job's best.
+  EXPECT_EQ(front["candidates"].back()["accuracy"], job["accuracy"]);
+
+  // No feasible candidate beats the front: the cheapest one at least as accurate as any
+  // candidate is on it.
+  ProcessResult all = Client({"candidates", job["job_id"], "--feasible", "--sort", "accuracy",
+                              "--limit", "10000", "--json"});
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  for (const json& candidate : ParseJson(all)["candidates"]) {
+    bool covered = false;
+    for (const json& member : front["candidates"]) {
+      if (member["latency_ms"].get<double>() <= candidate["latency_ms"].get<double>() &&
+          member["accuracy"].get<double>() >= candidate["accuracy"].get<double>()) {
+        covered = true;
+        break;
+      }
+    }
+    EXPECT_TRUE(covered) << candidate.dump();
+  }
+
+  ProcessResult config = Client({"config", job["job_id"], "--json"});
+  ASSERT_EQ(config.exit_code, 0) << config.err;
+  EXPECT_EQ(ParseJson(config)["pareto_front"].size(), static_cast<size_t>(front_size));
+}
+
 TEST_F(EndToEndTest, BadRequestsAreRefusedWithTheRightCodeAndNothingIsStored) {
   const std::string config = TutorialConfigFile();
   struct Case {
@@ -149,6 +199,8 @@ TEST_F(EndToEndTest, BadRequestsAreRefusedWithTheRightCodeAndNothingIsStored) {
       {with({"--population", "0"}), "INVALID_ARGUMENT", "population_size"},
       {with({"--generations", "1000000000"}), "INVALID_ARGUMENT", "generations"},
       {with({"--parent-ratio", "1.5"}), "INVALID_ARGUMENT", "parent_ratio"},
+      {with({"--max-size-mb", "2"}), "FAILED_PRECONDITION", "max_size_mb"},
+      {with({"--pareto-cost", "energy"}), "FAILED_PRECONDITION", "pareto_cost"},
       {with({"--max-energy-mj", "3"}), "FAILED_PRECONDITION", "energy"},
       {{"search", "--space", "ofa_mbv3", "--device", "Bad Device!"}, "INVALID_ARGUMENT", "device"},
       {{"evaluate", "--space", "ofa_mbv3", "--device", "note10", "--config", wrong_length},
