@@ -37,8 +37,10 @@ constexpr char kUsage[] = R"(usage: apq [--server ADDR] COMMAND [flags]
 Commands:
   devices [NAME] [--json]
       List devices and their cost-table versions (or one device).
-  evaluate --space S [--device D] [--table-version N] --config FILE [--json]
-      Score configurations (FILE: one arch JSON object or a list of them; - for stdin).
+  evaluate --space S [--device D] [--table-version N] (--config FILE | --configs FILE) [--json]
+      Score configurations in the space's reference format: --config holds one, --configs a
+      JSON list of them (- reads stdin). Without --device, accuracy and (for quantized
+      spaces) model size and BitOps only.
   search --space S --device D [budgets] [engine] [--seed N] [--label L] [--wait] [--json]
       Submit a search. Budgets: --max-latency-ms X --max-energy-mj X --max-size-mb X
       --max-bitops X. Engine: --population N --generations N --parent-ratio X
@@ -352,20 +354,26 @@ class Client {
   }
 
   int Evaluate(const std::vector<std::string>& argv) {
-    Args args = ParseOrThrow(argv, {"space", "device", "config", "table-version"}, {"json"}, 0);
+    Args args =
+        ParseOrThrow(argv, {"space", "device", "config", "configs", "table-version"}, {"json"}, 0);
     apq::v1::EvaluateRequest request;
     request.set_space(Require(args, "space"));
     request.set_device(args.Get("device"));
     if (args.Has("table-version")) request.set_table_version(ParseInt(args, "table-version"));
-    const std::string text = ReadFileOrStdin(Require(args, "config"));
-    json parsed = json::parse(text, nullptr, false);
-    if (parsed.is_discarded()) {
-      // Let the server name the problem, with its position.
-      request.add_configs_json(text);
-    } else if (parsed.is_array() && !parsed.empty() && parsed[0].is_object()) {
-      for (const json& config : parsed) request.add_configs_json(config.dump());
+    if (args.Has("config") == args.Has("configs")) {
+      throw UsageError{"evaluate: give exactly one of --config FILE and --configs FILE"};
+    }
+    // One configuration is sent as written: a reference format may itself be a JSON list
+    // (APQ's), and the server names any problem with its position.
+    if (args.Has("config")) {
+      request.add_configs_json(ReadFileOrStdin(args.Get("config")));
     } else {
-      request.add_configs_json(parsed.dump());
+      const std::string text = ReadFileOrStdin(args.Get("configs"));
+      const json parsed = json::parse(text, nullptr, false);
+      if (parsed.is_discarded() || !parsed.is_array()) {
+        throw UsageError{"--configs: the file must hold a JSON list of configurations"};
+      }
+      for (const json& config : parsed) request.add_configs_json(config.dump());
     }
     grpc::ClientContext context;
     SetDeadline(&context);

@@ -13,7 +13,9 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/status_macros.h"
+#include "hwmodels/apq_bitfusion_table.h"
 #include "hwmodels/ofa_yaml_table.h"
+#include "oface/mbconv_quant_space.h"
 #include "oface/ofa_mbv3_space.h"
 #include "predictor/mlp_predictor.h"
 
@@ -21,6 +23,20 @@ namespace apq::server {
 namespace {
 
 constexpr char kNote10[] = "note10";
+constexpr char kBitFusion[] = "bitfusion";
+
+// The apq_mbv2 predictor's weights, when a trained or uploaded one has been placed in the
+// data folder (APQ never published its own).
+constexpr char kApqMbv2PredictorStem[] = "/apq_mbv2/qa_predictor";
+
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  std::stringstream content;
+  content << in.rdbuf();
+  if (!in) return absl::DataLossError(absl::StrCat("cannot read ", path));
+  return content.str();
+}
 
 std::string Sha256Hex(const std::vector<TableFileRecord>& files) {
   EVP_MD_CTX* context = EVP_MD_CTX_new();
@@ -92,8 +108,11 @@ absl::StatusOr<hwmodels::CostTable> ParseTableFiles(int format,
       return hwmodels::LoadOfaYamlTables(named);
     }
     case kTableFormatApqBitFusion:
-      return absl::UnimplementedError(
-          "format: TABLE_FORMAT_APQ_BITFUSION tables are not supported by this server yet");
+      if (files.size() != 1) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("files: an APQ BitFusion table is one JSON file, got ", files.size()));
+      }
+      return hwmodels::LoadApqBitFusionTable(files.front().content, files.front().name);
     default:
       return absl::InvalidArgumentError(absl::StrCat("format: unknown table format ", format));
   }
@@ -120,6 +139,31 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(const Options& options,
   ofa.predictor = std::move(mlp);
   catalog->spaces_.push_back(std::move(ofa));
 
+  SpaceEntry apq;
+  apq.space = oface::NewApqMbv2Space();
+  apq.table_format = kTableFormatApqBitFusion;
+  apq.missing_predictor = absl::StrCat(
+      "space apq_mbv2 has no accuracy predictor: its quantization-aware predictor (",
+      apq.space->feature_size(), " one-hot inputs = ", apq.space->arch_feature_size(),
+      " architecture + ", apq.space->feature_size() - apq.space->arch_feature_size(),
+      " bit features, 3 hidden layers of 400) needs weights trained from measured "
+      "(config, accuracy) data; APQ never published its own. Costs (Evaluate) work without it");
+  const std::string apq_weights = options.data_dir + kApqMbv2PredictorStem + ".f32";
+  if (std::filesystem::exists(apq_weights)) {
+    ASSIGN_OR_RETURN(auto trained,
+                     predictor::MlpPredictor::LoadRawFloat32(
+                         apq_weights, options.data_dir + kApqMbv2PredictorStem + ".manifest.json",
+                         predictor_options));
+    if (trained->input_size() != apq.space->feature_size()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(apq_weights, ": the predictor takes ", trained->input_size(),
+                       " inputs, the space encodes ", apq.space->feature_size()));
+    }
+    apq.predictor_version = trained->version();
+    apq.predictor = std::move(trained);
+  }
+  catalog->spaces_.push_back(std::move(apq));
+
   // Default devices: stored once, so that later uploads become versions 2, 3, ...
   ASSIGN_OR_RETURN(std::vector<std::string> devices, store.ListDevices());
   if (std::find(devices.begin(), devices.end(), kNote10) == devices.end()) {
@@ -128,6 +172,15 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(const Options& options,
     RETURN_IF_ERROR(catalog
                         ->UploadTable(kNote10, kTableFormatOfaYaml, files,
                                       "Samsung Note10, measured by once-for-all (embedded default)")
+                        .status());
+  }
+  if (std::find(devices.begin(), devices.end(), kBitFusion) == devices.end()) {
+    const std::string path = options.data_dir + "/apq_bitfusion/BitFusion_new.b1.dict";
+    ASSIGN_OR_RETURN(std::string content, ReadWholeFile(path));
+    RETURN_IF_ERROR(catalog
+                        ->UploadTable(kBitFusion, kTableFormatApqBitFusion,
+                                      {{"BitFusion_new.b1.dict", std::move(content)}},
+                                      "BitFusion accelerator, simulated by APQ (embedded default)")
                         .status());
   }
   return catalog;
@@ -160,7 +213,9 @@ absl::StatusOr<Catalog::PredictorInstance> Catalog::NewPredictor(absl::string_vi
   if (entry == nullptr) return FindSpace(space).status();
   if (entry->predictor == nullptr) {
     return absl::FailedPreconditionError(
-        absl::StrCat("space ", space, " has no accuracy predictor yet"));
+        entry->missing_predictor.empty()
+            ? absl::StrCat("space ", space, " has no accuracy predictor")
+            : entry->missing_predictor);
   }
   return PredictorInstance{entry->predictor->Clone(), entry->predictor_version};
 }

@@ -87,6 +87,8 @@ class Catalog {
     int table_format = 0;
     std::unique_ptr<predictor::AccuracyPredictor> predictor;  // Prototype for clones.
     std::string predictor_version;
+    // Why there is no predictor (the FAILED_PRECONDITION message), when there is none.
+    std::string missing_predictor;
   };
 
   explicit Catalog(Store& store) : store_(store) {}
