@@ -54,16 +54,59 @@ class EndToEndTest : public ::testing::Test {
   std::unique_ptr<ServerProcess> server_;
 };
 
-TEST_F(EndToEndTest, ServesTheEmbeddedNote10Table) {
+TEST_F(EndToEndTest, ServesTheEmbeddedDeviceTables) {
   ProcessResult result = Client({"devices", "--json"});
   ASSERT_EQ(result.exit_code, 0) << result.err;
   json devices = ParseJson(result);
-  ASSERT_EQ(devices.size(), 1u);
-  EXPECT_EQ(devices[0]["name"], "note10");
+  ASSERT_EQ(devices.size(), 2u);  // Sorted by name.
+  EXPECT_EQ(devices[0]["name"], "bitfusion");
   ASSERT_EQ(devices[0]["versions"].size(), 1u);
-  EXPECT_EQ(devices[0]["versions"][0]["covered_spaces"], json({"ofa_mbv3"}));
+  EXPECT_EQ(devices[0]["versions"][0]["covered_spaces"], json({"apq_mbv2"}));
+  // 779 conv shapes x 9 bit pairs, minus the 3 A4 pairs of each depthwise 7x7 shape, plus
+  // head and tail.
+  EXPECT_EQ(devices[0]["versions"][0]["entries"].get<int>(), 6569);
+  EXPECT_EQ(devices[1]["name"], "note10");
+  ASSERT_EQ(devices[1]["versions"].size(), 1u);
+  EXPECT_EQ(devices[1]["versions"][0]["covered_spaces"], json({"ofa_mbv3"}));
   // Five resolutions (160..224 step 16) times the 96 keys of each OFA yaml table.
-  EXPECT_EQ(devices[0]["versions"][0]["entries"].get<int>(), 480);
+  EXPECT_EQ(devices[1]["versions"][0]["entries"].get<int>(), 480);
+}
+
+// The first of APQ's own 300 priced configurations, through the client: costs need no
+// predictor, and a search (which does) is refused saying what is missing.
+TEST_F(EndToEndTest, PricesApqConfigurationsLikeApqAndRefusesSearchWithoutAPredictor) {
+  const json golden = json::parse(ReadFile("tests/testdata/golden_apq_bitfusion.json"));
+  const std::string config = TempPath("apq.json");
+  WriteFile(config, golden[0]["arch_json"].dump());
+  ProcessResult result = Client(
+      {"evaluate", "--space", "apq_mbv2", "--device", "bitfusion", "--config", config, "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const json metrics = ParseJson(result);
+  EXPECT_NEAR(metrics["latency_ms"].get<double>(), golden[0]["latency_ms"].get<double>(),
+              1e-9 * golden[0]["latency_ms"].get<double>());
+  EXPECT_NEAR(metrics["energy_mj"].get<double>(), golden[0]["energy_mJ"].get<double>(),
+              1e-9 * golden[0]["energy_mJ"].get<double>());
+  EXPECT_GT(metrics["size_mb"].get<double>(), 0.5);
+  EXPECT_GT(metrics["bitops"].get<double>(), 1e9);
+  EXPECT_FALSE(metrics.contains("accuracy"));
+  EXPECT_FALSE(metrics.contains("modelled")) << "every figure is from the table";
+
+  ProcessResult search = Client({"search", "--space", "apq_mbv2", "--device", "bitfusion",
+                                 "--max-latency-ms", "10", "--max-energy-mj", "12"});
+  EXPECT_EQ(search.exit_code, 1);
+  EXPECT_NE(search.err.find("FAILED_PRECONDITION:"), std::string::npos) << search.err;
+  EXPECT_NE(search.err.find("no accuracy predictor"), std::string::npos) << search.err;
+
+  // A configuration breaking APQ's rules is refused naming the layer and field.
+  json bad = golden[0]["arch_json"];
+  bad[0]["ks"][0] = 7;
+  bad[1]["dw_a_bits_setting"][0] = 4;
+  WriteFile(config, bad.dump());
+  ProcessResult refused =
+      Client({"evaluate", "--space", "apq_mbv2", "--device", "bitfusion", "--config", config});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("INVALID_ARGUMENT:"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("dw_a_bits_setting"), std::string::npos) << refused.err;
 }
 
 TEST_F(EndToEndTest, EvaluateReproducesTheTutorialGoldenValues) {
@@ -253,7 +296,7 @@ TEST_F(EndToEndTest, MalformedTableUploadsAreRejectedWithFileAndLineAndStoreNoth
   }
   ProcessResult devices = Client({"devices", "--json"});
   ASSERT_EQ(devices.exit_code, 0);
-  EXPECT_EQ(ParseJson(devices).size(), 1u) << "a rejected upload must store nothing";
+  EXPECT_EQ(ParseJson(devices).size(), 2u) << "a rejected upload must store nothing";
 }
 
 TEST_F(EndToEndTest, ATableThatDoesNotCoverTheSpaceIsStoredButCannotPriceIt) {
