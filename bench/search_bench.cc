@@ -2,52 +2,112 @@
 // 500 generations), per seed: wall time, candidates scored per second, best predicted
 // accuracy, and the process's peak memory.
 //
-//   bazel run //bench:search_bench -- [--threads N] [--repeats R]
+//   bazel run //bench:search_bench -- [--space ofa_mbv3|apq_mbv2] [--threads N] [--repeats R]
+//
+// --space apq_mbv2: APQ's search instead (apq_mbv2, BitFusion, latency and energy budgets).
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "common/status_macros.h"
+#include "hwmodels/apq_bitfusion_table.h"
 #include "hwmodels/lut_cost_model.h"
 #include "hwmodels/ofa_yaml_table.h"
+#include "oface/mbconv_quant_space.h"
 #include "oface/ofa_mbv3_space.h"
 #include "predictor/mlp_predictor.h"
 #include "search/evolution.h"
 
 namespace {
 
-int Run(int threads, int repeats, const std::string& data_dir) {
-  auto space = apq::oface::NewOfaMbv3Space();
-  auto table = apq::hwmodels::LoadOfaYamlDirectory(data_dir + "/ofa_mbv3/note10_lut");
-  if (!table.ok()) {
-    std::fprintf(stderr, "%s\n", table.status().ToString().c_str());
-    return 1;
-  }
-  auto cost_model = apq::hwmodels::LutCostModel::Create(*space, *table);
-  if (!cost_model.ok()) {
-    std::fprintf(stderr, "%s\n", cost_model.status().ToString().c_str());
-    return 1;
-  }
+// What one benchmarked search runs on.
+struct Setup {
+  std::string description;
+  std::unique_ptr<apq::oface::SearchSpace> space;
+  std::unique_ptr<apq::hwmodels::LutCostModel> cost_model;
+  std::unique_ptr<apq::predictor::MlpPredictor> predictor;
+  apq::search::Budgets budgets;
+};
+
+// OFA's tutorial search: ofa_mbv3 on Note10 under 25 ms with OFA's own predictor.
+absl::StatusOr<Setup> SetUpOfaMbv3(const std::string& data_dir, int threads) {
+  Setup setup;
+  setup.space = apq::oface::NewOfaMbv3Space();
+  ASSIGN_OR_RETURN(auto table,
+                   apq::hwmodels::LoadOfaYamlDirectory(data_dir + "/ofa_mbv3/note10_lut"));
+  ASSIGN_OR_RETURN(auto model, apq::hwmodels::LutCostModel::Create(*setup.space, table));
+  setup.cost_model = std::move(model);
   apq::predictor::MlpPredictor::Options options;
   options.num_threads = threads;
-  auto predictor = apq::predictor::MlpPredictor::LoadRawFloat32(
-      data_dir + "/ofa_mbv3/acc_predictor.f32", data_dir + "/ofa_mbv3/acc_predictor.manifest.json",
-      options);
-  if (!predictor.ok()) {
-    std::fprintf(stderr, "%s\n", predictor.status().ToString().c_str());
-    return 1;
-  }
-  apq::search::Budgets budgets;
-  budgets.max_latency_ms = 25.0;
-  const apq::search::EvolutionParams params;  // The reference defaults.
+  ASSIGN_OR_RETURN(auto predictor,
+                   apq::predictor::MlpPredictor::LoadRawFloat32(
+                       data_dir + "/ofa_mbv3/acc_predictor.f32",
+                       data_dir + "/ofa_mbv3/acc_predictor.manifest.json", options));
+  setup.predictor = std::move(predictor);
+  setup.budgets.max_latency_ms = 25.0;
+  setup.description = "ofa_mbv3 / note10 / latency <= 25 ms";
+  return setup;
+}
 
-  std::printf("ofa_mbv3 / note10 / 25 ms, population %d, %d generations, %d predictor threads\n",
-              params.population_size, params.generations, threads);
+// APQ's search: apq_mbv2 on BitFusion under latency and energy budgets together (about the
+// 10th percentile of random networks on each). APQ never published its quantization-aware
+// predictor, so this one has APQ's shape (520 + 252 -> 400 x 3 -> 1) and seeded random
+// weights: the time per search does not depend on the weights' values, only the accuracy
+// column is meaningless.
+absl::StatusOr<Setup> SetUpApqMbv2(const std::string& data_dir, int threads) {
+  Setup setup;
+  setup.space = apq::oface::NewApqMbv2Space();
+  ASSIGN_OR_RETURN(auto table, apq::hwmodels::LoadApqBitFusionFile(
+                                   data_dir + "/apq_bitfusion/BitFusion_new.b1.dict"));
+  ASSIGN_OR_RETURN(auto model, apq::hwmodels::LutCostModel::Create(*setup.space, table));
+  setup.cost_model = std::move(model);
+  apq::predictor::MlpWeights weights;
+  weights.name = "apq-shaped-random";
+  std::mt19937 rng(2026);
+  const auto linear = [&](const std::string& name, int in, int out) {
+    apq::predictor::MlpWeights::Linear layer;
+    layer.name = name;
+    layer.in = in;
+    layer.out = out;
+    // PyTorch's default nn.Linear initialisation: U(-1/sqrt(in), 1/sqrt(in)).
+    std::uniform_real_distribution<float> uniform(-1.0f / std::sqrt(static_cast<float>(in)),
+                                                  1.0f / std::sqrt(static_cast<float>(in)));
+    layer.weight.resize(static_cast<size_t>(in) * out);
+    for (float& w : layer.weight) w = uniform(rng);
+    layer.bias.resize(out);
+    for (float& b : layer.bias) b = uniform(rng);
+    return layer;
+  };
+  const int arch = setup.space->arch_feature_size();
+  weights.layers = {linear("0", arch, 400), linear("2", 400, 400), linear("4", 400, 400),
+                    linear("6", 400, 1)};
+  weights.bits = linear("bits", setup.space->feature_size() - arch, 400);
+  apq::predictor::MlpPredictor::Options options;
+  options.num_threads = threads;
+  ASSIGN_OR_RETURN(auto predictor,
+                   apq::predictor::MlpPredictor::Create(std::move(weights), options));
+  setup.predictor = std::move(predictor);
+  setup.budgets.max_latency_ms = 10.0;
+  setup.budgets.max_energy_mj = 12.0;
+  setup.description =
+      "apq_mbv2 / bitfusion / latency <= 10 ms and energy <= 12 mJ (random-weight predictor)";
+  return setup;
+}
+
+int Run(const Setup& setup, int threads, int repeats) {
+  const apq::search::EvolutionParams params;  // The reference defaults.
+  std::printf("%s, population %d, %d generations, %d predictor threads\n",
+              setup.description.c_str(), params.population_size, params.generations, threads);
   std::printf("%-6s %12s %12s %16s %14s\n", "seed", "median_s", "min_s", "candidates/s",
               "best_accuracy");
   double accuracy_sum = 0;
@@ -57,8 +117,9 @@ int Run(int threads, int repeats, const std::string& data_dir) {
     double best = 0;
     int64_t candidates = 0;
     for (int r = 0; r < repeats; ++r) {
-      auto instance = (*predictor)->Clone();
-      apq::search::EvolutionSearch search(*space, **cost_model, *instance, budgets, params, seed);
+      auto instance = setup.predictor->Clone();
+      apq::search::EvolutionSearch search(*setup.space, *setup.cost_model, *instance, setup.budgets,
+                                          params, seed);
       const auto start = std::chrono::steady_clock::now();
       auto result = search.Run(nullptr, nullptr);
       const double seconds =
@@ -94,6 +155,7 @@ int main(int argc, char** argv) {
   int threads = 2;
   int repeats = 5;
   std::string data_dir = "data";
+  std::string space = "ofa_mbv3";
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::strcmp(argv[i], "--threads") == 0) {
       threads = std::atoi(argv[i + 1]);
@@ -101,6 +163,8 @@ int main(int argc, char** argv) {
       repeats = std::atoi(argv[i + 1]);
     } else if (std::strcmp(argv[i], "--data_dir") == 0) {
       data_dir = argv[i + 1];
+    } else if (std::strcmp(argv[i], "--space") == 0) {
+      space = argv[i + 1];
     } else {
       std::fprintf(stderr, "unknown flag %s\n", argv[i]);
       return 2;
@@ -110,5 +174,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "--threads and --repeats must be >= 1\n");
     return 2;
   }
-  return Run(threads, repeats, data_dir);
+  absl::StatusOr<Setup> setup = space == "ofa_mbv3" ? SetUpOfaMbv3(data_dir, threads)
+                                : space == "apq_mbv2"
+                                    ? SetUpApqMbv2(data_dir, threads)
+                                    : absl::InvalidArgumentError("--space: ofa_mbv3 or apq_mbv2");
+  if (!setup.ok()) {
+    std::fprintf(stderr, "%s\n", setup.status().ToString().c_str());
+    return 2;
+  }
+  return Run(*setup, threads, repeats);
 }
