@@ -19,7 +19,7 @@ struct CostEntry {
 
 enum class TableFormat {
   kOfaYaml,       // once-for-all's <r>_lookup_table.yaml files, one per resolution.
-  kApqBitFusion,  // APQ's BitFusion_new.b1.dict JSON (issue on the joint space).
+  kApqBitFusion,  // APQ's BitFusion_new.b1.dict JSON (hwmodels/apq_bitfusion_table.h).
 };
 
 struct CostTable {

@@ -1,5 +1,6 @@
 #include "hwmodels/lut_cost_model.h"
 
+#include <cmath>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -9,9 +10,11 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "hwmodels/apq_bitfusion_table.h"
 #include "hwmodels/cost_table.h"
 #include "hwmodels/ofa_yaml_table.h"
 #include "nlohmann/json.hpp"
+#include "oface/mbconv_quant_space.h"
 #include "oface/ofa_mbv3_space.h"
 #include "oface/search_space.h"
 
@@ -188,6 +191,125 @@ TEST_F(LutCostModelTest, InactiveBlocksCostNothing) {
   EXPECT_EQ(model_->Evaluate(genotype).latency_ms, base);
   genotype[40] = 3;  // Stage 0 now runs its third block (ks 7).
   EXPECT_GT(model_->Evaluate(genotype).latency_ms, base);
+}
+
+// The apq_mbv2 space priced by APQ's BitFusion table.
+// The shipped table, loaded once (intentionally leaked).
+const CostTable& BitFusionTable() {
+  static const CostTable* const kTable = [] {
+    absl::StatusOr<CostTable> loaded =
+        LoadApqBitFusionFile("data/apq_bitfusion/BitFusion_new.b1.dict");
+    EXPECT_TRUE(loaded.ok()) << loaded.status();
+    return new CostTable(loaded.ok() ? *std::move(loaded) : CostTable());
+  }();
+  return *kTable;
+}
+
+class ApqBitFusionCostTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<LutCostModel>> model =
+        LutCostModel::Create(*space_, BitFusionTable());
+    ASSERT_TRUE(model.ok()) << model.status();
+    model_ = *std::move(model);
+  }
+
+  // APQ's arch JSON for a uniform config: every layer (ks, e, bits), every depth d.
+  oface::Genotype Uniform(int ks, int e, int d, int bits) const {
+    const nlohmann::json arch =
+        nlohmann::json::array({{{"wid", nullptr},
+                                {"ks", std::vector<int>(21, ks)},
+                                {"e", std::vector<int>(21, e)},
+                                {"d", std::vector<int>(6, d)}},
+                               {{"pw_w_bits_setting", std::vector<int>(21, bits)},
+                                {"pw_a_bits_setting", std::vector<int>(21, bits)},
+                                {"dw_w_bits_setting", std::vector<int>(21, bits)},
+                                {"dw_a_bits_setting", std::vector<int>(21, bits)}}});
+    absl::StatusOr<oface::Genotype> genotype = space_->FromJson(arch.dump());
+    EXPECT_TRUE(genotype.ok()) << genotype.status();
+    return genotype.value_or(oface::Genotype());
+  }
+
+  const std::unique_ptr<oface::SearchSpace> space_ = oface::NewApqMbv2Space();
+  std::unique_ptr<LutCostModel> model_;
+};
+
+TEST_F(ApqBitFusionCostTest, ShippedTableCoversTheSpaceExactly) {
+  EXPECT_THAT(MissingKeys(*space_, BitFusionTable()), IsEmpty());
+  // Every entry of the table is a term of the space, and no term is missing.
+  EXPECT_EQ(space_->num_cost_terms(), BitFusionTable().entries.size());
+  EXPECT_TRUE(model_->has_energy());
+}
+
+TEST_F(ApqBitFusionCostTest, GoldenLatencyAndEnergy) {
+  const nlohmann::json golden = LoadJson("tests/testdata/golden_apq_bitfusion.json");
+  ASSERT_EQ(golden.size(), 300);
+  int exact = 0;
+  for (const auto& entry : golden) {
+    const absl::StatusOr<oface::Genotype> genotype = space_->FromJson(entry.at("arch_json").dump());
+    ASSERT_TRUE(genotype.ok()) << genotype.status();
+    const NetworkCost cost = model_->Evaluate(*genotype);
+    const double latency = entry.at("latency_ms").get<double>();
+    const double energy = entry.at("energy_mJ").get<double>();
+    ASSERT_TRUE(cost.has_energy);
+    EXPECT_LE(std::fabs(cost.latency_ms - latency), 1e-9 * latency) << entry.at("index");
+    EXPECT_LE(std::fabs(cost.energy_mj - energy), 1e-9 * energy) << entry.at("index");
+    exact += cost.latency_ms == latency && cost.energy_mj == energy;
+    ASSERT_TRUE(cost.has_size_and_bitops);
+    EXPECT_EQ(cost.bitops, static_cast<double>(space_->StaticCosts(*genotype)->bitops));
+  }
+  // Same terms in the same order from head + tail: the reference's bits.
+  EXPECT_EQ(exact, 300);
+}
+
+TEST_F(ApqBitFusionCostTest, UniformConfigsOfGoldenValues) {
+  const nlohmann::json golden = LoadJson("tests/testdata/golden_values.json");
+  const struct {
+    const char* name;
+    int ks, e, d, bits;
+  } configs[] = {
+      {"apq_bitfusion_uniform_ks7_e6_d4_w8a8", 7, 6, 4, 8},
+      {"apq_bitfusion_uniform_ks3_e4_d2_w8a8", 3, 4, 2, 8},
+      {"apq_bitfusion_uniform_ks3_e4_d2_w4a4", 3, 4, 2, 4},
+      {"apq_bitfusion_uniform_ks5_e6_d4_w8a8", 5, 6, 4, 8},
+  };
+  for (const auto& config : configs) {
+    const nlohmann::json& expected = golden.at(config.name);
+    const NetworkCost cost = model_->Evaluate(Uniform(config.ks, config.e, config.d, config.bits));
+    const double latency = expected.at("latency_ms").get<double>();
+    const double energy = expected.at("energy_mJ").get<double>();
+    EXPECT_LE(std::fabs(cost.latency_ms - latency), 1e-6 * latency) << config.name;
+    EXPECT_LE(std::fabs(cost.energy_mj - energy), 1e-6 * energy) << config.name;
+  }
+}
+
+TEST_F(ApqBitFusionCostTest, InactiveLayersCostNothing) {
+  oface::Genotype genotype = Uniform(3, 4, 2, 6);
+  const NetworkCost base = model_->Evaluate(genotype);
+  // Layers 2 and 3 of stages 0..4 are inactive at depth 2: rewrite their genes.
+  for (int s = 0; s < 5; ++s) {
+    for (const int i : {4 * s + 2, 4 * s + 3}) {
+      genotype[i] = 7;                                                            // ks
+      genotype[21 + i] = space_->genes()[21 + i].choices.back();                  // mid
+      for (int field = 0; field < 4; ++field) genotype[42 + 21 * field + i] = 8;  // bits
+    }
+  }
+  EXPECT_EQ(model_->Evaluate(genotype).latency_ms, base.latency_ms);
+  EXPECT_EQ(model_->Evaluate(genotype).energy_mj, base.energy_mj);
+  genotype[126] = 3;  // Stage 0 now runs its third layer.
+  EXPECT_GT(model_->Evaluate(genotype).latency_ms, base.latency_ms);
+  EXPECT_GT(model_->Evaluate(genotype).energy_mj, base.energy_mj);
+}
+
+TEST_F(ApqBitFusionCostTest, MissingKeysFailCreate) {
+  CostTable table = BitFusionTable();
+  ASSERT_EQ(table.entries.erase("tail"), 1);
+  ASSERT_EQ(table.entries.erase("(1152, 1152, 7, 7, 1, 3, 1152)-W8A8"), 1);
+  const std::vector<std::string> missing = MissingKeys(*space_, table);
+  EXPECT_EQ(missing, (std::vector<std::string>{"tail", "(1152, 1152, 7, 7, 1, 3, 1152)-W8A8"}));
+  const absl::StatusOr<std::unique_ptr<LutCostModel>> model = LutCostModel::Create(*space_, table);
+  EXPECT_EQ(model.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(model.status().message(), HasSubstr("cost table lacks 2 keys the space apq_mbv2"));
 }
 
 }  // namespace

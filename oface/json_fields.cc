@@ -36,8 +36,8 @@ absl::Status CheckKnownKeys(const nlohmann::json& object,
   for (const auto& item : object.items()) {
     const std::string& key = item.key();
     if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(Sv(context), "unknown key \"", key,
-                                                     "\" (expected ", Sv(expected), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(Sv(context), "unknown key \"", key, "\" (expected ", Sv(expected), ")"));
     }
   }
   return absl::OkStatus();
@@ -67,8 +67,8 @@ absl::StatusOr<int> ReadIntegerGene(std::string_view field, const nlohmann::json
                             ? value.get<uint64_t>() <= static_cast<uint64_t>(INT_MAX)
                             : value.get<int64_t>() >= INT_MIN && value.get<int64_t>() <= INT_MAX;
   if (!in_range) {
-    return absl::InvalidArgumentError(absl::StrCat(Sv(field), ": ", value.dump(), " is not one of {",
-                                                   absl::StrJoin(choices, ", "), "}"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        Sv(field), ": ", value.dump(), " is not one of {", absl::StrJoin(choices, ", "), "}"));
   }
   return static_cast<int>(value.get<int64_t>());
 }

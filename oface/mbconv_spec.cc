@@ -61,6 +61,10 @@ absl::Status ValidateMbConvSpec(const MbConvSpec& spec) {
     }
   }
 
+  if (spec.arch_json_max_depth < 0) {
+    return Invalid(n,
+                   absl::StrCat("arch_json_max_depth: ", spec.arch_json_max_depth, " is negative"));
+  }
   if (spec.stages.empty()) return Invalid(n, "stages: empty");
   int previous_out = spec.first_block_channels;
   for (size_t s = 0; s < spec.stages.size(); ++s) {
@@ -108,10 +112,6 @@ absl::Status ValidateMbConvSpec(const MbConvSpec& spec) {
                                      ") is not a (kernel size, bits) pair of the space"));
     }
   }
-  if (spec.arch_json_max_depth < 0) {
-    return Invalid(n, absl::StrCat("arch_json_max_depth: ", spec.arch_json_max_depth,
-                                   " is negative"));
-  }
   return absl::OkStatus();
 }
 
@@ -129,8 +129,8 @@ MbConvSpec ApqMbv2Spec() {
   spec.first_block_kernel = 3;
   spec.first_block_stride = 1;
   spec.stages = {
-      {16, 24, 2, 2, 4},  {24, 40, 2, 2, 4},  {40, 80, 2, 2, 4},
-      {80, 96, 1, 2, 4},  {96, 192, 2, 2, 4}, {192, 320, 1, 1, 1},
+      {16, 24, 2, 2, 4}, {24, 40, 2, 2, 4},  {40, 80, 2, 2, 4},
+      {80, 96, 1, 2, 4}, {96, 192, 2, 2, 4}, {192, 320, 1, 1, 1},
   };
   spec.feature_mix_channels = 1280;
   spec.num_classes = 1000;

@@ -245,8 +245,8 @@ absl::StatusOr<Genotype> OfaMbv3Space::ParseArch(const nlohmann::json& arch) con
         absl::StrCat("arch: expected an object with keys ks, e, d, r, got ", arch.type_name()));
   }
   // Unknown keys first: a misspelt key explains the errors that would follow from it.
-  RETURN_IF_ERROR(CheckKnownKeys(arch, {"ks", "e", "d", "r", "wid"}, "",
-                                 "ks, e, d, r and optionally wid"));
+  RETURN_IF_ERROR(
+      CheckKnownKeys(arch, {"ks", "e", "d", "r", "wid"}, "", "ks, e, d, r and optionally wid"));
   Genotype genotype(kNumGenes, 0);
   bool has_ks = false, has_e = false, has_d = false, has_r = false;
   for (const auto& item : arch.items()) {

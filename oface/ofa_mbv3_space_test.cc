@@ -14,6 +14,7 @@
 #include "nlohmann/json.hpp"
 #include "oface/rng.h"
 #include "oface/search_space.h"
+#include "oface/space_testing.h"
 
 namespace apq::oface {
 namespace {
@@ -114,6 +115,9 @@ TEST_F(OfaMbv3SpaceTest, Layout) {
     EXPECT_EQ(groups[21 + s].genes, (std::vector<int>{kDOffset + s}));
   }
   EXPECT_EQ(space_->feature_size(), 128);
+  // No quantization policy: the whole encoding is architecture, and no static costs.
+  EXPECT_EQ(space_->arch_feature_size(), 128);
+  EXPECT_FALSE(space_->StaticCosts((*golden_)[0].genotype).has_value());
 }
 
 TEST_F(OfaMbv3SpaceTest, GoldenVectorsValidateAndEncodeExactly) {
@@ -233,18 +237,7 @@ TEST_F(OfaMbv3SpaceTest, CostTermsFollowTheReferenceOrder) {
 }
 
 TEST_F(OfaMbv3SpaceTest, SampleIsValidAndReachesEveryChoice) {
-  Rng rng(11);
-  const std::vector<GeneSpec>& genes = space_->genes();
-  std::vector<std::set<int>> seen(genes.size());
-  for (int n = 0; n < 5000; ++n) {
-    const Genotype genotype = space_->Sample(rng);
-    ASSERT_TRUE(space_->Validate(genotype).ok()) << space_->ToJson(genotype);
-    for (size_t g = 0; g < genes.size(); ++g) seen[g].insert(genotype[g]);
-  }
-  for (size_t g = 0; g < genes.size(); ++g) {
-    EXPECT_EQ(seen[g], std::set<int>(genes[g].choices.begin(), genes[g].choices.end()))
-        << genes[g].name;
-  }
+  ExpectSamplesValidAndExhaustive(*space_, 11, 5000);
 }
 
 TEST_F(OfaMbv3SpaceTest, MutateIsValidAndFollowsTheProbabilities) {
@@ -292,55 +285,17 @@ TEST_F(OfaMbv3SpaceTest, MutateResamplesKernelAndExpandTogether) {
 }
 
 TEST_F(OfaMbv3SpaceTest, CrossoverTakesEveryGeneFromAParent) {
-  Rng rng(14);
-  int from_first = 0, from_second = 0;
-  for (int n = 0; n < 3000; ++n) {
-    const Genotype first = space_->Sample(rng);
-    const Genotype second = space_->Sample(rng);
-    const Genotype child = space_->Crossover(first, second, rng);
-    ASSERT_TRUE(space_->Validate(child).ok());
-    for (int g = 0; g < kNumGenes; ++g) {
-      ASSERT_TRUE(child[g] == first[g] || child[g] == second[g]);
-      if (first[g] != second[g]) {
-        from_first += child[g] == first[g];
-        from_second += child[g] == second[g];
-      }
-    }
-  }
-  const double share = static_cast<double>(from_first) / (from_first + from_second);
-  EXPECT_GT(share, 0.48);
-  EXPECT_LT(share, 0.52);
+  ExpectCrossoverMixesParents(*space_, 14, 3000);
 }
 
 TEST_F(OfaMbv3SpaceTest, OperatorsAreDeterministicForASeed) {
-  const auto run = [this](uint64_t seed) {
-    Rng rng(seed);
-    std::vector<Genotype> out;
-    for (int n = 0; n < 100; ++n) {
-      const Genotype a = space_->Sample(rng);
-      const Genotype b = space_->Sample(rng);
-      out.push_back(space_->Mutate(a, 0.3, 0.2, rng));
-      out.push_back(space_->Crossover(a, b, rng));
-    }
-    return out;
-  };
-  EXPECT_EQ(run(42), run(42));
-  EXPECT_NE(run(42), run(43));
+  ExpectOperatorsDeterministic(*space_, 0.3, 0.2);
 }
 
 TEST_F(OfaMbv3SpaceTest, JsonRoundTrip) {
-  for (const GoldenVector& golden : *golden_) {
-    const absl::StatusOr<Genotype> parsed = space_->FromJson(space_->ToJson(golden.genotype));
-    ASSERT_TRUE(parsed.ok()) << parsed.status();
-    EXPECT_EQ(*parsed, golden.genotype);
-  }
-  Rng rng(15);
-  for (int n = 0; n < 1000; ++n) {
-    const Genotype genotype = space_->Sample(rng);
-    const absl::StatusOr<Genotype> parsed = space_->FromJson(space_->ToJson(genotype));
-    ASSERT_TRUE(parsed.ok()) << parsed.status();
-    EXPECT_EQ(*parsed, genotype);
-  }
+  std::vector<Genotype> genotypes;
+  for (const GoldenVector& golden : *golden_) genotypes.push_back(golden.genotype);
+  ExpectJsonRoundTrip(*space_, genotypes, 15, 1000);
 }
 
 TEST_F(OfaMbv3SpaceTest, ToJsonWritesOfaArchDict) {

@@ -64,9 +64,7 @@ class SearchSpace {
   // Precondition: every value is one of its gene's choices. Cheap; used in sampling loops.
   virtual bool SatisfiesRules(const Genotype& /*genotype*/) const { return true; }
   // Like SatisfiesRules, but returns INVALID_ARGUMENT naming the offending layer and field.
-  virtual absl::Status CheckRules(const Genotype& /*genotype*/) const {
-    return absl::OkStatus();
-  }
+  virtual absl::Status CheckRules(const Genotype& /*genotype*/) const { return absl::OkStatus(); }
 
   // Full validation of a genotype from outside: length, each value in its choices, the
   // rules. INVALID_ARGUMENT naming the gene (e.g. "ks[3]: 4 is not one of {3, 5, 7}").

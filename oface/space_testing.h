@@ -1,0 +1,31 @@
+// Properties every SearchSpace must have, as GoogleTest expectations shared by the spaces'
+// tests. Test-only.
+#ifndef APQ_OFACE_SPACE_TESTING_H_
+#define APQ_OFACE_SPACE_TESTING_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "oface/search_space.h"
+
+namespace apq::oface {
+
+// `samples` draws of Sample are valid and, together, take every choice of every gene.
+void ExpectSamplesValidAndExhaustive(const SearchSpace& space, uint64_t seed, int samples);
+
+// Crossover of `pairs` sampled pairs: each child is valid and takes every gene from one of
+// its parents, about half of the differing genes from each.
+void ExpectCrossoverMixesParents(const SearchSpace& space, uint64_t seed, int pairs);
+
+// Sample, Mutate (with the given probabilities) and Crossover repeat for a seed and differ
+// for another seed.
+void ExpectOperatorsDeterministic(const SearchSpace& space, double probability,
+                                  double resolution_probability);
+
+// FromJson(ToJson(g)) == g for each of `genotypes` and for `samples` sampled genotypes.
+void ExpectJsonRoundTrip(const SearchSpace& space, const std::vector<Genotype>& genotypes,
+                         uint64_t seed, int samples);
+
+}  // namespace apq::oface
+
+#endif  // APQ_OFACE_SPACE_TESTING_H_
