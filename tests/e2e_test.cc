@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/process.h"
@@ -297,6 +298,52 @@ TEST_F(EndToEndTest, MalformedTableUploadsAreRejectedWithFileAndLineAndStoreNoth
   ProcessResult devices = Client({"devices", "--json"});
   ASSERT_EQ(devices.exit_code, 0);
   EXPECT_EQ(ParseJson(devices).size(), 2u) << "a rejected upload must store nothing";
+}
+
+TEST_F(EndToEndTest, MalformedBitFusionUploadsAreRejectedNamingTheKeyAndStoreNothing) {
+  // A valid table to break: head, tail and one depthwise shape with its nine bit pairs.
+  json table = {{"head", {{"latency", 0.3}, {"energy", 0.5}}},
+                {"tail", {{"latency", 0.08}, {"energy", 0.15}}}};
+  for (int w : {4, 6, 8}) {
+    for (int a : {4, 6, 8}) {
+      table[absl::StrCat("(96, 96, 56, 3, 1, 1, 96)-W", w, "A", a)] = {
+          {"latency", 0.1 * w + 0.01 * a}, {"energy", 0.2 * w + 0.01 * a}};
+    }
+  }
+  const std::string path = TempPath("BitFusion_new.b1.dict");
+  WriteFile(path, table.dump());
+  ProcessResult valid =
+      Client({"upload-table", "--device", "bf2", "--format", "apq-bitfusion", path, "--json"});
+  ASSERT_EQ(valid.exit_code, 0) << valid.err;
+  EXPECT_EQ(ParseJson(valid)["entries"], 11);
+
+  struct Case {
+    std::string content;
+    std::string mention;
+  };
+  json missing_pair = table;
+  missing_pair.erase("(96, 96, 56, 3, 1, 1, 96)-W6A8");
+  json negative = table;
+  negative["(96, 96, 56, 3, 1, 1, 96)-W4A4"]["latency"] = -1.0;
+  json bad_key = table;
+  bad_key["(96, 96, 56, 3)-W4A4"] = {{"latency", 1.0}, {"energy", 1.0}};
+  const std::vector<Case> cases = {
+      {missing_pair.dump(), "W6A8"},
+      {negative.dump(), "(96, 96, 56, 3, 1, 1, 96)-W4A4"},
+      {bad_key.dump(), "(96, 96, 56, 3)-W4A4"},
+      {R"({"head": {"latency": NaN, "energy": 1}})", "line 1"},
+  };
+  for (const Case& c : cases) {
+    WriteFile(path, c.content);
+    ProcessResult result =
+        Client({"upload-table", "--device", "bf2", "--format", "apq-bitfusion", path});
+    EXPECT_EQ(result.exit_code, 1) << result.err;
+    EXPECT_NE(result.err.find("INVALID_ARGUMENT:"), std::string::npos) << result.err;
+    EXPECT_NE(result.err.find(c.mention), std::string::npos) << result.err;
+  }
+  ProcessResult device = Client({"devices", "bf2", "--json"});
+  ASSERT_EQ(device.exit_code, 0) << device.err;
+  EXPECT_EQ(ParseJson(device)[0]["versions"].size(), 1u) << "a rejected upload stores nothing";
 }
 
 TEST_F(EndToEndTest, ATableThatDoesNotCoverTheSpaceIsStoredButCannotPriceIt) {
