@@ -1,9 +1,11 @@
 // Throughput of MlpPredictor on OFA's MobileNetV3 accuracy predictor (128-400-400-400-1):
 // predictions per second for each kernel, thread count and batch size (best of several
 // repeats), the dense LibTorch forward for comparison, and the time of a search-like load
-// (500 calls at batch 100).
+// (500 calls at batch 100). Then the same at batch 100 for a predictor of APQ's
+// quantization-aware shape (772 = 520 architecture + 252 bit inputs, the bits branch added
+// after the first ReLU, 400 x 3, 1) with random weights: APQ never published trained ones.
 //
-// Usage: bazel run //bench:predictor_bench [-- <weights.f32> <manifest.json>]
+// Usage: bazel run //bench:predictor_bench [-- <weights.f32> <manifest.json> | -- --apq-only]
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -14,13 +16,19 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "predictor/accuracy_predictor.h"
 #include "predictor/mlp_predictor.h"
+#include "predictor/mlp_testing.h"
 
 namespace {
 
 using apq::predictor::FeatureBatch;
 using apq::predictor::MlpPredictor;
+using apq::predictor::MlpWeights;
+using apq::predictor::mlp_testing::Densify;
+using apq::predictor::mlp_testing::RandomApqBatch;
+using apq::predictor::mlp_testing::RandomApqWeights;
 using Clock = std::chrono::steady_clock;
 
 constexpr int kRepeats = 7;
@@ -50,16 +58,6 @@ FeatureBatch RandomNetworks(int size, std::mt19937* rng) {
   return batch;
 }
 
-std::vector<float> Densify(const FeatureBatch& batch, int inputs) {
-  std::vector<float> dense(static_cast<size_t>(batch.size()) * inputs, 0.0f);
-  for (int s = 0; s < batch.size(); ++s) {
-    for (int j = batch.offsets()[s]; j < batch.offsets()[s + 1]; ++j) {
-      dense[static_cast<size_t>(s) * inputs + batch.indices()[j]] = 1.0f;
-    }
-  }
-  return dense;
-}
-
 // Best seconds per call of `body` over kRepeats repeats of `calls` calls, after one warm-up.
 double BestSecondsPerCall(int64_t calls, const std::function<bool()>& body) {
   if (!body()) return -1.0;
@@ -85,14 +83,76 @@ void PrintRow(const std::string& kernel, int threads, int batch, double seconds_
   std::fflush(stdout);
 }
 
+using MakePredictor =
+    std::function<absl::StatusOr<std::unique_ptr<MlpPredictor>>(const MlpPredictor::Options&)>;
+
+// One predictor per kernel on `threads` threads; empty (after printing why) on error.
+std::vector<std::unique_ptr<MlpPredictor>> PredictorsPerKernel(int threads,
+                                                               const MakePredictor& make) {
+  std::vector<std::unique_ptr<MlpPredictor>> predictors;
+  for (MlpPredictor::Kernel kernel :
+       {MlpPredictor::Kernel::kBlocked, MlpPredictor::Kernel::kLibTorch}) {
+    MlpPredictor::Options options;
+    options.num_threads = threads;
+    options.kernel = kernel;
+    absl::StatusOr<std::unique_ptr<MlpPredictor>> made = make(options);
+    if (!made.ok()) {
+      std::fprintf(stderr, "%s\n", made.status().ToString().c_str());
+      return {};
+    }
+    predictors.push_back(*std::move(made));
+  }
+  return predictors;
+}
+
+// A row per predictor and batch, then per batch one for the first predictor's dense forward.
+void PrintRows(const std::vector<std::unique_ptr<MlpPredictor>>& predictors,
+               const std::vector<FeatureBatch>& batches, int threads) {
+  std::vector<float> out;
+  for (const std::unique_ptr<MlpPredictor>& predictor : predictors) {
+    for (const FeatureBatch& batch : batches) {
+      const double seconds =
+          BestSecondsPerCall(std::max<int64_t>(1, kSamplesPerRepeat / batch.size()),
+                             [&] { return predictor->Predict(batch, &out).ok(); });
+      PrintRow(predictor->kernel_name(), threads, batch.size(), seconds);
+    }
+  }
+  for (const FeatureBatch& batch : batches) {
+    const std::vector<float> dense = Densify(batch, predictors[0]->input_size());
+    const double seconds = BestSecondsPerCall(
+        std::max<int64_t>(1, kSamplesPerRepeat / batch.size()),
+        [&] { return predictors[0]->PredictDense(dense.data(), batch.size(), &out).ok(); });
+    PrintRow("libtorch-dense", threads, batch.size(), seconds);
+  }
+}
+
+// The APQ-shaped predictor's rows at batch 100; returns main's exit code.
+int BenchApqShape(std::mt19937* rng) {
+  std::printf("APQ-shaped predictor (772 = 520 + 252 bits -> 400 x 3 -> 1, random weights)\n");
+  std::printf("%-18s %7s %6s %12s %14s\n", "kernel", "threads", "batch", "us/call",
+              "predictions/s");
+  const MlpWeights weights = RandomApqWeights(2026);
+  const std::vector<FeatureBatch> batches = {RandomApqBatch(100, rng)};
+  for (int threads : {1, 2}) {
+    const std::vector<std::unique_ptr<MlpPredictor>> predictors =
+        PredictorsPerKernel(threads, [&](const MlpPredictor::Options& options) {
+          return MlpPredictor::Create(weights, options);
+        });
+    if (predictors.empty()) return 1;
+    PrintRows(predictors, batches, threads);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::mt19937 rng(2026);
+  if (argc > 1 && std::string(argv[1]) == "--apq-only") return BenchApqShape(&rng);
   const std::string weights = argc > 1 ? argv[1] : "data/ofa_mbv3/acc_predictor.f32";
   const std::string manifest = argc > 2 ? argv[2] : "data/ofa_mbv3/acc_predictor.manifest.json";
   const std::vector<int> batch_sizes = {1, 100, 1000};
 
-  std::mt19937 rng(2026);
   std::vector<FeatureBatch> batches;
   batches.reserve(batch_sizes.size());
   for (int size : batch_sizes) batches.push_back(RandomNetworks(size, &rng));
@@ -101,35 +161,13 @@ int main(int argc, char** argv) {
               "predictions/s");
   std::vector<std::string> search_lines;
   for (int threads : {1, 2}) {
-    std::vector<std::unique_ptr<MlpPredictor>> predictors;
-    for (MlpPredictor::Kernel kernel :
-         {MlpPredictor::Kernel::kBlocked, MlpPredictor::Kernel::kLibTorch}) {
-      MlpPredictor::Options options;
-      options.num_threads = threads;
-      options.kernel = kernel;
-      auto loaded = MlpPredictor::LoadRawFloat32(weights, manifest, options);
-      if (!loaded.ok()) {
-        std::fprintf(stderr, "%s\n", loaded.status().ToString().c_str());
-        return 1;
-      }
-      predictors.push_back(*std::move(loaded));
-    }
+    const std::vector<std::unique_ptr<MlpPredictor>> predictors =
+        PredictorsPerKernel(threads, [&](const MlpPredictor::Options& options) {
+          return MlpPredictor::LoadRawFloat32(weights, manifest, options);
+        });
+    if (predictors.empty()) return 1;
+    PrintRows(predictors, batches, threads);
     std::vector<float> out;
-    for (const std::unique_ptr<MlpPredictor>& predictor : predictors) {
-      for (const FeatureBatch& batch : batches) {
-        const double seconds =
-            BestSecondsPerCall(std::max<int64_t>(1, kSamplesPerRepeat / batch.size()),
-                               [&] { return predictor->Predict(batch, &out).ok(); });
-        PrintRow(predictor->kernel_name(), threads, batch.size(), seconds);
-      }
-    }
-    for (const FeatureBatch& batch : batches) {
-      const std::vector<float> dense = Densify(batch, predictors[0]->input_size());
-      const double seconds = BestSecondsPerCall(
-          std::max<int64_t>(1, kSamplesPerRepeat / batch.size()),
-          [&] { return predictors[0]->PredictDense(dense.data(), batch.size(), &out).ok(); });
-      PrintRow("libtorch-dense", threads, batch.size(), seconds);
-    }
     // A search's load: 500 generations of 100 children. Best and worst of the repeats show
     // how much sharing the cores with other processes costs.
     for (const std::unique_ptr<MlpPredictor>& predictor : predictors) {
@@ -152,5 +190,6 @@ int main(int argc, char** argv) {
   }
   std::printf("\n");
   for (const std::string& line : search_lines) std::printf("%s\n", line.c_str());
-  return 0;
+  std::printf("\n");
+  return BenchApqShape(&rng);
 }

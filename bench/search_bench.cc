@@ -9,12 +9,10 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -26,6 +24,7 @@
 #include "oface/mbconv_quant_space.h"
 #include "oface/ofa_mbv3_space.h"
 #include "predictor/mlp_predictor.h"
+#include "predictor/mlp_testing.h"
 #include "search/evolution.h"
 
 namespace {
@@ -71,27 +70,7 @@ absl::StatusOr<Setup> SetUpApqMbv2(const std::string& data_dir, int threads) {
                                    data_dir + "/apq_bitfusion/BitFusion_new.b1.dict"));
   ASSIGN_OR_RETURN(auto model, apq::hwmodels::LutCostModel::Create(*setup.space, table));
   setup.cost_model = std::move(model);
-  apq::predictor::MlpWeights weights;
-  weights.name = "apq-shaped-random";
-  std::mt19937 rng(2026);
-  const auto linear = [&](const std::string& name, int in, int out) {
-    apq::predictor::MlpWeights::Linear layer;
-    layer.name = name;
-    layer.in = in;
-    layer.out = out;
-    // PyTorch's default nn.Linear initialisation: U(-1/sqrt(in), 1/sqrt(in)).
-    std::uniform_real_distribution<float> uniform(-1.0f / std::sqrt(static_cast<float>(in)),
-                                                  1.0f / std::sqrt(static_cast<float>(in)));
-    layer.weight.resize(static_cast<size_t>(in) * out);
-    for (float& w : layer.weight) w = uniform(rng);
-    layer.bias.resize(out);
-    for (float& b : layer.bias) b = uniform(rng);
-    return layer;
-  };
-  const int arch = setup.space->arch_feature_size();
-  weights.layers = {linear("0", arch, 400), linear("2", 400, 400), linear("4", 400, 400),
-                    linear("6", 400, 1)};
-  weights.bits = linear("bits", setup.space->feature_size() - arch, 400);
+  apq::predictor::MlpWeights weights = apq::predictor::mlp_testing::RandomApqWeights(2026);
   apq::predictor::MlpPredictor::Options options;
   options.num_threads = threads;
   ASSIGN_OR_RETURN(auto predictor,

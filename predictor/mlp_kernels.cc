@@ -148,6 +148,8 @@ struct GatherArgs {
   float* y;
   int y_stride;
   bool relu;
+  // Adds the (activated) sums to what `y` holds instead of overwriting it.
+  bool accumulate;
 };
 
 // Sums whole rows of `columns` in register blocks of kBlock vectors.
@@ -177,7 +179,8 @@ APQ_ALWAYS_INLINE void Gather(const GatherArgs& a) {
       for (int v = 0; v < kBlock; ++v) {
         V out = acc[v];
         if (a.relu) out = out > zero ? out : zero;
-        *reinterpret_cast<V*>(y + o + v * kLanes) = out;
+        V* target = reinterpret_cast<V*>(y + o + v * kLanes);
+        *target = a.accumulate ? *target + out : out;
       }
     }
     for (; o < a.padded_out; o += kLanes) {
@@ -186,7 +189,8 @@ APQ_ALWAYS_INLINE void Gather(const GatherArgs& a) {
         acc += *reinterpret_cast<const V*>(a.columns + static_cast<size_t>(*it) * a.padded_out + o);
       }
       if (a.relu) acc = acc > zero ? acc : zero;
-      *reinterpret_cast<V*>(y + o) = acc;
+      V* target = reinterpret_cast<V*>(y + o);
+      *target = a.accumulate ? *target + acc : acc;
     }
   }
 }
@@ -294,10 +298,10 @@ GatherLinear::GatherLinear(const float* weight, const float* bias, int in, int o
   }
 }
 
-void GatherLinear::Forward(const int32_t* indices, const int32_t* offsets, int rows, float* y,
-                           int y_stride, bool relu) const {
+void GatherLinear::Run(const int32_t* indices, const int32_t* offsets, int rows, float* y,
+                       int y_stride, bool relu, bool accumulate) const {
   const GatherArgs args{columns_.data(), bias_.data(), padded_out_, indices, offsets, rows, y,
-                        y_stride,        relu};
+                        y_stride,        relu,         accumulate};
   switch (isa_) {
     case Isa::kAvx512:
       GatherAvx512(args);
@@ -309,6 +313,16 @@ void GatherLinear::Forward(const int32_t* indices, const int32_t* offsets, int r
       break;
   }
   GatherBaseline(args);
+}
+
+void GatherLinear::Forward(const int32_t* indices, const int32_t* offsets, int rows, float* y,
+                           int y_stride, bool relu) const {
+  Run(indices, offsets, rows, y, y_stride, relu, /*accumulate=*/false);
+}
+
+void GatherLinear::ForwardAdd(const int32_t* indices, const int32_t* offsets, int rows, float* y,
+                              int y_stride) const {
+  Run(indices, offsets, rows, y, y_stride, /*relu=*/false, /*accumulate=*/true);
 }
 
 }  // namespace apq::predictor::mlp_kernels

@@ -3,7 +3,8 @@
 //
 // Two layer forms:
 //  - GatherLinear: a Linear layer whose input is a 0/1 vector given as the indices of its
-//    ones; the output is bias + the sum of the weight columns of the active inputs.
+//    ones; the output is bias + the sum of the weight columns of the active inputs. It can
+//    also add that output to a buffer (a side branch joining the main path).
 //  - PackedLinear: a dense Linear layer (y = x W^T + b), as a register-blocked matrix product
 //    over weights packed into column panels at construction.
 // Both optionally apply ReLU. The instruction set (AVX-512, AVX2+FMA or baseline SSE) is
@@ -97,8 +98,16 @@ class GatherLinear {
   // W[o][indices[j]]). Every index must already be known to lie in [0, in()).
   void Forward(const int32_t* indices, const int32_t* offsets, int rows, float* y, int y_stride,
                bool relu) const;
+  // Like Forward without activation, but adds to `y`: for r in [0, rows),
+  // y[r*y_stride + o] += b[o] + sum_{j in [offsets[r], offsets[r+1])} W[o][indices[j]].
+  // The padding columns of `y` keep their values (zeros stay zeros).
+  void ForwardAdd(const int32_t* indices, const int32_t* offsets, int rows, float* y,
+                  int y_stride) const;
 
  private:
+  void Run(const int32_t* indices, const int32_t* offsets, int rows, float* y, int y_stride,
+           bool relu, bool accumulate) const;
+
   int in_;
   int out_;
   int padded_out_;

@@ -76,7 +76,7 @@ TEST(MlpKernelsTest, PackedLinearMatchesNaiveProduct) {
   }
 }
 
-TEST(MlpKernelsTest, GatherLinearSumsActiveColumns) {
+TEST(MlpKernelsTest, GatherLinearSumsActiveColumnsAndAdds) {
   std::mt19937 rng(11);
   constexpr int kIn = 29;
   constexpr int kOut = 131;
@@ -111,6 +111,26 @@ TEST(MlpKernelsTest, GatherLinearSumsActiveColumns) {
           ASSERT_NEAR(y.data()[r * stride + o], expected, 1e-5)
               << IsaName(isa) << " r " << r << " o " << o;
         }
+      }
+    }
+    // ForwardAdd adds bias + sum to what the output holds, with no activation (negative sums
+    // stay negative), and leaves the zero padding zero.
+    const int stride = layer.padded_out();
+    AlignedBuffer y(static_cast<size_t>(kRows) * stride);
+    const std::vector<float> before = RandomFloats(kRows * stride, &rng);
+    for (int k = 0; k < kRows * stride; ++k) y.data()[k] = k % stride < kOut ? before[k] : 0.0f;
+    layer.ForwardAdd(indices.data(), offsets.data(), kRows, y.data(), stride);
+    for (int r = 0; r < kRows; ++r) {
+      for (int o = 0; o < stride; ++o) {
+        double expected = 0.0;
+        if (o < kOut) {
+          expected = static_cast<double>(before[r * stride + o]) + bias[o];
+          for (int j = offsets[r]; j < offsets[r + 1]; ++j) {
+            expected += weight[o * kIn + indices[j]];
+          }
+        }
+        ASSERT_NEAR(y.data()[r * stride + o], expected, 1e-5)
+            << "ForwardAdd " << IsaName(isa) << " r " << r << " o " << o;
       }
     }
   }
