@@ -333,7 +333,9 @@ class Client {
              {"sha256", version.sha256()},
              {"description", version.description()},
              {"covered_spaces", std::vector<std::string>(version.covered_spaces().begin(),
-                                                         version.covered_spaces().end())}});
+                                                         version.covered_spaces().end())},
+             {"modelled_spaces", std::vector<std::string>(version.modelled_spaces().begin(),
+                                                          version.modelled_spaces().end())}});
       }
       out.push_back({{"name", device.name()}, {"versions", versions}});
     }
@@ -346,8 +348,10 @@ class Client {
       for (const json& version : device["versions"]) {
         std::cout << "  v" << version["version"] << "  " << version["format"].get<std::string>()
                   << "  " << version["entries"] << " entries  spaces: "
-                  << absl::StrJoin(version["covered_spaces"].get<std::vector<std::string>>(), ",")
-                  << "  " << version["description"].get<std::string>() << "\n";
+                  << absl::StrJoin(version["covered_spaces"].get<std::vector<std::string>>(), ",");
+        const auto modelled = version["modelled_spaces"].get<std::vector<std::string>>();
+        if (!modelled.empty()) std::cout << " (modelled: " << absl::StrJoin(modelled, ",") << ")";
+        std::cout << "  " << version["description"].get<std::string>() << "\n";
       }
     }
     return kExitOk;

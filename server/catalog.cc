@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "common/status_macros.h"
 #include "hwmodels/apq_bitfusion_table.h"
+#include "hwmodels/bitfusion_analytic.h"
 #include "hwmodels/ofa_yaml_table.h"
 #include "oface/mbconv_quant_space.h"
 #include "oface/ofa_mbv3_space.h"
@@ -244,6 +245,25 @@ absl::StatusOr<std::shared_ptr<const hwmodels::CostTable>> Catalog::LoadTable(
   return table;
 }
 
+std::shared_ptr<const hwmodels::TermEstimator> Catalog::Estimator(
+    const std::string& device, int64_t version, int format, const hwmodels::CostTable& table) {
+  if (format != kTableFormatApqBitFusion) return nullptr;
+  {
+    absl::MutexLock lock(&mutex_);
+    auto found = estimators_.find({device, version});
+    if (found != estimators_.end()) return found->second;
+  }
+  // Fitted outside the lock (tens of milliseconds); a race only fits twice. A table too small
+  // to fit has no estimator: its spaces are priced from the table alone.
+  absl::StatusOr<std::unique_ptr<hwmodels::BitFusionAnalyticModel>> fitted =
+      hwmodels::BitFusionAnalyticModel::Fit(table);
+  std::shared_ptr<const hwmodels::TermEstimator> estimator;
+  if (fitted.ok()) estimator = std::move(*fitted);
+  absl::MutexLock lock(&mutex_);
+  estimators_[{device, version}] = estimator;
+  return estimator;
+}
+
 absl::StatusOr<Catalog::CostModelHandle> Catalog::CostModel(absl::string_view space,
                                                             const std::string& device,
                                                             int64_t version) {
@@ -275,9 +295,14 @@ absl::StatusOr<Catalog::CostModelHandle> Catalog::CostModel(absl::string_view sp
         absl::StrCat("device ", device, " table v", version, " (format ", format,
                      ") cannot price space ", space, ", which needs format ", entry->table_format));
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<hwmodels::LutCostModel> model,
-                   hwmodels::LutCostModel::Create(*entry->space, *table));
-  CostModelHandle handle{std::shared_ptr<const hwmodels::LutCostModel>(std::move(model)), version};
+  std::shared_ptr<const hwmodels::TermEstimator> estimator =
+      Estimator(device, version, format, *table);
+  absl::StatusOr<std::unique_ptr<hwmodels::LutCostModel>> created =
+      hwmodels::LutCostModel::Create(*entry->space, *table, estimator.get());
+  if (!created.ok()) return created.status();
+  std::unique_ptr<hwmodels::LutCostModel> model = *std::move(created);
+  CostModelHandle handle{std::shared_ptr<const hwmodels::LutCostModel>(std::move(model)), version,
+                         estimator};
   absl::MutexLock lock(&mutex_);
   cost_models_.emplace(key, handle);
   return handle;
@@ -309,18 +334,19 @@ absl::StatusOr<TableVersionRecord> Catalog::UploadTable(const std::string& devic
   return record;
 }
 
-absl::StatusOr<std::vector<std::string>> Catalog::CoveredSpaces(const std::string& device,
-                                                                int64_t version) {
-  std::vector<std::string> covered;
+absl::StatusOr<Catalog::Coverage> Catalog::SpaceCoverage(const std::string& device,
+                                                         int64_t version) {
+  Coverage coverage;
   for (const SpaceEntry& entry : spaces_) {
     auto model = CostModel(entry.space->name(), device, version);
     if (model.ok()) {
-      covered.push_back(entry.space->name());
+      (model->model->modelled_terms() == 0 ? coverage.covered : coverage.modelled)
+          .push_back(entry.space->name());
     } else if (model.status().code() != absl::StatusCode::kFailedPrecondition) {
       return model.status();
     }
   }
-  return covered;
+  return coverage;
 }
 
 }  // namespace apq::server

@@ -63,10 +63,14 @@ class Catalog {
   struct CostModelHandle {
     std::shared_ptr<const hwmodels::LutCostModel> model;
     int64_t table_version = 0;
+    // Prices the layer shapes the table lacks (the model's `modelled_terms`): for BitFusion
+    // tables, the analytic model fitted to the table. Null when the format has none.
+    std::shared_ptr<const hwmodels::TermEstimator> estimator;
   };
   // The cost model of `space` on `device`'s table `version` (0 = latest). NOT_FOUND for an
   // unknown device or version, FAILED_PRECONDITION when the table cannot price the space
-  // (wrong format, or missing keys, listed). Built once per (space, device, version).
+  // (wrong format, or missing keys that no estimator prices, listed). Built once per
+  // (space, device, version).
   absl::StatusOr<CostModelHandle> CostModel(absl::string_view space, const std::string& device,
                                             int64_t version);
 
@@ -75,9 +79,12 @@ class Catalog {
                                                  const std::vector<TableFileRecord>& files,
                                                  const std::string& description);
 
-  // Names of the spaces that the device's table version prices completely.
-  absl::StatusOr<std::vector<std::string>> CoveredSpaces(const std::string& device,
-                                                         int64_t version);
+  struct Coverage {
+    std::vector<std::string> covered;   // Every layer shape is in the table.
+    std::vector<std::string> modelled;  // Priceable, some shapes by the fitted estimator.
+  };
+  // Which spaces the device's table version can price.
+  absl::StatusOr<Coverage> SpaceCoverage(const std::string& device, int64_t version);
 
   Store& store() { return store_; }
 
@@ -93,6 +100,11 @@ class Catalog {
 
   explicit Catalog(Store& store) : store_(store) {}
   const SpaceEntry* FindEntry(absl::string_view name) const;
+  // The estimator for keys a table of `format` lacks, fitted once per table version; null
+  // when the format has none or the table is too small to fit it.
+  std::shared_ptr<const hwmodels::TermEstimator> Estimator(const std::string& device,
+                                                           int64_t version, int format,
+                                                           const hwmodels::CostTable& table);
   // Parsed table of a stored version, cached.
   absl::StatusOr<std::shared_ptr<const hwmodels::CostTable>> LoadTable(const std::string& device,
                                                                        int64_t version,
@@ -107,6 +119,8 @@ class Catalog {
       tables_ ABSL_GUARDED_BY(mutex_);
   std::map<std::tuple<std::string, std::string, int64_t>, CostModelHandle> cost_models_
       ABSL_GUARDED_BY(mutex_);
+  std::map<std::pair<std::string, int64_t>, std::shared_ptr<const hwmodels::TermEstimator>>
+      estimators_ ABSL_GUARDED_BY(mutex_);
 };
 
 }  // namespace apq::server

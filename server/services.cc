@@ -64,8 +64,9 @@ absl::Status FillDevice(Catalog& catalog, Store& store, const std::string& name,
     version->set_uploaded_unix_s(record.uploaded_unix_s);
     version->set_sha256(record.sha256);
     version->set_description(record.description);
-    ASSIGN_OR_RETURN(std::vector<std::string> covered, catalog.CoveredSpaces(name, record.version));
-    for (std::string& space : covered) version->add_covered_spaces(std::move(space));
+    ASSIGN_OR_RETURN(Catalog::Coverage coverage, catalog.SpaceCoverage(name, record.version));
+    for (std::string& space : coverage.covered) version->add_covered_spaces(std::move(space));
+    for (std::string& space : coverage.modelled) version->add_modelled_spaces(std::move(space));
   }
   return absl::OkStatus();
 }

@@ -300,6 +300,43 @@ TEST_F(EndToEndTest, MalformedTableUploadsAreRejectedWithFileAndLineAndStoreNoth
   EXPECT_EQ(ParseJson(devices).size(), 2u) << "a rejected upload must store nothing";
 }
 
+// A BitFusion table that lacks layer shapes still prices the space: the model fitted to the
+// table fills them in, and every figure that used it says so.
+TEST_F(EndToEndTest, ShapesATableLacksArePricedByTheFittedModelAndFlagged) {
+  json table = json::parse(ReadFile("data/apq_bitfusion/BitFusion_new.b1.dict"));
+  // Every network has the first searchable layer, whose expansion reads 16 channels.
+  std::vector<std::string> removed;
+  for (const auto& item : table.items()) {
+    if (item.key().rfind("(16, ", 0) == 0) removed.push_back(item.key());
+  }
+  ASSERT_FALSE(removed.empty());
+  for (const std::string& key : removed) table.erase(key);
+  const std::string path = TempPath("BitFusion_partial.dict");
+  WriteFile(path, table.dump());
+  ProcessResult upload = Client(
+      {"upload-table", "--device", "bf-partial", "--format", "apq-bitfusion", path, "--json"});
+  ASSERT_EQ(upload.exit_code, 0) << upload.err;
+
+  ProcessResult device = Client({"devices", "bf-partial", "--json"});
+  ASSERT_EQ(device.exit_code, 0) << device.err;
+  const json version = ParseJson(device)[0]["versions"][0];
+  EXPECT_TRUE(version["covered_spaces"].empty());
+  EXPECT_EQ(version["modelled_spaces"], json({"apq_mbv2"}));
+
+  const json golden = json::parse(ReadFile("tests/testdata/golden_apq_bitfusion.json"));
+  const std::string config = TempPath("apq.json");
+  WriteFile(config, golden[0]["arch_json"].dump());
+  ProcessResult priced = Client(
+      {"evaluate", "--space", "apq_mbv2", "--device", "bf-partial", "--config", config, "--json"});
+  ASSERT_EQ(priced.exit_code, 0) << priced.err;
+  const json metrics = ParseJson(priced);
+  EXPECT_EQ(metrics["modelled"], json({"latency_ms", "energy_mj"}));
+  // One layer of about twenty is modelled: the network's figures stay close to the table's.
+  const double latency = golden[0]["latency_ms"].get<double>();
+  EXPECT_NEAR(metrics["latency_ms"].get<double>(), latency, 0.1 * latency);
+  EXPECT_NE(metrics["latency_ms"].get<double>(), latency);
+}
+
 TEST_F(EndToEndTest, MalformedBitFusionUploadsAreRejectedNamingTheKeyAndStoreNothing) {
   // A valid table to break: head, tail and one depthwise shape with its nine bit pairs.
   json table = {{"head", {{"latency", 0.3}, {"energy", 0.5}}},
