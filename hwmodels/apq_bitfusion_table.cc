@@ -21,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "common/status_macros.h"
+#include "hwmodels/bitfusion_key.h"
 #include "nlohmann/json.hpp"
 
 namespace apq::hwmodels {
@@ -42,62 +43,16 @@ int BitIndex(int bits) {
 }
 uint32_t PairBit(int w_index, int a_index) { return 1u << (w_index * kBits.size() + a_index); }
 
-bool Consume(std::string_view* text, std::string_view prefix) {
-  if (text->substr(0, prefix.size()) != prefix) return false;
-  text->remove_prefix(prefix.size());
-  return true;
-}
-
-// A decimal without sign or leading zeros, as Python's str(int) writes it.
-bool ConsumeInt(std::string_view* text, int* value) {
-  size_t digits = 0;
-  while (digits < text->size() && (*text)[digits] >= '0' && (*text)[digits] <= '9') ++digits;
-  if (digits == 0 || digits > 9 || (digits > 1 && (*text)[0] == '0')) return false;
-  *value = 0;
-  for (size_t i = 0; i < digits; ++i) *value = *value * 10 + ((*text)[i] - '0');
-  text->remove_prefix(digits);
-  return true;
-}
-
-struct ConvKey {
-  // in_channels, out_channels, input_size, kernel_size, stride, padding, groups.
-  std::array<int, 7> shape{};
-  int w_bits = 0;
-  int a_bits = 0;
-};
-
-absl::StatusOr<ConvKey> ParseConvKey(std::string_view key) {
-  const absl::Status malformed = absl::InvalidArgumentError(absl::StrCat(
-      "key \"", Sv(key),
-      "\": malformed (expected \"(Cin, Cout, H_in, K, stride, pad, groups)-W{w}A{a}\", "
-      "\"head\" or \"tail\")"));
-  ConvKey parsed;
-  std::string_view rest = key;
-  if (!Consume(&rest, "(")) return malformed;
-  for (size_t i = 0; i < parsed.shape.size(); ++i) {
-    if (i > 0 && !Consume(&rest, ", ")) return malformed;
-    if (!ConsumeInt(&rest, &parsed.shape[i])) return malformed;
-  }
-  if (!Consume(&rest, ")-W") || !ConsumeInt(&rest, &parsed.w_bits) || !Consume(&rest, "A") ||
-      !ConsumeInt(&rest, &parsed.a_bits) || !rest.empty()) {
-    return malformed;
-  }
-  static constexpr std::array<const char*, 7> kFields = {"Cin",    "Cout", "H_in",  "K",
-                                                         "stride", "pad",  "groups"};
-  for (size_t i = 0; i < parsed.shape.size(); ++i) {
-    if (parsed.shape[i] == 0 && i != 5) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("key \"", Sv(key), "\": ", kFields[i], " is 0"));
-    }
-  }
-  for (const auto& [letter, bits] :
-       {std::pair{"W", parsed.w_bits}, std::pair{"A", parsed.a_bits}}) {
+// A conv key of the table: ParseBitFusionKeyFields, and both bit widths in kBits.
+absl::StatusOr<BitFusionConv> ParseConvKey(std::string_view key) {
+  ASSIGN_OR_RETURN(const BitFusionConv conv, ParseBitFusionKeyFields(key));
+  for (const auto& [letter, bits] : {std::pair{"W", conv.w_bits}, std::pair{"A", conv.a_bits}}) {
     if (BitIndex(bits) < 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("key \"", Sv(key), "\": ", letter, bits, " is not one of {4, 6, 8}"));
     }
   }
-  return parsed;
+  return conv;
 }
 
 absl::StatusOr<CostEntry> ParseEntry(const std::string& key, const nlohmann::json& value) {
@@ -183,12 +138,12 @@ absl::StatusOr<CostTable> Load(std::string_view content) {
   table.entries.reserve(doc.size());
   // Shape text (the key before "-W") -> the W/A pairs seen, in a deterministic order.
   absl::flat_hash_map<std::string, size_t> shape_index;
-  std::vector<std::pair<std::string, ConvKey>> shapes;
+  std::vector<std::pair<std::string, BitFusionConv>> shapes;
   std::vector<uint32_t> pairs_seen;
   for (const auto& item : doc.items()) {
     const std::string& key = item.key();
     if (key != "head" && key != "tail") {
-      ASSIGN_OR_RETURN(const ConvKey conv, ParseConvKey(key));
+      ASSIGN_OR_RETURN(const BitFusionConv conv, ParseConvKey(key));
       std::string shape = key.substr(0, key.rfind("-W"));
       const auto [it, inserted] = shape_index.try_emplace(shape, shapes.size());
       if (inserted) {
@@ -207,9 +162,8 @@ absl::StatusOr<CostTable> Load(std::string_view content) {
   }
   for (size_t s = 0; s < shapes.size(); ++s) {
     const auto& [text, conv] = shapes[s];
-    const auto& shape = conv.shape;
-    const bool depthwise_7x7 = shape[3] == kDepthwiseA4Kernel && shape[6] > 1 &&
-                               shape[6] == shape[0] && shape[6] == shape[1];
+    const bool depthwise_7x7 = conv.kernel_size == kDepthwiseA4Kernel && conv.groups > 1 &&
+                               conv.groups == conv.in_channels && conv.groups == conv.out_channels;
     uint32_t optional = 0;
     if (depthwise_7x7) {
       for (size_t w = 0; w < kBits.size(); ++w) optional |= PairBit(w, BitIndex(4));

@@ -1,12 +1,13 @@
 // Loads APQ's BitFusion per-layer cost table (mit-han-lab/apq, lut/BitFusion_new.b1.dict).
 //
 // The file is one JSON object. Keys: "head" and "tail" (the fixed stem and tail of the
-// network) and, per conv shape and bit pair, "(Cin, Cout, H_in, K, stride, pad, groups)-W{w}A{a}":
-// Python's str() of the 7-tuple (decimals without sign or leading zeros, ", " between them;
-// pad and nothing else may be 0) with w, a in {4, 6, 8}. Values: {"latency": ms, "energy": mJ},
-// both finite, non-negative numbers, no other fields. Every conv shape carries all nine W/A
-// pairs, except that a depthwise 7x7 shape (K = 7, groups = Cin = Cout > 1) may lack its three
-// A4 pairs: the real table has none (APQ bans kernel 7 with 4-bit depthwise activations).
+// network) and, per conv shape and bit pair, "(Cin, Cout, H_in, K, stride, pad, groups)-W{w}A{a}"
+// (hwmodels/bitfusion_key.h): Python's str() of the 7-tuple (decimals without sign or leading
+// zeros, ", " between them; pad and nothing else may be 0) with w, a in {4, 6, 8}. Values:
+// {"latency": ms, "energy": mJ}, both finite, non-negative numbers, no other fields. Every conv
+// shape carries all nine W/A pairs, except that a depthwise 7x7 shape (K = 7,
+// groups = Cin = Cout > 1) may lack its three A4 pairs: the real table has none (APQ bans
+// kernel 7 with 4-bit depthwise activations).
 // Table keys are the file's keys; every entry has an energy.
 #ifndef APQ_HWMODELS_APQ_BITFUSION_TABLE_H_
 #define APQ_HWMODELS_APQ_BITFUSION_TABLE_H_

@@ -24,28 +24,6 @@ namespace apq::hwmodels {
 namespace {
 
 constexpr char kModelName[] = "bitfusion-analytic(v1)";
-// BitFusion fuses 2-bit bricks up to 8-bit operands.
-constexpr int kMinBits = 1;
-constexpr int kMaxBits = 8;
-
-// ---- Key parsing ----
-
-bool Consume(std::string_view* text, std::string_view prefix) {
-  if (text->substr(0, prefix.size()) != prefix) return false;
-  text->remove_prefix(prefix.size());
-  return true;
-}
-
-// A decimal without sign or leading zeros (Python's str(int)), at most 9 digits.
-bool ConsumeDecimal(std::string_view* text, int* value) {
-  size_t digits = 0;
-  while (digits < text->size() && (*text)[digits] >= '0' && (*text)[digits] <= '9') ++digits;
-  if (digits == 0 || digits > 9 || (digits > 1 && (*text)[0] == '0')) return false;
-  *value = 0;
-  for (size_t i = 0; i < digits; ++i) *value = *value * 10 + ((*text)[i] - '0');
-  text->remove_prefix(digits);
-  return true;
-}
 
 // ---- Features ----
 
@@ -477,43 +455,6 @@ BitFusionKindReport KindReport(BitFusionOpKind kind, const std::vector<const Row
 std::string PercentText(double fraction) { return absl::StrFormat("%.2f%%", 100.0 * fraction); }
 
 }  // namespace
-
-absl::StatusOr<BitFusionConv> ParseBitFusionKey(std::string_view key) {
-  const absl::string_view key_text(key.data(), key.size());  // Debian's Abseil: not std's.
-  const auto invalid = [key_text](const std::string& why) {
-    return absl::InvalidArgumentError(absl::StrCat("BitFusion key \"", key_text, "\": ", why));
-  };
-  BitFusionConv conv;
-  std::array<int*, 7> fields = {&conv.in_channels, &conv.out_channels, &conv.input_size,
-                                &conv.kernel_size, &conv.stride,       &conv.padding,
-                                &conv.groups};
-  std::string_view rest = key;
-  bool ok = Consume(&rest, "(");
-  for (size_t i = 0; ok && i < fields.size(); ++i) {
-    ok = (i == 0 || Consume(&rest, ", ")) && ConsumeDecimal(&rest, fields[i]);
-  }
-  ok = ok && Consume(&rest, ")-W") && ConsumeDecimal(&rest, &conv.w_bits) && Consume(&rest, "A") &&
-       ConsumeDecimal(&rest, &conv.a_bits) && rest.empty();
-  if (!ok)
-    return invalid("malformed (expected \"(Cin, Cout, H_in, K, stride, pad, groups)-W{w}A{a}\")");
-  static constexpr std::array<const char*, 7> kNames = {"Cin",    "Cout", "H_in",  "K",
-                                                        "stride", "pad",  "groups"};
-  for (size_t i = 0; i < fields.size(); ++i) {
-    if (*fields[i] == 0 && i != 5) return invalid(absl::StrCat(kNames[i], " is 0"));
-  }
-  if (conv.in_channels % conv.groups != 0 || conv.out_channels % conv.groups != 0) {
-    return invalid("groups does not divide Cin and Cout");
-  }
-  if (conv.kernel_size > conv.input_size + 2 * conv.padding) {
-    return invalid("kernel larger than the padded input");
-  }
-  for (const int bits : {conv.w_bits, conv.a_bits}) {
-    if (bits < kMinBits || bits > kMaxBits) {
-      return invalid(absl::StrCat("bit width ", bits, " outside ", kMinBits, "..", kMaxBits));
-    }
-  }
-  return conv;
-}
 
 BitFusionOpKind OpKindOf(const BitFusionConv& conv) {
   if (conv.groups == 1 && conv.kernel_size == 1) return BitFusionOpKind::kPointwise;

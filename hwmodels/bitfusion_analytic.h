@@ -44,37 +44,14 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "hwmodels/bitfusion_key.h"
 #include "hwmodels/cost_table.h"
 #include "hwmodels/lut_cost_model.h"
 
 namespace apq::hwmodels {
-
-// One conv layer as a BitFusion table key names it.
-struct BitFusionConv {
-  int in_channels = 0;
-  int out_channels = 0;
-  int input_size = 0;  // Square input: H_in = W_in.
-  int kernel_size = 0;
-  int stride = 0;
-  int padding = 0;
-  int groups = 0;
-  int w_bits = 0;
-  int a_bits = 0;
-
-  int OutputSize() const { return (input_size + 2 * padding - kernel_size) / stride + 1; }
-};
-
-// Parses "(Cin, Cout, H_in, K, stride, pad, groups)-W{w}A{a}", the table's key syntax: Python's
-// str() of the tuple (decimals without sign or leading zeros, ", " between them).
-// INVALID_ARGUMENT naming the key when the syntax differs ("head" and "tail" included), a field
-// other than pad is 0, groups does not divide Cin and Cout, the kernel is larger than the padded
-// input, or a bit width is outside 1..8 (BitFusion's fused range; a 1-bit operand computes as a
-// 2-bit one).
-absl::StatusOr<BitFusionConv> ParseBitFusionKey(std::string_view key);
 
 enum class BitFusionOpKind {
   kPointwise,  // K = 1, groups = 1.

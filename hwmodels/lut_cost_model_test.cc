@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "hwmodels/apq_bitfusion_table.h"
+#include "hwmodels/apq_bitfusion_table_testing.h"
 #include "hwmodels/cost_table.h"
 #include "hwmodels/ofa_yaml_table.h"
 #include "nlohmann/json.hpp"
@@ -194,22 +194,11 @@ TEST_F(LutCostModelTest, InactiveBlocksCostNothing) {
 }
 
 // The apq_mbv2 space priced by APQ's BitFusion table.
-// The shipped table, loaded once (intentionally leaked).
-const CostTable& BitFusionTable() {
-  static const CostTable* const kTable = [] {
-    absl::StatusOr<CostTable> loaded =
-        LoadApqBitFusionFile("data/apq_bitfusion/BitFusion_new.b1.dict");
-    EXPECT_TRUE(loaded.ok()) << loaded.status();
-    return new CostTable(loaded.ok() ? *std::move(loaded) : CostTable());
-  }();
-  return *kTable;
-}
-
 class ApqBitFusionCostTest : public ::testing::Test {
  protected:
   void SetUp() override {
     absl::StatusOr<std::unique_ptr<LutCostModel>> model =
-        LutCostModel::Create(*space_, BitFusionTable());
+        LutCostModel::Create(*space_, ShippedBitFusionTable());
     ASSERT_TRUE(model.ok()) << model.status();
     model_ = *std::move(model);
   }
@@ -235,9 +224,9 @@ class ApqBitFusionCostTest : public ::testing::Test {
 };
 
 TEST_F(ApqBitFusionCostTest, ShippedTableCoversTheSpaceExactly) {
-  EXPECT_THAT(MissingKeys(*space_, BitFusionTable()), IsEmpty());
+  EXPECT_THAT(MissingKeys(*space_, ShippedBitFusionTable()), IsEmpty());
   // Every entry of the table is a term of the space, and no term is missing.
-  EXPECT_EQ(space_->num_cost_terms(), BitFusionTable().entries.size());
+  EXPECT_EQ(space_->num_cost_terms(), ShippedBitFusionTable().entries.size());
   EXPECT_TRUE(model_->has_energy());
 }
 
@@ -302,7 +291,7 @@ TEST_F(ApqBitFusionCostTest, InactiveLayersCostNothing) {
 }
 
 TEST_F(ApqBitFusionCostTest, MissingKeysFailCreate) {
-  CostTable table = BitFusionTable();
+  CostTable table = ShippedBitFusionTable();
   ASSERT_EQ(table.entries.erase("tail"), 1);
   ASSERT_EQ(table.entries.erase("(1152, 1152, 7, 7, 1, 3, 1152)-W8A8"), 1);
   const std::vector<std::string> missing = MissingKeys(*space_, table);
