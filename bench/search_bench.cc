@@ -1,6 +1,7 @@
 // One evolutionary search at the reference settings (ofa_mbv3, Note10, 25 ms, population 100,
-// 500 generations), per seed: wall time, candidates scored per second, best predicted
-// accuracy, and the process's peak memory.
+// 500 generations), per seed: wall time, candidates scored per second, the distinct networks
+// sent to the predictor (repeats are memoised), best predicted accuracy, and the process's
+// peak memory.
 //
 //   bazel run //bench:search_bench -- [--space ofa_mbv3|apq_mbv2] [--threads N] [--repeats R]
 //
@@ -87,14 +88,15 @@ int Run(const Setup& setup, int threads, int repeats) {
   const apq::search::EvolutionParams params;  // The reference defaults.
   std::printf("%s, population %d, %d generations, %d predictor threads\n",
               setup.description.c_str(), params.population_size, params.generations, threads);
-  std::printf("%-6s %12s %12s %16s %14s\n", "seed", "median_s", "min_s", "candidates/s",
-              "best_accuracy");
+  std::printf("%-6s %12s %12s %16s %14s %14s\n", "seed", "median_s", "min_s", "candidates/s",
+              "predictions", "best_accuracy");
   double accuracy_sum = 0;
   std::vector<double> all_times;
   for (uint64_t seed = 1; seed <= 3; ++seed) {
     std::vector<double> times;
     double best = 0;
     int64_t candidates = 0;
+    int64_t predictions = 0;
     for (int r = 0; r < repeats; ++r) {
       auto instance = setup.predictor->Clone();
       apq::search::EvolutionSearch search(*setup.space, *setup.cost_model, *instance, setup.budgets,
@@ -110,13 +112,15 @@ int Run(const Setup& setup, int threads, int repeats) {
       times.push_back(seconds);
       best = result->best->accuracy;
       candidates = result->candidates_evaluated;
+      predictions = result->predictions;
     }
     std::sort(times.begin(), times.end());
     all_times.insert(all_times.end(), times.begin(), times.end());
     const double median = times[times.size() / 2];
     accuracy_sum += best;
-    std::printf("%-6llu %12.3f %12.3f %16.0f %14.5f\n", static_cast<unsigned long long>(seed),
-                median, times.front(), candidates / median, best);
+    std::printf("%-6llu %12.3f %12.3f %16.0f %14lld %14.5f\n",
+                static_cast<unsigned long long>(seed), median, times.front(), candidates / median,
+                static_cast<long long>(predictions), best);
   }
   std::sort(all_times.begin(), all_times.end());
   rusage usage{};

@@ -472,6 +472,7 @@ absl::StatusOr<SearchResult> EvolutionSearch::Run(const GenerationCallback& on_g
   }
   result.best = best;
   result.candidates_evaluated = candidates_evaluated;
+  result.predictions = static_cast<int64_t>(accuracy_memo_.size());
   return result;
 }
 

@@ -121,6 +121,9 @@ struct SearchResult {
   std::optional<Individual> best;  // Unset only when cancelled before generation 0 finished.
   int generations_done = 0;
   int64_t candidates_evaluated = 0;
+  // Distinct networks this Run sent to the predictor: the rest of the scored candidates were
+  // networks already scored (the population converges, so most children repeat one).
+  int64_t predictions = 0;
   bool cancelled = false;
 };
 
