@@ -760,6 +760,10 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "apq %s: %s\n(run 'apq --help' for usage)\n", command.c_str(),
                  error.message.c_str());
     return kExitUsage;
+  } catch (const std::exception& error) {
+    // nlohmann::json and the standard library report by exception; nothing escapes main.
+    std::fprintf(stderr, "apq %s: %s\n", command.c_str(), error.what());
+    return kExitFailed;
   }
 }
 

@@ -192,7 +192,7 @@ apq::v1::Candidate CandidateToProto(const CandidateRecord& candidate) {
   if (candidate.size_mb) metrics->set_size_mb(*candidate.size_mb);
   if (candidate.bitops) metrics->set_bitops(*candidate.bitops);
   for (absl::string_view metric : absl::StrSplit(candidate.modelled, ',', absl::SkipEmpty())) {
-    metrics->add_modelled(std::string(metric));
+    metrics->add_modelled(static_cast<std::string>(metric));
   }
   proto.set_on_pareto_front(candidate.on_pareto_front);
   return proto;

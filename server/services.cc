@@ -179,7 +179,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<apq::v1::JobProgress>
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      static_cast<std::string>(status.message()));
 }
 
 grpc::ServerUnaryReactor* SearchServiceImpl::SubmitSearch(
