@@ -147,4 +147,27 @@ MbConvSpec ApqMbv2Spec() {
   return spec;
 }
 
+MbConvSpec FashionMnistSpec() {
+  MbConvSpec spec;
+  spec.name = "fmnist_mbv2";
+  spec.input_size = 28;
+  spec.input_channels = 1;
+  spec.first_conv_channels = 16;
+  spec.first_conv_kernel = 3;
+  spec.first_conv_stride = 2;
+  spec.first_block_channels = 16;
+  spec.first_block_kernel = 3;
+  spec.first_block_stride = 1;
+  spec.stages = {{16, 24, 2, 2, 4}, {24, 32, 2, 2, 4}, {32, 48, 1, 2, 4}};
+  spec.feature_mix_channels = 128;
+  spec.num_classes = 10;
+  spec.kernel_sizes = {3, 5, 7};
+  spec.min_expand = 3;
+  spec.max_expand = 6;
+  spec.width_step = 8;
+  spec.bit_choices = {4, 6, 8};
+  spec.fixed_bits = 8;
+  return spec;
+}
+
 }  // namespace apq::oface

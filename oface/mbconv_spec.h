@@ -85,6 +85,15 @@ absl::Status ValidateMbConvSpec(const MbConvSpec& spec);
 // 8; kernel 7 with 4-bit depthwise activations banned; arch JSON depths up to 4.
 MbConvSpec ApqMbv2Spec();
 
+// The Fashion-MNIST joint space ("fmnist_mbv2") of the LibTorch supernet (oface/supernet.h),
+// sized so that training and measuring thousands of subnets fit in a few hours on 2 CPU cores:
+// 28x28x1 -> 16 (3x3, s2: 14x14) -> first block 16 (3x3); stages 16/24 s2 (7x7), 24/32 s2
+// (4x4), 32/48 s1 (4x4) of depth 2..4; feature mix 128, 10 classes; kernels {3, 5, 7}; mid
+// widths range(3c, 6c + 8, 8); bits {4, 6, 8}, stem and tail at 8; no banned pairs.
+// The stride-2 stem keeps the large depthwise kernels (the cost that dominates on CPU) at
+// 7x7 and 4x4 maps.
+MbConvSpec FashionMnistSpec();
+
 }  // namespace apq::oface
 
 #endif  // APQ_OFACE_MBCONV_SPEC_H_

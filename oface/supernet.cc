@@ -1,0 +1,596 @@
+#include "oface/supernet.h"
+
+#include <c10/util/Exception.h>
+#include <sys/stat.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/status_macros.h"
+#include "oface/mbconv_quant_space.h"
+#include "oface/supernet_module.h"
+
+namespace apq::oface {
+namespace supernet_internal {
+namespace {
+
+constexpr double kBatchNormEps = 1e-5;
+// Initial clipping ranges: ReLU6 outputs end at 6; signed block outputs and the normalised
+// image rarely leave [-4, 4] (the image is within [-0.81, 2.02]).
+constexpr double kUnsignedAlphaInit = 6.0;
+constexpr double kSignedAlphaInit = 4.0;
+constexpr double kImageAlphaInit = 2.1;
+
+torch::Tensor Relu6(const torch::Tensor& x) { return torch::hardtanh(x, 0.0, 6.0); }
+
+// Kaiming normal, fan_out mode, as torchvision's MobileNetV2.
+torch::Tensor ConvInit(std::vector<int64_t> shape) {
+  const int64_t fan_out = shape[0] * shape[2] * shape[3];
+  return torch::randn(shape) * std::sqrt(2.0 / static_cast<double>(fan_out));
+}
+
+int IndexOf(const std::vector<int>& values, int value) {
+  const auto it = std::find(values.begin(), values.end(), value);
+  return it == values.end() ? -1 : static_cast<int>(it - values.begin());
+}
+
+}  // namespace
+
+torch::Tensor FakeQuantWeight(const torch::Tensor& weight, int bits) {
+  const double levels = static_cast<double>((1 << (bits - 1)) - 1);
+  std::vector<int64_t> shape(weight.dim(), 1);
+  shape[0] = -1;
+  const torch::Tensor scale =
+      (weight.detach().abs().reshape({weight.size(0), -1}).amax(1).clamp_min(1e-8) / levels)
+          .reshape(shape);
+  const torch::Tensor quantized =
+      torch::round(weight.detach() / scale).clamp(-levels, levels) * scale;
+  return weight + (quantized - weight.detach());
+}
+
+torch::Tensor FakeQuantActivation(const torch::Tensor& x, const torch::Tensor& alpha, int bits,
+                                  bool is_signed) {
+  const int64_t levels = is_signed ? (1 << (bits - 1)) - 1 : (1 << bits) - 1;
+  // |alpha| keeps the range positive whatever the optimizer does; the floor avoids a zero step.
+  const torch::Tensor step = ((alpha.abs() + 1e-3) / static_cast<double>(levels)).reshape({1});
+  // One fused kernel (LSQ's learnable fake quantization): clip to [qmin, qmax] steps, round,
+  // straight-through gradient for x inside the range, and a gradient for the step size.
+  // LSQ's gradient scale 1 / sqrt(elements x levels): the step's gradient sums over every
+  // element, and unscaled it would dominate the gradient norm (and its clipping).
+  const double grad_factor = 1.0 / std::sqrt(static_cast<double>(x.numel()) * levels);
+  return torch::_fake_quantize_learnable_per_tensor_affine(
+      x, step, torch::zeros({1}), is_signed ? -levels : 0, levels, grad_factor);
+}
+
+torch::Tensor ImagesToTensor(const LabeledImages& images) {
+  auto* data = const_cast<uint8_t*>(images.pixels.data());
+  return torch::from_blob(data, {images.count, 1, images.rows, images.cols}, torch::kUInt8)
+      .to(torch::kFloat32)
+      .div_(255.0)
+      .sub_(kFashionMnistMean)
+      .div_(kFashionMnistStd);
+}
+
+torch::Tensor LabelsToTensor(const LabeledImages& images) {
+  auto* data = const_cast<uint8_t*>(images.labels.data());
+  return torch::from_blob(data, {images.count}, torch::kUInt8).to(torch::kInt64);
+}
+
+SubnetChoice ChoiceFromGenotype(const MbConvSpec& spec, const Genotype& genotype, bool quantized) {
+  int num_slots = 0;
+  for (const MbConvStageSpec& stage : spec.stages) num_slots += stage.max_depth;
+  SubnetChoice choice;
+  choice.quantized = quantized;
+  choice.slots.resize(num_slots);
+  for (int i = 0; i < num_slots; ++i) {
+    SlotChoice& slot = choice.slots[i];
+    slot.kernel = genotype[i];
+    slot.mid = genotype[num_slots + i];
+    slot.pw_w_bits = genotype[2 * num_slots + i];
+    slot.pw_a_bits = genotype[3 * num_slots + i];
+    slot.dw_w_bits = genotype[4 * num_slots + i];
+    slot.dw_a_bits = genotype[5 * num_slots + i];
+  }
+  for (size_t s = 0; s < spec.stages.size(); ++s) {
+    choice.depths.push_back(genotype[6 * num_slots + s]);
+  }
+  return choice;
+}
+
+std::string ErrorMessage(const std::exception& e) {
+  const auto* error = dynamic_cast<const c10::Error*>(&e);
+  return error != nullptr ? error->what_without_backtrace() : e.what();
+}
+
+absl::Status SaveArchiveAtomically(torch::serialize::OutputArchive& archive,
+                                   const std::string& path) {
+  const std::string temporary = absl::StrCat(path, ".tmp");
+  try {
+    archive.save_to(temporary);
+  } catch (const c10::Error& e) {
+    std::remove(temporary.c_str());
+    return absl::UnavailableError(
+        absl::StrCat("cannot write ", temporary, ": ", e.what_without_backtrace()));
+  }
+  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
+    return absl::UnavailableError(absl::StrCat("cannot rename ", temporary, " to ", path));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LoadArchive(const std::string& path, torch::serialize::InputArchive& archive) {
+  struct stat info;
+  if (stat(path.c_str(), &info) != 0) {
+    return absl::NotFoundError(absl::StrCat("checkpoint ", path, " does not exist"));
+  }
+  try {
+    archive.load_from(path);
+  } catch (const c10::Error& e) {
+    return absl::DataLossError(
+        absl::StrCat("checkpoint ", path, " is unreadable: ", e.what_without_backtrace()));
+  }
+  return absl::OkStatus();
+}
+
+SupernetModuleImpl::SupernetModuleImpl(const MbConvSpec& spec)
+    : spec_(spec), kernel_sizes_(spec.kernel_sizes), bit_choices_(spec.bit_choices) {
+  const int num_bits = static_cast<int>(bit_choices_.size());
+  const int max_kernel = kernel_sizes_.back();
+  const int c0 = spec.first_conv_channels;
+  first_conv_weight_ = register_parameter(
+      "first_conv_weight",
+      ConvInit({c0, spec.input_channels, spec.first_conv_kernel, spec.first_conv_kernel}));
+  decay_.push_back(first_conv_weight_);
+  first_conv_bn_ = RegisterBatchNorm("first_conv_bn", c0);
+  first_dw_weight_ = register_parameter(
+      "first_dw_weight", ConvInit({c0, 1, spec.first_block_kernel, spec.first_block_kernel}));
+  decay_.push_back(first_dw_weight_);
+  first_dw_bn_ = RegisterBatchNorm("first_dw_bn", c0);
+  first_project_weight_ =
+      register_parameter("first_project_weight", ConvInit({spec.first_block_channels, c0, 1, 1}));
+  decay_.push_back(first_project_weight_);
+  first_project_bn_ = RegisterBatchNorm("first_project_bn", spec.first_block_channels);
+  first_block_residual_ = spec.first_block_stride == 1 && c0 == spec.first_block_channels;
+  image_alpha_ = RegisterAlpha("image_alpha", 1, kImageAlphaInit);
+  first_dw_alpha_ = RegisterAlpha("first_dw_alpha", 1, kUnsignedAlphaInit);
+  first_project_alpha_ = RegisterAlpha("first_project_alpha", 1, kUnsignedAlphaInit);
+
+  for (size_t s = 0; s < spec.stages.size(); ++s) {
+    const MbConvStageSpec& stage = spec.stages[s];
+    stage_first_slot_.push_back(static_cast<int>(slots_.size()));
+    for (int j = 0; j < stage.max_depth; ++j) {
+      const int index = static_cast<int>(slots_.size());
+      const std::string name = absl::StrCat("slot", index, "_");
+      Slot slot;
+      slot.stage = static_cast<int>(s);
+      slot.in_channels = j == 0 ? stage.in_channels : stage.out_channels;
+      slot.out_channels = stage.out_channels;
+      slot.stride = j == 0 ? stage.stride : 1;
+      slot.residual = slot.stride == 1 && slot.in_channels == slot.out_channels;
+      // The top of the width grid range(min_expand c, max_expand c + step, step).
+      const int min_mid = spec.min_expand * slot.in_channels;
+      slot.max_mid = min_mid + (spec.max_expand * slot.in_channels - min_mid) / spec.width_step *
+                                   spec.width_step;
+      slot.expand_weight = register_parameter(absl::StrCat(name, "expand_weight"),
+                                              ConvInit({slot.max_mid, slot.in_channels, 1, 1}));
+      slot.expand_bn = RegisterBatchNorm(absl::StrCat(name, "expand_bn"), slot.max_mid);
+      slot.depthwise_weight =
+          register_parameter(absl::StrCat(name, "depthwise_weight"),
+                             ConvInit({slot.max_mid, 1, max_kernel, max_kernel}));
+      for (size_t k = 0; k + 1 < kernel_sizes_.size(); ++k) {
+        const int target = kernel_sizes_[k];
+        slot.kernel_transforms.push_back(
+            register_parameter(absl::StrCat(name, "kernel_", kernel_sizes_[k + 1], "to", target),
+                               torch::eye(target * target)));
+        no_decay_.push_back(slot.kernel_transforms.back());
+      }
+      slot.depthwise_bn = RegisterBatchNorm(absl::StrCat(name, "depthwise_bn"), slot.max_mid);
+      slot.project_weight = register_parameter(absl::StrCat(name, "project_weight"),
+                                               ConvInit({slot.out_channels, slot.max_mid, 1, 1}));
+      slot.project_bn = RegisterBatchNorm(absl::StrCat(name, "project_bn"), slot.out_channels);
+      slot.input_alpha =
+          RegisterAlpha(absl::StrCat(name, "input_alpha"), num_bits, kSignedAlphaInit);
+      slot.depthwise_alpha =
+          RegisterAlpha(absl::StrCat(name, "depthwise_alpha"), num_bits, kUnsignedAlphaInit);
+      slot.project_alpha =
+          RegisterAlpha(absl::StrCat(name, "project_alpha"), num_bits, kUnsignedAlphaInit);
+      decay_.push_back(slot.expand_weight);
+      decay_.push_back(slot.depthwise_weight);
+      decay_.push_back(slot.project_weight);
+      slots_.push_back(std::move(slot));
+    }
+  }
+
+  const int last = spec.stages.back().out_channels;
+  feature_mix_weight_ =
+      register_parameter("feature_mix_weight", ConvInit({spec.feature_mix_channels, last, 1, 1}));
+  decay_.push_back(feature_mix_weight_);
+  feature_mix_bn_ = RegisterBatchNorm("feature_mix_bn", spec.feature_mix_channels);
+  classifier_weight_ = register_parameter(
+      "classifier_weight", torch::randn({spec.num_classes, spec.feature_mix_channels}) * 0.01);
+  decay_.push_back(classifier_weight_);
+  classifier_bias_ = register_parameter("classifier_bias", torch::zeros({spec.num_classes}));
+  no_decay_.push_back(classifier_bias_);
+  feature_mix_alpha_ = RegisterAlpha("feature_mix_alpha", 1, kSignedAlphaInit);
+  classifier_alpha_ = RegisterAlpha("classifier_alpha", 1, kUnsignedAlphaInit);
+}
+
+ElasticBatchNorm SupernetModuleImpl::RegisterBatchNorm(const std::string& name, int channels) {
+  ElasticBatchNorm bn;
+  bn.weight = register_parameter(absl::StrCat(name, "_weight"), torch::ones({channels}));
+  bn.bias = register_parameter(absl::StrCat(name, "_bias"), torch::zeros({channels}));
+  bn.running_mean = register_buffer(absl::StrCat(name, "_running_mean"), torch::zeros({channels}));
+  bn.running_var = register_buffer(absl::StrCat(name, "_running_var"), torch::ones({channels}));
+  no_decay_.push_back(bn.weight);
+  no_decay_.push_back(bn.bias);
+  return bn;
+}
+
+torch::Tensor SupernetModuleImpl::RegisterAlpha(const std::string& name, int size, double init) {
+  torch::Tensor alpha = register_parameter(name, torch::full({size}, init));
+  no_decay_.push_back(alpha);
+  return alpha;
+}
+
+std::vector<torch::Tensor> SupernetModuleImpl::NoDecayParameters() const { return no_decay_; }
+std::vector<torch::Tensor> SupernetModuleImpl::DecayParameters() const { return decay_; }
+
+torch::Tensor SupernetModuleImpl::BatchNorm(const torch::Tensor& x, const ElasticBatchNorm& bn,
+                                            int channels) {
+  // Slices of the running statistics are views: training-mode updates land in the first
+  // `channels` entries of the shared buffers (once-for-all's DynamicBatchNorm2d).
+  return torch::batch_norm(x, bn.weight.narrow(0, 0, channels), bn.bias.narrow(0, 0, channels),
+                           bn.running_mean.narrow(0, 0, channels),
+                           bn.running_var.narrow(0, 0, channels), is_training(), bn_momentum_,
+                           kBatchNormEps, /*cudnn_enabled=*/false);
+}
+
+torch::Tensor SupernetModuleImpl::ActQuant(const torch::Tensor& x, const torch::Tensor& alphas,
+                                           int bits, bool is_signed) const {
+  const int index = alphas.size(0) == 1 ? 0 : IndexOf(bit_choices_, bits);
+  return FakeQuantActivation(x, alphas.select(0, index), bits, is_signed);
+}
+
+torch::Tensor SupernetModuleImpl::DepthwiseKernel(int slot, int kernel, int mid) const {
+  const Slot& s = slots_[slot];
+  torch::Tensor filter = s.depthwise_weight.narrow(0, 0, mid);
+  // From the largest size down (once-for-all's get_active_filter): crop the centre of the
+  // current kernel, then apply the learned transform of that size.
+  for (int i = static_cast<int>(kernel_sizes_.size()) - 1; i > 0; --i) {
+    const int source = kernel_sizes_[i];
+    if (source <= kernel) break;
+    const int target = kernel_sizes_[i - 1];
+    const int start = (source - target) / 2;
+    const torch::Tensor crop =
+        filter.narrow(2, start, target).narrow(3, start, target).reshape({mid, target * target});
+    filter = torch::linear(crop, s.kernel_transforms[i - 1]).reshape({mid, 1, target, target});
+  }
+  return filter;
+}
+
+torch::Tensor SupernetModuleImpl::SlotForward(const torch::Tensor& x, int index,
+                                              const SlotChoice& choice, bool quantized) {
+  const Slot& s = slots_[index];
+  const int mid = choice.mid;
+  torch::Tensor h = quantized ? ActQuant(x, s.input_alpha, choice.pw_a_bits, true) : x;
+  torch::Tensor weight = s.expand_weight.narrow(0, 0, mid);
+  if (quantized) weight = FakeQuantWeight(weight, choice.pw_w_bits);
+  h = Relu6(BatchNorm(torch::conv2d(h, weight), s.expand_bn, mid));
+
+  if (quantized) h = ActQuant(h, s.depthwise_alpha, choice.dw_a_bits, false);
+  weight = DepthwiseKernel(index, choice.kernel, mid);
+  if (quantized) weight = FakeQuantWeight(weight, choice.dw_w_bits);
+  h = torch::conv2d(h, weight, {}, s.stride, choice.kernel / 2, 1, mid);
+  h = Relu6(BatchNorm(h, s.depthwise_bn, mid));
+
+  if (quantized) h = ActQuant(h, s.project_alpha, choice.pw_a_bits, false);
+  weight = s.project_weight.narrow(1, 0, mid);
+  if (quantized) weight = FakeQuantWeight(weight, choice.pw_w_bits);
+  h = BatchNorm(torch::conv2d(h, weight), s.project_bn, s.out_channels);
+  return s.residual ? h + x : h;
+}
+
+torch::Tensor SupernetModuleImpl::forward(const torch::Tensor& images, const SubnetChoice& choice) {
+  const bool q = choice.quantized;
+  const int bits = spec_.fixed_bits;
+  const auto weight = [&](const torch::Tensor& w) { return q ? FakeQuantWeight(w, bits) : w; };
+  const int c0 = spec_.first_conv_channels;
+
+  torch::Tensor x = q ? ActQuant(images, image_alpha_, bits, true) : images;
+  x = torch::conv2d(x, weight(first_conv_weight_), {}, spec_.first_conv_stride,
+                    spec_.first_conv_kernel / 2);
+  x = Relu6(BatchNorm(x, first_conv_bn_, c0));
+  torch::Tensor h = q ? ActQuant(x, first_dw_alpha_, bits, false) : x;
+  h = torch::conv2d(h, weight(first_dw_weight_), {}, spec_.first_block_stride,
+                    spec_.first_block_kernel / 2, 1, c0);
+  h = Relu6(BatchNorm(h, first_dw_bn_, c0));
+  if (q) h = ActQuant(h, first_project_alpha_, bits, false);
+  h = BatchNorm(torch::conv2d(h, weight(first_project_weight_)), first_project_bn_,
+                spec_.first_block_channels);
+  x = first_block_residual_ ? h + x : h;
+
+  for (size_t s = 0; s < spec_.stages.size(); ++s) {
+    for (int j = 0; j < choice.depths[s]; ++j) {
+      const int index = stage_first_slot_[s] + j;
+      x = SlotForward(x, index, choice.slots[index], q);
+    }
+  }
+
+  h = q ? ActQuant(x, feature_mix_alpha_, bits, true) : x;
+  h = torch::conv2d(h, weight(feature_mix_weight_));
+  h = Relu6(BatchNorm(h, feature_mix_bn_, spec_.feature_mix_channels)).mean({2, 3});
+  if (q) h = ActQuant(h, classifier_alpha_, bits, false);
+  return torch::linear(h, weight(classifier_weight_), classifier_bias_);
+}
+
+void SupernetModuleImpl::ReorganizeMiddleWeights() {
+  torch::NoGradGuard no_grad;
+  const auto permute = [](torch::Tensor& tensor, int64_t dim, const torch::Tensor& order) {
+    tensor.copy_(tensor.index_select(dim, order));
+  };
+  for (Slot& s : slots_) {
+    const torch::Tensor importance = s.project_weight.abs().sum({0, 2, 3});
+    const torch::Tensor order = std::get<1>(importance.sort(/*dim=*/0, /*descending=*/true));
+    permute(s.project_weight, 1, order);
+    permute(s.depthwise_weight, 0, order);
+    permute(s.expand_weight, 0, order);
+    for (ElasticBatchNorm* bn : {&s.expand_bn, &s.depthwise_bn}) {
+      permute(bn->weight, 0, order);
+      permute(bn->bias, 0, order);
+      permute(bn->running_mean, 0, order);
+      permute(bn->running_var, 0, order);
+    }
+  }
+}
+
+void SupernetModuleImpl::ResetRunningStatistics() {
+  torch::NoGradGuard no_grad;
+  for (auto& buffer : named_buffers()) {
+    if (buffer.key().find("running_mean") != std::string::npos) buffer.value().zero_();
+    if (buffer.key().find("running_var") != std::string::npos) buffer.value().fill_(1.0);
+  }
+}
+
+}  // namespace supernet_internal
+
+namespace {
+
+using supernet_internal::SupernetModuleImpl;
+
+std::vector<std::pair<std::string, std::string>> SpecFields(const MbConvSpec& spec) {
+  std::vector<std::pair<std::string, std::string>> fields = {
+      {"name", spec.name},
+      {"input_size", absl::StrCat(spec.input_size)},
+      {"input_channels", absl::StrCat(spec.input_channels)},
+      {"first_conv_channels", absl::StrCat(spec.first_conv_channels)},
+      {"first_conv_kernel", absl::StrCat(spec.first_conv_kernel)},
+      {"first_conv_stride", absl::StrCat(spec.first_conv_stride)},
+      {"first_block_channels", absl::StrCat(spec.first_block_channels)},
+      {"first_block_kernel", absl::StrCat(spec.first_block_kernel)},
+      {"first_block_stride", absl::StrCat(spec.first_block_stride)},
+      {"num_stages", absl::StrCat(spec.stages.size())},
+  };
+  for (size_t s = 0; s < spec.stages.size(); ++s) {
+    const MbConvStageSpec& stage = spec.stages[s];
+    const std::string at = absl::StrCat("stages[", s, "].");
+    fields.push_back({absl::StrCat(at, "in_channels"), absl::StrCat(stage.in_channels)});
+    fields.push_back({absl::StrCat(at, "out_channels"), absl::StrCat(stage.out_channels)});
+    fields.push_back({absl::StrCat(at, "stride"), absl::StrCat(stage.stride)});
+    fields.push_back({absl::StrCat(at, "min_depth"), absl::StrCat(stage.min_depth)});
+    fields.push_back({absl::StrCat(at, "max_depth"), absl::StrCat(stage.max_depth)});
+  }
+  std::vector<std::string> bans;
+  for (const auto& [kernel, bits] : spec.banned_kernel_dw_a_bits) {
+    bans.push_back(absl::StrCat(kernel, ":", bits));
+  }
+  fields.insert(fields.end(), {
+                                  {"feature_mix_channels", absl::StrCat(spec.feature_mix_channels)},
+                                  {"num_classes", absl::StrCat(spec.num_classes)},
+                                  {"kernel_sizes", absl::StrJoin(spec.kernel_sizes, ",")},
+                                  {"min_expand", absl::StrCat(spec.min_expand)},
+                                  {"max_expand", absl::StrCat(spec.max_expand)},
+                                  {"width_step", absl::StrCat(spec.width_step)},
+                                  {"bit_choices", absl::StrJoin(spec.bit_choices, ",")},
+                                  {"fixed_bits", absl::StrCat(spec.fixed_bits)},
+                                  {"banned_kernel_dw_a_bits", absl::StrJoin(bans, ",")},
+                                  {"arch_json_max_depth", absl::StrCat(spec.arch_json_max_depth)},
+                              });
+  return fields;
+}
+
+// Every kernel, width and depth gene at its last (largest) or first choice; the bit genes
+// (slots' genes [2 L, 6 L), mbconv_quant_space.h) at `bits`, or likewise when it is 0.
+Genotype ExtremeGenotype(const SearchSpace& space, int num_slots, bool largest, int bits) {
+  Genotype genotype;
+  for (size_t g = 0; g < space.genes().size(); ++g) {
+    const std::vector<int>& choices = space.genes()[g].choices;
+    const bool is_bits =
+        g >= 2 * static_cast<size_t>(num_slots) && g < 6 * static_cast<size_t>(num_slots);
+    genotype.push_back(is_bits && bits > 0 ? bits : largest ? choices.back() : choices.front());
+  }
+  return genotype;
+}
+
+absl::Status TorchError(const char* what, const std::exception& e) {
+  return absl::InternalError(absl::StrCat(what, ": ", supernet_internal::ErrorMessage(e)));
+}
+
+}  // namespace
+
+std::string SpecFingerprint(const MbConvSpec& spec) {
+  std::string text;
+  for (const auto& [field, value] : SpecFields(spec))
+    absl::StrAppend(&text, field, "=", value, "\n");
+  return text;
+}
+
+absl::Status CheckSpecFingerprint(const std::string& stored, const MbConvSpec& spec,
+                                  const std::string& path) {
+  std::map<std::string, std::string> theirs;
+  for (absl::string_view line : absl::StrSplit(stored, '\n', absl::SkipEmpty())) {
+    const size_t equals = line.find('=');
+    if (equals == absl::string_view::npos) continue;
+    theirs[std::string(line.substr(0, equals))] = std::string(line.substr(equals + 1));
+  }
+  for (const auto& [field, value] : SpecFields(spec)) {
+    const auto it = theirs.find(field);
+    const std::string other = it == theirs.end() ? "<absent>" : it->second;
+    if (other != value) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("checkpoint ", path, " was written for another spec: ", field, " is '",
+                       other, "' there but '", value, "' in spec '", spec.name, "'"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+Supernet::Supernet(MbConvSpec spec, std::unique_ptr<SearchSpace> space)
+    : spec_(std::move(spec)), space_(std::move(space)) {}
+
+Supernet::~Supernet() = default;
+
+absl::StatusOr<std::unique_ptr<Supernet>> Supernet::Create(const MbConvSpec& spec, uint64_t seed) {
+  ASSIGN_OR_RETURN(std::unique_ptr<SearchSpace> space, NewMbConvQuantSpace(spec));
+  // ChoiceFromGenotype relies on the gene layout of mbconv_quant_space.h.
+  int num_slots = 0;
+  for (const MbConvStageSpec& stage : spec.stages) num_slots += stage.max_depth;
+  const std::vector<GeneSpec>& genes = space->genes();
+  if (genes.size() != 6 * num_slots + spec.stages.size() || genes[0].name != "ks[0]" ||
+      genes[num_slots].name != "mid[0]" || genes[2 * num_slots].name != "pw_w_bits_setting[0]" ||
+      genes[5 * num_slots].name != "dw_a_bits_setting[0]" || genes[6 * num_slots].name != "d[0]") {
+    return absl::InternalError("the gene layout of the mbconv space is not the supernet's");
+  }
+  std::unique_ptr<Supernet> supernet(new Supernet(spec, std::move(space)));
+  try {
+    torch::manual_seed(seed);
+    supernet->module_ = std::make_shared<SupernetModuleImpl>(spec);
+  } catch (const std::exception& e) {
+    return TorchError("cannot build the supernet", e);
+  }
+  supernet->active_ = supernet->LargestGenotype();
+  return supernet;
+}
+
+Genotype Supernet::LargestGenotype(int bits) const {
+  return ExtremeGenotype(*space_, module_->num_slots(), /*largest=*/true, bits);
+}
+
+Genotype Supernet::SmallestGenotype(int bits) const {
+  return ExtremeGenotype(*space_, module_->num_slots(), /*largest=*/false, bits);
+}
+
+absl::Status Supernet::SetActiveSubnet(const Genotype& genotype) {
+  RETURN_IF_ERROR(space_->Validate(genotype));
+  active_ = genotype;
+  return absl::OkStatus();
+}
+
+absl::Status Supernet::ReorganizeMiddleWeights() {
+  try {
+    module_->ReorganizeMiddleWeights();
+  } catch (const std::exception& e) {
+    return TorchError("cannot reorganize the middle weights", e);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<EvalResult> Supernet::Evaluate(const LabeledImages& calibration,
+                                              const LabeledImages& test,
+                                              const EvalOptions& options) {
+  if (calibration.count <= 0 || test.count <= 0 || options.calibration_batch_size <= 0 ||
+      options.eval_batch_size <= 0) {
+    return absl::InvalidArgumentError("Evaluate needs calibration and test images and batch sizes");
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const supernet_internal::SubnetChoice choice =
+      supernet_internal::ChoiceFromGenotype(spec_, active_, quantized_);
+  EvalResult result;
+  try {
+    torch::NoGradGuard no_grad;
+    const double momentum = module_->bn_momentum();
+    module_->ResetRunningStatistics();
+    module_->train();
+    const torch::Tensor calibration_images = supernet_internal::ImagesToTensor(calibration);
+    int batch = 0;
+    for (int64_t begin = 0; begin < calibration.count;
+         begin += options.calibration_batch_size, ++batch) {
+      // Momentum 1 / (n + 1) makes the running statistics the mean over batches.
+      module_->set_bn_momentum(1.0 / (batch + 1));
+      const int64_t size =
+          std::min<int64_t>(options.calibration_batch_size, calibration.count - begin);
+      module_->forward(calibration_images.narrow(0, begin, size), choice);
+    }
+    module_->set_bn_momentum(momentum);
+    module_->eval();
+    const torch::Tensor images = supernet_internal::ImagesToTensor(test);
+    const torch::Tensor labels = supernet_internal::LabelsToTensor(test);
+    int64_t correct = 0;
+    for (int64_t begin = 0; begin < test.count; begin += options.eval_batch_size) {
+      const int64_t size = std::min<int64_t>(options.eval_batch_size, test.count - begin);
+      const torch::Tensor logits = module_->forward(images.narrow(0, begin, size), choice);
+      correct += logits.argmax(1).eq(labels.narrow(0, begin, size)).sum().item<int64_t>();
+    }
+    result.accuracy = static_cast<double>(correct) / test.count;
+  } catch (const std::exception& e) {
+    return TorchError("evaluation failed", e);
+  }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+absl::StatusOr<std::vector<float>> Supernet::Logits(const LabeledImages& images) {
+  try {
+    torch::NoGradGuard no_grad;
+    module_->eval();
+    const torch::Tensor logits =
+        module_
+            ->forward(supernet_internal::ImagesToTensor(images),
+                      supernet_internal::ChoiceFromGenotype(spec_, active_, quantized_))
+            .contiguous();
+    return std::vector<float>(logits.data_ptr<float>(), logits.data_ptr<float>() + logits.numel());
+  } catch (const std::exception& e) {
+    return TorchError("forward failed", e);
+  }
+}
+
+absl::Status Supernet::SaveWeights(const std::string& path) const {
+  torch::serialize::OutputArchive archive;
+  try {
+    module_->save(archive);
+    archive.write("spec_fingerprint", c10::IValue(SpecFingerprint(spec_)));
+  } catch (const std::exception& e) {
+    return TorchError("cannot serialize the supernet", e);
+  }
+  return supernet_internal::SaveArchiveAtomically(archive, path);
+}
+
+absl::Status Supernet::LoadWeights(const std::string& path) {
+  torch::serialize::InputArchive archive;
+  RETURN_IF_ERROR(supernet_internal::LoadArchive(path, archive));
+  try {
+    c10::IValue fingerprint;
+    if (!archive.try_read("spec_fingerprint", fingerprint) || !fingerprint.isString()) {
+      return absl::DataLossError(absl::StrCat("checkpoint ", path, " has no spec fingerprint"));
+    }
+    RETURN_IF_ERROR(CheckSpecFingerprint(fingerprint.toStringRef(), spec_, path));
+    module_->load(archive);
+  } catch (const std::exception& e) {
+    return absl::DataLossError(
+        absl::StrCat("checkpoint ", path, " is unreadable: ", supernet_internal::ErrorMessage(e)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace apq::oface

@@ -1,0 +1,175 @@
+// INTERNAL to the supernet library and its tests: the LibTorch module behind oface::Supernet
+// (oface/supernet.h). It includes <torch/torch.h>; nothing outside oface/supernet*.cc and
+// their tests may include it (a LibTorch header costs ~15 s per compiled file).
+//
+// Layout (all elastic layers hold their largest shape; a subnet is a view of it):
+//   stem:  first_conv (k x k, stride) + BN + ReLU6; first block: depthwise k x k + BN + ReLU6,
+//          1x1 projection + BN (residual when shapes allow).
+//   slots: per layer slot an MBConv: 1x1 expand to max_mid + BN + ReLU6, depthwise
+//          max_kernel x max_kernel + BN + ReLU6, 1x1 projection + BN, residual when the slot
+//          has stride 1 and in == out channels.
+//   tail:  1x1 feature mix + BN + ReLU6, global average pooling, linear classifier.
+// Elastic kernel: once-for-all's centre crop of the largest kernel, transformed by a learned
+// (k^2 x k^2) matrix per smaller size, applied from the largest size down (7 -> 5 -> 3).
+// Elastic width: the first `mid` channels (after ReorganizeMiddleWeights has sorted them by
+// importance). Elastic depth: the first d[s] slots of each stage.
+// Quantization (when quantized): weights per output channel, symmetric, round to nearest;
+// activations entering each conv clipped to a learned range [-alpha, alpha] (signed inputs:
+// the block input, the image) or [0, alpha] (after ReLU6), PACT-style, one alpha per bit
+// choice; rounding passes gradients straight through (STE).
+#ifndef APQ_OFACE_SUPERNET_MODULE_H_
+#define APQ_OFACE_SUPERNET_MODULE_H_
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "oface/fashion_mnist.h"
+#include "oface/mbconv_spec.h"
+#include "oface/search_space.h"
+
+namespace apq::oface::supernet_internal {
+
+// One layer slot's active choice. Bits of 0 mean full precision.
+struct SlotChoice {
+  int kernel = 0;
+  int mid = 0;
+  int pw_w_bits = 0;
+  int pw_a_bits = 0;
+  int dw_w_bits = 0;
+  int dw_a_bits = 0;
+};
+
+struct SubnetChoice {
+  std::vector<SlotChoice> slots;  // One per layer slot, in slot order.
+  std::vector<int> depths;        // One per stage.
+  bool quantized = false;         // false: every layer at fp32, bits ignored.
+};
+
+// The choice a valid genotype of NewMbConvQuantSpace(spec) describes (genes in that space's
+// order: ks, mid, pw_w, pw_a, dw_w, dw_a per slot, then d per stage).
+SubnetChoice ChoiceFromGenotype(const MbConvSpec& spec, const Genotype& genotype, bool quantized);
+
+// The message of a LibTorch exception without its C++ backtrace.
+std::string ErrorMessage(const std::exception& e);
+
+// Writes `archive` to `path` atomically: a temporary file in the same folder, then rename.
+// DATA_LOSS / UNAVAILABLE naming the file on failure. Catches c10::Error.
+absl::Status SaveArchiveAtomically(torch::serialize::OutputArchive& archive,
+                                   const std::string& path);
+// Opens `path`: NOT_FOUND when missing, DATA_LOSS naming it when unreadable.
+absl::Status LoadArchive(const std::string& path, torch::serialize::InputArchive& archive);
+
+// Symmetric per-output-channel fake quantization of a conv/linear weight ([out, ...]) to
+// `bits` (levels -(2^(b-1)-1) .. 2^(b-1)-1, scale = max|w| / (2^(b-1)-1) per channel), with
+// the straight-through estimator: the forward value is quantized, the gradient is identity.
+torch::Tensor FakeQuantWeight(const torch::Tensor& weight, int bits);
+
+// PACT-style activation fake quantization: clip to [0, alpha] (or [-alpha, alpha] when
+// `is_signed`), round to 2^b - 1 (or 2^(b-1) - 1 per side) uniform steps of alpha / levels
+// with the STE (gradient 1 inside the range, 0 outside); `alpha` (a 0-dim tensor) learns
+// through the step size as in LSQ (torch's learnable fake quantization, with LSQ's gradient
+// scale 1 / sqrt(elements x levels)).
+torch::Tensor FakeQuantActivation(const torch::Tensor& x, const torch::Tensor& alpha, int bits,
+                                  bool is_signed);
+
+// Normalised [count, 1, rows, cols] float tensor and [count] int64 labels.
+torch::Tensor ImagesToTensor(const LabeledImages& images);
+torch::Tensor LabelsToTensor(const LabeledImages& images);
+
+// Batch norm whose parameters and running statistics are sliced to the first `channels`.
+struct ElasticBatchNorm {
+  torch::Tensor weight, bias, running_mean, running_var;
+};
+
+class SupernetModuleImpl : public torch::nn::Module {
+ public:
+  explicit SupernetModuleImpl(const MbConvSpec& spec);
+
+  // Forward of the subnet `choice` (must fit the spec: the caller validates). In training mode
+  // batch norm uses batch statistics and updates the running ones with `bn_momentum()`.
+  torch::Tensor forward(const torch::Tensor& images, const SubnetChoice& choice);
+
+  // The depthwise kernel of `slot` at `kernel` size for its first `mid` channels:
+  // [mid, 1, kernel, kernel].
+  torch::Tensor DepthwiseKernel(int slot, int kernel, int mid) const;
+
+  // Once-for-all's re_organize_middle_weights: per slot, sorts the hidden channels by the L1
+  // norm of the projection's input weights, descending, and permutes the expand conv's output
+  // channels, both batch norms and the depthwise kernels to match, so the first `mid` channels
+  // are the most important. The network function is unchanged.
+  void ReorganizeMiddleWeights();
+
+  // Resets every running mean to 0 and variance to 1 (before BN recalibration).
+  void ResetRunningStatistics();
+
+  // Momentum of running-statistic updates in training-mode forwards (torch's convention: the
+  // weight of the new batch). Recalibration sets 1 / (batch + 1) for an exact average.
+  void set_bn_momentum(double momentum) { bn_momentum_ = momentum; }
+  double bn_momentum() const { return bn_momentum_; }
+
+  int num_slots() const { return static_cast<int>(slots_.size()); }
+  int max_kernel() const { return kernel_sizes_.back(); }
+  // Parameters that take no weight decay (batch norm, clipping ranges, kernel transforms).
+  std::vector<torch::Tensor> NoDecayParameters() const;
+  std::vector<torch::Tensor> DecayParameters() const;
+
+  // Slot tensors, exposed for tests.
+  struct Slot {
+    int stage = 0;
+    int in_channels = 0;
+    int out_channels = 0;
+    int stride = 1;
+    int max_mid = 0;
+    bool residual = false;
+    torch::Tensor expand_weight;  // [max_mid, in, 1, 1]
+    ElasticBatchNorm expand_bn;
+    torch::Tensor depthwise_weight;                // [max_mid, 1, K, K]
+    std::vector<torch::Tensor> kernel_transforms;  // [i]: kernel_sizes[i+1] -> kernel_sizes[i]
+    ElasticBatchNorm depthwise_bn;
+    torch::Tensor project_weight;  // [out, max_mid, 1, 1]
+    ElasticBatchNorm project_bn;
+    torch::Tensor input_alpha;      // [num_bits], signed
+    torch::Tensor depthwise_alpha;  // [num_bits], after ReLU6
+    torch::Tensor project_alpha;    // [num_bits], after ReLU6
+  };
+  const Slot& slot(int i) const { return slots_[i]; }
+
+ private:
+  ElasticBatchNorm RegisterBatchNorm(const std::string& name, int channels);
+  torch::Tensor RegisterAlpha(const std::string& name, int size, double init);
+  torch::Tensor BatchNorm(const torch::Tensor& x, const ElasticBatchNorm& bn, int channels);
+  torch::Tensor ActQuant(const torch::Tensor& x, const torch::Tensor& alphas, int bits,
+                         bool is_signed) const;
+  torch::Tensor SlotForward(const torch::Tensor& x, int slot, const SlotChoice& choice,
+                            bool quantized);
+
+  MbConvSpec spec_;
+  std::vector<int> kernel_sizes_;
+  std::vector<int> bit_choices_;
+  double bn_momentum_ = 0.1;
+  std::vector<torch::Tensor> decay_, no_decay_;
+
+  torch::Tensor first_conv_weight_;
+  ElasticBatchNorm first_conv_bn_;
+  torch::Tensor first_dw_weight_;
+  ElasticBatchNorm first_dw_bn_;
+  torch::Tensor first_project_weight_;
+  ElasticBatchNorm first_project_bn_;
+  bool first_block_residual_ = false;
+  std::vector<Slot> slots_;
+  std::vector<int> stage_first_slot_;
+  torch::Tensor feature_mix_weight_;
+  ElasticBatchNorm feature_mix_bn_;
+  torch::Tensor classifier_weight_, classifier_bias_;
+  // Fixed-precision layers' input clipping ranges ([1] each).
+  torch::Tensor image_alpha_, first_dw_alpha_, first_project_alpha_, feature_mix_alpha_,
+      classifier_alpha_;
+};
+TORCH_MODULE(SupernetModule);
+
+}  // namespace apq::oface::supernet_internal
+
+#endif  // APQ_OFACE_SUPERNET_MODULE_H_
