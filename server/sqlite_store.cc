@@ -355,6 +355,15 @@ class SqliteStore::Statement {
       BindNull(index);
     }
   }
+  // Binds accuracy, latency_ms, energy_mj, size_mb and bitops of `candidate` to parameters
+  // first .. first + 4; `what` names the record in errors.
+  void BindMetrics(int first, const CandidateRecord& candidate, absl::string_view what) {
+    BindOptionalDouble(first, candidate.accuracy, absl::StrCat(what, " accuracy"));
+    BindOptionalDouble(first + 1, candidate.latency_ms, absl::StrCat(what, " latency_ms"));
+    BindOptionalDouble(first + 2, candidate.energy_mj, absl::StrCat(what, " energy_mj"));
+    BindOptionalDouble(first + 3, candidate.size_mb, absl::StrCat(what, " size_mb"));
+    BindOptionalDouble(first + 4, candidate.bitops, absl::StrCat(what, " bitops"));
+  }
 
   // Runs the statement to its next row: true if there is one, false when done.
   absl::StatusOr<bool> Step(absl::string_view operation) {
@@ -646,11 +655,7 @@ absl::Status SqliteStore::AppendGeneration(const std::string& job_id,
       insert.BindText(1, job_id);
       insert.BindInt64(2, batch.generation);
       insert.BindText(3, candidate.config_json);
-      insert.BindOptionalDouble(4, candidate.accuracy, "candidate accuracy");
-      insert.BindOptionalDouble(5, candidate.latency_ms, "candidate latency_ms");
-      insert.BindOptionalDouble(6, candidate.energy_mj, "candidate energy_mj");
-      insert.BindOptionalDouble(7, candidate.size_mb, "candidate size_mb");
-      insert.BindOptionalDouble(8, candidate.bitops, "candidate bitops");
+      insert.BindMetrics(4, candidate, "candidate");
       insert.BindInt64(9, candidate.feasible ? 1 : 0);
       insert.BindText(10, candidate.modelled);
       RETURN_IF_ERROR(insert.Run(operation));
@@ -686,11 +691,7 @@ absl::Status SqliteStore::AppendGeneration(const std::string& job_id,
       update.BindInt64(4, best_id);
       update.BindInt64(5, best.generation);
       update.BindText(6, best.config_json);
-      update.BindOptionalDouble(7, best.accuracy, "best accuracy");
-      update.BindOptionalDouble(8, best.latency_ms, "best latency_ms");
-      update.BindOptionalDouble(9, best.energy_mj, "best energy_mj");
-      update.BindOptionalDouble(10, best.size_mb, "best size_mb");
-      update.BindOptionalDouble(11, best.bitops, "best bitops");
+      update.BindMetrics(7, best, "best");
       update.BindInt64(12, best.feasible ? 1 : 0);
       update.BindText(17, best.modelled);
     }  // Else parameters 4 to 12 and 17 stay NULL: no best.
