@@ -506,20 +506,17 @@ absl::Status Supernet::ReorganizeMiddleWeights() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<EvalResult> Supernet::Evaluate(const LabeledImages& calibration,
-                                              const LabeledImages& test,
-                                              const EvalOptions& options) {
-  if (calibration.count <= 0 || test.count <= 0 || options.calibration_batch_size <= 0 ||
-      options.eval_batch_size <= 0) {
-    return absl::InvalidArgumentError("Evaluate needs calibration and test images and batch sizes");
+absl::Status Supernet::RecalibrateBatchNorm(const LabeledImages& calibration,
+                                            const EvalOptions& options) {
+  if (calibration.count <= 0 || options.calibration_batch_size <= 0) {
+    return absl::InvalidArgumentError(
+        "BN recalibration needs calibration images and a positive batch size");
   }
-  const auto start = std::chrono::steady_clock::now();
   const supernet_internal::SubnetChoice choice =
       supernet_internal::ChoiceFromGenotype(spec_, active_, quantized_);
-  EvalResult result;
+  const double momentum = module_->bn_momentum();
   try {
     torch::NoGradGuard no_grad;
-    const double momentum = module_->bn_momentum();
     module_->ResetRunningStatistics();
     module_->train();
     const torch::Tensor calibration_images = supernet_internal::ImagesToTensor(calibration);
@@ -533,6 +530,29 @@ absl::StatusOr<EvalResult> Supernet::Evaluate(const LabeledImages& calibration,
       module_->forward(calibration_images.narrow(0, begin, size), choice);
     }
     module_->set_bn_momentum(momentum);
+    module_->eval();
+  } catch (const std::exception& e) {
+    module_->set_bn_momentum(momentum);
+    module_->eval();
+    return TorchError("BN recalibration failed", e);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<EvalResult> Supernet::Evaluate(const LabeledImages& calibration,
+                                              const LabeledImages& test,
+                                              const EvalOptions& options) {
+  if (calibration.count <= 0 || test.count <= 0 || options.calibration_batch_size <= 0 ||
+      options.eval_batch_size <= 0) {
+    return absl::InvalidArgumentError("Evaluate needs calibration and test images and batch sizes");
+  }
+  const auto start = std::chrono::steady_clock::now();
+  RETURN_IF_ERROR(RecalibrateBatchNorm(calibration, options));
+  const supernet_internal::SubnetChoice choice =
+      supernet_internal::ChoiceFromGenotype(spec_, active_, quantized_);
+  EvalResult result;
+  try {
+    torch::NoGradGuard no_grad;
     module_->eval();
     const torch::Tensor images = supernet_internal::ImagesToTensor(test);
     const torch::Tensor labels = supernet_internal::LabelsToTensor(test);

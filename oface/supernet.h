@@ -73,6 +73,11 @@ class Supernet {
   // training a phase with elastic width, when no optimizer state refers to the old order.
   absl::Status ReorganizeMiddleWeights();
 
+  // BN recalibration alone (see EvalOptions) for the active subnet at the current quantization
+  // setting: afterwards the running statistics of the layers it uses describe `calibration`.
+  // INVALID_ARGUMENT when there are no calibration images or the batch size is not positive.
+  absl::Status RecalibrateBatchNorm(const LabeledImages& calibration,
+                                    const EvalOptions& options = {});
   // Recalibrates BN on `calibration` for the active subnet (see EvalOptions), then returns the
   // active subnet's accuracy on `test` in evaluation mode.
   absl::StatusOr<EvalResult> Evaluate(const LabeledImages& calibration, const LabeledImages& test,

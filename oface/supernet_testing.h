@@ -2,6 +2,10 @@
 #ifndef APQ_OFACE_SUPERNET_TESTING_H_
 #define APQ_OFACE_SUPERNET_TESTING_H_
 
+#include <cstdlib>
+#include <string>
+
+#include "absl/strings/str_cat.h"
 #include "oface/mbconv_spec.h"
 
 namespace apq::oface {
@@ -29,6 +33,12 @@ inline MbConvSpec TinySpec() {
   spec.bit_choices = {4, 8};
   spec.fixed_bits = 8;
   return spec;
+}
+
+// `name` in the test's scratch folder (TEST_TMPDIR, else /tmp).
+inline std::string TestTempPath(const std::string& name) {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  return absl::StrCat(dir != nullptr ? dir : "/tmp", "/", name);
 }
 
 }  // namespace apq::oface

@@ -1,0 +1,80 @@
+// Extraction of one subnet of a Supernet (oface/supernet.h) into a standalone TorchScript
+// module, and its export as a file that a plain LibTorch program loads with torch::jit::load.
+//
+// The extracted module holds only the active subnet's tensors: depthwise kernels at the chosen
+// size (centre crop + learned transform, as the supernet computes them), the first `mid`
+// hidden channels, the active depth slots, batch norm with the statistics recalibrated on the
+// caller's images. When quantized, the weights are stored already fake-quantized at the
+// chosen bits (per output channel, symmetric) and every activation keeps its clipping range
+// (a 0-dim buffer `*_alpha`) and its fake quantization (torch.fake_quantize_per_tensor_affine),
+// so the module computes what the quantized supernet computes.
+//
+// The module's forward takes [N, 1, rows, cols] float images with pixels scaled to [0, 1]
+// (pixel / 255) and normalises them itself with the training mean and standard deviation
+// (oface/fashion_mnist.h); it returns [N, num_classes] logits. Its string attributes `spec`
+// and `config` name the spec and hold the subnet's arch JSON (SearchSpace::ToJson).
+// This header is free of LibTorch.
+//
+// Thread safety: none; one thread uses an ExtractedSubnet at a time.
+#ifndef APQ_OFACE_SUBNET_EXPORT_H_
+#define APQ_OFACE_SUBNET_EXPORT_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "oface/fashion_mnist.h"
+#include "oface/search_space.h"
+#include "oface/supernet.h"
+
+namespace apq::oface {
+
+class ExtractedSubnet {
+ public:
+  struct Impl;  // Defined in the .cc (holds the torch::jit::Module).
+  explicit ExtractedSubnet(std::unique_ptr<Impl> impl);
+  ExtractedSubnet(ExtractedSubnet&&) noexcept;
+  ExtractedSubnet& operator=(ExtractedSubnet&&) noexcept;
+  ~ExtractedSubnet();
+
+  const Genotype& genotype() const;
+  bool quantized() const;
+  // The generated TorchScript source of the module's forward.
+  const std::string& source() const;
+  // Elements of all stored tensors (weights, batch norm, clipping ranges).
+  int64_t num_stored_elements() const;
+
+  // Logits in evaluation mode, [images.count x num_classes] row-major.
+  absl::StatusOr<std::vector<float>> Logits(const LabeledImages& images);
+  // Fraction of `test` classified correctly; INVALID_ARGUMENT for no images or batch <= 0.
+  absl::StatusOr<double> Accuracy(const LabeledImages& test, int batch_size = 250);
+  // Saves the module as TorchScript (torch::jit::Module::save) to `path`, atomically
+  // (temporary + rename); UNAVAILABLE naming the file when it cannot be written.
+  absl::Status Save(const std::string& path) const;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Selects `genotype` in `supernet` (leaving it active, with SetQuantized(quantized)),
+// recalibrates batch norm on `calibration` (EvalOptions::calibration_batch_size) and copies
+// the subnet out. INVALID_ARGUMENT naming the gene when `genotype` is outside the supernet's
+// space, or when there are no calibration images. The result shares no memory with the
+// supernet.
+absl::StatusOr<ExtractedSubnet> ExtractSubnet(Supernet& supernet, const Genotype& genotype,
+                                              bool quantized, const LabeledImages& calibration,
+                                              const EvalOptions& options = {});
+
+// Loads a TorchScript file written by ExtractedSubnet::Save with torch::jit::load, as a plain
+// LibTorch program would, and returns its accuracy on `test`. NOT_FOUND when the file is
+// missing, DATA_LOSS naming it when it is not a loadable TorchScript module or its output is
+// not [N, classes] logits; INVALID_ARGUMENT for no images or batch <= 0.
+absl::StatusOr<double> VerifyExport(const std::string& path, const LabeledImages& test,
+                                    int batch_size = 250);
+
+}  // namespace apq::oface
+
+#endif  // APQ_OFACE_SUBNET_EXPORT_H_

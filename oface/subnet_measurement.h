@@ -1,0 +1,110 @@
+// Measurement jobs: the measured accuracies of sampled subnets of a trained Supernet
+// (oface/supernet.h), the accuracy predictors' training data. A job is a pure function of
+// (supernet weights, images, options): it samples its configs deterministically from a seed,
+// evaluates each (BN recalibrated on the calibration images, then accuracy on the test
+// images) and hands every record to a callback; where records are stored is the caller's
+// business (CSV here; the server's SQLite store elsewhere). Resuming is skipping: the caller
+// says which configs it already has.
+//
+// Thread safety: a job uses its Supernet exclusively while it runs.
+#ifndef APQ_OFACE_SUBNET_MEASUREMENT_H_
+#define APQ_OFACE_SUBNET_MEASUREMENT_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "oface/fashion_mnist.h"
+#include "oface/search_space.h"
+#include "oface/supernet.h"
+
+namespace apq::oface {
+
+// The images of an evaluation: BN recalibration on a seeded subset of the training split,
+// accuracy on the test split.
+struct EvaluationImages {
+  LabeledImages calibration;  // SubsetIndices(train count, calibration_images, seed) of train.
+  LabeledImages test;         // The first test_images of the test split (0: all).
+};
+// INVALID_ARGUMENT for calibration_images <= 0 or test_images < 0; the reader's errors naming
+// a missing or corrupt dataset file (oface/fashion_mnist.h).
+absl::StatusOr<EvaluationImages> LoadEvaluationImages(const std::string& data_dir,
+                                                      int calibration_images, int test_images,
+                                                      uint64_t seed);
+
+// How a record's accuracy was measured.
+inline constexpr char kMeasuredFp32[] = "fp32";
+// The quantization-aware supernet's weights at the config's bit policy, without fine-tuning.
+inline constexpr char kMeasuredQuantFromSupernet[] = "quant-from-supernet";
+
+struct MeasurementRecord {
+  // SearchSpace::ToJson of the canonical genotype. For fp32 records the bits genes of the
+  // active slots are at their highest choice (bits take no part in an fp32 measurement).
+  std::string config_json;
+  double accuracy = 0.0;  // Fraction of the test images classified correctly.
+  std::string method;     // kMeasuredFp32 or kMeasuredQuantFromSupernet.
+  double seconds = 0.0;   // Wall time of BN recalibration + evaluation.
+  uint64_t seed = 0;      // The job's seed (config sampling).
+};
+
+struct MeasureOptions {
+  int count = 0;           // Configs of the job (> 0).
+  bool quantized = false;  // false: fp32 records; true: quant-from-supernet records.
+  uint64_t seed = 1;       // Config sampling (SampleMeasurementConfigs).
+  EvalOptions eval;        // Batch sizes of recalibration and evaluation.
+  // Called with each config's JSON before it is measured; true skips it (resume). May be
+  // empty (nothing is skipped).
+  std::function<bool(const std::string& config_json)> already_measured;
+  // Receives each record as soon as it is measured; a non-OK status stops the job and is
+  // returned. Required.
+  std::function<absl::Status(const MeasurementRecord&)> on_record;
+  // Polled between configs; true stops the job with CANCELLED. May be empty.
+  std::function<bool()> cancelled;
+};
+
+struct MeasureSummary {
+  int measured = 0;
+  int skipped = 0;
+  double seconds = 0.0;  // Sum of the measured records' seconds.
+};
+
+// The job's configs, in order: the first `count` distinct canonical genotypes of a stream
+// sampled uniformly (SearchSpace::Sample) from Rng(seed); when !quantized, the bits genes are
+// set to their highest choice before canonicalisation and deduplication (a genotype that then
+// breaks a rule is redrawn). Fewer than `count` when the space runs out of new configs (after 100 x
+// count draws).
+std::vector<Genotype> SampleMeasurementConfigs(const SearchSpace& space, int count, bool quantized,
+                                               uint64_t seed);
+
+// Measures the configs of SampleMeasurementConfigs(supernet.space(), ...) not already
+// measured. INVALID_ARGUMENT naming the option for bad options or empty image sets; the
+// callback's status; CANCELLED; INTERNAL from LibTorch. Leaves the supernet at the last
+// measured config.
+absl::StatusOr<MeasureSummary> MeasureSubnets(Supernet& supernet, const LabeledImages& calibration,
+                                              const LabeledImages& test,
+                                              const MeasureOptions& options);
+
+// CSV of records: this header, then one line per record. config_json is quoted (RFC 4180:
+// double quotes doubled); accuracy with 8 significant digits, seconds with 4 decimals.
+inline constexpr char kMeasurementCsvHeader[] = "config_json,accuracy,method,seconds,seed";
+std::string MeasurementToCsvLine(const MeasurementRecord& record);
+// INVALID_ARGUMENT naming the column for a malformed line.
+absl::StatusOr<MeasurementRecord> MeasurementFromCsvLine(absl::string_view line);
+
+// Every record of the CSV file at `path`; an empty list when the file does not exist or is
+// empty. FAILED_PRECONDITION naming the file when its header is not kMeasurementCsvHeader;
+// DATA_LOSS naming the file and line for a malformed line other than an unterminated last
+// line (a write cut short by a kill), which is ignored.
+absl::StatusOr<std::vector<MeasurementRecord>> ReadMeasurementCsv(const std::string& path);
+
+// Appends `record` as one line (and the header first when the file is new or empty), flushed
+// before returning. UNAVAILABLE naming the file when it cannot be written.
+absl::Status AppendMeasurementCsv(const std::string& path, const MeasurementRecord& record);
+
+}  // namespace apq::oface
+
+#endif  // APQ_OFACE_SUBNET_MEASUREMENT_H_
