@@ -13,9 +13,9 @@
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/tool_main.h"
 #include "oface/fashion_mnist.h"
 #include "oface/mbconv_spec.h"
 #include "oface/subnet_export.h"
@@ -116,12 +116,4 @@ absl::Status Run() {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
-  const absl::Status status = Run();
-  if (!status.ok()) {
-    std::fprintf(stderr, "export_subnet: %s\n", status.ToString().c_str());
-    return 1;
-  }
-  return 0;
-}
+int main(int argc, char** argv) { return apq::RunTool("export_subnet", argc, argv, Run); }

@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/tool_main.h"
 #include "oface/fashion_mnist.h"
 #include "oface/mbconv_spec.h"
 #include "oface/subnet_measurement.h"
@@ -107,12 +107,4 @@ absl::Status Run() {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
-  const absl::Status status = Run();
-  if (!status.ok()) {
-    std::fprintf(stderr, "measure_subnets: %s\n", status.ToString().c_str());
-    return 1;
-  }
-  return 0;
-}
+int main(int argc, char** argv) { return apq::RunTool("measure_subnets", argc, argv, Run); }
