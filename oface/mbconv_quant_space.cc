@@ -140,8 +140,8 @@ class MbConvQuantSpace final : public SearchSpace {
   int feature_size_ = 0;
 
   std::vector<std::string> term_keys_;
-  int32_t head_term_ = 0;
-  int32_t tail_term_ = 0;
+  // The stem's then the tail's terms ("head", "tail" or one conv key per fixed layer).
+  std::vector<int32_t> fixed_terms_;
   std::vector<int32_t> pw1_terms_;
   std::vector<int32_t> pw2_terms_;
   std::vector<int32_t> dw_terms_;  // -1 for banned (kernel, dw_a) pairs.
@@ -267,8 +267,29 @@ void MbConvQuantSpace::BuildCatalogue() {
   const std::vector<int>& bits = spec_.bit_choices;
   const size_t nb = bits.size();
   absl::flat_hash_map<std::string, int32_t> index;
-  head_term_ = Term("head", &index);
-  tail_term_ = Term("tail", &index);
+  if (spec_.fixed_layer_costs == FixedLayerCosts::kHeadTailEntries) {
+    fixed_terms_ = {Term("head", &index), Term("tail", &index)};
+  } else {
+    const int fixed = spec_.fixed_bits;
+    const int c0 = spec_.first_conv_channels;
+    const int stem_size = ConvOutSize(spec_.input_size, spec_.first_conv_stride);
+    const int mix = spec_.feature_mix_channels;
+    fixed_terms_ = {
+        Term(ConvKey(spec_.input_channels, c0, spec_.input_size, spec_.first_conv_kernel,
+                     spec_.first_conv_stride, 1, fixed, fixed),
+             &index),
+        Term(ConvKey(c0, c0, stem_size, spec_.first_block_kernel, spec_.first_block_stride, c0,
+                     fixed, fixed),
+             &index),
+        Term(ConvKey(c0, spec_.first_block_channels, layers_.front().in_size, 1, 1, 1, fixed,
+                     fixed),
+             &index),
+        Term(ConvKey(spec_.stages.back().out_channels, mix, layers_.back().out_size, 1, 1, 1,
+                     fixed, fixed),
+             &index),
+        Term(ConvKey(mix, spec_.num_classes, 1, 1, 1, 1, fixed, fixed), &index),
+    };
+  }
   for (Layer& layer : layers_) {
     layer.pw_term_offset = pw1_terms_.size();
     layer.dw_term_offset = dw_terms_.size();
@@ -369,8 +390,7 @@ void MbConvQuantSpace::CostTerms(const Genotype& genotype, std::vector<int32_t>*
   assert(genotype.size() == genes_.size());
   const size_t nb = spec_.bit_choices.size();
   // predict_lat starts its float64 accumulator at head + tail.
-  terms->push_back(head_term_);
-  terms->push_back(tail_term_);
+  terms->insert(terms->end(), fixed_terms_.begin(), fixed_terms_.end());
   for (int i = 0; i < num_layers(); ++i) {
     if (!IsActive(genotype, i)) continue;
     const Layer& layer = layers_[i];

@@ -24,8 +24,10 @@
 // the .cc for the index blocks. Inactive slots contribute no ones at all.
 //
 // Cost terms: keys of APQ's BitFusion table, "(Cin, Cout, H_in, K, stride, pad, groups)-W{w}A{a}"
-// for the three convs of each active slot, plus "head" and "tail", summed in
-// utils/latency_predictor.py predict_lat's order: head, tail, then per active slot pw1, dw, pw2.
+// for the three convs of each active slot, plus the stem's and tail's terms ("head" and "tail",
+// or with FixedLayerCosts::kConvKeys the stem conv, first-block depthwise and projection,
+// feature mix and classifier convs at fixed_bits), summed in utils/latency_predictor.py
+// predict_lat's order: head, tail, then per active slot pw1, dw, pw2.
 //
 // JSON: APQ's exps/<name>/arch format, a two-element list
 //   [{"wid": null, "ks": [L], "e": [L], "d": [S]},

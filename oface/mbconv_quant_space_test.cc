@@ -670,6 +670,27 @@ TEST(MbConvQuantSpaceTest, TinySpecLayout) {
   EXPECT_EQ(tiny.FromJson(tiny.ToJson(*genotype)).value(), *genotype);
 }
 
+TEST(MbConvQuantSpaceTest, FixedLayersAsConvKeys) {
+  MbConvSpec spec = TinySpec();
+  spec.fixed_layer_costs = FixedLayerCosts::kConvKeys;
+  const std::unique_ptr<SearchSpace> tiny = NewMbConvQuantSpace(spec).value();
+  // Five fixed conv keys instead of head and tail; the feature mix (16, 32, 2, 1, 1, 0, 1)-W8A8
+  // is also layer 1's expand conv at mid 32, so it counts once.
+  EXPECT_EQ(tiny->num_cost_terms(), 5 - 1 + (2 + 3) * (4 + 4 + 4 + 2) - 2 * 4);
+  std::vector<int32_t> terms;
+  tiny->CostTerms({3, 5, 16, 24, 4, 8, 8, 4, 8, 4, 4, 8, 1}, &terms);
+  ASSERT_EQ(terms.size(), 5 + 3);
+  std::vector<std::string> keys;
+  for (int i = 0; i < 5; ++i) keys.push_back(tiny->CostTermKey(terms[i]));
+  // 8x8x1 -> stem conv 3x3 s2 to 4 channels at 4x4 -> first block dw 3x3 and pw 4 -> 8;
+  // stage to 16 channels at 2x2 -> feature mix 16 -> 32 -> classifier 32 -> 10.
+  EXPECT_EQ(keys, (std::vector<std::string>{
+                      "(1, 4, 8, 3, 2, 1, 1)-W8A8", "(4, 4, 4, 3, 1, 1, 4)-W8A8",
+                      "(4, 8, 4, 1, 1, 0, 1)-W8A8", "(16, 32, 2, 1, 1, 0, 1)-W8A8",
+                      "(32, 10, 1, 1, 1, 0, 1)-W8A8"}));
+  EXPECT_EQ(tiny->CostTermKey(terms[5]), "(8, 16, 4, 1, 1, 0, 1)-W4A8");
+}
+
 TEST(MbConvQuantSpaceTest, StaticCostsByHand) {
   const std::unique_ptr<SearchSpace> tiny = NewMbConvQuantSpace(TinySpec()).value();
   // Layer 0: ks 3, mid 16, pw W4A8, dw W8A4; layer 1: ks 5, mid 24, pw W8A4, dw W4A8.

@@ -167,6 +167,7 @@ MbConvSpec FashionMnistSpec() {
   spec.width_step = 8;
   spec.bit_choices = {4, 6, 8};
   spec.fixed_bits = 8;
+  spec.fixed_layer_costs = FixedLayerCosts::kConvKeys;
   return spec;
 }
 

@@ -5,7 +5,7 @@
 // The network: a fixed stem (a k x k conv, then a first MBConv block of expand ratio 1:
 // k x k depthwise + 1x1 projection), then the stages of searchable MBConv layers, then a
 // fixed tail (1x1 feature-mix conv, global average pooling, linear classifier). Stem and tail
-// run at `fixed_bits` and are priced by the table's "head" and "tail" entries.
+// run at `fixed_bits` and are priced as `fixed_layer_costs` says.
 //
 // Stage s has max_depth layer slots; its depth d[s] is in [min_depth, max_depth] and slot j
 // is active iff j < d[s]. Layer slots are numbered across stages in order. The first slot of
@@ -33,6 +33,17 @@ struct MbConvStageSpec {
   int stride = 1;        // Stride of the first layer; the others have stride 1.
   int min_depth = 1;     // Depth choices are min_depth..max_depth.
   int max_depth = 1;     // Layer slots of the stage.
+};
+
+// How a cost table prices the fixed stem and tail.
+enum class FixedLayerCosts {
+  // Two opaque entries, "head" and "tail": APQ's BitFusion table prices its ImageNet network's
+  // stem and tail so, and such entries describe that network only.
+  kHeadTailEntries,
+  // One conv key per fixed layer, at fixed_bits: the stem conv, the first block's depthwise
+  // and projection convs, the feature-mix conv and the classifier as a 1x1 conv on a 1x1
+  // input. Any network's fixed layers, priced like the searched ones (looked up or modelled).
+  kConvKeys,
 };
 
 struct MbConvSpec {
@@ -66,6 +77,9 @@ struct MbConvSpec {
   // reference's validity test looks at every slot).
   std::vector<std::pair<int, int>> banned_kernel_dw_a_bits;
 
+  // Pricing only: not part of the network (nor of SpecFingerprint, oface/supernet.h).
+  FixedLayerCosts fixed_layer_costs = FixedLayerCosts::kHeadTailEntries;
+
   // The largest d[s] the reference's arch JSON may give a stage of fixed depth
   // (min_depth == max_depth): the reference samples every d[s] from one range even where it
   // has no effect, and such a value reads as the stage's depth. 0: only the depth itself.
@@ -89,7 +103,9 @@ MbConvSpec ApqMbv2Spec();
 // sized so that training and measuring thousands of subnets fit in a few hours on 2 CPU cores:
 // 28x28x1 -> 16 (3x3, s2: 14x14) -> first block 16 (3x3); stages 16/24 s2 (7x7), 24/32 s2
 // (4x4), 32/48 s1 (4x4) of depth 2..4; feature mix 128, 10 classes; kernels {3, 5, 7}; mid
-// widths range(3c, 6c + 8, 8); bits {4, 6, 8}, stem and tail at 8; no banned pairs.
+// widths range(3c, 6c + 8, 8); bits {4, 6, 8}, stem and tail at 8; no banned pairs; stem
+// and tail priced per conv (FixedLayerCosts::kConvKeys: the BitFusion table's "head" and
+// "tail" are ImageNet's).
 // The stride-2 stem keeps the large depthwise kernels (the cost that dominates on CPU) at
 // 7x7 and 4x4 maps.
 MbConvSpec FashionMnistSpec();
