@@ -122,6 +122,27 @@ ALTER TABLE jobs ADD COLUMN pareto_front_size INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE candidates ADD COLUMN modelled TEXT NOT NULL DEFAULT '';
 ALTER TABLE jobs ADD COLUMN best_modelled TEXT;
 )sql",
+    // 3: measured accuracies, the predictors' training data.
+    R"sql(
+CREATE TABLE datasets (
+  name TEXT PRIMARY KEY,
+  space TEXT NOT NULL,
+  description TEXT NOT NULL,
+  created_unix_s REAL NOT NULL
+);
+
+CREATE TABLE measurements (
+  id INTEGER PRIMARY KEY,
+  dataset TEXT NOT NULL REFERENCES datasets (name) ON DELETE CASCADE,
+  config_json TEXT NOT NULL,
+  accuracy REAL NOT NULL CHECK (accuracy >= 0 AND accuracy <= 1),
+  method TEXT NOT NULL,
+  seconds REAL NOT NULL CHECK (seconds >= 0),
+  seed INTEGER NOT NULL,
+  created_unix_s REAL NOT NULL,
+  UNIQUE (dataset, method, config_json)
+);
+)sql",
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(std::size(kMigrations));
@@ -1016,6 +1037,192 @@ absl::StatusOr<TableVersionRecord> SqliteStore::GetTableVersion(const std::strin
   }
   RETURN_IF_ERROR(transaction.Commit(operation));
   return table;
+}
+
+absl::Status SqliteStore::CreateDataset(const DatasetRecord& dataset) {
+  if (dataset.name.empty()) return absl::InvalidArgumentError("dataset name is empty");
+  if (dataset.space.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dataset \"", dataset.name, "\": space is empty"));
+  }
+  const std::string operation = absl::StrCat("creating dataset ", dataset.name);
+  absl::MutexLock lock(&mutex_);
+  ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_, /*write=*/true, operation));
+  {
+    ASSIGN_OR_RETURN(Statement select, Prepare("SELECT 1 FROM datasets WHERE name = ?1"));
+    select.BindText(1, dataset.name);
+    ASSIGN_OR_RETURN(bool exists, select.Step(operation));
+    if (exists) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("dataset \"", dataset.name, "\" already exists"));
+    }
+  }
+  {
+    ASSIGN_OR_RETURN(Statement insert,
+                     Prepare("INSERT INTO datasets (name, space, description, created_unix_s) "
+                             "VALUES (?1, ?2, ?3, ?4)"));
+    insert.BindText(1, dataset.name);
+    insert.BindText(2, dataset.space);
+    insert.BindText(3, dataset.description);
+    insert.BindDouble(4, dataset.created_unix_s, "created_unix_s");
+    RETURN_IF_ERROR(insert.Run(operation));
+  }
+  return transaction.Commit(operation);
+}
+
+namespace {
+
+constexpr const char* kDatasetSelect =
+    "SELECT d.name, d.space, d.description, d.created_unix_s, "
+    "(SELECT COUNT(*) FROM measurements m WHERE m.dataset = d.name) FROM datasets d ";
+
+DatasetRecord ReadDataset(sqlite3_stmt* stmt) {
+  DatasetRecord dataset;
+  dataset.name = ColumnText(stmt, 0);
+  dataset.space = ColumnText(stmt, 1);
+  dataset.description = ColumnText(stmt, 2);
+  dataset.created_unix_s = sqlite3_column_double(stmt, 3);
+  dataset.records = sqlite3_column_int64(stmt, 4);
+  return dataset;
+}
+
+}  // namespace
+
+absl::StatusOr<DatasetRecord> SqliteStore::GetDataset(const std::string& name) {
+  const std::string operation = absl::StrCat("reading dataset ", name);
+  absl::MutexLock lock(&mutex_);
+  ASSIGN_OR_RETURN(Statement select, Prepare(absl::StrCat(kDatasetSelect, "WHERE d.name = ?1")));
+  select.BindText(1, name);
+  ASSIGN_OR_RETURN(bool row, select.Step(operation));
+  if (!row) return absl::NotFoundError(absl::StrCat("unknown dataset \"", name, "\""));
+  return ReadDataset(select.get());
+}
+
+absl::StatusOr<std::vector<DatasetRecord>> SqliteStore::ListDatasets() {
+  absl::MutexLock lock(&mutex_);
+  ASSIGN_OR_RETURN(Statement select, Prepare(absl::StrCat(kDatasetSelect, "ORDER BY d.name")));
+  std::vector<DatasetRecord> datasets;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, select.Step("listing datasets"));
+    if (!row) break;
+    datasets.push_back(ReadDataset(select.get()));
+  }
+  return datasets;
+}
+
+absl::Status SqliteStore::AddMeasurements(const std::string& dataset,
+                                          const std::vector<MeasurementRow>& rows) {
+  // Checked here rather than left to the table's constraints, so the error names the row.
+  absl::flat_hash_set<std::pair<absl::string_view, absl::string_view>> seen;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const MeasurementRow& row = rows[i];
+    const std::string what = absl::StrCat("measurement ", i);
+    if (!(row.accuracy >= 0.0 && row.accuracy <= 1.0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": accuracy ", row.accuracy, " is not in [0, 1]"));
+    }
+    if (!(row.seconds >= 0.0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": seconds ", row.seconds, " is not >= 0"));
+    }
+    if (row.config_json.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": config_json is empty"));
+    }
+    if (row.method.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": method is empty"));
+    }
+    if (!seen.emplace(row.method, row.config_json).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": repeats an earlier row's config for method ", row.method));
+    }
+  }
+  const std::string operation = absl::StrCat("adding measurements to dataset ", dataset);
+  absl::MutexLock lock(&mutex_);
+  ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_, /*write=*/true, operation));
+  {
+    ASSIGN_OR_RETURN(Statement select, Prepare("SELECT 1 FROM datasets WHERE name = ?1"));
+    select.BindText(1, dataset);
+    ASSIGN_OR_RETURN(bool exists, select.Step(operation));
+    if (!exists) return absl::NotFoundError(absl::StrCat("unknown dataset \"", dataset, "\""));
+  }
+  {
+    ASSIGN_OR_RETURN(Statement select,
+                     Prepare("SELECT 1 FROM measurements "
+                             "WHERE dataset = ?1 AND method = ?2 AND config_json = ?3"));
+    for (size_t i = 0; i < rows.size(); ++i) {
+      select.BindText(1, dataset);
+      select.BindText(2, rows[i].method);
+      select.BindText(3, rows[i].config_json);
+      ASSIGN_OR_RETURN(bool stored, select.Step(operation));
+      if (stored) {
+        return absl::InvalidArgumentError(absl::StrCat("measurement ", i, ": dataset ", dataset,
+                                                       " already holds its config for method ",
+                                                       rows[i].method));
+      }
+      select.Reset();
+    }
+  }
+  {
+    ASSIGN_OR_RETURN(
+        Statement insert,
+        Prepare("INSERT INTO measurements (dataset, config_json, accuracy, method, seconds, "
+                "seed, created_unix_s) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
+    for (const MeasurementRow& row : rows) {
+      insert.BindText(1, dataset);
+      insert.BindText(2, row.config_json);
+      insert.BindDouble(3, row.accuracy, "accuracy");
+      insert.BindText(4, row.method);
+      insert.BindDouble(5, row.seconds, "seconds");
+      // The seed's bits, read back by the same cast.
+      insert.BindInt64(6, static_cast<int64_t>(row.seed));
+      insert.BindDouble(7, row.created_unix_s, "created_unix_s");
+      RETURN_IF_ERROR(insert.Run(operation));
+      insert.Reset();
+    }
+  }
+  return transaction.Commit(operation);
+}
+
+absl::StatusOr<std::vector<MeasurementRow>> SqliteStore::ListMeasurements(
+    const std::string& dataset, const std::optional<std::string>& method) {
+  const std::string operation = absl::StrCat("listing the measurements of dataset ", dataset);
+  absl::MutexLock lock(&mutex_);
+  ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_, /*write=*/false, operation));
+  {
+    ASSIGN_OR_RETURN(Statement select, Prepare("SELECT 1 FROM datasets WHERE name = ?1"));
+    select.BindText(1, dataset);
+    ASSIGN_OR_RETURN(bool exists, select.Step(operation));
+    if (!exists) return absl::NotFoundError(absl::StrCat("unknown dataset \"", dataset, "\""));
+  }
+  std::vector<MeasurementRow> rows;
+  {
+    ASSIGN_OR_RETURN(
+        Statement select,
+        Prepare("SELECT id, config_json, accuracy, method, seconds, seed, created_unix_s "
+                "FROM measurements WHERE dataset = ?1 AND (?2 IS NULL OR method = ?2) "
+                "ORDER BY id"));
+    select.BindText(1, dataset);
+    if (method.has_value()) {
+      select.BindText(2, *method);
+    } else {
+      select.BindNull(2);
+    }
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, select.Step(operation));
+      if (!row) break;
+      MeasurementRow measurement;
+      measurement.id = sqlite3_column_int64(select.get(), 0);
+      measurement.config_json = ColumnText(select.get(), 1);
+      measurement.accuracy = sqlite3_column_double(select.get(), 2);
+      measurement.method = ColumnText(select.get(), 3);
+      measurement.seconds = sqlite3_column_double(select.get(), 4);
+      measurement.seed = static_cast<uint64_t>(sqlite3_column_int64(select.get(), 5));
+      measurement.created_unix_s = sqlite3_column_double(select.get(), 6);
+      rows.push_back(std::move(measurement));
+    }
+  }
+  RETURN_IF_ERROR(transaction.Commit(operation));
+  return rows;
 }
 
 }  // namespace apq::server

@@ -89,6 +89,14 @@ class SqliteStore : public Store {
   absl::StatusOr<TableVersionRecord> GetTableVersion(const std::string& device,
                                                      int64_t version) override;
 
+  absl::Status CreateDataset(const DatasetRecord& dataset) override;
+  absl::StatusOr<DatasetRecord> GetDataset(const std::string& name) override;
+  absl::StatusOr<std::vector<DatasetRecord>> ListDatasets() override;
+  absl::Status AddMeasurements(const std::string& dataset,
+                               const std::vector<MeasurementRow>& rows) override;
+  absl::StatusOr<std::vector<MeasurementRow>> ListMeasurements(
+      const std::string& dataset, const std::optional<std::string>& method) override;
+
  private:
   class Statement;
   class Transaction;

@@ -811,6 +811,89 @@ TEST(SqliteStoreTest, TableVersions) {
   EXPECT_EQ(store->ListTableVersions("note10")->size(), 3u);
 }
 
+MeasurementRow Measurement(const std::string& config, double accuracy, const std::string& method) {
+  MeasurementRow row;
+  row.config_json = config;
+  row.accuracy = accuracy;
+  row.method = method;
+  row.seconds = 1.25;
+  row.seed = 0xfedcba9876543210ULL;  // Above INT64_MAX: stored by its bits.
+  row.created_unix_s = 1.7e9 + 0.5;
+  return row;
+}
+
+TEST(SqliteStoreTest, MeasurementsRoundTripAndSurviveARestart) {
+  const std::string path = FreshPath();
+  {
+    std::unique_ptr<SqliteStore> store = OpenOrDie(path);
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->CreateDataset({"fm", "fmnist_mbv2", "supernet v1", 1.7e9, 0}).ok());
+    ASSERT_TRUE(store
+                    ->AddMeasurements("fm", {Measurement("[1]", 0.875, "fp32"),
+                                             Measurement("[1]", 0.5, "quant-from-supernet"),
+                                             Measurement("[2]", 1.0, "fp32")})
+                    .ok());
+    ASSERT_TRUE(store->AddMeasurements("fm", {Measurement("[3]", 0.0, "fp32")}).ok());
+  }
+  std::unique_ptr<SqliteStore> store = OpenOrDie(path);
+  ASSERT_NE(store, nullptr);
+  const DatasetRecord dataset = *store->GetDataset("fm");
+  EXPECT_EQ(dataset.space, "fmnist_mbv2");
+  EXPECT_EQ(dataset.description, "supernet v1");
+  EXPECT_EQ(dataset.created_unix_s, 1.7e9);
+  EXPECT_EQ(dataset.records, 4);
+  const std::vector<MeasurementRow> all = *store->ListMeasurements("fm", std::nullopt);
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(all[0].config_json, "[1]");
+  EXPECT_EQ(all[0].accuracy, 0.875);
+  EXPECT_EQ(all[0].method, "fp32");
+  EXPECT_EQ(all[0].seconds, 1.25);
+  EXPECT_EQ(all[0].seed, 0xfedcba9876543210ULL);
+  EXPECT_EQ(all[0].created_unix_s, 1.7e9 + 0.5);
+  EXPECT_LT(all[0].id, all[1].id);
+  EXPECT_EQ(all[3].config_json, "[3]");
+  const std::vector<MeasurementRow> fp32 = *store->ListMeasurements("fm", std::string("fp32"));
+  ASSERT_EQ(fp32.size(), 3u);
+  EXPECT_EQ(fp32[1].config_json, "[2]");
+  EXPECT_EQ(store->ListDatasets()->size(), 1u);
+}
+
+TEST(SqliteStoreTest, BadMeasurementsNameTheRowAndStoreNothing) {
+  std::unique_ptr<SqliteStore> store = OpenOrDie(FreshPath());
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->CreateDataset({"fm", "fmnist_mbv2", "", 0, 0}).ok());
+  EXPECT_EQ(store->CreateDataset({"fm", "other", "", 0, 0}).code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(store->CreateDataset({"", "other", "", 0, 0}).code(),
+            absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(store->AddMeasurements("fm", {Measurement("[1]", 0.5, "fp32")}).ok());
+
+  const auto expect_rejected = [&](const std::vector<MeasurementRow>& rows,
+                                   const std::string& message) {
+    const absl::Status status = store->AddMeasurements("fm", rows);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+    EXPECT_THAT(status.message(), HasSubstr(message));
+  };
+  const MeasurementRow good = Measurement("[9]", 0.5, "fp32");
+  expect_rejected({good, Measurement("[2]", 1.5, "fp32")}, "measurement 1: accuracy 1.5");
+  expect_rejected({good, Measurement("[2]", std::nan(""), "fp32")}, "measurement 1: accuracy");
+  expect_rejected({good, Measurement("[2]", -0.1, "fp32")}, "measurement 1: accuracy");
+  MeasurementRow slow = Measurement("[2]", 0.5, "fp32");
+  slow.seconds = -1;
+  expect_rejected({good, slow}, "measurement 1: seconds");
+  expect_rejected({good, Measurement("", 0.5, "fp32")}, "measurement 1: config_json is empty");
+  expect_rejected({good, Measurement("[2]", 0.5, "")}, "measurement 1: method is empty");
+  expect_rejected({good, Measurement("[9]", 0.6, "fp32")}, "measurement 1: repeats");
+  expect_rejected({good, Measurement("[1]", 0.6, "fp32")}, "measurement 1: dataset fm already");
+  EXPECT_EQ(store->ListMeasurements("fm", std::nullopt)->size(), 1u);
+  // The same config under another method is another record.
+  EXPECT_TRUE(store->AddMeasurements("fm", {Measurement("[1]", 0.4, "quant-from-supernet")}).ok());
+  EXPECT_EQ(store->AddMeasurements("nope", {good}).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store->ListMeasurements("nope", std::nullopt).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(store->GetDataset("nope").status().code(), absl::StatusCode::kNotFound);
+}
+
 TEST(SqliteStoreTest, RejectsASchemaNewerThanTheBuild) {
   const std::string path = FreshPath();
   {

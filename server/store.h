@@ -113,6 +113,27 @@ struct TableVersionRecord {
   std::vector<TableFileRecord> files;  // Empty in listings; filled by GetTableVersion.
 };
 
+// A named set of measured (config, accuracy) records of one space: the accuracy predictors'
+// training data (e.g. the measurements of a trained supernet's subnets).
+struct DatasetRecord {
+  std::string name;
+  std::string space;
+  std::string description;
+  double created_unix_s = 0;
+  int64_t records = 0;  // Filled by GetDataset and ListDatasets.
+};
+
+struct MeasurementRow {
+  int64_t id = 0;  // Assigned by the store, ascending in order of insertion.
+  std::string config_json;  // The space's canonical JSON of the config.
+  double accuracy = 0.0;    // In [0, 1].
+  // How it was measured, e.g. "fp32" or "quant-from-supernet" (oface/subnet_measurement.h).
+  std::string method;
+  double seconds = 0.0;  // Time spent measuring it (>= 0).
+  uint64_t seed = 0;     // Seed of the job that sampled it.
+  double created_unix_s = 0;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -147,6 +168,22 @@ class Store {
   // One version with its files; version 0 means the latest.
   virtual absl::StatusOr<TableVersionRecord> GetTableVersion(const std::string& device,
                                                              int64_t version) = 0;
+
+  // Creates an empty dataset. INVALID_ARGUMENT for an empty name or space; ALREADY_EXISTS
+  // when the name is taken.
+  virtual absl::Status CreateDataset(const DatasetRecord& dataset) = 0;
+  virtual absl::StatusOr<DatasetRecord> GetDataset(const std::string& name) = 0;
+  // By name.
+  virtual absl::StatusOr<std::vector<DatasetRecord>> ListDatasets() = 0;
+  // Appends `rows` to the dataset in one transaction (their ids are ignored). INVALID_ARGUMENT
+  // naming the row (its index in `rows`) for an accuracy outside [0, 1] or NaN, a negative or
+  // NaN seconds, an empty config or method, or a (method, config_json) pair that the dataset
+  // already holds or that `rows` repeats. Nothing is stored on error.
+  virtual absl::Status AddMeasurements(const std::string& dataset,
+                                       const std::vector<MeasurementRow>& rows) = 0;
+  // The dataset's rows in id order, all methods or one.
+  virtual absl::StatusOr<std::vector<MeasurementRow>> ListMeasurements(
+      const std::string& dataset, const std::optional<std::string>& method) = 0;
 };
 
 }  // namespace apq::server
