@@ -37,10 +37,12 @@ constexpr char kUsage[] = R"(usage: apq [--server ADDR] COMMAND [flags]
 Commands:
   devices [NAME] [--json]
       List devices and their cost-table versions (or one device).
-  evaluate --space S [--device D] [--table-version N] (--config FILE | --configs FILE) [--json]
+  evaluate --space S [--device D] [--table-version N] (--config FILE | --configs FILE)
+      [--measure fp32|quantized [--test-images N]] [--json]
       Score configurations in the space's reference format: --config holds one, --configs a
       JSON list of them (- reads stdin). Without --device, accuracy and (for quantized
-      spaces) model size and BitOps only.
+      spaces) model size and BitOps only. --measure also measures each one's accuracy on the
+      space's trained supernet (at most 20; seconds each), on the first N test images.
   search --space S --device D [budgets] [engine] [--seed N] [--label L] [--wait] [--json]
       Submit a search. Budgets: --max-latency-ms X --max-energy-mj X --max-size-mb X
       --max-bitops X. Engine: --population N --generations N --parent-ratio X
@@ -54,10 +56,12 @@ Commands:
   candidates JOB [--sort accuracy|latency|energy|size|bitops] [--feasible|--infeasible]
       [--front] [--limit N] [--json]
       --front: only the job's Pareto front of accuracy against its Pareto cost.
-  config JOB [--output FILE] [--json]
-      The best configuration of a finished job, in the reference arch format.
+  config JOB [--output FILE] [--torchscript FILE] [--json]
+      The best configuration of a finished job, in the reference arch format. --torchscript
+      also writes the subnet extracted from the space's supernet (quantized at its bit
+      policy) as a TorchScript file and prints its measured test accuracy.
   cancel JOB
-  upload-table --device D --format ofa-yaml|apq-bitfusion [--description T] FILE...
+  upload-table --device D --format ofa-yaml|apq-bitfusion|conv-json [--description T] FILE...
       Upload a new version of a device's cost table.
 
 The server address defaults to $APQ_SERVER or 127.0.0.1:50051.
@@ -212,6 +216,11 @@ json MetricsJson(const apq::v1::Metrics& metrics) {
     out["modelled"] =
         std::vector<std::string>(metrics.modelled().begin(), metrics.modelled().end());
   }
+  if (metrics.has_measured_accuracy()) {
+    out["measured_accuracy"] = metrics.measured_accuracy();
+    out["measured_method"] = metrics.measured_method();
+    out["measured_seconds"] = metrics.measured_seconds();
+  }
   return out;
 }
 
@@ -254,6 +263,11 @@ std::string DescribeMetrics(const apq::v1::Metrics& metrics) {
   if (metrics.has_bitops()) parts.push_back(absl::StrFormat("BitOps %.4g", metrics.bitops()));
   if (metrics.modelled_size() > 0) {
     parts.push_back(absl::StrCat("(modelled: ", absl::StrJoin(metrics.modelled(), ", "), ")"));
+  }
+  if (metrics.has_measured_accuracy()) {
+    parts.push_back(absl::StrFormat("measured accuracy %.4f (%s, %.1f s)",
+                                    metrics.measured_accuracy(), metrics.measured_method(),
+                                    metrics.measured_seconds()));
   }
   return absl::StrJoin(parts, ", ");
 }
@@ -358,12 +372,27 @@ class Client {
   }
 
   int Evaluate(const std::vector<std::string>& argv) {
-    Args args =
-        ParseOrThrow(argv, {"space", "device", "config", "configs", "table-version"}, {"json"}, 0);
+    Args args = ParseOrThrow(
+        argv, {"space", "device", "config", "configs", "table-version", "measure", "test-images"},
+        {"json"}, 0);
     apq::v1::EvaluateRequest request;
     request.set_space(Require(args, "space"));
     request.set_device(args.Get("device"));
     if (args.Has("table-version")) request.set_table_version(ParseInt(args, "table-version"));
+    if (args.Has("measure")) {
+      const std::string mode = args.Get("measure");
+      if (mode == "fp32") {
+        request.set_measure(apq::v1::MEASURE_MODE_FP32);
+      } else if (mode == "quantized") {
+        request.set_measure(apq::v1::MEASURE_MODE_QUANTIZED);
+      } else {
+        throw UsageError{absl::StrCat("--measure: '", mode, "' is not fp32 or quantized")};
+      }
+    }
+    if (args.Has("test-images")) {
+      if (!args.Has("measure")) throw UsageError{"--test-images needs --measure"};
+      request.set_measure_test_images(static_cast<int32_t>(ParseInt(args, "test-images")));
+    }
     if (args.Has("config") == args.Has("configs")) {
       throw UsageError{"evaluate: give exactly one of --config FILE and --configs FILE"};
     }
@@ -380,7 +409,8 @@ class Client {
       for (const json& config : parsed) request.add_configs_json(config.dump());
     }
     grpc::ClientContext context;
-    SetDeadline(&context);
+    // Measuring takes seconds per configuration.
+    SetDeadline(&context, args.Has("measure") ? 600 : 60);
     apq::v1::EvaluateResponse response;
     grpc::Status status = search_->Evaluate(&context, request, &response);
     if (!status.ok()) return ReportRpcError(status);
@@ -392,6 +422,8 @@ class Client {
       if (response.table_version() > 0) out["table_version"] = response.table_version();
       if (!response.predictor_version().empty())
         out["predictor_version"] = response.predictor_version();
+      if (!response.supernet_version().empty())
+        out["supernet_version"] = response.supernet_version();
       std::cout << out.dump(2) << "\n";
       return kExitOk;
     }
@@ -629,11 +661,13 @@ class Client {
   }
 
   int Config(const std::vector<std::string>& argv) {
-    Args args = ParseOrThrow(argv, {"output"}, {"json"}, 1);
+    Args args = ParseOrThrow(argv, {"output", "torchscript"}, {"json"}, 1);
     grpc::ClientContext context;
-    SetDeadline(&context);
+    // Extraction and the exported module's evaluation take seconds.
+    SetDeadline(&context, args.Has("torchscript") ? 600 : 60);
     apq::v1::GetDeployableConfigRequest request;
     request.set_job_id(JobArgument(args));
+    request.set_include_torchscript(args.Has("torchscript"));
     apq::v1::DeployableConfig config;
     grpc::Status status = search_->GetDeployableConfig(&context, request, &config);
     if (!status.ok()) return ReportRpcError(status);
@@ -652,6 +686,17 @@ class Client {
       front.push_back(point);
     }
     out["pareto_front"] = front;
+    if (args.Has("torchscript")) {
+      std::ofstream file(args.Get("torchscript"), std::ios::binary | std::ios::trunc);
+      file << config.torchscript();
+      if (!file) {
+        std::fprintf(stderr, "apq: cannot write %s\n", args.Get("torchscript").c_str());
+        return kExitFailed;
+      }
+      out["torchscript"] = args.Get("torchscript");
+      out["torchscript_accuracy"] = config.torchscript_accuracy();
+      out["supernet_version"] = config.supernet_version();
+    }
     if (args.Has("output")) {
       std::ofstream file(args.Get("output"));
       file << ParseConfig(config.config_json()).dump(2) << "\n";
@@ -664,6 +709,11 @@ class Client {
       std::cout << out.dump(2) << "\n";
     } else {
       std::cout << config.config_json() << "\n" << DescribeMetrics(config.metrics()) << "\n";
+      if (args.Has("torchscript")) {
+        std::cout << absl::StrFormat("TorchScript %s (%zu bytes, from %s): test accuracy %.4f\n",
+                                     args.Get("torchscript"), config.torchscript().size(),
+                                     config.supernet_version(), config.torchscript_accuracy());
+      }
     }
     return kExitOk;
   }
@@ -688,10 +738,12 @@ class Client {
     const std::string format = Require(args, "format");
     if (format == "ofa-yaml") {
       request.set_format(apq::v1::TABLE_FORMAT_OFA_YAML);
+    } else if (format == "conv-json") {
+      request.set_format(apq::v1::TABLE_FORMAT_CONV_JSON);
     } else if (format == "apq-bitfusion") {
       request.set_format(apq::v1::TABLE_FORMAT_APQ_BITFUSION);
     } else {
-      throw UsageError{absl::StrCat("--format: '", format, "' is not ofa-yaml or apq-bitfusion")};
+      throw UsageError{absl::StrCat("--format: '", format, "' is not ofa-yaml, apq-bitfusion or conv-json")};
     }
     request.set_description(args.Get("description"));
     if (args.positional().empty()) throw UsageError{"at least one table file is required"};

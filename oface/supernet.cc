@@ -523,6 +523,11 @@ absl::Status Supernet::RecalibrateBatchNorm(const LabeledImages& calibration,
     int batch = 0;
     for (int64_t begin = 0; begin < calibration.count;
          begin += options.calibration_batch_size, ++batch) {
+      if (options.cancelled && options.cancelled()) {
+        module_->set_bn_momentum(momentum);
+        module_->eval();
+        return absl::CancelledError("BN recalibration cancelled");
+      }
       // Momentum 1 / (n + 1) makes the running statistics the mean over batches.
       module_->set_bn_momentum(1.0 / (batch + 1));
       const int64_t size =
@@ -558,6 +563,9 @@ absl::StatusOr<EvalResult> Supernet::Evaluate(const LabeledImages& calibration,
     const torch::Tensor labels = supernet_internal::LabelsToTensor(test);
     int64_t correct = 0;
     for (int64_t begin = 0; begin < test.count; begin += options.eval_batch_size) {
+      if (options.cancelled && options.cancelled()) {
+        return absl::CancelledError("evaluation cancelled");
+      }
       const int64_t size = std::min<int64_t>(options.eval_batch_size, test.count - begin);
       const torch::Tensor logits = module_->forward(images.narrow(0, begin, size), choice);
       correct += logits.argmax(1).eq(labels.narrow(0, begin, size)).sum().item<int64_t>();

@@ -9,6 +9,7 @@
 #define APQ_OFACE_SUPERNET_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,6 +38,9 @@ struct EvalOptions {
   // of `calibration_batch_size`, averaging the batch statistics exactly.
   int calibration_batch_size = 200;
   int eval_batch_size = 1000;
+  // Polled before every batch; true stops the call with CANCELLED (the running statistics
+  // are then those of the batches seen). May be empty.
+  std::function<bool()> cancelled;
 };
 
 struct EvalResult {

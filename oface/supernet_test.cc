@@ -270,5 +270,25 @@ TEST(SupernetTest, EvaluateRecalibratesAndIsDeterministic) {
   EXPECT_GT(mean.abs().sum().item<double>(), 0.0);
 }
 
+TEST(SupernetTest, EvaluateStopsWhenCancelled) {
+  std::unique_ptr<Supernet> supernet = MakeTiny();
+  const LabeledImages calibration = SelectImages(RealImages(), SubsetIndices(200, 100, 1));
+  EvalOptions options;
+  options.calibration_batch_size = 50;
+  options.eval_batch_size = 50;
+  int polls = 0;
+  // Cancelled at the third poll: during evaluation, after the two calibration batches.
+  options.cancelled = [&polls] { return ++polls >= 3; };
+  absl::StatusOr<EvalResult> result = supernet->Evaluate(calibration, RealImages(), options);
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(polls, 3);
+  options.cancelled = [] { return true; };
+  EXPECT_EQ(supernet->RecalibrateBatchNorm(calibration, options).code(),
+            absl::StatusCode::kCancelled);
+  // Usable afterwards.
+  options.cancelled = nullptr;
+  EXPECT_TRUE(supernet->Evaluate(calibration, RealImages(), options).ok());
+}
+
 }  // namespace
 }  // namespace apq::oface

@@ -1,7 +1,5 @@
 #include "server/catalog.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -15,16 +13,21 @@
 #include "common/status_macros.h"
 #include "hwmodels/apq_bitfusion_table.h"
 #include "hwmodels/bitfusion_analytic.h"
+#include "hwmodels/conv_latency_table.h"
 #include "hwmodels/ofa_yaml_table.h"
 #include "oface/mbconv_quant_space.h"
 #include "oface/ofa_mbv3_space.h"
+#include "oface/mbconv_spec.h"
+#include "oface/subnet_measurement.h"
 #include "predictor/mlp_predictor.h"
+#include "server/sha256.h"
 
 namespace apq::server {
 namespace {
 
 constexpr char kNote10[] = "note10";
 constexpr char kBitFusion[] = "bitfusion";
+constexpr char kLocalCpu[] = "local-cpu";
 
 // The apq_mbv2 predictor's weights, when a trained or uploaded one has been placed in the
 // data folder (APQ never published its own).
@@ -39,27 +42,14 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
   return content.str();
 }
 
-std::string Sha256Hex(const std::vector<TableFileRecord>& files) {
-  EVP_MD_CTX* context = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(context, EVP_sha256(), nullptr);
+std::string TableSha256(const std::vector<TableFileRecord>& files) {
+  // Lengths are hashed too, so no two different file lists share a digest by concatenation.
+  std::string framed;
   for (const TableFileRecord& file : files) {
-    // Lengths are hashed too, so no two different file lists share a digest by concatenation.
-    const std::string header =
-        absl::StrCat(file.name.size(), ":", file.name, ":", file.content.size(), ":");
-    EVP_DigestUpdate(context, header.data(), header.size());
-    EVP_DigestUpdate(context, file.content.data(), file.content.size());
+    absl::StrAppend(&framed, file.name.size(), ":", file.name, ":", file.content.size(), ":",
+                    file.content);
   }
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_DigestFinal_ex(context, digest, &length);
-  EVP_MD_CTX_free(context);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < length; ++i) {
-    hex.push_back(kHex[digest[i] >> 4]);
-    hex.push_back(kHex[digest[i] & 15]);
-  }
-  return hex;
+  return Sha256Hex(framed);
 }
 
 absl::StatusOr<std::vector<TableFileRecord>> ReadTableFolder(const std::string& folder) {
@@ -82,6 +72,48 @@ absl::StatusOr<std::vector<TableFileRecord>> ReadTableFolder(const std::string& 
 }
 
 }  // namespace
+
+std::string ShippedDatasetName(absl::string_view space) {
+  return absl::StrCat(space, "-supernet-v1");
+}
+
+absl::Status Catalog::ImportShippedMeasurements(const std::string& space,
+                                                const std::string& path) {
+  const std::string dataset = ShippedDatasetName(space);
+  if (!std::filesystem::exists(path)) return absl::OkStatus();
+  absl::StatusOr<DatasetRecord> stored = store_.GetDataset(dataset);
+  if (stored.ok()) return absl::OkStatus();
+  if (!absl::IsNotFound(stored.status())) return stored.status();
+  absl::StatusOr<std::vector<oface::MeasurementRecord>> records = oface::ReadMeasurementCsv(path);
+  if (!records.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat("shipped measurements: ",
+                                                      records.status().message()));
+  }
+  ASSIGN_OR_RETURN(const oface::SearchSpace* search_space, FindSpace(space));
+  std::vector<MeasurementRow> rows;
+  rows.reserve(records->size());
+  for (size_t i = 0; i < records->size(); ++i) {
+    const oface::MeasurementRecord& record = (*records)[i];
+    // Line 1 is the header.
+    const absl::StatusOr<oface::Genotype> genotype = search_space->FromJson(record.config_json);
+    if (!genotype.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(path, " line ", i + 2, ": ",
+                                                        genotype.status().message()));
+    }
+    rows.push_back({0, record.config_json, record.accuracy, record.method, record.seconds,
+                    record.seed, 0.0});
+  }
+  const double now = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
+  for (MeasurementRow& row : rows) row.created_unix_s = now;
+  const absl::Status added = store_.CreateDataset(
+      {dataset, space, absl::StrCat("measurements of the shipped supernet (", path, ")"), now, 0},
+      rows);
+  if (!added.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("shipped measurements ", path, ": ", added.message()));
+  }
+  return absl::OkStatus();
+}
 
 absl::Status ValidateDeviceName(absl::string_view name) {
   const auto allowed_first = [](char c) {
@@ -114,6 +146,12 @@ absl::StatusOr<hwmodels::CostTable> ParseTableFiles(int format,
             absl::StrCat("files: an APQ BitFusion table is one JSON file, got ", files.size()));
       }
       return hwmodels::LoadApqBitFusionTable(files.front().content, files.front().name);
+    case kTableFormatConvJson:
+      if (files.size() != 1) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("files: a conv table is one JSON file, got ", files.size()));
+      }
+      return hwmodels::LoadConvTable(files.front().content, files.front().name);
     default:
       return absl::InvalidArgumentError(absl::StrCat("format: unknown table format ", format));
   }
@@ -124,7 +162,7 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(const Options& options,
 
   SpaceEntry ofa;
   ofa.space = oface::NewOfaMbv3Space();
-  ofa.table_format = kTableFormatOfaYaml;
+  ofa.table_formats = {kTableFormatOfaYaml};
   predictor::MlpPredictor::Options predictor_options;
   predictor_options.num_threads = options.predictor_threads;
   ASSIGN_OR_RETURN(
@@ -142,7 +180,7 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(const Options& options,
 
   SpaceEntry apq;
   apq.space = oface::NewApqMbv2Space();
-  apq.table_format = kTableFormatApqBitFusion;
+  apq.table_formats = {kTableFormatApqBitFusion, kTableFormatConvJson};
   apq.missing_predictor = absl::StrCat(
       "space apq_mbv2 has no accuracy predictor: its quantization-aware predictor (",
       apq.space->feature_size(), " one-hot inputs = ", apq.space->arch_feature_size(),
@@ -165,6 +203,19 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(const Options& options,
   }
   catalog->spaces_.push_back(std::move(apq));
 
+  SpaceEntry fmnist;
+  ASSIGN_OR_RETURN(fmnist.space, oface::NewMbConvQuantSpace(oface::FashionMnistSpec()));
+  fmnist.table_formats = {kTableFormatApqBitFusion, kTableFormatConvJson};
+  fmnist.missing_predictor = absl::StrCat(
+      "space fmnist_mbv2 has no accuracy predictor yet: train one from its measurements "
+      "(dataset ",
+      ShippedDatasetName("fmnist_mbv2"),
+      "). Costs and measured accuracies (Evaluate with measure) work without it");
+  const std::string space_name = fmnist.space->name();
+  catalog->spaces_.push_back(std::move(fmnist));
+  RETURN_IF_ERROR(catalog->ImportShippedMeasurements(
+      space_name, options.data_dir + "/" + space_name + "/measurements.csv"));
+
   // Default devices: stored once, so that later uploads become versions 2, 3, ...
   ASSIGN_OR_RETURN(std::vector<std::string> devices, store.ListDevices());
   if (std::find(devices.begin(), devices.end(), kNote10) == devices.end()) {
@@ -174,6 +225,18 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(const Options& options,
                         ->UploadTable(kNote10, kTableFormatOfaYaml, files,
                                       "Samsung Note10, measured by once-for-all (embedded default)")
                         .status());
+  }
+  const std::string local_cpu_table = options.data_dir + "/local_cpu/fmnist_mbv2_conv_table.json";
+  if (std::find(devices.begin(), devices.end(), kLocalCpu) == devices.end() &&
+      std::filesystem::exists(local_cpu_table)) {
+    ASSIGN_OR_RETURN(std::string content, ReadWholeFile(local_cpu_table));
+    RETURN_IF_ERROR(
+        catalog
+            ->UploadTable(kLocalCpu, kTableFormatConvJson,
+                          {{"fmnist_mbv2_conv_table.json", std::move(content)}},
+                          "This machine's CPU (LibTorch, 1 thread, batch 1), measured by "
+                          "profile_device for fmnist_mbv2 (embedded default)")
+            .status());
   }
   if (std::find(devices.begin(), devices.end(), kBitFusion) == devices.end()) {
     const std::string path = options.data_dir + "/apq_bitfusion/BitFusion_new.b1.dict";
@@ -290,10 +353,11 @@ absl::StatusOr<Catalog::CostModelHandle> Catalog::CostModel(absl::string_view sp
   int format = 0;
   ASSIGN_OR_RETURN(std::shared_ptr<const hwmodels::CostTable> table,
                    LoadTable(device, version, &format));
-  if (format != entry->table_format) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("device ", device, " table v", version, " (format ", format,
-                     ") cannot price space ", space, ", which needs format ", entry->table_format));
+  if (std::find(entry->table_formats.begin(), entry->table_formats.end(), format) ==
+      entry->table_formats.end()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "device ", device, " table v", version, " (format ", format, ") cannot price space ",
+        space, ", which needs format ", absl::StrJoin(entry->table_formats, " or ")));
   }
   std::shared_ptr<const hwmodels::TermEstimator> estimator =
       Estimator(device, version, format, *table);
@@ -321,7 +385,7 @@ absl::StatusOr<TableVersionRecord> Catalog::UploadTable(const std::string& devic
   record.format = format;
   record.entries = static_cast<int64_t>(table.entries.size());
   record.uploaded_unix_s = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
-  record.sha256 = Sha256Hex(files);
+  record.sha256 = TableSha256(files);
   record.description = description;
   record.files = files;
   ASSIGN_OR_RETURN(record.version, store_.AddTableVersion(record));

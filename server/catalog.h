@@ -27,6 +27,10 @@ namespace apq::server {
 // The table formats, numbered as apq.v1.TableFormat.
 inline constexpr int kTableFormatOfaYaml = 1;
 inline constexpr int kTableFormatApqBitFusion = 2;
+inline constexpr int kTableFormatConvJson = 3;
+
+// The dataset the shipped measurements of a space's supernet are imported into.
+std::string ShippedDatasetName(absl::string_view space);
 
 // INVALID_ARGUMENT unless `name` matches [a-z0-9][a-z0-9_.-]{0,63}.
 absl::Status ValidateDeviceName(absl::string_view name);
@@ -39,14 +43,17 @@ absl::StatusOr<hwmodels::CostTable> ParseTableFiles(int format,
 class Catalog {
  public:
   struct Options {
-    // Folder of the embedded defaults (predictor weights, default device tables).
+    // Folder of the embedded defaults (predictor weights, default device tables, supernet
+    // measurements).
     std::string data_dir = "data";
     // LibTorch intra-op threads for the predictors.
     int predictor_threads = 2;
   };
 
-  // Loads the spaces and their default predictors, and stores each default device table
-  // that the store does not have yet (so a new database starts with `note10`).
+  // Loads the spaces and their default predictors, stores each default device table that the
+  // store does not have yet (so a new database starts with `note10`), and imports the shipped
+  // supernet measurements into their dataset (ShippedDatasetName) when the store lacks it.
+  // FAILED_PRECONDITION naming the file and line for a shipped record that does not validate.
   static absl::StatusOr<std::unique_ptr<Catalog>> Create(const Options& options, Store& store);
 
   // NOT_FOUND naming the known spaces.
@@ -91,7 +98,7 @@ class Catalog {
  private:
   struct SpaceEntry {
     std::unique_ptr<oface::SearchSpace> space;
-    int table_format = 0;
+    std::vector<int> table_formats;  // Formats whose keys the space's cost terms use.
     std::unique_ptr<predictor::AccuracyPredictor> predictor;  // Prototype for clones.
     std::string predictor_version;
     // Why there is no predictor (the FAILED_PRECONDITION message), when there is none.
@@ -99,6 +106,9 @@ class Catalog {
   };
 
   explicit Catalog(Store& store) : store_(store) {}
+  // Creates the space's shipped dataset from the CSV at `path` when the file exists and the
+  // store lacks the dataset (dataset and rows in one transaction).
+  absl::Status ImportShippedMeasurements(const std::string& space, const std::string& path);
   const SpaceEntry* FindEntry(absl::string_view name) const;
   // The estimator for keys a table of `format` lacks, fitted once per table version; null
   // when the format has none or the table is too small to fit it.

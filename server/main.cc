@@ -14,6 +14,8 @@
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "address to serve on; port 0 picks a free one");
 ABSL_FLAG(std::string, db, "apq.db", "SQLite database file (created if absent)");
 ABSL_FLAG(std::string, data_dir, "", "embedded defaults folder (default: ./data or runfiles)");
+ABSL_FLAG(std::string, dataset_dir, "/usr/share/datasets/fashion-mnist",
+          "Fashion-MNIST files for supernet measurements and exports (read on first use)");
 ABSL_FLAG(int, workers, 1, "searches that run at once");
 ABSL_FLAG(int, queue_capacity, 64, "queued searches before new ones are refused");
 ABSL_FLAG(int, rpc_threads, 2, "threads serving store reads and evaluations");
@@ -35,6 +37,7 @@ int main(int argc, char** argv) {
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.database_path = absl::GetFlag(FLAGS_db);
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.dataset_dir = absl::GetFlag(FLAGS_dataset_dir);
   options.job_workers = absl::GetFlag(FLAGS_workers);
   options.queue_capacity = absl::GetFlag(FLAGS_queue_capacity);
   options.rpc_threads = absl::GetFlag(FLAGS_rpc_threads);

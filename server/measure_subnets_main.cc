@@ -126,7 +126,8 @@ absl::Status Run() {
     const std::string description = absl::GetFlag(FLAGS_description);
     if (absl::Status status = (*store)->CreateDataset(
             {dataset, kSpace, description.empty() ? checkpoint : description,
-             absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()), 0});
+             absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()), 0},
+            {});
         !status.ok()) {
       return status;
     }

@@ -54,9 +54,13 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   job_options.queue_capacity = options.queue_capacity;
   ASSIGN_OR_RETURN(server->jobs_,
                    JobManager::Create(job_options, *server->catalog_, *server->store_));
+  SupernetHost::Options supernet_options;
+  supernet_options.data_dir = data_dir;
+  supernet_options.dataset_dir = options.dataset_dir;
+  ASSIGN_OR_RETURN(server->supernets_, SupernetHost::Create(supernet_options));
   server->pool_ = std::make_unique<ThreadPool>(options.rpc_threads);
-  server->search_service_ = std::make_unique<SearchServiceImpl>(*server->catalog_, *server->store_,
-                                                                *server->jobs_, *server->pool_);
+  server->search_service_ = std::make_unique<SearchServiceImpl>(
+      *server->catalog_, *server->store_, *server->jobs_, *server->supernets_, *server->pool_);
   server->device_service_ =
       std::make_unique<DeviceServiceImpl>(*server->catalog_, *server->store_, *server->pool_);
 
@@ -91,6 +95,7 @@ ApqServer::~ApqServer() {
   server_.reset();
   jobs_.reset();
   pool_.reset();
+  supernets_.reset();
 }
 
 }  // namespace apq::server

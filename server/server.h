@@ -21,6 +21,8 @@ struct ServerOptions {
   std::string listen_address = "127.0.0.1:50051";  // Port 0 picks a free port.
   std::string database_path = "apq.db";            // SQLite file, created if absent.
   std::string data_dir;              // Embedded defaults; empty = found next to the binary.
+  // Fashion-MNIST *-ubyte.gz files, for supernet measurements and exports (read on first use).
+  std::string dataset_dir = "/usr/share/datasets/fashion-mnist";
   int job_workers = 1;               // Searches that run at once.
   int queue_capacity = 64;           // Queued searches before SubmitSearch is refused.
   int rpc_threads = 2;               // Threads that serve store reads and evaluations.
@@ -51,6 +53,7 @@ class ApqServer {
   std::unique_ptr<Store> store_;
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<JobManager> jobs_;
+  std::unique_ptr<SupernetHost> supernets_;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<SearchServiceImpl> search_service_;
   std::unique_ptr<DeviceServiceImpl> device_service_;

@@ -311,7 +311,7 @@ grpc::ServerUnaryReactor* SearchServiceImpl::ListCandidates(
 grpc::ServerUnaryReactor* SearchServiceImpl::GetDeployableConfig(
     grpc::CallbackServerContext* context, const apq::v1::GetDeployableConfigRequest* request,
     apq::v1::DeployableConfig* response) {
-  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
+  return RunOnPool(context, pool_, [this, context, request, response]() -> absl::Status {
     RETURN_IF_ERROR(RequireJobId(request->job_id()));
     ASSIGN_OR_RETURN(JobRecord job, store_.GetJob(request->job_id()));
     if (job.state != JobState::kSucceeded) {
@@ -325,6 +325,17 @@ grpc::ServerUnaryReactor* SearchServiceImpl::GetDeployableConfig(
           absl::StrCat("job ", job.id, " found no feasible configuration"));
     }
     apq::v1::Job proto = JobToProto(job);
+    if (request->include_torchscript()) {
+      // Before filling the response: a failure returns nothing else.
+      ASSIGN_OR_RETURN(const oface::SearchSpace* space, catalog_.FindSpace(job.space));
+      ASSIGN_OR_RETURN(oface::Genotype genotype, space->FromJson(job.best->config_json));
+      ASSIGN_OR_RETURN(
+          SupernetHost::Export exported,
+          supernets_.ExportSubnet(job.space, genotype, [context] { return context->IsCancelled(); }));
+      response->set_torchscript(std::move(exported.torchscript));
+      response->set_torchscript_accuracy(exported.accuracy);
+      response->set_supernet_version(exported.supernet_version);
+    }
     response->set_job_id(job.id);
     response->set_space(job.space);
     response->set_device(job.device);
@@ -363,9 +374,28 @@ grpc::ServerUnaryReactor* SearchServiceImpl::GetDeployableConfig(
 grpc::ServerUnaryReactor* SearchServiceImpl::Evaluate(grpc::CallbackServerContext* context,
                                                       const apq::v1::EvaluateRequest* request,
                                                       apq::v1::EvaluateResponse* response) {
-  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
+  return RunOnPool(context, pool_, [this, context, request, response]() -> absl::Status {
     if (request->configs_json_size() == 0) {
       return absl::InvalidArgumentError("configs_json: at least one configuration is required");
+    }
+    if (!apq::v1::MeasureMode_IsValid(request->measure())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("measure: unknown measure mode ", request->measure()));
+    }
+    const bool measure = request->measure() != apq::v1::MEASURE_MODE_UNSPECIFIED;
+    if (measure && request->configs_json_size() > kMaxMeasuredConfigs) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("configs_json: at most ", kMaxMeasuredConfigs,
+                       " per call with measure, got ", request->configs_json_size()));
+    }
+    if (request->measure_test_images() < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("measure_test_images: must be >= 0, got ",
+                                                     request->measure_test_images()));
+    }
+    if (measure && !supernets_.Has(request->space())) {
+      RETURN_IF_ERROR(catalog_.FindSpace(request->space()).status());
+      return absl::FailedPreconditionError(
+          absl::StrCat("measure: space ", request->space(), " has no trained supernet"));
     }
     if (request->configs_json_size() > kMaxEvaluateConfigs) {
       return absl::InvalidArgumentError(absl::StrCat("configs_json: at most ", kMaxEvaluateConfigs,
@@ -422,6 +452,20 @@ grpc::ServerUnaryReactor* SearchServiceImpl::Evaluate(grpc::CallbackServerContex
         metrics->set_bitops(static_cast<double>(static_cost->bitops));
       }
     }
+    if (measure) {
+      ASSIGN_OR_RETURN(std::vector<SupernetHost::Measurement> measured,
+                       supernets_.Measure(request->space(), genotypes,
+                                          request->measure() == apq::v1::MEASURE_MODE_QUANTIZED,
+                                          request->measure_test_images(),
+                                          [context] { return context->IsCancelled(); }));
+      for (size_t i = 0; i < measured.size(); ++i) {
+        apq::v1::Metrics* metrics = response->mutable_metrics(static_cast<int>(i));
+        metrics->set_measured_accuracy(measured[i].accuracy);
+        metrics->set_measured_method(measured[i].method);
+        metrics->set_measured_seconds(measured[i].seconds);
+      }
+      response->set_supernet_version(supernets_.Version(request->space()));
+    }
     return absl::OkStatus();
   });
 }
@@ -435,7 +479,7 @@ grpc::ServerUnaryReactor* DeviceServiceImpl::UploadCostTable(
         !apq::v1::TableFormat_IsValid(request->format())) {
       return absl::InvalidArgumentError(
           absl::StrCat("format: required, one of TABLE_FORMAT_OFA_YAML, "
-                       "TABLE_FORMAT_APQ_BITFUSION; got ",
+                       "TABLE_FORMAT_APQ_BITFUSION, TABLE_FORMAT_CONV_JSON; got ",
                        request->format()));
     }
     if (request->files_size() == 0 || request->files_size() > kMaxTableFiles) {

@@ -10,6 +10,7 @@
 #include "server/catalog.h"
 #include "server/job_manager.h"
 #include "server/store.h"
+#include "server/supernet_host.h"
 #include "server/thread_pool.h"
 
 namespace apq::server {
@@ -20,12 +21,15 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 inline constexpr int kMaxEvaluateConfigs = 1000;
 // Front members returned with a deployable configuration (the rest via ListCandidates).
 inline constexpr int kMaxFrontInDeployableConfig = 1000;
+// At most this many configurations per Evaluate call that measures (seconds each).
+inline constexpr int kMaxMeasuredConfigs = 20;
 
 class SearchServiceImpl final : public apq::v1::SearchService::CallbackService {
  public:
   // All references must outlive the service.
-  SearchServiceImpl(Catalog& catalog, Store& store, JobManager& jobs, ThreadPool& pool)
-      : catalog_(catalog), store_(store), jobs_(jobs), pool_(pool) {}
+  SearchServiceImpl(Catalog& catalog, Store& store, JobManager& jobs, SupernetHost& supernets,
+                    ThreadPool& pool)
+      : catalog_(catalog), store_(store), jobs_(jobs), supernets_(supernets), pool_(pool) {}
 
   grpc::ServerUnaryReactor* SubmitSearch(grpc::CallbackServerContext* context,
                                          const apq::v1::SubmitSearchRequest* request,
@@ -55,6 +59,7 @@ class SearchServiceImpl final : public apq::v1::SearchService::CallbackService {
   Catalog& catalog_;
   Store& store_;
   JobManager& jobs_;
+  SupernetHost& supernets_;
   ThreadPool& pool_;
 };
 

@@ -1039,12 +1039,85 @@ absl::StatusOr<TableVersionRecord> SqliteStore::GetTableVersion(const std::strin
   return table;
 }
 
-absl::Status SqliteStore::CreateDataset(const DatasetRecord& dataset) {
+namespace {
+
+// Checked before writing rather than left to the table's constraints, so the error names the
+// row.
+absl::Status ValidateMeasurementRows(const std::vector<MeasurementRow>& rows) {
+  absl::flat_hash_set<std::pair<absl::string_view, absl::string_view>> seen;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const MeasurementRow& row = rows[i];
+    const std::string what = absl::StrCat("measurement ", i);
+    if (!(row.accuracy >= 0.0 && row.accuracy <= 1.0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": accuracy ", row.accuracy, " is not in [0, 1]"));
+    }
+    if (!(row.seconds >= 0.0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": seconds ", row.seconds, " is not >= 0"));
+    }
+    if (row.config_json.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": config_json is empty"));
+    }
+    if (row.method.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": method is empty"));
+    }
+    if (!seen.emplace(row.method, row.config_json).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": repeats an earlier row's config for method ", row.method));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status SqliteStore::InsertMeasurements(const std::string& dataset,
+                                             const std::vector<MeasurementRow>& rows,
+                                             const std::string& operation) {
+  {
+    ASSIGN_OR_RETURN(Statement select,
+                     Prepare("SELECT 1 FROM measurements "
+                             "WHERE dataset = ?1 AND method = ?2 AND config_json = ?3"));
+    for (size_t i = 0; i < rows.size(); ++i) {
+      select.BindText(1, dataset);
+      select.BindText(2, rows[i].method);
+      select.BindText(3, rows[i].config_json);
+      ASSIGN_OR_RETURN(bool stored, select.Step(operation));
+      if (stored) {
+        return absl::InvalidArgumentError(absl::StrCat("measurement ", i, ": dataset ", dataset,
+                                                       " already holds its config for method ",
+                                                       rows[i].method));
+      }
+      select.Reset();
+    }
+  }
+  ASSIGN_OR_RETURN(Statement insert,
+                   Prepare("INSERT INTO measurements (dataset, config_json, accuracy, method, "
+                           "seconds, seed, created_unix_s) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
+  for (const MeasurementRow& row : rows) {
+    insert.BindText(1, dataset);
+    insert.BindText(2, row.config_json);
+    insert.BindDouble(3, row.accuracy, "accuracy");
+    insert.BindText(4, row.method);
+    insert.BindDouble(5, row.seconds, "seconds");
+    // The seed's bits, read back by the same cast.
+    insert.BindInt64(6, static_cast<int64_t>(row.seed));
+    insert.BindDouble(7, row.created_unix_s, "created_unix_s");
+    RETURN_IF_ERROR(insert.Run(operation));
+    insert.Reset();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStore::CreateDataset(const DatasetRecord& dataset,
+                                        const std::vector<MeasurementRow>& rows) {
   if (dataset.name.empty()) return absl::InvalidArgumentError("dataset name is empty");
   if (dataset.space.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("dataset \"", dataset.name, "\": space is empty"));
   }
+  RETURN_IF_ERROR(ValidateMeasurementRows(rows));
   const std::string operation = absl::StrCat("creating dataset ", dataset.name);
   absl::MutexLock lock(&mutex_);
   ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_, /*write=*/true, operation));
@@ -1067,6 +1140,7 @@ absl::Status SqliteStore::CreateDataset(const DatasetRecord& dataset) {
     insert.BindDouble(4, dataset.created_unix_s, "created_unix_s");
     RETURN_IF_ERROR(insert.Run(operation));
   }
+  RETURN_IF_ERROR(InsertMeasurements(dataset.name, rows, operation));
   return transaction.Commit(operation);
 }
 
@@ -1112,30 +1186,7 @@ absl::StatusOr<std::vector<DatasetRecord>> SqliteStore::ListDatasets() {
 
 absl::Status SqliteStore::AddMeasurements(const std::string& dataset,
                                           const std::vector<MeasurementRow>& rows) {
-  // Checked here rather than left to the table's constraints, so the error names the row.
-  absl::flat_hash_set<std::pair<absl::string_view, absl::string_view>> seen;
-  for (size_t i = 0; i < rows.size(); ++i) {
-    const MeasurementRow& row = rows[i];
-    const std::string what = absl::StrCat("measurement ", i);
-    if (!(row.accuracy >= 0.0 && row.accuracy <= 1.0)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, ": accuracy ", row.accuracy, " is not in [0, 1]"));
-    }
-    if (!(row.seconds >= 0.0)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, ": seconds ", row.seconds, " is not >= 0"));
-    }
-    if (row.config_json.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(what, ": config_json is empty"));
-    }
-    if (row.method.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(what, ": method is empty"));
-    }
-    if (!seen.emplace(row.method, row.config_json).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, ": repeats an earlier row's config for method ", row.method));
-    }
-  }
+  RETURN_IF_ERROR(ValidateMeasurementRows(rows));
   const std::string operation = absl::StrCat("adding measurements to dataset ", dataset);
   absl::MutexLock lock(&mutex_);
   ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_, /*write=*/true, operation));
@@ -1145,41 +1196,7 @@ absl::Status SqliteStore::AddMeasurements(const std::string& dataset,
     ASSIGN_OR_RETURN(bool exists, select.Step(operation));
     if (!exists) return absl::NotFoundError(absl::StrCat("unknown dataset \"", dataset, "\""));
   }
-  {
-    ASSIGN_OR_RETURN(Statement select,
-                     Prepare("SELECT 1 FROM measurements "
-                             "WHERE dataset = ?1 AND method = ?2 AND config_json = ?3"));
-    for (size_t i = 0; i < rows.size(); ++i) {
-      select.BindText(1, dataset);
-      select.BindText(2, rows[i].method);
-      select.BindText(3, rows[i].config_json);
-      ASSIGN_OR_RETURN(bool stored, select.Step(operation));
-      if (stored) {
-        return absl::InvalidArgumentError(absl::StrCat("measurement ", i, ": dataset ", dataset,
-                                                       " already holds its config for method ",
-                                                       rows[i].method));
-      }
-      select.Reset();
-    }
-  }
-  {
-    ASSIGN_OR_RETURN(
-        Statement insert,
-        Prepare("INSERT INTO measurements (dataset, config_json, accuracy, method, seconds, "
-                "seed, created_unix_s) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
-    for (const MeasurementRow& row : rows) {
-      insert.BindText(1, dataset);
-      insert.BindText(2, row.config_json);
-      insert.BindDouble(3, row.accuracy, "accuracy");
-      insert.BindText(4, row.method);
-      insert.BindDouble(5, row.seconds, "seconds");
-      // The seed's bits, read back by the same cast.
-      insert.BindInt64(6, static_cast<int64_t>(row.seed));
-      insert.BindDouble(7, row.created_unix_s, "created_unix_s");
-      RETURN_IF_ERROR(insert.Run(operation));
-      insert.Reset();
-    }
-  }
+  RETURN_IF_ERROR(InsertMeasurements(dataset, rows, operation));
   return transaction.Commit(operation);
 }
 

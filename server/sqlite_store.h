@@ -89,7 +89,8 @@ class SqliteStore : public Store {
   absl::StatusOr<TableVersionRecord> GetTableVersion(const std::string& device,
                                                      int64_t version) override;
 
-  absl::Status CreateDataset(const DatasetRecord& dataset) override;
+  absl::Status CreateDataset(const DatasetRecord& dataset,
+                             const std::vector<MeasurementRow>& rows) override;
   absl::StatusOr<DatasetRecord> GetDataset(const std::string& name) override;
   absl::StatusOr<std::vector<DatasetRecord>> ListDatasets() override;
   absl::Status AddMeasurements(const std::string& dataset,
@@ -119,6 +120,12 @@ class SqliteStore : public Store {
 
   // The job's state; NOT_FOUND for an unknown job.
   absl::StatusOr<JobState> LoadJobState(const std::string& job_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Inserts `rows` (validated) into `dataset` inside the caller's transaction; INVALID_ARGUMENT
+  // naming the row for a (method, config) pair the dataset holds.
+  absl::Status InsertMeasurements(const std::string& dataset,
+                                  const std::vector<MeasurementRow>& rows,
+                                  const std::string& operation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // NOT_FOUND unless the device has a stored table.
   absl::Status CheckDeviceKnown(const std::string& device) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);

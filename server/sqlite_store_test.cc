@@ -827,11 +827,11 @@ TEST(SqliteStoreTest, MeasurementsRoundTripAndSurviveARestart) {
   {
     std::unique_ptr<SqliteStore> store = OpenOrDie(path);
     ASSERT_NE(store, nullptr);
-    ASSERT_TRUE(store->CreateDataset({"fm", "fmnist_mbv2", "supernet v1", 1.7e9, 0}).ok());
     ASSERT_TRUE(store
-                    ->AddMeasurements("fm", {Measurement("[1]", 0.875, "fp32"),
-                                             Measurement("[1]", 0.5, "quant-from-supernet"),
-                                             Measurement("[2]", 1.0, "fp32")})
+                    ->CreateDataset({"fm", "fmnist_mbv2", "supernet v1", 1.7e9, 0},
+                                    {Measurement("[1]", 0.875, "fp32"),
+                                     Measurement("[1]", 0.5, "quant-from-supernet"),
+                                     Measurement("[2]", 1.0, "fp32")})
                     .ok());
     ASSERT_TRUE(store->AddMeasurements("fm", {Measurement("[3]", 0.0, "fp32")}).ok());
   }
@@ -861,10 +861,17 @@ TEST(SqliteStoreTest, MeasurementsRoundTripAndSurviveARestart) {
 TEST(SqliteStoreTest, BadMeasurementsNameTheRowAndStoreNothing) {
   std::unique_ptr<SqliteStore> store = OpenOrDie(FreshPath());
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->CreateDataset({"fm", "fmnist_mbv2", "", 0, 0}).ok());
-  EXPECT_EQ(store->CreateDataset({"fm", "other", "", 0, 0}).code(),
+  // A bad row creates nothing, not even the dataset.
+  EXPECT_EQ(store
+                ->CreateDataset({"fm", "fmnist_mbv2", "", 0, 0},
+                                {Measurement("[1]", 0.5, "fp32"), Measurement("[2]", 2, "fp32")})
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->GetDataset("fm").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(store->CreateDataset({"fm", "fmnist_mbv2", "", 0, 0}, {}).ok());
+  EXPECT_EQ(store->CreateDataset({"fm", "other", "", 0, 0}, {}).code(),
             absl::StatusCode::kAlreadyExists);
-  EXPECT_EQ(store->CreateDataset({"", "other", "", 0, 0}).code(),
+  EXPECT_EQ(store->CreateDataset({"", "other", "", 0, 0}, {}).code(),
             absl::StatusCode::kInvalidArgument);
   ASSERT_TRUE(store->AddMeasurements("fm", {Measurement("[1]", 0.5, "fp32")}).ok());
 

@@ -169,9 +169,10 @@ class Store {
   virtual absl::StatusOr<TableVersionRecord> GetTableVersion(const std::string& device,
                                                              int64_t version) = 0;
 
-  // Creates an empty dataset. INVALID_ARGUMENT for an empty name or space; ALREADY_EXISTS
-  // when the name is taken.
-  virtual absl::Status CreateDataset(const DatasetRecord& dataset) = 0;
+  // Creates a dataset holding `rows`, in one transaction. INVALID_ARGUMENT for an empty name
+  // or space and for bad rows (as AddMeasurements); ALREADY_EXISTS when the name is taken.
+  virtual absl::Status CreateDataset(const DatasetRecord& dataset,
+                                     const std::vector<MeasurementRow>& rows) = 0;
   virtual absl::StatusOr<DatasetRecord> GetDataset(const std::string& name) = 0;
   // By name.
   virtual absl::StatusOr<std::vector<DatasetRecord>> ListDatasets() = 0;

@@ -1,0 +1,174 @@
+#include "server/supernet_host.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "oface/mbconv_spec.h"
+#include "oface/subnet_export.h"
+#include "oface/subnet_measurement.h"
+#include "server/sha256.h"
+
+namespace apq::server {
+namespace {
+
+constexpr char kFp32Weights[] = "supernet_fp32.pt";
+constexpr char kQuantWeights[] = "supernet_quant.pt";
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  std::stringstream content;
+  content << in.rdbuf();
+  if (!in) return absl::DataLossError(absl::StrCat("cannot read ", path));
+  return content.str();
+}
+
+// Loads `path` into a new supernet of `spec`; any failure is the server's precondition.
+absl::StatusOr<std::unique_ptr<oface::Supernet>> LoadSupernet(const oface::MbConvSpec& spec,
+                                                               const std::string& path) {
+  ASSIGN_OR_RETURN(std::unique_ptr<oface::Supernet> supernet, oface::Supernet::Create(spec, 1));
+  const absl::Status loaded = supernet->LoadWeights(path);
+  if (!loaded.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("supernet weights ", path, " do not load: ", loaded.message()));
+  }
+  return supernet;
+}
+
+// The first `count` images of `images` (all when count is 0 or too large).
+oface::LabeledImages FirstImages(const oface::LabeledImages& images, int count) {
+  if (count <= 0 || count >= images.count) return images;
+  std::vector<int> indices(count);
+  for (int i = 0; i < count; ++i) indices[i] = i;
+  return oface::SelectImages(images, indices);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SupernetHost>> SupernetHost::Create(const Options& options) {
+  std::unique_ptr<SupernetHost> host(new SupernetHost(options));
+  for (const oface::MbConvSpec& spec : {oface::FashionMnistSpec()}) {
+    const std::string folder = absl::StrCat(options.data_dir, "/", spec.name, "/");
+    const std::string fp32_path = folder + kFp32Weights;
+    const std::string quant_path = folder + kQuantWeights;
+    const bool has_fp32 = std::filesystem::exists(fp32_path);
+    const bool has_quant = std::filesystem::exists(quant_path);
+    if (!has_fp32 && !has_quant) continue;
+    if (has_fp32 != has_quant) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("supernet ", spec.name, ": ", has_fp32 ? quant_path : fp32_path,
+                       " is missing (both weight files are needed)"));
+    }
+    auto entry = std::make_unique<Entry>();
+    ASSIGN_OR_RETURN(entry->fp32, LoadSupernet(spec, fp32_path));
+    ASSIGN_OR_RETURN(entry->quant, LoadSupernet(spec, quant_path));
+    ASSIGN_OR_RETURN(std::string fp32_bytes, ReadFile(fp32_path));
+    ASSIGN_OR_RETURN(std::string quant_bytes, ReadFile(quant_path));
+    entry->version =
+        absl::StrCat(spec.name, "@", Sha256Hex(fp32_bytes + quant_bytes).substr(0, 12));
+    host->entries_.emplace(spec.name, std::move(entry));
+  }
+  return host;
+}
+
+bool SupernetHost::Has(absl::string_view space) const {
+  return entries_.find(space) != entries_.end();
+}
+
+std::string SupernetHost::Version(absl::string_view space) const {
+  auto found = entries_.find(space);
+  return found == entries_.end() ? std::string() : found->second->version;
+}
+
+absl::StatusOr<SupernetHost::Entry*> SupernetHost::FindEntry(absl::string_view space) const {
+  auto found = entries_.find(space);
+  if (found == entries_.end()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("space ", space, " has no trained supernet to measure or export with"));
+  }
+  return found->second.get();
+}
+
+absl::StatusOr<std::shared_ptr<const oface::EvaluationImages>> SupernetHost::Images() {
+  absl::MutexLock lock(&images_mutex_);
+  if (images_ == nullptr) {
+    absl::StatusOr<oface::EvaluationImages> images =
+        oface::LoadEvaluationImages(options_.dataset_dir, options_.calibration_images,
+                                    /*test_images=*/0, options_.calibration_seed);
+    if (!images.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the supernet's dataset is unavailable: ", images.status().message()));
+    }
+    images_ = std::make_shared<const oface::EvaluationImages>(*std::move(images));
+  }
+  return images_;
+}
+
+absl::StatusOr<std::vector<SupernetHost::Measurement>> SupernetHost::Measure(
+    absl::string_view space, const std::vector<oface::Genotype>& genotypes, bool quantized,
+    int test_images, const std::function<bool()>& cancelled) {
+  if (test_images < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("measure_test_images: must be >= 0, got ", test_images));
+  }
+  ASSIGN_OR_RETURN(Entry * entry, FindEntry(space));
+  ASSIGN_OR_RETURN(std::shared_ptr<const oface::EvaluationImages> images, Images());
+  const oface::LabeledImages test = FirstImages(images->test, test_images);
+  oface::EvalOptions eval;
+  eval.eval_batch_size = options_.eval_batch_size;
+  eval.cancelled = cancelled;
+  std::vector<Measurement> measurements;
+  absl::MutexLock lock(&entry->mutex);
+  oface::Supernet& supernet = quantized ? *entry->quant : *entry->fp32;
+  supernet.SetQuantized(quantized);
+  for (const oface::Genotype& genotype : genotypes) {
+    RETURN_IF_ERROR(supernet.SetActiveSubnet(genotype));
+    ASSIGN_OR_RETURN(oface::EvalResult result,
+                     supernet.Evaluate(images->calibration, test, eval));
+    measurements.push_back(
+        {result.accuracy, quantized ? oface::kMeasuredQuantFromSupernet : oface::kMeasuredFp32,
+         result.seconds});
+  }
+  return measurements;
+}
+
+absl::StatusOr<SupernetHost::Export> SupernetHost::ExportSubnet(
+    absl::string_view space, const oface::Genotype& genotype,
+    const std::function<bool()>& cancelled) {
+  ASSIGN_OR_RETURN(Entry * entry, FindEntry(space));
+  ASSIGN_OR_RETURN(std::shared_ptr<const oface::EvaluationImages> images, Images());
+  oface::EvalOptions eval;
+  eval.eval_batch_size = options_.eval_batch_size;
+  eval.cancelled = cancelled;
+  Export result;
+  result.supernet_version = entry->version;
+  {
+    absl::MutexLock lock(&entry->mutex);
+    ASSIGN_OR_RETURN(oface::ExtractedSubnet subnet,
+                     oface::ExtractSubnet(*entry->quant, genotype, /*quantized=*/true,
+                                          images->calibration, eval));
+    // Through a private temporary file: torch::jit::Module::save writes files.
+    const std::string path =
+        (std::filesystem::temp_directory_path() /
+         absl::StrCat("apqd-export-", ::getpid(), "-", reinterpret_cast<uintptr_t>(&result), ".pt"))
+            .string();
+    const absl::Status saved = subnet.Save(path);
+    absl::StatusOr<std::string> bytes =
+        saved.ok() ? ReadFile(path) : absl::StatusOr<std::string>(saved);
+    std::remove(path.c_str());
+    if (!bytes.ok()) return bytes.status();
+    result.torchscript = *std::move(bytes);
+    if (cancelled && cancelled()) return absl::CancelledError("export cancelled");
+    ASSIGN_OR_RETURN(result.accuracy, subnet.Accuracy(images->test, options_.eval_batch_size));
+  }
+  return result;
+}
+
+}  // namespace apq::server

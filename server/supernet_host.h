@@ -1,0 +1,98 @@
+// The trained supernets the server measures accuracies and exports subnets with: for a space
+// of the supernet family (today fmnist_mbv2), its full-precision weights (fp32 measurements)
+// and its quantization-aware weights (measurements at a bit policy, deployable subnets), with
+// the dataset's calibration and test images, loaded on first use.
+//
+// Measurements use the measurement jobs' settings (server/measure_subnets_main.cc defaults):
+// BN recalibrated on the seed-1 subset of 2,000 training images, evaluation batches of 250,
+// so Evaluate reproduces the stored records.
+//
+// Thread safety: all methods may be called concurrently; work on one supernet runs one call
+// at a time (a Supernet holds its active subnet and BN statistics).
+#ifndef APQ_SERVER_SUPERNET_HOST_H_
+#define APQ_SERVER_SUPERNET_HOST_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "oface/fashion_mnist.h"
+#include "oface/search_space.h"
+#include "oface/subnet_measurement.h"
+#include "oface/supernet.h"
+
+namespace apq::server {
+
+class SupernetHost {
+ public:
+  struct Options {
+    std::string data_dir = "data";  // Holds <space>/supernet_fp32.pt and supernet_quant.pt.
+    std::string dataset_dir = oface::kDefaultFashionMnistDir;
+    int calibration_images = 2000;
+    uint64_t calibration_seed = 1;
+    int eval_batch_size = 250;
+  };
+
+  // Loads the weights of every supernet whose files exist under data_dir; a space without
+  // them simply has no supernet. FAILED_PRECONDITION naming the file when weights exist but
+  // do not load (another spec, corrupt).
+  static absl::StatusOr<std::unique_ptr<SupernetHost>> Create(const Options& options);
+
+  bool Has(absl::string_view space) const;
+  // "<space>@<first 12 hex digits of the sha256 of both weight files>"; empty without one.
+  std::string Version(absl::string_view space) const;
+
+  struct Measurement {
+    double accuracy = 0.0;
+    std::string method;  // oface::kMeasuredFp32 or oface::kMeasuredQuantFromSupernet.
+    double seconds = 0.0;
+  };
+  // Measures each genotype (of the space's SearchSpace) on the first `test_images` test
+  // images (0: all). FAILED_PRECONDITION when the space has no supernet or the dataset
+  // cannot be read (naming the file); INVALID_ARGUMENT for test_images < 0; CANCELLED when
+  // `cancelled` (polled per batch; may be empty) returns true.
+  absl::StatusOr<std::vector<Measurement>> Measure(absl::string_view space,
+                                                   const std::vector<oface::Genotype>& genotypes,
+                                                   bool quantized, int test_images,
+                                                   const std::function<bool()>& cancelled);
+
+  struct Export {
+    std::string torchscript;  // The file's bytes (oface/subnet_export.h).
+    double accuracy = 0.0;    // Of the exported module on the whole test split.
+    std::string supernet_version;
+  };
+  // Extracts `genotype` from the quantization-aware supernet at its bit policy, BN
+  // recalibrated, and exports it; errors as Measure.
+  absl::StatusOr<Export> ExportSubnet(absl::string_view space, const oface::Genotype& genotype,
+                                      const std::function<bool()>& cancelled);
+
+ private:
+  struct Entry {
+    std::unique_ptr<oface::Supernet> fp32;
+    std::unique_ptr<oface::Supernet> quant;
+    std::string version;
+    absl::Mutex mutex;  // Serializes the use of fp32 and quant.
+  };
+
+  explicit SupernetHost(Options options) : options_(std::move(options)) {}
+  // The space's entry or FAILED_PRECONDITION.
+  absl::StatusOr<Entry*> FindEntry(absl::string_view space) const;
+  // The calibration and test images, read on first use.
+  absl::StatusOr<std::shared_ptr<const oface::EvaluationImages>> Images();
+
+  const Options options_;
+  std::map<std::string, std::unique_ptr<Entry>, std::less<>> entries_;
+  absl::Mutex images_mutex_;
+  std::shared_ptr<const oface::EvaluationImages> images_ ABSL_GUARDED_BY(images_mutex_);
+};
+
+}  // namespace apq::server
+
+#endif  // APQ_SERVER_SUPERNET_HOST_H_
