@@ -1,20 +1,13 @@
 #include "hwmodels/apq_bitfusion_table.h"
 
 #include <array>
-#include <cmath>
 #include <cstdint>
-#include <filesystem>
-#include <fstream>
-#include <optional>
-#include <sstream>
 #include <string>
 #include <string_view>
-#include <system_error>
 #include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -22,6 +15,7 @@
 #include "absl/strings/string_view.h"
 #include "common/status_macros.h"
 #include "hwmodels/bitfusion_key.h"
+#include "hwmodels/json_table.h"
 #include "nlohmann/json.hpp"
 
 namespace apq::hwmodels {
@@ -55,80 +49,8 @@ absl::StatusOr<BitFusionConv> ParseConvKey(std::string_view key) {
   return conv;
 }
 
-absl::StatusOr<CostEntry> ParseEntry(const std::string& key, const nlohmann::json& value) {
-  const std::string at = absl::StrCat("key \"", key, "\": ");
-  if (!value.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        at, "expected an object {\"latency\": ms, \"energy\": mJ}, got ", value.type_name()));
-  }
-  for (const auto& item : value.items()) {
-    if (item.key() != "latency" && item.key() != "energy") {
-      return absl::InvalidArgumentError(
-          absl::StrCat(at, "unknown field \"", item.key(), "\" (expected latency, energy)"));
-    }
-  }
-  std::array<double, 2> numbers{};
-  const std::array<const char*, 2> fields = {"latency", "energy"};
-  for (size_t i = 0; i < fields.size(); ++i) {
-    const auto it = value.find(fields[i]);
-    if (it == value.end())
-      return absl::InvalidArgumentError(absl::StrCat(at, fields[i], ": missing"));
-    if (!it->is_number()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(at, fields[i], ": expected a number, got ", it->type_name()));
-    }
-    numbers[i] = it->get<double>();
-    if (!std::isfinite(numbers[i])) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(at, fields[i], ": ", it->dump(), " is not finite"));
-    }
-    if (numbers[i] < 0.0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(at, fields[i], ": ", it->dump(), " is negative"));
-    }
-  }
-  CostEntry entry;
-  entry.latency_ms = numbers[0];
-  entry.energy_mj = numbers[1];
-  return entry;
-}
-
-// Parses `content`, reporting the first repeated key of any object (nlohmann::json would keep
-// the last one silently).
-absl::StatusOr<nlohmann::json> ParseWithoutDuplicates(std::string_view content) {
-  std::vector<absl::flat_hash_set<std::string>> open_objects;
-  std::string entry_key;  // The latest key of the top-level object.
-  std::optional<std::string> duplicate;
-  const nlohmann::json::parser_callback_t callback =
-      [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-        using Event = nlohmann::json::parse_event_t;
-        if (event == Event::object_start) {
-          open_objects.emplace_back();
-        } else if (event == Event::object_end) {
-          open_objects.pop_back();
-        } else if (event == Event::key) {
-          const std::string& key = parsed.get_ref<const std::string&>();
-          if (!open_objects.back().insert(key).second && !duplicate.has_value()) {
-            duplicate =
-                depth == 1 ? absl::StrCat("duplicate key \"", key, "\"")
-                           : absl::StrCat("key \"", entry_key, "\": duplicate field \"", key, "\"");
-          }
-          if (depth == 1) entry_key = key;
-        }
-        return true;
-      };
-  nlohmann::json doc;
-  try {
-    doc = nlohmann::json::parse(content.begin(), content.end(), callback);
-  } catch (const nlohmann::json::exception& e) {
-    return absl::InvalidArgumentError(e.what());
-  }
-  if (duplicate.has_value()) return absl::InvalidArgumentError(*duplicate);
-  return doc;
-}
-
 absl::StatusOr<CostTable> Load(std::string_view content) {
-  ASSIGN_OR_RETURN(const nlohmann::json doc, ParseWithoutDuplicates(content));
+  ASSIGN_OR_RETURN(const nlohmann::json doc, table_internal::ParseJsonWithoutDuplicates(content));
   if (!doc.is_object()) {
     return absl::InvalidArgumentError(
         absl::StrCat("expected a JSON object of layer keys, got ", doc.type_name()));
@@ -152,7 +74,8 @@ absl::StatusOr<CostTable> Load(std::string_view content) {
       }
       pairs_seen[it->second] |= PairBit(BitIndex(conv.w_bits), BitIndex(conv.a_bits));
     }
-    ASSIGN_OR_RETURN(const CostEntry entry, ParseEntry(key, item.value()));
+    ASSIGN_OR_RETURN(const CostEntry entry,
+                     table_internal::ParseCostEntry(key, item.value(), /*energy_required=*/true));
     table.entries.emplace(key, entry);
   }
   for (const char* fixed : {"head", "tail"}) {
@@ -188,23 +111,13 @@ absl::StatusOr<CostTable> Load(std::string_view content) {
 absl::StatusOr<CostTable> LoadApqBitFusionTable(std::string_view content,
                                                 std::string_view source_name) {
   absl::StatusOr<CostTable> table = Load(content);
-  if (!table.ok()) {
-    return absl::Status(table.status().code(),
-                        absl::StrCat(Sv(source_name), ": ", table.status().message()));
-  }
+  if (!table.ok()) return table_internal::WithSource(table.status(), source_name);
   return table;
 }
 
 absl::StatusOr<CostTable> LoadApqBitFusionFile(const std::string& path) {
-  std::error_code error;
-  if (!std::filesystem::exists(path, error)) {
-    return absl::NotFoundError(absl::StrCat(path, ": no such file"));
-  }
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream content;
-  if (in) content << in.rdbuf();
-  if (!in || in.bad()) return absl::InvalidArgumentError(absl::StrCat(path, ": cannot read"));
-  return LoadApqBitFusionTable(content.str(), path);
+  ASSIGN_OR_RETURN(const std::string content, table_internal::ReadTableFile(path));
+  return LoadApqBitFusionTable(content, path);
 }
 
 }  // namespace apq::hwmodels

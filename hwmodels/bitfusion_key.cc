@@ -1,13 +1,9 @@
 #include "hwmodels/bitfusion_key.h"
 
-#include <array>
-#include <cstddef>
-#include <string>
 #include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/string_view.h"
 #include "common/status_macros.h"
 
 namespace apq::hwmodels {
@@ -17,69 +13,23 @@ namespace {
 constexpr int kMinBits = 1;
 constexpr int kMaxBits = 8;
 
-absl::Status KeyError(std::string_view key, std::string_view why) {
-  // Debian's Abseil has its own string_view (ABSL_OPTION_USE_STD_STRING_VIEW=0).
-  return absl::InvalidArgumentError(
-      absl::StrCat("key \"", absl::string_view(key.data(), key.size()),
-                   "\": ", absl::string_view(why.data(), why.size())));
-}
-
-bool Consume(std::string_view* text, std::string_view prefix) {
-  if (text->substr(0, prefix.size()) != prefix) return false;
-  text->remove_prefix(prefix.size());
-  return true;
-}
-
-// A decimal without sign or leading zeros (Python's str(int)), at most 9 digits.
-bool ConsumeDecimal(std::string_view* text, int* value) {
-  size_t digits = 0;
-  while (digits < text->size() && (*text)[digits] >= '0' && (*text)[digits] <= '9') ++digits;
-  if (digits == 0 || digits > 9 || (digits > 1 && (*text)[0] == '0')) return false;
-  *value = 0;
-  for (size_t i = 0; i < digits; ++i) *value = *value * 10 + ((*text)[i] - '0');
-  text->remove_prefix(digits);
-  return true;
-}
-
 }  // namespace
 
 absl::StatusOr<BitFusionConv> ParseBitFusionKeyFields(std::string_view key) {
-  BitFusionConv conv;
-  const std::array<int*, 7> fields = {&conv.in_channels, &conv.out_channels, &conv.input_size,
-                                      &conv.kernel_size, &conv.stride,       &conv.padding,
-                                      &conv.groups};
-  std::string_view rest = key;
-  bool ok = Consume(&rest, "(");
-  for (size_t i = 0; ok && i < fields.size(); ++i) {
-    ok = (i == 0 || Consume(&rest, ", ")) && ConsumeDecimal(&rest, fields[i]);
-  }
-  ok = ok && Consume(&rest, ")-W") && ConsumeDecimal(&rest, &conv.w_bits) && Consume(&rest, "A") &&
-       ConsumeDecimal(&rest, &conv.a_bits) && rest.empty();
-  if (!ok) {
-    return KeyError(key,
-                    "malformed (expected \"(Cin, Cout, H_in, K, stride, pad, groups)-W{w}A{a}\")");
-  }
-  static constexpr std::array<const char*, 7> kNames = {"Cin",    "Cout", "H_in",  "K",
-                                                        "stride", "pad",  "groups"};
-  for (size_t i = 0; i < fields.size(); ++i) {
-    if (*fields[i] == 0 && fields[i] != &conv.padding) {
-      return KeyError(key, absl::StrCat(kNames[i], " is 0"));
-    }
-  }
-  return conv;
+  return oface::ParseConvLayerKey(key);
 }
 
 absl::StatusOr<BitFusionConv> ParseBitFusionKey(std::string_view key) {
-  ASSIGN_OR_RETURN(const BitFusionConv conv, ParseBitFusionKeyFields(key));
+  ASSIGN_OR_RETURN(const BitFusionConv conv, oface::ParseConvLayerKey(key));
   if (conv.in_channels % conv.groups != 0 || conv.out_channels % conv.groups != 0) {
-    return KeyError(key, "groups does not divide Cin and Cout");
+    return oface::ConvKeyError(key, "groups does not divide Cin and Cout");
   }
   if (conv.kernel_size > conv.input_size + 2 * conv.padding) {
-    return KeyError(key, "kernel larger than the padded input");
+    return oface::ConvKeyError(key, "kernel larger than the padded input");
   }
   for (const int bits : {conv.w_bits, conv.a_bits}) {
     if (bits < kMinBits || bits > kMaxBits) {
-      return KeyError(key, absl::StrCat("bit width ", bits, " outside ", kMinBits, "..", kMaxBits));
+      return oface::ConvKeyError(key, absl::StrCat("bit width ", bits, " outside ", kMinBits, "..", kMaxBits));
     }
   }
   return conv;

@@ -10,28 +10,15 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "oface/conv_key.h"
 
 namespace apq::hwmodels {
 
-// One conv layer as a BitFusion table key names it.
-struct BitFusionConv {
-  int in_channels = 0;
-  int out_channels = 0;
-  int input_size = 0;  // Square input: H_in = W_in.
-  int kernel_size = 0;
-  int stride = 0;
-  int padding = 0;
-  int groups = 0;
-  int w_bits = 0;
-  int a_bits = 0;
+// One conv layer as a BitFusion table key names it (the key syntax is oface/conv_key.h).
+using BitFusionConv = oface::ConvLayerKey;
 
-  int OutputSize() const { return (input_size + 2 * padding - kernel_size) / stride + 1; }
-};
-
-// Reads the fields of `key`, checking the syntax above and that no field other than pad is 0;
-// nothing else (bit widths are the caller's: a table allows fewer than the hardware).
-// INVALID_ARGUMENT `key "<key>": malformed (...)` when the syntax differs ("head" and "tail"
-// included), `key "<key>": <field> is 0` (field: Cin, Cout, H_in, K, stride or groups).
+// oface::ParseConvLayerKey: the syntax and non-zero fields only (bit widths are the caller's:
+// a table allows fewer than the hardware).
 absl::StatusOr<BitFusionConv> ParseBitFusionKeyFields(std::string_view key);
 
 // ParseBitFusionKeyFields, then requires a conv BitFusion computes. INVALID_ARGUMENT naming the

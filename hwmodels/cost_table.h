@@ -20,6 +20,7 @@ struct CostEntry {
 enum class TableFormat {
   kOfaYaml,       // once-for-all's <r>_lookup_table.yaml files, one per resolution.
   kApqBitFusion,  // APQ's BitFusion_new.b1.dict JSON (hwmodels/apq_bitfusion_table.h).
+  kConvJson,      // A measured device's conv table JSON (hwmodels/conv_latency_table.h).
 };
 
 struct CostTable {

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <exception>
 #include <memory>
@@ -27,6 +28,8 @@ struct ExtractedSubnet::Impl {
   bool quantized = false;
   std::string source;
   int64_t num_stored_elements = 0;
+  int input_channels = 0;  // The spec's input shape, for MedianLatencyMs.
+  int input_size = 0;
 };
 
 namespace {
@@ -248,6 +251,27 @@ int64_t CountCorrect(torch::jit::Module& module, const LabeledImages& test, int 
 
 }  // namespace
 
+double MedianLatencyMs(int warmup, int repeats, const std::function<void()>& run,
+                       const std::function<void()>& before_each) {
+  for (int i = 0; i < warmup; ++i) {
+    if (before_each) before_each();
+    run();
+  }
+  std::vector<double> ms(repeats);
+  for (double& sample : ms) {
+    if (before_each) before_each();
+    const auto start = std::chrono::steady_clock::now();
+    run();
+    sample =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  }
+  const size_t middle = ms.size() / 2;
+  std::nth_element(ms.begin(), ms.begin() + middle, ms.end());
+  if (ms.size() % 2 == 1) return ms[middle];
+  // The lower middle is the largest of the lower half.
+  return (*std::max_element(ms.begin(), ms.begin() + middle) + ms[middle]) / 2;
+}
+
 ExtractedSubnet::ExtractedSubnet(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ExtractedSubnet::ExtractedSubnet(ExtractedSubnet&&) noexcept = default;
 ExtractedSubnet& ExtractedSubnet::operator=(ExtractedSubnet&&) noexcept = default;
@@ -281,6 +305,22 @@ absl::StatusOr<double> ExtractedSubnet::Accuracy(const LabeledImages& test, int 
   }
 }
 
+absl::StatusOr<double> ExtractedSubnet::MedianLatencyMs(int warmup, int repeats) {
+  if (warmup < 0 || repeats < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "latency: warmup must be >= 0 and repeats >= 1, got ", warmup, " and ", repeats));
+  }
+  try {
+    torch::NoGradGuard no_grad;
+    const std::vector<torch::jit::IValue> inputs = {
+        torch::full({1, impl_->input_channels, impl_->input_size, impl_->input_size}, 0.5)};
+    return oface::MedianLatencyMs(warmup, repeats, [&] { impl_->module.forward(inputs); });
+  } catch (const std::exception& e) {
+    return absl::InternalError(
+        absl::StrCat("timing the extracted subnet failed: ", ErrorMessage(e)));
+  }
+}
+
 absl::Status ExtractedSubnet::Save(const std::string& path) const {
   const std::string temporary = absl::StrCat(path, ".tmp");
   try {
@@ -305,6 +345,8 @@ absl::StatusOr<ExtractedSubnet> ExtractSubnet(Supernet& supernet, const Genotype
   auto impl = std::make_unique<ExtractedSubnet::Impl>();
   impl->genotype = genotype;
   impl->quantized = quantized;
+  impl->input_channels = supernet.spec().input_channels;
+  impl->input_size = supernet.spec().input_size;
   try {
     impl->module.register_attribute("spec", c10::StringType::get(), supernet.spec().name);
     impl->module.register_attribute("config", c10::StringType::get(),

@@ -20,6 +20,7 @@
 #define APQ_OFACE_SUBNET_EXPORT_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,6 +32,15 @@
 #include "oface/supernet.h"
 
 namespace apq::oface {
+
+// The latency protocol of the project's CPU measurements (subnets here, single layers in
+// oface/layer_profiler.h): `warmup` untimed calls of `run`, then `repeats` calls each timed
+// with std::chrono::steady_clock; returns their median in milliseconds (the mean of the middle
+// two for an even count). `before_each`, when set, runs untimed before every call of `run`
+// (e.g. to put the caches in a known state). Preconditions: warmup >= 0, repeats >= 1.
+// Exceptions of `run` and `before_each` propagate.
+double MedianLatencyMs(int warmup, int repeats, const std::function<void()>& run,
+                       const std::function<void()>& before_each = {});
 
 class ExtractedSubnet {
  public:
@@ -51,6 +61,11 @@ class ExtractedSubnet {
   absl::StatusOr<std::vector<float>> Logits(const LabeledImages& images);
   // Fraction of `test` classified correctly; INVALID_ARGUMENT for no images or batch <= 0.
   absl::StatusOr<double> Accuracy(const LabeledImages& test, int batch_size = 250);
+  // Latency of one inference at batch 1 at LibTorch's current (process-wide) thread count: the
+  // module's forward, without gradients, on a constant [1, channels, size, size] image of the
+  // spec's input shape, run back to back and timed by MedianLatencyMs(warmup, repeats).
+  // INVALID_ARGUMENT for warmup < 0 or repeats < 1; INTERNAL when the forward fails.
+  absl::StatusOr<double> MedianLatencyMs(int warmup, int repeats);
   // Saves the module as TorchScript (torch::jit::Module::save) to `path`, atomically
   // (temporary + rename); UNAVAILABLE naming the file when it cannot be written.
   absl::Status Save(const std::string& path) const;

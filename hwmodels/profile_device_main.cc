@@ -1,0 +1,129 @@
+// Measures the `local-cpu` device's per-layer latency table on this machine
+// (oface/layer_profiler.h), writes it as conv table JSON (hwmodels/conv_latency_table.h) and
+// checks it against whole extracted subnets:
+//   bazel-bin/hwmodels/profile_device --spec fmnist_mbv2 --out local-cpu.json --threads 1
+// Run it on a quiet machine: every other process's load shows in the figures.
+// The report goes to stderr; the table is written (atomically) before the validation starts.
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/tool_main.h"
+#include "hwmodels/conv_latency_table.h"
+#include "hwmodels/cost_table.h"
+#include "oface/layer_profiler.h"
+#include "oface/mbconv_spec.h"
+
+ABSL_FLAG(std::string, spec, "fmnist_mbv2", "The space's spec (only fmnist_mbv2).");
+ABSL_FLAG(std::string, out, "", "Path of the table JSON (written via a temporary + rename).");
+ABSL_FLAG(int, threads, 1, "LibTorch intra-op threads of every timed run (the device's setting).");
+ABSL_FLAG(int, warmup, 20, "Untimed runs before the timed ones, per layer shape and per subnet.");
+ABSL_FLAG(int, repeats, 101, "Timed runs per layer shape and per subnet; the median is kept.");
+ABSL_FLAG(int, cache_flush_mib, 8,
+          "MiB swept before every run of a layer so that it meets cold caches, as inside a "
+          "network (0: hot caches).");
+ABSL_FLAG(int, validate_subnets, 50,
+          "fp32 subnets extracted and timed whole to check the table (0: no validation).");
+ABSL_FLAG(uint64_t, seed, 1,
+          "Seed of the validation: config sampling, supernet weights, calibration pixels.");
+
+namespace {
+
+// `content` to `path` via `path`.tmp and a rename, so a reader never sees half a table.
+absl::Status WriteAtomically(const std::string& path, const std::string& content) {
+  const std::string temporary = absl::StrCat(path, ".tmp");
+  std::FILE* file = std::fopen(temporary.c_str(), "wb");
+  if (file == nullptr) return absl::UnavailableError(absl::StrCat("cannot write ", temporary));
+  const bool written = std::fwrite(content.data(), 1, content.size(), file) == content.size();
+  if (std::fclose(file) != 0 || !written) {
+    std::remove(temporary.c_str());
+    return absl::UnavailableError(absl::StrCat("cannot write ", temporary));
+  }
+  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
+    std::remove(temporary.c_str());
+    return absl::UnavailableError(absl::StrCat("cannot rename ", temporary, " to ", path));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Run() {
+  const std::string spec_name = absl::GetFlag(FLAGS_spec);
+  const std::string out = absl::GetFlag(FLAGS_out);
+  if (spec_name != "fmnist_mbv2") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--spec: \"", spec_name, "\" is not one of {fmnist_mbv2}"));
+  }
+  if (out.empty()) return absl::InvalidArgumentError("--out is required");
+  apq::oface::ProfileOptions options;
+  apq::oface::TimingOptions& timing = options.timing;
+  timing.threads = absl::GetFlag(FLAGS_threads);
+  timing.warmup = absl::GetFlag(FLAGS_warmup);
+  timing.repeats = absl::GetFlag(FLAGS_repeats);
+  const int flush_mib = absl::GetFlag(FLAGS_cache_flush_mib);
+  const int validate_subnets = absl::GetFlag(FLAGS_validate_subnets);
+  if (timing.threads < 1) return absl::InvalidArgumentError("--threads must be >= 1");
+  if (timing.warmup < 0) return absl::InvalidArgumentError("--warmup must be >= 0");
+  if (timing.repeats < 1) return absl::InvalidArgumentError("--repeats must be >= 1");
+  if (flush_mib < 0 || flush_mib > 1024) {
+    return absl::InvalidArgumentError("--cache_flush_mib must be in 0..1024");
+  }
+  if (validate_subnets < 0) return absl::InvalidArgumentError("--validate_subnets must be >= 0");
+  options.cache_flush_bytes = int64_t{flush_mib} << 20;
+  const apq::oface::MbConvSpec spec = apq::oface::FashionMnistSpec();
+
+  std::fprintf(stderr,
+               "profile_device: %s, %d thread(s), %d warm-up + %d timed runs, %d MiB cache "
+               "flush\n",
+               spec.name.c_str(), timing.threads, timing.warmup, timing.repeats, flush_mib);
+  absl::StatusOr<apq::oface::LayerProfile> profile = apq::oface::ProfileLayers(spec, options);
+  if (!profile.ok()) return profile.status();
+  apq::hwmodels::CostTable table;
+  table.format = apq::hwmodels::TableFormat::kConvJson;
+  for (const auto& [key, ms] : profile->latency_ms) table.entries[key].latency_ms = ms;
+  const std::string json = apq::hwmodels::ConvTableToJson(table);
+  // The writer's precondition, checked: the file must load as the server will load it.
+  if (absl::StatusOr<apq::hwmodels::CostTable> loaded = apq::hwmodels::LoadConvTable(json, out);
+      !loaded.ok()) {
+    return absl::InternalError(
+        absl::StrCat("the profile does not make a valid table: ", loaded.status().message()));
+  }
+  if (absl::Status status = WriteAtomically(out, json); !status.ok()) return status;
+  std::fprintf(stderr, "timed %d conv shapes (%zu keys) in %.1f s; wrote %s\n", profile->shapes,
+               profile->latency_ms.size(), profile->seconds, out.c_str());
+  if (validate_subnets == 0) return absl::OkStatus();
+
+  apq::oface::ValidationOptions validation;
+  validation.subnets = validate_subnets;
+  validation.seed = absl::GetFlag(FLAGS_seed);
+  validation.timing = timing;
+  absl::StatusOr<apq::oface::ValidationReport> report =
+      apq::oface::ValidateProfile(spec, profile->latency_ms, validation);
+  if (!report.ok()) return report.status();
+  double worst_measured = 0.0, worst_predicted = 0.0;
+  for (const apq::oface::SubnetLatency& subnet : report->subnets) {
+    if (subnet.config_json == report->worst_config_json) {
+      worst_measured = subnet.measured_ms;
+      worst_predicted = subnet.predicted_ms;
+    }
+  }
+  std::fprintf(stderr,
+               "validation over %zu fp32 subnets (%.1f s):\n"
+               "  MAPE %.2f%%, median APE %.2f%%, worst APE %.2f%%\n"
+               "  measured / predicted: mean ratio %.4f, mean difference %.4f ms\n"
+               "  (no entry holds the input normalisation, residual additions, pooling or the\n"
+               "   interpreter's own work; a ratio far from 1 can also mean that\n"
+               "   --cache_flush_mib does not fit this machine's caches)\n"
+               "  worst: measured %.4f ms, predicted %.4f ms: %s\n",
+               report->subnets.size(), report->seconds, report->mape_percent,
+               report->median_ape_percent, report->worst_ape_percent, report->mean_ratio,
+               report->mean_difference_ms, worst_measured, worst_predicted,
+               report->worst_config_json.c_str());
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return apq::RunTool("profile_device", argc, argv, Run); }

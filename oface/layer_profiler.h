@@ -1,0 +1,125 @@
+// The per-layer latency table of a CPU device (the `local-cpu` device: this machine), measured
+// with LibTorch, for the joint space of an MbConvSpec (oface/mbconv_quant_space.h), and its
+// validation against whole subnets. This header is free of LibTorch.
+//
+// What an entry is. Every key of the space's cost-term catalogue (SearchSpace::CostTermKey)
+// must be a conv key "(Cin, Cout, H_in, K, stride, pad, groups)-W{w}A{a}"
+// (oface/conv_key.h): the spec prices its stem and tail per conv
+// (FixedLayerCosts::kConvKeys), not by opaque "head"/"tail" entries. The layer a key names is
+// timed as the exported subnet (oface/subnet_export.h) computes it at batch 1 in evaluation
+// mode, op for op, through the same ATen calls on a [1, Cin, H_in, H_in] float input without
+// gradients:
+//   - the stem conv, the first block's depthwise conv, every expand and depthwise conv and the
+//     feature-mix conv: conv2d (no bias), batch_norm with running statistics, ReLU6
+//     (hardtanh(0, 6));
+//   - the first block's and every slot's 1x1 projection: conv2d, batch_norm (no activation);
+//   - the classifier, keyed as a 1x1 conv on a 1x1 input "(F, classes, 1, 1, 1, 0, 1)": the
+//     module's linear with bias on [1, F].
+// The role of a shape comes from the spec's geometry; a shape that two roles with different
+// ops share cannot have one honest entry and is an error.
+//
+// Bit widths: the table is for float (fp32) CPU inference, where the bit widths do not change
+// the latency. Each conv shape (the 7-tuple) is timed once and its figure is written under
+// every W/A key of that shape in the catalogue.
+//
+// What no entry holds: the input normalisation, the residual additions (a projection shape can
+// serve both a residual and a non-residual slot, so an addition cannot be charged to a key),
+// the global average pooling and the TorchScript interpreter's own per-op work. A network's
+// predicted latency (the sum of its terms' entries) therefore falls short of its measured
+// latency by a roughly constant amount; ValidateProfile reports that bias rather than hiding
+// it in the table.
+//
+// Timing: warm-up runs, then the median of timed runs (MedianLatencyMs, oface/subnet_export.h)
+// with LibTorch's intra-op thread count set explicitly. Before every run of a layer an untimed
+// sweep over ProfileOptions::cache_flush_bytes of memory evicts the layer's weights and input
+// from the caches, as the other layers of a network do between two runs of it: a layer timed
+// back to back in isolation keeps them hot and runs faster than inside a network. The right
+// sweep depends on the machine's caches; ValidateProfile shows whether it fits. On the
+// development machine (fmnist_mbv2, 1 thread, with another job running) the validation's mean
+// measured / predicted ratio was about 1.5 with hot caches, and 1.2, 1.1 and 0.86 with 4, 8 and
+// 16 MiB sweeps (a larger sweep also evicts what a network keeps in the last-level cache).
+//
+// Thread safety: the calls set LibTorch's process-wide thread count and time on the calling
+// thread; run one at a time, on an otherwise quiet machine.
+#ifndef APQ_OFACE_LAYER_PROFILER_H_
+#define APQ_OFACE_LAYER_PROFILER_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "oface/mbconv_spec.h"
+
+namespace apq::oface {
+
+struct TimingOptions {
+  int threads = 1;    // LibTorch intra-op threads (at::set_num_threads, process-wide); >= 1.
+  int warmup = 20;    // Untimed runs before the timed ones; >= 0.
+  int repeats = 101;  // Timed runs; the figure is their median; >= 1.
+};
+
+struct ProfileOptions {
+  TimingOptions timing;
+  // Memory swept before every run of a layer (see the header comment); 0: hot caches. The
+  // default fitted the development machine best.
+  int64_t cache_flush_bytes = int64_t{8} << 20;
+};
+
+struct LayerProfile {
+  // Latency in ms of every catalogue key (all W/A keys of a shape share their shape's figure).
+  absl::flat_hash_map<std::string, double> latency_ms;
+  int shapes = 0;        // Distinct conv shapes timed.
+  double seconds = 0.0;  // Wall time of the profiling.
+};
+
+// Times every key of NewMbConvQuantSpace(spec)'s catalogue as described above. Every key is
+// checked before anything is timed. INVALID_ARGUMENT for a spec that does not validate, an
+// option out of range (naming it), or a catalogue key that is not a conv key
+// (`key "head" is not a conv key: this space cannot be profiled`); FAILED_PRECONDITION naming
+// the key when two layers of different ops share its shape; INTERNAL when no layer of the spec
+// has a key's shape (the space and the profiler disagree) or LibTorch fails.
+absl::StatusOr<LayerProfile> ProfileLayers(const MbConvSpec& spec, const ProfileOptions& options);
+
+struct ValidationOptions {
+  int subnets = 50;             // fp32 subnets (SampleMeasurementConfigs); >= 1.
+  uint64_t seed = 1;            // Config sampling, supernet weights, calibration pixels.
+  int calibration_images = 64;  // Synthetic (seeded random) images for BN recalibration; >= 1.
+  TimingOptions timing;
+};
+
+// One validated subnet: its measured latency and the table's prediction.
+struct SubnetLatency {
+  std::string config_json;    // SearchSpace::ToJson of the genotype.
+  double measured_ms = 0.0;   // ExtractedSubnet::MedianLatencyMs.
+  double predicted_ms = 0.0;  // Sum of the table's entries over the genotype's cost terms.
+};
+
+// Absolute percentage errors are |measured - predicted| / measured x 100.
+struct ValidationReport {
+  std::vector<SubnetLatency> subnets;  // In sampling order.
+  double mape_percent = 0.0;           // Mean absolute percentage error.
+  double median_ape_percent = 0.0;
+  double worst_ape_percent = 0.0;
+  std::string worst_config_json;    // The subnet of the worst error.
+  double mean_ratio = 0.0;          // Mean of measured / predicted (> 1: the table is low).
+  double mean_difference_ms = 0.0;  // Mean of measured - predicted.
+  double seconds = 0.0;             // Wall time of the validation.
+};
+
+// Checks a profile against whole networks: samples options.subnets fp32 configs
+// (SampleMeasurementConfigs(space, subnets, /*quantized=*/false, seed)), extracts each from a
+// Supernet::Create(spec, seed) with untrained weights (latency does not depend on the weight
+// values) after BN recalibration on synthetic images, times the extracted module's forward at
+// batch 1 and compares it with the sum of `latency_ms` over the config's cost terms.
+// INVALID_ARGUMENT for a spec that does not validate or an option out of range (naming it);
+// FAILED_PRECONDITION naming the first cost-term key `latency_ms` lacks; the extraction's
+// errors; INTERNAL when LibTorch fails.
+absl::StatusOr<ValidationReport> ValidateProfile(
+    const MbConvSpec& spec, const absl::flat_hash_map<std::string, double>& latency_ms,
+    const ValidationOptions& options);
+
+}  // namespace apq::oface
+
+#endif  // APQ_OFACE_LAYER_PROFILER_H_

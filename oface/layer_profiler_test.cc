@@ -1,0 +1,207 @@
+#include "oface/layer_profiler.h"
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "oface/mbconv_quant_space.h"
+#include "oface/mbconv_spec.h"
+#include "oface/search_space.h"
+#include "oface/subnet_export.h"
+#include "oface/supernet_testing.h"
+
+namespace apq::oface {
+namespace {
+
+using ::testing::HasSubstr;
+
+// The tiny supernet's spec with its stem and tail priced per conv: 29 conv shapes (5 fixed,
+// 25 searched, the feature mix's (8, 16, 7, 1, 1, 0, 1) shared with an expand conv) and
+// 104 keys (the searched shapes at 4 bit pairs each).
+MbConvSpec ConvKeySpec() {
+  MbConvSpec spec = TinySpec();
+  spec.fixed_layer_costs = FixedLayerCosts::kConvKeys;
+  return spec;
+}
+
+// Few runs: these tests check the bookkeeping, never the figures beyond their sign.
+TimingOptions FastTiming() {
+  TimingOptions timing;
+  timing.threads = 1;
+  timing.warmup = 1;
+  timing.repeats = 3;
+  return timing;
+}
+
+ProfileOptions FastProfile() {
+  ProfileOptions options;
+  options.timing = FastTiming();
+  options.cache_flush_bytes = 256 << 10;
+  return options;
+}
+
+// Profiled once for all tests.
+const LayerProfile& Profile() {
+  static const LayerProfile* profile = [] {
+    absl::StatusOr<LayerProfile> profiled = ProfileLayers(ConvKeySpec(), FastProfile());
+    EXPECT_TRUE(profiled.ok()) << profiled.status();
+    return new LayerProfile(profiled.value_or(LayerProfile{}));
+  }();
+  return *profile;
+}
+
+std::string ShapeOf(const std::string& key) { return key.substr(0, key.rfind("-W")); }
+
+TEST(LayerProfilerTest, EveryCatalogueKeyHasAPositiveEntry) {
+  const std::unique_ptr<SearchSpace> space = NewMbConvQuantSpace(ConvKeySpec()).value();
+  const LayerProfile& profile = Profile();
+  EXPECT_EQ(profile.latency_ms.size(), space->num_cost_terms());
+  for (int term = 0; term < space->num_cost_terms(); ++term) {
+    const std::string key = space->CostTermKey(term);
+    const auto it = profile.latency_ms.find(key);
+    ASSERT_NE(it, profile.latency_ms.end()) << key;
+    EXPECT_GT(it->second, 0.0) << key;
+    EXPECT_TRUE(std::isfinite(it->second)) << key;
+  }
+  EXPECT_GT(profile.seconds, 0.0);
+}
+
+TEST(LayerProfilerTest, EachShapeIsTimedOnceForAllItsBits) {
+  const LayerProfile& profile = Profile();
+  absl::flat_hash_map<std::string, double> by_shape;
+  for (const auto& [key, ms] : profile.latency_ms) {
+    const auto [it, inserted] = by_shape.try_emplace(ShapeOf(key), ms);
+    if (!inserted) {
+      EXPECT_EQ(it->second, ms) << key;
+    }
+  }
+  EXPECT_EQ(profile.shapes, by_shape.size());
+  EXPECT_EQ(profile.shapes, 29);
+  EXPECT_EQ(profile.latency_ms.size(), 104);
+  // The stem conv and the classifier, and a searched expand conv with its four bit pairs.
+  EXPECT_EQ(profile.latency_ms.count("(1, 4, 28, 3, 2, 1, 1)-W8A8"), 1);
+  EXPECT_EQ(profile.latency_ms.count("(16, 10, 1, 1, 1, 0, 1)-W8A8"), 1);
+  for (const char* bits : {"W4A4", "W4A8", "W8A4", "W8A8"}) {
+    EXPECT_EQ(profile.latency_ms.count(std::string("(4, 8, 14, 1, 1, 0, 1)-") + bits), 1) << bits;
+  }
+}
+
+TEST(LayerProfilerTest, RejectsSpacesWithHeadAndTailEntries) {
+  MbConvSpec spec = TinySpec();
+  spec.fixed_layer_costs = FixedLayerCosts::kHeadTailEntries;
+  const absl::StatusOr<LayerProfile> profile = ProfileLayers(spec, FastProfile());
+  EXPECT_EQ(profile.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(profile.status().message(),
+              HasSubstr("key \"head\" is not a conv key: this space cannot be profiled"));
+}
+
+TEST(LayerProfilerTest, RejectsAShapeOfTwoRoles) {
+  // With mids from 1 x Cin, the first block's 4 -> 4 projection at 14x14 (no activation) has
+  // the shape of the first slot's 4 -> 4 expand conv (ReLU6).
+  MbConvSpec spec = ConvKeySpec();
+  spec.min_expand = 1;
+  const absl::Status status = ProfileLayers(spec, FastProfile()).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(status.ToString(), HasSubstr("key \"(4, 4, 14, 1, 1, 0, 1)-W8A8\": layers of spec "
+                                           "tiny_fmnist that compute different ops"));
+}
+
+TEST(LayerProfilerTest, HotCachesToo) {
+  ProfileOptions options = FastProfile();
+  options.cache_flush_bytes = 0;
+  const absl::StatusOr<LayerProfile> profile = ProfileLayers(ConvKeySpec(), options);
+  ASSERT_TRUE(profile.ok()) << profile.status();
+  EXPECT_EQ(profile->latency_ms.size(), Profile().latency_ms.size());
+  for (const auto& [key, ms] : profile->latency_ms) EXPECT_GT(ms, 0.0) << key;
+}
+
+TEST(LayerProfilerTest, RejectsBadOptions) {
+  const auto message = [](const ProfileOptions& options) {
+    return ProfileLayers(ConvKeySpec(), options).status().ToString();
+  };
+  ProfileOptions options = FastProfile();
+  options.timing.threads = 0;
+  EXPECT_THAT(message(options), HasSubstr("timing.threads must be >= 1, got 0"));
+  options = FastProfile();
+  options.timing.warmup = -1;
+  EXPECT_THAT(message(options), HasSubstr("timing.warmup"));
+  options = FastProfile();
+  options.timing.repeats = 0;
+  EXPECT_THAT(message(options), HasSubstr("timing.repeats"));
+  options = FastProfile();
+  options.cache_flush_bytes = -1;
+  EXPECT_THAT(message(options), HasSubstr("cache_flush_bytes"));
+  MbConvSpec bad = ConvKeySpec();
+  bad.stages.clear();
+  EXPECT_EQ(ProfileLayers(bad, FastProfile()).status().code(), absl::StatusCode::kInvalidArgument);
+
+  ValidationOptions validation;
+  validation.timing = FastTiming();
+  validation.subnets = 0;
+  absl::Status status = ValidateProfile(ConvKeySpec(), Profile().latency_ms, validation).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("subnets"));
+  validation.subnets = 3;
+  validation.calibration_images = 0;
+  EXPECT_THAT(ValidateProfile(ConvKeySpec(), Profile().latency_ms, validation).status().message(),
+              HasSubstr("calibration_images"));
+  validation.calibration_images = 8;
+  validation.timing.repeats = 0;
+  EXPECT_THAT(ValidateProfile(ConvKeySpec(), Profile().latency_ms, validation).status().message(),
+              HasSubstr("timing.repeats"));
+}
+
+TEST(LayerProfilerTest, ValidatesAgainstExtractedSubnets) {
+  ValidationOptions options;
+  options.subnets = 3;
+  options.seed = 5;
+  options.calibration_images = 16;
+  options.timing = FastTiming();
+  const absl::StatusOr<ValidationReport> report =
+      ValidateProfile(ConvKeySpec(), Profile().latency_ms, options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_EQ(report->subnets.size(), 3);
+  for (const SubnetLatency& subnet : report->subnets) {
+    EXPECT_GT(subnet.measured_ms, 0.0) << subnet.config_json;
+    EXPECT_GT(subnet.predicted_ms, 0.0) << subnet.config_json;
+    EXPECT_TRUE(std::isfinite(subnet.measured_ms)) << subnet.config_json;
+  }
+  for (const double value :
+       {report->mape_percent, report->median_ape_percent, report->worst_ape_percent,
+        report->mean_ratio, report->mean_difference_ms}) {
+    EXPECT_TRUE(std::isfinite(value));
+  }
+  EXPECT_GE(report->worst_ape_percent, report->median_ape_percent);
+  EXPECT_GE(report->worst_ape_percent, report->mape_percent);
+  EXPECT_GT(report->mean_ratio, 0.0);
+  EXPECT_FALSE(report->worst_config_json.empty());
+  EXPECT_GT(report->seconds, 0.0);
+}
+
+TEST(LayerProfilerTest, ValidationNeedsEveryTermOfTheConfigs) {
+  absl::flat_hash_map<std::string, double> partial = Profile().latency_ms;
+  // Every network has the stem conv.
+  partial.erase("(1, 4, 28, 3, 2, 1, 1)-W8A8");
+  ValidationOptions options;
+  options.subnets = 1;
+  options.timing = FastTiming();
+  const absl::Status status = ValidateProfile(ConvKeySpec(), partial, options).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(status.message(), HasSubstr("no entry for key \"(1, 4, 28, 3, 2, 1, 1)-W8A8\""));
+}
+
+TEST(LayerProfilerTest, MedianLatencyRunsWarmupThenRepeats) {
+  int calls = 0;
+  const double ms = MedianLatencyMs(2, 4, [&calls] { ++calls; });
+  EXPECT_EQ(calls, 6);
+  EXPECT_GE(ms, 0.0);
+}
+
+}  // namespace
+}  // namespace apq::oface
