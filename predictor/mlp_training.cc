@@ -5,8 +5,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <numeric>
-#include <random>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -49,36 +47,6 @@ absl::Status CheckOptions(const MlpTrainingOptions& options) {
     return absl::InvalidArgumentError("weight_decay must be a finite number >= 0");
   }
   if (options.threads <= 0) return absl::InvalidArgumentError("threads must be > 0");
-  return absl::OkStatus();
-}
-
-absl::Status CheckSamples(const std::vector<TrainingSample>& samples, int inputs) {
-  if (samples.size() < 4) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(samples.size(),
-                     " records are too few to split into training and validation "
-                     "sets (at least 4)"));
-  }
-  std::vector<char> seen(inputs, 0);
-  for (size_t i = 0; i < samples.size(); ++i) {
-    const TrainingSample& sample = samples[i];
-    if (!(sample.accuracy >= 0.0 && sample.accuracy <= 1.0)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("record ", i, ": accuracy ", sample.accuracy, " is not in [0, 1]"));
-    }
-    for (const int32_t index : sample.features) {
-      if (index < 0 || index >= inputs) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("record ", i, ": feature ", index, " is outside [0, ", inputs, ")"));
-      }
-      if (seen[index]) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("record ", i, ": feature ", index, " is listed twice"));
-      }
-      seen[index] = 1;
-    }
-    for (const int32_t index : sample.features) seen[index] = 0;
-  }
   return absl::OkStatus();
 }
 
@@ -164,26 +132,12 @@ double Rmse(Network& network, const torch::Tensor& inputs, const torch::Tensor& 
 
 }  // namespace
 
-std::vector<int> ValidationSplit(int count, double fraction, uint64_t seed) {
-  std::vector<int> order(count);
-  std::iota(order.begin(), order.end(), 0);
-  std::mt19937_64 rng(seed);
-  // Fisher-Yates with the generator's raw output: the same split on every platform.
-  for (int i = count - 1; i > 0; --i) {
-    std::swap(order[i], order[static_cast<int>(rng() % static_cast<uint64_t>(i + 1))]);
-  }
-  const int size = std::clamp(static_cast<int>(std::lround(count * fraction)), 1, count - 1);
-  std::vector<int> validation(order.begin(), order.begin() + size);
-  std::sort(validation.begin(), validation.end());
-  return validation;
-}
-
 absl::StatusOr<MlpWeights> TrainMlp(const std::vector<TrainingSample>& samples,
                                     const MlpTrainingOptions& options, MlpTrainingReport* report) {
   const auto start = std::chrono::steady_clock::now();
   RETURN_IF_ERROR(CheckOptions(options));
   const int inputs = options.arch_inputs + options.bit_inputs;
-  RETURN_IF_ERROR(CheckSamples(samples, inputs));
+  RETURN_IF_ERROR(ValidateTrainingSamples(samples, inputs));
   MlpTrainingReport local_report;
   MlpTrainingReport& out = report != nullptr ? *report : local_report;
   out = MlpTrainingReport();

@@ -24,15 +24,9 @@
 
 #include "absl/status/statusor.h"
 #include "predictor/mlp_predictor.h"
+#include "predictor/training_data.h"
 
 namespace apq::predictor {
-
-// One record: the indices of the ones of the config's 0/1 encoding (SearchSpace::
-// ActiveFeatures: architecture features first, then bit features) and its measured accuracy.
-struct TrainingSample {
-  std::vector<int32_t> features;
-  double accuracy = 0.0;
-};
 
 struct MlpTrainingOptions {
   std::string name = "mlp";  // MlpWeights::name of the result.
@@ -71,14 +65,10 @@ struct MlpTrainingReport {
   double seconds = 0.0;
 };
 
-// The indices of the validation records of a split of `count` records (a seeded shuffle, the
-// first round(count x fraction) of it, at least 1 and at most count - 1), ascending.
-std::vector<int> ValidationSplit(int count, double fraction, uint64_t seed);
-
-// Trains a predictor. INVALID_ARGUMENT naming the sample for a feature index outside the
-// inputs, a repeated index, or an accuracy that is NaN or outside [0, 1]; naming the option for
-// bad options (sizes, fraction, epochs, an init whose layers cannot be copied at all); for
-// fewer than 4 samples (too few to split). ABORTED when the loss diverges. CANCELLED by
+// Trains a predictor on the split ValidationSplit(samples, validation_fraction, seed).
+// INVALID_ARGUMENT as ValidateTrainingSamples for the inputs arch_inputs + bit_inputs, and
+// naming the option for bad options (sizes, fraction, epochs, an init whose layers cannot be
+// copied at all). ABORTED when the loss diverges. CANCELLED by
 // on_epoch.
 absl::StatusOr<MlpWeights> TrainMlp(const std::vector<TrainingSample>& samples,
                                     const MlpTrainingOptions& options, MlpTrainingReport* report);

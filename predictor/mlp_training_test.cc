@@ -1,7 +1,6 @@
 #include "predictor/mlp_training.h"
 
 #include <cmath>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -9,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "predictor/ranking_metrics.h"
+#include "predictor/training_testing.h"
 
 namespace apq::predictor {
 namespace {
@@ -45,36 +45,6 @@ TEST(ValidationSplitTest, DeterministicSizedAndSorted) {
   EXPECT_EQ(ValidationSplit(4, 0.99, 1).size(), 3u);
 }
 
-// A learnable synthetic task: 3 groups of 4 one-hot choices (12 architecture inputs) and 2
-// groups of 3 bit choices (6 bit inputs); accuracy is additive in the choices plus noise.
-std::vector<TrainingSample> Synthetic(int count, bool with_bits, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> noise(0.0, 0.002);
-  const double arch_effect[3][4] = {
-      {0.0, 0.01, 0.02, 0.03}, {0.0, 0.02, 0.01, 0.0}, {0.03, 0.0, 0.01, 0.02}};
-  const double bit_effect[3] = {-0.04, -0.01, 0.0};
-  std::vector<TrainingSample> samples;
-  for (int i = 0; i < count; ++i) {
-    TrainingSample sample;
-    double accuracy = 0.85;
-    for (int group = 0; group < 3; ++group) {
-      const int choice = static_cast<int>(rng() % 4);
-      sample.features.push_back(group * 4 + choice);
-      accuracy += arch_effect[group][choice];
-    }
-    if (with_bits) {
-      for (int group = 0; group < 2; ++group) {
-        const int choice = static_cast<int>(rng() % 3);
-        sample.features.push_back(12 + group * 3 + choice);
-        accuracy += bit_effect[choice];
-      }
-    }
-    sample.accuracy = accuracy + noise(rng);
-    samples.push_back(sample);
-  }
-  return samples;
-}
-
 MlpTrainingOptions SmallOptions(bool with_bits) {
   MlpTrainingOptions options;
   options.arch_inputs = 12;
@@ -87,7 +57,7 @@ MlpTrainingOptions SmallOptions(bool with_bits) {
 }
 
 TEST(TrainMlpTest, LearnsAnAdditiveTaskAndKeepsTheBestEpoch) {
-  const std::vector<TrainingSample> samples = Synthetic(400, /*with_bits=*/false, 1);
+  const std::vector<TrainingSample> samples = SyntheticSamples(400, /*with_bits=*/false, 1);
   MlpTrainingReport report;
   absl::StatusOr<MlpWeights> weights = TrainMlp(samples, SmallOptions(false), &report);
   ASSERT_TRUE(weights.ok()) << weights.status();
@@ -121,12 +91,13 @@ TEST(TrainMlpTest, LearnsAnAdditiveTaskAndKeepsTheBestEpoch) {
 }
 
 TEST(TrainMlpTest, TransferCopiesExactlyTheSharedLayers) {
-  const MlpWeights fp32 = TrainMlp(Synthetic(200, false, 2), SmallOptions(false), nullptr).value();
+  const MlpWeights fp32 =
+      TrainMlp(SyntheticSamples(200, false, 2), SmallOptions(false), nullptr).value();
   MlpTrainingOptions options = SmallOptions(true);
   options.init = fp32;
   options.max_epochs = 0;
   MlpTrainingReport report;
-  const MlpWeights start = TrainMlp(Synthetic(60, true, 3), options, &report).value();
+  const MlpWeights start = TrainMlp(SyntheticSamples(60, true, 3), options, &report).value();
   EXPECT_THAT(report.transferred_layers, ElementsAre("0", "2", "4"));
   ASSERT_EQ(start.layers.size(), fp32.layers.size());
   for (size_t i = 0; i < fp32.layers.size(); ++i) {
@@ -139,13 +110,13 @@ TEST(TrainMlpTest, TransferCopiesExactlyTheSharedLayers) {
 
   // Fine-tuning from the transfer beats the transferred start on quantized records.
   options.max_epochs = 200;
-  absl::StatusOr<MlpWeights> tuned = TrainMlp(Synthetic(60, true, 3), options, &report);
+  absl::StatusOr<MlpWeights> tuned = TrainMlp(SyntheticSamples(60, true, 3), options, &report);
   ASSERT_TRUE(tuned.ok()) << tuned.status();
   EXPECT_LT(report.validation_rmse, report.initial_validation_rmse);
 }
 
 TEST(TrainMlpTest, BadRecordsAndOptionsAreNamed) {
-  std::vector<TrainingSample> samples = Synthetic(10, false, 4);
+  std::vector<TrainingSample> samples = SyntheticSamples(10, false, 4);
   const auto expect_invalid = [](const absl::Status& status, const std::string& message) {
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
     EXPECT_THAT(status.message(), HasSubstr(message));
@@ -165,17 +136,17 @@ TEST(TrainMlpTest, BadRecordsAndOptionsAreNamed) {
   expect_invalid(TrainMlp({}, SmallOptions(false), nullptr).status(), "too few");
   MlpTrainingOptions options = SmallOptions(false);
   options.validation_fraction = 1.0;
-  expect_invalid(TrainMlp(Synthetic(10, false, 4), options, nullptr).status(),
+  expect_invalid(TrainMlp(SyntheticSamples(10, false, 4), options, nullptr).status(),
                  "validation_fraction");
   options = SmallOptions(false);
   options.init = MlpWeights{"other", {{"x", 3, 1, {0, 0, 0}, {0}}}, std::nullopt};
-  expect_invalid(TrainMlp(Synthetic(10, false, 4), options, nullptr).status(), "init");
+  expect_invalid(TrainMlp(SyntheticSamples(10, false, 4), options, nullptr).status(), "init");
 }
 
 TEST(TrainMlpTest, DivergenceAbortsWithAReason) {
   MlpTrainingOptions options = SmallOptions(false);
   options.learning_rate = 1e30;
-  const absl::Status status = TrainMlp(Synthetic(100, false, 5), options, nullptr).status();
+  const absl::Status status = TrainMlp(SyntheticSamples(100, false, 5), options, nullptr).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kAborted) << status;
   EXPECT_THAT(status.message(), HasSubstr("diverged"));
 }
