@@ -143,6 +143,11 @@ CREATE TABLE measurements (
   UNIQUE (dataset, method, config_json)
 );
 )sql",
+    // 4: what a stored predictor is and what it was trained on.
+    R"sql(
+ALTER TABLE predictors ADD COLUMN kind TEXT NOT NULL DEFAULT '';
+ALTER TABLE predictors ADD COLUMN dataset TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(std::size(kMigrations));
@@ -1240,6 +1245,150 @@ absl::StatusOr<std::vector<MeasurementRow>> SqliteStore::ListMeasurements(
   }
   RETURN_IF_ERROR(transaction.Commit(operation));
   return rows;
+}
+
+namespace {
+
+constexpr const char* kPredictorColumns =
+    "space, version, kind, metrics_json, dataset, created_unix_s, is_default";
+
+// Reads kPredictorColumns, then the artifact if `with_artifact`.
+PredictorRecord ReadPredictor(sqlite3_stmt* stmt, bool with_artifact) {
+  PredictorRecord predictor;
+  predictor.space = ColumnText(stmt, 0);
+  predictor.version = ColumnText(stmt, 1);
+  predictor.kind = ColumnText(stmt, 2);
+  predictor.metrics_json = ColumnText(stmt, 3);
+  predictor.dataset = ColumnText(stmt, 4);
+  predictor.created_unix_s = sqlite3_column_double(stmt, 5);
+  predictor.is_default = sqlite3_column_int(stmt, 6) != 0;
+  if (with_artifact) predictor.artifact = ColumnBlob(stmt, 7);
+  return predictor;
+}
+
+}  // namespace
+
+absl::Status SqliteStore::AddPredictor(const PredictorRecord& predictor) {
+  for (const auto& [field, value] :
+       {std::pair<const char*, const std::string*>{"space", &predictor.space},
+        {"version", &predictor.version},
+        {"kind", &predictor.kind}}) {
+    if (value->empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("predictor ", field, " is empty"));
+    }
+  }
+  const std::string operation =
+      absl::StrCat("adding predictor ", predictor.version, " of space ", predictor.space);
+  absl::MutexLock lock(&mutex_);
+  ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_, /*write=*/true, operation));
+  {
+    ASSIGN_OR_RETURN(Statement select,
+                     Prepare("SELECT 1 FROM predictors WHERE space = ?1 AND version = ?2"));
+    select.BindText(1, predictor.space);
+    select.BindText(2, predictor.version);
+    ASSIGN_OR_RETURN(bool exists, select.Step(operation));
+    if (exists) {
+      return absl::AlreadyExistsError(absl::StrCat("predictor ", predictor.version, " of space ",
+                                                   predictor.space, " is already stored"));
+    }
+  }
+  if (predictor.is_default) {
+    ASSIGN_OR_RETURN(Statement clear,
+                     Prepare("UPDATE predictors SET is_default = 0 WHERE space = ?1"));
+    clear.BindText(1, predictor.space);
+    RETURN_IF_ERROR(clear.Run(operation));
+  }
+  {
+    ASSIGN_OR_RETURN(Statement insert,
+                     Prepare(absl::StrCat("INSERT INTO predictors (", kPredictorColumns,
+                                          ", artifact) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")));
+    insert.BindText(1, predictor.space);
+    insert.BindText(2, predictor.version);
+    insert.BindText(3, predictor.kind);
+    insert.BindText(4, predictor.metrics_json);
+    insert.BindText(5, predictor.dataset);
+    insert.BindDouble(6, predictor.created_unix_s, "created_unix_s");
+    insert.BindInt64(7, predictor.is_default ? 1 : 0);
+    insert.BindBlob(8, predictor.artifact);
+    RETURN_IF_ERROR(insert.Run(operation));
+  }
+  return transaction.Commit(operation);
+}
+
+absl::StatusOr<std::vector<PredictorRecord>> SqliteStore::ListPredictors(const std::string& space) {
+  absl::MutexLock lock(&mutex_);
+  ASSIGN_OR_RETURN(Statement select,
+                   Prepare(absl::StrCat("SELECT ", kPredictorColumns,
+                                        " FROM predictors WHERE space = ?1 ORDER BY rowid")));
+  select.BindText(1, space);
+  std::vector<PredictorRecord> predictors;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, select.Step(absl::StrCat("listing the predictors of ", space)));
+    if (!row) break;
+    predictors.push_back(ReadPredictor(select.get(), /*with_artifact=*/false));
+  }
+  return predictors;
+}
+
+absl::StatusOr<PredictorRecord> SqliteStore::GetPredictor(const std::string& space,
+                                                          const std::string& version) {
+  absl::MutexLock lock(&mutex_);
+  ASSIGN_OR_RETURN(Statement select, Prepare(absl::StrCat("SELECT ", kPredictorColumns,
+                                                          ", artifact FROM predictors "
+                                                          "WHERE space = ?1 AND version = ?2")));
+  select.BindText(1, space);
+  select.BindText(2, version);
+  ASSIGN_OR_RETURN(bool row, select.Step(absl::StrCat("reading predictor ", version)));
+  if (!row) {
+    return absl::NotFoundError(
+        absl::StrCat("space ", space, " has no predictor version '", version, "'"));
+  }
+  return ReadPredictor(select.get(), /*with_artifact=*/true);
+}
+
+absl::StatusOr<PredictorRecord> SqliteStore::GetDefaultPredictor(const std::string& space) {
+  absl::MutexLock lock(&mutex_);
+  ASSIGN_OR_RETURN(Statement select, Prepare(absl::StrCat("SELECT ", kPredictorColumns,
+                                                          ", artifact FROM predictors "
+                                                          "WHERE space = ?1 AND is_default = 1")));
+  select.BindText(1, space);
+  ASSIGN_OR_RETURN(bool row, select.Step(absl::StrCat("reading the default predictor of ", space)));
+  if (!row) return absl::NotFoundError(absl::StrCat("space ", space, " has no default predictor"));
+  return ReadPredictor(select.get(), /*with_artifact=*/true);
+}
+
+absl::Status SqliteStore::SetDefaultPredictor(const std::string& space,
+                                              const std::string& version) {
+  const std::string operation =
+      absl::StrCat("making predictor ", version, " the default of space ", space);
+  absl::MutexLock lock(&mutex_);
+  ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_, /*write=*/true, operation));
+  {
+    ASSIGN_OR_RETURN(Statement select,
+                     Prepare("SELECT 1 FROM predictors WHERE space = ?1 AND version = ?2"));
+    select.BindText(1, space);
+    select.BindText(2, version);
+    ASSIGN_OR_RETURN(bool exists, select.Step(operation));
+    if (!exists) {
+      return absl::NotFoundError(
+          absl::StrCat("space ", space, " has no predictor version '", version, "'"));
+    }
+  }
+  // Cleared first: the one-default index is checked row by row.
+  {
+    ASSIGN_OR_RETURN(Statement clear,
+                     Prepare("UPDATE predictors SET is_default = 0 WHERE space = ?1"));
+    clear.BindText(1, space);
+    RETURN_IF_ERROR(clear.Run(operation));
+  }
+  {
+    ASSIGN_OR_RETURN(Statement update, Prepare("UPDATE predictors SET is_default = 1 "
+                                               "WHERE space = ?1 AND version = ?2"));
+    update.BindText(1, space);
+    update.BindText(2, version);
+    RETURN_IF_ERROR(update.Run(operation));
+  }
+  return transaction.Commit(operation);
 }
 
 }  // namespace apq::server

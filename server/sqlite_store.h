@@ -97,6 +97,12 @@ class SqliteStore : public Store {
                                const std::vector<MeasurementRow>& rows) override;
   absl::StatusOr<std::vector<MeasurementRow>> ListMeasurements(
       const std::string& dataset, const std::optional<std::string>& method) override;
+  absl::Status AddPredictor(const PredictorRecord& predictor) override;
+  absl::StatusOr<std::vector<PredictorRecord>> ListPredictors(const std::string& space) override;
+  absl::StatusOr<PredictorRecord> GetPredictor(const std::string& space,
+                                               const std::string& version) override;
+  absl::StatusOr<PredictorRecord> GetDefaultPredictor(const std::string& space) override;
+  absl::Status SetDefaultPredictor(const std::string& space, const std::string& version) override;
 
  private:
   class Statement;

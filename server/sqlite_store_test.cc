@@ -901,6 +901,57 @@ TEST(SqliteStoreTest, BadMeasurementsNameTheRowAndStoreNothing) {
   EXPECT_EQ(store->GetDataset("nope").status().code(), absl::StatusCode::kNotFound);
 }
 
+PredictorRecord Predictor(const std::string& version, bool is_default) {
+  PredictorRecord predictor;
+  predictor.space = "fmnist_mbv2";
+  predictor.version = version;
+  predictor.kind = "mlp-raw-f32";
+  predictor.artifact = std::string("\0weights\xff", 9);
+  predictor.metrics_json = R"({"rmse": 0.01})";
+  predictor.dataset = "fm";
+  predictor.created_unix_s = 1.7e9;
+  predictor.is_default = is_default;
+  return predictor;
+}
+
+TEST(SqliteStoreTest, PredictorsKeepOneDefaultPerSpace) {
+  const std::string path = FreshPath();
+  {
+    std::unique_ptr<SqliteStore> store = OpenOrDie(path);
+    ASSERT_NE(store, nullptr);
+    EXPECT_EQ(store->GetDefaultPredictor("fmnist_mbv2").status().code(),
+              absl::StatusCode::kNotFound);
+    ASSERT_TRUE(store->AddPredictor(Predictor("v1", true)).ok());
+    ASSERT_TRUE(store->AddPredictor(Predictor("v2", false)).ok());
+    EXPECT_EQ(store->AddPredictor(Predictor("v1", false)).code(), absl::StatusCode::kAlreadyExists);
+    PredictorRecord nameless = Predictor("", false);
+    EXPECT_EQ(store->AddPredictor(nameless).code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(store->GetDefaultPredictor("fmnist_mbv2")->version, "v1");
+    ASSERT_TRUE(store->SetDefaultPredictor("fmnist_mbv2", "v2").ok());
+    EXPECT_EQ(store->SetDefaultPredictor("fmnist_mbv2", "v9").code(), absl::StatusCode::kNotFound);
+    // A new default replaces the old one in the same transaction.
+    ASSERT_TRUE(store->AddPredictor(Predictor("v3", true)).ok());
+    ASSERT_TRUE(store->SetDefaultPredictor("fmnist_mbv2", "v2").ok());
+  }
+  std::unique_ptr<SqliteStore> store = OpenOrDie(path);
+  ASSERT_NE(store, nullptr);
+  const PredictorRecord current = *store->GetDefaultPredictor("fmnist_mbv2");
+  EXPECT_EQ(current.version, "v2");
+  EXPECT_EQ(current.artifact, std::string("\0weights\xff", 9));
+  EXPECT_EQ(current.kind, "mlp-raw-f32");
+  EXPECT_EQ(current.metrics_json, R"({"rmse": 0.01})");
+  EXPECT_EQ(current.dataset, "fm");
+  const std::vector<PredictorRecord> listed = *store->ListPredictors("fmnist_mbv2");
+  ASSERT_EQ(listed.size(), 3u);
+  EXPECT_EQ(listed[0].version, "v1");
+  EXPECT_FALSE(listed[0].is_default);
+  EXPECT_TRUE(listed[1].is_default);
+  EXPECT_TRUE(listed[1].artifact.empty()) << "listings leave the artifacts out";
+  EXPECT_EQ(store->GetPredictor("fmnist_mbv2", "v3")->version, "v3");
+  EXPECT_EQ(store->GetPredictor("fmnist_mbv2", "v7").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(store->ListPredictors("other")->empty());
+}
+
 TEST(SqliteStoreTest, RejectsASchemaNewerThanTheBuild) {
   const std::string path = FreshPath();
   {

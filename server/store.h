@@ -124,7 +124,7 @@ struct DatasetRecord {
 };
 
 struct MeasurementRow {
-  int64_t id = 0;  // Assigned by the store, ascending in order of insertion.
+  int64_t id = 0;           // Assigned by the store, ascending in order of insertion.
   std::string config_json;  // The space's canonical JSON of the config.
   double accuracy = 0.0;    // In [0, 1].
   // How it was measured, e.g. "fp32" or "quant-from-supernet" (oface/subnet_measurement.h).
@@ -132,6 +132,19 @@ struct MeasurementRow {
   double seconds = 0.0;  // Time spent measuring it (>= 0).
   uint64_t seed = 0;     // Seed of the job that sampled it.
   double created_unix_s = 0;
+};
+
+// A trained accuracy predictor of a space, stored with how it was made and how well it does.
+struct PredictorRecord {
+  std::string space;
+  std::string version;  // Unique per space, e.g. the predictor's content hash.
+  // What `artifact` holds, e.g. "mlp-raw-f32" (server/predictor_artifact.h) or "xgboost-json".
+  std::string kind;
+  std::string artifact;
+  std::string metrics_json = "{}";  // Held-out metrics and training report.
+  std::string dataset;              // The dataset it was trained on ("" when shipped).
+  double created_unix_s = 0;
+  bool is_default = false;  // At most one per space.
 };
 
 class Store {
@@ -182,6 +195,21 @@ class Store {
   // already holds or that `rows` repeats. Nothing is stored on error.
   virtual absl::Status AddMeasurements(const std::string& dataset,
                                        const std::vector<MeasurementRow>& rows) = 0;
+  // Stores a predictor; with is_default it becomes the space's default in the same
+  // transaction. INVALID_ARGUMENT for an empty space, version or kind; ALREADY_EXISTS for a
+  // (space, version) pair that is stored.
+  virtual absl::Status AddPredictor(const PredictorRecord& predictor) = 0;
+  // The space's predictors, oldest first, without their artifacts.
+  virtual absl::StatusOr<std::vector<PredictorRecord>> ListPredictors(const std::string& space) = 0;
+  // One predictor with its artifact; NOT_FOUND when unknown.
+  virtual absl::StatusOr<PredictorRecord> GetPredictor(const std::string& space,
+                                                       const std::string& version) = 0;
+  // The space's default predictor with its artifact; NOT_FOUND when the space has none.
+  virtual absl::StatusOr<PredictorRecord> GetDefaultPredictor(const std::string& space) = 0;
+  // Makes a stored predictor the space's default (the previous one stops being it).
+  virtual absl::Status SetDefaultPredictor(const std::string& space,
+                                           const std::string& version) = 0;
+
   // The dataset's rows in id order, all methods or one.
   virtual absl::StatusOr<std::vector<MeasurementRow>> ListMeasurements(
       const std::string& dataset, const std::optional<std::string>& method) = 0;
