@@ -467,9 +467,17 @@ absl::StatusOr<std::unique_ptr<MlpPredictor>> MlpPredictor::LoadRawFloat32(
     const std::string& weights_path, const std::string& manifest_path, const Options& options) {
   RETURN_IF_ERROR(ValidateOptions(options));
   ASSIGN_OR_RETURN(const std::string manifest_text, ReadFile(manifest_path, "manifest"));
+  ASSIGN_OR_RETURN(const std::string bytes, ReadFile(weights_path, "weights file"));
+  return FromRawFloat32(bytes, manifest_text, FileStem(weights_path), weights_path, manifest_path,
+                        options);
+}
+
+absl::StatusOr<std::unique_ptr<MlpPredictor>> MlpPredictor::FromRawFloat32(
+    const std::string& bytes, const std::string& manifest_text, const std::string& name,
+    const std::string& weights_path, const std::string& manifest_path, const Options& options) {
+  RETURN_IF_ERROR(ValidateOptions(options));
   ASSIGN_OR_RETURN(const Manifest manifest, ParseManifest(manifest_path, manifest_text));
   ASSIGN_OR_RETURN(const RawLayout layout, GroupLayers(manifest_path, manifest));
-  ASSIGN_OR_RETURN(const std::string bytes, ReadFile(weights_path, "weights file"));
 
   const auto data_loss = [&](const std::string& message) {
     return absl::DataLossError(
@@ -515,7 +523,7 @@ absl::StatusOr<std::unique_ptr<MlpPredictor>> MlpPredictor::LoadRawFloat32(
     return linear;
   };
   MlpWeights weights;
-  weights.name = FileStem(weights_path);
+  weights.name = name;
   for (const RawLayer& layer : layout.layers) weights.layers.push_back(to_linear(layer));
   if (layout.bits.has_value()) weights.bits = to_linear(*layout.bits);
   ASSIGN_OR_RETURN(std::unique_ptr<MlpPredictor> predictor, Build(std::move(weights), options));
@@ -665,14 +673,8 @@ std::unique_ptr<AccuracyPredictor> MlpPredictor::Clone() const {
   return std::unique_ptr<MlpPredictor>(new MlpPredictor(weights_, options_));
 }
 
-absl::Status MlpPredictor::WriteRawFloat32(const std::string& weights_path,
-                                           const std::string& manifest_path) const {
-  if (weights_path == manifest_path) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the weights file and the manifest are both ", weights_path));
-  }
+absl::StatusOr<std::string> MlpPredictor::ManifestJson() const {
   const MlpWeights& src = weights_->source;
-  std::string manifest_text;
   try {
     nlohmann::ordered_json tensors = nlohmann::ordered_json::array();
     int64_t offset = 0;
@@ -694,15 +696,24 @@ absl::Status MlpPredictor::WriteRawFloat32(const std::string& weights_path,
     manifest["tensors"] = std::move(tensors);
     manifest["total_floats"] = offset;
     manifest["content_fnv1a64"] = absl::StrFormat("%016x", weights_->content_hash);
-    manifest_text = manifest.dump(1) + "\n";
+    return manifest.dump(1) + "\n";
   } catch (const nlohmann::json::exception& e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot write the manifest ", manifest_path, ": ", e.what()));
+    return absl::InvalidArgumentError(absl::StrCat("cannot write the manifest: ", e.what()));
   }
+}
 
+std::string MlpPredictor::RawFloat32Bytes() const { return CanonicalBytes(weights_->source); }
+
+absl::Status MlpPredictor::WriteRawFloat32(const std::string& weights_path,
+                                           const std::string& manifest_path) const {
+  if (weights_path == manifest_path) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the weights file and the manifest are both ", weights_path));
+  }
+  ASSIGN_OR_RETURN(const std::string manifest_text, ManifestJson());
   // Both files are on disk before either replaces its old version.
   ASSIGN_OR_RETURN(const std::string weights_temp,
-                   StageFile(weights_path, CanonicalBytes(src), "weights file"));
+                   StageFile(weights_path, RawFloat32Bytes(), "weights file"));
   const absl::StatusOr<std::string> manifest_temp =
       StageFile(manifest_path, manifest_text, "manifest");
   if (!manifest_temp.ok()) {

@@ -88,6 +88,11 @@ class MlpPredictor : public AccuracyPredictor {
   static absl::StatusOr<std::unique_ptr<MlpPredictor>> LoadRawFloat32(
       const std::string& weights_path, const std::string& manifest_path, const Options& options);
 
+  // LoadRawFloat32 from the two files' contents held in memory: `name` is the weights' name
+  // (version()'s prefix), `weights_path` and `manifest_path` name the contents in errors.
+  static absl::StatusOr<std::unique_ptr<MlpPredictor>> FromRawFloat32(
+      const std::string& weights_bytes, const std::string& manifest_text, const std::string& name,
+      const std::string& weights_path, const std::string& manifest_path, const Options& options);
   // A predictor over weights held in memory. INVALID_ARGUMENT, naming the tensor, for what
   // LoadRawFloat32 rejects (bad options, shapes, chaining, names, NaN/inf) and for a weight or
   // bias array whose length disagrees with `in` and `out`.
@@ -125,6 +130,9 @@ class MlpPredictor : public AccuracyPredictor {
   absl::Status WriteRawFloat32(const std::string& weights_path,
                                const std::string& manifest_path) const;
 
+  // What WriteRawFloat32 writes, in memory: the manifest and the weights file's bytes.
+  absl::StatusOr<std::string> ManifestJson() const;
+  std::string RawFloat32Bytes() const;
   // A copy of the weights, with the names of the manifest (or the defaults of Create).
   // Create(ExportWeights(), options()) gives an equal predictor with the same version().
   MlpWeights ExportWeights() const;

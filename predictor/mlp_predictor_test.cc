@@ -509,6 +509,31 @@ TEST(MlpPredictorApqTest, HasTheApqShape) {
   EXPECT_EQ(ofa->bit_inputs(), 0);
 }
 
+TEST(MlpPredictorApqTest, InMemoryRawFloat32RoundTripPredictsIdentically) {
+  auto predictor = CreateApq();
+  ASSERT_NE(predictor, nullptr);
+  const absl::StatusOr<std::string> manifest = predictor->ManifestJson();
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  const std::string bytes = predictor->RawFloat32Bytes();
+  auto loaded =
+      MlpPredictor::FromRawFloat32(bytes, *manifest, "apq_predictor", "weights", "manifest", {});
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ((*loaded)->version(), predictor->version());
+  std::mt19937 rng(3);
+  const FeatureBatch batch = mlp_testing::RandomApqBatch(50, &rng);
+  std::vector<float> expected;
+  std::vector<float> actual;
+  ASSERT_TRUE(predictor->Predict(batch, &expected).ok());
+  ASSERT_TRUE((*loaded)->Predict(batch, &actual).ok());
+  EXPECT_EQ(actual, expected);
+  // A flipped byte breaks the content hash: the bytes and manifest do not belong together.
+  std::string corrupt = bytes;
+  corrupt[100] ^= 1;
+  const auto rejected =
+      MlpPredictor::FromRawFloat32(corrupt, *manifest, "apq_predictor", "weights", "manifest", {});
+  EXPECT_EQ(rejected.status().code(), absl::StatusCode::kDataLoss);
+}
+
 // The test encoding is APQ's: six ones per active layer (at least 2 x 5 + 1 layers), every
 // index within [0, 772), and over many samples every one of the 772 slots occurs.
 TEST(MlpPredictorApqTest, RandomApqBatchIsOneHotPerSlot) {
