@@ -1,0 +1,75 @@
+#include "server/predictor_artifact.h"
+
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace apq::server {
+namespace {
+
+// Splits "<decimal>\n<rest>" into the number and the rest.
+bool SplitHeader(const std::string& artifact, int64_t* number, std::string* rest) {
+  const size_t newline = artifact.find('\n');
+  if (newline == std::string::npos || newline == 0 || newline > 19) return false;
+  if (!absl::SimpleAtoi(absl::string_view(artifact.data(), newline), number) || *number < 0) {
+    return false;
+  }
+  *rest = artifact.substr(newline + 1);
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> MlpArtifact(const predictor::MlpPredictor& mlp) {
+  ASSIGN_OR_RETURN(std::string manifest, mlp.ManifestJson());
+  return absl::StrCat(manifest.size(), "\n", manifest, mlp.RawFloat32Bytes());
+}
+
+std::string XgbArtifact(const predictor::XgbPredictor& xgb) {
+  return absl::StrCat(xgb.input_size(), "\n", xgb.Serialize());
+}
+
+absl::StatusOr<LoadedPredictor> LoadPredictorArtifact(const std::string& kind,
+                                                      const std::string& artifact,
+                                                      const std::string& name,
+                                                      const std::string& what, int threads) {
+  int64_t number = 0;
+  std::string rest;
+  const bool framed = SplitHeader(artifact, &number, &rest);
+  LoadedPredictor loaded;
+  if (kind == kMlpRawF32Kind) {
+    if (!framed || static_cast<size_t>(number) > rest.size()) {
+      return absl::DataLossError(absl::StrCat(what, ": not an ", kind, " artifact"));
+    }
+    predictor::MlpPredictor::Options options;
+    options.num_threads = threads;
+    absl::StatusOr<std::unique_ptr<predictor::MlpPredictor>> mlp =
+        predictor::MlpPredictor::FromRawFloat32(rest.substr(number), rest.substr(0, number), name,
+                                                absl::StrCat(what, " weights"),
+                                                absl::StrCat(what, " manifest"), options);
+    if (!mlp.ok()) {
+      return absl::DataLossError(absl::StrCat(what, ": ", mlp.status().message()));
+    }
+    loaded.input_size = (*mlp)->input_size();
+    loaded.predictor = *std::move(mlp);
+    return loaded;
+  }
+  if (kind == kXgboostJsonKind) {
+    if (!framed || number <= 0 || number > (1 << 24)) {
+      return absl::DataLossError(absl::StrCat(what, ": not an ", kind, " artifact"));
+    }
+    absl::StatusOr<std::unique_ptr<predictor::XgbPredictor>> xgb =
+        predictor::XgbPredictor::Deserialize(rest, static_cast<int>(number), threads);
+    if (!xgb.ok()) return absl::DataLossError(absl::StrCat(what, ": ", xgb.status().message()));
+    loaded.input_size = static_cast<int>(number);
+    loaded.predictor = *std::move(xgb);
+    return loaded;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(what, ": unknown predictor kind '", kind,
+                                                 "' (known: ", kMlpRawF32Kind, ", ",
+                                                 kXgboostJsonKind, ")"));
+}
+
+}  // namespace apq::server

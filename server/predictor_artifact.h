@@ -1,0 +1,40 @@
+// How a trained accuracy predictor is kept in the store (PredictorRecord::kind and artifact)
+// and loaded back.
+//
+// Kinds:
+//   "mlp-raw-f32"   an MlpPredictor (predictor/mlp_predictor.h): "<manifest bytes>\n" as a
+//                   decimal line, the manifest JSON, then the raw float32 weights.
+//   "xgboost-json"  an XgbPredictor (predictor/xgb_predictor.h): the input size as a decimal
+//                   line, then XGBoost's JSON model.
+#ifndef APQ_SERVER_PREDICTOR_ARTIFACT_H_
+#define APQ_SERVER_PREDICTOR_ARTIFACT_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "predictor/accuracy_predictor.h"
+#include "predictor/mlp_predictor.h"
+#include "predictor/xgb_predictor.h"
+
+namespace apq::server {
+
+inline constexpr char kMlpRawF32Kind[] = "mlp-raw-f32";
+inline constexpr char kXgboostJsonKind[] = "xgboost-json";
+
+absl::StatusOr<std::string> MlpArtifact(const predictor::MlpPredictor& mlp);
+std::string XgbArtifact(const predictor::XgbPredictor& xgb);
+
+struct LoadedPredictor {
+  std::unique_ptr<predictor::AccuracyPredictor> predictor;
+  int input_size = 0;
+};
+// INVALID_ARGUMENT for an unknown kind; DATA_LOSS naming `what` for bytes that do not load.
+absl::StatusOr<LoadedPredictor> LoadPredictorArtifact(const std::string& kind,
+                                                      const std::string& artifact,
+                                                      const std::string& name,
+                                                      const std::string& what, int threads);
+
+}  // namespace apq::server
+
+#endif  // APQ_SERVER_PREDICTOR_ARTIFACT_H_

@@ -1,0 +1,68 @@
+#include "server/predictor_artifact.h"
+
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "gtest/gtest.h"
+#include "predictor/mlp_testing.h"
+#include "predictor/training_testing.h"
+
+namespace apq::server {
+namespace {
+
+std::vector<float> PredictOrDie(predictor::AccuracyPredictor& model,
+                                const predictor::FeatureBatch& batch) {
+  std::vector<float> out;
+  EXPECT_TRUE(model.Predict(batch, &out).ok());
+  return out;
+}
+
+TEST(PredictorArtifactTest, MlpRoundTrip) {
+  std::unique_ptr<predictor::MlpPredictor> mlp =
+      predictor::MlpPredictor::Create(predictor::mlp_testing::RandomApqWeights(5), {}).value();
+  const std::string artifact = MlpArtifact(*mlp).value();
+  absl::StatusOr<LoadedPredictor> loaded =
+      LoadPredictorArtifact(kMlpRawF32Kind, artifact, "apq_predictor", "predictor v1", 1);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->input_size, mlp->input_size());
+  std::mt19937 rng(1);
+  const predictor::FeatureBatch batch = predictor::mlp_testing::RandomApqBatch(20, &rng);
+  EXPECT_EQ(PredictOrDie(*loaded->predictor, batch), PredictOrDie(*mlp, batch));
+
+  for (const std::string& broken :
+       {std::string("garbage"), artifact.substr(0, artifact.size() - 4), std::string("99\n{}")}) {
+    const absl::Status status =
+        LoadPredictorArtifact(kMlpRawF32Kind, broken, "apq_predictor", "predictor v1", 1).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
+    EXPECT_NE(status.message().find("predictor v1"), std::string::npos) << status;
+  }
+  EXPECT_EQ(LoadPredictorArtifact("onnx", artifact, "x", "predictor v1", 1).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(PredictorArtifactTest, XgboostRoundTrip) {
+  predictor::XgbTrainingOptions options;
+  options.input_size = 18;
+  options.max_rounds = 50;
+  std::unique_ptr<predictor::XgbPredictor> xgb =
+      predictor::XgbPredictor::Train(predictor::SyntheticSamples(100, true, 1), options, nullptr)
+          .value();
+  absl::StatusOr<LoadedPredictor> loaded =
+      LoadPredictorArtifact(kXgboostJsonKind, XgbArtifact(*xgb), "xgb", "predictor v2", 1);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->input_size, 18);
+  predictor::FeatureBatch batch;
+  *batch.mutable_indices() = {0, 5, 9, 12, 16};
+  batch.EndSample();
+  EXPECT_EQ(PredictOrDie(*loaded->predictor, batch), PredictOrDie(*xgb, batch));
+  EXPECT_EQ(LoadPredictorArtifact(kXgboostJsonKind, "18\nnot json", "xgb", "predictor v2", 1)
+                .status()
+                .code(),
+            absl::StatusCode::kDataLoss);
+}
+
+}  // namespace
+}  // namespace apq::server
