@@ -9,6 +9,10 @@
 
 namespace apq::oface {
 
+bool IsBitsGene(const GeneSpec& gene) {
+  return gene.name.find("_bits_setting[") != std::string::npos;
+}
+
 absl::Status SearchSpace::Validate(const Genotype& genotype) const {
   const std::vector<GeneSpec>& specs = genes();
   if (genotype.size() != specs.size()) {

@@ -29,6 +29,9 @@ struct GeneSpec {
   std::vector<int> choices;  // Allowed values, ascending, never empty.
 };
 
+// Whether a gene is a bitwidth of a quantized space (APQ's "*_bits_setting[i]" genes).
+bool IsBitsGene(const GeneSpec& gene);
+
 // Mutation resamples each group's genes together with the group's probability.
 enum class MutationKind {
   kResolution,  // The input resolution (OFA mutates it with its own probability).

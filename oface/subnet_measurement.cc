@@ -21,10 +21,6 @@
 namespace apq::oface {
 namespace {
 
-bool IsBitsGene(const GeneSpec& gene) {
-  return gene.name.find("_bits_setting[") != std::string::npos;
-}
-
 // Splits one CSV line into fields (RFC 4180 quoting); false on an unterminated quote or a
 // quote in the middle of an unquoted field.
 bool SplitCsvLine(absl::string_view line, std::vector<std::string>* fields) {

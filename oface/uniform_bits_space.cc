@@ -1,0 +1,95 @@
+#include "oface/uniform_bits_space.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+
+namespace apq::oface {
+namespace {
+
+class UniformBitsSpace : public SearchSpace {
+ public:
+  UniformBitsSpace(const SearchSpace& base, int bits)
+      : base_(base), name_(absl::StrCat(base.name(), "@w", bits, "a", bits)), genes_(base.genes()) {
+    for (GeneSpec& gene : genes_) {
+      if (IsBitsGene(gene)) gene.choices = {bits};
+    }
+  }
+
+  const std::string& name() const override { return name_; }
+  const std::vector<GeneSpec>& genes() const override { return genes_; }
+  const std::vector<MutationGroup>& mutation_groups() const override {
+    return base_.mutation_groups();
+  }
+  bool SatisfiesRules(const Genotype& genotype) const override {
+    return base_.SatisfiesRules(genotype);
+  }
+  absl::Status CheckRules(const Genotype& genotype) const override {
+    return base_.CheckRules(genotype);
+  }
+  // The base's canonical form, with the genes it resets (inactive layers) kept inside this
+  // view's choices, so that a canonical genotype is a genotype of the view.
+  Genotype Canonical(const Genotype& genotype) const override {
+    Genotype canonical = base_.Canonical(genotype);
+    for (size_t i = 0; i < genes_.size(); ++i) {
+      const std::vector<int>& choices = genes_[i].choices;
+      if (!std::binary_search(choices.begin(), choices.end(), canonical[i])) {
+        canonical[i] = choices.front();
+      }
+    }
+    return canonical;
+  }
+  int feature_size() const override { return base_.feature_size(); }
+  void ActiveFeatures(const Genotype& genotype, std::vector<int32_t>* indices) const override {
+    base_.ActiveFeatures(genotype, indices);
+  }
+  int arch_feature_size() const override { return base_.arch_feature_size(); }
+  int num_cost_terms() const override { return base_.num_cost_terms(); }
+  std::string CostTermKey(int term) const override { return base_.CostTermKey(term); }
+  void CostTerms(const Genotype& genotype, std::vector<int32_t>* terms) const override {
+    base_.CostTerms(genotype, terms);
+  }
+  std::optional<StaticCost> StaticCosts(const Genotype& genotype) const override {
+    return base_.StaticCosts(genotype);
+  }
+  std::string ToJson(const Genotype& genotype) const override { return base_.ToJson(genotype); }
+  // The base's reading, then this view's choices: a config with other bits is outside it.
+  absl::StatusOr<Genotype> FromJson(std::string_view json) const override {
+    ASSIGN_OR_RETURN(Genotype genotype, base_.FromJson(json));
+    RETURN_IF_ERROR(Validate(genotype));
+    return genotype;
+  }
+
+ private:
+  const SearchSpace& base_;
+  const std::string name_;
+  std::vector<GeneSpec> genes_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SearchSpace>> NewUniformBitsSpace(const SearchSpace& base,
+                                                                 int bits) {
+  bool has_bits = false;
+  for (const GeneSpec& gene : base.genes()) {
+    if (!IsBitsGene(gene)) continue;
+    has_bits = true;
+    if (!std::binary_search(gene.choices.begin(), gene.choices.end(), bits)) {
+      return absl::InvalidArgumentError(absl::StrCat("uniform_bits: ", bits, " is not a choice of ",
+                                                     gene.name, " {",
+                                                     absl::StrJoin(gene.choices, ", "), "}"));
+    }
+  }
+  if (!has_bits) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("uniform_bits: space ", base.name(), " has no bitwidths to fix"));
+  }
+  return std::make_unique<UniformBitsSpace>(base, bits);
+}
+
+}  // namespace apq::oface

@@ -1,0 +1,82 @@
+#include "oface/uniform_bits_space.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "oface/mbconv_quant_space.h"
+#include "oface/mbconv_spec.h"
+#include "oface/ofa_mbv3_space.h"
+#include "oface/rng.h"
+
+namespace apq::oface {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(UniformBitsSpaceTest, FixesEveryBitwidthAndKeepsTheRest) {
+  const std::unique_ptr<SearchSpace> base = NewMbConvQuantSpace(FashionMnistSpec()).value();
+  const std::unique_ptr<SearchSpace> eight = NewUniformBitsSpace(*base, 8).value();
+  EXPECT_EQ(eight->name(), "fmnist_mbv2@w8a8");
+  ASSERT_EQ(eight->genes().size(), base->genes().size());
+  EXPECT_EQ(eight->feature_size(), base->feature_size());
+  EXPECT_EQ(eight->num_cost_terms(), base->num_cost_terms());
+  Rng rng(1);
+  for (int i = 0; i < 200; ++i) {
+    Genotype genotype = eight->Sample(rng);
+    genotype = eight->Mutate(genotype, 0.5, 0.5, rng);
+    for (size_t g = 0; g < genotype.size(); ++g) {
+      if (IsBitsGene(eight->genes()[g])) ASSERT_EQ(genotype[g], 8) << eight->genes()[g].name;
+    }
+    const Genotype canonical = eight->Canonical(genotype);
+    EXPECT_TRUE(eight->Validate(canonical).ok());
+    // The same network in both spaces: one encoding, one JSON.
+    std::vector<int32_t> view_features;
+    std::vector<int32_t> base_features;
+    eight->ActiveFeatures(genotype, &view_features);
+    base->ActiveFeatures(genotype, &base_features);
+    EXPECT_EQ(view_features, base_features);
+    EXPECT_EQ(eight->FromJson(eight->ToJson(genotype)).value(), genotype);
+  }
+  // A mixed-precision config of the base is outside the view, named by its gene.
+  Genotype mixed = base->Sample(rng);
+  for (size_t g = 0; g < mixed.size(); ++g) {
+    if (IsBitsGene(base->genes()[g])) {
+      mixed[g] = 4;
+      break;
+    }
+  }
+  const absl::Status status = eight->FromJson(base->ToJson(mixed)).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("pw_w_bits_setting[0]: 4 is not one of {8}"));
+}
+
+TEST(UniformBitsSpaceTest, KeepsTheBaseRules) {
+  // apq_mbv2 bans kernel 7 with 4-bit depthwise activations: at 4 bits no slot has kernel 7.
+  const std::unique_ptr<SearchSpace> base = NewApqMbv2Space();
+  const std::unique_ptr<SearchSpace> four = NewUniformBitsSpace(*base, 4).value();
+  Rng rng(2);
+  for (int i = 0; i < 20; ++i) {
+    const Genotype genotype = four->Sample(rng);
+    for (size_t g = 0; g < genotype.size(); ++g) {
+      if (four->genes()[g].name.rfind("ks[", 0) == 0) ASSERT_NE(genotype[g], 7);
+    }
+  }
+}
+
+TEST(UniformBitsSpaceTest, RejectsSpacesWithoutThoseBits) {
+  const std::unique_ptr<SearchSpace> base = NewMbConvQuantSpace(FashionMnistSpec()).value();
+  absl::Status status = NewUniformBitsSpace(*base, 5).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("uniform_bits: 5 is not a choice"));
+  const std::unique_ptr<SearchSpace> ofa = NewOfaMbv3Space();
+  status = NewUniformBitsSpace(*ofa, 8).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("no bitwidths"));
+}
+
+}  // namespace
+}  // namespace apq::oface
