@@ -48,7 +48,8 @@ Commands:
       --max-bitops X. Engine: --population N --generations N --parent-ratio X
       --mutation-ratio X --mutate-prob X --resolution-mutate-prob X. Objective:
       --objective accuracy|pareto, --pareto-cost latency|energy|size|bitops (the cost of the
-      job's Pareto front). --wait follows it to the end (progress bar on a terminal);
+      job's Pareto front). --uniform-bits B fixes every bitwidth at B (the uniform-precision
+      baseline of a mixed-precision space). --wait follows it to the end (progress bar on a terminal);
       --json prints one JSON object.
   watch JOB [--json]
       Follow a job until it ends.
@@ -242,6 +243,7 @@ json JobJson(const apq::v1::Job& job) {
               {"predictor_version", job.predictor_version()},
               {"seed", job.request().seed()},
               {"pareto_front_size", job.pareto_front_size()}};
+  if (job.request().uniform_bits() != 0) out["uniform_bits"] = job.request().uniform_bits();
   if (job.has_best()) {
     out["best_config"] = ParseConfig(job.best().config_json());
     // The metrics object must outlive the loop: items() only refers to it.
@@ -434,12 +436,12 @@ class Client {
   }
 
   int Search(const std::vector<std::string>& argv) {
-    Args args = ParseOrThrow(
-        argv,
-        {"space", "device", "max-latency-ms", "max-energy-mj", "max-size-mb", "max-bitops",
-         "population", "generations", "parent-ratio", "mutation-ratio", "mutate-prob",
-         "resolution-mutate-prob", "seed", "label", "table-version", "objective", "pareto-cost"},
-        {"wait", "json"}, 0);
+    Args args = ParseOrThrow(argv,
+                             {"space", "device", "max-latency-ms", "max-energy-mj", "max-size-mb",
+                              "max-bitops", "population", "generations", "parent-ratio",
+                              "mutation-ratio", "mutate-prob", "resolution-mutate-prob", "seed",
+                              "label", "table-version", "objective", "pareto-cost", "uniform-bits"},
+                             {"wait", "json"}, 0);
     apq::v1::SubmitSearchRequest request;
     request.set_space(Require(args, "space"));
     request.set_device(Require(args, "device"));
@@ -489,6 +491,9 @@ class Client {
                                       "' is not latency, energy, size or bitops")};
       }
       request.set_pareto_cost(found->second);
+    }
+    if (args.Has("uniform-bits")) {
+      request.set_uniform_bits(static_cast<int32_t>(ParseInt(args, "uniform-bits")));
     }
 
     grpc::ClientContext context;
@@ -743,7 +748,8 @@ class Client {
     } else if (format == "apq-bitfusion") {
       request.set_format(apq::v1::TABLE_FORMAT_APQ_BITFUSION);
     } else {
-      throw UsageError{absl::StrCat("--format: '", format, "' is not ofa-yaml, apq-bitfusion or conv-json")};
+      throw UsageError{
+          absl::StrCat("--format: '", format, "' is not ofa-yaml, apq-bitfusion or conv-json")};
     }
     request.set_description(args.Get("description"));
     if (args.positional().empty()) throw UsageError{"at least one table file is required"};

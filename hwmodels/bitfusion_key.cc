@@ -29,7 +29,8 @@ absl::StatusOr<BitFusionConv> ParseBitFusionKey(std::string_view key) {
   }
   for (const int bits : {conv.w_bits, conv.a_bits}) {
     if (bits < kMinBits || bits > kMaxBits) {
-      return oface::ConvKeyError(key, absl::StrCat("bit width ", bits, " outside ", kMinBits, "..", kMaxBits));
+      return oface::ConvKeyError(
+          key, absl::StrCat("bit width ", bits, " outside ", kMinBits, "..", kMaxBits));
     }
   }
   return conv;

@@ -50,8 +50,8 @@ absl::StatusOr<ConvLayerKey> ParseConvLayerKey(std::string_view key) {
   ok = ok && Consume(&rest, ")-W") && ConsumeDecimal(&rest, &conv.w_bits) && Consume(&rest, "A") &&
        ConsumeDecimal(&rest, &conv.a_bits) && rest.empty();
   if (!ok) {
-    return ConvKeyError(key,
-                    "malformed (expected \"(Cin, Cout, H_in, K, stride, pad, groups)-W{w}A{a}\")");
+    return ConvKeyError(
+        key, "malformed (expected \"(Cin, Cout, H_in, K, stride, pad, groups)-W{w}A{a}\")");
   }
   static constexpr std::array<const char*, 7> kNames = {"Cin",    "Cout", "H_in",  "K",
                                                         "stride", "pad",  "groups"};

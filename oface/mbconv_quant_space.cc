@@ -281,11 +281,11 @@ void MbConvQuantSpace::BuildCatalogue() {
         Term(ConvKey(c0, c0, stem_size, spec_.first_block_kernel, spec_.first_block_stride, c0,
                      fixed, fixed),
              &index),
-        Term(ConvKey(c0, spec_.first_block_channels, layers_.front().in_size, 1, 1, 1, fixed,
+        Term(
+            ConvKey(c0, spec_.first_block_channels, layers_.front().in_size, 1, 1, 1, fixed, fixed),
+            &index),
+        Term(ConvKey(spec_.stages.back().out_channels, mix, layers_.back().out_size, 1, 1, 1, fixed,
                      fixed),
-             &index),
-        Term(ConvKey(spec_.stages.back().out_channels, mix, layers_.back().out_size, 1, 1, 1,
-                     fixed, fixed),
              &index),
         Term(ConvKey(mix, spec_.num_classes, 1, 1, 1, 1, fixed, fixed), &index),
     };

@@ -684,10 +684,10 @@ TEST(MbConvQuantSpaceTest, FixedLayersAsConvKeys) {
   for (int i = 0; i < 5; ++i) keys.push_back(tiny->CostTermKey(terms[i]));
   // 8x8x1 -> stem conv 3x3 s2 to 4 channels at 4x4 -> first block dw 3x3 and pw 4 -> 8;
   // stage to 16 channels at 2x2 -> feature mix 16 -> 32 -> classifier 32 -> 10.
-  EXPECT_EQ(keys, (std::vector<std::string>{
-                      "(1, 4, 8, 3, 2, 1, 1)-W8A8", "(4, 4, 4, 3, 1, 1, 4)-W8A8",
-                      "(4, 8, 4, 1, 1, 0, 1)-W8A8", "(16, 32, 2, 1, 1, 0, 1)-W8A8",
-                      "(32, 10, 1, 1, 1, 0, 1)-W8A8"}));
+  EXPECT_EQ(keys,
+            (std::vector<std::string>{"(1, 4, 8, 3, 2, 1, 1)-W8A8", "(4, 4, 4, 3, 1, 1, 4)-W8A8",
+                                      "(4, 8, 4, 1, 1, 0, 1)-W8A8", "(16, 32, 2, 1, 1, 0, 1)-W8A8",
+                                      "(32, 10, 1, 1, 1, 0, 1)-W8A8"}));
   EXPECT_EQ(tiny->CostTermKey(terms[5]), "(8, 16, 4, 1, 1, 0, 1)-W4A8");
 }
 

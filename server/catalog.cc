@@ -16,10 +16,11 @@
 #include "hwmodels/conv_latency_table.h"
 #include "hwmodels/ofa_yaml_table.h"
 #include "oface/mbconv_quant_space.h"
-#include "oface/ofa_mbv3_space.h"
 #include "oface/mbconv_spec.h"
+#include "oface/ofa_mbv3_space.h"
 #include "oface/subnet_measurement.h"
 #include "predictor/mlp_predictor.h"
+#include "server/predictor_artifact.h"
 #include "server/sha256.h"
 
 namespace apq::server {
@@ -77,8 +78,7 @@ std::string ShippedDatasetName(absl::string_view space) {
   return absl::StrCat(space, "-supernet-v1");
 }
 
-absl::Status Catalog::ImportShippedMeasurements(const std::string& space,
-                                                const std::string& path) {
+absl::Status Catalog::ImportShippedMeasurements(const std::string& space, const std::string& path) {
   const std::string dataset = ShippedDatasetName(space);
   if (!std::filesystem::exists(path)) return absl::OkStatus();
   absl::StatusOr<DatasetRecord> stored = store_.GetDataset(dataset);
@@ -86,8 +86,8 @@ absl::Status Catalog::ImportShippedMeasurements(const std::string& space,
   if (!absl::IsNotFound(stored.status())) return stored.status();
   absl::StatusOr<std::vector<oface::MeasurementRecord>> records = oface::ReadMeasurementCsv(path);
   if (!records.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat("shipped measurements: ",
-                                                      records.status().message()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("shipped measurements: ", records.status().message()));
   }
   ASSIGN_OR_RETURN(const oface::SearchSpace* search_space, FindSpace(space));
   std::vector<MeasurementRow> rows;
@@ -97,11 +97,11 @@ absl::Status Catalog::ImportShippedMeasurements(const std::string& space,
     // Line 1 is the header.
     const absl::StatusOr<oface::Genotype> genotype = search_space->FromJson(record.config_json);
     if (!genotype.ok()) {
-      return absl::FailedPreconditionError(absl::StrCat(path, " line ", i + 2, ": ",
-                                                        genotype.status().message()));
+      return absl::FailedPreconditionError(
+          absl::StrCat(path, " line ", i + 2, ": ", genotype.status().message()));
     }
-    rows.push_back({0, record.config_json, record.accuracy, record.method, record.seconds,
-                    record.seed, 0.0});
+    rows.push_back(
+        {0, record.config_json, record.accuracy, record.method, record.seconds, record.seed, 0.0});
   }
   const double now = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
   for (MeasurementRow& row : rows) row.created_unix_s = now;
@@ -159,6 +159,7 @@ absl::StatusOr<hwmodels::CostTable> ParseTableFiles(int format,
 
 absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(const Options& options, Store& store) {
   std::unique_ptr<Catalog> catalog(new Catalog(store));
+  catalog->predictor_threads_ = options.predictor_threads;
 
   SpaceEntry ofa;
   ofa.space = oface::NewOfaMbv3Space();
@@ -227,8 +228,7 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(const Options& options,
                         .status());
   }
   const std::string local_cpu_table = options.data_dir + "/local_cpu/fmnist_mbv2_conv_table.json";
-  if (std::find(devices.begin(), devices.end(), kLocalCpu) == devices.end() &&
-      std::filesystem::exists(local_cpu_table)) {
+  if (std::find(devices.begin(), devices.end(), kLocalCpu) == devices.end()) {
     ASSIGN_OR_RETURN(std::string content, ReadWholeFile(local_cpu_table));
     RETURN_IF_ERROR(
         catalog
@@ -272,9 +272,38 @@ absl::StatusOr<const oface::SearchSpace*> Catalog::FindSpace(absl::string_view n
   return entry->space.get();
 }
 
-absl::StatusOr<Catalog::PredictorInstance> Catalog::NewPredictor(absl::string_view space) const {
+absl::StatusOr<Catalog::PredictorInstance> Catalog::NewPredictor(absl::string_view space) {
   const SpaceEntry* entry = FindEntry(space);
   if (entry == nullptr) return FindSpace(space).status();
+  // A default predictor in the store (trained or uploaded) wins over the shipped one.
+  const std::string space_name = static_cast<std::string>(space);
+  absl::StatusOr<PredictorRecord> stored = store_.GetDefaultPredictor(space_name);
+  if (stored.ok()) {
+    const auto key = std::make_pair(space_name, stored->version);
+    {
+      absl::MutexLock lock(&mutex_);
+      auto found = stored_predictors_.find(key);
+      if (found != stored_predictors_.end()) {
+        return PredictorInstance{found->second->Clone(), stored->version};
+      }
+    }
+    // Loaded outside the lock; a race only loads twice.
+    ASSIGN_OR_RETURN(LoadedPredictor loaded,
+                     LoadPredictorArtifact(
+                         stored->kind, stored->artifact, space_name,
+                         absl::StrCat("stored predictor ", stored->version, " of ", space_name),
+                         predictor_threads_));
+    if (loaded.input_size != entry->space->feature_size()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the default predictor ", stored->version, " of ", space_name, " takes ",
+          loaded.input_size, " inputs, the space encodes ", entry->space->feature_size()));
+    }
+    std::shared_ptr<const predictor::AccuracyPredictor> prototype = std::move(loaded.predictor);
+    absl::MutexLock lock(&mutex_);
+    stored_predictors_.emplace(key, prototype);
+    return PredictorInstance{prototype->Clone(), stored->version};
+  }
+  if (!absl::IsNotFound(stored.status())) return stored.status();
   if (entry->predictor == nullptr) {
     return absl::FailedPreconditionError(
         entry->missing_predictor.empty()
@@ -356,8 +385,8 @@ absl::StatusOr<Catalog::CostModelHandle> Catalog::CostModel(absl::string_view sp
   if (std::find(entry->table_formats.begin(), entry->table_formats.end(), format) ==
       entry->table_formats.end()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "device ", device, " table v", version, " (format ", format, ") cannot price space ",
-        space, ", which needs format ", absl::StrJoin(entry->table_formats, " or ")));
+        "device ", device, " table v", version, " (format ", format, ") cannot price space ", space,
+        ", which needs format ", absl::StrJoin(entry->table_formats, " or ")));
   }
   std::shared_ptr<const hwmodels::TermEstimator> estimator =
       Estimator(device, version, format, *table);

@@ -64,8 +64,10 @@ class Catalog {
     std::unique_ptr<predictor::AccuracyPredictor> predictor;  // Own buffers, shared weights.
     std::string version;
   };
-  // FAILED_PRECONDITION naming what is missing when the space has no predictor.
-  absl::StatusOr<PredictorInstance> NewPredictor(absl::string_view space) const;
+  // The space's default predictor in the store (loaded once per version), else the shipped
+  // one. FAILED_PRECONDITION naming what is missing when the space has neither, or when the
+  // stored default does not take the space's encoding; DATA_LOSS when it does not load.
+  absl::StatusOr<PredictorInstance> NewPredictor(absl::string_view space);
 
   struct CostModelHandle {
     std::shared_ptr<const hwmodels::LutCostModel> model;
@@ -131,6 +133,10 @@ class Catalog {
       ABSL_GUARDED_BY(mutex_);
   std::map<std::pair<std::string, int64_t>, std::shared_ptr<const hwmodels::TermEstimator>>
       estimators_ ABSL_GUARDED_BY(mutex_);
+  // Stored predictors by (space, version): prototypes for clones.
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<const predictor::AccuracyPredictor>>
+      stored_predictors_ ABSL_GUARDED_BY(mutex_);
+  int predictor_threads_ = 1;
 };
 
 }  // namespace apq::server

@@ -8,6 +8,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/status_macros.h"
+#include "oface/uniform_bits_space.h"
 #include "search/evolution.h"
 
 namespace apq::server {
@@ -19,7 +20,8 @@ constexpr size_t kMaxLabelBytes = 256;
 
 // Everything a job needs to run, resolved from its request.
 struct ResolvedJob {
-  const oface::SearchSpace* space = nullptr;
+  const oface::SearchSpace* space = nullptr;  // The catalog's, or uniform_bits_view.
+  std::shared_ptr<const oface::SearchSpace> uniform_bits_view;
   Catalog::CostModelHandle cost;
   Catalog::PredictorInstance predictor;
   search::Budgets budgets;
@@ -122,6 +124,11 @@ absl::StatusOr<ResolvedJob> Resolve(Catalog& catalog, const apq::v1::SubmitSearc
   RETURN_IF_ERROR(search::ValidateParams(job.params));
 
   ASSIGN_OR_RETURN(job.space, catalog.FindSpace(request.space()));
+  if (request.uniform_bits() != 0) {
+    ASSIGN_OR_RETURN(job.uniform_bits_view,
+                     oface::NewUniformBitsSpace(*job.space, request.uniform_bits()));
+    job.space = job.uniform_bits_view.get();
+  }
   ASSIGN_OR_RETURN(job.cost, catalog.CostModel(request.space(), request.device(), table_version));
   RETURN_IF_ERROR(search::CheckBudgetsPriceable(
       job.budgets, *job.cost.model,

@@ -78,11 +78,11 @@ absl::Status ExportCsv(apq::server::Store& store, const std::string& dataset,
   std::error_code error;
   std::filesystem::rename(temporary, path, error);
   if (error) {
-    return absl::UnavailableError(absl::StrCat("cannot rename ", temporary, " to ", path, ": ",
-                                               error.message()));
+    return absl::UnavailableError(
+        absl::StrCat("cannot rename ", temporary, " to ", path, ": ", error.message()));
   }
-  std::fprintf(stderr, "exported %zu records of dataset %s to %s\n", rows->size(),
-               dataset.c_str(), path.c_str());
+  std::fprintf(stderr, "exported %zu records of dataset %s to %s\n", rows->size(), dataset.c_str(),
+               path.c_str());
   return absl::OkStatus();
 }
 
@@ -114,8 +114,8 @@ absl::Status Run() {
   if (!store.ok()) return store.status();
   absl::StatusOr<apq::server::DatasetRecord> stored = (*store)->GetDataset(dataset);
   if (stored.ok() && stored->space != kSpace) {
-    return absl::FailedPreconditionError(absl::StrCat("--dataset ", dataset, " holds space ",
-                                                      stored->space, ", not ", kSpace));
+    return absl::FailedPreconditionError(
+        absl::StrCat("--dataset ", dataset, " holds space ", stored->space, ", not ", kSpace));
   }
   if (!stored.ok() && !absl::IsNotFound(stored.status())) return stored.status();
   if (count == 0) {

@@ -20,7 +20,7 @@ namespace apq::server {
 struct ServerOptions {
   std::string listen_address = "127.0.0.1:50051";  // Port 0 picks a free port.
   std::string database_path = "apq.db";            // SQLite file, created if absent.
-  std::string data_dir;              // Embedded defaults; empty = found next to the binary.
+  std::string data_dir;  // Embedded defaults; empty = found next to the binary.
   // Fashion-MNIST *-ubyte.gz files, for supernet measurements and exports (read on first use).
   std::string dataset_dir = "/usr/share/datasets/fashion-mnist";
   int job_workers = 1;               // Searches that run at once.

@@ -329,9 +329,9 @@ grpc::ServerUnaryReactor* SearchServiceImpl::GetDeployableConfig(
       // Before filling the response: a failure returns nothing else.
       ASSIGN_OR_RETURN(const oface::SearchSpace* space, catalog_.FindSpace(job.space));
       ASSIGN_OR_RETURN(oface::Genotype genotype, space->FromJson(job.best->config_json));
-      ASSIGN_OR_RETURN(
-          SupernetHost::Export exported,
-          supernets_.ExportSubnet(job.space, genotype, [context] { return context->IsCancelled(); }));
+      ASSIGN_OR_RETURN(SupernetHost::Export exported,
+                       supernets_.ExportSubnet(job.space, genotype,
+                                               [context] { return context->IsCancelled(); }));
       response->set_torchscript(std::move(exported.torchscript));
       response->set_torchscript_accuracy(exported.accuracy);
       response->set_supernet_version(exported.supernet_version);
@@ -384,13 +384,13 @@ grpc::ServerUnaryReactor* SearchServiceImpl::Evaluate(grpc::CallbackServerContex
     }
     const bool measure = request->measure() != apq::v1::MEASURE_MODE_UNSPECIFIED;
     if (measure && request->configs_json_size() > kMaxMeasuredConfigs) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("configs_json: at most ", kMaxMeasuredConfigs,
-                       " per call with measure, got ", request->configs_json_size()));
+      return absl::InvalidArgumentError(absl::StrCat("configs_json: at most ", kMaxMeasuredConfigs,
+                                                     " per call with measure, got ",
+                                                     request->configs_json_size()));
     }
     if (request->measure_test_images() < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("measure_test_images: must be >= 0, got ",
-                                                     request->measure_test_images()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("measure_test_images: must be >= 0, got ", request->measure_test_images()));
     }
     if (measure && !supernets_.Has(request->space())) {
       RETURN_IF_ERROR(catalog_.FindSpace(request->space()).status());

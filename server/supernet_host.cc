@@ -32,7 +32,7 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 
 // Loads `path` into a new supernet of `spec`; any failure is the server's precondition.
 absl::StatusOr<std::unique_ptr<oface::Supernet>> LoadSupernet(const oface::MbConvSpec& spec,
-                                                               const std::string& path) {
+                                                              const std::string& path) {
   ASSIGN_OR_RETURN(std::unique_ptr<oface::Supernet> supernet, oface::Supernet::Create(spec, 1));
   const absl::Status loaded = supernet->LoadWeights(path);
   if (!loaded.ok()) {
@@ -130,11 +130,10 @@ absl::StatusOr<std::vector<SupernetHost::Measurement>> SupernetHost::Measure(
   supernet.SetQuantized(quantized);
   for (const oface::Genotype& genotype : genotypes) {
     RETURN_IF_ERROR(supernet.SetActiveSubnet(genotype));
-    ASSIGN_OR_RETURN(oface::EvalResult result,
-                     supernet.Evaluate(images->calibration, test, eval));
-    measurements.push_back(
-        {result.accuracy, quantized ? oface::kMeasuredQuantFromSupernet : oface::kMeasuredFp32,
-         result.seconds});
+    ASSIGN_OR_RETURN(oface::EvalResult result, supernet.Evaluate(images->calibration, test, eval));
+    measurements.push_back({result.accuracy,
+                            quantized ? oface::kMeasuredQuantFromSupernet : oface::kMeasuredFp32,
+                            result.seconds});
   }
   return measurements;
 }

@@ -26,7 +26,7 @@ using ::testing::HasSubstr;
 // A data folder holding untrained fmnist_mbv2 supernet weights (accuracy near chance, but
 // every path of measurement and export is the real one).
 std::string MakeDataDir(const std::string& name, bool with_quant = true) {
-  const std::string dir = oface::TestTempPath(name);
+  std::string dir = oface::TestTempPath(name);
   std::filesystem::create_directories(dir + "/fmnist_mbv2");
   std::unique_ptr<oface::Supernet> supernet =
       oface::Supernet::Create(oface::FashionMnistSpec(), 7).value();
@@ -42,42 +42,44 @@ SupernetHost::Options SmallOptions(const std::string& data_dir) {
   return options;
 }
 
-class SupernetHostTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    data_dir_ = new std::string(MakeDataDir("host_data"));
-    absl::StatusOr<std::unique_ptr<SupernetHost>> host =
-        SupernetHost::Create(SmallOptions(*data_dir_));
-    ASSERT_TRUE(host.ok()) << host.status();
-    host_ = host->release();
-    space_ = oface::NewMbConvQuantSpace(oface::FashionMnistSpec()).value().release();
-  }
-
-  static std::string* data_dir_;
-  static SupernetHost* host_;
-  static oface::SearchSpace* space_;
+// One host for the tests that only read it: creating and loading supernets takes seconds.
+struct SharedHost {
+  std::string data_dir;
+  std::unique_ptr<SupernetHost> host;
+  std::unique_ptr<oface::SearchSpace> space;
 };
-std::string* SupernetHostTest::data_dir_ = nullptr;
-SupernetHost* SupernetHostTest::host_ = nullptr;
-oface::SearchSpace* SupernetHostTest::space_ = nullptr;
 
-TEST_F(SupernetHostTest, KnowsItsSupernetsAndVersions) {
-  EXPECT_TRUE(host_->Has("fmnist_mbv2"));
-  EXPECT_FALSE(host_->Has("apq_mbv2"));
-  const std::string version = host_->Version("fmnist_mbv2");
+SharedHost& Shared() {
+  static SharedHost* shared = [] {
+    auto* made = new SharedHost;
+    made->data_dir = MakeDataDir("host_data");
+    absl::StatusOr<std::unique_ptr<SupernetHost>> host =
+        SupernetHost::Create(SmallOptions(made->data_dir));
+    EXPECT_TRUE(host.ok()) << host.status();
+    made->host = std::move(host).value();
+    made->space = oface::NewMbConvQuantSpace(oface::FashionMnistSpec()).value();
+    return made;
+  }();
+  return *shared;
+}
+
+TEST(SupernetHostTest, KnowsItsSupernetsAndVersions) {
+  EXPECT_TRUE(Shared().host->Has("fmnist_mbv2"));
+  EXPECT_FALSE(Shared().host->Has("apq_mbv2"));
+  const std::string version = Shared().host->Version("fmnist_mbv2");
   EXPECT_THAT(version, HasSubstr("fmnist_mbv2@"));
   EXPECT_EQ(version.size(), std::string("fmnist_mbv2@").size() + 12);
-  EXPECT_EQ(host_->Version("apq_mbv2"), "");
+  EXPECT_EQ(Shared().host->Version("apq_mbv2"), "");
   const absl::StatusOr<std::vector<SupernetHost::Measurement>> none =
-      host_->Measure("apq_mbv2", {}, false, 0, nullptr);
+      Shared().host->Measure("apq_mbv2", {}, false, 0, nullptr);
   EXPECT_EQ(none.status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
-TEST_F(SupernetHostTest, MeasuresAsTheSupernetDoes) {
+TEST(SupernetHostTest, MeasuresAsTheSupernetDoes) {
   const std::vector<oface::Genotype> genotypes =
-      oface::SampleMeasurementConfigs(*space_, 2, /*quantized=*/true, 3);
+      oface::SampleMeasurementConfigs(*Shared().space, 2, /*quantized=*/true, 3);
   absl::StatusOr<std::vector<SupernetHost::Measurement>> first =
-      host_->Measure("fmnist_mbv2", genotypes, /*quantized=*/true, 300, nullptr);
+      Shared().host->Measure("fmnist_mbv2", genotypes, /*quantized=*/true, 300, nullptr);
   ASSERT_TRUE(first.ok()) << first.status();
   ASSERT_EQ(first->size(), 2u);
   for (const SupernetHost::Measurement& measurement : *first) {
@@ -89,7 +91,7 @@ TEST_F(SupernetHostTest, MeasuresAsTheSupernetDoes) {
   // The same numbers as a measurement job's on the same images.
   std::unique_ptr<oface::Supernet> direct =
       oface::Supernet::Create(oface::FashionMnistSpec(), 1).value();
-  ASSERT_TRUE(direct->LoadWeights(*data_dir_ + "/fmnist_mbv2/supernet_quant.pt").ok());
+  ASSERT_TRUE(direct->LoadWeights(Shared().data_dir + "/fmnist_mbv2/supernet_quant.pt").ok());
   const oface::EvaluationImages images =
       oface::LoadEvaluationImages(oface::kDefaultFashionMnistDir, 200, 300, 1).value();
   ASSERT_TRUE(direct->SetActiveSubnet(genotypes[1]).ok());
@@ -100,35 +102,39 @@ TEST_F(SupernetHostTest, MeasuresAsTheSupernetDoes) {
             (*first)[1].accuracy);
 
   absl::StatusOr<std::vector<SupernetHost::Measurement>> fp32 =
-      host_->Measure("fmnist_mbv2", genotypes, /*quantized=*/false, 300, nullptr);
+      Shared().host->Measure("fmnist_mbv2", genotypes, /*quantized=*/false, 300, nullptr);
   ASSERT_TRUE(fp32.ok()) << fp32.status();
   EXPECT_EQ((*fp32)[0].method, oface::kMeasuredFp32);
 }
 
-TEST_F(SupernetHostTest, BadArgumentsAndCancellation) {
+TEST(SupernetHostTest, BadArgumentsAndCancellation) {
   const std::vector<oface::Genotype> genotypes =
-      oface::SampleMeasurementConfigs(*space_, 1, /*quantized=*/true, 3);
-  EXPECT_EQ(host_->Measure("fmnist_mbv2", genotypes, true, -1, nullptr).status().code(),
+      oface::SampleMeasurementConfigs(*Shared().space, 1, /*quantized=*/true, 3);
+  EXPECT_EQ(Shared().host->Measure("fmnist_mbv2", genotypes, true, -1, nullptr).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(
-      host_->Measure("fmnist_mbv2", genotypes, true, 300, [] { return true; }).status().code(),
-      absl::StatusCode::kCancelled);
-  EXPECT_EQ(host_->ExportSubnet("fmnist_mbv2", genotypes[0], [] { return true; }).status().code(),
+  EXPECT_EQ(Shared()
+                .host->Measure("fmnist_mbv2", genotypes, true, 300, [] { return true; })
+                .status()
+                .code(),
             absl::StatusCode::kCancelled);
+  EXPECT_EQ(
+      Shared().host->ExportSubnet("fmnist_mbv2", genotypes[0], [] { return true; }).status().code(),
+      absl::StatusCode::kCancelled);
   oface::Genotype broken = genotypes[0];
   broken[0] = 4;  // ks[0] is one of {3, 5, 7}.
-  const absl::Status status = host_->Measure("fmnist_mbv2", {broken}, true, 300, nullptr).status();
+  const absl::Status status =
+      Shared().host->Measure("fmnist_mbv2", {broken}, true, 300, nullptr).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("ks[0]"));
 }
 
-TEST_F(SupernetHostTest, ExportLoadsAndReproducesItsAccuracy) {
+TEST(SupernetHostTest, ExportLoadsAndReproducesItsAccuracy) {
   const oface::Genotype genotype =
-      oface::SampleMeasurementConfigs(*space_, 1, /*quantized=*/true, 5).front();
+      oface::SampleMeasurementConfigs(*Shared().space, 1, /*quantized=*/true, 5).front();
   absl::StatusOr<SupernetHost::Export> exported =
-      host_->ExportSubnet("fmnist_mbv2", genotype, nullptr);
+      Shared().host->ExportSubnet("fmnist_mbv2", genotype, nullptr);
   ASSERT_TRUE(exported.ok()) << exported.status();
-  EXPECT_EQ(exported->supernet_version, host_->Version("fmnist_mbv2"));
+  EXPECT_EQ(exported->supernet_version, Shared().host->Version("fmnist_mbv2"));
   const std::string path = oface::TestTempPath("exported.pt");
   std::ofstream(path, std::ios::binary) << exported->torchscript;
   const oface::LabeledImages test =

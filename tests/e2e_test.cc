@@ -3,13 +3,17 @@
 #include <signal.h>
 
 #include <chrono>
+#include <fstream>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "oface/subnet_measurement.h"
 #include "tests/process.h"
 
 namespace apq::testing {
@@ -25,7 +29,7 @@ json ParseJson(const ProcessResult& result) {
 
 std::string TutorialConfigFile() {
   const json golden = json::parse(ReadFile("tests/testdata/golden_values.json"));
-  const std::string path = TempPath("tutorial.json");
+  std::string path = TempPath("tutorial.json");
   WriteFile(path, golden["ofa_mbv3_w1.2_tutorial_note10_25ms"]["arch"].dump());
   return path;
 }
@@ -59,18 +63,25 @@ TEST_F(EndToEndTest, ServesTheEmbeddedDeviceTables) {
   ProcessResult result = Client({"devices", "--json"});
   ASSERT_EQ(result.exit_code, 0) << result.err;
   json devices = ParseJson(result);
-  ASSERT_EQ(devices.size(), 2u);  // Sorted by name.
+  ASSERT_EQ(devices.size(), 3u);  // Sorted by name.
   EXPECT_EQ(devices[0]["name"], "bitfusion");
   ASSERT_EQ(devices[0]["versions"].size(), 1u);
   EXPECT_EQ(devices[0]["versions"][0]["covered_spaces"], json({"apq_mbv2"}));
+  // The Fashion-MNIST space's shapes (smaller maps and widths) come from the fitted model.
+  EXPECT_EQ(devices[0]["versions"][0]["modelled_spaces"], json({"fmnist_mbv2"}));
   // 779 conv shapes x 9 bit pairs, minus the 3 A4 pairs of each depthwise 7x7 shape, plus
   // head and tail.
   EXPECT_EQ(devices[0]["versions"][0]["entries"].get<int>(), 6569);
-  EXPECT_EQ(devices[1]["name"], "note10");
+  EXPECT_EQ(devices[1]["name"], "local-cpu");
   ASSERT_EQ(devices[1]["versions"].size(), 1u);
-  EXPECT_EQ(devices[1]["versions"][0]["covered_spaces"], json({"ofa_mbv3"}));
+  EXPECT_EQ(devices[1]["versions"][0]["covered_spaces"], json({"fmnist_mbv2"}));
+  // Every key of the space's catalogue: 264 conv shapes, each with the bit pairs it takes.
+  EXPECT_EQ(devices[1]["versions"][0]["entries"].get<int>(), 2336);
+  EXPECT_EQ(devices[2]["name"], "note10");
+  ASSERT_EQ(devices[2]["versions"].size(), 1u);
+  EXPECT_EQ(devices[2]["versions"][0]["covered_spaces"], json({"ofa_mbv3"}));
   // Five resolutions (160..224 step 16) times the 96 keys of each OFA yaml table.
-  EXPECT_EQ(devices[1]["versions"][0]["entries"].get<int>(), 480);
+  EXPECT_EQ(devices[2]["versions"][0]["entries"].get<int>(), 480);
 }
 
 // The first of APQ's own 300 priced configurations, through the client: costs need no
@@ -110,6 +121,51 @@ TEST_F(EndToEndTest, PricesApqConfigurationsLikeApqAndRefusesSearchWithoutAPredi
   EXPECT_NE(refused.err.find("dw_a_bits_setting"), std::string::npos) << refused.err;
 }
 
+// The shipped Fashion-MNIST supernet through the service: costs on the measured and the
+// modelled device, a measured accuracy that reproduces a shipped measurement, and what a space
+// without a supernet answers.
+TEST_F(EndToEndTest, MeasuresFashionMnistSubnetsOnTheShippedSupernet) {
+  std::optional<oface::MeasurementRecord> record;
+  for (const absl::string_view line :
+       absl::StrSplit(ReadFile("data/fmnist_mbv2/measurements.csv"), '\n')) {
+    absl::StatusOr<oface::MeasurementRecord> parsed = oface::MeasurementFromCsvLine(line);
+    if (parsed.ok() && parsed->method == oface::kMeasuredQuantFromSupernet) {
+      record = *std::move(parsed);
+      break;
+    }
+  }
+  ASSERT_TRUE(record.has_value()) << "no quantized record shipped";
+  const std::string config = TempPath("fmnist.json");
+  WriteFile(config, record->config_json);
+
+  ProcessResult result = Client({"evaluate", "--space", "fmnist_mbv2", "--device", "local-cpu",
+                                 "--config", config, "--measure", "quantized", "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  json metrics = ParseJson(result);
+  // The same weights, images and batches as the measurement job; LibTorch's thread count may
+  // differ, which can move a borderline image: at most 2 of the 10,000.
+  EXPECT_NEAR(metrics["measured_accuracy"].get<double>(), record->accuracy, 2e-4);
+  EXPECT_EQ(metrics["measured_method"], "quant-from-supernet");
+  EXPECT_GT(metrics["latency_ms"].get<double>(), 0.0);
+  EXPECT_FALSE(metrics.contains("modelled")) << "local-cpu measured every shape";
+  EXPECT_NE(metrics["supernet_version"].get<std::string>().find("fmnist_mbv2@"), std::string::npos);
+
+  result = Client({"evaluate", "--space", "fmnist_mbv2", "--device", "bitfusion", "--config",
+                   config, "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  metrics = ParseJson(result);
+  EXPECT_EQ(metrics["modelled"], json({"latency_ms", "energy_mj"}));
+  EXPECT_GT(metrics["energy_mj"].get<double>(), 0.0);
+
+  result = Client(
+      {"evaluate", "--space", "ofa_mbv3", "--config", TutorialConfigFile(), "--measure", "fp32"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("FAILED_PRECONDITION:"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("no trained supernet"), std::string::npos) << result.err;
+  result = Client({"evaluate", "--space", "fmnist_mbv2", "--config", config, "--measure", "int2"});
+  EXPECT_EQ(result.exit_code, 2) << result.err;
+}
+
 TEST_F(EndToEndTest, EvaluateReproducesTheTutorialGoldenValues) {
   ProcessResult result = Client({"evaluate", "--space", "ofa_mbv3", "--device", "note10",
                                  "--config", TutorialConfigFile(), "--json"});
@@ -136,6 +192,13 @@ TEST_F(EndToEndTest, SearchFindsAFeasibleConfigurationAndStoresEveryCandidate) {
   ProcessResult config = Client({"config", job["job_id"], "--json"});
   ASSERT_EQ(config.exit_code, 0) << config.err;
   EXPECT_EQ(ParseJson(config)["config"], job["best_config"]);
+  // ofa_mbv3's supernet is not part of the product: no TorchScript, and no file written.
+  const std::string torchscript = TempPath("ofa_subnet.pt");
+  config = Client({"config", job["job_id"], "--torchscript", torchscript});
+  EXPECT_EQ(config.exit_code, 1);
+  EXPECT_NE(config.err.find("FAILED_PRECONDITION:"), std::string::npos) << config.err;
+  EXPECT_NE(config.err.find("no trained supernet"), std::string::npos) << config.err;
+  EXPECT_FALSE(std::ifstream(torchscript).good());
 
   ProcessResult best = Client(
       {"candidates", job["job_id"], "--sort", "accuracy", "--feasible", "--limit", "5", "--json"});
@@ -246,6 +309,10 @@ TEST_F(EndToEndTest, BadRequestsAreRefusedWithTheRightCodeAndNothingIsStored) {
       {with({"--max-size-mb", "2"}), "FAILED_PRECONDITION", "max_size_mb"},
       {with({"--pareto-cost", "energy"}), "FAILED_PRECONDITION", "pareto_cost"},
       {with({"--max-energy-mj", "3"}), "FAILED_PRECONDITION", "energy"},
+      {with({"--uniform-bits", "8"}), "INVALID_ARGUMENT", "uniform_bits"},
+      {{"search", "--space", "apq_mbv2", "--device", "bitfusion", "--uniform-bits", "5"},
+       "INVALID_ARGUMENT",
+       "uniform_bits: 5 is not a choice"},
       {{"search", "--space", "ofa_mbv3", "--device", "Bad Device!"}, "INVALID_ARGUMENT", "device"},
       {{"evaluate", "--space", "ofa_mbv3", "--device", "note10", "--config", wrong_length},
        "INVALID_ARGUMENT",
@@ -297,7 +364,7 @@ TEST_F(EndToEndTest, MalformedTableUploadsAreRejectedWithFileAndLineAndStoreNoth
   }
   ProcessResult devices = Client({"devices", "--json"});
   ASSERT_EQ(devices.exit_code, 0);
-  EXPECT_EQ(ParseJson(devices).size(), 2u) << "a rejected upload must store nothing";
+  EXPECT_EQ(ParseJson(devices).size(), 3u) << "a rejected upload must store nothing";
 }
 
 // A BitFusion table that lacks layer shapes still prices the space: the model fitted to the
@@ -321,7 +388,7 @@ TEST_F(EndToEndTest, ShapesATableLacksArePricedByTheFittedModelAndFlagged) {
   ASSERT_EQ(device.exit_code, 0) << device.err;
   const json version = ParseJson(device)[0]["versions"][0];
   EXPECT_TRUE(version["covered_spaces"].empty());
-  EXPECT_EQ(version["modelled_spaces"], json({"apq_mbv2"}));
+  EXPECT_EQ(version["modelled_spaces"], json({"apq_mbv2", "fmnist_mbv2"}));
 
   const json golden = json::parse(ReadFile("tests/testdata/golden_apq_bitfusion.json"));
   const std::string config = TempPath("apq.json");

@@ -1,0 +1,241 @@
+// APQ's predictor-transfer experiment on the Fashion-MNIST space's own measurements
+// (data/fmnist_mbv2/measurements.csv): how well the quantization-aware accuracy predictor
+// ranks held-out (subnet, bit policy) pairs when trained (a) from scratch on N quantized
+// records, (b) by transfer from the full-precision predictor (trained on every fp32 record)
+// then fine-tuned on the same N, (c) XGBoost on the same N, and (d) the mean of (b) and (c);
+// plus the fp32 predictor alone (bits ignored) as the no-quantized-data baseline.
+//
+//   bazel run //bench:predictor_transfer_bench -- [--measurements
+//   data/fmnist_mbv2/measurements.csv]
+//       [--seeds 3] [--test_fraction 0.2] [--threads 2]
+//
+// The quantized records are split once (seed 1000) into a test set and a pool; for each seed,
+// the first N records of a seeded shuffle of the pool are the training records (each trainer
+// then holds out its own validation part for early stopping).
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "common/tool_main.h"
+#include "oface/mbconv_quant_space.h"
+#include "oface/mbconv_spec.h"
+#include "oface/subnet_measurement.h"
+#include "predictor/mlp_predictor.h"
+#include "predictor/mlp_training.h"
+#include "predictor/ranking_metrics.h"
+#include "predictor/training_data.h"
+#include "predictor/xgb_predictor.h"
+
+ABSL_FLAG(std::string, measurements, "data/fmnist_mbv2/measurements.csv",
+          "CSV of measurement records (fp32 and quant-from-supernet).");
+ABSL_FLAG(int, seeds, 3, "Seeds per training-set size.");
+ABSL_FLAG(double, test_fraction, 0.2, "Share of the quantized records held out for testing.");
+ABSL_FLAG(int, threads, 2, "LibTorch and XGBoost threads.");
+
+namespace {
+
+using apq::predictor::FeatureBatch;
+using apq::predictor::RankingMetrics;
+using apq::predictor::TrainingSample;
+
+struct Summary {
+  std::vector<double> rmse;
+  std::vector<double> tau;
+  std::vector<double> pairwise;
+  void Add(const RankingMetrics& metrics) {
+    rmse.push_back(metrics.rmse);
+    tau.push_back(metrics.kendall_tau);
+    pairwise.push_back(metrics.pairwise_accuracy);
+  }
+};
+
+std::string MeanStd(const std::vector<double>& values, double scale, int digits) {
+  if (values.empty()) return "-";
+  const double mean = std::accumulate(values.begin(), values.end(), 0.0) / values.size();
+  double squared = 0.0;
+  for (const double value : values) squared += (value - mean) * (value - mean);
+  const double std_dev = values.size() > 1 ? std::sqrt(squared / (values.size() - 1)) : 0.0;
+  char text[64];
+  std::snprintf(text, sizeof(text), "%.*f +- %.*f", digits, mean * scale, digits, std_dev * scale);
+  return text;
+}
+
+// The predictions of `predictor` for `test`, in order.
+absl::StatusOr<std::vector<double>> PredictAll(apq::predictor::AccuracyPredictor& predictor,
+                                               const std::vector<TrainingSample>& test) {
+  FeatureBatch batch;
+  for (const TrainingSample& sample : test) {
+    batch.mutable_indices()->insert(batch.mutable_indices()->end(), sample.features.begin(),
+                                    sample.features.end());
+    batch.EndSample();
+  }
+  std::vector<float> predicted;
+  RETURN_IF_ERROR(predictor.Predict(batch, &predicted));
+  return std::vector<double>(predicted.begin(), predicted.end());
+}
+
+std::vector<double> Measured(const std::vector<TrainingSample>& test) {
+  std::vector<double> measured;
+  for (const TrainingSample& sample : test) measured.push_back(sample.accuracy);
+  return measured;
+}
+
+absl::StatusOr<RankingMetrics> Score(apq::predictor::AccuracyPredictor& predictor,
+                                     const std::vector<TrainingSample>& test) {
+  ASSIGN_OR_RETURN(std::vector<double> predicted, PredictAll(predictor, test));
+  return apq::predictor::ComputeRankingMetrics(predicted, Measured(test));
+}
+
+// Scores the mean of two predictors' predictions.
+absl::StatusOr<RankingMetrics> ScoreMean(apq::predictor::AccuracyPredictor& first,
+                                         apq::predictor::AccuracyPredictor& second,
+                                         const std::vector<TrainingSample>& test) {
+  ASSIGN_OR_RETURN(std::vector<double> mean, PredictAll(first, test));
+  ASSIGN_OR_RETURN(std::vector<double> other, PredictAll(second, test));
+  for (size_t i = 0; i < mean.size(); ++i) mean[i] = 0.5 * (mean[i] + other[i]);
+  return apq::predictor::ComputeRankingMetrics(mean, Measured(test));
+}
+
+absl::Status Run() {
+  const int threads = absl::GetFlag(FLAGS_threads);
+  const int seeds = absl::GetFlag(FLAGS_seeds);
+  if (threads <= 0) return absl::InvalidArgumentError("--threads must be > 0");
+  if (seeds <= 0) return absl::InvalidArgumentError("--seeds must be > 0");
+  at::set_num_threads(threads);
+  ASSIGN_OR_RETURN(std::unique_ptr<apq::oface::SearchSpace> space,
+                   apq::oface::NewMbConvQuantSpace(apq::oface::FashionMnistSpec()));
+  ASSIGN_OR_RETURN(std::vector<apq::oface::MeasurementRecord> records,
+                   apq::oface::ReadMeasurementCsv(absl::GetFlag(FLAGS_measurements)));
+  const int arch_inputs = space->arch_feature_size();
+  const int bit_inputs = space->feature_size() - arch_inputs;
+  std::vector<TrainingSample> fp32;
+  std::vector<TrainingSample> quant;
+  for (size_t i = 0; i < records.size(); ++i) {
+    absl::StatusOr<apq::oface::Genotype> genotype = space->FromJson(records[i].config_json);
+    if (!genotype.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("record ", i, ": ", genotype.status().message()));
+    }
+    TrainingSample sample;
+    space->ActiveFeatures(*genotype, &sample.features);
+    sample.accuracy = records[i].accuracy;
+    if (records[i].method == apq::oface::kMeasuredFp32) {
+      // The full-precision predictor reads the architecture features only.
+      sample.features.erase(
+          std::remove_if(sample.features.begin(), sample.features.end(),
+                         [arch_inputs](int32_t index) { return index >= arch_inputs; }),
+          sample.features.end());
+      fp32.push_back(std::move(sample));
+    } else {
+      quant.push_back(std::move(sample));
+    }
+  }
+  std::printf("%zu fp32 and %zu quantized records; %d architecture + %d bit features\n",
+              fp32.size(), quant.size(), arch_inputs, bit_inputs);
+
+  // The fixed test set of quantized records.
+  const std::vector<int> test_indices = apq::predictor::ValidationSplit(
+      static_cast<int>(quant.size()), absl::GetFlag(FLAGS_test_fraction), 1000);
+  std::vector<char> in_test(quant.size(), 0);
+  for (const int index : test_indices) in_test[index] = 1;
+  std::vector<TrainingSample> test;
+  std::vector<TrainingSample> pool;
+  for (size_t i = 0; i < quant.size(); ++i) (in_test[i] ? test : pool).push_back(quant[i]);
+
+  // The full-precision predictor, on every fp32 record.
+  apq::predictor::MlpTrainingOptions fp32_options;
+  fp32_options.name = "fmnist_fp32";
+  fp32_options.arch_inputs = arch_inputs;
+  fp32_options.threads = threads;
+  apq::predictor::MlpTrainingReport fp32_report;
+  ASSIGN_OR_RETURN(apq::predictor::MlpWeights fp32_weights,
+                   apq::predictor::TrainMlp(fp32, fp32_options, &fp32_report));
+  std::printf(
+      "fp32 predictor: %d train / %d validation records, validation RMSE %.4f "
+      "(mean predictor %.4f), best epoch %d of %d, %.1f s\n",
+      fp32_report.train_samples, fp32_report.validation_samples, fp32_report.validation_rmse,
+      fp32_report.initial_validation_rmse, fp32_report.best_epoch, fp32_report.epochs_run,
+      fp32_report.seconds);
+  // The fp32 predictor on quantized configs: it reads the architecture part only.
+  apq::predictor::MlpWeights fp32_on_quant = fp32_weights;
+  fp32_on_quant.bits = apq::predictor::MlpWeights::Linear{
+      "bits", bit_inputs, fp32_weights.layers[0].out,
+      std::vector<float>(static_cast<size_t>(bit_inputs) * fp32_weights.layers[0].out, 0.0f),
+      std::vector<float>(fp32_weights.layers[0].out, 0.0f)};
+  ASSIGN_OR_RETURN(std::unique_ptr<apq::predictor::MlpPredictor> fp32_predictor,
+                   apq::predictor::MlpPredictor::Create(fp32_on_quant, {}));
+  ASSIGN_OR_RETURN(RankingMetrics baseline, Score(*fp32_predictor, test));
+  std::printf(
+      "fp32 predictor on the %zu quantized test records: RMSE %.4f, tau %.3f, "
+      "pairwise %.3f\n\n",
+      test.size(), baseline.rmse, baseline.kendall_tau, baseline.pairwise_accuracy);
+
+  std::vector<int> sizes;
+  for (const int size : {25, 50, 100, 200}) {
+    if (size < static_cast<int>(pool.size())) sizes.push_back(size);
+  }
+  sizes.push_back(static_cast<int>(pool.size()));
+  std::printf("| N | method | RMSE (points) | Kendall tau | pairwise accuracy |\n");
+  std::printf("|---|---|---|---|---|\n");
+  for (const int size : sizes) {
+    std::map<std::string, Summary> summaries;
+    for (int seed = 1; seed <= seeds; ++seed) {
+      std::vector<TrainingSample> train = pool;
+      std::mt19937_64 rng(seed);
+      std::shuffle(train.begin(), train.end(), rng);
+      train.resize(size);
+
+      apq::predictor::MlpTrainingOptions options;
+      options.name = "fmnist_quant";
+      options.arch_inputs = arch_inputs;
+      options.bit_inputs = bit_inputs;
+      options.seed = seed;
+      options.threads = threads;
+      ASSIGN_OR_RETURN(apq::predictor::MlpWeights scratch,
+                       apq::predictor::TrainMlp(train, options, nullptr));
+      options.init = fp32_weights;
+      ASSIGN_OR_RETURN(apq::predictor::MlpWeights transfer,
+                       apq::predictor::TrainMlp(train, options, nullptr));
+      ASSIGN_OR_RETURN(auto scratch_predictor, apq::predictor::MlpPredictor::Create(scratch, {}));
+      ASSIGN_OR_RETURN(auto transfer_predictor, apq::predictor::MlpPredictor::Create(transfer, {}));
+      apq::predictor::XgbTrainingOptions xgb_options;
+      xgb_options.input_size = arch_inputs + bit_inputs;
+      xgb_options.seed = seed;
+      xgb_options.threads = threads;
+      ASSIGN_OR_RETURN(auto xgb, apq::predictor::XgbPredictor::Train(train, xgb_options, nullptr));
+      ASSIGN_OR_RETURN(RankingMetrics m1, Score(*scratch_predictor, test));
+      ASSIGN_OR_RETURN(RankingMetrics m2, Score(*transfer_predictor, test));
+      ASSIGN_OR_RETURN(RankingMetrics m3, Score(*xgb, test));
+      ASSIGN_OR_RETURN(RankingMetrics m4, ScoreMean(*transfer_predictor, *xgb, test));
+      summaries["a. MLP from scratch"].Add(m1);
+      summaries["b. MLP by transfer"].Add(m2);
+      summaries["c. XGBoost"].Add(m3);
+      summaries["d. mean of b and c"].Add(m4);
+    }
+    for (const auto& [method, summary] : summaries) {
+      std::printf("| %d | %s | %s | %s | %s |\n", size, method.c_str(),
+                  MeanStd(summary.rmse, 100.0, 2).c_str(), MeanStd(summary.tau, 1.0, 3).c_str(),
+                  MeanStd(summary.pairwise, 1.0, 3).c_str());
+    }
+    std::fflush(stdout);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return apq::RunTool("predictor_transfer_bench", argc, argv, Run);
+}

@@ -1,0 +1,123 @@
+#include "server/catalog.h"
+
+#include <cstdlib>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "oface/rng.h"
+#include "predictor/mlp_predictor.h"
+#include "predictor/mlp_testing.h"
+#include "server/predictor_artifact.h"
+#include "server/sqlite_store.h"
+
+namespace apq::server {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+std::string TempPath(const std::string& name) {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  return absl::StrCat(dir != nullptr ? dir : "/tmp", "/", name);
+}
+
+struct Fixture {
+  std::unique_ptr<SqliteStore> store;
+  std::unique_ptr<Catalog> catalog;
+};
+
+Fixture Open(const std::string& name) {
+  Fixture fixture;
+  fixture.store = SqliteStore::Open({TempPath(name)}).value();
+  Catalog::Options options;
+  options.data_dir = "data";  // The runfiles' copy of the embedded defaults.
+  options.predictor_threads = 1;
+  absl::StatusOr<std::unique_ptr<Catalog>> catalog = Catalog::Create(options, *fixture.store);
+  EXPECT_TRUE(catalog.ok()) << catalog.status();
+  if (catalog.ok()) fixture.catalog = *std::move(catalog);
+  return fixture;
+}
+
+// A random MLP of APQ's shape over `arch_inputs` + `bit_inputs` one-hot features.
+std::unique_ptr<predictor::MlpPredictor> RandomMlp(int arch_inputs, int bit_inputs) {
+  std::mt19937 rng(3);
+  predictor::MlpWeights weights;
+  weights.name = "random";
+  weights.layers = {predictor::mlp_testing::RandomLinear(arch_inputs, 16, &rng),
+                    predictor::mlp_testing::RandomLinear(16, 1, &rng)};
+  weights.bits = predictor::mlp_testing::RandomLinear(bit_inputs, 16, &rng);
+  weights.bits->name = "bits";
+  return predictor::MlpPredictor::Create(weights, {}).value();
+}
+
+TEST(CatalogTest, ImportsTheShippedMeasurementsOnceAndRegistersLocalCpu) {
+  Fixture fixture = Open("import.db");
+  ASSERT_NE(fixture.catalog, nullptr);
+  const absl::StatusOr<DatasetRecord> dataset =
+      fixture.store->GetDataset(ShippedDatasetName("fmnist_mbv2"));
+  ASSERT_TRUE(dataset.ok()) << dataset.status();
+  EXPECT_EQ(dataset->space, "fmnist_mbv2");
+  EXPECT_GE(dataset->records, 1300);  // At least 1,000 fp32 and 300 quantized records.
+  EXPECT_GE(fixture.store->ListMeasurements(dataset->name, std::string("fp32"))->size(), 1000u);
+  const Catalog::Coverage coverage = fixture.catalog->SpaceCoverage("local-cpu", 0).value();
+  EXPECT_THAT(coverage.covered, ElementsAre("fmnist_mbv2"));
+  EXPECT_TRUE(coverage.modelled.empty());
+  // A second start imports nothing twice.
+  fixture.catalog.reset();
+  Catalog::Options options;
+  options.data_dir = "data";
+  ASSERT_TRUE(Catalog::Create(options, *fixture.store).ok());
+  EXPECT_EQ(fixture.store->GetDataset(dataset->name)->records, dataset->records);
+}
+
+TEST(CatalogTest, AStoredDefaultPredictorReplacesTheShippedOne) {
+  Fixture fixture = Open("predictors.db");
+  ASSERT_NE(fixture.catalog, nullptr);
+  const absl::Status missing = fixture.catalog->NewPredictor("fmnist_mbv2").status();
+  EXPECT_EQ(missing.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(missing.message(), HasSubstr("no accuracy predictor"));
+
+  const oface::SearchSpace& space = *fixture.catalog->FindSpace("fmnist_mbv2").value();
+  const std::unique_ptr<predictor::MlpPredictor> mlp =
+      RandomMlp(space.arch_feature_size(), space.feature_size() - space.arch_feature_size());
+  PredictorRecord record;
+  record.space = "fmnist_mbv2";
+  record.version = mlp->version();
+  record.kind = kMlpRawF32Kind;
+  record.artifact = MlpArtifact(*mlp).value();
+  record.is_default = true;
+  ASSERT_TRUE(fixture.store->AddPredictor(record).ok());
+  absl::StatusOr<Catalog::PredictorInstance> instance =
+      fixture.catalog->NewPredictor("fmnist_mbv2");
+  ASSERT_TRUE(instance.ok()) << instance.status();
+  EXPECT_EQ(instance->version, mlp->version());
+  predictor::FeatureBatch batch;
+  oface::Rng sampler(5);
+  space.ActiveFeatures(space.Sample(sampler), batch.mutable_indices());
+  batch.EndSample();
+  std::vector<float> expected;
+  std::vector<float> actual;
+  ASSERT_TRUE(mlp->Predict(batch, &expected).ok());
+  ASSERT_TRUE(instance->predictor->Predict(batch, &actual).ok());
+  EXPECT_EQ(actual, expected);
+
+  // A default that does not take the space's encoding is refused when a job needs it.
+  const std::unique_ptr<predictor::MlpPredictor> narrow = RandomMlp(10, 4);
+  record.version = narrow->version();
+  record.artifact = MlpArtifact(*narrow).value();
+  ASSERT_TRUE(fixture.store->AddPredictor(record).ok());
+  const absl::Status refused = fixture.catalog->NewPredictor("fmnist_mbv2").status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), HasSubstr("takes 14 inputs"));
+  // The shipped predictor of another space is untouched.
+  EXPECT_TRUE(fixture.catalog->NewPredictor("ofa_mbv3").ok());
+}
+
+}  // namespace
+}  // namespace apq::server
