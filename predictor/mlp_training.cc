@@ -13,6 +13,9 @@
 namespace apq::predictor {
 namespace {
 
+// The smallest standard deviation targets are divided by (accuracy units).
+constexpr double kMinTargetScale = 1e-4;
+
 // The name a layer's tensors carry (MlpWeights::Linear::name's default).
 std::string LayerName(const MlpWeights::Linear& layer, size_t index) {
   return layer.name.empty() ? std::to_string(2 * index) : layer.name;
@@ -174,23 +177,44 @@ absl::StatusOr<MlpWeights> TrainMlp(const std::vector<TrainingSample>& samples,
       }
     }
 
+    // Standardised targets: y = mean + scale * output.
+    const double mean = train_y.mean().item<double>();
+    const double scale =
+        std::max(out.train_samples > 1 ? train_y.std().item<double>() : 0.0, kMinTargetScale);
+    train_y = (train_y - mean) / scale;
+    val_y = (val_y - mean) / scale;
+
     Network network(options);
-    if (options.init.has_value()) {
-      out.transferred_layers = Transfer(*options.init, network);
-      if (out.transferred_layers.empty()) {
-        return absl::InvalidArgumentError(
-            "init: no layer of the given predictor matches the new network's names and shapes");
-      }
-    } else {
-      // The mean predictor to start from: output weights start small, the bias at the mean.
+    {
       torch::NoGradGuard no_grad;
-      network.layers.back()->bias.fill_(train_y.mean().item<double>());
+      torch::nn::Linear& output = network.layers.back();
+      if (options.init.has_value()) {
+        out.transferred_layers = Transfer(*options.init, network);
+        if (out.transferred_layers.empty()) {
+          return absl::InvalidArgumentError(
+              "init: no layer of the given predictor matches the new network's names and shapes");
+        }
+        // The transferred output layer, in standardised units; a new branch adds nothing yet.
+        output->weight.div_(scale);
+        output->bias.sub_(mean).div_(scale);
+        const bool branch_transferred =
+            std::find(out.transferred_layers.begin(), out.transferred_layers.end(), "bits") !=
+            out.transferred_layers.end();
+        if (network.bits && !branch_transferred) {
+          network.bits->weight.zero_();
+          network.bits->bias.zero_();
+        }
+      } else {
+        // The mean predictor.
+        output->weight.zero_();
+        output->bias.zero_();
+      }
     }
     torch::optim::Adam optimizer(
         network.parameters(),
         torch::optim::AdamOptions(options.learning_rate).weight_decay(options.weight_decay));
 
-    out.initial_validation_rmse = Rmse(network, val_x, val_y);
+    out.initial_validation_rmse = scale * Rmse(network, val_x, val_y);
     double best_rmse = out.initial_validation_rmse;
     std::vector<torch::Tensor> best_state;
     for (const torch::Tensor& parameter : network.parameters()) {
@@ -219,7 +243,7 @@ absl::StatusOr<MlpWeights> TrainMlp(const std::vector<TrainingSample>& samples,
         ++batches;
       }
       out.epochs_run = epoch;
-      const double validation_rmse = Rmse(network, val_x, val_y);
+      const double validation_rmse = scale * Rmse(network, val_x, val_y);
       if (!std::isfinite(validation_rmse)) {
         return absl::AbortedError(
             absl::StrCat("training diverged: validation RMSE is ", validation_rmse));
@@ -244,8 +268,15 @@ absl::StatusOr<MlpWeights> TrainMlp(const std::vector<TrainingSample>& samples,
       size_t k = 0;
       for (torch::Tensor& parameter : network.parameters()) parameter.copy_(best_state[k++]);
     }
-    out.validation_rmse = Rmse(network, val_x, val_y);
-    out.train_rmse = Rmse(network, train_x, train_y);
+    out.validation_rmse = scale * Rmse(network, val_x, val_y);
+    out.train_rmse = scale * Rmse(network, train_x, train_y);
+    {
+      // Back to accuracy units.
+      torch::NoGradGuard no_grad;
+      torch::nn::Linear& output = network.layers.back();
+      output->weight.mul_(scale);
+      output->bias.mul_(scale).add_(mean);
+    }
 
     MlpWeights weights;
     weights.name = options.name;

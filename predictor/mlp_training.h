@@ -5,9 +5,13 @@
 // transfer: every layer the two share is initialised from a trained predictor, then the whole
 // network is fine-tuned on quantized records (APQ, section 3.3).
 //
-// Procedure: the records are split into training and validation sets by a seeded shuffle; the
-// output bias starts at the training records' mean accuracy (so training starts from the
-// mean predictor); Adam on the mean squared error in mini-batches; after every epoch the
+// Procedure: the records are split into training and validation sets by a seeded shuffle.
+// Targets are standardised with the training records' mean and standard deviation (the
+// accuracies of one space differ by fractions of a point; on raw targets Adam's steps would
+// be far larger than the signal); the output layer is mapped back on export. From scratch, the
+// output layer starts at zero (the output bias at the mean accuracy), so training starts from
+// the mean predictor; by transfer, the new bits branch starts at zero, so training starts from
+// the transferred predictor exactly. Adam on the mean squared error in mini-batches; after every epoch the
 // validation RMSE is measured and the best epoch's weights are kept; training stops after
 // `patience` epochs without improvement or at max_epochs. A NaN or infinite loss stops
 // training with ABORTED (the caller keeps its previous predictor).

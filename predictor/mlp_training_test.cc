@@ -100,13 +100,21 @@ TEST(TrainMlpTest, TransferCopiesExactlyTheSharedLayers) {
   const MlpWeights start = TrainMlp(SyntheticSamples(60, true, 3), options, &report).value();
   EXPECT_THAT(report.transferred_layers, ElementsAre("0", "2", "4"));
   ASSERT_EQ(start.layers.size(), fp32.layers.size());
-  for (size_t i = 0; i < fp32.layers.size(); ++i) {
+  for (size_t i = 0; i + 1 < fp32.layers.size(); ++i) {
     EXPECT_EQ(start.layers[i].weight, fp32.layers[i].weight) << i;
     EXPECT_EQ(start.layers[i].bias, fp32.layers[i].bias) << i;
   }
+  // The output layer went through the standardisation and back: equal up to rounding.
+  const MlpWeights::Linear& output = start.layers.back();
+  for (size_t j = 0; j < output.weight.size(); ++j) {
+    EXPECT_NEAR(output.weight[j], fp32.layers.back().weight[j], 1e-6) << j;
+  }
+  EXPECT_NEAR(output.bias[0], fp32.layers.back().bias[0], 1e-6);
+  // The new branch adds nothing yet: the start is the fp32 predictor.
   ASSERT_TRUE(start.bits.has_value());
   EXPECT_EQ(start.bits->in, 6);
   EXPECT_EQ(start.bits->out, 32);
+  EXPECT_EQ(start.bits->weight, std::vector<float>(6 * 32, 0.0f));
 
   // Fine-tuning from the transfer beats the transferred start on quantized records.
   options.max_epochs = 200;
