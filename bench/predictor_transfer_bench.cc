@@ -88,6 +88,7 @@ absl::StatusOr<std::vector<double>> PredictAll(apq::predictor::AccuracyPredictor
 
 std::vector<double> Measured(const std::vector<TrainingSample>& test) {
   std::vector<double> measured;
+  measured.reserve(test.size());
   for (const TrainingSample& sample : test) measured.push_back(sample.accuracy);
   return measured;
 }

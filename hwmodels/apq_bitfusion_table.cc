@@ -35,7 +35,12 @@ int BitIndex(int bits) {
   }
   return -1;
 }
-uint32_t PairBit(int w_index, int a_index) { return 1u << (w_index * kBits.size() + a_index); }
+// No bit for an index outside kBits (BitIndex's -1).
+uint32_t PairBit(int w_index, int a_index) {
+  const int size = static_cast<int>(kBits.size());
+  if (w_index < 0 || w_index >= size || a_index < 0 || a_index >= size) return 0;
+  return 1u << (w_index * size + a_index);
+}
 
 // A conv key of the table: ParseBitFusionKeyFields, and both bit widths in kBits.
 absl::StatusOr<BitFusionConv> ParseConvKey(std::string_view key) {
