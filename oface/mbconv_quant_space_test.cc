@@ -681,6 +681,7 @@ TEST(MbConvQuantSpaceTest, FixedLayersAsConvKeys) {
   tiny->CostTerms({3, 5, 16, 24, 4, 8, 8, 4, 8, 4, 4, 8, 1}, &terms);
   ASSERT_EQ(terms.size(), 5 + 3);
   std::vector<std::string> keys;
+  keys.reserve(5);
   for (int i = 0; i < 5; ++i) keys.push_back(tiny->CostTermKey(terms[i]));
   // 8x8x1 -> stem conv 3x3 s2 to 4 channels at 4x4 -> first block dw 3x3 and pw 4 -> 8;
   // stage to 16 channels at 2x2 -> feature mix 16 -> 32 -> classifier 32 -> 10.

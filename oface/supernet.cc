@@ -104,7 +104,7 @@ SubnetChoice ChoiceFromGenotype(const MbConvSpec& spec, const Genotype& genotype
     slot.dw_a_bits = genotype[5 * num_slots + i];
   }
   for (size_t s = 0; s < spec.stages.size(); ++s) {
-    choice.depths.push_back(genotype[6 * num_slots + s]);
+    choice.depths.push_back(genotype[size_t{6} * num_slots + s]);
   }
   return choice;
 }
@@ -193,7 +193,7 @@ SupernetModuleImpl::SupernetModuleImpl(const MbConvSpec& spec)
         const int target = kernel_sizes_[k];
         slot.kernel_transforms.push_back(
             register_parameter(absl::StrCat(name, "kernel_", kernel_sizes_[k + 1], "to", target),
-                               torch::eye(target * target)));
+                               torch::eye(int64_t{target} * target)));
         no_decay_.push_back(slot.kernel_transforms.back());
       }
       slot.depthwise_bn = RegisterBatchNorm(absl::StrCat(name, "depthwise_bn"), slot.max_mid);
@@ -273,8 +273,9 @@ torch::Tensor SupernetModuleImpl::DepthwiseKernel(int slot, int kernel, int mid)
     if (source <= kernel) break;
     const int target = kernel_sizes_[i - 1];
     const int start = (source - target) / 2;
-    const torch::Tensor crop =
-        filter.narrow(2, start, target).narrow(3, start, target).reshape({mid, target * target});
+    const torch::Tensor crop = filter.narrow(2, start, target)
+                                   .narrow(3, start, target)
+                                   .reshape({mid, int64_t{target} * target});
     filter = torch::linear(crop, s.kernel_transforms[i - 1]).reshape({mid, 1, target, target});
   }
   return filter;
@@ -442,7 +443,8 @@ absl::Status CheckSpecFingerprint(const std::string& stored, const MbConvSpec& s
   for (absl::string_view line : absl::StrSplit(stored, '\n', absl::SkipEmpty())) {
     const size_t equals = line.find('=');
     if (equals == absl::string_view::npos) continue;
-    theirs[std::string(line.substr(0, equals))] = std::string(line.substr(equals + 1));
+    theirs[static_cast<std::string>(line.substr(0, equals))] =
+        static_cast<std::string>(line.substr(equals + 1));
   }
   for (const auto& [field, value] : SpecFields(spec)) {
     const auto it = theirs.find(field);
@@ -467,9 +469,10 @@ absl::StatusOr<std::unique_ptr<Supernet>> Supernet::Create(const MbConvSpec& spe
   int num_slots = 0;
   for (const MbConvStageSpec& stage : spec.stages) num_slots += stage.max_depth;
   const std::vector<GeneSpec>& genes = space->genes();
-  if (genes.size() != 6 * num_slots + spec.stages.size() || genes[0].name != "ks[0]" ||
-      genes[num_slots].name != "mid[0]" || genes[2 * num_slots].name != "pw_w_bits_setting[0]" ||
-      genes[5 * num_slots].name != "dw_a_bits_setting[0]" || genes[6 * num_slots].name != "d[0]") {
+  const size_t slots = num_slots;
+  if (genes.size() != 6 * slots + spec.stages.size() || genes[0].name != "ks[0]" ||
+      genes[slots].name != "mid[0]" || genes[2 * slots].name != "pw_w_bits_setting[0]" ||
+      genes[5 * slots].name != "dw_a_bits_setting[0]" || genes[6 * slots].name != "d[0]") {
     return absl::InternalError("the gene layout of the mbconv space is not the supernet's");
   }
   std::unique_ptr<Supernet> supernet(new Supernet(spec, std::move(space)));

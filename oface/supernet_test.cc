@@ -63,7 +63,7 @@ std::vector<float> LogitsOf(Supernet& supernet) {
 }
 
 // Adds noise to a slice of a parameter, in place.
-void Perturb(torch::Tensor tensor) {
+void Perturb(const torch::Tensor& tensor) {
   torch::NoGradGuard no_grad;
   tensor.add_(torch::randn(tensor.sizes()));
 }

@@ -56,7 +56,7 @@ absl::Status CheckOptions(const MlpTrainingOptions& options) {
 // The network being trained: layers[0] on the architecture features, the optional branch on
 // the bit features added after layers[0]'s ReLU, then ReLU layers and a 1-output layer.
 struct Network : torch::nn::Module {
-  Network(const MlpTrainingOptions& options) : arch_inputs(options.arch_inputs) {
+  explicit Network(const MlpTrainingOptions& options) : arch_inputs(options.arch_inputs) {
     int in = options.arch_inputs;
     for (size_t i = 0; i <= options.hidden.size(); ++i) {
       const int out = i < options.hidden.size() ? options.hidden[i] : 1;

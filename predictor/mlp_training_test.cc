@@ -114,7 +114,7 @@ TEST(TrainMlpTest, TransferCopiesExactlyTheSharedLayers) {
   ASSERT_TRUE(start.bits.has_value());
   EXPECT_EQ(start.bits->in, 6);
   EXPECT_EQ(start.bits->out, 32);
-  EXPECT_EQ(start.bits->weight, std::vector<float>(6 * 32, 0.0f));
+  EXPECT_EQ(start.bits->weight, std::vector<float>(size_t{6} * 32, 0.0f));
 
   // Fine-tuning from the transfer beats the transferred start on quantized records.
   options.max_epochs = 200;

@@ -30,10 +30,6 @@ constexpr char kNote10[] = "note10";
 constexpr char kBitFusion[] = "bitfusion";
 constexpr char kLocalCpu[] = "local-cpu";
 
-// The apq_mbv2 predictor's weights, when a trained or uploaded one has been placed in the
-// data folder (APQ never published its own).
-constexpr char kApqMbv2PredictorStem[] = "/apq_mbv2/qa_predictor";
-
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
@@ -73,6 +69,27 @@ absl::StatusOr<std::vector<TableFileRecord>> ReadTableFolder(const std::string& 
 }
 
 }  // namespace
+
+// The predictor at <stem>.f32 + <stem>.manifest.json becomes the entry's shipped one when the
+// files exist (apq_mbv2 has none: APQ never published its weights). FAILED_PRECONDITION when
+// it does not take the space's encoding.
+absl::Status Catalog::LoadShippedPredictor(const std::string& stem,
+                                           const predictor::MlpPredictor::Options& options,
+                                           SpaceEntry* entry) {
+  const std::string weights = stem + ".f32";
+  if (!std::filesystem::exists(weights)) return absl::OkStatus();
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<predictor::MlpPredictor> trained,
+      predictor::MlpPredictor::LoadRawFloat32(weights, stem + ".manifest.json", options));
+  if (trained->input_size() != entry->space->feature_size()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(weights, ": the predictor takes ", trained->input_size(),
+                     " inputs, the space encodes ", entry->space->feature_size()));
+  }
+  entry->predictor_version = trained->version();
+  entry->predictor = std::move(trained);
+  return absl::OkStatus();
+}
 
 std::string ShippedDatasetName(absl::string_view space) {
   return absl::StrCat(space, "-supernet-v1");
@@ -188,30 +205,20 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(const Options& options,
       " architecture + ", apq.space->feature_size() - apq.space->arch_feature_size(),
       " bit features, 3 hidden layers of 400) needs weights trained from measured "
       "(config, accuracy) data; APQ never published its own. Costs (Evaluate) work without it");
-  const std::string apq_weights = options.data_dir + kApqMbv2PredictorStem + ".f32";
-  if (std::filesystem::exists(apq_weights)) {
-    ASSIGN_OR_RETURN(auto trained,
-                     predictor::MlpPredictor::LoadRawFloat32(
-                         apq_weights, options.data_dir + kApqMbv2PredictorStem + ".manifest.json",
-                         predictor_options));
-    if (trained->input_size() != apq.space->feature_size()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(apq_weights, ": the predictor takes ", trained->input_size(),
-                       " inputs, the space encodes ", apq.space->feature_size()));
-    }
-    apq.predictor_version = trained->version();
-    apq.predictor = std::move(trained);
-  }
+  RETURN_IF_ERROR(
+      LoadShippedPredictor(options.data_dir + "/apq_mbv2/qa_predictor", predictor_options, &apq));
   catalog->spaces_.push_back(std::move(apq));
 
   SpaceEntry fmnist;
   ASSIGN_OR_RETURN(fmnist.space, oface::NewMbConvQuantSpace(oface::FashionMnistSpec()));
   fmnist.table_formats = {kTableFormatApqBitFusion, kTableFormatConvJson};
   fmnist.missing_predictor = absl::StrCat(
-      "space fmnist_mbv2 has no accuracy predictor yet: train one from its measurements "
-      "(dataset ",
+      "space fmnist_mbv2 has no accuracy predictor: train one from its measurements (dataset ",
       ShippedDatasetName("fmnist_mbv2"),
       "). Costs and measured accuracies (Evaluate with measure) work without it");
+  // Trained by transfer from its measurements (server/train_predictor_main.cc).
+  RETURN_IF_ERROR(LoadShippedPredictor(options.data_dir + "/fmnist_mbv2/qa_predictor",
+                                       predictor_options, &fmnist));
   const std::string space_name = fmnist.space->name();
   catalog->spaces_.push_back(std::move(fmnist));
   RETURN_IF_ERROR(catalog->ImportShippedMeasurements(

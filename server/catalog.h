@@ -20,6 +20,7 @@
 #include "hwmodels/lut_cost_model.h"
 #include "oface/search_space.h"
 #include "predictor/accuracy_predictor.h"
+#include "predictor/mlp_predictor.h"
 #include "server/store.h"
 
 namespace apq::server {
@@ -108,6 +109,9 @@ class Catalog {
   };
 
   explicit Catalog(Store& store) : store_(store) {}
+  static absl::Status LoadShippedPredictor(const std::string& stem,
+                                           const predictor::MlpPredictor::Options& options,
+                                           SpaceEntry* entry);
   // Creates the space's shipped dataset from the CSV at `path` when the file exists and the
   // store lacks the dataset (dataset and rows in one transaction).
   absl::Status ImportShippedMeasurements(const std::string& space, const std::string& path);

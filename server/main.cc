@@ -1,8 +1,10 @@
 // apqd: the search server.
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <thread>
 
@@ -23,6 +25,16 @@ ABSL_FLAG(int, predictor_threads, 2, "LibTorch threads for accuracy prediction")
 ABSL_FLAG(std::string, port_file, "", "if set, the bound port is written there once serving");
 
 int main(int argc, char** argv) {
+  // LibTorch's OpenMP teams busy-wait between parallel regions by default. apqd runs LibTorch
+  // from several threads (job workers predicting, the RPC pool measuring on the supernet), and
+  // their spinning teams starve each other on a small machine: a measured Evaluate took 12 s
+  // instead of 3 s here. libgomp reads the policy when it loads, before main, so apqd restarts
+  // itself once with it set (unless the caller chose a policy).
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    execv("/proc/self/exe", argv);
+    // Still here: exec failed; run with the default policy.
+  }
   absl::SetProgramUsageMessage("apqd: hardware-aware architecture/pruning/quantization search");
   absl::ParseCommandLine(argc, argv);
 

@@ -1,0 +1,99 @@
+// Trains a space's default accuracy predictors from measurement records (the CSV that
+// measure_subnets exports) and writes the quantization-aware one as the raw float32 weights
+// and manifest the catalog loads (data/<space>/qa_predictor.{f32,manifest.json}):
+//   bazel-bin/server/train_predictor --measurements data/fmnist_mbv2/measurements.csv \
+//       --out_stem data/fmnist_mbv2/qa_predictor
+// The full-precision predictor learns from the fp32 records (architecture features); the
+// quantization-aware one starts from it (transfer) and is fine-tuned on the quantized records.
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "common/tool_main.h"
+#include "oface/mbconv_quant_space.h"
+#include "oface/mbconv_spec.h"
+#include "oface/subnet_measurement.h"
+#include "predictor/mlp_predictor.h"
+#include "predictor/mlp_training.h"
+
+ABSL_FLAG(std::string, measurements, "", "CSV of measurement records (required).");
+ABSL_FLAG(std::string, out_stem, "", "Writes <stem>.f32 and <stem>.manifest.json (required).");
+ABSL_FLAG(uint64_t, seed, 1, "Split, initialisation and batch order.");
+ABSL_FLAG(int, threads, 2, "LibTorch threads.");
+
+namespace {
+
+absl::Status Run() {
+  const std::string measurements = absl::GetFlag(FLAGS_measurements);
+  const std::string out_stem = absl::GetFlag(FLAGS_out_stem);
+  if (measurements.empty()) return absl::InvalidArgumentError("--measurements is required");
+  if (out_stem.empty()) return absl::InvalidArgumentError("--out_stem is required");
+  if (absl::GetFlag(FLAGS_threads) <= 0) {
+    return absl::InvalidArgumentError("--threads must be > 0");
+  }
+  at::set_num_threads(absl::GetFlag(FLAGS_threads));
+  ASSIGN_OR_RETURN(std::unique_ptr<apq::oface::SearchSpace> space,
+                   apq::oface::NewMbConvQuantSpace(apq::oface::FashionMnistSpec()));
+  ASSIGN_OR_RETURN(std::vector<apq::oface::MeasurementRecord> records,
+                   apq::oface::ReadMeasurementCsv(measurements));
+  const int arch_inputs = space->arch_feature_size();
+  std::vector<apq::predictor::TrainingSample> fp32;
+  std::vector<apq::predictor::TrainingSample> quant;
+  for (size_t i = 0; i < records.size(); ++i) {
+    absl::StatusOr<apq::oface::Genotype> genotype = space->FromJson(records[i].config_json);
+    if (!genotype.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(measurements, " line ", i + 2, ": ", genotype.status().message()));
+    }
+    apq::predictor::TrainingSample sample;
+    space->ActiveFeatures(*genotype, &sample.features);
+    sample.accuracy = records[i].accuracy;
+    if (records[i].method == apq::oface::kMeasuredFp32) {
+      sample.features.erase(
+          std::remove_if(sample.features.begin(), sample.features.end(),
+                         [arch_inputs](int32_t index) { return index >= arch_inputs; }),
+          sample.features.end());
+      fp32.push_back(std::move(sample));
+    } else {
+      quant.push_back(std::move(sample));
+    }
+  }
+  apq::predictor::MlpTrainingOptions options;
+  options.name = "fmnist_fp32";
+  options.arch_inputs = arch_inputs;
+  options.seed = absl::GetFlag(FLAGS_seed);
+  options.threads = absl::GetFlag(FLAGS_threads);
+  apq::predictor::MlpTrainingReport report;
+  ASSIGN_OR_RETURN(apq::predictor::MlpWeights fp32_weights,
+                   apq::predictor::TrainMlp(fp32, options, &report));
+  std::printf("fp32 predictor: %zu records, validation RMSE %.4f (mean predictor %.4f)\n",
+              fp32.size(), report.validation_rmse, report.initial_validation_rmse);
+  options.name = "qa_predictor";
+  options.bit_inputs = space->feature_size() - arch_inputs;
+  options.init = fp32_weights;
+  ASSIGN_OR_RETURN(apq::predictor::MlpWeights quant_weights,
+                   apq::predictor::TrainMlp(quant, options, &report));
+  std::printf(
+      "quantization-aware predictor (by transfer): %zu records, validation RMSE %.4f (the "
+      "transferred start %.4f), best epoch %d of %d\n",
+      quant.size(), report.validation_rmse, report.initial_validation_rmse, report.best_epoch,
+      report.epochs_run);
+  ASSIGN_OR_RETURN(std::unique_ptr<apq::predictor::MlpPredictor> predictor,
+                   apq::predictor::MlpPredictor::Create(std::move(quant_weights), {}));
+  RETURN_IF_ERROR(predictor->WriteRawFloat32(out_stem + ".f32", out_stem + ".manifest.json"));
+  std::printf("wrote %s.f32 and %s.manifest.json (version %s)\n", out_stem.c_str(),
+              out_stem.c_str(), predictor->version().c_str());
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return apq::RunTool("train_predictor", argc, argv, Run); }
