@@ -37,6 +37,7 @@
 #include "predictor/ranking_metrics.h"
 #include "predictor/training_data.h"
 #include "predictor/xgb_predictor.h"
+#include "server/measurement_samples.h"
 
 ABSL_FLAG(std::string, measurements, "data/fmnist_mbv2/measurements.csv",
           "CSV of measurement records (fp32 and quant-from-supernet).");
@@ -121,28 +122,11 @@ absl::Status Run() {
                    apq::oface::ReadMeasurementCsv(absl::GetFlag(FLAGS_measurements)));
   const int arch_inputs = space->arch_feature_size();
   const int bit_inputs = space->feature_size() - arch_inputs;
-  std::vector<TrainingSample> fp32;
-  std::vector<TrainingSample> quant;
-  for (size_t i = 0; i < records.size(); ++i) {
-    absl::StatusOr<apq::oface::Genotype> genotype = space->FromJson(records[i].config_json);
-    if (!genotype.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("record ", i, ": ", genotype.status().message()));
-    }
-    TrainingSample sample;
-    space->ActiveFeatures(*genotype, &sample.features);
-    sample.accuracy = records[i].accuracy;
-    if (records[i].method == apq::oface::kMeasuredFp32) {
-      // The full-precision predictor reads the architecture features only.
-      sample.features.erase(
-          std::remove_if(sample.features.begin(), sample.features.end(),
-                         [arch_inputs](int32_t index) { return index >= arch_inputs; }),
-          sample.features.end());
-      fp32.push_back(std::move(sample));
-    } else {
-      quant.push_back(std::move(sample));
-    }
-  }
+  ASSIGN_OR_RETURN(
+      apq::server::MeasurementSamples samples,
+      apq::server::SamplesFromMeasurements(*space, records, absl::GetFlag(FLAGS_measurements)));
+  const std::vector<TrainingSample>& fp32 = samples.fp32;
+  const std::vector<TrainingSample>& quant = samples.quantized;
   std::printf("%zu fp32 and %zu quantized records; %d architecture + %d bit features\n",
               fp32.size(), quant.size(), arch_inputs, bit_inputs);
 

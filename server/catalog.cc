@@ -8,8 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/time/clock.h"
-#include "absl/time/time.h"
+#include "common/clock.h"
 #include "common/status_macros.h"
 #include "hwmodels/apq_bitfusion_table.h"
 #include "hwmodels/bitfusion_analytic.h"
@@ -120,7 +119,7 @@ absl::Status Catalog::ImportShippedMeasurements(const std::string& space, const 
     rows.push_back(
         {0, record.config_json, record.accuracy, record.method, record.seconds, record.seed, 0.0});
   }
-  const double now = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
+  const double now = NowUnixSeconds();
   for (MeasurementRow& row : rows) row.created_unix_s = now;
   const absl::Status added = store_.CreateDataset(
       {dataset, space, absl::StrCat("measurements of the shipped supernet (", path, ")"), now, 0},
@@ -420,7 +419,7 @@ absl::StatusOr<TableVersionRecord> Catalog::UploadTable(const std::string& devic
   record.device = device;
   record.format = format;
   record.entries = static_cast<int64_t>(table.entries.size());
-  record.uploaded_unix_s = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
+  record.uploaded_unix_s = NowUnixSeconds();
   record.sha256 = TableSha256(files);
   record.description = description;
   record.files = files;

@@ -5,16 +5,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/time/clock.h"
-#include "absl/time/time.h"
+#include "common/clock.h"
 #include "common/status_macros.h"
 #include "oface/uniform_bits_space.h"
 #include "search/evolution.h"
 
 namespace apq::server {
 namespace {
-
-double NowUnixSeconds() { return absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()); }
 
 constexpr size_t kMaxLabelBytes = 256;
 

@@ -19,8 +19,7 @@
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
-#include "absl/time/time.h"
+#include "common/clock.h"
 #include "common/tool_main.h"
 #include "oface/fashion_mnist.h"
 #include "oface/mbconv_spec.h"
@@ -125,8 +124,8 @@ absl::Status Run() {
   if (!stored.ok()) {
     const std::string description = absl::GetFlag(FLAGS_description);
     if (absl::Status status = (*store)->CreateDataset(
-            {dataset, kSpace, description.empty() ? checkpoint : description,
-             absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()), 0},
+            {dataset, kSpace, description.empty() ? checkpoint : description, apq::NowUnixSeconds(),
+             0},
             {});
         !status.ok()) {
       return status;
@@ -167,7 +166,7 @@ absl::Status Run() {
     row.method = record.method;
     row.seconds = record.seconds;
     row.seed = record.seed;
-    row.created_unix_s = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
+    row.created_unix_s = apq::NowUnixSeconds();
     if (absl::Status status = (*store)->AddMeasurements(dataset, {row}); !status.ok()) {
       return status;
     }

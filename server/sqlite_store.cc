@@ -976,6 +976,15 @@ absl::Status SqliteStore::CheckDeviceKnown(const std::string& device) {
   return absl::OkStatus();
 }
 
+absl::Status SqliteStore::CheckDatasetKnown(const std::string& dataset,
+                                            const std::string& operation) {
+  ASSIGN_OR_RETURN(Statement select, Prepare("SELECT 1 FROM datasets WHERE name = ?1"));
+  select.BindText(1, dataset);
+  ASSIGN_OR_RETURN(bool exists, select.Step(operation));
+  if (!exists) return absl::NotFoundError(absl::StrCat("unknown dataset \"", dataset, "\""));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<TableVersionRecord>> SqliteStore::ListTableVersions(
     const std::string& device) {
   absl::MutexLock lock(&mutex_);
@@ -1195,12 +1204,7 @@ absl::Status SqliteStore::AddMeasurements(const std::string& dataset,
   const std::string operation = absl::StrCat("adding measurements to dataset ", dataset);
   absl::MutexLock lock(&mutex_);
   ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_, /*write=*/true, operation));
-  {
-    ASSIGN_OR_RETURN(Statement select, Prepare("SELECT 1 FROM datasets WHERE name = ?1"));
-    select.BindText(1, dataset);
-    ASSIGN_OR_RETURN(bool exists, select.Step(operation));
-    if (!exists) return absl::NotFoundError(absl::StrCat("unknown dataset \"", dataset, "\""));
-  }
+  RETURN_IF_ERROR(CheckDatasetKnown(dataset, operation));
   RETURN_IF_ERROR(InsertMeasurements(dataset, rows, operation));
   return transaction.Commit(operation);
 }
@@ -1210,12 +1214,7 @@ absl::StatusOr<std::vector<MeasurementRow>> SqliteStore::ListMeasurements(
   const std::string operation = absl::StrCat("listing the measurements of dataset ", dataset);
   absl::MutexLock lock(&mutex_);
   ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_, /*write=*/false, operation));
-  {
-    ASSIGN_OR_RETURN(Statement select, Prepare("SELECT 1 FROM datasets WHERE name = ?1"));
-    select.BindText(1, dataset);
-    ASSIGN_OR_RETURN(bool exists, select.Step(operation));
-    if (!exists) return absl::NotFoundError(absl::StrCat("unknown dataset \"", dataset, "\""));
-  }
+  RETURN_IF_ERROR(CheckDatasetKnown(dataset, operation));
   std::vector<MeasurementRow> rows;
   {
     ASSIGN_OR_RETURN(

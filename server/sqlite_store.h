@@ -133,6 +133,9 @@ class SqliteStore : public Store {
                                   const std::vector<MeasurementRow>& rows,
                                   const std::string& operation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // NOT_FOUND unless the dataset exists.
+  absl::Status CheckDatasetKnown(const std::string& dataset, const std::string& operation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // NOT_FOUND unless the device has a stored table.
   absl::Status CheckDeviceKnown(const std::string& device) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 

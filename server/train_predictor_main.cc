@@ -7,7 +7,6 @@
 // quantization-aware one starts from it (transfer) and is fine-tuned on the quantized records.
 #include <ATen/Parallel.h>
 
-#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -23,6 +22,7 @@
 #include "oface/subnet_measurement.h"
 #include "predictor/mlp_predictor.h"
 #include "predictor/mlp_training.h"
+#include "server/measurement_samples.h"
 
 ABSL_FLAG(std::string, measurements, "", "CSV of measurement records (required).");
 ABSL_FLAG(std::string, out_stem, "", "Writes <stem>.f32 and <stem>.manifest.json (required).");
@@ -45,27 +45,10 @@ absl::Status Run() {
   ASSIGN_OR_RETURN(std::vector<apq::oface::MeasurementRecord> records,
                    apq::oface::ReadMeasurementCsv(measurements));
   const int arch_inputs = space->arch_feature_size();
-  std::vector<apq::predictor::TrainingSample> fp32;
-  std::vector<apq::predictor::TrainingSample> quant;
-  for (size_t i = 0; i < records.size(); ++i) {
-    absl::StatusOr<apq::oface::Genotype> genotype = space->FromJson(records[i].config_json);
-    if (!genotype.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(measurements, " line ", i + 2, ": ", genotype.status().message()));
-    }
-    apq::predictor::TrainingSample sample;
-    space->ActiveFeatures(*genotype, &sample.features);
-    sample.accuracy = records[i].accuracy;
-    if (records[i].method == apq::oface::kMeasuredFp32) {
-      sample.features.erase(
-          std::remove_if(sample.features.begin(), sample.features.end(),
-                         [arch_inputs](int32_t index) { return index >= arch_inputs; }),
-          sample.features.end());
-      fp32.push_back(std::move(sample));
-    } else {
-      quant.push_back(std::move(sample));
-    }
-  }
+  ASSIGN_OR_RETURN(apq::server::MeasurementSamples samples,
+                   apq::server::SamplesFromMeasurements(*space, records, measurements));
+  const std::vector<apq::predictor::TrainingSample>& fp32 = samples.fp32;
+  const std::vector<apq::predictor::TrainingSample>& quant = samples.quantized;
   apq::predictor::MlpTrainingOptions options;
   options.name = "fmnist_fp32";
   options.arch_inputs = arch_inputs;
