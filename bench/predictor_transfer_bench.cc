@@ -31,7 +31,7 @@
 #include "common/tool_main.h"
 #include "oface/mbconv_quant_space.h"
 #include "oface/mbconv_spec.h"
-#include "oface/subnet_measurement.h"
+#include "oface/measurement_csv.h"
 #include "predictor/mlp_predictor.h"
 #include "predictor/mlp_training.h"
 #include "predictor/ranking_metrics.h"
@@ -47,7 +47,6 @@ ABSL_FLAG(int, threads, 2, "LibTorch and XGBoost threads.");
 
 namespace {
 
-using apq::predictor::FeatureBatch;
 using apq::predictor::RankingMetrics;
 using apq::predictor::TrainingSample;
 
@@ -73,41 +72,14 @@ std::string MeanStd(const std::vector<double>& values, double scale, int digits)
   return text;
 }
 
-// The predictions of `predictor` for `test`, in order.
-absl::StatusOr<std::vector<double>> PredictAll(apq::predictor::AccuracyPredictor& predictor,
-                                               const std::vector<TrainingSample>& test) {
-  FeatureBatch batch;
-  for (const TrainingSample& sample : test) {
-    batch.mutable_indices()->insert(batch.mutable_indices()->end(), sample.features.begin(),
-                                    sample.features.end());
-    batch.EndSample();
-  }
-  std::vector<float> predicted;
-  RETURN_IF_ERROR(predictor.Predict(batch, &predicted));
-  return std::vector<double>(predicted.begin(), predicted.end());
-}
-
-std::vector<double> Measured(const std::vector<TrainingSample>& test) {
-  std::vector<double> measured;
-  measured.reserve(test.size());
-  for (const TrainingSample& sample : test) measured.push_back(sample.accuracy);
-  return measured;
-}
-
-absl::StatusOr<RankingMetrics> Score(apq::predictor::AccuracyPredictor& predictor,
-                                     const std::vector<TrainingSample>& test) {
-  ASSIGN_OR_RETURN(std::vector<double> predicted, PredictAll(predictor, test));
-  return apq::predictor::ComputeRankingMetrics(predicted, Measured(test));
-}
-
 // Scores the mean of two predictors' predictions.
 absl::StatusOr<RankingMetrics> ScoreMean(apq::predictor::AccuracyPredictor& first,
                                          apq::predictor::AccuracyPredictor& second,
                                          const std::vector<TrainingSample>& test) {
-  ASSIGN_OR_RETURN(std::vector<double> mean, PredictAll(first, test));
-  ASSIGN_OR_RETURN(std::vector<double> other, PredictAll(second, test));
+  ASSIGN_OR_RETURN(std::vector<double> mean, apq::predictor::PredictSamples(first, test));
+  ASSIGN_OR_RETURN(std::vector<double> other, apq::predictor::PredictSamples(second, test));
   for (size_t i = 0; i < mean.size(); ++i) mean[i] = 0.5 * (mean[i] + other[i]);
-  return apq::predictor::ComputeRankingMetrics(mean, Measured(test));
+  return apq::predictor::ComputeRankingMetrics(mean, apq::predictor::MeasuredAccuracies(test));
 }
 
 absl::Status Run() {
@@ -161,7 +133,7 @@ absl::Status Run() {
       std::vector<float>(fp32_weights.layers[0].out, 0.0f)};
   ASSIGN_OR_RETURN(std::unique_ptr<apq::predictor::MlpPredictor> fp32_predictor,
                    apq::predictor::MlpPredictor::Create(fp32_on_quant, {}));
-  ASSIGN_OR_RETURN(RankingMetrics baseline, Score(*fp32_predictor, test));
+  ASSIGN_OR_RETURN(RankingMetrics baseline, apq::predictor::ScoreOnSamples(*fp32_predictor, test));
   std::printf(
       "fp32 predictor on the %zu quantized test records: RMSE %.4f, tau %.3f, "
       "pairwise %.3f\n\n",
@@ -200,9 +172,9 @@ absl::Status Run() {
       xgb_options.seed = seed;
       xgb_options.threads = threads;
       ASSIGN_OR_RETURN(auto xgb, apq::predictor::XgbPredictor::Train(train, xgb_options, nullptr));
-      ASSIGN_OR_RETURN(RankingMetrics m1, Score(*scratch_predictor, test));
-      ASSIGN_OR_RETURN(RankingMetrics m2, Score(*transfer_predictor, test));
-      ASSIGN_OR_RETURN(RankingMetrics m3, Score(*xgb, test));
+      ASSIGN_OR_RETURN(RankingMetrics m1, apq::predictor::ScoreOnSamples(*scratch_predictor, test));
+      ASSIGN_OR_RETURN(RankingMetrics m2, apq::predictor::ScoreOnSamples(*transfer_predictor, test));
+      ASSIGN_OR_RETURN(RankingMetrics m3, apq::predictor::ScoreOnSamples(*xgb, test));
       ASSIGN_OR_RETURN(RankingMetrics m4, ScoreMean(*transfer_predictor, *xgb, test));
       summaries["a. MLP from scratch"].Add(m1);
       summaries["b. MLP by transfer"].Add(m2);

@@ -14,6 +14,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -21,6 +22,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
+#include "oface/measurement_csv.h"
 #include "proto/apq/v1/apq.grpc.pb.h"
 
 namespace apq::client {
@@ -64,6 +66,26 @@ Commands:
   cancel JOB
   upload-table --device D --format ofa-yaml|apq-bitfusion|conv-json [--description T] FILE...
       Upload a new version of a device's cost table.
+
+Accuracy predictors:
+  upload-dataset --name N --space S [--description T] FILE [--json]
+      Upload measured (config, accuracy) records: a CSV as measure_subnets writes it, or a
+      JSON list of {"config": <config>, "accuracy": A, "method": "fp32"|"quantized"|...,
+      "seconds": S} (method and seconds optional).
+  datasets [--space S] [--json]
+  train --space S --dataset D [--kind transfer|scratch|xgboost] [--seed N] [--holdout F]
+      [--max-epochs N] [--learning-rate X] [--make-default] [--description T] [--wait] [--json]
+      Train a predictor (a job): transfer = APQ's fp32 predictor transferred to the
+      quantization-aware one (default), scratch = the quantization-aware MLP alone, xgboost =
+      gradient-boosted trees. --make-default makes the space's searches use it once trained.
+  training [JOB] [--wait] [--limit N] [--json]
+      List training jobs, or show one (--wait follows it to its end).
+  cancel-training JOB
+  predictors --space S [--json]
+      The space's predictors (shipped and stored) with their held-out metrics; * marks the
+      one its searches use.
+  set-default-predictor --space S VERSION
+      Make a stored predictor (or the shipped one) the space's default.
 
 The server address defaults to $APQ_SERVER or 127.0.0.1:50051.
 )";
@@ -283,6 +305,7 @@ class Client {
     channel_ = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), arguments);
     search_ = apq::v1::SearchService::NewStub(channel_);
     devices_ = apq::v1::DeviceService::NewStub(channel_);
+    predictors_ = apq::v1::PredictorService::NewStub(channel_);
   }
 
   int Run(const std::string& command, const std::vector<std::string>& argv) {
@@ -295,6 +318,13 @@ class Client {
     if (command == "config") return Config(argv);
     if (command == "cancel") return Cancel(argv);
     if (command == "upload-table") return UploadTable(argv);
+    if (command == "upload-dataset") return UploadDataset(argv);
+    if (command == "datasets") return Datasets(argv);
+    if (command == "train") return Train(argv);
+    if (command == "training") return Training(argv);
+    if (command == "cancel-training") return CancelTraining(argv);
+    if (command == "predictors") return Predictors(argv);
+    if (command == "set-default-predictor") return SetDefaultPredictor(argv);
     throw UsageError{absl::StrCat("unknown command '", command, "'")};
   }
 
@@ -780,9 +810,359 @@ class Client {
     return kExitOk;
   }
 
+  // Records of a measurement CSV (its header first) or a JSON list, as the request's records.
+  static void ReadRecords(const std::string& path, apq::v1::UploadDatasetRequest* request) {
+    const std::string content = ReadFileOrStdin(path);
+    if (content.rfind(oface::kMeasurementCsvHeader, 0) == 0) {
+      absl::StatusOr<std::vector<oface::MeasurementRecord>> records =
+          oface::ReadMeasurementCsv(path);
+      if (!records.ok()) throw UsageError{std::string(records.status().message())};
+      for (const oface::MeasurementRecord& record : *records) {
+        apq::v1::MeasurementRecord* out = request->add_records();
+        out->set_config_json(record.config_json);
+        out->set_accuracy(record.accuracy);
+        out->set_method(record.method);
+        out->set_seconds(record.seconds);
+      }
+      return;
+    }
+    const json parsed = json::parse(content, nullptr, false);
+    if (!parsed.is_array()) {
+      throw UsageError{absl::StrCat(path, ": neither a measurement CSV (header '",
+                                    oface::kMeasurementCsvHeader, "') nor a JSON list")};
+    }
+    for (size_t i = 0; i < parsed.size(); ++i) {
+      const json& record = parsed[i];
+      const std::string what = absl::StrCat(path, ": record ", i);
+      if (!record.is_object() || !record.contains("config") || !record.contains("accuracy") ||
+          !record["accuracy"].is_number()) {
+        throw UsageError{absl::StrCat(what, ": needs \"config\" and a numeric \"accuracy\"")};
+      }
+      apq::v1::MeasurementRecord* out = request->add_records();
+      const json& config = record["config"];
+      out->set_config_json(config.is_string() ? config.get<std::string>() : config.dump());
+      out->set_accuracy(record["accuracy"].get<double>());
+      if (record.contains("method")) {
+        if (!record["method"].is_string()) throw UsageError{what + ": \"method\" is not text"};
+        out->set_method(record["method"].get<std::string>());
+      }
+      if (record.contains("seconds")) {
+        if (!record["seconds"].is_number()) {
+          throw UsageError{what + ": \"seconds\" is not a number"};
+        }
+        out->set_seconds(record["seconds"].get<double>());
+      }
+    }
+  }
+
+  static json DatasetJson(const apq::v1::Dataset& dataset) {
+    return {{"name", dataset.name()},
+            {"space", dataset.space()},
+            {"description", dataset.description()},
+            {"fp32_records", dataset.fp32_records()},
+            {"quantized_records", dataset.quantized_records()},
+            {"created_unix_s", dataset.created_unix_s()}};
+  }
+
+  static json PredictorMetricsJson(const apq::v1::PredictorMetrics& metrics) {
+    return {{"heldout_records", metrics.heldout_records()},
+            {"rmse", metrics.rmse()},
+            {"kendall_tau", metrics.kendall_tau()},
+            {"pairwise_accuracy", metrics.pairwise_accuracy()},
+            {"train_records", metrics.train_records()},
+            {"validation_records", metrics.validation_records()},
+            {"train_seconds", metrics.train_seconds()}};
+  }
+
+  static std::string KindName(apq::v1::PredictorKind kind) {
+    switch (kind) {
+      case apq::v1::PREDICTOR_KIND_MLP_SCRATCH:
+        return "scratch";
+      case apq::v1::PREDICTOR_KIND_XGBOOST:
+        return "xgboost";
+      default:
+        return "transfer";
+    }
+  }
+
+  static json TrainingJobJson(const apq::v1::TrainingJob& job) {
+    json out = {{"job_id", job.id()},
+                {"state", StateName(job.state())},
+                {"space", job.request().space()},
+                {"dataset", job.request().dataset()},
+                {"kind", KindName(job.request().kind())},
+                {"seed", job.request().seed()},
+                {"stage", job.stage()},
+                {"epoch", job.epoch()},
+                {"max_epochs", job.max_epochs()},
+                {"validation_rmse", job.validation_rmse()}};
+    if (!job.predictor_version().empty()) {
+      out["predictor_version"] = job.predictor_version();
+      out["metrics"] = PredictorMetricsJson(job.metrics());
+    }
+    if (!job.error().empty()) out["error"] = job.error();
+    return out;
+  }
+
+  static void PrintTrainingJob(const apq::v1::TrainingJob& job) {
+    std::cout << "training job " << job.id() << ": " << StateName(job.state()) << " ("
+              << KindName(job.request().kind()) << " on " << job.request().dataset() << ")";
+    if (!job.stage().empty()) {
+      std::cout << absl::StrFormat(", %s epoch %d/%d, validation RMSE %.4f", job.stage(),
+                                   job.epoch(), job.max_epochs(), job.validation_rmse());
+    }
+    std::cout << "\n";
+    if (!job.error().empty()) std::cout << "error: " << job.error() << "\n";
+    if (!job.predictor_version().empty()) {
+      const apq::v1::PredictorMetrics& metrics = job.metrics();
+      std::cout << absl::StrFormat(
+          "predictor %s: on %d held-out records RMSE %.4f, Kendall tau %.3f, pairwise accuracy "
+          "%.3f (trained on %d, validated on %d, %.1f s)\n",
+          job.predictor_version(), metrics.heldout_records(), metrics.rmse(),
+          metrics.kendall_tau(), metrics.pairwise_accuracy(), metrics.train_records(),
+          metrics.validation_records(), metrics.train_seconds());
+    }
+  }
+
+  int UploadDataset(const std::vector<std::string>& argv) {
+    Args args = ParseOrThrow(argv, {"name", "space", "description"}, {"json"}, 1);
+    if (args.positional().empty()) throw UsageError{"a records file is required"};
+    apq::v1::UploadDatasetRequest request;
+    request.set_name(Require(args, "name"));
+    request.set_space(Require(args, "space"));
+    request.set_description(args.Get("description"));
+    ReadRecords(args.positional()[0], &request);
+    grpc::ClientContext context;
+    SetDeadline(&context, 300);
+    apq::v1::Dataset dataset;
+    grpc::Status status = predictors_->UploadDataset(&context, request, &dataset);
+    if (!status.ok()) return ReportRpcError(status);
+    if (args.Has("json")) {
+      std::cout << DatasetJson(dataset).dump(2) << "\n";
+    } else {
+      std::cout << "dataset " << dataset.name() << " (" << dataset.space()
+                << "): " << dataset.fp32_records() << " fp32 and " << dataset.quantized_records()
+                << " quantized records\n";
+    }
+    return kExitOk;
+  }
+
+  int Datasets(const std::vector<std::string>& argv) {
+    Args args = ParseOrThrow(argv, {"space"}, {"json"}, 0);
+    apq::v1::ListDatasetsRequest request;
+    request.set_space(args.Get("space"));
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    apq::v1::ListDatasetsResponse response;
+    grpc::Status status = predictors_->ListDatasets(&context, request, &response);
+    if (!status.ok()) return ReportRpcError(status);
+    json out = json::array();
+    for (const apq::v1::Dataset& dataset : response.datasets()) out.push_back(DatasetJson(dataset));
+    if (args.Has("json")) {
+      std::cout << out.dump(2) << "\n";
+      return kExitOk;
+    }
+    for (const apq::v1::Dataset& dataset : response.datasets()) {
+      std::cout << dataset.name() << "  " << dataset.space() << "  " << dataset.fp32_records()
+                << " fp32, " << dataset.quantized_records() << " quantized  "
+                << dataset.description() << "\n";
+    }
+    return kExitOk;
+  }
+
+  int Train(const std::vector<std::string>& argv) {
+    Args args = ParseOrThrow(argv,
+                             {"space", "dataset", "kind", "seed", "holdout", "max-epochs",
+                              "learning-rate", "description"},
+                             {"make-default", "wait", "json"}, 0);
+    apq::v1::TrainPredictorRequest request;
+    request.set_space(Require(args, "space"));
+    request.set_dataset(Require(args, "dataset"));
+    const std::string kind = args.Has("kind") ? args.Get("kind") : "transfer";
+    if (kind == "transfer") {
+      request.set_kind(apq::v1::PREDICTOR_KIND_MLP_TRANSFER);
+    } else if (kind == "scratch") {
+      request.set_kind(apq::v1::PREDICTOR_KIND_MLP_SCRATCH);
+    } else if (kind == "xgboost") {
+      request.set_kind(apq::v1::PREDICTOR_KIND_XGBOOST);
+    } else {
+      throw UsageError{absl::StrCat("--kind: '", kind, "' is not transfer, scratch or xgboost")};
+    }
+    if (args.Has("seed")) {
+      const int64_t seed = ParseInt(args, "seed");
+      if (seed < 0) throw UsageError{"--seed: must be >= 0"};
+      request.set_seed(static_cast<uint64_t>(seed));
+    }
+    if (args.Has("holdout")) request.set_holdout_fraction(ParseDouble(args, "holdout"));
+    if (args.Has("max-epochs")) request.set_max_epochs(ParseInt32(args, "max-epochs"));
+    if (args.Has("learning-rate")) request.set_learning_rate(ParseDouble(args, "learning-rate"));
+    request.set_make_default(args.Has("make-default"));
+    request.set_description(args.Get("description"));
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    apq::v1::TrainingJob job;
+    grpc::Status status = predictors_->TrainPredictor(&context, request, &job);
+    if (!status.ok()) return ReportRpcError(status);
+    if (!args.Has("wait")) {
+      if (args.Has("json")) {
+        std::cout << TrainingJobJson(job).dump(2) << "\n";
+      } else {
+        std::cout << job.id() << "\n";
+      }
+      return kExitOk;
+    }
+    return FollowTraining(job.id(), args.Has("json"));
+  }
+
+  // Polls a training job until it ends, then prints it. Exit 1 unless it succeeded.
+  int FollowTraining(const std::string& job_id, bool as_json) {
+    const bool show_progress = !as_json && isatty(STDERR_FILENO);
+    apq::v1::TrainingJob job;
+    while (true) {
+      grpc::ClientContext context;
+      SetDeadline(&context);
+      apq::v1::GetTrainingJobRequest request;
+      request.set_job_id(job_id);
+      grpc::Status status = predictors_->GetTrainingJob(&context, request, &job);
+      if (!status.ok()) return ReportRpcError(status);
+      const bool ended = job.state() != apq::v1::JOB_STATE_QUEUED &&
+                         job.state() != apq::v1::JOB_STATE_RUNNING;
+      if (show_progress) {
+        std::fprintf(stderr, "\r\033[K%s: %s %s epoch %d/%d, validation RMSE %.4f",
+                     job_id.c_str(), StateName(job.state()).c_str(), job.stage().c_str(),
+                     job.epoch(), job.max_epochs(), job.validation_rmse());
+        std::fflush(stderr);
+      }
+      if (ended) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    if (show_progress) std::fprintf(stderr, "\n");
+    if (as_json) {
+      std::cout << TrainingJobJson(job).dump(2) << "\n";
+    } else {
+      PrintTrainingJob(job);
+    }
+    return job.state() == apq::v1::JOB_STATE_SUCCEEDED ? kExitOk : kExitFailed;
+  }
+
+  int Training(const std::vector<std::string>& argv) {
+    Args args = ParseOrThrow(argv, {"limit"}, {"wait", "json"}, 1);
+    if (!args.positional().empty()) {
+      if (args.Has("wait")) return FollowTraining(args.positional()[0], args.Has("json"));
+      grpc::ClientContext context;
+      SetDeadline(&context);
+      apq::v1::GetTrainingJobRequest request;
+      request.set_job_id(args.positional()[0]);
+      apq::v1::TrainingJob job;
+      grpc::Status status = predictors_->GetTrainingJob(&context, request, &job);
+      if (!status.ok()) return ReportRpcError(status);
+      if (args.Has("json")) {
+        std::cout << TrainingJobJson(job).dump(2) << "\n";
+      } else {
+        PrintTrainingJob(job);
+      }
+      return kExitOk;
+    }
+    if (args.Has("wait")) throw UsageError{"--wait needs a training job"};
+    apq::v1::ListTrainingJobsRequest request;
+    if (args.Has("limit")) request.set_page_size(ParseInt32(args, "limit"));
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    apq::v1::ListTrainingJobsResponse response;
+    grpc::Status status = predictors_->ListTrainingJobs(&context, request, &response);
+    if (!status.ok()) return ReportRpcError(status);
+    json out = json::array();
+    for (const apq::v1::TrainingJob& job : response.jobs()) out.push_back(TrainingJobJson(job));
+    if (args.Has("json")) {
+      std::cout << out.dump(2) << "\n";
+      return kExitOk;
+    }
+    for (const apq::v1::TrainingJob& job : response.jobs()) PrintTrainingJob(job);
+    return kExitOk;
+  }
+
+  int CancelTraining(const std::vector<std::string>& argv) {
+    Args args = ParseOrThrow(argv, {}, {}, 1);
+    if (args.positional().empty()) throw UsageError{"a training job id is required"};
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    apq::v1::CancelTrainingJobRequest request;
+    request.set_job_id(args.positional()[0]);
+    apq::v1::TrainingJob job;
+    grpc::Status status = predictors_->CancelTrainingJob(&context, request, &job);
+    if (!status.ok()) return ReportRpcError(status);
+    std::cout << job.id() << ": cancellation requested (" << StateName(job.state()) << ")\n";
+    return kExitOk;
+  }
+
+  static json PredictorJson(const apq::v1::Predictor& predictor) {
+    json out = {{"space", predictor.space()},
+                {"version", predictor.version()},
+                {"kind", predictor.kind()},
+                {"dataset", predictor.dataset()},
+                {"input_size", predictor.input_size()},
+                {"is_default", predictor.is_default()},
+                {"shipped", predictor.shipped()}};
+    if (!predictor.shipped()) {
+      out["metrics"] = PredictorMetricsJson(predictor.metrics());
+      out["training_job"] = predictor.training_job();
+    }
+    return out;
+  }
+
+  int Predictors(const std::vector<std::string>& argv) {
+    Args args = ParseOrThrow(argv, {"space"}, {"json"}, 0);
+    apq::v1::ListPredictorsRequest request;
+    request.set_space(Require(args, "space"));
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    apq::v1::ListPredictorsResponse response;
+    grpc::Status status = predictors_->ListPredictors(&context, request, &response);
+    if (!status.ok()) return ReportRpcError(status);
+    if (args.Has("json")) {
+      json out = json::array();
+      for (const apq::v1::Predictor& predictor : response.predictors()) {
+        out.push_back(PredictorJson(predictor));
+      }
+      std::cout << out.dump(2) << "\n";
+      return kExitOk;
+    }
+    for (const apq::v1::Predictor& predictor : response.predictors()) {
+      std::cout << (predictor.is_default() ? "* " : "  ") << predictor.version() << "  "
+                << predictor.kind();
+      if (predictor.shipped()) {
+        std::cout << "  shipped";
+      } else {
+        const apq::v1::PredictorMetrics& metrics = predictor.metrics();
+        std::cout << absl::StrFormat(
+            "  dataset %s  held-out %d: RMSE %.4f, tau %.3f, pairwise %.3f",
+            predictor.dataset(), metrics.heldout_records(), metrics.rmse(),
+            metrics.kendall_tau(), metrics.pairwise_accuracy());
+      }
+      std::cout << "\n";
+    }
+    return kExitOk;
+  }
+
+  int SetDefaultPredictor(const std::vector<std::string>& argv) {
+    Args args = ParseOrThrow(argv, {"space"}, {}, 1);
+    if (args.positional().empty()) throw UsageError{"a predictor version is required"};
+    apq::v1::SetDefaultPredictorRequest request;
+    request.set_space(Require(args, "space"));
+    request.set_version(args.positional()[0]);
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    apq::v1::Predictor predictor;
+    grpc::Status status = predictors_->SetDefaultPredictor(&context, request, &predictor);
+    if (!status.ok()) return ReportRpcError(status);
+    std::cout << request.space() << ": searches now use " << predictor.version() << "\n";
+    return kExitOk;
+  }
+
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<apq::v1::SearchService::Stub> search_;
   std::unique_ptr<apq::v1::DeviceService::Stub> devices_;
+  std::unique_ptr<apq::v1::PredictorService::Stub> predictors_;
 };
 
 int Main(int argc, char** argv) {

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace apq::predictor {
 
@@ -58,6 +59,32 @@ absl::StatusOr<RankingMetrics> ComputeRankingMetrics(const std::vector<double>& 
       denominator > 0.0 ? static_cast<double>(concordant - discordant) / denominator : 0.0;
   metrics.pairwise_accuracy = distinct_measured > 0 ? agreeing / distinct_measured : 0.0;
   return metrics;
+}
+
+absl::StatusOr<std::vector<double>> PredictSamples(AccuracyPredictor& predictor,
+                                                   const std::vector<TrainingSample>& samples) {
+  FeatureBatch batch;
+  for (const TrainingSample& sample : samples) {
+    batch.mutable_indices()->insert(batch.mutable_indices()->end(), sample.features.begin(),
+                                    sample.features.end());
+    batch.EndSample();
+  }
+  std::vector<float> predicted;
+  RETURN_IF_ERROR(predictor.Predict(batch, &predicted));
+  return std::vector<double>(predicted.begin(), predicted.end());
+}
+
+std::vector<double> MeasuredAccuracies(const std::vector<TrainingSample>& samples) {
+  std::vector<double> measured;
+  measured.reserve(samples.size());
+  for (const TrainingSample& sample : samples) measured.push_back(sample.accuracy);
+  return measured;
+}
+
+absl::StatusOr<RankingMetrics> ScoreOnSamples(AccuracyPredictor& predictor,
+                                              const std::vector<TrainingSample>& samples) {
+  ASSIGN_OR_RETURN(std::vector<double> predicted, PredictSamples(predictor, samples));
+  return ComputeRankingMetrics(predicted, MeasuredAccuracies(samples));
 }
 
 }  // namespace apq::predictor

@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "predictor/accuracy_predictor.h"
+#include "predictor/training_data.h"
 
 namespace apq::predictor {
 
@@ -24,6 +26,15 @@ struct RankingMetrics {
 // O(n^2) in the number of values.
 absl::StatusOr<RankingMetrics> ComputeRankingMetrics(const std::vector<double>& predicted,
                                                      const std::vector<double>& measured);
+
+// The predictions of `predictor` for `samples`, in order (one batch).
+absl::StatusOr<std::vector<double>> PredictSamples(AccuracyPredictor& predictor,
+                                                   const std::vector<TrainingSample>& samples);
+// The measured accuracies of `samples`, in order.
+std::vector<double> MeasuredAccuracies(const std::vector<TrainingSample>& samples);
+// ComputeRankingMetrics of the predictor's predictions for `samples`.
+absl::StatusOr<RankingMetrics> ScoreOnSamples(AccuracyPredictor& predictor,
+                                              const std::vector<TrainingSample>& samples);
 
 }  // namespace apq::predictor
 

@@ -192,6 +192,9 @@ absl::StatusOr<std::unique_ptr<XgbPredictor>> XgbPredictor::Train(
     out.rounds_run = round + 1;
     ASSIGN_OR_RETURN(std::vector<float> predicted, PredictMatrix(booster.get(), validation));
     const double rmse = Rmse(predicted, validation_labels);
+    if (options.on_round && !options.on_round(round + 1, rmse)) {
+      return absl::CancelledError(absl::StrCat("training cancelled after round ", round + 1));
+    }
     if (rmse < best_rmse) {
       best_rmse = rmse;
       out.best_rounds = round + 1;

@@ -14,6 +14,7 @@
 #define APQ_PREDICTOR_XGB_PREDICTOR_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,6 +37,9 @@ struct XgbTrainingOptions {
   double colsample_bytree = 0.8;
   double min_child_weight = 1.0;
   int threads = 1;
+  // Called after every round with (round, validation RMSE); returning false stops training
+  // with CANCELLED. May be empty.
+  std::function<bool(int round, double validation_rmse)> on_round;
 };
 
 struct XgbTrainingReport {

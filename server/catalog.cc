@@ -17,7 +17,7 @@
 #include "oface/mbconv_quant_space.h"
 #include "oface/mbconv_spec.h"
 #include "oface/ofa_mbv3_space.h"
-#include "oface/subnet_measurement.h"
+#include "oface/measurement_csv.h"
 #include "predictor/mlp_predictor.h"
 #include "server/predictor_artifact.h"
 #include "server/sha256.h"
@@ -131,7 +131,7 @@ absl::Status Catalog::ImportShippedMeasurements(const std::string& space, const 
   return absl::OkStatus();
 }
 
-absl::Status ValidateDeviceName(absl::string_view name) {
+absl::Status ValidateResourceName(absl::string_view field, absl::string_view name) {
   const auto allowed_first = [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
   };
@@ -140,10 +140,14 @@ absl::Status ValidateDeviceName(absl::string_view name) {
     ok = ok && (allowed_first(c) || c == '_' || c == '.' || c == '-');
   }
   if (!ok) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "device: '", name, "' is not a valid device name ([a-z0-9][a-z0-9_.-]{0,63})"));
+    return absl::InvalidArgumentError(absl::StrCat(field, ": '", name, "' is not a valid ", field,
+                                                   " name ([a-z0-9][a-z0-9_.-]{0,63})"));
   }
   return absl::OkStatus();
+}
+
+absl::Status ValidateDeviceName(absl::string_view name) {
+  return ValidateResourceName("device", name);
 }
 
 absl::StatusOr<hwmodels::CostTable> ParseTableFiles(int format,
@@ -278,6 +282,31 @@ absl::StatusOr<const oface::SearchSpace*> Catalog::FindSpace(absl::string_view n
   return entry->space.get();
 }
 
+absl::StatusOr<std::shared_ptr<const predictor::AccuracyPredictor>> Catalog::StoredPrototype(
+    const SpaceEntry& entry, const PredictorRecord& stored) {
+  const auto key = std::make_pair(stored.space, stored.version);
+  {
+    absl::MutexLock lock(&mutex_);
+    auto found = stored_predictors_.find(key);
+    if (found != stored_predictors_.end()) return found->second;
+  }
+  // Loaded outside the lock; a race only loads twice.
+  ASSIGN_OR_RETURN(
+      LoadedPredictor loaded,
+      LoadPredictorArtifact(stored.kind, stored.artifact, stored.space,
+                            absl::StrCat("stored predictor ", stored.version, " of ", stored.space),
+                            predictor_threads_));
+  if (loaded.input_size != entry.space->feature_size()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "predictor ", stored.version, " of ", stored.space, " takes ", loaded.input_size,
+        " inputs, the space encodes ", entry.space->feature_size()));
+  }
+  std::shared_ptr<const predictor::AccuracyPredictor> prototype = std::move(loaded.predictor);
+  absl::MutexLock lock(&mutex_);
+  stored_predictors_.emplace(key, prototype);
+  return prototype;
+}
+
 absl::StatusOr<Catalog::PredictorInstance> Catalog::NewPredictor(absl::string_view space) {
   const SpaceEntry* entry = FindEntry(space);
   if (entry == nullptr) return FindSpace(space).status();
@@ -285,28 +314,8 @@ absl::StatusOr<Catalog::PredictorInstance> Catalog::NewPredictor(absl::string_vi
   const std::string space_name = static_cast<std::string>(space);
   absl::StatusOr<PredictorRecord> stored = store_.GetDefaultPredictor(space_name);
   if (stored.ok()) {
-    const auto key = std::make_pair(space_name, stored->version);
-    {
-      absl::MutexLock lock(&mutex_);
-      auto found = stored_predictors_.find(key);
-      if (found != stored_predictors_.end()) {
-        return PredictorInstance{found->second->Clone(), stored->version};
-      }
-    }
-    // Loaded outside the lock; a race only loads twice.
-    ASSIGN_OR_RETURN(LoadedPredictor loaded,
-                     LoadPredictorArtifact(
-                         stored->kind, stored->artifact, space_name,
-                         absl::StrCat("stored predictor ", stored->version, " of ", space_name),
-                         predictor_threads_));
-    if (loaded.input_size != entry->space->feature_size()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "the default predictor ", stored->version, " of ", space_name, " takes ",
-          loaded.input_size, " inputs, the space encodes ", entry->space->feature_size()));
-    }
-    std::shared_ptr<const predictor::AccuracyPredictor> prototype = std::move(loaded.predictor);
-    absl::MutexLock lock(&mutex_);
-    stored_predictors_.emplace(key, prototype);
+    ASSIGN_OR_RETURN(std::shared_ptr<const predictor::AccuracyPredictor> prototype,
+                     StoredPrototype(*entry, *stored));
     return PredictorInstance{prototype->Clone(), stored->version};
   }
   if (!absl::IsNotFound(stored.status())) return stored.status();
@@ -317,6 +326,28 @@ absl::StatusOr<Catalog::PredictorInstance> Catalog::NewPredictor(absl::string_vi
             : entry->missing_predictor);
   }
   return PredictorInstance{entry->predictor->Clone(), entry->predictor_version};
+}
+
+absl::StatusOr<Catalog::ShippedPredictorInfo> Catalog::ShippedPredictor(
+    absl::string_view space) const {
+  const SpaceEntry* entry = FindEntry(space);
+  if (entry == nullptr) return FindSpace(space).status();
+  if (entry->predictor == nullptr) {
+    return absl::NotFoundError(absl::StrCat("space ", space, " ships no accuracy predictor"));
+  }
+  return ShippedPredictorInfo{entry->predictor_version, entry->predictor->input_size()};
+}
+
+absl::Status Catalog::SetDefaultPredictor(absl::string_view space, const std::string& version) {
+  const SpaceEntry* entry = FindEntry(space);
+  if (entry == nullptr) return FindSpace(space).status();
+  const std::string space_name = static_cast<std::string>(space);
+  if (entry->predictor != nullptr && version == entry->predictor_version) {
+    return store_.ClearDefaultPredictor(space_name);
+  }
+  ASSIGN_OR_RETURN(PredictorRecord stored, store_.GetPredictor(space_name, version));
+  RETURN_IF_ERROR(StoredPrototype(*entry, stored).status());
+  return store_.SetDefaultPredictor(space_name, version);
 }
 
 absl::StatusOr<std::shared_ptr<const hwmodels::CostTable>> Catalog::LoadTable(

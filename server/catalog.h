@@ -33,7 +33,9 @@ inline constexpr int kTableFormatConvJson = 3;
 // The dataset the shipped measurements of a space's supernet are imported into.
 std::string ShippedDatasetName(absl::string_view space);
 
-// INVALID_ARGUMENT unless `name` matches [a-z0-9][a-z0-9_.-]{0,63}.
+// INVALID_ARGUMENT naming `field` unless `name` matches [a-z0-9][a-z0-9_.-]{0,63}.
+absl::Status ValidateResourceName(absl::string_view field, absl::string_view name);
+// ValidateResourceName("device", name).
 absl::Status ValidateDeviceName(absl::string_view name);
 
 // Parses uploaded or stored table files of the given format. INVALID_ARGUMENT names the
@@ -69,6 +71,18 @@ class Catalog {
   // one. FAILED_PRECONDITION naming what is missing when the space has neither, or when the
   // stored default does not take the space's encoding; DATA_LOSS when it does not load.
   absl::StatusOr<PredictorInstance> NewPredictor(absl::string_view space);
+
+  struct ShippedPredictorInfo {
+    std::string version;
+    int input_size = 0;
+  };
+  // The predictor embedded for the space (used when the store has no default for it).
+  // NOT_FOUND for an unknown space or one that ships none.
+  absl::StatusOr<ShippedPredictorInfo> ShippedPredictor(absl::string_view space) const;
+  // Makes a stored predictor the space's default after checking that it loads and takes the
+  // space's encoding (FAILED_PRECONDITION naming its input size); the shipped version makes
+  // the space go back to its shipped predictor. NOT_FOUND for an unknown space or version.
+  absl::Status SetDefaultPredictor(absl::string_view space, const std::string& version);
 
   struct CostModelHandle {
     std::shared_ptr<const hwmodels::LutCostModel> model;
@@ -116,6 +130,11 @@ class Catalog {
   // store lacks the dataset (dataset and rows in one transaction).
   absl::Status ImportShippedMeasurements(const std::string& space, const std::string& path);
   const SpaceEntry* FindEntry(absl::string_view name) const;
+  // The loaded form of a stored predictor of the entry's space, cached per version.
+  // FAILED_PRECONDITION when it does not take the space's encoding; DATA_LOSS when it does
+  // not load.
+  absl::StatusOr<std::shared_ptr<const predictor::AccuracyPredictor>> StoredPrototype(
+      const SpaceEntry& entry, const PredictorRecord& stored);
   // The estimator for keys a table of `format` lacks, fitted once per table version; null
   // when the format has none or the table is too small to fit it.
   std::shared_ptr<const hwmodels::TermEstimator> Estimator(const std::string& device,

@@ -9,7 +9,7 @@
 
 #include "absl/status/status.h"
 #include "oface/search_space.h"
-#include "oface/subnet_measurement.h"
+#include "oface/measurement_csv.h"
 #include "predictor/training_data.h"
 
 namespace apq::server {

@@ -54,6 +54,10 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   job_options.queue_capacity = options.queue_capacity;
   ASSIGN_OR_RETURN(server->jobs_,
                    JobManager::Create(job_options, *server->catalog_, *server->store_));
+  TrainingManager::Options training_options;
+  training_options.threads = options.predictor_threads;
+  ASSIGN_OR_RETURN(server->training_,
+                   TrainingManager::Create(training_options, *server->catalog_, *server->store_));
   SupernetHost::Options supernet_options;
   supernet_options.data_dir = data_dir;
   supernet_options.dataset_dir = options.dataset_dir;
@@ -63,6 +67,8 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
       *server->catalog_, *server->store_, *server->jobs_, *server->supernets_, *server->pool_);
   server->device_service_ =
       std::make_unique<DeviceServiceImpl>(*server->catalog_, *server->store_, *server->pool_);
+  server->predictor_service_ = std::make_unique<PredictorServiceImpl>(
+      *server->catalog_, *server->store_, *server->training_, *server->pool_);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -72,6 +78,7 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.RegisterService(server->search_service_.get());
   builder.RegisterService(server->device_service_.get());
+  builder.RegisterService(server->predictor_service_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(
@@ -94,6 +101,7 @@ ApqServer::~ApqServer() {
   // Order: no more calls, then no more jobs, then the pool drains, then the store closes.
   server_.reset();
   jobs_.reset();
+  training_.reset();
   pool_.reset();
   supernets_.reset();
 }

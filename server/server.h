@@ -14,6 +14,7 @@
 #include "server/services.h"
 #include "server/store.h"
 #include "server/thread_pool.h"
+#include "server/training_manager.h"
 
 namespace apq::server {
 
@@ -53,10 +54,12 @@ class ApqServer {
   std::unique_ptr<Store> store_;
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<JobManager> jobs_;
+  std::unique_ptr<TrainingManager> training_;
   std::unique_ptr<SupernetHost> supernets_;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<SearchServiceImpl> search_service_;
   std::unique_ptr<DeviceServiceImpl> device_service_;
+  std::unique_ptr<PredictorServiceImpl> predictor_service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   bool shut_down_ = false;

@@ -10,7 +10,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/clock.h"
 #include "common/status_macros.h"
+#include "nlohmann/json.hpp"
+#include "server/predictor_artifact.h"
 
 namespace apq::server {
 namespace {
@@ -520,6 +523,169 @@ grpc::ServerUnaryReactor* DeviceServiceImpl::GetDevice(grpc::CallbackServerConte
   return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
     RETURN_IF_ERROR(ValidateDeviceName(request->device()));
     return FillDevice(catalog_, store_, request->device(), response);
+  });
+}
+
+namespace {
+
+void FillDataset(const DatasetRecord& record, apq::v1::Dataset* dataset) {
+  dataset->set_name(record.name);
+  dataset->set_space(record.space);
+  dataset->set_description(record.description);
+  dataset->set_created_unix_s(record.created_unix_s);
+  dataset->set_fp32_records(record.fp32_records);
+  dataset->set_quantized_records(record.records - record.fp32_records);
+}
+
+// The space's predictors as ListPredictors lists them: the shipped one first, then the
+// stored ones oldest first; `default_version` is what its searches use now.
+absl::Status FillPredictors(Catalog& catalog, Store& store, const std::string& space,
+                            apq::v1::ListPredictorsResponse* response) {
+  RETURN_IF_ERROR(catalog.FindSpace(space).status());
+  ASSIGN_OR_RETURN(std::vector<PredictorRecord> stored, store.ListPredictors(space));
+  std::string default_version;
+  absl::StatusOr<Catalog::ShippedPredictorInfo> shipped = catalog.ShippedPredictor(space);
+  if (shipped.ok()) {
+    apq::v1::Predictor* predictor = response->add_predictors();
+    predictor->set_space(space);
+    predictor->set_version(shipped->version);
+    predictor->set_kind(kMlpRawF32Kind);
+    predictor->set_input_size(shipped->input_size);
+    predictor->set_shipped(true);
+    default_version = shipped->version;
+  }
+  for (const PredictorRecord& record : stored) {
+    apq::v1::Predictor* predictor = response->add_predictors();
+    predictor->set_space(record.space);
+    predictor->set_version(record.version);
+    predictor->set_kind(record.kind);
+    predictor->set_dataset(record.dataset);
+    predictor->set_created_unix_s(record.created_unix_s);
+    predictor->set_is_default(record.is_default);
+    PredictorMetricsFromJson(record.metrics_json, predictor->mutable_metrics());
+    const nlohmann::json metrics = nlohmann::json::parse(record.metrics_json, nullptr, false);
+    if (metrics.is_object()) {
+      predictor->set_input_size(metrics.value("input_size", 0));
+      predictor->set_training_job(metrics.value("training_job", std::string()));
+    }
+    if (record.is_default) default_version = record.version;
+  }
+  for (apq::v1::Predictor& predictor : *response->mutable_predictors()) {
+    predictor.set_is_default(predictor.version() == default_version);
+  }
+  response->set_default_version(default_version);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* PredictorServiceImpl::UploadDataset(
+    grpc::CallbackServerContext* context, const apq::v1::UploadDatasetRequest* request,
+    apq::v1::Dataset* response) {
+  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
+    RETURN_IF_ERROR(ValidateResourceName("name", request->name()));
+    if (request->space().empty()) return absl::InvalidArgumentError("space: required");
+    if (request->description().size() > 4096) {
+      return absl::InvalidArgumentError("description: longer than 4096 bytes");
+    }
+    ASSIGN_OR_RETURN(const oface::SearchSpace* space, catalog_.FindSpace(request->space()));
+    ASSIGN_OR_RETURN(std::vector<MeasurementRow> rows, MeasurementRowsFromUpload(*space, *request));
+    DatasetRecord dataset;
+    dataset.name = request->name();
+    dataset.space = request->space();
+    dataset.description = request->description();
+    dataset.created_unix_s = NowUnixSeconds();
+    RETURN_IF_ERROR(store_.CreateDataset(dataset, rows));
+    ASSIGN_OR_RETURN(DatasetRecord stored, store_.GetDataset(dataset.name));
+    FillDataset(stored, response);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* PredictorServiceImpl::ListDatasets(
+    grpc::CallbackServerContext* context, const apq::v1::ListDatasetsRequest* request,
+    apq::v1::ListDatasetsResponse* response) {
+  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
+    if (!request->space().empty()) RETURN_IF_ERROR(catalog_.FindSpace(request->space()).status());
+    ASSIGN_OR_RETURN(std::vector<DatasetRecord> datasets, store_.ListDatasets());
+    for (const DatasetRecord& dataset : datasets) {
+      if (request->space().empty() || dataset.space == request->space()) {
+        FillDataset(dataset, response->add_datasets());
+      }
+    }
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* PredictorServiceImpl::TrainPredictor(
+    grpc::CallbackServerContext* context, const apq::v1::TrainPredictorRequest* request,
+    apq::v1::TrainingJob* response) {
+  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
+    ASSIGN_OR_RETURN(*response, training_.Submit(*request));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* PredictorServiceImpl::GetTrainingJob(
+    grpc::CallbackServerContext* context, const apq::v1::GetTrainingJobRequest* request,
+    apq::v1::TrainingJob* response) {
+  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
+    RETURN_IF_ERROR(RequireJobId(request->job_id()));
+    ASSIGN_OR_RETURN(TrainingJobRecord job, store_.GetTrainingJob(request->job_id()));
+    *response = TrainingJobToProto(job);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* PredictorServiceImpl::ListTrainingJobs(
+    grpc::CallbackServerContext* context, const apq::v1::ListTrainingJobsRequest* request,
+    apq::v1::ListTrainingJobsResponse* response) {
+  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
+    ASSIGN_OR_RETURN(int page_size, PageSize(request->page_size(), 50, 1000));
+    ASSIGN_OR_RETURN(int64_t offset, ParsePageToken(request->page_token()));
+    // One more than the page, to know whether there is a next one.
+    ASSIGN_OR_RETURN(std::vector<TrainingJobRecord> jobs,
+                     store_.ListTrainingJobs(/*unfinished_only=*/false, offset, page_size + 1));
+    const bool more = jobs.size() > static_cast<size_t>(page_size);
+    if (more) jobs.pop_back();
+    for (const TrainingJobRecord& job : jobs) *response->add_jobs() = TrainingJobToProto(job);
+    if (more) response->set_next_page_token(absl::StrCat(offset + page_size));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* PredictorServiceImpl::CancelTrainingJob(
+    grpc::CallbackServerContext* context, const apq::v1::CancelTrainingJobRequest* request,
+    apq::v1::TrainingJob* response) {
+  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
+    RETURN_IF_ERROR(RequireJobId(request->job_id()));
+    ASSIGN_OR_RETURN(*response, training_.Cancel(request->job_id()));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* PredictorServiceImpl::ListPredictors(
+    grpc::CallbackServerContext* context, const apq::v1::ListPredictorsRequest* request,
+    apq::v1::ListPredictorsResponse* response) {
+  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
+    if (request->space().empty()) return absl::InvalidArgumentError("space: required");
+    return FillPredictors(catalog_, store_, request->space(), response);
+  });
+}
+
+grpc::ServerUnaryReactor* PredictorServiceImpl::SetDefaultPredictor(
+    grpc::CallbackServerContext* context, const apq::v1::SetDefaultPredictorRequest* request,
+    apq::v1::Predictor* response) {
+  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
+    if (request->space().empty()) return absl::InvalidArgumentError("space: required");
+    if (request->version().empty()) return absl::InvalidArgumentError("version: required");
+    RETURN_IF_ERROR(catalog_.SetDefaultPredictor(request->space(), request->version()));
+    apq::v1::ListPredictorsResponse listed;
+    RETURN_IF_ERROR(FillPredictors(catalog_, store_, request->space(), &listed));
+    for (const apq::v1::Predictor& predictor : listed.predictors()) {
+      if (predictor.version() == request->version()) *response = predictor;
+    }
+    return absl::OkStatus();
   });
 }
 

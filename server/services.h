@@ -12,6 +12,7 @@
 #include "server/store.h"
 #include "server/supernet_host.h"
 #include "server/thread_pool.h"
+#include "server/training_manager.h"
 
 namespace apq::server {
 
@@ -81,6 +82,44 @@ class DeviceServiceImpl final : public apq::v1::DeviceService::CallbackService {
  private:
   Catalog& catalog_;
   Store& store_;
+  ThreadPool& pool_;
+};
+
+class PredictorServiceImpl final : public apq::v1::PredictorService::CallbackService {
+ public:
+  PredictorServiceImpl(Catalog& catalog, Store& store, TrainingManager& training,
+                       ThreadPool& pool)
+      : catalog_(catalog), store_(store), training_(training), pool_(pool) {}
+
+  grpc::ServerUnaryReactor* UploadDataset(grpc::CallbackServerContext* context,
+                                          const apq::v1::UploadDatasetRequest* request,
+                                          apq::v1::Dataset* response) override;
+  grpc::ServerUnaryReactor* ListDatasets(grpc::CallbackServerContext* context,
+                                         const apq::v1::ListDatasetsRequest* request,
+                                         apq::v1::ListDatasetsResponse* response) override;
+  grpc::ServerUnaryReactor* TrainPredictor(grpc::CallbackServerContext* context,
+                                           const apq::v1::TrainPredictorRequest* request,
+                                           apq::v1::TrainingJob* response) override;
+  grpc::ServerUnaryReactor* GetTrainingJob(grpc::CallbackServerContext* context,
+                                           const apq::v1::GetTrainingJobRequest* request,
+                                           apq::v1::TrainingJob* response) override;
+  grpc::ServerUnaryReactor* ListTrainingJobs(grpc::CallbackServerContext* context,
+                                             const apq::v1::ListTrainingJobsRequest* request,
+                                             apq::v1::ListTrainingJobsResponse* response) override;
+  grpc::ServerUnaryReactor* CancelTrainingJob(grpc::CallbackServerContext* context,
+                                              const apq::v1::CancelTrainingJobRequest* request,
+                                              apq::v1::TrainingJob* response) override;
+  grpc::ServerUnaryReactor* ListPredictors(grpc::CallbackServerContext* context,
+                                           const apq::v1::ListPredictorsRequest* request,
+                                           apq::v1::ListPredictorsResponse* response) override;
+  grpc::ServerUnaryReactor* SetDefaultPredictor(grpc::CallbackServerContext* context,
+                                                const apq::v1::SetDefaultPredictorRequest* request,
+                                                apq::v1::Predictor* response) override;
+
+ private:
+  Catalog& catalog_;
+  Store& store_;
+  TrainingManager& training_;
   ThreadPool& pool_;
 };
 

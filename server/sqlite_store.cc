@@ -148,6 +148,28 @@ CREATE TABLE measurements (
 ALTER TABLE predictors ADD COLUMN kind TEXT NOT NULL DEFAULT '';
 ALTER TABLE predictors ADD COLUMN dataset TEXT NOT NULL DEFAULT '';
 )sql",
+    // 5: jobs that train predictors.
+    R"sql(
+CREATE TABLE training_jobs (
+  id TEXT PRIMARY KEY NOT NULL,
+  seq INTEGER NOT NULL UNIQUE,
+  space TEXT NOT NULL,
+  dataset TEXT NOT NULL,
+  request BLOB NOT NULL,
+  state INTEGER NOT NULL CHECK (state BETWEEN 1 AND 5),
+  error TEXT NOT NULL DEFAULT '',
+  stage TEXT NOT NULL DEFAULT '',
+  epoch INTEGER NOT NULL DEFAULT 0,
+  max_epochs INTEGER NOT NULL DEFAULT 0,
+  validation_rmse REAL NOT NULL DEFAULT 0,
+  predictor_version TEXT NOT NULL DEFAULT '',
+  metrics_json TEXT NOT NULL DEFAULT '{}',
+  created_unix_s REAL NOT NULL,
+  started_unix_s REAL NOT NULL DEFAULT 0,
+  finished_unix_s REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX training_jobs_by_state ON training_jobs (state, seq);
+)sql",
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(std::size(kMigrations));
@@ -1162,7 +1184,10 @@ namespace {
 
 constexpr const char* kDatasetSelect =
     "SELECT d.name, d.space, d.description, d.created_unix_s, "
-    "(SELECT COUNT(*) FROM measurements m WHERE m.dataset = d.name) FROM datasets d ";
+    "(SELECT COUNT(*) FROM measurements m WHERE m.dataset = d.name), "
+    // "fp32" is oface::kMeasuredFp32; the store does not depend on oface.
+    "(SELECT COUNT(*) FROM measurements m WHERE m.dataset = d.name AND m.method = 'fp32') "
+    "FROM datasets d ";
 
 DatasetRecord ReadDataset(sqlite3_stmt* stmt) {
   DatasetRecord dataset;
@@ -1171,6 +1196,7 @@ DatasetRecord ReadDataset(sqlite3_stmt* stmt) {
   dataset.description = ColumnText(stmt, 2);
   dataset.created_unix_s = sqlite3_column_double(stmt, 3);
   dataset.records = sqlite3_column_int64(stmt, 4);
+  dataset.fp32_records = sqlite3_column_int64(stmt, 5);
   return dataset;
 }
 
@@ -1268,6 +1294,16 @@ PredictorRecord ReadPredictor(sqlite3_stmt* stmt, bool with_artifact) {
 }  // namespace
 
 absl::Status SqliteStore::AddPredictor(const PredictorRecord& predictor) {
+  const std::string operation =
+      absl::StrCat("adding predictor ", predictor.version, " of space ", predictor.space);
+  absl::MutexLock lock(&mutex_);
+  ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_, /*write=*/true, operation));
+  RETURN_IF_ERROR(InsertPredictor(predictor, operation));
+  return transaction.Commit(operation);
+}
+
+absl::Status SqliteStore::InsertPredictor(const PredictorRecord& predictor,
+                                          const std::string& operation) {
   for (const auto& [field, value] :
        {std::pair<const char*, const std::string*>{"space", &predictor.space},
         {"version", &predictor.version},
@@ -1276,10 +1312,6 @@ absl::Status SqliteStore::AddPredictor(const PredictorRecord& predictor) {
       return absl::InvalidArgumentError(absl::StrCat("predictor ", field, " is empty"));
     }
   }
-  const std::string operation =
-      absl::StrCat("adding predictor ", predictor.version, " of space ", predictor.space);
-  absl::MutexLock lock(&mutex_);
-  ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_, /*write=*/true, operation));
   {
     ASSIGN_OR_RETURN(Statement select,
                      Prepare("SELECT 1 FROM predictors WHERE space = ?1 AND version = ?2"));
@@ -1297,21 +1329,18 @@ absl::Status SqliteStore::AddPredictor(const PredictorRecord& predictor) {
     clear.BindText(1, predictor.space);
     RETURN_IF_ERROR(clear.Run(operation));
   }
-  {
-    ASSIGN_OR_RETURN(Statement insert,
-                     Prepare(absl::StrCat("INSERT INTO predictors (", kPredictorColumns,
-                                          ", artifact) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")));
-    insert.BindText(1, predictor.space);
-    insert.BindText(2, predictor.version);
-    insert.BindText(3, predictor.kind);
-    insert.BindText(4, predictor.metrics_json);
-    insert.BindText(5, predictor.dataset);
-    insert.BindDouble(6, predictor.created_unix_s, "created_unix_s");
-    insert.BindInt64(7, predictor.is_default ? 1 : 0);
-    insert.BindBlob(8, predictor.artifact);
-    RETURN_IF_ERROR(insert.Run(operation));
-  }
-  return transaction.Commit(operation);
+  ASSIGN_OR_RETURN(Statement insert,
+                   Prepare(absl::StrCat("INSERT INTO predictors (", kPredictorColumns,
+                                        ", artifact) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")));
+  insert.BindText(1, predictor.space);
+  insert.BindText(2, predictor.version);
+  insert.BindText(3, predictor.kind);
+  insert.BindText(4, predictor.metrics_json);
+  insert.BindText(5, predictor.dataset);
+  insert.BindDouble(6, predictor.created_unix_s, "created_unix_s");
+  insert.BindInt64(7, predictor.is_default ? 1 : 0);
+  insert.BindBlob(8, predictor.artifact);
+  return insert.Run(operation);
 }
 
 absl::StatusOr<std::vector<PredictorRecord>> SqliteStore::ListPredictors(const std::string& space) {
@@ -1388,6 +1417,223 @@ absl::Status SqliteStore::SetDefaultPredictor(const std::string& space,
     RETURN_IF_ERROR(update.Run(operation));
   }
   return transaction.Commit(operation);
+}
+
+absl::Status SqliteStore::ClearDefaultPredictor(const std::string& space) {
+  absl::MutexLock lock(&mutex_);
+  ASSIGN_OR_RETURN(Statement clear, Prepare("UPDATE predictors SET is_default = 0 WHERE space = ?1"));
+  clear.BindText(1, space);
+  return clear.Run(absl::StrCat("clearing the default predictor of space ", space));
+}
+
+namespace {
+
+constexpr const char* kTrainingJobColumns =
+    "id, space, dataset, request, state, error, stage, epoch, max_epochs, validation_rmse, "
+    "predictor_version, metrics_json, created_unix_s, started_unix_s, finished_unix_s";
+
+TrainingJobRecord ReadTrainingJob(sqlite3_stmt* stmt) {
+  TrainingJobRecord job;
+  job.id = ColumnText(stmt, 0);
+  job.space = ColumnText(stmt, 1);
+  job.dataset = ColumnText(stmt, 2);
+  job.request = ColumnBlob(stmt, 3);
+  job.state = static_cast<JobState>(sqlite3_column_int(stmt, 4));
+  job.error = ColumnText(stmt, 5);
+  job.stage = ColumnText(stmt, 6);
+  job.epoch = sqlite3_column_int(stmt, 7);
+  job.max_epochs = sqlite3_column_int(stmt, 8);
+  job.validation_rmse = sqlite3_column_double(stmt, 9);
+  job.predictor_version = ColumnText(stmt, 10);
+  job.metrics_json = ColumnText(stmt, 11);
+  job.created_unix_s = sqlite3_column_double(stmt, 12);
+  job.started_unix_s = sqlite3_column_double(stmt, 13);
+  job.finished_unix_s = sqlite3_column_double(stmt, 14);
+  return job;
+}
+
+}  // namespace
+
+absl::StatusOr<JobState> SqliteStore::LoadTrainingJobState(const std::string& job_id) {
+  ASSIGN_OR_RETURN(Statement select, Prepare("SELECT state FROM training_jobs WHERE id = ?1"));
+  select.BindText(1, job_id);
+  ASSIGN_OR_RETURN(bool row, select.Step(absl::StrCat("reading training job ", job_id)));
+  if (!row) return absl::NotFoundError(absl::StrCat("training job \"", job_id, "\" not found"));
+  return static_cast<JobState>(sqlite3_column_int(select.get(), 0));
+}
+
+absl::StatusOr<std::string> SqliteStore::CreateTrainingJob(const TrainingJobRecord& job) {
+  constexpr absl::string_view kOperation = "creating a training job";
+  absl::MutexLock lock(&mutex_);
+  ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_, /*write=*/true, kOperation));
+  int64_t seq = 0;
+  {
+    ASSIGN_OR_RETURN(Statement select,
+                     Prepare("SELECT COALESCE(MAX(seq), 0) + 1 FROM training_jobs"));
+    ASSIGN_OR_RETURN(bool row, select.Step(kOperation));
+    if (!row) return absl::InternalError(absl::StrCat(kOperation, ": no sequence number"));
+    seq = sqlite3_column_int64(select.get(), 0);
+  }
+  const std::string id = absl::StrCat("train-", seq);
+  {
+    ASSIGN_OR_RETURN(Statement insert,
+                     Prepare("INSERT INTO training_jobs (id, seq, space, dataset, request, state, "
+                             "created_unix_s) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
+    insert.BindText(1, id);
+    insert.BindInt64(2, seq);
+    insert.BindText(3, job.space);
+    insert.BindText(4, job.dataset);
+    insert.BindBlob(5, job.request);
+    insert.BindInt64(6, static_cast<int64_t>(JobState::kQueued));
+    insert.BindDouble(7, job.created_unix_s, "created_unix_s");
+    RETURN_IF_ERROR(insert.Run(kOperation));
+  }
+  RETURN_IF_ERROR(transaction.Commit(kOperation));
+  return id;
+}
+
+absl::Status SqliteStore::MarkTrainingRunning(const std::string& job_id, double started_unix_s) {
+  const std::string operation = absl::StrCat("marking training job ", job_id, " running");
+  absl::MutexLock lock(&mutex_);
+  ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_, /*write=*/true, operation));
+  ASSIGN_OR_RETURN(JobState state, LoadTrainingJobState(job_id));
+  if (IsTerminal(state)) {
+    return absl::FailedPreconditionError(absl::StrCat("training job \"", job_id,
+                                                      "\" has ended (state ",
+                                                      static_cast<int>(state), ")"));
+  }
+  {
+    // A job run again after a restart starts over: its progress is reset.
+    ASSIGN_OR_RETURN(Statement update,
+                     Prepare("UPDATE training_jobs SET state = ?2, started_unix_s = ?3, "
+                             "stage = '', epoch = 0, max_epochs = 0, validation_rmse = 0 "
+                             "WHERE id = ?1"));
+    update.BindText(1, job_id);
+    update.BindInt64(2, static_cast<int64_t>(JobState::kRunning));
+    update.BindDouble(3, started_unix_s, "started_unix_s");
+    RETURN_IF_ERROR(update.Run(operation));
+  }
+  return transaction.Commit(operation);
+}
+
+absl::Status SqliteStore::UpdateTrainingProgress(const std::string& job_id,
+                                                 const std::string& stage, int epoch,
+                                                 int max_epochs, double validation_rmse) {
+  const std::string operation = absl::StrCat("recording the progress of training job ", job_id);
+  absl::MutexLock lock(&mutex_);
+  ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_, /*write=*/true, operation));
+  ASSIGN_OR_RETURN(JobState state, LoadTrainingJobState(job_id));
+  if (IsTerminal(state)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("training job \"", job_id, "\" has ended"));
+  }
+  {
+    ASSIGN_OR_RETURN(Statement update,
+                     Prepare("UPDATE training_jobs SET stage = ?2, epoch = ?3, max_epochs = ?4, "
+                             "validation_rmse = ?5 WHERE id = ?1"));
+    update.BindText(1, job_id);
+    update.BindText(2, stage);
+    update.BindInt64(3, epoch);
+    update.BindInt64(4, max_epochs);
+    update.BindDouble(5, validation_rmse, "validation_rmse");
+    RETURN_IF_ERROR(update.Run(operation));
+  }
+  return transaction.Commit(operation);
+}
+
+absl::Status SqliteStore::FinishTrainingJob(const std::string& job_id, JobState state,
+                                            const std::string& error, double finished_unix_s,
+                                            const PredictorRecord* predictor) {
+  if (!IsTerminal(state)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("FinishTrainingJob needs a terminal state, got ", static_cast<int>(state)));
+  }
+  if (predictor != nullptr && state != JobState::kSucceeded) {
+    return absl::InvalidArgumentError("FinishTrainingJob: only a succeeded job has a predictor");
+  }
+  const std::string operation = absl::StrCat("finishing training job ", job_id);
+  absl::MutexLock lock(&mutex_);
+  ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_, /*write=*/true, operation));
+  ASSIGN_OR_RETURN(JobState current, LoadTrainingJobState(job_id));
+  if (IsTerminal(current)) {
+    return absl::FailedPreconditionError(absl::StrCat("training job \"", job_id,
+                                                      "\" has already ended (state ",
+                                                      static_cast<int>(current), ")"));
+  }
+  if (predictor != nullptr) {
+    bool stored = false;
+    {
+      ASSIGN_OR_RETURN(Statement select,
+                       Prepare("SELECT 1 FROM predictors WHERE space = ?1 AND version = ?2"));
+      select.BindText(1, predictor->space);
+      select.BindText(2, predictor->version);
+      ASSIGN_OR_RETURN(stored, select.Step(operation));
+    }
+    if (!stored) {
+      RETURN_IF_ERROR(InsertPredictor(*predictor, operation));
+    } else if (predictor->is_default) {
+      // Versions are content hashes: the job trained a predictor already stored. Cleared
+      // first: the one-default index is checked row by row.
+      {
+        ASSIGN_OR_RETURN(Statement clear,
+                         Prepare("UPDATE predictors SET is_default = 0 WHERE space = ?1"));
+        clear.BindText(1, predictor->space);
+        RETURN_IF_ERROR(clear.Run(operation));
+      }
+      ASSIGN_OR_RETURN(Statement update, Prepare("UPDATE predictors SET is_default = 1 "
+                                                 "WHERE space = ?1 AND version = ?2"));
+      update.BindText(1, predictor->space);
+      update.BindText(2, predictor->version);
+      RETURN_IF_ERROR(update.Run(operation));
+    }
+  }
+  {
+    ASSIGN_OR_RETURN(Statement update,
+                     Prepare("UPDATE training_jobs SET state = ?2, error = ?3, "
+                             "finished_unix_s = ?4, predictor_version = ?5, metrics_json = ?6 "
+                             "WHERE id = ?1"));
+    update.BindText(1, job_id);
+    update.BindInt64(2, static_cast<int64_t>(state));
+    update.BindText(3, error);
+    update.BindDouble(4, finished_unix_s, "finished_unix_s");
+    // Named, not temporaries: bound text must outlive the statement's step (SQLITE_STATIC).
+    const std::string version = predictor != nullptr ? predictor->version : "";
+    const std::string metrics_json = predictor != nullptr ? predictor->metrics_json : "{}";
+    update.BindText(5, version);
+    update.BindText(6, metrics_json);
+    RETURN_IF_ERROR(update.Run(operation));
+  }
+  return transaction.Commit(operation);
+}
+
+absl::StatusOr<TrainingJobRecord> SqliteStore::GetTrainingJob(const std::string& job_id) {
+  absl::MutexLock lock(&mutex_);
+  ASSIGN_OR_RETURN(Statement select, Prepare(absl::StrCat("SELECT ", kTrainingJobColumns,
+                                                          " FROM training_jobs WHERE id = ?1")));
+  select.BindText(1, job_id);
+  ASSIGN_OR_RETURN(bool row, select.Step(absl::StrCat("reading training job ", job_id)));
+  if (!row) return absl::NotFoundError(absl::StrCat("training job \"", job_id, "\" not found"));
+  return ReadTrainingJob(select.get());
+}
+
+absl::StatusOr<std::vector<TrainingJobRecord>> SqliteStore::ListTrainingJobs(bool unfinished_only,
+                                                                             int64_t offset,
+                                                                             int limit) {
+  RETURN_IF_ERROR(CheckPage(offset, limit));
+  absl::MutexLock lock(&mutex_);
+  ASSIGN_OR_RETURN(Statement select,
+                   Prepare(absl::StrCat("SELECT ", kTrainingJobColumns, " FROM training_jobs",
+                                        unfinished_only ? " WHERE state IN (1, 2)" : "",
+                                        " ORDER BY seq DESC LIMIT ?1 OFFSET ?2")));
+  select.BindInt64(1, limit);
+  select.BindInt64(2, offset);
+  std::vector<TrainingJobRecord> jobs;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, select.Step("listing training jobs"));
+    if (!row) break;
+    jobs.push_back(ReadTrainingJob(select.get()));
+  }
+  return jobs;
 }
 
 }  // namespace apq::server

@@ -103,6 +103,18 @@ class SqliteStore : public Store {
                                                const std::string& version) override;
   absl::StatusOr<PredictorRecord> GetDefaultPredictor(const std::string& space) override;
   absl::Status SetDefaultPredictor(const std::string& space, const std::string& version) override;
+  absl::Status ClearDefaultPredictor(const std::string& space) override;
+  absl::StatusOr<std::string> CreateTrainingJob(const TrainingJobRecord& job) override;
+  absl::Status MarkTrainingRunning(const std::string& job_id, double started_unix_s) override;
+  absl::Status UpdateTrainingProgress(const std::string& job_id, const std::string& stage,
+                                      int epoch, int max_epochs, double validation_rmse) override;
+  absl::Status FinishTrainingJob(const std::string& job_id, JobState state,
+                                 const std::string& error, double finished_unix_s,
+                                 const PredictorRecord* predictor) override;
+  absl::StatusOr<TrainingJobRecord> GetTrainingJob(const std::string& job_id) override;
+  absl::StatusOr<std::vector<TrainingJobRecord>> ListTrainingJobs(bool unfinished_only,
+                                                                  int64_t offset,
+                                                                  int limit) override;
 
  private:
   class Statement;
@@ -138,6 +150,11 @@ class SqliteStore : public Store {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // NOT_FOUND unless the device has a stored table.
   absl::Status CheckDeviceKnown(const std::string& device) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // AddPredictor's writes, inside the caller's transaction.
+  absl::Status InsertPredictor(const PredictorRecord& predictor, const std::string& operation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  absl::StatusOr<JobState> LoadTrainingJobState(const std::string& job_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
   absl::Mutex mutex_;
   sqlite3* const db_;  // Used only with mutex_ held.

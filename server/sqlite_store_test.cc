@@ -1100,5 +1100,81 @@ TEST(SqliteStoreTest, UnusablePathsFailClearly) {
   }
 }
 
+TEST(SqliteStoreTest, TrainingJobsEndWithTheirPredictorInOneTransaction) {
+  const std::string path = FreshPath();
+  std::unique_ptr<SqliteStore> store = OpenOrDie(path);
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->AddPredictor(Predictor("v1", true)).ok());
+  TrainingJobRecord job;
+  job.space = "fmnist_mbv2";
+  job.dataset = "fm";
+  job.request = std::string("\x08\x01", 2);
+  job.created_unix_s = 1.7e9;
+  absl::StatusOr<std::string> first = store->CreateTrainingJob(job);
+  absl::StatusOr<std::string> second = store->CreateTrainingJob(job);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(*first, "train-1");
+  EXPECT_EQ(*second, "train-2");
+
+  ASSERT_TRUE(store->MarkTrainingRunning(*first, 1.7e9 + 1).ok());
+  ASSERT_TRUE(store->UpdateTrainingProgress(*first, "quantized", 7, 400, 0.0021).ok());
+  absl::StatusOr<TrainingJobRecord> running = store->GetTrainingJob(*first);
+  ASSERT_TRUE(running.ok());
+  EXPECT_EQ(running->state, JobState::kRunning);
+  EXPECT_EQ(running->stage, "quantized");
+  EXPECT_EQ(running->epoch, 7);
+  EXPECT_EQ(running->max_epochs, 400);
+  EXPECT_DOUBLE_EQ(running->validation_rmse, 0.0021);
+  EXPECT_EQ(running->request, job.request);
+
+  // A failed job stores no predictor: v1 stays the default.
+  ASSERT_TRUE(store->FinishTrainingJob(*second, JobState::kFailed, "diverged", 1.7e9 + 2, nullptr)
+                  .ok());
+  PredictorRecord trained = Predictor("v2", true);
+  ASSERT_TRUE(store->FinishTrainingJob(*first, JobState::kSucceeded, "", 1.7e9 + 3, &trained).ok());
+  absl::StatusOr<PredictorRecord> default_predictor = store->GetDefaultPredictor("fmnist_mbv2");
+  ASSERT_TRUE(default_predictor.ok());
+  EXPECT_EQ(default_predictor->version, "v2");
+  absl::StatusOr<TrainingJobRecord> done = store->GetTrainingJob(*first);
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done->state, JobState::kSucceeded);
+  EXPECT_EQ(done->predictor_version, "v2");
+  EXPECT_EQ(done->metrics_json, trained.metrics_json);
+
+  // Ended jobs take no more progress and cannot end twice.
+  EXPECT_EQ(store->UpdateTrainingProgress(*first, "quantized", 8, 400, 0.002).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store->FinishTrainingJob(*first, JobState::kFailed, "", 0, nullptr).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store->MarkTrainingRunning(*second, 0).code(), absl::StatusCode::kFailedPrecondition);
+
+  // A job that trains a predictor already stored (same content, same version) succeeds and
+  // makes it the default without storing it twice.
+  absl::StatusOr<std::string> third = store->CreateTrainingJob(job);
+  ASSERT_TRUE(third.ok());
+  PredictorRecord again = Predictor("v1", true);
+  ASSERT_TRUE(store->FinishTrainingJob(*third, JobState::kSucceeded, "", 1.7e9 + 4, &again).ok());
+  default_predictor = store->GetDefaultPredictor("fmnist_mbv2");
+  ASSERT_TRUE(default_predictor.ok());
+  EXPECT_EQ(default_predictor->version, "v1");
+  absl::StatusOr<std::vector<PredictorRecord>> predictors = store->ListPredictors("fmnist_mbv2");
+  ASSERT_TRUE(predictors.ok());
+  EXPECT_EQ(predictors->size(), 2u);
+
+  ASSERT_TRUE(store->ClearDefaultPredictor("fmnist_mbv2").ok());
+  EXPECT_EQ(store->GetDefaultPredictor("fmnist_mbv2").status().code(),
+            absl::StatusCode::kNotFound);
+
+  absl::StatusOr<std::vector<TrainingJobRecord>> unfinished =
+      store->ListTrainingJobs(/*unfinished_only=*/true, 0, 10);
+  ASSERT_TRUE(unfinished.ok());
+  EXPECT_TRUE(unfinished->empty());
+  absl::StatusOr<std::vector<TrainingJobRecord>> all = store->ListTrainingJobs(false, 0, 10);
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ((*all)[0].id, "train-3");  // Newest first.
+  EXPECT_EQ(store->GetTrainingJob("train-9").status().code(), absl::StatusCode::kNotFound);
+}
+
 }  // namespace
 }  // namespace apq::server

@@ -120,18 +120,40 @@ struct DatasetRecord {
   std::string space;
   std::string description;
   double created_unix_s = 0;
-  int64_t records = 0;  // Filled by GetDataset and ListDatasets.
+  int64_t records = 0;       // Filled by GetDataset and ListDatasets.
+  int64_t fp32_records = 0;  // Of them, measured at full precision (method "fp32").
 };
 
 struct MeasurementRow {
   int64_t id = 0;           // Assigned by the store, ascending in order of insertion.
   std::string config_json;  // The space's canonical JSON of the config.
   double accuracy = 0.0;    // In [0, 1].
-  // How it was measured, e.g. "fp32" or "quant-from-supernet" (oface/subnet_measurement.h).
+  // How it was measured, e.g. "fp32" or "quant-from-supernet" (oface/measurement_csv.h).
   std::string method;
   double seconds = 0.0;  // Time spent measuring it (>= 0).
   uint64_t seed = 0;     // Seed of the job that sampled it.
   double created_unix_s = 0;
+};
+
+// A job that trains an accuracy predictor from a dataset (server/training_manager.h).
+struct TrainingJobRecord {
+  std::string id;  // Assigned by CreateTrainingJob ("train-<n>").
+  std::string space;
+  std::string dataset;
+  std::string request;  // Serialized apq.v1.TrainPredictorRequest with defaults filled in.
+  JobState state = JobState::kQueued;
+  std::string error;
+  // Progress: the stage running ("fp32", "quantized", "xgboost"), its epochs done and
+  // planned, and its latest validation RMSE.
+  std::string stage;
+  int epoch = 0;
+  int max_epochs = 0;
+  double validation_rmse = 0.0;
+  std::string predictor_version;     // Set when it succeeded.
+  std::string metrics_json = "{}";   // The predictor's metrics, when it succeeded.
+  double created_unix_s = 0;
+  double started_unix_s = 0;
+  double finished_unix_s = 0;
 };
 
 // A trained accuracy predictor of a space, stored with how it was made and how well it does.
@@ -210,9 +232,36 @@ class Store {
   virtual absl::Status SetDefaultPredictor(const std::string& space,
                                            const std::string& version) = 0;
 
+  // The space's stored predictors stop being its default (searches fall back to the shipped
+  // one). No error when none was.
+  virtual absl::Status ClearDefaultPredictor(const std::string& space) = 0;
+
   // The dataset's rows in id order, all methods or one.
   virtual absl::StatusOr<std::vector<MeasurementRow>> ListMeasurements(
       const std::string& dataset, const std::optional<std::string>& method) = 0;
+
+  // Stores a new training job in state kQueued; returns its id.
+  virtual absl::StatusOr<std::string> CreateTrainingJob(const TrainingJobRecord& job) = 0;
+  // Queued (or running, when a restarted server runs it again) to running.
+  // FAILED_PRECONDITION for a job that has ended.
+  virtual absl::Status MarkTrainingRunning(const std::string& job_id, double started_unix_s) = 0;
+  // Records a running job's progress. FAILED_PRECONDITION for a job that has ended.
+  virtual absl::Status UpdateTrainingProgress(const std::string& job_id, const std::string& stage,
+                                              int epoch, int max_epochs,
+                                              double validation_rmse) = 0;
+  // Ends a job. With `predictor` (only for kSucceeded) the predictor is stored, and made the
+  // space's default if it says so, in the same transaction: a job never succeeds without its
+  // predictor, and a failed one leaves the predictors as they were. A predictor whose version
+  // is stored already (versions are content hashes) is not stored twice. FAILED_PRECONDITION
+  // if the job already ended; INVALID_ARGUMENT as AddPredictor.
+  virtual absl::Status FinishTrainingJob(const std::string& job_id, JobState state,
+                                         const std::string& error, double finished_unix_s,
+                                         const PredictorRecord* predictor) = 0;
+  virtual absl::StatusOr<TrainingJobRecord> GetTrainingJob(const std::string& job_id) = 0;
+  // Newest first; with `unfinished_only`, the queued and running ones.
+  virtual absl::StatusOr<std::vector<TrainingJobRecord>> ListTrainingJobs(bool unfinished_only,
+                                                                          int64_t offset,
+                                                                          int limit) = 0;
 };
 
 }  // namespace apq::server

@@ -19,7 +19,7 @@
 #include "common/tool_main.h"
 #include "oface/mbconv_quant_space.h"
 #include "oface/mbconv_spec.h"
-#include "oface/subnet_measurement.h"
+#include "oface/measurement_csv.h"
 #include "predictor/mlp_predictor.h"
 #include "predictor/mlp_training.h"
 #include "server/measurement_samples.h"

@@ -13,7 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "oface/subnet_measurement.h"
+#include "oface/measurement_csv.h"
 #include "tests/process.h"
 
 namespace apq::testing {
@@ -201,6 +201,159 @@ TEST_F(EndToEndTest, SearchesFashionMnistAndDeploysTheSubnetAsTorchScript) {
        {"pw_w_bits_setting", "pw_a_bits_setting", "dw_w_bits_setting", "dw_a_bits_setting"}) {
     for (const json& bits : four["best_config"][1][field]) EXPECT_EQ(bits, 4) << field;
   }
+}
+
+TEST_F(EndToEndTest, BadDatasetUploadsAreRefusedNamingTheRecordAndStoreNothing) {
+  // A valid record of the space, from the shipped measurements.
+  absl::StatusOr<std::vector<oface::MeasurementRecord>> shipped =
+      oface::ReadMeasurementCsv("data/fmnist_mbv2/measurements.csv");
+  ASSERT_TRUE(shipped.ok()) << shipped.status();
+  auto records = [&](int count) {
+    json list = json::array();
+    for (int i = 0; i < count; ++i) {
+      list.push_back({{"config", json::parse((*shipped)[i].config_json)},
+                      {"accuracy", (*shipped)[i].accuracy},
+                      {"method", (*shipped)[i].method}});
+    }
+    return list;
+  };
+  struct Case {
+    std::string name;
+    json records;
+    std::string dataset_name = "mine";
+    std::string space = "fmnist_mbv2";
+    std::string code = "INVALID_ARGUMENT";
+    std::string mention;
+  };
+  std::vector<Case> cases;
+  cases.push_back({"empty", json::array(), "mine", "fmnist_mbv2", "INVALID_ARGUMENT",
+                   "records: the dataset is empty"});
+  cases.push_back({"too few", records(5), "mine", "fmnist_mbv2", "INVALID_ARGUMENT",
+                   "too few to split"});
+  json outside = records(10);
+  outside[3]["config"][0]["ks"][0] = 9;
+  cases.push_back({"outside the space", outside, "mine", "fmnist_mbv2", "INVALID_ARGUMENT",
+                   "records[3]: config_json"});
+  json accuracy = records(10);
+  accuracy[6]["accuracy"] = 91.2;  // A percentage, not a fraction.
+  cases.push_back({"accuracy", accuracy, "mine", "fmnist_mbv2", "INVALID_ARGUMENT",
+                   "records[6]: accuracy 91.2 is not in [0, 1]"});
+  json repeated = records(10);
+  repeated[9] = repeated[2];
+  cases.push_back({"repeat", repeated, "mine", "fmnist_mbv2", "INVALID_ARGUMENT",
+                   "records[9]: repeats records[2]"});
+  json negative_seconds = records(10);
+  negative_seconds[4]["seconds"] = -1;
+  cases.push_back({"seconds", negative_seconds, "mine", "fmnist_mbv2", "INVALID_ARGUMENT",
+                   "records[4]: seconds"});
+  cases.push_back({"bad name", records(10), "Mine!", "fmnist_mbv2", "INVALID_ARGUMENT", "name"});
+  cases.push_back({"unknown space", records(10), "mine", "mnist", "NOT_FOUND", "mnist"});
+  cases.push_back({"taken", records(10), "fmnist_mbv2-supernet-v1", "fmnist_mbv2",
+                   "ALREADY_EXISTS", "fmnist_mbv2-supernet-v1"});
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string path = TempPath("records.json");
+    WriteFile(path, c.records.dump());
+    ProcessResult result =
+        Client({"upload-dataset", "--name", c.dataset_name, "--space", c.space, path});
+    EXPECT_EQ(result.exit_code, 1) << result.err;
+    EXPECT_NE(result.err.find(c.code + ":"), std::string::npos) << result.err;
+    EXPECT_NE(result.err.find(c.mention), std::string::npos) << result.err;
+  }
+  ProcessResult datasets = Client({"datasets", "--json"});
+  ASSERT_EQ(datasets.exit_code, 0) << datasets.err;
+  const json listed = ParseJson(datasets);
+  ASSERT_EQ(listed.size(), 1u) << "a refused upload must not store a dataset";
+  EXPECT_EQ(listed[0]["name"], "fmnist_mbv2-supernet-v1");
+  EXPECT_EQ(listed[0]["fp32_records"], 1000);
+  EXPECT_EQ(listed[0]["quantized_records"], 300);
+
+  // The same records written as the measurement CSV upload as a dataset.
+  const std::string csv = TempPath("records.csv");
+  std::string content = absl::StrCat(oface::kMeasurementCsvHeader, "\n");
+  for (int i = 0; i < 12; ++i) absl::StrAppend(&content, MeasurementToCsvLine((*shipped)[i]), "\n");
+  WriteFile(csv, content);
+  ProcessResult uploaded =
+      Client({"upload-dataset", "--name", "mine", "--space", "fmnist_mbv2", csv, "--json"});
+  ASSERT_EQ(uploaded.exit_code, 0) << uploaded.err;
+  const json dataset = ParseJson(uploaded);
+  EXPECT_EQ(dataset["fp32_records"].get<int>() + dataset["quantized_records"].get<int>(), 12);
+}
+
+TEST_F(EndToEndTest, TrainsAPredictorThatSearchesThenUseAndKeepsItWhenTrainingDiverges) {
+  ProcessResult trained = Client({"train", "--space", "fmnist_mbv2", "--dataset",
+                                  "fmnist_mbv2-supernet-v1", "--kind", "xgboost", "--seed", "3",
+                                  "--make-default", "--wait", "--json"});
+  ASSERT_EQ(trained.exit_code, 0) << trained.out << trained.err;
+  const json job = ParseJson(trained);
+  EXPECT_EQ(job["state"], "SUCCEEDED");
+  EXPECT_EQ(job["stage"], "xgboost");
+  const std::string version = job["predictor_version"];
+  // 60 of the 300 quantized records are held out. On them the predictor must rank better than
+  // chance; the transfer experiment (bench/RESULTS.md) measured tau 0.47-0.49 at 240 records.
+  EXPECT_EQ(job["metrics"]["heldout_records"], 60);
+  EXPECT_GT(job["metrics"]["kendall_tau"].get<double>(), 0.2);
+  EXPECT_LT(job["metrics"]["rmse"].get<double>(), 0.01);
+
+  auto default_version = [&]() -> std::string {
+    ProcessResult listed = Client({"predictors", "--space", "fmnist_mbv2", "--json"});
+    EXPECT_EQ(listed.exit_code, 0) << listed.err;
+    for (const json& predictor : ParseJson(listed)) {
+      if (predictor["is_default"].get<bool>()) return predictor["version"];
+    }
+    return "";
+  };
+  EXPECT_EQ(default_version(), version);
+  ProcessResult search =
+      Client({"search", "--space", "fmnist_mbv2", "--device", "local-cpu", "--generations", "3",
+              "--population", "10", "--wait", "--json"});
+  ASSERT_EQ(search.exit_code, 0) << search.err;
+  EXPECT_EQ(ParseJson(search)["predictor_version"], version);
+
+  // Divergence fails the job with its reason and leaves the default in place.
+  ProcessResult diverged = Client({"train", "--space", "fmnist_mbv2", "--dataset",
+                                   "fmnist_mbv2-supernet-v1", "--kind", "scratch",
+                                   "--learning-rate", "1e30", "--make-default", "--wait", "--json"});
+  EXPECT_EQ(diverged.exit_code, 1);
+  const json failed = ParseJson(diverged);
+  EXPECT_EQ(failed["state"], "FAILED");
+  EXPECT_NE(failed["error"].get<std::string>().find("diverged"), std::string::npos) << failed;
+  EXPECT_EQ(default_version(), version);
+
+  // Bad training requests are refused before a job exists.
+  struct Case {
+    std::vector<std::string> extra;
+    std::string code;
+    std::string mention;
+  };
+  const std::vector<Case> cases = {
+      {{"--dataset", "nope"}, "NOT_FOUND", "nope"},
+      {{"--dataset", "fmnist_mbv2-supernet-v1", "--holdout", "0.9"}, "INVALID_ARGUMENT",
+       "holdout_fraction"},
+      {{"--dataset", "fmnist_mbv2-supernet-v1", "--max-epochs", "0"}, "INVALID_ARGUMENT",
+       "max_epochs"},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> args = {"train", "--space", "fmnist_mbv2"};
+    args.insert(args.end(), c.extra.begin(), c.extra.end());
+    ProcessResult result = Client(args);
+    EXPECT_EQ(result.exit_code, 1) << result.err;
+    EXPECT_NE(result.err.find(c.code + ":"), std::string::npos) << result.err;
+    EXPECT_NE(result.err.find(c.mention), std::string::npos) << result.err;
+  }
+  ProcessResult jobs = Client({"training", "--json"});
+  ASSERT_EQ(jobs.exit_code, 0);
+  EXPECT_EQ(ParseJson(jobs).size(), 2u);
+
+  // Back to the shipped predictor.
+  ProcessResult reset = Client({"set-default-predictor", "--space", "fmnist_mbv2",
+                                "qa_predictor-b605ee02f52f5832"});
+  ASSERT_EQ(reset.exit_code, 0) << reset.err;
+  EXPECT_EQ(default_version(), "qa_predictor-b605ee02f52f5832");
+  ProcessResult unknown =
+      Client({"set-default-predictor", "--space", "fmnist_mbv2", "fmnist_mbv2-nope"});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_NE(unknown.err.find("NOT_FOUND:"), std::string::npos) << unknown.err;
 }
 
 TEST_F(EndToEndTest, EvaluateReproducesTheTutorialGoldenValues) {

@@ -1,0 +1,412 @@
+#include "server/training_manager.h"
+
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/clock.h"
+#include "common/status_macros.h"
+#include "nlohmann/json.hpp"
+#include "server/predictor_training.h"
+
+namespace apq::server {
+namespace {
+
+constexpr size_t kMaxDescriptionBytes = 4096;
+constexpr int kMaxEpochs = 100000;
+// Progress is written to the store at most this often per job (and at every stage change).
+constexpr double kProgressIntervalS = 1.0;
+
+// The trainers' defaults, per kind (predictor/mlp_training.h, predictor/xgb_predictor.h).
+constexpr int kMlpDefaultEpochs = 400;
+constexpr double kMlpDefaultLearningRate = 1e-3;
+constexpr int kXgbDefaultRounds = 2000;
+constexpr double kXgbDefaultLearningRate = 0.05;
+constexpr double kDefaultHoldoutFraction = 0.2;
+
+const char* KindName(apq::v1::PredictorKind kind) {
+  switch (kind) {
+    case apq::v1::PREDICTOR_KIND_MLP_SCRATCH:
+      return "mlp_scratch";
+    case apq::v1::PREDICTOR_KIND_XGBOOST:
+      return "xgboost";
+    default:
+      return "mlp_transfer";
+  }
+}
+
+// Fills in the defaults, in place, so the stored request says exactly what ran; then checks
+// what needs no lookup.
+absl::Status FillAndValidate(apq::v1::TrainPredictorRequest* request) {
+  if (request->space().empty()) return absl::InvalidArgumentError("space: required");
+  if (request->dataset().empty()) return absl::InvalidArgumentError("dataset: required");
+  switch (request->kind()) {
+    case apq::v1::PREDICTOR_KIND_UNSPECIFIED:
+      request->set_kind(apq::v1::PREDICTOR_KIND_MLP_TRANSFER);
+      break;
+    case apq::v1::PREDICTOR_KIND_MLP_TRANSFER:
+    case apq::v1::PREDICTOR_KIND_MLP_SCRATCH:
+    case apq::v1::PREDICTOR_KIND_XGBOOST:
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("kind: unknown value ", static_cast<int>(request->kind())));
+  }
+  const bool xgboost = request->kind() == apq::v1::PREDICTOR_KIND_XGBOOST;
+  if (!request->has_holdout_fraction()) request->set_holdout_fraction(kDefaultHoldoutFraction);
+  if (!request->has_max_epochs()) {
+    request->set_max_epochs(xgboost ? kXgbDefaultRounds : kMlpDefaultEpochs);
+  }
+  if (!request->has_learning_rate()) {
+    request->set_learning_rate(xgboost ? kXgbDefaultLearningRate : kMlpDefaultLearningRate);
+  }
+  if (!(request->holdout_fraction() >= 0.05 && request->holdout_fraction() <= 0.5)) {
+    return absl::InvalidArgumentError(absl::StrCat("holdout_fraction: must be in [0.05, 0.5], got ",
+                                                   request->holdout_fraction()));
+  }
+  if (request->max_epochs() < 1 || request->max_epochs() > kMaxEpochs) {
+    return absl::InvalidArgumentError(absl::StrCat("max_epochs: must be in [1, ", kMaxEpochs,
+                                                   "], got ", request->max_epochs()));
+  }
+  if (!(std::isfinite(request->learning_rate()) && request->learning_rate() > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("learning_rate: must be finite and > 0, got ",
+                                                   request->learning_rate()));
+  }
+  if (request->description().size() > kMaxDescriptionBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("description: longer than ", kMaxDescriptionBytes, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<MeasurementRow>> MeasurementRowsFromUpload(
+    const oface::SearchSpace& space, const apq::v1::UploadDatasetRequest& request) {
+  constexpr size_t kMaxMethodBytes = 64;
+  constexpr int kMaxRecords = 1000000;
+  if (request.records().empty()) return absl::InvalidArgumentError("records: the dataset is empty");
+  if (request.records_size() > kMaxRecords) {
+    return absl::InvalidArgumentError(absl::StrCat("records: ", request.records_size(),
+                                                   " records; at most ", kMaxRecords));
+  }
+  if (request.records_size() < kMinDatasetRecords) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "records: ", request.records_size(), " records are too few to split; a dataset needs at least ",
+        kMinDatasetRecords, " (2 held out, 4 to train and validate on)"));
+  }
+  const bool has_bits = space.feature_size() > space.arch_feature_size();
+  const double now = NowUnixSeconds();
+  std::vector<MeasurementRow> rows;
+  rows.reserve(request.records_size());
+  std::map<std::pair<std::string, std::string>, int> first_seen;
+  for (int i = 0; i < request.records_size(); ++i) {
+    const apq::v1::MeasurementRecord& record = request.records(i);
+    const std::string what = absl::StrCat("records[", i, "]");
+    absl::StatusOr<oface::Genotype> genotype = space.FromJson(record.config_json());
+    if (!genotype.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": config_json: ", genotype.status().message()));
+    }
+    if (!(record.accuracy() >= 0.0 && record.accuracy() <= 1.0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": accuracy ", record.accuracy(), " is not in [0, 1]"));
+    }
+    if (!(std::isfinite(record.seconds()) && record.seconds() >= 0.0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": seconds ", record.seconds(), " is not a finite value >= 0"));
+    }
+    std::string method = record.method();
+    if (method.empty()) method = has_bits ? "quantized" : "fp32";
+    if (method.size() > kMaxMethodBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": method is longer than ", kMaxMethodBytes, " bytes"));
+    }
+    if (!has_bits && method != "fp32") {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": method '", method, "': space ",
+                                                     request.space(),
+                                                     " has no bitwidths, its records are fp32"));
+    }
+    MeasurementRow row;
+    row.config_json = space.ToJson(*genotype);
+    row.accuracy = record.accuracy();
+    row.method = std::move(method);
+    row.seconds = record.seconds();
+    row.created_unix_s = now;
+    const auto [seen, inserted] = first_seen.emplace(std::make_pair(row.method, row.config_json), i);
+    if (!inserted) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": repeats records[", seen->second,
+                                                     "] (the same method and config)"));
+    }
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+void PredictorMetricsFromJson(const std::string& metrics_json,
+                              apq::v1::PredictorMetrics* metrics) {
+  const nlohmann::json parsed = nlohmann::json::parse(metrics_json, nullptr, false);
+  if (!parsed.is_object()) return;
+  const auto number = [&parsed](const char* key) {
+    const auto found = parsed.find(key);
+    return found != parsed.end() && found->is_number() ? found->get<double>() : 0.0;
+  };
+  metrics->set_heldout_records(static_cast<int32_t>(number("heldout_records")));
+  metrics->set_rmse(number("rmse"));
+  metrics->set_kendall_tau(number("kendall_tau"));
+  metrics->set_pairwise_accuracy(number("pairwise_accuracy"));
+  metrics->set_train_records(static_cast<int32_t>(number("train_records")));
+  metrics->set_validation_records(static_cast<int32_t>(number("validation_records")));
+  metrics->set_train_seconds(number("train_seconds"));
+}
+
+apq::v1::TrainingJob TrainingJobToProto(const TrainingJobRecord& job) {
+  apq::v1::TrainingJob proto;
+  proto.set_id(job.id);
+  // The request was serialized by Submit; a record that does not parse leaves it empty.
+  proto.mutable_request()->ParseFromString(job.request);
+  proto.set_state(static_cast<apq::v1::JobState>(job.state));
+  proto.set_error(job.error);
+  proto.set_stage(job.stage);
+  proto.set_epoch(job.epoch);
+  proto.set_max_epochs(job.max_epochs);
+  proto.set_validation_rmse(job.validation_rmse);
+  proto.set_predictor_version(job.predictor_version);
+  if (!job.predictor_version.empty()) {
+    PredictorMetricsFromJson(job.metrics_json, proto.mutable_metrics());
+  }
+  proto.set_created_unix_s(job.created_unix_s);
+  proto.set_started_unix_s(job.started_unix_s);
+  proto.set_finished_unix_s(job.finished_unix_s);
+  return proto;
+}
+
+absl::StatusOr<std::unique_ptr<TrainingManager>> TrainingManager::Create(const Options& options,
+                                                                         Catalog& catalog,
+                                                                         Store& store) {
+  if (options.queue_capacity < 1 || options.threads < 1) {
+    return absl::InvalidArgumentError("training queue capacity and threads must be >= 1");
+  }
+  std::unique_ptr<TrainingManager> manager(new TrainingManager(options, catalog, store));
+  std::vector<TrainingJobRecord> unfinished;
+  for (int64_t offset = 0;; offset += 1000) {
+    ASSIGN_OR_RETURN(std::vector<TrainingJobRecord> page,
+                     store.ListTrainingJobs(/*unfinished_only=*/true, offset, 1000));
+    unfinished.insert(unfinished.end(), page.begin(), page.end());
+    if (page.size() < 1000) break;
+  }
+  {
+    absl::MutexLock lock(&manager->mutex_);
+    // Listed newest first; queued oldest first.
+    for (auto job = unfinished.rbegin(); job != unfinished.rend(); ++job) {
+      manager->queue_.push_back(job->id);
+    }
+  }
+  manager->worker_ = std::thread([raw = manager.get()] { raw->WorkerLoop(); });
+  return manager;
+}
+
+TrainingManager::~TrainingManager() {
+  {
+    absl::MutexLock lock(&mutex_);
+    stopping_ = true;
+  }
+  if (worker_.joinable()) worker_.join();
+}
+
+absl::StatusOr<apq::v1::TrainingJob> TrainingManager::Submit(
+    const apq::v1::TrainPredictorRequest& original) {
+  apq::v1::TrainPredictorRequest request = original;
+  RETURN_IF_ERROR(FillAndValidate(&request));
+  ASSIGN_OR_RETURN(const oface::SearchSpace* space, catalog_.FindSpace(request.space()));
+  ASSIGN_OR_RETURN(DatasetRecord dataset, store_.GetDataset(request.dataset()));
+  if (dataset.space != request.space()) {
+    return absl::InvalidArgumentError(absl::StrCat("dataset: ", dataset.name,
+                                                   " holds records of space ", dataset.space,
+                                                   ", not ", request.space()));
+  }
+  RETURN_IF_ERROR(CheckRecordsSuffice(*space, static_cast<PredictorTrainingKind>(request.kind()),
+                                      dataset.fp32_records,
+                                      dataset.records - dataset.fp32_records,
+                                      request.holdout_fraction()));
+  TrainingJobRecord job;
+  job.space = request.space();
+  job.dataset = request.dataset();
+  job.request = request.SerializeAsString();
+  job.created_unix_s = NowUnixSeconds();
+  {
+    absl::MutexLock lock(&mutex_);
+    if (queue_.size() >= static_cast<size_t>(options_.queue_capacity)) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the training queue is full (", options_.queue_capacity, " jobs); try again later"));
+    }
+    // Stored under the lock so that queue order is id order.
+    ASSIGN_OR_RETURN(job.id, store_.CreateTrainingJob(job));
+    queue_.push_back(job.id);
+  }
+  return TrainingJobToProto(job);
+}
+
+absl::StatusOr<apq::v1::TrainingJob> TrainingManager::Cancel(const std::string& job_id) {
+  ASSIGN_OR_RETURN(TrainingJobRecord job, store_.GetTrainingJob(job_id));
+  if (IsTerminal(job.state)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("training job ", job_id, " has already ended"));
+  }
+  bool was_queued = false;
+  {
+    absl::MutexLock lock(&mutex_);
+    for (auto queued = queue_.begin(); queued != queue_.end(); ++queued) {
+      if (*queued == job_id) {
+        queue_.erase(queued);
+        was_queued = true;
+        break;
+      }
+    }
+    if (running_job_ == job_id) cancel_running_ = true;
+  }
+  if (was_queued) {
+    RETURN_IF_ERROR(
+        store_.FinishTrainingJob(job_id, JobState::kCancelled, "cancelled", NowUnixSeconds(),
+                                 /*predictor=*/nullptr));
+  }
+  ASSIGN_OR_RETURN(job, store_.GetTrainingJob(job_id));
+  return TrainingJobToProto(job);
+}
+
+void TrainingManager::WorkerLoop() {
+  while (true) {
+    std::string job_id;
+    {
+      absl::MutexLock lock(&mutex_);
+      mutex_.Await(absl::Condition(
+          +[](TrainingManager* manager) ABSL_EXCLUSIVE_LOCKS_REQUIRED(manager->mutex_) {
+            return manager->stopping_ || !manager->queue_.empty();
+          },
+          this));
+      if (stopping_) return;
+      job_id = std::move(queue_.front());
+      queue_.pop_front();
+      running_job_ = job_id;
+      cancel_running_ = false;
+    }
+    RunJob(job_id);
+    absl::MutexLock lock(&mutex_);
+    running_job_.clear();
+  }
+}
+
+void TrainingManager::Finish(const std::string& job_id, JobState state, const std::string& error,
+                             const PredictorRecord* predictor) {
+  const absl::Status finished =
+      store_.FinishTrainingJob(job_id, state, error, NowUnixSeconds(), predictor);
+  if (!finished.ok() && predictor != nullptr) {
+    // The job must not stay running: it ends failed, with why its predictor was not stored.
+    Finish(job_id, JobState::kFailed,
+           absl::StrCat("storing the trained predictor: ", finished.message()), nullptr);
+    return;
+  }
+  if (!finished.ok()) {
+    std::fprintf(stderr, "apqd: cannot end training job %s: %s\n", job_id.c_str(),
+                 finished.ToString().c_str());
+  }
+}
+
+void TrainingManager::RunJob(const std::string& job_id) {
+  absl::StatusOr<TrainingJobRecord> job = store_.GetTrainingJob(job_id);
+  if (!job.ok()) {
+    std::fprintf(stderr, "apqd: cannot load training job %s: %s\n", job_id.c_str(),
+                 job.status().ToString().c_str());
+    return;
+  }
+  if (IsTerminal(job->state)) return;
+  apq::v1::TrainPredictorRequest request;
+  if (!request.ParseFromString(job->request)) {
+    Finish(job_id, JobState::kFailed, "the stored request does not parse", nullptr);
+    return;
+  }
+  if (const absl::Status running = store_.MarkTrainingRunning(job_id, NowUnixSeconds());
+      !running.ok()) {
+    Finish(job_id, JobState::kFailed, running.ToString(), nullptr);
+    return;
+  }
+  absl::StatusOr<const oface::SearchSpace*> space = catalog_.FindSpace(request.space());
+  if (!space.ok()) {
+    Finish(job_id, JobState::kFailed, space.status().ToString(), nullptr);
+    return;
+  }
+  absl::StatusOr<std::vector<MeasurementRow>> rows =
+      store_.ListMeasurements(request.dataset(), std::nullopt);
+  if (!rows.ok()) {
+    Finish(job_id, JobState::kFailed, rows.status().ToString(), nullptr);
+    return;
+  }
+
+  PredictorTrainingOptions options;
+  options.kind = static_cast<PredictorTrainingKind>(request.kind());
+  options.seed = request.seed();
+  options.holdout_fraction = request.holdout_fraction();
+  options.max_epochs = request.max_epochs();
+  options.learning_rate = request.learning_rate();
+  options.threads = options_.threads;
+  options.name = absl::StrCat(request.space(), "-", KindName(request.kind()));
+  std::string last_stage;
+  double last_write = 0.0;
+  bool stopped_by_shutdown = false;
+  // The latest progress, written once more when training ends (writes are throttled).
+  struct Progress {
+    std::string stage;
+    int epoch = 0;
+    int max_epochs = 0;
+    double validation_rmse = 0.0;
+  } latest;
+  options.on_progress = [&](const std::string& stage, int epoch, int max_epochs,
+                            double validation_rmse) {
+    {
+      absl::MutexLock lock(&mutex_);
+      if (stopping_) {
+        stopped_by_shutdown = true;
+        return false;
+      }
+      if (cancel_running_) return false;
+    }
+    latest = {stage, epoch, max_epochs, validation_rmse};
+    const double now = NowUnixSeconds();
+    if (stage != last_stage || now - last_write >= kProgressIntervalS || epoch == max_epochs) {
+      // A failed progress write is not worth failing the training for; the next one retries.
+      store_.UpdateTrainingProgress(job_id, stage, epoch, max_epochs, validation_rmse)
+          .IgnoreError();
+      last_stage = stage;
+      last_write = now;
+    }
+    return true;
+  };
+  absl::StatusOr<TrainedPredictor> trained = TrainPredictorFromRows(**space, *rows, options);
+  if (stopped_by_shutdown) return;  // Stays running; the next process runs it again.
+  if (!latest.stage.empty()) {
+    store_.UpdateTrainingProgress(job_id, latest.stage, latest.epoch, latest.max_epochs,
+                                  latest.validation_rmse)
+        .IgnoreError();
+  }
+  if (!trained.ok()) {
+    const bool cancelled = absl::IsCancelled(trained.status());
+    Finish(job_id, cancelled ? JobState::kCancelled : JobState::kFailed,
+           cancelled ? "cancelled" : std::string(trained.status().message()), nullptr);
+    return;
+  }
+  PredictorRecord predictor;
+  predictor.space = request.space();
+  predictor.version = trained->version;
+  predictor.kind = trained->kind;
+  predictor.artifact = std::move(trained->artifact);
+  predictor.metrics_json = PredictorMetricsJson(*trained, job_id);
+  predictor.dataset = request.dataset();
+  predictor.created_unix_s = NowUnixSeconds();
+  predictor.is_default = request.make_default();
+  Finish(job_id, JobState::kSucceeded, "", &predictor);
+}
+
+}  // namespace apq::server

@@ -1,0 +1,90 @@
+// Runs predictor-training jobs on its own thread, never on gRPC's: validates and stores
+// TrainPredictor requests, queues them, trains one at a time (server/predictor_training.h),
+// records progress in the store (at most once a second per job, and at every stage change),
+// and stores the trained predictor in the same transaction that ends the job. A job that
+// fails (diverged, cancelled, too few records) stores nothing else: the space's default
+// predictor stays as it was.
+//
+// Training is not checkpointed: a job that a previous process left queued or running is run
+// again from the start when the manager starts (it is deterministic given its seed).
+//
+// Thread safety: every public method may be called from any thread.
+#ifndef APQ_SERVER_TRAINING_MANAGER_H_
+#define APQ_SERVER_TRAINING_MANAGER_H_
+
+#include <atomic>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "proto/apq/v1/apq.pb.h"
+#include "server/catalog.h"
+#include "server/store.h"
+
+namespace apq::server {
+
+// Converts a stored training job to its API form.
+apq::v1::TrainingJob TrainingJobToProto(const TrainingJobRecord& job);
+// Parses a predictor's stored metrics JSON into `metrics`; unknown or missing keys are left
+// at zero.
+void PredictorMetricsFromJson(const std::string& metrics_json, apq::v1::PredictorMetrics* metrics);
+
+// The rows of an UploadDataset request after validating every record against the space:
+// INVALID_ARGUMENT naming "records[i]" and the reason (config outside the space, accuracy NaN
+// or outside [0, 1], seconds negative or not finite, an over-long method, a quantized method in
+// a space without bitwidths, a repeat of an earlier record's method and config), "records"
+// when there are none or fewer than kMinDatasetRecords. Configs are stored in the space's
+// canonical JSON, so the same config written two ways is a repeat.
+absl::StatusOr<std::vector<MeasurementRow>> MeasurementRowsFromUpload(
+    const oface::SearchSpace& space, const apq::v1::UploadDatasetRequest& request);
+
+class TrainingManager {
+ public:
+  struct Options {
+    int queue_capacity = 16;  // Queued jobs beyond which TrainPredictor is RESOURCE_EXHAUSTED.
+    int threads = 2;          // LibTorch / XGBoost threads of a training.
+  };
+
+  // Starts the worker and queues the jobs a previous process left unfinished.
+  static absl::StatusOr<std::unique_ptr<TrainingManager>> Create(const Options& options,
+                                                                 Catalog& catalog, Store& store);
+  // Stops the worker: a running job stops after its current epoch and stays `running` in the
+  // store, so the next process runs it again.
+  ~TrainingManager();
+
+  // Validates (see apq.proto), fills in defaults, stores and queues a job.
+  absl::StatusOr<apq::v1::TrainingJob> Submit(const apq::v1::TrainPredictorRequest& request);
+  // Cancels a queued job at once, a running one after its current epoch (the returned state
+  // is then still running). FAILED_PRECONDITION for a job that already ended.
+  absl::StatusOr<apq::v1::TrainingJob> Cancel(const std::string& job_id);
+
+ private:
+  TrainingManager(const Options& options, Catalog& catalog, Store& store)
+      : options_(options), catalog_(catalog), store_(store) {}
+  void WorkerLoop();
+  void RunJob(const std::string& job_id);
+  // Ends the job in the store; logs when even that fails.
+  void Finish(const std::string& job_id, JobState state, const std::string& error,
+              const PredictorRecord* predictor);
+
+  const Options options_;
+  Catalog& catalog_;
+  Store& store_;
+
+  absl::Mutex mutex_;
+  std::deque<std::string> queue_ ABSL_GUARDED_BY(mutex_);
+  std::string running_job_ ABSL_GUARDED_BY(mutex_);
+  bool cancel_running_ ABSL_GUARDED_BY(mutex_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
+  std::thread worker_;
+};
+
+}  // namespace apq::server
+
+#endif  // APQ_SERVER_TRAINING_MANAGER_H_
