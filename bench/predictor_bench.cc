@@ -5,7 +5,13 @@
 // quantization-aware shape (772 = 520 architecture + 252 bit inputs, the bits branch added
 // after the first ReLU, 400 x 3, 1) with random weights: APQ never published trained ones.
 //
-// Usage: bazel run //bench:predictor_bench [-- <weights.f32> <manifest.json> | -- --apq-only]
+// With --fmnist: the shipped Fashion-MNIST quantization-aware predictor (336 = 192 + 144 bit
+// inputs, 400 x 3) on configs sampled from its space, at batches 100 and 1000, with the
+// arithmetic of each row (GFLOP/s: the gather-and-sum first layer counted as its additions,
+// the dense forward as its multiply-adds).
+//
+// Usage: bazel run //bench:predictor_bench [-- <weights.f32> <manifest.json> | -- --apq-only |
+//        -- --fmnist]
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -17,6 +23,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "oface/mbconv_quant_space.h"
+#include "oface/mbconv_spec.h"
+#include "oface/rng.h"
 #include "predictor/accuracy_predictor.h"
 #include "predictor/mlp_predictor.h"
 #include "predictor/mlp_testing.h"
@@ -73,14 +82,35 @@ double BestSecondsPerCall(int64_t calls, const std::function<bool()>& body) {
   return best;
 }
 
-void PrintRow(const std::string& kernel, int threads, int batch, double seconds_per_call) {
+// `flops_per_prediction` > 0 adds the achieved GFLOP/s.
+void PrintRow(const std::string& kernel, int threads, int batch, double seconds_per_call,
+              double flops_per_prediction = 0.0) {
   if (seconds_per_call < 0) {
     std::printf("%-18s %7d %6d   failed\n", kernel.c_str(), threads, batch);
     return;
   }
-  std::printf("%-18s %7d %6d %12.1f %14.0f\n", kernel.c_str(), threads, batch,
+  std::printf("%-18s %7d %6d %12.1f %14.0f", kernel.c_str(), threads, batch,
               seconds_per_call * 1e6, batch / seconds_per_call);
+  if (flops_per_prediction > 0) {
+    std::printf(" %9.1f", flops_per_prediction * batch / seconds_per_call * 1e-9);
+  }
+  std::printf("\n");
   std::fflush(stdout);
+}
+
+// Floating-point operations of one prediction of an MLP with these layer widths: the dense
+// forward (2 x in x out per layer, plus the bits branch) or, with `active_inputs` > 0, the
+// gather-and-sum first layer (one addition per active input and output) instead of its
+// dense product.
+double FlopsPerPrediction(const MlpWeights& weights, double active_inputs) {
+  double flops = 0.0;
+  for (size_t i = 0; i < weights.layers.size(); ++i) {
+    const double dense = 2.0 * weights.layers[i].in * weights.layers[i].out;
+    flops += (i == 0 && active_inputs > 0) ? 0.0 : dense;
+  }
+  if (weights.bits.has_value()) flops += active_inputs > 0 ? 0.0 : 2.0 * weights.bits->in * weights.bits->out;
+  if (active_inputs > 0) flops += active_inputs * weights.layers[0].out;
+  return flops;
 }
 
 using MakePredictor =
@@ -106,15 +136,19 @@ std::vector<std::unique_ptr<MlpPredictor>> PredictorsPerKernel(int threads,
 }
 
 // A row per predictor and batch, then per batch one for the first predictor's dense forward.
+// With `weights`, each row also shows its GFLOP/s.
 void PrintRows(const std::vector<std::unique_ptr<MlpPredictor>>& predictors,
-               const std::vector<FeatureBatch>& batches, int threads) {
+               const std::vector<FeatureBatch>& batches, int threads,
+               const MlpWeights* weights = nullptr) {
   std::vector<float> out;
   for (const std::unique_ptr<MlpPredictor>& predictor : predictors) {
     for (const FeatureBatch& batch : batches) {
       const double seconds =
           BestSecondsPerCall(std::max<int64_t>(1, kSamplesPerRepeat / batch.size()),
                              [&] { return predictor->Predict(batch, &out).ok(); });
-      PrintRow(predictor->kernel_name(), threads, batch.size(), seconds);
+      const double active = static_cast<double>(batch.indices().size()) / batch.size();
+      PrintRow(predictor->kernel_name(), threads, batch.size(), seconds,
+               weights != nullptr ? FlopsPerPrediction(*weights, active) : 0.0);
     }
   }
   for (const FeatureBatch& batch : batches) {
@@ -122,8 +156,48 @@ void PrintRows(const std::vector<std::unique_ptr<MlpPredictor>>& predictors,
     const double seconds = BestSecondsPerCall(
         std::max<int64_t>(1, kSamplesPerRepeat / batch.size()),
         [&] { return predictors[0]->PredictDense(dense.data(), batch.size(), &out).ok(); });
-    PrintRow("libtorch-dense", threads, batch.size(), seconds);
+    PrintRow("libtorch-dense", threads, batch.size(), seconds,
+             weights != nullptr ? FlopsPerPrediction(*weights, 0.0) : 0.0);
   }
+}
+
+// The shipped Fashion-MNIST predictor's rows; returns main's exit code.
+int BenchFashionMnist() {
+  absl::StatusOr<std::unique_ptr<apq::oface::SearchSpace>> space =
+      apq::oface::NewMbConvQuantSpace(apq::oface::FashionMnistSpec());
+  if (!space.ok()) {
+    std::fprintf(stderr, "%s\n", space.status().ToString().c_str());
+    return 1;
+  }
+  apq::oface::Rng rng(2026);
+  std::vector<FeatureBatch> batches;
+  for (int size : {100, 1000}) {
+    FeatureBatch batch;
+    for (int i = 0; i < size; ++i) {
+      (*space)->ActiveFeatures((*space)->Sample(rng), batch.mutable_indices());
+      batch.EndSample();
+    }
+    batches.push_back(std::move(batch));
+  }
+  const std::string stem = "data/fmnist_mbv2/qa_predictor";
+  MlpWeights weights;
+  std::printf("Fashion-MNIST quantization-aware predictor (%s, configs sampled from fmnist_mbv2)\n",
+              stem.c_str());
+  std::printf("%-18s %7s %6s %12s %14s %9s\n", "kernel", "threads", "batch", "us/call",
+              "predictions/s", "GFLOP/s");
+  for (int threads : {1, 2}) {
+    const std::vector<std::unique_ptr<MlpPredictor>> predictors =
+        PredictorsPerKernel(threads, [&](const MlpPredictor::Options& options) {
+          return MlpPredictor::LoadRawFloat32(stem + ".f32", stem + ".manifest.json", options);
+        });
+    if (predictors.empty()) return 1;
+    weights = predictors[0]->ExportWeights();
+    PrintRows(predictors, batches, threads, &weights);
+  }
+  const double active = static_cast<double>(batches[1].indices().size()) / batches[1].size();
+  std::printf("\n%.1f active inputs per config; %.0f FLOP per prediction gathered, %.0f dense\n",
+              active, FlopsPerPrediction(weights, active), FlopsPerPrediction(weights, 0.0));
+  return 0;
 }
 
 // The APQ-shaped predictor's rows at batch 100; returns main's exit code.
@@ -149,6 +223,7 @@ int BenchApqShape(std::mt19937* rng) {
 int main(int argc, char** argv) {
   std::mt19937 rng(2026);
   if (argc > 1 && std::string(argv[1]) == "--apq-only") return BenchApqShape(&rng);
+  if (argc > 1 && std::string(argv[1]) == "--fmnist") return BenchFashionMnist();
   const std::string weights = argc > 1 ? argv[1] : "data/ofa_mbv3/acc_predictor.f32";
   const std::string manifest = argc > 2 ? argv[2] : "data/ofa_mbv3/acc_predictor.manifest.json";
   const std::vector<int> batch_sizes = {1, 100, 1000};

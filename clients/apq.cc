@@ -73,11 +73,12 @@ Accuracy predictors:
       JSON list of {"config": <config>, "accuracy": A, "method": "fp32"|"quantized"|...,
       "seconds": S} (method and seconds optional).
   datasets [--space S] [--json]
-  train --space S --dataset D [--kind transfer|scratch|xgboost] [--seed N] [--holdout F]
+  train --space S --dataset D [--kind transfer|scratch|xgboost|ensemble] [--seed N] [--holdout F]
       [--max-epochs N] [--learning-rate X] [--make-default] [--description T] [--wait] [--json]
       Train a predictor (a job): transfer = APQ's fp32 predictor transferred to the
       quantization-aware one (default), scratch = the quantization-aware MLP alone, xgboost =
-      gradient-boosted trees. --make-default makes the space's searches use it once trained.
+      gradient-boosted trees, ensemble = the mean of transfer and xgboost. --make-default
+      makes the space's searches use it once trained.
   training [JOB] [--wait] [--limit N] [--json]
       List training jobs, or show one (--wait follows it to its end).
   cancel-training JOB
@@ -880,6 +881,8 @@ class Client {
         return "scratch";
       case apq::v1::PREDICTOR_KIND_XGBOOST:
         return "xgboost";
+      case apq::v1::PREDICTOR_KIND_ENSEMBLE:
+        return "ensemble";
       default:
         return "transfer";
     }
@@ -985,8 +988,11 @@ class Client {
       request.set_kind(apq::v1::PREDICTOR_KIND_MLP_SCRATCH);
     } else if (kind == "xgboost") {
       request.set_kind(apq::v1::PREDICTOR_KIND_XGBOOST);
+    } else if (kind == "ensemble") {
+      request.set_kind(apq::v1::PREDICTOR_KIND_ENSEMBLE);
     } else {
-      throw UsageError{absl::StrCat("--kind: '", kind, "' is not transfer, scratch or xgboost")};
+      throw UsageError{
+          absl::StrCat("--kind: '", kind, "' is not transfer, scratch, xgboost or ensemble")};
     }
     if (args.Has("seed")) {
       const int64_t seed = ParseInt(args, "seed");

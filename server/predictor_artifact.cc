@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "predictor/mean_ensemble.h"
 
 namespace apq::server {
 namespace {
@@ -29,6 +30,14 @@ absl::StatusOr<std::string> MlpArtifact(const predictor::MlpPredictor& mlp) {
 
 std::string XgbArtifact(const predictor::XgbPredictor& xgb) {
   return absl::StrCat(xgb.input_size(), "\n", xgb.Serialize());
+}
+
+std::string MeanEnsembleArtifact(const std::vector<ArtifactMember>& members) {
+  std::string artifact = absl::StrCat(members.size(), "\n");
+  for (const ArtifactMember& member : members) {
+    absl::StrAppend(&artifact, member.kind, "\n", member.artifact.size(), "\n", member.artifact);
+  }
+  return artifact;
 }
 
 absl::StatusOr<LoadedPredictor> LoadPredictorArtifact(const std::string& kind,
@@ -67,9 +76,48 @@ absl::StatusOr<LoadedPredictor> LoadPredictorArtifact(const std::string& kind,
     loaded.predictor = *std::move(xgb);
     return loaded;
   }
+  if (kind == kMeanEnsembleKind) {
+    constexpr int64_t kMaxMembers = 16;
+    if (!framed || number < 2 || number > kMaxMembers) {
+      return absl::DataLossError(absl::StrCat(what, ": not a ", kind, " artifact"));
+    }
+    std::vector<std::unique_ptr<predictor::AccuracyPredictor>> members;
+    absl::string_view left = rest;
+    for (int64_t m = 0; m < number; ++m) {
+      const std::string member_what = absl::StrCat(what, " member ", m);
+      const size_t newline = left.find('\n');
+      if (newline == absl::string_view::npos) {
+        return absl::DataLossError(absl::StrCat(member_what, ": truncated"));
+      }
+      const std::string member_kind(left.substr(0, newline));
+      if (member_kind == kMeanEnsembleKind) {
+        return absl::DataLossError(absl::StrCat(member_what, ": an ensemble inside an ensemble"));
+      }
+      int64_t length = 0;
+      std::string after_length;
+      if (!SplitHeader(std::string(left.substr(newline + 1)), &length, &after_length) ||
+          static_cast<size_t>(length) > after_length.size()) {
+        return absl::DataLossError(absl::StrCat(member_what, ": truncated"));
+      }
+      ASSIGN_OR_RETURN(LoadedPredictor member,
+                       LoadPredictorArtifact(member_kind, after_length.substr(0, length), name,
+                                             member_what, threads));
+      members.push_back(std::move(member.predictor));
+      left = left.substr(left.size() - (after_length.size() - length));
+    }
+    if (!left.empty()) return absl::DataLossError(absl::StrCat(what, ": trailing bytes"));
+    absl::StatusOr<std::unique_ptr<predictor::MeanEnsemble>> ensemble =
+        predictor::MeanEnsemble::Create(std::move(members));
+    if (!ensemble.ok()) {
+      return absl::DataLossError(absl::StrCat(what, ": ", ensemble.status().message()));
+    }
+    loaded.input_size = (*ensemble)->input_size();
+    loaded.predictor = *std::move(ensemble);
+    return loaded;
+  }
   return absl::InvalidArgumentError(absl::StrCat(what, ": unknown predictor kind '", kind,
                                                  "' (known: ", kMlpRawF32Kind, ", ",
-                                                 kXgboostJsonKind, ")"));
+                                                 kXgboostJsonKind, ", ", kMeanEnsembleKind, ")"));
 }
 
 }  // namespace apq::server

@@ -6,11 +6,15 @@
 //                   decimal line, the manifest JSON, then the raw float32 weights.
 //   "xgboost-json"  an XgbPredictor (predictor/xgb_predictor.h): the input size as a decimal
 //                   line, then XGBoost's JSON model.
+//   "mean-ensemble" a MeanEnsemble (predictor/mean_ensemble.h): the member count as a decimal
+//                   line, then per member its kind on a line, its artifact's length as a
+//                   decimal line and the artifact (members are not ensembles).
 #ifndef APQ_SERVER_PREDICTOR_ARTIFACT_H_
 #define APQ_SERVER_PREDICTOR_ARTIFACT_H_
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "predictor/accuracy_predictor.h"
@@ -21,9 +25,15 @@ namespace apq::server {
 
 inline constexpr char kMlpRawF32Kind[] = "mlp-raw-f32";
 inline constexpr char kXgboostJsonKind[] = "xgboost-json";
+inline constexpr char kMeanEnsembleKind[] = "mean-ensemble";
 
 absl::StatusOr<std::string> MlpArtifact(const predictor::MlpPredictor& mlp);
 std::string XgbArtifact(const predictor::XgbPredictor& xgb);
+struct ArtifactMember {
+  std::string kind;
+  std::string artifact;
+};
+std::string MeanEnsembleArtifact(const std::vector<ArtifactMember>& members);
 
 struct LoadedPredictor {
   std::unique_ptr<predictor::AccuracyPredictor> predictor;

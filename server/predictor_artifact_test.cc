@@ -64,5 +64,39 @@ TEST(PredictorArtifactTest, XgboostRoundTrip) {
             absl::StatusCode::kDataLoss);
 }
 
+TEST(PredictorArtifactTest, MeanEnsembleRoundTrip) {
+  predictor::XgbTrainingOptions options;
+  options.input_size = 18;
+  options.max_rounds = 40;
+  std::unique_ptr<predictor::XgbPredictor> first =
+      predictor::XgbPredictor::Train(predictor::SyntheticSamples(100, true, 1), options, nullptr)
+          .value();
+  options.seed = 2;
+  std::unique_ptr<predictor::XgbPredictor> second =
+      predictor::XgbPredictor::Train(predictor::SyntheticSamples(100, true, 2), options, nullptr)
+          .value();
+  const std::string artifact = MeanEnsembleArtifact(
+      {{kXgboostJsonKind, XgbArtifact(*first)}, {kXgboostJsonKind, XgbArtifact(*second)}});
+  absl::StatusOr<LoadedPredictor> loaded =
+      LoadPredictorArtifact(kMeanEnsembleKind, artifact, "ensemble", "predictor v3", 1);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->input_size, 18);
+  predictor::FeatureBatch batch;
+  *batch.mutable_indices() = {1, 6, 10, 13, 17};
+  batch.EndSample();
+  const float expected =
+      0.5f * (PredictOrDie(*first, batch)[0] + PredictOrDie(*second, batch)[0]);
+  EXPECT_NEAR(PredictOrDie(*loaded->predictor, batch)[0], expected, 1e-6);
+
+  for (const std::string& broken :
+       {artifact.substr(0, artifact.size() - 10), artifact + "x", std::string("1\nxgboost-json\n0\n"),
+        MeanEnsembleArtifact({{kMeanEnsembleKind, artifact}, {kXgboostJsonKind, XgbArtifact(*first)}})}) {
+    const absl::Status status =
+        LoadPredictorArtifact(kMeanEnsembleKind, broken, "ensemble", "predictor v3", 1).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
+    EXPECT_NE(status.message().find("predictor v3"), std::string::npos) << status;
+  }
+}
+
 }  // namespace
 }  // namespace apq::server

@@ -9,6 +9,7 @@
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "oface/measurement_csv.h"
+#include "predictor/mean_ensemble.h"
 #include "predictor/mlp_predictor.h"
 #include "predictor/mlp_training.h"
 #include "predictor/training_data.h"
@@ -25,6 +26,7 @@ using predictor::TrainingSample;
 // The hold-out split draws from its own seed so that it does not repeat the trainer's split
 // of the remaining records.
 constexpr uint64_t kHoldoutSeedOffset = 1000;
+
 
 bool HasBits(const oface::SearchSpace& space) {
   return space.feature_size() > space.arch_feature_size();
@@ -84,6 +86,77 @@ std::function<bool(int, double, double)> EpochReporter(const PredictorTrainingOp
   };
 }
 
+struct TrainedMember {
+  std::unique_ptr<predictor::AccuracyPredictor> predictor;
+  std::string artifact;
+  std::string version;  // MLPs only.
+  int train_records = 0;
+  int validation_records = 0;
+};
+
+// XGBoost on the target records, reporting "xgboost" progress.
+absl::StatusOr<TrainedMember> TrainXgbMember(const oface::SearchSpace& space,
+                                             const std::vector<TrainingSample>& train,
+                                             const PredictorTrainingOptions& options, int rounds,
+                                             double learning_rate) {
+  predictor::XgbTrainingOptions xgb;
+  xgb.input_size = space.feature_size();
+  xgb.seed = options.seed;
+  xgb.max_rounds = rounds;
+  xgb.learning_rate = learning_rate;
+  xgb.threads = options.threads;
+  if (options.on_progress) {
+    xgb.on_round = [&options, rounds](int round, double rmse) {
+      return options.on_progress("xgboost", round, rounds, rmse);
+    };
+  }
+  predictor::XgbTrainingReport report;
+  ASSIGN_OR_RETURN(std::unique_ptr<predictor::XgbPredictor> model,
+                   predictor::XgbPredictor::Train(train, xgb, &report));
+  TrainedMember member;
+  member.artifact = XgbArtifact(*model);
+  member.train_records = report.train_samples;
+  member.validation_records = report.validation_samples;
+  member.predictor = std::move(model);
+  return member;
+}
+
+// The MLP on the target records; with `transfer` in a space with bitwidths, first the
+// full-precision MLP on the fp32 records, whose layers start the quantization-aware one.
+absl::StatusOr<TrainedMember> TrainMlpMember(const oface::SearchSpace& space,
+                                             const std::vector<TrainingSample>& fp32,
+                                             const std::vector<TrainingSample>& train,
+                                             bool transfer,
+                                             const PredictorTrainingOptions& options) {
+  const bool has_bits = HasBits(space);
+  predictor::MlpTrainingOptions mlp;
+  mlp.name = options.name;
+  mlp.arch_inputs = space.arch_feature_size();
+  mlp.seed = options.seed;
+  mlp.max_epochs = options.max_epochs;
+  mlp.learning_rate = options.learning_rate;
+  mlp.threads = options.threads;
+  predictor::MlpTrainingReport report;
+  if (transfer && has_bits) {
+    mlp.on_epoch = EpochReporter(options, "fp32");
+    ASSIGN_OR_RETURN(mlp.init, predictor::TrainMlp(fp32, mlp, &report));
+  }
+  mlp.bit_inputs = space.feature_size() - space.arch_feature_size();
+  mlp.on_epoch = EpochReporter(options, has_bits ? "quantized" : "fp32");
+  ASSIGN_OR_RETURN(predictor::MlpWeights weights, predictor::TrainMlp(train, mlp, &report));
+  predictor::MlpPredictor::Options predictor_options;
+  predictor_options.num_threads = options.threads;
+  ASSIGN_OR_RETURN(std::unique_ptr<predictor::MlpPredictor> model,
+                   predictor::MlpPredictor::Create(std::move(weights), predictor_options));
+  TrainedMember member;
+  ASSIGN_OR_RETURN(member.artifact, MlpArtifact(*model));
+  member.version = model->version();
+  member.train_records = report.train_samples;
+  member.validation_records = report.validation_samples;
+  member.predictor = std::move(model);
+  return member;
+}
+
 }  // namespace
 
 absl::Status CheckRecordsSuffice(const oface::SearchSpace& space, PredictorTrainingKind kind,
@@ -101,7 +174,9 @@ absl::Status CheckRecordsSuffice(const oface::SearchSpace& space, PredictorTrain
         "holdout_fraction ",
         holdout_fraction, ": ", holdout, " held out)"));
   }
-  if (kind == PredictorTrainingKind::kMlpTransfer && has_bits && fp32_records < 4) {
+  const bool transfer =
+      kind == PredictorTrainingKind::kMlpTransfer || kind == PredictorTrainingKind::kEnsemble;
+  if (transfer && has_bits && fp32_records < 4) {
     return absl::FailedPreconditionError(
         absl::StrCat("a transfer starts from the full-precision predictor: the dataset has ",
                      fp32_records, " fp32 records, it needs at least 4"));
@@ -132,53 +207,42 @@ absl::StatusOr<TrainedPredictor> TrainPredictorFromRows(const oface::SearchSpace
   TrainedPredictor trained;
   std::unique_ptr<predictor::AccuracyPredictor> result;
   if (options.kind == PredictorTrainingKind::kXgboost) {
-    predictor::XgbTrainingOptions xgb;
-    xgb.input_size = space.feature_size();
-    xgb.seed = options.seed;
-    xgb.max_rounds = options.max_epochs;
-    xgb.learning_rate = options.learning_rate;
-    xgb.threads = options.threads;
-    if (options.on_progress) {
-      xgb.on_round = [&options](int round, double rmse) {
-        return options.on_progress("xgboost", round, options.max_epochs, rmse);
-      };
-    }
-    predictor::XgbTrainingReport report;
-    ASSIGN_OR_RETURN(std::unique_ptr<predictor::XgbPredictor> model,
-                     predictor::XgbPredictor::Train(target.train, xgb, &report));
+    ASSIGN_OR_RETURN(TrainedMember xgb, TrainXgbMember(space, target.train, options,
+                                                       options.max_epochs, options.learning_rate));
     trained.kind = kXgboostJsonKind;
-    trained.artifact = XgbArtifact(*model);
-    trained.version =
-        absl::StrCat(options.name, "-", Sha256Hex(trained.artifact).substr(0, 16));
-    trained.train_records = report.train_samples;
-    trained.validation_records = report.validation_samples;
-    result = std::move(model);
+    trained.artifact = std::move(xgb.artifact);
+    trained.train_records = xgb.train_records;
+    trained.validation_records = xgb.validation_records;
+    result = std::move(xgb.predictor);
   } else {
-    predictor::MlpTrainingOptions mlp;
-    mlp.name = options.name;
-    mlp.arch_inputs = space.arch_feature_size();
-    mlp.seed = options.seed;
-    mlp.max_epochs = options.max_epochs;
-    mlp.learning_rate = options.learning_rate;
-    mlp.threads = options.threads;
-    predictor::MlpTrainingReport report;
-    if (options.kind == PredictorTrainingKind::kMlpTransfer && has_bits) {
-      mlp.on_epoch = EpochReporter(options, "fp32");
-      ASSIGN_OR_RETURN(mlp.init, predictor::TrainMlp(samples.fp32, mlp, &report));
+    const bool transfer = options.kind != PredictorTrainingKind::kMlpScratch;
+    ASSIGN_OR_RETURN(TrainedMember mlp,
+                     TrainMlpMember(space, samples.fp32, target.train, transfer, options));
+    trained.train_records = mlp.train_records;
+    trained.validation_records = mlp.validation_records;
+    if (options.kind == PredictorTrainingKind::kEnsemble) {
+      // The trees see the same records and the same validation split as the MLP.
+      ASSIGN_OR_RETURN(TrainedMember xgb,
+                       TrainXgbMember(space, target.train, options, kXgbDefaultRounds,
+                                      kXgbDefaultLearningRate));
+      trained.kind = kMeanEnsembleKind;
+      trained.artifact = MeanEnsembleArtifact(
+          {{kMlpRawF32Kind, std::move(mlp.artifact)}, {kXgboostJsonKind, std::move(xgb.artifact)}});
+      std::vector<std::unique_ptr<predictor::AccuracyPredictor>> members;
+      members.push_back(std::move(mlp.predictor));
+      members.push_back(std::move(xgb.predictor));
+      ASSIGN_OR_RETURN(result, predictor::MeanEnsemble::Create(std::move(members)));
+    } else {
+      trained.kind = kMlpRawF32Kind;
+      trained.artifact = std::move(mlp.artifact);
+      trained.version = std::move(mlp.version);
+      result = std::move(mlp.predictor);
     }
-    mlp.bit_inputs = space.feature_size() - space.arch_feature_size();
-    mlp.on_epoch = EpochReporter(options, has_bits ? "quantized" : "fp32");
-    ASSIGN_OR_RETURN(predictor::MlpWeights weights, predictor::TrainMlp(target.train, mlp, &report));
-    predictor::MlpPredictor::Options predictor_options;
-    predictor_options.num_threads = options.threads;
-    ASSIGN_OR_RETURN(std::unique_ptr<predictor::MlpPredictor> model,
-                     predictor::MlpPredictor::Create(std::move(weights), predictor_options));
-    trained.kind = kMlpRawF32Kind;
-    ASSIGN_OR_RETURN(trained.artifact, MlpArtifact(*model));
-    trained.version = model->version();
-    trained.train_records = report.train_samples;
-    trained.validation_records = report.validation_samples;
-    result = std::move(model);
+  }
+  // MLP versions are the weights' own hash (MlpPredictor::version); the others hash the
+  // artifact.
+  if (trained.version.empty()) {
+    trained.version = absl::StrCat(options.name, "-", Sha256Hex(trained.artifact).substr(0, 16));
   }
   trained.input_size = result->input_size();
   ASSIGN_OR_RETURN(trained.heldout, predictor::ScoreOnSamples(*result, target.heldout));

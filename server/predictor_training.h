@@ -2,6 +2,9 @@
 // TrainPredictor RPC does: which records feed which network, the held-out records that
 // measure the result, and the stored form of the result (server/predictor_artifact.h).
 //
+// Kinds: the transferred MLP, the MLP from scratch, XGBoost, and the mean of the transferred
+// MLP and XGBoost trained on the same records (an ensemble).
+//
 // Records: "fp32" ones (oface::kMeasuredFp32) feed the full-precision predictor with their
 // architecture features; every other method is a quantized measurement and feeds the
 // quantization-aware predictor with the full encoding. In a space without bitwidths the
@@ -25,18 +28,26 @@
 namespace apq::server {
 
 // Values match apq.v1.PredictorKind.
-enum class PredictorTrainingKind { kMlpTransfer = 1, kMlpScratch = 2, kXgboost = 3 };
+enum class PredictorTrainingKind { kMlpTransfer = 1, kMlpScratch = 2, kXgboost = 3, kEnsemble = 4 };
 
 // The fewest records of a dataset (UploadDataset) and of the records a kind trains on: two
 // held out for metrics, four to train and validate.
 inline constexpr int kMinDatasetRecords = 8;
 
+// The trainers' defaults (predictor/mlp_training.h, predictor/xgb_predictor.h).
+inline constexpr int kMlpDefaultEpochs = 400;
+inline constexpr double kMlpDefaultLearningRate = 1e-3;
+inline constexpr int kXgbDefaultRounds = 2000;
+inline constexpr double kXgbDefaultLearningRate = 0.05;
+
 struct PredictorTrainingOptions {
   PredictorTrainingKind kind = PredictorTrainingKind::kMlpTransfer;
   uint64_t seed = 1;  // Hold-out split, trainer split, initialisation and batch order.
   double holdout_fraction = 0.2;  // In [0.05, 0.5].
-  int max_epochs = 400;           // MLP epochs or XGBoost rounds, > 0.
-  double learning_rate = 1e-3;    // Adam's step (MLP) or eta (XGBoost), finite and > 0.
+  // MLP epochs and Adam's step, or XGBoost's rounds and eta (an ensemble's MLP takes these;
+  // its trees take XGBoost's defaults, 2000 rounds and eta 0.05). Both > 0.
+  int max_epochs = 400;
+  double learning_rate = 1e-3;
   int threads = 1;                // LibTorch / XGBoost threads.
   std::string name;               // Prefix of the predictor's version, e.g. "fmnist_mbv2-mlp".
   // Called after every epoch (round) of each stage: "fp32", "quantized" or "xgboost", the

@@ -88,7 +88,7 @@ TEST_F(PredictorTrainingTest, EachKindTrainsALoadableDeterministicPredictor) {
   const std::vector<MeasurementRow> rows = RealRows(120, 60);
   for (PredictorTrainingKind kind :
        {PredictorTrainingKind::kMlpTransfer, PredictorTrainingKind::kMlpScratch,
-        PredictorTrainingKind::kXgboost}) {
+        PredictorTrainingKind::kXgboost, PredictorTrainingKind::kEnsemble}) {
     SCOPED_TRACE(static_cast<int>(kind));
     std::vector<std::string> stages;
     PredictorTrainingOptions options = Options(kind);
@@ -105,10 +105,12 @@ TEST_F(PredictorTrainingTest, EachKindTrainsALoadableDeterministicPredictor) {
     EXPECT_EQ(trained->input_size, space_->feature_size());
     EXPECT_GT(trained->heldout.rmse, 0.0);
     EXPECT_LT(trained->heldout.rmse, 0.05);  // Accuracies lie within 1.5 points of each other.
-    const std::vector<std::string> expected_stages =
-        kind == PredictorTrainingKind::kMlpTransfer ? std::vector<std::string>{"fp32", "quantized"}
-        : kind == PredictorTrainingKind::kXgboost   ? std::vector<std::string>{"xgboost"}
-                                                    : std::vector<std::string>{"quantized"};
+    std::vector<std::string> expected_stages = {"quantized"};
+    if (kind == PredictorTrainingKind::kMlpTransfer) expected_stages = {"fp32", "quantized"};
+    if (kind == PredictorTrainingKind::kXgboost) expected_stages = {"xgboost"};
+    if (kind == PredictorTrainingKind::kEnsemble) {
+      expected_stages = {"fp32", "quantized", "xgboost"};
+    }
     EXPECT_EQ(stages, expected_stages);
 
     absl::StatusOr<LoadedPredictor> loaded =

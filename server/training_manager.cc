@@ -20,11 +20,6 @@ constexpr int kMaxEpochs = 100000;
 // Progress is written to the store at most this often per job (and at every stage change).
 constexpr double kProgressIntervalS = 1.0;
 
-// The trainers' defaults, per kind (predictor/mlp_training.h, predictor/xgb_predictor.h).
-constexpr int kMlpDefaultEpochs = 400;
-constexpr double kMlpDefaultLearningRate = 1e-3;
-constexpr int kXgbDefaultRounds = 2000;
-constexpr double kXgbDefaultLearningRate = 0.05;
 constexpr double kDefaultHoldoutFraction = 0.2;
 
 const char* KindName(apq::v1::PredictorKind kind) {
@@ -33,6 +28,8 @@ const char* KindName(apq::v1::PredictorKind kind) {
       return "mlp_scratch";
     case apq::v1::PREDICTOR_KIND_XGBOOST:
       return "xgboost";
+    case apq::v1::PREDICTOR_KIND_ENSEMBLE:
+      return "ensemble";
     default:
       return "mlp_transfer";
   }
@@ -50,6 +47,7 @@ absl::Status FillAndValidate(apq::v1::TrainPredictorRequest* request) {
     case apq::v1::PREDICTOR_KIND_MLP_TRANSFER:
     case apq::v1::PREDICTOR_KIND_MLP_SCRATCH:
     case apq::v1::PREDICTOR_KIND_XGBOOST:
+    case apq::v1::PREDICTOR_KIND_ENSEMBLE:
       break;
     default:
       return absl::InvalidArgumentError(
