@@ -7,8 +7,13 @@
 # engine's default settings), then each job's best subnet exported as TorchScript, which also
 # measures its quantized test accuracy. Prints a markdown table (also OUT/results.md).
 #
+# With --predictor-kind K (transfer, scratch, xgboost or ensemble), the searches use a
+# predictor of that kind trained first by the service on the shipped measurements (seed N),
+# instead of the shipped predictor.
+#
 # usage: bench/budget_search_experiment.sh [--apqd PATH] [--apq PATH] [--out DIR]
 #                                          [--budgets "ms,ms,..."] [--seed N]
+#                                          [--predictor-kind K]
 # Needs python3 (JSON parsing and the report).
 set -euo pipefail
 
@@ -21,6 +26,7 @@ out=/tmp/apq_budget_experiment
 # modelled BitFusion; the script re-measures and prints that range on every run.
 budgets="0.29,0.49,0.70"
 seed=1
+predictor_kind=""
 space=fmnist_mbv2
 device=bitfusion
 
@@ -31,7 +37,8 @@ while [[ $# -gt 0 ]]; do
     --out) out="$2"; shift 2 ;;
     --budgets) budgets="$2"; shift 2 ;;
     --seed) seed="$2"; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    --predictor-kind) predictor_kind="$2"; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -45,29 +52,13 @@ out="$(cd "${out}" && pwd)"
 
 # A fresh database, so job ids and results never mix with an earlier run.
 rm -f "${out}"/apq.db "${out}"/apq.db-wal "${out}"/apq.db-shm "${out}"/apqd.port
-rm -f "${out}"/jobs/* "${out}"/runs.tsv "${out}"/range.json "${out}"/results.md
+rm -f "${out}"/jobs/* "${out}"/runs.tsv "${out}"/range.json "${out}"/results.md \
+  "${out}"/predictor.json
 
-"${apqd}" --listen 127.0.0.1:0 --db "${out}/apq.db" --data_dir "${repo}/data" \
-  --port_file "${out}/apqd.port" >"${out}/apqd.log" 2>&1 &
-server_pid=$!
-stop_server() {
-  kill -TERM "${server_pid}" 2>/dev/null || true
-  wait "${server_pid}" 2>/dev/null || true
-}
-trap stop_server EXIT
-
-# The first start imports the shipped tables, predictor and supernet: allow a minute.
-for _ in $(seq 1 600); do
-  [[ -s "${out}/apqd.port" ]] && break
-  if ! kill -0 "${server_pid}" 2>/dev/null; then
-    echo "apqd failed to start:" >&2
-    cat "${out}/apqd.log" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
-[[ -s "${out}/apqd.port" ]] || { echo "apqd did not start within 60 s" >&2; exit 1; }
-export APQ_SERVER="127.0.0.1:$(cat "${out}/apqd.port")"
+# shellcheck source=scripts/apqd_lib.sh
+source "${repo}/scripts/apqd_lib.sh"
+start_apqd "${apqd}" "${out}/apq.db" "${repo}/data" "${out}/apqd.port" "${out}/apqd.log"
+export APQ_SERVER="${APQD_ADDRESS}"
 echo "apqd on ${APQ_SERVER}, database ${out}/apq.db" >&2
 
 now() { date +%s.%N; }
@@ -88,6 +79,12 @@ json.dump([config(2, 3, 3, 4), config(4, 7, 6, 8), config(4, 7, 6, 4)], open(sys
 EOF
 "${apq}" evaluate --space "${space}" --device "${device}" --configs "${out}/range_configs.json" \
   --json >"${out}/range.json"
+
+if [[ -n "${predictor_kind}" ]]; then
+  echo "training a ${predictor_kind} predictor on the shipped measurements" >&2
+  "${apq}" train --space "${space}" --dataset "${space}-supernet-v1" --kind "${predictor_kind}" \
+    --seed "${seed}" --make-default --wait --json >"${out}/predictor.json"
+fi
 
 printf 'budget_ms\tmethod\tsearch_json\tsearch_s\texport_json\texport_s\n' >"${out}/runs.tsv"
 IFS=',' read -r -a budget_list <<<"${budgets}"
@@ -138,6 +135,14 @@ print(f"Latency range of the space (modelled BitFusion): smallest subnet at 4 bi
       f"{low:.4f} ms, largest at 8 bits {high:.4f} ms; the largest at 4 bits "
       f"{largest4['latency_ms']:.4f} ms (the most a uniform 4-bit subnet can use). "
       f"Seed {seed}, the engine's default settings.\n")
+trained = load(os.path.join(out, "predictor.json"))
+if trained:
+    m = trained["metrics"]
+    print(f"Predictor: {trained['kind']} ({trained['predictor_version']}), trained by the service "
+          f"on the shipped measurements; on its {m['heldout_records']} held-out quantized records "
+          f"RMSE {100 * m['rmse']:.2f} points, Kendall tau {m['kendall_tau']:.3f}.\n")
+else:
+    print("Predictor: the shipped one (data/fmnist_mbv2/qa_predictor).\n")
 
 rows = []
 for run in csv.DictReader(open(os.path.join(out, "runs.tsv")), delimiter="\t"):

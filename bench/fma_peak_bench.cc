@@ -53,8 +53,8 @@ void Report(const char* name, double flops_per_iteration, Body body) {
   for (int repeat = 0; repeat < kRepeats; ++repeat) {
     const auto start = std::chrono::steady_clock::now();
     sink += body(kIterations);
-    best = std::min(best,
-                    std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    best = std::min(
+        best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   std::printf("%-8s %7.1f GFLOP/s on one core (checksum %g)\n", name,
               flops_per_iteration * kIterations / best * 1e-9, static_cast<double>(sink));

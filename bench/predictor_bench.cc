@@ -89,8 +89,8 @@ void PrintRow(const std::string& kernel, int threads, int batch, double seconds_
     std::printf("%-18s %7d %6d   failed\n", kernel.c_str(), threads, batch);
     return;
   }
-  std::printf("%-18s %7d %6d %12.1f %14.0f", kernel.c_str(), threads, batch,
-              seconds_per_call * 1e6, batch / seconds_per_call);
+  std::printf("%-18s %7d %6d %12.1f %14.0f", kernel.c_str(), threads, batch, seconds_per_call * 1e6,
+              batch / seconds_per_call);
   if (flops_per_prediction > 0) {
     std::printf(" %9.1f", flops_per_prediction * batch / seconds_per_call * 1e-9);
   }
@@ -108,7 +108,8 @@ double FlopsPerPrediction(const MlpWeights& weights, double active_inputs) {
     const double dense = 2.0 * weights.layers[i].in * weights.layers[i].out;
     flops += (i == 0 && active_inputs > 0) ? 0.0 : dense;
   }
-  if (weights.bits.has_value()) flops += active_inputs > 0 ? 0.0 : 2.0 * weights.bits->in * weights.bits->out;
+  if (weights.bits.has_value())
+    flops += active_inputs > 0 ? 0.0 : 2.0 * weights.bits->in * weights.bits->out;
   if (active_inputs > 0) flops += active_inputs * weights.layers[0].out;
   return flops;
 }

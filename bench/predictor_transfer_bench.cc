@@ -173,7 +173,8 @@ absl::Status Run() {
       xgb_options.threads = threads;
       ASSIGN_OR_RETURN(auto xgb, apq::predictor::XgbPredictor::Train(train, xgb_options, nullptr));
       ASSIGN_OR_RETURN(RankingMetrics m1, apq::predictor::ScoreOnSamples(*scratch_predictor, test));
-      ASSIGN_OR_RETURN(RankingMetrics m2, apq::predictor::ScoreOnSamples(*transfer_predictor, test));
+      ASSIGN_OR_RETURN(RankingMetrics m2,
+                       apq::predictor::ScoreOnSamples(*transfer_predictor, test));
       ASSIGN_OR_RETURN(RankingMetrics m3, apq::predictor::ScoreOnSamples(*xgb, test));
       ASSIGN_OR_RETURN(RankingMetrics m4, ScoreMean(*transfer_predictor, *xgb, test));
       summaries["a. MLP from scratch"].Add(m1);

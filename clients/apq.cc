@@ -817,7 +817,7 @@ class Client {
     if (content.rfind(oface::kMeasurementCsvHeader, 0) == 0) {
       absl::StatusOr<std::vector<oface::MeasurementRecord>> records =
           oface::ReadMeasurementCsv(path);
-      if (!records.ok()) throw UsageError{std::string(records.status().message())};
+      if (!records.ok()) throw UsageError{static_cast<std::string>(records.status().message())};
       for (const oface::MeasurementRecord& record : *records) {
         apq::v1::MeasurementRecord* out = request->add_records();
         out->set_config_json(record.config_json);
@@ -921,9 +921,9 @@ class Client {
       std::cout << absl::StrFormat(
           "predictor %s: on %d held-out records RMSE %.4f, Kendall tau %.3f, pairwise accuracy "
           "%.3f (trained on %d, validated on %d, %.1f s)\n",
-          job.predictor_version(), metrics.heldout_records(), metrics.rmse(),
-          metrics.kendall_tau(), metrics.pairwise_accuracy(), metrics.train_records(),
-          metrics.validation_records(), metrics.train_seconds());
+          job.predictor_version(), metrics.heldout_records(), metrics.rmse(), metrics.kendall_tau(),
+          metrics.pairwise_accuracy(), metrics.train_records(), metrics.validation_records(),
+          metrics.train_seconds());
     }
   }
 
@@ -1031,12 +1031,12 @@ class Client {
       request.set_job_id(job_id);
       grpc::Status status = predictors_->GetTrainingJob(&context, request, &job);
       if (!status.ok()) return ReportRpcError(status);
-      const bool ended = job.state() != apq::v1::JOB_STATE_QUEUED &&
-                         job.state() != apq::v1::JOB_STATE_RUNNING;
+      const bool ended =
+          job.state() != apq::v1::JOB_STATE_QUEUED && job.state() != apq::v1::JOB_STATE_RUNNING;
       if (show_progress) {
-        std::fprintf(stderr, "\r\033[K%s: %s %s epoch %d/%d, validation RMSE %.4f",
-                     job_id.c_str(), StateName(job.state()).c_str(), job.stage().c_str(),
-                     job.epoch(), job.max_epochs(), job.validation_rmse());
+        std::fprintf(stderr, "\r\033[K%s: %s %s epoch %d/%d, validation RMSE %.4f", job_id.c_str(),
+                     StateName(job.state()).c_str(), job.stage().c_str(), job.epoch(),
+                     job.max_epochs(), job.validation_rmse());
         std::fflush(stderr);
       }
       if (ended) break;
@@ -1141,9 +1141,9 @@ class Client {
       } else {
         const apq::v1::PredictorMetrics& metrics = predictor.metrics();
         std::cout << absl::StrFormat(
-            "  dataset %s  held-out %d: RMSE %.4f, tau %.3f, pairwise %.3f",
-            predictor.dataset(), metrics.heldout_records(), metrics.rmse(),
-            metrics.kendall_tau(), metrics.pairwise_accuracy());
+            "  dataset %s  held-out %d: RMSE %.4f, tau %.3f, pairwise %.3f", predictor.dataset(),
+            metrics.heldout_records(), metrics.rmse(), metrics.kendall_tau(),
+            metrics.pairwise_accuracy());
       }
       std::cout << "\n";
     }

@@ -2,8 +2,8 @@
 // (oface/subnet_export.h) and checks that the exported file reproduces the accuracy the
 // supernet measures (exit status 1 when the two differ by more than one test image):
 //   bazel-bin/oface/export_subnet --checkpoint W.pt --config largest --out subnet.pt
-//   bazel-bin/oface/export_subnet --checkpoint W.pt --config '[{"wid":null,...},{...}]' \
-//       --quantized --out subnet_q.pt
+//   bazel-bin/oface/export_subnet --checkpoint W.pt --quantized --out subnet_q.pt --config JSON
+// where JSON is a config in the reference format, e.g. '[{"wid":null,...},{...}]'.
 #include <ATen/Parallel.h>
 
 #include <chrono>

@@ -72,7 +72,9 @@ TEST(SampleMeasurementConfigsTest, DeterministicDistinctValidAndFp32AtTopBits) {
         }
       }
       // fp32 configs: the bits of every active slot at the top (inactive ones canonical).
-      if (!quantized) EXPECT_EQ(space->Canonical(top_bits), genotype);
+      if (!quantized) {
+        EXPECT_EQ(space->Canonical(top_bits), genotype);
+      }
     }
     EXPECT_EQ(bits_seen, (std::set<int>{4, 8}));
   }

@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "oface/search_space.h"
 #include "oface/measurement_csv.h"
+#include "oface/search_space.h"
 #include "predictor/training_data.h"
 
 namespace apq::server {

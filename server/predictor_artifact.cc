@@ -95,7 +95,8 @@ absl::StatusOr<LoadedPredictor> LoadPredictorArtifact(const std::string& kind,
       }
       int64_t length = 0;
       std::string after_length;
-      if (!SplitHeader(std::string(left.substr(newline + 1)), &length, &after_length) ||
+      if (!SplitHeader(static_cast<std::string>(left.substr(newline + 1)), &length,
+                       &after_length) ||
           static_cast<size_t>(length) > after_length.size()) {
         return absl::DataLossError(absl::StrCat(member_what, ": truncated"));
       }

@@ -84,13 +84,14 @@ TEST(PredictorArtifactTest, MeanEnsembleRoundTrip) {
   predictor::FeatureBatch batch;
   *batch.mutable_indices() = {1, 6, 10, 13, 17};
   batch.EndSample();
-  const float expected =
-      0.5f * (PredictOrDie(*first, batch)[0] + PredictOrDie(*second, batch)[0]);
+  const float expected = 0.5f * (PredictOrDie(*first, batch)[0] + PredictOrDie(*second, batch)[0]);
   EXPECT_NEAR(PredictOrDie(*loaded->predictor, batch)[0], expected, 1e-6);
 
   for (const std::string& broken :
-       {artifact.substr(0, artifact.size() - 10), artifact + "x", std::string("1\nxgboost-json\n0\n"),
-        MeanEnsembleArtifact({{kMeanEnsembleKind, artifact}, {kXgboostJsonKind, XgbArtifact(*first)}})}) {
+       {artifact.substr(0, artifact.size() - 10), artifact + "x",
+        std::string("1\nxgboost-json\n0\n"),
+        MeanEnsembleArtifact(
+            {{kMeanEnsembleKind, artifact}, {kXgboostJsonKind, XgbArtifact(*first)}})}) {
     const absl::Status status =
         LoadPredictorArtifact(kMeanEnsembleKind, broken, "ensemble", "predictor v3", 1).status();
     EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;

@@ -27,7 +27,6 @@ using predictor::TrainingSample;
 // of the remaining records.
 constexpr uint64_t kHoldoutSeedOffset = 1000;
 
-
 bool HasBits(const oface::SearchSpace& space) {
   return space.feature_size() > space.arch_feature_size();
 }
@@ -62,8 +61,8 @@ SplitSamples HoldOut(std::vector<TrainingSample> samples, double fraction, uint6
 
 absl::Status ValidateOptions(const PredictorTrainingOptions& options) {
   if (!(options.holdout_fraction >= 0.05 && options.holdout_fraction <= 0.5)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "holdout_fraction: must be in [0.05, 0.5], got ", options.holdout_fraction));
+    return absl::InvalidArgumentError(
+        absl::StrCat("holdout_fraction: must be in [0.05, 0.5], got ", options.holdout_fraction));
   }
   if (options.max_epochs <= 0) {
     return absl::InvalidArgumentError(
@@ -197,10 +196,9 @@ absl::StatusOr<TrainedPredictor> TrainPredictorFromRows(const oface::SearchSpace
   ASSIGN_OR_RETURN(MeasurementSamples samples,
                    SamplesFromMeasurements(space, records, "dataset record"));
   const bool has_bits = HasBits(space);
-  RETURN_IF_ERROR(CheckRecordsSuffice(space, options.kind,
-                                      static_cast<int64_t>(samples.fp32.size()),
-                                      static_cast<int64_t>(samples.quantized.size()),
-                                      options.holdout_fraction));
+  RETURN_IF_ERROR(CheckRecordsSuffice(
+      space, options.kind, static_cast<int64_t>(samples.fp32.size()),
+      static_cast<int64_t>(samples.quantized.size()), options.holdout_fraction));
   SplitSamples target = HoldOut(has_bits ? std::move(samples.quantized) : std::move(samples.fp32),
                                 options.holdout_fraction, options.seed);
 
@@ -222,9 +220,9 @@ absl::StatusOr<TrainedPredictor> TrainPredictorFromRows(const oface::SearchSpace
     trained.validation_records = mlp.validation_records;
     if (options.kind == PredictorTrainingKind::kEnsemble) {
       // The trees see the same records and the same validation split as the MLP.
-      ASSIGN_OR_RETURN(TrainedMember xgb,
-                       TrainXgbMember(space, target.train, options, kXgbDefaultRounds,
-                                      kXgbDefaultLearningRate));
+      ASSIGN_OR_RETURN(
+          TrainedMember xgb,
+          TrainXgbMember(space, target.train, options, kXgbDefaultRounds, kXgbDefaultLearningRate));
       trained.kind = kMeanEnsembleKind;
       trained.artifact = MeanEnsembleArtifact(
           {{kMlpRawF32Kind, std::move(mlp.artifact)}, {kXgboostJsonKind, std::move(xgb.artifact)}});
@@ -250,8 +248,7 @@ absl::StatusOr<TrainedPredictor> TrainPredictorFromRows(const oface::SearchSpace
   return trained;
 }
 
-std::string PredictorMetricsJson(const TrainedPredictor& trained,
-                                 const std::string& training_job) {
+std::string PredictorMetricsJson(const TrainedPredictor& trained, const std::string& training_job) {
   const nlohmann::json metrics = {
       {"heldout_records", trained.heldout.count},
       {"rmse", trained.heldout.rmse},

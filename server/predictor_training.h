@@ -42,14 +42,14 @@ inline constexpr double kXgbDefaultLearningRate = 0.05;
 
 struct PredictorTrainingOptions {
   PredictorTrainingKind kind = PredictorTrainingKind::kMlpTransfer;
-  uint64_t seed = 1;  // Hold-out split, trainer split, initialisation and batch order.
+  uint64_t seed = 1;              // Hold-out split, trainer split, initialisation and batch order.
   double holdout_fraction = 0.2;  // In [0.05, 0.5].
   // MLP epochs and Adam's step, or XGBoost's rounds and eta (an ensemble's MLP takes these;
   // its trees take XGBoost's defaults, 2000 rounds and eta 0.05). Both > 0.
   int max_epochs = 400;
   double learning_rate = 1e-3;
-  int threads = 1;                // LibTorch / XGBoost threads.
-  std::string name;               // Prefix of the predictor's version, e.g. "fmnist_mbv2-mlp".
+  int threads = 1;   // LibTorch / XGBoost threads.
+  std::string name;  // Prefix of the predictor's version, e.g. "fmnist_mbv2-mlp".
   // Called after every epoch (round) of each stage: "fp32", "quantized" or "xgboost", the
   // epochs done, the stage's limit and the epoch's validation RMSE. Returning false cancels
   // training (CANCELLED).

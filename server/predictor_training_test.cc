@@ -33,8 +33,8 @@ std::vector<MeasurementRow> RealRows(int fp32, int quantized) {
     int& left = record.method == oface::kMeasuredFp32 ? fp32 : quantized;
     if (left == 0) continue;
     --left;
-    rows.push_back({0, record.config_json, record.accuracy, record.method, record.seconds,
-                    record.seed, 0.0});
+    rows.push_back(
+        {0, record.config_json, record.accuracy, record.method, record.seconds, record.seed, 0.0});
   }
   return rows;
 }
@@ -137,8 +137,8 @@ TEST_F(PredictorTrainingTest, RefusesTooFewRecordsNamingTheCounts) {
   EXPECT_EQ(no_fp32.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(no_fp32.message(), HasSubstr("3 fp32 records"));
 
-  const absl::StatusOr<TrainedPredictor> trained =
-      TrainPredictorFromRows(*space_, RealRows(3, 40), Options(PredictorTrainingKind::kMlpTransfer));
+  const absl::StatusOr<TrainedPredictor> trained = TrainPredictorFromRows(
+      *space_, RealRows(3, 40), Options(PredictorTrainingKind::kMlpTransfer));
   EXPECT_EQ(trained.status().code(), absl::StatusCode::kFailedPrecondition);
 }
 

@@ -87,8 +87,7 @@ class DeviceServiceImpl final : public apq::v1::DeviceService::CallbackService {
 
 class PredictorServiceImpl final : public apq::v1::PredictorService::CallbackService {
  public:
-  PredictorServiceImpl(Catalog& catalog, Store& store, TrainingManager& training,
-                       ThreadPool& pool)
+  PredictorServiceImpl(Catalog& catalog, Store& store, TrainingManager& training, ThreadPool& pool)
       : catalog_(catalog), store_(store), training_(training), pool_(pool) {}
 
   grpc::ServerUnaryReactor* UploadDataset(grpc::CallbackServerContext* context,

@@ -1421,7 +1421,8 @@ absl::Status SqliteStore::SetDefaultPredictor(const std::string& space,
 
 absl::Status SqliteStore::ClearDefaultPredictor(const std::string& space) {
   absl::MutexLock lock(&mutex_);
-  ASSIGN_OR_RETURN(Statement clear, Prepare("UPDATE predictors SET is_default = 0 WHERE space = ?1"));
+  ASSIGN_OR_RETURN(Statement clear,
+                   Prepare("UPDATE predictors SET is_default = 0 WHERE space = ?1"));
   clear.BindText(1, space);
   return clear.Run(absl::StrCat("clearing the default predictor of space ", space));
 }
@@ -1498,9 +1499,8 @@ absl::Status SqliteStore::MarkTrainingRunning(const std::string& job_id, double 
   ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_, /*write=*/true, operation));
   ASSIGN_OR_RETURN(JobState state, LoadTrainingJobState(job_id));
   if (IsTerminal(state)) {
-    return absl::FailedPreconditionError(absl::StrCat("training job \"", job_id,
-                                                      "\" has ended (state ",
-                                                      static_cast<int>(state), ")"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "training job \"", job_id, "\" has ended (state ", static_cast<int>(state), ")"));
   }
   {
     // A job run again after a restart starts over: its progress is reset.
@@ -1524,8 +1524,7 @@ absl::Status SqliteStore::UpdateTrainingProgress(const std::string& job_id,
   ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_, /*write=*/true, operation));
   ASSIGN_OR_RETURN(JobState state, LoadTrainingJobState(job_id));
   if (IsTerminal(state)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("training job \"", job_id, "\" has ended"));
+    return absl::FailedPreconditionError(absl::StrCat("training job \"", job_id, "\" has ended"));
   }
   {
     ASSIGN_OR_RETURN(Statement update,
@@ -1556,9 +1555,8 @@ absl::Status SqliteStore::FinishTrainingJob(const std::string& job_id, JobState 
   ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_, /*write=*/true, operation));
   ASSIGN_OR_RETURN(JobState current, LoadTrainingJobState(job_id));
   if (IsTerminal(current)) {
-    return absl::FailedPreconditionError(absl::StrCat("training job \"", job_id,
-                                                      "\" has already ended (state ",
-                                                      static_cast<int>(current), ")"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "training job \"", job_id, "\" has already ended (state ", static_cast<int>(current), ")"));
   }
   if (predictor != nullptr) {
     bool stored = false;

@@ -429,7 +429,7 @@ TEST(SqliteStoreTest, EverythingSurvivesARestart) {
     const std::string queued_id = *store->CreateJob(MakeJob("c", 30));
     ASSERT_TRUE(store->MarkRunning(running_id, 11).ok());
     for (int g = 0; g < 3; ++g) {
-      GenerationBatch batch = MakeBatch(g, 10, g * 10);
+      GenerationBatch batch = MakeBatch(g, 10, int64_t{g} * 10);
       batch.candidates[2].accuracy.reset();
       batch.candidates[5].feasible = false;
       batch.checkpoint = std::string("\0\0binary\0checkpoint\xfe", 20) + std::to_string(g);
@@ -508,7 +508,7 @@ TEST(SqliteStoreTest, ListCandidatesOrdersFiltersAndPages) {
   for (int g = 0; g < 4; ++g) {
     GenerationBatch batch;
     batch.generation = g;
-    batch.candidates.assign(all.begin() + g * 30, all.begin() + (g + 1) * 30);
+    batch.candidates.assign(all.begin() + int64_t{g} * 30, all.begin() + (int64_t{g} + 1) * 30);
     ASSERT_TRUE(store->AppendGeneration(id, batch).ok());
     ASSERT_TRUE(store->AppendGeneration(other, MakeBatch(g, 7)).ok());
   }
@@ -1007,7 +1007,7 @@ TEST(SqliteStoreTest, ConcurrentWritersAndReaders) {
     if (!store->MarkRunning(id, 1).ok()) ++errors;
     for (int g = 0; g < kGenerations; ++g) {
       absl::Status status =
-          store->AppendGeneration(id, MakeBatch(g, kPerGeneration, g * kPerGeneration));
+          store->AppendGeneration(id, MakeBatch(g, kPerGeneration, int64_t{g} * kPerGeneration));
       if (!status.ok()) {
         ADD_FAILURE() << status;
         ++errors;
@@ -1128,8 +1128,8 @@ TEST(SqliteStoreTest, TrainingJobsEndWithTheirPredictorInOneTransaction) {
   EXPECT_EQ(running->request, job.request);
 
   // A failed job stores no predictor: v1 stays the default.
-  ASSERT_TRUE(store->FinishTrainingJob(*second, JobState::kFailed, "diverged", 1.7e9 + 2, nullptr)
-                  .ok());
+  ASSERT_TRUE(
+      store->FinishTrainingJob(*second, JobState::kFailed, "diverged", 1.7e9 + 2, nullptr).ok());
   PredictorRecord trained = Predictor("v2", true);
   ASSERT_TRUE(store->FinishTrainingJob(*first, JobState::kSucceeded, "", 1.7e9 + 3, &trained).ok());
   absl::StatusOr<PredictorRecord> default_predictor = store->GetDefaultPredictor("fmnist_mbv2");
@@ -1162,8 +1162,7 @@ TEST(SqliteStoreTest, TrainingJobsEndWithTheirPredictorInOneTransaction) {
   EXPECT_EQ(predictors->size(), 2u);
 
   ASSERT_TRUE(store->ClearDefaultPredictor("fmnist_mbv2").ok());
-  EXPECT_EQ(store->GetDefaultPredictor("fmnist_mbv2").status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(store->GetDefaultPredictor("fmnist_mbv2").status().code(), absl::StatusCode::kNotFound);
 
   absl::StatusOr<std::vector<TrainingJobRecord>> unfinished =
       store->ListTrainingJobs(/*unfinished_only=*/true, 0, 10);

@@ -149,8 +149,8 @@ struct TrainingJobRecord {
   int epoch = 0;
   int max_epochs = 0;
   double validation_rmse = 0.0;
-  std::string predictor_version;     // Set when it succeeded.
-  std::string metrics_json = "{}";   // The predictor's metrics, when it succeeded.
+  std::string predictor_version;    // Set when it succeeded.
+  std::string metrics_json = "{}";  // The predictor's metrics, when it succeeded.
   double created_unix_s = 0;
   double started_unix_s = 0;
   double finished_unix_s = 0;

@@ -66,12 +66,12 @@ absl::Status FillAndValidate(apq::v1::TrainPredictorRequest* request) {
                                                    request->holdout_fraction()));
   }
   if (request->max_epochs() < 1 || request->max_epochs() > kMaxEpochs) {
-    return absl::InvalidArgumentError(absl::StrCat("max_epochs: must be in [1, ", kMaxEpochs,
-                                                   "], got ", request->max_epochs()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_epochs: must be in [1, ", kMaxEpochs, "], got ", request->max_epochs()));
   }
   if (!(std::isfinite(request->learning_rate()) && request->learning_rate() > 0)) {
-    return absl::InvalidArgumentError(absl::StrCat("learning_rate: must be finite and > 0, got ",
-                                                   request->learning_rate()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("learning_rate: must be finite and > 0, got ", request->learning_rate()));
   }
   if (request->description().size() > kMaxDescriptionBytes) {
     return absl::InvalidArgumentError(
@@ -88,13 +88,14 @@ absl::StatusOr<std::vector<MeasurementRow>> MeasurementRowsFromUpload(
   constexpr int kMaxRecords = 1000000;
   if (request.records().empty()) return absl::InvalidArgumentError("records: the dataset is empty");
   if (request.records_size() > kMaxRecords) {
-    return absl::InvalidArgumentError(absl::StrCat("records: ", request.records_size(),
-                                                   " records; at most ", kMaxRecords));
+    return absl::InvalidArgumentError(
+        absl::StrCat("records: ", request.records_size(), " records; at most ", kMaxRecords));
   }
   if (request.records_size() < kMinDatasetRecords) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "records: ", request.records_size(), " records are too few to split; a dataset needs at least ",
-        kMinDatasetRecords, " (2 held out, 4 to train and validate on)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("records: ", request.records_size(),
+                     " records are too few to split; a dataset needs at least ", kMinDatasetRecords,
+                     " (2 held out, 4 to train and validate on)"));
   }
   const bool has_bits = space.feature_size() > space.arch_feature_size();
   const double now = NowUnixSeconds();
@@ -134,18 +135,18 @@ absl::StatusOr<std::vector<MeasurementRow>> MeasurementRowsFromUpload(
     row.method = std::move(method);
     row.seconds = record.seconds();
     row.created_unix_s = now;
-    const auto [seen, inserted] = first_seen.emplace(std::make_pair(row.method, row.config_json), i);
+    const auto [seen, inserted] =
+        first_seen.emplace(std::make_pair(row.method, row.config_json), i);
     if (!inserted) {
-      return absl::InvalidArgumentError(absl::StrCat(what, ": repeats records[", seen->second,
-                                                     "] (the same method and config)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": repeats records[", seen->second, "] (the same method and config)"));
     }
     rows.push_back(std::move(row));
   }
   return rows;
 }
 
-void PredictorMetricsFromJson(const std::string& metrics_json,
-                              apq::v1::PredictorMetrics* metrics) {
+void PredictorMetricsFromJson(const std::string& metrics_json, apq::v1::PredictorMetrics* metrics) {
   const nlohmann::json parsed = nlohmann::json::parse(metrics_json, nullptr, false);
   if (!parsed.is_object()) return;
   const auto number = [&parsed](const char* key) {
@@ -227,8 +228,7 @@ absl::StatusOr<apq::v1::TrainingJob> TrainingManager::Submit(
                                                    ", not ", request.space()));
   }
   RETURN_IF_ERROR(CheckRecordsSuffice(*space, static_cast<PredictorTrainingKind>(request.kind()),
-                                      dataset.fp32_records,
-                                      dataset.records - dataset.fp32_records,
+                                      dataset.fp32_records, dataset.records - dataset.fp32_records,
                                       request.holdout_fraction()));
   TrainingJobRecord job;
   job.space = request.space();
@@ -267,9 +267,9 @@ absl::StatusOr<apq::v1::TrainingJob> TrainingManager::Cancel(const std::string& 
     if (running_job_ == job_id) cancel_running_ = true;
   }
   if (was_queued) {
-    RETURN_IF_ERROR(
-        store_.FinishTrainingJob(job_id, JobState::kCancelled, "cancelled", NowUnixSeconds(),
-                                 /*predictor=*/nullptr));
+    RETURN_IF_ERROR(store_.FinishTrainingJob(job_id, JobState::kCancelled, "cancelled",
+                                             NowUnixSeconds(),
+                                             /*predictor=*/nullptr));
   }
   ASSIGN_OR_RETURN(job, store_.GetTrainingJob(job_id));
   return TrainingJobToProto(job);
@@ -385,14 +385,15 @@ void TrainingManager::RunJob(const std::string& job_id) {
   absl::StatusOr<TrainedPredictor> trained = TrainPredictorFromRows(**space, *rows, options);
   if (stopped_by_shutdown) return;  // Stays running; the next process runs it again.
   if (!latest.stage.empty()) {
-    store_.UpdateTrainingProgress(job_id, latest.stage, latest.epoch, latest.max_epochs,
-                                  latest.validation_rmse)
+    store_
+        .UpdateTrainingProgress(job_id, latest.stage, latest.epoch, latest.max_epochs,
+                                latest.validation_rmse)
         .IgnoreError();
   }
   if (!trained.ok()) {
     const bool cancelled = absl::IsCancelled(trained.status());
     Finish(job_id, cancelled ? JobState::kCancelled : JobState::kFailed,
-           cancelled ? "cancelled" : std::string(trained.status().message()), nullptr);
+           cancelled ? "cancelled" : static_cast<std::string>(trained.status().message()), nullptr);
     return;
   }
   PredictorRecord predictor;

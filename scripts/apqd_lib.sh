@@ -1,0 +1,26 @@
+# Sourced by scripts that drive a local apqd. Defines start_apqd.
+#
+# start_apqd APQD DB DATA_DIR PORT_FILE LOG_FILE
+#   Starts APQD on a free loopback port with the database DB and the embedded data of
+#   DATA_DIR, stops it when the calling shell exits (an EXIT trap), waits until it serves
+#   (the first start imports the shipped data: up to 60 s) and sets APQD_ADDRESS. Exits the
+#   script with apqd's log when it fails to start.
+start_apqd() {
+  local binary="$1" database="$2" data_dir="$3" port_file="$4" log_file="$5"
+  rm -f "${port_file}"
+  "${binary}" --listen 127.0.0.1:0 --db "${database}" --data_dir "${data_dir}" \
+    --port_file "${port_file}" >"${log_file}" 2>&1 &
+  APQD_PID=$!
+  trap 'kill -TERM "${APQD_PID}" 2>/dev/null || true; wait "${APQD_PID}" 2>/dev/null || true' EXIT
+  for _ in $(seq 1 600); do
+    [[ -s "${port_file}" ]] && break
+    if ! kill -0 "${APQD_PID}" 2>/dev/null; then
+      echo "apqd failed to start:" >&2
+      cat "${log_file}" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  [[ -s "${port_file}" ]] || { echo "apqd did not start within 60 s" >&2; exit 1; }
+  APQD_ADDRESS="127.0.0.1:$(cat "${port_file}")"
+}
