@@ -26,7 +26,7 @@ using ::testing::HasSubstr;
 
 // A fresh scratch file.
 std::string TempPath(const std::string& name) {
-  const std::string path = TestTempPath(name);
+  std::string path = TestTempPath(name);
   std::remove(path.c_str());
   return path;
 }

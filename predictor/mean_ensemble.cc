@@ -18,9 +18,9 @@ absl::StatusOr<std::unique_ptr<MeanEnsemble>> MeanEnsemble::Create(
       return absl::InvalidArgumentError(absl::StrCat("ensemble member ", i, " is null"));
     }
     if (members[i]->input_size() != members[0]->input_size()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "ensemble member ", i, " takes ", members[i]->input_size(), " inputs, member 0 takes ",
-          members[0]->input_size()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("ensemble member ", i, " takes ", members[i]->input_size(),
+                       " inputs, member 0 takes ", members[0]->input_size()));
     }
   }
   return std::unique_ptr<MeanEnsemble>(new MeanEnsemble(std::move(members)));

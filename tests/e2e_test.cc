@@ -228,8 +228,8 @@ TEST_F(EndToEndTest, BadDatasetUploadsAreRefusedNamingTheRecordAndStoreNothing) 
   std::vector<Case> cases;
   cases.push_back({"empty", json::array(), "mine", "fmnist_mbv2", "INVALID_ARGUMENT",
                    "records: the dataset is empty"});
-  cases.push_back({"too few", records(5), "mine", "fmnist_mbv2", "INVALID_ARGUMENT",
-                   "too few to split"});
+  cases.push_back(
+      {"too few", records(5), "mine", "fmnist_mbv2", "INVALID_ARGUMENT", "too few to split"});
   json outside = records(10);
   outside[3]["config"][0]["ks"][0] = 9;
   cases.push_back({"outside the space", outside, "mine", "fmnist_mbv2", "INVALID_ARGUMENT",
@@ -248,8 +248,8 @@ TEST_F(EndToEndTest, BadDatasetUploadsAreRefusedNamingTheRecordAndStoreNothing) 
                    "records[4]: seconds"});
   cases.push_back({"bad name", records(10), "Mine!", "fmnist_mbv2", "INVALID_ARGUMENT", "name"});
   cases.push_back({"unknown space", records(10), "mine", "mnist", "NOT_FOUND", "mnist"});
-  cases.push_back({"taken", records(10), "fmnist_mbv2-supernet-v1", "fmnist_mbv2",
-                   "ALREADY_EXISTS", "fmnist_mbv2-supernet-v1"});
+  cases.push_back({"taken", records(10), "fmnist_mbv2-supernet-v1", "fmnist_mbv2", "ALREADY_EXISTS",
+                   "fmnist_mbv2-supernet-v1"});
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
     const std::string path = TempPath("records.json");
@@ -281,9 +281,9 @@ TEST_F(EndToEndTest, BadDatasetUploadsAreRefusedNamingTheRecordAndStoreNothing) 
 }
 
 TEST_F(EndToEndTest, TrainsAPredictorThatSearchesThenUseAndKeepsItWhenTrainingDiverges) {
-  ProcessResult trained = Client({"train", "--space", "fmnist_mbv2", "--dataset",
-                                  "fmnist_mbv2-supernet-v1", "--kind", "xgboost", "--seed", "3",
-                                  "--make-default", "--wait", "--json"});
+  ProcessResult trained =
+      Client({"train", "--space", "fmnist_mbv2", "--dataset", "fmnist_mbv2-supernet-v1", "--kind",
+              "xgboost", "--seed", "3", "--make-default", "--wait", "--json"});
   ASSERT_EQ(trained.exit_code, 0) << trained.out << trained.err;
   const json job = ParseJson(trained);
   EXPECT_EQ(job["state"], "SUCCEEDED");
@@ -304,16 +304,15 @@ TEST_F(EndToEndTest, TrainsAPredictorThatSearchesThenUseAndKeepsItWhenTrainingDi
     return "";
   };
   EXPECT_EQ(default_version(), version);
-  ProcessResult search =
-      Client({"search", "--space", "fmnist_mbv2", "--device", "local-cpu", "--generations", "3",
-              "--population", "10", "--wait", "--json"});
+  ProcessResult search = Client({"search", "--space", "fmnist_mbv2", "--device", "local-cpu",
+                                 "--generations", "3", "--population", "10", "--wait", "--json"});
   ASSERT_EQ(search.exit_code, 0) << search.err;
   EXPECT_EQ(ParseJson(search)["predictor_version"], version);
 
   // Divergence fails the job with its reason and leaves the default in place.
-  ProcessResult diverged = Client({"train", "--space", "fmnist_mbv2", "--dataset",
-                                   "fmnist_mbv2-supernet-v1", "--kind", "scratch",
-                                   "--learning-rate", "1e30", "--make-default", "--wait", "--json"});
+  ProcessResult diverged =
+      Client({"train", "--space", "fmnist_mbv2", "--dataset", "fmnist_mbv2-supernet-v1", "--kind",
+              "scratch", "--learning-rate", "1e30", "--make-default", "--wait", "--json"});
   EXPECT_EQ(diverged.exit_code, 1);
   const json failed = ParseJson(diverged);
   EXPECT_EQ(failed["state"], "FAILED");
@@ -328,9 +327,11 @@ TEST_F(EndToEndTest, TrainsAPredictorThatSearchesThenUseAndKeepsItWhenTrainingDi
   };
   const std::vector<Case> cases = {
       {{"--dataset", "nope"}, "NOT_FOUND", "nope"},
-      {{"--dataset", "fmnist_mbv2-supernet-v1", "--holdout", "0.9"}, "INVALID_ARGUMENT",
+      {{"--dataset", "fmnist_mbv2-supernet-v1", "--holdout", "0.9"},
+       "INVALID_ARGUMENT",
        "holdout_fraction"},
-      {{"--dataset", "fmnist_mbv2-supernet-v1", "--max-epochs", "0"}, "INVALID_ARGUMENT",
+      {{"--dataset", "fmnist_mbv2-supernet-v1", "--max-epochs", "0"},
+       "INVALID_ARGUMENT",
        "max_epochs"},
   };
   for (const Case& c : cases) {
@@ -346,8 +347,8 @@ TEST_F(EndToEndTest, TrainsAPredictorThatSearchesThenUseAndKeepsItWhenTrainingDi
   EXPECT_EQ(ParseJson(jobs).size(), 2u);
 
   // Back to the shipped predictor.
-  ProcessResult reset = Client({"set-default-predictor", "--space", "fmnist_mbv2",
-                                "qa_predictor-b605ee02f52f5832"});
+  ProcessResult reset =
+      Client({"set-default-predictor", "--space", "fmnist_mbv2", "qa_predictor-b605ee02f52f5832"});
   ASSERT_EQ(reset.exit_code, 0) << reset.err;
   EXPECT_EQ(default_version(), "qa_predictor-b605ee02f52f5832");
   ProcessResult unknown =
