@@ -1,5 +1,6 @@
 #include "predictor/mlp_training.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -126,6 +127,26 @@ std::vector<std::string> Transfer(const MlpWeights& init, Network& network) {
   return copied;
 }
 
+// Draws the layers' initial weights again, from `generator`: the same draws in the same order
+// as torch::nn::Linear's own reset_parameters (weight kaiming-uniform with a = sqrt(5), then
+// bias uniform in +-1/sqrt(fan_in)), layers in construction order. From a generator seeded
+// like LibTorch's global one after manual_seed, the result is what construction alone gave
+// single-threaded; but no other thread of the process (a supernet being built, another
+// training) can draw in between and change it.
+void ResetParameters(Network& network, const at::Generator& generator) {
+  torch::NoGradGuard no_grad;
+  const auto reset = [&generator](torch::nn::Linear& linear) {
+    const auto fan_in = static_cast<double>(linear->weight.size(1));
+    const double gain = std::sqrt(2.0 / (1 + std::pow(std::sqrt(5.0), 2)));
+    const double weight_bound = std::sqrt(3.0) * (gain / std::sqrt(fan_in));
+    linear->weight.uniform_(-weight_bound, weight_bound, generator);
+    const double bias_bound = 1 / std::sqrt(fan_in);
+    linear->bias.uniform_(-bias_bound, bias_bound, generator);
+  };
+  for (torch::nn::Linear& layer : network.layers) reset(layer);
+  if (network.bits) reset(network.bits);
+}
+
 double Rmse(Network& network, const torch::Tensor& inputs, const torch::Tensor& targets) {
   torch::NoGradGuard no_grad;
   network.eval();
@@ -154,7 +175,9 @@ absl::StatusOr<MlpWeights> TrainMlp(const std::vector<TrainingSample>& samples,
 
   try {
     torch::set_num_threads(options.threads);
-    torch::manual_seed(options.seed);
+    // The training's own random stream (initialisation, batch order): LibTorch's global one is
+    // shared by every thread of the process.
+    const at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(options.seed);
     // Dense 0/1 inputs: a few thousand records of at most a few thousand features.
     torch::Tensor train_x = torch::zeros({out.train_samples, inputs});
     torch::Tensor train_y = torch::empty({out.train_samples});
@@ -185,6 +208,7 @@ absl::StatusOr<MlpWeights> TrainMlp(const std::vector<TrainingSample>& samples,
     val_y = (val_y - mean) / scale;
 
     Network network(options);
+    ResetParameters(network, generator);
     {
       torch::NoGradGuard no_grad;
       torch::nn::Linear& output = network.layers.back();
@@ -223,7 +247,7 @@ absl::StatusOr<MlpWeights> TrainMlp(const std::vector<TrainingSample>& samples,
     int since_best = 0;
     for (int epoch = 1; epoch <= options.max_epochs; ++epoch) {
       network.train();
-      const torch::Tensor order = torch::randperm(out.train_samples);
+      const torch::Tensor order = torch::randperm(out.train_samples, generator);
       double loss_sum = 0.0;
       int batches = 0;
       for (int64_t begin = 0; begin < out.train_samples; begin += options.batch_size) {

@@ -357,6 +357,68 @@ TEST_F(EndToEndTest, TrainsAPredictorThatSearchesThenUseAndKeepsItWhenTrainingDi
   EXPECT_NE(unknown.err.find("NOT_FOUND:"), std::string::npos) << unknown.err;
 }
 
+TEST_F(EndToEndTest, TrainingJobsAreCancelledAndSurviveACrash) {
+  const std::vector<std::string> train = {
+      "train", "--space", "fmnist_mbv2", "--dataset", "fmnist_mbv2-supernet-v1", "--json"};
+  auto submit = [&](const std::vector<std::string>& extra) -> std::string {
+    std::vector<std::string> args = train;
+    args.insert(args.end(), extra.begin(), extra.end());
+    ProcessResult submitted = Client(args);
+    EXPECT_EQ(submitted.exit_code, 0) << submitted.err;
+    return ParseJson(submitted)["job_id"];
+  };
+  auto training = [&](const std::string& job_id) {
+    ProcessResult shown = Client({"training", job_id, "--json"});
+    EXPECT_EQ(shown.exit_code, 0) << shown.err;
+    return ParseJson(shown);
+  };
+  // Polls until the job has reported an epoch (it is then running).
+  auto wait_running = [&](const std::string& job_id) {
+    for (int i = 0; i < 600; ++i) {
+      const json job = training(job_id);
+      if (job["state"] == "RUNNING" && job["epoch"].get<int>() > 0) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  };
+
+  // One worker: the second job waits in the queue and is cancelled at once.
+  const std::string first = submit({"--kind", "ensemble", "--seed", "1"});
+  const std::string queued = submit({"--kind", "xgboost"});
+  ProcessResult cancelled = Client({"cancel-training", queued});
+  ASSERT_EQ(cancelled.exit_code, 0) << cancelled.err;
+  EXPECT_EQ(training(queued)["state"], "CANCELLED");
+
+  // A crash while the first one runs: the next server runs it again from the start.
+  ASSERT_TRUE(wait_running(first));
+  server_->Stop(SIGKILL);
+  server_ = std::make_unique<ServerProcess>(database_);
+  ProcessResult finished = Client({"training", first, "--wait", "--json"});
+  ASSERT_EQ(finished.exit_code, 0) << finished.out << finished.err;
+  const json recovered = ParseJson(finished);
+  EXPECT_EQ(recovered["state"], "SUCCEEDED");
+  // Training is deterministic per seed: the same request uninterrupted gives the same version.
+  ProcessResult again =
+      Client({"train", "--space", "fmnist_mbv2", "--dataset", "fmnist_mbv2-supernet-v1", "--kind",
+              "ensemble", "--seed", "1", "--wait", "--json"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(ParseJson(again)["predictor_version"], recovered["predictor_version"]);
+
+  // A running job stops after its current epoch and stores no predictor.
+  const std::string running = submit({"--kind", "ensemble", "--seed", "2"});
+  ASSERT_TRUE(wait_running(running));
+  ASSERT_EQ(Client({"cancel-training", running}).exit_code, 0);
+  ProcessResult stopped = Client({"training", running, "--wait", "--json"});
+  EXPECT_EQ(stopped.exit_code, 1);
+  EXPECT_EQ(ParseJson(stopped)["state"], "CANCELLED");
+  ProcessResult listed = Client({"predictors", "--space", "fmnist_mbv2", "--json"});
+  ASSERT_EQ(listed.exit_code, 0);
+  EXPECT_EQ(ParseJson(listed).size(), 2u) << "the shipped one and the recovered job's";
+  ProcessResult ended = Client({"cancel-training", running});
+  EXPECT_EQ(ended.exit_code, 1);
+  EXPECT_NE(ended.err.find("FAILED_PRECONDITION:"), std::string::npos) << ended.err;
+}
+
 TEST_F(EndToEndTest, EvaluateReproducesTheTutorialGoldenValues) {
   ProcessResult result = Client({"evaluate", "--space", "ofa_mbv3", "--device", "note10",
                                  "--config", TutorialConfigFile(), "--json"});
