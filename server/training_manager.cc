@@ -129,6 +129,16 @@ absl::StatusOr<std::vector<MeasurementRow>> MeasurementRowsFromUpload(
                                                      request.space(),
                                                      " has no bitwidths, its records are fp32"));
     }
+    if (method == "fp32" && has_bits) {
+      // Bits take no part in a full-precision measurement: stored at their highest choice
+      // (as measurement jobs store them), so one architecture measured twice is a repeat.
+      oface::Genotype top_bits = *genotype;
+      const std::vector<oface::GeneSpec>& genes = space.genes();
+      for (size_t g = 0; g < genes.size(); ++g) {
+        if (oface::IsBitsGene(genes[g])) top_bits[g] = genes[g].choices.back();
+      }
+      if (space.SatisfiesRules(top_bits)) *genotype = space.Canonical(top_bits);
+    }
     MeasurementRow row;
     row.config_json = space.ToJson(*genotype);
     row.accuracy = record.accuracy();

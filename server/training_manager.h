@@ -40,7 +40,9 @@ void PredictorMetricsFromJson(const std::string& metrics_json, apq::v1::Predicto
 // or outside [0, 1], seconds negative or not finite, an over-long method, a quantized method in
 // a space without bitwidths, a repeat of an earlier record's method and config), "records"
 // when there are none or fewer than kMinDatasetRecords. Configs are stored in the space's
-// canonical JSON, so the same config written two ways is a repeat.
+// canonical JSON, so the same config written two ways is a repeat; the bits of an fp32
+// record are stored at their highest choice, so one architecture measured twice at full
+// precision is a repeat whatever bits the records carry.
 absl::StatusOr<std::vector<MeasurementRow>> MeasurementRowsFromUpload(
     const oface::SearchSpace& space, const apq::v1::UploadDatasetRequest& request);
 

@@ -8,6 +8,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "oface/mbconv_quant_space.h"
 #include "oface/mbconv_spec.h"
 #include "oface/measurement_csv.h"
@@ -77,6 +78,17 @@ TEST_F(UploadValidationTest, NanAndRepeatsAreRefusedNamingTheRecord) {
   request = Upload(10);
   request.mutable_records(7)->set_config_json(" " + request.records(1).config_json());
   ExpectRefused(request, "records[7]: repeats records[1]");
+
+  // At full precision the bits do not count: the same architecture with other bits repeats.
+  request = Upload(10);
+  request.mutable_records(3)->set_method("fp32");
+  request.mutable_records(8)->set_method("fp32");
+  {
+    nlohmann::json config = nlohmann::json::parse(request.records(3).config_json());
+    for (nlohmann::json& bits : config[1]["pw_w_bits_setting"]) bits = 4;
+    request.mutable_records(8)->set_config_json(config.dump());
+  }
+  ExpectRefused(request, "records[8]: repeats records[3]");
 
   // The same config measured two ways is two records.
   request = Upload(10);
