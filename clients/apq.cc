@@ -816,7 +816,7 @@ class Client {
     const std::string content = ReadFileOrStdin(path);
     if (content.rfind(oface::kMeasurementCsvHeader, 0) == 0) {
       absl::StatusOr<std::vector<oface::MeasurementRecord>> records =
-          oface::ReadMeasurementCsv(path);
+          oface::ParseMeasurementCsv(content, path, /*keep_unterminated_line=*/true);
       if (!records.ok()) throw UsageError{static_cast<std::string>(records.status().message())};
       for (const oface::MeasurementRecord& record : *records) {
         apq::v1::MeasurementRecord* out = request->add_records();

@@ -90,22 +90,17 @@ absl::StatusOr<MeasurementRecord> MeasurementFromCsvLine(absl::string_view line)
   return record;
 }
 
-absl::StatusOr<std::vector<MeasurementRecord>> ReadMeasurementCsv(const std::string& path) {
+absl::StatusOr<std::vector<MeasurementRecord>> ParseMeasurementCsv(absl::string_view content,
+                                                                   const std::string& source,
+                                                                   bool keep_unterminated_line) {
   std::vector<MeasurementRecord> records;
-  std::ifstream file(path, std::ios::binary);
-  if (!file.is_open()) {
-    if (access(path.c_str(), F_OK) != 0) return records;
-    return absl::UnavailableError(absl::StrCat("cannot read ", path));
-  }
-  const std::string content((std::istreambuf_iterator<char>(file)),
-                            std::istreambuf_iterator<char>());
   if (content.empty()) return records;
   std::vector<absl::string_view> lines = absl::StrSplit(content, '\n');
-  // The piece after the last newline is empty, or a line a kill cut short: ignored.
-  lines.pop_back();
+  // The piece after the last newline is empty, or a line a kill cut short.
+  if (lines.back().empty() || !keep_unterminated_line) lines.pop_back();
   if (lines.empty()) return records;
   if (lines[0] != kMeasurementCsvHeader) {
-    return absl::FailedPreconditionError(absl::StrCat(path, " is not a measurement CSV: header '",
+    return absl::FailedPreconditionError(absl::StrCat(source, " is not a measurement CSV: header '",
                                                       lines[0], "', expected '",
                                                       kMeasurementCsvHeader, "'"));
   }
@@ -114,11 +109,22 @@ absl::StatusOr<std::vector<MeasurementRecord>> ReadMeasurementCsv(const std::str
     absl::StatusOr<MeasurementRecord> record = MeasurementFromCsvLine(lines[i]);
     if (!record.ok()) {
       return absl::DataLossError(
-          absl::StrCat(path, " line ", i + 1, ": ", record.status().message()));
+          absl::StrCat(source, " line ", i + 1, ": ", record.status().message()));
     }
     records.push_back(*std::move(record));
   }
   return records;
+}
+
+absl::StatusOr<std::vector<MeasurementRecord>> ReadMeasurementCsv(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file.is_open()) {
+    if (access(path.c_str(), F_OK) != 0) return std::vector<MeasurementRecord>();
+    return absl::UnavailableError(absl::StrCat("cannot read ", path));
+  }
+  const std::string content((std::istreambuf_iterator<char>(file)),
+                            std::istreambuf_iterator<char>());
+  return ParseMeasurementCsv(content, path, /*keep_unterminated_line=*/false);
 }
 
 absl::Status AppendMeasurementCsv(const std::string& path, const MeasurementRecord& record) {

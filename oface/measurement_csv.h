@@ -36,6 +36,13 @@ std::string MeasurementToCsvLine(const MeasurementRecord& record);
 // INVALID_ARGUMENT naming the column for a malformed line.
 absl::StatusOr<MeasurementRecord> MeasurementFromCsvLine(absl::string_view line);
 
+// Every record of a CSV held in memory; `source` names it in errors. An unterminated last
+// line is a write cut short and ignored, unless `keep_unterminated_line` (a file written by
+// hand, whose last line may lack its newline). Errors as ReadMeasurementCsv.
+absl::StatusOr<std::vector<MeasurementRecord>> ParseMeasurementCsv(absl::string_view content,
+                                                                   const std::string& source,
+                                                                   bool keep_unterminated_line);
+
 // Every record of the CSV file at `path`; an empty list when the file does not exist or is
 // empty. FAILED_PRECONDITION naming the file when its header is not kMeasurementCsvHeader;
 // DATA_LOSS naming the file and line for a malformed line other than an unterminated last

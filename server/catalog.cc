@@ -140,8 +140,8 @@ absl::Status ValidateResourceName(absl::string_view field, absl::string_view nam
     ok = ok && (allowed_first(c) || c == '_' || c == '.' || c == '-');
   }
   if (!ok) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": '", name, "' is not a valid ", field,
-                                                   " name ([a-z0-9][a-z0-9_.-]{0,63})"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": '", name, "' is not a valid name ([a-z0-9][a-z0-9_.-]{0,63})"));
   }
   return absl::OkStatus();
 }

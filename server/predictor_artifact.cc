@@ -100,10 +100,11 @@ absl::StatusOr<LoadedPredictor> LoadPredictorArtifact(const std::string& kind,
           static_cast<size_t>(length) > after_length.size()) {
         return absl::DataLossError(absl::StrCat(member_what, ": truncated"));
       }
-      ASSIGN_OR_RETURN(LoadedPredictor member,
-                       LoadPredictorArtifact(member_kind, after_length.substr(0, length), name,
-                                             member_what, threads));
-      members.push_back(std::move(member.predictor));
+      absl::StatusOr<LoadedPredictor> member = LoadPredictorArtifact(
+          member_kind, after_length.substr(0, length), name, member_what, threads);
+      // Whatever is wrong with a member (an unknown kind included) is damage to the artifact.
+      if (!member.ok()) return absl::DataLossError(member.status().message());
+      members.push_back(std::move(member->predictor));
       left = left.substr(left.size() - (after_length.size() - length));
     }
     if (!left.empty()) return absl::DataLossError(absl::StrCat(what, ": trailing bytes"));

@@ -89,7 +89,7 @@ TEST(PredictorArtifactTest, MeanEnsembleRoundTrip) {
 
   for (const std::string& broken :
        {artifact.substr(0, artifact.size() - 10), artifact + "x",
-        std::string("1\nxgboost-json\n0\n"),
+        std::string("1\nxgboost-json\n0\n"), std::string("2\nonnx\n3\nabc"),
         MeanEnsembleArtifact(
             {{kMeanEnsembleKind, artifact}, {kXgboostJsonKind, XgbArtifact(*first)}})}) {
     const absl::Status status =

@@ -1,6 +1,7 @@
 #include "server/services.h"
 
 #include <cmath>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -564,9 +565,17 @@ absl::Status FillPredictors(Catalog& catalog, Store& store, const std::string& s
     predictor->set_is_default(record.is_default);
     PredictorMetricsFromJson(record.metrics_json, predictor->mutable_metrics());
     const nlohmann::json metrics = nlohmann::json::parse(record.metrics_json, nullptr, false);
+    // Stored rows are read defensively: a field of another type is left unset, not thrown.
     if (metrics.is_object()) {
-      predictor->set_input_size(metrics.value("input_size", 0));
-      predictor->set_training_job(metrics.value("training_job", std::string()));
+      const auto input_size = metrics.find("input_size");
+      if (input_size != metrics.end() && input_size->is_number_integer() &&
+          input_size->get<int64_t>() >= 0 && input_size->get<int64_t>() <= INT32_MAX) {
+        predictor->set_input_size(static_cast<int32_t>(input_size->get<int64_t>()));
+      }
+      const auto training_job = metrics.find("training_job");
+      if (training_job != metrics.end() && training_job->is_string()) {
+        predictor->set_training_job(training_job->get<std::string>());
+      }
     }
     if (record.is_default) default_version = record.version;
   }

@@ -1,5 +1,7 @@
 #include "server/training_manager.h"
 
+#include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -7,6 +9,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -19,6 +23,8 @@ constexpr size_t kMaxDescriptionBytes = 4096;
 constexpr int kMaxEpochs = 100000;
 // Progress is written to the store at most this often per job (and at every stage change).
 constexpr double kProgressIntervalS = 1.0;
+// Tries of the write that ends a job (0.4, 0.8, 1.6 and 3.2 s apart).
+constexpr int kFinishAttempts = 5;
 
 constexpr double kDefaultHoldoutFraction = 0.2;
 
@@ -72,6 +78,10 @@ absl::Status FillAndValidate(apq::v1::TrainPredictorRequest* request) {
   if (!(std::isfinite(request->learning_rate()) && request->learning_rate() > 0)) {
     return absl::InvalidArgumentError(
         absl::StrCat("learning_rate: must be finite and > 0, got ", request->learning_rate()));
+  }
+  if (xgboost && request->learning_rate() > 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "learning_rate: XGBoost's eta must be in (0, 1], got ", request->learning_rate()));
   }
   if (request->description().size() > kMaxDescriptionBytes) {
     return absl::InvalidArgumentError(
@@ -163,12 +173,16 @@ void PredictorMetricsFromJson(const std::string& metrics_json, apq::v1::Predicto
     const auto found = parsed.find(key);
     return found != parsed.end() && found->is_number() ? found->get<double>() : 0.0;
   };
-  metrics->set_heldout_records(static_cast<int32_t>(number("heldout_records")));
+  // Counts are clamped before the conversion (a stored value out of range must not be UB).
+  const auto count = [&number](const char* key) {
+    return static_cast<int32_t>(std::clamp(number(key), 0.0, static_cast<double>(INT32_MAX)));
+  };
+  metrics->set_heldout_records(count("heldout_records"));
   metrics->set_rmse(number("rmse"));
   metrics->set_kendall_tau(number("kendall_tau"));
   metrics->set_pairwise_accuracy(number("pairwise_accuracy"));
-  metrics->set_train_records(static_cast<int32_t>(number("train_records")));
-  metrics->set_validation_records(static_cast<int32_t>(number("validation_records")));
+  metrics->set_train_records(count("train_records"));
+  metrics->set_validation_records(count("validation_records"));
   metrics->set_train_seconds(number("train_seconds"));
 }
 
@@ -247,24 +261,33 @@ absl::StatusOr<apq::v1::TrainingJob> TrainingManager::Submit(
   job.created_unix_s = NowUnixSeconds();
   {
     absl::MutexLock lock(&mutex_);
-    if (queue_.size() >= static_cast<size_t>(options_.queue_capacity)) {
+    if (queue_.size() + reserved_slots_ >= static_cast<size_t>(options_.queue_capacity)) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "the training queue is full (", options_.queue_capacity, " jobs); try again later"));
     }
-    // Stored under the lock so that queue order is id order.
-    ASSIGN_OR_RETURN(job.id, store_.CreateTrainingJob(job));
-    queue_.push_back(job.id);
+    ++reserved_slots_;
   }
+  // Stored outside the lock: a slow store write must not stall the running job's progress.
+  absl::StatusOr<std::string> id = store_.CreateTrainingJob(job);
+  {
+    absl::MutexLock lock(&mutex_);
+    --reserved_slots_;
+    if (id.ok()) queue_.push_back(*id);
+  }
+  if (!id.ok()) return id.status();
+  job.id = *std::move(id);
   return TrainingJobToProto(job);
 }
 
 absl::StatusOr<apq::v1::TrainingJob> TrainingManager::Cancel(const std::string& job_id) {
   ASSIGN_OR_RETURN(TrainingJobRecord job, store_.GetTrainingJob(job_id));
-  if (IsTerminal(job.state)) {
+  const auto ended = [&job_id] {
     return absl::FailedPreconditionError(
         absl::StrCat("training job ", job_id, " has already ended"));
-  }
+  };
+  if (IsTerminal(job.state)) return ended();
   bool was_queued = false;
+  bool running = false;
   {
     absl::MutexLock lock(&mutex_);
     for (auto queued = queue_.begin(); queued != queue_.end(); ++queued) {
@@ -274,14 +297,27 @@ absl::StatusOr<apq::v1::TrainingJob> TrainingManager::Cancel(const std::string& 
         break;
       }
     }
-    if (running_job_ == job_id) cancel_running_ = true;
+    if (running_job_ == job_id) {
+      cancel_running_ = true;
+      running = true;
+    }
   }
-  if (was_queued) {
-    RETURN_IF_ERROR(store_.FinishTrainingJob(job_id, JobState::kCancelled, "cancelled",
-                                             NowUnixSeconds(),
-                                             /*predictor=*/nullptr));
+  if (!running) {
+    // Queued, or held by no worker (a store write that failed earlier left it unfinished):
+    // it ends here.
+    const absl::Status cancelled = store_.FinishTrainingJob(
+        job_id, JobState::kCancelled, "cancelled", NowUnixSeconds(), /*predictor=*/nullptr);
+    if (!cancelled.ok()) {
+      if (was_queued) {
+        absl::MutexLock lock(&mutex_);
+        queue_.push_front(job_id);
+      }
+      return absl::IsFailedPrecondition(cancelled) ? ended() : cancelled;
+    }
   }
   ASSIGN_OR_RETURN(job, store_.GetTrainingJob(job_id));
+  // A running job that ended on its own meanwhile was not cancelled.
+  if (running && IsTerminal(job.state) && job.state != JobState::kCancelled) return ended();
   return TrainingJobToProto(job);
 }
 
@@ -309,10 +345,18 @@ void TrainingManager::WorkerLoop() {
 
 void TrainingManager::Finish(const std::string& job_id, JobState state, const std::string& error,
                              const PredictorRecord* predictor) {
-  const absl::Status finished =
-      store_.FinishTrainingJob(job_id, state, error, NowUnixSeconds(), predictor);
-  if (!finished.ok() && predictor != nullptr) {
-    // The job must not stay running: it ends failed, with why its predictor was not stored.
+  // A job must not stay running: a failed write (a busy or full disk) is retried, then the
+  // job ends failed without its predictor.
+  absl::Status finished;
+  for (int attempt = 0; attempt < kFinishAttempts; ++attempt) {
+    if (attempt > 0) absl::SleepFor(absl::Milliseconds(200 << attempt));
+    finished = store_.FinishTrainingJob(job_id, state, error, NowUnixSeconds(), predictor);
+    if (finished.ok() || absl::IsFailedPrecondition(finished) ||
+        absl::IsInvalidArgument(finished)) {
+      break;
+    }
+  }
+  if (!finished.ok() && predictor != nullptr && !absl::IsFailedPrecondition(finished)) {
     Finish(job_id, JobState::kFailed,
            absl::StrCat("storing the trained predictor: ", finished.message()), nullptr);
     return;
@@ -326,8 +370,8 @@ void TrainingManager::Finish(const std::string& job_id, JobState state, const st
 void TrainingManager::RunJob(const std::string& job_id) {
   absl::StatusOr<TrainingJobRecord> job = store_.GetTrainingJob(job_id);
   if (!job.ok()) {
-    std::fprintf(stderr, "apqd: cannot load training job %s: %s\n", job_id.c_str(),
-                 job.status().ToString().c_str());
+    Finish(job_id, JobState::kFailed, absl::StrCat("cannot load the job: ", job.status().message()),
+           nullptr);
     return;
   }
   if (IsTerminal(job->state)) return;
@@ -404,6 +448,16 @@ void TrainingManager::RunJob(const std::string& job_id) {
     const bool cancelled = absl::IsCancelled(trained.status());
     Finish(job_id, cancelled ? JobState::kCancelled : JobState::kFailed,
            cancelled ? "cancelled" : static_cast<std::string>(trained.status().message()), nullptr);
+    return;
+  }
+  bool cancelled_late = false;
+  {
+    // A cancel that came after the last epoch (early stopping, scoring) still wins.
+    absl::MutexLock lock(&mutex_);
+    cancelled_late = cancel_running_;
+  }
+  if (cancelled_late) {
+    Finish(job_id, JobState::kCancelled, "cancelled", nullptr);
     return;
   }
   PredictorRecord predictor;

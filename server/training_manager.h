@@ -63,7 +63,8 @@ class TrainingManager {
   // Validates (see apq.proto), fills in defaults, stores and queues a job.
   absl::StatusOr<apq::v1::TrainingJob> Submit(const apq::v1::TrainPredictorRequest& request);
   // Cancels a queued job at once, a running one after its current epoch (the returned state
-  // is then still running). FAILED_PRECONDITION for a job that already ended.
+  // is then still running; a cancel that comes after the last epoch still ends the job
+  // cancelled). FAILED_PRECONDITION for a job that already ended.
   absl::StatusOr<apq::v1::TrainingJob> Cancel(const std::string& job_id);
 
  private:
@@ -81,6 +82,7 @@ class TrainingManager {
 
   absl::Mutex mutex_;
   std::deque<std::string> queue_ ABSL_GUARDED_BY(mutex_);
+  size_t reserved_slots_ ABSL_GUARDED_BY(mutex_) = 0;  // Submissions being stored.
   std::string running_job_ ABSL_GUARDED_BY(mutex_);
   bool cancel_running_ ABSL_GUARDED_BY(mutex_) = false;
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
