@@ -2,13 +2,12 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/clock.h"
+#include "common/file_io.h"
 #include "common/status_macros.h"
 #include "hwmodels/apq_bitfusion_table.h"
 #include "hwmodels/bitfusion_analytic.h"
@@ -29,15 +28,6 @@ constexpr char kNote10[] = "note10";
 constexpr char kBitFusion[] = "bitfusion";
 constexpr char kLocalCpu[] = "local-cpu";
 
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::stringstream content;
-  content << in.rdbuf();
-  if (!in) return absl::DataLossError(absl::StrCat("cannot read ", path));
-  return content.str();
-}
-
 std::string TableSha256(const std::vector<TableFileRecord>& files) {
   // Lengths are hashed too, so no two different file lists share a digest by concatenation.
   std::string framed;
@@ -53,11 +43,8 @@ absl::StatusOr<std::vector<TableFileRecord>> ReadTableFolder(const std::string& 
   std::error_code error;
   for (const auto& item : std::filesystem::directory_iterator(folder, error)) {
     if (!item.is_regular_file()) continue;
-    std::ifstream in(item.path(), std::ios::binary);
-    std::stringstream content;
-    content << in.rdbuf();
-    if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", item.path().string()));
-    files.push_back({item.path().filename().string(), content.str()});
+    ASSIGN_OR_RETURN(std::string content, ReadFileToString(item.path().string()));
+    files.push_back({item.path().filename().string(), std::move(content)});
   }
   if (error) {
     return absl::NotFoundError(absl::StrCat("cannot list ", folder, ": ", error.message()));
@@ -239,7 +226,7 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(const Options& options,
   }
   const std::string local_cpu_table = options.data_dir + "/local_cpu/fmnist_mbv2_conv_table.json";
   if (std::find(devices.begin(), devices.end(), kLocalCpu) == devices.end()) {
-    ASSIGN_OR_RETURN(std::string content, ReadWholeFile(local_cpu_table));
+    ASSIGN_OR_RETURN(std::string content, ReadFileToString(local_cpu_table));
     RETURN_IF_ERROR(
         catalog
             ->UploadTable(kLocalCpu, kTableFormatConvJson,
@@ -250,7 +237,7 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(const Options& options,
   }
   if (std::find(devices.begin(), devices.end(), kBitFusion) == devices.end()) {
     const std::string path = options.data_dir + "/apq_bitfusion/BitFusion_new.b1.dict";
-    ASSIGN_OR_RETURN(std::string content, ReadWholeFile(path));
+    ASSIGN_OR_RETURN(std::string content, ReadFileToString(path));
     RETURN_IF_ERROR(catalog
                         ->UploadTable(kBitFusion, kTableFormatApqBitFusion,
                                       {{"BitFusion_new.b1.dict", std::move(content)}},

@@ -4,11 +4,10 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_io.h"
 #include "common/status_macros.h"
 #include "oface/mbconv_spec.h"
 #include "oface/subnet_export.h"
@@ -20,15 +19,6 @@ namespace {
 
 constexpr char kFp32Weights[] = "supernet_fp32.pt";
 constexpr char kQuantWeights[] = "supernet_quant.pt";
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::stringstream content;
-  content << in.rdbuf();
-  if (!in) return absl::DataLossError(absl::StrCat("cannot read ", path));
-  return content.str();
-}
 
 // Loads `path` into a new supernet of `spec`; any failure is the server's precondition.
 absl::StatusOr<std::unique_ptr<oface::Supernet>> LoadSupernet(const oface::MbConvSpec& spec,
@@ -69,8 +59,8 @@ absl::StatusOr<std::unique_ptr<SupernetHost>> SupernetHost::Create(const Options
     auto entry = std::make_unique<Entry>();
     ASSIGN_OR_RETURN(entry->fp32, LoadSupernet(spec, fp32_path));
     ASSIGN_OR_RETURN(entry->quant, LoadSupernet(spec, quant_path));
-    ASSIGN_OR_RETURN(std::string fp32_bytes, ReadFile(fp32_path));
-    ASSIGN_OR_RETURN(std::string quant_bytes, ReadFile(quant_path));
+    ASSIGN_OR_RETURN(std::string fp32_bytes, ReadFileToString(fp32_path));
+    ASSIGN_OR_RETURN(std::string quant_bytes, ReadFileToString(quant_path));
     entry->version =
         absl::StrCat(spec.name, "@", Sha256Hex(fp32_bytes + quant_bytes).substr(0, 12));
     host->entries_.emplace(spec.name, std::move(entry));
@@ -160,7 +150,7 @@ absl::StatusOr<SupernetHost::Export> SupernetHost::ExportSubnet(
             .string();
     const absl::Status saved = subnet.Save(path);
     absl::StatusOr<std::string> bytes =
-        saved.ok() ? ReadFile(path) : absl::StatusOr<std::string>(saved);
+        saved.ok() ? ReadFileToString(path) : absl::StatusOr<std::string>(saved);
     std::remove(path.c_str());
     if (!bytes.ok()) return bytes.status();
     result.torchscript = *std::move(bytes);
