@@ -8,19 +8,13 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
+#include "search/pareto.h"
 
 namespace apq::search {
 namespace {
-
-absl::Status CheckPositiveFinite(const std::optional<double>& value, const char* field) {
-  if (value.has_value() && !(std::isfinite(*value) && *value > 0.0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": must be a finite number > 0, got ", *value));
-  }
-  return absl::OkStatus();
-}
 
 absl::Status CheckProbability(double value, const char* field, bool allow_zero) {
   const bool ok = std::isfinite(value) && value <= 1.0 && (allow_zero ? value >= 0.0 : value > 0.0);
@@ -34,7 +28,10 @@ absl::Status CheckProbability(double value, const char* field, bool allow_zero) 
 int RoundToInt(double value) { return static_cast<int>(std::lround(value)); }
 
 // Little-endian binary writer/reader for checkpoints; the format is private to this file.
-constexpr char kCheckpointMagic[] = "APQEVO1";
+// Version 2 stores every cost figure; version 1 (before size, BitOps and the modelled flag
+// were kept) is still read, and its individuals are priced again on resume.
+constexpr char kCheckpointMagic[] = "APQEVO2";
+constexpr char kCheckpointMagicV1[] = "APQEVO1";
 
 class Writer {
  public:
@@ -51,6 +48,10 @@ class Writer {
     Put<double>(individual.cost.latency_ms);
     Put<double>(individual.cost.energy_mj);
     Put<uint8_t>(individual.cost.has_energy ? 1 : 0);
+    Put<double>(individual.cost.size_mb);
+    Put<double>(individual.cost.bitops);
+    Put<uint8_t>(individual.cost.has_size_and_bitops ? 1 : 0);
+    Put<uint8_t>(individual.cost.modelled ? 1 : 0);
     Put<int32_t>(individual.generation);
   }
   std::string Take() { return std::move(out_); }
@@ -61,7 +62,7 @@ class Writer {
 
 class Reader {
  public:
-  explicit Reader(const std::string& bytes) : bytes_(bytes) {}
+  Reader(absl::string_view bytes, bool full_costs) : bytes_(bytes), full_costs_(full_costs) {}
   template <typename T>
   bool Get(T* value) {
     if (bytes_.size() - position_ < sizeof(T)) return false;
@@ -84,6 +85,16 @@ class Reader {
       return false;
     }
     individual->cost.has_energy = has_energy != 0;
+    if (full_costs_) {
+      uint8_t has_size_and_bitops = 0;
+      uint8_t modelled = 0;
+      if (!Get(&individual->cost.size_mb) || !Get(&individual->cost.bitops) ||
+          !Get(&has_size_and_bitops) || !Get(&modelled)) {
+        return false;
+      }
+      individual->cost.has_size_and_bitops = has_size_and_bitops != 0;
+      individual->cost.modelled = modelled != 0;
+    }
     int32_t generation = 0;
     if (!Get(&generation)) return false;
     individual->generation = generation;
@@ -92,78 +103,12 @@ class Reader {
   bool AtEnd() const { return position_ == bytes_.size(); }
 
  private:
-  const std::string& bytes_;
+  absl::string_view bytes_;
+  const bool full_costs_;
   size_t position_ = 0;
 };
 
 }  // namespace
-
-absl::Status ValidateBudgets(const Budgets& budgets) {
-  RETURN_IF_ERROR(CheckPositiveFinite(budgets.max_latency_ms, "budgets.max_latency_ms"));
-  RETURN_IF_ERROR(CheckPositiveFinite(budgets.max_energy_mj, "budgets.max_energy_mj"));
-  RETURN_IF_ERROR(CheckPositiveFinite(budgets.max_size_mb, "budgets.max_size_mb"));
-  RETURN_IF_ERROR(CheckPositiveFinite(budgets.max_bitops, "budgets.max_bitops"));
-  return absl::OkStatus();
-}
-
-absl::Status CheckBudgetsPriceable(const Budgets& budgets, const hwmodels::LutCostModel& model,
-                                   const std::string& device) {
-  if (budgets.max_energy_mj && !model.has_energy()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "budgets.max_energy_mj: the cost table of device ", device, " has no energy figures"));
-  }
-  if ((budgets.max_size_mb || budgets.max_bitops) && !model.has_size_and_bitops()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(budgets.max_size_mb ? "budgets.max_size_mb" : "budgets.max_bitops", ": space ",
-                     model.space().name(),
-                     " has no bitwidths, so no model-size or BitOps figure; these budgets apply to "
-                     "quantized spaces"));
-  }
-  return absl::OkStatus();
-}
-
-bool MeetsBudgets(const hwmodels::NetworkCost& cost, const Budgets& budgets) {
-  if (budgets.max_latency_ms && !(cost.latency_ms <= *budgets.max_latency_ms)) return false;
-  if (budgets.max_energy_mj && !(cost.has_energy && cost.energy_mj <= *budgets.max_energy_mj)) {
-    return false;
-  }
-  if (budgets.max_size_mb && !(cost.has_size_and_bitops && cost.size_mb <= *budgets.max_size_mb)) {
-    return false;
-  }
-  if (budgets.max_bitops && !(cost.has_size_and_bitops && cost.bitops <= *budgets.max_bitops)) {
-    return false;
-  }
-  return true;
-}
-
-const char* CostMetricName(CostMetric metric) {
-  switch (metric) {
-    case CostMetric::kLatency:
-      return "latency_ms";
-    case CostMetric::kEnergy:
-      return "energy_mj";
-    case CostMetric::kSize:
-      return "size_mb";
-    case CostMetric::kBitops:
-      return "bitops";
-  }
-  return "unknown";
-}
-
-double CostValue(const hwmodels::NetworkCost& cost, CostMetric metric) {
-  constexpr double kMissing = std::numeric_limits<double>::infinity();
-  switch (metric) {
-    case CostMetric::kLatency:
-      return cost.latency_ms;
-    case CostMetric::kEnergy:
-      return cost.has_energy ? cost.energy_mj : kMissing;
-    case CostMetric::kSize:
-      return cost.has_size_and_bitops ? cost.size_mb : kMissing;
-    case CostMetric::kBitops:
-      return cost.has_size_and_bitops ? cost.bitops : kMissing;
-  }
-  return kMissing;
-}
 
 absl::Status ValidateParams(const EvolutionParams& params) {
   if (params.population_size < 2 || params.population_size > kMaxPopulationSize) {
@@ -207,16 +152,16 @@ std::string SerializeCheckpoint(const Checkpoint& checkpoint) {
   return writer.Take();
 }
 
-absl::StatusOr<Checkpoint> ParseCheckpoint(const std::string& bytes) {
+absl::StatusOr<Checkpoint> ParseCheckpoint(absl::string_view bytes) {
   const auto corrupt = [] {
     return absl::DataLossError("search checkpoint is truncated or corrupt");
   };
-  Reader reader(bytes);
-  for (const char expected : std::string(kCheckpointMagic)) {
-    char c = 0;
-    if (!reader.Get(&c) || c != expected) return corrupt();
-  }
+  const absl::string_view magic(kCheckpointMagic);
+  const bool version1 = absl::StartsWith(bytes, kCheckpointMagicV1);
+  if (!version1 && !absl::StartsWith(bytes, magic)) return corrupt();
+  Reader reader(bytes.substr(magic.size()), /*full_costs=*/!version1);
   Checkpoint checkpoint;
+  checkpoint.costs_missing = version1;
   int32_t generations_done = 0;
   if (!reader.Get(&generations_done)) return corrupt();
   checkpoint.generations_done = generations_done;
@@ -418,6 +363,14 @@ absl::StatusOr<SearchResult> EvolutionSearch::Run(const GenerationCallback& on_g
     rng_.set_state(resume_from->rng_state);
     population = resume_from->population;
     best = resume_from->best;
+    if (resume_from->costs_missing) {
+      // The cost model is the one the job was priced with (its table version is pinned), so
+      // pricing again gives the figures the old checkpoint dropped.
+      for (Individual& individual : population) {
+        individual.cost = cost_model_.Evaluate(individual.genotype);
+      }
+      if (best) best->cost = cost_model_.Evaluate(best->genotype);
+    }
     candidates_evaluated = resume_from->candidates_evaluated;
     next_generation = resume_from->generations_done + 1;
   }
@@ -452,8 +405,13 @@ absl::StatusOr<SearchResult> EvolutionSearch::Run(const GenerationCallback& on_g
     }
     RETURN_IF_ERROR(Score(&pending, &report));
     candidates_evaluated += static_cast<int64_t>(report.children.size());
-    for (const Individual& child : report.children) {
-      if (!best || child.accuracy > best->accuracy) best = child;
+    for (size_t i = 0; i < report.children.size(); ++i) {
+      const Individual& child = report.children[i];
+      if (ReplacesBest(child.accuracy, best ? std::optional<double>(best->accuracy)
+                                            : std::nullopt)) {
+        best = child;
+        report.best_index = static_cast<int>(i);
+      }
     }
     population = std::move(parents);
     parents.clear();

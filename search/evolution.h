@@ -20,47 +20,15 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "hwmodels/lut_cost_model.h"
+#include "search/budgets.h"
+#include "search/engine.h"
 #include "oface/rng.h"
 #include "oface/search_space.h"
 #include "predictor/accuracy_predictor.h"
 
 namespace apq::search {
-
-// Hard constraints; an unset field is no constraint.
-struct Budgets {
-  std::optional<double> max_latency_ms;
-  std::optional<double> max_energy_mj;
-  std::optional<double> max_size_mb;
-  std::optional<double> max_bitops;
-};
-
-// INVALID_ARGUMENT naming the field when a budget is NaN, infinite or not positive.
-absl::Status ValidateBudgets(const Budgets& budgets);
-
-// FAILED_PRECONDITION naming the budget when the cost model cannot price it (an energy
-// budget on a latency-only table; size or BitOps on a space without bitwidths).
-absl::Status CheckBudgetsPriceable(const Budgets& budgets, const hwmodels::LutCostModel& model,
-                                   const std::string& device);
-
-// True when `cost` meets every set budget. A budget the cost lacks a figure for is not met.
-bool MeetsBudgets(const hwmodels::NetworkCost& cost, const Budgets& budgets);
-
-// The cost a Pareto search trades against accuracy.
-enum class CostMetric { kLatency, kEnergy, kSize, kBitops };
-// "latency_ms", "energy_mj", "size_mb" or "bitops".
-const char* CostMetricName(CostMetric metric);
-// The metric's value in `cost`; +infinity when the cost lacks it.
-double CostValue(const hwmodels::NetworkCost& cost, CostMetric metric);
-
-enum class Objective {
-  // The most accurate network under the budgets (OFA, APQ).
-  kMaxAccuracy,
-  // The front of accuracy against one cost under the budgets: parents are chosen by
-  // non-dominated rank, then crowding distance (NSGA-II), so the population spreads along
-  // the front instead of crowding at the budget.
-  kPareto,
-};
 
 struct EvolutionParams {
   int population_size = 100;
@@ -83,15 +51,6 @@ inline constexpr int kMaxGenerations = 100000;
 inline constexpr int kMaxResampleAttempts = 10000000;
 absl::Status ValidateParams(const EvolutionParams& params);
 
-struct Individual {
-  // As bred: genes of inactive blocks keep their values (as in OFA), so a block that a later
-  // depth mutation activates brings back what it had. Use SearchSpace::Canonical for output.
-  oface::Genotype genotype;
-  double accuracy = 0.0;
-  hwmodels::NetworkCost cost;
-  int generation = 0;  // The generation that bred it.
-};
-
 // What one generation produced; generation 0 is the initial population.
 struct GenerationReport {
   int generation = 0;
@@ -102,6 +61,7 @@ struct GenerationReport {
   int64_t rejected_total = 0;        // All redraws of this generation.
   int64_t candidates_evaluated = 0;  // Feasible children scored so far, all generations.
   const Individual* best = nullptr;  // Best so far; valid during the callback only.
+  int best_index = -1;  // Index in `children` of the best when this generation bred it.
 };
 
 // The whole state between generations, enough to resume a search exactly where it was.
@@ -111,11 +71,14 @@ struct Checkpoint {
   std::vector<Individual> population;
   std::optional<Individual> best;
   int64_t candidates_evaluated = 0;
+  // Read from a checkpoint of an older format that kept only latency and energy: Run prices
+  // the population and the best again with its cost model.
+  bool costs_missing = false;
 };
 
 std::string SerializeCheckpoint(const Checkpoint& checkpoint);
 // DATA_LOSS when the bytes are truncated or not a checkpoint.
-absl::StatusOr<Checkpoint> ParseCheckpoint(const std::string& bytes);
+absl::StatusOr<Checkpoint> ParseCheckpoint(absl::string_view bytes);
 
 struct SearchResult {
   std::optional<Individual> best;  // Unset only when cancelled before generation 0 finished.

@@ -1,0 +1,158 @@
+// The seam between the service and its search engines.
+//
+// An engine searches one space for the best network under hard budgets, given an accuracy
+// predictor and a cost model, and reports each step's scored candidates to the caller,
+// which stores them. Evolution (evolution_engine.h) is one engine; integer programming,
+// differentiable search and others are added beside it and registered by name
+// (engine_registry.h). The service knows engines only through this interface: it resolves a
+// request's options against the engine's OptionSpecs, runs the engine on a job worker, stores
+// every StepReport with its opaque checkpoint, and hands the checkpoint back on resume.
+#ifndef APQ_SEARCH_ENGINE_H_
+#define APQ_SEARCH_ENGINE_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "hwmodels/lut_cost_model.h"
+#include "oface/search_space.h"
+#include "predictor/accuracy_predictor.h"
+#include "search/budgets.h"
+
+namespace apq::search {
+
+// One network an engine priced, and scored when feasible.
+struct Individual {
+  // As the engine holds it; it may carry genes a depth leaves inactive (evolution keeps them
+  // so a later mutation can bring them back). Use SearchSpace::Canonical for output.
+  oface::Genotype genotype;
+  double accuracy = 0.0;  // Predicted; meaningful only when feasible.
+  hwmodels::NetworkCost cost;
+  int generation = 0;  // The step that produced it.
+};
+
+// What every engine searches: all pointers outlive the run.
+struct SearchProblem {
+  const oface::SearchSpace* space = nullptr;
+  const hwmodels::LutCostModel* cost_model = nullptr;  // Prices `space`.
+  predictor::AccuracyPredictor* predictor = nullptr;   // Takes `space`'s encoding.
+  Budgets budgets;                                     // Valid (ValidateBudgets).
+  Objective objective = Objective::kMaxAccuracy;
+  CostMetric pareto_cost = CostMetric::kLatency;  // Priceable by `cost_model`.
+};
+
+// An option's value. Integers are int64_t; a double option also accepts an integer.
+using OptionValue = std::variant<int64_t, double, bool, std::string>;
+// Options by name. Resolved options (ResolveOptions) hold every option of the engine.
+using EngineOptions = std::map<std::string, OptionValue>;
+
+// One option an engine takes, with its default and its valid range: enough for a client to
+// render a form and for ResolveOptions to check a request.
+struct OptionSpec {
+  enum class Type { kInt, kDouble, kBool, kChoice };
+  std::string name;
+  Type type = Type::kInt;
+  std::string description;
+  OptionValue default_value;
+  // When not empty, an unset option takes this other option's resolved value instead.
+  std::string default_from;
+  // kInt and kDouble: the valid range, both ends included unless `min_exclusive`.
+  double min = -1e300;
+  double max = 1e300;
+  bool min_exclusive = false;
+  std::vector<std::string> choices;  // kChoice: the valid values.
+};
+
+// What one step (a generation of evolution, an iteration of a solver) produced. The spans
+// and the best are valid during the callback only.
+struct StepReport {
+  int step = 0;                            // 0 for the first.
+  absl::Span<const Individual> scored;     // Feasible candidates scored in this step.
+  absl::Span<const Individual> rejected;   // Infeasible ones priced, at most a bounded sample.
+  int64_t rejected_total = 0;              // Every infeasible draw of this step.
+  int64_t candidates_evaluated = 0;        // Scored candidates so far, all steps.
+  const Individual* best = nullptr;        // Best feasible so far (null when none yet).
+  // Index in `scored` of the best when this step found it, else -1 (the best is older).
+  int best_index_in_step = -1;
+  // The engine's own bytes: given back to Run, they resume the search after this step and
+  // the resumed run reports exactly what an uninterrupted one would have.
+  std::string checkpoint;
+};
+
+struct EngineResult {
+  std::optional<Individual> best;  // Unset when cancelled before any feasible candidate.
+  int last_step = -1;              // The last step completed, in all runs; -1 for none.
+  int64_t candidates_evaluated = 0;
+  int64_t predictions = 0;  // Distinct networks this run sent to the predictor.
+  bool cancelled = false;   // Stopped by the cancel check before finishing.
+};
+
+// A non-OK status stops the run and is returned by Run.
+using StepCallback = std::function<absl::Status(const StepReport& report)>;
+// Polled between steps (and inside long steps); true stops the run.
+using CancelCheck = std::function<bool()>;
+
+// An engine is stateless between runs and may serve several jobs at once: Run keeps its
+// state on its own stack.
+class Engine {
+ public:
+  virtual ~Engine() = default;
+
+  // The registry name, e.g. "evolution"; lower case, digits and '_'.
+  virtual std::string name() const = 0;
+  // One sentence for ListEngines.
+  virtual std::string description() const = 0;
+  virtual const std::vector<OptionSpec>& option_specs() const = 0;
+  // Checks beyond each option's own range, on resolved options. INVALID_ARGUMENT naming
+  // `field_prefix` + the option.
+  virtual absl::Status ValidateOptions(const EngineOptions& options,
+                                       absl::string_view field_prefix) const {
+    return absl::OkStatus();
+  }
+  // What the engine needs of the problem beyond what every engine gets (e.g. an objective it
+  // supports, a space with bitwidths): INVALID_ARGUMENT or FAILED_PRECONDITION naming the
+  // request field.
+  virtual absl::Status CheckProblem(const SearchProblem& problem,
+                                    const EngineOptions& options) const {
+    return absl::OkStatus();
+  }
+  // The step number of a complete run's last report (progress shows step of this).
+  virtual int TotalSteps(const EngineOptions& options) const = 0;
+
+  // Runs with resolved `options`; from the start when `resume_checkpoint` is empty, else
+  // after the step whose report carried it. Deterministic for (problem, options, seed).
+  // DATA_LOSS for a checkpoint it cannot read; FAILED_PRECONDITION when the budgets admit
+  // nothing it can find; errors of the predictor and of `on_step` pass through.
+  virtual absl::StatusOr<EngineResult> Run(const SearchProblem& problem,
+                                           const EngineOptions& options, uint64_t seed,
+                                           const StepCallback& on_step,
+                                           const CancelCheck& cancelled,
+                                           absl::string_view resume_checkpoint) const = 0;
+};
+
+// Fills unset options with their defaults and checks every value against its spec, then
+// the engine's ValidateOptions. INVALID_ARGUMENT naming `field_prefix` + the option for an
+// unknown option, a value of the wrong type, or one out of range.
+absl::StatusOr<EngineOptions> ResolveOptions(const Engine& engine, const EngineOptions& given,
+                                             absl::string_view field_prefix);
+
+// Typed reads of resolved options; the spec guarantees presence and type.
+int64_t IntOption(const EngineOptions& options, const std::string& name);
+double DoubleOption(const EngineOptions& options, const std::string& name);
+bool BoolOption(const EngineOptions& options, const std::string& name);
+const std::string& ChoiceOption(const EngineOptions& options, const std::string& name);
+
+// "7", "0.25", "true", "\"name\"": for messages and listings.
+std::string OptionValueText(const OptionValue& value);
+
+}  // namespace apq::search
+
+#endif  // APQ_SEARCH_ENGINE_H_
