@@ -9,11 +9,9 @@
 namespace apq::search {
 namespace {
 
-constexpr double kUnbounded = 1e300;
-
 std::string RangeText(const OptionSpec& spec) {
-  const bool has_min = spec.min > -kUnbounded;
-  const bool has_max = spec.max < kUnbounded;
+  const bool has_min = spec.min > -kNoBound;
+  const bool has_max = spec.max < kNoBound;
   if (has_min && has_max) {
     return absl::StrCat("in ", spec.min_exclusive ? "(" : "[", spec.min, ", ", spec.max, "]");
   }

@@ -54,6 +54,9 @@ using OptionValue = std::variant<int64_t, double, bool, std::string>;
 // Options by name. Resolved options (ResolveOptions) hold every option of the engine.
 using EngineOptions = std::map<std::string, OptionValue>;
 
+// An option range end meaning "no bound".
+inline constexpr double kNoBound = 1e300;
+
 // One option an engine takes, with its default and its valid range: enough for a client to
 // render a form and for ResolveOptions to check a request.
 struct OptionSpec {
@@ -65,8 +68,8 @@ struct OptionSpec {
   // When not empty, an unset option takes this other option's resolved value instead.
   std::string default_from;
   // kInt and kDouble: the valid range, both ends included unless `min_exclusive`.
-  double min = -1e300;
-  double max = 1e300;
+  double min = -kNoBound;
+  double max = kNoBound;
   bool min_exclusive = false;
   std::vector<std::string> choices;  // kChoice: the valid values.
 };

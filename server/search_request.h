@@ -1,0 +1,63 @@
+// A SubmitSearchRequest resolved into what an engine runs: the engine and its complete
+// options, the space (or its uniform-bits view), the cost model of the pinned table
+// version, a predictor instance, the budgets and the objective. Knows engines only through
+// the registry, so a new engine needs nothing here.
+#ifndef APQ_SERVER_SEARCH_REQUEST_H_
+#define APQ_SERVER_SEARCH_REQUEST_H_
+
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "proto/apq/v1/apq.pb.h"
+#include "search/engine.h"
+#include "search/engine_registry.h"
+#include "server/catalog.h"
+
+namespace apq::server {
+
+struct ResolvedSearch {
+  const search::Engine* engine = nullptr;
+  search::EngineOptions options;  // Complete: every option of the engine.
+  const oface::SearchSpace* space = nullptr;  // The catalog's, or uniform_bits_view.
+  std::shared_ptr<const oface::SearchSpace> uniform_bits_view;
+  Catalog::CostModelHandle cost;
+  Catalog::PredictorInstance predictor;
+  search::Budgets budgets;
+  search::Objective objective = search::Objective::kMaxAccuracy;
+  search::CostMetric pareto_cost = search::CostMetric::kLatency;
+
+  // Valid while this object lives.
+  search::SearchProblem problem() const;
+};
+
+// Validates `request` and resolves it for `table_version` (0 = the device's latest). Checks
+// that need no lookup come first, so a malformed request is INVALID_ARGUMENT whatever the
+// server holds: required fields, label, budgets, objective, then the engine's options
+// (INVALID_ARGUMENT naming "evolution.<field>" or "engine.options.<name>"); then NOT_FOUND
+// for an unknown engine, space, device or version; FAILED_PRECONDITION for a budget or
+// front cost the device cannot price, a space without a predictor, or a problem the engine
+// cannot take.
+absl::StatusOr<ResolvedSearch> ResolveSearch(Catalog& catalog,
+                                             const search::EngineRegistry& engines,
+                                             const apq::v1::SubmitSearchRequest& request,
+                                             int64_t table_version);
+
+// Writes the resolved engine and options into the request's engine member (the one it
+// was given; evolution when none was), so the stored request says exactly what ran.
+void WriteResolvedEngine(const ResolvedSearch& resolved, apq::v1::SubmitSearchRequest* request);
+
+// The engine's step count of a stored request (0 when it does not resolve).
+int TotalSteps(const search::EngineRegistry& engines, const apq::v1::SubmitSearchRequest& request);
+
+// ListEngines' form of an engine.
+apq::v1::Engine EngineToProto(const search::Engine& engine);
+
+// The API's cost metric (UNSPECIFIED = latency); INVALID_ARGUMENT naming `field` for an
+// unknown value.
+absl::StatusOr<search::CostMetric> CostMetricFromProto(apq::v1::CostMetric metric,
+                                                       absl::string_view field);
+
+}  // namespace apq::server
+
+#endif  // APQ_SERVER_SEARCH_REQUEST_H_
