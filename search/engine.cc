@@ -81,9 +81,8 @@ absl::StatusOr<OptionValue> CheckValue(const OptionSpec& spec, const OptionValue
       for (const std::string& choice : spec.choices) {
         if (choice == *given) return value;
       }
-      return absl::InvalidArgumentError(absl::StrCat(field, ": must be one of ",
-                                                     absl::StrJoin(spec.choices, ", "), ", got \"",
-                                                     *given, "\""));
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": must be one of ", absl::StrJoin(spec.choices, ", "), ", got \"", *given, "\""));
     }
   }
   return wrong_type();
@@ -125,9 +124,8 @@ absl::StatusOr<EngineOptions> ResolveOptions(const Engine& engine, const EngineO
       } else if (!spec.default_from.empty()) {
         auto source = resolved.find(spec.default_from);
         if (source == resolved.end()) {
-          return absl::InternalError(absl::StrCat("engine ", engine.name(), ": option ",
-                                                  spec.name, " follows unknown option ",
-                                                  spec.default_from));
+          return absl::InternalError(absl::StrCat("engine ", engine.name(), ": option ", spec.name,
+                                                  " follows unknown option ", spec.default_from));
         }
         value = source->second;
       } else {

@@ -19,7 +19,8 @@ std::shared_ptr<const EngineRegistry> EngineRegistry::BuiltIn() {
 absl::Status EngineRegistry::Register(std::unique_ptr<Engine> engine) {
   const std::string name = engine->name();
   bool valid = !name.empty() && name.size() <= 64;
-  for (const char c : name) valid = valid && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
+  for (const char c : name)
+    valid = valid && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
   if (!valid) {
     return absl::InvalidArgumentError(
         absl::StrCat("engine name \"", name, "\": use 1-64 lower-case letters, digits and _"));
@@ -36,8 +37,8 @@ absl::StatusOr<const Engine*> EngineRegistry::Find(const std::string& name) cons
   if (found == engines_.end()) {
     std::vector<std::string> names;
     for (const auto& [known, engine] : engines_) names.push_back(known);
-    return absl::NotFoundError(absl::StrCat("engine \"", name, "\" is not known; engines: ",
-                                            absl::StrJoin(names, ", ")));
+    return absl::NotFoundError(
+        absl::StrCat("engine \"", name, "\" is not known; engines: ", absl::StrJoin(names, ", ")));
   }
   return found->second.get();
 }

@@ -126,14 +126,14 @@ struct RecordedStep {
 std::string Describe(const Individual& individual) {
   const hwmodels::NetworkCost& cost = individual.cost;
   return absl::StrCat(absl::StrJoin(individual.genotype, ","), "|", individual.accuracy, "|",
-                      cost.latency_ms, "|", cost.energy_mj, "|", cost.has_energy, "|",
-                      cost.size_mb, "|", cost.bitops, "|", cost.has_size_and_bitops, "|",
-                      cost.modelled, "|", individual.generation);
+                      cost.latency_ms, "|", cost.energy_mj, "|", cost.has_energy, "|", cost.size_mb,
+                      "|", cost.bitops, "|", cost.has_size_and_bitops, "|", cost.modelled, "|",
+                      individual.generation);
 }
 
 absl::StatusOr<EngineResult> Record(const SearchProblem& problem, const EngineOptions& options,
-                                    std::vector<RecordedStep>* steps,
-                                    absl::string_view resume = "", int stop_after = -1) {
+                                    std::vector<RecordedStep>* steps, absl::string_view resume = "",
+                                    int stop_after = -1) {
   return Evolution().Run(
       problem, options, 5,
       [&](const StepReport& report) {
@@ -216,8 +216,8 @@ TEST(EvolutionEngineTest, ResumeOnAModelledTableKeepsTheModelledFlag) {
   predictor::MlpWeights weights;
   weights.layers.push_back(predictor::mlp_testing::RandomLinear(arch_inputs, 32, &rng));
   weights.layers.push_back(predictor::mlp_testing::RandomLinear(32, 1, &rng));
-  weights.bits = predictor::mlp_testing::RandomLinear((*space)->feature_size() - arch_inputs,
-                                                      32, &rng);
+  weights.bits =
+      predictor::mlp_testing::RandomLinear((*space)->feature_size() - arch_inputs, 32, &rng);
   auto predictor =
       predictor::MlpPredictor::Create(std::move(weights), predictor::MlpPredictor::Options());
   ASSERT_TRUE(predictor.ok()) << predictor.status();

@@ -7,8 +7,8 @@
 #include <numeric>
 #include <utility>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "search/pareto.h"
@@ -407,8 +407,8 @@ absl::StatusOr<SearchResult> EvolutionSearch::Run(const GenerationCallback& on_g
     candidates_evaluated += static_cast<int64_t>(report.children.size());
     for (size_t i = 0; i < report.children.size(); ++i) {
       const Individual& child = report.children[i];
-      if (ReplacesBest(child.accuracy, best ? std::optional<double>(best->accuracy)
-                                            : std::nullopt)) {
+      if (ReplacesBest(child.accuracy,
+                       best ? std::optional<double>(best->accuracy) : std::nullopt)) {
         best = child;
         report.best_index = static_cast<int>(i);
       }

@@ -22,11 +22,11 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "hwmodels/lut_cost_model.h"
-#include "search/budgets.h"
-#include "search/engine.h"
 #include "oface/rng.h"
 #include "oface/search_space.h"
 #include "predictor/accuracy_predictor.h"
+#include "search/budgets.h"
+#include "search/engine.h"
 
 namespace apq::search {
 

@@ -92,8 +92,8 @@ class EvolutionEngine final : public Engine {
     if (!resume_checkpoint.empty()) {
       ASSIGN_OR_RETURN(checkpoint, ParseCheckpoint(resume_checkpoint));
     }
-    EvolutionSearch search(*problem.space, *problem.cost_model, *problem.predictor,
-                           problem.budgets, EvolutionParamsFromOptions(options, problem), seed);
+    EvolutionSearch search(*problem.space, *problem.cost_model, *problem.predictor, problem.budgets,
+                           EvolutionParamsFromOptions(options, problem), seed);
     const auto on_generation = [&](const GenerationReport& generation,
                                    const Checkpoint& state) -> absl::Status {
       if (!on_step) return absl::OkStatus();

@@ -19,7 +19,8 @@ constexpr char kEngineOptionsPrefix[] = "engine.options.";
 // The options set in the `evolution` message, by the engine's option names.
 search::EngineOptions EvolutionOptionsFromProto(const apq::v1::EvolutionParams& evolution) {
   search::EngineOptions options;
-  if (evolution.has_population_size()) options["population_size"] = int64_t{evolution.population_size()};
+  if (evolution.has_population_size())
+    options["population_size"] = int64_t{evolution.population_size()};
   if (evolution.has_generations()) options["generations"] = int64_t{evolution.generations()};
   if (evolution.has_parent_ratio()) options["parent_ratio"] = evolution.parent_ratio();
   if (evolution.has_mutation_ratio()) options["mutation_ratio"] = evolution.mutation_ratio();
@@ -213,8 +214,7 @@ void WriteResolvedEngine(const ResolvedSearch& resolved, apq::v1::SubmitSearchRe
       static_cast<int32_t>(search::IntOption(options, "max_resample_attempts")));
 }
 
-int TotalSteps(const search::EngineRegistry& engines,
-               const apq::v1::SubmitSearchRequest& request) {
+int TotalSteps(const search::EngineRegistry& engines, const apq::v1::SubmitSearchRequest& request) {
   absl::StatusOr<EngineChoice> choice = EngineChoiceOf(request);
   if (!choice.ok()) return 0;
   absl::StatusOr<const search::Engine*> engine = engines.Find(choice->name);

@@ -18,7 +18,7 @@ namespace apq::server {
 
 struct ResolvedSearch {
   const search::Engine* engine = nullptr;
-  search::EngineOptions options;  // Complete: every option of the engine.
+  search::EngineOptions options;              // Complete: every option of the engine.
   const oface::SearchSpace* space = nullptr;  // The catalog's, or uniform_bits_view.
   std::shared_ptr<const oface::SearchSpace> uniform_bits_view;
   Catalog::CostModelHandle cost;
