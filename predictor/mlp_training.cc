@@ -315,4 +315,23 @@ absl::StatusOr<MlpWeights> TrainMlp(const std::vector<TrainingSample>& samples,
   }
 }
 
+absl::StatusOr<MlpWeights> TrainMlpByTransfer(
+    const std::vector<TrainingSample>& fp32, const std::vector<TrainingSample>& quantized,
+    const MlpTrainingOptions& options,
+    const std::function<bool(int, double, double)>& on_fp32_epoch, MlpTrainingReport* fp32_report,
+    MlpTrainingReport* quantized_report) {
+  if (options.bit_inputs <= 0) {
+    return absl::InvalidArgumentError(
+        "bit_inputs: a transfer trains a quantization-aware MLP, which needs bit features");
+  }
+  MlpTrainingOptions full_precision = options;
+  full_precision.name = absl::StrCat(options.name, "-fp32");
+  full_precision.bit_inputs = 0;
+  full_precision.init.reset();
+  full_precision.on_epoch = on_fp32_epoch;
+  MlpTrainingOptions quantization_aware = options;
+  ASSIGN_OR_RETURN(quantization_aware.init, TrainMlp(fp32, full_precision, fp32_report));
+  return TrainMlp(quantized, quantization_aware, quantized_report);
+}
+
 }  // namespace apq::predictor

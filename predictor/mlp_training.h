@@ -11,8 +11,8 @@
 // be far larger than the signal); the output layer is mapped back on export. From scratch, the
 // output layer starts at zero (the output bias at the mean accuracy), so training starts from
 // the mean predictor; by transfer, the new bits branch starts at zero, so training starts from
-// the transferred predictor exactly. Adam on the mean squared error in mini-batches; after every epoch the
-// validation RMSE is measured and the best epoch's weights are kept; training stops after
+// the transferred predictor exactly. Adam on the mean squared error in mini-batches; after every
+// epoch the validation RMSE is measured and the best epoch's weights are kept; training stops after
 // `patience` epochs without improvement or at max_epochs. A NaN or infinite loss stops
 // training with ABORTED (the caller keeps its previous predictor).
 //
@@ -76,6 +76,19 @@ struct MlpTrainingReport {
 // on_epoch.
 absl::StatusOr<MlpWeights> TrainMlp(const std::vector<TrainingSample>& samples,
                                     const MlpTrainingOptions& options, MlpTrainingReport* report);
+
+// APQ's transfer recipe: a full-precision MLP trained on `fp32` (architecture features only),
+// whose layers then start the quantization-aware MLP trained on `quantized` (its bits branch
+// starts at zero, so fine-tuning starts exactly from the full-precision predictor).
+// `options` describe the quantization-aware MLP (bit_inputs > 0; `init` is ignored); the
+// full-precision stage uses them without the branch, named "<name>-fp32", and calls
+// `on_fp32_epoch` instead of options.on_epoch. Either report may be null. Errors as TrainMlp,
+// from the stage that failed.
+absl::StatusOr<MlpWeights> TrainMlpByTransfer(
+    const std::vector<TrainingSample>& fp32, const std::vector<TrainingSample>& quantized,
+    const MlpTrainingOptions& options,
+    const std::function<bool(int, double, double)>& on_fp32_epoch, MlpTrainingReport* fp32_report,
+    MlpTrainingReport* quantized_report);
 
 }  // namespace apq::predictor
 

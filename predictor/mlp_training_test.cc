@@ -123,6 +123,43 @@ TEST(TrainMlpTest, TransferCopiesExactlyTheSharedLayers) {
   EXPECT_LT(report.validation_rmse, report.initial_validation_rmse);
 }
 
+TEST(TrainMlpByTransferTest, IsTheTwoStageRecipeAndReportsEachStage) {
+  const std::vector<TrainingSample> fp32 = SyntheticSamples(200, false, 2);
+  const std::vector<TrainingSample> quantized = SyntheticSamples(60, true, 3);
+  MlpTrainingOptions options = SmallOptions(true);
+  options.max_epochs = 50;
+  MlpTrainingOptions by_hand = options;
+  by_hand.bit_inputs = 0;
+  const MlpWeights fp32_weights = TrainMlp(fp32, by_hand, nullptr).value();
+  MlpTrainingOptions second = options;
+  second.init = fp32_weights;
+  const MlpWeights expected = TrainMlp(quantized, second, nullptr).value();
+
+  int fp32_epochs = 0;
+  MlpTrainingReport fp32_report;
+  MlpTrainingReport quantized_report;
+  const MlpWeights transferred = TrainMlpByTransfer(
+                                     fp32, quantized, options,
+                                     [&](int, double, double) {
+                                       ++fp32_epochs;
+                                       return true;
+                                     },
+                                     &fp32_report, &quantized_report)
+                                     .value();
+  EXPECT_EQ(fp32_epochs, fp32_report.epochs_run);
+  EXPECT_GT(fp32_epochs, 0);
+  EXPECT_EQ(transferred.name, options.name);
+  EXPECT_EQ(transferred.bits->weight, expected.bits->weight);
+  for (size_t i = 0; i < expected.layers.size(); ++i) {
+    EXPECT_EQ(transferred.layers[i].weight, expected.layers[i].weight) << i;
+  }
+  EXPECT_THAT(quantized_report.transferred_layers, ElementsAre("0", "2", "4"));
+
+  options.bit_inputs = 0;
+  EXPECT_EQ(TrainMlpByTransfer(fp32, quantized, options, nullptr, nullptr, nullptr).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(TrainMlpTest, BadRecordsAndOptionsAreNamed) {
   std::vector<TrainingSample> samples = SyntheticSamples(10, false, 4);
   const auto expect_invalid = [](const absl::Status& status, const std::string& message) {

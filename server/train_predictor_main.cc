@@ -50,20 +50,18 @@ absl::Status Run() {
   const std::vector<apq::predictor::TrainingSample>& fp32 = samples.fp32;
   const std::vector<apq::predictor::TrainingSample>& quant = samples.quantized;
   apq::predictor::MlpTrainingOptions options;
-  options.name = "fmnist_fp32";
+  options.name = "qa_predictor";
   options.arch_inputs = arch_inputs;
+  options.bit_inputs = space->feature_size() - arch_inputs;
   options.seed = absl::GetFlag(FLAGS_seed);
   options.threads = absl::GetFlag(FLAGS_threads);
+  apq::predictor::MlpTrainingReport fp32_report;
   apq::predictor::MlpTrainingReport report;
-  ASSIGN_OR_RETURN(apq::predictor::MlpWeights fp32_weights,
-                   apq::predictor::TrainMlp(fp32, options, &report));
+  ASSIGN_OR_RETURN(
+      apq::predictor::MlpWeights quant_weights,
+      apq::predictor::TrainMlpByTransfer(fp32, quant, options, nullptr, &fp32_report, &report));
   std::printf("fp32 predictor: %zu records, validation RMSE %.4f (mean predictor %.4f)\n",
-              fp32.size(), report.validation_rmse, report.initial_validation_rmse);
-  options.name = "qa_predictor";
-  options.bit_inputs = space->feature_size() - arch_inputs;
-  options.init = fp32_weights;
-  ASSIGN_OR_RETURN(apq::predictor::MlpWeights quant_weights,
-                   apq::predictor::TrainMlp(quant, options, &report));
+              fp32.size(), fp32_report.validation_rmse, fp32_report.initial_validation_rmse);
   std::printf(
       "quantization-aware predictor (by transfer): %zu records, validation RMSE %.4f (the "
       "transferred start %.4f), best epoch %d of %d\n",
