@@ -1,146 +1,20 @@
 #include "server/job_manager.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/clock.h"
 #include "common/status_macros.h"
-#include "oface/uniform_bits_space.h"
-#include "search/evolution.h"
+#include "search/pareto.h"
+#include "server/candidate_metrics.h"
+#include "server/search_request.h"
 
 namespace apq::server {
 namespace {
-
-constexpr size_t kMaxLabelBytes = 256;
-
-// Everything a job needs to run, resolved from its request.
-struct ResolvedJob {
-  const oface::SearchSpace* space = nullptr;  // The catalog's, or uniform_bits_view.
-  std::shared_ptr<const oface::SearchSpace> uniform_bits_view;
-  Catalog::CostModelHandle cost;
-  Catalog::PredictorInstance predictor;
-  search::Budgets budgets;
-  search::EvolutionParams params;
-};
-
-absl::StatusOr<search::CostMetric> ParetoCost(apq::v1::CostMetric metric) {
-  switch (metric) {
-    case apq::v1::COST_METRIC_UNSPECIFIED:
-    case apq::v1::COST_METRIC_LATENCY:
-      return search::CostMetric::kLatency;
-    case apq::v1::COST_METRIC_ENERGY:
-      return search::CostMetric::kEnergy;
-    case apq::v1::COST_METRIC_SIZE:
-      return search::CostMetric::kSize;
-    case apq::v1::COST_METRIC_BITOPS:
-      return search::CostMetric::kBitops;
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("pareto_cost: unknown value ", static_cast<int>(metric)));
-  }
-}
-
-CandidateOrder FrontOrder(search::CostMetric metric) {
-  switch (metric) {
-    case search::CostMetric::kLatency:
-      return CandidateOrder::kLatencyAsc;
-    case search::CostMetric::kEnergy:
-      return CandidateOrder::kEnergyAsc;
-    case search::CostMetric::kSize:
-      return CandidateOrder::kSizeAsc;
-    case search::CostMetric::kBitops:
-      return CandidateOrder::kBitopsAsc;
-  }
-  return CandidateOrder::kLatencyAsc;
-}
-
-// Fills unset engine parameters with the reference defaults, in place, so the stored request
-// says exactly what ran.
-void FillDefaults(apq::v1::SubmitSearchRequest* request) {
-  const search::EvolutionParams defaults;
-  apq::v1::EvolutionParams* evolution = request->mutable_evolution();
-  if (!evolution->has_population_size()) evolution->set_population_size(defaults.population_size);
-  if (!evolution->has_generations()) evolution->set_generations(defaults.generations);
-  if (!evolution->has_parent_ratio()) evolution->set_parent_ratio(defaults.parent_ratio);
-  if (!evolution->has_mutation_ratio()) evolution->set_mutation_ratio(defaults.mutation_ratio);
-  if (!evolution->has_mutate_probability()) {
-    evolution->set_mutate_probability(defaults.mutate_probability);
-  }
-  if (!evolution->has_resolution_mutate_probability()) {
-    evolution->set_resolution_mutate_probability(evolution->mutate_probability());
-  }
-  if (!evolution->has_max_resample_attempts()) {
-    evolution->set_max_resample_attempts(defaults.max_resample_attempts);
-  }
-}
-
-// Validates a request whose defaults are filled in. The checks that need no lookup come
-// first, so a malformed request is INVALID_ARGUMENT whatever the server holds.
-absl::StatusOr<ResolvedJob> Resolve(Catalog& catalog, const apq::v1::SubmitSearchRequest& request,
-                                    int64_t table_version) {
-  ResolvedJob job;
-  if (request.space().empty()) return absl::InvalidArgumentError("space: required");
-  if (request.device().empty()) return absl::InvalidArgumentError("device: required");
-  if (request.label().size() > kMaxLabelBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("label: longer than ", kMaxLabelBytes, " bytes"));
-  }
-  if (table_version < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("table_version: must be 0 (latest) or a version, got ", table_version));
-  }
-  const apq::v1::Budgets& budgets = request.budgets();
-  if (budgets.has_max_latency_ms()) job.budgets.max_latency_ms = budgets.max_latency_ms();
-  if (budgets.has_max_energy_mj()) job.budgets.max_energy_mj = budgets.max_energy_mj();
-  if (budgets.has_max_size_mb()) job.budgets.max_size_mb = budgets.max_size_mb();
-  if (budgets.has_max_bitops()) job.budgets.max_bitops = budgets.max_bitops();
-  RETURN_IF_ERROR(search::ValidateBudgets(job.budgets));
-  switch (request.objective()) {
-    case apq::v1::OBJECTIVE_UNSPECIFIED:
-    case apq::v1::OBJECTIVE_MAX_ACCURACY:
-      job.params.objective = search::Objective::kMaxAccuracy;
-      break;
-    case apq::v1::OBJECTIVE_PARETO:
-      job.params.objective = search::Objective::kPareto;
-      break;
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("objective: unknown value ", static_cast<int>(request.objective())));
-  }
-  ASSIGN_OR_RETURN(job.params.pareto_cost, ParetoCost(request.pareto_cost()));
-  const apq::v1::EvolutionParams& evolution = request.evolution();
-  job.params.population_size = evolution.population_size();
-  job.params.generations = evolution.generations();
-  job.params.parent_ratio = evolution.parent_ratio();
-  job.params.mutation_ratio = evolution.mutation_ratio();
-  job.params.mutate_probability = evolution.mutate_probability();
-  job.params.resolution_mutate_probability = evolution.resolution_mutate_probability();
-  job.params.max_resample_attempts = evolution.max_resample_attempts();
-  RETURN_IF_ERROR(search::ValidateParams(job.params));
-
-  ASSIGN_OR_RETURN(job.space, catalog.FindSpace(request.space()));
-  if (request.uniform_bits() != 0) {
-    ASSIGN_OR_RETURN(job.uniform_bits_view,
-                     oface::NewUniformBitsSpace(*job.space, request.uniform_bits()));
-    job.space = job.uniform_bits_view.get();
-  }
-  ASSIGN_OR_RETURN(job.cost, catalog.CostModel(request.space(), request.device(), table_version));
-  RETURN_IF_ERROR(search::CheckBudgetsPriceable(
-      job.budgets, *job.cost.model,
-      absl::StrCat(request.device(), " (table v", job.cost.table_version, ")")));
-  hwmodels::NetworkCost probe;
-  probe.has_energy = job.cost.model->has_energy();
-  probe.has_size_and_bitops = job.cost.model->has_size_and_bitops();
-  if (std::isinf(search::CostValue(probe, job.params.pareto_cost))) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("pareto_cost: ", search::CostMetricName(job.params.pareto_cost),
-                     " is not available for ", request.space(), " on device ", request.device()));
-  }
-  ASSIGN_OR_RETURN(job.predictor, catalog.NewPredictor(request.space()));
-  return job;
-}
 
 // Table-priced metrics that the fallback model priced (partly), comma-separated.
 std::string ModelledMetrics(const hwmodels::NetworkCost& cost) {
@@ -163,22 +37,6 @@ CandidateRecord ToRecord(const oface::SearchSpace& space, const search::Individu
   record.modelled = ModelledMetrics(individual.cost);
   record.feasible = feasible;
   return record;
-}
-
-apq::v1::JobProgress ProgressFromRecord(const JobRecord& job) {
-  apq::v1::JobProgress progress;
-  progress.set_job_id(job.id);
-  progress.set_state(static_cast<apq::v1::JobState>(job.state));
-  progress.set_generation(std::max(0, job.generations_done));
-  apq::v1::SubmitSearchRequest request;
-  if (request.ParseFromString(job.request)) {
-    progress.set_total_generations(request.evolution().generations());
-  }
-  progress.set_candidates_evaluated(job.candidates_evaluated);
-  if (job.best) *progress.mutable_best() = CandidateToProto(*job.best);
-  progress.set_elapsed_s(job.elapsed_s);
-  progress.set_error(job.error);
-  return progress;
 }
 
 }  // namespace
@@ -221,75 +79,75 @@ apq::v1::Job JobToProto(const JobRecord& job) {
   return proto;
 }
 
-JobManager::JobManager(const Options& options, Catalog& catalog, Store& store)
-    : options_(options), catalog_(catalog), store_(store) {}
-
-absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(const Options& options,
-                                                               Catalog& catalog, Store& store) {
-  if (options.workers < 1 || options.workers > 64) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("workers: must be in [1, 64], got ", options.workers));
+apq::v1::JobProgress JobManager::ProgressFromRecord(const JobRecord& job) const {
+  apq::v1::JobProgress progress;
+  progress.set_job_id(job.id);
+  progress.set_state(static_cast<apq::v1::JobState>(job.state));
+  progress.set_generation(std::max(0, job.generations_done));
+  apq::v1::SubmitSearchRequest request;
+  if (request.ParseFromString(job.request)) {
+    progress.set_total_generations(TotalSteps(engines_, request));
   }
-  if (options.queue_capacity < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("queue_capacity: must be >= 1, got ", options.queue_capacity));
-  }
-  std::unique_ptr<JobManager> manager(new JobManager(options, catalog, store));
-  RETURN_IF_ERROR(manager->Recover());
-  for (int i = 0; i < options.workers; ++i) {
-    manager->workers_.emplace_back([raw = manager.get()] { raw->WorkerLoop(); });
-  }
-  return manager;
+  progress.set_candidates_evaluated(job.candidates_evaluated);
+  if (job.best) *progress.mutable_best() = CandidateToProto(*job.best);
+  progress.set_elapsed_s(job.elapsed_s);
+  progress.set_error(job.error);
+  return progress;
 }
 
-JobManager::~JobManager() {
-  shutting_down_ = true;
-  {
-    absl::MutexLock lock(&mutex_);
-    stopping_ = true;
-  }
-  for (std::thread& worker : workers_) worker.join();
-}
-
-absl::Status JobManager::Recover() {
+absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(
+    const Options& options, Catalog& catalog, Store& store,
+    const search::EngineRegistry& engines) {
+  std::unique_ptr<JobManager> manager(new JobManager(catalog, store, engines));
   // Oldest first, so recovered jobs keep their order in the queue.
   std::vector<JobRecord> unfinished;
   for (JobState state : {JobState::kRunning, JobState::kQueued}) {
     for (int64_t offset = 0;; offset += 1000) {
-      ASSIGN_OR_RETURN(std::vector<JobRecord> page, store_.ListJobs(state, offset, 1000));
+      ASSIGN_OR_RETURN(std::vector<JobRecord> page, store.ListJobs(state, offset, 1000));
       unfinished.insert(unfinished.end(), page.begin(), page.end());
       if (page.size() < 1000) break;
     }
   }
-  std::sort(unfinished.begin(), unfinished.end(), [](const JobRecord& a, const JobRecord& b) {
-    return a.created_unix_s < b.created_unix_s;
-  });
-  absl::MutexLock lock(&mutex_);
-  for (const JobRecord& job : unfinished) {
-    auto live = std::make_shared<LiveJob>();
-    live->progress = ProgressFromRecord(job);
-    live_[job.id] = live;
-    queue_.push_back(job.id);
+  std::stable_sort(unfinished.begin(), unfinished.end(),
+                   [](const JobRecord& a, const JobRecord& b) {
+                     return a.created_unix_s < b.created_unix_s;
+                   });
+  std::vector<std::string> recovered;
+  {
+    absl::MutexLock lock(&manager->mutex_);
+    for (const JobRecord& job : unfinished) {
+      auto live = std::make_shared<LiveJob>();
+      live->progress = manager->ProgressFromRecord(job);
+      manager->live_[job.id] = std::move(live);
+      recovered.push_back(job.id);
+    }
   }
-  return absl::OkStatus();
+  JobRunner::Options runner_options;
+  runner_options.queue_name = "job";
+  runner_options.workers = options.workers;
+  runner_options.queue_capacity = options.queue_capacity;
+  ASSIGN_OR_RETURN(manager->runner_,
+                   JobRunner::Start(
+                       runner_options,
+                       [raw = manager.get()](const std::string& job_id,
+                                             const JobRunner::Control& control) {
+                         raw->RunJob(job_id, control);
+                       },
+                       std::move(recovered)));
+  return manager;
 }
 
+JobManager::~JobManager() { runner_.reset(); }
+
 absl::StatusOr<apq::v1::Job> JobManager::Submit(const apq::v1::SubmitSearchRequest& request) {
+  ASSIGN_OR_RETURN(ResolvedSearch resolved,
+                   ResolveSearch(catalog_, engines_, request, request.table_version()));
   apq::v1::SubmitSearchRequest filled = request;
-  FillDefaults(&filled);
-  ASSIGN_OR_RETURN(ResolvedJob resolved, Resolve(catalog_, filled, filled.table_version()));
+  WriteResolvedEngine(resolved, &filled);
   filled.set_table_version(resolved.cost.table_version);
 
   // The queue slot is reserved before the row is written, so a full queue stores nothing.
-  {
-    absl::MutexLock lock(&mutex_);
-    if (stopping_) return absl::UnavailableError("the server is shutting down");
-    if (queue_.size() + reserved_slots_ >= static_cast<size_t>(options_.queue_capacity)) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "the job queue is full (", options_.queue_capacity, " jobs waiting); retry later"));
-    }
-    ++reserved_slots_;
-  }
+  ASSIGN_OR_RETURN(JobRunner::Slot slot, runner_->Reserve());
   JobRecord job;
   job.space = filled.space();
   job.device = filled.device();
@@ -298,52 +156,43 @@ absl::StatusOr<apq::v1::Job> JobManager::Submit(const apq::v1::SubmitSearchReque
   job.request = filled.SerializeAsString();
   job.state = JobState::kQueued;
   job.created_unix_s = NowUnixSeconds();
-  absl::StatusOr<std::string> id = store_.CreateJob(job);
-  absl::MutexLock lock(&mutex_);
-  --reserved_slots_;
-  if (!id.ok()) return id.status();
-  job.id = *id;
-  auto live = std::make_shared<LiveJob>();
-  live->progress = ProgressFromRecord(job);
-  live_[job.id] = live;
-  queue_.push_back(job.id);
+  ASSIGN_OR_RETURN(job.id, store_.CreateJob(job));
+  {
+    auto live = std::make_shared<LiveJob>();
+    live->progress = ProgressFromRecord(job);
+    absl::MutexLock lock(&mutex_);
+    live_[job.id] = std::move(live);
+  }
+  runner_->Enqueue(std::move(slot), job.id);
   return JobToProto(job);
-}
-
-std::shared_ptr<JobManager::LiveJob> JobManager::FindLive(const std::string& job_id) {
-  absl::MutexLock lock(&mutex_);
-  auto found = live_.find(job_id);
-  return found == live_.end() ? nullptr : found->second;
 }
 
 absl::StatusOr<apq::v1::Job> JobManager::Cancel(const std::string& job_id) {
   ASSIGN_OR_RETURN(JobRecord job, store_.GetJob(job_id));
-  if (IsTerminal(job.state)) {
+  const auto ended = [&job_id](JobState state) {
     return absl::FailedPreconditionError(
         absl::StrCat("job ", job_id, " already ended (",
-                     apq::v1::JobState_Name(static_cast<apq::v1::JobState>(job.state)), ")"));
-  }
-  bool was_queued = false;
-  {
-    absl::MutexLock lock(&mutex_);
-    for (auto it = queue_.begin(); it != queue_.end(); ++it) {
-      if (*it == job_id) {
-        queue_.erase(it);
-        was_queued = true;
-        break;
-      }
-    }
-    auto found = live_.find(job_id);
-    if (found != live_.end()) found->second->cancel_requested = true;
-  }
-  if (was_queued) {
-    RETURN_IF_ERROR(store_.FinishJob(job_id, JobState::kCancelled, "cancelled by request",
-                                     NowUnixSeconds(), job.elapsed_s, std::nullopt));
-    ASSIGN_OR_RETURN(job, store_.GetJob(job_id));
-    Publish(job_id, ProgressFromRecord(job));
+                     apq::v1::JobState_Name(static_cast<apq::v1::JobState>(state)), ")"));
+  };
+  if (IsTerminal(job.state)) return ended(job.state);
+  const JobRunner::CancelOutcome outcome = runner_->Cancel(job_id);
+  if (outcome == JobRunner::CancelOutcome::kSignalled) {
+    // A running job stops after its current step; its worker records the cancellation.
     return JobToProto(job);
   }
-  // A running job stops after its current generation; its worker records the cancellation.
+  // Queued, or held by no worker (a store write that failed earlier left it unfinished): it
+  // ends here.
+  const absl::Status cancelled =
+      store_.FinishJob(job_id, JobState::kCancelled, "cancelled by request", NowUnixSeconds(),
+                       job.elapsed_s, /*pareto_front_ids=*/{});
+  if (!cancelled.ok()) {
+    if (outcome == JobRunner::CancelOutcome::kDequeued) runner_->Requeue(job_id);
+    if (!absl::IsFailedPrecondition(cancelled)) return cancelled;
+    ASSIGN_OR_RETURN(job, store_.GetJob(job_id));
+    return ended(job.state);
+  }
+  ASSIGN_OR_RETURN(job, store_.GetJob(job_id));
+  Publish(job_id, ProgressFromRecord(job));
   return JobToProto(job);
 }
 
@@ -360,6 +209,7 @@ absl::StatusOr<int64_t> JobManager::Watch(const std::string& job_id, Listener li
   }
   // Not live: the job ended before this process saw it, or does not exist.
   ASSIGN_OR_RETURN(JobRecord job, store_.GetJob(job_id));
+  const apq::v1::JobProgress stored = ProgressFromRecord(job);
   absl::MutexLock lock(&mutex_);
   auto found = live_.find(job_id);
   if (found != live_.end()) {  // Submitted or recovered meanwhile.
@@ -368,7 +218,7 @@ absl::StatusOr<int64_t> JobManager::Watch(const std::string& job_id, Listener li
     found->second->listeners.emplace(subscription, std::move(listener));
     return subscription;
   }
-  listener(ProgressFromRecord(job));
+  listener(stored);
   return next_subscription_++;
 }
 
@@ -388,9 +238,38 @@ void JobManager::Publish(const std::string& job_id, const apq::v1::JobProgress& 
   if (IsTerminal(state)) live_.erase(found);
 }
 
-void JobManager::FailJob(const std::string& job_id, const std::string& reason, double elapsed_s) {
-  absl::Status finished = store_.FinishJob(job_id, JobState::kFailed, reason, NowUnixSeconds(),
-                                           elapsed_s, std::nullopt);
+absl::StatusOr<std::vector<int64_t>> JobManager::ParetoFrontIds(const std::string& job_id,
+                                                                search::CostMetric cost) {
+  std::vector<int64_t> ids;
+  std::vector<search::FrontPoint> points;
+  CandidateQuery query;
+  query.job_id = job_id;
+  query.order = CandidateOrder::kId;
+  query.feasible = true;
+  query.limit = kMaxCandidatePage;
+  for (;; query.offset += query.limit) {
+    ASSIGN_OR_RETURN(CandidatePage page, store_.ListCandidates(query));
+    for (const CandidateRecord& candidate : page.candidates) {
+      const std::optional<double> value = CandidateCost(candidate, cost);
+      if (!candidate.accuracy || !value) continue;
+      ids.push_back(candidate.id);
+      points.push_back({*value, *candidate.accuracy});
+    }
+    if (query.offset + static_cast<int64_t>(page.candidates.size()) >= page.total ||
+        page.candidates.empty()) {
+      break;
+    }
+  }
+  std::vector<int64_t> front;
+  for (const size_t index : search::ParetoFront(points)) front.push_back(ids[index]);
+  return front;
+}
+
+void JobManager::EndJob(const std::string& job_id, JobState state, const std::string& error,
+                        double elapsed_s, const std::vector<int64_t>& pareto_front_ids) {
+  const absl::Status finished = WriteWithRetries([&] {
+    return store_.FinishJob(job_id, state, error, NowUnixSeconds(), elapsed_s, pareto_front_ids);
+  });
   absl::StatusOr<JobRecord> job = store_.GetJob(job_id);
   if (finished.ok() && job.ok()) {
     Publish(job_id, ProgressFromRecord(*job));
@@ -399,73 +278,38 @@ void JobManager::FailJob(const std::string& job_id, const std::string& reason, d
   apq::v1::JobProgress progress;
   progress.set_job_id(job_id);
   progress.set_state(apq::v1::JOB_STATE_FAILED);
-  progress.set_error(absl::StrCat(reason, " (and the store failed: ",
+  progress.set_error(absl::StrCat(error, " (and the store failed: ",
                                   finished.ok() ? job.status().ToString() : finished.ToString(),
                                   ")"));
   Publish(job_id, progress);
 }
 
-void JobManager::WorkerLoop() {
-  while (true) {
-    std::string job_id;
-    {
-      absl::MutexLock lock(&mutex_);
-      mutex_.Await(absl::Condition(
-          +[](JobManager* manager) ABSL_EXCLUSIVE_LOCKS_REQUIRED(manager->mutex_) {
-            return manager->stopping_ || !manager->queue_.empty();
-          },
-          this));
-      if (stopping_) return;
-      job_id = std::move(queue_.front());
-      queue_.pop_front();
-    }
-    RunJob(job_id);
-  }
-}
-
-void JobManager::RunJob(const std::string& job_id) {
+void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& control) {
   absl::StatusOr<JobRecord> loaded = store_.GetJob(job_id);
   if (!loaded.ok()) {
-    FailJob(job_id, absl::StrCat("cannot load the job: ", loaded.status().ToString()), 0);
+    EndJob(job_id, JobState::kFailed,
+           absl::StrCat("cannot load the job: ", loaded.status().ToString()), 0, {});
     return;
   }
   JobRecord job = *std::move(loaded);
   if (IsTerminal(job.state)) return;  // Cancelled while queued.
-  std::shared_ptr<LiveJob> live = FindLive(job_id);
-  if (live == nullptr) return;
-
+  const auto fail = [&](const std::string& reason) {
+    EndJob(job_id, JobState::kFailed, reason, job.elapsed_s, {});
+  };
   apq::v1::SubmitSearchRequest request;
-  if (!request.ParseFromString(job.request)) {
-    FailJob(job_id, "the stored request does not parse", job.elapsed_s);
-    return;
-  }
-  absl::StatusOr<ResolvedJob> resolved = Resolve(catalog_, request, job.table_version);
-  if (!resolved.ok()) {
-    FailJob(job_id, absl::StrCat("cannot run: ", resolved.status().ToString()), job.elapsed_s);
-    return;
-  }
+  if (!request.ParseFromString(job.request)) return fail("the stored request does not parse");
+  absl::StatusOr<ResolvedSearch> resolved =
+      ResolveSearch(catalog_, engines_, request, job.table_version);
+  if (!resolved.ok()) return fail(absl::StrCat("cannot run: ", resolved.status().ToString()));
   if (resolved->predictor.version != job.predictor_version) {
-    FailJob(job_id,
-            absl::StrCat("cannot resume: the job used predictor ", job.predictor_version,
-                         ", this server has ", resolved->predictor.version),
-            job.elapsed_s);
-    return;
-  }
-  std::optional<search::Checkpoint> checkpoint;
-  if (!job.checkpoint.empty()) {
-    absl::StatusOr<search::Checkpoint> parsed = search::ParseCheckpoint(job.checkpoint);
-    if (!parsed.ok()) {
-      FailJob(job_id, absl::StrCat("cannot resume: ", parsed.status().ToString()), job.elapsed_s);
-      return;
-    }
-    checkpoint = *std::move(parsed);
+    return fail(absl::StrCat("cannot resume: the job used predictor ", job.predictor_version,
+                             ", this server has ", resolved->predictor.version));
   }
   const double started = NowUnixSeconds();
   if (absl::Status running =
           store_.MarkRunning(job_id, job.started_unix_s > 0 ? job.started_unix_s : started);
       !running.ok()) {
-    FailJob(job_id, absl::StrCat("cannot start: ", running.ToString()), job.elapsed_s);
-    return;
+    return fail(absl::StrCat("cannot start: ", running.ToString()));
   }
   const double previous_elapsed = job.elapsed_s;
   const auto elapsed_now = [&] { return previous_elapsed + (NowUnixSeconds() - started); };
@@ -474,48 +318,53 @@ void JobManager::RunJob(const std::string& job_id) {
   apq::v1::JobProgress progress;
   progress.set_job_id(job_id);
   progress.set_state(apq::v1::JOB_STATE_RUNNING);
-  progress.set_total_generations(resolved->params.generations);
+  progress.set_total_generations(resolved->engine->TotalSteps(resolved->options));
   progress.set_generation(std::max(0, job.generations_done));
   progress.set_candidates_evaluated(job.candidates_evaluated);
   if (job.best) *progress.mutable_best() = CandidateToProto(*job.best);
   Publish(job_id, progress);
 
-  search::EvolutionSearch engine(space, *resolved->cost.model, *resolved->predictor.predictor,
-                                 resolved->budgets, resolved->params, request.seed());
-  auto on_generation = [&](const search::GenerationReport& report,
-                           const search::Checkpoint& state) -> absl::Status {
+  // The stored best's id, carried while the best stays the one of an earlier step.
+  int64_t best_id = job.best ? job.best->id : 0;
+  const auto on_step = [&](const search::StepReport& report) -> absl::Status {
     GenerationBatch batch;
-    batch.generation = report.generation;
-    batch.candidates.reserve(report.children.size() + report.rejected.size());
-    for (const search::Individual& child : report.children) {
-      batch.candidates.push_back(ToRecord(space, child, report.generation, true));
+    batch.generation = report.step;
+    batch.candidates.reserve(report.scored.size() + report.rejected.size());
+    for (const search::Individual& child : report.scored) {
+      batch.candidates.push_back(ToRecord(space, child, report.step, true));
     }
     for (const search::Individual& child : report.rejected) {
-      batch.candidates.push_back(ToRecord(space, child, report.generation, false));
+      batch.candidates.push_back(ToRecord(space, child, report.step, false));
     }
     batch.candidates_evaluated = report.candidates_evaluated;
     if (report.best != nullptr) {
       batch.best = ToRecord(space, *report.best, report.best->generation, true);
+      batch.best->id = best_id;
+      batch.best_batch_index = report.best_index_in_step;
     }
-    batch.checkpoint = search::SerializeCheckpoint(state);
+    batch.checkpoint = report.checkpoint;
     batch.elapsed_s = elapsed_now();
-    RETURN_IF_ERROR(store_.AppendGeneration(job_id, batch));
-    progress.set_generation(report.generation);
+    ASSIGN_OR_RETURN(std::vector<int64_t> ids, store_.AppendGeneration(job_id, batch));
+    if (batch.best_batch_index >= 0) {
+      best_id = ids[batch.best_batch_index];
+      batch.best->id = best_id;
+    }
+    progress.set_generation(report.step);
     progress.set_candidates_evaluated(report.candidates_evaluated);
     if (batch.best) *progress.mutable_best() = CandidateToProto(*batch.best);
     progress.set_elapsed_s(batch.elapsed_s);
     Publish(job_id, progress);
     return absl::OkStatus();
   };
-  auto stop_requested = [&] { return live->cancel_requested.load() || shutting_down_.load(); };
-  absl::StatusOr<search::SearchResult> result =
-      engine.Run(on_generation, stop_requested, checkpoint ? &*checkpoint : nullptr);
+  absl::StatusOr<search::EngineResult> result = resolved->engine->Run(
+      resolved->problem(), resolved->options, request.seed(), on_step,
+      [&control] { return control.stop_requested(); }, job.checkpoint);
 
   if (!result.ok()) {
-    FailJob(job_id, result.status().ToString(), elapsed_now());
+    EndJob(job_id, JobState::kFailed, result.status().ToString(), elapsed_now(), {});
     return;
   }
-  if (result->cancelled && !live->cancel_requested.load()) {
+  if (result->cancelled && !control.cancel_requested()) {
     return;  // Server shutdown: the job stays running in the store and resumes on restart.
   }
   JobState final_state = JobState::kSucceeded;
@@ -527,17 +376,15 @@ void JobManager::RunJob(const std::string& job_id) {
     final_state = JobState::kFailed;
     error = "the search found no feasible network";
   }
-  absl::Status finished = store_.FinishJob(job_id, final_state, error, NowUnixSeconds(),
-                                           elapsed_now(), FrontOrder(resolved->params.pareto_cost));
-  absl::StatusOr<JobRecord> ended = store_.GetJob(job_id);
-  if (!finished.ok() || !ended.ok()) {
-    FailJob(job_id,
-            absl::StrCat("cannot record the end of the job: ",
-                         finished.ok() ? ended.status().ToString() : finished.ToString()),
-            elapsed_now());
+  absl::StatusOr<std::vector<int64_t>> front = ParetoFrontIds(job_id, resolved->pareto_cost);
+  if (!front.ok()) {
+    EndJob(job_id, JobState::kFailed,
+           absl::StrCat("cannot read the job's candidates for its Pareto front: ",
+                        front.status().ToString()),
+           elapsed_now(), {});
     return;
   }
-  Publish(job_id, ProgressFromRecord(*ended));
+  EndJob(job_id, final_state, error, elapsed_now(), *front);
 }
 
 }  // namespace apq::server

@@ -1,27 +1,26 @@
-// Runs search jobs on the server's own threads, never on gRPC's: validates and stores
-// submissions, queues them on a bounded queue, runs each with the evolution engine, stores
-// every generation in one transaction, fans progress out to watchers, and cancels between
-// generations. On start it recovers jobs a previous process left queued or running.
+// Search jobs: validates and stores submissions, queues them on the shared job runner, runs
+// each with the engine it names (search/engine.h), stores every step's candidates, progress,
+// best and checkpoint in one transaction, fans progress out to watchers, and cancels between
+// steps. At the end it marks the job's Pareto front (search/pareto.h). On start it recovers
+// jobs a previous process left queued or running.
 //
 // Thread safety: every public method may be called from any thread.
 #ifndef APQ_SERVER_JOB_MANAGER_H_
 #define APQ_SERVER_JOB_MANAGER_H_
 
-#include <atomic>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
-#include <thread>
-#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "proto/apq/v1/apq.pb.h"
+#include "search/engine_registry.h"
 #include "server/catalog.h"
+#include "server/job_runner.h"
 #include "server/store.h"
 
 namespace apq::server {
@@ -38,22 +37,24 @@ class JobManager {
   };
 
   // Starts the workers and recovers unfinished jobs: a queued job is queued again; a running
-  // one resumes from its last stored generation, or fails with the reason it cannot.
+  // one resumes from its last stored step, or fails with the reason it cannot. All
+  // references must outlive the manager.
   static absl::StatusOr<std::unique_ptr<JobManager>> Create(const Options& options,
-                                                            Catalog& catalog, Store& store);
-  // Stops the workers. Running jobs stop between generations and stay `running` in the
-  // store, so the next process resumes them.
+                                                            Catalog& catalog, Store& store,
+                                                            const search::EngineRegistry& engines);
+  // Stops the workers. Running jobs stop between steps and stay `running` in the store, so
+  // the next process resumes them.
   ~JobManager();
 
-  // Validates (see apq.proto), fills in defaults, stores and queues a job.
+  // Validates (see apq.proto), fills in the engine's defaults, stores and queues a job.
   absl::StatusOr<apq::v1::Job> Submit(const apq::v1::SubmitSearchRequest& request);
-  // Cancels a queued or running job (a running one stops after its current generation).
+  // Cancels a queued or running job (a running one stops after its current step).
   // FAILED_PRECONDITION for a job that already ended.
   absl::StatusOr<apq::v1::Job> Cancel(const std::string& job_id);
 
   // Receives the job's progress: first its current state at once, then one update per
-  // generation; the update whose state is terminal is the last. Called with an internal
-  // lock held: it must be quick and must not call back into the manager.
+  // step; the update whose state is terminal is the last. Called with an internal lock
+  // held: it must be quick and must not call back into the manager.
   using Listener = std::function<void(const apq::v1::JobProgress&)>;
   // Returns a subscription id for Unwatch. NOT_FOUND for an unknown job.
   absl::StatusOr<int64_t> Watch(const std::string& job_id, Listener listener);
@@ -62,32 +63,31 @@ class JobManager {
 
  private:
   struct LiveJob {
-    std::atomic<bool> cancel_requested{false};
     apq::v1::JobProgress progress;  // Latest snapshot.
     std::map<int64_t, Listener> listeners;
   };
 
-  JobManager(const Options& options, Catalog& catalog, Store& store);
-  absl::Status Recover();
-  void WorkerLoop();
-  void RunJob(const std::string& job_id);
-  // Fails a job in the store and tells its watchers.
-  void FailJob(const std::string& job_id, const std::string& reason, double elapsed_s);
+  JobManager(Catalog& catalog, Store& store, const search::EngineRegistry& engines)
+      : catalog_(catalog), store_(store), engines_(engines) {}
+  void RunJob(const std::string& job_id, const JobRunner::Control& control);
+  // Ends a job in the store (retrying a failed write) and tells its watchers.
+  void EndJob(const std::string& job_id, JobState state, const std::string& error,
+              double elapsed_s, const std::vector<int64_t>& pareto_front_ids);
   void Publish(const std::string& job_id, const apq::v1::JobProgress& progress);
-  std::shared_ptr<LiveJob> FindLive(const std::string& job_id);
+  apq::v1::JobProgress ProgressFromRecord(const JobRecord& job) const;
+  // The ids of the job's Pareto front over every stored feasible candidate.
+  absl::StatusOr<std::vector<int64_t>> ParetoFrontIds(const std::string& job_id,
+                                                      search::CostMetric cost);
 
-  const Options options_;
   Catalog& catalog_;
   Store& store_;
+  const search::EngineRegistry& engines_;
 
   absl::Mutex mutex_;
-  std::deque<std::string> queue_ ABSL_GUARDED_BY(mutex_);
   std::map<std::string, std::shared_ptr<LiveJob>> live_ ABSL_GUARDED_BY(mutex_);
-  size_t reserved_slots_ ABSL_GUARDED_BY(mutex_) = 0;  // Submissions being stored.
   int64_t next_subscription_ ABSL_GUARDED_BY(mutex_) = 1;
-  bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
-  std::atomic<bool> shutting_down_{false};
-  std::vector<std::thread> workers_;
+  // Last: destroyed first, so no worker runs while the members above go away.
+  std::unique_ptr<JobRunner> runner_;
 };
 
 }  // namespace apq::server

@@ -20,7 +20,9 @@ ABSL_FLAG(std::string, dataset_dir, "/usr/share/datasets/fashion-mnist",
           "Fashion-MNIST files for supernet measurements and exports (read on first use)");
 ABSL_FLAG(int, workers, 1, "searches that run at once");
 ABSL_FLAG(int, queue_capacity, 64, "queued searches before new ones are refused");
-ABSL_FLAG(int, rpc_threads, 2, "threads serving store reads and evaluations");
+ABSL_FLAG(int, rpc_threads, 2, "threads serving store reads, submissions and cost evaluations");
+ABSL_FLAG(int, torch_threads, 1,
+          "threads serving calls that run LibTorch (measured evaluations, TorchScript exports)");
 ABSL_FLAG(int, predictor_threads, 2, "LibTorch threads for accuracy prediction");
 ABSL_FLAG(std::string, port_file, "", "if set, the bound port is written there once serving");
 
@@ -53,6 +55,7 @@ int main(int argc, char** argv) {
   options.job_workers = absl::GetFlag(FLAGS_workers);
   options.queue_capacity = absl::GetFlag(FLAGS_queue_capacity);
   options.rpc_threads = absl::GetFlag(FLAGS_rpc_threads);
+  options.torch_threads = absl::GetFlag(FLAGS_torch_threads);
   options.predictor_threads = absl::GetFlag(FLAGS_predictor_threads);
   auto server = apq::server::ApqServer::Start(options);
   if (!server.ok()) {

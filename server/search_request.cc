@@ -8,6 +8,7 @@
 #include "common/status_macros.h"
 #include "oface/uniform_bits_space.h"
 #include "search/evolution_engine.h"
+#include "server/candidate_metrics.h"
 
 namespace apq::server {
 namespace {
@@ -109,24 +110,6 @@ search::SearchProblem ResolvedSearch::problem() const {
   problem.objective = objective;
   problem.pareto_cost = pareto_cost;
   return problem;
-}
-
-absl::StatusOr<search::CostMetric> CostMetricFromProto(apq::v1::CostMetric metric,
-                                                       absl::string_view field) {
-  switch (metric) {
-    case apq::v1::COST_METRIC_UNSPECIFIED:
-    case apq::v1::COST_METRIC_LATENCY:
-      return search::CostMetric::kLatency;
-    case apq::v1::COST_METRIC_ENERGY:
-      return search::CostMetric::kEnergy;
-    case apq::v1::COST_METRIC_SIZE:
-      return search::CostMetric::kSize;
-    case apq::v1::COST_METRIC_BITOPS:
-      return search::CostMetric::kBitops;
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ": unknown value ", static_cast<int>(metric)));
-  }
 }
 
 absl::StatusOr<ResolvedSearch> ResolveSearch(Catalog& catalog,

@@ -53,11 +53,6 @@ int TotalSteps(const search::EngineRegistry& engines, const apq::v1::SubmitSearc
 // ListEngines' form of an engine.
 apq::v1::Engine EngineToProto(const search::Engine& engine);
 
-// The API's cost metric (UNSPECIFIED = latency); INVALID_ARGUMENT naming `field` for an
-// unknown value.
-absl::StatusOr<search::CostMetric> CostMetricFromProto(apq::v1::CostMetric metric,
-                                                       absl::string_view field);
-
 }  // namespace apq::server
 
 #endif  // APQ_SERVER_SEARCH_REQUEST_H_

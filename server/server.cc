@@ -38,6 +38,8 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
         absl::StrCat("predictor_threads: must be in [1, 256], got ", options.predictor_threads));
   }
   std::unique_ptr<ApqServer> server(new ApqServer());
+  server->engines_ =
+      options.engines != nullptr ? options.engines : search::EngineRegistry::BuiltIn();
   std::string data_dir = options.data_dir;
   if (data_dir.empty()) {
     ASSIGN_OR_RETURN(data_dir, DefaultDataDir());
@@ -53,7 +55,8 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   job_options.workers = options.job_workers;
   job_options.queue_capacity = options.queue_capacity;
   ASSIGN_OR_RETURN(server->jobs_,
-                   JobManager::Create(job_options, *server->catalog_, *server->store_));
+                   JobManager::Create(job_options, *server->catalog_, *server->store_,
+                                      *server->engines_));
   TrainingManager::Options training_options;
   training_options.threads = options.predictor_threads;
   ASSIGN_OR_RETURN(server->training_,
@@ -62,9 +65,19 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   supernet_options.data_dir = data_dir;
   supernet_options.dataset_dir = options.dataset_dir;
   ASSIGN_OR_RETURN(server->supernets_, SupernetHost::Create(supernet_options));
-  server->pool_ = std::make_unique<ThreadPool>(options.rpc_threads);
+  Executor::Options pool_options;
+  pool_options.name = "rpc";
+  pool_options.threads = options.rpc_threads;
+  pool_options.queue_capacity = options.rpc_queue_capacity;
+  ASSIGN_OR_RETURN(server->pool_, Executor::Create(pool_options));
+  Executor::Options torch_options;
+  torch_options.name = "LibTorch";
+  torch_options.threads = options.torch_threads;
+  torch_options.queue_capacity = options.torch_queue_capacity;
+  ASSIGN_OR_RETURN(server->torch_pool_, Executor::Create(torch_options));
   server->search_service_ = std::make_unique<SearchServiceImpl>(
-      *server->catalog_, *server->store_, *server->jobs_, *server->supernets_, *server->pool_);
+      *server->catalog_, *server->store_, *server->jobs_, *server->supernets_, *server->engines_,
+      *server->pool_, *server->torch_pool_);
   server->device_service_ =
       std::make_unique<DeviceServiceImpl>(*server->catalog_, *server->store_, *server->pool_);
   server->predictor_service_ = std::make_unique<PredictorServiceImpl>(
@@ -103,6 +116,7 @@ ApqServer::~ApqServer() {
   jobs_.reset();
   training_.reset();
   pool_.reset();
+  torch_pool_.reset();
   supernets_.reset();
 }
 

@@ -9,11 +9,12 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "search/engine_registry.h"
 #include "server/catalog.h"
 #include "server/job_manager.h"
 #include "server/services.h"
 #include "server/store.h"
-#include "server/thread_pool.h"
+#include "server/executor.h"
 #include "server/training_manager.h"
 
 namespace apq::server {
@@ -26,9 +27,16 @@ struct ServerOptions {
   std::string dataset_dir = "/usr/share/datasets/fashion-mnist";
   int job_workers = 1;               // Searches that run at once.
   int queue_capacity = 64;           // Queued searches before SubmitSearch is refused.
-  int rpc_threads = 2;               // Threads that serve store reads and evaluations.
+  int rpc_threads = 2;  // Threads that serve cheap calls: store reads, submissions, costs.
+  int rpc_queue_capacity = 256;  // Cheap calls waiting beyond which calls are refused.
+  // Threads that serve calls running LibTorch (measured evaluations, TorchScript exports),
+  // apart from the cheap ones so that a cheap call never waits behind a measurement.
+  int torch_threads = 1;
+  int torch_queue_capacity = 16;  // LibTorch calls waiting beyond which calls are refused.
   int predictor_threads = 2;         // LibTorch intra-op threads.
   int max_message_bytes = 64 << 20;  // Largest request (table uploads).
+  // The search engines jobs may pick; null means the product's (EngineRegistry::BuiltIn).
+  std::shared_ptr<const search::EngineRegistry> engines;
 };
 
 // Where the embedded data is when no folder is given: ./data, else the runfiles of the
@@ -56,7 +64,9 @@ class ApqServer {
   std::unique_ptr<JobManager> jobs_;
   std::unique_ptr<TrainingManager> training_;
   std::unique_ptr<SupernetHost> supernets_;
-  std::unique_ptr<ThreadPool> pool_;
+  std::shared_ptr<const search::EngineRegistry> engines_;
+  std::unique_ptr<Executor> pool_;
+  std::unique_ptr<Executor> torch_pool_;
   std::unique_ptr<SearchServiceImpl> search_service_;
   std::unique_ptr<DeviceServiceImpl> device_service_;
   std::unique_ptr<PredictorServiceImpl> predictor_service_;

@@ -14,19 +14,32 @@
 #include "common/clock.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
+#include "server/candidate_metrics.h"
 #include "server/predictor_artifact.h"
+#include "server/search_request.h"
 
 namespace apq::server {
 namespace {
 
 constexpr int kMaxTableFiles = 64;
 
-// Runs `work` on the pool and finishes the call with its status; the request and response
-// stay valid until Finish.
-grpc::ServerUnaryReactor* RunOnPool(grpc::CallbackServerContext* context, ThreadPool& pool,
+// Runs `work` on `pool` and finishes the call with its status; the request and response
+// stay valid until Finish. A call whose deadline passes while it waits is answered
+// DEADLINE_EXCEEDED without running; a full pool refuses it at once.
+grpc::ServerUnaryReactor* RunOnPool(grpc::CallbackServerContext* context, Executor& pool,
                                     std::function<absl::Status()> work) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  pool.Schedule([reactor, work = std::move(work)] { reactor->Finish(ToGrpcStatus(work())); });
+  const std::string pool_name = pool.name();
+  absl::Status scheduled = pool.Schedule(
+      absl::FromChrono(context->deadline()),
+      [reactor, work = std::move(work)] { reactor->Finish(ToGrpcStatus(work())); },
+      [reactor, pool_name] {
+        reactor->Finish(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                                     absl::StrCat("the call's deadline passed while it waited for "
+                                                  "the server's ",
+                                                  pool_name, " threads; it did not run")));
+      });
+  if (!scheduled.ok()) reactor->Finish(ToGrpcStatus(scheduled));
   return reactor;
 }
 
@@ -217,7 +230,8 @@ grpc::ServerWriteReactor<apq::v1::JobProgress>* SearchServiceImpl::WatchJob(
   }
   // Watch may read the store for a finished job: that happens on the pool.
   const std::string& job_id = request->job_id();
-  pool_.Schedule([reactor, job_id] { reactor->Start(job_id); });
+  absl::Status scheduled = pool_.Schedule([reactor, job_id] { reactor->Start(job_id); });
+  if (!scheduled.ok()) reactor->Reject(ToGrpcStatus(scheduled));
   return reactor;
 }
 
@@ -263,29 +277,7 @@ grpc::ServerUnaryReactor* SearchServiceImpl::ListCandidates(
     query.job_id = request->job_id();
     ASSIGN_OR_RETURN(query.limit, PageSize(request->page_size(), 100, 10000));
     ASSIGN_OR_RETURN(query.offset, ParsePageToken(request->page_token()));
-    switch (request->sort_by()) {
-      case apq::v1::SORT_METRIC_UNSPECIFIED:
-        query.order = CandidateOrder::kId;
-        break;
-      case apq::v1::SORT_METRIC_ACCURACY:
-        query.order = CandidateOrder::kAccuracyDesc;
-        break;
-      case apq::v1::SORT_METRIC_LATENCY:
-        query.order = CandidateOrder::kLatencyAsc;
-        break;
-      case apq::v1::SORT_METRIC_ENERGY:
-        query.order = CandidateOrder::kEnergyAsc;
-        break;
-      case apq::v1::SORT_METRIC_SIZE:
-        query.order = CandidateOrder::kSizeAsc;
-        break;
-      case apq::v1::SORT_METRIC_BITOPS:
-        query.order = CandidateOrder::kBitopsAsc;
-        break;
-      default:
-        return absl::InvalidArgumentError(
-            absl::StrCat("sort_by: unknown value ", request->sort_by()));
-    }
+    ASSIGN_OR_RETURN(query.order, CandidateOrderFromProto(request->sort_by(), "sort_by"));
     switch (request->feasibility()) {
       case apq::v1::FEASIBILITY_ANY:
         break;
@@ -315,7 +307,8 @@ grpc::ServerUnaryReactor* SearchServiceImpl::ListCandidates(
 grpc::ServerUnaryReactor* SearchServiceImpl::GetDeployableConfig(
     grpc::CallbackServerContext* context, const apq::v1::GetDeployableConfigRequest* request,
     apq::v1::DeployableConfig* response) {
-  return RunOnPool(context, pool_, [this, context, request, response]() -> absl::Status {
+  Executor& pool = request->include_torchscript() ? torch_pool_ : pool_;
+  return RunOnPool(context, pool, [this, context, request, response]() -> absl::Status {
     RETURN_IF_ERROR(RequireJobId(request->job_id()));
     ASSIGN_OR_RETURN(JobRecord job, store_.GetJob(request->job_id()));
     if (job.state != JobState::kSucceeded) {
@@ -354,19 +347,9 @@ grpc::ServerUnaryReactor* SearchServiceImpl::GetDeployableConfig(
     front.job_id = job.id;
     front.pareto_front_only = true;
     front.limit = kMaxFrontInDeployableConfig;
-    switch (proto.request().pareto_cost()) {
-      case apq::v1::COST_METRIC_ENERGY:
-        front.order = CandidateOrder::kEnergyAsc;
-        break;
-      case apq::v1::COST_METRIC_SIZE:
-        front.order = CandidateOrder::kSizeAsc;
-        break;
-      case apq::v1::COST_METRIC_BITOPS:
-        front.order = CandidateOrder::kBitopsAsc;
-        break;
-      default:
-        front.order = CandidateOrder::kLatencyAsc;
-    }
+    ASSIGN_OR_RETURN(const search::CostMetric front_cost,
+                     CostMetricFromProto(proto.request().pareto_cost(), "pareto_cost"));
+    front.order = AscendingOrder(front_cost);
     ASSIGN_OR_RETURN(CandidatePage page, store_.ListCandidates(front));
     for (const CandidateRecord& candidate : page.candidates) {
       *response->add_pareto_front() = CandidateToProto(candidate);
@@ -378,7 +361,9 @@ grpc::ServerUnaryReactor* SearchServiceImpl::GetDeployableConfig(
 grpc::ServerUnaryReactor* SearchServiceImpl::Evaluate(grpc::CallbackServerContext* context,
                                                       const apq::v1::EvaluateRequest* request,
                                                       apq::v1::EvaluateResponse* response) {
-  return RunOnPool(context, pool_, [this, context, request, response]() -> absl::Status {
+  Executor& pool =
+      request->measure() != apq::v1::MEASURE_MODE_UNSPECIFIED ? torch_pool_ : pool_;
+  return RunOnPool(context, pool, [this, context, request, response]() -> absl::Status {
     if (request->configs_json_size() == 0) {
       return absl::InvalidArgumentError("configs_json: at least one configuration is required");
     }
@@ -469,6 +454,17 @@ grpc::ServerUnaryReactor* SearchServiceImpl::Evaluate(grpc::CallbackServerContex
         metrics->set_measured_seconds(measured[i].seconds);
       }
       response->set_supernet_version(supernets_.Version(request->space()));
+    }
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* SearchServiceImpl::ListEngines(
+    grpc::CallbackServerContext* context, const apq::v1::ListEnginesRequest* request,
+    apq::v1::ListEnginesResponse* response) {
+  return RunOnPool(context, pool_, [this, response]() -> absl::Status {
+    for (const search::Engine* engine : engines_.engines()) {
+      *response->add_engines() = EngineToProto(*engine);
     }
     return absl::OkStatus();
   });

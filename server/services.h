@@ -7,11 +7,12 @@
 
 #include "absl/status/status.h"
 #include "proto/apq/v1/apq.grpc.pb.h"
+#include "search/engine_registry.h"
 #include "server/catalog.h"
 #include "server/job_manager.h"
 #include "server/store.h"
 #include "server/supernet_host.h"
-#include "server/thread_pool.h"
+#include "server/executor.h"
 #include "server/training_manager.h"
 
 namespace apq::server {
@@ -27,10 +28,17 @@ inline constexpr int kMaxMeasuredConfigs = 20;
 
 class SearchServiceImpl final : public apq::v1::SearchService::CallbackService {
  public:
-  // All references must outlive the service.
+  // All references must outlive the service. `pool` serves cheap calls, `torch_pool` the
+  // calls that run LibTorch (measured evaluations, TorchScript exports).
   SearchServiceImpl(Catalog& catalog, Store& store, JobManager& jobs, SupernetHost& supernets,
-                    ThreadPool& pool)
-      : catalog_(catalog), store_(store), jobs_(jobs), supernets_(supernets), pool_(pool) {}
+                    const search::EngineRegistry& engines, Executor& pool, Executor& torch_pool)
+      : catalog_(catalog),
+        store_(store),
+        jobs_(jobs),
+        supernets_(supernets),
+        engines_(engines),
+        pool_(pool),
+        torch_pool_(torch_pool) {}
 
   grpc::ServerUnaryReactor* SubmitSearch(grpc::CallbackServerContext* context,
                                          const apq::v1::SubmitSearchRequest* request,
@@ -55,18 +63,23 @@ class SearchServiceImpl final : public apq::v1::SearchService::CallbackService {
   grpc::ServerUnaryReactor* Evaluate(grpc::CallbackServerContext* context,
                                      const apq::v1::EvaluateRequest* request,
                                      apq::v1::EvaluateResponse* response) override;
+  grpc::ServerUnaryReactor* ListEngines(grpc::CallbackServerContext* context,
+                                        const apq::v1::ListEnginesRequest* request,
+                                        apq::v1::ListEnginesResponse* response) override;
 
  private:
   Catalog& catalog_;
   Store& store_;
   JobManager& jobs_;
   SupernetHost& supernets_;
-  ThreadPool& pool_;
+  const search::EngineRegistry& engines_;
+  Executor& pool_;
+  Executor& torch_pool_;
 };
 
 class DeviceServiceImpl final : public apq::v1::DeviceService::CallbackService {
  public:
-  DeviceServiceImpl(Catalog& catalog, Store& store, ThreadPool& pool)
+  DeviceServiceImpl(Catalog& catalog, Store& store, Executor& pool)
       : catalog_(catalog), store_(store), pool_(pool) {}
 
   grpc::ServerUnaryReactor* UploadCostTable(grpc::CallbackServerContext* context,
@@ -82,12 +95,12 @@ class DeviceServiceImpl final : public apq::v1::DeviceService::CallbackService {
  private:
   Catalog& catalog_;
   Store& store_;
-  ThreadPool& pool_;
+  Executor& pool_;
 };
 
 class PredictorServiceImpl final : public apq::v1::PredictorService::CallbackService {
  public:
-  PredictorServiceImpl(Catalog& catalog, Store& store, TrainingManager& training, ThreadPool& pool)
+  PredictorServiceImpl(Catalog& catalog, Store& store, TrainingManager& training, Executor& pool)
       : catalog_(catalog), store_(store), training_(training), pool_(pool) {}
 
   grpc::ServerUnaryReactor* UploadDataset(grpc::CallbackServerContext* context,
@@ -119,7 +132,7 @@ class PredictorServiceImpl final : public apq::v1::PredictorService::CallbackSer
   Catalog& catalog_;
   Store& store_;
   TrainingManager& training_;
-  ThreadPool& pool_;
+  Executor& pool_;
 };
 
 }  // namespace apq::server
