@@ -22,9 +22,7 @@ namespace {
 constexpr size_t kMaxDescriptionBytes = 4096;
 constexpr int kMaxEpochs = 100000;
 // Progress is written to the store at most this often per job (and at every stage change).
-constexpr double kProgressIntervalS = 1.0;
-// Tries of the write that ends a job (0.4, 0.8, 1.6 and 3.2 s apart).
-constexpr int kFinishAttempts = 5;
+constexpr absl::Duration kProgressInterval = absl::Seconds(1);
 
 constexpr double kDefaultHoldoutFraction = 0.2;
 
@@ -221,24 +219,27 @@ absl::StatusOr<std::unique_ptr<TrainingManager>> TrainingManager::Create(const O
     unfinished.insert(unfinished.end(), page.begin(), page.end());
     if (page.size() < 1000) break;
   }
-  {
-    absl::MutexLock lock(&manager->mutex_);
-    // Listed newest first; queued oldest first.
-    for (auto job = unfinished.rbegin(); job != unfinished.rend(); ++job) {
-      manager->queue_.push_back(job->id);
-    }
+  // Listed newest first; queued oldest first.
+  std::vector<std::string> recovered;
+  for (auto job = unfinished.rbegin(); job != unfinished.rend(); ++job) {
+    recovered.push_back(job->id);
   }
-  manager->worker_ = std::thread([raw = manager.get()] { raw->WorkerLoop(); });
+  JobRunner::Options runner_options;
+  runner_options.queue_name = "training";
+  runner_options.workers = 1;
+  runner_options.queue_capacity = options.queue_capacity;
+  ASSIGN_OR_RETURN(manager->runner_,
+                   JobRunner::Start(
+                       runner_options,
+                       [raw = manager.get()](const std::string& job_id,
+                                             const JobRunner::Control& control) {
+                         raw->RunJob(job_id, control);
+                       },
+                       std::move(recovered)));
   return manager;
 }
 
-TrainingManager::~TrainingManager() {
-  {
-    absl::MutexLock lock(&mutex_);
-    stopping_ = true;
-  }
-  if (worker_.joinable()) worker_.join();
-}
+TrainingManager::~TrainingManager() { runner_.reset(); }
 
 absl::StatusOr<apq::v1::TrainingJob> TrainingManager::Submit(
     const apq::v1::TrainPredictorRequest& original) {
@@ -259,22 +260,12 @@ absl::StatusOr<apq::v1::TrainingJob> TrainingManager::Submit(
   job.dataset = request.dataset();
   job.request = request.SerializeAsString();
   job.created_unix_s = NowUnixSeconds();
-  {
-    absl::MutexLock lock(&mutex_);
-    if (queue_.size() + reserved_slots_ >= static_cast<size_t>(options_.queue_capacity)) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "the training queue is full (", options_.queue_capacity, " jobs); try again later"));
-    }
-    ++reserved_slots_;
-  }
-  // Stored outside the lock: a slow store write must not stall the running job's progress.
+  // Reserved before the row is written, so a full queue stores nothing; stored outside any
+  // lock, so a slow store write does not stall the running job's progress.
+  ASSIGN_OR_RETURN(JobRunner::Slot slot, runner_->Reserve());
   absl::StatusOr<std::string> id = store_.CreateTrainingJob(job);
-  {
-    absl::MutexLock lock(&mutex_);
-    --reserved_slots_;
-    if (id.ok()) queue_.push_back(*id);
-  }
   if (!id.ok()) return id.status();
+  runner_->Enqueue(std::move(slot), *id);
   job.id = *std::move(id);
   return TrainingJobToProto(job);
 }
@@ -286,32 +277,15 @@ absl::StatusOr<apq::v1::TrainingJob> TrainingManager::Cancel(const std::string& 
         absl::StrCat("training job ", job_id, " has already ended"));
   };
   if (IsTerminal(job.state)) return ended();
-  bool was_queued = false;
-  bool running = false;
-  {
-    absl::MutexLock lock(&mutex_);
-    for (auto queued = queue_.begin(); queued != queue_.end(); ++queued) {
-      if (*queued == job_id) {
-        queue_.erase(queued);
-        was_queued = true;
-        break;
-      }
-    }
-    if (running_job_ == job_id) {
-      cancel_running_ = true;
-      running = true;
-    }
-  }
+  const JobRunner::CancelOutcome outcome = runner_->Cancel(job_id);
+  const bool running = outcome == JobRunner::CancelOutcome::kSignalled;
   if (!running) {
     // Queued, or held by no worker (a store write that failed earlier left it unfinished):
     // it ends here.
     const absl::Status cancelled = store_.FinishTrainingJob(
         job_id, JobState::kCancelled, "cancelled", NowUnixSeconds(), /*predictor=*/nullptr);
     if (!cancelled.ok()) {
-      if (was_queued) {
-        absl::MutexLock lock(&mutex_);
-        queue_.push_front(job_id);
-      }
+      if (outcome == JobRunner::CancelOutcome::kDequeued) runner_->Requeue(job_id);
       return absl::IsFailedPrecondition(cancelled) ? ended() : cancelled;
     }
   }
@@ -321,41 +295,13 @@ absl::StatusOr<apq::v1::TrainingJob> TrainingManager::Cancel(const std::string& 
   return TrainingJobToProto(job);
 }
 
-void TrainingManager::WorkerLoop() {
-  while (true) {
-    std::string job_id;
-    {
-      absl::MutexLock lock(&mutex_);
-      mutex_.Await(absl::Condition(
-          +[](TrainingManager* manager) ABSL_EXCLUSIVE_LOCKS_REQUIRED(manager->mutex_) {
-            return manager->stopping_ || !manager->queue_.empty();
-          },
-          this));
-      if (stopping_) return;
-      job_id = std::move(queue_.front());
-      queue_.pop_front();
-      running_job_ = job_id;
-      cancel_running_ = false;
-    }
-    RunJob(job_id);
-    absl::MutexLock lock(&mutex_);
-    running_job_.clear();
-  }
-}
-
 void TrainingManager::Finish(const std::string& job_id, JobState state, const std::string& error,
                              const PredictorRecord* predictor) {
   // A job must not stay running: a failed write (a busy or full disk) is retried, then the
   // job ends failed without its predictor.
-  absl::Status finished;
-  for (int attempt = 0; attempt < kFinishAttempts; ++attempt) {
-    if (attempt > 0) absl::SleepFor(absl::Milliseconds(200 << attempt));
-    finished = store_.FinishTrainingJob(job_id, state, error, NowUnixSeconds(), predictor);
-    if (finished.ok() || absl::IsFailedPrecondition(finished) ||
-        absl::IsInvalidArgument(finished)) {
-      break;
-    }
-  }
+  const absl::Status finished = WriteWithRetries([&] {
+    return store_.FinishTrainingJob(job_id, state, error, NowUnixSeconds(), predictor);
+  });
   if (!finished.ok() && predictor != nullptr && !absl::IsFailedPrecondition(finished)) {
     Finish(job_id, JobState::kFailed,
            absl::StrCat("storing the trained predictor: ", finished.message()), nullptr);
@@ -367,7 +313,7 @@ void TrainingManager::Finish(const std::string& job_id, JobState state, const st
   }
 }
 
-void TrainingManager::RunJob(const std::string& job_id) {
+void TrainingManager::RunJob(const std::string& job_id, const JobRunner::Control& control) {
   absl::StatusOr<TrainingJobRecord> job = store_.GetTrainingJob(job_id);
   if (!job.ok()) {
     Finish(job_id, JobState::kFailed, absl::StrCat("cannot load the job: ", job.status().message()),
@@ -405,9 +351,7 @@ void TrainingManager::RunJob(const std::string& job_id) {
   options.learning_rate = request.learning_rate();
   options.threads = options_.threads;
   options.name = absl::StrCat(request.space(), "-", KindName(request.kind()));
-  std::string last_stage;
-  double last_write = 0.0;
-  bool stopped_by_shutdown = false;
+  ProgressThrottle throttle(kProgressInterval);
   // The latest progress, written once more when training ends (writes are throttled).
   struct Progress {
     std::string stage;
@@ -417,27 +361,17 @@ void TrainingManager::RunJob(const std::string& job_id) {
   } latest;
   options.on_progress = [&](const std::string& stage, int epoch, int max_epochs,
                             double validation_rmse) {
-    {
-      absl::MutexLock lock(&mutex_);
-      if (stopping_) {
-        stopped_by_shutdown = true;
-        return false;
-      }
-      if (cancel_running_) return false;
-    }
+    if (control.stop_requested()) return false;
     latest = {stage, epoch, max_epochs, validation_rmse};
-    const double now = NowUnixSeconds();
-    if (stage != last_stage || now - last_write >= kProgressIntervalS || epoch == max_epochs) {
+    if (throttle.ShouldWrite(stage, epoch == max_epochs, absl::Now())) {
       // A failed progress write is not worth failing the training for; the next one retries.
       store_.UpdateTrainingProgress(job_id, stage, epoch, max_epochs, validation_rmse)
           .IgnoreError();
-      last_stage = stage;
-      last_write = now;
     }
     return true;
   };
   absl::StatusOr<TrainedPredictor> trained = TrainPredictorFromRows(**space, *rows, options);
-  if (stopped_by_shutdown) return;  // Stays running; the next process runs it again.
+  if (control.shutting_down()) return;  // Stays running; the next process runs it again.
   if (!latest.stage.empty()) {
     store_
         .UpdateTrainingProgress(job_id, latest.stage, latest.epoch, latest.max_epochs,
@@ -450,13 +384,8 @@ void TrainingManager::RunJob(const std::string& job_id) {
            cancelled ? "cancelled" : static_cast<std::string>(trained.status().message()), nullptr);
     return;
   }
-  bool cancelled_late = false;
-  {
-    // A cancel that came after the last epoch (early stopping, scoring) still wins.
-    absl::MutexLock lock(&mutex_);
-    cancelled_late = cancel_running_;
-  }
-  if (cancelled_late) {
+  // A cancel that came after the last epoch (early stopping, scoring) still wins.
+  if (control.cancel_requested()) {
     Finish(job_id, JobState::kCancelled, "cancelled", nullptr);
     return;
   }

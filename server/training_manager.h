@@ -12,12 +12,8 @@
 #ifndef APQ_SERVER_TRAINING_MANAGER_H_
 #define APQ_SERVER_TRAINING_MANAGER_H_
 
-#include <atomic>
-#include <deque>
-#include <map>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -25,6 +21,7 @@
 #include "absl/synchronization/mutex.h"
 #include "proto/apq/v1/apq.pb.h"
 #include "server/catalog.h"
+#include "server/job_runner.h"
 #include "server/store.h"
 
 namespace apq::server {
@@ -70,23 +67,17 @@ class TrainingManager {
  private:
   TrainingManager(const Options& options, Catalog& catalog, Store& store)
       : options_(options), catalog_(catalog), store_(store) {}
-  void WorkerLoop();
-  void RunJob(const std::string& job_id);
-  // Ends the job in the store; logs when even that fails.
+  void RunJob(const std::string& job_id, const JobRunner::Control& control);
+  // Ends the job in the store (retrying a failed write); logs when even that fails.
   void Finish(const std::string& job_id, JobState state, const std::string& error,
               const PredictorRecord* predictor);
 
   const Options options_;
   Catalog& catalog_;
   Store& store_;
-
-  absl::Mutex mutex_;
-  std::deque<std::string> queue_ ABSL_GUARDED_BY(mutex_);
-  size_t reserved_slots_ ABSL_GUARDED_BY(mutex_) = 0;  // Submissions being stored.
-  std::string running_job_ ABSL_GUARDED_BY(mutex_);
-  bool cancel_running_ ABSL_GUARDED_BY(mutex_) = false;
-  bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
-  std::thread worker_;
+  // Last: destroyed first, so no worker runs while the members above go away. One worker:
+  // a training uses every LibTorch thread it is given.
+  std::unique_ptr<JobRunner> runner_;
 };
 
 }  // namespace apq::server
