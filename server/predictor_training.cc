@@ -135,14 +135,15 @@ absl::StatusOr<TrainedMember> TrainMlpMember(const oface::SearchSpace& space,
   mlp.max_epochs = options.max_epochs;
   mlp.learning_rate = options.learning_rate;
   mlp.threads = options.threads;
-  predictor::MlpTrainingReport report;
-  if (transfer && has_bits) {
-    mlp.on_epoch = EpochReporter(options, "fp32");
-    ASSIGN_OR_RETURN(mlp.init, predictor::TrainMlp(fp32, mlp, &report));
-  }
   mlp.bit_inputs = space.feature_size() - space.arch_feature_size();
   mlp.on_epoch = EpochReporter(options, has_bits ? "quantized" : "fp32");
-  ASSIGN_OR_RETURN(predictor::MlpWeights weights, predictor::TrainMlp(train, mlp, &report));
+  predictor::MlpTrainingReport report;
+  ASSIGN_OR_RETURN(predictor::MlpWeights weights,
+                   transfer && has_bits
+                       ? predictor::TrainMlpByTransfer(fp32, train, mlp,
+                                                       EpochReporter(options, "fp32"), nullptr,
+                                                       &report)
+                       : predictor::TrainMlp(train, mlp, &report));
   predictor::MlpPredictor::Options predictor_options;
   predictor_options.num_threads = options.threads;
   ASSIGN_OR_RETURN(std::unique_ptr<predictor::MlpPredictor> model,
