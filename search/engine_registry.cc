@@ -6,13 +6,15 @@
 
 namespace apq::search {
 
+std::unique_ptr<EngineRegistry> EngineRegistry::WithBuiltIns() {
+  auto registry = std::make_unique<EngineRegistry>();
+  // One line per engine the product ships.
+  registry->Register(NewEvolutionEngine()).IgnoreError();
+  return registry;
+}
+
 std::shared_ptr<const EngineRegistry> EngineRegistry::BuiltIn() {
-  static const std::shared_ptr<const EngineRegistry> built_in = [] {
-    auto registry = std::make_shared<EngineRegistry>();
-    // One line per engine the product ships.
-    registry->Register(NewEvolutionEngine()).IgnoreError();
-    return registry;
-  }();
+  static const std::shared_ptr<const EngineRegistry> built_in = WithBuiltIns();
   return built_in;
 }
 

@@ -18,8 +18,10 @@ namespace apq::search {
 
 class EngineRegistry {
  public:
-  // The product's engines.
+  // The product's engines, shared.
   static std::shared_ptr<const EngineRegistry> BuiltIn();
+  // A new registry holding the product's engines, to which tests add their own.
+  static std::unique_ptr<EngineRegistry> WithBuiltIns();
 
   // INVALID_ARGUMENT for a name that is not lower-case letters, digits and '_' (1-64
   // characters); ALREADY_EXISTS when the name is taken.

@@ -34,6 +34,7 @@ absl::Status Executor::Schedule(absl::Time deadline, std::function<void()> task,
                                 std::function<void()> expired) {
   absl::MutexLock lock(&mutex_);
   if (tasks_.size() >= static_cast<size_t>(options_.queue_capacity)) {
+    ++stats_.refused;
     return absl::ResourceExhaustedError(absl::StrCat("the server's ", options_.name,
                                                      " executor is busy (", options_.queue_capacity,
                                                      " calls waiting); retry later"));
@@ -49,6 +50,7 @@ absl::Status Executor::Schedule(std::function<void()> task) {
 void Executor::Loop() {
   while (true) {
     Task task;
+    bool expired = false;
     {
       absl::MutexLock lock(&mutex_);
       mutex_.Await(absl::Condition(
@@ -59,13 +61,20 @@ void Executor::Loop() {
       if (tasks_.empty()) return;  // Stopping and drained.
       task = std::move(tasks_.front());
       tasks_.pop_front();
+      expired = task.expired && absl::Now() > task.deadline;
+      ++(expired ? stats_.expired : stats_.ran);
     }
-    if (absl::Now() > task.deadline && task.expired) {
+    if (expired) {
       task.expired();
     } else {
       task.run();
     }
   }
+}
+
+Executor::Stats Executor::stats() const {
+  absl::MutexLock lock(&mutex_);
+  return stats_;
 }
 
 }  // namespace apq::server

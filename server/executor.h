@@ -10,6 +10,7 @@
 #ifndef APQ_SERVER_EXECUTOR_H_
 #define APQ_SERVER_EXECUTOR_H_
 
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -49,6 +50,15 @@ class Executor {
 
   const std::string& name() const { return options_.name; }
 
+  // What became of the tasks scheduled so far: for operators, and for tests that must tell
+  // a task that ran from one answered without running.
+  struct Stats {
+    int64_t ran = 0;
+    int64_t expired = 0;  // Answered without running: their deadline had passed.
+    int64_t refused = 0;  // Refused by a full queue.
+  };
+  Stats stats() const;
+
  private:
   struct Task {
     absl::Time deadline;
@@ -60,8 +70,9 @@ class Executor {
   void Loop();
 
   const Options options_;
-  absl::Mutex mutex_;
+  mutable absl::Mutex mutex_;
   std::deque<Task> tasks_ ABSL_GUARDED_BY(mutex_);
+  Stats stats_ ABSL_GUARDED_BY(mutex_);
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
   std::vector<std::thread> workers_;
 };

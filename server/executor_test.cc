@@ -48,6 +48,7 @@ TEST(ExecutorTest, AFullQueueRefusesWithoutRunningAnything) {
   EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(full.message(), HasSubstr("test executor is busy"));
   release.Notify();
+  EXPECT_EQ(executor->stats().refused, 1);
   executor.reset();  // Drains.
   EXPECT_EQ(ran.load(), 2);
 }
@@ -70,6 +71,11 @@ TEST(ExecutorTest, ATaskWhoseDeadlinePassedWhileQueuedIsAnsweredWithoutRunning) 
                   .ok());
   absl::SleepFor(absl::Milliseconds(50));
   release.Notify();
+  while (executor->stats().ran + executor->stats().expired < 3) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  EXPECT_EQ(executor->stats().expired, 1);
+  EXPECT_EQ(executor->stats().ran, 2);
   executor.reset();
   EXPECT_FALSE(ran.load());
   EXPECT_TRUE(expired.load());

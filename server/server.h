@@ -50,6 +50,9 @@ class ApqServer {
   ~ApqServer();
 
   int port() const { return port_; }
+  // The executors of cheap calls and of LibTorch calls.
+  Executor::Stats rpc_executor_stats() const { return pool_->stats(); }
+  Executor::Stats torch_executor_stats() const { return torch_pool_->stats(); }
   // Blocks until Shutdown.
   void Wait();
   // Stops accepting calls, lets running calls end, stops the jobs between generations (they

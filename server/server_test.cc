@@ -1,0 +1,344 @@
+// The assembled server in process, over real gRPC on loopback: the engine seam end to end
+// (a test-only engine registered beside the product's goes through the real job runner,
+// store and services), ListEngines, and the two executors (a cheap call never waits behind
+// a measurement; a call whose deadline passed while queued is answered without running).
+#include "server/server.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "oface/ofa_mbv3_space.h"
+#include "oface/rng.h"
+#include "proto/apq/v1/apq.grpc.pb.h"
+#include "search/engine.h"
+#include "search/engine_registry.h"
+
+namespace apq::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Prices and scores one network drawn from the space with the job's seed, reports it as its
+// only step, and returns it: the smallest engine that exercises the whole seam.
+class OneSampleEngine final : public search::Engine {
+ public:
+  OneSampleEngine() {
+    search::OptionSpec draws;
+    draws.name = "draws";
+    draws.type = search::OptionSpec::Type::kInt;
+    draws.default_value = int64_t{1};
+    draws.min = 1;
+    draws.max = 10;
+    draws.description = "samples drawn; the last one is reported";
+    specs_.push_back(draws);
+  }
+  std::string name() const override { return "one_sample"; }
+  std::string description() const override { return "test engine: one sampled network"; }
+  const std::vector<search::OptionSpec>& option_specs() const override { return specs_; }
+  int TotalSteps(const search::EngineOptions&) const override { return 0; }
+  absl::StatusOr<search::EngineResult> Run(const search::SearchProblem& problem,
+                                           const search::EngineOptions& options, uint64_t seed,
+                                           const search::StepCallback& on_step,
+                                           const search::CancelCheck&,
+                                           absl::string_view) const override {
+    std::vector<search::Individual> scored(1);
+    search::Individual& individual = scored[0];
+    oface::Rng rng(seed);
+    for (int64_t i = 0; i < search::IntOption(options, "draws"); ++i) {
+      individual.genotype = problem.space->Sample(rng);
+    }
+    individual.cost = problem.cost_model->Evaluate(individual.genotype);
+    predictor::FeatureBatch batch;
+    problem.space->ActiveFeatures(individual.genotype, batch.mutable_indices());
+    batch.EndSample();
+    std::vector<float> predicted;
+    absl::Status predicted_ok = problem.predictor->Predict(batch, &predicted);
+    if (!predicted_ok.ok()) return predicted_ok;
+    individual.accuracy = predicted[0];
+    search::StepReport report;
+    report.scored = scored;
+    report.candidates_evaluated = 1;
+    report.best = &individual;
+    report.best_index_in_step = 0;
+    report.checkpoint = "done";
+    absl::Status stored = on_step(report);
+    if (!stored.ok()) return stored;
+    search::EngineResult result;
+    result.best = individual;
+    result.last_step = 0;
+    result.candidates_evaluated = 1;
+    return result;
+  }
+
+ private:
+  std::vector<search::OptionSpec> specs_;
+};
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_ = std::filesystem::path(::testing::TempDir()) /
+          absl::StrCat("server_test_", ::testing::UnitTest::GetInstance()->random_seed(), "_",
+                       ::testing::UnitTest::GetInstance()->current_test_info()->name(), ".db");
+    std::filesystem::remove(db_);
+  }
+
+  void Start(int torch_threads = 1) {
+    std::unique_ptr<search::EngineRegistry> engines = search::EngineRegistry::WithBuiltIns();
+    ASSERT_TRUE(engines->Register(std::make_unique<OneSampleEngine>()).ok());
+    ServerOptions options;
+    options.listen_address = "127.0.0.1:0";
+    options.database_path = db_.string();
+    options.data_dir = "data";
+    options.predictor_threads = 1;
+    options.torch_threads = torch_threads;
+    options.engines = std::move(engines);
+    auto server = ApqServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                       grpc::InsecureChannelCredentials());
+    search_ = apq::v1::SearchService::NewStub(channel);
+    devices_ = apq::v1::DeviceService::NewStub(channel);
+  }
+
+  void TearDown() override {
+    server_.reset();
+    std::filesystem::remove(db_);
+  }
+
+  apq::v1::Job AwaitEnd(const std::string& job_id) {
+    apq::v1::Job job;
+    for (int i = 0; i < 6000; ++i) {
+      grpc::ClientContext context;
+      apq::v1::GetJobRequest request;
+      request.set_job_id(job_id);
+      EXPECT_TRUE(search_->GetJob(&context, request, &job).ok());
+      if (job.state() >= apq::v1::JOB_STATE_SUCCEEDED) break;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return job;
+  }
+
+  std::filesystem::path db_;
+  std::unique_ptr<ApqServer> server_;
+  std::unique_ptr<apq::v1::SearchService::Stub> search_;
+  std::unique_ptr<apq::v1::DeviceService::Stub> devices_;
+};
+
+apq::v1::SubmitSearchRequest OneSampleRequest(int64_t draws) {
+  apq::v1::SubmitSearchRequest request;
+  request.set_space("ofa_mbv3");
+  request.set_device("note10");
+  request.set_seed(42);
+  request.mutable_engine_request()->set_name("one_sample");
+  if (draws > 0) {
+    (*request.mutable_engine_request()->mutable_options())["draws"].set_int_value(draws);
+  }
+  return request;
+}
+
+TEST_F(ServerTest, ListEnginesShowsEachEngineWithItsOptionsAndDefaults) {
+  Start();
+  grpc::ClientContext context;
+  apq::v1::ListEnginesResponse response;
+  ASSERT_TRUE(search_->ListEngines(&context, {}, &response).ok());
+  ASSERT_EQ(response.engines_size(), 2);
+  const apq::v1::Engine& evolution = response.engines(0);
+  EXPECT_EQ(evolution.name(), "evolution");
+  ASSERT_EQ(evolution.options_size(), 7);
+  EXPECT_EQ(evolution.options(0).name(), "population_size");
+  EXPECT_EQ(evolution.options(0).type(), apq::v1::EngineOption::TYPE_INT);
+  EXPECT_EQ(evolution.options(0).default_value().int_value(), 100);
+  EXPECT_EQ(evolution.options(0).min(), 2);
+  EXPECT_EQ(evolution.options(0).max(), 10000);
+  EXPECT_EQ(evolution.options(5).default_from(), "mutate_probability");
+  EXPECT_EQ(response.engines(1).name(), "one_sample");
+}
+
+TEST_F(ServerTest, AnEngineAddedBesideTheProductsRunsAJobEndToEnd) {
+  Start();
+  apq::v1::Job submitted;
+  {
+    grpc::ClientContext context;
+    grpc::Status status = search_->SubmitSearch(&context, OneSampleRequest(3), &submitted);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  const apq::v1::Job job = AwaitEnd(submitted.id());
+  ASSERT_EQ(job.state(), apq::v1::JOB_STATE_SUCCEEDED) << job.error();
+  EXPECT_EQ(job.request().engine_request().name(), "one_sample");
+  EXPECT_EQ(job.request().engine_request().options().at("draws").int_value(), 3);
+  EXPECT_EQ(job.candidates_evaluated(), 1);
+  EXPECT_EQ(job.pareto_front_size(), 1);
+
+  // The engine's network, drawn here the same way.
+  const std::unique_ptr<oface::SearchSpace> space = oface::NewOfaMbv3Space();
+  oface::Rng rng(42);
+  oface::Genotype genotype;
+  for (int i = 0; i < 3; ++i) genotype = space->Sample(rng);
+  const std::string expected = space->ToJson(space->Canonical(genotype));
+  ASSERT_TRUE(job.has_best());
+  EXPECT_EQ(job.best().config_json(), expected);
+  EXPECT_TRUE(job.best().on_pareto_front() || job.best().id() > 0);
+
+  grpc::ClientContext candidates_context;
+  apq::v1::ListCandidatesRequest candidates_request;
+  candidates_request.set_job_id(job.id());
+  apq::v1::ListCandidatesResponse candidates;
+  ASSERT_TRUE(
+      search_->ListCandidates(&candidates_context, candidates_request, &candidates).ok());
+  ASSERT_EQ(candidates.candidates_size(), 1);
+  EXPECT_EQ(candidates.candidates(0).id(), job.best().id());
+  EXPECT_TRUE(candidates.candidates(0).on_pareto_front());
+
+  grpc::ClientContext deploy_context;
+  apq::v1::GetDeployableConfigRequest deploy_request;
+  deploy_request.set_job_id(job.id());
+  apq::v1::DeployableConfig deployable;
+  ASSERT_TRUE(search_->GetDeployableConfig(&deploy_context, deploy_request, &deployable).ok());
+  EXPECT_EQ(deployable.config_json(), expected);
+  EXPECT_EQ(deployable.pareto_front_size(), 1);
+}
+
+TEST_F(ServerTest, EngineRequestsAreValidatedNamingTheField) {
+  Start();
+  const struct {
+    apq::v1::SubmitSearchRequest request;
+    grpc::StatusCode code;
+    std::string says;
+  } cases[] = {
+      {[] {
+         auto r = OneSampleRequest(0);
+         r.mutable_engine_request()->set_name("annealing");
+         return r;
+       }(),
+       grpc::StatusCode::NOT_FOUND, "evolution, one_sample"},
+      {[] {
+         auto r = OneSampleRequest(0);
+         r.mutable_engine_request()->clear_name();
+         return r;
+       }(),
+       grpc::StatusCode::INVALID_ARGUMENT, "engine.name"},
+      {OneSampleRequest(11), grpc::StatusCode::INVALID_ARGUMENT, "engine.options.draws"},
+      {[] {
+         auto r = OneSampleRequest(0);
+         (*r.mutable_engine_request()->mutable_options())["draws"].set_double_value(1.5);
+         return r;
+       }(),
+       grpc::StatusCode::INVALID_ARGUMENT, "engine.options.draws: must be an integer"},
+      {[] {
+         auto r = OneSampleRequest(0);
+         (*r.mutable_engine_request()->mutable_options())["speed"].set_int_value(1);
+         return r;
+       }(),
+       grpc::StatusCode::INVALID_ARGUMENT, "engine.options.speed"},
+      {[] {
+         auto r = OneSampleRequest(0);
+         r.mutable_evolution()->set_population_size(1);
+         return r;
+       }(),
+       grpc::StatusCode::INVALID_ARGUMENT, "evolution.population_size"},
+  };
+  for (const auto& c : cases) {
+    grpc::ClientContext context;
+    apq::v1::Job job;
+    const grpc::Status status = search_->SubmitSearch(&context, c.request, &job);
+    EXPECT_EQ(status.error_code(), c.code) << status.error_message();
+    EXPECT_THAT(status.error_message(), HasSubstr(c.says));
+  }
+  grpc::ClientContext context;
+  apq::v1::ListJobsResponse jobs;
+  ASSERT_TRUE(search_->ListJobs(&context, {}, &jobs).ok());
+  EXPECT_EQ(jobs.jobs_size(), 0) << "a refused request stores nothing";
+}
+
+// A measured Evaluate on the Fashion-MNIST supernet, run on its own thread.
+std::thread MeasureInBackground(apq::v1::SearchService::Stub* stub, std::atomic<int>* done,
+                                grpc::Status* status) {
+  return std::thread([stub, done, status] {
+    grpc::ClientContext context;
+    apq::v1::EvaluateRequest request;
+    request.set_space("fmnist_mbv2");
+    // The first of the shipped measurements (data/fmnist_mbv2/measurements.csv).
+    request.add_configs_json(
+        R"([{"wid":null,"ks":[7,5,5,3,7,3,3,3,7,5,3,3],)"
+        R"("e":[6.0,5.0,4.666666666666667,3.0,3.0,4.5,3.0,3.0,4.5,4.5,3.0,3.0],"d":[3,2,2]},)"
+        R"({"pw_w_bits_setting":[8,8,8,4,8,8,4,4,8,8,4,4],"pw_a_bits_setting":[8,8,8,4,8,8,4,4,8,8,4,4],)"
+        R"("dw_w_bits_setting":[8,8,8,4,8,8,4,4,8,8,4,4],"dw_a_bits_setting":[8,8,8,4,8,8,4,4,8,8,4,4]}])");
+    request.set_measure(apq::v1::MEASURE_MODE_FP32);
+    request.set_measure_test_images(2000);
+    apq::v1::EvaluateResponse response;
+    *status = stub->Evaluate(&context, request, &response);
+    ++*done;
+  });
+}
+
+TEST_F(ServerTest, ACheapCallNeverWaitsBehindMeasurements) {
+  Start(/*torch_threads=*/1);
+  std::atomic<int> measured{0};
+  grpc::Status first;
+  grpc::Status second;
+  std::thread a = MeasureInBackground(search_.get(), &measured, &first);
+  std::thread b = MeasureInBackground(search_.get(), &measured, &second);
+  // Wait until the LibTorch executor holds both.
+  while (server_->torch_executor_stats().ran < 1) absl::SleepFor(absl::Milliseconds(5));
+  for (int i = 0; i < 5; ++i) {
+    const absl::Time start = absl::Now();
+    grpc::ClientContext context;
+    apq::v1::ListDevicesResponse devices;
+    ASSERT_TRUE(devices_->ListDevices(&context, {}, &devices).ok());
+    grpc::ClientContext evaluate_context;
+    apq::v1::EvaluateRequest cost_only;
+    cost_only.set_space("ofa_mbv3");
+    cost_only.set_device("note10");
+    cost_only.add_configs_json(R"({"ks": [3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3],
+        "e": [3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3], "d": [2,2,2,2,2], "r": 160})");
+    apq::v1::EvaluateResponse costs;
+    const grpc::Status status = search_->Evaluate(&evaluate_context, cost_only, &costs);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  }
+  EXPECT_EQ(measured.load(), 0) << "the cheap calls answered while both measurements ran";
+  a.join();
+  b.join();
+  EXPECT_TRUE(first.ok()) << first.error_message();
+  EXPECT_TRUE(second.ok()) << second.error_message();
+}
+
+TEST_F(ServerTest, ACallWhoseDeadlinePassedWhileQueuedIsAnsweredWithoutRunning) {
+  Start(/*torch_threads=*/1);
+  std::atomic<int> measured{0};
+  grpc::Status first;
+  std::thread a = MeasureInBackground(search_.get(), &measured, &first);
+  while (server_->torch_executor_stats().ran < 1) absl::SleepFor(absl::Milliseconds(5));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(300));
+  apq::v1::GetDeployableConfigRequest request;
+  request.set_job_id("job-1");
+  request.set_include_torchscript(true);
+  apq::v1::DeployableConfig response;
+  const grpc::Status late = search_->GetDeployableConfig(&context, request, &response);
+  EXPECT_EQ(late.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  a.join();
+  EXPECT_TRUE(first.ok()) << first.error_message();
+  // The queued call reached the front after its deadline and did not run.
+  while (server_->torch_executor_stats().ran + server_->torch_executor_stats().expired < 2) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_EQ(server_->torch_executor_stats().expired, 1);
+  EXPECT_EQ(server_->torch_executor_stats().ran, 1);
+}
+
+}  // namespace
+}  // namespace apq::server
