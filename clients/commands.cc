@@ -1,0 +1,46 @@
+#include "clients/commands.h"
+
+#include "absl/types/span.h"
+#include "clients/device_commands.h"
+#include "clients/predictor_commands.h"
+#include "clients/search_commands.h"
+
+namespace apq::client {
+namespace {
+
+// The commands in the order the usage text lists them, under its two headings: the device
+// commands open and close the general ones, as a user meets them first and last. Every
+// command of the groups' tables is listed once (commands_test checks).
+constexpr const char* kGeneralCommands[] = {"devices", "evaluate", "search",
+                                            "watch",   "jobs",     "candidates",
+                                            "config",  "cancel",   "upload-table"};
+constexpr const char* kAccuracyPredictorCommands[] = {
+    "upload-dataset",       "datasets", "train", "training", "cancel-training", "predictors",
+    "set-default-predictor"};
+
+void AppendUsage(absl::Span<const char* const> names, std::string* usage) {
+  for (const char* name : names) *usage += FindCommand(name)->usage;
+}
+
+}  // namespace
+
+const Command* FindCommand(std::string_view name) {
+  for (absl::Span<const Command> group :
+       {DeviceCommands(), SearchCommands(), PredictorCommands()}) {
+    for (const Command& command : group) {
+      if (name == command.name) return &command;
+    }
+  }
+  return nullptr;
+}
+
+std::string UsageText() {
+  std::string usage = "usage: apq [--server ADDR] COMMAND [flags]\n\nCommands:\n";
+  AppendUsage(kGeneralCommands, &usage);
+  usage += "\nAccuracy predictors:\n";
+  AppendUsage(kAccuracyPredictorCommands, &usage);
+  usage += "\nThe server address defaults to $APQ_SERVER or 127.0.0.1:50051.\n";
+  return usage;
+}
+
+}  // namespace apq::client

@@ -1,0 +1,57 @@
+#include "clients/dataset_records.h"
+
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "clients/command_line.h"
+#include "nlohmann/json.hpp"
+#include "oface/measurement_csv.h"
+
+namespace apq::client {
+
+using nlohmann::json;
+
+void AddRecordsFromFile(const std::string& path, apq::v1::UploadDatasetRequest* request) {
+  const std::string content = ReadFileOrStdin(path);
+  if (content.rfind(oface::kMeasurementCsvHeader, 0) == 0) {
+    absl::StatusOr<std::vector<oface::MeasurementRecord>> records =
+        oface::ParseMeasurementCsv(content, path, /*keep_unterminated_line=*/true);
+    if (!records.ok()) throw UsageError{std::string(records.status().message())};
+    for (const oface::MeasurementRecord& record : *records) {
+      apq::v1::MeasurementRecord* out = request->add_records();
+      out->set_config_json(record.config_json);
+      out->set_accuracy(record.accuracy);
+      out->set_method(record.method);
+      out->set_seconds(record.seconds);
+    }
+    return;
+  }
+  const json parsed = json::parse(content, nullptr, false);
+  if (!parsed.is_array()) {
+    throw UsageError{absl::StrCat(path, ": neither a measurement CSV (header '",
+                                  oface::kMeasurementCsvHeader, "') nor a JSON list")};
+  }
+  for (size_t i = 0; i < parsed.size(); ++i) {
+    const json& record = parsed[i];
+    const std::string what = absl::StrCat(path, ": record ", i);
+    if (!record.is_object() || !record.contains("config") || !record.contains("accuracy") ||
+        !record["accuracy"].is_number()) {
+      throw UsageError{absl::StrCat(what, ": needs \"config\" and a numeric \"accuracy\"")};
+    }
+    apq::v1::MeasurementRecord* out = request->add_records();
+    const json& config = record["config"];
+    out->set_config_json(config.is_string() ? config.get<std::string>() : config.dump());
+    out->set_accuracy(record["accuracy"].get<double>());
+    if (record.contains("method")) {
+      if (!record["method"].is_string()) throw UsageError{what + ": \"method\" is not text"};
+      out->set_method(record["method"].get<std::string>());
+    }
+    if (record.contains("seconds")) {
+      if (!record["seconds"].is_number()) throw UsageError{what + ": \"seconds\" is not a number"};
+      out->set_seconds(record["seconds"].get<double>());
+    }
+  }
+}
+
+}  // namespace apq::client

@@ -1,0 +1,122 @@
+#include "clients/device_commands.h"
+
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_join.h"
+#include "clients/connection.h"
+#include "clients/output.h"
+#include "nlohmann/json.hpp"
+
+namespace apq::client {
+namespace {
+
+using apq::v1::DeviceService;
+using nlohmann::json;
+
+json TableVersionJson(const apq::v1::TableVersion& version) {
+  return {{"version", version.version()},
+          {"format", apq::v1::TableFormat_Name(version.format())},
+          {"entries", version.entries()},
+          {"sha256", version.sha256()},
+          {"description", version.description()},
+          {"covered_spaces", StringList(version.covered_spaces())},
+          {"modelled_spaces", StringList(version.modelled_spaces())}};
+}
+
+json DeviceJson(const apq::v1::Device& device) {
+  json versions = json::array();
+  for (const apq::v1::TableVersion& version : device.versions()) {
+    versions.push_back(TableVersionJson(version));
+  }
+  return {{"name", device.name()}, {"versions", versions}};
+}
+
+// The device's name, then a line for each table version.
+void PrintDevice(const apq::v1::Device& device) {
+  std::cout << device.name() << "\n";
+  for (const apq::v1::TableVersion& version : device.versions()) {
+    std::cout << "  v" << version.version() << "  " << apq::v1::TableFormat_Name(version.format())
+              << "  " << version.entries()
+              << " entries  spaces: " << absl::StrJoin(version.covered_spaces(), ",");
+    if (!version.modelled_spaces().empty()) {
+      std::cout << " (modelled: " << absl::StrJoin(version.modelled_spaces(), ",") << ")";
+    }
+    std::cout << "  " << version.description() << "\n";
+  }
+}
+
+int Devices(Connection& connection, const std::vector<std::string>& argv) {
+  const Args args = Args::Parse(argv, {}, {"json"}, 1);
+  std::vector<apq::v1::Device> devices;
+  if (!args.positional().empty()) {
+    apq::v1::GetDeviceRequest request;
+    request.set_device(args.positional()[0]);
+    apq::v1::Device device;
+    const grpc::Status status =
+        CallUnary(connection.devices(), &DeviceService::Stub::GetDevice, request, &device);
+    if (!status.ok()) return ReportRpcError(status);
+    devices.push_back(device);
+  } else {
+    apq::v1::ListDevicesResponse response;
+    const grpc::Status status = CallUnary(connection.devices(), &DeviceService::Stub::ListDevices,
+                                          apq::v1::ListDevicesRequest(), &response);
+    if (!status.ok()) return ReportRpcError(status);
+    devices.assign(response.devices().begin(), response.devices().end());
+  }
+  PrintListing(devices, args.Has("json"), DeviceJson, PrintDevice);
+  return kExitOk;
+}
+
+int UploadTable(Connection& connection, const std::vector<std::string>& argv) {
+  const Args args = Args::Parse(argv, {"device", "format", "description"}, {"json"}, 1000);
+  apq::v1::UploadCostTableRequest request;
+  request.set_device(Require(args, "device"));
+  request.set_format(
+      ParseChoice<apq::v1::TableFormat>("format", Require(args, "format"),
+                                        {{"ofa-yaml", apq::v1::TABLE_FORMAT_OFA_YAML},
+                                         {"apq-bitfusion", apq::v1::TABLE_FORMAT_APQ_BITFUSION},
+                                         {"conv-json", apq::v1::TABLE_FORMAT_CONV_JSON}}));
+  request.set_description(args.Get("description"));
+  if (args.positional().empty()) throw UsageError{"at least one table file is required"};
+  for (const std::string& path : args.positional()) {
+    apq::v1::TableFile* file = request.add_files();
+    file->set_name(path.substr(path.find_last_of('/') + 1));
+    file->set_content(ReadFileOrStdin(path));
+  }
+  apq::v1::Device device;
+  const grpc::Status status = CallUnary(connection.devices(), &DeviceService::Stub::UploadCostTable,
+                                        request, &device, kUploadDeadline);
+  if (!status.ok()) return ReportRpcError(status);
+  const apq::v1::TableVersion& latest = device.versions(device.versions_size() - 1);
+  if (args.Has("json")) {
+    PrintJson({{"device", device.name()},
+               {"version", latest.version()},
+               {"entries", latest.entries()},
+               {"sha256", latest.sha256()},
+               {"covered_spaces", StringList(latest.covered_spaces())}});
+  } else {
+    std::cout << device.name() << " v" << latest.version() << ": " << latest.entries()
+              << " entries, covers: " << absl::StrJoin(latest.covered_spaces(), ", ") << "\n";
+  }
+  return kExitOk;
+}
+
+constexpr Command kDeviceCommands[] = {
+    {"devices", R"(  devices [NAME] [--json]
+      List devices and their cost-table versions (or one device).
+)",
+     Devices},
+    {"upload-table",
+     R"(  upload-table --device D --format ofa-yaml|apq-bitfusion|conv-json [--description T] FILE...
+      Upload a new version of a device's cost table.
+)",
+     UploadTable},
+};
+
+}  // namespace
+
+absl::Span<const Command> DeviceCommands() { return kDeviceCommands; }
+
+}  // namespace apq::client

@@ -1,0 +1,48 @@
+#include "clients/output.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+
+namespace apq::client {
+
+void PrintJson(const nlohmann::json& value) { std::cout << value.dump(2) << "\n"; }
+
+std::vector<std::string> StringList(const google::protobuf::RepeatedPtrField<std::string>& field) {
+  return std::vector<std::string>(field.begin(), field.end());
+}
+
+std::string StateName(apq::v1::JobState state) {
+  std::string name = apq::v1::JobState_Name(state);
+  const std::string prefix = "JOB_STATE_";
+  if (name.rfind(prefix, 0) == 0) name = name.substr(prefix.size());
+  return name;
+}
+
+void PrintCancellationRequested(const std::string& job_id, apq::v1::JobState state) {
+  std::cout << job_id << ": cancellation requested (" << StateName(state) << ")\n";
+}
+
+std::string ProgressBar(int done, int total, int width) {
+  const int filled = std::min(width, done * width / std::max(1, total));
+  std::string bar(filled, '#');
+  bar.append(width - filled, '.');
+  return bar;
+}
+
+ProgressLine::ProgressLine(bool as_json) : enabled_(!as_json && isatty(STDERR_FILENO)) {}
+
+void ProgressLine::Show(const std::string& text) {
+  if (!enabled_) return;
+  // Back to the line's start and clear it, so a shorter text leaves nothing behind.
+  std::fprintf(stderr, "\r\033[K%s", text.c_str());
+  std::fflush(stderr);
+}
+
+void ProgressLine::End() {
+  if (enabled_) std::fprintf(stderr, "\n");
+}
+
+}  // namespace apq::client

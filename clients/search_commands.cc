@@ -1,0 +1,363 @@
+#include "clients/search_commands.h"
+
+#include <cctype>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "clients/connection.h"
+#include "clients/output.h"
+#include "clients/search_output.h"
+#include "nlohmann/json.hpp"
+
+namespace apq::client {
+namespace {
+
+using apq::v1::SearchService;
+using nlohmann::json;
+
+int Evaluate(Connection& connection, const std::vector<std::string>& argv) {
+  const Args args = Args::Parse(
+      argv, {"space", "device", "config", "configs", "table-version", "measure", "test-images"},
+      {"json"}, 0);
+  apq::v1::EvaluateRequest request;
+  request.set_space(Require(args, "space"));
+  request.set_device(args.Get("device"));
+  if (args.Has("table-version")) request.set_table_version(ParseInt(args, "table-version"));
+  if (args.Has("measure")) {
+    request.set_measure(ParseChoice<apq::v1::MeasureMode>(
+        "measure", args.Get("measure"),
+        {{"fp32", apq::v1::MEASURE_MODE_FP32}, {"quantized", apq::v1::MEASURE_MODE_QUANTIZED}}));
+  }
+  if (args.Has("test-images")) {
+    if (!args.Has("measure")) throw UsageError{"--test-images needs --measure"};
+    request.set_measure_test_images(static_cast<int32_t>(ParseInt(args, "test-images")));
+  }
+  if (args.Has("config") == args.Has("configs")) {
+    throw UsageError{"evaluate: give exactly one of --config FILE and --configs FILE"};
+  }
+  // One configuration is sent as written: a reference format may itself be a JSON list
+  // (APQ's), and the server names any problem with its position.
+  if (args.Has("config")) {
+    request.add_configs_json(ReadFileOrStdin(args.Get("config")));
+  } else {
+    const json parsed = json::parse(ReadFileOrStdin(args.Get("configs")), nullptr, false);
+    if (parsed.is_discarded() || !parsed.is_array()) {
+      throw UsageError{"--configs: the file must hold a JSON list of configurations"};
+    }
+    for (const json& config : parsed) request.add_configs_json(config.dump());
+  }
+  apq::v1::EvaluateResponse response;
+  const grpc::Status status =
+      CallUnary(connection.search(), &SearchService::Stub::Evaluate, request, &response,
+                args.Has("measure") ? kMeasureDeadline : kDefaultDeadline);
+  if (!status.ok()) return ReportRpcError(status);
+  if (!args.Has("json")) {
+    for (const apq::v1::Metrics& metrics : response.metrics()) {
+      std::cout << DescribeMetrics(metrics) << "\n";
+    }
+    return kExitOk;
+  }
+  json results = json::array();
+  for (const apq::v1::Metrics& metrics : response.metrics()) {
+    results.push_back(MetricsJson(metrics));
+  }
+  json out = results.size() == 1 ? results[0] : json{{"results", results}};
+  if (response.table_version() > 0) out["table_version"] = response.table_version();
+  if (!response.predictor_version().empty()) {
+    out["predictor_version"] = response.predictor_version();
+  }
+  if (!response.supernet_version().empty()) out["supernet_version"] = response.supernet_version();
+  PrintJson(out);
+  return kExitOk;
+}
+
+// Follows a job to its end (a progress line on a terminal), then prints it. Exit 1 unless it
+// succeeded with a result.
+int FollowJob(Connection& connection, const std::string& job_id, bool as_json) {
+  ProgressLine progress_line(as_json);
+  // No deadline: the stream lasts as long as the search.
+  grpc::ClientContext context;
+  apq::v1::WatchJobRequest request;
+  request.set_job_id(job_id);
+  std::unique_ptr<grpc::ClientReader<apq::v1::JobProgress>> reader =
+      connection.search().WatchJob(&context, request);
+  apq::v1::JobProgress progress;
+  while (reader->Read(&progress)) progress_line.Show(DescribeProgress(progress));
+  progress_line.End();
+  grpc::Status status = reader->Finish();
+  if (!status.ok()) return ReportRpcError(status);
+
+  apq::v1::GetJobRequest get;
+  get.set_job_id(job_id);
+  apq::v1::Job job;
+  status = CallUnary(connection.search(), &SearchService::Stub::GetJob, get, &job);
+  if (!status.ok()) return ReportRpcError(status);
+  PrintItem(job, as_json, JobJson, PrintJobText);
+  return job.state() == apq::v1::JOB_STATE_SUCCEEDED && job.has_best() ? kExitOk : kExitFailed;
+}
+
+int Search(Connection& connection, const std::vector<std::string>& argv) {
+  const Args args =
+      Args::Parse(argv,
+                  {"space", "device", "max-latency-ms", "max-energy-mj", "max-size-mb",
+                   "max-bitops", "population", "generations", "parent-ratio", "mutation-ratio",
+                   "mutate-prob", "resolution-mutate-prob", "seed", "label", "table-version",
+                   "objective", "pareto-cost", "uniform-bits"},
+                  {"wait", "json"}, 0);
+  apq::v1::SubmitSearchRequest request;
+  request.set_space(Require(args, "space"));
+  request.set_device(Require(args, "device"));
+  apq::v1::Budgets* budgets = request.mutable_budgets();
+  if (args.Has("max-latency-ms")) budgets->set_max_latency_ms(ParseDouble(args, "max-latency-ms"));
+  if (args.Has("max-energy-mj")) budgets->set_max_energy_mj(ParseDouble(args, "max-energy-mj"));
+  if (args.Has("max-size-mb")) budgets->set_max_size_mb(ParseDouble(args, "max-size-mb"));
+  if (args.Has("max-bitops")) budgets->set_max_bitops(ParseDouble(args, "max-bitops"));
+  apq::v1::EvolutionParams* evolution = request.mutable_evolution();
+  if (args.Has("population")) evolution->set_population_size(ParseInt32(args, "population"));
+  if (args.Has("generations")) evolution->set_generations(ParseInt32(args, "generations"));
+  if (args.Has("parent-ratio")) evolution->set_parent_ratio(ParseDouble(args, "parent-ratio"));
+  if (args.Has("mutation-ratio")) {
+    evolution->set_mutation_ratio(ParseDouble(args, "mutation-ratio"));
+  }
+  if (args.Has("mutate-prob")) evolution->set_mutate_probability(ParseDouble(args, "mutate-prob"));
+  if (args.Has("resolution-mutate-prob")) {
+    evolution->set_resolution_mutate_probability(ParseDouble(args, "resolution-mutate-prob"));
+  }
+  if (args.Has("seed")) request.set_seed(ParseSeed(args));
+  if (args.Has("table-version")) request.set_table_version(ParseInt(args, "table-version"));
+  request.set_label(args.Get("label"));
+  if (args.Has("objective")) {
+    request.set_objective(ParseChoice<apq::v1::Objective>(
+        "objective", args.Get("objective"),
+        {{"accuracy", apq::v1::OBJECTIVE_MAX_ACCURACY}, {"pareto", apq::v1::OBJECTIVE_PARETO}}));
+  }
+  if (args.Has("pareto-cost")) {
+    request.set_pareto_cost(
+        ParseChoice<apq::v1::CostMetric>("pareto-cost", args.Get("pareto-cost"),
+                                         {{"latency", apq::v1::COST_METRIC_LATENCY},
+                                          {"energy", apq::v1::COST_METRIC_ENERGY},
+                                          {"size", apq::v1::COST_METRIC_SIZE},
+                                          {"bitops", apq::v1::COST_METRIC_BITOPS}}));
+  }
+  if (args.Has("uniform-bits")) {
+    request.set_uniform_bits(static_cast<int32_t>(ParseInt(args, "uniform-bits")));
+  }
+
+  apq::v1::Job job;
+  const grpc::Status status =
+      CallUnary(connection.search(), &SearchService::Stub::SubmitSearch, request, &job);
+  if (!status.ok()) return ReportRpcError(status);
+  if (args.Has("wait")) return FollowJob(connection, job.id(), args.Has("json"));
+  PrintItem(job, args.Has("json"), JobJson, PrintJobId<apq::v1::Job>);
+  return kExitOk;
+}
+
+int Watch(Connection& connection, const std::vector<std::string>& argv) {
+  const Args args = Args::Parse(argv, {}, {"json"}, 1);
+  return FollowJob(connection, RequirePositional(args, "a job id"), args.Has("json"));
+}
+
+int Jobs(Connection& connection, const std::vector<std::string>& argv) {
+  const Args args = Args::Parse(argv, {"state", "limit"}, {"json"}, 0);
+  apq::v1::ListJobsRequest request;
+  if (args.Has("state")) {
+    apq::v1::JobState state;
+    std::string name = "JOB_STATE_" + args.Get("state");
+    for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (!apq::v1::JobState_Parse(name, &state)) {
+      throw UsageError{absl::StrCat("--state: unknown state '", args.Get("state"), "'")};
+    }
+    request.set_state(state);
+  }
+  if (args.Has("limit")) request.set_page_size(ParseInt32(args, "limit"));
+  apq::v1::ListJobsResponse response;
+  const grpc::Status status =
+      CallUnary(connection.search(), &SearchService::Stub::ListJobs, request, &response);
+  if (!status.ok()) return ReportRpcError(status);
+  PrintListing(response.jobs(), args.Has("json"), JobJson, [](const apq::v1::Job& job) {
+    std::cout << job.id() << "  " << StateName(job.state()) << "  " << job.request().space() << "@"
+              << job.request().device() << "  gen " << job.generations_done() << "/"
+              << job.request().evolution().generations();
+    if (job.has_best()) std::cout << "  " << DescribeMetrics(job.best().metrics());
+    std::cout << "\n";
+  });
+  return kExitOk;
+}
+
+int Candidates(Connection& connection, const std::vector<std::string>& argv) {
+  const Args args = Args::Parse(argv, {"sort", "limit", "page-token"},
+                                {"feasible", "infeasible", "front", "json"}, 1);
+  apq::v1::ListCandidatesRequest request;
+  request.set_job_id(RequirePositional(args, "a job id"));
+  if (args.Has("sort")) {
+    // "id", the order of evaluation, is the server's default and not in the usage text.
+    const std::optional<apq::v1::SortMetric> sort = FindChoice<apq::v1::SortMetric>(
+        args.Get("sort"), {{"id", apq::v1::SORT_METRIC_UNSPECIFIED},
+                           {"accuracy", apq::v1::SORT_METRIC_ACCURACY},
+                           {"latency", apq::v1::SORT_METRIC_LATENCY},
+                           {"energy", apq::v1::SORT_METRIC_ENERGY},
+                           {"size", apq::v1::SORT_METRIC_SIZE},
+                           {"bitops", apq::v1::SORT_METRIC_BITOPS}});
+    if (!sort) throw UsageError{absl::StrCat("--sort: unknown metric '", args.Get("sort"), "'")};
+    request.set_sort_by(*sort);
+  }
+  if (args.Has("feasible") && args.Has("infeasible")) {
+    throw UsageError{"--feasible and --infeasible exclude each other"};
+  }
+  if (args.Has("feasible")) request.set_feasibility(apq::v1::FEASIBILITY_FEASIBLE);
+  if (args.Has("infeasible")) request.set_feasibility(apq::v1::FEASIBILITY_INFEASIBLE);
+  if (args.Has("limit")) request.set_page_size(ParseInt32(args, "limit"));
+  request.set_page_token(args.Get("page-token"));
+  request.set_pareto_front_only(args.Has("front"));
+  apq::v1::ListCandidatesResponse response;
+  const grpc::Status status =
+      CallUnary(connection.search(), &SearchService::Stub::ListCandidates, request, &response);
+  if (!status.ok()) return ReportRpcError(status);
+  if (args.Has("json")) {
+    json candidates = json::array();
+    for (const apq::v1::Candidate& candidate : response.candidates()) {
+      candidates.push_back(CandidateJson(candidate));
+    }
+    PrintJson({{"total", response.total()},
+               {"next_page_token", response.next_page_token()},
+               {"candidates", candidates}});
+    return kExitOk;
+  }
+  for (const apq::v1::Candidate& candidate : response.candidates()) {
+    std::cout << candidate.id() << "  gen " << candidate.generation() << "  "
+              << (candidate.feasible() ? "feasible  " : "infeasible  ")
+              << DescribeMetrics(candidate.metrics()) << "  " << candidate.config_json() << "\n";
+  }
+  std::cout << response.total() << " candidates in all\n";
+  return kExitOk;
+}
+
+// Writes `content` to the file at `path`; false, after saying so on stderr, when it cannot.
+bool WriteOutputFile(const std::string& path, const std::string& content) {
+  std::ofstream file(path, std::ios::binary | std::ios::trunc);
+  file << content;
+  if (!file) {
+    std::fprintf(stderr, "apq: cannot write %s\n", path.c_str());
+    return false;
+  }
+  return true;
+}
+
+int Config(Connection& connection, const std::vector<std::string>& argv) {
+  const Args args = Args::Parse(argv, {"output", "torchscript"}, {"json"}, 1);
+  apq::v1::GetDeployableConfigRequest request;
+  request.set_job_id(RequirePositional(args, "a job id"));
+  request.set_include_torchscript(args.Has("torchscript"));
+  apq::v1::DeployableConfig config;
+  // Extraction and the exported module's evaluation take seconds.
+  const grpc::Status status =
+      CallUnary(connection.search(), &SearchService::Stub::GetDeployableConfig, request, &config,
+                args.Has("torchscript") ? kMeasureDeadline : kDefaultDeadline);
+  if (!status.ok()) return ReportRpcError(status);
+  json out = {{"job_id", config.job_id()},
+              {"space", config.space()},
+              {"device", config.device()},
+              {"config", ParseConfig(config.config_json())},
+              {"metrics", MetricsJson(config.metrics())},
+              {"table_version", config.table_version()},
+              {"predictor_version", config.predictor_version()},
+              {"seed", config.seed()}};
+  json front = json::array();
+  for (const apq::v1::Candidate& candidate : config.pareto_front()) {
+    json point = MetricsJson(candidate.metrics());
+    point["config"] = ParseConfig(candidate.config_json());
+    front.push_back(point);
+  }
+  out["pareto_front"] = front;
+  if (args.Has("torchscript")) {
+    if (!WriteOutputFile(args.Get("torchscript"), config.torchscript())) return kExitFailed;
+    out["torchscript"] = args.Get("torchscript");
+    out["torchscript_accuracy"] = config.torchscript_accuracy();
+    out["supernet_version"] = config.supernet_version();
+  }
+  if (args.Has("output") &&
+      !WriteOutputFile(args.Get("output"), ParseConfig(config.config_json()).dump(2) + "\n")) {
+    return kExitFailed;
+  }
+  if (args.Has("json")) {
+    PrintJson(out);
+    return kExitOk;
+  }
+  std::cout << config.config_json() << "\n" << DescribeMetrics(config.metrics()) << "\n";
+  if (args.Has("torchscript")) {
+    std::cout << absl::StrFormat("TorchScript %s (%zu bytes, from %s): test accuracy %.4f\n",
+                                 args.Get("torchscript"), config.torchscript().size(),
+                                 config.supernet_version(), config.torchscript_accuracy());
+  }
+  return kExitOk;
+}
+
+int Cancel(Connection& connection, const std::vector<std::string>& argv) {
+  const Args args = Args::Parse(argv, {}, {}, 1);
+  apq::v1::CancelJobRequest request;
+  request.set_job_id(RequirePositional(args, "a job id"));
+  apq::v1::Job job;
+  const grpc::Status status =
+      CallUnary(connection.search(), &SearchService::Stub::CancelJob, request, &job);
+  if (!status.ok()) return ReportRpcError(status);
+  PrintCancellationRequested(job.id(), job.state());
+  return kExitOk;
+}
+
+constexpr Command kSearchCommands[] = {
+    {"evaluate",
+     R"(  evaluate --space S [--device D] [--table-version N] (--config FILE | --configs FILE)
+      [--measure fp32|quantized [--test-images N]] [--json]
+      Score configurations in the space's reference format: --config holds one, --configs a
+      JSON list of them (- reads stdin). Without --device, accuracy and (for quantized
+      spaces) model size and BitOps only. --measure also measures each one's accuracy on the
+      space's trained supernet (at most 20; seconds each), on the first N test images.
+)",
+     Evaluate},
+    {"search",
+     R"(  search --space S --device D [budgets] [engine] [--seed N] [--label L] [--wait] [--json]
+      Submit a search. Budgets: --max-latency-ms X --max-energy-mj X --max-size-mb X
+      --max-bitops X. Engine: --population N --generations N --parent-ratio X
+      --mutation-ratio X --mutate-prob X --resolution-mutate-prob X. Objective:
+      --objective accuracy|pareto, --pareto-cost latency|energy|size|bitops (the cost of the
+      job's Pareto front). --uniform-bits B fixes every bitwidth at B (the uniform-precision
+      baseline of a mixed-precision space). --wait follows it to the end (progress bar on a terminal);
+      --json prints one JSON object.
+)",
+     Search},
+    {"watch", R"(  watch JOB [--json]
+      Follow a job until it ends.
+)",
+     Watch},
+    {"jobs", R"(  jobs [--state queued|running|succeeded|failed|cancelled] [--limit N] [--json]
+)",
+     Jobs},
+    {"candidates",
+     R"(  candidates JOB [--sort accuracy|latency|energy|size|bitops] [--feasible|--infeasible]
+      [--front] [--limit N] [--json]
+      --front: only the job's Pareto front of accuracy against its Pareto cost.
+)",
+     Candidates},
+    {"config", R"(  config JOB [--output FILE] [--torchscript FILE] [--json]
+      The best configuration of a finished job, in the reference arch format. --torchscript
+      also writes the subnet extracted from the space's supernet (quantized at its bit
+      policy) as a TorchScript file and prints its measured test accuracy.
+)",
+     Config},
+    {"cancel", R"(  cancel JOB
+)",
+     Cancel},
+};
+
+}  // namespace
+
+absl::Span<const Command> SearchCommands() { return kSearchCommands; }
+
+}  // namespace apq::client

@@ -1,0 +1,113 @@
+#include "clients/search_output.h"
+
+#include <iostream>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "clients/output.h"
+
+namespace apq::client {
+
+using nlohmann::json;
+
+json MetricsJson(const apq::v1::Metrics& metrics) {
+  json out = json::object();
+  if (metrics.has_accuracy()) out["accuracy"] = metrics.accuracy();
+  if (metrics.has_latency_ms()) out["latency_ms"] = metrics.latency_ms();
+  if (metrics.has_energy_mj()) out["energy_mj"] = metrics.energy_mj();
+  if (metrics.has_size_mb()) out["size_mb"] = metrics.size_mb();
+  if (metrics.has_bitops()) out["bitops"] = metrics.bitops();
+  if (metrics.modelled_size() > 0) out["modelled"] = StringList(metrics.modelled());
+  if (metrics.has_measured_accuracy()) {
+    out["measured_accuracy"] = metrics.measured_accuracy();
+    out["measured_method"] = metrics.measured_method();
+    out["measured_seconds"] = metrics.measured_seconds();
+  }
+  return out;
+}
+
+std::string DescribeMetrics(const apq::v1::Metrics& metrics) {
+  std::vector<std::string> parts;
+  if (metrics.has_accuracy()) parts.push_back(absl::StrFormat("accuracy %.4f", metrics.accuracy()));
+  if (metrics.has_latency_ms()) {
+    parts.push_back(absl::StrFormat("latency %.3f ms", metrics.latency_ms()));
+  }
+  if (metrics.has_energy_mj()) {
+    parts.push_back(absl::StrFormat("energy %.3f mJ", metrics.energy_mj()));
+  }
+  if (metrics.has_size_mb()) parts.push_back(absl::StrFormat("size %.3f MB", metrics.size_mb()));
+  if (metrics.has_bitops()) parts.push_back(absl::StrFormat("BitOps %.4g", metrics.bitops()));
+  if (metrics.modelled_size() > 0) {
+    parts.push_back(absl::StrCat("(modelled: ", absl::StrJoin(metrics.modelled(), ", "), ")"));
+  }
+  if (metrics.has_measured_accuracy()) {
+    parts.push_back(absl::StrFormat("measured accuracy %.4f (%s, %.1f s)",
+                                    metrics.measured_accuracy(), metrics.measured_method(),
+                                    metrics.measured_seconds()));
+  }
+  return absl::StrJoin(parts, ", ");
+}
+
+json ParseConfig(const std::string& config_json) {
+  json parsed = json::parse(config_json, nullptr, false);
+  return parsed.is_discarded() ? json(config_json) : parsed;
+}
+
+json JobJson(const apq::v1::Job& job) {
+  json out = {{"job_id", job.id()},
+              {"state", StateName(job.state())},
+              {"space", job.request().space()},
+              {"device", job.request().device()},
+              {"generations_done", job.generations_done()},
+              {"total_generations", job.request().evolution().generations()},
+              {"candidates_evaluated", job.candidates_evaluated()},
+              {"elapsed_s", job.elapsed_s()},
+              {"table_version", job.table_version()},
+              {"predictor_version", job.predictor_version()},
+              {"seed", job.request().seed()},
+              {"pareto_front_size", job.pareto_front_size()}};
+  if (job.request().uniform_bits() != 0) out["uniform_bits"] = job.request().uniform_bits();
+  if (job.has_best()) {
+    out["best_config"] = ParseConfig(job.best().config_json());
+    out.update(MetricsJson(job.best().metrics()));
+  }
+  if (!job.error().empty()) out["error"] = job.error();
+  return out;
+}
+
+void PrintJobText(const apq::v1::Job& job) {
+  std::cout << "job " << job.id() << ": " << StateName(job.state()) << " after "
+            << job.generations_done() << "/" << job.request().evolution().generations()
+            << " generations, " << job.candidates_evaluated() << " candidates, "
+            << absl::StrFormat("%.2f s", job.elapsed_s()) << "\n";
+  if (!job.error().empty()) std::cout << "error: " << job.error() << "\n";
+  if (job.has_best()) {
+    std::cout << "best: " << DescribeMetrics(job.best().metrics()) << "\n"
+              << "config: " << job.best().config_json() << "\n";
+  }
+}
+
+json CandidateJson(const apq::v1::Candidate& candidate) {
+  json out = {{"id", candidate.id()},
+              {"generation", candidate.generation()},
+              {"feasible", candidate.feasible()},
+              {"on_pareto_front", candidate.on_pareto_front()},
+              {"config", ParseConfig(candidate.config_json())}};
+  out.update(MetricsJson(candidate.metrics()));
+  return out;
+}
+
+std::string DescribeProgress(const apq::v1::JobProgress& progress) {
+  constexpr int kBarWidth = 30;
+  const std::string best =
+      progress.has_best() ? DescribeMetrics(progress.best().metrics()) : std::string("-");
+  return absl::StrFormat(
+      "[%s] gen %d/%d  %d candidates  %.1fs  best: %s",
+      ProgressBar(progress.generation(), progress.total_generations(), kBarWidth),
+      progress.generation(), progress.total_generations(), progress.candidates_evaluated(),
+      progress.elapsed_s(), best);
+}
+
+}  // namespace apq::client
