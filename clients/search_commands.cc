@@ -9,8 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "clients/connection.h"
 #include "clients/output.h"
 #include "clients/search_output.h"
@@ -103,14 +105,102 @@ int FollowJob(Connection& connection, const std::string& job_id, bool as_json) {
   return job.state() == apq::v1::JOB_STATE_SUCCEEDED && job.has_best() ? kExitOk : kExitFailed;
 }
 
+// "name=value,name=value": integers, numbers, true/false, else a choice name; the server
+// checks each against the engine's options (apq engines lists them).
+void ParseEngineOptions(const std::string& text,
+                        google::protobuf::Map<std::string, apq::v1::EngineOptionValue>* options) {
+  for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    const size_t equals = item.find('=');
+    if (equals == absl::string_view::npos || equals == 0) {
+      throw UsageError{absl::StrCat("--options: '", item, "' is not NAME=VALUE")};
+    }
+    const std::string name(item.substr(0, equals));
+    const std::string value(item.substr(equals + 1));
+    apq::v1::EngineOptionValue& option = (*options)[name];
+    int64_t integer = 0;
+    double number = 0;
+    if (value == "true" || value == "false") {
+      option.set_bool_value(value == "true");
+    } else if (absl::SimpleAtoi(value, &integer)) {
+      option.set_int_value(integer);
+    } else if (absl::SimpleAtod(value, &number)) {
+      option.set_double_value(number);
+    } else {
+      option.set_choice_value(value);
+    }
+  }
+}
+
+std::string OptionValueText(const apq::v1::EngineOptionValue& value) {
+  switch (value.value_case()) {
+    case apq::v1::EngineOptionValue::kIntValue:
+      return absl::StrCat(value.int_value());
+    case apq::v1::EngineOptionValue::kDoubleValue:
+      return absl::StrCat(value.double_value());
+    case apq::v1::EngineOptionValue::kBoolValue:
+      return value.bool_value() ? "true" : "false";
+    case apq::v1::EngineOptionValue::kChoiceValue:
+      return value.choice_value();
+    case apq::v1::EngineOptionValue::VALUE_NOT_SET:
+      break;
+  }
+  return "";
+}
+
+int Engines(Connection& connection, const std::vector<std::string>& argv) {
+  const Args args = Args::Parse(argv, {}, {"json"}, 0);
+  apq::v1::ListEnginesResponse response;
+  const grpc::Status status = CallUnary(connection.search(), &SearchService::Stub::ListEngines,
+                                        apq::v1::ListEnginesRequest(), &response);
+  if (!status.ok()) return ReportRpcError(status);
+  if (args.Has("json")) {
+    json engines = json::array();
+    for (const apq::v1::Engine& engine : response.engines()) {
+      json options = json::array();
+      for (const apq::v1::EngineOption& option : engine.options()) {
+        json entry = {{"name", option.name()},
+                      {"type", apq::v1::EngineOption::Type_Name(option.type())},
+                      {"default", OptionValueText(option.default_value())},
+                      {"description", option.description()}};
+        if (!option.default_from().empty()) entry["default_from"] = option.default_from();
+        if (option.has_min()) entry["min"] = option.min();
+        if (option.has_max()) entry["max"] = option.max();
+        if (option.min_exclusive()) entry["min_exclusive"] = true;
+        if (option.choices_size() > 0) entry["choices"] = StringList(option.choices());
+        options.push_back(entry);
+      }
+      engines.push_back(
+          {{"name", engine.name()}, {"description", engine.description()}, {"options", options}});
+    }
+    PrintJson(engines);
+    return kExitOk;
+  }
+  for (const apq::v1::Engine& engine : response.engines()) {
+    std::cout << engine.name() << ": " << engine.description() << "\n";
+    for (const apq::v1::EngineOption& option : engine.options()) {
+      std::string range;
+      if (option.has_min() || option.has_max()) {
+        range = absl::StrCat(" in ", option.min_exclusive() ? "(" : "[",
+                             option.has_min() ? absl::StrCat(option.min()) : "-inf", ", ",
+                             option.has_max() ? absl::StrCat(option.max()) : "inf", "]");
+      }
+      std::cout << "  " << option.name() << " = "
+                << (option.default_from().empty() ? OptionValueText(option.default_value())
+                                                  : absl::StrCat("(", option.default_from(), ")"))
+                << range << ": " << option.description() << "\n";
+    }
+  }
+  return kExitOk;
+}
+
 int Search(Connection& connection, const std::vector<std::string>& argv) {
-  const Args args =
-      Args::Parse(argv,
-                  {"space", "device", "max-latency-ms", "max-energy-mj", "max-size-mb",
-                   "max-bitops", "population", "generations", "parent-ratio", "mutation-ratio",
-                   "mutate-prob", "resolution-mutate-prob", "seed", "label", "table-version",
-                   "objective", "pareto-cost", "uniform-bits"},
-                  {"wait", "json"}, 0);
+  const Args args = Args::Parse(
+      argv, {"space",        "device",         "max-latency-ms", "max-energy-mj",
+             "max-size-mb",  "max-bitops",     "population",     "generations",
+             "parent-ratio", "mutation-ratio", "mutate-prob",    "resolution-mutate-prob",
+             "seed",         "label",          "table-version",  "objective",
+             "pareto-cost",  "uniform-bits",   "engine",         "options"},
+      {"wait", "json"}, 0);
   apq::v1::SubmitSearchRequest request;
   request.set_space(Require(args, "space"));
   request.set_device(Require(args, "device"));
@@ -119,16 +209,36 @@ int Search(Connection& connection, const std::vector<std::string>& argv) {
   if (args.Has("max-energy-mj")) budgets->set_max_energy_mj(ParseDouble(args, "max-energy-mj"));
   if (args.Has("max-size-mb")) budgets->set_max_size_mb(ParseDouble(args, "max-size-mb"));
   if (args.Has("max-bitops")) budgets->set_max_bitops(ParseDouble(args, "max-bitops"));
-  apq::v1::EvolutionParams* evolution = request.mutable_evolution();
-  if (args.Has("population")) evolution->set_population_size(ParseInt32(args, "population"));
-  if (args.Has("generations")) evolution->set_generations(ParseInt32(args, "generations"));
-  if (args.Has("parent-ratio")) evolution->set_parent_ratio(ParseDouble(args, "parent-ratio"));
-  if (args.Has("mutation-ratio")) {
-    evolution->set_mutation_ratio(ParseDouble(args, "mutation-ratio"));
+  if (args.Has("engine")) {
+    for (const char* flag : {"population", "generations", "parent-ratio", "mutation-ratio",
+                             "mutate-prob", "resolution-mutate-prob"}) {
+      if (args.Has(flag)) {
+        throw UsageError{absl::StrCat("--", flag,
+                                      " sets the evolution engine's option; with --engine give "
+                                      "options as --options NAME=VALUE,...")};
+      }
+    }
+    apq::v1::EngineRequest* engine = request.mutable_engine_request();
+    engine->set_name(args.Get("engine"));
+    ParseEngineOptions(args.Get("options"), engine->mutable_options());
+  } else if (args.Has("options")) {
+    throw UsageError{
+        "--options needs --engine (the evolution engine's flags are --population ...)"};
   }
-  if (args.Has("mutate-prob")) evolution->set_mutate_probability(ParseDouble(args, "mutate-prob"));
-  if (args.Has("resolution-mutate-prob")) {
-    evolution->set_resolution_mutate_probability(ParseDouble(args, "resolution-mutate-prob"));
+  if (!args.Has("engine")) {
+    apq::v1::EvolutionParams* evolution = request.mutable_evolution();
+    if (args.Has("population")) evolution->set_population_size(ParseInt32(args, "population"));
+    if (args.Has("generations")) evolution->set_generations(ParseInt32(args, "generations"));
+    if (args.Has("parent-ratio")) evolution->set_parent_ratio(ParseDouble(args, "parent-ratio"));
+    if (args.Has("mutation-ratio")) {
+      evolution->set_mutation_ratio(ParseDouble(args, "mutation-ratio"));
+    }
+    if (args.Has("mutate-prob")) {
+      evolution->set_mutate_probability(ParseDouble(args, "mutate-prob"));
+    }
+    if (args.Has("resolution-mutate-prob")) {
+      evolution->set_resolution_mutate_probability(ParseDouble(args, "resolution-mutate-prob"));
+    }
   }
   if (args.Has("seed")) request.set_seed(ParseSeed(args));
   if (args.Has("table-version")) request.set_table_version(ParseInt(args, "table-version"));
@@ -324,14 +434,19 @@ constexpr Command kSearchCommands[] = {
     {"search",
      R"(  search --space S --device D [budgets] [engine] [--seed N] [--label L] [--wait] [--json]
       Submit a search. Budgets: --max-latency-ms X --max-energy-mj X --max-size-mb X
-      --max-bitops X. Engine: --population N --generations N --parent-ratio X
-      --mutation-ratio X --mutate-prob X --resolution-mutate-prob X. Objective:
+      --max-bitops X. Engine: evolution by default, with --population N --generations N
+      --parent-ratio X --mutation-ratio X --mutate-prob X --resolution-mutate-prob X; or
+      --engine NAME [--options NAME=VALUE,...] (see apq engines). Objective:
       --objective accuracy|pareto, --pareto-cost latency|energy|size|bitops (the cost of the
       job's Pareto front). --uniform-bits B fixes every bitwidth at B (the uniform-precision
       baseline of a mixed-precision space). --wait follows it to the end (progress bar on a terminal);
       --json prints one JSON object.
 )",
      Search},
+    {"engines", R"(  engines [--json]
+      The search engines, with their options, defaults and ranges.
+)",
+     Engines},
     {"watch", R"(  watch JOB [--json]
       Follow a job until it ends.
 )",

@@ -61,7 +61,8 @@ json JobJson(const apq::v1::Job& job) {
               {"space", job.request().space()},
               {"device", job.request().device()},
               {"generations_done", job.generations_done()},
-              {"total_generations", job.request().evolution().generations()},
+              {"total_generations", job.total_generations()},
+              {"engine", job.engine()},
               {"candidates_evaluated", job.candidates_evaluated()},
               {"elapsed_s", job.elapsed_s()},
               {"table_version", job.table_version()},
@@ -79,8 +80,8 @@ json JobJson(const apq::v1::Job& job) {
 
 void PrintJobText(const apq::v1::Job& job) {
   std::cout << "job " << job.id() << ": " << StateName(job.state()) << " after "
-            << job.generations_done() << "/" << job.request().evolution().generations()
-            << " generations, " << job.candidates_evaluated() << " candidates, "
+            << job.generations_done() << "/" << job.total_generations() << " generations, "
+            << job.candidates_evaluated() << " candidates, "
             << absl::StrFormat("%.2f s", job.elapsed_s()) << "\n";
   if (!job.error().empty()) std::cout << "error: " << job.error() << "\n";
   if (job.has_best()) {

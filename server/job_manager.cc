@@ -60,11 +60,14 @@ apq::v1::Candidate CandidateToProto(const CandidateRecord& candidate) {
   return proto;
 }
 
-apq::v1::Job JobToProto(const JobRecord& job) {
+apq::v1::Job JobToProto(const JobRecord& job, const search::EngineRegistry& engines) {
   apq::v1::Job proto;
   proto.set_id(job.id);
   proto.set_state(static_cast<apq::v1::JobState>(job.state));
-  proto.mutable_request()->ParseFromString(job.request);
+  if (proto.mutable_request()->ParseFromString(job.request)) {
+    proto.set_engine(EngineName(proto.request()));
+    proto.set_total_generations(TotalSteps(engines, proto.request()));
+  }
   proto.set_generations_done(std::max(0, job.generations_done));
   proto.set_candidates_evaluated(job.candidates_evaluated);
   if (job.best) *proto.mutable_best() = CandidateToProto(*job.best);
@@ -96,8 +99,7 @@ apq::v1::JobProgress JobManager::ProgressFromRecord(const JobRecord& job) const 
 }
 
 absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(
-    const Options& options, Catalog& catalog, Store& store,
-    const search::EngineRegistry& engines) {
+    const Options& options, Catalog& catalog, Store& store, const search::EngineRegistry& engines) {
   std::unique_ptr<JobManager> manager(new JobManager(catalog, store, engines));
   // Oldest first, so recovered jobs keep their order in the queue.
   std::vector<JobRecord> unfinished;
@@ -108,10 +110,9 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(
       if (page.size() < 1000) break;
     }
   }
-  std::stable_sort(unfinished.begin(), unfinished.end(),
-                   [](const JobRecord& a, const JobRecord& b) {
-                     return a.created_unix_s < b.created_unix_s;
-                   });
+  std::stable_sort(
+      unfinished.begin(), unfinished.end(),
+      [](const JobRecord& a, const JobRecord& b) { return a.created_unix_s < b.created_unix_s; });
   std::vector<std::string> recovered;
   {
     absl::MutexLock lock(&manager->mutex_);
@@ -126,14 +127,13 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(
   runner_options.queue_name = "job";
   runner_options.workers = options.workers;
   runner_options.queue_capacity = options.queue_capacity;
-  ASSIGN_OR_RETURN(manager->runner_,
-                   JobRunner::Start(
-                       runner_options,
-                       [raw = manager.get()](const std::string& job_id,
-                                             const JobRunner::Control& control) {
-                         raw->RunJob(job_id, control);
-                       },
-                       std::move(recovered)));
+  ASSIGN_OR_RETURN(manager->runner_, JobRunner::Start(
+                                         runner_options,
+                                         [raw = manager.get()](const std::string& job_id,
+                                                               const JobRunner::Control& control) {
+                                           raw->RunJob(job_id, control);
+                                         },
+                                         std::move(recovered)));
   return manager;
 }
 
@@ -164,7 +164,7 @@ absl::StatusOr<apq::v1::Job> JobManager::Submit(const apq::v1::SubmitSearchReque
     live_[job.id] = std::move(live);
   }
   runner_->Enqueue(std::move(slot), job.id);
-  return JobToProto(job);
+  return JobToProto(job, engines_);
 }
 
 absl::StatusOr<apq::v1::Job> JobManager::Cancel(const std::string& job_id) {
@@ -178,7 +178,7 @@ absl::StatusOr<apq::v1::Job> JobManager::Cancel(const std::string& job_id) {
   const JobRunner::CancelOutcome outcome = runner_->Cancel(job_id);
   if (outcome == JobRunner::CancelOutcome::kSignalled) {
     // A running job stops after its current step; its worker records the cancellation.
-    return JobToProto(job);
+    return JobToProto(job, engines_);
   }
   // Queued, or held by no worker (a store write that failed earlier left it unfinished): it
   // ends here.
@@ -193,7 +193,7 @@ absl::StatusOr<apq::v1::Job> JobManager::Cancel(const std::string& job_id) {
   }
   ASSIGN_OR_RETURN(job, store_.GetJob(job_id));
   Publish(job_id, ProgressFromRecord(job));
-  return JobToProto(job);
+  return JobToProto(job, engines_);
 }
 
 absl::StatusOr<int64_t> JobManager::Watch(const std::string& job_id, Listener listener) {

@@ -25,8 +25,9 @@
 
 namespace apq::server {
 
-// Converts a stored job to its API form (the request is parsed from its stored bytes).
-apq::v1::Job JobToProto(const JobRecord& job);
+// Converts a stored job to its API form (the request is parsed from its stored bytes; its
+// engine says the job's step count).
+apq::v1::Job JobToProto(const JobRecord& job, const search::EngineRegistry& engines);
 apq::v1::Candidate CandidateToProto(const CandidateRecord& candidate);
 
 class JobManager {
@@ -71,8 +72,8 @@ class JobManager {
       : catalog_(catalog), store_(store), engines_(engines) {}
   void RunJob(const std::string& job_id, const JobRunner::Control& control);
   // Ends a job in the store (retrying a failed write) and tells its watchers.
-  void EndJob(const std::string& job_id, JobState state, const std::string& error,
-              double elapsed_s, const std::vector<int64_t>& pareto_front_ids);
+  void EndJob(const std::string& job_id, JobState state, const std::string& error, double elapsed_s,
+              const std::vector<int64_t>& pareto_front_ids);
   void Publish(const std::string& job_id, const apq::v1::JobProgress& progress);
   apq::v1::JobProgress ProgressFromRecord(const JobRecord& job) const;
   // The ids of the job's Pareto front over every stored feasible candidate.

@@ -140,9 +140,8 @@ absl::StatusOr<TrainedMember> TrainMlpMember(const oface::SearchSpace& space,
   predictor::MlpTrainingReport report;
   ASSIGN_OR_RETURN(predictor::MlpWeights weights,
                    transfer && has_bits
-                       ? predictor::TrainMlpByTransfer(fp32, train, mlp,
-                                                       EpochReporter(options, "fp32"), nullptr,
-                                                       &report)
+                       ? predictor::TrainMlpByTransfer(
+                             fp32, train, mlp, EpochReporter(options, "fp32"), nullptr, &report)
                        : predictor::TrainMlp(train, mlp, &report));
   predictor::MlpPredictor::Options predictor_options;
   predictor_options.num_threads = options.threads;

@@ -197,6 +197,12 @@ void WriteResolvedEngine(const ResolvedSearch& resolved, apq::v1::SubmitSearchRe
       static_cast<int32_t>(search::IntOption(options, "max_resample_attempts")));
 }
 
+std::string EngineName(const apq::v1::SubmitSearchRequest& request) {
+  return request.engine_case() == apq::v1::SubmitSearchRequest::kEngineRequest
+             ? request.engine_request().name()
+             : search::kEvolutionEngineName;
+}
+
 int TotalSteps(const search::EngineRegistry& engines, const apq::v1::SubmitSearchRequest& request) {
   absl::StatusOr<EngineChoice> choice = EngineChoiceOf(request);
   if (!choice.ok()) return 0;

@@ -47,6 +47,9 @@ absl::StatusOr<ResolvedSearch> ResolveSearch(Catalog& catalog,
 // was given; evolution when none was), so the stored request says exactly what ran.
 void WriteResolvedEngine(const ResolvedSearch& resolved, apq::v1::SubmitSearchRequest* request);
 
+// The name of the engine a request picks ("evolution" when it picks none).
+std::string EngineName(const apq::v1::SubmitSearchRequest& request);
+
 // The engine's step count of a stored request (0 when it does not resolve).
 int TotalSteps(const search::EngineRegistry& engines, const apq::v1::SubmitSearchRequest& request);
 

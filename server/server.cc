@@ -54,9 +54,8 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   JobManager::Options job_options;
   job_options.workers = options.job_workers;
   job_options.queue_capacity = options.queue_capacity;
-  ASSIGN_OR_RETURN(server->jobs_,
-                   JobManager::Create(job_options, *server->catalog_, *server->store_,
-                                      *server->engines_));
+  ASSIGN_OR_RETURN(server->jobs_, JobManager::Create(job_options, *server->catalog_,
+                                                     *server->store_, *server->engines_));
   TrainingManager::Options training_options;
   training_options.threads = options.predictor_threads;
   ASSIGN_OR_RETURN(server->training_,

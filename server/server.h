@@ -11,10 +11,10 @@
 #include "absl/status/statusor.h"
 #include "search/engine_registry.h"
 #include "server/catalog.h"
+#include "server/executor.h"
 #include "server/job_manager.h"
 #include "server/services.h"
 #include "server/store.h"
-#include "server/executor.h"
 #include "server/training_manager.h"
 
 namespace apq::server {
@@ -25,14 +25,14 @@ struct ServerOptions {
   std::string data_dir;  // Embedded defaults; empty = found next to the binary.
   // Fashion-MNIST *-ubyte.gz files, for supernet measurements and exports (read on first use).
   std::string dataset_dir = "/usr/share/datasets/fashion-mnist";
-  int job_workers = 1;               // Searches that run at once.
-  int queue_capacity = 64;           // Queued searches before SubmitSearch is refused.
-  int rpc_threads = 2;  // Threads that serve cheap calls: store reads, submissions, costs.
+  int job_workers = 1;           // Searches that run at once.
+  int queue_capacity = 64;       // Queued searches before SubmitSearch is refused.
+  int rpc_threads = 2;           // Threads that serve cheap calls: store reads, submissions, costs.
   int rpc_queue_capacity = 256;  // Cheap calls waiting beyond which calls are refused.
   // Threads that serve calls running LibTorch (measured evaluations, TorchScript exports),
   // apart from the cheap ones so that a cheap call never waits behind a measurement.
   int torch_threads = 1;
-  int torch_queue_capacity = 16;  // LibTorch calls waiting beyond which calls are refused.
+  int torch_queue_capacity = 16;     // LibTorch calls waiting beyond which calls are refused.
   int predictor_threads = 2;         // LibTorch intra-op threads.
   int max_message_bytes = 64 << 20;  // Largest request (table uploads).
   // The search engines jobs may pick; null means the product's (EngineRegistry::BuiltIn).

@@ -196,8 +196,7 @@ TEST_F(ServerTest, AnEngineAddedBesideTheProductsRunsAJobEndToEnd) {
   apq::v1::ListCandidatesRequest candidates_request;
   candidates_request.set_job_id(job.id());
   apq::v1::ListCandidatesResponse candidates;
-  ASSERT_TRUE(
-      search_->ListCandidates(&candidates_context, candidates_request, &candidates).ok());
+  ASSERT_TRUE(search_->ListCandidates(&candidates_context, candidates_request, &candidates).ok());
   ASSERT_EQ(candidates.candidates_size(), 1);
   EXPECT_EQ(candidates.candidates(0).id(), job.best().id());
   EXPECT_TRUE(candidates.candidates(0).on_pareto_front());

@@ -215,7 +215,7 @@ grpc::ServerUnaryReactor* SearchServiceImpl::GetJob(grpc::CallbackServerContext*
   return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
     RETURN_IF_ERROR(RequireJobId(request->job_id()));
     ASSIGN_OR_RETURN(JobRecord job, store_.GetJob(request->job_id()));
-    *response = JobToProto(job);
+    *response = JobToProto(job, engines_);
     return absl::OkStatus();
   });
 }
@@ -262,7 +262,7 @@ grpc::ServerUnaryReactor* SearchServiceImpl::ListJobs(grpc::CallbackServerContex
     ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, store_.ListJobs(state, offset, page_size + 1));
     const bool more = static_cast<int>(jobs.size()) > page_size;
     if (more) jobs.pop_back();
-    for (const JobRecord& job : jobs) *response->add_jobs() = JobToProto(job);
+    for (const JobRecord& job : jobs) *response->add_jobs() = JobToProto(job, engines_);
     if (more) response->set_next_page_token(absl::StrCat(offset + page_size));
     return absl::OkStatus();
   });
@@ -321,7 +321,7 @@ grpc::ServerUnaryReactor* SearchServiceImpl::GetDeployableConfig(
       return absl::FailedPreconditionError(
           absl::StrCat("job ", job.id, " found no feasible configuration"));
     }
-    apq::v1::Job proto = JobToProto(job);
+    apq::v1::Job proto = JobToProto(job, engines_);
     if (request->include_torchscript()) {
       // Before filling the response: a failure returns nothing else.
       ASSIGN_OR_RETURN(const oface::SearchSpace* space, catalog_.FindSpace(job.space));
@@ -361,8 +361,7 @@ grpc::ServerUnaryReactor* SearchServiceImpl::GetDeployableConfig(
 grpc::ServerUnaryReactor* SearchServiceImpl::Evaluate(grpc::CallbackServerContext* context,
                                                       const apq::v1::EvaluateRequest* request,
                                                       apq::v1::EvaluateResponse* response) {
-  Executor& pool =
-      request->measure() != apq::v1::MEASURE_MODE_UNSPECIFIED ? torch_pool_ : pool_;
+  Executor& pool = request->measure() != apq::v1::MEASURE_MODE_UNSPECIFIED ? torch_pool_ : pool_;
   return RunOnPool(context, pool, [this, context, request, response]() -> absl::Status {
     if (request->configs_json_size() == 0) {
       return absl::InvalidArgumentError("configs_json: at least one configuration is required");
@@ -459,9 +458,9 @@ grpc::ServerUnaryReactor* SearchServiceImpl::Evaluate(grpc::CallbackServerContex
   });
 }
 
-grpc::ServerUnaryReactor* SearchServiceImpl::ListEngines(
-    grpc::CallbackServerContext* context, const apq::v1::ListEnginesRequest* request,
-    apq::v1::ListEnginesResponse* response) {
+grpc::ServerUnaryReactor* SearchServiceImpl::ListEngines(grpc::CallbackServerContext* context,
+                                                         const apq::v1::ListEnginesRequest* request,
+                                                         apq::v1::ListEnginesResponse* response) {
   return RunOnPool(context, pool_, [this, response]() -> absl::Status {
     for (const search::Engine* engine : engines_.engines()) {
       *response->add_engines() = EngineToProto(*engine);

@@ -9,10 +9,10 @@
 #include "proto/apq/v1/apq.grpc.pb.h"
 #include "search/engine_registry.h"
 #include "server/catalog.h"
+#include "server/executor.h"
 #include "server/job_manager.h"
 #include "server/store.h"
 #include "server/supernet_host.h"
-#include "server/executor.h"
 #include "server/training_manager.h"
 
 namespace apq::server {

@@ -228,14 +228,13 @@ absl::StatusOr<std::unique_ptr<TrainingManager>> TrainingManager::Create(const O
   runner_options.queue_name = "training";
   runner_options.workers = 1;
   runner_options.queue_capacity = options.queue_capacity;
-  ASSIGN_OR_RETURN(manager->runner_,
-                   JobRunner::Start(
-                       runner_options,
-                       [raw = manager.get()](const std::string& job_id,
-                                             const JobRunner::Control& control) {
-                         raw->RunJob(job_id, control);
-                       },
-                       std::move(recovered)));
+  ASSIGN_OR_RETURN(manager->runner_, JobRunner::Start(
+                                         runner_options,
+                                         [raw = manager.get()](const std::string& job_id,
+                                                               const JobRunner::Control& control) {
+                                           raw->RunJob(job_id, control);
+                                         },
+                                         std::move(recovered)));
   return manager;
 }
 
@@ -299,9 +298,8 @@ void TrainingManager::Finish(const std::string& job_id, JobState state, const st
                              const PredictorRecord* predictor) {
   // A job must not stay running: a failed write (a busy or full disk) is retried, then the
   // job ends failed without its predictor.
-  const absl::Status finished = WriteWithRetries([&] {
-    return store_.FinishTrainingJob(job_id, state, error, NowUnixSeconds(), predictor);
-  });
+  const absl::Status finished = WriteWithRetries(
+      [&] { return store_.FinishTrainingJob(job_id, state, error, NowUnixSeconds(), predictor); });
   if (!finished.ok() && predictor != nullptr && !absl::IsFailedPrecondition(finished)) {
     Finish(job_id, JobState::kFailed,
            absl::StrCat("storing the trained predictor: ", finished.message()), nullptr);
