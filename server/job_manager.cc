@@ -1,7 +1,9 @@
 #include "server/job_manager.h"
 
 #include <cmath>
+#include <limits>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -9,6 +11,7 @@
 #include "common/status_macros.h"
 #include "oface/uniform_bits_space.h"
 #include "search/evolution.h"
+#include "search/pareto.h"
 
 namespace apq::server {
 namespace {
@@ -42,18 +45,47 @@ absl::StatusOr<search::CostMetric> ParetoCost(apq::v1::CostMetric metric) {
   }
 }
 
-CandidateOrder FrontOrder(search::CostMetric metric) {
+// The candidate's figure of the cost its job's front is drawn against.
+std::optional<double> FrontCost(const CandidateRecord& candidate, search::CostMetric metric) {
   switch (metric) {
     case search::CostMetric::kLatency:
-      return CandidateOrder::kLatencyAsc;
+      return candidate.latency_ms;
     case search::CostMetric::kEnergy:
-      return CandidateOrder::kEnergyAsc;
+      return candidate.energy_mj;
     case search::CostMetric::kSize:
-      return CandidateOrder::kSizeAsc;
+      return candidate.size_mb;
     case search::CostMetric::kBitops:
-      return CandidateOrder::kBitopsAsc;
+      return candidate.bitops;
   }
-  return CandidateOrder::kLatencyAsc;
+  return candidate.latency_ms;
+}
+
+// The ids of the job's Pareto front of accuracy against `metric` over its stored feasible
+// candidates (search::ParetoFront, ties to the first stored); a candidate without the cost
+// is no point of it.
+absl::StatusOr<std::vector<int64_t>> ParetoFrontIds(JobStore& store, const std::string& job_id,
+                                                    search::CostMetric metric) {
+  std::vector<int64_t> ids;
+  std::vector<search::FrontPoint> points;
+  CandidateQuery query;
+  query.job_id = job_id;
+  query.order = CandidateOrder::kId;
+  query.feasible = true;
+  query.limit = kMaxPageSize;
+  while (true) {
+    ASSIGN_OR_RETURN(CandidatePage page, store.ListCandidates(query));
+    for (const CandidateRecord& candidate : page.candidates) {
+      ids.push_back(candidate.id);
+      points.push_back(
+          {FrontCost(candidate, metric).value_or(std::numeric_limits<double>::infinity()),
+           candidate.accuracy.value_or(std::numeric_limits<double>::quiet_NaN())});
+    }
+    query.offset += static_cast<int64_t>(page.candidates.size());
+    if (page.candidates.empty() || query.offset >= page.total) break;
+  }
+  std::vector<int64_t> front;
+  for (const size_t index : search::ParetoFront(points)) front.push_back(ids[index]);
+  return front;
 }
 
 // Fills unset engine parameters with the reference defaults, in place, so the stored request
@@ -221,11 +253,11 @@ apq::v1::Job JobToProto(const JobRecord& job) {
   return proto;
 }
 
-JobManager::JobManager(const Options& options, Catalog& catalog, Store& store)
+JobManager::JobManager(const Options& options, Catalog& catalog, JobStore& store)
     : options_(options), catalog_(catalog), store_(store) {}
 
 absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(const Options& options,
-                                                               Catalog& catalog, Store& store) {
+                                                               Catalog& catalog, JobStore& store) {
   if (options.workers < 1 || options.workers > 64) {
     return absl::InvalidArgumentError(
         absl::StrCat("workers: must be in [1, 64], got ", options.workers));
@@ -338,7 +370,7 @@ absl::StatusOr<apq::v1::Job> JobManager::Cancel(const std::string& job_id) {
   }
   if (was_queued) {
     RETURN_IF_ERROR(store_.FinishJob(job_id, JobState::kCancelled, "cancelled by request",
-                                     NowUnixSeconds(), job.elapsed_s, std::nullopt));
+                                     NowUnixSeconds(), job.elapsed_s, {}));
     ASSIGN_OR_RETURN(job, store_.GetJob(job_id));
     Publish(job_id, ProgressFromRecord(job));
     return JobToProto(job);
@@ -389,8 +421,8 @@ void JobManager::Publish(const std::string& job_id, const apq::v1::JobProgress& 
 }
 
 void JobManager::FailJob(const std::string& job_id, const std::string& reason, double elapsed_s) {
-  absl::Status finished = store_.FinishJob(job_id, JobState::kFailed, reason, NowUnixSeconds(),
-                                           elapsed_s, std::nullopt);
+  absl::Status finished =
+      store_.FinishJob(job_id, JobState::kFailed, reason, NowUnixSeconds(), elapsed_s, {});
   absl::StatusOr<JobRecord> job = store_.GetJob(job_id);
   if (finished.ok() && job.ok()) {
     Publish(job_id, ProgressFromRecord(*job));
@@ -480,6 +512,8 @@ void JobManager::RunJob(const std::string& job_id) {
   if (job.best) *progress.mutable_best() = CandidateToProto(*job.best);
   Publish(job_id, progress);
 
+  // The job's best as last stored, with its id.
+  std::optional<CandidateRecord> stored_best = job.best;
   search::EvolutionSearch engine(space, *resolved->cost.model, *resolved->predictor.predictor,
                                  resolved->budgets, resolved->params, request.seed());
   auto on_generation = [&](const search::GenerationReport& report,
@@ -496,13 +530,26 @@ void JobManager::RunJob(const std::string& job_id) {
     batch.candidates_evaluated = report.candidates_evaluated;
     if (report.best != nullptr) {
       batch.best = ToRecord(space, *report.best, report.best->generation, true);
+      if (stored_best.has_value() && stored_best->config_json == batch.best->config_json) {
+        batch.best->id = stored_best->id;
+      } else {
+        // Bred this generation: the first child of its config.
+        for (size_t i = 0; i < report.children.size(); ++i) {
+          if (batch.candidates[i].config_json == batch.best->config_json) {
+            batch.best_batch_index = static_cast<int>(i);
+            break;
+          }
+        }
+      }
     }
     batch.checkpoint = search::SerializeCheckpoint(state);
     batch.elapsed_s = elapsed_now();
-    RETURN_IF_ERROR(store_.AppendGeneration(job_id, batch));
+    ASSIGN_OR_RETURN(std::vector<int64_t> ids, store_.AppendGeneration(job_id, batch));
+    stored_best = batch.best;
+    if (batch.best_batch_index >= 0) stored_best->id = ids[batch.best_batch_index];
     progress.set_generation(report.generation);
     progress.set_candidates_evaluated(report.candidates_evaluated);
-    if (batch.best) *progress.mutable_best() = CandidateToProto(*batch.best);
+    if (stored_best) *progress.mutable_best() = CandidateToProto(*stored_best);
     progress.set_elapsed_s(batch.elapsed_s);
     Publish(job_id, progress);
     return absl::OkStatus();
@@ -527,8 +574,13 @@ void JobManager::RunJob(const std::string& job_id) {
     final_state = JobState::kFailed;
     error = "the search found no feasible network";
   }
-  absl::Status finished = store_.FinishJob(job_id, final_state, error, NowUnixSeconds(),
-                                           elapsed_now(), FrontOrder(resolved->params.pareto_cost));
+  absl::StatusOr<std::vector<int64_t>> front =
+      ParetoFrontIds(store_, job_id, resolved->params.pareto_cost);
+  absl::Status finished = front.status();
+  if (front.ok()) {
+    finished =
+        store_.FinishJob(job_id, final_state, error, NowUnixSeconds(), elapsed_now(), *front);
+  }
   absl::StatusOr<JobRecord> ended = store_.GetJob(job_id);
   if (!finished.ok() || !ended.ok()) {
     FailJob(job_id,

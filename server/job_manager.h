@@ -22,7 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "proto/apq/v1/apq.pb.h"
 #include "server/catalog.h"
-#include "server/store.h"
+#include "server/store/job_store.h"
 
 namespace apq::server {
 
@@ -40,7 +40,7 @@ class JobManager {
   // Starts the workers and recovers unfinished jobs: a queued job is queued again; a running
   // one resumes from its last stored generation, or fails with the reason it cannot.
   static absl::StatusOr<std::unique_ptr<JobManager>> Create(const Options& options,
-                                                            Catalog& catalog, Store& store);
+                                                            Catalog& catalog, JobStore& store);
   // Stops the workers. Running jobs stop between generations and stay `running` in the
   // store, so the next process resumes them.
   ~JobManager();
@@ -67,7 +67,7 @@ class JobManager {
     std::map<int64_t, Listener> listeners;
   };
 
-  JobManager(const Options& options, Catalog& catalog, Store& store);
+  JobManager(const Options& options, Catalog& catalog, JobStore& store);
   absl::Status Recover();
   void WorkerLoop();
   void RunJob(const std::string& job_id);
@@ -78,7 +78,7 @@ class JobManager {
 
   const Options options_;
   Catalog& catalog_;
-  Store& store_;
+  JobStore& store_;
 
   absl::Mutex mutex_;
   std::deque<std::string> queue_ ABSL_GUARDED_BY(mutex_);

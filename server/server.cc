@@ -9,7 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "server/sqlite_store.h"
+#include "server/store/sqlite_store.h"
 
 namespace apq::server {
 
@@ -53,7 +53,7 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   job_options.workers = options.job_workers;
   job_options.queue_capacity = options.queue_capacity;
   ASSIGN_OR_RETURN(server->jobs_,
-                   JobManager::Create(job_options, *server->catalog_, *server->store_));
+                   JobManager::Create(job_options, *server->catalog_, server->store_->jobs()));
   TrainingManager::Options training_options;
   training_options.threads = options.predictor_threads;
   ASSIGN_OR_RETURN(server->training_,
@@ -63,10 +63,11 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   supernet_options.dataset_dir = options.dataset_dir;
   ASSIGN_OR_RETURN(server->supernets_, SupernetHost::Create(supernet_options));
   server->pool_ = std::make_unique<ThreadPool>(options.rpc_threads);
-  server->search_service_ = std::make_unique<SearchServiceImpl>(
-      *server->catalog_, *server->store_, *server->jobs_, *server->supernets_, *server->pool_);
-  server->device_service_ =
-      std::make_unique<DeviceServiceImpl>(*server->catalog_, *server->store_, *server->pool_);
+  server->search_service_ =
+      std::make_unique<SearchServiceImpl>(*server->catalog_, server->store_->jobs(), *server->jobs_,
+                                          *server->supernets_, *server->pool_);
+  server->device_service_ = std::make_unique<DeviceServiceImpl>(
+      *server->catalog_, server->store_->devices(), *server->pool_);
   server->predictor_service_ = std::make_unique<PredictorServiceImpl>(
       *server->catalog_, *server->store_, *server->training_, *server->pool_);
 

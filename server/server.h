@@ -12,7 +12,7 @@
 #include "server/catalog.h"
 #include "server/job_manager.h"
 #include "server/services.h"
-#include "server/store.h"
+#include "server/store/store.h"
 #include "server/thread_pool.h"
 #include "server/training_manager.h"
 

@@ -9,7 +9,7 @@
 #include "proto/apq/v1/apq.grpc.pb.h"
 #include "server/catalog.h"
 #include "server/job_manager.h"
-#include "server/store.h"
+#include "server/store/store.h"
 #include "server/supernet_host.h"
 #include "server/thread_pool.h"
 #include "server/training_manager.h"
@@ -28,7 +28,7 @@ inline constexpr int kMaxMeasuredConfigs = 20;
 class SearchServiceImpl final : public apq::v1::SearchService::CallbackService {
  public:
   // All references must outlive the service.
-  SearchServiceImpl(Catalog& catalog, Store& store, JobManager& jobs, SupernetHost& supernets,
+  SearchServiceImpl(Catalog& catalog, JobStore& store, JobManager& jobs, SupernetHost& supernets,
                     ThreadPool& pool)
       : catalog_(catalog), store_(store), jobs_(jobs), supernets_(supernets), pool_(pool) {}
 
@@ -58,7 +58,7 @@ class SearchServiceImpl final : public apq::v1::SearchService::CallbackService {
 
  private:
   Catalog& catalog_;
-  Store& store_;
+  JobStore& store_;
   JobManager& jobs_;
   SupernetHost& supernets_;
   ThreadPool& pool_;
@@ -66,7 +66,7 @@ class SearchServiceImpl final : public apq::v1::SearchService::CallbackService {
 
 class DeviceServiceImpl final : public apq::v1::DeviceService::CallbackService {
  public:
-  DeviceServiceImpl(Catalog& catalog, Store& store, ThreadPool& pool)
+  DeviceServiceImpl(Catalog& catalog, DeviceStore& store, ThreadPool& pool)
       : catalog_(catalog), store_(store), pool_(pool) {}
 
   grpc::ServerUnaryReactor* UploadCostTable(grpc::CallbackServerContext* context,
@@ -81,7 +81,7 @@ class DeviceServiceImpl final : public apq::v1::DeviceService::CallbackService {
 
  private:
   Catalog& catalog_;
-  Store& store_;
+  DeviceStore& store_;
   ThreadPool& pool_;
 };
 

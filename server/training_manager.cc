@@ -216,8 +216,9 @@ absl::StatusOr<std::unique_ptr<TrainingManager>> TrainingManager::Create(const O
   std::unique_ptr<TrainingManager> manager(new TrainingManager(options, catalog, store));
   std::vector<TrainingJobRecord> unfinished;
   for (int64_t offset = 0;; offset += 1000) {
-    ASSIGN_OR_RETURN(std::vector<TrainingJobRecord> page,
-                     store.ListTrainingJobs(/*unfinished_only=*/true, offset, 1000));
+    ASSIGN_OR_RETURN(
+        std::vector<TrainingJobRecord> page,
+        store.training_jobs().ListTrainingJobs(/*unfinished_only=*/true, offset, 1000));
     unfinished.insert(unfinished.end(), page.begin(), page.end());
     if (page.size() < 1000) break;
   }
@@ -245,7 +246,7 @@ absl::StatusOr<apq::v1::TrainingJob> TrainingManager::Submit(
   apq::v1::TrainPredictorRequest request = original;
   RETURN_IF_ERROR(FillAndValidate(&request));
   ASSIGN_OR_RETURN(const oface::SearchSpace* space, catalog_.FindSpace(request.space()));
-  ASSIGN_OR_RETURN(DatasetRecord dataset, store_.GetDataset(request.dataset()));
+  ASSIGN_OR_RETURN(DatasetRecord dataset, store_.datasets().GetDataset(request.dataset()));
   if (dataset.space != request.space()) {
     return absl::InvalidArgumentError(absl::StrCat("dataset: ", dataset.name,
                                                    " holds records of space ", dataset.space,
@@ -268,7 +269,7 @@ absl::StatusOr<apq::v1::TrainingJob> TrainingManager::Submit(
     ++reserved_slots_;
   }
   // Stored outside the lock: a slow store write must not stall the running job's progress.
-  absl::StatusOr<std::string> id = store_.CreateTrainingJob(job);
+  absl::StatusOr<std::string> id = store_.training_jobs().CreateTrainingJob(job);
   {
     absl::MutexLock lock(&mutex_);
     --reserved_slots_;
@@ -280,7 +281,7 @@ absl::StatusOr<apq::v1::TrainingJob> TrainingManager::Submit(
 }
 
 absl::StatusOr<apq::v1::TrainingJob> TrainingManager::Cancel(const std::string& job_id) {
-  ASSIGN_OR_RETURN(TrainingJobRecord job, store_.GetTrainingJob(job_id));
+  ASSIGN_OR_RETURN(TrainingJobRecord job, store_.training_jobs().GetTrainingJob(job_id));
   const auto ended = [&job_id] {
     return absl::FailedPreconditionError(
         absl::StrCat("training job ", job_id, " has already ended"));
@@ -305,7 +306,7 @@ absl::StatusOr<apq::v1::TrainingJob> TrainingManager::Cancel(const std::string& 
   if (!running) {
     // Queued, or held by no worker (a store write that failed earlier left it unfinished):
     // it ends here.
-    const absl::Status cancelled = store_.FinishTrainingJob(
+    const absl::Status cancelled = store_.training_jobs().FinishTrainingJob(
         job_id, JobState::kCancelled, "cancelled", NowUnixSeconds(), /*predictor=*/nullptr);
     if (!cancelled.ok()) {
       if (was_queued) {
@@ -315,7 +316,7 @@ absl::StatusOr<apq::v1::TrainingJob> TrainingManager::Cancel(const std::string& 
       return absl::IsFailedPrecondition(cancelled) ? ended() : cancelled;
     }
   }
-  ASSIGN_OR_RETURN(job, store_.GetTrainingJob(job_id));
+  ASSIGN_OR_RETURN(job, store_.training_jobs().GetTrainingJob(job_id));
   // A running job that ended on its own meanwhile was not cancelled.
   if (running && IsTerminal(job.state) && job.state != JobState::kCancelled) return ended();
   return TrainingJobToProto(job);
@@ -350,7 +351,8 @@ void TrainingManager::Finish(const std::string& job_id, JobState state, const st
   absl::Status finished;
   for (int attempt = 0; attempt < kFinishAttempts; ++attempt) {
     if (attempt > 0) absl::SleepFor(absl::Milliseconds(200 << attempt));
-    finished = store_.FinishTrainingJob(job_id, state, error, NowUnixSeconds(), predictor);
+    finished =
+        store_.training_jobs().FinishTrainingJob(job_id, state, error, NowUnixSeconds(), predictor);
     if (finished.ok() || absl::IsFailedPrecondition(finished) ||
         absl::IsInvalidArgument(finished)) {
       break;
@@ -368,7 +370,7 @@ void TrainingManager::Finish(const std::string& job_id, JobState state, const st
 }
 
 void TrainingManager::RunJob(const std::string& job_id) {
-  absl::StatusOr<TrainingJobRecord> job = store_.GetTrainingJob(job_id);
+  absl::StatusOr<TrainingJobRecord> job = store_.training_jobs().GetTrainingJob(job_id);
   if (!job.ok()) {
     Finish(job_id, JobState::kFailed, absl::StrCat("cannot load the job: ", job.status().message()),
            nullptr);
@@ -380,7 +382,8 @@ void TrainingManager::RunJob(const std::string& job_id) {
     Finish(job_id, JobState::kFailed, "the stored request does not parse", nullptr);
     return;
   }
-  if (const absl::Status running = store_.MarkTrainingRunning(job_id, NowUnixSeconds());
+  if (const absl::Status running =
+          store_.training_jobs().MarkTrainingRunning(job_id, NowUnixSeconds());
       !running.ok()) {
     Finish(job_id, JobState::kFailed, running.ToString(), nullptr);
     return;
@@ -391,7 +394,7 @@ void TrainingManager::RunJob(const std::string& job_id) {
     return;
   }
   absl::StatusOr<std::vector<MeasurementRow>> rows =
-      store_.ListMeasurements(request.dataset(), std::nullopt);
+      store_.datasets().ListMeasurements(request.dataset(), std::nullopt);
   if (!rows.ok()) {
     Finish(job_id, JobState::kFailed, rows.status().ToString(), nullptr);
     return;
@@ -429,7 +432,8 @@ void TrainingManager::RunJob(const std::string& job_id) {
     const double now = NowUnixSeconds();
     if (stage != last_stage || now - last_write >= kProgressIntervalS || epoch == max_epochs) {
       // A failed progress write is not worth failing the training for; the next one retries.
-      store_.UpdateTrainingProgress(job_id, stage, epoch, max_epochs, validation_rmse)
+      store_.training_jobs()
+          .UpdateTrainingProgress(job_id, stage, epoch, max_epochs, validation_rmse)
           .IgnoreError();
       last_stage = stage;
       last_write = now;
@@ -439,7 +443,7 @@ void TrainingManager::RunJob(const std::string& job_id) {
   absl::StatusOr<TrainedPredictor> trained = TrainPredictorFromRows(**space, *rows, options);
   if (stopped_by_shutdown) return;  // Stays running; the next process runs it again.
   if (!latest.stage.empty()) {
-    store_
+    store_.training_jobs()
         .UpdateTrainingProgress(job_id, latest.stage, latest.epoch, latest.max_epochs,
                                 latest.validation_rmse)
         .IgnoreError();

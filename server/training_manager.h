@@ -25,7 +25,7 @@
 #include "absl/synchronization/mutex.h"
 #include "proto/apq/v1/apq.pb.h"
 #include "server/catalog.h"
-#include "server/store.h"
+#include "server/store/store.h"
 
 namespace apq::server {
 
