@@ -1,6 +1,5 @@
 #include "server/store/faulty_store.h"
 
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -9,8 +8,6 @@
 #include "absl/status/statusor.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/store/memory_store.h"
-#include "server/store/sqlite_store.h"
 #include "server/store/store_testing.h"
 
 namespace apq::server {
@@ -22,11 +19,6 @@ using ::testing::SizeIs;
 using namespace ::apq::server::store_testing;  // NOLINT(build/namespaces): the test records.
 
 using Mode = FaultPlan::Mode;
-
-struct Backend {
-  std::string name;
-  std::function<absl::StatusOr<std::unique_ptr<Store>>()> open;
-};
 
 class FaultyStoreTest : public ::testing::TestWithParam<Backend> {
  protected:
@@ -40,14 +32,7 @@ class FaultyStoreTest : public ::testing::TestWithParam<Backend> {
   std::unique_ptr<Store> store_;
 };
 
-INSTANTIATE_TEST_SUITE_P(
-    Backends, FaultyStoreTest,
-    ::testing::Values(Backend{"Sqlite", [] { return SqliteStore::Open({FreshPath()}); }},
-                      Backend{"Memory",
-                              []() -> absl::StatusOr<std::unique_ptr<Store>> {
-                                return NewMemoryStore();
-                              }}),
-    [](const ::testing::TestParamInfo<Backend>& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Backends, FaultyStoreTest, ::testing::ValuesIn(Backends()), BackendName);
 
 void ExpectInjected(const absl::Status& status) {
   EXPECT_EQ(status.code(), absl::StatusCode::kInternal) << status;

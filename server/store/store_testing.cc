@@ -7,8 +7,19 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "gtest/gtest.h"
+#include "server/store/memory_store.h"
+#include "server/store/sqlite_store.h"
 
 namespace apq::server::store_testing {
+
+std::vector<Backend> Backends() {
+  return {
+      {"Sqlite", [] { return SqliteStore::Open({FreshPath()}); }},
+      {"Memory", []() -> absl::StatusOr<std::unique_ptr<Store>> { return NewMemoryStore(); }},
+  };
+}
+
+std::string BackendName(const ::testing::TestParamInfo<Backend>& info) { return info.param.name; }
 
 const std::string kBinary("req\0with\0NULs\xff\x01", 15);
 

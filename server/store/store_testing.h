@@ -3,12 +3,29 @@
 #define APQ_SERVER_STORE_STORE_TESTING_H_
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "absl/status/statusor.h"
+#include "gtest/gtest.h"
 #include "server/store/store.h"
 
 namespace apq::server::store_testing {
+
+struct Backend {
+  std::string name;
+  // A new, empty store for the running test.
+  std::function<absl::StatusOr<std::unique_ptr<Store>>()> open;
+};
+
+// Every store backend: the tests of the contracts run against each. A new backend is one
+// more entry.
+std::vector<Backend> Backends();
+// The backend's name, for test names.
+std::string BackendName(const ::testing::TestParamInfo<Backend>& info);
 
 // 15 bytes: embedded NULs and bytes that are not UTF-8.
 extern const std::string kBinary;
