@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "server/sqlite_store.h"
-#include "server/store.h"
+#include "server/store/sqlite_store.h"
+#include "server/store/store.h"
 
 namespace {
 
@@ -90,10 +90,10 @@ int main(int argc, char** argv) {
     SqliteStore::Options options;
     options.path = path;
     Clock::time_point start = Clock::now();
-    absl::StatusOr<std::unique_ptr<SqliteStore>> opened = SqliteStore::Open(options);
+    absl::StatusOr<std::unique_ptr<apq::server::Store>> opened = SqliteStore::Open(options);
     if (!opened.ok()) Die(opened.status(), "open");
     const double open_ms = MillisSince(start);
-    SqliteStore& store = **opened;
+    apq::server::JobStore& store = (*opened)->jobs();
 
     apq::server::JobRecord job;
     job.space = "ofa_mbv3";
@@ -122,7 +122,10 @@ int main(int argc, char** argv) {
         if (c.feasible) c.accuracy = 0.70 + 0.08 * unit(rng);
         c.latency_ms = 10 + 30 * unit(rng);
         c.energy_mj = 5 + 20 * unit(rng);
-        if (c.feasible && (!best || *c.accuracy > *best->accuracy)) best = c;
+        if (c.feasible && (!best || *c.accuracy > *best->accuracy)) {
+          best = c;
+          batch.best_batch_index = i;  // As the job manager names a best bred now.
+        }
         batch.candidates.push_back(std::move(c));
       }
       evaluated += per_generation;
@@ -135,7 +138,7 @@ int main(int argc, char** argv) {
     append_ms.reserve(generations);
     for (const GenerationBatch& batch : batches) {
       start = Clock::now();
-      absl::Status status = store.AppendGeneration(job_id, batch);
+      absl::Status status = store.AppendGeneration(job_id, batch).status();
       append_ms.push_back(MillisSince(start));
       if (!status.ok()) Die(status, "AppendGeneration");
     }

@@ -9,7 +9,7 @@
 #include "absl/strings/string_view.h"
 #include "proto/apq/v1/apq.pb.h"
 #include "search/budgets.h"
-#include "server/store.h"
+#include "server/store/records.h"
 
 namespace apq::server {
 

@@ -84,7 +84,7 @@ std::string ShippedDatasetName(absl::string_view space) {
 absl::Status Catalog::ImportShippedMeasurements(const std::string& space, const std::string& path) {
   const std::string dataset = ShippedDatasetName(space);
   if (!std::filesystem::exists(path)) return absl::OkStatus();
-  absl::StatusOr<DatasetRecord> stored = store_.GetDataset(dataset);
+  absl::StatusOr<DatasetRecord> stored = store_.datasets().GetDataset(dataset);
   if (stored.ok()) return absl::OkStatus();
   if (!absl::IsNotFound(stored.status())) return stored.status();
   absl::StatusOr<std::vector<oface::MeasurementRecord>> records = oface::ReadMeasurementCsv(path);
@@ -108,7 +108,7 @@ absl::Status Catalog::ImportShippedMeasurements(const std::string& space, const 
   }
   const double now = NowUnixSeconds();
   for (MeasurementRow& row : rows) row.created_unix_s = now;
-  const absl::Status added = store_.CreateDataset(
+  const absl::Status added = store_.datasets().CreateDataset(
       {dataset, space, absl::StrCat("measurements of the shipped supernet (", path, ")"), now, 0},
       rows);
   if (!added.ok()) {
@@ -215,7 +215,7 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(const Options& options,
       space_name, options.data_dir + "/" + space_name + "/measurements.csv"));
 
   // Default devices: stored once, so that later uploads become versions 2, 3, ...
-  ASSIGN_OR_RETURN(std::vector<std::string> devices, store.ListDevices());
+  ASSIGN_OR_RETURN(std::vector<std::string> devices, store.devices().ListDevices());
   if (std::find(devices.begin(), devices.end(), kNote10) == devices.end()) {
     ASSIGN_OR_RETURN(std::vector<TableFileRecord> files,
                      ReadTableFolder(options.data_dir + "/ofa_mbv3/note10_lut"));
@@ -299,7 +299,7 @@ absl::StatusOr<Catalog::PredictorInstance> Catalog::NewPredictor(absl::string_vi
   if (entry == nullptr) return FindSpace(space).status();
   // A default predictor in the store (trained or uploaded) wins over the shipped one.
   const std::string space_name = static_cast<std::string>(space);
-  absl::StatusOr<PredictorRecord> stored = store_.GetDefaultPredictor(space_name);
+  absl::StatusOr<PredictorRecord> stored = store_.predictors().GetDefaultPredictor(space_name);
   if (stored.ok()) {
     ASSIGN_OR_RETURN(std::shared_ptr<const predictor::AccuracyPredictor> prototype,
                      StoredPrototype(*entry, *stored));
@@ -330,11 +330,11 @@ absl::Status Catalog::SetDefaultPredictor(absl::string_view space, const std::st
   if (entry == nullptr) return FindSpace(space).status();
   const std::string space_name = static_cast<std::string>(space);
   if (entry->predictor != nullptr && version == entry->predictor_version) {
-    return store_.ClearDefaultPredictor(space_name);
+    return store_.predictors().ClearDefaultPredictor(space_name);
   }
-  ASSIGN_OR_RETURN(PredictorRecord stored, store_.GetPredictor(space_name, version));
+  ASSIGN_OR_RETURN(PredictorRecord stored, store_.predictors().GetPredictor(space_name, version));
   RETURN_IF_ERROR(StoredPrototype(*entry, stored).status());
-  return store_.SetDefaultPredictor(space_name, version);
+  return store_.predictors().SetDefaultPredictor(space_name, version);
 }
 
 absl::StatusOr<std::shared_ptr<const hwmodels::CostTable>> Catalog::LoadTable(
@@ -348,7 +348,7 @@ absl::StatusOr<std::shared_ptr<const hwmodels::CostTable>> Catalog::LoadTable(
     }
   }
   // Parsing happens outside the lock: tables are immutable, so a race only parses twice.
-  ASSIGN_OR_RETURN(TableVersionRecord record, store_.GetTableVersion(device, version));
+  ASSIGN_OR_RETURN(TableVersionRecord record, store_.devices().GetTableVersion(device, version));
   auto parsed = ParseTableFiles(record.format, record.files);
   if (!parsed.ok()) {
     return absl::DataLossError(absl::StrCat("stored table ", device, " v", version,
@@ -391,7 +391,8 @@ absl::StatusOr<Catalog::CostModelHandle> Catalog::CostModel(absl::string_view sp
         absl::StrCat("table_version: must be 0 (latest) or a version, got ", version));
   }
   if (version == 0) {
-    ASSIGN_OR_RETURN(std::vector<TableVersionRecord> versions, store_.ListTableVersions(device));
+    ASSIGN_OR_RETURN(std::vector<TableVersionRecord> versions,
+                     store_.devices().ListTableVersions(device));
     if (versions.empty()) {
       return absl::NotFoundError(absl::StrCat("device: '", device, "' has no cost table"));
     }
@@ -441,7 +442,7 @@ absl::StatusOr<TableVersionRecord> Catalog::UploadTable(const std::string& devic
   record.sha256 = TableSha256(files);
   record.description = description;
   record.files = files;
-  ASSIGN_OR_RETURN(record.version, store_.AddTableVersion(record));
+  ASSIGN_OR_RETURN(record.version, store_.devices().AddTableVersion(record));
   {
     absl::MutexLock lock(&mutex_);
     tables_[{device, record.version}] = {

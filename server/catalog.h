@@ -21,7 +21,7 @@
 #include "oface/search_space.h"
 #include "predictor/accuracy_predictor.h"
 #include "predictor/mlp_predictor.h"
-#include "server/store.h"
+#include "server/store/store.h"
 
 namespace apq::server {
 

@@ -14,7 +14,7 @@
 #include "predictor/mlp_predictor.h"
 #include "predictor/mlp_testing.h"
 #include "server/predictor_artifact.h"
-#include "server/sqlite_store.h"
+#include "server/store/sqlite_store.h"
 
 namespace apq::server {
 namespace {
@@ -28,7 +28,7 @@ std::string TempPath(const std::string& name) {
 }
 
 struct Fixture {
-  std::unique_ptr<SqliteStore> store;
+  std::unique_ptr<Store> store;
   std::unique_ptr<Catalog> catalog;
 };
 
@@ -60,11 +60,12 @@ TEST(CatalogTest, ImportsTheShippedMeasurementsOnceAndRegistersLocalCpu) {
   Fixture fixture = Open("import.db");
   ASSERT_NE(fixture.catalog, nullptr);
   const absl::StatusOr<DatasetRecord> dataset =
-      fixture.store->GetDataset(ShippedDatasetName("fmnist_mbv2"));
+      fixture.store->datasets().GetDataset(ShippedDatasetName("fmnist_mbv2"));
   ASSERT_TRUE(dataset.ok()) << dataset.status();
   EXPECT_EQ(dataset->space, "fmnist_mbv2");
   EXPECT_GE(dataset->records, 1300);  // At least 1,000 fp32 and 300 quantized records.
-  EXPECT_GE(fixture.store->ListMeasurements(dataset->name, std::string("fp32"))->size(), 1000u);
+  EXPECT_GE(fixture.store->datasets().ListMeasurements(dataset->name, std::string("fp32"))->size(),
+            1000u);
   const Catalog::Coverage coverage = fixture.catalog->SpaceCoverage("local-cpu", 0).value();
   EXPECT_THAT(coverage.covered, ElementsAre("fmnist_mbv2"));
   EXPECT_TRUE(coverage.modelled.empty());
@@ -73,7 +74,7 @@ TEST(CatalogTest, ImportsTheShippedMeasurementsOnceAndRegistersLocalCpu) {
   Catalog::Options options;
   options.data_dir = "data";
   ASSERT_TRUE(Catalog::Create(options, *fixture.store).ok());
-  EXPECT_EQ(fixture.store->GetDataset(dataset->name)->records, dataset->records);
+  EXPECT_EQ(fixture.store->datasets().GetDataset(dataset->name)->records, dataset->records);
 }
 
 TEST(CatalogTest, AStoredDefaultPredictorReplacesTheShippedOne) {
@@ -94,7 +95,7 @@ TEST(CatalogTest, AStoredDefaultPredictorReplacesTheShippedOne) {
   record.kind = kMlpRawF32Kind;
   record.artifact = MlpArtifact(*mlp).value();
   record.is_default = true;
-  ASSERT_TRUE(fixture.store->AddPredictor(record).ok());
+  ASSERT_TRUE(fixture.store->predictors().AddPredictor(record).ok());
   absl::StatusOr<Catalog::PredictorInstance> instance =
       fixture.catalog->NewPredictor("fmnist_mbv2");
   ASSERT_TRUE(instance.ok()) << instance.status();
@@ -113,7 +114,7 @@ TEST(CatalogTest, AStoredDefaultPredictorReplacesTheShippedOne) {
   const std::unique_ptr<predictor::MlpPredictor> narrow = RandomMlp(10, 4);
   record.version = narrow->version();
   record.artifact = MlpArtifact(*narrow).value();
-  ASSERT_TRUE(fixture.store->AddPredictor(record).ok());
+  ASSERT_TRUE(fixture.store->predictors().AddPredictor(record).ok());
   const absl::Status refused = fixture.catalog->NewPredictor("fmnist_mbv2").status();
   EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(refused.message(), HasSubstr("takes 14 inputs"));

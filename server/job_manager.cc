@@ -99,7 +99,7 @@ apq::v1::JobProgress JobManager::ProgressFromRecord(const JobRecord& job) const 
 }
 
 absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(
-    const Options& options, Catalog& catalog, Store& store, const search::EngineRegistry& engines) {
+    const Options& options, Catalog& catalog, JobStore& store, const search::EngineRegistry& engines) {
   std::unique_ptr<JobManager> manager(new JobManager(catalog, store, engines));
   // Oldest first, so recovered jobs keep their order in the queue.
   std::vector<JobRecord> unfinished;
@@ -246,7 +246,7 @@ absl::StatusOr<std::vector<int64_t>> JobManager::ParetoFrontIds(const std::strin
   query.job_id = job_id;
   query.order = CandidateOrder::kId;
   query.feasible = true;
-  query.limit = kMaxCandidatePage;
+  query.limit = kMaxPageSize;
   for (;; query.offset += query.limit) {
     ASSIGN_OR_RETURN(CandidatePage page, store_.ListCandidates(query));
     for (const CandidateRecord& candidate : page.candidates) {

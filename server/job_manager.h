@@ -21,7 +21,7 @@
 #include "search/engine_registry.h"
 #include "server/catalog.h"
 #include "server/job_runner.h"
-#include "server/store.h"
+#include "server/store/job_store.h"
 
 namespace apq::server {
 
@@ -41,7 +41,7 @@ class JobManager {
   // one resumes from its last stored step, or fails with the reason it cannot. All
   // references must outlive the manager.
   static absl::StatusOr<std::unique_ptr<JobManager>> Create(const Options& options,
-                                                            Catalog& catalog, Store& store,
+                                                            Catalog& catalog, JobStore& store,
                                                             const search::EngineRegistry& engines);
   // Stops the workers. Running jobs stop between steps and stay `running` in the store, so
   // the next process resumes them.
@@ -68,7 +68,7 @@ class JobManager {
     std::map<int64_t, Listener> listeners;
   };
 
-  JobManager(Catalog& catalog, Store& store, const search::EngineRegistry& engines)
+  JobManager(Catalog& catalog, JobStore& store, const search::EngineRegistry& engines)
       : catalog_(catalog), store_(store), engines_(engines) {}
   void RunJob(const std::string& job_id, const JobRunner::Control& control);
   // Ends a job in the store (retrying a failed write) and tells its watchers.
@@ -81,7 +81,7 @@ class JobManager {
                                                       search::CostMetric cost);
 
   Catalog& catalog_;
-  Store& store_;
+  JobStore& store_;
   const search::EngineRegistry& engines_;
 
   absl::Mutex mutex_;

@@ -25,7 +25,7 @@
 #include "oface/mbconv_spec.h"
 #include "oface/subnet_measurement.h"
 #include "oface/supernet.h"
-#include "server/sqlite_store.h"
+#include "server/store/sqlite_store.h"
 
 ABSL_FLAG(std::string, checkpoint, "",
           "Supernet weights (Supernet::SaveWeights or the trainer's checkpoint.pt); required "
@@ -57,7 +57,7 @@ namespace {
 constexpr char kSpace[] = "fmnist_mbv2";
 
 // Writes every record of `dataset` to `path` (temporary + rename).
-absl::Status ExportCsv(apq::server::Store& store, const std::string& dataset,
+absl::Status ExportCsv(apq::server::DatasetStore& store, const std::string& dataset,
                        const std::string& path) {
   absl::StatusOr<std::vector<apq::server::MeasurementRow>> rows =
       store.ListMeasurements(dataset, std::nullopt);
@@ -108,10 +108,9 @@ absl::Status Run() {
   const bool quantized = absl::GetFlag(FLAGS_quantized);
 
   // The store first: a foreign database or dataset fails before any expensive step.
-  absl::StatusOr<std::unique_ptr<apq::server::SqliteStore>> store =
-      apq::server::SqliteStore::Open({db});
+  absl::StatusOr<std::unique_ptr<apq::server::Store>> store = apq::server::SqliteStore::Open({db});
   if (!store.ok()) return store.status();
-  absl::StatusOr<apq::server::DatasetRecord> stored = (*store)->GetDataset(dataset);
+  absl::StatusOr<apq::server::DatasetRecord> stored = (*store)->datasets().GetDataset(dataset);
   if (stored.ok() && stored->space != kSpace) {
     return absl::FailedPreconditionError(
         absl::StrCat("--dataset ", dataset, " holds space ", stored->space, ", not ", kSpace));
@@ -119,11 +118,11 @@ absl::Status Run() {
   if (!stored.ok() && !absl::IsNotFound(stored.status())) return stored.status();
   if (count == 0) {
     if (!stored.ok()) return stored.status();
-    return ExportCsv(**store, dataset, export_csv);
+    return ExportCsv((*store)->datasets(), dataset, export_csv);
   }
   if (!stored.ok()) {
     const std::string description = absl::GetFlag(FLAGS_description);
-    if (absl::Status status = (*store)->CreateDataset(
+    if (absl::Status status = (*store)->datasets().CreateDataset(
             {dataset, kSpace, description.empty() ? checkpoint : description, apq::NowUnixSeconds(),
              0},
             {});
@@ -134,7 +133,7 @@ absl::Status Run() {
   const std::string method =
       quantized ? apq::oface::kMeasuredQuantFromSupernet : apq::oface::kMeasuredFp32;
   absl::StatusOr<std::vector<apq::server::MeasurementRow>> existing =
-      (*store)->ListMeasurements(dataset, method);
+      (*store)->datasets().ListMeasurements(dataset, method);
   if (!existing.ok()) return existing.status();
   std::set<std::string> done;
   for (const apq::server::MeasurementRow& row : *existing) done.insert(row.config_json);
@@ -167,7 +166,7 @@ absl::Status Run() {
     row.seconds = record.seconds;
     row.seed = record.seed;
     row.created_unix_s = apq::NowUnixSeconds();
-    if (absl::Status status = (*store)->AddMeasurements(dataset, {row}); !status.ok()) {
+    if (absl::Status status = (*store)->datasets().AddMeasurements(dataset, {row}); !status.ok()) {
       return status;
     }
     done.insert(record.config_json);
@@ -186,7 +185,7 @@ absl::Status Run() {
   std::fprintf(stderr, "measured %d, skipped %d, %.1f s measuring (%.2f s per subnet)\n",
                summary->measured, summary->skipped, summary->seconds,
                summary->measured > 0 ? summary->seconds / summary->measured : 0.0);
-  if (!export_csv.empty()) return ExportCsv(**store, dataset, export_csv);
+  if (!export_csv.empty()) return ExportCsv((*store)->datasets(), dataset, export_csv);
   return absl::OkStatus();
 }
 

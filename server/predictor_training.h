@@ -23,7 +23,7 @@
 #include "absl/status/statusor.h"
 #include "oface/search_space.h"
 #include "predictor/ranking_metrics.h"
-#include "server/store.h"
+#include "server/store/records.h"
 
 namespace apq::server {
 

@@ -9,7 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "server/sqlite_store.h"
+#include "server/store/sqlite_store.h"
 
 namespace apq::server {
 
@@ -55,7 +55,7 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   job_options.workers = options.job_workers;
   job_options.queue_capacity = options.queue_capacity;
   ASSIGN_OR_RETURN(server->jobs_, JobManager::Create(job_options, *server->catalog_,
-                                                     *server->store_, *server->engines_));
+                                                     server->store_->jobs(), *server->engines_));
   TrainingManager::Options training_options;
   training_options.threads = options.predictor_threads;
   ASSIGN_OR_RETURN(server->training_,
@@ -75,10 +75,12 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   torch_options.queue_capacity = options.torch_queue_capacity;
   ASSIGN_OR_RETURN(server->torch_pool_, Executor::Create(torch_options));
   server->search_service_ = std::make_unique<SearchServiceImpl>(
-      *server->catalog_, *server->store_, *server->jobs_, *server->supernets_, *server->engines_,
+      *server->catalog_, server->store_->jobs(), *server->jobs_, *server->supernets_,
+      *server->engines_,
       *server->pool_, *server->torch_pool_);
   server->device_service_ =
-      std::make_unique<DeviceServiceImpl>(*server->catalog_, *server->store_, *server->pool_);
+      std::make_unique<DeviceServiceImpl>(*server->catalog_, server->store_->devices(),
+                                          *server->pool_);
   server->predictor_service_ = std::make_unique<PredictorServiceImpl>(
       *server->catalog_, *server->store_, *server->training_, *server->pool_);
 

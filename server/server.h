@@ -14,7 +14,7 @@
 #include "server/executor.h"
 #include "server/job_manager.h"
 #include "server/services.h"
-#include "server/store.h"
+#include "server/store/store.h"
 #include "server/training_manager.h"
 
 namespace apq::server {

@@ -69,7 +69,7 @@ absl::StatusOr<int> PageSize(int requested, int default_size, int max_size) {
   return requested;
 }
 
-absl::Status FillDevice(Catalog& catalog, Store& store, const std::string& name,
+absl::Status FillDevice(Catalog& catalog, DeviceStore& store, const std::string& name,
                         apq::v1::Device* device) {
   ASSIGN_OR_RETURN(std::vector<TableVersionRecord> versions, store.ListTableVersions(name));
   device->set_name(name);
@@ -535,7 +535,7 @@ void FillDataset(const DatasetRecord& record, apq::v1::Dataset* dataset) {
 
 // The space's predictors as ListPredictors lists them: the shipped one first, then the
 // stored ones oldest first; `default_version` is what its searches use now.
-absl::Status FillPredictors(Catalog& catalog, Store& store, const std::string& space,
+absl::Status FillPredictors(Catalog& catalog, PredictorStore& store, const std::string& space,
                             apq::v1::ListPredictorsResponse* response) {
   RETURN_IF_ERROR(catalog.FindSpace(space).status());
   ASSIGN_OR_RETURN(std::vector<PredictorRecord> stored, store.ListPredictors(space));
@@ -599,8 +599,8 @@ grpc::ServerUnaryReactor* PredictorServiceImpl::UploadDataset(
     dataset.space = request->space();
     dataset.description = request->description();
     dataset.created_unix_s = NowUnixSeconds();
-    RETURN_IF_ERROR(store_.CreateDataset(dataset, rows));
-    ASSIGN_OR_RETURN(DatasetRecord stored, store_.GetDataset(dataset.name));
+    RETURN_IF_ERROR(store_.datasets().CreateDataset(dataset, rows));
+    ASSIGN_OR_RETURN(DatasetRecord stored, store_.datasets().GetDataset(dataset.name));
     FillDataset(stored, response);
     return absl::OkStatus();
   });
@@ -611,7 +611,7 @@ grpc::ServerUnaryReactor* PredictorServiceImpl::ListDatasets(
     apq::v1::ListDatasetsResponse* response) {
   return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
     if (!request->space().empty()) RETURN_IF_ERROR(catalog_.FindSpace(request->space()).status());
-    ASSIGN_OR_RETURN(std::vector<DatasetRecord> datasets, store_.ListDatasets());
+    ASSIGN_OR_RETURN(std::vector<DatasetRecord> datasets, store_.datasets().ListDatasets());
     for (const DatasetRecord& dataset : datasets) {
       if (request->space().empty() || dataset.space == request->space()) {
         FillDataset(dataset, response->add_datasets());
@@ -635,7 +635,8 @@ grpc::ServerUnaryReactor* PredictorServiceImpl::GetTrainingJob(
     apq::v1::TrainingJob* response) {
   return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
     RETURN_IF_ERROR(RequireJobId(request->job_id()));
-    ASSIGN_OR_RETURN(TrainingJobRecord job, store_.GetTrainingJob(request->job_id()));
+    ASSIGN_OR_RETURN(TrainingJobRecord job,
+                     store_.training_jobs().GetTrainingJob(request->job_id()));
     *response = TrainingJobToProto(job);
     return absl::OkStatus();
   });
@@ -648,8 +649,9 @@ grpc::ServerUnaryReactor* PredictorServiceImpl::ListTrainingJobs(
     ASSIGN_OR_RETURN(int page_size, PageSize(request->page_size(), 50, 1000));
     ASSIGN_OR_RETURN(int64_t offset, ParsePageToken(request->page_token()));
     // One more than the page, to know whether there is a next one.
-    ASSIGN_OR_RETURN(std::vector<TrainingJobRecord> jobs,
-                     store_.ListTrainingJobs(/*unfinished_only=*/false, offset, page_size + 1));
+    ASSIGN_OR_RETURN(
+        std::vector<TrainingJobRecord> jobs,
+        store_.training_jobs().ListTrainingJobs(/*unfinished_only=*/false, offset, page_size + 1));
     const bool more = jobs.size() > static_cast<size_t>(page_size);
     if (more) jobs.pop_back();
     for (const TrainingJobRecord& job : jobs) *response->add_jobs() = TrainingJobToProto(job);
@@ -673,7 +675,7 @@ grpc::ServerUnaryReactor* PredictorServiceImpl::ListPredictors(
     apq::v1::ListPredictorsResponse* response) {
   return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
     if (request->space().empty()) return absl::InvalidArgumentError("space: required");
-    return FillPredictors(catalog_, store_, request->space(), response);
+    return FillPredictors(catalog_, store_.predictors(), request->space(), response);
   });
 }
 
@@ -685,7 +687,7 @@ grpc::ServerUnaryReactor* PredictorServiceImpl::SetDefaultPredictor(
     if (request->version().empty()) return absl::InvalidArgumentError("version: required");
     RETURN_IF_ERROR(catalog_.SetDefaultPredictor(request->space(), request->version()));
     apq::v1::ListPredictorsResponse listed;
-    RETURN_IF_ERROR(FillPredictors(catalog_, store_, request->space(), &listed));
+    RETURN_IF_ERROR(FillPredictors(catalog_, store_.predictors(), request->space(), &listed));
     for (const apq::v1::Predictor& predictor : listed.predictors()) {
       if (predictor.version() == request->version()) *response = predictor;
     }

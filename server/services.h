@@ -11,7 +11,7 @@
 #include "server/catalog.h"
 #include "server/executor.h"
 #include "server/job_manager.h"
-#include "server/store.h"
+#include "server/store/store.h"
 #include "server/supernet_host.h"
 #include "server/training_manager.h"
 
@@ -30,7 +30,7 @@ class SearchServiceImpl final : public apq::v1::SearchService::CallbackService {
  public:
   // All references must outlive the service. `pool` serves cheap calls, `torch_pool` the
   // calls that run LibTorch (measured evaluations, TorchScript exports).
-  SearchServiceImpl(Catalog& catalog, Store& store, JobManager& jobs, SupernetHost& supernets,
+  SearchServiceImpl(Catalog& catalog, JobStore& store, JobManager& jobs, SupernetHost& supernets,
                     const search::EngineRegistry& engines, Executor& pool, Executor& torch_pool)
       : catalog_(catalog),
         store_(store),
@@ -69,7 +69,7 @@ class SearchServiceImpl final : public apq::v1::SearchService::CallbackService {
 
  private:
   Catalog& catalog_;
-  Store& store_;
+  JobStore& store_;
   JobManager& jobs_;
   SupernetHost& supernets_;
   const search::EngineRegistry& engines_;
@@ -79,7 +79,7 @@ class SearchServiceImpl final : public apq::v1::SearchService::CallbackService {
 
 class DeviceServiceImpl final : public apq::v1::DeviceService::CallbackService {
  public:
-  DeviceServiceImpl(Catalog& catalog, Store& store, Executor& pool)
+  DeviceServiceImpl(Catalog& catalog, DeviceStore& store, Executor& pool)
       : catalog_(catalog), store_(store), pool_(pool) {}
 
   grpc::ServerUnaryReactor* UploadCostTable(grpc::CallbackServerContext* context,
@@ -94,7 +94,7 @@ class DeviceServiceImpl final : public apq::v1::DeviceService::CallbackService {
 
  private:
   Catalog& catalog_;
-  Store& store_;
+  DeviceStore& store_;
   Executor& pool_;
 };
 

@@ -215,7 +215,7 @@ absl::StatusOr<std::unique_ptr<TrainingManager>> TrainingManager::Create(const O
   std::vector<TrainingJobRecord> unfinished;
   for (int64_t offset = 0;; offset += 1000) {
     ASSIGN_OR_RETURN(std::vector<TrainingJobRecord> page,
-                     store.ListTrainingJobs(/*unfinished_only=*/true, offset, 1000));
+                     store.training_jobs().ListTrainingJobs(/*unfinished_only=*/true, offset, 1000));
     unfinished.insert(unfinished.end(), page.begin(), page.end());
     if (page.size() < 1000) break;
   }
@@ -245,7 +245,7 @@ absl::StatusOr<apq::v1::TrainingJob> TrainingManager::Submit(
   apq::v1::TrainPredictorRequest request = original;
   RETURN_IF_ERROR(FillAndValidate(&request));
   ASSIGN_OR_RETURN(const oface::SearchSpace* space, catalog_.FindSpace(request.space()));
-  ASSIGN_OR_RETURN(DatasetRecord dataset, store_.GetDataset(request.dataset()));
+  ASSIGN_OR_RETURN(DatasetRecord dataset, store_.datasets().GetDataset(request.dataset()));
   if (dataset.space != request.space()) {
     return absl::InvalidArgumentError(absl::StrCat("dataset: ", dataset.name,
                                                    " holds records of space ", dataset.space,
@@ -262,7 +262,7 @@ absl::StatusOr<apq::v1::TrainingJob> TrainingManager::Submit(
   // Reserved before the row is written, so a full queue stores nothing; stored outside any
   // lock, so a slow store write does not stall the running job's progress.
   ASSIGN_OR_RETURN(JobRunner::Slot slot, runner_->Reserve());
-  absl::StatusOr<std::string> id = store_.CreateTrainingJob(job);
+  absl::StatusOr<std::string> id = store_.training_jobs().CreateTrainingJob(job);
   if (!id.ok()) return id.status();
   runner_->Enqueue(std::move(slot), *id);
   job.id = *std::move(id);
@@ -270,7 +270,7 @@ absl::StatusOr<apq::v1::TrainingJob> TrainingManager::Submit(
 }
 
 absl::StatusOr<apq::v1::TrainingJob> TrainingManager::Cancel(const std::string& job_id) {
-  ASSIGN_OR_RETURN(TrainingJobRecord job, store_.GetTrainingJob(job_id));
+  ASSIGN_OR_RETURN(TrainingJobRecord job, store_.training_jobs().GetTrainingJob(job_id));
   const auto ended = [&job_id] {
     return absl::FailedPreconditionError(
         absl::StrCat("training job ", job_id, " has already ended"));
@@ -281,14 +281,14 @@ absl::StatusOr<apq::v1::TrainingJob> TrainingManager::Cancel(const std::string& 
   if (!running) {
     // Queued, or held by no worker (a store write that failed earlier left it unfinished):
     // it ends here.
-    const absl::Status cancelled = store_.FinishTrainingJob(
+    const absl::Status cancelled = store_.training_jobs().FinishTrainingJob(
         job_id, JobState::kCancelled, "cancelled", NowUnixSeconds(), /*predictor=*/nullptr);
     if (!cancelled.ok()) {
       if (outcome == JobRunner::CancelOutcome::kDequeued) runner_->Requeue(job_id);
       return absl::IsFailedPrecondition(cancelled) ? ended() : cancelled;
     }
   }
-  ASSIGN_OR_RETURN(job, store_.GetTrainingJob(job_id));
+  ASSIGN_OR_RETURN(job, store_.training_jobs().GetTrainingJob(job_id));
   // A running job that ended on its own meanwhile was not cancelled.
   if (running && IsTerminal(job.state) && job.state != JobState::kCancelled) return ended();
   return TrainingJobToProto(job);
@@ -299,7 +299,7 @@ void TrainingManager::Finish(const std::string& job_id, JobState state, const st
   // A job must not stay running: a failed write (a busy or full disk) is retried, then the
   // job ends failed without its predictor.
   const absl::Status finished = WriteWithRetries(
-      [&] { return store_.FinishTrainingJob(job_id, state, error, NowUnixSeconds(), predictor); });
+      [&] { return store_.training_jobs().FinishTrainingJob(job_id, state, error, NowUnixSeconds(), predictor); });
   if (!finished.ok() && predictor != nullptr && !absl::IsFailedPrecondition(finished)) {
     Finish(job_id, JobState::kFailed,
            absl::StrCat("storing the trained predictor: ", finished.message()), nullptr);
@@ -312,7 +312,7 @@ void TrainingManager::Finish(const std::string& job_id, JobState state, const st
 }
 
 void TrainingManager::RunJob(const std::string& job_id, const JobRunner::Control& control) {
-  absl::StatusOr<TrainingJobRecord> job = store_.GetTrainingJob(job_id);
+  absl::StatusOr<TrainingJobRecord> job = store_.training_jobs().GetTrainingJob(job_id);
   if (!job.ok()) {
     Finish(job_id, JobState::kFailed, absl::StrCat("cannot load the job: ", job.status().message()),
            nullptr);
@@ -324,7 +324,7 @@ void TrainingManager::RunJob(const std::string& job_id, const JobRunner::Control
     Finish(job_id, JobState::kFailed, "the stored request does not parse", nullptr);
     return;
   }
-  if (const absl::Status running = store_.MarkTrainingRunning(job_id, NowUnixSeconds());
+  if (const absl::Status running = store_.training_jobs().MarkTrainingRunning(job_id, NowUnixSeconds());
       !running.ok()) {
     Finish(job_id, JobState::kFailed, running.ToString(), nullptr);
     return;
@@ -335,7 +335,7 @@ void TrainingManager::RunJob(const std::string& job_id, const JobRunner::Control
     return;
   }
   absl::StatusOr<std::vector<MeasurementRow>> rows =
-      store_.ListMeasurements(request.dataset(), std::nullopt);
+      store_.datasets().ListMeasurements(request.dataset(), std::nullopt);
   if (!rows.ok()) {
     Finish(job_id, JobState::kFailed, rows.status().ToString(), nullptr);
     return;
@@ -363,7 +363,7 @@ void TrainingManager::RunJob(const std::string& job_id, const JobRunner::Control
     latest = {stage, epoch, max_epochs, validation_rmse};
     if (throttle.ShouldWrite(stage, epoch == max_epochs, absl::Now())) {
       // A failed progress write is not worth failing the training for; the next one retries.
-      store_.UpdateTrainingProgress(job_id, stage, epoch, max_epochs, validation_rmse)
+      store_.training_jobs().UpdateTrainingProgress(job_id, stage, epoch, max_epochs, validation_rmse)
           .IgnoreError();
     }
     return true;
@@ -372,7 +372,7 @@ void TrainingManager::RunJob(const std::string& job_id, const JobRunner::Control
   if (control.shutting_down()) return;  // Stays running; the next process runs it again.
   if (!latest.stage.empty()) {
     store_
-        .UpdateTrainingProgress(job_id, latest.stage, latest.epoch, latest.max_epochs,
+        .training_jobs().UpdateTrainingProgress(job_id, latest.stage, latest.epoch, latest.max_epochs,
                                 latest.validation_rmse)
         .IgnoreError();
   }

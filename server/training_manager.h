@@ -22,7 +22,7 @@
 #include "proto/apq/v1/apq.pb.h"
 #include "server/catalog.h"
 #include "server/job_runner.h"
-#include "server/store.h"
+#include "server/store/store.h"
 
 namespace apq::server {
 

@@ -1,4 +1,4 @@
-#include "server/store.h"
+#include "server/store/records.h"
 
 namespace apq::server {
 

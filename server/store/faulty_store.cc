@@ -1,0 +1,269 @@
+#include "server/store/faulty_store.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace apq::server {
+
+void FaultPlan::FailNthWrite(int64_t nth, Mode mode, std::string method) {
+  absl::MutexLock lock(&mutex_);
+  armed_.push_back(Fault{nth, mode, std::move(method)});
+}
+
+void FaultPlan::Clear() {
+  absl::MutexLock lock(&mutex_);
+  armed_.clear();
+}
+
+int64_t FaultPlan::writes() const {
+  absl::MutexLock lock(&mutex_);
+  return writes_;
+}
+
+int64_t FaultPlan::writes(absl::string_view method) const {
+  absl::MutexLock lock(&mutex_);
+  auto found = writes_by_method_.find(method);
+  return found == writes_by_method_.end() ? 0 : found->second;
+}
+
+int64_t FaultPlan::faults_injected() const {
+  absl::MutexLock lock(&mutex_);
+  return faults_injected_;
+}
+
+std::optional<FaultPlan::Mode> FaultPlan::OnWrite(absl::string_view method) {
+  absl::MutexLock lock(&mutex_);
+  ++writes_;
+  ++writes_by_method_[std::string(method)];
+  std::optional<Mode> fault;
+  for (auto it = armed_.begin(); it != armed_.end();) {
+    if ((!it->method.empty() && it->method != method) || --it->remaining > 0) {
+      ++it;
+      continue;
+    }
+    if (!fault.has_value() || it->mode == Mode::kBeforeWrite) fault = it->mode;
+    it = armed_.erase(it);
+  }
+  if (fault.has_value()) ++faults_injected_;
+  return fault;
+}
+
+namespace {
+
+// Runs the write `call` of `method` with the plan's fault, if any. `Result` is absl::Status
+// or an absl::StatusOr.
+template <typename Result, typename Call>
+Result Write(FaultPlan& plan, absl::string_view method, Call call) {
+  const std::optional<FaultPlan::Mode> fault = plan.OnWrite(method);
+  if (fault == FaultPlan::Mode::kBeforeWrite) {
+    return absl::InternalError(absl::StrCat("injected fault: ", method, " was not written"));
+  }
+  Result result = call();
+  if (fault == FaultPlan::Mode::kAfterCommit && result.ok()) {
+    return absl::InternalError(
+        absl::StrCat("injected fault: ", method, " was committed, its acknowledgement lost"));
+  }
+  return result;
+}
+
+class FaultyJobStore final : public JobStore {
+ public:
+  FaultyJobStore(JobStore& base, FaultPlan& plan) : base_(base), plan_(plan) {}
+
+  absl::StatusOr<std::string> CreateJob(const JobRecord& job) override {
+    return Write<absl::StatusOr<std::string>>(plan_, "CreateJob",
+                                              [&] { return base_.CreateJob(job); });
+  }
+  absl::Status MarkRunning(const std::string& job_id, double started_unix_s) override {
+    return Write<absl::Status>(plan_, "MarkRunning",
+                               [&] { return base_.MarkRunning(job_id, started_unix_s); });
+  }
+  absl::StatusOr<std::vector<int64_t>> AppendGeneration(const std::string& job_id,
+                                                        const GenerationBatch& batch) override {
+    return Write<absl::StatusOr<std::vector<int64_t>>>(
+        plan_, "AppendGeneration", [&] { return base_.AppendGeneration(job_id, batch); });
+  }
+  absl::Status FinishJob(const std::string& job_id, JobState state, const std::string& error,
+                         double finished_unix_s, double elapsed_s,
+                         const std::vector<int64_t>& pareto_front_ids) override {
+    return Write<absl::Status>(plan_, "FinishJob", [&] {
+      return base_.FinishJob(job_id, state, error, finished_unix_s, elapsed_s, pareto_front_ids);
+    });
+  }
+  absl::StatusOr<JobRecord> GetJob(const std::string& job_id) override {
+    return base_.GetJob(job_id);
+  }
+  absl::StatusOr<std::vector<JobRecord>> ListJobs(std::optional<JobState> state, int64_t offset,
+                                                  int limit) override {
+    return base_.ListJobs(state, offset, limit);
+  }
+  absl::StatusOr<CandidatePage> ListCandidates(const CandidateQuery& query) override {
+    return base_.ListCandidates(query);
+  }
+
+ private:
+  JobStore& base_;
+  FaultPlan& plan_;
+};
+
+class FaultyDeviceStore final : public DeviceStore {
+ public:
+  FaultyDeviceStore(DeviceStore& base, FaultPlan& plan) : base_(base), plan_(plan) {}
+
+  absl::StatusOr<int64_t> AddTableVersion(const TableVersionRecord& table) override {
+    return Write<absl::StatusOr<int64_t>>(plan_, "AddTableVersion",
+                                          [&] { return base_.AddTableVersion(table); });
+  }
+  absl::StatusOr<std::vector<std::string>> ListDevices() override { return base_.ListDevices(); }
+  absl::StatusOr<std::vector<TableVersionRecord>> ListTableVersions(
+      const std::string& device) override {
+    return base_.ListTableVersions(device);
+  }
+  absl::StatusOr<TableVersionRecord> GetTableVersion(const std::string& device,
+                                                     int64_t version) override {
+    return base_.GetTableVersion(device, version);
+  }
+
+ private:
+  DeviceStore& base_;
+  FaultPlan& plan_;
+};
+
+class FaultyDatasetStore final : public DatasetStore {
+ public:
+  FaultyDatasetStore(DatasetStore& base, FaultPlan& plan) : base_(base), plan_(plan) {}
+
+  absl::Status CreateDataset(const DatasetRecord& dataset,
+                             const std::vector<MeasurementRow>& rows) override {
+    return Write<absl::Status>(plan_, "CreateDataset",
+                               [&] { return base_.CreateDataset(dataset, rows); });
+  }
+  absl::StatusOr<DatasetRecord> GetDataset(const std::string& name) override {
+    return base_.GetDataset(name);
+  }
+  absl::StatusOr<std::vector<DatasetRecord>> ListDatasets() override {
+    return base_.ListDatasets();
+  }
+  absl::Status AddMeasurements(const std::string& dataset,
+                               const std::vector<MeasurementRow>& rows) override {
+    return Write<absl::Status>(plan_, "AddMeasurements",
+                               [&] { return base_.AddMeasurements(dataset, rows); });
+  }
+  absl::StatusOr<std::vector<MeasurementRow>> ListMeasurements(
+      const std::string& dataset, const std::optional<std::string>& method) override {
+    return base_.ListMeasurements(dataset, method);
+  }
+
+ private:
+  DatasetStore& base_;
+  FaultPlan& plan_;
+};
+
+class FaultyPredictorStore final : public PredictorStore {
+ public:
+  FaultyPredictorStore(PredictorStore& base, FaultPlan& plan) : base_(base), plan_(plan) {}
+
+  absl::Status AddPredictor(const PredictorRecord& predictor) override {
+    return Write<absl::Status>(plan_, "AddPredictor",
+                               [&] { return base_.AddPredictor(predictor); });
+  }
+  absl::StatusOr<std::vector<PredictorRecord>> ListPredictors(const std::string& space) override {
+    return base_.ListPredictors(space);
+  }
+  absl::StatusOr<PredictorRecord> GetPredictor(const std::string& space,
+                                               const std::string& version) override {
+    return base_.GetPredictor(space, version);
+  }
+  absl::StatusOr<PredictorRecord> GetDefaultPredictor(const std::string& space) override {
+    return base_.GetDefaultPredictor(space);
+  }
+  absl::Status SetDefaultPredictor(const std::string& space, const std::string& version) override {
+    return Write<absl::Status>(plan_, "SetDefaultPredictor",
+                               [&] { return base_.SetDefaultPredictor(space, version); });
+  }
+  absl::Status ClearDefaultPredictor(const std::string& space) override {
+    return Write<absl::Status>(plan_, "ClearDefaultPredictor",
+                               [&] { return base_.ClearDefaultPredictor(space); });
+  }
+
+ private:
+  PredictorStore& base_;
+  FaultPlan& plan_;
+};
+
+class FaultyTrainingJobStore final : public TrainingJobStore {
+ public:
+  FaultyTrainingJobStore(TrainingJobStore& base, FaultPlan& plan) : base_(base), plan_(plan) {}
+
+  absl::StatusOr<std::string> CreateTrainingJob(const TrainingJobRecord& job) override {
+    return Write<absl::StatusOr<std::string>>(plan_, "CreateTrainingJob",
+                                              [&] { return base_.CreateTrainingJob(job); });
+  }
+  absl::Status MarkTrainingRunning(const std::string& job_id, double started_unix_s) override {
+    return Write<absl::Status>(plan_, "MarkTrainingRunning",
+                               [&] { return base_.MarkTrainingRunning(job_id, started_unix_s); });
+  }
+  absl::Status UpdateTrainingProgress(const std::string& job_id, const std::string& stage,
+                                      int epoch, int max_epochs, double validation_rmse) override {
+    return Write<absl::Status>(plan_, "UpdateTrainingProgress", [&] {
+      return base_.UpdateTrainingProgress(job_id, stage, epoch, max_epochs, validation_rmse);
+    });
+  }
+  absl::Status FinishTrainingJob(const std::string& job_id, JobState state,
+                                 const std::string& error, double finished_unix_s,
+                                 const PredictorRecord* predictor) override {
+    return Write<absl::Status>(plan_, "FinishTrainingJob", [&] {
+      return base_.FinishTrainingJob(job_id, state, error, finished_unix_s, predictor);
+    });
+  }
+  absl::StatusOr<TrainingJobRecord> GetTrainingJob(const std::string& job_id) override {
+    return base_.GetTrainingJob(job_id);
+  }
+  absl::StatusOr<std::vector<TrainingJobRecord>> ListTrainingJobs(bool unfinished_only,
+                                                                  int64_t offset,
+                                                                  int limit) override {
+    return base_.ListTrainingJobs(unfinished_only, offset, limit);
+  }
+
+ private:
+  TrainingJobStore& base_;
+  FaultPlan& plan_;
+};
+
+class FaultyStore final : public Store {
+ public:
+  FaultyStore(std::unique_ptr<Store> base, std::shared_ptr<FaultPlan> plan)
+      : base_(std::move(base)),
+        plan_(std::move(plan)),
+        jobs_(base_->jobs(), *plan_),
+        devices_(base_->devices(), *plan_),
+        datasets_(base_->datasets(), *plan_),
+        predictors_(base_->predictors(), *plan_),
+        training_jobs_(base_->training_jobs(), *plan_) {}
+
+  JobStore& jobs() override { return jobs_; }
+  DeviceStore& devices() override { return devices_; }
+  DatasetStore& datasets() override { return datasets_; }
+  PredictorStore& predictors() override { return predictors_; }
+  TrainingJobStore& training_jobs() override { return training_jobs_; }
+
+ private:
+  // Declared first: they outlive the wrappers below.
+  const std::unique_ptr<Store> base_;
+  const std::shared_ptr<FaultPlan> plan_;
+  FaultyJobStore jobs_;
+  FaultyDeviceStore devices_;
+  FaultyDatasetStore datasets_;
+  FaultyPredictorStore predictors_;
+  FaultyTrainingJobStore training_jobs_;
+};
+
+}  // namespace
+
+std::unique_ptr<Store> NewFaultyStore(std::unique_ptr<Store> base,
+                                      std::shared_ptr<FaultPlan> plan) {
+  return std::make_unique<FaultyStore>(std::move(base), std::move(plan));
+}
+
+}  // namespace apq::server

@@ -1,0 +1,155 @@
+#include "server/store/faulty_store.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/store/store_testing.h"
+
+namespace apq::server {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+using namespace ::apq::server::store_testing;  // NOLINT(build/namespaces): the test records.
+
+using Mode = FaultPlan::Mode;
+
+class FaultyStoreTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<Store>> base = GetParam().open();
+    ASSERT_TRUE(base.ok()) << base.status();
+    store_ = NewFaultyStore(*std::move(base), plan_);
+  }
+
+  std::shared_ptr<FaultPlan> plan_ = std::make_shared<FaultPlan>();
+  std::unique_ptr<Store> store_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, FaultyStoreTest, ::testing::ValuesIn(Backends()), BackendName);
+
+void ExpectInjected(const absl::Status& status) {
+  EXPECT_EQ(status.code(), absl::StatusCode::kInternal) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("injected fault"));
+}
+
+TEST_P(FaultyStoreTest, AFaultBeforeTheWriteChangesNothing) {
+  plan_->FailNthWrite(1, Mode::kBeforeWrite);
+  ExpectInjected(store_->jobs().CreateJob(MakeJob()).status());
+  EXPECT_THAT(*store_->jobs().ListJobs(std::nullopt, 0, 10), IsEmpty());
+  // The fault fired once; the next write is made, and gets the first id.
+  EXPECT_EQ(*store_->jobs().CreateJob(MakeJob()), "job-1");
+  EXPECT_EQ(plan_->faults_injected(), 1);
+}
+
+TEST_P(FaultyStoreTest, AFaultAfterTheCommitKeepsTheChange) {
+  plan_->FailNthWrite(1, Mode::kAfterCommit);
+  ExpectInjected(store_->jobs().CreateJob(MakeJob()).status());
+  EXPECT_THAT(*store_->jobs().ListJobs(std::nullopt, 0, 10), SizeIs(1));
+  EXPECT_EQ(*store_->jobs().CreateJob(MakeJob()), "job-2");
+}
+
+TEST_P(FaultyStoreTest, TheNthWriteOfOneMethodFails) {
+  JobStore& jobs = store_->jobs();
+  const std::string id = *jobs.CreateJob(MakeJob());
+  plan_->FailNthWrite(2, Mode::kBeforeWrite, "AppendGeneration");
+  ASSERT_TRUE(jobs.MarkRunning(id, 1).ok());  // Another method: not counted.
+  ASSERT_TRUE(jobs.AppendGeneration(id, MakeBatch(0, 4)).ok());
+  ASSERT_TRUE(jobs.MarkRunning(id, 1).ok());
+  ExpectInjected(jobs.AppendGeneration(id, MakeBatch(1, 4, 4)).status());
+  EXPECT_EQ(jobs.GetJob(id)->candidates_evaluated, 4);
+  EXPECT_EQ(AllCandidates(jobs, id).total, 4);
+  // The retry of the refused generation is taken.
+  ASSERT_TRUE(jobs.AppendGeneration(id, MakeBatch(1, 4, 4)).ok());
+  EXPECT_EQ(AllCandidates(jobs, id).total, 8);
+}
+
+// A lost acknowledgement: the generation is stored, so the caller's retry is refused.
+TEST_P(FaultyStoreTest, ALostAcknowledgementOfAGenerationLeavesItStored) {
+  JobStore& jobs = store_->jobs();
+  const std::string id = *jobs.CreateJob(MakeJob());
+  plan_->FailNthWrite(1, Mode::kAfterCommit, "AppendGeneration");
+  ExpectInjected(jobs.AppendGeneration(id, MakeBatch(0, 4)).status());
+  EXPECT_EQ(jobs.GetJob(id)->candidates_evaluated, 4);
+  EXPECT_EQ(AllCandidates(jobs, id).total, 4);
+  EXPECT_EQ(jobs.AppendGeneration(id, MakeBatch(0, 4)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_P(FaultyStoreTest, TrainingJobsEndWithTheirPredictorOrNotAtAll) {
+  TrainingJobStore& training = store_->training_jobs();
+  const std::string refused = *training.CreateTrainingJob({});
+  const std::string lost = *training.CreateTrainingJob({});
+  PredictorRecord first = Predictor("v1", true);
+  PredictorRecord second = Predictor("v2", true);
+
+  plan_->FailNthWrite(1, Mode::kBeforeWrite, "FinishTrainingJob");
+  ExpectInjected(training.FinishTrainingJob(refused, JobState::kSucceeded, "", 1, &first));
+  EXPECT_EQ(training.GetTrainingJob(refused)->state, JobState::kQueued);
+  EXPECT_THAT(*store_->predictors().ListPredictors("fmnist_mbv2"), IsEmpty());
+
+  plan_->FailNthWrite(1, Mode::kAfterCommit, "FinishTrainingJob");
+  ExpectInjected(training.FinishTrainingJob(lost, JobState::kSucceeded, "", 1, &second));
+  EXPECT_EQ(training.GetTrainingJob(lost)->state, JobState::kSucceeded);
+  EXPECT_EQ(store_->predictors().GetDefaultPredictor("fmnist_mbv2")->version, "v2");
+}
+
+TEST_P(FaultyStoreTest, WritesOfEveryKindAreCountedAndReadsAreNot) {
+  const std::string id = *store_->jobs().CreateJob(MakeJob());
+  ASSERT_TRUE(store_->jobs().GetJob(id).ok());
+  ASSERT_TRUE(store_->devices().AddTableVersion(MakeTable("note10", "1")).ok());
+  ASSERT_TRUE(store_->devices().ListDevices().ok());
+  ASSERT_TRUE(store_->datasets().CreateDataset({"fm", "fmnist_mbv2", "", 1, 0}, {}).ok());
+  ASSERT_TRUE(store_->datasets().AddMeasurements("fm", {Measurement("[1]", 1, "fp32")}).ok());
+  ASSERT_TRUE(store_->predictors().AddPredictor(Predictor("v1", false)).ok());
+  ASSERT_TRUE(store_->predictors().SetDefaultPredictor("fmnist_mbv2", "v1").ok());
+  ASSERT_TRUE(store_->predictors().ClearDefaultPredictor("fmnist_mbv2").ok());
+  const std::string training = *store_->training_jobs().CreateTrainingJob({});
+  ASSERT_TRUE(store_->training_jobs().MarkTrainingRunning(training, 1).ok());
+  ASSERT_TRUE(store_->training_jobs().UpdateTrainingProgress(training, "fp32", 1, 2, 0.5).ok());
+  // A write that fails by itself counts too.
+  EXPECT_EQ(store_->jobs().FinishJob(id, JobState::kRunning, "", 1, 1, {}).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(plan_->writes(), 11);
+  EXPECT_EQ(plan_->writes("CreateJob"), 1);
+  EXPECT_EQ(plan_->writes("FinishJob"), 1);
+  EXPECT_EQ(plan_->writes("GetJob"), 0);
+  EXPECT_EQ(plan_->faults_injected(), 0);
+
+  // A fault across all kinds fires at the third write from now, whatever its kind.
+  plan_->FailNthWrite(3, Mode::kBeforeWrite);
+  ASSERT_TRUE(store_->jobs().MarkRunning(id, 1).ok());
+  ASSERT_TRUE(store_->devices().AddTableVersion(MakeTable("note10", "2")).ok());
+  ExpectInjected(store_->predictors().AddPredictor(Predictor("v2", false)));
+  EXPECT_THAT(*store_->predictors().ListPredictors("fmnist_mbv2"), SizeIs(1));
+}
+
+TEST_P(FaultyStoreTest, AWriteThatFailsByItselfKeepsItsErrorAndClearDisarms) {
+  const std::string id = *store_->jobs().CreateJob(MakeJob());
+  plan_->FailNthWrite(1, Mode::kAfterCommit);
+  EXPECT_EQ(store_->jobs().FinishJob(id, JobState::kRunning, "", 1, 1, {}).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(plan_->faults_injected(), 1);
+
+  plan_->FailNthWrite(1, Mode::kBeforeWrite, "FinishJob");
+  plan_->Clear();
+  EXPECT_TRUE(store_->jobs().FinishJob(id, JobState::kCancelled, "", 1, 1, {}).ok());
+  EXPECT_EQ(plan_->faults_injected(), 1);
+}
+
+TEST_P(FaultyStoreTest, BeforeWinsWhenTwoFaultsFireAtOneWrite) {
+  plan_->FailNthWrite(1, Mode::kAfterCommit);
+  plan_->FailNthWrite(1, Mode::kBeforeWrite, "CreateJob");
+  ExpectInjected(store_->jobs().CreateJob(MakeJob()).status());
+  EXPECT_THAT(*store_->jobs().ListJobs(std::nullopt, 0, 10), IsEmpty());
+  EXPECT_EQ(*store_->jobs().CreateJob(MakeJob()), "job-1");  // Both fired.
+}
+
+}  // namespace
+}  // namespace apq::server

@@ -1,0 +1,76 @@
+// Search jobs and the candidates they evaluate. The contract shared by every store (nothing
+// changes on error, status codes, doubles, thread safety) is in store.h.
+#ifndef APQ_SERVER_STORE_JOB_STORE_H_
+#define APQ_SERVER_STORE_JOB_STORE_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "server/store/records.h"
+
+namespace apq::server {
+
+class JobStore {
+ public:
+  virtual ~JobStore() = default;
+
+  // Stores a new job and returns its id, "job-<n>" with n = 1, 2, ... in creation order.
+  // Only the job's identity (space, device, table_version, predictor_version, request) and
+  // created_unix_s are taken from `job`: the state is kQueued and the progress fields start
+  // empty, whatever the record says.
+  virtual absl::StatusOr<std::string> CreateJob(const JobRecord& job) = 0;
+
+  // Moves a queued or running job (a resumed one) to kRunning and sets its started time.
+  // FAILED_PRECONDITION for a job that has ended.
+  virtual absl::Status MarkRunning(const std::string& job_id, double started_unix_s) = 0;
+
+  // Appends one generation (candidates, progress, best, checkpoint) in one transaction and
+  // returns the ids assigned to batch.candidates, in batch order.
+  //  - Only the next generation is accepted: 0 for the job's first batch, then
+  //    generations_done + 1 (so generations_done is 0 both before and after generation 0;
+  //    candidates_evaluated or the checkpoint tells them apart); FAILED_PRECONDITION
+  //    otherwise, and for a job that has ended. A queued job accepts generations too.
+  //  - The candidates are stored with the batch's generation (their own `id`, `generation`
+  //    and `on_pareto_front` are ignored) and get ascending ids, above every id the store
+  //    assigned before (to any job).
+  //  - The batch's `best` replaces the job's best (unset clears it). With best_batch_index
+  //    >= 0 its id is the one assigned to candidates[best_batch_index] (INVALID_ARGUMENT
+  //    when that is out of range or there is no best); otherwise best->id is kept as given.
+  virtual absl::StatusOr<std::vector<int64_t>> AppendGeneration(const std::string& job_id,
+                                                                const GenerationBatch& batch) = 0;
+
+  // Moves a job to the terminal `state` (INVALID_ARGUMENT for a state that is not terminal)
+  // and, in the same transaction, marks exactly the candidates `pareto_front_ids` as on the
+  // job's Pareto front and sets its pareto_front_size to their count (an empty vector marks
+  // none). The front is the caller's to compute (search/pareto.h). INVALID_ARGUMENT when an
+  // id is not a feasible candidate of this job or appears twice; FAILED_PRECONDITION if the
+  // job already ended. The checkpoint is kept.
+  virtual absl::Status FinishJob(const std::string& job_id, JobState state,
+                                 const std::string& error, double finished_unix_s, double elapsed_s,
+                                 const std::vector<int64_t>& pareto_front_ids) = 0;
+
+  // The job with its checkpoint. NOT_FOUND for an unknown job.
+  virtual absl::StatusOr<JobRecord> GetJob(const std::string& job_id) = 0;
+
+  // Newest first, all jobs or those in `state`; `offset`/`limit` page through them.
+  // Checkpoints are not loaded. INVALID_ARGUMENT unless offset >= 0 and
+  // 1 <= limit <= kMaxPageSize, and for a state that is not a JobState value.
+  virtual absl::StatusOr<std::vector<JobRecord>> ListJobs(std::optional<JobState> state,
+                                                          int64_t offset, int limit) = 0;
+
+  // A page of the job's candidates in `query.order`; `total` counts every matching row.
+  // Candidates with an unset metric come after all others in that metric's order; ties are
+  // in id order. With pareto_front_only, only the front's (all feasible) rows match.
+  // NOT_FOUND for an unknown job; INVALID_ARGUMENT unless offset >= 0 and
+  // 1 <= limit <= kMaxPageSize, and for an order that is not a CandidateOrder value. An
+  // offset past the end gives no rows and the total.
+  virtual absl::StatusOr<CandidatePage> ListCandidates(const CandidateQuery& query) = 0;
+};
+
+}  // namespace apq::server
+
+#endif  // APQ_SERVER_STORE_JOB_STORE_H_

@@ -1,0 +1,74 @@
+#include "server/store/memory_database.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "server/store/record_checks.h"
+
+namespace apq::server::memory_internal {
+
+absl::StatusOr<double> StoredDouble(double value, absl::string_view field,
+                                    absl::string_view operation) {
+  RETURN_IF_ERROR(store_internal::CheckNotNan(value, field, operation));
+  return value == 0.0 ? 0.0 : value;
+}
+
+absl::StatusOr<CandidateRecord> StoredCandidate(CandidateRecord candidate, absl::string_view what,
+                                                absl::string_view operation) {
+  for (auto [field, metric] : {std::pair{"accuracy", &candidate.accuracy},
+                               {"latency_ms", &candidate.latency_ms},
+                               {"energy_mj", &candidate.energy_mj},
+                               {"size_mb", &candidate.size_mb},
+                               {"bitops", &candidate.bitops}}) {
+    if (!metric->has_value()) continue;
+    ASSIGN_OR_RETURN(**metric, StoredDouble(**metric, absl::StrCat(what, " ", field), operation));
+  }
+  candidate.on_pareto_front = false;
+  return candidate;
+}
+
+StoredJob* MemoryDatabase::FindJob(const std::string& id) {
+  auto found = job_index.find(id);
+  return found == job_index.end() ? nullptr : &jobs[found->second];
+}
+
+TrainingJobRecord* MemoryDatabase::FindTrainingJob(const std::string& id) {
+  auto found = training_job_index.find(id);
+  return found == training_job_index.end() ? nullptr : &training_jobs[found->second];
+}
+
+PredictorRecord* MemoryDatabase::FindPredictor(const std::string& space,
+                                               const std::string& version) {
+  auto found = predictors.find(space);
+  if (found == predictors.end()) return nullptr;
+  for (PredictorRecord& predictor : found->second) {
+    if (predictor.version == version) return &predictor;
+  }
+  return nullptr;
+}
+
+void MemoryDatabase::MakeDefault(const std::string& space, const std::string& version) {
+  auto found = predictors.find(space);
+  if (found == predictors.end()) return;
+  for (PredictorRecord& predictor : found->second) {
+    predictor.is_default = predictor.version == version;
+  }
+}
+
+absl::Status MemoryDatabase::InsertPredictor(const PredictorRecord& predictor,
+                                             absl::string_view operation) {
+  RETURN_IF_ERROR(store_internal::CheckPredictor(predictor));
+  if (FindPredictor(predictor.space, predictor.version) != nullptr) {
+    return store_internal::PredictorExists(predictor);
+  }
+  PredictorRecord stored = predictor;
+  ASSIGN_OR_RETURN(stored.created_unix_s,
+                   StoredDouble(predictor.created_unix_s, "created_unix_s", operation));
+  // The new one is the only default: no stored version is "" (CheckPredictor).
+  if (stored.is_default) MakeDefault(stored.space, "");
+  predictors[stored.space].push_back(std::move(stored));
+  return absl::OkStatus();
+}
+
+}  // namespace apq::server::memory_internal

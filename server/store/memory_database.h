@@ -1,0 +1,76 @@
+// The records of the in-memory backend (memory_store.h), under one mutex shared by its
+// stores of every record kind, and the conversions every write applies. Internal to the
+// backend.
+#ifndef APQ_SERVER_STORE_MEMORY_DATABASE_H_
+#define APQ_SERVER_STORE_MEMORY_DATABASE_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "server/store/job_store.h"
+#include "server/store/records.h"
+
+namespace apq::server::memory_internal {
+
+// A double as stored: INVALID_ARGUMENT "<operation>: <field> is NaN" for a NaN, and -0.0
+// becomes 0.0 (as SQLite reads it back).
+absl::StatusOr<double> StoredDouble(double value, absl::string_view field,
+                                    absl::string_view operation);
+// A candidate as stored: its metrics as by StoredDouble (`what` names it in the field), not
+// on the front.
+absl::StatusOr<CandidateRecord> StoredCandidate(CandidateRecord candidate, absl::string_view what,
+                                                absl::string_view operation);
+
+struct StoredJob {
+  JobRecord record;  // With the checkpoint; the best's on_pareto_front is always false.
+  int64_t next_generation = 0;
+  std::vector<CandidateRecord> candidates;  // Ascending ids.
+};
+
+struct StoredDataset {
+  DatasetRecord record;  // Without counts.
+  std::vector<MeasurementRow> rows;
+};
+
+struct MemoryDatabase {
+  StoredJob* FindJob(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex);
+  TrainingJobRecord* FindTrainingJob(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex);
+  PredictorRecord* FindPredictor(const std::string& space, const std::string& version)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex);
+  // Makes `version` the space's only default; an unknown version leaves it none.
+  void MakeDefault(const std::string& space, const std::string& version)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex);
+  // PredictorStore::AddPredictor's checks and write.
+  absl::Status InsertPredictor(const PredictorRecord& predictor, absl::string_view operation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex);
+
+  absl::Mutex mutex;
+  std::vector<StoredJob> jobs ABSL_GUARDED_BY(mutex);  // jobs[n - 1] is "job-<n>".
+  absl::flat_hash_map<std::string, size_t> job_index ABSL_GUARDED_BY(mutex);
+  int64_t next_candidate_id ABSL_GUARDED_BY(mutex) = 1;
+  std::map<std::string, std::vector<TableVersionRecord>> tables ABSL_GUARDED_BY(mutex);
+  std::map<std::string, StoredDataset> datasets ABSL_GUARDED_BY(mutex);
+  int64_t next_measurement_id ABSL_GUARDED_BY(mutex) = 1;
+  // By space, oldest first.
+  std::map<std::string, std::vector<PredictorRecord>> predictors ABSL_GUARDED_BY(mutex);
+  // training_jobs[n - 1] is "train-<n>".
+  std::vector<TrainingJobRecord> training_jobs ABSL_GUARDED_BY(mutex);
+  absl::flat_hash_map<std::string, size_t> training_job_index ABSL_GUARDED_BY(mutex);
+};
+
+// The job store on `db`, which must outlive it.
+std::unique_ptr<JobStore> NewMemoryJobStore(MemoryDatabase& db);
+
+}  // namespace apq::server::memory_internal
+
+#endif  // APQ_SERVER_STORE_MEMORY_DATABASE_H_

@@ -1,0 +1,226 @@
+#include <algorithm>
+#include <iterator>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "server/store/memory_database.h"
+#include "server/store/record_checks.h"
+
+namespace apq::server::memory_internal {
+namespace {
+
+using store_internal::CheckBestIndex;
+using store_internal::CheckDistinctIds;
+using store_internal::CheckPage;
+using store_internal::CheckTerminal;
+using store_internal::GenerationOutOfOrder;
+using store_internal::IsValidOrder;
+using store_internal::IsValidState;
+using store_internal::JobEnded;
+using store_internal::JobNotFound;
+using store_internal::NotAFrontCandidate;
+
+// The metric an order sorts by; null for id order.
+std::optional<double> CandidateRecord::*OrderMetric(CandidateOrder order) {
+  switch (order) {
+    case CandidateOrder::kAccuracyDesc:
+      return &CandidateRecord::accuracy;
+    case CandidateOrder::kLatencyAsc:
+      return &CandidateRecord::latency_ms;
+    case CandidateOrder::kEnergyAsc:
+      return &CandidateRecord::energy_mj;
+    case CandidateOrder::kSizeAsc:
+      return &CandidateRecord::size_mb;
+    case CandidateOrder::kBitopsAsc:
+      return &CandidateRecord::bitops;
+    case CandidateOrder::kId:
+      break;
+  }
+  return nullptr;
+}
+
+class MemoryJobStore final : public JobStore {
+ public:
+  explicit MemoryJobStore(MemoryDatabase& db) : db_(db) {}
+
+  absl::StatusOr<std::string> CreateJob(const JobRecord& job) override {
+    absl::MutexLock lock(&db_.mutex);
+    StoredJob stored;
+    ASSIGN_OR_RETURN(stored.record.created_unix_s,
+                     StoredDouble(job.created_unix_s, "created_unix_s", "creating a job"));
+    stored.record.id = absl::StrCat("job-", db_.jobs.size() + 1);
+    stored.record.space = job.space;
+    stored.record.device = job.device;
+    stored.record.table_version = job.table_version;
+    stored.record.predictor_version = job.predictor_version;
+    stored.record.request = job.request;
+    db_.job_index[stored.record.id] = db_.jobs.size();
+    db_.jobs.push_back(std::move(stored));
+    return db_.jobs.back().record.id;
+  }
+
+  absl::Status MarkRunning(const std::string& job_id, double started_unix_s) override {
+    absl::MutexLock lock(&db_.mutex);
+    ASSIGN_OR_RETURN(StoredJob * job, Unfinished(job_id));
+    ASSIGN_OR_RETURN(double started,
+                     StoredDouble(started_unix_s, "started_unix_s",
+                                  absl::StrCat("marking job ", job_id, " running")));
+    job->record.state = JobState::kRunning;
+    job->record.started_unix_s = started;
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<int64_t>> AppendGeneration(const std::string& job_id,
+                                                        const GenerationBatch& batch) override {
+    RETURN_IF_ERROR(CheckBestIndex(batch));
+    const std::string operation =
+        absl::StrCat("appending generation ", batch.generation, " to job ", job_id);
+    absl::MutexLock lock(&db_.mutex);
+    ASSIGN_OR_RETURN(StoredJob * job, Unfinished(job_id));
+    if (batch.generation != job->next_generation) {
+      return GenerationOutOfOrder(job_id, job->next_generation, batch.generation);
+    }
+    // Everything is checked before anything changes.
+    std::vector<CandidateRecord> candidates;
+    candidates.reserve(batch.candidates.size());
+    std::vector<int64_t> ids;
+    ids.reserve(batch.candidates.size());
+    for (const CandidateRecord& candidate : batch.candidates) {
+      ASSIGN_OR_RETURN(CandidateRecord stored, StoredCandidate(candidate, "candidate", operation));
+      stored.id = db_.next_candidate_id + static_cast<int64_t>(ids.size());
+      stored.generation = batch.generation;
+      ids.push_back(stored.id);
+      candidates.push_back(std::move(stored));
+    }
+    std::optional<CandidateRecord> best;
+    if (batch.best.has_value()) {
+      ASSIGN_OR_RETURN(best, StoredCandidate(*batch.best, "best", operation));
+      if (batch.best_batch_index >= 0) best->id = ids[batch.best_batch_index];
+    }
+    ASSIGN_OR_RETURN(double elapsed, StoredDouble(batch.elapsed_s, "elapsed_s", operation));
+
+    db_.next_candidate_id += static_cast<int64_t>(ids.size());
+    job->candidates.insert(job->candidates.end(), std::make_move_iterator(candidates.begin()),
+                           std::make_move_iterator(candidates.end()));
+    job->next_generation = batch.generation + 1;
+    job->record.generations_done = batch.generation;
+    job->record.candidates_evaluated = batch.candidates_evaluated;
+    job->record.best = std::move(best);
+    job->record.checkpoint = batch.checkpoint;
+    job->record.elapsed_s = elapsed;
+    return ids;
+  }
+
+  absl::Status FinishJob(const std::string& job_id, JobState state, const std::string& error,
+                         double finished_unix_s, double elapsed_s,
+                         const std::vector<int64_t>& pareto_front_ids) override {
+    RETURN_IF_ERROR(CheckTerminal(state, "FinishJob"));
+    RETURN_IF_ERROR(CheckDistinctIds(pareto_front_ids));
+    const std::string operation = absl::StrCat("finishing job ", job_id);
+    absl::MutexLock lock(&db_.mutex);
+    ASSIGN_OR_RETURN(StoredJob * job, Unfinished(job_id));
+    ASSIGN_OR_RETURN(double finished, StoredDouble(finished_unix_s, "finished_unix_s", operation));
+    ASSIGN_OR_RETURN(double elapsed, StoredDouble(elapsed_s, "elapsed_s", operation));
+    std::vector<CandidateRecord*> front;
+    for (const int64_t id : pareto_front_ids) {
+      auto found = std::lower_bound(
+          job->candidates.begin(), job->candidates.end(), id,
+          [](const CandidateRecord& candidate, int64_t wanted) { return candidate.id < wanted; });
+      if (found == job->candidates.end() || found->id != id || !found->feasible) {
+        return NotAFrontCandidate(job_id, id);
+      }
+      front.push_back(&*found);
+    }
+    for (CandidateRecord* candidate : front) candidate->on_pareto_front = true;
+    job->record.state = state;
+    job->record.error = error;
+    job->record.finished_unix_s = finished;
+    job->record.elapsed_s = elapsed;
+    job->record.pareto_front_size = static_cast<int64_t>(front.size());
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<JobRecord> GetJob(const std::string& job_id) override {
+    absl::MutexLock lock(&db_.mutex);
+    const StoredJob* job = db_.FindJob(job_id);
+    if (job == nullptr) return JobNotFound(job_id);
+    return job->record;
+  }
+
+  absl::StatusOr<std::vector<JobRecord>> ListJobs(std::optional<JobState> state, int64_t offset,
+                                                  int limit) override {
+    RETURN_IF_ERROR(CheckPage(offset, limit));
+    if (state.has_value() && !IsValidState(*state)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown job state ", static_cast<int>(*state)));
+    }
+    absl::MutexLock lock(&db_.mutex);
+    std::vector<JobRecord> jobs;
+    int64_t skipped = 0;
+    for (auto it = db_.jobs.rbegin(); it != db_.jobs.rend(); ++it) {
+      if (state.has_value() && it->record.state != *state) continue;
+      if (skipped++ < offset) continue;
+      jobs.push_back(it->record);
+      jobs.back().checkpoint.clear();
+      if (static_cast<int>(jobs.size()) == limit) break;
+    }
+    return jobs;
+  }
+
+  absl::StatusOr<CandidatePage> ListCandidates(const CandidateQuery& query) override {
+    RETURN_IF_ERROR(CheckPage(query.offset, query.limit));
+    if (!IsValidOrder(query.order)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown candidate order ", static_cast<int>(query.order)));
+    }
+    absl::MutexLock lock(&db_.mutex);
+    const StoredJob* job = db_.FindJob(query.job_id);
+    if (job == nullptr) return JobNotFound(query.job_id);
+    std::vector<const CandidateRecord*> matching;
+    for (const CandidateRecord& candidate : job->candidates) {
+      if (query.feasible.has_value() && candidate.feasible != *query.feasible) continue;
+      if (query.pareto_front_only && !candidate.on_pareto_front) continue;
+      matching.push_back(&candidate);
+    }
+    // Stable: the rows are in id order, which breaks ties.
+    if (std::optional<double> CandidateRecord::*metric = OrderMetric(query.order)) {
+      const bool descending = query.order == CandidateOrder::kAccuracyDesc;
+      std::stable_sort(matching.begin(), matching.end(),
+                       [&](const CandidateRecord* a, const CandidateRecord* b) {
+                         const std::optional<double>& x = a->*metric;
+                         const std::optional<double>& y = b->*metric;
+                         if (!x.has_value() || !y.has_value()) {
+                           return x.has_value() && !y.has_value();  // Unset last.
+                         }
+                         return descending ? *x > *y : *x < *y;
+                       });
+    }
+    CandidatePage page;
+    page.total = static_cast<int64_t>(matching.size());
+    for (int64_t i = query.offset; i < page.total && i < query.offset + query.limit; ++i) {
+      page.candidates.push_back(*matching[i]);
+    }
+    return page;
+  }
+
+ private:
+  // The job, unless it is unknown (NOT_FOUND) or has ended (FAILED_PRECONDITION).
+  absl::StatusOr<StoredJob*> Unfinished(const std::string& job_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_.mutex) {
+    StoredJob* job = db_.FindJob(job_id);
+    if (job == nullptr) return JobNotFound(job_id);
+    if (IsTerminal(job->record.state)) return JobEnded(job_id, job->record.state);
+    return job;
+  }
+
+  MemoryDatabase& db_;
+};
+
+}  // namespace
+
+std::unique_ptr<JobStore> NewMemoryJobStore(MemoryDatabase& db) {
+  return std::make_unique<MemoryJobStore>(db);
+}
+
+}  // namespace apq::server::memory_internal

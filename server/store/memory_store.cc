@@ -1,0 +1,390 @@
+#include "server/store/memory_store.h"
+
+#include <algorithm>
+#include <iterator>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "common/status_macros.h"
+#include "server/store/memory_database.h"
+#include "server/store/record_checks.h"
+
+namespace apq::server {
+namespace {
+
+using memory_internal::MemoryDatabase;
+using memory_internal::StoredDataset;
+using memory_internal::StoredDouble;
+using store_internal::CheckDataset;
+using store_internal::CheckMeasurementRows;
+using store_internal::CheckPage;
+using store_internal::CheckTableVersion;
+using store_internal::CheckTrainingEnd;
+using store_internal::DatasetExists;
+using store_internal::DatasetNotFound;
+using store_internal::DeviceNotFound;
+using store_internal::MeasurementStored;
+using store_internal::NoDefaultPredictor;
+using store_internal::PredictorNotFound;
+using store_internal::TableVersionNotFound;
+using store_internal::TrainingJobEnded;
+using store_internal::TrainingJobNotFound;
+
+class MemoryDeviceStore final : public DeviceStore {
+ public:
+  explicit MemoryDeviceStore(MemoryDatabase& db) : db_(db) {}
+
+  absl::StatusOr<int64_t> AddTableVersion(const TableVersionRecord& table) override {
+    RETURN_IF_ERROR(CheckTableVersion(table));
+    absl::MutexLock lock(&db_.mutex);
+    TableVersionRecord stored = table;
+    ASSIGN_OR_RETURN(
+        stored.uploaded_unix_s,
+        StoredDouble(table.uploaded_unix_s, "uploaded_unix_s",
+                     absl::StrCat("adding a table version for device ", table.device)));
+    std::vector<TableVersionRecord>& versions = db_.tables[table.device];
+    stored.version = static_cast<int64_t>(versions.size()) + 1;
+    versions.push_back(std::move(stored));
+    return versions.back().version;
+  }
+
+  absl::StatusOr<std::vector<std::string>> ListDevices() override {
+    absl::MutexLock lock(&db_.mutex);
+    std::vector<std::string> devices;
+    for (const auto& [device, versions] : db_.tables) devices.push_back(device);
+    return devices;
+  }
+
+  absl::StatusOr<std::vector<TableVersionRecord>> ListTableVersions(
+      const std::string& device) override {
+    absl::MutexLock lock(&db_.mutex);
+    auto found = db_.tables.find(device);
+    if (found == db_.tables.end()) return DeviceNotFound(device);
+    std::vector<TableVersionRecord> versions = found->second;
+    for (TableVersionRecord& version : versions) version.files.clear();
+    return versions;
+  }
+
+  absl::StatusOr<TableVersionRecord> GetTableVersion(const std::string& device,
+                                                     int64_t version) override {
+    if (version < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("table version must be >= 0 (0: latest), got ", version));
+    }
+    absl::MutexLock lock(&db_.mutex);
+    auto found = db_.tables.find(device);
+    if (found == db_.tables.end()) return TableVersionNotFound(device, version, false);
+    const std::vector<TableVersionRecord>& versions = found->second;
+    if (version > static_cast<int64_t>(versions.size())) {
+      return TableVersionNotFound(device, version, true);
+    }
+    return version == 0 ? versions.back() : versions[version - 1];
+  }
+
+ private:
+  MemoryDatabase& db_;
+};
+
+class MemoryDatasetStore final : public DatasetStore {
+ public:
+  explicit MemoryDatasetStore(MemoryDatabase& db) : db_(db) {}
+
+  absl::Status CreateDataset(const DatasetRecord& dataset,
+                             const std::vector<MeasurementRow>& rows) override {
+    RETURN_IF_ERROR(CheckDataset(dataset));
+    RETURN_IF_ERROR(CheckMeasurementRows(rows));
+    const std::string operation = absl::StrCat("creating dataset ", dataset.name);
+    absl::MutexLock lock(&db_.mutex);
+    if (db_.datasets.count(dataset.name) > 0) return DatasetExists(dataset.name);
+    StoredDataset stored;
+    stored.record = dataset;
+    ASSIGN_OR_RETURN(stored.record.created_unix_s,
+                     StoredDouble(dataset.created_unix_s, "created_unix_s", operation));
+    stored.record.records = 0;
+    stored.record.fp32_records = 0;
+    ASSIGN_OR_RETURN(stored.rows, StoredRows(stored, rows, operation));
+    db_.next_measurement_id += static_cast<int64_t>(rows.size());
+    db_.datasets.emplace(dataset.name, std::move(stored));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<DatasetRecord> GetDataset(const std::string& name) override {
+    absl::MutexLock lock(&db_.mutex);
+    auto found = db_.datasets.find(name);
+    if (found == db_.datasets.end()) return DatasetNotFound(name);
+    return WithCounts(found->second);
+  }
+
+  absl::StatusOr<std::vector<DatasetRecord>> ListDatasets() override {
+    absl::MutexLock lock(&db_.mutex);
+    std::vector<DatasetRecord> datasets;
+    for (const auto& [name, dataset] : db_.datasets) datasets.push_back(WithCounts(dataset));
+    return datasets;
+  }
+
+  absl::Status AddMeasurements(const std::string& dataset,
+                               const std::vector<MeasurementRow>& rows) override {
+    RETURN_IF_ERROR(CheckMeasurementRows(rows));
+    absl::MutexLock lock(&db_.mutex);
+    auto found = db_.datasets.find(dataset);
+    if (found == db_.datasets.end()) return DatasetNotFound(dataset);
+    ASSIGN_OR_RETURN(
+        std::vector<MeasurementRow> stored,
+        StoredRows(found->second, rows, absl::StrCat("adding measurements to dataset ", dataset)));
+    db_.next_measurement_id += static_cast<int64_t>(rows.size());
+    found->second.rows.insert(found->second.rows.end(), std::make_move_iterator(stored.begin()),
+                              std::make_move_iterator(stored.end()));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<MeasurementRow>> ListMeasurements(
+      const std::string& dataset, const std::optional<std::string>& method) override {
+    absl::MutexLock lock(&db_.mutex);
+    auto found = db_.datasets.find(dataset);
+    if (found == db_.datasets.end()) return DatasetNotFound(dataset);
+    std::vector<MeasurementRow> rows;
+    for (const MeasurementRow& row : found->second.rows) {
+      if (!method.has_value() || row.method == *method) rows.push_back(row);
+    }
+    return rows;
+  }
+
+ private:
+  static DatasetRecord WithCounts(const StoredDataset& dataset) {
+    DatasetRecord record = dataset.record;
+    record.records = static_cast<int64_t>(dataset.rows.size());
+    // "fp32" is oface::kMeasuredFp32; the store does not depend on oface.
+    record.fp32_records =
+        std::count_if(dataset.rows.begin(), dataset.rows.end(),
+                      [](const MeasurementRow& row) { return row.method == "fp32"; });
+    return record;
+  }
+
+  // `rows` (checked by CheckMeasurementRows) as they would be appended to `dataset`, with
+  // their ids; INVALID_ARGUMENT naming the row for a (method, config) pair the dataset holds.
+  absl::StatusOr<std::vector<MeasurementRow>> StoredRows(const StoredDataset& dataset,
+                                                         const std::vector<MeasurementRow>& rows,
+                                                         absl::string_view operation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_.mutex) {
+    for (size_t i = 0; i < rows.size(); ++i) {
+      for (const MeasurementRow& held : dataset.rows) {
+        if (held.method == rows[i].method && held.config_json == rows[i].config_json) {
+          return MeasurementStored(dataset.record.name, i, rows[i]);
+        }
+      }
+    }
+    std::vector<MeasurementRow> stored = rows;
+    for (size_t i = 0; i < stored.size(); ++i) {
+      MeasurementRow& row = stored[i];
+      row.id = db_.next_measurement_id + static_cast<int64_t>(i);
+      // Accuracy and seconds are checked: not NaN.
+      ASSIGN_OR_RETURN(row.accuracy, StoredDouble(row.accuracy, "accuracy", operation));
+      ASSIGN_OR_RETURN(row.seconds, StoredDouble(row.seconds, "seconds", operation));
+      ASSIGN_OR_RETURN(row.created_unix_s,
+                       StoredDouble(row.created_unix_s, "created_unix_s", operation));
+    }
+    return stored;
+  }
+
+  MemoryDatabase& db_;
+};
+
+class MemoryPredictorStore final : public PredictorStore {
+ public:
+  explicit MemoryPredictorStore(MemoryDatabase& db) : db_(db) {}
+
+  absl::Status AddPredictor(const PredictorRecord& predictor) override {
+    absl::MutexLock lock(&db_.mutex);
+    return db_.InsertPredictor(predictor, absl::StrCat("adding predictor ", predictor.version,
+                                                       " of space ", predictor.space));
+  }
+
+  absl::StatusOr<std::vector<PredictorRecord>> ListPredictors(const std::string& space) override {
+    absl::MutexLock lock(&db_.mutex);
+    std::vector<PredictorRecord> predictors;
+    auto found = db_.predictors.find(space);
+    if (found == db_.predictors.end()) return predictors;
+    predictors = found->second;
+    for (PredictorRecord& predictor : predictors) predictor.artifact.clear();
+    return predictors;
+  }
+
+  absl::StatusOr<PredictorRecord> GetPredictor(const std::string& space,
+                                               const std::string& version) override {
+    absl::MutexLock lock(&db_.mutex);
+    const PredictorRecord* predictor = db_.FindPredictor(space, version);
+    if (predictor == nullptr) return PredictorNotFound(space, version);
+    return *predictor;
+  }
+
+  absl::StatusOr<PredictorRecord> GetDefaultPredictor(const std::string& space) override {
+    absl::MutexLock lock(&db_.mutex);
+    auto found = db_.predictors.find(space);
+    if (found != db_.predictors.end()) {
+      for (const PredictorRecord& predictor : found->second) {
+        if (predictor.is_default) return predictor;
+      }
+    }
+    return NoDefaultPredictor(space);
+  }
+
+  absl::Status SetDefaultPredictor(const std::string& space, const std::string& version) override {
+    absl::MutexLock lock(&db_.mutex);
+    if (db_.FindPredictor(space, version) == nullptr) return PredictorNotFound(space, version);
+    db_.MakeDefault(space, version);
+    return absl::OkStatus();
+  }
+
+  absl::Status ClearDefaultPredictor(const std::string& space) override {
+    absl::MutexLock lock(&db_.mutex);
+    // No stored version is "" (CheckPredictor): none stays the default.
+    db_.MakeDefault(space, "");
+    return absl::OkStatus();
+  }
+
+ private:
+  MemoryDatabase& db_;
+};
+
+class MemoryTrainingJobStore final : public TrainingJobStore {
+ public:
+  explicit MemoryTrainingJobStore(MemoryDatabase& db) : db_(db) {}
+
+  absl::StatusOr<std::string> CreateTrainingJob(const TrainingJobRecord& job) override {
+    absl::MutexLock lock(&db_.mutex);
+    TrainingJobRecord stored;
+    ASSIGN_OR_RETURN(stored.created_unix_s,
+                     StoredDouble(job.created_unix_s, "created_unix_s", "creating a training job"));
+    stored.id = absl::StrCat("train-", db_.training_jobs.size() + 1);
+    stored.space = job.space;
+    stored.dataset = job.dataset;
+    stored.request = job.request;
+    db_.training_job_index[stored.id] = db_.training_jobs.size();
+    db_.training_jobs.push_back(std::move(stored));
+    return db_.training_jobs.back().id;
+  }
+
+  absl::Status MarkTrainingRunning(const std::string& job_id, double started_unix_s) override {
+    absl::MutexLock lock(&db_.mutex);
+    ASSIGN_OR_RETURN(TrainingJobRecord * job, Unfinished(job_id));
+    ASSIGN_OR_RETURN(double started,
+                     StoredDouble(started_unix_s, "started_unix_s",
+                                  absl::StrCat("marking training job ", job_id, " running")));
+    // A job run again after a restart starts over: its progress is reset.
+    job->state = JobState::kRunning;
+    job->started_unix_s = started;
+    job->stage.clear();
+    job->epoch = 0;
+    job->max_epochs = 0;
+    job->validation_rmse = 0;
+    return absl::OkStatus();
+  }
+
+  absl::Status UpdateTrainingProgress(const std::string& job_id, const std::string& stage,
+                                      int epoch, int max_epochs, double validation_rmse) override {
+    absl::MutexLock lock(&db_.mutex);
+    ASSIGN_OR_RETURN(TrainingJobRecord * job, Unfinished(job_id));
+    ASSIGN_OR_RETURN(double rmse,
+                     StoredDouble(validation_rmse, "validation_rmse",
+                                  absl::StrCat("recording the progress of training job ", job_id)));
+    job->stage = stage;
+    job->epoch = epoch;
+    job->max_epochs = max_epochs;
+    job->validation_rmse = rmse;
+    return absl::OkStatus();
+  }
+
+  absl::Status FinishTrainingJob(const std::string& job_id, JobState state,
+                                 const std::string& error, double finished_unix_s,
+                                 const PredictorRecord* predictor) override {
+    RETURN_IF_ERROR(CheckTrainingEnd(state, predictor));
+    const std::string operation = absl::StrCat("finishing training job ", job_id);
+    absl::MutexLock lock(&db_.mutex);
+    ASSIGN_OR_RETURN(TrainingJobRecord * job, Unfinished(job_id));
+    // Checked before the predictor is stored, so an error changes nothing.
+    ASSIGN_OR_RETURN(double finished, StoredDouble(finished_unix_s, "finished_unix_s", operation));
+    if (predictor != nullptr) {
+      if (db_.FindPredictor(predictor->space, predictor->version) == nullptr) {
+        RETURN_IF_ERROR(db_.InsertPredictor(*predictor, operation));
+      } else if (predictor->is_default) {
+        // Versions are content hashes: the job trained a predictor already stored.
+        db_.MakeDefault(predictor->space, predictor->version);
+      }
+    }
+    job->state = state;
+    job->error = error;
+    job->finished_unix_s = finished;
+    job->predictor_version = predictor != nullptr ? predictor->version : "";
+    job->metrics_json = predictor != nullptr ? predictor->metrics_json : "{}";
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<TrainingJobRecord> GetTrainingJob(const std::string& job_id) override {
+    absl::MutexLock lock(&db_.mutex);
+    const TrainingJobRecord* job = db_.FindTrainingJob(job_id);
+    if (job == nullptr) return TrainingJobNotFound(job_id);
+    return *job;
+  }
+
+  absl::StatusOr<std::vector<TrainingJobRecord>> ListTrainingJobs(bool unfinished_only,
+                                                                  int64_t offset,
+                                                                  int limit) override {
+    RETURN_IF_ERROR(CheckPage(offset, limit));
+    absl::MutexLock lock(&db_.mutex);
+    std::vector<TrainingJobRecord> jobs;
+    int64_t skipped = 0;
+    for (auto it = db_.training_jobs.rbegin(); it != db_.training_jobs.rend(); ++it) {
+      if (unfinished_only && IsTerminal(it->state)) continue;
+      if (skipped++ < offset) continue;
+      jobs.push_back(*it);
+      if (static_cast<int>(jobs.size()) == limit) break;
+    }
+    return jobs;
+  }
+
+ private:
+  absl::StatusOr<TrainingJobRecord*> Unfinished(const std::string& job_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_.mutex) {
+    TrainingJobRecord* job = db_.FindTrainingJob(job_id);
+    if (job == nullptr) return TrainingJobNotFound(job_id);
+    if (IsTerminal(job->state)) return TrainingJobEnded(job_id, job->state);
+    return job;
+  }
+
+  MemoryDatabase& db_;
+};
+
+class MemoryStore final : public Store {
+ public:
+  MemoryStore()
+      : jobs_(memory_internal::NewMemoryJobStore(db_)),
+        devices_(db_),
+        datasets_(db_),
+        predictors_(db_),
+        training_jobs_(db_) {}
+
+  JobStore& jobs() override { return *jobs_; }
+  DeviceStore& devices() override { return devices_; }
+  DatasetStore& datasets() override { return datasets_; }
+  PredictorStore& predictors() override { return predictors_; }
+  TrainingJobStore& training_jobs() override { return training_jobs_; }
+
+ private:
+  MemoryDatabase db_;  // Declared first: outlives the stores.
+  const std::unique_ptr<JobStore> jobs_;
+  MemoryDeviceStore devices_;
+  MemoryDatasetStore datasets_;
+  MemoryPredictorStore predictors_;
+  MemoryTrainingJobStore training_jobs_;
+};
+
+}  // namespace
+
+std::unique_ptr<Store> NewMemoryStore() { return std::make_unique<MemoryStore>(); }
+
+}  // namespace apq::server

@@ -1,0 +1,210 @@
+#include "server/store/record_checks.h"
+
+#include <cmath>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+
+namespace apq::server::store_internal {
+
+absl::Status CheckPage(int64_t offset, int limit) {
+  if (offset < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("offset must be >= 0, got ", offset));
+  }
+  if (limit < 1 || limit > kMaxPageSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("limit must be in [1, ", kMaxPageSize, "], got ", limit));
+  }
+  return absl::OkStatus();
+}
+
+bool IsValidState(JobState state) {
+  const int value = static_cast<int>(state);
+  return value >= static_cast<int>(JobState::kQueued) &&
+         value <= static_cast<int>(JobState::kCancelled);
+}
+
+bool IsValidOrder(CandidateOrder order) {
+  const int value = static_cast<int>(order);
+  return value >= static_cast<int>(CandidateOrder::kId) &&
+         value <= static_cast<int>(CandidateOrder::kBitopsAsc);
+}
+
+absl::Status CheckTerminal(JobState state, absl::string_view method) {
+  if (IsTerminal(state)) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(method, " needs a terminal state, got ", static_cast<int>(state)));
+}
+
+absl::Status CheckBestIndex(const GenerationBatch& batch) {
+  if (batch.best_batch_index < 0) return absl::OkStatus();
+  if (!batch.best.has_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("best_batch_index ", batch.best_batch_index, " is set without a best"));
+  }
+  if (static_cast<size_t>(batch.best_batch_index) >= batch.candidates.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("best_batch_index ", batch.best_batch_index,
+                                                   " is out of range (", batch.candidates.size(),
+                                                   " candidates)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckDistinctIds(const std::vector<int64_t>& ids) {
+  absl::flat_hash_set<int64_t> seen;
+  for (const int64_t id : ids) {
+    if (!seen.insert(id).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("Pareto front candidate ", id, " is given twice"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckTableVersion(const TableVersionRecord& table) {
+  if (table.device.empty()) return absl::InvalidArgumentError("device name is empty");
+  absl::flat_hash_set<absl::string_view> names;
+  for (const TableFileRecord& file : table.files) {
+    if (!names.insert(file.name).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("table file \"", file.name, "\" is given twice"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckDataset(const DatasetRecord& dataset) {
+  if (dataset.name.empty()) return absl::InvalidArgumentError("dataset name is empty");
+  if (dataset.space.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dataset \"", dataset.name, "\": space is empty"));
+  }
+  return absl::OkStatus();
+}
+
+// Checked before writing rather than left to a table's constraints, so the error names the
+// row.
+absl::Status CheckMeasurementRows(const std::vector<MeasurementRow>& rows) {
+  absl::flat_hash_set<std::pair<absl::string_view, absl::string_view>> seen;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const MeasurementRow& row = rows[i];
+    const std::string what = absl::StrCat("measurement ", i);
+    if (!(row.accuracy >= 0.0 && row.accuracy <= 1.0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": accuracy ", row.accuracy, " is not in [0, 1]"));
+    }
+    if (!(row.seconds >= 0.0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": seconds ", row.seconds, " is not >= 0"));
+    }
+    if (row.config_json.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": config_json is empty"));
+    }
+    if (row.method.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": method is empty"));
+    }
+    if (!seen.emplace(row.method, row.config_json).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": repeats an earlier row's config for method ", row.method));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckPredictor(const PredictorRecord& predictor) {
+  for (const auto& [field, value] :
+       {std::pair<const char*, const std::string*>{"space", &predictor.space},
+        {"version", &predictor.version},
+        {"kind", &predictor.kind}}) {
+    if (value->empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("predictor ", field, " is empty"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckTrainingEnd(JobState state, const PredictorRecord* predictor) {
+  if (!IsTerminal(state)) return CheckTerminal(state, "FinishTrainingJob");
+  if (predictor != nullptr && state != JobState::kSucceeded) {
+    return absl::InvalidArgumentError("FinishTrainingJob: only a succeeded job has a predictor");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckNotNan(double value, absl::string_view field, absl::string_view operation) {
+  if (!std::isnan(value)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(operation, ": ", field, " is NaN"));
+}
+
+absl::Status JobNotFound(const std::string& job_id) {
+  return absl::NotFoundError(absl::StrCat("job \"", job_id, "\" not found"));
+}
+
+absl::Status TrainingJobNotFound(const std::string& job_id) {
+  return absl::NotFoundError(absl::StrCat("training job \"", job_id, "\" not found"));
+}
+
+absl::Status JobEnded(const std::string& job_id, JobState state) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("job \"", job_id, "\" has ended (state ", static_cast<int>(state), ")"));
+}
+
+absl::Status TrainingJobEnded(const std::string& job_id, JobState state) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "training job \"", job_id, "\" has ended (state ", static_cast<int>(state), ")"));
+}
+
+absl::Status GenerationOutOfOrder(const std::string& job_id, int64_t expected, int got) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("job \"", job_id, "\" expects generation ", expected, ", got ", got));
+}
+
+absl::Status NotAFrontCandidate(const std::string& job_id, int64_t id) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "Pareto front candidate ", id, " is not a feasible candidate of job \"", job_id, "\""));
+}
+
+absl::Status DeviceNotFound(const std::string& device) {
+  return absl::NotFoundError(absl::StrCat("device \"", device, "\" has no cost tables"));
+}
+
+absl::Status TableVersionNotFound(const std::string& device, int64_t version, bool device_known) {
+  const std::string wanted = version == 0 ? "latest" : absl::StrCat(version);
+  if (!device_known) {
+    return absl::NotFoundError(absl::StrCat(
+        "device \"", device, "\" has no cost tables (asked for version ", wanted, ")"));
+  }
+  return absl::NotFoundError(absl::StrCat("device \"", device, "\" has no table version ", wanted));
+}
+
+absl::Status DatasetNotFound(const std::string& name) {
+  return absl::NotFoundError(absl::StrCat("unknown dataset \"", name, "\""));
+}
+
+absl::Status DatasetExists(const std::string& name) {
+  return absl::AlreadyExistsError(absl::StrCat("dataset \"", name, "\" already exists"));
+}
+
+absl::Status MeasurementStored(const std::string& dataset, size_t index,
+                               const MeasurementRow& row) {
+  return absl::InvalidArgumentError(absl::StrCat("measurement ", index, ": dataset ", dataset,
+                                                 " already holds its config for method ",
+                                                 row.method));
+}
+
+absl::Status PredictorNotFound(const std::string& space, const std::string& version) {
+  return absl::NotFoundError(
+      absl::StrCat("space ", space, " has no predictor version '", version, "'"));
+}
+
+absl::Status PredictorExists(const PredictorRecord& predictor) {
+  return absl::AlreadyExistsError(absl::StrCat("predictor ", predictor.version, " of space ",
+                                               predictor.space, " is already stored"));
+}
+
+absl::Status NoDefaultPredictor(const std::string& space) {
+  return absl::NotFoundError(absl::StrCat("space ", space, " has no default predictor"));
+}
+
+}  // namespace apq::server::store_internal

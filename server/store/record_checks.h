@@ -1,0 +1,61 @@
+// Argument checks and error statuses shared by the store backends, so that every backend
+// refuses the same arguments with the same codes and messages. Internal to //server/store.
+#ifndef APQ_SERVER_STORE_RECORD_CHECKS_H_
+#define APQ_SERVER_STORE_RECORD_CHECKS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "server/store/records.h"
+
+namespace apq::server::store_internal {
+
+// INVALID_ARGUMENT unless offset >= 0 and 1 <= limit <= kMaxPageSize.
+absl::Status CheckPage(int64_t offset, int limit);
+// True for the values JobState names.
+bool IsValidState(JobState state);
+bool IsValidOrder(CandidateOrder order);
+// INVALID_ARGUMENT naming `method` unless `state` is terminal.
+absl::Status CheckTerminal(JobState state, absl::string_view method);
+// INVALID_ARGUMENT for a best_batch_index out of range or without a best.
+absl::Status CheckBestIndex(const GenerationBatch& batch);
+// INVALID_ARGUMENT for an id given twice.
+absl::Status CheckDistinctIds(const std::vector<int64_t>& ids);
+// INVALID_ARGUMENT for an empty device name or two files with one name.
+absl::Status CheckTableVersion(const TableVersionRecord& table);
+// INVALID_ARGUMENT for an empty name or space.
+absl::Status CheckDataset(const DatasetRecord& dataset);
+// The checks of DatasetStore::AddMeasurements that need no stored rows, naming the row.
+absl::Status CheckMeasurementRows(const std::vector<MeasurementRow>& rows);
+// INVALID_ARGUMENT for an empty space, version or kind.
+absl::Status CheckPredictor(const PredictorRecord& predictor);
+// INVALID_ARGUMENT for a state that is not terminal or a predictor for a job that failed.
+absl::Status CheckTrainingEnd(JobState state, const PredictorRecord* predictor);
+// INVALID_ARGUMENT "<operation>: <field> is NaN" for a NaN.
+absl::Status CheckNotNan(double value, absl::string_view field, absl::string_view operation);
+
+absl::Status JobNotFound(const std::string& job_id);
+absl::Status TrainingJobNotFound(const std::string& job_id);
+// FAILED_PRECONDITION for a write to a job that has ended.
+absl::Status JobEnded(const std::string& job_id, JobState state);
+absl::Status TrainingJobEnded(const std::string& job_id, JobState state);
+absl::Status GenerationOutOfOrder(const std::string& job_id, int64_t expected, int got);
+// INVALID_ARGUMENT for a front id that is no feasible candidate of the job.
+absl::Status NotAFrontCandidate(const std::string& job_id, int64_t id);
+absl::Status DeviceNotFound(const std::string& device);
+// NOT_FOUND for GetTableVersion of an unknown device or version (0: latest).
+absl::Status TableVersionNotFound(const std::string& device, int64_t version, bool device_known);
+absl::Status DatasetNotFound(const std::string& name);
+absl::Status DatasetExists(const std::string& name);
+// INVALID_ARGUMENT for rows[index], whose (method, config) the dataset holds.
+absl::Status MeasurementStored(const std::string& dataset, size_t index, const MeasurementRow& row);
+absl::Status PredictorNotFound(const std::string& space, const std::string& version);
+absl::Status PredictorExists(const PredictorRecord& predictor);
+absl::Status NoDefaultPredictor(const std::string& space);
+
+}  // namespace apq::server::store_internal
+
+#endif  // APQ_SERVER_STORE_RECORD_CHECKS_H_

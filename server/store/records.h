@@ -1,0 +1,173 @@
+// The records the store keeps: search jobs and their candidates, devices' cost tables,
+// measurement datasets, trained predictors and the jobs that train them. Plain values; the
+// interfaces that persist them are in job_store.h, device_store.h, dataset_store.h,
+// predictor_store.h and training_job_store.h, bundled by store.h.
+#ifndef APQ_SERVER_STORE_RECORDS_H_
+#define APQ_SERVER_STORE_RECORDS_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace apq::server {
+
+// The largest `limit` of a page of jobs, candidates or training jobs.
+inline constexpr int kMaxPageSize = 10000;
+
+// Values match apq.v1.JobState.
+enum class JobState { kQueued = 1, kRunning = 2, kSucceeded = 3, kFailed = 4, kCancelled = 5 };
+
+bool IsTerminal(JobState state);
+
+struct CandidateRecord {
+  int64_t id = 0;  // Assigned by the store, ascending in order of insertion.
+  int generation = 0;
+  std::string config_json;
+  std::optional<double> accuracy;
+  std::optional<double> latency_ms;
+  std::optional<double> energy_mj;
+  std::optional<double> size_mb;
+  std::optional<double> bitops;
+  bool feasible = true;
+  // Metrics priced by an analytic model rather than looked up, comma-separated
+  // (e.g. "latency_ms,energy_mj"); empty when every figure is from the table.
+  std::string modelled;
+  // On the job's Pareto front of accuracy against its front cost (set when the job ends;
+  // filled by ListCandidates only).
+  bool on_pareto_front = false;
+};
+
+struct JobRecord {
+  std::string id;  // Assigned by CreateJob ("job-<n>").
+  std::string space;
+  std::string device;
+  int64_t table_version = 0;
+  std::string predictor_version;
+  std::string request;  // Serialized apq.v1.SubmitSearchRequest with defaults filled in.
+  JobState state = JobState::kQueued;
+  std::string error;
+  int generations_done = 0;  // Generations whose candidates are stored.
+  int64_t candidates_evaluated = 0;
+  std::optional<CandidateRecord> best;
+  double created_unix_s = 0;
+  double started_unix_s = 0;
+  double finished_unix_s = 0;
+  double elapsed_s = 0;
+  // Candidates on the job's Pareto front (set when the job ends).
+  int64_t pareto_front_size = 0;
+  // The engine's opaque state after `generations_done` generations, for resuming.
+  std::string checkpoint;
+};
+
+// What one generation adds to a job, stored atomically.
+struct GenerationBatch {
+  int generation = 0;  // Must be the job's generations_done + 1 (0 for the initial population).
+  std::vector<CandidateRecord> candidates;
+  int64_t candidates_evaluated = 0;     // Running total after this generation.
+  std::optional<CandidateRecord> best;  // Best feasible so far.
+  // When >= 0, `best` is candidates[best_batch_index] and gets the id the store assigns to
+  // it; otherwise best->id is stored as given (a best stored by an earlier generation).
+  int best_batch_index = -1;
+  std::string checkpoint;
+  double elapsed_s = 0;  // Running time so far.
+};
+
+enum class CandidateOrder {
+  kId,  // Order of evaluation.
+  kAccuracyDesc,
+  kLatencyAsc,
+  kEnergyAsc,
+  kSizeAsc,
+  kBitopsAsc,
+};
+
+struct CandidateQuery {
+  std::string job_id;
+  CandidateOrder order = CandidateOrder::kId;
+  std::optional<bool> feasible;  // Unset: both.
+  bool pareto_front_only = false;
+  int64_t offset = 0;
+  int limit = 100;
+};
+
+struct CandidatePage {
+  std::vector<CandidateRecord> candidates;
+  int64_t total = 0;  // Matching rows in all pages.
+};
+
+struct TableFileRecord {
+  std::string name;
+  std::string content;
+};
+
+struct TableVersionRecord {
+  std::string device;
+  int64_t version = 0;  // Assigned by AddTableVersion: 1, 2, ... per device.
+  int format = 0;       // apq.v1.TableFormat value.
+  int64_t entries = 0;
+  double uploaded_unix_s = 0;
+  std::string sha256;
+  std::string description;
+  std::vector<TableFileRecord> files;  // Empty in listings; filled by GetTableVersion.
+};
+
+// A named set of measured (config, accuracy) records of one space: the accuracy predictors'
+// training data (e.g. the measurements of a trained supernet's subnets).
+struct DatasetRecord {
+  std::string name;
+  std::string space;
+  std::string description;
+  double created_unix_s = 0;
+  int64_t records = 0;       // Filled by GetDataset and ListDatasets.
+  int64_t fp32_records = 0;  // Of them, measured at full precision (method "fp32").
+};
+
+struct MeasurementRow {
+  int64_t id = 0;           // Assigned by the store, ascending in order of insertion.
+  std::string config_json;  // The space's canonical JSON of the config.
+  double accuracy = 0.0;    // In [0, 1].
+  // How it was measured, e.g. "fp32" or "quant-from-supernet" (oface/measurement_csv.h).
+  std::string method;
+  double seconds = 0.0;  // Time spent measuring it (>= 0).
+  uint64_t seed = 0;     // Seed of the job that sampled it.
+  double created_unix_s = 0;
+};
+
+// A job that trains an accuracy predictor from a dataset (server/training_manager.h).
+struct TrainingJobRecord {
+  std::string id;  // Assigned by CreateTrainingJob ("train-<n>").
+  std::string space;
+  std::string dataset;
+  std::string request;  // Serialized apq.v1.TrainPredictorRequest with defaults filled in.
+  JobState state = JobState::kQueued;
+  std::string error;
+  // Progress: the stage running ("fp32", "quantized", "xgboost"), its epochs done and
+  // planned, and its latest validation RMSE.
+  std::string stage;
+  int epoch = 0;
+  int max_epochs = 0;
+  double validation_rmse = 0.0;
+  std::string predictor_version;    // Set when it succeeded.
+  std::string metrics_json = "{}";  // The predictor's metrics, when it succeeded.
+  double created_unix_s = 0;
+  double started_unix_s = 0;
+  double finished_unix_s = 0;
+};
+
+// A trained accuracy predictor of a space, stored with how it was made and how well it does.
+struct PredictorRecord {
+  std::string space;
+  std::string version;  // Unique per space, e.g. the predictor's content hash.
+  // What `artifact` holds, e.g. "mlp-raw-f32" (server/predictor_artifact.h) or "xgboost-json".
+  std::string kind;
+  std::string artifact;
+  std::string metrics_json = "{}";  // Held-out metrics and training report.
+  std::string dataset;              // The dataset it was trained on ("" when shipped).
+  double created_unix_s = 0;
+  bool is_default = false;  // At most one per space.
+};
+
+}  // namespace apq::server
+
+#endif  // APQ_SERVER_STORE_RECORDS_H_

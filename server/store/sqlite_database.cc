@@ -1,0 +1,436 @@
+#include "server/store/sqlite_database.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <cmath>
+#include <iterator>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace apq::server {
+namespace {
+
+// Schema migrations, applied in order: the database's PRAGMA user_version counts those
+// applied. Never edit a released entry; append a new one.
+constexpr const char* kMigrations[] = {
+    // 1: jobs, their candidates, device cost tables, predictors.
+    R"sql(
+CREATE TABLE jobs (
+  id TEXT PRIMARY KEY NOT NULL,
+  seq INTEGER NOT NULL UNIQUE,
+  space TEXT NOT NULL,
+  device TEXT NOT NULL,
+  table_version INTEGER NOT NULL,
+  predictor_version TEXT NOT NULL,
+  request BLOB NOT NULL,
+  state INTEGER NOT NULL CHECK (state BETWEEN 1 AND 5),
+  error TEXT NOT NULL DEFAULT '',
+  generations_done INTEGER NOT NULL DEFAULT 0,
+  -- The generation AppendGeneration accepts next: 0 until the first batch is stored.
+  next_generation INTEGER NOT NULL DEFAULT 0,
+  candidates_evaluated INTEGER NOT NULL DEFAULT 0,
+  -- Rows in candidates for this job, by feasibility: ListCandidates' totals without a count.
+  stored_feasible INTEGER NOT NULL DEFAULT 0,
+  stored_infeasible INTEGER NOT NULL DEFAULT 0,
+  -- A copy of the best candidate; best_config_json IS NULL when there is none.
+  best_id INTEGER,
+  best_generation INTEGER,
+  best_config_json TEXT,
+  best_accuracy REAL,
+  best_latency_ms REAL,
+  best_energy_mj REAL,
+  best_size_mb REAL,
+  best_bitops REAL,
+  best_feasible INTEGER,
+  created_unix_s REAL NOT NULL,
+  started_unix_s REAL NOT NULL DEFAULT 0,
+  finished_unix_s REAL NOT NULL DEFAULT 0,
+  elapsed_s REAL NOT NULL DEFAULT 0,
+  checkpoint BLOB NOT NULL DEFAULT x''
+);
+CREATE INDEX jobs_by_state ON jobs (state, seq);
+
+CREATE TABLE candidates (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+  generation INTEGER NOT NULL,
+  config_json TEXT NOT NULL,
+  accuracy REAL,
+  latency_ms REAL,
+  energy_mj REAL,
+  size_mb REAL,
+  bitops REAL,
+  feasible INTEGER NOT NULL CHECK (feasible IN (0, 1))
+);
+-- One index per ListCandidates order, all led by (job_id, feasible): a query for one
+-- feasibility reads one range in order, a query for both merges two ranges. Each index ends
+-- with the implicit rowid (= id), which breaks ties. `x IS NULL` puts unset metrics last in
+-- ascending orders; in descending ones NULL sorts last already. Every index costs inserts
+-- (each generation's rows land at random places in each), so there is no other.
+CREATE INDEX candidates_by_id ON candidates (job_id, feasible);
+CREATE INDEX candidates_by_accuracy ON candidates (job_id, feasible, accuracy DESC);
+CREATE INDEX candidates_by_latency
+  ON candidates (job_id, feasible, latency_ms IS NULL, latency_ms);
+CREATE INDEX candidates_by_energy ON candidates (job_id, feasible, energy_mj IS NULL, energy_mj);
+CREATE INDEX candidates_by_size ON candidates (job_id, feasible, size_mb IS NULL, size_mb);
+CREATE INDEX candidates_by_bitops ON candidates (job_id, feasible, bitops IS NULL, bitops);
+
+CREATE TABLE device_tables (
+  device TEXT NOT NULL,
+  version INTEGER NOT NULL CHECK (version >= 1),
+  format INTEGER NOT NULL,
+  entries INTEGER NOT NULL,
+  uploaded_unix_s REAL NOT NULL,
+  sha256 TEXT NOT NULL,
+  description TEXT NOT NULL,
+  UNIQUE (device, version)
+);
+
+CREATE TABLE table_files (
+  device TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  content BLOB NOT NULL,
+  PRIMARY KEY (device, version, name),
+  FOREIGN KEY (device, version) REFERENCES device_tables (device, version) ON DELETE CASCADE
+);
+
+CREATE TABLE predictors (
+  space TEXT NOT NULL,
+  version TEXT NOT NULL,
+  artifact BLOB NOT NULL,
+  metrics_json TEXT NOT NULL DEFAULT '{}',
+  created_unix_s REAL NOT NULL,
+  is_default INTEGER NOT NULL DEFAULT 0 CHECK (is_default IN (0, 1)),
+  UNIQUE (space, version)
+);
+CREATE UNIQUE INDEX predictors_one_default ON predictors (space) WHERE is_default = 1;
+)sql",
+    // 2: the Pareto front of each job, marked when it ends.
+    R"sql(
+ALTER TABLE candidates ADD COLUMN on_pareto_front INTEGER NOT NULL DEFAULT 0
+  CHECK (on_pareto_front IN (0, 1));
+CREATE INDEX candidates_on_front ON candidates (job_id) WHERE on_pareto_front = 1;
+ALTER TABLE jobs ADD COLUMN pareto_front_size INTEGER NOT NULL DEFAULT 0;
+-- Metrics priced by an analytic model instead of looked up: a comma-separated list.
+ALTER TABLE candidates ADD COLUMN modelled TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN best_modelled TEXT;
+)sql",
+    // 3: measured accuracies, the predictors' training data.
+    R"sql(
+CREATE TABLE datasets (
+  name TEXT PRIMARY KEY,
+  space TEXT NOT NULL,
+  description TEXT NOT NULL,
+  created_unix_s REAL NOT NULL
+);
+
+CREATE TABLE measurements (
+  id INTEGER PRIMARY KEY,
+  dataset TEXT NOT NULL REFERENCES datasets (name) ON DELETE CASCADE,
+  config_json TEXT NOT NULL,
+  accuracy REAL NOT NULL CHECK (accuracy >= 0 AND accuracy <= 1),
+  method TEXT NOT NULL,
+  seconds REAL NOT NULL CHECK (seconds >= 0),
+  seed INTEGER NOT NULL,
+  created_unix_s REAL NOT NULL,
+  UNIQUE (dataset, method, config_json)
+);
+)sql",
+    // 4: what a stored predictor is and what it was trained on.
+    R"sql(
+ALTER TABLE predictors ADD COLUMN kind TEXT NOT NULL DEFAULT '';
+ALTER TABLE predictors ADD COLUMN dataset TEXT NOT NULL DEFAULT '';
+)sql",
+    // 5: jobs that train predictors.
+    R"sql(
+CREATE TABLE training_jobs (
+  id TEXT PRIMARY KEY NOT NULL,
+  seq INTEGER NOT NULL UNIQUE,
+  space TEXT NOT NULL,
+  dataset TEXT NOT NULL,
+  request BLOB NOT NULL,
+  state INTEGER NOT NULL CHECK (state BETWEEN 1 AND 5),
+  error TEXT NOT NULL DEFAULT '',
+  stage TEXT NOT NULL DEFAULT '',
+  epoch INTEGER NOT NULL DEFAULT 0,
+  max_epochs INTEGER NOT NULL DEFAULT 0,
+  validation_rmse REAL NOT NULL DEFAULT 0,
+  predictor_version TEXT NOT NULL DEFAULT '',
+  metrics_json TEXT NOT NULL DEFAULT '{}',
+  created_unix_s REAL NOT NULL,
+  started_unix_s REAL NOT NULL DEFAULT 0,
+  finished_unix_s REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX training_jobs_by_state ON training_jobs (state, seq);
+)sql",
+};
+
+constexpr int kKnownSchemaVersion = static_cast<int>(std::size(kMigrations));
+
+absl::Status SqliteStatus(sqlite3* db, absl::string_view operation) {
+  return absl::InternalError(absl::StrCat(operation, ": ", sqlite3_errmsg(db), " (SQLite error ",
+                                          sqlite3_extended_errcode(db), ")"));
+}
+
+}  // namespace
+
+SqliteDatabase::Statement::Statement(Statement&& other) noexcept
+    : db_(other.db_),
+      stmt_(std::exchange(other.stmt_, nullptr)),
+      bind_error_(std::move(other.bind_error_)) {}
+
+SqliteDatabase::Statement::~Statement() {
+  if (stmt_ != nullptr) Reset();
+}
+
+void SqliteDatabase::Statement::BindInt64(int index, int64_t value) {
+  Check(sqlite3_bind_int64(stmt_, index, value));
+}
+
+void SqliteDatabase::Statement::BindText(int index, absl::string_view value) {
+  // A null pointer would bind NULL.
+  Check(sqlite3_bind_text64(stmt_, index, value.empty() ? "" : value.data(), value.size(),
+                            SQLITE_STATIC, SQLITE_UTF8));
+}
+
+void SqliteDatabase::Statement::BindBlob(int index, absl::string_view value) {
+  static constexpr char kEmpty = 0;
+  Check(sqlite3_bind_blob64(stmt_, index, value.empty() ? &kEmpty : value.data(), value.size(),
+                            SQLITE_STATIC));
+}
+
+void SqliteDatabase::Statement::BindNull(int index) { Check(sqlite3_bind_null(stmt_, index)); }
+
+void SqliteDatabase::Statement::BindDouble(int index, double value, absl::string_view field) {
+  if (std::isnan(value)) {
+    // SQLite would store a NaN as NULL.
+    if (bind_error_.ok()) bind_error_ = absl::InvalidArgumentError(absl::StrCat(field, " is NaN"));
+    return;
+  }
+  Check(sqlite3_bind_double(stmt_, index, value));
+}
+
+void SqliteDatabase::Statement::BindOptionalDouble(int index, const std::optional<double>& value,
+                                                   absl::string_view field) {
+  if (value.has_value()) {
+    BindDouble(index, *value, field);
+  } else {
+    BindNull(index);
+  }
+}
+
+void SqliteDatabase::Statement::BindMetrics(int first, const CandidateRecord& candidate,
+                                            absl::string_view what) {
+  BindOptionalDouble(first, candidate.accuracy, absl::StrCat(what, " accuracy"));
+  BindOptionalDouble(first + 1, candidate.latency_ms, absl::StrCat(what, " latency_ms"));
+  BindOptionalDouble(first + 2, candidate.energy_mj, absl::StrCat(what, " energy_mj"));
+  BindOptionalDouble(first + 3, candidate.size_mb, absl::StrCat(what, " size_mb"));
+  BindOptionalDouble(first + 4, candidate.bitops, absl::StrCat(what, " bitops"));
+}
+
+absl::StatusOr<bool> SqliteDatabase::Statement::Step(absl::string_view operation) {
+  if (!bind_error_.ok()) {
+    return absl::Status(bind_error_.code(), absl::StrCat(operation, ": ", bind_error_.message()));
+  }
+  const int rc = sqlite3_step(stmt_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  return SqliteStatus(db_, operation);
+}
+
+absl::Status SqliteDatabase::Statement::Run(absl::string_view operation) {
+  ASSIGN_OR_RETURN(bool row, Step(operation));
+  if (row) return absl::InternalError(absl::StrCat(operation, ": unexpected result row"));
+  return absl::OkStatus();
+}
+
+void SqliteDatabase::Statement::Reset() {
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+}
+
+int64_t SqliteDatabase::Statement::ColumnInt64(int column) const {
+  return sqlite3_column_int64(stmt_, column);
+}
+
+int SqliteDatabase::Statement::ColumnInt(int column) const {
+  return sqlite3_column_int(stmt_, column);
+}
+
+double SqliteDatabase::Statement::ColumnDouble(int column) const {
+  return sqlite3_column_double(stmt_, column);
+}
+
+std::optional<double> SqliteDatabase::Statement::ColumnOptionalDouble(int column) const {
+  if (ColumnIsNull(column)) return std::nullopt;
+  return sqlite3_column_double(stmt_, column);
+}
+
+bool SqliteDatabase::Statement::ColumnIsNull(int column) const {
+  return sqlite3_column_type(stmt_, column) == SQLITE_NULL;
+}
+
+std::string SqliteDatabase::Statement::ColumnText(int column) const {
+  const unsigned char* text = sqlite3_column_text(stmt_, column);
+  if (text == nullptr) return std::string();
+  return std::string(reinterpret_cast<const char*>(text), sqlite3_column_bytes(stmt_, column));
+}
+
+std::string SqliteDatabase::Statement::ColumnBlob(int column) const {
+  const void* blob = sqlite3_column_blob(stmt_, column);
+  if (blob == nullptr) return std::string();  // NULL or zero bytes.
+  return std::string(static_cast<const char*>(blob), sqlite3_column_bytes(stmt_, column));
+}
+
+void SqliteDatabase::Statement::Check(int rc) {
+  if (rc != SQLITE_OK && bind_error_.ok()) {
+    bind_error_ = SqliteStatus(db_, "binding a parameter");
+  }
+}
+
+SqliteDatabase::Transaction::Transaction(Transaction&& other) noexcept
+    : db_(std::exchange(other.db_, nullptr)) {}
+
+SqliteDatabase::Transaction::~Transaction() {
+  // SQLite may already have rolled back after some errors; then there is nothing to do.
+  if (db_ != nullptr && !sqlite3_get_autocommit(db_)) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+}
+
+absl::Status SqliteDatabase::Transaction::Commit(absl::string_view operation) {
+  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return SqliteStatus(db_, absl::StrCat(operation, ": committing"));
+  }
+  db_ = nullptr;
+  return absl::OkStatus();
+}
+
+int SqliteDatabase::SchemaVersion() { return kKnownSchemaVersion; }
+
+absl::StatusOr<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(
+    const std::string& path, int busy_timeout_ms, std::optional<int> schema_version) {
+  if (path.empty()) return absl::InvalidArgumentError("SQLite store path is empty");
+  if (busy_timeout_ms < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("busy_timeout_ms must be >= 0, got ", busy_timeout_ms));
+  }
+  sqlite3* db = nullptr;
+  const int rc = sqlite3_open_v2(
+      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    absl::Status status = absl::InternalError(
+        absl::StrCat("opening SQLite database \"", path,
+                     "\": ", db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
+    sqlite3_close(db);
+    return status;
+  }
+  // From here the database owns `db` and closes it on every path.
+  std::unique_ptr<SqliteDatabase> database(new SqliteDatabase(db));
+  absl::MutexLock lock(&database->mutex_);
+  absl::Status initialized =
+      database->Initialize(busy_timeout_ms, schema_version.value_or(kKnownSchemaVersion));
+  if (!initialized.ok()) {
+    return absl::Status(initialized.code(),
+                        absl::StrCat(initialized.message(), " (database \"", path, "\")"));
+  }
+  return database;
+}
+
+absl::Status SqliteDatabase::Initialize(int busy_timeout_ms, int schema_version) {
+  sqlite3_extended_result_codes(db_, 1);
+  if (sqlite3_busy_timeout(db_, busy_timeout_ms) != SQLITE_OK) {
+    return SqliteStatus(db_, "setting the busy timeout");
+  }
+  // Also the first read of the file: fails here if it is not a database.
+  std::string mode;
+  auto read_mode = [](void* out, int columns, char** values, char**) {
+    if (columns > 0 && values[0] != nullptr) *static_cast<std::string*>(out) = values[0];
+    return 0;
+  };
+  if (sqlite3_exec(db_, "PRAGMA journal_mode=WAL", read_mode, &mode, nullptr) != SQLITE_OK) {
+    return SqliteStatus(db_, "enabling WAL mode");
+  }
+  if (mode != "wal" && mode != "memory") {
+    return absl::InternalError(
+        absl::StrCat("enabling WAL mode: the journal mode stayed \"", mode, "\""));
+  }
+  RETURN_IF_ERROR(Exec("PRAGMA synchronous=NORMAL", "configuring the connection"));
+  RETURN_IF_ERROR(Exec("PRAGMA foreign_keys=ON", "configuring the connection"));
+  return Migrate(schema_version);
+}
+
+SqliteDatabase::~SqliteDatabase() {
+  absl::MutexLock lock(&mutex_);
+  for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
+  statements_.clear();
+  // Every statement is finalized, so this closes the file (and checkpoints the WAL).
+  sqlite3_close(db_);
+}
+
+absl::Status SqliteDatabase::Exec(absl::string_view sql, absl::string_view operation) {
+  const std::string text(sql);
+  if (sqlite3_exec(db_, text.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return SqliteStatus(db_, operation);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SqliteDatabase::Statement> SqliteDatabase::Prepare(absl::string_view sql) {
+  auto found = statements_.find(sql);
+  if (found != statements_.end()) return Statement(db_, found->second);
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
+                         &stmt, nullptr) != SQLITE_OK) {
+    return SqliteStatus(db_, absl::StrCat("preparing \"", sql, "\""));
+  }
+  statements_.emplace(static_cast<std::string>(sql), stmt);
+  return Statement(db_, stmt);
+}
+
+absl::StatusOr<SqliteDatabase::Transaction> SqliteDatabase::Begin(bool write,
+                                                                  absl::string_view operation) {
+  if (sqlite3_exec(db_, write ? "BEGIN IMMEDIATE" : "BEGIN", nullptr, nullptr, nullptr) !=
+      SQLITE_OK) {
+    return SqliteStatus(db_, absl::StrCat(operation, ": beginning a transaction"));
+  }
+  return Transaction(db_);
+}
+
+int64_t SqliteDatabase::LastInsertRowid() { return sqlite3_last_insert_rowid(db_); }
+
+int SqliteDatabase::Changes() { return sqlite3_changes(db_); }
+
+absl::StatusOr<int> SqliteDatabase::ReadSchemaVersion() {
+  ASSIGN_OR_RETURN(Statement version, Prepare("PRAGMA user_version"));
+  ASSIGN_OR_RETURN(bool row, version.Step("reading the schema version"));
+  return row ? version.ColumnInt(0) : 0;
+}
+
+absl::Status SqliteDatabase::Migrate(int schema_version) {
+  ASSIGN_OR_RETURN(int version, ReadSchemaVersion());
+  for (int next = version + 1; next <= std::min(schema_version, kKnownSchemaVersion); ++next) {
+    const std::string operation = absl::StrCat("applying schema migration ", next);
+    ASSIGN_OR_RETURN(Transaction transaction, Begin(/*write=*/true, operation));
+    // Another process may have migrated the file since the first read.
+    ASSIGN_OR_RETURN(version, ReadSchemaVersion());
+    if (version < next) {
+      RETURN_IF_ERROR(Exec(kMigrations[next - 1], operation));
+      RETURN_IF_ERROR(Exec(absl::StrCat("PRAGMA user_version = ", next), operation));
+    }
+    RETURN_IF_ERROR(transaction.Commit(operation));
+  }
+  ASSIGN_OR_RETURN(version, ReadSchemaVersion());
+  if (version > kKnownSchemaVersion) {
+    return absl::FailedPreconditionError(absl::StrCat("database schema version ", version,
+                                                      " is newer than this build supports (",
+                                                      kKnownSchemaVersion, ")"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace apq::server

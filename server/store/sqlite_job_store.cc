@@ -1,0 +1,391 @@
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "common/status_macros.h"
+#include "server/store/record_checks.h"
+#include "server/store/sqlite_stores.h"
+
+namespace apq::server {
+namespace {
+
+using Statement = SqliteDatabase::Statement;
+using Transaction = SqliteDatabase::Transaction;
+using store_internal::JobNotFound;
+
+// Columns of a job row in the order ReadJob expects; the checkpoint comes last when loaded.
+constexpr const char* kJobColumns =
+    "id, space, device, table_version, predictor_version, request, state, error, "
+    "generations_done, candidates_evaluated, best_id, best_generation, best_config_json, "
+    "best_accuracy, best_latency_ms, best_energy_mj, best_size_mb, best_bitops, best_feasible, "
+    "best_modelled, created_unix_s, started_unix_s, finished_unix_s, elapsed_s, "
+    "pareto_front_size";
+
+// Columns of a candidate row in the order ReadCandidate expects.
+constexpr const char* kCandidateColumns =
+    "id, generation, config_json, accuracy, latency_ms, energy_mj, size_mb, bitops, feasible, "
+    "modelled";
+
+// Reads kCandidateColumns starting at `first`.
+CandidateRecord ReadCandidate(const Statement& row, int first) {
+  CandidateRecord candidate;
+  candidate.id = row.ColumnInt64(first + 0);
+  candidate.generation = row.ColumnInt(first + 1);
+  candidate.config_json = row.ColumnText(first + 2);
+  candidate.accuracy = row.ColumnOptionalDouble(first + 3);
+  candidate.latency_ms = row.ColumnOptionalDouble(first + 4);
+  candidate.energy_mj = row.ColumnOptionalDouble(first + 5);
+  candidate.size_mb = row.ColumnOptionalDouble(first + 6);
+  candidate.bitops = row.ColumnOptionalDouble(first + 7);
+  candidate.feasible = row.ColumnInt(first + 8) != 0;
+  candidate.modelled = row.ColumnText(first + 9);
+  return candidate;
+}
+
+// Reads kJobColumns, then the checkpoint if `with_checkpoint`.
+JobRecord ReadJob(const Statement& row, bool with_checkpoint) {
+  JobRecord job;
+  job.id = row.ColumnText(0);
+  job.space = row.ColumnText(1);
+  job.device = row.ColumnText(2);
+  job.table_version = row.ColumnInt64(3);
+  job.predictor_version = row.ColumnText(4);
+  job.request = row.ColumnBlob(5);
+  job.state = static_cast<JobState>(row.ColumnInt(6));
+  job.error = row.ColumnText(7);
+  job.generations_done = row.ColumnInt(8);
+  job.candidates_evaluated = row.ColumnInt64(9);
+  // The best's columns are in kCandidateColumns order from column 10.
+  if (!row.ColumnIsNull(12)) job.best = ReadCandidate(row, 10);
+  job.created_unix_s = row.ColumnDouble(20);
+  job.started_unix_s = row.ColumnDouble(21);
+  job.finished_unix_s = row.ColumnDouble(22);
+  job.elapsed_s = row.ColumnDouble(23);
+  job.pareto_front_size = row.ColumnInt64(24);
+  if (with_checkpoint) job.checkpoint = row.ColumnBlob(25);
+  return job;
+}
+
+// How ListCandidates sorts. Each order matches an index, so pages are read in order rather
+// than sorted.
+struct CandidateSort {
+  // The order's sort keys besides id, as result columns (empty for id order): a compound
+  // SELECT may order only by its result columns.
+  const char* key_columns;
+  const char* compound_order_by;  // ORDER BY over id and key_columns.
+  const char* order_by;           // The same over the table's columns.
+};
+
+std::optional<CandidateSort> SortFor(CandidateOrder order) {
+  switch (order) {
+    case CandidateOrder::kId:
+      return CandidateSort{"", "id", "id"};
+    case CandidateOrder::kAccuracyDesc:
+      return CandidateSort{", accuracy", "accuracy DESC, id", "accuracy DESC, id"};
+    case CandidateOrder::kLatencyAsc:
+      return CandidateSort{", latency_ms IS NULL AS unset, latency_ms", "unset, latency_ms, id",
+                           "latency_ms IS NULL, latency_ms, id"};
+    case CandidateOrder::kEnergyAsc:
+      return CandidateSort{", energy_mj IS NULL AS unset, energy_mj", "unset, energy_mj, id",
+                           "energy_mj IS NULL, energy_mj, id"};
+    case CandidateOrder::kSizeAsc:
+      return CandidateSort{", size_mb IS NULL AS unset, size_mb", "unset, size_mb, id",
+                           "size_mb IS NULL, size_mb, id"};
+    case CandidateOrder::kBitopsAsc:
+      return CandidateSort{", bitops IS NULL AS unset, bitops", "unset, bitops, id",
+                           "bitops IS NULL, bitops, id"};
+  }
+  return std::nullopt;
+}
+
+// The page query: ?1 job id, ?2 feasibility (when filtered), ?3 limit, ?4 offset. The page's
+// ids come from the index alone, so rows skipped by the offset are never read; only the
+// page's rows are, then sorted again (at most `limit` of them).
+std::string CandidatePageSql(const CandidateSort& sort, bool filtered) {
+  std::string ids;
+  if (filtered) {
+    ids = absl::StrCat("SELECT id FROM candidates WHERE job_id = ?1 AND feasible = ?2 ORDER BY ",
+                       sort.order_by, " LIMIT ?3 OFFSET ?4");
+  } else {
+    // Both feasibilities: SQLite merges the two ordered index ranges.
+    const std::string select = absl::StrCat("SELECT id", sort.key_columns, " FROM candidates ");
+    ids = absl::StrCat("SELECT id FROM (", select, "WHERE job_id = ?1 AND feasible = 0 UNION ALL ",
+                       select, "WHERE job_id = ?1 AND feasible = 1 ORDER BY ",
+                       sort.compound_order_by, " LIMIT ?3 OFFSET ?4)");
+  }
+  return absl::StrCat("SELECT ", kCandidateColumns,
+                      ", on_pareto_front FROM candidates WHERE id IN (", ids, ") ORDER BY ",
+                      sort.order_by);
+}
+
+}  // namespace
+
+absl::StatusOr<JobState> SqliteJobStore::LoadJobState(const std::string& job_id) {
+  ASSIGN_OR_RETURN(Statement select, database_.Prepare("SELECT state FROM jobs WHERE id = ?1"));
+  select.BindText(1, job_id);
+  ASSIGN_OR_RETURN(bool row, select.Step(absl::StrCat("reading job ", job_id)));
+  if (!row) return JobNotFound(job_id);
+  return static_cast<JobState>(select.ColumnInt(0));
+}
+
+absl::StatusOr<std::string> SqliteJobStore::CreateJob(const JobRecord& job) {
+  constexpr absl::string_view kOperation = "creating a job";
+  absl::MutexLock lock(&database_.mutex());
+  ASSIGN_OR_RETURN(Transaction transaction, database_.Begin(/*write=*/true, kOperation));
+  int64_t seq = 0;
+  {
+    ASSIGN_OR_RETURN(Statement select,
+                     database_.Prepare("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs"));
+    ASSIGN_OR_RETURN(bool row, select.Step(kOperation));
+    if (!row) return absl::InternalError(absl::StrCat(kOperation, ": no sequence number"));
+    seq = select.ColumnInt64(0);
+  }
+  const std::string id = absl::StrCat("job-", seq);
+  {
+    ASSIGN_OR_RETURN(Statement insert,
+                     database_.Prepare("INSERT INTO jobs (id, seq, space, device, table_version, "
+                                       "predictor_version, request, state, created_unix_s) "
+                                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"));
+    insert.BindText(1, id);
+    insert.BindInt64(2, seq);
+    insert.BindText(3, job.space);
+    insert.BindText(4, job.device);
+    insert.BindInt64(5, job.table_version);
+    insert.BindText(6, job.predictor_version);
+    insert.BindBlob(7, job.request);
+    insert.BindInt64(8, static_cast<int64_t>(JobState::kQueued));
+    insert.BindDouble(9, job.created_unix_s, "created_unix_s");
+    RETURN_IF_ERROR(insert.Run(kOperation));
+  }
+  RETURN_IF_ERROR(transaction.Commit(kOperation));
+  return id;
+}
+
+absl::Status SqliteJobStore::MarkRunning(const std::string& job_id, double started_unix_s) {
+  const std::string operation = absl::StrCat("marking job ", job_id, " running");
+  absl::MutexLock lock(&database_.mutex());
+  ASSIGN_OR_RETURN(Transaction transaction, database_.Begin(/*write=*/true, operation));
+  ASSIGN_OR_RETURN(JobState state, LoadJobState(job_id));
+  if (IsTerminal(state)) return store_internal::JobEnded(job_id, state);
+  {
+    ASSIGN_OR_RETURN(Statement update, database_.Prepare("UPDATE jobs SET state = ?2, "
+                                                         "started_unix_s = ?3 WHERE id = ?1"));
+    update.BindText(1, job_id);
+    update.BindInt64(2, static_cast<int64_t>(JobState::kRunning));
+    update.BindDouble(3, started_unix_s, "started_unix_s");
+    RETURN_IF_ERROR(update.Run(operation));
+  }
+  return transaction.Commit(operation);
+}
+
+absl::StatusOr<std::vector<int64_t>> SqliteJobStore::AppendGeneration(
+    const std::string& job_id, const GenerationBatch& batch) {
+  RETURN_IF_ERROR(store_internal::CheckBestIndex(batch));
+  const std::string operation =
+      absl::StrCat("appending generation ", batch.generation, " to job ", job_id);
+  absl::MutexLock lock(&database_.mutex());
+  ASSIGN_OR_RETURN(Transaction transaction, database_.Begin(/*write=*/true, operation));
+  {
+    ASSIGN_OR_RETURN(Statement select,
+                     database_.Prepare("SELECT state, next_generation FROM jobs WHERE id = ?1"));
+    select.BindText(1, job_id);
+    ASSIGN_OR_RETURN(bool row, select.Step(operation));
+    if (!row) return JobNotFound(job_id);
+    const auto state = static_cast<JobState>(select.ColumnInt(0));
+    const int64_t next_generation = select.ColumnInt64(1);
+    if (IsTerminal(state)) return store_internal::JobEnded(job_id, state);
+    if (batch.generation != next_generation) {
+      return store_internal::GenerationOutOfOrder(job_id, next_generation, batch.generation);
+    }
+  }
+  std::vector<int64_t> ids;
+  ids.reserve(batch.candidates.size());
+  {
+    ASSIGN_OR_RETURN(
+        Statement insert,
+        database_.Prepare("INSERT INTO candidates (job_id, generation, config_json, accuracy, "
+                          "latency_ms, energy_mj, size_mb, bitops, feasible, modelled) "
+                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"));
+    for (const CandidateRecord& candidate : batch.candidates) {
+      insert.BindText(1, job_id);
+      insert.BindInt64(2, batch.generation);
+      insert.BindText(3, candidate.config_json);
+      insert.BindMetrics(4, candidate, "candidate");
+      insert.BindInt64(9, candidate.feasible ? 1 : 0);
+      insert.BindText(10, candidate.modelled);
+      RETURN_IF_ERROR(insert.Run(operation));
+      ids.push_back(database_.LastInsertRowid());
+      insert.Reset();
+    }
+  }
+  {
+    ASSIGN_OR_RETURN(
+        Statement update,
+        database_.Prepare(
+            "UPDATE jobs SET generations_done = ?2, next_generation = ?2 + 1, "
+            "candidates_evaluated = ?3, stored_feasible = stored_feasible + ?15, "
+            "stored_infeasible = stored_infeasible + ?16, best_id = ?4, best_generation = ?5, "
+            "best_config_json = ?6, best_accuracy = ?7, best_latency_ms = ?8, "
+            "best_energy_mj = ?9, best_size_mb = ?10, best_bitops = ?11, best_feasible = ?12, "
+            "checkpoint = ?13, elapsed_s = ?14, best_modelled = ?17 WHERE id = ?1"));
+    update.BindText(1, job_id);
+    update.BindInt64(2, batch.generation);
+    update.BindInt64(3, batch.candidates_evaluated);
+    if (batch.best.has_value()) {
+      const CandidateRecord& best = *batch.best;
+      update.BindInt64(4, batch.best_batch_index >= 0 ? ids[batch.best_batch_index] : best.id);
+      update.BindInt64(5, best.generation);
+      update.BindText(6, best.config_json);
+      update.BindMetrics(7, best, "best");
+      update.BindInt64(12, best.feasible ? 1 : 0);
+      update.BindText(17, best.modelled);
+    }  // Else parameters 4 to 12 and 17 stay NULL: no best.
+    update.BindBlob(13, batch.checkpoint);
+    update.BindDouble(14, batch.elapsed_s, "elapsed_s");
+    const int64_t feasible = std::count_if(batch.candidates.begin(), batch.candidates.end(),
+                                           [](const CandidateRecord& c) { return c.feasible; });
+    update.BindInt64(15, feasible);
+    update.BindInt64(16, static_cast<int64_t>(batch.candidates.size()) - feasible);
+    RETURN_IF_ERROR(update.Run(operation));
+  }
+  RETURN_IF_ERROR(transaction.Commit(operation));
+  return ids;
+}
+
+absl::Status SqliteJobStore::FinishJob(const std::string& job_id, JobState state,
+                                       const std::string& error, double finished_unix_s,
+                                       double elapsed_s,
+                                       const std::vector<int64_t>& pareto_front_ids) {
+  RETURN_IF_ERROR(store_internal::CheckTerminal(state, "FinishJob"));
+  RETURN_IF_ERROR(store_internal::CheckDistinctIds(pareto_front_ids));
+  const std::string operation = absl::StrCat("finishing job ", job_id);
+  absl::MutexLock lock(&database_.mutex());
+  ASSIGN_OR_RETURN(Transaction transaction, database_.Begin(/*write=*/true, operation));
+  ASSIGN_OR_RETURN(JobState current, LoadJobState(job_id));
+  if (IsTerminal(current)) return store_internal::JobEnded(job_id, current);
+  {
+    ASSIGN_OR_RETURN(Statement update, database_.Prepare("UPDATE jobs SET state = ?2, error = ?3, "
+                                                         "finished_unix_s = ?4, elapsed_s = ?5, "
+                                                         "pareto_front_size = ?6 WHERE id = ?1"));
+    update.BindText(1, job_id);
+    update.BindInt64(2, static_cast<int64_t>(state));
+    update.BindText(3, error);
+    update.BindDouble(4, finished_unix_s, "finished_unix_s");
+    update.BindDouble(5, elapsed_s, "elapsed_s");
+    update.BindInt64(6, static_cast<int64_t>(pareto_front_ids.size()));
+    RETURN_IF_ERROR(update.Run(operation));
+  }
+  RETURN_IF_ERROR(MarkParetoFront(job_id, pareto_front_ids, operation));
+  return transaction.Commit(operation);
+}
+
+absl::Status SqliteJobStore::MarkParetoFront(const std::string& job_id,
+                                             const std::vector<int64_t>& ids,
+                                             const std::string& operation) {
+  ASSIGN_OR_RETURN(Statement mark, database_.Prepare("UPDATE candidates SET on_pareto_front = 1 "
+                                                     "WHERE id = ?1 AND job_id = ?2 AND "
+                                                     "feasible = 1"));
+  for (const int64_t id : ids) {
+    mark.BindInt64(1, id);
+    mark.BindText(2, job_id);
+    RETURN_IF_ERROR(mark.Run(operation));
+    // The ids are distinct, so each one changes exactly one row unless it is no feasible
+    // candidate of the job.
+    if (database_.Changes() != 1) return store_internal::NotAFrontCandidate(job_id, id);
+    mark.Reset();
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<JobRecord> SqliteJobStore::GetJob(const std::string& job_id) {
+  absl::MutexLock lock(&database_.mutex());
+  ASSIGN_OR_RETURN(Statement select, database_.Prepare(absl::StrCat("SELECT ", kJobColumns,
+                                                                    ", checkpoint FROM jobs "
+                                                                    "WHERE id = ?1")));
+  select.BindText(1, job_id);
+  ASSIGN_OR_RETURN(bool row, select.Step(absl::StrCat("reading job ", job_id)));
+  if (!row) return JobNotFound(job_id);
+  return ReadJob(select, /*with_checkpoint=*/true);
+}
+
+absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobs(std::optional<JobState> state,
+                                                                int64_t offset, int limit) {
+  RETURN_IF_ERROR(store_internal::CheckPage(offset, limit));
+  if (state.has_value() && !store_internal::IsValidState(*state)) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown job state ", static_cast<int>(*state)));
+  }
+  absl::MutexLock lock(&database_.mutex());
+  ASSIGN_OR_RETURN(Statement select,
+                   database_.Prepare(absl::StrCat("SELECT ", kJobColumns, " FROM jobs",
+                                                  state.has_value() ? " WHERE state = ?3" : "",
+                                                  " ORDER BY seq DESC LIMIT ?1 OFFSET ?2")));
+  select.BindInt64(1, limit);
+  select.BindInt64(2, offset);
+  if (state.has_value()) select.BindInt64(3, static_cast<int64_t>(*state));
+  std::vector<JobRecord> jobs;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, select.Step("listing jobs"));
+    if (!row) break;
+    jobs.push_back(ReadJob(select, /*with_checkpoint=*/false));
+  }
+  return jobs;
+}
+
+absl::StatusOr<CandidatePage> SqliteJobStore::ListCandidates(const CandidateQuery& query) {
+  RETURN_IF_ERROR(store_internal::CheckPage(query.offset, query.limit));
+  const std::optional<CandidateSort> sort = SortFor(query.order);
+  if (!sort.has_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown candidate order ", static_cast<int>(query.order)));
+  }
+  const std::string operation = absl::StrCat("listing candidates of job ", query.job_id);
+  absl::MutexLock lock(&database_.mutex());
+  // The total and the page come from one snapshot.
+  ASSIGN_OR_RETURN(Transaction transaction, database_.Begin(/*write=*/false, operation));
+  CandidatePage page;
+  {
+    ASSIGN_OR_RETURN(Statement select,
+                     database_.Prepare("SELECT stored_feasible, stored_infeasible, "
+                                       "pareto_front_size FROM jobs WHERE id = ?1"));
+    select.BindText(1, query.job_id);
+    ASSIGN_OR_RETURN(bool row, select.Step(operation));
+    if (!row) return JobNotFound(query.job_id);
+    const int64_t feasible = select.ColumnInt64(0);
+    const int64_t infeasible = select.ColumnInt64(1);
+    page.total = !query.feasible.has_value() ? feasible + infeasible
+                 : *query.feasible           ? feasible
+                                             : infeasible;
+    if (query.pareto_front_only) {
+      // Every front row is feasible.
+      page.total = query.feasible.value_or(true) ? select.ColumnInt64(2) : 0;
+    }
+  }
+  if (query.offset < page.total) {
+    // The front is small (a few hundred rows at most): its partial index and a sort suffice.
+    ASSIGN_OR_RETURN(
+        Statement select,
+        database_.Prepare(query.pareto_front_only
+                              ? absl::StrCat("SELECT ", kCandidateColumns,
+                                             ", on_pareto_front FROM candidates WHERE job_id = ?1 "
+                                             "AND on_pareto_front = 1 ORDER BY ",
+                                             sort->order_by, " LIMIT ?3 OFFSET ?4")
+                              : CandidatePageSql(*sort, query.feasible.has_value())));
+    select.BindText(1, query.job_id);
+    if (query.feasible.has_value() && !query.pareto_front_only) {
+      select.BindInt64(2, *query.feasible ? 1 : 0);
+    }
+    select.BindInt64(3, query.limit);
+    select.BindInt64(4, query.offset);
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, select.Step(operation));
+      if (!row) break;
+      page.candidates.push_back(ReadCandidate(select, 0));
+      page.candidates.back().on_pareto_front = select.ColumnInt(10) != 0;
+    }
+  }
+  RETURN_IF_ERROR(transaction.Commit(operation));
+  return page;
+}
+
+}  // namespace apq::server

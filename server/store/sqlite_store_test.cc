@@ -1,0 +1,351 @@
+// What only the SQLite backend promises: the file outlives the process, older files are
+// migrated, several connections share one file. The backend-agnostic contracts are in
+// store_conformance_test.cc.
+#include "server/store/sqlite_store.h"
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/store/sqlite_database.h"
+#include "server/store/store.h"
+#include "server/store/store_testing.h"
+
+namespace apq::server {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using namespace ::apq::server::store_testing;  // NOLINT(build/namespaces): the test records.
+
+SqliteStore::Options Options(const std::string& path, int busy_timeout_ms = 5000) {
+  SqliteStore::Options options;
+  options.path = path;
+  options.busy_timeout_ms = busy_timeout_ms;
+  return options;
+}
+
+std::unique_ptr<Store> OpenOrDie(const std::string& path, int busy_timeout_ms = 5000) {
+  absl::StatusOr<std::unique_ptr<Store>> store = SqliteStore::Open(Options(path, busy_timeout_ms));
+  EXPECT_TRUE(store.ok()) << store.status();
+  return store.ok() ? *std::move(store) : nullptr;
+}
+
+// A connection of its own to the file, bypassing the store.
+class RawConnection {
+ public:
+  explicit RawConnection(const std::string& path) {
+    EXPECT_EQ(sqlite3_open(path.c_str(), &db_), SQLITE_OK);
+  }
+  ~RawConnection() { sqlite3_close(db_); }
+
+  void Exec(const std::string& sql) {
+    char* error = nullptr;
+    EXPECT_EQ(sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error), SQLITE_OK) << error;
+    sqlite3_free(error);
+  }
+
+  // The first value of the query's first row, as text.
+  std::string QueryText(const std::string& sql) {
+    sqlite3_stmt* stmt = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db_);
+    std::string value = "<no row>";
+    if (sqlite3_step(stmt) == SQLITE_ROW) {
+      value = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+    }
+    sqlite3_finalize(stmt);
+    return value;
+  }
+
+  int64_t QueryInt(const std::string& sql) { return std::stoll(QueryText(sql)); }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+TEST(SqliteStoreTest, EverythingSurvivesARestart) {
+  const std::string path = FreshPath();
+  JobRecord running, finished, queued;
+  std::vector<CandidateRecord> candidates;
+  {
+    std::unique_ptr<Store> store = OpenOrDie(path);
+    ASSERT_NE(store, nullptr);
+    JobStore& jobs = store->jobs();
+    const std::string running_id = *jobs.CreateJob(MakeJob("a", 10));
+    const std::string finished_id = *jobs.CreateJob(MakeJob("b", 20));
+    const std::string queued_id = *jobs.CreateJob(MakeJob("c", 30));
+    ASSERT_TRUE(jobs.MarkRunning(running_id, 11).ok());
+    for (int g = 0; g < 3; ++g) {
+      GenerationBatch batch = MakeBatch(g, 10, int64_t{g} * 10);
+      batch.candidates[2].accuracy.reset();
+      batch.candidates[5].feasible = false;
+      batch.checkpoint = std::string("\0\0binary\0checkpoint\xfe", 20) + std::to_string(g);
+      ASSERT_TRUE(jobs.AppendGeneration(running_id, batch).ok());
+    }
+    ASSERT_TRUE(jobs.MarkRunning(finished_id, 21).ok());
+    absl::StatusOr<std::vector<int64_t>> ids = jobs.AppendGeneration(finished_id, MakeBatch(0, 2));
+    ASSERT_TRUE(ids.ok());
+    ASSERT_TRUE(jobs.FinishJob(finished_id, JobState::kSucceeded, "", 25, 4, {(*ids)[1]}).ok());
+    TableVersionRecord table;
+    table.device = "pixel";
+    table.files = {{"t.yaml", kBinary}};
+    ASSERT_TRUE(store->devices().AddTableVersion(table).ok());
+    ASSERT_TRUE(store->datasets()
+                    .CreateDataset({"fm", "fmnist_mbv2", "supernet v1", 1.7e9, 0},
+                                   {Measurement("[1]", 0.875, "fp32")})
+                    .ok());
+    ASSERT_TRUE(store->predictors().AddPredictor(Predictor("v1", true)).ok());
+    ASSERT_TRUE(store->training_jobs().CreateTrainingJob({}).ok());
+
+    running = *jobs.GetJob(running_id);
+    finished = *jobs.GetJob(finished_id);
+    queued = *jobs.GetJob(queued_id);
+    candidates = AllCandidates(jobs, running_id).candidates;
+    EXPECT_EQ(running.checkpoint.size(), 21u);
+  }  // Closes the database.
+
+  std::unique_ptr<Store> store = OpenOrDie(path);
+  ASSERT_NE(store, nullptr);
+  JobStore& jobs = store->jobs();
+  ExpectJobEq(*jobs.GetJob(running.id), running);
+  ExpectJobEq(*jobs.GetJob(finished.id), finished);
+  ExpectJobEq(*jobs.GetJob(queued.id), queued);
+  EXPECT_EQ(finished.pareto_front_size, 1);
+  CandidatePage page = AllCandidates(jobs, running.id);
+  EXPECT_EQ(page.total, 30);
+  ASSERT_EQ(page.candidates.size(), candidates.size());
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    EXPECT_EQ(page.candidates[i].id, candidates[i].id);
+    ExpectCandidateEq(page.candidates[i], candidates[i]);
+  }
+  CandidateQuery front = Query(finished.id, 10);
+  front.pareto_front_only = true;
+  EXPECT_EQ(ListOrDie(jobs, front).total, 1);
+  std::vector<JobRecord> unfinished = *jobs.ListJobs(JobState::kRunning, 0, 100);
+  ASSERT_EQ(unfinished.size(), 1u);
+  EXPECT_EQ(unfinished[0].id, running.id);
+  EXPECT_EQ(jobs.ListJobs(JobState::kQueued, 0, 100)->size(), 1u);
+  EXPECT_EQ(store->devices().GetTableVersion("pixel", 0)->files[0].content, kBinary);
+  EXPECT_EQ(store->datasets().GetDataset("fm")->records, 1);
+  EXPECT_EQ(store->datasets().ListMeasurements("fm", std::nullopt)->at(0).seed,
+            0xfedcba9876543210ULL);
+  EXPECT_EQ(store->predictors().GetDefaultPredictor("fmnist_mbv2")->artifact,
+            Predictor("v1", true).artifact);
+  EXPECT_EQ(store->training_jobs().GetTrainingJob("train-1")->state, JobState::kQueued);
+
+  // The resumed job continues where it stopped; new ids follow the old ones.
+  ASSERT_TRUE(jobs.AppendGeneration(running.id, MakeBatch(3, 1, 30)).ok());
+  EXPECT_GT(AllCandidates(jobs, running.id).candidates.back().id, candidates.back().id);
+  EXPECT_EQ(*jobs.CreateJob(MakeJob()), "job-4");
+  EXPECT_EQ(*store->training_jobs().CreateTrainingJob({}), "train-2");
+}
+
+// A file written by an older build (at every older schema version) opens, is brought up to
+// date, and its records keep working.
+TEST(SqliteStoreTest, MigratesADatabaseOfAnOlderSchema) {
+  for (int version = 1; version < SqliteStore::SchemaVersion(); ++version) {
+    SCOPED_TRACE(absl::StrCat("schema version ", version));
+    const std::string path = FreshPath(absl::StrCat("_v", version));
+    {
+      absl::StatusOr<std::unique_ptr<SqliteDatabase>> old =
+          SqliteDatabase::Open(path, 5000, version);
+      ASSERT_TRUE(old.ok()) << old.status();
+    }
+    {
+      // A running job with two candidates, as every schema since 1 stores it.
+      RawConnection raw(path);
+      EXPECT_EQ(raw.QueryInt("PRAGMA user_version"), version);
+      raw.Exec(
+          "INSERT INTO jobs (id, seq, space, device, table_version, predictor_version, request, "
+          "state, generations_done, next_generation, candidates_evaluated, stored_feasible, "
+          "best_id, best_generation, best_config_json, best_accuracy, best_latency_ms, "
+          "best_feasible, created_unix_s, checkpoint) VALUES ('job-1', 1, 'ofa_mbv3', 'note10', "
+          "1, 'v1', x'0800', 2, 0, 1, 2, 2, 2, 0, '{\"b\":2}', 0.75, 12.5, 1, 10.5, x'00ff');"
+          "INSERT INTO candidates (job_id, generation, config_json, accuracy, latency_ms, "
+          "feasible) VALUES ('job-1', 0, '{\"b\":1}', 0.7, 10, 1), "
+          "('job-1', 0, '{\"b\":2}', 0.75, 12.5, 1);"
+          "INSERT INTO device_tables VALUES ('note10', 1, 1, 3, 5.5, 'sha', 'old');"
+          "INSERT INTO table_files VALUES ('note10', 1, 'a.yaml', x'61');"
+          "INSERT INTO predictors (space, version, artifact, created_unix_s, is_default) "
+          "VALUES ('ofa_mbv3', 'p1', x'01', 1.5, 1);");
+    }
+    std::unique_ptr<Store> store = OpenOrDie(path);
+    ASSERT_NE(store, nullptr);
+    {
+      RawConnection raw(path);
+      EXPECT_EQ(raw.QueryInt("PRAGMA user_version"), SqliteStore::SchemaVersion());
+    }
+    JobStore& jobs = store->jobs();
+    absl::StatusOr<JobRecord> job = jobs.GetJob("job-1");
+    ASSERT_TRUE(job.ok()) << job.status();
+    EXPECT_EQ(job->state, JobState::kRunning);
+    EXPECT_EQ(job->request, std::string("\x08\x00", 2));
+    EXPECT_EQ(job->checkpoint, std::string("\x00\xff", 2));
+    ASSERT_TRUE(job->best.has_value());
+    EXPECT_EQ(job->best->id, 2);
+    EXPECT_EQ(job->best->modelled, "");
+    EXPECT_EQ(job->pareto_front_size, 0);
+    CandidatePage page = AllCandidates(jobs, "job-1");
+    ASSERT_EQ(page.total, 2);
+    EXPECT_EQ(page.candidates[1].config_json, "{\"b\":2}");
+    EXPECT_EQ(page.candidates[1].modelled, "");
+
+    absl::StatusOr<std::vector<int64_t>> ids = jobs.AppendGeneration("job-1", MakeBatch(1, 2, 2));
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    EXPECT_THAT(*ids, ElementsAre(3, 4));
+    ASSERT_TRUE(jobs.FinishJob("job-1", JobState::kSucceeded, "", 20, 9, {1, 2}).ok());
+    EXPECT_EQ(jobs.GetJob("job-1")->pareto_front_size, 2);
+    EXPECT_EQ(*jobs.CreateJob(MakeJob()), "job-2");
+
+    EXPECT_EQ(*store->devices().AddTableVersion(MakeTable("note10", "2")), 2);
+    EXPECT_EQ(store->devices().GetTableVersion("note10", 1)->files[0].content, "a");
+    const PredictorRecord old_predictor = *store->predictors().GetDefaultPredictor("ofa_mbv3");
+    EXPECT_EQ(old_predictor.version, "p1");
+    EXPECT_EQ(old_predictor.kind, "");  // Unknown before schema 4.
+    EXPECT_TRUE(store->predictors().AddPredictor(Predictor("v1", true)).ok());
+    EXPECT_TRUE(store->datasets()
+                    .CreateDataset({"fm", "fmnist_mbv2", "", 1, 0}, {Measurement("[1]", 1, "fp32")})
+                    .ok());
+    EXPECT_EQ(*store->training_jobs().CreateTrainingJob({}), "train-1");
+  }
+}
+
+TEST(SqliteStoreTest, RejectsASchemaNewerThanTheBuild) {
+  const std::string path = FreshPath();
+  {
+    std::unique_ptr<Store> store = OpenOrDie(path);
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->jobs().CreateJob(MakeJob()).ok());
+  }
+  const int newer = SqliteStore::SchemaVersion() + 1;
+  RawConnection(path).Exec(absl::StrCat("PRAGMA user_version = ", newer));
+  absl::StatusOr<std::unique_ptr<Store>> store = SqliteStore::Open(Options(path));
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(store.status().message()),
+              HasSubstr(absl::StrCat("database schema version ", newer,
+                                     " is newer than this build supports (",
+                                     SqliteStore::SchemaVersion(), ")")));
+  EXPECT_EQ(RawConnection(path).QueryInt("PRAGMA user_version"), newer);  // Left alone.
+}
+
+TEST(SqliteStoreTest, ReopeningAnUpToDateDatabaseAppliesNothing) {
+  const std::string path = FreshPath();
+  {
+    std::unique_ptr<Store> store = OpenOrDie(path);
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->jobs().CreateJob(MakeJob()).ok());
+  }
+  RawConnection raw(path);
+  EXPECT_EQ(raw.QueryInt("PRAGMA user_version"), SqliteStore::SchemaVersion());
+  const int64_t schema_objects = raw.QueryInt("SELECT COUNT(*) FROM sqlite_master");
+  const int64_t schema_cookie = raw.QueryInt("PRAGMA schema_version");
+  EXPECT_GT(schema_objects, 4);
+  for (int i = 0; i < 2; ++i) {
+    std::unique_ptr<Store> store = OpenOrDie(path);
+    ASSERT_NE(store, nullptr);
+    EXPECT_EQ(store->jobs().GetJob("job-1")->space, "ofa_mbv3");
+  }
+  EXPECT_EQ(raw.QueryInt("PRAGMA user_version"), SqliteStore::SchemaVersion());
+  EXPECT_EQ(raw.QueryInt("SELECT COUNT(*) FROM sqlite_master"), schema_objects);
+  // The schema cookie changes with every schema change: none happened.
+  EXPECT_EQ(raw.QueryInt("PRAGMA schema_version"), schema_cookie);
+  EXPECT_EQ(raw.QueryInt("SELECT COUNT(*) FROM jobs"), 1);
+  EXPECT_EQ(raw.QueryText("PRAGMA journal_mode"), "wal");
+}
+
+TEST(SqliteStoreTest, TwoStoresOnOneFileShareIt) {
+  const std::string path = FreshPath();
+  std::unique_ptr<Store> first = OpenOrDie(path);
+  std::unique_ptr<Store> second = OpenOrDie(path);
+  ASSERT_NE(first, nullptr);
+  ASSERT_NE(second, nullptr);
+  EXPECT_EQ(*first->jobs().CreateJob(MakeJob()), "job-1");
+  EXPECT_EQ(*second->jobs().CreateJob(MakeJob()), "job-2");
+  ASSERT_TRUE(first->jobs().AppendGeneration("job-2", MakeBatch(0, 3)).ok());
+  EXPECT_EQ(second->jobs().GetJob("job-2")->candidates_evaluated, 3);
+  EXPECT_EQ(second->jobs().AppendGeneration("job-2", MakeBatch(0, 3)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(second->predictors().AddPredictor(Predictor("v1", true)).ok());
+  EXPECT_EQ(first->predictors().AddPredictor(Predictor("v1", true)).code(),
+            absl::StatusCode::kAlreadyExists);
+}
+
+// A writer waits up to the busy timeout for another connection's write lock, then fails
+// having changed nothing.
+TEST(SqliteStoreTest, AWriterWaitsForTheBusyTimeout) {
+  const std::string path = FreshPath();
+  std::unique_ptr<Store> impatient = OpenOrDie(path, /*busy_timeout_ms=*/100);
+  ASSERT_NE(impatient, nullptr);
+  RawConnection other(path);
+  other.Exec("BEGIN IMMEDIATE");
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<std::string> refused = impatient->jobs().CreateJob(MakeJob());
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInternal) << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("locked"));
+  EXPECT_GE(waited, std::chrono::milliseconds(90));
+  other.Exec("ROLLBACK");
+  EXPECT_EQ(*impatient->jobs().CreateJob(MakeJob()), "job-1");
+
+  // A lock released within the timeout only delays the write.
+  std::unique_ptr<Store> patient = OpenOrDie(path, /*busy_timeout_ms=*/10000);
+  ASSERT_NE(patient, nullptr);
+  other.Exec("BEGIN IMMEDIATE");
+  std::thread release([&other] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    other.Exec("ROLLBACK");
+  });
+  EXPECT_EQ(*patient->jobs().CreateJob(MakeJob()), "job-2");
+  release.join();
+}
+
+TEST(SqliteStoreTest, UnusablePathsFailClearly) {
+  EXPECT_EQ(SqliteStore::Open(Options("")).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(SqliteStore::Open(Options(FreshPath(), -1)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  const std::string missing_dir = absl::StrCat(TempDir(), "/no/such/dir/store.db");
+  absl::Status status = SqliteStore::Open(Options(missing_dir)).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(std::string(status.message()), HasSubstr(missing_dir));
+  EXPECT_THAT(std::string(status.message()), HasSubstr("unable to open"));
+
+  // A directory, and a path below a regular file.
+  status = SqliteStore::Open(Options(TempDir())).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInternal) << status;
+  const std::string file = FreshPath();
+  std::ofstream(file) << "this is not a database, just some text that is long enough to matter "
+                         "for SQLite's header check, padded out to more than a hundred bytes.";
+  status = SqliteStore::Open(Options(file + "/below.db")).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInternal) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("below.db"));
+
+  // A file that is not a database.
+  status = SqliteStore::Open(Options(file)).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInternal) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("not a database"));
+  EXPECT_THAT(std::string(status.message()), HasSubstr(file));
+
+  // Without write permission (meaningless as root, who may write anyway).
+  if (geteuid() != 0) {
+    const std::string read_only = absl::StrCat(TempDir(), "/read_only_dir");
+    mkdir(read_only.c_str(), 0555);
+    status = SqliteStore::Open(Options(read_only + "/store.db")).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInternal) << status;
+  }
+}
+
+}  // namespace
+}  // namespace apq::server

@@ -1,0 +1,160 @@
+// The SQLite backend's store of each record kind, all on one SqliteDatabase (which must
+// outlive them). Internal to the backend: users get them through SqliteStore (sqlite_store.h).
+// Each method holds the database's mutex for its whole run, so they run one at a time.
+#ifndef APQ_SERVER_STORE_SQLITE_STORES_H_
+#define APQ_SERVER_STORE_SQLITE_STORES_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "server/store/dataset_store.h"
+#include "server/store/device_store.h"
+#include "server/store/job_store.h"
+#include "server/store/predictor_store.h"
+#include "server/store/records.h"
+#include "server/store/sqlite_database.h"
+#include "server/store/training_job_store.h"
+
+namespace apq::server {
+
+class SqliteJobStore final : public JobStore {
+ public:
+  explicit SqliteJobStore(SqliteDatabase& database) : database_(database) {}
+
+  absl::StatusOr<std::string> CreateJob(const JobRecord& job) override;
+  absl::Status MarkRunning(const std::string& job_id, double started_unix_s) override;
+  absl::StatusOr<std::vector<int64_t>> AppendGeneration(const std::string& job_id,
+                                                        const GenerationBatch& batch) override;
+  absl::Status FinishJob(const std::string& job_id, JobState state, const std::string& error,
+                         double finished_unix_s, double elapsed_s,
+                         const std::vector<int64_t>& pareto_front_ids) override;
+  absl::StatusOr<JobRecord> GetJob(const std::string& job_id) override;
+  absl::StatusOr<std::vector<JobRecord>> ListJobs(std::optional<JobState> state, int64_t offset,
+                                                  int limit) override;
+  absl::StatusOr<CandidatePage> ListCandidates(const CandidateQuery& query) override;
+
+ private:
+  // The job's state; NOT_FOUND for an unknown job.
+  absl::StatusOr<JobState> LoadJobState(const std::string& job_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(database_.mutex());
+  // Marks `ids` on the job's front, inside the caller's transaction; INVALID_ARGUMENT for an
+  // id that is no feasible candidate of the job.
+  absl::Status MarkParetoFront(const std::string& job_id, const std::vector<int64_t>& ids,
+                               const std::string& operation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(database_.mutex());
+
+  SqliteDatabase& database_;
+};
+
+class SqliteDeviceStore final : public DeviceStore {
+ public:
+  explicit SqliteDeviceStore(SqliteDatabase& database) : database_(database) {}
+
+  absl::StatusOr<int64_t> AddTableVersion(const TableVersionRecord& table) override;
+  absl::StatusOr<std::vector<std::string>> ListDevices() override;
+  absl::StatusOr<std::vector<TableVersionRecord>> ListTableVersions(
+      const std::string& device) override;
+  absl::StatusOr<TableVersionRecord> GetTableVersion(const std::string& device,
+                                                     int64_t version) override;
+
+ private:
+  // Whether the device has a stored table.
+  absl::StatusOr<bool> DeviceKnown(const std::string& device)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(database_.mutex());
+
+  SqliteDatabase& database_;
+};
+
+class SqliteDatasetStore final : public DatasetStore {
+ public:
+  explicit SqliteDatasetStore(SqliteDatabase& database) : database_(database) {}
+
+  absl::Status CreateDataset(const DatasetRecord& dataset,
+                             const std::vector<MeasurementRow>& rows) override;
+  absl::StatusOr<DatasetRecord> GetDataset(const std::string& name) override;
+  absl::StatusOr<std::vector<DatasetRecord>> ListDatasets() override;
+  absl::Status AddMeasurements(const std::string& dataset,
+                               const std::vector<MeasurementRow>& rows) override;
+  absl::StatusOr<std::vector<MeasurementRow>> ListMeasurements(
+      const std::string& dataset, const std::optional<std::string>& method) override;
+
+ private:
+  // Inserts `rows` (checked) into `dataset` inside the caller's transaction; INVALID_ARGUMENT
+  // naming the row for a (method, config) pair the dataset holds.
+  absl::Status InsertMeasurements(const std::string& dataset,
+                                  const std::vector<MeasurementRow>& rows,
+                                  const std::string& operation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(database_.mutex());
+  // NOT_FOUND unless the dataset exists.
+  absl::Status CheckDatasetKnown(const std::string& dataset, const std::string& operation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(database_.mutex());
+
+  SqliteDatabase& database_;
+};
+
+class SqlitePredictorStore final : public PredictorStore {
+ public:
+  explicit SqlitePredictorStore(SqliteDatabase& database) : database_(database) {}
+
+  absl::Status AddPredictor(const PredictorRecord& predictor) override;
+  absl::StatusOr<std::vector<PredictorRecord>> ListPredictors(const std::string& space) override;
+  absl::StatusOr<PredictorRecord> GetPredictor(const std::string& space,
+                                               const std::string& version) override;
+  absl::StatusOr<PredictorRecord> GetDefaultPredictor(const std::string& space) override;
+  absl::Status SetDefaultPredictor(const std::string& space, const std::string& version) override;
+  absl::Status ClearDefaultPredictor(const std::string& space) override;
+
+ private:
+  SqliteDatabase& database_;
+};
+
+class SqliteTrainingJobStore final : public TrainingJobStore {
+ public:
+  explicit SqliteTrainingJobStore(SqliteDatabase& database) : database_(database) {}
+
+  absl::StatusOr<std::string> CreateTrainingJob(const TrainingJobRecord& job) override;
+  absl::Status MarkTrainingRunning(const std::string& job_id, double started_unix_s) override;
+  absl::Status UpdateTrainingProgress(const std::string& job_id, const std::string& stage,
+                                      int epoch, int max_epochs, double validation_rmse) override;
+  absl::Status FinishTrainingJob(const std::string& job_id, JobState state,
+                                 const std::string& error, double finished_unix_s,
+                                 const PredictorRecord* predictor) override;
+  absl::StatusOr<TrainingJobRecord> GetTrainingJob(const std::string& job_id) override;
+  absl::StatusOr<std::vector<TrainingJobRecord>> ListTrainingJobs(bool unfinished_only,
+                                                                  int64_t offset,
+                                                                  int limit) override;
+
+ private:
+  absl::StatusOr<JobState> LoadState(const std::string& job_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(database_.mutex());
+
+  SqliteDatabase& database_;
+};
+
+// The predictor writes shared by SqlitePredictorStore and SqliteTrainingJobStore, inside the
+// caller's write transaction.
+namespace sqlite_internal {
+
+// Whether (space, version) is stored.
+absl::StatusOr<bool> PredictorStored(SqliteDatabase& database, const std::string& space,
+                                     const std::string& version, const std::string& operation)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(database.mutex());
+// AddPredictor's checks and writes.
+absl::Status InsertPredictor(SqliteDatabase& database, const PredictorRecord& predictor,
+                             const std::string& operation)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(database.mutex());
+// Makes a stored predictor the space's default.
+absl::Status MakeDefault(SqliteDatabase& database, const std::string& space,
+                         const std::string& version, const std::string& operation)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(database.mutex());
+
+}  // namespace sqlite_internal
+
+}  // namespace apq::server
+
+#endif  // APQ_SERVER_STORE_SQLITE_STORES_H_

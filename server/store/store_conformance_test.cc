@@ -1,0 +1,1020 @@
+// The contracts of store.h and the per-kind interfaces, checked against every backend (a new
+// one joins by one entry in store_testing.cc's Backends()).
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/store/faulty_store.h"
+#include "server/store/memory_store.h"
+#include "server/store/store.h"
+#include "server/store/store_testing.h"
+
+namespace apq::server {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using namespace ::apq::server::store_testing;  // NOLINT(build/namespaces): the test records.
+
+// Every backend, and the fault-injecting wrapper with no fault armed, which must pass every
+// call through unchanged.
+std::vector<Backend> BackendsAndAWrapper() {
+  std::vector<Backend> backends = Backends();
+  backends.push_back({"FaultyMemoryWithoutFaults", []() -> absl::StatusOr<std::unique_ptr<Store>> {
+                        return NewFaultyStore(NewMemoryStore(), std::make_shared<FaultPlan>());
+                      }});
+  return backends;
+}
+
+class StoreConformanceTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<Store>> store = GetParam().open();
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+  }
+
+  JobStore& jobs() { return store_->jobs(); }
+  DeviceStore& devices() { return store_->devices(); }
+  DatasetStore& datasets() { return store_->datasets(); }
+  PredictorStore& predictors() { return store_->predictors(); }
+  TrainingJobStore& training_jobs() { return store_->training_jobs(); }
+
+  std::unique_ptr<Store> store_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreConformanceTest, ::testing::ValuesIn(BackendsAndAWrapper()),
+                         BackendName);
+
+TEST_P(StoreConformanceTest, CreateJobRoundTrip) {
+  JobRecord job = MakeJob();
+  // Progress fields of the record are not stored by CreateJob.
+  job.state = JobState::kFailed;
+  job.generations_done = 7;
+  job.checkpoint = "ignored";
+  job.pareto_front_size = 3;
+  absl::StatusOr<std::string> id = jobs().CreateJob(job);
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(*id, "job-1");
+  EXPECT_EQ(*jobs().CreateJob(MakeJob()), "job-2");
+
+  absl::StatusOr<JobRecord> loaded = jobs().GetJob("job-1");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  JobRecord expected = MakeJob();
+  expected.id = "job-1";
+  ExpectJobEq(*loaded, expected);
+  EXPECT_EQ(loaded->request.size(), kBinary.size());
+
+  EXPECT_EQ(jobs().GetJob("job-3").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(jobs().GetJob("").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(StoreConformanceTest, EmptyStringsAndBlobsRoundTrip) {
+  const std::string id = *jobs().CreateJob(JobRecord{});
+  GenerationBatch batch;
+  batch.candidates.push_back(CandidateRecord{});
+  ASSERT_TRUE(jobs().AppendGeneration(id, batch).ok());
+  JobRecord loaded = *jobs().GetJob(id);
+  EXPECT_EQ(loaded.request, "");
+  EXPECT_EQ(loaded.checkpoint, "");
+  EXPECT_FALSE(loaded.best.has_value());
+  CandidatePage page = AllCandidates(jobs(), id);
+  ASSERT_EQ(page.candidates.size(), 1u);
+  ExpectCandidateEq(page.candidates[0], CandidateRecord{});
+}
+
+TEST_P(StoreConformanceTest, CandidateRoundTripKeepsEveryFieldExactly) {
+  const std::string id = *jobs().CreateJob(MakeJob());
+  ASSERT_TRUE(jobs().MarkRunning(id, 1700000001.125).ok());
+
+  GenerationBatch batch;
+  batch.generation = 0;
+  CandidateRecord all_set;
+  all_set.config_json = "{\"ks\":[3,5,7],\"e\":[4,6]}";
+  all_set.accuracy = 0.1 + 0.2;  // Not representable exactly in decimal.
+  all_set.latency_ms = std::numeric_limits<double>::denorm_min();
+  all_set.energy_mj = std::numeric_limits<double>::max();
+  all_set.size_mb = -1e-310;
+  all_set.bitops = std::numeric_limits<double>::infinity();
+  all_set.feasible = true;
+  CandidateRecord none_set;
+  none_set.config_json = "{}";
+  none_set.feasible = false;
+  CandidateRecord some_set;
+  some_set.config_json = "{\"x\":1}";
+  some_set.accuracy = 1.0 / 3.0;
+  some_set.bitops = 123456789012345.0;
+  some_set.feasible = false;
+  some_set.id = 999;  // Ignored, as are its generation and front flag.
+  some_set.generation = 42;
+  some_set.on_pareto_front = true;
+  batch.candidates = {all_set, none_set, some_set};
+  batch.candidates_evaluated = 3;
+  batch.best = all_set;
+  batch.best_batch_index = 0;
+  batch.checkpoint = std::string("\0\x01\x02\0end", 7);
+  batch.elapsed_s = 0.1 + 0.7;
+  absl::StatusOr<std::vector<int64_t>> ids = jobs().AppendGeneration(id, batch);
+  ASSERT_TRUE(ids.ok()) << ids.status();
+
+  CandidatePage page = AllCandidates(jobs(), id);
+  EXPECT_EQ(page.total, 3);
+  ASSERT_EQ(page.candidates.size(), 3u);
+  some_set.generation = 0;
+  batch.candidates[2] = some_set;
+  for (int i = 0; i < 3; ++i) {
+    ExpectCandidateEq(page.candidates[i], batch.candidates[i]);
+    EXPECT_EQ(page.candidates[i].id, (*ids)[i]);
+    EXPECT_FALSE(page.candidates[i].on_pareto_front);
+  }
+  EXPECT_LT((*ids)[0], (*ids)[1]);
+  EXPECT_LT((*ids)[1], (*ids)[2]);
+
+  JobRecord expected = MakeJob();
+  expected.id = id;
+  expected.state = JobState::kRunning;
+  expected.started_unix_s = 1700000001.125;
+  expected.generations_done = 0;
+  expected.candidates_evaluated = 3;
+  expected.best = all_set;
+  expected.best->id = (*ids)[0];
+  expected.checkpoint = batch.checkpoint;
+  expected.elapsed_s = batch.elapsed_s;
+  ExpectJobEq(*jobs().GetJob(id), expected);
+}
+
+TEST_P(StoreConformanceTest, NegativeZeroReadsBackAsZero) {
+  const std::string id = *jobs().CreateJob(MakeJob("s", -0.0));
+  GenerationBatch batch = MakeBatch(0, 1);
+  batch.candidates[0].latency_ms = -0.0;
+  batch.best->latency_ms = -0.0;
+  batch.elapsed_s = -0.0;
+  ASSERT_TRUE(jobs().AppendGeneration(id, batch).ok());
+  const JobRecord job = *jobs().GetJob(id);
+  EXPECT_FALSE(std::signbit(job.created_unix_s));
+  EXPECT_FALSE(std::signbit(job.elapsed_s));
+  EXPECT_FALSE(std::signbit(*job.best->latency_ms));
+  EXPECT_FALSE(std::signbit(*AllCandidates(jobs(), id).candidates[0].latency_ms));
+
+  MeasurementRow row = Measurement("[1]", -0.0, "fp32");
+  row.seconds = -0.0;
+  ASSERT_TRUE(datasets().CreateDataset({"fm", "fmnist_mbv2", "", -0.0, 0}, {row}).ok());
+  EXPECT_FALSE(std::signbit(datasets().GetDataset("fm")->created_unix_s));
+  const MeasurementRow stored = datasets().ListMeasurements("fm", std::nullopt)->at(0);
+  EXPECT_FALSE(std::signbit(stored.accuracy));
+  EXPECT_FALSE(std::signbit(stored.seconds));
+}
+
+TEST_P(StoreConformanceTest, AppendGenerationReturnsIdsAndTheBestGetsTheIndexedOne) {
+  const std::string id = *jobs().CreateJob(MakeJob());
+  const std::string other = *jobs().CreateJob(MakeJob());
+  GenerationBatch first = MakeBatch(0, 5);
+  first.best = first.candidates[3];
+  first.best_batch_index = 3;
+  absl::StatusOr<std::vector<int64_t>> first_ids = jobs().AppendGeneration(id, first);
+  ASSERT_TRUE(first_ids.ok()) << first_ids.status();
+  ASSERT_EQ(first_ids->size(), 5u);
+  EXPECT_TRUE(std::is_sorted(first_ids->begin(), first_ids->end()));
+  std::vector<int64_t> stored_ids;
+  for (const CandidateRecord& c : AllCandidates(jobs(), id).candidates) stored_ids.push_back(c.id);
+  EXPECT_EQ(stored_ids, *first_ids);
+  EXPECT_EQ(jobs().GetJob(id)->best->id, (*first_ids)[3]);
+
+  // Another job's candidates get ids above every earlier one.
+  absl::StatusOr<std::vector<int64_t>> other_ids = jobs().AppendGeneration(other, MakeBatch(0, 2));
+  ASSERT_TRUE(other_ids.ok());
+  EXPECT_GT(other_ids->front(), first_ids->back());
+
+  // A best stored earlier keeps the id the caller gives (no index).
+  GenerationBatch second = MakeBatch(1, 5, 5);
+  second.best = first.candidates[3];
+  second.best->id = (*first_ids)[3];
+  second.best->generation = 0;
+  second.best_batch_index = -1;
+  absl::StatusOr<std::vector<int64_t>> second_ids = jobs().AppendGeneration(id, second);
+  ASSERT_TRUE(second_ids.ok());
+  EXPECT_GT(second_ids->front(), other_ids->back());
+  EXPECT_EQ(jobs().GetJob(id)->best->id, (*first_ids)[3]);
+  EXPECT_EQ(jobs().GetJob(id)->best->generation, 0);
+
+  // Any caller-given id is kept as is.
+  GenerationBatch third = MakeBatch(2, 5, 10);
+  third.best = MakeCandidate(999999);
+  third.best->id = 424242;
+  third.best_batch_index = -1;
+  ASSERT_TRUE(jobs().AppendGeneration(id, third).ok());
+  EXPECT_EQ(jobs().GetJob(id)->best->id, 424242);
+
+  // An index out of range, or without a best, is refused and stores nothing.
+  const JobRecord before = *jobs().GetJob(id);
+  GenerationBatch bad = MakeBatch(3, 5, 15);
+  bad.best_batch_index = 5;
+  EXPECT_EQ(jobs().AppendGeneration(id, bad).status().code(), absl::StatusCode::kInvalidArgument);
+  bad.best_batch_index = 0;
+  bad.best.reset();
+  EXPECT_EQ(jobs().AppendGeneration(id, bad).status().code(), absl::StatusCode::kInvalidArgument);
+  ExpectJobEq(*jobs().GetJob(id), before);
+  EXPECT_EQ(AllCandidates(jobs(), id).total, 15);
+
+  // No best clears it; an empty batch gets no ids.
+  absl::StatusOr<std::vector<int64_t>> empty = jobs().AppendGeneration(id, MakeBatch(3, 0, 15));
+  ASSERT_TRUE(empty.ok());
+  EXPECT_THAT(*empty, IsEmpty());
+  EXPECT_FALSE(jobs().GetJob(id)->best.has_value());
+}
+
+TEST_P(StoreConformanceTest, GenerationsMustComeInOrder) {
+  const std::string id = *jobs().CreateJob(MakeJob());
+  const JobRecord initial = *jobs().GetJob(id);
+
+  auto expect_rejected = [&](int generation, const JobRecord& before, int64_t rows_before) {
+    absl::Status status = jobs().AppendGeneration(id, MakeBatch(generation, 4, 1000)).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+    ExpectJobEq(*jobs().GetJob(id), before);
+    EXPECT_EQ(AllCandidates(jobs(), id).total, rows_before);
+  };
+  expect_rejected(1, initial, 0);  // The first batch must be generation 0.
+  expect_rejected(-1, initial, 0);
+
+  ASSERT_TRUE(jobs().AppendGeneration(id, MakeBatch(0, 4)).ok());
+  JobRecord after_zero = *jobs().GetJob(id);
+  EXPECT_EQ(after_zero.generations_done, 0);
+  EXPECT_EQ(after_zero.candidates_evaluated, 4);
+  expect_rejected(0, after_zero, 4);  // Generation 0 only once.
+  expect_rejected(2, after_zero, 4);
+
+  ASSERT_TRUE(jobs().AppendGeneration(id, MakeBatch(1, 4, 4)).ok());
+  ASSERT_TRUE(jobs().AppendGeneration(id, MakeBatch(2, 4, 8)).ok());
+  JobRecord after_two = *jobs().GetJob(id);
+  EXPECT_EQ(after_two.generations_done, 2);
+  EXPECT_EQ(after_two.candidates_evaluated, 12);
+  EXPECT_EQ(after_two.checkpoint, MakeBatch(2, 4).checkpoint);
+  expect_rejected(2, after_two, 12);
+  expect_rejected(4, after_two, 12);
+
+  CandidatePage page = AllCandidates(jobs(), id);
+  ASSERT_EQ(page.candidates.size(), 12u);
+  for (int i = 0; i < 12; ++i) EXPECT_EQ(page.candidates[i].generation, i / 4);
+
+  EXPECT_EQ(jobs().AppendGeneration("job-99", MakeBatch(0, 1)).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_P(StoreConformanceTest, NanIsRejectedNamingTheFieldAndNothingIsStored) {
+  const std::string id = *jobs().CreateJob(MakeJob());
+  const JobRecord before = *jobs().GetJob(id);
+  const double nan = std::nan("");
+  const auto expect_nan = [&](const GenerationBatch& batch, const std::string& field) {
+    absl::Status status = jobs().AppendGeneration(id, batch).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+    EXPECT_THAT(std::string(status.message()), HasSubstr(field));
+    ExpectJobEq(*jobs().GetJob(id), before);
+    EXPECT_EQ(AllCandidates(jobs(), id).total, 0);
+  };
+  GenerationBatch batch = MakeBatch(0, 100);
+  batch.candidates[57].latency_ms = nan;
+  expect_nan(batch, "candidate latency_ms");
+  batch = MakeBatch(0, 100);
+  batch.best->energy_mj = nan;
+  expect_nan(batch, "best energy_mj");
+  batch = MakeBatch(0, 100);
+  batch.elapsed_s = nan;
+  expect_nan(batch, "elapsed_s");
+
+  // The job still takes generation 0, and later ids stay ascending.
+  ASSERT_TRUE(jobs().AppendGeneration(id, MakeBatch(0, 100)).ok());
+  EXPECT_EQ(AllCandidates(jobs(), id).total, 100);
+
+  EXPECT_EQ(jobs().CreateJob(MakeJob("s", nan)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(jobs().MarkRunning(id, nan).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(jobs().FinishJob(id, JobState::kFailed, "", nan, 1, {}).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(jobs().GetJob(id)->state, JobState::kQueued);
+  EXPECT_THAT(*jobs().ListJobs(std::nullopt, 0, 10), ::testing::SizeIs(1));
+  TableVersionRecord table = MakeTable("note10", "1");
+  table.uploaded_unix_s = nan;
+  EXPECT_EQ(devices().AddTableVersion(table).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(*devices().ListDevices(), IsEmpty());
+  MeasurementRow row = Measurement("[1]", 0.5, "fp32");
+  row.created_unix_s = nan;
+  EXPECT_EQ(datasets().CreateDataset({"fm", "fmnist_mbv2", "", 1, 0}, {row}).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(datasets().GetDataset("fm").status().code(), absl::StatusCode::kNotFound);
+  PredictorRecord predictor = Predictor("v1", true);
+  predictor.created_unix_s = nan;
+  EXPECT_EQ(predictors().AddPredictor(predictor).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(*predictors().ListPredictors("fmnist_mbv2"), IsEmpty());
+  const std::string training = *training_jobs().CreateTrainingJob({});
+  EXPECT_EQ(training_jobs().UpdateTrainingProgress(training, "fp32", 1, 2, nan).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(training_jobs().GetTrainingJob(training)->stage, "");
+}
+
+TEST_P(StoreConformanceTest, JobLifecycle) {
+  const std::string id = *jobs().CreateJob(MakeJob());
+  EXPECT_EQ(jobs().MarkRunning("job-9", 1.0).code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(jobs().MarkRunning(id, 100.0).ok());
+  ASSERT_TRUE(jobs().AppendGeneration(id, MakeBatch(0, 3)).ok());
+  // A resumed job is marked running again.
+  ASSERT_TRUE(jobs().MarkRunning(id, 100.0).ok());
+  EXPECT_EQ(jobs().GetJob(id)->state, JobState::kRunning);
+
+  EXPECT_EQ(jobs().FinishJob(id, JobState::kRunning, "", 1, 1, {}).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(jobs().FinishJob(id, static_cast<JobState>(42), "", 1, 1, {}).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(jobs().FinishJob("job-9", JobState::kFailed, "", 1, 1, {}).code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_TRUE(jobs().FinishJob(id, JobState::kFailed, "predictor exploded", 200.5, 99.25, {}).ok());
+
+  JobRecord job = *jobs().GetJob(id);
+  EXPECT_EQ(job.state, JobState::kFailed);
+  EXPECT_EQ(job.error, "predictor exploded");
+  EXPECT_EQ(job.started_unix_s, 100.0);
+  EXPECT_EQ(job.finished_unix_s, 200.5);
+  EXPECT_EQ(job.elapsed_s, 99.25);
+  EXPECT_EQ(job.pareto_front_size, 0);
+  EXPECT_EQ(job.checkpoint, MakeBatch(0, 3).checkpoint);  // Kept.
+
+  EXPECT_EQ(jobs().FinishJob(id, JobState::kCancelled, "", 300, 1, {}).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(jobs().MarkRunning(id, 300).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(jobs().AppendGeneration(id, MakeBatch(1, 3, 3)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(AllCandidates(jobs(), id).total, 3);
+  ExpectJobEq(*jobs().GetJob(id), job);
+
+  // A queued job can be cancelled directly.
+  const std::string queued = *jobs().CreateJob(MakeJob());
+  ASSERT_TRUE(jobs().FinishJob(queued, JobState::kCancelled, "by request", 5, 0, {}).ok());
+  EXPECT_EQ(jobs().GetJob(queued)->state, JobState::kCancelled);
+}
+
+// Candidates with spread, tied and missing metrics, some infeasible.
+std::vector<CandidateRecord> OrderingCandidates() {
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> value(0, 9);  // Few values: many ties.
+  std::vector<CandidateRecord> candidates;
+  for (int i = 0; i < 120; ++i) {
+    CandidateRecord candidate;
+    candidate.config_json = absl::StrCat("{\"i\":", i, "}");
+    auto metric = [&](double scale) -> std::optional<double> {
+      if (value(rng) == 0) return std::nullopt;
+      return scale * value(rng) - scale;  // Includes negatives and zero.
+    };
+    candidate.accuracy = metric(0.1);
+    candidate.latency_ms = metric(3);
+    candidate.energy_mj = metric(0.5);
+    candidate.size_mb = metric(2);
+    candidate.bitops = metric(1e9);
+    candidate.feasible = value(rng) < 6;
+    candidates.push_back(candidate);
+  }
+  return candidates;
+}
+
+TEST_P(StoreConformanceTest, ListCandidatesOrdersFiltersAndPages) {
+  const std::string id = *jobs().CreateJob(MakeJob());
+  const std::string other = *jobs().CreateJob(MakeJob());
+  std::vector<CandidateRecord> all = OrderingCandidates();
+  // Interleave generations with another job's so that ids are not contiguous per job.
+  for (int g = 0; g < 4; ++g) {
+    GenerationBatch batch;
+    batch.generation = g;
+    batch.candidates.assign(all.begin() + int64_t{g} * 30, all.begin() + (int64_t{g} + 1) * 30);
+    ASSERT_TRUE(jobs().AppendGeneration(id, batch).ok());
+    ASSERT_TRUE(jobs().AppendGeneration(other, MakeBatch(g, 7)).ok());
+  }
+  // The stored rows with their ids, in id order.
+  std::vector<CandidateRecord> stored = AllCandidates(jobs(), id).candidates;
+  ASSERT_EQ(stored.size(), all.size());
+
+  struct Order {
+    CandidateOrder order;
+    bool descending;
+    std::optional<double> CandidateRecord::*metric;  // Null for id order.
+  };
+  const Order orders[] = {
+      {CandidateOrder::kId, false, nullptr},
+      {CandidateOrder::kAccuracyDesc, true, &CandidateRecord::accuracy},
+      {CandidateOrder::kLatencyAsc, false, &CandidateRecord::latency_ms},
+      {CandidateOrder::kEnergyAsc, false, &CandidateRecord::energy_mj},
+      {CandidateOrder::kSizeAsc, false, &CandidateRecord::size_mb},
+      {CandidateOrder::kBitopsAsc, false, &CandidateRecord::bitops},
+  };
+  const std::optional<bool> filters[] = {std::nullopt, true, false};
+  for (const Order& order : orders) {
+    for (const std::optional<bool>& feasible : filters) {
+      SCOPED_TRACE(absl::StrCat("order ", static_cast<int>(order.order), " feasible ",
+                                feasible ? static_cast<int>(*feasible) : -1));
+      std::vector<CandidateRecord> expected;
+      for (const CandidateRecord& c : stored) {
+        if (!feasible || c.feasible == *feasible) expected.push_back(c);
+      }
+      std::sort(expected.begin(), expected.end(),
+                [&](const CandidateRecord& a, const CandidateRecord& b) {
+                  if (order.metric != nullptr) {
+                    const std::optional<double>& x = a.*order.metric;
+                    const std::optional<double>& y = b.*order.metric;
+                    if (x.has_value() != y.has_value()) return x.has_value();  // Unset last.
+                    if (x && *x != *y) return order.descending ? *x > *y : *x < *y;
+                  }
+                  return a.id < b.id;
+                });
+
+      // Pages of 7 reassemble the whole order.
+      std::vector<int64_t> paged_ids;
+      for (int64_t offset = 0;; offset += 7) {
+        CandidatePage page = ListOrDie(jobs(), Query(id, 7, order.order, feasible, offset));
+        EXPECT_EQ(page.total, static_cast<int64_t>(expected.size()));
+        if (page.candidates.empty()) break;
+        EXPECT_LE(page.candidates.size(), 7u);
+        for (const CandidateRecord& c : page.candidates) paged_ids.push_back(c.id);
+      }
+      std::vector<int64_t> expected_ids;
+      expected_ids.reserve(expected.size());
+      for (const CandidateRecord& c : expected) expected_ids.push_back(c.id);
+      EXPECT_EQ(paged_ids, expected_ids);
+
+      CandidatePage whole = ListOrDie(jobs(), Query(id, 1000, order.order, feasible));
+      ASSERT_EQ(whole.candidates.size(), expected.size());
+      for (size_t i = 0; i < expected.size(); ++i) {
+        ExpectCandidateEq(whole.candidates[i], expected[i]);
+      }
+    }
+  }
+
+  // Past the end: no rows, the total still counts.
+  CandidatePage beyond = ListOrDie(jobs(), Query(id, 10, CandidateOrder::kId, std::nullopt, 500));
+  EXPECT_THAT(beyond.candidates, IsEmpty());
+  EXPECT_EQ(beyond.total, 120);
+  EXPECT_EQ(ListOrDie(jobs(), Query(other, 10)).total, 28);
+}
+
+TEST_P(StoreConformanceTest, ListCandidatesValidatesArguments) {
+  const std::string id = *jobs().CreateJob(MakeJob());
+  EXPECT_EQ(jobs().ListCandidates(Query("job-7", 100)).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(jobs().ListCandidates(Query(id, 0)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(jobs().ListCandidates(Query(id, kMaxPageSize + 1)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      jobs().ListCandidates(Query(id, 100, CandidateOrder::kId, std::nullopt, -1)).status().code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(jobs().ListCandidates(Query(id, 10, static_cast<CandidateOrder>(17))).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  CandidatePage empty = ListOrDie(jobs(), Query(id, kMaxPageSize));
+  EXPECT_THAT(empty.candidates, IsEmpty());
+  EXPECT_EQ(empty.total, 0);
+}
+
+// A job of nine candidates (ids 1..9 in a fresh store), the fifth infeasible.
+std::string JobWithNineCandidates(JobStore& jobs) {
+  const std::string id = *jobs.CreateJob(MakeJob());
+  EXPECT_TRUE(jobs.MarkRunning(id, 1).ok());
+  GenerationBatch batch = MakeBatch(0, 0);
+  const double latencies[] = {10, 12, 12, 15, 9, 20, 20, 18, 30};
+  const double accuracies[] = {0.70, 0.69, 0.75, 0.75, 0.99, 0.80, 0.80, 0.78, 0.79};
+  for (int i = 0; i < 9; ++i) {
+    CandidateRecord candidate = MakeCandidate(i, /*feasible=*/i != 4);
+    candidate.latency_ms = latencies[i];
+    candidate.accuracy = accuracies[i];
+    batch.candidates.push_back(candidate);
+  }
+  batch.candidates_evaluated = 8;
+  EXPECT_TRUE(jobs.AppendGeneration(id, batch).ok());
+  return id;
+}
+
+TEST_P(StoreConformanceTest, FinishJobMarksExactlyTheGivenFront) {
+  const std::string id = JobWithNineCandidates(jobs());
+  ASSERT_TRUE(jobs().FinishJob(id, JobState::kSucceeded, "", 2, 1, {1, 3, 8, 6}).ok());
+  EXPECT_EQ(jobs().GetJob(id)->pareto_front_size, 4);
+
+  CandidateQuery query = Query(id, 100);
+  query.pareto_front_only = true;
+  query.order = CandidateOrder::kLatencyAsc;
+  CandidatePage front = ListOrDie(jobs(), query);
+  EXPECT_EQ(front.total, 4);
+  std::vector<int64_t> front_ids;
+  for (const CandidateRecord& candidate : front.candidates) {
+    front_ids.push_back(candidate.id);
+    EXPECT_TRUE(candidate.on_pareto_front);
+  }
+  EXPECT_THAT(front_ids, ElementsAre(1, 3, 8, 6));
+
+  query.order = CandidateOrder::kAccuracyDesc;
+  query.limit = 2;
+  query.offset = 1;
+  front_ids.clear();
+  for (const CandidateRecord& candidate : ListOrDie(jobs(), query).candidates) {
+    front_ids.push_back(candidate.id);
+  }
+  EXPECT_THAT(front_ids, ElementsAre(8, 3));
+  query.feasible = false;
+  EXPECT_EQ(ListOrDie(jobs(), query).total, 0);
+  query.feasible = true;
+  EXPECT_EQ(ListOrDie(jobs(), query).total, 4);
+
+  // The flag shows in ordinary listings too.
+  CandidatePage all = ListOrDie(jobs(), Query(id, 100));
+  ASSERT_EQ(all.candidates.size(), 9u);
+  for (const CandidateRecord& candidate : all.candidates) {
+    const bool on_front =
+        candidate.id == 1 || candidate.id == 3 || candidate.id == 6 || candidate.id == 8;
+    EXPECT_EQ(candidate.on_pareto_front, on_front) << candidate.id;
+  }
+}
+
+TEST_P(StoreConformanceTest, AnEmptyFrontMarksNothing) {
+  const std::string id = JobWithNineCandidates(jobs());
+  ASSERT_TRUE(jobs().FinishJob(id, JobState::kCancelled, "by request", 2, 1, {}).ok());
+  EXPECT_EQ(jobs().GetJob(id)->pareto_front_size, 0);
+  CandidateQuery query = Query(id, 100);
+  query.pareto_front_only = true;
+  EXPECT_EQ(ListOrDie(jobs(), query).total, 0);
+  for (const CandidateRecord& c : AllCandidates(jobs(), id).candidates) {
+    EXPECT_FALSE(c.on_pareto_front);
+  }
+}
+
+TEST_P(StoreConformanceTest, ABadFrontIsRefusedAndTheJobDoesNotEnd) {
+  const std::string id = JobWithNineCandidates(jobs());
+  const std::string other = *jobs().CreateJob(MakeJob());
+  absl::StatusOr<std::vector<int64_t>> other_ids = jobs().AppendGeneration(other, MakeBatch(0, 1));
+  ASSERT_TRUE(other_ids.ok());
+  const JobRecord before = *jobs().GetJob(id);
+  const std::vector<int64_t> bad_fronts[] = {
+      {1, 5},                // 5 is infeasible.
+      {1, (*other_ids)[0]},  // Another job's candidate.
+      {1, 999},              // Unknown.
+      {3, 1, 3},             // Repeated.
+  };
+  for (const std::vector<int64_t>& front : bad_fronts) {
+    SCOPED_TRACE(absl::StrCat("front of ", front.size(), " ending in ", front.back()));
+    const absl::Status status = jobs().FinishJob(id, JobState::kSucceeded, "", 2, 1, front);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+    ExpectJobEq(*jobs().GetJob(id), before);
+    for (const CandidateRecord& c : AllCandidates(jobs(), id).candidates) {
+      EXPECT_FALSE(c.on_pareto_front) << c.id;
+    }
+  }
+  EXPECT_TRUE(jobs().FinishJob(id, JobState::kSucceeded, "", 2, 1, {1}).ok());
+}
+
+// Which metrics an analytic model priced survives the round trip, for rows and the best.
+TEST_P(StoreConformanceTest, ModelledMetricsRoundTrip) {
+  const std::string id = *jobs().CreateJob(MakeJob());
+  ASSERT_TRUE(jobs().MarkRunning(id, 1).ok());
+  GenerationBatch batch = MakeBatch(0, 2);
+  batch.candidates[0].modelled = "latency_ms,energy_mj";
+  batch.best = batch.candidates[0];
+  ASSERT_TRUE(jobs().AppendGeneration(id, batch).ok());
+  CandidatePage page = ListOrDie(jobs(), Query(id, 10));
+  ASSERT_EQ(page.candidates.size(), 2u);
+  EXPECT_EQ(page.candidates[0].modelled, "latency_ms,energy_mj");
+  EXPECT_EQ(page.candidates[1].modelled, "");
+  EXPECT_EQ(jobs().GetJob(id)->best->modelled, "latency_ms,energy_mj");
+}
+
+TEST_P(StoreConformanceTest, ListJobsNewestFirstWithStateFilter) {
+  for (int i = 0; i < 12; ++i) ASSERT_TRUE(jobs().CreateJob(MakeJob("s", i)).ok());
+  for (const char* id : {"job-2", "job-5", "job-9"}) {
+    ASSERT_TRUE(jobs().MarkRunning(id, 1).ok());
+    ASSERT_TRUE(jobs().AppendGeneration(id, MakeBatch(0, 2)).ok());
+  }
+  ASSERT_TRUE(jobs().FinishJob("job-5", JobState::kSucceeded, "", 2, 1, {}).ok());
+
+  auto ids = [](const std::vector<JobRecord>& listed) {
+    std::vector<std::string> result;
+    result.reserve(listed.size());
+    for (const JobRecord& job : listed) result.push_back(job.id);
+    return result;
+  };
+  std::vector<JobRecord> all = *jobs().ListJobs(std::nullopt, 0, 100);
+  ASSERT_EQ(all.size(), 12u);
+  EXPECT_EQ(all.front().id, "job-12");  // Sorted by number, not as text.
+  EXPECT_EQ(all[2].id, "job-10");
+  EXPECT_EQ(all.back().id, "job-1");
+  for (const JobRecord& job : all) EXPECT_EQ(job.checkpoint, "") << job.id;
+  EXPECT_EQ(all[3].id, "job-9");
+  EXPECT_EQ(all[3].candidates_evaluated, 2);
+  EXPECT_TRUE(all[3].best.has_value());
+  EXPECT_EQ(all[3].request, kBinary);
+
+  EXPECT_THAT(ids(*jobs().ListJobs(std::nullopt, 3, 4)),
+              ElementsAre("job-9", "job-8", "job-7", "job-6"));
+  EXPECT_THAT(ids(*jobs().ListJobs(JobState::kRunning, 0, 100)), ElementsAre("job-9", "job-2"));
+  EXPECT_THAT(ids(*jobs().ListJobs(JobState::kRunning, 1, 1)), ElementsAre("job-2"));
+  EXPECT_THAT(ids(*jobs().ListJobs(JobState::kSucceeded, 0, 100)), ElementsAre("job-5"));
+  EXPECT_THAT(*jobs().ListJobs(JobState::kFailed, 0, 100), IsEmpty());
+  EXPECT_EQ(jobs().ListJobs(JobState::kQueued, 0, 100)->size(), 9u);
+  EXPECT_THAT(*jobs().ListJobs(std::nullopt, 12, 5), IsEmpty());
+
+  EXPECT_EQ(jobs().ListJobs(std::nullopt, -1, 5).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(jobs().ListJobs(std::nullopt, 0, 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(jobs().ListJobs(std::nullopt, 0, kMaxPageSize + 1).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(jobs().ListJobs(static_cast<JobState>(0), 0, 5).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(jobs().ListJobs(std::nullopt, 0, kMaxPageSize)->size(), 12u);
+}
+
+TEST_P(StoreConformanceTest, ConcurrentWritersAndReaders) {
+  const std::string a = *jobs().CreateJob(MakeJob());
+  const std::string b = *jobs().CreateJob(MakeJob());
+  constexpr int kGenerations = 40;
+  constexpr int kPerGeneration = 25;
+  std::atomic<int> writers_done{0};
+  std::atomic<int> errors{0};
+  auto write = [&](const std::string& id) {
+    if (!jobs().MarkRunning(id, 1).ok()) ++errors;
+    for (int g = 0; g < kGenerations; ++g) {
+      absl::Status status =
+          jobs()
+              .AppendGeneration(id, MakeBatch(g, kPerGeneration, int64_t{g} * kPerGeneration))
+              .status();
+      if (!status.ok()) {
+        ADD_FAILURE() << status;
+        ++errors;
+      }
+    }
+    ++writers_done;
+  };
+  auto read = [&] {
+    while (writers_done.load() < 2) {
+      for (const std::string& id : {a, b}) {
+        absl::StatusOr<JobRecord> job = jobs().GetJob(id);
+        absl::StatusOr<CandidatePage> page =
+            jobs().ListCandidates(Query(id, 50, CandidateOrder::kAccuracyDesc, true));
+        absl::StatusOr<std::vector<JobRecord>> listed = jobs().ListJobs(std::nullopt, 0, 10);
+        if (!job.ok() || !page.ok() || !listed.ok()) {
+          ADD_FAILURE() << job.status() << page.status() << listed.status();
+          ++errors;
+          continue;
+        }
+        // Progress and rows are written together, and the page was read after the job.
+        if (page->total < job->candidates_evaluated) {
+          ADD_FAILURE() << "progress ahead of rows";
+          ++errors;
+        }
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  threads.emplace_back(write, a);
+  threads.emplace_back(write, b);
+  threads.emplace_back(read);
+  threads.emplace_back(read);
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(errors.load(), 0);
+  for (const std::string& id : {a, b}) {
+    JobRecord job = *jobs().GetJob(id);
+    EXPECT_EQ(job.generations_done, kGenerations - 1);
+    EXPECT_EQ(job.candidates_evaluated, kGenerations * kPerGeneration);
+    EXPECT_EQ(AllCandidates(jobs(), id).total, kGenerations * kPerGeneration);
+  }
+}
+
+TEST_P(StoreConformanceTest, TableVersions) {
+  EXPECT_THAT(*devices().ListDevices(), IsEmpty());
+  EXPECT_EQ(*devices().AddTableVersion(MakeTable("note10", "1")), 1);
+  EXPECT_EQ(*devices().AddTableVersion(MakeTable("note10", "2")), 2);
+  EXPECT_EQ(*devices().AddTableVersion(MakeTable("bitfusion", "1")), 1);
+  EXPECT_EQ(*devices().AddTableVersion(MakeTable("note10", "3")), 3);
+  EXPECT_THAT(*devices().ListDevices(), ElementsAre("bitfusion", "note10"));
+
+  std::vector<TableVersionRecord> versions = *devices().ListTableVersions("note10");
+  ASSERT_EQ(versions.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    const TableVersionRecord expected = MakeTable("note10", std::to_string(i + 1));
+    EXPECT_EQ(versions[i].device, "note10");
+    EXPECT_EQ(versions[i].version, i + 1);
+    EXPECT_EQ(versions[i].format, expected.format);
+    EXPECT_EQ(versions[i].entries, expected.entries);
+    EXPECT_EQ(versions[i].uploaded_unix_s, expected.uploaded_unix_s);
+    EXPECT_EQ(versions[i].sha256, expected.sha256);
+    EXPECT_EQ(versions[i].description, expected.description);
+    EXPECT_THAT(versions[i].files, IsEmpty());
+  }
+
+  for (int64_t asked : {0, 3, 2}) {
+    SCOPED_TRACE(asked);
+    TableVersionRecord table = *devices().GetTableVersion("note10", asked);
+    const int64_t version = asked == 0 ? 3 : asked;
+    const TableVersionRecord expected = MakeTable("note10", std::to_string(version));
+    EXPECT_EQ(table.version, version);
+    EXPECT_EQ(table.sha256, expected.sha256);
+    ASSERT_EQ(table.files.size(), 3u);
+    for (int f = 0; f < 3; ++f) {  // In the order given.
+      EXPECT_EQ(table.files[f].name, expected.files[f].name);
+      EXPECT_EQ(table.files[f].content, expected.files[f].content);
+    }
+  }
+  EXPECT_EQ(devices().GetTableVersion("bitfusion", 0)->version, 1);
+
+  absl::Status unknown_device = devices().GetTableVersion("gpu", 2).status();
+  EXPECT_EQ(unknown_device.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(unknown_device.message()), HasSubstr("gpu"));
+  EXPECT_THAT(std::string(unknown_device.message()), HasSubstr("2"));
+  EXPECT_EQ(devices().GetTableVersion("gpu", 0).status().code(), absl::StatusCode::kNotFound);
+  absl::Status unknown_version = devices().GetTableVersion("note10", 4).status();
+  EXPECT_EQ(unknown_version.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(unknown_version.message()), HasSubstr("note10"));
+  EXPECT_THAT(std::string(unknown_version.message()), HasSubstr("4"));
+  EXPECT_EQ(devices().GetTableVersion("note10", -1).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(devices().ListTableVersions("gpu").status().code(), absl::StatusCode::kNotFound);
+
+  TableVersionRecord duplicate = MakeTable("note10", "dup");
+  duplicate.files.push_back({"empty.yaml", "again"});
+  EXPECT_EQ(devices().AddTableVersion(duplicate).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(devices().AddTableVersion(MakeTable("", "x")).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(devices().ListTableVersions("note10")->size(), 3u);
+}
+
+TEST_P(StoreConformanceTest, MeasurementsRoundTrip) {
+  ASSERT_TRUE(datasets()
+                  .CreateDataset({"fm", "fmnist_mbv2", "supernet v1", 1.7e9, 99, 99},
+                                 {Measurement("[1]", 0.875, "fp32"),
+                                  Measurement("[1]", 0.5, "quant-from-supernet"),
+                                  Measurement("[2]", 1.0, "fp32")})
+                  .ok());
+  ASSERT_TRUE(datasets().AddMeasurements("fm", {Measurement("[3]", 0.0, "fp32")}).ok());
+  ASSERT_TRUE(datasets().CreateDataset({"another", "ofa_mbv3", "", 1.8e9, 0}, {}).ok());
+  const DatasetRecord dataset = *datasets().GetDataset("fm");
+  EXPECT_EQ(dataset.space, "fmnist_mbv2");
+  EXPECT_EQ(dataset.description, "supernet v1");
+  EXPECT_EQ(dataset.created_unix_s, 1.7e9);
+  EXPECT_EQ(dataset.records, 4);
+  EXPECT_EQ(dataset.fp32_records, 3);
+  const std::vector<MeasurementRow> all = *datasets().ListMeasurements("fm", std::nullopt);
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(all[0].config_json, "[1]");
+  EXPECT_EQ(all[0].accuracy, 0.875);
+  EXPECT_EQ(all[0].method, "fp32");
+  EXPECT_EQ(all[0].seconds, 1.25);
+  EXPECT_EQ(all[0].seed, 0xfedcba9876543210ULL);
+  EXPECT_EQ(all[0].created_unix_s, 1.7e9 + 0.5);
+  EXPECT_LT(all[0].id, all[1].id);
+  EXPECT_LT(all[2].id, all[3].id);
+  EXPECT_EQ(all[3].config_json, "[3]");
+  const std::vector<MeasurementRow> fp32 = *datasets().ListMeasurements("fm", std::string("fp32"));
+  ASSERT_EQ(fp32.size(), 3u);
+  EXPECT_EQ(fp32[1].config_json, "[2]");
+  EXPECT_THAT(*datasets().ListMeasurements("fm", std::string("none")), IsEmpty());
+
+  const std::vector<DatasetRecord> listed = *datasets().ListDatasets();  // By name.
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_EQ(listed[0].name, "another");
+  EXPECT_EQ(listed[0].records, 0);
+  EXPECT_EQ(listed[1].name, "fm");
+  EXPECT_EQ(listed[1].records, 4);
+}
+
+TEST_P(StoreConformanceTest, BadMeasurementsNameTheRowAndStoreNothing) {
+  // A bad row creates nothing, not even the dataset.
+  EXPECT_EQ(datasets()
+                .CreateDataset({"fm", "fmnist_mbv2", "", 0, 0},
+                               {Measurement("[1]", 0.5, "fp32"), Measurement("[2]", 2, "fp32")})
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(datasets().GetDataset("fm").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(datasets().CreateDataset({"fm", "fmnist_mbv2", "", 0, 0}, {}).ok());
+  EXPECT_EQ(datasets().CreateDataset({"fm", "other", "", 0, 0}, {}).code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(datasets().CreateDataset({"", "other", "", 0, 0}, {}).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(datasets().CreateDataset({"x", "", "", 0, 0}, {}).code(),
+            absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(datasets().AddMeasurements("fm", {Measurement("[1]", 0.5, "fp32")}).ok());
+
+  const auto expect_rejected = [&](const std::vector<MeasurementRow>& rows,
+                                   const std::string& message) {
+    const absl::Status status = datasets().AddMeasurements("fm", rows);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+    EXPECT_THAT(status.message(), HasSubstr(message));
+  };
+  const MeasurementRow good = Measurement("[9]", 0.5, "fp32");
+  expect_rejected({good, Measurement("[2]", 1.5, "fp32")}, "measurement 1: accuracy 1.5");
+  expect_rejected({good, Measurement("[2]", std::nan(""), "fp32")}, "measurement 1: accuracy");
+  expect_rejected({good, Measurement("[2]", -0.1, "fp32")}, "measurement 1: accuracy");
+  MeasurementRow slow = Measurement("[2]", 0.5, "fp32");
+  slow.seconds = -1;
+  expect_rejected({good, slow}, "measurement 1: seconds");
+  expect_rejected({good, Measurement("", 0.5, "fp32")}, "measurement 1: config_json is empty");
+  expect_rejected({good, Measurement("[2]", 0.5, "")}, "measurement 1: method is empty");
+  expect_rejected({good, Measurement("[9]", 0.6, "fp32")}, "measurement 1: repeats");
+  expect_rejected({good, Measurement("[1]", 0.6, "fp32")}, "measurement 1: dataset fm already");
+  EXPECT_EQ(datasets().ListMeasurements("fm", std::nullopt)->size(), 1u);
+  // The same config under another method is another record.
+  EXPECT_TRUE(
+      datasets().AddMeasurements("fm", {Measurement("[1]", 0.4, "quant-from-supernet")}).ok());
+  EXPECT_EQ(datasets().AddMeasurements("nope", {good}).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(datasets().ListMeasurements("nope", std::nullopt).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(datasets().GetDataset("nope").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(StoreConformanceTest, PredictorsKeepOneDefaultPerSpace) {
+  EXPECT_EQ(predictors().GetDefaultPredictor("fmnist_mbv2").status().code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_TRUE(predictors().AddPredictor(Predictor("v1", true)).ok());
+  ASSERT_TRUE(predictors().AddPredictor(Predictor("v2", false)).ok());
+  EXPECT_EQ(predictors().AddPredictor(Predictor("v1", false)).code(),
+            absl::StatusCode::kAlreadyExists);
+  for (std::string PredictorRecord::*field :
+       {&PredictorRecord::space, &PredictorRecord::version, &PredictorRecord::kind}) {
+    PredictorRecord nameless = Predictor("v9", false);
+    nameless.*field = "";
+    EXPECT_EQ(predictors().AddPredictor(nameless).code(), absl::StatusCode::kInvalidArgument);
+  }
+  EXPECT_EQ(predictors().GetDefaultPredictor("fmnist_mbv2")->version, "v1");
+  ASSERT_TRUE(predictors().SetDefaultPredictor("fmnist_mbv2", "v2").ok());
+  EXPECT_EQ(predictors().SetDefaultPredictor("fmnist_mbv2", "v9").code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(predictors().GetDefaultPredictor("fmnist_mbv2")->version, "v2");
+  // A new default replaces the old one in the same transaction.
+  ASSERT_TRUE(predictors().AddPredictor(Predictor("v3", true)).ok());
+  EXPECT_EQ(predictors().GetDefaultPredictor("fmnist_mbv2")->version, "v3");
+  ASSERT_TRUE(predictors().SetDefaultPredictor("fmnist_mbv2", "v2").ok());
+  PredictorRecord elsewhere = Predictor("v1", true);
+  elsewhere.space = "ofa_mbv3";
+  ASSERT_TRUE(predictors().AddPredictor(elsewhere).ok());  // Versions are per space.
+
+  const PredictorRecord current = *predictors().GetDefaultPredictor("fmnist_mbv2");
+  EXPECT_EQ(current.version, "v2");
+  EXPECT_EQ(current.artifact, std::string("\0weights\xff", 9));
+  EXPECT_EQ(current.kind, "mlp-raw-f32");
+  EXPECT_EQ(current.metrics_json, R"({"rmse": 0.01})");
+  EXPECT_EQ(current.dataset, "fm");
+  EXPECT_EQ(current.created_unix_s, 1.7e9);
+  const std::vector<PredictorRecord> listed = *predictors().ListPredictors("fmnist_mbv2");
+  ASSERT_EQ(listed.size(), 3u);  // Oldest first.
+  EXPECT_EQ(listed[0].version, "v1");
+  EXPECT_EQ(listed[1].version, "v2");
+  EXPECT_EQ(listed[2].version, "v3");
+  EXPECT_FALSE(listed[0].is_default);
+  EXPECT_TRUE(listed[1].is_default);
+  EXPECT_FALSE(listed[2].is_default);
+  EXPECT_TRUE(listed[1].artifact.empty()) << "listings leave the artifacts out";
+  EXPECT_EQ(predictors().GetPredictor("fmnist_mbv2", "v3")->version, "v3");
+  EXPECT_EQ(predictors().GetPredictor("fmnist_mbv2", "v3")->artifact, current.artifact);
+  EXPECT_EQ(predictors().GetPredictor("fmnist_mbv2", "v7").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(predictors().ListPredictors("other")->empty());
+  EXPECT_TRUE(predictors().GetDefaultPredictor("ofa_mbv3")->is_default);
+
+  ASSERT_TRUE(predictors().ClearDefaultPredictor("fmnist_mbv2").ok());
+  EXPECT_EQ(predictors().GetDefaultPredictor("fmnist_mbv2").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(predictors().ClearDefaultPredictor("fmnist_mbv2").ok());
+  EXPECT_TRUE(predictors().ClearDefaultPredictor("unknown").ok());
+  EXPECT_EQ(predictors().GetDefaultPredictor("ofa_mbv3")->version, "v1");
+}
+
+TEST_P(StoreConformanceTest, TrainingJobsEndWithTheirPredictorInOneTransaction) {
+  ASSERT_TRUE(predictors().AddPredictor(Predictor("v1", true)).ok());
+  TrainingJobRecord job;
+  job.space = "fmnist_mbv2";
+  job.dataset = "fm";
+  job.request = std::string("\x08\x01", 2);
+  job.created_unix_s = 1.7e9;
+  job.state = JobState::kFailed;  // Ignored.
+  absl::StatusOr<std::string> first = training_jobs().CreateTrainingJob(job);
+  absl::StatusOr<std::string> second = training_jobs().CreateTrainingJob(job);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(*first, "train-1");
+  EXPECT_EQ(*second, "train-2");
+  EXPECT_EQ(training_jobs().GetTrainingJob(*first)->state, JobState::kQueued);
+
+  ASSERT_TRUE(training_jobs().MarkTrainingRunning(*first, 1.7e9 + 1).ok());
+  ASSERT_TRUE(training_jobs().UpdateTrainingProgress(*first, "quantized", 7, 400, 0.0021).ok());
+  absl::StatusOr<TrainingJobRecord> running = training_jobs().GetTrainingJob(*first);
+  ASSERT_TRUE(running.ok());
+  EXPECT_EQ(running->state, JobState::kRunning);
+  EXPECT_EQ(running->stage, "quantized");
+  EXPECT_EQ(running->epoch, 7);
+  EXPECT_EQ(running->max_epochs, 400);
+  EXPECT_EQ(running->validation_rmse, 0.0021);
+  EXPECT_EQ(running->request, job.request);
+  EXPECT_EQ(running->started_unix_s, 1.7e9 + 1);
+  // Run again (after a restart): the progress starts over.
+  ASSERT_TRUE(training_jobs().MarkTrainingRunning(*first, 1.7e9 + 1).ok());
+  EXPECT_EQ(training_jobs().GetTrainingJob(*first)->epoch, 0);
+  EXPECT_EQ(training_jobs().GetTrainingJob(*first)->stage, "");
+
+  // Refused ends change nothing.
+  PredictorRecord trained = Predictor("v2", true);
+  EXPECT_EQ(
+      training_jobs().FinishTrainingJob(*first, JobState::kRunning, "", 1.7e9 + 3, nullptr).code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      training_jobs().FinishTrainingJob(*first, JobState::kFailed, "", 1.7e9 + 3, &trained).code(),
+      absl::StatusCode::kInvalidArgument);
+  PredictorRecord kindless = trained;
+  kindless.kind = "";
+  EXPECT_EQ(training_jobs()
+                .FinishTrainingJob(*first, JobState::kSucceeded, "", 1.7e9 + 3, &kindless)
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  // The predictor would be valid, the job's end is not: neither is stored.
+  EXPECT_EQ(training_jobs()
+                .FinishTrainingJob(*first, JobState::kSucceeded, "", std::nan(""), &trained)
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(training_jobs().GetTrainingJob(*first)->state, JobState::kRunning);
+  EXPECT_EQ(predictors().GetPredictor("fmnist_mbv2", "v2").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(predictors().GetDefaultPredictor("fmnist_mbv2")->version, "v1");
+  EXPECT_EQ(training_jobs().FinishTrainingJob("train-9", JobState::kFailed, "", 1, nullptr).code(),
+            absl::StatusCode::kNotFound);
+
+  // A failed job stores no predictor: v1 stays the default.
+  ASSERT_TRUE(training_jobs()
+                  .FinishTrainingJob(*second, JobState::kFailed, "diverged", 1.7e9 + 2, nullptr)
+                  .ok());
+  EXPECT_EQ(training_jobs().GetTrainingJob(*second)->error, "diverged");
+  EXPECT_EQ(training_jobs().GetTrainingJob(*second)->predictor_version, "");
+  ASSERT_TRUE(training_jobs()
+                  .FinishTrainingJob(*first, JobState::kSucceeded, "", 1.7e9 + 3, &trained)
+                  .ok());
+  absl::StatusOr<PredictorRecord> default_predictor =
+      predictors().GetDefaultPredictor("fmnist_mbv2");
+  ASSERT_TRUE(default_predictor.ok());
+  EXPECT_EQ(default_predictor->version, "v2");
+  EXPECT_EQ(default_predictor->artifact, trained.artifact);
+  absl::StatusOr<TrainingJobRecord> done = training_jobs().GetTrainingJob(*first);
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done->state, JobState::kSucceeded);
+  EXPECT_EQ(done->finished_unix_s, 1.7e9 + 3);
+  EXPECT_EQ(done->predictor_version, "v2");
+  EXPECT_EQ(done->metrics_json, trained.metrics_json);
+
+  // Ended jobs take no more progress and cannot end twice.
+  EXPECT_EQ(training_jobs().UpdateTrainingProgress(*first, "quantized", 8, 400, 0.002).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(training_jobs().FinishTrainingJob(*first, JobState::kFailed, "", 0, nullptr).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(training_jobs().MarkTrainingRunning(*second, 0).code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  // A job that trains a predictor already stored (same content, same version) succeeds and
+  // makes it the default without storing it twice.
+  absl::StatusOr<std::string> third = training_jobs().CreateTrainingJob(job);
+  ASSERT_TRUE(third.ok());
+  PredictorRecord again = Predictor("v1", true);
+  ASSERT_TRUE(
+      training_jobs().FinishTrainingJob(*third, JobState::kSucceeded, "", 1.7e9 + 4, &again).ok());
+  default_predictor = predictors().GetDefaultPredictor("fmnist_mbv2");
+  ASSERT_TRUE(default_predictor.ok());
+  EXPECT_EQ(default_predictor->version, "v1");
+  absl::StatusOr<std::vector<PredictorRecord>> stored = predictors().ListPredictors("fmnist_mbv2");
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->size(), 2u);
+
+  absl::StatusOr<std::vector<TrainingJobRecord>> unfinished =
+      training_jobs().ListTrainingJobs(/*unfinished_only=*/true, 0, 10);
+  ASSERT_TRUE(unfinished.ok());
+  EXPECT_TRUE(unfinished->empty());
+  const std::string fourth = *training_jobs().CreateTrainingJob(job);
+  unfinished = training_jobs().ListTrainingJobs(/*unfinished_only=*/true, 0, 10);
+  ASSERT_EQ(unfinished->size(), 1u);
+  EXPECT_EQ((*unfinished)[0].id, fourth);
+  absl::StatusOr<std::vector<TrainingJobRecord>> all =
+      training_jobs().ListTrainingJobs(false, 0, 10);
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 4u);
+  EXPECT_EQ((*all)[0].id, "train-4");  // Newest first.
+  EXPECT_EQ((*all)[3].id, "train-1");
+  all = training_jobs().ListTrainingJobs(false, 1, 2);
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].id, "train-3");
+  EXPECT_EQ(training_jobs().ListTrainingJobs(false, -1, 2).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(training_jobs().ListTrainingJobs(false, 0, kMaxPageSize + 1).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(training_jobs().GetTrainingJob("train-9").status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace apq::server

@@ -1,0 +1,59 @@
+// Records and checks shared by the store tests.
+#ifndef APQ_SERVER_STORE_STORE_TESTING_H_
+#define APQ_SERVER_STORE_STORE_TESTING_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "gtest/gtest.h"
+#include "server/store/store.h"
+
+namespace apq::server::store_testing {
+
+struct Backend {
+  std::string name;
+  // A new, empty store for the running test.
+  std::function<absl::StatusOr<std::unique_ptr<Store>>()> open;
+};
+
+// Every store backend: the tests of the contracts run against each. A new backend is one
+// more entry.
+std::vector<Backend> Backends();
+// The backend's name, for test names.
+std::string BackendName(const ::testing::TestParamInfo<Backend>& info);
+
+// 15 bytes: embedded NULs and bytes that are not UTF-8.
+extern const std::string kBinary;
+
+// A database path of the running test in the test's temporary folder, with no file there.
+std::string FreshPath(const std::string& suffix = "");
+std::string TempDir();
+
+JobRecord MakeJob(const std::string& space = "ofa_mbv3", double created = 1700000000.25);
+// A feasible-or-not candidate whose every metric depends on `i`.
+CandidateRecord MakeCandidate(int i, bool feasible = true);
+// `count` candidates of `generation`; the first one is the best (best_batch_index 0).
+GenerationBatch MakeBatch(int generation, int count, int64_t evaluated_before = 0);
+TableVersionRecord MakeTable(const std::string& device, const std::string& tag);
+MeasurementRow Measurement(const std::string& config, double accuracy, const std::string& method);
+PredictorRecord Predictor(const std::string& version, bool is_default);
+
+// Compares the stored fields (not the id or the front flag).
+void ExpectCandidateEq(const CandidateRecord& actual, const CandidateRecord& expected);
+void ExpectJobEq(const JobRecord& actual, const JobRecord& expected, bool with_checkpoint = true);
+
+CandidateQuery Query(const std::string& job_id, int limit,
+                     CandidateOrder order = CandidateOrder::kId,
+                     std::optional<bool> feasible = std::nullopt, int64_t offset = 0);
+CandidatePage ListOrDie(JobStore& jobs, const CandidateQuery& query);
+// Every candidate of the job in id order.
+CandidatePage AllCandidates(JobStore& jobs, const std::string& job_id);
+
+}  // namespace apq::server::store_testing
+
+#endif  // APQ_SERVER_STORE_STORE_TESTING_H_
