@@ -37,7 +37,7 @@ TEST(CommandsTest, EveryCommandIsFoundByItsNameAndListedOnceInTheUsage) {
       EXPECT_EQ(CountOccurrences(usage, command.usage), 1u);
     }
   }
-  EXPECT_EQ(names.size(), 16u);
+  EXPECT_EQ(names.size(), 17u);
   EXPECT_EQ(FindCommand("search --wait"), nullptr);
 }
 
