@@ -265,13 +265,43 @@ absl::StatusOr<std::vector<int64_t>> JobManager::ParetoFrontIds(const std::strin
   return front;
 }
 
+absl::StatusOr<int64_t> JobManager::AppendStep(const std::string& job_id,
+                                               const GenerationBatch& batch) {
+  int64_t best_id = batch.best ? batch.best->id : 0;
+  const absl::Status stored = WriteWithRetries([&]() -> absl::Status {
+    absl::StatusOr<std::vector<int64_t>> ids = store_.AppendGeneration(job_id, batch);
+    if (ids.ok()) {
+      if (batch.best_batch_index >= 0) best_id = (*ids)[batch.best_batch_index];
+      return absl::OkStatus();
+    }
+    if (absl::IsFailedPrecondition(ids.status())) {
+      // After a write whose acknowledgement was lost, the retry finds the step stored: the
+      // job holds exactly this step's checkpoint and count.
+      absl::StatusOr<JobRecord> job = store_.GetJob(job_id);
+      if (job.ok() && !IsTerminal(job->state) && job->checkpoint == batch.checkpoint &&
+          job->candidates_evaluated == batch.candidates_evaluated) {
+        best_id = job->best ? job->best->id : 0;
+        return absl::OkStatus();
+      }
+    }
+    return ids.status();
+  });
+  if (!stored.ok()) {
+    return absl::Status(stored.code(), absl::StrCat("storing step ", batch.generation,
+                                                    " of the search: ", stored.message()));
+  }
+  return best_id;
+}
+
 void JobManager::EndJob(const std::string& job_id, JobState state, const std::string& error,
                         double elapsed_s, const std::vector<int64_t>& pareto_front_ids) {
   const absl::Status finished = WriteWithRetries([&] {
     return store_.FinishJob(job_id, state, error, NowUnixSeconds(), elapsed_s, pareto_front_ids);
   });
   absl::StatusOr<JobRecord> job = store_.GetJob(job_id);
-  if (finished.ok() && job.ok()) {
+  // A write whose acknowledgement was lost is retried into FAILED_PRECONDITION: the store
+  // holds the end already, and what it holds is what watchers are told.
+  if (job.ok() && (finished.ok() || IsTerminal(job->state))) {
     Publish(job_id, ProgressFromRecord(*job));
     return;
   }
@@ -306,8 +336,9 @@ void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& con
                              ", this server has ", resolved->predictor.version));
   }
   const double started = NowUnixSeconds();
-  if (absl::Status running =
-          store_.MarkRunning(job_id, job.started_unix_s > 0 ? job.started_unix_s : started);
+  if (absl::Status running = WriteWithRetries([&] {
+        return store_.MarkRunning(job_id, job.started_unix_s > 0 ? job.started_unix_s : started);
+      });
       !running.ok()) {
     return fail(absl::StrCat("cannot start: ", running.ToString()));
   }
@@ -344,11 +375,8 @@ void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& con
     }
     batch.checkpoint = report.checkpoint;
     batch.elapsed_s = elapsed_now();
-    ASSIGN_OR_RETURN(std::vector<int64_t> ids, store_.AppendGeneration(job_id, batch));
-    if (batch.best_batch_index >= 0) {
-      best_id = ids[batch.best_batch_index];
-      batch.best->id = best_id;
-    }
+    ASSIGN_OR_RETURN(best_id, AppendStep(job_id, batch));
+    if (batch.best) batch.best->id = best_id;
     progress.set_generation(report.step);
     progress.set_candidates_evaluated(report.candidates_evaluated);
     if (batch.best) *progress.mutable_best() = CandidateToProto(*batch.best);

@@ -71,6 +71,8 @@ class JobManager {
   JobManager(Catalog& catalog, JobStore& store, const search::EngineRegistry& engines)
       : catalog_(catalog), store_(store), engines_(engines) {}
   void RunJob(const std::string& job_id, const JobRunner::Control& control);
+  // Stores one step of a running job, retrying a failed write; returns the stored best's id.
+  absl::StatusOr<int64_t> AppendStep(const std::string& job_id, const GenerationBatch& batch);
   // Ends a job in the store (retrying a failed write) and tells its watchers.
   void EndJob(const std::string& job_id, JobState state, const std::string& error, double elapsed_s,
               const std::vector<int64_t>& pareto_front_ids);

@@ -300,6 +300,12 @@ void TrainingManager::Finish(const std::string& job_id, JobState state, const st
   // job ends failed without its predictor.
   const absl::Status finished = WriteWithRetries(
       [&] { return store_.training_jobs().FinishTrainingJob(job_id, state, error, NowUnixSeconds(), predictor); });
+  if (absl::IsFailedPrecondition(finished)) {
+    // The job has ended: by this write when its acknowledgement was lost (the retry found it
+    // ended), or by a cancel. Either way the store holds a consistent end.
+    absl::StatusOr<TrainingJobRecord> job = store_.training_jobs().GetTrainingJob(job_id);
+    if (job.ok() && IsTerminal(job->state)) return;
+  }
   if (!finished.ok() && predictor != nullptr && !absl::IsFailedPrecondition(finished)) {
     Finish(job_id, JobState::kFailed,
            absl::StrCat("storing the trained predictor: ", finished.message()), nullptr);
