@@ -18,6 +18,12 @@ constexpr size_t kMaxKeysListed = 20;
 
 }  // namespace
 
+void SetSizeAndBitops(const oface::StaticCost& static_cost, NetworkCost* cost) {
+  cost->size_mb = static_cost.size_bytes / 1e6;
+  cost->bitops = static_cast<double>(static_cost.bitops);
+  cost->has_size_and_bitops = true;
+}
+
 std::vector<std::string> MissingKeys(const oface::SearchSpace& space, const CostTable& table) {
   std::vector<std::string> missing;
   const int num_terms = space.num_cost_terms();
@@ -95,6 +101,12 @@ NetworkCost LutCostModel::Evaluate(const oface::Genotype& genotype) const {
   thread_local std::vector<int32_t> terms;
   terms.clear();
   space_.CostTerms(genotype, &terms);
+  NetworkCost cost = PriceTerms(terms);
+  if (has_size_and_bitops_) SetSizeAndBitops(*space_.StaticCosts(genotype), &cost);
+  return cost;
+}
+
+NetworkCost LutCostModel::PriceTerms(absl::Span<const int32_t> terms) const {
   NetworkCost cost;
   // Strictly left to right from 0.0, as the reference sums: pre-summing changes the ulps.
   double latency_ms = 0.0;
@@ -113,12 +125,6 @@ NetworkCost LutCostModel::Evaluate(const oface::Genotype& genotype) const {
         break;
       }
     }
-  }
-  if (has_size_and_bitops_) {
-    const std::optional<oface::StaticCost> static_cost = space_.StaticCosts(genotype);
-    cost.size_mb = static_cost->size_bytes / 1e6;
-    cost.bitops = static_cast<double>(static_cost->bitops);
-    cost.has_size_and_bitops = true;
   }
   return cost;
 }

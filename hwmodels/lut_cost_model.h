@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "hwmodels/cost_table.h"
 #include "oface/search_space.h"
 
@@ -30,6 +31,9 @@ struct NetworkCost {
   // (an analytic model) rather than looked up.
   bool modelled = false;
 };
+
+// Sets `cost`'s size (MB = bytes / 10^6) and BitOps from a space's static costs.
+void SetSizeAndBitops(const oface::StaticCost& static_cost, NetworkCost* cost);
 
 // Prices a table key the table lacks (e.g. an analytic model fitted to the table), so a
 // space can be priced on a table that does not list every layer shape.
@@ -59,6 +63,12 @@ class LutCostModel {
   // Precondition: `genotype` is valid for the space. Terms are added one at a time into a
   // double accumulator in the order CostTerms returns them (the reference's order).
   NetworkCost Evaluate(const oface::Genotype& genotype) const;
+
+  // The latency, energy (when has_energy) and modelled flag of the network part made of
+  // `terms` (catalogue indices of the space), added one at a time into double accumulators
+  // from 0.0 in the given order, as Evaluate adds a network's terms. Size and BitOps are left
+  // unset. Precondition: 0 <= term < space().num_cost_terms() for each term.
+  NetworkCost PriceTerms(absl::Span<const int32_t> terms) const;
 
   const oface::SearchSpace& space() const { return space_; }
   // True when every term of the space has an energy figure.

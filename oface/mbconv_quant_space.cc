@@ -71,6 +71,20 @@ struct CostSum {
     macs += macs_of_layer;
     bitops += macs_of_layer * w_bits * a_bits;
   }
+  CostSum& operator+=(const CostSum& other) {
+    weight_bits += other.weight_bits;
+    macs += other.macs;
+    bitops += other.bitops;
+    return *this;
+  }
+  StaticCost ToStaticCost() const {
+    StaticCost cost;
+    // Exact: the bit count is far below 2^53 and dividing by 8 only shifts the exponent.
+    cost.size_bytes = static_cast<double>(weight_bits) / 8.0;
+    cost.macs = macs;
+    cost.bitops = bitops;
+    return cost;
+  }
 };
 
 class MbConvQuantSpace final : public SearchSpace {
@@ -95,6 +109,8 @@ class MbConvQuantSpace final : public SearchSpace {
   void CostTerms(const Genotype& genotype, std::vector<int32_t>* terms) const override;
 
   std::optional<StaticCost> StaticCosts(const Genotype& genotype) const override;
+  std::optional<CostDecomposition> DecomposeCosts(const Genotype& genotype,
+                                                  CostSplit split) const override;
 
   std::string ToJson(const Genotype& genotype) const override;
   absl::StatusOr<Genotype> FromJson(std::string_view json) const override;
@@ -118,6 +134,27 @@ class MbConvQuantSpace final : public SearchSpace {
   bool Banned(int ks, int dw_a_bits) const {
     return banned_[KernelIndex(ks) * spec_.bit_choices.size() + BitIndex(dw_a_bits)];
   }
+
+  // Where a layer's 1x1 convs are in pw1_terms_ and pw2_terms_, and the catalogue index of its
+  // depthwise conv. Preconditions: the values are choices of the space and (ks, dw_a_bits) is
+  // not banned.
+  size_t PointwiseIndex(const Layer& layer, int mid, int w_bits, int a_bits) const {
+    const size_t nb = spec_.bit_choices.size();
+    return layer.pw_term_offset + (MidIndex(layer, mid) * nb + BitIndex(w_bits)) * nb +
+           BitIndex(a_bits);
+  }
+  int32_t DepthwiseTerm(const Layer& layer, int ks, int mid, int w_bits, int a_bits) const {
+    const size_t nb = spec_.bit_choices.size();
+    return dw_terms_[layer.dw_term_offset +
+                     ((KernelIndex(ks) * layer.num_mids + MidIndex(layer, mid)) * nb +
+                      BitIndex(w_bits)) *
+                         nb +
+                     BitIndex(a_bits)];
+  }
+  // Size, MACs and BitOps of a layer's two 1x1 convs (they share the pw bits) and of its
+  // depthwise conv.
+  static CostSum PointwiseCost(const Layer& layer, int64_t mid, int w_bits, int a_bits);
+  static CostSum DepthwiseCost(const Layer& layer, int64_t mid, int64_t ks, int w_bits, int a_bits);
 
   // The catalogue index of `key`, adding it when new.
   int32_t Term(std::string key, absl::flat_hash_map<std::string, int32_t>* index);
@@ -388,23 +425,36 @@ void MbConvQuantSpace::ActiveFeatures(const Genotype& genotype,
 
 void MbConvQuantSpace::CostTerms(const Genotype& genotype, std::vector<int32_t>* terms) const {
   assert(genotype.size() == genes_.size());
-  const size_t nb = spec_.bit_choices.size();
   // predict_lat starts its float64 accumulator at head + tail.
   terms->insert(terms->end(), fixed_terms_.begin(), fixed_terms_.end());
   for (int i = 0; i < num_layers(); ++i) {
     if (!IsActive(genotype, i)) continue;
     const Layer& layer = layers_[i];
-    const size_t m = MidIndex(layer, genotype[MidGene(i)]);
-    const size_t pw = layer.pw_term_offset + (m * nb + BitIndex(genotype[BitGene(kPwW, i)])) * nb +
-                      BitIndex(genotype[BitGene(kPwA, i)]);
-    const size_t k = KernelIndex(genotype[KsGene(i)]);
-    const size_t dw = layer.dw_term_offset +
-                      ((k * layer.num_mids + m) * nb + BitIndex(genotype[BitGene(kDwW, i)])) * nb +
-                      BitIndex(genotype[BitGene(kDwA, i)]);
+    const int mid = genotype[MidGene(i)];
+    const size_t pw =
+        PointwiseIndex(layer, mid, genotype[BitGene(kPwW, i)], genotype[BitGene(kPwA, i)]);
     terms->push_back(pw1_terms_[pw]);
-    terms->push_back(dw_terms_[dw]);
+    terms->push_back(DepthwiseTerm(layer, genotype[KsGene(i)], mid, genotype[BitGene(kDwW, i)],
+                                   genotype[BitGene(kDwA, i)]));
     terms->push_back(pw2_terms_[pw]);
   }
+}
+
+CostSum MbConvQuantSpace::PointwiseCost(const Layer& layer, int64_t mid, int w_bits, int a_bits) {
+  const int64_t in_area = static_cast<int64_t>(layer.in_size) * layer.in_size;
+  const int64_t out_area = static_cast<int64_t>(layer.out_size) * layer.out_size;
+  CostSum sum;
+  sum.Add(layer.in_channels * mid, in_area * layer.in_channels * mid, w_bits, a_bits);
+  sum.Add(mid * layer.out_channels, out_area * mid * layer.out_channels, w_bits, a_bits);
+  return sum;
+}
+
+CostSum MbConvQuantSpace::DepthwiseCost(const Layer& layer, int64_t mid, int64_t ks, int w_bits,
+                                        int a_bits) {
+  const int64_t out_area = static_cast<int64_t>(layer.out_size) * layer.out_size;
+  CostSum sum;
+  sum.Add(mid * ks * ks, out_area * mid * ks * ks, w_bits, a_bits);
+  return sum;
 }
 
 std::optional<StaticCost> MbConvQuantSpace::StaticCosts(const Genotype& genotype) const {
@@ -413,23 +463,85 @@ std::optional<StaticCost> MbConvQuantSpace::StaticCosts(const Genotype& genotype
   for (int i = 0; i < num_layers(); ++i) {
     if (!IsActive(genotype, i)) continue;
     const Layer& layer = layers_[i];
-    const int64_t mid = genotype[MidGene(i)];
-    const int64_t ks = genotype[KsGene(i)];
-    const int64_t in_area = static_cast<int64_t>(layer.in_size) * layer.in_size;
-    const int64_t out_area = static_cast<int64_t>(layer.out_size) * layer.out_size;
-    const int pw_w = genotype[BitGene(kPwW, i)];
-    const int pw_a = genotype[BitGene(kPwA, i)];
-    sum.Add(layer.in_channels * mid, in_area * layer.in_channels * mid, pw_w, pw_a);
-    sum.Add(mid * ks * ks, out_area * mid * ks * ks, genotype[BitGene(kDwW, i)],
-            genotype[BitGene(kDwA, i)]);
-    sum.Add(mid * layer.out_channels, out_area * mid * layer.out_channels, pw_w, pw_a);
+    const int mid = genotype[MidGene(i)];
+    sum += PointwiseCost(layer, mid, genotype[BitGene(kPwW, i)], genotype[BitGene(kPwA, i)]);
+    sum += DepthwiseCost(layer, mid, genotype[KsGene(i)], genotype[BitGene(kDwW, i)],
+                         genotype[BitGene(kDwA, i)]);
   }
-  StaticCost cost;
-  // Exact: the bit count is far below 2^53 and dividing by 8 only shifts the exponent.
-  cost.size_bytes = static_cast<double>(sum.weight_bits) / 8.0;
-  cost.macs = sum.macs;
-  cost.bitops = sum.bitops;
-  return cost;
+  return sum.ToStaticCost();
+}
+
+// Every term of an active layer depends on that layer's genes only: its input channels, input
+// size and stride are fixed by its slot (the previous layer's mid width stays inside that
+// layer), and the rule binds one layer's ks and dw_a. So a layer's terms split exactly by
+// layer, and, given the layer's ks and mid, by the pw and dw bit pairs.
+std::optional<CostDecomposition> MbConvQuantSpace::DecomposeCosts(const Genotype& genotype,
+                                                                  CostSplit split) const {
+  assert(genotype.size() == genes_.size());
+  const std::vector<int>& bits = spec_.bit_choices;
+  CostDecomposition decomposition;
+  decomposition.fixed_terms = fixed_terms_;
+  decomposition.fixed_static_cost = fixed_cost_.ToStaticCost();
+  for (int i = 0; i < num_layers(); ++i) {
+    if (!IsActive(genotype, i)) continue;
+    const Layer& layer = layers_[i];
+    if (split == CostSplit::kBitwidths) {
+      const int ks = genotype[KsGene(i)];
+      const int mid = genotype[MidGene(i)];
+      CostSlot pw{absl::StrCat("layer ", i, " pw"), {BitGene(kPwW, i), BitGene(kPwA, i)}, {}, 0};
+      CostSlot dw{absl::StrCat("layer ", i, " dw"), {BitGene(kDwW, i), BitGene(kDwA, i)}, {}, 0};
+      for (const int w : bits) {
+        for (const int a : bits) {
+          const size_t pw_index = PointwiseIndex(layer, mid, w, a);
+          pw.choices.push_back({{w, a},
+                                {pw1_terms_[pw_index], pw2_terms_[pw_index]},
+                                PointwiseCost(layer, mid, w, a).ToStaticCost()});
+          if (Banned(ks, a)) continue;
+          dw.choices.push_back({{w, a},
+                                {DepthwiseTerm(layer, ks, mid, w, a)},
+                                DepthwiseCost(layer, mid, ks, w, a).ToStaticCost()});
+        }
+      }
+      SelectCostSlotChoice(genotype, &pw);
+      SelectCostSlotChoice(genotype, &dw);
+      decomposition.slots.push_back(std::move(pw));
+      decomposition.slots.push_back(std::move(dw));
+      continue;
+    }
+    CostSlot slot{absl::StrCat("layer ", i),
+                  {KsGene(i), MidGene(i), BitGene(kPwW, i), BitGene(kPwA, i), BitGene(kDwW, i),
+                   BitGene(kDwA, i)},
+                  {},
+                  0};
+    slot.choices.reserve(spec_.kernel_sizes.size() * layer.num_mids * bits.size() * bits.size() *
+                         bits.size() * bits.size());
+    for (const int ks : spec_.kernel_sizes) {
+      for (const int mid : genes_[MidGene(i)].choices) {
+        for (const int pw_w : bits) {
+          for (const int pw_a : bits) {
+            const CostSum pw_cost = PointwiseCost(layer, mid, pw_w, pw_a);
+            const size_t pw_index = PointwiseIndex(layer, mid, pw_w, pw_a);
+            const int32_t expand = pw1_terms_[pw_index];
+            const int32_t project = pw2_terms_[pw_index];
+            for (const int dw_w : bits) {
+              for (const int dw_a : bits) {
+                if (Banned(ks, dw_a)) continue;
+                CostSum cost = pw_cost;
+                cost += DepthwiseCost(layer, mid, ks, dw_w, dw_a);
+                slot.choices.push_back(
+                    {{ks, mid, pw_w, pw_a, dw_w, dw_a},
+                     {expand, DepthwiseTerm(layer, ks, mid, dw_w, dw_a), project},
+                     cost.ToStaticCost()});
+              }
+            }
+          }
+        }
+      }
+    }
+    SelectCostSlotChoice(genotype, &slot);
+    decomposition.slots.push_back(std::move(slot));
+  }
+  return decomposition;
 }
 
 std::string MbConvQuantSpace::ToJson(const Genotype& genotype) const {

@@ -29,6 +29,12 @@
 // feature mix and classifier convs at fixed_bits), summed in utils/latency_predictor.py
 // predict_lat's order: head, tail, then per active slot pw1, dw, pw2.
 //
+// DecomposeCosts: the fixed part is the stem's and tail's terms. kBitwidths: per active slot i,
+// "layer i pw" (genes pw_w[i], pw_a[i]; both 1x1 convs) then "layer i dw" (dw_w[i], dw_a[i];
+// the depthwise conv, without pairs banned with ks[i]). kBlocks: per active slot i, "layer i"
+// (ks, mid and the four bits of slot i; its three convs). Exact because a slot's convs depend
+// on its own genes only: its input channels, input size and stride are fixed by the slot.
+//
 // JSON: APQ's exps/<name>/arch format, a two-element list
 //   [{"wid": null, "ks": [L], "e": [L], "d": [S]},
 //    {"pw_w_bits_setting": [L], "pw_a_bits_setting": [L],

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -20,6 +21,7 @@
 namespace apq::oface {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 
@@ -309,6 +311,63 @@ TEST_F(ApqMbv2SpaceTest, CostTermsFollowTheReferenceOrder) {
     EXPECT_EQ(keys_in_order, ReferenceKeys(Golden()[n].arch_json, Golden()[n].mid_channels))
         << "vector " << n;
   }
+}
+
+TEST_F(ApqMbv2SpaceTest, CostDecompositionsAreExact) {
+  std::vector<Genotype> genotypes = GoldenGenotypes();
+  Rng rng(21);
+  for (int n = 0; n < 1000; ++n) genotypes.push_back(Space().Sample(rng));
+  // Two slots per active layer; completeness checked on every genotype (9 settings a slot).
+  int active_layers = 0;
+  for (const Genotype& genotype : genotypes) {
+    for (int i = 0; i < kNumLayers; ++i) active_layers += IsActive(genotype, i);
+  }
+  EXPECT_EQ(ExpectCostDecompositionExact(Space(), CostSplit::kBitwidths, genotypes, 22, 10,
+                                         static_cast<int>(genotypes.size())),
+            2 * active_layers);
+  // Blocks: up to 10,584 settings per layer; fewer genotypes, complete on the first three.
+  const std::vector<Genotype> some(GoldenGenotypes().begin(), GoldenGenotypes().begin() + 20);
+  active_layers = 0;
+  for (const Genotype& genotype : some) {
+    for (int i = 0; i < kNumLayers; ++i) active_layers += IsActive(genotype, i);
+  }
+  EXPECT_EQ(ExpectCostDecompositionExact(Space(), CostSplit::kBlocks, some, 23, 50, 3),
+            active_layers);
+}
+
+TEST_F(ApqMbv2SpaceTest, BitwidthSlotsOfALayer) {
+  const Genotype& genotype = GoldenGenotypes()[0];
+  const std::optional<CostDecomposition> decomposition =
+      Space().DecomposeCosts(genotype, CostSplit::kBitwidths);
+  ASSERT_TRUE(decomposition.has_value());
+  std::vector<std::string> fixed_keys;
+  for (const int32_t term : decomposition->fixed_terms) {
+    fixed_keys.push_back(Space().CostTermKey(term));
+  }
+  EXPECT_EQ(fixed_keys, (std::vector<std::string>{"head", "tail"}));
+  // Layer 0 is always active: its pw slot then its dw slot come first.
+  ASSERT_GE(decomposition->slots.size(), 2);
+  const CostSlot& pw = decomposition->slots[0];
+  const CostSlot& dw = decomposition->slots[1];
+  EXPECT_EQ(pw.name, "layer 0 pw");
+  EXPECT_EQ(pw.genes, (std::vector<int>{kPwWOffset, kPwAOffset}));
+  EXPECT_EQ(dw.name, "layer 0 dw");
+  EXPECT_EQ(dw.genes, (std::vector<int>{kDwWOffset, kDwAOffset}));
+  ASSERT_EQ(pw.choices.size(), 9);
+  EXPECT_EQ(dw.choices.size(), genotype[0] == 7 ? 6 : 9);
+  // (W4, A6) of both 1x1 convs at the layer's mid width, 112 x 112 input, 56 x 56 output.
+  const int mid = genotype[kMidOffset];
+  const CostSlotChoice& w4a6 = pw.choices[1];
+  EXPECT_THAT(w4a6.values, ElementsAre(4, 6));
+  ASSERT_EQ(w4a6.terms.size(), 2);
+  EXPECT_EQ(Space().CostTermKey(w4a6.terms[0]),
+            absl::StrCat("(16, ", mid, ", 112, 1, 1, 0, 1)-W4A6"));
+  EXPECT_EQ(Space().CostTermKey(w4a6.terms[1]),
+            absl::StrCat("(", mid, ", 24, 56, 1, 1, 0, 1)-W4A6"));
+  const int64_t macs = 112 * 112 * 16 * mid + 56 * 56 * mid * 24;
+  EXPECT_EQ(w4a6.static_cost.macs, macs);
+  EXPECT_EQ(w4a6.static_cost.bitops, macs * 4 * 6);
+  EXPECT_EQ(w4a6.static_cost.size_bytes, (16 * mid + mid * 24) * 4 / 8.0);
 }
 
 TEST_F(ApqMbv2SpaceTest, RuleBansKernel7WithFourBitDepthwiseActivations) {
@@ -723,6 +782,93 @@ TEST(MbConvQuantSpaceTest, StaticCostsByHand) {
   EXPECT_EQ(cost->size_bytes, (7488 + 512 + 1152 + 1024 + 3072 + 2400 + 3072) / 8.0);
   EXPECT_EQ(cost->macs, 7680 + 1536 + 2400 + 1536);
   EXPECT_EQ(cost->bitops, 374784 + 49152 + 76800 + 49152);
+}
+
+TEST(MbConvQuantSpaceTest, CostDecompositionByHand) {
+  const std::unique_ptr<SearchSpace> tiny = NewMbConvQuantSpace(TinySpec()).value();
+  // Layer 0: ks 3, mid 16, pw W4A8, dw W8A4; layer 1 (active at d = 2): ks 5, mid 24, pw W8A4,
+  // dw W4A8. Static figures as in StaticCostsByHand.
+  const Genotype genotype = {3, 5, 16, 24, 4, 8, 8, 4, 8, 4, 4, 8, 2};
+  const std::optional<CostDecomposition> bits =
+      tiny->DecomposeCosts(genotype, CostSplit::kBitwidths);
+  ASSERT_TRUE(bits.has_value());
+  EXPECT_EQ(bits->fixed_static_cost.size_bytes, 7488 / 8.0);
+  EXPECT_EQ(bits->fixed_static_cost.bitops, 258048);
+  ASSERT_EQ(bits->slots.size(), 4);
+  std::vector<std::string> names;
+  for (const CostSlot& slot : bits->slots) names.push_back(slot.name);
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"layer 0 pw", "layer 0 dw", "layer 1 pw", "layer 1 dw"}));
+  // Layer 0 pw at W4A8, the genotype's own: both 1x1 convs.
+  const CostSlot& pw0 = bits->slots[0];
+  EXPECT_EQ(pw0.genes, (std::vector<int>{4, 6}));
+  ASSERT_EQ(pw0.choices.size(), 4);
+  EXPECT_EQ(pw0.selected, 1);
+  EXPECT_THAT(pw0.choices[1].values, ElementsAre(4, 8));
+  EXPECT_EQ(pw0.choices[1].static_cost.size_bytes, (512 + 1024) / 8.0);
+  EXPECT_EQ(pw0.choices[1].static_cost.macs, 2048 + 1024);
+  EXPECT_EQ(pw0.choices[1].static_cost.bitops, 65536 + 32768);
+  std::vector<std::string> keys;
+  for (const int32_t term : pw0.choices[1].terms) keys.push_back(tiny->CostTermKey(term));
+  EXPECT_EQ(keys, (std::vector<std::string>{"(8, 16, 4, 1, 1, 0, 1)-W4A8",
+                                            "(16, 16, 2, 1, 1, 0, 1)-W4A8"}));
+  // Layer 1 dw: kernel 5 bans 4-bit activations, so W4A8 is the second of (4,8), (8,8).
+  const CostSlot& dw1 = bits->slots[3];
+  EXPECT_EQ(dw1.genes, (std::vector<int>{9, 11}));
+  ASSERT_EQ(dw1.choices.size(), 2);
+  EXPECT_THAT(dw1.choices[0].values, ElementsAre(4, 8));
+  EXPECT_THAT(dw1.choices[1].values, ElementsAre(8, 8));
+  EXPECT_EQ(dw1.selected, 0);
+  EXPECT_EQ(dw1.choices[0].static_cost.size_bytes, 2400 / 8.0);
+  EXPECT_EQ(dw1.choices[0].static_cost.bitops, 76800);
+  ASSERT_EQ(dw1.choices[0].terms.size(), 1);
+  EXPECT_EQ(tiny->CostTermKey(dw1.choices[0].terms[0]), "(24, 24, 2, 5, 1, 2, 24)-W4A8");
+
+  // Blocks: layer 0 has 2 kernels x 2 mids x 16 bit settings, less kernel 5's 2 x 8 with dw A4;
+  // layer 1 has 3 mids.
+  const std::optional<CostDecomposition> blocks =
+      tiny->DecomposeCosts(genotype, CostSplit::kBlocks);
+  ASSERT_TRUE(blocks.has_value());
+  ASSERT_EQ(blocks->slots.size(), 2);
+  EXPECT_EQ(blocks->slots[0].name, "layer 0");
+  EXPECT_EQ(blocks->slots[0].genes, (std::vector<int>{0, 2, 4, 6, 8, 10}));
+  EXPECT_EQ(blocks->slots[0].choices.size(), 2 * 16 + 2 * 8);
+  EXPECT_EQ(blocks->slots[1].choices.size(), 3 * 16 + 3 * 8);
+  const CostSlotChoice& own = blocks->slots[1].choices[blocks->slots[1].selected];
+  EXPECT_THAT(own.values, ElementsAre(5, 24, 8, 4, 4, 8));
+  EXPECT_EQ(own.static_cost.size_bytes, (3072 + 2400 + 3072) / 8.0);
+  EXPECT_EQ(own.static_cost.bitops, 49152 + 76800 + 49152);
+
+  // At depth 1 only layer 0 is a slot; layer 1's genes keep their values and cost nothing.
+  Genotype shallow = genotype;
+  shallow.back() = 1;
+  EXPECT_EQ(tiny->DecomposeCosts(shallow, CostSplit::kBitwidths)->slots.size(), 2);
+  EXPECT_EQ(tiny->DecomposeCosts(shallow, CostSplit::kBlocks)->slots.size(), 1);
+
+  // Shared keys (layer 0's projection and layer 1's 1x1 convs at mid 16, the feature mix and
+  // layer 1's expand conv at mid 32) are separate occurrences, each in one part.
+  MbConvSpec conv_keys = TinySpec();
+  conv_keys.fixed_layer_costs = FixedLayerCosts::kConvKeys;
+  const std::unique_ptr<SearchSpace> keyed = NewMbConvQuantSpace(conv_keys).value();
+  std::vector<Genotype> genotypes;
+  Rng rng(31);
+  for (int n = 0; n < 300; ++n) genotypes.push_back(keyed->Sample(rng));
+  for (const CostSplit split : {CostSplit::kBitwidths, CostSplit::kBlocks}) {
+    EXPECT_GT(ExpectCostDecompositionExact(*keyed, split, genotypes, 32, 20, 300), 300);
+    EXPECT_GT(ExpectCostDecompositionExact(*tiny, split, genotypes, 33, 20, 300), 300);
+  }
+}
+
+TEST(MbConvQuantSpaceTest, FashionMnistCostDecompositionsAreExact) {
+  const std::unique_ptr<SearchSpace> space = NewMbConvQuantSpace(FashionMnistSpec()).value();
+  std::vector<Genotype> genotypes;
+  Rng rng(41);
+  for (int n = 0; n < 1000; ++n) genotypes.push_back(space->Sample(rng));
+  EXPECT_GT(ExpectCostDecompositionExact(*space, CostSplit::kBitwidths, genotypes, 42, 10, 1000),
+            2 * 6 * 1000);
+  genotypes.resize(100);
+  EXPECT_GT(ExpectCostDecompositionExact(*space, CostSplit::kBlocks, genotypes, 43, 20, 5),
+            6 * 100);
 }
 
 TEST(MbConvQuantSpaceTest, RejectsBadSpecs) {

@@ -3,6 +3,7 @@
 #include <array>
 #include <cassert>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -71,6 +72,8 @@ class OfaMbv3Space final : public SearchSpace {
   int num_cost_terms() const override { return static_cast<int>(term_keys_.size()); }
   std::string CostTermKey(int term) const override { return term_keys_[term]; }
   void CostTerms(const Genotype& genotype, std::vector<int32_t>* terms) const override;
+  std::optional<CostDecomposition> DecomposeCosts(const Genotype& genotype,
+                                                  CostSplit split) const override;
 
   std::string ToJson(const Genotype& genotype) const override;
   absl::StatusOr<Genotype> FromJson(std::string_view json) const override;
@@ -218,6 +221,31 @@ void OfaMbv3Space::CostTerms(const Genotype& genotype, std::vector<int32_t>* ter
     }
   }
   for (const int32_t term : tail_terms_[ri]) terms->push_back(term);
+}
+
+// A block's key depends on (r, block, ks, e) only (see the constructor), so given r and the
+// depths every active block is one independent term.
+std::optional<CostDecomposition> OfaMbv3Space::DecomposeCosts(const Genotype& genotype,
+                                                              CostSplit split) const {
+  assert(genotype.size() == kNumGenes);
+  if (split != CostSplit::kBlocks) return std::nullopt;
+  const int ri = ResolutionIndex(genotype[kROffset]);
+  CostDecomposition decomposition;
+  decomposition.fixed_terms.assign(head_terms_[ri].begin(), head_terms_[ri].end());
+  decomposition.fixed_terms.insert(decomposition.fixed_terms.end(), tail_terms_[ri].begin(),
+                                   tail_terms_[ri].end());
+  for (int i = 0; i < kNumBlocks; ++i) {
+    if (!IsActive(genotype, i)) continue;
+    CostSlot slot{absl::StrCat("block ", i), {kKsOffset + i, kEOffset + i}, {}, 0};
+    for (const int ks : kKernelSizes) {
+      for (const int e : kExpandRatios) {
+        slot.choices.push_back({{ks, e}, {block_terms_[BlockTermSlot(ri, i, ks, e)]}, {}});
+      }
+    }
+    SelectCostSlotChoice(genotype, &slot);
+    decomposition.slots.push_back(std::move(slot));
+  }
+  return decomposition;
 }
 
 std::string OfaMbv3Space::ToJson(const Genotype& genotype) const {

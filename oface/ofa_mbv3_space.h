@@ -10,6 +10,8 @@
 // Predictor encoding: OFA's 128-entry spec2feats one-hot (ks, then e, then resolution).
 // Cost terms: keys "<r>/<OFA lookup-table yaml key>", summed in OFA's
 // LatencyTable.predict_efficiency order.
+// DecomposeCosts: kBlocks only (no bitwidths), given the depths and the resolution: the fixed
+// part is the head's and tail's terms at r, then "block i" (genes ks[i], e[i]) per active block.
 // JSON: OFA's arch dict {"ks": [20], "e": [20], "d": [5], "r": r}; FromJson also takes
 // "r": [r] and an ignored "wid": null.
 #ifndef APQ_OFACE_OFA_MBV3_SPACE_H_

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@
 namespace apq::oface {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
@@ -290,6 +292,41 @@ TEST_F(OfaMbv3SpaceTest, CrossoverTakesEveryGeneFromAParent) {
 
 TEST_F(OfaMbv3SpaceTest, OperatorsAreDeterministicForASeed) {
   ExpectOperatorsDeterministic(*space_, 0.3, 0.2);
+}
+
+TEST_F(OfaMbv3SpaceTest, BlockDecompositionIsExact) {
+  std::vector<Genotype> genotypes;
+  int active_blocks = 0;
+  for (const GoldenVector& golden : *golden_) {
+    genotypes.push_back(golden.genotype);
+    for (const bool active : golden.active) active_blocks += active;
+  }
+  Rng rng(16);
+  for (int n = 0; n < 2000; ++n) {
+    genotypes.push_back(space_->Sample(rng));
+    for (int i = 0; i < kNumBlocks; ++i) active_blocks += IsActive(genotypes.back(), i);
+  }
+  EXPECT_EQ(ExpectCostDecompositionExact(*space_, CostSplit::kBlocks, genotypes, 17, 10,
+                                         static_cast<int>(genotypes.size())),
+            active_blocks);
+
+  const Genotype& genotype = (*golden_)[0].genotype;
+  const std::optional<CostDecomposition> decomposition =
+      space_->DecomposeCosts(genotype, CostSplit::kBlocks);
+  ASSERT_TRUE(decomposition.has_value());
+  // Head (first conv, first block) and tail (Conv_1, AvgPool2D, Conv_2, Logits) at r.
+  ASSERT_EQ(decomposition->fixed_terms.size(), 6);
+  const std::string prefix = absl::StrCat(genotype[kROffset], "/");
+  EXPECT_THAT(space_->CostTermKey(decomposition->fixed_terms[0]), StartsWith(prefix + "Conv-"));
+  EXPECT_THAT(space_->CostTermKey(decomposition->fixed_terms[5]), StartsWith(prefix + "Logits"));
+  const CostSlot& first = decomposition->slots.front();
+  EXPECT_EQ(first.name, "block 0");
+  EXPECT_EQ(first.genes, (std::vector<int>{0, kEOffset}));
+  ASSERT_EQ(first.choices.size(), 9);
+  EXPECT_THAT(first.choices[5].values, ElementsAre(5, 6));
+
+  // No bitwidths: nothing to split by.
+  EXPECT_FALSE(space_->DecomposeCosts(genotype, CostSplit::kBitwidths).has_value());
 }
 
 TEST_F(OfaMbv3SpaceTest, JsonRoundTrip) {

@@ -13,6 +13,20 @@ bool IsBitsGene(const GeneSpec& gene) {
   return gene.name.find("_bits_setting[") != std::string::npos;
 }
 
+void SelectCostSlotChoice(const Genotype& genotype, CostSlot* slot) {
+  const size_t num_genes = slot->genes.size();
+  for (size_t c = 0; c < slot->choices.size(); ++c) {
+    const auto& values = slot->choices[c].values;
+    size_t g = 0;
+    while (g < num_genes && values[g] == genotype[slot->genes[g]]) ++g;
+    if (g == num_genes) {
+      slot->selected = static_cast<int>(c);
+      return;
+    }
+  }
+  assert(false && "the genotype takes none of the slot's choices");
+}
+
 absl::Status SearchSpace::Validate(const Genotype& genotype) const {
   const std::vector<GeneSpec>& specs = genes();
   if (genotype.size() != specs.size()) {

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "oface/rng.h"
@@ -53,6 +54,45 @@ struct StaticCost {
   // Sum over layers of MACs x weight bits x activation bits.
   int64_t bitops = 0;
 };
+
+// How SearchSpace::DecomposeCosts splits a network's cost into independent decisions.
+enum class CostSplit {
+  // Given the architecture: one slot per group of an active layer's bitwidth genes that
+  // selects terms of its own (apq_mbv2: the pw_w/pw_a pair prices both 1x1 convs, the dw_w/dw_a
+  // pair the depthwise conv). Everything else is fixed. What a bit allocator needs.
+  kBitwidths,
+  // Given the genes that decide which blocks run and at what input size (the depths; OFA's
+  // resolution): one slot per active block, whose choices are every rule-abiding setting of
+  // the block's own genes (kernel, width and, in a quantized space, its bitwidths).
+  kBlocks,
+};
+
+// One setting of a cost slot's genes and the part of the network's cost it decides. Stored
+// inline up to a block's six genes and three terms: a kBlocks decomposition of apq_mbv2 has up
+// to 98,712 choices, and two heap allocations each made it four times slower.
+struct CostSlotChoice {
+  absl::InlinedVector<int, 6> values;     // One per gene of the slot, in the slot's gene order.
+  absl::InlinedVector<int32_t, 3> terms;  // Catalogue indices, in CostTerms's relative order.
+  StaticCost static_cost;                 // All zero for spaces without StaticCosts.
+};
+
+struct CostSlot {
+  std::string name;        // Shown in reports, e.g. "layer 3 pw", "block 7".
+  std::vector<int> genes;  // Indices into SearchSpace::genes(), ascending.
+  // Every setting of the genes that the space's rules allow, in lexicographic order of values.
+  std::vector<CostSlotChoice> choices;
+  int selected = 0;  // The choice of the genotype the decomposition was made for.
+};
+
+struct CostDecomposition {
+  std::vector<int32_t> fixed_terms;  // Paid by every network of the decomposition.
+  StaticCost fixed_static_cost;
+  std::vector<CostSlot> slots;
+};
+
+// For SearchSpace implementations: sets `slot->selected` to the choice whose values are
+// `genotype`'s values of the slot's genes. Precondition: exactly one choice has them.
+void SelectCostSlotChoice(const Genotype& genotype, CostSlot* slot);
 
 class SearchSpace {
  public:
@@ -97,6 +137,22 @@ class SearchSpace {
   // Model size, MACs and BitOps for spaces whose genotypes carry bitwidths; nullopt otherwise.
   // Precondition: `genotype` is valid.
   virtual std::optional<StaticCost> StaticCosts(const Genotype& /*genotype*/) const {
+    return std::nullopt;
+  }
+
+  // The cost of the networks around `genotype` as a fixed part plus one independent term per
+  // slot. The networks of the decomposition are `genotype` with each slot's genes set to the
+  // values of any one of its choices, slots chosen independently; `genotype` itself takes each
+  // slot's `selected` choice. No gene is in two slots. For every such network n:
+  //   - n is valid (the space's rules never bind genes of two slots together);
+  //   - CostTerms(n) is, as a multiset, fixed_terms plus the chosen choices' terms (only the
+  //     order differs: CostTerms keeps the reference's summation order);
+  //   - StaticCosts(n) is fixed_static_cost plus the chosen choices' static costs, exactly
+  //     (integers; size_bytes in eighths of a byte, far below 2^53).
+  // nullopt when the space has no such split (kBitwidths of a space without bitwidths; spaces
+  // that do not implement it). Precondition: `genotype` is valid.
+  virtual std::optional<CostDecomposition> DecomposeCosts(const Genotype& /*genotype*/,
+                                                          CostSplit /*split*/) const {
     return std::nullopt;
   }
 

@@ -1,6 +1,8 @@
 #include "oface/space_testing.h"
 
+#include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -75,6 +77,124 @@ void ExpectJsonRoundTrip(const SearchSpace& space, const std::vector<Genotype>& 
     ASSERT_TRUE(parsed.ok()) << parsed.status();
     EXPECT_EQ(*parsed, genotype);
   }
+}
+
+namespace {
+
+void AddStatic(const StaticCost& part, StaticCost* sum) {
+  sum->size_bytes += part.size_bytes;
+  sum->macs += part.macs;
+  sum->bitops += part.bitops;
+}
+
+// The network of `decomposition` with choices[s] in slot s, checked against the space.
+void ExpectChoicesPriceExactly(const SearchSpace& space, const Genotype& genotype,
+                               const CostDecomposition& decomposition,
+                               const std::vector<int>& choices) {
+  Genotype network = genotype;
+  std::vector<int32_t> expected_terms = decomposition.fixed_terms;
+  StaticCost expected_static = decomposition.fixed_static_cost;
+  for (size_t s = 0; s < decomposition.slots.size(); ++s) {
+    const CostSlot& slot = decomposition.slots[s];
+    const CostSlotChoice& choice = slot.choices[choices[s]];
+    for (size_t g = 0; g < slot.genes.size(); ++g) network[slot.genes[g]] = choice.values[g];
+    expected_terms.insert(expected_terms.end(), choice.terms.begin(), choice.terms.end());
+    AddStatic(choice.static_cost, &expected_static);
+  }
+  ASSERT_TRUE(space.Validate(network).ok()) << space.Validate(network);
+  std::vector<int32_t> terms;
+  space.CostTerms(network, &terms);
+  std::sort(terms.begin(), terms.end());
+  std::sort(expected_terms.begin(), expected_terms.end());
+  EXPECT_EQ(terms, expected_terms) << space.ToJson(network);
+  const std::optional<StaticCost> static_cost = space.StaticCosts(network);
+  if (static_cost.has_value()) {
+    EXPECT_EQ(static_cost->size_bytes, expected_static.size_bytes) << space.ToJson(network);
+    EXPECT_EQ(static_cost->macs, expected_static.macs) << space.ToJson(network);
+    EXPECT_EQ(static_cost->bitops, expected_static.bitops) << space.ToJson(network);
+  } else {
+    EXPECT_EQ(expected_static.size_bytes, 0.0);
+    EXPECT_EQ(expected_static.macs, 0);
+    EXPECT_EQ(expected_static.bitops, 0);
+  }
+}
+
+// The number of settings of `slot`'s genes that `genotype`'s rules allow.
+int CountRuleAbidingSettings(const SearchSpace& space, const Genotype& genotype,
+                             const CostSlot& slot) {
+  const std::vector<GeneSpec>& genes = space.genes();
+  std::vector<size_t> at(slot.genes.size(), 0);
+  Genotype network = genotype;
+  int count = 0;
+  while (true) {
+    for (size_t g = 0; g < slot.genes.size(); ++g) {
+      network[slot.genes[g]] = genes[slot.genes[g]].choices[at[g]];
+    }
+    count += space.SatisfiesRules(network);
+    size_t g = slot.genes.size();
+    while (g > 0 && ++at[g - 1] == genes[slot.genes[g - 1]].choices.size()) at[--g] = 0;
+    if (g == 0) return count;
+  }
+}
+
+// One genotype's decomposition; adds its slots to *slots_seen.
+void ExpectDecompositionExact(const SearchSpace& space, CostSplit split, const Genotype& genotype,
+                              bool check_complete, int combos, Rng& rng, int* slots_seen) {
+  const std::vector<GeneSpec>& genes = space.genes();
+  const std::optional<CostDecomposition> decomposition = space.DecomposeCosts(genotype, split);
+  ASSERT_TRUE(decomposition.has_value()) << space.name() << ": " << space.ToJson(genotype);
+  std::set<int> genes_seen;
+  std::vector<int> selected;
+  for (const CostSlot& slot : decomposition->slots) {
+    ++*slots_seen;
+    EXPECT_TRUE(std::is_sorted(slot.genes.begin(), slot.genes.end())) << slot.name;
+    for (const int gene : slot.genes) {
+      EXPECT_TRUE(genes_seen.insert(gene).second) << slot.name << ": gene " << gene;
+    }
+    ASSERT_FALSE(slot.choices.empty()) << slot.name;
+    for (size_t c = 0; c < slot.choices.size(); ++c) {
+      const auto& values = slot.choices[c].values;
+      ASSERT_EQ(values.size(), slot.genes.size()) << slot.name;
+      for (size_t g = 0; g < values.size(); ++g) {
+        const std::vector<int>& choices = genes[slot.genes[g]].choices;
+        EXPECT_TRUE(std::binary_search(choices.begin(), choices.end(), values[g])) << slot.name;
+      }
+      if (c > 0) {
+        EXPECT_LT(slot.choices[c - 1].values, values) << slot.name;
+      }
+    }
+    if (check_complete) {
+      EXPECT_EQ(CountRuleAbidingSettings(space, genotype, slot), slot.choices.size()) << slot.name;
+    }
+    ASSERT_GE(slot.selected, 0);
+    ASSERT_LT(slot.selected, static_cast<int>(slot.choices.size()));
+    for (size_t g = 0; g < slot.genes.size(); ++g) {
+      EXPECT_EQ(slot.choices[slot.selected].values[g], genotype[slot.genes[g]]) << slot.name;
+    }
+    selected.push_back(slot.selected);
+  }
+  ExpectChoicesPriceExactly(space, genotype, *decomposition, selected);
+  for (int k = 0; k < combos; ++k) {
+    std::vector<int> choices;
+    for (const CostSlot& slot : decomposition->slots) {
+      choices.push_back(static_cast<int>(rng.Uniform(static_cast<uint32_t>(slot.choices.size()))));
+    }
+    ExpectChoicesPriceExactly(space, genotype, *decomposition, choices);
+  }
+}
+
+}  // namespace
+
+int ExpectCostDecompositionExact(const SearchSpace& space, CostSplit split,
+                                 const std::vector<Genotype>& genotypes, uint64_t seed, int combos,
+                                 int complete_checks) {
+  Rng rng(seed);
+  int slots_seen = 0;
+  for (size_t n = 0; n < genotypes.size(); ++n) {
+    ExpectDecompositionExact(space, split, genotypes[n], static_cast<int>(n) < complete_checks,
+                             combos, rng, &slots_seen);
+  }
+  return slots_seen;
 }
 
 }  // namespace apq::oface

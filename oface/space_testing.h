@@ -26,6 +26,17 @@ void ExpectOperatorsDeterministic(const SearchSpace& space, double probability,
 void ExpectJsonRoundTrip(const SearchSpace& space, const std::vector<Genotype>& genotypes,
                          uint64_t seed, int samples);
 
+// SearchSpace::DecomposeCosts(g, split) keeps its contract for each of `genotypes`: slots on
+// disjoint ascending genes; choices sorted, unique, within the genes' choices and, for the
+// first `complete_checks` genotypes, every rule-abiding setting of the slot's genes; `selected`
+// is g's; and for the selected choices and `combos` random choice vectors per genotype the
+// network is valid, its CostTerms are the fixed and chosen terms as a multiset, and its
+// StaticCosts are their sum, exactly. Returns the number of slots seen (so a caller can check
+// that the split is not vacuous).
+int ExpectCostDecompositionExact(const SearchSpace& space, CostSplit split,
+                                 const std::vector<Genotype>& genotypes, uint64_t seed, int combos,
+                                 int complete_checks);
+
 }  // namespace apq::oface
 
 #endif  // APQ_OFACE_SPACE_TESTING_H_

@@ -1,6 +1,7 @@
 #include "oface/uniform_bits_space.h"
 
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -56,6 +57,25 @@ class UniformBitsSpace : public SearchSpace {
   }
   std::optional<StaticCost> StaticCosts(const Genotype& genotype) const override {
     return base_.StaticCosts(genotype);
+  }
+  // The base's decomposition without the choices that leave this view's gene choices.
+  std::optional<CostDecomposition> DecomposeCosts(const Genotype& genotype,
+                                                  CostSplit split) const override {
+    std::optional<CostDecomposition> decomposition = base_.DecomposeCosts(genotype, split);
+    if (!decomposition.has_value()) return std::nullopt;
+    for (CostSlot& slot : decomposition->slots) {
+      const auto outside = [&](const CostSlotChoice& choice) {
+        for (size_t g = 0; g < slot.genes.size(); ++g) {
+          const std::vector<int>& choices = genes_[slot.genes[g]].choices;
+          if (!std::binary_search(choices.begin(), choices.end(), choice.values[g])) return true;
+        }
+        return false;
+      };
+      slot.choices.erase(std::remove_if(slot.choices.begin(), slot.choices.end(), outside),
+                         slot.choices.end());
+      SelectCostSlotChoice(genotype, &slot);
+    }
+    return decomposition;
   }
   std::string ToJson(const Genotype& genotype) const override { return base_.ToJson(genotype); }
   // The base's reading, then this view's choices: a config with other bits is outside it.

@@ -1,6 +1,7 @@
 #include "oface/uniform_bits_space.h"
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -11,10 +12,13 @@
 #include "oface/mbconv_spec.h"
 #include "oface/ofa_mbv3_space.h"
 #include "oface/rng.h"
+#include "oface/search_space.h"
+#include "oface/space_testing.h"
 
 namespace apq::oface {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 TEST(UniformBitsSpaceTest, FixesEveryBitwidthAndKeepsTheRest) {
@@ -65,6 +69,30 @@ TEST(UniformBitsSpaceTest, KeepsTheBaseRules) {
       if (four->genes()[g].name.rfind("ks[", 0) == 0) ASSERT_NE(genotype[g], 7);
     }
   }
+}
+
+TEST(UniformBitsSpaceTest, DecomposesCostsWithinItsBits) {
+  const std::unique_ptr<SearchSpace> base = NewApqMbv2Space();
+  const std::unique_ptr<SearchSpace> six = NewUniformBitsSpace(*base, 6).value();
+  std::vector<Genotype> genotypes;
+  Rng rng(3);
+  for (int i = 0; i < 200; ++i) genotypes.push_back(six->Sample(rng));
+  // Every bitwidth slot has the one setting (6, 6).
+  EXPECT_GT(ExpectCostDecompositionExact(*six, CostSplit::kBitwidths, genotypes, 4, 2, 200), 0);
+  const std::optional<CostDecomposition> bits =
+      six->DecomposeCosts(genotypes[0], CostSplit::kBitwidths);
+  ASSERT_TRUE(bits.has_value());
+  for (const CostSlot& slot : bits->slots) {
+    ASSERT_EQ(slot.choices.size(), 1) << slot.name;
+    EXPECT_THAT(slot.choices[0].values, ElementsAre(6, 6));
+  }
+  // A block of mid widths m has 3 kernels x m settings at 6 bits.
+  genotypes.resize(5);
+  EXPECT_GT(ExpectCostDecompositionExact(*six, CostSplit::kBlocks, genotypes, 5, 20, 5), 0);
+  const std::optional<CostDecomposition> blocks =
+      six->DecomposeCosts(genotypes[0], CostSplit::kBlocks);
+  ASSERT_TRUE(blocks.has_value());
+  EXPECT_EQ(blocks->slots[0].choices.size(), 3 * six->genes()[21].choices.size());
 }
 
 TEST(UniformBitsSpaceTest, RejectsSpacesWithoutThoseBits) {

@@ -1,0 +1,96 @@
+#include "hwmodels/cost_terms.h"
+
+#include <cassert>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace apq::hwmodels {
+namespace {
+
+const char* SplitName(oface::CostSplit split) {
+  switch (split) {
+    case oface::CostSplit::kBitwidths:
+      return "bitwidths";
+    case oface::CostSplit::kBlocks:
+      return "blocks";
+  }
+  return "unknown";
+}
+
+NetworkCost PricePart(const LutCostModel& model, absl::Span<const int32_t> terms,
+                      const oface::StaticCost& static_cost) {
+  NetworkCost cost = model.PriceTerms(terms);
+  if (model.has_size_and_bitops()) SetSizeAndBitops(static_cost, &cost);
+  return cost;
+}
+
+}  // namespace
+
+absl::StatusOr<CostTermView> DecomposeCost(const LutCostModel& model,
+                                           const oface::Genotype& genotype,
+                                           oface::CostSplit split) {
+  const oface::SearchSpace& space = model.space();
+  RETURN_IF_ERROR(space.Validate(genotype));
+  std::optional<oface::CostDecomposition> decomposition = space.DecomposeCosts(genotype, split);
+  if (!decomposition.has_value()) {
+    return absl::UnimplementedError(
+        absl::StrCat("space ", space.name(), " has no ", SplitName(split), " split of its costs"));
+  }
+  CostTermView view;
+  view.genotype = genotype;
+  view.split = split;
+  view.fixed = PricePart(model, decomposition->fixed_terms, decomposition->fixed_static_cost);
+  view.slots.reserve(decomposition->slots.size());
+  for (oface::CostSlot& slot : decomposition->slots) {
+    PricedSlot priced;
+    priced.name = std::move(slot.name);
+    priced.genes = std::move(slot.genes);
+    priced.selected = slot.selected;
+    priced.choices.reserve(slot.choices.size());
+    for (oface::CostSlotChoice& choice : slot.choices) {
+      priced.choices.push_back(
+          {std::move(choice.values), PricePart(model, choice.terms, choice.static_cost)});
+    }
+    view.slots.push_back(std::move(priced));
+  }
+  return view;
+}
+
+std::vector<int> SelectedChoices(const CostTermView& view) {
+  std::vector<int> choices;
+  choices.reserve(view.slots.size());
+  for (const PricedSlot& slot : view.slots) choices.push_back(slot.selected);
+  return choices;
+}
+
+NetworkCost TotalCost(const CostTermView& view, absl::Span<const int> choices) {
+  assert(choices.size() == view.slots.size());
+  NetworkCost total = view.fixed;
+  for (size_t s = 0; s < view.slots.size(); ++s) {
+    const NetworkCost& part = view.slots[s].choices[choices[s]].cost;
+    total.latency_ms += part.latency_ms;
+    total.energy_mj += part.energy_mj;
+    total.size_mb += part.size_mb;
+    total.bitops += part.bitops;
+    total.modelled = total.modelled || part.modelled;
+  }
+  return total;
+}
+
+oface::Genotype ApplyChoices(const CostTermView& view, absl::Span<const int> choices) {
+  assert(choices.size() == view.slots.size());
+  oface::Genotype genotype = view.genotype;
+  for (size_t s = 0; s < view.slots.size(); ++s) {
+    const PricedSlot& slot = view.slots[s];
+    const auto& values = slot.choices[choices[s]].values;
+    for (size_t g = 0; g < slot.genes.size(); ++g) genotype[slot.genes[g]] = values[g];
+  }
+  return genotype;
+}
+
+}  // namespace apq::hwmodels
