@@ -99,7 +99,8 @@ apq::v1::JobProgress JobManager::ProgressFromRecord(const JobRecord& job) const 
 }
 
 absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(
-    const Options& options, Catalog& catalog, JobStore& store, const search::EngineRegistry& engines) {
+    const Options& options, Catalog& catalog, JobStore& store,
+    const search::EngineRegistry& engines) {
   std::unique_ptr<JobManager> manager(new JobManager(catalog, store, engines));
   // Oldest first, so recovered jobs keep their order in the queue.
   std::vector<JobRecord> unfinished;
@@ -123,17 +124,13 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(
       recovered.push_back(job.id);
     }
   }
-  JobRunner::Options runner_options;
-  runner_options.queue_name = "job";
-  runner_options.workers = options.workers;
-  runner_options.queue_capacity = options.queue_capacity;
-  ASSIGN_OR_RETURN(manager->runner_, JobRunner::Start(
-                                         runner_options,
-                                         [raw = manager.get()](const std::string& job_id,
-                                                               const JobRunner::Control& control) {
-                                           raw->RunJob(job_id, control);
-                                         },
-                                         std::move(recovered)));
+  JobRunner::Work run = [raw = manager.get()](const std::string& job_id,
+                                              const JobRunner::Control& control) {
+    raw->RunJob(job_id, control);
+  };
+  ASSIGN_OR_RETURN(manager->runner_,
+                   JobRunner::Start({"job", options.workers, options.queue_capacity},
+                                    std::move(run), std::move(recovered)));
   return manager;
 }
 

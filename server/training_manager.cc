@@ -214,8 +214,9 @@ absl::StatusOr<std::unique_ptr<TrainingManager>> TrainingManager::Create(const O
   std::unique_ptr<TrainingManager> manager(new TrainingManager(options, catalog, store));
   std::vector<TrainingJobRecord> unfinished;
   for (int64_t offset = 0;; offset += 1000) {
-    ASSIGN_OR_RETURN(std::vector<TrainingJobRecord> page,
-                     store.training_jobs().ListTrainingJobs(/*unfinished_only=*/true, offset, 1000));
+    ASSIGN_OR_RETURN(
+        std::vector<TrainingJobRecord> page,
+        store.training_jobs().ListTrainingJobs(/*unfinished_only=*/true, offset, 1000));
     unfinished.insert(unfinished.end(), page.begin(), page.end());
     if (page.size() < 1000) break;
   }
@@ -224,17 +225,13 @@ absl::StatusOr<std::unique_ptr<TrainingManager>> TrainingManager::Create(const O
   for (auto job = unfinished.rbegin(); job != unfinished.rend(); ++job) {
     recovered.push_back(job->id);
   }
-  JobRunner::Options runner_options;
-  runner_options.queue_name = "training";
-  runner_options.workers = 1;
-  runner_options.queue_capacity = options.queue_capacity;
-  ASSIGN_OR_RETURN(manager->runner_, JobRunner::Start(
-                                         runner_options,
-                                         [raw = manager.get()](const std::string& job_id,
-                                                               const JobRunner::Control& control) {
-                                           raw->RunJob(job_id, control);
-                                         },
-                                         std::move(recovered)));
+  // One training at a time: it uses every LibTorch thread it is given.
+  JobRunner::Work run = [raw = manager.get()](const std::string& job_id,
+                                              const JobRunner::Control& control) {
+    raw->RunJob(job_id, control);
+  };
+  ASSIGN_OR_RETURN(manager->runner_, JobRunner::Start({"training", 1, options.queue_capacity},
+                                                      std::move(run), std::move(recovered)));
   return manager;
 }
 
@@ -298,8 +295,10 @@ void TrainingManager::Finish(const std::string& job_id, JobState state, const st
                              const PredictorRecord* predictor) {
   // A job must not stay running: a failed write (a busy or full disk) is retried, then the
   // job ends failed without its predictor.
-  const absl::Status finished = WriteWithRetries(
-      [&] { return store_.training_jobs().FinishTrainingJob(job_id, state, error, NowUnixSeconds(), predictor); });
+  const absl::Status finished = WriteWithRetries([&] {
+    return store_.training_jobs().FinishTrainingJob(job_id, state, error, NowUnixSeconds(),
+                                                    predictor);
+  });
   if (absl::IsFailedPrecondition(finished)) {
     // The job has ended: by this write when its acknowledgement was lost (the retry found it
     // ended), or by a cancel. Either way the store holds a consistent end.
@@ -330,7 +329,8 @@ void TrainingManager::RunJob(const std::string& job_id, const JobRunner::Control
     Finish(job_id, JobState::kFailed, "the stored request does not parse", nullptr);
     return;
   }
-  if (const absl::Status running = store_.training_jobs().MarkTrainingRunning(job_id, NowUnixSeconds());
+  if (const absl::Status running =
+          store_.training_jobs().MarkTrainingRunning(job_id, NowUnixSeconds());
       !running.ok()) {
     Finish(job_id, JobState::kFailed, running.ToString(), nullptr);
     return;
@@ -369,7 +369,8 @@ void TrainingManager::RunJob(const std::string& job_id, const JobRunner::Control
     latest = {stage, epoch, max_epochs, validation_rmse};
     if (throttle.ShouldWrite(stage, epoch == max_epochs, absl::Now())) {
       // A failed progress write is not worth failing the training for; the next one retries.
-      store_.training_jobs().UpdateTrainingProgress(job_id, stage, epoch, max_epochs, validation_rmse)
+      store_.training_jobs()
+          .UpdateTrainingProgress(job_id, stage, epoch, max_epochs, validation_rmse)
           .IgnoreError();
     }
     return true;
@@ -377,8 +378,8 @@ void TrainingManager::RunJob(const std::string& job_id, const JobRunner::Control
   absl::StatusOr<TrainedPredictor> trained = TrainPredictorFromRows(**space, *rows, options);
   if (control.shutting_down()) return;  // Stays running; the next process runs it again.
   if (!latest.stage.empty()) {
-    store_
-        .training_jobs().UpdateTrainingProgress(job_id, latest.stage, latest.epoch, latest.max_epochs,
+    store_.training_jobs()
+        .UpdateTrainingProgress(job_id, latest.stage, latest.epoch, latest.max_epochs,
                                 latest.validation_rmse)
         .IgnoreError();
   }

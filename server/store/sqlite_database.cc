@@ -433,4 +433,13 @@ absl::Status SqliteDatabase::Migrate(int schema_version) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<int64_t> SqliteDatabase::NextSequence(absl::string_view table,
+                                                     absl::string_view operation) {
+  ASSIGN_OR_RETURN(Statement select,
+                   Prepare(absl::StrCat("SELECT COALESCE(MAX(seq), 0) + 1 FROM ", table)));
+  ASSIGN_OR_RETURN(bool row, select.Step(operation));
+  if (!row) return absl::InternalError(absl::StrCat(operation, ": no sequence number"));
+  return select.ColumnInt64(0);
+}
+
 }  // namespace apq::server

@@ -56,6 +56,10 @@ class SqliteDatabase {
   // upgrade a read lock), deferred BEGIN for a consistent multi-statement read.
   absl::StatusOr<Transaction> Begin(bool write, absl::string_view operation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // The next value of the `seq` column of `table` (1 for an empty table), inside the
+  // caller's write transaction; `table` is one of the schema's, never user input.
+  absl::StatusOr<int64_t> NextSequence(absl::string_view table, absl::string_view operation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // Runs SQL that returns no rows, uncached.
   absl::Status Exec(absl::string_view sql, absl::string_view operation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);

@@ -133,14 +133,7 @@ absl::StatusOr<std::string> SqliteJobStore::CreateJob(const JobRecord& job) {
   constexpr absl::string_view kOperation = "creating a job";
   absl::MutexLock lock(&database_.mutex());
   ASSIGN_OR_RETURN(Transaction transaction, database_.Begin(/*write=*/true, kOperation));
-  int64_t seq = 0;
-  {
-    ASSIGN_OR_RETURN(Statement select,
-                     database_.Prepare("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs"));
-    ASSIGN_OR_RETURN(bool row, select.Step(kOperation));
-    if (!row) return absl::InternalError(absl::StrCat(kOperation, ": no sequence number"));
-    seq = select.ColumnInt64(0);
-  }
+  ASSIGN_OR_RETURN(const int64_t seq, database_.NextSequence("jobs", kOperation));
   const std::string id = absl::StrCat("job-", seq);
   {
     ASSIGN_OR_RETURN(Statement insert,
