@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "oface/rng.h"
 
@@ -174,6 +175,69 @@ LabeledImages SelectImages(const LabeledImages& images, const std::vector<int>& 
     result.labels[i] = images.labels[indices[i]];
   }
   return result;
+}
+
+const char* DataSplitName(DataSplit split) {
+  switch (split) {
+    case DataSplit::kTrain:
+      return "train";
+    case DataSplit::kValidation:
+      return "validation";
+    case DataSplit::kTest:
+      return "test";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<DataSplit> DataSplitFromName(absl::string_view name) {
+  for (const DataSplit split : {DataSplit::kTrain, DataSplit::kValidation, DataSplit::kTest}) {
+    if (name == DataSplitName(split)) return split;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("split: \"", name, "\" is not one of train, validation, test"));
+}
+
+std::vector<int> TrainingFileIndices(DataSplit split) {
+  const std::vector<int> validation =
+      SubsetIndices(kTrainingFileImages, kValidationImages, kValidationSplitSeed);
+  if (split == DataSplit::kValidation) return validation;
+  std::vector<int> train;
+  train.reserve(kTrainingFileImages - kValidationImages);
+  size_t next = 0;
+  for (int index = 0; index < kTrainingFileImages; ++index) {
+    if (next < validation.size() && validation[next] == index) {
+      ++next;
+    } else {
+      train.push_back(index);
+    }
+  }
+  return train;
+}
+
+std::string IndexListHash(const std::vector<int>& indices) {
+  uint64_t hash = 0xcbf29ce484222325ULL;
+  for (const int index : indices) {
+    const auto value = static_cast<uint32_t>(index);
+    for (int byte = 0; byte < 4; ++byte) {
+      hash ^= (value >> (8 * byte)) & 0xffu;
+      hash *= 0x100000001b3ULL;
+    }
+  }
+  return absl::StrFormat("%016x", hash);
+}
+
+absl::StatusOr<LabeledImages> LoadFashionMnistSplit(const std::string& dir, DataSplit split,
+                                                    int limit) {
+  if (split == DataSplit::kTest) return LoadFashionMnist(dir, FashionMnistSplit::kTest, limit);
+  ASSIGN_OR_RETURN(const LabeledImages file, LoadFashionMnist(dir, FashionMnistSplit::kTrain));
+  if (file.count != kTrainingFileImages) {
+    return absl::DataLossError(absl::StrCat("the training file in ", dir, " holds ", file.count,
+                                            " images, not the ", kTrainingFileImages,
+                                            " the train/validation split is defined on"));
+  }
+  std::vector<int> indices = TrainingFileIndices(split);
+  if (limit > 0 && static_cast<size_t>(limit) < indices.size()) indices.resize(limit);
+  return SelectImages(file, indices);
 }
 
 }  // namespace apq::oface

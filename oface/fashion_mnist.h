@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace apq::oface {
 
@@ -29,7 +30,39 @@ struct LabeledImages {
   std::vector<uint8_t> labels;  // count, each in [0, kFashionMnistClasses)
 };
 
+// The dataset's two files: the 60,000 training images and the 10,000 test images.
 enum class FashionMnistSplit { kTrain, kTest };
+
+// The splits every measurement names (never select on test): the training file is split once,
+// by a fixed seed, into 50,000 images that train supernets and recalibrate their batch norms
+// and 10,000 validation images that every measurement record (predictor labels, finalist
+// verification, model choice) is measured on; the test file is touched only by final reports.
+enum class DataSplit { kTrain, kValidation, kTest };
+inline constexpr int kTrainingFileImages = 60000;
+inline constexpr int kValidationImages = 10000;
+// The validation images are SubsetIndices(kTrainingFileImages, kValidationImages,
+// kValidationSplitSeed) of the training file; the train split is the rest. Changing the seed
+// changes every measurement's meaning: it is fixed for good.
+inline constexpr uint64_t kValidationSplitSeed = 20261206;
+
+// "train", "validation", "test".
+const char* DataSplitName(DataSplit split);
+// INVALID_ARGUMENT listing the names for any other string.
+absl::StatusOr<DataSplit> DataSplitFromName(absl::string_view name);
+
+// The training file's indices of the train or validation split, ascending (disjoint, together
+// every index of the file). Precondition: split is not kTest.
+std::vector<int> TrainingFileIndices(DataSplit split);
+
+// A fingerprint of an index list for provenance and tests: FNV-1a 64 over the indices as
+// little-endian 32-bit integers, as 16 lower-case hex digits.
+std::string IndexListHash(const std::vector<int>& indices);
+
+// The split's images, in file order: train and validation from the training file (which must
+// hold kTrainingFileImages images), test from the test file. `limit` > 0 keeps the first
+// `limit` images of the split. Errors as LoadFashionMnist.
+absl::StatusOr<LabeledImages> LoadFashionMnistSplit(const std::string& dir, DataSplit split,
+                                                    int limit = 0);
 
 // Reads an IDX image file (magic 2051) and its label file (magic 2049), gzip-compressed or
 // plain. `limit` > 0 keeps only the first `limit` images. Errors name the file: NOT_FOUND when

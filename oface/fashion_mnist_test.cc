@@ -2,7 +2,10 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <filesystem>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -166,6 +169,75 @@ TEST(FashionMnistTest, SubsetIsDeterministicDistinctAndSorted) {
   const LabeledImages selected = SelectImages(images, {0, 2});
   EXPECT_EQ(selected.pixels, (std::vector<uint8_t>{1, 2, 5, 6}));
   EXPECT_EQ(selected.labels, (std::vector<uint8_t>{0, 2}));
+}
+
+TEST(DataSplitTest, TrainAndValidationPartitionTheTrainingFileForGood) {
+  const std::vector<int> validation = TrainingFileIndices(DataSplit::kValidation);
+  const std::vector<int> train = TrainingFileIndices(DataSplit::kTrain);
+  ASSERT_EQ(validation.size(), 10000u);
+  ASSERT_EQ(train.size(), 50000u);
+  EXPECT_TRUE(std::is_sorted(validation.begin(), validation.end()));
+  EXPECT_TRUE(std::is_sorted(train.begin(), train.end()));
+  std::vector<int> all = train;
+  all.insert(all.end(), validation.begin(), validation.end());
+  std::sort(all.begin(), all.end());
+  for (int i = 0; i < kTrainingFileImages; ++i) ASSERT_EQ(all[i], i) << "disjoint and complete";
+  // The published fingerprints (data/README.md): a change of seed or of the subset rule
+  // changes them, and with them the meaning of every stored measurement.
+  EXPECT_EQ(IndexListHash(validation), "c52d2180cbfa3405");
+  EXPECT_EQ(IndexListHash(train), "91bac61372d209d9");
+  EXPECT_EQ(TrainingFileIndices(DataSplit::kValidation), validation) << "deterministic";
+}
+
+TEST(DataSplitTest, IndexListHashIsFnv1aOverLittleEndianIndices) {
+  EXPECT_EQ(IndexListHash({}), "cbf29ce484222325");
+  EXPECT_NE(IndexListHash({1, 2}), IndexListHash({2, 1}));
+  EXPECT_NE(IndexListHash({256}), IndexListHash({1}));
+}
+
+TEST(DataSplitTest, NamesRoundTripAndUnknownNamesAreRefused) {
+  for (const DataSplit split : {DataSplit::kTrain, DataSplit::kValidation, DataSplit::kTest}) {
+    EXPECT_EQ(*DataSplitFromName(DataSplitName(split)), split);
+  }
+  const absl::Status unknown = DataSplitFromName("dev").status();
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(unknown.message(), ::testing::HasSubstr("train, validation, test"));
+}
+
+TEST(DataSplitTest, LoadsTheSplitsOfTheRealFiles) {
+  absl::StatusOr<LabeledImages> validation =
+      LoadFashionMnistSplit(kDefaultFashionMnistDir, DataSplit::kValidation);
+  ASSERT_TRUE(validation.ok()) << validation.status();
+  EXPECT_EQ(validation->count, 10000);
+  absl::StatusOr<LabeledImages> train =
+      LoadFashionMnistSplit(kDefaultFashionMnistDir, DataSplit::kTrain, 500);
+  ASSERT_TRUE(train.ok()) << train.status();
+  EXPECT_EQ(train->count, 500);
+  absl::StatusOr<LabeledImages> file =
+      LoadFashionMnist(kDefaultFashionMnistDir, FashionMnistSplit::kTrain);
+  ASSERT_TRUE(file.ok()) << file.status();
+  // Image i of a split is the file's image at the split's i-th index.
+  const size_t bytes = 28 * 28;
+  const std::vector<int> indices = TrainingFileIndices(DataSplit::kValidation);
+  for (int i : {0, 1, 4999, 9999}) {
+    EXPECT_EQ(0, std::memcmp(validation->pixels.data() + i * bytes,
+                             file->pixels.data() + static_cast<size_t>(indices[i]) * bytes, bytes));
+    EXPECT_EQ(validation->labels[i], file->labels[indices[i]]);
+  }
+  absl::StatusOr<LabeledImages> test =
+      LoadFashionMnistSplit(kDefaultFashionMnistDir, DataSplit::kTest, 100);
+  ASSERT_TRUE(test.ok());
+  EXPECT_EQ(test->count, 100);
+}
+
+TEST(DataSplitTest, ATrainingFileOfAnotherSizeIsRefused) {
+  const std::string dir = TempPath("short_training_file");
+  std::filesystem::create_directories(dir);
+  WriteGz("short_training_file/train-images-idx3-ubyte.gz", Images(2051, 10, 10));
+  WriteGz("short_training_file/train-labels-idx1-ubyte.gz", Labels(10));
+  const absl::Status status = LoadFashionMnistSplit(dir, DataSplit::kTrain).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(status.message(), ::testing::HasSubstr("60000"));
 }
 
 }  // namespace

@@ -52,7 +52,9 @@ std::string ScheduleFingerprint(const TrainOptions& options) {
                       " phase_epochs=", absl::StrJoin(options.phase_epochs, ","),
                       " phase_learning_rates=", absl::StrJoin(options.phase_learning_rates, ","),
                       " random_subnets=", options.random_subnets,
-                      " train_limit=", options.train_limit, " seed=", options.seed);
+                      " train_limit=", options.train_limit, " seed=", options.seed,
+                      " images=train-split:",
+                      IndexListHash(TrainingFileIndices(DataSplit::kTrain)));
 }
 
 absl::Status ValidateOptions(const TrainOptions& options) {
@@ -293,8 +295,10 @@ absl::Status Trainer::LoadCheckpoint(int* phase, int64_t* step) {
 }
 
 absl::Status Trainer::EvaluateEnds(int phase) {
-  ASSIGN_OR_RETURN(LabeledImages test, LoadFashionMnist(options_.data_dir, FashionMnistSplit::kTest,
-                                                        options_.test_limit));
+  // Phase ends are judged on the validation split; the test images stay for final reports.
+  ASSIGN_OR_RETURN(LabeledImages validation,
+                   LoadFashionMnistSplit(options_.data_dir, DataSplit::kValidation,
+                                         options_.eval_limit));
   const LabeledImages calibration =
       SelectImages(train_, SubsetIndices(train_.count, options_.calibration_images, options_.seed));
   const bool quantized = phase == 2;
@@ -307,8 +311,8 @@ absl::Status Trainer::EvaluateEnds(int phase) {
   for (const auto& [name, genotype] : subnets) {
     RETURN_IF_ERROR(supernet_->SetActiveSubnet(genotype));
     supernet_->SetQuantized(quantized);
-    ASSIGN_OR_RETURN(const EvalResult result, supernet_->Evaluate(calibration, test));
-    Log(absl::StrFormat("eval phase=%s subnet=%s quantized=%d test_accuracy=%.4f seconds=%.1f",
+    ASSIGN_OR_RETURN(const EvalResult result, supernet_->Evaluate(calibration, validation));
+    Log(absl::StrFormat("eval phase=%s subnet=%s quantized=%d validation_accuracy=%.4f seconds=%.1f",
                         TrainPhaseName(static_cast<TrainPhase>(phase)), name, quantized,
                         result.accuracy, result.seconds));
   }
@@ -318,7 +322,7 @@ absl::Status Trainer::EvaluateEnds(int phase) {
 absl::Status Trainer::Run() {
   torch::set_num_threads(options_.threads);
   ASSIGN_OR_RETURN(
-      train_, LoadFashionMnist(options_.data_dir, FashionMnistSplit::kTrain, options_.train_limit));
+      train_, LoadFashionMnistSplit(options_.data_dir, DataSplit::kTrain, options_.train_limit));
   if (train_.rows != options_.spec.input_size || train_.cols != options_.spec.input_size) {
     return absl::FailedPreconditionError(
         absl::StrCat("the dataset's images are ", train_.rows, "x", train_.cols, " but spec ",

@@ -73,9 +73,11 @@ struct TrainOptions {
   int log_every = 50;          // Steps between progress reports.
   bool resume = false;         // Continue from out_dir/checkpoint.pt if present.
   uint64_t seed = 1;
-  int train_limit = 0;            // > 0: only the first train_limit training images (tests).
-  int test_limit = 0;             // > 0: only the first test_limit test images at phase ends.
-  int calibration_images = 2000;  // BN recalibration subset at phase-end evaluations.
+  // Training and BN recalibration use the train split only; phase-end evaluations the
+  // validation split (oface/fashion_mnist.h DataSplit).
+  int train_limit = 0;            // > 0: only the first train_limit train-split images (tests).
+  int eval_limit = 0;             // > 0: only the first eval_limit validation images at phase ends.
+  int calibration_images = 2000;  // BN recalibration subset (of the train split) at phase ends.
   bool evaluate_at_phase_end = true;
   int64_t max_steps = 0;  // > 0: return OK after this many steps in this call.
   // Called with every progress report and with free-form log lines (phase changes,

@@ -24,7 +24,7 @@ TrainOptions TinyOptions(const std::string& name) {
   options.threads = 2;
   options.batch_size = 32;
   options.train_limit = 320;  // 10 steps per epoch.
-  options.test_limit = 200;
+  options.eval_limit = 200;
   options.calibration_images = 64;
   options.phase_epochs = {4.0, 0.0, 0.0};
   options.phase_learning_rates = {0.05, 0.02, 0.01};
@@ -53,7 +53,7 @@ TEST(SupernetTrainTest, AllPhasesRunAndWriteTheirWeights) {
   ASSERT_TRUE(TrainSupernet(options).ok());
   int evaluations = 0;
   for (const std::string& line : lines)
-    evaluations += line.find("test_accuracy=") != std::string::npos;
+    evaluations += line.find("validation_accuracy=") != std::string::npos;
   EXPECT_EQ(evaluations, 2 + 2 + 3);
   absl::StatusOr<std::unique_ptr<Supernet>> supernet = Supernet::Create(TinySpec(), 9);
   ASSERT_TRUE(supernet.ok());

@@ -29,8 +29,9 @@ ABSL_FLAG(int, checkpoint_every, 200, "Steps between checkpoints.");
 ABSL_FLAG(int, log_every, 50, "Steps between progress lines.");
 ABSL_FLAG(bool, resume, false, "Continue from out_dir/checkpoint.pt.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed of initialisation, data order and subnet sampling.");
-ABSL_FLAG(int, train_limit, 0, "Use only the first N training images (0: all).");
-ABSL_FLAG(int, test_limit, 0, "Use only the first N test images at phase ends (0: all).");
+ABSL_FLAG(int, train_limit, 0, "Use only the first N images of the train split (0: all).");
+ABSL_FLAG(int, eval_limit, 0,
+          "Use only the first N validation images at phase-end evaluations (0: all).");
 ABSL_FLAG(int64_t, max_steps, 0, "Stop (with a checkpoint) after N steps of this run (0: none).");
 
 namespace {
@@ -75,7 +76,7 @@ int main(int argc, char** argv) {
   options.resume = absl::GetFlag(FLAGS_resume);
   options.seed = absl::GetFlag(FLAGS_seed);
   options.train_limit = absl::GetFlag(FLAGS_train_limit);
-  options.test_limit = absl::GetFlag(FLAGS_test_limit);
+  options.eval_limit = absl::GetFlag(FLAGS_eval_limit);
   options.max_steps = absl::GetFlag(FLAGS_max_steps);
   if (options.out_dir.empty()) {
     std::fprintf(stderr, "--out_dir is required\n");
