@@ -87,7 +87,7 @@ absl::Status BenchSubnet(Supernet& supernet, const std::string& name, const Geno
   RETURN_IF_ERROR(supernet.RecalibrateBatchNorm(images.calibration, eval));
   const double recalibration = SecondsSince(start);
   ASSIGN_OR_RETURN(apq::oface::EvalResult result,
-                   supernet.Evaluate(images.calibration, images.test, eval));
+                   supernet.Evaluate(images.calibration, images.evaluated, eval));
   const double evaluation = result.seconds - recalibration;
 
   start = std::chrono::steady_clock::now();
@@ -96,14 +96,14 @@ absl::Status BenchSubnet(Supernet& supernet, const std::string& name, const Geno
       apq::oface::ExtractSubnet(supernet, genotype, quantized, images.calibration, eval));
   const double extraction = SecondsSince(start);
   start = std::chrono::steady_clock::now();
-  ASSIGN_OR_RETURN(double exported_accuracy, extracted.Accuracy(images.test, 250));
+  ASSIGN_OR_RETURN(double exported_accuracy, extracted.Accuracy(images.evaluated, 250));
   const double exported_evaluation = SecondsSince(start);
   std::printf(
       "%-9s %-5s  accuracy %.4f  recalibration %.2f s  eval %7.0f images/s  "
       "extraction %.2f s  exported: accuracy %.4f, %7.0f images/s\n",
       name.c_str(), quantized ? "quant" : "fp32", result.accuracy, recalibration,
-      images.test.count / evaluation, extraction, exported_accuracy,
-      images.test.count / exported_evaluation);
+      images.evaluated.count / evaluation, extraction, exported_accuracy,
+      images.evaluated.count / exported_evaluation);
   return absl::OkStatus();
 }
 
@@ -124,7 +124,8 @@ absl::Status Run() {
     RETURN_IF_ERROR(supernet->LoadWeights(absl::GetFlag(FLAGS_weights)));
   }
   ASSIGN_OR_RETURN(apq::oface::EvaluationImages images,
-                   apq::oface::LoadEvaluationImages(absl::GetFlag(FLAGS_data_dir), 2000, 0, 1));
+                   apq::oface::LoadEvaluationImages(absl::GetFlag(FLAGS_data_dir), 2000, 0, 1,
+                                                    apq::oface::DataSplit::kValidation));
   RETURN_IF_ERROR(BenchSubnet(*supernet, "largest", supernet->LargestGenotype(), false, images));
   RETURN_IF_ERROR(BenchSubnet(*supernet, "largest", supernet->LargestGenotype(8), true, images));
   RETURN_IF_ERROR(BenchSubnet(*supernet, "largest", supernet->LargestGenotype(4), true, images));

@@ -24,6 +24,7 @@ void AddRecordsFromFile(const std::string& path, apq::v1::UploadDatasetRequest* 
       out->set_accuracy(record.accuracy);
       out->set_method(record.method);
       out->set_seconds(record.seconds);
+      out->set_split(record.split);
     }
     return;
   }
@@ -46,6 +47,10 @@ void AddRecordsFromFile(const std::string& path, apq::v1::UploadDatasetRequest* 
     if (record.contains("method")) {
       if (!record["method"].is_string()) throw UsageError{what + ": \"method\" is not text"};
       out->set_method(record["method"].get<std::string>());
+    }
+    if (record.contains("split")) {
+      if (!record["split"].is_string()) throw UsageError{what + ": \"split\" is not text"};
+      out->set_split(record["split"].get<std::string>());
     }
     if (record.contains("seconds")) {
       if (!record["seconds"].is_number()) throw UsageError{what + ": \"seconds\" is not a number"};

@@ -41,6 +41,7 @@ json DatasetJson(const apq::v1::Dataset& dataset) {
           {"description", dataset.description()},
           {"fp32_records", dataset.fp32_records()},
           {"quantized_records", dataset.quantized_records()},
+          {"split", dataset.split()},
           {"created_unix_s", dataset.created_unix_s()}};
 }
 
@@ -149,7 +150,9 @@ int Datasets(Connection& connection, const std::vector<std::string>& argv) {
                [](const apq::v1::Dataset& dataset) {
                  std::cout << dataset.name() << "  " << dataset.space() << "  "
                            << dataset.fp32_records() << " fp32, " << dataset.quantized_records()
-                           << " quantized  " << dataset.description() << "\n";
+                           << " quantized  "
+                           << (dataset.split().empty() ? "split not recorded" : dataset.split())
+                           << "  " << dataset.description() << "\n";
                });
   return kExitOk;
 }

@@ -26,7 +26,8 @@ using nlohmann::json;
 
 int Evaluate(Connection& connection, const std::vector<std::string>& argv) {
   const Args args = Args::Parse(
-      argv, {"space", "device", "config", "configs", "table-version", "measure", "test-images"},
+      argv,
+      {"space", "device", "config", "configs", "table-version", "measure", "test-images", "split"},
       {"json"}, 0);
   apq::v1::EvaluateRequest request;
   request.set_space(Require(args, "space"));
@@ -36,6 +37,12 @@ int Evaluate(Connection& connection, const std::vector<std::string>& argv) {
     request.set_measure(ParseChoice<apq::v1::MeasureMode>(
         "measure", args.Get("measure"),
         {{"fp32", apq::v1::MEASURE_MODE_FP32}, {"quantized", apq::v1::MEASURE_MODE_QUANTIZED}}));
+  }
+  if (args.Has("split")) {
+    if (!args.Has("measure")) throw UsageError{"--split needs --measure"};
+    request.set_split(ParseChoice<apq::v1::DataSplit>(
+        "split", args.Get("split"),
+        {{"validation", apq::v1::DATA_SPLIT_VALIDATION}, {"test", apq::v1::DATA_SPLIT_TEST}}));
   }
   if (args.Has("test-images")) {
     if (!args.Has("measure")) throw UsageError{"--test-images needs --measure"};
@@ -424,11 +431,12 @@ int Cancel(Connection& connection, const std::vector<std::string>& argv) {
 constexpr Command kSearchCommands[] = {
     {"evaluate",
      R"(  evaluate --space S [--device D] [--table-version N] (--config FILE | --configs FILE)
-      [--measure fp32|quantized [--test-images N]] [--json]
+      [--measure fp32|quantized [--split validation|test] [--test-images N]] [--json]
       Score configurations in the space's reference format: --config holds one, --configs a
       JSON list of them (- reads stdin). Without --device, accuracy and (for quantized
       spaces) model size and BitOps only. --measure also measures each one's accuracy on the
-      space's trained supernet (at most 20; seconds each), on the first N test images.
+      space's trained supernet (at most 20; seconds each), on the first N images of the
+      split (validation by default; test is for final reports).
 )",
      Evaluate},
     {"search",

@@ -24,6 +24,7 @@ json MetricsJson(const apq::v1::Metrics& metrics) {
     out["measured_accuracy"] = metrics.measured_accuracy();
     out["measured_method"] = metrics.measured_method();
     out["measured_seconds"] = metrics.measured_seconds();
+    out["measured_split"] = metrics.measured_split();
   }
   return out;
 }
@@ -43,9 +44,9 @@ std::string DescribeMetrics(const apq::v1::Metrics& metrics) {
     parts.push_back(absl::StrCat("(modelled: ", absl::StrJoin(metrics.modelled(), ", "), ")"));
   }
   if (metrics.has_measured_accuracy()) {
-    parts.push_back(absl::StrFormat("measured accuracy %.4f (%s, %.1f s)",
+    parts.push_back(absl::StrFormat("measured accuracy %.4f (%s, on %s, %.1f s)",
                                     metrics.measured_accuracy(), metrics.measured_method(),
-                                    metrics.measured_seconds()));
+                                    metrics.measured_split(), metrics.measured_seconds()));
   }
   return absl::StrJoin(parts, ", ");
 }

@@ -31,8 +31,10 @@ ABSL_FLAG(std::string, data_dir, apq::oface::kDefaultFashionMnistDir,
           "Folder of the Fashion-MNIST *-ubyte.gz files.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed of the calibration subset.");
 ABSL_FLAG(int, threads, 2, "LibTorch intra-op threads.");
-ABSL_FLAG(int, calibration_images, 2000, "Training images for BN recalibration.");
-ABSL_FLAG(int, test_images, 0, "First N test images to evaluate on (0: all 10,000).");
+ABSL_FLAG(int, calibration_images, 2000, "Train-split images for BN recalibration.");
+ABSL_FLAG(std::string, split, "test",
+          "Images the export is scored on: test (a final report) or validation.");
+ABSL_FLAG(int, eval_images, 0, "First N images of the split to evaluate on (0: all).");
 
 namespace {
 
@@ -71,12 +73,15 @@ absl::Status Run() {
   }
   if (absl::Status status = supernet.LoadWeights(checkpoint); !status.ok()) return status;
 
+  absl::StatusOr<apq::oface::DataSplit> split =
+      apq::oface::DataSplitFromName(absl::GetFlag(FLAGS_split));
+  if (!split.ok()) return split.status();
   absl::StatusOr<apq::oface::EvaluationImages> images = apq::oface::LoadEvaluationImages(
       absl::GetFlag(FLAGS_data_dir), absl::GetFlag(FLAGS_calibration_images),
-      absl::GetFlag(FLAGS_test_images), absl::GetFlag(FLAGS_seed));
+      absl::GetFlag(FLAGS_eval_images), absl::GetFlag(FLAGS_seed), *split);
   if (!images.ok()) return images.status();
   const apq::oface::LabeledImages& calibration = images->calibration;
-  const apq::oface::LabeledImages& test = images->test;
+  const apq::oface::LabeledImages& test = images->evaluated;
 
   if (absl::Status status = supernet.SetActiveSubnet(genotype); !status.ok()) return status;
   supernet.SetQuantized(quantized);

@@ -58,7 +58,8 @@ bool SplitCsvLine(absl::string_view line, std::vector<std::string>* fields) {
 std::string MeasurementToCsvLine(const MeasurementRecord& record) {
   return absl::StrCat("\"", absl::StrReplaceAll(record.config_json, {{"\"", "\"\""}}), "\",",
                       absl::StrFormat("%.8g", record.accuracy), ",", record.method, ",",
-                      absl::StrFormat("%.4f", record.seconds), ",", record.seed);
+                      absl::StrFormat("%.4f", record.seconds), ",", record.seed, ",",
+                      record.split);
 }
 
 absl::StatusOr<MeasurementRecord> MeasurementFromCsvLine(absl::string_view line) {
@@ -66,9 +67,9 @@ absl::StatusOr<MeasurementRecord> MeasurementFromCsvLine(absl::string_view line)
   if (!SplitCsvLine(line, &fields)) {
     return absl::InvalidArgumentError("config_json: malformed quoting");
   }
-  if (fields.size() != 5) {
+  if (fields.size() != 5 && fields.size() != 6) {
     return absl::InvalidArgumentError(
-        absl::StrCat("expected 5 columns (", kMeasurementCsvHeader, "), got ", fields.size()));
+        absl::StrCat("expected 6 columns (", kMeasurementCsvHeader, "), got ", fields.size()));
   }
   MeasurementRecord record;
   record.config_json = fields[0];
@@ -87,6 +88,14 @@ absl::StatusOr<MeasurementRecord> MeasurementFromCsvLine(absl::string_view line)
   if (!absl::SimpleAtoi(fields[4], &record.seed)) {
     return absl::InvalidArgumentError(absl::StrCat("seed: '", fields[4], "' is not an integer"));
   }
+  if (fields.size() == 6) {
+    record.split = fields[5];
+    if (!record.split.empty() && record.split != "train" && record.split != "validation" &&
+        record.split != "test") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("split: '", fields[5], "' is not train, validation, test or empty"));
+    }
+  }
   return record;
 }
 
@@ -99,7 +108,7 @@ absl::StatusOr<std::vector<MeasurementRecord>> ParseMeasurementCsv(absl::string_
   // The piece after the last newline is empty, or a line a kill cut short.
   if (lines.back().empty() || !keep_unterminated_line) lines.pop_back();
   if (lines.empty()) return records;
-  if (lines[0] != kMeasurementCsvHeader) {
+  if (lines[0] != kMeasurementCsvHeader && lines[0] != kMeasurementCsvHeaderWithoutSplit) {
     return absl::FailedPreconditionError(absl::StrCat(source, " is not a measurement CSV: header '",
                                                       lines[0], "', expected '",
                                                       kMeasurementCsvHeader, "'"));
@@ -134,6 +143,14 @@ absl::Status AppendMeasurementCsv(const std::string& path, const MeasurementReco
     if (existing.is_open() && existing.tellg() > 0) {
       needs_header = false;
       const std::streamoff size = existing.tellg();
+      existing.seekg(0);
+      std::string first_line;
+      std::getline(existing, first_line);
+      if (first_line == kMeasurementCsvHeaderWithoutSplit) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            path, " has no split column; write the measurements of a split to a new file"));
+      }
+      existing.clear();
       existing.seekg(-1, std::ios::end);
       if (existing.get() != '\n') {
         // A line cut short by a kill: drop it, so the new line starts on a line of its own.

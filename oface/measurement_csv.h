@@ -23,17 +23,23 @@ struct MeasurementRecord {
   // SearchSpace::ToJson of the canonical genotype. For fp32 records the bits genes of the
   // active slots are at their highest choice (bits take no part in an fp32 measurement).
   std::string config_json;
-  double accuracy = 0.0;  // Fraction of the test images classified correctly.
+  double accuracy = 0.0;  // Fraction of the split's images classified correctly.
   std::string method;     // kMeasuredFp32 or kMeasuredQuantFromSupernet.
   double seconds = 0.0;   // Wall time of BN recalibration + evaluation.
   uint64_t seed = 0;      // The job's seed (config sampling).
+  // The images it was measured on: "validation" or "test" (oface/fashion_mnist.h DataSplit
+  // names), or empty when not recorded (files written before splits were).
+  std::string split;
 };
 
 // CSV of records: this header, then one line per record. config_json is quoted (RFC 4180:
-// double quotes doubled); accuracy with 8 significant digits, seconds with 4 decimals.
-inline constexpr char kMeasurementCsvHeader[] = "config_json,accuracy,method,seconds,seed";
+// double quotes doubled); accuracy with 8 significant digits, seconds with 4 decimals. Files
+// with the earlier header, without the split column, are still read (split empty).
+inline constexpr char kMeasurementCsvHeader[] = "config_json,accuracy,method,seconds,seed,split";
+inline constexpr char kMeasurementCsvHeaderWithoutSplit[] =
+    "config_json,accuracy,method,seconds,seed";
 std::string MeasurementToCsvLine(const MeasurementRecord& record);
-// INVALID_ARGUMENT naming the column for a malformed line.
+// INVALID_ARGUMENT naming the column for a malformed line: 6 columns, or 5 without the split.
 absl::StatusOr<MeasurementRecord> MeasurementFromCsvLine(absl::string_view line);
 
 // Every record of a CSV held in memory; `source` names it in errors. An unterminated last
@@ -44,13 +50,14 @@ absl::StatusOr<std::vector<MeasurementRecord>> ParseMeasurementCsv(absl::string_
                                                                    bool keep_unterminated_line);
 
 // Every record of the CSV file at `path`; an empty list when the file does not exist or is
-// empty. FAILED_PRECONDITION naming the file when its header is not kMeasurementCsvHeader;
+// empty. FAILED_PRECONDITION naming the file when its header is neither header above;
 // DATA_LOSS naming the file and line for a malformed line other than an unterminated last
 // line (a write cut short by a kill), which is ignored.
 absl::StatusOr<std::vector<MeasurementRecord>> ReadMeasurementCsv(const std::string& path);
 
 // Appends `record` as one line (and the header first when the file is new or empty), flushed
-// before returning. UNAVAILABLE naming the file when it cannot be written.
+// before returning. UNAVAILABLE naming the file when it cannot be written;
+// FAILED_PRECONDITION when the file has the header without the split column.
 absl::Status AppendMeasurementCsv(const std::string& path, const MeasurementRecord& record);
 
 }  // namespace apq::oface

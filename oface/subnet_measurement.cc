@@ -21,16 +21,20 @@
 namespace apq::oface {
 
 absl::StatusOr<EvaluationImages> LoadEvaluationImages(const std::string& data_dir,
-                                                      int calibration_images, int test_images,
-                                                      uint64_t seed) {
+                                                      int calibration_images, int eval_images,
+                                                      uint64_t seed, DataSplit split) {
   if (calibration_images <= 0) {
     return absl::InvalidArgumentError("calibration_images must be > 0");
   }
-  if (test_images < 0) return absl::InvalidArgumentError("test_images must be >= 0");
+  if (eval_images < 0) return absl::InvalidArgumentError("eval_images must be >= 0");
+  if (split == DataSplit::kTrain) {
+    return absl::InvalidArgumentError("split: accuracy is measured on validation or test");
+  }
   ASSIGN_OR_RETURN(const LabeledImages train,
-                   LoadFashionMnist(data_dir, FashionMnistSplit::kTrain));
+                   LoadFashionMnistSplit(data_dir, DataSplit::kTrain));
   EvaluationImages images;
-  ASSIGN_OR_RETURN(images.test, LoadFashionMnist(data_dir, FashionMnistSplit::kTest, test_images));
+  images.split = split;
+  ASSIGN_OR_RETURN(images.evaluated, LoadFashionMnistSplit(data_dir, split, eval_images));
   images.calibration = SelectImages(train, SubsetIndices(train.count, calibration_images, seed));
   return images;
 }
@@ -87,6 +91,7 @@ absl::StatusOr<MeasureSummary> MeasureSubnets(Supernet& supernet, const LabeledI
     record.method = method;
     record.seconds = result.seconds;
     record.seed = options.seed;
+    record.split = DataSplitName(options.split);
     RETURN_IF_ERROR(options.on_record(record));
     ++summary.measured;
     summary.seconds += result.seconds;

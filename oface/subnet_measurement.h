@@ -25,22 +25,26 @@
 
 namespace apq::oface {
 
-// The images of an evaluation: BN recalibration on a seeded subset of the training split,
-// accuracy on the test split.
+// The images of an evaluation: BN recalibration on a seeded subset of the train split,
+// accuracy on `split` (validation for every measurement that informs a choice; test only for
+// final reports).
 struct EvaluationImages {
-  LabeledImages calibration;  // SubsetIndices(train count, calibration_images, seed) of train.
-  LabeledImages test;         // The first test_images of the test split (0: all).
+  // SubsetIndices(train-split count, calibration_images, seed) of the train split.
+  LabeledImages calibration;
+  DataSplit split = DataSplit::kValidation;
+  LabeledImages evaluated;  // The first eval_images of `split` (0: all).
 };
-// INVALID_ARGUMENT for calibration_images <= 0 or test_images < 0; the reader's errors naming
+// INVALID_ARGUMENT for calibration_images <= 0 or eval_images < 0; the reader's errors naming
 // a missing or corrupt dataset file (oface/fashion_mnist.h).
 absl::StatusOr<EvaluationImages> LoadEvaluationImages(const std::string& data_dir,
-                                                      int calibration_images, int test_images,
-                                                      uint64_t seed);
+                                                      int calibration_images, int eval_images,
+                                                      uint64_t seed, DataSplit split);
 
 struct MeasureOptions {
   int count = 0;           // Configs of the job (> 0).
   bool quantized = false;  // false: fp32 records; true: quant-from-supernet records.
   uint64_t seed = 1;       // Config sampling (SampleMeasurementConfigs).
+  DataSplit split = DataSplit::kValidation;  // What the evaluated images are; in each record.
   EvalOptions eval;        // Batch sizes of recalibration and evaluation.
   // Called with each config's JSON before it is measured; true skips it (resume). May be
   // empty (nothing is skipped).

@@ -46,8 +46,11 @@ ABSL_FLAG(bool, quantized, false,
           "Measure (subnet, bit policy) pairs with the supernet's fake quantization.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed of config sampling and of the calibration subset.");
 ABSL_FLAG(int, threads, 2, "LibTorch intra-op threads.");
-ABSL_FLAG(int, calibration_images, 2000, "Training images for BN recalibration.");
-ABSL_FLAG(int, test_images, 0, "First N test images to evaluate on (0: all 10,000).");
+ABSL_FLAG(int, calibration_images, 2000, "Train-split images for BN recalibration.");
+ABSL_FLAG(std::string, split, "validation",
+          "Images measured on: validation (the records that train predictors and choose "
+          "networks) or test (final reports only).");
+ABSL_FLAG(int, eval_images, 0, "First N images of the split to evaluate on (0: all 10,000).");
 ABSL_FLAG(int, calibration_batch_size, 200, "Batch size of BN recalibration.");
 ABSL_FLAG(int, eval_batch_size, 250,
           "Batch size of evaluation (250 ran twice as fast as 1000 here: smaller activations).");
@@ -68,7 +71,7 @@ absl::Status ExportCsv(apq::server::DatasetStore& store, const std::string& data
     out << apq::oface::kMeasurementCsvHeader << "\n";
     for (const apq::server::MeasurementRow& row : *rows) {
       out << apq::oface::MeasurementToCsvLine(
-                 {row.config_json, row.accuracy, row.method, row.seconds, row.seed})
+                 {row.config_json, row.accuracy, row.method, row.seconds, row.seed, row.split})
           << "\n";
     }
     out.flush();
@@ -138,12 +141,15 @@ absl::Status Run() {
   std::set<std::string> done;
   for (const apq::server::MeasurementRow& row : *existing) done.insert(row.config_json);
 
+  absl::StatusOr<apq::oface::DataSplit> split =
+      apq::oface::DataSplitFromName(absl::GetFlag(FLAGS_split));
+  if (!split.ok()) return split.status();
   absl::StatusOr<apq::oface::EvaluationImages> images = apq::oface::LoadEvaluationImages(
       absl::GetFlag(FLAGS_data_dir), absl::GetFlag(FLAGS_calibration_images),
-      absl::GetFlag(FLAGS_test_images), absl::GetFlag(FLAGS_seed));
+      absl::GetFlag(FLAGS_eval_images), absl::GetFlag(FLAGS_seed), *split);
   if (!images.ok()) return images.status();
   const apq::oface::LabeledImages& calibration = images->calibration;
-  const apq::oface::LabeledImages& test = images->test;
+  const apq::oface::LabeledImages& test = images->evaluated;
 
   absl::StatusOr<std::unique_ptr<apq::oface::Supernet>> supernet =
       apq::oface::Supernet::Create(apq::oface::FashionMnistSpec(), seed);
@@ -154,6 +160,7 @@ absl::Status Run() {
   options.count = count;
   options.quantized = quantized;
   options.seed = seed;
+  options.split = *split;
   options.eval.calibration_batch_size = absl::GetFlag(FLAGS_calibration_batch_size);
   options.eval.eval_batch_size = absl::GetFlag(FLAGS_eval_batch_size);
   options.already_measured = [&](const std::string& config) { return done.count(config) > 0; };
@@ -165,6 +172,7 @@ absl::Status Run() {
     row.method = record.method;
     row.seconds = record.seconds;
     row.seed = record.seed;
+    row.split = record.split;
     row.created_unix_s = apq::NowUnixSeconds();
     if (absl::Status status = (*store)->datasets().AddMeasurements(dataset, {row}); !status.ok()) {
       return status;
@@ -175,7 +183,7 @@ absl::Status Run() {
     return absl::OkStatus();
   };
   std::fprintf(stderr,
-               "measure_subnets: %s, %d configs, seed %llu, %d calibration / %d test images, "
+               "measure_subnets: %s, %d configs, seed %llu, %d calibration / %d evaluated images, "
                "%zu already in dataset %s of %s\n",
                method.c_str(), options.count, static_cast<unsigned long long>(seed),
                calibration.count, test.count, done.size(), dataset.c_str(), db.c_str());

@@ -36,7 +36,8 @@ std::vector<MeasurementRow> RealRows(int fp32, int quantized) {
     if (left == 0) continue;
     --left;
     rows.push_back(
-        {0, record.config_json, record.accuracy, record.method, record.seconds, record.seed, 0.0});
+        {0, record.config_json, record.accuracy, record.method, record.seconds, record.seed,
+         record.split, 0.0});
   }
   return rows;
 }
@@ -187,7 +188,7 @@ TEST(PredictorTrainingWithoutBitsTest, TrainsOnFp32RecordsOfOnceForAllsSpace) {
     space->ActiveFeatures(genotype, &features);
     // A learnable accuracy: more active features (deeper networks) are better.
     const double accuracy = 0.70 + 0.002 * static_cast<double>(features.size());
-    rows.push_back({0, space->ToJson(genotype), accuracy, oface::kMeasuredFp32, 0.0, 7, 0.0});
+    rows.push_back({0, space->ToJson(genotype), accuracy, oface::kMeasuredFp32, 0.0, 7, "", 0.0});
   }
   for (PredictorTrainingKind kind :
        {PredictorTrainingKind::kMlpTransfer, PredictorTrainingKind::kXgboost,

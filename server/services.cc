@@ -14,6 +14,7 @@
 #include "common/clock.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
+#include "oface/fashion_mnist.h"
 #include "server/candidate_metrics.h"
 #include "server/predictor_artifact.h"
 #include "server/search_request.h"
@@ -376,6 +377,18 @@ grpc::ServerUnaryReactor* SearchServiceImpl::Evaluate(grpc::CallbackServerContex
                                                      " per call with measure, got ",
                                                      request->configs_json_size()));
     }
+    oface::DataSplit split = oface::DataSplit::kValidation;
+    switch (request->split()) {
+      case apq::v1::DATA_SPLIT_UNSPECIFIED:
+      case apq::v1::DATA_SPLIT_VALIDATION:
+        break;
+      case apq::v1::DATA_SPLIT_TEST:
+        split = oface::DataSplit::kTest;
+        break;
+      default:
+        return absl::InvalidArgumentError(
+            absl::StrCat("split: unknown value ", static_cast<int>(request->split())));
+    }
     if (request->measure_test_images() < 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("measure_test_images: must be >= 0, got ", request->measure_test_images()));
@@ -444,13 +457,14 @@ grpc::ServerUnaryReactor* SearchServiceImpl::Evaluate(grpc::CallbackServerContex
       ASSIGN_OR_RETURN(std::vector<SupernetHost::Measurement> measured,
                        supernets_.Measure(request->space(), genotypes,
                                           request->measure() == apq::v1::MEASURE_MODE_QUANTIZED,
-                                          request->measure_test_images(),
+                                          split, request->measure_test_images(),
                                           [context] { return context->IsCancelled(); }));
       for (size_t i = 0; i < measured.size(); ++i) {
         apq::v1::Metrics* metrics = response->mutable_metrics(static_cast<int>(i));
         metrics->set_measured_accuracy(measured[i].accuracy);
         metrics->set_measured_method(measured[i].method);
         metrics->set_measured_seconds(measured[i].seconds);
+        metrics->set_measured_split(oface::DataSplitName(measured[i].split));
       }
       response->set_supernet_version(supernets_.Version(request->space()));
     }
@@ -531,6 +545,7 @@ void FillDataset(const DatasetRecord& record, apq::v1::Dataset* dataset) {
   dataset->set_created_unix_s(record.created_unix_s);
   dataset->set_fp32_records(record.fp32_records);
   dataset->set_quantized_records(record.records - record.fp32_records);
+  dataset->set_split(record.split);
 }
 
 // The space's predictors as ListPredictors lists them: the shipped one first, then the

@@ -86,31 +86,36 @@ absl::StatusOr<SupernetHost::Entry*> SupernetHost::FindEntry(absl::string_view s
   return found->second.get();
 }
 
-absl::StatusOr<std::shared_ptr<const oface::EvaluationImages>> SupernetHost::Images() {
+absl::StatusOr<std::shared_ptr<const oface::EvaluationImages>> SupernetHost::Images(
+    oface::DataSplit split) {
+  if (split == oface::DataSplit::kTrain) {
+    return absl::InvalidArgumentError("split: accuracy is measured on validation or test");
+  }
   absl::MutexLock lock(&images_mutex_);
-  if (images_ == nullptr) {
+  std::shared_ptr<const oface::EvaluationImages>& cached = images_[split];
+  if (cached == nullptr) {
     absl::StatusOr<oface::EvaluationImages> images =
         oface::LoadEvaluationImages(options_.dataset_dir, options_.calibration_images,
-                                    /*test_images=*/0, options_.calibration_seed);
+                                    /*eval_images=*/0, options_.calibration_seed, split);
     if (!images.ok()) {
       return absl::FailedPreconditionError(
           absl::StrCat("the supernet's dataset is unavailable: ", images.status().message()));
     }
-    images_ = std::make_shared<const oface::EvaluationImages>(*std::move(images));
+    cached = std::make_shared<const oface::EvaluationImages>(*std::move(images));
   }
-  return images_;
+  return cached;
 }
 
 absl::StatusOr<std::vector<SupernetHost::Measurement>> SupernetHost::Measure(
     absl::string_view space, const std::vector<oface::Genotype>& genotypes, bool quantized,
-    int test_images, const std::function<bool()>& cancelled) {
-  if (test_images < 0) {
+    oface::DataSplit split, int image_count, const std::function<bool()>& cancelled) {
+  if (image_count < 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("measure_test_images: must be >= 0, got ", test_images));
+        absl::StrCat("measure_test_images: must be >= 0, got ", image_count));
   }
   ASSIGN_OR_RETURN(Entry * entry, FindEntry(space));
-  ASSIGN_OR_RETURN(std::shared_ptr<const oface::EvaluationImages> images, Images());
-  const oface::LabeledImages test = FirstImages(images->test, test_images);
+  ASSIGN_OR_RETURN(std::shared_ptr<const oface::EvaluationImages> images, Images(split));
+  const oface::LabeledImages test = FirstImages(images->evaluated, image_count);
   oface::EvalOptions eval;
   eval.eval_batch_size = options_.eval_batch_size;
   eval.cancelled = cancelled;
@@ -123,7 +128,7 @@ absl::StatusOr<std::vector<SupernetHost::Measurement>> SupernetHost::Measure(
     ASSIGN_OR_RETURN(oface::EvalResult result, supernet.Evaluate(images->calibration, test, eval));
     measurements.push_back({result.accuracy,
                             quantized ? oface::kMeasuredQuantFromSupernet : oface::kMeasuredFp32,
-                            result.seconds});
+                            result.seconds, split});
   }
   return measurements;
 }
@@ -132,7 +137,9 @@ absl::StatusOr<SupernetHost::Export> SupernetHost::ExportSubnet(
     absl::string_view space, const oface::Genotype& genotype,
     const std::function<bool()>& cancelled) {
   ASSIGN_OR_RETURN(Entry * entry, FindEntry(space));
-  ASSIGN_OR_RETURN(std::shared_ptr<const oface::EvaluationImages> images, Images());
+  // The export's accuracy is a final report: on the test split.
+  ASSIGN_OR_RETURN(std::shared_ptr<const oface::EvaluationImages> images,
+                   Images(oface::DataSplit::kTest));
   oface::EvalOptions eval;
   eval.eval_batch_size = options_.eval_batch_size;
   eval.cancelled = cancelled;
@@ -155,7 +162,7 @@ absl::StatusOr<SupernetHost::Export> SupernetHost::ExportSubnet(
     if (!bytes.ok()) return bytes.status();
     result.torchscript = *std::move(bytes);
     if (cancelled && cancelled()) return absl::CancelledError("export cancelled");
-    ASSIGN_OR_RETURN(result.accuracy, subnet.Accuracy(images->test, options_.eval_batch_size));
+    ASSIGN_OR_RETURN(result.accuracy, subnet.Accuracy(images->evaluated, options_.eval_batch_size));
   }
   return result;
 }

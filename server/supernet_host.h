@@ -53,19 +53,22 @@ class SupernetHost {
     double accuracy = 0.0;
     std::string method;  // oface::kMeasuredFp32 or oface::kMeasuredQuantFromSupernet.
     double seconds = 0.0;
+    oface::DataSplit split = oface::DataSplit::kValidation;
   };
-  // Measures each genotype (of the space's SearchSpace) on the first `test_images` test
-  // images (0: all). FAILED_PRECONDITION when the space has no supernet or the dataset
-  // cannot be read (naming the file); INVALID_ARGUMENT for test_images < 0; CANCELLED when
-  // `cancelled` (polled per batch; may be empty) returns true.
+  // Measures each genotype (of the space's SearchSpace) on the first `images` images of
+  // `split` (0: all), BN recalibrated on the train split. FAILED_PRECONDITION when the space
+  // has no supernet or the dataset cannot be read (naming the file); INVALID_ARGUMENT for
+  // images < 0 or the train split; CANCELLED when `cancelled` (polled per batch; may be
+  // empty) returns true.
   absl::StatusOr<std::vector<Measurement>> Measure(absl::string_view space,
                                                    const std::vector<oface::Genotype>& genotypes,
-                                                   bool quantized, int test_images,
+                                                   bool quantized, oface::DataSplit split,
+                                                   int images,
                                                    const std::function<bool()>& cancelled);
 
   struct Export {
     std::string torchscript;  // The file's bytes (oface/subnet_export.h).
-    double accuracy = 0.0;    // Of the exported module on the whole test split.
+    double accuracy = 0.0;    // Of the exported module on the whole test split (a final report).
     std::string supernet_version;
   };
   // Extracts `genotype` from the quantization-aware supernet at its bit policy, BN
@@ -84,13 +87,14 @@ class SupernetHost {
   explicit SupernetHost(Options options) : options_(std::move(options)) {}
   // The space's entry or FAILED_PRECONDITION.
   absl::StatusOr<Entry*> FindEntry(absl::string_view space) const;
-  // The calibration and test images, read on first use.
-  absl::StatusOr<std::shared_ptr<const oface::EvaluationImages>> Images();
+  // The calibration images and those of `split`, read on first use.
+  absl::StatusOr<std::shared_ptr<const oface::EvaluationImages>> Images(oface::DataSplit split);
 
   const Options options_;
   std::map<std::string, std::unique_ptr<Entry>, std::less<>> entries_;
   absl::Mutex images_mutex_;
-  std::shared_ptr<const oface::EvaluationImages> images_ ABSL_GUARDED_BY(images_mutex_);
+  std::map<oface::DataSplit, std::shared_ptr<const oface::EvaluationImages>> images_
+      ABSL_GUARDED_BY(images_mutex_);
 };
 
 }  // namespace apq::server

@@ -71,15 +71,15 @@ TEST(SupernetHostTest, KnowsItsSupernetsAndVersions) {
   EXPECT_EQ(version.size(), std::string("fmnist_mbv2@").size() + 12);
   EXPECT_EQ(Shared().host->Version("apq_mbv2"), "");
   const absl::StatusOr<std::vector<SupernetHost::Measurement>> none =
-      Shared().host->Measure("apq_mbv2", {}, false, 0, nullptr);
+      Shared().host->Measure("apq_mbv2", {}, false, oface::DataSplit::kValidation, 0, nullptr);
   EXPECT_EQ(none.status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 TEST(SupernetHostTest, MeasuresAsTheSupernetDoes) {
   const std::vector<oface::Genotype> genotypes =
       oface::SampleMeasurementConfigs(*Shared().space, 2, /*quantized=*/true, 3);
-  absl::StatusOr<std::vector<SupernetHost::Measurement>> first =
-      Shared().host->Measure("fmnist_mbv2", genotypes, /*quantized=*/true, 300, nullptr);
+  absl::StatusOr<std::vector<SupernetHost::Measurement>> first = Shared().host->Measure(
+      "fmnist_mbv2", genotypes, /*quantized=*/true, oface::DataSplit::kValidation, 300, nullptr);
   ASSERT_TRUE(first.ok()) << first.status();
   ASSERT_EQ(first->size(), 2u);
   for (const SupernetHost::Measurement& measurement : *first) {
@@ -87,22 +87,25 @@ TEST(SupernetHostTest, MeasuresAsTheSupernetDoes) {
     EXPECT_LE(measurement.accuracy, 1.0);
     EXPECT_EQ(measurement.method, oface::kMeasuredQuantFromSupernet);
     EXPECT_GT(measurement.seconds, 0.0);
+    EXPECT_EQ(measurement.split, oface::DataSplit::kValidation);
   }
   // The same numbers as a measurement job's on the same images.
   std::unique_ptr<oface::Supernet> direct =
       oface::Supernet::Create(oface::FashionMnistSpec(), 1).value();
   ASSERT_TRUE(direct->LoadWeights(Shared().data_dir + "/fmnist_mbv2/supernet_quant.pt").ok());
   const oface::EvaluationImages images =
-      oface::LoadEvaluationImages(oface::kDefaultFashionMnistDir, 200, 300, 1).value();
+      oface::LoadEvaluationImages(oface::kDefaultFashionMnistDir, 200, 300, 1,
+                                  oface::DataSplit::kValidation)
+          .value();
   ASSERT_TRUE(direct->SetActiveSubnet(genotypes[1]).ok());
   direct->SetQuantized(true);
   oface::EvalOptions eval;
   eval.eval_batch_size = 250;
-  EXPECT_EQ(direct->Evaluate(images.calibration, images.test, eval)->accuracy,
+  EXPECT_EQ(direct->Evaluate(images.calibration, images.evaluated, eval)->accuracy,
             (*first)[1].accuracy);
 
-  absl::StatusOr<std::vector<SupernetHost::Measurement>> fp32 =
-      Shared().host->Measure("fmnist_mbv2", genotypes, /*quantized=*/false, 300, nullptr);
+  absl::StatusOr<std::vector<SupernetHost::Measurement>> fp32 = Shared().host->Measure(
+      "fmnist_mbv2", genotypes, /*quantized=*/false, oface::DataSplit::kValidation, 300, nullptr);
   ASSERT_TRUE(fp32.ok()) << fp32.status();
   EXPECT_EQ((*fp32)[0].method, oface::kMeasuredFp32);
 }
@@ -110,10 +113,16 @@ TEST(SupernetHostTest, MeasuresAsTheSupernetDoes) {
 TEST(SupernetHostTest, BadArgumentsAndCancellation) {
   const std::vector<oface::Genotype> genotypes =
       oface::SampleMeasurementConfigs(*Shared().space, 1, /*quantized=*/true, 3);
-  EXPECT_EQ(Shared().host->Measure("fmnist_mbv2", genotypes, true, -1, nullptr).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      Shared()
+          .host->Measure("fmnist_mbv2", genotypes, true, oface::DataSplit::kValidation, -1, nullptr)
+          .status()
+          .code(),
+      absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Shared()
-                .host->Measure("fmnist_mbv2", genotypes, true, 300, [] { return true; })
+                .host
+                ->Measure("fmnist_mbv2", genotypes, true, oface::DataSplit::kValidation, 300,
+                          [] { return true; })
                 .status()
                 .code(),
             absl::StatusCode::kCancelled);
@@ -123,7 +132,9 @@ TEST(SupernetHostTest, BadArgumentsAndCancellation) {
   oface::Genotype broken = genotypes[0];
   broken[0] = 4;  // ks[0] is one of {3, 5, 7}.
   const absl::Status status =
-      Shared().host->Measure("fmnist_mbv2", {broken}, true, 300, nullptr).status();
+      Shared()
+          .host->Measure("fmnist_mbv2", {broken}, true, oface::DataSplit::kValidation, 300, nullptr)
+          .status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("ks[0]"));
 }
@@ -173,8 +184,8 @@ TEST(SupernetHostSetupTest, MissingDatasetIsAPreconditionNamingTheFile) {
   const std::unique_ptr<oface::SearchSpace> space =
       oface::NewMbConvQuantSpace(oface::FashionMnistSpec()).value();
   const absl::Status status =
-      host->Measure("fmnist_mbv2", oface::SampleMeasurementConfigs(*space, 1, false, 1), false, 0,
-                    nullptr)
+      host->Measure("fmnist_mbv2", oface::SampleMeasurementConfigs(*space, 1, false, 1), false,
+                    oface::DataSplit::kValidation, 0, nullptr)
           .status();
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(status.message(), HasSubstr("no_such_dataset"));

@@ -14,6 +14,7 @@
 #include "common/clock.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
+#include "oface/fashion_mnist.h"
 #include "server/predictor_training.h"
 
 namespace apq::server {
@@ -147,11 +148,21 @@ absl::StatusOr<std::vector<MeasurementRow>> MeasurementRowsFromUpload(
       }
       if (space.SatisfiesRules(top_bits)) *genotype = space.Canonical(top_bits);
     }
+    if (!record.split().empty() && !oface::DataSplitFromName(record.split()).ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, ".split: \"", record.split(), "\" is not train, validation, test or empty"));
+    }
+    if (record.split() != request.records(0).split()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          what, ".split: measured on \"", record.split(), "\" but records[0] on \"",
+          request.records(0).split(), "\"; a dataset mixes no splits"));
+    }
     MeasurementRow row;
     row.config_json = space.ToJson(*genotype);
     row.accuracy = record.accuracy();
     row.method = std::move(method);
     row.seconds = record.seconds();
+    row.split = record.split();
     row.created_unix_s = now;
     const auto [seen, inserted] =
         first_seen.emplace(std::make_pair(row.method, row.config_json), i);

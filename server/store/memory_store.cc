@@ -23,6 +23,7 @@ using memory_internal::StoredDouble;
 using store_internal::CheckDataset;
 using store_internal::CheckMeasurementRows;
 using store_internal::CheckPage;
+using store_internal::CheckRowsSplit;
 using store_internal::CheckTableVersion;
 using store_internal::CheckTrainingEnd;
 using store_internal::DatasetExists;
@@ -162,6 +163,7 @@ class MemoryDatasetStore final : public DatasetStore {
     record.fp32_records =
         std::count_if(dataset.rows.begin(), dataset.rows.end(),
                       [](const MeasurementRow& row) { return row.method == "fp32"; });
+    record.split = dataset.rows.empty() ? std::string() : dataset.rows.front().split;
     return record;
   }
 
@@ -171,6 +173,8 @@ class MemoryDatasetStore final : public DatasetStore {
                                                          const std::vector<MeasurementRow>& rows,
                                                          absl::string_view operation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_.mutex) {
+    RETURN_IF_ERROR(CheckRowsSplit(dataset.record.name, rows,
+                                   dataset.rows.empty() ? nullptr : &dataset.rows.front().split));
     for (size_t i = 0; i < rows.size(); ++i) {
       for (const MeasurementRow& held : dataset.rows) {
         if (held.method == rows[i].method && held.config_json == rows[i].config_json) {

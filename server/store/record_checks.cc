@@ -104,10 +104,36 @@ absl::Status CheckMeasurementRows(const std::vector<MeasurementRow>& rows) {
     if (row.method.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(what, ": method is empty"));
     }
+    if (!row.split.empty() && row.split != "train" && row.split != "validation" &&
+        row.split != "test") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, ": split \"", row.split, "\" is not train, validation, test or empty"));
+    }
     if (!seen.emplace(row.method, row.config_json).second) {
       return absl::InvalidArgumentError(
           absl::StrCat(what, ": repeats an earlier row's config for method ", row.method));
     }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SplitMismatch(const std::string& dataset, size_t index, const MeasurementRow& row,
+                           const std::string& held_split) {
+  const auto name = [](const std::string& split) {
+    return split.empty() ? std::string("an unrecorded split") : absl::StrCat("\"", split, "\"");
+  };
+  return absl::FailedPreconditionError(
+      absl::StrCat("dataset ", dataset, ": measurement ", index, " was measured on ",
+                   name(row.split), " but the dataset holds measurements of ", name(held_split),
+                   "; a dataset mixes no splits"));
+}
+
+absl::Status CheckRowsSplit(const std::string& dataset, const std::vector<MeasurementRow>& rows,
+                            const std::string* held_split) {
+  if (rows.empty()) return absl::OkStatus();
+  const std::string& split = held_split != nullptr ? *held_split : rows[0].split;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i].split != split) return SplitMismatch(dataset, i, rows[i], split);
   }
   return absl::OkStatus();
 }

@@ -50,6 +50,14 @@ absl::Status DeviceNotFound(const std::string& device);
 absl::Status TableVersionNotFound(const std::string& device, int64_t version, bool device_known);
 absl::Status DatasetNotFound(const std::string& name);
 absl::Status DatasetExists(const std::string& name);
+// FAILED_PRECONDITION for rows[index], measured on another split than the dataset's
+// (`held_split`) or than rows[0]: a dataset mixes no splits.
+absl::Status SplitMismatch(const std::string& dataset, size_t index, const MeasurementRow& row,
+                           const std::string& held_split);
+// SplitMismatch for the first row of `rows` whose split differs from `held_split`; `held_split`
+// null means the dataset holds no row yet (then rows[0] sets the split).
+absl::Status CheckRowsSplit(const std::string& dataset, const std::vector<MeasurementRow>& rows,
+                            const std::string* held_split);
 // INVALID_ARGUMENT for rows[index], whose (method, config) the dataset holds.
 absl::Status MeasurementStored(const std::string& dataset, size_t index, const MeasurementRow& row);
 absl::Status PredictorNotFound(const std::string& space, const std::string& version);

@@ -121,6 +121,9 @@ struct DatasetRecord {
   double created_unix_s = 0;
   int64_t records = 0;       // Filled by GetDataset and ListDatasets.
   int64_t fp32_records = 0;  // Of them, measured at full precision (method "fp32").
+  // The split every record was measured on (filled by GetDataset and ListDatasets; empty when
+  // the dataset has no record or its records do not say).
+  std::string split;
 };
 
 struct MeasurementRow {
@@ -131,6 +134,9 @@ struct MeasurementRow {
   std::string method;
   double seconds = 0.0;  // Time spent measuring it (>= 0).
   uint64_t seed = 0;     // Seed of the job that sampled it.
+  // The images it was measured on: "train", "validation", "test" (oface/fashion_mnist.h), or
+  // empty when not recorded. Every row of a dataset has the same split.
+  std::string split;
   double created_unix_s = 0;
 };
 

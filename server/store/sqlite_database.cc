@@ -167,6 +167,10 @@ CREATE TABLE training_jobs (
 );
 CREATE INDEX training_jobs_by_state ON training_jobs (state, seq);
 )sql",
+    // 6: the split each measurement was measured on ('' for rows stored before splits were).
+    R"sql(
+ALTER TABLE measurements ADD COLUMN split TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(std::size(kMigrations));

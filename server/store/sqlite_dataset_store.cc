@@ -15,7 +15,8 @@ constexpr const char* kDatasetSelect =
     "SELECT d.name, d.space, d.description, d.created_unix_s, "
     "(SELECT COUNT(*) FROM measurements m WHERE m.dataset = d.name), "
     // "fp32" is oface::kMeasuredFp32; the store does not depend on oface.
-    "(SELECT COUNT(*) FROM measurements m WHERE m.dataset = d.name AND m.method = 'fp32') "
+    "(SELECT COUNT(*) FROM measurements m WHERE m.dataset = d.name AND m.method = 'fp32'), "
+    "(SELECT m.split FROM measurements m WHERE m.dataset = d.name LIMIT 1) "
     "FROM datasets d ";
 
 DatasetRecord ReadDataset(const Statement& row) {
@@ -26,6 +27,7 @@ DatasetRecord ReadDataset(const Statement& row) {
   dataset.created_unix_s = row.ColumnDouble(3);
   dataset.records = row.ColumnInt64(4);
   dataset.fp32_records = row.ColumnInt64(5);
+  dataset.split = row.ColumnText(6);
   return dataset;
 }
 
@@ -44,6 +46,15 @@ absl::Status SqliteDatasetStore::InsertMeasurements(const std::string& dataset,
                                                     const std::vector<MeasurementRow>& rows,
                                                     const std::string& operation) {
   {
+    ASSIGN_OR_RETURN(Statement held,
+                     database_.Prepare("SELECT split FROM measurements WHERE dataset = ?1 LIMIT 1"));
+    held.BindText(1, dataset);
+    ASSIGN_OR_RETURN(bool has_rows, held.Step(operation));
+    const std::string held_split = has_rows ? held.ColumnText(0) : std::string();
+    RETURN_IF_ERROR(
+        store_internal::CheckRowsSplit(dataset, rows, has_rows ? &held_split : nullptr));
+  }
+  {
     ASSIGN_OR_RETURN(Statement select,
                      database_.Prepare("SELECT 1 FROM measurements "
                                        "WHERE dataset = ?1 AND method = ?2 AND config_json = ?3"));
@@ -59,7 +70,8 @@ absl::Status SqliteDatasetStore::InsertMeasurements(const std::string& dataset,
   ASSIGN_OR_RETURN(
       Statement insert,
       database_.Prepare("INSERT INTO measurements (dataset, config_json, accuracy, method, "
-                        "seconds, seed, created_unix_s) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
+                        "seconds, seed, created_unix_s, split) "
+                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"));
   for (const MeasurementRow& row : rows) {
     insert.BindText(1, dataset);
     insert.BindText(2, row.config_json);
@@ -69,6 +81,7 @@ absl::Status SqliteDatasetStore::InsertMeasurements(const std::string& dataset,
     // The seed's bits, read back by the same cast.
     insert.BindInt64(6, static_cast<int64_t>(row.seed));
     insert.BindDouble(7, row.created_unix_s, "created_unix_s");
+    insert.BindText(8, row.split);
     RETURN_IF_ERROR(insert.Run(operation));
     insert.Reset();
   }
@@ -147,7 +160,7 @@ absl::StatusOr<std::vector<MeasurementRow>> SqliteDatasetStore::ListMeasurements
   {
     ASSIGN_OR_RETURN(Statement select,
                      database_.Prepare("SELECT id, config_json, accuracy, method, seconds, seed, "
-                                       "created_unix_s FROM measurements WHERE dataset = ?1 AND "
+                                       "created_unix_s, split FROM measurements WHERE dataset = ?1 AND "
                                        "(?2 IS NULL OR method = ?2) ORDER BY id"));
     select.BindText(1, dataset);
     if (method.has_value()) {
@@ -166,6 +179,7 @@ absl::StatusOr<std::vector<MeasurementRow>> SqliteDatasetStore::ListMeasurements
       measurement.seconds = select.ColumnDouble(4);
       measurement.seed = static_cast<uint64_t>(select.ColumnInt64(5));
       measurement.created_unix_s = select.ColumnDouble(6);
+      measurement.split = select.ColumnText(7);
       rows.push_back(std::move(measurement));
     }
   }

@@ -791,6 +791,48 @@ TEST_P(StoreConformanceTest, MeasurementsRoundTrip) {
   EXPECT_EQ(listed[1].records, 4);
 }
 
+TEST_P(StoreConformanceTest, MeasurementsKeepTheirSplitAndADatasetMixesNone) {
+  const auto on = [](MeasurementRow row, const std::string& split) {
+    row.split = split;
+    return row;
+  };
+  ASSERT_TRUE(datasets()
+                  .CreateDataset({"val", "fmnist_lowbit", "", 1.7e9},
+                                 {on(Measurement("[1]", 0.9, "fp32"), "validation"),
+                                  on(Measurement("[2]", 0.8, "fp32"), "validation")})
+                  .ok());
+  EXPECT_EQ(datasets().GetDataset("val")->split, "validation");
+  EXPECT_EQ(datasets().ListMeasurements("val", std::nullopt)->at(1).split, "validation");
+  // A test-split record joins no validation dataset, and nothing of the call is stored.
+  const absl::Status mixed = datasets().AddMeasurements(
+      "val", {on(Measurement("[3]", 0.7, "fp32"), "validation"),
+              on(Measurement("[4]", 0.7, "fp32"), "test")});
+  EXPECT_EQ(mixed.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(mixed.message(), HasSubstr("dataset val: measurement 1 was measured on \"test\""));
+  EXPECT_EQ(datasets().GetDataset("val")->records, 2);
+  // Nor does one call create a mixed dataset.
+  const absl::Status created = datasets().CreateDataset(
+      {"mixed", "fmnist_lowbit", "", 1.7e9},
+      {on(Measurement("[1]", 0.9, "fp32"), "test"), on(Measurement("[2]", 0.9, "fp32"), "")});
+  EXPECT_EQ(created.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(datasets().GetDataset("mixed").status().code(), absl::StatusCode::kNotFound);
+  // A name that is no split is refused naming the row.
+  const absl::Status unknown =
+      datasets().AddMeasurements("val", {on(Measurement("[5]", 0.7, "fp32"), "dev")});
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(unknown.message(), HasSubstr("measurement 0: split \"dev\""));
+  // Rows that do not say (stored before splits were recorded) form a dataset of their own.
+  ASSERT_TRUE(datasets()
+                  .CreateDataset({"old", "fmnist_mbv2", "", 1.7e9},
+                                 {Measurement("[1]", 0.9, "fp32")})
+                  .ok());
+  EXPECT_EQ(datasets().GetDataset("old")->split, "");
+  EXPECT_EQ(datasets()
+                .AddMeasurements("old", {on(Measurement("[2]", 0.9, "fp32"), "validation")})
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 TEST_P(StoreConformanceTest, BadMeasurementsNameTheRowAndStoreNothing) {
   // A bad row creates nothing, not even the dataset.
   EXPECT_EQ(datasets()
