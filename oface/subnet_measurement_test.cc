@@ -181,6 +181,7 @@ TEST(MeasurementCsvTest, LineRoundTripWithQuotes) {
   record.method = kMeasuredQuantFromSupernet;
   record.seconds = 1.25;
   record.seed = 18446744073709551615u;
+  record.split = "validation";
   const std::string line = MeasurementToCsvLine(record);
   absl::StatusOr<MeasurementRecord> parsed = MeasurementFromCsvLine(line);
   ASSERT_TRUE(parsed.ok()) << parsed.status() << " " << line;
@@ -189,13 +190,38 @@ TEST(MeasurementCsvTest, LineRoundTripWithQuotes) {
   EXPECT_EQ(parsed->method, record.method);
   EXPECT_EQ(parsed->seconds, record.seconds);
   EXPECT_EQ(parsed->seed, record.seed);
+  EXPECT_EQ(parsed->split, "validation");
+  // A line of the earlier five-column format says nothing of its split.
+  EXPECT_EQ(MeasurementFromCsvLine(R"("[]",0.5,fp32,1,1)")->split, "");
+  EXPECT_THAT(MeasurementFromCsvLine(R"("[]",0.5,fp32,1,1,dev)").status().message(),
+              HasSubstr("split"));
 
   EXPECT_THAT(MeasurementFromCsvLine(R"("[]",1.5,fp32,1,1)").status().message(),
               HasSubstr("accuracy"));
   EXPECT_THAT(MeasurementFromCsvLine(R"("[]",0.5,int8,1,1)").status().message(),
               HasSubstr("method"));
   EXPECT_THAT(MeasurementFromCsvLine(R"("[]",0.5,fp32,1)").status().message(),
-              HasSubstr("5 columns"));
+              HasSubstr("6 columns"));
+}
+
+TEST(MeasurementCsvTest, FilesWithoutTheSplitColumnAreReadButNotAppendedTo) {
+  const std::string csv = TempPath("legacy.csv");
+  {
+    std::ofstream file(csv, std::ios::trunc);
+    file << kMeasurementCsvHeaderWithoutSplit << "\n\"[1]\",0.5,fp32,1,1\n";
+  }
+  absl::StatusOr<std::vector<MeasurementRecord>> records = ReadMeasurementCsv(csv);
+  ASSERT_TRUE(records.ok()) << records.status();
+  ASSERT_EQ(records->size(), 1u);
+  EXPECT_EQ((*records)[0].split, "");
+  MeasurementRecord record;
+  record.config_json = "[2]";
+  record.method = kMeasuredFp32;
+  record.split = "validation";
+  const absl::Status appended = AppendMeasurementCsv(csv, record);
+  EXPECT_EQ(appended.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(appended.message(), HasSubstr("no split column"));
+  EXPECT_EQ(ReadMeasurementCsv(csv)->size(), 1u) << "nothing appended";
 }
 
 TEST(MeasurementCsvTest, CutShortLastLineIsDroppedAndForeignFilesAreRejected) {
