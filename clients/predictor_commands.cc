@@ -146,14 +146,13 @@ int Datasets(Connection& connection, const std::vector<std::string>& argv) {
   const grpc::Status status =
       CallUnary(connection.predictors(), &PredictorService::Stub::ListDatasets, request, &response);
   if (!status.ok()) return ReportRpcError(status);
-  PrintListing(response.datasets(), args.Has("json"), DatasetJson,
-               [](const apq::v1::Dataset& dataset) {
-                 std::cout << dataset.name() << "  " << dataset.space() << "  "
-                           << dataset.fp32_records() << " fp32, " << dataset.quantized_records()
-                           << " quantized  "
-                           << (dataset.split().empty() ? "split not recorded" : dataset.split())
-                           << "  " << dataset.description() << "\n";
-               });
+  PrintListing(
+      response.datasets(), args.Has("json"), DatasetJson, [](const apq::v1::Dataset& dataset) {
+        std::cout << dataset.name() << "  " << dataset.space() << "  " << dataset.fp32_records()
+                  << " fp32, " << dataset.quantized_records() << " quantized  "
+                  << (dataset.split().empty() ? "split not recorded" : dataset.split()) << "  "
+                  << dataset.description() << "\n";
+      });
   return kExitOk;
 }
 

@@ -58,8 +58,7 @@ bool SplitCsvLine(absl::string_view line, std::vector<std::string>* fields) {
 std::string MeasurementToCsvLine(const MeasurementRecord& record) {
   return absl::StrCat("\"", absl::StrReplaceAll(record.config_json, {{"\"", "\"\""}}), "\",",
                       absl::StrFormat("%.8g", record.accuracy), ",", record.method, ",",
-                      absl::StrFormat("%.4f", record.seconds), ",", record.seed, ",",
-                      record.split);
+                      absl::StrFormat("%.4f", record.seconds), ",", record.seed, ",", record.split);
 }
 
 absl::StatusOr<MeasurementRecord> MeasurementFromCsvLine(absl::string_view line) {

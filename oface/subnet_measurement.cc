@@ -30,8 +30,7 @@ absl::StatusOr<EvaluationImages> LoadEvaluationImages(const std::string& data_di
   if (split == DataSplit::kTrain) {
     return absl::InvalidArgumentError("split: accuracy is measured on validation or test");
   }
-  ASSIGN_OR_RETURN(const LabeledImages train,
-                   LoadFashionMnistSplit(data_dir, DataSplit::kTrain));
+  ASSIGN_OR_RETURN(const LabeledImages train, LoadFashionMnistSplit(data_dir, DataSplit::kTrain));
   EvaluationImages images;
   images.split = split;
   ASSIGN_OR_RETURN(images.evaluated, LoadFashionMnistSplit(data_dir, split, eval_images));

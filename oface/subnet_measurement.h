@@ -45,7 +45,7 @@ struct MeasureOptions {
   bool quantized = false;  // false: fp32 records; true: quant-from-supernet records.
   uint64_t seed = 1;       // Config sampling (SampleMeasurementConfigs).
   DataSplit split = DataSplit::kValidation;  // What the evaluated images are; in each record.
-  EvalOptions eval;        // Batch sizes of recalibration and evaluation.
+  EvalOptions eval;                          // Batch sizes of recalibration and evaluation.
   // Called with each config's JSON before it is measured; true skips it (resume). May be
   // empty (nothing is skipped).
   std::function<bool(const std::string& config_json)> already_measured;

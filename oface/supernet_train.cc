@@ -48,13 +48,12 @@ uint64_t MixSeed(uint64_t seed, uint64_t stream, uint64_t a, uint64_t b) {
 
 // The schedule's options that a resumed run must share with the checkpoint.
 std::string ScheduleFingerprint(const TrainOptions& options) {
-  return absl::StrCat("batch_size=", options.batch_size,
-                      " phase_epochs=", absl::StrJoin(options.phase_epochs, ","),
-                      " phase_learning_rates=", absl::StrJoin(options.phase_learning_rates, ","),
-                      " random_subnets=", options.random_subnets,
-                      " train_limit=", options.train_limit, " seed=", options.seed,
-                      " images=train-split:",
-                      IndexListHash(TrainingFileIndices(DataSplit::kTrain)));
+  return absl::StrCat(
+      "batch_size=", options.batch_size, " phase_epochs=", absl::StrJoin(options.phase_epochs, ","),
+      " phase_learning_rates=", absl::StrJoin(options.phase_learning_rates, ","),
+      " random_subnets=", options.random_subnets, " train_limit=", options.train_limit,
+      " seed=", options.seed,
+      " images=train-split:", IndexListHash(TrainingFileIndices(DataSplit::kTrain)));
 }
 
 absl::Status ValidateOptions(const TrainOptions& options) {
@@ -296,9 +295,9 @@ absl::Status Trainer::LoadCheckpoint(int* phase, int64_t* step) {
 
 absl::Status Trainer::EvaluateEnds(int phase) {
   // Phase ends are judged on the validation split; the test images stay for final reports.
-  ASSIGN_OR_RETURN(LabeledImages validation,
-                   LoadFashionMnistSplit(options_.data_dir, DataSplit::kValidation,
-                                         options_.eval_limit));
+  ASSIGN_OR_RETURN(
+      LabeledImages validation,
+      LoadFashionMnistSplit(options_.data_dir, DataSplit::kValidation, options_.eval_limit));
   const LabeledImages calibration =
       SelectImages(train_, SubsetIndices(train_.count, options_.calibration_images, options_.seed));
   const bool quantized = phase == 2;
@@ -312,9 +311,10 @@ absl::Status Trainer::EvaluateEnds(int phase) {
     RETURN_IF_ERROR(supernet_->SetActiveSubnet(genotype));
     supernet_->SetQuantized(quantized);
     ASSIGN_OR_RETURN(const EvalResult result, supernet_->Evaluate(calibration, validation));
-    Log(absl::StrFormat("eval phase=%s subnet=%s quantized=%d validation_accuracy=%.4f seconds=%.1f",
-                        TrainPhaseName(static_cast<TrainPhase>(phase)), name, quantized,
-                        result.accuracy, result.seconds));
+    Log(absl::StrFormat(
+        "eval phase=%s subnet=%s quantized=%d validation_accuracy=%.4f seconds=%.1f",
+        TrainPhaseName(static_cast<TrainPhase>(phase)), name, quantized, result.accuracy,
+        result.seconds));
   }
   return absl::OkStatus();
 }

@@ -1,6 +1,8 @@
 #include "predictor/mlp_training.h"
 
+#include <algorithm>
 #include <cmath>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -54,6 +56,41 @@ MlpTrainingOptions SmallOptions(bool with_bits) {
   options.patience = 20;
   options.batch_size = 32;
   return options;
+}
+
+TEST(GroupedValidationSplitTest, NeverSeparatesAGroupAndReducesToTheRecordSplit) {
+  // 40 architectures, each at 1 to 4 records (bit policies, fp32 and quantized).
+  std::vector<std::string> groups;
+  for (int arch = 0; arch < 40; ++arch) {
+    for (int r = 0; r <= arch % 4; ++r) groups.push_back(absl::StrCat("arch", arch));
+  }
+  for (const uint64_t seed : {1, 2, 3}) {
+    const std::vector<int> held = GroupedValidationSplit(groups, 0.2, seed);
+    EXPECT_EQ(held, GroupedValidationSplit(groups, 0.2, seed)) << "deterministic";
+    EXPECT_TRUE(std::is_sorted(held.begin(), held.end()));
+    std::set<std::string> held_groups;
+    for (const int i : held) held_groups.insert(groups[i]);
+    for (size_t i = 0; i < groups.size(); ++i) {
+      const bool is_held = std::binary_search(held.begin(), held.end(), static_cast<int>(i));
+      EXPECT_EQ(is_held, held_groups.count(groups[i]) > 0) << "group " << groups[i] << " split";
+    }
+    const double share = static_cast<double>(held.size()) / groups.size();
+    EXPECT_GE(share, 0.2 - 1e-9);
+    EXPECT_LT(share, 0.2 + 4.0 / groups.size()) << "at most one group past the target";
+  }
+  std::vector<std::string> singletons;
+  for (int i = 0; i < 57; ++i) singletons.push_back(absl::StrCat(i));
+  EXPECT_EQ(GroupedValidationSplit(singletons, 0.25, 9), ValidationSplit(57, 0.25, 9));
+  // Two groups: one is held and one trains, whatever the fraction.
+  const std::vector<int> two = GroupedValidationSplit({"a", "a", "b"}, 0.9, 1);
+  EXPECT_TRUE(two == std::vector<int>({0, 1}) || two == std::vector<int>({2}));
+}
+
+TEST(ArchitectureKeyTest, IgnoresBitFeatures) {
+  const TrainingSample quantized{{1, 5, 12, 20}, 0.5};
+  const TrainingSample full_precision{{1, 5, 12}, 0.6};
+  EXPECT_EQ(ArchitectureKey(quantized, 15), ArchitectureKey(full_precision, 15));
+  EXPECT_NE(ArchitectureKey(quantized, 15), ArchitectureKey({{1, 6, 12}, 0.5}, 15));
 }
 
 TEST(TrainMlpTest, LearnsAnAdditiveTaskAndKeepsTheBestEpoch) {

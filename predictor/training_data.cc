@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <numeric>
 #include <random>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -52,6 +54,49 @@ std::vector<int> ValidationSplit(int count, double fraction, uint64_t seed) {
   std::vector<int> validation(order.begin(), order.begin() + size);
   std::sort(validation.begin(), validation.end());
   return validation;
+}
+
+std::vector<int> GroupedValidationSplit(const std::vector<std::string>& groups, double fraction,
+                                        uint64_t seed) {
+  const int count = static_cast<int>(groups.size());
+  std::vector<std::string> distinct;
+  std::map<std::string, int> group_of;
+  std::vector<int> members;  // Group index of each record.
+  members.reserve(groups.size());
+  for (const std::string& group : groups) {
+    auto [found, inserted] = group_of.emplace(group, static_cast<int>(distinct.size()));
+    if (inserted) distinct.push_back(group);
+    members.push_back(found->second);
+  }
+  const int group_count = static_cast<int>(distinct.size());
+  std::vector<int> order(group_count);
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(seed);
+  for (int i = group_count - 1; i > 0; --i) {
+    std::swap(order[i], order[static_cast<int>(rng() % static_cast<uint64_t>(i + 1))]);
+  }
+  std::vector<int> group_size(group_count, 0);
+  for (const int group : members) ++group_size[group];
+  const int target = std::clamp(static_cast<int>(std::lround(count * fraction)), 1, count - 1);
+  std::vector<bool> held(group_count, false);
+  int held_records = 0;
+  for (int k = 0; k < group_count - 1 && held_records < target; ++k) {
+    held[order[k]] = true;
+    held_records += group_size[order[k]];
+  }
+  std::vector<int> validation;
+  for (int i = 0; i < count; ++i) {
+    if (held[members[i]]) validation.push_back(i);
+  }
+  return validation;
+}
+
+std::string ArchitectureKey(const TrainingSample& sample, int arch_inputs) {
+  std::string key;
+  for (const int32_t feature : sample.features) {
+    if (feature < arch_inputs) absl::StrAppend(&key, feature, ",");
+  }
+  return key;
 }
 
 }  // namespace apq::predictor

@@ -103,9 +103,8 @@ absl::Status Catalog::ImportShippedMeasurements(const std::string& space, const 
       return absl::FailedPreconditionError(
           absl::StrCat(path, " line ", i + 2, ": ", genotype.status().message()));
     }
-    rows.push_back(
-        {0, record.config_json, record.accuracy, record.method, record.seconds, record.seed,
-         record.split, 0.0});
+    rows.push_back({0, record.config_json, record.accuracy, record.method, record.seconds,
+                    record.seed, record.split, 0.0});
   }
   const double now = NowUnixSeconds();
   for (MeasurementRow& row : rows) row.created_unix_s = now;

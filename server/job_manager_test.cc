@@ -181,9 +181,9 @@ TEST_P(JobFaultTest, RefusedAndUnacknowledgedWritesLeaveTheSameRecord) {
       {"FinishJob", 1, FaultPlan::Mode::kAfterCommit},
   };
   for (const auto& fault : faults) {
-    SCOPED_TRACE(absl::StrCat(fault.method, " #", fault.nth,
-                              fault.mode == FaultPlan::Mode::kAfterCommit ? " after commit"
-                                                                          : " before write"));
+    SCOPED_TRACE(absl::StrCat(
+        fault.method, " #", fault.nth,
+        fault.mode == FaultPlan::Mode::kAfterCommit ? " after commit" : " before write"));
     Open();
     plan_->FailNthWrite(fault.nth, fault.mode, fault.method);
     const std::string job_id = RunToEnd();
@@ -237,17 +237,16 @@ TEST_P(JobFaultTest, ARestartInTheMiddleResumesToTheSameRecord) {
 
 INSTANTIATE_TEST_SUITE_P(
     EverySearchableSpaceDeviceAndObjective, JobFaultTest,
-    ::testing::Values(
-        Scenario{"OfaNote10Accuracy", "ofa_mbv3", "note10", apq::v1::OBJECTIVE_MAX_ACCURACY,
-                 apq::v1::COST_METRIC_LATENCY, 25.0},
-        Scenario{"OfaNote10Pareto", "ofa_mbv3", "note10", apq::v1::OBJECTIVE_PARETO,
-                 apq::v1::COST_METRIC_LATENCY, 25.0},
-        Scenario{"FmnistLocalCpuAccuracy", "fmnist_mbv2", "local-cpu",
-                 apq::v1::OBJECTIVE_MAX_ACCURACY, apq::v1::COST_METRIC_SIZE, 0},
-        Scenario{"FmnistBitfusionParetoEnergy", "fmnist_mbv2", "bitfusion",
-                 apq::v1::OBJECTIVE_PARETO, apq::v1::COST_METRIC_ENERGY, 0},
-        Scenario{"FmnistBitfusionParetoBitops", "fmnist_mbv2", "bitfusion",
-                 apq::v1::OBJECTIVE_PARETO, apq::v1::COST_METRIC_BITOPS, 0}),
+    ::testing::Values(Scenario{"OfaNote10Accuracy", "ofa_mbv3", "note10",
+                               apq::v1::OBJECTIVE_MAX_ACCURACY, apq::v1::COST_METRIC_LATENCY, 25.0},
+                      Scenario{"OfaNote10Pareto", "ofa_mbv3", "note10", apq::v1::OBJECTIVE_PARETO,
+                               apq::v1::COST_METRIC_LATENCY, 25.0},
+                      Scenario{"FmnistLocalCpuAccuracy", "fmnist_mbv2", "local-cpu",
+                               apq::v1::OBJECTIVE_MAX_ACCURACY, apq::v1::COST_METRIC_SIZE, 0},
+                      Scenario{"FmnistBitfusionParetoEnergy", "fmnist_mbv2", "bitfusion",
+                               apq::v1::OBJECTIVE_PARETO, apq::v1::COST_METRIC_ENERGY, 0},
+                      Scenario{"FmnistBitfusionParetoBitops", "fmnist_mbv2", "bitfusion",
+                               apq::v1::OBJECTIVE_PARETO, apq::v1::COST_METRIC_BITOPS, 0}),
     [](const ::testing::TestParamInfo<Scenario>& info) { return info.param.name; });
 
 }  // namespace

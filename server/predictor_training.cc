@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <memory>
+#include <set>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -43,13 +45,26 @@ struct SplitSamples {
   std::vector<TrainingSample> heldout;
 };
 
-SplitSamples HoldOut(std::vector<TrainingSample> samples, double fraction, uint64_t seed) {
-  const std::vector<int> heldout_indices = predictor::ValidationSplit(
-      static_cast<int>(samples.size()), fraction, seed + kHoldoutSeedOffset);
+// Holds out whole architectures: every record of a held-out architecture (at any bit policy)
+// is held out, and its key is added to `held_architectures`, so the held-out metrics judge
+// architectures the predictor never saw.
+SplitSamples HoldOut(std::vector<TrainingSample> samples, double fraction, uint64_t seed,
+                     int arch_inputs, std::set<std::string>* held_architectures) {
+  std::vector<std::string> groups;
+  groups.reserve(samples.size());
+  for (const TrainingSample& sample : samples) {
+    groups.push_back(predictor::ArchitectureKey(sample, arch_inputs));
+  }
+  std::vector<int> heldout_indices;
+  if (std::set<std::string>(groups.begin(), groups.end()).size() >= 2) {
+    heldout_indices =
+        predictor::GroupedValidationSplit(groups, fraction, seed + kHoldoutSeedOffset);
+  }
   SplitSamples split;
   size_t next = 0;
   for (size_t i = 0; i < samples.size(); ++i) {
     if (next < heldout_indices.size() && heldout_indices[next] == static_cast<int>(i)) {
+      held_architectures->insert(groups[i]);
       split.heldout.push_back(std::move(samples[i]));
       ++next;
     } else {
@@ -199,10 +214,24 @@ absl::StatusOr<TrainedPredictor> TrainPredictorFromRows(const oface::SearchSpace
   RETURN_IF_ERROR(CheckRecordsSuffice(
       space, options.kind, static_cast<int64_t>(samples.fp32.size()),
       static_cast<int64_t>(samples.quantized.size()), options.holdout_fraction));
-  SplitSamples target = HoldOut(has_bits ? std::move(samples.quantized) : std::move(samples.fp32),
-                                options.holdout_fraction, options.seed);
+  const int arch_inputs = space.arch_feature_size();
+  std::set<std::string> held_architectures;
+  SplitSamples target =
+      HoldOut(has_bits ? std::move(samples.quantized) : std::move(samples.fp32),
+              options.holdout_fraction, options.seed, arch_inputs, &held_architectures);
+  // The full-precision records of held-out architectures stay out of the transfer's first
+  // stage too.
+  std::vector<TrainingSample> fp32_train;
+  if (has_bits) {
+    for (TrainingSample& sample : samples.fp32) {
+      if (held_architectures.count(predictor::ArchitectureKey(sample, arch_inputs)) == 0) {
+        fp32_train.push_back(std::move(sample));
+      }
+    }
+  }
 
   TrainedPredictor trained;
+  trained.heldout_architectures = static_cast<int>(held_architectures.size());
   std::unique_ptr<predictor::AccuracyPredictor> result;
   if (options.kind == PredictorTrainingKind::kXgboost) {
     ASSIGN_OR_RETURN(TrainedMember xgb, TrainXgbMember(space, target.train, options,
@@ -214,8 +243,9 @@ absl::StatusOr<TrainedPredictor> TrainPredictorFromRows(const oface::SearchSpace
     result = std::move(xgb.predictor);
   } else {
     const bool transfer = options.kind != PredictorTrainingKind::kMlpScratch;
+    if (transfer && has_bits) trained.fp32_records_used = static_cast<int>(fp32_train.size());
     ASSIGN_OR_RETURN(TrainedMember mlp,
-                     TrainMlpMember(space, samples.fp32, target.train, transfer, options));
+                     TrainMlpMember(space, fp32_train, target.train, transfer, options));
     trained.train_records = mlp.train_records;
     trained.validation_records = mlp.validation_records;
     if (options.kind == PredictorTrainingKind::kEnsemble) {
@@ -256,6 +286,8 @@ std::string PredictorMetricsJson(const TrainedPredictor& trained, const std::str
       {"pairwise_accuracy", trained.heldout.pairwise_accuracy},
       {"train_records", trained.train_records},
       {"validation_records", trained.validation_records},
+      {"heldout_architectures", trained.heldout_architectures},
+      {"fp32_records_used", trained.fp32_records_used},
       {"train_seconds", trained.seconds},
       {"input_size", trained.input_size},
       {"training_job", training_job},

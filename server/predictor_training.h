@@ -71,6 +71,10 @@ struct TrainedPredictor {
   predictor::RankingMetrics heldout;  // On the held-out target records.
   int train_records = 0;              // Target records the final stage was fitted on.
   int validation_records = 0;         // Target records that chose when it stopped.
+  // Architectures held out (all their records, at every precision, stay out of training).
+  int heldout_architectures = 0;
+  // Full-precision records the transfer's first stage learned from (0 without one).
+  int fp32_records_used = 0;
   double seconds = 0.0;
 };
 

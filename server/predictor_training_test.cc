@@ -35,9 +35,8 @@ std::vector<MeasurementRow> RealRows(int fp32, int quantized) {
     int& left = record.method == oface::kMeasuredFp32 ? fp32 : quantized;
     if (left == 0) continue;
     --left;
-    rows.push_back(
-        {0, record.config_json, record.accuracy, record.method, record.seconds, record.seed,
-         record.split, 0.0});
+    rows.push_back({0, record.config_json, record.accuracy, record.method, record.seconds,
+                    record.seed, record.split, 0.0});
   }
   return rows;
 }
@@ -127,6 +126,24 @@ TEST_F(PredictorTrainingTest, EachKindTrainsALoadableDeterministicPredictor) {
     EXPECT_EQ(again->version, trained->version) << "same seed, same predictor";
     EXPECT_EQ(again->heldout.rmse, trained->heldout.rmse);
   }
+}
+
+TEST_F(PredictorTrainingTest, HeldOutArchitecturesStayOutOfBothStagesOfTheTransfer) {
+  // The shipped quantized records were sampled with the fp32 records' seed: every quantized
+  // record's architecture was also measured at full precision.
+  const std::vector<MeasurementRow> rows = RealRows(1000, 300);
+  PredictorTrainingOptions options = Options(PredictorTrainingKind::kMlpTransfer);
+  options.max_epochs = 3;
+  absl::StatusOr<TrainedPredictor> trained = TrainPredictorFromRows(*space_, rows, options);
+  ASSERT_TRUE(trained.ok()) << trained.status();
+  EXPECT_EQ(trained->heldout.count, 60);
+  EXPECT_GE(trained->heldout_architectures, 55) << "about one architecture per record";
+  // Every held-out architecture's fp32 record left the first stage.
+  EXPECT_LE(trained->fp32_records_used, 1000 - trained->heldout_architectures);
+  EXPECT_GT(trained->fp32_records_used, 900);
+  const std::string metrics = PredictorMetricsJson(*trained, "train-1");
+  EXPECT_THAT(metrics, HasSubstr("\"heldout_architectures\":"));
+  EXPECT_THAT(metrics, HasSubstr("\"fp32_records_used\":"));
 }
 
 TEST_F(PredictorTrainingTest, RefusesTooFewRecordsNamingTheCounts) {

@@ -76,11 +76,9 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   ASSIGN_OR_RETURN(server->torch_pool_, Executor::Create(torch_options));
   server->search_service_ = std::make_unique<SearchServiceImpl>(
       *server->catalog_, server->store_->jobs(), *server->jobs_, *server->supernets_,
-      *server->engines_,
-      *server->pool_, *server->torch_pool_);
-  server->device_service_ =
-      std::make_unique<DeviceServiceImpl>(*server->catalog_, server->store_->devices(),
-                                          *server->pool_);
+      *server->engines_, *server->pool_, *server->torch_pool_);
+  server->device_service_ = std::make_unique<DeviceServiceImpl>(
+      *server->catalog_, server->store_->devices(), *server->pool_);
   server->predictor_service_ = std::make_unique<PredictorServiceImpl>(
       *server->catalog_, *server->store_, *server->training_, *server->pool_);
 

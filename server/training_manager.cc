@@ -149,13 +149,13 @@ absl::StatusOr<std::vector<MeasurementRow>> MeasurementRowsFromUpload(
       if (space.SatisfiesRules(top_bits)) *genotype = space.Canonical(top_bits);
     }
     if (!record.split().empty() && !oface::DataSplitFromName(record.split()).ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          what, ".split: \"", record.split(), "\" is not train, validation, test or empty"));
+      return absl::InvalidArgumentError(absl::StrCat(what, ".split: \"", record.split(),
+                                                     "\" is not train, validation, test or empty"));
     }
     if (record.split() != request.records(0).split()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          what, ".split: measured on \"", record.split(), "\" but records[0] on \"",
-          request.records(0).split(), "\"; a dataset mixes no splits"));
+      return absl::FailedPreconditionError(
+          absl::StrCat(what, ".split: measured on \"", record.split(), "\" but records[0] on \"",
+                       request.records(0).split(), "\"; a dataset mixes no splits"));
     }
     MeasurementRow row;
     row.config_json = space.ToJson(*genotype);

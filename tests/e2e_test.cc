@@ -153,8 +153,8 @@ TEST_F(EndToEndTest, MeasuresFashionMnistSubnetsOnTheShippedSupernet) {
   // By default a measurement is made on the validation split, and is deterministic.
   const auto measure_on_validation = [&] {
     ProcessResult validation =
-        Client({"evaluate", "--space", "fmnist_mbv2", "--config", config, "--measure",
-                "quantized", "--test-images", "2000", "--json"});
+        Client({"evaluate", "--space", "fmnist_mbv2", "--config", config, "--measure", "quantized",
+                "--test-images", "2000", "--json"});
     EXPECT_EQ(validation.exit_code, 0) << validation.err;
     return ParseJson(validation);
   };
@@ -179,8 +179,8 @@ TEST_F(EndToEndTest, MeasuresFashionMnistSubnetsOnTheShippedSupernet) {
   EXPECT_NE(result.err.find("no trained supernet"), std::string::npos) << result.err;
   result = Client({"evaluate", "--space", "fmnist_mbv2", "--config", config, "--measure", "int2"});
   EXPECT_EQ(result.exit_code, 2) << result.err;
-  result = Client({"evaluate", "--space", "fmnist_mbv2", "--config", config, "--measure",
-                   "fp32", "--split", "train"});
+  result = Client({"evaluate", "--space", "fmnist_mbv2", "--config", config, "--measure", "fp32",
+                   "--split", "train"});
   EXPECT_EQ(result.exit_code, 2) << "the train split is never measured on: " << result.err;
 }
 

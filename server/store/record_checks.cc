@@ -106,8 +106,8 @@ absl::Status CheckMeasurementRows(const std::vector<MeasurementRow>& rows) {
     }
     if (!row.split.empty() && row.split != "train" && row.split != "validation" &&
         row.split != "test") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          what, ": split \"", row.split, "\" is not train, validation, test or empty"));
+      return absl::InvalidArgumentError(absl::StrCat(what, ": split \"", row.split,
+                                                     "\" is not train, validation, test or empty"));
     }
     if (!seen.emplace(row.method, row.config_json).second) {
       return absl::InvalidArgumentError(
@@ -122,10 +122,9 @@ absl::Status SplitMismatch(const std::string& dataset, size_t index, const Measu
   const auto name = [](const std::string& split) {
     return split.empty() ? std::string("an unrecorded split") : absl::StrCat("\"", split, "\"");
   };
-  return absl::FailedPreconditionError(
-      absl::StrCat("dataset ", dataset, ": measurement ", index, " was measured on ",
-                   name(row.split), " but the dataset holds measurements of ", name(held_split),
-                   "; a dataset mixes no splits"));
+  return absl::FailedPreconditionError(absl::StrCat(
+      "dataset ", dataset, ": measurement ", index, " was measured on ", name(row.split),
+      " but the dataset holds measurements of ", name(held_split), "; a dataset mixes no splits"));
 }
 
 absl::Status CheckRowsSplit(const std::string& dataset, const std::vector<MeasurementRow>& rows,

@@ -46,8 +46,9 @@ absl::Status SqliteDatasetStore::InsertMeasurements(const std::string& dataset,
                                                     const std::vector<MeasurementRow>& rows,
                                                     const std::string& operation) {
   {
-    ASSIGN_OR_RETURN(Statement held,
-                     database_.Prepare("SELECT split FROM measurements WHERE dataset = ?1 LIMIT 1"));
+    ASSIGN_OR_RETURN(
+        Statement held,
+        database_.Prepare("SELECT split FROM measurements WHERE dataset = ?1 LIMIT 1"));
     held.BindText(1, dataset);
     ASSIGN_OR_RETURN(bool has_rows, held.Step(operation));
     const std::string held_split = has_rows ? held.ColumnText(0) : std::string();
@@ -158,10 +159,11 @@ absl::StatusOr<std::vector<MeasurementRow>> SqliteDatasetStore::ListMeasurements
   RETURN_IF_ERROR(CheckDatasetKnown(dataset, operation));
   std::vector<MeasurementRow> rows;
   {
-    ASSIGN_OR_RETURN(Statement select,
-                     database_.Prepare("SELECT id, config_json, accuracy, method, seconds, seed, "
-                                       "created_unix_s, split FROM measurements WHERE dataset = ?1 AND "
-                                       "(?2 IS NULL OR method = ?2) ORDER BY id"));
+    ASSIGN_OR_RETURN(
+        Statement select,
+        database_.Prepare("SELECT id, config_json, accuracy, method, seconds, seed, "
+                          "created_unix_s, split FROM measurements WHERE dataset = ?1 AND "
+                          "(?2 IS NULL OR method = ?2) ORDER BY id"));
     select.BindText(1, dataset);
     if (method.has_value()) {
       select.BindText(2, *method);

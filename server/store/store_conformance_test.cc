@@ -804,9 +804,9 @@ TEST_P(StoreConformanceTest, MeasurementsKeepTheirSplitAndADatasetMixesNone) {
   EXPECT_EQ(datasets().GetDataset("val")->split, "validation");
   EXPECT_EQ(datasets().ListMeasurements("val", std::nullopt)->at(1).split, "validation");
   // A test-split record joins no validation dataset, and nothing of the call is stored.
-  const absl::Status mixed = datasets().AddMeasurements(
-      "val", {on(Measurement("[3]", 0.7, "fp32"), "validation"),
-              on(Measurement("[4]", 0.7, "fp32"), "test")});
+  const absl::Status mixed =
+      datasets().AddMeasurements("val", {on(Measurement("[3]", 0.7, "fp32"), "validation"),
+                                         on(Measurement("[4]", 0.7, "fp32"), "test")});
   EXPECT_EQ(mixed.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(mixed.message(), HasSubstr("dataset val: measurement 1 was measured on \"test\""));
   EXPECT_EQ(datasets().GetDataset("val")->records, 2);
@@ -822,15 +822,14 @@ TEST_P(StoreConformanceTest, MeasurementsKeepTheirSplitAndADatasetMixesNone) {
   EXPECT_EQ(unknown.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(unknown.message(), HasSubstr("measurement 0: split \"dev\""));
   // Rows that do not say (stored before splits were recorded) form a dataset of their own.
-  ASSERT_TRUE(datasets()
-                  .CreateDataset({"old", "fmnist_mbv2", "", 1.7e9},
-                                 {Measurement("[1]", 0.9, "fp32")})
-                  .ok());
+  ASSERT_TRUE(
+      datasets()
+          .CreateDataset({"old", "fmnist_mbv2", "", 1.7e9}, {Measurement("[1]", 0.9, "fp32")})
+          .ok());
   EXPECT_EQ(datasets().GetDataset("old")->split, "");
-  EXPECT_EQ(datasets()
-                .AddMeasurements("old", {on(Measurement("[2]", 0.9, "fp32"), "validation")})
-                .code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(
+      datasets().AddMeasurements("old", {on(Measurement("[2]", 0.9, "fp32"), "validation")}).code(),
+      absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_P(StoreConformanceTest, BadMeasurementsNameTheRowAndStoreNothing) {
