@@ -14,10 +14,11 @@ using nlohmann::json;
 
 void AddRecordsFromFile(const std::string& path, apq::v1::UploadDatasetRequest* request) {
   const std::string content = ReadFileOrStdin(path);
-  if (content.rfind(oface::kMeasurementCsvHeader, 0) == 0) {
+  // The header without the split column begins both CSV headers (with and without it).
+  if (content.rfind(oface::kMeasurementCsvHeaderWithoutSplit, 0) == 0) {
     absl::StatusOr<std::vector<oface::MeasurementRecord>> records =
         oface::ParseMeasurementCsv(content, path, /*keep_unterminated_line=*/true);
-    if (!records.ok()) throw UsageError{std::string(records.status().message())};
+    if (!records.ok()) throw UsageError{static_cast<std::string>(records.status().message())};
     for (const oface::MeasurementRecord& record : *records) {
       apq::v1::MeasurementRecord* out = request->add_records();
       out->set_config_json(record.config_json);
