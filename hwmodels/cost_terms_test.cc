@@ -176,6 +176,7 @@ std::unique_ptr<LutCostModel> NewModel(const oface::SearchSpace& space, const Co
 std::vector<oface::Genotype> Samples(const oface::SearchSpace& space, uint64_t seed, int count) {
   oface::Rng rng(seed);
   std::vector<oface::Genotype> genotypes;
+  genotypes.reserve(count);
   for (int n = 0; n < count; ++n) genotypes.push_back(space.Sample(rng));
   return genotypes;
 }

@@ -198,7 +198,7 @@ absl::StatusOr<DataSplit> DataSplitFromName(absl::string_view name) {
 }
 
 std::vector<int> TrainingFileIndices(DataSplit split) {
-  const std::vector<int> validation =
+  std::vector<int> validation =
       SubsetIndices(kTrainingFileImages, kValidationImages, kValidationSplitSeed);
   if (split == DataSplit::kValidation) return validation;
   std::vector<int> train;

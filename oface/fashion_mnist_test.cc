@@ -30,7 +30,7 @@ void BigEndian(uint32_t value, std::string* out) {
 }
 
 std::string WriteGz(const std::string& name, const std::string& bytes) {
-  const std::string path = TempPath(name);
+  std::string path = TempPath(name);
   gzFile file = gzopen(path.c_str(), "wb");
   gzwrite(file, bytes.data(), static_cast<unsigned>(bytes.size()));
   gzclose(file);
@@ -38,7 +38,7 @@ std::string WriteGz(const std::string& name, const std::string& bytes) {
 }
 
 std::string WritePlain(const std::string& name, const std::string& bytes) {
-  const std::string path = TempPath(name);
+  std::string path = TempPath(name);
   FILE* file = std::fopen(path.c_str(), "wb");
   std::fwrite(bytes.data(), 1, bytes.size(), file);
   std::fclose(file);
@@ -52,7 +52,7 @@ std::string Images(uint32_t magic, uint32_t count, uint32_t stored) {
   BigEndian(count, &bytes);
   BigEndian(2, &bytes);
   BigEndian(2, &bytes);
-  bytes.append(stored * 4, '\x7f');
+  bytes.append(size_t{stored} * 4, '\x7f');
   return bytes;
 }
 
@@ -133,7 +133,7 @@ TEST(FashionMnistTest, CountMismatchIsDataLossNamingBothFiles) {
 
 TEST(FashionMnistTest, CorruptGzipIsDataLossNamingTheFile) {
   // A gzip header followed by garbage.
-  std::string bytes = "\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03";
+  std::string bytes("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03", 10);
   bytes.append(200, '\xab');
   const std::string images = WritePlain("corrupt-images.gz", bytes);
   const std::string labels = WriteGz("corrupt-labels.gz", Labels(5));
@@ -217,7 +217,7 @@ TEST(DataSplitTest, LoadsTheSplitsOfTheRealFiles) {
       LoadFashionMnist(kDefaultFashionMnistDir, FashionMnistSplit::kTrain);
   ASSERT_TRUE(file.ok()) << file.status();
   // Image i of a split is the file's image at the split's i-th index.
-  const size_t bytes = 28 * 28;
+  const size_t bytes = size_t{28} * 28;
   const std::vector<int> indices = TrainingFileIndices(DataSplit::kValidation);
   for (int i : {0, 1, 4999, 9999}) {
     EXPECT_EQ(0, std::memcmp(validation->pixels.data() + i * bytes,

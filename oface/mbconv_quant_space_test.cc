@@ -851,6 +851,7 @@ TEST(MbConvQuantSpaceTest, CostDecompositionByHand) {
   conv_keys.fixed_layer_costs = FixedLayerCosts::kConvKeys;
   const std::unique_ptr<SearchSpace> keyed = NewMbConvQuantSpace(conv_keys).value();
   std::vector<Genotype> genotypes;
+  genotypes.reserve(300);
   Rng rng(31);
   for (int n = 0; n < 300; ++n) genotypes.push_back(keyed->Sample(rng));
   for (const CostSplit split : {CostSplit::kBitwidths, CostSplit::kBlocks}) {
@@ -862,6 +863,7 @@ TEST(MbConvQuantSpaceTest, CostDecompositionByHand) {
 TEST(MbConvQuantSpaceTest, FashionMnistCostDecompositionsAreExact) {
   const std::unique_ptr<SearchSpace> space = NewMbConvQuantSpace(FashionMnistSpec()).value();
   std::vector<Genotype> genotypes;
+  genotypes.reserve(1000);
   Rng rng(41);
   for (int n = 0; n < 1000; ++n) genotypes.push_back(space->Sample(rng));
   EXPECT_GT(ExpectCostDecompositionExact(*space, CostSplit::kBitwidths, genotypes, 42, 10, 1000),

@@ -83,7 +83,7 @@ class OfaMbv3Space final : public SearchSpace {
   int32_t Term(std::string key, absl::flat_hash_map<std::string, int32_t>* index);
   static size_t BlockTermSlot(int resolution_index, int block, int ks, int e) {
     return (static_cast<size_t>(resolution_index) * kNumBlocks + block) * kBlockVariants +
-           KernelIndex(ks) * 3 + ExpandIndex(e);
+           static_cast<size_t>(KernelIndex(ks)) * 3 + ExpandIndex(e);
   }
   // Reads one integer of gene `gene` from `value`; `field` names it in errors.
   absl::Status ReadGene(const std::string& field, const nlohmann::json& value, int gene,
@@ -103,7 +103,7 @@ class OfaMbv3Space final : public SearchSpace {
   std::array<std::array<int32_t, 2>, kNumResolutions> head_terms_{};
   std::array<std::array<int32_t, 4>, kNumResolutions> tail_terms_{};
   // Indexed by BlockTermSlot.
-  std::array<int32_t, kNumResolutions * kNumBlocks * kBlockVariants> block_terms_{};
+  std::array<int32_t, size_t{kNumResolutions} * kNumBlocks * kBlockVariants> block_terms_{};
 };
 
 OfaMbv3Space::OfaMbv3Space() {
