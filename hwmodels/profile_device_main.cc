@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <utility>
 
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
@@ -17,7 +18,8 @@
 #include "oface/layer_profiler.h"
 #include "oface/mbconv_spec.h"
 
-ABSL_FLAG(std::string, spec, "fmnist_mbv2", "The space's spec (only fmnist_mbv2).");
+ABSL_FLAG(std::string, spec, "fmnist_mbv2",
+          "The space's spec: fmnist_mbv2 or fmnist_lowbit (the same conv shapes).");
 ABSL_FLAG(std::string, out, "", "Path of the table JSON (written via a temporary + rename).");
 ABSL_FLAG(int, threads, 1, "LibTorch intra-op threads of every timed run (the device's setting).");
 ABSL_FLAG(int, warmup, 20, "Untimed runs before the timed ones, per layer shape and per subnet.");
@@ -52,10 +54,9 @@ absl::Status WriteAtomically(const std::string& path, const std::string& content
 absl::Status Run() {
   const std::string spec_name = absl::GetFlag(FLAGS_spec);
   const std::string out = absl::GetFlag(FLAGS_out);
-  if (spec_name != "fmnist_mbv2") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--spec: \"", spec_name, "\" is not one of {fmnist_mbv2}"));
-  }
+  absl::StatusOr<apq::oface::MbConvSpec> found = apq::oface::FindFashionMnistSpec(spec_name);
+  if (!found.ok())
+    return absl::InvalidArgumentError(absl::StrCat("--spec: ", found.status().message()));
   if (out.empty()) return absl::InvalidArgumentError("--out is required");
   apq::oface::ProfileOptions options;
   apq::oface::TimingOptions& timing = options.timing;
@@ -72,7 +73,7 @@ absl::Status Run() {
   }
   if (validate_subnets < 0) return absl::InvalidArgumentError("--validate_subnets must be >= 0");
   options.cache_flush_bytes = int64_t{flush_mib} << 20;
-  const apq::oface::MbConvSpec spec = apq::oface::FashionMnistSpec();
+  const apq::oface::MbConvSpec spec = *std::move(found);
 
   std::fprintf(stderr,
                "profile_device: %s, %d thread(s), %d warm-up + %d timed runs, %d MiB cache "

@@ -3,10 +3,14 @@
 #include <algorithm>
 #include <cstddef>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 
 namespace apq::oface {
@@ -169,6 +173,28 @@ MbConvSpec FashionMnistSpec() {
   spec.fixed_bits = 8;
   spec.fixed_layer_costs = FixedLayerCosts::kConvKeys;
   return spec;
+}
+
+MbConvSpec FashionMnistLowBitSpec() {
+  MbConvSpec spec = FashionMnistSpec();
+  spec.name = "fmnist_lowbit";
+  spec.bit_choices = {2, 3, 4, 6, 8};
+  return spec;
+}
+
+std::vector<MbConvSpec> FashionMnistSpecs() {
+  return {FashionMnistSpec(), FashionMnistLowBitSpec()};
+}
+
+absl::StatusOr<MbConvSpec> FindFashionMnistSpec(std::string_view name) {
+  std::vector<std::string> names;
+  for (MbConvSpec& spec : FashionMnistSpecs()) {
+    if (spec.name == name) return std::move(spec);
+    names.push_back(spec.name);
+  }
+  // Debian's Abseil has its own string_view (ABSL_OPTION_USE_STD_STRING_VIEW=0).
+  return absl::InvalidArgumentError(absl::StrCat("unknown Fashion-MNIST space '", std::string(name),
+                                                 "'; known: ", absl::StrJoin(names, ", ")));
 }
 
 }  // namespace apq::oface

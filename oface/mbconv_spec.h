@@ -20,10 +20,12 @@
 #define APQ_OFACE_MBCONV_SPEC_H_
 
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace apq::oface {
 
@@ -109,6 +111,22 @@ MbConvSpec ApqMbv2Spec();
 // The stride-2 stem keeps the large depthwise kernels (the cost that dominates on CPU) at
 // 7x7 and 4x4 maps.
 MbConvSpec FashionMnistSpec();
+
+// The low-bit Fashion-MNIST space ("fmnist_lowbit"): FashionMnistSpec's network (stem, stages,
+// kernels, widths, depths; stem and tail at 8 bits) with weight and activation bits
+// {2, 3, 4, 6, 8} for every searched pointwise and depthwise conv. With {4, 6, 8} the whole
+// fmnist_mbv2 space lies within 1.4 accuracy points; 2 and 3 bits make the precision matter.
+// Its supernet has the same tensors as fmnist_mbv2's but for the per-bit-choice clipping
+// ranges, so it can start from fmnist_mbv2's weights (Supernet::LoadWeightsOfSameNetwork).
+MbConvSpec FashionMnistLowBitSpec();
+
+// The specs of the Fashion-MNIST supernet (oface/supernet.h), in registration order:
+// fmnist_mbv2, fmnist_lowbit.
+std::vector<MbConvSpec> FashionMnistSpecs();
+
+// The spec of FashionMnistSpecs() named `name`; INVALID_ARGUMENT naming the known ones (the
+// caller prefixes the flag or field).
+absl::StatusOr<MbConvSpec> FindFashionMnistSpec(std::string_view name);
 
 }  // namespace apq::oface
 

@@ -37,6 +37,47 @@ TEST(MbConvSpecTest, ApqMbv2SpecIsValidAndMatchesTheReference) {
   EXPECT_EQ(spec.banned_kernel_dw_a_bits, (std::vector<std::pair<int, int>>{{7, 4}}));
 }
 
+TEST(MbConvSpecTest, FashionMnistLowBitSpecIsFmnistMbv2WithLowerBits) {
+  const MbConvSpec low_bit = FashionMnistLowBitSpec();
+  EXPECT_TRUE(ValidateMbConvSpec(low_bit).ok()) << ValidateMbConvSpec(low_bit);
+  EXPECT_EQ(low_bit.name, "fmnist_lowbit");
+  EXPECT_EQ(low_bit.bit_choices, (std::vector<int>{2, 3, 4, 6, 8}));
+  EXPECT_EQ(low_bit.fixed_bits, 8);
+  EXPECT_TRUE(low_bit.banned_kernel_dw_a_bits.empty());
+  // Everything else is fmnist_mbv2's.
+  MbConvSpec same = low_bit;
+  same.name = "fmnist_mbv2";
+  same.bit_choices = {4, 6, 8};
+  const MbConvSpec mbv2 = FashionMnistSpec();
+  EXPECT_EQ(same.input_size, mbv2.input_size);
+  EXPECT_EQ(same.first_conv_channels, mbv2.first_conv_channels);
+  ASSERT_EQ(same.stages.size(), mbv2.stages.size());
+  for (size_t s = 0; s < mbv2.stages.size(); ++s) {
+    EXPECT_EQ(same.stages[s].in_channels, mbv2.stages[s].in_channels);
+    EXPECT_EQ(same.stages[s].out_channels, mbv2.stages[s].out_channels);
+    EXPECT_EQ(same.stages[s].stride, mbv2.stages[s].stride);
+    EXPECT_EQ(same.stages[s].min_depth, mbv2.stages[s].min_depth);
+    EXPECT_EQ(same.stages[s].max_depth, mbv2.stages[s].max_depth);
+  }
+  EXPECT_EQ(same.kernel_sizes, mbv2.kernel_sizes);
+  EXPECT_EQ(same.min_expand, mbv2.min_expand);
+  EXPECT_EQ(same.max_expand, mbv2.max_expand);
+  EXPECT_EQ(same.feature_mix_channels, mbv2.feature_mix_channels);
+  EXPECT_EQ(same.fixed_layer_costs, mbv2.fixed_layer_costs);
+  EXPECT_EQ(mbv2.bit_choices, (std::vector<int>{4, 6, 8}));
+}
+
+TEST(MbConvSpecTest, FindsTheFashionMnistSpecsByName) {
+  std::vector<std::string> names;
+  for (const MbConvSpec& spec : FashionMnistSpecs()) names.push_back(spec.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"fmnist_mbv2", "fmnist_lowbit"}));
+  EXPECT_EQ(FindFashionMnistSpec("fmnist_lowbit")->bit_choices, (std::vector<int>{2, 3, 4, 6, 8}));
+  EXPECT_EQ(FindFashionMnistSpec("fmnist_mbv2")->name, "fmnist_mbv2");
+  const absl::Status unknown = FindFashionMnistSpec("apq_mbv2").status();
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(unknown.message(), HasSubstr("'apq_mbv2'; known: fmnist_mbv2, fmnist_lowbit"));
+}
+
 // One broken field at a time, each named in the message.
 TEST(MbConvSpecTest, RejectsBrokenSpecs) {
   const std::vector<std::pair<std::function<void(MbConvSpec&)>, std::string>> cases = {

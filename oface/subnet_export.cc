@@ -93,7 +93,8 @@ class ScriptWriter {
     }
     const std::string alpha = Register(absl::StrCat(name, "_alpha"), alphas.select(0, index),
                                        /*is_buffer=*/true);
-    const int64_t levels = is_signed ? (1 << (bits - 1)) - 1 : (1 << bits) - 1;
+    const int64_t levels =
+        is_signed ? supernet_internal::SignedLevels(bits) : supernet_internal::UnsignedLevels(bits);
     // The step as FakeQuantActivation computes it (float32 tensor ops, then float).
     Line(absl::StrCat(var, " = torch.fake_quantize_per_tensor_affine(", var, ", float((", alpha,
                       ".abs() + ", Literal(kAlphaFloor), ") / ", Literal(levels), "), 0, ",

@@ -50,8 +50,8 @@ double MaxAbsDifference(const std::vector<float>& a, const std::vector<float>& b
 
 // A tiny supernet whose shared tensors are far from their initial values, so that kernel
 // transforms, clipping ranges and the BN affine parameters all matter.
-std::unique_ptr<Supernet> MakeTrainedLookingTiny() {
-  absl::StatusOr<std::unique_ptr<Supernet>> created = Supernet::Create(TinySpec(), 3);
+std::unique_ptr<Supernet> MakeTrainedLookingTiny(const MbConvSpec& spec = TinySpec()) {
+  absl::StatusOr<std::unique_ptr<Supernet>> created = Supernet::Create(spec, 3);
   EXPECT_TRUE(created.ok()) << created.status();
   std::unique_ptr<Supernet> supernet = std::move(created).value();
   torch::NoGradGuard no_grad;
@@ -105,6 +105,66 @@ TEST(SubnetExportTest, ExtractedSubnetComputesTheSupernetsForward) {
                 1e-2);
     }
   }
+}
+
+// At 2 and 3 bits (ternary weights, 2-bit signed activations {-1, 0, 1} x step) the extracted
+// module and the file a plain LibTorch program loads still compute the supernet's forward.
+TEST(SubnetExportTest, ExportEqualsTheSupernetAtTwoAndThreeBits) {
+  std::unique_ptr<Supernet> supernet = MakeTrainedLookingTiny(TinyLowBitSpec());
+  std::vector<Genotype> configs;
+  Rng rng(22);
+  for (const int bits : {2, 3}) {
+    configs.push_back(supernet->LargestGenotype(bits));
+    configs.push_back(supernet->SmallestGenotype(bits));
+    Genotype mixed = supernet->space().Sample(rng);
+    const int num_slots = supernet->module().num_slots();
+    for (int g = 2 * num_slots; g < 6 * num_slots; ++g) mixed[g] = g % 2 == 0 ? bits : 5 - bits;
+    configs.push_back(mixed);  // 2- and 3-bit genes side by side.
+  }
+  int file = 0;
+  for (const Genotype& genotype : configs) {
+    absl::StatusOr<ExtractedSubnet> extracted =
+        ExtractSubnet(*supernet, genotype, /*quantized=*/true, Calibration());
+    ASSERT_TRUE(extracted.ok()) << extracted.status();
+    const std::vector<float> expected = SupernetLogits(*supernet);
+    absl::StatusOr<std::vector<float>> logits = extracted->Logits(Images());
+    ASSERT_TRUE(logits.ok()) << logits.status();
+    const std::string config = supernet->space().ToJson(genotype);
+    EXPECT_LT(MaxAbsDifference(*logits, expected), 1e-5) << config;
+    EXPECT_GT(*std::max_element(expected.begin(), expected.end()) -
+                  *std::min_element(expected.begin(), expected.end()),
+              1e-2)
+        << config;
+
+    const std::string path = TestTempPath(absl::StrCat("low_bit_subnet_", file++, ".pt"));
+    ASSERT_TRUE(extracted->Save(path).ok());
+    torch::jit::Module module = torch::jit::load(path);
+    module.eval();
+    const LabeledImages& images = Images();
+    torch::NoGradGuard no_grad;
+    const torch::Tensor input =
+        torch::from_blob(const_cast<uint8_t*>(images.pixels.data()),
+                         {images.count, 1, images.rows, images.cols}, torch::kUInt8)
+            .to(torch::kFloat32) /
+        255.0;
+    const torch::Tensor output = module.forward({input}).toTensor().contiguous();
+    const std::vector<float> loaded(output.data_ptr<float>(),
+                                    output.data_ptr<float>() + output.numel());
+    EXPECT_LT(MaxAbsDifference(loaded, expected), 1e-5) << config;
+  }
+
+  // The stored 2-bit weights are ternary per output channel: {-max, 0, max}.
+  absl::StatusOr<ExtractedSubnet> ternary = ExtractSubnet(
+      *supernet, supernet->LargestGenotype(/*bits=*/2), /*quantized=*/true, Calibration());
+  ASSERT_TRUE(ternary.ok()) << ternary.status();
+  const std::string path = TestTempPath("ternary_subnet.pt");
+  ASSERT_TRUE(ternary->Save(path).ok());
+  const torch::Tensor weight =
+      torch::jit::load(path).attr("slot0_expand_weight").toTensor().reshape({-1, 4});
+  const torch::Tensor ratio = weight / weight.abs().amax(1, /*keepdim=*/true);
+  EXPECT_TRUE(torch::equal(ratio.abs() * (1 - ratio.abs()), torch::zeros_like(ratio)));
+  EXPECT_THAT(ternary->source(), HasSubstr(", -1, 1)"));  // Signed 2-bit activations.
+  EXPECT_THAT(ternary->source(), HasSubstr(", 0, 3)"));   // Unsigned 2-bit activations.
 }
 
 TEST(SubnetExportTest, QuantizedSubnetStoresQuantizedWeightsAndClippingRanges) {

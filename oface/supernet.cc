@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <map>
 #include <string>
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -48,8 +51,12 @@ int IndexOf(const std::vector<int>& values, int value) {
 
 }  // namespace
 
+int64_t SignedLevels(int bits) { return (int64_t{1} << (bits - 1)) - 1; }
+
+int64_t UnsignedLevels(int bits) { return (int64_t{1} << bits) - 1; }
+
 torch::Tensor FakeQuantWeight(const torch::Tensor& weight, int bits) {
-  const double levels = static_cast<double>((1 << (bits - 1)) - 1);
+  const double levels = static_cast<double>(SignedLevels(bits));
   std::vector<int64_t> shape(weight.dim(), 1);
   shape[0] = -1;
   const torch::Tensor scale =
@@ -62,7 +69,7 @@ torch::Tensor FakeQuantWeight(const torch::Tensor& weight, int bits) {
 
 torch::Tensor FakeQuantActivation(const torch::Tensor& x, const torch::Tensor& alpha, int bits,
                                   bool is_signed) {
-  const int64_t levels = is_signed ? (1 << (bits - 1)) - 1 : (1 << bits) - 1;
+  const int64_t levels = is_signed ? SignedLevels(bits) : UnsignedLevels(bits);
   // |alpha| keeps the range positive whatever the optimizer does; the floor avoids a zero step.
   const torch::Tensor step = ((alpha.abs() + 1e-3) / static_cast<double>(levels)).reshape({1});
   // One fused kernel (LSQ's learnable fake quantization): clip to [qmin, qmax] steps, round,
@@ -206,6 +213,9 @@ SupernetModuleImpl::SupernetModuleImpl(const MbConvSpec& spec)
           RegisterAlpha(absl::StrCat(name, "depthwise_alpha"), num_bits, kUnsignedAlphaInit);
       slot.project_alpha =
           RegisterAlpha(absl::StrCat(name, "project_alpha"), num_bits, kUnsignedAlphaInit);
+      for (const char* alpha : {"input_alpha", "depthwise_alpha", "project_alpha"}) {
+        per_bit_choice_.push_back(absl::StrCat(name, alpha));
+      }
       decay_.push_back(slot.expand_weight);
       decay_.push_back(slot.depthwise_weight);
       decay_.push_back(slot.project_weight);
@@ -246,6 +256,10 @@ torch::Tensor SupernetModuleImpl::RegisterAlpha(const std::string& name, int siz
 
 std::vector<torch::Tensor> SupernetModuleImpl::NoDecayParameters() const { return no_decay_; }
 std::vector<torch::Tensor> SupernetModuleImpl::DecayParameters() const { return decay_; }
+
+bool SupernetModuleImpl::IsPerBitChoice(const std::string& name) const {
+  return std::find(per_bit_choice_.begin(), per_bit_choice_.end(), name) != per_bit_choice_.end();
+}
 
 torch::Tensor SupernetModuleImpl::BatchNorm(const torch::Tensor& x, const ElasticBatchNorm& bn,
                                             int channels) {
@@ -428,6 +442,83 @@ absl::Status TorchError(const char* what, const std::exception& e) {
   return absl::InternalError(absl::StrCat(what, ": ", supernet_internal::ErrorMessage(e)));
 }
 
+// INVALID_ARGUMENT unless the fake quantizers are defined at `bits` (supernet_module.h).
+absl::Status CheckQuantizerBits(const MbConvSpec& spec, const char* field, int bits) {
+  if (bits >= supernet_internal::kMinQuantBits && bits <= supernet_internal::kMaxQuantBits) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "spec ", spec.name, ": ", field, ": the supernet quantizes to ",
+      supernet_internal::kMinQuantBits, "..", supernet_internal::kMaxQuantBits, " bits, not ", bits,
+      " (at 1 bit its symmetric quantizers have no level but 0)"));
+}
+
+// Whether a field of SpecFields shapes the network's tensors. The others are the name and the
+// quantization and JSON choices; the per-bit-choice tensors are matched by bit width instead.
+bool IsNetworkField(const std::string& field) {
+  return field != "name" && field != "bit_choices" && field != "fixed_bits" &&
+         field != "banned_kernel_dw_a_bits" && field != "arch_json_max_depth";
+}
+
+std::map<std::string, std::string> ParseFingerprint(const std::string& stored) {
+  std::map<std::string, std::string> fields;
+  for (absl::string_view line : absl::StrSplit(stored, '\n', absl::SkipEmpty())) {
+    const size_t equals = line.find('=');
+    if (equals == absl::string_view::npos) continue;
+    fields[static_cast<std::string>(line.substr(0, equals))] =
+        static_cast<std::string>(line.substr(equals + 1));
+  }
+  return fields;
+}
+
+// FAILED_PRECONDITION naming the first field of `spec` (of its network only, when
+// `network_only`) whose value in `theirs` differs.
+absl::Status CheckFingerprintFields(const std::map<std::string, std::string>& theirs,
+                                    const MbConvSpec& spec, const std::string& path,
+                                    bool network_only) {
+  for (const auto& [field, value] : SpecFields(spec)) {
+    if (network_only && !IsNetworkField(field)) continue;
+    const auto it = theirs.find(field);
+    const std::string other = it == theirs.end() ? "<absent>" : it->second;
+    if (other != value) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("checkpoint ", path, " was written for ",
+                       network_only ? "another network" : "another spec", ": ", field, " is '",
+                       other, "' there but '", value, "' in spec '", spec.name, "'"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The spec fingerprint SaveWeights wrote into `archive`; DATA_LOSS naming `path` without one.
+absl::StatusOr<std::string> ReadSpecFingerprint(torch::serialize::InputArchive& archive,
+                                                const std::string& path) {
+  c10::IValue fingerprint;
+  if (!archive.try_read("spec_fingerprint", fingerprint) || !fingerprint.isString()) {
+    return absl::DataLossError(absl::StrCat("checkpoint ", path, " has no spec fingerprint"));
+  }
+  return fingerprint.toStringRef();
+}
+
+// For each of `ours`, the index in `theirs` of the same bit width or else of the nearest one
+// (the lower on a tie). Precondition: `theirs` is not empty.
+std::vector<int64_t> NearestBitIndices(const std::vector<int>& ours,
+                                       const std::vector<int>& theirs) {
+  std::vector<int64_t> indices;
+  for (const int bits : ours) {
+    size_t best = 0;
+    for (size_t i = 1; i < theirs.size(); ++i) {
+      const int distance = std::abs(theirs[i] - bits);
+      const int best_distance = std::abs(theirs[best] - bits);
+      if (distance < best_distance || (distance == best_distance && theirs[i] < theirs[best])) {
+        best = i;
+      }
+    }
+    indices.push_back(static_cast<int64_t>(best));
+  }
+  return indices;
+}
+
 }  // namespace
 
 std::string SpecFingerprint(const MbConvSpec& spec) {
@@ -439,23 +530,7 @@ std::string SpecFingerprint(const MbConvSpec& spec) {
 
 absl::Status CheckSpecFingerprint(const std::string& stored, const MbConvSpec& spec,
                                   const std::string& path) {
-  std::map<std::string, std::string> theirs;
-  for (absl::string_view line : absl::StrSplit(stored, '\n', absl::SkipEmpty())) {
-    const size_t equals = line.find('=');
-    if (equals == absl::string_view::npos) continue;
-    theirs[static_cast<std::string>(line.substr(0, equals))] =
-        static_cast<std::string>(line.substr(equals + 1));
-  }
-  for (const auto& [field, value] : SpecFields(spec)) {
-    const auto it = theirs.find(field);
-    const std::string other = it == theirs.end() ? "<absent>" : it->second;
-    if (other != value) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("checkpoint ", path, " was written for another spec: ", field, " is '",
-                       other, "' there but '", value, "' in spec '", spec.name, "'"));
-    }
-  }
-  return absl::OkStatus();
+  return CheckFingerprintFields(ParseFingerprint(stored), spec, path, /*network_only=*/false);
 }
 
 Supernet::Supernet(MbConvSpec spec, std::unique_ptr<SearchSpace> space)
@@ -465,6 +540,10 @@ Supernet::~Supernet() = default;
 
 absl::StatusOr<std::unique_ptr<Supernet>> Supernet::Create(const MbConvSpec& spec, uint64_t seed) {
   ASSIGN_OR_RETURN(std::unique_ptr<SearchSpace> space, NewMbConvQuantSpace(spec));
+  for (const int bits : spec.bit_choices) {
+    RETURN_IF_ERROR(CheckQuantizerBits(spec, "bit_choices", bits));
+  }
+  RETURN_IF_ERROR(CheckQuantizerBits(spec, "fixed_bits", spec.fixed_bits));
   // ChoiceFromGenotype relies on the gene layout of mbconv_quant_space.h.
   int num_slots = 0;
   for (const MbConvStageSpec& stage : spec.stages) num_slots += stage.max_depth;
@@ -607,15 +686,73 @@ absl::Status Supernet::SaveWeights(const std::string& path) const {
   return supernet_internal::SaveArchiveAtomically(archive, path);
 }
 
+absl::Status Supernet::LoadWeightsOfSameNetwork(const std::string& path) {
+  torch::serialize::InputArchive archive;
+  RETURN_IF_ERROR(supernet_internal::LoadArchive(path, archive));
+  try {
+    ASSIGN_OR_RETURN(const std::string fingerprint, ReadSpecFingerprint(archive, path));
+    const std::map<std::string, std::string> theirs = ParseFingerprint(fingerprint);
+    RETURN_IF_ERROR(CheckFingerprintFields(theirs, spec_, path, /*network_only=*/true));
+    std::vector<int> their_bits;
+    if (const auto it = theirs.find("bit_choices"); it != theirs.end()) {
+      for (absl::string_view part : absl::StrSplit(it->second, ',')) {
+        int bits = 0;
+        if (!absl::SimpleAtoi(part, &bits)) {
+          their_bits.clear();
+          break;
+        }
+        their_bits.push_back(bits);
+      }
+    }
+    if (their_bits.empty()) {
+      return absl::DataLossError(
+          absl::StrCat("checkpoint ", path, "'s spec fingerprint has no readable bit_choices"));
+    }
+    const torch::Tensor source_index =
+        torch::tensor(NearestBitIndices(spec_.bit_choices, their_bits));
+    // Everything is read and checked before anything is written: on error the weights stay.
+    std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;  // (ours, value)
+    const auto stage = [&](const std::string& name, const torch::Tensor& ours,
+                           bool is_buffer) -> absl::Status {
+      torch::Tensor value;
+      if (!archive.try_read(name, value, is_buffer)) {
+        return absl::DataLossError(absl::StrCat("checkpoint ", path, " lacks tensor ", name));
+      }
+      if (module_->IsPerBitChoice(name)) {
+        if (value.dim() != 1 || value.size(0) != static_cast<int64_t>(their_bits.size())) {
+          return absl::DataLossError(absl::StrCat("checkpoint ", path, ": tensor ", name,
+                                                  " does not hold one value per bit choice"));
+        }
+        value = value.index_select(0, source_index);
+      }
+      if (!value.sizes().equals(ours.sizes())) {
+        return absl::DataLossError(absl::StrCat("checkpoint ", path, ": tensor ", name,
+                                                " has another shape than the network's"));
+      }
+      copies.emplace_back(ours, value);
+      return absl::OkStatus();
+    };
+    for (const auto& item : module_->named_parameters()) {
+      RETURN_IF_ERROR(stage(item.key(), item.value(), /*is_buffer=*/false));
+    }
+    for (const auto& item : module_->named_buffers()) {
+      RETURN_IF_ERROR(stage(item.key(), item.value(), /*is_buffer=*/true));
+    }
+    torch::NoGradGuard no_grad;
+    for (auto& [ours, value] : copies) ours.copy_(value);
+  } catch (const std::exception& e) {
+    return absl::DataLossError(
+        absl::StrCat("checkpoint ", path, " is unreadable: ", supernet_internal::ErrorMessage(e)));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Supernet::LoadWeights(const std::string& path) {
   torch::serialize::InputArchive archive;
   RETURN_IF_ERROR(supernet_internal::LoadArchive(path, archive));
   try {
-    c10::IValue fingerprint;
-    if (!archive.try_read("spec_fingerprint", fingerprint) || !fingerprint.isString()) {
-      return absl::DataLossError(absl::StrCat("checkpoint ", path, " has no spec fingerprint"));
-    }
-    RETURN_IF_ERROR(CheckSpecFingerprint(fingerprint.toStringRef(), spec_, path));
+    ASSIGN_OR_RETURN(const std::string fingerprint, ReadSpecFingerprint(archive, path));
+    RETURN_IF_ERROR(CheckSpecFingerprint(fingerprint, spec_, path));
     module_->load(archive);
   } catch (const std::exception& e) {
     return absl::DataLossError(

@@ -50,7 +50,8 @@ struct EvalResult {
 
 class Supernet {
  public:
-  // INVALID_ARGUMENT when `spec` does not validate. Weights are initialised from `seed`
+  // INVALID_ARGUMENT when `spec` does not validate or names bits outside what the fake
+  // quantizers take (2..16, oface/supernet_module.h). Weights are initialised from `seed`
   // (Kaiming normal for convs, as torchvision's MobileNetV2).
   static absl::StatusOr<std::unique_ptr<Supernet>> Create(const MbConvSpec& spec, uint64_t seed);
   ~Supernet();
@@ -94,6 +95,15 @@ class Supernet {
   // Reads what SaveWeights (or the trainer's checkpoint) wrote; FAILED_PRECONDITION naming the
   // field when it was written for another spec, NOT_FOUND / DATA_LOSS naming the file.
   absl::Status LoadWeights(const std::string& path);
+  // Reads weights that SaveWeights (or the trainer's checkpoint) wrote for a spec of the same
+  // network, which may differ in its name and quantization choices (bit_choices, fixed_bits,
+  // banned_kernel_dw_a_bits, arch_json_max_depth), e.g. fmnist_mbv2's supernet into
+  // fmnist_lowbit's. Tensors are matched by name; the per-bit-choice clipping ranges by bit
+  // width, and a width the file lacks starts from the range of the file's nearest width (the
+  // lower on a tie: from {4, 6, 8}, 2 and 3 bits take 4's, 5 takes 4's). FAILED_PRECONDITION
+  // naming the first network field that differs; NOT_FOUND / DATA_LOSS naming the file as
+  // LoadWeights. On error the weights are unchanged.
+  absl::Status LoadWeightsOfSameNetwork(const std::string& path);
 
   // The LibTorch module, for the trainer and tests (oface/supernet_module.h).
   supernet_internal::SupernetModuleImpl& module() { return *module_; }

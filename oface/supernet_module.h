@@ -16,12 +16,15 @@
 // Quantization (when quantized): weights per output channel, symmetric, round to nearest;
 // activations entering each conv clipped to a learned range [-alpha, alpha] (signed inputs:
 // the block input, the image) or [0, alpha] (after ReLU6), PACT-style, one alpha per bit
-// choice; rounding passes gradients straight through (STE).
+// choice; rounding passes gradients straight through (STE). At b bits the signed quantizers
+// have the 2^b - 1 levels -L..L, L = 2^(b-1) - 1 (symmetric, so one code of 2^b is unused:
+// 2 bits give {-1, 0, 1}, ternary), the unsigned one the 2^b levels 0..2^b - 1.
 #ifndef APQ_OFACE_SUPERNET_MODULE_H_
 #define APQ_OFACE_SUPERNET_MODULE_H_
 
 #include <torch/torch.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -62,16 +65,36 @@ absl::Status SaveArchiveAtomically(torch::serialize::OutputArchive& archive,
 // Opens `path`: NOT_FOUND when missing, DATA_LOSS naming it when unreadable.
 absl::Status LoadArchive(const std::string& path, torch::serialize::InputArchive& archive);
 
+// The bit widths the fake quantizers below are defined for. At 1 bit the symmetric
+// quantizers would have the single level 0 (and a zero divisor in their scale); 16 bits are
+// far below float32's exact integers (2^24) and more than any space needs.
+inline constexpr int kMinQuantBits = 2;
+inline constexpr int kMaxQuantBits = 16;
+
+// The top level L of the symmetric signed quantizers (weights, signed activations) at `bits`:
+// 2^(bits-1) - 1, levels -L..L (2 bits: L = 1; 3 bits: L = 3). The supernet and the exported
+// subnet (oface/subnet_export.cc) both take their levels from here and from UnsignedLevels.
+// Precondition: bits in [kMinQuantBits, kMaxQuantBits].
+int64_t SignedLevels(int bits);
+// The top level of unsigned activations (after ReLU6) at `bits`: 2^bits - 1, levels 0..2^bits - 1
+// (2 bits: 3; 3 bits: 7). Same precondition.
+int64_t UnsignedLevels(int bits);
+
 // Symmetric per-output-channel fake quantization of a conv/linear weight ([out, ...]) to
-// `bits` (levels -(2^(b-1)-1) .. 2^(b-1)-1, scale = max|w| / (2^(b-1)-1) per channel), with
-// the straight-through estimator: the forward value is quantized, the gradient is identity.
+// `bits`: q(w) = clamp(round(w / s), -L, L) s with L = SignedLevels(bits) and, per output
+// channel, s = max|w| / L (max|w| floored at 1e-8, so an all-zero channel stays 0); with the
+// straight-through estimator: the forward value is quantized, the gradient is identity.
+// Every weight is inside its channel's range [-L s, L s], so |q(w) - w| <= s / 2; q(q(w)) = q(w)
+// up to a float32 rounding of s. Precondition: bits in [kMinQuantBits, kMaxQuantBits].
 torch::Tensor FakeQuantWeight(const torch::Tensor& weight, int bits);
 
-// PACT-style activation fake quantization: clip to [0, alpha] (or [-alpha, alpha] when
-// `is_signed`), round to 2^b - 1 (or 2^(b-1) - 1 per side) uniform steps of alpha / levels
-// with the STE (gradient 1 inside the range, 0 outside); `alpha` (a 0-dim tensor) learns
-// through the step size as in LSQ (torch's learnable fake quantization, with LSQ's gradient
-// scale 1 / sqrt(elements x levels)).
+// PACT-style activation fake quantization: q(x) = clamp(round(x / s), lo, L) s with step
+// s = (|alpha| + 1e-3) / L, L = UnsignedLevels(bits) and lo = 0, or L = SignedLevels(bits) and
+// lo = -L when `is_signed` (the 1e-3 keeps s positive whatever alpha becomes); with the STE
+// (gradient 1 inside the range, 0 outside); `alpha` (a 0-dim tensor) learns through the step
+// size as in LSQ (torch's learnable fake quantization, with LSQ's gradient scale
+// 1 / sqrt(elements x levels)). Inside the clip range |q(x) - x| <= s / 2, and q(q(x)) = q(x).
+// Precondition: bits in [kMinQuantBits, kMaxQuantBits].
 torch::Tensor FakeQuantActivation(const torch::Tensor& x, const torch::Tensor& alpha, int bits,
                                   bool is_signed);
 
@@ -115,6 +138,9 @@ class SupernetModuleImpl : public torch::nn::Module {
   // Parameters that take no weight decay (batch norm, clipping ranges, kernel transforms).
   std::vector<torch::Tensor> NoDecayParameters() const;
   std::vector<torch::Tensor> DecayParameters() const;
+  // Whether the parameter `name` holds one value per bit choice (the slots' clipping ranges),
+  // in the order of spec.bit_choices; every other tensor's shape follows from the network.
+  bool IsPerBitChoice(const std::string& name) const;
 
   // Slot tensors, exposed for tests.
   struct Slot {
@@ -151,6 +177,7 @@ class SupernetModuleImpl : public torch::nn::Module {
   std::vector<int> bit_choices_;
   double bn_momentum_ = 0.1;
   std::vector<torch::Tensor> decay_, no_decay_;
+  std::vector<std::string> per_bit_choice_;  // Names of the per-bit-choice parameters.
 
   torch::Tensor first_conv_weight_;
   ElasticBatchNorm first_conv_bn_;

@@ -95,6 +95,104 @@ TEST(FakeQuantTest, WeightRoundTripWithinHalfAStepPerChannel) {
   }
 }
 
+TEST(FakeQuantTest, LevelsAtEveryBitWidth) {
+  using supernet_internal::SignedLevels;
+  using supernet_internal::UnsignedLevels;
+  EXPECT_EQ(SignedLevels(2), 1);  // {-1, 0, 1}: ternary.
+  EXPECT_EQ(SignedLevels(3), 3);
+  EXPECT_EQ(SignedLevels(4), 7);
+  EXPECT_EQ(SignedLevels(8), 127);
+  EXPECT_EQ(UnsignedLevels(2), 3);  // {0, 1, 2, 3}.
+  EXPECT_EQ(UnsignedLevels(3), 7);
+  EXPECT_EQ(UnsignedLevels(8), 255);
+  EXPECT_EQ(SignedLevels(supernet_internal::kMaxQuantBits), 32767);
+}
+
+// The weight quantizer at 2, 3, 4, 6 and 8 bits: within half a step of the input (every weight
+// is inside its channel's range), at most 2^b - 1 distinct values per channel, all multiples of
+// the step, idempotent up to float rounding; a zero channel stays zero (no 0 / 0).
+TEST(FakeQuantTest, WeightQuantizerKeepsItsErrorBoundLevelsAndIdempotenceAtLowBits) {
+  torch::manual_seed(1);
+  torch::Tensor weight = torch::randn({6, 8, 3, 3});
+  {
+    torch::NoGradGuard no_grad;
+    weight[5].zero_();
+  }
+  for (const int bits : {2, 3, 4, 6, 8}) {
+    const torch::Tensor quantized = FakeQuantWeight(weight, bits).detach();
+    ASSERT_TRUE(torch::isfinite(quantized).all().item<bool>()) << "bits " << bits;
+    const int64_t levels = supernet_internal::SignedLevels(bits);
+    const torch::Tensor flat = quantized.reshape({6, -1});
+    const torch::Tensor max = weight.abs().reshape({6, -1}).amax(1);
+    for (int c = 0; c < 6; ++c) {
+      const double step = std::max(max[c].item<double>(), 1e-8) / levels;
+      const torch::Tensor row = flat[c];
+      const double error = (weight[c].reshape({-1}) - row).abs().max().item<double>();
+      EXPECT_LE(error, step / 2 * (1 + 1e-5)) << "bits " << bits << " channel " << c;
+      const torch::Tensor distinct = std::get<0>(torch::_unique(row));
+      EXPECT_LE(distinct.numel(), (int64_t{1} << bits) - 1) << "bits " << bits;
+      const torch::Tensor ratio = row / step;
+      EXPECT_LT((ratio - ratio.round()).abs().max().item<double>(), 1e-4) << "bits " << bits;
+      EXPECT_LE(ratio.abs().max().item<double>(), levels + 1e-4) << "bits " << bits;
+      const torch::Tensor again = FakeQuantWeight(quantized, bits).detach().reshape({6, -1})[c];
+      EXPECT_LE((again - row).abs().max().item<double>(), 1e-6 * step) << "bits " << bits;
+    }
+    EXPECT_EQ(flat[5].abs().max().item<double>(), 0.0);
+    if (bits == 2) {
+      // Ternary: each channel's values are -max, 0 and max, all three used here.
+      for (int c = 0; c < 5; ++c) {
+        const torch::Tensor distinct = std::get<0>(torch::_unique(flat[c] / max[c]));
+        EXPECT_TRUE(torch::allclose(distinct, torch::tensor({-1.0f, 0.0f, 1.0f}))) << distinct;
+      }
+    }
+  }
+}
+
+// The activation quantizer at 2, 3, 4, 6 and 8 bits, signed (levels -L..L, L = 2^(b-1) - 1)
+// and unsigned (0..2^b - 1): within half a step inside the clip range, at most 2^b distinct
+// values, exactly idempotent.
+TEST(FakeQuantTest, ActivationQuantizerKeepsItsErrorBoundLevelsAndIdempotenceAtLowBits) {
+  torch::manual_seed(2);
+  const double alpha_value = 2.5;
+  const torch::Tensor alpha = torch::tensor(alpha_value);
+  for (const bool is_signed : {false, true}) {
+    for (const int bits : {2, 3, 4, 6, 8}) {
+      const int64_t levels = is_signed ? supernet_internal::SignedLevels(bits)
+                                       : supernet_internal::UnsignedLevels(bits);
+      const double step = (alpha_value + 1e-3) / levels;
+      const torch::Tensor inside =
+          (is_signed ? torch::rand({4000}) * 2 - 1 : torch::rand({4000})) * alpha_value;
+      const torch::Tensor x = torch::cat({inside, torch::tensor({-9.0f, 9.0f, 0.0f})});
+      const torch::Tensor q = FakeQuantActivation(x, alpha, bits, is_signed).detach();
+      const std::string what = absl::StrCat(is_signed ? "signed " : "unsigned ", bits, " bits");
+      EXPECT_LE((q.narrow(0, 0, 4000) - inside).abs().max().item<double>(), step / 2 + 1e-5)
+          << what;
+      const torch::Tensor distinct = std::get<0>(torch::_unique(q));
+      EXPECT_LE(distinct.numel(), int64_t{1} << bits) << what;
+      EXPECT_EQ(distinct.numel(), is_signed ? 2 * levels + 1 : levels + 1) << what;
+      EXPECT_NEAR(q[4001].item<double>(), levels * step, 1e-5) << what;
+      EXPECT_NEAR(q[4000].item<double>(), is_signed ? -levels * step : 0.0, 1e-5) << what;
+      EXPECT_EQ(q[4002].item<double>(), 0.0) << what;
+      EXPECT_TRUE(torch::equal(FakeQuantActivation(q, alpha, bits, is_signed).detach(), q)) << what;
+    }
+  }
+}
+
+TEST(FakeQuantTest, SupernetRefusesBitsItsQuantizersDoNotTake) {
+  for (const int bits : {1, 17}) {
+    MbConvSpec spec = TinySpec();
+    spec.bit_choices = {bits, 18};
+    absl::StatusOr<std::unique_ptr<Supernet>> supernet = Supernet::Create(spec, 1);
+    EXPECT_EQ(supernet.status().code(), absl::StatusCode::kInvalidArgument) << bits;
+    EXPECT_THAT(supernet.status().message(), HasSubstr("bit_choices"));
+    EXPECT_THAT(supernet.status().message(), HasSubstr("2..16 bits"));
+  }
+  MbConvSpec spec = TinySpec();
+  spec.fixed_bits = 1;
+  EXPECT_THAT(Supernet::Create(spec, 1).status().message(), HasSubstr("fixed_bits"));
+  EXPECT_TRUE(Supernet::Create(TinyLowBitSpec(), 1).ok());
+}
+
 TEST(FakeQuantTest, WeightGradientIsStraightThrough) {
   torch::Tensor weight = torch::randn({4, 2, 1, 1}).requires_grad_(true);
   FakeQuantWeight(weight, 4).sum().backward();
@@ -252,6 +350,67 @@ TEST(SupernetTest, CheckpointOfAnotherSpecIsRejectedNamingTheField) {
   EXPECT_THAT(status.message(), HasSubstr("stages[1].out_channels is '8' there but '12'"));
 
   EXPECT_EQ(tiny->LoadWeights(TempPath("absent.pt")).code(), absl::StatusCode::kNotFound);
+}
+
+// TinySpec's weights into TinyLowBitSpec's supernet: the same network function at full
+// precision and at the shared bits; 2 and 3 bits start from the 4-bit clipping ranges.
+TEST(SupernetTest, LoadsTheWeightsOfTheSameNetworkWithOtherBits) {
+  std::unique_ptr<Supernet> source = MakeTiny(1);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& parameter : source->module().named_parameters()) {
+      if (parameter.key().find("alpha") != std::string::npos) {
+        parameter.value().mul_(0.5 + torch::rand(parameter.value().sizes()));
+      }
+    }
+  }
+  const std::string path = TempPath("same_network.pt");
+  ASSERT_TRUE(source->SaveWeights(path).ok());
+  std::unique_ptr<Supernet> low_bit = Supernet::Create(TinyLowBitSpec(), 2).value();
+  const absl::Status strict = low_bit->LoadWeights(path);
+  EXPECT_EQ(strict.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(strict.message(), HasSubstr("another spec"));
+  ASSERT_TRUE(low_bit->LoadWeightsOfSameNetwork(path).ok());
+
+  // Slot alphas: one per bit choice; TinySpec's are {4, 8}, TinyLowBitSpec's {2, 3, 4, 8}.
+  for (int i = 0; i < low_bit->module().num_slots(); ++i) {
+    const torch::Tensor theirs = source->module().slot(i).depthwise_alpha;
+    const torch::Tensor ours = low_bit->module().slot(i).depthwise_alpha;
+    ASSERT_EQ(ours.size(0), 4);
+    for (const int index : {0, 1, 2}) EXPECT_EQ(ours[index].item<float>(), theirs[0].item<float>());
+    EXPECT_EQ(ours[3].item<float>(), theirs[1].item<float>());
+  }
+  Rng rng(6);
+  const Genotype genotype = source->space().Sample(rng);  // Bits 4 and 8: in both spaces.
+  for (const bool quantized : {false, true}) {
+    ASSERT_TRUE(source->SetActiveSubnet(genotype).ok());
+    ASSERT_TRUE(low_bit->SetActiveSubnet(genotype).ok());
+    source->SetQuantized(quantized);
+    low_bit->SetQuantized(quantized);
+    EXPECT_EQ(MaxAbsDifference(LogitsOf(*source), LogitsOf(*low_bit)), 0.0) << quantized;
+  }
+  // And the loaded supernet runs at 2 and 3 bits.
+  for (const int bits : {2, 3}) {
+    ASSERT_TRUE(low_bit->SetActiveSubnet(low_bit->LargestGenotype(bits)).ok());
+    const std::vector<float> logits = LogitsOf(*low_bit);
+    for (const float value : logits) ASSERT_TRUE(std::isfinite(value)) << bits;
+  }
+}
+
+TEST(SupernetTest, WeightsOfAnotherNetworkAreRejectedNamingTheField) {
+  const std::string path = TempPath("other_network.pt");
+  ASSERT_TRUE(MakeTiny()->SaveWeights(path).ok());
+  MbConvSpec wider = TinyLowBitSpec();
+  wider.feature_mix_channels = 24;
+  std::unique_ptr<Supernet> other = Supernet::Create(wider, 1).value();
+  const std::vector<float> before = LogitsOf(*other);
+  const absl::Status status = other->LoadWeightsOfSameNetwork(path);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(status.message(), HasSubstr("another network"));
+  EXPECT_THAT(status.message(), HasSubstr("feature_mix_channels is '16' there but '24'"));
+  EXPECT_EQ(MaxAbsDifference(before, LogitsOf(*other)), 0.0);
+  EXPECT_EQ(other->LoadWeightsOfSameNetwork(TempPath("absent.pt")).code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST(SupernetTest, EvaluateRecalibratesAndIsDeterministic) {

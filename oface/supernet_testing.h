@@ -35,6 +35,15 @@ inline MbConvSpec TinySpec() {
   return spec;
 }
 
+// TinySpec's network with bits {2, 3, 4, 8}, as fmnist_lowbit is fmnist_mbv2's with lower bits:
+// it loads TinySpec's weights by Supernet::LoadWeightsOfSameNetwork.
+inline MbConvSpec TinyLowBitSpec() {
+  MbConvSpec spec = TinySpec();
+  spec.name = "tiny_lowbit";
+  spec.bit_choices = {2, 3, 4, 8};
+  return spec;
+}
+
 // `name` in the test's scratch folder (TEST_TMPDIR, else /tmp).
 inline std::string TestTempPath(const std::string& name) {
   const char* dir = std::getenv("TEST_TMPDIR");

@@ -141,6 +141,8 @@ class Trainer {
   torch::Tensor BatchIndices(int phase, int64_t step) const;
   absl::Status SaveCheckpoint(int phase, int64_t step);
   absl::Status LoadCheckpoint(int* phase, int64_t* step);
+  // A fresh run's start from options_.init_weights (when given), saved as supernet_init.pt.
+  absl::Status LoadInitWeights();
   absl::Status EvaluateEnds(int phase);
 
   const TrainOptions& options_;
@@ -293,6 +295,16 @@ absl::Status Trainer::LoadCheckpoint(int* phase, int64_t* step) {
   return absl::OkStatus();
 }
 
+absl::Status Trainer::LoadInitWeights() {
+  if (options_.init_weights.empty()) return absl::OkStatus();
+  RETURN_IF_ERROR(supernet_->LoadWeightsOfSameNetwork(options_.init_weights));
+  const std::string saved = absl::StrCat(options_.out_dir, "/supernet_init.pt");
+  RETURN_IF_ERROR(supernet_->SaveWeights(saved));
+  Log(absl::StrCat("started from ", options_.init_weights, " (saved for spec ", options_.spec.name,
+                   " as ", saved, ")"));
+  return absl::OkStatus();
+}
+
 absl::Status Trainer::EvaluateEnds(int phase) {
   // Phase ends are judged on the validation split; the test images stay for final reports.
   ASSIGN_OR_RETURN(
@@ -347,9 +359,13 @@ absl::Status Trainer::Run() {
     }
     RETURN_IF_ERROR(LoadCheckpoint(&phase, &step));
     Log(absl::StrCat("resumed from ", checkpoint, " at phase ",
-                     TrainPhaseName(static_cast<TrainPhase>(phase)), " step ", step));
-  } else if (options_.resume) {
-    Log(absl::StrCat("no checkpoint in ", options_.out_dir, ": starting from scratch"));
+                     TrainPhaseName(static_cast<TrainPhase>(phase)), " step ", step,
+                     options_.init_weights.empty() ? "" : " (init_weights not read)"));
+  } else {
+    if (options_.resume) {
+      Log(absl::StrCat("no checkpoint in ", options_.out_dir, ": starting from scratch"));
+    }
+    RETURN_IF_ERROR(LoadInitWeights());
   }
 
   int64_t steps_this_call = 0;

@@ -72,6 +72,13 @@ struct TrainOptions {
   int checkpoint_every = 200;  // Steps between checkpoints (and at each phase end).
   int log_every = 50;          // Steps between progress reports.
   bool resume = false;         // Continue from out_dir/checkpoint.pt if present.
+  // Non-empty: a fresh run (no checkpoint in out_dir) starts from these weights instead of the
+  // seed's initialisation, read by Supernet::LoadWeightsOfSameNetwork (the same network, for
+  // this or another spec: fmnist_mbv2's supernet_fp32.pt for fmnist_lowbit), and saves them in
+  // this spec's format as out_dir/supernet_init.pt. Give the phases already done 0 epochs, e.g.
+  // {0, 0, 3} for the quant phase alone. A resumed run takes its weights from the checkpoint
+  // (which records the spec) and ignores this.
+  std::string init_weights;
   uint64_t seed = 1;
   // Training and BN recalibration use the train split only; phase-end evaluations the
   // validation split (oface/fashion_mnist.h DataSplit).
@@ -88,8 +95,9 @@ struct TrainOptions {
 
 // Trains (or resumes) the supernet of options.spec. INVALID_ARGUMENT naming the option for bad
 // options; FAILED_PRECONDITION when out_dir has a checkpoint and resume is false, or when the
-// checkpoint was written for another spec or schedule (naming the field); the reader's errors
-// for missing or corrupt dataset files. A kill loses at most checkpoint_every steps.
+// checkpoint was written for another spec or schedule (naming the field), or init_weights for
+// another network; the reader's errors for missing or corrupt dataset and init_weights files.
+// A kill loses at most checkpoint_every steps.
 absl::Status TrainSupernet(const TrainOptions& options);
 
 // Formats a progress report as one log line.

@@ -1,6 +1,8 @@
 #include "oface/supernet_train.h"
 
 #include <cstdlib>
+#include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -8,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "oface/fashion_mnist.h"
 #include "oface/supernet.h"
 #include "oface/supernet_testing.h"
 
@@ -109,6 +112,64 @@ TEST(SupernetTrainTest, CheckpointOfAnotherSpecIsRejected) {
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(status.message(), HasSubstr("feature_mix_channels is '16' there but '24'"));
   EXPECT_THAT(status.message(), HasSubstr("checkpoint.pt"));
+}
+
+// The low-bit space's quant phase alone, from the full-precision weights of the same network
+// trained for another spec (as fmnist_lowbit starts from fmnist_mbv2's supernet_fp32.pt).
+TEST(SupernetTrainTest, QuantPhaseAloneFromTheWeightsOfAnotherSpec) {
+  TrainOptions full = TinyOptions("init_source");
+  full.phase_epochs = {1.0, 0.0, 0.0};
+  ASSERT_TRUE(TrainSupernet(full).ok());
+  const std::string source = absl::StrCat(full.out_dir, "/supernet_full.pt");
+
+  TrainOptions low_bit = TinyOptions("init_low_bit");
+  low_bit.spec = TinyLowBitSpec();
+  low_bit.init_weights = source;
+  low_bit.phase_epochs = {0.0, 0.0, 0.5};
+  low_bit.evaluate_at_phase_end = true;
+  std::vector<std::string> lines;
+  low_bit.on_log = [&](const std::string& line) { lines.push_back(line); };
+  std::vector<TrainProgress> progress;
+  low_bit.on_progress = [&](const TrainProgress& p) { progress.push_back(p); };
+  ASSERT_TRUE(TrainSupernet(low_bit).ok());
+  // Only the quant phase trained, and its evaluations ran at the lowest bits, 2.
+  ASSERT_FALSE(progress.empty());
+  for (const TrainProgress& p : progress) EXPECT_EQ(p.phase, TrainPhase::kQuant);
+  EXPECT_THAT(lines, ::testing::Contains(HasSubstr("started from " + source)));
+  EXPECT_THAT(lines, ::testing::Contains(HasSubstr("subnet=largest@low_bits quantized=1")));
+
+  // supernet_init.pt is the source in the low-bit spec's format: the same fp32 function.
+  std::unique_ptr<Supernet> init = Supernet::Create(TinyLowBitSpec(), 5).value();
+  ASSERT_TRUE(init->LoadWeights(absl::StrCat(low_bit.out_dir, "/supernet_init.pt")).ok());
+  std::unique_ptr<Supernet> original = Supernet::Create(TinySpec(), 6).value();
+  ASSERT_TRUE(original->LoadWeights(source).ok());
+  std::unique_ptr<Supernet> quant = Supernet::Create(TinyLowBitSpec(), 7).value();
+  ASSERT_TRUE(quant->LoadWeights(absl::StrCat(low_bit.out_dir, "/supernet_quant.pt")).ok());
+  for (const char* phase : {"full", "sandwich"}) {
+    EXPECT_FALSE(std::ifstream(absl::StrCat(low_bit.out_dir, "/supernet_", phase, ".pt")).good())
+        << phase;
+  }
+  const LabeledImages images =
+      LoadFashionMnist(low_bit.data_dir, FashionMnistSplit::kTest, 50).value();
+  EXPECT_EQ(init->Logits(images).value(), original->Logits(images).value());
+
+  // The run is done; resuming it with another spec is refused by the checkpoint.
+  TrainOptions other = low_bit;
+  other.spec = TinySpec();
+  other.resume = true;
+  const absl::Status refused = TrainSupernet(other);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), HasSubstr("name is 'tiny_lowbit' there but 'tiny_fmnist'"));
+
+  // Weights of another network are refused before any step.
+  TrainOptions wrong = TinyOptions("init_wrong");
+  wrong.spec = TinyLowBitSpec();
+  wrong.spec.feature_mix_channels = 24;
+  wrong.init_weights = source;
+  wrong.phase_epochs = {0.0, 0.0, 0.5};
+  const absl::Status status = TrainSupernet(wrong);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(status.message(), HasSubstr("another network"));
 }
 
 TEST(SupernetTrainTest, BadOptionsNameTheOption) {

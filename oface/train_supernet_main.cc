@@ -1,14 +1,19 @@
 // Trains the Fashion-MNIST supernet (oface/supernet_train.h), resumably:
 //   bazel-bin/oface/train_supernet --out_dir DIR --threads 2 [--phase_epochs 3,8,3] [--resume]
+// The low-bit space's quantization-aware phase alone, from fmnist_mbv2's full-precision weights:
+//   bazel-bin/oface/train_supernet --space fmnist_lowbit --out_dir DIR --threads 2 \
+//       --init_weights data/fmnist_mbv2/supernet_fp32.pt --phase_epochs 0,0,3
 // Progress and log lines go to stdout and are appended to DIR/train.log.
 #include <cstdio>
 #include <ctime>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -16,7 +21,13 @@
 #include "oface/mbconv_spec.h"
 #include "oface/supernet_train.h"
 
+ABSL_FLAG(std::string, space, "fmnist_mbv2",
+          "The supernet's space: fmnist_mbv2 or fmnist_lowbit (oface/mbconv_spec.h).");
 ABSL_FLAG(std::string, out_dir, "", "Folder of checkpoints, phase-end weights and train.log.");
+ABSL_FLAG(std::string, init_weights, "",
+          "Start a fresh run from these supernet weights (the same network, of this or another "
+          "space) instead of a random initialisation; skip the phases they already did with "
+          "--phase_epochs (e.g. 0,0,3). Ignored when resuming.");
 ABSL_FLAG(std::string, data_dir, apq::oface::kDefaultFashionMnistDir,
           "Folder of the Fashion-MNIST *-ubyte.gz files.");
 ABSL_FLAG(int, threads, 2, "LibTorch intra-op threads.");
@@ -58,6 +69,14 @@ std::string Now() {
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   apq::oface::TrainOptions options;
+  absl::StatusOr<apq::oface::MbConvSpec> spec =
+      apq::oface::FindFashionMnistSpec(absl::GetFlag(FLAGS_space));
+  if (!spec.ok()) {
+    std::fprintf(stderr, "--space: %s\n", std::string(spec.status().message()).c_str());
+    return 2;
+  }
+  options.spec = *std::move(spec);
+  options.init_weights = absl::GetFlag(FLAGS_init_weights);
   options.out_dir = absl::GetFlag(FLAGS_out_dir);
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.threads = absl::GetFlag(FLAGS_threads);
@@ -97,8 +116,9 @@ int main(int argc, char** argv) {
     emit(apq::oface::FormatProgress(progress));
   };
   emit(absl::StrCat("train_supernet spec=", options.spec.name, " threads=", options.threads,
-                    " batch_size=", options.batch_size, " phase_epochs=",
-                    absl::GetFlag(FLAGS_phase_epochs), " resume=", options.resume));
+                    " batch_size=", options.batch_size,
+                    " phase_epochs=", absl::GetFlag(FLAGS_phase_epochs), " resume=", options.resume,
+                    options.init_weights.empty() ? "" : " init_weights=", options.init_weights));
   const absl::Status status = apq::oface::TrainSupernet(options);
   if (!status.ok()) {
     emit(absl::StrCat("error: ", status.ToString()));

@@ -12,6 +12,7 @@
 #include "hwmodels/apq_bitfusion_table.h"
 #include "hwmodels/bitfusion_analytic.h"
 #include "hwmodels/conv_latency_table.h"
+#include "hwmodels/conv_shape_estimator.h"
 #include "hwmodels/ofa_yaml_table.h"
 #include "oface/mbconv_quant_space.h"
 #include "oface/mbconv_spec.h"
@@ -199,20 +200,30 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(const Options& options,
       LoadShippedPredictor(options.data_dir + "/apq_mbv2/qa_predictor", predictor_options, &apq));
   catalog->spaces_.push_back(std::move(apq));
 
-  SpaceEntry fmnist;
-  ASSIGN_OR_RETURN(fmnist.space, oface::NewMbConvQuantSpace(oface::FashionMnistSpec()));
-  fmnist.table_formats = {kTableFormatApqBitFusion, kTableFormatConvJson};
-  fmnist.missing_predictor = absl::StrCat(
-      "space fmnist_mbv2 has no accuracy predictor: train one from its measurements (dataset ",
-      ShippedDatasetName("fmnist_mbv2"),
-      "). Costs and measured accuracies (Evaluate with measure) work without it");
-  // Trained by transfer from its measurements (server/train_predictor_main.cc).
-  RETURN_IF_ERROR(LoadShippedPredictor(options.data_dir + "/fmnist_mbv2/qa_predictor",
-                                       predictor_options, &fmnist));
-  const std::string space_name = fmnist.space->name();
-  catalog->spaces_.push_back(std::move(fmnist));
-  RETURN_IF_ERROR(catalog->ImportShippedMeasurements(
-      space_name, options.data_dir + "/" + space_name + "/measurements.csv"));
+  // The spaces of the Fashion-MNIST supernet (fmnist_mbv2, fmnist_lowbit), each with the
+  // predictor and measurements that data/<space>/ ships, if any.
+  for (const oface::MbConvSpec& spec : oface::FashionMnistSpecs()) {
+    SpaceEntry fmnist;
+    ASSIGN_OR_RETURN(fmnist.space, oface::NewMbConvQuantSpace(spec));
+    fmnist.table_formats = {kTableFormatApqBitFusion, kTableFormatConvJson};
+    const std::string folder = absl::StrCat(options.data_dir, "/", spec.name);
+    const std::string measurements = folder + "/measurements.csv";
+    fmnist.missing_predictor =
+        std::filesystem::exists(measurements)
+            ? absl::StrCat("space ", spec.name,
+                           " has no accuracy predictor: train one from its measurements (dataset ",
+                           ShippedDatasetName(spec.name),
+                           "). Costs and measured accuracies (Evaluate with measure) work "
+                           "without it")
+            : absl::StrCat("space ", spec.name,
+                           " has no accuracy predictor: none ships yet; train one (TrainPredictor) "
+                           "from measurements of its supernet's subnets (measure_subnets --space ",
+                           spec.name, "). Costs (Evaluate) work without it");
+    // Trained by transfer from its measurements (server/train_predictor_main.cc).
+    RETURN_IF_ERROR(LoadShippedPredictor(folder + "/qa_predictor", predictor_options, &fmnist));
+    catalog->spaces_.push_back(std::move(fmnist));
+    RETURN_IF_ERROR(catalog->ImportShippedMeasurements(spec.name, measurements));
+  }
 
   // Default devices: stored once, so that later uploads become versions 2, 3, ...
   ASSIGN_OR_RETURN(std::vector<std::string> devices, store.devices().ListDevices());
@@ -363,18 +374,25 @@ absl::StatusOr<std::shared_ptr<const hwmodels::CostTable>> Catalog::LoadTable(
 
 std::shared_ptr<const hwmodels::TermEstimator> Catalog::Estimator(
     const std::string& device, int64_t version, int format, const hwmodels::CostTable& table) {
-  if (format != kTableFormatApqBitFusion) return nullptr;
+  if (format != kTableFormatApqBitFusion && format != kTableFormatConvJson) return nullptr;
   {
     absl::MutexLock lock(&mutex_);
     auto found = estimators_.find({device, version});
     if (found != estimators_.end()) return found->second;
   }
-  // Fitted outside the lock (tens of milliseconds); a race only fits twice. A table too small
-  // to fit has no estimator: its spaces are priced from the table alone.
-  absl::StatusOr<std::unique_ptr<hwmodels::BitFusionAnalyticModel>> fitted =
-      hwmodels::BitFusionAnalyticModel::Fit(table);
+  // Built outside the lock (a BitFusion fit takes tens of milliseconds); a race only builds
+  // twice. A BitFusion table too small to fit, or a conv table whose figures depend on the
+  // bits, has no estimator: its spaces are priced from the table alone.
   std::shared_ptr<const hwmodels::TermEstimator> estimator;
-  if (fitted.ok()) estimator = std::move(*fitted);
+  if (format == kTableFormatApqBitFusion) {
+    absl::StatusOr<std::unique_ptr<hwmodels::BitFusionAnalyticModel>> fitted =
+        hwmodels::BitFusionAnalyticModel::Fit(table);
+    if (fitted.ok()) estimator = std::move(*fitted);
+  } else {
+    absl::StatusOr<std::unique_ptr<hwmodels::ConvShapeEstimator>> by_shape =
+        hwmodels::ConvShapeEstimator::Create(table);
+    if (by_shape.ok()) estimator = std::move(*by_shape);
+  }
   absl::MutexLock lock(&mutex_);
   estimators_[{device, version}] = estimator;
   return estimator;

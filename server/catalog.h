@@ -87,8 +87,10 @@ class Catalog {
   struct CostModelHandle {
     std::shared_ptr<const hwmodels::LutCostModel> model;
     int64_t table_version = 0;
-    // Prices the layer shapes the table lacks (the model's `modelled_terms`): for BitFusion
-    // tables, the analytic model fitted to the table. Null when the format has none.
+    // Prices the keys the table lacks (the model's `modelled_terms`): for BitFusion tables,
+    // the analytic model fitted to the table; for conv tables whose figures do not depend on
+    // the bits (local-cpu), the figure of the same conv shape (hwmodels/conv_shape_estimator.h).
+    // Null when there is none.
     std::shared_ptr<const hwmodels::TermEstimator> estimator;
   };
   // The cost model of `space` on `device`'s table `version` (0 = latest). NOT_FOUND for an
@@ -135,8 +137,8 @@ class Catalog {
   // not load.
   absl::StatusOr<std::shared_ptr<const predictor::AccuracyPredictor>> StoredPrototype(
       const SpaceEntry& entry, const PredictorRecord& stored);
-  // The estimator for keys a table of `format` lacks, fitted once per table version; null
-  // when the format has none or the table is too small to fit it.
+  // The estimator for keys a table of `format` lacks, built once per table version; null
+  // when the format has none or the table does not allow one.
   std::shared_ptr<const hwmodels::TermEstimator> Estimator(const std::string& device,
                                                            int64_t version, int format,
                                                            const hwmodels::CostTable& table);

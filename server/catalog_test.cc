@@ -11,9 +11,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "oface/rng.h"
+#include "oface/search_space.h"
 #include "predictor/mlp_predictor.h"
 #include "predictor/mlp_testing.h"
+#include "proto/apq/v1/apq.pb.h"
+#include "search/engine_registry.h"
 #include "server/predictor_artifact.h"
+#include "server/search_request.h"
 #include "server/store/sqlite_store.h"
 
 namespace apq::server {
@@ -68,13 +72,65 @@ TEST(CatalogTest, ImportsTheShippedMeasurementsOnceAndRegistersLocalCpu) {
             1000u);
   const Catalog::Coverage coverage = fixture.catalog->SpaceCoverage("local-cpu", 0).value();
   EXPECT_THAT(coverage.covered, ElementsAre("fmnist_mbv2"));
-  EXPECT_TRUE(coverage.modelled.empty());
+  // The 2- and 3-bit keys of fmnist_lowbit take their conv shape's figure.
+  EXPECT_THAT(coverage.modelled, ElementsAre("fmnist_lowbit"));
   // A second start imports nothing twice.
   fixture.catalog.reset();
   Catalog::Options options;
   options.data_dir = "data";
   ASSERT_TRUE(Catalog::Create(options, *fixture.store).ok());
   EXPECT_EQ(fixture.store->datasets().GetDataset(dataset->name)->records, dataset->records);
+}
+
+// fmnist_lowbit: registered, priced on the default devices, but without a predictor (none
+// ships yet), so a search on it is refused.
+TEST(CatalogTest, TheLowBitSpaceIsPricedButNotSearchableWithoutAPredictor) {
+  Fixture fixture = Open("low_bit.db");
+  ASSERT_NE(fixture.catalog, nullptr);
+  EXPECT_THAT(fixture.catalog->SpaceNames(),
+              ElementsAre("ofa_mbv3", "apq_mbv2", "fmnist_mbv2", "fmnist_lowbit"));
+  const absl::StatusOr<const oface::SearchSpace*> space =
+      fixture.catalog->FindSpace("fmnist_lowbit");
+  ASSERT_TRUE(space.ok()) << space.status();
+  for (const oface::GeneSpec& gene : (*space)->genes()) {
+    if (oface::IsBitsGene(gene)) EXPECT_THAT(gene.choices, ElementsAre(2, 3, 4, 6, 8));
+  }
+
+  const absl::Status missing = fixture.catalog->NewPredictor("fmnist_lowbit").status();
+  EXPECT_EQ(missing.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(missing.message(), HasSubstr("space fmnist_lowbit has no accuracy predictor"));
+  EXPECT_EQ(fixture.catalog->ShippedPredictor("fmnist_lowbit").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(
+      fixture.store->datasets().GetDataset(ShippedDatasetName("fmnist_lowbit")).status().code(),
+      absl::StatusCode::kNotFound);
+  // fmnist_mbv2 keeps its shipped predictor.
+  EXPECT_THAT(fixture.catalog->NewPredictor("fmnist_mbv2")->version, HasSubstr("qa_predictor-"));
+
+  for (const char* device : {"local-cpu", "bitfusion"}) {
+    absl::StatusOr<Catalog::CostModelHandle> cost =
+        fixture.catalog->CostModel("fmnist_lowbit", device, 0);
+    ASSERT_TRUE(cost.ok()) << device << ": " << cost.status();
+    EXPECT_GT(cost->model->modelled_terms(), 0) << device;
+    ASSERT_NE(cost->estimator, nullptr) << device;
+  }
+  EXPECT_EQ(fixture.catalog->CostModel("fmnist_lowbit", "local-cpu", 0)->estimator->name(),
+            "conv-shape(bits ignored)");
+  EXPECT_EQ(fixture.catalog->CostModel("fmnist_mbv2", "local-cpu", 0)->model->modelled_terms(), 0);
+
+  // A search, mixed precision or at uniform 2 bits, is refused for want of a predictor (after
+  // the space, the device and the budgets resolve).
+  const std::unique_ptr<search::EngineRegistry> engines = search::EngineRegistry::WithBuiltIns();
+  for (const int uniform_bits : {0, 2}) {
+    apq::v1::SubmitSearchRequest request;
+    request.set_space("fmnist_lowbit");
+    request.set_device("local-cpu");
+    request.set_uniform_bits(uniform_bits);
+    request.mutable_budgets()->set_max_latency_ms(1.0);
+    const absl::Status refused = ResolveSearch(*fixture.catalog, *engines, request, 0).status();
+    EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << refused;
+    EXPECT_THAT(refused.message(), HasSubstr("space fmnist_lowbit has no accuracy predictor"));
+  }
 }
 
 TEST(CatalogTest, AStoredDefaultPredictorReplacesTheShippedOne) {

@@ -31,8 +31,10 @@ ABSL_FLAG(std::string, checkpoint, "",
           "Supernet weights (Supernet::SaveWeights or the trainer's checkpoint.pt); required "
           "when --count > 0.");
 ABSL_FLAG(std::string, db, "", "The service's SQLite database (created if absent).");
+ABSL_FLAG(std::string, space, "fmnist_mbv2",
+          "The supernet's space: fmnist_mbv2 or fmnist_lowbit (oface/mbconv_spec.h).");
 ABSL_FLAG(std::string, dataset, "fmnist_mbv2",
-          "Dataset the records go to (created for the space fmnist_mbv2 if absent).");
+          "Dataset the records go to (created for --space if absent).");
 ABSL_FLAG(std::string, description, "",
           "Description of a new dataset (default: the checkpoint's path).");
 ABSL_FLAG(std::string, export_csv, "",
@@ -56,8 +58,6 @@ ABSL_FLAG(int, eval_batch_size, 250,
           "Batch size of evaluation (250 ran twice as fast as 1000 here: smaller activations).");
 
 namespace {
-
-constexpr char kSpace[] = "fmnist_mbv2";
 
 // Writes every record of `dataset` to `path` (temporary + rename).
 absl::Status ExportCsv(apq::server::DatasetStore& store, const std::string& dataset,
@@ -109,14 +109,19 @@ absl::Status Run() {
   at::set_num_threads(absl::GetFlag(FLAGS_threads));
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
   const bool quantized = absl::GetFlag(FLAGS_quantized);
+  absl::StatusOr<apq::oface::MbConvSpec> spec =
+      apq::oface::FindFashionMnistSpec(absl::GetFlag(FLAGS_space));
+  if (!spec.ok())
+    return absl::InvalidArgumentError(absl::StrCat("--space: ", spec.status().message()));
+  const std::string& space = spec->name;
 
   // The store first: a foreign database or dataset fails before any expensive step.
   absl::StatusOr<std::unique_ptr<apq::server::Store>> store = apq::server::SqliteStore::Open({db});
   if (!store.ok()) return store.status();
   absl::StatusOr<apq::server::DatasetRecord> stored = (*store)->datasets().GetDataset(dataset);
-  if (stored.ok() && stored->space != kSpace) {
+  if (stored.ok() && stored->space != space) {
     return absl::FailedPreconditionError(
-        absl::StrCat("--dataset ", dataset, " holds space ", stored->space, ", not ", kSpace));
+        absl::StrCat("--dataset ", dataset, " holds space ", stored->space, ", not ", space));
   }
   if (!stored.ok() && !absl::IsNotFound(stored.status())) return stored.status();
   if (count == 0) {
@@ -126,7 +131,7 @@ absl::Status Run() {
   if (!stored.ok()) {
     const std::string description = absl::GetFlag(FLAGS_description);
     if (absl::Status status = (*store)->datasets().CreateDataset(
-            {dataset, kSpace, description.empty() ? checkpoint : description, apq::NowUnixSeconds(),
+            {dataset, space, description.empty() ? checkpoint : description, apq::NowUnixSeconds(),
              0},
             {});
         !status.ok()) {
@@ -152,7 +157,7 @@ absl::Status Run() {
   const apq::oface::LabeledImages& test = images->evaluated;
 
   absl::StatusOr<std::unique_ptr<apq::oface::Supernet>> supernet =
-      apq::oface::Supernet::Create(apq::oface::FashionMnistSpec(), seed);
+      apq::oface::Supernet::Create(*spec, seed);
   if (!supernet.ok()) return supernet.status();
   if (absl::Status status = (*supernet)->LoadWeights(checkpoint); !status.ok()) return status;
 

@@ -44,7 +44,7 @@ oface::LabeledImages FirstImages(const oface::LabeledImages& images, int count) 
 
 absl::StatusOr<std::unique_ptr<SupernetHost>> SupernetHost::Create(const Options& options) {
   std::unique_ptr<SupernetHost> host(new SupernetHost(options));
-  for (const oface::MbConvSpec& spec : {oface::FashionMnistSpec()}) {
+  for (const oface::MbConvSpec& spec : oface::FashionMnistSpecs()) {
     const std::string folder = absl::StrCat(options.data_dir, "/", spec.name, "/");
     const std::string fp32_path = folder + kFp32Weights;
     const std::string quant_path = folder + kQuantWeights;

@@ -1,7 +1,9 @@
 // The trained supernets the server measures accuracies and exports subnets with: for a space
-// of the supernet family (today fmnist_mbv2), its full-precision weights (fp32 measurements)
-// and its quantization-aware weights (measurements at a bit policy, deployable subnets), with
-// the dataset's calibration and test images, loaded on first use.
+// of the supernet family (oface::FashionMnistSpecs: fmnist_mbv2, fmnist_lowbit) whose weights
+// data/<space>/ holds, its full-precision weights (fp32 measurements) and its
+// quantization-aware weights (measurements at a bit policy, deployable subnets), with the
+// dataset's calibration and test images, loaded on first use. (fmnist_lowbit ships no weights
+// yet: it has no supernet, and its measurements and exports are refused.)
 //
 // Measurements use the measurement jobs' settings (server/measure_subnets_main.cc defaults):
 // BN recalibrated on the seed-1 subset of 2,000 training images, evaluation batches of 250,

@@ -75,6 +75,21 @@ TEST(SupernetHostTest, KnowsItsSupernetsAndVersions) {
   EXPECT_EQ(none.status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
+// data/fmnist_lowbit/ holds no weights (none ship yet): the space has no supernet, and its
+// requests (measurements and exports share the check) are refused naming it.
+TEST(SupernetHostTest, TheLowBitSpaceWithoutWeightsHasNoSupernet) {
+  EXPECT_FALSE(Shared().host->Has("fmnist_lowbit"));
+  EXPECT_EQ(Shared().host->Version("fmnist_lowbit"), "");
+  const std::unique_ptr<oface::SearchSpace> space =
+      oface::NewMbConvQuantSpace(oface::FashionMnistLowBitSpec()).value();
+  const oface::Genotype genotype =
+      oface::SampleMeasurementConfigs(*space, 1, /*quantized=*/true, 3).front();
+  const absl::Status exported =
+      Shared().host->ExportSubnet("fmnist_lowbit", genotype, nullptr).status();
+  EXPECT_EQ(exported.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(exported.message(), HasSubstr("space fmnist_lowbit has no trained supernet"));
+}
+
 TEST(SupernetHostTest, MeasuresAsTheSupernetDoes) {
   const std::vector<oface::Genotype> genotypes =
       oface::SampleMeasurementConfigs(*Shared().space, 2, /*quantized=*/true, 3);
@@ -175,6 +190,41 @@ TEST(SupernetHostSetupTest, MissingOrForeignWeightsAreNamed) {
   host = SupernetHost::Create(SmallOptions(empty));
   ASSERT_TRUE(host.ok());
   EXPECT_FALSE((*host)->Has("fmnist_mbv2"));
+}
+
+// With weights under data/fmnist_lowbit/ the host serves that space too, at 2 and 3 bits.
+TEST(SupernetHostSetupTest, LowBitWeightsMakeALowBitSupernet) {
+  const std::string dir = MakeDataDir("with_low_bit");
+  std::filesystem::create_directories(dir + "/fmnist_lowbit");
+  std::unique_ptr<oface::Supernet> low_bit =
+      oface::Supernet::Create(oface::FashionMnistLowBitSpec(), 8).value();
+  ASSERT_TRUE(low_bit->SaveWeights(dir + "/fmnist_lowbit/supernet_fp32.pt").ok());
+  ASSERT_TRUE(low_bit->SaveWeights(dir + "/fmnist_lowbit/supernet_quant.pt").ok());
+  std::unique_ptr<SupernetHost> host = SupernetHost::Create(SmallOptions(dir)).value();
+  EXPECT_TRUE(host->Has("fmnist_mbv2"));
+  EXPECT_TRUE(host->Has("fmnist_lowbit"));
+  EXPECT_THAT(host->Version("fmnist_lowbit"), HasSubstr("fmnist_lowbit@"));
+  const std::unique_ptr<oface::SearchSpace> space =
+      oface::NewMbConvQuantSpace(oface::FashionMnistLowBitSpec()).value();
+  oface::Genotype genotype = oface::SampleMeasurementConfigs(*space, 1, true, 9).front();
+  for (size_t g = 0; g < genotype.size(); ++g) {
+    if (oface::IsBitsGene(space->genes()[g])) genotype[g] = g % 2 == 0 ? 2 : 3;
+  }
+  const absl::StatusOr<SupernetHost::Export> exported =
+      host->ExportSubnet("fmnist_lowbit", genotype, nullptr);
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  EXPECT_GE(exported->accuracy, 0.0);
+  EXPECT_LE(exported->accuracy, 1.0);
+  EXPECT_FALSE(exported->torchscript.empty());
+  EXPECT_EQ(exported->supernet_version, host->Version("fmnist_lowbit"));
+
+  // fmnist_mbv2's weights under fmnist_lowbit/ are another spec's: named, not loaded.
+  std::unique_ptr<oface::Supernet> mbv2 =
+      oface::Supernet::Create(oface::FashionMnistSpec(), 8).value();
+  ASSERT_TRUE(mbv2->SaveWeights(dir + "/fmnist_lowbit/supernet_quant.pt").ok());
+  const absl::Status foreign = SupernetHost::Create(SmallOptions(dir)).status();
+  EXPECT_EQ(foreign.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(foreign.message(), HasSubstr("fmnist_lowbit/supernet_quant.pt do not load"));
 }
 
 TEST(SupernetHostSetupTest, MissingDatasetIsAPreconditionNamingTheFile) {

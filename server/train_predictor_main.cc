@@ -24,6 +24,8 @@
 #include "predictor/mlp_training.h"
 #include "server/measurement_samples.h"
 
+ABSL_FLAG(std::string, space, "fmnist_mbv2",
+          "The records' space: fmnist_mbv2 or fmnist_lowbit (oface/mbconv_spec.h).");
 ABSL_FLAG(std::string, measurements, "", "CSV of measurement records (required).");
 ABSL_FLAG(std::string, out_stem, "", "Writes <stem>.f32 and <stem>.manifest.json (required).");
 ABSL_FLAG(uint64_t, seed, 1, "Split, initialisation and batch order.");
@@ -40,8 +42,12 @@ absl::Status Run() {
     return absl::InvalidArgumentError("--threads must be > 0");
   }
   at::set_num_threads(absl::GetFlag(FLAGS_threads));
+  absl::StatusOr<apq::oface::MbConvSpec> spec =
+      apq::oface::FindFashionMnistSpec(absl::GetFlag(FLAGS_space));
+  if (!spec.ok())
+    return absl::InvalidArgumentError(absl::StrCat("--space: ", spec.status().message()));
   ASSIGN_OR_RETURN(std::unique_ptr<apq::oface::SearchSpace> space,
-                   apq::oface::NewMbConvQuantSpace(apq::oface::FashionMnistSpec()));
+                   apq::oface::NewMbConvQuantSpace(*spec));
   ASSIGN_OR_RETURN(std::vector<apq::oface::MeasurementRecord> records,
                    apq::oface::ReadMeasurementCsv(measurements));
   const int arch_inputs = space->arch_feature_size();

@@ -67,14 +67,16 @@ TEST_F(EndToEndTest, ServesTheEmbeddedDeviceTables) {
   EXPECT_EQ(devices[0]["name"], "bitfusion");
   ASSERT_EQ(devices[0]["versions"].size(), 1u);
   EXPECT_EQ(devices[0]["versions"][0]["covered_spaces"], json({"apq_mbv2"}));
-  // The Fashion-MNIST space's shapes (smaller maps and widths) come from the fitted model.
-  EXPECT_EQ(devices[0]["versions"][0]["modelled_spaces"], json({"fmnist_mbv2"}));
+  // The Fashion-MNIST spaces' shapes (smaller maps and widths) come from the fitted model.
+  EXPECT_EQ(devices[0]["versions"][0]["modelled_spaces"], json({"fmnist_mbv2", "fmnist_lowbit"}));
   // 779 conv shapes x 9 bit pairs, minus the 3 A4 pairs of each depthwise 7x7 shape, plus
   // head and tail.
   EXPECT_EQ(devices[0]["versions"][0]["entries"].get<int>(), 6569);
   EXPECT_EQ(devices[1]["name"], "local-cpu");
   ASSERT_EQ(devices[1]["versions"].size(), 1u);
   EXPECT_EQ(devices[1]["versions"][0]["covered_spaces"], json({"fmnist_mbv2"}));
+  // fmnist_lowbit's 2- and 3-bit keys take the figure of their conv shape (fp32 CPU timing).
+  EXPECT_EQ(devices[1]["versions"][0]["modelled_spaces"], json({"fmnist_lowbit"}));
   // Every key of the space's catalogue: 264 conv shapes, each with the bit pairs it takes.
   EXPECT_EQ(devices[1]["versions"][0]["entries"].get<int>(), 2336);
   EXPECT_EQ(devices[2]["name"], "note10");
@@ -182,6 +184,60 @@ TEST_F(EndToEndTest, MeasuresFashionMnistSubnetsOnTheShippedSupernet) {
   result = Client({"evaluate", "--space", "fmnist_mbv2", "--config", config, "--measure", "fp32",
                    "--split", "train"});
   EXPECT_EQ(result.exit_code, 2) << "the train split is never measured on: " << result.err;
+}
+
+// The low-bit space: a 2- and 3-bit policy is priced on both default devices, while a search
+// (no predictor ships) and a measurement (no supernet ships) are refused naming what is
+// missing.
+TEST_F(EndToEndTest, PricesLowBitPoliciesAndRefusesWhatNeedsTrainedArtifacts) {
+  std::optional<oface::MeasurementRecord> record;
+  for (const absl::string_view line :
+       absl::StrSplit(ReadFile("data/fmnist_mbv2/measurements.csv"), '\n')) {
+    absl::StatusOr<oface::MeasurementRecord> parsed = oface::MeasurementFromCsvLine(line);
+    if (parsed.ok()) {
+      record = *std::move(parsed);
+      break;
+    }
+  }
+  ASSERT_TRUE(record.has_value());
+  json arch = json::parse(record->config_json);
+  int n = 0;
+  for (auto& item : arch[1].items()) {
+    for (auto& bits : item.value()) bits = n++ % 2 == 0 ? 2 : 3;
+  }
+  const std::string config = TempPath("low_bit.json");
+  WriteFile(config, arch.dump());
+
+  ProcessResult result = Client({"evaluate", "--space", "fmnist_lowbit", "--device", "local-cpu",
+                                 "--config", config, "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  json metrics = ParseJson(result);
+  EXPECT_GT(metrics["latency_ms"].get<double>(), 0.0);
+  EXPECT_EQ(metrics["modelled"], json({"latency_ms"}));
+  result = Client({"evaluate", "--space", "fmnist_lowbit", "--device", "bitfusion", "--config",
+                   config, "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  metrics = ParseJson(result);
+  EXPECT_GT(metrics["energy_mj"].get<double>(), 0.0);
+  EXPECT_EQ(metrics["modelled"], json({"latency_ms", "energy_mj"}));
+  // The same config is outside fmnist_mbv2 (bits {4, 6, 8}).
+  result =
+      Client({"evaluate", "--space", "fmnist_mbv2", "--device", "local-cpu", "--config", config});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("INVALID_ARGUMENT:"), std::string::npos) << result.err;
+
+  result = Client(
+      {"search", "--space", "fmnist_lowbit", "--device", "local-cpu", "--max-latency-ms", "0.6"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("FAILED_PRECONDITION:"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("fmnist_lowbit has no accuracy predictor"), std::string::npos)
+      << result.err;
+  result = Client(
+      {"evaluate", "--space", "fmnist_lowbit", "--config", config, "--measure", "quantized"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("FAILED_PRECONDITION:"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("fmnist_lowbit has no trained supernet"), std::string::npos)
+      << result.err;
 }
 
 // The whole Fashion-MNIST path: a joint search on the measured device with the shipped
@@ -675,7 +731,7 @@ TEST_F(EndToEndTest, ShapesATableLacksArePricedByTheFittedModelAndFlagged) {
   ASSERT_EQ(device.exit_code, 0) << device.err;
   const json version = ParseJson(device)[0]["versions"][0];
   EXPECT_TRUE(version["covered_spaces"].empty());
-  EXPECT_EQ(version["modelled_spaces"], json({"apq_mbv2", "fmnist_mbv2"}));
+  EXPECT_EQ(version["modelled_spaces"], json({"apq_mbv2", "fmnist_mbv2", "fmnist_lowbit"}));
 
   const json golden = json::parse(ReadFile("tests/testdata/golden_apq_bitfusion.json"));
   const std::string config = TempPath("apq.json");
