@@ -71,7 +71,8 @@ class JobFaultTest : public ::testing::TestWithParam<Scenario> {
   }
 
   void StartManager() {
-    auto manager = JobManager::Create({}, *catalog_, store_->jobs(), *engines_);
+    auto manager = JobManager::Create({}, *catalog_, store_->jobs(), store_->datasets(),
+                                      *supernets_, *engines_);
     ASSERT_TRUE(manager.ok()) << manager.status();
     manager_ = *std::move(manager);
   }
@@ -159,6 +160,12 @@ class JobFaultTest : public ::testing::TestWithParam<Scenario> {
   }
 
   std::shared_ptr<const search::EngineRegistry> engines_ = search::EngineRegistry::BuiltIn();
+  // No supernet: these jobs verify nothing (job_verification_test.cc covers verification).
+  std::unique_ptr<SupernetHost> supernets_ = [] {
+    SupernetHost::Options options;
+    options.data_dir = "no-supernets";
+    return *SupernetHost::Create(options);
+  }();
   std::shared_ptr<FaultPlan> plan_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Catalog> catalog_;
