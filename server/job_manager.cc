@@ -296,28 +296,39 @@ void JobManager::Publish(const std::string& job_id, const apq::v1::JobProgress& 
   if (IsTerminal(state)) live_.erase(found);
 }
 
+absl::Status JobManager::ForEachFeasibleCandidate(
+    const std::string& job_id, CandidateOrder order, int page_size,
+    const std::function<bool(CandidateRecord&)>& visit) {
+  CandidateQuery query;
+  query.job_id = job_id;
+  query.order = order;
+  query.feasible = true;
+  query.limit = page_size;
+  for (;; query.offset += query.limit) {
+    ASSIGN_OR_RETURN(CandidatePage page, store_.ListCandidates(query));
+    for (CandidateRecord& candidate : page.candidates) {
+      if (!visit(candidate)) return absl::OkStatus();
+    }
+    if (query.offset + static_cast<int64_t>(page.candidates.size()) >= page.total ||
+        page.candidates.empty()) {
+      return absl::OkStatus();
+    }
+  }
+}
+
 absl::StatusOr<std::vector<int64_t>> JobManager::ParetoFrontIds(const std::string& job_id,
                                                                 search::CostMetric cost) {
   std::vector<int64_t> ids;
   std::vector<search::FrontPoint> points;
-  CandidateQuery query;
-  query.job_id = job_id;
-  query.order = CandidateOrder::kId;
-  query.feasible = true;
-  query.limit = kMaxPageSize;
-  for (;; query.offset += query.limit) {
-    ASSIGN_OR_RETURN(CandidatePage page, store_.ListCandidates(query));
-    for (const CandidateRecord& candidate : page.candidates) {
-      const std::optional<double> value = CandidateCost(candidate, cost);
-      if (!candidate.accuracy || !value) continue;
-      ids.push_back(candidate.id);
-      points.push_back({*value, *candidate.accuracy});
-    }
-    if (query.offset + static_cast<int64_t>(page.candidates.size()) >= page.total ||
-        page.candidates.empty()) {
-      break;
-    }
-  }
+  RETURN_IF_ERROR(ForEachFeasibleCandidate(
+      job_id, CandidateOrder::kId, kMaxPageSize, [&](CandidateRecord& candidate) {
+        const std::optional<double> value = CandidateCost(candidate, cost);
+        if (candidate.accuracy && value) {
+          ids.push_back(candidate.id);
+          points.push_back({*value, *candidate.accuracy});
+        }
+        return true;
+      }));
   std::vector<int64_t> front;
   for (const size_t index : search::ParetoFront(points)) front.push_back(ids[index]);
   return front;
@@ -501,23 +512,14 @@ absl::StatusOr<std::vector<CandidateRecord>> JobManager::Finalists(const std::st
                                                                    int top_k) {
   std::vector<CandidateRecord> finalists;
   absl::flat_hash_set<std::string> configs;
-  CandidateQuery query;
-  query.job_id = job_id;
-  query.order = CandidateOrder::kAccuracyDesc;
-  query.feasible = true;
-  query.limit = 1000;
-  for (;; query.offset += query.limit) {
-    ASSIGN_OR_RETURN(CandidatePage page, store_.ListCandidates(query));
-    for (CandidateRecord& candidate : page.candidates) {
-      if (!candidate.accuracy || !configs.insert(candidate.config_json).second) continue;
-      finalists.push_back(std::move(candidate));
-      if (static_cast<int>(finalists.size()) == top_k) return finalists;
-    }
-    if (query.offset + static_cast<int64_t>(page.candidates.size()) >= page.total ||
-        page.candidates.empty()) {
-      return finalists;
-    }
-  }
+  RETURN_IF_ERROR(ForEachFeasibleCandidate(
+      job_id, CandidateOrder::kAccuracyDesc, 1000, [&](CandidateRecord& candidate) {
+        if (candidate.accuracy && configs.insert(candidate.config_json).second) {
+          finalists.push_back(std::move(candidate));
+        }
+        return static_cast<int>(finalists.size()) < top_k;
+      }));
+  return finalists;
 }
 
 absl::Status JobManager::AddToDataset(const std::string& dataset, const std::string& space,

@@ -121,6 +121,11 @@ class JobManager {
               const std::vector<int64_t>& pareto_front_ids);
   void Publish(const std::string& job_id, const apq::v1::JobProgress& progress);
   apq::v1::JobProgress ProgressFromRecord(const JobRecord& job) const;
+  // Calls `visit` with each feasible candidate of the job in `order`, read `page_size` at a
+  // time, until it returns false.
+  absl::Status ForEachFeasibleCandidate(const std::string& job_id, CandidateOrder order,
+                                        int page_size,
+                                        const std::function<bool(CandidateRecord&)>& visit);
   // The ids of the job's Pareto front over every stored feasible candidate.
   absl::StatusOr<std::vector<int64_t>> ParetoFrontIds(const std::string& job_id,
                                                       search::CostMetric cost);

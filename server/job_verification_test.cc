@@ -20,8 +20,8 @@
 #include "search/pareto.h"
 #include "server/catalog.h"
 #include "server/job_manager.h"
+#include "server/job_manager_testing.h"
 #include "server/store/faulty_store.h"
-#include "server/store/memory_store.h"
 #include "server/supernet_host.h"
 
 namespace apq::server {
@@ -88,25 +88,10 @@ class JobVerificationTest : public ::testing::TestWithParam<Scenario> {
     supernets_ = nullptr;
   }
 
-  // A fresh store, catalog and manager; the plan's counters start after the catalog's writes.
-  void Open() {
-    manager_.reset();
-    plan_ = std::make_shared<FaultPlan>();
-    store_ = NewFaultyStore(NewMemoryStore(), plan_);
-    Catalog::Options options;
-    options.data_dir = "data";
-    options.predictor_threads = 1;
-    auto catalog = Catalog::Create(options, *store_);
-    ASSERT_TRUE(catalog.ok()) << catalog.status();
-    catalog_ = *std::move(catalog);
-    StartManager();
-  }
-
-  void StartManager() {
-    auto manager = JobManager::Create({}, *catalog_, store_->jobs(), store_->datasets(),
-                                      *supernets_, *engines_);
-    ASSERT_TRUE(manager.ok()) << manager.status();
-    manager_ = *std::move(manager);
+  void Open() { bed_.Open(); }
+  void StartManager() { bed_.StartManager(); }
+  apq::v1::JobProgress AwaitEnd(const std::string& job_id) {
+    return bed_.AwaitEnd(job_id, absl::Seconds(300));
   }
 
   // A tiny search of fmnist_mbv2 verifying its top kTopK on `images` validation images.
@@ -123,24 +108,8 @@ class JobVerificationTest : public ::testing::TestWithParam<Scenario> {
     return request;
   }
 
-  // Waits until the job's watchers hear that it ended; returns that last update.
-  apq::v1::JobProgress AwaitEnd(const std::string& job_id) {
-    absl::Notification ended;
-    apq::v1::JobProgress last;
-    auto subscription = manager_->Watch(job_id, [&](const apq::v1::JobProgress& progress) {
-      if (progress.state() >= apq::v1::JOB_STATE_SUCCEEDED && !ended.HasBeenNotified()) {
-        last = progress;
-        ended.Notify();
-      }
-    });
-    EXPECT_TRUE(subscription.ok()) << subscription.status();
-    EXPECT_TRUE(ended.WaitForNotificationWithTimeout(absl::Seconds(300)));
-    manager_->Unwatch(job_id, *subscription);
-    return last;
-  }
-
   std::string RunToEnd(const apq::v1::SubmitSearchRequest& request) {
-    auto job = manager_->Submit(request);
+    auto job = bed_.manager().Submit(request);
     EXPECT_TRUE(job.ok()) << job.status();
     if (!job.ok()) return "";
     const apq::v1::JobProgress last = AwaitEnd(job->id());
@@ -153,19 +122,19 @@ class JobVerificationTest : public ::testing::TestWithParam<Scenario> {
     CandidateQuery query;
     query.job_id = job_id;
     query.limit = kMaxPageSize;
-    auto page = store_->jobs().ListCandidates(query);
+    auto page = bed_.store().jobs().ListCandidates(query);
     EXPECT_TRUE(page.ok()) << page.status();
     return page.ok() ? page->candidates : std::vector<CandidateRecord>{};
   }
 
   std::vector<MeasurementRow> DatasetRows(const std::string& dataset = kDataset) {
-    auto rows = store_->datasets().ListMeasurements(dataset, std::nullopt);
+    auto rows = bed_.store().datasets().ListMeasurements(dataset, std::nullopt);
     return rows.ok() ? *rows : std::vector<MeasurementRow>{};
   }
 
   VerificationSnapshot Snapshot(const std::string& job_id) {
     VerificationSnapshot snapshot;
-    auto job = store_->jobs().GetJob(job_id);
+    auto job = bed_.store().jobs().GetJob(job_id);
     EXPECT_TRUE(job.ok()) << job.status();
     if (!job.ok()) return snapshot;
     snapshot.state = job->state;
@@ -210,24 +179,20 @@ class JobVerificationTest : public ::testing::TestWithParam<Scenario> {
   // job id once the update came.
   std::string SubmitAndWaitFor(const apq::v1::SubmitSearchRequest& request,
                                std::function<bool(const apq::v1::JobProgress&)> reached) {
-    auto job = manager_->Submit(request);
+    auto job = bed_.manager().Submit(request);
     EXPECT_TRUE(job.ok()) << job.status();
     absl::Notification seen;
-    auto subscription = manager_->Watch(job->id(), [&](const apq::v1::JobProgress& progress) {
+    auto subscription = bed_.manager().Watch(job->id(), [&](const apq::v1::JobProgress& progress) {
       if (reached(progress) && !seen.HasBeenNotified()) seen.Notify();
     });
     EXPECT_TRUE(subscription.ok());
     EXPECT_TRUE(seen.WaitForNotificationWithTimeout(absl::Seconds(300)));
-    manager_->Unwatch(job->id(), *subscription);
+    bed_.manager().Unwatch(job->id(), *subscription);
     return job->id();
   }
 
   static SupernetHost* supernets_;
-  std::shared_ptr<const search::EngineRegistry> engines_ = search::EngineRegistry::BuiltIn();
-  std::shared_ptr<FaultPlan> plan_;
-  std::unique_ptr<Store> store_;
-  std::unique_ptr<Catalog> catalog_;
-  std::unique_ptr<JobManager> manager_;
+  JobTestBed bed_{*supernets_};
 };
 
 SupernetHost* JobVerificationTest::supernets_ = nullptr;
@@ -235,25 +200,26 @@ SupernetHost* JobVerificationTest::supernets_ = nullptr;
 TEST_P(JobVerificationTest, TheDeployableBestIsTheMeasuredBestOfTheTopK) {
   Open();
   const int64_t measured_before = supernets_->measurements();
-  auto submitted = manager_->Submit(Request());
+  auto submitted = bed_.manager().Submit(Request());
   ASSERT_TRUE(submitted.ok()) << submitted.status();
   EXPECT_EQ(submitted->verification().top_k(), kTopK);
   EXPECT_EQ(submitted->stage(), apq::v1::JOB_STAGE_SEARCH);
   // Every update of the verification stage, as watchers see them.
   absl::Mutex mutex;
   std::vector<int> measured_counts;
-  auto subscription = manager_->Watch(submitted->id(), [&](const apq::v1::JobProgress& progress) {
-    absl::MutexLock lock(&mutex);
-    if (progress.stage() == apq::v1::JOB_STAGE_VERIFICATION) {
-      measured_counts.push_back(progress.verification().measured());
-    }
-  });
+  auto subscription =
+      bed_.manager().Watch(submitted->id(), [&](const apq::v1::JobProgress& progress) {
+        absl::MutexLock lock(&mutex);
+        if (progress.stage() == apq::v1::JOB_STAGE_VERIFICATION) {
+          measured_counts.push_back(progress.verification().measured());
+        }
+      });
   ASSERT_TRUE(subscription.ok());
   AwaitEnd(submitted->id());
-  manager_->Unwatch(submitted->id(), *subscription);
+  bed_.manager().Unwatch(submitted->id(), *subscription);
   const std::string job_id = submitted->id();
 
-  const JobRecord job = *store_->jobs().GetJob(job_id);
+  const JobRecord job = *bed_.store().jobs().GetJob(job_id);
   ASSERT_EQ(job.state, JobState::kSucceeded) << job.error;
   EXPECT_EQ(job.stage, JobStage::kVerification);
   EXPECT_EQ(job.verification_finalists, kTopK);
@@ -308,7 +274,7 @@ TEST_P(JobVerificationTest, TheDeployableBestIsTheMeasuredBestOfTheTopK) {
       << "the engine's best is the top predicted";
 
   // The API: `best` is the measured best, `predicted_best` the engine's.
-  const apq::v1::Job proto = JobToProto(job, *engines_);
+  const apq::v1::Job proto = JobToProto(job, bed_.engines());
   EXPECT_EQ(proto.stage(), apq::v1::JOB_STAGE_VERIFICATION);
   EXPECT_EQ(proto.verification().finalists(), kTopK);
   EXPECT_EQ(proto.verification().measured(), kTopK);
@@ -321,7 +287,7 @@ TEST_P(JobVerificationTest, TheDeployableBestIsTheMeasuredBestOfTheTopK) {
   EXPECT_TRUE(proto.predicted_best().metrics().has_measured_accuracy());
 
   // The closed loop: each measurement once in the dataset, made for the job's space.
-  const DatasetRecord dataset = *store_->datasets().GetDataset(kDataset);
+  const DatasetRecord dataset = *bed_.store().datasets().GetDataset(kDataset);
   EXPECT_EQ(dataset.space, "fmnist_mbv2");
   EXPECT_EQ(dataset.split, "validation");
   const std::vector<MeasurementRow> rows = DatasetRows();
@@ -335,7 +301,7 @@ TEST_P(JobVerificationTest, TheDeployableBestIsTheMeasuredBestOfTheTopK) {
   }
 
   // What was stored is what the supernet measures.
-  const oface::SearchSpace* space = *catalog_->FindSpace("fmnist_mbv2");
+  const oface::SearchSpace* space = *bed_.catalog().FindSpace("fmnist_mbv2");
   auto again = supernets_->Measure("fmnist_mbv2", {*space->FromJson(expected_best.config_json)},
                                    /*quantized=*/true, oface::DataSplit::kValidation, 500, {});
   ASSERT_TRUE(again.ok()) << again.status();
@@ -349,7 +315,7 @@ TEST_P(JobVerificationTest, ARestartDuringVerificationResumesWithoutMeasuringAga
   const std::string job_id = SubmitAndWaitFor(Request(), [](const apq::v1::JobProgress& progress) {
     return progress.verification().measured() >= 1;
   });
-  manager_.reset();
+  bed_.StopManager();
   const VerificationSnapshot interrupted = Snapshot(job_id);
   if (interrupted.state == JobState::kSucceeded) {
     GTEST_SKIP() << "the job ended before the restart; nothing to resume";
@@ -358,7 +324,7 @@ TEST_P(JobVerificationTest, ARestartDuringVerificationResumesWithoutMeasuringAga
   EXPECT_EQ(interrupted.stage, JobStage::kVerification);
   ASSERT_GE(interrupted.measured, 1);
   EXPECT_EQ(static_cast<int>(interrupted.dataset_rows.size()), interrupted.measured);
-  const int64_t steps_before = plan_->writes("AppendGeneration");
+  const int64_t steps_before = bed_.plan().writes("AppendGeneration");
   const int64_t measured_before = supernets_->measurements();
 
   StartManager();
@@ -367,7 +333,7 @@ TEST_P(JobVerificationTest, ARestartDuringVerificationResumesWithoutMeasuringAga
   EXPECT_EQ(resumed, reference);
   EXPECT_EQ(supernets_->measurements() - measured_before, kTopK - interrupted.measured)
       << "what was stored is not measured again";
-  EXPECT_EQ(plan_->writes("AppendGeneration"), steps_before) << "the engine did not run again";
+  EXPECT_EQ(bed_.plan().writes("AppendGeneration"), steps_before) << "the engine did not run again";
   for (size_t i = 0; i < interrupted.measured_candidates.size(); ++i) {
     EXPECT_THAT(resumed.measured_candidates,
                 ::testing::Contains(interrupted.measured_candidates[i]));
@@ -380,17 +346,17 @@ TEST_P(JobVerificationTest, ARestartBeforeAnyMeasurementSkipsTheEngine) {
   const std::string job_id = SubmitAndWaitFor(Request(), [](const apq::v1::JobProgress& progress) {
     return progress.stage() == apq::v1::JOB_STAGE_VERIFICATION;
   });
-  manager_.reset();
+  bed_.StopManager();
   const VerificationSnapshot interrupted = Snapshot(job_id);
   if (interrupted.state == JobState::kSucceeded) GTEST_SKIP() << "ended before the restart";
   EXPECT_EQ(interrupted.stage, JobStage::kVerification);
-  const int64_t steps_before = plan_->writes("AppendGeneration");
+  const int64_t steps_before = bed_.plan().writes("AppendGeneration");
   const int64_t measured_before = supernets_->measurements();
   StartManager();
   AwaitEnd(job_id);
   EXPECT_EQ(Snapshot(job_id), reference);
   EXPECT_EQ(supernets_->measurements() - measured_before, kTopK - interrupted.measured);
-  EXPECT_EQ(plan_->writes("AppendGeneration"), steps_before);
+  EXPECT_EQ(bed_.plan().writes("AppendGeneration"), steps_before);
 }
 
 TEST_P(JobVerificationTest, ACancelDuringVerificationEndsTheJobCancelled) {
@@ -400,14 +366,14 @@ TEST_P(JobVerificationTest, ACancelDuringVerificationEndsTheJobCancelled) {
       SubmitAndWaitFor(Request(/*images=*/0), [](const apq::v1::JobProgress& progress) {
         return progress.stage() == apq::v1::JOB_STAGE_VERIFICATION;
       });
-  auto cancelled = manager_->Cancel(job_id);
+  auto cancelled = bed_.manager().Cancel(job_id);
   if (!cancelled.ok()) {
     ASSERT_EQ(cancelled.status().code(), absl::StatusCode::kFailedPrecondition);
     GTEST_SKIP() << "the job ended before the cancel";
   }
   const apq::v1::JobProgress last = AwaitEnd(job_id);
   EXPECT_EQ(last.state(), apq::v1::JOB_STATE_CANCELLED);
-  const JobRecord job = *store_->jobs().GetJob(job_id);
+  const JobRecord job = *bed_.store().jobs().GetJob(job_id);
   EXPECT_EQ(job.state, JobState::kCancelled);
   EXPECT_EQ(job.error, "cancelled by request");
   EXPECT_EQ(job.stage, JobStage::kVerification);
@@ -421,11 +387,7 @@ class VerificationFaultTest : public JobVerificationTest {};
 
 TEST_P(VerificationFaultTest, RefusedAndUnacknowledgedWritesLeaveTheSameRecord) {
   const VerificationSnapshot reference = Reference();
-  const struct {
-    const char* method;
-    int nth;
-    FaultPlan::Mode mode;
-  } faults[] = {
+  const InjectedFault faults[] = {
       {"BeginVerification", 1, FaultPlan::Mode::kBeforeWrite},
       {"BeginVerification", 1, FaultPlan::Mode::kAfterCommit},
       {"RecordVerification", 1, FaultPlan::Mode::kBeforeWrite},
@@ -435,15 +397,13 @@ TEST_P(VerificationFaultTest, RefusedAndUnacknowledgedWritesLeaveTheSameRecord) 
       {"AddMeasurements", 1, FaultPlan::Mode::kAfterCommit},
       {"AddMeasurements", 2, FaultPlan::Mode::kBeforeWrite},
   };
-  for (const auto& fault : faults) {
-    SCOPED_TRACE(absl::StrCat(
-        fault.method, " #", fault.nth,
-        fault.mode == FaultPlan::Mode::kAfterCommit ? " after commit" : " before write"));
+  for (const InjectedFault& fault : faults) {
+    SCOPED_TRACE(FaultName(fault));
     Open();
-    plan_->FailNthWrite(fault.nth, fault.mode, fault.method);
+    bed_.plan().FailNthWrite(fault.nth, fault.mode, fault.method);
     const int64_t measured_before = supernets_->measurements();
     const std::string job_id = RunToEnd(Request());
-    EXPECT_EQ(plan_->faults_injected(), 1);
+    EXPECT_EQ(bed_.plan().faults_injected(), 1);
     EXPECT_EQ(Snapshot(job_id), reference);
     EXPECT_EQ(supernets_->measurements() - measured_before, kTopK) << "nothing measured twice";
   }
@@ -452,7 +412,7 @@ TEST_P(VerificationFaultTest, RefusedAndUnacknowledgedWritesLeaveTheSameRecord) 
 TEST_P(VerificationFaultTest, AStoreThatKeepsRefusingMeasurementsFailsTheJob) {
   Open();
   for (int i = 0; i < 8; ++i) {
-    plan_->FailNthWrite(2 + i, FaultPlan::Mode::kBeforeWrite, "RecordVerification");
+    bed_.plan().FailNthWrite(2 + i, FaultPlan::Mode::kBeforeWrite, "RecordVerification");
   }
   const std::string job_id = RunToEnd(Request());
   const VerificationSnapshot failed = Snapshot(job_id);
@@ -481,11 +441,12 @@ TEST_P(VerificationRequestTest, BadVerificationRequestsAreRefusedNamingTheCause)
   row.accuracy = 0.5;
   row.method = "fp32";
   row.split = "validation";
-  ASSERT_TRUE(store_->datasets().CreateDataset({"ofa-records", "ofa_mbv3", "", 1, 0}, {row}).ok());
+  ASSERT_TRUE(
+      bed_.store().datasets().CreateDataset({"ofa-records", "ofa_mbv3", "", 1, 0}, {row}).ok());
   row.split = "test";
   ASSERT_TRUE(
-      store_->datasets().CreateDataset({"test-records", "fmnist_mbv2", "", 1, 0}, {row}).ok());
-  const int64_t jobs_before = plan_->writes("CreateJob");
+      bed_.store().datasets().CreateDataset({"test-records", "fmnist_mbv2", "", 1, 0}, {row}).ok());
+  const int64_t jobs_before = bed_.plan().writes("CreateJob");
 
   const auto with = [&](auto change) {
     apq::v1::SubmitSearchRequest request = Request();
@@ -524,20 +485,20 @@ TEST_P(VerificationRequestTest, BadVerificationRequestsAreRefusedNamingTheCause)
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.request.verification().ShortDebugString());
-    auto job = manager_->Submit(c.request);
+    auto job = bed_.manager().Submit(c.request);
     EXPECT_EQ(job.status().code(), c.code) << job.status();
     EXPECT_THAT(std::string(job.status().message()), HasSubstr(c.says));
   }
-  EXPECT_EQ(plan_->writes("CreateJob"), jobs_before) << "a refused request stores nothing";
+  EXPECT_EQ(bed_.plan().writes("CreateJob"), jobs_before) << "a refused request stores nothing";
 
   // Within range: accepted.
-  auto job = manager_->Submit(with([](apq::v1::Verification* v) {
+  auto job = bed_.manager().Submit(with([](apq::v1::Verification* v) {
     v->set_top_k(50);
     v->set_images(10000);
     v->clear_dataset();
   }));
   EXPECT_TRUE(job.ok()) << job.status();
-  ASSERT_TRUE(manager_->Cancel(job->id()).ok());
+  ASSERT_TRUE(bed_.manager().Cancel(job->id()).ok());
 }
 
 INSTANTIATE_TEST_SUITE_P(LocalCpu, VerificationFaultTest,

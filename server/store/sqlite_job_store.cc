@@ -49,8 +49,9 @@ std::optional<CandidateMeasurement> ReadMeasurement(const Statement& row, int fi
   return measurement;
 }
 
-// Reads kCandidateColumns starting at `first`.
-CandidateRecord ReadCandidate(const Statement& row, int first) {
+// Reads the columns a candidate row and the best's copy in the jobs row have alike (those of
+// kCandidateColumns up to `modelled`), starting at `first`.
+CandidateRecord ReadCandidateFigures(const Statement& row, int first) {
   CandidateRecord candidate;
   candidate.id = row.ColumnInt64(first + 0);
   candidate.generation = row.ColumnInt(first + 1);
@@ -62,23 +63,13 @@ CandidateRecord ReadCandidate(const Statement& row, int first) {
   candidate.bitops = row.ColumnOptionalDouble(first + 7);
   candidate.feasible = row.ColumnInt(first + 8) != 0;
   candidate.modelled = row.ColumnText(first + 9);
-  candidate.measured = ReadMeasurement(row, first + 10);
   return candidate;
 }
 
-// ReadCandidate's part of the best copy in the jobs row, from column `first`.
-CandidateRecord ReadBestCopy(const Statement& row, int first) {
-  CandidateRecord candidate;
-  candidate.id = row.ColumnInt64(first + 0);
-  candidate.generation = row.ColumnInt(first + 1);
-  candidate.config_json = row.ColumnText(first + 2);
-  candidate.accuracy = row.ColumnOptionalDouble(first + 3);
-  candidate.latency_ms = row.ColumnOptionalDouble(first + 4);
-  candidate.energy_mj = row.ColumnOptionalDouble(first + 5);
-  candidate.size_mb = row.ColumnOptionalDouble(first + 6);
-  candidate.bitops = row.ColumnOptionalDouble(first + 7);
-  candidate.feasible = row.ColumnInt(first + 8) != 0;
-  candidate.modelled = row.ColumnText(first + 9);
+// Reads kCandidateColumns starting at `first`.
+CandidateRecord ReadCandidate(const Statement& row, int first) {
+  CandidateRecord candidate = ReadCandidateFigures(row, first);
+  candidate.measured = ReadMeasurement(row, first + 10);
   return candidate;
 }
 
@@ -95,9 +86,9 @@ JobRecord ReadJob(const Statement& row, bool with_checkpoint) {
   job.error = row.ColumnText(7);
   job.generations_done = row.ColumnInt(8);
   job.candidates_evaluated = row.ColumnInt64(9);
-  // The best's copy is in ReadBestCopy's order from column 10.
+  // The best's copy is in ReadCandidateFigures' order from column 10.
   if (!row.ColumnIsNull(12)) {
-    job.best = ReadBestCopy(row, 10);
+    job.best = ReadCandidateFigures(row, 10);
     job.best->measured = ReadMeasurement(row, 28);
   }
   job.created_unix_s = row.ColumnDouble(20);
