@@ -206,7 +206,8 @@ int Search(Connection& connection, const std::vector<std::string>& argv) {
              "max-size-mb",  "max-bitops",     "population",     "generations",
              "parent-ratio", "mutation-ratio", "mutate-prob",    "resolution-mutate-prob",
              "seed",         "label",          "table-version",  "objective",
-             "pareto-cost",  "uniform-bits",   "engine",         "options"},
+             "pareto-cost",  "uniform-bits",   "engine",         "options",
+             "verify-top-k", "verify-dataset", "verify-images"},
       {"wait", "json"}, 0);
   apq::v1::SubmitSearchRequest request;
   request.set_space(Require(args, "space"));
@@ -265,6 +266,14 @@ int Search(Connection& connection, const std::vector<std::string>& argv) {
   }
   if (args.Has("uniform-bits")) {
     request.set_uniform_bits(static_cast<int32_t>(ParseInt(args, "uniform-bits")));
+  }
+  if (args.Has("verify-top-k")) {
+    apq::v1::Verification* verification = request.mutable_verification();
+    verification->set_top_k(ParseInt32(args, "verify-top-k"));
+    verification->set_dataset(args.Get("verify-dataset"));
+    if (args.Has("verify-images")) verification->set_images(ParseInt32(args, "verify-images"));
+  } else if (args.Has("verify-dataset") || args.Has("verify-images")) {
+    throw UsageError{"--verify-dataset and --verify-images need --verify-top-k"};
   }
 
   apq::v1::Job job;
@@ -447,8 +456,12 @@ constexpr Command kSearchCommands[] = {
       --engine NAME [--options NAME=VALUE,...] (see apq engines). Objective:
       --objective accuracy|pareto, --pareto-cost latency|energy|size|bitops (the cost of the
       job's Pareto front). --uniform-bits B fixes every bitwidth at B (the uniform-precision
-      baseline of a mixed-precision space). --wait follows it to the end (progress bar on a terminal);
-      --json prints one JSON object.
+      baseline of a mixed-precision space). --verify-top-k K measures the K best candidates
+      by predicted accuracy on the space's supernet (validation split) once the search ends,
+      and the job's best becomes the one measured best; --verify-images N measures on the
+      first N validation images (default all); --verify-dataset NAME also adds each
+      measurement to that dataset (created if absent) for the next predictor. --wait follows
+      it to the end (progress bar on a terminal); --json prints one JSON object.
 )",
      Search},
     {"engines", R"(  engines [--json]
@@ -469,7 +482,8 @@ constexpr Command kSearchCommands[] = {
 )",
      Candidates},
     {"config", R"(  config JOB [--output FILE] [--torchscript FILE] [--json]
-      The best configuration of a finished job, in the reference arch format. --torchscript
+      The best configuration of a finished job, in the reference arch format (of a verified
+      job: the finalist measured best, with its measured accuracy). --torchscript
       also writes the subnet extracted from the space's supernet (quantized at its bit
       policy) as a TorchScript file and prints its measured test accuracy.
 )",

@@ -31,7 +31,12 @@ json MetricsJson(const apq::v1::Metrics& metrics) {
 
 std::string DescribeMetrics(const apq::v1::Metrics& metrics) {
   std::vector<std::string> parts;
-  if (metrics.has_accuracy()) parts.push_back(absl::StrFormat("accuracy %.4f", metrics.accuracy()));
+  if (metrics.has_accuracy()) {
+    // Beside a measured accuracy, say which one is predicted.
+    parts.push_back(absl::StrFormat(
+        metrics.has_measured_accuracy() ? "predicted accuracy %.4f" : "accuracy %.4f",
+        metrics.accuracy()));
+  }
   if (metrics.has_latency_ms()) {
     parts.push_back(absl::StrFormat("latency %.3f ms", metrics.latency_ms()));
   }
@@ -75,6 +80,17 @@ json JobJson(const apq::v1::Job& job) {
     out["best_config"] = ParseConfig(job.best().config_json());
     out.update(MetricsJson(job.best().metrics()));
   }
+  if (job.verification().top_k() > 0) {
+    out["stage"] = job.stage() == apq::v1::JOB_STAGE_VERIFICATION ? "verification" : "search";
+    out["verification"] = {{"top_k", job.verification().top_k()},
+                           {"finalists", job.verification().finalists()},
+                           {"measured", job.verification().measured()}};
+    if (job.has_predicted_best()) {
+      json predicted = MetricsJson(job.predicted_best().metrics());
+      predicted["config"] = ParseConfig(job.predicted_best().config_json());
+      out["predicted_best"] = predicted;
+    }
+  }
   if (!job.error().empty()) out["error"] = job.error();
   return out;
 }
@@ -85,9 +101,19 @@ void PrintJobText(const apq::v1::Job& job) {
             << job.candidates_evaluated() << " candidates, "
             << absl::StrFormat("%.2f s", job.elapsed_s()) << "\n";
   if (!job.error().empty()) std::cout << "error: " << job.error() << "\n";
+  const apq::v1::VerificationProgress& verification = job.verification();
+  if (verification.top_k() > 0) {
+    std::cout << "verification: " << verification.measured() << "/"
+              << (verification.finalists() > 0 ? verification.finalists() : verification.top_k())
+              << " finalists measured\n";
+  }
   if (job.has_best()) {
     std::cout << "best: " << DescribeMetrics(job.best().metrics()) << "\n"
               << "config: " << job.best().config_json() << "\n";
+  }
+  if (job.has_predicted_best() && job.predicted_best().id() != job.best().id()) {
+    std::cout << "predicted best: " << DescribeMetrics(job.predicted_best().metrics()) << "\n"
+              << "predicted best config: " << job.predicted_best().config_json() << "\n";
   }
 }
 
@@ -105,6 +131,13 @@ std::string DescribeProgress(const apq::v1::JobProgress& progress) {
   constexpr int kBarWidth = 30;
   const std::string best =
       progress.has_best() ? DescribeMetrics(progress.best().metrics()) : std::string("-");
+  if (progress.stage() == apq::v1::JOB_STAGE_VERIFICATION) {
+    const apq::v1::VerificationProgress& verification = progress.verification();
+    return absl::StrFormat(
+        "[%s] verified %d/%d finalists  %.1fs  best: %s",
+        ProgressBar(verification.measured(), verification.finalists(), kBarWidth),
+        verification.measured(), verification.finalists(), progress.elapsed_s(), best);
+  }
   return absl::StrFormat(
       "[%s] gen %d/%d  %d candidates  %.1fs  best: %s",
       ProgressBar(progress.generation(), progress.total_generations(), kBarWidth),

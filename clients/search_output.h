@@ -19,7 +19,8 @@ std::string DescribeMetrics(const apq::v1::Metrics& metrics);
 // A configuration as the server wrote it: its JSON, or the text itself if it is not JSON.
 nlohmann::json ParseConfig(const std::string& config_json);
 
-// A job and, if it has one, its best candidate's config and metrics.
+// A job and, if it has one, its best candidate's config and metrics; with verification, its
+// stage, the verification's progress and the engine's (predicted) best.
 nlohmann::json JobJson(const apq::v1::Job& job);
 
 // Prints a job's state, progress, error and best candidate to stdout as text.
@@ -28,8 +29,8 @@ void PrintJobText(const apq::v1::Job& job);
 // A candidate with its config and metrics.
 nlohmann::json CandidateJson(const apq::v1::Candidate& candidate);
 
-// The progress line of a running search: a bar of generations, the candidates, the time, and
-// the best candidate's metrics.
+// The progress line of a running search: a bar of generations (of finalists measured, in the
+// verification stage), the candidates, the time, and the best candidate's metrics.
 std::string DescribeProgress(const apq::v1::JobProgress& progress);
 
 }  // namespace apq::client

@@ -28,4 +28,23 @@ std::vector<size_t> ParetoFront(absl::Span<const FrontPoint> points) {
   return front;
 }
 
+std::optional<size_t> VerifiedBest(absl::Span<const MeasuredFinalist> finalists) {
+  std::optional<size_t> best;
+  for (size_t i = 0; i < finalists.size(); ++i) {
+    const MeasuredFinalist& candidate = finalists[i];
+    if (best.has_value()) {
+      const MeasuredFinalist& held = finalists[*best];
+      if (candidate.measured_accuracy != held.measured_accuracy) {
+        if (candidate.measured_accuracy < held.measured_accuracy) continue;
+      } else if (candidate.predicted_accuracy != held.predicted_accuracy) {
+        if (candidate.predicted_accuracy < held.predicted_accuracy) continue;
+      } else if (candidate.id >= held.id) {
+        continue;
+      }
+    }
+    best = i;
+  }
+  return best;
+}
+
 }  // namespace apq::search

@@ -5,6 +5,7 @@
 #define APQ_SEARCH_PARETO_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <vector>
 
@@ -32,6 +33,17 @@ std::vector<size_t> ParetoFront(absl::Span<const FrontPoint> points);
 inline bool ReplacesBest(double accuracy, std::optional<double> best_accuracy) {
   return !best_accuracy.has_value() || accuracy > *best_accuracy;
 }
+
+// A finalist of a verification stage: a candidate measured after the search.
+struct MeasuredFinalist {
+  double measured_accuracy = 0.0;
+  double predicted_accuracy = 0.0;
+  int64_t id = 0;  // The candidate's row id: lower was stored earlier.
+};
+
+// Index (into `finalists`) of the verified best: the highest measured accuracy; among equals
+// the higher predicted one, then the lower id. Unset for no finalist.
+std::optional<size_t> VerifiedBest(absl::Span<const MeasuredFinalist> finalists);
 
 }  // namespace apq::search
 

@@ -70,5 +70,15 @@ TEST(ReplacesBestTest, OnlyStrictlyHigherAccuracyReplaces) {
   EXPECT_FALSE(ReplacesBest(0.4, 0.5));
 }
 
+TEST(VerifiedBestTest, TheHighestMeasuredWinsThenTheHigherPredictedThenTheEarlierId) {
+  EXPECT_FALSE(VerifiedBest({}).has_value());
+  EXPECT_EQ(VerifiedBest({{0.8, 0.9, 3}, {0.85, 0.7, 4}, {0.84, 0.95, 1}}), 1u);
+  // Equal measured: the higher predicted.
+  EXPECT_EQ(VerifiedBest({{0.85, 0.7, 4}, {0.85, 0.75, 9}, {0.5, 0.99, 1}}), 1u);
+  // Equal measured and predicted: the earlier id, wherever it is listed.
+  EXPECT_EQ(VerifiedBest({{0.85, 0.7, 9}, {0.85, 0.7, 4}, {0.85, 0.7, 6}}), 1u);
+  EXPECT_EQ(VerifiedBest({{0.6, 0.7, 2}}), 0u);
+}
+
 }  // namespace
 }  // namespace apq::search

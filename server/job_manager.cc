@@ -5,10 +5,13 @@
 #include <limits>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/clock.h"
 #include "common/status_macros.h"
+#include "oface/fashion_mnist.h"
+#include "oface/search_space.h"
 #include "search/pareto.h"
 #include "server/candidate_metrics.h"
 #include "server/search_request.h"
@@ -39,6 +42,30 @@ CandidateRecord ToRecord(const oface::SearchSpace& space, const search::Individu
   return record;
 }
 
+// Whether the space searches bitwidths: its finalists are measured at their bit policy.
+bool HasBitsGenes(const oface::SearchSpace& space) {
+  return std::any_of(space.genes().begin(), space.genes().end(), oface::IsBitsGene);
+}
+
+// The stage, the verification's progress, the deployable best and the engine's best of a
+// stored job, into a Job or a JobProgress.
+template <typename Message>
+void FillStageAndBests(const JobRecord& job, const apq::v1::SubmitSearchRequest& request,
+                       Message* out) {
+  out->set_stage(job.stage == JobStage::kVerification ? apq::v1::JOB_STAGE_VERIFICATION
+                                                      : apq::v1::JOB_STAGE_SEARCH);
+  apq::v1::VerificationProgress* verification = out->mutable_verification();
+  verification->set_top_k(request.verification().top_k());
+  verification->set_finalists(job.verification_finalists);
+  verification->set_measured(job.verification_measured);
+  if (job.best) *out->mutable_predicted_best() = CandidateToProto(*job.best);
+  if (job.verified_best) {
+    *out->mutable_best() = CandidateToProto(*job.verified_best);
+  } else if (job.best) {
+    *out->mutable_best() = out->predicted_best();
+  }
+}
+
 }  // namespace
 
 apq::v1::Candidate CandidateToProto(const CandidateRecord& candidate) {
@@ -56,6 +83,12 @@ apq::v1::Candidate CandidateToProto(const CandidateRecord& candidate) {
   for (absl::string_view metric : absl::StrSplit(candidate.modelled, ',', absl::SkipEmpty())) {
     metrics->add_modelled(static_cast<std::string>(metric));
   }
+  if (const std::optional<CandidateMeasurement>& measured = candidate.measured) {
+    metrics->set_measured_accuracy(measured->accuracy);
+    metrics->set_measured_method(measured->method);
+    metrics->set_measured_seconds(measured->seconds);
+    metrics->set_measured_split(measured->split);
+  }
   proto.set_on_pareto_front(candidate.on_pareto_front);
   return proto;
 }
@@ -70,7 +103,7 @@ apq::v1::Job JobToProto(const JobRecord& job, const search::EngineRegistry& engi
   }
   proto.set_generations_done(std::max(0, job.generations_done));
   proto.set_candidates_evaluated(job.candidates_evaluated);
-  if (job.best) *proto.mutable_best() = CandidateToProto(*job.best);
+  FillStageAndBests(job, proto.request(), &proto);
   proto.set_error(job.error);
   proto.set_table_version(job.table_version);
   proto.set_predictor_version(job.predictor_version);
@@ -92,16 +125,16 @@ apq::v1::JobProgress JobManager::ProgressFromRecord(const JobRecord& job) const 
     progress.set_total_generations(TotalSteps(engines_, request));
   }
   progress.set_candidates_evaluated(job.candidates_evaluated);
-  if (job.best) *progress.mutable_best() = CandidateToProto(*job.best);
+  FillStageAndBests(job, request, &progress);
   progress.set_elapsed_s(job.elapsed_s);
   progress.set_error(job.error);
   return progress;
 }
 
 absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(
-    const Options& options, Catalog& catalog, JobStore& store,
-    const search::EngineRegistry& engines) {
-  std::unique_ptr<JobManager> manager(new JobManager(catalog, store, engines));
+    const Options& options, Catalog& catalog, JobStore& store, DatasetStore& datasets,
+    SupernetHost& supernets, const search::EngineRegistry& engines) {
+  std::unique_ptr<JobManager> manager(new JobManager(catalog, store, datasets, supernets, engines));
   // Oldest first, so recovered jobs keep their order in the queue.
   std::vector<JobRecord> unfinished;
   for (JobState state : {JobState::kRunning, JobState::kQueued}) {
@@ -139,6 +172,7 @@ JobManager::~JobManager() { runner_.reset(); }
 absl::StatusOr<apq::v1::Job> JobManager::Submit(const apq::v1::SubmitSearchRequest& request) {
   ASSIGN_OR_RETURN(ResolvedSearch resolved,
                    ResolveSearch(catalog_, engines_, request, request.table_version()));
+  RETURN_IF_ERROR(CheckVerificationTargets(request));
   apq::v1::SubmitSearchRequest filled = request;
   WriteResolvedEngine(resolved, &filled);
   filled.set_table_version(resolved.cost.table_version);
@@ -162,6 +196,33 @@ absl::StatusOr<apq::v1::Job> JobManager::Submit(const apq::v1::SubmitSearchReque
   }
   runner_->Enqueue(std::move(slot), job.id);
   return JobToProto(job, engines_);
+}
+
+absl::Status JobManager::CheckVerificationTargets(const apq::v1::SubmitSearchRequest& request) {
+  const apq::v1::Verification& verification = request.verification();
+  if (verification.top_k() == 0) return absl::OkStatus();
+  if (!supernets_.Has(request.space())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("verification: space ", request.space(),
+                     " has no trained supernet to measure its finalists with"));
+  }
+  if (verification.dataset().empty()) return absl::OkStatus();
+  absl::StatusOr<DatasetRecord> dataset = datasets_.GetDataset(verification.dataset());
+  if (absl::IsNotFound(dataset.status())) return absl::OkStatus();  // Created on first use.
+  RETURN_IF_ERROR(dataset.status());
+  if (dataset->space != request.space()) {
+    return absl::FailedPreconditionError(absl::StrCat("verification.dataset: dataset ",
+                                                      dataset->name, " holds records of space ",
+                                                      dataset->space, ", not ", request.space()));
+  }
+  const char* validation = oface::DataSplitName(oface::DataSplit::kValidation);
+  if (dataset->records > 0 && dataset->split != validation) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("verification.dataset: dataset ", dataset->name,
+                     " holds records measured on split \"", dataset->split,
+                     "\"; finalists are measured on ", validation, " (a dataset mixes no splits)"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<apq::v1::Job> JobManager::Cancel(const std::string& job_id) {
@@ -235,28 +296,39 @@ void JobManager::Publish(const std::string& job_id, const apq::v1::JobProgress& 
   if (IsTerminal(state)) live_.erase(found);
 }
 
+absl::Status JobManager::ForEachFeasibleCandidate(
+    const std::string& job_id, CandidateOrder order, int page_size,
+    const std::function<bool(CandidateRecord&)>& visit) {
+  CandidateQuery query;
+  query.job_id = job_id;
+  query.order = order;
+  query.feasible = true;
+  query.limit = page_size;
+  for (;; query.offset += query.limit) {
+    ASSIGN_OR_RETURN(CandidatePage page, store_.ListCandidates(query));
+    for (CandidateRecord& candidate : page.candidates) {
+      if (!visit(candidate)) return absl::OkStatus();
+    }
+    if (query.offset + static_cast<int64_t>(page.candidates.size()) >= page.total ||
+        page.candidates.empty()) {
+      return absl::OkStatus();
+    }
+  }
+}
+
 absl::StatusOr<std::vector<int64_t>> JobManager::ParetoFrontIds(const std::string& job_id,
                                                                 search::CostMetric cost) {
   std::vector<int64_t> ids;
   std::vector<search::FrontPoint> points;
-  CandidateQuery query;
-  query.job_id = job_id;
-  query.order = CandidateOrder::kId;
-  query.feasible = true;
-  query.limit = kMaxPageSize;
-  for (;; query.offset += query.limit) {
-    ASSIGN_OR_RETURN(CandidatePage page, store_.ListCandidates(query));
-    for (const CandidateRecord& candidate : page.candidates) {
-      const std::optional<double> value = CandidateCost(candidate, cost);
-      if (!candidate.accuracy || !value) continue;
-      ids.push_back(candidate.id);
-      points.push_back({*value, *candidate.accuracy});
-    }
-    if (query.offset + static_cast<int64_t>(page.candidates.size()) >= page.total ||
-        page.candidates.empty()) {
-      break;
-    }
-  }
+  RETURN_IF_ERROR(ForEachFeasibleCandidate(
+      job_id, CandidateOrder::kId, kMaxPageSize, [&](CandidateRecord& candidate) {
+        const std::optional<double> value = CandidateCost(candidate, cost);
+        if (candidate.accuracy && value) {
+          ids.push_back(candidate.id);
+          points.push_back({*value, *candidate.accuracy});
+        }
+        return true;
+      }));
   std::vector<int64_t> front;
   for (const size_t index : search::ParetoFront(points)) front.push_back(ids[index]);
   return front;
@@ -311,6 +383,19 @@ void JobManager::EndJob(const std::string& job_id, JobState state, const std::st
   Publish(job_id, progress);
 }
 
+void JobManager::EndWithFront(const std::string& job_id, JobState state, const std::string& error,
+                              double elapsed_s, search::CostMetric pareto_cost) {
+  absl::StatusOr<std::vector<int64_t>> front = ParetoFrontIds(job_id, pareto_cost);
+  if (!front.ok()) {
+    EndJob(job_id, JobState::kFailed,
+           absl::StrCat("cannot read the job's candidates for its Pareto front: ",
+                        front.status().ToString()),
+           elapsed_s, {});
+    return;
+  }
+  EndJob(job_id, state, error, elapsed_s, *front);
+}
+
 void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& control) {
   absl::StatusOr<JobRecord> loaded = store_.GetJob(job_id);
   if (!loaded.ok()) {
@@ -325,6 +410,31 @@ void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& con
   };
   apq::v1::SubmitSearchRequest request;
   if (!request.ParseFromString(job.request)) return fail("the stored request does not parse");
+  const double started = NowUnixSeconds();
+  const auto mark_running = [&] {
+    return WriteWithRetries([&] {
+      return store_.MarkRunning(job_id, job.started_unix_s > 0 ? job.started_unix_s : started);
+    });
+  };
+  const double previous_elapsed = job.elapsed_s;
+  const std::function<double()> elapsed_now = [&] {
+    return previous_elapsed + (NowUnixSeconds() - started);
+  };
+
+  if (job.stage == JobStage::kVerification) {
+    // The engine finished before a restart: its candidates are final, and only the
+    // finalists without a stored measurement remain (no predictor or cost table is needed).
+    absl::StatusOr<search::CostMetric> pareto_cost =
+        CostMetricFromProto(request.pareto_cost(), "pareto_cost");
+    if (!pareto_cost.ok())
+      return fail(absl::StrCat("cannot run: ", pareto_cost.status().ToString()));
+    if (absl::Status running = mark_running(); !running.ok()) {
+      return fail(absl::StrCat("cannot start: ", running.ToString()));
+    }
+    Verify(job_id, request, *pareto_cost, control, elapsed_now);
+    return;
+  }
+
   absl::StatusOr<ResolvedSearch> resolved =
       ResolveSearch(catalog_, engines_, request, job.table_version);
   if (!resolved.ok()) return fail(absl::StrCat("cannot run: ", resolved.status().ToString()));
@@ -332,24 +442,14 @@ void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& con
     return fail(absl::StrCat("cannot resume: the job used predictor ", job.predictor_version,
                              ", this server has ", resolved->predictor.version));
   }
-  const double started = NowUnixSeconds();
-  if (absl::Status running = WriteWithRetries([&] {
-        return store_.MarkRunning(job_id, job.started_unix_s > 0 ? job.started_unix_s : started);
-      });
-      !running.ok()) {
+  if (absl::Status running = mark_running(); !running.ok()) {
     return fail(absl::StrCat("cannot start: ", running.ToString()));
   }
-  const double previous_elapsed = job.elapsed_s;
-  const auto elapsed_now = [&] { return previous_elapsed + (NowUnixSeconds() - started); };
   const oface::SearchSpace& space = *resolved->space;
 
-  apq::v1::JobProgress progress;
-  progress.set_job_id(job_id);
+  apq::v1::JobProgress progress = ProgressFromRecord(job);
   progress.set_state(apq::v1::JOB_STATE_RUNNING);
   progress.set_total_generations(resolved->engine->TotalSteps(resolved->options));
-  progress.set_generation(std::max(0, job.generations_done));
-  progress.set_candidates_evaluated(job.candidates_evaluated);
-  if (job.best) *progress.mutable_best() = CandidateToProto(*job.best);
   Publish(job_id, progress);
 
   // The stored best's id, carried while the best stays the one of an earlier step.
@@ -376,7 +476,10 @@ void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& con
     if (batch.best) batch.best->id = best_id;
     progress.set_generation(report.step);
     progress.set_candidates_evaluated(report.candidates_evaluated);
-    if (batch.best) *progress.mutable_best() = CandidateToProto(*batch.best);
+    if (batch.best) {
+      *progress.mutable_best() = CandidateToProto(*batch.best);
+      *progress.mutable_predicted_best() = progress.best();
+    }
     progress.set_elapsed_s(batch.elapsed_s);
     Publish(job_id, progress);
     return absl::OkStatus();
@@ -392,24 +495,176 @@ void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& con
   if (result->cancelled && !control.cancel_requested()) {
     return;  // Server shutdown: the job stays running in the store and resumes on restart.
   }
-  JobState final_state = JobState::kSucceeded;
-  std::string error;
   if (result->cancelled) {
-    final_state = JobState::kCancelled;
-    error = "cancelled by request";
+    EndWithFront(job_id, JobState::kCancelled, "cancelled by request", elapsed_now(),
+                 resolved->pareto_cost);
   } else if (!result->best) {
-    final_state = JobState::kFailed;
-    error = "the search found no feasible network";
+    EndWithFront(job_id, JobState::kFailed, "the search found no feasible network", elapsed_now(),
+                 resolved->pareto_cost);
+  } else if (request.verification().top_k() > 0) {
+    Verify(job_id, request, resolved->pareto_cost, control, elapsed_now);
+  } else {
+    EndWithFront(job_id, JobState::kSucceeded, "", elapsed_now(), resolved->pareto_cost);
   }
-  absl::StatusOr<std::vector<int64_t>> front = ParetoFrontIds(job_id, resolved->pareto_cost);
-  if (!front.ok()) {
-    EndJob(job_id, JobState::kFailed,
-           absl::StrCat("cannot read the job's candidates for its Pareto front: ",
-                        front.status().ToString()),
-           elapsed_now(), {});
-    return;
+}
+
+absl::StatusOr<std::vector<CandidateRecord>> JobManager::Finalists(const std::string& job_id,
+                                                                   int top_k) {
+  std::vector<CandidateRecord> finalists;
+  absl::flat_hash_set<std::string> configs;
+  RETURN_IF_ERROR(ForEachFeasibleCandidate(
+      job_id, CandidateOrder::kAccuracyDesc, 1000, [&](CandidateRecord& candidate) {
+        if (candidate.accuracy && configs.insert(candidate.config_json).second) {
+          finalists.push_back(std::move(candidate));
+        }
+        return static_cast<int>(finalists.size()) < top_k;
+      }));
+  return finalists;
+}
+
+absl::Status JobManager::AddToDataset(const std::string& dataset, const std::string& space,
+                                      const std::string& job_id, const MeasurementRow& row) {
+  // Whether the dataset holds the row's (method, config): after a restart, or after a write
+  // whose acknowledgement was lost.
+  const auto holds_row = [&]() -> absl::StatusOr<bool> {
+    ASSIGN_OR_RETURN(std::vector<MeasurementRow> rows,
+                     datasets_.ListMeasurements(dataset, row.method));
+    return std::any_of(rows.begin(), rows.end(), [&](const MeasurementRow& held) {
+      return held.config_json == row.config_json;
+    });
+  };
+  return WriteWithRetries([&]() -> absl::Status {
+    absl::StatusOr<DatasetRecord> held = datasets_.GetDataset(dataset);
+    if (absl::IsNotFound(held.status())) {
+      DatasetRecord created;
+      created.name = dataset;
+      created.space = space;
+      created.description = absl::StrCat("finalists measured by verifying search ", job_id);
+      created.created_unix_s = NowUnixSeconds();
+      const absl::Status stored = datasets_.CreateDataset(created, {row});
+      // Created meanwhile (by another job, or by this write before a lost acknowledgement):
+      // add to it as to any.
+      if (!absl::IsAlreadyExists(stored)) return stored;
+      held = datasets_.GetDataset(dataset);
+    }
+    RETURN_IF_ERROR(held.status());
+    if (held->space != space) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "dataset ", dataset, " holds records of space ", held->space, ", not ", space));
+    }
+    ASSIGN_OR_RETURN(bool present, holds_row());
+    if (present) return absl::OkStatus();
+    return datasets_.AddMeasurements(dataset, {row});
+  });
+}
+
+void JobManager::Verify(const std::string& job_id, const apq::v1::SubmitSearchRequest& request,
+                        search::CostMetric pareto_cost, const JobRunner::Control& control,
+                        const std::function<double()>& elapsed_now) {
+  const auto fail = [&](const std::string& reason) {
+    EndJob(job_id, JobState::kFailed, reason, elapsed_now(), {});
+  };
+  // Cancelled: the job ends with the measurements stored so far. Shutdown: it stays running
+  // in its verification stage and resumes at the next start.
+  const auto stopped = [&] {
+    if (control.cancel_requested()) {
+      EndWithFront(job_id, JobState::kCancelled, "cancelled by request", elapsed_now(),
+                   pareto_cost);
+    }
+  };
+  const apq::v1::Verification& verification = request.verification();
+  absl::StatusOr<const oface::SearchSpace*> space = catalog_.FindSpace(request.space());
+  if (!space.ok()) return fail(absl::StrCat("cannot verify: ", space.status().ToString()));
+  absl::StatusOr<std::vector<CandidateRecord>> finalists = Finalists(job_id, verification.top_k());
+  if (!finalists.ok()) {
+    return fail(absl::StrCat("cannot read the job's finalists: ", finalists.status().ToString()));
   }
-  EndJob(job_id, final_state, error, elapsed_now(), *front);
+  if (finalists->empty()) return fail("the search found no feasible network");
+  // Idempotent: a job resumed in its verification stage finds it begun with this count.
+  if (absl::Status begun = WriteWithRetries(
+          [&] { return store_.BeginVerification(job_id, static_cast<int>(finalists->size())); });
+      !begun.ok()) {
+    return fail(absl::StrCat("cannot begin the verification stage: ", begun.ToString()));
+  }
+  const auto publish_stored = [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(JobRecord job, store_.GetJob(job_id));
+    apq::v1::JobProgress progress = ProgressFromRecord(job);
+    progress.set_elapsed_s(elapsed_now());
+    Publish(job_id, progress);
+    return absl::OkStatus();
+  };
+  if (absl::Status published = publish_stored(); !published.ok()) {
+    return fail(absl::StrCat("cannot read the job: ", published.ToString()));
+  }
+
+  const bool quantized = HasBitsGenes(**space);
+  const auto dataset_row = [&](const CandidateRecord& finalist) {
+    MeasurementRow row;
+    row.config_json = finalist.config_json;
+    row.accuracy = finalist.measured->accuracy;
+    row.method = finalist.measured->method;
+    row.seconds = finalist.measured->seconds;
+    row.seed = request.seed();
+    row.split = finalist.measured->split;
+    row.created_unix_s = NowUnixSeconds();
+    return row;
+  };
+  const auto add_to_dataset = [&](const CandidateRecord& finalist) -> absl::Status {
+    if (verification.dataset().empty()) return absl::OkStatus();
+    const absl::Status added =
+        AddToDataset(verification.dataset(), request.space(), job_id, dataset_row(finalist));
+    if (added.ok()) return added;
+    return absl::Status(
+        added.code(), absl::StrCat("adding the measurement of candidate ", finalist.id,
+                                   " to dataset ", verification.dataset(), ": ", added.message()));
+  };
+  // Measurements stored before a restart reach the dataset first (a row it holds is skipped).
+  for (const CandidateRecord& finalist : *finalists) {
+    if (!finalist.measured) continue;
+    if (absl::Status added = add_to_dataset(finalist); !added.ok()) return fail(added.ToString());
+  }
+
+  for (CandidateRecord& finalist : *finalists) {
+    if (finalist.measured) continue;
+    if (control.stop_requested()) return stopped();
+    absl::StatusOr<oface::Genotype> genotype = (*space)->FromJson(finalist.config_json);
+    if (!genotype.ok()) {
+      return fail(absl::StrCat("finalist ", finalist.id,
+                               " does not parse: ", genotype.status().ToString()));
+    }
+    absl::StatusOr<std::vector<SupernetHost::Measurement>> measured =
+        supernets_.Measure(request.space(), {*genotype}, quantized, oface::DataSplit::kValidation,
+                           verification.images(), [&control] { return control.stop_requested(); });
+    if (!measured.ok()) {
+      if (control.stop_requested()) return stopped();
+      return fail(
+          absl::StrCat("measuring finalist ", finalist.id, ": ", measured.status().ToString()));
+    }
+    const SupernetHost::Measurement& measurement = measured->front();
+    finalist.measured =
+        CandidateMeasurement{measurement.accuracy, measurement.method,
+                             oface::DataSplitName(measurement.split), measurement.seconds};
+    std::vector<search::MeasuredFinalist> scored;
+    std::vector<int64_t> ids;
+    for (const CandidateRecord& candidate : *finalists) {
+      if (!candidate.measured) continue;
+      scored.push_back({candidate.measured->accuracy, *candidate.accuracy, candidate.id});
+      ids.push_back(candidate.id);
+    }
+    const int64_t best_id = ids[*search::VerifiedBest(scored)];
+    if (absl::Status stored = WriteWithRetries([&] {
+          return store_.RecordVerification(job_id, finalist.id, *finalist.measured, best_id);
+        });
+        !stored.ok()) {
+      return fail(absl::StrCat("storing the measurement of finalist ", finalist.id, ": ",
+                               stored.ToString()));
+    }
+    if (absl::Status published = publish_stored(); !published.ok()) {
+      return fail(absl::StrCat("cannot read the job: ", published.ToString()));
+    }
+    if (absl::Status added = add_to_dataset(finalist); !added.ok()) return fail(added.ToString());
+  }
+  EndWithFront(job_id, JobState::kSucceeded, "", elapsed_now(), pareto_cost);
 }
 
 }  // namespace apq::server

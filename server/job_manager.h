@@ -1,8 +1,15 @@
 // Search jobs: validates and stores submissions, queues them on the shared job runner, runs
 // each with the engine it names (search/engine.h), stores every step's candidates, progress,
 // best and checkpoint in one transaction, fans progress out to watchers, and cancels between
-// steps. At the end it marks the job's Pareto front (search/pareto.h). On start it recovers
-// jobs a previous process left queued or running.
+// steps. A job that asks for verification (apq.proto Verification) then measures its
+// finalists on the space's supernet, on the job's worker thread, one stored measurement at a
+// time, and its best becomes the measured best. At the end it marks the job's Pareto front
+// (search/pareto.h). On start it recovers jobs a previous process left queued or running.
+//
+// Resuming: a job whose search stage ended (JobStore::BeginVerification, stored once the
+// engine finished) skips its engine and measures only the finalists without a stored
+// measurement; one still in its search stage resumes its engine from the last stored step's
+// checkpoint (an engine that had finished returns at once) and then verifies.
 //
 // Thread safety: every public method may be called from any thread.
 #ifndef APQ_SERVER_JOB_MANAGER_H_
@@ -13,20 +20,25 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "proto/apq/v1/apq.pb.h"
+#include "search/budgets.h"
 #include "search/engine_registry.h"
 #include "server/catalog.h"
 #include "server/job_runner.h"
+#include "server/store/dataset_store.h"
 #include "server/store/job_store.h"
+#include "server/supernet_host.h"
 
 namespace apq::server {
 
 // Converts a stored job to its API form (the request is parsed from its stored bytes; its
-// engine says the job's step count).
+// engine says the job's step count). Its `best` is the deployable one: the verified best
+// when the job has one, else the engine's (`predicted_best`).
 apq::v1::Job JobToProto(const JobRecord& job, const search::EngineRegistry& engines);
 apq::v1::Candidate CandidateToProto(const CandidateRecord& candidate);
 
@@ -38,18 +50,24 @@ class JobManager {
   };
 
   // Starts the workers and recovers unfinished jobs: a queued job is queued again; a running
-  // one resumes from its last stored step, or fails with the reason it cannot. All
-  // references must outlive the manager.
+  // one resumes from its last stored step (or stored measurement), or fails with the reason
+  // it cannot. `datasets` receives verification measurements (Verification.dataset);
+  // `supernets` measures finalists. All references must outlive the manager.
   static absl::StatusOr<std::unique_ptr<JobManager>> Create(const Options& options,
                                                             Catalog& catalog, JobStore& store,
+                                                            DatasetStore& datasets,
+                                                            SupernetHost& supernets,
                                                             const search::EngineRegistry& engines);
   // Stops the workers. Running jobs stop between steps and stay `running` in the store, so
   // the next process resumes them.
   ~JobManager();
 
-  // Validates (see apq.proto), fills in the engine's defaults, stores and queues a job.
+  // Validates (see apq.proto; verification: FAILED_PRECONDITION naming the space when it has
+  // no supernet, naming the dataset when it holds another space's or another split's
+  // records), fills in the engine's defaults, stores and queues a job.
   absl::StatusOr<apq::v1::Job> Submit(const apq::v1::SubmitSearchRequest& request);
-  // Cancels a queued or running job (a running one stops after its current step).
+  // Cancels a queued or running job (a running one stops after its current step, or within
+  // a batch of its current measurement).
   // FAILED_PRECONDITION for a job that already ended.
   absl::StatusOr<apq::v1::Job> Cancel(const std::string& job_id);
 
@@ -68,9 +86,34 @@ class JobManager {
     std::map<int64_t, Listener> listeners;
   };
 
-  JobManager(Catalog& catalog, JobStore& store, const search::EngineRegistry& engines)
-      : catalog_(catalog), store_(store), engines_(engines) {}
+  JobManager(Catalog& catalog, JobStore& store, DatasetStore& datasets, SupernetHost& supernets,
+             const search::EngineRegistry& engines)
+      : catalog_(catalog),
+        store_(store),
+        datasets_(datasets),
+        supernets_(supernets),
+        engines_(engines) {}
   void RunJob(const std::string& job_id, const JobRunner::Control& control);
+  // The verification stage of a job whose engine finished with a best: begins it in the
+  // store (or finds it begun), measures each finalist without a stored measurement, stores
+  // it with the measured best so far and adds it to the request's dataset, then ends the job.
+  // On shutdown it returns with the job running; on cancellation it ends it CANCELLED.
+  void Verify(const std::string& job_id, const apq::v1::SubmitSearchRequest& request,
+              search::CostMetric pareto_cost, const JobRunner::Control& control,
+              const std::function<double()>& elapsed_now);
+  // The job's `top_k` distinct feasible configurations by predicted accuracy (ties: the
+  // earlier id), each its first stored row, with their measurements.
+  absl::StatusOr<std::vector<CandidateRecord>> Finalists(const std::string& job_id, int top_k);
+  // Adds a finalist's measurement to `dataset`, creating it for `space` if absent; a record
+  // it holds (same method and config) is not added again. Retries a failed write.
+  absl::Status AddToDataset(const std::string& dataset, const std::string& space,
+                            const std::string& job_id, const MeasurementRow& row);
+  // Submit's verification checks that need the server's supernets and datasets.
+  absl::Status CheckVerificationTargets(const apq::v1::SubmitSearchRequest& request);
+  // Computes the job's Pareto front and ends it (EndJob), or fails it when the front cannot
+  // be read.
+  void EndWithFront(const std::string& job_id, JobState state, const std::string& error,
+                    double elapsed_s, search::CostMetric pareto_cost);
   // Stores one step of a running job, retrying a failed write; returns the stored best's id.
   absl::StatusOr<int64_t> AppendStep(const std::string& job_id, const GenerationBatch& batch);
   // Ends a job in the store (retrying a failed write) and tells its watchers.
@@ -78,12 +121,19 @@ class JobManager {
               const std::vector<int64_t>& pareto_front_ids);
   void Publish(const std::string& job_id, const apq::v1::JobProgress& progress);
   apq::v1::JobProgress ProgressFromRecord(const JobRecord& job) const;
+  // Calls `visit` with each feasible candidate of the job in `order`, read `page_size` at a
+  // time, until it returns false.
+  absl::Status ForEachFeasibleCandidate(const std::string& job_id, CandidateOrder order,
+                                        int page_size,
+                                        const std::function<bool(CandidateRecord&)>& visit);
   // The ids of the job's Pareto front over every stored feasible candidate.
   absl::StatusOr<std::vector<int64_t>> ParetoFrontIds(const std::string& job_id,
                                                       search::CostMetric cost);
 
   Catalog& catalog_;
   JobStore& store_;
+  DatasetStore& datasets_;
+  SupernetHost& supernets_;
   const search::EngineRegistry& engines_;
 
   absl::Mutex mutex_;

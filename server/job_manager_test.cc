@@ -15,8 +15,8 @@
 #include "gtest/gtest.h"
 #include "search/engine_registry.h"
 #include "server/catalog.h"
+#include "server/job_manager_testing.h"
 #include "server/store/faulty_store.h"
-#include "server/store/memory_store.h"
 
 namespace apq::server {
 namespace {
@@ -55,26 +55,9 @@ std::string Describe(const CandidateRecord& c) {
 
 class JobFaultTest : public ::testing::TestWithParam<Scenario> {
  protected:
-  // A fresh store, catalog and manager; the plan's counters start after the catalog's
-  // own writes (default tables, shipped datasets).
-  void Open() {
-    manager_.reset();
-    plan_ = std::make_shared<FaultPlan>();
-    store_ = NewFaultyStore(NewMemoryStore(), plan_);
-    Catalog::Options options;
-    options.data_dir = "data";
-    options.predictor_threads = 1;
-    auto catalog = Catalog::Create(options, *store_);
-    ASSERT_TRUE(catalog.ok()) << catalog.status();
-    catalog_ = *std::move(catalog);
-    StartManager();
-  }
-
-  void StartManager() {
-    auto manager = JobManager::Create({}, *catalog_, store_->jobs(), *engines_);
-    ASSERT_TRUE(manager.ok()) << manager.status();
-    manager_ = *std::move(manager);
-  }
+  void Open() { bed_.Open(); }
+  void StartManager() { bed_.StartManager(); }
+  apq::v1::JobProgress AwaitEnd(const std::string& job_id) { return bed_.AwaitEnd(job_id); }
 
   apq::v1::SubmitSearchRequest Request() const {
     const Scenario& scenario = GetParam();
@@ -92,24 +75,8 @@ class JobFaultTest : public ::testing::TestWithParam<Scenario> {
     return request;
   }
 
-  // Waits until the job's watchers hear that it ended; returns that last update.
-  apq::v1::JobProgress AwaitEnd(const std::string& job_id) {
-    absl::Notification ended;
-    apq::v1::JobProgress last;
-    auto subscription = manager_->Watch(job_id, [&](const apq::v1::JobProgress& progress) {
-      if (progress.state() >= apq::v1::JOB_STATE_SUCCEEDED && !ended.HasBeenNotified()) {
-        last = progress;
-        ended.Notify();
-      }
-    });
-    EXPECT_TRUE(subscription.ok()) << subscription.status();
-    EXPECT_TRUE(ended.WaitForNotificationWithTimeout(absl::Seconds(120)));
-    manager_->Unwatch(job_id, *subscription);
-    return last;
-  }
-
   std::string RunToEnd() {
-    auto job = manager_->Submit(Request());
+    auto job = bed_.manager().Submit(Request());
     EXPECT_TRUE(job.ok()) << job.status();
     const apq::v1::JobProgress last = AwaitEnd(job->id());
     JobSnapshot stored = Snapshot(job->id());
@@ -120,7 +87,7 @@ class JobFaultTest : public ::testing::TestWithParam<Scenario> {
 
   JobSnapshot Snapshot(const std::string& job_id) {
     JobSnapshot snapshot;
-    auto job = store_->jobs().GetJob(job_id);
+    auto job = bed_.store().jobs().GetJob(job_id);
     EXPECT_TRUE(job.ok()) << job.status();
     snapshot.state = job->state;
     snapshot.error = job->error;
@@ -131,7 +98,7 @@ class JobFaultTest : public ::testing::TestWithParam<Scenario> {
     CandidateQuery query;
     query.job_id = job_id;
     query.limit = kMaxPageSize;
-    auto page = store_->jobs().ListCandidates(query);
+    auto page = bed_.store().jobs().ListCandidates(query);
     EXPECT_TRUE(page.ok()) << page.status();
     for (const CandidateRecord& candidate : page->candidates) {
       snapshot.candidates.push_back(Describe(candidate));
@@ -158,20 +125,18 @@ class JobFaultTest : public ::testing::TestWithParam<Scenario> {
     EXPECT_EQ(actual.candidates, expected.candidates);
   }
 
-  std::shared_ptr<const search::EngineRegistry> engines_ = search::EngineRegistry::BuiltIn();
-  std::shared_ptr<FaultPlan> plan_;
-  std::unique_ptr<Store> store_;
-  std::unique_ptr<Catalog> catalog_;
-  std::unique_ptr<JobManager> manager_;
+  // No supernet: these jobs verify nothing (job_verification_test.cc covers verification).
+  std::unique_ptr<SupernetHost> supernets_ = [] {
+    SupernetHost::Options options;
+    options.data_dir = "no-supernets";
+    return *SupernetHost::Create(options);
+  }();
+  JobTestBed bed_{*supernets_};
 };
 
 TEST_P(JobFaultTest, RefusedAndUnacknowledgedWritesLeaveTheSameRecord) {
   const JobSnapshot reference = Reference();
-  const struct {
-    const char* method;
-    int nth;
-    FaultPlan::Mode mode;
-  } faults[] = {
+  const InjectedFault faults[] = {
       {"MarkRunning", 1, FaultPlan::Mode::kBeforeWrite},
       {"AppendGeneration", 1, FaultPlan::Mode::kBeforeWrite},
       {"AppendGeneration", 3, FaultPlan::Mode::kBeforeWrite},
@@ -180,14 +145,12 @@ TEST_P(JobFaultTest, RefusedAndUnacknowledgedWritesLeaveTheSameRecord) {
       {"FinishJob", 1, FaultPlan::Mode::kBeforeWrite},
       {"FinishJob", 1, FaultPlan::Mode::kAfterCommit},
   };
-  for (const auto& fault : faults) {
-    SCOPED_TRACE(absl::StrCat(
-        fault.method, " #", fault.nth,
-        fault.mode == FaultPlan::Mode::kAfterCommit ? " after commit" : " before write"));
+  for (const InjectedFault& fault : faults) {
+    SCOPED_TRACE(FaultName(fault));
     Open();
-    plan_->FailNthWrite(fault.nth, fault.mode, fault.method);
+    bed_.plan().FailNthWrite(fault.nth, fault.mode, fault.method);
     const std::string job_id = RunToEnd();
-    EXPECT_EQ(plan_->faults_injected(), 1);
+    EXPECT_EQ(bed_.plan().faults_injected(), 1);
     ExpectSameRecord(Snapshot(job_id), reference);
   }
 }
@@ -197,7 +160,7 @@ TEST_P(JobFaultTest, AStoreThatKeepsFailingFailsTheJobAndKeepsEveryEarlierStep) 
   Open();
   // The third step's write and every retry of it fail.
   for (int i = 0; i < 8; ++i) {
-    plan_->FailNthWrite(3 + i, FaultPlan::Mode::kBeforeWrite, "AppendGeneration");
+    bed_.plan().FailNthWrite(3 + i, FaultPlan::Mode::kBeforeWrite, "AppendGeneration");
   }
   const std::string job_id = RunToEnd();
   const JobSnapshot failed = Snapshot(job_id);
@@ -215,16 +178,16 @@ TEST_P(JobFaultTest, AStoreThatKeepsFailingFailsTheJobAndKeepsEveryEarlierStep) 
 TEST_P(JobFaultTest, ARestartInTheMiddleResumesToTheSameRecord) {
   const JobSnapshot reference = Reference();
   Open();
-  auto job = manager_->Submit(Request());
+  auto job = bed_.manager().Submit(Request());
   ASSERT_TRUE(job.ok()) << job.status();
   // Stop the server once step 2 is stored: the job stays running in the store.
   absl::Notification step_two;
-  auto subscription = manager_->Watch(job->id(), [&](const apq::v1::JobProgress& progress) {
+  auto subscription = bed_.manager().Watch(job->id(), [&](const apq::v1::JobProgress& progress) {
     if (progress.generation() >= 2 && !step_two.HasBeenNotified()) step_two.Notify();
   });
   ASSERT_TRUE(subscription.ok());
   ASSERT_TRUE(step_two.WaitForNotificationWithTimeout(absl::Seconds(60)));
-  manager_.reset();
+  bed_.StopManager();
   const JobSnapshot interrupted = Snapshot(job->id());
   if (interrupted.state == JobState::kSucceeded) {
     GTEST_SKIP() << "the job ended before the restart; nothing to resume";

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "oface/fashion_mnist.h"
 #include "oface/uniform_bits_space.h"
 #include "search/evolution_engine.h"
 #include "server/candidate_metrics.h"
@@ -112,6 +113,31 @@ search::SearchProblem ResolvedSearch::problem() const {
   return problem;
 }
 
+absl::Status ValidateVerification(const apq::v1::Verification& verification) {
+  if (verification.top_k() == 0) {
+    if (!verification.dataset().empty() || verification.images() != 0) {
+      return absl::InvalidArgumentError(
+          "verification.top_k: required (in [1, 50]) when verification.dataset or "
+          "verification.images is set");
+    }
+    return absl::OkStatus();
+  }
+  if (verification.top_k() < 1 || verification.top_k() > kMaxVerificationTopK) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("verification.top_k: must be 0 (no verification) or in [1, ",
+                     kMaxVerificationTopK, "], got ", verification.top_k()));
+  }
+  if (verification.images() < 0 || verification.images() > oface::kValidationImages) {
+    return absl::InvalidArgumentError(absl::StrCat("verification.images: must be in [0, ",
+                                                   oface::kValidationImages, "] (0: all), got ",
+                                                   verification.images()));
+  }
+  if (!verification.dataset().empty()) {
+    RETURN_IF_ERROR(ValidateResourceName("verification.dataset", verification.dataset()));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ResolvedSearch> ResolveSearch(Catalog& catalog,
                                              const search::EngineRegistry& engines,
                                              const apq::v1::SubmitSearchRequest& request,
@@ -146,6 +172,7 @@ absl::StatusOr<ResolvedSearch> ResolveSearch(Catalog& catalog,
           absl::StrCat("objective: unknown value ", static_cast<int>(request.objective())));
   }
   ASSIGN_OR_RETURN(job.pareto_cost, CostMetricFromProto(request.pareto_cost(), "pareto_cost"));
+  RETURN_IF_ERROR(ValidateVerification(request.verification()));
   ASSIGN_OR_RETURN(EngineChoice choice, EngineChoiceOf(request));
   ASSIGN_OR_RETURN(job.engine, engines.Find(choice.name));
   ASSIGN_OR_RETURN(job.options,

@@ -31,9 +31,19 @@ struct ResolvedSearch {
   search::SearchProblem problem() const;
 };
 
+// The most finalists a job's verification stage measures (Verification.top_k).
+inline constexpr int kMaxVerificationTopK = 50;
+
+// The checks of a request's verification that need no lookup: INVALID_ARGUMENT naming
+// "verification.<field>" for top_k outside {0} and [1, kMaxVerificationTopK], another field
+// set with top_k 0, images outside [0, 10000], or a malformed dataset name. Whether the
+// space has a supernet and the dataset fits is the job manager's to check.
+absl::Status ValidateVerification(const apq::v1::Verification& verification);
+
 // Validates `request` and resolves it for `table_version` (0 = the device's latest). Checks
 // that need no lookup come first, so a malformed request is INVALID_ARGUMENT whatever the
-// server holds: required fields, label, budgets, objective, then the engine's options
+// server holds: required fields, label, budgets, objective, verification (as
+// ValidateVerification), then the engine's options
 // (INVALID_ARGUMENT naming "evolution.<field>" or "engine.options.<name>"); then NOT_FOUND
 // for an unknown engine, space, device or version; FAILED_PRECONDITION for a budget or
 // front cost the device cannot price, a space without a predictor, or a problem the engine

@@ -51,19 +51,22 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   catalog_options.data_dir = data_dir;
   catalog_options.predictor_threads = options.predictor_threads;
   ASSIGN_OR_RETURN(server->catalog_, Catalog::Create(catalog_options, *server->store_));
-  JobManager::Options job_options;
-  job_options.workers = options.job_workers;
-  job_options.queue_capacity = options.queue_capacity;
-  ASSIGN_OR_RETURN(server->jobs_, JobManager::Create(job_options, *server->catalog_,
-                                                     server->store_->jobs(), *server->engines_));
-  TrainingManager::Options training_options;
-  training_options.threads = options.predictor_threads;
-  ASSIGN_OR_RETURN(server->training_,
-                   TrainingManager::Create(training_options, *server->catalog_, *server->store_));
+  // Before the job manager: recovered jobs may be verifying their finalists on it.
   SupernetHost::Options supernet_options;
   supernet_options.data_dir = data_dir;
   supernet_options.dataset_dir = options.dataset_dir;
   ASSIGN_OR_RETURN(server->supernets_, SupernetHost::Create(supernet_options));
+  JobManager::Options job_options;
+  job_options.workers = options.job_workers;
+  job_options.queue_capacity = options.queue_capacity;
+  ASSIGN_OR_RETURN(
+      server->jobs_,
+      JobManager::Create(job_options, *server->catalog_, server->store_->jobs(),
+                         server->store_->datasets(), *server->supernets_, *server->engines_));
+  TrainingManager::Options training_options;
+  training_options.threads = options.predictor_threads;
+  ASSIGN_OR_RETURN(server->training_,
+                   TrainingManager::Create(training_options, *server->catalog_, *server->store_));
   Executor::Options pool_options;
   pool_options.name = "rpc";
   pool_options.threads = options.rpc_threads;

@@ -6,6 +6,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -260,6 +261,101 @@ TEST_F(ServerTest, EngineRequestsAreValidatedNamingTheField) {
   apq::v1::ListJobsResponse jobs;
   ASSERT_TRUE(search_->ListJobs(&context, {}, &jobs).ok());
   EXPECT_EQ(jobs.jobs_size(), 0) << "a refused request stores nothing";
+}
+
+TEST_F(ServerTest, AVerifiedSearchDeploysItsMeasuredBestEndToEnd) {
+  Start();
+  apq::v1::SubmitSearchRequest request;
+  request.set_space("fmnist_mbv2");
+  request.set_device("local-cpu");
+  request.set_seed(3);
+  request.mutable_evolution()->set_population_size(12);
+  request.mutable_evolution()->set_generations(2);
+  request.mutable_verification()->set_top_k(3);
+  request.mutable_verification()->set_images(500);
+  request.mutable_verification()->set_dataset("finalists");
+  apq::v1::Job submitted;
+  {
+    grpc::ClientContext context;
+    const grpc::Status status = search_->SubmitSearch(&context, request, &submitted);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+
+  // The stream shows the verification stage measuring finalists, then the end.
+  std::vector<int> measured_seen;
+  apq::v1::JobProgress last;
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(5));
+    apq::v1::WatchJobRequest watch;
+    watch.set_job_id(submitted.id());
+    std::unique_ptr<grpc::ClientReader<apq::v1::JobProgress>> reader =
+        search_->WatchJob(&context, watch);
+    apq::v1::JobProgress progress;
+    while (reader->Read(&progress)) {
+      if (progress.stage() == apq::v1::JOB_STAGE_VERIFICATION) {
+        measured_seen.push_back(progress.verification().measured());
+      }
+      last = progress;
+    }
+    const grpc::Status status = reader->Finish();
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  ASSERT_EQ(last.state(), apq::v1::JOB_STATE_SUCCEEDED) << last.error();
+  ASSERT_FALSE(measured_seen.empty());
+  EXPECT_EQ(measured_seen.back(), 3);
+  EXPECT_EQ(last.verification().finalists(), 3);
+
+  const apq::v1::Job job = AwaitEnd(submitted.id());
+  ASSERT_TRUE(job.has_best() && job.has_predicted_best());
+  EXPECT_EQ(job.stage(), apq::v1::JOB_STAGE_VERIFICATION);
+  EXPECT_EQ(job.verification().measured(), 3);
+  ASSERT_TRUE(job.best().metrics().has_measured_accuracy());
+
+  // The measured finalists, predicted and measured side by side; the best is their argmax.
+  grpc::ClientContext candidates_context;
+  apq::v1::ListCandidatesRequest candidates_request;
+  candidates_request.set_job_id(job.id());
+  candidates_request.set_sort_by(apq::v1::SORT_METRIC_ACCURACY);
+  candidates_request.set_feasibility(apq::v1::FEASIBILITY_FEASIBLE);
+  candidates_request.set_page_size(10000);
+  apq::v1::ListCandidatesResponse candidates;
+  ASSERT_TRUE(search_->ListCandidates(&candidates_context, candidates_request, &candidates).ok());
+  int measured = 0;
+  double best_measured = -1;
+  for (const apq::v1::Candidate& candidate : candidates.candidates()) {
+    if (!candidate.metrics().has_measured_accuracy()) continue;
+    ++measured;
+    EXPECT_TRUE(candidate.metrics().has_accuracy());
+    EXPECT_EQ(candidate.metrics().measured_split(), "validation");
+    EXPECT_EQ(candidate.metrics().measured_method(), "quant-from-supernet");
+    best_measured = std::max(best_measured, candidate.metrics().measured_accuracy());
+  }
+  EXPECT_EQ(measured, 3);
+  EXPECT_EQ(job.best().metrics().measured_accuracy(), best_measured);
+
+  grpc::ClientContext deploy_context;
+  apq::v1::GetDeployableConfigRequest deploy_request;
+  deploy_request.set_job_id(job.id());
+  apq::v1::DeployableConfig deployable;
+  const grpc::Status deployed =
+      search_->GetDeployableConfig(&deploy_context, deploy_request, &deployable);
+  ASSERT_TRUE(deployed.ok()) << deployed.error_message();
+  EXPECT_EQ(deployable.config_json(), job.best().config_json());
+  EXPECT_EQ(deployable.metrics().measured_accuracy(), best_measured);
+  EXPECT_EQ(deployable.metrics().measured_split(), "validation");
+  EXPECT_TRUE(deployable.metrics().has_accuracy()) << "the predicted accuracy beside it";
+}
+
+TEST_F(ServerTest, AVerificationTheSpaceCannotTakeIsRefused) {
+  Start();
+  apq::v1::SubmitSearchRequest request = OneSampleRequest(1);  // ofa_mbv3: no supernet.
+  request.mutable_verification()->set_top_k(3);
+  grpc::ClientContext context;
+  apq::v1::Job job;
+  const grpc::Status status = search_->SubmitSearch(&context, request, &job);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), HasSubstr("ofa_mbv3"));
 }
 
 // A measured Evaluate on the Fashion-MNIST supernet, run on its own thread.

@@ -322,11 +322,13 @@ grpc::ServerUnaryReactor* SearchServiceImpl::GetDeployableConfig(
       return absl::FailedPreconditionError(
           absl::StrCat("job ", job.id, " found no feasible configuration"));
     }
+    // The deployable best: the measured best of a verified job, else the predicted best.
     apq::v1::Job proto = JobToProto(job, engines_);
+    const apq::v1::Candidate& best = proto.best();
     if (request->include_torchscript()) {
       // Before filling the response: a failure returns nothing else.
       ASSIGN_OR_RETURN(const oface::SearchSpace* space, catalog_.FindSpace(job.space));
-      ASSIGN_OR_RETURN(oface::Genotype genotype, space->FromJson(job.best->config_json));
+      ASSIGN_OR_RETURN(oface::Genotype genotype, space->FromJson(best.config_json()));
       ASSIGN_OR_RETURN(SupernetHost::Export exported,
                        supernets_.ExportSubnet(job.space, genotype,
                                                [context] { return context->IsCancelled(); }));
@@ -337,8 +339,8 @@ grpc::ServerUnaryReactor* SearchServiceImpl::GetDeployableConfig(
     response->set_job_id(job.id);
     response->set_space(job.space);
     response->set_device(job.device);
-    response->set_config_json(job.best->config_json);
-    *response->mutable_metrics() = proto.best().metrics();
+    response->set_config_json(best.config_json());
+    *response->mutable_metrics() = best.metrics();
     *response->mutable_budgets() = proto.request().budgets();
     response->set_table_version(job.table_version);
     response->set_predictor_version(job.predictor_version);

@@ -129,6 +129,7 @@ absl::StatusOr<std::vector<SupernetHost::Measurement>> SupernetHost::Measure(
     measurements.push_back({result.accuracy,
                             quantized ? oface::kMeasuredQuantFromSupernet : oface::kMeasuredFp32,
                             result.seconds, split});
+    ++measurements_;
   }
   return measurements;
 }

@@ -14,6 +14,8 @@
 #ifndef APQ_SERVER_SUPERNET_HOST_H_
 #define APQ_SERVER_SUPERNET_HOST_H_
 
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -62,6 +64,10 @@ class SupernetHost {
   // has no supernet or the dataset cannot be read (naming the file); INVALID_ARGUMENT for
   // images < 0 or the train split; CANCELLED when `cancelled` (polled per batch; may be
   // empty) returns true.
+  // Genotypes measured by Measure so far (each completed measurement counts once): how tests
+  // tell a measurement made from one restored.
+  int64_t measurements() const { return measurements_.load(); }
+
   absl::StatusOr<std::vector<Measurement>> Measure(absl::string_view space,
                                                    const std::vector<oface::Genotype>& genotypes,
                                                    bool quantized, oface::DataSplit split,
@@ -94,6 +100,7 @@ class SupernetHost {
 
   const Options options_;
   std::map<std::string, std::unique_ptr<Entry>, std::less<>> entries_;
+  std::atomic<int64_t> measurements_{0};
   absl::Mutex images_mutex_;
   std::map<oface::DataSplit, std::shared_ptr<const oface::EvaluationImages>> images_
       ABSL_GUARDED_BY(images_mutex_);

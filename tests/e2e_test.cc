@@ -277,6 +277,62 @@ TEST_F(EndToEndTest, SearchesFashionMnistAndDeploysTheSubnetAsTorchScript) {
   }
 }
 
+// A search that verifies its finalists on the supernet: the client shows the measured best
+// beside the predicted one, `apq config` deploys the measured best, and the measurements land
+// in a dataset for the next predictor.
+TEST_F(EndToEndTest, AVerifiedSearchDeploysTheMeasuredBestAndFeedsADataset) {
+  ProcessResult result =
+      Client({"search", "--space", "fmnist_mbv2", "--device", "local-cpu", "--seed", "2",
+              "--population", "12", "--generations", "2", "--verify-top-k", "3", "--verify-images",
+              "500", "--verify-dataset", "finalists", "--wait", "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  const json job = ParseJson(result);
+  EXPECT_EQ(job["state"], "SUCCEEDED");
+  EXPECT_EQ(job["stage"], "verification");
+  EXPECT_EQ(job["verification"], json({{"top_k", 3}, {"finalists", 3}, {"measured", 3}}));
+  ASSERT_TRUE(job.contains("measured_accuracy")) << job;
+  EXPECT_EQ(job["measured_split"], "validation");
+  EXPECT_TRUE(job.contains("accuracy")) << "the predicted accuracy beside the measured one";
+  ASSERT_TRUE(job.contains("predicted_best"));
+  EXPECT_TRUE(job["predicted_best"].contains("measured_accuracy")) << "a finalist too";
+  EXPECT_LE(job["predicted_best"]["measured_accuracy"].get<double>(),
+            job["measured_accuracy"].get<double>());
+
+  ProcessResult config = Client({"config", job["job_id"], "--json"});
+  ASSERT_EQ(config.exit_code, 0) << config.err;
+  const json deployed = ParseJson(config);
+  EXPECT_EQ(deployed["config"], job["best_config"]);
+  EXPECT_EQ(deployed["metrics"]["measured_accuracy"], job["measured_accuracy"]);
+
+  ProcessResult candidates =
+      Client({"candidates", job["job_id"], "--feasible", "--sort", "accuracy", "--json"});
+  ASSERT_EQ(candidates.exit_code, 0) << candidates.err;
+  int measured = 0;
+  const json page = ParseJson(candidates);
+  for (const json& candidate : page["candidates"]) {
+    if (!candidate.contains("measured_accuracy")) continue;
+    ++measured;
+    EXPECT_LE(candidate["measured_accuracy"].get<double>(), job["measured_accuracy"].get<double>());
+  }
+  EXPECT_EQ(measured, 3) << candidates.out;
+
+  ProcessResult datasets = Client({"datasets", "--space", "fmnist_mbv2", "--json"});
+  ASSERT_EQ(datasets.exit_code, 0) << datasets.err;
+  bool found = false;
+  for (const json& dataset : ParseJson(datasets)) {
+    if (dataset["name"] != "finalists") continue;
+    found = true;
+    EXPECT_EQ(dataset["quantized_records"], 3);
+    EXPECT_EQ(dataset["split"], "validation");
+  }
+  EXPECT_TRUE(found) << datasets.out;
+
+  ProcessResult text = Client({"watch", job["job_id"]});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("verification: 3/3 finalists measured"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("measured accuracy"), std::string::npos) << text.out;
+}
+
 TEST_F(EndToEndTest, BadDatasetUploadsAreRefusedNamingTheRecordAndStoreNothing) {
   // A valid record of the space, from the shipped measurements.
   absl::StatusOr<std::vector<oface::MeasurementRecord>> shipped =

@@ -84,6 +84,17 @@ class FaultyJobStore final : public JobStore {
     return Write<absl::StatusOr<std::vector<int64_t>>>(
         plan_, "AppendGeneration", [&] { return base_.AppendGeneration(job_id, batch); });
   }
+  absl::Status BeginVerification(const std::string& job_id, int finalists) override {
+    return Write<absl::Status>(plan_, "BeginVerification",
+                               [&] { return base_.BeginVerification(job_id, finalists); });
+  }
+  absl::Status RecordVerification(const std::string& job_id, int64_t candidate_id,
+                                  const CandidateMeasurement& measurement,
+                                  int64_t verified_best_id) override {
+    return Write<absl::Status>(plan_, "RecordVerification", [&] {
+      return base_.RecordVerification(job_id, candidate_id, measurement, verified_best_id);
+    });
+  }
   absl::Status FinishJob(const std::string& job_id, JobState state, const std::string& error,
                          double finished_unix_s, double elapsed_s,
                          const std::vector<int64_t>& pareto_front_ids) override {

@@ -3,11 +3,11 @@
 // that the code copes with a store that refuses a write or loses a commit's acknowledgement.
 //
 // Writes are the calls of the mutating methods of every record kind: JobStore's CreateJob,
-// MarkRunning, AppendGeneration and FinishJob; DeviceStore's AddTableVersion; DatasetStore's
-// CreateDataset and AddMeasurements; PredictorStore's AddPredictor, SetDefaultPredictor and
-// ClearDefaultPredictor; TrainingJobStore's CreateTrainingJob, MarkTrainingRunning,
-// UpdateTrainingProgress and FinishTrainingJob. Every call of one counts, whatever its
-// result. Reads pass through untouched.
+// MarkRunning, AppendGeneration, BeginVerification, RecordVerification and FinishJob; DeviceStore's
+// AddTableVersion; DatasetStore's CreateDataset and AddMeasurements; PredictorStore's AddPredictor,
+// SetDefaultPredictor and ClearDefaultPredictor; TrainingJobStore's CreateTrainingJob,
+// MarkTrainingRunning, UpdateTrainingProgress and FinishTrainingJob. Every call of one counts,
+// whatever its result. Reads pass through untouched.
 //
 // Thread safety: the plan and the wrapper may be used from any thread.
 #ifndef APQ_SERVER_STORE_FAULTY_STORE_H_

@@ -116,7 +116,12 @@ TEST_P(FaultyStoreTest, WritesOfEveryKindAreCountedAndReadsAreNot) {
   // A write that fails by itself counts too.
   EXPECT_EQ(store_->jobs().FinishJob(id, JobState::kRunning, "", 1, 1, {}).code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(plan_->writes(), 11);
+  EXPECT_EQ(store_->jobs().BeginVerification(id, 0).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->jobs().RecordVerification(id, 1, MakeMeasurement(0.5), 1).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(plan_->writes(), 13);
+  EXPECT_EQ(plan_->writes("BeginVerification"), 1);
+  EXPECT_EQ(plan_->writes("RecordVerification"), 1);
   EXPECT_EQ(plan_->writes("CreateJob"), 1);
   EXPECT_EQ(plan_->writes("FinishJob"), 1);
   EXPECT_EQ(plan_->writes("GetJob"), 0);

@@ -33,15 +33,41 @@ class JobStore {
   //  - Only the next generation is accepted: 0 for the job's first batch, then
   //    generations_done + 1 (so generations_done is 0 both before and after generation 0;
   //    candidates_evaluated or the checkpoint tells them apart); FAILED_PRECONDITION
-  //    otherwise, and for a job that has ended. A queued job accepts generations too.
-  //  - The candidates are stored with the batch's generation (their own `id`, `generation`
-  //    and `on_pareto_front` are ignored) and get ascending ids, above every id the store
-  //    assigned before (to any job).
+  //    otherwise, for a job that has ended and for one in its verification stage. A queued
+  //    job accepts generations too.
+  //  - The candidates are stored with the batch's generation (their own `id`, `generation`,
+  //    `on_pareto_front` and `measured` are ignored) and get ascending ids, above every id the
+  //    store assigned before (to any job).
   //  - The batch's `best` replaces the job's best (unset clears it). With best_batch_index
   //    >= 0 its id is the one assigned to candidates[best_batch_index] (INVALID_ARGUMENT
   //    when that is out of range or there is no best); otherwise best->id is kept as given.
   virtual absl::StatusOr<std::vector<int64_t>> AppendGeneration(const std::string& job_id,
                                                                 const GenerationBatch& batch) = 0;
+
+  // Ends the search stage of an unfinished job: its candidates are final, and `finalists` of
+  // them are to be measured (RecordVerification). Sets stage to kVerification and
+  // verification_finalists; from then on AppendGeneration is FAILED_PRECONDITION.
+  // INVALID_ARGUMENT for finalists < 1; FAILED_PRECONDITION for a job that has ended, and
+  // for one in verification already with another count. With the same count it is OK and
+  // changes nothing (the retry of a write whose acknowledgement was lost).
+  virtual absl::Status BeginVerification(const std::string& job_id, int finalists) = 0;
+
+  // Stores the measurement of one finalist and names the job's measured best so far, in one
+  // transaction: candidate `candidate_id` gets `measurement`, the job's verified_best becomes
+  // candidate `verified_best_id`, and verification_measured counts the candidate the first
+  // time it is measured. Which finalists and which best is the caller's to decide.
+  //  - FAILED_PRECONDITION unless the job is unfinished and in its verification stage, and
+  //    when a new candidate would exceed verification_finalists.
+  //  - INVALID_ARGUMENT when either id is not a feasible candidate of the job, when
+  //    verified_best_id is neither this candidate nor one measured before, and for a
+  //    measurement whose accuracy is NaN or outside [0, 1], whose seconds are negative or
+  //    NaN, or whose method or split is empty.
+  //  - Idempotent per candidate: recording the measurement a candidate already holds is OK
+  //    (and sets the verified best as named); another measurement of it is
+  //    FAILED_PRECONDITION and changes nothing.
+  virtual absl::Status RecordVerification(const std::string& job_id, int64_t candidate_id,
+                                          const CandidateMeasurement& measurement,
+                                          int64_t verified_best_id) = 0;
 
   // Moves a job to the terminal `state` (INVALID_ARGUMENT for a state that is not terminal)
   // and, in the same transaction, marks exactly the candidates `pareto_front_ids` as on the
@@ -53,7 +79,8 @@ class JobStore {
                                  const std::string& error, double finished_unix_s, double elapsed_s,
                                  const std::vector<int64_t>& pareto_front_ids) = 0;
 
-  // The job with its checkpoint. NOT_FOUND for an unknown job.
+  // The job with its checkpoint, its best and verified best with their rows' measurements.
+  // NOT_FOUND for an unknown job.
   virtual absl::StatusOr<JobRecord> GetJob(const std::string& job_id) = 0;
 
   // Newest first, all jobs or those in `state`; `offset`/`limit` page through them.
@@ -64,7 +91,8 @@ class JobStore {
 
   // A page of the job's candidates in `query.order`; `total` counts every matching row.
   // Candidates with an unset metric come after all others in that metric's order; ties are
-  // in id order. With pareto_front_only, only the front's (all feasible) rows match.
+  // in id order. With pareto_front_only, only the front's (all feasible) rows match. Rows
+  // carry their measurements (RecordVerification).
   // NOT_FOUND for an unknown job; INVALID_ARGUMENT unless offset >= 0 and
   // 1 <= limit <= kMaxPageSize, and for an order that is not a CandidateOrder value. An
   // offset past the end gives no rows and the total.

@@ -1,5 +1,6 @@
 #include "server/store/memory_database.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -25,7 +26,35 @@ absl::StatusOr<CandidateRecord> StoredCandidate(CandidateRecord candidate, absl:
     ASSIGN_OR_RETURN(**metric, StoredDouble(**metric, absl::StrCat(what, " ", field), operation));
   }
   candidate.on_pareto_front = false;
+  candidate.measured.reset();
   return candidate;
+}
+
+const CandidateRecord* StoredJob::FindCandidate(int64_t id) const {
+  auto found = std::lower_bound(
+      candidates.begin(), candidates.end(), id,
+      [](const CandidateRecord& candidate, int64_t wanted) { return candidate.id < wanted; });
+  return found == candidates.end() || found->id != id ? nullptr : &*found;
+}
+
+CandidateRecord* StoredJob::FindCandidate(int64_t id) {
+  return const_cast<CandidateRecord*>(std::as_const(*this).FindCandidate(id));
+}
+
+JobRecord StoredJob::View() const {
+  JobRecord view = record;
+  if (view.best.has_value()) {
+    const CandidateRecord* row = FindCandidate(view.best->id);
+    if (row != nullptr) view.best->measured = row->measured;
+  }
+  if (verified_best_id.has_value()) {
+    const CandidateRecord* row = FindCandidate(*verified_best_id);
+    if (row != nullptr) {
+      view.verified_best = *row;
+      view.verified_best->on_pareto_front = false;
+    }
+  }
+  return view;
 }
 
 StoredJob* MemoryDatabase::FindJob(const std::string& id) {

@@ -32,9 +32,18 @@ absl::StatusOr<CandidateRecord> StoredCandidate(CandidateRecord candidate, absl:
                                                 absl::string_view operation);
 
 struct StoredJob {
-  JobRecord record;  // With the checkpoint; the best's on_pareto_front is always false.
+  // With the checkpoint; the best's on_pareto_front is always false. The best's measurement
+  // and verified_best are not kept here: View fills them from the candidates.
+  JobRecord record;
   int64_t next_generation = 0;
   std::vector<CandidateRecord> candidates;  // Ascending ids.
+  std::optional<int64_t> verified_best_id;
+
+  // The candidate of this job with `id`, or null.
+  CandidateRecord* FindCandidate(int64_t id);
+  const CandidateRecord* FindCandidate(int64_t id) const;
+  // The record as read: the best with its row's measurement, the verified best.
+  JobRecord View() const;
 };
 
 struct StoredDataset {

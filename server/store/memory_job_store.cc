@@ -78,6 +78,7 @@ class MemoryJobStore final : public JobStore {
         absl::StrCat("appending generation ", batch.generation, " to job ", job_id);
     absl::MutexLock lock(&db_.mutex);
     ASSIGN_OR_RETURN(StoredJob * job, Unfinished(job_id));
+    if (job->record.stage != JobStage::kSearch) return store_internal::SearchStageEnded(job_id);
     if (batch.generation != job->next_generation) {
       return GenerationOutOfOrder(job_id, job->next_generation, batch.generation);
     }
@@ -112,6 +113,47 @@ class MemoryJobStore final : public JobStore {
     return ids;
   }
 
+  absl::Status BeginVerification(const std::string& job_id, int finalists) override {
+    RETURN_IF_ERROR(store_internal::CheckFinalists(finalists));
+    absl::MutexLock lock(&db_.mutex);
+    ASSIGN_OR_RETURN(StoredJob * job, Unfinished(job_id));
+    ASSIGN_OR_RETURN(bool write,
+                     store_internal::CheckBeginVerification(job_id, finalists, job->record.stage,
+                                                            job->record.verification_finalists));
+    if (write) {
+      job->record.stage = JobStage::kVerification;
+      job->record.verification_finalists = finalists;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status RecordVerification(const std::string& job_id, int64_t candidate_id,
+                                  const CandidateMeasurement& measurement,
+                                  int64_t verified_best_id) override {
+    RETURN_IF_ERROR(store_internal::CheckCandidateMeasurement(measurement));
+    absl::MutexLock lock(&db_.mutex);
+    ASSIGN_OR_RETURN(StoredJob * job, Unfinished(job_id));
+    CandidateRecord* candidate = job->FindCandidate(candidate_id);
+    const CandidateRecord* best = job->FindCandidate(verified_best_id);
+    store_internal::VerificationTarget target;
+    target.stage = job->record.stage;
+    target.finalists = job->record.verification_finalists;
+    target.measured = job->record.verification_measured;
+    target.candidate = candidate != nullptr && candidate->feasible ? candidate : nullptr;
+    target.verified_best = best != nullptr && best->feasible ? best : nullptr;
+    ASSIGN_OR_RETURN(bool first, store_internal::CheckRecordVerification(
+                                     job_id, candidate_id, measurement, verified_best_id, target));
+    if (first) {
+      CandidateMeasurement stored = measurement;
+      stored.accuracy = measurement.accuracy == 0.0 ? 0.0 : measurement.accuracy;  // Not -0.0.
+      stored.seconds = measurement.seconds == 0.0 ? 0.0 : measurement.seconds;
+      candidate->measured = std::move(stored);
+      ++job->record.verification_measured;
+    }
+    job->verified_best_id = verified_best_id;
+    return absl::OkStatus();
+  }
+
   absl::Status FinishJob(const std::string& job_id, JobState state, const std::string& error,
                          double finished_unix_s, double elapsed_s,
                          const std::vector<int64_t>& pareto_front_ids) override {
@@ -124,13 +166,9 @@ class MemoryJobStore final : public JobStore {
     ASSIGN_OR_RETURN(double elapsed, StoredDouble(elapsed_s, "elapsed_s", operation));
     std::vector<CandidateRecord*> front;
     for (const int64_t id : pareto_front_ids) {
-      auto found = std::lower_bound(
-          job->candidates.begin(), job->candidates.end(), id,
-          [](const CandidateRecord& candidate, int64_t wanted) { return candidate.id < wanted; });
-      if (found == job->candidates.end() || found->id != id || !found->feasible) {
-        return NotAFrontCandidate(job_id, id);
-      }
-      front.push_back(&*found);
+      CandidateRecord* found = job->FindCandidate(id);
+      if (found == nullptr || !found->feasible) return NotAFrontCandidate(job_id, id);
+      front.push_back(found);
     }
     for (CandidateRecord* candidate : front) candidate->on_pareto_front = true;
     job->record.state = state;
@@ -145,7 +183,7 @@ class MemoryJobStore final : public JobStore {
     absl::MutexLock lock(&db_.mutex);
     const StoredJob* job = db_.FindJob(job_id);
     if (job == nullptr) return JobNotFound(job_id);
-    return job->record;
+    return job->View();
   }
 
   absl::StatusOr<std::vector<JobRecord>> ListJobs(std::optional<JobState> state, int64_t offset,
@@ -161,7 +199,7 @@ class MemoryJobStore final : public JobStore {
     for (auto it = db_.jobs.rbegin(); it != db_.jobs.rend(); ++it) {
       if (state.has_value() && it->record.state != *state) continue;
       if (skipped++ < offset) continue;
-      jobs.push_back(it->record);
+      jobs.push_back(it->View());
       jobs.back().checkpoint.clear();
       if (static_cast<int>(jobs.size()) == limit) break;
     }

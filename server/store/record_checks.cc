@@ -170,6 +170,69 @@ absl::Status TrainingJobNotFound(const std::string& job_id) {
   return absl::NotFoundError(absl::StrCat("training job \"", job_id, "\" not found"));
 }
 
+absl::Status CheckCandidateMeasurement(const CandidateMeasurement& measurement) {
+  if (std::isnan(measurement.accuracy) || measurement.accuracy < 0 || measurement.accuracy > 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("measured accuracy must be in [0, 1], got ", measurement.accuracy));
+  }
+  if (std::isnan(measurement.seconds) || measurement.seconds < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("measured seconds must be >= 0, got ", measurement.seconds));
+  }
+  if (measurement.method.empty()) return absl::InvalidArgumentError("measured method is empty");
+  if (measurement.split.empty()) return absl::InvalidArgumentError("measured split is empty");
+  return absl::OkStatus();
+}
+
+absl::Status CheckFinalists(int finalists) {
+  if (finalists >= 1) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("a verification stage needs finalists >= 1, got ", finalists));
+}
+
+absl::StatusOr<bool> CheckBeginVerification(const std::string& job_id, int finalists,
+                                            JobStage stage, int held_finalists) {
+  if (stage != JobStage::kVerification) return true;
+  if (held_finalists == finalists) return false;
+  return absl::FailedPreconditionError(absl::StrCat(
+      "job \"", job_id, "\" verifies ", held_finalists, " finalists already, not ", finalists));
+}
+
+absl::StatusOr<bool> CheckRecordVerification(const std::string& job_id, int64_t candidate_id,
+                                             const CandidateMeasurement& measurement,
+                                             int64_t verified_best_id,
+                                             const VerificationTarget& target) {
+  if (target.stage != JobStage::kVerification) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job \"", job_id, "\" is not in its verification stage"));
+  }
+  for (const auto& [id, row] : {std::pair{candidate_id, target.candidate},
+                                std::pair{verified_best_id, target.verified_best}}) {
+    if (row == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("candidate ", id, " is not a feasible candidate of job \"", job_id, "\""));
+    }
+  }
+  if (verified_best_id != candidate_id && !target.verified_best->measured.has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat("verified best ", verified_best_id, " of job \"",
+                                                   job_id, "\" has no measurement"));
+  }
+  if (const std::optional<CandidateMeasurement>& held = target.candidate->measured) {
+    if (held->accuracy == measurement.accuracy && held->method == measurement.method &&
+        held->split == measurement.split && held->seconds == measurement.seconds) {
+      return false;
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        "candidate ", candidate_id, " of job \"", job_id, "\" is measured already (accuracy ",
+        held->accuracy, ", ", held->method, ", ", held->split, ")"));
+  }
+  if (target.measured >= target.finalists) {
+    return absl::FailedPreconditionError(absl::StrCat("job \"", job_id, "\" has measured all ",
+                                                      target.finalists, " of its finalists"));
+  }
+  return true;
+}
+
 absl::Status JobEnded(const std::string& job_id, JobState state) {
   return absl::FailedPreconditionError(
       absl::StrCat("job \"", job_id, "\" has ended (state ", static_cast<int>(state), ")"));
@@ -178,6 +241,11 @@ absl::Status JobEnded(const std::string& job_id, JobState state) {
 absl::Status TrainingJobEnded(const std::string& job_id, JobState state) {
   return absl::FailedPreconditionError(absl::StrCat(
       "training job \"", job_id, "\" has ended (state ", static_cast<int>(state), ")"));
+}
+
+absl::Status SearchStageEnded(const std::string& job_id) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("job \"", job_id, "\" has ended its search stage (it verifies finalists)"));
 }
 
 absl::Status GenerationOutOfOrder(const std::string& job_id, int64_t expected, int got) {

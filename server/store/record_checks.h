@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "server/store/records.h"
 
@@ -37,11 +38,38 @@ absl::Status CheckTrainingEnd(JobState state, const PredictorRecord* predictor);
 // INVALID_ARGUMENT "<operation>: <field> is NaN" for a NaN.
 absl::Status CheckNotNan(double value, absl::string_view field, absl::string_view operation);
 
+// INVALID_ARGUMENT for a measurement whose accuracy is NaN or outside [0, 1], whose seconds
+// are negative or NaN, or whose method or split is empty.
+absl::Status CheckCandidateMeasurement(const CandidateMeasurement& measurement);
+// INVALID_ARGUMENT for finalists < 1.
+absl::Status CheckFinalists(int finalists);
+// BeginVerification's checks on an unfinished job of `stage` holding `held_finalists`:
+// true when the write is to be made, false when it is made already (same count).
+absl::StatusOr<bool> CheckBeginVerification(const std::string& job_id, int finalists,
+                                            JobStage stage, int held_finalists);
+// The state RecordVerification checks: the unfinished job's stage and counts, and its
+// feasible candidate rows of the two ids (null when the id is no feasible candidate of it).
+struct VerificationTarget {
+  JobStage stage = JobStage::kSearch;
+  int finalists = 0;
+  int measured = 0;
+  const CandidateRecord* candidate = nullptr;
+  const CandidateRecord* verified_best = nullptr;
+};
+// RecordVerification's checks after CheckCandidateMeasurement: true when the candidate is
+// measured for the first time, false when it holds `measurement` already.
+absl::StatusOr<bool> CheckRecordVerification(const std::string& job_id, int64_t candidate_id,
+                                             const CandidateMeasurement& measurement,
+                                             int64_t verified_best_id,
+                                             const VerificationTarget& target);
+
 absl::Status JobNotFound(const std::string& job_id);
 absl::Status TrainingJobNotFound(const std::string& job_id);
 // FAILED_PRECONDITION for a write to a job that has ended.
 absl::Status JobEnded(const std::string& job_id, JobState state);
 absl::Status TrainingJobEnded(const std::string& job_id, JobState state);
+// FAILED_PRECONDITION for a generation of a job whose search stage has ended.
+absl::Status SearchStageEnded(const std::string& job_id);
 absl::Status GenerationOutOfOrder(const std::string& job_id, int64_t expected, int got);
 // INVALID_ARGUMENT for a front id that is no feasible candidate of the job.
 absl::Status NotAFrontCandidate(const std::string& job_id, int64_t id);

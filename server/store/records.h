@@ -20,6 +20,15 @@ enum class JobState { kQueued = 1, kRunning = 2, kSucceeded = 3, kFailed = 4, kC
 
 bool IsTerminal(JobState state);
 
+// How a candidate's accuracy was measured (a finalist of a job's verification stage).
+struct CandidateMeasurement {
+  double accuracy = 0.0;  // In [0, 1].
+  // E.g. "fp32" or "quant-from-supernet" (oface/measurement_csv.h); not empty.
+  std::string method;
+  std::string split;     // The images, e.g. "validation" (oface/fashion_mnist.h); not empty.
+  double seconds = 0.0;  // Time the measurement took (>= 0).
+};
+
 struct CandidateRecord {
   int64_t id = 0;  // Assigned by the store, ascending in order of insertion.
   int generation = 0;
@@ -36,6 +45,14 @@ struct CandidateRecord {
   // On the job's Pareto front of accuracy against its front cost (set when the job ends;
   // filled by ListCandidates only).
   bool on_pareto_front = false;
+  // Set by JobStore::RecordVerification (ignored by AppendGeneration).
+  std::optional<CandidateMeasurement> measured;
+};
+
+// What a job does while it runs (apq.v1.JobStage values).
+enum class JobStage {
+  kSearch = 1,        // The engine runs; AppendGeneration stores its steps.
+  kVerification = 2,  // The engine has finished; the finalists are being measured.
 };
 
 struct JobRecord {
@@ -49,7 +66,16 @@ struct JobRecord {
   std::string error;
   int generations_done = 0;  // Generations whose candidates are stored.
   int64_t candidates_evaluated = 0;
+  // The best as AppendGeneration stored it (the engine's, by predicted accuracy), with the
+  // measurement of its candidate row when that has one.
   std::optional<CandidateRecord> best;
+  // kVerification from JobStore::BeginVerification on (it stays after the job ends).
+  JobStage stage = JobStage::kSearch;
+  int verification_finalists = 0;  // Finalists to measure, as BeginVerification set it.
+  int verification_measured = 0;   // Finalists measured (RecordVerification).
+  // The candidate row that the latest RecordVerification named the measured best, with its
+  // measurement; unset before.
+  std::optional<CandidateRecord> verified_best;
   double created_unix_s = 0;
   double started_unix_s = 0;
   double finished_unix_s = 0;

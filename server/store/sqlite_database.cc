@@ -171,6 +171,19 @@ CREATE INDEX training_jobs_by_state ON training_jobs (state, seq);
     R"sql(
 ALTER TABLE measurements ADD COLUMN split TEXT NOT NULL DEFAULT '';
 )sql",
+    // 7: finalist verification: each job's stage, its finalists' measurements beside their
+    // predicted accuracies, and the measured best.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN stage INTEGER NOT NULL DEFAULT 1 CHECK (stage IN (1, 2));
+ALTER TABLE jobs ADD COLUMN verification_finalists INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN verification_measured INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN verified_best_id INTEGER;
+-- measured_accuracy IS NULL: not measured (then the other three are NULL too).
+ALTER TABLE candidates ADD COLUMN measured_accuracy REAL;
+ALTER TABLE candidates ADD COLUMN measured_method TEXT;
+ALTER TABLE candidates ADD COLUMN measured_split TEXT;
+ALTER TABLE candidates ADD COLUMN measured_seconds REAL;
+)sql",
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(std::size(kMigrations));

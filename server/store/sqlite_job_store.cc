@@ -14,21 +14,44 @@ using Statement = SqliteDatabase::Statement;
 using Transaction = SqliteDatabase::Transaction;
 using store_internal::JobNotFound;
 
-// Columns of a job row in the order ReadJob expects; the checkpoint comes last when loaded.
+// Columns of a job row (of `jobs j`, with kJobJoins) in the order ReadJob expects; the
+// checkpoint comes last when loaded.
 constexpr const char* kJobColumns =
-    "id, space, device, table_version, predictor_version, request, state, error, "
-    "generations_done, candidates_evaluated, best_id, best_generation, best_config_json, "
-    "best_accuracy, best_latency_ms, best_energy_mj, best_size_mb, best_bitops, best_feasible, "
-    "best_modelled, created_unix_s, started_unix_s, finished_unix_s, elapsed_s, "
-    "pareto_front_size";
+    "j.id, j.space, j.device, j.table_version, j.predictor_version, j.request, j.state, "
+    "j.error, j.generations_done, j.candidates_evaluated, j.best_id, j.best_generation, "
+    "j.best_config_json, j.best_accuracy, j.best_latency_ms, j.best_energy_mj, j.best_size_mb, "
+    "j.best_bitops, j.best_feasible, j.best_modelled, j.created_unix_s, j.started_unix_s, "
+    "j.finished_unix_s, j.elapsed_s, j.pareto_front_size, j.stage, j.verification_finalists, "
+    "j.verification_measured, b.measured_accuracy, b.measured_method, b.measured_split, "
+    "b.measured_seconds, v.id, v.generation, v.config_json, v.accuracy, v.latency_ms, "
+    "v.energy_mj, v.size_mb, v.bitops, v.feasible, v.modelled, v.measured_accuracy, "
+    "v.measured_method, v.measured_split, v.measured_seconds";
+// The best's row (for its measurement) and the verified best's.
+constexpr const char* kJobJoins =
+    " FROM jobs j LEFT JOIN candidates b ON b.id = j.best_id AND b.job_id = j.id "
+    "LEFT JOIN candidates v ON v.id = j.verified_best_id ";
+constexpr int kJobCheckpointColumn = 46;
 
 // Columns of a candidate row in the order ReadCandidate expects.
 constexpr const char* kCandidateColumns =
     "id, generation, config_json, accuracy, latency_ms, energy_mj, size_mb, bitops, feasible, "
-    "modelled";
+    "modelled, measured_accuracy, measured_method, measured_split, measured_seconds";
+constexpr int kCandidateColumnCount = 14;
 
-// Reads kCandidateColumns starting at `first`.
-CandidateRecord ReadCandidate(const Statement& row, int first) {
+// Reads the measured_accuracy, _method, _split and _seconds columns starting at `first`.
+std::optional<CandidateMeasurement> ReadMeasurement(const Statement& row, int first) {
+  if (row.ColumnIsNull(first)) return std::nullopt;
+  CandidateMeasurement measurement;
+  measurement.accuracy = row.ColumnDouble(first + 0);
+  measurement.method = row.ColumnText(first + 1);
+  measurement.split = row.ColumnText(first + 2);
+  measurement.seconds = row.ColumnDouble(first + 3);
+  return measurement;
+}
+
+// Reads the columns a candidate row and the best's copy in the jobs row have alike (those of
+// kCandidateColumns up to `modelled`), starting at `first`.
+CandidateRecord ReadCandidateFigures(const Statement& row, int first) {
   CandidateRecord candidate;
   candidate.id = row.ColumnInt64(first + 0);
   candidate.generation = row.ColumnInt(first + 1);
@@ -40,6 +63,13 @@ CandidateRecord ReadCandidate(const Statement& row, int first) {
   candidate.bitops = row.ColumnOptionalDouble(first + 7);
   candidate.feasible = row.ColumnInt(first + 8) != 0;
   candidate.modelled = row.ColumnText(first + 9);
+  return candidate;
+}
+
+// Reads kCandidateColumns starting at `first`.
+CandidateRecord ReadCandidate(const Statement& row, int first) {
+  CandidateRecord candidate = ReadCandidateFigures(row, first);
+  candidate.measured = ReadMeasurement(row, first + 10);
   return candidate;
 }
 
@@ -56,14 +86,21 @@ JobRecord ReadJob(const Statement& row, bool with_checkpoint) {
   job.error = row.ColumnText(7);
   job.generations_done = row.ColumnInt(8);
   job.candidates_evaluated = row.ColumnInt64(9);
-  // The best's columns are in kCandidateColumns order from column 10.
-  if (!row.ColumnIsNull(12)) job.best = ReadCandidate(row, 10);
+  // The best's copy is in ReadCandidateFigures' order from column 10.
+  if (!row.ColumnIsNull(12)) {
+    job.best = ReadCandidateFigures(row, 10);
+    job.best->measured = ReadMeasurement(row, 28);
+  }
   job.created_unix_s = row.ColumnDouble(20);
   job.started_unix_s = row.ColumnDouble(21);
   job.finished_unix_s = row.ColumnDouble(22);
   job.elapsed_s = row.ColumnDouble(23);
   job.pareto_front_size = row.ColumnInt64(24);
-  if (with_checkpoint) job.checkpoint = row.ColumnBlob(25);
+  job.stage = static_cast<JobStage>(row.ColumnInt(25));
+  job.verification_finalists = row.ColumnInt(26);
+  job.verification_measured = row.ColumnInt(27);
+  if (!row.ColumnIsNull(32)) job.verified_best = ReadCandidate(row, 32);
+  if (with_checkpoint) job.checkpoint = row.ColumnBlob(kJobCheckpointColumn);
   return job;
 }
 
@@ -180,14 +217,17 @@ absl::StatusOr<std::vector<int64_t>> SqliteJobStore::AppendGeneration(
   absl::MutexLock lock(&database_.mutex());
   ASSIGN_OR_RETURN(Transaction transaction, database_.Begin(/*write=*/true, operation));
   {
-    ASSIGN_OR_RETURN(Statement select,
-                     database_.Prepare("SELECT state, next_generation FROM jobs WHERE id = ?1"));
+    ASSIGN_OR_RETURN(Statement select, database_.Prepare("SELECT state, next_generation, stage "
+                                                         "FROM jobs WHERE id = ?1"));
     select.BindText(1, job_id);
     ASSIGN_OR_RETURN(bool row, select.Step(operation));
     if (!row) return JobNotFound(job_id);
     const auto state = static_cast<JobState>(select.ColumnInt(0));
     const int64_t next_generation = select.ColumnInt64(1);
     if (IsTerminal(state)) return store_internal::JobEnded(job_id, state);
+    if (static_cast<JobStage>(select.ColumnInt(2)) != JobStage::kSearch) {
+      return store_internal::SearchStageEnded(job_id);
+    }
     if (batch.generation != next_generation) {
       return store_internal::GenerationOutOfOrder(job_id, next_generation, batch.generation);
     }
@@ -246,6 +286,103 @@ absl::StatusOr<std::vector<int64_t>> SqliteJobStore::AppendGeneration(
   return ids;
 }
 
+absl::Status SqliteJobStore::BeginVerification(const std::string& job_id, int finalists) {
+  RETURN_IF_ERROR(store_internal::CheckFinalists(finalists));
+  const std::string operation = absl::StrCat("beginning the verification stage of job ", job_id);
+  absl::MutexLock lock(&database_.mutex());
+  ASSIGN_OR_RETURN(Transaction transaction, database_.Begin(/*write=*/true, operation));
+  ASSIGN_OR_RETURN(VerificationState held, LoadVerificationState(job_id, operation));
+  ASSIGN_OR_RETURN(bool write, store_internal::CheckBeginVerification(job_id, finalists, held.stage,
+                                                                      held.finalists));
+  if (!write) return absl::OkStatus();
+  {
+    ASSIGN_OR_RETURN(Statement update,
+                     database_.Prepare("UPDATE jobs SET stage = ?2, verification_finalists = ?3 "
+                                       "WHERE id = ?1"));
+    update.BindText(1, job_id);
+    update.BindInt64(2, static_cast<int64_t>(JobStage::kVerification));
+    update.BindInt64(3, finalists);
+    RETURN_IF_ERROR(update.Run(operation));
+  }
+  return transaction.Commit(operation);
+}
+
+absl::StatusOr<SqliteJobStore::VerificationState> SqliteJobStore::LoadVerificationState(
+    const std::string& job_id, const std::string& operation) {
+  ASSIGN_OR_RETURN(Statement select,
+                   database_.Prepare("SELECT state, stage, verification_finalists, "
+                                     "verification_measured FROM jobs WHERE id = ?1"));
+  select.BindText(1, job_id);
+  ASSIGN_OR_RETURN(bool row, select.Step(operation));
+  if (!row) return JobNotFound(job_id);
+  const auto state = static_cast<JobState>(select.ColumnInt(0));
+  if (IsTerminal(state)) return store_internal::JobEnded(job_id, state);
+  VerificationState held;
+  held.stage = static_cast<JobStage>(select.ColumnInt(1));
+  held.finalists = select.ColumnInt(2);
+  held.measured = select.ColumnInt(3);
+  return held;
+}
+
+absl::StatusOr<std::optional<CandidateRecord>> SqliteJobStore::LoadFeasibleCandidate(
+    const std::string& job_id, int64_t id, const std::string& operation) {
+  ASSIGN_OR_RETURN(Statement select,
+                   database_.Prepare(absl::StrCat("SELECT ", kCandidateColumns,
+                                                  " FROM candidates WHERE id = ?1 AND "
+                                                  "job_id = ?2 AND feasible = 1")));
+  select.BindInt64(1, id);
+  select.BindText(2, job_id);
+  ASSIGN_OR_RETURN(bool row, select.Step(operation));
+  if (!row) return std::optional<CandidateRecord>();
+  return std::optional<CandidateRecord>(ReadCandidate(select, 0));
+}
+
+absl::Status SqliteJobStore::RecordVerification(const std::string& job_id, int64_t candidate_id,
+                                                const CandidateMeasurement& measurement,
+                                                int64_t verified_best_id) {
+  RETURN_IF_ERROR(store_internal::CheckCandidateMeasurement(measurement));
+  const std::string operation =
+      absl::StrCat("recording the measurement of candidate ", candidate_id, " of job ", job_id);
+  absl::MutexLock lock(&database_.mutex());
+  ASSIGN_OR_RETURN(Transaction transaction, database_.Begin(/*write=*/true, operation));
+  ASSIGN_OR_RETURN(VerificationState held, LoadVerificationState(job_id, operation));
+  ASSIGN_OR_RETURN(std::optional<CandidateRecord> candidate,
+                   LoadFeasibleCandidate(job_id, candidate_id, operation));
+  ASSIGN_OR_RETURN(std::optional<CandidateRecord> best,
+                   LoadFeasibleCandidate(job_id, verified_best_id, operation));
+  store_internal::VerificationTarget target;
+  target.stage = held.stage;
+  target.finalists = held.finalists;
+  target.measured = held.measured;
+  target.candidate = candidate ? &*candidate : nullptr;
+  target.verified_best = best ? &*best : nullptr;
+  ASSIGN_OR_RETURN(bool first, store_internal::CheckRecordVerification(
+                                   job_id, candidate_id, measurement, verified_best_id, target));
+  if (first) {
+    ASSIGN_OR_RETURN(Statement update,
+                     database_.Prepare("UPDATE candidates SET measured_accuracy = ?2, "
+                                       "measured_method = ?3, measured_split = ?4, "
+                                       "measured_seconds = ?5 WHERE id = ?1"));
+    update.BindInt64(1, candidate_id);
+    update.BindDouble(2, measurement.accuracy, "measured accuracy");
+    update.BindText(3, measurement.method);
+    update.BindText(4, measurement.split);
+    update.BindDouble(5, measurement.seconds, "measured seconds");
+    RETURN_IF_ERROR(update.Run(operation));
+  }
+  {
+    ASSIGN_OR_RETURN(Statement update,
+                     database_.Prepare("UPDATE jobs SET verified_best_id = ?2, "
+                                       "verification_measured = verification_measured + ?3 "
+                                       "WHERE id = ?1"));
+    update.BindText(1, job_id);
+    update.BindInt64(2, verified_best_id);
+    update.BindInt64(3, first ? 1 : 0);
+    RETURN_IF_ERROR(update.Run(operation));
+  }
+  return transaction.Commit(operation);
+}
+
 absl::Status SqliteJobStore::FinishJob(const std::string& job_id, JobState state,
                                        const std::string& error, double finished_unix_s,
                                        double elapsed_s,
@@ -293,9 +430,9 @@ absl::Status SqliteJobStore::MarkParetoFront(const std::string& job_id,
 
 absl::StatusOr<JobRecord> SqliteJobStore::GetJob(const std::string& job_id) {
   absl::MutexLock lock(&database_.mutex());
-  ASSIGN_OR_RETURN(Statement select, database_.Prepare(absl::StrCat("SELECT ", kJobColumns,
-                                                                    ", checkpoint FROM jobs "
-                                                                    "WHERE id = ?1")));
+  ASSIGN_OR_RETURN(Statement select,
+                   database_.Prepare(absl::StrCat("SELECT ", kJobColumns, ", j.checkpoint",
+                                                  kJobJoins, "WHERE j.id = ?1")));
   select.BindText(1, job_id);
   ASSIGN_OR_RETURN(bool row, select.Step(absl::StrCat("reading job ", job_id)));
   if (!row) return JobNotFound(job_id);
@@ -310,9 +447,9 @@ absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobs(std::optional<Jo
   }
   absl::MutexLock lock(&database_.mutex());
   ASSIGN_OR_RETURN(Statement select,
-                   database_.Prepare(absl::StrCat("SELECT ", kJobColumns, " FROM jobs",
-                                                  state.has_value() ? " WHERE state = ?3" : "",
-                                                  " ORDER BY seq DESC LIMIT ?1 OFFSET ?2")));
+                   database_.Prepare(absl::StrCat("SELECT ", kJobColumns, kJobJoins,
+                                                  state.has_value() ? "WHERE j.state = ?3" : "",
+                                                  " ORDER BY j.seq DESC LIMIT ?1 OFFSET ?2")));
   select.BindInt64(1, limit);
   select.BindInt64(2, offset);
   if (state.has_value()) select.BindInt64(3, static_cast<int64_t>(*state));
@@ -374,7 +511,7 @@ absl::StatusOr<CandidatePage> SqliteJobStore::ListCandidates(const CandidateQuer
       ASSIGN_OR_RETURN(bool row, select.Step(operation));
       if (!row) break;
       page.candidates.push_back(ReadCandidate(select, 0));
-      page.candidates.back().on_pareto_front = select.ColumnInt(10) != 0;
+      page.candidates.back().on_pareto_front = select.ColumnInt(kCandidateColumnCount) != 0;
     }
   }
   RETURN_IF_ERROR(transaction.Commit(operation));

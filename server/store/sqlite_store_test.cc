@@ -205,6 +205,17 @@ TEST(SqliteStoreTest, MigratesADatabaseOfAnOlderSchema) {
     absl::StatusOr<std::vector<int64_t>> ids = jobs.AppendGeneration("job-1", MakeBatch(1, 2, 2));
     ASSERT_TRUE(ids.ok()) << ids.status();
     EXPECT_THAT(*ids, ElementsAre(3, 4));
+    EXPECT_EQ(job->stage, JobStage::kSearch);
+    EXPECT_FALSE(page.candidates[0].measured.has_value());
+    // Verification (schema 7) works on the old rows.
+    ASSERT_TRUE(jobs.BeginVerification("job-1", 2).ok());
+    ASSERT_TRUE(jobs.RecordVerification("job-1", 3, MakeMeasurement(0.5), 3).ok());
+    ASSERT_TRUE(jobs.RecordVerification("job-1", 1, MakeMeasurement(0.625), 1).ok());
+    job = jobs.GetJob("job-1");
+    EXPECT_EQ(job->verification_measured, 2);
+    ASSERT_TRUE(job->verified_best.has_value());
+    EXPECT_EQ(job->verified_best->config_json, "{\"b\":1}");
+    EXPECT_EQ(job->best->measured.value_or(CandidateMeasurement{}).accuracy, 0.5);
     ASSERT_TRUE(jobs.FinishJob("job-1", JobState::kSucceeded, "", 20, 9, {1, 2}).ok());
     EXPECT_EQ(jobs.GetJob("job-1")->pareto_front_size, 2);
     EXPECT_EQ(*jobs.CreateJob(MakeJob()), "job-2");

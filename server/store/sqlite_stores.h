@@ -30,6 +30,10 @@ class SqliteJobStore final : public JobStore {
   absl::Status MarkRunning(const std::string& job_id, double started_unix_s) override;
   absl::StatusOr<std::vector<int64_t>> AppendGeneration(const std::string& job_id,
                                                         const GenerationBatch& batch) override;
+  absl::Status BeginVerification(const std::string& job_id, int finalists) override;
+  absl::Status RecordVerification(const std::string& job_id, int64_t candidate_id,
+                                  const CandidateMeasurement& measurement,
+                                  int64_t verified_best_id) override;
   absl::Status FinishJob(const std::string& job_id, JobState state, const std::string& error,
                          double finished_unix_s, double elapsed_s,
                          const std::vector<int64_t>& pareto_front_ids) override;
@@ -41,6 +45,21 @@ class SqliteJobStore final : public JobStore {
  private:
   // The job's state; NOT_FOUND for an unknown job.
   absl::StatusOr<JobState> LoadJobState(const std::string& job_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(database_.mutex());
+  struct VerificationState {
+    JobStage stage = JobStage::kSearch;
+    int finalists = 0;
+    int measured = 0;
+  };
+  // The verification columns of an unfinished job; NOT_FOUND for an unknown job,
+  // FAILED_PRECONDITION for one that has ended.
+  absl::StatusOr<VerificationState> LoadVerificationState(const std::string& job_id,
+                                                          const std::string& operation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(database_.mutex());
+  // The job's feasible candidate `id`, or none.
+  absl::StatusOr<std::optional<CandidateRecord>> LoadFeasibleCandidate(const std::string& job_id,
+                                                                       int64_t id,
+                                                                       const std::string& operation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(database_.mutex());
   // Marks `ids` on the job's front, inside the caller's transaction; INVALID_ARGUMENT for an
   // id that is no feasible candidate of the job.

@@ -364,6 +364,148 @@ TEST_P(StoreConformanceTest, JobLifecycle) {
   EXPECT_EQ(jobs().GetJob(queued)->state, JobState::kCancelled);
 }
 
+TEST_P(StoreConformanceTest, VerificationStoresMeasurementsBesideThePredictions) {
+  const std::string id = *jobs().CreateJob(MakeJob());
+  const std::string other = *jobs().CreateJob(MakeJob());
+  ASSERT_TRUE(jobs().MarkRunning(id, 100.0).ok());
+  GenerationBatch batch = MakeBatch(0, 4);
+  batch.candidates[3].feasible = false;
+  batch.candidates[3].accuracy.reset();
+  const std::vector<int64_t> ids = *jobs().AppendGeneration(id, batch);
+  const std::vector<int64_t> other_ids = *jobs().AppendGeneration(other, MakeBatch(0, 1));
+  const CandidateMeasurement first = MakeMeasurement(0.875);
+  const CandidateMeasurement second = MakeMeasurement(0.9);
+
+  // Measurements belong to the verification stage only.
+  EXPECT_EQ(jobs().RecordVerification(id, ids[1], first, ids[1]).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(jobs().BeginVerification(id, 0).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(jobs().BeginVerification("job-9", 2).code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(jobs().BeginVerification(id, 2).ok());
+  ASSERT_TRUE(jobs().BeginVerification(id, 2).ok()) << "the same count again is a no-op";
+  EXPECT_EQ(jobs().BeginVerification(id, 3).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(jobs().AppendGeneration(id, MakeBatch(1, 2, 4)).status().code(),
+            absl::StatusCode::kFailedPrecondition)
+      << "the search stage has ended";
+  JobRecord job = *jobs().GetJob(id);
+  EXPECT_EQ(job.stage, JobStage::kVerification);
+  EXPECT_EQ(job.verification_finalists, 2);
+  EXPECT_EQ(job.verification_measured, 0);
+  EXPECT_FALSE(job.verified_best.has_value());
+  EXPECT_EQ(jobs().GetJob(other)->stage, JobStage::kSearch);
+
+  ASSERT_TRUE(jobs().RecordVerification(id, ids[1], first, ids[1]).ok());
+  job = *jobs().GetJob(id);
+  EXPECT_EQ(job.verification_measured, 1);
+  ASSERT_TRUE(job.verified_best.has_value());
+  EXPECT_EQ(job.verified_best->id, ids[1]);
+  CandidateRecord expected_best = batch.candidates[1];
+  expected_best.measured = first;
+  ExpectCandidateEq(*job.verified_best, expected_best);
+  ASSERT_TRUE(job.best.has_value());
+  EXPECT_EQ(job.best->id, ids[0]);
+  EXPECT_FALSE(job.best->measured.has_value()) << "the predicted best is not measured yet";
+
+  // Refused: nothing changes.
+  const struct {
+    int64_t candidate;
+    CandidateMeasurement measurement;
+    int64_t best;
+    absl::StatusCode code;
+  } refused[] = {
+      {ids[0], second, ids[2], absl::StatusCode::kInvalidArgument},        // Best not measured.
+      {ids[3], second, ids[1], absl::StatusCode::kInvalidArgument},        // Infeasible.
+      {other_ids[0], second, ids[1], absl::StatusCode::kInvalidArgument},  // Another job's.
+      {ids[0], second, other_ids[0], absl::StatusCode::kInvalidArgument},
+      {12345, second, ids[1], absl::StatusCode::kInvalidArgument},
+      {ids[0], MakeMeasurement(std::nan("")), ids[0], absl::StatusCode::kInvalidArgument},
+      {ids[0], MakeMeasurement(1.5), ids[0], absl::StatusCode::kInvalidArgument},
+      {ids[0], MakeMeasurement(-0.5), ids[0], absl::StatusCode::kInvalidArgument},
+      {ids[0],
+       [] {
+         auto m = MakeMeasurement(0.5);
+         m.seconds = -1;
+         return m;
+       }(),
+       ids[0], absl::StatusCode::kInvalidArgument},
+      {ids[0],
+       [] {
+         auto m = MakeMeasurement(0.5);
+         m.method = "";
+         return m;
+       }(),
+       ids[0], absl::StatusCode::kInvalidArgument},
+      {ids[0],
+       [] {
+         auto m = MakeMeasurement(0.5);
+         m.split = "";
+         return m;
+       }(),
+       ids[0], absl::StatusCode::kInvalidArgument},
+      {ids[1], second, ids[1], absl::StatusCode::kFailedPrecondition},  // Measured otherwise.
+  };
+  for (const auto& r : refused) {
+    SCOPED_TRACE(absl::StrCat("candidate ", r.candidate, " best ", r.best));
+    EXPECT_EQ(jobs().RecordVerification(id, r.candidate, r.measurement, r.best).code(), r.code);
+  }
+  EXPECT_EQ(jobs().RecordVerification("job-9", ids[0], second, ids[0]).code(),
+            absl::StatusCode::kNotFound);
+  ExpectJobEq(*jobs().GetJob(id), job);
+
+  ASSERT_TRUE(jobs().RecordVerification(id, ids[0], second, ids[1]).ok());
+  job = *jobs().GetJob(id);
+  EXPECT_EQ(job.verification_measured, 2);
+  EXPECT_EQ(job.verified_best->id, ids[1]) << "the caller names the best";
+  ASSERT_TRUE(job.best->measured.has_value());
+  ExpectMeasurementEq(*job.best->measured, second);
+  // Idempotent per candidate: the same measurement again counts once and may name the best.
+  ASSERT_TRUE(jobs().RecordVerification(id, ids[0], second, ids[0]).ok());
+  job = *jobs().GetJob(id);
+  EXPECT_EQ(job.verification_measured, 2);
+  EXPECT_EQ(job.verified_best->id, ids[0]);
+  // Every finalist is measured: a third candidate is refused.
+  EXPECT_EQ(jobs().RecordVerification(id, ids[2], first, ids[0]).code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  const CandidatePage page = AllCandidates(jobs(), id);
+  ASSERT_EQ(page.candidates.size(), 4u);
+  ExpectMeasurementEq(page.candidates[0].measured.value_or(CandidateMeasurement{}), second);
+  ExpectMeasurementEq(page.candidates[1].measured.value_or(CandidateMeasurement{}), first);
+  EXPECT_FALSE(page.candidates[2].measured.has_value());
+  EXPECT_FALSE(page.candidates[3].measured.has_value());
+  EXPECT_EQ(page.candidates[0].accuracy, batch.candidates[0].accuracy) << "predicted, beside";
+  const std::vector<JobRecord> listed = *jobs().ListJobs(std::nullopt, 0, 10);
+  ASSERT_EQ(listed.size(), 2u);
+  ExpectJobEq(listed[1], job, /*with_checkpoint=*/false);
+
+  // The end keeps the stage and the measurements, and takes no more.
+  ASSERT_TRUE(jobs().FinishJob(id, JobState::kSucceeded, "", 200, 10, {ids[0]}).ok());
+  job.state = JobState::kSucceeded;
+  job.finished_unix_s = 200;
+  job.elapsed_s = 10;
+  job.pareto_front_size = 1;
+  ExpectJobEq(*jobs().GetJob(id), job);
+  EXPECT_EQ(jobs().RecordVerification(id, ids[0], second, ids[0]).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(jobs().BeginVerification(id, 2).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_P(StoreConformanceTest, NewCandidatesAreNotMeasured) {
+  const std::string id = *jobs().CreateJob(MakeJob());
+  GenerationBatch batch = MakeBatch(0, 2);
+  batch.candidates[0].measured = MakeMeasurement(0.5);  // Ignored.
+  batch.best->measured = MakeMeasurement(0.5);
+  ASSERT_TRUE(jobs().AppendGeneration(id, batch).ok());
+  for (const CandidateRecord& candidate : AllCandidates(jobs(), id).candidates) {
+    EXPECT_FALSE(candidate.measured.has_value());
+  }
+  const JobRecord job = *jobs().GetJob(id);
+  EXPECT_FALSE(job.best->measured.has_value());
+  EXPECT_EQ(job.stage, JobStage::kSearch);
+  EXPECT_EQ(job.verification_finalists, 0);
+  EXPECT_FALSE(job.verified_best.has_value());
+}
+
 // Candidates with spread, tied and missing metrics, some infeasible.
 std::vector<CandidateRecord> OrderingCandidates() {
   std::mt19937 rng(7);

@@ -126,6 +126,24 @@ void ExpectCandidateEq(const CandidateRecord& actual, const CandidateRecord& exp
   EXPECT_EQ(actual.bitops, expected.bitops);
   EXPECT_EQ(actual.feasible, expected.feasible);
   EXPECT_EQ(actual.modelled, expected.modelled);
+  ASSERT_EQ(actual.measured.has_value(), expected.measured.has_value());
+  if (actual.measured) ExpectMeasurementEq(*actual.measured, *expected.measured);
+}
+
+void ExpectMeasurementEq(const CandidateMeasurement& actual, const CandidateMeasurement& expected) {
+  EXPECT_EQ(actual.accuracy, expected.accuracy);
+  EXPECT_EQ(actual.method, expected.method);
+  EXPECT_EQ(actual.split, expected.split);
+  EXPECT_EQ(actual.seconds, expected.seconds);
+}
+
+CandidateMeasurement MakeMeasurement(double accuracy) {
+  CandidateMeasurement measurement;
+  measurement.accuracy = accuracy;
+  measurement.method = "quant-from-supernet";
+  measurement.split = "validation";
+  measurement.seconds = 0.75;
+  return measurement;
 }
 
 void ExpectJobEq(const JobRecord& actual, const JobRecord& expected, bool with_checkpoint) {
@@ -149,6 +167,14 @@ void ExpectJobEq(const JobRecord& actual, const JobRecord& expected, bool with_c
   EXPECT_EQ(actual.finished_unix_s, expected.finished_unix_s);
   EXPECT_EQ(actual.elapsed_s, expected.elapsed_s);
   EXPECT_EQ(actual.pareto_front_size, expected.pareto_front_size);
+  EXPECT_EQ(actual.stage, expected.stage);
+  EXPECT_EQ(actual.verification_finalists, expected.verification_finalists);
+  EXPECT_EQ(actual.verification_measured, expected.verification_measured);
+  ASSERT_EQ(actual.verified_best.has_value(), expected.verified_best.has_value());
+  if (actual.verified_best) {
+    EXPECT_EQ(actual.verified_best->id, expected.verified_best->id);
+    ExpectCandidateEq(*actual.verified_best, *expected.verified_best);
+  }
   if (with_checkpoint) {
     EXPECT_EQ(actual.checkpoint, expected.checkpoint);
   }

@@ -43,8 +43,12 @@ TableVersionRecord MakeTable(const std::string& device, const std::string& tag);
 MeasurementRow Measurement(const std::string& config, double accuracy, const std::string& method);
 PredictorRecord Predictor(const std::string& version, bool is_default);
 
+// A finalist's measurement of `accuracy`.
+CandidateMeasurement MakeMeasurement(double accuracy);
+
 // Compares the stored fields (not the id or the front flag).
 void ExpectCandidateEq(const CandidateRecord& actual, const CandidateRecord& expected);
+void ExpectMeasurementEq(const CandidateMeasurement& actual, const CandidateMeasurement& expected);
 void ExpectJobEq(const JobRecord& actual, const JobRecord& expected, bool with_checkpoint = true);
 
 CandidateQuery Query(const std::string& job_id, int limit,

@@ -1,0 +1,64 @@
+// What the job tests run jobs on: a job manager over a fresh in-memory store behind the
+// fault-injecting wrapper, with the catalog of the embedded data (the test's working folder
+// must hold data/), and a way to wait for a job's end as its watchers see it.
+#ifndef APQ_SERVER_JOB_MANAGER_TESTING_H_
+#define APQ_SERVER_JOB_MANAGER_TESTING_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/time/time.h"
+#include "proto/apq/v1/apq.pb.h"
+#include "search/engine_registry.h"
+#include "server/catalog.h"
+#include "server/job_manager.h"
+#include "server/store/faulty_store.h"
+#include "server/supernet_host.h"
+
+namespace apq::server {
+
+// A fault to inject into one write of the store (FaultPlan::FailNthWrite's arguments).
+struct InjectedFault {
+  const char* method;
+  int nth;
+  FaultPlan::Mode mode;
+};
+// "<method> #<nth> before write" or "... after commit", for SCOPED_TRACE.
+std::string FaultName(const InjectedFault& fault);
+
+class JobTestBed {
+ public:
+  // `supernets` must outlive the bed.
+  explicit JobTestBed(SupernetHost& supernets) : supernets_(supernets) {}
+  ~JobTestBed() { StopManager(); }
+
+  // A fresh store, catalog and manager; the plan's counters start after the catalog's own
+  // writes (default tables, shipped datasets). Fails the test when they cannot be made.
+  void Open();
+  // A new manager on the same store and catalog: with StopManager, a restart.
+  void StartManager();
+  // Stops the manager as a shutdown does: running jobs stay running in the store.
+  void StopManager() { manager_.reset(); }
+
+  // Waits until the job's watchers hear that it ended; returns that last update.
+  apq::v1::JobProgress AwaitEnd(const std::string& job_id,
+                                absl::Duration timeout = absl::Seconds(120));
+
+  FaultPlan& plan() { return *plan_; }
+  Store& store() { return *store_; }
+  Catalog& catalog() { return *catalog_; }
+  JobManager& manager() { return *manager_; }
+  const search::EngineRegistry& engines() const { return *engines_; }
+
+ private:
+  SupernetHost& supernets_;
+  std::shared_ptr<const search::EngineRegistry> engines_ = search::EngineRegistry::BuiltIn();
+  std::shared_ptr<FaultPlan> plan_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<Catalog> catalog_;
+  std::unique_ptr<JobManager> manager_;
+};
+
+}  // namespace apq::server
+
+#endif  // APQ_SERVER_JOB_MANAGER_TESTING_H_
