@@ -184,17 +184,30 @@ void ExpectResumeReproducesTheRun(const SearchProblem& problem) {
   }
 }
 
+// APQ's joint space on the real BitFusion table, scored by an APQ-shaped predictor with
+// seeded random weights (APQ never published its own), under an 11 ms budget.
+struct JointSpace {
+  JointSpace() {
+    auto table = hwmodels::LoadApqBitFusionFile("data/apq_bitfusion/BitFusion_new.b1.dict");
+    EXPECT_TRUE(table.ok()) << table.status();
+    model = hwmodels::LutCostModel::Create(*space, *table).value();
+    predictor = predictor::MlpPredictor::Create(predictor::mlp_testing::RandomApqWeights(3),
+                                                predictor::MlpPredictor::Options())
+                    .value();
+  }
+  SearchProblem Problem() const {
+    SearchProblem problem{space.get(), model.get(), predictor.get()};
+    problem.budgets.max_latency_ms = 11.0;
+    return problem;
+  }
+  std::unique_ptr<oface::SearchSpace> space = oface::NewApqMbv2Space();
+  std::unique_ptr<hwmodels::LutCostModel> model;
+  std::unique_ptr<predictor::MlpPredictor> predictor;
+};
+
 TEST(EvolutionEngineTest, ResumeOnTheJointSpaceKeepsEnergySizeAndBitops) {
-  const std::unique_ptr<oface::SearchSpace> space = oface::NewApqMbv2Space();
-  auto table = hwmodels::LoadApqBitFusionFile("data/apq_bitfusion/BitFusion_new.b1.dict");
-  ASSERT_TRUE(table.ok()) << table.status();
-  auto model = hwmodels::LutCostModel::Create(*space, *table);
-  ASSERT_TRUE(model.ok()) << model.status();
-  auto predictor = predictor::MlpPredictor::Create(predictor::mlp_testing::RandomApqWeights(3),
-                                                   predictor::MlpPredictor::Options());
-  ASSERT_TRUE(predictor.ok()) << predictor.status();
-  SearchProblem problem{space.get(), model->get(), predictor->get()};
-  problem.budgets.max_latency_ms = 11.0;
+  const JointSpace joint;
+  SearchProblem problem = joint.Problem();
   problem.budgets.max_bitops = 1.2e10;
   ExpectResumeReproducesTheRun(problem);
 }
@@ -228,16 +241,8 @@ TEST(EvolutionEngineTest, ResumeOnAModelledTableKeepsTheModelledFlag) {
 }
 
 TEST(EvolutionEngineTest, AnOldCheckpointWithoutSizeIsPricedAgainOnResume) {
-  const std::unique_ptr<oface::SearchSpace> space = oface::NewApqMbv2Space();
-  auto table = hwmodels::LoadApqBitFusionFile("data/apq_bitfusion/BitFusion_new.b1.dict");
-  ASSERT_TRUE(table.ok()) << table.status();
-  auto model = hwmodels::LutCostModel::Create(*space, *table);
-  ASSERT_TRUE(model.ok()) << model.status();
-  auto predictor = predictor::MlpPredictor::Create(predictor::mlp_testing::RandomApqWeights(3),
-                                                   predictor::MlpPredictor::Options());
-  ASSERT_TRUE(predictor.ok());
-  SearchProblem problem{space.get(), model->get(), predictor->get()};
-  problem.budgets.max_latency_ms = 11.0;
+  const JointSpace joint;
+  const SearchProblem problem = joint.Problem();
   auto options = ResolveOptions(
       Evolution(), {{"population_size", int64_t{12}}, {"generations", int64_t{3}}}, "");
   ASSERT_TRUE(options.ok());
