@@ -31,7 +31,9 @@ std::string MakeDataDir(const std::string& name, bool with_quant = true) {
   std::unique_ptr<oface::Supernet> supernet =
       oface::Supernet::Create(oface::FashionMnistSpec(), 7).value();
   EXPECT_TRUE(supernet->SaveWeights(dir + "/fmnist_mbv2/supernet_fp32.pt").ok());
-  if (with_quant) EXPECT_TRUE(supernet->SaveWeights(dir + "/fmnist_mbv2/supernet_quant.pt").ok());
+  if (with_quant) {
+    EXPECT_TRUE(supernet->SaveWeights(dir + "/fmnist_mbv2/supernet_quant.pt").ok());
+  }
   return dir;
 }
 
