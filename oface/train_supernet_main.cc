@@ -1,7 +1,8 @@
 // Trains the Fashion-MNIST supernet (oface/supernet_train.h), resumably:
 //   bazel-bin/oface/train_supernet --out_dir DIR --threads 2 [--phase_epochs 3,8,3] [--resume]
-// The low-bit space's quantization-aware phase alone, from fmnist_mbv2's full-precision weights:
-//   bazel-bin/oface/train_supernet --space fmnist_lowbit --out_dir DIR --threads 2 \
+// The low-bit space's quantization-aware phase alone, from fmnist_mbv2's full-precision weights
+// (one command line):
+//   bazel-bin/oface/train_supernet --space fmnist_lowbit --out_dir DIR --threads 2
 //       --init_weights data/fmnist_mbv2/supernet_fp32.pt --phase_epochs 0,0,3
 // Progress and log lines go to stdout and are appended to DIR/train.log.
 #include <cstdio>

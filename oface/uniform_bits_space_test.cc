@@ -33,7 +33,9 @@ TEST(UniformBitsSpaceTest, FixesEveryBitwidthAndKeepsTheRest) {
     Genotype genotype = eight->Sample(rng);
     genotype = eight->Mutate(genotype, 0.5, 0.5, rng);
     for (size_t g = 0; g < genotype.size(); ++g) {
-      if (IsBitsGene(eight->genes()[g])) ASSERT_EQ(genotype[g], 8) << eight->genes()[g].name;
+      if (IsBitsGene(eight->genes()[g])) {
+        ASSERT_EQ(genotype[g], 8) << eight->genes()[g].name;
+      }
     }
     const Genotype canonical = eight->Canonical(genotype);
     EXPECT_TRUE(eight->Validate(canonical).ok());
@@ -66,7 +68,9 @@ TEST(UniformBitsSpaceTest, KeepsTheBaseRules) {
   for (int i = 0; i < 20; ++i) {
     const Genotype genotype = four->Sample(rng);
     for (size_t g = 0; g < genotype.size(); ++g) {
-      if (four->genes()[g].name.rfind("ks[", 0) == 0) ASSERT_NE(genotype[g], 7);
+      if (four->genes()[g].name.rfind("ks[", 0) == 0) {
+        ASSERT_NE(genotype[g], 7);
+      }
     }
   }
 }
