@@ -9,10 +9,10 @@
 namespace apq::client {
 
 // Adds to `request` the records of the file at `path` ("-" is stdin): a measurement CSV as
-// measure_subnets writes it (recognized by its header), or a JSON list of
-// {"config": <config>, "accuracy": A, "method": M, "seconds": S} with method and seconds
-// optional. Throws UsageError naming the file, and the record, when it is neither or a record
-// is malformed; the server checks the records against the space.
+// measure_subnets writes it (recognized by its header, with or without the split column), or
+// a JSON list of {"config": <config>, "accuracy": A, "method": M, "seconds": S, "split": P}
+// with method, seconds and split optional. Throws UsageError naming the file, and the record, when
+// it is neither or a record is malformed; the server checks the records against the space.
 void AddRecordsFromFile(const std::string& path, apq::v1::UploadDatasetRequest* request);
 
 }  // namespace apq::client
