@@ -1,17 +1,19 @@
-// APQ's predictor-transfer experiment on the Fashion-MNIST space's own measurements
-// (data/fmnist_mbv2/measurements.csv): how well the quantization-aware accuracy predictor
-// ranks held-out (subnet, bit policy) pairs when trained (a) from scratch on N quantized
-// records, (b) by transfer from the full-precision predictor (trained on every fp32 record)
-// then fine-tuned on the same N, (c) XGBoost on the same N, and (d) the mean of (b) and (c);
-// plus the fp32 predictor alone (bits ignored) as the no-quantized-data baseline.
+// APQ's predictor-transfer experiment on a Fashion-MNIST space's own measurements: how well
+// the quantization-aware accuracy predictor ranks (subnet, bit policy) pairs of architectures
+// it never saw when trained (a) from scratch on N quantized records, (b) by transfer from the
+// full-precision predictor then fine-tuned on the same N, (c) XGBoost on the same N, and (d)
+// the mean of (b) and (c); plus the fp32 predictor alone (bits ignored) as the
+// no-quantized-data baseline.
 //
-//   bazel run //bench:predictor_transfer_bench -- [--measurements
-//   data/fmnist_mbv2/measurements.csv]
-//       [--seeds 3] [--test_fraction 0.2] [--threads 2]
+//   bazel run //bench:predictor_transfer_bench -- --space fmnist_lowbit
+//       --measurements data/fmnist_lowbit/measurements.csv [--seeds 10] [--test_fraction 0.2]
+//       [--threads 1]
 //
-// The quantized records are split once (seed 1000) into a test set and a pool; for each seed,
-// the first N records of a seeded shuffle of the pool are the training records (each trainer
-// then holds out its own validation part for early stopping).
+// The test set holds out whole architectures: the quantized records are split once (seed
+// 1000) by architecture, and the fp32 records of the test architectures are dropped too, so
+// no predictor sees a test architecture in its fp32 or its quantized training data. For each
+// seed, the first N records of a seeded shuffle of the remaining quantized records are the
+// training records (each trainer then holds out its own validation part for early stopping).
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -21,6 +23,7 @@
 #include <memory>
 #include <numeric>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -39,6 +42,7 @@
 #include "predictor/xgb_predictor.h"
 #include "server/measurement_samples.h"
 
+ABSL_FLAG(std::string, space, "fmnist_mbv2", "The measurements' space (oface/mbconv_spec.h).");
 ABSL_FLAG(std::string, measurements, "data/fmnist_mbv2/measurements.csv",
           "CSV of measurement records (fp32 and quant-from-supernet).");
 ABSL_FLAG(int, seeds, 3, "Seeds per training-set size.");
@@ -88,8 +92,10 @@ absl::Status Run() {
   if (threads <= 0) return absl::InvalidArgumentError("--threads must be > 0");
   if (seeds <= 0) return absl::InvalidArgumentError("--seeds must be > 0");
   at::set_num_threads(threads);
+  ASSIGN_OR_RETURN(apq::oface::MbConvSpec spec,
+                   apq::oface::FindFashionMnistSpec(absl::GetFlag(FLAGS_space)));
   ASSIGN_OR_RETURN(std::unique_ptr<apq::oface::SearchSpace> space,
-                   apq::oface::NewMbConvQuantSpace(apq::oface::FashionMnistSpec()));
+                   apq::oface::NewMbConvQuantSpace(spec));
   ASSIGN_OR_RETURN(std::vector<apq::oface::MeasurementRecord> records,
                    apq::oface::ReadMeasurementCsv(absl::GetFlag(FLAGS_measurements)));
   const int arch_inputs = space->arch_feature_size();
@@ -97,23 +103,53 @@ absl::Status Run() {
   ASSIGN_OR_RETURN(
       apq::server::MeasurementSamples samples,
       apq::server::SamplesFromMeasurements(*space, records, absl::GetFlag(FLAGS_measurements)));
-  const std::vector<TrainingSample>& fp32 = samples.fp32;
   const std::vector<TrainingSample>& quant = samples.quantized;
-  std::printf("%zu fp32 and %zu quantized records; %d architecture + %d bit features\n",
-              fp32.size(), quant.size(), arch_inputs, bit_inputs);
+  std::vector<std::string> quant_keys;
+  for (const TrainingSample& sample : quant) {
+    quant_keys.push_back(apq::predictor::ArchitectureKey(sample, arch_inputs));
+  }
+  std::set<std::string> fp32_keys;
+  for (const TrainingSample& sample : samples.fp32) {
+    fp32_keys.insert(apq::predictor::ArchitectureKey(sample, arch_inputs));
+  }
+  const std::set<std::string> quant_architectures(quant_keys.begin(), quant_keys.end());
+  int shared = 0;
+  for (const std::string& key : quant_architectures) shared += fp32_keys.count(key);
+  std::printf(
+      "%zu fp32 records (%zu architectures) and %zu quantized records (%zu architectures, %d "
+      "of them also measured at fp32); %d architecture + %d bit features\n",
+      samples.fp32.size(), fp32_keys.size(), quant.size(), quant_architectures.size(), shared,
+      arch_inputs, bit_inputs);
+  if (quant_architectures.size() < 2) {
+    return absl::FailedPreconditionError("need quantized records of at least 2 architectures");
+  }
 
-  // The fixed test set of quantized records.
-  const std::vector<int> test_indices = apq::predictor::ValidationSplit(
-      static_cast<int>(quant.size()), absl::GetFlag(FLAGS_test_fraction), 1000);
+  // The fixed test set: every quantized record of the held-out architectures.
+  const std::vector<int> test_indices = apq::predictor::GroupedValidationSplit(
+      quant_keys, absl::GetFlag(FLAGS_test_fraction), 1000);
   std::vector<char> in_test(quant.size(), 0);
-  for (const int index : test_indices) in_test[index] = 1;
+  std::set<std::string> test_architectures;
+  for (const int index : test_indices) {
+    in_test[index] = 1;
+    test_architectures.insert(quant_keys[index]);
+  }
   std::vector<TrainingSample> test;
   std::vector<TrainingSample> pool;
   for (size_t i = 0; i < quant.size(); ++i) (in_test[i] ? test : pool).push_back(quant[i]);
+  std::vector<TrainingSample> fp32;
+  for (const TrainingSample& sample : samples.fp32) {
+    if (test_architectures.count(apq::predictor::ArchitectureKey(sample, arch_inputs)) == 0) {
+      fp32.push_back(sample);
+    }
+  }
+  std::printf(
+      "test: %zu quantized records of %zu held-out architectures; %zu fp32 records of them "
+      "dropped; pool: %zu quantized records\n",
+      test.size(), test_architectures.size(), samples.fp32.size() - fp32.size(), pool.size());
 
   // The full-precision predictor, on every fp32 record.
   apq::predictor::MlpTrainingOptions fp32_options;
-  fp32_options.name = "fmnist_fp32";
+  fp32_options.name = absl::StrCat(spec.name, "_fp32");
   fp32_options.arch_inputs = arch_inputs;
   fp32_options.threads = threads;
   apq::predictor::MlpTrainingReport fp32_report;
@@ -155,7 +191,7 @@ absl::Status Run() {
       train.resize(size);
 
       apq::predictor::MlpTrainingOptions options;
-      options.name = "fmnist_quant";
+      options.name = absl::StrCat(spec.name, "_quant");
       options.arch_inputs = arch_inputs;
       options.bit_inputs = bit_inputs;
       options.seed = seed;

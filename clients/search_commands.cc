@@ -207,7 +207,7 @@ int Search(Connection& connection, const std::vector<std::string>& argv) {
              "parent-ratio", "mutation-ratio", "mutate-prob",    "resolution-mutate-prob",
              "seed",         "label",          "table-version",  "objective",
              "pareto-cost",  "uniform-bits",   "engine",         "options",
-             "verify-top-k", "verify-dataset", "verify-images"},
+             "verify-top-k", "verify-dataset", "verify-images", "fixed-architecture"},
       {"wait", "json"}, 0);
   apq::v1::SubmitSearchRequest request;
   request.set_space(Require(args, "space"));
@@ -266,6 +266,9 @@ int Search(Connection& connection, const std::vector<std::string>& argv) {
   }
   if (args.Has("uniform-bits")) {
     request.set_uniform_bits(static_cast<int32_t>(ParseInt(args, "uniform-bits")));
+  }
+  if (args.Has("fixed-architecture")) {
+    request.set_fixed_architecture(ReadFileOrStdin(args.Get("fixed-architecture")));
   }
   if (args.Has("verify-top-k")) {
     apq::v1::Verification* verification = request.mutable_verification();
@@ -456,7 +459,9 @@ constexpr Command kSearchCommands[] = {
       --engine NAME [--options NAME=VALUE,...] (see apq engines). Objective:
       --objective accuracy|pareto, --pareto-cost latency|energy|size|bitops (the cost of the
       job's Pareto front). --uniform-bits B fixes every bitwidth at B (the uniform-precision
-      baseline of a mixed-precision space). --verify-top-k K measures the K best candidates
+      baseline of a mixed-precision space). --fixed-architecture FILE holds the architecture
+      of the config in FILE (- reads stdin; its bits are ignored) and searches bits alone;
+      with --uniform-bits it is that one network at one precision. --verify-top-k K measures the K best candidates
       by predicted accuracy on the space's supernet (validation split) once the search ends,
       and the job's best becomes the one measured best; --verify-images N measures on the
       first N validation images (default all); --verify-dataset NAME also adds each

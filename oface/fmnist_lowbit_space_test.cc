@@ -18,7 +18,7 @@
 #include "oface/rng.h"
 #include "oface/search_space.h"
 #include "oface/space_testing.h"
-#include "oface/uniform_bits_space.h"
+#include "oface/restricted_space.h"
 
 namespace apq::oface {
 namespace {

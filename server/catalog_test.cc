@@ -133,6 +133,58 @@ TEST(CatalogTest, TheLowBitSpaceIsPricedButNotSearchableWithoutAPredictor) {
   }
 }
 
+// A request that holds an architecture resolves to a view searching bits alone (with
+// uniform_bits: one network); a config outside the space or a space without bitwidths is
+// INVALID_ARGUMENT naming the field.
+TEST(CatalogTest, ResolvesAFixedArchitectureIntoABitsOnlyView) {
+  Fixture fixture = Open("fixed_architecture.db");
+  ASSERT_NE(fixture.catalog, nullptr);
+  const std::unique_ptr<search::EngineRegistry> engines = search::EngineRegistry::WithBuiltIns();
+  const oface::SearchSpace& space = *fixture.catalog->FindSpace("fmnist_mbv2").value();
+  oface::Rng sampler(7);
+  const oface::Genotype architecture = space.Canonical(space.Sample(sampler));
+  apq::v1::SubmitSearchRequest request;
+  request.set_space("fmnist_mbv2");
+  request.set_device("local-cpu");
+  request.mutable_budgets()->set_max_latency_ms(1.0);
+  request.set_fixed_architecture(space.ToJson(architecture));
+  absl::StatusOr<ResolvedSearch> resolved = ResolveSearch(*fixture.catalog, *engines, request, 0);
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  EXPECT_EQ(resolved->space->name(), "fmnist_mbv2@fixed-arch");
+  request.set_uniform_bits(4);
+  resolved = ResolveSearch(*fixture.catalog, *engines, request, 0);
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  EXPECT_EQ(resolved->space->name(), "fmnist_mbv2@fixed-arch@w4a4");
+  // Sampling the view keeps the architecture's genes.
+  const oface::Genotype sampled = resolved->space->Canonical(resolved->space->Sample(sampler));
+  for (size_t g = 0; g < sampled.size(); ++g) {
+    EXPECT_EQ(sampled[g], oface::IsBitsGene(space.genes()[g]) ? 4 : architecture[g])
+        << space.genes()[g].name;
+  }
+
+  const struct {
+    std::string space, device, config, mention;
+  } refused[] = {
+      {"fmnist_mbv2", "local-cpu", "[{\"ks\": [3]}]", "fixed_architecture: "},
+      {"fmnist_mbv2", "local-cpu", "not json", "fixed_architecture: "},
+      {"fmnist_mbv2", "local-cpu", std::string(70000, ' '), "fixed_architecture: longer than"},
+      {"ofa_mbv3", "note10",
+       fixture.catalog->FindSpace("ofa_mbv3").value()->ToJson(
+           fixture.catalog->FindSpace("ofa_mbv3").value()->Sample(sampler)),
+       "fixed_architecture: space ofa_mbv3 has no bitwidths"},
+  };
+  for (const auto& bad : refused) {
+    apq::v1::SubmitSearchRequest request;
+    request.set_space(bad.space);
+    request.set_device(bad.device);
+    request.mutable_budgets()->set_max_latency_ms(30.0);
+    request.set_fixed_architecture(bad.config);
+    const absl::Status status = ResolveSearch(*fixture.catalog, *engines, request, 0).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+    EXPECT_THAT(status.message(), HasSubstr(bad.mention));
+  }
+}
+
 TEST(CatalogTest, AStoredDefaultPredictorReplacesTheShippedOne) {
   Fixture fixture = Open("predictors.db");
   ASSERT_NE(fixture.catalog, nullptr);

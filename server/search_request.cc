@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "oface/fashion_mnist.h"
-#include "oface/uniform_bits_space.h"
+#include "oface/restricted_space.h"
 #include "search/evolution_engine.h"
 #include "server/candidate_metrics.h"
 
@@ -15,6 +15,8 @@ namespace apq::server {
 namespace {
 
 constexpr size_t kMaxLabelBytes = 256;
+// A config's JSON is about 1 KB in every space; this bounds what a request makes us parse.
+constexpr size_t kMaxConfigJsonBytes = 64 * 1024;
 constexpr char kEvolutionPrefix[] = "evolution.";
 constexpr char kEngineOptionsPrefix[] = "engine.options.";
 
@@ -149,6 +151,10 @@ absl::StatusOr<ResolvedSearch> ResolveSearch(Catalog& catalog,
     return absl::InvalidArgumentError(
         absl::StrCat("label: longer than ", kMaxLabelBytes, " bytes"));
   }
+  if (request.fixed_architecture().size() > kMaxConfigJsonBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("fixed_architecture: longer than ",
+                                                   kMaxConfigJsonBytes, " bytes"));
+  }
   if (table_version < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("table_version: must be 0 (latest) or a version, got ", table_version));
@@ -179,6 +185,17 @@ absl::StatusOr<ResolvedSearch> ResolveSearch(Catalog& catalog,
                    search::ResolveOptions(*job.engine, choice.options, choice.field_prefix));
 
   ASSIGN_OR_RETURN(job.space, catalog.FindSpace(request.space()));
+  if (!request.fixed_architecture().empty()) {
+    absl::StatusOr<oface::Genotype> architecture =
+        job.space->FromJson(request.fixed_architecture());
+    if (!architecture.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("fixed_architecture: ", architecture.status().message()));
+    }
+    ASSIGN_OR_RETURN(job.fixed_architecture_view,
+                     oface::NewFixedArchitectureSpace(*job.space, *architecture));
+    job.space = job.fixed_architecture_view.get();
+  }
   if (request.uniform_bits() != 0) {
     ASSIGN_OR_RETURN(job.uniform_bits_view,
                      oface::NewUniformBitsSpace(*job.space, request.uniform_bits()));

@@ -1,5 +1,5 @@
 // A SubmitSearchRequest resolved into what an engine runs: the engine and its complete
-// options, the space (or its uniform-bits view), the cost model of the pinned table
+// options, the space (or its fixed-architecture and uniform-bits views), the cost model of the pinned table
 // version, a predictor instance, the budgets and the objective. Knows engines only through
 // the registry, so a new engine needs nothing here.
 #ifndef APQ_SERVER_SEARCH_REQUEST_H_
@@ -19,7 +19,10 @@ namespace apq::server {
 struct ResolvedSearch {
   const search::Engine* engine = nullptr;
   search::EngineOptions options;              // Complete: every option of the engine.
-  const oface::SearchSpace* space = nullptr;  // The catalog's, or uniform_bits_view.
+  const oface::SearchSpace* space = nullptr;  // The catalog's, or a view of it.
+  // Views of the catalog's space that own themselves (oface/restricted_space.h); `space` points
+  // at the innermost one used.
+  std::shared_ptr<const oface::SearchSpace> fixed_architecture_view;
   std::shared_ptr<const oface::SearchSpace> uniform_bits_view;
   Catalog::CostModelHandle cost;
   Catalog::PredictorInstance predictor;

@@ -275,6 +275,27 @@ TEST_F(EndToEndTest, SearchesFashionMnistAndDeploysTheSubnetAsTorchScript) {
        {"pw_w_bits_setting", "pw_a_bits_setting", "dw_w_bits_setting", "dw_a_bits_setting"}) {
     for (const json& bits : four["best_config"][1][field]) EXPECT_EQ(bits, 4) << field;
   }
+
+  // Bits searched alone on the mixed search's architecture, then that network at 4 bits.
+  const std::string architecture = TempPath("fmnist_architecture.json");
+  WriteFile(architecture, job["best_config"].dump());
+  std::vector<std::string> fixed = search;
+  fixed.insert(fixed.end() - 2, {"--fixed-architecture", architecture});
+  result = Client(fixed);
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  const json allocated = ParseJson(result);
+  EXPECT_EQ(allocated["fixed_architecture"], job["best_config"]);
+  EXPECT_EQ(allocated["best_config"][0], job["best_config"][0]);
+  EXPECT_LE(allocated["latency_ms"].get<double>(), 0.6);
+  fixed.insert(fixed.end() - 2, {"--uniform-bits", "4"});
+  result = Client(fixed);
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  const json one_network = ParseJson(result);
+  EXPECT_EQ(one_network["best_config"][0], job["best_config"][0]);
+  for (const char* field :
+       {"pw_w_bits_setting", "pw_a_bits_setting", "dw_w_bits_setting", "dw_a_bits_setting"}) {
+    for (const json& bits : one_network["best_config"][1][field]) EXPECT_EQ(bits, 4) << field;
+  }
 }
 
 // A search that verifies its finalists on the supernet: the client shows the measured best
@@ -709,6 +730,12 @@ TEST_F(EndToEndTest, BadRequestsAreRefusedWithTheRightCodeAndNothingIsStored) {
       {with({"--pareto-cost", "energy"}), "FAILED_PRECONDITION", "pareto_cost"},
       {with({"--max-energy-mj", "3"}), "FAILED_PRECONDITION", "energy"},
       {with({"--uniform-bits", "8"}), "INVALID_ARGUMENT", "uniform_bits"},
+      {with({"--fixed-architecture", config}), "INVALID_ARGUMENT",
+       "fixed_architecture: space ofa_mbv3 has no bitwidths"},
+      {{"search", "--space", "fmnist_mbv2", "--device", "local-cpu", "--max-latency-ms", "1",
+        "--fixed-architecture", wrong_length},
+       "INVALID_ARGUMENT",
+       "fixed_architecture: "},
       {{"search", "--space", "apq_mbv2", "--device", "bitfusion", "--uniform-bits", "5"},
        "INVALID_ARGUMENT",
        "uniform_bits: 5 is not a choice"},

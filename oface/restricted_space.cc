@@ -1,4 +1,4 @@
-#include "oface/uniform_bits_space.h"
+#include "oface/restricted_space.h"
 
 #include <algorithm>
 #include <optional>
@@ -13,14 +13,11 @@
 namespace apq::oface {
 namespace {
 
-class UniformBitsSpace : public SearchSpace {
+// The base with each gene's choices replaced by a non-empty subset of them.
+class RestrictedSpace : public SearchSpace {
  public:
-  UniformBitsSpace(const SearchSpace& base, int bits)
-      : base_(base), name_(absl::StrCat(base.name(), "@w", bits, "a", bits)), genes_(base.genes()) {
-    for (GeneSpec& gene : genes_) {
-      if (IsBitsGene(gene)) gene.choices = {bits};
-    }
-  }
+  RestrictedSpace(const SearchSpace& base, std::string name, std::vector<GeneSpec> genes)
+      : base_(base), name_(std::move(name)), genes_(std::move(genes)) {}
 
   const std::string& name() const override { return name_; }
   const std::vector<GeneSpec>& genes() const override { return genes_; }
@@ -109,7 +106,30 @@ absl::StatusOr<std::unique_ptr<SearchSpace>> NewUniformBitsSpace(const SearchSpa
     return absl::InvalidArgumentError(
         absl::StrCat("uniform_bits: space ", base.name(), " has no bitwidths to fix"));
   }
-  return std::make_unique<UniformBitsSpace>(base, bits);
+  std::vector<GeneSpec> genes = base.genes();
+  for (GeneSpec& gene : genes) {
+    if (IsBitsGene(gene)) gene.choices = {bits};
+  }
+  return std::make_unique<RestrictedSpace>(base, absl::StrCat(base.name(), "@w", bits, "a", bits),
+                                           std::move(genes));
+}
+
+absl::StatusOr<std::unique_ptr<SearchSpace>> NewFixedArchitectureSpace(
+    const SearchSpace& base, const Genotype& architecture) {
+  std::vector<GeneSpec> genes = base.genes();
+  if (std::none_of(genes.begin(), genes.end(), IsBitsGene)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "fixed_architecture: space ", base.name(), " has no bitwidths to search alone"));
+  }
+  if (absl::Status status = base.Validate(architecture); !status.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("fixed_architecture: ", status.message()));
+  }
+  const Genotype canonical = base.Canonical(architecture);
+  for (size_t g = 0; g < genes.size(); ++g) {
+    if (!IsBitsGene(genes[g])) genes[g].choices = {canonical[g]};
+  }
+  return std::make_unique<RestrictedSpace>(base, absl::StrCat(base.name(), "@fixed-arch"),
+                                           std::move(genes));
 }
 
 }  // namespace apq::oface

@@ -1,7 +1,8 @@
-#include "oface/uniform_bits_space.h"
+#include "oface/restricted_space.h"
 
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -106,6 +107,84 @@ TEST(UniformBitsSpaceTest, RejectsSpacesWithoutThoseBits) {
   EXPECT_THAT(status.message(), HasSubstr("uniform_bits: 5 is not a choice"));
   const std::unique_ptr<SearchSpace> ofa = NewOfaMbv3Space();
   status = NewUniformBitsSpace(*ofa, 8).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("no bitwidths"));
+}
+
+// The non-bits genes of `genotype` (the architecture part).
+std::vector<int> ArchitectureGenes(const SearchSpace& space, const Genotype& genotype) {
+  std::vector<int> values;
+  for (size_t g = 0; g < genotype.size(); ++g) {
+    if (!IsBitsGene(space.genes()[g])) values.push_back(genotype[g]);
+  }
+  return values;
+}
+
+TEST(FixedArchitectureSpaceTest, SearchesBitsAloneOnEverySpaceWithBits) {
+  for (const MbConvSpec& spec : {FashionMnistSpec(), FashionMnistLowBitSpec()}) {
+    SCOPED_TRACE(spec.name);
+    const std::unique_ptr<SearchSpace> base = NewMbConvQuantSpace(spec).value();
+    Rng rng(4);
+    const Genotype architecture = base->Canonical(base->Sample(rng));
+    const std::unique_ptr<SearchSpace> fixed =
+        NewFixedArchitectureSpace(*base, architecture).value();
+    EXPECT_EQ(fixed->name(), spec.name + "@fixed-arch");
+    const std::vector<int> held = ArchitectureGenes(*base, architecture);
+    std::set<Genotype> policies;
+    for (int i = 0; i < 200; ++i) {
+      Genotype genotype = fixed->Sample(rng);
+      genotype = fixed->Mutate(genotype, 0.5, 0.5, rng);
+      genotype = fixed->Crossover(genotype, fixed->Sample(rng), rng);
+      const Genotype canonical = fixed->Canonical(genotype);
+      ASSERT_EQ(ArchitectureGenes(*base, canonical), held);
+      ASSERT_TRUE(fixed->Validate(canonical).ok());
+      EXPECT_EQ(fixed->FromJson(fixed->ToJson(canonical)).value(), canonical);
+      policies.insert(canonical);
+    }
+    // The bits do move: 200 draws of 12 layers' policies are not all one.
+    EXPECT_GT(policies.size(), 100);
+    // Another architecture is outside the view, named by its gene.
+    Genotype other = architecture;
+    for (size_t g = 0; g < other.size(); ++g) {
+      if (base->genes()[g].name == "ks[0]") other[g] = other[g] == 3 ? 5 : 3;
+    }
+    const absl::Status status = fixed->FromJson(base->ToJson(other)).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(status.message(), HasSubstr("ks[0]"));
+    // Bit allocation over the held architecture: each bitwidth slot keeps the base's choices.
+    EXPECT_GT(ExpectCostDecompositionExact(*fixed, CostSplit::kBitwidths, {architecture}, 1, 20, 1),
+              0);
+  }
+}
+
+TEST(FixedArchitectureSpaceTest, ComposesWithUniformBitsIntoOneNetwork) {
+  const std::unique_ptr<SearchSpace> base =
+      NewMbConvQuantSpace(FashionMnistLowBitSpec()).value();
+  Rng rng(5);
+  const Genotype architecture = base->Canonical(base->Sample(rng));
+  const std::unique_ptr<SearchSpace> fixed = NewFixedArchitectureSpace(*base, architecture).value();
+  const std::unique_ptr<SearchSpace> one = NewUniformBitsSpace(*fixed, 3).value();
+  EXPECT_EQ(one->name(), "fmnist_lowbit@fixed-arch@w3a3");
+  const Genotype first = one->Canonical(one->Sample(rng));
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_EQ(one->Canonical(one->Mutate(one->Sample(rng), 0.5, 0.5, rng)), first);
+  }
+  EXPECT_EQ(ArchitectureGenes(*base, first), ArchitectureGenes(*base, architecture));
+}
+
+TEST(FixedArchitectureSpaceTest, RejectsBadArchitecturesAndSpacesWithoutBits) {
+  const std::unique_ptr<SearchSpace> base = NewMbConvQuantSpace(FashionMnistSpec()).value();
+  Rng rng(6);
+  Genotype outside = base->Sample(rng);
+  outside[0] = 999;
+  absl::Status status = NewFixedArchitectureSpace(*base, outside).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("fixed_architecture: "));
+  EXPECT_THAT(status.message(), HasSubstr(base->genes()[0].name));
+  status = NewFixedArchitectureSpace(*base, Genotype(3, 0)).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  const std::unique_ptr<SearchSpace> ofa = NewOfaMbv3Space();
+  status = NewFixedArchitectureSpace(*ofa, ofa->Sample(rng)).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("no bitwidths"));
 }
