@@ -643,15 +643,19 @@ absl::StatusOr<EvalResult> Supernet::Evaluate(const LabeledImages& calibration,
     module_->eval();
     const torch::Tensor images = supernet_internal::ImagesToTensor(test);
     const torch::Tensor labels = supernet_internal::LabelsToTensor(test);
-    int64_t correct = 0;
+    result.correct.reserve(test.count);
     for (int64_t begin = 0; begin < test.count; begin += options.eval_batch_size) {
       if (options.cancelled && options.cancelled()) {
         return absl::CancelledError("evaluation cancelled");
       }
       const int64_t size = std::min<int64_t>(options.eval_batch_size, test.count - begin);
       const torch::Tensor logits = module_->forward(images.narrow(0, begin, size), choice);
-      correct += logits.argmax(1).eq(labels.narrow(0, begin, size)).sum().item<int64_t>();
+      const torch::Tensor hits =
+          logits.argmax(1).eq(labels.narrow(0, begin, size)).to(torch::kUInt8).contiguous();
+      result.correct.insert(result.correct.end(), hits.data_ptr<uint8_t>(),
+                            hits.data_ptr<uint8_t>() + size);
     }
+    const int64_t correct = std::count(result.correct.begin(), result.correct.end(), 1);
     result.accuracy = static_cast<double>(correct) / test.count;
   } catch (const std::exception& e) {
     return TorchError("evaluation failed", e);

@@ -46,6 +46,8 @@ struct EvalOptions {
 struct EvalResult {
   double accuracy = 0.0;  // Fraction of the test images classified correctly.
   double seconds = 0.0;   // Wall time of recalibration + evaluation.
+  // Per test image, in order: 1 when classified correctly (paired tests between networks).
+  std::vector<uint8_t> correct;
 };
 
 class Supernet {
