@@ -1021,6 +1021,8 @@ TEST_P(StoreConformanceTest, BadMeasurementsNameTheRowAndStoreNothing) {
 TEST_P(StoreConformanceTest, PredictorsKeepOneDefaultPerSpace) {
   EXPECT_EQ(predictors().GetDefaultPredictor("fmnist_mbv2").status().code(),
             absl::StatusCode::kNotFound);
+  EXPECT_EQ(predictors().GetDefaultPredictorVersion("fmnist_mbv2").status().code(),
+            absl::StatusCode::kNotFound);
   ASSERT_TRUE(predictors().AddPredictor(Predictor("v1", true)).ok());
   ASSERT_TRUE(predictors().AddPredictor(Predictor("v2", false)).ok());
   EXPECT_EQ(predictors().AddPredictor(Predictor("v1", false)).code(),
@@ -1032,6 +1034,7 @@ TEST_P(StoreConformanceTest, PredictorsKeepOneDefaultPerSpace) {
     EXPECT_EQ(predictors().AddPredictor(nameless).code(), absl::StatusCode::kInvalidArgument);
   }
   EXPECT_EQ(predictors().GetDefaultPredictor("fmnist_mbv2")->version, "v1");
+  EXPECT_EQ(*predictors().GetDefaultPredictorVersion("fmnist_mbv2"), "v1");
   ASSERT_TRUE(predictors().SetDefaultPredictor("fmnist_mbv2", "v2").ok());
   EXPECT_EQ(predictors().SetDefaultPredictor("fmnist_mbv2", "v9").code(),
             absl::StatusCode::kNotFound);
@@ -1039,6 +1042,7 @@ TEST_P(StoreConformanceTest, PredictorsKeepOneDefaultPerSpace) {
   // A new default replaces the old one in the same transaction.
   ASSERT_TRUE(predictors().AddPredictor(Predictor("v3", true)).ok());
   EXPECT_EQ(predictors().GetDefaultPredictor("fmnist_mbv2")->version, "v3");
+  EXPECT_EQ(*predictors().GetDefaultPredictorVersion("fmnist_mbv2"), "v3");
   ASSERT_TRUE(predictors().SetDefaultPredictor("fmnist_mbv2", "v2").ok());
   PredictorRecord elsewhere = Predictor("v1", true);
   elsewhere.space = "ofa_mbv3";
@@ -1046,6 +1050,8 @@ TEST_P(StoreConformanceTest, PredictorsKeepOneDefaultPerSpace) {
 
   const PredictorRecord current = *predictors().GetDefaultPredictor("fmnist_mbv2");
   EXPECT_EQ(current.version, "v2");
+  EXPECT_EQ(*predictors().GetDefaultPredictorVersion("fmnist_mbv2"), "v2");
+  EXPECT_EQ(*predictors().GetDefaultPredictorVersion("ofa_mbv3"), "v1") << "per space";
   EXPECT_EQ(current.artifact, std::string("\0weights\xff", 9));
   EXPECT_EQ(current.kind, "mlp-raw-f32");
   EXPECT_EQ(current.metrics_json, R"({"rmse": 0.01})");
@@ -1069,6 +1075,8 @@ TEST_P(StoreConformanceTest, PredictorsKeepOneDefaultPerSpace) {
 
   ASSERT_TRUE(predictors().ClearDefaultPredictor("fmnist_mbv2").ok());
   EXPECT_EQ(predictors().GetDefaultPredictor("fmnist_mbv2").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(predictors().GetDefaultPredictorVersion("fmnist_mbv2").status().code(),
             absl::StatusCode::kNotFound);
   EXPECT_TRUE(predictors().ClearDefaultPredictor("fmnist_mbv2").ok());
   EXPECT_TRUE(predictors().ClearDefaultPredictor("unknown").ok());
