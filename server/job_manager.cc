@@ -524,16 +524,7 @@ absl::StatusOr<std::vector<CandidateRecord>> JobManager::Finalists(const std::st
 
 absl::Status JobManager::AddToDataset(const std::string& dataset, const std::string& space,
                                       const std::string& job_id, const MeasurementRow& row) {
-  // Whether the dataset holds the row's (method, config): after a restart, or after a write
-  // whose acknowledgement was lost.
-  const auto holds_row = [&]() -> absl::StatusOr<bool> {
-    ASSIGN_OR_RETURN(std::vector<MeasurementRow> rows,
-                     datasets_.ListMeasurements(dataset, row.method));
-    return std::any_of(rows.begin(), rows.end(), [&](const MeasurementRow& held) {
-      return held.config_json == row.config_json;
-    });
-  };
-  return WriteWithRetries([&]() -> absl::Status {
+  const absl::Status added = WriteWithRetries([&]() -> absl::Status {
     absl::StatusOr<DatasetRecord> held = datasets_.GetDataset(dataset);
     if (absl::IsNotFound(held.status())) {
       DatasetRecord created;
@@ -552,10 +543,12 @@ absl::Status JobManager::AddToDataset(const std::string& dataset, const std::str
       return absl::FailedPreconditionError(absl::StrCat(
           "dataset ", dataset, " holds records of space ", held->space, ", not ", space));
     }
-    ASSIGN_OR_RETURN(bool present, holds_row());
-    if (present) return absl::OkStatus();
     return datasets_.AddMeasurements(dataset, {row});
   });
+  // The dataset holds the row's (method, config): after a restart, or after a write whose
+  // acknowledgement was lost. The store checks that in the write's own transaction.
+  if (absl::IsAlreadyExists(added)) return absl::OkStatus();
+  return added;
 }
 
 void JobManager::Verify(const std::string& job_id, const apq::v1::SubmitSearchRequest& request,

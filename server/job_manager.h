@@ -105,7 +105,8 @@ class JobManager {
   // earlier id), each its first stored row, with their measurements.
   absl::StatusOr<std::vector<CandidateRecord>> Finalists(const std::string& job_id, int top_k);
   // Adds a finalist's measurement to `dataset`, creating it for `space` if absent; a record
-  // it holds (same method and config) is not added again. Retries a failed write.
+  // it holds (same method and config, the store's ALREADY_EXISTS) is not added again.
+  // Retries a failed write.
   absl::Status AddToDataset(const std::string& dataset, const std::string& space,
                             const std::string& job_id, const MeasurementRow& row);
   // Submit's verification checks that need the server's supernets and datasets.

@@ -168,7 +168,7 @@ class MemoryDatasetStore final : public DatasetStore {
   }
 
   // `rows` (checked by CheckMeasurementRows) as they would be appended to `dataset`, with
-  // their ids; INVALID_ARGUMENT naming the row for a (method, config) pair the dataset holds.
+  // their ids; ALREADY_EXISTS naming the row for a (method, config) pair the dataset holds.
   absl::StatusOr<std::vector<MeasurementRow>> StoredRows(const StoredDataset& dataset,
                                                          const std::vector<MeasurementRow>& rows,
                                                          absl::string_view operation)
