@@ -206,6 +206,11 @@ absl::Status JobManager::CheckVerificationTargets(const apq::v1::SubmitSearchReq
         absl::StrCat("verification: space ", request.space(),
                      " has no trained supernet to measure its finalists with"));
   }
+  return CheckVerificationDataset(request);
+}
+
+absl::Status JobManager::CheckVerificationDataset(const apq::v1::SubmitSearchRequest& request) {
+  const apq::v1::Verification& verification = request.verification();
   if (verification.dataset().empty()) return absl::OkStatus();
   absl::StatusOr<DatasetRecord> dataset = datasets_.GetDataset(verification.dataset());
   if (absl::IsNotFound(dataset.status())) return absl::OkStatus();  // Created on first use.
@@ -568,6 +573,11 @@ void JobManager::Verify(const std::string& job_id, const apq::v1::SubmitSearchRe
   const apq::v1::Verification& verification = request.verification();
   absl::StatusOr<const oface::SearchSpace*> space = catalog_.FindSpace(request.space());
   if (!space.ok()) return fail(absl::StrCat("cannot verify: ", space.status().ToString()));
+  // Checked at submission, but the dataset may have been made since (by an upload or another
+  // job) of another space or split: the job fails before any measurement is paid for.
+  if (absl::Status dataset = CheckVerificationDataset(request); !dataset.ok()) {
+    return fail(absl::StrCat("cannot verify: ", dataset.ToString()));
+  }
   absl::StatusOr<std::vector<CandidateRecord>> finalists = Finalists(job_id, verification.top_k());
   if (!finalists.ok()) {
     return fail(absl::StrCat("cannot read the job's finalists: ", finalists.status().ToString()));

@@ -111,6 +111,10 @@ class JobManager {
                             const std::string& job_id, const MeasurementRow& row);
   // Submit's verification checks that need the server's supernets and datasets.
   absl::Status CheckVerificationTargets(const apq::v1::SubmitSearchRequest& request);
+  // FAILED_PRECONDITION naming the request's verification dataset when it exists and holds
+  // another space's records or records of another split than validation; OK when there is
+  // none (it is created on first use).
+  absl::Status CheckVerificationDataset(const apq::v1::SubmitSearchRequest& request);
   // Computes the job's Pareto front and ends it (EndJob), or fails it when the front cannot
   // be read.
   void EndWithFront(const std::string& job_id, JobState state, const std::string& error,
