@@ -49,6 +49,37 @@ std::string ReadFile(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
 }
 
+void ExpectSameImages(const LabeledImages& actual, const LabeledImages& expected) {
+  EXPECT_EQ(actual.count, expected.count);
+  EXPECT_EQ(actual.rows, expected.rows);
+  EXPECT_EQ(actual.cols, expected.cols);
+  EXPECT_TRUE(actual.pixels == expected.pixels);
+  EXPECT_TRUE(actual.labels == expected.labels);
+}
+
+TEST(LoadEvaluationImagesTest, OneReadGivesTheImagesOfTheSplitsLoadedOneByOne) {
+  // What the images were when each split was loaded from its own read of the file.
+  const LabeledImages train =
+      LoadFashionMnistSplit(kDefaultFashionMnistDir, DataSplit::kTrain).value();
+  const LabeledImages calibration = SelectImages(train, SubsetIndices(train.count, 300, 5));
+  for (const DataSplit split : {DataSplit::kValidation, DataSplit::kTest}) {
+    SCOPED_TRACE(DataSplitName(split));
+    absl::StatusOr<EvaluationImages> images =
+        LoadEvaluationImages(kDefaultFashionMnistDir, 300, 200, 5, split);
+    ASSERT_TRUE(images.ok()) << images.status();
+    EXPECT_EQ(images->split, split);
+    ExpectSameImages(images->calibration, calibration);
+    ExpectSameImages(images->evaluated,
+                     LoadFashionMnistSplit(kDefaultFashionMnistDir, split, 200).value());
+  }
+  EXPECT_EQ(LoadEvaluationImages(kDefaultFashionMnistDir, 300, 0, 5, DataSplit::kValidation)
+                ->evaluated.count,
+            kValidationImages);
+  EXPECT_EQ(
+      LoadEvaluationImages(kDefaultFashionMnistDir, 300, 0, 5, DataSplit::kTrain).status().code(),
+      absl::StatusCode::kInvalidArgument);
+}
+
 TEST(SampleMeasurementConfigsTest, DeterministicDistinctValidAndFp32AtTopBits) {
   std::unique_ptr<SearchSpace> space = NewMbConvQuantSpace(TinySpec()).value();
   for (const bool quantized : {false, true}) {
