@@ -3,12 +3,30 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <iostream>
 
 namespace apq::client {
 
 void PrintJson(const nlohmann::json& value) { std::cout << value.dump(2) << "\n"; }
+
+bool WriteOutputFile(const std::string& path, const std::string& content) {
+  // Beside the target, so that the rename stays on one file system; the process id keeps two
+  // commands writing the same target apart.
+  const std::string temporary = path + ".tmp." + std::to_string(getpid());
+  std::ofstream file(temporary, std::ios::binary | std::ios::trunc);
+  file << content;
+  file.flush();
+  file.close();
+  if (!file.fail() && std::rename(temporary.c_str(), path.c_str()) == 0) return true;
+  const int error = errno;
+  std::remove(temporary.c_str());
+  std::fprintf(stderr, "apq: cannot write %s: %s\n", path.c_str(), std::strerror(error));
+  return false;
+}
 
 std::vector<std::string> StringList(const google::protobuf::RepeatedPtrField<std::string>& field) {
   return std::vector<std::string>(field.begin(), field.end());

@@ -47,6 +47,12 @@ void PrintListing(const Items& items, bool as_json, ToJson to_json, PrintText pr
   for (const auto& item : items) print_text(item);
 }
 
+// Writes `content` to the file at `path` whole or not at all: to a temporary file beside it,
+// renamed over it once written and closed, so that a reader never sees part of it. False,
+// after saying so on stderr, when it cannot; then the file at `path` is as it was and the
+// temporary is gone.
+bool WriteOutputFile(const std::string& path, const std::string& content);
+
 // A repeated string field as a vector, which nlohmann::json turns into a list.
 std::vector<std::string> StringList(const google::protobuf::RepeatedPtrField<std::string>& field);
 

@@ -1,8 +1,6 @@
 #include "clients/search_commands.h"
 
 #include <cctype>
-#include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -46,7 +44,7 @@ int Evaluate(Connection& connection, const std::vector<std::string>& argv) {
   }
   if (args.Has("test-images")) {
     if (!args.Has("measure")) throw UsageError{"--test-images needs --measure"};
-    request.set_measure_test_images(static_cast<int32_t>(ParseInt(args, "test-images")));
+    request.set_measure_test_images(ParseInt32(args, "test-images"));
   }
   if (args.Has("config") == args.Has("configs")) {
     throw UsageError{"evaluate: give exactly one of --config FILE and --configs FILE"};
@@ -207,7 +205,7 @@ int Search(Connection& connection, const std::vector<std::string>& argv) {
              "parent-ratio", "mutation-ratio", "mutate-prob",    "resolution-mutate-prob",
              "seed",         "label",          "table-version",  "objective",
              "pareto-cost",  "uniform-bits",   "engine",         "options",
-             "verify-top-k", "verify-dataset", "verify-images", "fixed-architecture"},
+             "verify-top-k", "verify-dataset", "verify-images",  "fixed-architecture"},
       {"wait", "json"}, 0);
   apq::v1::SubmitSearchRequest request;
   request.set_space(Require(args, "space"));
@@ -265,7 +263,7 @@ int Search(Connection& connection, const std::vector<std::string>& argv) {
                                           {"bitops", apq::v1::COST_METRIC_BITOPS}}));
   }
   if (args.Has("uniform-bits")) {
-    request.set_uniform_bits(static_cast<int32_t>(ParseInt(args, "uniform-bits")));
+    request.set_uniform_bits(ParseInt32(args, "uniform-bits"));
   }
   if (args.Has("fixed-architecture")) {
     request.set_fixed_architecture(ReadFileOrStdin(args.Get("fixed-architecture")));
@@ -366,17 +364,6 @@ int Candidates(Connection& connection, const std::vector<std::string>& argv) {
   }
   std::cout << response.total() << " candidates in all\n";
   return kExitOk;
-}
-
-// Writes `content` to the file at `path`; false, after saying so on stderr, when it cannot.
-bool WriteOutputFile(const std::string& path, const std::string& content) {
-  std::ofstream file(path, std::ios::binary | std::ios::trunc);
-  file << content;
-  if (!file) {
-    std::fprintf(stderr, "apq: cannot write %s\n", path.c_str());
-    return false;
-  }
-  return true;
 }
 
 int Config(Connection& connection, const std::vector<std::string>& argv) {

@@ -226,18 +226,28 @@ std::string IndexListHash(const std::vector<int>& indices) {
   return absl::StrFormat("%016x", hash);
 }
 
-absl::StatusOr<LabeledImages> LoadFashionMnistSplit(const std::string& dir, DataSplit split,
-                                                    int limit) {
-  if (split == DataSplit::kTest) return LoadFashionMnist(dir, FashionMnistSplit::kTest, limit);
-  ASSIGN_OR_RETURN(const LabeledImages file, LoadFashionMnist(dir, FashionMnistSplit::kTrain));
+absl::StatusOr<LabeledImages> LoadTrainingFile(const std::string& dir) {
+  ASSIGN_OR_RETURN(LabeledImages file, LoadFashionMnist(dir, FashionMnistSplit::kTrain));
   if (file.count != kTrainingFileImages) {
     return absl::DataLossError(absl::StrCat("the training file in ", dir, " holds ", file.count,
                                             " images, not the ", kTrainingFileImages,
                                             " the train/validation split is defined on"));
   }
+  return file;
+}
+
+LabeledImages SelectTrainingFileSplit(const LabeledImages& training_file, DataSplit split,
+                                      int limit) {
   std::vector<int> indices = TrainingFileIndices(split);
   if (limit > 0 && static_cast<size_t>(limit) < indices.size()) indices.resize(limit);
-  return SelectImages(file, indices);
+  return SelectImages(training_file, indices);
+}
+
+absl::StatusOr<LabeledImages> LoadFashionMnistSplit(const std::string& dir, DataSplit split,
+                                                    int limit) {
+  if (split == DataSplit::kTest) return LoadFashionMnist(dir, FashionMnistSplit::kTest, limit);
+  ASSIGN_OR_RETURN(const LabeledImages file, LoadTrainingFile(dir));
+  return SelectTrainingFileSplit(file, split, limit);
 }
 
 }  // namespace apq::oface

@@ -64,6 +64,16 @@ std::string IndexListHash(const std::vector<int>& indices);
 absl::StatusOr<LabeledImages> LoadFashionMnistSplit(const std::string& dir, DataSplit split,
                                                     int limit = 0);
 
+// The training file of `dir`, all of it: what the train and validation splits are selected
+// from, for a caller that needs both without reading and decompressing the file twice.
+// DATA_LOSS when it does not hold kTrainingFileImages images; errors as LoadFashionMnist.
+absl::StatusOr<LabeledImages> LoadTrainingFile(const std::string& dir);
+
+// The train or validation split of a training file that LoadTrainingFile returned, as
+// LoadFashionMnistSplit gives it. Precondition: split is not kTest.
+LabeledImages SelectTrainingFileSplit(const LabeledImages& training_file, DataSplit split,
+                                      int limit = 0);
+
 // Reads an IDX image file (magic 2051) and its label file (magic 2049), gzip-compressed or
 // plain. `limit` > 0 keeps only the first `limit` images. Errors name the file: NOT_FOUND when
 // it is missing, DATA_LOSS when it is corrupt (bad gzip stream, wrong magic, counts that

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -61,28 +63,34 @@ std::string MeasurementToCsvLine(const MeasurementRecord& record) {
                       absl::StrFormat("%.4f", record.seconds), ",", record.seed, ",", record.split);
 }
 
-absl::StatusOr<MeasurementRecord> MeasurementFromCsvLine(absl::string_view line) {
+absl::StatusOr<MeasurementRecord> MeasurementFromCsvLine(absl::string_view line,
+                                                         absl::string_view header) {
   std::vector<std::string> fields;
   if (!SplitCsvLine(line, &fields)) {
     return absl::InvalidArgumentError("config_json: malformed quoting");
   }
-  if (fields.size() != 5 && fields.size() != 6) {
+  const size_t columns = std::count(header.begin(), header.end(), ',') + 1;
+  if (fields.size() != columns) {
     return absl::InvalidArgumentError(
-        absl::StrCat("expected 6 columns (", kMeasurementCsvHeader, "), got ", fields.size()));
+        absl::StrCat("expected ", columns, " columns (", header, "), got ", fields.size()));
   }
   MeasurementRecord record;
   record.config_json = fields[0];
   if (record.config_json.empty()) return absl::InvalidArgumentError("config_json: empty");
-  if (!absl::SimpleAtod(fields[1], &record.accuracy) || record.accuracy < 0 ||
-      record.accuracy > 1) {
-    return absl::InvalidArgumentError(absl::StrCat("accuracy: '", fields[1], "' is not in [0, 1]"));
+  // SimpleAtod reads "nan" and "inf" too.
+  if (!absl::SimpleAtod(fields[1], &record.accuracy) || !std::isfinite(record.accuracy) ||
+      record.accuracy < 0 || record.accuracy > 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("accuracy: '", fields[1], "' is not a number in [0, 1]"));
   }
   record.method = fields[2];
   if (record.method != kMeasuredFp32 && record.method != kMeasuredQuantFromSupernet) {
     return absl::InvalidArgumentError(absl::StrCat("method: unknown '", fields[2], "'"));
   }
-  if (!absl::SimpleAtod(fields[3], &record.seconds) || record.seconds < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("seconds: '", fields[3], "' is not a number"));
+  if (!absl::SimpleAtod(fields[3], &record.seconds) || !std::isfinite(record.seconds) ||
+      record.seconds < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("seconds: '", fields[3], "' is not a finite number >= 0"));
   }
   if (!absl::SimpleAtoi(fields[4], &record.seed)) {
     return absl::InvalidArgumentError(absl::StrCat("seed: '", fields[4], "' is not an integer"));
@@ -114,7 +122,7 @@ absl::StatusOr<std::vector<MeasurementRecord>> ParseMeasurementCsv(absl::string_
   }
   for (size_t i = 1; i < lines.size(); ++i) {
     if (lines[i].empty()) continue;
-    absl::StatusOr<MeasurementRecord> record = MeasurementFromCsvLine(lines[i]);
+    absl::StatusOr<MeasurementRecord> record = MeasurementFromCsvLine(lines[i], lines[0]);
     if (!record.ok()) {
       return absl::DataLossError(
           absl::StrCat(source, " line ", i + 1, ": ", record.status().message()));

@@ -39,12 +39,16 @@ inline constexpr char kMeasurementCsvHeader[] = "config_json,accuracy,method,sec
 inline constexpr char kMeasurementCsvHeaderWithoutSplit[] =
     "config_json,accuracy,method,seconds,seed";
 std::string MeasurementToCsvLine(const MeasurementRecord& record);
-// INVALID_ARGUMENT naming the column for a malformed line: 6 columns, or 5 without the split.
-absl::StatusOr<MeasurementRecord> MeasurementFromCsvLine(absl::string_view line);
+// A line of a file whose header is `header` (one of the two above). INVALID_ARGUMENT naming
+// the column for a malformed line: not as many columns as the header, an accuracy that is
+// not a finite number in [0, 1], seconds that are not a finite number >= 0, an unknown
+// method or split, a seed that is not an integer.
+absl::StatusOr<MeasurementRecord> MeasurementFromCsvLine(
+    absl::string_view line, absl::string_view header = kMeasurementCsvHeader);
 
-// Every record of a CSV held in memory; `source` names it in errors. An unterminated last
-// line is a write cut short and ignored, unless `keep_unterminated_line` (a file written by
-// hand, whose last line may lack its newline). Errors as ReadMeasurementCsv.
+// Every record of a CSV held in memory; `source` names it in errors (with the line). An
+// unterminated last line is a write cut short and ignored, unless `keep_unterminated_line` (a file
+// written by hand, whose last line may lack its newline). Errors as ReadMeasurementCsv.
 absl::StatusOr<std::vector<MeasurementRecord>> ParseMeasurementCsv(absl::string_view content,
                                                                    const std::string& source,
                                                                    bool keep_unterminated_line);

@@ -30,11 +30,24 @@ absl::StatusOr<EvaluationImages> LoadEvaluationImages(const std::string& data_di
   if (split == DataSplit::kTrain) {
     return absl::InvalidArgumentError("split: accuracy is measured on validation or test");
   }
-  ASSIGN_OR_RETURN(const LabeledImages train, LoadFashionMnistSplit(data_dir, DataSplit::kTrain));
+  // One read of the training file serves the calibration images (of the train split) and
+  // the validation images: it is 60,000 compressed images.
+  ASSIGN_OR_RETURN(const LabeledImages training_file, LoadTrainingFile(data_dir));
   EvaluationImages images;
   images.split = split;
-  ASSIGN_OR_RETURN(images.evaluated, LoadFashionMnistSplit(data_dir, split, eval_images));
-  images.calibration = SelectImages(train, SubsetIndices(train.count, calibration_images, seed));
+  if (split == DataSplit::kTest) {
+    ASSIGN_OR_RETURN(images.evaluated,
+                     LoadFashionMnist(data_dir, FashionMnistSplit::kTest, eval_images));
+  } else {
+    images.evaluated = SelectTrainingFileSplit(training_file, split, eval_images);
+  }
+  // The seeded subset of the train split, as indices of the training file.
+  const std::vector<int> train = TrainingFileIndices(DataSplit::kTrain);
+  std::vector<int> calibration;
+  for (const int index : SubsetIndices(static_cast<int>(train.size()), calibration_images, seed)) {
+    calibration.push_back(train[index]);
+  }
+  images.calibration = SelectImages(training_file, calibration);
   return images;
 }
 

@@ -49,6 +49,37 @@ std::string ReadFile(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
 }
 
+void ExpectSameImages(const LabeledImages& actual, const LabeledImages& expected) {
+  EXPECT_EQ(actual.count, expected.count);
+  EXPECT_EQ(actual.rows, expected.rows);
+  EXPECT_EQ(actual.cols, expected.cols);
+  EXPECT_TRUE(actual.pixels == expected.pixels);
+  EXPECT_TRUE(actual.labels == expected.labels);
+}
+
+TEST(LoadEvaluationImagesTest, OneReadGivesTheImagesOfTheSplitsLoadedOneByOne) {
+  // What the images were when each split was loaded from its own read of the file.
+  const LabeledImages train =
+      LoadFashionMnistSplit(kDefaultFashionMnistDir, DataSplit::kTrain).value();
+  const LabeledImages calibration = SelectImages(train, SubsetIndices(train.count, 300, 5));
+  for (const DataSplit split : {DataSplit::kValidation, DataSplit::kTest}) {
+    SCOPED_TRACE(DataSplitName(split));
+    absl::StatusOr<EvaluationImages> images =
+        LoadEvaluationImages(kDefaultFashionMnistDir, 300, 200, 5, split);
+    ASSERT_TRUE(images.ok()) << images.status();
+    EXPECT_EQ(images->split, split);
+    ExpectSameImages(images->calibration, calibration);
+    ExpectSameImages(images->evaluated,
+                     LoadFashionMnistSplit(kDefaultFashionMnistDir, split, 200).value());
+  }
+  EXPECT_EQ(LoadEvaluationImages(kDefaultFashionMnistDir, 300, 0, 5, DataSplit::kValidation)
+                ->evaluated.count,
+            kValidationImages);
+  EXPECT_EQ(
+      LoadEvaluationImages(kDefaultFashionMnistDir, 300, 0, 5, DataSplit::kTrain).status().code(),
+      absl::StatusCode::kInvalidArgument);
+}
+
 TEST(SampleMeasurementConfigsTest, DeterministicDistinctValidAndFp32AtTopBits) {
   std::unique_ptr<SearchSpace> space = NewMbConvQuantSpace(TinySpec()).value();
   for (const bool quantized : {false, true}) {
@@ -192,7 +223,8 @@ TEST(MeasurementCsvTest, LineRoundTripWithQuotes) {
   EXPECT_EQ(parsed->seed, record.seed);
   EXPECT_EQ(parsed->split, "validation");
   // A line of the earlier five-column format says nothing of its split.
-  EXPECT_EQ(MeasurementFromCsvLine(R"("[]",0.5,fp32,1,1)")->split, "");
+  EXPECT_EQ(
+      MeasurementFromCsvLine(R"("[]",0.5,fp32,1,1)", kMeasurementCsvHeaderWithoutSplit)->split, "");
   EXPECT_THAT(MeasurementFromCsvLine(R"("[]",0.5,fp32,1,1,dev)").status().message(),
               HasSubstr("split"));
 
@@ -202,6 +234,37 @@ TEST(MeasurementCsvTest, LineRoundTripWithQuotes) {
               HasSubstr("method"));
   EXPECT_THAT(MeasurementFromCsvLine(R"("[]",0.5,fp32,1)").status().message(),
               HasSubstr("6 columns"));
+}
+
+TEST(MeasurementCsvTest, NonFiniteValuesAndLinesUnlikeTheHeaderAreRefusedNamingLineAndColumn) {
+  const auto refusal = [](const std::string& content) {
+    const absl::StatusOr<std::vector<MeasurementRecord>> records =
+        ParseMeasurementCsv(content, "m.csv", /*keep_unterminated_line=*/false);
+    EXPECT_EQ(records.status().code(), absl::StatusCode::kDataLoss) << content;
+    return std::string(records.status().message());
+  };
+  // A good first record, then `line` as line 3.
+  const auto with_line = [](const std::string& line) {
+    return absl::StrCat(kMeasurementCsvHeader, "\n\"[1]\",0.5,fp32,1,1,validation\n", line, "\n");
+  };
+  for (const char* accuracy : {"nan", "-nan", "inf", "-inf", "1.5", "-0.1", "x"}) {
+    EXPECT_THAT(refusal(with_line(absl::StrCat(R"("[2]",)", accuracy, ",fp32,1,1,validation"))),
+                HasSubstr("m.csv line 3: accuracy: '"))
+        << accuracy;
+  }
+  for (const char* seconds : {"nan", "inf", "-1", "x"}) {
+    EXPECT_THAT(refusal(with_line(absl::StrCat(R"("[2]",0.5,fp32,)", seconds, ",1,validation"))),
+                HasSubstr("m.csv line 3: seconds: '"))
+        << seconds;
+  }
+  // Each line has its header's columns, whichever header the file has.
+  EXPECT_THAT(refusal(with_line(R"("[2]",0.5,fp32,1,1)")),
+              HasSubstr("m.csv line 3: expected 6 columns (config_json,accuracy,method,seconds,"
+                        "seed,split), got 5"));
+  EXPECT_THAT(refusal(absl::StrCat(kMeasurementCsvHeaderWithoutSplit,
+                                   "\n\"[1]\",0.5,fp32,1,1\n\"[2]\",0.5,fp32,1,1,validation\n")),
+              HasSubstr("m.csv line 3: expected 5 columns (config_json,accuracy,method,seconds,"
+                        "seed), got 6"));
 }
 
 TEST(MeasurementCsvTest, FilesWithoutTheSplitColumnAreReadButNotAppendedTo) {

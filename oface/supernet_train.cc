@@ -143,12 +143,17 @@ class Trainer {
   absl::Status LoadCheckpoint(int* phase, int64_t* step);
   // A fresh run's start from options_.init_weights (when given), saved as supernet_init.pt.
   absl::Status LoadInitWeights();
+  // Logs the accuracy of the largest and smallest subnets on the validation images.
   absl::Status EvaluateEnds(int phase);
 
   const TrainOptions& options_;
   std::unique_ptr<Supernet> supernet_;
   SupernetModuleImpl& module_;
   LabeledImages train_;
+  // What EvaluateEnds needs, selected when the run starts (with evaluate_at_phase_end), so
+  // that phase ends do not read and decompress the training file again.
+  LabeledImages validation_;
+  LabeledImages calibration_;
   torch::Tensor train_images_, train_labels_;
   int64_t steps_per_epoch_ = 0;
   std::unique_ptr<torch::optim::SGD> optimizer_;
@@ -306,12 +311,6 @@ absl::Status Trainer::LoadInitWeights() {
 }
 
 absl::Status Trainer::EvaluateEnds(int phase) {
-  // Phase ends are judged on the validation split; the test images stay for final reports.
-  ASSIGN_OR_RETURN(
-      LabeledImages validation,
-      LoadFashionMnistSplit(options_.data_dir, DataSplit::kValidation, options_.eval_limit));
-  const LabeledImages calibration =
-      SelectImages(train_, SubsetIndices(train_.count, options_.calibration_images, options_.seed));
   const bool quantized = phase == 2;
   const int high_bits = options_.spec.bit_choices.back();
   const int low_bits = options_.spec.bit_choices.front();
@@ -322,7 +321,7 @@ absl::Status Trainer::EvaluateEnds(int phase) {
   for (const auto& [name, genotype] : subnets) {
     RETURN_IF_ERROR(supernet_->SetActiveSubnet(genotype));
     supernet_->SetQuantized(quantized);
-    ASSIGN_OR_RETURN(const EvalResult result, supernet_->Evaluate(calibration, validation));
+    ASSIGN_OR_RETURN(const EvalResult result, supernet_->Evaluate(calibration_, validation_));
     Log(absl::StrFormat(
         "eval phase=%s subnet=%s quantized=%d validation_accuracy=%.4f seconds=%.1f",
         TrainPhaseName(static_cast<TrainPhase>(phase)), name, quantized, result.accuracy,
@@ -333,8 +332,18 @@ absl::Status Trainer::EvaluateEnds(int phase) {
 
 absl::Status Trainer::Run() {
   torch::set_num_threads(options_.threads);
-  ASSIGN_OR_RETURN(
-      train_, LoadFashionMnistSplit(options_.data_dir, DataSplit::kTrain, options_.train_limit));
+  {
+    // Both splits come from one read of the training file, which is not kept.
+    ASSIGN_OR_RETURN(const LabeledImages training_file, LoadTrainingFile(options_.data_dir));
+    train_ = SelectTrainingFileSplit(training_file, DataSplit::kTrain, options_.train_limit);
+    if (options_.evaluate_at_phase_end) {
+      // Phase ends are judged on the validation split; the test images stay for final reports.
+      validation_ =
+          SelectTrainingFileSplit(training_file, DataSplit::kValidation, options_.eval_limit);
+      calibration_ = SelectImages(
+          train_, SubsetIndices(train_.count, options_.calibration_images, options_.seed));
+    }
+  }
   if (train_.rows != options_.spec.input_size || train_.cols != options_.spec.input_size) {
     return absl::FailedPreconditionError(
         absl::StrCat("the dataset's images are ", train_.rows, "x", train_.cols, " but spec ",

@@ -1,6 +1,7 @@
 #include "oface/supernet_train.h"
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -65,6 +66,36 @@ TEST(SupernetTrainTest, AllPhasesRunAndWriteTheirWeights) {
         (*supernet)->LoadWeights(absl::StrCat(options.out_dir, "/supernet_", phase, ".pt")).ok())
         << phase;
   }
+}
+
+TEST(SupernetTrainTest, PhaseEndsEvaluateWithoutReadingTheDatasetAgain) {
+  // The training files, linked into a folder that loses them once training has started: the
+  // phase-end evaluation must use what the start read.
+  TrainOptions options = TinyOptions("phase_end_reads");
+  const std::filesystem::path linked = options.out_dir + "_dataset";
+  std::filesystem::create_directories(linked);
+  const std::vector<std::string> files = {"train-images-idx3-ubyte.gz",
+                                          "train-labels-idx1-ubyte.gz"};
+  for (const std::string& file : files) {
+    std::filesystem::remove(linked / file);
+    std::filesystem::create_symlink(std::filesystem::path(kDefaultFashionMnistDir) / file,
+                                    linked / file);
+  }
+  options.data_dir = linked.string();
+  options.phase_epochs = {0.5, 0.0, 0.0};
+  options.evaluate_at_phase_end = true;
+  std::vector<std::string> lines;
+  options.on_log = [&](const std::string& line) {
+    if (lines.empty()) {
+      for (const std::string& file : files) std::filesystem::remove(linked / file);
+    }
+    lines.push_back(line);
+  };
+  const absl::Status trained = TrainSupernet(options);
+  ASSERT_TRUE(trained.ok()) << trained;
+  EXPECT_FALSE(std::filesystem::exists(linked / files[0])) << "the files were gone";
+  EXPECT_THAT(lines, ::testing::Contains(HasSubstr("subnet=largest quantized=0")));
+  EXPECT_THAT(lines, ::testing::Contains(HasSubstr("subnet=smallest quantized=0")));
 }
 
 TEST(SupernetTrainTest, ResumeContinuesWhereTheCheckpointLeftOff) {

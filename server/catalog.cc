@@ -281,14 +281,16 @@ absl::StatusOr<const oface::SearchSpace*> Catalog::FindSpace(absl::string_view n
 }
 
 absl::StatusOr<std::shared_ptr<const predictor::AccuracyPredictor>> Catalog::StoredPrototype(
-    const SpaceEntry& entry, const PredictorRecord& stored) {
-  const auto key = std::make_pair(stored.space, stored.version);
+    const SpaceEntry& entry, const std::string& version) {
+  const auto key = std::make_pair(entry.space->name(), version);
   {
     absl::MutexLock lock(&mutex_);
     auto found = stored_predictors_.find(key);
     if (found != stored_predictors_.end()) return found->second;
   }
-  // Loaded outside the lock; a race only loads twice.
+  // Read and loaded outside the lock; a race only loads twice.
+  ASSIGN_OR_RETURN(const PredictorRecord stored,
+                   store_.predictors().GetPredictor(entry.space->name(), version));
   ASSIGN_OR_RETURN(
       LoadedPredictor loaded,
       LoadPredictorArtifact(stored.kind, stored.artifact, stored.space,
@@ -308,15 +310,16 @@ absl::StatusOr<std::shared_ptr<const predictor::AccuracyPredictor>> Catalog::Sto
 absl::StatusOr<Catalog::PredictorInstance> Catalog::NewPredictor(absl::string_view space) {
   const SpaceEntry* entry = FindEntry(space);
   if (entry == nullptr) return FindSpace(space).status();
-  // A default predictor in the store (trained or uploaded) wins over the shipped one.
+  // A default predictor in the store (trained or uploaded) wins over the shipped one. Only
+  // its version is read per call: the artifact is read when that version is not loaded yet.
   const std::string space_name = static_cast<std::string>(space);
-  absl::StatusOr<PredictorRecord> stored = store_.predictors().GetDefaultPredictor(space_name);
-  if (stored.ok()) {
+  absl::StatusOr<std::string> version = store_.predictors().GetDefaultPredictorVersion(space_name);
+  if (version.ok()) {
     ASSIGN_OR_RETURN(std::shared_ptr<const predictor::AccuracyPredictor> prototype,
-                     StoredPrototype(*entry, *stored));
-    return PredictorInstance{prototype->Clone(), stored->version};
+                     StoredPrototype(*entry, *version));
+    return PredictorInstance{prototype->Clone(), *version};
   }
-  if (!absl::IsNotFound(stored.status())) return stored.status();
+  if (!absl::IsNotFound(version.status())) return version.status();
   if (entry->predictor == nullptr) {
     return absl::FailedPreconditionError(
         entry->missing_predictor.empty()
@@ -343,8 +346,7 @@ absl::Status Catalog::SetDefaultPredictor(absl::string_view space, const std::st
   if (entry->predictor != nullptr && version == entry->predictor_version) {
     return store_.predictors().ClearDefaultPredictor(space_name);
   }
-  ASSIGN_OR_RETURN(PredictorRecord stored, store_.predictors().GetPredictor(space_name, version));
-  RETURN_IF_ERROR(StoredPrototype(*entry, stored).status());
+  RETURN_IF_ERROR(StoredPrototype(*entry, version).status());
   return store_.predictors().SetDefaultPredictor(space_name, version);
 }
 

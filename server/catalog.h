@@ -132,11 +132,12 @@ class Catalog {
   // store lacks the dataset (dataset and rows in one transaction).
   absl::Status ImportShippedMeasurements(const std::string& space, const std::string& path);
   const SpaceEntry* FindEntry(absl::string_view name) const;
-  // The loaded form of a stored predictor of the entry's space, cached per version.
+  // The loaded form of a stored predictor of the entry's space, cached per version: its
+  // artifact is read from the store only on a cache miss. NOT_FOUND for an unknown version;
   // FAILED_PRECONDITION when it does not take the space's encoding; DATA_LOSS when it does
   // not load.
   absl::StatusOr<std::shared_ptr<const predictor::AccuracyPredictor>> StoredPrototype(
-      const SpaceEntry& entry, const PredictorRecord& stored);
+      const SpaceEntry& entry, const std::string& version);
   // The estimator for keys a table of `format` lacks, built once per table version; null
   // when the format has none or the table does not allow one.
   std::shared_ptr<const hwmodels::TermEstimator> Estimator(const std::string& device,

@@ -1,9 +1,11 @@
 #include "server/catalog.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -49,8 +51,9 @@ Fixture Open(const std::string& name) {
 }
 
 // A random MLP of APQ's shape over `arch_inputs` + `bit_inputs` one-hot features.
-std::unique_ptr<predictor::MlpPredictor> RandomMlp(int arch_inputs, int bit_inputs) {
-  std::mt19937 rng(3);
+std::unique_ptr<predictor::MlpPredictor> RandomMlp(int arch_inputs, int bit_inputs,
+                                                   uint32_t seed = 3) {
+  std::mt19937 rng(seed);
   predictor::MlpWeights weights;
   weights.name = "random";
   weights.layers = {predictor::mlp_testing::RandomLinear(arch_inputs, 16, &rng),
@@ -59,6 +62,62 @@ std::unique_ptr<predictor::MlpPredictor> RandomMlp(int arch_inputs, int bit_inpu
   weights.bits->name = "bits";
   return predictor::MlpPredictor::Create(weights, {}).value();
 }
+
+// The predictors of a store, counting the reads that return artifacts.
+class ArtifactCountingPredictorStore final : public PredictorStore {
+ public:
+  explicit ArtifactCountingPredictorStore(PredictorStore& base) : base_(base) {}
+
+  int artifact_reads() const { return artifact_reads_.load(); }
+
+  absl::Status AddPredictor(const PredictorRecord& predictor) override {
+    return base_.AddPredictor(predictor);
+  }
+  absl::StatusOr<std::vector<PredictorRecord>> ListPredictors(const std::string& space) override {
+    return base_.ListPredictors(space);
+  }
+  absl::StatusOr<PredictorRecord> GetPredictor(const std::string& space,
+                                               const std::string& version) override {
+    ++artifact_reads_;
+    return base_.GetPredictor(space, version);
+  }
+  absl::StatusOr<PredictorRecord> GetDefaultPredictor(const std::string& space) override {
+    ++artifact_reads_;
+    return base_.GetDefaultPredictor(space);
+  }
+  absl::StatusOr<std::string> GetDefaultPredictorVersion(const std::string& space) override {
+    return base_.GetDefaultPredictorVersion(space);
+  }
+  absl::Status SetDefaultPredictor(const std::string& space, const std::string& version) override {
+    return base_.SetDefaultPredictor(space, version);
+  }
+  absl::Status ClearDefaultPredictor(const std::string& space) override {
+    return base_.ClearDefaultPredictor(space);
+  }
+
+ private:
+  PredictorStore& base_;
+  std::atomic<int> artifact_reads_{0};
+};
+
+// `base` with its predictor store counting artifact reads.
+class ArtifactCountingStore final : public Store {
+ public:
+  explicit ArtifactCountingStore(std::unique_ptr<Store> base)
+      : base_(std::move(base)), predictors_(base_->predictors()) {}
+
+  int artifact_reads() const { return predictors_.artifact_reads(); }
+
+  JobStore& jobs() override { return base_->jobs(); }
+  DeviceStore& devices() override { return base_->devices(); }
+  DatasetStore& datasets() override { return base_->datasets(); }
+  PredictorStore& predictors() override { return predictors_; }
+  TrainingJobStore& training_jobs() override { return base_->training_jobs(); }
+
+ private:
+  std::unique_ptr<Store> base_;
+  ArtifactCountingPredictorStore predictors_;
+};
 
 TEST(CatalogTest, ImportsTheShippedMeasurementsOnceAndRegistersLocalCpu) {
   Fixture fixture = Open("import.db");
@@ -169,8 +228,9 @@ TEST(CatalogTest, ResolvesAFixedArchitectureIntoABitsOnlyView) {
       {"fmnist_mbv2", "local-cpu", "not json", "fixed_architecture: "},
       {"fmnist_mbv2", "local-cpu", std::string(70000, ' '), "fixed_architecture: longer than"},
       {"ofa_mbv3", "note10",
-       fixture.catalog->FindSpace("ofa_mbv3").value()->ToJson(
-           fixture.catalog->FindSpace("ofa_mbv3").value()->Sample(sampler)),
+       fixture.catalog->FindSpace("ofa_mbv3")
+           .value()
+           ->ToJson(fixture.catalog->FindSpace("ofa_mbv3").value()->Sample(sampler)),
        "fixed_architecture: space ofa_mbv3 has no bitwidths"},
   };
   for (const auto& bad : refused) {
@@ -228,6 +288,44 @@ TEST(CatalogTest, AStoredDefaultPredictorReplacesTheShippedOne) {
   EXPECT_THAT(refused.message(), HasSubstr("takes 14 inputs"));
   // The shipped predictor of another space is untouched.
   EXPECT_TRUE(fixture.catalog->NewPredictor("ofa_mbv3").ok());
+}
+
+TEST(CatalogTest, AStoredDefaultPredictorsArtifactIsReadOncePerVersion) {
+  ArtifactCountingStore store(SqliteStore::Open({TempPath("artifact_reads.db")}).value());
+  Catalog::Options options;
+  options.data_dir = "data";
+  options.predictor_threads = 1;
+  absl::StatusOr<std::unique_ptr<Catalog>> catalog = Catalog::Create(options, store);
+  ASSERT_TRUE(catalog.ok()) << catalog.status();
+  const oface::SearchSpace& space = *(*catalog)->FindSpace("fmnist_mbv2").value();
+  const auto add_default = [&](uint32_t seed) {
+    const std::unique_ptr<predictor::MlpPredictor> mlp = RandomMlp(
+        space.arch_feature_size(), space.feature_size() - space.arch_feature_size(), seed);
+    PredictorRecord record;
+    record.space = "fmnist_mbv2";
+    record.version = mlp->version();
+    record.kind = kMlpRawF32Kind;
+    record.artifact = MlpArtifact(*mlp).value();
+    record.is_default = true;
+    EXPECT_TRUE(store.predictors().AddPredictor(record).ok());
+    return record.version;
+  };
+  const auto new_predictor_version = [&] {
+    absl::StatusOr<Catalog::PredictorInstance> instance = (*catalog)->NewPredictor("fmnist_mbv2");
+    EXPECT_TRUE(instance.ok()) << instance.status();
+    return instance.ok() ? instance->version : std::string();
+  };
+
+  const std::string first = add_default(3);
+  const int reads_before = store.artifact_reads();
+  for (int search = 0; search < 3; ++search) EXPECT_EQ(new_predictor_version(), first);
+  EXPECT_EQ(store.artifact_reads() - reads_before, 1) << "one read for the version's first load";
+
+  // A new default is read once when a search first needs it.
+  const std::string second = add_default(4);
+  ASSERT_NE(second, first);
+  for (int search = 0; search < 3; ++search) EXPECT_EQ(new_predictor_version(), second);
+  EXPECT_EQ(store.artifact_reads() - reads_before, 2);
 }
 
 }  // namespace

@@ -206,6 +206,11 @@ absl::Status JobManager::CheckVerificationTargets(const apq::v1::SubmitSearchReq
         absl::StrCat("verification: space ", request.space(),
                      " has no trained supernet to measure its finalists with"));
   }
+  return CheckVerificationDataset(request);
+}
+
+absl::Status JobManager::CheckVerificationDataset(const apq::v1::SubmitSearchRequest& request) {
+  const apq::v1::Verification& verification = request.verification();
   if (verification.dataset().empty()) return absl::OkStatus();
   absl::StatusOr<DatasetRecord> dataset = datasets_.GetDataset(verification.dataset());
   if (absl::IsNotFound(dataset.status())) return absl::OkStatus();  // Created on first use.
@@ -524,16 +529,7 @@ absl::StatusOr<std::vector<CandidateRecord>> JobManager::Finalists(const std::st
 
 absl::Status JobManager::AddToDataset(const std::string& dataset, const std::string& space,
                                       const std::string& job_id, const MeasurementRow& row) {
-  // Whether the dataset holds the row's (method, config): after a restart, or after a write
-  // whose acknowledgement was lost.
-  const auto holds_row = [&]() -> absl::StatusOr<bool> {
-    ASSIGN_OR_RETURN(std::vector<MeasurementRow> rows,
-                     datasets_.ListMeasurements(dataset, row.method));
-    return std::any_of(rows.begin(), rows.end(), [&](const MeasurementRow& held) {
-      return held.config_json == row.config_json;
-    });
-  };
-  return WriteWithRetries([&]() -> absl::Status {
+  const absl::Status added = WriteWithRetries([&]() -> absl::Status {
     absl::StatusOr<DatasetRecord> held = datasets_.GetDataset(dataset);
     if (absl::IsNotFound(held.status())) {
       DatasetRecord created;
@@ -552,10 +548,12 @@ absl::Status JobManager::AddToDataset(const std::string& dataset, const std::str
       return absl::FailedPreconditionError(absl::StrCat(
           "dataset ", dataset, " holds records of space ", held->space, ", not ", space));
     }
-    ASSIGN_OR_RETURN(bool present, holds_row());
-    if (present) return absl::OkStatus();
     return datasets_.AddMeasurements(dataset, {row});
   });
+  // The dataset holds the row's (method, config): after a restart, or after a write whose
+  // acknowledgement was lost. The store checks that in the write's own transaction.
+  if (absl::IsAlreadyExists(added)) return absl::OkStatus();
+  return added;
 }
 
 void JobManager::Verify(const std::string& job_id, const apq::v1::SubmitSearchRequest& request,
@@ -575,6 +573,11 @@ void JobManager::Verify(const std::string& job_id, const apq::v1::SubmitSearchRe
   const apq::v1::Verification& verification = request.verification();
   absl::StatusOr<const oface::SearchSpace*> space = catalog_.FindSpace(request.space());
   if (!space.ok()) return fail(absl::StrCat("cannot verify: ", space.status().ToString()));
+  // Checked at submission, but the dataset may have been made since (by an upload or another
+  // job) of another space or split: the job fails before any measurement is paid for.
+  if (absl::Status dataset = CheckVerificationDataset(request); !dataset.ok()) {
+    return fail(absl::StrCat("cannot verify: ", dataset.ToString()));
+  }
   absl::StatusOr<std::vector<CandidateRecord>> finalists = Finalists(job_id, verification.top_k());
   if (!finalists.ok()) {
     return fail(absl::StrCat("cannot read the job's finalists: ", finalists.status().ToString()));

@@ -105,11 +105,16 @@ class JobManager {
   // earlier id), each its first stored row, with their measurements.
   absl::StatusOr<std::vector<CandidateRecord>> Finalists(const std::string& job_id, int top_k);
   // Adds a finalist's measurement to `dataset`, creating it for `space` if absent; a record
-  // it holds (same method and config) is not added again. Retries a failed write.
+  // it holds (same method and config, the store's ALREADY_EXISTS) is not added again.
+  // Retries a failed write.
   absl::Status AddToDataset(const std::string& dataset, const std::string& space,
                             const std::string& job_id, const MeasurementRow& row);
   // Submit's verification checks that need the server's supernets and datasets.
   absl::Status CheckVerificationTargets(const apq::v1::SubmitSearchRequest& request);
+  // FAILED_PRECONDITION naming the request's verification dataset when it exists and holds
+  // another space's records or records of another split than validation; OK when there is
+  // none (it is created on first use).
+  absl::Status CheckVerificationDataset(const apq::v1::SubmitSearchRequest& request);
   // Computes the job's Pareto front and ends it (EndJob), or fails it when the front cannot
   // be read.
   void EndWithFront(const std::string& job_id, JobState state, const std::string& error,

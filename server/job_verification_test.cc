@@ -4,7 +4,8 @@
 // and measured accuracies are stored side by side, a restart during verification resumes
 // without measuring again what is stored, a cancellation ends the job, refused and
 // unacknowledged writes leave the record of an undisturbed run, and the measurements close
-// the loop into a dataset once each. Bad requests are refused before anything is stored.
+// the loop into a dataset once each. Bad requests are refused before anything is stored, and
+// a dataset that became unfit while a job waited fails it before anything is measured.
 #include <algorithm>
 #include <map>
 #include <memory>
@@ -499,6 +500,37 @@ TEST_P(VerificationRequestTest, BadVerificationRequestsAreRefusedNamingTheCause)
   }));
   EXPECT_TRUE(job.ok()) << job.status();
   ASSERT_TRUE(bed_.manager().Cancel(job->id()).ok());
+}
+
+TEST_P(VerificationRequestTest, ADatasetMadeWhileTheJobWaitedFailsItBeforeAnyMeasurement) {
+  Open();
+  // A long search without verification holds the only worker until it is cancelled.
+  apq::v1::SubmitSearchRequest blocker = Request();
+  blocker.clear_verification();
+  blocker.mutable_evolution()->set_generations(100000);
+  const std::string blocker_id = SubmitAndWaitFor(
+      blocker, [](const apq::v1::JobProgress& progress) { return progress.generation() >= 1; });
+  auto job = bed_.manager().Submit(Request(/*images=*/500, "late-records"));
+  ASSERT_TRUE(job.ok()) << job.status();
+  // Accepted while the dataset was absent; made meanwhile with records of the test split.
+  MeasurementRow row;
+  row.config_json = "{}";
+  row.accuracy = 0.5;
+  row.method = "quant-from-supernet";
+  row.split = "test";
+  ASSERT_TRUE(
+      bed_.store().datasets().CreateDataset({"late-records", "fmnist_mbv2", "", 1, 0}, {row}).ok());
+  const int64_t measured_before = supernets_->measurements();
+  ASSERT_TRUE(bed_.manager().Cancel(blocker_id).ok());
+
+  AwaitEnd(job->id());
+  const JobRecord ended = *bed_.store().jobs().GetJob(job->id());
+  EXPECT_EQ(ended.state, JobState::kFailed);
+  EXPECT_THAT(ended.error, HasSubstr("late-records"));
+  EXPECT_THAT(ended.error, HasSubstr("split"));
+  EXPECT_EQ(ended.verification_measured, 0);
+  EXPECT_EQ(supernets_->measurements(), measured_before) << "no finalist was measured";
+  EXPECT_EQ(DatasetRows("late-records").size(), 1u);
 }
 
 INSTANTIATE_TEST_SUITE_P(LocalCpu, VerificationFaultTest,

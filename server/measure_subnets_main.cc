@@ -6,7 +6,8 @@
 //   bazel-bin/server/measure_subnets --checkpoint W.pt --db apq.db --dataset fm --count 300 \
 //       --quantized --export_csv measurements.csv
 //   bazel-bin/server/measure_subnets --db apq.db --dataset fm --count 0 --export_csv m.csv
-// A progress line per record goes to stderr.
+// Every flag is checked before the database is opened, and a new dataset is created only once
+// the weights and images have loaded. A progress line per record goes to stderr.
 #include <ATen/Parallel.h>
 
 #include <cstdio>
@@ -25,6 +26,7 @@
 #include "oface/mbconv_spec.h"
 #include "oface/subnet_measurement.h"
 #include "oface/supernet.h"
+#include "server/catalog.h"
 #include "server/store/sqlite_store.h"
 
 ABSL_FLAG(std::string, checkpoint, "",
@@ -88,14 +90,32 @@ absl::Status ExportCsv(apq::server::DatasetStore& store, const std::string& data
   return absl::OkStatus();
 }
 
+// INVALID_ARGUMENT naming --`flag` unless `value` is in [low, high].
+absl::Status CheckFlagRange(const char* flag, int value, int low, int high) {
+  if (value >= low && value <= high) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("--", flag, " must be in [", low, ", ", high, "], got ", value));
+}
+
+// INVALID_ARGUMENT naming --`flag` unless `value` > 0.
+absl::Status CheckPositiveFlag(const char* flag, int value) {
+  if (value > 0) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be > 0, got ", value));
+}
+
 absl::Status Run() {
+  // Every flag is checked before the store is opened, so that a bad command line leaves no
+  // dataset behind.
   const std::string checkpoint = absl::GetFlag(FLAGS_checkpoint);
   const std::string db = absl::GetFlag(FLAGS_db);
   const std::string dataset = absl::GetFlag(FLAGS_dataset);
   const std::string export_csv = absl::GetFlag(FLAGS_export_csv);
   const int count = absl::GetFlag(FLAGS_count);
   if (db.empty()) return absl::InvalidArgumentError("--db is required");
-  if (dataset.empty()) return absl::InvalidArgumentError("--dataset must not be empty");
+  // The name rule of the service's datasets (UploadDatasetRequest.name).
+  if (absl::Status valid = apq::server::ValidateResourceName("--dataset", dataset); !valid.ok()) {
+    return valid;
+  }
   if (count < 0) return absl::InvalidArgumentError("--count must be >= 0");
   if (count == 0 && export_csv.empty()) {
     return absl::InvalidArgumentError("--count 0 measures nothing: give --export_csv");
@@ -106,7 +126,6 @@ absl::Status Run() {
   if (absl::GetFlag(FLAGS_threads) <= 0) {
     return absl::InvalidArgumentError("--threads must be > 0");
   }
-  at::set_num_threads(absl::GetFlag(FLAGS_threads));
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
   const bool quantized = absl::GetFlag(FLAGS_quantized);
   absl::StatusOr<apq::oface::MbConvSpec> spec =
@@ -114,8 +133,26 @@ absl::Status Run() {
   if (!spec.ok())
     return absl::InvalidArgumentError(absl::StrCat("--space: ", spec.status().message()));
   const std::string& space = spec->name;
+  absl::StatusOr<apq::oface::DataSplit> split =
+      apq::oface::DataSplitFromName(absl::GetFlag(FLAGS_split));
+  if (!split.ok() || *split == apq::oface::DataSplit::kTrain) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--split: '", absl::GetFlag(FLAGS_split),
+        "' is not validation or test (accuracy is never measured on the images that train)"));
+  }
+  const std::string split_name = apq::oface::DataSplitName(*split);
+  for (const absl::Status& status :
+       {CheckFlagRange("calibration_images", absl::GetFlag(FLAGS_calibration_images), 1,
+                       apq::oface::kTrainingFileImages - apq::oface::kValidationImages),
+        CheckFlagRange("eval_images", absl::GetFlag(FLAGS_eval_images), 0,
+                       apq::oface::kValidationImages),
+        CheckPositiveFlag("calibration_batch_size", absl::GetFlag(FLAGS_calibration_batch_size)),
+        CheckPositiveFlag("eval_batch_size", absl::GetFlag(FLAGS_eval_batch_size))}) {
+    if (!status.ok()) return status;
+  }
+  at::set_num_threads(absl::GetFlag(FLAGS_threads));
 
-  // The store first: a foreign database or dataset fails before any expensive step.
+  // Then the store: a foreign database or dataset fails before any expensive step.
   absl::StatusOr<std::unique_ptr<apq::server::Store>> store = apq::server::SqliteStore::Open({db});
   if (!store.ok()) return store.status();
   absl::StatusOr<apq::server::DatasetRecord> stored = (*store)->datasets().GetDataset(dataset);
@@ -128,6 +165,38 @@ absl::Status Run() {
     if (!stored.ok()) return stored.status();
     return ExportCsv((*store)->datasets(), dataset, export_csv);
   }
+  // A dataset mixes no splits: refused here rather than at the first record, after the
+  // weights and images have loaded and a subnet has been measured.
+  if (stored.ok() && stored->records > 0 && stored->split != split_name) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("--split ", split_name, ": --dataset ", dataset, " holds records measured on ",
+                     stored->split.empty() ? std::string("an unrecorded split")
+                                           : absl::StrCat("split \"", stored->split, "\""),
+                     "; write them to another dataset"));
+  }
+  const std::string method =
+      quantized ? apq::oface::kMeasuredQuantFromSupernet : apq::oface::kMeasuredFp32;
+  std::set<std::string> done;
+  if (stored.ok()) {
+    absl::StatusOr<std::vector<apq::server::MeasurementRow>> existing =
+        (*store)->datasets().ListMeasurements(dataset, method);
+    if (!existing.ok()) return existing.status();
+    for (const apq::server::MeasurementRow& row : *existing) done.insert(row.config_json);
+  }
+
+  absl::StatusOr<apq::oface::EvaluationImages> images = apq::oface::LoadEvaluationImages(
+      absl::GetFlag(FLAGS_data_dir), absl::GetFlag(FLAGS_calibration_images),
+      absl::GetFlag(FLAGS_eval_images), seed, *split);
+  if (!images.ok()) return images.status();
+  const apq::oface::LabeledImages& calibration = images->calibration;
+  const apq::oface::LabeledImages& test = images->evaluated;
+
+  absl::StatusOr<std::unique_ptr<apq::oface::Supernet>> supernet =
+      apq::oface::Supernet::Create(*spec, seed);
+  if (!supernet.ok()) return supernet.status();
+  if (absl::Status status = (*supernet)->LoadWeights(checkpoint); !status.ok()) return status;
+
+  // Created only now: weights or images that do not load leave no empty dataset behind.
   if (!stored.ok()) {
     const std::string description = absl::GetFlag(FLAGS_description);
     if (absl::Status status = (*store)->datasets().CreateDataset(
@@ -138,28 +207,6 @@ absl::Status Run() {
       return status;
     }
   }
-  const std::string method =
-      quantized ? apq::oface::kMeasuredQuantFromSupernet : apq::oface::kMeasuredFp32;
-  absl::StatusOr<std::vector<apq::server::MeasurementRow>> existing =
-      (*store)->datasets().ListMeasurements(dataset, method);
-  if (!existing.ok()) return existing.status();
-  std::set<std::string> done;
-  for (const apq::server::MeasurementRow& row : *existing) done.insert(row.config_json);
-
-  absl::StatusOr<apq::oface::DataSplit> split =
-      apq::oface::DataSplitFromName(absl::GetFlag(FLAGS_split));
-  if (!split.ok()) return split.status();
-  absl::StatusOr<apq::oface::EvaluationImages> images = apq::oface::LoadEvaluationImages(
-      absl::GetFlag(FLAGS_data_dir), absl::GetFlag(FLAGS_calibration_images),
-      absl::GetFlag(FLAGS_eval_images), absl::GetFlag(FLAGS_seed), *split);
-  if (!images.ok()) return images.status();
-  const apq::oface::LabeledImages& calibration = images->calibration;
-  const apq::oface::LabeledImages& test = images->evaluated;
-
-  absl::StatusOr<std::unique_ptr<apq::oface::Supernet>> supernet =
-      apq::oface::Supernet::Create(*spec, seed);
-  if (!supernet.ok()) return supernet.status();
-  if (absl::Status status = (*supernet)->LoadWeights(checkpoint); !status.ok()) return status;
 
   apq::oface::MeasureOptions options;
   options.count = count;

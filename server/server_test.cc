@@ -263,6 +263,45 @@ TEST_F(ServerTest, EngineRequestsAreValidatedNamingTheField) {
   EXPECT_EQ(jobs.jobs_size(), 0) << "a refused request stores nothing";
 }
 
+TEST_F(ServerTest, EvaluateRefusesBadInputNamingTheField) {
+  Start();
+  const std::string config = R"({"ks": [3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3],
+      "e": [3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3], "d": [2,2,2,2,2], "r": 160})";
+  const auto with = [&](auto change) {
+    apq::v1::EvaluateRequest request;
+    request.set_space("ofa_mbv3");
+    request.set_device("note10");
+    request.add_configs_json(config);
+    change(request);
+    return request;
+  };
+  const struct {
+    apq::v1::EvaluateRequest request;
+    grpc::StatusCode code;
+    std::string says;
+  } cases[] = {
+      {with([](apq::v1::EvaluateRequest& r) { r.clear_space(); }),
+       grpc::StatusCode::INVALID_ARGUMENT, "space: required"},
+      {with([](apq::v1::EvaluateRequest& r) {
+         r.clear_space();
+         r.set_measure(apq::v1::MEASURE_MODE_FP32);
+       }),
+       grpc::StatusCode::INVALID_ARGUMENT, "space: required"},
+      {with([](apq::v1::EvaluateRequest& r) { r.set_space("ofa"); }), grpc::StatusCode::NOT_FOUND,
+       "ofa_mbv3"},
+      {with([](apq::v1::EvaluateRequest& r) { r.clear_configs_json(); }),
+       grpc::StatusCode::INVALID_ARGUMENT, "configs_json"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.request.ShortDebugString());
+    grpc::ClientContext context;
+    apq::v1::EvaluateResponse response;
+    const grpc::Status status = search_->Evaluate(&context, c.request, &response);
+    EXPECT_EQ(status.error_code(), c.code) << status.error_message();
+    EXPECT_THAT(status.error_message(), HasSubstr(c.says));
+  }
+}
+
 TEST_F(ServerTest, AVerifiedSearchDeploysItsMeasuredBestEndToEnd) {
   Start();
   apq::v1::SubmitSearchRequest request;

@@ -366,6 +366,8 @@ grpc::ServerUnaryReactor* SearchServiceImpl::Evaluate(grpc::CallbackServerContex
                                                       apq::v1::EvaluateResponse* response) {
   Executor& pool = request->measure() != apq::v1::MEASURE_MODE_UNSPECIFIED ? torch_pool_ : pool_;
   return RunOnPool(context, pool, [this, context, request, response]() -> absl::Status {
+    // As SubmitSearch: a missing space is a bad request, not an unknown space.
+    if (request->space().empty()) return absl::InvalidArgumentError("space: required");
     if (request->configs_json_size() == 0) {
       return absl::InvalidArgumentError("configs_json: at least one configuration is required");
     }

@@ -33,7 +33,9 @@ class DatasetStore {
   // ascending, above every id assigned before). NOT_FOUND for an unknown dataset.
   // INVALID_ARGUMENT naming the row ("measurement <i>: ...", i its index in `rows`) for an
   // accuracy outside [0, 1] or NaN, a negative or NaN seconds, an empty config or method,
-  // or a (method, config_json) pair that the dataset already holds or that `rows` repeats.
+  // or a (method, config_json) pair that `rows` repeats; ALREADY_EXISTS naming the row for a
+  // (method, config_json) pair that the dataset already holds (a writer that retries after a
+  // lost acknowledgement can tell its own row from a bad one).
   virtual absl::Status AddMeasurements(const std::string& dataset,
                                        const std::vector<MeasurementRow>& rows) = 0;
 

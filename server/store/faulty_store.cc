@@ -189,6 +189,9 @@ class FaultyPredictorStore final : public PredictorStore {
   absl::StatusOr<PredictorRecord> GetDefaultPredictor(const std::string& space) override {
     return base_.GetDefaultPredictor(space);
   }
+  absl::StatusOr<std::string> GetDefaultPredictorVersion(const std::string& space) override {
+    return base_.GetDefaultPredictorVersion(space);
+  }
   absl::Status SetDefaultPredictor(const std::string& space, const std::string& version) override {
     return Write<absl::Status>(plan_, "SetDefaultPredictor",
                                [&] { return base_.SetDefaultPredictor(space, version); });

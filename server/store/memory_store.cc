@@ -168,7 +168,7 @@ class MemoryDatasetStore final : public DatasetStore {
   }
 
   // `rows` (checked by CheckMeasurementRows) as they would be appended to `dataset`, with
-  // their ids; INVALID_ARGUMENT naming the row for a (method, config) pair the dataset holds.
+  // their ids; ALREADY_EXISTS naming the row for a (method, config) pair the dataset holds.
   absl::StatusOr<std::vector<MeasurementRow>> StoredRows(const StoredDataset& dataset,
                                                          const std::vector<MeasurementRow>& rows,
                                                          absl::string_view operation)
@@ -228,13 +228,16 @@ class MemoryPredictorStore final : public PredictorStore {
 
   absl::StatusOr<PredictorRecord> GetDefaultPredictor(const std::string& space) override {
     absl::MutexLock lock(&db_.mutex);
-    auto found = db_.predictors.find(space);
-    if (found != db_.predictors.end()) {
-      for (const PredictorRecord& predictor : found->second) {
-        if (predictor.is_default) return predictor;
-      }
-    }
-    return NoDefaultPredictor(space);
+    const PredictorRecord* predictor = FindDefault(space);
+    if (predictor == nullptr) return NoDefaultPredictor(space);
+    return *predictor;
+  }
+
+  absl::StatusOr<std::string> GetDefaultPredictorVersion(const std::string& space) override {
+    absl::MutexLock lock(&db_.mutex);
+    const PredictorRecord* predictor = FindDefault(space);
+    if (predictor == nullptr) return NoDefaultPredictor(space);
+    return predictor->version;
   }
 
   absl::Status SetDefaultPredictor(const std::string& space, const std::string& version) override {
@@ -252,6 +255,17 @@ class MemoryPredictorStore final : public PredictorStore {
   }
 
  private:
+  // The space's default predictor, or null when it has none.
+  const PredictorRecord* FindDefault(const std::string& space) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_.mutex) {
+    auto found = db_.predictors.find(space);
+    if (found == db_.predictors.end()) return nullptr;
+    for (const PredictorRecord& predictor : found->second) {
+      if (predictor.is_default) return &predictor;
+    }
+    return nullptr;
+  }
+
   MemoryDatabase& db_;
 };
 

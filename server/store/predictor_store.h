@@ -32,6 +32,11 @@ class PredictorStore {
   // The space's default predictor with its artifact; NOT_FOUND when the space has none.
   virtual absl::StatusOr<PredictorRecord> GetDefaultPredictor(const std::string& space) = 0;
 
+  // The version of the space's default predictor, read without its artifact (a caller that
+  // holds the loaded predictor of that version need not read the artifact again); NOT_FOUND
+  // when the space has none.
+  virtual absl::StatusOr<std::string> GetDefaultPredictorVersion(const std::string& space) = 0;
+
   // Makes a stored predictor the space's default (the previous one stops being it).
   // NOT_FOUND for an unknown version.
   virtual absl::Status SetDefaultPredictor(const std::string& space,

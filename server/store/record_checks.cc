@@ -281,9 +281,9 @@ absl::Status DatasetExists(const std::string& name) {
 
 absl::Status MeasurementStored(const std::string& dataset, size_t index,
                                const MeasurementRow& row) {
-  return absl::InvalidArgumentError(absl::StrCat("measurement ", index, ": dataset ", dataset,
-                                                 " already holds its config for method ",
-                                                 row.method));
+  return absl::AlreadyExistsError(absl::StrCat("measurement ", index, ": dataset ", dataset,
+                                               " already holds its config for method ",
+                                               row.method));
 }
 
 absl::Status PredictorNotFound(const std::string& space, const std::string& version) {

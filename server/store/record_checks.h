@@ -86,7 +86,7 @@ absl::Status SplitMismatch(const std::string& dataset, size_t index, const Measu
 // null means the dataset holds no row yet (then rows[0] sets the split).
 absl::Status CheckRowsSplit(const std::string& dataset, const std::vector<MeasurementRow>& rows,
                             const std::string* held_split);
-// INVALID_ARGUMENT for rows[index], whose (method, config) the dataset holds.
+// ALREADY_EXISTS for rows[index], whose (method, config) the dataset holds.
 absl::Status MeasurementStored(const std::string& dataset, size_t index, const MeasurementRow& row);
 absl::Status PredictorNotFound(const std::string& space, const std::string& version);
 absl::Status PredictorExists(const PredictorRecord& predictor);

@@ -136,6 +136,17 @@ absl::StatusOr<PredictorRecord> SqlitePredictorStore::GetDefaultPredictor(
   return ReadPredictor(select, /*with_artifact=*/true);
 }
 
+absl::StatusOr<std::string> SqlitePredictorStore::GetDefaultPredictorVersion(
+    const std::string& space) {
+  absl::MutexLock lock(&database_.mutex());
+  ASSIGN_OR_RETURN(Statement select, database_.Prepare("SELECT version FROM predictors "
+                                                       "WHERE space = ?1 AND is_default = 1"));
+  select.BindText(1, space);
+  ASSIGN_OR_RETURN(bool row, select.Step(absl::StrCat("reading the default predictor of ", space)));
+  if (!row) return store_internal::NoDefaultPredictor(space);
+  return select.ColumnText(0);
+}
+
 absl::Status SqlitePredictorStore::SetDefaultPredictor(const std::string& space,
                                                        const std::string& version) {
   const std::string operation =

@@ -125,6 +125,7 @@ class SqlitePredictorStore final : public PredictorStore {
   absl::StatusOr<PredictorRecord> GetPredictor(const std::string& space,
                                                const std::string& version) override;
   absl::StatusOr<PredictorRecord> GetDefaultPredictor(const std::string& space) override;
+  absl::StatusOr<std::string> GetDefaultPredictorVersion(const std::string& space) override;
   absl::Status SetDefaultPredictor(const std::string& space, const std::string& version) override;
   absl::Status ClearDefaultPredictor(const std::string& space) override;
 

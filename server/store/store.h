@@ -6,7 +6,8 @@
 // Contract shared by every method of every record kind:
 //  - Each write is one transaction: on error nothing is changed.
 //  - NOT_FOUND for an unknown job, device, version, dataset or predictor; INVALID_ARGUMENT
-//    for bad arguments; ALREADY_EXISTS for a name that is taken; FAILED_PRECONDITION for a
+//    for bad arguments; ALREADY_EXISTS for a name that is taken or a record that is stored
+//    (a dataset's measurement of the same method and config); FAILED_PRECONDITION for a
 //    write the record's state refuses; INTERNAL for a storage failure (the message carries
 //    the backend's).
 //  - Strings and blobs read back byte for byte (embedded NULs included). Doubles read back

@@ -1007,7 +1007,11 @@ TEST_P(StoreConformanceTest, BadMeasurementsNameTheRowAndStoreNothing) {
   expect_rejected({good, Measurement("", 0.5, "fp32")}, "measurement 1: config_json is empty");
   expect_rejected({good, Measurement("[2]", 0.5, "")}, "measurement 1: method is empty");
   expect_rejected({good, Measurement("[9]", 0.6, "fp32")}, "measurement 1: repeats");
-  expect_rejected({good, Measurement("[1]", 0.6, "fp32")}, "measurement 1: dataset fm already");
+  // A row the dataset holds is no bad argument: a retried write finds its own row.
+  const absl::Status stored =
+      datasets().AddMeasurements("fm", {good, Measurement("[1]", 0.6, "fp32")});
+  EXPECT_EQ(stored.code(), absl::StatusCode::kAlreadyExists) << stored;
+  EXPECT_THAT(stored.message(), HasSubstr("measurement 1: dataset fm already holds"));
   EXPECT_EQ(datasets().ListMeasurements("fm", std::nullopt)->size(), 1u);
   // The same config under another method is another record.
   EXPECT_TRUE(
@@ -1021,6 +1025,8 @@ TEST_P(StoreConformanceTest, BadMeasurementsNameTheRowAndStoreNothing) {
 TEST_P(StoreConformanceTest, PredictorsKeepOneDefaultPerSpace) {
   EXPECT_EQ(predictors().GetDefaultPredictor("fmnist_mbv2").status().code(),
             absl::StatusCode::kNotFound);
+  EXPECT_EQ(predictors().GetDefaultPredictorVersion("fmnist_mbv2").status().code(),
+            absl::StatusCode::kNotFound);
   ASSERT_TRUE(predictors().AddPredictor(Predictor("v1", true)).ok());
   ASSERT_TRUE(predictors().AddPredictor(Predictor("v2", false)).ok());
   EXPECT_EQ(predictors().AddPredictor(Predictor("v1", false)).code(),
@@ -1032,6 +1038,7 @@ TEST_P(StoreConformanceTest, PredictorsKeepOneDefaultPerSpace) {
     EXPECT_EQ(predictors().AddPredictor(nameless).code(), absl::StatusCode::kInvalidArgument);
   }
   EXPECT_EQ(predictors().GetDefaultPredictor("fmnist_mbv2")->version, "v1");
+  EXPECT_EQ(*predictors().GetDefaultPredictorVersion("fmnist_mbv2"), "v1");
   ASSERT_TRUE(predictors().SetDefaultPredictor("fmnist_mbv2", "v2").ok());
   EXPECT_EQ(predictors().SetDefaultPredictor("fmnist_mbv2", "v9").code(),
             absl::StatusCode::kNotFound);
@@ -1039,6 +1046,7 @@ TEST_P(StoreConformanceTest, PredictorsKeepOneDefaultPerSpace) {
   // A new default replaces the old one in the same transaction.
   ASSERT_TRUE(predictors().AddPredictor(Predictor("v3", true)).ok());
   EXPECT_EQ(predictors().GetDefaultPredictor("fmnist_mbv2")->version, "v3");
+  EXPECT_EQ(*predictors().GetDefaultPredictorVersion("fmnist_mbv2"), "v3");
   ASSERT_TRUE(predictors().SetDefaultPredictor("fmnist_mbv2", "v2").ok());
   PredictorRecord elsewhere = Predictor("v1", true);
   elsewhere.space = "ofa_mbv3";
@@ -1046,6 +1054,8 @@ TEST_P(StoreConformanceTest, PredictorsKeepOneDefaultPerSpace) {
 
   const PredictorRecord current = *predictors().GetDefaultPredictor("fmnist_mbv2");
   EXPECT_EQ(current.version, "v2");
+  EXPECT_EQ(*predictors().GetDefaultPredictorVersion("fmnist_mbv2"), "v2");
+  EXPECT_EQ(*predictors().GetDefaultPredictorVersion("ofa_mbv3"), "v1") << "per space";
   EXPECT_EQ(current.artifact, std::string("\0weights\xff", 9));
   EXPECT_EQ(current.kind, "mlp-raw-f32");
   EXPECT_EQ(current.metrics_json, R"({"rmse": 0.01})");
@@ -1069,6 +1079,8 @@ TEST_P(StoreConformanceTest, PredictorsKeepOneDefaultPerSpace) {
 
   ASSERT_TRUE(predictors().ClearDefaultPredictor("fmnist_mbv2").ok());
   EXPECT_EQ(predictors().GetDefaultPredictor("fmnist_mbv2").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(predictors().GetDefaultPredictorVersion("fmnist_mbv2").status().code(),
             absl::StatusCode::kNotFound);
   EXPECT_TRUE(predictors().ClearDefaultPredictor("fmnist_mbv2").ok());
   EXPECT_TRUE(predictors().ClearDefaultPredictor("unknown").ok());
