@@ -92,12 +92,11 @@ absl::StatusOr<std::vector<Network>> ReadNetworks(const std::string& path,
   ASSIGN_OR_RETURN(const std::string text, apq::ReadFileToString(path));
   const json parsed = json::parse(text, nullptr, false);
   if (parsed.is_discarded() || !parsed.is_array()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--networks: ", path, " is not a JSON list"));
+    return absl::InvalidArgumentError(absl::StrCat("--networks: ", path, " is not a JSON list"));
   }
   if (parsed.empty() || parsed.size() > kMaxNetworks) {
-    return absl::InvalidArgumentError(absl::StrCat("--networks: need 1 to ", kMaxNetworks,
-                                                   " networks, got ", parsed.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--networks: need 1 to ", kMaxNetworks, " networks, got ", parsed.size()));
   }
   std::vector<Network> networks;
   std::set<std::string> names;
@@ -113,9 +112,9 @@ absl::StatusOr<std::vector<Network>> ReadNetworks(const std::string& path,
     network.name = entry["name"].get<std::string>();
     if (network.name.empty() || network.name.size() > kMaxNameBytes ||
         network.name.find_first_of(":,") != std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, ".name: 1 to ", kMaxNameBytes, " bytes without ':' or ',', got '", network.name,
-          "'"));
+      return absl::InvalidArgumentError(absl::StrCat(where, ".name: 1 to ", kMaxNameBytes,
+                                                     " bytes without ':' or ',', got '",
+                                                     network.name, "'"));
     }
     if (!names.insert(network.name).second) {
       return absl::InvalidArgumentError(
@@ -240,12 +239,12 @@ absl::Status Run() {
   if (std::filesystem::exists(out_path)) {
     ASSIGN_OR_RETURN(const std::string text, apq::ReadFileToString(out_path));
     const json stored = json::parse(text, nullptr, false);
-    if (!stored.is_discarded() && stored.is_object() && stored.value("settings", json()) == settings &&
-        stored.contains("evaluated") && stored["evaluated"].is_object()) {
+    if (!stored.is_discarded() && stored.is_object() &&
+        stored.value("settings", json()) == settings && stored.contains("evaluated") &&
+        stored["evaluated"].is_object()) {
       results["evaluated"] = stored["evaluated"];
     } else {
-      std::fprintf(stderr, "%s: other settings or unreadable; starting afresh\n",
-                   out_path.c_str());
+      std::fprintf(stderr, "%s: other settings or unreadable; starting afresh\n", out_path.c_str());
     }
   }
 
@@ -272,9 +271,9 @@ absl::Status Run() {
     supernet->SetQuantized(true);
     ASSIGN_OR_RETURN(apq::oface::EvalResult from_supernet,
                      supernet->Evaluate(images.calibration, images.evaluated, eval));
-    json entry = {{"supernet",
-                   {{"accuracy", from_supernet.accuracy},
-                    {"correct", Verdicts(from_supernet.correct)}}}};
+    json entry = {
+        {"supernet",
+         {{"accuracy", from_supernet.accuracy}, {"correct", Verdicts(from_supernet.correct)}}}};
     if (steps > 0) {
       ASSIGN_OR_RETURN(apq::oface::FineTuneReport report,
                        apq::oface::FineTuneActiveSubnet(*supernet, train, finetune));
@@ -287,11 +286,11 @@ absl::Status Run() {
                             {"seconds", report.seconds}};
     }
     stored = std::move(entry);
-    std::fprintf(stderr, "%s: supernet %.4f%s\n", network.name.c_str(), from_supernet.accuracy,
-                 steps > 0 ? absl::StrCat(", fine-tuned ",
-                                          stored["finetuned"]["accuracy"].get<double>())
-                                 .c_str()
-                           : "");
+    std::fprintf(
+        stderr, "%s: supernet %.4f%s\n", network.name.c_str(), from_supernet.accuracy,
+        steps > 0
+            ? absl::StrCat(", fine-tuned ", stored["finetuned"]["accuracy"].get<double>()).c_str()
+            : "");
     RETURN_IF_ERROR(WriteAtomically(out_path, results.dump(1)));
   }
 
@@ -314,8 +313,7 @@ absl::Status Run() {
   results["comparisons"] = comparisons;
   RETURN_IF_ERROR(WriteAtomically(out_path, results.dump(1)));
 
-  std::printf("| network | %s accuracy, from the supernet |%s\n",
-              apq::oface::DataSplitName(*split),
+  std::printf("| network | %s accuracy, from the supernet |%s\n", apq::oface::DataSplitName(*split),
               steps > 0 ? absl::StrCat(" after ", steps, " fine-tune steps |").c_str() : "");
   std::printf("|---|---|%s\n", steps > 0 ? "---|" : "");
   for (const Network& network : networks) {

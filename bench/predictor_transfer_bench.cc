@@ -125,8 +125,8 @@ absl::Status Run() {
   }
 
   // The fixed test set: every quantized record of the held-out architectures.
-  const std::vector<int> test_indices = apq::predictor::GroupedValidationSplit(
-      quant_keys, absl::GetFlag(FLAGS_test_fraction), 1000);
+  const std::vector<int> test_indices =
+      apq::predictor::GroupedValidationSplit(quant_keys, absl::GetFlag(FLAGS_test_fraction), 1000);
   std::vector<char> in_test(quant.size(), 0);
   std::set<std::string> test_architectures;
   for (const int index : test_indices) {

@@ -17,7 +17,8 @@ double ExactMcNemarP(int only_first, int only_second) {
   const double log_half_n = n * std::log(0.5);
   double tail = 0.0;
   for (int i = 0; i <= k; ++i) {
-    const double log_choose = std::lgamma(n + 1.0) - std::lgamma(i + 1.0) - std::lgamma(n - i + 1.0);
+    const double log_choose =
+        std::lgamma(n + 1.0) - std::lgamma(i + 1.0) - std::lgamma(n - i + 1.0);
     tail += std::exp(log_choose + log_half_n);
   }
   return std::min(1.0, 2.0 * tail);

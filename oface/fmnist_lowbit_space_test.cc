@@ -15,10 +15,10 @@
 #include "nlohmann/json.hpp"
 #include "oface/mbconv_quant_space.h"
 #include "oface/mbconv_spec.h"
+#include "oface/restricted_space.h"
 #include "oface/rng.h"
 #include "oface/search_space.h"
 #include "oface/space_testing.h"
-#include "oface/restricted_space.h"
 
 namespace apq::oface {
 namespace {

@@ -118,8 +118,8 @@ absl::StatusOr<std::unique_ptr<SearchSpace>> NewFixedArchitectureSpace(
     const SearchSpace& base, const Genotype& architecture) {
   std::vector<GeneSpec> genes = base.genes();
   if (std::none_of(genes.begin(), genes.end(), IsBitsGene)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "fixed_architecture: space ", base.name(), " has no bitwidths to search alone"));
+    return absl::InvalidArgumentError(absl::StrCat("fixed_architecture: space ", base.name(),
+                                                   " has no bitwidths to search alone"));
   }
   if (absl::Status status = base.Validate(architecture); !status.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("fixed_architecture: ", status.message()));

@@ -158,8 +158,7 @@ TEST(FixedArchitectureSpaceTest, SearchesBitsAloneOnEverySpaceWithBits) {
 }
 
 TEST(FixedArchitectureSpaceTest, ComposesWithUniformBitsIntoOneNetwork) {
-  const std::unique_ptr<SearchSpace> base =
-      NewMbConvQuantSpace(FashionMnistLowBitSpec()).value();
+  const std::unique_ptr<SearchSpace> base = NewMbConvQuantSpace(FashionMnistLowBitSpec()).value();
   Rng rng(5);
   const Genotype architecture = base->Canonical(base->Sample(rng));
   const std::unique_ptr<SearchSpace> fixed = NewFixedArchitectureSpace(*base, architecture).value();

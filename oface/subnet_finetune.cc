@@ -29,8 +29,8 @@ absl::Status ValidateOptions(const LabeledImages& train, const FineTuneOptions& 
         absl::StrCat("steps: must be in [1, ", kMaxSteps, "], got ", options.steps));
   }
   if (options.batch_size < 1 || options.batch_size > train.count) {
-    return absl::InvalidArgumentError(absl::StrCat("batch_size: must be in [1, ", train.count,
-                                                   "], got ", options.batch_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("batch_size: must be in [1, ", train.count, "], got ", options.batch_size));
   }
   if (!(options.learning_rate > 0.0 && options.learning_rate <= 1.0)) {
     return absl::InvalidArgumentError(
@@ -100,9 +100,9 @@ absl::StatusOr<FineTuneReport> FineTuneActiveSubnet(Supernet& supernet, const La
       const torch::Tensor loss = torch::cross_entropy_loss(module.forward(images, choice), labels);
       loss.backward();
       torch::nn::utils::clip_grad_norm_(module.parameters(), kGradientClipNorm);
-      const double lr = 0.5 * options.learning_rate *
-                        (1.0 + std::cos(M_PI * static_cast<double>(step) /
-                                        static_cast<double>(options.steps)));
+      const double lr =
+          0.5 * options.learning_rate *
+          (1.0 + std::cos(M_PI * static_cast<double>(step) / static_cast<double>(options.steps)));
       for (auto& group : optimizer.param_groups()) {
         static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
       }

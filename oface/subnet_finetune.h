@@ -22,8 +22,8 @@
 namespace apq::oface {
 
 struct FineTuneOptions {
-  int64_t steps = 0;  // In [1, 1,000,000].
-  int batch_size = 128;  // In [1, train images].
+  int64_t steps = 0;             // In [1, 1,000,000].
+  int batch_size = 128;          // In [1, train images].
   double learning_rate = 0.005;  // Peak, in (0, 1].
   // Batch order (a seeded permutation per epoch) and flips; the same seed gives every
   // compared network the same batches.

@@ -56,8 +56,7 @@ std::vector<torch::Tensor> Snapshot(Supernet& supernet) {
 
 TEST(SubnetFineTuneTest, TrainsTheActiveSubnetAndNothingElse) {
   std::unique_ptr<Supernet> supernet = TinyAtSmallest();
-  const EvalResult before =
-      supernet->Evaluate(RealImages().train, RealImages().judged).value();
+  const EvalResult before = supernet->Evaluate(RealImages().train, RealImages().judged).value();
   const std::vector<torch::Tensor> initial = Snapshot(*supernet);
   FineTuneOptions options;
   options.steps = 120;
@@ -111,9 +110,9 @@ TEST(SubnetFineTuneTest, RefusesBadOptionsAndStopsWhenCancelled) {
     int batch_size;
     double learning_rate;
     const char* mention;
-  } bad[] = {{0, 10, 0.01, "steps"},           {2000000, 10, 0.01, "steps"},
-             {5, 0, 0.01, "batch_size"},       {5, 1001, 0.01, "batch_size"},
-             {5, 10, 0.0, "learning_rate"},    {5, 10, 2.0, "learning_rate"}};
+  } bad[] = {{0, 10, 0.01, "steps"},        {2000000, 10, 0.01, "steps"},
+             {5, 0, 0.01, "batch_size"},    {5, 1001, 0.01, "batch_size"},
+             {5, 10, 0.0, "learning_rate"}, {5, 10, 2.0, "learning_rate"}};
   for (const auto& options_case : bad) {
     FineTuneOptions options;
     options.steps = options_case.steps;

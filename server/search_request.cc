@@ -152,8 +152,8 @@ absl::StatusOr<ResolvedSearch> ResolveSearch(Catalog& catalog,
         absl::StrCat("label: longer than ", kMaxLabelBytes, " bytes"));
   }
   if (request.fixed_architecture().size() > kMaxConfigJsonBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("fixed_architecture: longer than ",
-                                                   kMaxConfigJsonBytes, " bytes"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("fixed_architecture: longer than ", kMaxConfigJsonBytes, " bytes"));
   }
   if (table_version < 0) {
     return absl::InvalidArgumentError(

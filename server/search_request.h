@@ -1,7 +1,7 @@
 // A SubmitSearchRequest resolved into what an engine runs: the engine and its complete
-// options, the space (or its fixed-architecture and uniform-bits views), the cost model of the pinned table
-// version, a predictor instance, the budgets and the objective. Knows engines only through
-// the registry, so a new engine needs nothing here.
+// options, the space (or its fixed-architecture and uniform-bits views), the cost model of the
+// pinned table version, a predictor instance, the budgets and the objective. Knows engines only
+// through the registry, so a new engine needs nothing here.
 #ifndef APQ_SERVER_SEARCH_REQUEST_H_
 #define APQ_SERVER_SEARCH_REQUEST_H_
 
