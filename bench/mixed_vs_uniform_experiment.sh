@@ -27,7 +27,9 @@
 # usage: bench/mixed_vs_uniform_experiment.sh [--out DIR] [--seeds "1 2 3"] [--verify-top-k K]
 #          [--finetune-steps N] [--regimes "bits joint"] [--budgets "bitops bitfusion"]
 #          [--levels "3 4"] [--apqd PATH] [--apq PATH] [--final-accuracy PATH]
-#          [--checkpoint PATH] [--threads N]
+#          [--checkpoint PATH] [--data DIR] [--search-args "ARGS"] [--threads N]
+# --data is the apqd data folder (default: the repository's data/); --search-args are passed to
+# every search (e.g. "--population 20 --generations 10" for a quick run of the plumbing).
 # Needs python3 (JSON and the report).
 set -euo pipefail
 
@@ -35,7 +37,9 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 apqd="${repo}/bazel-bin/server/apqd"
 apq="${repo}/bazel-bin/clients/apq"
 final_accuracy="${repo}/bazel-bin/bench/final_accuracy"
-checkpoint="${repo}/data/fmnist_lowbit/supernet_quant.pt"
+data_dir="${repo}/data"
+checkpoint=""
+search_args=""
 out=/tmp/apq_mixed_vs_uniform
 seeds="1 2 3"
 verify_top_k=5
@@ -59,8 +63,10 @@ while [[ $# -gt 0 ]]; do
     --apq) apq="$2"; shift 2 ;;
     --final-accuracy) final_accuracy="$2"; shift 2 ;;
     --checkpoint) checkpoint="$2"; shift 2 ;;
+    --data) data_dir="$2"; shift 2 ;;
+    --search-args) search_args="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
-    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -68,6 +74,7 @@ command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
 for binary in "${apqd}" "${apq}" "${final_accuracy}"; do
   [[ -x "${binary}" ]] || { echo "not an executable: ${binary}" >&2; exit 1; }
 done
+checkpoint="${checkpoint:-${data_dir}/fmnist_lowbit/supernet_quant.pt}"
 [[ -f "${checkpoint}" ]] || { echo "no supernet weights at ${checkpoint}" >&2; exit 1; }
 for value in ${regimes}; do
   [[ "${value}" == bits || "${value}" == joint ]] || { echo "--regimes: bits or joint, got ${value}" >&2; exit 2; }
@@ -88,7 +95,7 @@ out="$(cd "${out}" && pwd)"
 rm -f "${out}"/apq.db "${out}"/apq.db-wal "${out}"/apq.db-shm
 # shellcheck source=scripts/apqd_lib.sh
 source "${repo}/scripts/apqd_lib.sh"
-start_apqd "${apqd}" "${out}/apq.db" "${repo}/data" "${out}/apqd.port" "${out}/apqd.log"
+start_apqd "${apqd}" "${out}/apq.db" "${data_dir}" "${out}/apqd.port" "${out}/apqd.log"
 export APQ_SERVER="${APQD_ADDRESS}"
 echo "apqd on ${APQ_SERVER}" >&2
 
@@ -152,7 +159,9 @@ search() {
     return 0
   fi
   echo "search ${tag}" >&2
-  "${apq}" search --space "${space}" "$@" --verify-top-k "${verify_top_k}" --wait --json \
+  local extra=()
+  read -r -a extra <<<"${search_args}"
+  "${apq}" search --space "${space}" "$@" "${extra[@]}" --verify-top-k "${verify_top_k}" --wait --json \
     >"${file}.part" 2>"${out}/jobs/${tag}.err" || true
   mv "${file}.part" "${file}"
 }

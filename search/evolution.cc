@@ -196,7 +196,41 @@ EvolutionSearch::EvolutionSearch(const oface::SearchSpace& space,
       predictor_(predictor),
       budgets_(budgets),
       params_(params),
-      rng_(seed) {}
+      rng_(seed) {
+  for (size_t g = 0; g < space_.genes().size(); ++g) {
+    const oface::GeneSpec& gene = space_.genes()[g];
+    if (oface::IsBitsGene(gene) && gene.choices.size() > 1)
+      bits_genes_.push_back(static_cast<int>(g));
+  }
+}
+
+bool EvolutionSearch::LowerBitsUntilFeasible(Individual* child) {
+  std::vector<int> lowerable;
+  for (const int gene : bits_genes_) {
+    if (child->genotype[gene] > space_.genes()[gene].choices.front()) lowerable.push_back(gene);
+  }
+  const auto drop = [&](size_t index) {
+    lowerable[index] = lowerable.back();
+    lowerable.pop_back();
+  };
+  while (!lowerable.empty()) {
+    const size_t index = rng_.Uniform(static_cast<uint32_t>(lowerable.size()));
+    const int gene = lowerable[index];
+    const std::vector<int>& choices = space_.genes()[gene].choices;
+    const int previous = child->genotype[gene];
+    // The next lower choice: `previous` is above the lowest, so one exists.
+    child->genotype[gene] = *(std::lower_bound(choices.begin(), choices.end(), previous) - 1);
+    if (!space_.SatisfiesRules(child->genotype)) {
+      child->genotype[gene] = previous;
+      drop(index);
+      continue;
+    }
+    if (child->genotype[gene] == choices.front()) drop(index);
+    child->cost = cost_model_.Evaluate(child->genotype);
+    if (MeetsBudgets(child->cost, budgets_)) return true;
+  }
+  return false;
+}
 
 std::string EvolutionSearch::DescribeBudgets() const {
   std::vector<std::string> parts;
@@ -304,7 +338,12 @@ absl::Status EvolutionSearch::DrawFeasibleChild(ChildKind kind,
     }
     ++report->rejected_total;
     if (report->rejected.size() < static_cast<size_t>(params_.population_size)) {
-      report->rejected.push_back(std::move(child));
+      report->rejected.push_back(child);
+    }
+    if (kind == ChildKind::kRandom && params_.lower_bits_of_infeasible_draws &&
+        LowerBitsUntilFeasible(&child)) {
+      pending->push_back(std::move(child));
+      return absl::OkStatus();
     }
   }
   return absl::FailedPreconditionError(

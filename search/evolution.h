@@ -41,6 +41,11 @@ struct EvolutionParams {
   // Draws allowed for one feasible child before the search fails (budgets below anything
   // the space can reach must not spin forever).
   int max_resample_attempts = 100000;
+  // A random draw that breaks the budgets has its bitwidths lowered, one random bits gene one
+  // step at a time, until it meets them (or every bits gene is at its lowest: then it is
+  // redrawn). Without it a budget near the uniform low-bit cost of a large architecture is
+  // met by almost no uniform draw of the bits. No effect in spaces without bits genes.
+  bool lower_bits_of_infeasible_draws = true;
   Objective objective = Objective::kMaxAccuracy;
   CostMetric pareto_cost = CostMetric::kLatency;  // With Objective::kPareto.
 };
@@ -116,6 +121,9 @@ class EvolutionSearch {
 
   // The best `count` of `population` by the objective, best first; ties keep population order.
   std::vector<Individual> SelectParents(std::vector<Individual> population, int count) const;
+  // Lowers `child`'s bitwidths (EvolutionParams::lower_bits_of_infeasible_draws) until it
+  // meets the budgets, pricing it after each step; false when no lowering does.
+  bool LowerBitsUntilFeasible(Individual* child);
   // Draws children of one kind until feasible; appends the child (unscored) to `pending`.
   absl::Status DrawFeasibleChild(ChildKind kind, const std::vector<Individual>& parents,
                                  GenerationReport* report, std::vector<Individual>* pending);
@@ -129,6 +137,7 @@ class EvolutionSearch {
   const Budgets budgets_;
   const EvolutionParams params_;
   oface::Rng rng_;
+  std::vector<int> bits_genes_;  // Indices of the space's bits genes with more than one choice.
 
   absl::flat_hash_map<oface::Genotype, float> accuracy_memo_;
   predictor::FeatureBatch feature_batch_;

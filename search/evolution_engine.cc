@@ -51,6 +51,14 @@ std::vector<OptionSpec> EvolutionOptionSpecs() {
   add_int("max_resample_attempts", defaults.max_resample_attempts, 1, kMaxResampleAttempts,
           "draws allowed for one feasible child before the job fails (budgets tighter than "
           "anything in the space)");
+  OptionSpec lower_bits;
+  lower_bits.name = "lower_bits_of_infeasible_draws";
+  lower_bits.type = OptionSpec::Type::kBool;
+  lower_bits.default_value = defaults.lower_bits_of_infeasible_draws;
+  lower_bits.description =
+      "lower the bitwidths of a random draw that breaks the budgets until it meets them, instead "
+      "of drawing again (budgets near a large network's low-bit cost)";
+  specs.push_back(std::move(lower_bits));
   return specs;
 }
 
@@ -135,6 +143,7 @@ EvolutionParams EvolutionParamsFromOptions(const EngineOptions& options,
   params.mutate_probability = DoubleOption(options, "mutate_probability");
   params.resolution_mutate_probability = DoubleOption(options, "resolution_mutate_probability");
   params.max_resample_attempts = static_cast<int>(IntOption(options, "max_resample_attempts"));
+  params.lower_bits_of_infeasible_draws = BoolOption(options, "lower_bits_of_infeasible_draws");
   params.objective = problem.objective;
   params.pareto_cost = problem.pareto_cost;
   return params;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,8 @@
 #include "hwmodels/ofa_yaml_table.h"
 #include "oface/mbconv_quant_space.h"
 #include "oface/ofa_mbv3_space.h"
+#include "oface/restricted_space.h"
+#include "oface/rng.h"
 #include "predictor/mlp_predictor.h"
 #include "predictor/mlp_testing.h"
 
@@ -262,6 +265,63 @@ TEST(JointSpaceSearchTest, EveryChildMeetsAllFourBudgetsAndTheBitPolicyReachesTh
   ASSERT_TRUE((*predictor)->Predict(batch, &scores).ok());
   EXPECT_NE(scores[0], scores[1]);
   EXPECT_FLOAT_EQ(scores[0], static_cast<float>(result->best->accuracy));
+}
+
+// A budget just above an architecture's all-lowest-bits cost: uniform draws of its bits almost
+// never meet it, lowering the bits of each draw does, and every child still meets it.
+TEST(JointSpaceSearchTest, ABudgetNearALowBitCostIsMetByLoweringTheBitsOfDraws) {
+  const std::unique_ptr<oface::SearchSpace> space = oface::NewApqMbv2Space();
+  auto table = hwmodels::LoadApqBitFusionFile("data/apq_bitfusion/BitFusion_new.b1.dict");
+  ASSERT_TRUE(table.ok()) << table.status();
+  auto model = hwmodels::LutCostModel::Create(*space, *table);
+  ASSERT_TRUE(model.ok()) << model.status();
+  oface::Rng rng(11);
+  oface::Genotype architecture = space->Sample(rng);
+  for (size_t g = 0; g < architecture.size(); ++g) {
+    const oface::GeneSpec& gene = space->genes()[g];
+    // Kernel 5 everywhere keeps clear of apq_mbv2's ban on kernel 7 with 4-bit activations.
+    if (gene.name.rfind("ks[", 0) == 0) architecture[g] = 5;
+    if (oface::IsBitsGene(gene)) architecture[g] = gene.choices.front();
+  }
+  architecture = space->Canonical(architecture);
+  ASSERT_TRUE(space->Validate(architecture).ok());
+  const std::unique_ptr<oface::SearchSpace> bits_only =
+      oface::NewFixedArchitectureSpace(*space, architecture).value();
+  Budgets budgets;
+  budgets.max_latency_ms = (*model)->Evaluate(architecture).latency_ms * 1.05;
+  auto predictor = predictor::MlpPredictor::Create(predictor::mlp_testing::RandomApqWeights(7), {});
+  ASSERT_TRUE(predictor.ok()) << predictor.status();
+  EvolutionParams params;
+  params.population_size = 20;
+  params.generations = 5;
+  params.max_resample_attempts = 2000;
+
+  params.lower_bits_of_infeasible_draws = false;
+  const absl::Status redrawn =
+      EvolutionSearch(*bits_only, **model, **predictor, budgets, params, 3)
+          .Run([](const GenerationReport&, const Checkpoint&) { return absl::OkStatus(); }, nullptr)
+          .status();
+  EXPECT_EQ(redrawn.code(), absl::StatusCode::kFailedPrecondition) << redrawn;
+
+  params.lower_bits_of_infeasible_draws = true;
+  int64_t scored = 0;
+  std::set<oface::Genotype> distinct;
+  EvolutionSearch search(*bits_only, **model, **predictor, budgets, params, 3);
+  const absl::StatusOr<SearchResult> result = search.Run(
+      [&](const GenerationReport& report, const Checkpoint&) {
+        for (const Individual& child : report.children) {
+          EXPECT_TRUE(MeetsBudgets(child.cost, budgets));
+          EXPECT_TRUE(bits_only->Validate(child.genotype).ok());
+          distinct.insert(bits_only->Canonical(child.genotype));
+          ++scored;
+        }
+        return absl::OkStatus();
+      },
+      nullptr);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(scored, 6 * 20);
+  // Lowering random layers leaves policies of their own, not one cheapest network.
+  EXPECT_GT(distinct.size(), 10u);
 }
 
 TEST(CostMetricTest, ValuesAndMissingFigures) {

@@ -37,6 +37,9 @@ search::EngineOptions EvolutionOptionsFromProto(const apq::v1::EvolutionParams& 
   if (evolution.has_max_resample_attempts()) {
     options["max_resample_attempts"] = int64_t{evolution.max_resample_attempts()};
   }
+  if (evolution.has_lower_bits_of_infeasible_draws()) {
+    options["lower_bits_of_infeasible_draws"] = evolution.lower_bits_of_infeasible_draws();
+  }
   return options;
 }
 
@@ -239,6 +242,8 @@ void WriteResolvedEngine(const ResolvedSearch& resolved, apq::v1::SubmitSearchRe
       search::DoubleOption(options, "resolution_mutate_probability"));
   evolution->set_max_resample_attempts(
       static_cast<int32_t>(search::IntOption(options, "max_resample_attempts")));
+  evolution->set_lower_bits_of_infeasible_draws(
+      search::BoolOption(options, "lower_bits_of_infeasible_draws"));
 }
 
 std::string EngineName(const apq::v1::SubmitSearchRequest& request) {
