@@ -112,7 +112,8 @@ int main(int argc, char** argv) {
     int64_t evaluated = 0;
     for (int g = 0; g < generations; ++g) {
       GenerationBatch& batch = batches[g];
-      batch.generation = g;
+      batch.first_generation = g;
+      batch.last_generation = g;
       for (int i = 0; i < per_generation; ++i) {
         CandidateRecord c;
         c.generation = g;
@@ -138,9 +139,9 @@ int main(int argc, char** argv) {
     append_ms.reserve(generations);
     for (const GenerationBatch& batch : batches) {
       start = Clock::now();
-      absl::Status status = store.AppendGeneration(job_id, batch).status();
+      absl::Status status = store.AppendGenerations(job_id, batch).status();
       append_ms.push_back(MillisSince(start));
-      if (!status.ok()) Die(status, "AppendGeneration");
+      if (!status.ok()) Die(status, "AppendGenerations");
     }
     for (double ms : append_ms) append_total_ms += ms;
     const int64_t rows = static_cast<int64_t>(generations) * per_generation;

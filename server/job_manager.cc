@@ -343,7 +343,7 @@ absl::StatusOr<int64_t> JobManager::AppendStep(const std::string& job_id,
                                                const GenerationBatch& batch) {
   int64_t best_id = batch.best ? batch.best->id : 0;
   const absl::Status stored = WriteWithRetries([&]() -> absl::Status {
-    absl::StatusOr<std::vector<int64_t>> ids = store_.AppendGeneration(job_id, batch);
+    absl::StatusOr<std::vector<int64_t>> ids = store_.AppendGenerations(job_id, batch);
     if (ids.ok()) {
       if (batch.best_batch_index >= 0) best_id = (*ids)[batch.best_batch_index];
       return absl::OkStatus();
@@ -361,7 +361,7 @@ absl::StatusOr<int64_t> JobManager::AppendStep(const std::string& job_id,
     return ids.status();
   });
   if (!stored.ok()) {
-    return absl::Status(stored.code(), absl::StrCat("storing step ", batch.generation,
+    return absl::Status(stored.code(), absl::StrCat("storing step ", batch.last_generation,
                                                     " of the search: ", stored.message()));
   }
   return best_id;
@@ -459,9 +459,11 @@ void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& con
 
   // The stored best's id, carried while the best stays the one of an earlier step.
   int64_t best_id = job.best ? job.best->id : 0;
+  int64_t rejected_draws = job.rejected_draws;
   const auto on_step = [&](const search::StepReport& report) -> absl::Status {
     GenerationBatch batch;
-    batch.generation = report.step;
+    batch.first_generation = report.step;
+    batch.last_generation = report.step;
     batch.candidates.reserve(report.scored.size() + report.rejected.size());
     for (const search::Individual& child : report.scored) {
       batch.candidates.push_back(ToRecord(space, child, report.step, true));
@@ -470,6 +472,8 @@ void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& con
       batch.candidates.push_back(ToRecord(space, child, report.step, false));
     }
     batch.candidates_evaluated = report.candidates_evaluated;
+    rejected_draws += report.rejected_total;
+    batch.rejected_draws = rejected_draws;
     if (report.best != nullptr) {
       batch.best = ToRecord(space, *report.best, report.best->generation, true);
       batch.best->id = best_id;

@@ -138,10 +138,10 @@ TEST_P(JobFaultTest, RefusedAndUnacknowledgedWritesLeaveTheSameRecord) {
   const JobSnapshot reference = Reference();
   const InjectedFault faults[] = {
       {"MarkRunning", 1, FaultPlan::Mode::kBeforeWrite},
-      {"AppendGeneration", 1, FaultPlan::Mode::kBeforeWrite},
-      {"AppendGeneration", 3, FaultPlan::Mode::kBeforeWrite},
-      {"AppendGeneration", 1, FaultPlan::Mode::kAfterCommit},
-      {"AppendGeneration", 4, FaultPlan::Mode::kAfterCommit},
+      {"AppendGenerations", 1, FaultPlan::Mode::kBeforeWrite},
+      {"AppendGenerations", 3, FaultPlan::Mode::kBeforeWrite},
+      {"AppendGenerations", 1, FaultPlan::Mode::kAfterCommit},
+      {"AppendGenerations", 4, FaultPlan::Mode::kAfterCommit},
       {"FinishJob", 1, FaultPlan::Mode::kBeforeWrite},
       {"FinishJob", 1, FaultPlan::Mode::kAfterCommit},
   };
@@ -160,7 +160,7 @@ TEST_P(JobFaultTest, AStoreThatKeepsFailingFailsTheJobAndKeepsEveryEarlierStep) 
   Open();
   // The third step's write and every retry of it fail.
   for (int i = 0; i < 8; ++i) {
-    bed_.plan().FailNthWrite(3 + i, FaultPlan::Mode::kBeforeWrite, "AppendGeneration");
+    bed_.plan().FailNthWrite(3 + i, FaultPlan::Mode::kBeforeWrite, "AppendGenerations");
   }
   const std::string job_id = RunToEnd();
   const JobSnapshot failed = Snapshot(job_id);

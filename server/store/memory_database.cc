@@ -44,8 +44,10 @@ CandidateRecord* StoredJob::FindCandidate(int64_t id) {
 JobRecord StoredJob::View() const {
   JobRecord view = record;
   if (view.best.has_value()) {
+    // The measurement and count of the best's row; none and 1 when its id names no row.
     const CandidateRecord* row = FindCandidate(view.best->id);
-    if (row != nullptr) view.best->measured = row->measured;
+    view.best->measured = row != nullptr ? row->measured : std::nullopt;
+    view.best->times_seen = row != nullptr ? row->times_seen : 1;
   }
   if (verified_best_id.has_value()) {
     const CandidateRecord* row = FindCandidate(*verified_best_id);
