@@ -303,7 +303,8 @@ absl::Status EvolutionSearch::DrawFeasibleChild(ChildKind kind,
       return absl::OkStatus();
     }
     ++report->rejected_total;
-    if (report->rejected.size() < static_cast<size_t>(params_.population_size)) {
+    if (params_.keep_every_rejected ||
+        report->rejected.size() < static_cast<size_t>(params_.population_size)) {
       report->rejected.push_back(std::move(child));
     }
   }

@@ -137,6 +137,7 @@ EvolutionParams EvolutionParamsFromOptions(const EngineOptions& options,
   params.max_resample_attempts = static_cast<int>(IntOption(options, "max_resample_attempts"));
   params.objective = problem.objective;
   params.pareto_cost = problem.pareto_cost;
+  params.keep_every_rejected = problem.report_every_rejected_draw;
   return params;
 }
 
