@@ -1,7 +1,7 @@
 // A SubmitSearchRequest resolved into what an engine runs: the engine and its complete
-// options, the space (or its fixed-architecture and uniform-bits views), the cost model of the pinned table
-// version, a predictor instance, the budgets and the objective. Knows engines only through
-// the registry, so a new engine needs nothing here.
+// options, the space (or its fixed-architecture and uniform-bits views), the cost model of the
+// pinned table version, a predictor instance, the budgets and the objective. Knows engines only
+// through the registry, so a new engine needs nothing here.
 #ifndef APQ_SERVER_SEARCH_REQUEST_H_
 #define APQ_SERVER_SEARCH_REQUEST_H_
 
@@ -29,6 +29,8 @@ struct ResolvedSearch {
   search::Budgets budgets;
   search::Objective objective = search::Objective::kMaxAccuracy;
   search::CostMetric pareto_cost = search::CostMetric::kLatency;
+  // The engine reports every rejected draw, for a job that keeps them all (keep_all_draws).
+  bool keep_all_draws = false;
 
   // Valid while this object lives.
   search::SearchProblem problem() const;
