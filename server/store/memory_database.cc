@@ -17,13 +17,10 @@ absl::StatusOr<double> StoredDouble(double value, absl::string_view field,
 
 absl::StatusOr<CandidateRecord> StoredCandidate(CandidateRecord candidate, absl::string_view what,
                                                 absl::string_view operation) {
-  for (auto [field, metric] : {std::pair{"accuracy", &candidate.accuracy},
-                               {"latency_ms", &candidate.latency_ms},
-                               {"energy_mj", &candidate.energy_mj},
-                               {"size_mb", &candidate.size_mb},
-                               {"bitops", &candidate.bitops}}) {
-    if (!metric->has_value()) continue;
-    ASSIGN_OR_RETURN(**metric, StoredDouble(**metric, absl::StrCat(what, " ", field), operation));
+  for (const auto& [field, figure] : store_internal::kCandidateFigures) {
+    std::optional<double>& value = candidate.*figure;
+    if (!value.has_value()) continue;
+    ASSIGN_OR_RETURN(*value, StoredDouble(*value, absl::StrCat(what, " ", field), operation));
   }
   candidate.on_pareto_front = false;
   candidate.measured.reset();

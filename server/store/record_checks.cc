@@ -198,13 +198,10 @@ absl::Status CheckNotNan(double value, absl::string_view field, absl::string_vie
 
 absl::Status CheckFiguresNotNan(const CandidateRecord& candidate, absl::string_view what,
                                 absl::string_view operation) {
-  for (auto [field, metric] : {std::pair{"accuracy", &candidate.accuracy},
-                               {"latency_ms", &candidate.latency_ms},
-                               {"energy_mj", &candidate.energy_mj},
-                               {"size_mb", &candidate.size_mb},
-                               {"bitops", &candidate.bitops}}) {
-    if (!metric->has_value()) continue;
-    absl::Status checked = CheckNotNan(**metric, absl::StrCat(what, " ", field), operation);
+  for (const auto& [field, figure] : kCandidateFigures) {
+    const std::optional<double>& value = candidate.*figure;
+    if (!value.has_value()) continue;
+    absl::Status checked = CheckNotNan(*value, absl::StrCat(what, " ", field), operation);
     if (!checked.ok()) return checked;
   }
   return absl::OkStatus();

@@ -4,7 +4,9 @@
 #define APQ_SERVER_STORE_RECORD_CHECKS_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -41,7 +43,14 @@ absl::Status CheckMeasurementRows(const std::vector<MeasurementRow>& rows);
 absl::Status CheckPredictor(const PredictorRecord& predictor);
 // INVALID_ARGUMENT for a state that is not terminal or a predictor for a job that failed.
 absl::Status CheckTrainingEnd(JobState state, const PredictorRecord* predictor);
-// CheckNotNan of each of the candidate's figures, named "<what> <metric>".
+// The figures of a candidate, by their names in errors.
+inline constexpr std::pair<const char*, std::optional<double> CandidateRecord::*>
+    kCandidateFigures[] = {{"accuracy", &CandidateRecord::accuracy},
+                           {"latency_ms", &CandidateRecord::latency_ms},
+                           {"energy_mj", &CandidateRecord::energy_mj},
+                           {"size_mb", &CandidateRecord::size_mb},
+                           {"bitops", &CandidateRecord::bitops}};
+// CheckNotNan of each of the candidate's figures, named "<what> <figure>".
 absl::Status CheckFiguresNotNan(const CandidateRecord& candidate, absl::string_view what,
                                 absl::string_view operation);
 // INVALID_ARGUMENT "<operation>: <field> is NaN" for a NaN.
