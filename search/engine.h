@@ -6,7 +6,8 @@
 // differentiable search and others are added beside it and registered by name
 // (engine_registry.h). The service knows engines only through this interface: it resolves a
 // request's options against the engine's OptionSpecs, runs the engine on a job worker, stores
-// every StepReport with its opaque checkpoint, and hands the checkpoint back on resume.
+// its StepReports (a group of consecutive steps at a time, with the opaque checkpoint of the
+// last), and hands the last stored checkpoint back on resume.
 #ifndef APQ_SEARCH_ENGINE_H_
 #define APQ_SEARCH_ENGINE_H_
 
