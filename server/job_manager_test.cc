@@ -320,6 +320,21 @@ TEST_P(JobFaultTest, RowCountsAddUpToTheJobsTotalsAndKeepingEveryDrawChangesNoRe
   EXPECT_EQ(kept.job.pareto_front_size, counted.job.pareto_front_size);
 }
 
+TEST(JobManagerOptionsTest, ANegativeCommitIntervalIsRefusedNamingTheOption) {
+  SupernetHost::Options supernet_options;
+  supernet_options.data_dir = "no-supernets";
+  std::unique_ptr<SupernetHost> supernets = *SupernetHost::Create(supernet_options);
+  JobTestBed bed(*supernets);
+  bed.Open();
+  JobManager::Options options;
+  options.commit_interval = absl::Milliseconds(-1);
+  absl::StatusOr<std::unique_ptr<JobManager>> manager =
+      JobManager::Create(options, bed.catalog(), bed.store().jobs(), bed.store().datasets(),
+                         *supernets, bed.engines());
+  EXPECT_EQ(manager.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(manager.status().message()), HasSubstr("commit_interval"));
+}
+
 INSTANTIATE_TEST_SUITE_P(
     EverySearchableSpaceDeviceAndObjective, JobFaultTest,
     ::testing::Values(Scenario{"OfaNote10Accuracy", "ofa_mbv3", "note10",
