@@ -325,8 +325,8 @@ absl::StatusOr<std::vector<int64_t>> JobManager::ParetoFrontIds(const std::strin
   return front;
 }
 
-absl::StatusOr<int64_t> JobManager::AppendStep(const std::string& job_id,
-                                               const GenerationBatch& batch) {
+absl::StatusOr<int64_t> JobManager::AppendSteps(const std::string& job_id,
+                                                const GenerationBatch& batch) {
   int64_t best_id = batch.best ? batch.best->id : 0;
   const absl::Status stored = WriteWithRetries([&]() -> absl::Status {
     absl::StatusOr<std::vector<int64_t>> ids = store_.AppendGenerations(job_id, batch);
@@ -459,7 +459,7 @@ void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& con
   const auto commit = [&]() -> absl::Status {
     GenerationBatch batch = pending.Take(best_id);
     batch.elapsed_s = elapsed_now();
-    ASSIGN_OR_RETURN(best_id, AppendStep(job_id, batch));
+    ASSIGN_OR_RETURN(best_id, AppendSteps(job_id, batch));
     last_commit = absl::Now();
     // Watchers are told what the store holds (a failed read skips one update).
     if (absl::StatusOr<JobRecord> stored = store_.GetJob(job_id); stored.ok()) {

@@ -133,7 +133,7 @@ class JobManager {
                     double elapsed_s, search::CostMetric pareto_cost);
   // Stores a group of steps of a running job, retrying a failed write; returns the stored
   // best's id.
-  absl::StatusOr<int64_t> AppendStep(const std::string& job_id, const GenerationBatch& batch);
+  absl::StatusOr<int64_t> AppendSteps(const std::string& job_id, const GenerationBatch& batch);
   // Ends a job in the store (retrying a failed write) and tells its watchers.
   void EndJob(const std::string& job_id, JobState state, const std::string& error, double elapsed_s,
               const std::vector<int64_t>& pareto_front_ids);
