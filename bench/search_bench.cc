@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "bench/ofa_reference_search.h"
 #include "common/status_macros.h"
 #include "hwmodels/apq_bitfusion_table.h"
 #include "hwmodels/lut_cost_model.h"
@@ -41,20 +42,13 @@ struct Setup {
 
 // OFA's tutorial search: ofa_mbv3 on Note10 under 25 ms with OFA's own predictor.
 absl::StatusOr<Setup> SetUpOfaMbv3(const std::string& data_dir, int threads) {
+  ASSIGN_OR_RETURN(apq::bench::OfaReferenceSearch reference,
+                   apq::bench::LoadOfaReferenceSearch(data_dir, threads));
   Setup setup;
-  setup.space = apq::oface::NewOfaMbv3Space();
-  ASSIGN_OR_RETURN(auto table,
-                   apq::hwmodels::LoadOfaYamlDirectory(data_dir + "/ofa_mbv3/note10_lut"));
-  ASSIGN_OR_RETURN(auto model, apq::hwmodels::LutCostModel::Create(*setup.space, table));
-  setup.cost_model = std::move(model);
-  apq::predictor::MlpPredictor::Options options;
-  options.num_threads = threads;
-  ASSIGN_OR_RETURN(auto predictor,
-                   apq::predictor::MlpPredictor::LoadRawFloat32(
-                       data_dir + "/ofa_mbv3/acc_predictor.f32",
-                       data_dir + "/ofa_mbv3/acc_predictor.manifest.json", options));
-  setup.predictor = std::move(predictor);
-  setup.budgets.max_latency_ms = 25.0;
+  setup.space = std::move(reference.space);
+  setup.cost_model = std::move(reference.cost_model);
+  setup.predictor = std::move(reference.predictor);
+  setup.budgets = reference.budgets;
   setup.description = "ofa_mbv3 / note10 / latency <= 25 ms";
   return setup;
 }

@@ -1,8 +1,25 @@
-// Times the SQLite store on the write and read pattern of one full search: AppendGeneration
-// of `generations` x `candidates` rows (one transaction each), then ListCandidates pages over
-// that job. Uses a fresh file in a temporary directory and removes it afterwards.
+// Times the SQLite store on the write pattern of one real search, in the candidate layout
+// before schema 8 and in the current one, interleaved in one run:
 //
-// Usage: store_bench [generations=500] [candidates_per_generation=100]
+//   old   schema 7: a row per scored child and per kept rejected draw, six indexes on the
+//         candidates, a transaction per generation (the write path before schema 8, replayed
+//         here with its own SQL);
+//   step  schema 8: a row per distinct network with its count, one index, a transaction per
+//         generation (apqd --commit_interval_ms 0);
+//   group schema 8 with group commits as apqd makes them: the first generation at once, then
+//         one transaction whenever the commit interval has passed since the last, by the
+//         times the generations arrived in the recorded search, and the rest at the end.
+//
+// The pattern is a real search's: OFA's tutorial search (ofa_mbv3, Note10, latency <= 25 ms,
+// OFA's predictor) is run once in process at the reference settings and its step reports
+// (children, rejected draws, best, checkpoint, arrival time) are kept. Each run then writes
+// them to a fresh file as a job does, from the reports: turning networks into rows, storing
+// the generations, reading the feasible rows back for the Pareto front and ending the job
+// with it. Then it times a few ListCandidates pages of the ended job (sorted when asked in
+// schema 8), closes the file (checkpointing the WAL) and measures it.
+//
+//   bazel run //bench:store_bench -- [--rounds 5] [--commit_interval_ms 250]
+//       [--population 100] [--generations 500] [--seed 1] [--dir /tmp] [--data_dir data]
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,37 +28,40 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <memory>
-#include <random>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "bench/ofa_reference_search.h"
+#include "search/engine.h"
+#include "search/evolution_engine.h"
+#include "search/pareto.h"
+#include "server/pending_steps.h"
+#include "server/store/records.h"
+#include "server/store/sqlite_database.h"
 #include "server/store/sqlite_store.h"
 #include "server/store/store.h"
 
 namespace {
 
+using apq::search::Individual;
+using apq::server::CandidateFromIndividual;
+using apq::server::CandidateOrder;
+using apq::server::CandidatePage;
+using apq::server::CandidateQuery;
+using apq::server::CandidateRecord;
+using apq::server::GenerationBatch;
+using apq::server::JobState;
+using apq::server::SqliteDatabase;
 using Clock = std::chrono::steady_clock;
 
 double MillisSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-}
-
-// A config of the size and shape of an OFA MobileNetV3 one with quantization bits.
-std::string RandomConfig(std::mt19937& rng) {
-  std::uniform_int_distribution<int> pick(0, 2);
-  std::string json = "{\"ks\":[";
-  for (int i = 0; i < 20; ++i) absl::StrAppend(&json, i ? "," : "", 3 + 2 * pick(rng));
-  json += "],\"e\":[";
-  for (int i = 0; i < 20; ++i) absl::StrAppend(&json, i ? "," : "", 3 + pick(rng) + pick(rng));
-  json += "],\"d\":[";
-  for (int i = 0; i < 5; ++i) absl::StrAppend(&json, i ? "," : "", 2 + pick(rng));
-  json += "],\"w_bits\":[";
-  for (int i = 0; i < 20; ++i) absl::StrAppend(&json, i ? "," : "", 4 + 2 * pick(rng));
-  json += "],\"r\":224}";
-  return json;
 }
 
 void Die(const absl::Status& status, const char* what) {
@@ -49,158 +69,464 @@ void Die(const absl::Status& status, const char* what) {
   std::exit(1);
 }
 
-// Mean milliseconds of `runs` calls of `body`.
-double TimeMean(int runs, const std::function<void()>& body) {
+// One step of the recorded search, owning what its StepReport pointed at.
+struct RecordedStep {
+  int step = 0;
+  std::vector<Individual> scored;
+  std::vector<Individual> rejected;  // The engine's sample (the first population_size).
+  int64_t rejected_total = 0;
+  int64_t candidates_evaluated = 0;
+  std::optional<Individual> best;
+  int best_index = -1;
+  std::string checkpoint;
+  double arrived_s = 0;  // Since the search started.
+
+  apq::search::StepReport Report() const {
+    apq::search::StepReport report;
+    report.step = step;
+    report.scored = scored;
+    report.rejected = rejected;
+    report.rejected_total = rejected_total;
+    report.candidates_evaluated = candidates_evaluated;
+    report.best = best ? &*best : nullptr;
+    report.best_index_in_step = best_index;
+    report.checkpoint = checkpoint;
+    return report;
+  }
+};
+
+struct Recording {
+  std::vector<RecordedStep> steps;
+  double search_s = 0;
+  int64_t children = 0;
+  int64_t rejected_draws = 0;
+  int64_t rejected_kept = 0;  // What the old layout stored of them.
+};
+
+Recording RecordSearch(const apq::bench::OfaReferenceSearch& reference, int population,
+                       int generations, uint64_t seed) {
+  std::unique_ptr<apq::search::Engine> engine = apq::search::NewEvolutionEngine();
+  absl::StatusOr<apq::search::EngineOptions> options = apq::search::ResolveOptions(
+      *engine, {{"population_size", int64_t{population}}, {"generations", int64_t{generations}}},
+      "");
+  if (!options.ok()) Die(options.status(), "options");
+  apq::search::SearchProblem problem;
+  problem.space = reference.space.get();
+  problem.cost_model = reference.cost_model.get();
+  problem.predictor = reference.predictor.get();
+  problem.budgets = reference.budgets;
+  Recording recording;
   const Clock::time_point start = Clock::now();
-  for (int i = 0; i < runs; ++i) body();
-  return MillisSince(start) / runs;
+  const auto on_step = [&](const apq::search::StepReport& report) {
+    RecordedStep step;
+    step.step = report.step;
+    step.scored.assign(report.scored.begin(), report.scored.end());
+    step.rejected.assign(report.rejected.begin(), report.rejected.end());
+    step.rejected_total = report.rejected_total;
+    step.candidates_evaluated = report.candidates_evaluated;
+    if (report.best != nullptr) step.best = *report.best;
+    step.best_index = report.best_index_in_step;
+    step.checkpoint = report.checkpoint;
+    step.arrived_s = MillisSince(start) / 1000;
+    recording.children += static_cast<int64_t>(step.scored.size());
+    recording.rejected_draws += step.rejected_total;
+    recording.rejected_kept += static_cast<int64_t>(step.rejected.size());
+    recording.steps.push_back(std::move(step));
+    return absl::OkStatus();
+  };
+  absl::StatusOr<apq::search::EngineResult> result =
+      engine->Run(problem, *options, seed, on_step, nullptr, "");
+  if (!result.ok()) Die(result.status(), "search");
+  recording.search_s = MillisSince(start) / 1000;
+  return recording;
 }
 
-}  // namespace
+// What one run of a layout measured.
+struct Outcome {
+  double write_ms = 0;     // Rows, generations, the front and the job's end.
+  int64_t rows = 0;        // Candidate rows the job holds.
+  int64_t row_writes = 0;  // Row inserts and count updates.
+  int64_t transactions = 0;
+  std::vector<double> list_ms;  // Per ListCandidates case (schema 8 only).
+  double file_mib = 0;
+};
 
-int main(int argc, char** argv) {
-  using apq::server::CandidateOrder;
-  using apq::server::CandidatePage;
-  using apq::server::CandidateQuery;
-  using apq::server::CandidateRecord;
-  using apq::server::GenerationBatch;
-  using apq::server::SqliteStore;
+double FileMib(const std::string& path) {
+  struct stat info;
+  return stat(path.c_str(), &info) == 0 ? info.st_size / (1024.0 * 1024.0) : -1;
+}
 
-  const int generations = argc > 1 ? std::atoi(argv[1]) : 500;
-  const int per_generation = argc > 2 ? std::atoi(argv[2]) : 100;
-  if (generations < 1 || per_generation < 1) {
-    std::fprintf(stderr, "usage: %s [generations>=1] [candidates_per_generation>=1]\n", argv[0]);
-    return 2;
-  }
+void RemoveDatabase(const std::string& path) {
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+}
 
-  const char* tmp = std::getenv("TEST_TMPDIR");
-  std::string dir = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/store_bench.XXXXXX");
-  if (mkdtemp(dir.data()) == nullptr) {
-    std::perror("mkdtemp");
-    return 1;
-  }
-  const std::string path = dir + "/bench.db";
+// The ids of the Pareto front (latency against accuracy) of feasible rows given in id order.
+std::vector<int64_t> FrontIds(
+    const std::vector<std::pair<int64_t, apq::search::FrontPoint>>& rows) {
+  std::vector<apq::search::FrontPoint> points;
+  points.reserve(rows.size());
+  for (const auto& row : rows) points.push_back(row.second);
+  std::vector<int64_t> front;
+  for (const size_t index : apq::search::ParetoFront(points)) front.push_back(rows[index].first);
+  return front;
+}
 
-  std::mt19937 rng(42);
-  std::uniform_real_distribution<double> unit(0.0, 1.0);
-  std::string job_id;
-  double append_total_ms = 0;
-  std::vector<double> append_ms;
+// The write path before schema 8, with its SQL, on a file created at schema 7.
+Outcome WriteOldLayout(const std::string& path, const Recording& recording,
+                       const apq::oface::SearchSpace& space) {
+  using Statement = SqliteDatabase::Statement;
+  Outcome outcome;
   {
-    SqliteStore::Options options;
-    options.path = path;
-    Clock::time_point start = Clock::now();
-    absl::StatusOr<std::unique_ptr<apq::server::Store>> opened = SqliteStore::Open(options);
-    if (!opened.ok()) Die(opened.status(), "open");
-    const double open_ms = MillisSince(start);
-    apq::server::JobStore& store = (*opened)->jobs();
+    absl::StatusOr<std::unique_ptr<SqliteDatabase>> opened = SqliteDatabase::Open(path, 5000, 7);
+    if (!opened.ok()) Die(opened.status(), "open schema 7");
+    SqliteDatabase& db = **opened;
+    absl::MutexLock lock(&db.mutex());
+    const std::string job_id = "job-1";
+    if (absl::Status created =
+            db.Exec("INSERT INTO jobs (id, seq, space, device, table_version, predictor_version, "
+                    "request, state, created_unix_s) VALUES ('job-1', 1, 'ofa_mbv3', 'note10', 1, "
+                    "'v1', x'00', 2, 1)",
+                    "creating the job");
+        !created.ok()) {
+      Die(created, "create job");
+    }
+    const Clock::time_point start = Clock::now();
+    int64_t best_id = 0;
+    for (const RecordedStep& step : recording.steps) {
+      // As the job manager made a generation's batch: every child and kept draw a row.
+      std::vector<CandidateRecord> rows;
+      rows.reserve(step.scored.size() + step.rejected.size());
+      for (const Individual& child : step.scored) {
+        rows.push_back(CandidateFromIndividual(space, child, step.step, true));
+      }
+      for (const Individual& child : step.rejected) {
+        rows.push_back(CandidateFromIndividual(space, child, step.step, false));
+      }
+      std::optional<CandidateRecord> best;
+      if (step.best) best = CandidateFromIndividual(space, *step.best, step.best->generation, true);
+      const std::string operation = absl::StrCat("generation ", step.step);
+      absl::StatusOr<SqliteDatabase::Transaction> transaction = db.Begin(true, operation);
+      if (!transaction.ok()) Die(transaction.status(), "begin");
+      {
+        absl::StatusOr<Statement> select =
+            db.Prepare("SELECT state, next_generation, stage FROM jobs WHERE id = ?1");
+        select->BindText(1, job_id);
+        if (!select->Step(operation).ok()) Die(absl::InternalError("select"), "select");
+      }
+      std::vector<int64_t> ids;
+      {
+        absl::StatusOr<Statement> insert = db.Prepare(
+            "INSERT INTO candidates (job_id, generation, config_json, accuracy, latency_ms, "
+            "energy_mj, size_mb, bitops, feasible, modelled) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+            "?7, ?8, ?9, ?10)");
+        for (const CandidateRecord& row : rows) {
+          insert->BindText(1, job_id);
+          insert->BindInt64(2, step.step);
+          insert->BindText(3, row.config_json);
+          insert->BindMetrics(4, row, "candidate");
+          insert->BindInt64(9, row.feasible ? 1 : 0);
+          insert->BindText(10, row.modelled);
+          if (absl::Status run = insert->Run(operation); !run.ok()) Die(run, "insert");
+          ids.push_back(db.LastInsertRowid());
+          insert->Reset();
+        }
+      }
+      if (step.best_index >= 0) best_id = ids[step.best_index];
+      {
+        absl::StatusOr<Statement> update = db.Prepare(
+            "UPDATE jobs SET generations_done = ?2, next_generation = ?2 + 1, "
+            "candidates_evaluated = ?3, stored_feasible = stored_feasible + ?15, "
+            "stored_infeasible = stored_infeasible + ?16, best_id = ?4, best_generation = ?5, "
+            "best_config_json = ?6, best_accuracy = ?7, best_latency_ms = ?8, "
+            "best_energy_mj = ?9, best_size_mb = ?10, best_bitops = ?11, best_feasible = ?12, "
+            "checkpoint = ?13, elapsed_s = ?14, best_modelled = ?17 WHERE id = ?1");
+        update->BindText(1, job_id);
+        update->BindInt64(2, step.step);
+        update->BindInt64(3, step.candidates_evaluated);
+        if (best) {
+          update->BindInt64(4, best_id);
+          update->BindInt64(5, best->generation);
+          update->BindText(6, best->config_json);
+          update->BindMetrics(7, *best, "best");
+          update->BindInt64(12, 1);
+          update->BindText(17, best->modelled);
+        }
+        update->BindBlob(13, step.checkpoint);
+        update->BindDouble(14, step.arrived_s, "elapsed_s");
+        update->BindInt64(15, static_cast<int64_t>(step.scored.size()));
+        update->BindInt64(16, static_cast<int64_t>(step.rejected.size()));
+        if (absl::Status run = update->Run(operation); !run.ok()) Die(run, "update");
+      }
+      if (absl::Status committed = transaction->Commit(operation); !committed.ok()) {
+        Die(committed, "commit");
+      }
+      outcome.row_writes += static_cast<int64_t>(rows.size());
+      ++outcome.transactions;
+    }
+    // The end of the job: the feasible rows in id order for the front, then the front
+    // marked and the job ended in one transaction.
+    std::vector<std::pair<int64_t, apq::search::FrontPoint>> feasible;
+    {
+      absl::StatusOr<Statement> select = db.Prepare(
+          "SELECT id, accuracy, latency_ms FROM candidates WHERE job_id = ?1 AND "
+          "feasible = 1 ORDER BY id");
+      select->BindText(1, job_id);
+      while (*select->Step("reading the front")) {
+        feasible.push_back(
+            {select->ColumnInt64(0), {select->ColumnDouble(2), select->ColumnDouble(1)}});
+      }
+    }
+    const std::vector<int64_t> front = FrontIds(feasible);
+    absl::StatusOr<SqliteDatabase::Transaction> transaction = db.Begin(true, "finishing");
+    {
+      absl::StatusOr<Statement> mark = db.Prepare(
+          "UPDATE candidates SET on_pareto_front = 1 WHERE id = ?1 AND job_id = ?2 AND "
+          "feasible = 1");
+      for (const int64_t id : front) {
+        mark->BindInt64(1, id);
+        mark->BindText(2, job_id);
+        if (absl::Status run = mark->Run("marking"); !run.ok()) Die(run, "mark");
+        mark->Reset();
+      }
+    }
+    if (absl::Status ended = db.Exec(absl::StrCat("UPDATE jobs SET state = 3, "
+                                                  "pareto_front_size = ",
+                                                  front.size(), " WHERE id = 'job-1'"),
+                                     "finishing");
+        !ended.ok()) {
+      Die(ended, "finish");
+    }
+    if (absl::Status committed = transaction->Commit("finishing"); !committed.ok()) {
+      Die(committed, "commit");
+    }
+    ++outcome.transactions;
+    outcome.write_ms = MillisSince(start);
+    absl::StatusOr<Statement> count = db.Prepare("SELECT COUNT(*) FROM candidates");
+    if (*count->Step("counting")) outcome.rows = count->ColumnInt64(0);
+  }
+  outcome.file_mib = FileMib(path);
+  return outcome;
+}
 
+// The ListCandidates pages timed on an ended job of schema 8.
+struct ListCase {
+  const char* name;
+  CandidateOrder order;
+  std::optional<bool> feasible;
+  bool middle;  // At offset total / 2 rather than 0.
+};
+constexpr ListCase kListCases[] = {
+    {"accuracy desc, first page", CandidateOrder::kAccuracyDesc, std::nullopt, false},
+    {"accuracy desc, feasible, first page", CandidateOrder::kAccuracyDesc, true, false},
+    {"accuracy desc, page at offset total/2", CandidateOrder::kAccuracyDesc, std::nullopt, true},
+    {"latency asc, first page", CandidateOrder::kLatencyAsc, std::nullopt, false},
+    {"id order, first page", CandidateOrder::kId, std::nullopt, false},
+};
+
+// The current write path: PendingSteps and AppendGenerations as the job manager uses them,
+// committing when `commit_interval_s` has passed since the last commit (0: every step), by
+// the recorded arrival times.
+Outcome WriteNewLayout(const std::string& path, const Recording& recording,
+                       const apq::oface::SearchSpace& space, double commit_interval_s) {
+  Outcome outcome;
+  {
+    apq::server::SqliteStore::Options options;
+    options.path = path;
+    absl::StatusOr<std::unique_ptr<apq::server::Store>> opened =
+        apq::server::SqliteStore::Open(options);
+    if (!opened.ok()) Die(opened.status(), "open");
+    apq::server::JobStore& store = (*opened)->jobs();
     apq::server::JobRecord job;
     job.space = "ofa_mbv3";
     job.device = "note10";
     job.table_version = 1;
     job.predictor_version = "v1";
-    job.request = std::string(300, 'r');
-    absl::StatusOr<std::string> id = store.CreateJob(job);
-    if (!id.ok()) Die(id.status(), "CreateJob");
-    job_id = *id;
-    if (absl::Status s = store.MarkRunning(job_id, 1); !s.ok()) Die(s, "MarkRunning");
+    job.request = std::string(1, '\0');
+    job.created_unix_s = 1;
+    absl::StatusOr<std::string> job_id = store.CreateJob(job);
+    if (!job_id.ok()) Die(job_id.status(), "CreateJob");
+    if (absl::Status s = store.MarkRunning(*job_id, 1); !s.ok()) Die(s, "MarkRunning");
 
-    // Batches are built before timing so that only the store is measured.
-    std::vector<GenerationBatch> batches(generations);
-    std::optional<CandidateRecord> best;
-    int64_t evaluated = 0;
-    for (int g = 0; g < generations; ++g) {
-      GenerationBatch& batch = batches[g];
-      batch.generation = g;
-      for (int i = 0; i < per_generation; ++i) {
-        CandidateRecord c;
-        c.generation = g;
-        c.config_json = RandomConfig(rng);
-        c.feasible = unit(rng) < 0.7;
-        // As the job manager stores them: no accuracy for a rejected candidate.
-        if (c.feasible) c.accuracy = 0.70 + 0.08 * unit(rng);
-        c.latency_ms = 10 + 30 * unit(rng);
-        c.energy_mj = 5 + 20 * unit(rng);
-        if (c.feasible && (!best || *c.accuracy > *best->accuracy)) {
-          best = c;
-          batch.best_batch_index = i;  // As the job manager names a best bred now.
-        }
-        batch.candidates.push_back(std::move(c));
+    const Clock::time_point start = Clock::now();
+    apq::server::PendingSteps pending(space, /*keep_rejected=*/false, 0);
+    int64_t best_id = 0;
+    double last_commit_s = -1e300;
+    const auto commit = [&](double now_s) {
+      GenerationBatch batch = pending.Take(best_id);
+      batch.elapsed_s = now_s;
+      absl::StatusOr<std::vector<int64_t>> ids = store.AppendGenerations(*job_id, batch);
+      if (!ids.ok()) Die(ids.status(), "AppendGenerations");
+      if (batch.best_batch_index >= 0) best_id = (*ids)[batch.best_batch_index];
+      outcome.row_writes += static_cast<int64_t>(batch.candidates.size());
+      ++outcome.transactions;
+      last_commit_s = now_s;
+    };
+    for (const RecordedStep& step : recording.steps) {
+      pending.Add(step.Report());
+      if (step.arrived_s - last_commit_s >= commit_interval_s) commit(step.arrived_s);
+    }
+    if (!pending.empty()) commit(recording.steps.back().arrived_s);
+    // The end of the job, as JobManager::EndWithFront makes it.
+    std::vector<std::pair<int64_t, apq::search::FrontPoint>> feasible;
+    CandidateQuery query;
+    query.job_id = *job_id;
+    query.feasible = true;
+    query.limit = apq::server::kMaxPageSize;
+    for (;; query.offset += query.limit) {
+      absl::StatusOr<CandidatePage> page = store.ListCandidates(query);
+      if (!page.ok()) Die(page.status(), "ListCandidates");
+      for (const CandidateRecord& row : page->candidates) {
+        feasible.push_back({row.id, {*row.latency_ms, *row.accuracy}});
       }
-      evaluated += per_generation;
-      batch.candidates_evaluated = evaluated;
-      batch.best = best;
-      batch.checkpoint = std::string(size_t{16} * 1024, static_cast<char>(g));  // Engine state.
-      batch.elapsed_s = g;
+      if (query.offset + query.limit >= page->total) break;
     }
-
-    append_ms.reserve(generations);
-    for (const GenerationBatch& batch : batches) {
-      start = Clock::now();
-      absl::Status status = store.AppendGeneration(job_id, batch).status();
-      append_ms.push_back(MillisSince(start));
-      if (!status.ok()) Die(status, "AppendGeneration");
+    if (absl::Status finished =
+            store.FinishJob(*job_id, JobState::kSucceeded, "", 2, 1, FrontIds(feasible));
+        !finished.ok()) {
+      Die(finished, "FinishJob");
     }
-    for (double ms : append_ms) append_total_ms += ms;
-    const int64_t rows = static_cast<int64_t>(generations) * per_generation;
-    std::vector<double> sorted = append_ms;
-    std::sort(sorted.begin(), sorted.end());
-    auto percentile = [&](double p) {
-      return sorted[std::min(sorted.size() - 1, static_cast<size_t>(p * sorted.size()))];
-    };
-    std::printf("open (create + migrate): %.2f ms\n", open_ms);
-    std::printf("AppendGeneration: %d generations x %d candidates = %lld rows in %.1f ms\n",
-                generations, per_generation, static_cast<long long>(rows), append_total_ms);
-    std::printf("  %.0f rows/s; per generation mean %.3f ms, p50 %.3f, p99 %.3f, max %.3f ms\n",
-                rows / (append_total_ms / 1000), append_total_ms / generations, percentile(0.5),
-                percentile(0.99), sorted.back());
+    ++outcome.transactions;
+    outcome.write_ms = MillisSince(start);
 
-    auto query = [&](CandidateOrder order, std::optional<bool> feasible, int64_t offset) {
+    CandidateQuery all;
+    all.job_id = *job_id;
+    all.limit = 1;
+    absl::StatusOr<CandidatePage> counted = store.ListCandidates(all);
+    outcome.rows = counted.ok() ? counted->total : -1;
+    for (const ListCase& list : kListCases) {
       CandidateQuery q;
-      q.job_id = job_id;
-      q.order = order;
-      q.feasible = feasible;
-      q.offset = offset;
+      q.job_id = *job_id;
+      q.order = list.order;
+      q.feasible = list.feasible;
       q.limit = 100;
-      return q;
-    };
-    struct Case {
-      const char* name;
-      CandidateQuery query;
-    };
-    const Case cases[] = {
-        {"accuracy desc, first page", query(CandidateOrder::kAccuracyDesc, std::nullopt, 0)},
-        {"accuracy desc, feasible, first page", query(CandidateOrder::kAccuracyDesc, true, 0)},
-        {"accuracy desc, page at offset rows/2",
-         query(CandidateOrder::kAccuracyDesc, std::nullopt, rows / 2)},
-        {"latency asc, first page", query(CandidateOrder::kLatencyAsc, std::nullopt, 0)},
-        {"id order, first page", query(CandidateOrder::kId, std::nullopt, 0)},
-    };
-    std::printf("ListCandidates (page of 100, total counted), mean of 200 calls:\n");
-    for (const Case& c : cases) {
-      int64_t total = 0;
-      size_t size = 0;
-      const double ms = TimeMean(200, [&] {
-        absl::StatusOr<CandidatePage> page = store.ListCandidates(c.query);
-        if (!page.ok()) Die(page.status(), "ListCandidates");
-        total = page->total;
-        size = page->candidates.size();
-      });
-      std::printf("  %-38s %.3f ms (%zu rows of %lld)\n", c.name, ms, size,
-                  static_cast<long long>(total));
+      q.offset = list.middle ? outcome.rows / 2 : 0;
+      constexpr int kCalls = 50;
+      const Clock::time_point list_start = Clock::now();
+      for (int i = 0; i < kCalls; ++i) {
+        if (absl::Status s = store.ListCandidates(q).status(); !s.ok()) Die(s, "ListCandidates");
+      }
+      outcome.list_ms.push_back(MillisSince(list_start) / kCalls);
     }
-    const double get_ms = TimeMean(200, [&] {
-      if (!store.GetJob(job_id).ok()) Die(absl::InternalError("GetJob"), "GetJob");
-    });
-    std::printf("GetJob (with a 16 KiB checkpoint): %.3f ms\n", get_ms);
   }  // Closes the store, checkpointing the WAL into the file.
+  outcome.file_mib = FileMib(path);
+  return outcome;
+}
 
-  struct stat info;
-  if (stat(path.c_str(), &info) == 0) {
-    std::printf("database file: %.1f MiB\n", info.st_size / (1024.0 * 1024.0));
+double Median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int rounds = 5;
+  int commit_interval_ms = 250;
+  int population = 100;
+  int generations = 500;
+  uint64_t seed = 1;
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  std::string dir = tmp != nullptr ? tmp : "/tmp";
+  std::string data_dir = "data";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i];
+    const char* value = argv[i + 1];
+    if (flag == "--rounds") {
+      rounds = std::atoi(value);
+    } else if (flag == "--commit_interval_ms") {
+      commit_interval_ms = std::atoi(value);
+    } else if (flag == "--population") {
+      population = std::atoi(value);
+    } else if (flag == "--generations") {
+      generations = std::atoi(value);
+    } else if (flag == "--seed") {
+      seed = std::strtoull(value, nullptr, 10);
+    } else if (flag == "--dir") {
+      dir = value;
+    } else if (flag == "--data_dir") {
+      data_dir = value;
+    } else {
+      std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
+      return 2;
+    }
   }
-  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+  if (rounds < 1 || commit_interval_ms < 0 || population < 2 || generations < 1) {
+    std::fprintf(stderr,
+                 "--rounds >= 1, --commit_interval_ms >= 0, --population >= 2, "
+                 "--generations >= 1\n");
+    return 2;
+  }
+  dir = absl::StrCat(dir, "/store_bench.XXXXXX");
+  if (mkdtemp(dir.data()) == nullptr) {
+    std::perror("mkdtemp");
+    return 1;
+  }
+
+  absl::StatusOr<apq::bench::OfaReferenceSearch> reference =
+      apq::bench::LoadOfaReferenceSearch(data_dir, /*threads=*/1);
+  if (!reference.ok()) Die(reference.status(), "loading the search");
+  const Recording recording = RecordSearch(*reference, population, generations, seed);
+  std::printf(
+      "recorded search: ofa_mbv3 / note10 / latency <= 25 ms, population %d, %d generations, "
+      "seed %llu: %.3f s in process; %lld children scored, %lld rejected draws (%lld kept by "
+      "the old layout), checkpoint %zu bytes\n",
+      population, generations, static_cast<unsigned long long>(seed), recording.search_s,
+      static_cast<long long>(recording.children), static_cast<long long>(recording.rejected_draws),
+      static_cast<long long>(recording.rejected_kept), recording.steps.back().checkpoint.size());
+
+  struct Layout {
+    const char* name;
+    std::function<Outcome(const std::string&)> write;
+    std::vector<Outcome> outcomes;
+  };
+  const apq::oface::SearchSpace& space = *reference->space;
+  std::vector<Layout> layouts = {
+      {"old: schema 7, row per draw, txn per generation",
+       [&](const std::string& path) { return WriteOldLayout(path, recording, space); }},
+      {"step: schema 8, txn per generation",
+       [&](const std::string& path) { return WriteNewLayout(path, recording, space, 0); }},
+      {"group: schema 8, group commits",
+       [&](const std::string& path) {
+         return WriteNewLayout(path, recording, space, commit_interval_ms / 1000.0);
+       }},
+  };
+  // Interleaved: each round runs every layout, starting with another one each round.
+  for (int round = 0; round < rounds; ++round) {
+    for (size_t k = 0; k < layouts.size(); ++k) {
+      Layout& layout = layouts[(round + k) % layouts.size()];
+      const std::string path =
+          absl::StrCat(dir, "/", round, "_", (round + k) % layouts.size(), ".db");
+      layout.outcomes.push_back(layout.write(path));
+      RemoveDatabase(path);
+      const Outcome& o = layout.outcomes.back();
+      std::printf("round %d  %-48s %9.1f ms  %7lld rows  %6lld txns  %6.2f MiB\n", round + 1,
+                  layout.name, o.write_ms, static_cast<long long>(o.rows),
+                  static_cast<long long>(o.transactions), o.file_mib);
+    }
+  }
   rmdir(dir.c_str());
+
+  std::printf("\nmedians over %d rounds (write time: rows, generations, front and end of job)\n",
+              rounds);
+  std::printf("%-48s %10s %9s %11s %13s %12s %9s\n", "layout", "write_ms", "rows", "row_writes",
+              "row_writes/s", "children/s", "MiB");
+  for (const Layout& layout : layouts) {
+    std::vector<double> ms;
+    for (const Outcome& o : layout.outcomes) ms.push_back(o.write_ms);
+    const double median_ms = Median(ms);
+    const Outcome& o = layout.outcomes.front();
+    std::printf("%-48s %10.1f %9lld %11lld %13.0f %12.0f %9.2f\n", layout.name, median_ms,
+                static_cast<long long>(o.rows), static_cast<long long>(o.row_writes),
+                o.row_writes / (median_ms / 1000), recording.children / (median_ms / 1000),
+                o.file_mib);
+  }
+  std::printf(
+      "\nListCandidates on the ended job, schema 8 (page of 100, mean of 50 calls, median "
+      "over rounds of layout \"group\")\n");
+  for (size_t c = 0; c < std::size(kListCases); ++c) {
+    std::vector<double> ms;
+    for (const Outcome& o : layouts[2].outcomes) ms.push_back(o.list_ms[c]);
+    std::printf("  %-40s %.3f ms\n", kListCases[c].name, Median(ms));
+  }
   return 0;
 }

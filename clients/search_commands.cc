@@ -206,9 +206,10 @@ int Search(Connection& connection, const std::vector<std::string>& argv) {
              "seed",         "label",          "table-version",  "objective",
              "pareto-cost",  "uniform-bits",   "engine",         "options",
              "verify-top-k", "verify-dataset", "verify-images",  "fixed-architecture"},
-      {"wait", "json"}, 0);
+      {"wait", "json", "keep-all-draws"}, 0);
   apq::v1::SubmitSearchRequest request;
   request.set_space(Require(args, "space"));
+  request.set_keep_all_draws(args.Has("keep-all-draws"));
   request.set_device(Require(args, "device"));
   apq::v1::Budgets* budgets = request.mutable_budgets();
   if (args.Has("max-latency-ms")) budgets->set_max_latency_ms(ParseDouble(args, "max-latency-ms"));
@@ -358,7 +359,8 @@ int Candidates(Connection& connection, const std::vector<std::string>& argv) {
     return kExitOk;
   }
   for (const apq::v1::Candidate& candidate : response.candidates()) {
-    std::cout << candidate.id() << "  gen " << candidate.generation() << "  "
+    std::cout << candidate.id() << "  gen " << candidate.generation() << "  x"
+              << candidate.times_seen() << "  "
               << (candidate.feasible() ? "feasible  " : "infeasible  ")
               << DescribeMetrics(candidate.metrics()) << "  " << candidate.config_json() << "\n";
   }
@@ -439,7 +441,8 @@ constexpr Command kSearchCommands[] = {
 )",
      Evaluate},
     {"search",
-     R"(  search --space S --device D [budgets] [engine] [--seed N] [--label L] [--wait] [--json]
+     R"(  search --space S --device D [budgets] [engine] [--seed N] [--label L] [--keep-all-draws]
+      [--wait] [--json]
       Submit a search. Budgets: --max-latency-ms X --max-energy-mj X --max-size-mb X
       --max-bitops X. Engine: evolution by default, with --population N --generations N
       --parent-ratio X --mutation-ratio X --mutate-prob X --resolution-mutate-prob X; or
@@ -452,8 +455,10 @@ constexpr Command kSearchCommands[] = {
       by predicted accuracy on the space's supernet (validation split) once the search ends,
       and the job's best becomes the one measured best; --verify-images N measures on the
       first N validation images (default all); --verify-dataset NAME also adds each
-      measurement to that dataset (created if absent) for the next predictor. --wait follows
-      it to the end (progress bar on a terminal); --json prints one JSON object.
+      measurement to that dataset (created if absent) for the next predictor. The job stores
+      each network it met once with its count; draws rejected by the budgets are only
+      counted unless --keep-all-draws keeps them too (for audits). --wait follows it to the
+      end (progress bar on a terminal); --json prints one JSON object.
 )",
      Search},
     {"engines", R"(  engines [--json]
@@ -470,7 +475,8 @@ constexpr Command kSearchCommands[] = {
     {"candidates",
      R"(  candidates JOB [--sort accuracy|latency|energy|size|bitops] [--feasible|--infeasible]
       [--front] [--limit N] [--json]
-      --front: only the job's Pareto front of accuracy against its Pareto cost.
+      One per distinct network, with the generation that met it first and how many times
+      (xN). --front: only the job's Pareto front of accuracy against its Pareto cost.
 )",
      Candidates},
     {"config", R"(  config JOB [--output FILE] [--torchscript FILE] [--json]

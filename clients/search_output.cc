@@ -70,6 +70,7 @@ json JobJson(const apq::v1::Job& job) {
               {"total_generations", job.total_generations()},
               {"engine", job.engine()},
               {"candidates_evaluated", job.candidates_evaluated()},
+              {"rejected_draws", job.rejected_draws()},
               {"elapsed_s", job.elapsed_s()},
               {"table_version", job.table_version()},
               {"predictor_version", job.predictor_version()},
@@ -101,8 +102,8 @@ json JobJson(const apq::v1::Job& job) {
 void PrintJobText(const apq::v1::Job& job) {
   std::cout << "job " << job.id() << ": " << StateName(job.state()) << " after "
             << job.generations_done() << "/" << job.total_generations() << " generations, "
-            << job.candidates_evaluated() << " candidates, "
-            << absl::StrFormat("%.2f s", job.elapsed_s()) << "\n";
+            << job.candidates_evaluated() << " candidates, " << job.rejected_draws()
+            << " rejected draws, " << absl::StrFormat("%.2f s", job.elapsed_s()) << "\n";
   if (!job.error().empty()) std::cout << "error: " << job.error() << "\n";
   const apq::v1::VerificationProgress& verification = job.verification();
   if (verification.top_k() > 0) {
@@ -123,6 +124,7 @@ void PrintJobText(const apq::v1::Job& job) {
 json CandidateJson(const apq::v1::Candidate& candidate) {
   json out = {{"id", candidate.id()},
               {"generation", candidate.generation()},
+              {"times_seen", candidate.times_seen()},
               {"feasible", candidate.feasible()},
               {"on_pareto_front", candidate.on_pareto_front()},
               {"config", ParseConfig(candidate.config_json())}};

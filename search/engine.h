@@ -6,7 +6,8 @@
 // differentiable search and others are added beside it and registered by name
 // (engine_registry.h). The service knows engines only through this interface: it resolves a
 // request's options against the engine's OptionSpecs, runs the engine on a job worker, stores
-// every StepReport with its opaque checkpoint, and hands the checkpoint back on resume.
+// its StepReports (a group of consecutive steps at a time, with the opaque checkpoint of the
+// last), and hands the last stored checkpoint back on resume.
 #ifndef APQ_SEARCH_ENGINE_H_
 #define APQ_SEARCH_ENGINE_H_
 
@@ -47,6 +48,11 @@ struct SearchProblem {
   Budgets budgets;                                     // Valid (ValidateBudgets).
   Objective objective = Objective::kMaxAccuracy;
   CostMetric pareto_cost = CostMetric::kLatency;  // Priceable by `cost_model`.
+  // StepReport::rejected holds every infeasible draw of the step instead of a bounded sample
+  // (an audit of all draws). Memory then grows with the draws of a step: under budgets the
+  // space seldom meets, up to the engine's resampling limit per child. The search itself is
+  // the same either way.
+  bool report_every_rejected_draw = false;
 };
 
 // An option's value. Integers are int64_t; a double option also accepts an integer.
@@ -77,12 +83,14 @@ struct OptionSpec {
 // What one step (a generation of evolution, an iteration of a solver) produced. The spans
 // and the best are valid during the callback only.
 struct StepReport {
-  int step = 0;                           // 0 for the first.
-  absl::Span<const Individual> scored;    // Feasible candidates scored in this step.
-  absl::Span<const Individual> rejected;  // Infeasible ones priced, at most a bounded sample.
-  int64_t rejected_total = 0;             // Every infeasible draw of this step.
-  int64_t candidates_evaluated = 0;       // Scored candidates so far, all steps.
-  const Individual* best = nullptr;       // Best feasible so far (null when none yet).
+  int step = 0;                         // 0 for the first.
+  absl::Span<const Individual> scored;  // Feasible candidates scored in this step.
+  // Infeasible ones priced: a bounded sample, or every one with
+  // SearchProblem::report_every_rejected_draw.
+  absl::Span<const Individual> rejected;
+  int64_t rejected_total = 0;        // Every infeasible draw of this step.
+  int64_t candidates_evaluated = 0;  // Scored candidates so far, all steps.
+  const Individual* best = nullptr;  // Best feasible so far (null when none yet).
   // Index in `scored` of the best when this step found it, else -1 (the best is older).
   int best_index_in_step = -1;
   // The engine's own bytes: given back to Run, they resume the search after this step and

@@ -337,7 +337,8 @@ absl::Status EvolutionSearch::DrawFeasibleChild(ChildKind kind,
       return absl::OkStatus();
     }
     ++report->rejected_total;
-    if (report->rejected.size() < static_cast<size_t>(params_.population_size)) {
+    if (params_.keep_every_rejected ||
+        report->rejected.size() < static_cast<size_t>(params_.population_size)) {
       report->rejected.push_back(child);
     }
     if (kind == ChildKind::kRandom && params_.lower_bits_of_infeasible_draws &&

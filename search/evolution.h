@@ -48,6 +48,9 @@ struct EvolutionParams {
   bool lower_bits_of_infeasible_draws = true;
   Objective objective = Objective::kMaxAccuracy;
   CostMetric pareto_cost = CostMetric::kLatency;  // With Objective::kPareto.
+  // GenerationReport::rejected keeps every redrawn child, not only the first
+  // population_size (SearchProblem::report_every_rejected_draw).
+  bool keep_every_rejected = false;
 };
 
 // Limits that keep one job's memory and time bounded; INVALID_ARGUMENT names the field.
@@ -61,7 +64,8 @@ struct GenerationReport {
   int generation = 0;
   std::vector<Individual> children;  // Feasible children scored this generation.
   // Redrawn (infeasible) children of this generation, priced but not scored: the first
-  // population_size of them, so a hopeless budget cannot flood the record.
+  // population_size of them, so a hopeless budget cannot flood the record (all of them with
+  // EvolutionParams::keep_every_rejected).
   std::vector<Individual> rejected;
   int64_t rejected_total = 0;        // All redraws of this generation.
   int64_t candidates_evaluated = 0;  // Feasible children scored so far, all generations.

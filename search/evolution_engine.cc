@@ -146,6 +146,7 @@ EvolutionParams EvolutionParamsFromOptions(const EngineOptions& options,
   params.lower_bits_of_infeasible_draws = BoolOption(options, "lower_bits_of_infeasible_draws");
   params.objective = problem.objective;
   params.pareto_cost = problem.pareto_cost;
+  params.keep_every_rejected = problem.report_every_rejected_draw;
   return params;
 }
 

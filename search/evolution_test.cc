@@ -103,6 +103,40 @@ TEST_F(EvolutionTest, EveryScoredChildMeetsTheBudgetAndEveryRejectedOneBreaksIt)
   EXPECT_EQ(result->candidates_evaluated, 26 * 40);
 }
 
+TEST_F(EvolutionTest, KeepingEveryRejectedDrawChangesTheReportOnly) {
+  // A budget tight enough that some generation redraws more children than its population.
+  const Budgets budgets = LatencyBudget(17.0);
+  std::vector<GenerationReport> sampled;
+  auto sampled_result = RunRecording(SmallParams(), budgets, 5, &sampled);
+  ASSERT_TRUE(sampled_result.ok()) << sampled_result.status();
+  EvolutionParams keep_all = SmallParams();
+  keep_all.keep_every_rejected = true;
+  std::vector<GenerationReport> kept;
+  auto kept_result = RunRecording(keep_all, budgets, 5, &kept);
+  ASSERT_TRUE(kept_result.ok()) << kept_result.status();
+
+  ASSERT_EQ(kept.size(), sampled.size());
+  int64_t most_redrawn = 0;
+  for (size_t g = 0; g < kept.size(); ++g) {
+    SCOPED_TRACE(g);
+    ASSERT_EQ(kept[g].children.size(), sampled[g].children.size());
+    for (size_t i = 0; i < kept[g].children.size(); ++i) {
+      EXPECT_EQ(kept[g].children[i].genotype, sampled[g].children[i].genotype);
+    }
+    EXPECT_EQ(kept[g].rejected_total, sampled[g].rejected_total);
+    EXPECT_EQ(static_cast<int64_t>(kept[g].rejected.size()), kept[g].rejected_total);
+    // The sample is the first of them.
+    ASSERT_LE(sampled[g].rejected.size(), kept[g].rejected.size());
+    for (size_t i = 0; i < sampled[g].rejected.size(); ++i) {
+      EXPECT_EQ(kept[g].rejected[i].genotype, sampled[g].rejected[i].genotype);
+    }
+    most_redrawn = std::max(most_redrawn, kept[g].rejected_total);
+  }
+  EXPECT_GT(most_redrawn, SmallParams().population_size) << "the sample must have been cut";
+  ASSERT_TRUE(kept_result->best.has_value());
+  EXPECT_EQ(kept_result->best->genotype, sampled_result->best->genotype);
+}
+
 TEST_F(EvolutionTest, BestIsTheMaximumOfEveryScoredChildAndImprovesOverRandom) {
   std::vector<GenerationReport> reports;
   auto result = RunRecording(SmallParams(), LatencyBudget(25.0), 3, &reports);

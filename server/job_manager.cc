@@ -14,33 +14,11 @@
 #include "oface/search_space.h"
 #include "search/pareto.h"
 #include "server/candidate_metrics.h"
+#include "server/pending_steps.h"
 #include "server/search_request.h"
 
 namespace apq::server {
 namespace {
-
-// Table-priced metrics that the fallback model priced (partly), comma-separated.
-std::string ModelledMetrics(const hwmodels::NetworkCost& cost) {
-  if (!cost.modelled) return "";
-  return cost.has_energy ? "latency_ms,energy_mj" : "latency_ms";
-}
-
-CandidateRecord ToRecord(const oface::SearchSpace& space, const search::Individual& individual,
-                         int generation, bool feasible) {
-  CandidateRecord record;
-  record.generation = generation;
-  record.config_json = space.ToJson(space.Canonical(individual.genotype));
-  if (feasible) record.accuracy = individual.accuracy;
-  record.latency_ms = individual.cost.latency_ms;
-  if (individual.cost.has_energy) record.energy_mj = individual.cost.energy_mj;
-  if (individual.cost.has_size_and_bitops) {
-    record.size_mb = individual.cost.size_mb;
-    record.bitops = individual.cost.bitops;
-  }
-  record.modelled = ModelledMetrics(individual.cost);
-  record.feasible = feasible;
-  return record;
-}
 
 // Whether the space searches bitwidths: its finalists are measured at their bit policy.
 bool HasBitsGenes(const oface::SearchSpace& space) {
@@ -90,6 +68,7 @@ apq::v1::Candidate CandidateToProto(const CandidateRecord& candidate) {
     metrics->set_measured_split(measured->split);
   }
   proto.set_on_pareto_front(candidate.on_pareto_front);
+  proto.set_times_seen(candidate.times_seen);
   return proto;
 }
 
@@ -103,6 +82,7 @@ apq::v1::Job JobToProto(const JobRecord& job, const search::EngineRegistry& engi
   }
   proto.set_generations_done(std::max(0, job.generations_done));
   proto.set_candidates_evaluated(job.candidates_evaluated);
+  proto.set_rejected_draws(job.rejected_draws);
   FillStageAndBests(job, proto.request(), &proto);
   proto.set_error(job.error);
   proto.set_table_version(job.table_version);
@@ -125,6 +105,7 @@ apq::v1::JobProgress JobManager::ProgressFromRecord(const JobRecord& job) const 
     progress.set_total_generations(TotalSteps(engines_, request));
   }
   progress.set_candidates_evaluated(job.candidates_evaluated);
+  progress.set_rejected_draws(job.rejected_draws);
   FillStageAndBests(job, request, &progress);
   progress.set_elapsed_s(job.elapsed_s);
   progress.set_error(job.error);
@@ -134,7 +115,12 @@ apq::v1::JobProgress JobManager::ProgressFromRecord(const JobRecord& job) const 
 absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(
     const Options& options, Catalog& catalog, JobStore& store, DatasetStore& datasets,
     SupernetHost& supernets, const search::EngineRegistry& engines) {
-  std::unique_ptr<JobManager> manager(new JobManager(catalog, store, datasets, supernets, engines));
+  if (options.commit_interval < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("commit_interval: must be >= 0, got ",
+                                                   absl::FormatDuration(options.commit_interval)));
+  }
+  std::unique_ptr<JobManager> manager(
+      new JobManager(options, catalog, store, datasets, supernets, engines));
   // Oldest first, so recovered jobs keep their order in the queue.
   std::vector<JobRecord> unfinished;
   for (JobState state : {JobState::kRunning, JobState::kQueued}) {
@@ -339,18 +325,18 @@ absl::StatusOr<std::vector<int64_t>> JobManager::ParetoFrontIds(const std::strin
   return front;
 }
 
-absl::StatusOr<int64_t> JobManager::AppendStep(const std::string& job_id,
-                                               const GenerationBatch& batch) {
+absl::StatusOr<int64_t> JobManager::AppendSteps(const std::string& job_id,
+                                                const GenerationBatch& batch) {
   int64_t best_id = batch.best ? batch.best->id : 0;
   const absl::Status stored = WriteWithRetries([&]() -> absl::Status {
-    absl::StatusOr<std::vector<int64_t>> ids = store_.AppendGeneration(job_id, batch);
+    absl::StatusOr<std::vector<int64_t>> ids = store_.AppendGenerations(job_id, batch);
     if (ids.ok()) {
       if (batch.best_batch_index >= 0) best_id = (*ids)[batch.best_batch_index];
       return absl::OkStatus();
     }
     if (absl::IsFailedPrecondition(ids.status())) {
-      // After a write whose acknowledgement was lost, the retry finds the step stored: the
-      // job holds exactly this step's checkpoint and count.
+      // After a write whose acknowledgement was lost, the retry finds the steps stored: the
+      // job holds exactly this batch's checkpoint and count.
       absl::StatusOr<JobRecord> job = store_.GetJob(job_id);
       if (job.ok() && !IsTerminal(job->state) && job->checkpoint == batch.checkpoint &&
           job->candidates_evaluated == batch.candidates_evaluated) {
@@ -361,8 +347,12 @@ absl::StatusOr<int64_t> JobManager::AppendStep(const std::string& job_id,
     return ids.status();
   });
   if (!stored.ok()) {
-    return absl::Status(stored.code(), absl::StrCat("storing step ", batch.generation,
-                                                    " of the search: ", stored.message()));
+    const std::string steps =
+        batch.first_generation == batch.last_generation
+            ? absl::StrCat("step ", batch.last_generation)
+            : absl::StrCat("steps ", batch.first_generation, "..", batch.last_generation);
+    return absl::Status(stored.code(),
+                        absl::StrCat("storing ", steps, " of the search: ", stored.message()));
   }
   return best_id;
 }
@@ -457,48 +447,48 @@ void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& con
   progress.set_total_generations(resolved->engine->TotalSteps(resolved->options));
   Publish(job_id, progress);
 
-  // The stored best's id, carried while the best stays the one of an earlier step.
+  // Steps are stored in groups (group commits): the first at once, then whenever
+  // commit_interval has passed since the last commit, and what remains when the engine
+  // returns. Each group's rows, progress, best and checkpoint go in one transaction, so a
+  // crash loses only steps whose checkpoint was never stored: the job resumes before them
+  // and runs them again to the same record. Watchers hear of each group once it is stored.
+  PendingSteps pending(space, request.keep_all_draws(), job.rejected_draws);
+  // The stored best's id, carried while the best stays the one of an earlier group.
   int64_t best_id = job.best ? job.best->id : 0;
-  const auto on_step = [&](const search::StepReport& report) -> absl::Status {
-    GenerationBatch batch;
-    batch.generation = report.step;
-    batch.candidates.reserve(report.scored.size() + report.rejected.size());
-    for (const search::Individual& child : report.scored) {
-      batch.candidates.push_back(ToRecord(space, child, report.step, true));
-    }
-    for (const search::Individual& child : report.rejected) {
-      batch.candidates.push_back(ToRecord(space, child, report.step, false));
-    }
-    batch.candidates_evaluated = report.candidates_evaluated;
-    if (report.best != nullptr) {
-      batch.best = ToRecord(space, *report.best, report.best->generation, true);
-      batch.best->id = best_id;
-      batch.best_batch_index = report.best_index_in_step;
-    }
-    batch.checkpoint = report.checkpoint;
+  absl::Time last_commit = absl::InfinitePast();
+  const auto commit = [&]() -> absl::Status {
+    GenerationBatch batch = pending.Take(best_id);
     batch.elapsed_s = elapsed_now();
-    ASSIGN_OR_RETURN(best_id, AppendStep(job_id, batch));
-    if (batch.best) batch.best->id = best_id;
-    progress.set_generation(report.step);
-    progress.set_candidates_evaluated(report.candidates_evaluated);
-    if (batch.best) {
-      *progress.mutable_best() = CandidateToProto(*batch.best);
-      *progress.mutable_predicted_best() = progress.best();
+    ASSIGN_OR_RETURN(best_id, AppendSteps(job_id, batch));
+    last_commit = absl::Now();
+    // Watchers are told what the store holds (a failed read skips one update).
+    if (absl::StatusOr<JobRecord> stored = store_.GetJob(job_id); stored.ok()) {
+      Publish(job_id, ProgressFromRecord(*stored));
     }
-    progress.set_elapsed_s(batch.elapsed_s);
-    Publish(job_id, progress);
     return absl::OkStatus();
+  };
+  const auto on_step = [&](const search::StepReport& report) -> absl::Status {
+    pending.Add(report);
+    if (absl::Now() - last_commit < options_.commit_interval) return absl::OkStatus();
+    return commit();
   };
   absl::StatusOr<search::EngineResult> result = resolved->engine->Run(
       resolved->problem(), resolved->options, request.seed(), on_step,
       [&control] { return control.stop_requested(); }, job.checkpoint);
+  if (result.ok() && result->cancelled && !control.cancel_requested()) {
+    // Server shutdown: the job stays running in the store and resumes on restart from its
+    // last stored group, as after a crash; the steps since are run again then.
+    return;
+  }
+  if (!pending.empty()) {
+    // After a failed commit nothing is pending (Take emptied it): these steps were run after
+    // the last commit, and the job's record keeps them whatever ends it.
+    if (absl::Status stored = commit(); !stored.ok() && result.ok()) result = stored;
+  }
 
   if (!result.ok()) {
     EndJob(job_id, JobState::kFailed, result.status().ToString(), elapsed_now(), {});
     return;
-  }
-  if (result->cancelled && !control.cancel_requested()) {
-    return;  // Server shutdown: the job stays running in the store and resumes on restart.
   }
   if (result->cancelled) {
     EndWithFront(job_id, JobState::kCancelled, "cancelled by request", elapsed_now(),

@@ -1,15 +1,19 @@
 // Search jobs: validates and stores submissions, queues them on the shared job runner, runs
-// each with the engine it names (search/engine.h), stores every step's candidates, progress,
-// best and checkpoint in one transaction, fans progress out to watchers, and cancels between
-// steps. A job that asks for verification (apq.proto Verification) then measures its
-// finalists on the space's supernet, on the job's worker thread, one stored measurement at a
-// time, and its best becomes the measured best. At the end it marks the job's Pareto front
-// (search/pareto.h). On start it recovers jobs a previous process left queued or running.
+// each with the engine it names (search/engine.h), stores its steps in group commits (the
+// distinct networks the steps met with their counts, progress, best and checkpoint in one
+// transaction, at most one per commit interval: pending_steps.h), fans progress out to
+// watchers as it is stored, and cancels between steps. A job that asks for verification (apq.proto
+// Verification) then measures its finalists on the space's supernet, on the job's worker thread,
+// one stored measurement at a time, and its best becomes the measured best. At the end it marks the
+// job's Pareto front (search/pareto.h). On start it recovers jobs a previous process left queued or
+// running.
 //
 // Resuming: a job whose search stage ended (JobStore::BeginVerification, stored once the
 // engine finished) skips its engine and measures only the finalists without a stored
 // measurement; one still in its search stage resumes its engine from the last stored step's
-// checkpoint (an engine that had finished returns at once) and then verifies.
+// checkpoint (an engine that had finished returns at once) and then verifies. Steps run
+// after the last group commit are lost by a crash or a shutdown alike and run again: the
+// engine is deterministic, so the record is the one an uninterrupted run leaves.
 //
 // Thread safety: every public method may be called from any thread.
 #ifndef APQ_SERVER_JOB_MANAGER_H_
@@ -25,6 +29,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "proto/apq/v1/apq.pb.h"
 #include "search/budgets.h"
 #include "search/engine_registry.h"
@@ -47,12 +52,17 @@ class JobManager {
   struct Options {
     int workers = 1;          // Jobs that run at once.
     int queue_capacity = 64;  // Queued jobs beyond which SubmitSearch is RESOURCE_EXHAUSTED.
+    // A running search stores its first step at once, then its steps in groups, one group
+    // commit when this much time has passed since the last, and the rest when its engine
+    // returns. Zero stores every step in its own transaction. >= 0.
+    absl::Duration commit_interval = absl::Milliseconds(250);
   };
 
   // Starts the workers and recovers unfinished jobs: a queued job is queued again; a running
   // one resumes from its last stored step (or stored measurement), or fails with the reason
   // it cannot. `datasets` receives verification measurements (Verification.dataset);
   // `supernets` measures finalists. All references must outlive the manager.
+  // INVALID_ARGUMENT naming the option when one is out of range.
   static absl::StatusOr<std::unique_ptr<JobManager>> Create(const Options& options,
                                                             Catalog& catalog, JobStore& store,
                                                             DatasetStore& datasets,
@@ -72,7 +82,8 @@ class JobManager {
   absl::StatusOr<apq::v1::Job> Cancel(const std::string& job_id);
 
   // Receives the job's progress: first its current state at once, then one update per
-  // step; the update whose state is terminal is the last. Called with an internal lock
+  // group of steps stored (at most one per commit interval) and per finalist measured; the
+  // update whose state is terminal is the last. Called with an internal lock
   // held: it must be quick and must not call back into the manager.
   using Listener = std::function<void(const apq::v1::JobProgress&)>;
   // Returns a subscription id for Unwatch. NOT_FOUND for an unknown job.
@@ -86,9 +97,10 @@ class JobManager {
     std::map<int64_t, Listener> listeners;
   };
 
-  JobManager(Catalog& catalog, JobStore& store, DatasetStore& datasets, SupernetHost& supernets,
-             const search::EngineRegistry& engines)
-      : catalog_(catalog),
+  JobManager(const Options& options, Catalog& catalog, JobStore& store, DatasetStore& datasets,
+             SupernetHost& supernets, const search::EngineRegistry& engines)
+      : options_(options),
+        catalog_(catalog),
         store_(store),
         datasets_(datasets),
         supernets_(supernets),
@@ -119,8 +131,9 @@ class JobManager {
   // be read.
   void EndWithFront(const std::string& job_id, JobState state, const std::string& error,
                     double elapsed_s, search::CostMetric pareto_cost);
-  // Stores one step of a running job, retrying a failed write; returns the stored best's id.
-  absl::StatusOr<int64_t> AppendStep(const std::string& job_id, const GenerationBatch& batch);
+  // Stores a group of steps of a running job, retrying a failed write; returns the stored
+  // best's id.
+  absl::StatusOr<int64_t> AppendSteps(const std::string& job_id, const GenerationBatch& batch);
   // Ends a job in the store (retrying a failed write) and tells its watchers.
   void EndJob(const std::string& job_id, JobState state, const std::string& error, double elapsed_s,
               const std::vector<int64_t>& pareto_front_ids);
@@ -135,6 +148,7 @@ class JobManager {
   absl::StatusOr<std::vector<int64_t>> ParetoFrontIds(const std::string& job_id,
                                                       search::CostMetric cost);
 
+  const Options options_;
   Catalog& catalog_;
   JobStore& store_;
   DatasetStore& datasets_;

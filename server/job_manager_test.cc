@@ -1,11 +1,13 @@
 // Search jobs against a store that fails: over the in-memory store wrapped in the
 // fault-injecting one, a refused write, a write whose acknowledgement is lost, a store that
-// keeps failing, and a restart in the middle of a job, for every searchable space, device and
-// objective. Each must leave exactly the record an undisturbed run leaves (or, for a store
-// that keeps failing, a failed job with every step stored before the failure intact).
+// keeps failing, and a restart in the middle of a job (between two group commits too), for
+// every searchable space, device and objective. Each must leave exactly the record an
+// undisturbed run leaves (or, for a store that keeps failing, a failed job with every step
+// stored before the failure intact). And a job's rows count every network it met.
 #include "server/job_manager.h"
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -38,19 +40,37 @@ struct JobSnapshot {
   std::string error;
   int generations_done = 0;
   int64_t candidates_evaluated = 0;
+  int64_t rejected_draws = 0;
   int64_t pareto_front_size = 0;
   std::string best;
-  std::vector<std::string> candidates;
+  std::vector<std::string> candidates;  // Described.
+  std::vector<CandidateRecord> rows;
 };
 
-std::string Describe(const CandidateRecord& c) {
+// Every candidate of the job in id order, page by page.
+std::vector<CandidateRecord> AllCandidates(JobStore& jobs, const std::string& job_id) {
+  std::vector<CandidateRecord> all;
+  CandidateQuery query;
+  query.job_id = job_id;
+  query.limit = kMaxPageSize;
+  for (;; query.offset += query.limit) {
+    absl::StatusOr<CandidatePage> page = jobs.ListCandidates(query);
+    EXPECT_TRUE(page.ok()) << page.status();
+    if (!page.ok() || page->candidates.empty()) break;
+    all.insert(all.end(), page->candidates.begin(), page->candidates.end());
+  }
+  return all;
+}
+
+// Every stored field of the candidate; its id unless `with_id` is false.
+std::string Describe(const CandidateRecord& c, bool with_id = true) {
   const auto figure = [](const std::optional<double>& value) {
     return value ? absl::StrCat(*value) : std::string("-");
   };
-  return absl::StrCat(c.id, "|", c.generation, "|", c.config_json, "|", figure(c.accuracy), "|",
-                      figure(c.latency_ms), "|", figure(c.energy_mj), "|", figure(c.size_mb), "|",
-                      figure(c.bitops), "|", c.feasible ? "1" : "0", "|", c.modelled, "|",
-                      c.on_pareto_front ? "1" : "0");
+  return absl::StrCat(with_id ? absl::StrCat(c.id) : "", "|", c.generation, "|", c.times_seen, "|",
+                      c.config_json, "|", figure(c.accuracy), "|", figure(c.latency_ms), "|",
+                      figure(c.energy_mj), "|", figure(c.size_mb), "|", figure(c.bitops), "|",
+                      c.feasible ? "1" : "0", "|", c.modelled, "|", c.on_pareto_front ? "1" : "0");
 }
 
 class JobFaultTest : public ::testing::TestWithParam<Scenario> {
@@ -75,8 +95,9 @@ class JobFaultTest : public ::testing::TestWithParam<Scenario> {
     return request;
   }
 
-  std::string RunToEnd() {
-    auto job = bed_.manager().Submit(Request());
+  std::string RunToEnd() { return RunToEnd(Request()); }
+  std::string RunToEnd(const apq::v1::SubmitSearchRequest& request) {
+    auto job = bed_.manager().Submit(request);
     EXPECT_TRUE(job.ok()) << job.status();
     const apq::v1::JobProgress last = AwaitEnd(job->id());
     JobSnapshot stored = Snapshot(job->id());
@@ -93,23 +114,23 @@ class JobFaultTest : public ::testing::TestWithParam<Scenario> {
     snapshot.error = job->error;
     snapshot.generations_done = job->generations_done;
     snapshot.candidates_evaluated = job->candidates_evaluated;
+    snapshot.rejected_draws = job->rejected_draws;
     snapshot.pareto_front_size = job->pareto_front_size;
     if (job->best) snapshot.best = Describe(*job->best);
-    CandidateQuery query;
-    query.job_id = job_id;
-    query.limit = kMaxPageSize;
-    auto page = bed_.store().jobs().ListCandidates(query);
-    EXPECT_TRUE(page.ok()) << page.status();
-    for (const CandidateRecord& candidate : page->candidates) {
+    snapshot.rows = AllCandidates(bed_.store().jobs(), job_id);
+    for (const CandidateRecord& candidate : snapshot.rows) {
       snapshot.candidates.push_back(Describe(candidate));
     }
     return snapshot;
   }
 
-  // The record of an undisturbed run of the scenario.
-  JobSnapshot Reference() {
+  // The record of an undisturbed run of the scenario (of `request`), every step in its own
+  // transaction.
+  JobSnapshot Reference() { return Reference(Request()); }
+  JobSnapshot Reference(const apq::v1::SubmitSearchRequest& request) {
+    bed_.SetCommitInterval(absl::ZeroDuration());
     Open();
-    const std::string job_id = RunToEnd();
+    const std::string job_id = RunToEnd(request);
     JobSnapshot reference = Snapshot(job_id);
     EXPECT_EQ(reference.state, JobState::kSucceeded) << reference.error;
     EXPECT_GT(reference.pareto_front_size, 0);
@@ -120,6 +141,7 @@ class JobFaultTest : public ::testing::TestWithParam<Scenario> {
     EXPECT_EQ(actual.state, expected.state) << actual.error;
     EXPECT_EQ(actual.generations_done, expected.generations_done);
     EXPECT_EQ(actual.candidates_evaluated, expected.candidates_evaluated);
+    EXPECT_EQ(actual.rejected_draws, expected.rejected_draws);
     EXPECT_EQ(actual.pareto_front_size, expected.pareto_front_size);
     EXPECT_EQ(actual.best, expected.best);
     EXPECT_EQ(actual.candidates, expected.candidates);
@@ -138,10 +160,10 @@ TEST_P(JobFaultTest, RefusedAndUnacknowledgedWritesLeaveTheSameRecord) {
   const JobSnapshot reference = Reference();
   const InjectedFault faults[] = {
       {"MarkRunning", 1, FaultPlan::Mode::kBeforeWrite},
-      {"AppendGeneration", 1, FaultPlan::Mode::kBeforeWrite},
-      {"AppendGeneration", 3, FaultPlan::Mode::kBeforeWrite},
-      {"AppendGeneration", 1, FaultPlan::Mode::kAfterCommit},
-      {"AppendGeneration", 4, FaultPlan::Mode::kAfterCommit},
+      {"AppendGenerations", 1, FaultPlan::Mode::kBeforeWrite},
+      {"AppendGenerations", 3, FaultPlan::Mode::kBeforeWrite},
+      {"AppendGenerations", 1, FaultPlan::Mode::kAfterCommit},
+      {"AppendGenerations", 4, FaultPlan::Mode::kAfterCommit},
       {"FinishJob", 1, FaultPlan::Mode::kBeforeWrite},
       {"FinishJob", 1, FaultPlan::Mode::kAfterCommit},
   };
@@ -160,19 +182,26 @@ TEST_P(JobFaultTest, AStoreThatKeepsFailingFailsTheJobAndKeepsEveryEarlierStep) 
   Open();
   // The third step's write and every retry of it fail.
   for (int i = 0; i < 8; ++i) {
-    bed_.plan().FailNthWrite(3 + i, FaultPlan::Mode::kBeforeWrite, "AppendGeneration");
+    bed_.plan().FailNthWrite(3 + i, FaultPlan::Mode::kBeforeWrite, "AppendGenerations");
   }
   const std::string job_id = RunToEnd();
   const JobSnapshot failed = Snapshot(job_id);
   EXPECT_EQ(failed.state, JobState::kFailed);
   EXPECT_THAT(failed.error, HasSubstr("storing step 2 of the search"));
-  ASSERT_LT(failed.candidates.size(), reference.candidates.size());
-  for (size_t i = 0; i < failed.candidates.size(); ++i) {
-    // Steps 0 and 1, as the undisturbed run stored them (the front is not marked).
-    std::string expected = reference.candidates[i];
-    expected.back() = '0';
-    EXPECT_EQ(failed.candidates[i], expected);
+  EXPECT_EQ(failed.generations_done, 1);
+  ASSERT_LT(failed.rows.size(), reference.rows.size());
+  int64_t seen = 0;
+  for (size_t i = 0; i < failed.rows.size(); ++i) {
+    // The networks of steps 0 and 1 as the undisturbed run stored them, counted over those
+    // steps only (and the front is not marked).
+    CandidateRecord expected = reference.rows[i];
+    expected.on_pareto_front = false;
+    EXPECT_LE(failed.rows[i].times_seen, expected.times_seen);
+    expected.times_seen = failed.rows[i].times_seen;
+    EXPECT_EQ(Describe(failed.rows[i]), Describe(expected));
+    seen += failed.rows[i].times_seen;
   }
+  EXPECT_EQ(seen, failed.candidates_evaluated);
 }
 
 TEST_P(JobFaultTest, ARestartInTheMiddleResumesToTheSameRecord) {
@@ -196,6 +225,114 @@ TEST_P(JobFaultTest, ARestartInTheMiddleResumesToTheSameRecord) {
   StartManager();
   AwaitEnd(job->id());
   ExpectSameRecord(Snapshot(job->id()), reference);
+}
+
+// Group commits by time: the first step is stored at once and the next group not for an
+// hour, so a stop right after the first commit abandons the steps run since, as a crash
+// would. The resumed job runs them again to the record of a run that stored every step.
+TEST_P(JobFaultTest, AJobStoppedBetweenGroupCommitsResumesToTheSameRecord) {
+  apq::v1::SubmitSearchRequest request = Request();
+  request.mutable_evolution()->set_generations(1000);
+  const JobSnapshot reference = Reference(request);
+
+  bed_.SetCommitInterval(absl::Hours(1));
+  Open();
+  auto job = bed_.manager().Submit(request);
+  ASSERT_TRUE(job.ok()) << job.status();
+  absl::Notification first_commit;
+  auto subscription = bed_.manager().Watch(job->id(), [&](const apq::v1::JobProgress& progress) {
+    if (progress.candidates_evaluated() > 0 && !first_commit.HasBeenNotified()) {
+      first_commit.Notify();
+    }
+  });
+  ASSERT_TRUE(subscription.ok());
+  ASSERT_TRUE(first_commit.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  bed_.StopManager();
+  const JobSnapshot interrupted = Snapshot(job->id());
+  if (interrupted.state == JobState::kSucceeded) {
+    GTEST_SKIP() << "the job ended before the stop; nothing to resume";
+  }
+  EXPECT_EQ(interrupted.state, JobState::kRunning);
+  EXPECT_EQ(interrupted.generations_done, 0) << "only the first step was stored";
+  EXPECT_LT(interrupted.candidates.size(), reference.candidates.size());
+
+  StartManager();
+  AwaitEnd(job->id());
+  ExpectSameRecord(Snapshot(job->id()), reference);
+}
+
+// A job stores each network it met once, with its count: the counts of its feasible rows add
+// up to the candidates it evaluated. Its rejected draws are counted, and stored as
+// infeasible rows (whose counts add up to them) only when the request keeps every draw,
+// which changes nothing else.
+TEST_P(JobFaultTest, RowCountsAddUpToTheJobsTotalsAndKeepingEveryDrawChangesNoResult) {
+  bed_.SetCommitInterval(absl::Milliseconds(5));
+  Open();
+  struct Stored {
+    JobRecord job;
+    std::vector<std::string> feasible;  // Described without ids.
+    int64_t feasible_seen = 0;
+    int64_t infeasible_rows = 0;
+    int64_t infeasible_seen = 0;
+  };
+  const auto run = [&](bool keep_all_draws) {
+    apq::v1::SubmitSearchRequest request = Request();
+    request.mutable_evolution()->set_generations(60);
+    request.set_keep_all_draws(keep_all_draws);
+    const std::string job_id = RunToEnd(request);
+    Stored stored;
+    stored.job = *bed_.store().jobs().GetJob(job_id);
+    std::set<std::string> configs;
+    for (const CandidateRecord& row : AllCandidates(bed_.store().jobs(), job_id)) {
+      EXPECT_TRUE(configs.insert(row.config_json).second) << "one row per network";
+      EXPECT_GE(row.times_seen, 1);
+      if (row.feasible) {
+        stored.feasible.push_back(Describe(row, /*with_id=*/false));
+        stored.feasible_seen += row.times_seen;
+      } else {
+        ++stored.infeasible_rows;
+        stored.infeasible_seen += row.times_seen;
+      }
+    }
+    return stored;
+  };
+  const Stored counted = run(/*keep_all_draws=*/false);
+  EXPECT_EQ(counted.job.state, JobState::kSucceeded) << counted.job.error;
+  EXPECT_EQ(counted.job.candidates_evaluated, 61 * 12);
+  EXPECT_EQ(counted.feasible_seen, counted.job.candidates_evaluated);
+  EXPECT_LT(static_cast<int64_t>(counted.feasible.size()), counted.job.candidates_evaluated)
+      << "the population converges: networks repeat";
+  EXPECT_EQ(counted.infeasible_rows, 0);
+  if (GetParam().max_latency_ms > 0) {
+    EXPECT_GT(counted.job.rejected_draws, 0) << "the budget rejects some draws";
+  }
+
+  const Stored kept = run(/*keep_all_draws=*/true);
+  EXPECT_EQ(kept.feasible_seen + kept.infeasible_seen,
+            kept.job.candidates_evaluated + kept.job.rejected_draws);
+  EXPECT_EQ(kept.infeasible_seen, kept.job.rejected_draws);
+  EXPECT_EQ(kept.job.rejected_draws, counted.job.rejected_draws);
+  EXPECT_EQ(kept.job.candidates_evaluated, counted.job.candidates_evaluated);
+  EXPECT_EQ(kept.feasible, counted.feasible);
+  ASSERT_TRUE(kept.job.best.has_value());
+  ASSERT_TRUE(counted.job.best.has_value());
+  EXPECT_EQ(Describe(*kept.job.best, false), Describe(*counted.job.best, false));
+  EXPECT_EQ(kept.job.pareto_front_size, counted.job.pareto_front_size);
+}
+
+TEST(JobManagerOptionsTest, ANegativeCommitIntervalIsRefusedNamingTheOption) {
+  SupernetHost::Options supernet_options;
+  supernet_options.data_dir = "no-supernets";
+  std::unique_ptr<SupernetHost> supernets = *SupernetHost::Create(supernet_options);
+  JobTestBed bed(*supernets);
+  bed.Open();
+  JobManager::Options options;
+  options.commit_interval = absl::Milliseconds(-1);
+  absl::StatusOr<std::unique_ptr<JobManager>> manager =
+      JobManager::Create(options, bed.catalog(), bed.store().jobs(), bed.store().datasets(),
+                         *supernets, bed.engines());
+  EXPECT_EQ(manager.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(manager.status().message()), HasSubstr("commit_interval"));
 }
 
 INSTANTIATE_TEST_SUITE_P(

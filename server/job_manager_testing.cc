@@ -29,8 +29,8 @@ void JobTestBed::Open() {
 }
 
 void JobTestBed::StartManager() {
-  auto manager =
-      JobManager::Create({}, *catalog_, store_->jobs(), store_->datasets(), supernets_, *engines_);
+  auto manager = JobManager::Create(options_, *catalog_, store_->jobs(), store_->datasets(),
+                                    supernets_, *engines_);
   ASSERT_TRUE(manager.ok()) << manager.status();
   manager_ = *std::move(manager);
 }

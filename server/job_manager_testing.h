@@ -37,6 +37,10 @@ class JobTestBed {
   void Open();
   // A new manager on the same store and catalog: with StopManager, a restart.
   void StartManager();
+  // The commit interval of the managers started from now on (JobManager::Options). The bed
+  // starts with zero, every step in its own transaction, so that tests may count writes
+  // per step.
+  void SetCommitInterval(absl::Duration interval) { options_.commit_interval = interval; }
   // Stops the manager as a shutdown does: running jobs stay running in the store.
   void StopManager() { manager_.reset(); }
 
@@ -52,6 +56,11 @@ class JobTestBed {
 
  private:
   SupernetHost& supernets_;
+  JobManager::Options options_ = [] {
+    JobManager::Options options;
+    options.commit_interval = absl::ZeroDuration();
+    return options;
+  }();
   std::shared_ptr<const search::EngineRegistry> engines_ = search::EngineRegistry::BuiltIn();
   std::shared_ptr<FaultPlan> plan_;
   std::unique_ptr<Store> store_;

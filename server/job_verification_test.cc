@@ -325,7 +325,7 @@ TEST_P(JobVerificationTest, ARestartDuringVerificationResumesWithoutMeasuringAga
   EXPECT_EQ(interrupted.stage, JobStage::kVerification);
   ASSERT_GE(interrupted.measured, 1);
   EXPECT_EQ(static_cast<int>(interrupted.dataset_rows.size()), interrupted.measured);
-  const int64_t steps_before = bed_.plan().writes("AppendGeneration");
+  const int64_t steps_before = bed_.plan().writes("AppendGenerations");
   const int64_t measured_before = supernets_->measurements();
 
   StartManager();
@@ -334,7 +334,8 @@ TEST_P(JobVerificationTest, ARestartDuringVerificationResumesWithoutMeasuringAga
   EXPECT_EQ(resumed, reference);
   EXPECT_EQ(supernets_->measurements() - measured_before, kTopK - interrupted.measured)
       << "what was stored is not measured again";
-  EXPECT_EQ(bed_.plan().writes("AppendGeneration"), steps_before) << "the engine did not run again";
+  EXPECT_EQ(bed_.plan().writes("AppendGenerations"), steps_before)
+      << "the engine did not run again";
   for (size_t i = 0; i < interrupted.measured_candidates.size(); ++i) {
     EXPECT_THAT(resumed.measured_candidates,
                 ::testing::Contains(interrupted.measured_candidates[i]));
@@ -351,13 +352,13 @@ TEST_P(JobVerificationTest, ARestartBeforeAnyMeasurementSkipsTheEngine) {
   const VerificationSnapshot interrupted = Snapshot(job_id);
   if (interrupted.state == JobState::kSucceeded) GTEST_SKIP() << "ended before the restart";
   EXPECT_EQ(interrupted.stage, JobStage::kVerification);
-  const int64_t steps_before = bed_.plan().writes("AppendGeneration");
+  const int64_t steps_before = bed_.plan().writes("AppendGenerations");
   const int64_t measured_before = supernets_->measurements();
   StartManager();
   AwaitEnd(job_id);
   EXPECT_EQ(Snapshot(job_id), reference);
   EXPECT_EQ(supernets_->measurements() - measured_before, kTopK - interrupted.measured);
-  EXPECT_EQ(bed_.plan().writes("AppendGeneration"), steps_before);
+  EXPECT_EQ(bed_.plan().writes("AppendGenerations"), steps_before);
 }
 
 TEST_P(JobVerificationTest, ACancelDuringVerificationEndsTheJobCancelled) {

@@ -20,6 +20,9 @@ ABSL_FLAG(std::string, dataset_dir, "/usr/share/datasets/fashion-mnist",
           "Fashion-MNIST files for supernet measurements and exports (read on first use)");
 ABSL_FLAG(int, workers, 1, "searches that run at once");
 ABSL_FLAG(int, queue_capacity, 64, "queued searches before new ones are refused");
+ABSL_FLAG(int, commit_interval_ms, 250,
+          "a running search stores its steps in one transaction at most this often (0: every "
+          "step); a crash loses at most this much search time, which the job runs again");
 ABSL_FLAG(int, rpc_threads, 2, "threads serving store reads, submissions and cost evaluations");
 ABSL_FLAG(int, torch_threads, 1,
           "threads serving calls that run LibTorch (measured evaluations, TorchScript exports)");
@@ -54,6 +57,7 @@ int main(int argc, char** argv) {
   options.dataset_dir = absl::GetFlag(FLAGS_dataset_dir);
   options.job_workers = absl::GetFlag(FLAGS_workers);
   options.queue_capacity = absl::GetFlag(FLAGS_queue_capacity);
+  options.job_commit_interval = absl::Milliseconds(absl::GetFlag(FLAGS_commit_interval_ms));
   options.rpc_threads = absl::GetFlag(FLAGS_rpc_threads);
   options.torch_threads = absl::GetFlag(FLAGS_torch_threads);
   options.predictor_threads = absl::GetFlag(FLAGS_predictor_threads);

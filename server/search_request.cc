@@ -115,6 +115,7 @@ search::SearchProblem ResolvedSearch::problem() const {
   problem.budgets = budgets;
   problem.objective = objective;
   problem.pareto_cost = pareto_cost;
+  problem.report_every_rejected_draw = keep_all_draws;
   return problem;
 }
 
@@ -181,6 +182,7 @@ absl::StatusOr<ResolvedSearch> ResolveSearch(Catalog& catalog,
           absl::StrCat("objective: unknown value ", static_cast<int>(request.objective())));
   }
   ASSIGN_OR_RETURN(job.pareto_cost, CostMetricFromProto(request.pareto_cost(), "pareto_cost"));
+  job.keep_all_draws = request.keep_all_draws();
   RETURN_IF_ERROR(ValidateVerification(request.verification()));
   ASSIGN_OR_RETURN(EngineChoice choice, EngineChoiceOf(request));
   ASSIGN_OR_RETURN(job.engine, engines.Find(choice.name));

@@ -29,6 +29,8 @@ struct ResolvedSearch {
   search::Budgets budgets;
   search::Objective objective = search::Objective::kMaxAccuracy;
   search::CostMetric pareto_cost = search::CostMetric::kLatency;
+  // The engine reports every rejected draw, for a job that keeps them all (keep_all_draws).
+  bool keep_all_draws = false;
 
   // Valid while this object lives.
   search::SearchProblem problem() const;

@@ -59,6 +59,7 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   JobManager::Options job_options;
   job_options.workers = options.job_workers;
   job_options.queue_capacity = options.queue_capacity;
+  job_options.commit_interval = options.job_commit_interval;
   ASSIGN_OR_RETURN(
       server->jobs_,
       JobManager::Create(job_options, *server->catalog_, server->store_->jobs(),

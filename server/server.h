@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "search/engine_registry.h"
 #include "server/catalog.h"
 #include "server/executor.h"
@@ -25,8 +26,10 @@ struct ServerOptions {
   std::string data_dir;  // Embedded defaults; empty = found next to the binary.
   // Fashion-MNIST *-ubyte.gz files, for supernet measurements and exports (read on first use).
   std::string dataset_dir = "/usr/share/datasets/fashion-mnist";
-  int job_workers = 1;           // Searches that run at once.
-  int queue_capacity = 64;       // Queued searches before SubmitSearch is refused.
+  int job_workers = 1;      // Searches that run at once.
+  int queue_capacity = 64;  // Queued searches before SubmitSearch is refused.
+  // How often a running search stores its steps (JobManager::Options::commit_interval).
+  absl::Duration job_commit_interval = absl::Milliseconds(250);
   int rpc_threads = 2;           // Threads that serve cheap calls: store reads, submissions, costs.
   int rpc_queue_capacity = 256;  // Cheap calls waiting beyond which calls are refused.
   // Threads that serve calls running LibTorch (measured evaluations, TorchScript exports),

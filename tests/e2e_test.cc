@@ -55,6 +55,39 @@ class EndToEndTest : public ::testing::Test {
     return json();
   }
 
+  // Every candidate row of the job in id order (`filter`: "", "--feasible" or
+  // "--infeasible"), paged through, as "generation|times_seen|feasible|config".
+  std::vector<std::string> Rows(const std::string& job_id, const std::string& filter = "") {
+    std::vector<std::string> rows;
+    std::string token;
+    do {
+      std::vector<std::string> args = {"candidates", job_id, "--limit", "10000", "--json"};
+      if (!filter.empty()) args.push_back(filter);
+      if (!token.empty()) args.insert(args.end(), {"--page-token", token});
+      ProcessResult listed = Client(args);
+      EXPECT_EQ(listed.exit_code, 0) << listed.err;
+      if (listed.exit_code != 0) break;
+      const json page = ParseJson(listed);
+      for (const json& candidate : page["candidates"]) {
+        rows.push_back(absl::StrCat(
+            candidate["generation"].get<int>(), "|", candidate["times_seen"].get<int64_t>(), "|",
+            candidate["feasible"].get<bool>(), "|", candidate["config"].dump()));
+      }
+      token = page["next_page_token"].get<std::string>();
+    } while (!token.empty());
+    return rows;
+  }
+
+  // The sum of times_seen over rows listed by Rows.
+  static int64_t TimesSeen(const std::vector<std::string>& rows) {
+    int64_t sum = 0;
+    for (const std::string& row : rows) {
+      const std::vector<std::string> fields = absl::StrSplit(row, absl::MaxSplits('|', 2));
+      sum += std::stoll(fields[1]);
+    }
+    return sum;
+  }
+
   std::string database_;
   std::unique_ptr<ServerProcess> server_;
 };
@@ -598,7 +631,7 @@ TEST_F(EndToEndTest, EvaluateReproducesTheTutorialGoldenValues) {
   EXPECT_NEAR(metrics["latency_ms"].get<double>(), 24.7302, 1e-3);
 }
 
-TEST_F(EndToEndTest, SearchFindsAFeasibleConfigurationAndStoresEveryCandidate) {
+TEST_F(EndToEndTest, SearchFindsAFeasibleConfigurationAndCountsEveryCandidate) {
   ProcessResult result =
       Client({"search", "--space", "ofa_mbv3", "--device", "note10", "--max-latency-ms", "25",
               "--seed", "1", "--generations", "40", "--wait", "--json"});
@@ -611,7 +644,7 @@ TEST_F(EndToEndTest, SearchFindsAFeasibleConfigurationAndStoresEveryCandidate) {
   EXPECT_EQ(job["generations_done"], 40);
   for (const char* key : {"ks", "e", "d", "r"}) EXPECT_TRUE(job["best_config"].contains(key));
 
-  // The deployable config is the best candidate, and the candidates are all stored.
+  // The deployable config is the best candidate, and every network met is stored once.
   ProcessResult config = Client({"config", job["job_id"], "--json"});
   ASSERT_EQ(config.exit_code, 0) << config.err;
   EXPECT_EQ(ParseJson(config)["config"], job["best_config"]);
@@ -627,29 +660,39 @@ TEST_F(EndToEndTest, SearchFindsAFeasibleConfigurationAndStoresEveryCandidate) {
       {"candidates", job["job_id"], "--sort", "accuracy", "--feasible", "--limit", "5", "--json"});
   ASSERT_EQ(best.exit_code, 0) << best.err;
   json page = ParseJson(best);
-  EXPECT_EQ(page["total"], 41 * 100);
+  const std::vector<std::string> feasible = Rows(job["job_id"], "--feasible");
+  EXPECT_EQ(page["total"], feasible.size());
+  EXPECT_LT(feasible.size(), 41u * 100) << "the population converges: networks repeat";
+  EXPECT_EQ(TimesSeen(feasible), 41 * 100) << "each network counts every time it was met";
   ASSERT_EQ(page["candidates"].size(), 5u);
   EXPECT_EQ(page["candidates"][0]["accuracy"], job["accuracy"]);
   for (size_t i = 1; i < 5; ++i) {
     EXPECT_GE(page["candidates"][i - 1]["accuracy"].get<double>(),
               page["candidates"][i]["accuracy"].get<double>());
   }
-  ProcessResult rejected =
-      Client({"candidates", job["job_id"], "--infeasible", "--limit", "20", "--json"});
-  ASSERT_EQ(rejected.exit_code, 0) << rejected.err;
-  json rejected_page = ParseJson(rejected);
-  EXPECT_GT(rejected_page["total"].get<int>(), 0);
-  for (const json& candidate : rejected_page["candidates"]) {
+  // Draws over the budget are counted, not stored.
+  EXPECT_GT(job["rejected_draws"].get<int64_t>(), 0);
+  EXPECT_TRUE(Rows(job["job_id"], "--infeasible").empty());
+
+  // The same seed gives the same answer, and keeping every draw stores the rejected ones
+  // too (counted the same) without changing anything else.
+  ProcessResult again =
+      Client({"search", "--space", "ofa_mbv3", "--device", "note10", "--max-latency-ms", "25",
+              "--seed", "1", "--generations", "40", "--keep-all-draws", "--wait", "--json"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  const json kept = ParseJson(again);
+  EXPECT_EQ(kept["best_config"], job["best_config"]);
+  EXPECT_EQ(kept["rejected_draws"], job["rejected_draws"]);
+  EXPECT_EQ(Rows(kept["job_id"], "--feasible"), feasible);
+  const std::vector<std::string> rejected = Rows(kept["job_id"], "--infeasible");
+  EXPECT_EQ(TimesSeen(rejected), job["rejected_draws"].get<int64_t>());
+  ProcessResult rejected_page =
+      Client({"candidates", kept["job_id"], "--infeasible", "--limit", "20", "--json"});
+  ASSERT_EQ(rejected_page.exit_code, 0) << rejected_page.err;
+  for (const json& candidate : ParseJson(rejected_page)["candidates"]) {
     EXPECT_GT(candidate["latency_ms"].get<double>(), 25.0);
     EXPECT_FALSE(candidate.contains("accuracy"));
   }
-
-  // The same seed gives the same answer.
-  ProcessResult again =
-      Client({"search", "--space", "ofa_mbv3", "--device", "note10", "--max-latency-ms", "25",
-              "--seed", "1", "--generations", "40", "--wait", "--json"});
-  ASSERT_EQ(again.exit_code, 0) << again.err;
-  EXPECT_EQ(ParseJson(again)["best_config"], job["best_config"]);
 }
 
 TEST_F(EndToEndTest, AParetoSearchStoresAndListsItsFront) {
@@ -920,8 +963,9 @@ TEST_F(EndToEndTest, CancelStopsARunningJob) {
   EXPECT_NE(config.err.find("FAILED_PRECONDITION:"), std::string::npos) << config.err;
 }
 
-// A killed server loses nothing: the job resumes from its last stored generation and ends
-// with exactly one stored row per scored candidate.
+// A killed server loses nothing it committed: the job resumes from its last stored group of
+// generations (the steps run since are run again) and ends with the record of an
+// uninterrupted run of the same seed, row for row.
 TEST_F(EndToEndTest, AJobSurvivesAServerCrashAndAGracefulRestart) {
   ProcessResult submitted =
       Client({"search", "--space", "ofa_mbv3", "--device", "note10", "--max-latency-ms", "25",
@@ -948,16 +992,19 @@ TEST_F(EndToEndTest, AJobSurvivesAServerCrashAndAGracefulRestart) {
   EXPECT_EQ(job["state"], "SUCCEEDED");
   EXPECT_EQ(job["generations_done"], 1500);
   EXPECT_EQ(job["candidates_evaluated"], 1501 * 100);
-  ProcessResult feasible = Client({"candidates", job_id, "--feasible", "--limit", "1", "--json"});
-  ASSERT_EQ(feasible.exit_code, 0);
-  EXPECT_EQ(ParseJson(feasible)["total"], 1501 * 100);
+  const std::vector<std::string> rows = Rows(job_id);
+  EXPECT_EQ(TimesSeen(rows), 1501 * 100);
 
-  // An uninterrupted run with the same seed reaches the same best configuration.
+  // An uninterrupted run with the same seed stores the same record.
   ProcessResult fresh =
       Client({"search", "--space", "ofa_mbv3", "--device", "note10", "--max-latency-ms", "25",
               "--seed", "4", "--generations", "1500", "--wait", "--json"});
   ASSERT_EQ(fresh.exit_code, 0) << fresh.err;
-  EXPECT_EQ(ParseJson(fresh)["best_config"], job["best_config"]);
+  const json uninterrupted = ParseJson(fresh);
+  EXPECT_EQ(uninterrupted["best_config"], job["best_config"]);
+  EXPECT_EQ(uninterrupted["rejected_draws"], job["rejected_draws"]);
+  EXPECT_EQ(uninterrupted["pareto_front_size"], job["pareto_front_size"]);
+  EXPECT_EQ(Rows(uninterrupted["job_id"]), rows);
 }
 
 }  // namespace

@@ -79,10 +79,10 @@ class FaultyJobStore final : public JobStore {
     return Write<absl::Status>(plan_, "MarkRunning",
                                [&] { return base_.MarkRunning(job_id, started_unix_s); });
   }
-  absl::StatusOr<std::vector<int64_t>> AppendGeneration(const std::string& job_id,
-                                                        const GenerationBatch& batch) override {
+  absl::StatusOr<std::vector<int64_t>> AppendGenerations(const std::string& job_id,
+                                                         const GenerationBatch& batch) override {
     return Write<absl::StatusOr<std::vector<int64_t>>>(
-        plan_, "AppendGeneration", [&] { return base_.AppendGeneration(job_id, batch); });
+        plan_, "AppendGenerations", [&] { return base_.AppendGenerations(job_id, batch); });
   }
   absl::Status BeginVerification(const std::string& job_id, int finalists) override {
     return Write<absl::Status>(plan_, "BeginVerification",

@@ -3,11 +3,11 @@
 // that the code copes with a store that refuses a write or loses a commit's acknowledgement.
 //
 // Writes are the calls of the mutating methods of every record kind: JobStore's CreateJob,
-// MarkRunning, AppendGeneration, BeginVerification, RecordVerification and FinishJob; DeviceStore's
-// AddTableVersion; DatasetStore's CreateDataset and AddMeasurements; PredictorStore's AddPredictor,
-// SetDefaultPredictor and ClearDefaultPredictor; TrainingJobStore's CreateTrainingJob,
-// MarkTrainingRunning, UpdateTrainingProgress and FinishTrainingJob. Every call of one counts,
-// whatever its result. Reads pass through untouched.
+// MarkRunning, AppendGenerations, BeginVerification, RecordVerification and FinishJob;
+// DeviceStore's AddTableVersion; DatasetStore's CreateDataset and AddMeasurements; PredictorStore's
+// AddPredictor, SetDefaultPredictor and ClearDefaultPredictor; TrainingJobStore's
+// CreateTrainingJob, MarkTrainingRunning, UpdateTrainingProgress and FinishTrainingJob. Every call
+// of one counts, whatever its result. Reads pass through untouched.
 //
 // Thread safety: the plan and the wrapper may be used from any thread.
 #ifndef APQ_SERVER_STORE_FAULTY_STORE_H_
@@ -38,7 +38,7 @@ class FaultPlan {
   };
 
   // Fails the `nth` write (1: the next one) counted from this call among the writes of
-  // `method` (its name, e.g. "AppendGeneration"), or of every method when `method` is empty.
+  // `method` (its name, e.g. "AppendGenerations"), or of every method when `method` is empty.
   // Each armed fault fires once; when two fire at one write, kBeforeWrite wins.
   void FailNthWrite(int64_t nth, Mode mode, std::string method = "") ABSL_LOCKS_EXCLUDED(mutex_);
   // Disarms the faults that have not fired.

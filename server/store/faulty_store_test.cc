@@ -58,15 +58,15 @@ TEST_P(FaultyStoreTest, AFaultAfterTheCommitKeepsTheChange) {
 TEST_P(FaultyStoreTest, TheNthWriteOfOneMethodFails) {
   JobStore& jobs = store_->jobs();
   const std::string id = *jobs.CreateJob(MakeJob());
-  plan_->FailNthWrite(2, Mode::kBeforeWrite, "AppendGeneration");
+  plan_->FailNthWrite(2, Mode::kBeforeWrite, "AppendGenerations");
   ASSERT_TRUE(jobs.MarkRunning(id, 1).ok());  // Another method: not counted.
-  ASSERT_TRUE(jobs.AppendGeneration(id, MakeBatch(0, 4)).ok());
+  ASSERT_TRUE(jobs.AppendGenerations(id, MakeBatch(0, 4)).ok());
   ASSERT_TRUE(jobs.MarkRunning(id, 1).ok());
-  ExpectInjected(jobs.AppendGeneration(id, MakeBatch(1, 4, 4)).status());
+  ExpectInjected(jobs.AppendGenerations(id, MakeBatch(1, 4, 4)).status());
   EXPECT_EQ(jobs.GetJob(id)->candidates_evaluated, 4);
   EXPECT_EQ(AllCandidates(jobs, id).total, 4);
   // The retry of the refused generation is taken.
-  ASSERT_TRUE(jobs.AppendGeneration(id, MakeBatch(1, 4, 4)).ok());
+  ASSERT_TRUE(jobs.AppendGenerations(id, MakeBatch(1, 4, 4)).ok());
   EXPECT_EQ(AllCandidates(jobs, id).total, 8);
 }
 
@@ -74,11 +74,11 @@ TEST_P(FaultyStoreTest, TheNthWriteOfOneMethodFails) {
 TEST_P(FaultyStoreTest, ALostAcknowledgementOfAGenerationLeavesItStored) {
   JobStore& jobs = store_->jobs();
   const std::string id = *jobs.CreateJob(MakeJob());
-  plan_->FailNthWrite(1, Mode::kAfterCommit, "AppendGeneration");
-  ExpectInjected(jobs.AppendGeneration(id, MakeBatch(0, 4)).status());
+  plan_->FailNthWrite(1, Mode::kAfterCommit, "AppendGenerations");
+  ExpectInjected(jobs.AppendGenerations(id, MakeBatch(0, 4)).status());
   EXPECT_EQ(jobs.GetJob(id)->candidates_evaluated, 4);
   EXPECT_EQ(AllCandidates(jobs, id).total, 4);
-  EXPECT_EQ(jobs.AppendGeneration(id, MakeBatch(0, 4)).status().code(),
+  EXPECT_EQ(jobs.AppendGenerations(id, MakeBatch(0, 4)).status().code(),
             absl::StatusCode::kFailedPrecondition);
 }
 

@@ -28,25 +28,31 @@ class JobStore {
   // FAILED_PRECONDITION for a job that has ended.
   virtual absl::Status MarkRunning(const std::string& job_id, double started_unix_s) = 0;
 
-  // Appends one generation (candidates, progress, best, checkpoint) in one transaction and
-  // returns the ids assigned to batch.candidates, in batch order.
-  //  - Only the next generation is accepted: 0 for the job's first batch, then
-  //    generations_done + 1 (so generations_done is 0 both before and after generation 0;
-  //    candidates_evaluated or the checkpoint tells them apart); FAILED_PRECONDITION
-  //    otherwise, for a job that has ended and for one in its verification stage. A queued
-  //    job accepts generations too.
-  //  - The candidates are stored with the batch's generation (their own `id`, `generation`,
-  //    `on_pareto_front` and `measured` are ignored) and get ascending ids, above every id the
-  //    store assigned before (to any job).
+  // Stores a group of generations (their networks, progress, best, checkpoint) in one
+  // transaction and returns the id of the row of each of batch.candidates, in batch order.
+  //  - Only the next generations are accepted: batch.first_generation must be 0 for the
+  //    job's first batch, then generations_done + 1 (so generations_done is 0 both before
+  //    and after generation 0; candidates_evaluated or the checkpoint tells them apart);
+  //    FAILED_PRECONDITION otherwise, for a job that has ended and for one in its
+  //    verification stage. A queued job accepts generations too.
+  //  - One row per distinct network (config_json) of the job: a candidate whose network the
+  //    job holds adds its times_seen to that row, which keeps its id, first generation and
+  //    figures; a new network gets a row with the candidate's generation, count and figures
+  //    (its `id`, `on_pareto_front` and `measured` are ignored) and an id above every id the
+  //    store assigned before (to any job), ascending in batch order.
   //  - The batch's `best` replaces the job's best (unset clears it). With best_batch_index
-  //    >= 0 its id is the one assigned to candidates[best_batch_index] (INVALID_ARGUMENT
-  //    when that is out of range or there is no best); otherwise best->id is kept as given.
-  virtual absl::StatusOr<std::vector<int64_t>> AppendGeneration(const std::string& job_id,
-                                                                const GenerationBatch& batch) = 0;
+  //    >= 0 its id is that of the row of candidates[best_batch_index]; otherwise best->id is
+  //    kept as given.
+  //  - INVALID_ARGUMENT, storing nothing, for last_generation < first_generation, a
+  //    candidate's generation outside them or times_seen < 1, negative running totals, a
+  //    best_batch_index out of range or without a best, and a NaN figure (each naming the
+  //    field).
+  virtual absl::StatusOr<std::vector<int64_t>> AppendGenerations(const std::string& job_id,
+                                                                 const GenerationBatch& batch) = 0;
 
   // Ends the search stage of an unfinished job: its candidates are final, and `finalists` of
   // them are to be measured (RecordVerification). Sets stage to kVerification and
-  // verification_finalists; from then on AppendGeneration is FAILED_PRECONDITION.
+  // verification_finalists; from then on AppendGenerations is FAILED_PRECONDITION.
   // INVALID_ARGUMENT for finalists < 1; FAILED_PRECONDITION for a job that has ended, and
   // for one in verification already with another count. With the same count it is OK and
   // changes nothing (the retry of a write whose acknowledgement was lost).
@@ -91,7 +97,8 @@ class JobStore {
 
   // A page of the job's candidates in `query.order`; `total` counts every matching row.
   // Candidates with an unset metric come after all others in that metric's order; ties are
-  // in id order. With pareto_front_only, only the front's (all feasible) rows match. Rows
+  // in id order. A page depends only on the rows, never on whether the job has ended (the
+  // front's flags aside). With pareto_front_only, only the front's (all feasible) rows match. Rows
   // carry their measurements (RecordVerification).
   // NOT_FOUND for an unknown job; INVALID_ARGUMENT unless offset >= 0 and
   // 1 <= limit <= kMaxPageSize, and for an order that is not a CandidateOrder value. An

@@ -17,13 +17,10 @@ absl::StatusOr<double> StoredDouble(double value, absl::string_view field,
 
 absl::StatusOr<CandidateRecord> StoredCandidate(CandidateRecord candidate, absl::string_view what,
                                                 absl::string_view operation) {
-  for (auto [field, metric] : {std::pair{"accuracy", &candidate.accuracy},
-                               {"latency_ms", &candidate.latency_ms},
-                               {"energy_mj", &candidate.energy_mj},
-                               {"size_mb", &candidate.size_mb},
-                               {"bitops", &candidate.bitops}}) {
-    if (!metric->has_value()) continue;
-    ASSIGN_OR_RETURN(**metric, StoredDouble(**metric, absl::StrCat(what, " ", field), operation));
+  for (const auto& [field, figure] : store_internal::kCandidateFigures) {
+    std::optional<double>& value = candidate.*figure;
+    if (!value.has_value()) continue;
+    ASSIGN_OR_RETURN(*value, StoredDouble(*value, absl::StrCat(what, " ", field), operation));
   }
   candidate.on_pareto_front = false;
   candidate.measured.reset();
@@ -44,8 +41,10 @@ CandidateRecord* StoredJob::FindCandidate(int64_t id) {
 JobRecord StoredJob::View() const {
   JobRecord view = record;
   if (view.best.has_value()) {
+    // The measurement and count of the best's row; none and 1 when its id names no row.
     const CandidateRecord* row = FindCandidate(view.best->id);
-    if (row != nullptr) view.best->measured = row->measured;
+    view.best->measured = row != nullptr ? row->measured : std::nullopt;
+    view.best->times_seen = row != nullptr ? row->times_seen : 1;
   }
   if (verified_best_id.has_value()) {
     const CandidateRecord* row = FindCandidate(*verified_best_id);

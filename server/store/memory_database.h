@@ -33,10 +33,12 @@ absl::StatusOr<CandidateRecord> StoredCandidate(CandidateRecord candidate, absl:
 
 struct StoredJob {
   // With the checkpoint; the best's on_pareto_front is always false. The best's measurement
-  // and verified_best are not kept here: View fills them from the candidates.
+  // and count, and verified_best, are not kept here: View fills them from the candidates.
   JobRecord record;
   int64_t next_generation = 0;
-  std::vector<CandidateRecord> candidates;  // Ascending ids.
+  std::vector<CandidateRecord> candidates;  // Ascending ids; one per distinct config_json.
+  // The index in `candidates` of each network's row.
+  absl::flat_hash_map<std::string, size_t> row_of_config;
   std::optional<int64_t> verified_best_id;
 
   // The candidate of this job with `id`, or null.

@@ -2,7 +2,9 @@
 #include <iterator>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "common/status_macros.h"
 #include "server/store/memory_database.h"
 #include "server/store/record_checks.h"
@@ -10,8 +12,8 @@
 namespace apq::server::memory_internal {
 namespace {
 
-using store_internal::CheckBestIndex;
 using store_internal::CheckDistinctIds;
+using store_internal::CheckGenerationBatch;
 using store_internal::CheckPage;
 using store_internal::CheckTerminal;
 using store_internal::GenerationOutOfOrder;
@@ -71,28 +73,39 @@ class MemoryJobStore final : public JobStore {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<std::vector<int64_t>> AppendGeneration(const std::string& job_id,
-                                                        const GenerationBatch& batch) override {
-    RETURN_IF_ERROR(CheckBestIndex(batch));
-    const std::string operation =
-        absl::StrCat("appending generation ", batch.generation, " to job ", job_id);
+  absl::StatusOr<std::vector<int64_t>> AppendGenerations(const std::string& job_id,
+                                                         const GenerationBatch& batch) override {
+    RETURN_IF_ERROR(CheckGenerationBatch(batch));
+    const std::string operation = store_internal::AppendOperation(job_id, batch);
     absl::MutexLock lock(&db_.mutex);
     ASSIGN_OR_RETURN(StoredJob * job, Unfinished(job_id));
     if (job->record.stage != JobStage::kSearch) return store_internal::SearchStageEnded(job_id);
-    if (batch.generation != job->next_generation) {
-      return GenerationOutOfOrder(job_id, job->next_generation, batch.generation);
+    if (batch.first_generation != job->next_generation) {
+      return GenerationOutOfOrder(job_id, job->next_generation, batch.first_generation);
     }
-    // Everything is checked before anything changes.
-    std::vector<CandidateRecord> candidates;
-    candidates.reserve(batch.candidates.size());
+    // Everything is checked before anything changes: new networks and the counts of stored
+    // ones are gathered first.
+    std::vector<CandidateRecord> new_rows;
+    absl::flat_hash_map<absl::string_view, size_t> new_row_of_config;
+    std::vector<std::pair<size_t, int64_t>> stored_counts;  // (row index, count to add)
     std::vector<int64_t> ids;
     ids.reserve(batch.candidates.size());
     for (const CandidateRecord& candidate : batch.candidates) {
       ASSIGN_OR_RETURN(CandidateRecord stored, StoredCandidate(candidate, "candidate", operation));
-      stored.id = db_.next_candidate_id + static_cast<int64_t>(ids.size());
-      stored.generation = batch.generation;
-      ids.push_back(stored.id);
-      candidates.push_back(std::move(stored));
+      if (auto held = job->row_of_config.find(candidate.config_json);
+          held != job->row_of_config.end()) {
+        stored_counts.emplace_back(held->second, candidate.times_seen);
+        ids.push_back(job->candidates[held->second].id);
+      } else if (auto added = new_row_of_config.find(candidate.config_json);
+                 added != new_row_of_config.end()) {
+        new_rows[added->second].times_seen += candidate.times_seen;
+        ids.push_back(new_rows[added->second].id);
+      } else {
+        stored.id = db_.next_candidate_id + static_cast<int64_t>(new_rows.size());
+        ids.push_back(stored.id);
+        new_row_of_config.emplace(candidate.config_json, new_rows.size());
+        new_rows.push_back(std::move(stored));
+      }
     }
     std::optional<CandidateRecord> best;
     if (batch.best.has_value()) {
@@ -101,12 +114,16 @@ class MemoryJobStore final : public JobStore {
     }
     ASSIGN_OR_RETURN(double elapsed, StoredDouble(batch.elapsed_s, "elapsed_s", operation));
 
-    db_.next_candidate_id += static_cast<int64_t>(ids.size());
-    job->candidates.insert(job->candidates.end(), std::make_move_iterator(candidates.begin()),
-                           std::make_move_iterator(candidates.end()));
-    job->next_generation = batch.generation + 1;
-    job->record.generations_done = batch.generation;
+    for (const auto& [row, count] : stored_counts) job->candidates[row].times_seen += count;
+    db_.next_candidate_id += static_cast<int64_t>(new_rows.size());
+    for (CandidateRecord& row : new_rows) {
+      job->row_of_config.emplace(row.config_json, job->candidates.size());
+      job->candidates.push_back(std::move(row));
+    }
+    job->next_generation = batch.last_generation + 1;
+    job->record.generations_done = batch.last_generation;
     job->record.candidates_evaluated = batch.candidates_evaluated;
+    job->record.rejected_draws = batch.rejected_draws;
     job->record.best = std::move(best);
     job->record.checkpoint = batch.checkpoint;
     job->record.elapsed_s = elapsed;

@@ -37,7 +37,33 @@ absl::Status CheckTerminal(JobState state, absl::string_view method) {
       absl::StrCat(method, " needs a terminal state, got ", static_cast<int>(state)));
 }
 
-absl::Status CheckBestIndex(const GenerationBatch& batch) {
+absl::Status CheckGenerationBatch(const GenerationBatch& batch) {
+  if (batch.last_generation < batch.first_generation) {
+    return absl::InvalidArgumentError(absl::StrCat("last_generation ", batch.last_generation,
+                                                   " is before first_generation ",
+                                                   batch.first_generation));
+  }
+  if (batch.candidates_evaluated < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("candidates_evaluated must be >= 0, got ", batch.candidates_evaluated));
+  }
+  if (batch.rejected_draws < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rejected_draws must be >= 0, got ", batch.rejected_draws));
+  }
+  for (size_t i = 0; i < batch.candidates.size(); ++i) {
+    const CandidateRecord& candidate = batch.candidates[i];
+    if (candidate.generation < batch.first_generation ||
+        candidate.generation > batch.last_generation) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "candidates[", i, "].generation ", candidate.generation, " is outside the batch's ",
+          batch.first_generation, "..", batch.last_generation));
+    }
+    if (candidate.times_seen < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("candidates[", i, "].times_seen must be >= 1, got ", candidate.times_seen));
+    }
+  }
   if (batch.best_batch_index < 0) return absl::OkStatus();
   if (!batch.best.has_value()) {
     return absl::InvalidArgumentError(
@@ -49,6 +75,14 @@ absl::Status CheckBestIndex(const GenerationBatch& batch) {
                                                    " candidates)"));
   }
   return absl::OkStatus();
+}
+
+std::string AppendOperation(const std::string& job_id, const GenerationBatch& batch) {
+  if (batch.first_generation == batch.last_generation) {
+    return absl::StrCat("appending generation ", batch.first_generation, " to job ", job_id);
+  }
+  return absl::StrCat("appending generations ", batch.first_generation, "..", batch.last_generation,
+                      " to job ", job_id);
 }
 
 absl::Status CheckDistinctIds(const std::vector<int64_t>& ids) {
@@ -160,6 +194,17 @@ absl::Status CheckTrainingEnd(JobState state, const PredictorRecord* predictor) 
 absl::Status CheckNotNan(double value, absl::string_view field, absl::string_view operation) {
   if (!std::isnan(value)) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(operation, ": ", field, " is NaN"));
+}
+
+absl::Status CheckFiguresNotNan(const CandidateRecord& candidate, absl::string_view what,
+                                absl::string_view operation) {
+  for (const auto& [field, figure] : kCandidateFigures) {
+    const std::optional<double>& value = candidate.*figure;
+    if (!value.has_value()) continue;
+    absl::Status checked = CheckNotNan(*value, absl::StrCat(what, " ", field), operation);
+    if (!checked.ok()) return checked;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status JobNotFound(const std::string& job_id) {

@@ -4,7 +4,9 @@
 #define APQ_SERVER_STORE_RECORD_CHECKS_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -21,8 +23,14 @@ bool IsValidState(JobState state);
 bool IsValidOrder(CandidateOrder order);
 // INVALID_ARGUMENT naming `method` unless `state` is terminal.
 absl::Status CheckTerminal(JobState state, absl::string_view method);
-// INVALID_ARGUMENT for a best_batch_index out of range or without a best.
-absl::Status CheckBestIndex(const GenerationBatch& batch);
+// The checks of JobStore::AppendGenerations that need no stored row: INVALID_ARGUMENT for
+// generations out of order, a candidate's generation outside the batch or times_seen < 1,
+// negative running totals, and a best_batch_index out of range or without a best. NaN
+// figures are the backends' to refuse as they store them.
+absl::Status CheckGenerationBatch(const GenerationBatch& batch);
+// "appending generations <first>..<last> to job <id>" (or "generation <n>" for one), for
+// errors.
+std::string AppendOperation(const std::string& job_id, const GenerationBatch& batch);
 // INVALID_ARGUMENT for an id given twice.
 absl::Status CheckDistinctIds(const std::vector<int64_t>& ids);
 // INVALID_ARGUMENT for an empty device name or two files with one name.
@@ -35,6 +43,16 @@ absl::Status CheckMeasurementRows(const std::vector<MeasurementRow>& rows);
 absl::Status CheckPredictor(const PredictorRecord& predictor);
 // INVALID_ARGUMENT for a state that is not terminal or a predictor for a job that failed.
 absl::Status CheckTrainingEnd(JobState state, const PredictorRecord* predictor);
+// The figures of a candidate, by their names in errors.
+inline constexpr std::pair<const char*, std::optional<double> CandidateRecord::*>
+    kCandidateFigures[] = {{"accuracy", &CandidateRecord::accuracy},
+                           {"latency_ms", &CandidateRecord::latency_ms},
+                           {"energy_mj", &CandidateRecord::energy_mj},
+                           {"size_mb", &CandidateRecord::size_mb},
+                           {"bitops", &CandidateRecord::bitops}};
+// CheckNotNan of each of the candidate's figures, named "<what> <figure>".
+absl::Status CheckFiguresNotNan(const CandidateRecord& candidate, absl::string_view what,
+                                absl::string_view operation);
 // INVALID_ARGUMENT "<operation>: <field> is NaN" for a NaN.
 absl::Status CheckNotNan(double value, absl::string_view field, absl::string_view operation);
 

@@ -29,10 +29,15 @@ struct CandidateMeasurement {
   double seconds = 0.0;  // Time the measurement took (>= 0).
 };
 
+// One distinct network of a job (a job stores each network it met once, with its count).
 struct CandidateRecord {
-  int64_t id = 0;  // Assigned by the store, ascending in order of insertion.
-  int generation = 0;
-  std::string config_json;
+  int64_t id = 0;      // Assigned by the store, ascending in order of insertion.
+  int generation = 0;  // The generation that first met the network.
+  // Times the search met the network (>= 1): each feasible child scored and each infeasible
+  // draw rejected that was this network. A row's figures are those of its first report: a
+  // network's figures do not change within a job (its table and predictor are pinned).
+  int64_t times_seen = 1;
+  std::string config_json;  // The space's canonical JSON: a network's identity in its job.
   std::optional<double> accuracy;
   std::optional<double> latency_ms;
   std::optional<double> energy_mj;
@@ -45,13 +50,13 @@ struct CandidateRecord {
   // On the job's Pareto front of accuracy against its front cost (set when the job ends;
   // filled by ListCandidates only).
   bool on_pareto_front = false;
-  // Set by JobStore::RecordVerification (ignored by AppendGeneration).
+  // Set by JobStore::RecordVerification (ignored by AppendGenerations).
   std::optional<CandidateMeasurement> measured;
 };
 
 // What a job does while it runs (apq.v1.JobStage values).
 enum class JobStage {
-  kSearch = 1,        // The engine runs; AppendGeneration stores its steps.
+  kSearch = 1,        // The engine runs; AppendGenerations stores its steps.
   kVerification = 2,  // The engine has finished; the finalists are being measured.
 };
 
@@ -65,9 +70,16 @@ struct JobRecord {
   JobState state = JobState::kQueued;
   std::string error;
   int generations_done = 0;  // Generations whose candidates are stored.
+  // Feasible children scored, all generations: the sum of times_seen over the job's
+  // feasible rows.
   int64_t candidates_evaluated = 0;
-  // The best as AppendGeneration stored it (the engine's, by predicted accuracy), with the
-  // measurement of its candidate row when that has one.
+  // Infeasible draws rejected, all generations. Only a job that keeps every draw
+  // (SubmitSearchRequest.keep_all_draws) stores them as rows; then this is the sum of
+  // times_seen over its infeasible rows. (A job stored before schema 8 counted only the draws
+  // it kept: at most the population size per generation.)
+  int64_t rejected_draws = 0;
+  // The best as AppendGenerations stored it (the engine's, by predicted accuracy), with the
+  // measurement and times_seen of its candidate row when that has one (else none and 1).
   std::optional<CandidateRecord> best;
   // kVerification from JobStore::BeginVerification on (it stays after the job ends).
   JobStage stage = JobStage::kSearch;
@@ -86,17 +98,25 @@ struct JobRecord {
   std::string checkpoint;
 };
 
-// What one generation adds to a job, stored atomically.
+// What one group commit adds to a job: the generations first_generation..last_generation,
+// stored atomically with the engine's checkpoint after the last of them.
 struct GenerationBatch {
-  int generation = 0;  // Must be the job's generations_done + 1 (0 for the initial population).
+  // The first generation must be the job's next one (0 for the first batch, then
+  // generations_done + 1); last_generation >= first_generation.
+  int first_generation = 0;
+  int last_generation = 0;
+  // The networks these generations met, each with its count (times_seen) and the
+  // generation, in [first_generation, last_generation], that met it first. A network may
+  // appear more than once, and may be stored already: the store adds the counts to its row.
   std::vector<CandidateRecord> candidates;
-  int64_t candidates_evaluated = 0;     // Running total after this generation.
+  int64_t candidates_evaluated = 0;     // Running total after the last generation.
+  int64_t rejected_draws = 0;           // Running total after the last generation.
   std::optional<CandidateRecord> best;  // Best feasible so far.
-  // When >= 0, `best` is candidates[best_batch_index] and gets the id the store assigns to
-  // it; otherwise best->id is stored as given (a best stored by an earlier generation).
+  // When >= 0, `best` is candidates[best_batch_index] and gets the id of its row; otherwise
+  // best->id is stored as given (a best stored by an earlier batch).
   int best_batch_index = -1;
-  std::string checkpoint;
-  double elapsed_s = 0;  // Running time so far.
+  std::string checkpoint;  // Resumes the engine after last_generation.
+  double elapsed_s = 0;    // Running time so far.
 };
 
 enum class CandidateOrder {

@@ -184,9 +184,117 @@ ALTER TABLE candidates ADD COLUMN measured_method TEXT;
 ALTER TABLE candidates ADD COLUMN measured_split TEXT;
 ALTER TABLE candidates ADD COLUMN measured_seconds REAL;
 )sql",
+    // 8: one row per distinct network per job, with the times the search met it and the
+    // generation that met it first; a job's rejected draws as a count. Candidates keep one
+    // index, on (job_id, network_hash): it finds a job's rows and a network among them
+    // (network_hash is apq_network_hash(config_json), see kNetworkHashFunction). The orders
+    // of ListCandidates are sorted when asked instead of kept in five indexes that every
+    // insert paid for. Rows of one network of a job merge into its first (lowest id), which
+    // keeps its generation, figures and measurement (verification measured first rows),
+    // counts them all and is on the front if any of them was; the jobs' bests point at it.
+    R"sql(
+CREATE TABLE candidates_by_network (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+  generation INTEGER NOT NULL,
+  times_seen INTEGER NOT NULL CHECK (times_seen >= 1),
+  network_hash INTEGER NOT NULL,
+  config_json TEXT NOT NULL,
+  accuracy REAL,
+  latency_ms REAL,
+  energy_mj REAL,
+  size_mb REAL,
+  bitops REAL,
+  feasible INTEGER NOT NULL CHECK (feasible IN (0, 1)),
+  modelled TEXT NOT NULL DEFAULT '',
+  on_pareto_front INTEGER NOT NULL DEFAULT 0 CHECK (on_pareto_front IN (0, 1)),
+  -- measured_accuracy IS NULL: not measured (then the other three are NULL too).
+  measured_accuracy REAL,
+  measured_method TEXT,
+  measured_split TEXT,
+  measured_seconds REAL
+);
+CREATE INDEX candidates_by_job_network ON candidates_by_network (job_id, network_hash);
+
+WITH networks AS (
+  SELECT MIN(id) AS first_id, COUNT(*) AS seen, MAX(on_pareto_front) AS on_front
+  FROM candidates GROUP BY job_id, config_json)
+INSERT INTO candidates_by_network (id, job_id, generation, times_seen, network_hash,
+  config_json, accuracy, latency_ms, energy_mj, size_mb, bitops, feasible, modelled,
+  on_pareto_front, measured_accuracy, measured_method, measured_split, measured_seconds)
+SELECT c.id, c.job_id, c.generation, n.seen, apq_network_hash(c.config_json), c.config_json,
+  c.accuracy, c.latency_ms, c.energy_mj, c.size_mb, c.bitops, c.feasible, c.modelled,
+  n.on_front, c.measured_accuracy, c.measured_method, c.measured_split, c.measured_seconds
+FROM networks n JOIN candidates c ON c.id = n.first_id ORDER BY c.id;
+
+-- A best that named a later row of its network names the first; an id of no row is kept.
+UPDATE jobs SET best_id = COALESCE((
+  SELECT n.id FROM candidates c JOIN candidates_by_network n
+    ON n.job_id = c.job_id AND n.network_hash = apq_network_hash(c.config_json)
+    AND n.config_json = c.config_json
+  WHERE c.id = jobs.best_id), best_id)
+WHERE best_id IS NOT NULL;
+UPDATE jobs SET verified_best_id = COALESCE((
+  SELECT n.id FROM candidates c JOIN candidates_by_network n
+    ON n.job_id = c.job_id AND n.network_hash = apq_network_hash(c.config_json)
+    AND n.config_json = c.config_json
+  WHERE c.id = jobs.verified_best_id), verified_best_id)
+WHERE verified_best_id IS NOT NULL;
+
+-- Draws rejected, all generations. Jobs stored before kept only a sample of their rejected
+-- draws as rows (at most the population size per generation): they count those.
+ALTER TABLE jobs ADD COLUMN rejected_draws INTEGER NOT NULL DEFAULT 0;
+UPDATE jobs SET
+  stored_feasible = (SELECT COUNT(*) FROM candidates_by_network n
+                     WHERE n.job_id = jobs.id AND n.feasible = 1),
+  stored_infeasible = (SELECT COUNT(*) FROM candidates_by_network n
+                       WHERE n.job_id = jobs.id AND n.feasible = 0),
+  rejected_draws = (SELECT COALESCE(SUM(n.times_seen), 0) FROM candidates_by_network n
+                    WHERE n.job_id = jobs.id AND n.feasible = 0),
+  pareto_front_size = (SELECT COUNT(*) FROM candidates_by_network n
+                       WHERE n.job_id = jobs.id AND n.on_pareto_front = 1);
+
+-- New ids stay above every id assigned before, merged rows' included.
+UPDATE sqlite_sequence
+  SET seq = MAX(seq, COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'candidates'), 0))
+  WHERE name = 'candidates_by_network';
+INSERT INTO sqlite_sequence (name, seq)
+  SELECT 'candidates_by_network', seq FROM sqlite_sequence
+  WHERE name = 'candidates'
+    AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'candidates_by_network');
+
+DROP TABLE candidates;
+ALTER TABLE candidates_by_network RENAME TO candidates;
+CREATE INDEX candidates_on_front ON candidates (job_id) WHERE on_pareto_front = 1;
+)sql",
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(std::size(kMigrations));
+
+// The SQL function that names a network among a job's candidate rows (the network_hash
+// column, migration 8): the 64-bit FNV-1a hash of its config_json's bytes, as a signed
+// integer. Stable across builds and machines: stored hashes are compared with new ones.
+constexpr const char* kNetworkHashFunction = "apq_network_hash";
+
+int64_t NetworkHash(absl::string_view config_json) {
+  uint64_t hash = 14695981039346656037ULL;  // FNV-1a offset basis.
+  for (const char c : config_json) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 1099511628211ULL;  // FNV prime.
+  }
+  return static_cast<int64_t>(hash);
+}
+
+// apq_network_hash(text): NULL for NULL.
+void NetworkHashFunction(sqlite3_context* context, int argc, sqlite3_value** argv) {
+  if (argc != 1 || sqlite3_value_type(argv[0]) == SQLITE_NULL) {
+    sqlite3_result_null(context);
+    return;
+  }
+  const auto* text = reinterpret_cast<const char*>(sqlite3_value_text(argv[0]));
+  const int bytes = sqlite3_value_bytes(argv[0]);
+  sqlite3_result_int64(context, NetworkHash(absl::string_view(text == nullptr ? "" : text, bytes)));
+}
 
 absl::Status SqliteStatus(sqlite3* db, absl::string_view operation) {
   return absl::InternalError(absl::StrCat(operation, ": ", sqlite3_errmsg(db), " (SQLite error ",
@@ -378,6 +486,12 @@ absl::Status SqliteDatabase::Initialize(int busy_timeout_ms, int schema_version)
   }
   RETURN_IF_ERROR(Exec("PRAGMA synchronous=NORMAL", "configuring the connection"));
   RETURN_IF_ERROR(Exec("PRAGMA foreign_keys=ON", "configuring the connection"));
+  // Before the migrations: migration 8 uses it.
+  if (sqlite3_create_function_v2(db_, kNetworkHashFunction, 1,
+                                 SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, nullptr,
+                                 &NetworkHashFunction, nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return SqliteStatus(db_, "registering the network hash function");
+  }
   return Migrate(schema_version);
 }
 

@@ -1,6 +1,9 @@
 // The SQLite connection shared by the SQLite backend's stores of every record kind: one file
-// in WAL mode, its schema migrations, a cache of prepared statements, and the statement and
-// transaction helpers the stores use. Internal to the SQLite backend (sqlite_store.h).
+// in WAL mode, its schema migrations, the SQL function apq_network_hash(config_json) that
+// keys candidate rows (registered before the migrations, which use it), a cache of prepared
+// statements, and the statement and transaction helpers the stores use. Internal to the
+// SQLite backend (sqlite_store.h) and the store bench (which replays an older schema's
+// writes on it).
 //
 // Thread safety: the connection is used by one thread at a time: every call below except
 // Open and the destructor requires mutex() held. Several processes may open one file; SQLite

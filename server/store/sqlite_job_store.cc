@@ -25,18 +25,19 @@ constexpr const char* kJobColumns =
     "j.verification_measured, b.measured_accuracy, b.measured_method, b.measured_split, "
     "b.measured_seconds, v.id, v.generation, v.config_json, v.accuracy, v.latency_ms, "
     "v.energy_mj, v.size_mb, v.bitops, v.feasible, v.modelled, v.measured_accuracy, "
-    "v.measured_method, v.measured_split, v.measured_seconds";
+    "v.measured_method, v.measured_split, v.measured_seconds, v.times_seen, b.times_seen, "
+    "j.rejected_draws";
 // The best's row (for its measurement) and the verified best's.
 constexpr const char* kJobJoins =
     " FROM jobs j LEFT JOIN candidates b ON b.id = j.best_id AND b.job_id = j.id "
     "LEFT JOIN candidates v ON v.id = j.verified_best_id ";
-constexpr int kJobCheckpointColumn = 46;
+constexpr int kJobCheckpointColumn = 49;
 
 // Columns of a candidate row in the order ReadCandidate expects.
 constexpr const char* kCandidateColumns =
     "id, generation, config_json, accuracy, latency_ms, energy_mj, size_mb, bitops, feasible, "
-    "modelled, measured_accuracy, measured_method, measured_split, measured_seconds";
-constexpr int kCandidateColumnCount = 14;
+    "modelled, measured_accuracy, measured_method, measured_split, measured_seconds, times_seen";
+constexpr int kCandidateColumnCount = 15;
 
 // Reads the measured_accuracy, _method, _split and _seconds columns starting at `first`.
 std::optional<CandidateMeasurement> ReadMeasurement(const Statement& row, int first) {
@@ -70,6 +71,7 @@ CandidateRecord ReadCandidateFigures(const Statement& row, int first) {
 CandidateRecord ReadCandidate(const Statement& row, int first) {
   CandidateRecord candidate = ReadCandidateFigures(row, first);
   candidate.measured = ReadMeasurement(row, first + 10);
+  candidate.times_seen = row.ColumnInt64(first + 14);
   return candidate;
 }
 
@@ -90,6 +92,8 @@ JobRecord ReadJob(const Statement& row, bool with_checkpoint) {
   if (!row.ColumnIsNull(12)) {
     job.best = ReadCandidateFigures(row, 10);
     job.best->measured = ReadMeasurement(row, 28);
+    // The count of the best's row; 1 when its id names no row of the job.
+    if (!row.ColumnIsNull(47)) job.best->times_seen = row.ColumnInt64(47);
   }
   job.created_unix_s = row.ColumnDouble(20);
   job.started_unix_s = row.ColumnDouble(21);
@@ -100,60 +104,45 @@ JobRecord ReadJob(const Statement& row, bool with_checkpoint) {
   job.verification_finalists = row.ColumnInt(26);
   job.verification_measured = row.ColumnInt(27);
   if (!row.ColumnIsNull(32)) job.verified_best = ReadCandidate(row, 32);
+  job.rejected_draws = row.ColumnInt64(48);
   if (with_checkpoint) job.checkpoint = row.ColumnBlob(kJobCheckpointColumn);
   return job;
 }
 
-// How ListCandidates sorts. Each order matches an index, so pages are read in order rather
-// than sorted.
-struct CandidateSort {
-  // The order's sort keys besides id, as result columns (empty for id order): a compound
-  // SELECT may order only by its result columns.
-  const char* key_columns;
-  const char* compound_order_by;  // ORDER BY over id and key_columns.
-  const char* order_by;           // The same over the table's columns.
-};
-
-std::optional<CandidateSort> SortFor(CandidateOrder order) {
+// The ORDER BY of each ListCandidates order: ties in id order, unset metrics last (in
+// descending order NULL sorts last already). No index serves these: a page sorts the job's
+// rows (found by candidates_by_job_network), which keeps inserts cheap; the sorter holds
+// only offset + limit rows.
+const char* OrderBy(CandidateOrder order) {
   switch (order) {
     case CandidateOrder::kId:
-      return CandidateSort{"", "id", "id"};
+      return "id";
     case CandidateOrder::kAccuracyDesc:
-      return CandidateSort{", accuracy", "accuracy DESC, id", "accuracy DESC, id"};
+      return "accuracy DESC, id";
     case CandidateOrder::kLatencyAsc:
-      return CandidateSort{", latency_ms IS NULL AS unset, latency_ms", "unset, latency_ms, id",
-                           "latency_ms IS NULL, latency_ms, id"};
+      return "latency_ms IS NULL, latency_ms, id";
     case CandidateOrder::kEnergyAsc:
-      return CandidateSort{", energy_mj IS NULL AS unset, energy_mj", "unset, energy_mj, id",
-                           "energy_mj IS NULL, energy_mj, id"};
+      return "energy_mj IS NULL, energy_mj, id";
     case CandidateOrder::kSizeAsc:
-      return CandidateSort{", size_mb IS NULL AS unset, size_mb", "unset, size_mb, id",
-                           "size_mb IS NULL, size_mb, id"};
+      return "size_mb IS NULL, size_mb, id";
     case CandidateOrder::kBitopsAsc:
-      return CandidateSort{", bitops IS NULL AS unset, bitops", "unset, bitops, id",
-                           "bitops IS NULL, bitops, id"};
+      return "bitops IS NULL, bitops, id";
   }
-  return std::nullopt;
+  return nullptr;
 }
 
-// The page query: ?1 job id, ?2 feasibility (when filtered), ?3 limit, ?4 offset. The page's
-// ids come from the index alone, so rows skipped by the offset are never read; only the
-// page's rows are, then sorted again (at most `limit` of them).
-std::string CandidatePageSql(const CandidateSort& sort, bool filtered) {
-  std::string ids;
-  if (filtered) {
-    ids = absl::StrCat("SELECT id FROM candidates WHERE job_id = ?1 AND feasible = ?2 ORDER BY ",
-                       sort.order_by, " LIMIT ?3 OFFSET ?4");
-  } else {
-    // Both feasibilities: SQLite merges the two ordered index ranges.
-    const std::string select = absl::StrCat("SELECT id", sort.key_columns, " FROM candidates ");
-    ids = absl::StrCat("SELECT id FROM (", select, "WHERE job_id = ?1 AND feasible = 0 UNION ALL ",
-                       select, "WHERE job_id = ?1 AND feasible = 1 ORDER BY ",
-                       sort.compound_order_by, " LIMIT ?3 OFFSET ?4)");
-  }
+// The page query: ?1 job id, ?2 feasibility (when `feasibility_filtered`), ?3 limit, ?4
+// offset. The page's ids are chosen by their sort keys alone, then only the page's rows are
+// read whole (and sorted again: at most `limit` of them). With `front_only` the front's
+// partial index finds the rows.
+std::string CandidatePageSql(const char* order_by, bool feasibility_filtered, bool front_only) {
+  const std::string ids = absl::StrCat("SELECT id FROM candidates WHERE job_id = ?1",
+                                       feasibility_filtered ? " AND feasible = ?2" : "",
+                                       front_only ? " AND on_pareto_front = 1" : "", " ORDER BY ",
+                                       order_by, " LIMIT ?3 OFFSET ?4");
   return absl::StrCat("SELECT ", kCandidateColumns,
                       ", on_pareto_front FROM candidates WHERE id IN (", ids, ") ORDER BY ",
-                      sort.order_by);
+                      order_by);
 }
 
 }  // namespace
@@ -209,11 +198,14 @@ absl::Status SqliteJobStore::MarkRunning(const std::string& job_id, double start
   return transaction.Commit(operation);
 }
 
-absl::StatusOr<std::vector<int64_t>> SqliteJobStore::AppendGeneration(
+absl::StatusOr<std::vector<int64_t>> SqliteJobStore::AppendGenerations(
     const std::string& job_id, const GenerationBatch& batch) {
-  RETURN_IF_ERROR(store_internal::CheckBestIndex(batch));
-  const std::string operation =
-      absl::StrCat("appending generation ", batch.generation, " to job ", job_id);
+  RETURN_IF_ERROR(store_internal::CheckGenerationBatch(batch));
+  const std::string operation = store_internal::AppendOperation(job_id, batch);
+  // Rows of stored networks bind no figures: check them all here, as new rows' binds would.
+  for (const CandidateRecord& candidate : batch.candidates) {
+    RETURN_IF_ERROR(store_internal::CheckFiguresNotNan(candidate, "candidate", operation));
+  }
   absl::MutexLock lock(&database_.mutex());
   ASSIGN_OR_RETURN(Transaction transaction, database_.Begin(/*write=*/true, operation));
   {
@@ -228,28 +220,54 @@ absl::StatusOr<std::vector<int64_t>> SqliteJobStore::AppendGeneration(
     if (static_cast<JobStage>(select.ColumnInt(2)) != JobStage::kSearch) {
       return store_internal::SearchStageEnded(job_id);
     }
-    if (batch.generation != next_generation) {
-      return store_internal::GenerationOutOfOrder(job_id, next_generation, batch.generation);
+    if (batch.first_generation != next_generation) {
+      return store_internal::GenerationOutOfOrder(job_id, next_generation, batch.first_generation);
     }
   }
   std::vector<int64_t> ids;
   ids.reserve(batch.candidates.size());
+  int64_t new_feasible = 0;
+  int64_t new_infeasible = 0;
   {
+    // Three statements prepared once and bound per row. A network of the job is found by
+    // its hash (indexed) and then its text; a new one is inserted, a stored one counted.
+    ASSIGN_OR_RETURN(Statement find,
+                     database_.Prepare("SELECT id FROM candidates WHERE job_id = ?1 AND "
+                                       "network_hash = apq_network_hash(?2) AND "
+                                       "config_json = ?2"));
+    ASSIGN_OR_RETURN(Statement count, database_.Prepare("UPDATE candidates SET times_seen = "
+                                                        "times_seen + ?2 WHERE id = ?1"));
     ASSIGN_OR_RETURN(
         Statement insert,
-        database_.Prepare("INSERT INTO candidates (job_id, generation, config_json, accuracy, "
-                          "latency_ms, energy_mj, size_mb, bitops, feasible, modelled) "
-                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"));
+        database_.Prepare("INSERT INTO candidates (job_id, generation, times_seen, network_hash, "
+                          "config_json, accuracy, latency_ms, energy_mj, size_mb, bitops, "
+                          "feasible, modelled) VALUES (?1, ?2, ?3, apq_network_hash(?4), ?4, ?5, "
+                          "?6, ?7, ?8, ?9, ?10, ?11)"));
     for (const CandidateRecord& candidate : batch.candidates) {
+      find.BindText(1, job_id);
+      find.BindText(2, candidate.config_json);
+      ASSIGN_OR_RETURN(bool stored, find.Step(operation));
+      const int64_t stored_id = stored ? find.ColumnInt64(0) : 0;
+      find.Reset();
+      if (stored) {
+        count.BindInt64(1, stored_id);
+        count.BindInt64(2, candidate.times_seen);
+        RETURN_IF_ERROR(count.Run(operation));
+        count.Reset();
+        ids.push_back(stored_id);
+        continue;
+      }
       insert.BindText(1, job_id);
-      insert.BindInt64(2, batch.generation);
-      insert.BindText(3, candidate.config_json);
-      insert.BindMetrics(4, candidate, "candidate");
-      insert.BindInt64(9, candidate.feasible ? 1 : 0);
-      insert.BindText(10, candidate.modelled);
+      insert.BindInt64(2, candidate.generation);
+      insert.BindInt64(3, candidate.times_seen);
+      insert.BindText(4, candidate.config_json);
+      insert.BindMetrics(5, candidate, "candidate");
+      insert.BindInt64(10, candidate.feasible ? 1 : 0);
+      insert.BindText(11, candidate.modelled);
       RETURN_IF_ERROR(insert.Run(operation));
-      ids.push_back(database_.LastInsertRowid());
       insert.Reset();
+      ids.push_back(database_.LastInsertRowid());
+      ++(candidate.feasible ? new_feasible : new_infeasible);
     }
   }
   {
@@ -261,9 +279,10 @@ absl::StatusOr<std::vector<int64_t>> SqliteJobStore::AppendGeneration(
             "stored_infeasible = stored_infeasible + ?16, best_id = ?4, best_generation = ?5, "
             "best_config_json = ?6, best_accuracy = ?7, best_latency_ms = ?8, "
             "best_energy_mj = ?9, best_size_mb = ?10, best_bitops = ?11, best_feasible = ?12, "
-            "checkpoint = ?13, elapsed_s = ?14, best_modelled = ?17 WHERE id = ?1"));
+            "checkpoint = ?13, elapsed_s = ?14, best_modelled = ?17, rejected_draws = ?18 "
+            "WHERE id = ?1"));
     update.BindText(1, job_id);
-    update.BindInt64(2, batch.generation);
+    update.BindInt64(2, batch.last_generation);
     update.BindInt64(3, batch.candidates_evaluated);
     if (batch.best.has_value()) {
       const CandidateRecord& best = *batch.best;
@@ -276,10 +295,9 @@ absl::StatusOr<std::vector<int64_t>> SqliteJobStore::AppendGeneration(
     }  // Else parameters 4 to 12 and 17 stay NULL: no best.
     update.BindBlob(13, batch.checkpoint);
     update.BindDouble(14, batch.elapsed_s, "elapsed_s");
-    const int64_t feasible = std::count_if(batch.candidates.begin(), batch.candidates.end(),
-                                           [](const CandidateRecord& c) { return c.feasible; });
-    update.BindInt64(15, feasible);
-    update.BindInt64(16, static_cast<int64_t>(batch.candidates.size()) - feasible);
+    update.BindInt64(15, new_feasible);
+    update.BindInt64(16, new_infeasible);
+    update.BindInt64(18, batch.rejected_draws);
     RETURN_IF_ERROR(update.Run(operation));
   }
   RETURN_IF_ERROR(transaction.Commit(operation));
@@ -464,8 +482,8 @@ absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobs(std::optional<Jo
 
 absl::StatusOr<CandidatePage> SqliteJobStore::ListCandidates(const CandidateQuery& query) {
   RETURN_IF_ERROR(store_internal::CheckPage(query.offset, query.limit));
-  const std::optional<CandidateSort> sort = SortFor(query.order);
-  if (!sort.has_value()) {
+  const char* order_by = OrderBy(query.order);
+  if (order_by == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown candidate order ", static_cast<int>(query.order)));
   }
@@ -492,19 +510,13 @@ absl::StatusOr<CandidatePage> SqliteJobStore::ListCandidates(const CandidateQuer
     }
   }
   if (query.offset < page.total) {
-    // The front is small (a few hundred rows at most): its partial index and a sort suffice.
-    ASSIGN_OR_RETURN(
-        Statement select,
-        database_.Prepare(query.pareto_front_only
-                              ? absl::StrCat("SELECT ", kCandidateColumns,
-                                             ", on_pareto_front FROM candidates WHERE job_id = ?1 "
-                                             "AND on_pareto_front = 1 ORDER BY ",
-                                             sort->order_by, " LIMIT ?3 OFFSET ?4")
-                              : CandidatePageSql(*sort, query.feasible.has_value())));
+    // Every front row is feasible: the front needs no feasibility filter.
+    const bool feasibility_filtered = query.feasible.has_value() && !query.pareto_front_only;
+    ASSIGN_OR_RETURN(Statement select,
+                     database_.Prepare(CandidatePageSql(order_by, feasibility_filtered,
+                                                        query.pareto_front_only)));
     select.BindText(1, query.job_id);
-    if (query.feasible.has_value() && !query.pareto_front_only) {
-      select.BindInt64(2, *query.feasible ? 1 : 0);
-    }
+    if (feasibility_filtered) select.BindInt64(2, *query.feasible ? 1 : 0);
     select.BindInt64(3, query.limit);
     select.BindInt64(4, query.offset);
     while (true) {

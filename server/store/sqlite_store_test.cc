@@ -92,10 +92,10 @@ TEST(SqliteStoreTest, EverythingSurvivesARestart) {
       batch.candidates[2].accuracy.reset();
       batch.candidates[5].feasible = false;
       batch.checkpoint = std::string("\0\0binary\0checkpoint\xfe", 20) + std::to_string(g);
-      ASSERT_TRUE(jobs.AppendGeneration(running_id, batch).ok());
+      ASSERT_TRUE(jobs.AppendGenerations(running_id, batch).ok());
     }
     ASSERT_TRUE(jobs.MarkRunning(finished_id, 21).ok());
-    absl::StatusOr<std::vector<int64_t>> ids = jobs.AppendGeneration(finished_id, MakeBatch(0, 2));
+    absl::StatusOr<std::vector<int64_t>> ids = jobs.AppendGenerations(finished_id, MakeBatch(0, 2));
     ASSERT_TRUE(ids.ok());
     ASSERT_TRUE(jobs.FinishJob(finished_id, JobState::kSucceeded, "", 25, 4, {(*ids)[1]}).ok());
     TableVersionRecord table;
@@ -146,7 +146,7 @@ TEST(SqliteStoreTest, EverythingSurvivesARestart) {
   EXPECT_EQ(store->training_jobs().GetTrainingJob("train-1")->state, JobState::kQueued);
 
   // The resumed job continues where it stopped; new ids follow the old ones.
-  ASSERT_TRUE(jobs.AppendGeneration(running.id, MakeBatch(3, 1, 30)).ok());
+  ASSERT_TRUE(jobs.AppendGenerations(running.id, MakeBatch(3, 1, 30)).ok());
   EXPECT_GT(AllCandidates(jobs, running.id).candidates.back().id, candidates.back().id);
   EXPECT_EQ(*jobs.CreateJob(MakeJob()), "job-4");
   EXPECT_EQ(*store->training_jobs().CreateTrainingJob({}), "train-2");
@@ -202,7 +202,7 @@ TEST(SqliteStoreTest, MigratesADatabaseOfAnOlderSchema) {
     EXPECT_EQ(page.candidates[1].config_json, "{\"b\":2}");
     EXPECT_EQ(page.candidates[1].modelled, "");
 
-    absl::StatusOr<std::vector<int64_t>> ids = jobs.AppendGeneration("job-1", MakeBatch(1, 2, 2));
+    absl::StatusOr<std::vector<int64_t>> ids = jobs.AppendGenerations("job-1", MakeBatch(1, 2, 2));
     ASSERT_TRUE(ids.ok()) << ids.status();
     EXPECT_THAT(*ids, ElementsAre(3, 4));
     EXPECT_EQ(job->stage, JobStage::kSearch);
@@ -231,6 +231,112 @@ TEST(SqliteStoreTest, MigratesADatabaseOfAnOlderSchema) {
                     .ok());
     EXPECT_EQ(*store->training_jobs().CreateTrainingJob({}), "train-1");
   }
+}
+
+// Schema 8 keeps one row per network of a job. A file of schema 7, which kept a row per
+// draw, merges each job's rows of one network into the first, counting them, and keeps what
+// pointed at any of them.
+TEST(SqliteStoreTest, MigratesRowsPerDrawToOneRowPerNetwork) {
+  const std::string path = FreshPath();
+  {
+    absl::StatusOr<std::unique_ptr<SqliteDatabase>> old = SqliteDatabase::Open(path, 5000, 7);
+    ASSERT_TRUE(old.ok()) << old.status();
+  }
+  {
+    RawConnection raw(path);
+    ASSERT_EQ(raw.QueryInt("PRAGMA user_version"), 7);
+    // job-1 ended with a front of rows 1, 3 (row 1's network again) and 4, its best naming
+    // row 5 (row 4's network again) and its measured best row 1; job-2 runs. Row 8 was
+    // stored and removed, so ids went up to 8.
+    raw.Exec(
+        "INSERT INTO jobs (id, seq, space, device, table_version, predictor_version, request, "
+        "state, generations_done, next_generation, candidates_evaluated, stored_feasible, "
+        "stored_infeasible, best_id, best_generation, best_config_json, best_accuracy, "
+        "best_latency_ms, best_feasible, created_unix_s, pareto_front_size, stage, "
+        "verification_finalists, verification_measured, verified_best_id) VALUES "
+        "('job-1', 1, 'ofa_mbv3', 'note10', 1, 'v1', x'08', 3, 2, 3, 4, 4, 2, 5, 2, '{\"n\":3}', "
+        "0.8, 20, 1, 10.5, 3, 2, 1, 1, 1), "
+        "('job-2', 2, 'ofa_mbv3', 'note10', 1, 'v1', x'08', 2, 0, 1, 1, 1, 0, 7, 0, '{\"n\":1}', "
+        "0.7, 10, 1, 11.5, 0, 1, 0, 0, NULL);"
+        "INSERT INTO candidates (id, job_id, generation, config_json, accuracy, latency_ms, "
+        "feasible, on_pareto_front, measured_accuracy, measured_method, measured_split, "
+        "measured_seconds) VALUES "
+        "(1, 'job-1', 0, '{\"n\":1}', 0.7, 10, 1, 1, 0.69, 'fp32', 'validation', 1.5), "
+        "(2, 'job-1', 0, '{\"n\":2}', NULL, 30, 0, 0, NULL, NULL, NULL, NULL), "
+        "(3, 'job-1', 1, '{\"n\":1}', 0.7, 10, 1, 1, NULL, NULL, NULL, NULL), "
+        "(4, 'job-1', 1, '{\"n\":3}', 0.8, 20, 1, 1, NULL, NULL, NULL, NULL), "
+        "(5, 'job-1', 2, '{\"n\":3}', 0.8, 20, 1, 0, NULL, NULL, NULL, NULL), "
+        "(6, 'job-1', 2, '{\"n\":2}', NULL, 30, 0, 0, NULL, NULL, NULL, NULL), "
+        "(7, 'job-2', 0, '{\"n\":1}', 0.7, 10, 1, 0, NULL, NULL, NULL, NULL), "
+        "(8, 'job-2', 0, '{\"n\":9}', 0.7, 10, 1, 0, NULL, NULL, NULL, NULL);"
+        "DELETE FROM candidates WHERE id = 8;");
+  }
+  std::unique_ptr<Store> store = OpenOrDie(path);
+  ASSERT_NE(store, nullptr);
+  JobStore& jobs = store->jobs();
+
+  const CandidatePage rows = AllCandidates(jobs, "job-1");
+  EXPECT_EQ(rows.total, 3);
+  ASSERT_EQ(rows.candidates.size(), 3u);
+  const std::vector<int64_t> expected_ids = {1, 2, 4};
+  const std::vector<int> expected_generations = {0, 0, 1};
+  const std::vector<bool> expected_front = {true, false, true};
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(rows.candidates[i].id, expected_ids[i]);
+    EXPECT_EQ(rows.candidates[i].generation, expected_generations[i]);
+    EXPECT_EQ(rows.candidates[i].times_seen, 2) << i;
+    EXPECT_EQ(rows.candidates[i].on_pareto_front, expected_front[i]) << i;
+  }
+  ASSERT_TRUE(rows.candidates[0].measured.has_value());
+  EXPECT_EQ(rows.candidates[0].measured->accuracy, 0.69);
+  EXPECT_EQ(ListOrDie(jobs, Query("job-1", 10, CandidateOrder::kId, false)).total, 1);
+
+  const JobRecord ended = *jobs.GetJob("job-1");
+  ASSERT_TRUE(ended.best.has_value());
+  EXPECT_EQ(ended.best->id, 4) << "the best names its network's first row";
+  EXPECT_EQ(ended.best->times_seen, 2);
+  ASSERT_TRUE(ended.verified_best.has_value());
+  EXPECT_EQ(ended.verified_best->id, 1);
+  EXPECT_EQ(ended.pareto_front_size, 2);
+  EXPECT_EQ(ended.rejected_draws, 2) << "the rejected draws its rows kept";
+  EXPECT_EQ(ended.candidates_evaluated, 4);
+  CandidateQuery front = Query("job-1", 10);
+  front.pareto_front_only = true;
+  EXPECT_EQ(ListOrDie(jobs, front).total, 2);
+
+  {
+    RawConnection raw(path);
+    EXPECT_EQ(raw.QueryInt("PRAGMA user_version"), SqliteStore::SchemaVersion());
+    EXPECT_EQ(raw.QueryText("SELECT group_concat(name, ',') FROM (SELECT name FROM "
+                            "sqlite_master WHERE type = 'index' AND tbl_name = 'candidates' "
+                            "AND sql IS NOT NULL ORDER BY name)"),
+              "candidates_by_job_network,candidates_on_front");
+    EXPECT_EQ(raw.QueryInt("SELECT COUNT(*) FROM sqlite_master WHERE name = "
+                           "'candidates_by_network'"),
+              0);
+  }
+
+  // The running job resumes: its stored network is counted, a new one gets an id above every
+  // id assigned before the migration.
+  GenerationBatch next = MakeBatch(1, 0, 1);
+  CandidateRecord again;
+  again.config_json = "{\"n\":1}";
+  again.accuracy = 0.7;
+  again.latency_ms = 10;
+  again.generation = 1;
+  CandidateRecord fresh = MakeCandidate(5);
+  fresh.generation = 1;
+  next.candidates = {again, fresh};
+  next.candidates_evaluated = 3;
+  next.best = again;
+  next.best_batch_index = 0;
+  absl::StatusOr<std::vector<int64_t>> ids = jobs.AppendGenerations("job-2", next);
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  EXPECT_THAT(*ids, ElementsAre(7, 9));
+  const CandidatePage resumed = AllCandidates(jobs, "job-2");
+  ASSERT_EQ(resumed.candidates.size(), 2u);
+  EXPECT_EQ(resumed.candidates[0].times_seen, 2);
+  EXPECT_EQ(jobs.GetJob("job-2")->best->id, 7);
 }
 
 TEST(SqliteStoreTest, RejectsASchemaNewerThanTheBuild) {
@@ -284,9 +390,9 @@ TEST(SqliteStoreTest, TwoStoresOnOneFileShareIt) {
   ASSERT_NE(second, nullptr);
   EXPECT_EQ(*first->jobs().CreateJob(MakeJob()), "job-1");
   EXPECT_EQ(*second->jobs().CreateJob(MakeJob()), "job-2");
-  ASSERT_TRUE(first->jobs().AppendGeneration("job-2", MakeBatch(0, 3)).ok());
+  ASSERT_TRUE(first->jobs().AppendGenerations("job-2", MakeBatch(0, 3)).ok());
   EXPECT_EQ(second->jobs().GetJob("job-2")->candidates_evaluated, 3);
-  EXPECT_EQ(second->jobs().AppendGeneration("job-2", MakeBatch(0, 3)).status().code(),
+  EXPECT_EQ(second->jobs().AppendGenerations("job-2", MakeBatch(0, 3)).status().code(),
             absl::StatusCode::kFailedPrecondition);
   ASSERT_TRUE(second->predictors().AddPredictor(Predictor("v1", true)).ok());
   EXPECT_EQ(first->predictors().AddPredictor(Predictor("v1", true)).code(),

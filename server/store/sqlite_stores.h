@@ -28,8 +28,8 @@ class SqliteJobStore final : public JobStore {
 
   absl::StatusOr<std::string> CreateJob(const JobRecord& job) override;
   absl::Status MarkRunning(const std::string& job_id, double started_unix_s) override;
-  absl::StatusOr<std::vector<int64_t>> AppendGeneration(const std::string& job_id,
-                                                        const GenerationBatch& batch) override;
+  absl::StatusOr<std::vector<int64_t>> AppendGenerations(const std::string& job_id,
+                                                         const GenerationBatch& batch) override;
   absl::Status BeginVerification(const std::string& job_id, int finalists) override;
   absl::Status RecordVerification(const std::string& job_id, int64_t candidate_id,
                                   const CandidateMeasurement& measurement,

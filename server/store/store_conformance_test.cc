@@ -86,7 +86,7 @@ TEST_P(StoreConformanceTest, EmptyStringsAndBlobsRoundTrip) {
   const std::string id = *jobs().CreateJob(JobRecord{});
   GenerationBatch batch;
   batch.candidates.push_back(CandidateRecord{});
-  ASSERT_TRUE(jobs().AppendGeneration(id, batch).ok());
+  ASSERT_TRUE(jobs().AppendGenerations(id, batch).ok());
   JobRecord loaded = *jobs().GetJob(id);
   EXPECT_EQ(loaded.request, "");
   EXPECT_EQ(loaded.checkpoint, "");
@@ -101,7 +101,8 @@ TEST_P(StoreConformanceTest, CandidateRoundTripKeepsEveryFieldExactly) {
   ASSERT_TRUE(jobs().MarkRunning(id, 1700000001.125).ok());
 
   GenerationBatch batch;
-  batch.generation = 0;
+  batch.first_generation = 0;
+  batch.last_generation = 2;
   CandidateRecord all_set;
   all_set.config_json = "{\"ks\":[3,5,7],\"e\":[4,6]}";
   all_set.accuracy = 0.1 + 0.2;  // Not representable exactly in decimal.
@@ -113,28 +114,30 @@ TEST_P(StoreConformanceTest, CandidateRoundTripKeepsEveryFieldExactly) {
   CandidateRecord none_set;
   none_set.config_json = "{}";
   none_set.feasible = false;
+  none_set.generation = 1;
+  none_set.times_seen = 3;
   CandidateRecord some_set;
   some_set.config_json = "{\"x\":1}";
   some_set.accuracy = 1.0 / 3.0;
   some_set.bitops = 123456789012345.0;
   some_set.feasible = false;
-  some_set.id = 999;  // Ignored, as are its generation and front flag.
-  some_set.generation = 42;
+  some_set.id = 999;  // Ignored, as is its front flag.
+  some_set.generation = 2;
+  some_set.times_seen = int64_t{1} << 40;
   some_set.on_pareto_front = true;
   batch.candidates = {all_set, none_set, some_set};
   batch.candidates_evaluated = 3;
+  batch.rejected_draws = 12345678901;
   batch.best = all_set;
   batch.best_batch_index = 0;
   batch.checkpoint = std::string("\0\x01\x02\0end", 7);
   batch.elapsed_s = 0.1 + 0.7;
-  absl::StatusOr<std::vector<int64_t>> ids = jobs().AppendGeneration(id, batch);
+  absl::StatusOr<std::vector<int64_t>> ids = jobs().AppendGenerations(id, batch);
   ASSERT_TRUE(ids.ok()) << ids.status();
 
   CandidatePage page = AllCandidates(jobs(), id);
   EXPECT_EQ(page.total, 3);
   ASSERT_EQ(page.candidates.size(), 3u);
-  some_set.generation = 0;
-  batch.candidates[2] = some_set;
   for (int i = 0; i < 3; ++i) {
     ExpectCandidateEq(page.candidates[i], batch.candidates[i]);
     EXPECT_EQ(page.candidates[i].id, (*ids)[i]);
@@ -147,8 +150,9 @@ TEST_P(StoreConformanceTest, CandidateRoundTripKeepsEveryFieldExactly) {
   expected.id = id;
   expected.state = JobState::kRunning;
   expected.started_unix_s = 1700000001.125;
-  expected.generations_done = 0;
+  expected.generations_done = 2;
   expected.candidates_evaluated = 3;
+  expected.rejected_draws = 12345678901;
   expected.best = all_set;
   expected.best->id = (*ids)[0];
   expected.checkpoint = batch.checkpoint;
@@ -162,7 +166,7 @@ TEST_P(StoreConformanceTest, NegativeZeroReadsBackAsZero) {
   batch.candidates[0].latency_ms = -0.0;
   batch.best->latency_ms = -0.0;
   batch.elapsed_s = -0.0;
-  ASSERT_TRUE(jobs().AppendGeneration(id, batch).ok());
+  ASSERT_TRUE(jobs().AppendGenerations(id, batch).ok());
   const JobRecord job = *jobs().GetJob(id);
   EXPECT_FALSE(std::signbit(job.created_unix_s));
   EXPECT_FALSE(std::signbit(job.elapsed_s));
@@ -184,7 +188,7 @@ TEST_P(StoreConformanceTest, AppendGenerationReturnsIdsAndTheBestGetsTheIndexedO
   GenerationBatch first = MakeBatch(0, 5);
   first.best = first.candidates[3];
   first.best_batch_index = 3;
-  absl::StatusOr<std::vector<int64_t>> first_ids = jobs().AppendGeneration(id, first);
+  absl::StatusOr<std::vector<int64_t>> first_ids = jobs().AppendGenerations(id, first);
   ASSERT_TRUE(first_ids.ok()) << first_ids.status();
   ASSERT_EQ(first_ids->size(), 5u);
   EXPECT_TRUE(std::is_sorted(first_ids->begin(), first_ids->end()));
@@ -194,7 +198,7 @@ TEST_P(StoreConformanceTest, AppendGenerationReturnsIdsAndTheBestGetsTheIndexedO
   EXPECT_EQ(jobs().GetJob(id)->best->id, (*first_ids)[3]);
 
   // Another job's candidates get ids above every earlier one.
-  absl::StatusOr<std::vector<int64_t>> other_ids = jobs().AppendGeneration(other, MakeBatch(0, 2));
+  absl::StatusOr<std::vector<int64_t>> other_ids = jobs().AppendGenerations(other, MakeBatch(0, 2));
   ASSERT_TRUE(other_ids.ok());
   EXPECT_GT(other_ids->front(), first_ids->back());
 
@@ -204,7 +208,7 @@ TEST_P(StoreConformanceTest, AppendGenerationReturnsIdsAndTheBestGetsTheIndexedO
   second.best->id = (*first_ids)[3];
   second.best->generation = 0;
   second.best_batch_index = -1;
-  absl::StatusOr<std::vector<int64_t>> second_ids = jobs().AppendGeneration(id, second);
+  absl::StatusOr<std::vector<int64_t>> second_ids = jobs().AppendGenerations(id, second);
   ASSERT_TRUE(second_ids.ok());
   EXPECT_GT(second_ids->front(), other_ids->back());
   EXPECT_EQ(jobs().GetJob(id)->best->id, (*first_ids)[3]);
@@ -215,22 +219,22 @@ TEST_P(StoreConformanceTest, AppendGenerationReturnsIdsAndTheBestGetsTheIndexedO
   third.best = MakeCandidate(999999);
   third.best->id = 424242;
   third.best_batch_index = -1;
-  ASSERT_TRUE(jobs().AppendGeneration(id, third).ok());
+  ASSERT_TRUE(jobs().AppendGenerations(id, third).ok());
   EXPECT_EQ(jobs().GetJob(id)->best->id, 424242);
 
   // An index out of range, or without a best, is refused and stores nothing.
   const JobRecord before = *jobs().GetJob(id);
   GenerationBatch bad = MakeBatch(3, 5, 15);
   bad.best_batch_index = 5;
-  EXPECT_EQ(jobs().AppendGeneration(id, bad).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(jobs().AppendGenerations(id, bad).status().code(), absl::StatusCode::kInvalidArgument);
   bad.best_batch_index = 0;
   bad.best.reset();
-  EXPECT_EQ(jobs().AppendGeneration(id, bad).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(jobs().AppendGenerations(id, bad).status().code(), absl::StatusCode::kInvalidArgument);
   ExpectJobEq(*jobs().GetJob(id), before);
   EXPECT_EQ(AllCandidates(jobs(), id).total, 15);
 
   // No best clears it; an empty batch gets no ids.
-  absl::StatusOr<std::vector<int64_t>> empty = jobs().AppendGeneration(id, MakeBatch(3, 0, 15));
+  absl::StatusOr<std::vector<int64_t>> empty = jobs().AppendGenerations(id, MakeBatch(3, 0, 15));
   ASSERT_TRUE(empty.ok());
   EXPECT_THAT(*empty, IsEmpty());
   EXPECT_FALSE(jobs().GetJob(id)->best.has_value());
@@ -241,7 +245,7 @@ TEST_P(StoreConformanceTest, GenerationsMustComeInOrder) {
   const JobRecord initial = *jobs().GetJob(id);
 
   auto expect_rejected = [&](int generation, const JobRecord& before, int64_t rows_before) {
-    absl::Status status = jobs().AppendGeneration(id, MakeBatch(generation, 4, 1000)).status();
+    absl::Status status = jobs().AppendGenerations(id, MakeBatch(generation, 4, 1000)).status();
     EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
     ExpectJobEq(*jobs().GetJob(id), before);
     EXPECT_EQ(AllCandidates(jobs(), id).total, rows_before);
@@ -249,15 +253,15 @@ TEST_P(StoreConformanceTest, GenerationsMustComeInOrder) {
   expect_rejected(1, initial, 0);  // The first batch must be generation 0.
   expect_rejected(-1, initial, 0);
 
-  ASSERT_TRUE(jobs().AppendGeneration(id, MakeBatch(0, 4)).ok());
+  ASSERT_TRUE(jobs().AppendGenerations(id, MakeBatch(0, 4)).ok());
   JobRecord after_zero = *jobs().GetJob(id);
   EXPECT_EQ(after_zero.generations_done, 0);
   EXPECT_EQ(after_zero.candidates_evaluated, 4);
   expect_rejected(0, after_zero, 4);  // Generation 0 only once.
   expect_rejected(2, after_zero, 4);
 
-  ASSERT_TRUE(jobs().AppendGeneration(id, MakeBatch(1, 4, 4)).ok());
-  ASSERT_TRUE(jobs().AppendGeneration(id, MakeBatch(2, 4, 8)).ok());
+  ASSERT_TRUE(jobs().AppendGenerations(id, MakeBatch(1, 4, 4)).ok());
+  ASSERT_TRUE(jobs().AppendGenerations(id, MakeBatch(2, 4, 8)).ok());
   JobRecord after_two = *jobs().GetJob(id);
   EXPECT_EQ(after_two.generations_done, 2);
   EXPECT_EQ(after_two.candidates_evaluated, 12);
@@ -269,8 +273,139 @@ TEST_P(StoreConformanceTest, GenerationsMustComeInOrder) {
   ASSERT_EQ(page.candidates.size(), 12u);
   for (int i = 0; i < 12; ++i) EXPECT_EQ(page.candidates[i].generation, i / 4);
 
-  EXPECT_EQ(jobs().AppendGeneration("job-99", MakeBatch(0, 1)).status().code(),
+  EXPECT_EQ(jobs().AppendGenerations("job-99", MakeBatch(0, 1)).status().code(),
             absl::StatusCode::kNotFound);
+}
+
+// The record of one batch of generations first..last of MakeBatch's candidates.
+GenerationBatch GroupBatch(int first, int last, std::vector<CandidateRecord> candidates,
+                           int64_t evaluated, int64_t rejected) {
+  GenerationBatch batch;
+  batch.first_generation = first;
+  batch.last_generation = last;
+  batch.candidates = std::move(candidates);
+  batch.candidates_evaluated = evaluated;
+  batch.rejected_draws = rejected;
+  batch.checkpoint = absl::StrCat("after ", last);
+  batch.elapsed_s = last;
+  return batch;
+}
+
+// MakeCandidate(i, feasible) met first in `generation`, `times` times.
+CandidateRecord Met(int i, int generation, int64_t times, bool feasible = true) {
+  CandidateRecord candidate = MakeCandidate(i, feasible);
+  if (!feasible) candidate.accuracy.reset();
+  candidate.generation = generation;
+  candidate.times_seen = times;
+  return candidate;
+}
+
+TEST_P(StoreConformanceTest, ANetworkIsOneRowOfItsJobCountingEveryTimeItWasMet) {
+  const std::string id = *jobs().CreateJob(MakeJob());
+  const std::string other = *jobs().CreateJob(MakeJob());
+  ASSERT_TRUE(jobs().MarkRunning(id, 1).ok());
+
+  // Generations 0 and 1 in one batch: network 1 twice (the later report's figures are not
+  // stored), network 2, and the infeasible network 3.
+  CandidateRecord one_again = Met(1, 1, 2);
+  one_again.accuracy = 0.25;
+  GenerationBatch first =
+      GroupBatch(0, 1, {Met(1, 0, 1), Met(2, 1, 5), one_again, Met(3, 0, 4, false)},
+                 /*evaluated=*/8, /*rejected=*/4);
+  first.best = first.candidates[1];
+  first.best_batch_index = 1;
+  absl::StatusOr<std::vector<int64_t>> first_ids = jobs().AppendGenerations(id, first);
+  ASSERT_TRUE(first_ids.ok()) << first_ids.status();
+  ASSERT_EQ(first_ids->size(), 4u);
+  EXPECT_EQ((*first_ids)[2], (*first_ids)[0]) << "one row per network";
+  EXPECT_LT((*first_ids)[0], (*first_ids)[1]);
+  EXPECT_LT((*first_ids)[1], (*first_ids)[3]);
+
+  // Another job's row of the same network is its own.
+  absl::StatusOr<std::vector<int64_t>> other_ids =
+      jobs().AppendGenerations(other, GroupBatch(0, 0, {Met(1, 0, 1)}, 1, 0));
+  ASSERT_TRUE(other_ids.ok()) << other_ids.status();
+  EXPECT_GT((*other_ids)[0], (*first_ids)[3]);
+
+  // A later batch counts the stored networks and adds a new one; the best stays.
+  GenerationBatch second =
+      GroupBatch(2, 2, {Met(1, 2, 3), Met(4, 2, 1), Met(3, 2, 2, false)}, 12, 6);
+  second.best = first.candidates[1];
+  second.best->id = (*first_ids)[1];
+  absl::StatusOr<std::vector<int64_t>> second_ids = jobs().AppendGenerations(id, second);
+  ASSERT_TRUE(second_ids.ok()) << second_ids.status();
+  EXPECT_EQ((*second_ids)[0], (*first_ids)[0]);
+  EXPECT_GT((*second_ids)[1], (*other_ids)[0]);
+  EXPECT_EQ((*second_ids)[2], (*first_ids)[3]);
+
+  const std::vector<CandidateRecord> rows = AllCandidates(jobs(), id).candidates;
+  ASSERT_EQ(rows.size(), 4u);
+  ExpectCandidateEq(rows[0], Met(1, 0, 6));
+  ExpectCandidateEq(rows[1], Met(2, 1, 5));
+  ExpectCandidateEq(rows[2], Met(3, 0, 6, false));
+  ExpectCandidateEq(rows[3], Met(4, 2, 1));
+  EXPECT_EQ(ListOrDie(jobs(), Query(id, 10, CandidateOrder::kId, true)).total, 3);
+  EXPECT_EQ(ListOrDie(jobs(), Query(id, 10, CandidateOrder::kId, false)).total, 1);
+
+  // The counts add up to the job's running totals.
+  const JobRecord job = *jobs().GetJob(id);
+  EXPECT_EQ(job.generations_done, 2);
+  EXPECT_EQ(job.candidates_evaluated, 12);
+  EXPECT_EQ(job.rejected_draws, 6);
+  int64_t feasible_seen = 0;
+  int64_t infeasible_seen = 0;
+  for (const CandidateRecord& row : rows) {
+    (row.feasible ? feasible_seen : infeasible_seen) += row.times_seen;
+  }
+  EXPECT_EQ(feasible_seen, job.candidates_evaluated);
+  EXPECT_EQ(infeasible_seen, job.rejected_draws);
+  ASSERT_TRUE(job.best.has_value());
+  EXPECT_EQ(job.best->id, (*first_ids)[1]);
+  EXPECT_EQ(job.best->times_seen, 5) << "the count of the best's row";
+  const std::vector<CandidateRecord> other_rows = AllCandidates(jobs(), other).candidates;
+  ASSERT_EQ(other_rows.size(), 1u);
+  EXPECT_EQ(other_rows[0].times_seen, 1);
+
+  // A NaN in the report of a stored network is refused like any, and nothing changes.
+  GenerationBatch bad = GroupBatch(3, 3, {Met(4, 3, 1), Met(1, 3, 1)}, 14, 6);
+  bad.candidates[1].latency_ms = std::nan("");
+  const absl::Status refused = jobs().AppendGenerations(id, bad).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument) << refused;
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("candidate latency_ms is NaN"));
+  ExpectJobEq(*jobs().GetJob(id), job);
+  EXPECT_EQ(AllCandidates(jobs(), id).candidates[3].times_seen, 1);
+}
+
+TEST_P(StoreConformanceTest, ABatchOfGenerationsIsCheckedWholeAndStoredAtOnce) {
+  const std::string id = *jobs().CreateJob(MakeJob());
+  const JobRecord before = *jobs().GetJob(id);
+  const auto expect_invalid = [&](const GenerationBatch& batch, const std::string& field) {
+    const absl::Status status = jobs().AppendGenerations(id, batch).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+    EXPECT_THAT(std::string(status.message()), HasSubstr(field));
+    ExpectJobEq(*jobs().GetJob(id), before);
+    EXPECT_EQ(AllCandidates(jobs(), id).total, 0);
+  };
+  expect_invalid(GroupBatch(1, 0, {}, 0, 0), "last_generation");
+  expect_invalid(GroupBatch(0, 3, {Met(1, 0, 1), Met(2, 4, 1)}, 2, 0), "candidates[1].generation");
+  expect_invalid(GroupBatch(0, 3, {Met(1, 0, 1), Met(2, 3, 0)}, 2, 0), "candidates[1].times_seen");
+  expect_invalid(GroupBatch(0, 3, {Met(1, 0, 1)}, -1, 0), "candidates_evaluated");
+  expect_invalid(GroupBatch(0, 3, {Met(1, 0, 1)}, 1, -1), "rejected_draws");
+
+  // Generations 0..3 at once, then 4..4: the next batch starts after the last one stored.
+  ASSERT_TRUE(
+      jobs().AppendGenerations(id, GroupBatch(0, 3, {Met(1, 0, 1), Met(2, 3, 1)}, 2, 0)).ok());
+  JobRecord stored = *jobs().GetJob(id);
+  EXPECT_EQ(stored.generations_done, 3);
+  EXPECT_EQ(stored.checkpoint, "after 3");
+  for (const int first : {0, 3, 5}) {
+    EXPECT_EQ(jobs().AppendGenerations(id, GroupBatch(first, 5, {}, 2, 0)).status().code(),
+              absl::StatusCode::kFailedPrecondition)
+        << first;
+  }
+  ExpectJobEq(*jobs().GetJob(id), stored);
+  ASSERT_TRUE(jobs().AppendGenerations(id, GroupBatch(4, 4, {Met(1, 4, 1)}, 3, 0)).ok());
+  EXPECT_EQ(jobs().GetJob(id)->generations_done, 4);
 }
 
 TEST_P(StoreConformanceTest, NanIsRejectedNamingTheFieldAndNothingIsStored) {
@@ -278,7 +413,7 @@ TEST_P(StoreConformanceTest, NanIsRejectedNamingTheFieldAndNothingIsStored) {
   const JobRecord before = *jobs().GetJob(id);
   const double nan = std::nan("");
   const auto expect_nan = [&](const GenerationBatch& batch, const std::string& field) {
-    absl::Status status = jobs().AppendGeneration(id, batch).status();
+    absl::Status status = jobs().AppendGenerations(id, batch).status();
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
     EXPECT_THAT(std::string(status.message()), HasSubstr(field));
     ExpectJobEq(*jobs().GetJob(id), before);
@@ -295,7 +430,7 @@ TEST_P(StoreConformanceTest, NanIsRejectedNamingTheFieldAndNothingIsStored) {
   expect_nan(batch, "elapsed_s");
 
   // The job still takes generation 0, and later ids stay ascending.
-  ASSERT_TRUE(jobs().AppendGeneration(id, MakeBatch(0, 100)).ok());
+  ASSERT_TRUE(jobs().AppendGenerations(id, MakeBatch(0, 100)).ok());
   EXPECT_EQ(AllCandidates(jobs(), id).total, 100);
 
   EXPECT_EQ(jobs().CreateJob(MakeJob("s", nan)).status().code(),
@@ -328,7 +463,7 @@ TEST_P(StoreConformanceTest, JobLifecycle) {
   const std::string id = *jobs().CreateJob(MakeJob());
   EXPECT_EQ(jobs().MarkRunning("job-9", 1.0).code(), absl::StatusCode::kNotFound);
   ASSERT_TRUE(jobs().MarkRunning(id, 100.0).ok());
-  ASSERT_TRUE(jobs().AppendGeneration(id, MakeBatch(0, 3)).ok());
+  ASSERT_TRUE(jobs().AppendGenerations(id, MakeBatch(0, 3)).ok());
   // A resumed job is marked running again.
   ASSERT_TRUE(jobs().MarkRunning(id, 100.0).ok());
   EXPECT_EQ(jobs().GetJob(id)->state, JobState::kRunning);
@@ -353,7 +488,7 @@ TEST_P(StoreConformanceTest, JobLifecycle) {
   EXPECT_EQ(jobs().FinishJob(id, JobState::kCancelled, "", 300, 1, {}).code(),
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(jobs().MarkRunning(id, 300).code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(jobs().AppendGeneration(id, MakeBatch(1, 3, 3)).status().code(),
+  EXPECT_EQ(jobs().AppendGenerations(id, MakeBatch(1, 3, 3)).status().code(),
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(AllCandidates(jobs(), id).total, 3);
   ExpectJobEq(*jobs().GetJob(id), job);
@@ -371,8 +506,8 @@ TEST_P(StoreConformanceTest, VerificationStoresMeasurementsBesideThePredictions)
   GenerationBatch batch = MakeBatch(0, 4);
   batch.candidates[3].feasible = false;
   batch.candidates[3].accuracy.reset();
-  const std::vector<int64_t> ids = *jobs().AppendGeneration(id, batch);
-  const std::vector<int64_t> other_ids = *jobs().AppendGeneration(other, MakeBatch(0, 1));
+  const std::vector<int64_t> ids = *jobs().AppendGenerations(id, batch);
+  const std::vector<int64_t> other_ids = *jobs().AppendGenerations(other, MakeBatch(0, 1));
   const CandidateMeasurement first = MakeMeasurement(0.875);
   const CandidateMeasurement second = MakeMeasurement(0.9);
 
@@ -384,7 +519,7 @@ TEST_P(StoreConformanceTest, VerificationStoresMeasurementsBesideThePredictions)
   ASSERT_TRUE(jobs().BeginVerification(id, 2).ok());
   ASSERT_TRUE(jobs().BeginVerification(id, 2).ok()) << "the same count again is a no-op";
   EXPECT_EQ(jobs().BeginVerification(id, 3).code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(jobs().AppendGeneration(id, MakeBatch(1, 2, 4)).status().code(),
+  EXPECT_EQ(jobs().AppendGenerations(id, MakeBatch(1, 2, 4)).status().code(),
             absl::StatusCode::kFailedPrecondition)
       << "the search stage has ended";
   JobRecord job = *jobs().GetJob(id);
@@ -495,7 +630,7 @@ TEST_P(StoreConformanceTest, NewCandidatesAreNotMeasured) {
   GenerationBatch batch = MakeBatch(0, 2);
   batch.candidates[0].measured = MakeMeasurement(0.5);  // Ignored.
   batch.best->measured = MakeMeasurement(0.5);
-  ASSERT_TRUE(jobs().AppendGeneration(id, batch).ok());
+  ASSERT_TRUE(jobs().AppendGenerations(id, batch).ok());
   for (const CandidateRecord& candidate : AllCandidates(jobs(), id).candidates) {
     EXPECT_FALSE(candidate.measured.has_value());
   }
@@ -536,10 +671,12 @@ TEST_P(StoreConformanceTest, ListCandidatesOrdersFiltersAndPages) {
   // Interleave generations with another job's so that ids are not contiguous per job.
   for (int g = 0; g < 4; ++g) {
     GenerationBatch batch;
-    batch.generation = g;
+    batch.first_generation = g;
+    batch.last_generation = g;
     batch.candidates.assign(all.begin() + int64_t{g} * 30, all.begin() + (int64_t{g} + 1) * 30);
-    ASSERT_TRUE(jobs().AppendGeneration(id, batch).ok());
-    ASSERT_TRUE(jobs().AppendGeneration(other, MakeBatch(g, 7)).ok());
+    for (CandidateRecord& candidate : batch.candidates) candidate.generation = g;
+    ASSERT_TRUE(jobs().AppendGenerations(id, batch).ok());
+    ASSERT_TRUE(jobs().AppendGenerations(other, MakeBatch(g, 7)).ok());
   }
   // The stored rows with their ids, in id order.
   std::vector<CandidateRecord> stored = AllCandidates(jobs(), id).candidates;
@@ -607,6 +744,76 @@ TEST_P(StoreConformanceTest, ListCandidatesOrdersFiltersAndPages) {
   EXPECT_EQ(ListOrDie(jobs(), Query(other, 10)).total, 28);
 }
 
+// Every page of every order and filter of a job's candidates, each row with all its fields
+// but the front flag.
+std::vector<std::string> EveryPage(JobStore& jobs, const std::string& job_id) {
+  const CandidateOrder orders[] = {CandidateOrder::kId,         CandidateOrder::kAccuracyDesc,
+                                   CandidateOrder::kLatencyAsc, CandidateOrder::kEnergyAsc,
+                                   CandidateOrder::kSizeAsc,    CandidateOrder::kBitopsAsc};
+  const std::optional<bool> filters[] = {std::nullopt, true, false};
+  const auto figure = [](const std::optional<double>& value) {
+    return value ? absl::StrCat(*value) : std::string("-");
+  };
+  std::vector<std::string> pages;
+  for (const CandidateOrder order : orders) {
+    for (const std::optional<bool>& feasible : filters) {
+      for (const int limit : {7, 1000}) {
+        for (int64_t offset = 0;; offset += limit) {
+          const CandidatePage page = ListOrDie(jobs, Query(job_id, limit, order, feasible, offset));
+          std::string text = absl::StrCat("order ", static_cast<int>(order), " feasible ",
+                                          feasible ? static_cast<int>(*feasible) : -1, " limit ",
+                                          limit, " offset ", offset, " total ", page.total, ":");
+          for (const CandidateRecord& c : page.candidates) {
+            absl::StrAppend(&text, " [", c.id, "|", c.generation, "|", c.times_seen, "|",
+                            c.config_json, "|", figure(c.accuracy), "|", figure(c.latency_ms), "|",
+                            figure(c.energy_mj), "|", figure(c.size_mb), "|", figure(c.bitops), "|",
+                            c.feasible, "|", c.modelled, "]");
+          }
+          pages.push_back(std::move(text));
+          if (page.candidates.empty()) break;
+        }
+      }
+    }
+  }
+  return pages;
+}
+
+TEST_P(StoreConformanceTest, ListCandidatesIsTheSameWhetherOrNotTheJobHasEnded) {
+  const std::vector<CandidateRecord> all = OrderingCandidates();
+  // A job that meets networks again in later generations, interleaved with another so that
+  // its ids are not contiguous.
+  const std::string ended = *jobs().CreateJob(MakeJob());
+  const std::string other = *jobs().CreateJob(MakeJob());
+  for (int g = 0; g < 4; ++g) {
+    GenerationBatch batch = GroupBatch(g, g, {}, 0, 0);
+    for (int i = 0; i < 40; ++i) {
+      CandidateRecord candidate = all[(g * 29 + i * 3) % all.size()];
+      candidate.generation = g;
+      candidate.times_seen = 1 + i % 3;
+      batch.candidates.push_back(candidate);
+    }
+    ASSERT_TRUE(jobs().AppendGenerations(ended, batch).ok());
+    ASSERT_TRUE(jobs().AppendGenerations(other, MakeBatch(g, 5)).ok());
+  }
+  const std::vector<std::string> while_running = EveryPage(jobs(), ended);
+
+  // The front flags aside, an ended job lists exactly what it listed while it ran.
+  std::vector<int64_t> front;
+  for (const CandidateRecord& c :
+       ListOrDie(jobs(), Query(ended, 3, CandidateOrder::kLatencyAsc, true)).candidates) {
+    front.push_back(c.id);
+  }
+  ASSERT_TRUE(jobs().FinishJob(ended, JobState::kSucceeded, "", 2, 1, front).ok());
+  EXPECT_EQ(EveryPage(jobs(), ended), while_running);
+  CandidateQuery front_query = Query(ended, 100, CandidateOrder::kLatencyAsc);
+  front_query.pareto_front_only = true;
+  std::vector<int64_t> listed_front;
+  for (const CandidateRecord& c : ListOrDie(jobs(), front_query).candidates) {
+    listed_front.push_back(c.id);
+  }
+  EXPECT_EQ(listed_front, front);
+}
+
 TEST_P(StoreConformanceTest, ListCandidatesValidatesArguments) {
   const std::string id = *jobs().CreateJob(MakeJob());
   EXPECT_EQ(jobs().ListCandidates(Query("job-7", 100)).status().code(),
@@ -639,7 +846,7 @@ std::string JobWithNineCandidates(JobStore& jobs) {
     batch.candidates.push_back(candidate);
   }
   batch.candidates_evaluated = 8;
-  EXPECT_TRUE(jobs.AppendGeneration(id, batch).ok());
+  EXPECT_TRUE(jobs.AppendGenerations(id, batch).ok());
   return id;
 }
 
@@ -698,7 +905,7 @@ TEST_P(StoreConformanceTest, AnEmptyFrontMarksNothing) {
 TEST_P(StoreConformanceTest, ABadFrontIsRefusedAndTheJobDoesNotEnd) {
   const std::string id = JobWithNineCandidates(jobs());
   const std::string other = *jobs().CreateJob(MakeJob());
-  absl::StatusOr<std::vector<int64_t>> other_ids = jobs().AppendGeneration(other, MakeBatch(0, 1));
+  absl::StatusOr<std::vector<int64_t>> other_ids = jobs().AppendGenerations(other, MakeBatch(0, 1));
   ASSERT_TRUE(other_ids.ok());
   const JobRecord before = *jobs().GetJob(id);
   const std::vector<int64_t> bad_fronts[] = {
@@ -726,7 +933,7 @@ TEST_P(StoreConformanceTest, ModelledMetricsRoundTrip) {
   GenerationBatch batch = MakeBatch(0, 2);
   batch.candidates[0].modelled = "latency_ms,energy_mj";
   batch.best = batch.candidates[0];
-  ASSERT_TRUE(jobs().AppendGeneration(id, batch).ok());
+  ASSERT_TRUE(jobs().AppendGenerations(id, batch).ok());
   CandidatePage page = ListOrDie(jobs(), Query(id, 10));
   ASSERT_EQ(page.candidates.size(), 2u);
   EXPECT_EQ(page.candidates[0].modelled, "latency_ms,energy_mj");
@@ -738,7 +945,7 @@ TEST_P(StoreConformanceTest, ListJobsNewestFirstWithStateFilter) {
   for (int i = 0; i < 12; ++i) ASSERT_TRUE(jobs().CreateJob(MakeJob("s", i)).ok());
   for (const char* id : {"job-2", "job-5", "job-9"}) {
     ASSERT_TRUE(jobs().MarkRunning(id, 1).ok());
-    ASSERT_TRUE(jobs().AppendGeneration(id, MakeBatch(0, 2)).ok());
+    ASSERT_TRUE(jobs().AppendGenerations(id, MakeBatch(0, 2)).ok());
   }
   ASSERT_TRUE(jobs().FinishJob("job-5", JobState::kSucceeded, "", 2, 1, {}).ok());
 
@@ -791,7 +998,7 @@ TEST_P(StoreConformanceTest, ConcurrentWritersAndReaders) {
     for (int g = 0; g < kGenerations; ++g) {
       absl::Status status =
           jobs()
-              .AppendGeneration(id, MakeBatch(g, kPerGeneration, int64_t{g} * kPerGeneration))
+              .AppendGenerations(id, MakeBatch(g, kPerGeneration, int64_t{g} * kPerGeneration))
               .status();
       if (!status.ok()) {
         ADD_FAILURE() << status;

@@ -64,8 +64,12 @@ CandidateRecord MakeCandidate(int i, bool feasible) {
 
 GenerationBatch MakeBatch(int generation, int count, int64_t evaluated_before) {
   GenerationBatch batch;
-  batch.generation = generation;
-  for (int i = 0; i < count; ++i) batch.candidates.push_back(MakeCandidate(generation * 1000 + i));
+  batch.first_generation = generation;
+  batch.last_generation = generation;
+  for (int i = 0; i < count; ++i) {
+    batch.candidates.push_back(MakeCandidate(generation * 1000 + i));
+    batch.candidates.back().generation = generation;
+  }
   batch.candidates_evaluated = evaluated_before + count;
   if (count > 0) {
     batch.best = batch.candidates.front();
@@ -118,6 +122,7 @@ PredictorRecord Predictor(const std::string& version, bool is_default) {
 
 void ExpectCandidateEq(const CandidateRecord& actual, const CandidateRecord& expected) {
   EXPECT_EQ(actual.generation, expected.generation);
+  EXPECT_EQ(actual.times_seen, expected.times_seen);
   EXPECT_EQ(actual.config_json, expected.config_json);
   EXPECT_EQ(actual.accuracy, expected.accuracy);
   EXPECT_EQ(actual.latency_ms, expected.latency_ms);
@@ -157,6 +162,7 @@ void ExpectJobEq(const JobRecord& actual, const JobRecord& expected, bool with_c
   EXPECT_EQ(actual.error, expected.error);
   EXPECT_EQ(actual.generations_done, expected.generations_done);
   EXPECT_EQ(actual.candidates_evaluated, expected.candidates_evaluated);
+  EXPECT_EQ(actual.rejected_draws, expected.rejected_draws);
   ASSERT_EQ(actual.best.has_value(), expected.best.has_value());
   if (actual.best) {
     EXPECT_EQ(actual.best->id, expected.best->id);

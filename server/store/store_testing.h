@@ -37,7 +37,8 @@ std::string TempDir();
 JobRecord MakeJob(const std::string& space = "ofa_mbv3", double created = 1700000000.25);
 // A feasible-or-not candidate whose every metric depends on `i`.
 CandidateRecord MakeCandidate(int i, bool feasible = true);
-// `count` candidates of `generation`; the first one is the best (best_batch_index 0).
+// `count` distinct candidates of `generation` (seen once each; distinct from those of every
+// other generation); the first one is the best (best_batch_index 0).
 GenerationBatch MakeBatch(int generation, int count, int64_t evaluated_before = 0);
 TableVersionRecord MakeTable(const std::string& device, const std::string& tag);
 MeasurementRow Measurement(const std::string& config, double accuracy, const std::string& method);

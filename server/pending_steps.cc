@@ -1,0 +1,98 @@
+#include "server/pending_steps.h"
+
+#include <utility>
+
+namespace apq::server {
+namespace {
+
+// Table-priced metrics that the fallback model priced (partly), comma-separated.
+std::string ModelledMetrics(const hwmodels::NetworkCost& cost) {
+  if (!cost.modelled) return "";
+  return cost.has_energy ? "latency_ms,energy_mj" : "latency_ms";
+}
+
+}  // namespace
+
+CandidateRecord CandidateFromIndividual(const oface::SearchSpace& space,
+                                        const search::Individual& individual, int generation,
+                                        bool feasible) {
+  CandidateRecord record;
+  record.generation = generation;
+  record.config_json = space.ToJson(space.Canonical(individual.genotype));
+  if (feasible) record.accuracy = individual.accuracy;
+  record.latency_ms = individual.cost.latency_ms;
+  if (individual.cost.has_energy) record.energy_mj = individual.cost.energy_mj;
+  if (individual.cost.has_size_and_bitops) {
+    record.size_mb = individual.cost.size_mb;
+    record.bitops = individual.cost.bitops;
+  }
+  record.modelled = ModelledMetrics(individual.cost);
+  record.feasible = feasible;
+  return record;
+}
+
+PendingSteps::PendingSteps(const oface::SearchSpace& space, bool keep_rejected,
+                           int64_t rejected_draws_before)
+    : space_(space), keep_rejected_(keep_rejected), rejected_draws_(rejected_draws_before) {}
+
+size_t PendingSteps::IndexOf(const search::Individual& individual, int step, bool feasible) {
+  auto [by_genotype, new_genotype] =
+      index_of_genotype_.try_emplace(individual.genotype, candidates_.size());
+  if (!new_genotype) return by_genotype->second;
+  CandidateRecord candidate = CandidateFromIndividual(space_, individual, step, feasible);
+  candidate.times_seen = 0;
+  auto [by_config, new_config] =
+      index_of_config_.try_emplace(candidate.config_json, candidates_.size());
+  if (new_config) candidates_.push_back(std::move(candidate));
+  by_genotype->second = by_config->second;
+  return by_config->second;
+}
+
+void PendingSteps::Add(const search::StepReport& report) {
+  if (!first_step_.has_value()) first_step_ = report.step;
+  last_step_ = report.step;
+  for (size_t i = 0; i < report.scored.size(); ++i) {
+    const size_t index = IndexOf(report.scored[i], report.step, /*feasible=*/true);
+    ++candidates_[index].times_seen;
+    if (static_cast<int>(i) == report.best_index_in_step) best_index_ = static_cast<int>(index);
+  }
+  if (keep_rejected_) {
+    for (const search::Individual& rejected : report.rejected) {
+      ++candidates_[IndexOf(rejected, report.step, /*feasible=*/false)].times_seen;
+    }
+  }
+  candidates_evaluated_ = report.candidates_evaluated;
+  rejected_draws_ += report.rejected_total;
+  if (report.best != nullptr) {
+    best_ = CandidateFromIndividual(space_, *report.best, report.best->generation, true);
+  } else {
+    best_.reset();
+  }
+  checkpoint_ = report.checkpoint;
+}
+
+GenerationBatch PendingSteps::Take(int64_t stored_best_id) {
+  GenerationBatch batch;
+  batch.first_generation = first_step();
+  batch.last_generation = last_step();
+  batch.candidates = std::move(candidates_);
+  batch.candidates_evaluated = candidates_evaluated_;
+  batch.rejected_draws = rejected_draws_;
+  batch.best = best_;
+  if (batch.best.has_value()) {
+    batch.best->id = stored_best_id;
+    batch.best_batch_index = best_index_;
+  }
+  batch.checkpoint = std::move(checkpoint_);
+
+  first_step_.reset();
+  last_step_.reset();
+  candidates_.clear();
+  index_of_genotype_.clear();
+  index_of_config_.clear();
+  best_index_ = -1;
+  checkpoint_.clear();
+  return batch;
+}
+
+}  // namespace apq::server
