@@ -158,13 +158,16 @@ TEST_F(ServerTest, ListEnginesShowsEachEngineWithItsOptionsAndDefaults) {
   ASSERT_EQ(response.engines_size(), 2);
   const apq::v1::Engine& evolution = response.engines(0);
   EXPECT_EQ(evolution.name(), "evolution");
-  ASSERT_EQ(evolution.options_size(), 7);
+  ASSERT_EQ(evolution.options_size(), 8);
   EXPECT_EQ(evolution.options(0).name(), "population_size");
   EXPECT_EQ(evolution.options(0).type(), apq::v1::EngineOption::TYPE_INT);
   EXPECT_EQ(evolution.options(0).default_value().int_value(), 100);
   EXPECT_EQ(evolution.options(0).min(), 2);
   EXPECT_EQ(evolution.options(0).max(), 10000);
   EXPECT_EQ(evolution.options(5).default_from(), "mutate_probability");
+  EXPECT_EQ(evolution.options(7).name(), "lower_bits_of_infeasible_draws");
+  EXPECT_EQ(evolution.options(7).type(), apq::v1::EngineOption::TYPE_BOOL);
+  EXPECT_TRUE(evolution.options(7).default_value().bool_value());
   EXPECT_EQ(response.engines(1).name(), "one_sample");
 }
 
