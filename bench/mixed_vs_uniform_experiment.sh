@@ -7,14 +7,15 @@
 #   bits   the largest architecture held fixed, bits searched alone (--fixed-architecture);
 #   joint  architecture and bits searched together.
 # For each regime x budget x seed, the same engine (evolution, the service's defaults) runs:
-#   mixed          one search with bits free and finalist verification (--verify-top-k K):
-#                  its predicted best is the "predictor only" network, its measured best (on
-#                  the validation split) the "verified" one;
+#   mixed          one search with bits free and finalist verification: its predicted best is
+#                  the "predictor only" network, its measured best (on the validation split)
+#                  the "verified" one; it verifies K x (the number of uniform searches) finalists,
+#                  at most 50, so both sides measure as many networks;
 #   uniform B      one search per bitwidth B with every layer at B (--uniform-bits), each
-#                  verified the same way; the best uniform policy is the B whose predicted
-#                  best is predicted highest ("predictor only") or whose verified best measured
-#                  highest ("verified"). Bitwidths whose cheapest network breaks the budget
-#                  are skipped.
+#                  verifying its top K (--verify-top-k K); the best uniform policy is the B
+#                  whose predicted best is predicted highest ("predictor only") or whose
+#                  verified best measured highest ("verified"). Bitwidths whose cheapest
+#                  network breaks the budget are skipped.
 # Nothing here chooses by test images. Then bench/final_accuracy measures every chosen network
 # on the 10,000 test images, from the supernet and after the same short quantization-aware
 # fine-tune (--finetune-steps), and compares mixed against uniform per case (exact McNemar
@@ -150,10 +151,11 @@ sys.exit(0 if cheapest <= budget * (1 + 1e-12) else 1)
 EOF
 }
 
-# search TAG ARGS...: one verified search, its JSON in jobs/TAG.json (kept: not run again).
+# search TAG TOP_K ARGS...: one search verifying its TOP_K best, its JSON in jobs/TAG.json
+# (kept: not run again).
 search() {
-  local tag="$1"
-  shift
+  local tag="$1" top_k="$2"
+  shift 2
   local file="${out}/jobs/${tag}.json"
   if [[ -s "${file}" ]] && python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1])).get("state") != "SUCCEEDED")' "${file}" 2>/dev/null; then
     return 0
@@ -161,7 +163,7 @@ search() {
   echo "search ${tag}" >&2
   local extra=()
   read -r -a extra <<<"${search_args}"
-  "${apq}" search --space "${space}" "$@" "${extra[@]}" --verify-top-k "${verify_top_k}" --wait --json \
+  "${apq}" search --space "${space}" "$@" "${extra[@]}" --verify-top-k "${top_k}" --wait --json \
     >"${file}.part" 2>"${out}/jobs/${tag}.err" || true
   mv "${file}.part" "${file}"
 }
@@ -174,12 +176,19 @@ for regime in ${regimes}; do
       read -r -a budget <<<"$(budget_args "${kind}" "${level}")"
       for seed in ${seeds}; do
         case_tag="${regime}_${kind}_${level}bit_s${seed}"
-        search "${case_tag}_mixed" "${budget[@]}" "${fixed[@]}" --seed "${seed}"
+        uniform_bits=()
         for bits in 2 3 4 6 8; do
-          if feasible "${regime}" "${kind}" "${level}" "${bits}"; then
-            search "${case_tag}_uniform${bits}" "${budget[@]}" "${fixed[@]}" --seed "${seed}" \
-              --uniform-bits "${bits}"
-          fi
+          if feasible "${regime}" "${kind}" "${level}" "${bits}"; then uniform_bits+=("${bits}"); fi
+        done
+        # The same measurement budget on both sides: the uniform side verifies top K of each
+        # bitwidth's search, the mixed search verifies K per uniform search (at most 50).
+        mixed_top_k=$(( verify_top_k * ${#uniform_bits[@]} ))
+        (( mixed_top_k > 50 )) && mixed_top_k=50
+        (( mixed_top_k < verify_top_k )) && mixed_top_k="${verify_top_k}"
+        search "${case_tag}_mixed" "${mixed_top_k}" "${budget[@]}" "${fixed[@]}" --seed "${seed}"
+        for bits in "${uniform_bits[@]}"; do
+          search "${case_tag}_uniform${bits}" "${verify_top_k}" "${budget[@]}" "${fixed[@]}" \
+            --seed "${seed}" --uniform-bits "${bits}"
         done
       done
     done
