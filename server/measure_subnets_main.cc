@@ -3,8 +3,8 @@
 // measured, resumably (configs the dataset already holds for the same method are skipped);
 // optionally exports the dataset as CSV:
 //   bazel-bin/server/measure_subnets --checkpoint W.pt --db apq.db --dataset fm --count 1000
-//   bazel-bin/server/measure_subnets --checkpoint W.pt --db apq.db --dataset fm --count 300 \
-//       --quantized --export_csv measurements.csv
+//   bazel-bin/server/measure_subnets --checkpoint W.pt --db apq.db --dataset fm --count 300
+//       --quantized --export_csv measurements.csv   (one command line)
 //   bazel-bin/server/measure_subnets --db apq.db --dataset fm --count 0 --export_csv m.csv
 // Every flag is checked before the database is opened, and a new dataset is created only once
 // the weights and images have loaded. A progress line per record goes to stderr.

@@ -1,8 +1,8 @@
 // Trains a space's default accuracy predictors from measurement records (the CSV that
 // measure_subnets exports) and writes the quantization-aware one as the raw float32 weights
 // and manifest the catalog loads (data/<space>/qa_predictor.{f32,manifest.json}):
-//   bazel-bin/server/train_predictor --measurements data/fmnist_mbv2/measurements.csv \
-//       --out_stem data/fmnist_mbv2/qa_predictor
+//   bazel-bin/server/train_predictor --measurements data/fmnist_mbv2/measurements.csv
+//       --out_stem data/fmnist_mbv2/qa_predictor   (one command line)
 // The full-precision predictor learns from the fp32 records (architecture features); the
 // quantization-aware one starts from it (transfer) and is fine-tuned on the quantized records.
 #include <ATen/Parallel.h>
