@@ -69,7 +69,7 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr size_t kMaxNetworksFileBytes = 4 << 20;
+constexpr size_t kMaxNetworksFileBytes = size_t{4} << 20;
 constexpr size_t kMaxNetworks = 500;
 constexpr size_t kMaxNameBytes = 100;
 

@@ -105,6 +105,7 @@ absl::Status Run() {
       apq::server::SamplesFromMeasurements(*space, records, absl::GetFlag(FLAGS_measurements)));
   const std::vector<TrainingSample>& quant = samples.quantized;
   std::vector<std::string> quant_keys;
+  quant_keys.reserve(quant.size());
   for (const TrainingSample& sample : quant) {
     quant_keys.push_back(apq::predictor::ArchitectureKey(sample, arch_inputs));
   }

@@ -16,7 +16,7 @@ namespace {
 
 constexpr size_t kMaxLabelBytes = 256;
 // A config's JSON is about 1 KB in every space; this bounds what a request makes us parse.
-constexpr size_t kMaxConfigJsonBytes = 64 * 1024;
+constexpr size_t kMaxConfigJsonBytes = size_t{64} * 1024;
 constexpr char kEvolutionPrefix[] = "evolution.";
 constexpr char kEngineOptionsPrefix[] = "engine.options.";
 
