@@ -199,14 +199,33 @@ int Engines(Connection& connection, const std::vector<std::string>& argv) {
 }
 
 int Search(Connection& connection, const std::vector<std::string>& argv) {
-  const Args args = Args::Parse(
-      argv, {"space",        "device",         "max-latency-ms", "max-energy-mj",
-             "max-size-mb",  "max-bitops",     "population",     "generations",
-             "parent-ratio", "mutation-ratio", "mutate-prob",    "resolution-mutate-prob",
-             "seed",         "label",          "table-version",  "objective",
-             "pareto-cost",  "uniform-bits",   "engine",         "options",
-             "verify-top-k", "verify-dataset", "verify-images",  "fixed-architecture"},
-      {"wait", "json", "keep-all-draws"}, 0);
+  const Args args = Args::Parse(argv,
+                                {"space",
+                                 "device",
+                                 "max-latency-ms",
+                                 "max-energy-mj",
+                                 "max-size-mb",
+                                 "max-bitops",
+                                 "population",
+                                 "generations",
+                                 "parent-ratio",
+                                 "mutation-ratio",
+                                 "mutate-prob",
+                                 "resolution-mutate-prob",
+                                 "seed",
+                                 "label",
+                                 "table-version",
+                                 "objective",
+                                 "pareto-cost",
+                                 "uniform-bits",
+                                 "engine",
+                                 "options",
+                                 "verify-top-k",
+                                 "verify-dataset",
+                                 "verify-images",
+                                 "fixed-architecture",
+                                 "uncertainty-penalty"},
+                                {"wait", "json", "keep-all-draws"}, 0);
   apq::v1::SubmitSearchRequest request;
   request.set_space(Require(args, "space"));
   request.set_keep_all_draws(args.Has("keep-all-draws"));
@@ -265,6 +284,9 @@ int Search(Connection& connection, const std::vector<std::string>& argv) {
   }
   if (args.Has("uniform-bits")) {
     request.set_uniform_bits(ParseInt32(args, "uniform-bits"));
+  }
+  if (args.Has("uncertainty-penalty")) {
+    request.set_uncertainty_penalty(ParseDouble(args, "uncertainty-penalty"));
   }
   if (args.Has("fixed-architecture")) {
     request.set_fixed_architecture(ReadFileOrStdin(args.Get("fixed-architecture")));
@@ -451,7 +473,9 @@ constexpr Command kSearchCommands[] = {
       job's Pareto front). --uniform-bits B fixes every bitwidth at B (the uniform-precision
       baseline of a mixed-precision space). --fixed-architecture FILE holds the architecture
       of the config in FILE (- reads stdin; its bits are ignored) and searches bits alone;
-      with --uniform-bits it is that one network at one precision. --verify-top-k K measures the K best candidates
+      with --uniform-bits it is that one network at one precision. --uncertainty-penalty K
+      scores candidates by the ensemble predictor's mean minus K times its members' spread
+      (the space's default predictor must be an ensemble). --verify-top-k K measures the K best candidates
       by predicted accuracy on the space's supernet (validation split) once the search ends,
       and the job's best becomes the one measured best; --verify-images N measures on the
       first N validation images (default all); --verify-dataset NAME also adds each

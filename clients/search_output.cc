@@ -77,6 +77,9 @@ json JobJson(const apq::v1::Job& job) {
               {"seed", job.request().seed()},
               {"pareto_front_size", job.pareto_front_size()}};
   if (job.request().uniform_bits() != 0) out["uniform_bits"] = job.request().uniform_bits();
+  if (job.request().uncertainty_penalty() > 0.0) {
+    out["uncertainty_penalty"] = job.request().uncertainty_penalty();
+  }
   if (!job.request().fixed_architecture().empty()) {
     out["fixed_architecture"] = ParseConfig(job.request().fixed_architecture());
   }

@@ -1,5 +1,7 @@
 #include "predictor/mean_ensemble.h"
 
+#include <algorithm>
+#include <cmath>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -48,6 +50,35 @@ TEST(MeanEnsembleTest, PredictsTheMeanOfItsMembersAndClonesAlike) {
     EXPECT_NEAR((*mean)[i], 0.5 * ((*a)[i] + (*b)[i]), 1e-6) << i;
     EXPECT_EQ((*cloned)[i], (*mean)[i]) << i;
   }
+}
+
+TEST(MeanEnsembleTest, ASpreadPenaltyScoresTheMeanMinusKTimesTheMembersSpread) {
+  const std::vector<TrainingSample> samples = SyntheticSamples(20, false, 9);
+  std::unique_ptr<XgbPredictor> first = TrainedXgb(1, 12);
+  std::unique_ptr<XgbPredictor> second = TrainedXgb(2, 12);
+  ASSERT_NE(first, nullptr);
+  ASSERT_NE(second, nullptr);
+  const std::vector<double> a = PredictSamples(*first, samples).value();
+  const std::vector<double> b = PredictSamples(*second, samples).value();
+  std::vector<std::unique_ptr<AccuracyPredictor>> members;
+  members.push_back(std::move(first));
+  members.push_back(std::move(second));
+  std::unique_ptr<MeanEnsemble> ensemble = MeanEnsemble::Create(std::move(members)).value();
+  int disagreements = 0;
+  for (const double k : {1.0, 0.5}) {
+    ensemble->set_spread_penalty(k);
+    const std::vector<double> scored = PredictSamples(*ensemble, samples).value();
+    const std::vector<double> cloned = PredictSamples(*ensemble->Clone(), samples).value();
+    for (size_t i = 0; i < samples.size(); ++i) {
+      // Two members: the spread is half their difference; k = 1 gives the lower of the two.
+      const double mean = 0.5 * (a[i] + b[i]);
+      EXPECT_NEAR(scored[i], mean - k * 0.5 * std::fabs(a[i] - b[i]), 1e-6) << i;
+      if (k == 1.0) EXPECT_NEAR(scored[i], std::min(a[i], b[i]), 1e-6) << i;
+      EXPECT_EQ(cloned[i], scored[i]) << i;
+      disagreements += std::fabs(a[i] - b[i]) > 1e-4;
+    }
+  }
+  EXPECT_GT(disagreements, 0) << "the members must disagree for the penalty to show";
 }
 
 TEST(MeanEnsembleTest, RefusesMismatchedOrTooFewMembers) {

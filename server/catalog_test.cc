@@ -1,6 +1,8 @@
 #include "server/catalog.h"
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <memory>
 #include <random>
@@ -243,6 +245,61 @@ TEST(CatalogTest, ResolvesAFixedArchitectureIntoABitsOnlyView) {
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
     EXPECT_THAT(status.message(), HasSubstr(bad.mention));
   }
+}
+
+// An uncertainty penalty scores by an ensemble's mean minus k spreads: refused (naming the
+// field) out of range or for a single-model predictor; with an ensemble default at k = 1 the
+// job's predictor scores the lower of its two members.
+TEST(CatalogTest, AnUncertaintyPenaltyNeedsAnEnsembleAndScoresMeanMinusKSpreads) {
+  Fixture fixture = Open("uncertainty.db");
+  ASSERT_NE(fixture.catalog, nullptr);
+  const std::unique_ptr<search::EngineRegistry> engines = search::EngineRegistry::WithBuiltIns();
+  apq::v1::SubmitSearchRequest request;
+  request.set_space("fmnist_mbv2");
+  request.set_device("local-cpu");
+  request.mutable_budgets()->set_max_latency_ms(1.0);
+  for (const double bad : {-0.5, 10.5, std::nan("")}) {
+    request.set_uncertainty_penalty(bad);
+    const absl::Status status = ResolveSearch(*fixture.catalog, *engines, request, 0).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(status.message(), HasSubstr("uncertainty_penalty"));
+  }
+  request.set_uncertainty_penalty(1.0);
+  const absl::Status single = ResolveSearch(*fixture.catalog, *engines, request, 0).status();
+  EXPECT_EQ(single.code(), absl::StatusCode::kFailedPrecondition) << single;
+  EXPECT_THAT(single.message(), HasSubstr("uncertainty_penalty: the predictor of space"));
+
+  const oface::SearchSpace& space = *fixture.catalog->FindSpace("fmnist_mbv2").value();
+  const int arch_inputs = space.arch_feature_size();
+  const int bit_inputs = space.feature_size() - arch_inputs;
+  const std::unique_ptr<predictor::MlpPredictor> first = RandomMlp(arch_inputs, bit_inputs, 5);
+  const std::unique_ptr<predictor::MlpPredictor> second = RandomMlp(arch_inputs, bit_inputs, 6);
+  PredictorRecord record;
+  record.space = "fmnist_mbv2";
+  record.version = "ensemble-of-two";
+  record.kind = kMeanEnsembleKind;
+  record.artifact = MeanEnsembleArtifact({{kMlpRawF32Kind, MlpArtifact(*first).value()},
+                                          {kMlpRawF32Kind, MlpArtifact(*second).value()}});
+  record.is_default = true;
+  ASSERT_TRUE(fixture.store->predictors().AddPredictor(record).ok());
+  absl::StatusOr<ResolvedSearch> resolved = ResolveSearch(*fixture.catalog, *engines, request, 0);
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  oface::Rng sampler(8);
+  int differing = 0;
+  for (int i = 0; i < 20; ++i) {
+    predictor::FeatureBatch batch;
+    space.ActiveFeatures(space.Sample(sampler), batch.mutable_indices());
+    batch.EndSample();
+    std::vector<float> a;
+    std::vector<float> b;
+    std::vector<float> scored;
+    ASSERT_TRUE(first->Predict(batch, &a).ok());
+    ASSERT_TRUE(second->Predict(batch, &b).ok());
+    ASSERT_TRUE(resolved->predictor.predictor->Predict(batch, &scored).ok());
+    EXPECT_NEAR(scored[0], std::min(a[0], b[0]), 1e-5);
+    differing += std::fabs(a[0] - b[0]) > 1e-4;
+  }
+  EXPECT_GT(differing, 0);
 }
 
 TEST(CatalogTest, AStoredDefaultPredictorReplacesTheShippedOne) {

@@ -8,6 +8,7 @@
 #include "common/status_macros.h"
 #include "oface/fashion_mnist.h"
 #include "oface/restricted_space.h"
+#include "predictor/mean_ensemble.h"
 #include "search/evolution_engine.h"
 #include "server/candidate_metrics.h"
 
@@ -17,6 +18,8 @@ namespace {
 constexpr size_t kMaxLabelBytes = 256;
 // A config's JSON is about 1 KB in every space; this bounds what a request makes us parse.
 constexpr size_t kMaxConfigJsonBytes = size_t{64} * 1024;
+// Ten spreads below the mean is already "trust only where the members agree".
+constexpr double kMaxUncertaintyPenalty = 10.0;
 constexpr char kEvolutionPrefix[] = "evolution.";
 constexpr char kEngineOptionsPrefix[] = "engine.options.";
 
@@ -159,6 +162,12 @@ absl::StatusOr<ResolvedSearch> ResolveSearch(Catalog& catalog,
     return absl::InvalidArgumentError(
         absl::StrCat("fixed_architecture: longer than ", kMaxConfigJsonBytes, " bytes"));
   }
+  if (!(request.uncertainty_penalty() >= 0.0 &&
+        request.uncertainty_penalty() <= kMaxUncertaintyPenalty)) {
+    return absl::InvalidArgumentError(absl::StrCat("uncertainty_penalty: must be in [0, ",
+                                                   kMaxUncertaintyPenalty, "], got ",
+                                                   request.uncertainty_penalty()));
+  }
   if (table_version < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("table_version: must be 0 (latest) or a version, got ", table_version));
@@ -219,6 +228,17 @@ absl::StatusOr<ResolvedSearch> ResolveSearch(Catalog& catalog,
                      " is not available for ", request.space(), " on device ", request.device()));
   }
   ASSIGN_OR_RETURN(job.predictor, catalog.NewPredictor(request.space()));
+  if (request.uncertainty_penalty() > 0.0) {
+    auto* ensemble = dynamic_cast<predictor::MeanEnsemble*>(job.predictor.predictor.get());
+    if (ensemble == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "uncertainty_penalty: the predictor of space ", request.space(), " (",
+          job.predictor.version,
+          ") is a single model; make an ensemble the default (TrainPredictor with kind "
+          "ensemble) to penalise its members' disagreement"));
+    }
+    ensemble->set_spread_penalty(request.uncertainty_penalty());
+  }
   RETURN_IF_ERROR(job.engine->CheckProblem(job.problem(), job.options));
   return job;
 }
