@@ -73,7 +73,9 @@ TEST(MeanEnsembleTest, ASpreadPenaltyScoresTheMeanMinusKTimesTheMembersSpread) {
       // Two members: the spread is half their difference; k = 1 gives the lower of the two.
       const double mean = 0.5 * (a[i] + b[i]);
       EXPECT_NEAR(scored[i], mean - k * 0.5 * std::fabs(a[i] - b[i]), 1e-6) << i;
-      if (k == 1.0) EXPECT_NEAR(scored[i], std::min(a[i], b[i]), 1e-6) << i;
+      if (k == 1.0) {
+        EXPECT_NEAR(scored[i], std::min(a[i], b[i]), 1e-6) << i;
+      }
       EXPECT_EQ(cloned[i], scored[i]) << i;
       disagreements += std::fabs(a[i] - b[i]) > 1e-4;
     }

@@ -154,7 +154,9 @@ TEST(CatalogTest, TheLowBitSpaceIsPricedButNotSearchableWithoutAPredictor) {
       fixture.catalog->FindSpace("fmnist_lowbit");
   ASSERT_TRUE(space.ok()) << space.status();
   for (const oface::GeneSpec& gene : (*space)->genes()) {
-    if (oface::IsBitsGene(gene)) EXPECT_THAT(gene.choices, ElementsAre(2, 3, 4, 6, 8));
+    if (oface::IsBitsGene(gene)) {
+      EXPECT_THAT(gene.choices, ElementsAre(2, 3, 4, 6, 8));
+    }
   }
 
   const absl::Status missing = fixture.catalog->NewPredictor("fmnist_lowbit").status();
