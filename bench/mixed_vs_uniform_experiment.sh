@@ -3,7 +3,9 @@
 # held-out test images? The experiment of issue 12, on fmnist_lowbit (bits {2,3,4,6,8}).
 #
 # Budgets: the uniform 3-bit and 4-bit costs of the largest architecture, in BitOps (searched on
-# local-cpu with --max-bitops) and in modelled BitFusion latency (--max-latency-ms). Regimes:
+# local-cpu with --max-bitops) and in BitFusion latency (--max-latency-ms; below 4 bits the
+# service prices BitFusion with its analytic model fitted to APQ's table, flagged `modelled`:
+# an extrapolation, not a measurement of the chip). Regimes:
 #   bits   the largest architecture held fixed, bits searched alone (--fixed-architecture);
 #   joint  architecture and bits searched together.
 # For each regime x budget x seed, the same engine (evolution, the service's defaults) runs:
@@ -67,7 +69,7 @@ while [[ $# -gt 0 ]]; do
     --data) data_dir="$2"; shift 2 ;;
     --search-args) search_args="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
-    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
