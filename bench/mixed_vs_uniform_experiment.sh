@@ -69,7 +69,7 @@ while [[ $# -gt 0 ]]; do
     --data) data_dir="$2"; shift 2 ;;
     --search-args) search_args="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
-    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
