@@ -26,7 +26,9 @@ ABSL_FLAG(int, commit_interval_ms, 250,
 ABSL_FLAG(int, rpc_threads, 2, "threads serving store reads, submissions and cost evaluations");
 ABSL_FLAG(int, torch_threads, 1,
           "threads serving calls that run LibTorch (measured evaluations, TorchScript exports)");
-ABSL_FLAG(int, predictor_threads, 2, "LibTorch threads for accuracy prediction");
+ABSL_FLAG(int, predictor_threads, 1,
+          "LibTorch threads for accuracy prediction, per search (one: on a 2-core machine "
+          "under load, two threads made batches 4-5x slower)");
 ABSL_FLAG(std::string, port_file, "", "if set, the bound port is written there once serving");
 
 int main(int argc, char** argv) {
