@@ -50,7 +50,7 @@ class Catalog {
     // measurements).
     std::string data_dir = "data";
     // LibTorch intra-op threads for the predictors.
-    int predictor_threads = 2;
+    int predictor_threads = 1;
   };
 
   // Loads the spaces and their default predictors, stores each default device table that the
