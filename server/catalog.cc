@@ -57,23 +57,50 @@ absl::StatusOr<std::vector<TableFileRecord>> ReadTableFolder(const std::string& 
 
 }  // namespace
 
-// The predictor at <stem>.f32 + <stem>.manifest.json becomes the entry's shipped one when the
-// files exist (apq_mbv2 has none: APQ never published its weights). FAILED_PRECONDITION when
-// it does not take the space's encoding.
+// The predictor at <stem>.f32 + <stem>.manifest.json (an MLP) or at <stem>.artifact (any
+// stored kind, server/predictor_artifact.h) becomes the entry's shipped one when the files
+// exist (apq_mbv2 has none: APQ never published its weights). FAILED_PRECONDITION when both
+// exist, when the file does not load, or when it does not take the space's encoding.
 absl::Status Catalog::LoadShippedPredictor(const std::string& stem,
                                            const predictor::MlpPredictor::Options& options,
                                            SpaceEntry* entry) {
   const std::string weights = stem + ".f32";
-  if (!std::filesystem::exists(weights)) return absl::OkStatus();
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<predictor::MlpPredictor> trained,
-      predictor::MlpPredictor::LoadRawFloat32(weights, stem + ".manifest.json", options));
-  if (trained->input_size() != entry->space->feature_size()) {
+  const std::string artifact_path = stem + ".artifact";
+  const bool has_mlp = std::filesystem::exists(weights);
+  const bool has_artifact = std::filesystem::exists(artifact_path);
+  if (has_mlp && has_artifact) {
     return absl::FailedPreconditionError(
-        absl::StrCat(weights, ": the predictor takes ", trained->input_size(),
+        absl::StrCat("two shipped predictors: ", weights, " and ", artifact_path, "; keep one"));
+  }
+  std::unique_ptr<predictor::AccuracyPredictor> trained;
+  std::string path;
+  if (has_mlp) {
+    path = weights;
+    ASSIGN_OR_RETURN(
+        std::unique_ptr<predictor::MlpPredictor> mlp,
+        predictor::MlpPredictor::LoadRawFloat32(weights, stem + ".manifest.json", options));
+    entry->predictor_version = mlp->version();
+    trained = std::move(mlp);
+  } else if (has_artifact) {
+    path = artifact_path;
+    ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(artifact_path));
+    absl::StatusOr<ShippedArtifact> shipped = DecodeShippedArtifact(bytes, artifact_path);
+    absl::StatusOr<LoadedPredictor> loaded =
+        shipped.ok() ? LoadPredictorArtifact(shipped->kind, shipped->artifact, shipped->version,
+                                             artifact_path, options.num_threads)
+                     : absl::StatusOr<LoadedPredictor>(shipped.status());
+    if (!loaded.ok()) return absl::FailedPreconditionError(loaded.status().message());
+    trained = std::move(loaded->predictor);
+    entry->predictor_version = shipped->version;
+  } else {
+    return absl::OkStatus();
+  }
+  if (trained->input_size() != entry->space->feature_size()) {
+    entry->predictor_version.clear();
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, ": the predictor takes ", trained->input_size(),
                      " inputs, the space encodes ", entry->space->feature_size()));
   }
-  entry->predictor_version = trained->version();
   entry->predictor = std::move(trained);
   return absl::OkStatus();
 }
@@ -219,7 +246,8 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(const Options& options,
                            " has no accuracy predictor: none ships yet; train one (TrainPredictor) "
                            "from measurements of its supernet's subnets (measure_subnets --space ",
                            spec.name, "). Costs (Evaluate) work without it");
-    // Trained by transfer from its measurements (server/train_predictor_main.cc).
+    // Trained from its measurements by server/train_predictor_main.cc (fmnist_mbv2: the
+    // transferred MLP; fmnist_lowbit: the ensemble, see data/training/fmnist_lowbit/).
     RETURN_IF_ERROR(LoadShippedPredictor(folder + "/qa_predictor", predictor_options, &fmnist));
     catalog->spaces_.push_back(std::move(fmnist));
     RETURN_IF_ERROR(catalog->ImportShippedMeasurements(spec.name, measurements));

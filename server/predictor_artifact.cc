@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -38,6 +39,44 @@ std::string MeanEnsembleArtifact(const std::vector<ArtifactMember>& members) {
     absl::StrAppend(&artifact, member.kind, "\n", member.artifact.size(), "\n", member.artifact);
   }
   return artifact;
+}
+
+namespace {
+constexpr char kShippedMagic[] = "apq-predictor-artifact 1";
+}  // namespace
+
+std::string EncodeShippedArtifact(const ShippedArtifact& shipped) {
+  return absl::StrCat(kShippedMagic, "\nkind ", shipped.kind, "\nversion ", shipped.version, "\n",
+                      shipped.artifact);
+}
+
+absl::StatusOr<ShippedArtifact> DecodeShippedArtifact(const std::string& bytes,
+                                                      const std::string& what) {
+  // The three header lines are short; a longer first stretch is not this format.
+  constexpr size_t kMaxHeaderLine = 256;
+  ShippedArtifact shipped;
+  size_t position = 0;
+  const auto next_line = [&](absl::string_view prefix, std::string* value) {
+    const size_t newline = bytes.find('\n', position);
+    if (newline == std::string::npos || newline - position > kMaxHeaderLine) return false;
+    const absl::string_view line(bytes.data() + position, newline - position);
+    position = newline + 1;
+    if (!absl::StartsWith(line, prefix)) return false;
+    if (value != nullptr) *value = static_cast<std::string>(line.substr(prefix.size()));
+    return value == nullptr || !value->empty();
+  };
+  if (!next_line(kShippedMagic, nullptr) || position != sizeof(kShippedMagic)) {
+    return absl::DataLossError(
+        absl::StrCat(what, ": not a shipped predictor (line 1 must be '", kShippedMagic, "')"));
+  }
+  if (!next_line("kind ", &shipped.kind)) {
+    return absl::DataLossError(absl::StrCat(what, ": line 2 must be 'kind <kind>'"));
+  }
+  if (!next_line("version ", &shipped.version)) {
+    return absl::DataLossError(absl::StrCat(what, ": line 3 must be 'version <version>'"));
+  }
+  shipped.artifact = bytes.substr(position);
+  return shipped;
 }
 
 absl::StatusOr<LoadedPredictor> LoadPredictorArtifact(const std::string& kind,

@@ -39,6 +39,19 @@ struct LoadedPredictor {
   std::unique_ptr<predictor::AccuracyPredictor> predictor;
   int input_size = 0;
 };
+// A predictor shipped as one file (data/<space>/qa_predictor.artifact, written by
+// train_predictor): the line "apq-predictor-artifact 1", a line "kind <kind>", a line
+// "version <version>", then the artifact's bytes.
+struct ShippedArtifact {
+  std::string kind;
+  std::string version;
+  std::string artifact;
+};
+std::string EncodeShippedArtifact(const ShippedArtifact& shipped);
+// DATA_LOSS naming `what` when the header is not as above.
+absl::StatusOr<ShippedArtifact> DecodeShippedArtifact(const std::string& bytes,
+                                                      const std::string& what);
+
 // INVALID_ARGUMENT for an unknown kind; DATA_LOSS naming `what` for bytes that do not load.
 absl::StatusOr<LoadedPredictor> LoadPredictorArtifact(const std::string& kind,
                                                       const std::string& artifact,

@@ -99,5 +99,35 @@ TEST(PredictorArtifactTest, MeanEnsembleRoundTrip) {
   }
 }
 
+// The shipped file's header round-trips any artifact bytes (binary included); a header that
+// is not the format is DATA_LOSS naming the file and the line.
+TEST(PredictorArtifactTest, ShippedFileRoundTripAndBadHeaders) {
+  const std::string bytes = std::string("3\nab\0c\n\xff", 8);
+  const std::string encoded = EncodeShippedArtifact({kXgboostJsonKind, "space-xgb-1", bytes});
+  absl::StatusOr<ShippedArtifact> decoded = DecodeShippedArtifact(encoded, "qa.artifact");
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->kind, kXgboostJsonKind);
+  EXPECT_EQ(decoded->version, "space-xgb-1");
+  EXPECT_EQ(decoded->artifact, bytes);
+
+  const struct {
+    std::string bytes, mention;
+  } broken[] = {
+      {"", "line 1"},
+      {"apq-predictor-artifact 2\nkind a\nversion b\n", "line 1"},
+      {"apq-predictor-artifact 1 \nkind a\nversion b\n", "line 1"},
+      {"apq-predictor-artifact 1\nkinda\nversion b\n", "line 2"},
+      {"apq-predictor-artifact 1\nkind \nversion b\n", "line 2"},
+      {"apq-predictor-artifact 1\nkind a\nversion b", "line 3"},
+      {"apq-predictor-artifact 1\nkind a\nversion " + std::string(300, 'v') + "\n", "line 3"},
+  };
+  for (const auto& test_case : broken) {
+    const absl::Status status = DecodeShippedArtifact(test_case.bytes, "qa.artifact").status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << test_case.bytes;
+    EXPECT_NE(status.message().find("qa.artifact"), std::string::npos) << status;
+    EXPECT_NE(status.message().find(test_case.mention), std::string::npos) << status;
+  }
+}
+
 }  // namespace
 }  // namespace apq::server
