@@ -1,10 +1,12 @@
 #include "clients/search_commands.h"
 
 #include <cctype>
+#include <chrono>
 #include <iostream>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -198,43 +200,33 @@ int Engines(Connection& connection, const std::vector<std::string>& argv) {
   return kExitOk;
 }
 
-int Search(Connection& connection, const std::vector<std::string>& argv) {
-  const Args args = Args::Parse(argv,
-                                {"space",
-                                 "device",
-                                 "max-latency-ms",
-                                 "max-energy-mj",
-                                 "max-size-mb",
-                                 "max-bitops",
-                                 "population",
-                                 "generations",
-                                 "parent-ratio",
-                                 "mutation-ratio",
-                                 "mutate-prob",
-                                 "resolution-mutate-prob",
-                                 "seed",
-                                 "label",
-                                 "table-version",
-                                 "objective",
-                                 "pareto-cost",
-                                 "uniform-bits",
-                                 "engine",
-                                 "options",
-                                 "verify-top-k",
-                                 "verify-dataset",
-                                 "verify-images",
-                                 "fixed-architecture",
-                                 "uncertainty-penalty"},
-                                {"wait", "json", "keep-all-draws"}, 0);
+// The flags of a search's request other than its device, budgets and label (which a
+// sweep's scenarios set).
+const std::vector<std::string> kCommonSearchFlags = {"space",
+                                                     "population",
+                                                     "generations",
+                                                     "parent-ratio",
+                                                     "mutation-ratio",
+                                                     "mutate-prob",
+                                                     "resolution-mutate-prob",
+                                                     "seed",
+                                                     "table-version",
+                                                     "objective",
+                                                     "pareto-cost",
+                                                     "uniform-bits",
+                                                     "engine",
+                                                     "options",
+                                                     "verify-top-k",
+                                                     "verify-dataset",
+                                                     "verify-images",
+                                                     "fixed-architecture",
+                                                     "uncertainty-penalty"};
+
+// The request those flags describe (space required).
+apq::v1::SubmitSearchRequest CommonSearchRequest(const Args& args) {
   apq::v1::SubmitSearchRequest request;
   request.set_space(Require(args, "space"));
   request.set_keep_all_draws(args.Has("keep-all-draws"));
-  request.set_device(Require(args, "device"));
-  apq::v1::Budgets* budgets = request.mutable_budgets();
-  if (args.Has("max-latency-ms")) budgets->set_max_latency_ms(ParseDouble(args, "max-latency-ms"));
-  if (args.Has("max-energy-mj")) budgets->set_max_energy_mj(ParseDouble(args, "max-energy-mj"));
-  if (args.Has("max-size-mb")) budgets->set_max_size_mb(ParseDouble(args, "max-size-mb"));
-  if (args.Has("max-bitops")) budgets->set_max_bitops(ParseDouble(args, "max-bitops"));
   if (args.Has("engine")) {
     for (const char* flag : {"population", "generations", "parent-ratio", "mutation-ratio",
                              "mutate-prob", "resolution-mutate-prob"}) {
@@ -268,7 +260,6 @@ int Search(Connection& connection, const std::vector<std::string>& argv) {
   }
   if (args.Has("seed")) request.set_seed(ParseSeed(args));
   if (args.Has("table-version")) request.set_table_version(ParseInt(args, "table-version"));
-  request.set_label(args.Get("label"));
   if (args.Has("objective")) {
     request.set_objective(ParseChoice<apq::v1::Objective>(
         "objective", args.Get("objective"),
@@ -299,6 +290,22 @@ int Search(Connection& connection, const std::vector<std::string>& argv) {
   } else if (args.Has("verify-dataset") || args.Has("verify-images")) {
     throw UsageError{"--verify-dataset and --verify-images need --verify-top-k"};
   }
+  return request;
+}
+
+int Search(Connection& connection, const std::vector<std::string>& argv) {
+  std::vector<std::string> value_flags = kCommonSearchFlags;
+  value_flags.insert(value_flags.end(), {"device", "max-latency-ms", "max-energy-mj", "max-size-mb",
+                                         "max-bitops", "label"});
+  const Args args = Args::Parse(argv, value_flags, {"wait", "json", "keep-all-draws"}, 0);
+  apq::v1::SubmitSearchRequest request = CommonSearchRequest(args);
+  request.set_device(Require(args, "device"));
+  apq::v1::Budgets* budgets = request.mutable_budgets();
+  if (args.Has("max-latency-ms")) budgets->set_max_latency_ms(ParseDouble(args, "max-latency-ms"));
+  if (args.Has("max-energy-mj")) budgets->set_max_energy_mj(ParseDouble(args, "max-energy-mj"));
+  if (args.Has("max-size-mb")) budgets->set_max_size_mb(ParseDouble(args, "max-size-mb"));
+  if (args.Has("max-bitops")) budgets->set_max_bitops(ParseDouble(args, "max-bitops"));
+  request.set_label(args.Get("label"));
 
   apq::v1::Job job;
   const grpc::Status status =
@@ -307,6 +314,162 @@ int Search(Connection& connection, const std::vector<std::string>& argv) {
   if (args.Has("wait")) return FollowJob(connection, job.id(), args.Has("json"));
   PrintItem(job, args.Has("json"), JobJson, PrintJobId<apq::v1::Job>);
   return kExitOk;
+}
+
+// A scenarios file: a JSON list of objects with "device" (required), any of the budgets
+// "max_latency_ms", "max_energy_mj", "max_size_mb", "max_bitops" (numbers) and "label".
+// Throws UsageError naming the entry and key of anything else.
+std::vector<apq::v1::SweepScenario> ParseScenarios(const std::string& text) {
+  const json parsed = json::parse(text, nullptr, false);
+  if (parsed.is_discarded() || !parsed.is_array() || parsed.empty()) {
+    throw UsageError{"--scenarios: the file must hold a non-empty JSON list of scenarios"};
+  }
+  std::vector<apq::v1::SweepScenario> scenarios;
+  for (size_t i = 0; i < parsed.size(); ++i) {
+    const json& entry = parsed[i];
+    const std::string where = absl::StrCat("--scenarios: entry ", i);
+    if (!entry.is_object()) throw UsageError{absl::StrCat(where, " is not an object")};
+    apq::v1::SweepScenario scenario;
+    for (const auto& [key, value] : entry.items()) {
+      const auto number = [&]() {
+        if (!value.is_number()) {
+          throw UsageError{absl::StrCat(where, ": \"", key, "\" must be a number")};
+        }
+        return value.get<double>();
+      };
+      if (key == "device" || key == "label") {
+        if (!value.is_string()) {
+          throw UsageError{absl::StrCat(where, ": \"", key, "\" must be a string")};
+        }
+        if (key == "device") scenario.set_device(value.get<std::string>());
+        if (key == "label") scenario.set_label(value.get<std::string>());
+      } else if (key == "max_latency_ms") {
+        scenario.mutable_budgets()->set_max_latency_ms(number());
+      } else if (key == "max_energy_mj") {
+        scenario.mutable_budgets()->set_max_energy_mj(number());
+      } else if (key == "max_size_mb") {
+        scenario.mutable_budgets()->set_max_size_mb(number());
+      } else if (key == "max_bitops") {
+        scenario.mutable_budgets()->set_max_bitops(number());
+      } else {
+        throw UsageError{absl::StrCat(where, ": unknown key \"", key,
+                                      "\" (device, label, max_latency_ms, max_energy_mj, "
+                                      "max_size_mb, max_bitops)")};
+      }
+    }
+    if (scenario.device().empty())
+      throw UsageError{absl::StrCat(where, ": \"device\" is required")};
+    scenarios.push_back(std::move(scenario));
+  }
+  return scenarios;
+}
+
+json BudgetsJson(const apq::v1::Budgets& budgets) {
+  json out = json::object();
+  if (budgets.has_max_latency_ms()) out["max_latency_ms"] = budgets.max_latency_ms();
+  if (budgets.has_max_energy_mj()) out["max_energy_mj"] = budgets.max_energy_mj();
+  if (budgets.has_max_size_mb()) out["max_size_mb"] = budgets.max_size_mb();
+  if (budgets.has_max_bitops()) out["max_bitops"] = budgets.max_bitops();
+  return out;
+}
+
+json SweepJson(const apq::v1::Sweep& sweep) {
+  json scenarios = json::array();
+  for (const apq::v1::SweepScenarioResult& result : sweep.scenarios()) {
+    json entry = {{"device", result.scenario().device()},
+                  {"budgets", BudgetsJson(result.scenario().budgets())},
+                  {"job", JobJson(result.job())}};
+    if (!result.scenario().label().empty()) entry["label"] = result.scenario().label();
+    json front = json::array();
+    for (const apq::v1::Candidate& candidate : result.pareto_front()) {
+      front.push_back(CandidateJson(candidate));
+    }
+    entry["pareto_front"] = front;
+    scenarios.push_back(entry);
+  }
+  return {{"sweep_id", sweep.sweep_id()},
+          {"scenarios_ended", sweep.scenarios_ended()},
+          {"steps_done", sweep.steps_done()},
+          {"steps_total", sweep.steps_total()},
+          {"scenarios", scenarios}};
+}
+
+void PrintSweepText(const apq::v1::Sweep& sweep) {
+  std::cout << sweep.sweep_id() << ": " << sweep.scenarios_ended() << "/" << sweep.scenarios_size()
+            << " scenarios ended\n";
+  for (const apq::v1::SweepScenarioResult& result : sweep.scenarios()) {
+    const apq::v1::Job& job = result.job();
+    std::cout << job.id() << "  " << StateName(job.state()) << "  " << result.scenario().device()
+              << "  " << BudgetsJson(result.scenario().budgets()).dump();
+    if (!result.scenario().label().empty()) std::cout << "  " << result.scenario().label();
+    if (job.has_best()) {
+      std::cout << "  " << DescribeMetrics(job.best().metrics()) << "  front "
+                << result.pareto_front_size();
+    }
+    if (!job.error().empty()) std::cout << "  " << job.error();
+    std::cout << "\n";
+  }
+}
+
+// Polls the sweep until every scenario ended (a progress line on a terminal), then prints it.
+// Exit 1 unless every scenario succeeded with a result.
+int FollowSweep(Connection& connection, const std::string& sweep_id, bool wait, bool as_json) {
+  ProgressLine progress_line(as_json || !wait);
+  apq::v1::GetSweepRequest request;
+  request.set_sweep_id(sweep_id);
+  apq::v1::Sweep sweep;
+  while (true) {
+    const grpc::Status status =
+        CallUnary(connection.search(), &SearchService::Stub::GetSweep, request, &sweep);
+    if (!status.ok()) return ReportRpcError(status);
+    if (!wait || sweep.scenarios_ended() == sweep.scenarios_size()) break;
+    progress_line.Show(absl::StrFormat("%s: %d/%d scenarios ended, steps %d/%d", sweep_id,
+                                       sweep.scenarios_ended(), sweep.scenarios_size(),
+                                       sweep.steps_done(), sweep.steps_total()));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  progress_line.End();
+  if (as_json) {
+    PrintJson(SweepJson(sweep));
+  } else {
+    PrintSweepText(sweep);
+  }
+  if (sweep.scenarios_ended() < sweep.scenarios_size()) return kExitOk;
+  for (const apq::v1::SweepScenarioResult& result : sweep.scenarios()) {
+    if (result.job().state() != apq::v1::JOB_STATE_SUCCEEDED || !result.job().has_best()) {
+      return kExitFailed;
+    }
+  }
+  return kExitOk;
+}
+
+int Sweep(Connection& connection, const std::vector<std::string>& argv) {
+  std::vector<std::string> value_flags = kCommonSearchFlags;
+  value_flags.push_back("scenarios");
+  const Args args = Args::Parse(argv, value_flags, {"wait", "json", "keep-all-draws"}, 0);
+  apq::v1::SubmitSweepRequest request;
+  *request.mutable_common() = CommonSearchRequest(args);
+  for (apq::v1::SweepScenario& scenario :
+       ParseScenarios(ReadFileOrStdin(Require(args, "scenarios")))) {
+    *request.add_scenarios() = std::move(scenario);
+  }
+  apq::v1::Sweep sweep;
+  const grpc::Status status =
+      CallUnary(connection.search(), &SearchService::Stub::SubmitSweep, request, &sweep);
+  if (!status.ok()) return ReportRpcError(status);
+  if (args.Has("wait")) return FollowSweep(connection, sweep.sweep_id(), true, args.Has("json"));
+  if (args.Has("json")) {
+    PrintJson(SweepJson(sweep));
+  } else {
+    std::cout << sweep.sweep_id() << "\n";
+  }
+  return kExitOk;
+}
+
+int SweepStatus(Connection& connection, const std::vector<std::string>& argv) {
+  const Args args = Args::Parse(argv, {}, {"wait", "json"}, 1);
+  return FollowSweep(connection, RequirePositional(args, "a sweep id"), args.Has("wait"),
+                     args.Has("json"));
 }
 
 int Watch(Connection& connection, const std::vector<std::string>& argv) {
@@ -485,6 +648,21 @@ constexpr Command kSearchCommands[] = {
       end (progress bar on a terminal); --json prints one JSON object.
 )",
      Search},
+    {"sweep",
+     R"(  sweep --space S --scenarios FILE [engine and other search flags] [--wait] [--json]
+      Deployment scenarios: one search per scenario of FILE (- reads stdin), a JSON list of
+      {"device": D, "max_latency_ms": X, "max_energy_mj": X, "max_size_mb": X,
+      "max_bitops": X, "label": L} (device required, any budgets), each with the search
+      flags given here (as for search, without --device, budgets and --label). The
+      scenarios share their predictions; each is a job (watch, candidates, config work on
+      it). Prints the sweep id; --wait follows the whole sweep and prints every scenario's
+      best and its Pareto front size (--json: the fronts too).
+)",
+     Sweep},
+    {"sweep-status", R"(  sweep-status SWEEP [--wait] [--json]
+      A sweep's scenarios with their jobs and, once ended, their results.
+)",
+     SweepStatus},
     {"engines", R"(  engines [--json]
       The search engines, with their options, defaults and ranges.
 )",

@@ -92,6 +92,7 @@ apq::v1::Job JobToProto(const JobRecord& job, const search::EngineRegistry& engi
   proto.set_finished_unix_s(job.finished_unix_s);
   proto.set_elapsed_s(job.elapsed_s);
   proto.set_pareto_front_size(job.pareto_front_size);
+  proto.set_sweep_id(job.sweep_id);
   return proto;
 }
 
@@ -136,9 +137,16 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(
   std::vector<std::string> recovered;
   {
     absl::MutexLock lock(&manager->mutex_);
+    // The unfinished jobs of one sweep share predictions again.
+    std::map<std::string, std::shared_ptr<predictor::SharedPredictions>> sweeps;
     for (const JobRecord& job : unfinished) {
       auto live = std::make_shared<LiveJob>();
       live->progress = manager->ProgressFromRecord(job);
+      if (!job.sweep_id.empty()) {
+        std::shared_ptr<predictor::SharedPredictions>& shared = sweeps[job.sweep_id];
+        if (shared == nullptr) shared = std::make_shared<predictor::SharedPredictions>();
+        live->sweep_predictions = shared;
+      }
       manager->live_[job.id] = std::move(live);
       recovered.push_back(job.id);
     }
@@ -182,6 +190,165 @@ absl::StatusOr<apq::v1::Job> JobManager::Submit(const apq::v1::SubmitSearchReque
   }
   runner_->Enqueue(std::move(slot), job.id);
   return JobToProto(job, engines_);
+}
+
+namespace {
+
+// The scenario's search: the common request with the scenario's device, budgets and label.
+apq::v1::SubmitSearchRequest ScenarioRequest(const apq::v1::SubmitSearchRequest& common,
+                                             const apq::v1::SweepScenario& scenario) {
+  apq::v1::SubmitSearchRequest request = common;
+  request.set_device(scenario.device());
+  *request.mutable_budgets() = scenario.budgets();
+  request.set_label(scenario.label());
+  return request;
+}
+
+// `status` with its message prefixed by "scenarios[<i>]." (or "scenarios[<i>]: " when the
+// message does not start with a field name).
+absl::Status InScenario(const absl::Status& status, int i) {
+  const absl::string_view message = status.message();
+  const size_t colon = message.find(": ");
+  const bool names_field = colon != absl::string_view::npos &&
+                           message.substr(0, colon).find_first_of(" ") == absl::string_view::npos;
+  return absl::Status(status.code(),
+                      absl::StrCat("scenarios[", i, "]", names_field ? "." : ": ", message));
+}
+
+}  // namespace
+
+absl::StatusOr<apq::v1::Sweep> JobManager::SubmitSweep(const apq::v1::SubmitSweepRequest& request) {
+  const apq::v1::SubmitSearchRequest& common = request.common();
+  if (request.scenarios().empty()) {
+    return absl::InvalidArgumentError("scenarios: at least one scenario is required");
+  }
+  if (request.scenarios_size() > kMaxSweepScenarios) {
+    return absl::InvalidArgumentError(absl::StrCat("scenarios: at most ", kMaxSweepScenarios,
+                                                   " per sweep, got ", request.scenarios_size()));
+  }
+  if (!common.device().empty()) {
+    return absl::InvalidArgumentError("common.device: set per scenario (scenarios[i].device)");
+  }
+  if (common.has_budgets()) {
+    return absl::InvalidArgumentError("common.budgets: set per scenario (scenarios[i].budgets)");
+  }
+  if (!common.label().empty()) {
+    return absl::InvalidArgumentError("common.label: set per scenario (scenarios[i].label)");
+  }
+  RETURN_IF_ERROR(CheckVerificationTargets(common));
+  // Every scenario resolves before anything is stored.
+  std::vector<JobRecord> jobs;
+  for (int i = 0; i < request.scenarios_size(); ++i) {
+    apq::v1::SubmitSearchRequest scenario = ScenarioRequest(common, request.scenarios(i));
+    absl::StatusOr<ResolvedSearch> resolved =
+        ResolveSearch(catalog_, engines_, scenario, scenario.table_version());
+    if (!resolved.ok()) return InScenario(resolved.status(), i);
+    WriteResolvedEngine(*resolved, &scenario);
+    scenario.set_table_version(resolved->cost.table_version);
+    JobRecord job;
+    job.space = scenario.space();
+    job.device = scenario.device();
+    job.table_version = resolved->cost.table_version;
+    job.predictor_version = resolved->predictor.version;
+    job.request = scenario.SerializeAsString();
+    job.created_unix_s = NowUnixSeconds();
+    if (!jobs.empty() && job.predictor_version != jobs.front().predictor_version) {
+      // The scenarios share predictions, so they must use one predictor.
+      return absl::AbortedError(
+          "the space's default predictor changed while the sweep was submitted; submit again");
+    }
+    jobs.push_back(std::move(job));
+  }
+  // The queue slots are reserved before the rows are written, so a full queue stores nothing.
+  std::vector<JobRunner::Slot> slots;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    absl::StatusOr<JobRunner::Slot> slot = runner_->Reserve();
+    if (!slot.ok()) {
+      return absl::Status(slot.status().code(),
+                          absl::StrCat("the sweep's ", jobs.size(),
+                                       " scenarios do not fit: ", slot.status().message()));
+    }
+    slots.push_back(*std::move(slot));
+  }
+  ASSIGN_OR_RETURN(SweepIds ids, store_.CreateSweep(jobs));
+  auto shared = std::make_shared<predictor::SharedPredictions>();
+  apq::v1::Sweep sweep;
+  sweep.set_sweep_id(ids.sweep_id);
+  {
+    absl::MutexLock lock(&mutex_);
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      jobs[i].id = ids.job_ids[i];
+      jobs[i].sweep_id = ids.sweep_id;
+      auto live = std::make_shared<LiveJob>();
+      live->progress = ProgressFromRecord(jobs[i]);
+      live->sweep_predictions = shared;
+      live_[jobs[i].id] = std::move(live);
+    }
+  }
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    runner_->Enqueue(std::move(slots[i]), jobs[i].id);
+    apq::v1::SweepScenarioResult* result = sweep.add_scenarios();
+    *result->mutable_scenario() = request.scenarios(static_cast<int>(i));
+    *result->mutable_job() = JobToProto(jobs[i], engines_);
+    sweep.set_steps_total(sweep.steps_total() + result->job().total_generations());
+  }
+  return sweep;
+}
+
+absl::StatusOr<apq::v1::Sweep> JobManager::GetSweep(const std::string& sweep_id) {
+  ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, store_.ListSweepJobs(sweep_id));
+  apq::v1::Sweep sweep;
+  sweep.set_sweep_id(sweep_id);
+  for (const JobRecord& job : jobs) {
+    apq::v1::SweepScenarioResult* result = sweep.add_scenarios();
+    *result->mutable_job() = JobToProto(job, engines_);
+    const apq::v1::SubmitSearchRequest& request = result->job().request();
+    result->mutable_scenario()->set_device(request.device());
+    *result->mutable_scenario()->mutable_budgets() = request.budgets();
+    result->mutable_scenario()->set_label(request.label());
+    const int64_t total = result->job().total_generations();
+    sweep.set_steps_total(sweep.steps_total() + total);
+    if (!IsTerminal(job.state)) {
+      sweep.set_steps_done(sweep.steps_done() + result->job().generations_done());
+      continue;
+    }
+    sweep.set_scenarios_ended(sweep.scenarios_ended() + 1);
+    sweep.set_steps_done(sweep.steps_done() + total);
+    absl::StatusOr<search::CostMetric> cost =
+        CostMetricFromProto(request.pareto_cost(), "pareto_cost");
+    if (!cost.ok()) continue;  // A stored request is valid; an old one without it has no front.
+    ASSIGN_OR_RETURN(std::vector<CandidateRecord> front, ParetoFront(job.id, *cost));
+    for (const CandidateRecord& candidate : front) {
+      *result->add_pareto_front() = CandidateToProto(candidate);
+    }
+  }
+  return sweep;
+}
+
+absl::StatusOr<std::vector<CandidateRecord>> JobManager::ParetoFront(const std::string& job_id,
+                                                                     search::CostMetric cost) {
+  std::vector<CandidateRecord> front;
+  CandidateQuery query;
+  query.job_id = job_id;
+  query.pareto_front_only = true;
+  query.limit = kMaxPageSize;
+  for (;; query.offset += query.limit) {
+    ASSIGN_OR_RETURN(CandidatePage page, store_.ListCandidates(query));
+    front.insert(front.end(), page.candidates.begin(), page.candidates.end());
+    if (page.candidates.empty() || query.offset + query.limit >= page.total) break;
+  }
+  std::stable_sort(front.begin(), front.end(),
+                   [cost](const CandidateRecord& a, const CandidateRecord& b) {
+                     return CandidateCost(a, cost).value_or(0) < CandidateCost(b, cost).value_or(0);
+                   });
+  return front;
+}
+
+std::shared_ptr<predictor::SharedPredictions> JobManager::SweepPredictions(
+    const std::string& job_id) {
+  absl::MutexLock lock(&mutex_);
+  const auto found = live_.find(job_id);
+  return found == live_.end() ? nullptr : found->second->sweep_predictions;
 }
 
 absl::Status JobManager::CheckVerificationTargets(const apq::v1::SubmitSearchRequest& request) {
@@ -439,6 +606,12 @@ void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& con
   }
   if (absl::Status running = mark_running(); !running.ok()) {
     return fail(absl::StrCat("cannot start: ", running.ToString()));
+  }
+  if (std::shared_ptr<predictor::SharedPredictions> shared = SweepPredictions(job_id)) {
+    // The sweep's scenarios score each network once between them; the predictions are the
+    // same as without sharing (predictor/shared_predictions.h).
+    resolved->predictor.predictor = std::make_unique<predictor::CachingPredictor>(
+        std::move(resolved->predictor.predictor), std::move(shared));
   }
   const oface::SearchSpace& space = *resolved->space;
 

@@ -30,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "predictor/shared_predictions.h"
 #include "proto/apq/v1/apq.pb.h"
 #include "search/budgets.h"
 #include "search/engine_registry.h"
@@ -76,6 +77,17 @@ class JobManager {
   // no supernet, naming the dataset when it holds another space's or another split's
   // records), fills in the engine's defaults, stores and queues a job.
   absl::StatusOr<apq::v1::Job> Submit(const apq::v1::SubmitSearchRequest& request);
+  // Validates every scenario as Submit would its request (errors name
+  // "scenarios[<i>].<field>"), then stores all the scenarios' jobs at once and queues them
+  // (RESOURCE_EXHAUSTED, storing nothing, when the queue cannot take them all; ABORTED when
+  // the space's default predictor changed while the scenarios were resolved). The jobs of a
+  // sweep share their predictions (predictor/shared_predictions.h) while any of them runs.
+  absl::StatusOr<apq::v1::Sweep> SubmitSweep(const apq::v1::SubmitSweepRequest& request);
+  // The sweep's scenarios in order, each with its job and, once the job ended, its Pareto
+  // front by ascending cost. NOT_FOUND for an unknown sweep.
+  absl::StatusOr<apq::v1::Sweep> GetSweep(const std::string& sweep_id);
+  // The most scenarios of one sweep.
+  static constexpr int kMaxSweepScenarios = 256;
   // Cancels a queued or running job (a running one stops after its current step, or within
   // a batch of its current measurement).
   // FAILED_PRECONDITION for a job that already ended.
@@ -95,6 +107,9 @@ class JobManager {
   struct LiveJob {
     apq::v1::JobProgress progress;  // Latest snapshot.
     std::map<int64_t, Listener> listeners;
+    // A sweep's jobs share one (set at submission or recovery); null for a lone job. The
+    // predictions live while a job of the sweep is live.
+    std::shared_ptr<predictor::SharedPredictions> sweep_predictions;
   };
 
   JobManager(const Options& options, Catalog& catalog, JobStore& store, DatasetStore& datasets,
@@ -106,6 +121,11 @@ class JobManager {
         supernets_(supernets),
         engines_(engines) {}
   void RunJob(const std::string& job_id, const JobRunner::Control& control);
+  // The live job's sweep predictions, or null.
+  std::shared_ptr<predictor::SharedPredictions> SweepPredictions(const std::string& job_id);
+  // The job's Pareto front, by ascending `cost`.
+  absl::StatusOr<std::vector<CandidateRecord>> ParetoFront(const std::string& job_id,
+                                                           search::CostMetric cost);
   // The verification stage of a job whose engine finished with a best: begins it in the
   // store (or finds it begun), measures each finalist without a stored measurement, stores
   // it with the measured best so far and adds it to the request's dataset, then ends the job.

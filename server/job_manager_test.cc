@@ -47,32 +47,6 @@ struct JobSnapshot {
   std::vector<CandidateRecord> rows;
 };
 
-// Every candidate of the job in id order, page by page.
-std::vector<CandidateRecord> AllCandidates(JobStore& jobs, const std::string& job_id) {
-  std::vector<CandidateRecord> all;
-  CandidateQuery query;
-  query.job_id = job_id;
-  query.limit = kMaxPageSize;
-  for (;; query.offset += query.limit) {
-    absl::StatusOr<CandidatePage> page = jobs.ListCandidates(query);
-    EXPECT_TRUE(page.ok()) << page.status();
-    if (!page.ok() || page->candidates.empty()) break;
-    all.insert(all.end(), page->candidates.begin(), page->candidates.end());
-  }
-  return all;
-}
-
-// Every stored field of the candidate; its id unless `with_id` is false.
-std::string Describe(const CandidateRecord& c, bool with_id = true) {
-  const auto figure = [](const std::optional<double>& value) {
-    return value ? absl::StrCat(*value) : std::string("-");
-  };
-  return absl::StrCat(with_id ? absl::StrCat(c.id) : "", "|", c.generation, "|", c.times_seen, "|",
-                      c.config_json, "|", figure(c.accuracy), "|", figure(c.latency_ms), "|",
-                      figure(c.energy_mj), "|", figure(c.size_mb), "|", figure(c.bitops), "|",
-                      c.feasible ? "1" : "0", "|", c.modelled, "|", c.on_pareto_front ? "1" : "0");
-}
-
 class JobFaultTest : public ::testing::TestWithParam<Scenario> {
  protected:
   void Open() { bed_.Open(); }

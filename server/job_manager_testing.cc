@@ -9,6 +9,30 @@
 
 namespace apq::server {
 
+std::vector<CandidateRecord> AllCandidates(JobStore& jobs, const std::string& job_id) {
+  std::vector<CandidateRecord> all;
+  CandidateQuery query;
+  query.job_id = job_id;
+  query.limit = kMaxPageSize;
+  for (;; query.offset += query.limit) {
+    absl::StatusOr<CandidatePage> page = jobs.ListCandidates(query);
+    EXPECT_TRUE(page.ok()) << page.status();
+    if (!page.ok() || page->candidates.empty()) break;
+    all.insert(all.end(), page->candidates.begin(), page->candidates.end());
+  }
+  return all;
+}
+
+std::string Describe(const CandidateRecord& c, bool with_id) {
+  const auto figure = [](const std::optional<double>& value) {
+    return value ? absl::StrCat(*value) : std::string("-");
+  };
+  return absl::StrCat(with_id ? absl::StrCat(c.id) : "", "|", c.generation, "|", c.times_seen, "|",
+                      c.config_json, "|", figure(c.accuracy), "|", figure(c.latency_ms), "|",
+                      figure(c.energy_mj), "|", figure(c.size_mb), "|", figure(c.bitops), "|",
+                      c.feasible ? "1" : "0", "|", c.modelled, "|", c.on_pareto_front ? "1" : "0");
+}
+
 std::string FaultName(const InjectedFault& fault) {
   return absl::StrCat(
       fault.method, " #", fault.nth,

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "proto/apq/v1/apq.pb.h"
@@ -16,6 +17,11 @@
 #include "server/supernet_host.h"
 
 namespace apq::server {
+
+// Every candidate of the job in id order, page by page.
+std::vector<CandidateRecord> AllCandidates(JobStore& jobs, const std::string& job_id);
+// Every stored field of the candidate, "|"-separated; its id unless `with_id` is false.
+std::string Describe(const CandidateRecord& candidate, bool with_id = true);
 
 // A fault to inject into one write of the store (FaultPlan::FailNthWrite's arguments).
 struct InjectedFault {

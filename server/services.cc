@@ -210,6 +210,28 @@ grpc::ServerUnaryReactor* SearchServiceImpl::SubmitSearch(
   });
 }
 
+grpc::ServerUnaryReactor* SearchServiceImpl::SubmitSweep(grpc::CallbackServerContext* context,
+                                                         const apq::v1::SubmitSweepRequest* request,
+                                                         apq::v1::Sweep* response) {
+  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
+    ASSIGN_OR_RETURN(*response, jobs_.SubmitSweep(*request));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* SearchServiceImpl::GetSweep(grpc::CallbackServerContext* context,
+                                                      const apq::v1::GetSweepRequest* request,
+                                                      apq::v1::Sweep* response) {
+  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
+    if (request->sweep_id().empty()) return absl::InvalidArgumentError("sweep_id: required");
+    if (request->sweep_id().size() > 64) {
+      return absl::InvalidArgumentError("sweep_id: longer than 64 bytes");
+    }
+    ASSIGN_OR_RETURN(*response, jobs_.GetSweep(request->sweep_id()));
+    return absl::OkStatus();
+  });
+}
+
 grpc::ServerUnaryReactor* SearchServiceImpl::GetJob(grpc::CallbackServerContext* context,
                                                     const apq::v1::GetJobRequest* request,
                                                     apq::v1::Job* response) {

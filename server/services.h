@@ -66,6 +66,12 @@ class SearchServiceImpl final : public apq::v1::SearchService::CallbackService {
   grpc::ServerUnaryReactor* ListEngines(grpc::CallbackServerContext* context,
                                         const apq::v1::ListEnginesRequest* request,
                                         apq::v1::ListEnginesResponse* response) override;
+  grpc::ServerUnaryReactor* SubmitSweep(grpc::CallbackServerContext* context,
+                                        const apq::v1::SubmitSweepRequest* request,
+                                        apq::v1::Sweep* response) override;
+  grpc::ServerUnaryReactor* GetSweep(grpc::CallbackServerContext* context,
+                                     const apq::v1::GetSweepRequest* request,
+                                     apq::v1::Sweep* response) override;
 
  private:
   Catalog& catalog_;

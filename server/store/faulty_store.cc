@@ -75,6 +75,13 @@ class FaultyJobStore final : public JobStore {
     return Write<absl::StatusOr<std::string>>(plan_, "CreateJob",
                                               [&] { return base_.CreateJob(job); });
   }
+  absl::StatusOr<SweepIds> CreateSweep(const std::vector<JobRecord>& jobs) override {
+    return Write<absl::StatusOr<SweepIds>>(plan_, "CreateSweep",
+                                           [&] { return base_.CreateSweep(jobs); });
+  }
+  absl::StatusOr<std::vector<JobRecord>> ListSweepJobs(const std::string& sweep_id) override {
+    return base_.ListSweepJobs(sweep_id);
+  }
   absl::Status MarkRunning(const std::string& job_id, double started_unix_s) override {
     return Write<absl::Status>(plan_, "MarkRunning",
                                [&] { return base_.MarkRunning(job_id, started_unix_s); });

@@ -3,7 +3,7 @@
 // that the code copes with a store that refuses a write or loses a commit's acknowledgement.
 //
 // Writes are the calls of the mutating methods of every record kind: JobStore's CreateJob,
-// MarkRunning, AppendGenerations, BeginVerification, RecordVerification and FinishJob;
+// CreateSweep, MarkRunning, AppendGenerations, BeginVerification, RecordVerification and FinishJob;
 // DeviceStore's AddTableVersion; DatasetStore's CreateDataset and AddMeasurements; PredictorStore's
 // AddPredictor, SetDefaultPredictor and ClearDefaultPredictor; TrainingJobStore's
 // CreateTrainingJob, MarkTrainingRunning, UpdateTrainingProgress and FinishTrainingJob. Every call

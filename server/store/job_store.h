@@ -24,6 +24,15 @@ class JobStore {
   // empty, whatever the record says.
   virtual absl::StatusOr<std::string> CreateJob(const JobRecord& job) = 0;
 
+  // Stores the jobs of a sweep in one transaction, as CreateJob would one by one (their ids
+  // consecutive, in the given order), each with the sweep's id, "sweep-<n>" where job-<n> is
+  // its first job. INVALID_ARGUMENT for no jobs; nothing is stored on any error.
+  virtual absl::StatusOr<SweepIds> CreateSweep(const std::vector<JobRecord>& jobs) = 0;
+
+  // The jobs of a sweep in creation order, without checkpoints. NOT_FOUND for an unknown
+  // sweep.
+  virtual absl::StatusOr<std::vector<JobRecord>> ListSweepJobs(const std::string& sweep_id) = 0;
+
   // Moves a queued or running job (a resumed one) to kRunning and sets its started time.
   // FAILED_PRECONDITION for a job that has ended.
   virtual absl::Status MarkRunning(const std::string& job_id, double started_unix_s) = 0;

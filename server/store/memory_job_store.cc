@@ -48,18 +48,38 @@ class MemoryJobStore final : public JobStore {
 
   absl::StatusOr<std::string> CreateJob(const JobRecord& job) override {
     absl::MutexLock lock(&db_.mutex);
-    StoredJob stored;
-    ASSIGN_OR_RETURN(stored.record.created_unix_s,
-                     StoredDouble(job.created_unix_s, "created_unix_s", "creating a job"));
-    stored.record.id = absl::StrCat("job-", db_.jobs.size() + 1);
-    stored.record.space = job.space;
-    stored.record.device = job.device;
-    stored.record.table_version = job.table_version;
-    stored.record.predictor_version = job.predictor_version;
-    stored.record.request = job.request;
-    db_.job_index[stored.record.id] = db_.jobs.size();
-    db_.jobs.push_back(std::move(stored));
-    return db_.jobs.back().record.id;
+    ASSIGN_OR_RETURN(StoredJob stored, NewJob(job, "creating a job"));
+    return Insert(std::move(stored));
+  }
+
+  absl::StatusOr<SweepIds> CreateSweep(const std::vector<JobRecord>& jobs) override {
+    if (jobs.empty()) return absl::InvalidArgumentError("a sweep needs at least one job");
+    absl::MutexLock lock(&db_.mutex);
+    // Every job is checked before any is stored.
+    std::vector<StoredJob> stored;
+    for (const JobRecord& job : jobs) {
+      ASSIGN_OR_RETURN(StoredJob next, NewJob(job, "creating a sweep"));
+      stored.push_back(std::move(next));
+    }
+    SweepIds ids;
+    ids.sweep_id = absl::StrCat("sweep-", db_.jobs.size() + 1);
+    for (StoredJob& job : stored) {
+      job.record.sweep_id = ids.sweep_id;
+      ids.job_ids.push_back(Insert(std::move(job)));
+    }
+    return ids;
+  }
+
+  absl::StatusOr<std::vector<JobRecord>> ListSweepJobs(const std::string& sweep_id) override {
+    absl::MutexLock lock(&db_.mutex);
+    std::vector<JobRecord> jobs;
+    for (const StoredJob& job : db_.jobs) {
+      if (sweep_id.empty() || job.record.sweep_id != sweep_id) continue;
+      jobs.push_back(job.View());
+      jobs.back().checkpoint.clear();
+    }
+    if (jobs.empty()) return absl::NotFoundError(absl::StrCat("no sweep ", sweep_id));
+    return jobs;
   }
 
   absl::Status MarkRunning(const std::string& job_id, double started_unix_s) override {
@@ -260,6 +280,26 @@ class MemoryJobStore final : public JobStore {
   }
 
  private:
+  // A queued job with `job`'s identity (no id yet).
+  static absl::StatusOr<StoredJob> NewJob(const JobRecord& job, absl::string_view operation) {
+    StoredJob stored;
+    ASSIGN_OR_RETURN(stored.record.created_unix_s,
+                     StoredDouble(job.created_unix_s, "created_unix_s", operation));
+    stored.record.space = job.space;
+    stored.record.device = job.device;
+    stored.record.table_version = job.table_version;
+    stored.record.predictor_version = job.predictor_version;
+    stored.record.request = job.request;
+    return stored;
+  }
+  // Gives `stored` the next id and keeps it; returns the id.
+  std::string Insert(StoredJob stored) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_.mutex) {
+    stored.record.id = absl::StrCat("job-", db_.jobs.size() + 1);
+    db_.job_index[stored.record.id] = db_.jobs.size();
+    db_.jobs.push_back(std::move(stored));
+    return db_.jobs.back().record.id;
+  }
+
   // The job, unless it is unknown (NOT_FOUND) or has ended (FAILED_PRECONDITION).
   absl::StatusOr<StoredJob*> Unfinished(const std::string& job_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_.mutex) {

@@ -96,6 +96,14 @@ struct JobRecord {
   int64_t pareto_front_size = 0;
   // The engine's opaque state after `generations_done` generations, for resuming.
   std::string checkpoint;
+  // The sweep the job belongs to (JobStore::CreateSweep), else empty.
+  std::string sweep_id;
+};
+
+// What JobStore::CreateSweep assigned.
+struct SweepIds {
+  std::string sweep_id;              // "sweep-<n>", n the number of its first job.
+  std::vector<std::string> job_ids;  // In the order of the jobs given.
 };
 
 // What one group commit adds to a job: the generations first_generation..last_generation,

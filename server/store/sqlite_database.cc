@@ -267,6 +267,11 @@ DROP TABLE candidates;
 ALTER TABLE candidates_by_network RENAME TO candidates;
 CREATE INDEX candidates_on_front ON candidates (job_id) WHERE on_pareto_front = 1;
 )sql",
+    // 9: sweeps (SubmitSweep): the jobs of one sweep share its id; '' for a lone job.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN sweep_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX jobs_by_sweep ON jobs (sweep_id, seq) WHERE sweep_id != '';
+)sql",
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(std::size(kMigrations));

@@ -26,12 +26,12 @@ constexpr const char* kJobColumns =
     "b.measured_seconds, v.id, v.generation, v.config_json, v.accuracy, v.latency_ms, "
     "v.energy_mj, v.size_mb, v.bitops, v.feasible, v.modelled, v.measured_accuracy, "
     "v.measured_method, v.measured_split, v.measured_seconds, v.times_seen, b.times_seen, "
-    "j.rejected_draws";
+    "j.rejected_draws, j.sweep_id";
 // The best's row (for its measurement) and the verified best's.
 constexpr const char* kJobJoins =
     " FROM jobs j LEFT JOIN candidates b ON b.id = j.best_id AND b.job_id = j.id "
     "LEFT JOIN candidates v ON v.id = j.verified_best_id ";
-constexpr int kJobCheckpointColumn = 49;
+constexpr int kJobCheckpointColumn = 50;
 
 // Columns of a candidate row in the order ReadCandidate expects.
 constexpr const char* kCandidateColumns =
@@ -105,6 +105,7 @@ JobRecord ReadJob(const Statement& row, bool with_checkpoint) {
   job.verification_measured = row.ColumnInt(27);
   if (!row.ColumnIsNull(32)) job.verified_best = ReadCandidate(row, 32);
   job.rejected_draws = row.ColumnInt64(48);
+  job.sweep_id = row.ColumnText(49);
   if (with_checkpoint) job.checkpoint = row.ColumnBlob(kJobCheckpointColumn);
   return job;
 }
@@ -155,30 +156,69 @@ absl::StatusOr<JobState> SqliteJobStore::LoadJobState(const std::string& job_id)
   return static_cast<JobState>(select.ColumnInt(0));
 }
 
+absl::StatusOr<std::string> SqliteJobStore::InsertJob(const JobRecord& job, std::string* sweep_id,
+                                                      absl::string_view operation) {
+  ASSIGN_OR_RETURN(const int64_t seq, database_.NextSequence("jobs", operation));
+  const std::string id = absl::StrCat("job-", seq);
+  if (sweep_id != nullptr && sweep_id->empty()) *sweep_id = absl::StrCat("sweep-", seq);
+  ASSIGN_OR_RETURN(Statement insert,
+                   database_.Prepare("INSERT INTO jobs (id, seq, space, device, table_version, "
+                                     "predictor_version, request, state, created_unix_s, "
+                                     "sweep_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"));
+  insert.BindText(1, id);
+  insert.BindInt64(2, seq);
+  insert.BindText(3, job.space);
+  insert.BindText(4, job.device);
+  insert.BindInt64(5, job.table_version);
+  insert.BindText(6, job.predictor_version);
+  insert.BindBlob(7, job.request);
+  insert.BindInt64(8, static_cast<int64_t>(JobState::kQueued));
+  insert.BindDouble(9, job.created_unix_s, "created_unix_s");
+  insert.BindText(10, sweep_id != nullptr ? *sweep_id : std::string());
+  RETURN_IF_ERROR(insert.Run(operation));
+  return id;
+}
+
 absl::StatusOr<std::string> SqliteJobStore::CreateJob(const JobRecord& job) {
   constexpr absl::string_view kOperation = "creating a job";
   absl::MutexLock lock(&database_.mutex());
   ASSIGN_OR_RETURN(Transaction transaction, database_.Begin(/*write=*/true, kOperation));
-  ASSIGN_OR_RETURN(const int64_t seq, database_.NextSequence("jobs", kOperation));
-  const std::string id = absl::StrCat("job-", seq);
-  {
-    ASSIGN_OR_RETURN(Statement insert,
-                     database_.Prepare("INSERT INTO jobs (id, seq, space, device, table_version, "
-                                       "predictor_version, request, state, created_unix_s) "
-                                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"));
-    insert.BindText(1, id);
-    insert.BindInt64(2, seq);
-    insert.BindText(3, job.space);
-    insert.BindText(4, job.device);
-    insert.BindInt64(5, job.table_version);
-    insert.BindText(6, job.predictor_version);
-    insert.BindBlob(7, job.request);
-    insert.BindInt64(8, static_cast<int64_t>(JobState::kQueued));
-    insert.BindDouble(9, job.created_unix_s, "created_unix_s");
-    RETURN_IF_ERROR(insert.Run(kOperation));
-  }
+  ASSIGN_OR_RETURN(std::string id, InsertJob(job, nullptr, kOperation));
   RETURN_IF_ERROR(transaction.Commit(kOperation));
   return id;
+}
+
+absl::StatusOr<SweepIds> SqliteJobStore::CreateSweep(const std::vector<JobRecord>& jobs) {
+  constexpr absl::string_view kOperation = "creating a sweep";
+  if (jobs.empty()) return absl::InvalidArgumentError("a sweep needs at least one job");
+  absl::MutexLock lock(&database_.mutex());
+  ASSIGN_OR_RETURN(Transaction transaction, database_.Begin(/*write=*/true, kOperation));
+  SweepIds ids;
+  for (const JobRecord& job : jobs) {
+    ASSIGN_OR_RETURN(std::string id, InsertJob(job, &ids.sweep_id, kOperation));
+    ids.job_ids.push_back(std::move(id));
+  }
+  RETURN_IF_ERROR(transaction.Commit(kOperation));
+  return ids;
+}
+
+absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListSweepJobs(const std::string& sweep_id) {
+  const std::string operation = absl::StrCat("listing the jobs of ", sweep_id);
+  absl::MutexLock lock(&database_.mutex());
+  std::vector<JobRecord> jobs;
+  if (!sweep_id.empty()) {
+    ASSIGN_OR_RETURN(Statement select,
+                     database_.Prepare(absl::StrCat("SELECT ", kJobColumns, kJobJoins,
+                                                    "WHERE j.sweep_id = ?1 ORDER BY j.seq")));
+    select.BindText(1, sweep_id);
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, select.Step(operation));
+      if (!row) break;
+      jobs.push_back(ReadJob(select, /*with_checkpoint=*/false));
+    }
+  }
+  if (jobs.empty()) return absl::NotFoundError(absl::StrCat("no sweep ", sweep_id));
+  return jobs;
 }
 
 absl::Status SqliteJobStore::MarkRunning(const std::string& job_id, double started_unix_s) {

@@ -159,28 +159,39 @@ TEST(SqliteStoreTest, MigratesADatabaseOfAnOlderSchema) {
     SCOPED_TRACE(absl::StrCat("schema version ", version));
     const std::string path = FreshPath(absl::StrCat("_v", version));
     {
+      // A running job with two candidates, as every schema since 1 stores it (from schema 8
+      // on with each row's count and network hash; the hash is the store's SQL function
+      // apq_network_hash, so the rows go in through the store's own connection).
       absl::StatusOr<std::unique_ptr<SqliteDatabase>> old =
           SqliteDatabase::Open(path, 5000, version);
       ASSERT_TRUE(old.ok()) << old.status();
+      const std::string candidates =
+          version >= 8
+              ? "INSERT INTO candidates (job_id, generation, times_seen, network_hash, "
+                "config_json, accuracy, latency_ms, feasible) VALUES "
+                "('job-1', 0, 1, apq_network_hash('{\"b\":1}'), '{\"b\":1}', 0.7, 10, 1), "
+                "('job-1', 0, 1, apq_network_hash('{\"b\":2}'), '{\"b\":2}', 0.75, 12.5, 1);"
+              : "INSERT INTO candidates (job_id, generation, config_json, accuracy, latency_ms, "
+                "feasible) VALUES ('job-1', 0, '{\"b\":1}', 0.7, 10, 1), "
+                "('job-1', 0, '{\"b\":2}', 0.75, 12.5, 1);";
+      absl::MutexLock lock(&(*old)->mutex());
+      const absl::Status inserted = (*old)->Exec(
+          absl::StrCat(
+              "INSERT INTO jobs (id, seq, space, device, table_version, predictor_version, "
+              "request, state, generations_done, next_generation, candidates_evaluated, "
+              "stored_feasible, best_id, best_generation, best_config_json, best_accuracy, "
+              "best_latency_ms, best_feasible, created_unix_s, checkpoint) VALUES ('job-1', 1, "
+              "'ofa_mbv3', 'note10', 1, 'v1', x'0800', 2, 0, 1, 2, 2, 2, 0, '{\"b\":2}', 0.75, "
+              "12.5, 1, 10.5, x'00ff');",
+              candidates,
+              "INSERT INTO device_tables VALUES ('note10', 1, 1, 3, 5.5, 'sha', 'old');"
+              "INSERT INTO table_files VALUES ('note10', 1, 'a.yaml', x'61');"
+              "INSERT INTO predictors (space, version, artifact, created_unix_s, is_default) "
+              "VALUES ('ofa_mbv3', 'p1', x'01', 1.5, 1);"),
+          "writing the old schema's records");
+      ASSERT_TRUE(inserted.ok()) << inserted;
     }
-    {
-      // A running job with two candidates, as every schema since 1 stores it.
-      RawConnection raw(path);
-      EXPECT_EQ(raw.QueryInt("PRAGMA user_version"), version);
-      raw.Exec(
-          "INSERT INTO jobs (id, seq, space, device, table_version, predictor_version, request, "
-          "state, generations_done, next_generation, candidates_evaluated, stored_feasible, "
-          "best_id, best_generation, best_config_json, best_accuracy, best_latency_ms, "
-          "best_feasible, created_unix_s, checkpoint) VALUES ('job-1', 1, 'ofa_mbv3', 'note10', "
-          "1, 'v1', x'0800', 2, 0, 1, 2, 2, 2, 0, '{\"b\":2}', 0.75, 12.5, 1, 10.5, x'00ff');"
-          "INSERT INTO candidates (job_id, generation, config_json, accuracy, latency_ms, "
-          "feasible) VALUES ('job-1', 0, '{\"b\":1}', 0.7, 10, 1), "
-          "('job-1', 0, '{\"b\":2}', 0.75, 12.5, 1);"
-          "INSERT INTO device_tables VALUES ('note10', 1, 1, 3, 5.5, 'sha', 'old');"
-          "INSERT INTO table_files VALUES ('note10', 1, 'a.yaml', x'61');"
-          "INSERT INTO predictors (space, version, artifact, created_unix_s, is_default) "
-          "VALUES ('ofa_mbv3', 'p1', x'01', 1.5, 1);");
-    }
+    EXPECT_EQ(RawConnection(path).QueryInt("PRAGMA user_version"), version);
     std::unique_ptr<Store> store = OpenOrDie(path);
     ASSERT_NE(store, nullptr);
     {

@@ -27,6 +27,8 @@ class SqliteJobStore final : public JobStore {
   explicit SqliteJobStore(SqliteDatabase& database) : database_(database) {}
 
   absl::StatusOr<std::string> CreateJob(const JobRecord& job) override;
+  absl::StatusOr<SweepIds> CreateSweep(const std::vector<JobRecord>& jobs) override;
+  absl::StatusOr<std::vector<JobRecord>> ListSweepJobs(const std::string& sweep_id) override;
   absl::Status MarkRunning(const std::string& job_id, double started_unix_s) override;
   absl::StatusOr<std::vector<int64_t>> AppendGenerations(const std::string& job_id,
                                                          const GenerationBatch& batch) override;
@@ -43,6 +45,12 @@ class SqliteJobStore final : public JobStore {
   absl::StatusOr<CandidatePage> ListCandidates(const CandidateQuery& query) override;
 
  private:
+  // Inserts a queued job row (in the caller's write transaction) and returns its id. A job
+  // of a sweep passes the sweep's id, or an empty one for its first job, which names the
+  // sweep after itself; a lone job passes null.
+  absl::StatusOr<std::string> InsertJob(const JobRecord& job, std::string* sweep_id,
+                                        absl::string_view operation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(database_.mutex());
   // The job's state; NOT_FOUND for an unknown job.
   absl::StatusOr<JobState> LoadJobState(const std::string& job_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(database_.mutex());

@@ -82,6 +82,50 @@ TEST_P(StoreConformanceTest, CreateJobRoundTrip) {
   EXPECT_EQ(jobs().GetJob("").status().code(), absl::StatusCode::kNotFound);
 }
 
+// A sweep's jobs are created at once with consecutive ids, named after the first; a lone job
+// has no sweep; a sweep with a bad job stores nothing.
+TEST_P(StoreConformanceTest, CreateSweepStoresItsJobsTogether) {
+  EXPECT_EQ(*jobs().CreateJob(MakeJob()), "job-1");
+  std::vector<JobRecord> scenarios = {MakeJob("a"), MakeJob("b"), MakeJob("c")};
+  scenarios[1].sweep_id = "ignored";
+  absl::StatusOr<SweepIds> sweep = jobs().CreateSweep(scenarios);
+  ASSERT_TRUE(sweep.ok()) << sweep.status();
+  EXPECT_EQ(sweep->sweep_id, "sweep-2");
+  EXPECT_EQ(sweep->job_ids, (std::vector<std::string>{"job-2", "job-3", "job-4"}));
+  EXPECT_EQ(*jobs().CreateJob(MakeJob()), "job-5");
+
+  absl::StatusOr<std::vector<JobRecord>> listed = jobs().ListSweepJobs("sweep-2");
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    JobRecord expected = MakeJob(std::string(1, static_cast<char>('a' + i)));
+    expected.id = sweep->job_ids[i];
+    expected.sweep_id = "sweep-2";
+    ExpectJobEq((*listed)[i], expected, /*with_checkpoint=*/false);
+    ExpectJobEq(*jobs().GetJob(expected.id), expected);
+  }
+  EXPECT_EQ(jobs().GetJob("job-1")->sweep_id, "");
+  EXPECT_EQ(jobs().GetJob("job-5")->sweep_id, "");
+
+  // A job's progress shows in the sweep's listing.
+  GenerationBatch batch;
+  batch.candidates.push_back(CandidateRecord{});
+  batch.candidates_evaluated = 1;
+  ASSERT_TRUE(jobs().AppendGenerations("job-3", batch).ok());
+  EXPECT_EQ(jobs().ListSweepJobs("sweep-2")->at(1).candidates_evaluated, 1);
+
+  for (const char* unknown : {"sweep-3", "sweep-1", "", "job-2"}) {
+    EXPECT_EQ(jobs().ListSweepJobs(unknown).status().code(), absl::StatusCode::kNotFound)
+        << unknown;
+  }
+  EXPECT_EQ(jobs().CreateSweep({}).status().code(), absl::StatusCode::kInvalidArgument);
+  std::vector<JobRecord> broken = {MakeJob("x"),
+                                   MakeJob("y", std::numeric_limits<double>::quiet_NaN())};
+  EXPECT_EQ(jobs().CreateSweep(broken).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(*jobs().CreateJob(MakeJob()), "job-6");  // Nothing of the broken sweep stayed.
+  EXPECT_EQ(jobs().ListJobs(std::nullopt, 0, 100)->size(), 6u);
+}
+
 TEST_P(StoreConformanceTest, EmptyStringsAndBlobsRoundTrip) {
   const std::string id = *jobs().CreateJob(JobRecord{});
   GenerationBatch batch;
