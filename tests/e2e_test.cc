@@ -280,6 +280,67 @@ TEST_F(EndToEndTest, PricesSearchesAndMeasuresLowBitPolicies) {
   EXPECT_LE(metrics["measured_accuracy"].get<double>(), 1.0);
 }
 
+// Deployment scenarios through the client: one sweep over two devices answers every
+// scenario within its budget, each scenario is an ordinary job, and bad scenario files and
+// unknown sweeps are refused.
+TEST_F(EndToEndTest, SweepsDeploymentScenariosOverTwoDevices) {
+  const std::string scenarios = TempPath("scenarios.json");
+  WriteFile(scenarios, R"([{"device": "local-cpu", "max_latency_ms": 0.5, "label": "cpu"},
+                           {"device": "local-cpu", "max_latency_ms": 0.8},
+                           {"device": "bitfusion", "max_latency_ms": 0.3}])");
+  ProcessResult result =
+      Client({"sweep", "--space", "fmnist_mbv2", "--scenarios", scenarios, "--seed", "3",
+              "--population", "12", "--generations", "6", "--wait", "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  const json sweep = ParseJson(result);
+  ASSERT_EQ(sweep["scenarios"].size(), 3u);
+  EXPECT_EQ(sweep["scenarios_ended"], 3);
+  EXPECT_EQ(sweep["steps_done"], sweep["steps_total"]);
+  const double budgets[] = {0.5, 0.8, 0.3};
+  for (size_t i = 0; i < 3; ++i) {
+    const json& scenario = sweep["scenarios"][i];
+    EXPECT_EQ(scenario["job"]["state"], "SUCCEEDED") << i;
+    EXPECT_LE(scenario["job"]["latency_ms"].get<double>(), budgets[i]) << i;
+    EXPECT_GT(scenario["pareto_front"].size(), 0u) << i;
+  }
+  EXPECT_EQ(sweep["scenarios"][0]["label"], "cpu");
+  EXPECT_EQ(sweep["scenarios"][2]["device"], "bitfusion");
+  // A scenario's job is an ordinary job.
+  const std::string job_id = sweep["scenarios"][1]["job"]["job_id"];
+  result = Client({"config", job_id, "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(ParseJson(result)["device"], "local-cpu");
+  result = Client({"sweep-status", sweep["sweep_id"], "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(ParseJson(result)["scenarios"][1]["job"]["job_id"], job_id);
+
+  const struct {
+    std::string file, mention;
+  } bad_files[] = {
+      {"{}", "non-empty JSON list"},
+      {"[]", "non-empty JSON list"},
+      {R"([{"device": "local-cpu"}, {"max_latency_ms": 1}])", "entry 1: \"device\" is required"},
+      {R"([{"device": "local-cpu", "max_latency": 1}])", "unknown key \"max_latency\""},
+      {R"([{"device": "local-cpu", "max_latency_ms": "1"}])", "must be a number"},
+  };
+  for (const auto& bad : bad_files) {
+    WriteFile(scenarios, bad.file);
+    result = Client({"sweep", "--space", "fmnist_mbv2", "--scenarios", scenarios});
+    EXPECT_EQ(result.exit_code, 2) << bad.file << ": " << result.err;
+    EXPECT_NE(result.err.find(bad.mention), std::string::npos) << result.err;
+  }
+  WriteFile(scenarios, R"([{"device": "local-cpu", "max_latency_ms": 0.5},
+                           {"device": "local-cpu", "max_latency_ms": 0}])");
+  result = Client({"sweep", "--space", "fmnist_mbv2", "--scenarios", scenarios});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("INVALID_ARGUMENT: scenarios[1].budgets.max_latency_ms"),
+            std::string::npos)
+      << result.err;
+  result = Client({"sweep-status", "sweep-999"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("NOT_FOUND"), std::string::npos) << result.err;
+}
+
 // The whole Fashion-MNIST path: a joint search on the measured device with the shipped
 // predictor, then the best subnet exported as TorchScript with its measured accuracy; and the
 // uniform 4-bit baseline of the same search.
