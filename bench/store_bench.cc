@@ -79,6 +79,7 @@ struct RecordedStep {
   std::optional<Individual> best;
   int best_index = -1;
   std::string checkpoint;
+  bool final_step = false;
   double arrived_s = 0;  // Since the search started.
 
   apq::search::StepReport Report() const {
@@ -90,7 +91,8 @@ struct RecordedStep {
     report.candidates_evaluated = candidates_evaluated;
     report.best = best ? &*best : nullptr;
     report.best_index_in_step = best_index;
-    report.checkpoint = checkpoint;
+    report.write_checkpoint = [this] { return checkpoint; };
+    report.final_step = final_step;
     return report;
   }
 };
@@ -126,7 +128,8 @@ Recording RecordSearch(const apq::bench::OfaReferenceSearch& reference, int popu
     step.candidates_evaluated = report.candidates_evaluated;
     if (report.best != nullptr) step.best = *report.best;
     step.best_index = report.best_index_in_step;
-    step.checkpoint = report.checkpoint;
+    step.checkpoint = report.write_checkpoint();
+    step.final_step = report.final_step;
     step.arrived_s = MillisSince(start) / 1000;
     recording.children += static_cast<int64_t>(step.scored.size());
     recording.rejected_draws += step.rejected_total;
@@ -362,8 +365,10 @@ Outcome WriteNewLayout(const std::string& path, const Recording& recording,
       last_commit_s = now_s;
     };
     for (const RecordedStep& step : recording.steps) {
-      pending.Add(step.Report());
-      if (step.arrived_s - last_commit_s >= commit_interval_s) commit(step.arrived_s);
+      // As the job manager: a checkpoint only for the steps a commit stores.
+      const bool commit_now = step.arrived_s - last_commit_s >= commit_interval_s;
+      pending.Add(step.Report(), commit_now || step.final_step);
+      if (commit_now) commit(step.arrived_s);
     }
     if (!pending.empty()) commit(recording.steps.back().arrived_s);
     // The end of the job, as JobManager::EndWithFront makes it.

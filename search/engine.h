@@ -93,9 +93,16 @@ struct StepReport {
   const Individual* best = nullptr;  // Best feasible so far (null when none yet).
   // Index in `scored` of the best when this step found it, else -1 (the best is older).
   int best_index_in_step = -1;
-  // The engine's own bytes: given back to Run, they resume the search after this step and
-  // the resumed run reports exactly what an uninterrupted one would have.
-  std::string checkpoint;
+  // Writes the engine's own bytes: given back to Run, they resume the search after this step
+  // and the resumed run reports exactly what an uninterrupted one would have. Callable only
+  // while the callback runs (the engine's state moves on after it returns), so a caller that
+  // stores a checkpoint now and then does not pay for the others (an evolution checkpoint is
+  // tens of KB).
+  std::function<std::string()> write_checkpoint;
+  // True on the report of the last step of a run that ends by completing it (not
+  // cancelled): Run returns after its callback. A caller that stores checkpoints now and then
+  // takes this one.
+  bool final_step = false;
 };
 
 struct EngineResult {

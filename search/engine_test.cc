@@ -137,7 +137,9 @@ absl::StatusOr<EngineResult> Record(const SearchProblem& problem, const EngineOp
   return Evolution().Run(
       problem, options, 5,
       [&](const StepReport& report) {
-        RecordedStep step{report.step, {}, {}, "", report.best_index_in_step, report.checkpoint};
+        RecordedStep step{
+            report.step, {}, {}, "", report.best_index_in_step, report.write_checkpoint()};
+        EXPECT_EQ(report.final_step, report.step == Evolution().TotalSteps(options));
         for (const Individual& i : report.scored) step.scored.push_back(Describe(i));
         for (const Individual& i : report.rejected) step.rejected.push_back(Describe(i));
         if (report.best != nullptr) step.best = Describe(*report.best);

@@ -113,7 +113,8 @@ class EvolutionEngine final : public Engine {
       report.candidates_evaluated = generation.candidates_evaluated;
       report.best = generation.best;
       report.best_index_in_step = generation.best_index;
-      report.checkpoint = SerializeCheckpoint(state);
+      report.write_checkpoint = [&state] { return SerializeCheckpoint(state); };
+      report.final_step = generation.generation == TotalSteps(options);
       return on_step(report);
     };
     ASSIGN_OR_RETURN(SearchResult searched,

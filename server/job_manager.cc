@@ -641,9 +641,11 @@ void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& con
     return absl::OkStatus();
   };
   const auto on_step = [&](const search::StepReport& report) -> absl::Status {
-    pending.Add(report);
-    if (absl::Now() - last_commit < options_.commit_interval) return absl::OkStatus();
-    return commit();
+    // The engine's checkpoint is written only for a step that is stored at once, the run's
+    // last, or one after which the job stops (the others' checkpoints are never stored).
+    const bool commit_now = absl::Now() - last_commit >= options_.commit_interval;
+    pending.Add(report, commit_now || report.final_step || control.stop_requested());
+    return commit_now ? commit() : absl::OkStatus();
   };
   absl::StatusOr<search::EngineResult> result = resolved->engine->Run(
       resolved->problem(), resolved->options, request.seed(), on_step,
@@ -653,10 +655,20 @@ void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& con
     // last stored group, as after a crash; the steps since are run again then.
     return;
   }
-  if (!pending.empty()) {
+  if (!pending.empty() && pending.has_current_checkpoint()) {
     // After a failed commit nothing is pending (Take emptied it): these steps were run after
     // the last commit, and the job's record keeps them whatever ends it.
     if (absl::Status stored = commit(); !stored.ok() && result.ok()) result = stored;
+  } else if (!pending.empty()) {
+    // No checkpoint follows the last of these steps: a stop that came after its report and
+    // before the engine's next check, or a failure. Stored without one, they could not be
+    // resumed after; the job's record ends with its stored steps, as after a crash.
+    pending.Take(best_id);
+    if (result.ok() && !result->cancelled) {
+      result = absl::InternalError(
+          absl::StrCat("engine ", resolved->engine->name(),
+                       " returned without marking its last step (search::StepReport::final_step)"));
+    }
   }
 
   if (!result.ok()) {

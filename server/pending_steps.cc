@@ -48,7 +48,7 @@ size_t PendingSteps::IndexOf(const search::Individual& individual, int step, boo
   return by_config->second;
 }
 
-void PendingSteps::Add(const search::StepReport& report) {
+void PendingSteps::Add(const search::StepReport& report, bool with_checkpoint) {
   if (!first_step_.has_value()) first_step_ = report.step;
   last_step_ = report.step;
   for (size_t i = 0; i < report.scored.size(); ++i) {
@@ -68,7 +68,10 @@ void PendingSteps::Add(const search::StepReport& report) {
   } else {
     best_.reset();
   }
-  checkpoint_ = report.checkpoint;
+  if (with_checkpoint) {
+    checkpoint_ = report.write_checkpoint();
+    checkpoint_step_ = report.step;
+  }
 }
 
 GenerationBatch PendingSteps::Take(int64_t stored_best_id) {
@@ -92,6 +95,7 @@ GenerationBatch PendingSteps::Take(int64_t stored_best_id) {
   index_of_config_.clear();
   best_index_ = -1;
   checkpoint_.clear();
+  checkpoint_step_.reset();
   return batch;
 }
 

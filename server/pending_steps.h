@@ -36,8 +36,13 @@ class PendingSteps {
   // resumed job's stored count).
   PendingSteps(const oface::SearchSpace& space, bool keep_rejected, int64_t rejected_draws_before);
 
-  // Adds the report of the step after the last one added (or stored).
-  void Add(const search::StepReport& report);
+  // Adds the report of the step after the last one added (or stored); with
+  // `with_checkpoint`, also the engine's checkpoint after it (report.write_checkpoint, during
+  // the engine's callback). Without, the checkpoint held stays an earlier step's.
+  void Add(const search::StepReport& report, bool with_checkpoint);
+  // Whether the checkpoint held is the one after the last step added: a batch of these
+  // steps may be stored (a job resumes from a stored checkpoint after the stored steps).
+  bool has_current_checkpoint() const { return checkpoint_step_ == last_step_; }
 
   bool empty() const { return !last_step_.has_value(); }
   // The steps added since the last Take.
@@ -68,6 +73,7 @@ class PendingSteps {
   std::optional<CandidateRecord> best_;
   int best_index_ = -1;  // In candidates_, when a step added bred the best.
   std::string checkpoint_;
+  std::optional<int> checkpoint_step_;  // The step checkpoint_ follows.
 };
 
 }  // namespace apq::server

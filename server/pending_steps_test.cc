@@ -52,7 +52,7 @@ class PendingStepsTest : public ::testing::Test {
     report.candidates_evaluated = evaluated;
     report.best = best;
     report.best_index_in_step = best_index;
-    report.checkpoint = absl::StrCat("after ", step);
+    report.write_checkpoint = [step] { return absl::StrCat("after ", step); };
     return report;
   }
 
@@ -70,9 +70,15 @@ TEST_F(PendingStepsTest, AGroupOfStepsIsOneBatchOfDistinctNetworksWithTheirCount
 
   std::vector<search::Individual> step_zero = {a, b, a};
   step_zero[0].generation = 0;
-  pending.Add(Report(0, step_zero, {c}, 1, 3, &step_zero[0], 0));
+  pending.Add(Report(0, step_zero, {c}, 1, 3, &step_zero[0], 0), /*with_checkpoint=*/true);
   std::vector<search::Individual> step_one = {b, d};
-  pending.Add(Report(1, step_one, {c, c}, 5, 5, &step_zero[0], -1));
+  pending.Add(Report(1, step_one, {c, c}, 5, 5, &step_zero[0], -1), /*with_checkpoint=*/false);
+  EXPECT_FALSE(pending.has_current_checkpoint()) << "it follows step 0, not 1";
+  EXPECT_EQ(pending.Take(0).checkpoint, "after 0");
+  // Again, with step 1's checkpoint written this time.
+  pending.Add(Report(0, step_zero, {c}, 1, 3, &step_zero[0], 0), /*with_checkpoint=*/false);
+  pending.Add(Report(1, step_one, {c, c}, 5, 5, &step_zero[0], -1), /*with_checkpoint=*/true);
+  EXPECT_TRUE(pending.has_current_checkpoint());
   EXPECT_FALSE(pending.empty());
   EXPECT_EQ(pending.first_step(), 0);
   EXPECT_EQ(pending.last_step(), 1);
@@ -97,18 +103,19 @@ TEST_F(PendingStepsTest, AGroupOfStepsIsOneBatchOfDistinctNetworksWithTheirCount
   EXPECT_FALSE(batch.candidates[2].accuracy.has_value());
   EXPECT_EQ(batch.candidates[0].accuracy, 0.8);
   EXPECT_EQ(batch.candidates_evaluated, 5);
-  EXPECT_EQ(batch.rejected_draws, 16) << "the draws before, and every one reported";
+  EXPECT_EQ(batch.rejected_draws, 22) << "the draws before, and every one reported (the first "
+                                         "group of steps 0-1 counted too)";
   EXPECT_EQ(batch.checkpoint, "after 1");
   ASSERT_TRUE(batch.best.has_value());
   EXPECT_EQ(batch.best_batch_index, 0) << "step 0 bred the best";
 
   // The next group: the best is the stored one, and a network met before is new to it.
-  pending.Add(Report(2, {b}, {c}, 1, 6, &step_zero[0], -1));
+  pending.Add(Report(2, {b}, {c}, 1, 6, &step_zero[0], -1), /*with_checkpoint=*/true);
   batch = pending.Take(/*stored_best_id=*/42);
   EXPECT_EQ(batch.first_generation, 2);
   ASSERT_EQ(batch.candidates.size(), 2u);
   EXPECT_EQ(batch.candidates[0].generation, 2);
-  EXPECT_EQ(batch.rejected_draws, 17);
+  EXPECT_EQ(batch.rejected_draws, 23);
   EXPECT_EQ(batch.best_batch_index, -1);
   EXPECT_EQ(batch.best->id, 42);
 }
@@ -118,7 +125,7 @@ TEST_F(PendingStepsTest, RejectedDrawsAreOnlyCountedUnlessKeptAndGenotypesOfOneN
   const std::optional<search::Individual> a_again = SameNetworkOtherGenes(a);
   ASSERT_TRUE(a_again.has_value()) << "ofa_mbv3 has genes its depths leave inactive";
   PendingSteps pending(*space_, /*keep_rejected=*/false, /*rejected_draws_before=*/0);
-  pending.Add(Report(0, {a, *a_again}, {Network(0, 40)}, 7, 2, nullptr, -1));
+  pending.Add(Report(0, {a, *a_again}, {Network(0, 40)}, 7, 2, nullptr, -1), true);
   const GenerationBatch batch = pending.Take(0);
   ASSERT_EQ(batch.candidates.size(), 1u);
   EXPECT_EQ(batch.candidates[0].times_seen, 2);

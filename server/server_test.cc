@@ -72,7 +72,8 @@ class OneSampleEngine final : public search::Engine {
     report.candidates_evaluated = 1;
     report.best = &individual;
     report.best_index_in_step = 0;
-    report.checkpoint = "done";
+    report.write_checkpoint = [] { return std::string("done"); };
+    report.final_step = true;
     absl::Status stored = on_step(report);
     if (!stored.ok()) return stored;
     search::EngineResult result;
