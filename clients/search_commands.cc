@@ -330,7 +330,9 @@ std::vector<apq::v1::SweepScenario> ParseScenarios(const std::string& text) {
     const std::string where = absl::StrCat("--scenarios: entry ", i);
     if (!entry.is_object()) throw UsageError{absl::StrCat(where, " is not an object")};
     apq::v1::SweepScenario scenario;
-    for (const auto& [key, value] : entry.items()) {
+    for (const auto& item : entry.items()) {
+      const std::string& key = item.key();
+      const json& value = item.value();
       const auto number = [&]() {
         if (!value.is_number()) {
           throw UsageError{absl::StrCat(where, ": \"", key, "\" must be a number")};

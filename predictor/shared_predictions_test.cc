@@ -38,7 +38,14 @@ std::vector<float> PredictOrDie(AccuracyPredictor& predictor, const FeatureBatch
   return out;
 }
 
-bool BitwiseEqual(float a, float b) { return std::memcmp(&a, &b, sizeof(float)) == 0; }
+// The same bits (a float compared as its 32-bit pattern).
+bool BitwiseEqual(float a, float b) {
+  uint32_t a_bits = 0;
+  uint32_t b_bits = 0;
+  std::memcpy(&a_bits, &a, sizeof(float));
+  std::memcpy(&b_bits, &b, sizeof(float));
+  return a_bits == b_bits;
+}
 
 // Through the cache, every sample gets exactly the wrapped predictor's prediction, whatever
 // else its batch holds and whether it was a hit; repeats are hits.
@@ -92,6 +99,7 @@ TEST(SharedPredictionsTest, ClonesOnTwoThreadsShareOneCache) {
   CachingPredictor prototype(ApqShapedMlp(), shared);
   std::vector<std::vector<float>> results(2);
   std::vector<std::thread> threads;
+  threads.reserve(2);
   for (int t = 0; t < 2; ++t) {
     threads.emplace_back([&, t] {
       std::unique_ptr<AccuracyPredictor> mine = prototype.Clone();
