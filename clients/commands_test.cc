@@ -46,7 +46,7 @@ TEST(CommandsTest, EveryCommandIsFoundByItsNameAndListedOnceInTheUsage) {
       EXPECT_EQ(CountOccurrences(usage, command.usage), 1u);
     }
   }
-  EXPECT_EQ(names.size(), 17u);
+  EXPECT_EQ(names.size(), 19u);
   EXPECT_EQ(FindCommand("search --wait"), nullptr);
 }
 
