@@ -525,11 +525,16 @@ TEST_F(EndToEndTest, BadDatasetUploadsAreRefusedNamingTheRecordAndStoreNothing) 
   ProcessResult datasets = Client({"datasets", "--json"});
   ASSERT_EQ(datasets.exit_code, 0) << datasets.err;
   const json listed = ParseJson(datasets);
-  ASSERT_EQ(listed.size(), 1u) << "a refused upload must not store a dataset";
-  EXPECT_EQ(listed[0]["name"], "fmnist_mbv2-supernet-v1");
+  // The two shipped datasets only, newest first.
+  ASSERT_EQ(listed.size(), 2u) << "a refused upload must not store a dataset";
+  EXPECT_EQ(listed[0]["name"], "fmnist_lowbit-supernet-v1");
   EXPECT_EQ(listed[0]["fp32_records"], 1000);
-  EXPECT_EQ(listed[0]["quantized_records"], 300);
-  EXPECT_EQ(listed[0]["split"], "test") << "the shipped records were measured on test";
+  EXPECT_EQ(listed[0]["quantized_records"], 600);
+  EXPECT_EQ(listed[0]["split"], "validation");
+  EXPECT_EQ(listed[1]["name"], "fmnist_mbv2-supernet-v1");
+  EXPECT_EQ(listed[1]["fp32_records"], 1000);
+  EXPECT_EQ(listed[1]["quantized_records"], 300);
+  EXPECT_EQ(listed[1]["split"], "test") << "the shipped records were measured on test";
 
   // The same records written as the measurement CSV upload as a dataset.
   const std::string csv = TempPath("records.csv");
