@@ -122,11 +122,7 @@ class JobFaultTest : public ::testing::TestWithParam<Scenario> {
   }
 
   // No supernet: these jobs verify nothing (job_verification_test.cc covers verification).
-  std::unique_ptr<SupernetHost> supernets_ = [] {
-    SupernetHost::Options options;
-    options.data_dir = "no-supernets";
-    return *SupernetHost::Create(options);
-  }();
+  std::unique_ptr<SupernetHost> supernets_ = NewHostWithoutSupernets();
   JobTestBed bed_{*supernets_};
 };
 
@@ -295,9 +291,7 @@ TEST_P(JobFaultTest, RowCountsAddUpToTheJobsTotalsAndKeepingEveryDrawChangesNoRe
 }
 
 TEST(JobManagerOptionsTest, ANegativeCommitIntervalIsRefusedNamingTheOption) {
-  SupernetHost::Options supernet_options;
-  supernet_options.data_dir = "no-supernets";
-  std::unique_ptr<SupernetHost> supernets = *SupernetHost::Create(supernet_options);
+  std::unique_ptr<SupernetHost> supernets = NewHostWithoutSupernets();
   JobTestBed bed(*supernets);
   bed.Open();
   JobManager::Options options;

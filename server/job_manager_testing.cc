@@ -33,6 +33,14 @@ std::string Describe(const CandidateRecord& c, bool with_id) {
                       c.feasible ? "1" : "0", "|", c.modelled, "|", c.on_pareto_front ? "1" : "0");
 }
 
+std::unique_ptr<SupernetHost> NewHostWithoutSupernets() {
+  SupernetHost::Options options;
+  options.data_dir = "no-supernets";
+  absl::StatusOr<std::unique_ptr<SupernetHost>> host = SupernetHost::Create(options);
+  EXPECT_TRUE(host.ok()) << host.status();
+  return host.ok() ? *std::move(host) : nullptr;
+}
+
 std::string FaultName(const InjectedFault& fault) {
   return absl::StrCat(
       fault.method, " #", fault.nth,

@@ -23,6 +23,10 @@ std::vector<CandidateRecord> AllCandidates(JobStore& jobs, const std::string& jo
 // Every stored field of the candidate, "|"-separated; its id unless `with_id` is false.
 std::string Describe(const CandidateRecord& candidate, bool with_id = true);
 
+// A supernet host that has no supernet (its data folder holds none): jobs on it verify
+// nothing.
+std::unique_ptr<SupernetHost> NewHostWithoutSupernets();
+
 // A fault to inject into one write of the store (FaultPlan::FailNthWrite's arguments).
 struct InjectedFault {
   const char* method;

@@ -106,11 +106,7 @@ class SweepTest : public ::testing::TestWithParam<SweepCase> {
     return records;
   }
 
-  std::unique_ptr<SupernetHost> supernets_ = [] {
-    SupernetHost::Options options;
-    options.data_dir = "no-supernets";
-    return *SupernetHost::Create(options);
-  }();
+  std::unique_ptr<SupernetHost> supernets_ = NewHostWithoutSupernets();
   JobTestBed bed_{*supernets_};
 };
 
@@ -181,11 +177,7 @@ class SweepRequestTest : public ::testing::Test {
     return request;
   }
 
-  std::unique_ptr<SupernetHost> supernets_ = [] {
-    SupernetHost::Options options;
-    options.data_dir = "no-supernets";
-    return *SupernetHost::Create(options);
-  }();
+  std::unique_ptr<SupernetHost> supernets_ = NewHostWithoutSupernets();
   JobTestBed bed_{*supernets_};
 };
 
