@@ -43,11 +43,27 @@ class OneSampleEngine final : public search::Engine {
     draws.max = 10;
     draws.description = "samples drawn; the last one is reported";
     specs_.push_back(draws);
+    search::OptionSpec steps;
+    steps.name = "steps";
+    steps.type = search::OptionSpec::Type::kInt;
+    steps.default_value = int64_t{1};
+    steps.min = 1;
+    steps.max = 3;
+    steps.description = "steps reporting the network (the first step's count only)";
+    specs_.push_back(steps);
+    search::OptionSpec mark_last;
+    mark_last.name = "mark_last_step";
+    mark_last.type = search::OptionSpec::Type::kBool;
+    mark_last.default_value = true;
+    mark_last.description = "whether the last step's report says so (the engine contract)";
+    specs_.push_back(mark_last);
   }
   std::string name() const override { return "one_sample"; }
   std::string description() const override { return "test engine: one sampled network"; }
   const std::vector<search::OptionSpec>& option_specs() const override { return specs_; }
-  int TotalSteps(const search::EngineOptions&) const override { return 0; }
+  int TotalSteps(const search::EngineOptions& options) const override {
+    return static_cast<int>(search::IntOption(options, "steps")) - 1;
+  }
   absl::StatusOr<search::EngineResult> Run(const search::SearchProblem& problem,
                                            const search::EngineOptions& options, uint64_t seed,
                                            const search::StepCallback& on_step,
@@ -67,18 +83,22 @@ class OneSampleEngine final : public search::Engine {
     absl::Status predicted_ok = problem.predictor->Predict(batch, &predicted);
     if (!predicted_ok.ok()) return predicted_ok;
     individual.accuracy = predicted[0];
-    search::StepReport report;
-    report.scored = scored;
-    report.candidates_evaluated = 1;
-    report.best = &individual;
-    report.best_index_in_step = 0;
-    report.write_checkpoint = [] { return std::string("done"); };
-    report.final_step = true;
-    absl::Status stored = on_step(report);
-    if (!stored.ok()) return stored;
+    const int last_step = TotalSteps(options);
+    for (int step = 0; step <= last_step; ++step) {
+      search::StepReport report;
+      report.step = step;
+      if (step == 0) report.scored = scored;
+      report.candidates_evaluated = 1;
+      report.best = &individual;
+      report.best_index_in_step = step == 0 ? 0 : -1;
+      report.write_checkpoint = [step] { return absl::StrCat("after ", step); };
+      report.final_step = step == last_step && search::BoolOption(options, "mark_last_step");
+      absl::Status stored = on_step(report);
+      if (!stored.ok()) return stored;
+    }
     search::EngineResult result;
     result.best = individual;
-    result.last_step = 0;
+    result.last_step = last_step;
     result.candidates_evaluated = 1;
     return result;
   }
@@ -96,7 +116,7 @@ class ServerTest : public ::testing::Test {
     std::filesystem::remove(db_);
   }
 
-  void Start(int torch_threads = 1) {
+  void Start(int torch_threads = 1, absl::Duration commit_interval = absl::Milliseconds(250)) {
     std::unique_ptr<search::EngineRegistry> engines = search::EngineRegistry::WithBuiltIns();
     ASSERT_TRUE(engines->Register(std::make_unique<OneSampleEngine>()).ok());
     ServerOptions options;
@@ -105,6 +125,7 @@ class ServerTest : public ::testing::Test {
     options.data_dir = "data";
     options.predictor_threads = 1;
     options.torch_threads = torch_threads;
+    options.job_commit_interval = commit_interval;
     options.engines = std::move(engines);
     auto server = ApqServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
@@ -170,6 +191,39 @@ TEST_F(ServerTest, ListEnginesShowsEachEngineWithItsOptionsAndDefaults) {
   EXPECT_EQ(evolution.options(7).type(), apq::v1::EngineOption::TYPE_BOOL);
   EXPECT_TRUE(evolution.options(7).default_value().bool_value());
   EXPECT_EQ(response.engines(1).name(), "one_sample");
+}
+
+// An engine that does not mark its last step breaks the contract that lets a job store
+// checkpoints only now and then: its job fails naming the contract, keeping the step stored
+// with a checkpoint (the first, stored at once) and not the later one, which has none.
+TEST_F(ServerTest, AnEngineThatDoesNotMarkItsLastStepFailsItsJob) {
+  // Commits an hour apart: the second step is never stored at once, however slow the machine.
+  Start(/*torch_threads=*/1, absl::Hours(1));
+  apq::v1::SubmitSearchRequest request = OneSampleRequest(1);
+  auto& options = *request.mutable_engine_request()->mutable_options();
+  options["steps"].set_int_value(2);
+  options["mark_last_step"].set_bool_value(false);
+  apq::v1::Job submitted;
+  {
+    grpc::ClientContext context;
+    grpc::Status status = search_->SubmitSearch(&context, request, &submitted);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  const apq::v1::Job job = AwaitEnd(submitted.id());
+  EXPECT_EQ(job.state(), apq::v1::JOB_STATE_FAILED);
+  EXPECT_THAT(job.error(), HasSubstr("search::StepReport::final_step"));
+  EXPECT_EQ(job.generations_done(), 0);
+  EXPECT_EQ(job.candidates_evaluated(), 1);
+  // Marked, the same two steps succeed.
+  options["mark_last_step"].set_bool_value(true);
+  {
+    grpc::ClientContext context;
+    grpc::Status status = search_->SubmitSearch(&context, request, &submitted);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  const apq::v1::Job marked = AwaitEnd(submitted.id());
+  EXPECT_EQ(marked.state(), apq::v1::JOB_STATE_SUCCEEDED) << marked.error();
+  EXPECT_EQ(marked.generations_done(), 1);
 }
 
 TEST_F(ServerTest, AnEngineAddedBesideTheProductsRunsAJobEndToEnd) {
