@@ -420,11 +420,20 @@ int FollowSweep(Connection& connection, const std::string& sweep_id, bool wait, 
   apq::v1::GetSweepRequest request;
   request.set_sweep_id(sweep_id);
   apq::v1::Sweep sweep;
+  // While waiting, progress only: the fronts are read once, by the last call.
+  request.set_without_fronts(wait);
   while (true) {
-    const grpc::Status status =
+    grpc::Status status =
         CallUnary(connection.search(), &SearchService::Stub::GetSweep, request, &sweep);
     if (!status.ok()) return ReportRpcError(status);
-    if (!wait || sweep.scenarios_ended() == sweep.scenarios_size()) break;
+    if (!wait || sweep.scenarios_ended() == sweep.scenarios_size()) {
+      if (request.without_fronts()) {
+        request.set_without_fronts(false);
+        status = CallUnary(connection.search(), &SearchService::Stub::GetSweep, request, &sweep);
+        if (!status.ok()) return ReportRpcError(status);
+      }
+      break;
+    }
     progress_line.Show(absl::StrFormat("%s: %d/%d scenarios ended, steps %d/%d", sweep_id,
                                        sweep.scenarios_ended(), sweep.scenarios_size(),
                                        sweep.steps_done(), sweep.steps_total()));

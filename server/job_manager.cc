@@ -295,7 +295,7 @@ absl::StatusOr<apq::v1::Sweep> JobManager::SubmitSweep(const apq::v1::SubmitSwee
   return sweep;
 }
 
-absl::StatusOr<apq::v1::Sweep> JobManager::GetSweep(const std::string& sweep_id) {
+absl::StatusOr<apq::v1::Sweep> JobManager::GetSweep(const std::string& sweep_id, bool with_fronts) {
   ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, store_.ListSweepJobs(sweep_id));
   apq::v1::Sweep sweep;
   sweep.set_sweep_id(sweep_id);
@@ -314,6 +314,7 @@ absl::StatusOr<apq::v1::Sweep> JobManager::GetSweep(const std::string& sweep_id)
     }
     sweep.set_scenarios_ended(sweep.scenarios_ended() + 1);
     sweep.set_steps_done(sweep.steps_done() + total);
+    if (!with_fronts) continue;
     absl::StatusOr<search::CostMetric> cost =
         CostMetricFromProto(request.pareto_cost(), "pareto_cost");
     if (!cost.ok()) continue;  // A stored request is valid; an old one without it has no front.

@@ -83,9 +83,9 @@ class JobManager {
   // the space's default predictor changed while the scenarios were resolved). The jobs of a
   // sweep share their predictions (predictor/shared_predictions.h) while any of them runs.
   absl::StatusOr<apq::v1::Sweep> SubmitSweep(const apq::v1::SubmitSweepRequest& request);
-  // The sweep's scenarios in order, each with its job and, once the job ended, its Pareto
-  // front by ascending cost. NOT_FOUND for an unknown sweep.
-  absl::StatusOr<apq::v1::Sweep> GetSweep(const std::string& sweep_id);
+  // The sweep's scenarios in order, each with its job and, once the job ended and
+  // `with_fronts`, its Pareto front by ascending cost. NOT_FOUND for an unknown sweep.
+  absl::StatusOr<apq::v1::Sweep> GetSweep(const std::string& sweep_id, bool with_fronts = true);
   // The most scenarios of one sweep.
   static constexpr int kMaxSweepScenarios = 256;
   // Cancels a queued or running job (a running one stops after its current step, or within

@@ -124,6 +124,14 @@ TEST_P(SweepTest, EachScenarioAnswersAsASeparateJobWithTheSameSeed) {
   ASSERT_TRUE(ended.ok()) << ended.status();
   EXPECT_EQ(ended->scenarios_ended(), ended->scenarios_size());
   EXPECT_EQ(ended->steps_done(), ended->steps_total());
+  absl::StatusOr<apq::v1::Sweep> progress =
+      bed_.manager().GetSweep(sweep->sweep_id(), /*with_fronts=*/false);
+  ASSERT_TRUE(progress.ok()) << progress.status();
+  EXPECT_EQ(progress->scenarios_ended(), ended->scenarios_ended());
+  for (const apq::v1::SweepScenarioResult& result : progress->scenarios()) {
+    EXPECT_EQ(result.pareto_front_size(), 0);
+    EXPECT_GT(result.job().pareto_front_size(), 0);
+  }
   for (int i = 0; i < ended->scenarios_size(); ++i) {
     const apq::v1::SweepScenarioResult& result = ended->scenarios(i);
     SCOPED_TRACE(result.scenario().label());

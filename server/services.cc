@@ -227,7 +227,7 @@ grpc::ServerUnaryReactor* SearchServiceImpl::GetSweep(grpc::CallbackServerContex
     if (request->sweep_id().size() > 64) {
       return absl::InvalidArgumentError("sweep_id: longer than 64 bytes");
     }
-    ASSIGN_OR_RETURN(*response, jobs_.GetSweep(request->sweep_id()));
+    ASSIGN_OR_RETURN(*response, jobs_.GetSweep(request->sweep_id(), !request->without_fronts()));
     return absl::OkStatus();
   });
 }
