@@ -184,6 +184,10 @@ class MbConvQuantSpace final : public SearchSpace {
   std::vector<int32_t> dw_terms_;  // -1 for banned (kernel, dw_a) pairs.
 
   CostSum fixed_cost_;  // Stem and tail.
+
+  // ToJson's text of each layer's expand ratio mid / in_channels, by mid index: written once
+  // here by the JSON library, so that ToJson, on the search's hot path, only joins pieces.
+  std::vector<std::vector<std::string>> expand_text_;
 };
 
 MbConvQuantSpace::MbConvQuantSpace(MbConvSpec spec) : spec_(std::move(spec)) {
@@ -218,6 +222,12 @@ MbConvQuantSpace::MbConvQuantSpace(MbConvSpec spec) : spec_(std::move(spec)) {
   for (Layer& layer : layers_) {
     layer.mid_feature_offset = arch_feature_size_;
     arch_feature_size_ += layer.num_mids;
+    std::vector<std::string>& texts = expand_text_.emplace_back();
+    for (int m = 0; m < layer.num_mids; ++m) {
+      // Python's k / in_ch: both sides round the exact quotient to the nearest double.
+      const int mid = layer.min_mid + m * spec_.width_step;
+      texts.push_back(nlohmann::ordered_json(static_cast<double>(mid) / layer.in_channels).dump());
+    }
   }
   feature_size_ = arch_feature_size_ + kNumBitFields * num_layers() * num_bits;
 
@@ -545,26 +555,36 @@ std::optional<CostDecomposition> MbConvQuantSpace::DecomposeCosts(const Genotype
 }
 
 std::string MbConvQuantSpace::ToJson(const Genotype& genotype) const {
+  // The text nlohmann::ordered_json writes for [arch, policy] (compact, keys in this order),
+  // joined directly: the arch test checks it against the library's own output.
   assert(genotype.size() == genes_.size());
-  const auto list = [&genotype](int first, int count) {
-    return nlohmann::ordered_json(
-        std::vector<int>(genotype.begin() + first, genotype.begin() + first + count));
+  std::string json;
+  json.reserve(64 + 16 * genotype.size());
+  const auto append_list = [&genotype, &json](int first, int count) {
+    json += '[';
+    for (int i = 0; i < count; ++i) {
+      if (i > 0) json += ',';
+      absl::StrAppend(&json, genotype[first + i]);
+    }
+    json += ']';
   };
-  std::vector<double> expand(num_layers());
+  json += R"([{"wid":null,"ks":)";
+  append_list(KsGene(0), num_layers());
+  json += R"(,"e":[)";
   for (int i = 0; i < num_layers(); ++i) {
-    // Python's k / in_ch: both sides round the exact quotient to the nearest double.
-    expand[i] = static_cast<double>(genotype[MidGene(i)]) / layers_[i].in_channels;
+    if (i > 0) json += ',';
+    json += expand_text_[i][MidIndex(layers_[i], genotype[MidGene(i)])];
   }
-  nlohmann::ordered_json arch;
-  arch["wid"] = nullptr;
-  arch["ks"] = list(KsGene(0), num_layers());
-  arch["e"] = expand;
-  arch["d"] = list(DepthGene(0), static_cast<int>(spec_.stages.size()));
-  nlohmann::ordered_json policy;
+  json += R"(],"d":)";
+  append_list(DepthGene(0), static_cast<int>(spec_.stages.size()));
+  json += "},{";
   for (int field = 0; field < kNumBitFields; ++field) {
-    policy[kBitFieldNames[field]] = list(BitGene(field, 0), num_layers());
+    if (field > 0) json += ',';
+    absl::StrAppend(&json, "\"", kBitFieldNames[field], "\":");
+    append_list(BitGene(field, 0), num_layers());
   }
-  return nlohmann::ordered_json::array({std::move(arch), std::move(policy)}).dump();
+  json += "}]";
+  return json;
 }
 
 absl::StatusOr<int> MbConvQuantSpace::ReadMid(int layer_index, const nlohmann::json& value) const {

@@ -873,6 +873,22 @@ TEST(MbConvQuantSpaceTest, FashionMnistCostDecompositionsAreExact) {
             6 * 100);
 }
 
+// ToJson joins its text by hand; the JSON library, dumping what it parses from that text,
+// must write it back byte for byte (same layout, same shortest doubles), in every spec.
+TEST(MbConvQuantSpaceTest, ToJsonIsTheJsonLibrarysCompactText) {
+  for (const MbConvSpec& spec :
+       {ApqMbv2Spec(), FashionMnistSpec(), FashionMnistLowBitSpec(), TinySpec()}) {
+    const std::unique_ptr<SearchSpace> space = NewMbConvQuantSpace(spec).value();
+    Rng rng(53);
+    for (int n = 0; n < 500; ++n) {
+      const Genotype genotype = space->Canonical(space->Sample(rng));
+      const std::string json = space->ToJson(genotype);
+      ASSERT_EQ(nlohmann::ordered_json::parse(json).dump(), json) << spec.name << " sample " << n;
+      ASSERT_EQ(space->FromJson(json).value(), genotype) << spec.name << " sample " << n;
+    }
+  }
+}
+
 TEST(MbConvQuantSpaceTest, RejectsBadSpecs) {
   MbConvSpec spec = TinySpec();
   spec.stages[0].in_channels = 12;

@@ -13,12 +13,16 @@ std::string ModelledMetrics(const hwmodels::NetworkCost& cost) {
 
 }  // namespace
 
-CandidateRecord CandidateFromIndividual(const oface::SearchSpace& space,
-                                        const search::Individual& individual, int generation,
-                                        bool feasible) {
+namespace {
+
+// CandidateFromIndividual, given the canonical genotype of the individual's network.
+CandidateRecord CandidateFromCanonical(const oface::SearchSpace& space,
+                                       const oface::Genotype& canonical,
+                                       const search::Individual& individual, int generation,
+                                       bool feasible) {
   CandidateRecord record;
   record.generation = generation;
-  record.config_json = space.ToJson(space.Canonical(individual.genotype));
+  record.config_json = space.ToJson(canonical);
   if (feasible) record.accuracy = individual.accuracy;
   record.latency_ms = individual.cost.latency_ms;
   if (individual.cost.has_energy) record.energy_mj = individual.cost.energy_mj;
@@ -31,6 +35,15 @@ CandidateRecord CandidateFromIndividual(const oface::SearchSpace& space,
   return record;
 }
 
+}  // namespace
+
+CandidateRecord CandidateFromIndividual(const oface::SearchSpace& space,
+                                        const search::Individual& individual, int generation,
+                                        bool feasible) {
+  return CandidateFromCanonical(space, space.Canonical(individual.genotype), individual, generation,
+                                feasible);
+}
+
 PendingSteps::PendingSteps(const oface::SearchSpace& space, bool keep_rejected,
                            int64_t rejected_draws_before)
     : space_(space), keep_rejected_(keep_rejected), rejected_draws_(rejected_draws_before) {}
@@ -39,13 +52,17 @@ size_t PendingSteps::IndexOf(const search::Individual& individual, int step, boo
   auto [by_genotype, new_genotype] =
       index_of_genotype_.try_emplace(individual.genotype, candidates_.size());
   if (!new_genotype) return by_genotype->second;
-  CandidateRecord candidate = CandidateFromIndividual(space_, individual, step, feasible);
-  candidate.times_seen = 0;
-  auto [by_config, new_config] =
-      index_of_config_.try_emplace(candidate.config_json, candidates_.size());
-  if (new_config) candidates_.push_back(std::move(candidate));
-  by_genotype->second = by_config->second;
-  return by_config->second;
+  oface::Genotype canonical = space_.Canonical(individual.genotype);
+  auto [by_canonical, new_canonical] =
+      index_of_canonical_.try_emplace(std::move(canonical), candidates_.size());
+  if (new_canonical) {
+    CandidateRecord candidate =
+        CandidateFromCanonical(space_, by_canonical->first, individual, step, feasible);
+    candidate.times_seen = 0;
+    candidates_.push_back(std::move(candidate));
+  }
+  by_genotype->second = by_canonical->second;
+  return by_canonical->second;
 }
 
 void PendingSteps::Add(const search::StepReport& report, bool with_checkpoint) {
@@ -92,7 +109,7 @@ GenerationBatch PendingSteps::Take(int64_t stored_best_id) {
   last_step_.reset();
   candidates_.clear();
   index_of_genotype_.clear();
-  index_of_config_.clear();
+  index_of_canonical_.clear();
   best_index_ = -1;
   checkpoint_.clear();
   checkpoint_step_.reset();

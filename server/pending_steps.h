@@ -66,10 +66,11 @@ class PendingSteps {
   std::optional<int> first_step_;
   std::optional<int> last_step_;
   std::vector<CandidateRecord> candidates_;
-  // Both lead to candidates_: the engine's genotype saves turning a repeat into JSON again;
-  // the config merges genotypes that differ only in inactive genes.
+  // Both lead to candidates_: the engine's genotype saves canonicalising a repeat again; the
+  // canonical genotype (one per config: ToJson is one-to-one on canonical genotypes) merges
+  // genotypes that differ only in inactive genes, before any JSON is written.
   absl::flat_hash_map<oface::Genotype, size_t> index_of_genotype_;
-  absl::flat_hash_map<std::string, size_t> index_of_config_;
+  absl::flat_hash_map<oface::Genotype, size_t> index_of_canonical_;
   std::optional<CandidateRecord> best_;
   int best_index_ = -1;  // In candidates_, when a step added bred the best.
   std::string checkpoint_;
