@@ -13,6 +13,7 @@
 #include "oface/fashion_mnist.h"
 #include "oface/search_space.h"
 #include "search/pareto.h"
+#include "server/background_commits.h"
 #include "server/candidate_metrics.h"
 #include "server/pending_steps.h"
 #include "server/search_request.h"
@@ -622,29 +623,41 @@ void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& con
   Publish(job_id, progress);
 
   // Steps are stored in groups (group commits): the first at once, then whenever
-  // commit_interval has passed since the last commit, and what remains when the engine
-  // returns. Each group's rows, progress, best and checkpoint go in one transaction, so a
-  // crash loses only steps whose checkpoint was never stored: the job resumes before them
-  // and runs them again to the same record. Watchers hear of each group once it is stored.
+  // commit_interval has passed since the last commit and the previous group is stored (with
+  // a zero interval: every step), and what remains when the engine returns. Each group's rows,
+  // progress, best and checkpoint go in one transaction, so a crash loses only steps whose
+  // checkpoint was never stored: the job resumes before them and runs them again to the same
+  // record. The groups are stored on a thread of their own while the search goes on
+  // (BackgroundCommits); watchers hear of each group once it is stored.
   PendingSteps pending(space, request.keep_all_draws(), job.rejected_draws);
-  // The stored best's id, carried while the best stays the one of an earlier group.
+  // The stored best's id, carried while the best stays the one of an earlier group: only
+  // the committing thread reads and writes it.
   int64_t best_id = job.best ? job.best->id : 0;
-  absl::Time last_commit = absl::InfinitePast();
-  const auto commit = [&]() -> absl::Status {
-    GenerationBatch batch = pending.Take(best_id);
-    batch.elapsed_s = elapsed_now();
+  BackgroundCommits commits([&](GenerationBatch& batch) -> absl::Status {
+    if (batch.best.has_value() && batch.best_batch_index < 0) batch.best->id = best_id;
     ASSIGN_OR_RETURN(best_id, AppendSteps(job_id, batch));
-    last_commit = absl::Now();
     // Watchers are told what the store holds (a failed read skips one update).
     if (absl::StatusOr<JobRecord> stored = store_.GetJob(job_id); stored.ok()) {
       Publish(job_id, ProgressFromRecord(*stored));
     }
     return absl::OkStatus();
+  });
+  absl::Time last_commit = absl::InfinitePast();
+  const auto commit = [&]() -> absl::Status {
+    // A group that failed to store fails the job (its later steps could not be stored).
+    RETURN_IF_ERROR(commits.status());
+    GenerationBatch batch = pending.Take(/*stored_best_id=*/0);  // Set when stored.
+    batch.elapsed_s = elapsed_now();
+    commits.Submit(std::move(batch));
+    last_commit = absl::Now();
+    return absl::OkStatus();
   };
   const auto on_step = [&](const search::StepReport& report) -> absl::Status {
     // The engine's checkpoint is written only for a step that is stored at once, the run's
     // last, or one after which the job stops (the others' checkpoints are never stored).
-    const bool commit_now = absl::Now() - last_commit >= options_.commit_interval;
+    // With a zero interval every step is its own group (Submit waits for the one before).
+    const bool commit_now = absl::Now() - last_commit >= options_.commit_interval &&
+                            (commits.idle() || options_.commit_interval == absl::ZeroDuration());
     pending.Add(report, commit_now || report.final_step || control.stop_requested());
     return commit_now ? commit() : absl::OkStatus();
   };
@@ -653,7 +666,8 @@ void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& con
       [&control] { return control.stop_requested(); }, job.checkpoint);
   if (result.ok() && result->cancelled && !control.cancel_requested()) {
     // Server shutdown: the job stays running in the store and resumes on restart from its
-    // last stored group, as after a crash; the steps since are run again then.
+    // last stored group, as after a crash; the steps since are run again then. (The
+    // group in flight is stored before `commits` goes.)
     return;
   }
   if (!pending.empty() && pending.has_current_checkpoint()) {
@@ -664,13 +678,15 @@ void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& con
     // No checkpoint follows the last of these steps: a stop that came after its report and
     // before the engine's next check, or a failure. Stored without one, they could not be
     // resumed after; the job's record ends with its stored steps, as after a crash.
-    pending.Take(best_id);
+    pending.Take(/*stored_best_id=*/0);
     if (result.ok() && !result->cancelled) {
       result = absl::InternalError(
           absl::StrCat("engine ", resolved->engine->name(),
                        " returned without marking its last step (search::StepReport::final_step)"));
     }
   }
+  // Every group stored before the job ends.
+  if (absl::Status stored = commits.Wait(); !stored.ok() && result.ok()) result = stored;
 
   if (!result.ok()) {
     EndJob(job_id, JobState::kFailed, result.status().ToString(), elapsed_now(), {});

@@ -54,8 +54,9 @@ class JobManager {
     int workers = 1;          // Jobs that run at once.
     int queue_capacity = 64;  // Queued jobs beyond which SubmitSearch is RESOURCE_EXHAUSTED.
     // A running search stores its first step at once, then its steps in groups, one group
-    // commit when this much time has passed since the last, and the rest when its engine
-    // returns. Zero stores every step in its own transaction. >= 0.
+    // commit when this much time has passed since the last and the group before is stored
+    // (groups are stored on a thread of their own while the search goes on), and the rest
+    // when its engine returns. Zero stores every step in its own transaction. >= 0.
     absl::Duration commit_interval = absl::Milliseconds(250);
   };
 
