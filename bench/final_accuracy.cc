@@ -40,6 +40,7 @@
 #include "common/file_io.h"
 #include "common/paired_comparison.h"
 #include "common/status_macros.h"
+#include "common/tensor_memory.h"
 #include "common/tool_main.h"
 #include "nlohmann/json.hpp"
 #include "oface/fashion_mnist.h"
@@ -344,4 +345,7 @@ absl::Status Run() {
 
 }  // namespace
 
-int main(int argc, char** argv) { return apq::RunTool("final_accuracy", argc, argv, Run); }
+int main(int argc, char** argv) {
+  apq::KeepTensorMemoryForReuse();
+  return apq::RunTool("final_accuracy", argc, argv, Run);
+}

@@ -15,6 +15,7 @@
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/tensor_memory.h"
 #include "common/tool_main.h"
 #include "oface/fashion_mnist.h"
 #include "oface/mbconv_spec.h"
@@ -121,4 +122,7 @@ absl::Status Run() {
 
 }  // namespace
 
-int main(int argc, char** argv) { return apq::RunTool("export_subnet", argc, argv, Run); }
+int main(int argc, char** argv) {
+  apq::KeepTensorMemoryForReuse();
+  return apq::RunTool("export_subnet", argc, argv, Run);
+}

@@ -76,6 +76,16 @@ torch::Tensor FakeQuantActivation(const torch::Tensor& x, const torch::Tensor& a
   // straight-through gradient for x inside the range, and a gradient for the step size.
   // LSQ's gradient scale 1 / sqrt(elements x levels): the step's gradient sums over every
   // element, and unscaled it would dominate the gradient norm (and its clipping).
+  if (!torch::GradMode::is_enabled()) {
+    // Without gradients (measurements, verification): the fused kernel's forward value
+    // (fake_quantize_per_tensor_affine at scale float(step), zero point 0: round half to
+    // even of x times the float reciprocal, clamped, times the scale) from vectorised ops.
+    // This LibTorch runs that kernel as a scalar loop through libm's fmin and fmax: half the
+    // time of a quantized evaluation. The quantizer test checks both agree bit for bit.
+    const float scale = step.item<float>();
+    const float inverse_scale = 1.0F / scale;
+    return torch::round(x * inverse_scale).clamp_(is_signed ? -levels : 0, levels).mul_(scale);
+  }
   const double grad_factor = 1.0 / std::sqrt(static_cast<double>(x.numel()) * levels);
   return torch::_fake_quantize_learnable_per_tensor_affine(
       x, step, torch::zeros({1}), is_signed ? -levels : 0, levels, grad_factor);

@@ -178,6 +178,37 @@ TEST(FakeQuantTest, ActivationQuantizerKeepsItsErrorBoundLevelsAndIdempotenceAtL
   }
 }
 
+// Without gradients the activation quantizer takes its own vectorised path; its values must
+// be the fused kernel's, bit for bit, at every bitwidth, sign and step, ties included.
+TEST(FakeQuantTest, ActivationQuantizerWithoutGradientsIsTheFusedKernelBitForBit) {
+  torch::manual_seed(3);
+  for (const double alpha_value : {0.37, 1.0, 2.5, 6.0}) {
+    const torch::Tensor alpha = torch::tensor(alpha_value);
+    for (const bool is_signed : {false, true}) {
+      for (const int bits : {2, 3, 4, 5, 6, 8}) {
+        const int64_t levels = is_signed ? supernet_internal::SignedLevels(bits)
+                                         : supernet_internal::UnsignedLevels(bits);
+        const torch::Tensor step =
+            ((alpha.abs() + 1e-3) / static_cast<double>(levels)).reshape({1});
+        // Values across and beyond the clip range, and exact ties (k + 1/2 steps).
+        const torch::Tensor ties =
+            (torch::arange(-levels - 2, levels + 2, torch::kFloat32) + 0.5F) * step;
+        const torch::Tensor x = torch::cat(
+            {torch::randn({20000}) * alpha_value, ties, torch::tensor({0.0F, -0.0F, 1e9F})});
+        const torch::Tensor fused =
+            torch::_fake_quantize_learnable_per_tensor_affine(x, step, torch::zeros({1}),
+                                                              is_signed ? -levels : 0, levels, 1.0)
+                .detach();
+        torch::NoGradGuard no_grad;
+        const torch::Tensor fast = FakeQuantActivation(x, alpha, bits, is_signed);
+        EXPECT_TRUE(torch::equal(fast, fused))
+            << (is_signed ? "signed " : "unsigned ") << bits << " bits, alpha " << alpha_value
+            << ": " << (fast - fused).abs().max().item<double>() << " apart at most";
+      }
+    }
+  }
+}
+
 TEST(FakeQuantTest, SupernetRefusesBitsItsQuantizersDoNotTake) {
   for (const int bits : {1, 17}) {
     MbConvSpec spec = TinySpec();

@@ -18,6 +18,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/tensor_memory.h"
 #include "oface/fashion_mnist.h"
 #include "oface/mbconv_spec.h"
 #include "oface/supernet_train.h"
@@ -68,6 +69,7 @@ std::string Now() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  apq::KeepTensorMemoryForReuse();
   absl::ParseCommandLine(argc, argv);
   apq::oface::TrainOptions options;
   absl::StatusOr<apq::oface::MbConvSpec> spec =

@@ -13,6 +13,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "common/tensor_memory.h"
 #include "server/server.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "address to serve on; port 0 picks a free one");
@@ -62,6 +63,8 @@ int main(int argc, char** argv) {
     execv("/proc/self/exe", argv);
     // Still here: exec failed; run with the default policy.
   }
+  // Finalist verification and measured evaluations run LibTorch in this process.
+  apq::KeepTensorMemoryForReuse();
   absl::SetProgramUsageMessage("apqd: hardware-aware architecture/pruning/quantization search");
   absl::ParseCommandLine(argc, argv);
 

@@ -21,6 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
+#include "common/tensor_memory.h"
 #include "common/tool_main.h"
 #include "oface/fashion_mnist.h"
 #include "oface/mbconv_spec.h"
@@ -251,4 +252,7 @@ absl::Status Run() {
 
 }  // namespace
 
-int main(int argc, char** argv) { return apq::RunTool("measure_subnets", argc, argv, Run); }
+int main(int argc, char** argv) {
+  apq::KeepTensorMemoryForReuse();
+  return apq::RunTool("measure_subnets", argc, argv, Run);
+}
