@@ -3,9 +3,14 @@
 // sent to the predictor (repeats are memoised), best predicted accuracy, and the process's
 // peak memory.
 //
-//   bazel run //bench:search_bench -- [--space ofa_mbv3|apq_mbv2] [--threads N] [--repeats R]
+//   bazel run //bench:search_bench -- [--space ofa_mbv3|apq_mbv2|fmnist_mbv2] [--threads N]
+//       [--repeats R]
 //
 // --space apq_mbv2: APQ's search instead (apq_mbv2, BitFusion, latency and energy budgets).
+// --space fmnist_mbv2: the joint search the service runs by default on BitFusion (fmnist_mbv2,
+// latency <= 0.3 ms, its shipped quantization-aware predictor of APQ's form, the table's gaps
+// priced by the fitted analytic model as apqd prices them): the in-process side of the
+// service bench's joint search.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -21,9 +26,11 @@
 #include "bench/ofa_reference_search.h"
 #include "common/status_macros.h"
 #include "hwmodels/apq_bitfusion_table.h"
+#include "hwmodels/bitfusion_analytic.h"
 #include "hwmodels/lut_cost_model.h"
 #include "hwmodels/ofa_yaml_table.h"
 #include "oface/mbconv_quant_space.h"
+#include "oface/mbconv_spec.h"
 #include "oface/ofa_mbv3_space.h"
 #include "predictor/mlp_predictor.h"
 #include "predictor/mlp_testing.h"
@@ -35,6 +42,7 @@ namespace {
 struct Setup {
   std::string description;
   std::unique_ptr<apq::oface::SearchSpace> space;
+  std::unique_ptr<apq::hwmodels::TermEstimator> cost_fallback;  // Prices the table's gaps.
   std::unique_ptr<apq::hwmodels::LutCostModel> cost_model;
   std::unique_ptr<apq::predictor::MlpPredictor> predictor;
   apq::search::Budgets budgets;
@@ -75,6 +83,26 @@ absl::StatusOr<Setup> SetUpApqMbv2(const std::string& data_dir, int threads) {
   setup.budgets.max_energy_mj = 12.0;
   setup.description =
       "apq_mbv2 / bitfusion / latency <= 10 ms and energy <= 12 mJ (random-weight predictor)";
+  return setup;
+}
+
+// fmnist_mbv2 on BitFusion under 0.3 ms with its shipped predictor, priced as apqd prices it.
+absl::StatusOr<Setup> SetUpFmnistMbv2(const std::string& data_dir, int threads) {
+  Setup setup;
+  ASSIGN_OR_RETURN(setup.space, apq::oface::NewMbConvQuantSpace(apq::oface::FashionMnistSpec()));
+  ASSIGN_OR_RETURN(auto table, apq::hwmodels::LoadApqBitFusionFile(
+                                   data_dir + "/apq_bitfusion/BitFusion_new.b1.dict"));
+  ASSIGN_OR_RETURN(setup.cost_fallback, apq::hwmodels::BitFusionAnalyticModel::Fit(table));
+  ASSIGN_OR_RETURN(setup.cost_model, apq::hwmodels::LutCostModel::Create(
+                                         *setup.space, table, setup.cost_fallback.get()));
+  apq::predictor::MlpPredictor::Options options;
+  options.num_threads = threads;
+  ASSIGN_OR_RETURN(setup.predictor, apq::predictor::MlpPredictor::LoadRawFloat32(
+                                        data_dir + "/fmnist_mbv2/qa_predictor.f32",
+                                        data_dir + "/fmnist_mbv2/qa_predictor.manifest.json",
+                                        options));
+  setup.budgets.max_latency_ms = 0.3;
+  setup.description = "fmnist_mbv2 / bitfusion / latency <= 0.3 ms (shipped predictor)";
   return setup;
 }
 
@@ -151,10 +179,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "--threads and --repeats must be >= 1\n");
     return 2;
   }
-  absl::StatusOr<Setup> setup = space == "ofa_mbv3" ? SetUpOfaMbv3(data_dir, threads)
-                                : space == "apq_mbv2"
-                                    ? SetUpApqMbv2(data_dir, threads)
-                                    : absl::InvalidArgumentError("--space: ofa_mbv3 or apq_mbv2");
+  absl::StatusOr<Setup> setup =
+      space == "ofa_mbv3"      ? SetUpOfaMbv3(data_dir, threads)
+      : space == "apq_mbv2"    ? SetUpApqMbv2(data_dir, threads)
+      : space == "fmnist_mbv2" ? SetUpFmnistMbv2(data_dir, threads)
+                               : absl::InvalidArgumentError(
+                                     "--space: ofa_mbv3, apq_mbv2 or fmnist_mbv2");
   if (!setup.ok()) {
     std::fprintf(stderr, "%s\n", setup.status().ToString().c_str());
     return 2;

@@ -4,11 +4,14 @@
 Times, as the client sees them, against a real apqd with its database on disk:
   search     the OFA-sized search (ofa_mbv3, Note10, latency <= 25 ms, population 100,
              500 generations; seeds 1-3), one `apq search --wait` each;
-  joint      the joint-space search on BitFusion (fmnist_lowbit with its shipped ensemble
-             predictor, latency <= 0.3 ms, population 100, 500 generations): apq_mbv2, APQ's
-             own space, ships no predictor, so the service cannot search it;
+  joint      the APQ-sized search: the joint space on BitFusion (fmnist_mbv2, APQ's bits
+             {4,6,8}, with its shipped quantization-aware predictor of APQ's form, latency
+             <= 0.3 ms, population 100, 500 generations; seeds 1-3): apq_mbv2, APQ's own space,
+             ships no predictor, so the service cannot search it;
+  joint-lowbit  the same on fmnist_lowbit with its shipped ensemble predictor (MLP + XGBoost);
   in-process bench/search_bench --threads 1 --repeats 1 (its own timing of the same OFA
              search, seeds 1-3), run between the service's searches;
+  in-process-joint  the same for the APQ-sized search (search_bench --space fmnist_mbv2);
   sweep      40 deployment scenarios (20 Note10 budgets 15-60 ms on ofa_mbv3; 10 local-cpu
              budgets 0.4-0.85 ms and 10 BitFusion budgets 0.15-0.6 ms on fmnist_mbv2),
              submitted at once as 40 separate jobs (`apq search` without --wait, then each job
@@ -22,7 +25,8 @@ into it before each measurement), candidate rows written per second and
 apqd's peak RSS (VmHWM).
 
 usage: bench/service_bench.py [--rounds N] [--out DIR] [--apqd PATH] [--apq PATH]
-           [--search-bench PATH] [--variants v1,v2,...] [--data DIR]
+           [--search-bench PATH] [--variants v1,v2,...] [--data DIR] [--apqd-args "ARGS"]
+--apqd-args are added to every apqd's command line (e.g. "--commit_interval_ms 100").
 Build first: bazel build //server:apqd //clients:apq //bench:search_bench
 """
 
@@ -37,8 +41,8 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VARIANTS = ["search", "joint", "in-process", "sweep-jobs-1-worker", "sweep-jobs",
-            "sweep-requests"]
+VARIANTS = ["search", "joint", "joint-lowbit", "in-process", "in-process-joint",
+            "sweep-jobs-1-worker", "sweep-jobs", "sweep-requests"]
 
 
 def scenarios():
@@ -54,7 +58,7 @@ def scenarios():
 class Apqd:
     """An apqd on a fresh database in `folder`; stopped by stop()."""
 
-    def __init__(self, binary, data_dir, folder, workers=None):
+    def __init__(self, binary, data_dir, folder, workers=None, extra_args=()):
         shutil.rmtree(folder, ignore_errors=True)
         os.makedirs(folder)
         self.database = os.path.join(folder, "apq.db")
@@ -63,6 +67,7 @@ class Apqd:
                    data_dir, "--port_file", port_file]
         if workers is not None:
             command += ["--workers", str(workers)]
+        command += list(extra_args)
         self.log = open(os.path.join(folder, "apqd.log"), "w")
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
         for _ in range(600):
@@ -123,7 +128,7 @@ def search_arguments(space, device, max_latency_ms, seed):
 
 def run_single(args, folder, space, device, max_latency_ms):
     """Seeds 1-3 of one search through apqd: the client's seconds per search."""
-    server = Apqd(args.apqd, args.data, folder)
+    server = Apqd(args.apqd, args.data, folder, extra_args=args.apqd_args.split())
     seconds = []
     for seed in (1, 2, 3):
         elapsed, output = timed(lambda: client(
@@ -141,8 +146,9 @@ def run_single(args, folder, space, device, max_latency_ms):
     return seconds, extra
 
 
-def run_in_process(args):
-    output = subprocess.run([args.search_bench, "--threads", "1", "--repeats", "1"],
+def run_in_process(args, space):
+    output = subprocess.run([args.search_bench, "--space", space, "--threads", "1",
+                             "--repeats", "1"],
                             capture_output=True, text=True, cwd=args.search_bench_dir,
                             check=True).stdout
     seconds = []
@@ -157,7 +163,7 @@ def run_in_process(args):
 
 def run_sweep(args, folder, workers, as_sweeps):
     """The 40 scenarios submitted at once; seconds until the last one ended."""
-    server = Apqd(args.apqd, args.data, folder, workers)
+    server = Apqd(args.apqd, args.data, folder, workers, args.apqd_args.split())
     by_space = scenarios()
     start = time.monotonic()
     jobs = []
@@ -210,6 +216,7 @@ def main():
                         default=os.path.join(REPO, "bazel-bin/bench/search_bench"))
     parser.add_argument("--data", default=os.path.join(REPO, "data"))
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--apqd-args", default="")
     args = parser.parse_args()
     variants = args.variants.split(",")
     for variant in variants:
@@ -230,9 +237,13 @@ def main():
             if variant == "search":
                 seconds, extra = run_single(args, folder, "ofa_mbv3", "note10", 25.0)
             elif variant == "joint":
+                seconds, extra = run_single(args, folder, "fmnist_mbv2", "bitfusion", 0.3)
+            elif variant == "joint-lowbit":
                 seconds, extra = run_single(args, folder, "fmnist_lowbit", "bitfusion", 0.3)
             elif variant == "in-process":
-                seconds, extra = run_in_process(args)
+                seconds, extra = run_in_process(args, "ofa_mbv3")
+            elif variant == "in-process-joint":
+                seconds, extra = run_in_process(args, "fmnist_mbv2")
             elif variant == "sweep-jobs-1-worker":
                 seconds, extra = run_sweep(args, folder, 1, as_sweeps=False)
             elif variant == "sweep-jobs":
