@@ -281,15 +281,6 @@ constexpr int kKnownSchemaVersion = static_cast<int>(std::size(kMigrations));
 // integer. Stable across builds and machines: stored hashes are compared with new ones.
 constexpr const char* kNetworkHashFunction = "apq_network_hash";
 
-int64_t NetworkHash(absl::string_view config_json) {
-  uint64_t hash = 14695981039346656037ULL;  // FNV-1a offset basis.
-  for (const char c : config_json) {
-    hash ^= static_cast<unsigned char>(c);
-    hash *= 1099511628211ULL;  // FNV prime.
-  }
-  return static_cast<int64_t>(hash);
-}
-
 // apq_network_hash(text): NULL for NULL.
 void NetworkHashFunction(sqlite3_context* context, int argc, sqlite3_value** argv) {
   if (argc != 1 || sqlite3_value_type(argv[0]) == SQLITE_NULL) {
@@ -307,6 +298,15 @@ absl::Status SqliteStatus(sqlite3* db, absl::string_view operation) {
 }
 
 }  // namespace
+
+int64_t NetworkHash(absl::string_view config_json) {
+  uint64_t hash = 14695981039346656037ULL;  // FNV-1a offset basis.
+  for (const char c : config_json) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 1099511628211ULL;  // FNV prime.
+  }
+  return static_cast<int64_t>(hash);
+}
 
 SqliteDatabase::Statement::Statement(Statement&& other) noexcept
     : db_(other.db_),

@@ -270,22 +270,24 @@ absl::StatusOr<std::vector<int64_t>> SqliteJobStore::AppendGenerations(
   int64_t new_infeasible = 0;
   {
     // Three statements prepared once and bound per row. A network of the job is found by
-    // its hash (indexed) and then its text; a new one is inserted, a stored one counted.
+    // its hash (indexed; apq_network_hash of its text, computed here once) and then its
+    // text; a new one is inserted, a stored one counted.
     ASSIGN_OR_RETURN(Statement find,
                      database_.Prepare("SELECT id FROM candidates WHERE job_id = ?1 AND "
-                                       "network_hash = apq_network_hash(?2) AND "
-                                       "config_json = ?2"));
+                                       "network_hash = ?3 AND config_json = ?2"));
     ASSIGN_OR_RETURN(Statement count, database_.Prepare("UPDATE candidates SET times_seen = "
                                                         "times_seen + ?2 WHERE id = ?1"));
     ASSIGN_OR_RETURN(
         Statement insert,
         database_.Prepare("INSERT INTO candidates (job_id, generation, times_seen, network_hash, "
                           "config_json, accuracy, latency_ms, energy_mj, size_mb, bitops, "
-                          "feasible, modelled) VALUES (?1, ?2, ?3, apq_network_hash(?4), ?4, ?5, "
-                          "?6, ?7, ?8, ?9, ?10, ?11)"));
+                          "feasible, modelled) VALUES (?1, ?2, ?3, ?12, ?4, ?5, ?6, ?7, ?8, ?9, "
+                          "?10, ?11)"));
     for (const CandidateRecord& candidate : batch.candidates) {
+      const int64_t network_hash = NetworkHash(candidate.config_json);
       find.BindText(1, job_id);
       find.BindText(2, candidate.config_json);
+      find.BindInt64(3, network_hash);
       ASSIGN_OR_RETURN(bool stored, find.Step(operation));
       const int64_t stored_id = stored ? find.ColumnInt64(0) : 0;
       find.Reset();
@@ -304,6 +306,7 @@ absl::StatusOr<std::vector<int64_t>> SqliteJobStore::AppendGenerations(
       insert.BindMetrics(5, candidate, "candidate");
       insert.BindInt64(10, candidate.feasible ? 1 : 0);
       insert.BindText(11, candidate.modelled);
+      insert.BindInt64(12, network_hash);
       RETURN_IF_ERROR(insert.Run(operation));
       insert.Reset();
       ids.push_back(database_.LastInsertRowid());

@@ -350,6 +350,26 @@ TEST(SqliteStoreTest, MigratesRowsPerDrawToOneRowPerNetwork) {
   EXPECT_EQ(jobs.GetJob("job-2")->best->id, 7);
 }
 
+// Writes bind NetworkHash computed in C++; rows written before (and the migrations) used the
+// SQL function: both must give the same key for every text, or a network met again would
+// get a second row.
+TEST(SqliteStoreTest, TheNetworkHashWritesBindIsTheSqlFunctions) {
+  absl::StatusOr<std::unique_ptr<SqliteDatabase>> database =
+      SqliteDatabase::Open(FreshPath(), 5000, SqliteStore::SchemaVersion());
+  ASSERT_TRUE(database.ok()) << database.status();
+  const std::string texts[] = {"", "{\"b\":1}", std::string(400, 'x') + "\xc3\xa9",
+                               "[{\"wid\":null,\"ks\":[3,5,7],\"e\":[4.666666666666667]}]"};
+  absl::MutexLock lock(&(*database)->mutex());
+  for (const std::string& text : texts) {
+    absl::StatusOr<SqliteDatabase::Statement> select =
+        (*database)->Prepare("SELECT apq_network_hash(?1)");
+    ASSERT_TRUE(select.ok()) << select.status();
+    select->BindText(1, text);
+    ASSERT_TRUE(select->Step("hashing").value());
+    EXPECT_EQ(select->ColumnInt64(0), NetworkHash(text)) << text;
+  }
+}
+
 TEST(SqliteStoreTest, RejectsASchemaNewerThanTheBuild) {
   const std::string path = FreshPath();
   {
