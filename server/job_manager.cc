@@ -16,6 +16,7 @@
 #include "server/background_commits.h"
 #include "server/candidate_metrics.h"
 #include "server/pending_steps.h"
+#include "server/running_front.h"
 #include "server/search_request.h"
 
 namespace apq::server {
@@ -494,13 +495,16 @@ absl::StatusOr<std::vector<int64_t>> JobManager::ParetoFrontIds(const std::strin
   return front;
 }
 
-absl::StatusOr<int64_t> JobManager::AppendSteps(const std::string& job_id,
-                                                const GenerationBatch& batch) {
-  int64_t best_id = batch.best ? batch.best->id : 0;
+absl::StatusOr<JobManager::StoredSteps> JobManager::AppendSteps(const std::string& job_id,
+                                                                const GenerationBatch& batch) {
+  StoredSteps result;
+  int64_t& best_id = result.best_id;
+  best_id = batch.best ? batch.best->id : 0;
   const absl::Status stored = WriteWithRetries([&]() -> absl::Status {
     absl::StatusOr<std::vector<int64_t>> ids = store_.AppendGenerations(job_id, batch);
     if (ids.ok()) {
       if (batch.best_batch_index >= 0) best_id = (*ids)[batch.best_batch_index];
+      result.candidate_ids = *std::move(ids);
       return absl::OkStatus();
     }
     if (absl::IsFailedPrecondition(ids.status())) {
@@ -510,6 +514,7 @@ absl::StatusOr<int64_t> JobManager::AppendSteps(const std::string& job_id,
       if (job.ok() && !IsTerminal(job->state) && job->checkpoint == batch.checkpoint &&
           job->candidates_evaluated == batch.candidates_evaluated) {
         best_id = job->best ? job->best->id : 0;
+        result.candidate_ids.reset();
         return absl::OkStatus();
       }
     }
@@ -523,7 +528,7 @@ absl::StatusOr<int64_t> JobManager::AppendSteps(const std::string& job_id,
     return absl::Status(stored.code(),
                         absl::StrCat("storing ", steps, " of the search: ", stored.message()));
   }
-  return best_id;
+  return result;
 }
 
 void JobManager::EndJob(const std::string& job_id, JobState state, const std::string& error,
@@ -548,7 +553,12 @@ void JobManager::EndJob(const std::string& job_id, JobState state, const std::st
 }
 
 void JobManager::EndWithFront(const std::string& job_id, JobState state, const std::string& error,
-                              double elapsed_s, search::CostMetric pareto_cost) {
+                              double elapsed_s, search::CostMetric pareto_cost,
+                              const std::vector<int64_t>* known_front) {
+  if (known_front != nullptr) {
+    EndJob(job_id, state, error, elapsed_s, *known_front);
+    return;
+  }
   absl::StatusOr<std::vector<int64_t>> front = ParetoFrontIds(job_id, pareto_cost);
   if (!front.ok()) {
     EndJob(job_id, JobState::kFailed,
@@ -633,9 +643,21 @@ void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& con
   // The stored best's id, carried while the best stays the one of an earlier group: only
   // the committing thread reads and writes it.
   int64_t best_id = job.best ? job.best->id : 0;
+  // The front of the stored candidates, kept group by group so that the job ends without
+  // reading its rows back: only from a fresh start (a resumed job's earlier rows are not
+  // here) and while every group's row ids are known. Used by the committing thread until
+  // commits.Wait().
+  std::optional<RunningFront> front;
+  if (job.checkpoint.empty()) front.emplace(resolved->pareto_cost);
   BackgroundCommits commits([&](GenerationBatch& batch) -> absl::Status {
     if (batch.best.has_value() && batch.best_batch_index < 0) batch.best->id = best_id;
-    ASSIGN_OR_RETURN(best_id, AppendSteps(job_id, batch));
+    ASSIGN_OR_RETURN(StoredSteps stored_steps, AppendSteps(job_id, batch));
+    best_id = stored_steps.best_id;
+    if (front.has_value() && stored_steps.candidate_ids.has_value()) {
+      front->Add(batch.candidates, *stored_steps.candidate_ids);
+    } else {
+      front.reset();
+    }
     // Watchers are told what the store holds (a failed read skips one update).
     if (absl::StatusOr<JobRecord> stored = store_.GetJob(job_id); stored.ok()) {
       Publish(job_id, ProgressFromRecord(*stored));
@@ -694,14 +716,15 @@ void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& con
   }
   if (result->cancelled) {
     EndWithFront(job_id, JobState::kCancelled, "cancelled by request", elapsed_now(),
-                 resolved->pareto_cost);
+                 resolved->pareto_cost, front.has_value() ? &front->ids() : nullptr);
   } else if (!result->best) {
     EndWithFront(job_id, JobState::kFailed, "the search found no feasible network", elapsed_now(),
-                 resolved->pareto_cost);
+                 resolved->pareto_cost, front.has_value() ? &front->ids() : nullptr);
   } else if (request.verification().top_k() > 0) {
     Verify(job_id, request, resolved->pareto_cost, control, elapsed_now);
   } else {
-    EndWithFront(job_id, JobState::kSucceeded, "", elapsed_now(), resolved->pareto_cost);
+    EndWithFront(job_id, JobState::kSucceeded, "", elapsed_now(), resolved->pareto_cost,
+                 front.has_value() ? &front->ids() : nullptr);
   }
 }
 

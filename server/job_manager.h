@@ -23,6 +23,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -148,13 +149,20 @@ class JobManager {
   // another space's records or records of another split than validation; OK when there is
   // none (it is created on first use).
   absl::Status CheckVerificationDataset(const apq::v1::SubmitSearchRequest& request);
-  // Computes the job's Pareto front and ends it (EndJob), or fails it when the front cannot
-  // be read.
+  // Ends the job (EndJob) with its Pareto front: `known_front` when given (the ids of the
+  // front of every stored candidate, kept while the job ran), else computed from the stored
+  // candidates; fails the job when they cannot be read.
   void EndWithFront(const std::string& job_id, JobState state, const std::string& error,
-                    double elapsed_s, search::CostMetric pareto_cost);
-  // Stores a group of steps of a running job, retrying a failed write; returns the stored
-  // best's id.
-  absl::StatusOr<int64_t> AppendSteps(const std::string& job_id, const GenerationBatch& batch);
+                    double elapsed_s, search::CostMetric pareto_cost,
+                    const std::vector<int64_t>* known_front = nullptr);
+  // A stored group: the stored best's id, and the row ids of the group's candidates (unset
+  // when the write's acknowledgement was lost and a retry found the group stored).
+  struct StoredSteps {
+    int64_t best_id = 0;
+    std::optional<std::vector<int64_t>> candidate_ids;
+  };
+  // Stores a group of steps of a running job, retrying a failed write.
+  absl::StatusOr<StoredSteps> AppendSteps(const std::string& job_id, const GenerationBatch& batch);
   // Ends a job in the store (retrying a failed write) and tells its watchers.
   void EndJob(const std::string& job_id, JobState state, const std::string& error, double elapsed_s,
               const std::vector<int64_t>& pareto_front_ids);

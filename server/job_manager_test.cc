@@ -7,6 +7,7 @@
 #include "server/job_manager.h"
 
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -16,6 +17,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "search/engine_registry.h"
+#include "search/pareto.h"
+#include "server/candidate_metrics.h"
 #include "server/catalog.h"
 #include "server/job_manager_testing.h"
 #include "server/store/faulty_store.h"
@@ -108,7 +111,30 @@ class JobFaultTest : public ::testing::TestWithParam<Scenario> {
     JobSnapshot reference = Snapshot(job_id);
     EXPECT_EQ(reference.state, JobState::kSucceeded) << reference.error;
     EXPECT_GT(reference.pareto_front_size, 0);
+    ExpectFrontOfStoredRows(reference);
     return reference;
+  }
+
+  // The rows marked on the front are the front of every stored feasible row in id order (a
+  // job keeps the front as its groups are stored; a resumed one reads its rows back).
+  void ExpectFrontOfStoredRows(const JobSnapshot& snapshot) const {
+    const search::CostMetric cost =
+        CostMetricFromProto(GetParam().pareto_cost, "pareto_cost").value();
+    std::vector<search::FrontPoint> points;
+    std::vector<int64_t> ids;
+    std::set<int64_t> marked;
+    for (const CandidateRecord& row : snapshot.rows) {
+      if (row.on_pareto_front) marked.insert(row.id);
+      const std::optional<double> value = CandidateCost(row, cost);
+      if (!row.feasible || !row.accuracy || !value) continue;
+      points.push_back({*value, *row.accuracy});
+      ids.push_back(row.id);
+    }
+    std::set<int64_t> expected;
+    for (const size_t index : search::ParetoFront(points)) expected.insert(ids[index]);
+    EXPECT_FALSE(expected.empty());
+    EXPECT_EQ(marked, expected);
+    EXPECT_EQ(snapshot.pareto_front_size, static_cast<int64_t>(expected.size()));
   }
 
   static void ExpectSameRecord(const JobSnapshot& actual, const JobSnapshot& expected) {
@@ -194,7 +220,9 @@ TEST_P(JobFaultTest, ARestartInTheMiddleResumesToTheSameRecord) {
   EXPECT_EQ(interrupted.state, JobState::kRunning);
   StartManager();
   AwaitEnd(job->id());
-  ExpectSameRecord(Snapshot(job->id()), reference);
+  const JobSnapshot resumed = Snapshot(job->id());
+  ExpectSameRecord(resumed, reference);
+  ExpectFrontOfStoredRows(resumed);
 }
 
 // Group commits by time: the first step is stored at once and the next group not for an
@@ -250,6 +278,7 @@ TEST_P(JobFaultTest, RowCountsAddUpToTheJobsTotalsAndKeepingEveryDrawChangesNoRe
     request.mutable_evolution()->set_generations(60);
     request.set_keep_all_draws(keep_all_draws);
     const std::string job_id = RunToEnd(request);
+    ExpectFrontOfStoredRows(Snapshot(job_id));  // Groups of a few steps, rejected rows too.
     Stored stored;
     stored.job = *bed_.store().jobs().GetJob(job_id);
     std::set<std::string> configs;
