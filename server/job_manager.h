@@ -58,7 +58,7 @@ class JobManager {
     // commit when this much time has passed since the last and the group before is stored
     // (groups are stored on a thread of their own while the search goes on), and the rest
     // when its engine returns. Zero stores every step in its own transaction. >= 0.
-    absl::Duration commit_interval = absl::Milliseconds(250);
+    absl::Duration commit_interval = absl::Milliseconds(50);
   };
 
   // Starts the workers and recovers unfinished jobs: a queued job is queued again; a running

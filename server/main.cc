@@ -25,7 +25,7 @@ ABSL_FLAG(int, workers, 0,
           "searches that run at once (0: one per CPU core this process may run on); each runs "
           "on one thread");
 ABSL_FLAG(int, queue_capacity, 64, "queued searches before new ones are refused");
-ABSL_FLAG(int, commit_interval_ms, 250,
+ABSL_FLAG(int, commit_interval_ms, 50,
           "a running search stores its steps in one transaction at most this often (0: every "
           "step); a crash loses at most this much search time, which the job runs again");
 ABSL_FLAG(int, rpc_threads, 2, "threads serving store reads, submissions and cost evaluations");

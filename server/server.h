@@ -29,7 +29,7 @@ struct ServerOptions {
   int job_workers = 1;      // Searches that run at once.
   int queue_capacity = 64;  // Queued searches before SubmitSearch is refused.
   // How often a running search stores its steps (JobManager::Options::commit_interval).
-  absl::Duration job_commit_interval = absl::Milliseconds(250);
+  absl::Duration job_commit_interval = absl::Milliseconds(50);
   int rpc_threads = 2;           // Threads that serve cheap calls: store reads, submissions, costs.
   int rpc_queue_capacity = 256;  // Cheap calls waiting beyond which calls are refused.
   // Threads that serve calls running LibTorch (measured evaluations, TorchScript exports),

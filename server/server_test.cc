@@ -462,7 +462,7 @@ std::thread MeasureInBackground(apq::v1::SearchService::Stub* stub, std::atomic<
     grpc::ClientContext context;
     apq::v1::EvaluateRequest request;
     request.set_space("fmnist_mbv2");
-    // The first of the shipped measurements (data/fmnist_mbv2/measurements.csv).
+    // A network of the space with a mixed bit policy.
     request.add_configs_json(
         R"([{"wid":null,"ks":[7,5,5,3,7,3,3,3,7,5,3,3],)"
         R"("e":[6.0,5.0,4.666666666666667,3.0,3.0,4.5,3.0,3.0,4.5,4.5,3.0,3.0],"d":[3,2,2]},)"
