@@ -97,10 +97,10 @@ absl::StatusOr<Setup> SetUpFmnistMbv2(const std::string& data_dir, int threads) 
                                          *setup.space, table, setup.cost_fallback.get()));
   apq::predictor::MlpPredictor::Options options;
   options.num_threads = threads;
-  ASSIGN_OR_RETURN(setup.predictor, apq::predictor::MlpPredictor::LoadRawFloat32(
-                                        data_dir + "/fmnist_mbv2/qa_predictor.f32",
-                                        data_dir + "/fmnist_mbv2/qa_predictor.manifest.json",
-                                        options));
+  ASSIGN_OR_RETURN(setup.predictor,
+                   apq::predictor::MlpPredictor::LoadRawFloat32(
+                       data_dir + "/fmnist_mbv2/qa_predictor.f32",
+                       data_dir + "/fmnist_mbv2/qa_predictor.manifest.json", options));
   setup.budgets.max_latency_ms = 0.3;
   setup.description = "fmnist_mbv2 / bitfusion / latency <= 0.3 ms (shipped predictor)";
   return setup;
@@ -180,11 +180,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   absl::StatusOr<Setup> setup =
-      space == "ofa_mbv3"      ? SetUpOfaMbv3(data_dir, threads)
-      : space == "apq_mbv2"    ? SetUpApqMbv2(data_dir, threads)
-      : space == "fmnist_mbv2" ? SetUpFmnistMbv2(data_dir, threads)
-                               : absl::InvalidArgumentError(
-                                     "--space: ofa_mbv3, apq_mbv2 or fmnist_mbv2");
+      space == "ofa_mbv3"   ? SetUpOfaMbv3(data_dir, threads)
+      : space == "apq_mbv2" ? SetUpApqMbv2(data_dir, threads)
+      : space == "fmnist_mbv2"
+          ? SetUpFmnistMbv2(data_dir, threads)
+          : absl::InvalidArgumentError("--space: ofa_mbv3, apq_mbv2 or fmnist_mbv2");
   if (!setup.ok()) {
     std::fprintf(stderr, "%s\n", setup.status().ToString().c_str());
     return 2;

@@ -429,7 +429,7 @@ class FashionMnistCostTermsTest : public ::testing::Test {
     delete space_;
   }
 
-  void SetUp() override { ASSERT_EQ(configs_->size(), 1300); }
+  void SetUp() override { ASSERT_EQ(configs_->size(), 1600); }
 
   // Both splits on every shipped config (swaps of blocks on the first five).
   static void ExpectEveryConfig(const LutCostModel& model, Checked* bits, Checked* blocks) {
@@ -459,8 +459,8 @@ TEST_F(FashionMnistCostTermsTest, LocalCpuTable) {
   Checked bits;
   Checked blocks;
   ExpectEveryConfig(*model, &bits, &blocks);
-  EXPECT_EQ(bits.views, 1300);
-  EXPECT_EQ(blocks.views, 1300);
+  EXPECT_EQ(bits.views, 1600);
+  EXPECT_EQ(blocks.views, 1600);
   ExpectSampledViewsMatchEvaluate(*model, CostSplit::kBitwidths, 22, 2000, 3, true);
   EXPECT_EQ(bits.modelled_choices + blocks.modelled_choices, 0);
   // The stem and tail are five conv keys of the table.
