@@ -744,7 +744,7 @@ absl::StatusOr<std::vector<CandidateRecord>> JobManager::Finalists(const std::st
 
 absl::Status JobManager::AddToDataset(const std::string& dataset, const std::string& space,
                                       const std::string& job_id, const MeasurementRow& row) {
-  const absl::Status added = WriteWithRetries([&]() -> absl::Status {
+  absl::Status added = WriteWithRetries([&]() -> absl::Status {
     absl::StatusOr<DatasetRecord> held = datasets_.GetDataset(dataset);
     if (absl::IsNotFound(held.status())) {
       DatasetRecord created;
@@ -752,7 +752,7 @@ absl::Status JobManager::AddToDataset(const std::string& dataset, const std::str
       created.space = space;
       created.description = absl::StrCat("finalists measured by verifying search ", job_id);
       created.created_unix_s = NowUnixSeconds();
-      const absl::Status stored = datasets_.CreateDataset(created, {row});
+      absl::Status stored = datasets_.CreateDataset(created, {row});
       // Created meanwhile (by another job, or by this write before a lost acknowledgement):
       // add to it as to any.
       if (!absl::IsAlreadyExists(stored)) return stored;
@@ -829,7 +829,7 @@ void JobManager::Verify(const std::string& job_id, const apq::v1::SubmitSearchRe
   };
   const auto add_to_dataset = [&](const CandidateRecord& finalist) -> absl::Status {
     if (verification.dataset().empty()) return absl::OkStatus();
-    const absl::Status added =
+    absl::Status added =
         AddToDataset(verification.dataset(), request.space(), job_id, dataset_row(finalist));
     if (added.ok()) return added;
     return absl::Status(
