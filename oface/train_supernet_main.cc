@@ -75,7 +75,8 @@ int main(int argc, char** argv) {
   absl::StatusOr<apq::oface::MbConvSpec> spec =
       apq::oface::FindFashionMnistSpec(absl::GetFlag(FLAGS_space));
   if (!spec.ok()) {
-    std::fprintf(stderr, "--space: %s\n", std::string(spec.status().message()).c_str());
+    const std::string message(spec.status().message());
+    std::fprintf(stderr, "--space: %s\n", message.c_str());
     return 2;
   }
   options.spec = *std::move(spec);
