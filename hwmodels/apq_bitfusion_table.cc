@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -54,8 +55,9 @@ absl::StatusOr<BitFusionConv> ParseConvKey(std::string_view key) {
   return conv;
 }
 
-absl::StatusOr<CostTable> Load(std::string_view content) {
-  ASSIGN_OR_RETURN(const nlohmann::json doc, table_internal::ParseJsonWithoutDuplicates(content));
+absl::StatusOr<CostTable> Load(std::string_view content, const std::function<bool()>& cancelled) {
+  ASSIGN_OR_RETURN(const nlohmann::json doc,
+                   table_internal::ParseJsonWithoutDuplicates(content, cancelled));
   if (!doc.is_object()) {
     return absl::InvalidArgumentError(
         absl::StrCat("expected a JSON object of layer keys, got ", doc.type_name()));
@@ -114,8 +116,9 @@ absl::StatusOr<CostTable> Load(std::string_view content) {
 }  // namespace
 
 absl::StatusOr<CostTable> LoadApqBitFusionTable(std::string_view content,
-                                                std::string_view source_name) {
-  absl::StatusOr<CostTable> table = Load(content);
+                                                std::string_view source_name,
+                                                const std::function<bool()>& cancelled) {
+  absl::StatusOr<CostTable> table = Load(content, cancelled);
   if (!table.ok()) return table_internal::WithSource(table.status(), source_name);
   return table;
 }

@@ -12,6 +12,7 @@
 #ifndef APQ_HWMODELS_APQ_BITFUSION_TABLE_H_
 #define APQ_HWMODELS_APQ_BITFUSION_TABLE_H_
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -25,9 +26,11 @@ namespace apq::hwmodels {
 // object, a duplicate key (at any level), a malformed key, a value that is not an object of
 // exactly latency and energy, a latency or energy that is not a finite non-negative number,
 // a missing "head" or "tail", or a conv shape lacking one of its required W/A pairs. The
-// message names the offending key (or shape).
+// message names the offending key (or shape). Time is linear in the size of `content`;
+// CANCELLED when `cancelled` (optional, asked every few thousand values) says so.
 absl::StatusOr<CostTable> LoadApqBitFusionTable(std::string_view content,
-                                                std::string_view source_name);
+                                                std::string_view source_name,
+                                                const std::function<bool()>& cancelled = nullptr);
 
 // Reads `path` and loads it as above (source name = path). NOT_FOUND when the file does not
 // exist, INVALID_ARGUMENT when it cannot be read.

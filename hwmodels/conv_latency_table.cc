@@ -1,6 +1,7 @@
 #include "hwmodels/conv_latency_table.h"
 
 #include <algorithm>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -45,8 +46,9 @@ absl::Status CheckConvKey(const std::string& key) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<CostTable> Load(std::string_view content) {
-  ASSIGN_OR_RETURN(const nlohmann::json doc, table_internal::ParseJsonWithoutDuplicates(content));
+absl::StatusOr<CostTable> Load(std::string_view content, const std::function<bool()>& cancelled) {
+  ASSIGN_OR_RETURN(const nlohmann::json doc,
+                   table_internal::ParseJsonWithoutDuplicates(content, cancelled));
   if (!doc.is_object()) {
     return absl::InvalidArgumentError(
         absl::StrCat("expected a JSON object of conv keys, got ", doc.type_name()));
@@ -80,8 +82,9 @@ absl::StatusOr<CostTable> Load(std::string_view content) {
 
 }  // namespace
 
-absl::StatusOr<CostTable> LoadConvTable(std::string_view content, std::string_view source_name) {
-  absl::StatusOr<CostTable> table = Load(content);
+absl::StatusOr<CostTable> LoadConvTable(std::string_view content, std::string_view source_name,
+                                        const std::function<bool()>& cancelled) {
+  absl::StatusOr<CostTable> table = Load(content, cancelled);
   if (!table.ok()) return table_internal::WithSource(table.status(), source_name);
   return table;
 }

@@ -13,6 +13,7 @@
 #ifndef APQ_HWMODELS_CONV_LATENCY_TABLE_H_
 #define APQ_HWMODELS_CONV_LATENCY_TABLE_H_
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -27,8 +28,10 @@ namespace apq::hwmodels {
 // not describe a conv, a value that is not an object of latency and optional energy, a number
 // that is not finite and non-negative, or energy on some entries only (naming the first key, in
 // key order, whose energy presence differs from the first key's). The message names the
-// offending key. The table's format is TableFormat::kConvJson.
-absl::StatusOr<CostTable> LoadConvTable(std::string_view content, std::string_view source_name);
+// offending key. The table's format is TableFormat::kConvJson. Time is linear in the size of
+// `content`; CANCELLED when `cancelled` (optional, asked every few thousand values) says so.
+absl::StatusOr<CostTable> LoadConvTable(std::string_view content, std::string_view source_name,
+                                        const std::function<bool()>& cancelled = nullptr);
 
 // Reads `path` and loads it as above (source name = path). NOT_FOUND when the file does not
 // exist, INVALID_ARGUMENT when it cannot be read.

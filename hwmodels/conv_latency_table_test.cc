@@ -54,6 +54,35 @@ TEST(ConvLatencyTableTest, LoadsLatencyOnly) {
   for (const auto& [key, entry] : table->entries) EXPECT_FALSE(entry.energy_mj.has_value()) << key;
 }
 
+// A large upload parses in one pass and stops when its caller gives up (the service passes
+// the RPC's cancellation); the shipped sizes are timed in bench/table_parse_bench.
+TEST(ConvLatencyTableTest, LargeTableLoadsAndStopsWhenCancelled) {
+  nlohmann::json json = nlohmann::json::object();
+  for (int channels = 1; channels <= 20000; ++channels) {
+    json[absl::StrCat("(", channels, ", ", channels, ", 7, 1, 1, 0, 1)-W8A8")] = {
+        {"latency", channels}};
+  }
+  const std::string content = json.dump();
+  const absl::StatusOr<CostTable> table = LoadConvTable(content, kSource);
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_EQ(table->entries.size(), 20000);
+  EXPECT_EQ(table->entries.at("(777, 777, 7, 1, 1, 0, 1)-W8A8").latency_ms, 777.0);
+
+  int asked = 0;
+  const absl::StatusOr<CostTable> cancelled =
+      LoadConvTable(content, kSource, [&asked] { return ++asked == 3; });
+  ASSERT_FALSE(cancelled.ok());
+  EXPECT_EQ(cancelled.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_THAT(std::string(cancelled.status().message()), StartsWith(kSource));
+  EXPECT_EQ(asked, 3);
+}
+
+TEST(ConvLatencyTableTest, RejectsNestingDeeperThanATable) {
+  ExpectRejected(std::string(R"({"(16, 64, 14, 1, 1, 0, 1)-W8A8": {"latency": [[[[1]]]]}})"),
+                 "nesting deeper than 4 levels");
+  ExpectRejected(std::string(1'000'000, '['), "nesting deeper than 4 levels");
+}
+
 TEST(ConvLatencyTableTest, LoadsLatencyAndEnergy) {
   nlohmann::json json = SmallTable();
   for (auto& item : json.items()) item.value()["energy"] = 2.5;

@@ -2,8 +2,10 @@
 
 #include <array>
 #include <cmath>
+#include <cstddef>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -11,11 +13,11 @@
 #include <system_error>
 #include <vector>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/strict_json.h"
 
 namespace apq::hwmodels::table_internal {
 namespace {
@@ -23,38 +25,18 @@ namespace {
 // Debian's Abseil has its own string_view (ABSL_OPTION_USE_STD_STRING_VIEW=0).
 absl::string_view Sv(std::string_view text) { return {text.data(), text.size()}; }
 
+// Far above any real table (APQ's BitFusion table is 0.6 MB); the server's message limit is
+// lower still.
+constexpr size_t kMaxTableBytes = size_t{1} << 30;
+
 }  // namespace
 
-absl::StatusOr<nlohmann::json> ParseJsonWithoutDuplicates(std::string_view content) {
-  std::vector<absl::flat_hash_set<std::string>> open_objects;
-  std::string entry_key;  // The latest key of the top-level object.
-  std::optional<std::string> duplicate;
-  const nlohmann::json::parser_callback_t callback =
-      [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-        using Event = nlohmann::json::parse_event_t;
-        if (event == Event::object_start) {
-          open_objects.emplace_back();
-        } else if (event == Event::object_end) {
-          open_objects.pop_back();
-        } else if (event == Event::key) {
-          const std::string& key = parsed.get_ref<const std::string&>();
-          if (!open_objects.back().insert(key).second && !duplicate.has_value()) {
-            duplicate =
-                depth == 1 ? absl::StrCat("duplicate key \"", key, "\"")
-                           : absl::StrCat("key \"", entry_key, "\": duplicate field \"", key, "\"");
-          }
-          if (depth == 1) entry_key = key;
-        }
-        return true;
-      };
-  nlohmann::json doc;
-  try {
-    doc = nlohmann::json::parse(content.begin(), content.end(), callback);
-  } catch (const nlohmann::json::exception& e) {
-    return absl::InvalidArgumentError(e.what());
-  }
-  if (duplicate.has_value()) return absl::InvalidArgumentError(*duplicate);
-  return doc;
+absl::StatusOr<nlohmann::json> ParseJsonWithoutDuplicates(std::string_view content,
+                                                          const std::function<bool()>& cancelled) {
+  JsonLimits limits;
+  limits.max_bytes = kMaxTableBytes;
+  limits.max_depth = 4;  // An object of entries, each an object of numbers, with room to spare.
+  return ParseStrictJson(content, limits, cancelled);
 }
 
 absl::StatusOr<CostEntry> ParseCostEntry(const std::string& key, const nlohmann::json& value,

@@ -5,6 +5,7 @@
 #ifndef APQ_HWMODELS_JSON_TABLE_H_
 #define APQ_HWMODELS_JSON_TABLE_H_
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -15,11 +16,13 @@
 
 namespace apq::hwmodels::table_internal {
 
-// Parses `content`, rejecting the first repeated key of any object (nlohmann::json would keep
-// the last one silently): INVALID_ARGUMENT `duplicate key "<key>"` at the top level,
-// `key "<entry>": duplicate field "<field>"` inside an entry, or the parser's message (with
-// line and column) for malformed JSON.
-absl::StatusOr<nlohmann::json> ParseJsonWithoutDuplicates(std::string_view content);
+// Parses `content` in time linear in its size (common/strict_json.h), rejecting the first
+// repeated key of any object: INVALID_ARGUMENT `duplicate key "<key>"` at the top level,
+// `key "<entry>": duplicate field "<field>"` inside an entry, nesting deeper than a table's,
+// or the parser's message (with line and column) for malformed JSON. CANCELLED when
+// `cancelled` (optional) says so.
+absl::StatusOr<nlohmann::json> ParseJsonWithoutDuplicates(std::string_view content,
+                                                          const std::function<bool()>& cancelled);
 
 // Reads one entry's value: an object of "latency" (ms) and "energy" (mJ), no other field,
 // both finite non-negative numbers; energy may be absent unless `energy_required`.

@@ -163,6 +163,8 @@ TEST_F(FashionMnistLowBitSpaceTest, JsonInApqFormatRoundTripsTwoAndThreeBitSetti
   EXPECT_EQ(doc[1]["dw_a_bits_setting"][1], 3);
   EXPECT_EQ(low_bit_->FromJson(json).value(), genotype);
   ExpectJsonRoundTrip(*low_bit_, {genotype, LargestAt(2), LargestAt(3)}, 15, 500);
+  ExpectJsonInputBounded(*low_bit_, 16);
+  ExpectJsonInputBounded(*mbv2_, 16);
 
   // fmnist_mbv2 reads the same format but not these bits; 5 bits are in neither space.
   absl::Status status = mbv2_->FromJson(json).status();

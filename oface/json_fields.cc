@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "common/strict_json.h"
 #include "nlohmann/json.hpp"
 
 namespace apq::oface {
@@ -23,11 +24,15 @@ absl::string_view Sv(std::string_view text) { return {text.data(), text.size()};
 }  // namespace
 
 absl::StatusOr<nlohmann::json> ParseArchJson(std::string_view json) {
-  try {
-    return nlohmann::json::parse(json.begin(), json.end());
-  } catch (const nlohmann::json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("arch JSON: ", e.what()));
+  JsonLimits limits;
+  limits.max_bytes = kMaxArchJsonBytes;
+  limits.max_depth = kMaxArchJsonDepth;
+  absl::StatusOr<nlohmann::json> parsed = ParseStrictJson(json, limits);
+  if (!parsed.ok()) {
+    return absl::Status(parsed.status().code(),
+                        absl::StrCat("arch JSON: ", parsed.status().message()));
   }
+  return parsed;
 }
 
 absl::Status CheckKnownKeys(const nlohmann::json& object,

@@ -3,6 +3,7 @@
 #ifndef APQ_OFACE_JSON_FIELDS_H_
 #define APQ_OFACE_JSON_FIELDS_H_
 
+#include <cstddef>
 #include <initializer_list>
 #include <string_view>
 #include <vector>
@@ -13,7 +14,13 @@
 
 namespace apq::oface {
 
-// Parses `json`; a syntax error becomes "arch JSON: <parser message with line and column>".
+// A network's config is a few hundred bytes, two or three levels deep; anything far beyond is
+// refused before it is built (bounded memory for every config an RPC carries).
+inline constexpr size_t kMaxArchJsonBytes = size_t{64} << 10;
+inline constexpr int kMaxArchJsonDepth = 4;
+
+// Parses `json` with common/strict_json.h under the limits above: a syntax error, a repeated
+// key, a deeper nesting or a larger text becomes INVALID_ARGUMENT "arch JSON: <why, where>".
 absl::StatusOr<nlohmann::json> ParseArchJson(std::string_view json);
 
 // The first key of `object` (an object) not in `allowed`, as

@@ -470,6 +470,7 @@ TEST_F(ApqMbv2SpaceTest, ToJsonWritesApqArchFormat) {
 
 TEST_F(ApqMbv2SpaceTest, JsonRoundTrip) {
   ExpectJsonRoundTrip(Space(), GoldenGenotypes(), 15, 1000);
+  ExpectJsonInputBounded(Space(), 16);
 }
 
 TEST_F(ApqMbv2SpaceTest, FromJsonAcceptsIntegerRatiosAndNoWid) {

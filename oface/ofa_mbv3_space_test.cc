@@ -333,6 +333,7 @@ TEST_F(OfaMbv3SpaceTest, JsonRoundTrip) {
   std::vector<Genotype> genotypes;
   for (const GoldenVector& golden : *golden_) genotypes.push_back(golden.genotype);
   ExpectJsonRoundTrip(*space_, genotypes, 15, 1000);
+  ExpectJsonInputBounded(*space_, 16);
 }
 
 TEST_F(OfaMbv3SpaceTest, ToJsonWritesOfaArchDict) {

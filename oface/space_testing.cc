@@ -4,10 +4,14 @@
 #include <cstdint>
 #include <optional>
 #include <set>
+#include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "oface/json_fields.h"
 #include "oface/rng.h"
 #include "oface/search_space.h"
 
@@ -77,6 +81,27 @@ void ExpectJsonRoundTrip(const SearchSpace& space, const std::vector<Genotype>& 
     ASSERT_TRUE(parsed.ok()) << parsed.status();
     EXPECT_EQ(*parsed, genotype);
   }
+}
+
+void ExpectJsonInputBounded(const SearchSpace& space, uint64_t seed) {
+  Rng rng(seed);
+  const Genotype genotype = space.Sample(rng);
+  const std::string json = space.ToJson(genotype);
+  const auto expect_rejected = [&space](const std::string& text, const std::string& why) {
+    const absl::Status status = space.FromJson(text).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << text.substr(0, 200);
+    EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr(why)) << space.name();
+  };
+  const size_t object = json.find('{');
+  ASSERT_NE(object, std::string::npos) << json;
+  std::string repeated = json;
+  repeated.insert(object + 1, R"("extra": 1, "extra": 2, )");
+  expect_rejected(repeated, "duplicate");
+  expect_rejected(std::string(100, '[') + json + std::string(100, ']'), "nesting deeper than");
+  expect_rejected(json + std::string(kMaxArchJsonBytes, ' '), "more than the limit of");
+  const absl::StatusOr<Genotype> padded = space.FromJson("  " + json + "\n");
+  ASSERT_TRUE(padded.ok()) << padded.status();
+  EXPECT_EQ(*padded, genotype);
 }
 
 namespace {

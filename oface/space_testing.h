@@ -26,6 +26,11 @@ void ExpectOperatorsDeterministic(const SearchSpace& space, double probability,
 void ExpectJsonRoundTrip(const SearchSpace& space, const std::vector<Genotype>& genotypes,
                          uint64_t seed, int samples);
 
+// FromJson refuses, with INVALID_ARGUMENT naming why, a sampled config with a repeated key, one
+// wrapped in nesting deeper than a config's, and one padded beyond the size limit, while the
+// same config padded with a little whitespace parses.
+void ExpectJsonInputBounded(const SearchSpace& space, uint64_t seed);
+
 // SearchSpace::DecomposeCosts(g, split) keeps its contract for each of `genotypes`: slots on
 // disjoint ascending genes; choices sorted, unique, within the genes' choices and, for the
 // first `complete_checks` genotypes, every rule-abiding setting of the slot's genes; `selected`

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
@@ -166,7 +167,8 @@ absl::Status ValidateDeviceName(absl::string_view name) {
 }
 
 absl::StatusOr<hwmodels::CostTable> ParseTableFiles(int format,
-                                                    const std::vector<TableFileRecord>& files) {
+                                                    const std::vector<TableFileRecord>& files,
+                                                    const std::function<bool()>& cancelled) {
   if (files.empty()) return absl::InvalidArgumentError("files: no table file given");
   switch (format) {
     case kTableFormatOfaYaml: {
@@ -180,13 +182,13 @@ absl::StatusOr<hwmodels::CostTable> ParseTableFiles(int format,
         return absl::InvalidArgumentError(
             absl::StrCat("files: an APQ BitFusion table is one JSON file, got ", files.size()));
       }
-      return hwmodels::LoadApqBitFusionTable(files.front().content, files.front().name);
+      return hwmodels::LoadApqBitFusionTable(files.front().content, files.front().name, cancelled);
     case kTableFormatConvJson:
       if (files.size() != 1) {
         return absl::InvalidArgumentError(
             absl::StrCat("files: a conv table is one JSON file, got ", files.size()));
       }
-      return hwmodels::LoadConvTable(files.front().content, files.front().name);
+      return hwmodels::LoadConvTable(files.front().content, files.front().name, cancelled);
     default:
       return absl::InvalidArgumentError(absl::StrCat("format: unknown table format ", format));
   }
@@ -476,12 +478,13 @@ absl::StatusOr<Catalog::CostModelHandle> Catalog::CostModel(absl::string_view sp
 
 absl::StatusOr<TableVersionRecord> Catalog::UploadTable(const std::string& device, int format,
                                                         const std::vector<TableFileRecord>& files,
-                                                        const std::string& description) {
+                                                        const std::string& description,
+                                                        const std::function<bool()>& cancelled) {
   RETURN_IF_ERROR(ValidateDeviceName(device));
   if (description.size() > 4096) {
     return absl::InvalidArgumentError("description: longer than 4096 bytes");
   }
-  ASSIGN_OR_RETURN(hwmodels::CostTable table, ParseTableFiles(format, files));
+  ASSIGN_OR_RETURN(hwmodels::CostTable table, ParseTableFiles(format, files, cancelled));
   TableVersionRecord record;
   record.device = device;
   record.format = format;

@@ -6,6 +6,7 @@
 #define APQ_SERVER_CATALOG_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -39,9 +40,10 @@ absl::Status ValidateResourceName(absl::string_view field, absl::string_view nam
 absl::Status ValidateDeviceName(absl::string_view name);
 
 // Parses uploaded or stored table files of the given format. INVALID_ARGUMENT names the
-// file and line or key.
-absl::StatusOr<hwmodels::CostTable> ParseTableFiles(int format,
-                                                    const std::vector<TableFileRecord>& files);
+// file and line or key. CANCELLED when `cancelled` (optional) says so during a JSON table.
+absl::StatusOr<hwmodels::CostTable> ParseTableFiles(
+    int format, const std::vector<TableFileRecord>& files,
+    const std::function<bool()>& cancelled = nullptr);
 
 class Catalog {
  public:
@@ -100,10 +102,12 @@ class Catalog {
   absl::StatusOr<CostModelHandle> CostModel(absl::string_view space, const std::string& device,
                                             int64_t version);
 
-  // Validates and stores a new version of a device's table. Nothing is stored on error.
+  // Validates and stores a new version of a device's table. Nothing is stored on error,
+  // nor when `cancelled` (optional: the caller gave up) says so while parsing (CANCELLED).
   absl::StatusOr<TableVersionRecord> UploadTable(const std::string& device, int format,
                                                  const std::vector<TableFileRecord>& files,
-                                                 const std::string& description);
+                                                 const std::string& description,
+                                                 const std::function<bool()>& cancelled = nullptr);
 
   struct Coverage {
     std::vector<std::string> covered;   // Every layer shape is in the table.

@@ -512,7 +512,7 @@ grpc::ServerUnaryReactor* SearchServiceImpl::ListEngines(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* DeviceServiceImpl::UploadCostTable(
     grpc::CallbackServerContext* context, const apq::v1::UploadCostTableRequest* request,
     apq::v1::Device* response) {
-  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
+  return RunOnPool(context, pool_, [this, context, request, response]() -> absl::Status {
     RETURN_IF_ERROR(ValidateDeviceName(request->device()));
     if (request->format() == apq::v1::TABLE_FORMAT_UNSPECIFIED ||
         !apq::v1::TableFormat_IsValid(request->format())) {
@@ -536,7 +536,8 @@ grpc::ServerUnaryReactor* DeviceServiceImpl::UploadCostTable(
     }
     ASSIGN_OR_RETURN(
         TableVersionRecord stored,
-        catalog_.UploadTable(request->device(), request->format(), files, request->description()));
+        catalog_.UploadTable(request->device(), request->format(), files, request->description(),
+                             [context] { return context->IsCancelled(); }));
     return FillDevice(catalog_, store_, stored.device, response);
   });
 }
