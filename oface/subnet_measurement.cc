@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 #include <set>
@@ -51,22 +52,79 @@ absl::StatusOr<EvaluationImages> LoadEvaluationImages(const std::string& data_di
   return images;
 }
 
+absl::StatusOr<BitSampling> BitSamplingFromName(std::string_view name) {
+  for (const BitSampling sampling : {BitSampling::kHighest, BitSampling::kRandom,
+                                     BitSampling::kUniform, BitSampling::kNearUniform}) {
+    if (name == BitSamplingName(sampling)) return sampling;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("'", absl::string_view(name.data(), name.size()),
+                   "' is not one of highest, random, uniform, near_uniform"));
+}
+
+const char* BitSamplingName(BitSampling sampling) {
+  switch (sampling) {
+    case BitSampling::kHighest:
+      return "highest";
+    case BitSampling::kRandom:
+      return "random";
+    case BitSampling::kUniform:
+      return "uniform";
+    case BitSampling::kNearUniform:
+      return "near_uniform";
+  }
+  return "?";
+}
+
 std::vector<Genotype> SampleMeasurementConfigs(const SearchSpace& space, int count, bool quantized,
                                                uint64_t seed) {
+  return SampleConfigsWithBits(space, count,
+                               quantized ? BitSampling::kRandom : BitSampling::kHighest, seed);
+}
+
+std::vector<Genotype> SampleConfigsWithBits(const SearchSpace& space, int count, BitSampling bits,
+                                            uint64_t seed) {
   std::vector<Genotype> configs;
   if (count <= 0) return configs;
+  const std::vector<GeneSpec>& genes = space.genes();
+  std::vector<size_t> bits_genes;
+  std::vector<int> shared_widths;  // The widths every bits gene offers, ascending.
+  for (size_t g = 0; g < genes.size(); ++g) {
+    if (!IsBitsGene(genes[g])) continue;
+    std::vector<int> choices = genes[g].choices;
+    std::sort(choices.begin(), choices.end());
+    if (bits_genes.empty()) {
+      shared_widths = choices;
+    } else {
+      std::vector<int> common;
+      std::set_intersection(shared_widths.begin(), shared_widths.end(), choices.begin(),
+                            choices.end(), std::back_inserter(common));
+      shared_widths = std::move(common);
+    }
+    bits_genes.push_back(g);
+  }
+  const bool one_width = bits == BitSampling::kUniform || bits == BitSampling::kNearUniform;
+  if (one_width && (bits_genes.empty() || shared_widths.empty())) return configs;
   std::set<Genotype> seen;
   Rng rng(seed);
-  const std::vector<GeneSpec>& genes = space.genes();
   const int64_t max_draws = int64_t{100} * count;
   for (int64_t draw = 0; draw < max_draws && static_cast<int>(configs.size()) < count; ++draw) {
     Genotype genotype = space.Sample(rng);
-    if (!quantized) {
-      for (size_t g = 0; g < genes.size(); ++g) {
-        if (IsBitsGene(genes[g])) genotype[g] = genes[g].choices.back();
+    if (bits == BitSampling::kHighest) {
+      for (const size_t g : bits_genes) genotype[g] = genes[g].choices.back();
+    } else if (one_width) {
+      const int width = shared_widths[rng.Uniform(static_cast<uint32_t>(shared_widths.size()))];
+      for (const size_t g : bits_genes) genotype[g] = width;
+      if (bits == BitSampling::kNearUniform) {
+        const uint32_t redrawn = 1 + rng.Uniform(3);
+        for (uint32_t i = 0; i < redrawn; ++i) {
+          const size_t g = bits_genes[rng.Uniform(static_cast<uint32_t>(bits_genes.size()))];
+          genotype[g] =
+              genes[g].choices[rng.Uniform(static_cast<uint32_t>(genes[g].choices.size()))];
+        }
       }
-      if (!space.SatisfiesRules(genotype)) continue;
     }
+    if (bits != BitSampling::kRandom && !space.SatisfiesRules(genotype)) continue;
     genotype = space.Canonical(genotype);
     if (seen.insert(genotype).second) configs.push_back(std::move(genotype));
   }
@@ -85,8 +143,9 @@ absl::StatusOr<MeasureSummary> MeasureSubnets(Supernet& supernet, const LabeledI
   }
   const std::string method = options.quantized ? kMeasuredQuantFromSupernet : kMeasuredFp32;
   MeasureSummary summary;
-  for (const Genotype& genotype :
-       SampleMeasurementConfigs(supernet.space(), options.count, options.quantized, options.seed)) {
+  for (const Genotype& genotype : SampleConfigsWithBits(
+           supernet.space(), options.count,
+           options.quantized ? options.quantized_bits : BitSampling::kHighest, options.seed)) {
     if (options.cancelled && options.cancelled()) {
       return absl::CancelledError("the measurement job was cancelled");
     }

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -40,10 +41,24 @@ absl::StatusOr<EvaluationImages> LoadEvaluationImages(const std::string& data_di
                                                       int calibration_images, int eval_images,
                                                       uint64_t seed, DataSplit split);
 
+// How the bits genes of a measurement job's configs are drawn.
+enum class BitSampling {
+  kHighest,      // Every bits gene at its highest choice: the configs of fp32 records.
+  kRandom,       // As SearchSpace::Sample draws them: independent per layer.
+  kUniform,      // One width for every bits gene, drawn from the widths all of them offer.
+  kNearUniform,  // kUniform, then 1 to 3 bits genes redrawn from their own choices.
+};
+
+// "highest", "random", "uniform", "near_uniform"; INVALID_ARGUMENT naming the choices.
+absl::StatusOr<BitSampling> BitSamplingFromName(std::string_view name);
+const char* BitSamplingName(BitSampling sampling);
+
 struct MeasureOptions {
   int count = 0;           // Configs of the job (> 0).
   bool quantized = false;  // false: fp32 records; true: quant-from-supernet records.
-  uint64_t seed = 1;       // Config sampling (SampleMeasurementConfigs).
+  // How a quantized job draws its bits (ignored, kHighest, when !quantized).
+  BitSampling quantized_bits = BitSampling::kRandom;
+  uint64_t seed = 1;                         // Config sampling (SampleConfigsWithBits).
   DataSplit split = DataSplit::kValidation;  // What the evaluated images are; in each record.
   EvalOptions eval;                          // Batch sizes of recalibration and evaluation.
   // Called with each config's JSON before it is measured; true skips it (resume). May be
@@ -69,6 +84,13 @@ struct MeasureSummary {
 // count draws).
 std::vector<Genotype> SampleMeasurementConfigs(const SearchSpace& space, int count, bool quantized,
                                                uint64_t seed);
+
+// As above with the bits drawn by `bits`: kHighest and kRandom are the streams of
+// SampleMeasurementConfigs(quantized = false / true); kUniform and kNearUniform draw the
+// architecture the same way and then the widths from the same Rng. A genotype that breaks a
+// rule after its bits are set is redrawn.
+std::vector<Genotype> SampleConfigsWithBits(const SearchSpace& space, int count, BitSampling bits,
+                                            uint64_t seed);
 
 // Measures the configs of SampleMeasurementConfigs(supernet.space(), ...) not already
 // measured. INVALID_ARGUMENT naming the option for bad options or empty image sets; the

@@ -111,6 +111,53 @@ TEST(SampleMeasurementConfigsTest, DeterministicDistinctValidAndFp32AtTopBits) {
   }
 }
 
+// Uniform configs have one width in every bits gene (inactive slots canonical); near-uniform
+// ones differ from one width in at most 3 bits genes. Both are distinct, valid, canonical,
+// deterministic, and reach every width.
+TEST(SampleMeasurementConfigsTest, UniformAndNearUniformBits) {
+  std::unique_ptr<SearchSpace> space = NewMbConvQuantSpace(TinySpec()).value();
+  const std::vector<GeneSpec>& genes = space->genes();
+  for (const BitSampling sampling : {BitSampling::kUniform, BitSampling::kNearUniform}) {
+    SCOPED_TRACE(BitSamplingName(sampling));
+    EXPECT_EQ(BitSamplingFromName(BitSamplingName(sampling)).value(), sampling);
+    const std::vector<Genotype> configs = SampleConfigsWithBits(*space, 20, sampling, 5);
+    ASSERT_EQ(configs.size(), 20u);
+    EXPECT_EQ(configs, SampleConfigsWithBits(*space, 20, sampling, 5));
+    EXPECT_EQ(std::set<Genotype>(configs.begin(), configs.end()).size(), configs.size());
+    std::set<int> widths_seen;
+    int mixed = 0;
+    for (const Genotype& genotype : configs) {
+      EXPECT_TRUE(space->Validate(genotype).ok());
+      EXPECT_EQ(space->Canonical(genotype), genotype);
+      int fewest_differing = static_cast<int>(genes.size());
+      int closest_width = 0;
+      for (const int width : {4, 8}) {
+        Genotype uniform = genotype;
+        for (size_t g = 0; g < genes.size(); ++g) {
+          if (IsBitsGene(genes[g])) uniform[g] = width;
+        }
+        uniform = space->Canonical(uniform);
+        int differing = 0;
+        for (size_t g = 0; g < genes.size(); ++g) differing += uniform[g] != genotype[g];
+        if (differing < fewest_differing) {
+          fewest_differing = differing;
+          closest_width = width;
+        }
+      }
+      widths_seen.insert(closest_width);
+      if (sampling == BitSampling::kUniform) {
+        EXPECT_EQ(fewest_differing, 0);
+      } else {
+        EXPECT_LE(fewest_differing, 3);
+        mixed += fewest_differing > 0;
+      }
+    }
+    EXPECT_EQ(widths_seen, (std::set<int>{4, 8}));
+    if (sampling == BitSampling::kNearUniform) EXPECT_GT(mixed, 0);
+  }
+  EXPECT_FALSE(BitSamplingFromName("mixed").ok());
+}
+
 TEST(MeasureSubnetsTest, RecordsRoundTripThroughCsvAndResumeSkipsMeasuredConfigs) {
   std::unique_ptr<Supernet> supernet = MakeTiny();
   const LabeledImages calibration = Load(FashionMnistSplit::kTrain, 64);

@@ -49,6 +49,9 @@ ABSL_FLAG(int, count, 100,
           "only exports.");
 ABSL_FLAG(bool, quantized, false,
           "Measure (subnet, bit policy) pairs with the supernet's fake quantization.");
+ABSL_FLAG(std::string, quantized_bits, "random",
+          "How --quantized draws each config's bits: random (per layer), uniform (one width "
+          "everywhere) or near_uniform (one width, then 1-3 layers redrawn).");
 ABSL_FLAG(uint64_t, seed, 1, "Seed of config sampling and of the calibration subset.");
 ABSL_FLAG(int, threads, 2, "LibTorch intra-op threads.");
 ABSL_FLAG(int, calibration_images, 2000, "Train-split images for BN recalibration.");
@@ -142,6 +145,13 @@ absl::Status Run() {
         "' is not validation or test (accuracy is never measured on the images that train)"));
   }
   const std::string split_name = apq::oface::DataSplitName(*split);
+  absl::StatusOr<apq::oface::BitSampling> quantized_bits =
+      apq::oface::BitSamplingFromName(absl::GetFlag(FLAGS_quantized_bits));
+  if (!quantized_bits.ok() || *quantized_bits == apq::oface::BitSampling::kHighest) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--quantized_bits: '", absl::GetFlag(FLAGS_quantized_bits),
+                     "' is not one of random, uniform, near_uniform"));
+  }
   for (const absl::Status& status :
        {CheckFlagRange("calibration_images", absl::GetFlag(FLAGS_calibration_images), 1,
                        apq::oface::kTrainingFileImages - apq::oface::kValidationImages),
@@ -212,6 +222,7 @@ absl::Status Run() {
   apq::oface::MeasureOptions options;
   options.count = count;
   options.quantized = quantized;
+  options.quantized_bits = *quantized_bits;
   options.seed = seed;
   options.split = *split;
   options.eval.calibration_batch_size = absl::GetFlag(FLAGS_calibration_batch_size);
