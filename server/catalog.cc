@@ -359,6 +359,18 @@ absl::StatusOr<Catalog::PredictorInstance> Catalog::NewPredictor(absl::string_vi
   return PredictorInstance{entry->predictor->Clone(), entry->predictor_version};
 }
 
+absl::StatusOr<Catalog::PredictorInstance> Catalog::NewPredictor(absl::string_view space,
+                                                                 const std::string& version) {
+  const SpaceEntry* entry = FindEntry(space);
+  if (entry == nullptr) return FindSpace(space).status();
+  if (entry->predictor != nullptr && version == entry->predictor_version) {
+    return PredictorInstance{entry->predictor->Clone(), entry->predictor_version};
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<const predictor::AccuracyPredictor> prototype,
+                   StoredPrototype(*entry, version));
+  return PredictorInstance{prototype->Clone(), version};
+}
+
 absl::StatusOr<Catalog::ShippedPredictorInfo> Catalog::ShippedPredictor(
     absl::string_view space) const {
   const SpaceEntry* entry = FindEntry(space);

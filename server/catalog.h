@@ -73,6 +73,12 @@ class Catalog {
   // one. FAILED_PRECONDITION naming what is missing when the space has neither, or when the
   // stored default does not take the space's encoding; DATA_LOSS when it does not load.
   absl::StatusOr<PredictorInstance> NewPredictor(absl::string_view space);
+  // Exactly the predictor `version` of the space, default or not (a job pinned at submission
+  // loads the predictor it was submitted with, whatever the default has become since): the
+  // shipped one when `version` is its version, else the stored one. NOT_FOUND when no such
+  // version of the space exists; errors as above otherwise.
+  absl::StatusOr<PredictorInstance> NewPredictor(absl::string_view space,
+                                                 const std::string& version);
 
   struct ShippedPredictorInfo {
     std::string version;

@@ -8,7 +8,6 @@
 #include <fstream>
 #include <map>
 #include <memory>
-#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,6 +23,7 @@
 #include "predictor/mlp_testing.h"
 #include "proto/apq/v1/apq.pb.h"
 #include "search/engine_registry.h"
+#include "server/job_manager_testing.h"
 #include "server/predictor_artifact.h"
 #include "server/search_request.h"
 #include "server/store/sqlite_store.h"
@@ -54,19 +54,6 @@ Fixture Open(const std::string& name) {
   EXPECT_TRUE(catalog.ok()) << catalog.status();
   if (catalog.ok()) fixture.catalog = *std::move(catalog);
   return fixture;
-}
-
-// A random MLP of APQ's shape over `arch_inputs` + `bit_inputs` one-hot features.
-std::unique_ptr<predictor::MlpPredictor> RandomMlp(int arch_inputs, int bit_inputs,
-                                                   uint32_t seed = 3) {
-  std::mt19937 rng(seed);
-  predictor::MlpWeights weights;
-  weights.name = "random";
-  weights.layers = {predictor::mlp_testing::RandomLinear(arch_inputs, 16, &rng),
-                    predictor::mlp_testing::RandomLinear(16, 1, &rng)};
-  weights.bits = predictor::mlp_testing::RandomLinear(bit_inputs, 16, &rng);
-  weights.bits->name = "bits";
-  return predictor::MlpPredictor::Create(weights, {}).value();
 }
 
 // The predictors of a store, counting the reads that return artifacts.
@@ -434,6 +421,40 @@ TEST(CatalogTest, AStoredDefaultPredictorReplacesTheShippedOne) {
   EXPECT_THAT(refused.message(), HasSubstr("takes 14 inputs"));
   // The shipped predictor of another space is untouched.
   EXPECT_TRUE(fixture.catalog->NewPredictor("ofa_mbv3").ok());
+}
+
+// A job names the version it was submitted with: that one loads, default or not.
+TEST(CatalogTest, APinnedPredictorVersionLoadsWhateverTheDefault) {
+  Fixture fixture = Open("pinned.db");
+  const oface::SearchSpace& space = *fixture.catalog->FindSpace("fmnist_mbv2").value();
+  const std::string shipped = fixture.catalog->NewPredictor("fmnist_mbv2")->version;
+  const std::string first = AddRandomDefaultPredictor(*fixture.store, space, 21);
+  const std::string second = AddRandomDefaultPredictor(*fixture.store, space, 22);
+  ASSERT_NE(first, second);
+  EXPECT_EQ(fixture.catalog->NewPredictor("fmnist_mbv2")->version, second);
+  for (const std::string& version : {shipped, first, second}) {
+    absl::StatusOr<Catalog::PredictorInstance> pinned =
+        fixture.catalog->NewPredictor("fmnist_mbv2", version);
+    ASSERT_TRUE(pinned.ok()) << version << ": " << pinned.status();
+    EXPECT_EQ(pinned->version, version);
+  }
+  // The pinned first predictor predicts as the first MLP does, not as the default.
+  predictor::FeatureBatch batch;
+  oface::Rng sampler(5);
+  space.ActiveFeatures(space.Sample(sampler), batch.mutable_indices());
+  batch.EndSample();
+  std::vector<float> expected;
+  std::vector<float> actual;
+  ASSERT_TRUE(RandomMlpFor(space, 21)->Predict(batch, &expected).ok());
+  ASSERT_TRUE(
+      fixture.catalog->NewPredictor("fmnist_mbv2", first)->predictor->Predict(batch, &actual).ok());
+  EXPECT_EQ(actual, expected);
+
+  const absl::Status unknown = fixture.catalog->NewPredictor("fmnist_mbv2", "no-such").status();
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kNotFound);
+  // Another space's version is not this space's.
+  EXPECT_EQ(fixture.catalog->NewPredictor("ofa_mbv3", first).status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST(CatalogTest, AStoredDefaultPredictorsArtifactIsReadOncePerVersion) {

@@ -609,13 +609,11 @@ void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& con
     return;
   }
 
+  // Pinned: the table version and predictor the job was submitted with, whatever the
+  // device's latest table or the space's default predictor has become since.
   absl::StatusOr<ResolvedSearch> resolved =
-      ResolveSearch(catalog_, engines_, request, job.table_version);
+      ResolveSearch(catalog_, engines_, request, job.table_version, job.predictor_version);
   if (!resolved.ok()) return fail(absl::StrCat("cannot run: ", resolved.status().ToString()));
-  if (resolved->predictor.version != job.predictor_version) {
-    return fail(absl::StrCat("cannot resume: the job used predictor ", job.predictor_version,
-                             ", this server has ", resolved->predictor.version));
-  }
   if (absl::Status running = mark_running(); !running.ok()) {
     return fail(absl::StrCat("cannot start: ", running.ToString()));
   }

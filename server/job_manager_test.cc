@@ -93,10 +93,16 @@ class JobFaultTest : public ::testing::TestWithParam<Scenario> {
     snapshot.candidates_evaluated = job->candidates_evaluated;
     snapshot.rejected_draws = job->rejected_draws;
     snapshot.pareto_front_size = job->pareto_front_size;
-    if (job->best) snapshot.best = Describe(*job->best);
     snapshot.rows = AllCandidates(bed_.store().jobs(), job_id);
+    // Ids counted from the job's first row: jobs stored after others compare the same.
+    const int64_t first_id = snapshot.rows.empty() ? 1 : snapshot.rows.front().id;
+    const auto describe = [first_id](CandidateRecord candidate) {
+      candidate.id -= first_id - 1;
+      return Describe(candidate);
+    };
+    if (job->best) snapshot.best = describe(*job->best);
     for (const CandidateRecord& candidate : snapshot.rows) {
-      snapshot.candidates.push_back(Describe(candidate));
+      snapshot.candidates.push_back(describe(candidate));
     }
     return snapshot;
   }
@@ -218,11 +224,45 @@ TEST_P(JobFaultTest, ARestartInTheMiddleResumesToTheSameRecord) {
     GTEST_SKIP() << "the job ended before the restart; nothing to resume";
   }
   EXPECT_EQ(interrupted.state, JobState::kRunning);
+  // While the server is down, the space gets another default predictor and the device a
+  // table with every figure x0.1: the job resumes on what it was submitted with.
+  const oface::SearchSpace& space = *bed_.catalog().FindSpace(GetParam().space).value();
+  EXPECT_FALSE(AddRandomDefaultPredictor(bed_.store(), space, 11).empty());
+  EXPECT_GT(UploadScaledTable(bed_.catalog(), GetParam().device, 0.1), 1);
   StartManager();
   AwaitEnd(job->id());
   const JobSnapshot resumed = Snapshot(job->id());
   ExpectSameRecord(resumed, reference);
   ExpectFrontOfStoredRows(resumed);
+}
+
+// A queued job keeps the predictor and table version current at its submission: another
+// default predictor and a new table, set while it waits, change nothing in its record.
+TEST_P(JobFaultTest, AQueuedJobRunsOnThePredictorAndTableItWasSubmittedWith) {
+  const JobSnapshot reference = Reference();
+  Open();
+  // The one worker is busy with a long job, so the next one waits in the queue.
+  apq::v1::SubmitSearchRequest long_request = Request();
+  long_request.mutable_evolution()->set_generations(100000);
+  auto blocker = bed_.manager().Submit(long_request);
+  ASSERT_TRUE(blocker.ok()) << blocker.status();
+  auto job = bed_.manager().Submit(Request());
+  ASSERT_TRUE(job.ok()) << job.status();
+  const oface::SearchSpace& space = *bed_.catalog().FindSpace(GetParam().space).value();
+  const std::string other_predictor = AddRandomDefaultPredictor(bed_.store(), space, 12);
+  EXPECT_NE(other_predictor, job->predictor_version());
+  EXPECT_GT(UploadScaledTable(bed_.catalog(), GetParam().device, 0.1), job->table_version());
+  EXPECT_EQ(bed_.store().jobs().GetJob(job->id())->state, JobState::kQueued);
+  ASSERT_TRUE(bed_.manager().Cancel(blocker->id()).ok());
+  AwaitEnd(job->id());
+  ExpectSameRecord(Snapshot(job->id()), reference);
+
+  // A job submitted now takes the new defaults, and its record differs.
+  auto later = bed_.manager().Submit(Request());
+  ASSERT_TRUE(later.ok()) << later.status();
+  EXPECT_EQ(later->predictor_version(), other_predictor);
+  AwaitEnd(later->id());
+  EXPECT_NE(Snapshot(later->id()).candidates, reference.candidates);
 }
 
 // Group commits by time: the first step is stored at once and the next group not for an
@@ -343,7 +383,11 @@ INSTANTIATE_TEST_SUITE_P(
                       Scenario{"FmnistBitfusionParetoEnergy", "fmnist_mbv2", "bitfusion",
                                apq::v1::OBJECTIVE_PARETO, apq::v1::COST_METRIC_ENERGY, 0},
                       Scenario{"FmnistBitfusionParetoBitops", "fmnist_mbv2", "bitfusion",
-                               apq::v1::OBJECTIVE_PARETO, apq::v1::COST_METRIC_BITOPS, 0}),
+                               apq::v1::OBJECTIVE_PARETO, apq::v1::COST_METRIC_BITOPS, 0},
+                      Scenario{"LowbitBitfusionParetoSize", "fmnist_lowbit", "bitfusion",
+                               apq::v1::OBJECTIVE_PARETO, apq::v1::COST_METRIC_SIZE, 0},
+                      Scenario{"LowbitLocalCpuParetoLatency", "fmnist_lowbit", "local-cpu",
+                               apq::v1::OBJECTIVE_PARETO, apq::v1::COST_METRIC_LATENCY, 0}),
     [](const ::testing::TestParamInfo<Scenario>& info) { return info.param.name; });
 
 }  // namespace

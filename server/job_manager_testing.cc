@@ -1,13 +1,94 @@
 #include "server/job_manager_testing.h"
 
+#include <cstring>
+#include <random>
 #include <utility>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "predictor/mlp_testing.h"
+#include "server/predictor_artifact.h"
 #include "server/store/memory_store.h"
 
 namespace apq::server {
+
+std::unique_ptr<predictor::MlpPredictor> RandomMlpFor(const oface::SearchSpace& space,
+                                                      uint32_t seed) {
+  return RandomMlp(space.arch_feature_size(), space.feature_size() - space.arch_feature_size(),
+                   seed);
+}
+
+std::unique_ptr<predictor::MlpPredictor> RandomMlp(int arch_inputs, int bit_inputs, uint32_t seed) {
+  std::mt19937 rng(seed);
+  predictor::MlpWeights weights;
+  weights.name = absl::StrCat("random-", seed);
+  weights.layers = {predictor::mlp_testing::RandomLinear(arch_inputs, 16, &rng),
+                    predictor::mlp_testing::RandomLinear(16, 1, &rng)};
+  if (bit_inputs > 0) {
+    weights.bits = predictor::mlp_testing::RandomLinear(bit_inputs, 16, &rng);
+    weights.bits->name = "bits";
+  }
+  absl::StatusOr<std::unique_ptr<predictor::MlpPredictor>> mlp =
+      predictor::MlpPredictor::Create(weights, {});
+  EXPECT_TRUE(mlp.ok()) << mlp.status();
+  return mlp.ok() ? *std::move(mlp) : nullptr;
+}
+
+std::string AddRandomDefaultPredictor(Store& store, const oface::SearchSpace& space,
+                                      uint32_t seed) {
+  const std::unique_ptr<predictor::MlpPredictor> mlp = RandomMlpFor(space, seed);
+  if (mlp == nullptr) return "";
+  PredictorRecord record;
+  record.space = space.name();
+  record.version = mlp->version();
+  record.kind = kMlpRawF32Kind;
+  record.artifact = MlpArtifact(*mlp).value();
+  record.is_default = true;
+  EXPECT_TRUE(store.predictors().AddPredictor(record).ok());
+  return record.version;
+}
+
+int64_t UploadScaledTable(Catalog& catalog, const std::string& device, double factor) {
+  absl::StatusOr<TableVersionRecord> latest = catalog.store().devices().GetTableVersion(device, 0);
+  EXPECT_TRUE(latest.ok()) << latest.status();
+  if (!latest.ok()) return 0;
+  std::vector<TableFileRecord> files = latest->files;
+  for (TableFileRecord& file : files) {
+    if (latest->format == kTableFormatOfaYaml) {
+      // "  mean: <ms>" lines hold the figures; counts and spreads stay.
+      std::string scaled;
+      for (const absl::string_view line : absl::StrSplit(file.content, '\n')) {
+        double mean = 0.0;
+        if (absl::StartsWith(line, "  mean: ") &&
+            absl::SimpleAtod(line.substr(std::strlen("  mean: ")), &mean)) {
+          absl::StrAppend(&scaled, "  mean: ", mean * factor, "\n");
+        } else if (!line.empty()) {
+          absl::StrAppend(&scaled, line, "\n");
+        }
+      }
+      file.content = std::move(scaled);
+    } else {
+      nlohmann::json table = nlohmann::json::parse(file.content);
+      for (auto& entry : table.items()) {
+        for (const char* figure : {"latency", "energy"}) {
+          if (entry.value().contains(figure)) {
+            entry.value()[figure] = entry.value()[figure].get<double>() * factor;
+          }
+        }
+      }
+      file.content = table.dump();
+    }
+  }
+  absl::StatusOr<TableVersionRecord> uploaded =
+      catalog.UploadTable(device, latest->format, files, absl::StrCat("scaled x", factor));
+  EXPECT_TRUE(uploaded.ok()) << uploaded.status();
+  return uploaded.ok() ? uploaded->version : 0;
+}
 
 std::vector<CandidateRecord> AllCandidates(JobStore& jobs, const std::string& job_id) {
   std::vector<CandidateRecord> all;

@@ -4,11 +4,14 @@
 #ifndef APQ_SERVER_JOB_MANAGER_TESTING_H_
 #define APQ_SERVER_JOB_MANAGER_TESTING_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/time/time.h"
+#include "oface/search_space.h"
+#include "predictor/mlp_predictor.h"
 #include "proto/apq/v1/apq.pb.h"
 #include "search/engine_registry.h"
 #include "server/catalog.h"
@@ -26,6 +29,22 @@ std::string Describe(const CandidateRecord& candidate, bool with_id = true);
 // A supernet host that has no supernet (its data folder holds none): jobs on it verify
 // nothing.
 std::unique_ptr<SupernetHost> NewHostWithoutSupernets();
+
+// A random MLP of APQ's shape over `arch_inputs` + `bit_inputs` one-hot features (the bits in
+// their own layer when there are any), different for each seed.
+std::unique_ptr<predictor::MlpPredictor> RandomMlp(int arch_inputs, int bit_inputs,
+                                                   uint32_t seed = 3);
+// RandomMlp over `space`'s architecture and bits features.
+std::unique_ptr<predictor::MlpPredictor> RandomMlpFor(const oface::SearchSpace& space,
+                                                      uint32_t seed);
+
+// Stores a random MLP for `space` (RandomMlpFor) as the space's default predictor; returns its
+// version.
+std::string AddRandomDefaultPredictor(Store& store, const oface::SearchSpace& space, uint32_t seed);
+
+// Uploads a new version of `device`'s latest table with every latency and energy times
+// `factor` (the files rewritten in their own format); returns the new version.
+int64_t UploadScaledTable(Catalog& catalog, const std::string& device, double factor);
 
 // A fault to inject into one write of the store (FaultPlan::FailNthWrite's arguments).
 struct InjectedFault {

@@ -150,7 +150,8 @@ absl::Status ValidateVerification(const apq::v1::Verification& verification) {
 absl::StatusOr<ResolvedSearch> ResolveSearch(Catalog& catalog,
                                              const search::EngineRegistry& engines,
                                              const apq::v1::SubmitSearchRequest& request,
-                                             int64_t table_version) {
+                                             int64_t table_version,
+                                             const std::string& predictor_version) {
   ResolvedSearch job;
   if (request.space().empty()) return absl::InvalidArgumentError("space: required");
   if (request.device().empty()) return absl::InvalidArgumentError("device: required");
@@ -227,7 +228,9 @@ absl::StatusOr<ResolvedSearch> ResolveSearch(Catalog& catalog,
         absl::StrCat("pareto_cost: ", search::CostMetricName(job.pareto_cost),
                      " is not available for ", request.space(), " on device ", request.device()));
   }
-  ASSIGN_OR_RETURN(job.predictor, catalog.NewPredictor(request.space()));
+  ASSIGN_OR_RETURN(job.predictor, predictor_version.empty()
+                                      ? catalog.NewPredictor(request.space())
+                                      : catalog.NewPredictor(request.space(), predictor_version));
   if (request.uncertainty_penalty() > 0.0) {
     auto* ensemble = dynamic_cast<predictor::MeanEnsemble*>(job.predictor.predictor.get());
     if (ensemble == nullptr) {

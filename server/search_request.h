@@ -45,7 +45,9 @@ inline constexpr int kMaxVerificationTopK = 50;
 // space has a supernet and the dataset fits is the job manager's to check.
 absl::Status ValidateVerification(const apq::v1::Verification& verification);
 
-// Validates `request` and resolves it for `table_version` (0 = the device's latest). Checks
+// Validates `request` and resolves it for `table_version` (0 = the device's latest) and
+// `predictor_version` (empty = the space's current default; a job that runs or resumes names
+// the version it was submitted with, Catalog::NewPredictor(space, version)). Checks
 // that need no lookup come first, so a malformed request is INVALID_ARGUMENT whatever the
 // server holds: required fields, label, budgets, objective, verification (as
 // ValidateVerification), then the engine's options
@@ -56,7 +58,8 @@ absl::Status ValidateVerification(const apq::v1::Verification& verification);
 absl::StatusOr<ResolvedSearch> ResolveSearch(Catalog& catalog,
                                              const search::EngineRegistry& engines,
                                              const apq::v1::SubmitSearchRequest& request,
-                                             int64_t table_version);
+                                             int64_t table_version,
+                                             const std::string& predictor_version = "");
 
 // Writes the resolved engine and options into the request's engine member (the one it
 // was given; evolution when none was), so the stored request says exactly what ran.
