@@ -128,7 +128,7 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(
   std::vector<JobRecord> unfinished;
   for (JobState state : {JobState::kRunning, JobState::kQueued}) {
     for (int64_t offset = 0;; offset += 1000) {
-      ASSIGN_OR_RETURN(std::vector<JobRecord> page, store.ListJobs(state, offset, 1000));
+      ASSIGN_OR_RETURN(std::vector<JobRecord> page, store.ListJobs(state, std::nullopt, offset, 1000));
       unfinished.insert(unfinished.end(), page.begin(), page.end());
       if (page.size() < 1000) break;
     }

@@ -236,7 +236,7 @@ TEST_F(SweepRequestTest, BadSweepsAreRefusedNamingTheFieldAndStoreNothing) {
     EXPECT_EQ(status.code(), bad.code) << bad.name << ": " << status;
     EXPECT_THAT(status.message(), HasSubstr(bad.mention)) << bad.name;
   }
-  EXPECT_TRUE(bed_.store().jobs().ListJobs(std::nullopt, 0, 10)->empty());
+  EXPECT_TRUE(bed_.store().jobs().ListJobs(std::nullopt, std::nullopt, 0, 10)->empty());
   EXPECT_EQ(bed_.manager().GetSweep("sweep-1").status().code(), absl::StatusCode::kNotFound);
   // A valid one is taken after all that.
   absl::StatusOr<apq::v1::Sweep> sweep = bed_.manager().SubmitSweep(Valid());

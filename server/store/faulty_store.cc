@@ -112,9 +112,10 @@ class FaultyJobStore final : public JobStore {
   absl::StatusOr<JobRecord> GetJob(const std::string& job_id) override {
     return base_.GetJob(job_id);
   }
-  absl::StatusOr<std::vector<JobRecord>> ListJobs(std::optional<JobState> state, int64_t offset,
-                                                  int limit) override {
-    return base_.ListJobs(state, offset, limit);
+  absl::StatusOr<std::vector<JobRecord>> ListJobs(std::optional<JobState> state,
+                                                  const std::optional<std::string>& owner,
+                                                  int64_t offset, int limit) override {
+    return base_.ListJobs(state, owner, offset, limit);
   }
   absl::StatusOr<CandidatePage> ListCandidates(const CandidateQuery& query) override {
     return base_.ListCandidates(query);
@@ -252,6 +253,27 @@ class FaultyTrainingJobStore final : public TrainingJobStore {
   FaultPlan& plan_;
 };
 
+class FaultyTokenStore final : public TokenStore {
+ public:
+  FaultyTokenStore(TokenStore& base, FaultPlan& plan) : base_(base), plan_(plan) {}
+
+  absl::Status AddToken(const TokenRecord& token) override {
+    return Write<absl::Status>(plan_, "AddToken", [&] { return base_.AddToken(token); });
+  }
+  absl::StatusOr<TokenRecord> GetToken(const std::string& id) override {
+    return base_.GetToken(id);
+  }
+  absl::StatusOr<std::vector<TokenRecord>> ListTokens() override { return base_.ListTokens(); }
+  absl::Status RevokeToken(const std::string& id, double revoked_unix_s) override {
+    return Write<absl::Status>(plan_, "RevokeToken",
+                               [&] { return base_.RevokeToken(id, revoked_unix_s); });
+  }
+
+ private:
+  TokenStore& base_;
+  FaultPlan& plan_;
+};
+
 class FaultyStore final : public Store {
  public:
   FaultyStore(std::unique_ptr<Store> base, std::shared_ptr<FaultPlan> plan)
@@ -261,13 +283,15 @@ class FaultyStore final : public Store {
         devices_(base_->devices(), *plan_),
         datasets_(base_->datasets(), *plan_),
         predictors_(base_->predictors(), *plan_),
-        training_jobs_(base_->training_jobs(), *plan_) {}
+        training_jobs_(base_->training_jobs(), *plan_),
+        tokens_(base_->tokens(), *plan_) {}
 
   JobStore& jobs() override { return jobs_; }
   DeviceStore& devices() override { return devices_; }
   DatasetStore& datasets() override { return datasets_; }
   PredictorStore& predictors() override { return predictors_; }
   TrainingJobStore& training_jobs() override { return training_jobs_; }
+  TokenStore& tokens() override { return tokens_; }
 
  private:
   // Declared first: they outlive the wrappers below.
@@ -278,6 +302,7 @@ class FaultyStore final : public Store {
   FaultyDatasetStore datasets_;
   FaultyPredictorStore predictors_;
   FaultyTrainingJobStore training_jobs_;
+  FaultyTokenStore tokens_;
 };
 
 }  // namespace

@@ -42,7 +42,7 @@ void ExpectInjected(const absl::Status& status) {
 TEST_P(FaultyStoreTest, AFaultBeforeTheWriteChangesNothing) {
   plan_->FailNthWrite(1, Mode::kBeforeWrite);
   ExpectInjected(store_->jobs().CreateJob(MakeJob()).status());
-  EXPECT_THAT(*store_->jobs().ListJobs(std::nullopt, 0, 10), IsEmpty());
+  EXPECT_THAT(*store_->jobs().ListJobs(std::nullopt, std::nullopt, 0, 10), IsEmpty());
   // The fault fired once; the next write is made, and gets the first id.
   EXPECT_EQ(*store_->jobs().CreateJob(MakeJob()), "job-1");
   EXPECT_EQ(plan_->faults_injected(), 1);
@@ -51,7 +51,7 @@ TEST_P(FaultyStoreTest, AFaultBeforeTheWriteChangesNothing) {
 TEST_P(FaultyStoreTest, AFaultAfterTheCommitKeepsTheChange) {
   plan_->FailNthWrite(1, Mode::kAfterCommit);
   ExpectInjected(store_->jobs().CreateJob(MakeJob()).status());
-  EXPECT_THAT(*store_->jobs().ListJobs(std::nullopt, 0, 10), SizeIs(1));
+  EXPECT_THAT(*store_->jobs().ListJobs(std::nullopt, std::nullopt, 0, 10), SizeIs(1));
   EXPECT_EQ(*store_->jobs().CreateJob(MakeJob()), "job-2");
 }
 
@@ -152,7 +152,7 @@ TEST_P(FaultyStoreTest, BeforeWinsWhenTwoFaultsFireAtOneWrite) {
   plan_->FailNthWrite(1, Mode::kAfterCommit);
   plan_->FailNthWrite(1, Mode::kBeforeWrite, "CreateJob");
   ExpectInjected(store_->jobs().CreateJob(MakeJob()).status());
-  EXPECT_THAT(*store_->jobs().ListJobs(std::nullopt, 0, 10), IsEmpty());
+  EXPECT_THAT(*store_->jobs().ListJobs(std::nullopt, std::nullopt, 0, 10), IsEmpty());
   EXPECT_EQ(*store_->jobs().CreateJob(MakeJob()), "job-1");  // Both fired.
 }
 

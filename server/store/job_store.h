@@ -98,10 +98,11 @@ class JobStore {
   // NOT_FOUND for an unknown job.
   virtual absl::StatusOr<JobRecord> GetJob(const std::string& job_id) = 0;
 
-  // Newest first, all jobs or those in `state`; `offset`/`limit` page through them.
-  // Checkpoints are not loaded. INVALID_ARGUMENT unless offset >= 0 and
+  // Newest first, all jobs or those in `state` and (when set) of `owner`; `offset`/`limit`
+  // page through them. Checkpoints are not loaded. INVALID_ARGUMENT unless offset >= 0 and
   // 1 <= limit <= kMaxPageSize, and for a state that is not a JobState value.
   virtual absl::StatusOr<std::vector<JobRecord>> ListJobs(std::optional<JobState> state,
+                                                          const std::optional<std::string>& owner,
                                                           int64_t offset, int limit) = 0;
 
   // A page of the job's candidates in `query.order`; `total` counts every matching row.

@@ -77,6 +77,7 @@ struct MemoryDatabase {
   // training_jobs[n - 1] is "train-<n>".
   std::vector<TrainingJobRecord> training_jobs ABSL_GUARDED_BY(mutex);
   absl::flat_hash_map<std::string, size_t> training_job_index ABSL_GUARDED_BY(mutex);
+  std::vector<TokenRecord> tokens ABSL_GUARDED_BY(mutex);  // In the order they were added.
 };
 
 // The job store on `db`, which must outlive it.

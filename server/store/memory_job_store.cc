@@ -223,8 +223,9 @@ class MemoryJobStore final : public JobStore {
     return job->View();
   }
 
-  absl::StatusOr<std::vector<JobRecord>> ListJobs(std::optional<JobState> state, int64_t offset,
-                                                  int limit) override {
+  absl::StatusOr<std::vector<JobRecord>> ListJobs(std::optional<JobState> state,
+                                                  const std::optional<std::string>& owner,
+                                                  int64_t offset, int limit) override {
     RETURN_IF_ERROR(CheckPage(offset, limit));
     if (state.has_value() && !IsValidState(*state)) {
       return absl::InvalidArgumentError(
@@ -235,6 +236,7 @@ class MemoryJobStore final : public JobStore {
     int64_t skipped = 0;
     for (auto it = db_.jobs.rbegin(); it != db_.jobs.rend(); ++it) {
       if (state.has_value() && it->record.state != *state) continue;
+      if (owner.has_value() && it->record.owner != *owner) continue;
       if (skipped++ < offset) continue;
       jobs.push_back(it->View());
       jobs.back().checkpoint.clear();
@@ -290,6 +292,7 @@ class MemoryJobStore final : public JobStore {
     stored.record.table_version = job.table_version;
     stored.record.predictor_version = job.predictor_version;
     stored.record.request = job.request;
+    stored.record.owner = job.owner;
     return stored;
   }
   // Gives `stored` the next id and keeps it; returns the id.

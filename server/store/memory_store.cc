@@ -25,6 +25,7 @@ using store_internal::CheckMeasurementRows;
 using store_internal::CheckPage;
 using store_internal::CheckRowsSplit;
 using store_internal::CheckTableVersion;
+using store_internal::CheckToken;
 using store_internal::CheckTrainingEnd;
 using store_internal::DatasetExists;
 using store_internal::DatasetNotFound;
@@ -33,6 +34,9 @@ using store_internal::MeasurementStored;
 using store_internal::NoDefaultPredictor;
 using store_internal::PredictorNotFound;
 using store_internal::TableVersionNotFound;
+using store_internal::TokenExists;
+using store_internal::TokenNotFound;
+using store_internal::TokenRevoked;
 using store_internal::TrainingJobEnded;
 using store_internal::TrainingJobNotFound;
 
@@ -377,6 +381,59 @@ class MemoryTrainingJobStore final : public TrainingJobStore {
   MemoryDatabase& db_;
 };
 
+class MemoryTokenStore final : public TokenStore {
+ public:
+  explicit MemoryTokenStore(MemoryDatabase& db) : db_(db) {}
+
+  absl::Status AddToken(const TokenRecord& token) override {
+    RETURN_IF_ERROR(CheckToken(token));
+    absl::MutexLock lock(&db_.mutex);
+    if (Find(token.id) != nullptr) return TokenExists(token.id);
+    TokenRecord stored = token;
+    const std::string operation = "adding a token";
+    ASSIGN_OR_RETURN(stored.created_unix_s,
+                     StoredDouble(token.created_unix_s, "created_unix_s", operation));
+    ASSIGN_OR_RETURN(stored.revoked_unix_s,
+                     StoredDouble(token.revoked_unix_s, "revoked_unix_s", operation));
+    db_.tokens.push_back(std::move(stored));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<TokenRecord> GetToken(const std::string& id) override {
+    absl::MutexLock lock(&db_.mutex);
+    const TokenRecord* token = Find(id);
+    if (token == nullptr) return TokenNotFound(id);
+    return *token;
+  }
+
+  absl::StatusOr<std::vector<TokenRecord>> ListTokens() override {
+    absl::MutexLock lock(&db_.mutex);
+    return db_.tokens;
+  }
+
+  absl::Status RevokeToken(const std::string& id, double revoked_unix_s) override {
+    if (!(revoked_unix_s > 0)) {
+      return absl::InvalidArgumentError("revoked_unix_s: must be a positive time");
+    }
+    absl::MutexLock lock(&db_.mutex);
+    TokenRecord* token = Find(id);
+    if (token == nullptr) return TokenNotFound(id);
+    if (token->revoked_unix_s > 0) return TokenRevoked(id);
+    token->revoked_unix_s = revoked_unix_s;
+    return absl::OkStatus();
+  }
+
+ private:
+  TokenRecord* Find(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_.mutex) {
+    for (TokenRecord& token : db_.tokens) {
+      if (token.id == id) return &token;
+    }
+    return nullptr;
+  }
+
+  MemoryDatabase& db_;
+};
+
 class MemoryStore final : public Store {
  public:
   MemoryStore()
@@ -384,13 +441,15 @@ class MemoryStore final : public Store {
         devices_(db_),
         datasets_(db_),
         predictors_(db_),
-        training_jobs_(db_) {}
+        training_jobs_(db_),
+        tokens_(db_) {}
 
   JobStore& jobs() override { return *jobs_; }
   DeviceStore& devices() override { return devices_; }
   DatasetStore& datasets() override { return datasets_; }
   PredictorStore& predictors() override { return predictors_; }
   TrainingJobStore& training_jobs() override { return training_jobs_; }
+  TokenStore& tokens() override { return tokens_; }
 
  private:
   MemoryDatabase db_;  // Declared first: outlives the stores.
@@ -399,6 +458,7 @@ class MemoryStore final : public Store {
   MemoryDatasetStore datasets_;
   MemoryPredictorStore predictors_;
   MemoryTrainingJobStore training_jobs_;
+  MemoryTokenStore tokens_;
 };
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "server/store/record_checks.h"
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
@@ -334,6 +335,39 @@ absl::Status MeasurementStored(const std::string& dataset, size_t index,
 absl::Status PredictorNotFound(const std::string& space, const std::string& version) {
   return absl::NotFoundError(
       absl::StrCat("space ", space, " has no predictor version '", version, "'"));
+}
+
+absl::Status CheckToken(const TokenRecord& token) {
+  if (token.id.empty()) return absl::InvalidArgumentError("token id is empty");
+  if (token.name.empty()) return absl::InvalidArgumentError("token name is empty");
+  const int role = static_cast<int>(token.role);
+  if (role < static_cast<int>(Role::kViewer) || role > static_cast<int>(Role::kAdmin)) {
+    return absl::InvalidArgumentError(absl::StrCat("token role: unknown value ", role));
+  }
+  const bool hex = token.secret_sha256.size() == 64 &&
+                   std::all_of(token.secret_sha256.begin(), token.secret_sha256.end(), [](char c) {
+                     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+                   });
+  if (!hex) {
+    return absl::InvalidArgumentError("token secret_sha256: not 64 lowercase hex characters");
+  }
+  if (absl::Status created = CheckNotNan(token.created_unix_s, "created_unix_s", "adding a token");
+      !created.ok()) {
+    return created;
+  }
+  return CheckNotNan(token.revoked_unix_s, "revoked_unix_s", "adding a token");
+}
+
+absl::Status TokenNotFound(const std::string& id) {
+  return absl::NotFoundError(absl::StrCat("no token '", id, "'"));
+}
+
+absl::Status TokenExists(const std::string& id) {
+  return absl::AlreadyExistsError(absl::StrCat("token '", id, "' exists"));
+}
+
+absl::Status TokenRevoked(const std::string& id) {
+  return absl::FailedPreconditionError(absl::StrCat("token '", id, "' is revoked already"));
 }
 
 absl::Status PredictorExists(const PredictorRecord& predictor) {

@@ -107,6 +107,11 @@ absl::Status CheckRowsSplit(const std::string& dataset, const std::vector<Measur
 // ALREADY_EXISTS for rows[index], whose (method, config) the dataset holds.
 absl::Status MeasurementStored(const std::string& dataset, size_t index, const MeasurementRow& row);
 absl::Status PredictorNotFound(const std::string& space, const std::string& version);
+// TokenStore::AddToken's checks of the record alone.
+absl::Status CheckToken(const TokenRecord& token);
+absl::Status TokenNotFound(const std::string& id);
+absl::Status TokenExists(const std::string& id);
+absl::Status TokenRevoked(const std::string& id);
 absl::Status PredictorExists(const PredictorRecord& predictor);
 absl::Status NoDefaultPredictor(const std::string& space);
 

@@ -98,6 +98,28 @@ struct JobRecord {
   std::string checkpoint;
   // The sweep the job belongs to (JobStore::CreateSweep), else empty.
   std::string sweep_id;
+  // The id of the token that submitted the job (TokenRecord::id); empty when the server ran
+  // without authentication.
+  std::string owner;
+};
+
+// What an API token may do (server/auth.h). Stored as these numbers.
+enum class Role {
+  kViewer = 1,     // Reads everything.
+  kSubmitter = 2,  // Reads; submits, evaluates and cancels its own jobs.
+  kHardware = 3,   // Reads; uploads devices' cost tables.
+  kAdmin = 4,      // Everything: predictors, datasets, training, tokens, any job.
+};
+
+// An API token. The secret is never stored, only its SHA-256.
+struct TokenRecord {
+  std::string id;    // Public and unique; chosen by the caller ("tok-<hex>").
+  std::string name;  // Who holds it.
+  Role role = Role::kViewer;
+  std::string secret_sha256;  // Lowercase hex, 64 characters.
+  double created_unix_s = 0;
+  std::string created_by;     // The id of the token that created it, or "bootstrap".
+  double revoked_unix_s = 0;  // 0 while the token is valid.
 };
 
 // What JobStore::CreateSweep assigned.

@@ -272,6 +272,20 @@ CREATE INDEX candidates_on_front ON candidates (job_id) WHERE on_pareto_front = 
 ALTER TABLE jobs ADD COLUMN sweep_id TEXT NOT NULL DEFAULT '';
 CREATE INDEX jobs_by_sweep ON jobs (sweep_id, seq) WHERE sweep_id != '';
 )sql",
+    // 10: API tokens (only a hash of each secret) and the owner of each job.
+    R"sql(
+CREATE TABLE tokens (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  role INTEGER NOT NULL CHECK (role BETWEEN 1 AND 4),
+  secret_sha256 TEXT NOT NULL,
+  created_unix_s REAL NOT NULL,
+  created_by TEXT NOT NULL,
+  revoked_unix_s REAL NOT NULL DEFAULT 0
+);
+ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+CREATE INDEX jobs_by_owner ON jobs (owner, seq);
+)sql",
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(std::size(kMigrations));

@@ -26,12 +26,12 @@ constexpr const char* kJobColumns =
     "b.measured_seconds, v.id, v.generation, v.config_json, v.accuracy, v.latency_ms, "
     "v.energy_mj, v.size_mb, v.bitops, v.feasible, v.modelled, v.measured_accuracy, "
     "v.measured_method, v.measured_split, v.measured_seconds, v.times_seen, b.times_seen, "
-    "j.rejected_draws, j.sweep_id";
+    "j.rejected_draws, j.sweep_id, j.owner";
 // The best's row (for its measurement) and the verified best's.
 constexpr const char* kJobJoins =
     " FROM jobs j LEFT JOIN candidates b ON b.id = j.best_id AND b.job_id = j.id "
     "LEFT JOIN candidates v ON v.id = j.verified_best_id ";
-constexpr int kJobCheckpointColumn = 50;
+constexpr int kJobCheckpointColumn = 51;
 
 // Columns of a candidate row in the order ReadCandidate expects.
 constexpr const char* kCandidateColumns =
@@ -106,6 +106,7 @@ JobRecord ReadJob(const Statement& row, bool with_checkpoint) {
   if (!row.ColumnIsNull(32)) job.verified_best = ReadCandidate(row, 32);
   job.rejected_draws = row.ColumnInt64(48);
   job.sweep_id = row.ColumnText(49);
+  job.owner = row.ColumnText(50);
   if (with_checkpoint) job.checkpoint = row.ColumnBlob(kJobCheckpointColumn);
   return job;
 }
@@ -164,7 +165,8 @@ absl::StatusOr<std::string> SqliteJobStore::InsertJob(const JobRecord& job, std:
   ASSIGN_OR_RETURN(Statement insert,
                    database_.Prepare("INSERT INTO jobs (id, seq, space, device, table_version, "
                                      "predictor_version, request, state, created_unix_s, "
-                                     "sweep_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"));
+                                     "sweep_id, owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+                                     "?10, ?11)"));
   insert.BindText(1, id);
   insert.BindInt64(2, seq);
   insert.BindText(3, job.space);
@@ -175,6 +177,7 @@ absl::StatusOr<std::string> SqliteJobStore::InsertJob(const JobRecord& job, std:
   insert.BindInt64(8, static_cast<int64_t>(JobState::kQueued));
   insert.BindDouble(9, job.created_unix_s, "created_unix_s");
   insert.BindText(10, sweep_id != nullptr ? *sweep_id : std::string());
+  insert.BindText(11, job.owner);
   RETURN_IF_ERROR(insert.Run(operation));
   return id;
 }
@@ -500,20 +503,22 @@ absl::StatusOr<JobRecord> SqliteJobStore::GetJob(const std::string& job_id) {
   return ReadJob(select, /*with_checkpoint=*/true);
 }
 
-absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobs(std::optional<JobState> state,
-                                                                int64_t offset, int limit) {
+absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobs(
+    std::optional<JobState> state, const std::optional<std::string>& owner, int64_t offset,
+    int limit) {
   RETURN_IF_ERROR(store_internal::CheckPage(offset, limit));
   if (state.has_value() && !store_internal::IsValidState(*state)) {
     return absl::InvalidArgumentError(absl::StrCat("unknown job state ", static_cast<int>(*state)));
   }
   absl::MutexLock lock(&database_.mutex());
   ASSIGN_OR_RETURN(Statement select,
-                   database_.Prepare(absl::StrCat("SELECT ", kJobColumns, kJobJoins,
-                                                  state.has_value() ? "WHERE j.state = ?3" : "",
-                                                  " ORDER BY j.seq DESC LIMIT ?1 OFFSET ?2")));
+                   database_.Prepare(absl::StrCat(
+                       "SELECT ", kJobColumns, kJobJoins, "WHERE (?3 IS NULL OR j.state = ?3) ",
+                       "AND (?4 IS NULL OR j.owner = ?4) ORDER BY j.seq DESC LIMIT ?1 OFFSET ?2")));
   select.BindInt64(1, limit);
   select.BindInt64(2, offset);
   if (state.has_value()) select.BindInt64(3, static_cast<int64_t>(*state));
+  if (owner.has_value()) select.BindText(4, *owner);
   std::vector<JobRecord> jobs;
   while (true) {
     ASSIGN_OR_RETURN(bool row, select.Step("listing jobs"));

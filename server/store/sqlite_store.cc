@@ -22,7 +22,8 @@ SqliteStore::SqliteStore(std::unique_ptr<SqliteDatabase> database)
       devices_(std::make_unique<SqliteDeviceStore>(*database_)),
       datasets_(std::make_unique<SqliteDatasetStore>(*database_)),
       predictors_(std::make_unique<SqlitePredictorStore>(*database_)),
-      training_jobs_(std::make_unique<SqliteTrainingJobStore>(*database_)) {}
+      training_jobs_(std::make_unique<SqliteTrainingJobStore>(*database_)),
+      tokens_(std::make_unique<SqliteTokenStore>(*database_)) {}
 
 // Defined here, where the stores' types are complete; members are destroyed in reverse
 // order, so the database closes last.
@@ -33,5 +34,6 @@ DeviceStore& SqliteStore::devices() { return *devices_; }
 DatasetStore& SqliteStore::datasets() { return *datasets_; }
 PredictorStore& SqliteStore::predictors() { return *predictors_; }
 TrainingJobStore& SqliteStore::training_jobs() { return *training_jobs_; }
+TokenStore& SqliteStore::tokens() { return *tokens_; }
 
 }  // namespace apq::server

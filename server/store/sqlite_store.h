@@ -22,6 +22,7 @@ class SqliteDeviceStore;
 class SqliteDatasetStore;
 class SqlitePredictorStore;
 class SqliteTrainingJobStore;
+class SqliteTokenStore;
 
 class SqliteStore final : public Store {
  public:
@@ -47,6 +48,7 @@ class SqliteStore final : public Store {
   DatasetStore& datasets() override;
   PredictorStore& predictors() override;
   TrainingJobStore& training_jobs() override;
+  TokenStore& tokens() override;
 
  private:
   explicit SqliteStore(std::unique_ptr<SqliteDatabase> database);
@@ -57,6 +59,7 @@ class SqliteStore final : public Store {
   const std::unique_ptr<SqliteDatasetStore> datasets_;
   const std::unique_ptr<SqlitePredictorStore> predictors_;
   const std::unique_ptr<SqliteTrainingJobStore> training_jobs_;
+  const std::unique_ptr<SqliteTokenStore> tokens_;
 };
 
 }  // namespace apq::server

@@ -133,10 +133,10 @@ TEST(SqliteStoreTest, EverythingSurvivesARestart) {
   CandidateQuery front = Query(finished.id, 10);
   front.pareto_front_only = true;
   EXPECT_EQ(ListOrDie(jobs, front).total, 1);
-  std::vector<JobRecord> unfinished = *jobs.ListJobs(JobState::kRunning, 0, 100);
+  std::vector<JobRecord> unfinished = *jobs.ListJobs(JobState::kRunning, std::nullopt, 0, 100);
   ASSERT_EQ(unfinished.size(), 1u);
   EXPECT_EQ(unfinished[0].id, running.id);
-  EXPECT_EQ(jobs.ListJobs(JobState::kQueued, 0, 100)->size(), 1u);
+  EXPECT_EQ(jobs.ListJobs(JobState::kQueued, std::nullopt, 0, 100)->size(), 1u);
   EXPECT_EQ(store->devices().GetTableVersion("pixel", 0)->files[0].content, kBinary);
   EXPECT_EQ(store->datasets().GetDataset("fm")->records, 1);
   EXPECT_EQ(store->datasets().ListMeasurements("fm", std::nullopt)->at(0).seed,

@@ -18,6 +18,7 @@
 #include "server/store/predictor_store.h"
 #include "server/store/records.h"
 #include "server/store/sqlite_database.h"
+#include "server/store/token_store.h"
 #include "server/store/training_job_store.h"
 
 namespace apq::server {
@@ -40,8 +41,9 @@ class SqliteJobStore final : public JobStore {
                          double finished_unix_s, double elapsed_s,
                          const std::vector<int64_t>& pareto_front_ids) override;
   absl::StatusOr<JobRecord> GetJob(const std::string& job_id) override;
-  absl::StatusOr<std::vector<JobRecord>> ListJobs(std::optional<JobState> state, int64_t offset,
-                                                  int limit) override;
+  absl::StatusOr<std::vector<JobRecord>> ListJobs(std::optional<JobState> state,
+                                                  const std::optional<std::string>& owner,
+                                                  int64_t offset, int limit) override;
   absl::StatusOr<CandidatePage> ListCandidates(const CandidateQuery& query) override;
 
  private:
@@ -136,6 +138,19 @@ class SqlitePredictorStore final : public PredictorStore {
   absl::StatusOr<std::string> GetDefaultPredictorVersion(const std::string& space) override;
   absl::Status SetDefaultPredictor(const std::string& space, const std::string& version) override;
   absl::Status ClearDefaultPredictor(const std::string& space) override;
+
+ private:
+  SqliteDatabase& database_;
+};
+
+class SqliteTokenStore final : public TokenStore {
+ public:
+  explicit SqliteTokenStore(SqliteDatabase& database) : database_(database) {}
+
+  absl::Status AddToken(const TokenRecord& token) override;
+  absl::StatusOr<TokenRecord> GetToken(const std::string& id) override;
+  absl::StatusOr<std::vector<TokenRecord>> ListTokens() override;
+  absl::Status RevokeToken(const std::string& id, double revoked_unix_s) override;
 
  private:
   SqliteDatabase& database_;

@@ -5,7 +5,7 @@
 //
 // Contract shared by every method of every record kind:
 //  - Each write is one transaction: on error nothing is changed.
-//  - NOT_FOUND for an unknown job, device, version, dataset or predictor; INVALID_ARGUMENT
+//  - NOT_FOUND for an unknown job, device, version, dataset, predictor or token; INVALID_ARGUMENT
 //    for bad arguments; ALREADY_EXISTS for a name that is taken or a record that is stored
 //    (a dataset's measurement of the same method and config); FAILED_PRECONDITION for a
 //    write the record's state refuses; INTERNAL for a storage failure (the message carries
@@ -23,6 +23,7 @@
 #include "server/store/job_store.h"
 #include "server/store/predictor_store.h"
 #include "server/store/records.h"
+#include "server/store/token_store.h"
 #include "server/store/training_job_store.h"
 
 namespace apq::server {
@@ -38,6 +39,7 @@ class Store {
   virtual DatasetStore& datasets() = 0;
   virtual PredictorStore& predictors() = 0;
   virtual TrainingJobStore& training_jobs() = 0;
+  virtual TokenStore& tokens() = 0;
 };
 
 }  // namespace apq::server

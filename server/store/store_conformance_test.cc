@@ -52,9 +52,96 @@ class StoreConformanceTest : public ::testing::TestWithParam<Backend> {
   DatasetStore& datasets() { return store_->datasets(); }
   PredictorStore& predictors() { return store_->predictors(); }
   TrainingJobStore& training_jobs() { return store_->training_jobs(); }
+  TokenStore& tokens() { return store_->tokens(); }
 
   std::unique_ptr<Store> store_;
 };
+
+TokenRecord MakeToken(const std::string& id, Role role) {
+  TokenRecord token;
+  token.id = id;
+  token.name = absl::StrCat("holder of ", id, " \xce\xbb");
+  token.role = role;
+  token.secret_sha256 = std::string(64, 'a');
+  token.secret_sha256[3] = '7';
+  token.created_unix_s = 1700000000.25;
+  token.created_by = "bootstrap";
+  return token;
+}
+
+void ExpectTokenEq(const TokenRecord& actual, const TokenRecord& expected) {
+  EXPECT_EQ(actual.id, expected.id);
+  EXPECT_EQ(actual.name, expected.name);
+  EXPECT_EQ(actual.role, expected.role);
+  EXPECT_EQ(actual.secret_sha256, expected.secret_sha256);
+  EXPECT_EQ(actual.created_unix_s, expected.created_unix_s);
+  EXPECT_EQ(actual.created_by, expected.created_by);
+  EXPECT_EQ(actual.revoked_unix_s, expected.revoked_unix_s);
+}
+
+TEST_P(StoreConformanceTest, TokensRoundTripListInOrderAndRevokeOnce) {
+  const TokenRecord admin = MakeToken("tok-b", Role::kAdmin);
+  TokenRecord viewer = MakeToken("tok-a", Role::kViewer);
+  viewer.created_by = "tok-b";
+  ASSERT_TRUE(tokens().AddToken(admin).ok());
+  ASSERT_TRUE(tokens().AddToken(viewer).ok());
+  ExpectTokenEq(*tokens().GetToken("tok-b"), admin);
+  ExpectTokenEq(*tokens().GetToken("tok-a"), viewer);
+  absl::StatusOr<std::vector<TokenRecord>> listed = tokens().ListTokens();
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 2u);
+  EXPECT_EQ((*listed)[0].id, "tok-b");  // In the order added, not by id.
+  EXPECT_EQ((*listed)[1].id, "tok-a");
+
+  EXPECT_EQ(tokens().AddToken(admin).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(tokens().GetToken("tok-c").status().code(), absl::StatusCode::kNotFound);
+
+  ASSERT_TRUE(tokens().RevokeToken("tok-a", 1700000100.5).ok());
+  EXPECT_EQ(tokens().GetToken("tok-a")->revoked_unix_s, 1700000100.5);
+  EXPECT_EQ(tokens().RevokeToken("tok-a", 1700000200).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(tokens().GetToken("tok-a")->revoked_unix_s, 1700000100.5);
+  EXPECT_EQ(tokens().RevokeToken("tok-c", 1700000200).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(tokens().RevokeToken("tok-b", 0).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(tokens().GetToken("tok-b")->revoked_unix_s, 0);
+}
+
+TEST_P(StoreConformanceTest, BadTokensAreRefusedAndNothingIsStored) {
+  std::vector<TokenRecord> bad(7, MakeToken("tok-x", Role::kSubmitter));
+  bad[0].id = "";
+  bad[1].name = "";
+  bad[2].role = static_cast<Role>(0);
+  bad[3].role = static_cast<Role>(5);
+  bad[4].secret_sha256 = std::string(63, 'a');
+  bad[5].secret_sha256 = std::string(64, 'A');
+  bad[6].created_unix_s = std::numeric_limits<double>::quiet_NaN();
+  for (size_t i = 0; i < bad.size(); ++i) {
+    EXPECT_EQ(tokens().AddToken(bad[i]).code(), absl::StatusCode::kInvalidArgument) << i;
+  }
+  EXPECT_TRUE(tokens().ListTokens()->empty());
+}
+
+// Jobs carry their owner, and a listing can keep one owner's.
+TEST_P(StoreConformanceTest, JobsCarryTheirOwnerAndListByOwner) {
+  for (const char* owner : {"tok-a", "", "tok-b", "tok-a"}) {
+    JobRecord job = MakeJob();
+    job.owner = owner;
+    ASSERT_TRUE(jobs().CreateJob(job).ok());
+  }
+  EXPECT_EQ(jobs().GetJob("job-3")->owner, "tok-b");
+  auto ids = [](const absl::StatusOr<std::vector<JobRecord>>& listed) {
+    std::vector<std::string> result;
+    for (const JobRecord& job : *listed) result.push_back(job.id);
+    return result;
+  };
+  EXPECT_THAT(ids(jobs().ListJobs(std::nullopt, "tok-a", 0, 10)), ElementsAre("job-4", "job-1"));
+  EXPECT_THAT(ids(jobs().ListJobs(std::nullopt, "tok-a", 1, 10)), ElementsAre("job-1"));
+  EXPECT_THAT(ids(jobs().ListJobs(std::nullopt, "", 0, 10)), ElementsAre("job-2"));
+  EXPECT_THAT(ids(jobs().ListJobs(std::nullopt, "tok-c", 0, 10)), IsEmpty());
+  EXPECT_THAT(ids(jobs().ListJobs(JobState::kQueued, "tok-b", 0, 10)), ElementsAre("job-3"));
+  EXPECT_THAT(ids(jobs().ListJobs(JobState::kRunning, "tok-b", 0, 10)), IsEmpty());
+  EXPECT_EQ(ids(jobs().ListJobs(std::nullopt, std::nullopt, 0, 10)).size(), 4u);
+}
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreConformanceTest, ::testing::ValuesIn(BackendsAndAWrapper()),
                          BackendName);
@@ -123,7 +210,7 @@ TEST_P(StoreConformanceTest, CreateSweepStoresItsJobsTogether) {
                                    MakeJob("y", std::numeric_limits<double>::quiet_NaN())};
   EXPECT_EQ(jobs().CreateSweep(broken).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(*jobs().CreateJob(MakeJob()), "job-6");  // Nothing of the broken sweep stayed.
-  EXPECT_EQ(jobs().ListJobs(std::nullopt, 0, 100)->size(), 6u);
+  EXPECT_EQ(jobs().ListJobs(std::nullopt, std::nullopt, 0, 100)->size(), 6u);
 }
 
 TEST_P(StoreConformanceTest, EmptyStringsAndBlobsRoundTrip) {
@@ -483,7 +570,7 @@ TEST_P(StoreConformanceTest, NanIsRejectedNamingTheFieldAndNothingIsStored) {
   EXPECT_EQ(jobs().FinishJob(id, JobState::kFailed, "", nan, 1, {}).code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(jobs().GetJob(id)->state, JobState::kQueued);
-  EXPECT_THAT(*jobs().ListJobs(std::nullopt, 0, 10), ::testing::SizeIs(1));
+  EXPECT_THAT(*jobs().ListJobs(std::nullopt, std::nullopt, 0, 10), ::testing::SizeIs(1));
   TableVersionRecord table = MakeTable("note10", "1");
   table.uploaded_unix_s = nan;
   EXPECT_EQ(devices().AddTableVersion(table).status().code(), absl::StatusCode::kInvalidArgument);
@@ -653,7 +740,7 @@ TEST_P(StoreConformanceTest, VerificationStoresMeasurementsBesideThePredictions)
   EXPECT_FALSE(page.candidates[2].measured.has_value());
   EXPECT_FALSE(page.candidates[3].measured.has_value());
   EXPECT_EQ(page.candidates[0].accuracy, batch.candidates[0].accuracy) << "predicted, beside";
-  const std::vector<JobRecord> listed = *jobs().ListJobs(std::nullopt, 0, 10);
+  const std::vector<JobRecord> listed = *jobs().ListJobs(std::nullopt, std::nullopt, 0, 10);
   ASSERT_EQ(listed.size(), 2u);
   ExpectJobEq(listed[1], job, /*with_checkpoint=*/false);
 
@@ -999,7 +1086,7 @@ TEST_P(StoreConformanceTest, ListJobsNewestFirstWithStateFilter) {
     for (const JobRecord& job : listed) result.push_back(job.id);
     return result;
   };
-  std::vector<JobRecord> all = *jobs().ListJobs(std::nullopt, 0, 100);
+  std::vector<JobRecord> all = *jobs().ListJobs(std::nullopt, std::nullopt, 0, 100);
   ASSERT_EQ(all.size(), 12u);
   EXPECT_EQ(all.front().id, "job-12");  // Sorted by number, not as text.
   EXPECT_EQ(all[2].id, "job-10");
@@ -1010,24 +1097,26 @@ TEST_P(StoreConformanceTest, ListJobsNewestFirstWithStateFilter) {
   EXPECT_TRUE(all[3].best.has_value());
   EXPECT_EQ(all[3].request, kBinary);
 
-  EXPECT_THAT(ids(*jobs().ListJobs(std::nullopt, 3, 4)),
+  EXPECT_THAT(ids(*jobs().ListJobs(std::nullopt, std::nullopt, 3, 4)),
               ElementsAre("job-9", "job-8", "job-7", "job-6"));
-  EXPECT_THAT(ids(*jobs().ListJobs(JobState::kRunning, 0, 100)), ElementsAre("job-9", "job-2"));
-  EXPECT_THAT(ids(*jobs().ListJobs(JobState::kRunning, 1, 1)), ElementsAre("job-2"));
-  EXPECT_THAT(ids(*jobs().ListJobs(JobState::kSucceeded, 0, 100)), ElementsAre("job-5"));
-  EXPECT_THAT(*jobs().ListJobs(JobState::kFailed, 0, 100), IsEmpty());
-  EXPECT_EQ(jobs().ListJobs(JobState::kQueued, 0, 100)->size(), 9u);
-  EXPECT_THAT(*jobs().ListJobs(std::nullopt, 12, 5), IsEmpty());
+  EXPECT_THAT(ids(*jobs().ListJobs(JobState::kRunning, std::nullopt, 0, 100)),
+              ElementsAre("job-9", "job-2"));
+  EXPECT_THAT(ids(*jobs().ListJobs(JobState::kRunning, std::nullopt, 1, 1)), ElementsAre("job-2"));
+  EXPECT_THAT(ids(*jobs().ListJobs(JobState::kSucceeded, std::nullopt, 0, 100)),
+              ElementsAre("job-5"));
+  EXPECT_THAT(*jobs().ListJobs(JobState::kFailed, std::nullopt, 0, 100), IsEmpty());
+  EXPECT_EQ(jobs().ListJobs(JobState::kQueued, std::nullopt, 0, 100)->size(), 9u);
+  EXPECT_THAT(*jobs().ListJobs(std::nullopt, std::nullopt, 12, 5), IsEmpty());
 
-  EXPECT_EQ(jobs().ListJobs(std::nullopt, -1, 5).status().code(),
+  EXPECT_EQ(jobs().ListJobs(std::nullopt, std::nullopt, -1, 5).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(jobs().ListJobs(std::nullopt, 0, 0).status().code(),
+  EXPECT_EQ(jobs().ListJobs(std::nullopt, std::nullopt, 0, 0).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(jobs().ListJobs(std::nullopt, 0, kMaxPageSize + 1).status().code(),
+  EXPECT_EQ(jobs().ListJobs(std::nullopt, std::nullopt, 0, kMaxPageSize + 1).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(jobs().ListJobs(static_cast<JobState>(0), 0, 5).status().code(),
+  EXPECT_EQ(jobs().ListJobs(static_cast<JobState>(0), std::nullopt, 0, 5).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(jobs().ListJobs(std::nullopt, 0, kMaxPageSize)->size(), 12u);
+  EXPECT_EQ(jobs().ListJobs(std::nullopt, std::nullopt, 0, kMaxPageSize)->size(), 12u);
 }
 
 TEST_P(StoreConformanceTest, ConcurrentWritersAndReaders) {
@@ -1057,7 +1146,8 @@ TEST_P(StoreConformanceTest, ConcurrentWritersAndReaders) {
         absl::StatusOr<JobRecord> job = jobs().GetJob(id);
         absl::StatusOr<CandidatePage> page =
             jobs().ListCandidates(Query(id, 50, CandidateOrder::kAccuracyDesc, true));
-        absl::StatusOr<std::vector<JobRecord>> listed = jobs().ListJobs(std::nullopt, 0, 10);
+        absl::StatusOr<std::vector<JobRecord>> listed =
+            jobs().ListJobs(std::nullopt, std::nullopt, 0, 10);
         if (!job.ok() || !page.ok() || !listed.ok()) {
           ADD_FAILURE() << job.status() << page.status() << listed.status();
           ++errors;
