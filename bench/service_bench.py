@@ -64,7 +64,7 @@ class Apqd:
         self.database = os.path.join(folder, "apq.db")
         port_file = os.path.join(folder, "port")
         command = [binary, "--listen", "127.0.0.1:0", "--db", self.database, "--data_dir",
-                   data_dir, "--port_file", port_file]
+                   data_dir, "--auth=off", "--port_file", port_file]
         if workers is not None:
             command += ["--workers", str(workers)]
         command += list(extra_args)

@@ -1,6 +1,7 @@
 #include "clients/commands.h"
 
 #include "absl/types/span.h"
+#include "clients/access_commands.h"
 #include "clients/device_commands.h"
 #include "clients/predictor_commands.h"
 #include "clients/search_commands.h"
@@ -14,6 +15,7 @@ namespace {
 constexpr const char* kGeneralCommands[] = {"devices",      "evaluate", "search", "sweep",
                                             "sweep-status", "engines",  "watch",  "jobs",
                                             "candidates",   "config",   "cancel", "upload-table"};
+constexpr const char* kAccessCommands[] = {"whoami", "token-create", "tokens", "token-revoke"};
 constexpr const char* kAccuracyPredictorCommands[] = {
     "upload-dataset",       "datasets", "train", "training", "cancel-training", "predictors",
     "set-default-predictor"};
@@ -26,7 +28,7 @@ void AppendUsage(absl::Span<const char* const> names, std::string* usage) {
 
 const Command* FindCommand(std::string_view name) {
   for (absl::Span<const Command> group :
-       {DeviceCommands(), SearchCommands(), PredictorCommands()}) {
+       {DeviceCommands(), SearchCommands(), PredictorCommands(), AccessCommands()}) {
     for (const Command& command : group) {
       if (name == command.name) return &command;
     }
@@ -35,11 +37,18 @@ const Command* FindCommand(std::string_view name) {
 }
 
 std::string UsageText() {
-  std::string usage = "usage: apq [--server ADDR] COMMAND [flags]\n\nCommands:\n";
+  std::string usage =
+      "usage: apq [--server ADDR] [--token TOKEN] [--tls] [--ca PEM] [--cert PEM --key PEM] "
+      "COMMAND [flags]\n\nCommands:\n";
   AppendUsage(kGeneralCommands, &usage);
   usage += "\nAccuracy predictors:\n";
   AppendUsage(kAccuracyPredictorCommands, &usage);
-  usage += "\nThe server address defaults to $APQ_SERVER or 127.0.0.1:50051.\n";
+  usage += "\nAccess (admin tokens):\n";
+  AppendUsage(kAccessCommands, &usage);
+  usage +=
+      "\nThe server address defaults to $APQ_SERVER or 127.0.0.1:50051, the token to "
+      "$APQ_TOKEN. --tls verifies the server against the system's roots or --ca; --cert and "
+      "--key present a client certificate (mutual TLS).\n";
   return usage;
 }
 

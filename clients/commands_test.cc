@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
+#include "clients/access_commands.h"
 #include "clients/connection.h"
 #include "clients/device_commands.h"
 #include "clients/output.h"
@@ -35,7 +36,7 @@ TEST(CommandsTest, EveryCommandIsFoundByItsNameAndListedOnceInTheUsage) {
   const std::string usage = UsageText();
   std::set<std::string> names;
   for (absl::Span<const Command> group :
-       {DeviceCommands(), SearchCommands(), PredictorCommands()}) {
+       {DeviceCommands(), SearchCommands(), PredictorCommands(), AccessCommands()}) {
     for (const Command& command : group) {
       SCOPED_TRACE(command.name);
       EXPECT_TRUE(names.insert(command.name).second) << "two commands of this name";
@@ -46,20 +47,20 @@ TEST(CommandsTest, EveryCommandIsFoundByItsNameAndListedOnceInTheUsage) {
       EXPECT_EQ(CountOccurrences(usage, command.usage), 1u);
     }
   }
-  EXPECT_EQ(names.size(), 19u);
+  EXPECT_EQ(names.size(), 23u);
   EXPECT_EQ(FindCommand("search --wait"), nullptr);
 }
 
-TEST(CommandsTest, UsageHasTheGlobalFlagsAndBothHeadings) {
+TEST(CommandsTest, UsageHasTheGlobalFlagsAndEveryHeading) {
   const std::string usage = UsageText();
   EXPECT_TRUE(absl::StartsWith(usage,
-                               "usage: apq [--server ADDR] COMMAND [flags]\n\nCommands:\n"
+                               "usage: apq [--server ADDR] [--token TOKEN] [--tls] [--ca PEM] "
+                               "[--cert PEM --key PEM] COMMAND [flags]\n\nCommands:\n"
                                "  devices [NAME] [--json]\n"));
   EXPECT_TRUE(absl::StrContains(usage, "  cancel JOB\n  upload-table --device D"));
   EXPECT_TRUE(absl::StrContains(usage, "\nAccuracy predictors:\n  upload-dataset --name N"));
-  EXPECT_TRUE(absl::EndsWith(usage,
-                             "\nThe server address defaults to $APQ_SERVER or "
-                             "127.0.0.1:50051.\n"));
+  EXPECT_TRUE(absl::StrContains(usage, "\nAccess (admin tokens):\n  whoami [--json]"));
+  EXPECT_TRUE(absl::StrContains(usage, "$APQ_SERVER or 127.0.0.1:50051, the token to $APQ_TOKEN"));
 }
 
 // The UsageError that running `command` with `argv` throws, or "" when it throws none. No
@@ -122,6 +123,12 @@ TEST(WriteOutputFileTest, AWriteThatFailsLeavesTheFileAsItWas) {
   // A folder that does not exist: nothing is written anywhere.
   EXPECT_FALSE(WriteOutputFile((dir / "absent" / "best.json").string(), "new\n"));
   EXPECT_EQ(FilesIn(dir), 1u);
+
+  // A device is written in place, never replaced: a full one fails the write.
+  EXPECT_FALSE(WriteOutputFile("/dev/full", "new\n"));
+  EXPECT_TRUE(std::filesystem::is_character_file("/dev/full"));
+  EXPECT_TRUE(WriteOutputFile("/dev/null", "new\n"));
+  EXPECT_TRUE(std::filesystem::is_character_file("/dev/null"));
 }
 
 }  // namespace

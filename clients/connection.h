@@ -27,22 +27,36 @@ inline constexpr std::chrono::seconds kDefaultDeadline{60};
 inline constexpr std::chrono::seconds kUploadDeadline{300};
 inline constexpr std::chrono::seconds kMeasureDeadline{600};
 
+// How apq reaches apqd: its address, the API token every call carries, and TLS.
+struct ConnectionOptions {
+  std::string address = "127.0.0.1:50051";  // A gRPC target.
+  std::string token;                        // "apq_<id>_<secret>"; empty sends none.
+  bool tls = false;                         // Implied by any of the PEM texts below.
+  std::string ca_pem;                       // Roots to verify the server (default: system's).
+  std::string cert_pem;                     // Client certificate chain, for mutual TLS.
+  std::string key_pem;                      // Its private key.
+};
+
 // The channel to one apqd and a stub per service. Constructing it does not connect: the first
 // call does, and fails with UNAVAILABLE when no server answers at the address.
 class Connection {
  public:
-  // `address` is a gRPC target such as "127.0.0.1:50051".
+  // Plaintext, without a token (tests).
   explicit Connection(const std::string& address);
+  // Precondition: cert_pem and key_pem are both set or both empty.
+  explicit Connection(const ConnectionOptions& options);
 
   apq::v1::SearchService::Stub& search() { return *search_; }
   apq::v1::DeviceService::Stub& devices() { return *devices_; }
   apq::v1::PredictorService::Stub& predictors() { return *predictors_; }
+  apq::v1::AccessService::Stub& access() { return *access_; }
 
  private:
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<apq::v1::SearchService::Stub> search_;
   std::unique_ptr<apq::v1::DeviceService::Stub> devices_;
   std::unique_ptr<apq::v1::PredictorService::Stub> predictors_;
+  std::unique_ptr<apq::v1::AccessService::Stub> access_;
 };
 
 // Calls the unary RPC `rpc` of `stub` with `request`, filling `response`; the call fails with

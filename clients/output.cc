@@ -6,14 +6,31 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <system_error>
 
 namespace apq::client {
 
 void PrintJson(const nlohmann::json& value) { std::cout << value.dump(2) << "\n"; }
 
 bool WriteOutputFile(const std::string& path, const std::string& content) {
+  std::error_code status_error;
+  const std::filesystem::file_status target = std::filesystem::status(path, status_error);
+  if (std::filesystem::exists(target) && !std::filesystem::is_regular_file(target)) {
+    // A device, a pipe or a socket (/dev/stdout, /dev/full): written in place, never renamed
+    // over, and every error of the write reported.
+    std::ofstream stream(path, std::ios::binary);
+    stream << content;
+    stream.flush();
+    const int error = errno;
+    stream.close();
+    if (!stream.fail()) return true;
+    std::fprintf(stderr, "apq: cannot write %s: %s\n", path.c_str(),
+                 std::strerror(error != 0 ? error : EIO));
+    return false;
+  }
   // Beside the target, so that the rename stays on one file system; the process id keeps two
   // commands writing the same target apart.
   const std::string temporary = path + ".tmp." + std::to_string(getpid());

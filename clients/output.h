@@ -50,7 +50,8 @@ void PrintListing(const Items& items, bool as_json, ToJson to_json, PrintText pr
 // Writes `content` to the file at `path` whole or not at all: to a temporary file beside it,
 // renamed over it once written and closed, so that a reader never sees part of it. False,
 // after saying so on stderr, when it cannot; then the file at `path` is as it was and the
-// temporary is gone.
+// temporary is gone. A target that exists and is no regular file (a device or a pipe, such as
+// /dev/stdout) is written in place; false when any of its writes fails (/dev/full).
 bool WriteOutputFile(const std::string& path, const std::string& content);
 
 // A repeated string field as a vector, which nlohmann::json turns into a list.

@@ -8,7 +8,8 @@
 start_apqd() {
   local binary="$1" database="$2" data_dir="$3" port_file="$4" log_file="$5"
   rm -f "${port_file}"
-  "${binary}" --listen 127.0.0.1:0 --db "${database}" --data_dir "${data_dir}" \
+  # A local server on loopback: without authentication (the quick start's default).
+  "${binary}" --listen 127.0.0.1:0 --db "${database}" --data_dir "${data_dir}" --auth=off \
     --port_file "${port_file}" >"${log_file}" 2>&1 &
   APQD_PID=$!
   trap 'kill -TERM "${APQD_PID}" 2>/dev/null || true; wait "${APQD_PID}" 2>/dev/null || true' EXIT

@@ -162,6 +162,33 @@ absl::Status ValidateResourceName(absl::string_view field, absl::string_view nam
   return absl::OkStatus();
 }
 
+absl::Status ValidateUserText(absl::string_view field, absl::string_view text, size_t max_bytes,
+                              bool multiline) {
+  if (text.size() > max_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": longer than ", max_bytes, " bytes (", text.size(), ")"));
+  }
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    const bool allowed_space = multiline && (c == '\n' || c == '\t');
+    if ((c < 0x20 && !allowed_space) || c == 0x7f) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": control character 0x", absl::Hex(c, absl::kZeroPad2), " at byte ", i));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateFileName(absl::string_view field, absl::string_view name) {
+  if (name.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": required"));
+  RETURN_IF_ERROR(ValidateUserText(field, name, 255, /*multiline=*/false));
+  if (name == "." || name == ".." || name.find('/') != absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": '", name, "' is not a file's base name (no '/', '.' or '..')"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateDeviceName(absl::string_view name) {
   return ValidateResourceName("device", name);
 }
@@ -493,8 +520,9 @@ absl::StatusOr<TableVersionRecord> Catalog::UploadTable(const std::string& devic
                                                         const std::string& description,
                                                         const std::function<bool()>& cancelled) {
   RETURN_IF_ERROR(ValidateDeviceName(device));
-  if (description.size() > 4096) {
-    return absl::InvalidArgumentError("description: longer than 4096 bytes");
+  RETURN_IF_ERROR(ValidateUserText("description", description, 4096, /*multiline=*/true));
+  for (size_t i = 0; i < files.size(); ++i) {
+    RETURN_IF_ERROR(ValidateFileName(absl::StrCat("files[", i, "].name"), files[i].name));
   }
   ASSIGN_OR_RETURN(hwmodels::CostTable table, ParseTableFiles(format, files, cancelled));
   TableVersionRecord record;

@@ -36,6 +36,14 @@ std::string ShippedDatasetName(absl::string_view space);
 
 // INVALID_ARGUMENT naming `field` unless `name` matches [a-z0-9][a-z0-9_.-]{0,63}.
 absl::Status ValidateResourceName(absl::string_view field, absl::string_view name);
+// INVALID_ARGUMENT naming `field` when `text` is longer than `max_bytes` or holds a control
+// character (below 0x20, or 0x7f; newlines and tabs pass when `multiline`): user text the
+// server stores and shows again.
+absl::Status ValidateUserText(absl::string_view field, absl::string_view text, size_t max_bytes,
+                              bool multiline);
+// ValidateUserText, and not ".", "..", nor holding '/': a file's base name.
+absl::Status ValidateFileName(absl::string_view field, absl::string_view name);
+
 // ValidateResourceName("device", name).
 absl::Status ValidateDeviceName(absl::string_view name);
 

@@ -106,6 +106,7 @@ class ArtifactCountingStore final : public Store {
   DatasetStore& datasets() override { return base_->datasets(); }
   PredictorStore& predictors() override { return predictors_; }
   TrainingJobStore& training_jobs() override { return base_->training_jobs(); }
+  TokenStore& tokens() override { return base_->tokens(); }
 
  private:
   std::unique_ptr<Store> base_;
@@ -421,6 +422,34 @@ TEST(CatalogTest, AStoredDefaultPredictorReplacesTheShippedOne) {
   EXPECT_THAT(refused.message(), HasSubstr("takes 14 inputs"));
   // The shipped predictor of another space is untouched.
   EXPECT_TRUE(fixture.catalog->NewPredictor("ofa_mbv3").ok());
+}
+
+TEST(CatalogTest, UserTextAndFileNamesAreChecked) {
+  EXPECT_TRUE(ValidateUserText("label", "sweep 3: 25 ms, note10", 64, false).ok());
+  EXPECT_TRUE(ValidateUserText("description", "line one\n\tline two", 64, true).ok());
+  EXPECT_FALSE(ValidateUserText("label", "line one\nline two", 64, false).ok());
+  EXPECT_FALSE(ValidateUserText("description", "bell\a", 64, true).ok());
+  EXPECT_FALSE(ValidateUserText("description", "del\x7f", 64, true).ok());
+  const absl::Status long_text = ValidateUserText("label", std::string(65, 'a'), 64, false);
+  EXPECT_THAT(std::string(long_text.message()), HasSubstr("label: longer than 64 bytes"));
+  EXPECT_TRUE(ValidateFileName("files[0].name", "160_lookup_table.yaml").ok());
+  for (const std::string name : {"", ".", "..", "../../etc/passwd", "a/b.json", "x\ny"}) {
+    const absl::Status status = ValidateFileName("files[0].name", name);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << name;
+    EXPECT_THAT(std::string(status.message()), HasSubstr("files[0].name")) << name;
+  }
+  // Nothing is stored for an upload with such a name.
+  Fixture fixture = Open("file_names.db");
+  const std::vector<TableVersionRecord> before =
+      fixture.store->devices().ListTableVersions("local-cpu").value();
+  const TableVersionRecord latest =
+      fixture.store->devices().GetTableVersion("local-cpu", 0).value();
+  std::vector<TableFileRecord> files = latest.files;
+  files[0].name = "../local-cpu.json";
+  const absl::Status refused =
+      fixture.catalog->UploadTable("local-cpu", latest.format, files, "renamed").status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(fixture.store->devices().ListTableVersions("local-cpu")->size(), before.size());
 }
 
 // A job names the version it was submitted with: that one loads, default or not.

@@ -89,6 +89,7 @@ apq::v1::Job JobToProto(const JobRecord& job, const search::EngineRegistry& engi
   proto.set_error(job.error);
   proto.set_table_version(job.table_version);
   proto.set_predictor_version(job.predictor_version);
+  proto.set_owner(job.owner);
   proto.set_created_unix_s(job.created_unix_s);
   proto.set_started_unix_s(job.started_unix_s);
   proto.set_finished_unix_s(job.finished_unix_s);
@@ -128,7 +129,8 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(
   std::vector<JobRecord> unfinished;
   for (JobState state : {JobState::kRunning, JobState::kQueued}) {
     for (int64_t offset = 0;; offset += 1000) {
-      ASSIGN_OR_RETURN(std::vector<JobRecord> page, store.ListJobs(state, std::nullopt, offset, 1000));
+      ASSIGN_OR_RETURN(std::vector<JobRecord> page,
+                       store.ListJobs(state, std::nullopt, offset, 1000));
       unfinished.insert(unfinished.end(), page.begin(), page.end());
       if (page.size() < 1000) break;
     }
@@ -165,7 +167,8 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(
 
 JobManager::~JobManager() { runner_.reset(); }
 
-absl::StatusOr<apq::v1::Job> JobManager::Submit(const apq::v1::SubmitSearchRequest& request) {
+absl::StatusOr<apq::v1::Job> JobManager::Submit(const apq::v1::SubmitSearchRequest& request,
+                                                const std::string& owner) {
   ASSIGN_OR_RETURN(ResolvedSearch resolved,
                    ResolveSearch(catalog_, engines_, request, request.table_version()));
   RETURN_IF_ERROR(CheckVerificationTargets(request));
@@ -176,6 +179,7 @@ absl::StatusOr<apq::v1::Job> JobManager::Submit(const apq::v1::SubmitSearchReque
   // The queue slot is reserved before the row is written, so a full queue stores nothing.
   ASSIGN_OR_RETURN(JobRunner::Slot slot, runner_->Reserve());
   JobRecord job;
+  job.owner = owner;
   job.space = filled.space();
   job.device = filled.device();
   job.table_version = resolved.cost.table_version;
@@ -219,7 +223,8 @@ absl::Status InScenario(const absl::Status& status, int i) {
 
 }  // namespace
 
-absl::StatusOr<apq::v1::Sweep> JobManager::SubmitSweep(const apq::v1::SubmitSweepRequest& request) {
+absl::StatusOr<apq::v1::Sweep> JobManager::SubmitSweep(const apq::v1::SubmitSweepRequest& request,
+                                                       const std::string& owner) {
   const apq::v1::SubmitSearchRequest& common = request.common();
   if (request.scenarios().empty()) {
     return absl::InvalidArgumentError("scenarios: at least one scenario is required");
@@ -248,6 +253,7 @@ absl::StatusOr<apq::v1::Sweep> JobManager::SubmitSweep(const apq::v1::SubmitSwee
     WriteResolvedEngine(*resolved, &scenario);
     scenario.set_table_version(resolved->cost.table_version);
     JobRecord job;
+    job.owner = owner;
     job.space = scenario.space();
     job.device = scenario.device();
     job.table_version = resolved->cost.table_version;

@@ -77,14 +77,17 @@ class JobManager {
 
   // Validates (see apq.proto; verification: FAILED_PRECONDITION naming the space when it has
   // no supernet, naming the dataset when it holds another space's or another split's
-  // records), fills in the engine's defaults, stores and queues a job.
-  absl::StatusOr<apq::v1::Job> Submit(const apq::v1::SubmitSearchRequest& request);
+  // records), fills in the engine's defaults, stores and queues a job owned by `owner` (a
+  // token id; empty without authentication).
+  absl::StatusOr<apq::v1::Job> Submit(const apq::v1::SubmitSearchRequest& request,
+                                      const std::string& owner = "");
   // Validates every scenario as Submit would its request (errors name
   // "scenarios[<i>].<field>"), then stores all the scenarios' jobs at once and queues them
   // (RESOURCE_EXHAUSTED, storing nothing, when the queue cannot take them all; ABORTED when
   // the space's default predictor changed while the scenarios were resolved). The jobs of a
   // sweep share their predictions (predictor/shared_predictions.h) while any of them runs.
-  absl::StatusOr<apq::v1::Sweep> SubmitSweep(const apq::v1::SubmitSweepRequest& request);
+  absl::StatusOr<apq::v1::Sweep> SubmitSweep(const apq::v1::SubmitSweepRequest& request,
+                                             const std::string& owner = "");
   // The sweep's scenarios in order, each with its job and, once the job ended and
   // `with_fronts`, its Pareto front by ascending cost. NOT_FOUND for an unknown sweep.
   absl::StatusOr<apq::v1::Sweep> GetSweep(const std::string& sweep_id, bool with_fronts = true);

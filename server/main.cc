@@ -1,4 +1,5 @@
 // apqd: the search server.
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -7,7 +8,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <string>
+#include <system_error>
 #include <thread>
 
 #include "absl/flags/flag.h"
@@ -35,8 +39,21 @@ ABSL_FLAG(int, predictor_threads, 1,
           "LibTorch threads for accuracy prediction, per search (one: on a 2-core machine "
           "under load, two threads made batches 4-5x slower)");
 ABSL_FLAG(std::string, port_file, "", "if set, the bound port is written there once serving");
+ABSL_FLAG(std::string, auth, "on",
+          "on: every call needs an API token (apq token ...); off: calls without a token act as "
+          "admin, allowed only on a loopback --listen address");
+ABSL_FLAG(std::string, bootstrap_token_file, "",
+          "if set, the admin token created at the first start with --auth=on is also written "
+          "there (mode 0600) instead of only to stderr");
+ABSL_FLAG(std::string, tls_cert, "", "TLS certificate chain (PEM); with --tls_key serves TLS");
+ABSL_FLAG(std::string, tls_key, "", "TLS private key (PEM)");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "CA (PEM) that client certificates must be signed by: mutual TLS");
 
 namespace {
+
+// Set in the environment of apqd's restart of itself (see main).
+constexpr char kRestartedMark[] = "APQD_RESTARTED_WITH_SIGNALS_BLOCKED";
 
 // The CPU cores this process may run on (its affinity mask), at least 1.
 int UsableCores() {
@@ -57,23 +74,35 @@ int main(int argc, char** argv) {
   // OpenBLAS (under LibTorch's dense products) sizes its own pool the same way: apqd
   // parallelises by running searches on separate workers, one thread each, so OpenBLAS gets
   // one thread per caller (unless the caller chose).
-  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
-    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-    if (std::getenv("OPENBLAS_NUM_THREADS") == nullptr) setenv("OPENBLAS_NUM_THREADS", "1", 1);
-    execv("/proc/self/exe", argv);
-    // Still here: exec failed; run with the default policy.
-  }
-  // Finalist verification and measured evaluations run LibTorch in this process.
-  apq::KeepTensorMemoryForReuse();
-  absl::SetProgramUsageMessage("apqd: hardware-aware architecture/pruning/quantization search");
-  absl::ParseCommandLine(argc, argv);
-
-  // SIGINT/SIGTERM are taken by a dedicated thread (blocked everywhere else).
+  //
+  // SIGINT and SIGTERM must reach the signal thread below, so no other thread may take them;
+  // but OpenBLAS starts its threads before main, with the signals unblocked. A signal mask
+  // survives exec: apqd blocks them and restarts itself (once, marked in the environment),
+  // so every thread of the new image, the libraries' too, starts with them blocked.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  if (std::getenv(kRestartedMark) == nullptr) {
+    setenv(kRestartedMark, "1", 1);
+    if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+      setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+      if (std::getenv("OPENBLAS_NUM_THREADS") == nullptr) setenv("OPENBLAS_NUM_THREADS", "1", 1);
+    }
+    // The binary's own path (not /proc/self/exe), so that ps names the process apqd.
+    std::error_code error;
+    const std::string self = std::filesystem::read_symlink("/proc/self/exe", error).string();
+    execv(error ? "/proc/self/exe" : self.c_str(), argv);
+    // Still here: exec failed; run as we are (a signal may then end the process abruptly).
+  }
+  unsetenv(kRestartedMark);
+  // Finalist verification and measured evaluations run LibTorch in this process.
+  apq::KeepTensorMemoryForReuse();
+  absl::SetProgramUsageMessage("apqd: hardware-aware architecture/pruning/quantization search");
+  absl::ParseCommandLine(argc, argv);
+
+  // SIGINT/SIGTERM are taken by a dedicated thread (blocked everywhere else, above).
 
   apq::server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
@@ -87,13 +116,38 @@ int main(int argc, char** argv) {
   options.rpc_threads = absl::GetFlag(FLAGS_rpc_threads);
   options.torch_threads = absl::GetFlag(FLAGS_torch_threads);
   options.predictor_threads = absl::GetFlag(FLAGS_predictor_threads);
+  const std::string auth = absl::GetFlag(FLAGS_auth);
+  if (auth != "on" && auth != "off") {
+    std::fprintf(stderr, "apqd: --auth: '%s' is not on or off\n", auth.c_str());
+    return 2;
+  }
+  options.auth_required = auth == "on";
+  options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   auto server = apq::server::ApqServer::Start(options);
   if (!server.ok()) {
     std::fprintf(stderr, "apqd: %s\n", server.status().ToString().c_str());
     return 1;
   }
-  std::fprintf(stderr, "apqd: serving on port %d (database %s)\n", (*server)->port(),
-               options.database_path.c_str());
+  std::fprintf(stderr, "apqd: serving on port %d (database %s, authentication %s, %s)\n",
+               (*server)->port(), options.database_path.c_str(), auth.c_str(),
+               options.tls_cert_file.empty() ? "plaintext" : "TLS");
+  if (const auto& bootstrap = (*server)->bootstrap_token(); bootstrap.has_value()) {
+    // Shown this once: only its hash is stored.
+    std::fprintf(stderr,
+                 "apqd: first start with authentication on: admin token %s (id %s); keep it, "
+                 "it is not shown again\n",
+                 bootstrap->bearer.c_str(), bootstrap->record.id.c_str());
+    const std::string token_file = absl::GetFlag(FLAGS_bootstrap_token_file);
+    if (!token_file.empty()) {
+      const int fd = open(token_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      if (fd < 0 || write(fd, bootstrap->bearer.data(), bootstrap->bearer.size()) < 0 ||
+          close(fd) != 0) {
+        std::fprintf(stderr, "apqd: --bootstrap_token_file: cannot write %s\n", token_file.c_str());
+      }
+    }
+  }
   const std::string port_file = absl::GetFlag(FLAGS_port_file);
   if (!port_file.empty()) {
     // Written to a temporary name and renamed, so a reader never sees a partial file.

@@ -155,10 +155,7 @@ absl::StatusOr<ResolvedSearch> ResolveSearch(Catalog& catalog,
   ResolvedSearch job;
   if (request.space().empty()) return absl::InvalidArgumentError("space: required");
   if (request.device().empty()) return absl::InvalidArgumentError("device: required");
-  if (request.label().size() > kMaxLabelBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("label: longer than ", kMaxLabelBytes, " bytes"));
-  }
+  RETURN_IF_ERROR(ValidateUserText("label", request.label(), kMaxLabelBytes, /*multiline=*/false));
   if (request.fixed_architecture().size() > kMaxConfigJsonBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("fixed_architecture: longer than ", kMaxConfigJsonBytes, " bytes"));

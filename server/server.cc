@@ -6,7 +6,10 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "server/store/sqlite_store.h"
@@ -28,6 +31,51 @@ absl::StatusOr<std::string> DefaultDataDir() {
       "cannot find the embedded data folder (./data or the binary's runfiles); pass --data_dir");
 }
 
+bool IsLoopbackAddress(const std::string& listen_address) {
+  return absl::StartsWith(listen_address, "127.") || absl::StartsWith(listen_address, "[::1]:") ||
+         absl::StartsWith(listen_address, "localhost:") ||
+         absl::StartsWith(listen_address, "unix:");
+}
+
+namespace {
+
+absl::StatusOr<std::string> ReadPemFlag(const std::string& flag, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat(flag, ": cannot read '", path, "'"));
+  std::ostringstream content;
+  content << in.rdbuf();
+  if (content.str().find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": '", path, "' holds no PEM block"));
+  }
+  return content.str();
+}
+
+// Insecure credentials, or TLS (mutual when a client CA is given) from the PEM files.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFor(
+    const ServerOptions& options) {
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("tls_cert and tls_key: give both or neither");
+  }
+  if (options.tls_cert_file.empty()) {
+    if (!options.tls_client_ca_file.empty()) {
+      return absl::InvalidArgumentError("tls_client_ca: needs tls_cert and tls_key");
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  ASSIGN_OR_RETURN(pair.cert_chain, ReadPemFlag("tls_cert", options.tls_cert_file));
+  ASSIGN_OR_RETURN(pair.private_key, ReadPemFlag("tls_key", options.tls_key_file));
+  ssl.pem_key_cert_pairs.push_back(std::move(pair));
+  if (!options.tls_client_ca_file.empty()) {
+    ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPemFlag("tls_client_ca", options.tls_client_ca_file));
+    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions& options) {
   if (options.rpc_threads < 1 || options.rpc_threads > 64) {
     return absl::InvalidArgumentError(
@@ -37,6 +85,13 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
     return absl::InvalidArgumentError(
         absl::StrCat("predictor_threads: must be in [1, 256], got ", options.predictor_threads));
   }
+  if (!options.auth_required && !IsLoopbackAddress(options.listen_address)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "auth: off is allowed only on a loopback address (anyone who reaches ",
+        options.listen_address, " could change anything); listen on 127.0.0.1 or turn it on"));
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                   ServerCredentialsFor(options));
   std::unique_ptr<ApqServer> server(new ApqServer());
   server->engines_ =
       options.engines != nullptr ? options.engines : search::EngineRegistry::BuiltIn();
@@ -78,27 +133,40 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   torch_options.threads = options.torch_threads;
   torch_options.queue_capacity = options.torch_queue_capacity;
   ASSIGN_OR_RETURN(server->torch_pool_, Executor::Create(torch_options));
+  Authenticator::Options auth_options;
+  auth_options.required = options.auth_required;
+  server->auth_ = std::make_unique<Authenticator>(auth_options, server->store_->tokens());
+  ASSIGN_OR_RETURN(server->bootstrap_token_, server->auth_->BootstrapAdmin());
   server->search_service_ = std::make_unique<SearchServiceImpl>(
       *server->catalog_, server->store_->jobs(), *server->jobs_, *server->supernets_,
-      *server->engines_, *server->pool_, *server->torch_pool_);
+      *server->engines_, *server->pool_, *server->torch_pool_, *server->auth_);
   server->device_service_ = std::make_unique<DeviceServiceImpl>(
-      *server->catalog_, server->store_->devices(), *server->pool_);
+      *server->catalog_, server->store_->devices(), *server->pool_, *server->auth_);
   server->predictor_service_ = std::make_unique<PredictorServiceImpl>(
-      *server->catalog_, *server->store_, *server->training_, *server->pool_);
+      *server->catalog_, *server->store_, *server->training_, *server->pool_, *server->auth_);
+  server->access_service_ =
+      std::make_unique<AccessServiceImpl>(*server->auth_, server->store_->tokens(), *server->pool_);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(),
-                           &server->port_);
+  builder.AddListeningPort(options.listen_address, credentials, &server->port_);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.RegisterService(server->search_service_.get());
   builder.RegisterService(server->device_service_.get());
   builder.RegisterService(server->predictor_service_.get());
+  builder.RegisterService(server->access_service_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options.listen_address, " (address in use?)"));
+  }
+  // Health checks name a service or none (""); each of ours answers SERVING.
+  for (const char* service :
+       {apq::v1::SearchService::service_full_name(), apq::v1::DeviceService::service_full_name(),
+        apq::v1::PredictorService::service_full_name(),
+        apq::v1::AccessService::service_full_name()}) {
+    server->server_->GetHealthCheckService()->SetServingStatus(service, true);
   }
   return server;
 }
@@ -109,6 +177,8 @@ void ApqServer::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
   // Open streams (WatchJob) are cancelled after the deadline instead of holding shutdown.
+  // Health checks say NOT_SERVING from now on, so balancers stop sending calls.
+  server_->GetHealthCheckService()->Shutdown();
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
 }
 

@@ -6,11 +6,13 @@
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "search/engine_registry.h"
+#include "server/auth.h"
 #include "server/catalog.h"
 #include "server/executor.h"
 #include "server/job_manager.h"
@@ -40,7 +42,19 @@ struct ServerOptions {
   int max_message_bytes = 64 << 20;  // Largest request (table uploads).
   // The search engines jobs may pick; null means the product's (EngineRegistry::BuiltIn).
   std::shared_ptr<const search::EngineRegistry> engines;
+  // Every call but the health checks needs an API token (server/auth.h). Off is allowed
+  // only on a loopback listen address; then a call without a token is the anonymous admin.
+  bool auth_required = true;
+  // TLS: the server's certificate chain and key (PEM files); both or neither. With
+  // `tls_client_ca`, clients must present a certificate signed by it (mutual TLS).
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
 };
+
+// True for addresses that only this machine can reach: 127.0.0.0/8, [::1], localhost,
+// unix sockets.
+bool IsLoopbackAddress(const std::string& listen_address);
 
 // Where the embedded data is when no folder is given: ./data, else the runfiles of the
 // running binary. NOT_FOUND when neither exists.
@@ -53,6 +67,9 @@ class ApqServer {
   ~ApqServer();
 
   int port() const { return port_; }
+  // The admin token created at this start because authentication is on and the store held
+  // no token (to be shown to the operator once), else nullopt.
+  const std::optional<IssuedToken>& bootstrap_token() const { return bootstrap_token_; }
   // The executors of cheap calls and of LibTorch calls.
   Executor::Stats rpc_executor_stats() const { return pool_->stats(); }
   Executor::Stats torch_executor_stats() const { return torch_pool_->stats(); }
@@ -76,6 +93,9 @@ class ApqServer {
   std::unique_ptr<SearchServiceImpl> search_service_;
   std::unique_ptr<DeviceServiceImpl> device_service_;
   std::unique_ptr<PredictorServiceImpl> predictor_service_;
+  std::unique_ptr<Authenticator> auth_;
+  std::unique_ptr<AccessServiceImpl> access_service_;
+  std::optional<IssuedToken> bootstrap_token_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   bool shut_down_ = false;

@@ -127,6 +127,7 @@ class ServerTest : public ::testing::Test {
     options.torch_threads = torch_threads;
     options.job_commit_interval = commit_interval;
     options.engines = std::move(engines);
+    options.auth_required = false;  // access_test.cc covers tokens and roles.
     auto server = ApqServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);

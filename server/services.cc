@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "oface/fashion_mnist.h"
+#include "server/auth.h"
 #include "server/candidate_metrics.h"
 #include "server/predictor_artifact.h"
 #include "server/search_request.h"
@@ -24,16 +26,34 @@ namespace {
 
 constexpr int kMaxTableFiles = 64;
 
-// Runs `work` on `pool` and finishes the call with its status; the request and response
-// stay valid until Finish. A call whose deadline passes while it waits is answered
-// DEADLINE_EXCEEDED without running; a full pool refuses it at once.
+// The call's "authorization" metadata, if it has one.
+std::optional<std::string> AuthorizationOf(const grpc::CallbackServerContext& context) {
+  const auto& metadata = context.client_metadata();
+  const auto found = metadata.find("authorization");
+  if (found == metadata.end()) return std::nullopt;
+  return std::string(found->second.data(), found->second.size());
+}
+
+// Runs `work` on `pool` for the caller, once `auth` says the call's token allows
+// `permission` (else the call ends UNAUTHENTICATED or PERMISSION_DENIED without running), and
+// finishes the call with its status; the request and response stay valid until Finish. A
+// call whose deadline passes while it waits is answered DEADLINE_EXCEEDED without running; a
+// full pool refuses it at once.
 grpc::ServerUnaryReactor* RunOnPool(grpc::CallbackServerContext* context, Executor& pool,
-                                    std::function<absl::Status()> work) {
+                                    Authenticator& auth, Permission permission,
+                                    std::function<absl::Status(const Caller&)> work) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const std::string pool_name = pool.name();
   absl::Status scheduled = pool.Schedule(
       absl::FromChrono(context->deadline()),
-      [reactor, work = std::move(work)] { reactor->Finish(ToGrpcStatus(work())); },
+      [reactor, &auth, permission, authorization = AuthorizationOf(*context),
+       work = std::move(work)] {
+        absl::StatusOr<Caller> caller = auth.Authorize(
+            authorization.has_value() ? std::optional<std::string_view>(*authorization)
+                                      : std::nullopt,
+            permission);
+        reactor->Finish(ToGrpcStatus(caller.ok() ? work(*caller) : caller.status()));
+      },
       [reactor, pool_name] {
         reactor->Finish(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
                                      absl::StrCat("the call's deadline passed while it waited for "
@@ -204,43 +224,49 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 grpc::ServerUnaryReactor* SearchServiceImpl::SubmitSearch(
     grpc::CallbackServerContext* context, const apq::v1::SubmitSearchRequest* request,
     apq::v1::Job* response) {
-  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
-    ASSIGN_OR_RETURN(*response, jobs_.Submit(*request));
-    return absl::OkStatus();
-  });
+  return RunOnPool(context, pool_, auth_, Permission::kSubmit,
+                   [this, request, response](const Caller& caller) -> absl::Status {
+                     ASSIGN_OR_RETURN(*response, jobs_.Submit(*request, caller.token_id));
+                     return absl::OkStatus();
+                   });
 }
 
 grpc::ServerUnaryReactor* SearchServiceImpl::SubmitSweep(grpc::CallbackServerContext* context,
                                                          const apq::v1::SubmitSweepRequest* request,
                                                          apq::v1::Sweep* response) {
-  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
-    ASSIGN_OR_RETURN(*response, jobs_.SubmitSweep(*request));
-    return absl::OkStatus();
-  });
+  return RunOnPool(context, pool_, auth_, Permission::kSubmit,
+                   [this, request, response](const Caller& caller) -> absl::Status {
+                     ASSIGN_OR_RETURN(*response, jobs_.SubmitSweep(*request, caller.token_id));
+                     return absl::OkStatus();
+                   });
 }
 
 grpc::ServerUnaryReactor* SearchServiceImpl::GetSweep(grpc::CallbackServerContext* context,
                                                       const apq::v1::GetSweepRequest* request,
                                                       apq::v1::Sweep* response) {
-  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
-    if (request->sweep_id().empty()) return absl::InvalidArgumentError("sweep_id: required");
-    if (request->sweep_id().size() > 64) {
-      return absl::InvalidArgumentError("sweep_id: longer than 64 bytes");
-    }
-    ASSIGN_OR_RETURN(*response, jobs_.GetSweep(request->sweep_id(), !request->without_fronts()));
-    return absl::OkStatus();
-  });
+  return RunOnPool(context, pool_, auth_, Permission::kRead,
+                   [this, request, response](const Caller& caller) -> absl::Status {
+                     if (request->sweep_id().empty())
+                       return absl::InvalidArgumentError("sweep_id: required");
+                     if (request->sweep_id().size() > 64) {
+                       return absl::InvalidArgumentError("sweep_id: longer than 64 bytes");
+                     }
+                     ASSIGN_OR_RETURN(*response, jobs_.GetSweep(request->sweep_id(),
+                                                                !request->without_fronts()));
+                     return absl::OkStatus();
+                   });
 }
 
 grpc::ServerUnaryReactor* SearchServiceImpl::GetJob(grpc::CallbackServerContext* context,
                                                     const apq::v1::GetJobRequest* request,
                                                     apq::v1::Job* response) {
-  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
-    RETURN_IF_ERROR(RequireJobId(request->job_id()));
-    ASSIGN_OR_RETURN(JobRecord job, store_.GetJob(request->job_id()));
-    *response = JobToProto(job, engines_);
-    return absl::OkStatus();
-  });
+  return RunOnPool(context, pool_, auth_, Permission::kRead,
+                   [this, request, response](const Caller& caller) -> absl::Status {
+                     RETURN_IF_ERROR(RequireJobId(request->job_id()));
+                     ASSIGN_OR_RETURN(JobRecord job, store_.GetJob(request->job_id()));
+                     *response = JobToProto(job, engines_);
+                     return absl::OkStatus();
+                   });
 }
 
 grpc::ServerWriteReactor<apq::v1::JobProgress>* SearchServiceImpl::WatchJob(
@@ -251,9 +277,19 @@ grpc::ServerWriteReactor<apq::v1::JobProgress>* SearchServiceImpl::WatchJob(
     reactor->Reject(ToGrpcStatus(valid));
     return reactor;
   }
-  // Watch may read the store for a finished job: that happens on the pool.
+  // Watch may read the store for a finished job: that happens on the pool, after the token.
   const std::string& job_id = request->job_id();
-  absl::Status scheduled = pool_.Schedule([reactor, job_id] { reactor->Start(job_id); });
+  absl::Status scheduled = pool_.Schedule([this, reactor, job_id,
+                                           authorization = AuthorizationOf(*context)] {
+    const absl::StatusOr<Caller> caller = auth_.Authorize(
+        authorization.has_value() ? std::optional<std::string_view>(*authorization) : std::nullopt,
+        Permission::kRead);
+    if (!caller.ok()) {
+      reactor->Reject(ToGrpcStatus(caller.status()));
+      return;
+    }
+    reactor->Start(job_id);
+  });
   if (!scheduled.ok()) reactor->Reject(ToGrpcStatus(scheduled));
   return reactor;
 }
@@ -261,306 +297,342 @@ grpc::ServerWriteReactor<apq::v1::JobProgress>* SearchServiceImpl::WatchJob(
 grpc::ServerUnaryReactor* SearchServiceImpl::CancelJob(grpc::CallbackServerContext* context,
                                                        const apq::v1::CancelJobRequest* request,
                                                        apq::v1::Job* response) {
-  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
-    RETURN_IF_ERROR(RequireJobId(request->job_id()));
-    ASSIGN_OR_RETURN(*response, jobs_.Cancel(request->job_id()));
-    return absl::OkStatus();
-  });
+  return RunOnPool(context, pool_, auth_, Permission::kSubmit,
+                   [this, request, response](const Caller& caller) -> absl::Status {
+                     RETURN_IF_ERROR(RequireJobId(request->job_id()));
+                     ASSIGN_OR_RETURN(const JobRecord job, store_.GetJob(request->job_id()));
+                     if (caller.role != Role::kAdmin && job.owner != caller.token_id) {
+                       return absl::PermissionDeniedError(absl::StrCat(
+                           "job ", job.id, " belongs to another token; a ", RoleName(caller.role),
+                           " cancels only its own jobs (admins cancel any)"));
+                     }
+                     ASSIGN_OR_RETURN(*response, jobs_.Cancel(request->job_id()));
+                     return absl::OkStatus();
+                   });
 }
 
 grpc::ServerUnaryReactor* SearchServiceImpl::ListJobs(grpc::CallbackServerContext* context,
                                                       const apq::v1::ListJobsRequest* request,
                                                       apq::v1::ListJobsResponse* response) {
-  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
-    ASSIGN_OR_RETURN(int page_size, PageSize(request->page_size(), 50, 1000));
-    ASSIGN_OR_RETURN(int64_t offset, ParsePageToken(request->page_token()));
-    std::optional<JobState> state;
-    if (request->state() != apq::v1::JOB_STATE_UNSPECIFIED) {
-      if (!apq::v1::JobState_IsValid(request->state())) {
-        return absl::InvalidArgumentError(absl::StrCat("state: unknown value ", request->state()));
-      }
-      state = static_cast<JobState>(request->state());
-    }
-    // One row more than the page tells whether another page follows.
-    ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, store_.ListJobs(state, offset, page_size + 1));
-    const bool more = static_cast<int>(jobs.size()) > page_size;
-    if (more) jobs.pop_back();
-    for (const JobRecord& job : jobs) *response->add_jobs() = JobToProto(job, engines_);
-    if (more) response->set_next_page_token(absl::StrCat(offset + page_size));
-    return absl::OkStatus();
-  });
+  return RunOnPool(context, pool_, auth_, Permission::kRead,
+                   [this, request, response](const Caller& caller) -> absl::Status {
+                     ASSIGN_OR_RETURN(int page_size, PageSize(request->page_size(), 50, 1000));
+                     ASSIGN_OR_RETURN(int64_t offset, ParsePageToken(request->page_token()));
+                     // Submitters and hardware tokens see their own jobs; viewers and admins see
+                     // every job.
+                     std::optional<std::string> owner;
+                     if (!request->owner().empty()) owner = request->owner();
+                     if (caller.role == Role::kSubmitter || caller.role == Role::kHardware) {
+                       if (owner.has_value() && *owner != caller.token_id) {
+                         return absl::PermissionDeniedError(
+                             absl::StrCat("owner: a ", RoleName(caller.role),
+                                          " lists only its own jobs (", caller.token_id, ")"));
+                       }
+                       owner = caller.token_id;
+                     }
+                     std::optional<JobState> state;
+                     if (request->state() != apq::v1::JOB_STATE_UNSPECIFIED) {
+                       if (!apq::v1::JobState_IsValid(request->state())) {
+                         return absl::InvalidArgumentError(
+                             absl::StrCat("state: unknown value ", request->state()));
+                       }
+                       state = static_cast<JobState>(request->state());
+                     }
+                     // One row more than the page tells whether another page follows.
+                     ASSIGN_OR_RETURN(std::vector<JobRecord> jobs,
+                                      store_.ListJobs(state, owner, offset, page_size + 1));
+                     const bool more = static_cast<int>(jobs.size()) > page_size;
+                     if (more) jobs.pop_back();
+                     for (const JobRecord& job : jobs)
+                       *response->add_jobs() = JobToProto(job, engines_);
+                     if (more) response->set_next_page_token(absl::StrCat(offset + page_size));
+                     return absl::OkStatus();
+                   });
 }
 
 grpc::ServerUnaryReactor* SearchServiceImpl::ListCandidates(
     grpc::CallbackServerContext* context, const apq::v1::ListCandidatesRequest* request,
     apq::v1::ListCandidatesResponse* response) {
-  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
-    RETURN_IF_ERROR(RequireJobId(request->job_id()));
-    CandidateQuery query;
-    query.job_id = request->job_id();
-    ASSIGN_OR_RETURN(query.limit, PageSize(request->page_size(), 100, 10000));
-    ASSIGN_OR_RETURN(query.offset, ParsePageToken(request->page_token()));
-    ASSIGN_OR_RETURN(query.order, CandidateOrderFromProto(request->sort_by(), "sort_by"));
-    switch (request->feasibility()) {
-      case apq::v1::FEASIBILITY_ANY:
-        break;
-      case apq::v1::FEASIBILITY_FEASIBLE:
-        query.feasible = true;
-        break;
-      case apq::v1::FEASIBILITY_INFEASIBLE:
-        query.feasible = false;
-        break;
-      default:
-        return absl::InvalidArgumentError(
-            absl::StrCat("feasibility: unknown value ", request->feasibility()));
-    }
-    query.pareto_front_only = request->pareto_front_only();
-    ASSIGN_OR_RETURN(CandidatePage page, store_.ListCandidates(query));
-    for (const CandidateRecord& candidate : page.candidates) {
-      *response->add_candidates() = CandidateToProto(candidate);
-    }
-    response->set_total(page.total);
-    if (query.offset + static_cast<int64_t>(page.candidates.size()) < page.total) {
-      response->set_next_page_token(absl::StrCat(query.offset + query.limit));
-    }
-    return absl::OkStatus();
-  });
+  return RunOnPool(context, pool_, auth_, Permission::kRead,
+                   [this, request, response](const Caller& caller) -> absl::Status {
+                     RETURN_IF_ERROR(RequireJobId(request->job_id()));
+                     CandidateQuery query;
+                     query.job_id = request->job_id();
+                     ASSIGN_OR_RETURN(query.limit, PageSize(request->page_size(), 100, 10000));
+                     ASSIGN_OR_RETURN(query.offset, ParsePageToken(request->page_token()));
+                     ASSIGN_OR_RETURN(query.order,
+                                      CandidateOrderFromProto(request->sort_by(), "sort_by"));
+                     switch (request->feasibility()) {
+                       case apq::v1::FEASIBILITY_ANY:
+                         break;
+                       case apq::v1::FEASIBILITY_FEASIBLE:
+                         query.feasible = true;
+                         break;
+                       case apq::v1::FEASIBILITY_INFEASIBLE:
+                         query.feasible = false;
+                         break;
+                       default:
+                         return absl::InvalidArgumentError(
+                             absl::StrCat("feasibility: unknown value ", request->feasibility()));
+                     }
+                     query.pareto_front_only = request->pareto_front_only();
+                     ASSIGN_OR_RETURN(CandidatePage page, store_.ListCandidates(query));
+                     for (const CandidateRecord& candidate : page.candidates) {
+                       *response->add_candidates() = CandidateToProto(candidate);
+                     }
+                     response->set_total(page.total);
+                     if (query.offset + static_cast<int64_t>(page.candidates.size()) < page.total) {
+                       response->set_next_page_token(absl::StrCat(query.offset + query.limit));
+                     }
+                     return absl::OkStatus();
+                   });
 }
 
 grpc::ServerUnaryReactor* SearchServiceImpl::GetDeployableConfig(
     grpc::CallbackServerContext* context, const apq::v1::GetDeployableConfigRequest* request,
     apq::v1::DeployableConfig* response) {
   Executor& pool = request->include_torchscript() ? torch_pool_ : pool_;
-  return RunOnPool(context, pool, [this, context, request, response]() -> absl::Status {
-    RETURN_IF_ERROR(RequireJobId(request->job_id()));
-    ASSIGN_OR_RETURN(JobRecord job, store_.GetJob(request->job_id()));
-    if (job.state != JobState::kSucceeded) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("job ", job.id, " has not succeeded (state ",
-                       apq::v1::JobState_Name(static_cast<apq::v1::JobState>(job.state)), ")",
-                       job.error.empty() ? "" : absl::StrCat(": ", job.error)));
-    }
-    if (!job.best) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("job ", job.id, " found no feasible configuration"));
-    }
-    // The deployable best: the measured best of a verified job, else the predicted best.
-    apq::v1::Job proto = JobToProto(job, engines_);
-    const apq::v1::Candidate& best = proto.best();
-    if (request->include_torchscript()) {
-      // Before filling the response: a failure returns nothing else.
-      ASSIGN_OR_RETURN(const oface::SearchSpace* space, catalog_.FindSpace(job.space));
-      ASSIGN_OR_RETURN(oface::Genotype genotype, space->FromJson(best.config_json()));
-      ASSIGN_OR_RETURN(SupernetHost::Export exported,
-                       supernets_.ExportSubnet(job.space, genotype,
-                                               [context] { return context->IsCancelled(); }));
-      response->set_torchscript(std::move(exported.torchscript));
-      response->set_torchscript_accuracy(exported.accuracy);
-      response->set_supernet_version(exported.supernet_version);
-    }
-    response->set_job_id(job.id);
-    response->set_space(job.space);
-    response->set_device(job.device);
-    response->set_config_json(best.config_json());
-    *response->mutable_metrics() = best.metrics();
-    *response->mutable_budgets() = proto.request().budgets();
-    response->set_table_version(job.table_version);
-    response->set_predictor_version(job.predictor_version);
-    response->set_seed(proto.request().seed());
-    // The front, by ascending cost: the trade-offs the budgets allowed.
-    CandidateQuery front;
-    front.job_id = job.id;
-    front.pareto_front_only = true;
-    front.limit = kMaxFrontInDeployableConfig;
-    ASSIGN_OR_RETURN(const search::CostMetric front_cost,
-                     CostMetricFromProto(proto.request().pareto_cost(), "pareto_cost"));
-    front.order = AscendingOrder(front_cost);
-    ASSIGN_OR_RETURN(CandidatePage page, store_.ListCandidates(front));
-    for (const CandidateRecord& candidate : page.candidates) {
-      *response->add_pareto_front() = CandidateToProto(candidate);
-    }
-    return absl::OkStatus();
-  });
+  return RunOnPool(
+      context, pool, auth_, Permission::kRead,
+      [this, context, request, response](const Caller& caller) -> absl::Status {
+        RETURN_IF_ERROR(RequireJobId(request->job_id()));
+        ASSIGN_OR_RETURN(JobRecord job, store_.GetJob(request->job_id()));
+        if (job.state != JobState::kSucceeded) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("job ", job.id, " has not succeeded (state ",
+                           apq::v1::JobState_Name(static_cast<apq::v1::JobState>(job.state)), ")",
+                           job.error.empty() ? "" : absl::StrCat(": ", job.error)));
+        }
+        if (!job.best) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("job ", job.id, " found no feasible configuration"));
+        }
+        // The deployable best: the measured best of a verified job, else the predicted best.
+        apq::v1::Job proto = JobToProto(job, engines_);
+        const apq::v1::Candidate& best = proto.best();
+        if (request->include_torchscript()) {
+          // Before filling the response: a failure returns nothing else.
+          ASSIGN_OR_RETURN(const oface::SearchSpace* space, catalog_.FindSpace(job.space));
+          ASSIGN_OR_RETURN(oface::Genotype genotype, space->FromJson(best.config_json()));
+          ASSIGN_OR_RETURN(SupernetHost::Export exported,
+                           supernets_.ExportSubnet(job.space, genotype,
+                                                   [context] { return context->IsCancelled(); }));
+          response->set_torchscript(std::move(exported.torchscript));
+          response->set_torchscript_accuracy(exported.accuracy);
+          response->set_supernet_version(exported.supernet_version);
+        }
+        response->set_job_id(job.id);
+        response->set_space(job.space);
+        response->set_device(job.device);
+        response->set_config_json(best.config_json());
+        *response->mutable_metrics() = best.metrics();
+        *response->mutable_budgets() = proto.request().budgets();
+        response->set_table_version(job.table_version);
+        response->set_predictor_version(job.predictor_version);
+        response->set_seed(proto.request().seed());
+        // The front, by ascending cost: the trade-offs the budgets allowed.
+        CandidateQuery front;
+        front.job_id = job.id;
+        front.pareto_front_only = true;
+        front.limit = kMaxFrontInDeployableConfig;
+        ASSIGN_OR_RETURN(const search::CostMetric front_cost,
+                         CostMetricFromProto(proto.request().pareto_cost(), "pareto_cost"));
+        front.order = AscendingOrder(front_cost);
+        ASSIGN_OR_RETURN(CandidatePage page, store_.ListCandidates(front));
+        for (const CandidateRecord& candidate : page.candidates) {
+          *response->add_pareto_front() = CandidateToProto(candidate);
+        }
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* SearchServiceImpl::Evaluate(grpc::CallbackServerContext* context,
                                                       const apq::v1::EvaluateRequest* request,
                                                       apq::v1::EvaluateResponse* response) {
   Executor& pool = request->measure() != apq::v1::MEASURE_MODE_UNSPECIFIED ? torch_pool_ : pool_;
-  return RunOnPool(context, pool, [this, context, request, response]() -> absl::Status {
-    // As SubmitSearch: a missing space is a bad request, not an unknown space.
-    if (request->space().empty()) return absl::InvalidArgumentError("space: required");
-    if (request->configs_json_size() == 0) {
-      return absl::InvalidArgumentError("configs_json: at least one configuration is required");
-    }
-    if (!apq::v1::MeasureMode_IsValid(request->measure())) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("measure: unknown measure mode ", request->measure()));
-    }
-    const bool measure = request->measure() != apq::v1::MEASURE_MODE_UNSPECIFIED;
-    if (measure && request->configs_json_size() > kMaxMeasuredConfigs) {
-      return absl::InvalidArgumentError(absl::StrCat("configs_json: at most ", kMaxMeasuredConfigs,
-                                                     " per call with measure, got ",
-                                                     request->configs_json_size()));
-    }
-    oface::DataSplit split = oface::DataSplit::kValidation;
-    switch (request->split()) {
-      case apq::v1::DATA_SPLIT_UNSPECIFIED:
-      case apq::v1::DATA_SPLIT_VALIDATION:
-        break;
-      case apq::v1::DATA_SPLIT_TEST:
-        split = oface::DataSplit::kTest;
-        break;
-      default:
-        return absl::InvalidArgumentError(
-            absl::StrCat("split: unknown value ", static_cast<int>(request->split())));
-    }
-    if (request->measure_test_images() < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("measure_test_images: must be >= 0, got ", request->measure_test_images()));
-    }
-    if (measure && !supernets_.Has(request->space())) {
-      RETURN_IF_ERROR(catalog_.FindSpace(request->space()).status());
-      return absl::FailedPreconditionError(
-          absl::StrCat("measure: space ", request->space(), " has no trained supernet"));
-    }
-    if (request->configs_json_size() > kMaxEvaluateConfigs) {
-      return absl::InvalidArgumentError(absl::StrCat("configs_json: at most ", kMaxEvaluateConfigs,
-                                                     " per call, got ",
-                                                     request->configs_json_size()));
-    }
-    ASSIGN_OR_RETURN(const oface::SearchSpace* space, catalog_.FindSpace(request->space()));
-    std::vector<oface::Genotype> genotypes;
-    for (int i = 0; i < request->configs_json_size(); ++i) {
-      absl::StatusOr<oface::Genotype> genotype = space->FromJson(request->configs_json(i));
-      if (!genotype.ok()) {
-        return absl::Status(genotype.status().code(),
-                            absl::StrCat("configs_json[", i, "]: ", genotype.status().message()));
-      }
-      genotypes.push_back(*std::move(genotype));
-    }
-    std::optional<Catalog::CostModelHandle> cost;
-    if (!request->device().empty()) {
-      ASSIGN_OR_RETURN(
-          cost, catalog_.CostModel(request->space(), request->device(), request->table_version()));
-      response->set_table_version(cost->table_version);
-    }
-    // Accuracy is reported when the space has a predictor; costs alone are still useful.
-    absl::StatusOr<Catalog::PredictorInstance> predictor = catalog_.NewPredictor(request->space());
-    std::vector<float> accuracies;
-    if (predictor.ok()) {
-      predictor::FeatureBatch batch;
-      for (const oface::Genotype& genotype : genotypes) {
-        space->ActiveFeatures(genotype, batch.mutable_indices());
-        batch.EndSample();
-      }
-      RETURN_IF_ERROR(predictor->predictor->Predict(batch, &accuracies));
-      response->set_predictor_version(predictor->version);
-    } else if (predictor.status().code() != absl::StatusCode::kFailedPrecondition ||
-               (!cost && !space->StaticCosts(genotypes.front()).has_value())) {
-      // No predictor is only acceptable when the request gets costs.
-      return predictor.status();
-    }
-    for (size_t i = 0; i < genotypes.size(); ++i) {
-      apq::v1::Metrics* metrics = response->add_metrics();
-      if (!accuracies.empty()) metrics->set_accuracy(accuracies[i]);
-      if (cost) {
-        const hwmodels::NetworkCost network = cost->model->Evaluate(genotypes[i]);
-        metrics->set_latency_ms(network.latency_ms);
-        if (network.has_energy) metrics->set_energy_mj(network.energy_mj);
-        if (network.modelled) {
-          metrics->add_modelled("latency_ms");
-          if (network.has_energy) metrics->add_modelled("energy_mj");
+  return RunOnPool(
+      context, pool, auth_,
+      request->measure() != apq::v1::MEASURE_MODE_UNSPECIFIED ? Permission::kSubmit
+                                                              : Permission::kRead,
+      [this, context, request, response](const Caller& caller) -> absl::Status {
+        // As SubmitSearch: a missing space is a bad request, not an unknown space.
+        if (request->space().empty()) return absl::InvalidArgumentError("space: required");
+        if (request->configs_json_size() == 0) {
+          return absl::InvalidArgumentError("configs_json: at least one configuration is required");
         }
-      }
-      // Model size and BitOps need no device.
-      if (const std::optional<oface::StaticCost> static_cost = space->StaticCosts(genotypes[i])) {
-        metrics->set_size_mb(static_cost->size_bytes / 1e6);
-        metrics->set_bitops(static_cast<double>(static_cost->bitops));
-      }
-    }
-    if (measure) {
-      ASSIGN_OR_RETURN(std::vector<SupernetHost::Measurement> measured,
-                       supernets_.Measure(request->space(), genotypes,
-                                          request->measure() == apq::v1::MEASURE_MODE_QUANTIZED,
-                                          split, request->measure_test_images(),
-                                          [context] { return context->IsCancelled(); }));
-      for (size_t i = 0; i < measured.size(); ++i) {
-        apq::v1::Metrics* metrics = response->mutable_metrics(static_cast<int>(i));
-        metrics->set_measured_accuracy(measured[i].accuracy);
-        metrics->set_measured_method(measured[i].method);
-        metrics->set_measured_seconds(measured[i].seconds);
-        metrics->set_measured_split(oface::DataSplitName(measured[i].split));
-      }
-      response->set_supernet_version(supernets_.Version(request->space()));
-    }
-    return absl::OkStatus();
-  });
+        if (!apq::v1::MeasureMode_IsValid(request->measure())) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("measure: unknown measure mode ", request->measure()));
+        }
+        const bool measure = request->measure() != apq::v1::MEASURE_MODE_UNSPECIFIED;
+        if (measure && request->configs_json_size() > kMaxMeasuredConfigs) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("configs_json: at most ", kMaxMeasuredConfigs,
+                           " per call with measure, got ", request->configs_json_size()));
+        }
+        oface::DataSplit split = oface::DataSplit::kValidation;
+        switch (request->split()) {
+          case apq::v1::DATA_SPLIT_UNSPECIFIED:
+          case apq::v1::DATA_SPLIT_VALIDATION:
+            break;
+          case apq::v1::DATA_SPLIT_TEST:
+            split = oface::DataSplit::kTest;
+            break;
+          default:
+            return absl::InvalidArgumentError(
+                absl::StrCat("split: unknown value ", static_cast<int>(request->split())));
+        }
+        if (request->measure_test_images() < 0) {
+          return absl::InvalidArgumentError(absl::StrCat("measure_test_images: must be >= 0, got ",
+                                                         request->measure_test_images()));
+        }
+        if (measure && !supernets_.Has(request->space())) {
+          RETURN_IF_ERROR(catalog_.FindSpace(request->space()).status());
+          return absl::FailedPreconditionError(
+              absl::StrCat("measure: space ", request->space(), " has no trained supernet"));
+        }
+        if (request->configs_json_size() > kMaxEvaluateConfigs) {
+          return absl::InvalidArgumentError(absl::StrCat("configs_json: at most ",
+                                                         kMaxEvaluateConfigs, " per call, got ",
+                                                         request->configs_json_size()));
+        }
+        ASSIGN_OR_RETURN(const oface::SearchSpace* space, catalog_.FindSpace(request->space()));
+        std::vector<oface::Genotype> genotypes;
+        for (int i = 0; i < request->configs_json_size(); ++i) {
+          absl::StatusOr<oface::Genotype> genotype = space->FromJson(request->configs_json(i));
+          if (!genotype.ok()) {
+            return absl::Status(
+                genotype.status().code(),
+                absl::StrCat("configs_json[", i, "]: ", genotype.status().message()));
+          }
+          genotypes.push_back(*std::move(genotype));
+        }
+        std::optional<Catalog::CostModelHandle> cost;
+        if (!request->device().empty()) {
+          ASSIGN_OR_RETURN(cost, catalog_.CostModel(request->space(), request->device(),
+                                                    request->table_version()));
+          response->set_table_version(cost->table_version);
+        }
+        // Accuracy is reported when the space has a predictor; costs alone are still useful.
+        absl::StatusOr<Catalog::PredictorInstance> predictor =
+            catalog_.NewPredictor(request->space());
+        std::vector<float> accuracies;
+        if (predictor.ok()) {
+          predictor::FeatureBatch batch;
+          for (const oface::Genotype& genotype : genotypes) {
+            space->ActiveFeatures(genotype, batch.mutable_indices());
+            batch.EndSample();
+          }
+          RETURN_IF_ERROR(predictor->predictor->Predict(batch, &accuracies));
+          response->set_predictor_version(predictor->version);
+        } else if (predictor.status().code() != absl::StatusCode::kFailedPrecondition ||
+                   (!cost && !space->StaticCosts(genotypes.front()).has_value())) {
+          // No predictor is only acceptable when the request gets costs.
+          return predictor.status();
+        }
+        for (size_t i = 0; i < genotypes.size(); ++i) {
+          apq::v1::Metrics* metrics = response->add_metrics();
+          if (!accuracies.empty()) metrics->set_accuracy(accuracies[i]);
+          if (cost) {
+            const hwmodels::NetworkCost network = cost->model->Evaluate(genotypes[i]);
+            metrics->set_latency_ms(network.latency_ms);
+            if (network.has_energy) metrics->set_energy_mj(network.energy_mj);
+            if (network.modelled) {
+              metrics->add_modelled("latency_ms");
+              if (network.has_energy) metrics->add_modelled("energy_mj");
+            }
+          }
+          // Model size and BitOps need no device.
+          if (const std::optional<oface::StaticCost> static_cost =
+                  space->StaticCosts(genotypes[i])) {
+            metrics->set_size_mb(static_cost->size_bytes / 1e6);
+            metrics->set_bitops(static_cast<double>(static_cost->bitops));
+          }
+        }
+        if (measure) {
+          ASSIGN_OR_RETURN(std::vector<SupernetHost::Measurement> measured,
+                           supernets_.Measure(request->space(), genotypes,
+                                              request->measure() == apq::v1::MEASURE_MODE_QUANTIZED,
+                                              split, request->measure_test_images(),
+                                              [context] { return context->IsCancelled(); }));
+          for (size_t i = 0; i < measured.size(); ++i) {
+            apq::v1::Metrics* metrics = response->mutable_metrics(static_cast<int>(i));
+            metrics->set_measured_accuracy(measured[i].accuracy);
+            metrics->set_measured_method(measured[i].method);
+            metrics->set_measured_seconds(measured[i].seconds);
+            metrics->set_measured_split(oface::DataSplitName(measured[i].split));
+          }
+          response->set_supernet_version(supernets_.Version(request->space()));
+        }
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* SearchServiceImpl::ListEngines(grpc::CallbackServerContext* context,
                                                          const apq::v1::ListEnginesRequest* request,
                                                          apq::v1::ListEnginesResponse* response) {
-  return RunOnPool(context, pool_, [this, response]() -> absl::Status {
-    for (const search::Engine* engine : engines_.engines()) {
-      *response->add_engines() = EngineToProto(*engine);
-    }
-    return absl::OkStatus();
-  });
+  return RunOnPool(context, pool_, auth_, Permission::kRead,
+                   [this, response](const Caller& caller) -> absl::Status {
+                     for (const search::Engine* engine : engines_.engines()) {
+                       *response->add_engines() = EngineToProto(*engine);
+                     }
+                     return absl::OkStatus();
+                   });
 }
 
 grpc::ServerUnaryReactor* DeviceServiceImpl::UploadCostTable(
     grpc::CallbackServerContext* context, const apq::v1::UploadCostTableRequest* request,
     apq::v1::Device* response) {
-  return RunOnPool(context, pool_, [this, context, request, response]() -> absl::Status {
-    RETURN_IF_ERROR(ValidateDeviceName(request->device()));
-    if (request->format() == apq::v1::TABLE_FORMAT_UNSPECIFIED ||
-        !apq::v1::TableFormat_IsValid(request->format())) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("format: required, one of TABLE_FORMAT_OFA_YAML, "
-                       "TABLE_FORMAT_APQ_BITFUSION, TABLE_FORMAT_CONV_JSON; got ",
-                       request->format()));
-    }
-    if (request->files_size() == 0 || request->files_size() > kMaxTableFiles) {
-      return absl::InvalidArgumentError(absl::StrCat("files: between 1 and ", kMaxTableFiles,
-                                                     " files, got ", request->files_size()));
-    }
-    std::vector<TableFileRecord> files;
-    for (int i = 0; i < request->files_size(); ++i) {
-      const apq::v1::TableFile& file = request->files(i);
-      if (file.name().empty() || file.name().size() > 255) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("files[", i, "].name: required, at most 255 bytes"));
-      }
-      files.push_back({file.name(), file.content()});
-    }
-    ASSIGN_OR_RETURN(
-        TableVersionRecord stored,
-        catalog_.UploadTable(request->device(), request->format(), files, request->description(),
-                             [context] { return context->IsCancelled(); }));
-    return FillDevice(catalog_, store_, stored.device, response);
-  });
+  return RunOnPool(
+      context, pool_, auth_, Permission::kUploadTables,
+      [this, context, request, response](const Caller& caller) -> absl::Status {
+        RETURN_IF_ERROR(ValidateDeviceName(request->device()));
+        if (request->format() == apq::v1::TABLE_FORMAT_UNSPECIFIED ||
+            !apq::v1::TableFormat_IsValid(request->format())) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("format: required, one of TABLE_FORMAT_OFA_YAML, "
+                           "TABLE_FORMAT_APQ_BITFUSION, TABLE_FORMAT_CONV_JSON; got ",
+                           request->format()));
+        }
+        if (request->files_size() == 0 || request->files_size() > kMaxTableFiles) {
+          return absl::InvalidArgumentError(absl::StrCat("files: between 1 and ", kMaxTableFiles,
+                                                         " files, got ", request->files_size()));
+        }
+        std::vector<TableFileRecord> files;
+        for (int i = 0; i < request->files_size(); ++i) {
+          const apq::v1::TableFile& file = request->files(i);
+          RETURN_IF_ERROR(ValidateFileName(absl::StrCat("files[", i, "].name"), file.name()));
+          files.push_back({file.name(), file.content()});
+        }
+        ASSIGN_OR_RETURN(TableVersionRecord stored,
+                         catalog_.UploadTable(request->device(), request->format(), files,
+                                              request->description(),
+                                              [context] { return context->IsCancelled(); }));
+        return FillDevice(catalog_, store_, stored.device, response);
+      });
 }
 
 grpc::ServerUnaryReactor* DeviceServiceImpl::ListDevices(grpc::CallbackServerContext* context,
                                                          const apq::v1::ListDevicesRequest* request,
                                                          apq::v1::ListDevicesResponse* response) {
-  return RunOnPool(context, pool_, [this, response]() -> absl::Status {
-    ASSIGN_OR_RETURN(std::vector<std::string> names, store_.ListDevices());
-    for (const std::string& name : names) {
-      RETURN_IF_ERROR(FillDevice(catalog_, store_, name, response->add_devices()));
-    }
-    return absl::OkStatus();
-  });
+  return RunOnPool(context, pool_, auth_, Permission::kRead,
+                   [this, response](const Caller& caller) -> absl::Status {
+                     ASSIGN_OR_RETURN(std::vector<std::string> names, store_.ListDevices());
+                     for (const std::string& name : names) {
+                       RETURN_IF_ERROR(FillDevice(catalog_, store_, name, response->add_devices()));
+                     }
+                     return absl::OkStatus();
+                   });
 }
 
 grpc::ServerUnaryReactor* DeviceServiceImpl::GetDevice(grpc::CallbackServerContext* context,
                                                        const apq::v1::GetDeviceRequest* request,
                                                        apq::v1::Device* response) {
-  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
-    RETURN_IF_ERROR(ValidateDeviceName(request->device()));
-    return FillDevice(catalog_, store_, request->device(), response);
-  });
+  return RunOnPool(context, pool_, auth_, Permission::kRead,
+                   [this, request, response](const Caller& caller) -> absl::Status {
+                     RETURN_IF_ERROR(ValidateDeviceName(request->device()));
+                     return FillDevice(catalog_, store_, request->device(), response);
+                   });
 }
 
 namespace {
@@ -628,113 +700,204 @@ absl::Status FillPredictors(Catalog& catalog, PredictorStore& store, const std::
 grpc::ServerUnaryReactor* PredictorServiceImpl::UploadDataset(
     grpc::CallbackServerContext* context, const apq::v1::UploadDatasetRequest* request,
     apq::v1::Dataset* response) {
-  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
-    RETURN_IF_ERROR(ValidateResourceName("name", request->name()));
-    if (request->space().empty()) return absl::InvalidArgumentError("space: required");
-    if (request->description().size() > 4096) {
-      return absl::InvalidArgumentError("description: longer than 4096 bytes");
-    }
-    ASSIGN_OR_RETURN(const oface::SearchSpace* space, catalog_.FindSpace(request->space()));
-    ASSIGN_OR_RETURN(std::vector<MeasurementRow> rows, MeasurementRowsFromUpload(*space, *request));
-    DatasetRecord dataset;
-    dataset.name = request->name();
-    dataset.space = request->space();
-    dataset.description = request->description();
-    dataset.created_unix_s = NowUnixSeconds();
-    RETURN_IF_ERROR(store_.datasets().CreateDataset(dataset, rows));
-    ASSIGN_OR_RETURN(DatasetRecord stored, store_.datasets().GetDataset(dataset.name));
-    FillDataset(stored, response);
-    return absl::OkStatus();
-  });
+  return RunOnPool(
+      context, pool_, auth_, Permission::kAdmin,
+      [this, request, response](const Caller& caller) -> absl::Status {
+        RETURN_IF_ERROR(ValidateResourceName("name", request->name()));
+        if (request->space().empty()) return absl::InvalidArgumentError("space: required");
+        RETURN_IF_ERROR(
+            ValidateUserText("description", request->description(), 4096, /*multiline=*/true));
+        ASSIGN_OR_RETURN(const oface::SearchSpace* space, catalog_.FindSpace(request->space()));
+        ASSIGN_OR_RETURN(std::vector<MeasurementRow> rows,
+                         MeasurementRowsFromUpload(*space, *request));
+        DatasetRecord dataset;
+        dataset.name = request->name();
+        dataset.space = request->space();
+        dataset.description = request->description();
+        dataset.created_unix_s = NowUnixSeconds();
+        RETURN_IF_ERROR(store_.datasets().CreateDataset(dataset, rows));
+        ASSIGN_OR_RETURN(DatasetRecord stored, store_.datasets().GetDataset(dataset.name));
+        FillDataset(stored, response);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* PredictorServiceImpl::ListDatasets(
     grpc::CallbackServerContext* context, const apq::v1::ListDatasetsRequest* request,
     apq::v1::ListDatasetsResponse* response) {
-  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
-    if (!request->space().empty()) RETURN_IF_ERROR(catalog_.FindSpace(request->space()).status());
-    ASSIGN_OR_RETURN(std::vector<DatasetRecord> datasets, store_.datasets().ListDatasets());
-    for (const DatasetRecord& dataset : datasets) {
-      if (request->space().empty() || dataset.space == request->space()) {
-        FillDataset(dataset, response->add_datasets());
-      }
-    }
-    return absl::OkStatus();
-  });
+  return RunOnPool(context, pool_, auth_, Permission::kRead,
+                   [this, request, response](const Caller& caller) -> absl::Status {
+                     if (!request->space().empty())
+                       RETURN_IF_ERROR(catalog_.FindSpace(request->space()).status());
+                     ASSIGN_OR_RETURN(std::vector<DatasetRecord> datasets,
+                                      store_.datasets().ListDatasets());
+                     for (const DatasetRecord& dataset : datasets) {
+                       if (request->space().empty() || dataset.space == request->space()) {
+                         FillDataset(dataset, response->add_datasets());
+                       }
+                     }
+                     return absl::OkStatus();
+                   });
 }
 
 grpc::ServerUnaryReactor* PredictorServiceImpl::TrainPredictor(
     grpc::CallbackServerContext* context, const apq::v1::TrainPredictorRequest* request,
     apq::v1::TrainingJob* response) {
-  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
-    ASSIGN_OR_RETURN(*response, training_.Submit(*request));
-    return absl::OkStatus();
-  });
+  return RunOnPool(context, pool_, auth_, Permission::kAdmin,
+                   [this, request, response](const Caller& caller) -> absl::Status {
+                     ASSIGN_OR_RETURN(*response, training_.Submit(*request));
+                     return absl::OkStatus();
+                   });
 }
 
 grpc::ServerUnaryReactor* PredictorServiceImpl::GetTrainingJob(
     grpc::CallbackServerContext* context, const apq::v1::GetTrainingJobRequest* request,
     apq::v1::TrainingJob* response) {
-  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
-    RETURN_IF_ERROR(RequireJobId(request->job_id()));
-    ASSIGN_OR_RETURN(TrainingJobRecord job,
-                     store_.training_jobs().GetTrainingJob(request->job_id()));
-    *response = TrainingJobToProto(job);
-    return absl::OkStatus();
-  });
+  return RunOnPool(context, pool_, auth_, Permission::kRead,
+                   [this, request, response](const Caller& caller) -> absl::Status {
+                     RETURN_IF_ERROR(RequireJobId(request->job_id()));
+                     ASSIGN_OR_RETURN(TrainingJobRecord job,
+                                      store_.training_jobs().GetTrainingJob(request->job_id()));
+                     *response = TrainingJobToProto(job);
+                     return absl::OkStatus();
+                   });
 }
 
 grpc::ServerUnaryReactor* PredictorServiceImpl::ListTrainingJobs(
     grpc::CallbackServerContext* context, const apq::v1::ListTrainingJobsRequest* request,
     apq::v1::ListTrainingJobsResponse* response) {
-  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
-    ASSIGN_OR_RETURN(int page_size, PageSize(request->page_size(), 50, 1000));
-    ASSIGN_OR_RETURN(int64_t offset, ParsePageToken(request->page_token()));
-    // One more than the page, to know whether there is a next one.
-    ASSIGN_OR_RETURN(
-        std::vector<TrainingJobRecord> jobs,
-        store_.training_jobs().ListTrainingJobs(/*unfinished_only=*/false, offset, page_size + 1));
-    const bool more = jobs.size() > static_cast<size_t>(page_size);
-    if (more) jobs.pop_back();
-    for (const TrainingJobRecord& job : jobs) *response->add_jobs() = TrainingJobToProto(job);
-    if (more) response->set_next_page_token(absl::StrCat(offset + page_size));
-    return absl::OkStatus();
-  });
+  return RunOnPool(context, pool_, auth_, Permission::kRead,
+                   [this, request, response](const Caller& caller) -> absl::Status {
+                     ASSIGN_OR_RETURN(int page_size, PageSize(request->page_size(), 50, 1000));
+                     ASSIGN_OR_RETURN(int64_t offset, ParsePageToken(request->page_token()));
+                     // One more than the page, to know whether there is a next one.
+                     ASSIGN_OR_RETURN(std::vector<TrainingJobRecord> jobs,
+                                      store_.training_jobs().ListTrainingJobs(
+                                          /*unfinished_only=*/false, offset, page_size + 1));
+                     const bool more = jobs.size() > static_cast<size_t>(page_size);
+                     if (more) jobs.pop_back();
+                     for (const TrainingJobRecord& job : jobs)
+                       *response->add_jobs() = TrainingJobToProto(job);
+                     if (more) response->set_next_page_token(absl::StrCat(offset + page_size));
+                     return absl::OkStatus();
+                   });
 }
 
 grpc::ServerUnaryReactor* PredictorServiceImpl::CancelTrainingJob(
     grpc::CallbackServerContext* context, const apq::v1::CancelTrainingJobRequest* request,
     apq::v1::TrainingJob* response) {
-  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
-    RETURN_IF_ERROR(RequireJobId(request->job_id()));
-    ASSIGN_OR_RETURN(*response, training_.Cancel(request->job_id()));
-    return absl::OkStatus();
-  });
+  return RunOnPool(context, pool_, auth_, Permission::kAdmin,
+                   [this, request, response](const Caller& caller) -> absl::Status {
+                     RETURN_IF_ERROR(RequireJobId(request->job_id()));
+                     ASSIGN_OR_RETURN(*response, training_.Cancel(request->job_id()));
+                     return absl::OkStatus();
+                   });
 }
 
 grpc::ServerUnaryReactor* PredictorServiceImpl::ListPredictors(
     grpc::CallbackServerContext* context, const apq::v1::ListPredictorsRequest* request,
     apq::v1::ListPredictorsResponse* response) {
-  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
-    if (request->space().empty()) return absl::InvalidArgumentError("space: required");
-    return FillPredictors(catalog_, store_.predictors(), request->space(), response);
-  });
+  return RunOnPool(context, pool_, auth_, Permission::kRead,
+                   [this, request, response](const Caller& caller) -> absl::Status {
+                     if (request->space().empty())
+                       return absl::InvalidArgumentError("space: required");
+                     return FillPredictors(catalog_, store_.predictors(), request->space(),
+                                           response);
+                   });
 }
 
 grpc::ServerUnaryReactor* PredictorServiceImpl::SetDefaultPredictor(
     grpc::CallbackServerContext* context, const apq::v1::SetDefaultPredictorRequest* request,
     apq::v1::Predictor* response) {
-  return RunOnPool(context, pool_, [this, request, response]() -> absl::Status {
-    if (request->space().empty()) return absl::InvalidArgumentError("space: required");
-    if (request->version().empty()) return absl::InvalidArgumentError("version: required");
-    RETURN_IF_ERROR(catalog_.SetDefaultPredictor(request->space(), request->version()));
-    apq::v1::ListPredictorsResponse listed;
-    RETURN_IF_ERROR(FillPredictors(catalog_, store_.predictors(), request->space(), &listed));
-    for (const apq::v1::Predictor& predictor : listed.predictors()) {
-      if (predictor.version() == request->version()) *response = predictor;
-    }
-    return absl::OkStatus();
-  });
+  return RunOnPool(
+      context, pool_, auth_, Permission::kAdmin,
+      [this, request, response](const Caller& caller) -> absl::Status {
+        if (request->space().empty()) return absl::InvalidArgumentError("space: required");
+        if (request->version().empty()) return absl::InvalidArgumentError("version: required");
+        RETURN_IF_ERROR(catalog_.SetDefaultPredictor(request->space(), request->version()));
+        apq::v1::ListPredictorsResponse listed;
+        RETURN_IF_ERROR(FillPredictors(catalog_, store_.predictors(), request->space(), &listed));
+        for (const apq::v1::Predictor& predictor : listed.predictors()) {
+          if (predictor.version() == request->version()) *response = predictor;
+        }
+        return absl::OkStatus();
+      });
+}
+
+apq::v1::Token TokenToProto(const TokenRecord& token) {
+  apq::v1::Token proto;
+  proto.set_id(token.id);
+  proto.set_name(token.name);
+  proto.set_role(static_cast<apq::v1::Role>(token.role));
+  proto.set_created_unix_s(token.created_unix_s);
+  proto.set_created_by(token.created_by);
+  proto.set_revoked_unix_s(token.revoked_unix_s);
+  return proto;
+}
+
+grpc::ServerUnaryReactor* AccessServiceImpl::CreateToken(grpc::CallbackServerContext* context,
+                                                         const apq::v1::CreateTokenRequest* request,
+                                                         apq::v1::CreatedToken* response) {
+  return RunOnPool(context, pool_, auth_, Permission::kAdmin,
+                   [this, request, response](const Caller& caller) -> absl::Status {
+                     if (request->role() == apq::v1::ROLE_UNSPECIFIED ||
+                         !apq::v1::Role_IsValid(request->role())) {
+                       return absl::InvalidArgumentError(absl::StrCat(
+                           "role: required, one of ROLE_VIEWER, ROLE_SUBMITTER, ROLE_HARDWARE, "
+                           "ROLE_ADMIN; got ",
+                           request->role()));
+                     }
+                     ASSIGN_OR_RETURN(IssuedToken issued,
+                                      auth_.CreateToken(
+                                          request->name(), static_cast<Role>(request->role()),
+                                          caller.token_id.empty() ? "anonymous" : caller.token_id));
+                     *response->mutable_token() = TokenToProto(issued.record);
+                     response->set_secret(issued.bearer);
+                     return absl::OkStatus();
+                   });
+}
+
+grpc::ServerUnaryReactor* AccessServiceImpl::ListTokens(grpc::CallbackServerContext* context,
+                                                        const apq::v1::ListTokensRequest* request,
+                                                        apq::v1::ListTokensResponse* response) {
+  return RunOnPool(context, pool_, auth_, Permission::kAdmin,
+                   [this, response](const Caller& /*caller*/) -> absl::Status {
+                     ASSIGN_OR_RETURN(std::vector<TokenRecord> tokens, tokens_.ListTokens());
+                     for (const TokenRecord& token : tokens) {
+                       *response->add_tokens() = TokenToProto(token);
+                     }
+                     return absl::OkStatus();
+                   });
+}
+
+grpc::ServerUnaryReactor* AccessServiceImpl::RevokeToken(grpc::CallbackServerContext* context,
+                                                         const apq::v1::RevokeTokenRequest* request,
+                                                         apq::v1::Token* response) {
+  return RunOnPool(context, pool_, auth_, Permission::kAdmin,
+                   [this, request, response](const Caller& /*caller*/) -> absl::Status {
+                     if (request->id().empty() || request->id().size() > 64) {
+                       return absl::InvalidArgumentError("id: required, at most 64 bytes");
+                     }
+                     ASSIGN_OR_RETURN(TokenRecord revoked, auth_.RevokeToken(request->id()));
+                     *response = TokenToProto(revoked);
+                     return absl::OkStatus();
+                   });
+}
+
+grpc::ServerUnaryReactor* AccessServiceImpl::WhoAmI(grpc::CallbackServerContext* context,
+                                                    const apq::v1::WhoAmIRequest* request,
+                                                    apq::v1::Token* response) {
+  return RunOnPool(context, pool_, auth_, Permission::kRead,
+                   [this, response](const Caller& caller) -> absl::Status {
+                     if (caller.token_id.empty()) {
+                       response->set_name(caller.name);
+                       response->set_role(static_cast<apq::v1::Role>(caller.role));
+                       return absl::OkStatus();
+                     }
+                     ASSIGN_OR_RETURN(TokenRecord token, tokens_.GetToken(caller.token_id));
+                     *response = TokenToProto(token);
+                     return absl::OkStatus();
+                   });
 }
 
 }  // namespace apq::server

@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "proto/apq/v1/apq.grpc.pb.h"
 #include "search/engine_registry.h"
+#include "server/auth.h"
 #include "server/catalog.h"
 #include "server/executor.h"
 #include "server/job_manager.h"
@@ -31,8 +32,10 @@ class SearchServiceImpl final : public apq::v1::SearchService::CallbackService {
   // All references must outlive the service. `pool` serves cheap calls, `torch_pool` the
   // calls that run LibTorch (measured evaluations, TorchScript exports).
   SearchServiceImpl(Catalog& catalog, JobStore& store, JobManager& jobs, SupernetHost& supernets,
-                    const search::EngineRegistry& engines, Executor& pool, Executor& torch_pool)
-      : catalog_(catalog),
+                    const search::EngineRegistry& engines, Executor& pool, Executor& torch_pool,
+                    Authenticator& auth)
+      : auth_(auth),
+        catalog_(catalog),
         store_(store),
         jobs_(jobs),
         supernets_(supernets),
@@ -74,6 +77,7 @@ class SearchServiceImpl final : public apq::v1::SearchService::CallbackService {
                                      apq::v1::Sweep* response) override;
 
  private:
+  Authenticator& auth_;
   Catalog& catalog_;
   JobStore& store_;
   JobManager& jobs_;
@@ -85,8 +89,8 @@ class SearchServiceImpl final : public apq::v1::SearchService::CallbackService {
 
 class DeviceServiceImpl final : public apq::v1::DeviceService::CallbackService {
  public:
-  DeviceServiceImpl(Catalog& catalog, DeviceStore& store, Executor& pool)
-      : catalog_(catalog), store_(store), pool_(pool) {}
+  DeviceServiceImpl(Catalog& catalog, DeviceStore& store, Executor& pool, Authenticator& auth)
+      : auth_(auth), catalog_(catalog), store_(store), pool_(pool) {}
 
   grpc::ServerUnaryReactor* UploadCostTable(grpc::CallbackServerContext* context,
                                             const apq::v1::UploadCostTableRequest* request,
@@ -99,6 +103,7 @@ class DeviceServiceImpl final : public apq::v1::DeviceService::CallbackService {
                                       apq::v1::Device* response) override;
 
  private:
+  Authenticator& auth_;
   Catalog& catalog_;
   DeviceStore& store_;
   Executor& pool_;
@@ -106,8 +111,9 @@ class DeviceServiceImpl final : public apq::v1::DeviceService::CallbackService {
 
 class PredictorServiceImpl final : public apq::v1::PredictorService::CallbackService {
  public:
-  PredictorServiceImpl(Catalog& catalog, Store& store, TrainingManager& training, Executor& pool)
-      : catalog_(catalog), store_(store), training_(training), pool_(pool) {}
+  PredictorServiceImpl(Catalog& catalog, Store& store, TrainingManager& training, Executor& pool,
+                       Authenticator& auth)
+      : auth_(auth), catalog_(catalog), store_(store), training_(training), pool_(pool) {}
 
   grpc::ServerUnaryReactor* UploadDataset(grpc::CallbackServerContext* context,
                                           const apq::v1::UploadDatasetRequest* request,
@@ -135,9 +141,35 @@ class PredictorServiceImpl final : public apq::v1::PredictorService::CallbackSer
                                                 apq::v1::Predictor* response) override;
 
  private:
+  Authenticator& auth_;
   Catalog& catalog_;
   Store& store_;
   TrainingManager& training_;
+  Executor& pool_;
+};
+
+// API tokens (apq.proto's AccessService).
+class AccessServiceImpl final : public apq::v1::AccessService::CallbackService {
+ public:
+  AccessServiceImpl(Authenticator& auth, TokenStore& tokens, Executor& pool)
+      : auth_(auth), tokens_(tokens), pool_(pool) {}
+
+  grpc::ServerUnaryReactor* CreateToken(grpc::CallbackServerContext* context,
+                                        const apq::v1::CreateTokenRequest* request,
+                                        apq::v1::CreatedToken* response) override;
+  grpc::ServerUnaryReactor* ListTokens(grpc::CallbackServerContext* context,
+                                       const apq::v1::ListTokensRequest* request,
+                                       apq::v1::ListTokensResponse* response) override;
+  grpc::ServerUnaryReactor* RevokeToken(grpc::CallbackServerContext* context,
+                                        const apq::v1::RevokeTokenRequest* request,
+                                        apq::v1::Token* response) override;
+  grpc::ServerUnaryReactor* WhoAmI(grpc::CallbackServerContext* context,
+                                   const apq::v1::WhoAmIRequest* request,
+                                   apq::v1::Token* response) override;
+
+ private:
+  Authenticator& auth_;
+  TokenStore& tokens_;
   Executor& pool_;
 };
 

@@ -88,9 +88,9 @@ TEST(SupernetHostSetupTest, TheShippedLowBitSupernetMeasuresTwoBitsFarBelowEight
   EXPECT_THAT(host->Version("fmnist_lowbit"), HasSubstr("fmnist_lowbit@"));
   std::unique_ptr<oface::Supernet> reference =
       oface::Supernet::Create(oface::FashionMnistLowBitSpec(), 1).value();
-  const absl::StatusOr<std::vector<SupernetHost::Measurement>> measured = host->Measure(
-      "fmnist_lowbit", {reference->LargestGenotype(2), reference->LargestGenotype(8)},
-      /*quantized=*/true, oface::DataSplit::kValidation, 500, nullptr);
+  const absl::StatusOr<std::vector<SupernetHost::Measurement>> measured =
+      host->Measure("fmnist_lowbit", {reference->LargestGenotype(2), reference->LargestGenotype(8)},
+                    /*quantized=*/true, oface::DataSplit::kValidation, 500, nullptr);
   ASSERT_TRUE(measured.ok()) << measured.status();
   ASSERT_EQ(measured->size(), 2u);
   EXPECT_GT((*measured)[1].accuracy, 0.85);

@@ -82,11 +82,8 @@ absl::Status FillAndValidate(apq::v1::TrainPredictorRequest* request) {
     return absl::InvalidArgumentError(absl::StrCat(
         "learning_rate: XGBoost's eta must be in (0, 1], got ", request->learning_rate()));
   }
-  if (request->description().size() > kMaxDescriptionBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("description: longer than ", kMaxDescriptionBytes, " bytes"));
-  }
-  return absl::OkStatus();
+  return ValidateUserText("description", request->description(), kMaxDescriptionBytes,
+                          /*multiline=*/true);
 }
 
 }  // namespace
@@ -129,10 +126,8 @@ absl::StatusOr<std::vector<MeasurementRow>> MeasurementRowsFromUpload(
     }
     std::string method = record.method();
     if (method.empty()) method = has_bits ? "quantized" : "fp32";
-    if (method.size() > kMaxMethodBytes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, ": method is longer than ", kMaxMethodBytes, " bytes"));
-    }
+    RETURN_IF_ERROR(ValidateUserText(absl::StrCat(what, ".method"), method, kMaxMethodBytes,
+                                     /*multiline=*/false));
     if (!has_bits && method != "fp32") {
       return absl::InvalidArgumentError(absl::StrCat(what, ": method '", method, "': space ",
                                                      request.space(),

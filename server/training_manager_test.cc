@@ -74,6 +74,14 @@ TEST_F(UploadValidationTest, NanAndRepeatsAreRefusedNamingTheRecord) {
   request.mutable_records(5)->set_seconds(std::numeric_limits<double>::infinity());
   ExpectRefused(request, "records[5]: seconds");
 
+  // Methods are shown again in listings: no control characters.
+  request = Upload(10);
+  request.mutable_records(4)->set_method("quantized\nfp32");
+  ExpectRefused(request, "records[4].method: control character 0x0a at byte 9");
+  request = Upload(10);
+  request.mutable_records(6)->set_method(std::string("q\x1b[31m", 6));
+  ExpectRefused(request, "records[6].method: control character 0x1b");
+
   // The same config written differently is the same record.
   request = Upload(10);
   request.mutable_records(7)->set_config_json(" " + request.records(1).config_json());
@@ -98,7 +106,7 @@ TEST_F(UploadValidationTest, NanAndRepeatsAreRefusedNamingTheRecord) {
 
   request = Upload(10);
   request.mutable_records(4)->set_method(std::string(65, 'm'));
-  ExpectRefused(request, "records[4]: method");
+  ExpectRefused(request, "records[4].method: longer than 64 bytes");
   ExpectRefused(Upload(7), "too few to split");
 }
 

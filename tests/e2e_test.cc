@@ -1056,7 +1056,20 @@ TEST_F(EndToEndTest, AJobSurvivesAServerCrashAndAGracefulRestart) {
       done_before = JobJson(job_id)["generations_done"].get<int>();
     }
     ASSERT_GE(done_before, 50);
-    server_->Stop(signal);
+    // ps names the server after its binary, its restart of itself notwithstanding.
+    std::ifstream comm(absl::StrCat("/proc/", server_->pid(), "/comm"));
+    std::string name;
+    std::getline(comm, name);
+    EXPECT_EQ(name, "apqd");
+    const int exit_code = server_->Stop(signal);
+    if (signal == SIGTERM) {
+      // Graceful: calls drained, jobs stopped between steps (still running in the store),
+      // the store closed, exit 0.
+      EXPECT_EQ(exit_code, 0);
+      EXPECT_NE(ReadFile(server_->log_path()).find("apqd: stopped"), std::string::npos);
+    } else {
+      EXPECT_EQ(exit_code, -SIGKILL);
+    }
     server_ = std::make_unique<ServerProcess>(database_);
     json resumed = JobJson(job_id);
     EXPECT_TRUE(resumed["state"] == "RUNNING" || resumed["state"] == "SUCCEEDED") << resumed;

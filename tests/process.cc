@@ -86,8 +86,10 @@ ProcessResult RunProcess(const std::vector<std::string>& argv) {
 ServerProcess::ServerProcess(const std::string& database, const std::vector<std::string>& extra) {
   const std::string port_file = TempPath("port");
   log_path_ = TempPath("apqd.log");
-  std::vector<std::string> argv = {"server/apqd", "--listen=127.0.0.1:0", "--db=" + database,
-                                   "--data_dir=data", "--port_file=" + port_file};
+  // Without authentication unless `extra` turns it on (a later flag wins).
+  std::vector<std::string> argv = {"server/apqd",      "--listen=127.0.0.1:0",
+                                   "--db=" + database, "--data_dir=data",
+                                   "--auth=off",       "--port_file=" + port_file};
   argv.insert(argv.end(), extra.begin(), extra.end());
   pid_ = Spawn(argv, TempPath("apqd.out"), log_path_);
   for (int i = 0; i < 600; ++i) {

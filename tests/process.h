@@ -33,6 +33,7 @@ class ServerProcess {
   // -signal when killed.
   int Stop(int signal);
   const std::string& log_path() const { return log_path_; }
+  pid_t pid() const { return pid_; }
 
  private:
   pid_t pid_ = -1;
