@@ -185,7 +185,9 @@ TEST(CatalogTest, TheLowBitSpaceShipsAnEnsemblePredictorAndItsMeasurements) {
   const absl::StatusOr<DatasetRecord> dataset =
       fixture.store->datasets().GetDataset(ShippedDatasetName("fmnist_lowbit"));
   ASSERT_TRUE(dataset.ok()) << dataset.status();
-  EXPECT_EQ(dataset->records, 1600);  // 1,000 fp32 and 600 quantized, all on validation.
+  // 1,000 fp32 and 1,050 quantized (600 random policies, 150 uniform, 300 near-uniform), all on
+  // validation.
+  EXPECT_EQ(dataset->records, 2050);
   // fmnist_mbv2 keeps its shipped predictor.
   EXPECT_THAT(fixture.catalog->NewPredictor("fmnist_mbv2")->version, HasSubstr("qa_predictor-"));
 
