@@ -144,6 +144,11 @@ class Engine {
   }
   // The step number of a complete run's last report (progress shows step of this).
   virtual int TotalSteps(const EngineOptions& options) const = 0;
+  // At most how many candidates a run with `options` scores, when the engine knows (the
+  // server caps the work per job with it); nullopt when it cannot say.
+  virtual std::optional<int64_t> PlannedCandidates(const EngineOptions& options) const {
+    return std::nullopt;
+  }
 
   // Runs with resolved `options`; from the start when `resume_checkpoint` is empty, else
   // after the step whose report carried it. Deterministic for (problem, options, seed).

@@ -312,6 +312,10 @@ absl::Status EvolutionSearch::DrawFeasibleChild(ChildKind kind,
                                                 GenerationReport* report,
                                                 std::vector<Individual>* pending) {
   for (int attempt = 0; attempt < params_.max_resample_attempts; ++attempt) {
+    if (attempt > 0 && attempt % kDrawsPerCancelCheck == 0 && cancelled_ != nullptr &&
+        *cancelled_ && (*cancelled_)()) {
+      return absl::CancelledError("stopped between draws");
+    }
     Individual child;
     switch (kind) {
       case ChildKind::kRandom:
@@ -423,6 +427,7 @@ absl::StatusOr<SearchResult> EvolutionSearch::Run(const GenerationCallback& on_g
 
   SearchResult result;
   result.generations_done = next_generation - 1;
+  cancelled_ = &cancelled;
   for (int generation = next_generation; generation <= params_.generations; ++generation) {
     if (cancelled && cancelled()) {
       result.cancelled = true;
@@ -430,19 +435,26 @@ absl::StatusOr<SearchResult> EvolutionSearch::Run(const GenerationCallback& on_g
     }
     GenerationReport report;
     report.generation = generation;
+    absl::Status drawn = absl::OkStatus();
     if (generation == 0) {
-      for (int i = 0; i < params_.population_size; ++i) {
-        RETURN_IF_ERROR(DrawFeasibleChild(ChildKind::kRandom, parents, &report, &pending));
+      for (int i = 0; i < params_.population_size && drawn.ok(); ++i) {
+        drawn = DrawFeasibleChild(ChildKind::kRandom, parents, &report, &pending);
       }
     } else {
       parents = SelectParents(std::move(population), parents_size);
-      for (int i = 0; i < mutants; ++i) {
-        RETURN_IF_ERROR(DrawFeasibleChild(ChildKind::kMutant, parents, &report, &pending));
+      for (int i = 0; i < mutants && drawn.ok(); ++i) {
+        drawn = DrawFeasibleChild(ChildKind::kMutant, parents, &report, &pending);
       }
-      for (int i = mutants; i < params_.population_size; ++i) {
-        RETURN_IF_ERROR(DrawFeasibleChild(ChildKind::kCrossover, parents, &report, &pending));
+      for (int i = mutants; i < params_.population_size && drawn.ok(); ++i) {
+        drawn = DrawFeasibleChild(ChildKind::kCrossover, parents, &report, &pending);
       }
     }
+    if (absl::IsCancelled(drawn)) {
+      // Stopped midway: the generation is dropped, as a crash would drop it.
+      result.cancelled = true;
+      break;
+    }
+    RETURN_IF_ERROR(drawn);
     RETURN_IF_ERROR(Score(&pending, &report));
     candidates_evaluated += static_cast<int64_t>(report.children.size());
     for (size_t i = 0; i < report.children.size(); ++i) {

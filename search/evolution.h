@@ -115,7 +115,10 @@ class EvolutionSearch {
 
   // Runs from the start, or from `resume_from` when given. FAILED_PRECONDITION when no
   // feasible child is found within max_resample_attempts draws (the message names the
-  // budgets); errors of the predictor and the callback are passed through.
+  // budgets); errors of the predictor and the callback are passed through. `cancelled` is
+  // asked before each generation and every kDrawsPerCancelCheck draws within one (a
+  // generation whose draws are rejected by the million stops within a second); a
+  // generation stopped midway is not reported, so a resume starts it again.
   absl::StatusOr<SearchResult> Run(const GenerationCallback& on_generation,
                                    const CancelCheck& cancelled,
                                    const Checkpoint* resume_from = nullptr);
@@ -135,8 +138,11 @@ class EvolutionSearch {
   absl::Status Score(std::vector<Individual>* pending, GenerationReport* report);
   std::string DescribeBudgets() const;
 
+  static constexpr int kDrawsPerCancelCheck = 4096;
+
   const oface::SearchSpace& space_;
   const hwmodels::LutCostModel& cost_model_;
+  const CancelCheck* cancelled_ = nullptr;  // Run's, while it runs.
   predictor::AccuracyPredictor& predictor_;
   const Budgets budgets_;
   const EvolutionParams params_;

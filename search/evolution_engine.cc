@@ -92,6 +92,10 @@ class EvolutionEngine final : public Engine {
     return static_cast<int>(IntOption(options, "generations"));
   }
 
+  std::optional<int64_t> PlannedCandidates(const EngineOptions& options) const override {
+    return IntOption(options, "population_size") * (IntOption(options, "generations") + 1);
+  }
+
   absl::StatusOr<EngineResult> Run(const SearchProblem& problem, const EngineOptions& options,
                                    uint64_t seed, const StepCallback& on_step,
                                    const CancelCheck& cancelled,

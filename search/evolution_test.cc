@@ -423,6 +423,29 @@ TEST_F(EvolutionTest, CancellationStopsBetweenGenerations) {
   EXPECT_EQ(result->generations_done, 3);
 }
 
+// A budget nothing meets, with ten million draws allowed per child: without checks between
+// draws the first generation would run for seconds; the search stops within a few thousand
+// draws of the cancellation instead, reporting no generation.
+TEST_F(EvolutionTest, CancellationStopsWithinAGenerationOfEndlessRedraws) {
+  EvolutionParams params = SmallParams();
+  params.max_resample_attempts = kMaxResampleAttempts;
+  EvolutionSearch search(*space_, *cost_model_, *predictor_, LatencyBudget(1.0), params, 1);
+  int checks = 0;
+  int generations_seen = 0;
+  auto result = search.Run(
+      [&](const GenerationReport&, const Checkpoint&) {
+        ++generations_seen;
+        return absl::OkStatus();
+      },
+      [&] { return ++checks >= 3; });
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->cancelled);
+  EXPECT_EQ(checks, 3) << "asked before the generation and then every few thousand draws";
+  EXPECT_EQ(generations_seen, 0);
+  EXPECT_EQ(result->generations_done, -1);
+  EXPECT_FALSE(result->best.has_value());
+}
+
 TEST_F(EvolutionTest, CallbackErrorStopsTheSearchAndIsReturned) {
   EvolutionSearch search(*space_, *cost_model_, *predictor_, LatencyBudget(25.0), SmallParams(), 1);
   auto result = search.Run(

@@ -526,6 +526,24 @@ TEST_F(AccessTest, HealthChecksAnswerForEveryServiceWithoutAToken) {
             -static_cast<int>(grpc::StatusCode::NOT_FOUND));
 }
 
+TEST_F(AccessTest, ATokenOverItsCallRateIsRefusedNamingTheQuotaAndAdminsAreNot) {
+  ServerOptions options;
+  options.max_calls_per_second = 0.001;  // No refill within the test.
+  options.max_call_burst = 3;
+  Start(options);
+  const std::string admin = AdminToken();
+  const std::string viewer = CreateToken(admin, "dashboard", apq::v1::ROLE_VIEWER);
+  const Rpc who_am_i = EveryRpc().back();
+  for (int call = 0; call < 3; ++call) EXPECT_TRUE(Call(who_am_i, viewer).ok()) << call;
+  const grpc::Status refused = Call(who_am_i, viewer);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.error_message(), HasSubstr("quota calls_per_second"));
+  for (int call = 0; call < 10; ++call) EXPECT_TRUE(Call(who_am_i, admin).ok()) << call;
+  // Another token has its own bucket.
+  const std::string other = CreateToken(admin, "other", apq::v1::ROLE_VIEWER);
+  EXPECT_TRUE(Call(who_am_i, other).ok());
+}
+
 TEST_F(AccessTest, AuthenticationOffIsRefusedOffLoopback) {
   ServerOptions options;
   options.listen_address = "0.0.0.0:0";

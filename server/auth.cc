@@ -1,5 +1,6 @@
 #include "server/auth.h"
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <fstream>
@@ -193,7 +194,33 @@ absl::StatusOr<Caller> Authenticator::Authorize(
         absl::StrCat("token ", caller.token_id, " has the ", RoleName(caller.role),
                      " role; this call needs ", PermissionNeeds(permission)));
   }
+  if (caller.role != Role::kAdmin && !TakeCall(caller.token_id)) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("quota calls_per_second: token ", caller.token_id, " may make ",
+                     options_.calls_per_second, " calls per second (", options_.call_burst,
+                     " at once); retry later (apqd --max_calls_per_second)"));
+  }
   return caller;
+}
+
+bool Authenticator::TakeCall(const std::string& token_id) {
+  if (options_.calls_per_second <= 0) return true;
+  const absl::Time now = absl::Now();
+  absl::MutexLock lock(&mutex_);
+  auto [found, inserted] = buckets_.try_emplace(token_id);
+  Bucket& bucket = found->second;
+  const double capacity = std::max(1.0, options_.call_burst);
+  if (inserted) {
+    bucket.tokens = capacity;
+  } else {
+    const double refill =
+        absl::ToDoubleSeconds(now - bucket.refilled_at) * options_.calls_per_second;
+    bucket.tokens = std::min(capacity, bucket.tokens + refill);
+  }
+  bucket.refilled_at = now;
+  if (bucket.tokens < 1.0) return false;
+  bucket.tokens -= 1.0;
+  return true;
 }
 
 absl::StatusOr<IssuedToken> Authenticator::CreateToken(const std::string& name, Role role,

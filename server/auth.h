@@ -60,6 +60,10 @@ class Authenticator {
     // How long a token read from the store is trusted before it is read again (a token
     // revoked through this server is forgotten at once).
     absl::Duration cache_ttl = absl::Seconds(5);
+    // Calls per second one non-admin token may make on average, and at once after a pause
+    // (a token bucket); beyond them a call is RESOURCE_EXHAUSTED naming the quota. 0: none.
+    double calls_per_second = 0;
+    double call_burst = 0;
   };
 
   // `tokens` must outlive the authenticator.
@@ -72,7 +76,8 @@ class Authenticator {
   absl::StatusOr<Caller> Authenticate(const std::optional<std::string_view>& authorization);
 
   // Authenticate, then PERMISSION_DENIED naming the caller's role and what the call needs
-  // when the role does not allow `permission`.
+  // when the role does not allow `permission`, then RESOURCE_EXHAUSTED naming the quota when
+  // a non-admin token is over its call rate.
   absl::StatusOr<Caller> Authorize(const std::optional<std::string_view>& authorization,
                                    Permission permission);
 
@@ -95,12 +100,20 @@ class Authenticator {
     TokenRecord record;
     absl::Time read_at;
   };
+  struct Bucket {
+    double tokens = 0;
+    absl::Time refilled_at;
+  };
+  // Takes one call from the caller's bucket; false when it is empty.
+  bool TakeCall(const std::string& token_id);
   absl::StatusOr<TokenRecord> LoadToken(const std::string& id);
 
   const Options options_;
   TokenStore& tokens_;
   absl::Mutex mutex_;
   absl::flat_hash_map<std::string, Cached> cache_ ABSL_GUARDED_BY(mutex_);
+  // One per token that called (bounded by the stored tokens).
+  absl::flat_hash_map<std::string, Bucket> buckets_ ABSL_GUARDED_BY(mutex_);
 };
 
 // The bearer token's parts; INVALID_ARGUMENT unless `text` is "apq_<16 hex>_<64 hex>".

@@ -167,11 +167,44 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(
 
 JobManager::~JobManager() { runner_.reset(); }
 
+absl::Status JobManager::CheckJobWork(const ResolvedSearch& resolved) const {
+  if (options_.max_candidates_per_job <= 0) return absl::OkStatus();
+  const std::optional<int64_t> planned = resolved.engine->PlannedCandidates(resolved.options);
+  if (planned.has_value() && *planned > options_.max_candidates_per_job) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "quota max_candidates_per_job: engine ", resolved.engine->name(), " would score up to ",
+        *planned, " candidates; this server allows ", options_.max_candidates_per_job,
+        " per job (apqd --max_candidates_per_job): fewer generations or a smaller population"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status JobManager::CheckActiveJobs(const std::string& owner, int max_active_jobs,
+                                         int adding) {
+  if (max_active_jobs <= 0) return absl::OkStatus();
+  int active = 0;
+  for (const JobState state : {JobState::kQueued, JobState::kRunning}) {
+    ASSIGN_OR_RETURN(std::vector<JobRecord> jobs,
+                     store_.ListJobs(state, owner, 0, std::min(max_active_jobs + 1, kMaxPageSize)));
+    active += static_cast<int>(jobs.size());
+  }
+  if (active + adding > max_active_jobs) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "quota max_active_jobs: token ", owner, " has ", active,
+        " jobs queued or running and may have ", max_active_jobs, " at once; this request adds ",
+        adding, ". Wait for some to end or cancel them"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<apq::v1::Job> JobManager::Submit(const apq::v1::SubmitSearchRequest& request,
-                                                const std::string& owner) {
+                                                const std::string& owner, int max_active_jobs) {
   ASSIGN_OR_RETURN(ResolvedSearch resolved,
                    ResolveSearch(catalog_, engines_, request, request.table_version()));
   RETURN_IF_ERROR(CheckVerificationTargets(request));
+  RETURN_IF_ERROR(CheckJobWork(resolved));
+  absl::MutexLock submitting(&submit_mutex_);
+  RETURN_IF_ERROR(CheckActiveJobs(owner, max_active_jobs, 1));
   apq::v1::SubmitSearchRequest filled = request;
   WriteResolvedEngine(resolved, &filled);
   filled.set_table_version(resolved.cost.table_version);
@@ -224,7 +257,8 @@ absl::Status InScenario(const absl::Status& status, int i) {
 }  // namespace
 
 absl::StatusOr<apq::v1::Sweep> JobManager::SubmitSweep(const apq::v1::SubmitSweepRequest& request,
-                                                       const std::string& owner) {
+                                                       const std::string& owner,
+                                                       int max_active_jobs) {
   const apq::v1::SubmitSearchRequest& common = request.common();
   if (request.scenarios().empty()) {
     return absl::InvalidArgumentError("scenarios: at least one scenario is required");
@@ -250,6 +284,7 @@ absl::StatusOr<apq::v1::Sweep> JobManager::SubmitSweep(const apq::v1::SubmitSwee
     absl::StatusOr<ResolvedSearch> resolved =
         ResolveSearch(catalog_, engines_, scenario, scenario.table_version());
     if (!resolved.ok()) return InScenario(resolved.status(), i);
+    RETURN_IF_ERROR(CheckJobWork(*resolved));
     WriteResolvedEngine(*resolved, &scenario);
     scenario.set_table_version(resolved->cost.table_version);
     JobRecord job;
@@ -267,6 +302,8 @@ absl::StatusOr<apq::v1::Sweep> JobManager::SubmitSweep(const apq::v1::SubmitSwee
     }
     jobs.push_back(std::move(job));
   }
+  absl::MutexLock submitting(&submit_mutex_);
+  RETURN_IF_ERROR(CheckActiveJobs(owner, max_active_jobs, static_cast<int>(jobs.size())));
   // The queue slots are reserved before the rows are written, so a full queue stores nothing.
   std::vector<JobRunner::Slot> slots;
   for (size_t i = 0; i < jobs.size(); ++i) {
@@ -687,10 +724,16 @@ void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& con
     pending.Add(report, commit_now || report.final_step || control.stop_requested());
     return commit_now ? commit() : absl::OkStatus();
   };
+  // The server's wall-time limit per job counts the time of every run of the job.
+  const auto over_time = [&] {
+    return options_.max_job_duration > absl::ZeroDuration() &&
+           elapsed_now() > absl::ToDoubleSeconds(options_.max_job_duration);
+  };
   absl::StatusOr<search::EngineResult> result = resolved->engine->Run(
       resolved->problem(), resolved->options, request.seed(), on_step,
-      [&control] { return control.stop_requested(); }, job.checkpoint);
-  if (result.ok() && result->cancelled && !control.cancel_requested()) {
+      [&] { return control.stop_requested() || over_time(); }, job.checkpoint);
+  const bool timed_out = result.ok() && result->cancelled && !control.stop_requested();
+  if (result.ok() && result->cancelled && !control.cancel_requested() && !timed_out) {
     // Server shutdown: the job stays running in the store and resumes on restart from its
     // last stored group, as after a crash; the steps since are run again then. (The
     // group in flight is stored before `commits` goes.)
@@ -718,7 +761,13 @@ void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& con
     EndJob(job_id, JobState::kFailed, result.status().ToString(), elapsed_now(), {});
     return;
   }
-  if (result->cancelled) {
+  if (timed_out) {
+    EndWithFront(job_id, JobState::kFailed,
+                 absl::StrCat("stopped after ", absl::FormatDuration(options_.max_job_duration),
+                              ", this server's limit per job (apqd --max_job_seconds); the "
+                              "candidates stored so far are kept"),
+                 elapsed_now(), resolved->pareto_cost, front.has_value() ? &front->ids() : nullptr);
+  } else if (result->cancelled) {
     EndWithFront(job_id, JobState::kCancelled, "cancelled by request", elapsed_now(),
                  resolved->pareto_cost, front.has_value() ? &front->ids() : nullptr);
   } else if (!result->best) {

@@ -37,6 +37,7 @@
 #include "search/engine_registry.h"
 #include "server/catalog.h"
 #include "server/job_runner.h"
+#include "server/search_request.h"
 #include "server/store/dataset_store.h"
 #include "server/store/job_store.h"
 #include "server/supernet_host.h"
@@ -59,6 +60,11 @@ class JobManager {
     // (groups are stored on a thread of their own while the search goes on), and the rest
     // when its engine returns. Zero stores every step in its own transaction. >= 0.
     absl::Duration commit_interval = absl::Milliseconds(50);
+    // Work one job may do: candidates its engine plans to score (Engine::PlannedCandidates;
+    // more is RESOURCE_EXHAUSTED at submission), and wall time once running (a job still
+    // running then fails, keeping what it stored). 0: no limit.
+    int64_t max_candidates_per_job = 0;
+    absl::Duration max_job_duration = absl::ZeroDuration();
   };
 
   // Starts the workers and recovers unfinished jobs: a queued job is queued again; a running
@@ -79,15 +85,18 @@ class JobManager {
   // no supernet, naming the dataset when it holds another space's or another split's
   // records), fills in the engine's defaults, stores and queues a job owned by `owner` (a
   // token id; empty without authentication).
+  // With `max_active_jobs` > 0, RESOURCE_EXHAUSTED naming the quota when `owner` already has
+  // that many jobs queued or running.
   absl::StatusOr<apq::v1::Job> Submit(const apq::v1::SubmitSearchRequest& request,
-                                      const std::string& owner = "");
+                                      const std::string& owner = "", int max_active_jobs = 0);
   // Validates every scenario as Submit would its request (errors name
   // "scenarios[<i>].<field>"), then stores all the scenarios' jobs at once and queues them
   // (RESOURCE_EXHAUSTED, storing nothing, when the queue cannot take them all; ABORTED when
   // the space's default predictor changed while the scenarios were resolved). The jobs of a
   // sweep share their predictions (predictor/shared_predictions.h) while any of them runs.
   absl::StatusOr<apq::v1::Sweep> SubmitSweep(const apq::v1::SubmitSweepRequest& request,
-                                             const std::string& owner = "");
+                                             const std::string& owner = "",
+                                             int max_active_jobs = 0);
   // The sweep's scenarios in order, each with its job and, once the job ended and
   // `with_fronts`, its Pareto front by ascending cost. NOT_FOUND for an unknown sweep.
   absl::StatusOr<apq::v1::Sweep> GetSweep(const std::string& sweep_id, bool with_fronts = true);
@@ -147,6 +156,13 @@ class JobManager {
   absl::Status AddToDataset(const std::string& dataset, const std::string& space,
                             const std::string& job_id, const MeasurementRow& row);
   // Submit's verification checks that need the server's supernets and datasets.
+  // RESOURCE_EXHAUSTED naming quota max_candidates_per_job when `resolved` plans more.
+  absl::Status CheckJobWork(const ResolvedSearch& resolved) const;
+  // RESOURCE_EXHAUSTED naming quota max_active_jobs when `owner` has `max_active_jobs` jobs
+  // queued or running minus fewer than `adding`. Called with submit_mutex_ held, so that
+  // concurrent submissions of one owner cannot both pass.
+  absl::Status CheckActiveJobs(const std::string& owner, int max_active_jobs, int adding)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(submit_mutex_);
   absl::Status CheckVerificationTargets(const apq::v1::SubmitSearchRequest& request);
   // FAILED_PRECONDITION naming the request's verification dataset when it exists and holds
   // another space's records or records of another split than validation; OK when there is
@@ -188,6 +204,8 @@ class JobManager {
   const search::EngineRegistry& engines_;
 
   absl::Mutex mutex_;
+  // Held from an owner's count of active jobs to the creation of the new ones.
+  absl::Mutex submit_mutex_;
   std::map<std::string, std::shared_ptr<LiveJob>> live_ ABSL_GUARDED_BY(mutex_);
   int64_t next_subscription_ ABSL_GUARDED_BY(mutex_) = 1;
   // Last: destroyed first, so no worker runs while the members above go away.

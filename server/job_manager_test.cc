@@ -359,6 +359,54 @@ TEST_P(JobFaultTest, RowCountsAddUpToTheJobsTotalsAndKeepingEveryDrawChangesNoRe
   EXPECT_EQ(kept.job.pareto_front_size, counted.job.pareto_front_size);
 }
 
+// The server's caps on one job and on one owner's jobs, each answered RESOURCE_EXHAUSTED
+// naming its quota, nothing stored; a job over its wall time stops and fails, keeping its
+// rows.
+TEST(JobQuotaTest, CapsOnWorkWallTimeAndActiveJobs) {
+  std::unique_ptr<SupernetHost> supernets = NewHostWithoutSupernets();
+  JobTestBed bed(*supernets);
+  bed.manager_options().max_candidates_per_job = 100000;
+  bed.manager_options().max_job_duration = absl::Milliseconds(300);
+  bed.Open();
+  apq::v1::SubmitSearchRequest request;
+  request.set_space("ofa_mbv3");
+  request.set_device("note10");
+  request.mutable_budgets()->set_max_latency_ms(25);
+  request.mutable_evolution()->set_population_size(1000);
+  request.mutable_evolution()->set_generations(100);  // 101,000 candidates.
+  absl::Status refused = bed.manager().Submit(request, "tok-a").status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("quota max_candidates_per_job"));
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("101000"));
+  EXPECT_TRUE(bed.store().jobs().ListJobs(std::nullopt, std::nullopt, 0, 10)->empty());
+
+  // Within the cap, but longer than the wall-time limit.
+  request.mutable_evolution()->set_population_size(10);
+  request.mutable_evolution()->set_generations(9999);
+  auto long_job = bed.manager().Submit(request, "tok-a", /*max_active_jobs=*/2);
+  ASSERT_TRUE(long_job.ok()) << long_job.status();
+  // Owner tok-a may have 2 active jobs: a second one passes, a third does not; tok-b is apart.
+  auto second = bed.manager().Submit(request, "tok-a", 2);
+  ASSERT_TRUE(second.ok()) << second.status();
+  refused = bed.manager().Submit(request, "tok-a", 2).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("quota max_active_jobs"));
+  EXPECT_TRUE(bed.manager().Submit(request, "tok-b", 2).ok());
+  EXPECT_EQ(bed.store().jobs().ListJobs(std::nullopt, std::nullopt, 0, 10)->size(), 3u);
+
+  const apq::v1::JobProgress ended = bed.AwaitEnd(long_job->id());
+  EXPECT_EQ(ended.state(), apq::v1::JOB_STATE_FAILED);
+  const JobRecord stored = bed.store().jobs().GetJob(long_job->id()).value();
+  EXPECT_THAT(stored.error, HasSubstr("this server's limit per job"));
+  EXPECT_GT(stored.generations_done, 0);
+  EXPECT_LT(stored.generations_done, 9999) << "stopped before its end";
+  EXPECT_FALSE(AllCandidates(bed.store().jobs(), long_job->id()).empty()) << "rows are kept";
+  EXPECT_GT(stored.pareto_front_size, 0);
+  // Its end frees a place for tok-a.
+  bed.AwaitEnd(second->id());
+  EXPECT_TRUE(bed.manager().Submit(request, "tok-a", 2).ok());
+}
+
 TEST(JobManagerOptionsTest, ANegativeCommitIntervalIsRefusedNamingTheOption) {
   std::unique_ptr<SupernetHost> supernets = NewHostWithoutSupernets();
   JobTestBed bed(*supernets);

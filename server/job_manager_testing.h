@@ -70,6 +70,8 @@ class JobTestBed {
   // starts with zero, every step in its own transaction, so that tests may count writes
   // per step.
   void SetCommitInterval(absl::Duration interval) { options_.commit_interval = interval; }
+  // The options of the managers started from now on.
+  JobManager::Options& manager_options() { return options_; }
   // Stops the manager as a shutdown does: running jobs stay running in the store.
   void StopManager() { manager_.reset(); }
 

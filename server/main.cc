@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -47,6 +48,17 @@ ABSL_FLAG(std::string, bootstrap_token_file, "",
           "there (mode 0600) instead of only to stderr");
 ABSL_FLAG(std::string, tls_cert, "", "TLS certificate chain (PEM); with --tls_key serves TLS");
 ABSL_FLAG(std::string, tls_key, "", "TLS private key (PEM)");
+ABSL_FLAG(int64_t, max_candidates_per_job, 20000000,
+          "largest search a job may plan, in candidates scored (evolution: population x "
+          "(generations + 1)); 0: no limit");
+ABSL_FLAG(int64_t, max_job_seconds, 6 * 3600,
+          "wall time after which a running search stops and fails, keeping what it stored; 0: "
+          "no limit");
+ABSL_FLAG(int, max_active_jobs_per_token, 16,
+          "jobs one non-admin token may have queued or running at once; 0: no limit");
+ABSL_FLAG(double, max_calls_per_second, 50,
+          "calls per second one non-admin token may make on average; 0: no limit");
+ABSL_FLAG(double, max_call_burst, 200, "calls one non-admin token may make at once");
 ABSL_FLAG(std::string, tls_client_ca, "",
           "CA (PEM) that client certificates must be signed by: mutual TLS");
 
@@ -125,6 +137,11 @@ int main(int argc, char** argv) {
   options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  options.max_candidates_per_job = absl::GetFlag(FLAGS_max_candidates_per_job);
+  options.max_job_duration = absl::Seconds(absl::GetFlag(FLAGS_max_job_seconds));
+  options.max_active_jobs_per_token = absl::GetFlag(FLAGS_max_active_jobs_per_token);
+  options.max_calls_per_second = absl::GetFlag(FLAGS_max_calls_per_second);
+  options.max_call_burst = absl::GetFlag(FLAGS_max_call_burst);
   auto server = apq::server::ApqServer::Start(options);
   if (!server.ok()) {
     std::fprintf(stderr, "apqd: %s\n", server.status().ToString().c_str());

@@ -85,6 +85,13 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
     return absl::InvalidArgumentError(
         absl::StrCat("predictor_threads: must be in [1, 256], got ", options.predictor_threads));
   }
+  if (options.max_candidates_per_job < 0 || options.max_job_duration < absl::ZeroDuration() ||
+      options.max_active_jobs_per_token < 0 || !(options.max_calls_per_second >= 0) ||
+      !(options.max_call_burst >= 0)) {
+    return absl::InvalidArgumentError(
+        "max_candidates_per_job, max_job_seconds, max_active_jobs_per_token, "
+        "max_calls_per_second, max_call_burst: must be >= 0 (0: no limit)");
+  }
   if (!options.auth_required && !IsLoopbackAddress(options.listen_address)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "auth: off is allowed only on a loopback address (anyone who reaches ",
@@ -115,6 +122,8 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   job_options.workers = options.job_workers;
   job_options.queue_capacity = options.queue_capacity;
   job_options.commit_interval = options.job_commit_interval;
+  job_options.max_candidates_per_job = options.max_candidates_per_job;
+  job_options.max_job_duration = options.max_job_duration;
   ASSIGN_OR_RETURN(
       server->jobs_,
       JobManager::Create(job_options, *server->catalog_, server->store_->jobs(),
@@ -135,11 +144,14 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   ASSIGN_OR_RETURN(server->torch_pool_, Executor::Create(torch_options));
   Authenticator::Options auth_options;
   auth_options.required = options.auth_required;
+  auth_options.calls_per_second = options.max_calls_per_second;
+  auth_options.call_burst = options.max_call_burst;
   server->auth_ = std::make_unique<Authenticator>(auth_options, server->store_->tokens());
   ASSIGN_OR_RETURN(server->bootstrap_token_, server->auth_->BootstrapAdmin());
   server->search_service_ = std::make_unique<SearchServiceImpl>(
       *server->catalog_, server->store_->jobs(), *server->jobs_, *server->supernets_,
-      *server->engines_, *server->pool_, *server->torch_pool_, *server->auth_);
+      *server->engines_, *server->pool_, *server->torch_pool_, *server->auth_,
+      options.max_active_jobs_per_token);
   server->device_service_ = std::make_unique<DeviceServiceImpl>(
       *server->catalog_, server->store_->devices(), *server->pool_, *server->auth_);
   server->predictor_service_ = std::make_unique<PredictorServiceImpl>(

@@ -226,7 +226,8 @@ grpc::ServerUnaryReactor* SearchServiceImpl::SubmitSearch(
     apq::v1::Job* response) {
   return RunOnPool(context, pool_, auth_, Permission::kSubmit,
                    [this, request, response](const Caller& caller) -> absl::Status {
-                     ASSIGN_OR_RETURN(*response, jobs_.Submit(*request, caller.token_id));
+                     ASSIGN_OR_RETURN(*response, jobs_.Submit(*request, caller.token_id,
+                                                              ActiveJobQuota(caller)));
                      return absl::OkStatus();
                    });
 }
@@ -236,7 +237,8 @@ grpc::ServerUnaryReactor* SearchServiceImpl::SubmitSweep(grpc::CallbackServerCon
                                                          apq::v1::Sweep* response) {
   return RunOnPool(context, pool_, auth_, Permission::kSubmit,
                    [this, request, response](const Caller& caller) -> absl::Status {
-                     ASSIGN_OR_RETURN(*response, jobs_.SubmitSweep(*request, caller.token_id));
+                     ASSIGN_OR_RETURN(*response, jobs_.SubmitSweep(*request, caller.token_id,
+                                                                   ActiveJobQuota(caller)));
                      return absl::OkStatus();
                    });
 }

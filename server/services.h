@@ -33,8 +33,9 @@ class SearchServiceImpl final : public apq::v1::SearchService::CallbackService {
   // calls that run LibTorch (measured evaluations, TorchScript exports).
   SearchServiceImpl(Catalog& catalog, JobStore& store, JobManager& jobs, SupernetHost& supernets,
                     const search::EngineRegistry& engines, Executor& pool, Executor& torch_pool,
-                    Authenticator& auth)
-      : auth_(auth),
+                    Authenticator& auth, int max_active_jobs_per_token = 0)
+      : max_active_jobs_per_token_(max_active_jobs_per_token),
+        auth_(auth),
         catalog_(catalog),
         store_(store),
         jobs_(jobs),
@@ -77,6 +78,13 @@ class SearchServiceImpl final : public apq::v1::SearchService::CallbackService {
                                      apq::v1::Sweep* response) override;
 
  private:
+  // The active-job quota of `caller`'s jobs: none for admins and the anonymous caller.
+  int ActiveJobQuota(const Caller& caller) const {
+    return caller.role == Role::kAdmin ? 0 : max_active_jobs_per_token_;
+  }
+
+  // Jobs a non-admin token may have queued or running at once (0: no limit).
+  const int max_active_jobs_per_token_;
   Authenticator& auth_;
   Catalog& catalog_;
   JobStore& store_;
