@@ -45,6 +45,15 @@ void PrintToken(const apq::v1::Token& token) {
             << (token.revoked_unix_s() > 0 ? "  (revoked)" : "") << "\n";
 }
 
+// The token as JSON with --json, else as a line.
+void ShowToken(const Args& args, const apq::v1::Token& token) {
+  if (args.Has("json")) {
+    PrintJson(TokenJson(token));
+  } else {
+    PrintToken(token);
+  }
+}
+
 int CreateToken(Connection& connection, const std::vector<std::string>& argv) {
   const Args args = Args::Parse(argv, {"name", "role"}, {"json"}, 0);
   if (!args.Has("name")) throw UsageError{"--name is required"};
@@ -94,11 +103,7 @@ int RevokeToken(Connection& connection, const std::vector<std::string>& argv) {
   const grpc::Status status =
       CallUnary(connection.access(), &AccessService::Stub::RevokeToken, request, &token);
   if (!status.ok()) return ReportRpcError(status);
-  if (args.Has("json")) {
-    PrintJson(TokenJson(token));
-  } else {
-    PrintToken(token);
-  }
+  ShowToken(args, token);
   return kExitOk;
 }
 
@@ -108,11 +113,7 @@ int WhoAmI(Connection& connection, const std::vector<std::string>& argv) {
   const grpc::Status status = CallUnary(connection.access(), &AccessService::Stub::WhoAmI,
                                         apq::v1::WhoAmIRequest(), &token);
   if (!status.ok()) return ReportRpcError(status);
-  if (args.Has("json")) {
-    PrintJson(TokenJson(token));
-  } else {
-    PrintToken(token);
-  }
+  ShowToken(args, token);
   return kExitOk;
 }
 

@@ -497,16 +497,7 @@ TEST(CatalogTest, AStoredDefaultPredictorsArtifactIsReadOncePerVersion) {
   ASSERT_TRUE(catalog.ok()) << catalog.status();
   const oface::SearchSpace& space = *(*catalog)->FindSpace("fmnist_mbv2").value();
   const auto add_default = [&](uint32_t seed) {
-    const std::unique_ptr<predictor::MlpPredictor> mlp = RandomMlp(
-        space.arch_feature_size(), space.feature_size() - space.arch_feature_size(), seed);
-    PredictorRecord record;
-    record.space = "fmnist_mbv2";
-    record.version = mlp->version();
-    record.kind = kMlpRawF32Kind;
-    record.artifact = MlpArtifact(*mlp).value();
-    record.is_default = true;
-    EXPECT_TRUE(store.predictors().AddPredictor(record).ok());
-    return record.version;
+    return AddRandomDefaultPredictor(store, space, seed);
   };
   const auto new_predictor_version = [&] {
     absl::StatusOr<Catalog::PredictorInstance> instance = (*catalog)->NewPredictor("fmnist_mbv2");

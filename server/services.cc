@@ -1,5 +1,6 @@
 #include "server/services.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -18,6 +19,7 @@
 #include "oface/fashion_mnist.h"
 #include "server/auth.h"
 #include "server/candidate_metrics.h"
+#include "server/page_tokens.h"
 #include "server/predictor_artifact.h"
 #include "server/search_request.h"
 
@@ -68,17 +70,6 @@ absl::Status RequireJobId(const std::string& job_id) {
   if (job_id.empty()) return absl::InvalidArgumentError("job_id: required");
   if (job_id.size() > 64) return absl::InvalidArgumentError("job_id: longer than 64 bytes");
   return absl::OkStatus();
-}
-
-// Page tokens are the offset of the next row, as decimal text.
-absl::StatusOr<int64_t> ParsePageToken(const std::string& token) {
-  if (token.empty()) return 0;
-  int64_t offset = 0;
-  if (!absl::SimpleAtoi(token, &offset) || offset < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("page_token: '", token, "' is not a token this server issued"));
-  }
-  return offset;
 }
 
 absl::StatusOr<int> PageSize(int requested, int default_size, int max_size) {
@@ -316,78 +307,84 @@ grpc::ServerUnaryReactor* SearchServiceImpl::CancelJob(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* SearchServiceImpl::ListJobs(grpc::CallbackServerContext* context,
                                                       const apq::v1::ListJobsRequest* request,
                                                       apq::v1::ListJobsResponse* response) {
-  return RunOnPool(context, pool_, auth_, Permission::kRead,
-                   [this, request, response](const Caller& caller) -> absl::Status {
-                     ASSIGN_OR_RETURN(int page_size, PageSize(request->page_size(), 50, 1000));
-                     ASSIGN_OR_RETURN(int64_t offset, ParsePageToken(request->page_token()));
-                     // Submitters and hardware tokens see their own jobs; viewers and admins see
-                     // every job.
-                     std::optional<std::string> owner;
-                     if (!request->owner().empty()) owner = request->owner();
-                     if (caller.role == Role::kSubmitter || caller.role == Role::kHardware) {
-                       if (owner.has_value() && *owner != caller.token_id) {
-                         return absl::PermissionDeniedError(
-                             absl::StrCat("owner: a ", RoleName(caller.role),
-                                          " lists only its own jobs (", caller.token_id, ")"));
-                       }
-                       owner = caller.token_id;
-                     }
-                     std::optional<JobState> state;
-                     if (request->state() != apq::v1::JOB_STATE_UNSPECIFIED) {
-                       if (!apq::v1::JobState_IsValid(request->state())) {
-                         return absl::InvalidArgumentError(
-                             absl::StrCat("state: unknown value ", request->state()));
-                       }
-                       state = static_cast<JobState>(request->state());
-                     }
-                     // One row more than the page tells whether another page follows.
-                     ASSIGN_OR_RETURN(std::vector<JobRecord> jobs,
-                                      store_.ListJobs(state, owner, offset, page_size + 1));
-                     const bool more = static_cast<int>(jobs.size()) > page_size;
-                     if (more) jobs.pop_back();
-                     for (const JobRecord& job : jobs)
-                       *response->add_jobs() = JobToProto(job, engines_);
-                     if (more) response->set_next_page_token(absl::StrCat(offset + page_size));
-                     return absl::OkStatus();
-                   });
+  return RunOnPool(
+      context, pool_, auth_, Permission::kRead,
+      [this, request, response](const Caller& caller) -> absl::Status {
+        ASSIGN_OR_RETURN(int page_size, PageSize(request->page_size(), 50, 1000));
+        ASSIGN_OR_RETURN(int64_t offset, ParseOffsetPageToken("jobs", request->page_token()));
+        // Submitters and hardware tokens see their own jobs; viewers and admins see
+        // every job.
+        std::optional<std::string> owner;
+        if (!request->owner().empty()) owner = request->owner();
+        if (caller.role == Role::kSubmitter || caller.role == Role::kHardware) {
+          if (owner.has_value() && *owner != caller.token_id) {
+            return absl::PermissionDeniedError(absl::StrCat("owner: a ", RoleName(caller.role),
+                                                            " lists only its own jobs (",
+                                                            caller.token_id, ")"));
+          }
+          owner = caller.token_id;
+        }
+        std::optional<JobState> state;
+        if (request->state() != apq::v1::JOB_STATE_UNSPECIFIED) {
+          if (!apq::v1::JobState_IsValid(request->state())) {
+            return absl::InvalidArgumentError(
+                absl::StrCat("state: unknown value ", request->state()));
+          }
+          state = static_cast<JobState>(request->state());
+        }
+        // One row more than the page tells whether another page follows.
+        ASSIGN_OR_RETURN(std::vector<JobRecord> jobs,
+                         store_.ListJobs(state, owner, offset, page_size + 1));
+        const bool more = static_cast<int>(jobs.size()) > page_size;
+        if (more) jobs.pop_back();
+        for (const JobRecord& job : jobs) *response->add_jobs() = JobToProto(job, engines_);
+        if (more) response->set_next_page_token(OffsetPageToken("jobs", offset + page_size));
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* SearchServiceImpl::ListCandidates(
     grpc::CallbackServerContext* context, const apq::v1::ListCandidatesRequest* request,
     apq::v1::ListCandidatesResponse* response) {
-  return RunOnPool(context, pool_, auth_, Permission::kRead,
-                   [this, request, response](const Caller& caller) -> absl::Status {
-                     RETURN_IF_ERROR(RequireJobId(request->job_id()));
-                     CandidateQuery query;
-                     query.job_id = request->job_id();
-                     ASSIGN_OR_RETURN(query.limit, PageSize(request->page_size(), 100, 10000));
-                     ASSIGN_OR_RETURN(query.offset, ParsePageToken(request->page_token()));
-                     ASSIGN_OR_RETURN(query.order,
-                                      CandidateOrderFromProto(request->sort_by(), "sort_by"));
-                     switch (request->feasibility()) {
-                       case apq::v1::FEASIBILITY_ANY:
-                         break;
-                       case apq::v1::FEASIBILITY_FEASIBLE:
-                         query.feasible = true;
-                         break;
-                       case apq::v1::FEASIBILITY_INFEASIBLE:
-                         query.feasible = false;
-                         break;
-                       default:
-                         return absl::InvalidArgumentError(
-                             absl::StrCat("feasibility: unknown value ", request->feasibility()));
-                     }
-                     query.pareto_front_only = request->pareto_front_only();
-                     ASSIGN_OR_RETURN(CandidatePage page, store_.ListCandidates(query));
-                     for (const CandidateRecord& candidate : page.candidates) {
-                       *response->add_candidates() = CandidateToProto(candidate);
-                     }
-                     response->set_total(page.total);
-                     if (query.offset + static_cast<int64_t>(page.candidates.size()) < page.total) {
-                       response->set_next_page_token(absl::StrCat(query.offset + query.limit));
-                     }
-                     return absl::OkStatus();
-                   });
+  return RunOnPool(
+      context, pool_, auth_, Permission::kRead,
+      [this, request, response](const Caller& caller) -> absl::Status {
+        RETURN_IF_ERROR(RequireJobId(request->job_id()));
+        CandidateQuery query;
+        query.job_id = request->job_id();
+        ASSIGN_OR_RETURN(const int page_size, PageSize(request->page_size(), 100, kMaxPageSize));
+        // One row more than the page tells whether another page follows (a full page of the
+        // largest size carries a token anyway; the page after it may be empty).
+        query.limit = std::min(page_size + 1, kMaxPageSize);
+        ASSIGN_OR_RETURN(query.order, CandidateOrderFromProto(request->sort_by(), "sort_by"));
+        switch (request->feasibility()) {
+          case apq::v1::FEASIBILITY_ANY:
+            break;
+          case apq::v1::FEASIBILITY_FEASIBLE:
+            query.feasible = true;
+            break;
+          case apq::v1::FEASIBILITY_INFEASIBLE:
+            query.feasible = false;
+            break;
+          default:
+            return absl::InvalidArgumentError(
+                absl::StrCat("feasibility: unknown value ", request->feasibility()));
+        }
+        query.pareto_front_only = request->pareto_front_only();
+        RETURN_IF_ERROR(ApplyCandidatePageToken(request->page_token(), &query));
+        ASSIGN_OR_RETURN(CandidatePage page, store_.ListCandidates(query));
+        const int rows = static_cast<int>(page.candidates.size());
+        const bool more = rows > page_size || (rows == page_size && page_size == kMaxPageSize);
+        if (rows > page_size) page.candidates.pop_back();
+        for (const CandidateRecord& candidate : page.candidates) {
+          *response->add_candidates() = CandidateToProto(candidate);
+        }
+        response->set_total(page.total);
+        if (more) {
+          response->set_next_page_token(CandidatePageToken(query, page.candidates.back()));
+        }
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* SearchServiceImpl::GetDeployableConfig(
@@ -768,21 +765,23 @@ grpc::ServerUnaryReactor* PredictorServiceImpl::GetTrainingJob(
 grpc::ServerUnaryReactor* PredictorServiceImpl::ListTrainingJobs(
     grpc::CallbackServerContext* context, const apq::v1::ListTrainingJobsRequest* request,
     apq::v1::ListTrainingJobsResponse* response) {
-  return RunOnPool(context, pool_, auth_, Permission::kRead,
-                   [this, request, response](const Caller& caller) -> absl::Status {
-                     ASSIGN_OR_RETURN(int page_size, PageSize(request->page_size(), 50, 1000));
-                     ASSIGN_OR_RETURN(int64_t offset, ParsePageToken(request->page_token()));
-                     // One more than the page, to know whether there is a next one.
-                     ASSIGN_OR_RETURN(std::vector<TrainingJobRecord> jobs,
-                                      store_.training_jobs().ListTrainingJobs(
-                                          /*unfinished_only=*/false, offset, page_size + 1));
-                     const bool more = jobs.size() > static_cast<size_t>(page_size);
-                     if (more) jobs.pop_back();
-                     for (const TrainingJobRecord& job : jobs)
-                       *response->add_jobs() = TrainingJobToProto(job);
-                     if (more) response->set_next_page_token(absl::StrCat(offset + page_size));
-                     return absl::OkStatus();
-                   });
+  return RunOnPool(
+      context, pool_, auth_, Permission::kRead,
+      [this, request, response](const Caller& caller) -> absl::Status {
+        ASSIGN_OR_RETURN(int page_size, PageSize(request->page_size(), 50, 1000));
+        ASSIGN_OR_RETURN(int64_t offset,
+                         ParseOffsetPageToken("training_jobs", request->page_token()));
+        // One more than the page, to know whether there is a next one.
+        ASSIGN_OR_RETURN(std::vector<TrainingJobRecord> jobs,
+                         store_.training_jobs().ListTrainingJobs(
+                             /*unfinished_only=*/false, offset, page_size + 1));
+        const bool more = jobs.size() > static_cast<size_t>(page_size);
+        if (more) jobs.pop_back();
+        for (const TrainingJobRecord& job : jobs) *response->add_jobs() = TrainingJobToProto(job);
+        if (more)
+          response->set_next_page_token(OffsetPageToken("training_jobs", offset + page_size));
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* PredictorServiceImpl::CancelTrainingJob(

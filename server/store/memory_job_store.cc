@@ -23,25 +23,6 @@ using store_internal::JobEnded;
 using store_internal::JobNotFound;
 using store_internal::NotAFrontCandidate;
 
-// The metric an order sorts by; null for id order.
-std::optional<double> CandidateRecord::*OrderMetric(CandidateOrder order) {
-  switch (order) {
-    case CandidateOrder::kAccuracyDesc:
-      return &CandidateRecord::accuracy;
-    case CandidateOrder::kLatencyAsc:
-      return &CandidateRecord::latency_ms;
-    case CandidateOrder::kEnergyAsc:
-      return &CandidateRecord::energy_mj;
-    case CandidateOrder::kSizeAsc:
-      return &CandidateRecord::size_mb;
-    case CandidateOrder::kBitopsAsc:
-      return &CandidateRecord::bitops;
-    case CandidateOrder::kId:
-      break;
-  }
-  return nullptr;
-}
-
 class MemoryJobStore final : public JobStore {
  public:
   explicit MemoryJobStore(MemoryDatabase& db) : db_(db) {}
@@ -247,6 +228,7 @@ class MemoryJobStore final : public JobStore {
 
   absl::StatusOr<CandidatePage> ListCandidates(const CandidateQuery& query) override {
     RETURN_IF_ERROR(CheckPage(query.offset, query.limit));
+    RETURN_IF_ERROR(store_internal::CheckCursor(query));
     if (!IsValidOrder(query.order)) {
       return absl::InvalidArgumentError(
           absl::StrCat("unknown candidate order ", static_cast<int>(query.order)));
@@ -260,22 +242,34 @@ class MemoryJobStore final : public JobStore {
       if (query.pareto_front_only && !candidate.on_pareto_front) continue;
       matching.push_back(&candidate);
     }
-    // Stable: the rows are in id order, which breaks ties.
-    if (std::optional<double> CandidateRecord::*metric = OrderMetric(query.order)) {
-      const bool descending = query.order == CandidateOrder::kAccuracyDesc;
-      std::stable_sort(matching.begin(), matching.end(),
-                       [&](const CandidateRecord* a, const CandidateRecord* b) {
-                         const std::optional<double>& x = a->*metric;
-                         const std::optional<double>& y = b->*metric;
-                         if (!x.has_value() || !y.has_value()) {
-                           return x.has_value() && !y.has_value();  // Unset last.
-                         }
-                         return descending ? *x > *y : *x < *y;
-                       });
-    }
+    // (sort key, id) in the query's order: unset figures last, ties by id.
+    std::optional<double> CandidateRecord::*metric = CandidateOrderMetric(query.order);
+    const bool descending = query.order == CandidateOrder::kAccuracyDesc;
+    const auto before = [&](const std::optional<double>& x, int64_t x_id,
+                            const std::optional<double>& y, int64_t y_id) {
+      if (metric != nullptr && (x.has_value() != y.has_value())) return x.has_value();
+      if (metric != nullptr && x.has_value() && *x != *y) return descending ? *x > *y : *x < *y;
+      return x_id < y_id;
+    };
+    std::sort(
+        matching.begin(), matching.end(), [&](const CandidateRecord* a, const CandidateRecord* b) {
+          return metric != nullptr ? before(a->*metric, a->id, b->*metric, b->id) : a->id < b->id;
+        });
     CandidatePage page;
     page.total = static_cast<int64_t>(matching.size());
-    for (int64_t i = query.offset; i < page.total && i < query.offset + query.limit; ++i) {
+    size_t first = static_cast<size_t>(std::min<int64_t>(query.offset, page.total));
+    if (query.after.has_value()) {
+      const std::optional<double> key = metric != nullptr ? query.after->key : std::nullopt;
+      first = 0;
+      while (first < matching.size() &&
+             !before(key, query.after->id,
+                     metric != nullptr ? matching[first]->*metric : std::nullopt,
+                     matching[first]->id)) {
+        ++first;
+      }
+    }
+    for (size_t i = first;
+         i < matching.size() && static_cast<int>(page.candidates.size()) < query.limit; ++i) {
       page.candidates.push_back(*matching[i]);
     }
     return page;

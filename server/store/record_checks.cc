@@ -337,6 +337,17 @@ absl::Status PredictorNotFound(const std::string& space, const std::string& vers
       absl::StrCat("space ", space, " has no predictor version '", version, "'"));
 }
 
+absl::Status CheckCursor(const CandidateQuery& query) {
+  if (!query.after.has_value()) return absl::OkStatus();
+  if (query.offset != 0) {
+    return absl::InvalidArgumentError("a candidate cursor pages by itself: offset must be 0");
+  }
+  if (query.after->key.has_value() && std::isnan(*query.after->key)) {
+    return absl::InvalidArgumentError("candidate cursor key is NaN");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckToken(const TokenRecord& token) {
   if (token.id.empty()) return absl::InvalidArgumentError("token id is empty");
   if (token.name.empty()) return absl::InvalidArgumentError("token name is empty");

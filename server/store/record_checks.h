@@ -18,6 +18,8 @@ namespace apq::server::store_internal {
 
 // INVALID_ARGUMENT unless offset >= 0 and 1 <= limit <= kMaxPageSize.
 absl::Status CheckPage(int64_t offset, int limit);
+// INVALID_ARGUMENT for a cursor with an offset, or with a NaN key.
+absl::Status CheckCursor(const CandidateQuery& query);
 // True for the values JobState names.
 bool IsValidState(JobState state);
 bool IsValidOrder(CandidateOrder order);

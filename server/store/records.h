@@ -158,6 +158,16 @@ enum class CandidateOrder {
   kBitopsAsc,
 };
 
+// The figure `order` sorts by; null for id order.
+std::optional<double> CandidateRecord::*CandidateOrderMetric(CandidateOrder order);
+
+// A position in a listing of candidates: the last row of the page before, by its id and the
+// value it sorts by (unset for CandidateOrder::kId, or when the row has no such figure).
+struct CandidateCursor {
+  int64_t id = 0;
+  std::optional<double> key;
+};
+
 struct CandidateQuery {
   std::string job_id;
   CandidateOrder order = CandidateOrder::kId;
@@ -165,6 +175,10 @@ struct CandidateQuery {
   bool pareto_front_only = false;
   int64_t offset = 0;
   int limit = 100;
+  // Keyset paging: the page holds the rows after this one in the order (offset must be 0).
+  // Rows stored meanwhile that sort after it are included; every row stored for the whole
+  // listing is listed once, unlike with offsets while the job adds rows.
+  std::optional<CandidateCursor> after;
 };
 
 struct CandidatePage {

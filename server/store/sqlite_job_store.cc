@@ -133,15 +133,45 @@ const char* OrderBy(CandidateOrder order) {
   return nullptr;
 }
 
+// The rows after a cursor (?5 its sort key, NULL when unset; ?6 its id) in `order`: ties in
+// id order, unset figures last (as OrderBy sorts).
+std::string AfterCursorSql(CandidateOrder order) {
+  const char* column = nullptr;
+  switch (order) {
+    case CandidateOrder::kId:
+      return "id > ?6";
+    case CandidateOrder::kAccuracyDesc:
+      return "(CASE WHEN ?5 IS NULL THEN accuracy IS NULL AND id > ?6 ELSE accuracy < ?5 OR "
+             "accuracy IS NULL OR (accuracy = ?5 AND id > ?6) END)";
+    case CandidateOrder::kLatencyAsc:
+      column = "latency_ms";
+      break;
+    case CandidateOrder::kEnergyAsc:
+      column = "energy_mj";
+      break;
+    case CandidateOrder::kSizeAsc:
+      column = "size_mb";
+      break;
+    case CandidateOrder::kBitopsAsc:
+      column = "bitops";
+      break;
+  }
+  return absl::StrCat("(CASE WHEN ?5 IS NULL THEN ", column, " IS NULL AND id > ?6 ELSE ", column,
+                      " IS NULL OR ", column, " > ?5 OR (", column, " = ?5 AND id > ?6) END)");
+}
+
 // The page query: ?1 job id, ?2 feasibility (when `feasibility_filtered`), ?3 limit, ?4
-// offset. The page's ids are chosen by their sort keys alone, then only the page's rows are
-// read whole (and sorted again: at most `limit` of them). With `front_only` the front's
-// partial index finds the rows.
-std::string CandidatePageSql(const char* order_by, bool feasibility_filtered, bool front_only) {
-  const std::string ids = absl::StrCat("SELECT id FROM candidates WHERE job_id = ?1",
-                                       feasibility_filtered ? " AND feasible = ?2" : "",
-                                       front_only ? " AND on_pareto_front = 1" : "", " ORDER BY ",
-                                       order_by, " LIMIT ?3 OFFSET ?4");
+// offset, ?5 and ?6 the cursor (when `after_cursor`). The page's ids are chosen by their sort
+// keys alone, then only the page's rows are read whole (and sorted again: at most `limit` of
+// them). With `front_only` the front's partial index finds the rows.
+std::string CandidatePageSql(CandidateOrder order, const char* order_by, bool feasibility_filtered,
+                             bool front_only, bool after_cursor) {
+  const std::string ids =
+      absl::StrCat("SELECT id FROM candidates WHERE job_id = ?1",
+                   feasibility_filtered ? " AND feasible = ?2" : "",
+                   front_only ? " AND on_pareto_front = 1" : "",
+                   after_cursor ? absl::StrCat(" AND ", AfterCursorSql(order)) : "", " ORDER BY ",
+                   order_by, " LIMIT ?3 OFFSET ?4");
   return absl::StrCat("SELECT ", kCandidateColumns,
                       ", on_pareto_front FROM candidates WHERE id IN (", ids, ") ORDER BY ",
                       order_by);
@@ -530,6 +560,7 @@ absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobs(
 
 absl::StatusOr<CandidatePage> SqliteJobStore::ListCandidates(const CandidateQuery& query) {
   RETURN_IF_ERROR(store_internal::CheckPage(query.offset, query.limit));
+  RETURN_IF_ERROR(store_internal::CheckCursor(query));
   const char* order_by = OrderBy(query.order);
   if (order_by == nullptr) {
     return absl::InvalidArgumentError(
@@ -557,16 +588,22 @@ absl::StatusOr<CandidatePage> SqliteJobStore::ListCandidates(const CandidateQuer
       page.total = query.feasible.value_or(true) ? select.ColumnInt64(2) : 0;
     }
   }
-  if (query.offset < page.total) {
+  if (query.offset < page.total || query.after.has_value()) {
     // Every front row is feasible: the front needs no feasibility filter.
     const bool feasibility_filtered = query.feasible.has_value() && !query.pareto_front_only;
-    ASSIGN_OR_RETURN(Statement select,
-                     database_.Prepare(CandidatePageSql(order_by, feasibility_filtered,
-                                                        query.pareto_front_only)));
+    ASSIGN_OR_RETURN(Statement select, database_.Prepare(CandidatePageSql(
+                                           query.order, order_by, feasibility_filtered,
+                                           query.pareto_front_only, query.after.has_value())));
     select.BindText(1, query.job_id);
     if (feasibility_filtered) select.BindInt64(2, *query.feasible ? 1 : 0);
     select.BindInt64(3, query.limit);
     select.BindInt64(4, query.offset);
+    if (query.after.has_value()) {
+      if (query.after->key.has_value()) {
+        select.BindDouble(5, *query.after->key, "cursor key");
+      }
+      select.BindInt64(6, query.after->id);
+    }
     while (true) {
       ASSIGN_OR_RETURN(bool row, select.Step(operation));
       if (!row) break;

@@ -1,0 +1,93 @@
+#include "server/page_tokens.h"
+
+#include <limits>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/escaping.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/store/records.h"
+
+namespace apq::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+CandidateQuery Listing() {
+  CandidateQuery query;
+  query.job_id = "job-7";
+  query.order = CandidateOrder::kLatencyAsc;
+  query.feasible = true;
+  return query;
+}
+
+TEST(PageTokensTest, ACandidateTokenCarriesTheLastRowsKeyExactly) {
+  CandidateRecord last;
+  last.id = 1234;
+  last.latency_ms = 0.1 + 0.2;  // Not a short decimal: read back bit for bit.
+  const std::string token = CandidatePageToken(Listing(), last);
+  CandidateQuery next = Listing();
+  ASSERT_TRUE(ApplyCandidatePageToken(token, &next).ok());
+  ASSERT_TRUE(next.after.has_value());
+  EXPECT_EQ(next.after->id, 1234);
+  EXPECT_EQ(next.after->key, 0.1 + 0.2);
+  // A row without the figure: a cursor without a key.
+  last.latency_ms.reset();
+  next = Listing();
+  ASSERT_TRUE(ApplyCandidatePageToken(CandidatePageToken(Listing(), last), &next).ok());
+  EXPECT_FALSE(next.after->key.has_value());
+  // No token: the first page.
+  next = Listing();
+  EXPECT_TRUE(ApplyCandidatePageToken("", &next).ok());
+  EXPECT_FALSE(next.after.has_value());
+}
+
+TEST(PageTokensTest, TokensOfOtherListingsOrNotIssuedAreRefused) {
+  CandidateRecord last;
+  last.id = 9;
+  last.latency_ms = 3;
+  const std::string token = CandidatePageToken(Listing(), last);
+  const auto refused = [&](CandidateQuery query, const std::string& text) {
+    const absl::Status status = ApplyCandidatePageToken(text, &query);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(std::string(status.message()), HasSubstr("page_token: "));
+    EXPECT_FALSE(query.after.has_value());
+  };
+  CandidateQuery other = Listing();
+  other.job_id = "job-8";
+  refused(other, token);
+  other = Listing();
+  other.order = CandidateOrder::kAccuracyDesc;
+  refused(other, token);
+  other = Listing();
+  other.feasible.reset();
+  refused(other, token);
+  other = Listing();
+  other.pareto_front_only = true;
+  refused(other, token);
+  for (const std::string text :
+       {std::string(" +7 "), std::string("7"), std::string("100"), std::string("%%%"),
+        std::string(2000, 'A'), OffsetPageToken("jobs", 7),
+        absl::WebSafeBase64Escape("c1|job-7|2|t|0|-|+9"),
+        absl::WebSafeBase64Escape("c1|job-7|2|t|0|zz|9"),
+        absl::WebSafeBase64Escape("c1|job-7|2|t|0|-|0")}) {
+    refused(Listing(), text);
+  }
+}
+
+TEST(PageTokensTest, OffsetTokensRoundTripAndRefuseAnythingElse) {
+  EXPECT_EQ(ParseOffsetPageToken("jobs", "").value(), 0);
+  EXPECT_EQ(ParseOffsetPageToken("jobs", OffsetPageToken("jobs", 350)).value(), 350);
+  for (const std::string text :
+       {std::string(" +7 "), std::string("7"), std::string("-1"),
+        OffsetPageToken("training_jobs", 5), absl::WebSafeBase64Escape("o1|jobs| 7"),
+        absl::WebSafeBase64Escape("o1|jobs|+7"), absl::WebSafeBase64Escape("o1|jobs|007"),
+        absl::WebSafeBase64Escape("o1|jobs|-3")}) {
+    const absl::StatusOr<int64_t> offset = ParseOffsetPageToken("jobs", text);
+    EXPECT_EQ(offset.status().code(), absl::StatusCode::kInvalidArgument) << text;
+  }
+}
+
+}  // namespace
+}  // namespace apq::server
