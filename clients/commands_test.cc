@@ -47,7 +47,7 @@ TEST(CommandsTest, EveryCommandIsFoundByItsNameAndListedOnceInTheUsage) {
       EXPECT_EQ(CountOccurrences(usage, command.usage), 1u);
     }
   }
-  EXPECT_EQ(names.size(), 23u);
+  EXPECT_EQ(names.size(), 24u);
   EXPECT_EQ(FindCommand("search --wait"), nullptr);
 }
 
@@ -57,7 +57,7 @@ TEST(CommandsTest, UsageHasTheGlobalFlagsAndEveryHeading) {
                                "usage: apq [--server ADDR] [--token TOKEN] [--tls] [--ca PEM] "
                                "[--cert PEM --key PEM] COMMAND [flags]\n\nCommands:\n"
                                "  devices [NAME] [--json]\n"));
-  EXPECT_TRUE(absl::StrContains(usage, "  cancel JOB\n  upload-table --device D"));
+  EXPECT_TRUE(absl::StrContains(usage, "  cancel JOB\n  delete JOB\n"));
   EXPECT_TRUE(absl::StrContains(usage, "\nAccuracy predictors:\n  upload-dataset --name N"));
   EXPECT_TRUE(absl::StrContains(usage, "\nAccess (admin tokens):\n  whoami [--json]"));
   EXPECT_TRUE(absl::StrContains(usage, "$APQ_SERVER or 127.0.0.1:50051, the token to $APQ_TOKEN"));

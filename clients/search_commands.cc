@@ -625,6 +625,18 @@ int Cancel(Connection& connection, const std::vector<std::string>& argv) {
   return kExitOk;
 }
 
+int Delete(Connection& connection, const std::vector<std::string>& argv) {
+  const Args args = Args::Parse(argv, {}, {}, 1);
+  apq::v1::DeleteJobRequest request;
+  request.set_job_id(RequirePositional(args, "a job id"));
+  apq::v1::DeleteJobResponse response;
+  const grpc::Status status =
+      CallUnary(connection.search(), &SearchService::Stub::DeleteJob, request, &response);
+  if (!status.ok()) return ReportRpcError(status);
+  std::cout << request.job_id() << ": deleted\n";
+  return kExitOk;
+}
+
 constexpr Command kSearchCommands[] = {
     {"evaluate",
      R"(  evaluate --space S [--device D] [--table-version N] (--config FILE | --configs FILE)
@@ -702,6 +714,10 @@ constexpr Command kSearchCommands[] = {
     {"cancel", R"(  cancel JOB
 )",
      Cancel},
+    {"delete", R"(  delete JOB
+      Delete an ended job and its candidates.
+)",
+     Delete},
 };
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +13,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -111,6 +113,13 @@ std::vector<Rpc> EveryRpc() {
          request.set_job_id("job-1");
          apq::v1::Job job;
          return s.search->CancelJob(c, request, &job);
+       }},
+      {"DeleteJob", Permission::kSubmit,
+       [](Stubs& s, grpc::ClientContext* c) {
+         apq::v1::DeleteJobRequest request;
+         request.set_job_id("job-1");
+         apq::v1::DeleteJobResponse response;
+         return s.search->DeleteJob(c, request, &response);
        }},
       {"ListJobs", Permission::kRead,
        [](Stubs& s, grpc::ClientContext* c) {
@@ -447,6 +456,35 @@ TEST_F(AccessTest, JobsBelongToTheirSubmitter) {
   EXPECT_THAT(refused.error_message(), HasSubstr("belongs to another token"));
   EXPECT_TRUE(cancel(alice, alices.id()).ok());
   EXPECT_TRUE(cancel(admin, bobs.id()).ok()) << "an admin cancels any job";
+
+  // Deleting: one's own ended jobs only (an admin any).
+  const auto remove = [&](const std::string& bearer, const std::string& job_id) {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", "Bearer " + bearer);
+    apq::v1::DeleteJobRequest request;
+    request.set_job_id(job_id);
+    apq::v1::DeleteJobResponse response;
+    return stubs_->search->DeleteJob(&context, request, &response);
+  };
+  const auto state = [&](const std::string& job_id) {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", "Bearer " + admin);
+    apq::v1::GetJobRequest request;
+    request.set_job_id(job_id);
+    apq::v1::Job job;
+    const grpc::Status status = stubs_->search->GetJob(&context, request, &job);
+    return status.ok() ? static_cast<int>(job.state()) : -static_cast<int>(status.error_code());
+  };
+  for (int i = 0; i < 600 && (state(alices.id()) < apq::v1::JOB_STATE_SUCCEEDED ||
+                              state(bobs.id()) < apq::v1::JOB_STATE_SUCCEEDED);
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(remove(bob, alices.id()).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(remove(alice, alices.id()).ok());
+  EXPECT_EQ(state(alices.id()), -static_cast<int>(grpc::StatusCode::NOT_FOUND));
+  EXPECT_TRUE(remove(admin, bobs.id()).ok());
+  EXPECT_EQ(remove(admin, bobs.id()).error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
 TEST_F(AccessTest, ARevokedTokenStopsAtOnceAndTheBootstrapTokenIsMadeOnce) {

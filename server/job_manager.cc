@@ -429,6 +429,29 @@ absl::Status JobManager::CheckVerificationDataset(const apq::v1::SubmitSearchReq
   return absl::OkStatus();
 }
 
+absl::Status JobManager::Delete(const std::string& job_id) {
+  RETURN_IF_ERROR(store_.DeleteJob(job_id, NowUnixSeconds()));
+  absl::MutexLock lock(&mutex_);
+  live_.erase(job_id);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> JobManager::DeleteFinishedBefore(absl::Duration age) {
+  const double now = NowUnixSeconds();
+  const double cutoff = now - absl::ToDoubleSeconds(age);
+  int64_t deleted = 0;
+  while (true) {
+    ASSIGN_OR_RETURN(std::vector<std::string> ids,
+                     store_.DeleteJobsFinishedBefore(cutoff, now, /*limit=*/500));
+    deleted += static_cast<int64_t>(ids.size());
+    {
+      absl::MutexLock lock(&mutex_);
+      for (const std::string& id : ids) live_.erase(id);
+    }
+    if (ids.size() < 500) return deleted;
+  }
+}
+
 absl::StatusOr<apq::v1::Job> JobManager::Cancel(const std::string& job_id) {
   ASSIGN_OR_RETURN(JobRecord job, store_.GetJob(job_id));
   const auto ended = [&job_id](JobState state) {

@@ -106,6 +106,10 @@ class JobManager {
   // a batch of its current measurement).
   // FAILED_PRECONDITION for a job that already ended.
   absl::StatusOr<apq::v1::Job> Cancel(const std::string& job_id);
+  // Deletes an ended job (JobStore::DeleteJob) and forgets it.
+  absl::Status Delete(const std::string& job_id);
+  // Deletes, in batches, every ended job that finished more than `age` ago; returns how many.
+  absl::StatusOr<int64_t> DeleteFinishedBefore(absl::Duration age);
 
   // Receives the job's progress: first its current state at once, then one update per
   // group of steps stored (at most one per commit interval) and per finalist measured; the

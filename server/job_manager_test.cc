@@ -407,6 +407,28 @@ TEST(JobQuotaTest, CapsOnWorkWallTimeAndActiveJobs) {
   EXPECT_TRUE(bed.manager().Submit(request, "tok-a", 2).ok());
 }
 
+// Retention: ended jobs older than the age are deleted with their rows; younger ones and
+// unfinished ones stay.
+TEST(JobRetentionTest, EndedJobsOlderThanTheAgeAreDeleted) {
+  std::unique_ptr<SupernetHost> supernets = NewHostWithoutSupernets();
+  JobTestBed bed(*supernets);
+  bed.Open();
+  apq::v1::SubmitSearchRequest request;
+  request.set_space("ofa_mbv3");
+  request.set_device("note10");
+  request.mutable_evolution()->set_population_size(8);
+  request.mutable_evolution()->set_generations(2);
+  auto ended = bed.manager().Submit(request);
+  ASSERT_TRUE(ended.ok()) << ended.status();
+  bed.AwaitEnd(ended->id());
+  EXPECT_EQ(bed.manager().DeleteFinishedBefore(absl::Hours(1)).value(), 0);
+  EXPECT_TRUE(bed.store().jobs().GetJob(ended->id()).ok());
+  absl::SleepFor(absl::Milliseconds(20));
+  EXPECT_EQ(bed.manager().DeleteFinishedBefore(absl::Milliseconds(10)).value(), 1);
+  EXPECT_EQ(bed.store().jobs().GetJob(ended->id()).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(bed.manager().Delete(ended->id()).code(), absl::StatusCode::kNotFound);
+}
+
 TEST(JobManagerOptionsTest, ANegativeCommitIntervalIsRefusedNamingTheOption) {
   std::unique_ptr<SupernetHost> supernets = NewHostWithoutSupernets();
   JobTestBed bed(*supernets);

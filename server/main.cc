@@ -59,6 +59,9 @@ ABSL_FLAG(int, max_active_jobs_per_token, 16,
 ABSL_FLAG(double, max_calls_per_second, 50,
           "calls per second one non-admin token may make on average; 0: no limit");
 ABSL_FLAG(double, max_call_burst, 200, "calls one non-admin token may make at once");
+ABSL_FLAG(int, retention_days, 0,
+          "ended jobs older than this many days are deleted with their candidates (at start, "
+          "then hourly); 0: kept forever");
 ABSL_FLAG(std::string, tls_client_ca, "",
           "CA (PEM) that client certificates must be signed by: mutual TLS");
 
@@ -142,6 +145,11 @@ int main(int argc, char** argv) {
   options.max_active_jobs_per_token = absl::GetFlag(FLAGS_max_active_jobs_per_token);
   options.max_calls_per_second = absl::GetFlag(FLAGS_max_calls_per_second);
   options.max_call_burst = absl::GetFlag(FLAGS_max_call_burst);
+  if (absl::GetFlag(FLAGS_retention_days) < 0) {
+    std::fprintf(stderr, "apqd: --retention_days: must be >= 0\n");
+    return 2;
+  }
+  options.retention = absl::Hours(24) * absl::GetFlag(FLAGS_retention_days);
   auto server = apq::server::ApqServer::Start(options);
   if (!server.ok()) {
     std::fprintf(stderr, "apqd: %s\n", server.status().ToString().c_str());

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -158,6 +159,22 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
       *server->catalog_, *server->store_, *server->training_, *server->pool_, *server->auth_);
   server->access_service_ =
       std::make_unique<AccessServiceImpl>(*server->auth_, server->store_->tokens(), *server->pool_);
+  if (options.retention > absl::ZeroDuration()) {
+    ApqServer* raw = server.get();
+    const absl::Duration retention = options.retention;
+    raw->pruner_ = std::thread([raw, retention] {
+      do {
+        absl::StatusOr<int64_t> deleted = raw->jobs_->DeleteFinishedBefore(retention);
+        if (!deleted.ok()) {
+          std::fprintf(stderr, "apqd: pruning ended jobs: %s\n",
+                       deleted.status().ToString().c_str());
+        } else if (*deleted > 0) {
+          std::fprintf(stderr, "apqd: deleted %lld ended jobs older than %s\n",
+                       static_cast<long long>(*deleted), absl::FormatDuration(retention).c_str());
+        }
+      } while (!raw->stop_pruning_.WaitForNotificationWithTimeout(absl::Hours(1)));
+    });
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -195,6 +212,8 @@ void ApqServer::Shutdown() {
 }
 
 ApqServer::~ApqServer() {
+  stop_pruning_.Notify();
+  if (pruner_.joinable()) pruner_.join();
   if (server_ != nullptr) Shutdown();
   // Order: no more calls, then no more jobs, then the pool drains, then the store closes.
   server_.reset();

@@ -8,8 +8,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "search/engine_registry.h"
 #include "server/auth.h"
@@ -52,6 +54,8 @@ struct ServerOptions {
   int max_active_jobs_per_token = 0;
   double max_calls_per_second = 0;
   double max_call_burst = 0;
+  // Ended jobs older than this are deleted, at start and then every hour. 0: kept forever.
+  absl::Duration retention = absl::ZeroDuration();
   // TLS: the server's certificate chain and key (PEM files); both or neither. With
   // `tls_client_ca`, clients must present a certificate signed by it (mutual TLS).
   std::string tls_cert_file;
@@ -103,6 +107,9 @@ class ApqServer {
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<AccessServiceImpl> access_service_;
   std::optional<IssuedToken> bootstrap_token_;
+  // Deletes ended jobs past the retention, hourly, until stop_pruning_ is notified.
+  absl::Notification stop_pruning_;
+  std::thread pruner_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   bool shut_down_ = false;

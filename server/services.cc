@@ -66,6 +66,14 @@ grpc::ServerUnaryReactor* RunOnPool(grpc::CallbackServerContext* context, Execut
   return reactor;
 }
 
+// PERMISSION_DENIED unless `caller` is an admin or owns `job`; `verb` says what it does.
+absl::Status RequireOwnJob(const Caller& caller, const JobRecord& job, absl::string_view verb) {
+  if (caller.role == Role::kAdmin || job.owner == caller.token_id) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat("job ", job.id, " belongs to another token; a ",
+                                                  RoleName(caller.role), " ", verb,
+                                                  " only its own jobs (admins any)"));
+}
+
 absl::Status RequireJobId(const std::string& job_id) {
   if (job_id.empty()) return absl::InvalidArgumentError("job_id: required");
   if (job_id.size() > 64) return absl::InvalidArgumentError("job_id: longer than 64 bytes");
@@ -294,13 +302,21 @@ grpc::ServerUnaryReactor* SearchServiceImpl::CancelJob(grpc::CallbackServerConte
                    [this, request, response](const Caller& caller) -> absl::Status {
                      RETURN_IF_ERROR(RequireJobId(request->job_id()));
                      ASSIGN_OR_RETURN(const JobRecord job, store_.GetJob(request->job_id()));
-                     if (caller.role != Role::kAdmin && job.owner != caller.token_id) {
-                       return absl::PermissionDeniedError(absl::StrCat(
-                           "job ", job.id, " belongs to another token; a ", RoleName(caller.role),
-                           " cancels only its own jobs (admins cancel any)"));
-                     }
+                     RETURN_IF_ERROR(RequireOwnJob(caller, job, "cancels"));
                      ASSIGN_OR_RETURN(*response, jobs_.Cancel(request->job_id()));
                      return absl::OkStatus();
+                   });
+}
+
+grpc::ServerUnaryReactor* SearchServiceImpl::DeleteJob(grpc::CallbackServerContext* context,
+                                                       const apq::v1::DeleteJobRequest* request,
+                                                       apq::v1::DeleteJobResponse* response) {
+  return RunOnPool(context, pool_, auth_, Permission::kSubmit,
+                   [this, request](const Caller& caller) -> absl::Status {
+                     RETURN_IF_ERROR(RequireJobId(request->job_id()));
+                     ASSIGN_OR_RETURN(const JobRecord job, store_.GetJob(request->job_id()));
+                     RETURN_IF_ERROR(RequireOwnJob(caller, job, "deletes"));
+                     return jobs_.Delete(job.id);
                    });
 }
 

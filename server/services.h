@@ -55,6 +55,9 @@ class SearchServiceImpl final : public apq::v1::SearchService::CallbackService {
   grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* context,
                                       const apq::v1::CancelJobRequest* request,
                                       apq::v1::Job* response) override;
+  grpc::ServerUnaryReactor* DeleteJob(grpc::CallbackServerContext* context,
+                                      const apq::v1::DeleteJobRequest* request,
+                                      apq::v1::DeleteJobResponse* response) override;
   grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* context,
                                      const apq::v1::ListJobsRequest* request,
                                      apq::v1::ListJobsResponse* response) override;

@@ -112,6 +112,17 @@ class FaultyJobStore final : public JobStore {
   absl::StatusOr<JobRecord> GetJob(const std::string& job_id) override {
     return base_.GetJob(job_id);
   }
+  absl::Status DeleteJob(const std::string& job_id, double deleted_unix_s) override {
+    return Write<absl::Status>(plan_, "DeleteJob",
+                               [&] { return base_.DeleteJob(job_id, deleted_unix_s); });
+  }
+  absl::StatusOr<std::vector<std::string>> DeleteJobsFinishedBefore(double finished_before_unix_s,
+                                                                    double deleted_unix_s,
+                                                                    int limit) override {
+    return Write<absl::StatusOr<std::vector<std::string>>>(plan_, "DeleteJobsFinishedBefore", [&] {
+      return base_.DeleteJobsFinishedBefore(finished_before_unix_s, deleted_unix_s, limit);
+    });
+  }
   absl::StatusOr<std::vector<JobRecord>> ListJobs(std::optional<JobState> state,
                                                   const std::optional<std::string>& owner,
                                                   int64_t offset, int limit) override {

@@ -114,6 +114,16 @@ class JobStore {
   // 1 <= limit <= kMaxPageSize, and for an order that is not a CandidateOrder value. An
   // offset past the end gives no rows and the total.
   virtual absl::StatusOr<CandidatePage> ListCandidates(const CandidateQuery& query) = 0;
+
+  // Deletes an ended job and its candidates; from then on the job is NOT_FOUND everywhere
+  // (its id is never given to another job). NOT_FOUND for an unknown or deleted job;
+  // FAILED_PRECONDITION for one queued or running (cancel it first).
+  virtual absl::Status DeleteJob(const std::string& job_id, double deleted_unix_s) = 0;
+
+  // Deletes, oldest first, up to `limit` ended jobs that finished before
+  // `finished_before_unix_s`, in one transaction; returns their ids.
+  virtual absl::StatusOr<std::vector<std::string>> DeleteJobsFinishedBefore(
+      double finished_before_unix_s, double deleted_unix_s, int limit) = 0;
 };
 
 }  // namespace apq::server

@@ -58,7 +58,8 @@ JobRecord StoredJob::View() const {
 
 StoredJob* MemoryDatabase::FindJob(const std::string& id) {
   auto found = job_index.find(id);
-  return found == job_index.end() ? nullptr : &jobs[found->second];
+  if (found == job_index.end() || jobs[found->second].deleted) return nullptr;
+  return &jobs[found->second];
 }
 
 TrainingJobRecord* MemoryDatabase::FindTrainingJob(const std::string& id) {

@@ -40,6 +40,7 @@ struct StoredJob {
   // The index in `candidates` of each network's row.
   absl::flat_hash_map<std::string, size_t> row_of_config;
   std::optional<int64_t> verified_best_id;
+  bool deleted = false;  // JobStore::DeleteJob: a tombstone that keeps the id taken.
 
   // The candidate of this job with `id`, or null.
   CandidateRecord* FindCandidate(int64_t id);
@@ -54,6 +55,7 @@ struct StoredDataset {
 };
 
 struct MemoryDatabase {
+  // The job with `id`, or null when it is unknown or deleted.
   StoredJob* FindJob(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex);
   TrainingJobRecord* FindTrainingJob(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex);
   PredictorRecord* FindPredictor(const std::string& space, const std::string& version)

@@ -55,6 +55,7 @@ class MemoryJobStore final : public JobStore {
     absl::MutexLock lock(&db_.mutex);
     std::vector<JobRecord> jobs;
     for (const StoredJob& job : db_.jobs) {
+      if (job.deleted) continue;
       if (sweep_id.empty() || job.record.sweep_id != sweep_id) continue;
       jobs.push_back(job.View());
       jobs.back().checkpoint.clear();
@@ -216,6 +217,7 @@ class MemoryJobStore final : public JobStore {
     std::vector<JobRecord> jobs;
     int64_t skipped = 0;
     for (auto it = db_.jobs.rbegin(); it != db_.jobs.rend(); ++it) {
+      if (it->deleted) continue;
       if (state.has_value() && it->record.state != *state) continue;
       if (owner.has_value() && it->record.owner != *owner) continue;
       if (skipped++ < offset) continue;
@@ -275,7 +277,51 @@ class MemoryJobStore final : public JobStore {
     return page;
   }
 
+  absl::Status DeleteJob(const std::string& job_id, double deleted_unix_s) override {
+    absl::MutexLock lock(&db_.mutex);
+    return DeleteLocked(job_id, deleted_unix_s);
+  }
+
+  absl::StatusOr<std::vector<std::string>> DeleteJobsFinishedBefore(double finished_before_unix_s,
+                                                                    double deleted_unix_s,
+                                                                    int limit) override {
+    RETURN_IF_ERROR(CheckPage(0, limit));
+    if (!(deleted_unix_s > 0)) {
+      return absl::InvalidArgumentError("deleted_unix_s: must be a positive time");
+    }
+    absl::MutexLock lock(&db_.mutex);
+    std::vector<std::string> ids;
+    for (const StoredJob& job : db_.jobs) {
+      if (static_cast<int>(ids.size()) == limit) break;
+      if (!job.deleted && IsTerminal(job.record.state) && job.record.finished_unix_s > 0 &&
+          job.record.finished_unix_s < finished_before_unix_s) {
+        ids.push_back(job.record.id);
+      }
+    }
+    for (const std::string& id : ids) RETURN_IF_ERROR(DeleteLocked(id, deleted_unix_s));
+    return ids;
+  }
+
  private:
+  absl::Status DeleteLocked(const std::string& job_id, double deleted_unix_s)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_.mutex) {
+    if (!(deleted_unix_s > 0)) {
+      return absl::InvalidArgumentError("deleted_unix_s: must be a positive time");
+    }
+    StoredJob* job = db_.FindJob(job_id);
+    if (job == nullptr) return JobNotFound(job_id);
+    if (!IsTerminal(job->record.state)) {
+      return store_internal::JobNotEnded(job_id, job->record.state);
+    }
+    job->deleted = true;
+    job->candidates.clear();
+    job->candidates.shrink_to_fit();
+    job->row_of_config.clear();
+    job->record.request.clear();
+    job->record.checkpoint.clear();
+    return absl::OkStatus();
+  }
+
   // A queued job with `job`'s identity (no id yet).
   static absl::StatusOr<StoredJob> NewJob(const JobRecord& job, absl::string_view operation) {
     StoredJob stored;

@@ -279,6 +279,12 @@ absl::StatusOr<bool> CheckRecordVerification(const std::string& job_id, int64_t 
   return true;
 }
 
+absl::Status JobNotEnded(const std::string& job_id, JobState state) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("job ", job_id, " is ", state == JobState::kQueued ? "queued" : "running",
+                   "; cancel it before deleting it"));
+}
+
 absl::Status JobEnded(const std::string& job_id, JobState state) {
   return absl::FailedPreconditionError(
       absl::StrCat("job \"", job_id, "\" has ended (state ", static_cast<int>(state), ")"));

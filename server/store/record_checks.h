@@ -87,6 +87,8 @@ absl::Status JobNotFound(const std::string& job_id);
 absl::Status TrainingJobNotFound(const std::string& job_id);
 // FAILED_PRECONDITION for a write to a job that has ended.
 absl::Status JobEnded(const std::string& job_id, JobState state);
+// FAILED_PRECONDITION for deleting a job that has not ended.
+absl::Status JobNotEnded(const std::string& job_id, JobState state);
 absl::Status TrainingJobEnded(const std::string& job_id, JobState state);
 // FAILED_PRECONDITION for a generation of a job whose search stage has ended.
 absl::Status SearchStageEnded(const std::string& job_id);

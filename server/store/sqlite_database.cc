@@ -286,6 +286,10 @@ CREATE TABLE tokens (
 ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 CREATE INDEX jobs_by_owner ON jobs (owner, seq);
 )sql",
+    // 11: deleted jobs stay as tombstones (their ids are never reused), without candidates.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN deleted_unix_s REAL NOT NULL DEFAULT 0;
+)sql",
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(std::size(kMigrations));

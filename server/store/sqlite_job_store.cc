@@ -180,7 +180,9 @@ std::string CandidatePageSql(CandidateOrder order, const char* order_by, bool fe
 }  // namespace
 
 absl::StatusOr<JobState> SqliteJobStore::LoadJobState(const std::string& job_id) {
-  ASSIGN_OR_RETURN(Statement select, database_.Prepare("SELECT state FROM jobs WHERE id = ?1"));
+  ASSIGN_OR_RETURN(
+      Statement select,
+      database_.Prepare("SELECT state FROM jobs WHERE id = ?1 AND deleted_unix_s = 0"));
   select.BindText(1, job_id);
   ASSIGN_OR_RETURN(bool row, select.Step(absl::StrCat("reading job ", job_id)));
   if (!row) return JobNotFound(job_id);
@@ -241,8 +243,9 @@ absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListSweepJobs(const std::
   std::vector<JobRecord> jobs;
   if (!sweep_id.empty()) {
     ASSIGN_OR_RETURN(Statement select,
-                     database_.Prepare(absl::StrCat("SELECT ", kJobColumns, kJobJoins,
-                                                    "WHERE j.sweep_id = ?1 ORDER BY j.seq")));
+                     database_.Prepare(absl::StrCat(
+                         "SELECT ", kJobColumns, kJobJoins,
+                         "WHERE j.sweep_id = ?1 AND j.deleted_unix_s = 0 ORDER BY j.seq")));
     select.BindText(1, sweep_id);
     while (true) {
       ASSIGN_OR_RETURN(bool row, select.Step(operation));
@@ -282,8 +285,9 @@ absl::StatusOr<std::vector<int64_t>> SqliteJobStore::AppendGenerations(
   absl::MutexLock lock(&database_.mutex());
   ASSIGN_OR_RETURN(Transaction transaction, database_.Begin(/*write=*/true, operation));
   {
-    ASSIGN_OR_RETURN(Statement select, database_.Prepare("SELECT state, next_generation, stage "
-                                                         "FROM jobs WHERE id = ?1"));
+    ASSIGN_OR_RETURN(Statement select,
+                     database_.Prepare("SELECT state, next_generation, stage "
+                                       "FROM jobs WHERE id = ?1 AND deleted_unix_s = 0"));
     select.BindText(1, job_id);
     ASSIGN_OR_RETURN(bool row, select.Step(operation));
     if (!row) return JobNotFound(job_id);
@@ -403,9 +407,10 @@ absl::Status SqliteJobStore::BeginVerification(const std::string& job_id, int fi
 
 absl::StatusOr<SqliteJobStore::VerificationState> SqliteJobStore::LoadVerificationState(
     const std::string& job_id, const std::string& operation) {
-  ASSIGN_OR_RETURN(Statement select,
-                   database_.Prepare("SELECT state, stage, verification_finalists, "
-                                     "verification_measured FROM jobs WHERE id = ?1"));
+  ASSIGN_OR_RETURN(
+      Statement select,
+      database_.Prepare("SELECT state, stage, verification_finalists, "
+                        "verification_measured FROM jobs WHERE id = ?1 AND deleted_unix_s = 0"));
   select.BindText(1, job_id);
   ASSIGN_OR_RETURN(bool row, select.Step(operation));
   if (!row) return JobNotFound(job_id);
@@ -524,9 +529,9 @@ absl::Status SqliteJobStore::MarkParetoFront(const std::string& job_id,
 
 absl::StatusOr<JobRecord> SqliteJobStore::GetJob(const std::string& job_id) {
   absl::MutexLock lock(&database_.mutex());
-  ASSIGN_OR_RETURN(Statement select,
-                   database_.Prepare(absl::StrCat("SELECT ", kJobColumns, ", j.checkpoint",
-                                                  kJobJoins, "WHERE j.id = ?1")));
+  ASSIGN_OR_RETURN(Statement select, database_.Prepare(absl::StrCat(
+                                         "SELECT ", kJobColumns, ", j.checkpoint", kJobJoins,
+                                         "WHERE j.id = ?1 AND j.deleted_unix_s = 0")));
   select.BindText(1, job_id);
   ASSIGN_OR_RETURN(bool row, select.Step(absl::StrCat("reading job ", job_id)));
   if (!row) return JobNotFound(job_id);
@@ -543,7 +548,8 @@ absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobs(
   absl::MutexLock lock(&database_.mutex());
   ASSIGN_OR_RETURN(Statement select,
                    database_.Prepare(absl::StrCat(
-                       "SELECT ", kJobColumns, kJobJoins, "WHERE (?3 IS NULL OR j.state = ?3) ",
+                       "SELECT ", kJobColumns, kJobJoins,
+                       "WHERE j.deleted_unix_s = 0 AND (?3 IS NULL OR j.state = ?3) ",
                        "AND (?4 IS NULL OR j.owner = ?4) ORDER BY j.seq DESC LIMIT ?1 OFFSET ?2")));
   select.BindInt64(1, limit);
   select.BindInt64(2, offset);
@@ -572,9 +578,10 @@ absl::StatusOr<CandidatePage> SqliteJobStore::ListCandidates(const CandidateQuer
   ASSIGN_OR_RETURN(Transaction transaction, database_.Begin(/*write=*/false, operation));
   CandidatePage page;
   {
-    ASSIGN_OR_RETURN(Statement select,
-                     database_.Prepare("SELECT stored_feasible, stored_infeasible, "
-                                       "pareto_front_size FROM jobs WHERE id = ?1"));
+    ASSIGN_OR_RETURN(
+        Statement select,
+        database_.Prepare("SELECT stored_feasible, stored_infeasible, "
+                          "pareto_front_size FROM jobs WHERE id = ?1 AND deleted_unix_s = 0"));
     select.BindText(1, query.job_id);
     ASSIGN_OR_RETURN(bool row, select.Step(operation));
     if (!row) return JobNotFound(query.job_id);
@@ -613,6 +620,64 @@ absl::StatusOr<CandidatePage> SqliteJobStore::ListCandidates(const CandidateQuer
   }
   RETURN_IF_ERROR(transaction.Commit(operation));
   return page;
+}
+
+absl::Status SqliteJobStore::DeleteJob(const std::string& job_id, double deleted_unix_s) {
+  const std::string operation = absl::StrCat("deleting job ", job_id);
+  absl::MutexLock lock(&database_.mutex());
+  ASSIGN_OR_RETURN(Transaction transaction, database_.Begin(/*write=*/true, operation));
+  RETURN_IF_ERROR(DeleteJobLocked(job_id, deleted_unix_s, operation));
+  return transaction.Commit(operation);
+}
+
+absl::Status SqliteJobStore::DeleteJobLocked(const std::string& job_id, double deleted_unix_s,
+                                             const std::string& operation) {
+  if (!(deleted_unix_s > 0)) {
+    return absl::InvalidArgumentError("deleted_unix_s: must be a positive time");
+  }
+  ASSIGN_OR_RETURN(const JobState state, LoadJobState(job_id));
+  if (!IsTerminal(state)) return store_internal::JobNotEnded(job_id, state);
+  ASSIGN_OR_RETURN(Statement rows, database_.Prepare("DELETE FROM candidates WHERE job_id = ?1"));
+  rows.BindText(1, job_id);
+  RETURN_IF_ERROR(rows.Run(operation));
+  // The row stays as a tombstone, so that the job's id is never given again.
+  ASSIGN_OR_RETURN(Statement mark,
+                   database_.Prepare("UPDATE jobs SET deleted_unix_s = ?2, request = x'', "
+                                     "checkpoint = x'', best_id = NULL, verified_best_id = NULL "
+                                     "WHERE id = ?1"));
+  mark.BindText(1, job_id);
+  mark.BindDouble(2, deleted_unix_s, "deleted_unix_s");
+  return mark.Run(operation);
+}
+
+absl::StatusOr<std::vector<std::string>> SqliteJobStore::DeleteJobsFinishedBefore(
+    double finished_before_unix_s, double deleted_unix_s, int limit) {
+  RETURN_IF_ERROR(store_internal::CheckPage(0, limit));
+  const std::string operation = "pruning finished jobs";
+  absl::MutexLock lock(&database_.mutex());
+  ASSIGN_OR_RETURN(Transaction transaction, database_.Begin(/*write=*/true, operation));
+  std::vector<std::string> ids;
+  {
+    ASSIGN_OR_RETURN(Statement select,
+                     database_.Prepare(
+                         "SELECT id FROM jobs WHERE deleted_unix_s = 0 AND state IN (?1, ?2, ?3) "
+                         "AND finished_unix_s > 0 AND finished_unix_s < ?4 ORDER BY seq LIMIT ?5"));
+    select.BindInt64(1, static_cast<int64_t>(JobState::kSucceeded));
+    select.BindInt64(2, static_cast<int64_t>(JobState::kFailed));
+    select.BindInt64(3, static_cast<int64_t>(JobState::kCancelled));
+    select.BindDouble(4, finished_before_unix_s, "finished_before_unix_s");
+    select.BindInt64(5, limit);
+    while (true) {
+      ASSIGN_OR_RETURN(const bool row, select.Step(operation));
+      if (!row) break;
+      ids.push_back(select.ColumnText(0));
+    }
+  }
+  for (const std::string& id : ids) {
+    RETURN_IF_ERROR(DeleteJobLocked(id, deleted_unix_s, operation));
+  }
+  RETURN_IF_ERROR(transaction.Commit(operation));
+  return ids;
 }
 
 }  // namespace apq::server

@@ -45,8 +45,16 @@ class SqliteJobStore final : public JobStore {
                                                   const std::optional<std::string>& owner,
                                                   int64_t offset, int limit) override;
   absl::StatusOr<CandidatePage> ListCandidates(const CandidateQuery& query) override;
+  absl::Status DeleteJob(const std::string& job_id, double deleted_unix_s) override;
+  absl::StatusOr<std::vector<std::string>> DeleteJobsFinishedBefore(double finished_before_unix_s,
+                                                                    double deleted_unix_s,
+                                                                    int limit) override;
 
  private:
+  // DeleteJob's work, in the caller's write transaction.
+  absl::Status DeleteJobLocked(const std::string& job_id, double deleted_unix_s,
+                               const std::string& operation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(database_.mutex());
   // Inserts a queued job row (in the caller's write transaction) and returns its id. A job
   // of a sweep passes the sweep's id, or an empty one for its first job, which names the
   // sweep after itself; a lone job passes null.

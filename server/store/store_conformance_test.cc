@@ -122,6 +122,41 @@ TEST_P(StoreConformanceTest, BadTokensAreRefusedAndNothingIsStored) {
 }
 
 // Jobs carry their owner, and a listing can keep one owner's.
+// Deleting an ended job removes it and its rows everywhere and never frees its id; a queued
+// or running one is refused; pruning deletes the ended jobs finished before a time.
+TEST_P(StoreConformanceTest, DeletedJobsAreGoneAndTheirIdsStayTaken) {
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(jobs().CreateJob(MakeJob()).ok());
+  ASSERT_TRUE(jobs().MarkRunning("job-2", 10).ok());
+  ASSERT_TRUE(jobs().AppendGenerations("job-2", MakeBatch(0, 5)).ok());
+  ASSERT_TRUE(jobs().FinishJob("job-2", JobState::kSucceeded, "", 100, 90, {}).ok());
+  ASSERT_TRUE(jobs().MarkRunning("job-3", 10).ok());
+  ASSERT_TRUE(jobs().FinishJob("job-3", JobState::kFailed, "x", 200, 190, {}).ok());
+  ASSERT_TRUE(jobs().MarkRunning("job-4", 10).ok());
+  ASSERT_TRUE(jobs().FinishJob("job-4", JobState::kCancelled, "", 300, 290, {}).ok());
+
+  EXPECT_EQ(jobs().DeleteJob("job-1", 400).code(), absl::StatusCode::kFailedPrecondition)
+      << "queued: cancel first";
+  EXPECT_EQ(jobs().DeleteJob("job-9", 400).code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(jobs().DeleteJob("job-4", 400).ok());
+  EXPECT_EQ(jobs().GetJob("job-4").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(jobs().DeleteJob("job-4", 401).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(jobs().ListCandidates(Query("job-4", 10)).status().code(), absl::StatusCode::kNotFound);
+  // The newest job deleted: the next one still gets a new id.
+  EXPECT_EQ(*jobs().CreateJob(MakeJob()), "job-5");
+
+  // Pruning: ended before 250 (job-2 at 100, job-3 at 200), oldest first, at most one a call.
+  EXPECT_THAT(*jobs().DeleteJobsFinishedBefore(250, 500, 1), ElementsAre("job-2"));
+  EXPECT_THAT(*jobs().DeleteJobsFinishedBefore(250, 500, 10), ElementsAre("job-3"));
+  EXPECT_THAT(*jobs().DeleteJobsFinishedBefore(250, 500, 10), IsEmpty());
+  EXPECT_EQ(jobs().ListCandidates(Query("job-2", 10)).status().code(), absl::StatusCode::kNotFound);
+  const std::vector<JobRecord> listed = *jobs().ListJobs(std::nullopt, std::nullopt, 0, 10);
+  std::vector<std::string> left;
+  for (const JobRecord& job : listed) left.push_back(job.id);
+  EXPECT_THAT(left, ElementsAre("job-5", "job-1"));
+  EXPECT_EQ(jobs().DeleteJobsFinishedBefore(250, 500, 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_P(StoreConformanceTest, JobsCarryTheirOwnerAndListByOwner) {
   for (const char* owner : {"tok-a", "", "tok-b", "tok-a"}) {
     JobRecord job = MakeJob();
