@@ -46,7 +46,7 @@ double SecondsSince(Clock::time_point start) {
 std::string ShapeKey(int64_t index) {
   const int64_t channels = 8 + index % 4096;
   const int64_t size = 7 + (index / 4096) % 256;
-  const int64_t kernel = 1 + 2 * ((index / (4096 * 256)) % 3);
+  const int64_t kernel = 1 + 2 * ((index / (int64_t{4096} * 256)) % 3);
   return absl::StrCat("(", channels, ", ", channels * 2, ", ", size, ", ", kernel, ", 1, ",
                       kernel / 2, ", 1)");
 }

@@ -53,7 +53,9 @@ TEST(StrictJsonTest, BoundsNestingAndSize) {
   ExpectRejected("[[[[1]]]]", "nesting deeper than 3 levels", limits);
   ExpectRejected(R"({"a": {"b": {"c": {}}}})", "nesting deeper than 3 levels", limits);
   // Ten million opening brackets stop at the limit instead of building ten million levels.
-  ExpectRejected(std::string(10'000'000, '['), "nesting deeper than 16 levels");
+  std::string deep;
+  deep.resize(10'000'000, '[');
+  ExpectRejected(deep, "nesting deeper than 16 levels");
 
   limits = JsonLimits();
   limits.max_bytes = 8;

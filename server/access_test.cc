@@ -556,8 +556,8 @@ TEST_F(AccessTest, HealthChecksAnswerForEveryServiceWithoutAToken) {
   Start();
   const auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
                                            grpc::InsecureChannelCredentials());
-  for (const std::string service : {"", "apq.v1.SearchService", "apq.v1.DeviceService",
-                                    "apq.v1.PredictorService", "apq.v1.AccessService"}) {
+  for (const std::string& service : {"", "apq.v1.SearchService", "apq.v1.DeviceService",
+                                     "apq.v1.PredictorService", "apq.v1.AccessService"}) {
     EXPECT_EQ(HealthStatus(channel, service), 1) << "'" << service << "'";
   }
   EXPECT_EQ(HealthStatus(channel, "apq.v1.NoSuchService"),

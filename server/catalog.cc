@@ -138,7 +138,11 @@ absl::Status Catalog::ImportShippedMeasurements(const std::string& space, const 
   const double now = NowUnixSeconds();
   for (MeasurementRow& row : rows) row.created_unix_s = now;
   const absl::Status added = store_.datasets().CreateDataset(
-      {dataset, space, absl::StrCat("measurements of the shipped supernet (", path, ")"), now, 0},
+      // The description names the file within the embedded data, never the server's path.
+      {dataset, space,
+       absl::StrCat("measurements of the shipped supernet (embedded data: ", space,
+                    "/measurements.csv)"),
+       now, 0},
       rows);
   if (!added.ok()) {
     return absl::FailedPreconditionError(

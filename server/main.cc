@@ -51,7 +51,7 @@ ABSL_FLAG(std::string, tls_key, "", "TLS private key (PEM)");
 ABSL_FLAG(int64_t, max_candidates_per_job, 20000000,
           "largest search a job may plan, in candidates scored (evolution: population x "
           "(generations + 1)); 0: no limit");
-ABSL_FLAG(int64_t, max_job_seconds, 6 * 3600,
+ABSL_FLAG(int64_t, max_job_seconds, int64_t{6} * 3600,
           "wall time after which a running search stops and fails, keeping what it stored; 0: "
           "no limit");
 ABSL_FLAG(int, max_active_jobs_per_token, 16,

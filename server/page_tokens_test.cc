@@ -66,7 +66,7 @@ TEST(PageTokensTest, TokensOfOtherListingsOrNotIssuedAreRefused) {
   other = Listing();
   other.pareto_front_only = true;
   refused(other, token);
-  for (const std::string text :
+  for (const std::string& text :
        {std::string(" +7 "), std::string("7"), std::string("100"), std::string("%%%"),
         std::string(2000, 'A'), OffsetPageToken("jobs", 7),
         absl::WebSafeBase64Escape("c1|job-7|2|t|0|-|+9"),
@@ -79,7 +79,7 @@ TEST(PageTokensTest, TokensOfOtherListingsOrNotIssuedAreRefused) {
 TEST(PageTokensTest, OffsetTokensRoundTripAndRefuseAnythingElse) {
   EXPECT_EQ(ParseOffsetPageToken("jobs", "").value(), 0);
   EXPECT_EQ(ParseOffsetPageToken("jobs", OffsetPageToken("jobs", 350)).value(), 350);
-  for (const std::string text :
+  for (const std::string& text :
        {std::string(" +7 "), std::string("7"), std::string("-1"),
         OffsetPageToken("training_jobs", 5), absl::WebSafeBase64Escape("o1|jobs| 7"),
         absl::WebSafeBase64Escape("o1|jobs|+7"), absl::WebSafeBase64Escape("o1|jobs|007"),

@@ -98,8 +98,12 @@ absl::StatusOr<std::shared_ptr<const oface::EvaluationImages>> SupernetHost::Ima
         oface::LoadEvaluationImages(options_.dataset_dir, options_.calibration_images,
                                     /*eval_images=*/0, options_.calibration_seed, split);
     if (!images.ok()) {
+      // The file paths are the operator's to see, not the caller's.
+      std::fprintf(stderr, "apqd: the supernet's dataset is unavailable: %s\n",
+                   images.status().ToString().c_str());
       return absl::FailedPreconditionError(
-          absl::StrCat("the supernet's dataset is unavailable: ", images.status().message()));
+          "the supernet's dataset (Fashion-MNIST) is unavailable on this server; its log names "
+          "the missing or unreadable file");
     }
     cached = std::make_shared<const oface::EvaluationImages>(*std::move(images));
   }
