@@ -35,7 +35,7 @@ int64_t FaultPlan::faults_injected() const {
 std::optional<FaultPlan::Mode> FaultPlan::OnWrite(absl::string_view method) {
   absl::MutexLock lock(&mutex_);
   ++writes_;
-  ++writes_by_method_[std::string(method)];
+  ++writes_by_method_[std::string(method.data(), method.size())];
   std::optional<Mode> fault;
   for (auto it = armed_.begin(); it != armed_.end();) {
     if ((!it->method.empty() && it->method != method) || --it->remaining > 0) {
