@@ -42,6 +42,20 @@ TEST(DatasetRecordsTest, CsvOfTheEarlierFormatUploadsWithoutASplit) {
   EXPECT_EQ(request.records(0).split(), "");
 }
 
+// Lines ended by "\r\n", as Python's csv module writes them, read as the same records.
+TEST(DatasetRecordsTest, CsvWithCarriageReturnsReadsTheSame) {
+  const std::string path =
+      WriteTemp("crlf.csv", std::string(oface::kMeasurementCsvHeader) +
+                                "\r\n\"[1]\",0.5,fp32,1.5,7,validation\r\n\"[2]\",0.25,"
+                                "quant-from-supernet,2,7,validation\r\n");
+  apq::v1::UploadDatasetRequest request;
+  AddRecordsFromFile(path, &request);
+  ASSERT_EQ(request.records_size(), 2);
+  EXPECT_EQ(request.records(0).split(), "validation");
+  EXPECT_EQ(request.records(1).split(), "validation");
+  EXPECT_EQ(request.records(1).seconds(), 2);
+}
+
 TEST(DatasetRecordsTest, JsonRecordsMayNameTheirSplit) {
   const std::string path = WriteTemp(
       "records.json",

@@ -15,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 namespace apq::oface {
 namespace {
@@ -114,6 +115,8 @@ absl::StatusOr<std::vector<MeasurementRecord>> ParseMeasurementCsv(absl::string_
   std::vector<absl::string_view> lines = absl::StrSplit(content, '\n');
   // The piece after the last newline is empty, or a line a kill cut short.
   if (lines.back().empty() || !keep_unterminated_line) lines.pop_back();
+  // Lines may end in "\r\n" (Python's csv module, Windows tools): the '\r' is no field's.
+  for (absl::string_view& line : lines) absl::ConsumeSuffix(&line, "\r");
   if (lines.empty()) return records;
   if (lines[0] != kMeasurementCsvHeader && lines[0] != kMeasurementCsvHeaderWithoutSplit) {
     return absl::FailedPreconditionError(absl::StrCat(source, " is not a measurement CSV: header '",
