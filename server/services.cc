@@ -615,8 +615,8 @@ grpc::ServerUnaryReactor* DeviceServiceImpl::UploadCostTable(
         }
         std::vector<TableFileRecord> files;
         for (int i = 0; i < request->files_size(); ++i) {
+          // Names are checked by Catalog::UploadTable, before any parsing.
           const apq::v1::TableFile& file = request->files(i);
-          RETURN_IF_ERROR(ValidateFileName(absl::StrCat("files[", i, "].name"), file.name()));
           files.push_back({file.name(), file.content()});
         }
         ASSIGN_OR_RETURN(TableVersionRecord stored,
