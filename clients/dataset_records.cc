@@ -1,5 +1,7 @@
 #include "clients/dataset_records.h"
 
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -13,11 +15,15 @@ namespace apq::client {
 using nlohmann::json;
 
 void AddRecordsFromFile(const std::string& path, apq::v1::UploadDatasetRequest* request) {
-  const std::string content = ReadFileOrStdin(path);
+  AddRecordsFromContent(ReadFileOrStdin(path), path, request);
+}
+
+void AddRecordsFromContent(std::string_view content, const std::string& source,
+                           apq::v1::UploadDatasetRequest* request) {
   // The header without the split column begins both CSV headers (with and without it).
   if (content.rfind(oface::kMeasurementCsvHeaderWithoutSplit, 0) == 0) {
     absl::StatusOr<std::vector<oface::MeasurementRecord>> records =
-        oface::ParseMeasurementCsv(content, path, /*keep_unterminated_line=*/true);
+        oface::ParseMeasurementCsv(absl::string_view(content.data(), content.size()), source, /*keep_unterminated_line=*/true);
     if (!records.ok()) throw UsageError{static_cast<std::string>(records.status().message())};
     for (const oface::MeasurementRecord& record : *records) {
       apq::v1::MeasurementRecord* out = request->add_records();
@@ -31,12 +37,12 @@ void AddRecordsFromFile(const std::string& path, apq::v1::UploadDatasetRequest* 
   }
   const json parsed = json::parse(content, nullptr, false);
   if (!parsed.is_array()) {
-    throw UsageError{absl::StrCat(path, ": neither a measurement CSV (header '",
+    throw UsageError{absl::StrCat(source, ": neither a measurement CSV (header '",
                                   oface::kMeasurementCsvHeader, "') nor a JSON list")};
   }
   for (size_t i = 0; i < parsed.size(); ++i) {
     const json& record = parsed[i];
-    const std::string what = absl::StrCat(path, ": record ", i);
+    const std::string what = absl::StrCat(source, ": record ", i);
     if (!record.is_object() || !record.contains("config") || !record.contains("accuracy") ||
         !record["accuracy"].is_number()) {
       throw UsageError{absl::StrCat(what, ": needs \"config\" and a numeric \"accuracy\"")};

@@ -3,6 +3,7 @@
 #define APQ_CLIENTS_DATASET_RECORDS_H_
 
 #include <string>
+#include <string_view>
 
 #include "proto/apq/v1/apq.pb.h"
 
@@ -14,6 +15,10 @@ namespace apq::client {
 // with method, seconds and split optional. Throws UsageError naming the file, and the record, when
 // it is neither or a record is malformed; the server checks the records against the space.
 void AddRecordsFromFile(const std::string& path, apq::v1::UploadDatasetRequest* request);
+
+// As AddRecordsFromFile, for a file's `content` already read; `source` names it in errors.
+void AddRecordsFromContent(std::string_view content, const std::string& source,
+                           apq::v1::UploadDatasetRequest* request);
 
 }  // namespace apq::client
 

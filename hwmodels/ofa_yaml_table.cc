@@ -78,6 +78,17 @@ bool ParseInteger(std::string_view text, long long* value) {
          !std::isspace(static_cast<unsigned char>(token[0]));
 }
 
+// The entry a FileParser is reading. (At namespace scope: clang cannot default-construct a
+// nested class with member initializers inside std::optional before the enclosing class ends.)
+struct YamlEntry {
+  std::string key;
+  int line = 0;
+  int indent = -1;  // Of its field lines; -1 before the first one.
+  std::optional<double> mean;
+  bool has_count = false;
+  bool has_std = false;
+};
+
 // Parses one file's entries into `entries` under "<r>/<key>".
 class FileParser {
  public:
@@ -103,15 +114,6 @@ class FileParser {
   }
 
  private:
-  struct Entry {
-    std::string key;
-    int line = 0;
-    int indent = -1;  // Of its field lines; -1 before the first one.
-    std::optional<double> mean;
-    bool has_count = false;
-    bool has_std = false;
-  };
-
   absl::Status Error(int line, std::string_view message) const {
     return absl::InvalidArgumentError(absl::StrCat(file_, ":", line, ": ", Str(message)));
   }
@@ -210,7 +212,7 @@ class FileParser {
 
   absl::Status FinishEntry() {
     if (!entry_.has_value()) return absl::OkStatus();
-    Entry entry = *std::move(entry_);
+    YamlEntry entry = *std::move(entry_);
     entry_.reset();
     if (!entry.mean.has_value()) {
       return Error(entry.line, absl::StrCat("entry '", entry.key, "' has no mean"));
@@ -225,7 +227,7 @@ class FileParser {
   const std::string prefix_;
   absl::flat_hash_map<std::string, CostEntry>* entries_;
   absl::flat_hash_map<std::string, int> key_lines_;  // Key -> line, for duplicates.
-  std::optional<Entry> entry_;                       // The entry being read.
+  std::optional<YamlEntry> entry_;                   // The entry being read.
 };
 
 }  // namespace

@@ -11,6 +11,7 @@ readonly PACKAGES=(
   libabsl-dev libsqlite3-dev libgtest-dev libgmock-dev
   libtorch-dev libxgboost-dev libopenblas0-pthread
   zlib1g-dev nlohmann-json3-dev
+  clang-14 libfuzzer-14-dev libclang-rt-14-dev
   dataset-fashion-mnist
 )
 

@@ -1,5 +1,6 @@
 #include "server/page_tokens.h"
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -33,11 +34,13 @@ std::string DoubleText(double value) {
   return absl::StrCat(absl::Hex(bits, absl::kZeroPad16));
 }
 
+// Only finite keys: a stored figure is never NaN or infinite, and a NaN cursor would compare
+// false with every row.
 bool ParseDoubleText(absl::string_view text, double* value) {
   uint64_t bits = 0;
   if (text.size() != 16 || !absl::SimpleHexAtoi(text, &bits)) return false;
   std::memcpy(value, &bits, sizeof(bits));
-  return true;
+  return std::isfinite(*value);
 }
 
 // The parts of `token` after its tag, or an error.

@@ -71,7 +71,11 @@ TEST(PageTokensTest, TokensOfOtherListingsOrNotIssuedAreRefused) {
         std::string(2000, 'A'), OffsetPageToken("jobs", 7),
         absl::WebSafeBase64Escape("c1|job-7|2|t|0|-|+9"),
         absl::WebSafeBase64Escape("c1|job-7|2|t|0|zz|9"),
-        absl::WebSafeBase64Escape("c1|job-7|2|t|0|-|0")}) {
+        absl::WebSafeBase64Escape("c1|job-7|2|t|0|-|0"),
+        // Keys no stored row has: NaN (found by tests/fuzz:rpc_token_fuzz) and infinities.
+        absl::WebSafeBase64Escape("c1|job-7|2|t|0|7ff8000000000000|17"),
+        absl::WebSafeBase64Escape("c1|job-7|2|t|0|7ff0000000000000|17"),
+        absl::WebSafeBase64Escape("c1|job-7|2|t|0|fff0000000000000|17")}) {
     refused(Listing(), text);
   }
 }
