@@ -445,6 +445,51 @@ TEST_F(ServerTest, AVerifiedSearchDeploysItsMeasuredBestEndToEnd) {
   EXPECT_TRUE(deployable.metrics().has_accuracy()) << "the predicted accuracy beside it";
 }
 
+TEST_F(ServerTest, ASlowWatchersUpdatesSayWhichGenerationsEachCovers) {
+  // Groups stored every millisecond and a reader that sleeps between reads: most updates it
+  // gets merge several stored groups, and their ranges still cover every generation once.
+  Start(/*torch_threads=*/1, /*commit_interval=*/absl::Milliseconds(1));
+  apq::v1::SubmitSearchRequest request;
+  request.set_space("ofa_mbv3");
+  request.set_device("note10");
+  request.set_seed(5);
+  request.mutable_budgets()->set_max_latency_ms(25);
+  request.mutable_evolution()->set_population_size(20);
+  request.mutable_evolution()->set_generations(400);
+  apq::v1::Job submitted;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(search_->SubmitSearch(&context, request, &submitted).ok());
+  }
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(5));
+  apq::v1::WatchJobRequest watch;
+  watch.set_job_id(submitted.id());
+  std::unique_ptr<grpc::ClientReader<apq::v1::JobProgress>> reader =
+      search_->WatchJob(&context, watch);
+  std::vector<apq::v1::JobProgress> updates;
+  apq::v1::JobProgress progress;
+  while (reader->Read(&progress)) {
+    updates.push_back(progress);
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  ASSERT_GE(updates.size(), 2u);
+  EXPECT_EQ(updates.front().first_generation(), updates.front().generation());
+  for (size_t i = 1; i < updates.size(); ++i) {
+    const apq::v1::JobProgress& before = updates[i - 1];
+    const apq::v1::JobProgress& update = updates[i];
+    EXPECT_LE(update.first_generation(), update.generation()) << "update " << i;
+    if (update.generation() > before.generation()) {
+      EXPECT_EQ(update.first_generation(), before.generation() + 1) << "update " << i;
+    } else {
+      EXPECT_EQ(update.first_generation(), update.generation()) << "update " << i;
+    }
+  }
+  EXPECT_EQ(updates.back().state(), apq::v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(updates.back().generation(), 400);
+}
+
 TEST_F(ServerTest, AVerificationTheSpaceCannotTakeIsRefused) {
   Start();
   apq::v1::SubmitSearchRequest request = OneSampleRequest(1);  // ofa_mbv3: no supernet.

@@ -184,6 +184,11 @@ class WatchReactor final : public grpc::ServerWriteReactor<apq::v1::JobProgress>
     if (writing_ || finished_ || !pending_) return;
     in_flight_ = *std::move(pending_);
     pending_.reset();
+    const int32_t generation = in_flight_.generation();
+    in_flight_.set_first_generation(last_written_generation_.has_value()
+                                        ? std::min(*last_written_generation_ + 1, generation)
+                                        : generation);
+    last_written_generation_ = generation;
     wrote_terminal_ = IsTerminalState(in_flight_.state());
     writing_ = true;
     StartWrite(&in_flight_);
@@ -210,6 +215,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<apq::v1::JobProgress>
   bool writing_ ABSL_GUARDED_BY(mutex_) = false;
   bool wrote_terminal_ ABSL_GUARDED_BY(mutex_) = false;
   bool finished_ ABSL_GUARDED_BY(mutex_) = false;
+  // The generation of the last update written: the next one covers the generations after it.
+  std::optional<int32_t> last_written_generation_ ABSL_GUARDED_BY(mutex_);
 };
 
 }  // namespace
