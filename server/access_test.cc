@@ -582,6 +582,40 @@ TEST_F(AccessTest, ATokenOverItsCallRateIsRefusedNamingTheQuotaAndAdminsAreNot) 
   EXPECT_TRUE(Call(who_am_i, other).ok());
 }
 
+TEST_F(AccessTest, RoleQuotasLimitEachRoleByItsOwnTableAdminsIncluded) {
+  ServerOptions options;
+  options.max_calls_per_second = 0.001;  // No refill within the test.
+  options.max_call_burst = 100;
+  options.role_quotas = "viewer:max_call_burst=2;admin:max_calls_per_second=0.001,max_call_burst=8";
+  Start(options);
+  const std::string admin = AdminToken();
+  const std::string viewer = CreateToken(admin, "dashboard", apq::v1::ROLE_VIEWER);
+  const std::string hardware = CreateToken(admin, "chip team", apq::v1::ROLE_HARDWARE);
+  const Rpc who_am_i = EveryRpc().back();
+  for (int call = 0; call < 2; ++call) EXPECT_TRUE(Call(who_am_i, viewer).ok()) << call;
+  const grpc::Status refused = Call(who_am_i, viewer);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.error_message(), HasSubstr("quota calls_per_second"));
+  EXPECT_THAT(refused.error_message(), HasSubstr("(viewer)"));
+  // The hardware role keeps the flags' burst of 100.
+  for (int call = 0; call < 20; ++call) EXPECT_TRUE(Call(who_am_i, hardware).ok()) << call;
+  // The admin's 8 calls: 2 spent creating tokens, so 6 more.
+  for (int call = 0; call < 6; ++call) EXPECT_TRUE(Call(who_am_i, admin).ok()) << call;
+  EXPECT_EQ(Call(who_am_i, admin).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+}
+
+TEST_F(AccessTest, AMalformedRoleQuotaTableStopsTheServerFromStarting) {
+  ServerOptions options;
+  options.listen_address = "127.0.0.1:0";
+  options.database_path = db_;
+  options.data_dir = "data";
+  options.role_quotas = "viewer:max_calls_per_second=fast";
+  const absl::StatusOr<std::unique_ptr<ApqServer>> server = ApqServer::Start(options);
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(server.status().message()), HasSubstr("role_quotas: "));
+}
+
 TEST_F(AccessTest, AuthenticationOffIsRefusedOffLoopback) {
   ServerOptions options;
   options.listen_address = "0.0.0.0:0";

@@ -85,29 +85,6 @@ bool RoleAllows(Role role, Permission permission) {
   return false;
 }
 
-const char* RoleName(Role role) {
-  switch (role) {
-    case Role::kViewer:
-      return "viewer";
-    case Role::kSubmitter:
-      return "submitter";
-    case Role::kHardware:
-      return "hardware";
-    case Role::kAdmin:
-      return "admin";
-  }
-  return "unknown";
-}
-
-absl::StatusOr<Role> RoleFromName(std::string_view name) {
-  for (const Role role : {Role::kViewer, Role::kSubmitter, Role::kHardware, Role::kAdmin}) {
-    if (name == RoleName(role)) return role;
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat("role: '", absl::string_view(name.data(), name.size()),
-                   "' is not one of viewer, submitter, hardware, admin"));
-}
-
 const char* PermissionNeeds(Permission permission) {
   switch (permission) {
     case Permission::kRead:
@@ -194,27 +171,28 @@ absl::StatusOr<Caller> Authenticator::Authorize(
         absl::StrCat("token ", caller.token_id, " has the ", RoleName(caller.role),
                      " role; this call needs ", PermissionNeeds(permission)));
   }
-  if (caller.role != Role::kAdmin && !TakeCall(caller.token_id)) {
+  const RoleQuota& quota = options_.quotas.For(caller.role);
+  if (!TakeCall(caller.token_id, quota)) {
     return absl::ResourceExhaustedError(
-        absl::StrCat("quota calls_per_second: token ", caller.token_id, " may make ",
-                     options_.calls_per_second, " calls per second (", options_.call_burst,
-                     " at once); retry later (apqd --max_calls_per_second)"));
+        absl::StrCat("quota calls_per_second: token ", caller.token_id, " (", RoleName(caller.role),
+                     ") may make ", quota.calls_per_second, " calls per second (",
+                     std::max(1.0, quota.call_burst),
+                     " at once); retry later (apqd --max_calls_per_second, --role_quotas)"));
   }
   return caller;
 }
 
-bool Authenticator::TakeCall(const std::string& token_id) {
-  if (options_.calls_per_second <= 0) return true;
+bool Authenticator::TakeCall(const std::string& token_id, const RoleQuota& quota) {
+  if (quota.calls_per_second <= 0) return true;
   const absl::Time now = absl::Now();
   absl::MutexLock lock(&mutex_);
   auto [found, inserted] = buckets_.try_emplace(token_id);
   Bucket& bucket = found->second;
-  const double capacity = std::max(1.0, options_.call_burst);
+  const double capacity = std::max(1.0, quota.call_burst);
   if (inserted) {
     bucket.tokens = capacity;
   } else {
-    const double refill =
-        absl::ToDoubleSeconds(now - bucket.refilled_at) * options_.calls_per_second;
+    const double refill = absl::ToDoubleSeconds(now - bucket.refilled_at) * quota.calls_per_second;
     bucket.tokens = std::min(capacity, bucket.tokens + refill);
   }
   bucket.refilled_at = now;

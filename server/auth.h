@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/quotas.h"
 #include "server/store/records.h"
 #include "server/store/token_store.h"
 
@@ -29,10 +30,6 @@ enum class Permission {
 };
 
 bool RoleAllows(Role role, Permission permission);
-// "viewer", "submitter", "hardware", "admin".
-const char* RoleName(Role role);
-// INVALID_ARGUMENT naming the choices for an unknown name.
-absl::StatusOr<Role> RoleFromName(std::string_view name);
 // What a permission names in PERMISSION_DENIED messages ("the submitter or admin role").
 const char* PermissionNeeds(Permission permission);
 
@@ -60,10 +57,9 @@ class Authenticator {
     // How long a token read from the store is trusted before it is read again (a token
     // revoked through this server is forgotten at once).
     absl::Duration cache_ttl = absl::Seconds(5);
-    // Calls per second one non-admin token may make on average, and at once after a pause
-    // (a token bucket); beyond them a call is RESOURCE_EXHAUSTED naming the quota. 0: none.
-    double calls_per_second = 0;
-    double call_burst = 0;
+    // Calls per second one token of each role may make on average, and at once after a
+    // pause (a token bucket); beyond them a call is RESOURCE_EXHAUSTED naming the quota.
+    RoleQuotas quotas;
   };
 
   // `tokens` must outlive the authenticator.
@@ -77,7 +73,7 @@ class Authenticator {
 
   // Authenticate, then PERMISSION_DENIED naming the caller's role and what the call needs
   // when the role does not allow `permission`, then RESOURCE_EXHAUSTED naming the quota when
-  // a non-admin token is over its call rate.
+  // the token is over its role's call rate.
   absl::StatusOr<Caller> Authorize(const std::optional<std::string_view>& authorization,
                                    Permission permission);
 
@@ -104,8 +100,9 @@ class Authenticator {
     double tokens = 0;
     absl::Time refilled_at;
   };
-  // Takes one call from the caller's bucket; false when it is empty.
-  bool TakeCall(const std::string& token_id);
+  // Takes one call from the caller's bucket (of its role's size and rate); false when it is
+  // empty.
+  bool TakeCall(const std::string& token_id, const RoleQuota& quota);
   absl::StatusOr<TokenRecord> LoadToken(const std::string& id);
 
   const Options options_;

@@ -59,6 +59,11 @@ ABSL_FLAG(int, max_active_jobs_per_token, 16,
 ABSL_FLAG(double, max_calls_per_second, 50,
           "calls per second one non-admin token may make on average; 0: no limit");
 ABSL_FLAG(double, max_call_burst, 200, "calls one non-admin token may make at once");
+ABSL_FLAG(std::string, role_quotas, "",
+          "per-role changes to the three quotas above, admin's included: "
+          "ROLE:KEY=VALUE[,KEY=VALUE...][;ROLE:...] with KEY max_calls_per_second, "
+          "max_call_burst or max_active_jobs, e.g. "
+          "\"viewer:max_calls_per_second=10;submitter:max_active_jobs=4\"");
 ABSL_FLAG(int, retention_days, 0,
           "ended jobs older than this many days are deleted with their candidates (at start, "
           "then hourly); 0: kept forever");
@@ -145,6 +150,7 @@ int main(int argc, char** argv) {
   options.max_active_jobs_per_token = absl::GetFlag(FLAGS_max_active_jobs_per_token);
   options.max_calls_per_second = absl::GetFlag(FLAGS_max_calls_per_second);
   options.max_call_burst = absl::GetFlag(FLAGS_max_call_burst);
+  options.role_quotas = absl::GetFlag(FLAGS_role_quotas);
   if (absl::GetFlag(FLAGS_retention_days) < 0) {
     std::fprintf(stderr, "apqd: --retention_days: must be >= 0\n");
     return 2;

@@ -93,6 +93,9 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
         "max_candidates_per_job, max_job_seconds, max_active_jobs_per_token, "
         "max_calls_per_second, max_call_burst: must be >= 0 (0: no limit)");
   }
+  RoleQuotas quotas = RoleQuotas::AllButAdmin(
+      {options.max_calls_per_second, options.max_call_burst, options.max_active_jobs_per_token});
+  RETURN_IF_ERROR(quotas.Apply(options.role_quotas, "role_quotas"));
   if (!options.auth_required && !IsLoopbackAddress(options.listen_address)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "auth: off is allowed only on a loopback address (anyone who reaches ",
@@ -145,14 +148,12 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   ASSIGN_OR_RETURN(server->torch_pool_, Executor::Create(torch_options));
   Authenticator::Options auth_options;
   auth_options.required = options.auth_required;
-  auth_options.calls_per_second = options.max_calls_per_second;
-  auth_options.call_burst = options.max_call_burst;
+  auth_options.quotas = quotas;
   server->auth_ = std::make_unique<Authenticator>(auth_options, server->store_->tokens());
   ASSIGN_OR_RETURN(server->bootstrap_token_, server->auth_->BootstrapAdmin());
   server->search_service_ = std::make_unique<SearchServiceImpl>(
       *server->catalog_, server->store_->jobs(), *server->jobs_, *server->supernets_,
-      *server->engines_, *server->pool_, *server->torch_pool_, *server->auth_,
-      options.max_active_jobs_per_token);
+      *server->engines_, *server->pool_, *server->torch_pool_, *server->auth_, quotas);
   server->device_service_ = std::make_unique<DeviceServiceImpl>(
       *server->catalog_, server->store_->devices(), *server->pool_, *server->auth_);
   server->predictor_service_ = std::make_unique<PredictorServiceImpl>(

@@ -47,13 +47,17 @@ struct ServerOptions {
   // Every call but the health checks needs an API token (server/auth.h). Off is allowed
   // only on a loopback listen address; then a call without a token is the anonymous admin.
   bool auth_required = true;
-  // Quotas (0: none). Per job: candidates its engine plans and wall time; per non-admin
-  // token: jobs queued or running at once, and calls per second (burst: at once).
+  // Quotas (0: none). Per job: candidates its engine plans and wall time; per token of
+  // every role but admin: jobs queued or running at once, and calls per second (burst: at
+  // once).
   int64_t max_candidates_per_job = 0;
   absl::Duration max_job_duration = absl::ZeroDuration();
   int max_active_jobs_per_token = 0;
   double max_calls_per_second = 0;
   double max_call_burst = 0;
+  // Per-role changes to the three above (server/quotas.h, RoleQuotas::Apply), e.g.
+  // "viewer:max_calls_per_second=10;admin:max_calls_per_second=500".
+  std::string role_quotas;
   // Ended jobs older than this are deleted, at start and then every hour. 0: kept forever.
   absl::Duration retention = absl::ZeroDuration();
   // TLS: the server's certificate chain and key (PEM files); both or neither. With

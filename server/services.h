@@ -33,8 +33,8 @@ class SearchServiceImpl final : public apq::v1::SearchService::CallbackService {
   // calls that run LibTorch (measured evaluations, TorchScript exports).
   SearchServiceImpl(Catalog& catalog, JobStore& store, JobManager& jobs, SupernetHost& supernets,
                     const search::EngineRegistry& engines, Executor& pool, Executor& torch_pool,
-                    Authenticator& auth, int max_active_jobs_per_token = 0)
-      : max_active_jobs_per_token_(max_active_jobs_per_token),
+                    Authenticator& auth, RoleQuotas quotas = {})
+      : quotas_(quotas),
         auth_(auth),
         catalog_(catalog),
         store_(store),
@@ -81,13 +81,14 @@ class SearchServiceImpl final : public apq::v1::SearchService::CallbackService {
                                      apq::v1::Sweep* response) override;
 
  private:
-  // The active-job quota of `caller`'s jobs: none for admins and the anonymous caller.
+  // The active-job quota of `caller`'s jobs: its role's (the anonymous caller of a server
+  // without authentication is an admin).
   int ActiveJobQuota(const Caller& caller) const {
-    return caller.role == Role::kAdmin ? 0 : max_active_jobs_per_token_;
+    return quotas_.For(caller.role).max_active_jobs;
   }
 
-  // Jobs a non-admin token may have queued or running at once (0: no limit).
-  const int max_active_jobs_per_token_;
+  // Jobs a token of each role may have queued or running at once (0: no limit).
+  const RoleQuotas quotas_;
   Authenticator& auth_;
   Catalog& catalog_;
   JobStore& store_;

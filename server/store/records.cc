@@ -1,6 +1,32 @@
 #include "server/store/records.h"
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+
 namespace apq::server {
+
+const char* RoleName(Role role) {
+  switch (role) {
+    case Role::kViewer:
+      return "viewer";
+    case Role::kSubmitter:
+      return "submitter";
+    case Role::kHardware:
+      return "hardware";
+    case Role::kAdmin:
+      return "admin";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<Role> RoleFromName(std::string_view name) {
+  for (const Role role : {Role::kViewer, Role::kSubmitter, Role::kHardware, Role::kAdmin}) {
+    if (name == RoleName(role)) return role;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("role: '", absl::string_view(name.data(), name.size()),
+                   "' is not one of viewer, submitter, hardware, admin"));
+}
 
 bool IsTerminal(JobState state) {
   return state == JobState::kSucceeded || state == JobState::kFailed ||

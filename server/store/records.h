@@ -8,7 +8,10 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "absl/status/statusor.h"
 
 namespace apq::server {
 
@@ -110,6 +113,11 @@ enum class Role {
   kHardware = 3,   // Reads; uploads devices' cost tables.
   kAdmin = 4,      // Everything: predictors, datasets, training, tokens, any job.
 };
+
+// "viewer", "submitter", "hardware", "admin".
+const char* RoleName(Role role);
+// INVALID_ARGUMENT naming the choices for an unknown name.
+absl::StatusOr<Role> RoleFromName(std::string_view name);
 
 // An API token. The secret is never stored, only its SHA-256.
 struct TokenRecord {
