@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -17,6 +18,15 @@ namespace {
 
 constexpr absl::string_view kCandidatesTag = "c1";
 constexpr absl::string_view kOffsetTag = "o1";
+constexpr absl::string_view kJobsTag = "j1";
+
+// A listing's state and owner filters as token text (the owner, a caller's text, escaped so
+// that it cannot split the token).
+std::string JobFilterText(const JobQuery& query) {
+  return absl::StrCat(
+      query.state.has_value() ? absl::StrCat(static_cast<int>(*query.state)) : "-", "|",
+      query.owner.has_value() ? "o" + absl::WebSafeBase64Escape(*query.owner) : "-");
+}
 
 absl::Status NotOurs(absl::string_view why) {
   return absl::InvalidArgumentError(
@@ -86,6 +96,30 @@ absl::Status ApplyCandidatePageToken(absl::string_view token, CandidateQuery* qu
     return NotOurs("not a token this server issued");
   }
   query->after = cursor;
+  return absl::OkStatus();
+}
+
+std::string JobPageToken(const JobQuery& query, const std::string& last_job_id) {
+  return absl::WebSafeBase64Escape(
+      absl::StrCat(kJobsTag, "|", JobFilterText(query), "|", last_job_id));
+}
+
+absl::Status ApplyJobPageToken(absl::string_view token, JobQuery* query) {
+  if (token.empty()) return absl::OkStatus();
+  absl::StatusOr<std::vector<std::string>> parts = Parts(token, kJobsTag);
+  if (!parts.ok()) return parts.status();
+  if (parts->size() != 3) return NotOurs("not a token this server issued");
+  const std::vector<std::string>& p = *parts;
+  if (absl::StrCat(p[0], "|", p[1]) != JobFilterText(*query)) {
+    return NotOurs("issued for another state or owner");
+  }
+  // A job id as the store gives them: "job-" and a positive number without leading zeros.
+  int64_t sequence = 0;
+  if (!absl::StartsWith(p[2], "job-") || !absl::SimpleAtoi(p[2].substr(4), &sequence) ||
+      sequence <= 0 || p[2] != absl::StrCat("job-", sequence)) {
+    return NotOurs("not a token this server issued");
+  }
+  query->after_job = p[2];
   return absl::OkStatus();
 }
 

@@ -1,8 +1,8 @@
 // The page tokens of the listing RPCs: opaque (web-safe base64) and checked when they come
 // back: a token that this server did not issue, or that was issued for another listing, is
-// INVALID_ARGUMENT naming page_token. Candidates page by keyset (the last row's sort key and
-// id: rows added while a client pages are neither repeated nor make it skip others); other
-// listings by offset.
+// INVALID_ARGUMENT naming page_token. Candidates and jobs page by keyset (the last row's sort
+// key and id: rows added while a client pages are neither repeated nor make it skip others);
+// other listings by offset.
 #ifndef APQ_SERVER_PAGE_TOKENS_H_
 #define APQ_SERVER_PAGE_TOKENS_H_
 
@@ -23,7 +23,14 @@ std::string CandidatePageToken(const CandidateQuery& query, const CandidateRecor
 // "page_token: ..." when it is malformed or was issued for another job, order or filter.
 absl::Status ApplyCandidatePageToken(absl::string_view token, CandidateQuery* query);
 
-// The token of the page at `offset` of the listing called `listing` ("jobs", ...).
+// The token of the page after the job `last_job_id` in `query`'s listing (state and owner).
+std::string JobPageToken(const JobQuery& query, const std::string& last_job_id);
+
+// Sets query->after_job from `token` (empty: the first page, nothing set). INVALID_ARGUMENT
+// "page_token: ..." when it is malformed or was issued for another state or owner.
+absl::Status ApplyJobPageToken(absl::string_view token, JobQuery* query);
+
+// The token of the page at `offset` of the listing called `listing` ("training_jobs", ...).
 std::string OffsetPageToken(absl::string_view listing, int64_t offset);
 
 // The offset of `token` (0 for an empty one); INVALID_ARGUMENT "page_token: ..." otherwise.

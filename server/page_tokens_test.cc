@@ -93,5 +93,44 @@ TEST(PageTokensTest, OffsetTokensRoundTripAndRefuseAnythingElse) {
   }
 }
 
+TEST(PageTokensTest, AJobTokenCarriesTheLastJobForTheSameFiltersOnly) {
+  JobQuery listing;
+  listing.state = JobState::kQueued;
+  listing.owner = "tok-0123|weird";  // Caller's text: escaped inside the token.
+  const std::string token = JobPageToken(listing, "job-17");
+  JobQuery next = listing;
+  ASSERT_TRUE(ApplyJobPageToken(token, &next).ok());
+  EXPECT_EQ(next.after_job, "job-17");
+  JobQuery first = listing;
+  ASSERT_TRUE(ApplyJobPageToken("", &first).ok());
+  EXPECT_EQ(first.after_job, "");
+
+  const auto refused = [](JobQuery query, const std::string& text) {
+    const absl::Status status = ApplyJobPageToken(text, &query);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(std::string(status.message()), HasSubstr("page_token: "));
+    EXPECT_EQ(query.after_job, "");
+  };
+  JobQuery other = listing;
+  other.state.reset();
+  refused(other, token);
+  other = listing;
+  other.owner.reset();
+  refused(other, token);
+  other = listing;
+  other.owner = "tok-0123";
+  refused(other, token);
+  for (const std::string& text :
+       {OffsetPageToken("jobs", 50), std::string("job-17"),
+        absl::WebSafeBase64Escape("j1|1|-|job-07"), absl::WebSafeBase64Escape("j1|-|-|job-0"),
+        absl::WebSafeBase64Escape("j1|-|-|job--3"), absl::WebSafeBase64Escape("j1|-|-|run-3"),
+        absl::WebSafeBase64Escape("j1|-|-|job-3|x")}) {
+    refused(JobQuery(), text);
+  }
+  JobQuery any;
+  ASSERT_TRUE(ApplyJobPageToken(absl::WebSafeBase64Escape("j1|-|-|job-3"), &any).ok());
+  EXPECT_EQ(any.after_job, "job-3");
+}
+
 }  // namespace
 }  // namespace apq::server

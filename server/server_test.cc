@@ -445,6 +445,46 @@ TEST_F(ServerTest, AVerifiedSearchDeploysItsMeasuredBestEndToEnd) {
   EXPECT_TRUE(deployable.metrics().has_accuracy()) << "the predicted accuracy beside it";
 }
 
+TEST_F(ServerTest, ListJobsPagesStayStableWhileJobsAreSubmitted) {
+  Start();
+  const auto submit = [&] {
+    apq::v1::Job job;
+    grpc::ClientContext context;
+    EXPECT_TRUE(search_->SubmitSearch(&context, OneSampleRequest(1), &job).ok());
+    return job.id();
+  };
+  std::vector<std::string> submitted;
+  for (int i = 0; i < 5; ++i) submitted.push_back(submit());
+  const auto page = [&](const std::string& token, std::vector<std::string>* ids) {
+    apq::v1::ListJobsRequest request;
+    request.set_page_size(2);
+    request.set_page_token(token);
+    apq::v1::ListJobsResponse response;
+    grpc::ClientContext context;
+    const grpc::Status status = search_->ListJobs(&context, request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    for (const apq::v1::Job& job : response.jobs()) ids->push_back(job.id());
+    return response.next_page_token();
+  };
+  std::vector<std::string> listed;
+  std::string token = page("", &listed);
+  // Two jobs more between the pages: the listing goes on from where it was.
+  submit();
+  submit();
+  while (!token.empty()) token = page(token, &listed);
+  EXPECT_THAT(listed, ::testing::ElementsAre(submitted[4], submitted[3], submitted[2], submitted[1],
+                                             submitted[0]));
+  // A token of another listing is refused naming page_token.
+  apq::v1::ListJobsRequest request;
+  request.set_state(apq::v1::JOB_STATE_RUNNING);
+  request.set_page_token(page("", &listed));
+  apq::v1::ListJobsResponse response;
+  grpc::ClientContext context;
+  const grpc::Status refused = search_->ListJobs(&context, request, &response);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(refused.error_message(), HasSubstr("page_token: "));
+}
+
 TEST_F(ServerTest, ASlowWatchersUpdatesSayWhichGenerationsEachCovers) {
   // Groups stored every millisecond and a reader that sleeps between reads: most updates it
   // gets merge several stored groups, and their ranges still cover every generation once.

@@ -330,40 +330,43 @@ grpc::ServerUnaryReactor* SearchServiceImpl::DeleteJob(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* SearchServiceImpl::ListJobs(grpc::CallbackServerContext* context,
                                                       const apq::v1::ListJobsRequest* request,
                                                       apq::v1::ListJobsResponse* response) {
-  return RunOnPool(
-      context, pool_, auth_, Permission::kRead,
-      [this, request, response](const Caller& caller) -> absl::Status {
-        ASSIGN_OR_RETURN(int page_size, PageSize(request->page_size(), 50, 1000));
-        ASSIGN_OR_RETURN(int64_t offset, ParseOffsetPageToken("jobs", request->page_token()));
-        // Submitters and hardware tokens see their own jobs; viewers and admins see
-        // every job.
-        std::optional<std::string> owner;
-        if (!request->owner().empty()) owner = request->owner();
-        if (caller.role == Role::kSubmitter || caller.role == Role::kHardware) {
-          if (owner.has_value() && *owner != caller.token_id) {
-            return absl::PermissionDeniedError(absl::StrCat("owner: a ", RoleName(caller.role),
-                                                            " lists only its own jobs (",
-                                                            caller.token_id, ")"));
-          }
-          owner = caller.token_id;
-        }
-        std::optional<JobState> state;
-        if (request->state() != apq::v1::JOB_STATE_UNSPECIFIED) {
-          if (!apq::v1::JobState_IsValid(request->state())) {
-            return absl::InvalidArgumentError(
-                absl::StrCat("state: unknown value ", request->state()));
-          }
-          state = static_cast<JobState>(request->state());
-        }
-        // One row more than the page tells whether another page follows.
-        ASSIGN_OR_RETURN(std::vector<JobRecord> jobs,
-                         store_.ListJobs(state, owner, offset, page_size + 1));
-        const bool more = static_cast<int>(jobs.size()) > page_size;
-        if (more) jobs.pop_back();
-        for (const JobRecord& job : jobs) *response->add_jobs() = JobToProto(job, engines_);
-        if (more) response->set_next_page_token(OffsetPageToken("jobs", offset + page_size));
-        return absl::OkStatus();
-      });
+  return RunOnPool(context, pool_, auth_, Permission::kRead,
+                   [this, request, response](const Caller& caller) -> absl::Status {
+                     ASSIGN_OR_RETURN(int page_size, PageSize(request->page_size(), 50, 1000));
+                     // Submitters and hardware tokens see their own jobs; viewers and admins see
+                     // every job.
+                     std::optional<std::string> owner;
+                     if (!request->owner().empty()) owner = request->owner();
+                     if (caller.role == Role::kSubmitter || caller.role == Role::kHardware) {
+                       if (owner.has_value() && *owner != caller.token_id) {
+                         return absl::PermissionDeniedError(
+                             absl::StrCat("owner: a ", RoleName(caller.role),
+                                          " lists only its own jobs (", caller.token_id, ")"));
+                       }
+                       owner = caller.token_id;
+                     }
+                     std::optional<JobState> state;
+                     if (request->state() != apq::v1::JOB_STATE_UNSPECIFIED) {
+                       if (!apq::v1::JobState_IsValid(request->state())) {
+                         return absl::InvalidArgumentError(
+                             absl::StrCat("state: unknown value ", request->state()));
+                       }
+                       state = static_cast<JobState>(request->state());
+                     }
+                     JobQuery query;
+                     query.state = state;
+                     query.owner = owner;
+                     RETURN_IF_ERROR(ApplyJobPageToken(request->page_token(), &query));
+                     // One row more than the page tells whether another page follows.
+                     query.limit = page_size + 1;
+                     ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, store_.ListJobsPage(query));
+                     const bool more = static_cast<int>(jobs.size()) > page_size;
+                     if (more) jobs.pop_back();
+                     for (const JobRecord& job : jobs)
+                       *response->add_jobs() = JobToProto(job, engines_);
+                     if (more) response->set_next_page_token(JobPageToken(query, jobs.back().id));
+                     return absl::OkStatus();
+                   });
 }
 
 grpc::ServerUnaryReactor* SearchServiceImpl::ListCandidates(

@@ -123,10 +123,8 @@ class FaultyJobStore final : public JobStore {
       return base_.DeleteJobsFinishedBefore(finished_before_unix_s, deleted_unix_s, limit);
     });
   }
-  absl::StatusOr<std::vector<JobRecord>> ListJobs(std::optional<JobState> state,
-                                                  const std::optional<std::string>& owner,
-                                                  int64_t offset, int limit) override {
-    return base_.ListJobs(state, owner, offset, limit);
+  absl::StatusOr<std::vector<JobRecord>> ListJobsPage(const JobQuery& query) override {
+    return base_.ListJobsPage(query);
   }
   absl::StatusOr<CandidatePage> ListCandidates(const CandidateQuery& query) override {
     return base_.ListCandidates(query);

@@ -98,12 +98,16 @@ class JobStore {
   // NOT_FOUND for an unknown job.
   virtual absl::StatusOr<JobRecord> GetJob(const std::string& job_id) = 0;
 
-  // Newest first, all jobs or those in `state` and (when set) of `owner`; `offset`/`limit`
-  // page through them. Checkpoints are not loaded. INVALID_ARGUMENT unless offset >= 0 and
-  // 1 <= limit <= kMaxPageSize, and for a state that is not a JobState value.
-  virtual absl::StatusOr<std::vector<JobRecord>> ListJobs(std::optional<JobState> state,
-                                                          const std::optional<std::string>& owner,
-                                                          int64_t offset, int limit) = 0;
+  // Newest first, all jobs or those in `query.state` and (when set) of `query.owner`, after
+  // `query.after_job` when set; `offset`/`limit` page through them. Checkpoints are not
+  // loaded. INVALID_ARGUMENT unless offset >= 0 and 1 <= limit <= kMaxPageSize, for a state
+  // that is not a JobState value, and for an after_job this store never gave.
+  virtual absl::StatusOr<std::vector<JobRecord>> ListJobsPage(const JobQuery& query) = 0;
+  absl::StatusOr<std::vector<JobRecord>> ListJobs(std::optional<JobState> state,
+                                                  const std::optional<std::string>& owner,
+                                                  int64_t offset, int limit) {
+    return ListJobsPage(JobQuery{state, owner, "", offset, limit});
+  }
 
   // A page of the job's candidates in `query.order`; `total` counts every matching row.
   // Candidates with an unset metric come after all others in that metric's order; ties are

@@ -205,25 +205,33 @@ class MemoryJobStore final : public JobStore {
     return job->View();
   }
 
-  absl::StatusOr<std::vector<JobRecord>> ListJobs(std::optional<JobState> state,
-                                                  const std::optional<std::string>& owner,
-                                                  int64_t offset, int limit) override {
-    RETURN_IF_ERROR(CheckPage(offset, limit));
-    if (state.has_value() && !IsValidState(*state)) {
+  absl::StatusOr<std::vector<JobRecord>> ListJobsPage(const JobQuery& query) override {
+    RETURN_IF_ERROR(CheckPage(query.offset, query.limit));
+    if (query.state.has_value() && !IsValidState(*query.state)) {
       return absl::InvalidArgumentError(
-          absl::StrCat("unknown job state ", static_cast<int>(*state)));
+          absl::StrCat("unknown job state ", static_cast<int>(*query.state)));
     }
     absl::MutexLock lock(&db_.mutex);
+    auto it = db_.jobs.rbegin();
+    if (!query.after_job.empty()) {
+      // Deleted jobs stay in the list (marked), so a page after one still has its place.
+      while (it != db_.jobs.rend() && it->record.id != query.after_job) ++it;
+      if (it == db_.jobs.rend()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("after_job: ", query.after_job, " is not a job of this store"));
+      }
+      ++it;
+    }
     std::vector<JobRecord> jobs;
     int64_t skipped = 0;
-    for (auto it = db_.jobs.rbegin(); it != db_.jobs.rend(); ++it) {
+    for (; it != db_.jobs.rend(); ++it) {
       if (it->deleted) continue;
-      if (state.has_value() && it->record.state != *state) continue;
-      if (owner.has_value() && it->record.owner != *owner) continue;
-      if (skipped++ < offset) continue;
+      if (query.state.has_value() && it->record.state != *query.state) continue;
+      if (query.owner.has_value() && it->record.owner != *query.owner) continue;
+      if (skipped++ < query.offset) continue;
       jobs.push_back(it->View());
       jobs.back().checkpoint.clear();
-      if (static_cast<int>(jobs.size()) == limit) break;
+      if (static_cast<int>(jobs.size()) == query.limit) break;
     }
     return jobs;
   }

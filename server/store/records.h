@@ -176,6 +176,17 @@ struct CandidateCursor {
   std::optional<double> key;
 };
 
+// A page of ListJobs: newest first.
+struct JobQuery {
+  std::optional<JobState> state;     // Unset: every state.
+  std::optional<std::string> owner;  // Unset: every owner.
+  // Keyset paging: the jobs older than this one (which need not be listed or undeleted any
+  // more); jobs submitted while a client pages never shift the pages after.
+  std::string after_job;
+  int64_t offset = 0;
+  int limit = 50;
+};
+
 struct CandidateQuery {
   std::string job_id;
   CandidateOrder order = CandidateOrder::kId;

@@ -538,23 +538,36 @@ absl::StatusOr<JobRecord> SqliteJobStore::GetJob(const std::string& job_id) {
   return ReadJob(select, /*with_checkpoint=*/true);
 }
 
-absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobs(
-    std::optional<JobState> state, const std::optional<std::string>& owner, int64_t offset,
-    int limit) {
-  RETURN_IF_ERROR(store_internal::CheckPage(offset, limit));
-  if (state.has_value() && !store_internal::IsValidState(*state)) {
-    return absl::InvalidArgumentError(absl::StrCat("unknown job state ", static_cast<int>(*state)));
+absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobsPage(const JobQuery& query) {
+  RETURN_IF_ERROR(store_internal::CheckPage(query.offset, query.limit));
+  if (query.state.has_value() && !store_internal::IsValidState(*query.state)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown job state ", static_cast<int>(*query.state)));
   }
   absl::MutexLock lock(&database_.mutex());
+  std::optional<int64_t> before_seq;
+  if (!query.after_job.empty()) {
+    // Deleted jobs keep their row (a tombstone), so a page after one still has its place.
+    ASSIGN_OR_RETURN(Statement find, database_.Prepare("SELECT seq FROM jobs WHERE id = ?1"));
+    find.BindText(1, query.after_job);
+    ASSIGN_OR_RETURN(const bool found, find.Step("listing jobs"));
+    if (!found) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("after_job: ", query.after_job, " is not a job of this store"));
+    }
+    before_seq = find.ColumnInt64(0);
+  }
   ASSIGN_OR_RETURN(Statement select,
                    database_.Prepare(absl::StrCat(
                        "SELECT ", kJobColumns, kJobJoins,
                        "WHERE j.deleted_unix_s = 0 AND (?3 IS NULL OR j.state = ?3) ",
-                       "AND (?4 IS NULL OR j.owner = ?4) ORDER BY j.seq DESC LIMIT ?1 OFFSET ?2")));
-  select.BindInt64(1, limit);
-  select.BindInt64(2, offset);
-  if (state.has_value()) select.BindInt64(3, static_cast<int64_t>(*state));
-  if (owner.has_value()) select.BindText(4, *owner);
+                       "AND (?4 IS NULL OR j.owner = ?4) AND (?5 IS NULL OR j.seq < ?5) ",
+                       "ORDER BY j.seq DESC LIMIT ?1 OFFSET ?2")));
+  select.BindInt64(1, query.limit);
+  select.BindInt64(2, query.offset);
+  if (query.state.has_value()) select.BindInt64(3, static_cast<int64_t>(*query.state));
+  if (query.owner.has_value()) select.BindText(4, *query.owner);
+  if (before_seq.has_value()) select.BindInt64(5, *before_seq);
   std::vector<JobRecord> jobs;
   while (true) {
     ASSIGN_OR_RETURN(bool row, select.Step("listing jobs"));

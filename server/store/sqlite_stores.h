@@ -41,9 +41,7 @@ class SqliteJobStore final : public JobStore {
                          double finished_unix_s, double elapsed_s,
                          const std::vector<int64_t>& pareto_front_ids) override;
   absl::StatusOr<JobRecord> GetJob(const std::string& job_id) override;
-  absl::StatusOr<std::vector<JobRecord>> ListJobs(std::optional<JobState> state,
-                                                  const std::optional<std::string>& owner,
-                                                  int64_t offset, int limit) override;
+  absl::StatusOr<std::vector<JobRecord>> ListJobsPage(const JobQuery& query) override;
   absl::StatusOr<CandidatePage> ListCandidates(const CandidateQuery& query) override;
   absl::Status DeleteJob(const std::string& job_id, double deleted_unix_s) override;
   absl::StatusOr<std::vector<std::string>> DeleteJobsFinishedBefore(double finished_before_unix_s,

@@ -1233,6 +1233,39 @@ TEST_P(StoreConformanceTest, ListJobsNewestFirstWithStateFilter) {
   EXPECT_EQ(jobs().ListJobs(std::nullopt, std::nullopt, 0, kMaxPageSize)->size(), 12u);
 }
 
+TEST_P(StoreConformanceTest, ListJobsPagesByKeysetWhileJobsAreAddedAndDeleted) {
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(jobs().CreateJob(MakeJob("s", i)).ok());
+  auto page = [&](const std::string& after, int limit,
+                  std::optional<JobState> state = std::nullopt) {
+    JobQuery query;
+    query.state = state;
+    query.after_job = after;
+    query.limit = limit;
+    std::vector<std::string> ids;
+    const absl::StatusOr<std::vector<JobRecord>> listed = jobs().ListJobsPage(query);
+    EXPECT_TRUE(listed.ok()) << "after " << after << ": " << listed.status();
+    if (!listed.ok()) return ids;
+    for (const JobRecord& job : *listed) ids.push_back(job.id);
+    return ids;
+  };
+  EXPECT_THAT(page("", 2), ElementsAre("job-6", "job-5"));
+  // Jobs added after the first page do not shift the next one.
+  ASSERT_TRUE(jobs().CreateJob(MakeJob("s", 7)).ok());
+  ASSERT_TRUE(jobs().CreateJob(MakeJob("s", 8)).ok());
+  EXPECT_THAT(page("job-5", 2), ElementsAre("job-4", "job-3"));
+  // Nor does deleting the job a page ended at (its tombstone keeps its place).
+  ASSERT_TRUE(jobs().MarkRunning("job-3", 1).ok());
+  ASSERT_TRUE(jobs().FinishJob("job-3", JobState::kSucceeded, "", 2, 1, {}).ok());
+  ASSERT_TRUE(jobs().DeleteJob("job-3", 3).ok());
+  EXPECT_THAT(page("job-3", 5), ElementsAre("job-2", "job-1"));
+  EXPECT_THAT(page("job-4", 5), ElementsAre("job-2", "job-1"));
+  EXPECT_THAT(page("job-1", 5), IsEmpty());
+  EXPECT_THAT(page("job-6", 5, JobState::kQueued), ElementsAre("job-5", "job-4", "job-2", "job-1"));
+  JobQuery unknown;
+  unknown.after_job = "job-99";
+  EXPECT_EQ(jobs().ListJobsPage(unknown).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST_P(StoreConformanceTest, ConcurrentWritersAndReaders) {
   const std::string a = *jobs().CreateJob(MakeJob());
   const std::string b = *jobs().CreateJob(MakeJob());

@@ -20,7 +20,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "cannot read %s\n", argv[i]);
       return 1;
     }
-    const std::string input((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    const std::string input((std::istreambuf_iterator<char>(file)),
+                            std::istreambuf_iterator<char>());
     std::fprintf(stderr, "%s (%zu bytes)\n", argv[i], input.size());
     LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(input.data()), input.size());
   }
