@@ -12,7 +12,7 @@ readonly PACKAGES=(
   libtorch-dev libxgboost-dev libopenblas0-pthread
   zlib1g-dev nlohmann-json3-dev
   clang-14 libfuzzer-14-dev libclang-rt-14-dev
-  coinor-libcbc-dev
+  coinor-libcbc-dev liblapack-dev
   dataset-fashion-mnist
 )
 
