@@ -17,7 +17,7 @@
 // job of the kill phase with the same seed as one of the undisturbed phase ended with the
 // same best and the same number of rows. Prints, per phase, p50/p99 latency per RPC, errors
 // by code (UNAVAILABLE outside a kill window is flagged), apqd's RSS before and after, and
-// the checks; --out also writes them as JSON.
+// the checks; --out also writes them as JSON. Exits 1 when a check fails.
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -28,6 +28,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cinttypes>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -133,6 +134,7 @@ class Server {
       freopen(log.c_str(), "a", stdout);
       freopen(log.c_str(), "a", stderr);
       std::vector<char*> argv;
+      argv.reserve(args.size() + 1);
       for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
       argv.push_back(nullptr);
       execv(argv[0], argv.data());
@@ -160,9 +162,9 @@ class Server {
     double rss = 0;
     double peak = 0;
     for (std::string line; std::getline(status, line);) {
-      long kib = 0;
-      if (std::sscanf(line.c_str(), "VmRSS: %ld kB", &kib) == 1) rss = kib / 1024.0;
-      if (std::sscanf(line.c_str(), "VmHWM: %ld kB", &kib) == 1) peak = kib / 1024.0;
+      int64_t kib = 0;
+      if (std::sscanf(line.c_str(), "VmRSS: %" SCNd64 " kB", &kib) == 1) rss = kib / 1024.0;
+      if (std::sscanf(line.c_str(), "VmHWM: %" SCNd64 " kB", &kib) == 1) peak = kib / 1024.0;
     }
     return {rss, peak};
   }
@@ -270,7 +272,7 @@ grpc::Status Timed(Phase& phase, const ClientContextFactory& contexts, const std
                    Call call) {
   const std::unique_ptr<grpc::ClientContext> context = contexts.New(10);
   const double start_s = SecondsSince(phase.start);
-  const grpc::Status status = call(context.get());
+  grpc::Status status = call(context.get());
   phase.Record(rpc, start_s, status);
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE && contexts.connection != nullptr) {
     contexts.connection->Reopen();
@@ -487,6 +489,7 @@ struct JobOutcome {
   int64_t rows = 0;
 };
 
+// NOLINTNEXTLINE(bugprone-exception-escape): json's moves may throw; the harness dies on any.
 struct PhaseResult {
   std::string name;
   nlohmann::json figures;
@@ -518,6 +521,8 @@ PhaseResult RunPhase(const std::string& name, int kills, const std::string& tabl
     std::string bearer;
   };
   std::vector<ClientSpec> clients;
+  clients.reserve(absl::GetFlag(FLAGS_submitters) + absl::GetFlag(FLAGS_hardware_clients) +
+                  absl::GetFlag(FLAGS_viewers));
   for (int i = 0; i < absl::GetFlag(FLAGS_submitters); ++i) {
     clients.push_back(
         {apq::v1::ROLE_SUBMITTER, i,
@@ -553,6 +558,7 @@ PhaseResult RunPhase(const std::string& name, int kills, const std::string& tabl
   const double seconds = absl::GetFlag(FLAGS_seconds);
   phase.start = Clock::now();
   std::vector<std::thread> threads;
+  threads.reserve(clients.size());
   for (const ClientSpec& client : clients) {
     threads.emplace_back([&, client] {
       Connection connection(server.address());
@@ -686,13 +692,13 @@ PhaseResult RunPhase(const std::string& name, int kills, const std::string& tabl
 }
 
 std::string RpcCodeName(const std::string& code_text) {
-  static const std::map<std::string, std::string> names = {
+  static const std::map<std::string, std::string> kCodeNames = {
       {"1", "CANCELLED"},         {"4", "DEADLINE_EXCEEDED"},  {"5", "NOT_FOUND"},
       {"7", "PERMISSION_DENIED"}, {"8", "RESOURCE_EXHAUSTED"}, {"9", "FAILED_PRECONDITION"},
       {"13", "INTERNAL"},         {"14", "UNAVAILABLE"},       {"16", "UNAUTHENTICATED"}};
   const std::vector<std::string> parts = absl::StrSplit(code_text, absl::MaxSplits(' ', 1));
-  const auto found = names.find(parts[0]);
-  std::string name = found != names.end() ? found->second : "code " + parts[0];
+  const auto found = kCodeNames.find(parts[0]);
+  std::string name = found != kCodeNames.end() ? found->second : "code " + parts[0];
   if (parts.size() > 1) absl::StrAppend(&name, " ", parts[1]);
   return name;
 }
@@ -731,10 +737,8 @@ void PrintPhase(const PhaseResult& result) {
       static_cast<long long>(f["table_versions_lost"].get<int64_t>()));
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+// The phases and the report.
+int Run() {
   const std::string data = absl::GetFlag(FLAGS_data_dir);
   const std::string table = ReadWholeFile(data + "/local_cpu/fmnist_mbv2_conv_table.json");
   // Configs to evaluate: the golden configurations of the OFA space.
@@ -780,5 +784,30 @@ int main(int argc, char** argv) {
   if (!absl::GetFlag(FLAGS_out).empty()) {
     std::ofstream(absl::GetFlag(FLAGS_out)) << out.dump(1) << "\n";
   }
-  return 0;
+  // Exit 1 when anything acknowledged was lost or a call failed outside a kill window.
+  bool failed = false;
+  for (const PhaseResult& result : results) {
+    const nlohmann::json& f = result.figures;
+    failed = failed || f["rows_lost"].get<int64_t>() > 0 ||
+             f["table_versions_lost"].get<int64_t>() > 0 ||
+             f["jobs_not_succeeded"].get<int64_t>() > 0 ||
+             f["unavailable_outside_kill_windows"].get<int64_t>() > 0;
+  }
+  for (const nlohmann::json& entry : out) {
+    if (entry.contains("same_seed_jobs_differing")) {
+      failed = failed || entry["same_seed_jobs_differing"].get<int>() > 0;
+    }
+  }
+  return failed ? 1 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  try {
+    return Run();
+  } catch (const std::exception& error) {
+    Die(std::string("unexpected error: ") + error.what());
+  }
 }
