@@ -22,8 +22,8 @@ void AddRecordsFromContent(std::string_view content, const std::string& source,
                            apq::v1::UploadDatasetRequest* request) {
   // The header without the split column begins both CSV headers (with and without it).
   if (content.rfind(oface::kMeasurementCsvHeaderWithoutSplit, 0) == 0) {
-    absl::StatusOr<std::vector<oface::MeasurementRecord>> records =
-        oface::ParseMeasurementCsv(absl::string_view(content.data(), content.size()), source, /*keep_unterminated_line=*/true);
+    absl::StatusOr<std::vector<oface::MeasurementRecord>> records = oface::ParseMeasurementCsv(
+        absl::string_view(content.data(), content.size()), source, /*keep_unterminated_line=*/true);
     if (!records.ok()) throw UsageError{static_cast<std::string>(records.status().message())};
     for (const oface::MeasurementRecord& record : *records) {
       apq::v1::MeasurementRecord* out = request->add_records();

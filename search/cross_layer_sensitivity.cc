@@ -36,6 +36,87 @@ int SensitivityEvaluations(const std::vector<int>& choices_per_slot, bool pairs)
   return 1 + singles + products;
 }
 
+std::vector<std::vector<int>> SensitivityPolicies(const std::vector<int>& choices_per_slot,
+                                                  const std::vector<int>& reference, bool pairs) {
+  const int slots = static_cast<int>(choices_per_slot.size());
+  std::vector<std::vector<int>> policies;
+  policies.reserve(SensitivityEvaluations(choices_per_slot, pairs));
+  policies.push_back(reference);
+  std::vector<int> policy = reference;
+  for (int s = 0; s < slots; ++s) {
+    for (int c = 0; c < choices_per_slot[s]; ++c) {
+      if (c == reference[s]) continue;
+      policy[s] = c;
+      policies.push_back(policy);
+    }
+    policy[s] = reference[s];
+  }
+  if (!pairs) return policies;
+  for (int s = 0; s < slots; ++s) {
+    for (int t = 0; t < s; ++t) {
+      for (int c = 0; c < choices_per_slot[s]; ++c) {
+        if (c == reference[s]) continue;
+        for (int d = 0; d < choices_per_slot[t]; ++d) {
+          if (d == reference[t]) continue;
+          policy[s] = c;
+          policy[t] = d;
+          policies.push_back(policy);
+        }
+      }
+      policy[s] = reference[s];
+      policy[t] = reference[t];
+    }
+  }
+  return policies;
+}
+
+absl::StatusOr<std::vector<double>> AssembleSensitivity(const std::vector<int>& choices_per_slot,
+                                                        const std::vector<int>& reference,
+                                                        bool pairs,
+                                                        const std::vector<double>& losses) {
+  if (losses.size() != static_cast<size_t>(SensitivityEvaluations(choices_per_slot, pairs))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "losses: ", losses.size(), ", expected ", SensitivityEvaluations(choices_per_slot, pairs)));
+  }
+  for (const double loss : losses) {
+    if (!std::isfinite(loss)) {
+      return absl::InvalidArgumentError(absl::StrCat("the loss of a policy is not finite: ", loss));
+    }
+  }
+  const int slots = static_cast<int>(choices_per_slot.size());
+  const std::vector<int> offsets = Offsets(choices_per_slot);
+  const int n = offsets.back() + choices_per_slot.back();
+  std::vector<double> g(static_cast<size_t>(n) * n, 0.0);
+  const double base = losses[0];
+  size_t next = 1;
+  for (int s = 0; s < slots; ++s) {
+    for (int c = 0; c < choices_per_slot[s]; ++c) {
+      if (c == reference[s]) continue;
+      const int i = offsets[s] + c;
+      g[static_cast<size_t>(i) * n + i] = losses[next++] - base;
+    }
+  }
+  if (!pairs) return g;
+  for (int s = 0; s < slots; ++s) {
+    for (int t = 0; t < s; ++t) {
+      for (int c = 0; c < choices_per_slot[s]; ++c) {
+        if (c == reference[s]) continue;
+        for (int d = 0; d < choices_per_slot[t]; ++d) {
+          if (d == reference[t]) continue;
+          const int i = offsets[s] + c;
+          const int j = offsets[t] + d;
+          const double interaction = (losses[next++] - base - g[static_cast<size_t>(i) * n + i] -
+                                      g[static_cast<size_t>(j) * n + j]) /
+                                     2;
+          g[static_cast<size_t>(i) * n + j] = interaction;
+          g[static_cast<size_t>(j) * n + i] = interaction;
+        }
+      }
+    }
+  }
+  return g;
+}
+
 absl::StatusOr<std::vector<double>> MeasureCrossLayerSensitivity(
     const std::vector<int>& choices_per_slot, const std::vector<int>& reference,
     const std::function<absl::StatusOr<double>(const std::vector<int>& policy)>& loss,
@@ -51,11 +132,11 @@ absl::StatusOr<std::vector<double>> MeasureCrossLayerSensitivity(
           absl::StrCat("reference[", s, "]: ", reference[s], " is not a choice of the slot"));
     }
   }
-  const std::vector<int> offsets = Offsets(choices_per_slot);
-  const int n = offsets.back() + choices_per_slot.back();
-  const int total = SensitivityEvaluations(choices_per_slot, options.pairs);
-  int done = 0;
-  const auto evaluate = [&](const std::vector<int>& policy) -> absl::StatusOr<double> {
+  const std::vector<std::vector<int>> policies =
+      SensitivityPolicies(choices_per_slot, reference, options.pairs);
+  std::vector<double> losses;
+  losses.reserve(policies.size());
+  for (const std::vector<int>& policy : policies) {
     if (options.cancelled && options.cancelled()) {
       return absl::CancelledError("the sensitivity measurement was cancelled");
     }
@@ -65,51 +146,12 @@ absl::StatusOr<std::vector<double>> MeasureCrossLayerSensitivity(
       return absl::InvalidArgumentError(
           absl::StrCat("the loss of a policy is not finite: ", *value));
     }
-    ++done;
-    if (options.progress) options.progress(done, total);
-    return *value;
-  };
-
-  const absl::StatusOr<double> base = evaluate(reference);
-  if (!base.ok()) return base.status();
-  std::vector<double> g(static_cast<size_t>(n) * n, 0.0);
-  std::vector<int> policy = reference;
-  for (int s = 0; s < slots; ++s) {
-    for (int c = 0; c < choices_per_slot[s]; ++c) {
-      if (c == reference[s]) continue;
-      policy[s] = c;
-      const absl::StatusOr<double> single = evaluate(policy);
-      if (!single.ok()) return single.status();
-      const int i = offsets[s] + c;
-      g[static_cast<size_t>(i) * n + i] = *single - *base;
-    }
-    policy[s] = reference[s];
-  }
-  if (!options.pairs) return g;
-  for (int s = 0; s < slots; ++s) {
-    for (int t = 0; t < s; ++t) {
-      for (int c = 0; c < choices_per_slot[s]; ++c) {
-        if (c == reference[s]) continue;
-        for (int d = 0; d < choices_per_slot[t]; ++d) {
-          if (d == reference[t]) continue;
-          policy[s] = c;
-          policy[t] = d;
-          const absl::StatusOr<double> pair = evaluate(policy);
-          if (!pair.ok()) return pair.status();
-          const int i = offsets[s] + c;
-          const int j = offsets[t] + d;
-          const double interaction = (*pair - *base - g[static_cast<size_t>(i) * n + i] -
-                                      g[static_cast<size_t>(j) * n + j]) /
-                                     2;
-          g[static_cast<size_t>(i) * n + j] = interaction;
-          g[static_cast<size_t>(j) * n + i] = interaction;
-        }
-      }
-      policy[s] = reference[s];
-      policy[t] = reference[t];
+    losses.push_back(*value);
+    if (options.progress) {
+      options.progress(static_cast<int>(losses.size()), static_cast<int>(policies.size()));
     }
   }
-  return g;
+  return AssembleSensitivity(choices_per_slot, reference, options.pairs, losses);
 }
 
 absl::StatusOr<std::vector<double>> ClipToPositiveSemidefinite(const std::vector<double>& g,

@@ -34,6 +34,19 @@ struct SensitivityOptions {
 // pairs) the products of non-reference choice counts of every two slots.
 int SensitivityEvaluations(const std::vector<int>& choices_per_slot, bool pairs);
 
+// The policies a measurement evaluates, in order: the reference, then each single change
+// (slot by slot, choice by choice), then (with pairs) each pair of changes in two slots.
+// Precondition: `reference` gives one valid choice per slot.
+std::vector<std::vector<int>> SensitivityPolicies(const std::vector<int>& choices_per_slot,
+                                                  const std::vector<int>& reference, bool pairs);
+
+// G from the losses of SensitivityPolicies(choices_per_slot, reference, pairs), in its order.
+// INVALID_ARGUMENT when `losses` has another length or a loss is not finite.
+absl::StatusOr<std::vector<double>> AssembleSensitivity(const std::vector<int>& choices_per_slot,
+                                                        const std::vector<int>& reference,
+                                                        bool pairs,
+                                                        const std::vector<double>& losses);
+
 // G (row-major, n x n over the flattened choices, slot by slot) from `loss`, the loss of a
 // policy (one choice index per slot). INVALID_ARGUMENT when `reference` does not give one
 // valid choice per slot; `loss`'s errors and CANCELLED as they come; INVALID_ARGUMENT when a

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <variant>
@@ -40,6 +41,28 @@ struct Individual {
   int generation = 0;  // The step that produced it.
 };
 
+// Measured losses of networks on the space's trained supernet, for engines that measure
+// (iqp). A session holds the supernet while it lives.
+class PolicyLossSession {
+ public:
+  virtual ~PolicyLossSession() = default;
+  // Mean cross-entropy of `genotype` (the session's architecture, any bitwidths) on the
+  // session's images.
+  virtual absl::StatusOr<double> Loss(const oface::Genotype& genotype) = 0;
+};
+
+class PolicyLossProvider {
+ public:
+  virtual ~PolicyLossProvider() = default;
+  // A session for `reference`'s architecture: batch norm recalibrated at `reference`, the
+  // loss measured on `images` images of the train split drawn with `seed`. INVALID_ARGUMENT
+  // naming "images" outside [1, the train split's size]; FAILED_PRECONDITION when the data
+  // cannot be read.
+  virtual absl::StatusOr<std::unique_ptr<PolicyLossSession>> Open(const oface::Genotype& reference,
+                                                                  int images,
+                                                                  uint64_t seed) const = 0;
+};
+
 // What every engine searches: all pointers outlive the run.
 struct SearchProblem {
   const oface::SearchSpace* space = nullptr;
@@ -53,6 +76,8 @@ struct SearchProblem {
   // space seldom meets, up to the engine's resampling limit per child. The search itself is
   // the same either way.
   bool report_every_rejected_draw = false;
+  // Null when the space has no trained supernet (engines that measure refuse the problem).
+  const PolicyLossProvider* policy_losses = nullptr;
 };
 
 // An option's value. Integers are int64_t; a double option also accepts an integer.

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "search/evolution_engine.h"
+#include "search/iqp_engine.h"
 
 namespace apq::search {
 
@@ -10,6 +11,7 @@ std::unique_ptr<EngineRegistry> EngineRegistry::WithBuiltIns() {
   auto registry = std::make_unique<EngineRegistry>();
   // One line per engine the product ships.
   registry->Register(NewEvolutionEngine()).IgnoreError();
+  registry->Register(NewIqpEngine()).IgnoreError();
   return registry;
 }
 

@@ -199,8 +199,9 @@ absl::Status JobManager::CheckActiveJobs(const std::string& owner, int max_activ
 
 absl::StatusOr<apq::v1::Job> JobManager::Submit(const apq::v1::SubmitSearchRequest& request,
                                                 const std::string& owner, int max_active_jobs) {
-  ASSIGN_OR_RETURN(ResolvedSearch resolved,
-                   ResolveSearch(catalog_, engines_, request, request.table_version()));
+  ASSIGN_OR_RETURN(
+      ResolvedSearch resolved,
+      ResolveSearch(catalog_, engines_, request, request.table_version(), "", &supernets_));
   RETURN_IF_ERROR(CheckVerificationTargets(request));
   RETURN_IF_ERROR(CheckJobWork(resolved));
   absl::MutexLock submitting(&submit_mutex_);
@@ -282,7 +283,7 @@ absl::StatusOr<apq::v1::Sweep> JobManager::SubmitSweep(const apq::v1::SubmitSwee
   for (int i = 0; i < request.scenarios_size(); ++i) {
     apq::v1::SubmitSearchRequest scenario = ScenarioRequest(common, request.scenarios(i));
     absl::StatusOr<ResolvedSearch> resolved =
-        ResolveSearch(catalog_, engines_, scenario, scenario.table_version());
+        ResolveSearch(catalog_, engines_, scenario, scenario.table_version(), "", &supernets_);
     if (!resolved.ok()) return InScenario(resolved.status(), i);
     RETURN_IF_ERROR(CheckJobWork(*resolved));
     WriteResolvedEngine(*resolved, &scenario);
@@ -677,8 +678,8 @@ void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& con
 
   // Pinned: the table version and predictor the job was submitted with, whatever the
   // device's latest table or the space's default predictor has become since.
-  absl::StatusOr<ResolvedSearch> resolved =
-      ResolveSearch(catalog_, engines_, request, job.table_version, job.predictor_version);
+  absl::StatusOr<ResolvedSearch> resolved = ResolveSearch(
+      catalog_, engines_, request, job.table_version, job.predictor_version, &supernets_);
   if (!resolved.ok()) return fail(absl::StrCat("cannot run: ", resolved.status().ToString()));
   if (absl::Status running = mark_running(); !running.ok()) {
     return fail(absl::StrCat("cannot start: ", running.ToString()));

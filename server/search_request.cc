@@ -119,6 +119,7 @@ search::SearchProblem ResolvedSearch::problem() const {
   problem.objective = objective;
   problem.pareto_cost = pareto_cost;
   problem.report_every_rejected_draw = keep_all_draws;
+  problem.policy_losses = policy_losses.get();
   return problem;
 }
 
@@ -151,7 +152,8 @@ absl::StatusOr<ResolvedSearch> ResolveSearch(Catalog& catalog,
                                              const search::EngineRegistry& engines,
                                              const apq::v1::SubmitSearchRequest& request,
                                              int64_t table_version,
-                                             const std::string& predictor_version) {
+                                             const std::string& predictor_version,
+                                             SupernetHost* supernets) {
   ResolvedSearch job;
   if (request.space().empty()) return absl::InvalidArgumentError("space: required");
   if (request.device().empty()) return absl::InvalidArgumentError("device: required");
@@ -239,6 +241,7 @@ absl::StatusOr<ResolvedSearch> ResolveSearch(Catalog& catalog,
     }
     ensemble->set_spread_penalty(request.uncertainty_penalty());
   }
+  if (supernets != nullptr) job.policy_losses = supernets->PolicyLosses(request.space());
   RETURN_IF_ERROR(job.engine->CheckProblem(job.problem(), job.options));
   return job;
 }

@@ -13,6 +13,7 @@
 #include "search/engine.h"
 #include "search/engine_registry.h"
 #include "server/catalog.h"
+#include "server/supernet_host.h"
 
 namespace apq::server {
 
@@ -31,6 +32,8 @@ struct ResolvedSearch {
   search::CostMetric pareto_cost = search::CostMetric::kLatency;
   // The engine reports every rejected draw, for a job that keeps them all (keep_all_draws).
   bool keep_all_draws = false;
+  // Losses on the space's supernet for engines that measure; null without a supernet.
+  std::shared_ptr<const search::PolicyLossProvider> policy_losses;
 
   // Valid while this object lives.
   search::SearchProblem problem() const;
@@ -55,11 +58,14 @@ absl::Status ValidateVerification(const apq::v1::Verification& verification);
 // for an unknown engine, space, device or version; FAILED_PRECONDITION for a budget or
 // front cost the device cannot price, a space without a predictor, or a problem the engine
 // cannot take.
+// `supernets` (may be null: no space has one) gives engines that measure the space's
+// supernet.
 absl::StatusOr<ResolvedSearch> ResolveSearch(Catalog& catalog,
                                              const search::EngineRegistry& engines,
                                              const apq::v1::SubmitSearchRequest& request,
                                              int64_t table_version,
-                                             const std::string& predictor_version = "");
+                                             const std::string& predictor_version = "",
+                                             SupernetHost* supernets = nullptr);
 
 // Writes the resolved engine and options into the request's engine member (the one it
 // was given; evolution when none was), so the stored request says exactly what ran.

@@ -178,7 +178,7 @@ TEST_F(ServerTest, ListEnginesShowsEachEngineWithItsOptionsAndDefaults) {
   grpc::ClientContext context;
   apq::v1::ListEnginesResponse response;
   ASSERT_TRUE(search_->ListEngines(&context, {}, &response).ok());
-  ASSERT_EQ(response.engines_size(), 2);
+  ASSERT_EQ(response.engines_size(), 3);
   const apq::v1::Engine& evolution = response.engines(0);
   EXPECT_EQ(evolution.name(), "evolution");
   ASSERT_EQ(evolution.options_size(), 8);
@@ -191,7 +191,15 @@ TEST_F(ServerTest, ListEnginesShowsEachEngineWithItsOptionsAndDefaults) {
   EXPECT_EQ(evolution.options(7).name(), "lower_bits_of_infeasible_draws");
   EXPECT_EQ(evolution.options(7).type(), apq::v1::EngineOption::TYPE_BOOL);
   EXPECT_TRUE(evolution.options(7).default_value().bool_value());
-  EXPECT_EQ(response.engines(1).name(), "one_sample");
+  const apq::v1::Engine& iqp = response.engines(1);
+  EXPECT_EQ(iqp.name(), "iqp");
+  ASSERT_EQ(iqp.options_size(), 6);
+  EXPECT_EQ(iqp.options(0).name(), "calibration_images");
+  EXPECT_EQ(iqp.options(0).default_value().int_value(), 512);
+  EXPECT_EQ(iqp.options(0).max(), 50000);
+  EXPECT_EQ(iqp.options(2).name(), "activations");
+  EXPECT_THAT(iqp.options(2).choices(), ::testing::ElementsAre("highest", "searched"));
+  EXPECT_EQ(response.engines(2).name(), "one_sample");
 }
 
 // An engine that does not mark its last step breaks the contract that lets a job store
@@ -282,7 +290,7 @@ TEST_F(ServerTest, EngineRequestsAreValidatedNamingTheField) {
          r.mutable_engine_request()->set_name("annealing");
          return r;
        }(),
-       grpc::StatusCode::NOT_FOUND, "evolution, one_sample"},
+       grpc::StatusCode::NOT_FOUND, "evolution, iqp, one_sample"},
       {[] {
          auto r = OneSampleRequest(0);
          r.mutable_engine_request()->clear_name();

@@ -10,6 +10,7 @@
 #include "common/file_io.h"
 #include "common/status_macros.h"
 #include "oface/mbconv_spec.h"
+#include "oface/policy_loss.h"
 #include "oface/subnet_export.h"
 #include "oface/subnet_measurement.h"
 #include "server/sha256.h"
@@ -170,6 +171,68 @@ absl::StatusOr<SupernetHost::Export> SupernetHost::ExportSubnet(
     ASSIGN_OR_RETURN(result.accuracy, subnet.Accuracy(images->evaluated, options_.eval_batch_size));
   }
   return result;
+}
+
+namespace {
+
+// Holds the space's supernet (its entry's mutex) while a job measures with it.
+class HostPolicyLossSession final : public search::PolicyLossSession {
+ public:
+  HostPolicyLossSession(std::unique_ptr<absl::MutexLock> lock,
+                        std::unique_ptr<oface::PolicyLoss> loss)
+      : lock_(std::move(lock)), loss_(std::move(loss)) {}
+  absl::StatusOr<double> Loss(const oface::Genotype& genotype) override {
+    return loss_->Loss(genotype);
+  }
+
+ private:
+  std::unique_ptr<absl::MutexLock> lock_;  // Released last: declared first.
+  std::unique_ptr<oface::PolicyLoss> loss_;
+};
+
+}  // namespace
+
+class SupernetHost::PolicyLossSource final : public search::PolicyLossProvider {
+ public:
+  PolicyLossSource(SupernetHost& host, std::string space) : host_(host), space_(std::move(space)) {}
+
+  absl::StatusOr<std::unique_ptr<search::PolicyLossSession>> Open(const oface::Genotype& reference,
+                                                                  int images,
+                                                                  uint64_t seed) const override {
+    if (images < 1 || images > (oface::kTrainingFileImages - oface::kValidationImages)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("images: must be in [1, ",
+                       (oface::kTrainingFileImages - oface::kValidationImages), "], got ", images));
+    }
+    ASSIGN_OR_RETURN(Entry * entry, host_.FindEntry(space_));
+    ASSIGN_OR_RETURN(std::shared_ptr<const oface::EvaluationImages> standard,
+                     host_.Images(oface::DataSplit::kValidation));
+    // `images` train-split images drawn with `seed`: LoadEvaluationImages's calibration set.
+    absl::StatusOr<oface::EvaluationImages> drawn = oface::LoadEvaluationImages(
+        host_.options_.dataset_dir, images, /*eval_images=*/1, seed, oface::DataSplit::kValidation);
+    if (!drawn.ok()) {
+      std::fprintf(stderr, "apqd: the supernet's dataset is unavailable: %s\n",
+                   drawn.status().ToString().c_str());
+      return absl::FailedPreconditionError(
+          "the supernet's dataset (Fashion-MNIST) is unavailable on this server; its log names "
+          "the missing or unreadable file");
+    }
+    auto lock = std::make_unique<absl::MutexLock>(&entry->mutex);
+    ASSIGN_OR_RETURN(std::unique_ptr<oface::PolicyLoss> loss,
+                     oface::PolicyLoss::Create(*entry->quant, reference, standard->calibration,
+                                               std::move(drawn->calibration)));
+    return std::make_unique<HostPolicyLossSession>(std::move(lock), std::move(loss));
+  }
+
+ private:
+  SupernetHost& host_;
+  const std::string space_;
+};
+
+std::shared_ptr<const search::PolicyLossProvider> SupernetHost::PolicyLosses(
+    absl::string_view space) {
+  if (!Has(space)) return nullptr;
+  return std::make_shared<PolicyLossSource>(*this, std::string(space));
 }
 
 }  // namespace apq::server

@@ -31,6 +31,7 @@
 #include "oface/search_space.h"
 #include "oface/subnet_measurement.h"
 #include "oface/supernet.h"
+#include "search/engine.h"
 
 namespace apq::server {
 
@@ -84,6 +85,13 @@ class SupernetHost {
   absl::StatusOr<Export> ExportSubnet(absl::string_view space, const oface::Genotype& genotype,
                                       const std::function<bool()>& cancelled);
 
+  // The losses of `space`'s networks at any bit policy on its quantization-aware supernet, for
+  // engines that measure (search::PolicyLossProvider; null when the space has no supernet).
+  // A session recalibrates batch norm at its reference on the calibration images Measure uses
+  // and measures on `images` train-split images drawn with its seed; it holds the space's
+  // supernet while it lives, so measured evaluations of the space wait for it.
+  std::shared_ptr<const search::PolicyLossProvider> PolicyLosses(absl::string_view space);
+
  private:
   struct Entry {
     std::unique_ptr<oface::Supernet> fp32;
@@ -92,6 +100,7 @@ class SupernetHost {
     absl::Mutex mutex;  // Serializes the use of fp32 and quant.
   };
 
+  class PolicyLossSource;
   explicit SupernetHost(Options options) : options_(std::move(options)) {}
   // The space's entry or FAILED_PRECONDITION.
   absl::StatusOr<Entry*> FindEntry(absl::string_view space) const;

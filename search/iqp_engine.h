@@ -1,0 +1,36 @@
+// The "iqp" engine (after CLADO, Deng et al. 2023): bit allocation of one architecture under
+// hard budgets with a measured loss model. It needs a space held to one architecture
+// (SubmitSearchRequest.fixed_architecture) and the space's trained supernet
+// (SearchProblem::policy_losses).
+//   1. Slots and costs: the architecture's per-layer bitwidth slots
+//      (hwmodels::DecomposeCost, kBitwidths) priced on the job's device; with
+//      `activations` "highest" a slot's choices are its weight widths with its activations at
+//      their highest (as CLADO allocates weight bits), with "searched" every (weight,
+//      activation) setting.
+//   2. Sensitivity: the cross-entropy on `calibration_images` train-split images of the
+//      reference policy (every width at its highest), of every single change and (with
+//      `cross_layer`) every pair of changes in two slots (search/cross_layer_sensitivity),
+//      measured in 20 steps of equal size, each a checkpoint; G made positive semi-definite.
+//      Without `cross_layer`, G's diagonal alone: the independent-sensitivity baseline.
+//   3. Allocation: minimise x^T G x under the budgets with CBC within `time_limit_s`
+//      (search/quadratic_allocation); the one network it returns meets every budget, is
+//      scored by the predictor and is the job's best. The solver's gap and bound go to the
+//      engine's log line (EngineResult has no field for them yet).
+#ifndef APQ_SEARCH_IQP_ENGINE_H_
+#define APQ_SEARCH_IQP_ENGINE_H_
+
+#include <memory>
+
+#include "search/engine.h"
+
+namespace apq::search {
+
+inline constexpr char kIqpEngineName[] = "iqp";
+// Steps of the sensitivity measurement; the allocation is the step after them.
+inline constexpr int kIqpMeasurementSteps = 20;
+
+std::unique_ptr<Engine> NewIqpEngine();
+
+}  // namespace apq::search
+
+#endif  // APQ_SEARCH_IQP_ENGINE_H_

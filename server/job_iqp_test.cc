@@ -1,0 +1,168 @@
+// The iqp engine (search/iqp_engine.h) through the job manager, on fmnist_lowbit's real
+// quantization-aware supernet, its shipped predictor and the local-cpu table: the allocation
+// meets its budget, the job resumes after a restart in the middle of its measurement to the
+// same network, and requests it cannot serve are refused naming the field before anything is
+// stored.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "search/iqp_engine.h"
+#include "server/catalog.h"
+#include "server/job_manager.h"
+#include "server/job_manager_testing.h"
+#include "server/supernet_host.h"
+
+namespace apq::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+class JobIqpTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    SupernetHost::Options options;
+    options.data_dir = "data";
+    options.calibration_images = 250;
+    auto host = SupernetHost::Create(options);
+    ASSERT_TRUE(host.ok()) << host.status();
+    supernets_ = host->release();
+    ASSERT_TRUE(supernets_->Has("fmnist_lowbit"));
+  }
+  static void TearDownTestSuite() {
+    delete supernets_;
+    supernets_ = nullptr;
+  }
+
+  void SetUp() override {
+    bed_.Open();
+    bed_.StartManager();
+    auto space = bed_.catalog().FindSpace("fmnist_lowbit");
+    ASSERT_TRUE(space.ok());
+    space_ = *space;
+  }
+
+  // The smallest architecture with every weight width at `weight_bits` and every activation
+  // width at `activation_bits`.
+  oface::Genotype Smallest(int weight_bits, int activation_bits) const {
+    oface::Genotype genotype(space_->genes().size());
+    for (size_t g = 0; g < genotype.size(); ++g) {
+      const oface::GeneSpec& gene = space_->genes()[g];
+      genotype[g] = gene.choices.front();
+      if (oface::IsBitsGene(gene)) {
+        genotype[g] =
+            gene.name.find("_a_bits") != std::string::npos ? activation_bits : weight_bits;
+      }
+    }
+    return space_->Canonical(genotype);
+  }
+
+  double Bitops(const oface::Genotype& genotype) const {
+    return static_cast<double>(space_->StaticCosts(genotype)->bitops);
+  }
+
+  apq::v1::SubmitSearchRequest Request(double max_bitops) const {
+    apq::v1::SubmitSearchRequest request;
+    request.set_space("fmnist_lowbit");
+    request.set_device("local-cpu");
+    request.set_seed(3);
+    request.set_fixed_architecture(space_->ToJson(Smallest(8, 8)));
+    request.mutable_budgets()->set_max_bitops(max_bitops);
+    apq::v1::EngineRequest* engine = request.mutable_engine_request();
+    engine->set_name(search::kIqpEngineName);
+    (*engine->mutable_options())["calibration_images"].set_int_value(64);
+    (*engine->mutable_options())["time_limit_s"].set_double_value(30);
+    return request;
+  }
+
+  // A budget halfway between the cheapest weight allocation and every width at 8 bits.
+  double MiddleBudget() const { return (Bitops(Smallest(2, 8)) + Bitops(Smallest(8, 8))) / 2; }
+
+  static SupernetHost* supernets_;
+  JobTestBed bed_{*supernets_};
+  const oface::SearchSpace* space_ = nullptr;
+};
+
+SupernetHost* JobIqpTest::supernets_ = nullptr;
+
+TEST_F(JobIqpTest, TheAllocationMeetsItsBudgetAndAResumedJobEndsTheSame) {
+  const double budget = MiddleBudget();
+  auto job = bed_.manager().Submit(Request(budget));
+  ASSERT_TRUE(job.ok()) << job.status();
+  const apq::v1::JobProgress last = bed_.AwaitEnd(job->id(), absl::Seconds(600));
+  ASSERT_EQ(last.state(), apq::v1::JOB_STATE_SUCCEEDED) << last.error();
+  EXPECT_EQ(last.generation(), search::kIqpMeasurementSteps);
+  auto stored = bed_.store().jobs().GetJob(job->id());
+  ASSERT_TRUE(stored.ok() && stored->best.has_value());
+  ASSERT_TRUE(stored->best->bitops.has_value());
+  EXPECT_LE(*stored->best->bitops, budget);
+  EXPECT_EQ(stored->candidates_evaluated, 1);
+  const std::string allocated = stored->best->config_json;
+  // Activations stay at their highest; some weights go below 8 bits to meet the budget.
+  auto genotype = space_->FromJson(allocated);
+  ASSERT_TRUE(genotype.ok());
+  EXPECT_LT(Bitops(*genotype), Bitops(Smallest(8, 8)));
+
+  // The same job stopped in the middle of its measurement and resumed ends on the same network.
+  auto again = bed_.manager().Submit(Request(budget));
+  ASSERT_TRUE(again.ok());
+  bool stopped = false;
+  for (int i = 0; i < 6000 && !stopped; ++i) {
+    auto running = bed_.store().jobs().GetJob(again->id());
+    if (running.ok() && running->generations_done >= 5) {
+      bed_.StopManager();
+      stopped = true;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_TRUE(stopped);
+  auto interrupted = bed_.store().jobs().GetJob(again->id());
+  ASSERT_TRUE(interrupted.ok());
+  EXPECT_LT(interrupted->generations_done, search::kIqpMeasurementSteps);
+  bed_.StartManager();
+  const apq::v1::JobProgress resumed = bed_.AwaitEnd(again->id(), absl::Seconds(600));
+  ASSERT_EQ(resumed.state(), apq::v1::JOB_STATE_SUCCEEDED) << resumed.error();
+  auto finished = bed_.store().jobs().GetJob(again->id());
+  ASSERT_TRUE(finished.ok() && finished->best.has_value());
+  EXPECT_EQ(finished->best->config_json, allocated);
+}
+
+TEST_F(JobIqpTest, RequestsItCannotServeAreRefusedNamingTheField) {
+  struct Case {
+    std::string what;
+    apq::v1::SubmitSearchRequest request;
+    absl::StatusCode code;
+    std::string says;
+  };
+  std::vector<Case> cases;
+  cases.push_back({"below the cheapest", Request(Bitops(Smallest(2, 8)) * 0.9),
+                   absl::StatusCode::kFailedPrecondition, "below the cheapest bit policy"});
+  cases.push_back({"no fixed architecture", Request(MiddleBudget()),
+                   absl::StatusCode::kFailedPrecondition, "fixed_architecture"});
+  cases.back().request.clear_fixed_architecture();
+  for (const int images : {0, 50001}) {
+    cases.push_back({absl::StrCat(images, " images"), Request(MiddleBudget()),
+                     absl::StatusCode::kInvalidArgument, "engine.options.calibration_images"});
+    (*cases.back().request.mutable_engine_request()->mutable_options())["calibration_images"]
+        .set_int_value(images);
+  }
+  cases.push_back({"pareto objective", Request(MiddleBudget()), absl::StatusCode::kInvalidArgument,
+                   "objective"});
+  cases.back().request.set_objective(apq::v1::OBJECTIVE_PARETO);
+  cases.push_back({"too many evaluations", Request(MiddleBudget()),
+                   absl::StatusCode::kFailedPrecondition, "engine.options.max_evaluations"});
+  (*cases.back().request.mutable_engine_request()->mutable_options())["max_evaluations"]
+      .set_int_value(10);
+  for (const Case& c : cases) {
+    const auto job = bed_.manager().Submit(c.request);
+    EXPECT_EQ(job.status().code(), c.code) << c.what << ": " << job.status();
+    EXPECT_THAT(std::string(job.status().message()), HasSubstr(c.says)) << c.what;
+  }
+  EXPECT_TRUE(bed_.store().jobs().ListJobs(std::nullopt, std::nullopt, 0, 10)->empty());
+}
+
+}  // namespace
+}  // namespace apq::server
