@@ -286,6 +286,54 @@ TEST_F(EndToEndTest, PricesSearchesAndMeasuresLowBitPolicies) {
   EXPECT_LE(metrics["measured_accuracy"].get<double>(), 1.0);
 }
 
+// The iqp engine through the client: the bits of one measured architecture allocated under
+// a BitOps budget between its cheapest weight widths and 8 bits everywhere.
+TEST_F(EndToEndTest, AllocatesTheBitsOfOneArchitectureWithTheIqpEngine) {
+  std::optional<oface::MeasurementRecord> record;
+  for (const absl::string_view line :
+       absl::StrSplit(ReadFile("data/fmnist_lowbit/measurements.csv"), '\n')) {
+    absl::StatusOr<oface::MeasurementRecord> parsed = oface::MeasurementFromCsvLine(line);
+    if (parsed.ok()) {
+      record = *std::move(parsed);
+      break;
+    }
+  }
+  ASSERT_TRUE(record.has_value());
+  // The architecture with weights at `weight_bits` and activations at 8, priced in BitOps.
+  const auto bitops = [&](int weight_bits) {
+    json arch = json::parse(record->config_json);
+    for (auto& [name, widths] : arch[1].items()) {
+      for (auto& bits : widths) bits = name.find("_a_bits") != std::string::npos ? 8 : weight_bits;
+    }
+    const std::string path = TempPath(absl::StrCat("w", weight_bits, ".json"));
+    WriteFile(path, arch.dump());
+    ProcessResult priced = Client({"evaluate", "--space", "fmnist_lowbit", "--device", "local-cpu",
+                                   "--config", path, "--json"});
+    EXPECT_EQ(priced.exit_code, 0) << priced.err;
+    return ParseJson(priced)["bitops"].get<double>();
+  };
+  const double budget = (bitops(2) + bitops(8)) / 2;
+  const std::string architecture = TempPath("architecture.json");
+  WriteFile(architecture, record->config_json);
+  ProcessResult result =
+      Client({"search", "--space", "fmnist_lowbit", "--device", "local-cpu", "--fixed-architecture",
+              architecture, "--max-bitops", absl::StrCat(budget), "--engine", "iqp", "--options",
+              "calibration_images=64,cross_layer=false,time_limit_s=20", "--wait", "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  const json job = ParseJson(result);
+  EXPECT_EQ(job["state"], "SUCCEEDED");
+  EXPECT_EQ(job["engine"], "iqp");
+  EXPECT_LE(job["bitops"].get<double>(), budget);
+  EXPECT_EQ(job["candidates_evaluated"].get<int64_t>(), 1);
+
+  // A budget below every weight allocation is refused naming the cheapest.
+  result =
+      Client({"search", "--space", "fmnist_lowbit", "--device", "local-cpu", "--fixed-architecture",
+              architecture, "--max-bitops", absl::StrCat(bitops(2) / 2), "--engine", "iqp"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("below the cheapest bit policy"), std::string::npos) << result.err;
+}
+
 // Deployment scenarios through the client: one sweep over two devices answers every
 // scenario within its budget, each scenario is an ordinary job, and bad scenario files and
 // unknown sweeps are refused.
