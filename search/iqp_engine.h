@@ -14,8 +14,8 @@
 //      Without `cross_layer`, G's diagonal alone: the independent-sensitivity baseline.
 //   3. Allocation: minimise x^T G x under the budgets with CBC within `time_limit_s`
 //      (search/quadratic_allocation); the one network it returns meets every budget, is
-//      scored by the predictor and is the job's best. The solver's gap and bound go to the
-//      engine's log line (EngineResult has no field for them yet).
+//      scored by the predictor and is the job's best. (The solver's gap and bound are not
+//      reported yet: EngineResult has no field for them.)
 #ifndef APQ_SEARCH_IQP_ENGINE_H_
 #define APQ_SEARCH_IQP_ENGINE_H_
 
