@@ -23,6 +23,31 @@ std::vector<int> Offsets(const std::vector<int>& choices_per_slot) {
   return offsets;
 }
 
+// Calls single(s, c) for each single change of the reference, slot by slot and choice by
+// choice, then (with pairs) pair(s, c, t, d) for each change of two slots t < s: the one
+// order the policies are measured in and read back in.
+template <typename Single, typename Pair>
+void VisitChanges(const std::vector<int>& choices_per_slot, const std::vector<int>& reference,
+                  bool pairs, Single single, Pair pair) {
+  const int slots = static_cast<int>(choices_per_slot.size());
+  for (int s = 0; s < slots; ++s) {
+    for (int c = 0; c < choices_per_slot[s]; ++c) {
+      if (c != reference[s]) single(s, c);
+    }
+  }
+  if (!pairs) return;
+  for (int s = 0; s < slots; ++s) {
+    for (int t = 0; t < s; ++t) {
+      for (int c = 0; c < choices_per_slot[s]; ++c) {
+        if (c == reference[s]) continue;
+        for (int d = 0; d < choices_per_slot[t]; ++d) {
+          if (d != reference[t]) pair(s, c, t, d);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 int SensitivityEvaluations(const std::vector<int>& choices_per_slot, bool pairs) {
@@ -38,35 +63,20 @@ int SensitivityEvaluations(const std::vector<int>& choices_per_slot, bool pairs)
 
 std::vector<std::vector<int>> SensitivityPolicies(const std::vector<int>& choices_per_slot,
                                                   const std::vector<int>& reference, bool pairs) {
-  const int slots = static_cast<int>(choices_per_slot.size());
   std::vector<std::vector<int>> policies;
   policies.reserve(SensitivityEvaluations(choices_per_slot, pairs));
   policies.push_back(reference);
-  std::vector<int> policy = reference;
-  for (int s = 0; s < slots; ++s) {
-    for (int c = 0; c < choices_per_slot[s]; ++c) {
-      if (c == reference[s]) continue;
-      policy[s] = c;
-      policies.push_back(policy);
-    }
-    policy[s] = reference[s];
-  }
-  if (!pairs) return policies;
-  for (int s = 0; s < slots; ++s) {
-    for (int t = 0; t < s; ++t) {
-      for (int c = 0; c < choices_per_slot[s]; ++c) {
-        if (c == reference[s]) continue;
-        for (int d = 0; d < choices_per_slot[t]; ++d) {
-          if (d == reference[t]) continue;
-          policy[s] = c;
-          policy[t] = d;
-          policies.push_back(policy);
-        }
-      }
-      policy[s] = reference[s];
-      policy[t] = reference[t];
-    }
-  }
+  VisitChanges(
+      choices_per_slot, reference, pairs,
+      [&](int s, int c) {
+        policies.push_back(reference);
+        policies.back()[s] = c;
+      },
+      [&](int s, int c, int t, int d) {
+        policies.push_back(reference);
+        policies.back()[s] = c;
+        policies.back()[t] = d;
+      });
   return policies;
 }
 
@@ -83,37 +93,25 @@ absl::StatusOr<std::vector<double>> AssembleSensitivity(const std::vector<int>& 
       return absl::InvalidArgumentError(absl::StrCat("the loss of a policy is not finite: ", loss));
     }
   }
-  const int slots = static_cast<int>(choices_per_slot.size());
   const std::vector<int> offsets = Offsets(choices_per_slot);
   const int n = offsets.back() + choices_per_slot.back();
   std::vector<double> g(static_cast<size_t>(n) * n, 0.0);
+  const auto at = [&](int i, int j) -> double& { return g[static_cast<size_t>(i) * n + j]; };
   const double base = losses[0];
   size_t next = 1;
-  for (int s = 0; s < slots; ++s) {
-    for (int c = 0; c < choices_per_slot[s]; ++c) {
-      if (c == reference[s]) continue;
-      const int i = offsets[s] + c;
-      g[static_cast<size_t>(i) * n + i] = losses[next++] - base;
-    }
-  }
-  if (!pairs) return g;
-  for (int s = 0; s < slots; ++s) {
-    for (int t = 0; t < s; ++t) {
-      for (int c = 0; c < choices_per_slot[s]; ++c) {
-        if (c == reference[s]) continue;
-        for (int d = 0; d < choices_per_slot[t]; ++d) {
-          if (d == reference[t]) continue;
-          const int i = offsets[s] + c;
-          const int j = offsets[t] + d;
-          const double interaction = (losses[next++] - base - g[static_cast<size_t>(i) * n + i] -
-                                      g[static_cast<size_t>(j) * n + j]) /
-                                     2;
-          g[static_cast<size_t>(i) * n + j] = interaction;
-          g[static_cast<size_t>(j) * n + i] = interaction;
-        }
-      }
-    }
-  }
+  VisitChanges(
+      choices_per_slot, reference, pairs,
+      [&](int s, int c) {
+        const int i = offsets[s] + c;
+        at(i, i) = losses[next++] - base;
+      },
+      [&](int s, int c, int t, int d) {
+        const int i = offsets[s] + c;
+        const int j = offsets[t] + d;
+        const double interaction = (losses[next++] - base - at(i, i) - at(j, j)) / 2;
+        at(i, j) = interaction;
+        at(j, i) = interaction;
+      });
   return g;
 }
 

@@ -34,6 +34,15 @@ std::string TutorialConfigFile() {
   return path;
 }
 
+// The first record of a shipped measurement CSV.
+std::optional<oface::MeasurementRecord> FirstRecord(const std::string& path) {
+  for (const absl::string_view line : absl::StrSplit(ReadFile(path), '\n')) {
+    absl::StatusOr<oface::MeasurementRecord> parsed = oface::MeasurementFromCsvLine(line);
+    if (parsed.ok()) return *std::move(parsed);
+  }
+  return std::nullopt;
+}
+
 class EndToEndTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -229,15 +238,8 @@ TEST_F(EndToEndTest, MeasuresFashionMnistSubnetsOnTheShippedSupernet) {
 // with the shipped predictor under a budget that the largest network meets only below 3 bits;
 // the shipped supernet measures a policy on validation images.
 TEST_F(EndToEndTest, PricesSearchesAndMeasuresLowBitPolicies) {
-  std::optional<oface::MeasurementRecord> record;
-  for (const absl::string_view line :
-       absl::StrSplit(ReadFile("data/fmnist_mbv2/measurements.csv"), '\n')) {
-    absl::StatusOr<oface::MeasurementRecord> parsed = oface::MeasurementFromCsvLine(line);
-    if (parsed.ok()) {
-      record = *std::move(parsed);
-      break;
-    }
-  }
+  const std::optional<oface::MeasurementRecord> record =
+      FirstRecord("data/fmnist_mbv2/measurements.csv");
   ASSERT_TRUE(record.has_value());
   json arch = json::parse(record->config_json);
   int n = 0;
@@ -289,15 +291,8 @@ TEST_F(EndToEndTest, PricesSearchesAndMeasuresLowBitPolicies) {
 // The iqp engine through the client: the bits of one measured architecture allocated under
 // a BitOps budget between its cheapest weight widths and 8 bits everywhere.
 TEST_F(EndToEndTest, AllocatesTheBitsOfOneArchitectureWithTheIqpEngine) {
-  std::optional<oface::MeasurementRecord> record;
-  for (const absl::string_view line :
-       absl::StrSplit(ReadFile("data/fmnist_lowbit/measurements.csv"), '\n')) {
-    absl::StatusOr<oface::MeasurementRecord> parsed = oface::MeasurementFromCsvLine(line);
-    if (parsed.ok()) {
-      record = *std::move(parsed);
-      break;
-    }
-  }
+  const std::optional<oface::MeasurementRecord> record =
+      FirstRecord("data/fmnist_lowbit/measurements.csv");
   ASSERT_TRUE(record.has_value());
   // The architecture with weights at `weight_bits` and activations at 8, priced in BitOps.
   const auto bitops = [&](int weight_bits) {
