@@ -1,6 +1,7 @@
 #include "server/job_manager.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <utility>
@@ -753,11 +754,27 @@ void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& con
     return options_.max_job_duration > absl::ZeroDuration() &&
            elapsed_now() > absl::ToDoubleSeconds(options_.max_job_duration);
   };
+  // Its rows limit counts every row the job's steps reported (at least the rows they store:
+  // a network met again shares its row), in every run.
+  std::atomic<int64_t> reported_rows{job.candidates_evaluated +
+                                     (request.keep_all_draws() ? job.rejected_draws : 0)};
+  const auto over_rows = [&] {
+    return options_.max_rows_per_job > 0 && reported_rows.load() >= options_.max_rows_per_job;
+  };
+  const auto count_and_store = [&](const search::StepReport& report) -> absl::Status {
+    reported_rows += static_cast<int64_t>(report.scored.size()) +
+                     (request.keep_all_draws() ? report.rejected_total : 0);
+    return on_step(report);
+  };
   absl::StatusOr<search::EngineResult> result = resolved->engine->Run(
-      resolved->problem(), resolved->options, request.seed(), on_step,
-      [&] { return control.stop_requested() || over_time(); }, job.checkpoint);
-  const bool timed_out = result.ok() && result->cancelled && !control.stop_requested();
-  if (result.ok() && result->cancelled && !control.cancel_requested() && !timed_out) {
+      resolved->problem(), resolved->options, request.seed(), count_and_store,
+      [&] { return control.stop_requested() || over_time() || over_rows(); }, job.checkpoint);
+  const bool timed_out =
+      result.ok() && result->cancelled && !control.stop_requested() && !over_rows();
+  const bool too_many_rows =
+      result.ok() && result->cancelled && !control.stop_requested() && !timed_out;
+  if (result.ok() && result->cancelled && !control.cancel_requested() && !timed_out &&
+      !too_many_rows) {
     // Server shutdown: the job stays running in the store and resumes on restart from its
     // last stored group, as after a crash; the steps since are run again then. (The
     // group in flight is stored before `commits` goes.)
@@ -790,6 +807,12 @@ void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& con
                  absl::StrCat("stopped after ", absl::FormatDuration(options_.max_job_duration),
                               ", this server's limit per job (apqd --max_job_seconds); the "
                               "candidates stored so far are kept"),
+                 elapsed_now(), resolved->pareto_cost, front.has_value() ? &front->ids() : nullptr);
+  } else if (too_many_rows) {
+    EndWithFront(job_id, JobState::kFailed,
+                 absl::StrCat("stopped after ", reported_rows.load(),
+                              " rows, this server's limit per job (apqd --max_rows_per_job); the "
+                              "rows stored so far are kept"),
                  elapsed_now(), resolved->pareto_cost, front.has_value() ? &front->ids() : nullptr);
   } else if (result->cancelled) {
     EndWithFront(job_id, JobState::kCancelled, "cancelled by request", elapsed_now(),

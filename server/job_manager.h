@@ -65,6 +65,10 @@ class JobManager {
     // running then fails, keeping what it stored). 0: no limit.
     int64_t max_candidates_per_job = 0;
     absl::Duration max_job_duration = absl::ZeroDuration();
+    // Rows a job may store (scored networks, and the infeasible draws of keep_all_draws, which
+    // the candidates cap does not bound); a job that reaches it stops and fails, keeping its
+    // rows. 0: no limit.
+    int64_t max_rows_per_job = 0;
   };
 
   // Starts the workers and recovers unfinished jobs: a queued job is queued again; a running

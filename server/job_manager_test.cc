@@ -407,6 +407,39 @@ TEST(JobQuotaTest, CapsOnWorkWallTimeAndActiveJobs) {
   EXPECT_TRUE(bed.manager().Submit(request, "tok-a", 2).ok());
 }
 
+// The rows cap stops a job that keeps every infeasible draw (which the candidates cap does not
+// bound) and fails it, keeping its rows.
+TEST(JobQuotaTest, AJobThatReachesTheRowsCapStopsKeepingItsRows) {
+  std::unique_ptr<SupernetHost> supernets = NewHostWithoutSupernets();
+  JobTestBed bed(*supernets);
+  bed.manager_options().max_rows_per_job = 3000;
+  bed.Open();
+  apq::v1::SubmitSearchRequest request;
+  request.set_space("ofa_mbv3");
+  request.set_device("note10");
+  request.mutable_budgets()->set_max_latency_ms(16);  // Most random draws are over it.
+  request.mutable_evolution()->set_population_size(50);
+  request.mutable_evolution()->set_generations(1000);
+  request.set_keep_all_draws(true);
+  auto job = bed.manager().Submit(request);
+  ASSERT_TRUE(job.ok()) << job.status();
+  const apq::v1::JobProgress ended = bed.AwaitEnd(job->id());
+  EXPECT_EQ(ended.state(), apq::v1::JOB_STATE_FAILED);
+  const JobRecord stored = bed.store().jobs().GetJob(job->id()).value();
+  EXPECT_THAT(stored.error, HasSubstr("apqd --max_rows_per_job"));
+  EXPECT_LT(stored.generations_done, 1000);
+  const std::vector<CandidateRecord> rows = AllCandidates(bed.store().jobs(), job->id());
+  EXPECT_FALSE(rows.empty());
+  // Stopped at the first check past the cap: the generations before the last one stored
+  // held fewer rows than the cap.
+  int last_generation = 0;
+  for (const CandidateRecord& row : rows)
+    last_generation = std::max(last_generation, row.generation);
+  int64_t before_last = 0;
+  for (const CandidateRecord& row : rows) before_last += row.generation < last_generation ? 1 : 0;
+  EXPECT_LT(before_last, 3000);
+}
+
 // Retention: ended jobs older than the age are deleted with their rows; younger ones and
 // unfinished ones stay.
 TEST(JobRetentionTest, EndedJobsOlderThanTheAgeAreDeleted) {

@@ -54,6 +54,9 @@ ABSL_FLAG(int64_t, max_candidates_per_job, 20000000,
 ABSL_FLAG(int64_t, max_job_seconds, int64_t{6} * 3600,
           "wall time after which a running search stops and fails, keeping what it stored; 0: "
           "no limit");
+ABSL_FLAG(int64_t, max_rows_per_job, 50000000,
+          "rows one job may store (scored networks, and infeasible draws with keep_all_draws); "
+          "a job reaching it fails, keeping its rows (0: no limit)");
 ABSL_FLAG(int, max_active_jobs_per_token, 16,
           "jobs one non-admin token may have queued or running at once; 0: no limit");
 ABSL_FLAG(double, max_calls_per_second, 50,
@@ -146,6 +149,7 @@ int main(int argc, char** argv) {
   options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   options.max_candidates_per_job = absl::GetFlag(FLAGS_max_candidates_per_job);
+  options.max_rows_per_job = absl::GetFlag(FLAGS_max_rows_per_job);
   options.max_job_duration = absl::Seconds(absl::GetFlag(FLAGS_max_job_seconds));
   options.max_active_jobs_per_token = absl::GetFlag(FLAGS_max_active_jobs_per_token);
   options.max_calls_per_second = absl::GetFlag(FLAGS_max_calls_per_second);

@@ -87,10 +87,10 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
         absl::StrCat("predictor_threads: must be in [1, 256], got ", options.predictor_threads));
   }
   if (options.max_candidates_per_job < 0 || options.max_job_duration < absl::ZeroDuration() ||
-      options.max_active_jobs_per_token < 0 || !(options.max_calls_per_second >= 0) ||
-      !(options.max_call_burst >= 0)) {
+      options.max_rows_per_job < 0 || options.max_active_jobs_per_token < 0 ||
+      !(options.max_calls_per_second >= 0) || !(options.max_call_burst >= 0)) {
     return absl::InvalidArgumentError(
-        "max_candidates_per_job, max_job_seconds, max_active_jobs_per_token, "
+        "max_candidates_per_job, max_job_seconds, max_rows_per_job, max_active_jobs_per_token, "
         "max_calls_per_second, max_call_burst: must be >= 0 (0: no limit)");
   }
   RoleQuotas quotas = RoleQuotas::AllButAdmin(
@@ -127,6 +127,7 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   job_options.queue_capacity = options.queue_capacity;
   job_options.commit_interval = options.job_commit_interval;
   job_options.max_candidates_per_job = options.max_candidates_per_job;
+  job_options.max_rows_per_job = options.max_rows_per_job;
   job_options.max_job_duration = options.max_job_duration;
   ASSIGN_OR_RETURN(
       server->jobs_,

@@ -52,6 +52,7 @@ struct ServerOptions {
   // once).
   int64_t max_candidates_per_job = 0;
   absl::Duration max_job_duration = absl::ZeroDuration();
+  int64_t max_rows_per_job = 0;  // JobManager::Options::max_rows_per_job.
   int max_active_jobs_per_token = 0;
   double max_calls_per_second = 0;
   double max_call_burst = 0;
