@@ -65,7 +65,16 @@ absl::StatusOr<Allocation> BuildAllocation(const SearchProblem& problem,
     return absl::FailedPreconditionError(
         "fixed_architecture: the network has no bitwidths to allocate");
   }
+  // "highest": activations at their highest; a width: every activation at it; "searched":
+  // every setting.
+  int activation_width = 0;
+  if (activations != "highest" && activations != "searched") {
+    activation_width = std::stoi(activations);
+  }
   for (const hwmodels::PricedSlot& slot : allocation.view.slots) {
+    const auto is_activation = [&](size_t g) {
+      return IsActivationBitsGene(space.genes()[slot.genes[g]]);
+    };
     // The highest value of each of the slot's genes among its choices.
     std::vector<int> highest(slot.genes.size(), 0);
     for (const hwmodels::PricedChoice& choice : slot.choices) {
@@ -74,27 +83,41 @@ absl::StatusOr<Allocation> BuildAllocation(const SearchProblem& problem,
       }
     }
     std::vector<int> kept;
-    int top = -1;
     for (size_t c = 0; c < slot.choices.size(); ++c) {
       bool keep = true;
-      bool all_highest = true;
       for (size_t g = 0; g < slot.genes.size(); ++g) {
-        const bool at_highest = slot.choices[c].values[g] == highest[g];
-        all_highest = all_highest && at_highest;
-        if (activations == "highest" && IsActivationBitsGene(space.genes()[slot.genes[g]])) {
-          keep = keep && at_highest;
-        }
+        if (!is_activation(g)) continue;
+        const int value = slot.choices[c].values[g];
+        if (activations == "highest") keep = keep && value == highest[g];
+        if (activation_width > 0) keep = keep && value == activation_width;
       }
-      if (!keep) continue;
-      if (all_highest) top = static_cast<int>(kept.size());
-      kept.push_back(static_cast<int>(c));
+      if (keep) kept.push_back(static_cast<int>(c));
     }
-    if (top < 0) {
+    if (kept.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("engine.options.activations: slot ", slot.name,
+                                                     " has no activation width ", activations));
+    }
+    // The reference: the kept setting with every gene at its highest among the kept ones.
+    std::vector<int> top(slot.genes.size(), 0);
+    for (const int c : kept) {
+      for (size_t g = 0; g < slot.genes.size(); ++g) {
+        top[g] = std::max(top[g], slot.choices[c].values[g]);
+      }
+    }
+    int reference = -1;
+    for (size_t k = 0; k < kept.size(); ++k) {
+      bool all_top = true;
+      for (size_t g = 0; g < slot.genes.size(); ++g) {
+        all_top = all_top && slot.choices[kept[k]].values[g] == top[g];
+      }
+      if (all_top) reference = static_cast<int>(k);
+    }
+    if (reference < 0) {
       return absl::FailedPreconditionError(absl::StrCat(
           "slot ", slot.name, ": no setting has every width at its highest to measure against"));
     }
     allocation.kept.push_back(std::move(kept));
-    allocation.reference.push_back(top);
+    allocation.reference.push_back(reference);
   }
   return allocation;
 }
@@ -340,10 +363,11 @@ class IqpEngine final : public Engine {
     activations.name = "activations";
     activations.type = OptionSpec::Type::kChoice;
     activations.default_value = std::string("highest");
-    activations.choices = {"highest", "searched"};
+    activations.choices = {"highest", "searched", "2", "3", "4", "6", "8"};
     activations.description =
-        "highest: allocate weight widths with activations at their highest (as CLADO); "
-        "searched: every (weight, activation) setting";
+        "highest: allocate weight widths with activations at their highest (as CLADO); a "
+        "width: with every activation at it (a slot without it is refused); searched: every "
+        "(weight, activation) setting";
     specs.push_back(activations);
     OptionSpec time_limit;
     time_limit.name = "time_limit_s";

@@ -5,8 +5,9 @@
 //   1. Slots and costs: the architecture's per-layer bitwidth slots
 //      (hwmodels::DecomposeCost, kBitwidths) priced on the job's device; with
 //      `activations` "highest" a slot's choices are its weight widths with its activations at
-//      their highest (as CLADO allocates weight bits), with "searched" every (weight,
-//      activation) setting.
+//      their highest (as CLADO allocates weight bits), with a width ("4") at that width, with
+//      "searched" every (weight, activation) setting. The reference policy has every kept
+//      width at its highest.
 //   2. Sensitivity: the cross-entropy on `calibration_images` train-split images of the
 //      reference policy (every width at its highest), of every single change and (with
 //      `cross_layer`) every pair of changes in two slots (search/cross_layer_sensitivity),

@@ -130,6 +130,30 @@ TEST_F(JobIqpTest, TheAllocationMeetsItsBudgetAndAResumedJobEndsTheSame) {
   EXPECT_EQ(finished->best->config_json, allocated);
 }
 
+TEST_F(JobIqpTest, ActivationsHeldAtAWidthStayThereAndTheBudgetHolds) {
+  const double budget = (Bitops(Smallest(2, 4)) + Bitops(Smallest(8, 4))) / 2;
+  apq::v1::SubmitSearchRequest request = Request(budget);
+  auto& options = *request.mutable_engine_request()->mutable_options();
+  options["activations"].set_choice_value("4");
+  options["cross_layer"].set_bool_value(false);
+  auto job = bed_.manager().Submit(request);
+  ASSERT_TRUE(job.ok()) << job.status();
+  const apq::v1::JobProgress last = bed_.AwaitEnd(job->id(), absl::Seconds(600));
+  ASSERT_EQ(last.state(), apq::v1::JOB_STATE_SUCCEEDED) << last.error();
+  auto stored = bed_.store().jobs().GetJob(job->id());
+  ASSERT_TRUE(stored.ok() && stored->best.has_value());
+  EXPECT_LE(*stored->best->bitops, budget);
+  auto genotype = space_->FromJson(stored->best->config_json);
+  ASSERT_TRUE(genotype.ok());
+  // Every activation width the network uses is 4 (unused layers keep their canonical value).
+  const oface::Genotype at_four = Smallest(8, 4);
+  for (size_t g = 0; g < genotype->size(); ++g) {
+    if (space_->genes()[g].name.find("_a_bits") != std::string::npos) {
+      EXPECT_EQ((*genotype)[g], at_four[g]) << space_->genes()[g].name;
+    }
+  }
+}
+
 TEST_F(JobIqpTest, RequestsItCannotServeAreRefusedNamingTheField) {
   struct Case {
     std::string what;
@@ -149,6 +173,10 @@ TEST_F(JobIqpTest, RequestsItCannotServeAreRefusedNamingTheField) {
     (*cases.back().request.mutable_engine_request()->mutable_options())["calibration_images"]
         .set_int_value(images);
   }
+  cases.push_back({"an activation width outside the space", Request(MiddleBudget()),
+                   absl::StatusCode::kInvalidArgument, "engine.options.activations"});
+  (*cases.back().request.mutable_engine_request()->mutable_options())["activations"]
+      .set_choice_value("5");
   cases.push_back({"pareto objective", Request(MiddleBudget()), absl::StatusCode::kInvalidArgument,
                    "objective"});
   cases.back().request.set_objective(apq::v1::OBJECTIVE_PARETO);

@@ -198,7 +198,8 @@ TEST_F(ServerTest, ListEnginesShowsEachEngineWithItsOptionsAndDefaults) {
   EXPECT_EQ(iqp.options(0).default_value().int_value(), 512);
   EXPECT_EQ(iqp.options(0).max(), 50000);
   EXPECT_EQ(iqp.options(2).name(), "activations");
-  EXPECT_THAT(iqp.options(2).choices(), ::testing::ElementsAre("highest", "searched"));
+  EXPECT_THAT(iqp.options(2).choices(),
+              ::testing::ElementsAre("highest", "searched", "2", "3", "4", "6", "8"));
   EXPECT_EQ(response.engines(2).name(), "one_sample");
 }
 
