@@ -127,6 +127,8 @@ class Server {
                                            "--data_dir=" + absl::GetFlag(FLAGS_data_dir),
                                            "--bootstrap_token_file=" + token_file(),
                                            "--port_file=" + port_file};
+    // The child's freopen would flush a copy of this process's unwritten output.
+    std::fflush(nullptr);
     pid_ = fork();
     if (pid_ < 0) Die("fork");
     if (pid_ == 0) {

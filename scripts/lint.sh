@@ -24,7 +24,8 @@ fi
 # clang-tidy needs the generated proto headers.
 bazel build //proto:apq_cc_grpc >/dev/null 2>&1
 generated="$(bazel info bazel-genfiles 2>/dev/null)"
-flags=(-std=c++17 -x c++ -I. -I"${generated}" -I"${generated}/proto" -I/usr/include/torch/csrc/api/include)
+flags=(-std=c++17 -x c++ -I. -I"${generated}" -I"${generated}/proto" -I/usr/include/torch/csrc/api/include
+       -isystem/usr/include/coin)
 status=0
 for file in "${files[@]}"; do
   [[ "${file}" == *.cc ]] || continue

@@ -7,8 +7,9 @@
 #include "absl/strings/str_cat.h"
 
 // LAPACK's symmetric eigen-decomposition (Debian's liblapack).
-extern "C" void dsyev_(const char* jobz, const char* uplo, const int* n, double* a, const int* lda,
-                       double* w, double* work, const int* lwork, int* info);
+extern "C" void dsyev_(  // NOLINT(readability-identifier-naming): LAPACK's symbol.
+    const char* jobz, const char* uplo, const int* n, double* a, const int* lda, double* w,
+    double* work, const int* lwork, int* info);
 
 namespace apq::search {
 namespace {
