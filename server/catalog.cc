@@ -427,10 +427,9 @@ absl::StatusOr<std::shared_ptr<const hwmodels::CostTable>> Catalog::LoadTable(
     const std::string& device, int64_t version, int* format) {
   {
     absl::MutexLock lock(&mutex_);
-    auto found = tables_.find({device, version});
-    if (found != tables_.end()) {
-      *format = found->second.first;
-      return found->second.second;
+    if (auto found = tables_.Get({device, version}); found.has_value()) {
+      *format = found->first;
+      return found->second;
     }
   }
   // Parsing happens outside the lock: tables are immutable, so a race only parses twice.
@@ -442,7 +441,7 @@ absl::StatusOr<std::shared_ptr<const hwmodels::CostTable>> Catalog::LoadTable(
   }
   auto table = std::make_shared<const hwmodels::CostTable>(*std::move(parsed));
   absl::MutexLock lock(&mutex_);
-  tables_[{device, version}] = {record.format, table};
+  tables_.Put({device, version}, {record.format, table});
   *format = record.format;
   return table;
 }
@@ -452,8 +451,7 @@ std::shared_ptr<const hwmodels::TermEstimator> Catalog::Estimator(
   if (format != kTableFormatApqBitFusion && format != kTableFormatConvJson) return nullptr;
   {
     absl::MutexLock lock(&mutex_);
-    auto found = estimators_.find({device, version});
-    if (found != estimators_.end()) return found->second;
+    if (auto found = estimators_.Get({device, version}); found.has_value()) return *found;
   }
   // Built outside the lock (a BitFusion fit takes tens of milliseconds); a race only builds
   // twice. A BitFusion table too small to fit, or a conv table whose figures depend on the
@@ -469,7 +467,7 @@ std::shared_ptr<const hwmodels::TermEstimator> Catalog::Estimator(
     if (by_shape.ok()) estimator = std::move(*by_shape);
   }
   absl::MutexLock lock(&mutex_);
-  estimators_[{device, version}] = estimator;
+  estimators_.Put({device, version}, estimator);
   return estimator;
 }
 
@@ -494,8 +492,7 @@ absl::StatusOr<Catalog::CostModelHandle> Catalog::CostModel(absl::string_view sp
   const auto key = std::make_tuple(static_cast<std::string>(space), device, version);
   {
     absl::MutexLock lock(&mutex_);
-    auto found = cost_models_.find(key);
-    if (found != cost_models_.end()) return found->second;
+    if (auto found = cost_models_.Get(key); found.has_value()) return *found;
   }
   int format = 0;
   ASSIGN_OR_RETURN(std::shared_ptr<const hwmodels::CostTable> table,
@@ -515,7 +512,7 @@ absl::StatusOr<Catalog::CostModelHandle> Catalog::CostModel(absl::string_view sp
   CostModelHandle handle{std::shared_ptr<const hwmodels::LutCostModel>(std::move(model)), version,
                          estimator};
   absl::MutexLock lock(&mutex_);
-  cost_models_.emplace(key, handle);
+  cost_models_.Put(key, handle);
   return handle;
 }
 
@@ -540,8 +537,8 @@ absl::StatusOr<TableVersionRecord> Catalog::UploadTable(const std::string& devic
   ASSIGN_OR_RETURN(record.version, store_.devices().AddTableVersion(record));
   {
     absl::MutexLock lock(&mutex_);
-    tables_[{device, record.version}] = {
-        format, std::make_shared<const hwmodels::CostTable>(std::move(table))};
+    tables_.Put({device, record.version},
+                {format, std::make_shared<const hwmodels::CostTable>(std::move(table))});
   }
   record.files.clear();
   return record;

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "common/lru_cache.h"
 #include "hwmodels/cost_table.h"
 #include "hwmodels/lut_cost_model.h"
 #include "oface/search_space.h"
@@ -55,6 +57,14 @@ absl::StatusOr<hwmodels::CostTable> ParseTableFiles(
 
 class Catalog {
  public:
+  // Table versions whose parsed table and estimator stay loaded (cost models: four per version).
+  static constexpr size_t kCachedTableVersions = 32;
+  // Table versions and cost models loaded now (for tests of the bound).
+  std::pair<size_t, size_t> CachedTablesAndCostModels() {
+    absl::MutexLock lock(&mutex_);
+    return {tables_.size(), cost_models_.size()};
+  }
+
   struct Options {
     // Folder of the embedded defaults (predictor weights, default device tables, supernet
     // measurements).
@@ -170,13 +180,16 @@ class Catalog {
   std::vector<SpaceEntry> spaces_;
 
   absl::Mutex mutex_;
-  std::map<std::pair<std::string, int64_t>,
+  // Loaded forms of stored table versions, bounded (a hardware token may upload any number
+  // of versions); what a job holds stays alive with its handle after eviction, and an evicted
+  // version is loaded again from the store when asked.
+  LruCache<std::pair<std::string, int64_t>,
            std::pair<int, std::shared_ptr<const hwmodels::CostTable>>>
-      tables_ ABSL_GUARDED_BY(mutex_);
-  std::map<std::tuple<std::string, std::string, int64_t>, CostModelHandle> cost_models_
-      ABSL_GUARDED_BY(mutex_);
-  std::map<std::pair<std::string, int64_t>, std::shared_ptr<const hwmodels::TermEstimator>>
-      estimators_ ABSL_GUARDED_BY(mutex_);
+      tables_ ABSL_GUARDED_BY(mutex_){kCachedTableVersions};
+  LruCache<std::tuple<std::string, std::string, int64_t>, CostModelHandle> cost_models_
+      ABSL_GUARDED_BY(mutex_){kCachedTableVersions * 4};
+  LruCache<std::pair<std::string, int64_t>, std::shared_ptr<const hwmodels::TermEstimator>>
+      estimators_ ABSL_GUARDED_BY(mutex_){kCachedTableVersions};
   // Stored predictors by (space, version): prototypes for clones.
   std::map<std::pair<std::string, std::string>, std::shared_ptr<const predictor::AccuracyPredictor>>
       stored_predictors_ ABSL_GUARDED_BY(mutex_);

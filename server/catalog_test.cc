@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -452,6 +453,35 @@ TEST(CatalogTest, UserTextAndFileNamesAreChecked) {
       fixture.catalog->UploadTable("local-cpu", latest.format, files, "renamed").status();
   EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(fixture.store->devices().ListTableVersions("local-cpu")->size(), before.size());
+}
+
+// Loaded tables and cost models stay bounded however many versions are uploaded, and an
+// evicted version is loaded again when asked.
+TEST(CatalogTest, CachesOfTableVersionsStayBoundedAndEvictedVersionsReload) {
+  Fixture fixture = Open("bounded_caches.db");
+  const TableVersionRecord shipped =
+      fixture.store->devices().GetTableVersion("local-cpu", 0).value();
+  const size_t uploads = Catalog::kCachedTableVersions * 2;
+  std::vector<int64_t> versions;
+  for (size_t i = 0; i < uploads; ++i) {
+    auto uploaded = fixture.catalog->UploadTable("chip", shipped.format, shipped.files, "copy");
+    ASSERT_TRUE(uploaded.ok()) << uploaded.status();
+    versions.push_back(uploaded->version);
+    ASSERT_TRUE(fixture.catalog->CostModel("fmnist_mbv2", "chip", uploaded->version).ok());
+  }
+  auto [tables, models] = fixture.catalog->CachedTablesAndCostModels();
+  EXPECT_LE(tables, Catalog::kCachedTableVersions);
+  EXPECT_LE(models, Catalog::kCachedTableVersions * 4);
+  // The first versions were evicted; they price the same network as the latest.
+  const oface::SearchSpace& space = *fixture.catalog->FindSpace("fmnist_mbv2").value();
+  oface::Rng rng(3);
+  const oface::Genotype network = space.Canonical(space.Sample(rng));
+  const auto first = fixture.catalog->CostModel("fmnist_mbv2", "chip", versions.front());
+  const auto last = fixture.catalog->CostModel("fmnist_mbv2", "chip", versions.back());
+  ASSERT_TRUE(first.ok() && last.ok());
+  EXPECT_EQ(first->model->Evaluate(network).latency_ms, last->model->Evaluate(network).latency_ms);
+  std::tie(tables, models) = fixture.catalog->CachedTablesAndCostModels();
+  EXPECT_LE(tables, Catalog::kCachedTableVersions);
 }
 
 // A job names the version it was submitted with: that one loads, default or not.
