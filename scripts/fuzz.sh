@@ -33,7 +33,8 @@ if [[ ${#targets[@]} -eq 0 ]]; then
   mapfile -t targets < <(sed -n 's/^    name = "\(.*_fuzz\)",$/\1/p' tests/fuzz/BUILD.bazel)
 fi
 
-output_base="${HOME}/.cache/apq-bazel-fuzz"
+# One output base per checkout (Bazel ties an output base to one workspace).
+output_base="${HOME}/.cache/apq-bazel-fuzz/$(pwd | sha256sum | cut -c1-16)"
 fuzz_bazel=(bazel "--output_base=${output_base}")
 labels=()
 for target in "${targets[@]}"; do labels+=("//tests/fuzz:${target}"); done
