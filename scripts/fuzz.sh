@@ -34,7 +34,7 @@ if [[ ${#targets[@]} -eq 0 ]]; then
 fi
 
 # One output base per checkout (Bazel ties an output base to one workspace).
-output_base="${HOME}/.cache/apq-bazel-fuzz/$(pwd | sha256sum | cut -c1-16)"
+output_base="${HOME}/.cache/apq-bazel-fuzz-$(pwd | sha256sum | cut -c1-16)"
 fuzz_bazel=(bazel "--output_base=${output_base}")
 labels=()
 for target in "${targets[@]}"; do labels+=("//tests/fuzz:${target}"); done
