@@ -24,13 +24,8 @@ using ::testing::HasSubstr;
 class JobIqpTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    SupernetHost::Options options;
-    options.data_dir = "data";
-    options.calibration_images = 250;
-    auto host = SupernetHost::Create(options);
-    ASSERT_TRUE(host.ok()) << host.status();
-    supernets_ = host->release();
-    ASSERT_TRUE(supernets_->Has("fmnist_lowbit"));
+    supernets_ = NewHostWithShippedSupernets(250).release();
+    ASSERT_TRUE(supernets_ != nullptr && supernets_->Has("fmnist_lowbit"));
   }
   static void TearDownTestSuite() {
     delete supernets_;

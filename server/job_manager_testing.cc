@@ -122,6 +122,15 @@ std::unique_ptr<SupernetHost> NewHostWithoutSupernets() {
   return host.ok() ? *std::move(host) : nullptr;
 }
 
+std::unique_ptr<SupernetHost> NewHostWithShippedSupernets(int calibration_images) {
+  SupernetHost::Options options;
+  options.data_dir = "data";
+  options.calibration_images = calibration_images;
+  absl::StatusOr<std::unique_ptr<SupernetHost>> host = SupernetHost::Create(options);
+  EXPECT_TRUE(host.ok()) << host.status();
+  return host.ok() ? *std::move(host) : nullptr;
+}
+
 std::string FaultName(const InjectedFault& fault) {
   return absl::StrCat(
       fault.method, " #", fault.nth,

@@ -30,6 +30,11 @@ std::string Describe(const CandidateRecord& candidate, bool with_id = true);
 // nothing.
 std::unique_ptr<SupernetHost> NewHostWithoutSupernets();
 
+// A host of the shipped supernets (data/), recalibrating batch norm on `calibration_images`
+// train-split images (fewer than the product's 2,000: measurements take a fraction of the
+// time, and tests compare them only with each other). Fails the test when one does not load.
+std::unique_ptr<SupernetHost> NewHostWithShippedSupernets(int calibration_images);
+
 // A random MLP of APQ's shape over `arch_inputs` + `bit_inputs` one-hot features (the bits in
 // their own layer when there are any), different for each seed.
 std::unique_ptr<predictor::MlpPredictor> RandomMlp(int arch_inputs, int bit_inputs,

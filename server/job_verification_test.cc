@@ -74,15 +74,8 @@ void PrintTo(const VerificationSnapshot& s, std::ostream* out) {
 class JobVerificationTest : public ::testing::TestWithParam<Scenario> {
  protected:
   static void SetUpTestSuite() {
-    SupernetHost::Options options;
-    options.data_dir = "data";
-    // Fewer BN calibration images than the product's 2,000: measurements take a fraction of
-    // the time, and the tests compare them only with each other.
-    options.calibration_images = 250;
-    auto host = SupernetHost::Create(options);
-    ASSERT_TRUE(host.ok()) << host.status();
-    supernets_ = host->release();
-    ASSERT_TRUE(supernets_->Has("fmnist_mbv2"));
+    supernets_ = NewHostWithShippedSupernets(250).release();
+    ASSERT_TRUE(supernets_ != nullptr && supernets_->Has("fmnist_mbv2"));
   }
   static void TearDownTestSuite() {
     delete supernets_;
