@@ -76,6 +76,11 @@ absl::StatusOr<OptionValue> CheckValue(const OptionSpec& spec, const OptionValue
       if (!std::holds_alternative<bool>(value)) return wrong_type();
       return value;
     case OptionSpec::Type::kChoice: {
+      // A choice that reads as a number ("4") arrives as one from clients that type values
+      // by their text (apq --options activations=4): its decimal text is the choice.
+      if (const int64_t* integer = std::get_if<int64_t>(&value)) {
+        return CheckValue(spec, OptionValue(absl::StrCat(*integer)), field);
+      }
       const std::string* given = std::get_if<std::string>(&value);
       if (given == nullptr) return wrong_type();
       for (const std::string& choice : spec.choices) {

@@ -24,6 +24,7 @@
 #include "search/engine_registry.h"
 #include "search/evolution.h"
 #include "search/evolution_engine.h"
+#include "search/iqp_engine.h"
 
 namespace apq::search {
 namespace {
@@ -47,6 +48,19 @@ TEST(ResolveOptionsTest, FillsEveryDefaultAndFollowsTheOptionADefaultNames) {
   auto widened = ResolveOptions(Evolution(), {{"mutation_ratio", int64_t{1}}}, "e.");
   ASSERT_TRUE(widened.ok()) << widened.status();
   EXPECT_EQ(DoubleOption(*widened, "mutation_ratio"), 1.0);
+}
+
+TEST(ResolveOptionsTest, AChoiceThatReadsAsANumberIsTakenFromAnInteger) {
+  const std::unique_ptr<Engine> iqp = NewIqpEngine();
+  auto resolved = ResolveOptions(*iqp, {{"activations", int64_t{4}}}, "engine.options.");
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  EXPECT_EQ(ChoiceOption(*resolved, "activations"), "4");
+  auto refused = ResolveOptions(*iqp, {{"activations", int64_t{5}}}, "engine.options.");
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.status().message()),
+              ::testing::HasSubstr("engine.options.activations: must be one of"));
+  EXPECT_EQ(ResolveOptions(*iqp, {{"activations", 4.0}}, "e.").status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ResolveOptionsTest, BadOptionsAreInvalidArgumentNamingTheField) {
