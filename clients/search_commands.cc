@@ -507,8 +507,8 @@ int Jobs(Connection& connection, const std::vector<std::string>& argv) {
   if (!status.ok()) return ReportRpcError(status);
   PrintListing(response.jobs(), args.Has("json"), JobJson, [](const apq::v1::Job& job) {
     std::cout << job.id() << "  " << StateName(job.state()) << "  " << job.request().space() << "@"
-              << job.request().device() << "  gen " << job.generations_done() << "/"
-              << job.request().evolution().generations();
+              << job.request().device() << "  " << job.engine() << " step "
+              << job.generations_done() << "/" << job.total_generations();
     if (job.has_best()) std::cout << "  " << DescribeMetrics(job.best().metrics());
     std::cout << "\n";
   });
