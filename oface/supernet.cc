@@ -305,23 +305,32 @@ torch::Tensor SupernetModuleImpl::DepthwiseKernel(int slot, int kernel, int mid)
   return filter;
 }
 
+void SupernetModuleImpl::RecordUsedWeight(int slot, UsedWeight::Kind kind, torch::Tensor& weight) {
+  if (used_weights_ == nullptr || !weight.requires_grad()) return;
+  weight.retain_grad();
+  used_weights_->push_back(UsedWeight{slot, kind, weight});
+}
+
 torch::Tensor SupernetModuleImpl::SlotForward(const torch::Tensor& x, int index,
                                               const SlotChoice& choice, bool quantized) {
   const Slot& s = slots_[index];
   const int mid = choice.mid;
   torch::Tensor h = quantized ? ActQuant(x, s.input_alpha, choice.pw_a_bits, true) : x;
   torch::Tensor weight = s.expand_weight.narrow(0, 0, mid);
+  RecordUsedWeight(index, UsedWeight::Kind::kExpand, weight);
   if (quantized) weight = FakeQuantWeight(weight, choice.pw_w_bits);
   h = Relu6(BatchNorm(torch::conv2d(h, weight), s.expand_bn, mid));
 
   if (quantized) h = ActQuant(h, s.depthwise_alpha, choice.dw_a_bits, false);
   weight = DepthwiseKernel(index, choice.kernel, mid);
+  RecordUsedWeight(index, UsedWeight::Kind::kDepthwise, weight);
   if (quantized) weight = FakeQuantWeight(weight, choice.dw_w_bits);
   h = torch::conv2d(h, weight, {}, s.stride, choice.kernel / 2, 1, mid);
   h = Relu6(BatchNorm(h, s.depthwise_bn, mid));
 
   if (quantized) h = ActQuant(h, s.project_alpha, choice.pw_a_bits, false);
   weight = s.project_weight.narrow(1, 0, mid);
+  RecordUsedWeight(index, UsedWeight::Kind::kProject, weight);
   if (quantized) weight = FakeQuantWeight(weight, choice.pw_w_bits);
   h = BatchNorm(torch::conv2d(h, weight), s.project_bn, s.out_channels);
   return s.residual ? h + x : h;

@@ -102,6 +102,18 @@ torch::Tensor FakeQuantActivation(const torch::Tensor& x, const torch::Tensor& a
 torch::Tensor ImagesToTensor(const LabeledImages& images);
 torch::Tensor LabelsToTensor(const LabeledImages& images);
 
+// A slot's weight as one forward used it, before fake quantization (the slice of the
+// elastic width, the depthwise kernel at its size): for gradient-based sensitivities.
+struct UsedWeight {
+  enum class Kind { kExpand, kDepthwise, kProject };
+  int slot = 0;
+  Kind kind = Kind::kExpand;
+  // Part of the autograd graph, with retain_grad(): after backward, grad() is the loss's
+  // gradient with respect to the quantized weight (the straight-through estimator passes it
+  // unchanged).
+  torch::Tensor weight;
+};
+
 // Batch norm whose parameters and running statistics are sliced to the first `channels`.
 struct ElasticBatchNorm {
   torch::Tensor weight, bias, running_mean, running_var;
@@ -132,6 +144,10 @@ class SupernetModuleImpl : public torch::nn::Module {
   // weight of the new batch). Recalibration sets 1 / (batch + 1) for an exact average.
   void set_bn_momentum(double momentum) { bn_momentum_ = momentum; }
   double bn_momentum() const { return bn_momentum_; }
+
+  // While set, every forward that builds an autograd graph appends the slot weights it uses
+  // (UsedWeight) to `used`; null stops it. The caller owns the vector and clears it.
+  void set_used_weights(std::vector<UsedWeight>* used) { used_weights_ = used; }
 
   int num_slots() const { return static_cast<int>(slots_.size()); }
   int max_kernel() const { return kernel_sizes_.back(); }
@@ -171,6 +187,8 @@ class SupernetModuleImpl : public torch::nn::Module {
                          bool is_signed) const;
   torch::Tensor SlotForward(const torch::Tensor& x, int slot, const SlotChoice& choice,
                             bool quantized);
+  // Records `weight` in used_weights_ when set and it is part of a graph.
+  void RecordUsedWeight(int slot, UsedWeight::Kind kind, torch::Tensor& weight);
 
   MbConvSpec spec_;
   std::vector<int> kernel_sizes_;
@@ -178,6 +196,7 @@ class SupernetModuleImpl : public torch::nn::Module {
   double bn_momentum_ = 0.1;
   std::vector<torch::Tensor> decay_, no_decay_;
   std::vector<std::string> per_bit_choice_;  // Names of the per-bit-choice parameters.
+  std::vector<UsedWeight>* used_weights_ = nullptr;
 
   torch::Tensor first_conv_weight_;
   ElasticBatchNorm first_conv_bn_;

@@ -29,6 +29,11 @@
 #include "predictor/accuracy_predictor.h"
 #include "search/budgets.h"
 
+namespace apq::oface {
+class SubnetTrainer;
+struct FineTuneOptions;
+}  // namespace apq::oface
+
 namespace apq::search {
 
 // One network an engine priced, and scored when feasible.
@@ -63,6 +68,46 @@ class PolicyLossProvider {
                                                                   uint64_t seed) const = 0;
 };
 
+// A quantization-aware fine-tune of one architecture on a private copy of the space's trained
+// supernet, for engines that train (qbitopt): other users of the supernet are unaffected.
+class SubnetTrainingSession {
+ public:
+  virtual ~SubnetTrainingSession() = default;
+  virtual oface::SubnetTrainer& trainer() = 0;
+  // The network at the trainer's policy and current weights as a TorchScript file's bytes
+  // (oface/subnet_export.h), batch norm recalibrated on the train split's calibration images.
+  virtual absl::StatusOr<std::string> ExportTorchScript() = 0;
+};
+
+class SubnetTrainingProvider {
+ public:
+  virtual ~SubnetTrainingProvider() = default;
+  // A trainer of `genotype` on the train split (oface::SubnetTrainer::Create, quantized);
+  // its errors, FAILED_PRECONDITION when the data cannot be read.
+  virtual absl::StatusOr<std::unique_ptr<SubnetTrainingSession>> Open(
+      const oface::Genotype& genotype, const oface::FineTuneOptions& options) const = 0;
+};
+
+// Where an engine keeps what it makes besides candidates (the store's artifacts, with their
+// provenance: a JSON object): a job's outputs, and shared entries later jobs reuse (a cache).
+class ArtifactKeeper {
+ public:
+  virtual ~ArtifactKeeper() = default;
+  // The bytes of the shared artifact (kind, key), or nullopt when none is stored.
+  virtual absl::StatusOr<std::optional<std::string>> FindShared(const std::string& kind,
+                                                                const std::string& key) = 0;
+  // Stores a shared artifact; when (kind, key) is stored already (a concurrent job made the
+  // same), the stored one stays and this is OK.
+  virtual absl::Status PutShared(const std::string& kind, const std::string& key,
+                                 const std::string& content_type, const std::string& provenance,
+                                 const std::string& bytes) = 0;
+  // Stores an output of the running job under `name`; a resumed run storing the same name
+  // again is OK.
+  virtual absl::Status PutOutput(const std::string& kind, const std::string& name,
+                                 const std::string& content_type, const std::string& provenance,
+                                 const std::string& bytes) = 0;
+};
+
 // What every engine searches: all pointers outlive the run.
 struct SearchProblem {
   const oface::SearchSpace* space = nullptr;
@@ -78,6 +123,14 @@ struct SearchProblem {
   bool report_every_rejected_draw = false;
   // Null when the space has no trained supernet (engines that measure refuse the problem).
   const PolicyLossProvider* policy_losses = nullptr;
+  // Null when the space has no trained supernet (engines that train refuse the problem).
+  const SubnetTrainingProvider* subnet_training = nullptr;
+  // The trained supernet's version (SupernetHost::Version), for provenance and cache keys;
+  // empty without one.
+  std::string supernet_version;
+  // Null when the caller keeps no artifacts (checks of a request before it is a job, tests):
+  // engines then cache nothing and keep only their candidates.
+  ArtifactKeeper* artifacts = nullptr;
 };
 
 // An option's value. Integers are int64_t; a double option also accepts an integer.

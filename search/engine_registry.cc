@@ -4,6 +4,7 @@
 #include "absl/strings/str_join.h"
 #include "search/evolution_engine.h"
 #include "search/iqp_engine.h"
+#include "search/qbitopt_engine.h"
 
 namespace apq::search {
 
@@ -12,6 +13,7 @@ std::unique_ptr<EngineRegistry> EngineRegistry::WithBuiltIns() {
   // One line per engine the product ships.
   registry->Register(NewEvolutionEngine()).IgnoreError();
   registry->Register(NewIqpEngine()).IgnoreError();
+  registry->Register(NewQbitoptEngine()).IgnoreError();
   return registry;
 }
 

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
+#include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -9,9 +12,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
 #include "hwmodels/cost_terms.h"
+#include "search/bit_allocation.h"
 #include "search/cross_layer_sensitivity.h"
 #include "search/quadratic_allocation.h"
 
@@ -19,143 +24,6 @@ namespace apq::search {
 namespace {
 
 constexpr char kCheckpointTag[] = "iqp1";
-
-bool IsActivationBitsGene(const oface::GeneSpec& gene) {
-  return oface::IsBitsGene(gene) && gene.name.find("_a_bits_setting[") != std::string::npos;
-}
-
-// The allocation problem of the architecture the space is held to.
-struct Allocation {
-  hwmodels::CostTermView view;
-  // Per slot, the view's choices the allocation picks from (indices into the slot's choices).
-  std::vector<std::vector<int>> kept;
-  std::vector<int> reference;  // Per slot: the index into kept[s] of every width at its highest.
-  std::vector<int> choices_per_slot() const {
-    std::vector<int> counts;
-    counts.reserve(kept.size());
-    for (const std::vector<int>& slot : kept) counts.push_back(static_cast<int>(slot.size()));
-    return counts;
-  }
-  // The network of one kept choice per slot.
-  oface::Genotype Network(const std::vector<int>& policy) const {
-    std::vector<int> choices(policy.size());
-    for (size_t s = 0; s < policy.size(); ++s) choices[s] = kept[s][policy[s]];
-    return hwmodels::ApplyChoices(view, choices);
-  }
-};
-
-absl::StatusOr<Allocation> BuildAllocation(const SearchProblem& problem,
-                                           const std::string& activations) {
-  const oface::SearchSpace& space = *problem.space;
-  oface::Genotype reference(space.genes().size());
-  for (size_t g = 0; g < space.genes().size(); ++g) {
-    const oface::GeneSpec& gene = space.genes()[g];
-    if (!oface::IsBitsGene(gene) && gene.choices.size() != 1) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "fixed_architecture: engine iqp allocates the bitwidths of one architecture (gene ",
-          gene.name, " is free); set fixed_architecture"));
-    }
-    reference[g] = gene.choices.back();
-  }
-  reference = space.Canonical(reference);
-  Allocation allocation;
-  ASSIGN_OR_RETURN(allocation.view, hwmodels::DecomposeCost(*problem.cost_model, reference,
-                                                            oface::CostSplit::kBitwidths));
-  if (allocation.view.slots.empty()) {
-    return absl::FailedPreconditionError(
-        "fixed_architecture: the network has no bitwidths to allocate");
-  }
-  // "highest": activations at their highest; a width: every activation at it; "searched":
-  // every setting.
-  int activation_width = 0;
-  if (activations != "highest" && activations != "searched") {
-    activation_width = std::stoi(activations);
-  }
-  for (const hwmodels::PricedSlot& slot : allocation.view.slots) {
-    const auto is_activation = [&](size_t g) {
-      return IsActivationBitsGene(space.genes()[slot.genes[g]]);
-    };
-    // The highest value of each of the slot's genes among its choices.
-    std::vector<int> highest(slot.genes.size(), 0);
-    for (const hwmodels::PricedChoice& choice : slot.choices) {
-      for (size_t g = 0; g < slot.genes.size(); ++g) {
-        highest[g] = std::max(highest[g], choice.values[g]);
-      }
-    }
-    std::vector<int> kept;
-    for (size_t c = 0; c < slot.choices.size(); ++c) {
-      bool keep = true;
-      for (size_t g = 0; g < slot.genes.size(); ++g) {
-        if (!is_activation(g)) continue;
-        const int value = slot.choices[c].values[g];
-        if (activations == "highest") keep = keep && value == highest[g];
-        if (activation_width > 0) keep = keep && value == activation_width;
-      }
-      if (keep) kept.push_back(static_cast<int>(c));
-    }
-    if (kept.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("engine.options.activations: slot ", slot.name,
-                                                     " has no activation width ", activations));
-    }
-    // The reference: the kept setting with every gene at its highest among the kept ones.
-    std::vector<int> top(slot.genes.size(), 0);
-    for (const int c : kept) {
-      for (size_t g = 0; g < slot.genes.size(); ++g) {
-        top[g] = std::max(top[g], slot.choices[c].values[g]);
-      }
-    }
-    int reference = -1;
-    for (size_t k = 0; k < kept.size(); ++k) {
-      bool all_top = true;
-      for (size_t g = 0; g < slot.genes.size(); ++g) {
-        all_top = all_top && slot.choices[kept[k]].values[g] == top[g];
-      }
-      if (all_top) reference = static_cast<int>(k);
-    }
-    if (reference < 0) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "slot ", slot.name, ": no setting has every width at its highest to measure against"));
-    }
-    allocation.kept.push_back(std::move(kept));
-    allocation.reference.push_back(reference);
-  }
-  return allocation;
-}
-
-// One budget row per budget the problem sets.
-std::vector<AllocationBudget> AllocationBudgets(const SearchProblem& problem,
-                                                const Allocation& allocation) {
-  struct Metric {
-    const char* name;
-    std::optional<double> limit;
-    double (*cost)(const hwmodels::NetworkCost&);
-  };
-  const Metric metrics[] = {
-      {"max_latency_ms", problem.budgets.max_latency_ms,
-       [](const hwmodels::NetworkCost& c) { return c.latency_ms; }},
-      {"max_energy_mj", problem.budgets.max_energy_mj,
-       [](const hwmodels::NetworkCost& c) { return c.energy_mj; }},
-      {"max_size_mb", problem.budgets.max_size_mb,
-       [](const hwmodels::NetworkCost& c) { return c.size_mb; }},
-      {"max_bitops", problem.budgets.max_bitops,
-       [](const hwmodels::NetworkCost& c) { return c.bitops; }},
-  };
-  std::vector<AllocationBudget> budgets;
-  for (const Metric& metric : metrics) {
-    if (!metric.limit.has_value()) continue;
-    AllocationBudget budget;
-    budget.name = metric.name;
-    budget.limit = *metric.limit;
-    budget.fixed = metric.cost(allocation.view.fixed);
-    for (size_t s = 0; s < allocation.kept.size(); ++s) {
-      for (const int c : allocation.kept[s]) {
-        budget.costs.push_back(metric.cost(allocation.view.slots[s].choices[c].cost));
-      }
-    }
-    budgets.push_back(std::move(budget));
-  }
-  return budgets;
-}
 
 std::string SerializeLosses(const std::vector<double>& losses, size_t total) {
   std::string text = absl::StrCat(kCheckpointTag, "\n", total, "\n");
@@ -187,6 +55,49 @@ size_t EndOfStep(int step, size_t total) {
   return total * static_cast<size_t>(step + 1) / kIqpMeasurementSteps;
 }
 
+// The shared artifact of measured losses: every setting they depend on, readable.
+std::string SensitivityCacheKey(const SearchProblem& problem, const BitAllocation& allocation,
+                                const EngineOptions& options, uint64_t seed, bool pairs) {
+  return absl::StrCat(problem.supernet_version, "|activations=", ChoiceOption(options, "activations"),
+                      "|images=", IntOption(options, "calibration_images"), "|seed=", seed,
+                      "|pairs=", pairs ? 1 : 0, "|",
+                      absl::StrJoin(allocation.Network(allocation.reference), ","));
+}
+
+std::string Provenance(const SearchProblem& problem, const EngineOptions& options, uint64_t seed,
+                       bool pairs, size_t evaluations) {
+  return absl::StrFormat(
+      R"({"engine":"iqp","space":"%s","supernet_version":"%s","calibration_images":%d,)"
+      R"("calibration_seed":%d,"calibration_split":"train","activations":"%s","pairs":%s,)"
+      R"("evaluations":%d,"loss":"mean cross-entropy, batch norm recalibrated at the reference"})",
+      problem.space->name(), problem.supernet_version, IntOption(options, "calibration_images"),
+      seed, ChoiceOption(options, "activations"), pairs ? "true" : "false", evaluations);
+}
+
+// Losses of an earlier job with the same setting into `losses` (true), from the entry with
+// pairs, or for single changes alone also from one with pairs (its prefix: single changes
+// come first, search/cross_layer_sensitivity). An unreadable entry is measured again.
+absl::StatusOr<bool> FindCachedLosses(const SearchProblem& problem,
+                                      const BitAllocation& allocation,
+                                      const EngineOptions& options, uint64_t seed, size_t needed,
+                                      std::vector<double>* losses) {
+  if (problem.artifacts == nullptr || problem.supernet_version.empty()) return false;
+  const bool cross_layer = BoolOption(options, "cross_layer");
+  for (const bool pairs : {cross_layer, true}) {
+    ASSIGN_OR_RETURN(const std::optional<std::string> found,
+                     problem.artifacts->FindShared(
+                         kIqpSensitivityKind,
+                         SensitivityCacheKey(problem, allocation, options, seed, pairs)));
+    if (!found.has_value()) continue;
+    const absl::StatusOr<std::vector<double>> stored = ParseLosses(
+        *found, SensitivityEvaluations(allocation.choices_per_slot(), pairs));
+    if (!stored.ok() || stored->size() < needed) continue;
+    losses->assign(stored->begin(), stored->begin() + static_cast<std::ptrdiff_t>(needed));
+    return true;
+  }
+  return false;
+}
+
 class IqpEngine final : public Engine {
  public:
   IqpEngine() : specs_(Specs()) {}
@@ -214,8 +125,8 @@ class IqpEngine final : public Engine {
           absl::StrCat("space: engine iqp measures networks on the space's trained supernet; ",
                        problem.space->name(), " has none"));
     }
-    ASSIGN_OR_RETURN(const Allocation allocation,
-                     BuildAllocation(problem, ChoiceOption(options, "activations")));
+    ASSIGN_OR_RETURN(const BitAllocation allocation,
+                     BuildBitAllocation(problem, ChoiceOption(options, "activations"), kIqpEngineName));
     const int evaluations =
         SensitivityEvaluations(allocation.choices_per_slot(), BoolOption(options, "cross_layer"));
     if (evaluations > IntOption(options, "max_evaluations")) {
@@ -224,24 +135,7 @@ class IqpEngine final : public Engine {
           evaluations, " loss evaluations, more than ", IntOption(options, "max_evaluations"),
           " (activations \"highest\" or cross_layer false take fewer)"));
     }
-    QuadraticAllocation shape;
-    shape.choices_per_slot = allocation.choices_per_slot();
-    shape.budgets = AllocationBudgets(problem, allocation);
-    for (const AllocationBudget& budget : shape.budgets) {
-      double cheapest = budget.fixed;
-      size_t offset = 0;
-      for (const int choices : shape.choices_per_slot) {
-        cheapest += *std::min_element(budget.costs.begin() + offset,
-                                      budget.costs.begin() + offset + choices);
-        offset += choices;
-      }
-      if (cheapest > budget.limit) {
-        return absl::FailedPreconditionError(absl::StrFormat(
-            "budgets.%s: %.6g is below the cheapest bit policy of this architecture (%.6g)",
-            budget.name, budget.limit, cheapest));
-      }
-    }
-    return absl::OkStatus();
+    return CheckCheapestPolicyFits(allocation, AllocationBudgets(problem, allocation));
   }
 
   absl::StatusOr<EngineResult> Run(const SearchProblem& problem, const EngineOptions& options,
@@ -250,44 +144,57 @@ class IqpEngine final : public Engine {
                                    absl::string_view resume_checkpoint) const override {
     RETURN_IF_ERROR(CheckProblem(problem, options));
     const bool cross_layer = BoolOption(options, "cross_layer");
-    ASSIGN_OR_RETURN(const Allocation allocation,
-                     BuildAllocation(problem, ChoiceOption(options, "activations")));
+    ASSIGN_OR_RETURN(const BitAllocation allocation,
+                     BuildBitAllocation(problem, ChoiceOption(options, "activations"), kIqpEngineName));
     const std::vector<int> choices = allocation.choices_per_slot();
     const std::vector<std::vector<int>> policies =
         SensitivityPolicies(choices, allocation.reference, cross_layer);
     std::vector<double> losses;
-    if (!resume_checkpoint.empty()) {
-      ASSIGN_OR_RETURN(losses, ParseLosses(resume_checkpoint, policies.size()));
-    }
     EngineResult result;
     int step = 0;
-    while (step < kIqpMeasurementSteps && EndOfStep(step, policies.size()) <= losses.size()) {
-      result.last_step = step++;
-    }
-    if (step < kIqpMeasurementSteps) {
-      ASSIGN_OR_RETURN(std::unique_ptr<PolicyLossSession> session,
-                       problem.policy_losses->Open(
-                           allocation.Network(allocation.reference),
-                           static_cast<int>(IntOption(options, "calibration_images")), seed));
-      for (; step < kIqpMeasurementSteps; ++step) {
-        const size_t end = EndOfStep(step, policies.size());
-        while (losses.size() < end) {
-          if (cancelled && cancelled()) {
-            result.cancelled = true;
-            return result;
-          }
-          ASSIGN_OR_RETURN(const double loss,
-                           session->Loss(allocation.Network(policies[losses.size()])));
-          losses.push_back(loss);
-        }
-        if (on_step) {
-          StepReport report;
-          report.step = step;
-          report.write_checkpoint = [&] { return SerializeLosses(losses, policies.size()); };
-          RETURN_IF_ERROR(on_step(report));
-        }
-        result.last_step = step;
+    bool from_cache = false;
+    if (!resume_checkpoint.empty()) {
+      ASSIGN_OR_RETURN(losses, ParseLosses(resume_checkpoint, policies.size()));
+      // The steps whose measurements the checkpoint holds are stored already.
+      while (step < kIqpMeasurementSteps && EndOfStep(step, policies.size()) <= losses.size()) {
+        result.last_step = step++;
       }
+    } else {
+      ASSIGN_OR_RETURN(from_cache,
+                       FindCachedLosses(problem, allocation, options, seed, policies.size(), &losses));
+    }
+    std::unique_ptr<PolicyLossSession> session;
+    for (; step < kIqpMeasurementSteps; ++step) {
+      const size_t end = EndOfStep(step, policies.size());
+      while (losses.size() < end) {
+        if (cancelled && cancelled()) {
+          result.cancelled = true;
+          return result;
+        }
+        if (session == nullptr) {
+          ASSIGN_OR_RETURN(session,
+                           problem.policy_losses->Open(
+                               allocation.Network(allocation.reference),
+                               static_cast<int>(IntOption(options, "calibration_images")), seed));
+        }
+        ASSIGN_OR_RETURN(const double loss,
+                         session->Loss(allocation.Network(policies[losses.size()])));
+        losses.push_back(loss);
+      }
+      if (on_step) {
+        StepReport report;
+        report.step = step;
+        report.write_checkpoint = [&] { return SerializeLosses(losses, policies.size()); };
+        RETURN_IF_ERROR(on_step(report));
+      }
+      result.last_step = step;
+    }
+    session.reset();  // The supernet is free for others while CBC solves.
+    if (!from_cache && problem.artifacts != nullptr && !problem.supernet_version.empty()) {
+      RETURN_IF_ERROR(problem.artifacts->PutShared(
+          kIqpSensitivityKind, SensitivityCacheKey(problem, allocation, options, seed, cross_layer),
+          "text/plain", Provenance(problem, options, seed, cross_layer, policies.size()),
+          SerializeLosses(losses, policies.size())));
     }
     if (cancelled && cancelled()) {
       result.cancelled = true;
@@ -307,21 +214,20 @@ class IqpEngine final : public Engine {
     ASSIGN_OR_RETURN(const AllocationResult solved,
                      SolveQuadraticAllocation(
                          program, absl::Seconds(DoubleOption(options, "time_limit_s")), cancelled));
-    Individual best;
-    best.genotype = problem.space->Canonical(allocation.Network(solved.choice));
-    best.cost = problem.cost_model->Evaluate(best.genotype);
-    best.generation = kIqpMeasurementSteps;
-    if (!MeetsBudgets(best.cost, problem.budgets)) {
-      return absl::InternalError(
-          "engine iqp: the allocated network breaks a budget when priced whole (the per-term "
-          "costs and the cost model disagree)");
+    ASSIGN_OR_RETURN(const Individual best,
+                     PriceAndScore(problem, allocation.Network(solved.choice),
+                                   kIqpMeasurementSteps, kIqpEngineName));
+    if (problem.artifacts != nullptr) {
+      const std::string solution = absl::StrFormat(
+          R"({"objective":%.17g,"best_bound":%.17g,"relative_gap":%.17g,"optimal":%s,)"
+          R"("seconds":%.6f,"losses_from_cache":%s,"cross_layer":%s,"config":%s})",
+          solved.objective, solved.best_bound, solved.relative_gap,
+          solved.optimal ? "true" : "false", solved.seconds, from_cache ? "true" : "false",
+          cross_layer ? "true" : "false", problem.space->ToJson(best.genotype));
+      RETURN_IF_ERROR(problem.artifacts->PutOutput(
+          kIqpSolutionKind, kIqpSolutionName, "application/json",
+          Provenance(problem, options, seed, cross_layer, policies.size()), solution));
     }
-    predictor::FeatureBatch batch;
-    problem.space->ActiveFeatures(best.genotype, batch.mutable_indices());
-    batch.EndSample();
-    std::vector<float> accuracy;
-    RETURN_IF_ERROR(problem.predictor->Predict(batch, &accuracy));
-    best.accuracy = accuracy.at(0);
     if (on_step) {
       StepReport report;
       report.step = kIqpMeasurementSteps;

@@ -27,6 +27,14 @@
 namespace apq::search {
 
 inline constexpr char kIqpEngineName[] = "iqp";
+// The shared artifact of measured losses (one per supernet version, architecture, activation
+// setting, calibration images and seed, pairs or not): a later job with the same setting
+// reads it instead of measuring, and single changes reuse an entry with pairs.
+inline constexpr char kIqpSensitivityKind[] = "iqp_sensitivity";
+// The job's output artifact with the solver's outcome (JSON: objective, best bound, relative
+// gap, proven optimal, seconds, whether the losses came from the cache).
+inline constexpr char kIqpSolutionKind[] = "iqp_solution";
+inline constexpr char kIqpSolutionName[] = "solution.json";
 // Steps of the sensitivity measurement; the allocation is the step after them.
 inline constexpr int kIqpMeasurementSteps = 20;
 

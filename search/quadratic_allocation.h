@@ -12,15 +12,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "search/allocation_budget.h"
 
 namespace apq::search {
-
-struct AllocationBudget {
-  std::string name;  // Names the budget in errors, e.g. "max_bitops".
-  double limit = 0;
-  double fixed = 0;           // The cost no choice changes.
-  std::vector<double> costs;  // Per flattened choice (see QuadraticAllocation).
-};
 
 // Choices are flattened slot by slot: slot s's choice c is variable offset(s) + c.
 struct QuadraticAllocation {

@@ -108,6 +108,7 @@ class ArtifactCountingStore final : public Store {
   PredictorStore& predictors() override { return predictors_; }
   TrainingJobStore& training_jobs() override { return base_->training_jobs(); }
   TokenStore& tokens() override { return base_->tokens(); }
+  ArtifactStore& artifacts() override { return base_->artifacts(); }
 
  private:
   std::unique_ptr<Store> base_;

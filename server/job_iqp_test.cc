@@ -84,6 +84,9 @@ class JobIqpTest : public ::testing::Test {
 SupernetHost* JobIqpTest::supernets_ = nullptr;
 
 TEST_F(JobIqpTest, TheAllocationMeetsItsBudgetAndAResumedJobEndsTheSame) {
+  // Without the cache: the second job measures again.
+  bed_.manager_options().artifacts = nullptr;
+  bed_.StartManager();
   const double budget = MiddleBudget();
   auto job = bed_.manager().Submit(Request(budget));
   ASSERT_TRUE(job.ok()) << job.status();
@@ -123,6 +126,51 @@ TEST_F(JobIqpTest, TheAllocationMeetsItsBudgetAndAResumedJobEndsTheSame) {
   auto finished = bed_.store().jobs().GetJob(again->id());
   ASSERT_TRUE(finished.ok() && finished->best.has_value());
   EXPECT_EQ(finished->best->config_json, allocated);
+}
+
+TEST_F(JobIqpTest, LaterJobsReuseTheMeasuredLossesAndTheSolverReportsItsGap) {
+  const double budget = MiddleBudget();
+  auto first = bed_.manager().Submit(Request(budget));
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(bed_.AwaitEnd(first->id(), absl::Seconds(600)).state(),
+            apq::v1::JOB_STATE_SUCCEEDED);
+  auto cached = bed_.store().artifacts().ListArtifacts(search::kIqpSensitivityKind, "", 10);
+  ASSERT_TRUE(cached.ok());
+  ASSERT_EQ(cached->size(), 1u);
+  EXPECT_TRUE(cached->front().job_id.empty());  // Shared: outlives the job.
+  EXPECT_THAT(cached->front().provenance, HasSubstr(absl::StrCat("\"made_by_job\":\"", first->id())));
+  EXPECT_THAT(cached->front().key, HasSubstr("|images=64|seed=3|pairs=1|"));
+
+  const auto solution = [&](const std::string& job_id) {
+    auto artifact = bed_.store().artifacts().GetArtifact(
+        search::kIqpSolutionKind, absl::StrCat(job_id, "/", search::kIqpSolutionName));
+    EXPECT_TRUE(artifact.ok()) << artifact.status();
+    return artifact.ok() ? artifact->bytes : std::string();
+  };
+  EXPECT_THAT(solution(first->id()), HasSubstr("\"losses_from_cache\":false"));
+  EXPECT_THAT(solution(first->id()), HasSubstr("\"relative_gap\":"));
+  EXPECT_THAT(solution(first->id()), HasSubstr("\"best_bound\":"));
+
+  // The same setting again, and the diagonal baseline: both read the stored losses.
+  apq::v1::SubmitSearchRequest diagonal = Request(budget);
+  (*diagonal.mutable_engine_request()->mutable_options())["cross_layer"].set_bool_value(false);
+  for (const apq::v1::SubmitSearchRequest& request : {Request(budget), diagonal}) {
+    auto job = bed_.manager().Submit(request);
+    ASSERT_TRUE(job.ok()) << job.status();
+    ASSERT_EQ(bed_.AwaitEnd(job->id(), absl::Seconds(60)).state(), apq::v1::JOB_STATE_SUCCEEDED);
+    EXPECT_THAT(solution(job->id()), HasSubstr("\"losses_from_cache\":true"));
+    auto stored = bed_.store().jobs().GetJob(job->id());
+    ASSERT_TRUE(stored.ok() && stored->best.has_value());
+    EXPECT_LE(*stored->best->bitops, budget);
+  }
+  auto again = bed_.store().jobs().ListJobs(std::nullopt, std::nullopt, 0, 10);
+  ASSERT_TRUE(again.ok());
+  auto first_stored = bed_.store().jobs().GetJob(first->id());
+  auto repeated = bed_.store().jobs().GetJob(again->at(1).id);
+  ASSERT_TRUE(first_stored.ok() && repeated.ok());
+  EXPECT_EQ(first_stored->best->config_json, repeated->best->config_json);
+  EXPECT_EQ(bed_.store().artifacts().ListArtifacts(search::kIqpSensitivityKind, "", 10)->size(),
+            1u);
 }
 
 TEST_F(JobIqpTest, ActivationsHeldAtAWidthStayThereAndTheBudgetHolds) {

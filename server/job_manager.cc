@@ -15,6 +15,7 @@
 #include "oface/search_space.h"
 #include "search/pareto.h"
 #include "server/background_commits.h"
+#include "server/job_artifacts.h"
 #include "server/candidate_metrics.h"
 #include "server/pending_steps.h"
 #include "server/running_front.h"
@@ -766,8 +767,14 @@ void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& con
                      (request.keep_all_draws() ? report.rejected_total : 0);
     return on_step(report);
   };
+  search::SearchProblem problem = resolved->problem();
+  std::optional<JobArtifactKeeper> artifacts;
+  if (options_.artifacts != nullptr) {
+    artifacts.emplace(*options_.artifacts, job_id, request.space());
+    problem.artifacts = &*artifacts;
+  }
   absl::StatusOr<search::EngineResult> result = resolved->engine->Run(
-      resolved->problem(), resolved->options, request.seed(), count_and_store,
+      problem, resolved->options, request.seed(), count_and_store,
       [&] { return control.stop_requested() || over_time() || over_rows(); }, job.checkpoint);
   const bool timed_out =
       result.ok() && result->cancelled && !control.stop_requested() && !over_rows();

@@ -69,6 +69,9 @@ class JobManager {
     // the candidates cap does not bound); a job that reaches it stops and fails, keeping its
     // rows. 0: no limit.
     int64_t max_rows_per_job = 0;
+    // Where engines keep their artifacts (a job's outputs, shared caches:
+    // server/job_artifacts.h); null: they keep none. Outlives the manager.
+    ArtifactStore* artifacts = nullptr;
   };
 
   // Starts the workers and recovers unfinished jobs: a queued job is queued again; a running

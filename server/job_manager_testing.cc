@@ -141,6 +141,7 @@ void JobTestBed::Open() {
   manager_.reset();
   plan_ = std::make_shared<FaultPlan>();
   store_ = NewFaultyStore(NewMemoryStore(), plan_);
+  options_.artifacts = &store_->artifacts();  // As the server: engines keep their artifacts.
   Catalog::Options options;
   options.data_dir = "data";
   options.predictor_threads = 1;

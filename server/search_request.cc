@@ -120,6 +120,8 @@ search::SearchProblem ResolvedSearch::problem() const {
   problem.pareto_cost = pareto_cost;
   problem.report_every_rejected_draw = keep_all_draws;
   problem.policy_losses = policy_losses.get();
+  problem.subnet_training = subnet_training.get();
+  problem.supernet_version = supernet_version;
   return problem;
 }
 
@@ -241,7 +243,11 @@ absl::StatusOr<ResolvedSearch> ResolveSearch(Catalog& catalog,
     }
     ensemble->set_spread_penalty(request.uncertainty_penalty());
   }
-  if (supernets != nullptr) job.policy_losses = supernets->PolicyLosses(request.space());
+  if (supernets != nullptr) {
+    job.policy_losses = supernets->PolicyLosses(request.space());
+    job.subnet_training = supernets->SubnetTraining(request.space());
+    job.supernet_version = supernets->Version(request.space());
+  }
   RETURN_IF_ERROR(job.engine->CheckProblem(job.problem(), job.options));
   return job;
 }

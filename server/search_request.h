@@ -34,6 +34,9 @@ struct ResolvedSearch {
   bool keep_all_draws = false;
   // Losses on the space's supernet for engines that measure; null without a supernet.
   std::shared_ptr<const search::PolicyLossProvider> policy_losses;
+  // Training on the space's supernet for engines that train; null without a supernet.
+  std::shared_ptr<const search::SubnetTrainingProvider> subnet_training;
+  std::string supernet_version;  // Empty without a supernet.
 
   // Valid while this object lives.
   search::SearchProblem problem() const;

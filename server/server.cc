@@ -129,6 +129,7 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   job_options.max_candidates_per_job = options.max_candidates_per_job;
   job_options.max_rows_per_job = options.max_rows_per_job;
   job_options.max_job_duration = options.max_job_duration;
+  job_options.artifacts = &server->store_->artifacts();
   ASSIGN_OR_RETURN(
       server->jobs_,
       JobManager::Create(job_options, *server->catalog_, server->store_->jobs(),

@@ -12,6 +12,7 @@
 #include "oface/mbconv_spec.h"
 #include "oface/policy_loss.h"
 #include "oface/subnet_export.h"
+#include "oface/subnet_finetune.h"
 #include "oface/subnet_measurement.h"
 #include "server/sha256.h"
 
@@ -60,6 +61,7 @@ absl::StatusOr<std::unique_ptr<SupernetHost>> SupernetHost::Create(const Options
     auto entry = std::make_unique<Entry>();
     ASSIGN_OR_RETURN(entry->fp32, LoadSupernet(spec, fp32_path));
     ASSIGN_OR_RETURN(entry->quant, LoadSupernet(spec, quant_path));
+    entry->quant_path = quant_path;
     ASSIGN_OR_RETURN(std::string fp32_bytes, ReadFileToString(fp32_path));
     ASSIGN_OR_RETURN(std::string quant_bytes, ReadFileToString(quant_path));
     entry->version =
@@ -139,6 +141,24 @@ absl::StatusOr<std::vector<SupernetHost::Measurement>> SupernetHost::Measure(
   return measurements;
 }
 
+namespace {
+
+// The TorchScript file's bytes of `subnet`, through a private temporary file
+// (torch::jit::Module::save writes files).
+absl::StatusOr<std::string> TorchScriptBytes(const oface::ExtractedSubnet& subnet) {
+  const std::string path =
+      (std::filesystem::temp_directory_path() /
+       absl::StrCat("apqd-export-", ::getpid(), "-", reinterpret_cast<uintptr_t>(&subnet), ".pt"))
+          .string();
+  const absl::Status saved = subnet.Save(path);
+  absl::StatusOr<std::string> bytes =
+      saved.ok() ? ReadFileToString(path) : absl::StatusOr<std::string>(saved);
+  std::remove(path.c_str());
+  return bytes;
+}
+
+}  // namespace
+
 absl::StatusOr<SupernetHost::Export> SupernetHost::ExportSubnet(
     absl::string_view space, const oface::Genotype& genotype,
     const std::function<bool()>& cancelled) {
@@ -156,17 +176,7 @@ absl::StatusOr<SupernetHost::Export> SupernetHost::ExportSubnet(
     ASSIGN_OR_RETURN(oface::ExtractedSubnet subnet,
                      oface::ExtractSubnet(*entry->quant, genotype, /*quantized=*/true,
                                           images->calibration, eval));
-    // Through a private temporary file: torch::jit::Module::save writes files.
-    const std::string path =
-        (std::filesystem::temp_directory_path() /
-         absl::StrCat("apqd-export-", ::getpid(), "-", reinterpret_cast<uintptr_t>(&result), ".pt"))
-            .string();
-    const absl::Status saved = subnet.Save(path);
-    absl::StatusOr<std::string> bytes =
-        saved.ok() ? ReadFileToString(path) : absl::StatusOr<std::string>(saved);
-    std::remove(path.c_str());
-    if (!bytes.ok()) return bytes.status();
-    result.torchscript = *std::move(bytes);
+    ASSIGN_OR_RETURN(result.torchscript, TorchScriptBytes(subnet));
     if (cancelled && cancelled()) return absl::CancelledError("export cancelled");
     ASSIGN_OR_RETURN(result.accuracy, subnet.Accuracy(images->evaluated, options_.eval_batch_size));
   }
@@ -233,6 +243,81 @@ std::shared_ptr<const search::PolicyLossProvider> SupernetHost::PolicyLosses(
     absl::string_view space) {
   if (!Has(space)) return nullptr;
   return std::make_shared<PolicyLossSource>(*this, std::string(space));
+}
+
+namespace {
+
+// A private supernet, the train split and a trainer on them.
+class HostSubnetTrainingSession final : public search::SubnetTrainingSession {
+ public:
+  HostSubnetTrainingSession(std::unique_ptr<oface::Supernet> supernet,
+                            std::unique_ptr<oface::LabeledImages> train,
+                            std::shared_ptr<const oface::EvaluationImages> calibration)
+      : supernet_(std::move(supernet)),
+        train_(std::move(train)),
+        calibration_(std::move(calibration)) {}
+
+  absl::Status Start(const oface::Genotype& genotype, const oface::FineTuneOptions& options) {
+    supernet_->SetQuantized(true);
+    ASSIGN_OR_RETURN(trainer_, oface::SubnetTrainer::Create(*supernet_, *train_, genotype, options));
+    return absl::OkStatus();
+  }
+
+  oface::SubnetTrainer& trainer() override { return *trainer_; }
+
+  absl::StatusOr<std::string> ExportTorchScript() override {
+    ASSIGN_OR_RETURN(oface::ExtractedSubnet subnet,
+                     oface::ExtractSubnet(*supernet_, trainer_->policy(), /*quantized=*/true,
+                                          calibration_->calibration, oface::EvalOptions{}));
+    return TorchScriptBytes(subnet);
+  }
+
+ private:
+  std::unique_ptr<oface::Supernet> supernet_;
+  std::unique_ptr<oface::LabeledImages> train_;
+  std::shared_ptr<const oface::EvaluationImages> calibration_;
+  std::unique_ptr<oface::SubnetTrainer> trainer_;
+};
+
+}  // namespace
+
+class SupernetHost::SubnetTrainingSource final : public search::SubnetTrainingProvider {
+ public:
+  SubnetTrainingSource(SupernetHost& host, std::string space)
+      : host_(host), space_(std::move(space)) {}
+
+  absl::StatusOr<std::unique_ptr<search::SubnetTrainingSession>> Open(
+      const oface::Genotype& genotype, const oface::FineTuneOptions& options) const override {
+    ASSIGN_OR_RETURN(Entry * entry, host_.FindEntry(space_));
+    ASSIGN_OR_RETURN(std::shared_ptr<const oface::EvaluationImages> standard,
+                     host_.Images(oface::DataSplit::kValidation));
+    absl::StatusOr<oface::LabeledImages> train =
+        oface::LoadFashionMnistSplit(host_.options_.dataset_dir, oface::DataSplit::kTrain);
+    if (!train.ok()) {
+      std::fprintf(stderr, "apqd: the supernet's dataset is unavailable: %s\n",
+                   train.status().ToString().c_str());
+      return absl::FailedPreconditionError(
+          "the supernet's dataset (Fashion-MNIST) is unavailable on this server; its log names "
+          "the missing or unreadable file");
+    }
+    ASSIGN_OR_RETURN(std::unique_ptr<oface::Supernet> supernet,
+                     LoadSupernet(entry->quant->spec(), entry->quant_path));
+    auto session = std::make_unique<HostSubnetTrainingSession>(
+        std::move(supernet), std::make_unique<oface::LabeledImages>(*std::move(train)),
+        std::move(standard));
+    RETURN_IF_ERROR(session->Start(genotype, options));
+    return session;
+  }
+
+ private:
+  SupernetHost& host_;
+  const std::string space_;
+};
+
+std::shared_ptr<const search::SubnetTrainingProvider> SupernetHost::SubnetTraining(
+    absl::string_view space) {
+  if (!Has(space)) return nullptr;
+  return std::make_shared<SubnetTrainingSource>(*this, std::string(space));
 }
 
 }  // namespace apq::server

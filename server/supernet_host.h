@@ -92,15 +92,24 @@ class SupernetHost {
   // supernet while it lives, so measured evaluations of the space wait for it.
   std::shared_ptr<const search::PolicyLossProvider> PolicyLosses(absl::string_view space);
 
+  // Quantization-aware training of one of `space`'s architectures, for engines that train
+  // (search::SubnetTrainingProvider; null when the space has no supernet). A session trains a
+  // private copy of the space's quantization-aware supernet (its weights file read again) on
+  // the whole train split, so it holds nothing others wait for; its export recalibrates batch
+  // norm on the calibration images Measure uses.
+  std::shared_ptr<const search::SubnetTrainingProvider> SubnetTraining(absl::string_view space);
+
  private:
   struct Entry {
     std::unique_ptr<oface::Supernet> fp32;
     std::unique_ptr<oface::Supernet> quant;
     std::string version;
+    std::string quant_path;  // The file `quant` was read from.
     absl::Mutex mutex;  // Serializes the use of fp32 and quant.
   };
 
   class PolicyLossSource;
+  class SubnetTrainingSource;
   explicit SupernetHost(Options options) : options_(std::move(options)) {}
   // The space's entry or FAILED_PRECONDITION.
   absl::StatusOr<Entry*> FindEntry(absl::string_view space) const;

@@ -283,6 +283,31 @@ class FaultyTokenStore final : public TokenStore {
   FaultPlan& plan_;
 };
 
+class FaultyArtifactStore final : public ArtifactStore {
+ public:
+  FaultyArtifactStore(ArtifactStore& base, FaultPlan& plan) : base_(base), plan_(plan) {}
+
+  absl::Status PutArtifact(const ArtifactRecord& artifact) override {
+    return Write<absl::Status>(plan_, "PutArtifact", [&] { return base_.PutArtifact(artifact); });
+  }
+  absl::StatusOr<ArtifactRecord> GetArtifact(const std::string& kind,
+                                             const std::string& key) override {
+    return base_.GetArtifact(kind, key);
+  }
+  absl::StatusOr<std::vector<ArtifactRecord>> ListJobArtifacts(const std::string& job_id) override {
+    return base_.ListJobArtifacts(job_id);
+  }
+  absl::StatusOr<std::vector<ArtifactRecord>> ListArtifacts(const std::string& kind,
+                                                            const std::string& space,
+                                                            int limit) override {
+    return base_.ListArtifacts(kind, space, limit);
+  }
+
+ private:
+  ArtifactStore& base_;
+  FaultPlan& plan_;
+};
+
 class FaultyStore final : public Store {
  public:
   FaultyStore(std::unique_ptr<Store> base, std::shared_ptr<FaultPlan> plan)
@@ -293,7 +318,8 @@ class FaultyStore final : public Store {
         datasets_(base_->datasets(), *plan_),
         predictors_(base_->predictors(), *plan_),
         training_jobs_(base_->training_jobs(), *plan_),
-        tokens_(base_->tokens(), *plan_) {}
+        tokens_(base_->tokens(), *plan_),
+        artifacts_(base_->artifacts(), *plan_) {}
 
   JobStore& jobs() override { return jobs_; }
   DeviceStore& devices() override { return devices_; }
@@ -301,6 +327,7 @@ class FaultyStore final : public Store {
   PredictorStore& predictors() override { return predictors_; }
   TrainingJobStore& training_jobs() override { return training_jobs_; }
   TokenStore& tokens() override { return tokens_; }
+  ArtifactStore& artifacts() override { return artifacts_; }
 
  private:
   // Declared first: they outlive the wrappers below.
@@ -312,6 +339,7 @@ class FaultyStore final : public Store {
   FaultyPredictorStore predictors_;
   FaultyTrainingJobStore training_jobs_;
   FaultyTokenStore tokens_;
+  FaultyArtifactStore artifacts_;
 };
 
 }  // namespace

@@ -3,11 +3,13 @@
 // that the code copes with a store that refuses a write or loses a commit's acknowledgement.
 //
 // Writes are the calls of the mutating methods of every record kind: JobStore's CreateJob,
-// CreateSweep, MarkRunning, AppendGenerations, BeginVerification, RecordVerification and FinishJob;
-// DeviceStore's AddTableVersion; DatasetStore's CreateDataset and AddMeasurements; PredictorStore's
-// AddPredictor, SetDefaultPredictor and ClearDefaultPredictor; TrainingJobStore's
-// CreateTrainingJob, MarkTrainingRunning, UpdateTrainingProgress and FinishTrainingJob. Every call
-// of one counts, whatever its result. Reads pass through untouched.
+// CreateSweep, MarkRunning, AppendGenerations, BeginVerification, RecordVerification, FinishJob,
+// DeleteJob and DeleteJobsFinishedBefore; DeviceStore's AddTableVersion; DatasetStore's
+// CreateDataset and AddMeasurements; PredictorStore's AddPredictor, SetDefaultPredictor and
+// ClearDefaultPredictor; TrainingJobStore's CreateTrainingJob, MarkTrainingRunning,
+// UpdateTrainingProgress and FinishTrainingJob; TokenStore's AddToken and RevokeToken;
+// ArtifactStore's PutArtifact. Every call of one counts, whatever its result. Reads pass through
+// untouched.
 //
 // Thread safety: the plan and the wrapper may be used from any thread.
 #ifndef APQ_SERVER_STORE_FAULTY_STORE_H_

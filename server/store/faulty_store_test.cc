@@ -135,6 +135,31 @@ TEST_P(FaultyStoreTest, WritesOfEveryKindAreCountedAndReadsAreNot) {
   EXPECT_THAT(*store_->predictors().ListPredictors("fmnist_mbv2"), SizeIs(1));
 }
 
+// PutArtifact is a write: refused, it stores nothing; with its acknowledgement lost, the
+// artifact is stored and the retry is ALREADY_EXISTS. Its reads are not counted.
+TEST_P(FaultyStoreTest, AnArtifactIsStoredOrNotAtAll) {
+  ArtifactStore& artifacts = store_->artifacts();
+  const std::string job = *store_->jobs().CreateJob(MakeJob());
+  plan_->FailNthWrite(1, Mode::kBeforeWrite, "PutArtifact");
+  ExpectInjected(artifacts.PutArtifact(Artifact("solver_report", "r", job)));
+  EXPECT_EQ(artifacts.GetArtifact("solver_report", "r").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_THAT(*artifacts.ListJobArtifacts(job), IsEmpty());
+
+  plan_->FailNthWrite(1, Mode::kAfterCommit, "PutArtifact");
+  ExpectInjected(artifacts.PutArtifact(Artifact("solver_report", "r", job)));
+  EXPECT_EQ(artifacts.GetArtifact("solver_report", "r")->bytes,
+            Artifact("solver_report", "r", job).bytes);
+  EXPECT_EQ(artifacts.PutArtifact(Artifact("solver_report", "r", job)).code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(*artifacts.ListArtifacts("solver_report", "", 10), SizeIs(1));
+  EXPECT_EQ(plan_->writes("PutArtifact"), 3);
+  EXPECT_EQ(plan_->writes("GetArtifact"), 0);
+  EXPECT_EQ(plan_->writes("ListJobArtifacts"), 0);
+  EXPECT_EQ(plan_->writes("ListArtifacts"), 0);
+  EXPECT_EQ(plan_->faults_injected(), 2);
+}
+
 TEST_P(FaultyStoreTest, AWriteThatFailsByItselfKeepsItsErrorAndClearDisarms) {
   const std::string id = *store_->jobs().CreateJob(MakeJob());
   plan_->FailNthWrite(1, Mode::kAfterCommit);

@@ -119,13 +119,14 @@ class JobStore {
   // offset past the end gives no rows and the total.
   virtual absl::StatusOr<CandidatePage> ListCandidates(const CandidateQuery& query) = 0;
 
-  // Deletes an ended job and its candidates; from then on the job is NOT_FOUND everywhere
-  // (its id is never given to another job). NOT_FOUND for an unknown or deleted job;
-  // FAILED_PRECONDITION for one queued or running (cancel it first).
+  // Deletes an ended job, its candidates and its artifacts (ArtifactStore: those whose
+  // job_id is this job; shared ones stay) in one transaction; from then on the job is
+  // NOT_FOUND everywhere (its id is never given to another job). NOT_FOUND for an unknown or
+  // deleted job; FAILED_PRECONDITION for one queued or running (cancel it first).
   virtual absl::Status DeleteJob(const std::string& job_id, double deleted_unix_s) = 0;
 
   // Deletes, oldest first, up to `limit` ended jobs that finished before
-  // `finished_before_unix_s`, in one transaction; returns their ids.
+  // `finished_before_unix_s`, each as DeleteJob would, in one transaction; returns their ids.
   virtual absl::StatusOr<std::vector<std::string>> DeleteJobsFinishedBefore(
       double finished_before_unix_s, double deleted_unix_s, int limit) = 0;
 };

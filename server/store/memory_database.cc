@@ -1,6 +1,7 @@
 #include "server/store/memory_database.h"
 
 #include <algorithm>
+#include <iterator>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -98,6 +99,12 @@ absl::Status MemoryDatabase::InsertPredictor(const PredictorRecord& predictor,
   if (stored.is_default) MakeDefault(stored.space, "");
   predictors[stored.space].push_back(std::move(stored));
   return absl::OkStatus();
+}
+
+void MemoryDatabase::DeleteJobArtifacts(const std::string& job_id) {
+  for (auto it = artifacts.begin(); it != artifacts.end();) {
+    it = it->second.job_id == job_id ? artifacts.erase(it) : std::next(it);
+  }
 }
 
 }  // namespace apq::server::memory_internal

@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -66,6 +67,8 @@ struct MemoryDatabase {
   // PredictorStore::AddPredictor's checks and write.
   absl::Status InsertPredictor(const PredictorRecord& predictor, absl::string_view operation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex);
+  // Deletes the artifacts of the job (JobStore::DeleteJob); shared ones stay.
+  void DeleteJobArtifacts(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex);
 
   absl::Mutex mutex;
   std::vector<StoredJob> jobs ABSL_GUARDED_BY(mutex);  // jobs[n - 1] is "job-<n>".
@@ -80,6 +83,8 @@ struct MemoryDatabase {
   std::vector<TrainingJobRecord> training_jobs ABSL_GUARDED_BY(mutex);
   absl::flat_hash_map<std::string, size_t> training_job_index ABSL_GUARDED_BY(mutex);
   std::vector<TokenRecord> tokens ABSL_GUARDED_BY(mutex);  // In the order they were added.
+  // By (kind, key), with their bytes and size_bytes.
+  std::map<std::pair<std::string, std::string>, ArtifactRecord> artifacts ABSL_GUARDED_BY(mutex);
 };
 
 // The job store on `db`, which must outlive it.

@@ -322,6 +322,7 @@ class MemoryJobStore final : public JobStore {
       return store_internal::JobNotEnded(job_id, job->record.state);
     }
     job->deleted = true;
+    db_.DeleteJobArtifacts(job_id);
     job->candidates.clear();
     job->candidates.shrink_to_fit();
     job->row_of_config.clear();

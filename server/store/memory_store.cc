@@ -20,6 +20,9 @@ namespace {
 using memory_internal::MemoryDatabase;
 using memory_internal::StoredDataset;
 using memory_internal::StoredDouble;
+using store_internal::ArtifactExists;
+using store_internal::ArtifactNotFound;
+using store_internal::CheckArtifact;
 using store_internal::CheckDataset;
 using store_internal::CheckMeasurementRows;
 using store_internal::CheckPage;
@@ -434,6 +437,77 @@ class MemoryTokenStore final : public TokenStore {
   MemoryDatabase& db_;
 };
 
+class MemoryArtifactStore final : public ArtifactStore {
+ public:
+  explicit MemoryArtifactStore(MemoryDatabase& db) : db_(db) {}
+
+  absl::Status PutArtifact(const ArtifactRecord& artifact) override {
+    RETURN_IF_ERROR(CheckArtifact(artifact));
+    absl::MutexLock lock(&db_.mutex);
+    if (!artifact.job_id.empty() && db_.FindJob(artifact.job_id) == nullptr) {
+      return store_internal::JobNotFound(artifact.job_id);
+    }
+    auto [stored, added] =
+        db_.artifacts.try_emplace(std::make_pair(artifact.kind, artifact.key), artifact);
+    if (!added) return ArtifactExists(artifact.kind, artifact.key);
+    // Checked finite by CheckArtifact; -0.0 is stored as 0.0.
+    stored->second.created_unix_s = artifact.created_unix_s == 0.0 ? 0.0 : artifact.created_unix_s;
+    stored->second.size_bytes = static_cast<int64_t>(artifact.bytes.size());
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<ArtifactRecord> GetArtifact(const std::string& kind,
+                                             const std::string& key) override {
+    absl::MutexLock lock(&db_.mutex);
+    auto found = db_.artifacts.find(std::make_pair(kind, key));
+    if (found == db_.artifacts.end()) return ArtifactNotFound(kind, key);
+    return found->second;
+  }
+
+  absl::StatusOr<std::vector<ArtifactRecord>> ListJobArtifacts(const std::string& job_id) override {
+    absl::MutexLock lock(&db_.mutex);
+    if (db_.FindJob(job_id) == nullptr) return store_internal::JobNotFound(job_id);
+    std::vector<ArtifactRecord> artifacts;
+    // The map is in (kind, key) order.
+    for (const auto& [name, artifact] : db_.artifacts) {
+      if (artifact.job_id == job_id) artifacts.push_back(WithoutBytes(artifact));
+    }
+    return artifacts;
+  }
+
+  absl::StatusOr<std::vector<ArtifactRecord>> ListArtifacts(const std::string& kind,
+                                                            const std::string& space,
+                                                            int limit) override {
+    RETURN_IF_ERROR(CheckPage(0, limit));
+    absl::MutexLock lock(&db_.mutex);
+    std::vector<ArtifactRecord> artifacts;
+    // The artifacts of `kind` are one range of the map, in key order.
+    for (auto it = db_.artifacts.lower_bound(std::make_pair(kind, std::string()));
+         it != db_.artifacts.end() && it->first.first == kind &&
+         static_cast<int>(artifacts.size()) < limit;
+         ++it) {
+      if (space.empty() || it->second.space == space) artifacts.push_back(WithoutBytes(it->second));
+    }
+    return artifacts;
+  }
+
+ private:
+  static ArtifactRecord WithoutBytes(const ArtifactRecord& artifact) {
+    ArtifactRecord listed;
+    listed.kind = artifact.kind;
+    listed.key = artifact.key;
+    listed.job_id = artifact.job_id;
+    listed.space = artifact.space;
+    listed.created_unix_s = artifact.created_unix_s;
+    listed.provenance = artifact.provenance;
+    listed.content_type = artifact.content_type;
+    listed.size_bytes = artifact.size_bytes;
+    return listed;
+  }
+
+  MemoryDatabase& db_;
+};
+
 class MemoryStore final : public Store {
  public:
   MemoryStore()
@@ -442,7 +516,8 @@ class MemoryStore final : public Store {
         datasets_(db_),
         predictors_(db_),
         training_jobs_(db_),
-        tokens_(db_) {}
+        tokens_(db_),
+        artifacts_(db_) {}
 
   JobStore& jobs() override { return *jobs_; }
   DeviceStore& devices() override { return devices_; }
@@ -450,6 +525,7 @@ class MemoryStore final : public Store {
   PredictorStore& predictors() override { return predictors_; }
   TrainingJobStore& training_jobs() override { return training_jobs_; }
   TokenStore& tokens() override { return tokens_; }
+  ArtifactStore& artifacts() override { return artifacts_; }
 
  private:
   MemoryDatabase db_;  // Declared first: outlives the stores.
@@ -459,6 +535,7 @@ class MemoryStore final : public Store {
   MemoryPredictorStore predictors_;
   MemoryTrainingJobStore training_jobs_;
   MemoryTokenStore tokens_;
+  MemoryArtifactStore artifacts_;
 };
 
 }  // namespace

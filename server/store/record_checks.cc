@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 
 namespace apq::server::store_internal {
@@ -394,6 +395,70 @@ absl::Status PredictorExists(const PredictorRecord& predictor) {
 
 absl::Status NoDefaultPredictor(const std::string& space) {
   return absl::NotFoundError(absl::StrCat("space ", space, " has no default predictor"));
+}
+
+namespace {
+
+// `value` for an error message: quoted, with control characters and bytes that are not
+// ASCII escaped.
+std::string Quoted(absl::string_view value) {
+  return absl::StrCat("\"", absl::CHexEscape(value), "\"");
+}
+
+}  // namespace
+
+absl::Status CheckArtifact(const ArtifactRecord& artifact) {
+  const bool kind_ok = !artifact.kind.empty() && artifact.kind.size() <= kMaxArtifactKindBytes &&
+                       std::all_of(artifact.kind.begin(), artifact.kind.end(), [](char c) {
+                         return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+                       });
+  if (!kind_ok) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "artifact kind: must be 1 to ", kMaxArtifactKindBytes, " characters of [a-z0-9_], got ",
+        artifact.kind.size() <= kMaxArtifactKindBytes
+            ? Quoted(artifact.kind)
+            : absl::StrCat(artifact.kind.size(), " bytes")));
+  }
+  if (artifact.key.empty() || artifact.key.size() > kMaxArtifactKeyBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "artifact key: must be 1 to ", kMaxArtifactKeyBytes, " bytes, got ", artifact.key.size()));
+  }
+  for (size_t i = 0; i < artifact.key.size(); ++i) {
+    const auto byte = static_cast<unsigned char>(artifact.key[i]);
+    if (byte < 0x20 || byte == 0x7f) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "artifact key: byte ", i, " is a control character (", Quoted(artifact.key), ")"));
+    }
+  }
+  if (!std::isfinite(artifact.created_unix_s) || artifact.created_unix_s < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "artifact created_unix_s: must be finite and >= 0, got ", artifact.created_unix_s));
+  }
+  if (artifact.provenance.size() > kMaxArtifactProvenanceBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("artifact provenance: ", artifact.provenance.size(), " bytes, more than ",
+                     kMaxArtifactProvenanceBytes));
+  }
+  if (artifact.content_type.size() > kMaxArtifactContentTypeBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("artifact content_type: ", artifact.content_type.size(), " bytes, more than ",
+                     kMaxArtifactContentTypeBytes));
+  }
+  if (artifact.bytes.size() > kMaxArtifactBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("artifact bytes: ", artifact.bytes.size(),
+                                                   " bytes, more than ", kMaxArtifactBytes));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ArtifactNotFound(const std::string& kind, const std::string& key) {
+  return absl::NotFoundError(
+      absl::StrCat("no artifact of kind ", Quoted(kind), " with key ", Quoted(key)));
+}
+
+absl::Status ArtifactExists(const std::string& kind, const std::string& key) {
+  return absl::AlreadyExistsError(absl::StrCat("artifact of kind ", Quoted(kind), " with key ",
+                                               Quoted(key), " is already stored"));
 }
 
 }  // namespace apq::server::store_internal

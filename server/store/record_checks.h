@@ -118,6 +118,11 @@ absl::Status TokenExists(const std::string& id);
 absl::Status TokenRevoked(const std::string& id);
 absl::Status PredictorExists(const PredictorRecord& predictor);
 absl::Status NoDefaultPredictor(const std::string& space);
+// ArtifactStore::PutArtifact's checks of the record alone: INVALID_ARGUMENT
+// "artifact <field>: ..." for the first field out of the bounds of ArtifactRecord.
+absl::Status CheckArtifact(const ArtifactRecord& artifact);
+absl::Status ArtifactNotFound(const std::string& kind, const std::string& key);
+absl::Status ArtifactExists(const std::string& kind, const std::string& key);
 
 }  // namespace apq::server::store_internal
 

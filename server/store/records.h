@@ -1,10 +1,12 @@
 // The records the store keeps: search jobs and their candidates, devices' cost tables,
-// measurement datasets, trained predictors and the jobs that train them. Plain values; the
-// interfaces that persist them are in job_store.h, device_store.h, dataset_store.h,
-// predictor_store.h and training_job_store.h, bundled by store.h.
+// measurement datasets, trained predictors and the jobs that train them, API tokens, and
+// engines' artifacts. Plain values; the interfaces that persist them are in job_store.h,
+// device_store.h, dataset_store.h, predictor_store.h, training_job_store.h, token_store.h and
+// artifact_store.h, bundled by store.h.
 #ifndef APQ_SERVER_STORE_RECORDS_H_
 #define APQ_SERVER_STORE_RECORDS_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -281,6 +283,35 @@ struct PredictorRecord {
   std::string dataset;              // The dataset it was trained on ("" when shipped).
   double created_unix_s = 0;
   bool is_default = false;  // At most one per space.
+};
+
+// The bounds of an ArtifactRecord's fields (ArtifactStore::PutArtifact refuses a record out
+// of them).
+inline constexpr size_t kMaxArtifactKindBytes = 64;
+inline constexpr size_t kMaxArtifactKeyBytes = 512;
+inline constexpr size_t kMaxArtifactProvenanceBytes = size_t{64} << 10;  // 64 KiB.
+inline constexpr size_t kMaxArtifactContentTypeBytes = 128;
+inline constexpr size_t kMaxArtifactBytes = size_t{512} << 20;  // 512 MiB.
+
+// A blob an engine produced or caches, with where it came from: e.g. a measured sensitivity
+// matrix cached per (supernet version, architecture, calibration set), a solver's report for
+// a job, a fine-tuned TorchScript module a job produced. Immutable once stored.
+struct ArtifactRecord {
+  // What it is, e.g. "iqp_sensitivity": 1 to 64 characters of [a-z0-9_].
+  std::string kind;
+  // Unique within its kind: 1 to 512 bytes, none a control character (0x00-0x1f, 0x7f).
+  std::string key;
+  // The job whose output it is (deleted with it), or empty for a shared one (a cache entry).
+  std::string job_id;
+  std::string space;            // The search space it belongs to; may be empty.
+  double created_unix_s = 0.0;  // Finite, >= 0.
+  // JSON text describing where it came from (not parsed by the store); at most 64 KiB.
+  std::string provenance;
+  // E.g. "application/json", "application/x-torchscript"; at most 128 bytes.
+  std::string content_type;
+  std::string bytes;  // The blob; at most 512 MiB. Empty in listings.
+  // bytes.size() as stored, filled on every read (listings too); ignored by PutArtifact.
+  int64_t size_bytes = 0;
 };
 
 }  // namespace apq::server

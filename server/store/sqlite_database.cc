@@ -290,6 +290,23 @@ CREATE INDEX jobs_by_owner ON jobs (owner, seq);
     R"sql(
 ALTER TABLE jobs ADD COLUMN deleted_unix_s REAL NOT NULL DEFAULT 0;
 )sql",
+    // 12: artifacts, engines' blobs with provenance. job_id is '' for a shared one; a job's
+    // are deleted with it (no foreign key: a deleted job's row stays as a tombstone). The
+    // blob comes last, so listings that leave it out do not read its pages.
+    R"sql(
+CREATE TABLE artifacts (
+  kind TEXT NOT NULL,
+  key TEXT NOT NULL,
+  job_id TEXT NOT NULL DEFAULT '',
+  space TEXT NOT NULL DEFAULT '',
+  created_unix_s REAL NOT NULL,
+  provenance TEXT NOT NULL DEFAULT '',
+  content_type TEXT NOT NULL DEFAULT '',
+  bytes BLOB NOT NULL,
+  PRIMARY KEY (kind, key)
+);
+CREATE INDEX artifacts_by_job ON artifacts (job_id, kind, key);
+)sql",
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(std::size(kMigrations));

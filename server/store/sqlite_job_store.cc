@@ -653,6 +653,11 @@ absl::Status SqliteJobStore::DeleteJobLocked(const std::string& job_id, double d
   ASSIGN_OR_RETURN(Statement rows, database_.Prepare("DELETE FROM candidates WHERE job_id = ?1"));
   rows.BindText(1, job_id);
   RETURN_IF_ERROR(rows.Run(operation));
+  // Its artifacts go with it; shared ones (job_id '') never match.
+  ASSIGN_OR_RETURN(Statement artifacts,
+                   database_.Prepare("DELETE FROM artifacts WHERE job_id = ?1"));
+  artifacts.BindText(1, job_id);
+  RETURN_IF_ERROR(artifacts.Run(operation));
   // The row stays as a tombstone, so that the job's id is never given again.
   ASSIGN_OR_RETURN(Statement mark,
                    database_.Prepare("UPDATE jobs SET deleted_unix_s = ?2, request = x'', "

@@ -23,7 +23,8 @@ SqliteStore::SqliteStore(std::unique_ptr<SqliteDatabase> database)
       datasets_(std::make_unique<SqliteDatasetStore>(*database_)),
       predictors_(std::make_unique<SqlitePredictorStore>(*database_)),
       training_jobs_(std::make_unique<SqliteTrainingJobStore>(*database_)),
-      tokens_(std::make_unique<SqliteTokenStore>(*database_)) {}
+      tokens_(std::make_unique<SqliteTokenStore>(*database_)),
+      artifacts_(std::make_unique<SqliteArtifactStore>(*database_)) {}
 
 // Defined here, where the stores' types are complete; members are destroyed in reverse
 // order, so the database closes last.
@@ -35,5 +36,6 @@ DatasetStore& SqliteStore::datasets() { return *datasets_; }
 PredictorStore& SqliteStore::predictors() { return *predictors_; }
 TrainingJobStore& SqliteStore::training_jobs() { return *training_jobs_; }
 TokenStore& SqliteStore::tokens() { return *tokens_; }
+ArtifactStore& SqliteStore::artifacts() { return *artifacts_; }
 
 }  // namespace apq::server

@@ -23,6 +23,7 @@ class SqliteDatasetStore;
 class SqlitePredictorStore;
 class SqliteTrainingJobStore;
 class SqliteTokenStore;
+class SqliteArtifactStore;
 
 class SqliteStore final : public Store {
  public:
@@ -49,6 +50,7 @@ class SqliteStore final : public Store {
   PredictorStore& predictors() override;
   TrainingJobStore& training_jobs() override;
   TokenStore& tokens() override;
+  ArtifactStore& artifacts() override;
 
  private:
   explicit SqliteStore(std::unique_ptr<SqliteDatabase> database);
@@ -60,6 +62,7 @@ class SqliteStore final : public Store {
   const std::unique_ptr<SqlitePredictorStore> predictors_;
   const std::unique_ptr<SqliteTrainingJobStore> training_jobs_;
   const std::unique_ptr<SqliteTokenStore> tokens_;
+  const std::unique_ptr<SqliteArtifactStore> artifacts_;
 };
 
 }  // namespace apq::server

@@ -108,6 +108,8 @@ TEST(SqliteStoreTest, EverythingSurvivesARestart) {
                     .ok());
     ASSERT_TRUE(store->predictors().AddPredictor(Predictor("v1", true)).ok());
     ASSERT_TRUE(store->training_jobs().CreateTrainingJob({}).ok());
+    ASSERT_TRUE(store->artifacts().PutArtifact(Artifact("solver_report", "r", finished_id)).ok());
+    ASSERT_TRUE(store->artifacts().PutArtifact(Artifact("iqp_sensitivity", "s")).ok());
 
     running = *jobs.GetJob(running_id);
     finished = *jobs.GetJob(finished_id);
@@ -144,6 +146,10 @@ TEST(SqliteStoreTest, EverythingSurvivesARestart) {
   EXPECT_EQ(store->predictors().GetDefaultPredictor("fmnist_mbv2")->artifact,
             Predictor("v1", true).artifact);
   EXPECT_EQ(store->training_jobs().GetTrainingJob("train-1")->state, JobState::kQueued);
+  ExpectArtifactEq(*store->artifacts().GetArtifact("solver_report", "r"),
+                   Artifact("solver_report", "r", finished.id));
+  ExpectArtifactEq(*store->artifacts().GetArtifact("iqp_sensitivity", "s"),
+                   Artifact("iqp_sensitivity", "s"));
 
   // The resumed job continues where it stopped; new ids follow the old ones.
   ASSERT_TRUE(jobs.AppendGenerations(running.id, MakeBatch(3, 1, 30)).ok());
@@ -241,6 +247,14 @@ TEST(SqliteStoreTest, MigratesADatabaseOfAnOlderSchema) {
                     .CreateDataset({"fm", "fmnist_mbv2", "", 1, 0}, {Measurement("[1]", 1, "fp32")})
                     .ok());
     EXPECT_EQ(*store->training_jobs().CreateTrainingJob({}), "train-1");
+    // Artifacts (schema 12) of the old job go with it.
+    ASSERT_TRUE(store->artifacts().PutArtifact(Artifact("solver_report", "r", "job-1")).ok());
+    ASSERT_TRUE(store->artifacts().PutArtifact(Artifact("iqp_sensitivity", "s")).ok());
+    EXPECT_EQ(store->artifacts().ListJobArtifacts("job-1")->size(), 1u);
+    ASSERT_TRUE(jobs.DeleteJob("job-1", 30).ok());
+    EXPECT_EQ(store->artifacts().GetArtifact("solver_report", "r").status().code(),
+              absl::StatusCode::kNotFound);
+    EXPECT_TRUE(store->artifacts().GetArtifact("iqp_sensitivity", "s").ok());
   }
 }
 

@@ -12,6 +12,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "server/store/artifact_store.h"
 #include "server/store/dataset_store.h"
 #include "server/store/device_store.h"
 #include "server/store/job_store.h"
@@ -180,6 +181,26 @@ class SqliteTrainingJobStore final : public TrainingJobStore {
 
  private:
   absl::StatusOr<JobState> LoadState(const std::string& job_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(database_.mutex());
+
+  SqliteDatabase& database_;
+};
+
+class SqliteArtifactStore final : public ArtifactStore {
+ public:
+  explicit SqliteArtifactStore(SqliteDatabase& database) : database_(database) {}
+
+  absl::Status PutArtifact(const ArtifactRecord& artifact) override;
+  absl::StatusOr<ArtifactRecord> GetArtifact(const std::string& kind,
+                                             const std::string& key) override;
+  absl::StatusOr<std::vector<ArtifactRecord>> ListJobArtifacts(const std::string& job_id) override;
+  absl::StatusOr<std::vector<ArtifactRecord>> ListArtifacts(const std::string& kind,
+                                                            const std::string& space,
+                                                            int limit) override;
+
+ private:
+  // NOT_FOUND unless the job exists and is not deleted.
+  absl::Status CheckJobKnown(const std::string& job_id, const std::string& operation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(database_.mutex());
 
   SqliteDatabase& database_;

@@ -5,11 +5,11 @@
 //
 // Contract shared by every method of every record kind:
 //  - Each write is one transaction: on error nothing is changed.
-//  - NOT_FOUND for an unknown job, device, version, dataset, predictor or token; INVALID_ARGUMENT
-//    for bad arguments; ALREADY_EXISTS for a name that is taken or a record that is stored
-//    (a dataset's measurement of the same method and config); FAILED_PRECONDITION for a
-//    write the record's state refuses; INTERNAL for a storage failure (the message carries
-//    the backend's).
+//  - NOT_FOUND for an unknown job, device, version, dataset, predictor, token or artifact;
+//    INVALID_ARGUMENT for bad arguments; ALREADY_EXISTS for a name that is taken or a record
+//    that is stored (a dataset's measurement of the same method and config, an artifact's
+//    (kind, key)); FAILED_PRECONDITION for a write the record's state refuses; INTERNAL for
+//    a storage failure (the message carries the backend's).
 //  - Strings and blobs read back byte for byte (embedded NULs included). Doubles read back
 //    bit for bit, except -0.0, which reads back as 0.0. A NaN anywhere a double is stored is
 //    INVALID_ARGUMENT naming the field.
@@ -18,6 +18,7 @@
 #ifndef APQ_SERVER_STORE_STORE_H_
 #define APQ_SERVER_STORE_STORE_H_
 
+#include "server/store/artifact_store.h"
 #include "server/store/dataset_store.h"
 #include "server/store/device_store.h"
 #include "server/store/job_store.h"
@@ -40,6 +41,7 @@ class Store {
   virtual PredictorStore& predictors() = 0;
   virtual TrainingJobStore& training_jobs() = 0;
   virtual TokenStore& tokens() = 0;
+  virtual ArtifactStore& artifacts() = 0;
 };
 
 }  // namespace apq::server

@@ -53,6 +53,7 @@ class StoreConformanceTest : public ::testing::TestWithParam<Backend> {
   PredictorStore& predictors() { return store_->predictors(); }
   TrainingJobStore& training_jobs() { return store_->training_jobs(); }
   TokenStore& tokens() { return store_->tokens(); }
+  ArtifactStore& artifacts() { return store_->artifacts(); }
 
   std::unique_ptr<Store> store_;
 };
@@ -1697,6 +1698,334 @@ TEST_P(StoreConformanceTest, TrainingJobsEndWithTheirPredictorInOneTransaction) 
   EXPECT_EQ(training_jobs().ListTrainingJobs(false, 0, kMaxPageSize + 1).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(training_jobs().GetTrainingJob("train-9").status().code(), absl::StatusCode::kNotFound);
+}
+
+// Listings' records: the stored fields of `artifact` with its size, without its bytes.
+ArtifactRecord Listed(ArtifactRecord artifact) {
+  artifact.size_bytes = static_cast<int64_t>(artifact.bytes.size());
+  artifact.bytes.clear();
+  return artifact;
+}
+
+// (kind, key) of each listed artifact, checking that each carries no bytes.
+std::vector<std::string> Names(const absl::StatusOr<std::vector<ArtifactRecord>>& listed) {
+  std::vector<std::string> names;
+  EXPECT_TRUE(listed.ok()) << listed.status();
+  if (!listed.ok()) return names;
+  for (const ArtifactRecord& artifact : *listed) {
+    EXPECT_TRUE(artifact.bytes.empty()) << artifact.key << ": listings leave the bytes out";
+    names.push_back(absl::StrCat(artifact.kind, "/", artifact.key));
+  }
+  return names;
+}
+
+// A job that has ended, so that it can be deleted.
+std::string EndedJob(JobStore& jobs, double finished_unix_s) {
+  const std::string id = *jobs.CreateJob(MakeJob());
+  EXPECT_TRUE(jobs.MarkRunning(id, 1).ok());
+  EXPECT_TRUE(jobs.FinishJob(id, JobState::kSucceeded, "", finished_unix_s, 1, {}).ok());
+  return id;
+}
+
+TEST_P(StoreConformanceTest, ArtifactsRoundTripByteForByte) {
+  const std::string job = *jobs().CreateJob(MakeJob());
+  ArtifactRecord module = Artifact("finetuned_module", "fmnist_mbv2/arch-3/bits-4", job);
+  module.bytes = kBinary + std::string(3, '\0');  // Embedded and trailing NULs, not UTF-8.
+  module.content_type = "application/x-torchscript";
+  module.size_bytes = 12345;  // Ignored: the store fills it.
+  ArtifactRecord empty;       // A shared, empty blob with every optional field empty.
+  empty.kind = "iqp_sensitivity";
+  empty.key = "k";
+  empty.created_unix_s = -0.0;  // Reads back as 0.0.
+  ASSERT_TRUE(artifacts().PutArtifact(module).ok());
+  ASSERT_TRUE(artifacts().PutArtifact(empty).ok());
+  // One key under two kinds is two artifacts.
+  ASSERT_TRUE(artifacts().PutArtifact(Artifact("solver_report", module.key)).ok());
+
+  absl::StatusOr<ArtifactRecord> loaded = artifacts().GetArtifact(module.kind, module.key);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  module.size_bytes = static_cast<int64_t>(module.bytes.size());
+  ExpectArtifactEq(*loaded, module);
+  EXPECT_EQ(loaded->bytes.size(), kBinary.size() + 3);
+
+  loaded = artifacts().GetArtifact("iqp_sensitivity", "k");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ExpectArtifactEq(*loaded, empty);
+  EXPECT_FALSE(std::signbit(loaded->created_unix_s));
+  EXPECT_EQ(loaded->size_bytes, 0);
+  ExpectArtifactEq(*artifacts().GetArtifact("solver_report", module.key),
+                   Artifact("solver_report", module.key));
+
+  EXPECT_EQ(artifacts().GetArtifact("solver_report", "k").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(artifacts().GetArtifact("unknown", module.key).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(artifacts().GetArtifact("", "").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(StoreConformanceTest, ArtifactListingsAreOrderedAndCarrySizesWithoutBytes) {
+  const std::string first = *jobs().CreateJob(MakeJob());
+  const std::string second = *jobs().CreateJob(MakeJob());
+  const std::string idle = *jobs().CreateJob(MakeJob());
+  ArtifactRecord other_space = Artifact("iqp_sensitivity", "c");
+  other_space.space = "apq_mbv2";
+  ArtifactRecord no_space = Artifact("iqp_sensitivity", "n");
+  no_space.space = "";
+  ArtifactRecord big = Artifact("solver_report", "b", first);
+  big.bytes = std::string(100000, '\0');
+  // Stored out of order; keys sort by their bytes ("B" < "a" < "\xc3\xa9").
+  const std::vector<ArtifactRecord> stored = {
+      big,
+      Artifact("iqp_sensitivity", "z", first),
+      Artifact("iqp_sensitivity", "\xc3\xa9t\xc3\xa9", first),
+      Artifact("iqp_sensitivity", "a", first),
+      Artifact("solver_report", "a", second),
+      Artifact("iqp_sensitivity", "m"),
+      other_space,
+      no_space,
+      Artifact("iqp_sensitivity", "B", second),
+  };
+  for (const ArtifactRecord& artifact : stored) {
+    ASSERT_TRUE(artifacts().PutArtifact(artifact).ok()) << artifact.key;
+  }
+
+  EXPECT_THAT(Names(artifacts().ListJobArtifacts(first)),
+              ElementsAre("iqp_sensitivity/a", "iqp_sensitivity/z",
+                          "iqp_sensitivity/\xc3\xa9t\xc3\xa9", "solver_report/b"));
+  EXPECT_THAT(Names(artifacts().ListJobArtifacts(second)),
+              ElementsAre("iqp_sensitivity/B", "solver_report/a"));
+  EXPECT_THAT(Names(artifacts().ListJobArtifacts(idle)), IsEmpty());
+  EXPECT_EQ(artifacts().ListJobArtifacts("job-9").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(artifacts().ListJobArtifacts("").status().code(), absl::StatusCode::kNotFound)
+      << "shared artifacts are no job's";
+
+  // Listed records carry every field but the bytes, and the size of the bytes.
+  const std::vector<ArtifactRecord> listed = *artifacts().ListJobArtifacts(first);
+  ASSERT_EQ(listed.size(), 4u);
+  ExpectArtifactEq(listed[3], Listed(big));
+  EXPECT_EQ(listed[3].size_bytes, 100000);
+  ExpectArtifactEq(listed[0], Listed(Artifact("iqp_sensitivity", "a", first)));
+
+  EXPECT_THAT(Names(artifacts().ListArtifacts("iqp_sensitivity", "", 100)),
+              ElementsAre("iqp_sensitivity/B", "iqp_sensitivity/a", "iqp_sensitivity/c",
+                          "iqp_sensitivity/m", "iqp_sensitivity/n", "iqp_sensitivity/z",
+                          "iqp_sensitivity/\xc3\xa9t\xc3\xa9"));
+  EXPECT_THAT(Names(artifacts().ListArtifacts("iqp_sensitivity", "", 3)),
+              ElementsAre("iqp_sensitivity/B", "iqp_sensitivity/a", "iqp_sensitivity/c"));
+  EXPECT_THAT(Names(artifacts().ListArtifacts("iqp_sensitivity", "fmnist_mbv2", 3)),
+              ElementsAre("iqp_sensitivity/B", "iqp_sensitivity/a", "iqp_sensitivity/m"));
+  EXPECT_THAT(Names(artifacts().ListArtifacts("iqp_sensitivity", "apq_mbv2", kMaxPageSize)),
+              ElementsAre("iqp_sensitivity/c"));
+  EXPECT_THAT(Names(artifacts().ListArtifacts("solver_report", "", 1)),
+              ElementsAre("solver_report/a"));
+  EXPECT_THAT(Names(artifacts().ListArtifacts("solver_report", "other", 10)), IsEmpty());
+  EXPECT_THAT(Names(artifacts().ListArtifacts("unknown", "", 10)), IsEmpty());
+  const std::vector<ArtifactRecord> shared = *artifacts().ListArtifacts("iqp_sensitivity", "", 100);
+  ExpectArtifactEq(shared[2], Listed(other_space));
+
+  for (const int limit : {0, -1, kMaxPageSize + 1}) {
+    const absl::Status status = artifacts().ListArtifacts("iqp_sensitivity", "", limit).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << limit;
+    EXPECT_THAT(std::string(status.message()), HasSubstr("limit")) << limit;
+  }
+}
+
+TEST_P(StoreConformanceTest, AnArtifactIsStoredOnceAndNeverChanges) {
+  const std::string job = *jobs().CreateJob(MakeJob());
+  const ArtifactRecord original = Artifact("solver_report", "job-1/final", job);
+  ASSERT_TRUE(artifacts().PutArtifact(original).ok());
+  ArtifactRecord changed = original;
+  changed.bytes = "other bytes";
+  changed.provenance = "{}";
+  ArtifactRecord shared = changed;
+  shared.job_id = "";
+  for (const ArtifactRecord& again : {original, changed, shared}) {
+    const absl::Status status = artifacts().PutArtifact(again);
+    EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists) << status;
+  }
+  ExpectArtifactEq(*artifacts().GetArtifact(original.kind, original.key), original);
+  EXPECT_THAT(Names(artifacts().ListJobArtifacts(job)), ElementsAre("solver_report/job-1/final"));
+  EXPECT_THAT(Names(artifacts().ListArtifacts("solver_report", "", 10)),
+              ElementsAre("solver_report/job-1/final"));
+}
+
+TEST_P(StoreConformanceTest, BadArtifactsNameTheFieldAndStoreNothing) {
+  const std::string job = *jobs().CreateJob(MakeJob());
+  ASSERT_EQ(job, "job-1");
+  struct Case {
+    std::string field;
+    std::function<void(ArtifactRecord&)> spoil;
+  };
+  const std::vector<Case> cases = {
+      {"kind", [](ArtifactRecord& a) { a.kind = ""; }},
+      {"kind", [](ArtifactRecord& a) { a.kind = "Solver_report"; }},
+      {"kind", [](ArtifactRecord& a) { a.kind = "solver-report"; }},
+      {"kind", [](ArtifactRecord& a) { a.kind = "solver report"; }},
+      {"kind", [](ArtifactRecord& a) { a.kind = std::string(kMaxArtifactKindBytes + 1, 'k'); }},
+      {"key", [](ArtifactRecord& a) { a.key = ""; }},
+      {"key", [](ArtifactRecord& a) { a.key = std::string(kMaxArtifactKeyBytes + 1, 'k'); }},
+      {"key", [](ArtifactRecord& a) { a.key = "line\nbreak"; }},
+      {"key", [](ArtifactRecord& a) { a.key = std::string("nul\0", 4); }},
+      {"key", [](ArtifactRecord& a) { a.key = "tab\t"; }},
+      {"key", [](ArtifactRecord& a) { a.key = "del\x7f"; }},
+      {"created_unix_s",
+       [](ArtifactRecord& a) { a.created_unix_s = std::numeric_limits<double>::quiet_NaN(); }},
+      {"created_unix_s",
+       [](ArtifactRecord& a) { a.created_unix_s = std::numeric_limits<double>::infinity(); }},
+      {"created_unix_s", [](ArtifactRecord& a) { a.created_unix_s = -1; }},
+      {"provenance",
+       [](ArtifactRecord& a) { a.provenance = std::string(kMaxArtifactProvenanceBytes + 1, ' '); }},
+      {"content_type",
+       [](ArtifactRecord& a) {
+         a.content_type = std::string(kMaxArtifactContentTypeBytes + 1, 'a');
+       }},
+      {"bytes", [](ArtifactRecord& a) { a.bytes.resize(kMaxArtifactBytes + 1); }},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    // Shared, a job's, and an unknown job's: the record's fields are checked first.
+    const char* owners[] = {"", "job-1", "job-9"};
+    ArtifactRecord bad = Artifact("solver_report", absl::StrCat("bad-", i), owners[i % 3]);
+    cases[i].spoil(bad);
+    const absl::Status status = artifacts().PutArtifact(bad);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << i << ": " << status;
+    EXPECT_THAT(std::string(status.message()),
+                HasSubstr(absl::StrCat("artifact ", cases[i].field, ":")))
+        << i;
+  }
+  EXPECT_THAT(Names(artifacts().ListArtifacts("solver_report", "", kMaxPageSize)), IsEmpty());
+  EXPECT_THAT(Names(artifacts().ListJobArtifacts(job)), IsEmpty());
+
+  // The bounds themselves are in range.
+  ArtifactRecord widest = Artifact(std::string(kMaxArtifactKindBytes, 'z'),
+                                   std::string(kMaxArtifactKeyBytes, '~'), job);
+  widest.provenance = std::string(kMaxArtifactProvenanceBytes, ' ');
+  widest.content_type = std::string(kMaxArtifactContentTypeBytes, 'a');
+  widest.created_unix_s = 0;
+  ASSERT_TRUE(artifacts().PutArtifact(widest).ok());
+  ExpectArtifactEq(*artifacts().GetArtifact(widest.kind, widest.key), widest);
+  ArtifactRecord unicode =
+      Artifact("a_0_z_9", "\xce\xbb \xe2\x80\x94 key with spaces/and:punctuation");
+  ASSERT_TRUE(artifacts().PutArtifact(unicode).ok());
+  ExpectArtifactEq(*artifacts().GetArtifact(unicode.kind, unicode.key), unicode);
+}
+
+TEST_P(StoreConformanceTest, ArtifactsOfAnUnknownJobAreRefused) {
+  const absl::Status status = artifacts().PutArtifact(Artifact("solver_report", "r", "job-1"));
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("job-1"));
+  EXPECT_EQ(artifacts().GetArtifact("solver_report", "r").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(artifacts().ListJobArtifacts("job-1").status().code(), absl::StatusCode::kNotFound);
+  // The job exists now: the same artifact is taken.
+  const std::string job = *jobs().CreateJob(MakeJob());
+  ASSERT_EQ(job, "job-1");
+  ASSERT_TRUE(artifacts().PutArtifact(Artifact("solver_report", "r", job)).ok());
+  EXPECT_THAT(Names(artifacts().ListJobArtifacts(job)), ElementsAre("solver_report/r"));
+}
+
+// A job's artifacts go with it, in DeleteJob and in pruning; shared ones and other jobs'
+// stay; a deleted job takes no new ones, and its artifacts' names are free again.
+TEST_P(StoreConformanceTest, DeletingAJobDeletesItsArtifactsButNotSharedOnes) {
+  const std::string deleted = EndedJob(jobs(), 100);
+  const std::string pruned = EndedJob(jobs(), 200);
+  const std::string kept = EndedJob(jobs(), 300);
+  const std::string running = *jobs().CreateJob(MakeJob());
+  ASSERT_TRUE(jobs().MarkRunning(running, 1).ok());
+  for (const std::string& job : {deleted, pruned, kept, running}) {
+    ASSERT_TRUE(artifacts().PutArtifact(Artifact("solver_report", job, job)).ok());
+    ASSERT_TRUE(artifacts().PutArtifact(Artifact("finetuned_module", job, job)).ok());
+  }
+  ASSERT_TRUE(artifacts().PutArtifact(Artifact("iqp_sensitivity", deleted)).ok());  // Shared.
+
+  // A refused deletion keeps them.
+  EXPECT_EQ(jobs().DeleteJob(running, 400).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(Names(artifacts().ListJobArtifacts(running)),
+              ElementsAre(absl::StrCat("finetuned_module/", running),
+                          absl::StrCat("solver_report/", running)));
+
+  ASSERT_TRUE(jobs().DeleteJob(deleted, 400).ok());
+  for (const char* kind : {"solver_report", "finetuned_module"}) {
+    EXPECT_EQ(artifacts().GetArtifact(kind, deleted).status().code(), absl::StatusCode::kNotFound)
+        << kind;
+  }
+  EXPECT_EQ(artifacts().ListJobArtifacts(deleted).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(artifacts().PutArtifact(Artifact("solver_report", "late", deleted)).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(artifacts().GetArtifact("iqp_sensitivity", deleted).ok());
+  EXPECT_THAT(
+      Names(artifacts().ListArtifacts("solver_report", "", 10)),
+      ElementsAre(absl::StrCat("solver_report/", pruned), absl::StrCat("solver_report/", kept),
+                  absl::StrCat("solver_report/", running)));
+
+  EXPECT_THAT(*jobs().DeleteJobsFinishedBefore(250, 500, 10), ElementsAre(pruned));
+  EXPECT_EQ(artifacts().GetArtifact("solver_report", pruned).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(artifacts().GetArtifact("finetuned_module", pruned).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_THAT(
+      Names(artifacts().ListJobArtifacts(kept)),
+      ElementsAre(absl::StrCat("finetuned_module/", kept), absl::StrCat("solver_report/", kept)));
+  EXPECT_THAT(Names(artifacts().ListArtifacts("iqp_sensitivity", "", 10)),
+              ElementsAre(absl::StrCat("iqp_sensitivity/", deleted)));
+
+  // A deleted artifact's name may be taken again (the artifact it named is gone).
+  ASSERT_TRUE(artifacts().PutArtifact(Artifact("solver_report", deleted)).ok());
+  ExpectArtifactEq(*artifacts().GetArtifact("solver_report", deleted),
+                   Artifact("solver_report", deleted));
+}
+
+TEST_P(StoreConformanceTest, ConcurrentArtifactPutsOfDistinctKeysAllLand) {
+  const std::string job = *jobs().CreateJob(MakeJob());
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 25;
+  std::atomic<int> errors{0};
+  auto put = [&](int thread) {
+    for (int i = 0; i < kPerThread; ++i) {
+      const absl::Status status = artifacts().PutArtifact(
+          Artifact("iqp_sensitivity", absl::StrCat("t", thread, "-", i), i % 2 == 0 ? job : ""));
+      if (!status.ok()) {
+        ADD_FAILURE() << status;
+        ++errors;
+      }
+    }
+  };
+  auto read = [&] {
+    // Listings see each put whole: a listed artifact reads back with its bytes.
+    for (int round = 0; round < 20; ++round) {
+      absl::StatusOr<std::vector<ArtifactRecord>> listed =
+          artifacts().ListArtifacts("iqp_sensitivity", "", kMaxPageSize);
+      if (!listed.ok()) {
+        ADD_FAILURE() << listed.status();
+        ++errors;
+        continue;
+      }
+      for (const ArtifactRecord& artifact : *listed) {
+        absl::StatusOr<ArtifactRecord> loaded =
+            artifacts().GetArtifact(artifact.kind, artifact.key);
+        if (!loaded.ok() || static_cast<int64_t>(loaded->bytes.size()) != artifact.size_bytes) {
+          ADD_FAILURE() << artifact.key;
+          ++errors;
+        }
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) threads.emplace_back(put, t);
+  threads.emplace_back(read);
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(artifacts().ListArtifacts("iqp_sensitivity", "", kMaxPageSize)->size(),
+            static_cast<size_t>(kThreads * kPerThread));
+  constexpr int kOwnedPerThread = (kPerThread + 1) / 2;  // Those of even i.
+  EXPECT_EQ(artifacts().ListJobArtifacts(job)->size(),
+            static_cast<size_t>(kThreads * kOwnedPerThread));
+  for (int t = 0; t < kThreads; ++t) {
+    for (int i = 0; i < kPerThread; ++i) {
+      const std::string key = absl::StrCat("t", t, "-", i);
+      ExpectArtifactEq(*artifacts().GetArtifact("iqp_sensitivity", key),
+                       Artifact("iqp_sensitivity", key, i % 2 == 0 ? job : ""));
+    }
+  }
 }
 
 }  // namespace

@@ -120,6 +120,34 @@ PredictorRecord Predictor(const std::string& version, bool is_default) {
   return predictor;
 }
 
+ArtifactRecord Artifact(const std::string& kind, const std::string& key,
+                        const std::string& job_id) {
+  ArtifactRecord artifact;
+  artifact.kind = kind;
+  artifact.key = key;
+  artifact.job_id = job_id;
+  artifact.space = "fmnist_mbv2";
+  artifact.created_unix_s = 1700000000.125;
+  artifact.provenance =
+      absl::StrCat("{\"kind\": \"", kind, "\", \"calibration\": \"\xce\xbb-set\"}");
+  artifact.content_type = "application/octet-stream";
+  artifact.bytes = absl::StrCat(std::string("\0blob\0", 6), kind, std::string(1, '\0'), key);
+  artifact.size_bytes = static_cast<int64_t>(artifact.bytes.size());
+  return artifact;
+}
+
+void ExpectArtifactEq(const ArtifactRecord& actual, const ArtifactRecord& expected) {
+  EXPECT_EQ(actual.kind, expected.kind);
+  EXPECT_EQ(actual.key, expected.key);
+  EXPECT_EQ(actual.job_id, expected.job_id);
+  EXPECT_EQ(actual.space, expected.space);
+  EXPECT_EQ(actual.created_unix_s, expected.created_unix_s);
+  EXPECT_EQ(actual.provenance, expected.provenance);
+  EXPECT_EQ(actual.content_type, expected.content_type);
+  EXPECT_EQ(actual.bytes, expected.bytes);
+  EXPECT_EQ(actual.size_bytes, expected.size_bytes);
+}
+
 void ExpectCandidateEq(const CandidateRecord& actual, const CandidateRecord& expected) {
   EXPECT_EQ(actual.generation, expected.generation);
   EXPECT_EQ(actual.times_seen, expected.times_seen);

@@ -43,6 +43,12 @@ GenerationBatch MakeBatch(int generation, int count, int64_t evaluated_before = 
 TableVersionRecord MakeTable(const std::string& device, const std::string& tag);
 MeasurementRow Measurement(const std::string& config, double accuracy, const std::string& method);
 PredictorRecord Predictor(const std::string& version, bool is_default);
+// An artifact of `job_id` (empty: shared) whose bytes (with embedded NULs) and provenance
+// depend on its kind and key.
+ArtifactRecord Artifact(const std::string& kind, const std::string& key,
+                        const std::string& job_id = "");
+// Compares every field, the bytes included.
+void ExpectArtifactEq(const ArtifactRecord& actual, const ArtifactRecord& expected);
 
 // A finalist's measurement of `accuracy`.
 CandidateMeasurement MakeMeasurement(double accuracy);
