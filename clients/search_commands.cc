@@ -593,7 +593,11 @@ int Config(Connection& connection, const std::vector<std::string>& argv) {
   if (args.Has("torchscript")) {
     if (!WriteOutputFile(args.Get("torchscript"), config.torchscript())) return kExitFailed;
     out["torchscript"] = args.Get("torchscript");
-    out["torchscript_accuracy"] = config.torchscript_accuracy();
+    // Unset for a module the job trained (engine qbitopt).
+    if (config.has_torchscript_accuracy()) {
+      out["torchscript_accuracy"] = config.torchscript_accuracy();
+    }
+    out["trained_by_job"] = !config.has_torchscript_accuracy();
     out["supernet_version"] = config.supernet_version();
   }
   if (args.Has("output") &&
@@ -605,10 +609,14 @@ int Config(Connection& connection, const std::vector<std::string>& argv) {
     return kExitOk;
   }
   std::cout << config.config_json() << "\n" << DescribeMetrics(config.metrics()) << "\n";
-  if (args.Has("torchscript")) {
+  if (args.Has("torchscript") && config.has_torchscript_accuracy()) {
     std::cout << absl::StrFormat("TorchScript %s (%zu bytes, from %s): test accuracy %.4f\n",
                                  args.Get("torchscript"), config.torchscript().size(),
                                  config.supernet_version(), config.torchscript_accuracy());
+  } else if (args.Has("torchscript")) {
+    std::cout << absl::StrFormat("TorchScript %s (%zu bytes): the module the job trained from %s\n",
+                                 args.Get("torchscript"), config.torchscript().size(),
+                                 config.supernet_version());
   }
   return kExitOk;
 }
@@ -708,7 +716,8 @@ constexpr Command kSearchCommands[] = {
       The best configuration of a finished job, in the reference arch format (of a verified
       job: the finalist measured best, with its measured accuracy). --torchscript
       also writes the subnet extracted from the space's supernet (quantized at its bit
-      policy) as a TorchScript file and prints its measured test accuracy.
+      policy) as a TorchScript file and prints its measured test accuracy; of a job that
+      trained its network (engine qbitopt), the module it trained.
 )",
      Config},
     {"cancel", R"(  cancel JOB

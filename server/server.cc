@@ -154,7 +154,8 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   server->auth_ = std::make_unique<Authenticator>(auth_options, server->store_->tokens());
   ASSIGN_OR_RETURN(server->bootstrap_token_, server->auth_->BootstrapAdmin());
   server->search_service_ = std::make_unique<SearchServiceImpl>(
-      *server->catalog_, server->store_->jobs(), *server->jobs_, *server->supernets_,
+      *server->catalog_, server->store_->jobs(), server->store_->artifacts(), *server->jobs_,
+      *server->supernets_,
       *server->engines_, *server->pool_, *server->torch_pool_, *server->auth_, quotas);
   server->device_service_ = std::make_unique<DeviceServiceImpl>(
       *server->catalog_, server->store_->devices(), *server->pool_, *server->auth_);

@@ -178,7 +178,7 @@ TEST_F(ServerTest, ListEnginesShowsEachEngineWithItsOptionsAndDefaults) {
   grpc::ClientContext context;
   apq::v1::ListEnginesResponse response;
   ASSERT_TRUE(search_->ListEngines(&context, {}, &response).ok());
-  ASSERT_EQ(response.engines_size(), 3);
+  ASSERT_EQ(response.engines_size(), 4);
   const apq::v1::Engine& evolution = response.engines(0);
   EXPECT_EQ(evolution.name(), "evolution");
   ASSERT_EQ(evolution.options_size(), 8);
@@ -200,7 +200,14 @@ TEST_F(ServerTest, ListEnginesShowsEachEngineWithItsOptionsAndDefaults) {
   EXPECT_EQ(iqp.options(2).name(), "activations");
   EXPECT_THAT(iqp.options(2).choices(),
               ::testing::ElementsAre("highest", "searched", "2", "3", "4", "6", "8"));
-  EXPECT_EQ(response.engines(2).name(), "one_sample");
+  EXPECT_EQ(response.engines(2).name(), "one_sample");  // By name.
+  const apq::v1::Engine& qbitopt = response.engines(3);
+  EXPECT_EQ(qbitopt.name(), "qbitopt");
+  ASSERT_EQ(qbitopt.options_size(), 6);
+  EXPECT_EQ(qbitopt.options(0).name(), "steps");
+  EXPECT_EQ(qbitopt.options(0).default_value().int_value(), 300);
+  EXPECT_THAT(qbitopt.options(5).choices(),
+              ::testing::ElementsAre("highest", "2", "3", "4", "6", "8"));
 }
 
 // An engine that does not mark its last step breaks the contract that lets a job store

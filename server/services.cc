@@ -17,14 +17,23 @@
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "oface/fashion_mnist.h"
+#include "search/qbitopt_engine.h"
 #include "server/auth.h"
 #include "server/candidate_metrics.h"
+#include "server/job_artifacts.h"
 #include "server/page_tokens.h"
 #include "server/predictor_artifact.h"
 #include "server/search_request.h"
 
 namespace apq::server {
 namespace {
+
+// The string field `name` of a provenance JSON object; empty when absent or unreadable.
+std::string ProvenanceField(const std::string& provenance, const std::string& name) {
+  const nlohmann::json parsed = nlohmann::json::parse(provenance, nullptr, /*allow_exceptions=*/false);
+  if (!parsed.is_object() || !parsed.contains(name) || !parsed[name].is_string()) return "";
+  return parsed[name].get<std::string>();
+}
 
 constexpr int kMaxTableFiles = 64;
 
@@ -435,7 +444,15 @@ grpc::ServerUnaryReactor* SearchServiceImpl::GetDeployableConfig(
         // The deployable best: the measured best of a verified job, else the predicted best.
         apq::v1::Job proto = JobToProto(job, engines_);
         const apq::v1::Candidate& best = proto.best();
-        if (request->include_torchscript()) {
+        // A job that trained its network (engine qbitopt) keeps its module: that is the
+        // deployable one, not the supernet's weights at its policy.
+        absl::StatusOr<ArtifactRecord> trained = artifacts_.GetArtifact(
+            search::kQbitoptModuleKind, JobOutputKey(job.id, search::kQbitoptModuleName));
+        if (!trained.ok() && !absl::IsNotFound(trained.status())) return trained.status();
+        if (request->include_torchscript() && trained.ok()) {
+          response->set_torchscript(std::move(trained->bytes));
+          response->set_supernet_version(ProvenanceField(trained->provenance, "supernet_version"));
+        } else if (request->include_torchscript()) {
           // Before filling the response: a failure returns nothing else.
           ASSIGN_OR_RETURN(const oface::SearchSpace* space, catalog_.FindSpace(job.space));
           ASSIGN_OR_RETURN(oface::Genotype genotype, space->FromJson(best.config_json()));

@@ -31,13 +31,14 @@ class SearchServiceImpl final : public apq::v1::SearchService::CallbackService {
  public:
   // All references must outlive the service. `pool` serves cheap calls, `torch_pool` the
   // calls that run LibTorch (measured evaluations, TorchScript exports).
-  SearchServiceImpl(Catalog& catalog, JobStore& store, JobManager& jobs, SupernetHost& supernets,
-                    const search::EngineRegistry& engines, Executor& pool, Executor& torch_pool,
-                    Authenticator& auth, RoleQuotas quotas = {})
+  SearchServiceImpl(Catalog& catalog, JobStore& store, ArtifactStore& artifacts, JobManager& jobs,
+                    SupernetHost& supernets, const search::EngineRegistry& engines, Executor& pool,
+                    Executor& torch_pool, Authenticator& auth, RoleQuotas quotas = {})
       : quotas_(quotas),
         auth_(auth),
         catalog_(catalog),
         store_(store),
+        artifacts_(artifacts),
         jobs_(jobs),
         supernets_(supernets),
         engines_(engines),
@@ -92,6 +93,7 @@ class SearchServiceImpl final : public apq::v1::SearchService::CallbackService {
   Authenticator& auth_;
   Catalog& catalog_;
   JobStore& store_;
+  ArtifactStore& artifacts_;  // Jobs' outputs (a qbitopt job's trained module).
   JobManager& jobs_;
   SupernetHost& supernets_;
   const search::EngineRegistry& engines_;

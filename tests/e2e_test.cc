@@ -329,6 +329,46 @@ TEST_F(EndToEndTest, AllocatesTheBitsOfOneArchitectureWithTheIqpEngine) {
   EXPECT_NE(result.err.find("below the cheapest bit policy"), std::string::npos) << result.err;
 }
 
+// The qbitopt engine through the client: the bits of one measured architecture allocated
+// during a short fine-tune under a BitOps budget; the job's deployable module is the one it
+// trained.
+TEST_F(EndToEndTest, AllocatesBitsWhileFineTuningWithTheQbitoptEngine) {
+  const std::optional<oface::MeasurementRecord> record =
+      FirstRecord("data/fmnist_lowbit/measurements.csv");
+  ASSERT_TRUE(record.has_value());
+  json arch = json::parse(record->config_json);
+  for (auto& [name, widths] : arch[1].items()) {
+    for (auto& bits : widths) bits = name.find("_a_bits") != std::string::npos ? 8 : 2;
+  }
+  const std::string cheapest = TempPath("cheapest.json");
+  WriteFile(cheapest, arch.dump());
+  ProcessResult priced = Client({"evaluate", "--space", "fmnist_lowbit", "--device", "local-cpu",
+                                 "--config", cheapest, "--json"});
+  ASSERT_EQ(priced.exit_code, 0) << priced.err;
+  const double budget = ParseJson(priced)["bitops"].get<double>() * 1.5;
+  const std::string architecture = TempPath("architecture.json");
+  WriteFile(architecture, record->config_json);
+  ProcessResult result = Client(
+      {"search", "--space", "fmnist_lowbit", "--device", "local-cpu", "--fixed-architecture",
+       architecture, "--max-bitops", absl::StrCat(budget), "--engine", "qbitopt", "--options",
+       "steps=6,update_every=3,batch_size=32,gradient_batches=1", "--wait", "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  const json job = ParseJson(result);
+  EXPECT_EQ(job["state"], "SUCCEEDED");
+  EXPECT_EQ(job["engine"], "qbitopt");
+  EXPECT_LE(job["bitops"].get<double>(), budget);
+  const std::string module = TempPath("trained.pt");
+  result = Client({"config", job["job_id"].get<std::string>(), "--torchscript", module, "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const json config = ParseJson(result);
+  EXPECT_TRUE(config["trained_by_job"].get<bool>());
+  EXPECT_FALSE(config.contains("torchscript_accuracy"));
+  EXPECT_NE(config["supernet_version"].get<std::string>().find("fmnist_lowbit@"),
+            std::string::npos);
+  const std::string bytes = ReadFile(module);
+  EXPECT_EQ(bytes.substr(0, 2), "PK");
+}
+
 // Deployment scenarios through the client: one sweep over two devices answers every
 // scenario within its budget, each scenario is an ordinary job, and bad scenario files and
 // unknown sweeps are refused.
