@@ -60,9 +60,8 @@ std::vector<int64_t> EpochOrder(int count, uint64_t seed, int64_t epoch) {
 int SlotOfGene(const std::string& name, absl::string_view prefix) {
   if (!absl::StartsWith(name, prefix) || !absl::EndsWith(name, "]")) return -1;
   int slot = -1;
-  if (!absl::SimpleAtoi(absl::string_view(name).substr(prefix.size(),
-                                                       name.size() - prefix.size() - 1),
-                        &slot)) {
+  if (!absl::SimpleAtoi(
+          absl::string_view(name).substr(prefix.size(), name.size() - prefix.size() - 1), &slot)) {
     return -1;
   }
   return slot;
@@ -194,8 +193,8 @@ absl::StatusOr<std::unique_ptr<SubnetTrainer>> SubnetTrainer::Create(
 absl::Status SubnetTrainer::SetPolicy(const Genotype& genotype) {
   const SearchSpace& space = impl_->supernet.space();
   if (genotype.size() != impl_->policy.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("policy: ", genotype.size(), " genes, expected ",
-                                                   impl_->policy.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("policy: ", genotype.size(), " genes, expected ", impl_->policy.size()));
   }
   for (size_t g = 0; g < genotype.size(); ++g) {
     if (genotype[g] != impl_->policy[g] && !IsBitsGene(space.genes()[g])) {
@@ -363,7 +362,8 @@ absl::StatusOr<std::string> SubnetTrainer::SaveState() const {
   const Impl& run = *impl_;
   try {
     torch::serialize::OutputArchive archive;
-    archive.write("tag", torch::tensor(std::vector<int64_t>(kStateTag, kStateTag + sizeof(kStateTag) - 1)));
+    archive.write(
+        "tag", torch::tensor(std::vector<int64_t>(kStateTag, kStateTag + sizeof(kStateTag) - 1)));
     torch::serialize::OutputArchive weights;
     run.module.save(weights);
     archive.write("module", weights);
@@ -375,8 +375,8 @@ absl::StatusOr<std::string> SubnetTrainer::SaveState() const {
     archive.write("counters", Int64s({run.step, run.order_epoch, run.statistics_steps,
                                       static_cast<int64_t>(run.options.steps),
                                       static_cast<int64_t>(run.options.batch_size)}));
-    archive.write("losses", torch::tensor({run.first_sum, run.last_sum, run.seconds},
-                                          torch::kFloat64));
+    archive.write("losses",
+                  torch::tensor({run.first_sum, run.last_sum, run.seconds}, torch::kFloat64));
     archive.write("policy", Int64s(std::vector<int64_t>(run.policy.begin(), run.policy.end())));
     std::vector<int64_t> statistic_keys;
     for (const auto& [name, entry] : run.statistics) {
@@ -385,8 +385,8 @@ absl::StatusOr<std::string> SubnetTrainer::SaveState() const {
     }
     std::string names;
     for (const auto& [name, entry] : run.statistics) absl::StrAppend(&names, name, ";");
-    archive.write("statistics", torch::tensor(std::vector<int64_t>(names.begin(), names.end()),
-                                              torch::kInt64));
+    archive.write("statistics",
+                  torch::tensor(std::vector<int64_t>(names.begin(), names.end()), torch::kInt64));
     std::ostringstream stream;
     archive.save_to(stream);
     return stream.str();
@@ -408,7 +408,8 @@ absl::Status SubnetTrainer::RestoreState(absl::string_view state) {
       torch::Tensor tensor;
       archive.read(key, tensor);
       const torch::Tensor flat = tensor.to(torch::kInt64).contiguous().view(-1);
-      return std::vector<int64_t>(flat.data_ptr<int64_t>(), flat.data_ptr<int64_t>() + flat.numel());
+      return std::vector<int64_t>(flat.data_ptr<int64_t>(),
+                                  flat.data_ptr<int64_t>() + flat.numel());
     };
     const std::vector<int64_t> tag = read_int64s("tag");
     if (std::string(tag.begin(), tag.end()) != kStateTag) return corrupt("not a trainer's state");

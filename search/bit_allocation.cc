@@ -48,9 +48,10 @@ absl::StatusOr<BitAllocation> BuildBitAllocation(const SearchProblem& problem,
   for (size_t g = 0; g < space.genes().size(); ++g) {
     const oface::GeneSpec& gene = space.genes()[g];
     if (!oface::IsBitsGene(gene) && gene.choices.size() != 1) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "fixed_architecture: engine ", engine, " allocates the bitwidths of one architecture (gene ",
-          gene.name, " is free); set fixed_architecture"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("fixed_architecture: engine ", engine,
+                       " allocates the bitwidths of one architecture (gene ", gene.name,
+                       " is free); set fixed_architecture"));
     }
     reference[g] = gene.choices.back();
   }
@@ -160,7 +161,6 @@ std::vector<AllocationBudget> AllocationBudgets(const SearchProblem& problem,
   return budgets;
 }
 
-
 absl::Status CheckCheapestPolicyFits(const BitAllocation& allocation,
                                      const std::vector<AllocationBudget>& budgets) {
   const std::vector<int> choices_per_slot = allocation.choices_per_slot();
@@ -168,8 +168,8 @@ absl::Status CheckCheapestPolicyFits(const BitAllocation& allocation,
     double cheapest = budget.fixed;
     size_t offset = 0;
     for (const int choices : choices_per_slot) {
-      cheapest += *std::min_element(budget.costs.begin() + offset,
-                                    budget.costs.begin() + offset + choices);
+      cheapest +=
+          *std::min_element(budget.costs.begin() + offset, budget.costs.begin() + offset + choices);
       offset += choices;
     }
     if (cheapest > budget.limit) {

@@ -58,10 +58,10 @@ size_t EndOfStep(int step, size_t total) {
 // The shared artifact of measured losses: every setting they depend on, readable.
 std::string SensitivityCacheKey(const SearchProblem& problem, const BitAllocation& allocation,
                                 const EngineOptions& options, uint64_t seed, bool pairs) {
-  return absl::StrCat(problem.supernet_version, "|activations=", ChoiceOption(options, "activations"),
-                      "|images=", IntOption(options, "calibration_images"), "|seed=", seed,
-                      "|pairs=", pairs ? 1 : 0, "|",
-                      absl::StrJoin(allocation.Network(allocation.reference), ","));
+  return absl::StrCat(
+      problem.supernet_version, "|activations=", ChoiceOption(options, "activations"),
+      "|images=", IntOption(options, "calibration_images"), "|seed=", seed,
+      "|pairs=", pairs ? 1 : 0, "|", absl::StrJoin(allocation.Network(allocation.reference), ","));
 }
 
 std::string Provenance(const SearchProblem& problem, const EngineOptions& options, uint64_t seed,
@@ -77,20 +77,19 @@ std::string Provenance(const SearchProblem& problem, const EngineOptions& option
 // Losses of an earlier job with the same setting into `losses` (true), from the entry with
 // pairs, or for single changes alone also from one with pairs (its prefix: single changes
 // come first, search/cross_layer_sensitivity). An unreadable entry is measured again.
-absl::StatusOr<bool> FindCachedLosses(const SearchProblem& problem,
-                                      const BitAllocation& allocation,
+absl::StatusOr<bool> FindCachedLosses(const SearchProblem& problem, const BitAllocation& allocation,
                                       const EngineOptions& options, uint64_t seed, size_t needed,
                                       std::vector<double>* losses) {
   if (problem.artifacts == nullptr || problem.supernet_version.empty()) return false;
   const bool cross_layer = BoolOption(options, "cross_layer");
   for (const bool pairs : {cross_layer, true}) {
-    ASSIGN_OR_RETURN(const std::optional<std::string> found,
-                     problem.artifacts->FindShared(
-                         kIqpSensitivityKind,
-                         SensitivityCacheKey(problem, allocation, options, seed, pairs)));
+    ASSIGN_OR_RETURN(
+        const std::optional<std::string> found,
+        problem.artifacts->FindShared(
+            kIqpSensitivityKind, SensitivityCacheKey(problem, allocation, options, seed, pairs)));
     if (!found.has_value()) continue;
-    const absl::StatusOr<std::vector<double>> stored = ParseLosses(
-        *found, SensitivityEvaluations(allocation.choices_per_slot(), pairs));
+    const absl::StatusOr<std::vector<double>> stored =
+        ParseLosses(*found, SensitivityEvaluations(allocation.choices_per_slot(), pairs));
     if (!stored.ok() || stored->size() < needed) continue;
     losses->assign(stored->begin(), stored->begin() + static_cast<std::ptrdiff_t>(needed));
     return true;
@@ -125,8 +124,9 @@ class IqpEngine final : public Engine {
           absl::StrCat("space: engine iqp measures networks on the space's trained supernet; ",
                        problem.space->name(), " has none"));
     }
-    ASSIGN_OR_RETURN(const BitAllocation allocation,
-                     BuildBitAllocation(problem, ChoiceOption(options, "activations"), kIqpEngineName));
+    ASSIGN_OR_RETURN(
+        const BitAllocation allocation,
+        BuildBitAllocation(problem, ChoiceOption(options, "activations"), kIqpEngineName));
     const int evaluations =
         SensitivityEvaluations(allocation.choices_per_slot(), BoolOption(options, "cross_layer"));
     if (evaluations > IntOption(options, "max_evaluations")) {
@@ -144,8 +144,9 @@ class IqpEngine final : public Engine {
                                    absl::string_view resume_checkpoint) const override {
     RETURN_IF_ERROR(CheckProblem(problem, options));
     const bool cross_layer = BoolOption(options, "cross_layer");
-    ASSIGN_OR_RETURN(const BitAllocation allocation,
-                     BuildBitAllocation(problem, ChoiceOption(options, "activations"), kIqpEngineName));
+    ASSIGN_OR_RETURN(
+        const BitAllocation allocation,
+        BuildBitAllocation(problem, ChoiceOption(options, "activations"), kIqpEngineName));
     const std::vector<int> choices = allocation.choices_per_slot();
     const std::vector<std::vector<int>> policies =
         SensitivityPolicies(choices, allocation.reference, cross_layer);
@@ -160,8 +161,8 @@ class IqpEngine final : public Engine {
         result.last_step = step++;
       }
     } else {
-      ASSIGN_OR_RETURN(from_cache,
-                       FindCachedLosses(problem, allocation, options, seed, policies.size(), &losses));
+      ASSIGN_OR_RETURN(from_cache, FindCachedLosses(problem, allocation, options, seed,
+                                                    policies.size(), &losses));
     }
     std::unique_ptr<PolicyLossSession> session;
     for (; step < kIqpMeasurementSteps; ++step) {
@@ -215,8 +216,8 @@ class IqpEngine final : public Engine {
                      SolveQuadraticAllocation(
                          program, absl::Seconds(DoubleOption(options, "time_limit_s")), cancelled));
     ASSIGN_OR_RETURN(const Individual best,
-                     PriceAndScore(problem, allocation.Network(solved.choice),
-                                   kIqpMeasurementSteps, kIqpEngineName));
+                     PriceAndScore(problem, allocation.Network(solved.choice), kIqpMeasurementSteps,
+                                   kIqpEngineName));
     if (problem.artifacts != nullptr) {
       const std::string solution = absl::StrFormat(
           R"({"objective":%.17g,"best_bound":%.17g,"relative_gap":%.17g,"optimal":%s,)"

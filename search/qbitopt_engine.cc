@@ -40,12 +40,11 @@ std::string WriteCheckpoint(const oface::SubnetTrainer& trainer, int update) {
 absl::StatusOr<std::pair<int, absl::string_view>> ParseCheckpoint(absl::string_view checkpoint,
                                                                   int updates) {
   const size_t first = checkpoint.find('\n');
-  const size_t second =
-      first == absl::string_view::npos ? first : checkpoint.find('\n', first + 1);
+  const size_t second = first == absl::string_view::npos ? first : checkpoint.find('\n', first + 1);
   int update = -1;
   if (second == absl::string_view::npos || checkpoint.substr(0, first) != kCheckpointTag ||
-      !absl::SimpleAtoi(checkpoint.substr(first + 1, second - first - 1), &update) ||
-      update < 0 || update > updates) {
+      !absl::SimpleAtoi(checkpoint.substr(first + 1, second - first - 1), &update) || update < 0 ||
+      update > updates) {
     return absl::DataLossError("qbitopt checkpoint: not one of this run's");
   }
   return std::make_pair(update, checkpoint.substr(second + 1));
@@ -72,9 +71,9 @@ class QbitoptEngine final : public Engine {
   absl::Status ValidateOptions(const EngineOptions& options,
                                absl::string_view field_prefix) const override {
     if (IntOption(options, "update_every") > IntOption(options, "steps")) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field_prefix, "update_every: at most steps (",
-                       IntOption(options, "steps"), "), got ", IntOption(options, "update_every")));
+      return absl::InvalidArgumentError(absl::StrCat(field_prefix, "update_every: at most steps (",
+                                                     IntOption(options, "steps"), "), got ",
+                                                     IntOption(options, "update_every")));
     }
     constexpr int64_t kTrainImages = oface::kTrainingFileImages - oface::kValidationImages;
     if (IntOption(options, "gradient_batches") * IntOption(options, "batch_size") > kTrainImages) {
@@ -130,9 +129,9 @@ class QbitoptEngine final : public Engine {
     training.learning_rate = DoubleOption(options, "learning_rate");
     training.seed = seed;
     training.cancelled = cancelled;
-    ASSIGN_OR_RETURN(std::unique_ptr<SubnetTrainingSession> session,
-                     problem.subnet_training->Open(allocation.Network(allocation.reference),
-                                                   training));
+    ASSIGN_OR_RETURN(
+        std::unique_ptr<SubnetTrainingSession> session,
+        problem.subnet_training->Open(allocation.Network(allocation.reference), training));
     oface::SubnetTrainer& trainer = session->trainer();
     EngineResult result;
     // Trains segment `update` (the steps up to the next update, or to the end); false when
@@ -217,17 +216,16 @@ class QbitoptEngine final : public Engine {
     if (problem.artifacts != nullptr) {
       ASSIGN_OR_RETURN(const std::string module, session->ExportTorchScript());
       const oface::FineTuneReport run = trainer.Report();
-      const std::string provenance = absl::StrFormat(
-          R"({"engine":"qbitopt","space":"%s","supernet_version":"%s","seed":%d,)"
-          R"("steps":%d,"update_every":%d,"batch_size":%d,"learning_rate":%.17g,)"
-          R"("activations":"%s","first_loss":%.17g,"last_loss":%.17g,"config":%s})",
-          problem.space->name(), problem.supernet_version, seed, steps, every,
-          IntOption(options, "batch_size"), DoubleOption(options, "learning_rate"),
-          ChoiceOption(options, "activations"), run.first_loss, run.last_loss,
-          problem.space->ToJson(best.genotype));
-      RETURN_IF_ERROR(problem.artifacts->PutOutput(kQbitoptModuleKind, kQbitoptModuleName,
-                                                   "application/x-torchscript", provenance,
-                                                   module));
+      const std::string provenance =
+          absl::StrFormat(R"({"engine":"qbitopt","space":"%s","supernet_version":"%s","seed":%d,)"
+                          R"("steps":%d,"update_every":%d,"batch_size":%d,"learning_rate":%.17g,)"
+                          R"("activations":"%s","first_loss":%.17g,"last_loss":%.17g,"config":%s})",
+                          problem.space->name(), problem.supernet_version, seed, steps, every,
+                          IntOption(options, "batch_size"), DoubleOption(options, "learning_rate"),
+                          ChoiceOption(options, "activations"), run.first_loss, run.last_loss,
+                          problem.space->ToJson(best.genotype));
+      RETURN_IF_ERROR(problem.artifacts->PutOutput(
+          kQbitoptModuleKind, kQbitoptModuleName, "application/x-torchscript", provenance, module));
     }
     if (on_step) {
       StepReport report;

@@ -170,9 +170,9 @@ absl::StatusOr<SeparableResult> SolveSeparableAllocation(const SeparableAllocati
       if (high > kLargestMultiplier) {
         for (const AllocationBudget& budget : problem.budgets) {
           if (problem.Cost(budget, feasible) > budget.limit) {
-            return absl::FailedPreconditionError(absl::StrFormat(
-                "%s: %.6g is below the cheapest policy found (%.6g)", budget.name, budget.limit,
-                problem.Cost(budget, feasible)));
+            return absl::FailedPreconditionError(
+                absl::StrFormat("%s: %.6g is below the cheapest policy found (%.6g)", budget.name,
+                                budget.limit, problem.Cost(budget, feasible)));
           }
         }
       }
@@ -207,8 +207,7 @@ absl::StatusOr<SeparableResult> SolveSeparableAllocation(const SeparableAllocati
           const double gain = scaled.sensitivity[offset + current] - scaled.sensitivity[offset + c];
           if (gain <= 0) continue;
           const double added = scaled.cost[offset + c] - scaled.cost[offset + current];
-          const double ratio =
-              added <= 0 ? std::numeric_limits<double>::infinity() : gain / added;
+          const double ratio = added <= 0 ? std::numeric_limits<double>::infinity() : gain / added;
           if (ratio <= best_ratio) continue;
           std::vector<int> trial = choice;
           trial[s] = c;

@@ -55,8 +55,8 @@ SeparableAllocation RandomBitProblem(std::mt19937_64& random, int slots, int bud
       cheapest += layer_size * 2 * (k + 1);
       dearest += layer_size * 8 * (k + 1);
     }
-    budget.limit = cheapest + std::uniform_real_distribution<double>(0.05, 0.6)(random) *
-                                  (dearest - cheapest);
+    budget.limit =
+        cheapest + std::uniform_real_distribution<double>(0.05, 0.6)(random) * (dearest - cheapest);
     problem.budgets.push_back(budget);
   }
   return problem;

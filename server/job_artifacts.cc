@@ -25,26 +25,23 @@ absl::StatusOr<std::optional<std::string>> JobArtifactKeeper::FindShared(const s
 
 absl::Status JobArtifactKeeper::PutShared(const std::string& kind, const std::string& key,
                                           const std::string& content_type,
-                                          const std::string& provenance,
-                                          const std::string& bytes) {
+                                          const std::string& provenance, const std::string& bytes) {
   ArtifactRecord artifact;
   artifact.kind = kind;
   artifact.key = key;
   artifact.content_type = content_type;
   // A shared artifact names the job that made it in its provenance (a JSON object).
-  artifact.provenance =
-      absl::StartsWith(provenance, "{")
-          ? absl::StrCat("{\"made_by_job\":\"", job_id_, "\"", provenance.size() > 2 ? "," : "",
-                         provenance.substr(1))
-          : provenance;
+  artifact.provenance = absl::StartsWith(provenance, "{")
+                            ? absl::StrCat("{\"made_by_job\":\"", job_id_, "\"",
+                                           provenance.size() > 2 ? "," : "", provenance.substr(1))
+                            : provenance;
   artifact.bytes = bytes;
   return Put(std::move(artifact));
 }
 
 absl::Status JobArtifactKeeper::PutOutput(const std::string& kind, const std::string& name,
                                           const std::string& content_type,
-                                          const std::string& provenance,
-                                          const std::string& bytes) {
+                                          const std::string& provenance, const std::string& bytes) {
   ArtifactRecord artifact;
   artifact.kind = kind;
   artifact.key = JobOutputKey(job_id_, name);

@@ -132,13 +132,13 @@ TEST_F(JobIqpTest, LaterJobsReuseTheMeasuredLossesAndTheSolverReportsItsGap) {
   const double budget = MiddleBudget();
   auto first = bed_.manager().Submit(Request(budget));
   ASSERT_TRUE(first.ok()) << first.status();
-  ASSERT_EQ(bed_.AwaitEnd(first->id(), absl::Seconds(600)).state(),
-            apq::v1::JOB_STATE_SUCCEEDED);
+  ASSERT_EQ(bed_.AwaitEnd(first->id(), absl::Seconds(600)).state(), apq::v1::JOB_STATE_SUCCEEDED);
   auto cached = bed_.store().artifacts().ListArtifacts(search::kIqpSensitivityKind, "", 10);
   ASSERT_TRUE(cached.ok());
   ASSERT_EQ(cached->size(), 1u);
   EXPECT_TRUE(cached->front().job_id.empty());  // Shared: outlives the job.
-  EXPECT_THAT(cached->front().provenance, HasSubstr(absl::StrCat("\"made_by_job\":\"", first->id())));
+  EXPECT_THAT(cached->front().provenance,
+              HasSubstr(absl::StrCat("\"made_by_job\":\"", first->id())));
   EXPECT_THAT(cached->front().key, HasSubstr("|images=64|seed=3|pairs=1|"));
 
   const auto solution = [&](const std::string& job_id) {

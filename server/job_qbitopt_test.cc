@@ -124,8 +124,8 @@ TEST_F(JobQbitoptTest, EveryUpdateMeetsTheBudgetAndTheJobKeepsItsModule) {
   EXPECT_EQ(artifacts->front().key, JobOutputKey(job->id(), search::kQbitoptModuleName));
   EXPECT_EQ(artifacts->front().content_type, "application/x-torchscript");
   EXPECT_THAT(artifacts->front().provenance, HasSubstr("\"steps\":8"));
-  auto module = bed_.store().artifacts().GetArtifact(artifacts->front().kind,
-                                                    artifacts->front().key);
+  auto module =
+      bed_.store().artifacts().GetArtifact(artifacts->front().kind, artifacts->front().key);
   ASSERT_TRUE(module.ok());
   EXPECT_GT(module->bytes.size(), 10000u);
   EXPECT_EQ(module->bytes.substr(0, 2), "PK");  // TorchScript files are zip archives.
@@ -137,8 +137,7 @@ TEST_F(JobQbitoptTest, AJobStoppedInItsTrainingResumesToTheSamePolicies) {
   const double budget = MiddleBudget();
   auto whole = bed_.manager().Submit(Request(budget));
   ASSERT_TRUE(whole.ok());
-  ASSERT_EQ(bed_.AwaitEnd(whole->id(), absl::Seconds(600)).state(),
-            apq::v1::JOB_STATE_SUCCEEDED);
+  ASSERT_EQ(bed_.AwaitEnd(whole->id(), absl::Seconds(600)).state(), apq::v1::JOB_STATE_SUCCEEDED);
 
   auto again = bed_.manager().Submit(Request(budget));
   ASSERT_TRUE(again.ok());
@@ -181,7 +180,7 @@ TEST_F(JobQbitoptTest, RequestsItCannotServeAreRefusedNamingTheField) {
     std::string says;
   };
   std::vector<Case> cases;
-  const auto option = [&](Case& c) -> auto& {
+  const auto option = [&](Case & c) -> auto& {
     return *c.request.mutable_engine_request()->mutable_options();
   };
   cases.push_back({"below the cheapest", Request(Bitops(Smallest(2, 8)) * 0.9),

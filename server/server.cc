@@ -155,8 +155,8 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   ASSIGN_OR_RETURN(server->bootstrap_token_, server->auth_->BootstrapAdmin());
   server->search_service_ = std::make_unique<SearchServiceImpl>(
       *server->catalog_, server->store_->jobs(), server->store_->artifacts(), *server->jobs_,
-      *server->supernets_,
-      *server->engines_, *server->pool_, *server->torch_pool_, *server->auth_, quotas);
+      *server->supernets_, *server->engines_, *server->pool_, *server->torch_pool_, *server->auth_,
+      quotas);
   server->device_service_ = std::make_unique<DeviceServiceImpl>(
       *server->catalog_, server->store_->devices(), *server->pool_, *server->auth_);
   server->predictor_service_ = std::make_unique<PredictorServiceImpl>(

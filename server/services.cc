@@ -30,7 +30,8 @@ namespace {
 
 // The string field `name` of a provenance JSON object; empty when absent or unreadable.
 std::string ProvenanceField(const std::string& provenance, const std::string& name) {
-  const nlohmann::json parsed = nlohmann::json::parse(provenance, nullptr, /*allow_exceptions=*/false);
+  const nlohmann::json parsed =
+      nlohmann::json::parse(provenance, nullptr, /*allow_exceptions=*/false);
   if (!parsed.is_object() || !parsed.contains(name) || !parsed[name].is_string()) return "";
   return parsed[name].get<std::string>();
 }

@@ -259,7 +259,8 @@ class HostSubnetTrainingSession final : public search::SubnetTrainingSession {
 
   absl::Status Start(const oface::Genotype& genotype, const oface::FineTuneOptions& options) {
     supernet_->SetQuantized(true);
-    ASSIGN_OR_RETURN(trainer_, oface::SubnetTrainer::Create(*supernet_, *train_, genotype, options));
+    ASSIGN_OR_RETURN(trainer_,
+                     oface::SubnetTrainer::Create(*supernet_, *train_, genotype, options));
     return absl::OkStatus();
   }
 

@@ -105,7 +105,7 @@ class SupernetHost {
     std::unique_ptr<oface::Supernet> quant;
     std::string version;
     std::string quant_path;  // The file `quant` was read from.
-    absl::Mutex mutex;  // Serializes the use of fp32 and quant.
+    absl::Mutex mutex;       // Serializes the use of fp32 and quant.
   };
 
   class PolicyLossSource;
