@@ -621,6 +621,76 @@ int Config(Connection& connection, const std::vector<std::string>& argv) {
   return kExitOk;
 }
 
+json ArtifactJson(const apq::v1::Artifact& artifact) {
+  json out = {{"kind", artifact.kind()},
+              {"key", artifact.key()},
+              {"space", artifact.space()},
+              {"created_unix_s", artifact.created_unix_s()},
+              {"content_type", artifact.content_type()},
+              {"size_bytes", artifact.size_bytes()}};
+  if (!artifact.job_id().empty()) out["job_id"] = artifact.job_id();
+  const json provenance = json::parse(artifact.provenance(), nullptr, /*allow_exceptions=*/false);
+  out["provenance"] = provenance.is_discarded() ? json(artifact.provenance()) : provenance;
+  return out;
+}
+
+int Artifacts(Connection& connection, const std::vector<std::string>& argv) {
+  const Args args = Args::Parse(argv, {}, {"json"}, 1);
+  apq::v1::ListJobArtifactsRequest request;
+  request.set_job_id(RequirePositional(args, "a job id"));
+  apq::v1::ListJobArtifactsResponse response;
+  const grpc::Status status =
+      CallUnary(connection.search(), &SearchService::Stub::ListJobArtifacts, request, &response);
+  if (!status.ok()) return ReportRpcError(status);
+  if (args.Has("json")) {
+    json out = json::array();
+    for (const apq::v1::Artifact& artifact : response.artifacts()) {
+      out.push_back(ArtifactJson(artifact));
+    }
+    PrintJson(out);
+    return kExitOk;
+  }
+  if (response.artifacts().empty()) std::cout << request.job_id() << ": no artifacts\n";
+  for (const apq::v1::Artifact& artifact : response.artifacts()) {
+    std::cout << absl::StrFormat("%s  %s  %s, %d bytes\n", artifact.kind(), artifact.key(),
+                                 artifact.content_type(), artifact.size_bytes());
+  }
+  return kExitOk;
+}
+
+int Artifact(Connection& connection, const std::vector<std::string>& argv) {
+  const Args args = Args::Parse(argv, {"output"}, {"json"}, 2);
+  if (args.positional().size() != 2) throw UsageError{"artifact: give KIND and KEY"};
+  apq::v1::GetArtifactRequest request;
+  request.set_kind(args.positional()[0]);
+  request.set_key(args.positional()[1]);
+  apq::v1::Artifact artifact;
+  const grpc::Status status =
+      CallUnary(connection.search(), &SearchService::Stub::GetArtifact, request, &artifact);
+  if (!status.ok()) return ReportRpcError(status);
+  if (args.Has("output") && !WriteOutputFile(args.Get("output"), artifact.content())) {
+    return kExitFailed;
+  }
+  const bool text =
+      artifact.content_type() == "application/json" || artifact.content_type() == "text/plain";
+  if (args.Has("json")) {
+    json out = ArtifactJson(artifact);
+    if (args.Has("output")) {
+      out["output"] = args.Get("output");
+    } else if (artifact.content_type() == "application/json") {
+      out["content"] = json::parse(artifact.content(), nullptr, /*allow_exceptions=*/false);
+    }
+    PrintJson(out);
+  } else if (!args.Has("output") && text) {
+    std::cout << artifact.content() << "\n";
+  } else if (!args.Has("output")) {
+    std::cout << absl::StrFormat("%s %s: %d bytes of %s (write them with --output FILE)\n",
+                                 artifact.kind(), artifact.key(), artifact.size_bytes(),
+                                 artifact.content_type());
+  }
+  return kExitOk;
+}
+
 int Cancel(Connection& connection, const std::vector<std::string>& argv) {
   const Args args = Args::Parse(argv, {}, {}, 1);
   apq::v1::CancelJobRequest request;
@@ -720,6 +790,16 @@ constexpr Command kSearchCommands[] = {
       trained its network (engine qbitopt), the module it trained.
 )",
      Config},
+    {"artifacts", R"(  artifacts JOB [--json]
+      What the job's engine kept besides its candidates: engine iqp's solver report (its
+      objective, bound and gap), engine qbitopt's trained module.
+)",
+     Artifacts},
+    {"artifact", R"(  artifact KIND KEY [--output FILE] [--json]
+      One artifact (KIND and KEY from apq artifacts) with its provenance; --output writes its
+      content to FILE; without it a JSON or text content is printed.
+)",
+     Artifact},
     {"cancel", R"(  cancel JOB
 )",
      Cancel},

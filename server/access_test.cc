@@ -90,6 +90,21 @@ std::vector<Rpc> EveryRpc() {
          apq::v1::Sweep sweep;
          return s.search->GetSweep(c, request, &sweep);
        }},
+      {"ListJobArtifacts", Permission::kRead,
+       [](Stubs& s, grpc::ClientContext* c) {
+         apq::v1::ListJobArtifactsRequest request;
+         request.set_job_id("job-1");
+         apq::v1::ListJobArtifactsResponse response;
+         return s.search->ListJobArtifacts(c, request, &response);
+       }},
+      {"GetArtifact", Permission::kRead,
+       [](Stubs& s, grpc::ClientContext* c) {
+         apq::v1::GetArtifactRequest request;
+         request.set_kind("iqp_solution");
+         request.set_key("job-1/solution.json");
+         apq::v1::Artifact artifact;
+         return s.search->GetArtifact(c, request, &artifact);
+       }},
       {"GetJob", Permission::kRead,
        [](Stubs& s, grpc::ClientContext* c) {
          apq::v1::GetJobRequest request;

@@ -259,6 +259,71 @@ grpc::ServerUnaryReactor* SearchServiceImpl::SubmitSweep(grpc::CallbackServerCon
                    });
 }
 
+namespace {
+
+// The largest artifact content GetArtifact returns: the client's receive limit
+// (clients/connection.cc) less room for the message's other fields.
+constexpr size_t kMaxArtifactResponseBytes = (size_t{64} << 20) - (size_t{1} << 20);
+
+apq::v1::Artifact ArtifactToProto(const ArtifactRecord& record) {
+  apq::v1::Artifact artifact;
+  artifact.set_kind(record.kind);
+  artifact.set_key(record.key);
+  artifact.set_job_id(record.job_id);
+  artifact.set_space(record.space);
+  artifact.set_created_unix_s(record.created_unix_s);
+  artifact.set_provenance(record.provenance);
+  artifact.set_content_type(record.content_type);
+  artifact.set_size_bytes(record.size_bytes);
+  return artifact;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* SearchServiceImpl::ListJobArtifacts(
+    grpc::CallbackServerContext* context, const apq::v1::ListJobArtifactsRequest* request,
+    apq::v1::ListJobArtifactsResponse* response) {
+  return RunOnPool(context, pool_, auth_, Permission::kRead,
+                   [this, request, response](const Caller& caller) -> absl::Status {
+                     RETURN_IF_ERROR(RequireJobId(request->job_id()));
+                     ASSIGN_OR_RETURN(std::vector<ArtifactRecord> artifacts,
+                                      artifacts_.ListJobArtifacts(request->job_id()));
+                     for (const ArtifactRecord& artifact : artifacts) {
+                       *response->add_artifacts() = ArtifactToProto(artifact);
+                     }
+                     return absl::OkStatus();
+                   });
+}
+
+grpc::ServerUnaryReactor* SearchServiceImpl::GetArtifact(grpc::CallbackServerContext* context,
+                                                         const apq::v1::GetArtifactRequest* request,
+                                                         apq::v1::Artifact* response) {
+  return RunOnPool(
+      context, pool_, auth_, Permission::kRead,
+      [this, request, response](const Caller& caller) -> absl::Status {
+        if (request->kind().empty()) return absl::InvalidArgumentError("kind: required");
+        if (request->kind().size() > kMaxArtifactKindBytes) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("kind: longer than ", kMaxArtifactKindBytes, " bytes"));
+        }
+        if (request->key().empty()) return absl::InvalidArgumentError("key: required");
+        if (request->key().size() > kMaxArtifactKeyBytes) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("key: longer than ", kMaxArtifactKeyBytes, " bytes"));
+        }
+        ASSIGN_OR_RETURN(ArtifactRecord artifact,
+                         artifacts_.GetArtifact(request->kind(), request->key()));
+        if (artifact.bytes.size() > kMaxArtifactResponseBytes) {
+          return absl::ResourceExhaustedError(absl::StrCat(
+              "artifact ", artifact.kind, " ", artifact.key, " holds ", artifact.bytes.size(),
+              " bytes, more than a response may carry (", kMaxArtifactResponseBytes, ")"));
+        }
+        *response = ArtifactToProto(artifact);
+        response->set_content(std::move(artifact.bytes));
+        return absl::OkStatus();
+      });
+}
+
 grpc::ServerUnaryReactor* SearchServiceImpl::GetSweep(grpc::CallbackServerContext* context,
                                                       const apq::v1::GetSweepRequest* request,
                                                       apq::v1::Sweep* response) {

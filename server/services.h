@@ -77,6 +77,12 @@ class SearchServiceImpl final : public apq::v1::SearchService::CallbackService {
   grpc::ServerUnaryReactor* SubmitSweep(grpc::CallbackServerContext* context,
                                         const apq::v1::SubmitSweepRequest* request,
                                         apq::v1::Sweep* response) override;
+  grpc::ServerUnaryReactor* ListJobArtifacts(grpc::CallbackServerContext* context,
+                                             const apq::v1::ListJobArtifactsRequest* request,
+                                             apq::v1::ListJobArtifactsResponse* response) override;
+  grpc::ServerUnaryReactor* GetArtifact(grpc::CallbackServerContext* context,
+                                        const apq::v1::GetArtifactRequest* request,
+                                        apq::v1::Artifact* response) override;
   grpc::ServerUnaryReactor* GetSweep(grpc::CallbackServerContext* context,
                                      const apq::v1::GetSweepRequest* request,
                                      apq::v1::Sweep* response) override;

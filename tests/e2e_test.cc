@@ -321,6 +321,26 @@ TEST_F(EndToEndTest, AllocatesTheBitsOfOneArchitectureWithTheIqpEngine) {
   EXPECT_LE(job["bitops"].get<double>(), budget);
   EXPECT_EQ(job["candidates_evaluated"].get<int64_t>(), 1);
 
+  // The solver's report is the job's artifact: its bound and gap.
+  const std::string job_id = job["job_id"];
+  result = Client({"artifacts", job_id, "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const json artifacts = ParseJson(result);
+  ASSERT_EQ(artifacts.size(), 1u);
+  EXPECT_EQ(artifacts[0]["kind"], "iqp_solution");
+  EXPECT_EQ(artifacts[0]["provenance"]["calibration_images"], 64);
+  result = Client({"artifact", "iqp_solution", artifacts[0]["key"], "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const json solution = ParseJson(result)["content"];
+  EXPECT_GE(solution["relative_gap"].get<double>(), 0.0);
+  EXPECT_LE(solution["best_bound"].get<double>(), solution["objective"].get<double>() + 1e-9);
+  result = Client({"artifact", "iqp_solution", "job-999/solution.json"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("NOT_FOUND"), std::string::npos) << result.err;
+  result = Client({"artifact", "iqp_solution", std::string(600, 'k')});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("key: longer than"), std::string::npos) << result.err;
+
   // A budget below every weight allocation is refused naming the cheapest.
   result =
       Client({"search", "--space", "fmnist_lowbit", "--device", "local-cpu", "--fixed-architecture",
@@ -367,6 +387,12 @@ TEST_F(EndToEndTest, AllocatesBitsWhileFineTuningWithTheQbitoptEngine) {
             std::string::npos);
   const std::string bytes = ReadFile(module);
   EXPECT_EQ(bytes.substr(0, 2), "PK");
+  result = Client({"artifacts", job["job_id"].get<std::string>(), "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const json artifacts = ParseJson(result);
+  ASSERT_EQ(artifacts.size(), 1u);
+  EXPECT_EQ(artifacts[0]["kind"], "qbitopt_module");
+  EXPECT_EQ(artifacts[0]["size_bytes"].get<int64_t>(), static_cast<int64_t>(bytes.size()));
 }
 
 // Deployment scenarios through the client: one sweep over two devices answers every
