@@ -1,6 +1,7 @@
 # Sourced by scripts that drive a local apqd. Defines start_apqd.
 #
 # start_apqd APQD DB DATA_DIR PORT_FILE LOG_FILE
+#   (APQD_EXTRA_FLAGS, when set, is split into more flags, e.g. "--workers 2".)
 #   Starts APQD on a free loopback port with the database DB and the embedded data of
 #   DATA_DIR, stops it when the calling shell exits (an EXIT trap), waits until it serves
 #   (the first start imports the shipped data: up to 60 s) and sets APQD_ADDRESS. Exits the
@@ -9,8 +10,10 @@ start_apqd() {
   local binary="$1" database="$2" data_dir="$3" port_file="$4" log_file="$5"
   rm -f "${port_file}"
   # A local server on loopback: without authentication (the quick start's default).
+  local extra=()
+  read -r -a extra <<<"${APQD_EXTRA_FLAGS:-}"
   "${binary}" --listen 127.0.0.1:0 --db "${database}" --data_dir "${data_dir}" --auth=off \
-    --port_file "${port_file}" >"${log_file}" 2>&1 &
+    --port_file "${port_file}" "${extra[@]}" >"${log_file}" 2>&1 &
   APQD_PID=$!
   trap 'kill -TERM "${APQD_PID}" 2>/dev/null || true; wait "${APQD_PID}" 2>/dev/null || true' EXIT
   for _ in $(seq 1 600); do

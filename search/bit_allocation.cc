@@ -161,6 +161,20 @@ std::vector<AllocationBudget> AllocationBudgets(const SearchProblem& problem,
   return budgets;
 }
 
+absl::Status CheckOneNetworkWithSupernet(const SearchProblem& problem, bool has_supernet,
+                                         const std::string& engine, const std::string& uses) {
+  if (problem.objective != Objective::kMaxAccuracy) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "objective: engine ", engine, " returns one network; use OBJECTIVE_MAX_ACCURACY"));
+  }
+  if (!has_supernet) {
+    return absl::FailedPreconditionError(absl::StrCat("space: engine ", engine, " ", uses,
+                                                      " on the space's trained supernet; ",
+                                                      problem.space->name(), " has none"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckCheapestPolicyFits(const BitAllocation& allocation,
                                      const std::vector<AllocationBudget>& budgets) {
   const std::vector<int> choices_per_slot = allocation.choices_per_slot();

@@ -43,6 +43,12 @@ absl::StatusOr<BitAllocation> BuildBitAllocation(const SearchProblem& problem,
                                                  const std::string& activations,
                                                  const std::string& engine);
 
+// What both allocators need of a problem beyond the allocation: the objective of one best
+// network (INVALID_ARGUMENT naming "objective") and the space's trained supernet
+// (`has_supernet`; FAILED_PRECONDITION naming "space": `engine` `uses` it).
+absl::Status CheckOneNetworkWithSupernet(const SearchProblem& problem, bool has_supernet,
+                                         const std::string& engine, const std::string& uses);
+
 // One row per budget the problem sets, over the allocation's kept choices.
 std::vector<AllocationBudget> AllocationBudgets(const SearchProblem& problem,
                                                 const BitAllocation& allocation);

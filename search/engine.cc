@@ -95,6 +95,18 @@ absl::StatusOr<OptionValue> CheckValue(const OptionSpec& spec, const OptionValue
 
 }  // namespace
 
+OptionSpec IntOptionSpec(const std::string& name, int64_t default_value, double min, double max,
+                         const std::string& description) {
+  OptionSpec spec;
+  spec.name = name;
+  spec.type = OptionSpec::Type::kInt;
+  spec.default_value = default_value;
+  spec.min = min;
+  spec.max = max;
+  spec.description = description;
+  return spec;
+}
+
 std::string OptionValueText(const OptionValue& value) {
   if (const int64_t* integer = std::get_if<int64_t>(&value)) return absl::StrCat(*integer);
   if (const double* real = std::get_if<double>(&value)) return absl::StrCat(*real);

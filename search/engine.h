@@ -239,6 +239,10 @@ class Engine {
                                            absl::string_view resume_checkpoint) const = 0;
 };
 
+// An integer option valid in [min, max].
+OptionSpec IntOptionSpec(const std::string& name, int64_t default_value, double min, double max,
+                         const std::string& description);
+
 // Fills unset options with their defaults and checks every value against its spec, then
 // the engine's ValidateOptions. INVALID_ARGUMENT naming `field_prefix` + the option for an
 // unknown option, a value of the wrong type, or one out of range.

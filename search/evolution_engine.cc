@@ -14,14 +14,7 @@ std::vector<OptionSpec> EvolutionOptionSpecs() {
   std::vector<OptionSpec> specs;
   const auto add_int = [&](const char* name, int64_t value, double min, double max,
                            const char* description) {
-    OptionSpec spec;
-    spec.name = name;
-    spec.type = OptionSpec::Type::kInt;
-    spec.default_value = value;
-    spec.min = min;
-    spec.max = max;
-    spec.description = description;
-    specs.push_back(std::move(spec));
+    specs.push_back(IntOptionSpec(name, value, min, max, description));
   };
   const auto add_fraction = [&](const char* name, double value, bool zero_allowed,
                                 const char* description) {

@@ -115,15 +115,8 @@ class IqpEngine final : public Engine {
 
   absl::Status CheckProblem(const SearchProblem& problem,
                             const EngineOptions& options) const override {
-    if (problem.objective != Objective::kMaxAccuracy) {
-      return absl::InvalidArgumentError(
-          "objective: engine iqp returns one network; use OBJECTIVE_MAX_ACCURACY");
-    }
-    if (problem.policy_losses == nullptr) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("space: engine iqp measures networks on the space's trained supernet; ",
-                       problem.space->name(), " has none"));
-    }
+    RETURN_IF_ERROR(CheckOneNetworkWithSupernet(problem, problem.policy_losses != nullptr,
+                                                kIqpEngineName, "measures networks"));
     ASSIGN_OR_RETURN(
         const BitAllocation allocation,
         BuildBitAllocation(problem, ChoiceOption(options, "activations"), kIqpEngineName));

@@ -86,15 +86,8 @@ class QbitoptEngine final : public Engine {
 
   absl::Status CheckProblem(const SearchProblem& problem,
                             const EngineOptions& options) const override {
-    if (problem.objective != Objective::kMaxAccuracy) {
-      return absl::InvalidArgumentError(
-          "objective: engine qbitopt returns one network; use OBJECTIVE_MAX_ACCURACY");
-    }
-    if (problem.subnet_training == nullptr) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("space: engine qbitopt fine-tunes on the space's trained supernet; ",
-                       problem.space->name(), " has none"));
-    }
+    RETURN_IF_ERROR(CheckOneNetworkWithSupernet(problem, problem.subnet_training != nullptr,
+                                                kQbitoptEngineName, "fine-tunes"));
     ASSIGN_OR_RETURN(
         const BitAllocation allocation,
         BuildBitAllocation(problem, ChoiceOption(options, "activations"), kQbitoptEngineName));
@@ -144,6 +137,21 @@ class QbitoptEngine final : public Engine {
       return true;
     };
 
+    // Step `policy.generation`'s report: its one network, the best so far by definition (the
+    // policy being trained), and the checkpoint after it.
+    const auto report_policy = [&](const Individual& policy, bool final_step) -> absl::Status {
+      if (!on_step) return absl::OkStatus();
+      StepReport report;
+      report.step = policy.generation;
+      report.scored = absl::MakeConstSpan(&policy, 1);
+      report.candidates_evaluated = policy.generation + 1;
+      report.best = &policy;
+      report.best_index_in_step = 0;
+      report.write_checkpoint = [&] { return WriteCheckpoint(trainer, policy.generation); };
+      report.final_step = final_step;
+      return on_step(report);
+    };
+
     int update = 0;
     if (!resume_checkpoint.empty()) {
       ASSIGN_OR_RETURN(const auto parsed, ParseCheckpoint(resume_checkpoint, updates));
@@ -188,16 +196,7 @@ class QbitoptEngine final : public Engine {
                        PriceAndScore(problem, network, update, kQbitoptEngineName));
       RETURN_IF_ERROR(trainer.SetPolicy(network));
       trainer.ResetSensitivity();
-      if (on_step) {
-        StepReport report;
-        report.step = update;
-        report.scored = absl::MakeConstSpan(&chosen, 1);
-        report.candidates_evaluated = update + 1;
-        report.best = &chosen;
-        report.best_index_in_step = 0;
-        report.write_checkpoint = [&] { return WriteCheckpoint(trainer, update); };
-        RETURN_IF_ERROR(on_step(report));
-      }
+      RETURN_IF_ERROR(report_policy(chosen, /*final_step=*/false));
       result.last_step = update;
       ASSIGN_OR_RETURN(const bool trained, train_segment(update));
       if (!trained) {
@@ -227,17 +226,7 @@ class QbitoptEngine final : public Engine {
       RETURN_IF_ERROR(problem.artifacts->PutOutput(
           kQbitoptModuleKind, kQbitoptModuleName, "application/x-torchscript", provenance, module));
     }
-    if (on_step) {
-      StepReport report;
-      report.step = updates;
-      report.scored = absl::MakeConstSpan(&best, 1);
-      report.candidates_evaluated = updates + 1;
-      report.best = &best;
-      report.best_index_in_step = 0;
-      report.write_checkpoint = [&] { return WriteCheckpoint(trainer, updates); };
-      report.final_step = true;
-      RETURN_IF_ERROR(on_step(report));
-    }
+    RETURN_IF_ERROR(report_policy(best, /*final_step=*/true));
     result.best = best;
     result.last_step = updates;
     result.candidates_evaluated = updates + 1;
@@ -248,23 +237,15 @@ class QbitoptEngine final : public Engine {
  private:
   static std::vector<OptionSpec> Specs() {
     std::vector<OptionSpec> specs;
-    const auto add_int = [&](const char* name, int64_t value, double min, double max,
-                             const char* description) {
-      OptionSpec spec;
-      spec.name = name;
-      spec.type = OptionSpec::Type::kInt;
-      spec.default_value = value;
-      spec.min = min;
-      spec.max = max;
-      spec.description = description;
-      specs.push_back(spec);
-    };
-    add_int("steps", 300, 1, 100000, "fine-tune steps (SGD, batch_size images each)");
-    add_int("update_every", 50, 1, 100000,
-            "steps between two allocations (the first is before the first step)");
-    add_int("batch_size", 128, 1, 50000, "train-split images per step");
-    add_int("gradient_batches", 4, 1, 390,
-            "batches of gradients, without training, behind the first allocation");
+    specs.push_back(
+        IntOptionSpec("steps", 300, 1, 100000, "fine-tune steps (SGD, batch_size images each)"));
+    specs.push_back(
+        IntOptionSpec("update_every", 50, 1, 100000,
+                      "steps between two allocations (the first is before the first step)"));
+    specs.push_back(IntOptionSpec("batch_size", 128, 1, 50000, "train-split images per step"));
+    specs.push_back(
+        IntOptionSpec("gradient_batches", 4, 1, 390,
+                      "batches of gradients, without training, behind the first allocation"));
     OptionSpec rate;
     rate.name = "learning_rate";
     rate.type = OptionSpec::Type::kDouble;

@@ -40,24 +40,10 @@ class JobIqpTest : public ::testing::Test {
     space_ = *space;
   }
 
-  // The smallest architecture with every weight width at `weight_bits` and every activation
-  // width at `activation_bits`.
   oface::Genotype Smallest(int weight_bits, int activation_bits) const {
-    oface::Genotype genotype(space_->genes().size());
-    for (size_t g = 0; g < genotype.size(); ++g) {
-      const oface::GeneSpec& gene = space_->genes()[g];
-      genotype[g] = gene.choices.front();
-      if (oface::IsBitsGene(gene)) {
-        genotype[g] =
-            gene.name.find("_a_bits") != std::string::npos ? activation_bits : weight_bits;
-      }
-    }
-    return space_->Canonical(genotype);
+    return SmallestAtBits(*space_, weight_bits, activation_bits);
   }
-
-  double Bitops(const oface::Genotype& genotype) const {
-    return static_cast<double>(space_->StaticCosts(genotype)->bitops);
-  }
+  double Bitops(const oface::Genotype& genotype) const { return StaticBitops(*space_, genotype); }
 
   apq::v1::SubmitSearchRequest Request(double max_bitops) const {
     apq::v1::SubmitSearchRequest request;

@@ -137,6 +137,23 @@ std::string FaultName(const InjectedFault& fault) {
       fault.mode == FaultPlan::Mode::kAfterCommit ? " after commit" : " before write");
 }
 
+oface::Genotype SmallestAtBits(const oface::SearchSpace& space, int weight_bits,
+                               int activation_bits) {
+  oface::Genotype genotype(space.genes().size());
+  for (size_t g = 0; g < genotype.size(); ++g) {
+    const oface::GeneSpec& gene = space.genes()[g];
+    genotype[g] = gene.choices.front();
+    if (oface::IsBitsGene(gene)) {
+      genotype[g] = gene.name.find("_a_bits") != std::string::npos ? activation_bits : weight_bits;
+    }
+  }
+  return space.Canonical(genotype);
+}
+
+double StaticBitops(const oface::SearchSpace& space, const oface::Genotype& genotype) {
+  return static_cast<double>(space.StaticCosts(genotype)->bitops);
+}
+
 void JobTestBed::Open() {
   manager_.reset();
   plan_ = std::make_shared<FaultPlan>();

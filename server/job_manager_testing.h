@@ -35,6 +35,13 @@ std::unique_ptr<SupernetHost> NewHostWithoutSupernets();
 // time, and tests compare them only with each other). Fails the test when one does not load.
 std::unique_ptr<SupernetHost> NewHostWithShippedSupernets(int calibration_images);
 
+// The smallest architecture of a space with bitwidth genes, every weight width at
+// `weight_bits` and every activation width at `activation_bits` (canonical).
+oface::Genotype SmallestAtBits(const oface::SearchSpace& space, int weight_bits,
+                               int activation_bits);
+// A genotype's BitOps (its static costs).
+double StaticBitops(const oface::SearchSpace& space, const oface::Genotype& genotype);
+
 // A random MLP of APQ's shape over `arch_inputs` + `bit_inputs` one-hot features (the bits in
 // their own layer when there are any), different for each seed.
 std::unique_ptr<predictor::MlpPredictor> RandomMlp(int arch_inputs, int bit_inputs,
