@@ -116,7 +116,7 @@ struct SubnetTrainer::Impl {
     std::vector<UsedWeight> used;
     module.set_used_weights(&used);
     optimizer->zero_grad();
-    const torch::Tensor loss = torch::cross_entropy_loss(module.forward(images, choice), labels);
+    torch::Tensor loss = torch::cross_entropy_loss(module.forward(images, choice), labels);
     module.set_used_weights(nullptr);
     loss.backward();
     torch::NoGradGuard no_grad;
@@ -401,7 +401,7 @@ absl::Status SubnetTrainer::RestoreState(absl::string_view state) {
     return absl::DataLossError(absl::StrCat("trainer state: ", why));
   };
   try {
-    std::istringstream stream{std::string(state)};
+    std::istringstream stream(static_cast<std::string>(state));
     torch::serialize::InputArchive archive;
     archive.load_from(stream);
     const auto read_int64s = [&](const char* key) {
@@ -442,7 +442,7 @@ absl::Status SubnetTrainer::RestoreState(absl::string_view state) {
       WeightStatistics entry;
       archive.read(absl::StrCat("gradient.", name), entry.squared_gradient_sum);
       archive.read(absl::StrCat("weight.", name), entry.last_weight);
-      run.statistics[std::string(name)] = entry;
+      run.statistics[static_cast<std::string>(name)] = entry;
     }
     Rng::State rng_state;
     for (size_t i = 0; i < 4; ++i) rng_state[i] = static_cast<uint64_t>(rng[i]);

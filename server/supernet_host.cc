@@ -242,7 +242,7 @@ class SupernetHost::PolicyLossSource final : public search::PolicyLossProvider {
 std::shared_ptr<const search::PolicyLossProvider> SupernetHost::PolicyLosses(
     absl::string_view space) {
   if (!Has(space)) return nullptr;
-  return std::make_shared<PolicyLossSource>(*this, std::string(space));
+  return std::make_shared<PolicyLossSource>(*this, static_cast<std::string>(space));
 }
 
 namespace {
@@ -318,7 +318,7 @@ class SupernetHost::SubnetTrainingSource final : public search::SubnetTrainingPr
 std::shared_ptr<const search::SubnetTrainingProvider> SupernetHost::SubnetTraining(
     absl::string_view space) {
   if (!Has(space)) return nullptr;
-  return std::make_shared<SubnetTrainingSource>(*this, std::string(space));
+  return std::make_shared<SubnetTrainingSource>(*this, static_cast<std::string>(space));
 }
 
 }  // namespace apq::server
