@@ -170,6 +170,16 @@ class IqpEngine final : public Engine {
                            problem.policy_losses->Open(
                                allocation.Network(allocation.reference),
                                static_cast<int>(IntOption(options, "calibration_images")), seed));
+          // Opening waits while another job measures on the supernet: it may have been
+          // measuring these very losses (a concurrent job of the same setting).
+          std::vector<double> cached;
+          ASSIGN_OR_RETURN(from_cache, FindCachedLosses(problem, allocation, options, seed,
+                                                        policies.size(), &cached));
+          if (from_cache) {
+            losses = std::move(cached);
+            session.reset();
+            continue;
+          }
         }
         ASSIGN_OR_RETURN(const double loss,
                          session->Loss(allocation.Network(policies[losses.size()])));
@@ -183,13 +193,15 @@ class IqpEngine final : public Engine {
       }
       result.last_step = step;
     }
-    session.reset();  // The supernet is free for others while CBC solves.
+    // Stored while the session still holds the supernet: a job of the same setting waiting
+    // for it then finds the losses when it gets it.
     if (!from_cache && problem.artifacts != nullptr && !problem.supernet_version.empty()) {
       RETURN_IF_ERROR(problem.artifacts->PutShared(
           kIqpSensitivityKind, SensitivityCacheKey(problem, allocation, options, seed, cross_layer),
           "text/plain", Provenance(problem, options, seed, cross_layer, policies.size()),
           SerializeLosses(losses, policies.size())));
     }
+    session.reset();  // The supernet is free for others while CBC solves.
     if (cancelled && cancelled()) {
       result.cancelled = true;
       return result;

@@ -29,7 +29,9 @@ namespace apq::search {
 inline constexpr char kIqpEngineName[] = "iqp";
 // The shared artifact of measured losses (one per supernet version, architecture, activation
 // setting, calibration images and seed, pairs or not): a later job with the same setting
-// reads it instead of measuring, and single changes reuse an entry with pairs.
+// reads it instead of measuring, and single changes reuse an entry with pairs. A job that
+// waited for the supernet while another measured looks again before measuring, so two jobs
+// of one setting at once measure once.
 inline constexpr char kIqpSensitivityKind[] = "iqp_sensitivity";
 // The job's output artifact with the solver's outcome (JSON: objective, best bound, relative
 // gap, proven optimal, seconds, whether the losses came from the cache).

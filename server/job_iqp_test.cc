@@ -159,6 +159,25 @@ TEST_F(JobIqpTest, LaterJobsReuseTheMeasuredLossesAndTheSolverReportsItsGap) {
             1u);
 }
 
+TEST_F(JobIqpTest, TwoJobsOfTheSameSettingAtOnceMeasureOnce) {
+  bed_.manager_options().workers = 2;
+  bed_.StartManager();
+  apq::v1::SubmitSearchRequest request = Request(MiddleBudget());
+  (*request.mutable_engine_request()->mutable_options())["cross_layer"].set_bool_value(false);
+  auto first = bed_.manager().Submit(request);
+  auto second = bed_.manager().Submit(request);
+  ASSERT_TRUE(first.ok() && second.ok());
+  int measured = 0;
+  for (const std::string& id : {first->id(), second->id()}) {
+    ASSERT_EQ(bed_.AwaitEnd(id, absl::Seconds(600)).state(), apq::v1::JOB_STATE_SUCCEEDED);
+    auto solution = bed_.store().artifacts().GetArtifact(
+        search::kIqpSolutionKind, absl::StrCat(id, "/", search::kIqpSolutionName));
+    ASSERT_TRUE(solution.ok()) << solution.status();
+    if (solution->bytes.find("\"losses_from_cache\":false") != std::string::npos) ++measured;
+  }
+  EXPECT_EQ(measured, 1);
+}
+
 TEST_F(JobIqpTest, ActivationsHeldAtAWidthStayThereAndTheBudgetHolds) {
   const double budget = (Bitops(Smallest(2, 4)) + Bitops(Smallest(8, 4))) / 2;
   apq::v1::SubmitSearchRequest request = Request(budget);
