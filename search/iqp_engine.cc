@@ -224,10 +224,17 @@ class IqpEngine final : public Engine {
                      PriceAndScore(problem, allocation.Network(solved.choice), kIqpMeasurementSteps,
                                    kIqpEngineName));
     if (problem.artifacts != nullptr) {
+      // With G positive semi-definite no policy's x^T G x is below 0, a bound CBC's
+      // linearisation does not see (its own bound is kept as cbc_bound).
+      const double bound =
+          BoolOption(options, "clip_to_psd") ? std::max(solved.best_bound, 0.0) : solved.best_bound;
+      const double gap =
+          solved.optimal ? 0.0
+                         : (solved.objective - bound) / std::max(1e-9, std::fabs(solved.objective));
       const std::string solution = absl::StrFormat(
-          R"({"objective":%.17g,"best_bound":%.17g,"relative_gap":%.17g,"optimal":%s,)"
-          R"("seconds":%.6f,"losses_from_cache":%s,"cross_layer":%s,"config":%s})",
-          solved.objective, solved.best_bound, solved.relative_gap,
+          R"({"objective":%.17g,"best_bound":%.17g,"relative_gap":%.17g,"cbc_bound":%.17g,)"
+          R"("optimal":%s,"seconds":%.6f,"losses_from_cache":%s,"cross_layer":%s,"config":%s})",
+          solved.objective, bound, std::max(gap, 0.0), solved.best_bound,
           solved.optimal ? "true" : "false", solved.seconds, from_cache ? "true" : "false",
           cross_layer ? "true" : "false", problem.space->ToJson(best.genotype));
       RETURN_IF_ERROR(problem.artifacts->PutOutput(

@@ -34,7 +34,9 @@ inline constexpr char kIqpEngineName[] = "iqp";
 // of one setting at once measure once.
 inline constexpr char kIqpSensitivityKind[] = "iqp_sensitivity";
 // The job's output artifact with the solver's outcome (JSON: objective, best bound, relative
-// gap, proven optimal, seconds, whether the losses came from the cache).
+// gap, proven optimal, seconds, whether the losses came from the cache). The bound is CBC's,
+// raised to 0 when G was made positive semi-definite (no policy scores below 0 then); CBC's
+// own is kept as cbc_bound.
 inline constexpr char kIqpSolutionKind[] = "iqp_solution";
 inline constexpr char kIqpSolutionName[] = "solution.json";
 // Steps of the sensitivity measurement; the allocation is the step after them.
