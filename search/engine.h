@@ -60,12 +60,13 @@ class PolicyLossProvider {
  public:
   virtual ~PolicyLossProvider() = default;
   // A session for `reference`'s architecture: batch norm recalibrated at `reference`, the
-  // loss measured on `images` images of the train split drawn with `seed`. INVALID_ARGUMENT
-  // naming "images" outside [1, the train split's size]; FAILED_PRECONDITION when the data
-  // cannot be read.
-  virtual absl::StatusOr<std::unique_ptr<PolicyLossSession>> Open(const oface::Genotype& reference,
-                                                                  int images,
-                                                                  uint64_t seed) const = 0;
+  // loss measured on `images` images of the train split drawn with `seed`. It may wait while
+  // another session holds the supernet, polling `cancelled` (may be empty): CANCELLED when it
+  // says so. INVALID_ARGUMENT naming "images" outside [1, the train split's size];
+  // FAILED_PRECONDITION when the data cannot be read.
+  virtual absl::StatusOr<std::unique_ptr<PolicyLossSession>> Open(
+      const oface::Genotype& reference, int images, uint64_t seed,
+      const std::function<bool()>& cancelled) const = 0;
 };
 
 // A quantization-aware fine-tune of one architecture on a private copy of the space's trained

@@ -166,10 +166,14 @@ class IqpEngine final : public Engine {
           return result;
         }
         if (session == nullptr) {
-          ASSIGN_OR_RETURN(session,
-                           problem.policy_losses->Open(
-                               allocation.Network(allocation.reference),
-                               static_cast<int>(IntOption(options, "calibration_images")), seed));
+          absl::StatusOr<std::unique_ptr<PolicyLossSession>> opened = problem.policy_losses->Open(
+              allocation.Network(allocation.reference),
+              static_cast<int>(IntOption(options, "calibration_images")), seed, cancelled);
+          if (absl::IsCancelled(opened.status())) {
+            result.cancelled = true;
+            return result;
+          }
+          ASSIGN_OR_RETURN(session, std::move(opened));
           // Opening waits while another job measures on the supernet: it may have been
           // measuring these very losses (a concurrent job of the same setting).
           std::vector<double> cached;

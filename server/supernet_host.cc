@@ -185,18 +185,41 @@ absl::StatusOr<SupernetHost::Export> SupernetHost::ExportSubnet(
 
 namespace {
 
+// A mutex this object holds until it goes (taken by the caller).
+class HeldMutex {
+ public:
+  explicit HeldMutex(absl::Mutex& mutex) ABSL_NO_THREAD_SAFETY_ANALYSIS : mutex_(mutex) {}
+  ~HeldMutex() ABSL_NO_THREAD_SAFETY_ANALYSIS { mutex_.Unlock(); }
+  HeldMutex(const HeldMutex&) = delete;
+  HeldMutex& operator=(const HeldMutex&) = delete;
+
+ private:
+  absl::Mutex& mutex_;
+};
+
+// Takes `mutex`, polling `cancelled` (may be empty) every 50 ms while another holds it.
+absl::StatusOr<std::unique_ptr<HeldMutex>> LockUnlessCancelled(
+    absl::Mutex& mutex, const std::function<bool()>& cancelled) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  while (!mutex.TryLock()) {
+    if (cancelled && cancelled()) {
+      return absl::CancelledError("cancelled while waiting for the supernet");
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return std::make_unique<HeldMutex>(mutex);
+}
+
 // Holds the space's supernet (its entry's mutex) while a job measures with it.
 class HostPolicyLossSession final : public search::PolicyLossSession {
  public:
-  HostPolicyLossSession(std::unique_ptr<absl::MutexLock> lock,
-                        std::unique_ptr<oface::PolicyLoss> loss)
+  HostPolicyLossSession(std::unique_ptr<HeldMutex> lock, std::unique_ptr<oface::PolicyLoss> loss)
       : lock_(std::move(lock)), loss_(std::move(loss)) {}
   absl::StatusOr<double> Loss(const oface::Genotype& genotype) override {
     return loss_->Loss(genotype);
   }
 
  private:
-  std::unique_ptr<absl::MutexLock> lock_;  // Released last: declared first.
+  std::unique_ptr<HeldMutex> lock_;  // Released last: declared first.
   std::unique_ptr<oface::PolicyLoss> loss_;
 };
 
@@ -206,9 +229,9 @@ class SupernetHost::PolicyLossSource final : public search::PolicyLossProvider {
  public:
   PolicyLossSource(SupernetHost& host, std::string space) : host_(host), space_(std::move(space)) {}
 
-  absl::StatusOr<std::unique_ptr<search::PolicyLossSession>> Open(const oface::Genotype& reference,
-                                                                  int images,
-                                                                  uint64_t seed) const override {
+  absl::StatusOr<std::unique_ptr<search::PolicyLossSession>> Open(
+      const oface::Genotype& reference, int images, uint64_t seed,
+      const std::function<bool()>& cancelled) const override {
     if (images < 1 || images > (oface::kTrainingFileImages - oface::kValidationImages)) {
       return absl::InvalidArgumentError(
           absl::StrCat("images: must be in [1, ",
@@ -227,7 +250,7 @@ class SupernetHost::PolicyLossSource final : public search::PolicyLossProvider {
           "the supernet's dataset (Fashion-MNIST) is unavailable on this server; its log names "
           "the missing or unreadable file");
     }
-    auto lock = std::make_unique<absl::MutexLock>(&entry->mutex);
+    ASSIGN_OR_RETURN(std::unique_ptr<HeldMutex> lock, LockUnlessCancelled(entry->mutex, cancelled));
     ASSIGN_OR_RETURN(std::unique_ptr<oface::PolicyLoss> loss,
                      oface::PolicyLoss::Create(*entry->quant, reference, standard->calibration,
                                                std::move(drawn->calibration)));

@@ -97,6 +97,26 @@ TEST(SupernetHostSetupTest, TheShippedLowBitSupernetMeasuresTwoBitsFarBelowEight
   EXPECT_LT((*measured)[0].accuracy, (*measured)[1].accuracy - 0.2);
 }
 
+TEST(SupernetHostSetupTest, AWaitingLossSessionCanBeCancelled) {
+  std::unique_ptr<SupernetHost> host = SupernetHost::Create(SmallOptions("data")).value();
+  std::shared_ptr<const search::PolicyLossProvider> losses = host->PolicyLosses("fmnist_lowbit");
+  ASSERT_NE(losses, nullptr);
+  std::unique_ptr<oface::Supernet> reference =
+      oface::Supernet::Create(oface::FashionMnistLowBitSpec(), 1).value();
+  const oface::Genotype largest = reference->LargestGenotype(8);
+  auto holding = losses->Open(largest, 32, 1, nullptr);
+  ASSERT_TRUE(holding.ok()) << holding.status();
+  // The supernet is held: a second session waits, and stops when its job is cancelled.
+  int polls = 0;
+  const auto waiting = losses->Open(largest, 32, 1, [&] { return ++polls > 3; });
+  EXPECT_EQ(waiting.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_GT(polls, 3);
+  holding->reset();
+  auto next = losses->Open(largest, 32, 1, [] { return true; });  // Free: no wait to cancel.
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_TRUE((*next)->Loss(largest).ok());
+}
+
 TEST(SupernetHostTest, MeasuresAsTheSupernetDoes) {
   const std::vector<oface::Genotype> genotypes =
       oface::SampleMeasurementConfigs(*Shared().space, 2, /*quantized=*/true, 3);
