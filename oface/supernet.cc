@@ -311,27 +311,57 @@ void SupernetModuleImpl::RecordUsedWeight(int slot, UsedWeight::Kind kind, torch
   used_weights_->push_back(UsedWeight{slot, kind, weight});
 }
 
+torch::Tensor SupernetModuleImpl::QuantizeWeight(const torch::Tensor& weight, int bits,
+                                                 const torch::Tensor& mixture) const {
+  if (!mixture.defined()) return FakeQuantWeight(weight, bits);
+  torch::Tensor mixed;
+  for (size_t b = 0; b < bit_choices_.size(); ++b) {
+    const torch::Tensor term =
+        mixture[static_cast<int64_t>(b)] * FakeQuantWeight(weight, bit_choices_[b]);
+    mixed = mixed.defined() ? mixed + term : term;
+  }
+  return mixed;
+}
+
+torch::Tensor SupernetModuleImpl::QuantizeActivation(const torch::Tensor& x,
+                                                     const torch::Tensor& alphas, int bits,
+                                                     bool is_signed,
+                                                     const torch::Tensor& mixture) const {
+  if (!mixture.defined()) return ActQuant(x, alphas, bits, is_signed);
+  torch::Tensor mixed;
+  for (size_t b = 0; b < bit_choices_.size(); ++b) {
+    const torch::Tensor term =
+        mixture[static_cast<int64_t>(b)] * ActQuant(x, alphas, bit_choices_[b], is_signed);
+    mixed = mixed.defined() ? mixed + term : term;
+  }
+  return mixed;
+}
+
 torch::Tensor SupernetModuleImpl::SlotForward(const torch::Tensor& x, int index,
-                                              const SlotChoice& choice, bool quantized) {
+                                              const SlotChoice& choice, bool quantized,
+                                              const SlotBitMixture* mixture) {
   const Slot& s = slots_[index];
   const int mid = choice.mid;
-  torch::Tensor h = quantized ? ActQuant(x, s.input_alpha, choice.pw_a_bits, true) : x;
+  static const SlotBitMixture kFixedBits;
+  const SlotBitMixture& mix = mixture != nullptr ? *mixture : kFixedBits;
+  torch::Tensor h =
+      quantized ? QuantizeActivation(x, s.input_alpha, choice.pw_a_bits, true, mix.pw_a) : x;
   torch::Tensor weight = s.expand_weight.narrow(0, 0, mid);
   RecordUsedWeight(index, UsedWeight::Kind::kExpand, weight);
-  if (quantized) weight = FakeQuantWeight(weight, choice.pw_w_bits);
+  if (quantized) weight = QuantizeWeight(weight, choice.pw_w_bits, mix.pw_w);
   h = Relu6(BatchNorm(torch::conv2d(h, weight), s.expand_bn, mid));
 
-  if (quantized) h = ActQuant(h, s.depthwise_alpha, choice.dw_a_bits, false);
+  if (quantized) h = QuantizeActivation(h, s.depthwise_alpha, choice.dw_a_bits, false, mix.dw_a);
   weight = DepthwiseKernel(index, choice.kernel, mid);
   RecordUsedWeight(index, UsedWeight::Kind::kDepthwise, weight);
-  if (quantized) weight = FakeQuantWeight(weight, choice.dw_w_bits);
+  if (quantized) weight = QuantizeWeight(weight, choice.dw_w_bits, mix.dw_w);
   h = torch::conv2d(h, weight, {}, s.stride, choice.kernel / 2, 1, mid);
   h = Relu6(BatchNorm(h, s.depthwise_bn, mid));
 
-  if (quantized) h = ActQuant(h, s.project_alpha, choice.pw_a_bits, false);
+  if (quantized) h = QuantizeActivation(h, s.project_alpha, choice.pw_a_bits, false, mix.pw_a);
   weight = s.project_weight.narrow(1, 0, mid);
   RecordUsedWeight(index, UsedWeight::Kind::kProject, weight);
-  if (quantized) weight = FakeQuantWeight(weight, choice.pw_w_bits);
+  if (quantized) weight = QuantizeWeight(weight, choice.pw_w_bits, mix.pw_w);
   h = BatchNorm(torch::conv2d(h, weight), s.project_bn, s.out_channels);
   return s.residual ? h + x : h;
 }
@@ -358,7 +388,8 @@ torch::Tensor SupernetModuleImpl::forward(const torch::Tensor& images, const Sub
   for (size_t s = 0; s < spec_.stages.size(); ++s) {
     for (int j = 0; j < choice.depths[s]; ++j) {
       const int index = stage_first_slot_[s] + j;
-      x = SlotForward(x, index, choice.slots[index], q);
+      x = SlotForward(x, index, choice.slots[index], q,
+                      choice.mixtures.empty() ? nullptr : &choice.mixtures[index]);
     }
   }
 

@@ -45,10 +45,23 @@ struct SlotChoice {
   int dw_a_bits = 0;
 };
 
+// A slot's distributions over the spec's bit choices (bit_choices order), for differentiable
+// precision search: each a [num_bits] tensor of weights summing to 1 (a Gumbel-softmax
+// sample, or probabilities), or undefined to use the SlotChoice's bits. A quantized layer then
+// computes the mixture of its quantizations: weights sum_b p_b q_b(W) (a convolution is
+// linear in its weights: the same as mixing the convolutions' outputs), activations
+// sum_b p_b q_b(x). Gradients reach the mixture weights.
+struct SlotBitMixture {
+  torch::Tensor pw_w, pw_a, dw_w, dw_a;
+};
+
 struct SubnetChoice {
   std::vector<SlotChoice> slots;  // One per layer slot, in slot order.
   std::vector<int> depths;        // One per stage.
   bool quantized = false;         // false: every layer at fp32, bits ignored.
+  // Empty, or one per layer slot: mixtures replacing the slots' bits where defined (quantized
+  // only).
+  std::vector<SlotBitMixture> mixtures;
 };
 
 // The choice a valid genotype of NewMbConvQuantSpace(spec) describes (genes in that space's
@@ -186,7 +199,13 @@ class SupernetModuleImpl : public torch::nn::Module {
   torch::Tensor ActQuant(const torch::Tensor& x, const torch::Tensor& alphas, int bits,
                          bool is_signed) const;
   torch::Tensor SlotForward(const torch::Tensor& x, int slot, const SlotChoice& choice,
-                            bool quantized);
+                            bool quantized, const SlotBitMixture* mixture);
+  // `weight` quantized at `bits`, or mixed over the bit choices by `mixture` when defined.
+  torch::Tensor QuantizeWeight(const torch::Tensor& weight, int bits,
+                               const torch::Tensor& mixture) const;
+  // `x` quantized at `bits` with `alphas`' range, or mixed by `mixture` when defined.
+  torch::Tensor QuantizeActivation(const torch::Tensor& x, const torch::Tensor& alphas, int bits,
+                                   bool is_signed, const torch::Tensor& mixture) const;
   // Records `weight` in used_weights_ when set and it is part of a graph.
   void RecordUsedWeight(int slot, UsedWeight::Kind kind, torch::Tensor& weight);
 

@@ -305,6 +305,47 @@ TEST(SupernetTest, NarrowWidthUsesTheFirstChannelsOnly) {
   }
 }
 
+TEST(SupernetTest, AOneHotBitMixtureIsTheFixedBitsAndGradientsReachTheMixture) {
+  std::unique_ptr<Supernet> supernet = MakeTiny();
+  supernet->module().eval();
+  const Genotype genotype = supernet->LargestGenotype(4);
+  const torch::Tensor images = supernet_internal::ImagesToTensor(RealImages()).narrow(0, 0, 16);
+  const supernet_internal::SubnetChoice fixed =
+      supernet_internal::ChoiceFromGenotype(supernet->spec(), genotype, /*quantized=*/true);
+  const std::vector<int>& bits = supernet->spec().bit_choices;  // {4, 8}
+  const auto one_hot = [&](int chosen) {
+    std::vector<float> weights(bits.size(), 0.0F);
+    for (size_t b = 0; b < bits.size(); ++b) weights[b] = bits[b] == chosen ? 1.0F : 0.0F;
+    return torch::tensor(weights).requires_grad_(true);
+  };
+  supernet_internal::SubnetChoice mixed = fixed;
+  for (const supernet_internal::SlotChoice& slot : fixed.slots) {
+    mixed.mixtures.push_back({one_hot(slot.pw_w_bits), one_hot(slot.pw_a_bits),
+                              one_hot(slot.dw_w_bits), one_hot(slot.dw_a_bits)});
+  }
+  const torch::Tensor expected = supernet->module().forward(images, fixed);
+  const torch::Tensor actual = supernet->module().forward(images, mixed);
+  EXPECT_TRUE(torch::equal(expected, actual));
+
+  // The loss moves with the mixture weights: their gradients are defined and not all zero.
+  actual.square().sum().backward();
+  double total = 0.0;
+  for (const supernet_internal::SlotBitMixture& mixture : mixed.mixtures) {
+    for (const torch::Tensor& weights : {mixture.pw_w, mixture.pw_a, mixture.dw_w, mixture.dw_a}) {
+      ASSERT_TRUE(weights.grad().defined());
+      total += weights.grad().abs().sum().item<double>();
+    }
+  }
+  EXPECT_GT(total, 0.0);
+
+  // Half 4 and half 8 bits: the mixture of the two networks' layers, neither of them.
+  supernet_internal::SubnetChoice half = fixed;
+  const torch::Tensor even = torch::full({static_cast<int64_t>(bits.size())}, 0.5F);
+  for (size_t s = 0; s < fixed.slots.size(); ++s) half.mixtures.push_back({even, even, even, even});
+  const torch::Tensor between = supernet->module().forward(images, half).detach();
+  EXPECT_FALSE(torch::allclose(between, expected.detach()));
+}
+
 TEST(SupernetTest, ElasticDepthSkipsInactiveSlots) {
   std::unique_ptr<Supernet> supernet = MakeTiny();
   Genotype genotype = supernet->LargestGenotype();
