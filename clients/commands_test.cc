@@ -47,7 +47,7 @@ TEST(CommandsTest, EveryCommandIsFoundByItsNameAndListedOnceInTheUsage) {
       EXPECT_EQ(CountOccurrences(usage, command.usage), 1u);
     }
   }
-  EXPECT_EQ(names.size(), 24u);
+  EXPECT_EQ(names.size(), 26u);
   EXPECT_EQ(FindCommand("search --wait"), nullptr);
 }
 
