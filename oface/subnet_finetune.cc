@@ -45,17 +45,6 @@ absl::Status ValidateOptions(const LabeledImages& train, const FineTuneOptions& 
   return absl::OkStatus();
 }
 
-// The permutation of the training images for `epoch` (Fisher-Yates with the portable Rng).
-std::vector<int64_t> EpochOrder(int count, uint64_t seed, int64_t epoch) {
-  std::vector<int64_t> order(count);
-  std::iota(order.begin(), order.end(), 0);
-  Rng rng(seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(epoch) + 1);
-  for (int64_t i = count - 1; i > 0; --i) {
-    std::swap(order[i], order[rng.Uniform(static_cast<uint32_t>(i + 1))]);
-  }
-  return order;
-}
-
 // "pw_w_bits_setting[3]" -> 3 with `prefix` "pw_w_bits_setting["; -1 otherwise.
 int SlotOfGene(const std::string& name, absl::string_view prefix) {
   if (!absl::StartsWith(name, prefix) || !absl::EndsWith(name, "]")) return -1;
@@ -80,6 +69,16 @@ std::string StatisticsName(int slot, UsedWeight::Kind kind) {
 }
 
 }  // namespace
+
+std::vector<int64_t> EpochOrder(int count, uint64_t seed, int64_t epoch) {
+  std::vector<int64_t> order(count);
+  std::iota(order.begin(), order.end(), 0);
+  Rng rng(seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(epoch) + 1);
+  for (int64_t i = count - 1; i > 0; --i) {
+    std::swap(order[i], order[rng.Uniform(static_cast<uint32_t>(i + 1))]);
+  }
+  return order;
+}
 
 struct SubnetTrainer::Impl {
   Impl(Supernet& supernet_in, const LabeledImages& train_in, const FineTuneOptions& options_in)

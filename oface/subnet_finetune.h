@@ -48,6 +48,10 @@ struct FineTuneReport {
   double seconds = 0.0;
 };
 
+// The order of `count` training images in `epoch` of a run seeded with `seed`: a seeded
+// permutation (Fisher-Yates with the portable Rng), the same on every platform.
+std::vector<int64_t> EpochOrder(int count, uint64_t seed, int64_t epoch);
+
 class SubnetTrainer {
  public:
   // Selects `genotype` on `supernet` for a run at the supernet's quantization setting

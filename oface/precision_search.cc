@@ -1,0 +1,478 @@
+#include "oface/precision_search.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <exception>
+#include <sstream>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "oface/rng.h"
+#include "oface/subnet_finetune.h"
+#include "oface/supernet_module.h"
+
+namespace apq::oface {
+namespace {
+
+using supernet_internal::SlotBitMixture;
+using supernet_internal::SubnetChoice;
+
+constexpr double kMomentum = 0.9;
+constexpr double kGradientClipNorm = 5.0;
+constexpr int64_t kMaxSteps = 1000000;
+constexpr int kBitwidths = 4;  // pw_w, pw_a, dw_w, dw_a, as in the genotype.
+constexpr char kStateTag[] = "precision_search_1";
+
+absl::Status ValidateOptions(const PrecisionSearchOptions& options, const LabeledImages& train,
+                             const LabeledImages& validation) {
+  const auto in_range = [](double value, double low, double high) {
+    return value > low && value <= high;
+  };
+  if (options.steps < 1 || options.steps > kMaxSteps) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("steps: must be in [1, ", kMaxSteps, "], got ", options.steps));
+  }
+  const int smaller = std::min(train.count, validation.count);
+  if (smaller <= 0) return absl::InvalidArgumentError("images: the train and validation splits");
+  if (options.batch_size < 1 || options.batch_size > smaller) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("batch_size: must be in [1, ", smaller, "], got ", options.batch_size));
+  }
+  const struct {
+    const char* name;
+    double value;
+    double high;
+  } ranges[] = {{"weight_lr", options.weight_lr, 1.0},
+                {"arch_lr", options.arch_lr, 1.0},
+                {"temperature_start", options.temperature_start, 100.0},
+                {"temperature_end", options.temperature_end, 100.0},
+                {"cost_alpha", options.cost_alpha, 10.0},
+                {"cost_beta", options.cost_beta, 10.0}};
+  for (const auto& range : ranges) {
+    if (!in_range(range.value, 0.0, range.high)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(range.name, ": must be in (0, ", range.high, "], got ", range.value));
+    }
+  }
+  if (options.temperature_end > options.temperature_start) {
+    return absl::InvalidArgumentError(
+        "temperature_end: must be at most temperature_start (the temperature anneals down)");
+  }
+  if (options.warmup_steps < 0 || options.warmup_steps > options.steps) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("warmup_steps: must be in [0, steps], got ", options.warmup_steps));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+struct PrecisionSearch::Impl {
+  Impl(Supernet& supernet_in, const LabeledImages& train_in, const LabeledImages& validation_in,
+       BitCostTable costs_in, const PrecisionSearchOptions& options_in)
+      : supernet(supernet_in),
+        module(supernet_in.module()),
+        train(train_in),
+        validation(validation_in),
+        costs(std::move(costs_in)),
+        options(options_in),
+        noise(options_in.seed ^ 0x6A3B1ULL) {}
+
+  Supernet& supernet;
+  supernet_internal::SupernetModuleImpl& module;
+  const LabeledImages& train;
+  const LabeledImages& validation;
+  const BitCostTable costs;
+  const PrecisionSearchOptions options;
+  Genotype genotype;
+  SubnetChoice choice;
+  std::vector<int> active;  // Slots the architecture uses, ascending.
+  // Per slot, the genotype's index of each bitwidth gene (pw_w, pw_a, dw_w, dw_a).
+  std::vector<std::array<int, kBitwidths>> bits_genes;
+  int num_bits = 0;
+  torch::Tensor logits;  // [slots, kBitwidths, num_bits]; rows of inactive slots unused.
+  std::vector<std::array<torch::Tensor, 2>> cost_tables;  // Per slot: [num_bits, num_bits].
+  torch::Tensor train_images, train_labels, validation_images, validation_labels;
+  std::unique_ptr<torch::optim::SGD> weights_optimizer;
+  std::unique_ptr<torch::optim::Adam> logits_optimizer;
+  Rng noise;
+  int64_t step = 0;
+  double weight_loss = 0.0;
+  double arch_loss = 0.0;
+
+  double Temperature(int64_t at) const {
+    if (options.steps <= 1) return options.temperature_end;
+    const double progress = static_cast<double>(std::min(at, options.steps - 1)) /
+                            static_cast<double>(options.steps - 1);
+    return options.temperature_start *
+           std::pow(options.temperature_end / options.temperature_start, progress);
+  }
+
+  // A Gumbel-softmax sample of every distribution at `temperature`, or the probabilities
+  // themselves without noise; differentiable in the logits unless `detached`.
+  torch::Tensor Sample(double temperature, bool with_noise, bool detached) {
+    torch::Tensor scores = detached ? logits.detach() : logits;
+    if (with_noise) {
+      std::vector<float> gumbel(static_cast<size_t>(logits.numel()));
+      for (float& value : gumbel) {
+        // u in (0, 1): never 0, so the logarithms are finite.
+        const double u = (static_cast<double>(noise.Next() >> 11) + 0.5) * 0x1.0p-53;
+        value = static_cast<float>(-std::log(-std::log(u)));
+      }
+      scores = scores + torch::tensor(gumbel).view(logits.sizes());
+    }
+    return torch::softmax(scores / temperature, /*dim=*/2);
+  }
+
+  std::vector<SlotBitMixture> Mixtures(const torch::Tensor& sample) const {
+    std::vector<SlotBitMixture> mixtures(choice.slots.size());
+    for (const int s : active) {
+      mixtures[s] = {sample[s][0], sample[s][1], sample[s][2], sample[s][3]};
+    }
+    return mixtures;
+  }
+
+  torch::Tensor ExpectedCostOf(const torch::Tensor& sample) const {
+    torch::Tensor total = torch::zeros({}, torch::kFloat64);
+    for (const int s : active) {
+      for (int kind = 0; kind < 2; ++kind) {
+        const torch::Tensor weights = sample[s][2 * kind].to(torch::kFloat64);
+        const torch::Tensor activations = sample[s][2 * kind + 1].to(torch::kFloat64);
+        total = total + torch::dot(weights, torch::mv(cost_tables[s][kind], activations));
+      }
+    }
+    return total + costs.fixed;
+  }
+
+  torch::Tensor Batch(const torch::Tensor& all, const LabeledImages& images, uint64_t salt,
+                      torch::Tensor* labels_out, const torch::Tensor& labels_all) const {
+    const int64_t per_epoch = images.count / options.batch_size;
+    const int64_t epoch = step / per_epoch;
+    const std::vector<int64_t> order = EpochOrder(images.count, options.seed ^ salt, epoch);
+    const int64_t offset = (step % per_epoch) * options.batch_size;
+    const torch::Tensor indices = torch::tensor(
+        std::vector<int64_t>(order.begin() + offset, order.begin() + offset + options.batch_size),
+        torch::kInt64);
+    *labels_out = labels_all.index_select(0, indices);
+    return all.index_select(0, indices);
+  }
+
+  void Step() {
+    const double temperature = Temperature(step);
+    module.train();
+    // Weights, on a train batch, the mixture fixed.
+    {
+      torch::Tensor labels;
+      const torch::Tensor images = Batch(train_images, train, 0x7EA1ULL, &labels, train_labels);
+      SubnetChoice sampled = choice;
+      sampled.mixtures = Mixtures(Sample(temperature, /*with_noise=*/true, /*detached=*/true));
+      weights_optimizer->zero_grad();
+      const torch::Tensor loss = torch::cross_entropy_loss(module.forward(images, sampled), labels);
+      loss.backward();
+      torch::nn::utils::clip_grad_norm_(module.parameters(), kGradientClipNorm);
+      const double lr =
+          0.5 * options.weight_lr *
+          (1.0 + std::cos(M_PI * static_cast<double>(step) / static_cast<double>(options.steps)));
+      for (auto& group : weights_optimizer->param_groups()) {
+        static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
+      }
+      weights_optimizer->step();
+      weight_loss = loss.item<double>();
+    }
+    // Logits, on a validation batch, the weights fixed (batch norm's running statistics are
+    // kept: validation images only steer the distributions).
+    if (step >= options.warmup_steps) {
+      torch::Tensor labels;
+      const torch::Tensor images =
+          Batch(validation_images, validation, 0x7A11DULL, &labels, validation_labels);
+      const torch::Tensor sample = Sample(temperature, /*with_noise=*/true, /*detached=*/false);
+      SubnetChoice sampled = choice;
+      sampled.mixtures = Mixtures(sample);
+      const double momentum = module.bn_momentum();
+      module.set_bn_momentum(0.0);
+      logits_optimizer->zero_grad();
+      const torch::Tensor cross_entropy =
+          torch::cross_entropy_loss(module.forward(images, sampled), labels);
+      module.set_bn_momentum(momentum);
+      const torch::Tensor cost_term =
+          torch::pow(options.cost_alpha * torch::log(ExpectedCostOf(sample)), options.cost_beta);
+      const torch::Tensor loss = cross_entropy * cost_term.to(torch::kFloat32);
+      loss.backward();
+      logits_optimizer->step();
+      weights_optimizer->zero_grad();
+      arch_loss = loss.item<double>();
+    }
+    module.eval();
+    ++step;
+  }
+};
+
+PrecisionSearch::PrecisionSearch(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+PrecisionSearch::~PrecisionSearch() = default;
+
+absl::StatusOr<std::unique_ptr<PrecisionSearch>> PrecisionSearch::Create(
+    Supernet& supernet, const Genotype& genotype, const LabeledImages& train,
+    const LabeledImages& validation, BitCostTable costs, const PrecisionSearchOptions& options) {
+  if (absl::Status status = ValidateOptions(options, train, validation); !status.ok()) {
+    return status;
+  }
+  if (absl::Status status = supernet.SetActiveSubnet(genotype); !status.ok()) return status;
+  supernet.SetQuantized(true);
+  const int num_slots = supernet.module().num_slots();
+  if (costs.slots.size() != static_cast<size_t>(num_slots) || !std::isfinite(costs.fixed) ||
+      costs.fixed < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("costs: one table pair per layer slot (",
+                                                   num_slots, ") and a finite fixed part >= 0"));
+  }
+  auto impl = std::make_unique<Impl>(supernet, train, validation, std::move(costs), options);
+  impl->genotype = genotype;
+  impl->choice = supernet_internal::ChoiceFromGenotype(supernet.spec(), genotype, true);
+  impl->num_bits = static_cast<int>(supernet.spec().bit_choices.size());
+  const SearchSpace& space = supernet.space();
+  try {
+    // The slots the architecture uses: those a forward records.
+    std::vector<supernet_internal::UsedWeight> used;
+    impl->module.set_used_weights(&used);
+    impl->module.forward(supernet_internal::ImagesToTensor(train).narrow(0, 0, 1), impl->choice);
+    impl->module.set_used_weights(nullptr);
+    for (const auto& weight : used) {
+      if (impl->active.empty() || impl->active.back() != weight.slot) {
+        impl->active.push_back(weight.slot);
+      }
+    }
+    impl->module.zero_grad();
+    const int n = impl->num_bits;
+    impl->cost_tables.resize(num_slots);
+    for (const int s : impl->active) {
+      for (int kind = 0; kind < 2; ++kind) {
+        const std::vector<double>& table = impl->costs.slots[s][kind];
+        if (table.size() != static_cast<size_t>(n * n)) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("costs: slot ", s, " is used and needs ", n * n, " ",
+                           kind == 0 ? "pointwise" : "depthwise", " costs, got ", table.size()));
+        }
+        for (const double value : table) {
+          if (!std::isfinite(value) || value < 0) {
+            return absl::InvalidArgumentError(
+                absl::StrCat("costs: slot ", s, " has a negative or non-finite cost"));
+          }
+        }
+        impl->cost_tables[s][kind] = torch::tensor(table, torch::kFloat64).view({n, n});
+      }
+    }
+    // The genotype's bits genes of each slot, in SlotBitMixture order.
+    impl->bits_genes.assign(num_slots, {-1, -1, -1, -1});
+    const char* names[kBitwidths] = {"pw_w_bits_setting[", "pw_a_bits_setting[",
+                                     "dw_w_bits_setting[", "dw_a_bits_setting["};
+    for (size_t g = 0; g < space.genes().size(); ++g) {
+      for (int b = 0; b < kBitwidths; ++b) {
+        for (const int s : impl->active) {
+          if (space.genes()[g].name == absl::StrCat(names[b], s, "]")) {
+            impl->bits_genes[s][b] = static_cast<int>(g);
+          }
+        }
+      }
+    }
+    for (const int s : impl->active) {
+      for (int b = 0; b < kBitwidths; ++b) {
+        if (impl->bits_genes[s][b] < 0) {
+          return absl::InternalError(
+              absl::StrCat("precision search: no gene ", names[b], s, "] in the space"));
+        }
+      }
+    }
+    impl->logits = torch::zeros({num_slots, kBitwidths, n}, torch::kFloat32).requires_grad_(true);
+    impl->train_images = supernet_internal::ImagesToTensor(train);
+    impl->train_labels = supernet_internal::LabelsToTensor(train);
+    impl->validation_images = supernet_internal::ImagesToTensor(validation);
+    impl->validation_labels = supernet_internal::LabelsToTensor(validation);
+    impl->weights_optimizer = std::make_unique<torch::optim::SGD>(
+        impl->module.parameters(),
+        torch::optim::SGDOptions(options.weight_lr).momentum(kMomentum).nesterov(true));
+    impl->logits_optimizer = std::make_unique<torch::optim::Adam>(
+        std::vector<torch::Tensor>{impl->logits}, torch::optim::AdamOptions(options.arch_lr));
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("precision search: ", e.what()));
+  }
+  return std::unique_ptr<PrecisionSearch>(new PrecisionSearch(std::move(impl)));
+}
+
+absl::Status PrecisionSearch::Train(int64_t steps) {
+  Impl& run = *impl_;
+  const int64_t end = std::min(run.options.steps, run.step + std::max<int64_t>(steps, 0));
+  try {
+    while (run.step < end) {
+      if (run.options.cancelled && run.options.cancelled()) {
+        return absl::CancelledError(absl::StrCat("precision search cancelled at step ", run.step));
+      }
+      run.Step();
+    }
+  } catch (const std::exception& e) {
+    run.module.eval();
+    return absl::InternalError(absl::StrCat("precision search failed: ", e.what()));
+  }
+  return absl::OkStatus();
+}
+
+int64_t PrecisionSearch::steps_done() const { return impl_->step; }
+double PrecisionSearch::temperature() const { return impl_->Temperature(impl_->step); }
+double PrecisionSearch::last_weight_loss() const { return impl_->weight_loss; }
+double PrecisionSearch::last_arch_loss() const { return impl_->arch_loss; }
+
+std::vector<std::array<std::vector<double>, 4>> PrecisionSearch::Probabilities() const {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor probabilities = torch::softmax(impl_->logits.detach(), 2).to(torch::kFloat64);
+  std::vector<std::array<std::vector<double>, 4>> out;
+  for (const int s : impl_->active) {
+    std::array<std::vector<double>, 4> slot;
+    for (int b = 0; b < kBitwidths; ++b) {
+      const torch::Tensor row = probabilities[s][b].contiguous();
+      slot[b].assign(row.data_ptr<double>(), row.data_ptr<double>() + row.numel());
+    }
+    out.push_back(std::move(slot));
+  }
+  return out;
+}
+
+double PrecisionSearch::ExpectedCost() const {
+  const std::vector<std::array<std::vector<double>, 4>> probabilities = Probabilities();
+  const int n = impl_->num_bits;
+  double total = impl_->costs.fixed;
+  for (size_t i = 0; i < impl_->active.size(); ++i) {
+    const int s = impl_->active[i];
+    for (int kind = 0; kind < 2; ++kind) {
+      const std::vector<double>& table = impl_->costs.slots[s][kind];
+      for (int w = 0; w < n; ++w) {
+        for (int a = 0; a < n; ++a) {
+          total +=
+              probabilities[i][2 * kind][w] * probabilities[i][2 * kind + 1][a] * table[w * n + a];
+        }
+      }
+    }
+  }
+  return total;
+}
+
+double PrecisionSearch::RelaxedCost() const {
+  torch::NoGradGuard no_grad;
+  // Temperature 1 without noise: the softmax of the logits, the probabilities.
+  return impl_->ExpectedCostOf(impl_->Sample(1.0, /*with_noise=*/false, /*detached=*/true))
+      .item<double>();
+}
+
+double PrecisionSearch::MeanEntropy() const {
+  double total = 0.0;
+  int count = 0;
+  for (const auto& slot : Probabilities()) {
+    for (const std::vector<double>& distribution : slot) {
+      for (const double p : distribution) total -= p > 0 ? p * std::log(p) : 0.0;
+      ++count;
+    }
+  }
+  return count > 0 ? total / count : 0.0;
+}
+
+Genotype PrecisionSearch::MostLikely() const {
+  Genotype genotype = impl_->genotype;
+  const std::vector<int>& bits = impl_->supernet.spec().bit_choices;
+  const std::vector<std::array<std::vector<double>, 4>> probabilities = Probabilities();
+  for (size_t i = 0; i < impl_->active.size(); ++i) {
+    for (int b = 0; b < kBitwidths; ++b) {
+      const std::vector<double>& p = probabilities[i][b];
+      const auto most = std::max_element(p.begin(), p.end());
+      genotype[impl_->bits_genes[impl_->active[i]][b]] = bits[most - p.begin()];
+    }
+  }
+  return impl_->supernet.space().Canonical(genotype);
+}
+
+absl::StatusOr<std::string> PrecisionSearch::SaveState() const {
+  const Impl& run = *impl_;
+  try {
+    torch::serialize::OutputArchive archive;
+    archive.write(
+        "tag", torch::tensor(std::vector<int64_t>(kStateTag, kStateTag + sizeof(kStateTag) - 1)));
+    torch::serialize::OutputArchive weights;
+    run.module.save(weights);
+    archive.write("module", weights);
+    torch::serialize::OutputArchive sgd;
+    run.weights_optimizer->save(sgd);
+    archive.write("weights_optimizer", sgd);
+    torch::serialize::OutputArchive adam;
+    run.logits_optimizer->save(adam);
+    archive.write("logits_optimizer", adam);
+    archive.write("logits", run.logits.detach());
+    const Rng::State& noise = run.noise.state();
+    archive.write("noise", torch::tensor(std::vector<int64_t>(noise.begin(), noise.end())));
+    archive.write("counters", torch::tensor(std::vector<int64_t>{run.step, run.options.steps}));
+    archive.write("losses", torch::tensor(std::vector<double>{run.weight_loss, run.arch_loss},
+                                          torch::kFloat64));
+    std::ostringstream stream;
+    archive.save_to(stream);
+    return stream.str();
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("precision search state: ", e.what()));
+  }
+}
+
+absl::Status PrecisionSearch::RestoreState(absl::string_view state) {
+  Impl& run = *impl_;
+  const auto corrupt = [](absl::string_view why) {
+    return absl::DataLossError(absl::StrCat("precision search state: ", why));
+  };
+  try {
+    std::istringstream stream(static_cast<std::string>(state));
+    torch::serialize::InputArchive archive;
+    archive.load_from(stream);
+    const auto int64s = [&](const char* key) {
+      torch::Tensor tensor;
+      archive.read(key, tensor);
+      const torch::Tensor flat = tensor.to(torch::kInt64).contiguous().view(-1);
+      return std::vector<int64_t>(flat.data_ptr<int64_t>(),
+                                  flat.data_ptr<int64_t>() + flat.numel());
+    };
+    const std::vector<int64_t> tag = int64s("tag");
+    if (std::string(tag.begin(), tag.end()) != kStateTag) return corrupt("not a search's state");
+    const std::vector<int64_t> counters = int64s("counters");
+    if (counters.size() != 2 || counters[1] != run.options.steps || counters[0] < 0 ||
+        counters[0] > run.options.steps) {
+      return corrupt("written for another run");
+    }
+    torch::Tensor logits;
+    archive.read("logits", logits);
+    if (!logits.sizes().equals(run.logits.sizes())) return corrupt("logits of another shape");
+    const std::vector<int64_t> noise = int64s("noise");
+    if (noise.size() != 4) return corrupt("random state");
+    torch::serialize::InputArchive weights;
+    archive.read("module", weights);
+    run.module.load(weights);
+    torch::serialize::InputArchive sgd;
+    archive.read("weights_optimizer", sgd);
+    run.weights_optimizer->load(sgd);
+    torch::serialize::InputArchive adam;
+    archive.read("logits_optimizer", adam);
+    {
+      torch::NoGradGuard no_grad;
+      run.logits.copy_(logits);
+    }
+    run.logits_optimizer->load(adam);
+    torch::Tensor losses;
+    archive.read("losses", losses);
+    Rng::State noise_state;
+    for (size_t i = 0; i < 4; ++i) noise_state[i] = static_cast<uint64_t>(noise[i]);
+    run.noise.set_state(noise_state);
+    run.step = counters[0];
+    const torch::Tensor values = losses.to(torch::kFloat64).contiguous();
+    run.weight_loss = values[0].item<double>();
+    run.arch_loss = values[1].item<double>();
+  } catch (const std::exception& e) {
+    return corrupt(supernet_internal::ErrorMessage(e));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace apq::oface

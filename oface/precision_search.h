@@ -1,0 +1,99 @@
+// Differentiable search of one architecture's per-layer bitwidths on a quantization-aware
+// supernet (after DNAS, Wu et al. 2018): per layer slot, learnable logits over the spec's
+// bit choices for each of its four bitwidths (pointwise weights and activations, depthwise
+// weights and activations); each forward mixes the slot's quantizations by a Gumbel-softmax
+// sample of them (supernet_module.h, SlotBitMixture) at a temperature annealed geometrically
+// from `temperature_start` to `temperature_end`. Weights and logits train in alternation:
+// weights by SGD on train-split batches, logits by Adam on validation-split batches with the
+// loss cross-entropy x (cost_alpha x log(expected cost))^cost_beta, the expected cost being
+// the per-term costs (BitCostTable) weighted by the samples: differentiable in the logits.
+// The supernet's other weights are shared as in any fine-tune (subnet_finetune.h).
+//
+// Thread safety: uses the Supernet exclusively; LibTorch's thread count is the caller's.
+#ifndef APQ_OFACE_PRECISION_SEARCH_H_
+#define APQ_OFACE_PRECISION_SEARCH_H_
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "oface/fashion_mnist.h"
+#include "oface/search_space.h"
+#include "oface/supernet.h"
+
+namespace apq::oface {
+
+// The cost of a network as a fixed part plus, per layer slot, the cost of its pointwise
+// layers and of its depthwise layer at each (weight bits, activation bits) pair: row-major
+// [weight choice][activation choice] over the spec's bit choices. Slots the architecture does
+// not use have empty tables.
+struct BitCostTable {
+  double fixed = 0.0;
+  // [slot][0]: pointwise, [slot][1]: depthwise.
+  std::vector<std::array<std::vector<double>, 2>> slots;
+};
+
+struct PrecisionSearchOptions {
+  int64_t steps = 0;                // Alternations, in [1, 1,000,000].
+  int batch_size = 64;              // In [1, the smaller split].
+  double weight_lr = 0.005;         // SGD (Nesterov momentum 0.9), cosine to 0; in (0, 1].
+  double arch_lr = 0.01;            // Adam; in (0, 1].
+  double temperature_start = 5.0;   // In (0, 100], at least temperature_end.
+  double temperature_end = 0.5;     // In (0, 100].
+  double cost_alpha = 0.2;          // In (0, 10].
+  double cost_beta = 0.6;           // In (0, 10].
+  int64_t warmup_steps = 0;         // Steps training weights only; in [0, steps].
+  uint64_t seed = 1;                // Batches and Gumbel noise.
+  std::function<bool()> cancelled;  // Polled before every step; may be empty.
+};
+
+class PrecisionSearch {
+ public:
+  // `genotype` fixes the architecture (its bits are ignored); `train` and `validation` are the
+  // splits of those names and `costs` prices the architecture's slots (as many slots as the
+  // spec; a table of num_bits^2 entries for every slot the architecture uses). INVALID_ARGUMENT
+  // naming the option or field. All references outlive the search.
+  static absl::StatusOr<std::unique_ptr<PrecisionSearch>> Create(
+      Supernet& supernet, const Genotype& genotype, const LabeledImages& train,
+      const LabeledImages& validation, BitCostTable costs, const PrecisionSearchOptions& options);
+  ~PrecisionSearch();
+
+  // Runs the next min(`steps`, what remains) alternations. CANCELLED; INTERNAL from LibTorch.
+  absl::Status Train(int64_t steps);
+  int64_t steps_done() const;
+  double temperature() const;  // Of the next step (of the last once every step ran).
+
+  // Per active slot and bitwidth (pw_w, pw_a, dw_w, dw_a), the softmax of the logits.
+  std::vector<std::array<std::vector<double>, 4>> Probabilities() const;
+  // The expected cost under Probabilities() (computed in double precision from the table).
+  double ExpectedCost() const;
+  // The same through the differentiable path the logits' loss uses, with the probabilities
+  // in place of a Gumbel sample: equal to ExpectedCost up to float rounding.
+  double RelaxedCost() const;
+  // Mean entropy (nats) of the active slots' distributions.
+  double MeanEntropy() const;
+  // The genotype with every active bitwidth at its most likely choice.
+  Genotype MostLikely() const;
+  // Mean cross-entropy and mean loss of the last step's weight and logit batches.
+  double last_weight_loss() const;
+  double last_arch_loss() const;
+
+  // Everything a resumed search needs (weights and batch norm of the supernet, optimizers,
+  // logits, step, random state); RestoreState on a search created alike continues exactly.
+  absl::StatusOr<std::string> SaveState() const;
+  absl::Status RestoreState(absl::string_view state);  // DATA_LOSS when not one of its states.
+
+ private:
+  struct Impl;
+  explicit PrecisionSearch(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace apq::oface
+
+#endif  // APQ_OFACE_PRECISION_SEARCH_H_

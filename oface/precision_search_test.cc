@@ -1,0 +1,164 @@
+#include "oface/precision_search.h"
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "oface/fashion_mnist.h"
+#include "oface/supernet.h"
+#include "oface/supernet_testing.h"
+
+namespace apq::oface {
+namespace {
+
+using ::testing::HasSubstr;
+
+struct Splits {
+  LabeledImages train;
+  LabeledImages validation;
+};
+
+// 600 real training-file images: 400 to train the weights, 200 to steer the distributions.
+const Splits& RealSplits() {
+  static const Splits* splits = [] {
+    const LabeledImages all =
+        LoadFashionMnist(kDefaultFashionMnistDir, FashionMnistSplit::kTrain, 600).value();
+    std::vector<int> first(400);
+    std::vector<int> last(200);
+    for (int i = 0; i < 400; ++i) first[i] = i;
+    for (int i = 0; i < 200; ++i) last[i] = 400 + i;
+    return new Splits{SelectImages(all, first), SelectImages(all, last)};
+  }();
+  return *splits;
+}
+
+// BitOps-like costs: slot s's layers cost (s + 1) x weight bits x activation bits.
+BitCostTable Costs(const Supernet& supernet) {
+  BitCostTable costs;
+  costs.fixed = 100.0;
+  const std::vector<int>& bits = supernet.spec().bit_choices;
+  for (int s = 0; s < supernet.space().genes().size() / 6; ++s) {
+    std::array<std::vector<double>, 2> tables;
+    for (int kind = 0; kind < 2; ++kind) {
+      for (const int w : bits) {
+        for (const int a : bits) tables[kind].push_back((s + 1) * (kind + 1) * w * a);
+      }
+    }
+    costs.slots.push_back(tables);
+  }
+  return costs;
+}
+
+PrecisionSearchOptions Options(int64_t steps) {
+  PrecisionSearchOptions options;
+  options.steps = steps;
+  options.batch_size = 40;
+  options.arch_lr = 0.05;
+  options.cost_alpha = 0.5;
+  options.cost_beta = 2.0;
+  options.seed = 3;
+  return options;
+}
+
+std::unique_ptr<Supernet> Tiny() { return Supernet::Create(TinyLowBitSpec(), 5).value(); }
+
+TEST(PrecisionSearchTest, TheRelaxedCostIsTheExpectedCostAndTheCostTermPullsItDown) {
+  std::unique_ptr<Supernet> supernet = Tiny();
+  const Genotype architecture = supernet->LargestGenotype();
+  auto search = PrecisionSearch::Create(*supernet, architecture, RealSplits().train,
+                                        RealSplits().validation, Costs(*supernet), Options(30))
+                    .value();
+  const double uniform = search->ExpectedCost();
+  EXPECT_NEAR(search->RelaxedCost(), uniform, 1e-9 * uniform);
+  // Uniform distributions over {2, 3, 4, 8}: the entropy of four equal choices.
+  EXPECT_NEAR(search->MeanEntropy(), std::log(4.0), 1e-6);
+  ASSERT_TRUE(search->Train(30).ok());
+  EXPECT_EQ(search->steps_done(), 30);
+  EXPECT_NEAR(search->RelaxedCost(), search->ExpectedCost(), 1e-6 * search->ExpectedCost());
+  // A strong cost term moves the distributions towards fewer bits.
+  EXPECT_LT(search->ExpectedCost(), uniform);
+  EXPECT_LT(search->MeanEntropy(), std::log(4.0));
+  EXPECT_NEAR(search->temperature(), Options(30).temperature_end, 1e-9);
+  const Genotype most_likely = search->MostLikely();
+  EXPECT_TRUE(supernet->space().Validate(most_likely).ok());
+  // The architecture is kept: only bits genes differ.
+  for (size_t g = 0; g < most_likely.size(); ++g) {
+    if (!IsBitsGene(supernet->space().genes()[g])) {
+      EXPECT_EQ(most_likely[g], supernet->space().Canonical(architecture)[g]);
+    }
+  }
+}
+
+TEST(PrecisionSearchTest, AResumedSearchEndsWhereAnUninterruptedOneDoes) {
+  std::unique_ptr<Supernet> whole = Tiny();
+  const Genotype architecture = whole->SmallestGenotype();
+  auto straight = PrecisionSearch::Create(*whole, architecture, RealSplits().train,
+                                          RealSplits().validation, Costs(*whole), Options(12))
+                      .value();
+  ASSERT_TRUE(straight->Train(12).ok());
+
+  std::unique_ptr<Supernet> first = Tiny();
+  auto interrupted = PrecisionSearch::Create(*first, architecture, RealSplits().train,
+                                             RealSplits().validation, Costs(*first), Options(12))
+                         .value();
+  ASSERT_TRUE(interrupted->Train(7).ok());
+  const std::string state = interrupted->SaveState().value();
+  std::unique_ptr<Supernet> second = Tiny();
+  auto resumed = PrecisionSearch::Create(*second, architecture, RealSplits().train,
+                                         RealSplits().validation, Costs(*second), Options(12))
+                     .value();
+  ASSERT_TRUE(resumed->RestoreState(state).ok());
+  EXPECT_EQ(resumed->steps_done(), 7);
+  ASSERT_TRUE(resumed->Train(5).ok());
+  EXPECT_EQ(resumed->Probabilities(), straight->Probabilities());
+  EXPECT_EQ(resumed->last_weight_loss(), straight->last_weight_loss());
+  EXPECT_EQ(resumed->last_arch_loss(), straight->last_arch_loss());
+  EXPECT_EQ(resumed->RestoreState("garbage").code(), absl::StatusCode::kDataLoss);
+}
+
+TEST(PrecisionSearchTest, BadOptionsAndCostsAreNamedBeforeAnyWork) {
+  std::unique_ptr<Supernet> supernet = Tiny();
+  const Genotype architecture = supernet->LargestGenotype();
+  const auto refused = [&](PrecisionSearchOptions options, BitCostTable costs) {
+    return PrecisionSearch::Create(*supernet, architecture, RealSplits().train,
+                                   RealSplits().validation, std::move(costs), options)
+        .status();
+  };
+  const struct {
+    const char* field;
+    void (*apply)(PrecisionSearchOptions&);
+  } cases[] = {
+      {"steps", [](PrecisionSearchOptions& o) { o.steps = 0; }},
+      {"batch_size", [](PrecisionSearchOptions& o) { o.batch_size = 201; }},
+      {"weight_lr", [](PrecisionSearchOptions& o) { o.weight_lr = 0; }},
+      {"arch_lr", [](PrecisionSearchOptions& o) { o.arch_lr = 2; }},
+      {"temperature_start", [](PrecisionSearchOptions& o) { o.temperature_start = -1; }},
+      {"temperature_end", [](PrecisionSearchOptions& o) { o.temperature_end = 6; }},
+      {"cost_alpha", [](PrecisionSearchOptions& o) { o.cost_alpha = 0; }},
+      {"cost_beta", [](PrecisionSearchOptions& o) { o.cost_beta = 11; }},
+      {"warmup_steps", [](PrecisionSearchOptions& o) { o.warmup_steps = 31; }},
+  };
+  for (const auto& c : cases) {
+    PrecisionSearchOptions options = Options(30);
+    c.apply(options);
+    const absl::Status status = refused(options, Costs(*supernet));
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.field;
+    EXPECT_THAT(status.message(), HasSubstr(c.field));
+  }
+  BitCostTable short_table = Costs(*supernet);
+  short_table.slots[0][1].pop_back();
+  EXPECT_THAT(refused(Options(30), short_table).message(), HasSubstr("slot 0"));
+  BitCostTable negative = Costs(*supernet);
+  negative.slots[1][0][0] = -1;
+  EXPECT_EQ(refused(Options(30), negative).code(), absl::StatusCode::kInvalidArgument);
+  BitCostTable missing = Costs(*supernet);
+  missing.slots.pop_back();
+  EXPECT_THAT(refused(Options(30), missing).message(), HasSubstr("costs"));
+}
+
+}  // namespace
+}  // namespace apq::oface
