@@ -30,8 +30,8 @@
 #include "search/budgets.h"
 
 namespace apq::oface {
-class SubnetTrainer;
-struct FineTuneOptions;
+class Supernet;
+struct LabeledImages;
 }  // namespace apq::oface
 
 namespace apq::search {
@@ -69,24 +69,26 @@ class PolicyLossProvider {
       const std::function<bool()>& cancelled) const = 0;
 };
 
-// A quantization-aware fine-tune of one architecture on a private copy of the space's trained
-// supernet, for engines that train (qbitopt): other users of the supernet are unaffected.
+// A private copy of the space's trained quantization-aware supernet with the train and
+// validation splits, for engines that train (qbitopt, dnas): other users of the space's
+// supernet are unaffected. Validation images are for choices a search makes (never test).
 class SubnetTrainingSession {
  public:
   virtual ~SubnetTrainingSession() = default;
-  virtual oface::SubnetTrainer& trainer() = 0;
-  // The network at the trainer's policy and current weights as a TorchScript file's bytes
-  // (oface/subnet_export.h), batch norm recalibrated on the train split's calibration images.
-  virtual absl::StatusOr<std::string> ExportTorchScript() = 0;
+  virtual oface::Supernet& supernet() = 0;
+  virtual const oface::LabeledImages& train() const = 0;
+  virtual const oface::LabeledImages& validation() const = 0;
+  // `genotype` on the session's supernet at its current weights, quantized, as a TorchScript
+  // file's bytes (oface/subnet_export.h), batch norm recalibrated on the train split's
+  // calibration images. Leaves `genotype` active.
+  virtual absl::StatusOr<std::string> ExportTorchScript(const oface::Genotype& genotype) = 0;
 };
 
 class SubnetTrainingProvider {
  public:
   virtual ~SubnetTrainingProvider() = default;
-  // A trainer of `genotype` on the train split (oface::SubnetTrainer::Create, quantized);
-  // its errors, FAILED_PRECONDITION when the data cannot be read.
-  virtual absl::StatusOr<std::unique_ptr<SubnetTrainingSession>> Open(
-      const oface::Genotype& genotype, const oface::FineTuneOptions& options) const = 0;
+  // A new session; FAILED_PRECONDITION when the weights or the data cannot be read.
+  virtual absl::StatusOr<std::unique_ptr<SubnetTrainingSession>> Open() const = 0;
 };
 
 // Where an engine keeps what it makes besides candidates (the store's artifacts, with their

@@ -11,6 +11,7 @@
 #include "common/status_macros.h"
 #include "oface/fashion_mnist.h"
 #include "oface/subnet_finetune.h"
+#include "oface/supernet.h"
 #include "search/bit_allocation.h"
 #include "search/separable_allocation.h"
 
@@ -122,10 +123,14 @@ class QbitoptEngine final : public Engine {
     training.learning_rate = DoubleOption(options, "learning_rate");
     training.seed = seed;
     training.cancelled = cancelled;
+    ASSIGN_OR_RETURN(std::unique_ptr<SubnetTrainingSession> session,
+                     problem.subnet_training->Open());
+    session->supernet().SetQuantized(true);
     ASSIGN_OR_RETURN(
-        std::unique_ptr<SubnetTrainingSession> session,
-        problem.subnet_training->Open(allocation.Network(allocation.reference), training));
-    oface::SubnetTrainer& trainer = session->trainer();
+        std::unique_ptr<oface::SubnetTrainer> trained,
+        oface::SubnetTrainer::Create(session->supernet(), session->train(),
+                                     allocation.Network(allocation.reference), training));
+    oface::SubnetTrainer& trainer = *trained;
     EngineResult result;
     // Trains segment `update` (the steps up to the next update, or to the end); false when
     // cancelled.
@@ -213,7 +218,7 @@ class QbitoptEngine final : public Engine {
     ASSIGN_OR_RETURN(const Individual best,
                      PriceAndScore(problem, trainer.policy(), updates, kQbitoptEngineName));
     if (problem.artifacts != nullptr) {
-      ASSIGN_OR_RETURN(const std::string module, session->ExportTorchScript());
+      ASSIGN_OR_RETURN(const std::string module, session->ExportTorchScript(trainer.policy()));
       const oface::FineTuneReport run = trainer.Report();
       const std::string provenance =
           absl::StrFormat(R"({"engine":"qbitopt","space":"%s","supernet_version":"%s","seed":%d,)"

@@ -270,37 +270,33 @@ std::shared_ptr<const search::PolicyLossProvider> SupernetHost::PolicyLosses(
 
 namespace {
 
-// A private supernet, the train split and a trainer on them.
+// A private supernet and the splits.
 class HostSubnetTrainingSession final : public search::SubnetTrainingSession {
  public:
-  HostSubnetTrainingSession(std::unique_ptr<oface::Supernet> supernet,
-                            std::unique_ptr<oface::LabeledImages> train,
+  HostSubnetTrainingSession(std::unique_ptr<oface::Supernet> supernet, oface::LabeledImages train,
+                            oface::LabeledImages validation,
                             std::shared_ptr<const oface::EvaluationImages> calibration)
       : supernet_(std::move(supernet)),
         train_(std::move(train)),
+        validation_(std::move(validation)),
         calibration_(std::move(calibration)) {}
 
-  absl::Status Start(const oface::Genotype& genotype, const oface::FineTuneOptions& options) {
-    supernet_->SetQuantized(true);
-    ASSIGN_OR_RETURN(trainer_,
-                     oface::SubnetTrainer::Create(*supernet_, *train_, genotype, options));
-    return absl::OkStatus();
-  }
+  oface::Supernet& supernet() override { return *supernet_; }
+  const oface::LabeledImages& train() const override { return train_; }
+  const oface::LabeledImages& validation() const override { return validation_; }
 
-  oface::SubnetTrainer& trainer() override { return *trainer_; }
-
-  absl::StatusOr<std::string> ExportTorchScript() override {
+  absl::StatusOr<std::string> ExportTorchScript(const oface::Genotype& genotype) override {
     ASSIGN_OR_RETURN(oface::ExtractedSubnet subnet,
-                     oface::ExtractSubnet(*supernet_, trainer_->policy(), /*quantized=*/true,
+                     oface::ExtractSubnet(*supernet_, genotype, /*quantized=*/true,
                                           calibration_->calibration, oface::EvalOptions{}));
     return TorchScriptBytes(subnet);
   }
 
  private:
   std::unique_ptr<oface::Supernet> supernet_;
-  std::unique_ptr<oface::LabeledImages> train_;
+  const oface::LabeledImages train_;
+  const oface::LabeledImages validation_;
   std::shared_ptr<const oface::EvaluationImages> calibration_;
-  std::unique_ptr<oface::SubnetTrainer> trainer_;
 };
 
 }  // namespace
@@ -310,27 +306,23 @@ class SupernetHost::SubnetTrainingSource final : public search::SubnetTrainingPr
   SubnetTrainingSource(SupernetHost& host, std::string space)
       : host_(host), space_(std::move(space)) {}
 
-  absl::StatusOr<std::unique_ptr<search::SubnetTrainingSession>> Open(
-      const oface::Genotype& genotype, const oface::FineTuneOptions& options) const override {
+  absl::StatusOr<std::unique_ptr<search::SubnetTrainingSession>> Open() const override {
     ASSIGN_OR_RETURN(Entry * entry, host_.FindEntry(space_));
     ASSIGN_OR_RETURN(std::shared_ptr<const oface::EvaluationImages> standard,
                      host_.Images(oface::DataSplit::kValidation));
-    absl::StatusOr<oface::LabeledImages> train =
-        oface::LoadFashionMnistSplit(host_.options_.dataset_dir, oface::DataSplit::kTrain);
-    if (!train.ok()) {
+    absl::StatusOr<oface::LabeledImages> file = oface::LoadTrainingFile(host_.options_.dataset_dir);
+    if (!file.ok()) {
       std::fprintf(stderr, "apqd: the supernet's dataset is unavailable: %s\n",
-                   train.status().ToString().c_str());
+                   file.status().ToString().c_str());
       return absl::FailedPreconditionError(
           "the supernet's dataset (Fashion-MNIST) is unavailable on this server; its log names "
           "the missing or unreadable file");
     }
     ASSIGN_OR_RETURN(std::unique_ptr<oface::Supernet> supernet,
                      LoadSupernet(entry->quant->spec(), entry->quant_path));
-    auto session = std::make_unique<HostSubnetTrainingSession>(
-        std::move(supernet), std::make_unique<oface::LabeledImages>(*std::move(train)),
-        std::move(standard));
-    RETURN_IF_ERROR(session->Start(genotype, options));
-    return session;
+    return std::make_unique<HostSubnetTrainingSession>(
+        std::move(supernet), oface::SelectTrainingFileSplit(*file, oface::DataSplit::kTrain),
+        oface::SelectTrainingFileSplit(*file, oface::DataSplit::kValidation), std::move(standard));
   }
 
  private:

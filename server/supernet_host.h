@@ -92,11 +92,11 @@ class SupernetHost {
   // supernet while it lives, so measured evaluations of the space wait for it.
   std::shared_ptr<const search::PolicyLossProvider> PolicyLosses(absl::string_view space);
 
-  // Quantization-aware training of one of `space`'s architectures, for engines that train
-  // (search::SubnetTrainingProvider; null when the space has no supernet). A session trains a
-  // private copy of the space's quantization-aware supernet (its weights file read again) on
-  // the whole train split, so it holds nothing others wait for; its export recalibrates batch
-  // norm on the calibration images Measure uses.
+  // Training on `space`'s supernet, for engines that train (search::SubnetTrainingProvider;
+  // null when the space has no supernet). A session holds a private copy of the space's
+  // quantization-aware supernet (its weights file read again) and the train and validation
+  // splits, so it holds nothing others wait for; its export recalibrates batch norm on the
+  // calibration images Measure uses.
   std::shared_ptr<const search::SubnetTrainingProvider> SubnetTraining(absl::string_view space);
 
  private:
