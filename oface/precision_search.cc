@@ -376,6 +376,24 @@ double PrecisionSearch::MeanEntropy() const {
   return count > 0 ? total / count : 0.0;
 }
 
+double PrecisionSearch::Probability(int gene, int value) const {
+  const std::vector<int>& bits = impl_->supernet.spec().bit_choices;
+  for (const int s : impl_->active) {
+    for (int b = 0; b < kBitwidths; ++b) {
+      if (impl_->bits_genes[s][b] != gene) continue;
+      const auto at = std::find(bits.begin(), bits.end(), value);
+      if (at == bits.end()) return 0.0;
+      torch::NoGradGuard no_grad;
+      return torch::softmax(impl_->logits.detach()[s][b].to(torch::kFloat64), 0)[at - bits.begin()]
+          .item<double>();
+    }
+  }
+  return gene >= 0 && gene < static_cast<int>(impl_->genotype.size()) &&
+                 impl_->genotype[gene] == value
+             ? 1.0
+             : 0.0;
+}
+
 Genotype PrecisionSearch::MostLikely() const {
   Genotype genotype = impl_->genotype;
   const std::vector<int>& bits = impl_->supernet.spec().bit_choices;

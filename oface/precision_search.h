@@ -77,6 +77,10 @@ class PrecisionSearch {
   double RelaxedCost() const;
   // Mean entropy (nats) of the active slots' distributions.
   double MeanEntropy() const;
+  // The probability that gene `gene` (an index into the space's genes) takes `value`: of a
+  // searched bitwidth, from its distribution; of any other gene, 1 when `value` is the
+  // searched genotype's and 0 otherwise.
+  double Probability(int gene, int value) const;
   // The genotype with every active bitwidth at its most likely choice.
   Genotype MostLikely() const;
   // Mean cross-entropy and mean loss of the last step's weight and logit batches.

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "search/dnas_engine.h"
 #include "search/evolution_engine.h"
 #include "search/iqp_engine.h"
 #include "search/qbitopt_engine.h"
@@ -14,6 +15,7 @@ std::unique_ptr<EngineRegistry> EngineRegistry::WithBuiltIns() {
   registry->Register(NewEvolutionEngine()).IgnoreError();
   registry->Register(NewIqpEngine()).IgnoreError();
   registry->Register(NewQbitoptEngine()).IgnoreError();
+  registry->Register(NewDnasEngine()).IgnoreError();
   return registry;
 }
 

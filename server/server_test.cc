@@ -178,8 +178,10 @@ TEST_F(ServerTest, ListEnginesShowsEachEngineWithItsOptionsAndDefaults) {
   grpc::ClientContext context;
   apq::v1::ListEnginesResponse response;
   ASSERT_TRUE(search_->ListEngines(&context, {}, &response).ok());
-  ASSERT_EQ(response.engines_size(), 4);
-  const apq::v1::Engine& evolution = response.engines(0);
+  ASSERT_EQ(response.engines_size(), 5);
+  // By name.
+  EXPECT_EQ(response.engines(0).name(), "dnas");
+  const apq::v1::Engine& evolution = response.engines(1);
   EXPECT_EQ(evolution.name(), "evolution");
   ASSERT_EQ(evolution.options_size(), 8);
   EXPECT_EQ(evolution.options(0).name(), "population_size");
@@ -191,7 +193,7 @@ TEST_F(ServerTest, ListEnginesShowsEachEngineWithItsOptionsAndDefaults) {
   EXPECT_EQ(evolution.options(7).name(), "lower_bits_of_infeasible_draws");
   EXPECT_EQ(evolution.options(7).type(), apq::v1::EngineOption::TYPE_BOOL);
   EXPECT_TRUE(evolution.options(7).default_value().bool_value());
-  const apq::v1::Engine& iqp = response.engines(1);
+  const apq::v1::Engine& iqp = response.engines(2);
   EXPECT_EQ(iqp.name(), "iqp");
   ASSERT_EQ(iqp.options_size(), 6);
   EXPECT_EQ(iqp.options(0).name(), "calibration_images");
@@ -200,8 +202,8 @@ TEST_F(ServerTest, ListEnginesShowsEachEngineWithItsOptionsAndDefaults) {
   EXPECT_EQ(iqp.options(2).name(), "activations");
   EXPECT_THAT(iqp.options(2).choices(),
               ::testing::ElementsAre("highest", "searched", "2", "3", "4", "6", "8"));
-  EXPECT_EQ(response.engines(2).name(), "one_sample");  // By name.
-  const apq::v1::Engine& qbitopt = response.engines(3);
+  EXPECT_EQ(response.engines(3).name(), "one_sample");
+  const apq::v1::Engine& qbitopt = response.engines(4);
   EXPECT_EQ(qbitopt.name(), "qbitopt");
   ASSERT_EQ(qbitopt.options_size(), 6);
   EXPECT_EQ(qbitopt.options(0).name(), "steps");

@@ -1,0 +1,351 @@
+#include "search/dnas_engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+#include "oface/precision_search.h"
+#include "oface/supernet.h"
+#include "search/bit_allocation.h"
+#include "search/budget_repair.h"
+
+namespace apq::search {
+namespace {
+
+constexpr char kCheckpointTag[] = "dnas1";
+
+int Reports(const EngineOptions& options) {
+  const int64_t steps = IntOption(options, "steps");
+  const int64_t every = IntOption(options, "report_every");
+  return static_cast<int>((steps + every - 1) / every);
+}
+
+double MetricOf(const hwmodels::NetworkCost& cost, const std::string& metric) {
+  if (metric == "latency") return cost.latency_ms;
+  if (metric == "energy") return cost.energy_mj;
+  if (metric == "size") return cost.size_mb;
+  return cost.bitops;
+}
+
+// "pw_a_bits_setting[3]" -> layer 3, pointwise, activation.
+struct BitsGene {
+  int layer = -1;
+  int kind = -1;  // 0: pointwise, 1: depthwise.
+  bool activation = false;
+};
+
+BitsGene ParseBitsGene(const std::string& name) {
+  BitsGene parsed;
+  const struct {
+    const char* prefix;
+    int kind;
+    bool activation;
+  } forms[] = {{"pw_w_bits_setting[", 0, false},
+               {"pw_a_bits_setting[", 0, true},
+               {"dw_w_bits_setting[", 1, false},
+               {"dw_a_bits_setting[", 1, true}};
+  for (const auto& form : forms) {
+    if (!absl::StartsWith(name, form.prefix) || !absl::EndsWith(name, "]")) continue;
+    const absl::string_view digits = absl::string_view(name).substr(
+        std::string(form.prefix).size(), name.size() - std::string(form.prefix).size() - 1);
+    if (absl::SimpleAtoi(digits, &parsed.layer)) {
+      parsed.kind = form.kind;
+      parsed.activation = form.activation;
+    }
+  }
+  return parsed;
+}
+
+// The per-term costs of `allocation` (every setting kept) in `metric` as the search's table.
+// A setting the space's rules exclude costs the slot's dearest one, so the search shuns it.
+absl::StatusOr<oface::BitCostTable> CostTable(const SearchProblem& problem,
+                                              const BitAllocation& allocation,
+                                              const std::vector<int>& bit_choices, int layers,
+                                              const std::string& metric) {
+  oface::BitCostTable table;
+  table.fixed = MetricOf(allocation.view.fixed, metric);
+  table.slots.resize(layers);
+  const int n = static_cast<int>(bit_choices.size());
+  for (size_t s = 0; s < allocation.view.slots.size(); ++s) {
+    const hwmodels::PricedSlot& slot = allocation.view.slots[s];
+    if (slot.genes.size() != 2) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("fixed_architecture: slot ", slot.name,
+                       " is not one layer's weight and activation bits"));
+    }
+    const BitsGene first = ParseBitsGene(problem.space->genes()[slot.genes[0]].name);
+    const BitsGene second = ParseBitsGene(problem.space->genes()[slot.genes[1]].name);
+    if (first.layer < 0 || first.layer >= layers || first.layer != second.layer ||
+        first.kind != second.kind || first.activation == second.activation) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("fixed_architecture: slot ", slot.name,
+                       " is not one layer's weight and activation bits"));
+    }
+    const int weight_index = first.activation ? 1 : 0;
+    std::vector<double> costs(static_cast<size_t>(n * n), -1.0);
+    double dearest = 0.0;
+    for (const hwmodels::PricedChoice& choice : slot.choices) {
+      const auto w = std::find(bit_choices.begin(), bit_choices.end(), choice.values[weight_index]);
+      const auto a =
+          std::find(bit_choices.begin(), bit_choices.end(), choice.values[1 - weight_index]);
+      if (w == bit_choices.end() || a == bit_choices.end()) {
+        return absl::FailedPreconditionError(absl::StrCat("fixed_architecture: slot ", slot.name,
+                                                          " has a width the supernet lacks"));
+      }
+      const double cost = MetricOf(choice.cost, metric);
+      costs[(w - bit_choices.begin()) * n + (a - bit_choices.begin())] = cost;
+      dearest = std::max(dearest, cost);
+    }
+    for (double& cost : costs) {
+      if (cost < 0) cost = dearest;
+    }
+    table.slots[first.layer][first.kind] = std::move(costs);
+  }
+  return table;
+}
+
+class DnasEngine final : public Engine {
+ public:
+  DnasEngine() : specs_(Specs()) {}
+
+  std::string name() const override { return kDnasEngineName; }
+  std::string description() const override {
+    return "differentiable bit search of one architecture (fixed_architecture) as DNAS: "
+           "Gumbel-softmax over every layer's weight and activation widths on the supernet, "
+           "the expected cost in the loss; the most likely policy, repaired with the fewest "
+           "changes when it misses a budget";
+  }
+  const std::vector<OptionSpec>& option_specs() const override { return specs_; }
+  int TotalSteps(const EngineOptions& options) const override { return Reports(options); }
+  std::optional<int64_t> PlannedCandidates(const EngineOptions& options) const override {
+    return Reports(options) + 1;
+  }
+
+  absl::Status ValidateOptions(const EngineOptions& options,
+                               absl::string_view field_prefix) const override {
+    if (IntOption(options, "report_every") > IntOption(options, "steps")) {
+      return absl::InvalidArgumentError(absl::StrCat(field_prefix, "report_every: at most steps (",
+                                                     IntOption(options, "steps"), ")"));
+    }
+    if (IntOption(options, "warmup_steps") > IntOption(options, "steps")) {
+      return absl::InvalidArgumentError(absl::StrCat(field_prefix, "warmup_steps: at most steps (",
+                                                     IntOption(options, "steps"), ")"));
+    }
+    if (DoubleOption(options, "temperature_end") > DoubleOption(options, "temperature_start")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field_prefix, "temperature_end: at most temperature_start (the temperature anneals)"));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status CheckProblem(const SearchProblem& problem,
+                            const EngineOptions& options) const override {
+    RETURN_IF_ERROR(CheckOneNetworkWithSupernet(problem, problem.subnet_training != nullptr,
+                                                kDnasEngineName, "searches"));
+    ASSIGN_OR_RETURN(const BitAllocation allocation,
+                     BuildBitAllocation(problem, "searched", kDnasEngineName));
+    const std::string& metric = ChoiceOption(options, "cost");
+    if ((metric == "energy" && !allocation.view.fixed.has_energy) ||
+        ((metric == "size" || metric == "bitops") && !allocation.view.fixed.has_size_and_bitops)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("engine.options.cost: the job's device or space does not price ", metric));
+    }
+    return CheckCheapestPolicyFits(allocation, AllocationBudgets(problem, allocation));
+  }
+
+  absl::StatusOr<EngineResult> Run(const SearchProblem& problem, const EngineOptions& options,
+                                   uint64_t seed, const StepCallback& on_step,
+                                   const CancelCheck& cancelled,
+                                   absl::string_view resume_checkpoint) const override {
+    RETURN_IF_ERROR(CheckProblem(problem, options));
+    ASSIGN_OR_RETURN(const BitAllocation allocation,
+                     BuildBitAllocation(problem, "searched", kDnasEngineName));
+    ASSIGN_OR_RETURN(std::unique_ptr<SubnetTrainingSession> session,
+                     problem.subnet_training->Open());
+    oface::Supernet& supernet = session->supernet();
+    const std::string& metric = ChoiceOption(options, "cost");
+    int layers = 0;
+    for (const oface::GeneSpec& gene : problem.space->genes()) {
+      layers = std::max(layers, ParseBitsGene(gene.name).layer + 1);
+    }
+    ASSIGN_OR_RETURN(oface::BitCostTable table,
+                     CostTable(problem, allocation, supernet.spec().bit_choices, layers, metric));
+    oface::PrecisionSearchOptions search_options;
+    search_options.steps = IntOption(options, "steps");
+    search_options.batch_size = static_cast<int>(IntOption(options, "batch_size"));
+    search_options.weight_lr = DoubleOption(options, "weight_lr");
+    search_options.arch_lr = DoubleOption(options, "arch_lr");
+    search_options.temperature_start = DoubleOption(options, "temperature_start");
+    search_options.temperature_end = DoubleOption(options, "temperature_end");
+    search_options.cost_alpha = DoubleOption(options, "cost_alpha");
+    search_options.cost_beta = DoubleOption(options, "cost_beta");
+    search_options.warmup_steps = IntOption(options, "warmup_steps");
+    search_options.seed = seed;
+    search_options.cancelled = cancelled;
+    ASSIGN_OR_RETURN(std::unique_ptr<oface::PrecisionSearch> search,
+                     oface::PrecisionSearch::Create(
+                         supernet, allocation.Network(allocation.reference), session->train(),
+                         session->validation(), std::move(table), search_options));
+    const int reports = Reports(options);
+    const int64_t every = IntOption(options, "report_every");
+    EngineResult result;
+    int report = 0;
+    if (!resume_checkpoint.empty()) {
+      const std::string tag = absl::StrCat(kCheckpointTag, "\n");
+      if (!absl::StartsWith(resume_checkpoint, tag)) {
+        return absl::DataLossError("dnas checkpoint: not one of this engine's");
+      }
+      RETURN_IF_ERROR(search->RestoreState(resume_checkpoint.substr(tag.size())));
+      report = static_cast<int>((search->steps_done() + every - 1) / every);
+      result.last_step = report - 1;
+    }
+    std::optional<Individual> best;
+    const auto write_checkpoint = [&] {
+      absl::StatusOr<std::string> state = search->SaveState();
+      return state.ok() ? absl::StrCat(kCheckpointTag, "\n", *state) : std::string("broken");
+    };
+    for (; report < reports; ++report) {
+      const absl::Status trained =
+          search->Train(std::min<int64_t>(IntOption(options, "steps"), (report + 1) * every) -
+                        search->steps_done());
+      if (absl::IsCancelled(trained)) {
+        result.cancelled = true;
+        return result;
+      }
+      RETURN_IF_ERROR(trained);
+      Individual policy;
+      policy.genotype = problem.space->Canonical(search->MostLikely());
+      policy.cost = problem.cost_model->Evaluate(policy.genotype);
+      policy.generation = report;
+      const bool feasible = MeetsBudgets(policy.cost, problem.budgets);
+      if (feasible) {
+        ASSIGN_OR_RETURN(policy, PriceAndScore(problem, policy.genotype, report, kDnasEngineName));
+        best = policy;
+      }
+      if (on_step) {
+        StepReport step;
+        step.step = report;
+        if (feasible) {
+          step.scored = absl::MakeConstSpan(&policy, 1);
+          step.best_index_in_step = 0;
+        } else {
+          step.rejected = absl::MakeConstSpan(&policy, 1);
+          step.rejected_total = 1;
+        }
+        step.candidates_evaluated = report + 1;
+        step.best = best.has_value() ? &*best : nullptr;
+        step.write_checkpoint = write_checkpoint;
+        RETURN_IF_ERROR(on_step(step));
+      }
+      result.last_step = report;
+    }
+
+    // The result: the most likely policy, repaired when it misses a budget.
+    RepairProblem repair;
+    repair.choices_per_slot = allocation.choices_per_slot();
+    repair.budgets = AllocationBudgets(problem, allocation);
+    const oface::Genotype most_likely = problem.space->Canonical(search->MostLikely());
+    std::vector<int> policy(allocation.view.slots.size(), 0);
+    for (size_t s = 0; s < allocation.view.slots.size(); ++s) {
+      const hwmodels::PricedSlot& slot = allocation.view.slots[s];
+      for (size_t k = 0; k < allocation.kept[s].size(); ++k) {
+        const hwmodels::PricedChoice& choice = slot.choices[allocation.kept[s][k]];
+        bool same = true;
+        double preference = 0.0;
+        for (size_t g = 0; g < slot.genes.size(); ++g) {
+          same = same && most_likely[slot.genes[g]] == choice.values[g];
+          preference +=
+              std::log(std::max(1e-300, search->Probability(slot.genes[g], choice.values[g])));
+        }
+        if (same) policy[s] = static_cast<int>(k);
+        repair.preference.push_back(preference);
+      }
+    }
+    ASSIGN_OR_RETURN(const RepairResult repaired, RepairToBudgets(repair, policy));
+    ASSIGN_OR_RETURN(
+        const Individual final_policy,
+        PriceAndScore(problem, allocation.Network(repaired.choice), reports, kDnasEngineName));
+    if (problem.artifacts != nullptr) {
+      const std::string report_json = absl::StrFormat(
+          R"({"repaired":%s,"changed_slots":%d,"expected_cost":%.17g,"cost":"%s",)"
+          R"("mean_entropy":%.17g,"most_likely":%s,"config":%s})",
+          repaired.repaired ? "true" : "false", repaired.changed_slots, search->ExpectedCost(),
+          metric, search->MeanEntropy(), problem.space->ToJson(most_likely),
+          problem.space->ToJson(final_policy.genotype));
+      RETURN_IF_ERROR(problem.artifacts->PutOutput(
+          kDnasResultKind, kDnasResultName, "application/json",
+          absl::StrFormat(R"({"engine":"dnas","space":"%s","supernet_version":"%s","seed":%d})",
+                          problem.space->name(), problem.supernet_version, seed),
+          report_json));
+    }
+    if (on_step) {
+      StepReport step;
+      step.step = reports;
+      step.scored = absl::MakeConstSpan(&final_policy, 1);
+      step.best_index_in_step = 0;
+      step.best = &final_policy;
+      step.candidates_evaluated = reports + 1;
+      step.write_checkpoint = write_checkpoint;
+      step.final_step = true;
+      RETURN_IF_ERROR(on_step(step));
+    }
+    result.best = final_policy;
+    result.last_step = reports;
+    result.candidates_evaluated = reports + 1;
+    result.predictions = reports + 1;
+    return result;
+  }
+
+ private:
+  static std::vector<OptionSpec> Specs() {
+    std::vector<OptionSpec> specs;
+    specs.push_back(IntOptionSpec("steps", 300, 1, 100000,
+                                  "alternations (a weight step and a distribution step each)"));
+    specs.push_back(IntOptionSpec("report_every", 50, 1, 100000,
+                                  "steps between two reports of the most likely policy"));
+    specs.push_back(IntOptionSpec("batch_size", 64, 1, 10000, "images per step"));
+    specs.push_back(
+        IntOptionSpec("warmup_steps", 0, 0, 100000, "first steps that train the weights only"));
+    const auto add_double = [&](const char* name, double value, double max,
+                                const char* description) {
+      OptionSpec spec;
+      spec.name = name;
+      spec.type = OptionSpec::Type::kDouble;
+      spec.default_value = value;
+      spec.min = 0;
+      spec.min_exclusive = true;
+      spec.max = max;
+      spec.description = description;
+      specs.push_back(spec);
+    };
+    add_double("weight_lr", 0.005, 1, "SGD learning rate of the weights (cosine to 0)");
+    add_double("arch_lr", 0.01, 1, "Adam learning rate of the distributions");
+    add_double("temperature_start", 5.0, 100, "Gumbel-softmax temperature of the first step");
+    add_double("temperature_end", 0.5, 100, "and of the last (annealed geometrically)");
+    add_double("cost_alpha", 0.2, 10, "the loss is cross-entropy x (alpha log cost)^beta");
+    add_double("cost_beta", 0.6, 10, "see cost_alpha");
+    OptionSpec cost;
+    cost.name = "cost";
+    cost.type = OptionSpec::Type::kChoice;
+    cost.default_value = std::string("bitops");
+    cost.choices = {"bitops", "size", "latency", "energy"};
+    cost.description = "the cost in the loss, priced on the job's device";
+    specs.push_back(cost);
+    return specs;
+  }
+
+  const std::vector<OptionSpec> specs_;
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> NewDnasEngine() { return std::make_unique<DnasEngine>(); }
+
+}  // namespace apq::search

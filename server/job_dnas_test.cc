@@ -1,0 +1,178 @@
+// The dnas engine (search/dnas_engine.h) through the job manager, on fmnist_lowbit's real
+// quantization-aware supernet, its shipped predictor and the local-cpu table: the result meets
+// the budget (repaired when the most likely policy misses it), a job stopped in the middle
+// resumes to the same policies, and requests it cannot serve are refused naming the field
+// before anything is stored.
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "search/dnas_engine.h"
+#include "server/catalog.h"
+#include "server/job_artifacts.h"
+#include "server/job_manager.h"
+#include "server/job_manager_testing.h"
+#include "server/supernet_host.h"
+
+namespace apq::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+class JobDnasTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    supernets_ = NewHostWithShippedSupernets(250).release();
+    ASSERT_TRUE(supernets_ != nullptr && supernets_->Has("fmnist_lowbit"));
+  }
+  static void TearDownTestSuite() {
+    delete supernets_;
+    supernets_ = nullptr;
+  }
+
+  void SetUp() override {
+    bed_.Open();
+    bed_.SetCommitInterval(absl::ZeroDuration());  // Every update stored at once.
+    bed_.StartManager();
+    space_ = *bed_.catalog().FindSpace("fmnist_lowbit");
+  }
+
+  oface::Genotype Smallest(int weight_bits, int activation_bits) const {
+    return SmallestAtBits(*space_, weight_bits, activation_bits);
+  }
+  double Bitops(const oface::Genotype& genotype) const { return StaticBitops(*space_, genotype); }
+
+  // 6 steps reported every 2 (3 reports and the final step) of 16 images.
+  apq::v1::SubmitSearchRequest Request(double max_bitops) const {
+    apq::v1::SubmitSearchRequest request;
+    request.set_space("fmnist_lowbit");
+    request.set_device("local-cpu");
+    request.set_seed(5);
+    request.set_fixed_architecture(space_->ToJson(Smallest(8, 8)));
+    request.mutable_budgets()->set_max_bitops(max_bitops);
+    apq::v1::EngineRequest* engine = request.mutable_engine_request();
+    engine->set_name(search::kDnasEngineName);
+    auto& options = *engine->mutable_options();
+    options["steps"].set_int_value(6);
+    options["report_every"].set_int_value(2);
+    options["batch_size"].set_int_value(16);
+    options["arch_lr"].set_double_value(0.1);
+    return request;
+  }
+
+  double MiddleBudget() const { return (Bitops(Smallest(2, 2)) + Bitops(Smallest(8, 8))) / 2; }
+
+  // The job's stored networks in the order their updates met them.
+  std::vector<CandidateRecord> Candidates(const std::string& job_id) {
+    CandidateQuery query;
+    query.job_id = job_id;
+    query.limit = 100;
+    auto page = bed_.store().jobs().ListCandidates(query);
+    EXPECT_TRUE(page.ok()) << page.status();
+    return page.ok() ? page->candidates : std::vector<CandidateRecord>{};
+  }
+
+  static SupernetHost* supernets_;
+  JobTestBed bed_{*supernets_};
+  const oface::SearchSpace* space_ = nullptr;
+};
+
+SupernetHost* JobDnasTest::supernets_ = nullptr;
+
+TEST_F(JobDnasTest, TheResultMeetsTheBudgetRepairedIfNeededAndAResumedJobEndsTheSame) {
+  // Tight: a quarter of the way from the cheapest policy to 8 bits everywhere, below what the
+  // uniform distributions expect, so the most likely policy may need repair.
+  const double budget =
+      Bitops(Smallest(2, 2)) + (Bitops(Smallest(8, 8)) - Bitops(Smallest(2, 2))) / 4;
+  auto whole = bed_.manager().Submit(Request(budget));
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  const apq::v1::JobProgress last = bed_.AwaitEnd(whole->id(), absl::Seconds(600));
+  ASSERT_EQ(last.state(), apq::v1::JOB_STATE_SUCCEEDED) << last.error();
+  EXPECT_EQ(last.generation(), 3);
+  auto stored = bed_.store().jobs().GetJob(whole->id());
+  ASSERT_TRUE(stored.ok() && stored->best.has_value());
+  EXPECT_LE(*stored->best->bitops, budget);
+  for (const CandidateRecord& candidate : Candidates(whole->id())) {
+    if (candidate.feasible) EXPECT_LE(*candidate.bitops, budget);
+  }
+  auto result = bed_.store().artifacts().GetArtifact(
+      search::kDnasResultKind, JobOutputKey(whole->id(), search::kDnasResultName));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_THAT(result->bytes, HasSubstr("\"repaired\":"));
+  EXPECT_THAT(result->bytes, HasSubstr(stored->best->config_json));
+
+  auto again = bed_.manager().Submit(Request(budget));
+  ASSERT_TRUE(again.ok());
+  bool stopped = false;
+  for (int i = 0; i < 60000 && !stopped; ++i) {
+    auto running = bed_.store().jobs().GetJob(again->id());
+    if (running.ok() && running->generations_done >= 1) {
+      bed_.StopManager();
+      stopped = true;
+    }
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  ASSERT_TRUE(stopped);
+  bed_.StartManager();
+  const apq::v1::JobProgress resumed = bed_.AwaitEnd(again->id(), absl::Seconds(600));
+  ASSERT_EQ(resumed.state(), apq::v1::JOB_STATE_SUCCEEDED) << resumed.error();
+  auto second = bed_.store().jobs().GetJob(again->id());
+  ASSERT_TRUE(second.ok() && second->best.has_value());
+  EXPECT_EQ(second->best->config_json, stored->best->config_json);
+}
+
+TEST_F(JobDnasTest, RequestsItCannotServeAreRefusedNamingTheField) {
+  struct Case {
+    std::string what;
+    apq::v1::SubmitSearchRequest request;
+    absl::StatusCode code;
+    std::string says;
+  };
+  std::vector<Case> cases;
+  const auto option = [&](Case & c) -> auto& {
+    return *c.request.mutable_engine_request()->mutable_options();
+  };
+  cases.push_back({"below the cheapest", Request(Bitops(Smallest(2, 2)) * 0.9),
+                   absl::StatusCode::kFailedPrecondition, "below the cheapest bit policy"});
+  cases.push_back({"no fixed architecture", Request(MiddleBudget()),
+                   absl::StatusCode::kFailedPrecondition, "fixed_architecture"});
+  cases.back().request.clear_fixed_architecture();
+  cases.push_back({"a temperature rising", Request(MiddleBudget()),
+                   absl::StatusCode::kInvalidArgument, "engine.options.temperature_end"});
+  option(cases.back())["temperature_end"].set_double_value(9);
+  cases.push_back({"a temperature of 0", Request(MiddleBudget()),
+                   absl::StatusCode::kInvalidArgument, "engine.options.temperature_start"});
+  option(cases.back())["temperature_start"].set_double_value(0);
+  cases.push_back({"report_every above steps", Request(MiddleBudget()),
+                   absl::StatusCode::kInvalidArgument, "engine.options.report_every"});
+  option(cases.back())["report_every"].set_int_value(7);
+  cases.push_back({"warmup above steps", Request(MiddleBudget()),
+                   absl::StatusCode::kInvalidArgument, "engine.options.warmup_steps"});
+  option(cases.back())["warmup_steps"].set_int_value(7);
+  cases.push_back({"an arch learning rate above 1", Request(MiddleBudget()),
+                   absl::StatusCode::kInvalidArgument, "engine.options.arch_lr"});
+  option(cases.back())["arch_lr"].set_double_value(2);
+  cases.push_back({"energy on a device without it", Request(MiddleBudget()),
+                   absl::StatusCode::kFailedPrecondition, "engine.options.cost"});
+  option(cases.back())["cost"].set_choice_value("energy");
+  cases.push_back({"a space without a supernet", Request(MiddleBudget()),
+                   absl::StatusCode::kFailedPrecondition, "has none"});
+  cases.back().request.set_space("ofa_mbv3");
+  cases.back().request.set_device("note10");
+  cases.back().request.clear_fixed_architecture();
+  cases.back().request.mutable_budgets()->clear_max_bitops();
+  cases.back().request.mutable_budgets()->set_max_latency_ms(100);
+  for (const Case& c : cases) {
+    const auto job = bed_.manager().Submit(c.request);
+    EXPECT_EQ(job.status().code(), c.code) << c.what << ": " << job.status();
+    EXPECT_THAT(std::string(job.status().message()), HasSubstr(c.says)) << c.what;
+  }
+  EXPECT_TRUE(bed_.store().jobs().ListJobs(std::nullopt, std::nullopt, 0, 10)->empty());
+}
+
+}  // namespace
+}  // namespace apq::server
