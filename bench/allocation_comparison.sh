@@ -124,7 +124,8 @@ PY
 }
 
 # search TAG ARGS...: one search in the background, its JSON in jobs/TAG.json (kept: not run
-# again); the searches run `workers` at a time on the server.
+# again); the searches run `workers` at a time on the server. Their pids go to search_pids.
+search_pids=()
 search() {
   local tag="$1"
   shift
@@ -136,6 +137,7 @@ search() {
   ( "${apq}" search --space fmnist_lowbit --fixed-architecture "${out}/largest.json" "$@" \
       --wait --json >"${file}.part" 2>"${out}/jobs/${tag}.err" || true
     mv "${file}.part" "${file}" ) &
+  search_pids+=("$!")
 }
 
 for level in ${levels}; do
@@ -152,7 +154,8 @@ for level in ${levels}; do
     done
   done
 done
-wait
+# The searches only (a bare wait would wait for the server too).
+if [[ ${#search_pids[@]} -gt 0 ]]; then wait "${search_pids[@]}"; fi
 # The solvers' reports.
 for file in "${out}"/jobs/*_iqp.json "${out}"/jobs/*_diagonal.json; do
   [[ -s "${file}" ]] || continue
