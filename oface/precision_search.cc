@@ -412,8 +412,7 @@ absl::StatusOr<std::string> PrecisionSearch::SaveState() const {
   const Impl& run = *impl_;
   try {
     torch::serialize::OutputArchive archive;
-    archive.write(
-        "tag", torch::tensor(std::vector<int64_t>(kStateTag, kStateTag + sizeof(kStateTag) - 1)));
+    archive.write("tag", supernet_internal::TextTensor(kStateTag));
     torch::serialize::OutputArchive weights;
     run.module.save(weights);
     archive.write("module", weights);
@@ -429,9 +428,7 @@ absl::StatusOr<std::string> PrecisionSearch::SaveState() const {
     archive.write("counters", torch::tensor(std::vector<int64_t>{run.step, run.options.steps}));
     archive.write("losses", torch::tensor(std::vector<double>{run.weight_loss, run.arch_loss},
                                           torch::kFloat64));
-    std::ostringstream stream;
-    archive.save_to(stream);
-    return stream.str();
+    return supernet_internal::ArchiveToBytes(archive);
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("precision search state: ", e.what()));
   }
@@ -443,19 +440,11 @@ absl::Status PrecisionSearch::RestoreState(absl::string_view state) {
     return absl::DataLossError(absl::StrCat("precision search state: ", why));
   };
   try {
-    std::istringstream stream(static_cast<std::string>(state));
     torch::serialize::InputArchive archive;
-    archive.load_from(stream);
-    const auto int64s = [&](const char* key) {
-      torch::Tensor tensor;
-      archive.read(key, tensor);
-      const torch::Tensor flat = tensor.to(torch::kInt64).contiguous().view(-1);
-      return std::vector<int64_t>(flat.data_ptr<int64_t>(),
-                                  flat.data_ptr<int64_t>() + flat.numel());
-    };
-    const std::vector<int64_t> tag = int64s("tag");
-    if (std::string(tag.begin(), tag.end()) != kStateTag) return corrupt("not a search's state");
-    const std::vector<int64_t> counters = int64s("counters");
+    supernet_internal::ArchiveFromBytes(static_cast<std::string>(state), archive);
+    if (supernet_internal::ReadText(archive, "tag") != kStateTag)
+      return corrupt("not a search's state");
+    const std::vector<int64_t> counters = supernet_internal::ReadInt64s(archive, "counters");
     if (counters.size() != 2 || counters[1] != run.options.steps || counters[0] < 0 ||
         counters[0] > run.options.steps) {
       return corrupt("written for another run");
@@ -463,7 +452,7 @@ absl::Status PrecisionSearch::RestoreState(absl::string_view state) {
     torch::Tensor logits;
     archive.read("logits", logits);
     if (!logits.sizes().equals(run.logits.sizes())) return corrupt("logits of another shape");
-    const std::vector<int64_t> noise = int64s("noise");
+    const std::vector<int64_t> noise = supernet_internal::ReadInt64s(archive, "noise");
     if (noise.size() != 4) return corrupt("random state");
     torch::serialize::InputArchive weights;
     archive.read("module", weights);

@@ -361,8 +361,7 @@ absl::StatusOr<std::string> SubnetTrainer::SaveState() const {
   const Impl& run = *impl_;
   try {
     torch::serialize::OutputArchive archive;
-    archive.write(
-        "tag", torch::tensor(std::vector<int64_t>(kStateTag, kStateTag + sizeof(kStateTag) - 1)));
+    archive.write("tag", supernet_internal::TextTensor(kStateTag));
     torch::serialize::OutputArchive weights;
     run.module.save(weights);
     archive.write("module", weights);
@@ -384,11 +383,8 @@ absl::StatusOr<std::string> SubnetTrainer::SaveState() const {
     }
     std::string names;
     for (const auto& [name, entry] : run.statistics) absl::StrAppend(&names, name, ";");
-    archive.write("statistics",
-                  torch::tensor(std::vector<int64_t>(names.begin(), names.end()), torch::kInt64));
-    std::ostringstream stream;
-    archive.save_to(stream);
-    return stream.str();
+    archive.write("statistics", supernet_internal::TextTensor(names));
+    return supernet_internal::ArchiveToBytes(archive);
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("trainer state: ", e.what()));
   }
@@ -400,30 +396,22 @@ absl::Status SubnetTrainer::RestoreState(absl::string_view state) {
     return absl::DataLossError(absl::StrCat("trainer state: ", why));
   };
   try {
-    std::istringstream stream(static_cast<std::string>(state));
     torch::serialize::InputArchive archive;
-    archive.load_from(stream);
-    const auto read_int64s = [&](const char* key) {
-      torch::Tensor tensor;
-      archive.read(key, tensor);
-      const torch::Tensor flat = tensor.to(torch::kInt64).contiguous().view(-1);
-      return std::vector<int64_t>(flat.data_ptr<int64_t>(),
-                                  flat.data_ptr<int64_t>() + flat.numel());
-    };
-    const std::vector<int64_t> tag = read_int64s("tag");
-    if (std::string(tag.begin(), tag.end()) != kStateTag) return corrupt("not a trainer's state");
-    const std::vector<int64_t> counters = read_int64s("counters");
+    supernet_internal::ArchiveFromBytes(static_cast<std::string>(state), archive);
+    if (supernet_internal::ReadText(archive, "tag") != kStateTag)
+      return corrupt("not a trainer's state");
+    const std::vector<int64_t> counters = supernet_internal::ReadInt64s(archive, "counters");
     if (counters.size() != 5 || counters[3] != run.options.steps ||
         counters[4] != run.options.batch_size || counters[0] < 0 ||
         counters[0] > run.options.steps) {
       return corrupt("written for another run");
     }
-    const std::vector<int64_t> policy = read_int64s("policy");
+    const std::vector<int64_t> policy = supernet_internal::ReadInt64s(archive, "policy");
     const Genotype genotype(policy.begin(), policy.end());
     if (absl::Status status = SetPolicy(genotype); !status.ok()) {
       return corrupt(status.message());
     }
-    const std::vector<int64_t> rng = read_int64s("rng");
+    const std::vector<int64_t> rng = supernet_internal::ReadInt64s(archive, "rng");
     if (rng.size() != 4) return corrupt("batch order");
     torch::serialize::InputArchive weights;
     archive.read("module", weights);
@@ -434,8 +422,7 @@ absl::Status SubnetTrainer::RestoreState(absl::string_view state) {
     torch::Tensor losses;
     archive.read("losses", losses);
     if (losses.numel() != 3) return corrupt("losses");
-    const std::vector<int64_t> names_code = read_int64s("statistics");
-    const std::string names(names_code.begin(), names_code.end());
+    const std::string names = supernet_internal::ReadText(archive, "statistics");
     run.statistics.clear();
     for (const absl::string_view name : absl::StrSplit(names, ';', absl::SkipEmpty())) {
       WeightStatistics entry;

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <exception>
 #include <map>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -103,6 +104,33 @@ torch::Tensor ImagesToTensor(const LabeledImages& images) {
 torch::Tensor LabelsToTensor(const LabeledImages& images) {
   auto* data = const_cast<uint8_t*>(images.labels.data());
   return torch::from_blob(data, {images.count}, torch::kUInt8).to(torch::kInt64);
+}
+
+std::string ArchiveToBytes(torch::serialize::OutputArchive& archive) {
+  std::ostringstream stream;
+  archive.save_to(stream);
+  return stream.str();
+}
+
+void ArchiveFromBytes(const std::string& bytes, torch::serialize::InputArchive& archive) {
+  std::istringstream stream(bytes);
+  archive.load_from(stream);
+}
+
+torch::Tensor TextTensor(const std::string& text) {
+  return torch::tensor(std::vector<int64_t>(text.begin(), text.end()), torch::kInt64);
+}
+
+std::vector<int64_t> ReadInt64s(torch::serialize::InputArchive& archive, const std::string& key) {
+  torch::Tensor tensor;
+  archive.read(key, tensor);
+  const torch::Tensor flat = tensor.to(torch::kInt64).contiguous().view(-1);
+  return std::vector<int64_t>(flat.data_ptr<int64_t>(), flat.data_ptr<int64_t>() + flat.numel());
+}
+
+std::string ReadText(torch::serialize::InputArchive& archive, const std::string& key) {
+  const std::vector<int64_t> codes = ReadInt64s(archive, key);
+  return std::string(codes.begin(), codes.end());
 }
 
 SubnetChoice ChoiceFromGenotype(const MbConvSpec& spec, const Genotype& genotype, bool quantized) {

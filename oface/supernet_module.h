@@ -78,6 +78,16 @@ absl::Status SaveArchiveAtomically(torch::serialize::OutputArchive& archive,
 // Opens `path`: NOT_FOUND when missing, DATA_LOSS naming it when unreadable.
 absl::Status LoadArchive(const std::string& path, torch::serialize::InputArchive& archive);
 
+// In-memory training states (engines' checkpoints) as archives: the archive's bytes, an archive
+// read from bytes (throws c10::Error when they are not one), text stored as an int64 tensor,
+// and an integer tensor read back as int64 values.
+std::string ArchiveToBytes(torch::serialize::OutputArchive& archive);
+void ArchiveFromBytes(const std::string& bytes, torch::serialize::InputArchive& archive);
+torch::Tensor TextTensor(const std::string& text);
+std::vector<int64_t> ReadInt64s(torch::serialize::InputArchive& archive, const std::string& key);
+// ReadInt64s of `key` as text.
+std::string ReadText(torch::serialize::InputArchive& archive, const std::string& key);
+
 // The bit widths the fake quantizers below are defined for. At 1 bit the symmetric
 // quantizers would have the single level 0 (and a zero divisor in their scale); 16 bits are
 // far below float32's exact integers (2^24) and more than any space needs.
