@@ -23,40 +23,12 @@ namespace {
 
 using ::testing::HasSubstr;
 
-class JobDnasTest : public ::testing::Test {
+class JobDnasTest : public LowBitJobTest {
  protected:
-  static void SetUpTestSuite() {
-    supernets_ = NewHostWithShippedSupernets(250).release();
-    ASSERT_TRUE(supernets_ != nullptr && supernets_->Has("fmnist_lowbit"));
-  }
-  static void TearDownTestSuite() {
-    delete supernets_;
-    supernets_ = nullptr;
-  }
-
-  void SetUp() override {
-    bed_.Open();
-    bed_.SetCommitInterval(absl::ZeroDuration());  // Every update stored at once.
-    bed_.StartManager();
-    space_ = *bed_.catalog().FindSpace("fmnist_lowbit");
-  }
-
-  oface::Genotype Smallest(int weight_bits, int activation_bits) const {
-    return SmallestAtBits(*space_, weight_bits, activation_bits);
-  }
-  double Bitops(const oface::Genotype& genotype) const { return StaticBitops(*space_, genotype); }
-
-  // 6 steps reported every 2 (3 reports and the final step) of 16 images.
   apq::v1::SubmitSearchRequest Request(double max_bitops) const {
-    apq::v1::SubmitSearchRequest request;
-    request.set_space("fmnist_lowbit");
-    request.set_device("local-cpu");
-    request.set_seed(5);
-    request.set_fixed_architecture(space_->ToJson(Smallest(8, 8)));
-    request.mutable_budgets()->set_max_bitops(max_bitops);
-    apq::v1::EngineRequest* engine = request.mutable_engine_request();
-    engine->set_name(search::kDnasEngineName);
-    auto& options = *engine->mutable_options();
+    apq::v1::SubmitSearchRequest request = EngineRequest(search::kDnasEngineName, max_bitops, 5);
+    // 6 steps reported every 2 (3 reports and the final step) of 16 images.
+    auto& options = *request.mutable_engine_request()->mutable_options();
     options["steps"].set_int_value(6);
     options["report_every"].set_int_value(2);
     options["batch_size"].set_int_value(16);
@@ -65,23 +37,7 @@ class JobDnasTest : public ::testing::Test {
   }
 
   double MiddleBudget() const { return (Bitops(Smallest(2, 2)) + Bitops(Smallest(8, 8))) / 2; }
-
-  // The job's stored networks in the order their updates met them.
-  std::vector<CandidateRecord> Candidates(const std::string& job_id) {
-    CandidateQuery query;
-    query.job_id = job_id;
-    query.limit = 100;
-    auto page = bed_.store().jobs().ListCandidates(query);
-    EXPECT_TRUE(page.ok()) << page.status();
-    return page.ok() ? page->candidates : std::vector<CandidateRecord>{};
-  }
-
-  static SupernetHost* supernets_;
-  JobTestBed bed_{*supernets_};
-  const oface::SearchSpace* space_ = nullptr;
 };
-
-SupernetHost* JobDnasTest::supernets_ = nullptr;
 
 TEST_F(JobDnasTest, TheResultMeetsTheBudgetRepairedIfNeededAndAResumedJobEndsTheSame) {
   // Tight: a quarter of the way from the cheapest policy to 8 bits everywhere, below what the
@@ -107,16 +63,7 @@ TEST_F(JobDnasTest, TheResultMeetsTheBudgetRepairedIfNeededAndAResumedJobEndsThe
 
   auto again = bed_.manager().Submit(Request(budget));
   ASSERT_TRUE(again.ok());
-  bool stopped = false;
-  for (int i = 0; i < 60000 && !stopped; ++i) {
-    auto running = bed_.store().jobs().GetJob(again->id());
-    if (running.ok() && running->generations_done >= 1) {
-      bed_.StopManager();
-      stopped = true;
-    }
-    absl::SleepFor(absl::Milliseconds(2));
-  }
-  ASSERT_TRUE(stopped);
+  ASSERT_TRUE(StopAfter(again->id(), 1));
   bed_.StartManager();
   const apq::v1::JobProgress resumed = bed_.AwaitEnd(again->id(), absl::Seconds(600));
   ASSERT_EQ(resumed.state(), apq::v1::JOB_STATE_SUCCEEDED) << resumed.error();

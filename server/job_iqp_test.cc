@@ -21,53 +21,19 @@ namespace {
 
 using ::testing::HasSubstr;
 
-class JobIqpTest : public ::testing::Test {
+class JobIqpTest : public LowBitJobTest {
  protected:
-  static void SetUpTestSuite() {
-    supernets_ = NewHostWithShippedSupernets(250).release();
-    ASSERT_TRUE(supernets_ != nullptr && supernets_->Has("fmnist_lowbit"));
-  }
-  static void TearDownTestSuite() {
-    delete supernets_;
-    supernets_ = nullptr;
-  }
-
-  void SetUp() override {
-    bed_.Open();
-    bed_.StartManager();
-    auto space = bed_.catalog().FindSpace("fmnist_lowbit");
-    ASSERT_TRUE(space.ok());
-    space_ = *space;
-  }
-
-  oface::Genotype Smallest(int weight_bits, int activation_bits) const {
-    return SmallestAtBits(*space_, weight_bits, activation_bits);
-  }
-  double Bitops(const oface::Genotype& genotype) const { return StaticBitops(*space_, genotype); }
-
   apq::v1::SubmitSearchRequest Request(double max_bitops) const {
-    apq::v1::SubmitSearchRequest request;
-    request.set_space("fmnist_lowbit");
-    request.set_device("local-cpu");
-    request.set_seed(3);
-    request.set_fixed_architecture(space_->ToJson(Smallest(8, 8)));
-    request.mutable_budgets()->set_max_bitops(max_bitops);
-    apq::v1::EngineRequest* engine = request.mutable_engine_request();
-    engine->set_name(search::kIqpEngineName);
-    (*engine->mutable_options())["calibration_images"].set_int_value(64);
-    (*engine->mutable_options())["time_limit_s"].set_double_value(30);
+    apq::v1::SubmitSearchRequest request = EngineRequest(search::kIqpEngineName, max_bitops, 3);
+    auto& options = *request.mutable_engine_request()->mutable_options();
+    options["calibration_images"].set_int_value(64);
+    options["time_limit_s"].set_double_value(30);
     return request;
   }
 
   // A budget halfway between the cheapest weight allocation and every width at 8 bits.
   double MiddleBudget() const { return (Bitops(Smallest(2, 8)) + Bitops(Smallest(8, 8))) / 2; }
-
-  static SupernetHost* supernets_;
-  JobTestBed bed_{*supernets_};
-  const oface::SearchSpace* space_ = nullptr;
 };
-
-SupernetHost* JobIqpTest::supernets_ = nullptr;
 
 TEST_F(JobIqpTest, TheAllocationMeetsItsBudgetAndAResumedJobEndsTheSame) {
   // Without the cache: the second job measures again.
@@ -93,16 +59,7 @@ TEST_F(JobIqpTest, TheAllocationMeetsItsBudgetAndAResumedJobEndsTheSame) {
   // The same job stopped in the middle of its measurement and resumed ends on the same network.
   auto again = bed_.manager().Submit(Request(budget));
   ASSERT_TRUE(again.ok());
-  bool stopped = false;
-  for (int i = 0; i < 6000 && !stopped; ++i) {
-    auto running = bed_.store().jobs().GetJob(again->id());
-    if (running.ok() && running->generations_done >= 5) {
-      bed_.StopManager();
-      stopped = true;
-    }
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  ASSERT_TRUE(stopped);
+  ASSERT_TRUE(StopAfter(again->id(), 5));
   auto interrupted = bed_.store().jobs().GetJob(again->id());
   ASSERT_TRUE(interrupted.ok());
   EXPECT_LT(interrupted->generations_done, search::kIqpMeasurementSteps);

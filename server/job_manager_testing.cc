@@ -191,4 +191,58 @@ apq::v1::JobProgress JobTestBed::AwaitEnd(const std::string& job_id, absl::Durat
   return last;
 }
 
+SupernetHost* LowBitJobTest::supernets_ = nullptr;
+
+void LowBitJobTest::SetUpTestSuite() {
+  supernets_ = NewHostWithShippedSupernets(250).release();
+  ASSERT_TRUE(supernets_ != nullptr && supernets_->Has("fmnist_lowbit"));
+}
+
+void LowBitJobTest::TearDownTestSuite() {
+  delete supernets_;
+  supernets_ = nullptr;
+}
+
+void LowBitJobTest::SetUp() {
+  bed_.Open();
+  bed_.SetCommitInterval(absl::ZeroDuration());
+  bed_.StartManager();
+  auto space = bed_.catalog().FindSpace("fmnist_lowbit");
+  ASSERT_TRUE(space.ok());
+  space_ = *space;
+}
+
+apq::v1::SubmitSearchRequest LowBitJobTest::EngineRequest(const std::string& engine,
+                                                          double max_bitops, uint64_t seed) const {
+  apq::v1::SubmitSearchRequest request;
+  request.set_space("fmnist_lowbit");
+  request.set_device("local-cpu");
+  request.set_seed(seed);
+  request.set_fixed_architecture(space_->ToJson(Smallest(8, 8)));
+  request.mutable_budgets()->set_max_bitops(max_bitops);
+  request.mutable_engine_request()->set_name(engine);
+  return request;
+}
+
+std::vector<CandidateRecord> LowBitJobTest::Candidates(const std::string& job_id) {
+  CandidateQuery query;
+  query.job_id = job_id;
+  query.limit = 100;
+  auto page = bed_.store().jobs().ListCandidates(query);
+  EXPECT_TRUE(page.ok()) << page.status();
+  return page.ok() ? page->candidates : std::vector<CandidateRecord>{};
+}
+
+bool LowBitJobTest::StopAfter(const std::string& job_id, int generations) {
+  for (int i = 0; i < 60000; ++i) {
+    auto running = bed_.store().jobs().GetJob(job_id);
+    if (running.ok() && running->generations_done >= generations) {
+      bed_.StopManager();
+      return true;
+    }
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  return false;
+}
+
 }  // namespace apq::server

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "gtest/gtest.h"
 #include "oface/search_space.h"
 #include "predictor/mlp_predictor.h"
 #include "proto/apq/v1/apq.pb.h"
@@ -109,6 +110,36 @@ class JobTestBed {
   std::unique_ptr<Store> store_;
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<JobManager> manager_;
+};
+
+// The fixture of jobs of the bit-allocation engines (iqp, qbitopt, dnas): fmnist_lowbit's
+// shipped supernet (one host for the suite, 250 calibration images), predictor and local-cpu
+// table, a test bed per test whose managers store every step at once.
+class LowBitJobTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite();
+  static void TearDownTestSuite();
+  void SetUp() override;
+
+  // The smallest architecture with every weight width at `weight_bits` and every activation
+  // width at `activation_bits`, and a genotype's BitOps.
+  oface::Genotype Smallest(int weight_bits, int activation_bits) const {
+    return SmallestAtBits(*space_, weight_bits, activation_bits);
+  }
+  double Bitops(const oface::Genotype& genotype) const { return StaticBitops(*space_, genotype); }
+  // A search of `engine` (no options) on local-cpu under `max_bitops`, the smallest
+  // architecture held fixed, with `seed`.
+  apq::v1::SubmitSearchRequest EngineRequest(const std::string& engine, double max_bitops,
+                                             uint64_t seed) const;
+  // The job's stored networks, by id.
+  std::vector<CandidateRecord> Candidates(const std::string& job_id);
+  // Stops the manager once the job has stored `generations` generations (a test then starts
+  // it again); false when that did not happen within two minutes.
+  bool StopAfter(const std::string& job_id, int generations);
+
+  static SupernetHost* supernets_;
+  JobTestBed bed_{*supernets_};
+  const oface::SearchSpace* space_ = nullptr;
 };
 
 }  // namespace apq::server
