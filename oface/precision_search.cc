@@ -140,8 +140,9 @@ struct PrecisionSearch::Impl {
     torch::Tensor total = torch::zeros({}, torch::kFloat64);
     for (const int s : active) {
       for (int kind = 0; kind < 2; ++kind) {
-        const torch::Tensor weights = sample[s][2 * kind].to(torch::kFloat64);
-        const torch::Tensor activations = sample[s][2 * kind + 1].to(torch::kFloat64);
+        const int64_t weight_row = int64_t{2} * kind;
+        const torch::Tensor weights = sample[s][weight_row].to(torch::kFloat64);
+        const torch::Tensor activations = sample[s][weight_row + 1].to(torch::kFloat64);
         total = total + torch::dot(weights, torch::mv(cost_tables[s][kind], activations));
       }
     }
@@ -250,7 +251,7 @@ absl::StatusOr<std::unique_ptr<PrecisionSearch>> PrecisionSearch::Create(
     for (const int s : impl->active) {
       for (int kind = 0; kind < 2; ++kind) {
         const std::vector<double>& table = impl->costs.slots[s][kind];
-        if (table.size() != static_cast<size_t>(n * n)) {
+        if (table.size() != static_cast<size_t>(n) * static_cast<size_t>(n)) {
           return absl::InvalidArgumentError(
               absl::StrCat("costs: slot ", s, " is used and needs ", n * n, " ",
                            kind == 0 ? "pointwise" : "depthwise", " costs, got ", table.size()));
@@ -348,8 +349,9 @@ double PrecisionSearch::ExpectedCost() const {
       const std::vector<double>& table = impl_->costs.slots[s][kind];
       for (int w = 0; w < n; ++w) {
         for (int a = 0; a < n; ++a) {
-          total +=
-              probabilities[i][2 * kind][w] * probabilities[i][2 * kind + 1][a] * table[w * n + a];
+          total += probabilities[i][size_t{2} * kind][w] *
+                   probabilities[i][size_t{2} * kind + 1][a] *
+                   table[static_cast<size_t>(w) * n + a];
         }
       }
     }

@@ -137,9 +137,8 @@ absl::StatusOr<RepairResult> RepairToBudgets(const RepairProblem& problem,
     excess = best_excess;
   }
   if (excess > 0.0) {
-    std::vector<int> all_cheapest = cheapest;
     for (const AllocationBudget& budget : problem.budgets) {
-      const double cost = Cost(budget, layout, all_cheapest);
+      const double cost = Cost(budget, layout, cheapest);
       if (cost > budget.limit) {
         return absl::FailedPreconditionError(absl::StrFormat(
             "%s: %.6g is below the cheapest policy (%.6g)", budget.name, budget.limit, cost));
