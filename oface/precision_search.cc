@@ -115,12 +115,17 @@ struct PrecisionSearch::Impl {
   // A Gumbel-softmax sample of every distribution at `temperature`, or the probabilities
   // themselves without noise; differentiable in the logits unless `detached`.
   torch::Tensor Sample(double temperature, bool with_noise, bool detached) {
+    return SampleWith(temperature, with_noise ? &noise : nullptr, detached);
+  }
+
+  // As Sample, the noise drawn from `rng` (none when null).
+  torch::Tensor SampleWith(double temperature, Rng* rng, bool detached) const {
     torch::Tensor scores = detached ? logits.detach() : logits;
-    if (with_noise) {
+    if (rng != nullptr) {
       std::vector<float> gumbel(static_cast<size_t>(logits.numel()));
       for (float& value : gumbel) {
         // u in (0, 1): never 0, so the logarithms are finite.
-        const double u = (static_cast<double>(noise.Next() >> 11) + 0.5) * 0x1.0p-53;
+        const double u = (static_cast<double>(rng->Next() >> 11) + 0.5) * 0x1.0p-53;
         value = static_cast<float>(-std::log(-std::log(u)));
       }
       scores = scores + torch::tensor(gumbel).view(logits.sizes());
@@ -324,19 +329,36 @@ double PrecisionSearch::temperature() const { return impl_->Temperature(impl_->s
 double PrecisionSearch::last_weight_loss() const { return impl_->weight_loss; }
 double PrecisionSearch::last_arch_loss() const { return impl_->arch_loss; }
 
-std::vector<std::array<std::vector<double>, 4>> PrecisionSearch::Probabilities() const {
-  torch::NoGradGuard no_grad;
-  const torch::Tensor probabilities = torch::softmax(impl_->logits.detach(), 2).to(torch::kFloat64);
+namespace {
+
+// Per active slot and bitwidth, the rows of `distributions` ([slots, 4, bits]).
+std::vector<std::array<std::vector<double>, 4>> ActiveRows(const torch::Tensor& distributions,
+                                                           const std::vector<int>& active) {
+  const torch::Tensor values = distributions.to(torch::kFloat64);
   std::vector<std::array<std::vector<double>, 4>> out;
-  for (const int s : impl_->active) {
+  for (const int s : active) {
     std::array<std::vector<double>, 4> slot;
     for (int b = 0; b < kBitwidths; ++b) {
-      const torch::Tensor row = probabilities[s][b].contiguous();
+      const torch::Tensor row = values[s][b].contiguous();
       slot[b].assign(row.data_ptr<double>(), row.data_ptr<double>() + row.numel());
     }
     out.push_back(std::move(slot));
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<std::array<std::vector<double>, 4>> PrecisionSearch::Probabilities() const {
+  torch::NoGradGuard no_grad;
+  return ActiveRows(torch::softmax(impl_->logits.detach(), 2), impl_->active);
+}
+
+std::vector<std::array<std::vector<double>, 4>> PrecisionSearch::GumbelSample(double temperature,
+                                                                              uint64_t seed) const {
+  torch::NoGradGuard no_grad;
+  Rng rng(seed);
+  return ActiveRows(impl_->SampleWith(temperature, &rng, /*detached=*/true), impl_->active);
 }
 
 double PrecisionSearch::ExpectedCost() const {

@@ -70,6 +70,11 @@ class PrecisionSearch {
 
   // Per active slot and bitwidth (pw_w, pw_a, dw_w, dw_a), the softmax of the logits.
   std::vector<std::array<std::vector<double>, 4>> Probabilities() const;
+  // A Gumbel-softmax sample of the same distributions at `temperature` (> 0), its noise drawn
+  // from a generator seeded with `seed` (the search's own is untouched): weights summing to 1,
+  // one-hot in the limit of temperature 0 (at the argmax of logits plus noise).
+  std::vector<std::array<std::vector<double>, 4>> GumbelSample(double temperature,
+                                                               uint64_t seed) const;
   // The expected cost under Probabilities() (computed in double precision from the table).
   double ExpectedCost() const;
   // The same through the differentiable path the logits' loss uses, with the probabilities

@@ -1,5 +1,6 @@
 #include "oface/precision_search.h"
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -91,6 +92,33 @@ TEST(PrecisionSearchTest, TheRelaxedCostIsTheExpectedCostAndTheCostTermPullsItDo
       EXPECT_EQ(most_likely[g], supernet->space().Canonical(architecture)[g]);
     }
   }
+}
+
+TEST(PrecisionSearchTest, NearTemperatureZeroASampleIsOneHot) {
+  std::unique_ptr<Supernet> supernet = Tiny();
+  auto search = PrecisionSearch::Create(*supernet, supernet->LargestGenotype(), RealSplits().train,
+                                        RealSplits().validation, Costs(*supernet), Options(4))
+                    .value();
+  ASSERT_TRUE(search->Train(4).ok());
+  int distributions = 0;
+  for (const auto& slot : search->GumbelSample(1e-4, 7)) {
+    for (const std::vector<double>& weights : slot) {
+      double total = 0.0;
+      double largest = 0.0;
+      for (const double w : weights) {
+        total += w;
+        largest = std::max(largest, w);
+      }
+      EXPECT_NEAR(total, 1.0, 1e-9);
+      EXPECT_GT(largest, 1.0 - 1e-9);
+      ++distributions;
+    }
+  }
+  EXPECT_GT(distributions, 0);
+  // At a high temperature a sample spreads, and one seed gives one sample.
+  const auto hot = search->GumbelSample(100.0, 7);
+  EXPECT_LT(*std::max_element(hot[0][0].begin(), hot[0][0].end()), 0.9);
+  EXPECT_EQ(search->GumbelSample(2.0, 9), search->GumbelSample(2.0, 9));
 }
 
 TEST(PrecisionSearchTest, AResumedSearchEndsWhereAnUninterruptedOneDoes) {
