@@ -4,7 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
+#include "common/clock.h"
 
 namespace apq::server {
 
@@ -54,7 +54,7 @@ absl::Status JobArtifactKeeper::PutOutput(const std::string& kind, const std::st
 
 absl::Status JobArtifactKeeper::Put(ArtifactRecord artifact) {
   artifact.space = space_;
-  artifact.created_unix_s = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
+  artifact.created_unix_s = NowUnixSeconds();
   const absl::Status stored = store_.PutArtifact(artifact);
   return absl::IsAlreadyExists(stored) ? absl::OkStatus() : stored;
 }
