@@ -161,7 +161,12 @@ for file in "${out}"/jobs/*_iqp.json "${out}"/jobs/*_diagonal.json; do
   [[ -s "${file}" ]] || continue
   job_id="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("job_id", ""))' "${file}")"
   [[ -n "${job_id}" ]] || continue
-  "${apq}" artifact iqp_solution "${job_id}/solution.json" --json >"${file%.json}.solution.json" || true
+  # Written only when the server has the job: a database started afresh keeps the stored report.
+  if "${apq}" artifact iqp_solution "${job_id}/solution.json" --json >"${file%.json}.solution.part" 2>/dev/null; then
+    mv "${file%.json}.solution.part" "${file%.json}.solution.json"
+  else
+    rm -f "${file%.json}.solution.part"
+  fi
 done
 
 # The networks and the pairs to compare.

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <exception>
+#include <limits>
 #include <sstream>
 #include <utility>
 #include <vector>
@@ -26,6 +27,8 @@ constexpr double kGradientClipNorm = 5.0;
 constexpr int64_t kMaxSteps = 1000000;
 constexpr int kBitwidths = 4;  // pw_w, pw_a, dw_w, dw_a, as in the genotype.
 constexpr char kStateTag[] = "precision_search_1";
+// A fixed layer in a saved state: slot, kind, weight choice, activation choice.
+constexpr int kFixedFields = 4;
 
 absl::Status ValidateOptions(const PrecisionSearchOptions& options, const LabeledImages& train,
                              const LabeledImages& validation) {
@@ -66,6 +69,14 @@ absl::Status ValidateOptions(const PrecisionSearchOptions& options, const Labele
     return absl::InvalidArgumentError(
         absl::StrCat("warmup_steps: must be in [0, steps], got ", options.warmup_steps));
   }
+  if (options.sequential_fixing && options.relaxation != PrecisionRelaxation::kSinglePath) {
+    return absl::InvalidArgumentError(
+        "sequential_fixing: only with the single-path relaxation (SSPS)");
+  }
+  if (options.fix_every < 0 || options.fix_every > options.steps) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("fix_every: must be in [0, steps], got ", options.fix_every));
+  }
   return absl::OkStatus();
 }
 
@@ -103,6 +114,89 @@ struct PrecisionSearch::Impl {
   int64_t step = 0;
   double weight_loss = 0.0;
   double arch_loss = 0.0;
+  // Sequential fixing: the steps between two fixes (0: off), the fixed layers in order with
+  // their choices, and the same as a mask over the logits' rows with their one-hot rows.
+  int64_t fix_interval = 0;
+  std::vector<std::array<int, kFixedFields>> fixed;
+  torch::Tensor fixed_mask;    // [slots, kBitwidths, 1], bool.
+  torch::Tensor fixed_onehot;  // [slots, kBitwidths, num_bits].
+
+  bool single_path() const { return options.relaxation == PrecisionRelaxation::kSinglePath; }
+  int layers() const { return 2 * static_cast<int>(active.size()); }
+
+  // `distributions` ([slots, kBitwidths, bits]) with the fixed layers' rows one-hot at their
+  // choices; no gradient reaches the logits through those rows.
+  torch::Tensor ApplyFixed(const torch::Tensor& distributions) const {
+    if (fixed.empty()) return distributions;
+    return torch::where(fixed_mask, fixed_onehot, distributions);
+  }
+
+  // The distributions the search stands at: the logits' softmax, fixed layers one-hot.
+  torch::Tensor Distributions() const {
+    return ApplyFixed(torch::softmax(logits.detach(), /*dim=*/2));
+  }
+
+  void MarkFixed(const std::array<int, kFixedFields>& layer) {
+    torch::NoGradGuard no_grad;
+    for (int row = 0; row < 2; ++row) {
+      const int64_t bitwidth = int64_t{2} * layer[1] + row;
+      fixed_mask[layer[0]][bitwidth][0] = true;
+      fixed_onehot[layer[0]][bitwidth].zero_();
+      fixed_onehot[layer[0]][bitwidth][layer[2 + row]] = 1.0F;
+    }
+    fixed.push_back(layer);
+  }
+
+  // A straight-through single-path sample: one-hot in value at the argmax of a Gumbel-softmax
+  // sample, with that sample's gradient unless `detached`; fixed layers at their choices.
+  torch::Tensor SinglePathSample(double temperature, bool detached) {
+    const torch::Tensor soft = Sample(temperature, /*with_noise=*/true, detached);
+    const torch::Tensor hard =
+        torch::zeros_like(soft).scatter_(2, soft.detach().argmax(2, /*keepdim=*/true), 1.0);
+    return ApplyFixed(detached ? hard : hard - soft.detach() + soft);
+  }
+
+  // How certain layer (slot, kind)'s joint distribution is; larger is more certain.
+  double Certainty(const torch::Tensor& probabilities, int slot, int kind) const {
+    const torch::Tensor weights = probabilities[slot][2 * kind].to(torch::kFloat64);
+    const torch::Tensor activations = probabilities[slot][2 * kind + 1].to(torch::kFloat64);
+    const torch::Tensor joint = torch::outer(weights, activations).flatten();
+    switch (options.certainty) {
+      case FixingCertainty::kMaxProbability:
+        return joint.max().item<double>();
+      case FixingCertainty::kMargin: {
+        const torch::Tensor top = std::get<0>(joint.topk(2));
+        return (top[0] - top[1]).item<double>();
+      }
+      case FixingCertainty::kNegativeEntropy:
+        return (joint * torch::log(joint.clamp_min(1e-300))).sum().item<double>();
+    }
+    return 0.0;
+  }
+
+  // After the step just done: fixes the most certain unfixed layer when the schedule says so.
+  void FixOnSchedule() {
+    if (fix_interval <= 0 || fixed.size() >= static_cast<size_t>(layers())) return;
+    if (step <= options.warmup_steps || (step - options.warmup_steps) % fix_interval != 0) return;
+    const torch::Tensor probabilities = torch::softmax(logits.detach(), /*dim=*/2);
+    std::array<int, kFixedFields> most{-1, -1, -1, -1};
+    double most_certain = -std::numeric_limits<double>::infinity();
+    for (const int s : active) {
+      for (int kind = 0; kind < 2; ++kind) {
+        const bool is_fixed = std::any_of(fixed.begin(), fixed.end(), [&](const auto& layer) {
+          return layer[0] == s && layer[1] == kind;
+        });
+        if (is_fixed) continue;
+        const double certainty = Certainty(probabilities, s, kind);
+        if (certainty > most_certain) {
+          most_certain = certainty;
+          most = {s, kind, static_cast<int>(probabilities[s][2 * kind].argmax().item<int64_t>()),
+                  static_cast<int>(probabilities[s][2 * kind + 1].argmax().item<int64_t>())};
+        }
+      }
+    }
+    if (most[0] >= 0) MarkFixed(most);
+  }
 
   double Temperature(int64_t at) const {
     if (options.steps <= 1) return options.temperature_end;
@@ -136,7 +230,7 @@ struct PrecisionSearch::Impl {
   std::vector<SlotBitMixture> Mixtures(const torch::Tensor& sample) const {
     std::vector<SlotBitMixture> mixtures(choice.slots.size());
     for (const int s : active) {
-      mixtures[s] = {sample[s][0], sample[s][1], sample[s][2], sample[s][3]};
+      mixtures[s] = {sample[s][0], sample[s][1], sample[s][2], sample[s][3], single_path()};
     }
     return mixtures;
   }
@@ -175,7 +269,9 @@ struct PrecisionSearch::Impl {
       torch::Tensor labels;
       const torch::Tensor images = Batch(train_images, train, 0x7EA1ULL, &labels, train_labels);
       SubnetChoice sampled = choice;
-      sampled.mixtures = Mixtures(Sample(temperature, /*with_noise=*/true, /*detached=*/true));
+      sampled.mixtures =
+          Mixtures(single_path() ? SinglePathSample(temperature, /*detached=*/true)
+                                 : Sample(temperature, /*with_noise=*/true, /*detached=*/true));
       weights_optimizer->zero_grad();
       const torch::Tensor loss = torch::cross_entropy_loss(module.forward(images, sampled), labels);
       loss.backward();
@@ -190,12 +286,15 @@ struct PrecisionSearch::Impl {
       weight_loss = loss.item<double>();
     }
     // Logits, on a validation batch, the weights fixed (batch norm's running statistics are
-    // kept: validation images only steer the distributions).
-    if (step >= options.warmup_steps) {
+    // kept: validation images only steer the distributions). Once every layer is fixed there
+    // is nothing left to steer.
+    if (step >= options.warmup_steps && fixed.size() < static_cast<size_t>(layers())) {
       torch::Tensor labels;
       const torch::Tensor images =
           Batch(validation_images, validation, 0x7A11DULL, &labels, validation_labels);
-      const torch::Tensor sample = Sample(temperature, /*with_noise=*/true, /*detached=*/false);
+      const torch::Tensor sample =
+          single_path() ? SinglePathSample(temperature, /*detached=*/false)
+                        : Sample(temperature, /*with_noise=*/true, /*detached=*/false);
       SubnetChoice sampled = choice;
       sampled.mixtures = Mixtures(sample);
       const double momentum = module.bn_momentum();
@@ -204,8 +303,13 @@ struct PrecisionSearch::Impl {
       const torch::Tensor cross_entropy =
           torch::cross_entropy_loss(module.forward(images, sampled), labels);
       module.set_bn_momentum(momentum);
+      // Single path: the expected cost under the distributions (a one-hot sample's cost has
+      // no useful gradient); mixture: under the sample, as DNAS.
+      const torch::Tensor expected_cost =
+          single_path() ? ExpectedCostOf(ApplyFixed(torch::softmax(logits, /*dim=*/2)))
+                        : ExpectedCostOf(sample);
       const torch::Tensor cost_term =
-          torch::pow(options.cost_alpha * torch::log(ExpectedCostOf(sample)), options.cost_beta);
+          torch::pow(options.cost_alpha * torch::log(expected_cost), options.cost_beta);
       const torch::Tensor loss = cross_entropy * cost_term.to(torch::kFloat32);
       loss.backward();
       logits_optimizer->step();
@@ -214,6 +318,7 @@ struct PrecisionSearch::Impl {
     }
     module.eval();
     ++step;
+    FixOnSchedule();
   }
 };
 
@@ -292,6 +397,14 @@ absl::StatusOr<std::unique_ptr<PrecisionSearch>> PrecisionSearch::Create(
       }
     }
     impl->logits = torch::zeros({num_slots, kBitwidths, n}, torch::kFloat32).requires_grad_(true);
+    impl->fixed_mask = torch::zeros({num_slots, kBitwidths, 1}, torch::kBool);
+    impl->fixed_onehot = torch::zeros({num_slots, kBitwidths, n}, torch::kFloat32);
+    if (options.sequential_fixing) {
+      impl->fix_interval =
+          options.fix_every > 0
+              ? options.fix_every
+              : std::max<int64_t>(1, (options.steps - options.warmup_steps) / impl->layers());
+    }
     impl->train_images = supernet_internal::ImagesToTensor(train);
     impl->train_labels = supernet_internal::LabelsToTensor(train);
     impl->validation_images = supernet_internal::ImagesToTensor(validation);
@@ -325,6 +438,14 @@ absl::Status PrecisionSearch::Train(int64_t steps) {
 }
 
 int64_t PrecisionSearch::steps_done() const { return impl_->step; }
+int PrecisionSearch::layers() const { return impl_->layers(); }
+int64_t PrecisionSearch::fix_interval() const { return impl_->fix_interval; }
+
+std::vector<std::pair<int, int>> PrecisionSearch::FixedLayers() const {
+  std::vector<std::pair<int, int>> layers;
+  for (const auto& layer : impl_->fixed) layers.emplace_back(layer[0], layer[1]);
+  return layers;
+}
 double PrecisionSearch::temperature() const { return impl_->Temperature(impl_->step); }
 double PrecisionSearch::last_weight_loss() const { return impl_->weight_loss; }
 double PrecisionSearch::last_arch_loss() const { return impl_->arch_loss; }
@@ -351,14 +472,15 @@ std::vector<std::array<std::vector<double>, 4>> ActiveRows(const torch::Tensor& 
 
 std::vector<std::array<std::vector<double>, 4>> PrecisionSearch::Probabilities() const {
   torch::NoGradGuard no_grad;
-  return ActiveRows(torch::softmax(impl_->logits.detach(), 2), impl_->active);
+  return ActiveRows(impl_->Distributions(), impl_->active);
 }
 
 std::vector<std::array<std::vector<double>, 4>> PrecisionSearch::GumbelSample(double temperature,
                                                                               uint64_t seed) const {
   torch::NoGradGuard no_grad;
   Rng rng(seed);
-  return ActiveRows(impl_->SampleWith(temperature, &rng, /*detached=*/true), impl_->active);
+  return ActiveRows(impl_->ApplyFixed(impl_->SampleWith(temperature, &rng, /*detached=*/true)),
+                    impl_->active);
 }
 
 double PrecisionSearch::ExpectedCost() const {
@@ -384,7 +506,9 @@ double PrecisionSearch::ExpectedCost() const {
 double PrecisionSearch::RelaxedCost() const {
   torch::NoGradGuard no_grad;
   // Temperature 1 without noise: the softmax of the logits, the probabilities.
-  return impl_->ExpectedCostOf(impl_->Sample(1.0, /*with_noise=*/false, /*detached=*/true))
+  return impl_
+      ->ExpectedCostOf(
+          impl_->ApplyFixed(impl_->Sample(1.0, /*with_noise=*/false, /*detached=*/true)))
       .item<double>();
 }
 
@@ -408,8 +532,7 @@ double PrecisionSearch::Probability(int gene, int value) const {
       const auto at = std::find(bits.begin(), bits.end(), value);
       if (at == bits.end()) return 0.0;
       torch::NoGradGuard no_grad;
-      return torch::softmax(impl_->logits.detach()[s][b].to(torch::kFloat64), 0)[at - bits.begin()]
-          .item<double>();
+      return impl_->Distributions()[s][b].to(torch::kFloat64)[at - bits.begin()].item<double>();
     }
   }
   return gene >= 0 && gene < static_cast<int>(impl_->genotype.size()) &&
@@ -452,6 +575,9 @@ absl::StatusOr<std::string> PrecisionSearch::SaveState() const {
     archive.write("counters", torch::tensor(std::vector<int64_t>{run.step, run.options.steps}));
     archive.write("losses", torch::tensor(std::vector<double>{run.weight_loss, run.arch_loss},
                                           torch::kFloat64));
+    std::vector<int64_t> fixed;
+    for (const auto& layer : run.fixed) fixed.insert(fixed.end(), layer.begin(), layer.end());
+    archive.write("fixed", torch::tensor(fixed, torch::kInt64));
     return supernet_internal::ArchiveToBytes(archive);
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("precision search state: ", e.what()));
@@ -493,10 +619,35 @@ absl::Status PrecisionSearch::RestoreState(absl::string_view state) {
     run.logits_optimizer->load(adam);
     torch::Tensor losses;
     archive.read("losses", losses);
+    // Absent from states written before sequential fixing: nothing fixed.
+    torch::Tensor fixed_tensor;
+    std::vector<std::array<int, kFixedFields>> fixed;
+    if (archive.try_read("fixed", fixed_tensor)) {
+      const torch::Tensor values = fixed_tensor.to(torch::kInt64).contiguous();
+      if (values.dim() != 1 || values.numel() % kFixedFields != 0 ||
+          values.numel() > int64_t{kFixedFields} * run.layers()) {
+        return corrupt("fixed layers");
+      }
+      for (int64_t i = 0; i < values.numel(); i += kFixedFields) {
+        std::array<int, kFixedFields> layer;
+        for (int f = 0; f < kFixedFields; ++f) layer[f] = static_cast<int>(values[i + f].item<int64_t>());
+        const bool known = std::find(run.active.begin(), run.active.end(), layer[0]) !=
+                           run.active.end();
+        if (!known || layer[1] < 0 || layer[1] > 1 || layer[2] < 0 || layer[2] >= run.num_bits ||
+            layer[3] < 0 || layer[3] >= run.num_bits) {
+          return corrupt("fixed layers");
+        }
+        fixed.push_back(layer);
+      }
+    }
     Rng::State noise_state;
     for (size_t i = 0; i < 4; ++i) noise_state[i] = static_cast<uint64_t>(noise[i]);
     run.noise.set_state(noise_state);
     run.step = counters[0];
+    run.fixed.clear();
+    run.fixed_mask.zero_();
+    run.fixed_onehot.zero_();
+    for (const auto& layer : fixed) run.MarkFixed(layer);
     const torch::Tensor values = losses.to(torch::kFloat64).contiguous();
     run.weight_loss = values[0].item<double>();
     run.arch_loss = values[1].item<double>();

@@ -9,6 +9,16 @@
 // the per-term costs (BitCostTable) weighted by the samples: differentiable in the logits.
 // The supernet's other weights are shared as in any fine-tune (subnet_finetune.h).
 //
+// Single path (after SSPS, `relaxation` kSinglePath): each forward quantizes every layer at
+// one width per bitwidth, the argmax of a Gumbel-softmax sample, and passes the gradient to
+// the logits straight through that sample (supernet_module.h, SlotBitMixture::single_path);
+// the cost term is the expected cost under the distributions themselves. With
+// `sequential_fixing`, after the warm-up and then every `fix_every` steps, the unfixed layer
+// (a slot's pointwise or depthwise convolutions: their weight and activation widths) whose
+// joint distribution is most certain by `certainty` is frozen at its most likely pair, until
+// every layer is fixed; a fixed layer is never unfixed and its distribution is one-hot from
+// then on (Probabilities, MostLikely, the costs).
+//
 // Thread safety: uses the Supernet exclusively; LibTorch's thread count is the caller's.
 #ifndef APQ_OFACE_PRECISION_SEARCH_H_
 #define APQ_OFACE_PRECISION_SEARCH_H_
@@ -18,6 +28,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -38,6 +49,18 @@ struct BitCostTable {
   std::vector<std::array<std::vector<double>, 2>> slots;
 };
 
+enum class PrecisionRelaxation {
+  kMixture,     // DNAS: every width's quantization, mixed by the sample's weights.
+  kSinglePath,  // SSPS: one width per layer and step, straight-through.
+};
+
+// How certain a layer's joint (weight, activation) distribution is, for sequential fixing.
+enum class FixingCertainty {
+  kMaxProbability,  // The probability of its most likely pair.
+  kMargin,          // That minus the probability of the second most likely pair.
+  kNegativeEntropy,  // Minus the joint entropy.
+};
+
 struct PrecisionSearchOptions {
   int64_t steps = 0;                // Alternations, in [1, 1,000,000].
   int batch_size = 64;              // In [1, the smaller split].
@@ -49,6 +72,14 @@ struct PrecisionSearchOptions {
   double cost_beta = 0.6;           // In (0, 10].
   int64_t warmup_steps = 0;         // Steps training weights only; in [0, steps].
   uint64_t seed = 1;                // Batches and Gumbel noise.
+  PrecisionRelaxation relaxation = PrecisionRelaxation::kMixture;
+  // Single path only: fix one layer after step warmup_steps + k x fix_every, k = 1, 2, ...
+  // fix_every 0 spreads the fixes evenly: max(1, (steps - warmup_steps) / layers), so the
+  // last layer is fixed by the last step (layers left unfixed at the end are taken at their
+  // most likely pair by MostLikely). In [0, steps].
+  bool sequential_fixing = false;
+  int64_t fix_every = 0;
+  FixingCertainty certainty = FixingCertainty::kMaxProbability;
   std::function<bool()> cancelled;  // Polled before every step; may be empty.
 };
 
@@ -88,6 +119,13 @@ class PrecisionSearch {
   double Probability(int gene, int value) const;
   // The genotype with every active bitwidth at its most likely choice.
   Genotype MostLikely() const;
+  // The layers the distributions cover: two per slot the architecture uses (its pointwise
+  // and its depthwise convolutions).
+  int layers() const;
+  // The layers fixed so far, in the order they were fixed: (slot, 0 pointwise / 1 depthwise).
+  std::vector<std::pair<int, int>> FixedLayers() const;
+  // The steps between two fixes (sequential fixing; 0 when off).
+  int64_t fix_interval() const;
   // Mean cross-entropy and mean loss of the last step's weight and logit batches.
   double last_weight_loss() const;
   double last_arch_loss() const;

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -148,6 +150,116 @@ TEST(PrecisionSearchTest, AResumedSearchEndsWhereAnUninterruptedOneDoes) {
   EXPECT_EQ(resumed->RestoreState("garbage").code(), absl::StatusCode::kDataLoss);
 }
 
+PrecisionSearchOptions SinglePath(int64_t steps, int64_t warmup, int64_t fix_every,
+                                  FixingCertainty certainty) {
+  PrecisionSearchOptions options = Options(steps);
+  options.relaxation = PrecisionRelaxation::kSinglePath;
+  options.sequential_fixing = true;
+  options.warmup_steps = warmup;
+  options.fix_every = fix_every;
+  options.certainty = certainty;
+  return options;
+}
+
+// The genotype's bits of layer (slot, kind) as {weight, activation}.
+std::pair<int, int> LayerBits(const Supernet& supernet, const Genotype& genotype, int slot,
+                              int kind) {
+  const std::string prefix = kind == 0 ? "pw_" : "dw_";
+  int weight = -1;
+  int activation = -1;
+  const auto& genes = supernet.space().genes();
+  for (size_t g = 0; g < genes.size(); ++g) {
+    if (genes[g].name == prefix + "w_bits_setting[" + std::to_string(slot) + "]") {
+      weight = genotype[g];
+    }
+    if (genes[g].name == prefix + "a_bits_setting[" + std::to_string(slot) + "]") {
+      activation = genotype[g];
+    }
+  }
+  return {weight, activation};
+}
+
+TEST(PrecisionSearchTest, SequentialFixingFixesOneLayerPerIntervalAndNeverUnfixes) {
+  for (const FixingCertainty certainty :
+       {FixingCertainty::kMaxProbability, FixingCertainty::kMargin,
+        FixingCertainty::kNegativeEntropy}) {
+    std::unique_ptr<Supernet> supernet = Tiny();
+    const int64_t warmup = 2;
+    const int64_t every = 2;
+    auto search =
+        PrecisionSearch::Create(*supernet, supernet->LargestGenotype(), RealSplits().train,
+                                RealSplits().validation, Costs(*supernet),
+                                SinglePath(40, warmup, every, certainty))
+            .value();
+    const int layers = search->layers();
+    ASSERT_GT(layers, 2);
+    ASSERT_LE(warmup + every * layers, 40) << "the run must reach every fix";
+    EXPECT_EQ(search->fix_interval(), every);
+    std::vector<std::pair<int, int>> before;
+    std::map<std::pair<int, int>, std::pair<int, int>> fixed_bits;
+    for (int64_t step = 1; step <= 40; ++step) {
+      ASSERT_TRUE(search->Train(1).ok());
+      const std::vector<std::pair<int, int>> now = search->FixedLayers();
+      const int64_t expected = std::min<int64_t>(
+          layers, step <= warmup ? 0 : (step - warmup) / every);
+      ASSERT_EQ(static_cast<int64_t>(now.size()), expected) << "after step " << step;
+      // Never unfixed, never changed: the earlier fixes are a prefix, at the same bits.
+      ASSERT_TRUE(std::equal(before.begin(), before.end(), now.begin())) << step;
+      const Genotype most_likely = search->MostLikely();
+      for (const auto& layer : now) {
+        const auto bits = LayerBits(*supernet, most_likely, layer.first, layer.second);
+        const auto first = fixed_bits.emplace(layer, bits).first;
+        EXPECT_EQ(first->second, bits) << "layer " << layer.first << "/" << layer.second;
+      }
+      before = now;
+    }
+    // Every layer fixed: the distributions are one-hot, so the expected cost is the cost of
+    // the one policy left and the entropy is 0.
+    EXPECT_NEAR(search->MeanEntropy(), 0.0, 1e-12);
+    EXPECT_NEAR(search->RelaxedCost(), search->ExpectedCost(), 1e-6 * search->ExpectedCost());
+    for (const auto& slot : search->Probabilities()) {
+      for (const std::vector<double>& p : slot) {
+        EXPECT_EQ(*std::max_element(p.begin(), p.end()), 1.0);
+      }
+    }
+  }
+}
+
+TEST(PrecisionSearchTest, ASinglePathSearchPullsTheCostDownAndResumesExactly) {
+  std::unique_ptr<Supernet> whole = Tiny();
+  const Genotype architecture = whole->LargestGenotype();
+  const PrecisionSearchOptions options = SinglePath(16, 3, 0, FixingCertainty::kMargin);
+  auto straight = PrecisionSearch::Create(*whole, architecture, RealSplits().train,
+                                          RealSplits().validation, Costs(*whole), options)
+                      .value();
+  const double uniform = straight->ExpectedCost();
+  // Spread evenly: the last layer is fixed by the last step.
+  EXPECT_EQ(straight->fix_interval(), std::max<int64_t>(1, 13 / straight->layers()));
+  ASSERT_TRUE(straight->Train(16).ok());
+  EXPECT_LT(straight->ExpectedCost(), uniform);
+  EXPECT_EQ(static_cast<int64_t>(straight->FixedLayers().size()),
+            std::min<int64_t>(straight->layers(), 13 / straight->fix_interval()));
+
+  std::unique_ptr<Supernet> first = Tiny();
+  auto interrupted = PrecisionSearch::Create(*first, architecture, RealSplits().train,
+                                             RealSplits().validation, Costs(*first), options)
+                         .value();
+  ASSERT_TRUE(interrupted->Train(9).ok());
+  ASSERT_FALSE(interrupted->FixedLayers().empty()) << "the state must carry fixed layers";
+  const std::string state = interrupted->SaveState().value();
+  std::unique_ptr<Supernet> second = Tiny();
+  auto resumed = PrecisionSearch::Create(*second, architecture, RealSplits().train,
+                                         RealSplits().validation, Costs(*second), options)
+                     .value();
+  ASSERT_TRUE(resumed->RestoreState(state).ok());
+  EXPECT_EQ(resumed->FixedLayers(), interrupted->FixedLayers());
+  ASSERT_TRUE(resumed->Train(7).ok());
+  EXPECT_EQ(resumed->FixedLayers(), straight->FixedLayers());
+  EXPECT_EQ(resumed->Probabilities(), straight->Probabilities());
+  EXPECT_EQ(resumed->last_weight_loss(), straight->last_weight_loss());
+  EXPECT_EQ(resumed->last_arch_loss(), straight->last_arch_loss());
+}
+
 TEST(PrecisionSearchTest, BadOptionsAndCostsAreNamedBeforeAnyWork) {
   std::unique_ptr<Supernet> supernet = Tiny();
   const Genotype architecture = supernet->LargestGenotype();
@@ -169,6 +281,9 @@ TEST(PrecisionSearchTest, BadOptionsAndCostsAreNamedBeforeAnyWork) {
       {"cost_alpha", [](PrecisionSearchOptions& o) { o.cost_alpha = 0; }},
       {"cost_beta", [](PrecisionSearchOptions& o) { o.cost_beta = 11; }},
       {"warmup_steps", [](PrecisionSearchOptions& o) { o.warmup_steps = 31; }},
+      {"sequential_fixing", [](PrecisionSearchOptions& o) { o.sequential_fixing = true; }},
+      {"fix_every", [](PrecisionSearchOptions& o) { o.fix_every = 31; }},
+      {"fix_every", [](PrecisionSearchOptions& o) { o.fix_every = -1; }},
   };
   for (const auto& c : cases) {
     PrecisionSearchOptions options = Options(30);

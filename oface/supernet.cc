@@ -339,9 +339,23 @@ void SupernetModuleImpl::RecordUsedWeight(int slot, UsedWeight::Kind kind, torch
   used_weights_->push_back(UsedWeight{slot, kind, weight});
 }
 
+namespace {
+
+// The picked choice of a straight-through one-hot mixture: its one entry that is not 0.
+int64_t PickedChoice(const torch::Tensor& mixture) {
+  return mixture.detach().abs().argmax().item<int64_t>();
+}
+
+}  // namespace
+
 torch::Tensor SupernetModuleImpl::QuantizeWeight(const torch::Tensor& weight, int bits,
-                                                 const torch::Tensor& mixture) const {
+                                                 const torch::Tensor& mixture,
+                                                 bool single_path) const {
   if (!mixture.defined()) return FakeQuantWeight(weight, bits);
+  if (single_path) {
+    const int64_t picked = PickedChoice(mixture);
+    return mixture[picked] * FakeQuantWeight(weight, bit_choices_[picked]);
+  }
   torch::Tensor mixed;
   for (size_t b = 0; b < bit_choices_.size(); ++b) {
     const torch::Tensor term =
@@ -354,8 +368,13 @@ torch::Tensor SupernetModuleImpl::QuantizeWeight(const torch::Tensor& weight, in
 torch::Tensor SupernetModuleImpl::QuantizeActivation(const torch::Tensor& x,
                                                      const torch::Tensor& alphas, int bits,
                                                      bool is_signed,
-                                                     const torch::Tensor& mixture) const {
+                                                     const torch::Tensor& mixture,
+                                                     bool single_path) const {
   if (!mixture.defined()) return ActQuant(x, alphas, bits, is_signed);
+  if (single_path) {
+    const int64_t picked = PickedChoice(mixture);
+    return mixture[picked] * ActQuant(x, alphas, bit_choices_[picked], is_signed);
+  }
   torch::Tensor mixed;
   for (size_t b = 0; b < bit_choices_.size(); ++b) {
     const torch::Tensor term =
@@ -373,23 +392,26 @@ torch::Tensor SupernetModuleImpl::SlotForward(const torch::Tensor& x, int index,
   static const SlotBitMixture kFixedBits;
   const SlotBitMixture& mix = mixture != nullptr ? *mixture : kFixedBits;
   torch::Tensor h =
-      quantized ? QuantizeActivation(x, s.input_alpha, choice.pw_a_bits, true, mix.pw_a) : x;
+      quantized ? QuantizeActivation(x, s.input_alpha, choice.pw_a_bits, true, mix.pw_a,
+                                            mix.single_path) : x;
   torch::Tensor weight = s.expand_weight.narrow(0, 0, mid);
   RecordUsedWeight(index, UsedWeight::Kind::kExpand, weight);
-  if (quantized) weight = QuantizeWeight(weight, choice.pw_w_bits, mix.pw_w);
+  if (quantized) weight = QuantizeWeight(weight, choice.pw_w_bits, mix.pw_w, mix.single_path);
   h = Relu6(BatchNorm(torch::conv2d(h, weight), s.expand_bn, mid));
 
-  if (quantized) h = QuantizeActivation(h, s.depthwise_alpha, choice.dw_a_bits, false, mix.dw_a);
+  if (quantized) h = QuantizeActivation(h, s.depthwise_alpha, choice.dw_a_bits, false, mix.dw_a,
+                                             mix.single_path);
   weight = DepthwiseKernel(index, choice.kernel, mid);
   RecordUsedWeight(index, UsedWeight::Kind::kDepthwise, weight);
-  if (quantized) weight = QuantizeWeight(weight, choice.dw_w_bits, mix.dw_w);
+  if (quantized) weight = QuantizeWeight(weight, choice.dw_w_bits, mix.dw_w, mix.single_path);
   h = torch::conv2d(h, weight, {}, s.stride, choice.kernel / 2, 1, mid);
   h = Relu6(BatchNorm(h, s.depthwise_bn, mid));
 
-  if (quantized) h = QuantizeActivation(h, s.project_alpha, choice.pw_a_bits, false, mix.pw_a);
+  if (quantized) h = QuantizeActivation(h, s.project_alpha, choice.pw_a_bits, false, mix.pw_a,
+                                             mix.single_path);
   weight = s.project_weight.narrow(1, 0, mid);
   RecordUsedWeight(index, UsedWeight::Kind::kProject, weight);
-  if (quantized) weight = QuantizeWeight(weight, choice.pw_w_bits, mix.pw_w);
+  if (quantized) weight = QuantizeWeight(weight, choice.pw_w_bits, mix.pw_w, mix.single_path);
   h = BatchNorm(torch::conv2d(h, weight), s.project_bn, s.out_channels);
   return s.residual ? h + x : h;
 }

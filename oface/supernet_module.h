@@ -51,8 +51,15 @@ struct SlotChoice {
 // computes the mixture of its quantizations: weights sum_b p_b q_b(W) (a convolution is
 // linear in its weights: the same as mixing the convolutions' outputs), activations
 // sum_b p_b q_b(x). Gradients reach the mixture weights.
+//
+// Single path (`single_path`): every tensor is one-hot in value (a straight-through sample:
+// 1 at the picked choice, 0 elsewhere, with the gradient of a soft sample). Only the picked
+// choice's quantization is computed, scaled by the tensor's entry there, so one weight tensor
+// is quantized once per layer (no parallel branches) and the gradient still reaches the
+// distributions through that entry.
 struct SlotBitMixture {
   torch::Tensor pw_w, pw_a, dw_w, dw_a;
+  bool single_path = false;
 };
 
 struct SubnetChoice {
@@ -211,11 +218,13 @@ class SupernetModuleImpl : public torch::nn::Module {
   torch::Tensor SlotForward(const torch::Tensor& x, int slot, const SlotChoice& choice,
                             bool quantized, const SlotBitMixture* mixture);
   // `weight` quantized at `bits`, or mixed over the bit choices by `mixture` when defined.
-  torch::Tensor QuantizeWeight(const torch::Tensor& weight, int bits,
-                               const torch::Tensor& mixture) const;
+  // `single_path`: see SlotBitMixture.
+  torch::Tensor QuantizeWeight(const torch::Tensor& weight, int bits, const torch::Tensor& mixture,
+                               bool single_path) const;
   // `x` quantized at `bits` with `alphas`' range, or mixed by `mixture` when defined.
   torch::Tensor QuantizeActivation(const torch::Tensor& x, const torch::Tensor& alphas, int bits,
-                                   bool is_signed, const torch::Tensor& mixture) const;
+                                   bool is_signed, const torch::Tensor& mixture,
+                                   bool single_path) const;
   // Records `weight` in used_weights_ when set and it is part of a graph.
   void RecordUsedWeight(int slot, UsedWeight::Kind kind, torch::Tensor& weight);
 

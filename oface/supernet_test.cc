@@ -346,6 +346,42 @@ TEST(SupernetTest, AOneHotBitMixtureIsTheFixedBitsAndGradientsReachTheMixture) {
   EXPECT_FALSE(torch::allclose(between, expected.detach()));
 }
 
+TEST(SupernetTest, ASinglePathMixtureComputesThePickedWidthOnlyAndPassesItsGradient) {
+  std::unique_ptr<Supernet> supernet = MakeTiny();
+  supernet->module().eval();
+  const torch::Tensor images = supernet_internal::ImagesToTensor(RealImages()).narrow(0, 0, 16);
+  const std::vector<int>& bits = supernet->spec().bit_choices;  // {4, 8}
+  for (const int picked : bits) {
+    const supernet_internal::SubnetChoice fixed = supernet_internal::ChoiceFromGenotype(
+        supernet->spec(), supernet->LargestGenotype(picked), /*quantized=*/true);
+    // A straight-through sample: one-hot in value, the gradient of a soft sample.
+    std::vector<torch::Tensor> logits;
+    supernet_internal::SubnetChoice single = fixed;
+    for (size_t s = 0; s < fixed.slots.size(); ++s) {
+      supernet_internal::SlotBitMixture mixture;
+      mixture.single_path = true;
+      for (torch::Tensor* weights : {&mixture.pw_w, &mixture.pw_a, &mixture.dw_w, &mixture.dw_a}) {
+        logits.push_back(torch::zeros({static_cast<int64_t>(bits.size())}).requires_grad_(true));
+        const torch::Tensor soft = torch::softmax(logits.back(), 0);
+        std::vector<float> hard(bits.size(), 0.0F);
+        for (size_t b = 0; b < bits.size(); ++b) hard[b] = bits[b] == picked ? 1.0F : 0.0F;
+        *weights = torch::tensor(hard) - soft.detach() + soft;
+      }
+      single.mixtures.push_back(mixture);
+    }
+    const torch::Tensor expected = supernet->module().forward(images, fixed);
+    const torch::Tensor actual = supernet->module().forward(images, single);
+    EXPECT_TRUE(torch::allclose(expected, actual, 1e-5, 1e-5)) << picked << " bits";
+    actual.square().sum().backward();
+    double total = 0.0;
+    for (const torch::Tensor& logit : logits) {
+      ASSERT_TRUE(logit.grad().defined());
+      total += logit.grad().abs().sum().item<double>();
+    }
+    EXPECT_GT(total, 0.0) << "the gradient reaches the distributions";
+  }
+}
+
 TEST(SupernetTest, ElasticDepthSkipsInactiveSlots) {
   std::unique_ptr<Supernet> supernet = MakeTiny();
   Genotype genotype = supernet->LargestGenotype();
