@@ -541,18 +541,35 @@ double PrecisionSearch::Probability(int gene, int value) const {
              : 0.0;
 }
 
-Genotype PrecisionSearch::MostLikely() const {
-  Genotype genotype = impl_->genotype;
-  const std::vector<int>& bits = impl_->supernet.spec().bit_choices;
-  const std::vector<std::array<std::vector<double>, 4>> probabilities = Probabilities();
-  for (size_t i = 0; i < impl_->active.size(); ++i) {
+namespace {
+
+// The searched genotype with every active bitwidth at the argmax of its row of `weights`
+// (as ActiveRows gives them).
+Genotype ArgmaxGenotype(const Supernet& supernet, Genotype genotype, const std::vector<int>& active,
+                        const std::vector<std::array<int, kBitwidths>>& bits_genes,
+                        const std::vector<std::array<std::vector<double>, 4>>& weights) {
+  const std::vector<int>& bits = supernet.spec().bit_choices;
+  for (size_t i = 0; i < active.size(); ++i) {
     for (int b = 0; b < kBitwidths; ++b) {
-      const std::vector<double>& p = probabilities[i][b];
+      const std::vector<double>& p = weights[i][b];
       const auto most = std::max_element(p.begin(), p.end());
-      genotype[impl_->bits_genes[impl_->active[i]][b]] = bits[most - p.begin()];
+      genotype[bits_genes[active[i]][b]] = bits[most - p.begin()];
     }
   }
-  return impl_->supernet.space().Canonical(genotype);
+  return supernet.space().Canonical(genotype);
+}
+
+}  // namespace
+
+Genotype PrecisionSearch::MostLikely() const {
+  return ArgmaxGenotype(impl_->supernet, impl_->genotype, impl_->active, impl_->bits_genes,
+                        Probabilities());
+}
+
+Genotype PrecisionSearch::SamplePolicy(uint64_t seed) const {
+  // The argmax of logits plus Gumbel noise is a draw from their softmax, at any temperature.
+  return ArgmaxGenotype(impl_->supernet, impl_->genotype, impl_->active, impl_->bits_genes,
+                        GumbelSample(1.0, seed));
 }
 
 absl::StatusOr<std::string> PrecisionSearch::SaveState() const {

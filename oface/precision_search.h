@@ -119,6 +119,9 @@ class PrecisionSearch {
   double Probability(int gene, int value) const;
   // The genotype with every active bitwidth at its most likely choice.
   Genotype MostLikely() const;
+  // A genotype drawn from the distributions (every bitwidth independently; fixed layers at
+  // their choices) with a generator seeded with `seed`: the argmax of a Gumbel sample.
+  Genotype SamplePolicy(uint64_t seed) const;
   // The layers the distributions cover: two per slot the architecture uses (its pointwise
   // and its depthwise convolutions).
   int layers() const;

@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -184,7 +185,12 @@ struct StepReport {
   // cancelled): Run returns after its callback. A caller that stores checkpoints now and then
   // takes this one.
   bool final_step = false;
+  // The engine's own figures after this step, shown with the job's progress (a training
+  // engine's losses, expected cost, entropy, layers fixed): names of [a-z0-9_], at most
+  // kMaxStepMetrics of them, finite values.
+  std::vector<std::pair<std::string, double>> metrics;
 };
+inline constexpr int kMaxStepMetrics = 16;
 
 struct EngineResult {
   std::optional<Individual> best;  // Unset when cancelled before any feasible candidate.

@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "search/dnas_engine.h"
+#include "search/differentiable_engines.h"
 #include "search/evolution_engine.h"
 #include "search/iqp_engine.h"
 #include "search/qbitopt_engine.h"
@@ -16,6 +16,7 @@ std::unique_ptr<EngineRegistry> EngineRegistry::WithBuiltIns() {
   registry->Register(NewIqpEngine()).IgnoreError();
   registry->Register(NewQbitoptEngine()).IgnoreError();
   registry->Register(NewDnasEngine()).IgnoreError();
+  registry->Register(NewSspsEngine()).IgnoreError();
   return registry;
 }
 

@@ -98,6 +98,9 @@ apq::v1::Job JobToProto(const JobRecord& job, const search::EngineRegistry& engi
   proto.set_elapsed_s(job.elapsed_s);
   proto.set_pareto_front_size(job.pareto_front_size);
   proto.set_sweep_id(job.sweep_id);
+  for (const auto& [name, value] : job.engine_metrics) {
+    (*proto.mutable_engine_metrics())[name] = value;
+  }
   return proto;
 }
 
@@ -115,6 +118,9 @@ apq::v1::JobProgress JobManager::ProgressFromRecord(const JobRecord& job) const 
   FillStageAndBests(job, request, &progress);
   progress.set_elapsed_s(job.elapsed_s);
   progress.set_error(job.error);
+  for (const auto& [name, value] : job.engine_metrics) {
+    (*progress.mutable_engine_metrics())[name] = value;
+  }
   return progress;
 }
 

@@ -80,6 +80,7 @@ void PendingSteps::Add(const search::StepReport& report, bool with_checkpoint) {
   }
   candidates_evaluated_ = report.candidates_evaluated;
   rejected_draws_ += report.rejected_total;
+  engine_metrics_ = report.metrics;
   if (report.best != nullptr) {
     best_ = CandidateFromIndividual(space_, *report.best, report.best->generation, true);
   } else {
@@ -104,6 +105,7 @@ GenerationBatch PendingSteps::Take(int64_t stored_best_id) {
     batch.best_batch_index = best_index_;
   }
   batch.checkpoint = std::move(checkpoint_);
+  batch.engine_metrics = std::move(engine_metrics_);
 
   first_step_.reset();
   last_step_.reset();
@@ -113,6 +115,7 @@ GenerationBatch PendingSteps::Take(int64_t stored_best_id) {
   best_index_ = -1;
   checkpoint_.clear();
   checkpoint_step_.reset();
+  engine_metrics_.clear();
   return batch;
 }
 

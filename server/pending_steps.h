@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -75,6 +76,8 @@ class PendingSteps {
   int best_index_ = -1;  // In candidates_, when a step added bred the best.
   std::string checkpoint_;
   std::optional<int> checkpoint_step_;  // The step checkpoint_ follows.
+  // The last step's StepReport::metrics.
+  std::vector<std::pair<std::string, double>> engine_metrics_;
 };
 
 }  // namespace apq::server

@@ -126,6 +126,7 @@ class MemoryJobStore final : public JobStore {
     job->record.generations_done = batch.last_generation;
     job->record.candidates_evaluated = batch.candidates_evaluated;
     job->record.rejected_draws = batch.rejected_draws;
+    job->record.engine_metrics = batch.engine_metrics;
     job->record.best = std::move(best);
     job->record.checkpoint = batch.checkpoint;
     job->record.elapsed_s = elapsed;

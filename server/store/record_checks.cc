@@ -53,6 +53,33 @@ absl::Status CheckGenerationBatch(const GenerationBatch& batch) {
     return absl::InvalidArgumentError(
         absl::StrCat("rejected_draws must be >= 0, got ", batch.rejected_draws));
   }
+  if (batch.engine_metrics.size() > kMaxEngineMetrics) {
+    return absl::InvalidArgumentError(absl::StrCat("engine_metrics: at most ", kMaxEngineMetrics,
+                                                   ", got ", batch.engine_metrics.size()));
+  }
+  for (size_t i = 0; i < batch.engine_metrics.size(); ++i) {
+    const auto& [name, value] = batch.engine_metrics[i];
+    const bool well_formed =
+        !name.empty() && name.size() <= 64 &&
+        std::all_of(name.begin(), name.end(), [](char c) {
+          return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+        });
+    if (!well_formed) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "engine_metrics[", i, "]: a name of 1 to 64 characters of [a-z0-9_], got \"",
+          absl::CHexEscape(name.substr(0, 64)), "\""));
+    }
+    if (!std::isfinite(value)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("engine_metrics[", i, "] (", name, "): must be finite"));
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (batch.engine_metrics[j].first == name) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("engine_metrics[", i, "]: ", name, " appears twice"));
+      }
+    }
+  }
   for (size_t i = 0; i < batch.candidates.size(); ++i) {
     const CandidateRecord& candidate = batch.candidates[i];
     if (candidate.generation < batch.first_generation ||

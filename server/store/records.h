@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -99,6 +100,9 @@ struct JobRecord {
   double elapsed_s = 0;
   // Candidates on the job's Pareto front (set when the job ends).
   int64_t pareto_front_size = 0;
+  // The engine's own figures after the last stored step (search::StepReport::metrics: a
+  // training engine's losses, expected cost, entropy...), in the engine's order.
+  std::vector<std::pair<std::string, double>> engine_metrics;
   // The engine's opaque state after `generations_done` generations, for resuming.
   std::string checkpoint;
   // The sweep the job belongs to (JobStore::CreateSweep), else empty.
@@ -157,7 +161,11 @@ struct GenerationBatch {
   int best_batch_index = -1;
   std::string checkpoint;  // Resumes the engine after last_generation.
   double elapsed_s = 0;    // Running time so far.
+  // Replaces the job's engine_metrics: at most kMaxEngineMetrics, names of 1 to 64 characters
+  // of [a-z0-9_], each once, finite values.
+  std::vector<std::pair<std::string, double>> engine_metrics;
 };
+inline constexpr size_t kMaxEngineMetrics = 16;
 
 enum class CandidateOrder {
   kId,  // Order of evaluation.

@@ -307,6 +307,10 @@ CREATE TABLE artifacts (
 );
 CREATE INDEX artifacts_by_job ON artifacts (job_id, kind, key);
 )sql",
+    // 13: the engine's figures after the last stored step, "name=value" lines.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN engine_metrics TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(std::size(kMigrations));

@@ -1,7 +1,12 @@
 #include <algorithm>
+#include <string>
 #include <utility>
+#include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "common/status_macros.h"
 #include "server/store/record_checks.h"
@@ -26,12 +31,12 @@ constexpr const char* kJobColumns =
     "b.measured_seconds, v.id, v.generation, v.config_json, v.accuracy, v.latency_ms, "
     "v.energy_mj, v.size_mb, v.bitops, v.feasible, v.modelled, v.measured_accuracy, "
     "v.measured_method, v.measured_split, v.measured_seconds, v.times_seen, b.times_seen, "
-    "j.rejected_draws, j.sweep_id, j.owner";
+    "j.rejected_draws, j.sweep_id, j.owner, j.engine_metrics";
 // The best's row (for its measurement) and the verified best's.
 constexpr const char* kJobJoins =
     " FROM jobs j LEFT JOIN candidates b ON b.id = j.best_id AND b.job_id = j.id "
     "LEFT JOIN candidates v ON v.id = j.verified_best_id ";
-constexpr int kJobCheckpointColumn = 51;
+constexpr int kJobCheckpointColumn = 52;
 
 // Columns of a candidate row in the order ReadCandidate expects.
 constexpr const char* kCandidateColumns =
@@ -75,6 +80,30 @@ CandidateRecord ReadCandidate(const Statement& row, int first) {
   return candidate;
 }
 
+// A job's engine_metrics as stored: "name=value" lines, the values round-tripping (%.17g).
+// Names are [a-z0-9_] (CheckGenerationBatch), so neither '=' nor a newline occurs in them.
+std::string EncodeEngineMetrics(const std::vector<std::pair<std::string, double>>& metrics) {
+  std::string text;
+  for (const auto& [name, value] : metrics) {
+    absl::StrAppend(&text, name, "=", absl::StrFormat("%.17g", value), "\n");
+  }
+  return text;
+}
+
+// The inverse; a line that does not parse is skipped (the figures are informative only).
+std::vector<std::pair<std::string, double>> DecodeEngineMetrics(absl::string_view text) {
+  std::vector<std::pair<std::string, double>> metrics;
+  for (const absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    const size_t equals = line.find('=');
+    double value = 0.0;
+    if (equals == absl::string_view::npos || !absl::SimpleAtod(line.substr(equals + 1), &value)) {
+      continue;
+    }
+    metrics.emplace_back(std::string(line.substr(0, equals)), value);
+  }
+  return metrics;
+}
+
 // Reads kJobColumns, then the checkpoint if `with_checkpoint`.
 JobRecord ReadJob(const Statement& row, bool with_checkpoint) {
   JobRecord job;
@@ -107,6 +136,7 @@ JobRecord ReadJob(const Statement& row, bool with_checkpoint) {
   job.rejected_draws = row.ColumnInt64(48);
   job.sweep_id = row.ColumnText(49);
   job.owner = row.ColumnText(50);
+  job.engine_metrics = DecodeEngineMetrics(row.ColumnText(51));
   if (with_checkpoint) job.checkpoint = row.ColumnBlob(kJobCheckpointColumn);
   return job;
 }
@@ -359,8 +389,8 @@ absl::StatusOr<std::vector<int64_t>> SqliteJobStore::AppendGenerations(
             "stored_infeasible = stored_infeasible + ?16, best_id = ?4, best_generation = ?5, "
             "best_config_json = ?6, best_accuracy = ?7, best_latency_ms = ?8, "
             "best_energy_mj = ?9, best_size_mb = ?10, best_bitops = ?11, best_feasible = ?12, "
-            "checkpoint = ?13, elapsed_s = ?14, best_modelled = ?17, rejected_draws = ?18 "
-            "WHERE id = ?1"));
+            "checkpoint = ?13, elapsed_s = ?14, best_modelled = ?17, rejected_draws = ?18, "
+            "engine_metrics = ?19 WHERE id = ?1"));
     update.BindText(1, job_id);
     update.BindInt64(2, batch.last_generation);
     update.BindInt64(3, batch.candidates_evaluated);
@@ -378,6 +408,9 @@ absl::StatusOr<std::vector<int64_t>> SqliteJobStore::AppendGenerations(
     update.BindInt64(15, new_feasible);
     update.BindInt64(16, new_infeasible);
     update.BindInt64(18, batch.rejected_draws);
+    // Bound without a copy: the text must outlive the statement's run.
+    const std::string engine_metrics = EncodeEngineMetrics(batch.engine_metrics);
+    update.BindText(19, engine_metrics);
     RETURN_IF_ERROR(update.Run(operation));
   }
   RETURN_IF_ERROR(transaction.Commit(operation));

@@ -9,6 +9,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -299,6 +300,8 @@ TEST_P(StoreConformanceTest, CandidateRoundTripKeepsEveryFieldExactly) {
   batch.best_batch_index = 0;
   batch.checkpoint = std::string("\0\x01\x02\0end", 7);
   batch.elapsed_s = 0.1 + 0.7;
+  // Values that need every digit, in the engine's order (not sorted).
+  batch.engine_metrics = {{"weight_loss", 0.1 + 0.2}, {"arch_loss", -1e-300}, {"layers", 24}};
   absl::StatusOr<std::vector<int64_t>> ids = jobs().AppendGenerations(id, batch);
   ASSERT_TRUE(ids.ok()) << ids.status();
 
@@ -324,6 +327,7 @@ TEST_P(StoreConformanceTest, CandidateRoundTripKeepsEveryFieldExactly) {
   expected.best->id = (*ids)[0];
   expected.checkpoint = batch.checkpoint;
   expected.elapsed_s = batch.elapsed_s;
+  expected.engine_metrics = batch.engine_metrics;
   ExpectJobEq(*jobs().GetJob(id), expected);
 }
 
@@ -558,6 +562,19 @@ TEST_P(StoreConformanceTest, ABatchOfGenerationsIsCheckedWholeAndStoredAtOnce) {
   expect_invalid(GroupBatch(0, 3, {Met(1, 0, 1), Met(2, 3, 0)}, 2, 0), "candidates[1].times_seen");
   expect_invalid(GroupBatch(0, 3, {Met(1, 0, 1)}, -1, 0), "candidates_evaluated");
   expect_invalid(GroupBatch(0, 3, {Met(1, 0, 1)}, 1, -1), "rejected_draws");
+  const auto with_metrics = [&](std::vector<std::pair<std::string, double>> metrics) {
+    GenerationBatch batch = GroupBatch(0, 3, {Met(1, 0, 1)}, 1, 0);
+    batch.engine_metrics = std::move(metrics);
+    return batch;
+  };
+  expect_invalid(with_metrics({{"Loss", 1}}), "engine_metrics[0]");
+  expect_invalid(with_metrics({{"", 1}}), "engine_metrics[0]");
+  expect_invalid(with_metrics({{"a=b", 1}}), "engine_metrics[0]");
+  expect_invalid(with_metrics({{"loss", 1}, {"cost", std::nan("")}}), "engine_metrics[1] (cost)");
+  expect_invalid(with_metrics({{"loss", 1}, {"loss", 2}}), "appears twice");
+  expect_invalid(with_metrics(std::vector<std::pair<std::string, double>>(
+                     kMaxEngineMetrics + 1, {"loss", 1.0})),
+                 "at most 16");
 
   // Generations 0..3 at once, then 4..4: the next batch starts after the last one stored.
   ASSERT_TRUE(

@@ -193,6 +193,7 @@ void ExpectJobEq(const JobRecord& actual, const JobRecord& expected, bool with_c
   EXPECT_EQ(actual.rejected_draws, expected.rejected_draws);
   EXPECT_EQ(actual.sweep_id, expected.sweep_id);
   EXPECT_EQ(actual.owner, expected.owner);
+  EXPECT_EQ(actual.engine_metrics, expected.engine_metrics);
   ASSERT_EQ(actual.best.has_value(), expected.best.has_value());
   if (actual.best) {
     EXPECT_EQ(actual.best->id, expected.best->id);

@@ -1,7 +1,8 @@
-#include "search/dnas_engine.h"
+#include "search/differentiable_engines.h"
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,8 +19,6 @@
 
 namespace apq::search {
 namespace {
-
-constexpr char kCheckpointTag[] = "dnas1";
 
 int Reports(const EngineOptions& options) {
   const int64_t steps = IntOption(options, "steps");
@@ -111,32 +110,82 @@ absl::StatusOr<oface::BitCostTable> CostTable(const SearchProblem& problem,
   return table;
 }
 
-class DnasEngine final : public Engine {
- public:
-  DnasEngine() : specs_(Specs()) {}
+// What tells the two engines apart.
+struct Method {
+  const char* name;
+  const char* result_kind;
+  const char* checkpoint_tag;
+  const char* description;
+  oface::PrecisionRelaxation relaxation;
+};
 
-  std::string name() const override { return kDnasEngineName; }
-  std::string description() const override {
-    return "differentiable bit search of one architecture (fixed_architecture) as DNAS: "
-           "Gumbel-softmax over every layer's weight and activation widths on the supernet, "
-           "the expected cost in the loss; the most likely policy, repaired with the fewest "
-           "changes when it misses a budget";
+constexpr Method kDnas{
+    kDnasEngineName, kDnasResultKind, "dnas1",
+    "differentiable bit search of one architecture (fixed_architecture) as DNAS: "
+    "Gumbel-softmax over every layer's weight and activation widths on the supernet, the "
+    "expected cost in the loss; the most likely policy and sampled ones, each repaired with the "
+    "fewest changes when it misses a budget",
+    oface::PrecisionRelaxation::kMixture};
+
+constexpr Method kSsps{
+    kSspsEngineName, kSspsResultKind, "ssps1",
+    "single-path bit search of one architecture (fixed_architecture) as SSPS: each step "
+    "quantizes every layer at one sampled width (straight-through), the expected cost in the "
+    "loss, and the most certain layer is fixed at intervals until all are; the result "
+    "repaired with the fewest changes when it misses a budget",
+    oface::PrecisionRelaxation::kSinglePath};
+
+constexpr const char* kCertainties[] = {"max_probability", "margin", "entropy"};
+
+oface::FixingCertainty CertaintyOf(const std::string& name) {
+  if (name == "margin") return oface::FixingCertainty::kMargin;
+  if (name == "entropy") return oface::FixingCertainty::kNegativeEntropy;
+  return oface::FixingCertainty::kMaxProbability;
+}
+
+// The search's figures after a step, for the job's progress.
+std::vector<std::pair<std::string, double>> SearchMetrics(const oface::PrecisionSearch& search,
+                                                          bool fixing) {
+  std::vector<std::pair<std::string, double>> metrics = {
+      {"weight_loss", search.last_weight_loss()},
+      {"arch_loss", search.last_arch_loss()},
+      {"expected_cost", search.ExpectedCost()},
+      {"mean_entropy", search.MeanEntropy()},
+      {"temperature", search.temperature()}};
+  if (fixing) {
+    metrics.emplace_back("layers_fixed", static_cast<double>(search.FixedLayers().size()));
+    metrics.emplace_back("layers", static_cast<double>(search.layers()));
   }
+  for (auto& metric : metrics) {
+    if (!std::isfinite(metric.second)) metric.second = 0.0;
+  }
+  return metrics;
+}
+
+class DifferentiableEngine final : public Engine {
+ public:
+  explicit DifferentiableEngine(const Method& method) : method_(method), specs_(Specs(method)) {}
+
+  std::string name() const override { return method_.name; }
+  std::string description() const override { return method_.description; }
   const std::vector<OptionSpec>& option_specs() const override { return specs_; }
   int TotalSteps(const EngineOptions& options) const override { return Reports(options); }
   std::optional<int64_t> PlannedCandidates(const EngineOptions& options) const override {
-    return Reports(options) + 1;
+    return Reports(options) + 1 + IntOption(options, "samples");
   }
 
   absl::Status ValidateOptions(const EngineOptions& options,
                                absl::string_view field_prefix) const override {
-    if (IntOption(options, "report_every") > IntOption(options, "steps")) {
-      return absl::InvalidArgumentError(absl::StrCat(field_prefix, "report_every: at most steps (",
-                                                     IntOption(options, "steps"), ")"));
+    const int64_t steps = IntOption(options, "steps");
+    for (const char* bounded : {"report_every", "warmup_steps"}) {
+      if (IntOption(options, bounded) > steps) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(field_prefix, bounded, ": at most steps (", steps, ")"));
+      }
     }
-    if (IntOption(options, "warmup_steps") > IntOption(options, "steps")) {
-      return absl::InvalidArgumentError(absl::StrCat(field_prefix, "warmup_steps: at most steps (",
-                                                     IntOption(options, "steps"), ")"));
+    if (is_ssps() && IntOption(options, "fix_every") > steps) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field_prefix, "fix_every: at most steps (", steps, ")"));
     }
     if (DoubleOption(options, "temperature_end") > DoubleOption(options, "temperature_start")) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -148,9 +197,9 @@ class DnasEngine final : public Engine {
   absl::Status CheckProblem(const SearchProblem& problem,
                             const EngineOptions& options) const override {
     RETURN_IF_ERROR(CheckOneNetworkWithSupernet(problem, problem.subnet_training != nullptr,
-                                                kDnasEngineName, "searches"));
+                                                method_.name, "searches"));
     ASSIGN_OR_RETURN(const BitAllocation allocation,
-                     BuildBitAllocation(problem, "searched", kDnasEngineName));
+                     BuildBitAllocation(problem, "searched", method_.name));
     const std::string& metric = ChoiceOption(options, "cost");
     if ((metric == "energy" && !allocation.view.fixed.has_energy) ||
         ((metric == "size" || metric == "bitops") && !allocation.view.fixed.has_size_and_bitops)) {
@@ -166,7 +215,7 @@ class DnasEngine final : public Engine {
                                    absl::string_view resume_checkpoint) const override {
     RETURN_IF_ERROR(CheckProblem(problem, options));
     ASSIGN_OR_RETURN(const BitAllocation allocation,
-                     BuildBitAllocation(problem, "searched", kDnasEngineName));
+                     BuildBitAllocation(problem, "searched", method_.name));
     ASSIGN_OR_RETURN(std::unique_ptr<SubnetTrainingSession> session,
                      problem.subnet_training->Open());
     oface::Supernet& supernet = session->supernet();
@@ -177,30 +226,20 @@ class DnasEngine final : public Engine {
     }
     ASSIGN_OR_RETURN(oface::BitCostTable table,
                      CostTable(problem, allocation, supernet.spec().bit_choices, layers, metric));
-    oface::PrecisionSearchOptions search_options;
-    search_options.steps = IntOption(options, "steps");
-    search_options.batch_size = static_cast<int>(IntOption(options, "batch_size"));
-    search_options.weight_lr = DoubleOption(options, "weight_lr");
-    search_options.arch_lr = DoubleOption(options, "arch_lr");
-    search_options.temperature_start = DoubleOption(options, "temperature_start");
-    search_options.temperature_end = DoubleOption(options, "temperature_end");
-    search_options.cost_alpha = DoubleOption(options, "cost_alpha");
-    search_options.cost_beta = DoubleOption(options, "cost_beta");
-    search_options.warmup_steps = IntOption(options, "warmup_steps");
-    search_options.seed = seed;
-    search_options.cancelled = cancelled;
     ASSIGN_OR_RETURN(std::unique_ptr<oface::PrecisionSearch> search,
                      oface::PrecisionSearch::Create(
                          supernet, allocation.Network(allocation.reference), session->train(),
-                         session->validation(), std::move(table), search_options));
+                         session->validation(), std::move(table),
+                         SearchOptions(options, seed, cancelled)));
     const int reports = Reports(options);
     const int64_t every = IntOption(options, "report_every");
     EngineResult result;
     int report = 0;
     if (!resume_checkpoint.empty()) {
-      const std::string tag = absl::StrCat(kCheckpointTag, "\n");
+      const std::string tag = absl::StrCat(method_.checkpoint_tag, "\n");
       if (!absl::StartsWith(resume_checkpoint, tag)) {
-        return absl::DataLossError("dnas checkpoint: not one of this engine's");
+        return absl::DataLossError(
+            absl::StrCat(method_.name, " checkpoint: not one of this engine's"));
       }
       RETURN_IF_ERROR(search->RestoreState(resume_checkpoint.substr(tag.size())));
       report = static_cast<int>((search->steps_done() + every - 1) / every);
@@ -209,7 +248,8 @@ class DnasEngine final : public Engine {
     std::optional<Individual> best;
     const auto write_checkpoint = [&] {
       absl::StatusOr<std::string> state = search->SaveState();
-      return state.ok() ? absl::StrCat(kCheckpointTag, "\n", *state) : std::string("broken");
+      return state.ok() ? absl::StrCat(method_.checkpoint_tag, "\n", *state)
+                        : std::string("broken");
     };
     for (; report < reports; ++report) {
       const absl::Status trained =
@@ -226,7 +266,7 @@ class DnasEngine final : public Engine {
       policy.generation = report;
       const bool feasible = MeetsBudgets(policy.cost, problem.budgets);
       if (feasible) {
-        ASSIGN_OR_RETURN(policy, PriceAndScore(problem, policy.genotype, report, kDnasEngineName));
+        ASSIGN_OR_RETURN(policy, PriceAndScore(problem, policy.genotype, report, method_.name));
         best = policy;
       }
       if (on_step) {
@@ -242,77 +282,168 @@ class DnasEngine final : public Engine {
         step.candidates_evaluated = report + 1;
         step.best = best.has_value() ? &*best : nullptr;
         step.write_checkpoint = write_checkpoint;
+        step.metrics = SearchMetrics(*search, is_ssps());
         RETURN_IF_ERROR(on_step(step));
       }
       result.last_step = report;
     }
 
-    // The result: the most likely policy, repaired when it misses a budget.
+    // The result: the most likely policy, then the sampled ones, each repaired when it misses
+    // a budget.
     RepairProblem repair;
     repair.choices_per_slot = allocation.choices_per_slot();
     repair.budgets = AllocationBudgets(problem, allocation);
-    const oface::Genotype most_likely = problem.space->Canonical(search->MostLikely());
-    std::vector<int> policy(allocation.view.slots.size(), 0);
+    const auto allocation_of = [&](const oface::Genotype& genotype) {
+      std::vector<int> policy(allocation.view.slots.size(), 0);
+      for (size_t s = 0; s < allocation.view.slots.size(); ++s) {
+        const hwmodels::PricedSlot& slot = allocation.view.slots[s];
+        for (size_t k = 0; k < allocation.kept[s].size(); ++k) {
+          const hwmodels::PricedChoice& choice = slot.choices[allocation.kept[s][k]];
+          bool same = true;
+          for (size_t g = 0; g < slot.genes.size(); ++g) {
+            same = same && genotype[slot.genes[g]] == choice.values[g];
+          }
+          if (same) policy[s] = static_cast<int>(k);
+        }
+      }
+      return policy;
+    };
     for (size_t s = 0; s < allocation.view.slots.size(); ++s) {
       const hwmodels::PricedSlot& slot = allocation.view.slots[s];
-      for (size_t k = 0; k < allocation.kept[s].size(); ++k) {
-        const hwmodels::PricedChoice& choice = slot.choices[allocation.kept[s][k]];
-        bool same = true;
+      for (const int kept : allocation.kept[s]) {
         double preference = 0.0;
         for (size_t g = 0; g < slot.genes.size(); ++g) {
-          same = same && most_likely[slot.genes[g]] == choice.values[g];
-          preference +=
-              std::log(std::max(1e-300, search->Probability(slot.genes[g], choice.values[g])));
+          preference += std::log(
+              std::max(1e-300, search->Probability(slot.genes[g], slot.choices[kept].values[g])));
         }
-        if (same) policy[s] = static_cast<int>(k);
         repair.preference.push_back(preference);
       }
     }
-    ASSIGN_OR_RETURN(const RepairResult repaired, RepairToBudgets(repair, policy));
-    ASSIGN_OR_RETURN(
-        const Individual final_policy,
-        PriceAndScore(problem, allocation.Network(repaired.choice), reports, kDnasEngineName));
+    const oface::Genotype most_likely = problem.space->Canonical(search->MostLikely());
+    std::vector<oface::Genotype> drawn = {most_likely};
+    const int64_t samples = IntOption(options, "samples");
+    for (int64_t k = 0; k < samples; ++k) {
+      // Seeds of their own: the search's generator is untouched, so a resumed job draws alike.
+      drawn.push_back(problem.space->Canonical(
+          search->SamplePolicy(seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(k) + 1)));
+    }
+    std::vector<Individual> finals;
+    std::string samples_json;
+    int repaired_count = 0;
+    RepairResult most_likely_repair;
+    for (size_t d = 0; d < drawn.size(); ++d) {
+      ASSIGN_OR_RETURN(const RepairResult repaired,
+                       RepairToBudgets(repair, allocation_of(drawn[d])));
+      if (d == 0) most_likely_repair = repaired;
+      repaired_count += repaired.repaired ? 1 : 0;
+      const oface::Genotype genotype = allocation.Network(repaired.choice);
+      if (d > 0) {
+        absl::StrAppendFormat(&samples_json, "%s{\"repaired\":%s,\"changed_slots\":%d,\"config\":%s}",
+                              samples_json.empty() ? "" : ",", repaired.repaired ? "true" : "false",
+                              repaired.changed_slots, problem.space->ToJson(genotype));
+      }
+      // The same network twice is one candidate (seen again).
+      const bool seen = std::any_of(finals.begin(), finals.end(), [&](const Individual& f) {
+        return f.genotype == genotype;
+      });
+      if (seen) continue;
+      ASSIGN_OR_RETURN(Individual scored, PriceAndScore(problem, genotype, reports, method_.name));
+      finals.push_back(std::move(scored));
+    }
     if (problem.artifacts != nullptr) {
+      std::string fixed_json;
+      for (const auto& [slot, kind] : search->FixedLayers()) {
+        absl::StrAppendFormat(&fixed_json, "%s{\"layer\":%d,\"convolutions\":\"%s\"}",
+                              fixed_json.empty() ? "" : ",", slot,
+                              kind == 0 ? "pointwise" : "depthwise");
+      }
       const std::string report_json = absl::StrFormat(
           R"({"repaired":%s,"changed_slots":%d,"expected_cost":%.17g,"cost":"%s",)"
-          R"("mean_entropy":%.17g,"most_likely":%s,"config":%s})",
-          repaired.repaired ? "true" : "false", repaired.changed_slots, search->ExpectedCost(),
-          metric, search->MeanEntropy(), problem.space->ToJson(most_likely),
-          problem.space->ToJson(final_policy.genotype));
+          R"("mean_entropy":%.17g,"layers":%d,"fixed_layers":[%s],"most_likely":%s,)"
+          R"("config":%s,"samples":[%s],"samples_repaired":%d})",
+          most_likely_repair.repaired ? "true" : "false", most_likely_repair.changed_slots,
+          search->ExpectedCost(), metric, search->MeanEntropy(), search->layers(), fixed_json,
+          problem.space->ToJson(most_likely), problem.space->ToJson(finals.front().genotype),
+          samples_json, repaired_count - (most_likely_repair.repaired ? 1 : 0));
       RETURN_IF_ERROR(problem.artifacts->PutOutput(
-          kDnasResultKind, kDnasResultName, "application/json",
-          absl::StrFormat(R"({"engine":"dnas","space":"%s","supernet_version":"%s","seed":%d})",
-                          problem.space->name(), problem.supernet_version, seed),
+          method_.result_kind, kDifferentiableResultName, "application/json",
+          absl::StrFormat(R"({"engine":"%s","space":"%s","supernet_version":"%s","seed":%d})",
+                          method_.name, problem.space->name(), problem.supernet_version, seed),
           report_json));
     }
+    const int64_t evaluated = reports + static_cast<int64_t>(finals.size());
     if (on_step) {
       StepReport step;
       step.step = reports;
-      step.scored = absl::MakeConstSpan(&final_policy, 1);
+      step.scored = absl::MakeConstSpan(finals);
       step.best_index_in_step = 0;
-      step.best = &final_policy;
-      step.candidates_evaluated = reports + 1;
+      step.best = &finals.front();
+      step.candidates_evaluated = evaluated;
       step.write_checkpoint = write_checkpoint;
       step.final_step = true;
+      step.metrics = SearchMetrics(*search, is_ssps());
       RETURN_IF_ERROR(on_step(step));
     }
-    result.best = final_policy;
+    result.best = finals.front();
     result.last_step = reports;
-    result.candidates_evaluated = reports + 1;
-    result.predictions = reports + 1;
+    result.candidates_evaluated = evaluated;
+    result.predictions = evaluated;
     return result;
   }
 
  private:
-  static std::vector<OptionSpec> Specs() {
+  bool is_ssps() const { return method_.relaxation == oface::PrecisionRelaxation::kSinglePath; }
+
+  oface::PrecisionSearchOptions SearchOptions(const EngineOptions& options, uint64_t seed,
+                                              const CancelCheck& cancelled) const {
+    oface::PrecisionSearchOptions search_options;
+    search_options.steps = IntOption(options, "steps");
+    search_options.batch_size = static_cast<int>(IntOption(options, "batch_size"));
+    search_options.weight_lr = DoubleOption(options, "weight_lr");
+    search_options.arch_lr = DoubleOption(options, "arch_lr");
+    search_options.temperature_start = DoubleOption(options, "temperature_start");
+    search_options.temperature_end = DoubleOption(options, "temperature_end");
+    search_options.cost_alpha = DoubleOption(options, "cost_alpha");
+    search_options.cost_beta = DoubleOption(options, "cost_beta");
+    search_options.warmup_steps = IntOption(options, "warmup_steps");
+    search_options.seed = seed;
+    search_options.cancelled = cancelled;
+    search_options.relaxation = method_.relaxation;
+    if (is_ssps()) {
+      search_options.sequential_fixing = true;
+      search_options.fix_every = IntOption(options, "fix_every");
+      search_options.certainty = CertaintyOf(ChoiceOption(options, "certainty"));
+    }
+    return search_options;
+  }
+
+  static std::vector<OptionSpec> Specs(const Method& method) {
+    const bool ssps = method.relaxation == oface::PrecisionRelaxation::kSinglePath;
     std::vector<OptionSpec> specs;
     specs.push_back(IntOptionSpec("steps", 300, 1, 100000,
                                   "alternations (a weight step and a distribution step each)"));
     specs.push_back(IntOptionSpec("report_every", 50, 1, 100000,
                                   "steps between two reports of the most likely policy"));
     specs.push_back(IntOptionSpec("batch_size", 64, 1, 10000, "images per step"));
-    specs.push_back(
-        IntOptionSpec("warmup_steps", 0, 0, 100000, "first steps that train the weights only"));
+    specs.push_back(IntOptionSpec("warmup_steps", ssps ? 30 : 0, 0, 100000,
+                                  "first steps that train the weights only"));
+    specs.push_back(IntOptionSpec("samples", ssps ? 0 : 4, 0, 64,
+                                  "policies drawn from the final distributions, besides the "
+                                  "most likely one (candidates of the job)"));
+    if (ssps) {
+      specs.push_back(IntOptionSpec("fix_every", 0, 0, 100000,
+                                    "steps between two layer fixes after the warm-up; 0 spreads "
+                                    "them so the last layer is fixed by the last step"));
+      OptionSpec certainty;
+      certainty.name = "certainty";
+      certainty.type = OptionSpec::Type::kChoice;
+      certainty.default_value = std::string("max_probability");
+      certainty.choices.assign(std::begin(kCertainties), std::end(kCertainties));
+      certainty.description =
+          "which layer is fixed next: the most likely (weight, activation) pair's probability, "
+          "its margin over the second, or the lowest joint entropy";
+      specs.push_back(certainty);
+    }
     const auto add_double = [&](const char* name, double value, double max,
                                 const char* description) {
       OptionSpec spec;
@@ -341,11 +472,13 @@ class DnasEngine final : public Engine {
     return specs;
   }
 
+  const Method& method_;
   const std::vector<OptionSpec> specs_;
 };
 
 }  // namespace
 
-std::unique_ptr<Engine> NewDnasEngine() { return std::make_unique<DnasEngine>(); }
+std::unique_ptr<Engine> NewDnasEngine() { return std::make_unique<DifferentiableEngine>(kDnas); }
+std::unique_ptr<Engine> NewSspsEngine() { return std::make_unique<DifferentiableEngine>(kSsps); }
 
 }  // namespace apq::search

@@ -1,8 +1,9 @@
-// The dnas engine (search/dnas_engine.h) through the job manager, on fmnist_lowbit's real
-// quantization-aware supernet, its shipped predictor and the local-cpu table: the result meets
-// the budget (repaired when the most likely policy misses it), a job stopped in the middle
-// resumes to the same policies, and requests it cannot serve are refused naming the field
-// before anything is stored.
+// The dnas and ssps engines (search/differentiable_engines.h) through the job manager, on
+// fmnist_lowbit's real quantization-aware supernet, its shipped predictor and the local-cpu
+// table: every result meets the budget (repaired when a policy misses it), the progress carries
+// the search's figures, a job stopped in the middle resumes to the same policies, and requests
+// an engine cannot serve are refused naming the field before anything is stored.
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -11,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "search/dnas_engine.h"
+#include "search/differentiable_engines.h"
 #include "server/catalog.h"
 #include "server/job_artifacts.h"
 #include "server/job_manager.h"
@@ -23,23 +24,30 @@ namespace {
 
 using ::testing::HasSubstr;
 
-class JobDnasTest : public LowBitJobTest {
+// The parameter: the engine's name.
+class JobDifferentiableTest : public LowBitJobTest,
+                              public ::testing::WithParamInterface<std::string> {
  protected:
+  bool ssps() const { return GetParam() == search::kSspsEngineName; }
+
   apq::v1::SubmitSearchRequest Request(double max_bitops) const {
-    apq::v1::SubmitSearchRequest request = EngineRequest(search::kDnasEngineName, max_bitops, 5);
+    apq::v1::SubmitSearchRequest request = EngineRequest(GetParam(), max_bitops, 5);
     // 6 steps reported every 2 (3 reports and the final step) of 16 images.
     auto& options = *request.mutable_engine_request()->mutable_options();
     options["steps"].set_int_value(6);
     options["report_every"].set_int_value(2);
     options["batch_size"].set_int_value(16);
     options["arch_lr"].set_double_value(0.1);
+    options["samples"].set_int_value(3);
+    // ssps: a layer fixed after every step from the first (6 of the network's layers).
+    if (ssps()) options["warmup_steps"].set_int_value(0);
     return request;
   }
 
   double MiddleBudget() const { return (Bitops(Smallest(2, 2)) + Bitops(Smallest(8, 8))) / 2; }
 };
 
-TEST_F(JobDnasTest, TheResultMeetsTheBudgetRepairedIfNeededAndAResumedJobEndsTheSame) {
+TEST_P(JobDifferentiableTest, TheResultsMeetTheBudgetRepairedIfNeededAndAResumedJobEndsTheSame) {
   // Tight: a quarter of the way from the cheapest policy to 8 bits everywhere, below what the
   // uniform distributions expect, so the most likely policy may need repair.
   const double budget =
@@ -55,11 +63,32 @@ TEST_F(JobDnasTest, TheResultMeetsTheBudgetRepairedIfNeededAndAResumedJobEndsThe
   for (const CandidateRecord& candidate : Candidates(whole->id())) {
     if (candidate.feasible) EXPECT_LE(*candidate.bitops, budget);
   }
+  // The most likely policy and up to 3 sampled ones (fewer when two are the same network).
+  int finals = 0;
+  for (const CandidateRecord& candidate : Candidates(whole->id())) {
+    finals += candidate.generation == 3 ? 1 : 0;
+  }
+  EXPECT_GE(finals, 1);
+  EXPECT_LE(finals, 4);
   auto result = bed_.store().artifacts().GetArtifact(
-      search::kDnasResultKind, JobOutputKey(whole->id(), search::kDnasResultName));
+      ssps() ? search::kSspsResultKind : search::kDnasResultKind,
+      JobOutputKey(whole->id(), search::kDifferentiableResultName));
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_THAT(result->bytes, HasSubstr("\"repaired\":"));
   EXPECT_THAT(result->bytes, HasSubstr(stored->best->config_json));
+  // The search's figures reach the progress; ssps fixed one layer per step.
+  std::map<std::string, double> metrics(last.engine_metrics().begin(),
+                                        last.engine_metrics().end());
+  EXPECT_GT(metrics["expected_cost"], 0.0);
+  EXPECT_GT(metrics["temperature"], 0.0);
+  EXPECT_EQ(metrics.count("arch_loss"), 1);
+  if (ssps()) {
+    EXPECT_EQ(metrics["layers_fixed"], 6);
+    EXPECT_GE(metrics["layers"], 6);  // Two per slot the architecture uses.
+    EXPECT_THAT(result->bytes, HasSubstr("\"fixed_layers\":[{\"layer\""));
+  } else {
+    EXPECT_EQ(metrics.count("layers_fixed"), 0);
+  }
 
   auto again = bed_.manager().Submit(Request(budget));
   ASSERT_TRUE(again.ok());
@@ -72,7 +101,7 @@ TEST_F(JobDnasTest, TheResultMeetsTheBudgetRepairedIfNeededAndAResumedJobEndsThe
   EXPECT_EQ(second->best->config_json, stored->best->config_json);
 }
 
-TEST_F(JobDnasTest, RequestsItCannotServeAreRefusedNamingTheField) {
+TEST_P(JobDifferentiableTest, RequestsItCannotServeAreRefusedNamingTheField) {
   struct Case {
     std::string what;
     apq::v1::SubmitSearchRequest request;
@@ -103,6 +132,21 @@ TEST_F(JobDnasTest, RequestsItCannotServeAreRefusedNamingTheField) {
   cases.push_back({"an arch learning rate above 1", Request(MiddleBudget()),
                    absl::StatusCode::kInvalidArgument, "engine.options.arch_lr"});
   option(cases.back())["arch_lr"].set_double_value(2);
+  cases.push_back({"samples above 64", Request(MiddleBudget()),
+                   absl::StatusCode::kInvalidArgument, "engine.options.samples"});
+  option(cases.back())["samples"].set_int_value(65);
+  if (ssps()) {
+    cases.push_back({"fix_every above steps", Request(MiddleBudget()),
+                     absl::StatusCode::kInvalidArgument, "engine.options.fix_every"});
+    option(cases.back())["fix_every"].set_int_value(7);
+    cases.push_back({"an unknown certainty", Request(MiddleBudget()),
+                     absl::StatusCode::kInvalidArgument, "engine.options.certainty"});
+    option(cases.back())["certainty"].set_choice_value("confidence");
+  } else {
+    cases.push_back({"fixing asked of dnas", Request(MiddleBudget()),
+                     absl::StatusCode::kInvalidArgument, "engine.options.fix_every"});
+    option(cases.back())["fix_every"].set_int_value(2);
+  }
   cases.push_back({"energy on a device without it", Request(MiddleBudget()),
                    absl::StatusCode::kFailedPrecondition, "engine.options.cost"});
   option(cases.back())["cost"].set_choice_value("energy");
@@ -120,6 +164,12 @@ TEST_F(JobDnasTest, RequestsItCannotServeAreRefusedNamingTheField) {
   }
   EXPECT_TRUE(bed_.store().jobs().ListJobs(std::nullopt, std::nullopt, 0, 10)->empty());
 }
+
+INSTANTIATE_TEST_SUITE_P(Engines, JobDifferentiableTest,
+                         ::testing::Values(search::kDnasEngineName, search::kSspsEngineName),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
 
 }  // namespace
 }  // namespace apq::server
