@@ -1,6 +1,8 @@
 #include "clients/search_output.h"
 
 #include <iostream>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -56,6 +58,18 @@ std::string DescribeMetrics(const apq::v1::Metrics& metrics) {
   return absl::StrJoin(parts, ", ");
 }
 
+namespace {
+
+// A job's engine figures as "name value" pairs by name (a proto map has no order).
+std::string DescribeEngineMetrics(const google::protobuf::Map<std::string, double>& metrics) {
+  std::map<std::string, double> sorted(metrics.begin(), metrics.end());
+  std::vector<std::string> parts;
+  for (const auto& [name, value] : sorted) parts.push_back(absl::StrFormat("%s %.4g", name, value));
+  return absl::StrJoin(parts, ", ");
+}
+
+}  // namespace
+
 json ParseConfig(const std::string& config_json) {
   json parsed = json::parse(config_json, nullptr, false);
   return parsed.is_discarded() ? json(config_json) : parsed;
@@ -98,6 +112,11 @@ json JobJson(const apq::v1::Job& job) {
       out["predicted_best"] = predicted;
     }
   }
+  if (!job.engine_metrics().empty()) {
+    json metrics = json::object();
+    for (const auto& [name, value] : job.engine_metrics()) metrics[name] = value;
+    out["engine_metrics"] = metrics;
+  }
   if (!job.error().empty()) out["error"] = job.error();
   return out;
 }
@@ -108,6 +127,9 @@ void PrintJobText(const apq::v1::Job& job) {
             << job.candidates_evaluated() << " candidates, " << job.rejected_draws()
             << " rejected draws, " << absl::StrFormat("%.2f s", job.elapsed_s()) << "\n";
   if (!job.error().empty()) std::cout << "error: " << job.error() << "\n";
+  if (!job.engine_metrics().empty()) {
+    std::cout << job.engine() << ": " << DescribeEngineMetrics(job.engine_metrics()) << "\n";
+  }
   const apq::v1::VerificationProgress& verification = job.verification();
   if (verification.top_k() > 0) {
     std::cout << "verification: " << verification.measured() << "/"
@@ -146,11 +168,15 @@ std::string DescribeProgress(const apq::v1::JobProgress& progress) {
         ProgressBar(verification.measured(), verification.finalists(), kBarWidth),
         verification.measured(), verification.finalists(), progress.elapsed_s(), best);
   }
-  return absl::StrFormat(
-      "[%s] gen %d/%d  %d candidates  %.1fs  best: %s",
-      ProgressBar(progress.generation(), progress.total_generations(), kBarWidth),
-      progress.generation(), progress.total_generations(), progress.candidates_evaluated(),
-      progress.elapsed_s(), best);
+  std::string line =
+      absl::StrFormat("[%s] gen %d/%d  %d candidates  %.1fs  best: %s",
+                      ProgressBar(progress.generation(), progress.total_generations(), kBarWidth),
+                      progress.generation(), progress.total_generations(),
+                      progress.candidates_evaluated(), progress.elapsed_s(), best);
+  if (!progress.engine_metrics().empty()) {
+    absl::StrAppend(&line, "  (", DescribeEngineMetrics(progress.engine_metrics()), ")");
+  }
+  return line;
 }
 
 }  // namespace apq::client

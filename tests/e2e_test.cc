@@ -395,6 +395,62 @@ TEST_F(EndToEndTest, AllocatesBitsWhileFineTuningWithTheQbitoptEngine) {
   EXPECT_EQ(artifacts[0]["size_bytes"].get<int64_t>(), static_cast<int64_t>(bytes.size()));
 }
 
+// The differentiable engines through the client: dnas and ssps search the bits of one
+// measured architecture under a BitOps budget; the result meets it, the search's figures come
+// with the job, the report is the job's artifact, and the deployable config is the best's.
+TEST_F(EndToEndTest, SearchesTheBitsOfOneArchitectureWithDnasAndSsps) {
+  const std::optional<oface::MeasurementRecord> record =
+      FirstRecord("data/fmnist_lowbit/measurements.csv");
+  ASSERT_TRUE(record.has_value());
+  json arch = json::parse(record->config_json);
+  for (auto& [name, widths] : arch[1].items()) {
+    for (auto& bits : widths) bits = name.find("_a_bits") != std::string::npos ? 8 : 2;
+  }
+  const std::string cheapest = TempPath("cheapest.json");
+  WriteFile(cheapest, arch.dump());
+  ProcessResult priced = Client({"evaluate", "--space", "fmnist_lowbit", "--device", "local-cpu",
+                                 "--config", cheapest, "--json"});
+  ASSERT_EQ(priced.exit_code, 0) << priced.err;
+  const double budget = ParseJson(priced)["bitops"].get<double>() * 1.5;
+  const std::string architecture = TempPath("architecture.json");
+  WriteFile(architecture, record->config_json);
+  for (const std::string engine : {"dnas", "ssps"}) {
+    ProcessResult result = Client(
+        {"search", "--space", "fmnist_lowbit", "--device", "local-cpu", "--fixed-architecture",
+         architecture, "--max-bitops", absl::StrCat(budget), "--engine", engine, "--options",
+         "steps=6,report_every=3,batch_size=16,warmup_steps=0,samples=2", "--wait", "--json"});
+    ASSERT_EQ(result.exit_code, 0) << engine << ": " << result.out << result.err;
+    const json job = ParseJson(result);
+    EXPECT_EQ(job["state"], "SUCCEEDED") << engine;
+    EXPECT_EQ(job["engine"], engine);
+    EXPECT_LE(job["bitops"].get<double>(), budget) << engine;
+    const json& metrics = job["engine_metrics"];
+    EXPECT_GT(metrics["expected_cost"].get<double>(), 0.0) << engine;
+    EXPECT_EQ(metrics.contains("layers_fixed"), engine == "ssps") << metrics.dump();
+    const std::string job_id = job["job_id"];
+    result = Client({"artifacts", job_id, "--json"});
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+    const json artifacts = ParseJson(result);
+    ASSERT_EQ(artifacts.size(), 1u) << engine;
+    EXPECT_EQ(artifacts[0]["kind"], engine + "_result");
+    result = Client({"artifact", engine + "_result", artifacts[0]["key"], "--json"});
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+    const json report = ParseJson(result)["content"];
+    EXPECT_EQ(report["config"], job["best_config"]) << engine;
+    EXPECT_EQ(report["samples"].size(), 2u) << engine;
+    result = Client({"config", job_id, "--json"});
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+    EXPECT_EQ(ParseJson(result)["config"], job["best_config"]) << engine;
+  }
+  // An option outside its range is refused naming it.
+  ProcessResult result = Client(
+      {"search", "--space", "fmnist_lowbit", "--device", "local-cpu", "--fixed-architecture",
+       architecture, "--max-bitops", absl::StrCat(budget), "--engine", "ssps", "--options",
+       "steps=6,report_every=3,warmup_steps=0,fix_every=9"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("engine.options.fix_every"), std::string::npos) << result.err;
+}
+
 // Deployment scenarios through the client: one sweep over two devices answers every
 // scenario within its budget, each scenario is an ordinary job, and bad scenario files and
 // unknown sweeps are refused.
