@@ -61,6 +61,14 @@ absl::Status ValidateOptions(const PrecisionSearchOptions& options, const Labele
           absl::StrCat(range.name, ": must be in (0, ", range.high, "], got ", range.value));
     }
   }
+  if (!std::isfinite(options.cost_scale) || options.cost_scale <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cost_scale: must be finite and > 0, got ", options.cost_scale));
+  }
+  if (!std::isfinite(options.cost_floor) || options.cost_floor < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cost_floor: must be finite and >= 0, got ", options.cost_floor));
+  }
   if (options.temperature_end > options.temperature_start) {
     return absl::InvalidArgumentError(
         "temperature_end: must be at most temperature_start (the temperature anneals down)");
@@ -305,11 +313,14 @@ struct PrecisionSearch::Impl {
       module.set_bn_momentum(momentum);
       // Single path: the expected cost under the distributions (a one-hot sample's cost has
       // no useful gradient); mixture: under the sample, as DNAS.
-      const torch::Tensor expected_cost =
+      torch::Tensor expected_cost =
           single_path() ? ExpectedCostOf(ApplyFixed(torch::softmax(logits, /*dim=*/2)))
                         : ExpectedCostOf(sample);
-      const torch::Tensor cost_term =
-          torch::pow(options.cost_alpha * torch::log(expected_cost), options.cost_beta);
+      if (options.cost_floor > 0) expected_cost = torch::clamp_min(expected_cost, options.cost_floor);
+      const torch::Tensor cost_term = torch::pow(
+          torch::clamp_min(options.cost_alpha * torch::log(expected_cost / options.cost_scale),
+                           1e-6),
+          options.cost_beta);
       const torch::Tensor loss = cross_entropy * cost_term.to(torch::kFloat32);
       loss.backward();
       logits_optimizer->step();

@@ -70,6 +70,14 @@ struct PrecisionSearchOptions {
   double temperature_end = 0.5;     // In (0, 100].
   double cost_alpha = 0.2;          // In (0, 10].
   double cost_beta = 0.6;           // In (0, 10].
+  // The cost term uses max(expected cost, cost_floor): with a budget as the floor it pushes
+  // only while the distributions expect more than the budget (the constraint in the loss);
+  // 0 keeps DNAS's form, the expected cost itself. Finite, >= 0.
+  double cost_floor = 0.0;
+  // The logarithm is of cost / cost_scale, so that the term's pull does not depend on the
+  // metric's units (its relative gradient is beta / log(cost / cost_scale)); a base
+  // alpha log(...) below 1e-6 counts as 1e-6 (no pull). Finite, > 0; 1: DNAS's absolute units.
+  double cost_scale = 1.0;
   int64_t warmup_steps = 0;         // Steps training weights only; in [0, steps].
   uint64_t seed = 1;                // Batches and Gumbel noise.
   PrecisionRelaxation relaxation = PrecisionRelaxation::kMixture;

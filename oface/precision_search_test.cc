@@ -96,6 +96,27 @@ TEST(PrecisionSearchTest, TheRelaxedCostIsTheExpectedCostAndTheCostTermPullsItDo
   }
 }
 
+TEST(PrecisionSearchTest, BelowItsFloorTheCostTermDoesNotPull) {
+  std::unique_ptr<Supernet> free_supernet = Tiny();
+  const Genotype architecture = free_supernet->LargestGenotype();
+  auto free = PrecisionSearch::Create(*free_supernet, architecture, RealSplits().train,
+                                      RealSplits().validation, Costs(*free_supernet), Options(30))
+                  .value();
+  const double uniform = free->ExpectedCost();
+  ASSERT_TRUE(free->Train(30).ok());
+  // A floor above every policy's cost (8 bits everywhere costs 4x the uniform expectation
+  // at most): the same search steered by cross-entropy alone ends dearer.
+  std::unique_ptr<Supernet> floored_supernet = Tiny();
+  PrecisionSearchOptions options = Options(30);
+  options.cost_floor = 10 * uniform;
+  auto floored = PrecisionSearch::Create(*floored_supernet, architecture, RealSplits().train,
+                                         RealSplits().validation, Costs(*floored_supernet), options)
+                     .value();
+  ASSERT_TRUE(floored->Train(30).ok());
+  EXPECT_LT(free->ExpectedCost(), uniform);
+  EXPECT_GT(floored->ExpectedCost(), free->ExpectedCost());
+}
+
 TEST(PrecisionSearchTest, NearTemperatureZeroASampleIsOneHot) {
   std::unique_ptr<Supernet> supernet = Tiny();
   auto search = PrecisionSearch::Create(*supernet, supernet->LargestGenotype(), RealSplits().train,
@@ -284,6 +305,9 @@ TEST(PrecisionSearchTest, BadOptionsAndCostsAreNamedBeforeAnyWork) {
       {"sequential_fixing", [](PrecisionSearchOptions& o) { o.sequential_fixing = true; }},
       {"fix_every", [](PrecisionSearchOptions& o) { o.fix_every = 31; }},
       {"fix_every", [](PrecisionSearchOptions& o) { o.fix_every = -1; }},
+      {"cost_floor", [](PrecisionSearchOptions& o) { o.cost_floor = -1; }},
+      {"cost_scale", [](PrecisionSearchOptions& o) { o.cost_scale = 0; }},
+      {"cost_floor", [](PrecisionSearchOptions& o) { o.cost_floor = std::nan(""); }},
   };
   for (const auto& c : cases) {
     PrecisionSearchOptions options = Options(30);

@@ -353,8 +353,19 @@ torch::Tensor SupernetModuleImpl::QuantizeWeight(const torch::Tensor& weight, in
                                                  bool single_path) const {
   if (!mixture.defined()) return FakeQuantWeight(weight, bits);
   if (single_path) {
-    const int64_t picked = PickedChoice(mixture);
-    return mixture[picked] * FakeQuantWeight(weight, bit_choices_[picked]);
+    torch::Tensor quantized = FakeQuantWeight(weight, bit_choices_[PickedChoice(mixture)]);
+    if (!mixture.requires_grad()) return quantized;
+    // Terms that are 0 in value (m - m is exactly 0) and carry d/dm_b = <gradient, q_b(W)>.
+    const torch::Tensor offsets = mixture - mixture.detach();
+    for (size_t b = 0; b < bit_choices_.size(); ++b) {
+      torch::Tensor level;
+      {
+        torch::NoGradGuard no_grad;
+        level = FakeQuantWeight(weight, bit_choices_[b]);
+      }
+      quantized = quantized + offsets[static_cast<int64_t>(b)] * level;
+    }
+    return quantized;
   }
   torch::Tensor mixed;
   for (size_t b = 0; b < bit_choices_.size(); ++b) {
@@ -372,8 +383,19 @@ torch::Tensor SupernetModuleImpl::QuantizeActivation(const torch::Tensor& x,
                                                      bool single_path) const {
   if (!mixture.defined()) return ActQuant(x, alphas, bits, is_signed);
   if (single_path) {
-    const int64_t picked = PickedChoice(mixture);
-    return mixture[picked] * ActQuant(x, alphas, bit_choices_[picked], is_signed);
+    torch::Tensor quantized = ActQuant(x, alphas, bit_choices_[PickedChoice(mixture)], is_signed);
+    if (!mixture.requires_grad()) return quantized;
+    // As in QuantizeWeight: d/dm_b = <gradient, q_b(x)>, nothing in the value.
+    const torch::Tensor offsets = mixture - mixture.detach();
+    for (size_t b = 0; b < bit_choices_.size(); ++b) {
+      torch::Tensor level;
+      {
+        torch::NoGradGuard no_grad;
+        level = ActQuant(x, alphas, bit_choices_[b], is_signed);
+      }
+      quantized = quantized + offsets[static_cast<int64_t>(b)] * level;
+    }
+    return quantized;
   }
   torch::Tensor mixed;
   for (size_t b = 0; b < bit_choices_.size(); ++b) {

@@ -53,10 +53,11 @@ struct SlotChoice {
 // sum_b p_b q_b(x). Gradients reach the mixture weights.
 //
 // Single path (`single_path`): every tensor is one-hot in value (a straight-through sample:
-// 1 at the picked choice, 0 elsewhere, with the gradient of a soft sample). Only the picked
-// choice's quantization is computed, scaled by the tensor's entry there, so one weight tensor
-// is quantized once per layer (no parallel branches) and the gradient still reaches the
-// distributions through that entry.
+// 1 at the picked choice, 0 elsewhere, with the gradient of a soft sample). The layer computes
+// the picked choice's quantization only (one quantized weight tensor, no parallel branches;
+// weights train through it alone), and when the tensor needs a gradient, each entry b gets
+// the mixture's gradient at that one-hot point, <dL/d(quantized), q_b>: the straight-through
+// Gumbel-softmax estimator, from elementwise quantizations held out of the value.
 struct SlotBitMixture {
   torch::Tensor pw_w, pw_a, dw_w, dw_a;
   bool single_path = false;

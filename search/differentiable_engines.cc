@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <iterator>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -31,6 +32,26 @@ double MetricOf(const hwmodels::NetworkCost& cost, const std::string& metric) {
   if (metric == "energy") return cost.energy_mj;
   if (metric == "size") return cost.size_mb;
   return cost.bitops;
+}
+
+// The metric of the `cost` option: itself, or for "budget" the metric of the job's budget
+// (the first set of latency, energy, size and BitOps; BitOps when none is).
+std::string CostMetricOf(const SearchProblem& problem, const EngineOptions& options) {
+  const std::string& chosen = ChoiceOption(options, "cost");
+  if (chosen != "budget") return chosen;
+  const Budgets& budgets = problem.budgets;
+  if (budgets.max_latency_ms) return "latency";
+  if (budgets.max_energy_mj) return "energy";
+  if (budgets.max_size_mb) return "size";
+  return "bitops";
+}
+
+// The job's budget in `metric`, when it has one.
+std::optional<double> BudgetIn(const Budgets& budgets, const std::string& metric) {
+  if (metric == "latency") return budgets.max_latency_ms;
+  if (metric == "energy") return budgets.max_energy_mj;
+  if (metric == "size") return budgets.max_size_mb;
+  return budgets.max_bitops;
 }
 
 // "pw_a_bits_setting[3]" -> layer 3, pointwise, activation.
@@ -162,6 +183,17 @@ std::vector<std::pair<std::string, double>> SearchMetrics(const oface::Precision
   return metrics;
 }
 
+// The cost of the cheapest policy under `table`: every used layer at its cheapest setting.
+double CheapestCost(const oface::BitCostTable& table) {
+  double total = table.fixed;
+  for (const auto& slot : table.slots) {
+    for (const std::vector<double>& settings : slot) {
+      if (!settings.empty()) total += *std::min_element(settings.begin(), settings.end());
+    }
+  }
+  return total;
+}
+
 class DifferentiableEngine final : public Engine {
  public:
   explicit DifferentiableEngine(const Method& method) : method_(method), specs_(Specs(method)) {}
@@ -200,7 +232,7 @@ class DifferentiableEngine final : public Engine {
                                                 method_.name, "searches"));
     ASSIGN_OR_RETURN(const BitAllocation allocation,
                      BuildBitAllocation(problem, "searched", method_.name));
-    const std::string& metric = ChoiceOption(options, "cost");
+    const std::string metric = CostMetricOf(problem, options);
     if ((metric == "energy" && !allocation.view.fixed.has_energy) ||
         ((metric == "size" || metric == "bitops") && !allocation.view.fixed.has_size_and_bitops)) {
       return absl::FailedPreconditionError(
@@ -219,18 +251,25 @@ class DifferentiableEngine final : public Engine {
     ASSIGN_OR_RETURN(std::unique_ptr<SubnetTrainingSession> session,
                      problem.subnet_training->Open());
     oface::Supernet& supernet = session->supernet();
-    const std::string& metric = ChoiceOption(options, "cost");
+    const std::string metric = CostMetricOf(problem, options);
     int layers = 0;
     for (const oface::GeneSpec& gene : problem.space->genes()) {
       layers = std::max(layers, ParseBitsGene(gene.name).layer + 1);
     }
     ASSIGN_OR_RETURN(oface::BitCostTable table,
                      CostTable(problem, allocation, supernet.spec().bit_choices, layers, metric));
+    oface::PrecisionSearchOptions search_options = SearchOptions(problem, options, seed, cancelled);
+    // Costs in units of the cheapest policy's over e: the logarithm runs from 1 (the
+    // cheapest) up, whatever the metric's units (a latency below 1 ms would make it negative).
+    search_options.cost_scale = CheapestCost(table) / std::exp(1.0);
+    if (!(search_options.cost_scale > 0) || !std::isfinite(search_options.cost_scale)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "engine.options.cost: the cheapest policy costs nothing in ", metric));
+    }
     ASSIGN_OR_RETURN(std::unique_ptr<oface::PrecisionSearch> search,
                      oface::PrecisionSearch::Create(
                          supernet, allocation.Network(allocation.reference), session->train(),
-                         session->validation(), std::move(table),
-                         SearchOptions(options, seed, cancelled)));
+                         session->validation(), std::move(table), search_options));
     const int reports = Reports(options);
     const int64_t every = IntOption(options, "report_every");
     EngineResult result;
@@ -359,10 +398,12 @@ class DifferentiableEngine final : public Engine {
       }
       const std::string report_json = absl::StrFormat(
           R"({"repaired":%s,"changed_slots":%d,"expected_cost":%.17g,"cost":"%s",)"
+          R"("cost_floor":%.17g,)"
           R"("mean_entropy":%.17g,"layers":%d,"fixed_layers":[%s],"most_likely":%s,)"
           R"("config":%s,"samples":[%s],"samples_repaired":%d})",
           most_likely_repair.repaired ? "true" : "false", most_likely_repair.changed_slots,
-          search->ExpectedCost(), metric, search->MeanEntropy(), search->layers(), fixed_json,
+          search->ExpectedCost(), metric, search_options.cost_floor,
+          search->MeanEntropy(), search->layers(), fixed_json,
           problem.space->ToJson(most_likely), problem.space->ToJson(finals.front().genotype),
           samples_json, repaired_count - (most_likely_repair.repaired ? 1 : 0));
       RETURN_IF_ERROR(problem.artifacts->PutOutput(
@@ -394,7 +435,8 @@ class DifferentiableEngine final : public Engine {
  private:
   bool is_ssps() const { return method_.relaxation == oface::PrecisionRelaxation::kSinglePath; }
 
-  oface::PrecisionSearchOptions SearchOptions(const EngineOptions& options, uint64_t seed,
+  oface::PrecisionSearchOptions SearchOptions(const SearchProblem& problem,
+                                              const EngineOptions& options, uint64_t seed,
                                               const CancelCheck& cancelled) const {
     oface::PrecisionSearchOptions search_options;
     search_options.steps = IntOption(options, "steps");
@@ -405,6 +447,10 @@ class DifferentiableEngine final : public Engine {
     search_options.temperature_end = DoubleOption(options, "temperature_end");
     search_options.cost_alpha = DoubleOption(options, "cost_alpha");
     search_options.cost_beta = DoubleOption(options, "cost_beta");
+    if (ChoiceOption(options, "cost_floor") == "budget") {
+      search_options.cost_floor =
+          BudgetIn(problem.budgets, CostMetricOf(problem, options)).value_or(0.0);
+    }
     search_options.warmup_steps = IntOption(options, "warmup_steps");
     search_options.seed = seed;
     search_options.cancelled = cancelled;
@@ -465,10 +511,21 @@ class DifferentiableEngine final : public Engine {
     OptionSpec cost;
     cost.name = "cost";
     cost.type = OptionSpec::Type::kChoice;
-    cost.default_value = std::string("bitops");
-    cost.choices = {"bitops", "size", "latency", "energy"};
-    cost.description = "the cost in the loss, priced on the job's device";
+    cost.default_value = std::string("budget");
+    cost.choices = {"budget", "bitops", "size", "latency", "energy"};
+    cost.description =
+        "the cost in the loss, priced on the job's device; budget: the metric of the job's "
+        "budget (the first of latency, energy, size, BitOps)";
     specs.push_back(cost);
+    OptionSpec floor;
+    floor.name = "cost_floor";
+    floor.type = OptionSpec::Type::kChoice;
+    floor.default_value = std::string("budget");
+    floor.choices = {"budget", "none"};
+    floor.description =
+        "budget: the cost term pushes only while the expected cost is above the job's budget "
+        "in that metric (the constraint in the loss); none: DNAS's form, always pushing";
+    specs.push_back(floor);
     return specs;
   }
 
