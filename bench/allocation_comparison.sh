@@ -8,6 +8,8 @@
 #              the store's cache by later jobs (same server database);
 #   diagonal   the same with single changes only (the independent-sensitivity baseline);
 #   qbitopt    allocation during a quantization-aware fine-tune, seeds as --seeds;
+#   dnas       Gumbel-softmax search of the bits on the supernet, seeds as --seeds;
+#   ssps       single-path search with sequential fixing, seeds as --seeds;
 #   evolution  the predictor-guided search of issue 12 (its verified best per seed), and
 #   uniform    the best uniform precision (verified), both read from --baseline DIR (that
 #              experiment's records: jobs/*.json and final.json).
@@ -21,8 +23,9 @@
 # finished searches are kept in OUT/jobs; final_accuracy resumes from OUT/final.*.json.
 #
 # usage: bench/allocation_comparison.sh [--out DIR] [--seeds "1 2 3"] [--levels "3 4"]
-#          [--budgets "bitops bitfusion"] [--finetune-steps N] [--iqp-options OPTS]
-#          [--qbitopt-options OPTS] [--baseline DIR] [--splits "validation test"]
+#          [--budgets "bitops bitfusion"] [--engines "iqp diagonal qbitopt dnas ssps"]
+#          [--finetune-steps N] [--iqp-options OPTS] [--qbitopt-options OPTS]
+#          [--dnas-options OPTS] [--ssps-options OPTS] [--baseline DIR] [--splits "validation test"]
 #          [--workers N] [--apqd PATH] [--apq PATH] [--final-accuracy PATH] [--data DIR]
 #          [--threads N]
 set -euo pipefail
@@ -40,6 +43,9 @@ budget_kinds="bitops bitfusion"
 finetune_steps=100
 iqp_options="calibration_images=512,time_limit_s=120"
 qbitopt_options="steps=100,update_every=20"
+dnas_options="steps=150,report_every=50,warmup_steps=30,arch_lr=0.05"
+ssps_options="steps=150,report_every=50,warmup_steps=30,arch_lr=0.05"
+engines="iqp diagonal qbitopt dnas ssps"
 splits="validation test"
 workers=2
 threads=1
@@ -53,6 +59,9 @@ while [[ $# -gt 0 ]]; do
     --finetune-steps) finetune_steps="$2"; shift 2 ;;
     --iqp-options) iqp_options="$2"; shift 2 ;;
     --qbitopt-options) qbitopt_options="$2"; shift 2 ;;
+    --dnas-options) dnas_options="$2"; shift 2 ;;
+    --ssps-options) ssps_options="$2"; shift 2 ;;
+    --engines) engines="$2"; shift 2 ;;
     --baseline) baseline="$2"; shift 2 ;;
     --splits) splits="$2"; shift 2 ;;
     --workers) workers="$2"; shift 2 ;;
@@ -61,7 +70,7 @@ while [[ $# -gt 0 ]]; do
     --final-accuracy) final_accuracy="$2"; shift 2 ;;
     --data) data_dir="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -75,6 +84,14 @@ done
 for value in ${budget_kinds}; do
   [[ "${value}" == bitops || "${value}" == bitfusion ]] || { echo "--budgets: bitops or bitfusion, got ${value}" >&2; exit 2; }
 done
+for value in ${engines}; do
+  case "${value}" in
+    iqp|diagonal|qbitopt|dnas|ssps) ;;
+    *) echo "--engines: iqp, diagonal, qbitopt, dnas or ssps, got ${value}" >&2; exit 2 ;;
+  esac
+done
+# runs ENGINE: whether --engines names it.
+runs() { [[ " ${engines} " == *" $1 "* ]]; }
 for value in ${splits}; do
   [[ "${value}" == validation || "${value}" == test ]] || { echo "--splits: validation or test, got ${value}" >&2; exit 2; }
 done
@@ -144,13 +161,29 @@ for level in ${levels}; do
   for kind in ${budget_kinds}; do
     read -r -a budget <<<"$(budget_args "${kind}" "${level}")"
     tag="bits_${kind}_${level}bit"
-    search "${tag}_iqp" "${budget[@]}" --seed 1 --engine iqp \
-      --options "${iqp_options},activations=${level}"
-    search "${tag}_diagonal" "${budget[@]}" --seed 1 --engine iqp \
-      --options "${iqp_options},activations=${level},cross_layer=false"
+    if runs iqp; then
+      search "${tag}_iqp" "${budget[@]}" --seed 1 --engine iqp \
+        --options "${iqp_options},activations=${level}"
+    fi
+    if runs diagonal; then
+      search "${tag}_diagonal" "${budget[@]}" --seed 1 --engine iqp \
+        --options "${iqp_options},activations=${level},cross_layer=false"
+    fi
     for seed in ${seeds}; do
-      search "${tag}_qbitopt_s${seed}" "${budget[@]}" --seed "${seed}" --engine qbitopt \
-        --options "${qbitopt_options},activations=${level}"
+      if runs qbitopt; then
+        search "${tag}_qbitopt_s${seed}" "${budget[@]}" --seed "${seed}" --engine qbitopt \
+          --options "${qbitopt_options},activations=${level}"
+      fi
+      # The differentiable engines search activation widths too (the budget's cost in the
+      # loss, metric and floor from the job's budget).
+      if runs dnas; then
+        search "${tag}_dnas_s${seed}" "${budget[@]}" --seed "${seed}" --engine dnas \
+          --options "${dnas_options}"
+      fi
+      if runs ssps; then
+        search "${tag}_ssps_s${seed}" "${budget[@]}" --seed "${seed}" --engine ssps \
+          --options "${ssps_options}"
+      fi
     done
   done
 done
@@ -169,6 +202,20 @@ for file in "${out}"/jobs/*_iqp.json "${out}"/jobs/*_diagonal.json; do
   fi
 done
 
+# The differentiable searches' reports (repaired or not, layers fixed, samples).
+for engine in dnas ssps; do
+  for file in "${out}"/jobs/*_"${engine}"_s*.json; do
+    [[ -s "${file}" && "${file}" != *.result.json ]] || continue
+    job_id="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("job_id", ""))' "${file}")"
+    [[ -n "${job_id}" ]] || continue
+    if "${apq}" artifact "${engine}_result" "${job_id}/result.json" --json >"${file%.json}.result.part" 2>/dev/null; then
+      mv "${file%.json}.result.part" "${file%.json}.result.json"
+    else
+      rm -f "${file%.json}.result.part"
+    fi
+  done
+done
+
 # The networks and the pairs to compare.
 python3 - "${out}" "${baseline}" "${budget_kinds}" "${levels}" "${seeds}" <<'PY'
 import json, os, sys
@@ -184,15 +231,18 @@ for kind in kinds:
     for level in levels:
         tag = f"bits_{kind}_{level}bit"
         arms = {}
-        for engine in ["iqp", "diagonal"] + [f"qbitopt_s{s}" for s in seeds]:
+        for engine in (["iqp", "diagonal"] +
+                       [f"{e}_s{s}" for e in ("qbitopt", "dnas", "ssps") for s in seeds]):
             job = load(os.path.join(out, "jobs", f"{tag}_{engine}.json"))
             if job and job.get("state") == "SUCCEEDED":
                 solution = load(os.path.join(out, "jobs", f"{tag}_{engine}.solution.json"))
+                report = load(os.path.join(out, "jobs", f"{tag}_{engine}.result.json"))
                 arms[engine] = {"config": job["best_config"], "predicted": job.get("accuracy"),
                                 "bitops": job.get("bitops"), "latency_ms": job.get("latency_ms"),
                                 "elapsed_s": job.get("elapsed_s"),
                                 "gap": (solution or {}).get("content", {}).get("relative_gap"),
-                                "from_cache": (solution or {}).get("content", {}).get("losses_from_cache")}
+                                "from_cache": (solution or {}).get("content", {}).get("losses_from_cache"),
+                                "repaired": (report or {}).get("content", {}).get("repaired")}
         for seed in seeds:
             job = load(os.path.join(baseline, "jobs", f"{tag}_s{seed}_mixed.json"))
             if job and job.get("state") == "SUCCEEDED":
@@ -265,7 +315,7 @@ print("# Bit allocation engines on fmnist_lowbit's largest architecture\n")
 print("Accuracy after the same quantization-aware fine-tune of each network alone; budget use is "
       "the network's cost over the budget.\n")
 header = "| case | method | predicted |" + "".join(f" {s} |" for s in splits)
-print(header + " BitOps | BitFusion ms | wall s | solver gap |")
+print(header + " BitOps | BitFusion ms | wall s | solver gap or repair |")
 print("|---|---|---|" + "---|" * len(splits) + "---|---|---|---|")
 for case in cases:
     for arm, chosen in case["arms"].items():
@@ -275,7 +325,8 @@ for case in cases:
         gap = chosen.get("gap")
         row += (f" {chosen['bitops'] or 0:.4g} | {chosen['latency_ms'] or 0:.4f} | "
                 f"{chosen['elapsed_s'] or 0:.0f}{' (cached losses)' if chosen.get('from_cache') else ''} | "
-                f"{'-' if gap is None else f'{100 * gap:.1f}%'} |")
+                f"{'-' if gap is None else f'{100 * gap:.1f}%'}"
+                f"{' (repaired)' if chosen.get('repaired') else ''} |")
         print(row)
 for split in splits:
     print(f"\n## Paired differences on {split} (after the fine-tune)\n")

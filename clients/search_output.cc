@@ -36,7 +36,7 @@ std::string DescribeMetrics(const apq::v1::Metrics& metrics) {
   if (metrics.has_accuracy()) {
     // Beside a measured accuracy, say which one is predicted.
     parts.push_back(absl::StrFormat(
-        metrics.has_measured_accuracy() ? "predicted accuracy %.4f" : "accuracy %.4f",
+        "%s %.4f", metrics.has_measured_accuracy() ? "predicted accuracy" : "accuracy",
         metrics.accuracy()));
   }
   if (metrics.has_latency_ms()) {
@@ -64,6 +64,7 @@ namespace {
 std::string DescribeEngineMetrics(const google::protobuf::Map<std::string, double>& metrics) {
   std::map<std::string, double> sorted(metrics.begin(), metrics.end());
   std::vector<std::string> parts;
+  parts.reserve(sorted.size());
   for (const auto& [name, value] : sorted) parts.push_back(absl::StrFormat("%s %.4g", name, value));
   return absl::StrJoin(parts, ", ");
 }

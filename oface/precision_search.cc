@@ -166,8 +166,9 @@ struct PrecisionSearch::Impl {
 
   // How certain layer (slot, kind)'s joint distribution is; larger is more certain.
   double Certainty(const torch::Tensor& probabilities, int slot, int kind) const {
-    const torch::Tensor weights = probabilities[slot][2 * kind].to(torch::kFloat64);
-    const torch::Tensor activations = probabilities[slot][2 * kind + 1].to(torch::kFloat64);
+    const torch::Tensor weights = probabilities[slot][int64_t{2} * kind].to(torch::kFloat64);
+    const torch::Tensor activations =
+        probabilities[slot][int64_t{2} * kind + 1].to(torch::kFloat64);
     const torch::Tensor joint = torch::outer(weights, activations).flatten();
     switch (options.certainty) {
       case FixingCertainty::kMaxProbability:
@@ -198,8 +199,10 @@ struct PrecisionSearch::Impl {
         const double certainty = Certainty(probabilities, s, kind);
         if (certainty > most_certain) {
           most_certain = certainty;
-          most = {s, kind, static_cast<int>(probabilities[s][2 * kind].argmax().item<int64_t>()),
-                  static_cast<int>(probabilities[s][2 * kind + 1].argmax().item<int64_t>())};
+          most = {
+              s, kind,
+              static_cast<int>(probabilities[s][int64_t{2} * kind].argmax().item<int64_t>()),
+              static_cast<int>(probabilities[s][int64_t{2} * kind + 1].argmax().item<int64_t>())};
         }
       }
     }
@@ -316,11 +319,12 @@ struct PrecisionSearch::Impl {
       torch::Tensor expected_cost =
           single_path() ? ExpectedCostOf(ApplyFixed(torch::softmax(logits, /*dim=*/2)))
                         : ExpectedCostOf(sample);
-      if (options.cost_floor > 0) expected_cost = torch::clamp_min(expected_cost, options.cost_floor);
-      const torch::Tensor cost_term = torch::pow(
-          torch::clamp_min(options.cost_alpha * torch::log(expected_cost / options.cost_scale),
-                           1e-6),
-          options.cost_beta);
+      if (options.cost_floor > 0)
+        expected_cost = torch::clamp_min(expected_cost, options.cost_floor);
+      const torch::Tensor cost_term =
+          torch::pow(torch::clamp_min(
+                         options.cost_alpha * torch::log(expected_cost / options.cost_scale), 1e-6),
+                     options.cost_beta);
       const torch::Tensor loss = cross_entropy * cost_term.to(torch::kFloat32);
       loss.backward();
       logits_optimizer->step();
@@ -658,9 +662,10 @@ absl::Status PrecisionSearch::RestoreState(absl::string_view state) {
       }
       for (int64_t i = 0; i < values.numel(); i += kFixedFields) {
         std::array<int, kFixedFields> layer;
-        for (int f = 0; f < kFixedFields; ++f) layer[f] = static_cast<int>(values[i + f].item<int64_t>());
-        const bool known = std::find(run.active.begin(), run.active.end(), layer[0]) !=
-                           run.active.end();
+        for (int f = 0; f < kFixedFields; ++f)
+          layer[f] = static_cast<int>(values[i + f].item<int64_t>());
+        const bool known =
+            std::find(run.active.begin(), run.active.end(), layer[0]) != run.active.end();
         if (!known || layer[1] < 0 || layer[1] > 1 || layer[2] < 0 || layer[2] >= run.num_bits ||
             layer[3] < 0 || layer[3] >= run.num_bits) {
           return corrupt("fixed layers");

@@ -56,20 +56,20 @@ enum class PrecisionRelaxation {
 
 // How certain a layer's joint (weight, activation) distribution is, for sequential fixing.
 enum class FixingCertainty {
-  kMaxProbability,  // The probability of its most likely pair.
-  kMargin,          // That minus the probability of the second most likely pair.
+  kMaxProbability,   // The probability of its most likely pair.
+  kMargin,           // That minus the probability of the second most likely pair.
   kNegativeEntropy,  // Minus the joint entropy.
 };
 
 struct PrecisionSearchOptions {
-  int64_t steps = 0;                // Alternations, in [1, 1,000,000].
-  int batch_size = 64;              // In [1, the smaller split].
-  double weight_lr = 0.005;         // SGD (Nesterov momentum 0.9), cosine to 0; in (0, 1].
-  double arch_lr = 0.01;            // Adam; in (0, 1].
-  double temperature_start = 5.0;   // In (0, 100], at least temperature_end.
-  double temperature_end = 0.5;     // In (0, 100].
-  double cost_alpha = 0.2;          // In (0, 10].
-  double cost_beta = 0.6;           // In (0, 10].
+  int64_t steps = 0;               // Alternations, in [1, 1,000,000].
+  int batch_size = 64;             // In [1, the smaller split].
+  double weight_lr = 0.005;        // SGD (Nesterov momentum 0.9), cosine to 0; in (0, 1].
+  double arch_lr = 0.01;           // Adam; in (0, 1].
+  double temperature_start = 5.0;  // In (0, 100], at least temperature_end.
+  double temperature_end = 0.5;    // In (0, 100].
+  double cost_alpha = 0.2;         // In (0, 10].
+  double cost_beta = 0.6;          // In (0, 10].
   // The cost term uses max(expected cost, cost_floor): with a budget as the floor it pushes
   // only while the distributions expect more than the budget (the constraint in the loss);
   // 0 keeps DNAS's form, the expected cost itself. Finite, >= 0.
@@ -78,8 +78,8 @@ struct PrecisionSearchOptions {
   // metric's units (its relative gradient is beta / log(cost / cost_scale)); a base
   // alpha log(...) below 1e-6 counts as 1e-6 (no pull). Finite, > 0; 1: DNAS's absolute units.
   double cost_scale = 1.0;
-  int64_t warmup_steps = 0;         // Steps training weights only; in [0, steps].
-  uint64_t seed = 1;                // Batches and Gumbel noise.
+  int64_t warmup_steps = 0;  // Steps training weights only; in [0, steps].
+  uint64_t seed = 1;         // Batches and Gumbel noise.
   PrecisionRelaxation relaxation = PrecisionRelaxation::kMixture;
   // Single path only: fix one layer after step warmup_steps + k x fix_every, k = 1, 2, ...
   // fix_every 0 spreads the fixes evenly: max(1, (steps - warmup_steps) / layers), so the

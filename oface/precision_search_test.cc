@@ -221,8 +221,8 @@ TEST(PrecisionSearchTest, SequentialFixingFixesOneLayerPerIntervalAndNeverUnfixe
     for (int64_t step = 1; step <= 40; ++step) {
       ASSERT_TRUE(search->Train(1).ok());
       const std::vector<std::pair<int, int>> now = search->FixedLayers();
-      const int64_t expected = std::min<int64_t>(
-          layers, step <= warmup ? 0 : (step - warmup) / every);
+      const int64_t expected =
+          std::min<int64_t>(layers, step <= warmup ? 0 : (step - warmup) / every);
       ASSERT_EQ(static_cast<int64_t>(now.size()), expected) << "after step " << step;
       // Never unfixed, never changed: the earlier fixes are a prefix, at the same bits.
       ASSERT_TRUE(std::equal(before.begin(), before.end(), now.begin())) << step;
@@ -284,7 +284,7 @@ TEST(PrecisionSearchTest, ASinglePathSearchPullsTheCostDownAndResumesExactly) {
 TEST(PrecisionSearchTest, BadOptionsAndCostsAreNamedBeforeAnyWork) {
   std::unique_ptr<Supernet> supernet = Tiny();
   const Genotype architecture = supernet->LargestGenotype();
-  const auto refused = [&](PrecisionSearchOptions options, BitCostTable costs) {
+  const auto refused = [&](const PrecisionSearchOptions& options, BitCostTable costs) {
     return PrecisionSearch::Create(*supernet, architecture, RealSplits().train,
                                    RealSplits().validation, std::move(costs), options)
         .status();

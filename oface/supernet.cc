@@ -378,8 +378,7 @@ torch::Tensor SupernetModuleImpl::QuantizeWeight(const torch::Tensor& weight, in
 
 torch::Tensor SupernetModuleImpl::QuantizeActivation(const torch::Tensor& x,
                                                      const torch::Tensor& alphas, int bits,
-                                                     bool is_signed,
-                                                     const torch::Tensor& mixture,
+                                                     bool is_signed, const torch::Tensor& mixture,
                                                      bool single_path) const {
   if (!mixture.defined()) return ActQuant(x, alphas, bits, is_signed);
   if (single_path) {
@@ -413,24 +412,25 @@ torch::Tensor SupernetModuleImpl::SlotForward(const torch::Tensor& x, int index,
   const int mid = choice.mid;
   static const SlotBitMixture kFixedBits;
   const SlotBitMixture& mix = mixture != nullptr ? *mixture : kFixedBits;
-  torch::Tensor h =
-      quantized ? QuantizeActivation(x, s.input_alpha, choice.pw_a_bits, true, mix.pw_a,
-                                            mix.single_path) : x;
+  torch::Tensor h = quantized ? QuantizeActivation(x, s.input_alpha, choice.pw_a_bits, true,
+                                                   mix.pw_a, mix.single_path)
+                              : x;
   torch::Tensor weight = s.expand_weight.narrow(0, 0, mid);
   RecordUsedWeight(index, UsedWeight::Kind::kExpand, weight);
   if (quantized) weight = QuantizeWeight(weight, choice.pw_w_bits, mix.pw_w, mix.single_path);
   h = Relu6(BatchNorm(torch::conv2d(h, weight), s.expand_bn, mid));
 
-  if (quantized) h = QuantizeActivation(h, s.depthwise_alpha, choice.dw_a_bits, false, mix.dw_a,
-                                             mix.single_path);
+  if (quantized)
+    h = QuantizeActivation(h, s.depthwise_alpha, choice.dw_a_bits, false, mix.dw_a,
+                           mix.single_path);
   weight = DepthwiseKernel(index, choice.kernel, mid);
   RecordUsedWeight(index, UsedWeight::Kind::kDepthwise, weight);
   if (quantized) weight = QuantizeWeight(weight, choice.dw_w_bits, mix.dw_w, mix.single_path);
   h = torch::conv2d(h, weight, {}, s.stride, choice.kernel / 2, 1, mid);
   h = Relu6(BatchNorm(h, s.depthwise_bn, mid));
 
-  if (quantized) h = QuantizeActivation(h, s.project_alpha, choice.pw_a_bits, false, mix.pw_a,
-                                             mix.single_path);
+  if (quantized)
+    h = QuantizeActivation(h, s.project_alpha, choice.pw_a_bits, false, mix.pw_a, mix.single_path);
   weight = s.project_weight.narrow(1, 0, mid);
   RecordUsedWeight(index, UsedWeight::Kind::kProject, weight);
   if (quantized) weight = QuantizeWeight(weight, choice.pw_w_bits, mix.pw_w, mix.single_path);

@@ -167,12 +167,11 @@ oface::FixingCertainty CertaintyOf(const std::string& name) {
 // The search's figures after a step, for the job's progress.
 std::vector<std::pair<std::string, double>> SearchMetrics(const oface::PrecisionSearch& search,
                                                           bool fixing) {
-  std::vector<std::pair<std::string, double>> metrics = {
-      {"weight_loss", search.last_weight_loss()},
-      {"arch_loss", search.last_arch_loss()},
-      {"expected_cost", search.ExpectedCost()},
-      {"mean_entropy", search.MeanEntropy()},
-      {"temperature", search.temperature()}};
+  std::vector<std::pair<std::string, double>> metrics = {{"weight_loss", search.last_weight_loss()},
+                                                         {"arch_loss", search.last_arch_loss()},
+                                                         {"expected_cost", search.ExpectedCost()},
+                                                         {"mean_entropy", search.MeanEntropy()},
+                                                         {"temperature", search.temperature()}};
   if (fixing) {
     metrics.emplace_back("layers_fixed", static_cast<double>(search.FixedLayers().size()));
     metrics.emplace_back("layers", static_cast<double>(search.layers()));
@@ -263,8 +262,8 @@ class DifferentiableEngine final : public Engine {
     // cheapest) up, whatever the metric's units (a latency below 1 ms would make it negative).
     search_options.cost_scale = CheapestCost(table) / std::exp(1.0);
     if (!(search_options.cost_scale > 0) || !std::isfinite(search_options.cost_scale)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "engine.options.cost: the cheapest policy costs nothing in ", metric));
+      return absl::FailedPreconditionError(
+          absl::StrCat("engine.options.cost: the cheapest policy costs nothing in ", metric));
     }
     ASSIGN_OR_RETURN(std::unique_ptr<oface::PrecisionSearch> search,
                      oface::PrecisionSearch::Create(
@@ -377,14 +376,14 @@ class DifferentiableEngine final : public Engine {
       repaired_count += repaired.repaired ? 1 : 0;
       const oface::Genotype genotype = allocation.Network(repaired.choice);
       if (d > 0) {
-        absl::StrAppendFormat(&samples_json, "%s{\"repaired\":%s,\"changed_slots\":%d,\"config\":%s}",
+        absl::StrAppendFormat(&samples_json,
+                              "%s{\"repaired\":%s,\"changed_slots\":%d,\"config\":%s}",
                               samples_json.empty() ? "" : ",", repaired.repaired ? "true" : "false",
                               repaired.changed_slots, problem.space->ToJson(genotype));
       }
       // The same network twice is one candidate (seen again).
-      const bool seen = std::any_of(finals.begin(), finals.end(), [&](const Individual& f) {
-        return f.genotype == genotype;
-      });
+      const bool seen = std::any_of(finals.begin(), finals.end(),
+                                    [&](const Individual& f) { return f.genotype == genotype; });
       if (seen) continue;
       ASSIGN_OR_RETURN(Individual scored, PriceAndScore(problem, genotype, reports, method_.name));
       finals.push_back(std::move(scored));
@@ -402,10 +401,10 @@ class DifferentiableEngine final : public Engine {
           R"("mean_entropy":%.17g,"layers":%d,"fixed_layers":[%s],"most_likely":%s,)"
           R"("config":%s,"samples":[%s],"samples_repaired":%d})",
           most_likely_repair.repaired ? "true" : "false", most_likely_repair.changed_slots,
-          search->ExpectedCost(), metric, search_options.cost_floor,
-          search->MeanEntropy(), search->layers(), fixed_json,
-          problem.space->ToJson(most_likely), problem.space->ToJson(finals.front().genotype),
-          samples_json, repaired_count - (most_likely_repair.repaired ? 1 : 0));
+          search->ExpectedCost(), metric, search_options.cost_floor, search->MeanEntropy(),
+          search->layers(), fixed_json, problem.space->ToJson(most_likely),
+          problem.space->ToJson(finals.front().genotype), samples_json,
+          repaired_count - (most_likely_repair.repaired ? 1 : 0));
       RETURN_IF_ERROR(problem.artifacts->PutOutput(
           method_.result_kind, kDifferentiableResultName, "application/json",
           absl::StrFormat(R"({"engine":"%s","space":"%s","supernet_version":"%s","seed":%d})",

@@ -5,7 +5,10 @@
 // space's supernet (SearchProblem::subnet_training).
 //   1. Costs: every (weight, activation) setting of every layer's pointwise and depthwise
 //      convolutions priced on the job's device (hwmodels::DecomposeCost, kBitwidths) in the
-//      metric `cost` (BitOps, size, latency or energy): oface::BitCostTable.
+//      metric `cost` (by default the metric of the job's budget): oface::BitCostTable. In the
+//      loss the cost is in units of the cheapest policy's over e and, with `cost_floor`
+//      budget (the default), floored at the job's budget in that metric, so the term pushes
+//      only while the distributions expect more than the budget.
 //   2. Search: oface::PrecisionSearch for `steps` alternations (weights on the train split,
 //      the distributions on the validation split), with the options' learning rates,
 //      temperatures and cost exponents. dnas mixes every width's quantization by a

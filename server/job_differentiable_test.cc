@@ -77,8 +77,7 @@ TEST_P(JobDifferentiableTest, TheResultsMeetTheBudgetRepairedIfNeededAndAResumed
   EXPECT_THAT(result->bytes, HasSubstr("\"repaired\":"));
   EXPECT_THAT(result->bytes, HasSubstr(stored->best->config_json));
   // The search's figures reach the progress; ssps fixed one layer per step.
-  std::map<std::string, double> metrics(last.engine_metrics().begin(),
-                                        last.engine_metrics().end());
+  std::map<std::string, double> metrics(last.engine_metrics().begin(), last.engine_metrics().end());
   EXPECT_GT(metrics["expected_cost"], 0.0);
   EXPECT_GT(metrics["temperature"], 0.0);
   EXPECT_EQ(metrics.count("arch_loss"), 1);
@@ -132,8 +131,8 @@ TEST_P(JobDifferentiableTest, RequestsItCannotServeAreRefusedNamingTheField) {
   cases.push_back({"an arch learning rate above 1", Request(MiddleBudget()),
                    absl::StatusCode::kInvalidArgument, "engine.options.arch_lr"});
   option(cases.back())["arch_lr"].set_double_value(2);
-  cases.push_back({"samples above 64", Request(MiddleBudget()),
-                   absl::StatusCode::kInvalidArgument, "engine.options.samples"});
+  cases.push_back({"samples above 64", Request(MiddleBudget()), absl::StatusCode::kInvalidArgument,
+                   "engine.options.samples"});
   option(cases.back())["samples"].set_int_value(65);
   if (ssps()) {
     cases.push_back({"fix_every above steps", Request(MiddleBudget()),

@@ -443,10 +443,10 @@ TEST_F(EndToEndTest, SearchesTheBitsOfOneArchitectureWithDnasAndSsps) {
     EXPECT_EQ(ParseJson(result)["config"], job["best_config"]) << engine;
   }
   // An option outside its range is refused naming it.
-  ProcessResult result = Client(
-      {"search", "--space", "fmnist_lowbit", "--device", "local-cpu", "--fixed-architecture",
-       architecture, "--max-bitops", absl::StrCat(budget), "--engine", "ssps", "--options",
-       "steps=6,report_every=3,warmup_steps=0,fix_every=9"});
+  ProcessResult result =
+      Client({"search", "--space", "fmnist_lowbit", "--device", "local-cpu", "--fixed-architecture",
+              architecture, "--max-bitops", absl::StrCat(budget), "--engine", "ssps", "--options",
+              "steps=6,report_every=3,warmup_steps=0,fix_every=9"});
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_NE(result.err.find("engine.options.fix_every"), std::string::npos) << result.err;
 }

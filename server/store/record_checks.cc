@@ -60,14 +60,13 @@ absl::Status CheckGenerationBatch(const GenerationBatch& batch) {
   for (size_t i = 0; i < batch.engine_metrics.size(); ++i) {
     const auto& [name, value] = batch.engine_metrics[i];
     const bool well_formed =
-        !name.empty() && name.size() <= 64 &&
-        std::all_of(name.begin(), name.end(), [](char c) {
+        !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
           return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
         });
     if (!well_formed) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "engine_metrics[", i, "]: a name of 1 to 64 characters of [a-z0-9_], got \"",
-          absl::CHexEscape(name.substr(0, 64)), "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("engine_metrics[", i, "]: a name of 1 to 64 characters of [a-z0-9_], got \"",
+                       absl::CHexEscape(name.substr(0, 64)), "\""));
     }
     if (!std::isfinite(value)) {
       return absl::InvalidArgumentError(

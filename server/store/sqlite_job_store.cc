@@ -99,7 +99,7 @@ std::vector<std::pair<std::string, double>> DecodeEngineMetrics(absl::string_vie
     if (equals == absl::string_view::npos || !absl::SimpleAtod(line.substr(equals + 1), &value)) {
       continue;
     }
-    metrics.emplace_back(std::string(line.substr(0, equals)), value);
+    metrics.emplace_back(static_cast<std::string>(line.substr(0, equals)), value);
   }
   return metrics;
 }

@@ -572,8 +572,8 @@ TEST_P(StoreConformanceTest, ABatchOfGenerationsIsCheckedWholeAndStoredAtOnce) {
   expect_invalid(with_metrics({{"a=b", 1}}), "engine_metrics[0]");
   expect_invalid(with_metrics({{"loss", 1}, {"cost", std::nan("")}}), "engine_metrics[1] (cost)");
   expect_invalid(with_metrics({{"loss", 1}, {"loss", 2}}), "appears twice");
-  expect_invalid(with_metrics(std::vector<std::pair<std::string, double>>(
-                     kMaxEngineMetrics + 1, {"loss", 1.0})),
+  expect_invalid(with_metrics(std::vector<std::pair<std::string, double>>(kMaxEngineMetrics + 1,
+                                                                          {"loss", 1.0})),
                  "at most 16");
 
   // Generations 0..3 at once, then 4..4: the next batch starts after the last one stored.
