@@ -237,10 +237,15 @@ class IqpEngine final : public Engine {
                          : (solved.objective - bound) / std::max(1e-9, std::fabs(solved.objective));
       const std::string solution = absl::StrFormat(
           R"({"objective":%.17g,"best_bound":%.17g,"relative_gap":%.17g,"cbc_bound":%.17g,)"
-          R"("optimal":%s,"seconds":%.6f,"losses_from_cache":%s,"cross_layer":%s,"config":%s})",
+          R"("optimal":%s,"seconds":%.6f,"losses_from_cache":%s,"cross_layer":%s,)"
+          R"("warm_start_objective":%s,"from_warm_start":%s,"config":%s})",
           solved.objective, bound, std::max(gap, 0.0), solved.best_bound,
           solved.optimal ? "true" : "false", solved.seconds, from_cache ? "true" : "false",
-          cross_layer ? "true" : "false", problem.space->ToJson(best.genotype));
+          cross_layer ? "true" : "false",
+          std::isfinite(solved.warm_start_objective)
+              ? absl::StrFormat("%.17g", solved.warm_start_objective)
+              : std::string("null"),
+          solved.from_warm_start ? "true" : "false", problem.space->ToJson(best.genotype));
       RETURN_IF_ERROR(problem.artifacts->PutOutput(
           kIqpSolutionKind, kIqpSolutionName, "application/json",
           Provenance(problem, options, seed, cross_layer, policies.size()), solution));

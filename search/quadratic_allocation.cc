@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "CbcEventHandler.hpp"
@@ -14,6 +15,7 @@
 #include "OsiClpSolverInterface.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "search/separable_allocation.h"
 
 namespace apq::search {
 namespace {
@@ -89,6 +91,63 @@ absl::Status CheckEachBudgetCanBeMet(const QuadraticAllocation& problem) {
   return absl::OkStatus();
 }
 
+// Single-slot moves a warm start's local search tries at most (each costs O(choices)).
+constexpr int kMaxLocalMoves = 100000;
+
+bool MeetsEveryBudget(const QuadraticAllocation& problem, const std::vector<int>& choice) {
+  return std::all_of(
+      problem.budgets.begin(), problem.budgets.end(),
+      [&](const AllocationBudget& budget) { return problem.Cost(budget, choice) <= budget.limit; });
+}
+
+// A policy meeting every budget to start the solver from, and a floor under its answer: the
+// best allocation for G's diagonal alone (search/separable_allocation, feasible by
+// construction), then improved by the single-slot change that lowers x^T G x most while every
+// budget holds, until none does. Empty when the separable allocation finds no policy.
+std::vector<int> WarmStart(const QuadraticAllocation& problem) {
+  const int n = problem.num_choices();
+  SeparableAllocation separable;
+  separable.choices_per_slot = problem.choices_per_slot;
+  separable.budgets = problem.budgets;
+  for (int i = 0; i < n; ++i)
+    separable.sensitivity.push_back(problem.g[static_cast<size_t>(i) * n + i]);
+  absl::StatusOr<SeparableResult> start = SolveSeparableAllocation(separable);
+  if (!start.ok()) return {};
+  std::vector<int> choice = start->choice;
+  const int slots = static_cast<int>(choice.size());
+  std::vector<int> offsets(slots);
+  for (int s = 0; s < slots; ++s) offsets[s] = problem.offset(s);
+  const auto g = [&](int i, int j) { return problem.g[static_cast<size_t>(i) * n + j]; };
+  for (int moves = 0; moves < kMaxLocalMoves;) {
+    double best_delta = -1e-12;
+    int best_slot = -1;
+    int best_choice = -1;
+    for (int s = 0; s < slots; ++s) {
+      const int old_index = offsets[s] + choice[s];
+      for (int c = 0; c < problem.choices_per_slot[s]; ++c, ++moves) {
+        if (c == choice[s]) continue;
+        const int new_index = offsets[s] + c;
+        double delta = g(new_index, new_index) - g(old_index, old_index);
+        for (int t = 0; t < slots; ++t) {
+          if (t == s) continue;
+          const int other = offsets[t] + choice[t];
+          delta += 2 * (g(new_index, other) - g(old_index, other));
+        }
+        if (delta >= best_delta) continue;
+        std::vector<int> moved = choice;
+        moved[s] = c;
+        if (!MeetsEveryBudget(problem, moved)) continue;
+        best_delta = delta;
+        best_slot = s;
+        best_choice = c;
+      }
+    }
+    if (best_slot < 0) break;
+    choice[best_slot] = best_choice;
+  }
+  return choice;
+}
+
 }  // namespace
 
 int QuadraticAllocation::num_choices() const {
@@ -130,7 +189,7 @@ absl::StatusOr<AllocationResult> SolveQuadraticAllocation(const QuadraticAllocat
                                                           const std::function<bool()>& cancelled) {
   if (absl::Status valid = CheckProblem(problem); !valid.ok()) return valid;
   if (absl::Status can = CheckEachBudgetCanBeMet(problem); !can.ok()) return can;
-  const absl::Time start = absl::Now();
+  const absl::Time start_time = absl::Now();
   const int n = problem.num_choices();
   const int slots = static_cast<int>(problem.choices_per_slot.size());
   std::vector<int> slot_of(n);
@@ -210,8 +269,24 @@ absl::StatusOr<AllocationResult> SolveQuadraticAllocation(const QuadraticAllocat
   solver.loadProblem(rows, lower.data(), upper.data(), objective.data(), row_lower.data(),
                      row_upper.data());
   for (int i = 0; i < n; ++i) solver.setInteger(i);
+  // The warm start as CBC's MIP start (by column name): x and the products it implies.
+  const std::vector<int> start = WarmStart(problem);
+  std::vector<std::pair<std::string, double>> mip_start;
+  if (!start.empty()) {
+    std::vector<double> x(n, 0.0);
+    for (int s = 0; s < slots; ++s) x[problem.offset(s) + start[s]] = 1.0;
+    const int columns = n + static_cast<int>(products.size());
+    for (int column = 0; column < columns; ++column) {
+      const std::string name = absl::StrCat("c", column);
+      solver.setColName(column, name);
+      const double value =
+          column < n ? x[column] : x[products[column - n].i] * x[products[column - n].j];
+      mip_start.emplace_back(name, value);
+    }
+  }
   CbcModel model(solver);
   model.setLogLevel(0);
+  if (!mip_start.empty()) model.setMIPStart(mip_start);
   const CancelHandler handler(&cancelled);
   model.passInEventHandler(&handler);
   CbcSolverUsefulData data;
@@ -226,6 +301,21 @@ absl::StatusOr<AllocationResult> SolveQuadraticAllocation(const QuadraticAllocat
       [](CbcModel* /*model*/, int /*from*/) { return 0; }, data);
 
   const double* solution = model.bestSolution();
+  if (solution == nullptr && !start.empty() && (cancelled == nullptr || !cancelled())) {
+    // CBC found nothing in time: the warm start stands (it meets every budget), with no
+    // bound better than its own objective.
+    AllocationResult result;
+    result.choice = start;
+    result.objective = problem.Objective(start);
+    result.solver_objective = result.objective;
+    result.warm_start_objective = result.objective;
+    result.from_warm_start = true;
+    result.best_bound = std::min(result.objective, model.getBestPossibleObjValue());
+    const double gap = result.objective - result.best_bound;
+    result.relative_gap = std::max(0.0, gap) / std::max(1e-9, std::abs(result.objective));
+    result.seconds = absl::ToDoubleSeconds(absl::Now() - start_time);
+    return result;
+  }
   if (solution == nullptr) {
     if (cancelled != nullptr && cancelled()) {
       return absl::CancelledError("the allocation was cancelled before a policy was found");
@@ -258,12 +348,22 @@ absl::StatusOr<AllocationResult> SolveQuadraticAllocation(const QuadraticAllocat
   }
   result.objective = problem.Objective(result.choice);
   result.solver_objective = model.getObjValue();
+  if (!start.empty()) {
+    // Never worse than the start the solver was given.
+    result.warm_start_objective = problem.Objective(start);
+    if (result.warm_start_objective < result.objective) {
+      result.choice = start;
+      result.objective = result.warm_start_objective;
+      result.solver_objective = result.objective;
+    }
+    result.from_warm_start = result.choice == start;
+  }
   result.best_bound = std::min(result.objective, model.getBestPossibleObjValue());
   result.optimal = model.isProvenOptimal();
   const double gap = result.objective - result.best_bound;
   result.relative_gap =
       result.optimal ? 0.0 : std::max(0.0, gap) / std::max(1e-9, std::abs(result.objective));
-  result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  result.seconds = absl::ToDoubleSeconds(absl::Now() - start_time);
   return result;
 }
 

@@ -7,6 +7,7 @@
 #define APQ_SEARCH_QUADRATIC_ALLOCATION_H_
 
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -43,10 +44,16 @@ struct AllocationResult {
   // (objective - best_bound) / max(1e-9, |objective|); 0 when optimal.
   double relative_gap = 0;
   double seconds = 0;
+  // x^T G x of the warm start (the diagonal's allocation improved by single-slot changes,
+  // meeting every budget), NaN when there was none; and whether the answer is that start
+  // (the solver found nothing better in time).
+  double warm_start_objective = std::numeric_limits<double>::quiet_NaN();
+  bool from_warm_start = false;
 };
 
 // The best policy CBC (its CbcMain1 driver: presolve, cuts, heuristics) finds within
-// `time_limit`, with its bound. INVALID_ARGUMENT for a malformed problem (sizes, a G that is
+// `time_limit`, with its bound, started from (and never worse than) a warm start that meets
+// every budget. INVALID_ARGUMENT for a malformed problem (sizes, a G that is
 // not symmetric or not finite, a negative or non-finite cost); FAILED_PRECONDITION naming the
 // budget and the cheapest policy's cost when one budget alone cannot be met;
 // DEADLINE_EXCEEDED when no policy meeting every budget was found in time (never an

@@ -168,5 +168,37 @@ TEST(QuadraticAllocationTest, ACancelledSolveStopsPromptlyAndNeverReturnsABroken
   }
 }
 
+TEST(QuadraticAllocationTest, WithoutTimeToSearchTheAnswerIsTheWarmStartMeetingEveryBudget) {
+  for (const uint64_t seed : {3, 4, 5}) {
+    const QuadraticAllocation problem = RandomProblem(seed, 30, 5, 2, false);
+    const absl::StatusOr<AllocationResult> result =
+        SolveQuadraticAllocation(problem, absl::Milliseconds(1));
+    ASSERT_TRUE(result.ok()) << result.status();
+    ASSERT_TRUE(std::isfinite(result->warm_start_objective));
+    EXPECT_LE(result->objective, result->warm_start_objective);
+    EXPECT_DOUBLE_EQ(result->objective, problem.Objective(result->choice));
+    EXPECT_LE(result->best_bound, result->objective);
+    for (const AllocationBudget& budget : problem.budgets) {
+      EXPECT_LE(problem.Cost(budget, result->choice), budget.limit) << budget.name;
+    }
+    // The warm start is a local optimum: no single-slot change that keeps every budget
+    // lowers the objective below the answer.
+    if (result->from_warm_start) {
+      std::vector<int> moved = result->choice;
+      for (size_t s = 0; s < moved.size(); ++s) {
+        for (int c = 0; c < problem.choices_per_slot[s]; ++c) {
+          moved[s] = c;
+          bool feasible = true;
+          for (const AllocationBudget& budget : problem.budgets) {
+            feasible = feasible && problem.Cost(budget, moved) <= budget.limit;
+          }
+          if (feasible) EXPECT_GE(problem.Objective(moved), result->objective - 1e-9) << s;
+        }
+        moved[s] = result->choice[s];
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace apq::search

@@ -334,6 +334,9 @@ TEST_F(EndToEndTest, AllocatesTheBitsOfOneArchitectureWithTheIqpEngine) {
   const json solution = ParseJson(result)["content"];
   EXPECT_GE(solution["relative_gap"].get<double>(), 0.0);
   EXPECT_LE(solution["best_bound"].get<double>(), solution["objective"].get<double>() + 1e-9);
+  // Never worse than the warm start it was given.
+  EXPECT_LE(solution["objective"].get<double>(),
+            solution["warm_start_objective"].get<double>() + 1e-12);
   result = Client({"artifact", "iqp_solution", "job-999/solution.json"});
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_NE(result.err.find("NOT_FOUND"), std::string::npos) << result.err;
