@@ -10,6 +10,7 @@
 #define APQ_OFACE_POLICY_LOSS_H_
 
 #include <memory>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "oface/fashion_mnist.h"
@@ -31,11 +32,19 @@ class PolicyLoss {
   // Mean cross-entropy (natural log) on the images of `genotype`, which must differ from the
   // reference only in bits genes: INVALID_ARGUMENT naming the first other gene that differs.
   absl::StatusOr<double> Loss(const Genotype& genotype);
+  // The losses of `genotypes` in order, measured by `threads` threads at once (each
+  // genotype's forward on one thread; LibTorch's intra-op threads are the caller's, 1 for
+  // this to pay): equal to Loss of each. The first INVALID_ARGUMENT of a genotype is returned
+  // before any is measured.
+  absl::StatusOr<std::vector<double>> Losses(const std::vector<Genotype>& genotypes, int threads);
 
   const Genotype& reference() const { return reference_; }
 
  private:
   PolicyLoss(Supernet& supernet, Genotype reference, LabeledImages images);
+  // INVALID_ARGUMENT naming the first gene other than a bitwidth that differs from the
+  // reference.
+  absl::Status CheckBitsOnly(const Genotype& genotype) const;
 
   Supernet& supernet_;
   const Genotype reference_;

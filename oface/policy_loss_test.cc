@@ -65,6 +65,38 @@ TEST(PolicyLossTest, ALossDependsOnTheBitsAloneAndMatchesTheLogits) {
   EXPECT_EQ(*(*loss)->Loss(WithBits(**supernet, 2)), *at_two_bits);
 }
 
+TEST(PolicyLossTest, LossesMeasuredByTwoThreadsEqualLossesOneByOne) {
+  absl::StatusOr<std::unique_ptr<Supernet>> supernet = Supernet::Create(TinyLowBitSpec(), 3);
+  ASSERT_TRUE(supernet.ok()) << supernet.status();
+  const LabeledImages all = TrainImages(300);
+  const LabeledImages calibration = SelectImages(all, SubsetIndices(300, 100, 1));
+  const LabeledImages images = SelectImages(all, SubsetIndices(300, 200, 2));
+  const Genotype reference = WithBits(**supernet, 8);
+  std::unique_ptr<PolicyLoss> loss =
+      PolicyLoss::Create(**supernet, reference, calibration, images).value();
+  // Every bitwidth gene of the reference lowered one at a time, and uniform policies.
+  std::vector<Genotype> genotypes = {reference, WithBits(**supernet, 2), WithBits(**supernet, 4)};
+  const std::vector<GeneSpec>& genes = (*supernet)->space().genes();
+  for (size_t g = 0; g < genes.size() && genotypes.size() < 11; ++g) {
+    if (!IsBitsGene(genes[g])) continue;
+    Genotype lowered = reference;
+    lowered[g] = 2;
+    genotypes.push_back(lowered);
+  }
+  std::vector<double> one_by_one;
+  for (const Genotype& genotype : genotypes) one_by_one.push_back(loss->Loss(genotype).value());
+  for (const int threads : {1, 2, 3}) {
+    const absl::StatusOr<std::vector<double>> together = loss->Losses(genotypes, threads);
+    ASSERT_TRUE(together.ok()) << together.status();
+    EXPECT_EQ(*together, one_by_one) << threads << " threads";
+  }
+  // A bad genotype anywhere is refused before any is measured.
+  std::vector<Genotype> with_bad = genotypes;
+  with_bad.push_back((*supernet)->SmallestGenotype(8));
+  EXPECT_THAT(std::string(loss->Losses(with_bad, 2).status().message()),
+              HasSubstr("only bitwidths may change"));
+}
+
 TEST(PolicyLossTest, AnotherArchitectureIsRefusedNamingTheGene) {
   absl::StatusOr<std::unique_ptr<Supernet>> supernet = Supernet::Create(TinyLowBitSpec(), 3);
   ASSERT_TRUE(supernet.ok());

@@ -801,6 +801,28 @@ absl::StatusOr<std::vector<float>> Supernet::Logits(const LabeledImages& images)
   }
 }
 
+void Supernet::PrepareForEvaluation() { module_->eval(); }
+
+absl::StatusOr<std::vector<float>> Supernet::LogitsOf(const Genotype& genotype, bool quantized,
+                                                      const LabeledImages& images) const {
+  RETURN_IF_ERROR(space_->Validate(genotype));
+  if (module_->is_training()) {
+    return absl::FailedPreconditionError(
+        "the supernet is in training mode (PrepareForEvaluation before LogitsOf)");
+  }
+  try {
+    torch::NoGradGuard no_grad;
+    const torch::Tensor logits =
+        module_
+            ->forward(supernet_internal::ImagesToTensor(images),
+                      supernet_internal::ChoiceFromGenotype(spec_, genotype, quantized))
+            .contiguous();
+    return std::vector<float>(logits.data_ptr<float>(), logits.data_ptr<float>() + logits.numel());
+  } catch (const std::exception& e) {
+    return TorchError("forward failed", e);
+  }
+}
+
 absl::Status Supernet::SaveWeights(const std::string& path) const {
   torch::serialize::OutputArchive archive;
   try {

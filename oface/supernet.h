@@ -91,6 +91,14 @@ class Supernet {
                                       const EvalOptions& options = {});
   // Logits of the active subnet in evaluation mode, [images.count x num_classes] row-major.
   absl::StatusOr<std::vector<float>> Logits(const LabeledImages& images);
+  // Puts the module in evaluation mode (as Logits does) so that LogitsOf may run.
+  void PrepareForEvaluation();
+  // Logits of `genotype` (any valid genotype; the active subnet is untouched) quantized as
+  // `quantized` says, in evaluation mode: reads the weights and writes nothing, so several
+  // threads may call it at once while nothing else uses the supernet. FAILED_PRECONDITION
+  // when the module is in training mode (PrepareForEvaluation first).
+  absl::StatusOr<std::vector<float>> LogitsOf(const Genotype& genotype, bool quantized,
+                                              const LabeledImages& images) const;
 
   // Weights, buffers and the spec's fingerprint; written atomically (temporary + rename).
   absl::Status SaveWeights(const std::string& path) const;

@@ -185,9 +185,13 @@ class IqpEngine final : public Engine {
             continue;
           }
         }
-        ASSIGN_OR_RETURN(const double loss,
-                         session->Loss(allocation.Network(policies[losses.size()])));
-        losses.push_back(loss);
+        // A few at a time (the session may measure them at once), the cancel check between.
+        std::vector<oface::Genotype> batch;
+        for (size_t i = losses.size(); i < end && batch.size() < kIqpMeasurementBatch; ++i) {
+          batch.push_back(allocation.Network(policies[i]));
+        }
+        ASSIGN_OR_RETURN(const std::vector<double> measured, session->Losses(batch));
+        losses.insert(losses.end(), measured.begin(), measured.end());
       }
       if (on_step) {
         StepReport report;

@@ -20,6 +20,7 @@
 #ifndef APQ_SEARCH_IQP_ENGINE_H_
 #define APQ_SEARCH_IQP_ENGINE_H_
 
+#include <cstddef>
 #include <memory>
 
 #include "search/engine.h"
@@ -41,6 +42,9 @@ inline constexpr char kIqpSolutionKind[] = "iqp_solution";
 inline constexpr char kIqpSolutionName[] = "solution.json";
 // Steps of the sensitivity measurement; the allocation is the step after them.
 inline constexpr int kIqpMeasurementSteps = 20;
+// Policies measured per call to the loss session (at once when it has several threads); the
+// cancel check runs between calls.
+inline constexpr size_t kIqpMeasurementBatch = 8;
 
 std::unique_ptr<Engine> NewIqpEngine();
 

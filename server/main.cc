@@ -39,6 +39,9 @@ ABSL_FLAG(int, torch_threads, 1,
 ABSL_FLAG(int, predictor_threads, 1,
           "LibTorch threads for accuracy prediction, per search (one: on a 2-core machine "
           "under load, two threads made batches 4-5x slower)");
+ABSL_FLAG(int, measurement_threads, 0,
+          "threads that measure policy losses on a supernet at once, for the iqp engine (0: one "
+          "per CPU core this process may run on); each forward runs on one thread");
 ABSL_FLAG(std::string, port_file, "", "if set, the bound port is written there once serving");
 ABSL_FLAG(std::string, auth, "on",
           "on: every call needs an API token (apq token ...); off: calls without a token act as "
@@ -134,6 +137,9 @@ int main(int argc, char** argv) {
   options.dataset_dir = absl::GetFlag(FLAGS_dataset_dir);
   options.job_workers = absl::GetFlag(FLAGS_workers);
   if (options.job_workers == 0) options.job_workers = UsableCores();
+  // Negative values reach ApqServer::Start, which refuses them naming the flag.
+  options.measurement_threads = absl::GetFlag(FLAGS_measurement_threads);
+  if (options.measurement_threads == 0) options.measurement_threads = UsableCores();
   options.queue_capacity = absl::GetFlag(FLAGS_queue_capacity);
   options.job_commit_interval = absl::Milliseconds(absl::GetFlag(FLAGS_commit_interval_ms));
   options.rpc_threads = absl::GetFlag(FLAGS_rpc_threads);

@@ -82,6 +82,10 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
     return absl::InvalidArgumentError(
         absl::StrCat("rpc_threads: must be in [1, 64], got ", options.rpc_threads));
   }
+  if (options.measurement_threads < 1 || options.measurement_threads > 64) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "measurement_threads: must be in [1, 64], got ", options.measurement_threads));
+  }
   if (options.predictor_threads < 1 || options.predictor_threads > 256) {
     return absl::InvalidArgumentError(
         absl::StrCat("predictor_threads: must be in [1, 256], got ", options.predictor_threads));
@@ -121,6 +125,7 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   SupernetHost::Options supernet_options;
   supernet_options.data_dir = data_dir;
   supernet_options.dataset_dir = options.dataset_dir;
+  supernet_options.measurement_threads = options.measurement_threads;
   ASSIGN_OR_RETURN(server->supernets_, SupernetHost::Create(supernet_options));
   JobManager::Options job_options;
   job_options.workers = options.job_workers;

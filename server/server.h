@@ -41,6 +41,8 @@ struct ServerOptions {
   int torch_threads = 1;
   int torch_queue_capacity = 16;     // LibTorch calls waiting beyond which calls are refused.
   int predictor_threads = 2;         // LibTorch intra-op threads.
+  // Threads that measure policy losses on a supernet at once (the iqp engine's sensitivities).
+  int measurement_threads = 1;
   int max_message_bytes = 64 << 20;  // Largest request (table uploads).
   // The search engines jobs may pick; null means the product's (EngineRegistry::BuiltIn).
   std::shared_ptr<const search::EngineRegistry> engines;

@@ -212,15 +212,21 @@ absl::StatusOr<std::unique_ptr<HeldMutex>> LockUnlessCancelled(
 // Holds the space's supernet (its entry's mutex) while a job measures with it.
 class HostPolicyLossSession final : public search::PolicyLossSession {
  public:
-  HostPolicyLossSession(std::unique_ptr<HeldMutex> lock, std::unique_ptr<oface::PolicyLoss> loss)
-      : lock_(std::move(lock)), loss_(std::move(loss)) {}
+  HostPolicyLossSession(std::unique_ptr<HeldMutex> lock, std::unique_ptr<oface::PolicyLoss> loss,
+                        int threads)
+      : lock_(std::move(lock)), loss_(std::move(loss)), threads_(threads) {}
   absl::StatusOr<double> Loss(const oface::Genotype& genotype) override {
     return loss_->Loss(genotype);
+  }
+  absl::StatusOr<std::vector<double>> Losses(
+      const std::vector<oface::Genotype>& genotypes) override {
+    return loss_->Losses(genotypes, threads_);
   }
 
  private:
   std::unique_ptr<HeldMutex> lock_;  // Released last: declared first.
   std::unique_ptr<oface::PolicyLoss> loss_;
+  const int threads_;
 };
 
 }  // namespace
@@ -254,7 +260,8 @@ class SupernetHost::PolicyLossSource final : public search::PolicyLossProvider {
     ASSIGN_OR_RETURN(std::unique_ptr<oface::PolicyLoss> loss,
                      oface::PolicyLoss::Create(*entry->quant, reference, standard->calibration,
                                                std::move(drawn->calibration)));
-    return std::make_unique<HostPolicyLossSession>(std::move(lock), std::move(loss));
+    return std::make_unique<HostPolicyLossSession>(
+        std::move(lock), std::move(loss), std::max(1, host_.options_.measurement_threads));
   }
 
  private:

@@ -43,6 +43,9 @@ class SupernetHost {
     int calibration_images = 2000;
     uint64_t calibration_seed = 1;
     int eval_batch_size = 250;
+    // Threads that measure policy losses at once (PolicyLosses sessions), each forward on
+    // one of them with LibTorch's intra-op threads at the process's setting; at least 1.
+    int measurement_threads = 1;
   };
 
   // Loads the weights of every supernet whose files exist under data_dir; a space without
