@@ -87,8 +87,7 @@ absl::StatusOr<std::vector<double>> PolicyLoss::Losses(const std::vector<Genotyp
       losses[i] = MeanCrossEntropy(*logits, images_.labels, classes);
     }
   };
-  const size_t workers =
-      std::min(genotypes.size(), static_cast<size_t>(std::max(1, threads)));
+  const size_t workers = std::min(genotypes.size(), static_cast<size_t>(std::max(1, threads)));
   std::vector<std::thread> pool;
   for (size_t t = 1; t < workers; ++t) pool.emplace_back(measure, t, workers);
   measure(0, std::max<size_t>(workers, 1));

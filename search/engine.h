@@ -57,7 +57,8 @@ class PolicyLossSession {
   virtual absl::StatusOr<double> Loss(const oface::Genotype& genotype) = 0;
   // The losses of `genotypes` in order, equal to Loss of each; a session may measure several
   // at once (the server's uses its measurement threads). By default one by one.
-  virtual absl::StatusOr<std::vector<double>> Losses(const std::vector<oface::Genotype>& genotypes) {
+  virtual absl::StatusOr<std::vector<double>> Losses(
+      const std::vector<oface::Genotype>& genotypes) {
     std::vector<double> losses;
     losses.reserve(genotypes.size());
     for (const oface::Genotype& genotype : genotypes) {

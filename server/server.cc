@@ -83,8 +83,8 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
         absl::StrCat("rpc_threads: must be in [1, 64], got ", options.rpc_threads));
   }
   if (options.measurement_threads < 1 || options.measurement_threads > 64) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "measurement_threads: must be in [1, 64], got ", options.measurement_threads));
+    return absl::InvalidArgumentError(
+        absl::StrCat("measurement_threads: must be in [1, 64], got ", options.measurement_threads));
   }
   if (options.predictor_threads < 1 || options.predictor_threads > 256) {
     return absl::InvalidArgumentError(

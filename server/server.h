@@ -39,8 +39,8 @@ struct ServerOptions {
   // Threads that serve calls running LibTorch (measured evaluations, TorchScript exports),
   // apart from the cheap ones so that a cheap call never waits behind a measurement.
   int torch_threads = 1;
-  int torch_queue_capacity = 16;     // LibTorch calls waiting beyond which calls are refused.
-  int predictor_threads = 2;         // LibTorch intra-op threads.
+  int torch_queue_capacity = 16;  // LibTorch calls waiting beyond which calls are refused.
+  int predictor_threads = 2;      // LibTorch intra-op threads.
   // Threads that measure policy losses on a supernet at once (the iqp engine's sensitivities).
   int measurement_threads = 1;
   int max_message_bytes = 64 << 20;  // Largest request (table uploads).

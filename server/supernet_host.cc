@@ -260,8 +260,8 @@ class SupernetHost::PolicyLossSource final : public search::PolicyLossProvider {
     ASSIGN_OR_RETURN(std::unique_ptr<oface::PolicyLoss> loss,
                      oface::PolicyLoss::Create(*entry->quant, reference, standard->calibration,
                                                std::move(drawn->calibration)));
-    return std::make_unique<HostPolicyLossSession>(
-        std::move(lock), std::move(loss), std::max(1, host_.options_.measurement_threads));
+    return std::make_unique<HostPolicyLossSession>(std::move(lock), std::move(loss),
+                                                   std::max(1, host_.options_.measurement_threads));
   }
 
  private:
