@@ -101,16 +101,7 @@ TEST_P(JobDifferentiableTest, TheResultsMeetTheBudgetRepairedIfNeededAndAResumed
 }
 
 TEST_P(JobDifferentiableTest, RequestsItCannotServeAreRefusedNamingTheField) {
-  struct Case {
-    std::string what;
-    apq::v1::SubmitSearchRequest request;
-    absl::StatusCode code;
-    std::string says;
-  };
-  std::vector<Case> cases;
-  const auto option = [&](Case & c) -> auto& {
-    return *c.request.mutable_engine_request()->mutable_options();
-  };
+  std::vector<Refusal> cases;
   cases.push_back({"below the cheapest", Request(Bitops(Smallest(2, 2)) * 0.9),
                    absl::StatusCode::kFailedPrecondition, "below the cheapest bit policy"});
   cases.push_back({"no fixed architecture", Request(MiddleBudget()),
@@ -118,37 +109,37 @@ TEST_P(JobDifferentiableTest, RequestsItCannotServeAreRefusedNamingTheField) {
   cases.back().request.clear_fixed_architecture();
   cases.push_back({"a temperature rising", Request(MiddleBudget()),
                    absl::StatusCode::kInvalidArgument, "engine.options.temperature_end"});
-  option(cases.back())["temperature_end"].set_double_value(9);
+  OptionsOf(cases.back())["temperature_end"].set_double_value(9);
   cases.push_back({"a temperature of 0", Request(MiddleBudget()),
                    absl::StatusCode::kInvalidArgument, "engine.options.temperature_start"});
-  option(cases.back())["temperature_start"].set_double_value(0);
+  OptionsOf(cases.back())["temperature_start"].set_double_value(0);
   cases.push_back({"report_every above steps", Request(MiddleBudget()),
                    absl::StatusCode::kInvalidArgument, "engine.options.report_every"});
-  option(cases.back())["report_every"].set_int_value(7);
+  OptionsOf(cases.back())["report_every"].set_int_value(7);
   cases.push_back({"warmup above steps", Request(MiddleBudget()),
                    absl::StatusCode::kInvalidArgument, "engine.options.warmup_steps"});
-  option(cases.back())["warmup_steps"].set_int_value(7);
+  OptionsOf(cases.back())["warmup_steps"].set_int_value(7);
   cases.push_back({"an arch learning rate above 1", Request(MiddleBudget()),
                    absl::StatusCode::kInvalidArgument, "engine.options.arch_lr"});
-  option(cases.back())["arch_lr"].set_double_value(2);
+  OptionsOf(cases.back())["arch_lr"].set_double_value(2);
   cases.push_back({"samples above 64", Request(MiddleBudget()), absl::StatusCode::kInvalidArgument,
                    "engine.options.samples"});
-  option(cases.back())["samples"].set_int_value(65);
+  OptionsOf(cases.back())["samples"].set_int_value(65);
   if (ssps()) {
     cases.push_back({"fix_every above steps", Request(MiddleBudget()),
                      absl::StatusCode::kInvalidArgument, "engine.options.fix_every"});
-    option(cases.back())["fix_every"].set_int_value(7);
+    OptionsOf(cases.back())["fix_every"].set_int_value(7);
     cases.push_back({"an unknown certainty", Request(MiddleBudget()),
                      absl::StatusCode::kInvalidArgument, "engine.options.certainty"});
-    option(cases.back())["certainty"].set_choice_value("confidence");
+    OptionsOf(cases.back())["certainty"].set_choice_value("confidence");
   } else {
     cases.push_back({"fixing asked of dnas", Request(MiddleBudget()),
                      absl::StatusCode::kInvalidArgument, "engine.options.fix_every"});
-    option(cases.back())["fix_every"].set_int_value(2);
+    OptionsOf(cases.back())["fix_every"].set_int_value(2);
   }
   cases.push_back({"energy on a device without it", Request(MiddleBudget()),
                    absl::StatusCode::kFailedPrecondition, "engine.options.cost"});
-  option(cases.back())["cost"].set_choice_value("energy");
+  OptionsOf(cases.back())["cost"].set_choice_value("energy");
   cases.push_back({"a space without a supernet", Request(MiddleBudget()),
                    absl::StatusCode::kFailedPrecondition, "has none"});
   cases.back().request.set_space("ofa_mbv3");
@@ -156,12 +147,7 @@ TEST_P(JobDifferentiableTest, RequestsItCannotServeAreRefusedNamingTheField) {
   cases.back().request.clear_fixed_architecture();
   cases.back().request.mutable_budgets()->clear_max_bitops();
   cases.back().request.mutable_budgets()->set_max_latency_ms(100);
-  for (const Case& c : cases) {
-    const auto job = bed_.manager().Submit(c.request);
-    EXPECT_EQ(job.status().code(), c.code) << c.what << ": " << job.status();
-    EXPECT_THAT(std::string(job.status().message()), HasSubstr(c.says)) << c.what;
-  }
-  EXPECT_TRUE(bed_.store().jobs().ListJobs(std::nullopt, std::nullopt, 0, 10)->empty());
+  ExpectRefusedBeforeStoring(cases);
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, JobDifferentiableTest,

@@ -160,13 +160,7 @@ TEST_F(JobIqpTest, ActivationsHeldAtAWidthStayThereAndTheBudgetHolds) {
 }
 
 TEST_F(JobIqpTest, RequestsItCannotServeAreRefusedNamingTheField) {
-  struct Case {
-    std::string what;
-    apq::v1::SubmitSearchRequest request;
-    absl::StatusCode code;
-    std::string says;
-  };
-  std::vector<Case> cases;
+  std::vector<Refusal> cases;
   cases.push_back({"below the cheapest", Request(Bitops(Smallest(2, 8)) * 0.9),
                    absl::StatusCode::kFailedPrecondition, "below the cheapest bit policy"});
   cases.push_back({"no fixed architecture", Request(MiddleBudget()),
@@ -189,12 +183,7 @@ TEST_F(JobIqpTest, RequestsItCannotServeAreRefusedNamingTheField) {
                    absl::StatusCode::kFailedPrecondition, "engine.options.max_evaluations"});
   (*cases.back().request.mutable_engine_request()->mutable_options())["max_evaluations"]
       .set_int_value(10);
-  for (const Case& c : cases) {
-    const auto job = bed_.manager().Submit(c.request);
-    EXPECT_EQ(job.status().code(), c.code) << c.what << ": " << job.status();
-    EXPECT_THAT(std::string(job.status().message()), HasSubstr(c.says)) << c.what;
-  }
-  EXPECT_TRUE(bed_.store().jobs().ListJobs(std::nullopt, std::nullopt, 0, 10)->empty());
+  ExpectRefusedBeforeStoring(cases);
 }
 
 }  // namespace

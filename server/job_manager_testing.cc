@@ -245,4 +245,14 @@ bool LowBitJobTest::StopAfter(const std::string& job_id, int generations) {
   return false;
 }
 
+void LowBitJobTest::ExpectRefusedBeforeStoring(const std::vector<Refusal>& refusals) {
+  for (const Refusal& refusal : refusals) {
+    const auto job = bed_.manager().Submit(refusal.request);
+    EXPECT_EQ(job.status().code(), refusal.code) << refusal.what << ": " << job.status();
+    EXPECT_TRUE(absl::StrContains(job.status().message(), refusal.says))
+        << refusal.what << ": " << job.status();
+  }
+  EXPECT_TRUE(bed_.store().jobs().ListJobs(std::nullopt, std::nullopt, 0, 10)->empty());
+}
+
 }  // namespace apq::server

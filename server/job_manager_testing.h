@@ -137,6 +137,21 @@ class LowBitJobTest : public ::testing::Test {
   // it again); false when that did not happen within two minutes.
   bool StopAfter(const std::string& job_id, int generations);
 
+  // A request the engine must refuse: the status code and a part of its message.
+  struct Refusal {
+    std::string what;
+    apq::v1::SubmitSearchRequest request;
+    absl::StatusCode code;
+    std::string says;
+  };
+  // The engine options of the refusal's request, to change one.
+  static google::protobuf::Map<std::string, apq::v1::EngineOptionValue>& OptionsOf(
+      Refusal& refusal) {
+    return *refusal.request.mutable_engine_request()->mutable_options();
+  }
+  // Submits each request and expects its refusal, and that no job was stored.
+  void ExpectRefusedBeforeStoring(const std::vector<Refusal>& refusals);
+
   static SupernetHost* supernets_;
   JobTestBed bed_{*supernets_};
   const oface::SearchSpace* space_ = nullptr;

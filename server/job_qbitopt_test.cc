@@ -106,16 +106,7 @@ TEST_F(JobQbitoptTest, AJobStoppedInItsTrainingResumesToTheSamePolicies) {
 }
 
 TEST_F(JobQbitoptTest, RequestsItCannotServeAreRefusedNamingTheField) {
-  struct Case {
-    std::string what;
-    apq::v1::SubmitSearchRequest request;
-    absl::StatusCode code;
-    std::string says;
-  };
-  std::vector<Case> cases;
-  const auto option = [&](Case & c) -> auto& {
-    return *c.request.mutable_engine_request()->mutable_options();
-  };
+  std::vector<Refusal> cases;
   cases.push_back({"below the cheapest", Request(Bitops(Smallest(2, 8)) * 0.9),
                    absl::StatusCode::kFailedPrecondition, "below the cheapest bit policy"});
   cases.push_back({"no fixed architecture", Request(MiddleBudget()),
@@ -123,20 +114,20 @@ TEST_F(JobQbitoptTest, RequestsItCannotServeAreRefusedNamingTheField) {
   cases.back().request.clear_fixed_architecture();
   cases.push_back({"update_every above steps", Request(MiddleBudget()),
                    absl::StatusCode::kInvalidArgument, "engine.options.update_every"});
-  option(cases.back())["update_every"].set_int_value(9);
+  OptionsOf(cases.back())["update_every"].set_int_value(9);
   cases.push_back({"zero steps", Request(MiddleBudget()), absl::StatusCode::kInvalidArgument,
                    "engine.options.steps"});
-  option(cases.back())["steps"].set_int_value(0);
+  OptionsOf(cases.back())["steps"].set_int_value(0);
   cases.push_back({"gradient batches beyond the split", Request(MiddleBudget()),
                    absl::StatusCode::kInvalidArgument, "engine.options.gradient_batches"});
-  option(cases.back())["gradient_batches"].set_int_value(390);
-  option(cases.back())["batch_size"].set_int_value(1000);
+  OptionsOf(cases.back())["gradient_batches"].set_int_value(390);
+  OptionsOf(cases.back())["batch_size"].set_int_value(1000);
   cases.push_back({"learning rate 0", Request(MiddleBudget()), absl::StatusCode::kInvalidArgument,
                    "engine.options.learning_rate"});
-  option(cases.back())["learning_rate"].set_double_value(0);
+  OptionsOf(cases.back())["learning_rate"].set_double_value(0);
   cases.push_back({"searched activations", Request(MiddleBudget()),
                    absl::StatusCode::kInvalidArgument, "engine.options.activations"});
-  option(cases.back())["activations"].set_choice_value("searched");
+  OptionsOf(cases.back())["activations"].set_choice_value("searched");
   cases.push_back({"pareto objective", Request(MiddleBudget()), absl::StatusCode::kInvalidArgument,
                    "objective"});
   cases.back().request.set_objective(apq::v1::OBJECTIVE_PARETO);
@@ -147,12 +138,7 @@ TEST_F(JobQbitoptTest, RequestsItCannotServeAreRefusedNamingTheField) {
   cases.back().request.mutable_budgets()->clear_max_bitops();
   cases.back().request.mutable_budgets()->set_max_latency_ms(100);
   cases.back().request.clear_fixed_architecture();
-  for (const Case& c : cases) {
-    const auto job = bed_.manager().Submit(c.request);
-    EXPECT_EQ(job.status().code(), c.code) << c.what << ": " << job.status();
-    EXPECT_THAT(std::string(job.status().message()), HasSubstr(c.says)) << c.what;
-  }
-  EXPECT_TRUE(bed_.store().jobs().ListJobs(std::nullopt, std::nullopt, 0, 10)->empty());
+  ExpectRefusedBeforeStoring(cases);
 }
 
 }  // namespace
