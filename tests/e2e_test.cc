@@ -87,6 +87,35 @@ class EndToEndTest : public ::testing::Test {
     return rows;
   }
 
+  // The first measured fmnist_lowbit architecture, written to a file for
+  // --fixed-architecture, and a BitOps budget of `factor` times its cheapest weight policy's
+  // (weights at 2 bits, activations at 8) on local-cpu.
+  struct HeldArchitecture {
+    std::string path;
+    double budget = 0;
+  };
+  HeldArchitecture MeasuredArchitectureAndBudget(double factor) {
+    const std::optional<oface::MeasurementRecord> record =
+        FirstRecord("data/fmnist_lowbit/measurements.csv");
+    EXPECT_TRUE(record.has_value());
+    if (!record.has_value()) return {};
+    json arch = json::parse(record->config_json);
+    for (auto& [name, widths] : arch[1].items()) {
+      for (auto& bits : widths) bits = name.find("_a_bits") != std::string::npos ? 8 : 2;
+    }
+    const std::string cheapest = TempPath("cheapest.json");
+    WriteFile(cheapest, arch.dump());
+    ProcessResult priced = Client({"evaluate", "--space", "fmnist_lowbit", "--device", "local-cpu",
+                                   "--config", cheapest, "--json"});
+    EXPECT_EQ(priced.exit_code, 0) << priced.err;
+    if (priced.exit_code != 0) return {};
+    HeldArchitecture held;
+    held.path = TempPath("architecture.json");
+    WriteFile(held.path, record->config_json);
+    held.budget = ParseJson(priced)["bitops"].get<double>() * factor;
+    return held;
+  }
+
   // The sum of times_seen over rows listed by Rows.
   static int64_t TimesSeen(const std::vector<std::string>& rows) {
     int64_t sum = 0;
@@ -356,21 +385,10 @@ TEST_F(EndToEndTest, AllocatesTheBitsOfOneArchitectureWithTheIqpEngine) {
 // during a short fine-tune under a BitOps budget; the job's deployable module is the one it
 // trained.
 TEST_F(EndToEndTest, AllocatesBitsWhileFineTuningWithTheQbitoptEngine) {
-  const std::optional<oface::MeasurementRecord> record =
-      FirstRecord("data/fmnist_lowbit/measurements.csv");
-  ASSERT_TRUE(record.has_value());
-  json arch = json::parse(record->config_json);
-  for (auto& [name, widths] : arch[1].items()) {
-    for (auto& bits : widths) bits = name.find("_a_bits") != std::string::npos ? 8 : 2;
-  }
-  const std::string cheapest = TempPath("cheapest.json");
-  WriteFile(cheapest, arch.dump());
-  ProcessResult priced = Client({"evaluate", "--space", "fmnist_lowbit", "--device", "local-cpu",
-                                 "--config", cheapest, "--json"});
-  ASSERT_EQ(priced.exit_code, 0) << priced.err;
-  const double budget = ParseJson(priced)["bitops"].get<double>() * 1.5;
-  const std::string architecture = TempPath("architecture.json");
-  WriteFile(architecture, record->config_json);
+  const HeldArchitecture held = MeasuredArchitectureAndBudget(1.5);
+  ASSERT_FALSE(held.path.empty());
+  const std::string& architecture = held.path;
+  const double budget = held.budget;
   ProcessResult result = Client(
       {"search", "--space", "fmnist_lowbit", "--device", "local-cpu", "--fixed-architecture",
        architecture, "--max-bitops", absl::StrCat(budget), "--engine", "qbitopt", "--options",
@@ -402,21 +420,10 @@ TEST_F(EndToEndTest, AllocatesBitsWhileFineTuningWithTheQbitoptEngine) {
 // measured architecture under a BitOps budget; the result meets it, the search's figures come
 // with the job, the report is the job's artifact, and the deployable config is the best's.
 TEST_F(EndToEndTest, SearchesTheBitsOfOneArchitectureWithDnasAndSsps) {
-  const std::optional<oface::MeasurementRecord> record =
-      FirstRecord("data/fmnist_lowbit/measurements.csv");
-  ASSERT_TRUE(record.has_value());
-  json arch = json::parse(record->config_json);
-  for (auto& [name, widths] : arch[1].items()) {
-    for (auto& bits : widths) bits = name.find("_a_bits") != std::string::npos ? 8 : 2;
-  }
-  const std::string cheapest = TempPath("cheapest.json");
-  WriteFile(cheapest, arch.dump());
-  ProcessResult priced = Client({"evaluate", "--space", "fmnist_lowbit", "--device", "local-cpu",
-                                 "--config", cheapest, "--json"});
-  ASSERT_EQ(priced.exit_code, 0) << priced.err;
-  const double budget = ParseJson(priced)["bitops"].get<double>() * 1.5;
-  const std::string architecture = TempPath("architecture.json");
-  WriteFile(architecture, record->config_json);
+  const HeldArchitecture held = MeasuredArchitectureAndBudget(1.5);
+  ASSERT_FALSE(held.path.empty());
+  const std::string& architecture = held.path;
+  const double budget = held.budget;
   for (const std::string engine : {"dnas", "ssps"}) {
     ProcessResult result = Client(
         {"search", "--space", "fmnist_lowbit", "--device", "local-cpu", "--fixed-architecture",
