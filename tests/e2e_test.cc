@@ -448,9 +448,14 @@ TEST_F(EndToEndTest, SearchesTheBitsOfOneArchitectureWithDnasAndSsps) {
     const json report = ParseJson(result)["content"];
     EXPECT_EQ(report["config"], job["best_config"]) << engine;
     EXPECT_EQ(report["samples"].size(), 2u) << engine;
-    result = Client({"config", job_id, "--json"});
+    // The deployable config is the best's, and its TorchScript export runs as for any job.
+    const std::string module = TempPath(engine + ".pt");
+    result = Client({"config", job_id, "--torchscript", module, "--json"});
     ASSERT_EQ(result.exit_code, 0) << result.err;
-    EXPECT_EQ(ParseJson(result)["config"], job["best_config"]) << engine;
+    const json deployed = ParseJson(result);
+    EXPECT_EQ(deployed["config"], job["best_config"]) << engine;
+    EXPECT_GT(deployed["torchscript_accuracy"].get<double>(), 0.1) << engine;
+    EXPECT_EQ(ReadFile(module).substr(0, 2), "PK") << engine;
   }
   // An option outside its range is refused naming it.
   ProcessResult result =
