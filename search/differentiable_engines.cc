@@ -331,22 +331,11 @@ class DifferentiableEngine final : public Engine {
     RepairProblem repair;
     repair.choices_per_slot = allocation.choices_per_slot();
     repair.budgets = AllocationBudgets(problem, allocation);
-    const auto allocation_of = [&](const oface::Genotype& genotype) {
-      std::vector<int> policy(allocation.view.slots.size(), 0);
-      for (size_t s = 0; s < allocation.view.slots.size(); ++s) {
-        const hwmodels::PricedSlot& slot = allocation.view.slots[s];
-        for (size_t k = 0; k < allocation.kept[s].size(); ++k) {
-          const hwmodels::PricedChoice& choice = slot.choices[allocation.kept[s][k]];
-          bool same = true;
-          for (size_t g = 0; g < slot.genes.size(); ++g) {
-            same = same && genotype[slot.genes[g]] == choice.values[g];
-          }
-          if (same) policy[s] = static_cast<int>(k);
-        }
-      }
-      return policy;
-    };
+    // Per kept choice (slot by slot), the log-probability of its settings under the final
+    // distributions: the repair's preference.
+    std::vector<size_t> slot_offset;
     for (size_t s = 0; s < allocation.view.slots.size(); ++s) {
+      slot_offset.push_back(repair.preference.size());
       const hwmodels::PricedSlot& slot = allocation.view.slots[s];
       for (const int kept : allocation.kept[s]) {
         double preference = 0.0;
@@ -357,6 +346,29 @@ class DifferentiableEngine final : public Engine {
         repair.preference.push_back(preference);
       }
     }
+    // A genotype's kept choice per slot; a setting the space's rules exclude (the search
+    // priced it dearest but may still favour it) becomes the slot's likeliest kept one.
+    const auto allocation_of = [&](const oface::Genotype& genotype) {
+      std::vector<int> policy(allocation.view.slots.size(), -1);
+      for (size_t s = 0; s < allocation.view.slots.size(); ++s) {
+        const hwmodels::PricedSlot& slot = allocation.view.slots[s];
+        int likeliest = 0;
+        for (size_t k = 0; k < allocation.kept[s].size(); ++k) {
+          const hwmodels::PricedChoice& choice = slot.choices[allocation.kept[s][k]];
+          bool same = true;
+          for (size_t g = 0; g < slot.genes.size(); ++g) {
+            same = same && genotype[slot.genes[g]] == choice.values[g];
+          }
+          if (same) policy[s] = static_cast<int>(k);
+          if (repair.preference[slot_offset[s] + k] >
+              repair.preference[slot_offset[s] + likeliest]) {
+            likeliest = static_cast<int>(k);
+          }
+        }
+        if (policy[s] < 0) policy[s] = likeliest;
+      }
+      return policy;
+    };
     const oface::Genotype most_likely = problem.space->Canonical(search->MostLikely());
     std::vector<oface::Genotype> drawn = {most_likely};
     const int64_t samples = IntOption(options, "samples");
