@@ -407,11 +407,15 @@ torch::Tensor SupernetModuleImpl::QuantizeActivation(const torch::Tensor& x,
 
 torch::Tensor SupernetModuleImpl::SlotForward(const torch::Tensor& x, int index,
                                               const SlotChoice& choice, bool quantized,
-                                              const SlotBitMixture* mixture) {
+                                              const SlotBitMixture* mixture,
+                                              const SlotArchMixture* arch) {
   const Slot& s = slots_[index];
-  const int mid = choice.mid;
   static const SlotBitMixture kFixedBits;
   const SlotBitMixture& mix = mixture != nullptr ? *mixture : kFixedBits;
+  const bool mixed_kernel = arch != nullptr && arch->kernel_weights.defined();
+  const bool mixed_mid = arch != nullptr && arch->mid_weights.defined();
+  if (mixed_kernel || mixed_mid) return MixedSlotForward(x, index, choice, quantized, mix, *arch);
+  const int mid = choice.mid;
   torch::Tensor h = quantized ? QuantizeActivation(x, s.input_alpha, choice.pw_a_bits, true,
                                                    mix.pw_a, mix.single_path)
                               : x;
@@ -434,6 +438,82 @@ torch::Tensor SupernetModuleImpl::SlotForward(const torch::Tensor& x, int index,
   weight = s.project_weight.narrow(1, 0, mid);
   RecordUsedWeight(index, UsedWeight::Kind::kProject, weight);
   if (quantized) weight = QuantizeWeight(weight, choice.pw_w_bits, mix.pw_w, mix.single_path);
+  h = BatchNorm(torch::conv2d(h, weight), s.project_bn, s.out_channels);
+  return s.residual ? h + x : h;
+}
+
+torch::Tensor SupernetModuleImpl::MixedSlotForward(const torch::Tensor& x, int index,
+                                                   const SlotChoice& choice, bool quantized,
+                                                   const SlotBitMixture& mix,
+                                                   const SlotArchMixture& arch) {
+  const Slot& s = slots_[index];
+  const bool mixed_kernel = arch.kernel_weights.defined();
+  const bool mixed_mid = arch.mid_weights.defined();
+  const int kernel =
+      mixed_kernel ? *std::max_element(arch.kernels.begin(), arch.kernels.end()) : choice.kernel;
+  const int mid = mixed_mid ? *std::max_element(arch.mids.begin(), arch.mids.end()) : choice.mid;
+  // The middle channels' mask: sum_m p_m 1[channel < m], [1, mid, 1, 1].
+  torch::Tensor mask;
+  if (mixed_mid) {
+    const torch::Tensor channel = torch::arange(mid, torch::kFloat32);
+    for (size_t m = 0; m < arch.mids.size(); ++m) {
+      const torch::Tensor term = arch.mid_weights[static_cast<int64_t>(m)] *
+                                 (channel < static_cast<double>(arch.mids[m])).to(torch::kFloat32);
+      mask = mask.defined() ? mask + term : term;
+    }
+    mask = mask.view({1, mid, 1, 1});
+  }
+  const auto quantize_weight = [&](const torch::Tensor& weight, int bits,
+                                   const torch::Tensor& mixture) {
+    return quantized ? QuantizeWeight(weight, bits, mixture, mix.single_path) : weight;
+  };
+
+  torch::Tensor h = quantized ? QuantizeActivation(x, s.input_alpha, choice.pw_a_bits, true,
+                                                   mix.pw_a, mix.single_path)
+                              : x;
+  torch::Tensor weight =
+      quantize_weight(s.expand_weight.narrow(0, 0, mid), choice.pw_w_bits, mix.pw_w);
+  h = Relu6(BatchNorm(torch::conv2d(h, weight), s.expand_bn, mid));
+  if (mask.defined()) h = h * mask;
+
+  if (quantized)
+    h = QuantizeActivation(h, s.depthwise_alpha, choice.dw_a_bits, false, mix.dw_a,
+                           mix.single_path);
+  if (mixed_kernel) {
+    weight = torch::Tensor();
+    for (size_t k = 0; k < arch.kernels.size(); ++k) {
+      const int size = arch.kernels[k];
+      const int64_t pad = (kernel - size) / 2;
+      const torch::Tensor filter = torch::constant_pad_nd(
+          quantize_weight(DepthwiseKernel(index, size, mid), choice.dw_w_bits, mix.dw_w),
+          {pad, pad, pad, pad});
+      const torch::Tensor term = arch.kernel_weights[static_cast<int64_t>(k)] * filter;
+      weight = weight.defined() ? weight + term : term;
+    }
+  } else {
+    weight = quantize_weight(DepthwiseKernel(index, kernel, mid), choice.dw_w_bits, mix.dw_w);
+  }
+  h = torch::conv2d(h, weight, {}, s.stride, kernel / 2, 1, mid);
+  h = Relu6(BatchNorm(h, s.depthwise_bn, mid));
+  if (mask.defined()) h = h * mask;
+
+  if (quantized)
+    h = QuantizeActivation(h, s.project_alpha, choice.pw_a_bits, false, mix.pw_a, mix.single_path);
+  if (mixed_mid) {
+    // Each width's columns quantized as that width's layer would be (per output channel
+    // over its own inputs), zero-padded to the largest.
+    weight = torch::Tensor();
+    for (size_t m = 0; m < arch.mids.size(); ++m) {
+      const torch::Tensor columns =
+          quantize_weight(s.project_weight.narrow(1, 0, arch.mids[m]), choice.pw_w_bits, mix.pw_w);
+      const torch::Tensor padded =
+          torch::constant_pad_nd(columns, {0, 0, 0, 0, 0, mid - arch.mids[m]});
+      const torch::Tensor term = arch.mid_weights[static_cast<int64_t>(m)] * padded;
+      weight = weight.defined() ? weight + term : term;
+    }
+  } else {
+    weight = quantize_weight(s.project_weight.narrow(1, 0, mid), choice.pw_w_bits, mix.pw_w);
+  }
   h = BatchNorm(torch::conv2d(h, weight), s.project_bn, s.out_channels);
   return s.residual ? h + x : h;
 }
@@ -461,7 +541,8 @@ torch::Tensor SupernetModuleImpl::forward(const torch::Tensor& images, const Sub
     for (int j = 0; j < choice.depths[s]; ++j) {
       const int index = stage_first_slot_[s] + j;
       x = SlotForward(x, index, choice.slots[index], q,
-                      choice.mixtures.empty() ? nullptr : &choice.mixtures[index]);
+                      choice.mixtures.empty() ? nullptr : &choice.mixtures[index],
+                      choice.arch_mixtures.empty() ? nullptr : &choice.arch_mixtures[index]);
     }
   }
 

@@ -63,6 +63,21 @@ struct SlotBitMixture {
   bool single_path = false;
 };
 
+// A slot's distributions over kernel sizes and middle widths, for differentiable
+// architecture search: `kernel_weights` over `kernels` and `mid_weights` over `mids` (values
+// the slot supports, each list with its [size] weights summing to 1), or undefined weights to
+// use the SlotChoice's. With them the slot runs at the largest listed kernel and width: the
+// depthwise filter is sum_k p_k (kernel k's filter, quantized, zero-padded to the largest),
+// the middle channels are scaled by the mask sum_m p_m 1[channel < m] after the expansion and
+// after the depthwise convolution, and the projection weight is sum_m p_m (its first m input
+// columns, quantized, zero-padded): one-hot weights give the SlotChoice's network.
+struct SlotArchMixture {
+  torch::Tensor kernel_weights;
+  std::vector<int> kernels;
+  torch::Tensor mid_weights;
+  std::vector<int> mids;
+};
+
 struct SubnetChoice {
   std::vector<SlotChoice> slots;  // One per layer slot, in slot order.
   std::vector<int> depths;        // One per stage.
@@ -70,6 +85,8 @@ struct SubnetChoice {
   // Empty, or one per layer slot: mixtures replacing the slots' bits where defined (quantized
   // only).
   std::vector<SlotBitMixture> mixtures;
+  // Empty, or one per layer slot: kernel and width mixtures where defined.
+  std::vector<SlotArchMixture> arch_mixtures;
 };
 
 // The choice a valid genotype of NewMbConvQuantSpace(spec) describes (genes in that space's
@@ -217,8 +234,13 @@ class SupernetModuleImpl : public torch::nn::Module {
   torch::Tensor ActQuant(const torch::Tensor& x, const torch::Tensor& alphas, int bits,
                          bool is_signed) const;
   torch::Tensor SlotForward(const torch::Tensor& x, int slot, const SlotChoice& choice,
-                            bool quantized, const SlotBitMixture* mixture);
+                            bool quantized, const SlotBitMixture* mixture,
+                            const SlotArchMixture* arch);
   // `weight` quantized at `bits`, or mixed over the bit choices by `mixture` when defined.
+  // SlotForward with kernel or width mixtures (SlotArchMixture).
+  torch::Tensor MixedSlotForward(const torch::Tensor& x, int slot, const SlotChoice& choice,
+                                 bool quantized, const SlotBitMixture& mix,
+                                 const SlotArchMixture& arch);
   // `single_path`: see SlotBitMixture.
   torch::Tensor QuantizeWeight(const torch::Tensor& weight, int bits, const torch::Tensor& mixture,
                                bool single_path) const;

@@ -382,6 +382,72 @@ TEST(SupernetTest, ASinglePathMixtureComputesThePickedWidthOnlyAndPassesItsGradi
   }
 }
 
+TEST(SupernetTest, OneHotKernelAndWidthMixturesAreTheChosenNetworkAndPassGradients) {
+  std::unique_ptr<Supernet> supernet = MakeTiny();
+  supernet->module().eval();
+  const torch::Tensor images = supernet_internal::ImagesToTensor(RealImages()).narrow(0, 0, 16);
+  const int num_slots = supernet->module().num_slots();
+  const auto& genes = supernet->space().genes();
+  const auto one_hot = [](const std::vector<int>& values, int chosen) {
+    std::vector<float> weights;
+    for (const int value : values) weights.push_back(value == chosen ? 1.0F : 0.0F);
+    return torch::tensor(weights).requires_grad_(true);
+  };
+  // The smallest and the largest networks at 4 bits, and fp32: kernels and widths at both
+  // ends of their ranges.
+  for (const bool quantized : {true, false}) {
+    for (const Genotype& genotype : {supernet->SmallestGenotype(4), supernet->LargestGenotype(4)}) {
+      const supernet_internal::SubnetChoice fixed =
+          supernet_internal::ChoiceFromGenotype(supernet->spec(), genotype, quantized);
+      supernet_internal::SubnetChoice mixed = fixed;
+      for (int i = 0; i < num_slots; ++i) {
+        supernet_internal::SlotArchMixture arch;
+        arch.kernels = genes[i].choices;
+        arch.mids = genes[num_slots + i].choices;
+        arch.kernel_weights = one_hot(arch.kernels, fixed.slots[i].kernel);
+        arch.mid_weights = one_hot(arch.mids, fixed.slots[i].mid);
+        mixed.arch_mixtures.push_back(arch);
+      }
+      const torch::Tensor expected = supernet->module().forward(images, fixed);
+      const torch::Tensor actual = supernet->module().forward(images, mixed);
+      EXPECT_TRUE(torch::allclose(expected, actual, 1e-4, 1e-5))
+          << (quantized ? "quantized" : "fp32") << ": "
+          << (expected - actual).abs().max().item<double>();
+      actual.square().sum().backward();
+      double kernel_gradient = 0.0;
+      double mid_gradient = 0.0;
+      for (int i = 0; i < fixed.depths[0]; ++i) {
+        kernel_gradient += mixed.arch_mixtures[i].kernel_weights.grad().abs().sum().item<double>();
+        mid_gradient += mixed.arch_mixtures[i].mid_weights.grad().abs().sum().item<double>();
+      }
+      // (Quantized, the untrained tiny supernet's smallest network clips every activation
+      // to its range, where the straight-through estimator passes no gradient at all.)
+      if (!quantized || genotype == supernet->LargestGenotype(4)) {
+        EXPECT_GT(kernel_gradient, 0.0) << (quantized ? "quantized" : "fp32");
+        EXPECT_GT(mid_gradient, 0.0) << (quantized ? "quantized" : "fp32");
+      }
+    }
+  }
+  // Even weights: neither end's network.
+  const Genotype largest = supernet->LargestGenotype(4);
+  const supernet_internal::SubnetChoice fixed =
+      supernet_internal::ChoiceFromGenotype(supernet->spec(), largest, true);
+  supernet_internal::SubnetChoice even = fixed;
+  for (int i = 0; i < num_slots; ++i) {
+    supernet_internal::SlotArchMixture arch;
+    arch.kernels = genes[i].choices;
+    arch.mids = genes[num_slots + i].choices;
+    arch.kernel_weights = torch::full({static_cast<int64_t>(arch.kernels.size())},
+                                      1.0F / static_cast<float>(arch.kernels.size()));
+    arch.mid_weights = torch::full({static_cast<int64_t>(arch.mids.size())},
+                                   1.0F / static_cast<float>(arch.mids.size()));
+    even.arch_mixtures.push_back(arch);
+  }
+  torch::NoGradGuard no_grad;
+  EXPECT_FALSE(torch::allclose(supernet->module().forward(images, even),
+                               supernet->module().forward(images, fixed)));
+}
+
 TEST(SupernetTest, ElasticDepthSkipsInactiveSlots) {
   std::unique_ptr<Supernet> supernet = MakeTiny();
   Genotype genotype = supernet->LargestGenotype();
