@@ -178,9 +178,12 @@ TEST_F(ServerTest, ListEnginesShowsEachEngineWithItsOptionsAndDefaults) {
   grpc::ClientContext context;
   apq::v1::ListEnginesResponse response;
   ASSERT_TRUE(search_->ListEngines(&context, {}, &response).ok());
-  ASSERT_EQ(response.engines_size(), 5);
+  ASSERT_EQ(response.engines_size(), 6);
   // By name.
   EXPECT_EQ(response.engines(0).name(), "dnas");
+  // dnas lacks ssps's fixing options: 13 against 15.
+  EXPECT_EQ(response.engines(0).options_size(), 13);
+  EXPECT_EQ(response.engines(0).options(5).name(), "weight_lr");
   const apq::v1::Engine& evolution = response.engines(1);
   EXPECT_EQ(evolution.name(), "evolution");
   ASSERT_EQ(evolution.options_size(), 8);
@@ -210,6 +213,13 @@ TEST_F(ServerTest, ListEnginesShowsEachEngineWithItsOptionsAndDefaults) {
   EXPECT_EQ(qbitopt.options(0).default_value().int_value(), 300);
   EXPECT_THAT(qbitopt.options(5).choices(),
               ::testing::ElementsAre("highest", "2", "3", "4", "6", "8"));
+  const apq::v1::Engine& ssps = response.engines(5);
+  EXPECT_EQ(ssps.name(), "ssps");
+  ASSERT_EQ(ssps.options_size(), 15);
+  EXPECT_EQ(ssps.options(5).name(), "fix_every");
+  EXPECT_EQ(ssps.options(6).name(), "certainty");
+  EXPECT_THAT(ssps.options(6).choices(),
+              ::testing::ElementsAre("max_probability", "margin", "entropy"));
 }
 
 // An engine that does not mark its last step breaks the contract that lets a job store
