@@ -27,7 +27,12 @@
 #          [--finetune-steps N] [--iqp-options OPTS] [--qbitopt-options OPTS]
 #          [--dnas-options OPTS] [--ssps-options OPTS] [--baseline DIR] [--splits "validation test"]
 #          [--workers N] [--apqd PATH] [--apq PATH] [--final-accuracy PATH] [--data DIR]
-#          [--threads N]
+#          [--threads N] [--architecture FILE]
+# --architecture FILE: a config [architecture, policy] whose architecture replaces the largest
+# one, both as the fixed architecture and as the one whose uniform costs set the budgets (the
+# policy is ignored); --baseline must then name bench/mixed_vs_uniform_experiment.sh's records
+# for the same file (--regimes bits --architecture FILE, --searches-only is enough: the
+# networks it lacks in final.json are measured here).
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -49,6 +54,8 @@ engines="iqp diagonal qbitopt dnas ssps"
 splits="validation test"
 workers=2
 threads=1
+architecture=""
+baseline_given=0
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -62,7 +69,7 @@ while [[ $# -gt 0 ]]; do
     --dnas-options) dnas_options="$2"; shift 2 ;;
     --ssps-options) ssps_options="$2"; shift 2 ;;
     --engines) engines="$2"; shift 2 ;;
-    --baseline) baseline="$2"; shift 2 ;;
+    --baseline) baseline="$2"; baseline_given=1; shift 2 ;;
     --splits) splits="$2"; shift 2 ;;
     --workers) workers="$2"; shift 2 ;;
     --apqd) apqd="$2"; shift 2 ;;
@@ -70,7 +77,8 @@ while [[ $# -gt 0 ]]; do
     --final-accuracy) final_accuracy="$2"; shift 2 ;;
     --data) data_dir="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
-    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+    --architecture) architecture="$2"; shift 2 ;;
+    -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -97,6 +105,12 @@ for value in ${splits}; do
 done
 [[ "${finetune_steps}" =~ ^[0-9]+$ ]] || { echo "--finetune-steps: a count, got ${finetune_steps}" >&2; exit 2; }
 [[ -d "${baseline}/jobs" ]] || { echo "--baseline: no jobs/ in ${baseline}" >&2; exit 1; }
+if [[ -n "${architecture}" ]]; then
+  [[ -f "${architecture}" ]] || { echo "--architecture: no file ${architecture}" >&2; exit 1; }
+  [[ "${baseline_given}" == 1 ]] ||
+    { echo "--architecture: give --baseline, the evolution and uniform searches of that architecture" >&2; exit 2; }
+  architecture="$(cd "$(dirname "${architecture}")" && pwd)/$(basename "${architecture}")"
+fi
 checkpoint="${data_dir}/fmnist_lowbit/supernet_quant.pt"
 [[ -f "${checkpoint}" ]] || { echo "no supernet weights at ${checkpoint}" >&2; exit 1; }
 mkdir -p "${out}/jobs"
@@ -110,16 +124,18 @@ start_apqd "${apqd}" "${out}/apq.db" "${data_dir}" "${out}/apqd.port" "${out}/ap
 export APQ_SERVER="${APQD_ADDRESS}"
 echo "apqd on ${APQ_SERVER}" >&2
 
-# The largest architecture at every uniform width, priced on both devices: the budgets (as
-# issue 12 set them).
-python3 - "${out}" <<'PY'
+# The fixed architecture (the largest one, or --architecture's) at every uniform width, priced
+# on both devices: the budgets (as issue 12 set them).
+python3 - "${out}" "${architecture}" <<'PY'
 import json, os, sys
+given = sys.argv[2]
+arch = (json.load(open(given))[0] if given else
+        {"wid": None, "ks": [7] * 12, "e": [6] * 12, "d": [4] * 3})
 def config(bits):
-    arch = {"wid": None, "ks": [7] * 12, "e": [6] * 12, "d": [4] * 3}
     policy = {key: [bits] * 12 for key in ("pw_w_bits_setting", "pw_a_bits_setting",
                                            "dw_w_bits_setting", "dw_a_bits_setting")}
     return [arch, policy]
-json.dump(config(8), open(os.path.join(sys.argv[1], "largest.json"), "w"))
+json.dump(config(8), open(os.path.join(sys.argv[1], "architecture.json"), "w"))
 json.dump([config(b) for b in (3, 4)], open(os.path.join(sys.argv[1], "uniform.json"), "w"))
 PY
 for device in local-cpu bitfusion; do
@@ -151,7 +167,7 @@ search() {
     return 0
   fi
   echo "search ${tag}" >&2
-  ( "${apq}" search --space fmnist_lowbit --fixed-architecture "${out}/largest.json" "$@" \
+  ( "${apq}" search --space fmnist_lowbit --fixed-architecture "${out}/architecture.json" "$@" \
       --wait --json >"${file}.part" 2>"${out}/jobs/${tag}.err" || true
     mv "${file}.part" "${file}" ) &
   search_pids+=("$!")
@@ -301,9 +317,9 @@ PY
     --threads "${threads}" >"${out}/final.${split}.md"
 done
 
-python3 - "${out}" "${splits}" <<'PY' | tee "${out}/results.md"
+python3 - "${out}" "${splits}" "${architecture}" <<'PY' | tee "${out}/results.md"
 import json, os, sys
-out, splits = sys.argv[1], sys.argv[2].split()
+out, splits, given = sys.argv[1], sys.argv[2].split(), sys.argv[3]
 cases = json.load(open(os.path.join(out, "cases.json")))
 finals = {s: json.load(open(os.path.join(out, f"final.{s}.json"))) for s in splits}
 def figures(split, name):
@@ -311,7 +327,8 @@ def figures(split, name):
     return final["evaluated"][final["networks"][name]]
 def pct(value):
     return "-" if value is None else f"{100 * value:.2f}"
-print("# Bit allocation engines on fmnist_lowbit's largest architecture\n")
+print("# Bit allocation engines on fmnist_lowbit's "
+      + (f"architecture of {os.path.basename(given)}\n" if given else "largest architecture\n"))
 print("Accuracy after the same quantization-aware fine-tune of each network alone; budget use is "
       "the network's cost over the budget.\n")
 header = "| case | method | predicted |" + "".join(f" {s} |" for s in splits)

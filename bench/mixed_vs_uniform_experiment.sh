@@ -31,8 +31,13 @@
 #          [--finetune-steps N] [--regimes "bits joint"] [--budgets "bitops bitfusion"]
 #          [--levels "3 4"] [--apqd PATH] [--apq PATH] [--final-accuracy PATH]
 #          [--checkpoint PATH] [--data DIR] [--search-args "ARGS"] [--threads N]
+#          [--architecture FILE] [--searches-only]
 # --data is the apqd data folder (default: the repository's data/); --search-args are passed to
 # every search (e.g. "--population 20 --generations 10" for a quick run of the plumbing).
+# --architecture FILE (bits regime only): a config [architecture, policy] whose architecture
+# replaces the largest one, both as the fixed architecture and as the one whose uniform costs
+# set the budgets (the policy is ignored). --searches-only stops after the searches (their
+# jobs are the evolution and uniform arms of bench/allocation_comparison.sh).
 # Needs python3 (JSON and the report).
 set -euo pipefail
 
@@ -52,6 +57,8 @@ budget_kinds="bitops bitfusion"
 levels="3 4"
 threads=1
 space=fmnist_lowbit
+architecture=""
+searches_only=0
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -69,7 +76,9 @@ while [[ $# -gt 0 ]]; do
     --data) data_dir="$2"; shift 2 ;;
     --search-args) search_args="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
-    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+    --architecture) architecture="$2"; shift 2 ;;
+    --searches-only) searches_only=1; shift ;;
+    -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -91,6 +100,11 @@ done
 [[ "${verify_top_k}" =~ ^[0-9]+$ && "${verify_top_k}" -ge 1 && "${verify_top_k}" -le 50 ]] ||
   { echo "--verify-top-k: 1 to 50, got ${verify_top_k}" >&2; exit 2; }
 [[ "${finetune_steps}" =~ ^[0-9]+$ ]] || { echo "--finetune-steps: a count, got ${finetune_steps}" >&2; exit 2; }
+if [[ -n "${architecture}" ]]; then
+  [[ "${regimes}" == bits ]] || { echo "--architecture: only with --regimes bits" >&2; exit 2; }
+  [[ -f "${architecture}" ]] || { echo "--architecture: no file ${architecture}" >&2; exit 1; }
+  architecture="$(cd "$(dirname "${architecture}")" && pwd)/$(basename "${architecture}")"
+fi
 mkdir -p "${out}/jobs"
 out="$(cd "${out}" && pwd)"
 
@@ -102,19 +116,22 @@ start_apqd "${apqd}" "${out}/apq.db" "${data_dir}" "${out}/apqd.port" "${out}/ap
 export APQ_SERVER="${APQD_ADDRESS}"
 echo "apqd on ${APQ_SERVER}" >&2
 
-# The largest architecture and the reference networks whose costs set the budgets and the
-# cheapest network of each bitwidth (to skip uniform searches that cannot meet a budget).
-python3 - "${out}" <<'EOF'
+# The budgets' architecture (the largest one, or --architecture's) and the reference networks
+# whose costs set the budgets and the cheapest network of each bitwidth (to skip uniform
+# searches that cannot meet a budget).
+python3 - "${out}" "${architecture}" <<'EOF'
 import json, os, sys
-out = sys.argv[1]
-def config(depth, kernel, expand, bits):
-    arch = {"wid": None, "ks": [kernel] * 12, "e": [expand] * 12, "d": [depth] * 3}
-    policy = {key: [bits] * 12 for key in ("pw_w_bits_setting", "pw_a_bits_setting",
-                                           "dw_w_bits_setting", "dw_a_bits_setting")}
-    return [arch, policy]
+out, given = sys.argv[1], sys.argv[2]
+def policy(bits):
+    return {key: [bits] * 12 for key in ("pw_w_bits_setting", "pw_a_bits_setting",
+                                         "dw_w_bits_setting", "dw_a_bits_setting")}
+def uniform(depth, kernel, expand):
+    return {"wid": None, "ks": [kernel] * 12, "e": [expand] * 12, "d": [depth] * 3}
+fixed = json.load(open(given))[0] if given else uniform(4, 7, 6)
 bits = [2, 3, 4, 6, 8]
-json.dump(config(4, 7, 6, 8), open(os.path.join(out, "largest.json"), "w"))
-references = [config(4, 7, 6, b) for b in bits] + [config(2, 3, 3, b) for b in bits]
+json.dump([fixed, policy(8)], open(os.path.join(out, "architecture.json"), "w"))
+references = ([[fixed, policy(b)] for b in bits] +
+              [[uniform(2, 3, 3), policy(b)] for b in bits])
 json.dump(references, open(os.path.join(out, "references.json"), "w"))
 EOF
 for device in local-cpu bitfusion; do
@@ -127,7 +144,7 @@ budget_args() {
   python3 - "${out}" "$1" "$2" <<'EOF'
 import json, os, sys
 out, kind, level = sys.argv[1], sys.argv[2], int(sys.argv[3])
-index = [2, 3, 4, 6, 8].index(level)  # The largest architecture at `level` bits.
+index = [2, 3, 4, 6, 8].index(level)  # The budgets' architecture at `level` bits.
 if kind == "bitops":
     result = json.load(open(os.path.join(out, "references.local-cpu.json")))["results"][index]
     print(f"--device local-cpu --max-bitops {int(result['bitops'])}")
@@ -147,7 +164,7 @@ device = "local-cpu" if kind == "bitops" else "bitfusion"
 results = json.load(open(os.path.join(out, f"references.{device}.json")))["results"]
 metric = "bitops" if kind == "bitops" else "latency_ms"
 budget = results[order.index(level)][metric]
-# The largest architecture in the bits regime; the smallest one in the joint regime.
+# The fixed architecture in the bits regime; the smallest one in the joint regime.
 cheapest = results[order.index(bits) + (0 if regime == "bits" else len(order))][metric]
 sys.exit(0 if cheapest <= budget * (1 + 1e-12) else 1)
 EOF
@@ -172,7 +189,7 @@ search() {
 
 for regime in ${regimes}; do
   fixed=()
-  if [[ "${regime}" == bits ]]; then fixed=(--fixed-architecture "${out}/largest.json"); fi
+  if [[ "${regime}" == bits ]]; then fixed=(--fixed-architecture "${out}/architecture.json"); fi
   for kind in ${budget_kinds}; do
     for level in ${levels}; do
       read -r -a budget <<<"$(budget_args "${kind}" "${level}")"
@@ -261,6 +278,7 @@ EOF
 kill -TERM "${APQD_PID}" 2>/dev/null || true
 wait "${APQD_PID}" 2>/dev/null || true
 trap - EXIT
+if [[ "${searches_only}" == 1 ]]; then exit 0; fi
 
 OMP_NUM_THREADS="${threads}" "${final_accuracy}" --space "${space}" --checkpoint "${checkpoint}" \
   --networks "${out}/networks.json" --out "${out}/final.json" --split test \

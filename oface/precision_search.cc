@@ -7,10 +7,12 @@
 #include <exception>
 #include <limits>
 #include <sstream>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "oface/rng.h"
 #include "oface/subnet_finetune.h"
@@ -81,11 +83,44 @@ absl::Status ValidateOptions(const PrecisionSearchOptions& options, const Labele
     return absl::InvalidArgumentError(
         "sequential_fixing: only with the single-path relaxation (SSPS)");
   }
+  if (options.search_architecture && options.relaxation != PrecisionRelaxation::kMixture) {
+    return absl::InvalidArgumentError(
+        "search_architecture: only with the mixture relaxation (DNAS)");
+  }
   if (options.fix_every < 0 || options.fix_every > options.steps) {
     return absl::InvalidArgumentError(
         absl::StrCat("fix_every: must be in [0, steps], got ", options.fix_every));
   }
   return absl::OkStatus();
+}
+
+// Gumbel(0, 1) noise of `sizes` drawn from `rng`.
+torch::Tensor GumbelNoise(Rng& rng, at::IntArrayRef sizes) {
+  int64_t count = 1;
+  for (const int64_t size : sizes) count *= size;
+  std::vector<float> gumbel(static_cast<size_t>(count));
+  for (float& value : gumbel) {
+    // u in (0, 1): never 0, so the logarithms are finite.
+    const double u = (static_cast<double>(rng.Next() >> 11) + 0.5) * 0x1.0p-53;
+    value = static_cast<float>(-std::log(-std::log(u)));
+  }
+  return torch::tensor(gumbel).view(sizes);
+}
+
+// Rows of `lists` as a [rows, longest] tensor: 0 where a row has a value, -inf past its end
+// (added to logits, the padding gets probability 0 and no gradient).
+torch::Tensor PaddingBias(const std::vector<std::vector<int>>& lists) {
+  size_t longest = 0;
+  for (const auto& list : lists) longest = std::max(longest, list.size());
+  torch::Tensor bias = torch::zeros(
+      {static_cast<int64_t>(lists.size()), static_cast<int64_t>(longest)}, torch::kFloat32);
+  for (size_t row = 0; row < lists.size(); ++row) {
+    for (size_t column = lists[row].size(); column < longest; ++column) {
+      bias[static_cast<int64_t>(row)][static_cast<int64_t>(column)] =
+          -std::numeric_limits<float>::infinity();
+    }
+  }
+  return bias;
 }
 
 }  // namespace
@@ -128,8 +163,109 @@ struct PrecisionSearch::Impl {
   std::vector<std::array<int, kFixedFields>> fixed;
   torch::Tensor fixed_mask;    // [slots, kBitwidths, 1], bool.
   torch::Tensor fixed_onehot;  // [slots, kBitwidths, num_bits].
+  // Architecture search: per slot its kernel and mid choices and their genes, per stage its
+  // depth choices, gene and first slot; logits padded to the longest list (PaddingBias);
+  // per slot the pointwise tables [mids, bits, bits] and depthwise ones [kernels, mids, bits,
+  // bits].
+  std::vector<std::vector<int>> kernels, mids, depths;
+  std::vector<int> kernel_gene, mid_gene, depth_gene, stage_first_slot;
+  torch::Tensor kernel_logits, mid_logits, depth_logits;
+  torch::Tensor kernel_bias, mid_bias, depth_bias;
+  std::vector<torch::Tensor> pointwise_tables, depthwise_tables;
+
+  // A sample of the architecture distributions: [slots, kernels], [slots, mids],
+  // [stages, depths] (padding at 0).
+  struct ArchSample {
+    torch::Tensor kernels, mids, depths;
+  };
 
   bool single_path() const { return options.relaxation == PrecisionRelaxation::kSinglePath; }
+  bool searches_architecture() const { return options.search_architecture; }
+
+  // A Gumbel-softmax sample of the architecture distributions at `temperature` (noise from
+  // `rng`; none when null: the probabilities at temperature 1), differentiable unless
+  // `detached`.
+  ArchSample SampleArch(double temperature, Rng* rng, bool detached) const {
+    const auto one = [&](const torch::Tensor& logits_of, const torch::Tensor& bias) {
+      torch::Tensor scores = detached ? logits_of.detach() : logits_of;
+      if (rng != nullptr) scores = scores + GumbelNoise(*rng, logits_of.sizes());
+      return torch::softmax((scores + bias) / temperature, /*dim=*/1);
+    };
+    return {one(kernel_logits, kernel_bias), one(mid_logits, mid_bias),
+            one(depth_logits, depth_bias)};
+  }
+
+  // The architecture distributions themselves.
+  ArchSample ArchDistributions() const {
+    torch::NoGradGuard no_grad;
+    return SampleArch(1.0, nullptr, /*detached=*/true);
+  }
+
+  // `choice` with the sample's kernel, width and depth mixtures.
+  void SetArchMixtures(const ArchSample& sample, SubnetChoice* out) const {
+    out->arch_mixtures.assign(kernels.size(), {});
+    for (size_t s = 0; s < kernels.size(); ++s) {
+      const int64_t slot = static_cast<int64_t>(s);
+      out->arch_mixtures[s] = {
+          sample.kernels[slot].narrow(0, 0, static_cast<int64_t>(kernels[s].size())), kernels[s],
+          sample.mids[slot].narrow(0, 0, static_cast<int64_t>(mids[s].size())), mids[s]};
+    }
+    out->depth_mixtures.clear();
+    for (size_t stage = 0; stage < depths.size(); ++stage) {
+      out->depth_mixtures.push_back(
+          {sample.depths[static_cast<int64_t>(stage)].narrow(
+               0, 0, static_cast<int64_t>(depths[stage].size())),
+           depths[stage]});
+    }
+  }
+
+  // The expected cost with the bits distributed as `bits` ([slots, kBitwidths, num_bits]) and
+  // the architecture as `arch`: per slot, its tables weighted by the width's and kernel's
+  // probabilities, times the probability that its stage runs it.
+  torch::Tensor ExpectedArchCostOf(const torch::Tensor& bits, const ArchSample& arch) const {
+    torch::Tensor total = torch::zeros({}, torch::kFloat64);
+    for (size_t stage = 0; stage < depths.size(); ++stage) {
+      const std::vector<int>& choices = depths[stage];
+      const int deepest = *std::max_element(choices.begin(), choices.end());
+      const torch::Tensor depth_p = arch.depths[static_cast<int64_t>(stage)].to(torch::kFloat64);
+      for (int j = 0; j < deepest; ++j) {
+        const int s = stage_first_slot[stage] + j;
+        // The probability that the stage's depth exceeds j.
+        torch::Tensor runs = torch::zeros({}, torch::kFloat64);
+        for (size_t d = 0; d < choices.size(); ++d) {
+          if (choices[d] > j) runs = runs + depth_p[static_cast<int64_t>(d)];
+        }
+        const torch::Tensor slot_bits = bits[s].to(torch::kFloat64);
+        const torch::Tensor pointwise =
+            torch::einsum("mwa,w,a->m", {pointwise_tables[s], slot_bits[0], slot_bits[1]});
+        const torch::Tensor depthwise =
+            torch::einsum("kmwa,w,a->km", {depthwise_tables[s], slot_bits[2], slot_bits[3]});
+        const torch::Tensor kernel_p =
+            arch.kernels[s].narrow(0, 0, static_cast<int64_t>(kernels[s].size())).to(torch::kFloat64);
+        const torch::Tensor mid_p =
+            arch.mids[s].narrow(0, 0, static_cast<int64_t>(mids[s].size())).to(torch::kFloat64);
+        total = total + runs * (torch::dot(mid_p, pointwise) +
+                                torch::dot(kernel_p, torch::mv(depthwise, mid_p)));
+      }
+    }
+    return total + costs.fixed;
+  }
+
+  // `genotype` with every architecture gene at the argmax of its row of `arch`.
+  void ArchArgmax(const ArchSample& arch, Genotype* genotype_out) const {
+    const auto argmax = [](const torch::Tensor& row) {
+      return static_cast<size_t>(row.argmax().item<int64_t>());
+    };
+    for (size_t s = 0; s < kernels.size(); ++s) {
+      const int64_t slot = static_cast<int64_t>(s);
+      (*genotype_out)[kernel_gene[s]] = kernels[s][argmax(arch.kernels[slot])];
+      (*genotype_out)[mid_gene[s]] = mids[s][argmax(arch.mids[slot])];
+    }
+    for (size_t stage = 0; stage < depths.size(); ++stage) {
+      (*genotype_out)[depth_gene[stage]] =
+          depths[stage][argmax(arch.depths[static_cast<int64_t>(stage)])];
+    }
+  }
   int layers() const { return 2 * static_cast<int>(active.size()); }
 
   // `distributions` ([slots, kBitwidths, bits]) with the fixed layers' rows one-hot at their
@@ -209,6 +345,75 @@ struct PrecisionSearch::Impl {
     if (most[0] >= 0) MarkFixed(most);
   }
 
+  // Architecture search: the genes, choices, padded logits and cost tables (the slots' tables
+  // checked by `check_table`). INVALID_ARGUMENT naming the costs or the space.
+  template <typename CheckTable>
+  absl::Status InitArchitecture(const CheckTable& check_table) {
+    const SearchSpace& space = supernet.space();
+    const int num_slots = module.num_slots();
+    const auto gene_named = [&](const std::string& name) {
+      for (size_t g = 0; g < space.genes().size(); ++g) {
+        if (space.genes()[g].name == name) return static_cast<int>(g);
+      }
+      return -1;
+    };
+    for (int s = 0; s < num_slots; ++s) {
+      kernel_gene.push_back(gene_named(absl::StrCat("ks[", s, "]")));
+      mid_gene.push_back(gene_named(absl::StrCat("mid[", s, "]")));
+      if (kernel_gene.back() < 0 || mid_gene.back() < 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("search_architecture: the space has no ks[", s, "] or mid[", s, "]"));
+      }
+      kernels.push_back(space.genes()[kernel_gene.back()].choices);
+      mids.push_back(space.genes()[mid_gene.back()].choices);
+    }
+    int first = 0;
+    for (int stage = 0;; ++stage) {
+      const int gene = gene_named(absl::StrCat("d[", stage, "]"));
+      if (gene < 0) break;
+      depth_gene.push_back(gene);
+      depths.push_back(space.genes()[gene].choices);
+      stage_first_slot.push_back(first);
+      first += *std::max_element(depths.back().begin(), depths.back().end());
+    }
+    if (first != num_slots) {
+      return absl::InvalidArgumentError(
+          "search_architecture: the space's depths do not cover its layer slots");
+    }
+    const int n = num_bits;
+    for (int s = 0; s < num_slots; ++s) {
+      const int64_t k_count = static_cast<int64_t>(kernels[s].size());
+      const int64_t m_count = static_cast<int64_t>(mids[s].size());
+      const auto& settings = costs.by_architecture[s];
+      if (settings.size() != static_cast<size_t>(k_count * m_count)) {
+        return absl::InvalidArgumentError(absl::StrCat("costs: slot ", s, " needs ", k_count * m_count,
+                                                       " (kernel, width) settings, got ",
+                                                       settings.size()));
+      }
+      std::vector<double> pointwise, depthwise;
+      for (int64_t k = 0; k < k_count; ++k) {
+        for (int64_t m = 0; m < m_count; ++m) {
+          const auto& pair = settings[static_cast<size_t>(k * m_count + m)];
+          for (int kind = 0; kind < 2; ++kind) {
+            if (absl::Status status = check_table(pair[kind], s, kind); !status.ok()) return status;
+          }
+          if (k == 0) pointwise.insert(pointwise.end(), pair[0].begin(), pair[0].end());
+          depthwise.insert(depthwise.end(), pair[1].begin(), pair[1].end());
+        }
+      }
+      pointwise_tables.push_back(torch::tensor(pointwise, torch::kFloat64).view({m_count, n, n}));
+      depthwise_tables.push_back(
+          torch::tensor(depthwise, torch::kFloat64).view({k_count, m_count, n, n}));
+    }
+    kernel_bias = PaddingBias(kernels);
+    mid_bias = PaddingBias(mids);
+    depth_bias = PaddingBias(depths);
+    kernel_logits = torch::zeros_like(kernel_bias).requires_grad_(true);
+    mid_logits = torch::zeros_like(mid_bias).requires_grad_(true);
+    depth_logits = torch::zeros_like(depth_bias).requires_grad_(true);
+    return absl::OkStatus();
+  }
+
   double Temperature(int64_t at) const {
     if (options.steps <= 1) return options.temperature_end;
     const double progress = static_cast<double>(std::min(at, options.steps - 1)) /
@@ -226,15 +431,7 @@ struct PrecisionSearch::Impl {
   // As Sample, the noise drawn from `rng` (none when null).
   torch::Tensor SampleWith(double temperature, Rng* rng, bool detached) const {
     torch::Tensor scores = detached ? logits.detach() : logits;
-    if (rng != nullptr) {
-      std::vector<float> gumbel(static_cast<size_t>(logits.numel()));
-      for (float& value : gumbel) {
-        // u in (0, 1): never 0, so the logarithms are finite.
-        const double u = (static_cast<double>(rng->Next() >> 11) + 0.5) * 0x1.0p-53;
-        value = static_cast<float>(-std::log(-std::log(u)));
-      }
-      scores = scores + torch::tensor(gumbel).view(logits.sizes());
-    }
+    if (rng != nullptr) scores = scores + GumbelNoise(*rng, logits.sizes());
     return torch::softmax(scores / temperature, /*dim=*/2);
   }
 
@@ -283,6 +480,9 @@ struct PrecisionSearch::Impl {
       sampled.mixtures =
           Mixtures(single_path() ? SinglePathSample(temperature, /*detached=*/true)
                                  : Sample(temperature, /*with_noise=*/true, /*detached=*/true));
+      if (searches_architecture()) {
+        SetArchMixtures(SampleArch(temperature, &noise, /*detached=*/true), &sampled);
+      }
       weights_optimizer->zero_grad();
       const torch::Tensor loss = torch::cross_entropy_loss(module.forward(images, sampled), labels);
       loss.backward();
@@ -308,6 +508,11 @@ struct PrecisionSearch::Impl {
                         : Sample(temperature, /*with_noise=*/true, /*detached=*/false);
       SubnetChoice sampled = choice;
       sampled.mixtures = Mixtures(sample);
+      ArchSample arch;
+      if (searches_architecture()) {
+        arch = SampleArch(temperature, &noise, /*detached=*/false);
+        SetArchMixtures(arch, &sampled);
+      }
       const double momentum = module.bn_momentum();
       module.set_bn_momentum(0.0);
       logits_optimizer->zero_grad();
@@ -317,8 +522,10 @@ struct PrecisionSearch::Impl {
       // Single path: the expected cost under the distributions (a one-hot sample's cost has
       // no useful gradient); mixture: under the sample, as DNAS.
       torch::Tensor expected_cost =
-          single_path() ? ExpectedCostOf(ApplyFixed(torch::softmax(logits, /*dim=*/2)))
-                        : ExpectedCostOf(sample);
+          searches_architecture()
+              ? ExpectedArchCostOf(sample, arch)
+              : single_path() ? ExpectedCostOf(ApplyFixed(torch::softmax(logits, /*dim=*/2)))
+                              : ExpectedCostOf(sample);
       if (options.cost_floor > 0)
         expected_cost = torch::clamp_min(expected_cost, options.cost_floor);
       const torch::Tensor cost_term =
@@ -346,19 +553,32 @@ absl::StatusOr<std::unique_ptr<PrecisionSearch>> PrecisionSearch::Create(
   if (absl::Status status = ValidateOptions(options, train, validation); !status.ok()) {
     return status;
   }
-  if (absl::Status status = supernet.SetActiveSubnet(genotype); !status.ok()) return status;
+  const SearchSpace& space = supernet.space();
+  // Searching the architecture, the supernet runs every slot (the deepest stages); the depth
+  // mixtures choose among their outputs.
+  Genotype start = genotype;
+  if (options.search_architecture) {
+    if (start.size() != space.genes().size()) {
+      return absl::InvalidArgumentError("genotype: not one of the supernet's space");
+    }
+    for (size_t g = 0; g < space.genes().size(); ++g) {
+      if (absl::StartsWith(space.genes()[g].name, "d[")) start[g] = space.genes()[g].choices.back();
+    }
+    start = space.Canonical(start);
+  }
+  if (absl::Status status = supernet.SetActiveSubnet(start); !status.ok()) return status;
   supernet.SetQuantized(true);
   const int num_slots = supernet.module().num_slots();
-  if (costs.slots.size() != static_cast<size_t>(num_slots) || !std::isfinite(costs.fixed) ||
-      costs.fixed < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("costs: one table pair per layer slot (",
-                                                   num_slots, ") and a finite fixed part >= 0"));
+  const size_t tables = options.search_architecture ? costs.by_architecture.size() : costs.slots.size();
+  if (tables != static_cast<size_t>(num_slots) || !std::isfinite(costs.fixed) || costs.fixed < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "costs: one ", options.search_architecture ? "list of table pairs" : "table pair",
+        " per layer slot (", num_slots, ") and a finite fixed part >= 0"));
   }
   auto impl = std::make_unique<Impl>(supernet, train, validation, std::move(costs), options);
-  impl->genotype = genotype;
-  impl->choice = supernet_internal::ChoiceFromGenotype(supernet.spec(), genotype, true);
+  impl->genotype = start;
+  impl->choice = supernet_internal::ChoiceFromGenotype(supernet.spec(), start, true);
   impl->num_bits = static_cast<int>(supernet.spec().bit_choices.size());
-  const SearchSpace& space = supernet.space();
   try {
     // The slots the architecture uses: those a forward records.
     std::vector<supernet_internal::UsedWeight> used;
@@ -372,22 +592,31 @@ absl::StatusOr<std::unique_ptr<PrecisionSearch>> PrecisionSearch::Create(
     }
     impl->module.zero_grad();
     const int n = impl->num_bits;
-    impl->cost_tables.resize(num_slots);
-    for (const int s : impl->active) {
-      for (int kind = 0; kind < 2; ++kind) {
-        const std::vector<double>& table = impl->costs.slots[s][kind];
-        if (table.size() != static_cast<size_t>(n) * static_cast<size_t>(n)) {
+    const auto check_table = [n](const std::vector<double>& table, int s,
+                                 int kind) -> absl::Status {
+      if (table.size() != static_cast<size_t>(n) * static_cast<size_t>(n)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("costs: slot ", s, " is used and needs ", n * n, " ",
+                         kind == 0 ? "pointwise" : "depthwise", " costs, got ", table.size()));
+      }
+      for (const double value : table) {
+        if (!std::isfinite(value) || value < 0) {
           return absl::InvalidArgumentError(
-              absl::StrCat("costs: slot ", s, " is used and needs ", n * n, " ",
-                           kind == 0 ? "pointwise" : "depthwise", " costs, got ", table.size()));
+              absl::StrCat("costs: slot ", s, " has a negative or non-finite cost"));
         }
-        for (const double value : table) {
-          if (!std::isfinite(value) || value < 0) {
-            return absl::InvalidArgumentError(
-                absl::StrCat("costs: slot ", s, " has a negative or non-finite cost"));
-          }
+      }
+      return absl::OkStatus();
+    };
+    if (options.search_architecture) {
+      if (absl::Status status = impl->InitArchitecture(check_table); !status.ok()) return status;
+    } else {
+      impl->cost_tables.resize(num_slots);
+      for (const int s : impl->active) {
+        for (int kind = 0; kind < 2; ++kind) {
+          const std::vector<double>& table = impl->costs.slots[s][kind];
+          if (absl::Status status = check_table(table, s, kind); !status.ok()) return status;
+          impl->cost_tables[s][kind] = torch::tensor(table, torch::kFloat64).view({n, n});
         }
-        impl->cost_tables[s][kind] = torch::tensor(table, torch::kFloat64).view({n, n});
       }
     }
     // The genotype's bits genes of each slot, in SlotBitMixture order.
@@ -427,8 +656,13 @@ absl::StatusOr<std::unique_ptr<PrecisionSearch>> PrecisionSearch::Create(
     impl->weights_optimizer = std::make_unique<torch::optim::SGD>(
         impl->module.parameters(),
         torch::optim::SGDOptions(options.weight_lr).momentum(kMomentum).nesterov(true));
+    std::vector<torch::Tensor> distributions = {impl->logits};
+    if (options.search_architecture) {
+      distributions.insert(distributions.end(),
+                           {impl->kernel_logits, impl->mid_logits, impl->depth_logits});
+    }
     impl->logits_optimizer = std::make_unique<torch::optim::Adam>(
-        std::vector<torch::Tensor>{impl->logits}, torch::optim::AdamOptions(options.arch_lr));
+        distributions, torch::optim::AdamOptions(options.arch_lr));
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("precision search: ", e.what()));
   }
@@ -502,6 +736,44 @@ double PrecisionSearch::ExpectedCost() const {
   const std::vector<std::array<std::vector<double>, 4>> probabilities = Probabilities();
   const int n = impl_->num_bits;
   double total = impl_->costs.fixed;
+  if (impl_->searches_architecture()) {
+    // Every slot is active; slot s is probabilities[s]. Its cost at (kernel k, width m) times
+    // their probabilities and the probability that its stage runs it.
+    const Impl& run = *impl_;
+    const Impl::ArchSample arch = run.ArchDistributions();
+    const torch::Tensor kernel_p = arch.kernels.to(torch::kFloat64).contiguous();
+    const torch::Tensor mid_p = arch.mids.to(torch::kFloat64).contiguous();
+    const torch::Tensor depth_p = arch.depths.to(torch::kFloat64).contiguous();
+    for (size_t stage = 0; stage < run.depths.size(); ++stage) {
+      const std::vector<int>& choices = run.depths[stage];
+      const int deepest = *std::max_element(choices.begin(), choices.end());
+      for (int j = 0; j < deepest; ++j) {
+        const int s = run.stage_first_slot[stage] + j;
+        double runs = 0.0;
+        for (size_t d = 0; d < choices.size(); ++d) {
+          if (choices[d] > j) runs += depth_p[static_cast<int64_t>(stage)][static_cast<int64_t>(d)].item<double>();
+        }
+        const size_t m_count = run.mids[s].size();
+        for (size_t k = 0; k < run.kernels[s].size(); ++k) {
+          for (size_t m = 0; m < m_count; ++m) {
+            const double setting = kernel_p[s][static_cast<int64_t>(k)].item<double>() *
+                                   mid_p[s][static_cast<int64_t>(m)].item<double>();
+            const auto& pair = run.costs.by_architecture[s][k * m_count + m];
+            for (int kind = 0; kind < 2; ++kind) {
+              for (int w = 0; w < n; ++w) {
+                for (int a = 0; a < n; ++a) {
+                  total += runs * setting * probabilities[s][size_t{2} * kind][w] *
+                           probabilities[s][size_t{2} * kind + 1][a] *
+                           pair[kind][static_cast<size_t>(w) * n + a];
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    return total;
+  }
   for (size_t i = 0; i < impl_->active.size(); ++i) {
     const int s = impl_->active[i];
     for (int kind = 0; kind < 2; ++kind) {
@@ -521,10 +793,12 @@ double PrecisionSearch::ExpectedCost() const {
 double PrecisionSearch::RelaxedCost() const {
   torch::NoGradGuard no_grad;
   // Temperature 1 without noise: the softmax of the logits, the probabilities.
-  return impl_
-      ->ExpectedCostOf(
-          impl_->ApplyFixed(impl_->Sample(1.0, /*with_noise=*/false, /*detached=*/true)))
-      .item<double>();
+  const torch::Tensor bits =
+      impl_->ApplyFixed(impl_->Sample(1.0, /*with_noise=*/false, /*detached=*/true));
+  if (impl_->searches_architecture()) {
+    return impl_->ExpectedArchCostOf(bits, impl_->ArchDistributions()).item<double>();
+  }
+  return impl_->ExpectedCostOf(bits).item<double>();
 }
 
 double PrecisionSearch::MeanEntropy() const {
@@ -534,6 +808,14 @@ double PrecisionSearch::MeanEntropy() const {
     for (const std::vector<double>& distribution : slot) {
       for (const double p : distribution) total -= p > 0 ? p * std::log(p) : 0.0;
       ++count;
+    }
+  }
+  if (impl_->searches_architecture()) {
+    const Impl::ArchSample arch = impl_->ArchDistributions();
+    for (const torch::Tensor& rows : {arch.kernels, arch.mids, arch.depths}) {
+      const torch::Tensor p = rows.to(torch::kFloat64);
+      total -= (p * torch::log(p.clamp_min(1e-300))).sum().item<double>();
+      count += static_cast<int>(p.size(0));
     }
   }
   return count > 0 ? total / count : 0.0;
@@ -548,6 +830,25 @@ double PrecisionSearch::Probability(int gene, int value) const {
       if (at == bits.end()) return 0.0;
       torch::NoGradGuard no_grad;
       return impl_->Distributions()[s][b].to(torch::kFloat64)[at - bits.begin()].item<double>();
+    }
+  }
+  if (impl_->searches_architecture()) {
+    const Impl& run = *impl_;
+    // Gene -> (its distribution's rows, row, choices).
+    const auto probability_in = [&](const torch::Tensor& rows, size_t row,
+                                    const std::vector<int>& choices) {
+      const auto at = std::find(choices.begin(), choices.end(), value);
+      if (at == choices.end()) return 0.0;
+      return rows[static_cast<int64_t>(row)][at - choices.begin()].to(torch::kFloat64).item<double>();
+    };
+    for (size_t s = 0; s < run.kernels.size(); ++s) {
+      if (run.kernel_gene[s] == gene) return probability_in(run.ArchDistributions().kernels, s, run.kernels[s]);
+      if (run.mid_gene[s] == gene) return probability_in(run.ArchDistributions().mids, s, run.mids[s]);
+    }
+    for (size_t stage = 0; stage < run.depths.size(); ++stage) {
+      if (run.depth_gene[stage] == gene) {
+        return probability_in(run.ArchDistributions().depths, stage, run.depths[stage]);
+      }
     }
   }
   return gene >= 0 && gene < static_cast<int>(impl_->genotype.size()) &&
@@ -577,14 +878,25 @@ Genotype ArgmaxGenotype(const Supernet& supernet, Genotype genotype, const std::
 }  // namespace
 
 Genotype PrecisionSearch::MostLikely() const {
-  return ArgmaxGenotype(impl_->supernet, impl_->genotype, impl_->active, impl_->bits_genes,
+  Genotype genotype = impl_->genotype;
+  if (impl_->searches_architecture()) impl_->ArchArgmax(impl_->ArchDistributions(), &genotype);
+  return ArgmaxGenotype(impl_->supernet, std::move(genotype), impl_->active, impl_->bits_genes,
                         Probabilities());
 }
 
 Genotype PrecisionSearch::SamplePolicy(uint64_t seed) const {
   // The argmax of logits plus Gumbel noise is a draw from their softmax, at any temperature.
-  return ArgmaxGenotype(impl_->supernet, impl_->genotype, impl_->active, impl_->bits_genes,
-                        GumbelSample(1.0, seed));
+  // The architecture's noise comes after the bits' from the same generator.
+  torch::NoGradGuard no_grad;
+  Rng rng(seed);
+  const std::vector<std::array<std::vector<double>, 4>> bits = ActiveRows(
+      impl_->ApplyFixed(impl_->SampleWith(1.0, &rng, /*detached=*/true)), impl_->active);
+  Genotype genotype = impl_->genotype;
+  if (impl_->searches_architecture()) {
+    impl_->ArchArgmax(impl_->SampleArch(1.0, &rng, /*detached=*/true), &genotype);
+  }
+  return ArgmaxGenotype(impl_->supernet, std::move(genotype), impl_->active, impl_->bits_genes,
+                        bits);
 }
 
 absl::StatusOr<std::string> PrecisionSearch::SaveState() const {
@@ -610,6 +922,11 @@ absl::StatusOr<std::string> PrecisionSearch::SaveState() const {
     std::vector<int64_t> fixed;
     for (const auto& layer : run.fixed) fixed.insert(fixed.end(), layer.begin(), layer.end());
     archive.write("fixed", torch::tensor(fixed, torch::kInt64));
+    if (run.searches_architecture()) {
+      archive.write("kernel_logits", run.kernel_logits.detach());
+      archive.write("mid_logits", run.mid_logits.detach());
+      archive.write("depth_logits", run.depth_logits.detach());
+    }
     return supernet_internal::ArchiveToBytes(archive);
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("precision search state: ", e.what()));
@@ -636,6 +953,17 @@ absl::Status PrecisionSearch::RestoreState(absl::string_view state) {
     if (!logits.sizes().equals(run.logits.sizes())) return corrupt("logits of another shape");
     const std::vector<int64_t> noise = supernet_internal::ReadInt64s(archive, "noise");
     if (noise.size() != 4) return corrupt("random state");
+    torch::Tensor kernel_logits, mid_logits, depth_logits;
+    if (run.searches_architecture()) {
+      if (!archive.try_read("kernel_logits", kernel_logits) ||
+          !archive.try_read("mid_logits", mid_logits) ||
+          !archive.try_read("depth_logits", depth_logits) ||
+          !kernel_logits.sizes().equals(run.kernel_logits.sizes()) ||
+          !mid_logits.sizes().equals(run.mid_logits.sizes()) ||
+          !depth_logits.sizes().equals(run.depth_logits.sizes())) {
+        return corrupt("architecture logits missing or of another shape");
+      }
+    }
     torch::serialize::InputArchive weights;
     archive.read("module", weights);
     run.module.load(weights);
@@ -647,6 +975,11 @@ absl::Status PrecisionSearch::RestoreState(absl::string_view state) {
     {
       torch::NoGradGuard no_grad;
       run.logits.copy_(logits);
+      if (run.searches_architecture()) {
+        run.kernel_logits.copy_(kernel_logits);
+        run.mid_logits.copy_(mid_logits);
+        run.depth_logits.copy_(depth_logits);
+      }
     }
     run.logits_optimizer->load(adam);
     torch::Tensor losses;

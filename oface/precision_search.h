@@ -19,6 +19,14 @@
 // every layer is fixed; a fixed layer is never unfixed and its distribution is one-hot from
 // then on (Probabilities, MostLikely, the costs).
 //
+// Architecture too (DNAS's block search, `search_architecture`, mixture relaxation only): per
+// slot, logits over its kernel sizes and middle widths, and per stage over its depths, mixed by
+// Gumbel-softmax samples as the bits are (supernet_module.h, SlotArchMixture and
+// StageDepthMixture; one-hot mixtures are the chosen network). The expected cost then weighs
+// each slot's tables at every (kernel, width) by their probabilities and each slot by the
+// probability that its stage runs it (its stage's depth exceeds its position in the stage).
+// Every architecture gene is then searched: the genotype given to Create is not kept.
+//
 // Thread safety: uses the Supernet exclusively; LibTorch's thread count is the caller's.
 #ifndef APQ_OFACE_PRECISION_SEARCH_H_
 #define APQ_OFACE_PRECISION_SEARCH_H_
@@ -47,6 +55,11 @@ struct BitCostTable {
   double fixed = 0.0;
   // [slot][0]: pointwise, [slot][1]: depthwise.
   std::vector<std::array<std::vector<double>, 2>> slots;
+  // Architecture search only, instead of `slots`: per slot (every slot of the spec), per
+  // (kernel, width) setting, kernel-major over the slot's kernel and mid gene choices, the
+  // same pair of tables at that setting (a pointwise table does not depend on the kernel and
+  // is the same for every kernel of a width).
+  std::vector<std::vector<std::array<std::vector<double>, 2>>> by_architecture;
 };
 
 enum class PrecisionRelaxation {
@@ -88,15 +101,20 @@ struct PrecisionSearchOptions {
   bool sequential_fixing = false;
   int64_t fix_every = 0;
   FixingCertainty certainty = FixingCertainty::kMaxProbability;
+  // Searches every slot's kernel and width and every stage's depth too (mixture relaxation
+  // only); the cost table is then BitCostTable::by_architecture.
+  bool search_architecture = false;
   std::function<bool()> cancelled;  // Polled before every step; may be empty.
 };
 
 class PrecisionSearch {
  public:
-  // `genotype` fixes the architecture (its bits are ignored); `train` and `validation` are the
-  // splits of those names and `costs` prices the architecture's slots (as many slots as the
-  // spec; a table of num_bits^2 entries for every slot the architecture uses). INVALID_ARGUMENT
-  // naming the option or field. All references outlive the search.
+  // `genotype` fixes the architecture (its bits are ignored; with search_architecture nothing
+  // of it is kept); `train` and `validation` are the splits of those names and `costs` prices
+  // the architecture's slots (as many slots as the spec; a table of num_bits^2 entries for
+  // every slot the architecture uses; with search_architecture, by_architecture for every
+  // slot and setting). INVALID_ARGUMENT naming the option or field. All references outlive
+  // the search.
   static absl::StatusOr<std::unique_ptr<PrecisionSearch>> Create(
       Supernet& supernet, const Genotype& genotype, const LabeledImages& train,
       const LabeledImages& validation, BitCostTable costs, const PrecisionSearchOptions& options);
@@ -119,16 +137,18 @@ class PrecisionSearch {
   // The same through the differentiable path the logits' loss uses, with the probabilities
   // in place of a Gumbel sample: equal to ExpectedCost up to float rounding.
   double RelaxedCost() const;
-  // Mean entropy (nats) of the active slots' distributions.
+  // Mean entropy (nats) of the active slots' distributions (and, searching the architecture,
+  // of the kernel, width and depth distributions).
   double MeanEntropy() const;
   // The probability that gene `gene` (an index into the space's genes) takes `value`: of a
-  // searched bitwidth, from its distribution; of any other gene, 1 when `value` is the
-  // searched genotype's and 0 otherwise.
+  // searched gene (a bitwidth; a kernel, width or depth when searching the architecture), from
+  // its distribution; of any other gene, 1 when `value` is the searched genotype's and 0
+  // otherwise.
   double Probability(int gene, int value) const;
-  // The genotype with every active bitwidth at its most likely choice.
+  // The genotype with every searched gene at its most likely choice.
   Genotype MostLikely() const;
-  // A genotype drawn from the distributions (every bitwidth independently; fixed layers at
-  // their choices) with a generator seeded with `seed`: the argmax of a Gumbel sample.
+  // A genotype drawn from the distributions (every searched gene independently; fixed layers
+  // at their choices) with a generator seeded with `seed`: the argmax of a Gumbel sample.
   Genotype SamplePolicy(uint64_t seed) const;
   // The layers the distributions cover: two per slot the architecture uses (its pointwise
   // and its depthwise convolutions).

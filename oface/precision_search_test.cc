@@ -327,5 +327,180 @@ TEST(PrecisionSearchTest, BadOptionsAndCostsAreNamedBeforeAnyWork) {
   EXPECT_THAT(refused(Options(30), missing).message(), HasSubstr("costs"));
 }
 
+// The space's layer slots: one ks[i] gene each.
+int SlotCount(const SearchSpace& space) {
+  return static_cast<int>(std::count_if(space.genes().begin(), space.genes().end(),
+                                        [](const GeneSpec& g) { return g.name.rfind("ks[", 0) == 0; }));
+}
+
+// Architecture search's table: slot s at kernel k and width m costs (s + 1) m w a / 8 in its
+// pointwise layers and (s + 1) k^2 m w a / 64 in its depthwise layer.
+BitCostTable ArchitectureCosts(const Supernet& supernet) {
+  BitCostTable costs;
+  costs.fixed = 50.0;
+  const SearchSpace& space = supernet.space();
+  const int slots = SlotCount(space);
+  const std::vector<int>& bits = supernet.spec().bit_choices;
+  for (int s = 0; s < slots; ++s) {
+    std::vector<std::array<std::vector<double>, 2>> settings;
+    for (const int k : space.genes()[s].choices) {
+      for (const int m : space.genes()[slots + s].choices) {
+        std::array<std::vector<double>, 2> tables;
+        for (const int w : bits) {
+          for (const int a : bits) {
+            tables[0].push_back((s + 1) * m * w * a / 8.0);
+            tables[1].push_back((s + 1) * k * k * m * w * a / 64.0);
+          }
+        }
+        settings.push_back(tables);
+      }
+    }
+    costs.by_architecture.push_back(settings);
+  }
+  return costs;
+}
+
+PrecisionSearchOptions ArchitectureOptions(int64_t steps) {
+  PrecisionSearchOptions options = Options(steps);
+  options.search_architecture = true;
+  return options;
+}
+
+TEST(PrecisionSearchTest, SearchingTheArchitectureTheRelaxedCostIsTheExpectedCostAndFalls) {
+  std::unique_ptr<Supernet> supernet = Tiny();
+  const SearchSpace& space = supernet->space();
+  const BitCostTable costs = ArchitectureCosts(*supernet);
+  auto search = PrecisionSearch::Create(*supernet, supernet->SmallestGenotype(), RealSplits().train,
+                                        RealSplits().validation, costs, ArchitectureOptions(30))
+                    .value();
+  // Uniform distributions, by hand: slot j of a stage runs with probability P(depth > j), and
+  // then costs the mean of its tables over kernels, widths and bit pairs.
+  const int slots = SlotCount(space);
+  double expected = costs.fixed;
+  int slot = 0;
+  for (size_t g = 0; g < space.genes().size(); ++g) {
+    if (space.genes()[g].name.rfind("d[", 0) != 0) continue;
+    const std::vector<int>& depths = space.genes()[g].choices;
+    const int deepest = *std::max_element(depths.begin(), depths.end());
+    for (int j = 0; j < deepest; ++j, ++slot) {
+      const double runs =
+          static_cast<double>(std::count_if(depths.begin(), depths.end(),
+                                            [j](int d) { return d > j; })) /
+          static_cast<double>(depths.size());
+      double mean = 0.0;
+      int count = 0;
+      for (const auto& setting : costs.by_architecture[slot]) {
+        for (const auto& table : setting) {
+          for (const double cost : table) mean += cost / static_cast<double>(table.size());
+        }
+        ++count;
+      }
+      expected += runs * mean / count;
+    }
+  }
+  ASSERT_EQ(slot, slots);
+  // (Uniform probabilities such as 1/3 in float32: a relative 1e-7 apart.)
+  EXPECT_NEAR(search->ExpectedCost(), expected, 1e-6 * expected);
+  EXPECT_NEAR(search->RelaxedCost(), expected, 1e-6 * expected);
+  ASSERT_TRUE(search->Train(30).ok());
+  EXPECT_NEAR(search->RelaxedCost(), search->ExpectedCost(), 1e-6 * search->ExpectedCost());
+  // A strong cost term moves kernels, widths, depths and bits towards the cheaper ones.
+  EXPECT_LT(search->ExpectedCost(), expected);
+  const Genotype most_likely = search->MostLikely();
+  ASSERT_TRUE(space.Validate(most_likely).ok());
+  // Every architecture gene's distribution sums to 1 and the most likely genotype takes its
+  // most likely value (genes of slots its depths skip are canonical, not searched values).
+  for (size_t g = 0; g < space.genes().size(); ++g) {
+    const GeneSpec& gene = space.genes()[g];
+    if (IsBitsGene(gene)) continue;
+    double total = 0.0;
+    double most = 0.0;
+    for (const int value : gene.choices) {
+      const double p = search->Probability(static_cast<int>(g), value);
+      total += p;
+      most = std::max(most, p);
+    }
+    EXPECT_NEAR(total, 1.0, 1e-6) << gene.name;
+    if (gene.name.rfind("d[", 0) == 0) {
+      EXPECT_NEAR(search->Probability(static_cast<int>(g), most_likely[g]), most, 1e-12)
+          << gene.name;
+    }
+  }
+  // The depth distributions moved: the architecture is searched, not held.
+  bool depth_moved = false;
+  for (size_t g = 0; g < space.genes().size(); ++g) {
+    if (space.genes()[g].name.rfind("d[", 0) != 0) continue;
+    const double p = search->Probability(static_cast<int>(g), space.genes()[g].choices.front());
+    depth_moved = depth_moved || std::fabs(p - 1.0 / space.genes()[g].choices.size()) > 1e-3;
+  }
+  EXPECT_TRUE(depth_moved);
+  // Samples are valid genotypes and differ between seeds somewhere in their architecture.
+  bool differ = false;
+  for (uint64_t seed = 1; seed <= 8; ++seed) {
+    const Genotype sampled = search->SamplePolicy(seed);
+    EXPECT_TRUE(space.Validate(sampled).ok());
+    EXPECT_EQ(sampled, search->SamplePolicy(seed));
+    differ = differ || sampled != search->SamplePolicy(seed + 100);
+  }
+  EXPECT_TRUE(differ);
+}
+
+TEST(PrecisionSearchTest, AResumedArchitectureSearchEndsWhereAnUninterruptedOneDoes) {
+  std::unique_ptr<Supernet> whole = Tiny();
+  const Genotype start = whole->LargestGenotype();
+  auto straight =
+      PrecisionSearch::Create(*whole, start, RealSplits().train, RealSplits().validation,
+                              ArchitectureCosts(*whole), ArchitectureOptions(10))
+          .value();
+  ASSERT_TRUE(straight->Train(10).ok());
+  std::unique_ptr<Supernet> first = Tiny();
+  auto interrupted =
+      PrecisionSearch::Create(*first, start, RealSplits().train, RealSplits().validation,
+                              ArchitectureCosts(*first), ArchitectureOptions(10))
+          .value();
+  ASSERT_TRUE(interrupted->Train(6).ok());
+  const std::string state = interrupted->SaveState().value();
+  std::unique_ptr<Supernet> second = Tiny();
+  auto resumed =
+      PrecisionSearch::Create(*second, start, RealSplits().train, RealSplits().validation,
+                              ArchitectureCosts(*second), ArchitectureOptions(10))
+          .value();
+  ASSERT_TRUE(resumed->RestoreState(state).ok());
+  ASSERT_TRUE(resumed->Train(4).ok());
+  EXPECT_EQ(resumed->ExpectedCost(), straight->ExpectedCost());
+  EXPECT_EQ(resumed->MostLikely(), straight->MostLikely());
+  EXPECT_EQ(resumed->last_arch_loss(), straight->last_arch_loss());
+  // A bits-only search's state lacks the architecture's logits.
+  std::unique_ptr<Supernet> third = Tiny();
+  auto bits_only = PrecisionSearch::Create(*third, start, RealSplits().train,
+                                           RealSplits().validation, Costs(*third), Options(10))
+                       .value();
+  EXPECT_EQ(resumed->RestoreState(bits_only->SaveState().value()).code(),
+            absl::StatusCode::kDataLoss);
+}
+
+TEST(PrecisionSearchTest, ArchitectureSearchRefusesSinglePathAndMisshapenCosts) {
+  std::unique_ptr<Supernet> supernet = Tiny();
+  const auto refused = [&](const PrecisionSearchOptions& options, BitCostTable costs) {
+    return PrecisionSearch::Create(*supernet, supernet->LargestGenotype(), RealSplits().train,
+                                   RealSplits().validation, std::move(costs), options)
+        .status();
+  };
+  PrecisionSearchOptions single_path = ArchitectureOptions(30);
+  single_path.relaxation = PrecisionRelaxation::kSinglePath;
+  EXPECT_THAT(refused(single_path, ArchitectureCosts(*supernet)).message(),
+              HasSubstr("search_architecture"));
+  // The bits-only table where one per (kernel, width) is needed.
+  EXPECT_THAT(refused(ArchitectureOptions(30), Costs(*supernet)).message(), HasSubstr("costs"));
+  BitCostTable short_slot = ArchitectureCosts(*supernet);
+  short_slot.by_architecture[1].pop_back();
+  const absl::Status status = refused(ArchitectureOptions(30), short_slot);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("slot 1"));
+  BitCostTable negative = ArchitectureCosts(*supernet);
+  negative.by_architecture[0][2][1][3] = -1;
+  EXPECT_THAT(refused(ArchitectureOptions(30), negative).message(), HasSubstr("slot 0"));
+}
+
 }  // namespace
 }  // namespace apq::oface

@@ -538,12 +538,27 @@ torch::Tensor SupernetModuleImpl::forward(const torch::Tensor& images, const Sub
   x = first_block_residual_ ? h + x : h;
 
   for (size_t s = 0; s < spec_.stages.size(); ++s) {
-    for (int j = 0; j < choice.depths[s]; ++j) {
+    const StageDepthMixture* depth_mixture =
+        choice.depth_mixtures.empty() || !choice.depth_mixtures[s].weights.defined()
+            ? nullptr
+            : &choice.depth_mixtures[s];
+    const int run = depth_mixture != nullptr ? *std::max_element(depth_mixture->depths.begin(),
+                                                                 depth_mixture->depths.end())
+                                             : choice.depths[s];
+    torch::Tensor mixed;  // sum_d p_d (the output after the first d slots).
+    for (int j = 0; j < run; ++j) {
       const int index = stage_first_slot_[s] + j;
       x = SlotForward(x, index, choice.slots[index], q,
                       choice.mixtures.empty() ? nullptr : &choice.mixtures[index],
                       choice.arch_mixtures.empty() ? nullptr : &choice.arch_mixtures[index]);
+      if (depth_mixture == nullptr) continue;
+      for (size_t d = 0; d < depth_mixture->depths.size(); ++d) {
+        if (depth_mixture->depths[d] != j + 1) continue;
+        const torch::Tensor term = depth_mixture->weights[static_cast<int64_t>(d)] * x;
+        mixed = mixed.defined() ? mixed + term : term;
+      }
     }
+    if (depth_mixture != nullptr) x = mixed;
   }
 
   h = q ? ActQuant(x, feature_mix_alpha_, bits, true) : x;

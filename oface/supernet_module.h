@@ -78,6 +78,17 @@ struct SlotArchMixture {
   std::vector<int> mids;
 };
 
+// A stage's distribution over its depths, for differentiable architecture search: `weights`
+// ([size], summing to 1) over `depths` (values the stage supports, each at least 1), or
+// undefined weights to use SubnetChoice::depths. With it the stage runs its first max(depths)
+// slots and outputs sum_d p_d (the output after its first d slots): one-hot weights give
+// the network of that depth. A stage's slots after its first are residual (stride 1, equal
+// widths), so every such output has the stage's shape.
+struct StageDepthMixture {
+  torch::Tensor weights;
+  std::vector<int> depths;
+};
+
 struct SubnetChoice {
   std::vector<SlotChoice> slots;  // One per layer slot, in slot order.
   std::vector<int> depths;        // One per stage.
@@ -87,6 +98,8 @@ struct SubnetChoice {
   std::vector<SlotBitMixture> mixtures;
   // Empty, or one per layer slot: kernel and width mixtures where defined.
   std::vector<SlotArchMixture> arch_mixtures;
+  // Empty, or one per stage: depth mixtures where defined.
+  std::vector<StageDepthMixture> depth_mixtures;
 };
 
 // The choice a valid genotype of NewMbConvQuantSpace(spec) describes (genes in that space's

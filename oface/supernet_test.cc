@@ -448,6 +448,66 @@ TEST(SupernetTest, OneHotKernelAndWidthMixturesAreTheChosenNetworkAndPassGradien
                                supernet->module().forward(images, fixed)));
 }
 
+TEST(SupernetTest, OneHotDepthMixturesAreTheChosenDepthsAndPassGradients) {
+  std::unique_ptr<Supernet> supernet = MakeTiny();
+  supernet->module().eval();
+  const torch::Tensor images = supernet_internal::ImagesToTensor(RealImages()).narrow(0, 0, 16);
+  const int num_slots = supernet->module().num_slots();
+  const auto& genes = supernet->space().genes();
+  const int stages = static_cast<int>(supernet->spec().stages.size());
+  const int max_choices = static_cast<int>(genes[6 * num_slots].choices.size());
+  // Every stage at its k-th depth choice, for each k, quantized and fp32.
+  for (const bool quantized : {true, false}) {
+    for (int k = 0; k < max_choices; ++k) {
+      Genotype genotype = supernet->LargestGenotype(4);
+      std::vector<supernet_internal::StageDepthMixture> mixtures;
+      for (int s = 0; s < stages; ++s) {
+        const std::vector<int>& depths = genes[6 * num_slots + s].choices;
+        const int chosen = depths[std::min<size_t>(k, depths.size() - 1)];
+        genotype[6 * num_slots + s] = chosen;
+        std::vector<float> weights;
+        for (const int depth : depths) weights.push_back(depth == chosen ? 1.0F : 0.0F);
+        mixtures.push_back({torch::tensor(weights).requires_grad_(true), depths});
+      }
+      const supernet_internal::SubnetChoice fixed =
+          supernet_internal::ChoiceFromGenotype(supernet->spec(), genotype, quantized);
+      supernet_internal::SubnetChoice mixed = supernet_internal::ChoiceFromGenotype(
+          supernet->spec(), supernet->LargestGenotype(4), quantized);
+      mixed.depth_mixtures = mixtures;
+      const torch::Tensor expected = supernet->module().forward(images, fixed);
+      const torch::Tensor actual = supernet->module().forward(images, mixed);
+      EXPECT_TRUE(torch::allclose(expected, actual, 1e-5, 1e-6))
+          << "depth choice " << k << (quantized ? " quantized" : " fp32");
+      actual.square().sum().backward();
+      double gradient = 0.0;
+      for (const auto& mixture : mixed.depth_mixtures) {
+        gradient += mixture.weights.grad().abs().sum().item<double>();
+      }
+      EXPECT_GT(gradient, 0.0) << "the gradient reaches the depth distributions";
+    }
+  }
+  // Even weights: the mixture of the depths' outputs, not any one depth's network.
+  supernet_internal::SubnetChoice even = supernet_internal::ChoiceFromGenotype(
+      supernet->spec(), supernet->LargestGenotype(4), true);
+  for (int s = 0; s < stages; ++s) {
+    const std::vector<int>& depths = genes[6 * num_slots + s].choices;
+    even.depth_mixtures.push_back(
+        {torch::full({static_cast<int64_t>(depths.size())}, 1.0F / static_cast<float>(depths.size())),
+         depths});
+  }
+  torch::NoGradGuard no_grad;
+  const torch::Tensor mixed = supernet->module().forward(images, even);
+  for (const bool smallest : {true, false}) {
+    const Genotype genotype =
+        smallest ? supernet->SmallestGenotype(8) : supernet->LargestGenotype(8);
+    Genotype at_depth = supernet->LargestGenotype(4);
+    for (int s = 0; s < stages; ++s) at_depth[6 * num_slots + s] = genotype[6 * num_slots + s];
+    EXPECT_FALSE(torch::allclose(
+        mixed, supernet->module().forward(images, supernet_internal::ChoiceFromGenotype(
+                                                      supernet->spec(), at_depth, true))));
+  }
+}
+
 TEST(SupernetTest, ElasticDepthSkipsInactiveSlots) {
   std::unique_ptr<Supernet> supernet = MakeTiny();
   Genotype genotype = supernet->LargestGenotype();

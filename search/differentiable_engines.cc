@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <iterator>
 #include <optional>
 #include <string>
@@ -17,6 +18,7 @@
 #include "oface/supernet.h"
 #include "search/bit_allocation.h"
 #include "search/budget_repair.h"
+#include "search/budgets.h"
 
 namespace apq::search {
 namespace {
@@ -83,18 +85,18 @@ BitsGene ParseBitsGene(const std::string& name) {
   return parsed;
 }
 
-// The per-term costs of `allocation` (every setting kept) in `metric` as the search's table.
+// The per-term costs of a kBitwidths `view` (every setting) in `metric` as the search's table.
 // A setting the space's rules exclude costs the slot's dearest one, so the search shuns it.
 absl::StatusOr<oface::BitCostTable> CostTable(const SearchProblem& problem,
-                                              const BitAllocation& allocation,
+                                              const hwmodels::CostTermView& view,
                                               const std::vector<int>& bit_choices, int layers,
                                               const std::string& metric) {
   oface::BitCostTable table;
-  table.fixed = MetricOf(allocation.view.fixed, metric);
+  table.fixed = MetricOf(view.fixed, metric);
   table.slots.resize(layers);
   const int n = static_cast<int>(bit_choices.size());
-  for (size_t s = 0; s < allocation.view.slots.size(); ++s) {
-    const hwmodels::PricedSlot& slot = allocation.view.slots[s];
+  for (size_t s = 0; s < view.slots.size(); ++s) {
+    const hwmodels::PricedSlot& slot = view.slots[s];
     if (slot.genes.size() != 2) {
       return absl::FailedPreconditionError(
           absl::StrCat("fixed_architecture: slot ", slot.name,
@@ -129,6 +131,171 @@ absl::StatusOr<oface::BitCostTable> CostTable(const SearchProblem& problem,
     table.slots[first.layer][first.kind] = std::move(costs);
   }
   return table;
+}
+
+// Every gene at its first choice (`largest` false: the smallest kernel, width, depth and
+// bitwidth) or its last, canonical.
+oface::Genotype ExtremeGenotype(const oface::SearchSpace& space, bool largest) {
+  oface::Genotype genotype(space.genes().size());
+  for (size_t g = 0; g < space.genes().size(); ++g) {
+    const std::vector<int>& choices = space.genes()[g].choices;
+    genotype[g] = largest ? choices.back() : choices.front();
+  }
+  return space.Canonical(genotype);
+}
+
+// The genes named `prefix`0], `prefix`1], ... while they exist.
+std::vector<int> NumberedGenes(const oface::SearchSpace& space, const std::string& prefix) {
+  std::vector<int> genes;
+  for (int i = 0;; ++i) {
+    const std::string name = absl::StrCat(prefix, i, "]");
+    int found = -1;
+    for (size_t g = 0; g < space.genes().size(); ++g) {
+      if (space.genes()[g].name == name) found = static_cast<int>(g);
+    }
+    if (found < 0) return genes;
+    genes.push_back(found);
+  }
+}
+
+// The architecture search's table: per slot, per (kernel, width) setting, the slot's bit
+// tables at that setting, from kBitwidths views of the deepest network with every slot at
+// that setting (a slot's terms depend on its own genes only: hwmodels/cost_terms.h).
+absl::StatusOr<oface::BitCostTable> ArchitectureCostTable(const SearchProblem& problem,
+                                                          const std::vector<int>& bit_choices,
+                                                          const std::string& metric) {
+  const oface::SearchSpace& space = *problem.space;
+  const std::vector<int> kernel_genes = NumberedGenes(space, "ks[");
+  const std::vector<int> mid_genes = NumberedGenes(space, "mid[");
+  const int layers = static_cast<int>(kernel_genes.size());
+  if (layers == 0 || mid_genes.size() != kernel_genes.size()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "engine.options.architecture: space ", space.name(), " has no kernel and width genes"));
+  }
+  size_t most_kernels = 0;
+  size_t most_mids = 0;
+  for (int s = 0; s < layers; ++s) {
+    most_kernels = std::max(most_kernels, space.genes()[kernel_genes[s]].choices.size());
+    most_mids = std::max(most_mids, space.genes()[mid_genes[s]].choices.size());
+  }
+  oface::BitCostTable table;
+  table.by_architecture.resize(layers);
+  for (int s = 0; s < layers; ++s) {
+    table.by_architecture[s].resize(space.genes()[kernel_genes[s]].choices.size() *
+                                    space.genes()[mid_genes[s]].choices.size());
+  }
+  const oface::Genotype deepest = ExtremeGenotype(space, /*largest=*/true);
+  for (size_t k = 0; k < most_kernels; ++k) {
+    for (size_t m = 0; m < most_mids; ++m) {
+      oface::Genotype genotype = deepest;
+      for (int s = 0; s < layers; ++s) {
+        const std::vector<int>& kernels = space.genes()[kernel_genes[s]].choices;
+        const std::vector<int>& mids = space.genes()[mid_genes[s]].choices;
+        genotype[kernel_genes[s]] = kernels[std::min(k, kernels.size() - 1)];
+        genotype[mid_genes[s]] = mids[std::min(m, mids.size() - 1)];
+      }
+      ASSIGN_OR_RETURN(const hwmodels::CostTermView view,
+                       hwmodels::DecomposeCost(*problem.cost_model, space.Canonical(genotype),
+                                               oface::CostSplit::kBitwidths));
+      ASSIGN_OR_RETURN(oface::BitCostTable at,
+                       CostTable(problem, view, bit_choices, layers, metric));
+      table.fixed = at.fixed;
+      for (int s = 0; s < layers; ++s) {
+        const size_t kernels = space.genes()[kernel_genes[s]].choices.size();
+        const size_t mids = space.genes()[mid_genes[s]].choices.size();
+        if (k >= kernels || m >= mids) continue;
+        if (at.slots[s][0].empty() || at.slots[s][1].empty()) {
+          return absl::InternalError(absl::StrCat("architecture costs: slot ", s,
+                                                  " does not run in the deepest network"));
+        }
+        table.by_architecture[s][k * mids + m] = std::move(at.slots[s]);
+      }
+    }
+  }
+  return table;
+}
+
+// A network of the whole space repaired to the budgets over its blocks' settings at its
+// depths (search/budget_repair; the preference of a setting: its genes' log-probabilities).
+// When even the cheapest settings at those depths miss a budget, every stage first goes to
+// its shallowest depth (`depths_lowered`).
+struct BlockRepair {
+  RepairResult result;
+  oface::Genotype genotype;
+  bool depths_lowered = false;
+};
+
+absl::StatusOr<BlockRepair> RepairBlocks(
+    const SearchProblem& problem, oface::Genotype drawn,
+    const std::function<double(int gene, int value)>& log_probability) {
+  const oface::SearchSpace& space = *problem.space;
+  for (int attempt = 0;; ++attempt) {
+    BitAllocation blocks;
+    ASSIGN_OR_RETURN(blocks.view, hwmodels::DecomposeCost(*problem.cost_model, drawn,
+                                                          oface::CostSplit::kBlocks));
+    RepairProblem repair;
+    for (const hwmodels::PricedSlot& slot : blocks.view.slots) {
+      std::vector<int> every(slot.choices.size());
+      for (size_t c = 0; c < every.size(); ++c) every[c] = static_cast<int>(c);
+      blocks.kept.push_back(std::move(every));
+      for (const hwmodels::PricedChoice& choice : slot.choices) {
+        double preference = 0.0;
+        for (size_t g = 0; g < slot.genes.size(); ++g) {
+          preference += log_probability(slot.genes[g], choice.values[g]);
+        }
+        repair.preference.push_back(preference);
+      }
+    }
+    repair.choices_per_slot = blocks.choices_per_slot();
+    repair.budgets = AllocationBudgets(problem, blocks);
+    absl::StatusOr<RepairResult> repaired =
+        RepairToBudgets(repair, hwmodels::SelectedChoices(blocks.view));
+    if (repaired.ok()) {
+      BlockRepair out;
+      out.genotype = space.Canonical(hwmodels::ApplyChoices(blocks.view, repaired->choice));
+      out.result = *std::move(repaired);
+      out.depths_lowered = attempt > 0;
+      out.result.repaired = out.result.repaired || out.depths_lowered;
+      return out;
+    }
+    if (!absl::IsFailedPrecondition(repaired.status()) || attempt > 0) return repaired.status();
+    for (const int gene : NumberedGenes(space, "d[")) drawn[gene] = space.genes()[gene].choices.front();
+    drawn = space.Canonical(drawn);
+  }
+}
+
+// A policy of the fixed architecture repaired to the budgets over its kept bit settings (the
+// preference of a setting: its genes' log-probabilities). A setting the space's rules exclude
+// (the search priced it dearest but may still favour it) becomes the slot's likeliest kept one.
+absl::StatusOr<BlockRepair> RepairBits(
+    const SearchProblem& problem, const BitAllocation& allocation, const oface::Genotype& drawn,
+    const std::function<double(int gene, int value)>& log_probability) {
+  RepairProblem repair;
+  repair.choices_per_slot = allocation.choices_per_slot();
+  repair.budgets = AllocationBudgets(problem, allocation);
+  std::vector<int> policy(allocation.view.slots.size(), -1);
+  for (size_t s = 0; s < allocation.view.slots.size(); ++s) {
+    const hwmodels::PricedSlot& slot = allocation.view.slots[s];
+    const size_t offset = repair.preference.size();
+    int likeliest = 0;
+    for (size_t k = 0; k < allocation.kept[s].size(); ++k) {
+      const hwmodels::PricedChoice& choice = slot.choices[allocation.kept[s][k]];
+      double preference = 0.0;
+      bool same = true;
+      for (size_t g = 0; g < slot.genes.size(); ++g) {
+        preference += log_probability(slot.genes[g], choice.values[g]);
+        same = same && drawn[slot.genes[g]] == choice.values[g];
+      }
+      repair.preference.push_back(preference);
+      if (same) policy[s] = static_cast<int>(k);
+      if (preference > repair.preference[offset + likeliest]) likeliest = static_cast<int>(k);
+    }
+    if (policy[s] < 0) policy[s] = likeliest;
+  }
+  BlockRepair out;
+  ASSIGN_OR_RETURN(out.result, RepairToBudgets(repair, policy));
+  out.genotype = allocation.Network(out.result.choice);
+  return out;
 }
 
 // What tells the two engines apart.
@@ -229,6 +396,7 @@ class DifferentiableEngine final : public Engine {
                             const EngineOptions& options) const override {
     RETURN_IF_ERROR(CheckOneNetworkWithSupernet(problem, problem.subnet_training != nullptr,
                                                 method_.name, "searches"));
+    if (SearchesArchitecture(options)) return CheckWholeSpaceProblem(problem, options);
     ASSIGN_OR_RETURN(const BitAllocation allocation,
                      BuildBitAllocation(problem, "searched", method_.name));
     const std::string metric = CostMetricOf(problem, options);
@@ -245,8 +413,13 @@ class DifferentiableEngine final : public Engine {
                                    const CancelCheck& cancelled,
                                    absl::string_view resume_checkpoint) const override {
     RETURN_IF_ERROR(CheckProblem(problem, options));
-    ASSIGN_OR_RETURN(const BitAllocation allocation,
-                     BuildBitAllocation(problem, "searched", method_.name));
+    const bool architecture = SearchesArchitecture(options);
+    // Bits only: the allocation problem of the fixed architecture (its slots, the kept
+    // settings, the budgets' rows), which the repair works on too.
+    std::optional<BitAllocation> allocation;
+    if (!architecture) {
+      ASSIGN_OR_RETURN(allocation, BuildBitAllocation(problem, "searched", method_.name));
+    }
     ASSIGN_OR_RETURN(std::unique_ptr<SubnetTrainingSession> session,
                      problem.subnet_training->Open());
     oface::Supernet& supernet = session->supernet();
@@ -255,20 +428,33 @@ class DifferentiableEngine final : public Engine {
     for (const oface::GeneSpec& gene : problem.space->genes()) {
       layers = std::max(layers, ParseBitsGene(gene.name).layer + 1);
     }
-    ASSIGN_OR_RETURN(oface::BitCostTable table,
-                     CostTable(problem, allocation, supernet.spec().bit_choices, layers, metric));
+    oface::BitCostTable table;
+    double cheapest = 0.0;
+    if (architecture) {
+      ASSIGN_OR_RETURN(table,
+                       ArchitectureCostTable(problem, supernet.spec().bit_choices, metric));
+      cheapest = MetricOf(
+          problem.cost_model->Evaluate(ExtremeGenotype(*problem.space, /*largest=*/false)), metric);
+    } else {
+      ASSIGN_OR_RETURN(table, CostTable(problem, allocation->view, supernet.spec().bit_choices,
+                                        layers, metric));
+      cheapest = CheapestCost(table);
+    }
     oface::PrecisionSearchOptions search_options = SearchOptions(problem, options, seed, cancelled);
-    // Costs in units of the cheapest policy's over e: the logarithm runs from 1 (the
+    // Costs in units of the cheapest network's over e: the logarithm runs from 1 (the
     // cheapest) up, whatever the metric's units (a latency below 1 ms would make it negative).
-    search_options.cost_scale = CheapestCost(table) / std::exp(1.0);
+    search_options.cost_scale = cheapest / std::exp(1.0);
     if (!(search_options.cost_scale > 0) || !std::isfinite(search_options.cost_scale)) {
       return absl::FailedPreconditionError(
           absl::StrCat("engine.options.cost: the cheapest policy costs nothing in ", metric));
     }
     ASSIGN_OR_RETURN(std::unique_ptr<oface::PrecisionSearch> search,
                      oface::PrecisionSearch::Create(
-                         supernet, allocation.Network(allocation.reference), session->train(),
-                         session->validation(), std::move(table), search_options));
+                         supernet,
+                         architecture ? ExtremeGenotype(*problem.space, /*largest=*/true)
+                                      : allocation->Network(allocation->reference),
+                         session->train(), session->validation(), std::move(table),
+                         search_options));
     const int reports = Reports(options);
     const int64_t every = IntOption(options, "report_every");
     EngineResult result;
@@ -327,47 +513,23 @@ class DifferentiableEngine final : public Engine {
     }
 
     // The result: the most likely policy, then the sampled ones, each repaired when it misses
-    // a budget.
-    RepairProblem repair;
-    repair.choices_per_slot = allocation.choices_per_slot();
-    repair.budgets = AllocationBudgets(problem, allocation);
-    // Per kept choice (slot by slot), the log-probability of its settings under the final
-    // distributions: the repair's preference.
-    std::vector<size_t> slot_offset;
-    for (size_t s = 0; s < allocation.view.slots.size(); ++s) {
-      slot_offset.push_back(repair.preference.size());
-      const hwmodels::PricedSlot& slot = allocation.view.slots[s];
-      for (const int kept : allocation.kept[s]) {
-        double preference = 0.0;
-        for (size_t g = 0; g < slot.genes.size(); ++g) {
-          preference += std::log(
-              std::max(1e-300, search->Probability(slot.genes[g], slot.choices[kept].values[g])));
-        }
-        repair.preference.push_back(preference);
+    // a budget. The repair's preference of a setting: the log-probability of its genes' values
+    // under the final distributions (computed once per gene and value).
+    std::vector<std::vector<double>> log_probabilities(problem.space->genes().size());
+    for (size_t g = 0; g < problem.space->genes().size(); ++g) {
+      for (const int value : problem.space->genes()[g].choices) {
+        log_probabilities[g].push_back(
+            std::log(std::max(1e-300, search->Probability(static_cast<int>(g), value))));
       }
     }
-    // A genotype's kept choice per slot; a setting the space's rules exclude (the search
-    // priced it dearest but may still favour it) becomes the slot's likeliest kept one.
-    const auto allocation_of = [&](const oface::Genotype& genotype) {
-      std::vector<int> policy(allocation.view.slots.size(), -1);
-      for (size_t s = 0; s < allocation.view.slots.size(); ++s) {
-        const hwmodels::PricedSlot& slot = allocation.view.slots[s];
-        int likeliest = 0;
-        for (size_t k = 0; k < allocation.kept[s].size(); ++k) {
-          const hwmodels::PricedChoice& choice = slot.choices[allocation.kept[s][k]];
-          bool same = true;
-          for (size_t g = 0; g < slot.genes.size(); ++g) {
-            same = same && genotype[slot.genes[g]] == choice.values[g];
-          }
-          if (same) policy[s] = static_cast<int>(k);
-          if (repair.preference[slot_offset[s] + k] >
-              repair.preference[slot_offset[s] + likeliest]) {
-            likeliest = static_cast<int>(k);
-          }
-        }
-        if (policy[s] < 0) policy[s] = likeliest;
-      }
-      return policy;
+    const auto log_probability = [&](int gene, int value) {
+      const std::vector<int>& choices = problem.space->genes()[gene].choices;
+      const auto at = std::find(choices.begin(), choices.end(), value);
+      return at == choices.end() ? std::log(1e-300) : log_probabilities[gene][at - choices.begin()];
+    };
+    const auto repair_drawn = [&](const oface::Genotype& drawn) -> absl::StatusOr<BlockRepair> {
+      if (architecture) return RepairBlocks(problem, drawn, log_probability);
+      return RepairBits(problem, *allocation, drawn, log_probability);
     };
     const oface::Genotype most_likely = problem.space->Canonical(search->MostLikely());
     std::vector<oface::Genotype> drawn = {most_likely};
@@ -381,12 +543,16 @@ class DifferentiableEngine final : public Engine {
     std::string samples_json;
     int repaired_count = 0;
     RepairResult most_likely_repair;
+    bool most_likely_depths_lowered = false;
     for (size_t d = 0; d < drawn.size(); ++d) {
-      ASSIGN_OR_RETURN(const RepairResult repaired,
-                       RepairToBudgets(repair, allocation_of(drawn[d])));
-      if (d == 0) most_likely_repair = repaired;
+      ASSIGN_OR_RETURN(const BlockRepair drawn_repair, repair_drawn(drawn[d]));
+      const RepairResult& repaired = drawn_repair.result;
+      if (d == 0) {
+        most_likely_repair = repaired;
+        most_likely_depths_lowered = drawn_repair.depths_lowered;
+      }
       repaired_count += repaired.repaired ? 1 : 0;
-      const oface::Genotype genotype = allocation.Network(repaired.choice);
+      const oface::Genotype& genotype = drawn_repair.genotype;
       if (d > 0) {
         absl::StrAppendFormat(&samples_json,
                               "%s{\"repaired\":%s,\"changed_slots\":%d,\"config\":%s}",
@@ -408,11 +574,12 @@ class DifferentiableEngine final : public Engine {
                               kind == 0 ? "pointwise" : "depthwise");
       }
       const std::string report_json = absl::StrFormat(
-          R"({"repaired":%s,"changed_slots":%d,"expected_cost":%.17g,"cost":"%s",)"
-          R"("cost_floor":%.17g,)"
+          R"({"repaired":%s,"changed_slots":%d,"architecture":"%s","depths_lowered":%s,)"
+          R"("expected_cost":%.17g,"cost":"%s","cost_floor":%.17g,)"
           R"("mean_entropy":%.17g,"layers":%d,"fixed_layers":[%s],"most_likely":%s,)"
           R"("config":%s,"samples":[%s],"samples_repaired":%d})",
           most_likely_repair.repaired ? "true" : "false", most_likely_repair.changed_slots,
+          architecture ? "searched" : "fixed", most_likely_depths_lowered ? "true" : "false",
           search->ExpectedCost(), metric, search_options.cost_floor, search->MeanEntropy(),
           search->layers(), fixed_json, problem.space->ToJson(most_likely),
           problem.space->ToJson(finals.front().genotype), samples_json,
@@ -466,12 +633,46 @@ class DifferentiableEngine final : public Engine {
     search_options.seed = seed;
     search_options.cancelled = cancelled;
     search_options.relaxation = method_.relaxation;
+    search_options.search_architecture = SearchesArchitecture(options);
     if (is_ssps()) {
       search_options.sequential_fixing = true;
       search_options.fix_every = IntOption(options, "fix_every");
       search_options.certainty = CertaintyOf(ChoiceOption(options, "certainty"));
     }
     return search_options;
+  }
+
+  // dnas's `architecture` option is "searched".
+  bool SearchesArchitecture(const EngineOptions& options) const {
+    return !is_ssps() && ChoiceOption(options, "architecture") == "searched";
+  }
+
+  // The architecture search's problem: the whole space (no gene held), its cost metric priced,
+  // and its cheapest network within the budgets.
+  absl::Status CheckWholeSpaceProblem(const SearchProblem& problem,
+                                      const EngineOptions& options) const {
+    // Restricted views (oface/restricted_space.h) are named "<base>@<restriction>".
+    if (absl::StrContains(problem.space->name(), "@")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "engine.options.architecture: searched searches kernels, widths, depths and bits over "
+          "the whole space, but this job holds some of its genes (",
+          problem.space->name(), "): drop fixed_architecture and uniform_bits"));
+    }
+    const oface::Genotype cheapest = ExtremeGenotype(*problem.space, /*largest=*/false);
+    const hwmodels::NetworkCost cost = problem.cost_model->Evaluate(cheapest);
+    const std::string metric = CostMetricOf(problem, options);
+    if ((metric == "energy" && !cost.has_energy) ||
+        ((metric == "size" || metric == "bitops") && !cost.has_size_and_bitops)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("engine.options.cost: the job's device or space does not price ", metric));
+    }
+    if (!MeetsBudgets(cost, problem.budgets)) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "budgets: the space's cheapest network (every gene at its smallest choice) misses "
+          "them: %.6g ms, %.6g mJ, %.6g MB, %.6g BitOps",
+          cost.latency_ms, cost.energy_mj, cost.size_mb, cost.bitops));
+    }
+    return absl::OkStatus();
   }
 
   static std::vector<OptionSpec> Specs(const Method& method) {
@@ -537,6 +738,17 @@ class DifferentiableEngine final : public Engine {
         "budget: the cost term pushes only while the expected cost is above the job's budget "
         "in that metric (the constraint in the loss); none: DNAS's form, always pushing";
     specs.push_back(floor);
+    if (!ssps) {
+      OptionSpec architecture;
+      architecture.name = "architecture";
+      architecture.type = OptionSpec::Type::kChoice;
+      architecture.default_value = std::string("fixed");
+      architecture.choices = {"fixed", "searched"};
+      architecture.description =
+          "fixed: the bits of the job's fixed_architecture; searched: every layer's kernel and "
+          "width and every stage's depth too (DNAS's block search), over the whole space";
+      specs.push_back(architecture);
+    }
     return specs;
   }
 

@@ -24,6 +24,12 @@
 //      most likely one is the job's best. The report is the job's output artifact
 //      "<engine>_result" (repaired or not, changed layers, expected cost, entropy, layers fixed
 //      in order, the samples) when the caller keeps artifacts.
+// dnas with `architecture` searched (DNAS's block search) needs the whole space instead (no
+// fixed_architecture, no uniform_bits): every slot's kernel and width and every stage's depth
+// get distributions too (oface::PrecisionSearchOptions::search_architecture), priced per
+// (kernel, width) setting from kBitwidths views of the deepest network; a result that misses a
+// budget is repaired over its blocks' whole settings (kBlocks view) at its depths, or, when
+// even their cheapest settings miss it, at every stage's shallowest depth.
 #ifndef APQ_SEARCH_DIFFERENTIABLE_ENGINES_H_
 #define APQ_SEARCH_DIFFERENTIABLE_ENGINES_H_
 

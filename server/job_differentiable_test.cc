@@ -61,7 +61,9 @@ TEST_P(JobDifferentiableTest, TheResultsMeetTheBudgetRepairedIfNeededAndAResumed
   ASSERT_TRUE(stored.ok() && stored->best.has_value());
   EXPECT_LE(*stored->best->bitops, budget);
   for (const CandidateRecord& candidate : Candidates(whole->id())) {
-    if (candidate.feasible) EXPECT_LE(*candidate.bitops, budget);
+    if (candidate.feasible) {
+      EXPECT_LE(*candidate.bitops, budget);
+    }
   }
   // The most likely policy and up to 3 sampled ones (fewer when two are the same network).
   int finals = 0;
@@ -147,6 +149,97 @@ TEST_P(JobDifferentiableTest, RequestsItCannotServeAreRefusedNamingTheField) {
   cases.back().request.clear_fixed_architecture();
   cases.back().request.mutable_budgets()->clear_max_bitops();
   cases.back().request.mutable_budgets()->set_max_latency_ms(100);
+  ExpectRefusedBeforeStoring(cases);
+}
+
+// dnas with architecture=searched: kernels, widths, depths and bits over the whole space.
+class JobDnasArchitectureTest : public LowBitJobTest {
+ protected:
+  apq::v1::SubmitSearchRequest Request(double max_bitops) const {
+    apq::v1::SubmitSearchRequest request = EngineRequest(search::kDnasEngineName, max_bitops, 7);
+    request.clear_fixed_architecture();
+    auto& options = *request.mutable_engine_request()->mutable_options();
+    options["architecture"].set_choice_value("searched");
+    options["steps"].set_int_value(6);
+    options["report_every"].set_int_value(2);
+    options["batch_size"].set_int_value(16);
+    options["arch_lr"].set_double_value(0.1);
+    options["samples"].set_int_value(2);
+    return request;
+  }
+  // Every gene at its last choice: the deepest, widest network at 8 bits.
+  oface::Genotype Largest() const {
+    oface::Genotype genotype(space_->genes().size());
+    for (size_t g = 0; g < genotype.size(); ++g) genotype[g] = space_->genes()[g].choices.back();
+    return space_->Canonical(genotype);
+  }
+  double Budget() const {
+    const double cheapest = Bitops(Smallest(2, 2));
+    return cheapest + (Bitops(Largest()) - cheapest) / 4;
+  }
+};
+
+TEST_F(JobDnasArchitectureTest, SearchesTheArchitectureWithinTheBudgetAndAResumedJobEndsTheSame) {
+  const double budget = Budget();
+  auto whole = bed_.manager().Submit(Request(budget));
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  const apq::v1::JobProgress last = bed_.AwaitEnd(whole->id(), absl::Seconds(900));
+  ASSERT_EQ(last.state(), apq::v1::JOB_STATE_SUCCEEDED) << last.error();
+  auto stored = bed_.store().jobs().GetJob(whole->id());
+  ASSERT_TRUE(stored.ok() && stored->best.has_value());
+  EXPECT_LE(*stored->best->bitops, budget);
+  // The architecture was searched: some stored network's kernel, width or depth genes differ
+  // from the smallest architecture's (where uniform distributions' argmax starts).
+  const oface::Genotype smallest = Smallest(2, 2);
+  bool architecture_moved = false;
+  for (const CandidateRecord& candidate : Candidates(whole->id())) {
+    if (candidate.feasible) {
+      EXPECT_LE(*candidate.bitops, budget);
+    }
+    auto genotype = space_->FromJson(candidate.config_json);
+    ASSERT_TRUE(genotype.ok()) << genotype.status();
+    for (size_t g = 0; g < genotype->size(); ++g) {
+      if (!oface::IsBitsGene(space_->genes()[g]) && (*genotype)[g] != smallest[g]) {
+        architecture_moved = true;
+      }
+    }
+  }
+  EXPECT_TRUE(architecture_moved);
+  auto result = bed_.store().artifacts().GetArtifact(
+      search::kDnasResultKind, JobOutputKey(whole->id(), search::kDifferentiableResultName));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_THAT(result->bytes, HasSubstr("\"architecture\":\"searched\""));
+  EXPECT_THAT(result->bytes, HasSubstr(stored->best->config_json));
+
+  auto again = bed_.manager().Submit(Request(budget));
+  ASSERT_TRUE(again.ok());
+  ASSERT_TRUE(StopAfter(again->id(), 1));
+  bed_.StartManager();
+  const apq::v1::JobProgress resumed = bed_.AwaitEnd(again->id(), absl::Seconds(900));
+  ASSERT_EQ(resumed.state(), apq::v1::JOB_STATE_SUCCEEDED) << resumed.error();
+  auto second = bed_.store().jobs().GetJob(again->id());
+  ASSERT_TRUE(second.ok() && second->best.has_value());
+  EXPECT_EQ(second->best->config_json, stored->best->config_json);
+}
+
+TEST_F(JobDnasArchitectureTest, RequestsItCannotServeAreRefusedNamingTheField) {
+  std::vector<Refusal> cases;
+  cases.push_back({"a fixed architecture", Request(Budget()), absl::StatusCode::kInvalidArgument,
+                   "engine.options.architecture"});
+  cases.back().request = EngineRequest(search::kDnasEngineName, Budget(), 7);
+  OptionsOf(cases.back())["architecture"].set_choice_value("searched");
+  cases.push_back({"uniform bits", Request(Budget()), absl::StatusCode::kInvalidArgument,
+                   "engine.options.architecture"});
+  cases.back().request.set_uniform_bits(4);
+  cases.push_back({"below the cheapest network", Request(Bitops(Smallest(2, 2)) * 0.9),
+                   absl::StatusCode::kFailedPrecondition, "cheapest network"});
+  cases.push_back({"an unknown architecture mode", Request(Budget()),
+                   absl::StatusCode::kInvalidArgument, "engine.options.architecture"});
+  OptionsOf(cases.back())["architecture"].set_choice_value("depths");
+  cases.push_back({"architecture asked of ssps", Request(Budget()),
+                   absl::StatusCode::kInvalidArgument, "engine.options.architecture"});
+  cases.back().request.mutable_engine_request()->set_name(search::kSspsEngineName);
+  OptionsOf(cases.back()).erase("samples");
   ExpectRefusedBeforeStoring(cases);
 }
 
