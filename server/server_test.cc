@@ -181,9 +181,11 @@ TEST_F(ServerTest, ListEnginesShowsEachEngineWithItsOptionsAndDefaults) {
   ASSERT_EQ(response.engines_size(), 6);
   // By name.
   EXPECT_EQ(response.engines(0).name(), "dnas");
-  // dnas lacks ssps's fixing options: 13 against 15.
-  EXPECT_EQ(response.engines(0).options_size(), 13);
+  // dnas lacks ssps's fixing options and has the architecture mode: 14 against 15.
+  EXPECT_EQ(response.engines(0).options_size(), 14);
   EXPECT_EQ(response.engines(0).options(5).name(), "weight_lr");
+  EXPECT_EQ(response.engines(0).options(13).name(), "architecture");
+  EXPECT_EQ(response.engines(0).options(13).default_value().choice_value(), "fixed");
   const apq::v1::Engine& evolution = response.engines(1);
   EXPECT_EQ(evolution.name(), "evolution");
   ASSERT_EQ(evolution.options_size(), 8);
