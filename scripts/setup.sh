@@ -13,6 +13,7 @@ readonly PACKAGES=(
   zlib1g-dev nlohmann-json3-dev
   clang-14 libfuzzer-14-dev libclang-rt-14-dev
   coinor-libcbc-dev liblapack-dev
+  golang-github-gogo-googleapis-dev
   dataset-fashion-mnist
 )
 

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -18,6 +19,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
 #include "gtest/gtest.h"
 #include "oface/ofa_mbv3_space.h"
 #include "oface/rng.h"
@@ -29,6 +32,20 @@ namespace apq::server {
 namespace {
 
 using ::testing::HasSubstr;
+
+// The field of the google.rpc.BadRequest detail a status carries ("(none)" without one).
+std::string ViolatedField(const grpc::Status& status) {
+  google::rpc::Status rich;
+  google::rpc::BadRequest bad_request;
+  if (!rich.ParseFromString(status.error_details()) || rich.details_size() != 1 ||
+      !rich.details(0).UnpackTo(&bad_request) || bad_request.field_violations_size() != 1) {
+    return "(none)";
+  }
+  return bad_request.field_violations(0).field();
+}
+
+// The field path an expected message fragment starts with ("space: required" -> "space").
+std::string FieldOf(const std::string& says) { return says.substr(0, says.find(':')); }
 
 // Prices and scores one network drawn from the space with the job's seed, reports it as its
 // only step, and returns it: the smallest engine that exercises the whole seam.
@@ -345,11 +362,164 @@ TEST_F(ServerTest, EngineRequestsAreValidatedNamingTheField) {
     const grpc::Status status = search_->SubmitSearch(&context, c.request, &job);
     EXPECT_EQ(status.error_code(), c.code) << status.error_message();
     EXPECT_THAT(status.error_message(), HasSubstr(c.says));
+    // The offending field, for clients, without parsing the message.
+    if (c.code == grpc::StatusCode::INVALID_ARGUMENT) {
+      EXPECT_EQ(ViolatedField(status), FieldOf(c.says)) << status.error_message();
+    }
   }
   grpc::ClientContext context;
   apq::v1::ListJobsResponse jobs;
   ASSERT_TRUE(search_->ListJobs(&context, {}, &jobs).ok());
   EXPECT_EQ(jobs.jobs_size(), 0) << "a refused request stores nothing";
+}
+
+// Every RPC that takes a required field, called without it: INVALID_ARGUMENT whose
+// google.rpc.BadRequest detail names the field the message starts with.
+TEST_F(ServerTest, EveryMissingRequiredFieldComesBackAsAFieldViolation) {
+  Start();
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                     grpc::InsecureChannelCredentials());
+  auto predictors = apq::v1::PredictorService::NewStub(channel);
+  auto access = apq::v1::AccessService::NewStub(channel);
+  const auto call = [](auto&& rpc) {
+    grpc::ClientContext context;
+    return rpc(&context);
+  };
+  const struct {
+    const char* rpc;
+    std::function<grpc::Status()> run;
+    const char* field;
+  } cases[] = {
+      {"SubmitSearch",
+       [&] {
+         return call([&](grpc::ClientContext* c) {
+           apq::v1::Job out;
+           return search_->SubmitSearch(c, {}, &out);
+         });
+       },
+       "space"},
+      {"GetJob",
+       [&] {
+         return call([&](grpc::ClientContext* c) {
+           apq::v1::Job out;
+           return search_->GetJob(c, {}, &out);
+         });
+       },
+       "job_id"},
+      {"CancelJob",
+       [&] {
+         return call([&](grpc::ClientContext* c) {
+           apq::v1::Job out;
+           return search_->CancelJob(c, {}, &out);
+         });
+       },
+       "job_id"},
+      {"DeleteJob",
+       [&] {
+         return call([&](grpc::ClientContext* c) {
+           apq::v1::DeleteJobResponse out;
+           return search_->DeleteJob(c, {}, &out);
+         });
+       },
+       "job_id"},
+      {"ListJobs",
+       [&] {
+         return call([&](grpc::ClientContext* c) {
+           apq::v1::ListJobsRequest request;
+           request.set_page_size(-1);
+           apq::v1::ListJobsResponse out;
+           return search_->ListJobs(c, request, &out);
+         });
+       },
+       "page_size"},
+      {"ListCandidates",
+       [&] {
+         return call([&](grpc::ClientContext* c) {
+           apq::v1::ListCandidatesResponse out;
+           return search_->ListCandidates(c, {}, &out);
+         });
+       },
+       "job_id"},
+      {"GetDeployableConfig",
+       [&] {
+         return call([&](grpc::ClientContext* c) {
+           apq::v1::DeployableConfig out;
+           return search_->GetDeployableConfig(c, {}, &out);
+         });
+       },
+       "job_id"},
+      {"Evaluate",
+       [&] {
+         return call([&](grpc::ClientContext* c) {
+           apq::v1::EvaluateResponse out;
+           return search_->Evaluate(c, {}, &out);
+         });
+       },
+       "space"},
+      {"ListJobArtifacts",
+       [&] {
+         return call([&](grpc::ClientContext* c) {
+           apq::v1::ListJobArtifactsResponse out;
+           return search_->ListJobArtifacts(c, {}, &out);
+         });
+       },
+       "job_id"},
+      {"GetArtifact",
+       [&] {
+         return call([&](grpc::ClientContext* c) {
+           apq::v1::Artifact out;
+           return search_->GetArtifact(c, {}, &out);
+         });
+       },
+       "kind"},
+      {"UploadCostTable",
+       [&] {
+         return call([&](grpc::ClientContext* c) {
+           apq::v1::Device out;
+           return devices_->UploadCostTable(c, {}, &out);
+         });
+       },
+       "device"},
+      {"UploadDataset",
+       [&] {
+         return call([&](grpc::ClientContext* c) {
+           apq::v1::Dataset out;
+           return predictors->UploadDataset(c, {}, &out);
+         });
+       },
+       "name"},
+      {"TrainPredictor",
+       [&] {
+         return call([&](grpc::ClientContext* c) {
+           apq::v1::TrainingJob out;
+           return predictors->TrainPredictor(c, {}, &out);
+         });
+       },
+       "space"},
+      {"ListPredictors",
+       [&] {
+         return call([&](grpc::ClientContext* c) {
+           apq::v1::ListPredictorsResponse out;
+           return predictors->ListPredictors(c, {}, &out);
+         });
+       },
+       "space"},
+      {"CreateToken",
+       [&] {
+         return call([&](grpc::ClientContext* c) {
+           apq::v1::CreatedToken out;
+           return access->CreateToken(c, {}, &out);
+         });
+       },
+       "role"},
+  };
+  for (const auto& c : cases) {
+    const grpc::Status status = c.run();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << c.rpc << ": " << status.error_message();
+    EXPECT_EQ(ViolatedField(status), c.field) << c.rpc << ": " << status.error_message();
+    EXPECT_EQ(FieldOf(status.error_message()), c.field) << c.rpc;
+  }
 }
 
 TEST_F(ServerTest, EvaluateRefusesBadInputNamingTheField) {
@@ -388,6 +558,9 @@ TEST_F(ServerTest, EvaluateRefusesBadInputNamingTheField) {
     const grpc::Status status = search_->Evaluate(&context, c.request, &response);
     EXPECT_EQ(status.error_code(), c.code) << status.error_message();
     EXPECT_THAT(status.error_message(), HasSubstr(c.says));
+    if (c.code == grpc::StatusCode::INVALID_ARGUMENT) {
+      EXPECT_EQ(ViolatedField(status), FieldOf(c.says)) << status.error_message();
+    }
   }
 }
 

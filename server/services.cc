@@ -231,12 +231,6 @@ class WatchReactor final : public grpc::ServerWriteReactor<apq::v1::JobProgress>
 
 }  // namespace
 
-grpc::Status ToGrpcStatus(const absl::Status& status) {
-  if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      static_cast<std::string>(status.message()));
-}
-
 grpc::ServerUnaryReactor* SearchServiceImpl::SubmitSearch(
     grpc::CallbackServerContext* context, const apq::v1::SubmitSearchRequest* request,
     apq::v1::Job* response) {

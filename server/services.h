@@ -10,6 +10,7 @@
 #include "search/engine_registry.h"
 #include "server/auth.h"
 #include "server/catalog.h"
+#include "server/error_details.h"
 #include "server/executor.h"
 #include "server/job_manager.h"
 #include "server/store/store.h"
@@ -17,8 +18,6 @@
 #include "server/training_manager.h"
 
 namespace apq::server {
-
-grpc::Status ToGrpcStatus(const absl::Status& status);
 
 // At most this many configurations per Evaluate call.
 inline constexpr int kMaxEvaluateConfigs = 1000;
