@@ -9,10 +9,10 @@
 namespace apq::client {
 namespace {
 
-// The commands in the order the usage text lists them, under its two headings: the device
-// commands open and close the general ones, as a user meets them first and last. Every
+// The commands in the order the usage text lists them, under its headings: the space and
+// device commands open and close the general ones, as a user meets them first and last. Every
 // command of the groups' tables is listed once (commands_test checks).
-constexpr const char* kGeneralCommands[] = {"devices",      "evaluate", "search",      "sweep",
+constexpr const char* kGeneralCommands[] = {"spaces",       "devices",  "evaluate",    "search",      "sweep",
                                             "sweep-status", "engines",  "watch",       "jobs",
                                             "candidates",   "config",   "artifacts",   "artifact",
                                             "cancel",       "delete",   "upload-table"};

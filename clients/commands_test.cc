@@ -47,7 +47,7 @@ TEST(CommandsTest, EveryCommandIsFoundByItsNameAndListedOnceInTheUsage) {
       EXPECT_EQ(CountOccurrences(usage, command.usage), 1u);
     }
   }
-  EXPECT_EQ(names.size(), 26u);
+  EXPECT_EQ(names.size(), 27u);
   EXPECT_EQ(FindCommand("search --wait"), nullptr);
 }
 
@@ -56,7 +56,7 @@ TEST(CommandsTest, UsageHasTheGlobalFlagsAndEveryHeading) {
   EXPECT_TRUE(absl::StartsWith(usage,
                                "usage: apq [--server ADDR] [--token TOKEN] [--tls] [--ca PEM] "
                                "[--cert PEM --key PEM] COMMAND [flags]\n\nCommands:\n"
-                               "  devices [NAME] [--json]\n"));
+                               "  spaces [NAME] [--json]\n"));
   EXPECT_TRUE(absl::StrContains(usage, "  cancel JOB\n  delete JOB\n"));
   EXPECT_TRUE(absl::StrContains(usage, "\nAccuracy predictors:\n  upload-dataset --name N"));
   EXPECT_TRUE(absl::StrContains(usage, "\nAccess (admin tokens):\n  whoami [--json]"));

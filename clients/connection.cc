@@ -72,6 +72,7 @@ Connection::Connection(const ConnectionOptions& options) {
   devices_ = apq::v1::DeviceService::NewStub(channel_);
   predictors_ = apq::v1::PredictorService::NewStub(channel_);
   access_ = apq::v1::AccessService::NewStub(channel_);
+  spaces_ = apq::v1::SpaceService::NewStub(channel_);
 }
 
 int ReportRpcError(const grpc::Status& status) {

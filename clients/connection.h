@@ -50,6 +50,7 @@ class Connection {
   apq::v1::DeviceService::Stub& devices() { return *devices_; }
   apq::v1::PredictorService::Stub& predictors() { return *predictors_; }
   apq::v1::AccessService::Stub& access() { return *access_; }
+  apq::v1::SpaceService::Stub& spaces() { return *spaces_; }
 
  private:
   std::shared_ptr<grpc::Channel> channel_;
@@ -57,6 +58,7 @@ class Connection {
   std::unique_ptr<apq::v1::DeviceService::Stub> devices_;
   std::unique_ptr<apq::v1::PredictorService::Stub> predictors_;
   std::unique_ptr<apq::v1::AccessService::Stub> access_;
+  std::unique_ptr<apq::v1::SpaceService::Stub> spaces_;
 };
 
 // Calls the unary RPC `rpc` of `stub` with `request`, filling `response`; the call fails with

@@ -103,7 +103,87 @@ int UploadTable(Connection& connection, const std::vector<std::string>& argv) {
   return kExitOk;
 }
 
+json SpaceJson(const apq::v1::SpaceDescription& space) {
+  json fields = json::array();
+  for (const apq::v1::ConfigField& field : space.fields()) {
+    json values = json::array();
+    for (const std::string& value : field.json_values()) values.push_back(value);
+    fields.push_back({{"name", field.name()},
+                      {"json_path", field.json_path()},
+                      {"choices", std::vector<int>(field.choices().begin(), field.choices().end())},
+                      {"json_values", values},
+                      {"is_bits", field.is_bits()}});
+  }
+  json out = {{"name", space.name()},
+              {"config_format", space.config_format()},
+              {"field_count", space.field_count()},
+              {"rules", StringList(space.rules())},
+              {"example_config", json::parse(space.example_config_json(), nullptr, false)},
+              {"devices", StringList(space.devices())},
+              {"modelled_devices", StringList(space.modelled_devices())},
+              {"has_bits", space.has_bits()},
+              {"has_supernet", space.has_supernet()},
+              {"supernet_version", space.supernet_version()},
+              {"has_predictor", space.has_predictor()},
+              {"predictor_version", space.predictor_version()}};
+  if (!fields.empty()) out["fields"] = fields;
+  return out;
+}
+
+// The space's summary line, then (described in full) its format, rules and fields.
+void PrintSpace(const apq::v1::SpaceDescription& space) {
+  std::cout << space.name() << ": " << space.field_count() << " fields"
+            << (space.has_bits() ? ", mixed precision" : "")
+            << (space.has_supernet() ? ", supernet " + space.supernet_version() : ", no supernet")
+            << (space.has_predictor() ? ", predictor " + space.predictor_version()
+                                      : ", no predictor")
+            << "\n  devices: "
+            << (space.devices().empty() ? "none fully" : absl::StrJoin(space.devices(), ", "));
+  if (!space.modelled_devices().empty()) {
+    std::cout << " (modelled: " << absl::StrJoin(space.modelled_devices(), ", ") << ")";
+  }
+  std::cout << "\n";
+  if (space.fields().empty()) return;
+  std::cout << "  format: " << space.config_format() << "\n";
+  for (const std::string& rule : space.rules()) std::cout << "  rule: " << rule << "\n";
+  for (const apq::v1::ConfigField& field : space.fields()) {
+    std::cout << "  " << field.name() << " at "
+              << (field.json_path().empty() ? "-" : field.json_path()) << ": "
+              << absl::StrJoin(field.json_values(), " | ") << "\n";
+  }
+  std::cout << "  example: " << space.example_config_json() << "\n";
+}
+
+int Spaces(Connection& connection, const std::vector<std::string>& argv) {
+  const Args args = Args::Parse(argv, {}, {"json"}, 1);
+  std::vector<apq::v1::SpaceDescription> spaces;
+  if (!args.positional().empty()) {
+    apq::v1::DescribeSpaceRequest request;
+    request.set_space(args.positional()[0]);
+    apq::v1::SpaceDescription space;
+    const grpc::Status status = CallUnary(
+        connection.spaces(), &apq::v1::SpaceService::Stub::DescribeSpace, request, &space);
+    if (!status.ok()) return ReportRpcError(status);
+    spaces.push_back(space);
+  } else {
+    apq::v1::ListSpacesResponse response;
+    const grpc::Status status =
+        CallUnary(connection.spaces(), &apq::v1::SpaceService::Stub::ListSpaces,
+                  apq::v1::ListSpacesRequest(), &response);
+    if (!status.ok()) return ReportRpcError(status);
+    spaces.assign(response.spaces().begin(), response.spaces().end());
+  }
+  PrintListing(spaces, args.Has("json"), SpaceJson, PrintSpace);
+  return kExitOk;
+}
+
 constexpr Command kDeviceCommands[] = {
+    {"spaces", R"(  spaces [NAME] [--json]
+      The spaces the server searches: their devices, supernet and predictor; with NAME,
+      every field of its configs (where a config holds it, the values it accepts as a
+      config writes them), its rules and an example config.
+)",
+     Spaces},
     {"devices", R"(  devices [NAME] [--json]
       List devices and their cost-table versions (or one device).
 )",

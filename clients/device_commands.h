@@ -1,4 +1,4 @@
-// The commands of devices and their cost tables: devices and upload-table.
+// The commands of what can be searched: spaces, devices and upload-table.
 #ifndef APQ_CLIENTS_DEVICE_COMMANDS_H_
 #define APQ_CLIENTS_DEVICE_COMMANDS_H_
 

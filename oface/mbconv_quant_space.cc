@@ -113,6 +113,8 @@ class MbConvQuantSpace final : public SearchSpace {
                                                   CostSplit split) const override;
 
   std::string ToJson(const Genotype& genotype) const override;
+  std::string ConfigFormat() const override;
+  std::vector<std::string> RuleDescriptions() const override;
   absl::StatusOr<Genotype> FromJson(std::string_view json) const override;
 
  private:
@@ -585,6 +587,28 @@ std::string MbConvQuantSpace::ToJson(const Genotype& genotype) const {
   }
   json += "}]";
   return json;
+}
+
+std::string MbConvQuantSpace::ConfigFormat() const {
+  const int layers = num_layers();
+  return absl::StrCat(
+      "APQ's [arch, quantization policy] pair: [{\"wid\": null, \"ks\": [", layers,
+      " depthwise kernel sizes], \"e\": [", layers,
+      " expansion ratios: each layer's middle width over its input channels], \"d\": [",
+      spec_.stages.size(), " stage depths]}, {\"pw_w_bits_setting\", \"pw_a_bits_setting\", "
+      "\"dw_w_bits_setting\", \"dw_a_bits_setting\": [", layers,
+      " bitwidths] each: weights and input activations of each layer's pointwise and "
+      "depthwise convolutions}]; a layer beyond its stage's depth is ignored (any valid value)");
+}
+
+std::vector<std::string> MbConvQuantSpace::RuleDescriptions() const {
+  std::vector<std::string> rules;
+  for (const auto& [ks, bits] : spec_.banned_kernel_dw_a_bits) {
+    rules.push_back(absl::StrCat("no layer (run or not) has ks = ", ks, " with dw_a_bits_setting = ",
+                                 bits, " (no ", ks, "x", ks, " depthwise conv with ", bits,
+                                 "-bit activations)"));
+  }
+  return rules;
 }
 
 absl::StatusOr<int> MbConvQuantSpace::ReadMid(int layer_index, const nlohmann::json& value) const {

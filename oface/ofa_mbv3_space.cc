@@ -76,6 +76,12 @@ class OfaMbv3Space final : public SearchSpace {
                                                   CostSplit split) const override;
 
   std::string ToJson(const Genotype& genotype) const override;
+  std::string ConfigFormat() const override {
+    return "once-for-all's arch dict: {\"ks\": [20 kernel sizes], \"e\": [20 expansion ratios], "
+           "\"d\": [5 stage depths], \"r\": input resolution (an integer or a one-element "
+           "list)}, \"wid\" optional; a block beyond its stage's depth is ignored (any valid "
+           "value)";
+  }
   absl::StatusOr<Genotype> FromJson(std::string_view json) const override;
 
  private:

@@ -75,6 +75,8 @@ class RestrictedSpace : public SearchSpace {
     return decomposition;
   }
   std::string ToJson(const Genotype& genotype) const override { return base_.ToJson(genotype); }
+  std::string ConfigFormat() const override { return base_.ConfigFormat(); }
+  std::vector<std::string> RuleDescriptions() const override { return base_.RuleDescriptions(); }
   // The base's reading, then this view's choices: a config with other bits is outside it.
   absl::StatusOr<Genotype> FromJson(std::string_view json) const override {
     ASSIGN_OR_RETURN(Genotype genotype, base_.FromJson(json));

@@ -161,6 +161,10 @@ class SearchSpace {
   // INVALID_ARGUMENT naming the field.
   virtual std::string ToJson(const Genotype& genotype) const = 0;
   virtual absl::StatusOr<Genotype> FromJson(std::string_view json) const = 0;
+  // That format in words, for clients writing configs (the server's DescribeSpace).
+  virtual std::string ConfigFormat() const { return "JSON as the space writes it"; }
+  // The rules between genes beyond each gene's choices (CheckRules), in words; none by default.
+  virtual std::vector<std::string> RuleDescriptions() const { return {}; }
 
   // Uniform sample over each gene's choices, redrawn until the rules hold.
   Genotype Sample(Rng& rng) const;

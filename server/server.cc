@@ -168,6 +168,9 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
       *server->catalog_, *server->store_, *server->training_, *server->pool_, *server->auth_);
   server->access_service_ =
       std::make_unique<AccessServiceImpl>(*server->auth_, server->store_->tokens(), *server->pool_);
+  server->space_service_ = std::make_unique<SpaceServiceImpl>(
+      *server->catalog_, server->store_->devices(), *server->supernets_, *server->pool_,
+      *server->auth_);
   if (options.retention > absl::ZeroDuration()) {
     ApqServer* raw = server.get();
     const absl::Duration retention = options.retention;
@@ -194,6 +197,7 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   builder.RegisterService(server->device_service_.get());
   builder.RegisterService(server->predictor_service_.get());
   builder.RegisterService(server->access_service_.get());
+  builder.RegisterService(server->space_service_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(

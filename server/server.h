@@ -113,6 +113,7 @@ class ApqServer {
   std::unique_ptr<PredictorServiceImpl> predictor_service_;
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<AccessServiceImpl> access_service_;
+  std::unique_ptr<SpaceServiceImpl> space_service_;
   std::optional<IssuedToken> bootstrap_token_;
   // Deletes ended jobs past the retention, hourly, until stop_pruning_ is notified.
   absl::Notification stop_pruning_;

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -504,6 +505,14 @@ TEST_F(ServerTest, EveryMissingRequiredFieldComesBackAsAFieldViolation) {
          });
        },
        "space"},
+      {"DescribeSpace",
+       [&] {
+         return call([&](grpc::ClientContext* c) {
+           apq::v1::SpaceDescription out;
+           return apq::v1::SpaceService::NewStub(channel)->DescribeSpace(c, {}, &out);
+         });
+       },
+       "space"},
       {"CreateToken",
        [&] {
          return call([&](grpc::ClientContext* c) {
@@ -520,6 +529,60 @@ TEST_F(ServerTest, EveryMissingRequiredFieldComesBackAsAFieldViolation) {
     EXPECT_EQ(ViolatedField(status), c.field) << c.rpc << ": " << status.error_message();
     EXPECT_EQ(FieldOf(status.error_message()), c.field) << c.rpc;
   }
+}
+
+// A client learns what a config accepts from the server: every space listed with what the
+// server has for it, and one space's fields with the values a config writes.
+TEST_F(ServerTest, SpacesDescribeTheirConfigsDevicesSupernetAndPredictor) {
+  Start();
+  auto spaces = apq::v1::SpaceService::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", server_->port()), grpc::InsecureChannelCredentials()));
+  apq::v1::ListSpacesResponse listed;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(spaces->ListSpaces(&context, {}, &listed).ok());
+  }
+  std::map<std::string, apq::v1::SpaceDescription> by_name;
+  for (const apq::v1::SpaceDescription& space : listed.spaces()) by_name[space.name()] = space;
+  ASSERT_EQ(by_name.size(), 4);
+  EXPECT_EQ(by_name["ofa_mbv3"].field_count(), 46);
+  EXPECT_FALSE(by_name["ofa_mbv3"].has_bits());
+  EXPECT_FALSE(by_name["ofa_mbv3"].has_supernet());
+  EXPECT_TRUE(by_name["ofa_mbv3"].has_predictor());
+  EXPECT_THAT(by_name["ofa_mbv3"].devices(), ::testing::Contains("note10"));
+  EXPECT_TRUE(by_name["fmnist_lowbit"].has_supernet());
+  EXPECT_FALSE(by_name["fmnist_lowbit"].supernet_version().empty());
+  EXPECT_TRUE(by_name["fmnist_lowbit"].has_predictor());
+  EXPECT_THAT(by_name["fmnist_lowbit"].modelled_devices(), ::testing::Contains("bitfusion"));
+  EXPECT_FALSE(by_name["apq_mbv2"].has_predictor());
+  for (const auto& [name, space] : by_name) EXPECT_EQ(space.fields_size(), 0) << name;
+
+  apq::v1::DescribeSpaceRequest request;
+  request.set_space("fmnist_lowbit");
+  apq::v1::SpaceDescription described;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(spaces->DescribeSpace(&context, request, &described).ok());
+  }
+  ASSERT_EQ(described.fields_size(), 75);
+  EXPECT_EQ(described.fields(0).name(), "ks[0]");
+  EXPECT_EQ(described.fields(0).json_path(), "[0].ks[0]");
+  EXPECT_THAT(described.fields(0).json_values(), ::testing::ElementsAre("3", "5", "7"));
+  EXPECT_EQ(described.example_config_json().front(), '[');
+  // The example evaluates: it is a config of the space.
+  apq::v1::EvaluateRequest evaluate;
+  evaluate.set_space("fmnist_lowbit");
+  evaluate.add_configs_json(described.example_config_json());
+  apq::v1::EvaluateResponse evaluated;
+  {
+    grpc::ClientContext context;
+    EXPECT_TRUE(search_->Evaluate(&context, evaluate, &evaluated).ok());
+  }
+  request.set_space("ofa");
+  grpc::ClientContext context;
+  const grpc::Status unknown = spaces->DescribeSpace(&context, request, &described);
+  EXPECT_EQ(unknown.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(unknown.error_message(), HasSubstr("fmnist_lowbit"));
 }
 
 TEST_F(ServerTest, EvaluateRefusesBadInputNamingTheField) {

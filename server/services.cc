@@ -23,6 +23,7 @@
 #include "server/job_artifacts.h"
 #include "server/page_tokens.h"
 #include "server/predictor_artifact.h"
+#include "server/space_description.h"
 #include "server/search_request.h"
 
 namespace apq::server {
@@ -1001,6 +1002,70 @@ grpc::ServerUnaryReactor* AccessServiceImpl::WhoAmI(grpc::CallbackServerContext*
                      ASSIGN_OR_RETURN(TokenRecord token, tokens_.GetToken(caller.token_id));
                      *response = TokenToProto(token);
                      return absl::OkStatus();
+                   });
+}
+
+absl::Status SpaceServiceImpl::Describe(const std::string& name, bool with_fields,
+                                        apq::v1::SpaceDescription* out) {
+  if (name.empty()) return absl::InvalidArgumentError("space: required");
+  ASSIGN_OR_RETURN(const oface::SearchSpace* space, catalog_.FindSpace(name));
+  {
+    absl::MutexLock lock(&mutex_);
+    auto described = described_.find(name);
+    if (described == described_.end()) {
+      ASSIGN_OR_RETURN(apq::v1::SpaceDescription fields, DescribeSpaceFields(*space, true));
+      described = described_.emplace(name, std::move(fields)).first;
+    }
+    *out = described->second;
+  }
+  if (!with_fields) out->clear_fields();
+  // The devices whose latest table prices the space, fully or in part by a fitted model.
+  ASSIGN_OR_RETURN(const std::vector<std::string> devices, devices_.ListDevices());
+  for (const std::string& device : devices) {
+    ASSIGN_OR_RETURN(const std::vector<TableVersionRecord> versions,
+                     devices_.ListTableVersions(device));
+    if (versions.empty()) continue;
+    ASSIGN_OR_RETURN(const Catalog::Coverage coverage,
+                     catalog_.SpaceCoverage(device, versions.back().version));
+    const auto names = [&name](const std::vector<std::string>& spaces) {
+      return std::find(spaces.begin(), spaces.end(), name) != spaces.end();
+    };
+    if (names(coverage.covered)) {
+      out->add_devices(device);
+    } else if (names(coverage.modelled)) {
+      out->add_modelled_devices(device);
+    }
+  }
+  out->set_has_supernet(supernets_.Has(name));
+  out->set_supernet_version(supernets_.Version(name));
+  absl::StatusOr<Catalog::PredictorInstance> predictor = catalog_.NewPredictor(name);
+  if (predictor.ok()) {
+    out->set_has_predictor(true);
+    out->set_predictor_version(predictor->version);
+  } else if (!absl::IsFailedPrecondition(predictor.status())) {
+    return predictor.status();
+  }
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* SpaceServiceImpl::ListSpaces(grpc::CallbackServerContext* context,
+                                                       const apq::v1::ListSpacesRequest* request,
+                                                       apq::v1::ListSpacesResponse* response) {
+  return RunOnPool(context, pool_, auth_, Permission::kRead,
+                   [this, response](const Caller& caller) -> absl::Status {
+                     for (const std::string& name : catalog_.SpaceNames()) {
+                       RETURN_IF_ERROR(Describe(name, /*with_fields=*/false, response->add_spaces()));
+                     }
+                     return absl::OkStatus();
+                   });
+}
+
+grpc::ServerUnaryReactor* SpaceServiceImpl::DescribeSpace(
+    grpc::CallbackServerContext* context, const apq::v1::DescribeSpaceRequest* request,
+    apq::v1::SpaceDescription* response) {
+  return RunOnPool(context, pool_, auth_, Permission::kRead,
+                   [this, request, response](const Caller& caller) -> absl::Status {
+                     return Describe(request->space(), /*with_fields=*/true, response);
                    });
 }
 

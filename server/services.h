@@ -192,6 +192,35 @@ class AccessServiceImpl final : public apq::v1::AccessService::CallbackService {
   Executor& pool_;
 };
 
+// What each space's configs accept (apq.proto's SpaceService).
+class SpaceServiceImpl final : public apq::v1::SpaceService::CallbackService {
+ public:
+  SpaceServiceImpl(Catalog& catalog, DeviceStore& devices, SupernetHost& supernets,
+                   Executor& pool, Authenticator& auth)
+      : auth_(auth), catalog_(catalog), devices_(devices), supernets_(supernets), pool_(pool) {}
+
+  grpc::ServerUnaryReactor* ListSpaces(grpc::CallbackServerContext* context,
+                                       const apq::v1::ListSpacesRequest* request,
+                                       apq::v1::ListSpacesResponse* response) override;
+  grpc::ServerUnaryReactor* DescribeSpace(grpc::CallbackServerContext* context,
+                                          const apq::v1::DescribeSpaceRequest* request,
+                                          apq::v1::SpaceDescription* response) override;
+
+ private:
+  // The space's description: its own part (computed once per space, then cached: spaces
+  // never change) and what the server has for it now (devices, supernet, predictor).
+  absl::Status Describe(const std::string& space, bool with_fields,
+                        apq::v1::SpaceDescription* out);
+
+  Authenticator& auth_;
+  Catalog& catalog_;
+  DeviceStore& devices_;
+  SupernetHost& supernets_;
+  Executor& pool_;
+  absl::Mutex mutex_;
+  std::map<std::string, apq::v1::SpaceDescription> described_ ABSL_GUARDED_BY(mutex_);
+};
+
 }  // namespace apq::server
 
 #endif  // APQ_SERVER_SERVICES_H_
