@@ -489,8 +489,10 @@ int Watch(Connection& connection, const std::vector<std::string>& argv) {
 }
 
 int Jobs(Connection& connection, const std::vector<std::string>& argv) {
-  const Args args = Args::Parse(argv, {"state", "limit"}, {"json"}, 0);
+  const Args args = Args::Parse(argv, {"state", "space", "device", "limit"}, {"json"}, 0);
   apq::v1::ListJobsRequest request;
+  if (args.Has("space")) request.set_space(args.Get("space"));
+  if (args.Has("device")) request.set_device(args.Get("device"));
   if (args.Has("state")) {
     apq::v1::JobState state;
     std::string name = "JOB_STATE_" + args.Get("state");
@@ -772,7 +774,9 @@ constexpr Command kSearchCommands[] = {
       Follow a job until it ends.
 )",
      Watch},
-    {"jobs", R"(  jobs [--state queued|running|succeeded|failed|cancelled] [--limit N] [--json]
+    {"jobs", R"(  jobs [--state queued|running|succeeded|failed|cancelled] [--space S] [--device D]
+      [--limit N] [--json]
+      The newest jobs first, only those in the state, space and device given.
 )",
      Jobs},
     {"candidates",

@@ -20,12 +20,20 @@ constexpr absl::string_view kCandidatesTag = "c1";
 constexpr absl::string_view kOffsetTag = "o1";
 constexpr absl::string_view kJobsTag = "j1";
 
-// A listing's state and owner filters as token text (the owner, a caller's text, escaped so
-// that it cannot split the token).
+// A listing's filters as token text: state, then owner and, when either is set, space and
+// device as one field (a caller's text, escaped so that it cannot split the token; without
+// space and device the text is what servers wrote before those filters, so their tokens stay
+// good).
 std::string JobFilterText(const JobQuery& query) {
-  return absl::StrCat(
-      query.state.has_value() ? absl::StrCat(static_cast<int>(*query.state)) : "-", "|",
-      query.owner.has_value() ? "o" + absl::WebSafeBase64Escape(*query.owner) : "-");
+  const auto text = [](const std::optional<std::string>& value) {
+    return value.has_value() ? "o" + absl::WebSafeBase64Escape(*value) : std::string("-");
+  };
+  std::string filters = text(query.owner);
+  if (query.space.has_value() || query.device.has_value()) {
+    absl::StrAppend(&filters, ",", text(query.space), ",", text(query.device));
+  }
+  return absl::StrCat(query.state.has_value() ? absl::StrCat(static_cast<int>(*query.state)) : "-",
+                      "|", filters);
 }
 
 absl::Status NotOurs(absl::string_view why) {
@@ -111,7 +119,7 @@ absl::Status ApplyJobPageToken(absl::string_view token, JobQuery* query) {
   if (parts->size() != 3) return NotOurs("not a token this server issued");
   const std::vector<std::string>& p = *parts;
   if (absl::StrCat(p[0], "|", p[1]) != JobFilterText(*query)) {
-    return NotOurs("issued for another state or owner");
+    return NotOurs("issued for another state, owner, space or device");
   }
   // A job id as the store gives them: "job-" and a positive number without leading zeros.
   int64_t sequence = 0;

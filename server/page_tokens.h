@@ -23,7 +23,7 @@ std::string CandidatePageToken(const CandidateQuery& query, const CandidateRecor
 // "page_token: ..." when it is malformed or was issued for another job, order or filter.
 absl::Status ApplyCandidatePageToken(absl::string_view token, CandidateQuery* query);
 
-// The token of the page after the job `last_job_id` in `query`'s listing (state and owner).
+// The token of the page after the job `last_job_id` in `query`'s listing (its filters).
 std::string JobPageToken(const JobQuery& query, const std::string& last_job_id);
 
 // Sets query->after_job from `token` (empty: the first page, nothing set). INVALID_ARGUMENT

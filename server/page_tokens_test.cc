@@ -120,6 +120,23 @@ TEST(PageTokensTest, AJobTokenCarriesTheLastJobForTheSameFiltersOnly) {
   other = listing;
   other.owner = "tok-0123";
   refused(other, token);
+  // Space and device filters bind the token too.
+  JobQuery in_space = listing;
+  in_space.space = "fmnist_lowbit";
+  const std::string space_token = JobPageToken(in_space, "job-9");
+  refused(listing, space_token);
+  other = in_space;
+  other.device = "bitfusion";
+  refused(other, space_token);
+  other = in_space;
+  other.space = "apq_mbv2";
+  refused(other, space_token);
+  other = in_space;
+  ASSERT_TRUE(ApplyJobPageToken(space_token, &other).ok());
+  EXPECT_EQ(other.after_job, "job-9");
+  other = listing;
+  other.device = "bitfusion";
+  refused(other, token);
   for (const std::string& text :
        {OffsetPageToken("jobs", 50), std::string("job-17"),
         absl::WebSafeBase64Escape("j1|1|-|job-07"), absl::WebSafeBase64Escape("j1|-|-|job-0"),

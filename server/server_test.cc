@@ -433,6 +433,26 @@ TEST_F(ServerTest, EveryMissingRequiredFieldComesBackAsAFieldViolation) {
          });
        },
        "page_size"},
+      {"ListJobs",
+       [&] {
+         return call([&](grpc::ClientContext* c) {
+           apq::v1::ListJobsRequest request;
+           request.set_space("Not A Space");
+           apq::v1::ListJobsResponse out;
+           return search_->ListJobs(c, request, &out);
+         });
+       },
+       "space"},
+      {"ListJobs",
+       [&] {
+         return call([&](grpc::ClientContext* c) {
+           apq::v1::ListJobsRequest request;
+           request.set_device("../etc");
+           apq::v1::ListJobsResponse out;
+           return search_->ListJobs(c, request, &out);
+         });
+       },
+       "device"},
       {"ListCandidates",
        [&] {
          return call([&](grpc::ClientContext* c) {
@@ -529,6 +549,55 @@ TEST_F(ServerTest, EveryMissingRequiredFieldComesBackAsAFieldViolation) {
     EXPECT_EQ(ViolatedField(status), c.field) << c.rpc << ": " << status.error_message();
     EXPECT_EQ(FieldOf(status.error_message()), c.field) << c.rpc;
   }
+}
+
+TEST_F(ServerTest, ListJobsFiltersBySpaceAndDeviceAndPagesWithinTheFilter) {
+  Start();
+  // Three note10 jobs of ofa_mbv3 and one fmnist_mbv2 job on local-cpu.
+  for (int i = 0; i < 3; ++i) {
+    grpc::ClientContext context;
+    apq::v1::Job job;
+    ASSERT_TRUE(search_->SubmitSearch(&context, OneSampleRequest(1), &job).ok());
+  }
+  apq::v1::SubmitSearchRequest other = OneSampleRequest(1);
+  other.set_space("fmnist_mbv2");
+  other.set_device("local-cpu");
+  {
+    grpc::ClientContext context;
+    apq::v1::Job job;
+    const grpc::Status status = search_->SubmitSearch(&context, other, &job);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  const auto list = [&](const std::string& space, const std::string& device, int page_size,
+                        const std::string& token, std::string* next) {
+    apq::v1::ListJobsRequest request;
+    request.set_space(space);
+    request.set_device(device);
+    request.set_page_size(page_size);
+    request.set_page_token(token);
+    apq::v1::ListJobsResponse response;
+    grpc::ClientContext context;
+    EXPECT_TRUE(search_->ListJobs(&context, request, &response).ok());
+    std::vector<std::string> ids;
+    for (const apq::v1::Job& job : response.jobs()) ids.push_back(job.id());
+    if (next != nullptr) *next = response.next_page_token();
+    return ids;
+  };
+  EXPECT_THAT(list("fmnist_mbv2", "", 10, "", nullptr), ::testing::ElementsAre("job-4"));
+  EXPECT_THAT(list("", "local-cpu", 10, "", nullptr), ::testing::ElementsAre("job-4"));
+  std::string next;
+  EXPECT_THAT(list("ofa_mbv3", "note10", 2, "", &next), ::testing::ElementsAre("job-3", "job-2"));
+  ASSERT_FALSE(next.empty());
+  EXPECT_THAT(list("ofa_mbv3", "note10", 2, next, nullptr), ::testing::ElementsAre("job-1"));
+  // The token belongs to its filter.
+  apq::v1::ListJobsRequest request;
+  request.set_space("fmnist_mbv2");
+  request.set_page_token(next);
+  apq::v1::ListJobsResponse response;
+  grpc::ClientContext context;
+  const grpc::Status status = search_->ListJobs(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(ViolatedField(status), "page_token");
 }
 
 // A client learns what a config accepts from the server: every space listed with what the

@@ -426,6 +426,14 @@ grpc::ServerUnaryReactor* SearchServiceImpl::ListJobs(grpc::CallbackServerContex
                      JobQuery query;
                      query.state = state;
                      query.owner = owner;
+                     if (!request->space().empty()) {
+                       RETURN_IF_ERROR(ValidateResourceName("space", request->space()));
+                       query.space = request->space();
+                     }
+                     if (!request->device().empty()) {
+                       RETURN_IF_ERROR(ValidateDeviceName(request->device()));
+                       query.device = request->device();
+                     }
                      RETURN_IF_ERROR(ApplyJobPageToken(request->page_token(), &query));
                      // One row more than the page tells whether another page follows.
                      query.limit = page_size + 1;

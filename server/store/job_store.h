@@ -98,15 +98,20 @@ class JobStore {
   // NOT_FOUND for an unknown job.
   virtual absl::StatusOr<JobRecord> GetJob(const std::string& job_id) = 0;
 
-  // Newest first, all jobs or those in `query.state` and (when set) of `query.owner`, after
-  // `query.after_job` when set; `offset`/`limit` page through them. Checkpoints are not
-  // loaded. INVALID_ARGUMENT unless offset >= 0 and 1 <= limit <= kMaxPageSize, for a state
+  // Newest first, all jobs or those in `query.state` and (each when set) of `query.owner`,
+  // `query.space` and `query.device`, after `query.after_job` when set; `offset`/`limit` page
+  // through them. Checkpoints are not loaded. INVALID_ARGUMENT unless offset >= 0 and 1 <= limit <= kMaxPageSize, for a state
   // that is not a JobState value, and for an after_job this store never gave.
   virtual absl::StatusOr<std::vector<JobRecord>> ListJobsPage(const JobQuery& query) = 0;
   absl::StatusOr<std::vector<JobRecord>> ListJobs(std::optional<JobState> state,
                                                   const std::optional<std::string>& owner,
                                                   int64_t offset, int limit) {
-    return ListJobsPage(JobQuery{state, owner, "", offset, limit});
+    JobQuery query;
+    query.state = state;
+    query.owner = owner;
+    query.offset = offset;
+    query.limit = limit;
+    return ListJobsPage(query);
   }
 
   // A page of the job's candidates in `query.order`; `total` counts every matching row.

@@ -229,6 +229,8 @@ class MemoryJobStore final : public JobStore {
       if (it->deleted) continue;
       if (query.state.has_value() && it->record.state != *query.state) continue;
       if (query.owner.has_value() && it->record.owner != *query.owner) continue;
+      if (query.space.has_value() && it->record.space != *query.space) continue;
+      if (query.device.has_value() && it->record.device != *query.device) continue;
       if (skipped++ < query.offset) continue;
       jobs.push_back(it->View());
       jobs.back().checkpoint.clear();

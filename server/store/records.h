@@ -190,6 +190,8 @@ struct CandidateCursor {
 struct JobQuery {
   std::optional<JobState> state;     // Unset: every state.
   std::optional<std::string> owner;  // Unset: every owner.
+  std::optional<std::string> space;   // Unset: every space.
+  std::optional<std::string> device;  // Unset: every device.
   // Keyset paging: the jobs older than this one (which need not be listed or undeleted any
   // more); jobs submitted while a client pages never shift the pages after.
   std::string after_job;

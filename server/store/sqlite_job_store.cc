@@ -595,12 +595,15 @@ absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobsPage(const JobQue
                        "SELECT ", kJobColumns, kJobJoins,
                        "WHERE j.deleted_unix_s = 0 AND (?3 IS NULL OR j.state = ?3) ",
                        "AND (?4 IS NULL OR j.owner = ?4) AND (?5 IS NULL OR j.seq < ?5) ",
+                       "AND (?6 IS NULL OR j.space = ?6) AND (?7 IS NULL OR j.device = ?7) ",
                        "ORDER BY j.seq DESC LIMIT ?1 OFFSET ?2")));
   select.BindInt64(1, query.limit);
   select.BindInt64(2, query.offset);
   if (query.state.has_value()) select.BindInt64(3, static_cast<int64_t>(*query.state));
   if (query.owner.has_value()) select.BindText(4, *query.owner);
   if (before_seq.has_value()) select.BindInt64(5, *before_seq);
+  if (query.space.has_value()) select.BindText(6, *query.space);
+  if (query.device.has_value()) select.BindText(7, *query.device);
   std::vector<JobRecord> jobs;
   while (true) {
     ASSIGN_OR_RETURN(bool row, select.Step("listing jobs"));

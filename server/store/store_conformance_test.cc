@@ -180,6 +180,45 @@ TEST_P(StoreConformanceTest, JobsCarryTheirOwnerAndListByOwner) {
   EXPECT_EQ(ids(jobs().ListJobs(std::nullopt, std::nullopt, 0, 10)).size(), 4u);
 }
 
+TEST_P(StoreConformanceTest, JobsListBySpaceAndDeviceWithTheOtherFilters) {
+  const struct {
+    const char* space;
+    const char* device;
+    const char* owner;
+  } made[] = {{"fmnist_lowbit", "bitfusion", "tok-a"},
+              {"fmnist_lowbit", "local-cpu", "tok-a"},
+              {"ofa_mbv3", "note10", "tok-b"},
+              {"fmnist_lowbit", "bitfusion", "tok-b"}};
+  for (const auto& m : made) {
+    JobRecord job = MakeJob(m.space);
+    job.device = m.device;
+    job.owner = m.owner;
+    ASSERT_TRUE(jobs().CreateJob(job).ok());
+  }
+  const auto ids = [&](std::optional<std::string> space, std::optional<std::string> device,
+                       std::optional<std::string> owner = std::nullopt, std::string after = "") {
+    JobQuery query;
+    query.space = std::move(space);
+    query.device = std::move(device);
+    query.owner = std::move(owner);
+    query.after_job = std::move(after);
+    std::vector<std::string> result;
+    const absl::StatusOr<std::vector<JobRecord>> listed = jobs().ListJobsPage(query);
+    EXPECT_TRUE(listed.ok()) << listed.status();
+    if (listed.ok()) {
+      for (const JobRecord& job : *listed) result.push_back(job.id);
+    }
+    return result;
+  };
+  EXPECT_THAT(ids("fmnist_lowbit", std::nullopt), ElementsAre("job-4", "job-2", "job-1"));
+  EXPECT_THAT(ids(std::nullopt, "bitfusion"), ElementsAre("job-4", "job-1"));
+  EXPECT_THAT(ids("fmnist_lowbit", "bitfusion", "tok-a"), ElementsAre("job-1"));
+  EXPECT_THAT(ids("fmnist_lowbit", std::nullopt, std::nullopt, "job-4"),
+              ElementsAre("job-2", "job-1"));
+  EXPECT_THAT(ids("ofa_mbv3", "bitfusion"), IsEmpty());
+  EXPECT_THAT(ids("apq_mbv2", std::nullopt), IsEmpty());
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StoreConformanceTest, ::testing::ValuesIn(BackendsAndAWrapper()),
                          BackendName);
 
