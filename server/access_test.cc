@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <sstream>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -42,11 +43,13 @@ struct Stubs {
       : search(apq::v1::SearchService::NewStub(channel)),
         devices(apq::v1::DeviceService::NewStub(channel)),
         predictors(apq::v1::PredictorService::NewStub(channel)),
-        access(apq::v1::AccessService::NewStub(channel)) {}
+        access(apq::v1::AccessService::NewStub(channel)),
+        spaces(apq::v1::SpaceService::NewStub(channel)) {}
   std::unique_ptr<apq::v1::SearchService::Stub> search;
   std::unique_ptr<apq::v1::DeviceService::Stub> devices;
   std::unique_ptr<apq::v1::PredictorService::Stub> predictors;
   std::unique_ptr<apq::v1::AccessService::Stub> access;
+  std::unique_ptr<apq::v1::SpaceService::Stub> spaces;
 };
 
 // One RPC with a request that would change something if it ran (or read something), and the
@@ -276,6 +279,18 @@ std::vector<Rpc> EveryRpc() {
          apq::v1::Token token;
          return s.access->RevokeToken(c, request, &token);
        }},
+      {"ListSpaces", Permission::kRead,
+       [](Stubs& s, grpc::ClientContext* c) {
+         apq::v1::ListSpacesResponse response;
+         return s.spaces->ListSpaces(c, apq::v1::ListSpacesRequest(), &response);
+       }},
+      {"DescribeSpace", Permission::kRead,
+       [](Stubs& s, grpc::ClientContext* c) {
+         apq::v1::DescribeSpaceRequest request;
+         request.set_space("fmnist_lowbit");
+         apq::v1::SpaceDescription response;
+         return s.spaces->DescribeSpace(c, request, &response);
+       }},
       {"WhoAmI", Permission::kRead,
        [](Stubs& s, grpc::ClientContext* c) {
          apq::v1::Token token;
@@ -363,6 +378,25 @@ class AccessTest : public ::testing::Test {
   std::unique_ptr<ApqServer> server_;
   std::unique_ptr<Stubs> stubs_;
 };
+
+// EveryRpc() lists every method of every service of the API, once.
+TEST(AccessRpcListTest, EveryMethodOfTheApiIsListed) {
+  const google::protobuf::FileDescriptor* file = apq::v1::SubmitSearchRequest::descriptor()->file();
+  std::set<std::string> methods;
+  for (int s = 0; s < file->service_count(); ++s) {
+    for (int m = 0; m < file->service(s)->method_count(); ++m) {
+      methods.insert(file->service(s)->method(m)->name());
+    }
+  }
+  // A method may be listed with variants of its request: "Evaluate (measured)".
+  std::set<std::string> listed;
+  for (const Rpc& rpc : EveryRpc()) {
+    const std::string name = rpc.name;
+    listed.insert(name.substr(0, name.find(" (")));
+  }
+  EXPECT_EQ(listed, methods);
+  EXPECT_EQ(std::string(EveryRpc().back().name), "WhoAmI");
+}
 
 TEST_F(AccessTest, EveryRpcRefusesAMissingOrWrongTokenAndStoresNothing) {
   Start();
@@ -571,8 +605,9 @@ TEST_F(AccessTest, HealthChecksAnswerForEveryServiceWithoutAToken) {
   Start();
   const auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
                                            grpc::InsecureChannelCredentials());
-  for (const std::string& service : {"", "apq.v1.SearchService", "apq.v1.DeviceService",
-                                     "apq.v1.PredictorService", "apq.v1.AccessService"}) {
+  for (const std::string& service :
+       {"", "apq.v1.SearchService", "apq.v1.DeviceService", "apq.v1.PredictorService",
+        "apq.v1.AccessService", "apq.v1.SpaceService"}) {
     EXPECT_EQ(HealthStatus(channel, service), 1) << "'" << service << "'";
   }
   EXPECT_EQ(HealthStatus(channel, "apq.v1.NoSuchService"),

@@ -207,7 +207,7 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   for (const char* service :
        {apq::v1::SearchService::service_full_name(), apq::v1::DeviceService::service_full_name(),
         apq::v1::PredictorService::service_full_name(),
-        apq::v1::AccessService::service_full_name()}) {
+        apq::v1::AccessService::service_full_name(), apq::v1::SpaceService::service_full_name()}) {
     server->server_->GetHealthCheckService()->SetServingStatus(service, true);
   }
   return server;
