@@ -14,6 +14,7 @@ readonly PACKAGES=(
   clang-14 libfuzzer-14-dev libclang-rt-14-dev
   coinor-libcbc-dev liblapack-dev
   golang-github-gogo-googleapis-dev
+  python3-grpcio python3-protobuf python3-tqdm
   dataset-fashion-mnist
 )
 
