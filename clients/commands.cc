@@ -14,7 +14,7 @@ namespace {
 // command of the groups' tables is listed once (commands_test checks).
 constexpr const char* kGeneralCommands[] = {"spaces",       "devices",  "evaluate",    "search",      "sweep",
                                             "sweep-status", "engines",  "watch",       "jobs",
-                                            "candidates",   "config",   "artifacts",   "artifact",
+                                            "candidates",   "plot",     "config",   "artifacts",   "artifact",
                                             "cancel",       "delete",   "upload-table"};
 constexpr const char* kAccessCommands[] = {"whoami", "token-create", "tokens", "token-revoke"};
 constexpr const char* kAccuracyPredictorCommands[] = {

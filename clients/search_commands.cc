@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "clients/connection.h"
 #include "clients/output.h"
+#include "clients/plot.h"
 #include "clients/search_output.h"
 #include "nlohmann/json.hpp"
 
@@ -517,6 +518,88 @@ int Jobs(Connection& connection, const std::vector<std::string>& argv) {
   return kExitOk;
 }
 
+// The job's candidates as an SVG: accuracy against a cost (--cost, else the job's Pareto
+// cost), the front, the budget in that cost and the best.
+int Plot(Connection& connection, const std::vector<std::string>& argv) {
+  const Args args = Args::Parse(argv, {"out", "cost"}, {}, 1);
+  const std::string job_id = RequirePositional(args, "a job id");
+  const std::string out = Require(args, "out");
+  apq::v1::GetJobRequest get;
+  get.set_job_id(job_id);
+  apq::v1::Job job;
+  grpc::Status status = CallUnary(connection.search(), &SearchService::Stub::GetJob, get, &job);
+  if (!status.ok()) return ReportRpcError(status);
+  apq::v1::CostMetric metric = job.request().pareto_cost();
+  if (args.Has("cost")) {
+    metric = ParseChoice<apq::v1::CostMetric>("cost", args.Get("cost"),
+                                              {{"latency", apq::v1::COST_METRIC_LATENCY},
+                                               {"energy", apq::v1::COST_METRIC_ENERGY},
+                                               {"size", apq::v1::COST_METRIC_SIZE},
+                                               {"bitops", apq::v1::COST_METRIC_BITOPS}});
+  }
+  // The cost's metric, axis label and budget.
+  const apq::v1::Budgets& budgets = job.request().budgets();
+  struct Cost {
+    const char* label;
+    bool (apq::v1::Metrics::*has)() const;
+    double (apq::v1::Metrics::*value)() const;
+    bool has_budget;
+    double budget;
+  };
+  const Cost cost = [&]() -> Cost {
+    switch (metric) {
+      case apq::v1::COST_METRIC_ENERGY:
+        return {"energy (mJ)", &apq::v1::Metrics::has_energy_mj, &apq::v1::Metrics::energy_mj,
+                budgets.has_max_energy_mj(), budgets.max_energy_mj()};
+      case apq::v1::COST_METRIC_SIZE:
+        return {"model size (MB)", &apq::v1::Metrics::has_size_mb, &apq::v1::Metrics::size_mb,
+                budgets.has_max_size_mb(), budgets.max_size_mb()};
+      case apq::v1::COST_METRIC_BITOPS:
+        return {"BitOps", &apq::v1::Metrics::has_bitops, &apq::v1::Metrics::bitops,
+                budgets.has_max_bitops(), budgets.max_bitops()};
+      default:
+        return {"latency (ms)", &apq::v1::Metrics::has_latency_ms, &apq::v1::Metrics::latency_ms,
+                budgets.has_max_latency_ms(), budgets.max_latency_ms()};
+    }
+  }();
+  PlotData plot;
+  plot.title = absl::StrCat(job.id(), ": ", job.request().space(), " on ", job.request().device(),
+                            job.request().label().empty() ? "" : " (" + job.request().label() + ")");
+  plot.cost_label = cost.label;
+  if (cost.has_budget) plot.budget = cost.budget;
+  apq::v1::ListCandidatesRequest request;
+  request.set_job_id(job_id);
+  request.set_feasibility(apq::v1::FEASIBILITY_FEASIBLE);
+  request.set_page_size(10000);
+  int64_t missing = 0;
+  while (true) {
+    apq::v1::ListCandidatesResponse page;
+    status = CallUnary(connection.search(), &SearchService::Stub::ListCandidates, request, &page);
+    if (!status.ok()) return ReportRpcError(status);
+    for (const apq::v1::Candidate& candidate : page.candidates()) {
+      const apq::v1::Metrics& metrics = candidate.metrics();
+      if (!(metrics.*cost.has)() || !metrics.has_accuracy()) {
+        ++missing;
+        continue;
+      }
+      plot.points.push_back({(metrics.*cost.value)(), metrics.accuracy(),
+                             candidate.on_pareto_front(),
+                             job.has_best() && candidate.id() == job.best().id()});
+    }
+    if (page.next_page_token().empty()) break;
+    request.set_page_token(page.next_page_token());
+  }
+  if (plot.points.empty() && missing > 0) {
+    std::cerr << "apq plot: the job's candidates have no " << cost.label << "\n";
+    return kExitUsage;
+  }
+  if (!WriteOutputFile(out, RenderPlotSvg(plot))) return kExitFailed;
+  std::cout << out << ": " << plot.points.size() << " candidates";
+  if (missing > 0) std::cout << " (" << missing << " without " << cost.label << " left out)";
+  std::cout << "\n";
+  return kExitOk;
+}
+
 int Candidates(Connection& connection, const std::vector<std::string>& argv) {
   const Args args = Args::Parse(argv, {"sort", "limit", "page-token"},
                                 {"feasible", "infeasible", "front", "json"}, 1);
@@ -786,6 +869,11 @@ constexpr Command kSearchCommands[] = {
       (xN). --front: only the job's Pareto front of accuracy against its Pareto cost.
 )",
      Candidates},
+    {"plot", R"(  plot JOB --out FILE [--cost latency|energy|size|bitops]
+      The job's feasible candidates as an SVG: predicted accuracy against the cost (default:
+      the job's Pareto cost), its Pareto front, the budget in that cost and its best.
+)",
+     Plot},
     {"config", R"(  config JOB [--output FILE] [--torchscript FILE] [--json]
       The best configuration of a finished job, in the reference arch format (of a verified
       job: the finalist measured best, with its measured accuracy). --torchscript

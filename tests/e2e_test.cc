@@ -999,6 +999,23 @@ TEST_F(EndToEndTest, AParetoSearchStoresAndListsItsFront) {
   ProcessResult config = Client({"config", job["job_id"], "--json"});
   ASSERT_EQ(config.exit_code, 0) << config.err;
   EXPECT_EQ(ParseJson(config)["pareto_front"].size(), static_cast<size_t>(front_size));
+
+  // The same as a picture: a point per feasible candidate, the front through its members,
+  // the latency budget, the best.
+  const std::string svg_path = TempPath("front.svg");
+  ProcessResult plotted = Client({"plot", job["job_id"], "--out", svg_path});
+  ASSERT_EQ(plotted.exit_code, 0) << plotted.err;
+  const std::string svg = ReadFile(svg_path);
+  const auto count = [&svg](const std::string& part) {
+    size_t n = 0;
+    for (size_t at = svg.find(part); at != std::string::npos; at = svg.find(part, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count("class=\"candidate\""), ParseJson(all)["candidates"].size());
+  EXPECT_EQ(count("class=\"front\""), 1u);
+  EXPECT_EQ(count("class=\"budget\""), 1u);
+  EXPECT_EQ(count("class=\"best\""), 1u);
+  EXPECT_EQ(Client({"plot", job["job_id"]}).exit_code, 2) << "--out is required";
 }
 
 TEST_F(EndToEndTest, BadRequestsAreRefusedWithTheRightCodeAndNothingIsStored) {
