@@ -12,10 +12,10 @@ namespace {
 // The commands in the order the usage text lists them, under its headings: the space and
 // device commands open and close the general ones, as a user meets them first and last. Every
 // command of the groups' tables is listed once (commands_test checks).
-constexpr const char* kGeneralCommands[] = {"spaces",       "devices",  "evaluate",    "search",      "sweep",
-                                            "sweep-status", "engines",  "watch",       "jobs",
-                                            "candidates",   "plot",     "config",   "artifacts",   "artifact",
-                                            "cancel",       "delete",   "upload-table"};
+constexpr const char* kGeneralCommands[] = {
+    "spaces",    "devices",  "evaluate", "search",     "sweep",       "sweep-status",
+    "engines",   "watch",    "jobs",     "candidates", "plot",        "config",
+    "artifacts", "artifact", "cancel",   "delete",     "upload-table"};
 constexpr const char* kAccessCommands[] = {"whoami", "token-create", "tokens", "token-revoke"};
 constexpr const char* kAccuracyPredictorCommands[] = {
     "upload-dataset",       "datasets", "train", "training", "cancel-training", "predictors",

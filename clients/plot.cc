@@ -36,12 +36,23 @@ std::string XmlEscape(const std::string& text) {
   out.reserve(text.size());
   for (const char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&apos;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -80,11 +91,12 @@ std::string RenderPlotSvg(const PlotData& data) {
       "<text x=\"%.1f\" y=\"24\" font-size=\"15\">%s</text>\n",
       kWidth, kHeight, kWidth, kHeight, kLeft, XmlEscape(data.title));
   // Axes, ticks and labels.
-  absl::StrAppendFormat(&svg,
-                        "<g stroke=\"black\"><line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" "
-                        "y2=\"%.1f\"/><line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/></g>\n",
-                        kLeft, kTop + plot_height, kLeft + plot_width, kTop + plot_height, kLeft,
-                        kTop, kLeft, kTop + plot_height);
+  absl::StrAppendFormat(
+      &svg,
+      "<g stroke=\"black\"><line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" "
+      "y2=\"%.1f\"/><line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/></g>\n",
+      kLeft, kTop + plot_height, kLeft + plot_width, kTop + plot_height, kLeft, kTop, kLeft,
+      kTop + plot_height);
   for (int t = 0; t <= kTicks; ++t) {
     const double cost = x0 + (x1 - x0) * t / kTicks;
     const double accuracy = y0 + (y1 - y0) * t / kTicks;
@@ -119,7 +131,8 @@ std::string RenderPlotSvg(const PlotData& data) {
   std::sort(front.begin(), front.end(),
             [](const PlotPoint& a, const PlotPoint& b) { return a.cost < b.cost; });
   if (!front.empty()) {
-    svg += "<polyline class=\"front\" fill=\"none\" stroke=\"#1f5fbf\" stroke-width=\"1.5\" points=\"";
+    svg +=
+        "<polyline class=\"front\" fill=\"none\" stroke=\"#1f5fbf\" stroke-width=\"1.5\" points=\"";
     for (size_t i = 0; i < front.size(); ++i) {
       absl::StrAppendFormat(&svg, "%s%.2f,%.2f", i == 0 ? "" : " ", x(front[i].cost),
                             y(front[i].accuracy));

@@ -24,8 +24,10 @@ TEST(PlotTest, EveryPointTheFrontTheBudgetAndTheBestAreDrawn) {
   data.title = "job-1: fmnist_lowbit on bitfusion";
   data.cost_label = "latency (ms)";
   data.budget = 0.4;
-  data.points = {{0.30, 0.88, true, false}, {0.10, 0.80, true, false},
-                 {0.35, 0.85, false, false}, {0.39, 0.90, true, true}};
+  data.points = {{0.30, 0.88, true, false},
+                 {0.10, 0.80, true, false},
+                 {0.35, 0.85, false, false},
+                 {0.39, 0.90, true, true}};
   const std::string svg = RenderPlotSvg(data);
   EXPECT_EQ(Count(svg, "class=\"candidate\""), 4u);
   EXPECT_EQ(Count(svg, "class=\"front\""), 1u);
@@ -46,7 +48,9 @@ TEST(PlotTest, TextIsEscapedAndDegenerateDataStillDraws) {
   data.cost_label = "BitOps";
   const std::string empty = RenderPlotSvg(data);
   EXPECT_THAT(empty, Not(HasSubstr("<script>")));
-  EXPECT_THAT(empty, HasSubstr("&lt;script&gt;alert(&apos;x&apos;)&lt;/script&gt; &amp; &quot;label&quot;"));
+  EXPECT_THAT(
+      empty,
+      HasSubstr("&lt;script&gt;alert(&apos;x&apos;)&lt;/script&gt; &amp; &quot;label&quot;"));
   EXPECT_EQ(Count(empty, "class=\"candidate\""), 0u);
   EXPECT_EQ(Count(empty, "class=\"front\""), 0u);
   EXPECT_THAT(empty, Not(HasSubstr("nan")));

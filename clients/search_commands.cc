@@ -563,8 +563,9 @@ int Plot(Connection& connection, const std::vector<std::string>& argv) {
     }
   }();
   PlotData plot;
-  plot.title = absl::StrCat(job.id(), ": ", job.request().space(), " on ", job.request().device(),
-                            job.request().label().empty() ? "" : " (" + job.request().label() + ")");
+  plot.title =
+      absl::StrCat(job.id(), ": ", job.request().space(), " on ", job.request().device(),
+                   job.request().label().empty() ? "" : " (" + job.request().label() + ")");
   plot.cost_label = cost.label;
   if (cost.has_budget) plot.budget = cost.budget;
   apq::v1::ListCandidatesRequest request;

@@ -595,8 +595,10 @@ std::string MbConvQuantSpace::ConfigFormat() const {
       "APQ's [arch, quantization policy] pair: [{\"wid\": null, \"ks\": [", layers,
       " depthwise kernel sizes], \"e\": [", layers,
       " expansion ratios: each layer's middle width over its input channels], \"d\": [",
-      spec_.stages.size(), " stage depths]}, {\"pw_w_bits_setting\", \"pw_a_bits_setting\", "
-      "\"dw_w_bits_setting\", \"dw_a_bits_setting\": [", layers,
+      spec_.stages.size(),
+      " stage depths]}, {\"pw_w_bits_setting\", \"pw_a_bits_setting\", "
+      "\"dw_w_bits_setting\", \"dw_a_bits_setting\": [",
+      layers,
       " bitwidths] each: weights and input activations of each layer's pointwise and "
       "depthwise convolutions}]; a layer beyond its stage's depth is ignored (any valid value)");
 }
@@ -604,9 +606,9 @@ std::string MbConvQuantSpace::ConfigFormat() const {
 std::vector<std::string> MbConvQuantSpace::RuleDescriptions() const {
   std::vector<std::string> rules;
   for (const auto& [ks, bits] : spec_.banned_kernel_dw_a_bits) {
-    rules.push_back(absl::StrCat("no layer (run or not) has ks = ", ks, " with dw_a_bits_setting = ",
-                                 bits, " (no ", ks, "x", ks, " depthwise conv with ", bits,
-                                 "-bit activations)"));
+    rules.push_back(absl::StrCat("no layer (run or not) has ks = ", ks,
+                                 " with dw_a_bits_setting = ", bits, " (no ", ks, "x", ks,
+                                 " depthwise conv with ", bits, "-bit activations)"));
   }
   return rules;
 }

@@ -212,10 +212,9 @@ struct PrecisionSearch::Impl {
     }
     out->depth_mixtures.clear();
     for (size_t stage = 0; stage < depths.size(); ++stage) {
-      out->depth_mixtures.push_back(
-          {sample.depths[static_cast<int64_t>(stage)].narrow(
-               0, 0, static_cast<int64_t>(depths[stage].size())),
-           depths[stage]});
+      out->depth_mixtures.push_back({sample.depths[static_cast<int64_t>(stage)].narrow(
+                                         0, 0, static_cast<int64_t>(depths[stage].size())),
+                                     depths[stage]});
     }
   }
 
@@ -240,8 +239,9 @@ struct PrecisionSearch::Impl {
             torch::einsum("mwa,w,a->m", {pointwise_tables[s], slot_bits[0], slot_bits[1]});
         const torch::Tensor depthwise =
             torch::einsum("kmwa,w,a->km", {depthwise_tables[s], slot_bits[2], slot_bits[3]});
-        const torch::Tensor kernel_p =
-            arch.kernels[s].narrow(0, 0, static_cast<int64_t>(kernels[s].size())).to(torch::kFloat64);
+        const torch::Tensor kernel_p = arch.kernels[s]
+                                           .narrow(0, 0, static_cast<int64_t>(kernels[s].size()))
+                                           .to(torch::kFloat64);
         const torch::Tensor mid_p =
             arch.mids[s].narrow(0, 0, static_cast<int64_t>(mids[s].size())).to(torch::kFloat64);
         total = total + runs * (torch::dot(mid_p, pointwise) +
@@ -386,9 +386,9 @@ struct PrecisionSearch::Impl {
       const int64_t m_count = static_cast<int64_t>(mids[s].size());
       const auto& settings = costs.by_architecture[s];
       if (settings.size() != static_cast<size_t>(k_count * m_count)) {
-        return absl::InvalidArgumentError(absl::StrCat("costs: slot ", s, " needs ", k_count * m_count,
-                                                       " (kernel, width) settings, got ",
-                                                       settings.size()));
+        return absl::InvalidArgumentError(
+            absl::StrCat("costs: slot ", s, " needs ", k_count * m_count,
+                         " (kernel, width) settings, got ", settings.size()));
       }
       std::vector<double> pointwise, depthwise;
       for (int64_t k = 0; k < k_count; ++k) {
@@ -522,10 +522,9 @@ struct PrecisionSearch::Impl {
       // Single path: the expected cost under the distributions (a one-hot sample's cost has
       // no useful gradient); mixture: under the sample, as DNAS.
       torch::Tensor expected_cost =
-          searches_architecture()
-              ? ExpectedArchCostOf(sample, arch)
-              : single_path() ? ExpectedCostOf(ApplyFixed(torch::softmax(logits, /*dim=*/2)))
-                              : ExpectedCostOf(sample);
+          searches_architecture() ? ExpectedArchCostOf(sample, arch)
+          : single_path()         ? ExpectedCostOf(ApplyFixed(torch::softmax(logits, /*dim=*/2)))
+                                  : ExpectedCostOf(sample);
       if (options.cost_floor > 0)
         expected_cost = torch::clamp_min(expected_cost, options.cost_floor);
       const torch::Tensor cost_term =
@@ -569,7 +568,8 @@ absl::StatusOr<std::unique_ptr<PrecisionSearch>> PrecisionSearch::Create(
   if (absl::Status status = supernet.SetActiveSubnet(start); !status.ok()) return status;
   supernet.SetQuantized(true);
   const int num_slots = supernet.module().num_slots();
-  const size_t tables = options.search_architecture ? costs.by_architecture.size() : costs.slots.size();
+  const size_t tables =
+      options.search_architecture ? costs.by_architecture.size() : costs.slots.size();
   if (tables != static_cast<size_t>(num_slots) || !std::isfinite(costs.fixed) || costs.fixed < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "costs: one ", options.search_architecture ? "list of table pairs" : "table pair",
@@ -751,7 +751,8 @@ double PrecisionSearch::ExpectedCost() const {
         const int s = run.stage_first_slot[stage] + j;
         double runs = 0.0;
         for (size_t d = 0; d < choices.size(); ++d) {
-          if (choices[d] > j) runs += depth_p[static_cast<int64_t>(stage)][static_cast<int64_t>(d)].item<double>();
+          if (choices[d] > j)
+            runs += depth_p[static_cast<int64_t>(stage)][static_cast<int64_t>(d)].item<double>();
         }
         const size_t m_count = run.mids[s].size();
         for (size_t k = 0; k < run.kernels[s].size(); ++k) {
@@ -839,11 +840,15 @@ double PrecisionSearch::Probability(int gene, int value) const {
                                     const std::vector<int>& choices) {
       const auto at = std::find(choices.begin(), choices.end(), value);
       if (at == choices.end()) return 0.0;
-      return rows[static_cast<int64_t>(row)][at - choices.begin()].to(torch::kFloat64).item<double>();
+      return rows[static_cast<int64_t>(row)][at - choices.begin()]
+          .to(torch::kFloat64)
+          .item<double>();
     };
     for (size_t s = 0; s < run.kernels.size(); ++s) {
-      if (run.kernel_gene[s] == gene) return probability_in(run.ArchDistributions().kernels, s, run.kernels[s]);
-      if (run.mid_gene[s] == gene) return probability_in(run.ArchDistributions().mids, s, run.mids[s]);
+      if (run.kernel_gene[s] == gene)
+        return probability_in(run.ArchDistributions().kernels, s, run.kernels[s]);
+      if (run.mid_gene[s] == gene)
+        return probability_in(run.ArchDistributions().mids, s, run.mids[s]);
     }
     for (size_t stage = 0; stage < run.depths.size(); ++stage) {
       if (run.depth_gene[stage] == gene) {
@@ -889,8 +894,8 @@ Genotype PrecisionSearch::SamplePolicy(uint64_t seed) const {
   // The architecture's noise comes after the bits' from the same generator.
   torch::NoGradGuard no_grad;
   Rng rng(seed);
-  const std::vector<std::array<std::vector<double>, 4>> bits = ActiveRows(
-      impl_->ApplyFixed(impl_->SampleWith(1.0, &rng, /*detached=*/true)), impl_->active);
+  const std::vector<std::array<std::vector<double>, 4>> bits =
+      ActiveRows(impl_->ApplyFixed(impl_->SampleWith(1.0, &rng, /*detached=*/true)), impl_->active);
   Genotype genotype = impl_->genotype;
   if (impl_->searches_architecture()) {
     impl_->ArchArgmax(impl_->SampleArch(1.0, &rng, /*detached=*/true), &genotype);

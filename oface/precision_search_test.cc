@@ -329,8 +329,9 @@ TEST(PrecisionSearchTest, BadOptionsAndCostsAreNamedBeforeAnyWork) {
 
 // The space's layer slots: one ks[i] gene each.
 int SlotCount(const SearchSpace& space) {
-  return static_cast<int>(std::count_if(space.genes().begin(), space.genes().end(),
-                                        [](const GeneSpec& g) { return g.name.rfind("ks[", 0) == 0; }));
+  return static_cast<int>(
+      std::count_if(space.genes().begin(), space.genes().end(),
+                    [](const GeneSpec& g) { return g.name.rfind("ks[", 0) == 0; }));
 }
 
 // Architecture search's table: slot s at kernel k and width m costs (s + 1) m w a / 8 in its
@@ -383,10 +384,9 @@ TEST(PrecisionSearchTest, SearchingTheArchitectureTheRelaxedCostIsTheExpectedCos
     const std::vector<int>& depths = space.genes()[g].choices;
     const int deepest = *std::max_element(depths.begin(), depths.end());
     for (int j = 0; j < deepest; ++j, ++slot) {
-      const double runs =
-          static_cast<double>(std::count_if(depths.begin(), depths.end(),
-                                            [j](int d) { return d > j; })) /
-          static_cast<double>(depths.size());
+      const double runs = static_cast<double>(std::count_if(depths.begin(), depths.end(),
+                                                            [j](int d) { return d > j; })) /
+                          static_cast<double>(depths.size());
       double mean = 0.0;
       int count = 0;
       for (const auto& setting : costs.by_architecture[slot]) {

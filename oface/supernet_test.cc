@@ -390,6 +390,7 @@ TEST(SupernetTest, OneHotKernelAndWidthMixturesAreTheChosenNetworkAndPassGradien
   const auto& genes = supernet->space().genes();
   const auto one_hot = [](const std::vector<int>& values, int chosen) {
     std::vector<float> weights;
+    weights.reserve(values.size());
     for (const int value : values) weights.push_back(value == chosen ? 1.0F : 0.0F);
     return torch::tensor(weights).requires_grad_(true);
   };
@@ -455,17 +456,19 @@ TEST(SupernetTest, OneHotDepthMixturesAreTheChosenDepthsAndPassGradients) {
   const int num_slots = supernet->module().num_slots();
   const auto& genes = supernet->space().genes();
   const int stages = static_cast<int>(supernet->spec().stages.size());
-  const int max_choices = static_cast<int>(genes[6 * num_slots].choices.size());
+  const size_t depth_genes = size_t{6} * static_cast<size_t>(num_slots);
+  const int max_choices = static_cast<int>(genes[depth_genes].choices.size());
   // Every stage at its k-th depth choice, for each k, quantized and fp32.
   for (const bool quantized : {true, false}) {
     for (int k = 0; k < max_choices; ++k) {
       Genotype genotype = supernet->LargestGenotype(4);
       std::vector<supernet_internal::StageDepthMixture> mixtures;
       for (int s = 0; s < stages; ++s) {
-        const std::vector<int>& depths = genes[6 * num_slots + s].choices;
+        const std::vector<int>& depths = genes[depth_genes + s].choices;
         const int chosen = depths[std::min<size_t>(k, depths.size() - 1)];
-        genotype[6 * num_slots + s] = chosen;
+        genotype[depth_genes + s] = chosen;
         std::vector<float> weights;
+        weights.reserve(depths.size());
         for (const int depth : depths) weights.push_back(depth == chosen ? 1.0F : 0.0F);
         mixtures.push_back({torch::tensor(weights).requires_grad_(true), depths});
       }
@@ -487,13 +490,13 @@ TEST(SupernetTest, OneHotDepthMixturesAreTheChosenDepthsAndPassGradients) {
     }
   }
   // Even weights: the mixture of the depths' outputs, not any one depth's network.
-  supernet_internal::SubnetChoice even = supernet_internal::ChoiceFromGenotype(
-      supernet->spec(), supernet->LargestGenotype(4), true);
+  supernet_internal::SubnetChoice even =
+      supernet_internal::ChoiceFromGenotype(supernet->spec(), supernet->LargestGenotype(4), true);
   for (int s = 0; s < stages; ++s) {
-    const std::vector<int>& depths = genes[6 * num_slots + s].choices;
-    even.depth_mixtures.push_back(
-        {torch::full({static_cast<int64_t>(depths.size())}, 1.0F / static_cast<float>(depths.size())),
-         depths});
+    const std::vector<int>& depths = genes[depth_genes + s].choices;
+    even.depth_mixtures.push_back({torch::full({static_cast<int64_t>(depths.size())},
+                                               1.0F / static_cast<float>(depths.size())),
+                                   depths});
   }
   torch::NoGradGuard no_grad;
   const torch::Tensor mixed = supernet->module().forward(images, even);
@@ -501,7 +504,7 @@ TEST(SupernetTest, OneHotDepthMixturesAreTheChosenDepthsAndPassGradients) {
     const Genotype genotype =
         smallest ? supernet->SmallestGenotype(8) : supernet->LargestGenotype(8);
     Genotype at_depth = supernet->LargestGenotype(4);
-    for (int s = 0; s < stages; ++s) at_depth[6 * num_slots + s] = genotype[6 * num_slots + s];
+    for (int s = 0; s < stages; ++s) at_depth[depth_genes + s] = genotype[depth_genes + s];
     EXPECT_FALSE(torch::allclose(
         mixed, supernet->module().forward(images, supernet_internal::ChoiceFromGenotype(
                                                       supernet->spec(), at_depth, true))));

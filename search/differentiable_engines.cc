@@ -205,8 +205,8 @@ absl::StatusOr<oface::BitCostTable> ArchitectureCostTable(const SearchProblem& p
         const size_t mids = space.genes()[mid_genes[s]].choices.size();
         if (k >= kernels || m >= mids) continue;
         if (at.slots[s][0].empty() || at.slots[s][1].empty()) {
-          return absl::InternalError(absl::StrCat("architecture costs: slot ", s,
-                                                  " does not run in the deepest network"));
+          return absl::InternalError(
+              absl::StrCat("architecture costs: slot ", s, " does not run in the deepest network"));
         }
         table.by_architecture[s][k * mids + m] = std::move(at.slots[s]);
       }
@@ -259,7 +259,8 @@ absl::StatusOr<BlockRepair> RepairBlocks(
       return out;
     }
     if (!absl::IsFailedPrecondition(repaired.status()) || attempt > 0) return repaired.status();
-    for (const int gene : NumberedGenes(space, "d[")) drawn[gene] = space.genes()[gene].choices.front();
+    for (const int gene : NumberedGenes(space, "d["))
+      drawn[gene] = space.genes()[gene].choices.front();
     drawn = space.Canonical(drawn);
   }
 }
@@ -431,13 +432,12 @@ class DifferentiableEngine final : public Engine {
     oface::BitCostTable table;
     double cheapest = 0.0;
     if (architecture) {
-      ASSIGN_OR_RETURN(table,
-                       ArchitectureCostTable(problem, supernet.spec().bit_choices, metric));
+      ASSIGN_OR_RETURN(table, ArchitectureCostTable(problem, supernet.spec().bit_choices, metric));
       cheapest = MetricOf(
           problem.cost_model->Evaluate(ExtremeGenotype(*problem.space, /*largest=*/false)), metric);
     } else {
-      ASSIGN_OR_RETURN(table, CostTable(problem, allocation->view, supernet.spec().bit_choices,
-                                        layers, metric));
+      ASSIGN_OR_RETURN(
+          table, CostTable(problem, allocation->view, supernet.spec().bit_choices, layers, metric));
       cheapest = CheapestCost(table);
     }
     oface::PrecisionSearchOptions search_options = SearchOptions(problem, options, seed, cancelled);
@@ -448,13 +448,13 @@ class DifferentiableEngine final : public Engine {
       return absl::FailedPreconditionError(
           absl::StrCat("engine.options.cost: the cheapest policy costs nothing in ", metric));
     }
-    ASSIGN_OR_RETURN(std::unique_ptr<oface::PrecisionSearch> search,
-                     oface::PrecisionSearch::Create(
-                         supernet,
-                         architecture ? ExtremeGenotype(*problem.space, /*largest=*/true)
-                                      : allocation->Network(allocation->reference),
-                         session->train(), session->validation(), std::move(table),
-                         search_options));
+    ASSIGN_OR_RETURN(
+        std::unique_ptr<oface::PrecisionSearch> search,
+        oface::PrecisionSearch::Create(
+            supernet,
+            architecture ? ExtremeGenotype(*problem.space, /*largest=*/true)
+                         : allocation->Network(allocation->reference),
+            session->train(), session->validation(), std::move(table), search_options));
     const int reports = Reports(options);
     const int64_t every = IntOption(options, "report_every");
     EngineResult result;

@@ -11,8 +11,8 @@
 #include <fstream>
 #include <functional>
 #include <memory>
-#include <sstream>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>

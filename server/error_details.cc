@@ -48,7 +48,7 @@ std::string LeadingFieldPath(absl::string_view message) {
   const size_t colon = message.find(": ");
   if (colon == absl::string_view::npos) return "";
   const absl::string_view prefix = message.substr(0, colon);
-  return IsFieldPath(prefix) ? std::string(prefix) : "";
+  return IsFieldPath(prefix) ? static_cast<std::string>(prefix) : "";
 }
 
 NamedResource ResourceOf(absl::string_view message) {
@@ -59,14 +59,14 @@ NamedResource ResourceOf(absl::string_view message) {
   if (open != absl::string_view::npos) {
     const size_t close = rest.find(rest[open], open + 1);
     if (close != absl::string_view::npos) {
-      resource.name = std::string(rest.substr(open + 1, close - open - 1));
+      resource.name = static_cast<std::string>(rest.substr(open + 1, close - open - 1));
       // The words before the name, without a leading "unknown " or "no ".
       absl::string_view words = rest.substr(0, open);
       while (!words.empty() && words.back() == ' ') words.remove_suffix(1);
       for (const absl::string_view lead : {"unknown ", "no "}) {
         if (words.substr(0, lead.size()) == lead) words.remove_prefix(lead.size());
       }
-      resource.type = std::string(words);
+      resource.type = static_cast<std::string>(words);
     }
   }
   if (!field.empty()) resource.type = field;

@@ -83,8 +83,7 @@ TEST(ErrorDetailsTest, PreconditionQuotaAndResourceDetails) {
   };
   for (const auto& r : resources) {
     google::rpc::ResourceInfo info;
-    ASSERT_TRUE(
-        RichOf(ToGrpcStatus(absl::NotFoundError(r.message))).details(0).UnpackTo(&info));
+    ASSERT_TRUE(RichOf(ToGrpcStatus(absl::NotFoundError(r.message))).details(0).UnpackTo(&info));
     EXPECT_EQ(info.resource_type(), r.type) << r.message;
     EXPECT_EQ(info.resource_name(), r.name) << r.message;
     EXPECT_EQ(info.description(), r.message);

@@ -168,9 +168,9 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
       *server->catalog_, *server->store_, *server->training_, *server->pool_, *server->auth_);
   server->access_service_ =
       std::make_unique<AccessServiceImpl>(*server->auth_, server->store_->tokens(), *server->pool_);
-  server->space_service_ = std::make_unique<SpaceServiceImpl>(
-      *server->catalog_, server->store_->devices(), *server->supernets_, *server->pool_,
-      *server->auth_);
+  server->space_service_ =
+      std::make_unique<SpaceServiceImpl>(*server->catalog_, server->store_->devices(),
+                                         *server->supernets_, *server->pool_, *server->auth_);
   if (options.retention > absl::ZeroDuration()) {
     ApqServer* raw = server.get();
     const absl::Duration retention = options.retention;
@@ -206,8 +206,8 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   // Health checks name a service or none (""); each of ours answers SERVING.
   for (const char* service :
        {apq::v1::SearchService::service_full_name(), apq::v1::DeviceService::service_full_name(),
-        apq::v1::PredictorService::service_full_name(),
-        apq::v1::AccessService::service_full_name(), apq::v1::SpaceService::service_full_name()}) {
+        apq::v1::PredictorService::service_full_name(), apq::v1::AccessService::service_full_name(),
+        apq::v1::SpaceService::service_full_name()}) {
     server->server_->GetHealthCheckService()->SetServingStatus(service, true);
   }
   return server;

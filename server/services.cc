@@ -23,8 +23,8 @@
 #include "server/job_artifacts.h"
 #include "server/page_tokens.h"
 #include "server/predictor_artifact.h"
-#include "server/space_description.h"
 #include "server/search_request.h"
+#include "server/space_description.h"
 
 namespace apq::server {
 namespace {
@@ -1059,13 +1059,14 @@ absl::Status SpaceServiceImpl::Describe(const std::string& name, bool with_field
 grpc::ServerUnaryReactor* SpaceServiceImpl::ListSpaces(grpc::CallbackServerContext* context,
                                                        const apq::v1::ListSpacesRequest* request,
                                                        apq::v1::ListSpacesResponse* response) {
-  return RunOnPool(context, pool_, auth_, Permission::kRead,
-                   [this, response](const Caller& caller) -> absl::Status {
-                     for (const std::string& name : catalog_.SpaceNames()) {
-                       RETURN_IF_ERROR(Describe(name, /*with_fields=*/false, response->add_spaces()));
-                     }
-                     return absl::OkStatus();
-                   });
+  return RunOnPool(
+      context, pool_, auth_, Permission::kRead,
+      [this, response](const Caller& caller) -> absl::Status {
+        for (const std::string& name : catalog_.SpaceNames()) {
+          RETURN_IF_ERROR(Describe(name, /*with_fields=*/false, response->add_spaces()));
+        }
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* SpaceServiceImpl::DescribeSpace(

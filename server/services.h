@@ -195,8 +195,8 @@ class AccessServiceImpl final : public apq::v1::AccessService::CallbackService {
 // What each space's configs accept (apq.proto's SpaceService).
 class SpaceServiceImpl final : public apq::v1::SpaceService::CallbackService {
  public:
-  SpaceServiceImpl(Catalog& catalog, DeviceStore& devices, SupernetHost& supernets,
-                   Executor& pool, Authenticator& auth)
+  SpaceServiceImpl(Catalog& catalog, DeviceStore& devices, SupernetHost& supernets, Executor& pool,
+                   Authenticator& auth)
       : auth_(auth), catalog_(catalog), devices_(devices), supernets_(supernets), pool_(pool) {}
 
   grpc::ServerUnaryReactor* ListSpaces(grpc::CallbackServerContext* context,
@@ -209,8 +209,7 @@ class SpaceServiceImpl final : public apq::v1::SpaceService::CallbackService {
  private:
   // The space's description: its own part (computed once per space, then cached: spaces
   // never change) and what the server has for it now (devices, supernet, predictor).
-  absl::Status Describe(const std::string& space, bool with_fields,
-                        apq::v1::SpaceDescription* out);
+  absl::Status Describe(const std::string& space, bool with_fields, apq::v1::SpaceDescription* out);
 
   Authenticator& auth_;
   Catalog& catalog_;

@@ -48,7 +48,8 @@ std::optional<Probe> ProbeWith(const oface::SearchSpace& space,
   for (size_t b = 0; b < bases.size(); ++b) {
     oface::Genotype genotype = bases[b];
     genotype[gene] = value;
-    if (space.Validate(genotype).ok()) return Probe{nlohmann::json::parse(space.ToJson(genotype)), b};
+    if (space.Validate(genotype).ok())
+      return Probe{nlohmann::json::parse(space.ToJson(genotype)), b};
   }
   return std::nullopt;
 }
@@ -103,8 +104,8 @@ absl::StatusOr<apq::v1::SpaceDescription> DescribeSpaceFields(const oface::Searc
   }
   description.set_has_bits(has_bits);
   if (absl::Status valid = space.Validate(largest); !valid.ok()) {
-    return absl::InternalError(
-        absl::StrCat("space ", space.name(), ": its largest network is invalid: ", valid.message()));
+    return absl::InternalError(absl::StrCat("space ", space.name(),
+                                            ": its largest network is invalid: ", valid.message()));
   }
   const std::string example = space.ToJson(largest);
   description.set_example_config_json(example);

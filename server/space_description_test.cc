@@ -71,11 +71,12 @@ TEST(SpaceDescriptionTest, EveryDescribedChoiceIsAcceptedAndAValueOutsideIsRefus
         }
       }
       // Past the largest choice: refused, naming the field.
-      const absl::StatusOr<oface::Genotype> outside = space->FromJson(
-          With(example, field.json_path(), std::to_string(field.choices(field.choices_size() - 1) * 3 + 1)));
+      const absl::StatusOr<oface::Genotype> outside =
+          space->FromJson(With(example, field.json_path(),
+                               std::to_string(field.choices(field.choices_size() - 1) * 3 + 1)));
       EXPECT_FALSE(outside.ok());
-      EXPECT_THAT(std::string(outside.status().message()), HasSubstr(field.json_path().substr(
-                                                               field.json_path().rfind('.') + 1)));
+      EXPECT_THAT(std::string(outside.status().message()),
+                  HasSubstr(field.json_path().substr(field.json_path().rfind('.') + 1)));
     }
     EXPECT_GT(checked, description.fields_size());
     // Bits: exactly the mixed-precision spaces.

@@ -100,8 +100,9 @@ class JobStore {
 
   // Newest first, all jobs or those in `query.state` and (each when set) of `query.owner`,
   // `query.space` and `query.device`, after `query.after_job` when set; `offset`/`limit` page
-  // through them. Checkpoints are not loaded. INVALID_ARGUMENT unless offset >= 0 and 1 <= limit <= kMaxPageSize, for a state
-  // that is not a JobState value, and for an after_job this store never gave.
+  // through them. Checkpoints are not loaded. INVALID_ARGUMENT unless offset >= 0 and 1 <= limit <=
+  // kMaxPageSize, for a state that is not a JobState value, and for an after_job this store never
+  // gave.
   virtual absl::StatusOr<std::vector<JobRecord>> ListJobsPage(const JobQuery& query) = 0;
   absl::StatusOr<std::vector<JobRecord>> ListJobs(std::optional<JobState> state,
                                                   const std::optional<std::string>& owner,

@@ -188,8 +188,8 @@ struct CandidateCursor {
 
 // A page of ListJobs: newest first.
 struct JobQuery {
-  std::optional<JobState> state;     // Unset: every state.
-  std::optional<std::string> owner;  // Unset: every owner.
+  std::optional<JobState> state;      // Unset: every state.
+  std::optional<std::string> owner;   // Unset: every owner.
   std::optional<std::string> space;   // Unset: every space.
   std::optional<std::string> device;  // Unset: every device.
   // Keyset paging: the jobs older than this one (which need not be listed or undeleted any
