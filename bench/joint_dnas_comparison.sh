@@ -83,6 +83,8 @@ out="$(cd "${out}" && pwd)"
 
 # shellcheck source=scripts/apqd_lib.sh
 source "${repo}/scripts/apqd_lib.sh"
+# shellcheck source=bench/final_measurements_lib.sh
+source "${repo}/bench/final_measurements_lib.sh"
 APQD_EXTRA_FLAGS="--workers ${workers}"
 start_apqd "${apqd}" "${out}/apq.db" "${data_dir}" "${out}/apqd.port" "${out}/apqd.log"
 export APQ_SERVER="${APQD_ADDRESS}"
@@ -200,26 +202,11 @@ kill -TERM "${APQD_PID}" 2>/dev/null || true
 wait "${APQD_PID}" 2>/dev/null || true
 trap - EXIT
 
-for split in ${splits}; do
-  # The baseline measured its networks on test with these settings and the same weights
-  # file: its results seed the test run, which then measures only the networks it lacks.
-  if [[ "${split}" == test && ! -s "${out}/final.test.json" && -s "${baseline}/final.json" ]]; then
-    python3 - "${baseline}/final.json" "${out}/final.test.json" "${checkpoint}" "${finetune_steps}" <<'PY'
-import json, sys
-stored = json.load(open(sys.argv[1]))
-settings = stored["settings"]
-if settings.get("finetune_steps") == int(sys.argv[4]) and settings.get("split") == "test":
-    settings["checkpoint"] = sys.argv[3]
-    json.dump({"settings": settings, "evaluated": stored["evaluated"]}, open(sys.argv[2], "w"))
-PY
-  fi
-  OMP_NUM_THREADS="${threads}" "${final_accuracy}" --space fmnist_lowbit --checkpoint "${checkpoint}" \
-    --networks "${out}/networks.json" --out "${out}/final.${split}.json" --split "${split}" \
-    --finetune_steps "${finetune_steps}" --compare "$(cat "${out}/pairs.txt")" \
-    --threads "${threads}" >"${out}/final.${split}.md"
-done
+measure_final "${out}" "${baseline}" "${checkpoint}" "${finetune_steps}" "${threads}" \
+  "${final_accuracy}" "${splits}"
 
-python3 - "${out}" "${splits}" <<'PY' | tee "${out}/results.md"
+{
+  python3 - "${out}" "${splits}" <<'PY'
 import json, os, sys
 out, splits = sys.argv[1], sys.argv[2].split()
 cases = json.load(open(os.path.join(out, "cases.json")))
@@ -250,16 +237,6 @@ for case in cases:
         row += (f" {chosen['config'][0]['d']} | {chosen['latency_ms'] or 0:.4f} | "
                 f"{chosen['elapsed_s'] or 0:.0f} | {', '.join(note) or '-'} |")
         print(row)
-for split in splits:
-    print(f"\n## Paired differences on {split} (after the fine-tune)\n")
-    print("| first | second | difference (points) | 95% interval | McNemar p | verdict |")
-    print("|---|---|---|---|---|---|")
-    for c in finals[split]["comparisons"]:
-        s = c["finetuned"]
-        significant = s["mcnemar_p"] < 0.05
-        verdict = ("first better" if significant and s["difference"] > 0 else
-                   "second better" if significant else "no difference")
-        p = "< 0.0001" if s["mcnemar_p"] < 1e-4 else f"{s['mcnemar_p']:.4f}"
-        print(f"| {c['first']} | {c['second']} | {100 * s['difference']:+.2f} | "
-              f"[{100 * s['bootstrap_low']:+.2f}, {100 * s['bootstrap_high']:+.2f}] | {p} | {verdict} |")
 PY
+  paired_differences_md "${out}" "${splits}"
+} | tee "${out}/results.md"

@@ -692,15 +692,11 @@ class DifferentiableEngine final : public Engine {
       specs.push_back(IntOptionSpec("fix_every", 0, 0, 100000,
                                     "steps between two layer fixes after the warm-up; 0 spreads "
                                     "them so the last layer is fixed by the last step"));
-      OptionSpec certainty;
-      certainty.name = "certainty";
-      certainty.type = OptionSpec::Type::kChoice;
-      certainty.default_value = std::string("max_probability");
-      certainty.choices.assign(std::begin(kCertainties), std::end(kCertainties));
-      certainty.description =
+      specs.push_back(ChoiceOptionSpec(
+          "certainty", "max_probability",
+          std::vector<std::string>(std::begin(kCertainties), std::end(kCertainties)),
           "which layer is fixed next: the most likely (weight, activation) pair's probability, "
-          "its margin over the second, or the lowest joint entropy";
-      specs.push_back(certainty);
+          "its margin over the second, or the lowest joint entropy"));
     }
     const auto add_double = [&](const char* name, double value, double max,
                                 const char* description) {
@@ -720,34 +716,19 @@ class DifferentiableEngine final : public Engine {
     add_double("temperature_end", 0.5, 100, "and of the last (annealed geometrically)");
     add_double("cost_alpha", 0.2, 10, "the loss is cross-entropy x (alpha log cost)^beta");
     add_double("cost_beta", 0.6, 10, "see cost_alpha");
-    OptionSpec cost;
-    cost.name = "cost";
-    cost.type = OptionSpec::Type::kChoice;
-    cost.default_value = std::string("budget");
-    cost.choices = {"budget", "bitops", "size", "latency", "energy"};
-    cost.description =
+    specs.push_back(ChoiceOptionSpec(
+        "cost", "budget", {"budget", "bitops", "size", "latency", "energy"},
         "the cost in the loss, priced on the job's device; budget: the metric of the job's "
-        "budget (the first of latency, energy, size, BitOps)";
-    specs.push_back(cost);
-    OptionSpec floor;
-    floor.name = "cost_floor";
-    floor.type = OptionSpec::Type::kChoice;
-    floor.default_value = std::string("budget");
-    floor.choices = {"budget", "none"};
-    floor.description =
+        "budget (the first of latency, energy, size, BitOps)"));
+    specs.push_back(ChoiceOptionSpec(
+        "cost_floor", "budget", {"budget", "none"},
         "budget: the cost term pushes only while the expected cost is above the job's budget "
-        "in that metric (the constraint in the loss); none: DNAS's form, always pushing";
-    specs.push_back(floor);
+        "in that metric (the constraint in the loss); none: DNAS's form, always pushing"));
     if (!ssps) {
-      OptionSpec architecture;
-      architecture.name = "architecture";
-      architecture.type = OptionSpec::Type::kChoice;
-      architecture.default_value = std::string("fixed");
-      architecture.choices = {"fixed", "searched"};
-      architecture.description =
+      specs.push_back(ChoiceOptionSpec(
+          "architecture", "fixed", {"fixed", "searched"},
           "fixed: the bits of the job's fixed_architecture; searched: every layer's kernel and "
-          "width and every stage's depth too (DNAS's block search), over the whole space";
-      specs.push_back(architecture);
+          "width and every stage's depth too (DNAS's block search), over the whole space"));
     }
     return specs;
   }

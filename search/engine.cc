@@ -107,6 +107,17 @@ OptionSpec IntOptionSpec(const std::string& name, int64_t default_value, double 
   return spec;
 }
 
+OptionSpec ChoiceOptionSpec(const std::string& name, const std::string& default_value,
+                            std::vector<std::string> choices, const std::string& description) {
+  OptionSpec spec;
+  spec.name = name;
+  spec.type = OptionSpec::Type::kChoice;
+  spec.default_value = default_value;
+  spec.choices = std::move(choices);
+  spec.description = description;
+  return spec;
+}
+
 std::string OptionValueText(const OptionValue& value) {
   if (const int64_t* integer = std::get_if<int64_t>(&value)) return absl::StrCat(*integer);
   if (const double* real = std::get_if<double>(&value)) return absl::StrCat(*real);

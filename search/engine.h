@@ -264,6 +264,9 @@ class Engine {
 // An integer option valid in [min, max].
 OptionSpec IntOptionSpec(const std::string& name, int64_t default_value, double min, double max,
                          const std::string& description);
+// A choice among `choices`; `default_value` must be one of them.
+OptionSpec ChoiceOptionSpec(const std::string& name, const std::string& default_value,
+                            std::vector<std::string> choices, const std::string& description);
 
 // Fills unset options with their defaults and checks every value against its spec, then
 // the engine's ValidateOptions. INVALID_ARGUMENT naming `field_prefix` + the option for an

@@ -291,16 +291,11 @@ class IqpEngine final : public Engine {
         "measure every pair of changes (CLADO); false: single changes only, the "
         "independent-sensitivity baseline";
     specs.push_back(cross);
-    OptionSpec activations;
-    activations.name = "activations";
-    activations.type = OptionSpec::Type::kChoice;
-    activations.default_value = std::string("highest");
-    activations.choices = {"highest", "searched", "2", "3", "4", "6", "8"};
-    activations.description =
+    specs.push_back(ChoiceOptionSpec(
+        "activations", "highest", {"highest", "searched", "2", "3", "4", "6", "8"},
         "highest: allocate weight widths with activations at their highest (as CLADO); a "
         "width: with every activation at it (a slot without it is refused); searched: every "
-        "(weight, activation) setting";
-    specs.push_back(activations);
+        "(weight, activation) setting"));
     OptionSpec time_limit;
     time_limit.name = "time_limit_s";
     time_limit.type = OptionSpec::Type::kDouble;

@@ -260,15 +260,10 @@ class QbitoptEngine final : public Engine {
     rate.max = 1;
     rate.description = "peak learning rate of the cosine schedule";
     specs.push_back(rate);
-    OptionSpec activations;
-    activations.name = "activations";
-    activations.type = OptionSpec::Type::kChoice;
-    activations.default_value = std::string("highest");
-    activations.choices = {"highest", "2", "3", "4", "6", "8"};
-    activations.description =
+    specs.push_back(ChoiceOptionSpec(
+        "activations", "highest", {"highest", "2", "3", "4", "6", "8"},
         "highest: allocate weight widths with activations at their highest; a width: with "
-        "every activation at it (a slot without it is refused)";
-    specs.push_back(activations);
+        "every activation at it (a slot without it is refused)"));
     return specs;
   }
 
