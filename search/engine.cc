@@ -133,6 +133,7 @@ absl::StatusOr<EngineOptions> ResolveOptions(const Engine& engine, const EngineO
     for (const OptionSpec& spec : specs) known = known || spec.name == name;
     if (!known) {
       std::vector<std::string> names;
+      names.reserve(specs.size());
       for (const OptionSpec& spec : specs) names.push_back(spec.name);
       return absl::InvalidArgumentError(absl::StrCat(
           field_prefix, name, ": engine ", engine.name(), " has no such option (it takes ",
