@@ -2,6 +2,7 @@
 
 #include "absl/types/span.h"
 #include "clients/access_commands.h"
+#include "clients/ci_commands.h"
 #include "clients/device_commands.h"
 #include "clients/predictor_commands.h"
 #include "clients/search_commands.h"
@@ -15,7 +16,7 @@ namespace {
 constexpr const char* kGeneralCommands[] = {
     "spaces",    "devices",  "evaluate", "search",     "sweep",       "sweep-status",
     "engines",   "watch",    "jobs",     "candidates", "plot",        "config",
-    "artifacts", "artifact", "cancel",   "delete",     "upload-table"};
+    "ci",        "artifacts", "artifact", "cancel",    "delete",      "upload-table"};
 constexpr const char* kAccessCommands[] = {"whoami", "token-create", "tokens", "token-revoke"};
 constexpr const char* kAccuracyPredictorCommands[] = {
     "upload-dataset",       "datasets", "train", "training", "cancel-training", "predictors",
@@ -29,7 +30,7 @@ void AppendUsage(absl::Span<const char* const> names, std::string* usage) {
 
 const Command* FindCommand(std::string_view name) {
   for (absl::Span<const Command> group :
-       {DeviceCommands(), SearchCommands(), PredictorCommands(), AccessCommands()}) {
+       {DeviceCommands(), SearchCommands(), CiCommands(), PredictorCommands(), AccessCommands()}) {
     for (const Command& command : group) {
       if (name == command.name) return &command;
     }

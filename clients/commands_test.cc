@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "clients/access_commands.h"
+#include "clients/ci_commands.h"
 #include "clients/connection.h"
 #include "clients/device_commands.h"
 #include "clients/output.h"
@@ -36,7 +37,7 @@ TEST(CommandsTest, EveryCommandIsFoundByItsNameAndListedOnceInTheUsage) {
   const std::string usage = UsageText();
   std::set<std::string> names;
   for (absl::Span<const Command> group :
-       {DeviceCommands(), SearchCommands(), PredictorCommands(), AccessCommands()}) {
+       {DeviceCommands(), SearchCommands(), CiCommands(), PredictorCommands(), AccessCommands()}) {
     for (const Command& command : group) {
       SCOPED_TRACE(command.name);
       EXPECT_TRUE(names.insert(command.name).second) << "two commands of this name";
@@ -47,7 +48,7 @@ TEST(CommandsTest, EveryCommandIsFoundByItsNameAndListedOnceInTheUsage) {
       EXPECT_EQ(CountOccurrences(usage, command.usage), 1u);
     }
   }
-  EXPECT_EQ(names.size(), 28u);
+  EXPECT_EQ(names.size(), 29u);
   EXPECT_EQ(FindCommand("search --wait"), nullptr);
 }
 

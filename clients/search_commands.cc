@@ -490,10 +490,12 @@ int Watch(Connection& connection, const std::vector<std::string>& argv) {
 }
 
 int Jobs(Connection& connection, const std::vector<std::string>& argv) {
-  const Args args = Args::Parse(argv, {"state", "space", "device", "limit"}, {"json"}, 0);
+  const Args args =
+      Args::Parse(argv, {"state", "space", "device", "label", "limit"}, {"json"}, 0);
   apq::v1::ListJobsRequest request;
   if (args.Has("space")) request.set_space(args.Get("space"));
   if (args.Has("device")) request.set_device(args.Get("device"));
+  if (args.Has("label")) request.set_label(args.Get("label"));
   if (args.Has("state")) {
     apq::v1::JobState state;
     std::string name = "JOB_STATE_" + args.Get("state");
@@ -859,8 +861,9 @@ constexpr Command kSearchCommands[] = {
 )",
      Watch},
     {"jobs", R"(  jobs [--state queued|running|succeeded|failed|cancelled] [--space S] [--device D]
-      [--limit N] [--json]
-      The newest jobs first, only those in the state, space and device given.
+      [--label L] [--limit N] [--json]
+      The newest jobs first, only those in the state, space, device and label given
+      (--label "" lists the jobs submitted without one).
 )",
      Jobs},
     {"candidates",

@@ -91,6 +91,7 @@ json JobJson(const apq::v1::Job& job) {
               {"predictor_version", job.predictor_version()},
               {"seed", job.request().seed()},
               {"pareto_front_size", job.pareto_front_size()}};
+  if (!job.request().label().empty()) out["label"] = job.request().label();
   if (job.request().uniform_bits() != 0) out["uniform_bits"] = job.request().uniform_bits();
   if (job.request().uncertainty_penalty() > 0.0) {
     out["uncertainty_penalty"] = job.request().uncertainty_penalty();

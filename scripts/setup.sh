@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs every Debian package the project needs to build, test and run.
-# Idempotent: when dpkg already reports every package installed, it does nothing
-# (no apt-get update, no network).
+# Installs every Debian package the project needs to build, test and run, and the npm
+# packages of the browser test (tests/browser, from its package-lock.json).
+# Idempotent: when everything is installed already, it does nothing (no network).
 set -euo pipefail
 
 readonly PACKAGES=(
@@ -15,6 +15,7 @@ readonly PACKAGES=(
   coinor-libcbc-dev liblapack-dev
   golang-github-gogo-googleapis-dev
   python3-grpcio python3-protobuf python3-tqdm
+  libcpp-httplib-dev libssl-dev chromium
   dataset-fashion-mnist
 )
 
@@ -25,16 +26,25 @@ for package in "${PACKAGES[@]}"; do
   fi
 done
 
-if [[ ${#missing[@]} -eq 0 ]]; then
-  exit 0
+# Node.js with npm: this machine kind may carry its own build; Debian's otherwise.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
 fi
 
-echo "setup: installing ${#missing[@]} missing Debian packages: ${missing[*]}" >&2
-sudo_cmd=()
-if [[ $(id -u) -ne 0 ]]; then
-  sudo_cmd=(sudo)
+if [[ ${#missing[@]} -gt 0 ]]; then
+  echo "setup: installing ${#missing[@]} missing Debian packages: ${missing[*]}" >&2
+  sudo_cmd=()
+  if [[ $(id -u) -ne 0 ]]; then
+    sudo_cmd=(sudo)
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  echo "setup: Debian packages done" >&2
 fi
-export DEBIAN_FRONTEND=noninteractive
-"${sudo_cmd[@]}" apt-get update -qq
-"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-echo "setup: done" >&2
+
+browser_tests="$(cd "$(dirname "$0")/../tests/browser" && pwd)"
+if [[ ! -f "${browser_tests}/node_modules/puppeteer-core/package.json" ]]; then
+  echo "setup: installing the browser test's npm packages (tests/browser/package-lock.json)" >&2
+  npm ci --prefix "${browser_tests}" --no-audit --no-fund --loglevel=error >/dev/null
+fi

@@ -124,6 +124,20 @@ apq::v1::JobProgress JobManager::ProgressFromRecord(const JobRecord& job) const 
   return progress;
 }
 
+absl::Status CopyLabelsFromRequests(JobStore& store) {
+  while (true) {
+    ASSIGN_OR_RETURN(const std::vector<JobRecord> jobs, store.JobsWithoutLabel(500));
+    if (jobs.empty()) return absl::OkStatus();
+    for (const JobRecord& job : jobs) {
+      apq::v1::SubmitSearchRequest request;
+      // A request that cannot be read has no label to list it by.
+      const std::string label =
+          request.ParseFromString(job.request) ? request.label() : std::string();
+      RETURN_IF_ERROR(store.SetJobLabel(job.id, label));
+    }
+  }
+}
+
 absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(
     const Options& options, Catalog& catalog, JobStore& store, DatasetStore& datasets,
     SupernetHost& supernets, const search::EngineRegistry& engines) {
@@ -131,6 +145,7 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(
     return absl::InvalidArgumentError(absl::StrCat("commit_interval: must be >= 0, got ",
                                                    absl::FormatDuration(options.commit_interval)));
   }
+  RETURN_IF_ERROR(CopyLabelsFromRequests(store));
   std::unique_ptr<JobManager> manager(
       new JobManager(options, catalog, store, datasets, supernets, engines));
   // Oldest first, so recovered jobs keep their order in the queue.
@@ -224,6 +239,7 @@ absl::StatusOr<apq::v1::Job> JobManager::Submit(const apq::v1::SubmitSearchReque
   job.owner = owner;
   job.space = filled.space();
   job.device = filled.device();
+  job.label = filled.label();
   job.table_version = resolved.cost.table_version;
   job.predictor_version = resolved.predictor.version;
   job.request = filled.SerializeAsString();
@@ -300,6 +316,7 @@ absl::StatusOr<apq::v1::Sweep> JobManager::SubmitSweep(const apq::v1::SubmitSwee
     job.owner = owner;
     job.space = scenario.space();
     job.device = scenario.device();
+    job.label = scenario.label();
     job.table_version = resolved->cost.table_version;
     job.predictor_version = resolved->predictor.version;
     job.request = scenario.SerializeAsString();
@@ -522,10 +539,15 @@ void JobManager::Unwatch(const std::string& job_id, int64_t subscription) {
   if (found != live_.end()) found->second->listeners.erase(subscription);
 }
 
+size_t JobManager::queued_jobs() const { return runner_->queued(); }
+
 void JobManager::Publish(const std::string& job_id, const apq::v1::JobProgress& progress) {
   absl::MutexLock lock(&mutex_);
   auto found = live_.find(job_id);
   if (found == live_.end()) return;
+  const int64_t newly_scored =
+      progress.candidates_evaluated() - found->second->progress.candidates_evaluated();
+  if (newly_scored > 0) candidates_scored_.fetch_add(newly_scored);
   found->second->progress = progress;
   for (auto& [subscription, listener] : found->second->listeners) listener(progress);
   const auto state = static_cast<JobState>(progress.state());

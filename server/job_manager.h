@@ -20,6 +20,7 @@
 #define APQ_SERVER_JOB_MANAGER_H_
 
 #include <cstdint>
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -49,6 +50,10 @@ namespace apq::server {
 // when the job has one, else the engine's (`predicted_best`).
 apq::v1::Job JobToProto(const JobRecord& job, const search::EngineRegistry& engines);
 apq::v1::Candidate CandidateToProto(const CandidateRecord& candidate);
+
+// Stores, in the store, the label of every job stored before it kept labels (read from the
+// job's request), so that listing by label finds them. Called by JobManager::Create.
+absl::Status CopyLabelsFromRequests(JobStore& store);
 
 class JobManager {
  public:
@@ -127,6 +132,12 @@ class JobManager {
   absl::StatusOr<int64_t> Watch(const std::string& job_id, Listener listener);
   // After it returns, the listener is never called again.
   void Unwatch(const std::string& job_id, int64_t subscription);
+
+  // Feasible candidates scored (repeats included, as Job.candidates_evaluated counts them) by
+  // the jobs of this process since it started, as their steps were stored.
+  int64_t candidates_scored() const { return candidates_scored_.load(); }
+  // Jobs queued for a worker.
+  size_t queued_jobs() const;
 
  private:
   struct LiveJob {
@@ -221,6 +232,7 @@ class JobManager {
   int64_t next_subscription_ ABSL_GUARDED_BY(mutex_) = 1;
   // Last: destroyed first, so no worker runs while the members above go away.
   std::unique_ptr<JobRunner> runner_;
+  std::atomic<int64_t> candidates_scored_{0};
 };
 
 }  // namespace apq::server

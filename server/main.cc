@@ -75,6 +75,13 @@ ABSL_FLAG(int, retention_days, 0,
           "then hourly); 0: kept forever");
 ABSL_FLAG(std::string, tls_client_ca, "",
           "CA (PEM) that client certificates must be signed by: mutual TLS");
+ABSL_FLAG(std::string, http_listen, "",
+          "host:port of the web dashboard, its JSON API and /metrics (port 0 picks a free one; "
+          "HTTPS with --tls_cert/--tls_key); empty: none");
+ABSL_FLAG(int, http_threads, 4, "HTTP requests the dashboard serves at once");
+ABSL_FLAG(std::string, http_port_file, "",
+          "once the dashboard listens, its port is written to this file (for scripts using "
+          "--http_listen with port 0)");
 
 namespace {
 
@@ -154,6 +161,8 @@ int main(int argc, char** argv) {
   options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  options.http_listen_address = absl::GetFlag(FLAGS_http_listen);
+  options.http_threads = absl::GetFlag(FLAGS_http_threads);
   options.max_candidates_per_job = absl::GetFlag(FLAGS_max_candidates_per_job);
   options.max_rows_per_job = absl::GetFlag(FLAGS_max_rows_per_job);
   options.max_job_duration = absl::Seconds(absl::GetFlag(FLAGS_max_job_seconds));
@@ -189,13 +198,21 @@ int main(int argc, char** argv) {
       }
     }
   }
-  const std::string port_file = absl::GetFlag(FLAGS_port_file);
-  if (!port_file.empty()) {
-    // Written to a temporary name and renamed, so a reader never sees a partial file.
-    const std::string temporary = port_file + ".tmp";
-    std::ofstream(temporary) << (*server)->port() << "\n";
-    std::rename(temporary.c_str(), port_file.c_str());
+  if ((*server)->http_port() != 0) {
+    std::fprintf(stderr, "apqd: dashboard (%s) on port %d (--http_listen %s)\n",
+                 options.tls_cert_file.empty() ? "http" : "https", (*server)->http_port(),
+                 options.http_listen_address.c_str());
   }
+  // Written to a temporary name and renamed, so a reader never sees a partial file.
+  const auto write_port_file = [](const std::string& path, int port) {
+    if (path.empty()) return;
+    const std::string temporary = path + ".tmp";
+    std::ofstream(temporary) << port << "\n";
+    std::rename(temporary.c_str(), path.c_str());
+  };
+  // The dashboard's first: a script that waits for --port_file finds both.
+  write_port_file(absl::GetFlag(FLAGS_http_port_file), (*server)->http_port());
+  write_port_file(absl::GetFlag(FLAGS_port_file), (*server)->port());
 
   std::thread signal_waiter([&] {
     int received = 0;

@@ -20,18 +20,19 @@ constexpr absl::string_view kCandidatesTag = "c1";
 constexpr absl::string_view kOffsetTag = "o1";
 constexpr absl::string_view kJobsTag = "j1";
 
-// A listing's filters as token text: state, then owner and, when either is set, space and
-// device as one field (a caller's text, escaped so that it cannot split the token; without
-// space and device the text is what servers wrote before those filters, so their tokens stay
-// good).
+// A listing's filters as token text: state, then owner and, when any is set, space and
+// device, then label when set, as one field (a caller's text, escaped so that it cannot split
+// the token; without the later filters the text is what servers wrote before them, so their
+// tokens stay good).
 std::string JobFilterText(const JobQuery& query) {
   const auto text = [](const std::optional<std::string>& value) {
     return value.has_value() ? "o" + absl::WebSafeBase64Escape(*value) : std::string("-");
   };
   std::string filters = text(query.owner);
-  if (query.space.has_value() || query.device.has_value()) {
+  if (query.space.has_value() || query.device.has_value() || query.label.has_value()) {
     absl::StrAppend(&filters, ",", text(query.space), ",", text(query.device));
   }
+  if (query.label.has_value()) absl::StrAppend(&filters, ",", text(query.label));
   return absl::StrCat(query.state.has_value() ? absl::StrCat(static_cast<int>(*query.state)) : "-",
                       "|", filters);
 }

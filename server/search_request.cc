@@ -15,7 +15,6 @@
 namespace apq::server {
 namespace {
 
-constexpr size_t kMaxLabelBytes = 256;
 // A config's JSON is about 1 KB in every space; this bounds what a request makes us parse.
 constexpr size_t kMaxConfigJsonBytes = size_t{64} * 1024;
 // Ten spreads below the mean is already "trust only where the members agree".

@@ -17,6 +17,9 @@
 
 namespace apq::server {
 
+// The longest job label (SubmitSearchRequest.label, and ListJobsRequest.label as a filter).
+inline constexpr size_t kMaxLabelBytes = 256;
+
 struct ResolvedSearch {
   const search::Engine* engine = nullptr;
   search::EngineOptions options;              // Complete: every option of the engine.

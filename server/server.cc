@@ -100,6 +100,12 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   RoleQuotas quotas = RoleQuotas::AllButAdmin(
       {options.max_calls_per_second, options.max_call_burst, options.max_active_jobs_per_token});
   RETURN_IF_ERROR(quotas.Apply(options.role_quotas, "role_quotas"));
+  if (!options.auth_required && !options.http_listen_address.empty() &&
+      !IsLoopbackAddress(options.http_listen_address)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "auth: off is allowed only on loopback addresses; the dashboard's http_listen ",
+        options.http_listen_address, " is not one"));
+  }
   if (!options.auth_required && !IsLoopbackAddress(options.listen_address)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "auth: off is allowed only on a loopback address (anyone who reaches ",
@@ -198,6 +204,9 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   builder.RegisterService(server->predictor_service_.get());
   builder.RegisterService(server->access_service_.get());
   builder.RegisterService(server->space_service_.get());
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(MakeRpcMetricsInterceptor(server->rpc_metrics_.get()));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(
@@ -210,7 +219,65 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
         apq::v1::SpaceService::service_full_name()}) {
     server->server_->GetHealthCheckService()->SetServingStatus(service, true);
   }
+  if (!options.http_listen_address.empty()) {
+    DashboardOptions dashboard_options;
+    dashboard_options.listen_address = options.http_listen_address;
+    dashboard_options.threads = options.http_threads;
+    dashboard_options.tls_cert_file = options.tls_cert_file;
+    dashboard_options.tls_key_file = options.tls_key_file;
+    dashboard_options.tls_client_ca_file = options.tls_client_ca_file;
+    // In process: the dashboard's calls skip the network and TLS, and pass the same
+    // authentication, quotas and validation as any client's.
+    const ApqServer* raw = server.get();
+    ASSIGN_OR_RETURN(server->dashboard_,
+                     Dashboard::Start(dashboard_options,
+                                      server->server_->InProcessChannel(grpc::ChannelArguments()),
+                                      *server->auth_, [raw] { return raw->MetricsText(); }));
+  }
   return server;
+}
+
+std::string ApqServer::MetricsText() const {
+  PrometheusWriter writer;
+  writer.Family("apq_jobs", "gauge", "Search jobs in the store by state (deleted ones not counted).");
+  const absl::StatusOr<std::map<JobState, int64_t>> counts = store_->jobs().CountJobsByState();
+  if (counts.ok()) {
+    for (const auto& [state, name] :
+         std::vector<std::pair<JobState, const char*>>{{JobState::kQueued, "queued"},
+                                                       {JobState::kRunning, "running"},
+                                                       {JobState::kSucceeded, "succeeded"},
+                                                       {JobState::kFailed, "failed"},
+                                                       {JobState::kCancelled, "cancelled"}}) {
+      const auto found = counts->find(state);
+      writer.Sample("apq_jobs", {{"state", name}},
+                    found != counts->end() ? static_cast<double>(found->second) : 0.0);
+    }
+  }
+  writer.Family("apq_job_counts_unreadable", "gauge",
+                "1 when this page could not read the job counts from the store (apq_jobs is "
+                "then absent), else 0.");
+  writer.Sample("apq_job_counts_unreadable", {}, counts.ok() ? 0.0 : 1.0);
+  writer.Family("apq_job_queue_depth", "gauge", "Search jobs queued for a worker of this server.");
+  writer.Sample("apq_job_queue_depth", {}, static_cast<double>(jobs_->queued_jobs()));
+  writer.Family("apq_candidates_scored_total", "counter",
+                "Feasible candidates scored by this server's jobs since it started (its rate is "
+                "candidates scored per second).");
+  writer.Sample("apq_candidates_scored_total", {}, static_cast<double>(jobs_->candidates_scored()));
+  writer.Family("apq_executor_calls_total", "counter",
+                "Calls handed to an executor (cheap calls: rpc; LibTorch calls: torch), by "
+                "outcome: ran, expired (the deadline passed while it waited), refused (full).");
+  for (const auto& [name, executor] :
+       {std::make_pair("rpc", pool_.get()), std::make_pair("torch", torch_pool_.get())}) {
+    const Executor::Stats stats = executor->stats();
+    for (const auto& [outcome, calls] : {std::make_pair("ran", stats.ran),
+                                         std::make_pair("expired", stats.expired),
+                                         std::make_pair("refused", stats.refused)}) {
+      writer.Sample("apq_executor_calls_total", {{"executor", name}, {"outcome", outcome}},
+                    static_cast<double>(calls));
+    }
+  }
+  writer.RpcFamilies(*rpc_metrics_);
+  return writer.text();
 }
 
 void ApqServer::Wait() { server_->Wait(); }
@@ -218,6 +285,7 @@ void ApqServer::Wait() { server_->Wait(); }
 void ApqServer::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
+  dashboard_.reset();  // Its calls go to the server below.
   // Open streams (WatchJob) are cancelled after the deadline instead of holding shutdown.
   // Health checks say NOT_SERVING from now on, so balancers stop sending calls.
   server_->GetHealthCheckService()->Shutdown();

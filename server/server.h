@@ -16,8 +16,10 @@
 #include "search/engine_registry.h"
 #include "server/auth.h"
 #include "server/catalog.h"
+#include "server/dashboard.h"
 #include "server/executor.h"
 #include "server/job_manager.h"
+#include "server/rpc_metrics.h"
 #include "server/services.h"
 #include "server/store/store.h"
 #include "server/training_manager.h"
@@ -68,6 +70,11 @@ struct ServerOptions {
   std::string tls_cert_file;
   std::string tls_key_file;
   std::string tls_client_ca_file;
+  // The web dashboard, its JSON endpoints and /metrics (server/dashboard.h) on this
+  // "host:port" (port 0 picks a free one); empty: none. Served over HTTPS with the TLS files
+  // above when they are given. Without authentication it too must be a loopback address.
+  std::string http_listen_address;
+  int http_threads = 4;  // HTTP requests served at once.
 };
 
 // True for addresses that only this machine can reach: 127.0.0.0/8, [::1], localhost,
@@ -85,6 +92,11 @@ class ApqServer {
   ~ApqServer();
 
   int port() const { return port_; }
+  // The dashboard's port; 0 without one.
+  int http_port() const { return dashboard_ != nullptr ? dashboard_->port() : 0; }
+  // /metrics: jobs by state, the job queue, candidates scored, the executors' queues, and
+  // every gRPC call by method and code with latency histograms (Prometheus text format).
+  std::string MetricsText() const;
   // The admin token created at this start because authentication is on and the store held
   // no token (to be shown to the operator once), else nullopt.
   const std::optional<IssuedToken>& bootstrap_token() const { return bootstrap_token_; }
@@ -118,7 +130,9 @@ class ApqServer {
   // Deletes ended jobs past the retention, hourly, until stop_pruning_ is notified.
   absl::Notification stop_pruning_;
   std::thread pruner_;
+  std::unique_ptr<RpcMetrics> rpc_metrics_ = std::make_unique<RpcMetrics>();
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<Dashboard> dashboard_;
   int port_ = 0;
   bool shut_down_ = false;
 };

@@ -600,6 +600,44 @@ TEST_F(ServerTest, ListJobsFiltersBySpaceAndDeviceAndPagesWithinTheFilter) {
   EXPECT_EQ(ViolatedField(status), "page_token");
 }
 
+TEST_F(ServerTest, ListJobsFiltersByLabelAndItsTokensBelongToTheLabel) {
+  Start();
+  for (const char* label : {"nightly", "", "nightly", "nightly"}) {
+    apq::v1::SubmitSearchRequest request = OneSampleRequest(1);
+    request.set_label(label);
+    grpc::ClientContext context;
+    apq::v1::Job job;
+    ASSERT_TRUE(search_->SubmitSearch(&context, request, &job).ok());
+  }
+  const auto list = [&](std::optional<std::string> label, int page_size, const std::string& token,
+                        std::string* next, grpc::Status* status = nullptr) {
+    apq::v1::ListJobsRequest request;
+    if (label.has_value()) request.set_label(*label);
+    request.set_page_size(page_size);
+    request.set_page_token(token);
+    apq::v1::ListJobsResponse response;
+    grpc::ClientContext context;
+    const grpc::Status called = search_->ListJobs(&context, request, &response);
+    if (status != nullptr) *status = called;
+    std::vector<std::string> ids;
+    for (const apq::v1::Job& job : response.jobs()) ids.push_back(job.id());
+    if (next != nullptr) *next = response.next_page_token();
+    return ids;
+  };
+  EXPECT_THAT(list("", 10, "", nullptr), ::testing::ElementsAre("job-2"));
+  EXPECT_THAT(list(std::nullopt, 10, "", nullptr).size(), 4u);
+  std::string next;
+  EXPECT_THAT(list("nightly", 2, "", &next), ::testing::ElementsAre("job-4", "job-3"));
+  EXPECT_THAT(list("nightly", 2, next, nullptr), ::testing::ElementsAre("job-1"));
+  grpc::Status status;
+  list("weekly", 2, next, nullptr, &status);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(ViolatedField(status), "page_token");
+  list(std::string(300, 'x'), 2, "", nullptr, &status);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(ViolatedField(status), "label");
+}
+
 // A client learns what a config accepts from the server: every space listed with what the
 // server has for it, and one space's fields with the values a config writes.
 TEST_F(ServerTest, SpacesDescribeTheirConfigsDevicesSupernetAndPredictor) {

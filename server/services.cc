@@ -434,6 +434,11 @@ grpc::ServerUnaryReactor* SearchServiceImpl::ListJobs(grpc::CallbackServerContex
                        RETURN_IF_ERROR(ValidateDeviceName(request->device()));
                        query.device = request->device();
                      }
+                     if (request->has_label()) {
+                       RETURN_IF_ERROR(ValidateUserText("label", request->label(),
+                                                        kMaxLabelBytes, /*multiline=*/false));
+                       query.label = request->label();
+                     }
                      RETURN_IF_ERROR(ApplyJobPageToken(request->page_token(), &query));
                      // One row more than the page tells whether another page follows.
                      query.limit = page_size + 1;

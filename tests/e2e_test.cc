@@ -951,6 +951,64 @@ TEST_F(EndToEndTest, SearchFindsAFeasibleConfigurationAndCountsEveryCandidate) {
   }
 }
 
+// apq ci: a profile runs a search once, the same profile again reuses it, and each verdict
+// has its exit code (0 found, 4 below min_accuracy, 3 nothing feasible, 2 a bad profile).
+TEST_F(EndToEndTest, CiRunsOnceThenReusesAndExitsByVerdict) {
+  const std::string out = TempPath("ci_out");
+  const auto profile = [&](const std::string& name, const std::string& budget,
+                           const std::string& extra) {
+    const std::string path = TempPath(name);
+    WriteFile(path, absl::StrCat("space: fmnist_lowbit\ndevice: bitfusion\nbudgets:\n",
+                                 "  max_latency_ms: ", budget, "\nengine_options:\n",
+                                 "  population: 20\n  generations: 3\nseed: 4\n", extra,
+                                 "outputs:\n  config: ", out, "/config.json\n  torchscript: ",
+                                 out, "/model.pt\n  summary: ", out, "/summary.json\n"));
+    return path;
+  };
+  const std::string found = profile("found.yaml", "0.5", "min_accuracy: 0.5\n");
+  ProcessResult first = Client({"ci", "--profile", found});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  const json summary = ParseJson(first);
+  EXPECT_FALSE(summary["reused"].get<bool>());
+  EXPECT_EQ(summary["verdict"], "found");
+  EXPECT_EQ(summary["accuracy_kind"], "predicted");
+  EXPECT_LE(summary["metrics"]["latency_ms"].get<double>(), 0.5);
+  EXPECT_EQ(json::parse(ReadFile(out + "/summary.json")), summary);
+  EXPECT_EQ(json::parse(ReadFile(out + "/config.json")), JobJson(summary["job_id"])["best_config"]);
+  EXPECT_GT(ReadFile(out + "/model.pt").size(), 1000u);  // fmnist_lowbit has a supernet.
+  EXPECT_GT(summary["torchscript_test_accuracy"].get<double>(), 0.5);
+  EXPECT_EQ(JobJson(summary["job_id"])["label"], "ci-" + summary["request_key"].get<std::string>());
+
+  ProcessResult again = Client({"ci", "--profile", found});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_TRUE(ParseJson(again)["reused"].get<bool>());
+  EXPECT_EQ(ParseJson(again)["job_id"], summary["job_id"]);
+  ProcessResult forced = Client({"ci", "--profile", found, "--no-reuse"});
+  ASSERT_EQ(forced.exit_code, 0) << forced.err;
+  EXPECT_NE(ParseJson(forced)["job_id"], summary["job_id"]);
+
+  // The same request with a stricter minimum: the finished job is reused and judged.
+  ProcessResult strict = Client({"ci", "--profile", profile("strict.yaml", "0.5",
+                                                             "min_accuracy: 0.999\n")});
+  EXPECT_EQ(strict.exit_code, 4) << strict.err;
+  EXPECT_EQ(ParseJson(strict)["verdict"], "below_min_accuracy");
+  EXPECT_TRUE(ParseJson(strict)["reused"].get<bool>());
+
+  ProcessResult impossible = Client({"ci", "--profile", profile("tiny.yaml", "0.0001", "")});
+  EXPECT_EQ(impossible.exit_code, 3) << impossible.err;
+  EXPECT_EQ(ParseJson(impossible)["verdict"], "nothing_feasible");
+
+  const std::string bad = TempPath("bad.yaml");
+  WriteFile(bad, "space: fmnist_lowbit\ndevice: bitfusion\ncolour: blue\n");
+  ProcessResult refused = Client({"ci", "--profile", bad});
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_NE(refused.err.find("line 3: unknown key 'colour'"), std::string::npos) << refused.err;
+  // A profile the server refuses (an engine it lacks) is any other error.
+  ProcessResult unknown_engine =
+      Client({"ci", "--profile", profile("engine.yaml", "0.5", "engine: annealing\n")});
+  EXPECT_EQ(unknown_engine.exit_code, 1);
+}
+
 TEST_F(EndToEndTest, AParetoSearchStoresAndListsItsFront) {
   ProcessResult result =
       Client({"search", "--space", "ofa_mbv3", "--device", "note10", "--max-latency-ms", "25",

@@ -51,6 +51,8 @@ class ClientTest(unittest.TestCase):
         listed = self.client.jobs(space="fmnist_mbv2", device="local-cpu")
         self.assertIn(result.job_id, [job.job_id for job in listed])
         self.assertEqual(self.client.jobs(space="ofa_mbv3"), [])
+        self.assertIn(result.job_id, [job.job_id for job in self.client.jobs(label="python")])
+        self.assertEqual(self.client.jobs(label="no such label"), [])
         path = os.path.join(TMP, "best.pt")
         accuracy = self.client.export_torchscript(result.job_id, path)
         self.assertGreater(os.path.getsize(path), 1000)

@@ -126,6 +126,16 @@ class FaultyJobStore final : public JobStore {
   absl::StatusOr<std::vector<JobRecord>> ListJobsPage(const JobQuery& query) override {
     return base_.ListJobsPage(query);
   }
+  absl::StatusOr<std::map<JobState, int64_t>> CountJobsByState() override {
+    return base_.CountJobsByState();
+  }
+  absl::StatusOr<std::vector<JobRecord>> JobsWithoutLabel(int limit) override {
+    return base_.JobsWithoutLabel(limit);
+  }
+  absl::Status SetJobLabel(const std::string& job_id, const std::string& label) override {
+    return Write<absl::Status>(plan_, "SetJobLabel",
+                               [&] { return base_.SetJobLabel(job_id, label); });
+  }
   absl::StatusOr<CandidatePage> ListCandidates(const CandidateQuery& query) override {
     return base_.ListCandidates(query);
   }

@@ -4,6 +4,7 @@
 #define APQ_SERVER_STORE_JOB_STORE_H_
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -135,6 +136,17 @@ class JobStore {
   // `finished_before_unix_s`, each as DeleteJob would, in one transaction; returns their ids.
   virtual absl::StatusOr<std::vector<std::string>> DeleteJobsFinishedBefore(
       double finished_before_unix_s, double deleted_unix_s, int limit) = 0;
+
+  // How many jobs (deleted ones not counted) are in each state; states without jobs absent.
+  virtual absl::StatusOr<std::map<JobState, int64_t>> CountJobsByState() = 0;
+
+  // Up to `limit` jobs, deleted ones included, whose label the store does not know (stored
+  // before it kept labels), each with its id and serialized request, oldest first; the
+  // caller reads the label from the request and stores it with SetJobLabel. A store that
+  // always knew labels returns none. INVALID_ARGUMENT unless 1 <= limit <= kMaxPageSize.
+  virtual absl::StatusOr<std::vector<JobRecord>> JobsWithoutLabel(int limit) = 0;
+  // Sets a job's label (deleted jobs too). NOT_FOUND for an unknown job.
+  virtual absl::Status SetJobLabel(const std::string& job_id, const std::string& label) = 0;
 };
 
 }  // namespace apq::server

@@ -231,6 +231,7 @@ class MemoryJobStore final : public JobStore {
       if (query.owner.has_value() && it->record.owner != *query.owner) continue;
       if (query.space.has_value() && it->record.space != *query.space) continue;
       if (query.device.has_value() && it->record.device != *query.device) continue;
+      if (query.label.has_value() && it->record.label != *query.label) continue;
       if (skipped++ < query.offset) continue;
       jobs.push_back(it->View());
       jobs.back().checkpoint.clear();
@@ -293,6 +294,31 @@ class MemoryJobStore final : public JobStore {
     return DeleteLocked(job_id, deleted_unix_s);
   }
 
+  absl::StatusOr<std::map<JobState, int64_t>> CountJobsByState() override {
+    absl::MutexLock lock(&db_.mutex);
+    std::map<JobState, int64_t> counts;
+    for (const StoredJob& job : db_.jobs) {
+      if (!job.deleted) ++counts[job.record.state];
+    }
+    return counts;
+  }
+
+  // Every job is created with its label here.
+  absl::StatusOr<std::vector<JobRecord>> JobsWithoutLabel(int limit) override {
+    RETURN_IF_ERROR(CheckPage(0, limit));
+    return std::vector<JobRecord>();
+  }
+
+  absl::Status SetJobLabel(const std::string& job_id, const std::string& label) override {
+    absl::MutexLock lock(&db_.mutex);
+    for (StoredJob& job : db_.jobs) {
+      if (job.record.id != job_id) continue;
+      job.record.label = label;
+      return absl::OkStatus();
+    }
+    return JobNotFound(job_id);
+  }
+
   absl::StatusOr<std::vector<std::string>> DeleteJobsFinishedBefore(double finished_before_unix_s,
                                                                     double deleted_unix_s,
                                                                     int limit) override {
@@ -345,6 +371,7 @@ class MemoryJobStore final : public JobStore {
     stored.record.predictor_version = job.predictor_version;
     stored.record.request = job.request;
     stored.record.owner = job.owner;
+    stored.record.label = job.label;
     return stored;
   }
   // Gives `stored` the next id and keeps it; returns the id.

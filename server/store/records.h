@@ -110,6 +110,10 @@ struct JobRecord {
   // The id of the token that submitted the job (TokenRecord::id); empty when the server ran
   // without authentication.
   std::string owner;
+  // The request's label (SubmitSearchRequest.label), kept beside it so that jobs can be listed
+  // by it. A job stored before schema 14 has none until the server copies it from its request
+  // (JobStore::JobsWithoutLabel).
+  std::string label;
 };
 
 // What an API token may do (server/auth.h). Stored as these numbers.
@@ -192,6 +196,7 @@ struct JobQuery {
   std::optional<std::string> owner;   // Unset: every owner.
   std::optional<std::string> space;   // Unset: every space.
   std::optional<std::string> device;  // Unset: every device.
+  std::optional<std::string> label;   // Unset: every label.
   // Keyset paging: the jobs older than this one (which need not be listed or undeleted any
   // more); jobs submitted while a client pages never shift the pages after.
   std::string after_job;

@@ -311,6 +311,13 @@ CREATE INDEX artifacts_by_job ON artifacts (job_id, kind, key);
     R"sql(
 ALTER TABLE jobs ADD COLUMN engine_metrics TEXT NOT NULL DEFAULT '';
 )sql",
+    // 14: the request's label beside it, for listing jobs by label. NULL for the jobs stored
+    // before (the store cannot read requests): the server copies theirs from their requests
+    // (JobStore::JobsWithoutLabel, SetJobLabel).
+    R"sql(
+ALTER TABLE jobs ADD COLUMN label TEXT;
+CREATE INDEX jobs_by_label ON jobs (label, seq);
+)sql",
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(std::size(kMigrations));

@@ -31,12 +31,12 @@ constexpr const char* kJobColumns =
     "b.measured_seconds, v.id, v.generation, v.config_json, v.accuracy, v.latency_ms, "
     "v.energy_mj, v.size_mb, v.bitops, v.feasible, v.modelled, v.measured_accuracy, "
     "v.measured_method, v.measured_split, v.measured_seconds, v.times_seen, b.times_seen, "
-    "j.rejected_draws, j.sweep_id, j.owner, j.engine_metrics";
+    "j.rejected_draws, j.sweep_id, j.owner, j.engine_metrics, COALESCE(j.label, '')";
 // The best's row (for its measurement) and the verified best's.
 constexpr const char* kJobJoins =
     " FROM jobs j LEFT JOIN candidates b ON b.id = j.best_id AND b.job_id = j.id "
     "LEFT JOIN candidates v ON v.id = j.verified_best_id ";
-constexpr int kJobCheckpointColumn = 52;
+constexpr int kJobCheckpointColumn = 53;
 
 // Columns of a candidate row in the order ReadCandidate expects.
 constexpr const char* kCandidateColumns =
@@ -137,6 +137,7 @@ JobRecord ReadJob(const Statement& row, bool with_checkpoint) {
   job.sweep_id = row.ColumnText(49);
   job.owner = row.ColumnText(50);
   job.engine_metrics = DecodeEngineMetrics(row.ColumnText(51));
+  job.label = row.ColumnText(52);
   if (with_checkpoint) job.checkpoint = row.ColumnBlob(kJobCheckpointColumn);
   return job;
 }
@@ -227,8 +228,8 @@ absl::StatusOr<std::string> SqliteJobStore::InsertJob(const JobRecord& job, std:
   ASSIGN_OR_RETURN(Statement insert,
                    database_.Prepare("INSERT INTO jobs (id, seq, space, device, table_version, "
                                      "predictor_version, request, state, created_unix_s, "
-                                     "sweep_id, owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
-                                     "?10, ?11)"));
+                                     "sweep_id, owner, label) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+                                     "?9, ?10, ?11, ?12)"));
   insert.BindText(1, id);
   insert.BindInt64(2, seq);
   insert.BindText(3, job.space);
@@ -240,6 +241,7 @@ absl::StatusOr<std::string> SqliteJobStore::InsertJob(const JobRecord& job, std:
   insert.BindDouble(9, job.created_unix_s, "created_unix_s");
   insert.BindText(10, sweep_id != nullptr ? *sweep_id : std::string());
   insert.BindText(11, job.owner);
+  insert.BindText(12, job.label);
   RETURN_IF_ERROR(insert.Run(operation));
   return id;
 }
@@ -596,6 +598,7 @@ absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobsPage(const JobQue
                        "WHERE j.deleted_unix_s = 0 AND (?3 IS NULL OR j.state = ?3) ",
                        "AND (?4 IS NULL OR j.owner = ?4) AND (?5 IS NULL OR j.seq < ?5) ",
                        "AND (?6 IS NULL OR j.space = ?6) AND (?7 IS NULL OR j.device = ?7) ",
+                       "AND (?8 IS NULL OR j.label = ?8) ",
                        "ORDER BY j.seq DESC LIMIT ?1 OFFSET ?2")));
   select.BindInt64(1, query.limit);
   select.BindInt64(2, query.offset);
@@ -604,6 +607,7 @@ absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobsPage(const JobQue
   if (before_seq.has_value()) select.BindInt64(5, *before_seq);
   if (query.space.has_value()) select.BindText(6, *query.space);
   if (query.device.has_value()) select.BindText(7, *query.device);
+  if (query.label.has_value()) select.BindText(8, *query.label);
   std::vector<JobRecord> jobs;
   while (true) {
     ASSIGN_OR_RETURN(bool row, select.Step("listing jobs"));
@@ -669,6 +673,50 @@ absl::StatusOr<CandidatePage> SqliteJobStore::ListCandidates(const CandidateQuer
   }
   RETURN_IF_ERROR(transaction.Commit(operation));
   return page;
+}
+
+absl::StatusOr<std::map<JobState, int64_t>> SqliteJobStore::CountJobsByState() {
+  absl::MutexLock lock(&database_.mutex());
+  ASSIGN_OR_RETURN(Statement select,
+                   database_.Prepare("SELECT state, COUNT(*) FROM jobs WHERE deleted_unix_s = 0 "
+                                     "GROUP BY state"));
+  std::map<JobState, int64_t> counts;
+  while (true) {
+    ASSIGN_OR_RETURN(const bool row, select.Step("counting jobs"));
+    if (!row) break;
+    counts[static_cast<JobState>(select.ColumnInt64(0))] = select.ColumnInt64(1);
+  }
+  return counts;
+}
+
+absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::JobsWithoutLabel(int limit) {
+  RETURN_IF_ERROR(store_internal::CheckPage(0, limit));
+  absl::MutexLock lock(&database_.mutex());
+  ASSIGN_OR_RETURN(Statement select,
+                   database_.Prepare("SELECT id, request FROM jobs WHERE label IS NULL "
+                                     "ORDER BY seq LIMIT ?1"));
+  select.BindInt64(1, limit);
+  std::vector<JobRecord> jobs;
+  while (true) {
+    ASSIGN_OR_RETURN(const bool row, select.Step("listing jobs without a label"));
+    if (!row) break;
+    JobRecord job;
+    job.id = select.ColumnText(0);
+    job.request = select.ColumnBlob(1);
+    jobs.push_back(std::move(job));
+  }
+  return jobs;
+}
+
+absl::Status SqliteJobStore::SetJobLabel(const std::string& job_id, const std::string& label) {
+  const std::string operation = absl::StrCat("setting the label of job ", job_id);
+  absl::MutexLock lock(&database_.mutex());
+  ASSIGN_OR_RETURN(Statement update, database_.Prepare("UPDATE jobs SET label = ?2 WHERE id = ?1"));
+  update.BindText(1, job_id);
+  update.BindText(2, label);
+  RETURN_IF_ERROR(update.Run(operation));
+  if (database_.Changes() == 0) return store_internal::JobNotFound(job_id);
+  return absl::OkStatus();
 }
 
 absl::Status SqliteJobStore::DeleteJob(const std::string& job_id, double deleted_unix_s) {

@@ -27,6 +27,7 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 using namespace ::apq::server::store_testing;  // NOLINT(build/namespaces): the test records.
 
 SqliteStore::Options Options(const std::string& path, int busy_timeout_ms = 5000) {
@@ -218,6 +219,19 @@ TEST(SqliteStoreTest, MigratesADatabaseOfAnOlderSchema) {
     ASSERT_EQ(page.total, 2);
     EXPECT_EQ(page.candidates[1].config_json, "{\"b\":2}");
     EXPECT_EQ(page.candidates[1].modelled, "");
+    // The label (schema 14) of a job stored before is unknown until the server reads it
+    // from the request; a new job is stored with its own.
+    EXPECT_EQ(job->label, "");
+    absl::StatusOr<std::vector<JobRecord>> unlabelled = jobs.JobsWithoutLabel(10);
+    ASSERT_TRUE(unlabelled.ok()) << unlabelled.status();
+    ASSERT_EQ(unlabelled->size(), 1u);
+    EXPECT_EQ((*unlabelled)[0].id, "job-1");
+    EXPECT_EQ((*unlabelled)[0].request, std::string("\x08\x00", 2));
+    ASSERT_TRUE(jobs.SetJobLabel("job-1", "old-nightly").ok());
+    EXPECT_THAT(*jobs.JobsWithoutLabel(10), IsEmpty());
+    JobQuery by_label;
+    by_label.label = "old-nightly";
+    ASSERT_EQ(jobs.ListJobsPage(by_label)->size(), 1u);
 
     absl::StatusOr<std::vector<int64_t>> ids = jobs.AppendGenerations("job-1", MakeBatch(1, 2, 2));
     ASSERT_TRUE(ids.ok()) << ids.status();

@@ -48,6 +48,9 @@ class SqliteJobStore final : public JobStore {
   absl::StatusOr<std::vector<std::string>> DeleteJobsFinishedBefore(double finished_before_unix_s,
                                                                     double deleted_unix_s,
                                                                     int limit) override;
+  absl::StatusOr<std::map<JobState, int64_t>> CountJobsByState() override;
+  absl::StatusOr<std::vector<JobRecord>> JobsWithoutLabel(int limit) override;
+  absl::Status SetJobLabel(const std::string& job_id, const std::string& label) override;
 
  private:
   // DeleteJob's work, in the caller's write transaction.

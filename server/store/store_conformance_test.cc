@@ -219,6 +219,53 @@ TEST_P(StoreConformanceTest, JobsListBySpaceAndDeviceWithTheOtherFilters) {
   EXPECT_THAT(ids("apq_mbv2", std::nullopt), IsEmpty());
 }
 
+TEST_P(StoreConformanceTest, JobsListByLabelAndTheLabelCanBeSet) {
+  for (const char* label : {"nightly", "", "nightly", "ablation"}) {
+    JobRecord job = MakeJob();
+    job.label = label;
+    ASSERT_TRUE(jobs().CreateJob(job).ok());
+  }
+  const auto ids = [&](const std::string& label) {
+    JobQuery query;
+    query.label = label;
+    std::vector<std::string> result;
+    const absl::StatusOr<std::vector<JobRecord>> listed = jobs().ListJobsPage(query);
+    EXPECT_TRUE(listed.ok()) << listed.status();
+    if (listed.ok()) {
+      for (const JobRecord& job : *listed) result.push_back(job.id);
+    }
+    return result;
+  };
+  EXPECT_THAT(ids("nightly"), ElementsAre("job-3", "job-1"));
+  EXPECT_THAT(ids(""), ElementsAre("job-2"));
+  EXPECT_THAT(ids("night"), IsEmpty());
+  EXPECT_EQ(jobs().GetJob("job-4")->label, "ablation");
+  // Every job was stored with its label: none needs one from its request.
+  const absl::StatusOr<std::vector<JobRecord>> unknown = jobs().JobsWithoutLabel(10);
+  ASSERT_TRUE(unknown.ok()) << unknown.status();
+  EXPECT_THAT(*unknown, IsEmpty());
+  EXPECT_EQ(jobs().JobsWithoutLabel(0).status().code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(jobs().SetJobLabel("job-2", "nightly").ok());
+  EXPECT_THAT(ids("nightly"), ElementsAre("job-3", "job-2", "job-1"));
+  EXPECT_EQ(jobs().SetJobLabel("job-99", "x").code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(StoreConformanceTest, CountsJobsByStateWithoutDeletedOnes) {
+  EXPECT_THAT(*jobs().CountJobsByState(), IsEmpty());
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(jobs().CreateJob(MakeJob()).ok());
+  ASSERT_TRUE(jobs().MarkRunning("job-1", 1700000001).ok());
+  ASSERT_TRUE(jobs().MarkRunning("job-2", 1700000001).ok());
+  ASSERT_TRUE(jobs().FinishJob("job-2", JobState::kSucceeded, "", 1700000002, 1, {}).ok());
+  ASSERT_TRUE(jobs().FinishJob("job-3", JobState::kCancelled, "", 1700000002, 0, {}).ok());
+  ASSERT_TRUE(jobs().FinishJob("job-4", JobState::kCancelled, "", 1700000002, 0, {}).ok());
+  ASSERT_TRUE(jobs().DeleteJob("job-4", 1700000003).ok());
+  const absl::StatusOr<std::map<JobState, int64_t>> counts = jobs().CountJobsByState();
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  EXPECT_THAT(*counts, ElementsAre(std::make_pair(JobState::kRunning, 1),
+                                   std::make_pair(JobState::kSucceeded, 1),
+                                   std::make_pair(JobState::kCancelled, 1)));
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StoreConformanceTest, ::testing::ValuesIn(BackendsAndAWrapper()),
                          BackendName);
 

@@ -281,10 +281,12 @@ class Client:
     def job(self, job_id):
         return SearchResult(self._call(self._search.GetJob, apq_pb2.GetJobRequest(job_id=job_id)))
 
-    def jobs(self, state=None, space=None, device=None, limit=None):
+    def jobs(self, state=None, space=None, device=None, label=None, limit=None):
         """The newest jobs first (every page), only those of the state ("succeeded", ...),
-        space and device given, at most `limit`."""
+        space, device and label given ("" is the jobs without a label), at most `limit`."""
         request = apq_pb2.ListJobsRequest(space=space or "", device=device or "")
+        if label is not None:
+            request.label = label
         if state is not None:
             request.state = apq_pb2.JobState.Value("JOB_STATE_" + state.upper())
         jobs = []

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The dashboard in a real browser: apqd with tokens on and its dashboard, a real Pareto
+# search through the apq client, then dashboard_check.mjs drives headless Chromium over the
+# pages. Needs Debian's chromium and node, and puppeteer-core installed beside package.json
+# (scripts/setup.sh does both). Screenshots are kept as test outputs.
+set -euo pipefail
+tmp="$(mktemp -d "${TEST_TMPDIR:-/tmp}/dashboard.XXXXXX")"
+out="${TEST_UNDECLARED_OUTPUTS_DIR:-${tmp}/outputs}"
+# The package's node_modules sit beside its package.json in the source tree (the test runs
+# unsandboxed: runfiles are links into it).
+modules="$(dirname "$(readlink -f tests/browser/package.json)")/node_modules"
+if [[ ! -d "${modules}/puppeteer-core" ]]; then
+  echo "no puppeteer-core in ${modules}: run scripts/setup.sh" >&2
+  exit 1
+fi
+command -v node >/dev/null || { echo "node is not installed: run scripts/setup.sh" >&2; exit 1; }
+[[ -x /usr/bin/chromium ]] || { echo "/usr/bin/chromium is missing: run scripts/setup.sh" >&2; exit 1; }
+
+server/apqd --listen 127.0.0.1:0 --db "${tmp}/apq.db" --data_dir data --port_file "${tmp}/port" \
+  --http_listen 127.0.0.1:0 --http_port_file "${tmp}/http_port" \
+  --bootstrap_token_file "${tmp}/token" >"${tmp}/apqd.log" 2>&1 &
+pid=$!
+trap 'kill -TERM "${pid}" 2>/dev/null || true; wait "${pid}" 2>/dev/null || true' EXIT
+for _ in $(seq 1 600); do
+  [[ -s "${tmp}/port" && -s "${tmp}/token" ]] && break
+  kill -0 "${pid}" 2>/dev/null || { cat "${tmp}/apqd.log" >&2; exit 1; }
+  sleep 0.1
+done
+[[ -s "${tmp}/port" && -s "${tmp}/http_port" ]] ||
+  { echo "apqd did not start" >&2; cat "${tmp}/apqd.log" >&2; exit 1; }
+token="$(cat "${tmp}/token")"
+
+clients/apq --server "127.0.0.1:$(cat "${tmp}/port")" --token "${token}" search \
+  --space ofa_mbv3 --device note10 --max-latency-ms 25 --objective pareto --pareto-cost latency \
+  --seed 3 --generations 10 --wait --json >"${tmp}/job.json"
+job_id="$(sed -n 's/^ *"job_id": *"\(job-[0-9]*\)".*/\1/p' "${tmp}/job.json" | head -n 1)"
+[[ -n "${job_id}" ]] || { echo "no job id in:" >&2; cat "${tmp}/job.json" >&2; exit 1; }
+
+DASHBOARD_URL="http://127.0.0.1:$(cat "${tmp}/http_port")" APQ_TOKEN="${token}" \
+  JOB_ID="${job_id}" OUT_DIR="${out}" HOME="${tmp}" \
+  node tests/browser/dashboard_check.mjs
