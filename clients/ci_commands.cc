@@ -1,5 +1,6 @@
 #include "clients/ci_commands.h"
 
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -88,6 +89,19 @@ grpc::Status WaitForJob(Connection& connection, const std::string& job_id, apq::
   apq::v1::GetJobRequest get;
   get.set_job_id(job_id);
   return CallUnary(connection.search(), &SearchService::Stub::GetJob, get, job);
+}
+
+// WriteOutputFile, creating the file's folder first (a CI job names paths under its own
+// output folder).
+bool WriteCiOutput(const std::string& path, const std::string& content) {
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  std::error_code error;
+  if (!parent.empty()) std::filesystem::create_directories(parent, error);
+  if (error) {
+    std::cerr << "apq ci: cannot create " << parent.string() << ": " << error.message() << "\n";
+    return false;
+  }
+  return WriteOutputFile(path, content);
 }
 
 int Ci(Connection& connection, const std::vector<std::string>& argv) {
@@ -187,14 +201,14 @@ int Ci(Connection& connection, const std::vector<std::string>& argv) {
     if (!status.ok()) return ReportRpcError(status);
     json outputs = json::object();
     if (!profile->config_output.empty()) {
-      if (!WriteOutputFile(profile->config_output,
+      if (!WriteCiOutput(profile->config_output,
                            ParseConfig(config.config_json()).dump(2) + "\n")) {
         return kExitFailed;
       }
       outputs["config"] = profile->config_output;
     }
     if (torchscript) {
-      if (!WriteOutputFile(profile->torchscript_output, config.torchscript())) return kExitFailed;
+      if (!WriteCiOutput(profile->torchscript_output, config.torchscript())) return kExitFailed;
       outputs["torchscript"] = profile->torchscript_output;
       if (config.has_torchscript_accuracy()) {
         summary["torchscript_test_accuracy"] = config.torchscript_accuracy();
@@ -207,7 +221,7 @@ int Ci(Connection& connection, const std::vector<std::string>& argv) {
     summary["outputs"] = outputs;
   }
   if (!profile->summary_output.empty() &&
-      !WriteOutputFile(profile->summary_output, summary.dump(2) + "\n")) {
+      !WriteCiOutput(profile->summary_output, summary.dump(2) + "\n")) {
     return kExitFailed;
   }
   PrintJson(summary);

@@ -16,7 +16,8 @@ namespace {
 constexpr const char* kGeneralCommands[] = {
     "spaces",    "devices",  "evaluate", "search",     "sweep",       "sweep-status",
     "engines",   "watch",    "jobs",     "candidates", "plot",        "config",
-    "ci",        "artifacts", "artifact", "cancel",    "delete",      "upload-table"};
+    "ci",        "artifacts", "artifact", "cancel",    "delete",      "upload-table",
+    "table-template"};
 constexpr const char* kAccessCommands[] = {"whoami", "token-create", "tokens", "token-revoke"};
 constexpr const char* kAccuracyPredictorCommands[] = {
     "upload-dataset",       "datasets", "train", "training", "cancel-training", "predictors",

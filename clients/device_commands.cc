@@ -1,5 +1,6 @@
 #include "clients/device_commands.h"
 
+#include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -69,15 +70,63 @@ int Devices(Connection& connection, const std::vector<std::string>& argv) {
   return kExitOk;
 }
 
+apq::v1::TableFormat ParseTableFormat(const Args& args) {
+  return ParseChoice<apq::v1::TableFormat>("format", Require(args, "format"),
+                                           {{"ofa-yaml", apq::v1::TABLE_FORMAT_OFA_YAML},
+                                            {"apq-bitfusion", apq::v1::TABLE_FORMAT_APQ_BITFUSION},
+                                            {"conv-json", apq::v1::TABLE_FORMAT_CONV_JSON}});
+}
+
+int TableTemplate(Connection& connection, const std::vector<std::string>& argv) {
+  const Args args = Args::Parse(argv, {"space", "format", "out"}, {"json"}, 0);
+  apq::v1::GetTableTemplateRequest request;
+  request.set_space(Require(args, "space"));
+  request.set_format(ParseTableFormat(args));
+  const std::string folder = Require(args, "out");
+  apq::v1::TableTemplate response;
+  const grpc::Status status =
+      CallUnary(connection.devices(), &DeviceService::Stub::GetTableTemplate, request, &response);
+  if (!status.ok()) return ReportRpcError(status);
+  std::error_code error;
+  std::filesystem::create_directories(folder, error);
+  if (error) {
+    std::cerr << "apq: --out: cannot create " << folder << ": " << error.message() << "\n";
+    return kExitFailed;
+  }
+  json files = json::array();
+  for (const apq::v1::TableFile& file : response.files()) {
+    const std::string path = (std::filesystem::path(folder) / file.name()).string();
+    if (!WriteOutputFile(path, file.content())) return kExitFailed;
+    files.push_back(path);
+  }
+  if (args.Has("json")) {
+    PrintJson({{"space", response.space()},
+               {"files", files},
+               {"entries", response.entries()},
+               {"shapes", response.shapes()},
+               {"unrepresentable_keys", StringList(response.unrepresentable_keys())}});
+    return kExitOk;
+  }
+  std::cout << "wrote " << absl::StrJoin(files.get<std::vector<std::string>>(), ", ") << ": "
+            << response.entries() << " entries to measure (" << response.shapes()
+            << " layer shapes); replace every placeholder (TODO or null) with the figure "
+               "measured, then upload with: apq upload-table --device D --format "
+            << args.Get("format") << " " << absl::StrJoin(files.get<std::vector<std::string>>(), " ")
+            << "\n";
+  if (response.unrepresentable_keys_size() > 0) {
+    std::cout << response.unrepresentable_keys_size()
+              << " keys the space needs cannot be written in this format (e.g. "
+              << response.unrepresentable_keys(0)
+              << "); the device prices them only by a model fitted to the table, if it has one\n";
+  }
+  return kExitOk;
+}
+
 int UploadTable(Connection& connection, const std::vector<std::string>& argv) {
   const Args args = Args::Parse(argv, {"device", "format", "description"}, {"json"}, 1000);
   apq::v1::UploadCostTableRequest request;
   request.set_device(Require(args, "device"));
-  request.set_format(
-      ParseChoice<apq::v1::TableFormat>("format", Require(args, "format"),
-                                        {{"ofa-yaml", apq::v1::TABLE_FORMAT_OFA_YAML},
-                                         {"apq-bitfusion", apq::v1::TABLE_FORMAT_APQ_BITFUSION},
-                                         {"conv-json", apq::v1::TABLE_FORMAT_CONV_JSON}}));
+  request.set_format(ParseTableFormat(args));
   request.set_description(args.Get("description"));
   if (args.positional().empty()) throw UsageError{"at least one table file is required"};
   for (const std::string& path : args.positional()) {
@@ -193,6 +242,12 @@ constexpr Command kDeviceCommands[] = {
       Upload a new version of a device's cost table.
 )",
      UploadTable},
+    {"table-template", R"(  table-template --space S --format ofa-yaml|apq-bitfusion|conv-json --out DIR [--json]
+      For hardware teams: write into DIR the cost-table files of the space in the format, with
+      every key (layer shape and bit pair) the space needs and a placeholder for each figure.
+      Measure those, fill them in, and upload-table covers the space.
+)",
+     TableTemplate},
 };
 
 }  // namespace

@@ -205,6 +205,14 @@ std::vector<Rpc> EveryRpc() {
          apq::v1::Device device;
          return s.devices->GetDevice(c, request, &device);
        }},
+      {"GetTableTemplate", Permission::kRead,
+       [](Stubs& s, grpc::ClientContext* c) {
+         apq::v1::GetTableTemplateRequest request;
+         request.set_space("fmnist_mbv2");
+         request.set_format(apq::v1::TABLE_FORMAT_CONV_JSON);
+         apq::v1::TableTemplate response;
+         return s.devices->GetTableTemplate(c, request, &response);
+       }},
       {"UploadDataset", Permission::kAdmin,
        [](Stubs& s, grpc::ClientContext* c) {
          apq::v1::UploadDatasetRequest request;

@@ -544,6 +544,23 @@ absl::StatusOr<TableVersionRecord> Catalog::UploadTable(const std::string& devic
   return record;
 }
 
+absl::StatusOr<hwmodels::TableTemplate> Catalog::TableTemplate(absl::string_view space,
+                                                               int format) const {
+  const SpaceEntry* entry = FindEntry(space);
+  if (entry == nullptr) return FindSpace(space).status();
+  if (std::find(entry->table_formats.begin(), entry->table_formats.end(), format) ==
+      entry->table_formats.end()) {
+    return absl::InvalidArgumentError(absl::StrCat("format: space ", space, " is priced by format ",
+                                                   absl::StrJoin(entry->table_formats, " or "),
+                                                   ", not ", format));
+  }
+  const hwmodels::TableFormat table_format =
+      format == kTableFormatOfaYaml        ? hwmodels::TableFormat::kOfaYaml
+      : format == kTableFormatApqBitFusion ? hwmodels::TableFormat::kApqBitFusion
+                                           : hwmodels::TableFormat::kConvJson;
+  return hwmodels::MakeTableTemplate(*entry->space, table_format);
+}
+
 absl::StatusOr<Catalog::Coverage> Catalog::SpaceCoverage(const std::string& device,
                                                          int64_t version) {
   Coverage coverage;

@@ -20,6 +20,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/lru_cache.h"
 #include "hwmodels/cost_table.h"
+#include "hwmodels/table_template.h"
 #include "hwmodels/lut_cost_model.h"
 #include "oface/search_space.h"
 #include "predictor/accuracy_predictor.h"
@@ -139,6 +140,10 @@ class Catalog {
   };
   // Which spaces the device's table version can price.
   absl::StatusOr<Coverage> SpaceCoverage(const std::string& device, int64_t version);
+
+  // The cost-table template of `space` in `format` (hwmodels/table_template.h). NOT_FOUND for
+  // an unknown space; INVALID_ARGUMENT naming format when the space is not priced by it.
+  absl::StatusOr<hwmodels::TableTemplate> TableTemplate(absl::string_view space, int format) const;
 
   Store& store() { return store_; }
 

@@ -751,6 +751,40 @@ grpc::ServerUnaryReactor* DeviceServiceImpl::GetDevice(grpc::CallbackServerConte
                    });
 }
 
+grpc::ServerUnaryReactor* DeviceServiceImpl::GetTableTemplate(
+    grpc::CallbackServerContext* context, const apq::v1::GetTableTemplateRequest* request,
+    apq::v1::TableTemplate* response) {
+  return RunOnPool(context, pool_, auth_, Permission::kRead,
+                   [this, request, response](const Caller&) -> absl::Status {
+                     if (request->space().empty()) {
+                       return absl::InvalidArgumentError("space: required");
+                     }
+                     RETURN_IF_ERROR(ValidateResourceName("space", request->space()));
+                     if (request->format() == apq::v1::TABLE_FORMAT_UNSPECIFIED ||
+                         !apq::v1::TableFormat_IsValid(request->format())) {
+                       return absl::InvalidArgumentError(
+                           "format: required (TABLE_FORMAT_OFA_YAML, TABLE_FORMAT_APQ_BITFUSION "
+                           "or TABLE_FORMAT_CONV_JSON)");
+                     }
+                     ASSIGN_OR_RETURN(
+                         hwmodels::TableTemplate made,
+                         catalog_.TableTemplate(request->space(), request->format()));
+                     response->set_space(request->space());
+                     response->set_format(request->format());
+                     for (auto& [name, content] : made.files) {
+                       apq::v1::TableFile* file = response->add_files();
+                       file->set_name(name);
+                       file->set_content(std::move(content));
+                     }
+                     response->set_entries(made.entries);
+                     response->set_shapes(made.shapes);
+                     for (std::string& key : made.unrepresentable) {
+                       response->add_unrepresentable_keys(std::move(key));
+                     }
+                     return absl::OkStatus();
+                   });
+}
+
 namespace {
 
 void FillDataset(const DatasetRecord& record, apq::v1::Dataset* dataset) {

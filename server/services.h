@@ -120,6 +120,9 @@ class DeviceServiceImpl final : public apq::v1::DeviceService::CallbackService {
   grpc::ServerUnaryReactor* GetDevice(grpc::CallbackServerContext* context,
                                       const apq::v1::GetDeviceRequest* request,
                                       apq::v1::Device* response) override;
+  grpc::ServerUnaryReactor* GetTableTemplate(grpc::CallbackServerContext* context,
+                                             const apq::v1::GetTableTemplateRequest* request,
+                                             apq::v1::TableTemplate* response) override;
 
  private:
   Authenticator& auth_;

@@ -1009,6 +1009,46 @@ TEST_F(EndToEndTest, CiRunsOnceThenReusesAndExitsByVerdict) {
   EXPECT_EQ(unknown_engine.exit_code, 1);
 }
 
+// A hardware team's round trip: the template of a space, unfilled, is refused by the upload;
+// filled in, the new device's table covers the space and prices a search.
+TEST_F(EndToEndTest, ATableTemplateFilledInCoversItsSpace) {
+  const std::string folder = TempPath("template");
+  ProcessResult made = Client({"table-template", "--space", "fmnist_mbv2", "--format",
+                               "conv-json", "--out", folder, "--json"});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const json summary = ParseJson(made);
+  ASSERT_EQ(summary["files"].size(), 1u);
+  EXPECT_TRUE(summary["unrepresentable_keys"].empty());
+  const std::string path = summary["files"][0].get<std::string>();
+  const std::string unfilled = ReadFile(path);
+  EXPECT_EQ(json::parse(unfilled).size(), summary["entries"].get<size_t>());
+
+  ProcessResult refused =
+      Client({"upload-table", "--device", "team-chip", "--format", "conv-json", path});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("INVALID_ARGUMENT"), std::string::npos) << refused.err;
+
+  json filled = json::parse(unfilled);
+  double latency = 0.001;
+  for (auto& entry : filled.items()) entry.value()["latency"] = (latency += 0.001);
+  WriteFile(path, filled.dump());
+  ProcessResult uploaded = Client(
+      {"upload-table", "--device", "team-chip", "--format", "conv-json", path, "--json"});
+  ASSERT_EQ(uploaded.exit_code, 0) << uploaded.err;
+  EXPECT_NE(ParseJson(uploaded)["covered_spaces"].dump().find("\"fmnist_mbv2\""),
+            std::string::npos)
+      << uploaded.out;
+  ProcessResult searched = Client({"search", "--space", "fmnist_mbv2", "--device", "team-chip",
+                                   "--max-latency-ms", "1000", "--generations", "2", "--wait",
+                                   "--json"});
+  EXPECT_EQ(searched.exit_code, 0) << searched.err;
+
+  ProcessResult wrong = Client({"table-template", "--space", "ofa_mbv3", "--format", "conv-json",
+                                "--out", folder});
+  EXPECT_EQ(wrong.exit_code, 1);
+  EXPECT_NE(wrong.err.find("format"), std::string::npos) << wrong.err;
+}
+
 TEST_F(EndToEndTest, AParetoSearchStoresAndListsItsFront) {
   ProcessResult result =
       Client({"search", "--space", "ofa_mbv3", "--device", "note10", "--max-latency-ms", "25",

@@ -36,6 +36,13 @@ clients/apq --server "127.0.0.1:$(cat "${tmp}/port")" --token "${token}" search 
 job_id="$(sed -n 's/^ *"job_id": *"\(job-[0-9]*\)".*/\1/p' "${tmp}/job.json" | head -n 1)"
 [[ -n "${job_id}" ]] || { echo "no job id in:" >&2; cat "${tmp}/job.json" >&2; exit 1; }
 
-DASHBOARD_URL="http://127.0.0.1:$(cat "${tmp}/http_port")" APQ_TOKEN="${token}" \
+# A job whose label is HTML: the pages must show it as text.
+html_label='<img src=x onerror="document.body.dataset.injected=1"><b>bold</b>'
+clients/apq --server "127.0.0.1:$(cat "${tmp}/port")" --token "${token}" search \
+  --space ofa_mbv3 --device note10 --max-latency-ms 25 --generations 1 --label "${html_label}" \
+  --wait --json >"${tmp}/html_job.json"
+html_job="$(sed -n 's/^ *"job_id": *"\(job-[0-9]*\)".*/\1/p' "${tmp}/html_job.json" | head -n 1)"
+
+HTML_LABEL="${html_label}" HTML_JOB_ID="${html_job}" DASHBOARD_URL="http://127.0.0.1:$(cat "${tmp}/http_port")" APQ_TOKEN="${token}" \
   JOB_ID="${job_id}" OUT_DIR="${out}" HOME="${tmp}" \
   node tests/browser/dashboard_check.mjs

@@ -3,7 +3,8 @@
 // Pareto front through exactly the candidates the server marks on the front; the jobs, devices
 // and predictors pages must list what the API lists. Screenshots go to OUT_DIR.
 //
-// env: DASHBOARD_URL, APQ_TOKEN, JOB_ID, OUT_DIR, CHROMIUM (default /usr/bin/chromium)
+// env: DASHBOARD_URL, APQ_TOKEN, JOB_ID, OUT_DIR, CHROMIUM (default /usr/bin/chromium),
+// HTML_JOB_ID and HTML_LABEL (a job whose label is HTML, which must show as text)
 import {strict as assert} from 'node:assert';
 import {mkdirSync} from 'node:fs';
 import puppeteer from 'puppeteer-core';
@@ -13,7 +14,9 @@ const token = process.env.APQ_TOKEN;
 const jobId = process.env.JOB_ID;
 const outDir = process.env.OUT_DIR;
 for (const [name, value] of Object.entries({DASHBOARD_URL: base, APQ_TOKEN: token, JOB_ID: jobId,
-                                            OUT_DIR: outDir})) {
+                                            OUT_DIR: outDir,
+                                            HTML_JOB_ID: process.env.HTML_JOB_ID,
+                                            HTML_LABEL: process.env.HTML_LABEL})) {
   if (!value) throw new Error(`${name} is not set`);
 }
 mkdirSync(outDir, {recursive: true});
@@ -101,6 +104,16 @@ try {
   await page.waitForSelector('body[data-loaded="/"]', {timeout: 30000});
   const listed = await page.$$eval('tr.job', (rows) => rows.map((r) => r.dataset.job));
   assert.ok(listed.includes(jobId), `the jobs page lists ${jobId}: ${listed}`);
+  // A stored label holding HTML is shown as its text: nothing of it is parsed or run.
+  const htmlJob = process.env.HTML_JOB_ID;
+  const shown = await page.$eval(`tr[data-job="${htmlJob}"] td:nth-child(6)`, (cell) => ({
+    text: cell.textContent,
+    elements: cell.querySelectorAll('*').length,
+  }));
+  assert.equal(shown.text, process.env.HTML_LABEL, 'the label is shown as text');
+  assert.equal(shown.elements, 0, 'no element was made from the label');
+  assert.equal(await page.evaluate(() => document.body.dataset.injected), undefined,
+               'no script of the label ran');
   await page.screenshot({path: `${outDir}/dashboard_jobs.png`, fullPage: true});
 
   // Devices: one row per stored table version.
