@@ -150,6 +150,7 @@ void PrintJobText(const apq::v1::Job& job) {
 
 json CandidateJson(const apq::v1::Candidate& candidate) {
   json out = {{"id", candidate.id()},
+              {"name", candidate.name()},
               {"generation", candidate.generation()},
               {"times_seen", candidate.times_seen()},
               {"feasible", candidate.feasible()},

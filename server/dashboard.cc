@@ -290,7 +290,8 @@ void Routes(httplib::Server& http, const std::shared_ptr<Gateway>& gateway, Auth
     };
     request.set_space(text("space"));
     request.set_device(text("device"));
-    request.set_label(text("label"));
+    // Set only when given: an empty label asks for the jobs without one.
+    if (parameters->count("label") > 0) request.set_label(text("label"));
     request.set_owner(text("owner"));
     request.set_page_token(text("page_token"));
     gateway->Call(http_request, response, gateway->search(),

@@ -40,9 +40,9 @@ void FillStageAndBests(const JobRecord& job, const apq::v1::SubmitSearchRequest&
   verification->set_top_k(request.verification().top_k());
   verification->set_finalists(job.verification_finalists);
   verification->set_measured(job.verification_measured);
-  if (job.best) *out->mutable_predicted_best() = CandidateToProto(*job.best);
+  if (job.best) *out->mutable_predicted_best() = CandidateToProto(job.id, *job.best);
   if (job.verified_best) {
-    *out->mutable_best() = CandidateToProto(*job.verified_best);
+    *out->mutable_best() = CandidateToProto(job.id, *job.verified_best);
   } else if (job.best) {
     *out->mutable_best() = out->predicted_best();
   }
@@ -50,9 +50,10 @@ void FillStageAndBests(const JobRecord& job, const apq::v1::SubmitSearchRequest&
 
 }  // namespace
 
-apq::v1::Candidate CandidateToProto(const CandidateRecord& candidate) {
+apq::v1::Candidate CandidateToProto(const std::string& job_id, const CandidateRecord& candidate) {
   apq::v1::Candidate proto;
   proto.set_id(candidate.id);
+  if (candidate.id > 0) proto.set_name(absl::StrCat("jobs/", job_id, "/candidates/", candidate.id));
   proto.set_generation(candidate.generation);
   proto.set_config_json(candidate.config_json);
   proto.set_feasible(candidate.feasible);
@@ -391,7 +392,7 @@ absl::StatusOr<apq::v1::Sweep> JobManager::GetSweep(const std::string& sweep_id,
     if (!cost.ok()) continue;  // A stored request is valid; an old one without it has no front.
     ASSIGN_OR_RETURN(std::vector<CandidateRecord> front, ParetoFront(job.id, *cost));
     for (const CandidateRecord& candidate : front) {
-      *result->add_pareto_front() = CandidateToProto(candidate);
+      *result->add_pareto_front() = CandidateToProto(job.id, candidate);
     }
   }
   return sweep;

@@ -49,7 +49,8 @@ namespace apq::server {
 // engine says the job's step count). Its `best` is the deployable one: the verified best
 // when the job has one, else the engine's (`predicted_best`).
 apq::v1::Job JobToProto(const JobRecord& job, const search::EngineRegistry& engines);
-apq::v1::Candidate CandidateToProto(const CandidateRecord& candidate);
+// A stored candidate of job `job_id` in its API form, with its resource name.
+apq::v1::Candidate CandidateToProto(const std::string& job_id, const CandidateRecord& candidate);
 
 // Stores, in the store, the label of every job stored before it kept labels (read from the
 // job's request), so that listing by label finds them. Called by JobManager::Create.

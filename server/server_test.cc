@@ -308,6 +308,10 @@ TEST_F(ServerTest, AnEngineAddedBesideTheProductsRunsAJobEndToEnd) {
   ASSERT_EQ(candidates.candidates_size(), 1);
   EXPECT_EQ(candidates.candidates(0).id(), job.best().id());
   EXPECT_TRUE(candidates.candidates(0).on_pareto_front());
+  // Candidates are named by strings like jobs; the job's best is the same resource.
+  EXPECT_EQ(candidates.candidates(0).name(),
+            absl::StrCat("jobs/", job.id(), "/candidates/", candidates.candidates(0).id()));
+  EXPECT_EQ(job.best().name(), candidates.candidates(0).name());
 
   grpc::ClientContext deploy_context;
   apq::v1::GetDeployableConfigRequest deploy_request;

@@ -486,7 +486,7 @@ grpc::ServerUnaryReactor* SearchServiceImpl::ListCandidates(
         const bool more = rows > page_size || (rows == page_size && page_size == kMaxPageSize);
         if (rows > page_size) page.candidates.pop_back();
         for (const CandidateRecord& candidate : page.candidates) {
-          *response->add_candidates() = CandidateToProto(candidate);
+          *response->add_candidates() = CandidateToProto(request->job_id(), candidate);
         }
         response->set_total(page.total);
         if (more) {
@@ -556,7 +556,7 @@ grpc::ServerUnaryReactor* SearchServiceImpl::GetDeployableConfig(
         front.order = AscendingOrder(front_cost);
         ASSIGN_OR_RETURN(CandidatePage page, store_.ListCandidates(front));
         for (const CandidateRecord& candidate : page.candidates) {
-          *response->add_pareto_front() = CandidateToProto(candidate);
+          *response->add_pareto_front() = CandidateToProto(request->job_id(), candidate);
         }
         return absl::OkStatus();
       });

@@ -45,6 +45,8 @@ class ClientTest(unittest.TestCase):
         candidates = self.client.candidates(result.job_id, sort="accuracy")
         self.assertGreater(len(candidates), 1)
         self.assertEqual(max(c["accuracy"] for c in candidates), candidates[0]["accuracy"])
+        self.assertEqual(candidates[0]["name"],
+                         "jobs/%s/candidates/%d" % (result.job_id, candidates[0]["id"]))
         self.assertEqual(len(self.client.candidates(result.job_id, limit=3)), 3)
         deployable = self.client.deployable_config(result.job_id)
         self.assertEqual(deployable["config"], result.config)

@@ -44,6 +44,29 @@ async function storedCandidates() {
 const unauthenticated = await fetch(`${base}/api/v1/jobs/${jobId}`);
 assert.equal(unauthenticated.status, 401, 'the API must refuse a call without a token');
 
+// The JSON API's filters and its refusals.
+const labelled = await apiJson(`/api/v1/jobs?label=${encodeURIComponent(process.env.HTML_LABEL)}`);
+assert.deepEqual(labelled.jobs.map((j) => j.id), [process.env.HTML_JOB_ID]);
+const unlabelled = await apiJson('/api/v1/jobs?label=');
+assert.deepEqual(unlabelled.jobs.map((j) => j.id), [jobId]);
+assert.equal((await apiJson('/api/v1/jobs')).jobs.length, 2);
+for (const [query, parameter] of [['state=bogus', 'state'], ['page_size=x', 'page_size'],
+                                  ['colour=blue', 'colour']]) {
+  const refused = await fetch(`${base}/api/v1/jobs?${query}`,
+                              {headers: {Authorization: 'Bearer ' + token}});
+  assert.equal(refused.status, 400, query);
+  const body = await refused.json();
+  assert.equal(body.error.code, 'INVALID_ARGUMENT');
+  assert.ok(body.error.message.startsWith(parameter + ':'), body.error.message);
+}
+const missing = await fetch(`${base}/api/v1/jobs/job-999`,
+                            {headers: {Authorization: 'Bearer ' + token}});
+assert.equal(missing.status, 404);
+const metrics = await fetch(`${base}/metrics`, {headers: {Authorization: 'Bearer ' + token}});
+assert.equal(metrics.status, 200);
+assert.match(await metrics.text(), /^apq_jobs\{state="succeeded"\} 2$/m);
+assert.equal((await fetch(`${base}/metrics`)).status, 401, '/metrics needs a token');
+
 const job = await apiJson(`/api/v1/jobs/${jobId}`);
 assert.equal(job.state, 'JOB_STATE_SUCCEEDED');
 const candidates = await storedCandidates();

@@ -328,7 +328,8 @@ class Client:
         while True:
             response = self._call(self._search.ListCandidates, request)
             for candidate in response.candidates:
-                row = {"id": candidate.id, "generation": candidate.generation,
+                row = {"id": candidate.id, "name": candidate.name,
+                       "generation": candidate.generation,
                        "feasible": candidate.feasible,
                        "on_pareto_front": candidate.on_pareto_front,
                        "times_seen": candidate.times_seen,
