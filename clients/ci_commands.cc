@@ -41,9 +41,8 @@ grpc::Status ResolveVersions(Connection& connection, const apq::v1::SubmitSearch
   apq::v1::ListPredictorsRequest list;
   list.set_space(request.space());
   apq::v1::ListPredictorsResponse predictors;
-  grpc::Status status = CallUnary(connection.predictors(),
-                                  &apq::v1::PredictorService::Stub::ListPredictors, list,
-                                  &predictors);
+  grpc::Status status = CallUnary(
+      connection.predictors(), &apq::v1::PredictorService::Stub::ListPredictors, list, &predictors);
   if (!status.ok()) return status;
   *predictor_version = predictors.default_version();
   return grpc::Status::OK;
@@ -61,7 +60,7 @@ grpc::Status FindReusableJob(Connection& connection, const apq::v1::SubmitSearch
   list.set_state(apq::v1::JOB_STATE_SUCCEEDED);
   list.set_page_size(20);
   apq::v1::ListJobsResponse response;
-  const grpc::Status status =
+  grpc::Status status =
       CallUnary(connection.search(), &SearchService::Stub::ListJobs, list, &response);
   if (!status.ok()) return status;
   for (const apq::v1::Job& job : response.jobs()) {
@@ -132,7 +131,8 @@ int Ci(Connection& connection, const std::vector<std::string>& argv) {
     request.set_label(label);
     request.set_table_version(table_version);
     apq::v1::Job submitted;
-    status = CallUnary(connection.search(), &SearchService::Stub::SubmitSearch, request, &submitted);
+    status =
+        CallUnary(connection.search(), &SearchService::Stub::SubmitSearch, request, &submitted);
     if (!status.ok()) return ReportRpcError(status);
     std::cerr << "apq ci: running " << submitted.id() << " (no finished job of key " << key
               << ")\n";
@@ -202,7 +202,7 @@ int Ci(Connection& connection, const std::vector<std::string>& argv) {
     json outputs = json::object();
     if (!profile->config_output.empty()) {
       if (!WriteCiOutput(profile->config_output,
-                           ParseConfig(config.config_json()).dump(2) + "\n")) {
+                         ParseConfig(config.config_json()).dump(2) + "\n")) {
         return kExitFailed;
       }
       outputs["config"] = profile->config_output;

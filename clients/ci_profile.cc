@@ -18,12 +18,12 @@
 namespace apq::client {
 namespace {
 
-constexpr size_t kMaxProfileBytes = 64 * 1024;
+constexpr size_t kMaxProfileBytes = size_t{64} * 1024;
 
 const std::set<std::string>& TopLevelKeys() {
   static const auto* const kKeys = new std::set<std::string>{
-      "space",        "device",       "engine", "seed",         "objective",
-      "pareto_cost",  "uniform_bits", "verify_top_k", "min_accuracy", "table_version"};
+      "space",       "device",       "engine",       "seed",         "objective",
+      "pareto_cost", "uniform_bits", "verify_top_k", "min_accuracy", "table_version"};
   return *kKeys;
 }
 
@@ -34,8 +34,8 @@ const std::set<std::string>& Sections() {
 }
 
 const std::set<std::string>& BudgetKeys() {
-  static const auto* const kKeys = new std::set<std::string>{"max_latency_ms", "max_energy_mj",
-                                                             "max_size_mb", "max_bitops"};
+  static const auto* const kKeys =
+      new std::set<std::string>{"max_latency_ms", "max_energy_mj", "max_size_mb", "max_bitops"};
   return *kKeys;
 }
 
@@ -67,7 +67,7 @@ absl::StatusOr<Scalar> ParseScalar(absl::string_view raw, int line) {
     if (!rest.empty() && rest.front() != '#') {
       return LineError(line, "text after the quoted value");
     }
-    scalar.text = std::string(raw.substr(1, end - 1));
+    scalar.text = static_cast<std::string>(raw.substr(1, end - 1));
     scalar.quoted = true;
     return scalar;
   }
@@ -79,7 +79,7 @@ absl::StatusOr<Scalar> ParseScalar(absl::string_view raw, int line) {
       return LineError(line, "only plain or quoted scalars are accepted as values");
     }
   }
-  scalar.text = std::string(raw);
+  scalar.text = static_cast<std::string>(raw);
   return scalar;
 }
 
@@ -231,10 +231,10 @@ absl::StatusOr<CiProfile> ParseCiProfile(const std::string& text) {
       continue;
     }
     if (TopLevelKeys().count(key) == 0) {
-      return LineError(line_number,
-                       absl::StrCat("unknown key '", key, "' (known: ",
-                                    absl::StrJoin(TopLevelKeys(), ", "), ", and the sections ",
-                                    absl::StrJoin(Sections(), ", "), ")"));
+      return LineError(
+          line_number,
+          absl::StrCat("unknown key '", key, "' (known: ", absl::StrJoin(TopLevelKeys(), ", "),
+                       ", and the sections ", absl::StrJoin(Sections(), ", "), ")"));
     }
     if (!top.emplace(key, *value).second) {
       return LineError(line_number, absl::StrCat(key, ": given twice"));
@@ -245,8 +245,8 @@ absl::StatusOr<CiProfile> ParseCiProfile(const std::string& text) {
   apq::v1::SubmitSearchRequest& request = profile.request;
   for (const char* required : {"space", "device"}) {
     if (top.count(required) == 0) {
-      return absl::InvalidArgumentError(absl::StrCat("line ", line_number, ": '", required,
-                                                     "' is required (it is missing)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("line ", line_number, ": '", required, "' is required (it is missing)"));
     }
   }
   for (const auto& [key, value] : top) {
@@ -301,11 +301,9 @@ absl::StatusOr<CiProfile> ParseCiProfile(const std::string& text) {
 
   const auto budgets = sections.find("budgets");
   if (budgets == sections.end() || budgets->second.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("line ", section_lines.count("budgets") > 0 ? section_lines["budgets"]
-                                                                   : line_number,
-                     ": 'budgets' with at least one of ", absl::StrJoin(BudgetKeys(), ", "),
-                     " is required"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "line ", section_lines.count("budgets") > 0 ? section_lines["budgets"] : line_number,
+        ": 'budgets' with at least one of ", absl::StrJoin(BudgetKeys(), ", "), " is required"));
   }
   for (const auto& [key, value] : budgets->second) {
     absl::StatusOr<double> budget = Number(key, value);

@@ -3,6 +3,7 @@
 #include "absl/types/span.h"
 #include "clients/access_commands.h"
 #include "clients/ci_commands.h"
+#include "clients/convert_commands.h"
 #include "clients/device_commands.h"
 #include "clients/predictor_commands.h"
 #include "clients/search_commands.h"
@@ -13,11 +14,11 @@ namespace {
 // The commands in the order the usage text lists them, under its headings: the space and
 // device commands open and close the general ones, as a user meets them first and last. Every
 // command of the groups' tables is listed once (commands_test checks).
-constexpr const char* kGeneralCommands[] = {
-    "spaces",    "devices",  "evaluate", "search",     "sweep",       "sweep-status",
-    "engines",   "watch",    "jobs",     "candidates", "plot",        "config",
-    "ci",        "artifacts", "artifact", "cancel",    "delete",      "upload-table",
-    "table-template"};
+constexpr const char* kGeneralCommands[] = {"spaces", "devices",      "evaluate",      "search",
+                                            "sweep",  "sweep-status", "engines",       "watch",
+                                            "jobs",   "candidates",   "plot",          "config",
+                                            "ci",     "artifacts",    "artifact",      "cancel",
+                                            "delete", "upload-table", "table-template", "convert"};
 constexpr const char* kAccessCommands[] = {"whoami", "token-create", "tokens", "token-revoke"};
 constexpr const char* kAccuracyPredictorCommands[] = {
     "upload-dataset",       "datasets", "train", "training", "cancel-training", "predictors",
@@ -31,7 +32,7 @@ void AppendUsage(absl::Span<const char* const> names, std::string* usage) {
 
 const Command* FindCommand(std::string_view name) {
   for (absl::Span<const Command> group :
-       {DeviceCommands(), SearchCommands(), CiCommands(), PredictorCommands(), AccessCommands()}) {
+       {DeviceCommands(), SearchCommands(), CiCommands(), ConvertCommands(), PredictorCommands(), AccessCommands()}) {
     for (const Command& command : group) {
       if (name == command.name) return &command;
     }

@@ -15,6 +15,7 @@
 #include "absl/types/span.h"
 #include "clients/access_commands.h"
 #include "clients/ci_commands.h"
+#include "clients/convert_commands.h"
 #include "clients/connection.h"
 #include "clients/device_commands.h"
 #include "clients/output.h"
@@ -37,7 +38,7 @@ TEST(CommandsTest, EveryCommandIsFoundByItsNameAndListedOnceInTheUsage) {
   const std::string usage = UsageText();
   std::set<std::string> names;
   for (absl::Span<const Command> group :
-       {DeviceCommands(), SearchCommands(), CiCommands(), PredictorCommands(), AccessCommands()}) {
+       {DeviceCommands(), SearchCommands(), CiCommands(), ConvertCommands(), PredictorCommands(), AccessCommands()}) {
     for (const Command& command : group) {
       SCOPED_TRACE(command.name);
       EXPECT_TRUE(names.insert(command.name).second) << "two commands of this name";
@@ -48,7 +49,7 @@ TEST(CommandsTest, EveryCommandIsFoundByItsNameAndListedOnceInTheUsage) {
       EXPECT_EQ(CountOccurrences(usage, command.usage), 1u);
     }
   }
-  EXPECT_EQ(names.size(), 30u);
+  EXPECT_EQ(names.size(), 31u);
   EXPECT_EQ(FindCommand("search --wait"), nullptr);
 }
 

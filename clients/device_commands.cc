@@ -111,8 +111,8 @@ int TableTemplate(Connection& connection, const std::vector<std::string>& argv) 
             << response.entries() << " entries to measure (" << response.shapes()
             << " layer shapes); replace every placeholder (TODO or null) with the figure "
                "measured, then upload with: apq upload-table --device D --format "
-            << args.Get("format") << " " << absl::StrJoin(files.get<std::vector<std::string>>(), " ")
-            << "\n";
+            << args.Get("format") << " "
+            << absl::StrJoin(files.get<std::vector<std::string>>(), " ") << "\n";
   if (response.unrepresentable_keys_size() > 0) {
     std::cout << response.unrepresentable_keys_size()
               << " keys the space needs cannot be written in this format (e.g. "
@@ -242,7 +242,8 @@ constexpr Command kDeviceCommands[] = {
       Upload a new version of a device's cost table.
 )",
      UploadTable},
-    {"table-template", R"(  table-template --space S --format ofa-yaml|apq-bitfusion|conv-json --out DIR [--json]
+    {"table-template",
+     R"(  table-template --space S --format ofa-yaml|apq-bitfusion|conv-json --out DIR [--json]
       For hardware teams: write into DIR the cost-table files of the space in the format, with
       every key (layer shape and bit pair) the space needs and a placeholder for each figure.
       Measure those, fill them in, and upload-table covers the space.

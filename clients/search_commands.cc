@@ -490,8 +490,7 @@ int Watch(Connection& connection, const std::vector<std::string>& argv) {
 }
 
 int Jobs(Connection& connection, const std::vector<std::string>& argv) {
-  const Args args =
-      Args::Parse(argv, {"state", "space", "device", "label", "limit"}, {"json"}, 0);
+  const Args args = Args::Parse(argv, {"state", "space", "device", "label", "limit"}, {"json"}, 0);
   apq::v1::ListJobsRequest request;
   if (args.Has("space")) request.set_space(args.Get("space"));
   if (args.Has("device")) request.set_device(args.Get("device"));

@@ -48,9 +48,9 @@ absl::StatusOr<TableTemplate> OfaYamlTemplate(const oface::SearchSpace& space) {
     int resolution = 0;
     if (slash == std::string::npos || !absl::SimpleAtoi(key.substr(0, slash), &resolution) ||
         resolution <= 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "format: space ", space.name(), " is not priced by OFA yaml tables (its key '", key,
-          "' is not <resolution>/<layer>)"));
+      return absl::InvalidArgumentError(absl::StrCat("format: space ", space.name(),
+                                                     " is not priced by OFA yaml tables (its key '",
+                                                     key, "' is not <resolution>/<layer>)"));
     }
     keys_by_resolution[resolution].insert(key.substr(slash + 1));
   }
@@ -114,10 +114,10 @@ absl::StatusOr<TableTemplate> ConvTemplate(const oface::SearchSpace& space, Tabl
   const std::string placeholder = format == TableFormat::kApqBitFusion
                                       ? "{\"latency\": null, \"energy\": null}"
                                       : "{\"latency\": null}";
-  result.files.emplace_back(
-      format == TableFormat::kApqBitFusion ? absl::StrCat(space.name(), "_bitfusion.json")
-                                           : absl::StrCat(space.name(), "_conv_table.json"),
-      JsonTemplate(keys, placeholder));
+  result.files.emplace_back(format == TableFormat::kApqBitFusion
+                                ? absl::StrCat(space.name(), "_bitfusion.json")
+                                : absl::StrCat(space.name(), "_conv_table.json"),
+                            JsonTemplate(keys, placeholder));
   result.entries = static_cast<int64_t>(keys.size());
   result.shapes = static_cast<int64_t>(shapes.size());
   return result;

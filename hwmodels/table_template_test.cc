@@ -96,17 +96,13 @@ TEST_P(TableTemplateTest, FilledInItCoversWhatTheCoverageCheckAsks) {
 
 INSTANTIATE_TEST_SUITE_P(
     SpacesAndFormats, TableTemplateTest,
-    ::testing::Values(Case{"ofa_mbv3_ofa_yaml", &oface::NewOfaMbv3Space, TableFormat::kOfaYaml,
-                           true},
-                      Case{"apq_mbv2_bitfusion", &oface::NewApqMbv2Space,
-                           TableFormat::kApqBitFusion, true},
-                      Case{"apq_mbv2_conv_json", &oface::NewApqMbv2Space, TableFormat::kConvJson,
-                           false},
-                      Case{"fmnist_mbv2_conv_json", &FmnistSpace, TableFormat::kConvJson, true},
-                      Case{"fmnist_lowbit_bitfusion", &LowBitSpace, TableFormat::kApqBitFusion,
-                           false},
-                      Case{"fmnist_lowbit_conv_json", &LowBitSpace, TableFormat::kConvJson,
-                           true}),
+    ::testing::Values(
+        Case{"ofa_mbv3_ofa_yaml", &oface::NewOfaMbv3Space, TableFormat::kOfaYaml, true},
+        Case{"apq_mbv2_bitfusion", &oface::NewApqMbv2Space, TableFormat::kApqBitFusion, true},
+        Case{"apq_mbv2_conv_json", &oface::NewApqMbv2Space, TableFormat::kConvJson, false},
+        Case{"fmnist_mbv2_conv_json", &FmnistSpace, TableFormat::kConvJson, true},
+        Case{"fmnist_lowbit_bitfusion", &LowBitSpace, TableFormat::kApqBitFusion, false},
+        Case{"fmnist_lowbit_conv_json", &LowBitSpace, TableFormat::kConvJson, true}),
     [](const ::testing::TestParamInfo<Case>& info) { return std::string(info.param.name); });
 
 TEST(TableTemplateKindsTest, AFormatOfTheOtherKeyKindIsRefused) {

@@ -25,7 +25,9 @@ fi
 bazel build //proto:apq_cc_grpc >/dev/null 2>&1
 generated="$(bazel info bazel-genfiles 2>/dev/null)"
 flags=(-std=c++17 -x c++ -I. -I"${generated}" -I"${generated}/proto" -I/usr/include/torch/csrc/api/include
-       -isystem/usr/include/coin)
+       -isystem/usr/include/coin
+       # third_party:httplib's defines (the features Debian's libcpp-httplib was built with).
+       -DCPPHTTPLIB_OPENSSL_SUPPORT -DCPPHTTPLIB_ZLIB_SUPPORT -DCPPHTTPLIB_BROTLI_SUPPORT)
 status=0
 for file in "${files[@]}"; do
   [[ "${file}" == *.cc ]] || continue

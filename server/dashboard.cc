@@ -3,10 +3,9 @@
 #include <google/protobuf/util/json_util.h>
 #include <httplib.h>
 
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <utility>
 
@@ -63,8 +62,8 @@ constexpr size_t kMaxQueryValueBytes = 1024;
 
 std::string ErrorJson(absl::string_view code, absl::string_view message) {
   nlohmann::json body;
-  body["error"]["code"] = std::string(code);
-  body["error"]["message"] = std::string(message);
+  body["error"]["code"] = static_cast<std::string>(code);
+  body["error"]["message"] = static_cast<std::string>(message);
   // The message may quote any bytes of a request: invalid UTF-8 is replaced, not thrown on.
   return body.dump(-1, ' ', true, nlohmann::json::error_handler_t::replace);
 }
@@ -135,8 +134,8 @@ bool ParsePageSize(const std::map<std::string, std::string>& parameters,
   const auto found = parameters.find("page_size");
   if (found == parameters.end()) return true;
   if (!absl::SimpleAtoi(found->second, page_size)) {
-    SendBadParameter(response, absl::StrCat("page_size: not an integer: '",
-                                            found->second.substr(0, 32), "'"));
+    SendBadParameter(
+        response, absl::StrCat("page_size: not an integer: '", found->second.substr(0, 32), "'"));
     return false;
   }
   return true;
@@ -209,9 +208,9 @@ class Gateway {
     const std::string authorization = http_request.get_header_value("Authorization");
     if (!authorization.empty()) {
       if (authorization.size() > kMaxAuthorizationBytes) {
-        SendError(http_response, 401, "UNAUTHENTICATED",
-                  absl::StrCat("Authorization header: longer than ", kMaxAuthorizationBytes,
-                               " bytes"));
+        SendError(
+            http_response, 401, "UNAUTHENTICATED",
+            absl::StrCat("Authorization header: longer than ", kMaxAuthorizationBytes, " bytes"));
         return;
       }
       for (const unsigned char c : authorization) {
@@ -226,8 +225,8 @@ class Gateway {
     Reply reply;
     const grpc::Status status = (stub.*method)(&context, request, &reply);
     if (!status.ok()) {
-      SendError(http_response, HttpStatusOf(status.error_code()),
-                GrpcCodeName(status.error_code()), status.error_message());
+      SendError(http_response, HttpStatusOf(status.error_code()), GrpcCodeName(status.error_code()),
+                status.error_message());
       return;
     }
     std::string json;
@@ -268,45 +267,45 @@ void Routes(httplib::Server& http, const std::shared_ptr<Gateway>& gateway, Auth
     response.set_content(DashboardStyle(), "text/css; charset=utf-8");
   });
 
-  http.Get("/api/v1/jobs", [gateway](const httplib::Request& http_request,
-                                     httplib::Response& response) {
-    const auto parameters = QueryParameters(
-        http_request, response,
-        {"state", "space", "device", "label", "owner", "page_size", "page_token"});
-    if (!parameters) return;
-    apq::v1::ListJobsRequest request;
-    int32_t page_size = 0;
-    if (!ParsePageSize(*parameters, response, &page_size)) return;
-    request.set_page_size(page_size);
-    apq::v1::JobState state = apq::v1::JOB_STATE_UNSPECIFIED;
-    if (!ParseEnumParameter(*parameters, "state", "JOB_STATE_", &apq::v1::JobState_Parse,
-                            apq::v1::JobState_descriptor(), response, &state)) {
-      return;
-    }
-    request.set_state(state);
-    const auto text = [&parameters](const char* name) {
-      const auto found = parameters->find(name);
-      return found != parameters->end() ? found->second : std::string();
-    };
-    request.set_space(text("space"));
-    request.set_device(text("device"));
-    // Set only when given: an empty label asks for the jobs without one.
-    if (parameters->count("label") > 0) request.set_label(text("label"));
-    request.set_owner(text("owner"));
-    request.set_page_token(text("page_token"));
-    gateway->Call(http_request, response, gateway->search(),
-                  &apq::v1::SearchService::Stub::ListJobs, request);
-  });
-  http.Get(R"(/api/v1/jobs/([^/]+))", [gateway](const httplib::Request& http_request,
-                                                 httplib::Response& response) {
-    if (!QueryParameters(http_request, response, {})) return;
-    apq::v1::GetJobRequest request;
-    request.set_job_id(http_request.matches[1]);
-    gateway->Call(http_request, response, gateway->search(), &apq::v1::SearchService::Stub::GetJob,
-                  request);
-  });
+  http.Get("/api/v1/jobs",
+           [gateway](const httplib::Request& http_request, httplib::Response& response) {
+             const auto parameters = QueryParameters(
+                 http_request, response,
+                 {"state", "space", "device", "label", "owner", "page_size", "page_token"});
+             if (!parameters) return;
+             apq::v1::ListJobsRequest request;
+             int32_t page_size = 0;
+             if (!ParsePageSize(*parameters, response, &page_size)) return;
+             request.set_page_size(page_size);
+             apq::v1::JobState state = apq::v1::JOB_STATE_UNSPECIFIED;
+             if (!ParseEnumParameter(*parameters, "state", "JOB_STATE_", &apq::v1::JobState_Parse,
+                                     apq::v1::JobState_descriptor(), response, &state)) {
+               return;
+             }
+             request.set_state(state);
+             const auto text = [&parameters](const char* name) {
+               const auto found = parameters->find(name);
+               return found != parameters->end() ? found->second : std::string();
+             };
+             request.set_space(text("space"));
+             request.set_device(text("device"));
+             // Set only when given: an empty label asks for the jobs without one.
+             if (parameters->count("label") > 0) request.set_label(text("label"));
+             request.set_owner(text("owner"));
+             request.set_page_token(text("page_token"));
+             gateway->Call(http_request, response, gateway->search(),
+                           &apq::v1::SearchService::Stub::ListJobs, request);
+           });
+  http.Get(R"(/api/v1/jobs/([^/]+))",
+           [gateway](const httplib::Request& http_request, httplib::Response& response) {
+             if (!QueryParameters(http_request, response, {})) return;
+             apq::v1::GetJobRequest request;
+             request.set_job_id(http_request.matches[1]);
+             gateway->Call(http_request, response, gateway->search(),
+                           &apq::v1::SearchService::Stub::GetJob, request);
+           });
   http.Get(R"(/api/v1/jobs/([^/]+)/candidates)", [gateway](const httplib::Request& http_request,
-                                                            httplib::Response& response) {
+                                                           httplib::Response& response) {
     const auto parameters =
         QueryParameters(http_request, response, {"page_size", "page_token", "feasibility"});
     if (!parameters) return;
@@ -316,9 +315,8 @@ void Routes(httplib::Server& http, const std::shared_ptr<Gateway>& gateway, Auth
     if (!ParsePageSize(*parameters, response, &page_size)) return;
     request.set_page_size(page_size);
     apq::v1::Feasibility feasibility = apq::v1::FEASIBILITY_UNSPECIFIED;
-    if (!ParseEnumParameter(*parameters, "feasibility", "FEASIBILITY_",
-                            &apq::v1::Feasibility_Parse, apq::v1::Feasibility_descriptor(),
-                            response, &feasibility)) {
+    if (!ParseEnumParameter(*parameters, "feasibility", "FEASIBILITY_", &apq::v1::Feasibility_Parse,
+                            apq::v1::Feasibility_descriptor(), response, &feasibility)) {
       return;
     }
     request.set_feasibility(feasibility);
@@ -333,22 +331,22 @@ void Routes(httplib::Server& http, const std::shared_ptr<Gateway>& gateway, Auth
     gateway->Call(http_request, response, gateway->devices(),
                   &apq::v1::DeviceService::Stub::ListDevices, apq::v1::ListDevicesRequest());
   });
-  http.Get("/api/v1/predictors", [gateway](const httplib::Request& http_request,
-                                           httplib::Response& response) {
-    const auto parameters = QueryParameters(http_request, response, {"space"});
-    if (!parameters) return;
-    apq::v1::ListPredictorsRequest request;
-    const auto space = parameters->find("space");
-    if (space != parameters->end()) request.set_space(space->second);
-    gateway->Call(http_request, response, gateway->predictors(),
-                  &apq::v1::PredictorService::Stub::ListPredictors, request);
-  });
-  http.Get("/api/v1/spaces", [gateway](const httplib::Request& http_request,
-                                       httplib::Response& response) {
-    if (!QueryParameters(http_request, response, {})) return;
-    gateway->Call(http_request, response, gateway->spaces(),
-                  &apq::v1::SpaceService::Stub::ListSpaces, apq::v1::ListSpacesRequest());
-  });
+  http.Get("/api/v1/predictors",
+           [gateway](const httplib::Request& http_request, httplib::Response& response) {
+             const auto parameters = QueryParameters(http_request, response, {"space"});
+             if (!parameters) return;
+             apq::v1::ListPredictorsRequest request;
+             const auto space = parameters->find("space");
+             if (space != parameters->end()) request.set_space(space->second);
+             gateway->Call(http_request, response, gateway->predictors(),
+                           &apq::v1::PredictorService::Stub::ListPredictors, request);
+           });
+  http.Get("/api/v1/spaces",
+           [gateway](const httplib::Request& http_request, httplib::Response& response) {
+             if (!QueryParameters(http_request, response, {})) return;
+             gateway->Call(http_request, response, gateway->spaces(),
+                           &apq::v1::SpaceService::Stub::ListSpaces, apq::v1::ListSpacesRequest());
+           });
   http.Get("/metrics", [&auth, metrics_text](const httplib::Request& http_request,
                                              httplib::Response& response) {
     const std::string authorization = http_request.get_header_value("Authorization");
@@ -367,8 +365,8 @@ void Routes(httplib::Server& http, const std::shared_ptr<Gateway>& gateway, Auth
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Dashboard>> Dashboard::Start(
-    const DashboardOptions& options, std::shared_ptr<grpc::Channel> channel, Authenticator& auth,
-    std::function<std::string()> metrics_text) {
+    const DashboardOptions& options, const std::shared_ptr<grpc::Channel>& channel,
+    Authenticator& auth, const std::function<std::string()>& metrics_text) {
   if (options.threads < 1 || options.threads > 64) {
     return absl::InvalidArgumentError(
         absl::StrCat("http_threads: must be in [1, 64], got ", options.threads));
@@ -403,10 +401,10 @@ absl::StatusOr<std::unique_ptr<Dashboard>> Dashboard::Start(
                              "default-src 'self'; style-src 'self'; script-src 'self'; "
                              "img-src 'self' data:; frame-ancestors 'none'"},
                             {"Cache-Control", "no-store"}});
-  http.set_exception_handler(
-      [](const httplib::Request&, httplib::Response& response, std::exception_ptr) {
-        SendError(response, 500, "INTERNAL", "the dashboard failed to answer this request");
-      });
+  http.set_exception_handler([](const httplib::Request&, httplib::Response& response,
+                                const std::exception_ptr& /*unused*/) {
+    SendError(response, 500, "INTERNAL", "the dashboard failed to answer this request");
+  });
   Routes(http, std::make_shared<Gateway>(channel), auth, metrics_text);
   http.set_error_handler([](const httplib::Request& request, httplib::Response& response) {
     if (response.status == 404 && response.body.empty()) {

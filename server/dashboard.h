@@ -56,8 +56,8 @@ class Dashboard {
   // INVALID_ARGUMENT naming http_listen for a malformed address, UNAVAILABLE when it cannot
   // be bound.
   static absl::StatusOr<std::unique_ptr<Dashboard>> Start(
-      const DashboardOptions& options, std::shared_ptr<grpc::Channel> channel,
-      Authenticator& auth, std::function<std::string()> metrics_text);
+      const DashboardOptions& options, const std::shared_ptr<grpc::Channel>& channel,
+      Authenticator& auth, const std::function<std::string()>& metrics_text);
   ~Dashboard();
 
   int port() const { return port_; }

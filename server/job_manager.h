@@ -19,8 +19,8 @@
 #ifndef APQ_SERVER_JOB_MANAGER_H_
 #define APQ_SERVER_JOB_MANAGER_H_
 
-#include <cstdint>
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>

@@ -23,15 +23,16 @@ TEST(RpcMetricsTest, CountsCallsByCodeAndBucketsLatencyCumulatively) {
   EXPECT_EQ(figures.calls_by_code.at(0), 2);
   EXPECT_EQ(figures.calls_by_code.at(5), 1);
   EXPECT_DOUBLE_EQ(figures.seconds_sum, 20.0305);
-  EXPECT_EQ(figures.calls_at_or_below[0], 1);   // <= 1 ms
-  EXPECT_EQ(figures.calls_at_or_below[4], 1);   // <= 25 ms
-  EXPECT_EQ(figures.calls_at_or_below[5], 2);   // <= 50 ms
+  EXPECT_EQ(figures.calls_at_or_below[0], 1);      // <= 1 ms
+  EXPECT_EQ(figures.calls_at_or_below[4], 1);      // <= 25 ms
+  EXPECT_EQ(figures.calls_at_or_below[5], 2);      // <= 50 ms
   EXPECT_EQ(figures.calls_at_or_below.back(), 2);  // <= 10 s: the 20 s call only in +Inf
 }
 
 TEST(RpcMetricsTest, ConcurrentRecordsAreAllCounted) {
   RpcMetrics metrics;
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&metrics] {
       for (int i = 0; i < 1000; ++i) metrics.Record("/m", 0, 0.002);
@@ -55,9 +56,9 @@ TEST(PrometheusWriterTest, WritesRpcFamiliesInTheTextFormat) {
       text,
       "apq_rpcs_total{method=\"/apq.v1.SearchService/GetJob\",code=\"UNAUTHENTICATED\"} 1\n"));
   EXPECT_TRUE(absl::StrContains(text, "# TYPE apq_rpc_duration_seconds histogram\n"));
-  EXPECT_TRUE(absl::StrContains(
-      text,
-      "apq_rpc_duration_seconds_bucket{method=\"/apq.v1.SearchService/GetJob\",le=\"0.0025\"} 1\n"));
+  EXPECT_TRUE(absl::StrContains(text,
+                                "apq_rpc_duration_seconds_bucket{method=\"/apq.v1.SearchService/"
+                                "GetJob\",le=\"0.0025\"} 1\n"));
   EXPECT_TRUE(absl::StrContains(
       text,
       "apq_rpc_duration_seconds_bucket{method=\"/apq.v1.SearchService/GetJob\",le=\"0.25\"} 2\n"));

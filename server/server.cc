@@ -239,7 +239,8 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
 
 std::string ApqServer::MetricsText() const {
   PrometheusWriter writer;
-  writer.Family("apq_jobs", "gauge", "Search jobs in the store by state (deleted ones not counted).");
+  writer.Family("apq_jobs", "gauge",
+                "Search jobs in the store by state (deleted ones not counted).");
   const absl::StatusOr<std::map<JobState, int64_t>> counts = store_->jobs().CountJobsByState();
   if (counts.ok()) {
     for (const auto& [state, name] :
@@ -269,9 +270,9 @@ std::string ApqServer::MetricsText() const {
   for (const auto& [name, executor] :
        {std::make_pair("rpc", pool_.get()), std::make_pair("torch", torch_pool_.get())}) {
     const Executor::Stats stats = executor->stats();
-    for (const auto& [outcome, calls] : {std::make_pair("ran", stats.ran),
-                                         std::make_pair("expired", stats.expired),
-                                         std::make_pair("refused", stats.refused)}) {
+    for (const auto& [outcome, calls] :
+         {std::make_pair("ran", stats.ran), std::make_pair("expired", stats.expired),
+          std::make_pair("refused", stats.refused)}) {
       writer.Sample("apq_executor_calls_total", {{"executor", name}, {"outcome", outcome}},
                     static_cast<double>(calls));
     }

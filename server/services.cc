@@ -435,8 +435,8 @@ grpc::ServerUnaryReactor* SearchServiceImpl::ListJobs(grpc::CallbackServerContex
                        query.device = request->device();
                      }
                      if (request->has_label()) {
-                       RETURN_IF_ERROR(ValidateUserText("label", request->label(),
-                                                        kMaxLabelBytes, /*multiline=*/false));
+                       RETURN_IF_ERROR(ValidateUserText("label", request->label(), kMaxLabelBytes,
+                                                        /*multiline=*/false));
                        query.label = request->label();
                      }
                      RETURN_IF_ERROR(ApplyJobPageToken(request->page_token(), &query));
@@ -766,9 +766,8 @@ grpc::ServerUnaryReactor* DeviceServiceImpl::GetTableTemplate(
                            "format: required (TABLE_FORMAT_OFA_YAML, TABLE_FORMAT_APQ_BITFUSION "
                            "or TABLE_FORMAT_CONV_JSON)");
                      }
-                     ASSIGN_OR_RETURN(
-                         hwmodels::TableTemplate made,
-                         catalog_.TableTemplate(request->space(), request->format()));
+                     ASSIGN_OR_RETURN(hwmodels::TableTemplate made,
+                                      catalog_.TableTemplate(request->space(), request->format()));
                      response->set_space(request->space());
                      response->set_format(request->format());
                      for (auto& [name, content] : made.files) {

@@ -957,12 +957,12 @@ TEST_F(EndToEndTest, CiRunsOnceThenReusesAndExitsByVerdict) {
   const std::string out = TempPath("ci_out");
   const auto profile = [&](const std::string& name, const std::string& budget,
                            const std::string& extra) {
-    const std::string path = TempPath(name);
+    std::string path = TempPath(name);
     WriteFile(path, absl::StrCat("space: fmnist_lowbit\ndevice: bitfusion\nbudgets:\n",
                                  "  max_latency_ms: ", budget, "\nengine_options:\n",
                                  "  population: 20\n  generations: 3\nseed: 4\n", extra,
-                                 "outputs:\n  config: ", out, "/config.json\n  torchscript: ",
-                                 out, "/model.pt\n  summary: ", out, "/summary.json\n"));
+                                 "outputs:\n  config: ", out, "/config.json\n  torchscript: ", out,
+                                 "/model.pt\n  summary: ", out, "/summary.json\n"));
     return path;
   };
   const std::string found = profile("found.yaml", "0.5", "min_accuracy: 0.5\n");
@@ -988,8 +988,8 @@ TEST_F(EndToEndTest, CiRunsOnceThenReusesAndExitsByVerdict) {
   EXPECT_NE(ParseJson(forced)["job_id"], summary["job_id"]);
 
   // The same request with a stricter minimum: the finished job is reused and judged.
-  ProcessResult strict = Client({"ci", "--profile", profile("strict.yaml", "0.5",
-                                                             "min_accuracy: 0.999\n")});
+  ProcessResult strict =
+      Client({"ci", "--profile", profile("strict.yaml", "0.5", "min_accuracy: 0.999\n")});
   EXPECT_EQ(strict.exit_code, 4) << strict.err;
   EXPECT_EQ(ParseJson(strict)["verdict"], "below_min_accuracy");
   EXPECT_TRUE(ParseJson(strict)["reused"].get<bool>());
@@ -1013,8 +1013,8 @@ TEST_F(EndToEndTest, CiRunsOnceThenReusesAndExitsByVerdict) {
 // filled in, the new device's table covers the space and prices a search.
 TEST_F(EndToEndTest, ATableTemplateFilledInCoversItsSpace) {
   const std::string folder = TempPath("template");
-  ProcessResult made = Client({"table-template", "--space", "fmnist_mbv2", "--format",
-                               "conv-json", "--out", folder, "--json"});
+  ProcessResult made = Client({"table-template", "--space", "fmnist_mbv2", "--format", "conv-json",
+                               "--out", folder, "--json"});
   ASSERT_EQ(made.exit_code, 0) << made.err;
   const json summary = ParseJson(made);
   ASSERT_EQ(summary["files"].size(), 1u);
@@ -1032,19 +1032,18 @@ TEST_F(EndToEndTest, ATableTemplateFilledInCoversItsSpace) {
   double latency = 0.001;
   for (auto& entry : filled.items()) entry.value()["latency"] = (latency += 0.001);
   WriteFile(path, filled.dump());
-  ProcessResult uploaded = Client(
-      {"upload-table", "--device", "team-chip", "--format", "conv-json", path, "--json"});
+  ProcessResult uploaded =
+      Client({"upload-table", "--device", "team-chip", "--format", "conv-json", path, "--json"});
   ASSERT_EQ(uploaded.exit_code, 0) << uploaded.err;
-  EXPECT_NE(ParseJson(uploaded)["covered_spaces"].dump().find("\"fmnist_mbv2\""),
-            std::string::npos)
+  EXPECT_NE(ParseJson(uploaded)["covered_spaces"].dump().find("\"fmnist_mbv2\""), std::string::npos)
       << uploaded.out;
-  ProcessResult searched = Client({"search", "--space", "fmnist_mbv2", "--device", "team-chip",
-                                   "--max-latency-ms", "1000", "--generations", "2", "--wait",
-                                   "--json"});
+  ProcessResult searched =
+      Client({"search", "--space", "fmnist_mbv2", "--device", "team-chip", "--max-latency-ms",
+              "1000", "--generations", "2", "--wait", "--json"});
   EXPECT_EQ(searched.exit_code, 0) << searched.err;
 
-  ProcessResult wrong = Client({"table-template", "--space", "ofa_mbv3", "--format", "conv-json",
-                                "--out", folder});
+  ProcessResult wrong =
+      Client({"table-template", "--space", "ofa_mbv3", "--format", "conv-json", "--out", folder});
   EXPECT_EQ(wrong.exit_code, 1);
   EXPECT_NE(wrong.err.find("format"), std::string::npos) << wrong.err;
 }

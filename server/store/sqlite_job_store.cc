@@ -225,11 +225,12 @@ absl::StatusOr<std::string> SqliteJobStore::InsertJob(const JobRecord& job, std:
   ASSIGN_OR_RETURN(const int64_t seq, database_.NextSequence("jobs", operation));
   const std::string id = absl::StrCat("job-", seq);
   if (sweep_id != nullptr && sweep_id->empty()) *sweep_id = absl::StrCat("sweep-", seq);
-  ASSIGN_OR_RETURN(Statement insert,
-                   database_.Prepare("INSERT INTO jobs (id, seq, space, device, table_version, "
-                                     "predictor_version, request, state, created_unix_s, "
-                                     "sweep_id, owner, label) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-                                     "?9, ?10, ?11, ?12)"));
+  ASSIGN_OR_RETURN(
+      Statement insert,
+      database_.Prepare("INSERT INTO jobs (id, seq, space, device, table_version, "
+                        "predictor_version, request, state, created_unix_s, "
+                        "sweep_id, owner, label) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+                        "?9, ?10, ?11, ?12)"));
   insert.BindText(1, id);
   insert.BindInt64(2, seq);
   insert.BindText(3, job.space);
@@ -592,14 +593,14 @@ absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobsPage(const JobQue
     }
     before_seq = find.ColumnInt64(0);
   }
-  ASSIGN_OR_RETURN(Statement select,
-                   database_.Prepare(absl::StrCat(
-                       "SELECT ", kJobColumns, kJobJoins,
-                       "WHERE j.deleted_unix_s = 0 AND (?3 IS NULL OR j.state = ?3) ",
-                       "AND (?4 IS NULL OR j.owner = ?4) AND (?5 IS NULL OR j.seq < ?5) ",
-                       "AND (?6 IS NULL OR j.space = ?6) AND (?7 IS NULL OR j.device = ?7) ",
-                       "AND (?8 IS NULL OR j.label = ?8) ",
-                       "ORDER BY j.seq DESC LIMIT ?1 OFFSET ?2")));
+  ASSIGN_OR_RETURN(
+      Statement select,
+      database_.Prepare(absl::StrCat(
+          "SELECT ", kJobColumns, kJobJoins,
+          "WHERE j.deleted_unix_s = 0 AND (?3 IS NULL OR j.state = ?3) ",
+          "AND (?4 IS NULL OR j.owner = ?4) AND (?5 IS NULL OR j.seq < ?5) ",
+          "AND (?6 IS NULL OR j.space = ?6) AND (?7 IS NULL OR j.device = ?7) ",
+          "AND (?8 IS NULL OR j.label = ?8) ", "ORDER BY j.seq DESC LIMIT ?1 OFFSET ?2")));
   select.BindInt64(1, query.limit);
   select.BindInt64(2, query.offset);
   if (query.state.has_value()) select.BindInt64(3, static_cast<int64_t>(*query.state));
