@@ -12,6 +12,7 @@
 #include "clients/ci_profile.h"
 #include "clients/connection.h"
 #include "clients/output.h"
+#include "clients/search_commands.h"
 #include "clients/search_output.h"
 
 namespace apq::client {
@@ -72,24 +73,6 @@ grpc::Status FindReusableJob(Connection& connection, const apq::v1::SubmitSearch
   return grpc::Status::OK;
 }
 
-// Follows the job to its end, with a progress line on a terminal's stderr; then reads it.
-grpc::Status WaitForJob(Connection& connection, const std::string& job_id, apq::v1::Job* job) {
-  ProgressLine progress_line(/*as_json=*/false);
-  grpc::ClientContext context;  // No deadline: the stream lasts as long as the search.
-  apq::v1::WatchJobRequest watch;
-  watch.set_job_id(job_id);
-  std::unique_ptr<grpc::ClientReader<apq::v1::JobProgress>> reader =
-      connection.search().WatchJob(&context, watch);
-  apq::v1::JobProgress progress;
-  while (reader->Read(&progress)) progress_line.Show(DescribeProgress(progress));
-  progress_line.End();
-  grpc::Status status = reader->Finish();
-  if (!status.ok()) return status;
-  apq::v1::GetJobRequest get;
-  get.set_job_id(job_id);
-  return CallUnary(connection.search(), &SearchService::Stub::GetJob, get, job);
-}
-
 // WriteOutputFile, creating the file's folder first (a CI job names paths under its own
 // output folder).
 bool WriteCiOutput(const std::string& path, const std::string& content) {
@@ -137,7 +120,7 @@ int Ci(Connection& connection, const std::vector<std::string>& argv) {
     std::cerr << "apq ci: running " << submitted.id() << " (no finished job of key " << key
               << ")\n";
     job.emplace();
-    status = WaitForJob(connection, submitted.id(), &*job);
+    status = WaitForJobEnd(connection, submitted.id(), /*quiet=*/false, &*job);
     if (!status.ok()) return ReportRpcError(status);
   } else {
     std::cerr << "apq ci: reusing " << job->id() << " (same request, table version "

@@ -91,23 +91,8 @@ int Evaluate(Connection& connection, const std::vector<std::string>& argv) {
 // Follows a job to its end (a progress line on a terminal), then prints it. Exit 1 unless it
 // succeeded with a result.
 int FollowJob(Connection& connection, const std::string& job_id, bool as_json) {
-  ProgressLine progress_line(as_json);
-  // No deadline: the stream lasts as long as the search.
-  grpc::ClientContext context;
-  apq::v1::WatchJobRequest request;
-  request.set_job_id(job_id);
-  std::unique_ptr<grpc::ClientReader<apq::v1::JobProgress>> reader =
-      connection.search().WatchJob(&context, request);
-  apq::v1::JobProgress progress;
-  while (reader->Read(&progress)) progress_line.Show(DescribeProgress(progress));
-  progress_line.End();
-  grpc::Status status = reader->Finish();
-  if (!status.ok()) return ReportRpcError(status);
-
-  apq::v1::GetJobRequest get;
-  get.set_job_id(job_id);
   apq::v1::Job job;
-  status = CallUnary(connection.search(), &SearchService::Stub::GetJob, get, &job);
+  const grpc::Status status = WaitForJobEnd(connection, job_id, as_json, &job);
   if (!status.ok()) return ReportRpcError(status);
   PrintItem(job, as_json, JobJson, PrintJobText);
   return job.state() == apq::v1::JOB_STATE_SUCCEEDED && job.has_best() ? kExitOk : kExitFailed;
@@ -905,6 +890,25 @@ constexpr Command kSearchCommands[] = {
 };
 
 }  // namespace
+
+grpc::Status WaitForJobEnd(Connection& connection, const std::string& job_id, bool quiet,
+                           apq::v1::Job* job) {
+  ProgressLine progress_line(quiet);
+  // No deadline: the stream lasts as long as the search.
+  grpc::ClientContext context;
+  apq::v1::WatchJobRequest request;
+  request.set_job_id(job_id);
+  std::unique_ptr<grpc::ClientReader<apq::v1::JobProgress>> reader =
+      connection.search().WatchJob(&context, request);
+  apq::v1::JobProgress progress;
+  while (reader->Read(&progress)) progress_line.Show(DescribeProgress(progress));
+  progress_line.End();
+  grpc::Status status = reader->Finish();
+  if (!status.ok()) return status;
+  apq::v1::GetJobRequest get;
+  get.set_job_id(job_id);
+  return CallUnary(connection.search(), &SearchService::Stub::GetJob, get, job);
+}
 
 absl::Span<const Command> SearchCommands() { return kSearchCommands; }
 

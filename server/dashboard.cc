@@ -155,8 +155,9 @@ bool ParseEnumParameter(const std::map<std::string, std::string>& parameters,
   if (!absl::StartsWith(upper, prefix)) upper = prefix + upper;
   if (parse(upper, value)) return true;
   std::vector<std::string> names;
+  names.reserve(descriptor->value_count());
   for (int i = 0; i < descriptor->value_count(); ++i) {
-    names.push_back(std::string(absl::StripPrefix(descriptor->value(i)->name(), prefix)));
+    names.emplace_back(absl::StripPrefix(descriptor->value(i)->name(), prefix));
   }
   SendBadParameter(response, absl::StrCat(name, ": unknown value '", found->second.substr(0, 64),
                                           "' (one of ", absl::StrJoin(names, ", "), ")"));

@@ -831,6 +831,7 @@ TEST_F(ServerTest, ListJobsPagesStayStableWhileJobsAreSubmitted) {
     return job.id();
   };
   std::vector<std::string> submitted;
+  submitted.reserve(5);
   for (int i = 0; i < 5; ++i) submitted.push_back(submit());
   const auto page = [&](const std::string& token, std::vector<std::string>* ids) {
     apq::v1::ListJobsRequest request;
