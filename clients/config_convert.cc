@@ -56,8 +56,8 @@ absl::StatusOr<int> IntField(const json& layer, const char* key, const std::stri
 
 absl::StatusOr<json> OfaArchFromNetConfig(const json& net_config, int resolution) {
   if (Resolutions().count(resolution) == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "resolution: ", resolution, " is not one of 160, 176, 192, 208, 224"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("resolution: ", resolution, " is not one of 160, 176, 192, 208, 224"));
   }
   if (!net_config.is_object()) return PathError("", "the top level is not an object");
   const auto blocks = net_config.find("blocks");

@@ -27,24 +27,29 @@ json TutorialNetConfig(const std::string& conv_key) {
   json blocks = json::array();
   blocks.push_back({{"name", block_name},
                     {conv_key,
-                     {{"name", "MBConvLayer"}, {"in_channels", 24}, {"out_channels", 24},
-                      {"kernel_size", 3}, {"stride", 1}, {"expand_ratio", 1}}},
+                     {{"name", "MBConvLayer"},
+                      {"in_channels", 24},
+                      {"out_channels", 24},
+                      {"kernel_size", 3},
+                      {"stride", 1},
+                      {"expand_ratio", 1}}},
                     {"shortcut", {{"name", "IdentityLayer"}}}});
   int in_channels = 24;
   for (int stage = 0; stage < 5; ++stage) {
     for (int slot = 0; slot < d[stage]; ++slot) {
       const int i = stage * 4 + slot;
-      blocks.push_back({{"name", block_name},
-                        {conv_key,
-                         {{"name", "MBConvLayer"},
-                          {"in_channels", in_channels},
-                          {"out_channels", widths[stage]},
-                          {"kernel_size", ks[i]},
-                          {"stride", slot == 0 ? strides[stage] : 1},
-                          // OFA writes some expand ratios as floats.
-                          {"expand_ratio", i % 2 == 0 ? json(e[i]) : json(double(e[i]))},
-                          {"act_func", stage < 2 ? "relu" : "h_swish"}}},
-                        {"shortcut", nullptr}});
+      blocks.push_back(
+          {{"name", block_name},
+           {conv_key,
+            {{"name", "MBConvLayer"},
+             {"in_channels", in_channels},
+             {"out_channels", widths[stage]},
+             {"kernel_size", ks[i]},
+             {"stride", slot == 0 ? strides[stage] : 1},
+             // OFA writes some expand ratios as floats.
+             {"expand_ratio", i % 2 == 0 ? json(e[i]) : json(static_cast<double>(e[i]))},
+             {"act_func", stage < 2 ? "relu" : "h_swish"}}},
+           {"shortcut", nullptr}});
       in_channels = widths[stage];
     }
   }
@@ -74,8 +79,7 @@ TEST(ConfigConvertTest, WhatIsNotAnOfaMobileNetV3SubnetIsRefusedNamingThePath) {
     const absl::StatusOr<json> arch = OfaArchFromNetConfig(config, resolution);
     ASSERT_FALSE(arch.ok()) << expected;
     EXPECT_EQ(arch.status().code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_TRUE(absl::StrContains(arch.status().message(), expected))
-        << arch.status().message();
+    EXPECT_TRUE(absl::StrContains(arch.status().message(), expected)) << arch.status().message();
   };
   const json good = TutorialNetConfig("conv");
   refused(good, 200, "resolution: 200");
@@ -104,8 +108,8 @@ TEST(ConfigConvertTest, StagesAreCountedByWidthAndTheirDepthsChecked) {
                                 "stage 5 has 5 blocks"));
   json merged = TutorialNetConfig("conv");
   for (auto& block : merged["blocks"]) block["conv"]["out_channels"] = 48;
-  EXPECT_TRUE(absl::StrContains(OfaArchFromNetConfig(merged, 224).status().message(),
-                                "form 1 stages"));
+  EXPECT_TRUE(
+      absl::StrContains(OfaArchFromNetConfig(merged, 224).status().message(), "form 1 stages"));
 }
 
 }  // namespace

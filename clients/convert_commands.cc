@@ -16,8 +16,9 @@ int Convert(Connection& /*connection*/, const std::vector<std::string>& argv) {
   const Args args = Args::Parse(argv, {"from", "resolution", "output"}, {}, 1);
   const std::string from = Require(args, "from");
   if (from != "ofa-net-config") {
-    throw UsageError{"--from: only ofa-net-config is known (OFA's net.config of a MobileNetV3 "
-                     "subnet, converted to space ofa_mbv3's arch dict)"};
+    throw UsageError{
+        "--from: only ofa-net-config is known (OFA's net.config of a MobileNetV3 "
+        "subnet, converted to space ofa_mbv3's arch dict)"};
   }
   const std::string path = RequirePositional(args, "a net.config file");
   const nlohmann::json net_config = nlohmann::json::parse(ReadFileOrStdin(path), nullptr, false);
@@ -31,7 +32,8 @@ int Convert(Connection& /*connection*/, const std::vector<std::string>& argv) {
     std::cerr << "apq convert: " << path << ": " << arch.status().message() << "\n";
     return kExitUsage;
   }
-  if (args.Has("output")) return WriteOutputFile(args.Get("output"), arch->dump() + "\n") ? kExitOk : kExitFailed;
+  if (args.Has("output"))
+    return WriteOutputFile(args.Get("output"), arch->dump() + "\n") ? kExitOk : kExitFailed;
   std::cout << arch->dump() << "\n";
   return kExitOk;
 }

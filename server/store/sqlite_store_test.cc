@@ -28,7 +28,8 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-using namespace ::apq::server::store_testing;  // NOLINT(build/namespaces): the test records.
+using namespace ::apq::server::store_testing;  // NOLINT(google-build-using-namespace): the test
+                                               // records.
 
 SqliteStore::Options Options(const std::string& path, int busy_timeout_ms = 5000) {
   SqliteStore::Options options;

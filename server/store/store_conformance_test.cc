@@ -28,7 +28,8 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-using namespace ::apq::server::store_testing;  // NOLINT(build/namespaces): the test records.
+using namespace ::apq::server::store_testing;  // NOLINT(google-build-using-namespace): the test
+                                               // records.
 
 // Every backend, and the fault-injecting wrapper with no fault armed, which must pass every
 // call through unchanged.
@@ -153,6 +154,7 @@ TEST_P(StoreConformanceTest, DeletedJobsAreGoneAndTheirIdsStayTaken) {
   EXPECT_EQ(jobs().ListCandidates(Query("job-2", 10)).status().code(), absl::StatusCode::kNotFound);
   const std::vector<JobRecord> listed = *jobs().ListJobs(std::nullopt, std::nullopt, 0, 10);
   std::vector<std::string> left;
+  left.reserve(listed.size());
   for (const JobRecord& job : listed) left.push_back(job.id);
   EXPECT_THAT(left, ElementsAre("job-5", "job-1"));
   EXPECT_EQ(jobs().DeleteJobsFinishedBefore(250, 500, 0).status().code(),
@@ -1099,7 +1101,8 @@ TEST_P(StoreConformanceTest, ACursorListsEveryRowOnceWhileRowsAreAdded) {
         if (page < 8) {  // The job goes on: 7 more rows, anywhere in the order.
           GenerationBatch more;
           more.first_generation = more.last_generation = page + 1;
-          more.candidates.assign(all.begin() + 60 + page * 7, all.begin() + 67 + page * 7);
+          more.candidates.assign(all.begin() + 60 + ptrdiff_t{7} * page,
+                                 all.begin() + 67 + ptrdiff_t{7} * page);
           for (CandidateRecord& row : more.candidates) row.generation = page + 1;
           const absl::Status appended = jobs().AppendGenerations(id, more).status();
           ASSERT_TRUE(appended.ok()) << appended;
@@ -1183,7 +1186,7 @@ TEST_P(StoreConformanceTest, ListCandidatesValidatesArguments) {
 
 // A job of nine candidates (ids 1..9 in a fresh store), the fifth infeasible.
 std::string JobWithNineCandidates(JobStore& jobs) {
-  const std::string id = *jobs.CreateJob(MakeJob());
+  std::string id = *jobs.CreateJob(MakeJob());
   EXPECT_TRUE(jobs.MarkRunning(id, 1).ok());
   GenerationBatch batch = MakeBatch(0, 0);
   const double latencies[] = {10, 12, 12, 15, 9, 20, 20, 18, 30};
@@ -1824,7 +1827,7 @@ std::vector<std::string> Names(const absl::StatusOr<std::vector<ArtifactRecord>>
 
 // A job that has ended, so that it can be deleted.
 std::string EndedJob(JobStore& jobs, double finished_unix_s) {
-  const std::string id = *jobs.CreateJob(MakeJob());
+  std::string id = *jobs.CreateJob(MakeJob());
   EXPECT_TRUE(jobs.MarkRunning(id, 1).ok());
   EXPECT_TRUE(jobs.FinishJob(id, JobState::kSucceeded, "", finished_unix_s, 1, {}).ok());
   return id;
@@ -2113,6 +2116,7 @@ TEST_P(StoreConformanceTest, ConcurrentArtifactPutsOfDistinctKeysAllLand) {
     }
   };
   std::vector<std::thread> threads;
+  threads.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) threads.emplace_back(put, t);
   threads.emplace_back(read);
   for (std::thread& thread : threads) thread.join();
