@@ -16,21 +16,13 @@ fi
 command -v node >/dev/null || { echo "node is not installed: run scripts/setup.sh" >&2; exit 1; }
 [[ -x /usr/bin/chromium ]] || { echo "/usr/bin/chromium is missing: run scripts/setup.sh" >&2; exit 1; }
 
-server/apqd --listen 127.0.0.1:0 --db "${tmp}/apq.db" --data_dir data --port_file "${tmp}/port" \
-  --http_listen 127.0.0.1:0 --http_port_file "${tmp}/http_port" \
-  --bootstrap_token_file "${tmp}/token" >"${tmp}/apqd.log" 2>&1 &
-pid=$!
-trap 'kill -TERM "${pid}" 2>/dev/null || true; wait "${pid}" 2>/dev/null || true' EXIT
-for _ in $(seq 1 600); do
-  [[ -s "${tmp}/port" && -s "${tmp}/token" ]] && break
-  kill -0 "${pid}" 2>/dev/null || { cat "${tmp}/apqd.log" >&2; exit 1; }
-  sleep 0.1
-done
-[[ -s "${tmp}/port" && -s "${tmp}/http_port" ]] ||
-  { echo "apqd did not start" >&2; cat "${tmp}/apqd.log" >&2; exit 1; }
-token="$(cat "${tmp}/token")"
+# shellcheck source=tests/apqd_with_token.sh
+source tests/apqd_with_token.sh
+# The dashboard's port file is written before the gRPC one, so it exists once apqd serves.
+start_apqd_with_token "${tmp}" --http_listen 127.0.0.1:0 --http_port_file "${tmp}/http_port"
+token="${APQD_TOKEN}"
 
-clients/apq --server "127.0.0.1:$(cat "${tmp}/port")" --token "${token}" search \
+clients/apq --server "${APQD_ADDRESS}" --token "${token}" search \
   --space ofa_mbv3 --device note10 --max-latency-ms 25 --objective pareto --pareto-cost latency \
   --seed 3 --generations 10 --wait --json >"${tmp}/job.json"
 job_id="$(sed -n 's/^ *"job_id": *"\(job-[0-9]*\)".*/\1/p' "${tmp}/job.json" | head -n 1)"
@@ -38,7 +30,7 @@ job_id="$(sed -n 's/^ *"job_id": *"\(job-[0-9]*\)".*/\1/p' "${tmp}/job.json" | h
 
 # A job whose label is HTML: the pages must show it as text.
 html_label='<img src=x onerror="document.body.dataset.injected=1"><b>bold</b>'
-clients/apq --server "127.0.0.1:$(cat "${tmp}/port")" --token "${token}" search \
+clients/apq --server "${APQD_ADDRESS}" --token "${token}" search \
   --space ofa_mbv3 --device note10 --max-latency-ms 25 --generations 1 --label "${html_label}" \
   --wait --json >"${tmp}/html_job.json"
 html_job="$(sed -n 's/^ *"job_id": *"\(job-[0-9]*\)".*/\1/p' "${tmp}/html_job.json" | head -n 1)"
