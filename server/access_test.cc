@@ -4,6 +4,7 @@
 // creates one admin token; TLS and mutual TLS with a throwaway CA made by openssl.
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
+#include <httplib.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -760,6 +761,75 @@ TEST_F(AccessTest, TlsAndMutualTlsWithAThrowawayCa) {
   wrong_ca.pem_cert_chain = mutual.pem_cert_chain;
   wrong_ca.pem_private_key = mutual.pem_private_key;
   EXPECT_FALSE(call(grpc::SslCredentials(wrong_ca)).ok());
+}
+
+// The dashboard serves HTTPS with the gRPC server's certificate and takes the same tokens:
+// its JSON and /metrics need one, a plain-HTTP client gets nothing.
+TEST_F(AccessTest, TheDashboardServesHttpsWithTheServersCertificateAndTokens) {
+  const TestPki pki = MakePki(TempFile("dashboard_pki"));
+  ServerOptions options;
+  options.tls_cert_file = pki.server_cert();
+  options.tls_key_file = pki.server_key();
+  options.http_listen_address = "127.0.0.1:0";
+  Start(options);
+  ASSERT_GT(server_->http_port(), 0);
+  stubs_ = std::make_unique<Stubs>(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", server_->port()),
+      grpc::SslCredentials(grpc::SslCredentialsOptions{ReadText(pki.ca()), "", ""})));
+  const std::string admin = AdminToken();
+  const std::string viewer = CreateToken(admin, "dashboard-viewer", apq::v1::ROLE_VIEWER);
+
+  httplib::SSLClient https("127.0.0.1", server_->http_port());
+  https.set_ca_cert_path(pki.ca().c_str());
+  https.enable_server_certificate_verification(true);
+  const auto get = [&](const std::string& path, const std::string& bearer) {
+    httplib::Headers headers;
+    if (!bearer.empty()) headers.emplace("Authorization", "Bearer " + bearer);
+    return https.Get(path.c_str(), headers);
+  };
+  const auto listed = get("/api/v1/jobs", viewer);
+  ASSERT_TRUE(listed) << httplib::to_string(listed.error());
+  EXPECT_EQ(listed->status, 200);
+  EXPECT_THAT(listed->body, HasSubstr("\"jobs\""));
+  const auto anonymous = get("/api/v1/jobs", "");
+  ASSERT_TRUE(anonymous);
+  EXPECT_EQ(anonymous->status, 401);
+  EXPECT_THAT(anonymous->body, HasSubstr("UNAUTHENTICATED"));
+  const auto forged = get("/api/v1/devices", "apq_0000000000000000_" + std::string(64, '0'));
+  ASSERT_TRUE(forged);
+  EXPECT_EQ(forged->status, 401);
+  const auto metrics = get("/metrics", viewer);
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200);
+  // The refused calls above are counted by method and code.
+  EXPECT_THAT(metrics->body, HasSubstr("apq_rpcs_total{method=\"/apq.v1.SearchService/ListJobs\","
+                                       "code=\"UNAUTHENTICATED\"} 1"));
+  EXPECT_EQ(get("/metrics", "")->status, 401);
+  // The page itself holds no data and loads without a token.
+  EXPECT_EQ(get("/", "")->status, 200);
+
+  httplib::Client plain("127.0.0.1", server_->http_port());
+  plain.set_connection_timeout(2);
+  plain.set_read_timeout(2);
+  const auto cleartext = plain.Get("/api/v1/jobs");
+  EXPECT_TRUE(!cleartext || cleartext->status != 200);
+}
+
+TEST_F(AccessTest, WithoutTokensTheDashboardMustStayOnLoopback) {
+  ServerOptions options;
+  options.listen_address = "127.0.0.1:0";
+  options.database_path = db_;
+  options.data_dir = "data";
+  options.auth_required = false;
+  options.http_listen_address = "0.0.0.0:0";
+  const absl::Status refused = ApqServer::Start(options).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("http_listen"));
+  options.http_listen_address = "127.0.0.1";
+  const absl::Status malformed = ApqServer::Start(options).status();
+  EXPECT_EQ(malformed.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(malformed.message()),
+              HasSubstr("http_listen: '127.0.0.1' is not host:port"));
 }
 
 TEST_F(AccessTest, BadTlsFilesAreRefusedNamingTheFlag) {
