@@ -16,6 +16,7 @@ readonly PACKAGES=(
   golang-github-gogo-googleapis-dev
   python3-grpcio python3-protobuf python3-tqdm
   libcpp-httplib-dev libssl-dev chromium
+  postgresql-15 libpqxx-dev
   dataset-fashion-mnist
 )
 
