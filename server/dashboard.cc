@@ -16,6 +16,7 @@
 #include "absl/strings/strip.h"
 #include "proto/apq/v1/apq.grpc.pb.h"
 #include "server/dashboard_assets.h"
+#include "server/rpc_metrics.h"
 
 namespace apq::server {
 
@@ -76,30 +77,6 @@ void SendError(httplib::Response& response, int http_status, absl::string_view c
 
 void SendBadParameter(httplib::Response& response, absl::string_view message) {
   SendError(response, 400, "INVALID_ARGUMENT", message);
-}
-
-std::string GrpcCodeName(grpc::StatusCode code) {
-  static const std::map<grpc::StatusCode, const char*> kNames = {
-      {grpc::StatusCode::OK, "OK"},
-      {grpc::StatusCode::CANCELLED, "CANCELLED"},
-      {grpc::StatusCode::UNKNOWN, "UNKNOWN"},
-      {grpc::StatusCode::INVALID_ARGUMENT, "INVALID_ARGUMENT"},
-      {grpc::StatusCode::DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED"},
-      {grpc::StatusCode::NOT_FOUND, "NOT_FOUND"},
-      {grpc::StatusCode::ALREADY_EXISTS, "ALREADY_EXISTS"},
-      {grpc::StatusCode::PERMISSION_DENIED, "PERMISSION_DENIED"},
-      {grpc::StatusCode::RESOURCE_EXHAUSTED, "RESOURCE_EXHAUSTED"},
-      {grpc::StatusCode::FAILED_PRECONDITION, "FAILED_PRECONDITION"},
-      {grpc::StatusCode::ABORTED, "ABORTED"},
-      {grpc::StatusCode::OUT_OF_RANGE, "OUT_OF_RANGE"},
-      {grpc::StatusCode::UNIMPLEMENTED, "UNIMPLEMENTED"},
-      {grpc::StatusCode::INTERNAL, "INTERNAL"},
-      {grpc::StatusCode::UNAVAILABLE, "UNAVAILABLE"},
-      {grpc::StatusCode::DATA_LOSS, "DATA_LOSS"},
-      {grpc::StatusCode::UNAUTHENTICATED, "UNAUTHENTICATED"},
-  };
-  const auto found = kNames.find(code);
-  return found != kNames.end() ? found->second : "UNKNOWN";
 }
 
 // The request's query parameters, each at most once and named in `allowed`; else a 400 naming
@@ -164,7 +141,8 @@ bool ParseEnumParameter(const std::map<std::string, std::string>& parameters,
   return false;
 }
 
-// Splits "host:port" (IPv6 host in brackets); INVALID_ARGUMENT naming http_listen.
+}  // namespace
+
 absl::StatusOr<std::pair<std::string, int>> SplitListenAddress(const std::string& address) {
   const size_t colon = address.rfind(':');
   auto malformed = [&address](absl::string_view why) {
@@ -183,6 +161,8 @@ absl::StatusOr<std::pair<std::string, int>> SplitListenAddress(const std::string
   }
   return std::make_pair(host, port);
 }
+
+namespace {
 
 // Calls one of the server's gRPC methods for an HTTP request and answers with its reply as
 // JSON, or with its status.
@@ -226,8 +206,8 @@ class Gateway {
     Reply reply;
     const grpc::Status status = (stub.*method)(&context, request, &reply);
     if (!status.ok()) {
-      SendError(http_response, HttpStatusOf(status.error_code()), GrpcCodeName(status.error_code()),
-                status.error_message());
+      SendError(http_response, HttpStatusOf(status.error_code()),
+                StatusCodeName(static_cast<int>(status.error_code())), status.error_message());
       return;
     }
     std::string json;
@@ -356,7 +336,8 @@ void Routes(httplib::Server& http, const std::shared_ptr<Gateway>& gateway, Auth
         Permission::kRead);
     if (!caller.ok()) {
       const auto code = static_cast<grpc::StatusCode>(caller.status().code());
-      SendError(response, HttpStatusOf(code), GrpcCodeName(code), caller.status().message());
+      SendError(response, HttpStatusOf(code), StatusCodeName(static_cast<int>(code)),
+                caller.status().message());
       return;
     }
     response.set_content(metrics_text(), "text/plain; version=0.0.4; charset=utf-8");

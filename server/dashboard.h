@@ -28,6 +28,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "server/auth.h"
@@ -69,6 +70,10 @@ class Dashboard {
   std::thread serving_;
   int port_ = 0;
 };
+
+// Splits an http_listen address "host:port" (IPv6 host in brackets, port 0-65535).
+// INVALID_ARGUMENT naming http_listen when it is not one.
+absl::StatusOr<std::pair<std::string, int>> SplitListenAddress(const std::string& address);
 
 // The HTTP status that stands for a gRPC status code.
 int HttpStatusOf(grpc::StatusCode code);

@@ -100,6 +100,10 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   RoleQuotas quotas = RoleQuotas::AllButAdmin(
       {options.max_calls_per_second, options.max_call_burst, options.max_active_jobs_per_token});
   RETURN_IF_ERROR(quotas.Apply(options.role_quotas, "role_quotas"));
+  // Before anything starts: a bad dashboard address must not leave a gRPC server started.
+  if (!options.http_listen_address.empty()) {
+    RETURN_IF_ERROR(SplitListenAddress(options.http_listen_address).status());
+  }
   if (!options.auth_required && !options.http_listen_address.empty() &&
       !IsLoopbackAddress(options.http_listen_address)) {
     return absl::InvalidArgumentError(absl::StrCat(
