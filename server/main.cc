@@ -20,9 +20,12 @@
 #include "absl/flags/usage.h"
 #include "common/tensor_memory.h"
 #include "server/server.h"
+#include "server/store/open_store.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "address to serve on; port 0 picks a free one");
-ABSL_FLAG(std::string, db, "apq.db", "SQLite database file (created if absent)");
+ABSL_FLAG(std::string, db, "apq.db",
+          "The store: a SQLite database file (created if absent) or a PostgreSQL database, "
+          "postgresql://user@host:port/database");
 ABSL_FLAG(std::string, data_dir, "", "embedded defaults folder (default: ./data or runfiles)");
 ABSL_FLAG(std::string, dataset_dir, "/usr/share/datasets/fashion-mnist",
           "Fashion-MNIST files for supernet measurements and exports (read on first use)");
@@ -181,7 +184,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::fprintf(stderr, "apqd: serving on port %d (database %s, authentication %s, %s)\n",
-               (*server)->port(), options.database_path.c_str(), auth.c_str(),
+               (*server)->port(),
+               apq::server::RedactedLocation(options.database_path).c_str(), auth.c_str(),
                options.tls_cert_file.empty() ? "plaintext" : "TLS");
   if (const auto& bootstrap = (*server)->bootstrap_token(); bootstrap.has_value()) {
     // Shown this once: only its hash is stored.

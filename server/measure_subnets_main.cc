@@ -28,12 +28,13 @@
 #include "oface/subnet_measurement.h"
 #include "oface/supernet.h"
 #include "server/catalog.h"
-#include "server/store/sqlite_store.h"
+#include "server/store/open_store.h"
 
 ABSL_FLAG(std::string, checkpoint, "",
           "Supernet weights (Supernet::SaveWeights or the trainer's checkpoint.pt); required "
           "when --count > 0.");
-ABSL_FLAG(std::string, db, "", "The service's SQLite database (created if absent).");
+ABSL_FLAG(std::string, db, "",
+          "The service's store: a SQLite file (created if absent) or a postgresql:// URI.");
 ABSL_FLAG(std::string, space, "fmnist_mbv2",
           "The supernet's space: fmnist_mbv2 or fmnist_lowbit (oface/mbconv_spec.h).");
 ABSL_FLAG(std::string, dataset, "fmnist_mbv2",
@@ -164,7 +165,7 @@ absl::Status Run() {
   at::set_num_threads(absl::GetFlag(FLAGS_threads));
 
   // Then the store: a foreign database or dataset fails before any expensive step.
-  absl::StatusOr<std::unique_ptr<apq::server::Store>> store = apq::server::SqliteStore::Open({db});
+  absl::StatusOr<std::unique_ptr<apq::server::Store>> store = apq::server::OpenStore({db});
   if (!store.ok()) return store.status();
   absl::StatusOr<apq::server::DatasetRecord> stored = (*store)->datasets().GetDataset(dataset);
   if (stored.ok() && stored->space != space) {

@@ -13,7 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "server/store/sqlite_store.h"
+#include "server/store/open_store.h"
 
 namespace apq::server {
 
@@ -124,9 +124,9 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   if (data_dir.empty()) {
     ASSIGN_OR_RETURN(data_dir, DefaultDataDir());
   }
-  SqliteStore::Options store_options;
-  store_options.path = options.database_path;
-  ASSIGN_OR_RETURN(server->store_, SqliteStore::Open(store_options));
+  StoreLocation store_location;
+  store_location.location = options.database_path;
+  ASSIGN_OR_RETURN(server->store_, OpenStore(store_location));
   Catalog::Options catalog_options;
   catalog_options.data_dir = data_dir;
   catalog_options.predictor_threads = options.predictor_threads;

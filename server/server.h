@@ -28,7 +28,8 @@ namespace apq::server {
 
 struct ServerOptions {
   std::string listen_address = "127.0.0.1:50051";  // Port 0 picks a free port.
-  std::string database_path = "apq.db";            // SQLite file, created if absent.
+  // A SQLite file (created if absent) or a postgresql:// URI (server/store/open_store.h).
+  std::string database_path = "apq.db";
   std::string data_dir;  // Embedded defaults; empty = found next to the binary.
   // Fashion-MNIST *-ubyte.gz files, for supernet measurements and exports (read on first use).
   std::string dataset_dir = "/usr/share/datasets/fashion-mnist";

@@ -5,6 +5,15 @@
 
 namespace apq::server {
 
+int64_t NetworkHash(absl::string_view config_json) {
+  uint64_t hash = 14695981039346656037ULL;  // FNV-1a offset basis.
+  for (const char c : config_json) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 1099511628211ULL;  // FNV prime.
+  }
+  return static_cast<int64_t>(hash);
+}
+
 const char* RoleName(Role role) {
   switch (role) {
     case Role::kViewer:

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace apq::server {
 
@@ -328,6 +329,11 @@ struct ArtifactRecord {
   // bytes.size() as stored, filled on every read (listings too); ignored by PutArtifact.
   int64_t size_bytes = 0;
 };
+
+// The key of a network among a job's candidate rows (their network_hash column): the 64-bit
+// FNV-1a hash of its config_json's bytes, as a signed integer. Stable across builds and
+// machines: stored hashes are compared with new ones.
+int64_t NetworkHash(absl::string_view config_json);
 
 }  // namespace apq::server
 

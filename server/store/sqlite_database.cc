@@ -345,15 +345,6 @@ absl::Status SqliteStatus(sqlite3* db, absl::string_view operation) {
 
 }  // namespace
 
-int64_t NetworkHash(absl::string_view config_json) {
-  uint64_t hash = 14695981039346656037ULL;  // FNV-1a offset basis.
-  for (const char c : config_json) {
-    hash ^= static_cast<unsigned char>(c);
-    hash *= 1099511628211ULL;  // FNV prime.
-  }
-  return static_cast<int64_t>(hash);
-}
-
 SqliteDatabase::Statement::Statement(Statement&& other) noexcept
     : db_(other.db_),
       stmt_(std::exchange(other.stmt_, nullptr)),

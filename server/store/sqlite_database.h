@@ -29,10 +29,6 @@ struct sqlite3_stmt;
 
 namespace apq::server {
 
-// apq_network_hash(config_json) as the store computes it (FNV-1a 64 of the bytes, as a
-// signed integer): a write binds it instead of having SQL hash the same text twice.
-int64_t NetworkHash(absl::string_view config_json);
-
 class SqliteDatabase {
  public:
   class Statement;

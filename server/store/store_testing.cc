@@ -1,22 +1,69 @@
 #include "server/store/store_testing.h"
 
+#include <unistd.h>
+
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <pqxx/pqxx>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "common/status_macros.h"
 #include "gtest/gtest.h"
 #include "server/store/memory_store.h"
+#include "server/store/postgres_store.h"
 #include "server/store/sqlite_store.h"
 
 namespace apq::server::store_testing {
 
+namespace {
+
+// A new, empty schema in the database at `url`, and the url whose connections use it.
+absl::StatusOr<std::string> FreshPostgresSchema(const std::string& url) {
+  static std::atomic<int> next_schema{0};
+  const std::string schema = absl::StrCat("apq_test_", getpid(), "_", next_schema++);
+  try {
+    pqxx::connection connection(url);
+    pqxx::nontransaction transaction(connection);
+    transaction.exec(absl::StrCat("DROP SCHEMA IF EXISTS ", schema, " CASCADE"));
+    transaction.exec(absl::StrCat("CREATE SCHEMA ", schema));
+  } catch (const std::exception& error) {
+    return absl::UnavailableError(absl::StrCat("creating schema ", schema, ": ", error.what()));
+  }
+  return absl::StrCat(url, absl::StrContains(url, "?") ? "&" : "?", "options=-csearch_path%3D",
+                      schema);
+}
+
+}  // namespace
+
+std::string PostgresTestUrl() {
+  const char* url = std::getenv("APQ_TEST_POSTGRES_URL");
+  return url != nullptr ? url : "";
+}
+
+absl::StatusOr<std::unique_ptr<Store>> OpenFreshPostgresStore(int connections) {
+  const std::string url = PostgresTestUrl();
+  if (url.empty()) return absl::FailedPreconditionError("APQ_TEST_POSTGRES_URL is not set");
+  ASSIGN_OR_RETURN(std::string dsn, FreshPostgresSchema(url));
+  PostgresStore::Options options;
+  options.dsn = std::move(dsn);
+  options.connections = connections;
+  return PostgresStore::Open(options);
+}
+
 std::vector<Backend> Backends() {
-  return {
+  std::vector<Backend> backends = {
       {"Sqlite", [] { return SqliteStore::Open({FreshPath()}); }},
       {"Memory", []() -> absl::StatusOr<std::unique_ptr<Store>> { return NewMemoryStore(); }},
   };
+  // A PostgreSQL server is there only in postgres_store_conformance_test (which starts one).
+  if (!PostgresTestUrl().empty()) {
+    backends.push_back({"Postgres", [] { return OpenFreshPostgresStore(4); }});
+  }
+  return backends;
 }
 
 std::string BackendName(const ::testing::TestParamInfo<Backend>& info) { return info.param.name; }

@@ -24,6 +24,12 @@ struct Backend {
 // Every store backend: the tests of the contracts run against each. A new backend is one
 // more entry.
 std::vector<Backend> Backends();
+// The PostgreSQL server of the running test (APQ_TEST_POSTGRES_URL, set by the tests that
+// start one), or "" without one.
+std::string PostgresTestUrl();
+// A PostgresStore over a new, empty schema of that server.
+absl::StatusOr<std::unique_ptr<Store>> OpenFreshPostgresStore(int connections);
+
 // The backend's name, for test names.
 std::string BackendName(const ::testing::TestParamInfo<Backend>& info);
 
