@@ -18,13 +18,18 @@
 // with it. Then it times a few ListCandidates pages of the ended job (sorted when asked in
 // schema 8), closes the file (checkpointing the WAL) and measures it.
 //
+// With --postgres URL, the schema-8 layouts also run on the PostgreSQL store (a new schema of
+// that database per run; COPY for new rows), interleaved with the SQLite ones:
+//
 //   bazel run //bench:store_bench -- [--rounds 5] [--commit_interval_ms 250]
 //       [--population 100] [--generations 500] [--seed 1] [--dir /tmp] [--data_dir data]
+//       [--postgres postgresql://user@host:port/database]
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -32,6 +37,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <pqxx/pqxx>
 #include <string>
 #include <vector>
 
@@ -42,6 +48,7 @@
 #include "search/evolution_engine.h"
 #include "search/pareto.h"
 #include "server/pending_steps.h"
+#include "server/store/postgres_store.h"
 #include "server/store/records.h"
 #include "server/store/sqlite_database.h"
 #include "server/store/sqlite_store.h"
@@ -329,14 +336,39 @@ constexpr ListCase kListCases[] = {
 // The current write path: PendingSteps and AppendGenerations as the job manager uses them,
 // committing when `commit_interval_s` has passed since the last commit (0: every step), by
 // the recorded arrival times.
-Outcome WriteNewLayout(const std::string& path, const Recording& recording,
-                       const apq::oface::SearchSpace& space, double commit_interval_s) {
-  Outcome outcome;
-  {
+// Opens a fresh, empty store: a SQLite file at `path`, or, with `postgres_url` set, a new
+// schema of that PostgreSQL database (named after the file, which is then not written).
+absl::StatusOr<std::unique_ptr<apq::server::Store>> OpenFreshStore(
+    const std::string& path, const std::string& postgres_url) {
+  if (postgres_url.empty()) {
     apq::server::SqliteStore::Options options;
     options.path = path;
-    absl::StatusOr<std::unique_ptr<apq::server::Store>> opened =
-        apq::server::SqliteStore::Open(options);
+    return apq::server::SqliteStore::Open(options);
+  }
+  std::string schema = "store_bench_";
+  for (const char c : path.substr(path.rfind('/') + 1)) {
+    schema.push_back(std::isalnum(static_cast<unsigned char>(c)) ? c : '_');
+  }
+  try {
+    pqxx::connection connection(postgres_url);
+    pqxx::nontransaction transaction(connection);
+    transaction.exec(absl::StrCat("DROP SCHEMA IF EXISTS ", schema, " CASCADE"));
+    transaction.exec(absl::StrCat("CREATE SCHEMA ", schema));
+  } catch (const std::exception& error) {
+    return absl::UnavailableError(error.what());
+  }
+  apq::server::PostgresStore::Options options;
+  options.dsn = absl::StrCat(postgres_url, postgres_url.find('?') == std::string::npos ? "?" : "&",
+                             "options=-csearch_path%3D", schema);
+  return apq::server::PostgresStore::Open(options);
+}
+
+Outcome WriteNewLayout(const std::string& path, const Recording& recording,
+                       const apq::oface::SearchSpace& space, double commit_interval_s,
+                       const std::string& postgres_url = "") {
+  Outcome outcome;
+  {
+    absl::StatusOr<std::unique_ptr<apq::server::Store>> opened = OpenFreshStore(path, postgres_url);
     if (!opened.ok()) Die(opened.status(), "open");
     apq::server::JobStore& store = (*opened)->jobs();
     apq::server::JobRecord job;
@@ -413,7 +445,7 @@ Outcome WriteNewLayout(const std::string& path, const Recording& recording,
       outcome.list_ms.push_back(MillisSince(list_start) / kCalls);
     }
   }  // Closes the store, checkpointing the WAL into the file.
-  outcome.file_mib = FileMib(path);
+  outcome.file_mib = postgres_url.empty() ? FileMib(path) : 0.0;
   return outcome;
 }
 
@@ -433,6 +465,7 @@ int main(int argc, char** argv) {
   const char* tmp = std::getenv("TEST_TMPDIR");
   std::string dir = tmp != nullptr ? tmp : "/tmp";
   std::string data_dir = "data";
+  std::string postgres_url;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     const char* value = argv[i + 1];
@@ -450,6 +483,8 @@ int main(int argc, char** argv) {
       dir = value;
     } else if (flag == "--data_dir") {
       data_dir = value;
+    } else if (flag == "--postgres") {
+      postgres_url = value;
     } else {
       std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
       return 2;
@@ -495,6 +530,15 @@ int main(int argc, char** argv) {
          return WriteNewLayout(path, recording, space, commit_interval_ms / 1000.0);
        }},
   };
+  if (!postgres_url.empty()) {
+    layouts.push_back({"postgres step: txn per generation", [&](const std::string& path) {
+                         return WriteNewLayout(path, recording, space, 0, postgres_url);
+                       }});
+    layouts.push_back({"postgres group: group commits", [&](const std::string& path) {
+                         return WriteNewLayout(path, recording, space, commit_interval_ms / 1000.0,
+                                               postgres_url);
+                       }});
+  }
   // Interleaved: each round runs every layout, starting with another one each round.
   for (int round = 0; round < rounds; ++round) {
     for (size_t k = 0; k < layouts.size(); ++k) {
@@ -525,13 +569,16 @@ int main(int argc, char** argv) {
                 o.row_writes / (median_ms / 1000), recording.children / (median_ms / 1000),
                 o.file_mib);
   }
-  std::printf(
-      "\nListCandidates on the ended job, schema 8 (page of 100, mean of 50 calls, median "
-      "over rounds of layout \"group\")\n");
-  for (size_t c = 0; c < std::size(kListCases); ++c) {
-    std::vector<double> ms;
-    for (const Outcome& o : layouts[2].outcomes) ms.push_back(o.list_ms[c]);
-    std::printf("  %-40s %.3f ms\n", kListCases[c].name, Median(ms));
+  for (size_t l = 2; l < layouts.size(); l += 2) {
+    std::printf(
+        "\nListCandidates on the ended job (page of 100, mean of 50 calls, median over rounds "
+        "of layout \"%s\")\n",
+        layouts[l].name);
+    for (size_t c = 0; c < std::size(kListCases); ++c) {
+      std::vector<double> ms;
+      for (const Outcome& o : layouts[l].outcomes) ms.push_back(o.list_ms[c]);
+      std::printf("  %-40s %.3f ms\n", kListCases[c].name, Median(ms));
+    }
   }
   return 0;
 }

@@ -6,6 +6,8 @@
 #
 # usage: scripts/postgres_test_server.sh start DIR   prints "postgresql://postgres@127.0.0.1:PORT/postgres"
 #        scripts/postgres_test_server.sh stop DIR
+# Tests run it with fsync off (nothing they write must survive a power cut);
+# APQ_POSTGRES_DURABLE=1 keeps PostgreSQL's durable defaults, for benchmarks.
 set -euo pipefail
 
 readonly bin=/usr/lib/postgresql/15/bin
@@ -35,8 +37,10 @@ case "${1:-}" in
     fi
     cp -a "${template}" "${dir}/data"
     port="$(free_port)"
+    fsync_option="-c fsync=off"
+    [[ "${APQ_POSTGRES_DURABLE:-0}" == 1 ]] && fsync_option=""
     as_postgres "${bin}/pg_ctl" -D "${dir}/data" -l "${dir}/server.log" -w -t 30 \
-      -o "-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null ||
+      -o "-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 ${fsync_option}" start >/dev/null ||
       { cat "${dir}/server.log" >&2; exit 1; }
     echo "${port}" >"${dir}/port"
     echo "postgresql://postgres@127.0.0.1:${port}/postgres"

@@ -144,7 +144,8 @@ absl::Status Catalog::ImportShippedMeasurements(const std::string& space, const 
                     "/measurements.csv)"),
        now, 0},
       rows);
-  if (!added.ok()) {
+  // ALREADY_EXISTS: another replica of a shared store imported it meanwhile.
+  if (!added.ok() && !absl::IsAlreadyExists(added)) {
     return absl::FailedPreconditionError(
         absl::StrCat("shipped measurements ", path, ": ", added.message()));
   }

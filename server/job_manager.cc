@@ -146,12 +146,29 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(
     return absl::InvalidArgumentError(absl::StrCat("commit_interval: must be >= 0, got ",
                                                    absl::FormatDuration(options.commit_interval)));
   }
+  if (!options.replica.holder.empty()) {
+    if (options.replica.holder.size() > 256) {
+      return absl::InvalidArgumentError("replica.holder: at most 256 bytes");
+    }
+    if (options.replica.lease < absl::Seconds(1)) {
+      return absl::InvalidArgumentError(absl::StrCat("replica.lease: must be >= 1s, got ",
+                                                     absl::FormatDuration(options.replica.lease)));
+    }
+    if (options.replica.poll_interval <= absl::ZeroDuration() ||
+        options.replica.poll_interval >= options.replica.lease / 3) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("replica.poll_interval: must be > 0 and < lease / 3, got ",
+                       absl::FormatDuration(options.replica.poll_interval)));
+    }
+  }
   RETURN_IF_ERROR(CopyLabelsFromRequests(store));
   std::unique_ptr<JobManager> manager(
       new JobManager(options, catalog, store, datasets, supernets, engines));
-  // Oldest first, so recovered jobs keep their order in the queue.
+  // Oldest first, so recovered jobs keep their order in the queue. A replica recovers none:
+  // it claims them.
   std::vector<JobRecord> unfinished;
   for (JobState state : {JobState::kRunning, JobState::kQueued}) {
+    if (manager->is_replica()) break;
     for (int64_t offset = 0;; offset += 1000) {
       ASSIGN_OR_RETURN(std::vector<JobRecord> page,
                        store.ListJobs(state, std::nullopt, offset, 1000));
@@ -182,14 +199,212 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(
   JobRunner::Work run = [raw = manager.get()](const std::string& job_id,
                                               const JobRunner::Control& control) {
     raw->RunJob(job_id, control);
+    if (raw->is_replica()) {
+      // Ended (the store cleared the lease), stopped by a shutdown (released: another replica
+      // may resume it at once) or abandoned (held by another now: releasing changes nothing).
+      static_cast<void>(raw->store_.ReleaseLease(job_id, raw->options_.replica.holder));
+      absl::MutexLock lock(&raw->replica_mutex_);
+      raw->held_.erase(job_id);
+    }
   };
   ASSIGN_OR_RETURN(manager->runner_,
                    JobRunner::Start({"job", options.workers, options.queue_capacity},
                                     std::move(run), std::move(recovered)));
+  if (manager->is_replica()) {
+    manager->replica_thread_ = std::thread([raw = manager.get()] { raw->ReplicaLoop(); });
+  }
   return manager;
 }
 
-JobManager::~JobManager() { runner_.reset(); }
+JobManager::~JobManager() {
+  if (replica_thread_.joinable()) {
+    {
+      absl::MutexLock lock(&replica_mutex_);
+      replica_stopping_ = true;
+    }
+    replica_thread_.join();
+  }
+  runner_.reset();
+  // Claimed jobs that never started here: free for another replica at once.
+  absl::MutexLock lock(&replica_mutex_);
+  for (const auto& [job_id, renewed] : held_) {
+    static_cast<void>(store_.ReleaseLease(job_id, options_.replica.holder));
+  }
+  held_.clear();
+}
+
+void JobManager::ReplicaLoop() {
+  while (true) {
+    {
+      absl::MutexLock lock(&replica_mutex_);
+      replica_mutex_.AwaitWithTimeout(
+          absl::Condition(
+              +[](JobManager* manager) ABSL_EXCLUSIVE_LOCKS_REQUIRED(manager->replica_mutex_) {
+                return manager->replica_stopping_ || manager->claim_soon_;
+              },
+              this),
+          options_.replica.poll_interval);
+      if (replica_stopping_) return;
+      claim_soon_ = false;
+    }
+    RenewLeases();
+    ClaimJobs();
+    RelayRemoteProgress();
+  }
+}
+
+void JobManager::RenewLeases() {
+  std::vector<std::string> due;
+  const absl::Time now = absl::Now();
+  {
+    absl::MutexLock lock(&replica_mutex_);
+    for (const auto& [job_id, renewed] : held_) {
+      if (now - renewed >= options_.replica.lease / 3) due.push_back(job_id);
+    }
+  }
+  for (const std::string& job_id : due) {
+    absl::StatusOr<LeaseRenewal> renewal =
+        store_.RenewLease(job_id, options_.replica.holder,
+                          NowUnixSeconds() + absl::ToDoubleSeconds(options_.replica.lease));
+    if (renewal.ok()) {
+      {
+        absl::MutexLock lock(&replica_mutex_);
+        auto held = held_.find(job_id);
+        if (held != held_.end()) held->second = now;
+      }
+      if (renewal->cancel_requested) {
+        // Cancelled through another replica: stop it as a local Cancel would.
+        if (runner_->Cancel(job_id) == JobRunner::CancelOutcome::kDequeued) {
+          EndJob(job_id, JobState::kCancelled, "cancelled by request", 0, {});
+        }
+      }
+    } else if (absl::IsFailedPrecondition(renewal.status()) || absl::IsNotFound(renewal.status())) {
+      // The lease was lost (another replica claimed the job after it expired) or the job
+      // ended or was deleted elsewhere: stop it here without writing to it.
+      runner_->Abandon(job_id);
+      absl::MutexLock lock(&replica_mutex_);
+      held_.erase(job_id);
+    }
+    // Other errors (the database is unreachable for a moment): try again at the next turn;
+    // the lease lasts three renewal periods.
+  }
+}
+
+void JobManager::ClaimJobs() {
+  while (runner_->idle_workers() > 0) {
+    const double now = NowUnixSeconds();
+    absl::StatusOr<std::optional<ClaimedJob>> claimed = store_.ClaimJob(
+        options_.replica.holder, now, now + absl::ToDoubleSeconds(options_.replica.lease));
+    if (!claimed.ok() || !claimed->has_value()) return;
+    TakeClaimedJob(**claimed);
+  }
+}
+
+void JobManager::TakeClaimedJob(const ClaimedJob& claimed) {
+  {
+    absl::MutexLock lock(&replica_mutex_);
+    held_[claimed.job_id] = absl::Now();
+  }
+  absl::StatusOr<JobRecord> job = store_.GetJob(claimed.job_id);
+  if (!job.ok()) {
+    static_cast<void>(store_.ReleaseLease(claimed.job_id, options_.replica.holder));
+    absl::MutexLock lock(&replica_mutex_);
+    held_.erase(claimed.job_id);
+    return;
+  }
+  {
+    absl::MutexLock lock(&mutex_);
+    std::shared_ptr<LiveJob>& live = live_[claimed.job_id];
+    if (live == nullptr) {
+      live = std::make_shared<LiveJob>();
+      live->progress = ProgressFromRecord(*job);
+    }
+    live->sweep_id = job->sweep_id;
+    if (!job->sweep_id.empty() && live->sweep_predictions == nullptr) {
+      // The jobs of one sweep that run here share their predictions.
+      for (const auto& [other_id, other] : live_) {
+        if (other->sweep_predictions != nullptr && other->sweep_id == job->sweep_id) {
+          live->sweep_predictions = other->sweep_predictions;
+          break;
+        }
+      }
+      if (live->sweep_predictions == nullptr) {
+        live->sweep_predictions = std::make_shared<predictor::SharedPredictions>();
+      }
+    }
+  }
+  if (claimed.cancel_requested) {
+    // Cancelled while its previous holder had it: it ends here, keeping what it stored, with
+    // the front of what it stored.
+    apq::v1::SubmitSearchRequest request;
+    absl::StatusOr<search::CostMetric> pareto_cost =
+        request.ParseFromString(job->request)
+            ? CostMetricFromProto(request.pareto_cost(), "pareto_cost")
+            : absl::StatusOr<search::CostMetric>(
+                  absl::DataLossError("the stored request does not parse"));
+    if (pareto_cost.ok()) {
+      EndWithFront(claimed.job_id, JobState::kCancelled, "cancelled by request", job->elapsed_s,
+                   *pareto_cost);
+    } else {
+      EndJob(claimed.job_id, JobState::kCancelled, "cancelled by request", job->elapsed_s, {});
+    }
+    absl::MutexLock lock(&replica_mutex_);
+    held_.erase(claimed.job_id);
+    return;
+  }
+  runner_->EnqueueClaimed(claimed.job_id);
+}
+
+void JobManager::RelayRemoteProgress() {
+  // Live jobs this replica does not hold: submitted or watched here, run by another.
+  std::vector<std::string> remote;
+  {
+    absl::MutexLock replica_lock(&replica_mutex_);
+    absl::MutexLock lock(&mutex_);
+    for (auto it = live_.begin(); it != live_.end();) {
+      if (held_.count(it->first) > 0) {
+        ++it;
+      } else if (it->second->listeners.empty()) {
+        // Nobody here watches it: nothing to relay (it is read again when watched).
+        it = live_.erase(it);
+      } else {
+        remote.push_back(it->first);
+        ++it;
+      }
+    }
+  }
+  for (const std::string& job_id : remote) {
+    absl::StatusOr<JobRecord> job = store_.GetJob(job_id);
+    if (!job.ok()) continue;
+    const apq::v1::JobProgress progress = ProgressFromRecord(*job);
+    {
+      absl::MutexLock lock(&mutex_);
+      auto found = live_.find(job_id);
+      if (found == live_.end() ||
+          found->second->progress.SerializeAsString() == progress.SerializeAsString()) {
+        continue;
+      }
+    }
+    Publish(job_id, progress);
+  }
+}
+
+absl::Status JobManager::CheckSharedQueue(int adding) {
+  ASSIGN_OR_RETURN(const auto counts, store_.CountJobsByState());
+  const auto queued = counts.find(JobState::kQueued);
+  const int64_t waiting = queued == counts.end() ? 0 : queued->second;
+  if (waiting + adding > options_.queue_capacity) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the job queue is full (", waiting, " jobs waiting over all replicas, ",
+                     options_.queue_capacity, " at most); retry later"));
+  }
+  return absl::OkStatus();
+}
+
+void JobManager::ClaimSoon() {
+  absl::MutexLock lock(&replica_mutex_);
+  claim_soon_ = true;
+}
 
 absl::Status JobManager::CheckJobWork(const ResolvedSearch& resolved) const {
   if (options_.max_candidates_per_job <= 0) return absl::OkStatus();
@@ -234,8 +449,14 @@ absl::StatusOr<apq::v1::Job> JobManager::Submit(const apq::v1::SubmitSearchReque
   WriteResolvedEngine(resolved, &filled);
   filled.set_table_version(resolved.cost.table_version);
 
-  // The queue slot is reserved before the row is written, so a full queue stores nothing.
-  ASSIGN_OR_RETURN(JobRunner::Slot slot, runner_->Reserve());
+  // The queue slot is reserved before the row is written, so a full queue stores nothing. A
+  // replica's queue is the store's queued jobs, claimed by any replica.
+  std::optional<JobRunner::Slot> slot;
+  if (is_replica()) {
+    RETURN_IF_ERROR(CheckSharedQueue(1));
+  } else {
+    ASSIGN_OR_RETURN(slot, runner_->Reserve());
+  }
   JobRecord job;
   job.owner = owner;
   job.space = filled.space();
@@ -253,7 +474,11 @@ absl::StatusOr<apq::v1::Job> JobManager::Submit(const apq::v1::SubmitSearchReque
     absl::MutexLock lock(&mutex_);
     live_[job.id] = std::move(live);
   }
-  runner_->Enqueue(std::move(slot), job.id);
+  if (slot.has_value()) {
+    runner_->Enqueue(*std::move(slot), job.id);
+  } else {
+    ClaimSoon();
+  }
   return JobToProto(job, engines_);
 }
 
@@ -333,7 +558,14 @@ absl::StatusOr<apq::v1::Sweep> JobManager::SubmitSweep(const apq::v1::SubmitSwee
   RETURN_IF_ERROR(CheckActiveJobs(owner, max_active_jobs, static_cast<int>(jobs.size())));
   // The queue slots are reserved before the rows are written, so a full queue stores nothing.
   std::vector<JobRunner::Slot> slots;
-  for (size_t i = 0; i < jobs.size(); ++i) {
+  if (is_replica()) {
+    const absl::Status fits = CheckSharedQueue(static_cast<int>(jobs.size()));
+    if (!fits.ok()) {
+      return absl::Status(fits.code(), absl::StrCat("the sweep's ", jobs.size(),
+                                                    " scenarios do not fit: ", fits.message()));
+    }
+  }
+  for (size_t i = 0; i < jobs.size() && !is_replica(); ++i) {
     absl::StatusOr<JobRunner::Slot> slot = runner_->Reserve();
     if (!slot.ok()) {
       return absl::Status(slot.status().code(),
@@ -354,11 +586,13 @@ absl::StatusOr<apq::v1::Sweep> JobManager::SubmitSweep(const apq::v1::SubmitSwee
       auto live = std::make_shared<LiveJob>();
       live->progress = ProgressFromRecord(jobs[i]);
       live->sweep_predictions = shared;
+      live->sweep_id = ids.sweep_id;
       live_[jobs[i].id] = std::move(live);
     }
   }
+  if (is_replica()) ClaimSoon();
   for (size_t i = 0; i < jobs.size(); ++i) {
-    runner_->Enqueue(std::move(slots[i]), jobs[i].id);
+    if (!is_replica()) runner_->Enqueue(std::move(slots[i]), jobs[i].id);
     apq::v1::SweepScenarioResult* result = sweep.add_scenarios();
     *result->mutable_scenario() = request.scenarios(static_cast<int>(i));
     *result->mutable_job() = JobToProto(jobs[i], engines_);
@@ -487,6 +721,24 @@ absl::StatusOr<apq::v1::Job> JobManager::Cancel(const std::string& job_id) {
                      apq::v1::JobState_Name(static_cast<apq::v1::JobState>(state)), ")"));
   };
   if (IsTerminal(job.state)) return ended(job.state);
+  if (is_replica()) {
+    // Through the store: a queued, unclaimed job ends there; a claimed one's holder (this
+    // replica or another) stops it at its next lease renewal, this one at once.
+    absl::StatusOr<CancelRequestOutcome> requested = store_.RequestCancel(job_id, NowUnixSeconds());
+    if (!requested.ok()) {
+      if (!absl::IsFailedPrecondition(requested.status())) return requested.status();
+      ASSIGN_OR_RETURN(job, store_.GetJob(job_id));
+      return ended(job.state);
+    }
+    if (*requested == CancelRequestOutcome::kRequested) {
+      if (runner_->Cancel(job_id) == JobRunner::CancelOutcome::kDequeued) {
+        EndJob(job_id, JobState::kCancelled, "cancelled by request", job.elapsed_s, {});
+      }
+    }
+    ASSIGN_OR_RETURN(job, store_.GetJob(job_id));
+    Publish(job_id, ProgressFromRecord(job));
+    return JobToProto(job, engines_);
+  }
   const JobRunner::CancelOutcome outcome = runner_->Cancel(job_id);
   if (outcome == JobRunner::CancelOutcome::kSignalled) {
     // A running job stops after its current step; its worker records the cancellation.
@@ -531,7 +783,16 @@ absl::StatusOr<int64_t> JobManager::Watch(const std::string& job_id, Listener li
     return subscription;
   }
   listener(stored);
-  return next_subscription_++;
+  const int64_t subscription = next_subscription_++;
+  if (is_replica() && !IsTerminal(job.state)) {
+    // Run by another replica (or not claimed yet): its stored progress is relayed
+    // (RelayRemoteProgress) until it ends.
+    auto live = std::make_shared<LiveJob>();
+    live->progress = stored;
+    live->listeners.emplace(subscription, std::move(listener));
+    live_[job_id] = std::move(live);
+  }
+  return subscription;
 }
 
 void JobManager::Unwatch(const std::string& job_id, int64_t subscription) {

@@ -26,6 +26,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -78,20 +79,37 @@ class JobManager {
     // Where engines keep their artifacts (a job's outputs, shared caches:
     // server/job_artifacts.h); null: they keep none. Outlives the manager.
     ArtifactStore* artifacts = nullptr;
+    // One of several replicas over one shared store (PostgreSQL), when `holder` is set: jobs
+    // are not run where they are submitted but claimed from the store by whichever replica
+    // has an idle worker (JobStore::ClaimJob), each held by a lease renewed every lease / 3
+    // while it runs. A replica that dies stops renewing; once its leases expire, another
+    // claims its jobs and resumes them from their checkpoints. Cancellation, watching and
+    // the queue bound work across replicas through the store. Unset `holder`: this process
+    // alone runs the store's jobs (and recovers them at start).
+    struct Replica {
+      std::string holder;  // This replica's name in the leases (unique among replicas).
+      absl::Duration lease = absl::Seconds(15);
+      // How often an idle replica looks for jobs, and watched jobs of other replicas are
+      // read for their progress.
+      absl::Duration poll_interval = absl::Milliseconds(250);
+    };
+    Replica replica;
   };
 
   // Starts the workers and recovers unfinished jobs: a queued job is queued again; a running
   // one resumes from its last stored step (or stored measurement), or fails with the reason
-  // it cannot. `datasets` receives verification measurements (Verification.dataset);
-  // `supernets` measures finalists. All references must outlive the manager.
-  // INVALID_ARGUMENT naming the option when one is out of range.
+  // it cannot. A replica (Options::replica) recovers nothing itself: it claims jobs, its
+  // predecessor's among them once their leases have expired. `datasets` receives verification
+  // measurements (Verification.dataset); `supernets` measures finalists. All references must
+  // outlive the manager. INVALID_ARGUMENT naming the option when one is out of range.
   static absl::StatusOr<std::unique_ptr<JobManager>> Create(const Options& options,
                                                             Catalog& catalog, JobStore& store,
                                                             DatasetStore& datasets,
                                                             SupernetHost& supernets,
                                                             const search::EngineRegistry& engines);
   // Stops the workers. Running jobs stop between steps and stay `running` in the store, so
-  // the next process resumes them.
+  // the next process resumes them (a replica releases their leases, so that another replica
+  // resumes them at once).
   ~JobManager();
 
   // Validates (see apq.proto; verification: FAILED_PRECONDITION naming the space when it has
@@ -147,6 +165,7 @@ class JobManager {
     // A sweep's jobs share one (set at submission or recovery); null for a lone job. The
     // predictions live while a job of the sweep is live.
     std::shared_ptr<predictor::SharedPredictions> sweep_predictions;
+    std::string sweep_id;  // Of a sweep's job, for a replica's later claims of its others.
   };
 
   JobManager(const Options& options, Catalog& catalog, JobStore& store, DatasetStore& datasets,
@@ -158,6 +177,21 @@ class JobManager {
         supernets_(supernets),
         engines_(engines) {}
   void RunJob(const std::string& job_id, const JobRunner::Control& control);
+  bool is_replica() const { return !options_.replica.holder.empty(); }
+  // A replica's loop: renews the leases of its jobs, claims jobs while it has idle workers,
+  // and relays the stored progress of watched jobs that other replicas run.
+  void ReplicaLoop();
+  void RenewLeases();
+  void ClaimJobs();
+  void RelayRemoteProgress();
+  // A replica's queue bound: RESOURCE_EXHAUSTED when the store's queued jobs (every
+  // replica's) plus `adding` exceed queue_capacity.
+  absl::Status CheckSharedQueue(int adding);
+  // Wakes the replica loop to claim a job submitted here.
+  void ClaimSoon();
+  // Makes a claimed job live here (progress, sweep predictions) and queues it; one claimed
+  // with a pending cancellation ends here instead.
+  void TakeClaimedJob(const ClaimedJob& claimed);
   // The live job's sweep predictions, or null.
   std::shared_ptr<predictor::SharedPredictions> SweepPredictions(const std::string& job_id);
   // The job's Pareto front, by ascending `cost`.
@@ -231,6 +265,13 @@ class JobManager {
   absl::Mutex submit_mutex_;
   std::map<std::string, std::shared_ptr<LiveJob>> live_ ABSL_GUARDED_BY(mutex_);
   int64_t next_subscription_ ABSL_GUARDED_BY(mutex_) = 1;
+  // Replica mode: the jobs this replica holds leases on (claimed, not yet ended or
+  // released), and when each lease was last renewed.
+  absl::Mutex replica_mutex_;
+  std::map<std::string, absl::Time> held_ ABSL_GUARDED_BY(replica_mutex_);
+  bool replica_stopping_ ABSL_GUARDED_BY(replica_mutex_) = false;
+  bool claim_soon_ ABSL_GUARDED_BY(replica_mutex_) = false;  // A job was submitted here.
+  std::thread replica_thread_;
   // Last: destroyed first, so no worker runs while the members above go away.
   std::unique_ptr<JobRunner> runner_;
   std::atomic<int64_t> candidates_scored_{0};

@@ -93,6 +93,31 @@ void JobRunner::Requeue(const std::string& job_id) {
   queue_.push_front(job_id);
 }
 
+void JobRunner::EnqueueClaimed(std::string job_id) {
+  absl::MutexLock lock(&mutex_);
+  queue_.push_back(std::move(job_id));
+}
+
+bool JobRunner::Abandon(const std::string& job_id) {
+  absl::MutexLock lock(&mutex_);
+  for (auto queued = queue_.begin(); queued != queue_.end(); ++queued) {
+    if (*queued == job_id) {
+      queue_.erase(queued);
+      return true;
+    }
+  }
+  auto running = running_.find(job_id);
+  if (running == running_.end()) return false;
+  running->second->abandoned_ = true;
+  return true;
+}
+
+int JobRunner::idle_workers() const {
+  absl::MutexLock lock(&mutex_);
+  const int busy = static_cast<int>(running_.size() + queue_.size());
+  return busy >= options_.workers ? 0 : options_.workers - busy;
+}
+
 size_t JobRunner::queued() const {
   absl::MutexLock lock(&mutex_);
   return queue_.size();

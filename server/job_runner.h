@@ -41,15 +41,17 @@ class JobRunner {
    public:
     // Cancel was called for this job while it ran.
     bool cancel_requested() const { return cancel_.load(); }
-    // The runner is being destroyed: the job should stop and stay unfinished in the store, so
-    // the next process runs it again.
-    bool shutting_down() const { return shutdown_->load(); }
+    // The runner is being destroyed, or the job was abandoned (Abandon: another replica holds
+    // it now): the job should stop and stay unfinished in the store, so that the next process
+    // (or the other replica) runs it again, and write nothing more.
+    bool shutting_down() const { return shutdown_->load() || abandoned_.load(); }
     bool stop_requested() const { return cancel_requested() || shutting_down(); }
 
    private:
     friend class JobRunner;
     explicit Control(const std::atomic<bool>* shutdown) : shutdown_(shutdown) {}
     std::atomic<bool> cancel_{false};
+    std::atomic<bool> abandoned_{false};
     const std::atomic<bool>* shutdown_;
   };
 
@@ -96,8 +98,18 @@ class JobRunner {
   // recorded).
   void Requeue(const std::string& job_id);
 
+  // Queues a job that a replica claimed from a shared store (JobStore::ClaimJob): no slot,
+  // since the store accepted it already.
+  void EnqueueClaimed(std::string job_id);
+  // Stops a job without its end being recorded: a queued one leaves the queue, a running one
+  // sees Control::shutting_down. For a job whose lease another replica now holds. False when
+  // the job is neither queued nor running here.
+  bool Abandon(const std::string& job_id);
+
   // Jobs waiting, for tests and listings.
   size_t queued() const;
+  // Workers that would have nothing to do: workers minus jobs running and queued (>= 0).
+  int idle_workers() const;
 
  private:
   JobRunner(const Options& options, Work work) : options_(options), work_(std::move(work)) {}

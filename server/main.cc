@@ -33,6 +33,12 @@ ABSL_FLAG(int, workers, 0,
           "searches that run at once (0: one per CPU core this process may run on); each runs "
           "on one thread");
 ABSL_FLAG(int, queue_capacity, 64, "queued searches before new ones are refused");
+ABSL_FLAG(std::string, replica_id, "",
+          "Over a PostgreSQL --db: this replica's name in job leases, unique among the "
+          "replicas (default <host>:<pid>)");
+ABSL_FLAG(int, lease_seconds, 15,
+          "Over a PostgreSQL --db: a job's lease; a replica that stops renewing it (it died) "
+          "loses its jobs to another replica this long after its last renewal");
 ABSL_FLAG(int, commit_interval_ms, 50,
           "a running search stores its steps in one transaction at most this often (0: every "
           "step); a crash loses at most this much search time, which the job runs again");
@@ -152,6 +158,13 @@ int main(int argc, char** argv) {
   if (options.measurement_threads == 0) options.measurement_threads = UsableCores();
   options.queue_capacity = absl::GetFlag(FLAGS_queue_capacity);
   options.job_commit_interval = absl::Milliseconds(absl::GetFlag(FLAGS_commit_interval_ms));
+  options.replica_id = absl::GetFlag(FLAGS_replica_id);
+  if (absl::GetFlag(FLAGS_lease_seconds) < 1 || absl::GetFlag(FLAGS_lease_seconds) > 3600) {
+    std::fprintf(stderr, "apqd: --lease_seconds must be in [1, 3600], got %d\n",
+                 absl::GetFlag(FLAGS_lease_seconds));
+    return 2;
+  }
+  options.job_lease = absl::Seconds(absl::GetFlag(FLAGS_lease_seconds));
   options.rpc_threads = absl::GetFlag(FLAGS_rpc_threads);
   options.torch_threads = absl::GetFlag(FLAGS_torch_threads);
   options.predictor_threads = absl::GetFlag(FLAGS_predictor_threads);
@@ -184,9 +197,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::fprintf(stderr, "apqd: serving on port %d (database %s, authentication %s, %s)\n",
-               (*server)->port(),
-               apq::server::RedactedLocation(options.database_path).c_str(), auth.c_str(),
-               options.tls_cert_file.empty() ? "plaintext" : "TLS");
+               (*server)->port(), apq::server::RedactedLocation(options.database_path).c_str(),
+               auth.c_str(), options.tls_cert_file.empty() ? "plaintext" : "TLS");
   if (const auto& bootstrap = (*server)->bootstrap_token(); bootstrap.has_value()) {
     // Shown this once: only its hash is stored.
     std::fprintf(stderr,

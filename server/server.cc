@@ -4,6 +4,7 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -14,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "server/store/open_store.h"
+#include "server/store/postgres_store.h"
 
 namespace apq::server {
 
@@ -39,6 +41,13 @@ bool IsLoopbackAddress(const std::string& listen_address) {
 }
 
 namespace {
+
+// "<host name>:<pid>": unique among the replicas of one database while they live.
+std::string DefaultReplicaId() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  return absl::StrCat(host[0] != '\0' ? host : "apqd", ":", getpid());
+}
 
 absl::StatusOr<std::string> ReadPemFlag(const std::string& flag, const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -145,6 +154,13 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   job_options.max_rows_per_job = options.max_rows_per_job;
   job_options.max_job_duration = options.max_job_duration;
   job_options.artifacts = &server->store_->artifacts();
+  if (PostgresStore::IsPostgresLocation(options.database_path)) {
+    // A shared store: this server is one of its replicas (any number may run).
+    job_options.replica.holder =
+        options.replica_id.empty() ? DefaultReplicaId() : options.replica_id;
+    job_options.replica.lease = options.job_lease;
+    job_options.replica.poll_interval = std::min(absl::Milliseconds(250), options.job_lease / 4);
+  }
   ASSIGN_OR_RETURN(
       server->jobs_,
       JobManager::Create(job_options, *server->catalog_, server->store_->jobs(),

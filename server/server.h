@@ -35,6 +35,10 @@ struct ServerOptions {
   std::string dataset_dir = "/usr/share/datasets/fashion-mnist";
   int job_workers = 1;      // Searches that run at once.
   int queue_capacity = 64;  // Queued searches before SubmitSearch is refused.
+  // Over a PostgreSQL store, this server is one of its replicas (JobManager::Options::replica):
+  // its name in the job leases (default "<host>:<pid>") and the lease's length.
+  std::string replica_id;
+  absl::Duration job_lease = absl::Seconds(15);
   // How often a running search stores its steps (JobManager::Options::commit_interval).
   absl::Duration job_commit_interval = absl::Milliseconds(50);
   int rpc_threads = 2;           // Threads that serve cheap calls: store reads, submissions, costs.

@@ -139,6 +139,25 @@ class FaultyJobStore final : public JobStore {
   absl::StatusOr<CandidatePage> ListCandidates(const CandidateQuery& query) override {
     return base_.ListCandidates(query);
   }
+  absl::StatusOr<std::optional<ClaimedJob>> ClaimJob(const std::string& holder, double now_unix_s,
+                                                     double expires_unix_s) override {
+    return Write<absl::StatusOr<std::optional<ClaimedJob>>>(
+        plan_, "ClaimJob", [&] { return base_.ClaimJob(holder, now_unix_s, expires_unix_s); });
+  }
+  absl::StatusOr<LeaseRenewal> RenewLease(const std::string& job_id, const std::string& holder,
+                                          double expires_unix_s) override {
+    return Write<absl::StatusOr<LeaseRenewal>>(
+        plan_, "RenewLease", [&] { return base_.RenewLease(job_id, holder, expires_unix_s); });
+  }
+  absl::Status ReleaseLease(const std::string& job_id, const std::string& holder) override {
+    return Write<absl::Status>(plan_, "ReleaseLease",
+                               [&] { return base_.ReleaseLease(job_id, holder); });
+  }
+  absl::StatusOr<CancelRequestOutcome> RequestCancel(const std::string& job_id,
+                                                     double now_unix_s) override {
+    return Write<absl::StatusOr<CancelRequestOutcome>>(
+        plan_, "RequestCancel", [&] { return base_.RequestCancel(job_id, now_unix_s); });
+  }
 
  private:
   JobStore& base_;

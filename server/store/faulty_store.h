@@ -4,7 +4,8 @@
 //
 // Writes are the calls of the mutating methods of every record kind: JobStore's CreateJob,
 // CreateSweep, MarkRunning, AppendGenerations, BeginVerification, RecordVerification, FinishJob,
-// DeleteJob and DeleteJobsFinishedBefore; DeviceStore's AddTableVersion; DatasetStore's
+// DeleteJob, DeleteJobsFinishedBefore, SetJobLabel, ClaimJob, RenewLease, ReleaseLease and
+// RequestCancel; DeviceStore's AddTableVersion; DatasetStore's
 // CreateDataset and AddMeasurements; PredictorStore's AddPredictor, SetDefaultPredictor and
 // ClearDefaultPredictor; TrainingJobStore's CreateTrainingJob, MarkTrainingRunning,
 // UpdateTrainingProgress and FinishTrainingJob; TokenStore's AddToken and RevokeToken;

@@ -181,5 +181,36 @@ TEST_P(FaultyStoreTest, BeforeWinsWhenTwoFaultsFireAtOneWrite) {
   EXPECT_EQ(*store_->jobs().CreateJob(MakeJob()), "job-1");  // Both fired.
 }
 
+// The lease calls are writes. A claim refused before its write leaves the job free; one
+// whose acknowledgement was lost leaves it held by the claimer until its lease expires.
+TEST_P(FaultyStoreTest, LeaseCallsAreWritesAndALostClaimHoldsTheJobUntilItExpires) {
+  JobStore& jobs = store_->jobs();
+  const std::string id = *jobs.CreateJob(MakeJob());
+  plan_->FailNthWrite(1, Mode::kBeforeWrite, "ClaimJob");
+  ExpectInjected(jobs.ClaimJob("replica-a", 100, 200).status());
+  absl::StatusOr<std::optional<ClaimedJob>> claimed = jobs.ClaimJob("replica-b", 100, 200);
+  ASSERT_TRUE(claimed.ok() && claimed->has_value()) << claimed.status();
+  EXPECT_EQ((*claimed)->job_id, id);
+
+  plan_->FailNthWrite(1, Mode::kAfterCommit, "ClaimJob");
+  ExpectInjected(jobs.ClaimJob("replica-c", 200, 300).status());
+  EXPECT_FALSE(jobs.ClaimJob("replica-a", 299, 400)->has_value());
+  EXPECT_TRUE(jobs.RenewLease(id, "replica-c", 400).ok());
+
+  plan_->FailNthWrite(1, Mode::kBeforeWrite, "RenewLease");
+  ExpectInjected(jobs.RenewLease(id, "replica-c", 500).status());
+  plan_->FailNthWrite(1, Mode::kBeforeWrite, "ReleaseLease");
+  ExpectInjected(jobs.ReleaseLease(id, "replica-c"));
+  EXPECT_FALSE(jobs.ClaimJob("replica-a", 399, 500)->has_value()) << "not released";
+  plan_->FailNthWrite(1, Mode::kBeforeWrite, "RequestCancel");
+  ExpectInjected(jobs.RequestCancel(id, 399).status());
+  EXPECT_FALSE(jobs.RenewLease(id, "replica-c", 500)->cancel_requested);
+  EXPECT_EQ(plan_->writes("ClaimJob"), 5);
+  EXPECT_EQ(plan_->writes("RenewLease"), 3);
+  EXPECT_EQ(plan_->writes("ReleaseLease"), 1);
+  EXPECT_EQ(plan_->writes("RequestCancel"), 1);
+  EXPECT_EQ(plan_->faults_injected(), 5);
+}
+
 }  // namespace
 }  // namespace apq::server

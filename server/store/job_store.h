@@ -147,6 +147,44 @@ class JobStore {
   virtual absl::StatusOr<std::vector<JobRecord>> JobsWithoutLabel(int limit) = 0;
   // Sets a job's label (deleted jobs too). NOT_FOUND for an unknown job.
   virtual absl::Status SetJobLabel(const std::string& job_id, const std::string& label) = 0;
+
+  // Leases: several servers (replicas) over one store run each job on one of them. A replica
+  // claims a job and holds it by a lease that it renews while the job runs; a replica that
+  // dies stops renewing, and once its leases have expired another claims its jobs and
+  // resumes them from their checkpoints. Holders are opaque non-empty names (at most 256
+  // bytes; INVALID_ARGUMENT otherwise); times are the callers' clocks in Unix seconds
+  // (replicas' clocks must agree to well within a lease). A job's lease is free when it has
+  // none or it expired (expires <= now). Creating a job gives it no lease.
+
+  // Claims the oldest (by creation) queued or running job whose lease is free at
+  // `now_unix_s`: its lease becomes `holder`'s until `expires_unix_s` (> now_unix_s, else
+  // INVALID_ARGUMENT). None when there is no such job. Concurrent claimers, in this process
+  // or others, never get the same job while its lease holds.
+  virtual absl::StatusOr<std::optional<ClaimedJob>> ClaimJob(const std::string& holder,
+                                                             double now_unix_s,
+                                                             double expires_unix_s) = 0;
+
+  // Extends `holder`'s lease on an unfinished job to `expires_unix_s` and reports whether a
+  // cancellation was requested (RequestCancel). FAILED_PRECONDITION when `holder` does not
+  // hold the lease (it expired and another replica claimed the job, or it was released):
+  // the holder must stop the job without writing to it. FAILED_PRECONDITION for a job that
+  // ended; NOT_FOUND for an unknown one.
+  virtual absl::StatusOr<LeaseRenewal> RenewLease(const std::string& job_id,
+                                                  const std::string& holder,
+                                                  double expires_unix_s) = 0;
+
+  // Gives up `holder`'s lease (a replica shutting down): the job stays unfinished, free for
+  // any replica to claim at once. OK, changing nothing, when `holder` does not hold it or the
+  // job ended; NOT_FOUND for an unknown job.
+  virtual absl::Status ReleaseLease(const std::string& job_id, const std::string& holder) = 0;
+
+  // Cancels a job from any replica. A queued job whose lease is free at `now_unix_s` ends
+  // CANCELLED at once (finished at now_unix_s, elapsed 0, no front): kEnded. Otherwise its
+  // holder is asked to stop (RenewLease reports it; a job claimed later with the request
+  // pending is reported by ClaimJob): kRequested. FAILED_PRECONDITION for a job that ended;
+  // NOT_FOUND for an unknown one.
+  virtual absl::StatusOr<CancelRequestOutcome> RequestCancel(const std::string& job_id,
+                                                      double now_unix_s) = 0;
 };
 
 }  // namespace apq::server

@@ -42,6 +42,11 @@ struct StoredJob {
   absl::flat_hash_map<std::string, size_t> row_of_config;
   std::optional<int64_t> verified_best_id;
   bool deleted = false;  // JobStore::DeleteJob: a tombstone that keeps the id taken.
+  // JobStore's lease: its holder and until when ('' and 0: none), and whether the holder was
+  // asked to stop the job (RequestCancel).
+  std::string lease_holder;
+  double lease_expires_unix_s = 0.0;
+  bool cancel_requested = false;
 
   // The candidate of this job with `id`, or null.
   CandidateRecord* FindCandidate(int64_t id);

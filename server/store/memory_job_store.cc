@@ -196,6 +196,7 @@ class MemoryJobStore final : public JobStore {
     job->record.finished_unix_s = finished;
     job->record.elapsed_s = elapsed;
     job->record.pareto_front_size = static_cast<int64_t>(front.size());
+    ClearLease(*job);
     return absl::OkStatus();
   }
 
@@ -339,6 +340,64 @@ class MemoryJobStore final : public JobStore {
     return ids;
   }
 
+  absl::StatusOr<std::optional<ClaimedJob>> ClaimJob(const std::string& holder, double now_unix_s,
+                                                     double expires_unix_s) override {
+    RETURN_IF_ERROR(store_internal::CheckLeaseHolder(holder));
+    RETURN_IF_ERROR(store_internal::CheckLeaseTimes(now_unix_s, expires_unix_s));
+    absl::MutexLock lock(&db_.mutex);
+    // db_.jobs is in creation order.
+    for (StoredJob& job : db_.jobs) {
+      if (job.deleted || IsTerminal(job.record.state) || job.lease_expires_unix_s > now_unix_s) {
+        continue;
+      }
+      job.lease_holder = holder;
+      job.lease_expires_unix_s = expires_unix_s;
+      return ClaimedJob{job.record.id, job.record.state, job.cancel_requested};
+    }
+    return std::nullopt;
+  }
+
+  absl::StatusOr<LeaseRenewal> RenewLease(const std::string& job_id, const std::string& holder,
+                                          double expires_unix_s) override {
+    RETURN_IF_ERROR(store_internal::CheckLeaseHolder(holder));
+    RETURN_IF_ERROR(store_internal::CheckLeaseTime(expires_unix_s, "expires_unix_s"));
+    absl::MutexLock lock(&db_.mutex);
+    ASSIGN_OR_RETURN(StoredJob * job, Unfinished(job_id));
+    if (job->lease_holder != holder) return store_internal::LeaseNotHeld(job_id, holder);
+    job->lease_expires_unix_s = expires_unix_s;
+    return LeaseRenewal{job->cancel_requested};
+  }
+
+  absl::Status ReleaseLease(const std::string& job_id, const std::string& holder) override {
+    RETURN_IF_ERROR(store_internal::CheckLeaseHolder(holder));
+    absl::MutexLock lock(&db_.mutex);
+    StoredJob* job = db_.FindJob(job_id);
+    if (job == nullptr) return JobNotFound(job_id);
+    // An ended job holds no lease (FinishJob clears it); another holder's stays.
+    if (job->lease_holder == holder) ClearLease(*job);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<CancelRequestOutcome> RequestCancel(const std::string& job_id,
+                                                     double now_unix_s) override {
+    RETURN_IF_ERROR(store_internal::CheckLeaseTime(now_unix_s, "now_unix_s"));
+    absl::MutexLock lock(&db_.mutex);
+    ASSIGN_OR_RETURN(StoredJob * job, Unfinished(job_id));
+    if (job->record.state == JobState::kQueued && job->lease_expires_unix_s <= now_unix_s) {
+      // As FinishJob(kCancelled) with no front would end it.
+      job->record.state = JobState::kCancelled;
+      ASSIGN_OR_RETURN(
+          job->record.finished_unix_s,
+          StoredDouble(now_unix_s, "now_unix_s", absl::StrCat("cancelling job ", job_id)));
+      job->record.elapsed_s = 0.0;
+      job->record.pareto_front_size = 0;
+      ClearLease(*job);
+      return CancelRequestOutcome::kEnded;
+    }
+    job->cancel_requested = true;
+    return CancelRequestOutcome::kRequested;
+  }
+
  private:
   absl::Status DeleteLocked(const std::string& job_id, double deleted_unix_s)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_.mutex) {
@@ -357,7 +416,13 @@ class MemoryJobStore final : public JobStore {
     job->row_of_config.clear();
     job->record.request.clear();
     job->record.checkpoint.clear();
+    ClearLease(*job);
     return absl::OkStatus();
+  }
+
+  static void ClearLease(StoredJob& job) {
+    job.lease_holder.clear();
+    job.lease_expires_unix_s = 0.0;
   }
 
   // A queued job with `job`'s identity (no id yet).

@@ -22,7 +22,7 @@ namespace apq::server {
 namespace {
 
 // Schema migrations, applied in order; apq_schema.version counts those applied. Never edit
-// a released entry; append a new one. Migration 1 is SQLite's schema 14 (sqlite_database.cc)
+// a released entry; append a new one. Migration 1 is SQLite's schema 15 (sqlite_database.cc)
 // in PostgreSQL's types: strings BYTEA, doubles DOUBLE PRECISION, flags BOOLEAN; tables
 // listed in insertion order by SQLite's rowid get an explicit position column.
 constexpr const char* kMigrations[] = {
@@ -72,6 +72,11 @@ CREATE TABLE jobs (
   deleted_unix_s DOUBLE PRECISION NOT NULL DEFAULT 0,
   engine_metrics BYTEA NOT NULL DEFAULT '',
   label BYTEA,
+  -- The replica running the job and until when (JobStore::ClaimJob); '' and 0: none.
+  lease_holder BYTEA NOT NULL DEFAULT '',
+  lease_expires_unix_s DOUBLE PRECISION NOT NULL DEFAULT 0,
+  -- JobStore::RequestCancel asked the holder to stop the job.
+  cancel_requested BOOLEAN NOT NULL DEFAULT FALSE,
   checkpoint BYTEA NOT NULL DEFAULT ''
 );
 CREATE INDEX jobs_by_state ON jobs (state, seq);

@@ -616,7 +616,8 @@ absl::Status PostgresJobStore::FinishJob(const std::string& job_id, JobState sta
         ASSIGN_OR_RETURN(const JobState current, LockJobState(tx, job_id));
         if (IsTerminal(current)) return store_internal::JobEnded(job_id, current);
         RETURN_IF_ERROR(tx.Run("UPDATE jobs SET state = $2, error = $3, finished_unix_s = $4, "
-                               "elapsed_s = $5, pareto_front_size = $6 WHERE id = $1::bytea",
+                               "elapsed_s = $5, pareto_front_size = $6, lease_holder = '', "
+                               "lease_expires_unix_s = 0 WHERE id = $1::bytea",
                                PostgresParams()
                                    .Bytes(job_id)
                                    .Int(static_cast<int64_t>(state))
@@ -850,6 +851,130 @@ absl::StatusOr<std::vector<std::string>> PostgresJobStore::DeleteJobsFinishedBef
         return absl::OkStatus();
       }));
   return ids;
+}
+
+absl::StatusOr<std::optional<ClaimedJob>> PostgresJobStore::ClaimJob(const std::string& holder,
+                                                                     double now_unix_s,
+                                                                     double expires_unix_s) {
+  RETURN_IF_ERROR(store_internal::CheckLeaseHolder(holder));
+  RETURN_IF_ERROR(store_internal::CheckLeaseTimes(now_unix_s, expires_unix_s));
+  std::optional<ClaimedJob> claimed;
+  RETURN_IF_ERROR(database_.Transact(
+      Mode::kWrite, "claiming a job", [&](PostgresTransaction& tx) -> absl::Status {
+        claimed.reset();
+        // SKIP LOCKED: a job another claimer is taking right now is passed over, not waited
+        // for, so claimers never queue behind each other and never get one job twice (the
+        // row stays locked until this transaction commits the new lease).
+        ASSIGN_OR_RETURN(
+            const pqxx::result rows,
+            tx.Exec("SELECT id, state, cancel_requested FROM jobs WHERE deleted_unix_s = 0 AND "
+                    "state IN ($1::int4, $2::int4) AND lease_expires_unix_s <= $3::float8 "
+                    "ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED",
+                    PostgresParams()
+                        .Int(static_cast<int64_t>(JobState::kQueued))
+                        .Int(static_cast<int64_t>(JobState::kRunning))
+                        .Double(now_unix_s, "now_unix_s")));
+        if (rows.empty()) return absl::OkStatus();
+        ClaimedJob job;
+        job.job_id = FieldBytes(rows[0][0]);
+        job.state = static_cast<JobState>(FieldInt(rows[0][1]));
+        job.cancel_requested = FieldBool(rows[0][2]);
+        RETURN_IF_ERROR(tx.Run("UPDATE jobs SET lease_holder = $2, lease_expires_unix_s = $3 "
+                               "WHERE id = $1::bytea",
+                               PostgresParams()
+                                   .Bytes(job.job_id)
+                                   .Bytes(holder)
+                                   .Double(expires_unix_s, "expires_unix_s"))
+                            .status());
+        claimed = std::move(job);
+        return absl::OkStatus();
+      }));
+  return claimed;
+}
+
+absl::StatusOr<LeaseRenewal> PostgresJobStore::RenewLease(const std::string& job_id,
+                                                          const std::string& holder,
+                                                          double expires_unix_s) {
+  RETURN_IF_ERROR(store_internal::CheckLeaseHolder(holder));
+  RETURN_IF_ERROR(store_internal::CheckLeaseTime(expires_unix_s, "expires_unix_s"));
+  LeaseRenewal renewal;
+  RETURN_IF_ERROR(database_.Transact(
+      Mode::kWrite, absl::StrCat("renewing the lease of job ", job_id),
+      [&](PostgresTransaction& tx) -> absl::Status {
+        ASSIGN_OR_RETURN(const pqxx::result rows,
+                         tx.Exec("SELECT state, lease_holder, cancel_requested FROM jobs "
+                                 "WHERE id = $1::bytea AND deleted_unix_s = 0 FOR UPDATE",
+                                 PostgresParams().Bytes(job_id)));
+        if (rows.empty()) return JobNotFound(job_id);
+        const auto state = static_cast<JobState>(FieldInt(rows[0][0]));
+        if (IsTerminal(state)) return store_internal::JobEnded(job_id, state);
+        if (FieldBytes(rows[0][1]) != holder) return store_internal::LeaseNotHeld(job_id, holder);
+        renewal.cancel_requested = FieldBool(rows[0][2]);
+        return tx
+            .Run("UPDATE jobs SET lease_expires_unix_s = $2 WHERE id = $1::bytea",
+                 PostgresParams().Bytes(job_id).Double(expires_unix_s, "expires_unix_s"))
+            .status();
+      }));
+  return renewal;
+}
+
+absl::Status PostgresJobStore::ReleaseLease(const std::string& job_id, const std::string& holder) {
+  RETURN_IF_ERROR(store_internal::CheckLeaseHolder(holder));
+  return database_.Transact(
+      Mode::kWrite, absl::StrCat("releasing the lease of job ", job_id),
+      [&](PostgresTransaction& tx) -> absl::Status {
+        ASSIGN_OR_RETURN(const pqxx::result rows,
+                         tx.Exec("SELECT 1 FROM jobs WHERE id = $1::bytea AND deleted_unix_s = 0",
+                                 PostgresParams().Bytes(job_id)));
+        if (rows.empty()) return JobNotFound(job_id);
+        return tx
+            .Run(
+                "UPDATE jobs SET lease_holder = '', lease_expires_unix_s = 0 WHERE id = "
+                "$1::bytea AND lease_holder = $2::bytea AND state IN ($3::int4, $4::int4)",
+                PostgresParams()
+                    .Bytes(job_id)
+                    .Bytes(holder)
+                    .Int(static_cast<int64_t>(JobState::kQueued))
+                    .Int(static_cast<int64_t>(JobState::kRunning)))
+            .status();
+      });
+}
+
+absl::StatusOr<CancelRequestOutcome> PostgresJobStore::RequestCancel(const std::string& job_id,
+                                                                     double now_unix_s) {
+  RETURN_IF_ERROR(store_internal::CheckLeaseTime(now_unix_s, "now_unix_s"));
+  CancelRequestOutcome outcome = CancelRequestOutcome::kRequested;
+  RETURN_IF_ERROR(database_.Transact(
+      Mode::kWrite, absl::StrCat("cancelling job ", job_id),
+      [&](PostgresTransaction& tx) -> absl::Status {
+        ASSIGN_OR_RETURN(const pqxx::result rows,
+                         tx.Exec("SELECT state, lease_expires_unix_s FROM jobs WHERE id = "
+                                 "$1::bytea AND deleted_unix_s = 0 FOR UPDATE",
+                                 PostgresParams().Bytes(job_id)));
+        if (rows.empty()) return JobNotFound(job_id);
+        const auto state = static_cast<JobState>(FieldInt(rows[0][0]));
+        if (IsTerminal(state)) return store_internal::JobEnded(job_id, state);
+        const bool lease_free = FieldDouble(rows[0][1]) <= now_unix_s;
+        if (state == JobState::kQueued && lease_free) {
+          outcome = CancelRequestOutcome::kEnded;
+          return tx
+              .Run(
+                  "UPDATE jobs SET state = $2, finished_unix_s = $3, elapsed_s = 0, "
+                  "pareto_front_size = 0, lease_holder = '', lease_expires_unix_s = 0 "
+                  "WHERE id = $1::bytea",
+                  PostgresParams()
+                      .Bytes(job_id)
+                      .Int(static_cast<int64_t>(JobState::kCancelled))
+                      .Double(now_unix_s, "now_unix_s"))
+              .status();
+        }
+        outcome = CancelRequestOutcome::kRequested;
+        return tx
+            .Run("UPDATE jobs SET cancel_requested = TRUE WHERE id = $1::bytea",
+                 PostgresParams().Bytes(job_id))
+            .status();
+      }));
+  return outcome;
 }
 
 }  // namespace apq::server

@@ -52,6 +52,13 @@ class PostgresJobStore final : public JobStore {
   absl::StatusOr<std::map<JobState, int64_t>> CountJobsByState() override;
   absl::StatusOr<std::vector<JobRecord>> JobsWithoutLabel(int limit) override;
   absl::Status SetJobLabel(const std::string& job_id, const std::string& label) override;
+  absl::StatusOr<std::optional<ClaimedJob>> ClaimJob(const std::string& holder, double now_unix_s,
+                                                     double expires_unix_s) override;
+  absl::StatusOr<LeaseRenewal> RenewLease(const std::string& job_id, const std::string& holder,
+                                          double expires_unix_s) override;
+  absl::Status ReleaseLease(const std::string& job_id, const std::string& holder) override;
+  absl::StatusOr<CancelRequestOutcome> RequestCancel(const std::string& job_id,
+                                                     double now_unix_s) override;
 
  private:
   PostgresDatabase& database_;

@@ -487,4 +487,33 @@ absl::Status ArtifactExists(const std::string& kind, const std::string& key) {
                                                Quoted(key), " is already stored"));
 }
 
+absl::Status CheckLeaseHolder(const std::string& holder) {
+  if (holder.empty()) return absl::InvalidArgumentError("lease holder: is empty");
+  if (holder.size() > kMaxLeaseHolderBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lease holder: ", holder.size(), " bytes, more than ", kMaxLeaseHolderBytes));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckLeaseTime(double unix_s, absl::string_view field) {
+  if (!std::isnan(unix_s)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("lease ", field, ": is NaN"));
+}
+
+absl::Status CheckLeaseTimes(double now_unix_s, double expires_unix_s) {
+  if (absl::Status now = CheckLeaseTime(now_unix_s, "now_unix_s"); !now.ok()) return now;
+  if (absl::Status expires = CheckLeaseTime(expires_unix_s, "expires_unix_s"); !expires.ok()) {
+    return expires;
+  }
+  if (expires_unix_s > now_unix_s) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("lease expires_unix_s: ", expires_unix_s,
+                                                 " is not after now_unix_s ", now_unix_s));
+}
+
+absl::Status LeaseNotHeld(const std::string& job_id, const std::string& holder) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "job ", job_id, ": ", holder, " does not hold its lease (it expired or was released)"));
+}
+
 }  // namespace apq::server::store_internal

@@ -3,6 +3,7 @@
 #ifndef APQ_SERVER_STORE_RECORD_CHECKS_H_
 #define APQ_SERVER_STORE_RECORD_CHECKS_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -123,6 +124,20 @@ absl::Status NoDefaultPredictor(const std::string& space);
 absl::Status CheckArtifact(const ArtifactRecord& artifact);
 absl::Status ArtifactNotFound(const std::string& kind, const std::string& key);
 absl::Status ArtifactExists(const std::string& kind, const std::string& key);
+
+// The longest lease holder name, in bytes (JobStore's leases).
+inline constexpr size_t kMaxLeaseHolderBytes = 256;
+// INVALID_ARGUMENT "lease holder: ..." for an empty holder or one longer than
+// kMaxLeaseHolderBytes.
+absl::Status CheckLeaseHolder(const std::string& holder);
+// INVALID_ARGUMENT "lease now_unix_s: ..." or "lease expires_unix_s: ..." for a NaN time and
+// for expires_unix_s <= now_unix_s (JobStore::ClaimJob).
+absl::Status CheckLeaseTimes(double now_unix_s, double expires_unix_s);
+// INVALID_ARGUMENT "lease <field>: is NaN" for a NaN time, where the call has one time only
+// (RenewLease's expires_unix_s, RequestCancel's now_unix_s).
+absl::Status CheckLeaseTime(double unix_s, absl::string_view field);
+// FAILED_PRECONDITION for RenewLease by a holder that lost (or never had) the job's lease.
+absl::Status LeaseNotHeld(const std::string& job_id, const std::string& holder);
 
 }  // namespace apq::server::store_internal
 

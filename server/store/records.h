@@ -117,6 +117,24 @@ struct JobRecord {
   std::string label;
 };
 
+// A job a replica claimed (JobStore::ClaimJob).
+struct ClaimedJob {
+  std::string job_id;
+  JobState state = JobState::kQueued;  // kRunning: another holder's lease expired.
+  bool cancel_requested = false;       // JobStore::RequestCancel was called before.
+};
+
+// What a lease's renewal tells its holder (JobStore::RenewLease).
+struct LeaseRenewal {
+  bool cancel_requested = false;
+};
+
+// What JobStore::RequestCancel did.
+enum class CancelRequestOutcome {
+  kEnded = 1,      // The job was queued and unclaimed: it is CANCELLED now.
+  kRequested = 2,  // Its holder will stop it (or the next claimer, at once).
+};
+
 // What an API token may do (server/auth.h). Stored as these numbers.
 enum class Role {
   kViewer = 1,     // Reads everything.

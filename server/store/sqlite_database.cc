@@ -318,6 +318,15 @@ ALTER TABLE jobs ADD COLUMN engine_metrics TEXT NOT NULL DEFAULT '';
 ALTER TABLE jobs ADD COLUMN label TEXT;
 CREATE INDEX jobs_by_label ON jobs (label, seq);
 )sql",
+    // 15: leases, so that replicas over one file run each job on one of them
+    // (JobStore::ClaimJob): the replica holding the job and until when ('' and 0: none), and
+    // whether its holder was asked to stop it (JobStore::RequestCancel). Claims find the
+    // unfinished jobs by jobs_by_state.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN lease_holder TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN lease_expires_unix_s REAL NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(std::size(kMigrations));

@@ -532,7 +532,9 @@ absl::Status SqliteJobStore::FinishJob(const std::string& job_id, JobState state
   {
     ASSIGN_OR_RETURN(Statement update, database_.Prepare("UPDATE jobs SET state = ?2, error = ?3, "
                                                          "finished_unix_s = ?4, elapsed_s = ?5, "
-                                                         "pareto_front_size = ?6 WHERE id = ?1"));
+                                                         "pareto_front_size = ?6, "
+                                                         "lease_holder = '', "
+                                                         "lease_expires_unix_s = 0 WHERE id = ?1"));
     update.BindText(1, job_id);
     update.BindInt64(2, static_cast<int64_t>(state));
     update.BindText(3, error);
@@ -746,8 +748,8 @@ absl::Status SqliteJobStore::DeleteJobLocked(const std::string& job_id, double d
   // The row stays as a tombstone, so that the job's id is never given again.
   ASSIGN_OR_RETURN(Statement mark,
                    database_.Prepare("UPDATE jobs SET deleted_unix_s = ?2, request = x'', "
-                                     "checkpoint = x'', best_id = NULL, verified_best_id = NULL "
-                                     "WHERE id = ?1"));
+                                     "checkpoint = x'', best_id = NULL, verified_best_id = NULL, "
+                                     "lease_holder = '', lease_expires_unix_s = 0 WHERE id = ?1"));
   mark.BindText(1, job_id);
   mark.BindDouble(2, deleted_unix_s, "deleted_unix_s");
   return mark.Run(operation);
@@ -781,6 +783,131 @@ absl::StatusOr<std::vector<std::string>> SqliteJobStore::DeleteJobsFinishedBefor
   }
   RETURN_IF_ERROR(transaction.Commit(operation));
   return ids;
+}
+
+absl::StatusOr<SqliteJobStore::LeaseState> SqliteJobStore::LoadUnfinishedLease(
+    const std::string& job_id, const std::string& operation) {
+  ASSIGN_OR_RETURN(Statement select, database_.Prepare("SELECT state, lease_holder, "
+                                                       "lease_expires_unix_s, cancel_requested "
+                                                       "FROM jobs WHERE id = ?1 AND "
+                                                       "deleted_unix_s = 0"));
+  select.BindText(1, job_id);
+  ASSIGN_OR_RETURN(const bool row, select.Step(operation));
+  if (!row) return JobNotFound(job_id);
+  LeaseState lease;
+  lease.state = static_cast<JobState>(select.ColumnInt(0));
+  if (IsTerminal(lease.state)) return store_internal::JobEnded(job_id, lease.state);
+  lease.holder = select.ColumnText(1);
+  lease.expires_unix_s = select.ColumnDouble(2);
+  lease.cancel_requested = select.ColumnInt(3) != 0;
+  return lease;
+}
+
+absl::StatusOr<std::optional<ClaimedJob>> SqliteJobStore::ClaimJob(const std::string& holder,
+                                                                   double now_unix_s,
+                                                                   double expires_unix_s) {
+  RETURN_IF_ERROR(store_internal::CheckLeaseHolder(holder));
+  RETURN_IF_ERROR(store_internal::CheckLeaseTimes(now_unix_s, expires_unix_s));
+  constexpr absl::string_view kOperation = "claiming a job";
+  absl::MutexLock lock(&database_.mutex());
+  // BEGIN IMMEDIATE: claimers in other processes wait for this one's commit, so the row read
+  // free here is still free when its lease is written.
+  ASSIGN_OR_RETURN(Transaction transaction, database_.Begin(/*write=*/true, kOperation));
+  ClaimedJob claimed;
+  {
+    ASSIGN_OR_RETURN(Statement select,
+                     database_.Prepare("SELECT id, state, cancel_requested FROM jobs "
+                                       "WHERE deleted_unix_s = 0 AND state IN (?1, ?2) AND "
+                                       "lease_expires_unix_s <= ?3 ORDER BY seq LIMIT 1"));
+    select.BindInt64(1, static_cast<int64_t>(JobState::kQueued));
+    select.BindInt64(2, static_cast<int64_t>(JobState::kRunning));
+    select.BindDouble(3, now_unix_s, "now_unix_s");
+    ASSIGN_OR_RETURN(const bool row, select.Step(kOperation));
+    if (!row) return std::nullopt;
+    claimed.job_id = select.ColumnText(0);
+    claimed.state = static_cast<JobState>(select.ColumnInt(1));
+    claimed.cancel_requested = select.ColumnInt(2) != 0;
+  }
+  {
+    ASSIGN_OR_RETURN(Statement update,
+                     database_.Prepare("UPDATE jobs SET lease_holder = ?2, "
+                                       "lease_expires_unix_s = ?3 WHERE id = ?1"));
+    update.BindText(1, claimed.job_id);
+    update.BindText(2, holder);
+    update.BindDouble(3, expires_unix_s, "expires_unix_s");
+    RETURN_IF_ERROR(update.Run(kOperation));
+  }
+  RETURN_IF_ERROR(transaction.Commit(kOperation));
+  return claimed;
+}
+
+absl::StatusOr<LeaseRenewal> SqliteJobStore::RenewLease(const std::string& job_id,
+                                                        const std::string& holder,
+                                                        double expires_unix_s) {
+  RETURN_IF_ERROR(store_internal::CheckLeaseHolder(holder));
+  RETURN_IF_ERROR(store_internal::CheckLeaseTime(expires_unix_s, "expires_unix_s"));
+  const std::string operation = absl::StrCat("renewing the lease of job ", job_id);
+  absl::MutexLock lock(&database_.mutex());
+  ASSIGN_OR_RETURN(Transaction transaction, database_.Begin(/*write=*/true, operation));
+  ASSIGN_OR_RETURN(const LeaseState lease, LoadUnfinishedLease(job_id, operation));
+  if (lease.holder != holder) return store_internal::LeaseNotHeld(job_id, holder);
+  {
+    ASSIGN_OR_RETURN(Statement update, database_.Prepare("UPDATE jobs SET lease_expires_unix_s = "
+                                                         "?2 WHERE id = ?1"));
+    update.BindText(1, job_id);
+    update.BindDouble(2, expires_unix_s, "expires_unix_s");
+    RETURN_IF_ERROR(update.Run(operation));
+  }
+  RETURN_IF_ERROR(transaction.Commit(operation));
+  return LeaseRenewal{lease.cancel_requested};
+}
+
+absl::Status SqliteJobStore::ReleaseLease(const std::string& job_id, const std::string& holder) {
+  RETURN_IF_ERROR(store_internal::CheckLeaseHolder(holder));
+  const std::string operation = absl::StrCat("releasing the lease of job ", job_id);
+  absl::MutexLock lock(&database_.mutex());
+  ASSIGN_OR_RETURN(Transaction transaction, database_.Begin(/*write=*/true, operation));
+  ASSIGN_OR_RETURN(const JobState state, LoadJobState(job_id));
+  // An ended job holds no lease (FinishJob clears it); another holder's stays.
+  if (IsTerminal(state)) return absl::OkStatus();
+  {
+    ASSIGN_OR_RETURN(Statement update,
+                     database_.Prepare("UPDATE jobs SET lease_holder = '', "
+                                       "lease_expires_unix_s = 0 WHERE id = ?1 AND "
+                                       "lease_holder = ?2"));
+    update.BindText(1, job_id);
+    update.BindText(2, holder);
+    RETURN_IF_ERROR(update.Run(operation));
+  }
+  return transaction.Commit(operation);
+}
+
+absl::StatusOr<CancelRequestOutcome> SqliteJobStore::RequestCancel(const std::string& job_id,
+                                                                   double now_unix_s) {
+  RETURN_IF_ERROR(store_internal::CheckLeaseTime(now_unix_s, "now_unix_s"));
+  const std::string operation = absl::StrCat("cancelling job ", job_id);
+  absl::MutexLock lock(&database_.mutex());
+  ASSIGN_OR_RETURN(Transaction transaction, database_.Begin(/*write=*/true, operation));
+  ASSIGN_OR_RETURN(const LeaseState lease, LoadUnfinishedLease(job_id, operation));
+  const bool ends_now = lease.state == JobState::kQueued && lease.expires_unix_s <= now_unix_s;
+  if (ends_now) {
+    // As FinishJob(kCancelled) with no front would end it.
+    ASSIGN_OR_RETURN(Statement update,
+                     database_.Prepare("UPDATE jobs SET state = ?2, finished_unix_s = ?3, "
+                                       "elapsed_s = 0, pareto_front_size = 0, lease_holder = '', "
+                                       "lease_expires_unix_s = 0 WHERE id = ?1"));
+    update.BindText(1, job_id);
+    update.BindInt64(2, static_cast<int64_t>(JobState::kCancelled));
+    update.BindDouble(3, now_unix_s, "now_unix_s");
+    RETURN_IF_ERROR(update.Run(operation));
+  } else {
+    ASSIGN_OR_RETURN(Statement update,
+                     database_.Prepare("UPDATE jobs SET cancel_requested = 1 WHERE id = ?1"));
+    update.BindText(1, job_id);
+    RETURN_IF_ERROR(update.Run(operation));
+  }
+  RETURN_IF_ERROR(transaction.Commit(operation));
+  return ends_now ? CancelRequestOutcome::kEnded : CancelRequestOutcome::kRequested;
 }
 
 }  // namespace apq::server

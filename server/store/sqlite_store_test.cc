@@ -7,9 +7,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -271,6 +273,103 @@ TEST(SqliteStoreTest, MigratesADatabaseOfAnOlderSchema) {
               absl::StatusCode::kNotFound);
     EXPECT_TRUE(store->artifacts().GetArtifact("iqp_sensitivity", "s").ok());
   }
+}
+
+// Schema 15 adds leases: the unfinished jobs of a file of schema 14 hold none and are
+// claimable oldest first; ended and deleted ones are not.
+TEST(SqliteStoreTest, MigratesJobsToLeasesThatAreFree) {
+  ASSERT_GE(SqliteStore::SchemaVersion(), 15);
+  const std::string path = FreshPath();
+  {
+    absl::StatusOr<std::unique_ptr<SqliteDatabase>> old = SqliteDatabase::Open(path, 5000, 14);
+    ASSERT_TRUE(old.ok()) << old.status();
+    absl::MutexLock lock(&(*old)->mutex());
+    // job-1 succeeded, job-2 runs, job-3 is queued, job-4 failed and was deleted.
+    const absl::Status inserted = (*old)->Exec(
+        "INSERT INTO jobs (id, seq, space, device, table_version, predictor_version, request, "
+        "state, created_unix_s, deleted_unix_s, label) VALUES "
+        "('job-1', 1, 'ofa_mbv3', 'note10', 1, 'v1', x'08', 3, 10, 0, ''), "
+        "('job-2', 2, 'ofa_mbv3', 'note10', 1, 'v1', x'08', 2, 11, 0, ''), "
+        "('job-3', 3, 'ofa_mbv3', 'note10', 1, 'v1', x'08', 1, 12, 0, ''), "
+        "('job-4', 4, 'ofa_mbv3', 'note10', 1, 'v1', x'', 4, 13, 20, '');",
+        "writing schema 14's jobs");
+    ASSERT_TRUE(inserted.ok()) << inserted;
+  }
+  EXPECT_EQ(RawConnection(path).QueryInt("PRAGMA user_version"), 14);
+  std::unique_ptr<Store> store = OpenOrDie(path);
+  ASSERT_NE(store, nullptr);
+  {
+    RawConnection raw(path);
+    EXPECT_EQ(raw.QueryInt("PRAGMA user_version"), SqliteStore::SchemaVersion());
+    EXPECT_EQ(raw.QueryInt("SELECT COUNT(*) FROM jobs WHERE lease_holder = '' AND "
+                           "lease_expires_unix_s = 0 AND cancel_requested = 0"),
+              4);
+  }
+  JobStore& jobs = store->jobs();
+  absl::StatusOr<std::optional<ClaimedJob>> claimed = jobs.ClaimJob("replica-a", 100, 200);
+  ASSERT_TRUE(claimed.ok()) << claimed.status();
+  ASSERT_TRUE(claimed->has_value());
+  EXPECT_EQ((*claimed)->job_id, "job-2");
+  EXPECT_EQ((*claimed)->state, JobState::kRunning);
+  EXPECT_FALSE((*claimed)->cancel_requested);
+  claimed = jobs.ClaimJob("replica-b", 100, 200);
+  ASSERT_TRUE(claimed.ok() && claimed->has_value()) << claimed.status();
+  EXPECT_EQ((*claimed)->job_id, "job-3");
+  EXPECT_EQ((*claimed)->state, JobState::kQueued);
+  claimed = jobs.ClaimJob("replica-c", 100, 200);
+  ASSERT_TRUE(claimed.ok()) << claimed.status();
+  EXPECT_FALSE(claimed->has_value());
+  EXPECT_TRUE(jobs.RenewLease("job-2", "replica-a", 300).ok());
+  EXPECT_EQ(*jobs.RequestCancel("job-3", 150), CancelRequestOutcome::kRequested);
+  EXPECT_TRUE(jobs.RenewLease("job-3", "replica-b", 300)->cancel_requested);
+  // Ending a job clears its lease (not seen through the interface).
+  ASSERT_TRUE(jobs.FinishJob("job-2", JobState::kSucceeded, "", 200, 100, {}).ok());
+  ASSERT_TRUE(jobs.FinishJob("job-3", JobState::kCancelled, "", 200, 0, {}).ok());
+  EXPECT_EQ(RawConnection(path).QueryInt("SELECT COUNT(*) FROM jobs WHERE lease_holder != '' OR "
+                                         "lease_expires_unix_s != 0"),
+            0);
+}
+
+// Stores on one file (replicas, each with a connection of its own) claiming at once get
+// every job exactly once: BEGIN IMMEDIATE makes each claim's read and write one step.
+TEST(SqliteStoreTest, ClaimersOnOneFileGetEveryJobExactlyOnce) {
+  constexpr int kJobs = 40;
+  constexpr int kReplicas = 4;
+  const std::string path = FreshPath();
+  std::vector<std::unique_ptr<Store>> replicas;
+  for (int r = 0; r < kReplicas; ++r) {
+    replicas.push_back(OpenOrDie(path));
+    ASSERT_NE(replicas.back(), nullptr);
+  }
+  for (int i = 0; i < kJobs; ++i)
+    ASSERT_TRUE(replicas[i % kReplicas]->jobs().CreateJob(MakeJob()).ok());
+  std::vector<std::vector<std::string>> claimed(kReplicas);
+  std::vector<std::thread> threads;
+  threads.reserve(kReplicas);
+  for (int r = 0; r < kReplicas; ++r) {
+    threads.emplace_back([&, r] {
+      const std::string holder = absl::StrCat("replica-", r);
+      // More claims than jobs: some job was claimed twice (and the loop would not end).
+      for (int claims = 0; claims <= kJobs; ++claims) {
+        absl::StatusOr<std::optional<ClaimedJob>> job =
+            replicas[r]->jobs().ClaimJob(holder, 100, 1000);
+        if (!job.ok()) {
+          ADD_FAILURE() << holder << ": " << job.status();
+          return;
+        }
+        if (!job->has_value()) return;
+        claimed[r].push_back((*job)->job_id);
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  std::vector<std::string> all;
+  for (const std::vector<std::string>& ids : claimed) all.insert(all.end(), ids.begin(), ids.end());
+  std::sort(all.begin(), all.end());
+  std::vector<std::string> expected;
+  for (int i = 1; i <= kJobs; ++i) expected.push_back(absl::StrCat("job-", i));
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(all, expected) << "every job claimed exactly once";
 }
 
 // Schema 8 keeps one row per network of a job. A file of schema 7, which kept a row per

@@ -51,6 +51,13 @@ class SqliteJobStore final : public JobStore {
   absl::StatusOr<std::map<JobState, int64_t>> CountJobsByState() override;
   absl::StatusOr<std::vector<JobRecord>> JobsWithoutLabel(int limit) override;
   absl::Status SetJobLabel(const std::string& job_id, const std::string& label) override;
+  absl::StatusOr<std::optional<ClaimedJob>> ClaimJob(const std::string& holder, double now_unix_s,
+                                                     double expires_unix_s) override;
+  absl::StatusOr<LeaseRenewal> RenewLease(const std::string& job_id, const std::string& holder,
+                                          double expires_unix_s) override;
+  absl::Status ReleaseLease(const std::string& job_id, const std::string& holder) override;
+  absl::StatusOr<CancelRequestOutcome> RequestCancel(const std::string& job_id,
+                                                     double now_unix_s) override;
 
  private:
   // DeleteJob's work, in the caller's write transaction.
@@ -75,6 +82,17 @@ class SqliteJobStore final : public JobStore {
   // FAILED_PRECONDITION for one that has ended.
   absl::StatusOr<VerificationState> LoadVerificationState(const std::string& job_id,
                                                           const std::string& operation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(database_.mutex());
+  struct LeaseState {
+    JobState state = JobState::kQueued;
+    std::string holder;
+    double expires_unix_s = 0.0;
+    bool cancel_requested = false;
+  };
+  // The lease columns of an unfinished job; NOT_FOUND for an unknown job,
+  // FAILED_PRECONDITION for one that has ended.
+  absl::StatusOr<LeaseState> LoadUnfinishedLease(const std::string& job_id,
+                                                 const std::string& operation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(database_.mutex());
   // The job's feasible candidate `id`, or none.
   absl::StatusOr<std::optional<CandidateRecord>> LoadFeasibleCandidate(const std::string& job_id,

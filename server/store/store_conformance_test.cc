@@ -2135,5 +2135,281 @@ TEST_P(StoreConformanceTest, ConcurrentArtifactPutsOfDistinctKeysAllLand) {
   }
 }
 
+// Leases (JobStore::ClaimJob and the rest). Times are small numbers of seconds: only their
+// order matters.
+
+// The claimed job's id, or "<none>" / the error.
+std::string ClaimedId(JobStore& jobs, const std::string& holder, double now, double expires) {
+  absl::StatusOr<std::optional<ClaimedJob>> claimed = jobs.ClaimJob(holder, now, expires);
+  if (!claimed.ok()) return claimed.status().ToString();
+  return claimed->has_value() ? (*claimed)->job_id : "<none>";
+}
+
+TEST_P(StoreConformanceTest, ClaimsGoOldestFirstAndAHeldLeaseIsNotClaimedAgain) {
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(jobs().CreateJob(MakeJob()).ok());
+  absl::StatusOr<std::optional<ClaimedJob>> first = jobs().ClaimJob("replica-a", 100, 130);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(first->has_value());
+  EXPECT_EQ((*first)->job_id, "job-1");
+  EXPECT_EQ((*first)->state, JobState::kQueued);
+  EXPECT_FALSE((*first)->cancel_requested);
+  // Held leases are passed over, by another holder and by the holder itself.
+  EXPECT_EQ(ClaimedId(jobs(), "replica-b", 100, 200), "job-2");
+  EXPECT_EQ(ClaimedId(jobs(), "replica-a", 129.5, 200), "job-3");
+  EXPECT_EQ(ClaimedId(jobs(), "replica-c", 129.5, 200), "<none>");
+  // Claiming changes nothing else about the job.
+  EXPECT_EQ(jobs().GetJob("job-1")->state, JobState::kQueued);
+
+  // replica-a dies with job-1 running; at its lease's expiry (expires <= now: free) the
+  // oldest free job is job-1, though job-4 is queued and free.
+  ASSERT_TRUE(jobs().MarkRunning("job-1", 110).ok());
+  ASSERT_TRUE(jobs().CreateJob(MakeJob()).ok());
+  absl::StatusOr<std::optional<ClaimedJob>> taken_over = jobs().ClaimJob("replica-c", 130, 160);
+  ASSERT_TRUE(taken_over.ok()) << taken_over.status();
+  ASSERT_TRUE(taken_over->has_value());
+  EXPECT_EQ((*taken_over)->job_id, "job-1");
+  EXPECT_EQ((*taken_over)->state, JobState::kRunning);
+  EXPECT_FALSE((*taken_over)->cancel_requested);
+  // The old holder learns that it lost the job; the new one holds it.
+  EXPECT_EQ(jobs().RenewLease("job-1", "replica-a", 190).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(jobs().RenewLease("job-1", "replica-c", 190).ok());
+  EXPECT_EQ(ClaimedId(jobs(), "replica-d", 131, 200), "job-4");
+  EXPECT_EQ(ClaimedId(jobs(), "replica-d", 131, 200), "<none>");
+}
+
+TEST_P(StoreConformanceTest, EndedAndDeletedJobsAreNeverClaimed) {
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(jobs().CreateJob(MakeJob()).ok());
+  // job-1 ends while its holder holds it, job-2 ends unclaimed and is deleted.
+  EXPECT_EQ(ClaimedId(jobs(), "replica-a", 100, 1000), "job-1");
+  ASSERT_TRUE(jobs().FinishJob("job-1", JobState::kSucceeded, "", 110, 10, {}).ok());
+  ASSERT_TRUE(jobs().FinishJob("job-2", JobState::kFailed, "x", 110, 0, {}).ok());
+  ASSERT_TRUE(jobs().DeleteJob("job-2", 120).ok());
+  EXPECT_EQ(ClaimedId(jobs(), "replica-b", 100, 1000), "job-3");
+  EXPECT_EQ(ClaimedId(jobs(), "replica-b", 2000, 3000), "job-3") << "its own lease expired";
+  EXPECT_EQ(ClaimedId(jobs(), "replica-b", 2000, 3000), "<none>");
+  EXPECT_EQ(ClaimedId(jobs(), "replica-c", 5000, 6000), "job-3");
+  ASSERT_TRUE(jobs().FinishJob("job-3", JobState::kCancelled, "", 5001, 0, {}).ok());
+  EXPECT_EQ(ClaimedId(jobs(), "replica-c", 9000, 9500), "<none>");
+  // A job stored later is claimed.
+  ASSERT_TRUE(jobs().CreateJob(MakeJob()).ok());
+  EXPECT_EQ(ClaimedId(jobs(), "replica-c", 9000, 9500), "job-4");
+}
+
+TEST_P(StoreConformanceTest, TheHolderRenewsItsLeaseAndNoOneElseCan) {
+  ASSERT_TRUE(jobs().CreateJob(MakeJob()).ok());
+  EXPECT_EQ(jobs().RenewLease("job-1", "replica-a", 130).status().code(),
+            absl::StatusCode::kFailedPrecondition)
+      << "not claimed yet";
+  EXPECT_EQ(ClaimedId(jobs(), "replica-a", 100, 130), "job-1");
+  absl::StatusOr<LeaseRenewal> renewed = jobs().RenewLease("job-1", "replica-a", 200);
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  EXPECT_FALSE(renewed->cancel_requested);
+  // Past the first expiry, before the renewed one: still held.
+  EXPECT_EQ(ClaimedId(jobs(), "replica-b", 150, 300), "<none>");
+
+  const absl::Status stranger = jobs().RenewLease("job-1", "replica-b", 500).status();
+  EXPECT_EQ(stranger.code(), absl::StatusCode::kFailedPrecondition) << stranger;
+  EXPECT_THAT(std::string(stranger.message()), HasSubstr("job-1"));
+  // The stranger's renewal changed nothing: the lease still ends at 200.
+  EXPECT_EQ(ClaimedId(jobs(), "replica-b", 199, 300), "<none>");
+  EXPECT_EQ(ClaimedId(jobs(), "replica-b", 200, 300), "job-1");
+  EXPECT_EQ(jobs().RenewLease("job-1", "replica-a", 400).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(jobs().RenewLease("job-1", "replica-b", 400).ok());
+
+  EXPECT_EQ(jobs().RenewLease("job-9", "replica-b", 400).status().code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_TRUE(jobs().FinishJob("job-1", JobState::kSucceeded, "", 300, 10, {}).ok());
+  EXPECT_EQ(jobs().RenewLease("job-1", "replica-b", 500).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_P(StoreConformanceTest, AReleasedLeaseIsFreeAtOnceAndOnlyItsHolderReleasesIt) {
+  ASSERT_TRUE(jobs().CreateJob(MakeJob()).ok());
+  EXPECT_EQ(ClaimedId(jobs(), "replica-a", 100, 1000), "job-1");
+  ASSERT_TRUE(jobs().MarkRunning("job-1", 101).ok());
+  // Another holder's release is OK and changes nothing.
+  EXPECT_TRUE(jobs().ReleaseLease("job-1", "replica-b").ok());
+  EXPECT_EQ(ClaimedId(jobs(), "replica-b", 200, 1000), "<none>");
+  EXPECT_TRUE(jobs().RenewLease("job-1", "replica-a", 1000).ok());
+
+  EXPECT_TRUE(jobs().ReleaseLease("job-1", "replica-a").ok());
+  EXPECT_EQ(jobs().RenewLease("job-1", "replica-a", 1000).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(jobs().GetJob("job-1")->state, JobState::kRunning) << "the job stays unfinished";
+  absl::StatusOr<std::optional<ClaimedJob>> next = jobs().ClaimJob("replica-b", 200, 1000);
+  ASSERT_TRUE(next.ok()) << next.status();
+  ASSERT_TRUE(next->has_value());
+  EXPECT_EQ((*next)->job_id, "job-1");
+  EXPECT_EQ((*next)->state, JobState::kRunning);
+
+  EXPECT_TRUE(jobs().ReleaseLease("job-1", "replica-a").ok()) << "released already";
+  EXPECT_EQ(jobs().ReleaseLease("job-9", "replica-a").code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(jobs().FinishJob("job-1", JobState::kSucceeded, "", 300, 10, {}).ok());
+  EXPECT_TRUE(jobs().ReleaseLease("job-1", "replica-b").ok()) << "an ended job";
+  EXPECT_EQ(jobs().GetJob("job-1")->state, JobState::kSucceeded);
+}
+
+TEST_P(StoreConformanceTest, CancellingAQueuedUnclaimedJobEndsItAtOnce) {
+  ASSERT_TRUE(jobs().CreateJob(MakeJob()).ok());
+  ASSERT_TRUE(jobs().CreateJob(MakeJob()).ok());
+  absl::StatusOr<CancelRequestOutcome> outcome = jobs().RequestCancel("job-1", 150.5);
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  EXPECT_EQ(*outcome, CancelRequestOutcome::kEnded);
+  const JobRecord job = *jobs().GetJob("job-1");
+  EXPECT_EQ(job.state, JobState::kCancelled);
+  EXPECT_EQ(job.finished_unix_s, 150.5);
+  EXPECT_EQ(job.elapsed_s, 0);
+  EXPECT_EQ(job.pareto_front_size, 0);
+  EXPECT_EQ(ClaimedId(jobs(), "replica-a", 200, 300), "job-2");
+  EXPECT_EQ(ClaimedId(jobs(), "replica-b", 300, 400), "job-2") << "job-1 is never claimed";
+
+  EXPECT_EQ(jobs().RequestCancel("job-1", 160).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(jobs().RequestCancel("job-9", 160).status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(jobs().FinishJob("job-2", JobState::kSucceeded, "", 350, 10, {}).ok());
+  EXPECT_EQ(jobs().RequestCancel("job-2", 360).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  // A queued job whose holder's lease expired is free: it ends too.
+  ASSERT_TRUE(jobs().CreateJob(MakeJob()).ok());
+  EXPECT_EQ(ClaimedId(jobs(), "replica-a", 400, 500), "job-3");
+  EXPECT_EQ(*jobs().RequestCancel("job-3", 500), CancelRequestOutcome::kEnded);
+  EXPECT_EQ(jobs().GetJob("job-3")->state, JobState::kCancelled);
+  EXPECT_EQ(jobs().RenewLease("job-3", "replica-a", 600).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_P(StoreConformanceTest, CancellingAClaimedJobAsksItsHolderAndLaterClaimers) {
+  ASSERT_TRUE(jobs().CreateJob(MakeJob()).ok());
+  EXPECT_EQ(ClaimedId(jobs(), "replica-a", 100, 200), "job-1");
+  // Claimed but not yet running: its holder stops it.
+  absl::StatusOr<CancelRequestOutcome> outcome = jobs().RequestCancel("job-1", 150);
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  EXPECT_EQ(*outcome, CancelRequestOutcome::kRequested);
+  EXPECT_EQ(jobs().GetJob("job-1")->state, JobState::kQueued);
+  absl::StatusOr<LeaseRenewal> renewed = jobs().RenewLease("job-1", "replica-a", 250);
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  EXPECT_TRUE(renewed->cancel_requested);
+  // Asked again: still a request.
+  EXPECT_EQ(*jobs().RequestCancel("job-1", 160), CancelRequestOutcome::kRequested);
+
+  // The holder dies before stopping it: the next claimer is told at once.
+  absl::StatusOr<std::optional<ClaimedJob>> claimed = jobs().ClaimJob("replica-b", 250, 300);
+  ASSERT_TRUE(claimed.ok()) << claimed.status();
+  ASSERT_TRUE(claimed->has_value());
+  EXPECT_EQ((*claimed)->job_id, "job-1");
+  EXPECT_TRUE((*claimed)->cancel_requested);
+  EXPECT_TRUE(jobs().RenewLease("job-1", "replica-b", 350)->cancel_requested);
+  ASSERT_TRUE(jobs().FinishJob("job-1", JobState::kCancelled, "", 260, 0, {}).ok());
+  EXPECT_EQ(jobs().GetJob("job-1")->state, JobState::kCancelled);
+
+  // A running job whose holder died is not ended by the request (it may have rows to
+  // finish): its next claimer stops it. Other jobs are not asked.
+  ASSERT_TRUE(jobs().CreateJob(MakeJob()).ok());
+  ASSERT_TRUE(jobs().CreateJob(MakeJob()).ok());
+  EXPECT_EQ(ClaimedId(jobs(), "replica-a", 400, 500), "job-2");
+  ASSERT_TRUE(jobs().MarkRunning("job-2", 401).ok());
+  EXPECT_EQ(*jobs().RequestCancel("job-2", 600), CancelRequestOutcome::kRequested);
+  EXPECT_EQ(jobs().GetJob("job-2")->state, JobState::kRunning);
+  claimed = jobs().ClaimJob("replica-b", 600, 700);
+  ASSERT_TRUE(claimed.ok() && claimed->has_value()) << claimed.status();
+  EXPECT_EQ((*claimed)->job_id, "job-2");
+  EXPECT_EQ((*claimed)->state, JobState::kRunning);
+  EXPECT_TRUE((*claimed)->cancel_requested);
+  claimed = jobs().ClaimJob("replica-b", 600, 700);
+  ASSERT_TRUE(claimed.ok() && claimed->has_value()) << claimed.status();
+  EXPECT_EQ((*claimed)->job_id, "job-3");
+  EXPECT_FALSE((*claimed)->cancel_requested);
+  EXPECT_FALSE(jobs().RenewLease("job-3", "replica-b", 800)->cancel_requested);
+}
+
+TEST_P(StoreConformanceTest, BadLeaseArgumentsAreRefusedNamingTheFieldAndChangeNothing) {
+  ASSERT_TRUE(jobs().CreateJob(MakeJob()).ok());
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const std::string too_long(257, 'h');
+  const auto expect_refused = [](const absl::Status& status, const std::string& field) {
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << field << ": " << status;
+    EXPECT_THAT(std::string(status.message()), HasSubstr(field));
+  };
+  expect_refused(jobs().ClaimJob("", 100, 200).status(), "holder");
+  expect_refused(jobs().ClaimJob(too_long, 100, 200).status(), "holder");
+  expect_refused(jobs().ClaimJob("replica-a", 100, 100).status(), "expires_unix_s");
+  expect_refused(jobs().ClaimJob("replica-a", 100, 50).status(), "expires_unix_s");
+  expect_refused(jobs().ClaimJob("replica-a", nan, 200).status(), "now_unix_s");
+  expect_refused(jobs().ClaimJob("replica-a", 100, nan).status(), "expires_unix_s");
+  expect_refused(jobs().RequestCancel("job-1", nan).status(), "now_unix_s");
+  EXPECT_EQ(jobs().GetJob("job-1")->state, JobState::kQueued);
+
+  // The longest holder is taken; nothing refused above was claimed or cancelled.
+  const std::string longest(256, 'h');
+  absl::StatusOr<std::optional<ClaimedJob>> claimed = jobs().ClaimJob(longest, 100, 200);
+  ASSERT_TRUE(claimed.ok()) << claimed.status();
+  ASSERT_TRUE(claimed->has_value());
+  EXPECT_EQ((*claimed)->job_id, "job-1");
+  EXPECT_FALSE((*claimed)->cancel_requested);
+
+  expect_refused(jobs().RenewLease("job-1", "", 300).status(), "holder");
+  expect_refused(jobs().RenewLease("job-1", too_long, 300).status(), "holder");
+  expect_refused(jobs().RenewLease("job-1", longest, nan).status(), "expires_unix_s");
+  expect_refused(jobs().ReleaseLease("job-1", ""), "holder");
+  expect_refused(jobs().ReleaseLease("job-1", too_long), "holder");
+  // The lease still ends at 200, held by `longest`.
+  EXPECT_EQ(ClaimedId(jobs(), "replica-a", 199, 300), "<none>");
+  EXPECT_TRUE(jobs().RenewLease("job-1", longest, 300).ok());
+}
+
+// Replicas claiming at once get every job exactly once.
+TEST_P(StoreConformanceTest, ConcurrentClaimersGetEveryJobExactlyOnce) {
+  constexpr int kJobs = 20;
+  constexpr int kClaimers = 4;
+  for (int i = 0; i < kJobs; ++i) ASSERT_TRUE(jobs().CreateJob(MakeJob()).ok());
+  std::vector<std::vector<std::string>> claimed(kClaimers);
+  std::atomic<int> errors{0};
+  auto claim = [&](int claimer) {
+    const std::string holder = absl::StrCat("replica-", claimer);
+    // More claims than jobs: some job was claimed twice (and the loop would not end).
+    for (int claims = 0; claims <= kJobs; ++claims) {
+      absl::StatusOr<std::optional<ClaimedJob>> job = jobs().ClaimJob(holder, 100, 1000);
+      if (!job.ok()) {
+        ADD_FAILURE() << holder << ": " << job.status();
+        ++errors;
+        return;
+      }
+      if (!job->has_value()) return;
+      claimed[claimer].push_back((*job)->job_id);
+    }
+  };
+  std::vector<std::thread> threads;
+  threads.reserve(kClaimers);
+  for (int t = 0; t < kClaimers; ++t) threads.emplace_back(claim, t);
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(errors.load(), 0);
+
+  std::vector<std::string> all;
+  for (int t = 0; t < kClaimers; ++t) {
+    all.insert(all.end(), claimed[t].begin(), claimed[t].end());
+    // Each claimer got its jobs oldest first, and holds them: it renews, others cannot.
+    for (size_t i = 1; i < claimed[t].size(); ++i) {
+      EXPECT_LT(std::stoi(claimed[t][i - 1].substr(4)), std::stoi(claimed[t][i].substr(4)));
+    }
+    for (const std::string& id : claimed[t]) {
+      EXPECT_TRUE(jobs().RenewLease(id, absl::StrCat("replica-", t), 1000).ok()) << id;
+      EXPECT_EQ(jobs()
+                    .RenewLease(id, absl::StrCat("replica-", (t + 1) % kClaimers), 1000)
+                    .status()
+                    .code(),
+                absl::StatusCode::kFailedPrecondition)
+          << id;
+    }
+  }
+  std::sort(all.begin(), all.end());
+  std::vector<std::string> expected;
+  for (int i = 1; i <= kJobs; ++i) expected.push_back(absl::StrCat("job-", i));
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(all, expected) << "every job claimed exactly once";
+}
+
 }  // namespace
 }  // namespace apq::server

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs a test binary against a throwaway PostgreSQL server: starts one, passes its URL in
-# APQ_TEST_POSTGRES_URL, stops it whatever the outcome.
-# usage: postgres_store_test.sh TEST_BINARY [ARGS...]
+# Runs a test binary against a throwaway PostgreSQL server (postgres_test_server.sh): starts
+# one, passes its URL in APQ_TEST_POSTGRES_URL, stops it whatever the outcome. For sh_tests
+# tagged local and no-sandbox (PostgreSQL does not start in Bazel's sandbox).
+# usage: with_test_postgres.sh TEST_BINARY [ARGS...]
 set -euo pipefail
 # Bazel runs tests in the workspace's runfiles folder.
 server_script=scripts/postgres_test_server.sh
