@@ -17,6 +17,7 @@ readonly PACKAGES=(
   python3-grpcio python3-protobuf python3-tqdm
   libcpp-httplib-dev libssl-dev chromium
   postgresql-15 libpqxx-dev
+  slurmctld slurmd slurm-client munge
   dataset-fashion-mnist
 )
 
