@@ -109,6 +109,7 @@ class ArtifactCountingStore final : public Store {
   TrainingJobStore& training_jobs() override { return base_->training_jobs(); }
   TokenStore& tokens() override { return base_->tokens(); }
   ArtifactStore& artifacts() override { return base_->artifacts(); }
+  MeasurementRunStore& measurement_runs() override { return base_->measurement_runs(); }
 
  private:
   std::unique_ptr<Store> base_;

@@ -9,6 +9,7 @@
 // Every flag is checked before the database is opened, and a new dataset is created only once
 // the weights and images have loaded. A progress line per record goes to stderr.
 #include <ATen/Parallel.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -20,7 +21,9 @@
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/clock.h"
+#include "common/status_macros.h"
 #include "common/tensor_memory.h"
 #include "common/tool_main.h"
 #include "oface/fashion_mnist.h"
@@ -28,6 +31,8 @@
 #include "oface/subnet_measurement.h"
 #include "oface/supernet.h"
 #include "server/catalog.h"
+#include "server/measurement_launcher.h"
+#include "server/measurement_run_settings.h"
 #include "server/store/open_store.h"
 
 ABSL_FLAG(std::string, checkpoint, "",
@@ -61,6 +66,24 @@ ABSL_FLAG(std::string, split, "validation",
           "networks) or test (final reports only).");
 ABSL_FLAG(int, eval_images, 0, "First N images of the split to evaluate on (0: all 10,000).");
 ABSL_FLAG(int, calibration_batch_size, 200, "Batch size of BN recalibration.");
+ABSL_FLAG(std::string, launcher, "",
+          "Measure with workers instead of in this process: local (processes here) or slurm "
+          "(one array job; sbatch and squeue on PATH). The configs become a measurement run in "
+          "the store (PostgreSQL when workers run on other machines) that the workers "
+          "(measure_worker) claim task by task; this process follows it to its end.");
+ABSL_FLAG(int, workers, 2, "With --launcher: worker processes, or Slurm array tasks.");
+ABSL_FLAG(int, worker_threads, 1, "With --launcher: LibTorch threads (Slurm CPUs) per worker.");
+ABSL_FLAG(std::string, worker_binary, "",
+          "With --launcher: the measure_worker binary, a path every node sees (default: beside "
+          "this one).");
+ABSL_FLAG(int, lease_seconds, 60,
+          "With --launcher: a task's lease; a dead worker's tasks go to another this long "
+          "after its last renewal.");
+ABSL_FLAG(std::string, log_dir, "",
+          "With --launcher: the workers' logs (and the Slurm batch script), a folder every node "
+          "can write (default: /tmp/apq-<run>).");
+ABSL_FLAG(std::string, slurm_partition, "", "With --launcher slurm: sbatch --partition.");
+ABSL_FLAG(std::string, slurm_time, "", "With --launcher slurm: sbatch --time (a task's limit).");
 ABSL_FLAG(int, eval_batch_size, 250,
           "Batch size of evaluation (250 ran twice as fast as 1000 here: smaller activations).");
 
@@ -106,6 +129,162 @@ absl::Status CheckFlagRange(const char* flag, int value, int low, int high) {
 absl::Status CheckPositiveFlag(const char* flag, int value) {
   if (value > 0) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be > 0, got ", value));
+}
+
+// --worker_binary, or measure_worker beside this binary.
+std::string WorkerBinary() {
+  if (!absl::GetFlag(FLAGS_worker_binary).empty()) return absl::GetFlag(FLAGS_worker_binary);
+  std::error_code error;
+  return (std::filesystem::read_symlink("/proc/self/exe", error).parent_path() / "measure_worker")
+      .string();
+}
+
+// The launcher flags' checks, before the store is opened.
+absl::Status CheckLauncherFlags(const std::string& checkpoint) {
+  const std::string launcher = absl::GetFlag(FLAGS_launcher);
+  if (launcher.empty()) return absl::OkStatus();
+  if (launcher != "local" && launcher != "slurm") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--launcher: '", launcher, "' is not local or slurm"));
+  }
+  RETURN_IF_ERROR(CheckFlagRange("workers", absl::GetFlag(FLAGS_workers), 1, 10000));
+  RETURN_IF_ERROR(CheckFlagRange("worker_threads", absl::GetFlag(FLAGS_worker_threads), 1, 256));
+  RETURN_IF_ERROR(CheckFlagRange("lease_seconds", absl::GetFlag(FLAGS_lease_seconds), 3, 86400));
+  std::error_code error;
+  if (!std::filesystem::is_regular_file(checkpoint, error)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--checkpoint ", checkpoint, " is not a readable file"));
+  }
+  const std::string worker_binary = WorkerBinary();
+  if (access(worker_binary.c_str(), X_OK) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--worker_binary ", worker_binary, " is not an executable file"));
+  }
+  return absl::OkStatus();
+}
+
+// The launcher mode: the configs not measured yet become a measurement run whose workers
+// (local processes or a Slurm array) claim them from the store; follows the run to its end.
+absl::Status LaunchWorkers(apq::server::Store& store, const apq::oface::MbConvSpec& spec,
+                           const std::string& dataset, const std::string& method,
+                           const std::string& split, apq::oface::BitSampling quantized_bits,
+                           bool quantized, uint64_t seed, int count, const std::string& checkpoint,
+                           bool dataset_exists, const std::set<std::string>& done) {
+  const std::string launcher = absl::GetFlag(FLAGS_launcher);
+  const int workers = absl::GetFlag(FLAGS_workers);
+  const int worker_threads = absl::GetFlag(FLAGS_worker_threads);
+  const int lease_seconds = absl::GetFlag(FLAGS_lease_seconds);
+  std::error_code error;
+  const std::filesystem::path weights = std::filesystem::absolute(checkpoint, error);
+  const std::string worker_binary = WorkerBinary();
+
+  // The configs, as the in-process mode would measure them, less those measured already.
+  ASSIGN_OR_RETURN(std::unique_ptr<apq::oface::Supernet> sampler,
+                   apq::oface::Supernet::Create(spec, seed));
+  std::vector<std::string> configs;
+  for (const apq::oface::Genotype& genotype : apq::oface::SampleConfigsWithBits(
+           sampler->space(), count, quantized ? quantized_bits : apq::oface::BitSampling::kHighest,
+           seed)) {
+    std::string config = sampler->space().ToJson(genotype);
+    if (done.count(config) == 0) configs.push_back(std::move(config));
+  }
+  if (configs.empty()) {
+    std::fprintf(stderr, "measure_subnets: every config is in dataset %s already\n",
+                 dataset.c_str());
+    return absl::OkStatus();
+  }
+  if (!dataset_exists) {
+    const std::string description = absl::GetFlag(FLAGS_description);
+    RETURN_IF_ERROR(store.datasets().CreateDataset(
+        {dataset, spec.name, description.empty() ? checkpoint : description, apq::NowUnixSeconds(),
+         0},
+        {}));
+  }
+  apq::server::MeasurementRunSettings settings;
+  settings.checkpoint = weights.string();
+  settings.calibration_images = absl::GetFlag(FLAGS_calibration_images);
+  settings.eval_images = absl::GetFlag(FLAGS_eval_images);
+  settings.calibration_batch_size = absl::GetFlag(FLAGS_calibration_batch_size);
+  settings.eval_batch_size = absl::GetFlag(FLAGS_eval_batch_size);
+  apq::server::MeasurementRunRecord run;
+  run.dataset = dataset;
+  run.space = spec.name;
+  run.method = method;
+  run.split = split;
+  run.seed = seed;
+  run.settings = apq::server::SerializeMeasurementRunSettings(settings);
+  run.created_unix_s = apq::NowUnixSeconds();
+  ASSIGN_OR_RETURN(const std::string run_id,
+                   store.measurement_runs().CreateMeasurementRun(run, configs));
+
+  apq::server::WorkerLaunch launch;
+  launch.worker_binary = worker_binary;
+  launch.arguments = {absl::StrCat("--db=", absl::GetFlag(FLAGS_db)),
+                      absl::StrCat("--run=", run_id), absl::StrCat("--threads=", worker_threads),
+                      absl::StrCat("--lease_seconds=", lease_seconds),
+                      absl::StrCat("--data_dir=", absl::GetFlag(FLAGS_data_dir))};
+  launch.workers = workers;
+  launch.cpus_per_worker = worker_threads;
+  launch.log_dir = absl::GetFlag(FLAGS_log_dir).empty() ? absl::StrCat("/tmp/apq-", run_id)
+                                                        : absl::GetFlag(FLAGS_log_dir);
+  launch.slurm_partition = absl::GetFlag(FLAGS_slurm_partition);
+  launch.slurm_time_limit = absl::GetFlag(FLAGS_slurm_time);
+  std::filesystem::create_directories(launch.log_dir, error);
+  if (error) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--log_dir ", launch.log_dir, ": ", error.message()));
+  }
+  std::vector<pid_t> local_workers;
+  std::string slurm_job;
+  if (launcher == "local") {
+    ASSIGN_OR_RETURN(local_workers, apq::server::LaunchLocalWorkers(launch));
+    RETURN_IF_ERROR(store.measurement_runs().SetMeasurementRunLauncher(
+        run_id, absl::StrCat("local ", workers)));
+  } else {
+    ASSIGN_OR_RETURN(slurm_job, apq::server::SubmitSlurmArray(launch));
+    RETURN_IF_ERROR(store.measurement_runs().SetMeasurementRunLauncher(
+        run_id, absl::StrCat("slurm ", slurm_job, " (array of ", workers, ")")));
+  }
+  std::fprintf(stderr, "measure_subnets: run %s, %zu configs, %d %s workers (logs in %s)%s\n",
+               run_id.c_str(), configs.size(), workers, launcher.c_str(), launch.log_dir.c_str(),
+               slurm_job.empty() ? "" : absl::StrCat(", Slurm job ", slurm_job).c_str());
+
+  // Follows the run; the workers finish it. Workers that are all gone with tasks unsettled
+  // (killed, or a Slurm time limit) leave it unfinished: it is reported, not hidden.
+  int64_t reported = -1;
+  while (true) {
+    absl::SleepFor(absl::Seconds(1));
+    ASSIGN_OR_RETURN(const apq::server::MeasurementRunRecord current,
+                     store.measurement_runs().GetMeasurementRun(run_id));
+    if (current.tasks_done + current.tasks_failed != reported) {
+      reported = current.tasks_done + current.tasks_failed;
+      std::fprintf(
+          stderr, "run %s: %lld of %lld measured, %lld failed, %lld in hand\n", run_id.c_str(),
+          static_cast<long long>(current.tasks_done), static_cast<long long>(current.tasks_total),
+          static_cast<long long>(current.tasks_failed), static_cast<long long>(current.tasks_held));
+    }
+    if (apq::server::IsTerminal(current.state)) {
+      if (current.state == apq::server::JobState::kSucceeded) return absl::OkStatus();
+      return absl::AbortedError(absl::StrCat("run ", run_id, " ended with ", current.tasks_failed,
+                                             " failed tasks: ", current.error));
+    }
+    int active = 0;
+    if (launcher == "local") {
+      active = apq::server::RunningLocalWorkers(local_workers);
+    } else {
+      ASSIGN_OR_RETURN(active, apq::server::ActiveSlurmTasks(slurm_job));
+    }
+    if (active == 0) {
+      // The last worker may have settled the last task just now.
+      ASSIGN_OR_RETURN(const apq::server::MeasurementRunRecord last,
+                       store.measurement_runs().GetMeasurementRun(run_id));
+      if (apq::server::IsTerminal(last.state)) continue;
+      return absl::UnavailableError(absl::StrCat(
+          "every worker of run ", run_id, " is gone with ",
+          last.tasks_total - last.tasks_done - last.tasks_failed, " tasks unsettled (logs in ",
+          launch.log_dir, "); run measure_worker --run ", run_id, " to finish it"));
+    }
+  }
 }
 
 absl::Status Run() {
@@ -162,6 +341,7 @@ absl::Status Run() {
         CheckPositiveFlag("eval_batch_size", absl::GetFlag(FLAGS_eval_batch_size))}) {
     if (!status.ok()) return status;
   }
+  if (count > 0) RETURN_IF_ERROR(CheckLauncherFlags(checkpoint));
   at::set_num_threads(absl::GetFlag(FLAGS_threads));
 
   // Then the store: a foreign database or dataset fails before any expensive step.
@@ -194,6 +374,13 @@ absl::Status Run() {
         (*store)->datasets().ListMeasurements(dataset, method);
     if (!existing.ok()) return existing.status();
     for (const apq::server::MeasurementRow& row : *existing) done.insert(row.config_json);
+  }
+
+  if (!absl::GetFlag(FLAGS_launcher).empty()) {
+    RETURN_IF_ERROR(LaunchWorkers(**store, *spec, dataset, method, split_name, *quantized_bits,
+                                  quantized, seed, count, checkpoint, stored.ok(), done));
+    if (!export_csv.empty()) return ExportCsv((*store)->datasets(), dataset, export_csv);
+    return absl::OkStatus();
   }
 
   absl::StatusOr<apq::oface::EvaluationImages> images = apq::oface::LoadEvaluationImages(

@@ -337,6 +337,69 @@ class FaultyArtifactStore final : public ArtifactStore {
   FaultPlan& plan_;
 };
 
+class FaultyMeasurementRunStore final : public MeasurementRunStore {
+ public:
+  FaultyMeasurementRunStore(MeasurementRunStore& base, FaultPlan& plan)
+      : base_(base), plan_(plan) {}
+
+  absl::StatusOr<std::string> CreateMeasurementRun(
+      const MeasurementRunRecord& run, const std::vector<std::string>& configs) override {
+    return Write<absl::StatusOr<std::string>>(
+        plan_, "CreateMeasurementRun", [&] { return base_.CreateMeasurementRun(run, configs); });
+  }
+  absl::StatusOr<MeasurementRunRecord> GetMeasurementRun(const std::string& run_id) override {
+    return base_.GetMeasurementRun(run_id);
+  }
+  absl::StatusOr<std::vector<MeasurementRunRecord>> ListMeasurementRuns(int64_t offset,
+                                                                        int limit) override {
+    return base_.ListMeasurementRuns(offset, limit);
+  }
+  absl::Status SetMeasurementRunLauncher(const std::string& run_id,
+                                         const std::string& launcher) override {
+    return Write<absl::Status>(plan_, "SetMeasurementRunLauncher",
+                               [&] { return base_.SetMeasurementRunLauncher(run_id, launcher); });
+  }
+  absl::StatusOr<std::vector<MeasurementTask>> ClaimMeasurementTasks(const std::string& run_id,
+                                                                     const std::string& holder,
+                                                                     double now_unix_s,
+                                                                     double expires_unix_s,
+                                                                     int max_tasks) override {
+    return Write<absl::StatusOr<std::vector<MeasurementTask>>>(plan_, "ClaimMeasurementTasks", [&] {
+      return base_.ClaimMeasurementTasks(run_id, holder, now_unix_s, expires_unix_s, max_tasks);
+    });
+  }
+  absl::StatusOr<std::vector<int64_t>> RenewMeasurementTasks(const std::string& run_id,
+                                                             const std::string& holder,
+                                                             const std::vector<int64_t>& task_ids,
+                                                             double expires_unix_s) override {
+    return Write<absl::StatusOr<std::vector<int64_t>>>(plan_, "RenewMeasurementTasks", [&] {
+      return base_.RenewMeasurementTasks(run_id, holder, task_ids, expires_unix_s);
+    });
+  }
+  absl::Status CompleteMeasurementTask(const std::string& run_id, int64_t task_id,
+                                       const std::string& holder,
+                                       const MeasurementRow& row) override {
+    return Write<absl::Status>(plan_, "CompleteMeasurementTask", [&] {
+      return base_.CompleteMeasurementTask(run_id, task_id, holder, row);
+    });
+  }
+  absl::Status FailMeasurementTask(const std::string& run_id, int64_t task_id,
+                                   const std::string& holder, const std::string& error,
+                                   int max_attempts, double now_unix_s) override {
+    return Write<absl::Status>(plan_, "FailMeasurementTask", [&] {
+      return base_.FailMeasurementTask(run_id, task_id, holder, error, max_attempts, now_unix_s);
+    });
+  }
+  absl::Status CancelMeasurementRun(const std::string& run_id, double now_unix_s) override {
+    return Write<absl::Status>(plan_, "CancelMeasurementRun",
+                               [&] { return base_.CancelMeasurementRun(run_id, now_unix_s); });
+  }
+
+ private:
+  MeasurementRunStore& base_;
+  FaultPlan& plan_;
+};
+
 class FaultyStore final : public Store {
  public:
   FaultyStore(std::unique_ptr<Store> base, std::shared_ptr<FaultPlan> plan)
@@ -348,7 +411,8 @@ class FaultyStore final : public Store {
         predictors_(base_->predictors(), *plan_),
         training_jobs_(base_->training_jobs(), *plan_),
         tokens_(base_->tokens(), *plan_),
-        artifacts_(base_->artifacts(), *plan_) {}
+        artifacts_(base_->artifacts(), *plan_),
+        measurement_runs_(base_->measurement_runs(), *plan_) {}
 
   JobStore& jobs() override { return jobs_; }
   DeviceStore& devices() override { return devices_; }
@@ -357,6 +421,7 @@ class FaultyStore final : public Store {
   TrainingJobStore& training_jobs() override { return training_jobs_; }
   TokenStore& tokens() override { return tokens_; }
   ArtifactStore& artifacts() override { return artifacts_; }
+  MeasurementRunStore& measurement_runs() override { return measurement_runs_; }
 
  private:
   // Declared first: they outlive the wrappers below.
@@ -369,6 +434,7 @@ class FaultyStore final : public Store {
   FaultyTrainingJobStore training_jobs_;
   FaultyTokenStore tokens_;
   FaultyArtifactStore artifacts_;
+  FaultyMeasurementRunStore measurement_runs_;
 };
 
 }  // namespace

@@ -9,8 +9,10 @@
 // CreateDataset and AddMeasurements; PredictorStore's AddPredictor, SetDefaultPredictor and
 // ClearDefaultPredictor; TrainingJobStore's CreateTrainingJob, MarkTrainingRunning,
 // UpdateTrainingProgress and FinishTrainingJob; TokenStore's AddToken and RevokeToken;
-// ArtifactStore's PutArtifact. Every call of one counts, whatever its result. Reads pass through
-// untouched.
+// ArtifactStore's PutArtifact; MeasurementRunStore's CreateMeasurementRun,
+// SetMeasurementRunLauncher, ClaimMeasurementTasks, RenewMeasurementTasks,
+// CompleteMeasurementTask, FailMeasurementTask and CancelMeasurementRun. Every call of one
+// counts, whatever its result. Reads pass through untouched.
 //
 // Thread safety: the plan and the wrapper may be used from any thread.
 #ifndef APQ_SERVER_STORE_FAULTY_STORE_H_

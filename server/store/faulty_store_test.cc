@@ -212,5 +212,62 @@ TEST_P(FaultyStoreTest, LeaseCallsAreWritesAndALostClaimHoldsTheJobUntilItExpire
   EXPECT_EQ(plan_->faults_injected(), 5);
 }
 
+// The measurement run calls that write are writes. A completion whose acknowledgement was
+// lost stored its record and settled the task: the retry is refused and stores no second row.
+TEST_P(FaultyStoreTest, MeasurementRunWritesAreCountedAndALostCompletionIsNotRepeated) {
+  MeasurementRunStore& runs = store_->measurement_runs();
+  ASSERT_TRUE(store_->datasets().CreateDataset({"fm", "fmnist_mbv2", "", 1.7e9}, {}).ok());
+  MeasurementRunRecord run;
+  run.dataset = "fm";
+  run.space = "fmnist_mbv2";
+  run.method = "fp32";
+  run.split = "validation";
+  plan_->FailNthWrite(1, Mode::kBeforeWrite, "CreateMeasurementRun");
+  ExpectInjected(runs.CreateMeasurementRun(run, {"[1]", "[2]"}).status());
+  EXPECT_THAT(*runs.ListMeasurementRuns(0, 10), IsEmpty());
+  ASSERT_EQ(*runs.CreateMeasurementRun(run, {"[1]", "[2]"}), "measure-1");
+
+  plan_->FailNthWrite(1, Mode::kBeforeWrite, "SetMeasurementRunLauncher");
+  ExpectInjected(runs.SetMeasurementRunLauncher("measure-1", "local 2"));
+  EXPECT_EQ(runs.GetMeasurementRun("measure-1")->launcher, "");
+
+  plan_->FailNthWrite(1, Mode::kAfterCommit, "ClaimMeasurementTasks");
+  ExpectInjected(runs.ClaimMeasurementTasks("measure-1", "worker-a", 100, 200, 1).status());
+  // The claim whose acknowledgement was lost holds task 0 until its lease expires: worker-b
+  // gets task 1 only.
+  const std::vector<MeasurementTask> tasks =
+      *runs.ClaimMeasurementTasks("measure-1", "worker-b", 100, 200, 2);
+  ASSERT_THAT(tasks, SizeIs(1));
+  EXPECT_EQ(tasks[0].index, 1);
+  plan_->FailNthWrite(1, Mode::kBeforeWrite, "RenewMeasurementTasks");
+  ExpectInjected(runs.RenewMeasurementTasks("measure-1", "worker-b", {tasks[0].id}, 300).status());
+
+  MeasurementRow row = Measurement("[2]", 0.5, "fp32");
+  row.split = "validation";
+  plan_->FailNthWrite(1, Mode::kAfterCommit, "CompleteMeasurementTask");
+  ExpectInjected(runs.CompleteMeasurementTask("measure-1", tasks[0].id, "worker-b", row));
+  EXPECT_EQ(runs.CompleteMeasurementTask("measure-1", tasks[0].id, "worker-b", row).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(*store_->datasets().ListMeasurements("fm", std::nullopt), SizeIs(1));
+  EXPECT_EQ(runs.GetMeasurementRun("measure-1")->tasks_done, 1);
+
+  plan_->FailNthWrite(1, Mode::kBeforeWrite, "FailMeasurementTask");
+  ExpectInjected(runs.FailMeasurementTask("measure-1", tasks[0].id, "worker-b", "x", 1, 300));
+  plan_->FailNthWrite(1, Mode::kBeforeWrite, "CancelMeasurementRun");
+  ExpectInjected(runs.CancelMeasurementRun("measure-1", 300));
+  EXPECT_EQ(runs.GetMeasurementRun("measure-1")->state, JobState::kRunning);
+
+  EXPECT_EQ(plan_->writes("CreateMeasurementRun"), 2);
+  EXPECT_EQ(plan_->writes("SetMeasurementRunLauncher"), 1);
+  EXPECT_EQ(plan_->writes("ClaimMeasurementTasks"), 2);
+  EXPECT_EQ(plan_->writes("RenewMeasurementTasks"), 1);
+  EXPECT_EQ(plan_->writes("CompleteMeasurementTask"), 2);
+  EXPECT_EQ(plan_->writes("FailMeasurementTask"), 1);
+  EXPECT_EQ(plan_->writes("CancelMeasurementRun"), 1);
+  EXPECT_EQ(plan_->writes("GetMeasurementRun"), 0);
+  EXPECT_EQ(plan_->writes("ListMeasurementRuns"), 0);
+  EXPECT_EQ(plan_->faults_injected(), 7);
+}
+
 }  // namespace
 }  // namespace apq::server

@@ -101,6 +101,34 @@ absl::Status MemoryDatabase::InsertPredictor(const PredictorRecord& predictor,
   return absl::OkStatus();
 }
 
+absl::Status MemoryDatabase::AppendMeasurements(StoredDataset& dataset,
+                                                const std::vector<MeasurementRow>& rows,
+                                                absl::string_view operation) {
+  RETURN_IF_ERROR(store_internal::CheckRowsSplit(
+      dataset.record.name, rows, dataset.rows.empty() ? nullptr : &dataset.rows.front().split));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    for (const MeasurementRow& held : dataset.rows) {
+      if (held.method == rows[i].method && held.config_json == rows[i].config_json) {
+        return store_internal::MeasurementStored(dataset.record.name, i, rows[i]);
+      }
+    }
+  }
+  std::vector<MeasurementRow> stored = rows;
+  for (size_t i = 0; i < stored.size(); ++i) {
+    MeasurementRow& row = stored[i];
+    row.id = next_measurement_id + static_cast<int64_t>(i);
+    // Accuracy and seconds are checked: not NaN.
+    ASSIGN_OR_RETURN(row.accuracy, StoredDouble(row.accuracy, "accuracy", operation));
+    ASSIGN_OR_RETURN(row.seconds, StoredDouble(row.seconds, "seconds", operation));
+    ASSIGN_OR_RETURN(row.created_unix_s,
+                     StoredDouble(row.created_unix_s, "created_unix_s", operation));
+  }
+  next_measurement_id += static_cast<int64_t>(stored.size());
+  dataset.rows.insert(dataset.rows.end(), std::make_move_iterator(stored.begin()),
+                      std::make_move_iterator(stored.end()));
+  return absl::OkStatus();
+}
+
 void MemoryDatabase::DeleteJobArtifacts(const std::string& job_id) {
   for (auto it = artifacts.begin(); it != artifacts.end();) {
     it = it->second.job_id == job_id ? artifacts.erase(it) : std::next(it);

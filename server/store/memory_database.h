@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,6 +20,8 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "server/store/job_store.h"
+#include "server/store/measurement_run_store.h"
+#include "server/store/record_checks.h"
 #include "server/store/records.h"
 
 namespace apq::server::memory_internal {
@@ -60,6 +63,23 @@ struct StoredDataset {
   std::vector<MeasurementRow> rows;
 };
 
+struct StoredMeasurementTask {
+  MeasurementTask task;
+  store_internal::MeasurementTaskStatus status = store_internal::MeasurementTaskStatus::kPending;
+  std::string lease_holder;  // '' and 0 unless held.
+  double lease_expires_unix_s = 0.0;
+  std::string error;  // The latest FailMeasurementTask's, kept.
+};
+
+struct StoredMeasurementRun {
+  MeasurementRunRecord record;  // With its counts.
+  // Its tasks' ids are consecutive, in index order, from this one.
+  int64_t first_task_id = 0;
+  std::vector<StoredMeasurementTask> tasks;  // tasks[i] has index i.
+  // The indexes of the pending and held tasks, where claims look for free ones.
+  std::set<int64_t> unsettled;
+};
+
 struct MemoryDatabase {
   // The job with `id`, or null when it is unknown or deleted.
   StoredJob* FindJob(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex);
@@ -72,6 +92,12 @@ struct MemoryDatabase {
   // PredictorStore::AddPredictor's checks and write.
   absl::Status InsertPredictor(const PredictorRecord& predictor, absl::string_view operation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex);
+  // Appends `rows` (checked by CheckMeasurementRows) to `dataset` with new ids, as
+  // DatasetStore::AddMeasurements: FAILED_PRECONDITION for a split the dataset does not hold,
+  // ALREADY_EXISTS naming the row for a (method, config) pair it holds; nothing changes on
+  // error.
+  absl::Status AppendMeasurements(StoredDataset& dataset, const std::vector<MeasurementRow>& rows,
+                                  absl::string_view operation) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex);
   // Deletes the artifacts of the job (JobStore::DeleteJob); shared ones stay.
   void DeleteJobArtifacts(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex);
 
@@ -90,10 +116,16 @@ struct MemoryDatabase {
   std::vector<TokenRecord> tokens ABSL_GUARDED_BY(mutex);  // In the order they were added.
   // By (kind, key), with their bytes and size_bytes.
   std::map<std::pair<std::string, std::string>, ArtifactRecord> artifacts ABSL_GUARDED_BY(mutex);
+  // measurement_runs[n - 1] is "measure-<n>".
+  std::vector<StoredMeasurementRun> measurement_runs ABSL_GUARDED_BY(mutex);
+  absl::flat_hash_map<std::string, size_t> measurement_run_index ABSL_GUARDED_BY(mutex);
+  int64_t next_measurement_task_id ABSL_GUARDED_BY(mutex) = 1;
 };
 
 // The job store on `db`, which must outlive it.
 std::unique_ptr<JobStore> NewMemoryJobStore(MemoryDatabase& db);
+// The measurement run store on `db`, which must outlive it.
+std::unique_ptr<MeasurementRunStore> NewMemoryMeasurementRunStore(MemoryDatabase& db);
 
 }  // namespace apq::server::memory_internal
 

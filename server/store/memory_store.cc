@@ -26,14 +26,12 @@ using store_internal::CheckArtifact;
 using store_internal::CheckDataset;
 using store_internal::CheckMeasurementRows;
 using store_internal::CheckPage;
-using store_internal::CheckRowsSplit;
 using store_internal::CheckTableVersion;
 using store_internal::CheckToken;
 using store_internal::CheckTrainingEnd;
 using store_internal::DatasetExists;
 using store_internal::DatasetNotFound;
 using store_internal::DeviceNotFound;
-using store_internal::MeasurementStored;
 using store_internal::NoDefaultPredictor;
 using store_internal::PredictorNotFound;
 using store_internal::TableVersionNotFound;
@@ -115,8 +113,7 @@ class MemoryDatasetStore final : public DatasetStore {
                      StoredDouble(dataset.created_unix_s, "created_unix_s", operation));
     stored.record.records = 0;
     stored.record.fp32_records = 0;
-    ASSIGN_OR_RETURN(stored.rows, StoredRows(stored, rows, operation));
-    db_.next_measurement_id += static_cast<int64_t>(rows.size());
+    RETURN_IF_ERROR(db_.AppendMeasurements(stored, rows, operation));
     db_.datasets.emplace(dataset.name, std::move(stored));
     return absl::OkStatus();
   }
@@ -141,13 +138,8 @@ class MemoryDatasetStore final : public DatasetStore {
     absl::MutexLock lock(&db_.mutex);
     auto found = db_.datasets.find(dataset);
     if (found == db_.datasets.end()) return DatasetNotFound(dataset);
-    ASSIGN_OR_RETURN(
-        std::vector<MeasurementRow> stored,
-        StoredRows(found->second, rows, absl::StrCat("adding measurements to dataset ", dataset)));
-    db_.next_measurement_id += static_cast<int64_t>(rows.size());
-    found->second.rows.insert(found->second.rows.end(), std::make_move_iterator(stored.begin()),
-                              std::make_move_iterator(stored.end()));
-    return absl::OkStatus();
+    return db_.AppendMeasurements(found->second, rows,
+                                  absl::StrCat("adding measurements to dataset ", dataset));
   }
 
   absl::StatusOr<std::vector<MeasurementRow>> ListMeasurements(
@@ -172,34 +164,6 @@ class MemoryDatasetStore final : public DatasetStore {
                       [](const MeasurementRow& row) { return row.method == "fp32"; });
     record.split = dataset.rows.empty() ? std::string() : dataset.rows.front().split;
     return record;
-  }
-
-  // `rows` (checked by CheckMeasurementRows) as they would be appended to `dataset`, with
-  // their ids; ALREADY_EXISTS naming the row for a (method, config) pair the dataset holds.
-  absl::StatusOr<std::vector<MeasurementRow>> StoredRows(const StoredDataset& dataset,
-                                                         const std::vector<MeasurementRow>& rows,
-                                                         absl::string_view operation)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_.mutex) {
-    RETURN_IF_ERROR(CheckRowsSplit(dataset.record.name, rows,
-                                   dataset.rows.empty() ? nullptr : &dataset.rows.front().split));
-    for (size_t i = 0; i < rows.size(); ++i) {
-      for (const MeasurementRow& held : dataset.rows) {
-        if (held.method == rows[i].method && held.config_json == rows[i].config_json) {
-          return MeasurementStored(dataset.record.name, i, rows[i]);
-        }
-      }
-    }
-    std::vector<MeasurementRow> stored = rows;
-    for (size_t i = 0; i < stored.size(); ++i) {
-      MeasurementRow& row = stored[i];
-      row.id = db_.next_measurement_id + static_cast<int64_t>(i);
-      // Accuracy and seconds are checked: not NaN.
-      ASSIGN_OR_RETURN(row.accuracy, StoredDouble(row.accuracy, "accuracy", operation));
-      ASSIGN_OR_RETURN(row.seconds, StoredDouble(row.seconds, "seconds", operation));
-      ASSIGN_OR_RETURN(row.created_unix_s,
-                       StoredDouble(row.created_unix_s, "created_unix_s", operation));
-    }
-    return stored;
   }
 
   MemoryDatabase& db_;
@@ -517,7 +481,8 @@ class MemoryStore final : public Store {
         predictors_(db_),
         training_jobs_(db_),
         tokens_(db_),
-        artifacts_(db_) {}
+        artifacts_(db_),
+        measurement_runs_(memory_internal::NewMemoryMeasurementRunStore(db_)) {}
 
   JobStore& jobs() override { return *jobs_; }
   DeviceStore& devices() override { return devices_; }
@@ -526,6 +491,7 @@ class MemoryStore final : public Store {
   TrainingJobStore& training_jobs() override { return training_jobs_; }
   TokenStore& tokens() override { return tokens_; }
   ArtifactStore& artifacts() override { return artifacts_; }
+  MeasurementRunStore& measurement_runs() override { return *measurement_runs_; }
 
  private:
   MemoryDatabase db_;  // Declared first: outlives the stores.
@@ -536,6 +502,7 @@ class MemoryStore final : public Store {
   MemoryTrainingJobStore training_jobs_;
   MemoryTokenStore tokens_;
   MemoryArtifactStore artifacts_;
+  const std::unique_ptr<MeasurementRunStore> measurement_runs_;
 };
 
 }  // namespace

@@ -213,6 +213,45 @@ CREATE TABLE artifacts (
 );
 CREATE INDEX artifacts_by_job ON artifacts (job_id, kind, key);
 )sql",
+    // 2: measurement runs (SQLite's schema 16): tasks that workers claim with leases, each
+    // record written to the run's dataset. Task status: 1 pending, 2 held, 3 done, 4 failed,
+    // 5 cancelled.
+    R"sql(
+CREATE TABLE measurement_runs (
+  id BYTEA PRIMARY KEY,
+  seq BIGINT NOT NULL UNIQUE,
+  dataset BYTEA NOT NULL REFERENCES datasets (name),
+  space BYTEA NOT NULL,
+  method BYTEA NOT NULL,
+  split BYTEA NOT NULL,
+  seed BIGINT NOT NULL,
+  settings BYTEA NOT NULL DEFAULT '',
+  launcher BYTEA NOT NULL DEFAULT '',
+  state INTEGER NOT NULL CHECK (state BETWEEN 1 AND 5),
+  tasks_total BIGINT NOT NULL,
+  tasks_done BIGINT NOT NULL DEFAULT 0,
+  tasks_failed BIGINT NOT NULL DEFAULT 0,
+  created_unix_s DOUBLE PRECISION NOT NULL,
+  finished_unix_s DOUBLE PRECISION NOT NULL DEFAULT 0,
+  error BYTEA NOT NULL DEFAULT ''
+);
+
+CREATE TABLE measurement_tasks (
+  id BIGSERIAL PRIMARY KEY,
+  run_id BYTEA NOT NULL REFERENCES measurement_runs (id),
+  task_index BIGINT NOT NULL,
+  config_json BYTEA NOT NULL,
+  status INTEGER NOT NULL DEFAULT 1 CHECK (status BETWEEN 1 AND 5),
+  lease_holder BYTEA NOT NULL DEFAULT '',
+  lease_expires_unix_s DOUBLE PRECISION NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  error BYTEA NOT NULL DEFAULT '',
+  UNIQUE (run_id, task_index)
+);
+-- The claimable and held tasks of a run, in index order.
+CREATE INDEX measurement_tasks_open ON measurement_tasks (run_id, task_index)
+  WHERE status IN (1, 2);
+)sql",
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(std::size(kMigrations));

@@ -88,6 +88,7 @@ enum class PostgresLock : int64_t {
   kDatasets = 5,        // datasets and their measurements' (method, config) uniqueness
   kTokens = 6,          // tokens
   kArtifacts = 7,       // artifacts' (kind, key)
+  kMeasurementRunIds = 8,  // measurement_runs.seq
 };
 
 // One transaction on one pooled connection (see PostgresDatabase::Transact).

@@ -41,9 +41,115 @@ absl::Status CheckDatasetKnown(PostgresTransaction& tx, const std::string& datas
   return absl::OkStatus();
 }
 
-// Adds `rows` (checked by CheckMeasurementRows) to a stored dataset, inside the caller's
-// write transaction, which holds PostgresLock::kDatasets: the split and duplicate checks see
-// every row stored before the insert.
+}  // namespace
+
+absl::Status PostgresDatasetStore::CreateDataset(const DatasetRecord& dataset,
+                                                 const std::vector<MeasurementRow>& rows) {
+  RETURN_IF_ERROR(store_internal::CheckDataset(dataset));
+  RETURN_IF_ERROR(store_internal::CheckMeasurementRows(rows));
+  return database_.Transact(
+      PostgresDatabase::Mode::kWrite, absl::StrCat("creating dataset ", dataset.name),
+      [&](PostgresTransaction& tx) -> absl::Status {
+        // Replicas creating one name take turns: the second gets ALREADY_EXISTS.
+        RETURN_IF_ERROR(tx.Lock(PostgresLock::kDatasets));
+        ASSIGN_OR_RETURN(const pqxx::result exists,
+                         tx.Exec("SELECT 1 FROM datasets WHERE name = $1",
+                                 PostgresParams().Bytes(dataset.name)));
+        if (!exists.empty()) return store_internal::DatasetExists(dataset.name);
+        RETURN_IF_ERROR(tx.Run("INSERT INTO datasets (name, space, description, created_unix_s) "
+                               "VALUES ($1, $2, $3, $4)",
+                               PostgresParams()
+                                   .Bytes(dataset.name)
+                                   .Bytes(dataset.space)
+                                   .Bytes(dataset.description)
+                                   .Double(dataset.created_unix_s, "created_unix_s"))
+                            .status());
+        return postgres_internal::InsertMeasurements(tx, dataset.name, rows);
+      });
+}
+
+absl::StatusOr<DatasetRecord> PostgresDatasetStore::GetDataset(const std::string& name) {
+  DatasetRecord dataset;
+  RETURN_IF_ERROR(database_.Transact(
+      PostgresDatabase::Mode::kRead, absl::StrCat("reading dataset ", name),
+      [&](PostgresTransaction& tx) -> absl::Status {
+        ASSIGN_OR_RETURN(const pqxx::result rows,
+                         tx.Exec(absl::StrCat(kDatasetSelect, "WHERE d.name = $1"),
+                                 PostgresParams().Bytes(name)));
+        if (rows.empty()) return store_internal::DatasetNotFound(name);
+        dataset = ReadDataset(rows[0]);
+        return absl::OkStatus();
+      }));
+  return dataset;
+}
+
+absl::StatusOr<std::vector<DatasetRecord>> PostgresDatasetStore::ListDatasets() {
+  std::vector<DatasetRecord> datasets;
+  RETURN_IF_ERROR(database_.Transact(
+      PostgresDatabase::Mode::kRead, "listing datasets",
+      [&](PostgresTransaction& tx) -> absl::Status {
+        datasets.clear();
+        ASSIGN_OR_RETURN(const pqxx::result rows,
+                         tx.Exec(absl::StrCat(kDatasetSelect, "ORDER BY d.name")));
+        for (const pqxx::row& row : rows) datasets.push_back(ReadDataset(row));
+        return absl::OkStatus();
+      }));
+  return datasets;
+}
+
+absl::Status PostgresDatasetStore::AddMeasurements(const std::string& dataset,
+                                                   const std::vector<MeasurementRow>& rows) {
+  RETURN_IF_ERROR(store_internal::CheckMeasurementRows(rows));
+  return database_.Transact(PostgresDatabase::Mode::kWrite,
+                            absl::StrCat("adding measurements to dataset ", dataset),
+                            [&](PostgresTransaction& tx) -> absl::Status {
+                              RETURN_IF_ERROR(tx.Lock(PostgresLock::kDatasets));
+                              RETURN_IF_ERROR(CheckDatasetKnown(tx, dataset));
+                              return postgres_internal::InsertMeasurements(tx, dataset, rows);
+                            });
+}
+
+absl::StatusOr<std::vector<MeasurementRow>> PostgresDatasetStore::ListMeasurements(
+    const std::string& dataset, const std::optional<std::string>& method) {
+  std::vector<MeasurementRow> rows;
+  // The dataset's existence and its rows come from one snapshot.
+  RETURN_IF_ERROR(database_.Transact(
+      PostgresDatabase::Mode::kRead, absl::StrCat("listing the measurements of dataset ", dataset),
+      [&](PostgresTransaction& tx) -> absl::Status {
+        rows.clear();
+        RETURN_IF_ERROR(CheckDatasetKnown(tx, dataset));
+        PostgresParams params;
+        params.Bytes(dataset);
+        if (method.has_value()) {
+          params.Bytes(*method);
+        } else {
+          params.Null();
+        }
+        ASSIGN_OR_RETURN(const pqxx::result stored,
+                         tx.Exec("SELECT id, config_json, accuracy, method, seconds, seed, "
+                                 "created_unix_s, split FROM measurements WHERE dataset = $1 AND "
+                                 "($2::bytea IS NULL OR method = $2) ORDER BY id",
+                                 params));
+        rows.reserve(stored.size());
+        for (const pqxx::row& row : stored) {
+          MeasurementRow measurement;
+          measurement.id = FieldInt(row[0]);
+          measurement.config_json = FieldBytes(row[1]);
+          measurement.accuracy = FieldDouble(row[2]);
+          measurement.method = FieldBytes(row[3]);
+          measurement.seconds = FieldDouble(row[4]);
+          measurement.seed = static_cast<uint64_t>(FieldInt(row[5]));
+          measurement.created_unix_s = FieldDouble(row[6]);
+          measurement.split = FieldBytes(row[7]);
+          rows.push_back(std::move(measurement));
+        }
+        return absl::OkStatus();
+      }));
+  return rows;
+}
+
+namespace postgres_internal {
+
 absl::Status InsertMeasurements(PostgresTransaction& tx, const std::string& dataset,
                                 const std::vector<MeasurementRow>& rows) {
   {
@@ -103,111 +209,6 @@ absl::Status InsertMeasurements(PostgresTransaction& tx, const std::string& data
                  values);
 }
 
-}  // namespace
-
-absl::Status PostgresDatasetStore::CreateDataset(const DatasetRecord& dataset,
-                                                 const std::vector<MeasurementRow>& rows) {
-  RETURN_IF_ERROR(store_internal::CheckDataset(dataset));
-  RETURN_IF_ERROR(store_internal::CheckMeasurementRows(rows));
-  return database_.Transact(
-      PostgresDatabase::Mode::kWrite, absl::StrCat("creating dataset ", dataset.name),
-      [&](PostgresTransaction& tx) -> absl::Status {
-        // Replicas creating one name take turns: the second gets ALREADY_EXISTS.
-        RETURN_IF_ERROR(tx.Lock(PostgresLock::kDatasets));
-        ASSIGN_OR_RETURN(const pqxx::result exists,
-                         tx.Exec("SELECT 1 FROM datasets WHERE name = $1",
-                                 PostgresParams().Bytes(dataset.name)));
-        if (!exists.empty()) return store_internal::DatasetExists(dataset.name);
-        RETURN_IF_ERROR(tx.Run("INSERT INTO datasets (name, space, description, created_unix_s) "
-                               "VALUES ($1, $2, $3, $4)",
-                               PostgresParams()
-                                   .Bytes(dataset.name)
-                                   .Bytes(dataset.space)
-                                   .Bytes(dataset.description)
-                                   .Double(dataset.created_unix_s, "created_unix_s"))
-                            .status());
-        return InsertMeasurements(tx, dataset.name, rows);
-      });
-}
-
-absl::StatusOr<DatasetRecord> PostgresDatasetStore::GetDataset(const std::string& name) {
-  DatasetRecord dataset;
-  RETURN_IF_ERROR(database_.Transact(
-      PostgresDatabase::Mode::kRead, absl::StrCat("reading dataset ", name),
-      [&](PostgresTransaction& tx) -> absl::Status {
-        ASSIGN_OR_RETURN(const pqxx::result rows,
-                         tx.Exec(absl::StrCat(kDatasetSelect, "WHERE d.name = $1"),
-                                 PostgresParams().Bytes(name)));
-        if (rows.empty()) return store_internal::DatasetNotFound(name);
-        dataset = ReadDataset(rows[0]);
-        return absl::OkStatus();
-      }));
-  return dataset;
-}
-
-absl::StatusOr<std::vector<DatasetRecord>> PostgresDatasetStore::ListDatasets() {
-  std::vector<DatasetRecord> datasets;
-  RETURN_IF_ERROR(database_.Transact(
-      PostgresDatabase::Mode::kRead, "listing datasets",
-      [&](PostgresTransaction& tx) -> absl::Status {
-        datasets.clear();
-        ASSIGN_OR_RETURN(const pqxx::result rows,
-                         tx.Exec(absl::StrCat(kDatasetSelect, "ORDER BY d.name")));
-        for (const pqxx::row& row : rows) datasets.push_back(ReadDataset(row));
-        return absl::OkStatus();
-      }));
-  return datasets;
-}
-
-absl::Status PostgresDatasetStore::AddMeasurements(const std::string& dataset,
-                                                   const std::vector<MeasurementRow>& rows) {
-  RETURN_IF_ERROR(store_internal::CheckMeasurementRows(rows));
-  return database_.Transact(PostgresDatabase::Mode::kWrite,
-                            absl::StrCat("adding measurements to dataset ", dataset),
-                            [&](PostgresTransaction& tx) -> absl::Status {
-                              RETURN_IF_ERROR(tx.Lock(PostgresLock::kDatasets));
-                              RETURN_IF_ERROR(CheckDatasetKnown(tx, dataset));
-                              return InsertMeasurements(tx, dataset, rows);
-                            });
-}
-
-absl::StatusOr<std::vector<MeasurementRow>> PostgresDatasetStore::ListMeasurements(
-    const std::string& dataset, const std::optional<std::string>& method) {
-  std::vector<MeasurementRow> rows;
-  // The dataset's existence and its rows come from one snapshot.
-  RETURN_IF_ERROR(database_.Transact(
-      PostgresDatabase::Mode::kRead, absl::StrCat("listing the measurements of dataset ", dataset),
-      [&](PostgresTransaction& tx) -> absl::Status {
-        rows.clear();
-        RETURN_IF_ERROR(CheckDatasetKnown(tx, dataset));
-        PostgresParams params;
-        params.Bytes(dataset);
-        if (method.has_value()) {
-          params.Bytes(*method);
-        } else {
-          params.Null();
-        }
-        ASSIGN_OR_RETURN(const pqxx::result stored,
-                         tx.Exec("SELECT id, config_json, accuracy, method, seconds, seed, "
-                                 "created_unix_s, split FROM measurements WHERE dataset = $1 AND "
-                                 "($2::bytea IS NULL OR method = $2) ORDER BY id",
-                                 params));
-        rows.reserve(stored.size());
-        for (const pqxx::row& row : stored) {
-          MeasurementRow measurement;
-          measurement.id = FieldInt(row[0]);
-          measurement.config_json = FieldBytes(row[1]);
-          measurement.accuracy = FieldDouble(row[2]);
-          measurement.method = FieldBytes(row[3]);
-          measurement.seconds = FieldDouble(row[4]);
-          measurement.seed = static_cast<uint64_t>(FieldInt(row[5]));
-          measurement.created_unix_s = FieldDouble(row[6]);
-          measurement.split = FieldBytes(row[7]);
-          rows.push_back(std::move(measurement));
-        }
-        return absl::OkStatus();
-      }));
-  return rows;
-}
+}  // namespace postgres_internal
 
 }  // namespace apq::server

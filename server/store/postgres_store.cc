@@ -30,7 +30,8 @@ PostgresStore::PostgresStore(std::unique_ptr<PostgresDatabase> database)
       predictors_(std::make_unique<PostgresPredictorStore>(*database_)),
       training_jobs_(std::make_unique<PostgresTrainingJobStore>(*database_)),
       tokens_(std::make_unique<PostgresTokenStore>(*database_)),
-      artifacts_(std::make_unique<PostgresArtifactStore>(*database_)) {}
+      artifacts_(std::make_unique<PostgresArtifactStore>(*database_)),
+      measurement_runs_(std::make_unique<PostgresMeasurementRunStore>(*database_)) {}
 
 // Defined here, where the stores' types are complete; members are destroyed in reverse
 // order, so the connections close last.
@@ -43,5 +44,6 @@ PredictorStore& PostgresStore::predictors() { return *predictors_; }
 TrainingJobStore& PostgresStore::training_jobs() { return *training_jobs_; }
 TokenStore& PostgresStore::tokens() { return *tokens_; }
 ArtifactStore& PostgresStore::artifacts() { return *artifacts_; }
+MeasurementRunStore& PostgresStore::measurement_runs() { return *measurement_runs_; }
 
 }  // namespace apq::server

@@ -27,6 +27,7 @@ class PostgresPredictorStore;
 class PostgresTrainingJobStore;
 class PostgresTokenStore;
 class PostgresArtifactStore;
+class PostgresMeasurementRunStore;
 
 class PostgresStore final : public Store {
  public:
@@ -63,6 +64,7 @@ class PostgresStore final : public Store {
   TrainingJobStore& training_jobs() override;
   TokenStore& tokens() override;
   ArtifactStore& artifacts() override;
+  MeasurementRunStore& measurement_runs() override;
 
  private:
   explicit PostgresStore(std::unique_ptr<PostgresDatabase> database);
@@ -75,6 +77,7 @@ class PostgresStore final : public Store {
   const std::unique_ptr<PostgresTrainingJobStore> training_jobs_;
   const std::unique_ptr<PostgresTokenStore> tokens_;
   const std::unique_ptr<PostgresArtifactStore> artifacts_;
+  const std::unique_ptr<PostgresMeasurementRunStore> measurement_runs_;
 };
 
 }  // namespace apq::server

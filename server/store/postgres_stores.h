@@ -17,6 +17,7 @@
 #include "server/store/dataset_store.h"
 #include "server/store/device_store.h"
 #include "server/store/job_store.h"
+#include "server/store/measurement_run_store.h"
 #include "server/store/postgres_database.h"
 #include "server/store/predictor_store.h"
 #include "server/store/records.h"
@@ -146,6 +147,38 @@ class PostgresTrainingJobStore final : public TrainingJobStore {
   PostgresDatabase& database_;
 };
 
+class PostgresMeasurementRunStore final : public MeasurementRunStore {
+ public:
+  explicit PostgresMeasurementRunStore(PostgresDatabase& database) : database_(database) {}
+
+  absl::StatusOr<std::string> CreateMeasurementRun(
+      const MeasurementRunRecord& run, const std::vector<std::string>& configs) override;
+  absl::StatusOr<MeasurementRunRecord> GetMeasurementRun(const std::string& run_id) override;
+  absl::StatusOr<std::vector<MeasurementRunRecord>> ListMeasurementRuns(int64_t offset,
+                                                                        int limit) override;
+  absl::Status SetMeasurementRunLauncher(const std::string& run_id,
+                                         const std::string& launcher) override;
+  absl::StatusOr<std::vector<MeasurementTask>> ClaimMeasurementTasks(const std::string& run_id,
+                                                                     const std::string& holder,
+                                                                     double now_unix_s,
+                                                                     double expires_unix_s,
+                                                                     int max_tasks) override;
+  absl::StatusOr<std::vector<int64_t>> RenewMeasurementTasks(const std::string& run_id,
+                                                             const std::string& holder,
+                                                             const std::vector<int64_t>& task_ids,
+                                                             double expires_unix_s) override;
+  absl::Status CompleteMeasurementTask(const std::string& run_id, int64_t task_id,
+                                       const std::string& holder,
+                                       const MeasurementRow& row) override;
+  absl::Status FailMeasurementTask(const std::string& run_id, int64_t task_id,
+                                   const std::string& holder, const std::string& error,
+                                   int max_attempts, double now_unix_s) override;
+  absl::Status CancelMeasurementRun(const std::string& run_id, double now_unix_s) override;
+
+ private:
+  PostgresDatabase& database_;
+};
+
 class PostgresArtifactStore final : public ArtifactStore {
  public:
   explicit PostgresArtifactStore(PostgresDatabase& database) : database_(database) {}
@@ -162,8 +195,10 @@ class PostgresArtifactStore final : public ArtifactStore {
   PostgresDatabase& database_;
 };
 
-// The predictor writes shared by PostgresPredictorStore and PostgresTrainingJobStore, inside
-// the caller's write transaction (which holds PostgresLock::kPredictors).
+// Writes shared by the stores, inside the caller's write transaction: the predictor writes of
+// PostgresPredictorStore and PostgresTrainingJobStore (the transaction holds
+// PostgresLock::kPredictors), the measurement writes of PostgresDatasetStore and
+// PostgresMeasurementRunStore.
 namespace postgres_internal {
 
 absl::StatusOr<bool> PredictorStored(PostgresTransaction& transaction, const std::string& space,
@@ -171,6 +206,12 @@ absl::StatusOr<bool> PredictorStored(PostgresTransaction& transaction, const std
 absl::Status InsertPredictor(PostgresTransaction& transaction, const PredictorRecord& predictor);
 absl::Status MakeDefault(PostgresTransaction& transaction, const std::string& space,
                          const std::string& version);
+
+// Adds `rows` (checked by store_internal::CheckMeasurementRows) to a stored dataset, inside
+// the caller's write transaction, which holds PostgresLock::kDatasets: the split and
+// duplicate checks see every row stored before the insert.
+absl::Status InsertMeasurements(PostgresTransaction& transaction, const std::string& dataset,
+                                const std::vector<MeasurementRow>& rows);
 
 }  // namespace postgres_internal
 

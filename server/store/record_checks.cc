@@ -4,6 +4,7 @@
 #include <cmath>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -145,6 +146,34 @@ absl::Status CheckDataset(const DatasetRecord& dataset) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// The checks of one row by itself; `what` names it in errors.
+absl::Status CheckMeasurementRowAlone(const MeasurementRow& row, absl::string_view what) {
+  if (!(row.accuracy >= 0.0 && row.accuracy <= 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": accuracy ", row.accuracy, " is not in [0, 1]"));
+  }
+  if (!(row.seconds >= 0.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": seconds ", row.seconds, " is not >= 0"));
+  }
+  if (row.config_json.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": config_json is empty"));
+  }
+  if (row.method.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": method is empty"));
+  }
+  if (!row.split.empty() && row.split != "train" && row.split != "validation" &&
+      row.split != "test") {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": split \"", row.split, "\" is not train, validation, test or empty"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 // Checked before writing rather than left to a table's constraints, so the error names the
 // row.
 absl::Status CheckMeasurementRows(const std::vector<MeasurementRow>& rows) {
@@ -152,25 +181,7 @@ absl::Status CheckMeasurementRows(const std::vector<MeasurementRow>& rows) {
   for (size_t i = 0; i < rows.size(); ++i) {
     const MeasurementRow& row = rows[i];
     const std::string what = absl::StrCat("measurement ", i);
-    if (!(row.accuracy >= 0.0 && row.accuracy <= 1.0)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, ": accuracy ", row.accuracy, " is not in [0, 1]"));
-    }
-    if (!(row.seconds >= 0.0)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, ": seconds ", row.seconds, " is not >= 0"));
-    }
-    if (row.config_json.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(what, ": config_json is empty"));
-    }
-    if (row.method.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(what, ": method is empty"));
-    }
-    if (!row.split.empty() && row.split != "train" && row.split != "validation" &&
-        row.split != "test") {
-      return absl::InvalidArgumentError(absl::StrCat(what, ": split \"", row.split,
-                                                     "\" is not train, validation, test or empty"));
-    }
+    if (absl::Status alone = CheckMeasurementRowAlone(row, what); !alone.ok()) return alone;
     if (!seen.emplace(row.method, row.config_json).second) {
       return absl::InvalidArgumentError(
           absl::StrCat(what, ": repeats an earlier row's config for method ", row.method));
@@ -514,6 +525,144 @@ absl::Status CheckLeaseTimes(double now_unix_s, double expires_unix_s) {
 absl::Status LeaseNotHeld(const std::string& job_id, const std::string& holder) {
   return absl::FailedPreconditionError(absl::StrCat(
       "job ", job_id, ": ", holder, " does not hold its lease (it expired or was released)"));
+}
+
+namespace {
+
+// A config for an error message: quoted and escaped, its first 64 bytes only.
+std::string QuotedConfig(absl::string_view config) {
+  return config.size() <= 64
+             ? Quoted(config)
+             : absl::StrCat(Quoted(config.substr(0, 64)), "... (", config.size(), " bytes)");
+}
+
+}  // namespace
+
+absl::Status CheckMeasurementRun(const MeasurementRunRecord& run,
+                                 const std::vector<std::string>& configs) {
+  for (const auto& [field, value] :
+       {std::pair<const char*, const std::string*>{"dataset", &run.dataset},
+        {"space", &run.space},
+        {"method", &run.method},
+        {"split", &run.split}}) {
+    if (value->empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("measurement run ", field, ": is empty"));
+    }
+  }
+  if (run.settings.size() > kMaxMeasurementSettingsBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("measurement run settings: ", run.settings.size(), " bytes, more than ",
+                     kMaxMeasurementSettingsBytes));
+  }
+  if (std::isnan(run.created_unix_s)) {
+    return absl::InvalidArgumentError("measurement run created_unix_s: is NaN");
+  }
+  if (configs.empty()) {
+    return absl::InvalidArgumentError("measurement run configs: none given");
+  }
+  if (configs.size() > static_cast<size_t>(kMaxMeasurementTasks)) {
+    return absl::InvalidArgumentError(absl::StrCat("measurement run configs: ", configs.size(),
+                                                   ", more than ", kMaxMeasurementTasks));
+  }
+  absl::flat_hash_map<absl::string_view, size_t> first_of;
+  first_of.reserve(configs.size());
+  for (size_t i = 0; i < configs.size(); ++i) {
+    if (configs[i].empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("measurement run configs[", i, "]: is empty"));
+    }
+    auto [first, added] = first_of.emplace(configs[i], i);
+    if (!added) {
+      return absl::InvalidArgumentError(absl::StrCat("measurement run configs[", i,
+                                                     "]: repeats configs[", first->second, "] ",
+                                                     QuotedConfig(configs[i])));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DatasetOfAnotherSpace(const std::string& dataset, const std::string& dataset_space,
+                                   const std::string& run_space) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("dataset \"", dataset, "\" holds space ", dataset_space, ", not ", run_space));
+}
+
+absl::Status CheckMeasurementRow(const MeasurementTask& task, const MeasurementRunRecord& run,
+                                 const MeasurementRow& row) {
+  const std::string what = absl::StrCat("task ", task.index, " of run ", run.id);
+  if (row.config_json != task.config_json) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": config_json ", QuotedConfig(row.config_json), " is not the task's ",
+                     QuotedConfig(task.config_json)));
+  }
+  if (row.method != run.method) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": method ", Quoted(row.method),
+                                                   " is not the run's ", Quoted(run.method)));
+  }
+  if (row.split != run.split) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": split ", Quoted(row.split), " is not the run's ", Quoted(run.split)));
+  }
+  if (std::isnan(row.created_unix_s)) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": created_unix_s is NaN"));
+  }
+  return CheckMeasurementRowAlone(row, what);
+}
+
+absl::Status MeasurementRunNotFound(const std::string& run_id) {
+  return absl::NotFoundError(absl::StrCat("measurement run \"", run_id, "\" not found"));
+}
+
+absl::Status MeasurementTaskNotFound(const std::string& run_id, int64_t task_id) {
+  return absl::NotFoundError(
+      absl::StrCat("measurement run \"", run_id, "\" has no task ", task_id));
+}
+
+absl::Status MeasurementTaskNotHeld(const std::string& run_id, int64_t task_id,
+                                    const std::string& holder) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("task ", task_id, " of measurement run ", run_id, ": ", holder,
+                   " does not hold it (its lease was lost, it settled or the run was cancelled)"));
+}
+
+absl::Status MeasurementRunEnded(const std::string& run_id, JobState state) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "measurement run \"", run_id, "\" has ended (state ", static_cast<int>(state), ")"));
+}
+
+absl::Status CheckLauncher(const std::string& launcher) {
+  if (launcher.size() <= kMaxMeasurementLauncherBytes) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "launcher: ", launcher.size(), " bytes, more than ", kMaxMeasurementLauncherBytes));
+}
+
+absl::Status CheckMaxTasks(int max_tasks) {
+  if (max_tasks >= 1 && max_tasks <= kMaxMeasurementTasksPerClaim) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "max_tasks: must be in [1, ", kMaxMeasurementTasksPerClaim, "], got ", max_tasks));
+}
+
+absl::Status CheckMaxAttempts(int max_attempts) {
+  if (max_attempts >= 1 && max_attempts <= kMaxMeasurementAttempts) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("max_attempts: must be in [1, ",
+                                                 kMaxMeasurementAttempts, "], got ", max_attempts));
+}
+
+std::string KeptTaskError(const std::string& error) {
+  if (error.size() <= kMaxMeasurementErrorBytes) return error;
+  size_t end = kMaxMeasurementErrorBytes;
+  // Back over continuation bytes (10xxxxxx) to the start of the character cut in two.
+  while (end > 0 && (static_cast<unsigned char>(error[end]) & 0xC0) == 0x80) --end;
+  return error.substr(0, end);
+}
+
+std::string RunErrorOfTask(int64_t index, const std::string& kept_error) {
+  return absl::StrCat("task ", index, ": ", kept_error);
+}
+
+void EndRunIfSettled(MeasurementRunRecord& run, double now_unix_s) {
+  if (run.tasks_done + run.tasks_failed < run.tasks_total) return;
+  run.state = run.tasks_failed > 0 ? JobState::kFailed : JobState::kSucceeded;
+  run.finished_unix_s = now_unix_s == 0.0 ? 0.0 : now_unix_s;
 }
 
 }  // namespace apq::server::store_internal

@@ -139,6 +139,63 @@ absl::Status CheckLeaseTime(double unix_s, absl::string_view field);
 // FAILED_PRECONDITION for RenewLease by a holder that lost (or never had) the job's lease.
 absl::Status LeaseNotHeld(const std::string& job_id, const std::string& holder);
 
+// Measurement runs (MeasurementRunStore).
+
+// How a measurement task stands, as every backend stores it.
+enum class MeasurementTaskStatus {
+  kPending = 1,    // Free to claim.
+  kHeld = 2,       // Claimed; free again once its lease expires.
+  kDone = 3,       // Settled with a record (CompleteMeasurementTask).
+  kFailed = 4,     // Settled without one (FailMeasurementTask's last attempt).
+  kCancelled = 5,  // Unsettled when its run was cancelled.
+};
+// The bounds of a run's settings and launcher note, of the tasks one claim takes, of
+// FailMeasurementTask's max_attempts, and of a failed task's error kept.
+inline constexpr size_t kMaxMeasurementSettingsBytes = size_t{1} << 20;
+inline constexpr size_t kMaxMeasurementLauncherBytes = 256;
+inline constexpr int kMaxMeasurementTasksPerClaim = 1000;
+inline constexpr int kMaxMeasurementAttempts = 100;
+inline constexpr size_t kMaxMeasurementErrorBytes = 4096;
+
+// CreateMeasurementRun's checks of its arguments alone: INVALID_ARGUMENT "measurement run
+// <field>: ..." for an empty dataset, space, method or split, settings over
+// kMaxMeasurementSettingsBytes or a NaN created_unix_s, and "measurement run configs...: ..."
+// for no configs, more than kMaxMeasurementTasks, or an empty or repeated configs[<i>].
+absl::Status CheckMeasurementRun(const MeasurementRunRecord& run,
+                                 const std::vector<std::string>& configs);
+// FAILED_PRECONDITION for a run whose dataset holds another space.
+absl::Status DatasetOfAnotherSpace(const std::string& dataset, const std::string& dataset_space,
+                                   const std::string& run_space);
+// CompleteMeasurementTask's checks of `row` against the stored task and run: INVALID_ARGUMENT
+// "task <i> of run <id>: <field> ..." for a config_json other than the task's, a method or
+// split other than the run's, a NaN created_unix_s, and each check AddMeasurements makes of a
+// row by itself (CheckMeasurementRows). The seed is not checked: the run's is stored.
+absl::Status CheckMeasurementRow(const MeasurementTask& task, const MeasurementRunRecord& run,
+                                 const MeasurementRow& row);
+absl::Status MeasurementRunNotFound(const std::string& run_id);
+// NOT_FOUND for a task id that is no task of the run.
+absl::Status MeasurementTaskNotFound(const std::string& run_id, int64_t task_id);
+// FAILED_PRECONDITION for a task `holder` does not hold (its lease was lost, it settled, or
+// its run was cancelled).
+absl::Status MeasurementTaskNotHeld(const std::string& run_id, int64_t task_id,
+                                    const std::string& holder);
+// FAILED_PRECONDITION for CancelMeasurementRun of a run that ended.
+absl::Status MeasurementRunEnded(const std::string& run_id, JobState state);
+// INVALID_ARGUMENT "launcher: ..." for a note over kMaxMeasurementLauncherBytes.
+absl::Status CheckLauncher(const std::string& launcher);
+// INVALID_ARGUMENT "max_tasks: ..." unless 1 <= max_tasks <= kMaxMeasurementTasksPerClaim.
+absl::Status CheckMaxTasks(int max_tasks);
+// INVALID_ARGUMENT "max_attempts: ..." unless 1 <= max_attempts <= kMaxMeasurementAttempts.
+absl::Status CheckMaxAttempts(int max_attempts);
+// A failed task's error as kept: its first kMaxMeasurementErrorBytes bytes, cut back to a
+// UTF-8 character boundary (so that a backend storing text takes it).
+std::string KeptTaskError(const std::string& error);
+// The run's error for its first failed task: "task <index>: <kept error>".
+std::string RunErrorOfTask(int64_t index, const std::string& kept_error);
+// Ends `run` when its last task has settled: kSucceeded, or kFailed when any task failed,
+// finished at `now_unix_s` (not NaN; -0.0 as 0.0).
+void EndRunIfSettled(MeasurementRunRecord& run, double now_unix_s);
+
 }  // namespace apq::server::store_internal
 
 #endif  // APQ_SERVER_STORE_RECORD_CHECKS_H_

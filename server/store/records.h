@@ -285,6 +285,41 @@ struct MeasurementRow {
   double created_unix_s = 0;
 };
 
+// A measurement run (MeasurementRunStore): many subnets measured by workers that claim its
+// tasks, each record written to `dataset`.
+struct MeasurementRunRecord {
+  std::string id;       // Assigned by CreateMeasurementRun ("measure-<n>").
+  std::string dataset;  // Where the records go; it holds `space`.
+  std::string space;
+  std::string method;  // "fp32" or "quant-from-supernet" (oface/measurement_csv.h).
+  std::string split;   // "validation" or "test".
+  uint64_t seed = 0;   // The sampling and calibration seed, in every record.
+  // What a worker needs besides the tasks, as the launcher wrote it (server/measure_worker:
+  // the supernet's weights, image counts, batch sizes), opaque to the store.
+  std::string settings;
+  std::string launcher;  // SetMeasurementRunLauncher's note; empty before.
+  JobState state = JobState::kQueued;
+  int64_t tasks_total = 0;
+  int64_t tasks_done = 0;    // Settled with a record.
+  int64_t tasks_failed = 0;  // Settled without one (FailMeasurementTask's last attempt).
+  int64_t tasks_held = 0;    // Claimed by a worker whose lease has not been given up.
+  double created_unix_s = 0;
+  double finished_unix_s = 0;  // When the run ended; 0 before.
+  std::string error;  // The first failed task's error ("task <i>: ..."), when any failed.
+};
+
+// The most tasks of one measurement run.
+inline constexpr int64_t kMaxMeasurementTasks = 100000;
+
+// One config of a measurement run, as a worker claims it.
+struct MeasurementTask {
+  int64_t id = 0;  // Unique in the store.
+  std::string run_id;
+  int64_t index = 0;  // Its place in the run's configs (0-based).
+  std::string config_json;
+  int attempts = 0;  // Claims so far, this one included.
+};
+
 // A job that trains an accuracy predictor from a dataset (server/training_manager.h).
 struct TrainingJobRecord {
   std::string id;  // Assigned by CreateTrainingJob ("train-<n>").

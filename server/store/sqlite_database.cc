@@ -327,6 +327,49 @@ ALTER TABLE jobs ADD COLUMN lease_holder TEXT NOT NULL DEFAULT '';
 ALTER TABLE jobs ADD COLUMN lease_expires_unix_s REAL NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // 16: measurement runs (MeasurementRunStore): one task per config, claimed by workers
+    // under leases. status is store_internal::MeasurementTaskStatus (1 pending, 2 held,
+    // 3 done, 4 failed, 5 cancelled); a run keeps its tasks' counts by status, so that reading
+    // and listing runs count no tasks. Claims read measurement_tasks_by_status in index order.
+    // A run's dataset is never deleted while the run refers to it.
+    R"sql(
+CREATE TABLE measurement_runs (
+  id TEXT PRIMARY KEY NOT NULL,
+  seq INTEGER NOT NULL UNIQUE,
+  dataset TEXT NOT NULL REFERENCES datasets (name),
+  space TEXT NOT NULL,
+  method TEXT NOT NULL,
+  split TEXT NOT NULL,
+  -- A uint64 stored by its bits, as measurements.seed.
+  seed INTEGER NOT NULL,
+  launcher TEXT NOT NULL DEFAULT '',
+  state INTEGER NOT NULL CHECK (state BETWEEN 1 AND 5),
+  tasks_total INTEGER NOT NULL,
+  tasks_done INTEGER NOT NULL DEFAULT 0,
+  tasks_failed INTEGER NOT NULL DEFAULT 0,
+  tasks_held INTEGER NOT NULL DEFAULT 0,
+  created_unix_s REAL NOT NULL,
+  finished_unix_s REAL NOT NULL DEFAULT 0,
+  error TEXT NOT NULL DEFAULT '',
+  -- Last, so that reading the columns above does not read its overflow pages (and an
+  -- update that keeps the row's size overwrites only the pages that change).
+  settings BLOB NOT NULL
+);
+
+CREATE TABLE measurement_tasks (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  run_id TEXT NOT NULL REFERENCES measurement_runs (id) ON DELETE CASCADE,
+  task_index INTEGER NOT NULL,
+  config_json TEXT NOT NULL,
+  status INTEGER NOT NULL DEFAULT 1 CHECK (status BETWEEN 1 AND 5),
+  lease_holder TEXT NOT NULL DEFAULT '',
+  lease_expires_unix_s REAL NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  error TEXT NOT NULL DEFAULT '',
+  UNIQUE (run_id, task_index)
+);
+CREATE INDEX measurement_tasks_by_status ON measurement_tasks (run_id, status, task_index);
+)sql",
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(std::size(kMigrations));

@@ -42,13 +42,14 @@ absl::Status SqliteDatasetStore::CheckDatasetKnown(const std::string& dataset,
   return absl::OkStatus();
 }
 
-absl::Status SqliteDatasetStore::InsertMeasurements(const std::string& dataset,
-                                                    const std::vector<MeasurementRow>& rows,
-                                                    const std::string& operation) {
+namespace sqlite_internal {
+
+absl::Status InsertMeasurements(SqliteDatabase& database, const std::string& dataset,
+                                const std::vector<MeasurementRow>& rows,
+                                const std::string& operation) {
   {
-    ASSIGN_OR_RETURN(
-        Statement held,
-        database_.Prepare("SELECT split FROM measurements WHERE dataset = ?1 LIMIT 1"));
+    ASSIGN_OR_RETURN(Statement held,
+                     database.Prepare("SELECT split FROM measurements WHERE dataset = ?1 LIMIT 1"));
     held.BindText(1, dataset);
     ASSIGN_OR_RETURN(bool has_rows, held.Step(operation));
     const std::string held_split = has_rows ? held.ColumnText(0) : std::string();
@@ -57,8 +58,8 @@ absl::Status SqliteDatasetStore::InsertMeasurements(const std::string& dataset,
   }
   {
     ASSIGN_OR_RETURN(Statement select,
-                     database_.Prepare("SELECT 1 FROM measurements "
-                                       "WHERE dataset = ?1 AND method = ?2 AND config_json = ?3"));
+                     database.Prepare("SELECT 1 FROM measurements "
+                                      "WHERE dataset = ?1 AND method = ?2 AND config_json = ?3"));
     for (size_t i = 0; i < rows.size(); ++i) {
       select.BindText(1, dataset);
       select.BindText(2, rows[i].method);
@@ -70,9 +71,9 @@ absl::Status SqliteDatasetStore::InsertMeasurements(const std::string& dataset,
   }
   ASSIGN_OR_RETURN(
       Statement insert,
-      database_.Prepare("INSERT INTO measurements (dataset, config_json, accuracy, method, "
-                        "seconds, seed, created_unix_s, split) "
-                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"));
+      database.Prepare("INSERT INTO measurements (dataset, config_json, accuracy, method, "
+                       "seconds, seed, created_unix_s, split) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"));
   for (const MeasurementRow& row : rows) {
     insert.BindText(1, dataset);
     insert.BindText(2, row.config_json);
@@ -88,6 +89,8 @@ absl::Status SqliteDatasetStore::InsertMeasurements(const std::string& dataset,
   }
   return absl::OkStatus();
 }
+
+}  // namespace sqlite_internal
 
 absl::Status SqliteDatasetStore::CreateDataset(const DatasetRecord& dataset,
                                                const std::vector<MeasurementRow>& rows) {
@@ -112,7 +115,7 @@ absl::Status SqliteDatasetStore::CreateDataset(const DatasetRecord& dataset,
     insert.BindDouble(4, dataset.created_unix_s, "created_unix_s");
     RETURN_IF_ERROR(insert.Run(operation));
   }
-  RETURN_IF_ERROR(InsertMeasurements(dataset.name, rows, operation));
+  RETURN_IF_ERROR(sqlite_internal::InsertMeasurements(database_, dataset.name, rows, operation));
   return transaction.Commit(operation);
 }
 
@@ -147,7 +150,7 @@ absl::Status SqliteDatasetStore::AddMeasurements(const std::string& dataset,
   absl::MutexLock lock(&database_.mutex());
   ASSIGN_OR_RETURN(Transaction transaction, database_.Begin(/*write=*/true, operation));
   RETURN_IF_ERROR(CheckDatasetKnown(dataset, operation));
-  RETURN_IF_ERROR(InsertMeasurements(dataset, rows, operation));
+  RETURN_IF_ERROR(sqlite_internal::InsertMeasurements(database_, dataset, rows, operation));
   return transaction.Commit(operation);
 }
 

@@ -24,7 +24,8 @@ SqliteStore::SqliteStore(std::unique_ptr<SqliteDatabase> database)
       predictors_(std::make_unique<SqlitePredictorStore>(*database_)),
       training_jobs_(std::make_unique<SqliteTrainingJobStore>(*database_)),
       tokens_(std::make_unique<SqliteTokenStore>(*database_)),
-      artifacts_(std::make_unique<SqliteArtifactStore>(*database_)) {}
+      artifacts_(std::make_unique<SqliteArtifactStore>(*database_)),
+      measurement_runs_(std::make_unique<SqliteMeasurementRunStore>(*database_)) {}
 
 // Defined here, where the stores' types are complete; members are destroyed in reverse
 // order, so the database closes last.
@@ -37,5 +38,6 @@ PredictorStore& SqliteStore::predictors() { return *predictors_; }
 TrainingJobStore& SqliteStore::training_jobs() { return *training_jobs_; }
 TokenStore& SqliteStore::tokens() { return *tokens_; }
 ArtifactStore& SqliteStore::artifacts() { return *artifacts_; }
+MeasurementRunStore& SqliteStore::measurement_runs() { return *measurement_runs_; }
 
 }  // namespace apq::server

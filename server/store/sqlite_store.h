@@ -24,6 +24,7 @@ class SqlitePredictorStore;
 class SqliteTrainingJobStore;
 class SqliteTokenStore;
 class SqliteArtifactStore;
+class SqliteMeasurementRunStore;
 
 class SqliteStore final : public Store {
  public:
@@ -51,6 +52,7 @@ class SqliteStore final : public Store {
   TrainingJobStore& training_jobs() override;
   TokenStore& tokens() override;
   ArtifactStore& artifacts() override;
+  MeasurementRunStore& measurement_runs() override;
 
  private:
   explicit SqliteStore(std::unique_ptr<SqliteDatabase> database);
@@ -63,6 +65,7 @@ class SqliteStore final : public Store {
   const std::unique_ptr<SqliteTrainingJobStore> training_jobs_;
   const std::unique_ptr<SqliteTokenStore> tokens_;
   const std::unique_ptr<SqliteArtifactStore> artifacts_;
+  const std::unique_ptr<SqliteMeasurementRunStore> measurement_runs_;
 };
 
 }  // namespace apq::server

@@ -16,6 +16,7 @@
 #include "server/store/dataset_store.h"
 #include "server/store/device_store.h"
 #include "server/store/job_store.h"
+#include "server/store/measurement_run_store.h"
 #include "server/store/predictor_store.h"
 #include "server/store/records.h"
 #include "server/store/sqlite_database.h"
@@ -141,12 +142,6 @@ class SqliteDatasetStore final : public DatasetStore {
       const std::string& dataset, const std::optional<std::string>& method) override;
 
  private:
-  // Inserts `rows` (checked) into `dataset` inside the caller's transaction; INVALID_ARGUMENT
-  // naming the row for a (method, config) pair the dataset holds.
-  absl::Status InsertMeasurements(const std::string& dataset,
-                                  const std::vector<MeasurementRow>& rows,
-                                  const std::string& operation)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(database_.mutex());
   // NOT_FOUND unless the dataset exists.
   absl::Status CheckDatasetKnown(const std::string& dataset, const std::string& operation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(database_.mutex());
@@ -227,9 +222,69 @@ class SqliteArtifactStore final : public ArtifactStore {
   SqliteDatabase& database_;
 };
 
-// The predictor writes shared by SqlitePredictorStore and SqliteTrainingJobStore, inside the
+class SqliteMeasurementRunStore final : public MeasurementRunStore {
+ public:
+  explicit SqliteMeasurementRunStore(SqliteDatabase& database) : database_(database) {}
+
+  absl::StatusOr<std::string> CreateMeasurementRun(
+      const MeasurementRunRecord& run, const std::vector<std::string>& configs) override;
+  absl::StatusOr<MeasurementRunRecord> GetMeasurementRun(const std::string& run_id) override;
+  absl::StatusOr<std::vector<MeasurementRunRecord>> ListMeasurementRuns(int64_t offset,
+                                                                        int limit) override;
+  absl::Status SetMeasurementRunLauncher(const std::string& run_id,
+                                         const std::string& launcher) override;
+  absl::StatusOr<std::vector<MeasurementTask>> ClaimMeasurementTasks(const std::string& run_id,
+                                                                     const std::string& holder,
+                                                                     double now_unix_s,
+                                                                     double expires_unix_s,
+                                                                     int max_tasks) override;
+  absl::StatusOr<std::vector<int64_t>> RenewMeasurementTasks(const std::string& run_id,
+                                                             const std::string& holder,
+                                                             const std::vector<int64_t>& task_ids,
+                                                             double expires_unix_s) override;
+  absl::Status CompleteMeasurementTask(const std::string& run_id, int64_t task_id,
+                                       const std::string& holder,
+                                       const MeasurementRow& row) override;
+  absl::Status FailMeasurementTask(const std::string& run_id, int64_t task_id,
+                                   const std::string& holder, const std::string& error,
+                                   int max_attempts, double now_unix_s) override;
+  absl::Status CancelMeasurementRun(const std::string& run_id, double now_unix_s) override;
+
+ private:
+  // The run with its counts, without its settings; NOT_FOUND for an unknown one.
+  absl::StatusOr<MeasurementRunRecord> LoadRun(const std::string& run_id,
+                                               absl::string_view operation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(database_.mutex());
+  // Writes the run's state, counts, finished time and error.
+  absl::Status StoreProgress(const MeasurementRunRecord& run, absl::string_view operation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(database_.mutex());
+  // The run's task `task_id` held by `holder`; NOT_FOUND for no task of the run,
+  // FAILED_PRECONDITION when `holder` does not hold it.
+  absl::StatusOr<MeasurementTask> LoadHeldTask(const std::string& run_id, int64_t task_id,
+                                               const std::string& holder,
+                                               absl::string_view operation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(database_.mutex());
+  // Gives up the lease of held task `task_id`, which becomes `status` (pending again or
+  // settled) with `error`, and counts it in `run` (written by the caller).
+  absl::Status ReleaseTask(MeasurementRunRecord& run, int64_t task_id, int status,
+                           const std::string& error, absl::string_view operation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(database_.mutex());
+
+  SqliteDatabase& database_;
+};
+
+// The predictor writes shared by SqlitePredictorStore and SqliteTrainingJobStore, and the
+// measurement writes shared by SqliteDatasetStore and SqliteMeasurementRunStore, inside the
 // caller's write transaction.
 namespace sqlite_internal {
+
+// Appends `rows` (checked by CheckMeasurementRows) to `dataset`: FAILED_PRECONDITION for a
+// split the dataset does not hold (CheckRowsSplit), ALREADY_EXISTS naming the row for a
+// (method, config) pair it holds; nothing is written on error.
+absl::Status InsertMeasurements(SqliteDatabase& database, const std::string& dataset,
+                                const std::vector<MeasurementRow>& rows,
+                                const std::string& operation)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(database.mutex());
 
 // Whether (space, version) is stored.
 absl::StatusOr<bool> PredictorStored(SqliteDatabase& database, const std::string& space,

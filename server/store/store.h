@@ -22,6 +22,7 @@
 #include "server/store/dataset_store.h"
 #include "server/store/device_store.h"
 #include "server/store/job_store.h"
+#include "server/store/measurement_run_store.h"
 #include "server/store/predictor_store.h"
 #include "server/store/records.h"
 #include "server/store/token_store.h"
@@ -42,6 +43,7 @@ class Store {
   virtual TrainingJobStore& training_jobs() = 0;
   virtual TokenStore& tokens() = 0;
   virtual ArtifactStore& artifacts() = 0;
+  virtual MeasurementRunStore& measurement_runs() = 0;
 };
 
 }  // namespace apq::server

@@ -56,6 +56,7 @@ class StoreConformanceTest : public ::testing::TestWithParam<Backend> {
   TrainingJobStore& training_jobs() { return store_->training_jobs(); }
   TokenStore& tokens() { return store_->tokens(); }
   ArtifactStore& artifacts() { return store_->artifacts(); }
+  MeasurementRunStore& runs() { return store_->measurement_runs(); }
 
   std::unique_ptr<Store> store_;
 };
@@ -2409,6 +2410,616 @@ TEST_P(StoreConformanceTest, ConcurrentClaimersGetEveryJobExactlyOnce) {
   for (int i = 1; i <= kJobs; ++i) expected.push_back(absl::StrCat("job-", i));
   std::sort(expected.begin(), expected.end());
   EXPECT_EQ(all, expected) << "every job claimed exactly once";
+}
+
+// Measurement runs. Their dataset "fm" holds space fmnist_mbv2; a run measures "fp32" on the
+// validation split with the seed of store_testing's Measurement rows.
+constexpr double kRunCreated = 1700000000.25;
+
+MeasurementRunRecord MakeRun(const std::string& dataset = "fm") {
+  MeasurementRunRecord run;
+  run.dataset = dataset;
+  run.space = "fmnist_mbv2";
+  run.method = "fp32";
+  run.split = "validation";
+  run.seed = 0xfedcba9876543210ULL;  // Above INT64_MAX: stored by its bits.
+  run.settings = absl::StrCat("{\"images\": 500}", kBinary);
+  run.created_unix_s = kRunCreated;
+  return run;
+}
+
+// `count` distinct configs, "[<first>]", "[<first + 1>]", ...
+std::vector<std::string> Configs(int count, int first = 0) {
+  std::vector<std::string> configs;
+  for (int i = 0; i < count; ++i) configs.push_back(absl::StrCat("[", first + i, "]"));
+  return configs;
+}
+
+// The record a worker measured for `task` of a MakeRun run.
+MeasurementRow RowOf(const MeasurementTask& task, double accuracy, double created = 1.7e9 + 60) {
+  MeasurementRow row = Measurement(task.config_json, accuracy, "fp32");
+  row.split = "validation";
+  row.created_unix_s = created;
+  return row;
+}
+
+std::vector<int64_t> Indexes(const std::vector<MeasurementTask>& tasks) {
+  std::vector<int64_t> indexes;
+  for (const MeasurementTask& task : tasks) indexes.push_back(task.index);
+  return indexes;
+}
+
+class MeasurementRunTest : public StoreConformanceTest {
+ protected:
+  void SetUp() override {
+    StoreConformanceTest::SetUp();
+    if (store_ == nullptr) return;
+    ASSERT_TRUE(datasets().CreateDataset({"fm", "fmnist_mbv2", "", 1.7e9}, {}).ok());
+  }
+
+  // A new run of `configs` on "fm"; its id.
+  std::string CreateRun(const std::vector<std::string>& configs) {
+    absl::StatusOr<std::string> id = runs().CreateMeasurementRun(MakeRun(), configs);
+    EXPECT_TRUE(id.ok()) << id.status();
+    return id.value_or("");
+  }
+
+  // `holder`'s claim of up to `max_tasks` tasks at `now`, held for 100 s; none on error.
+  std::vector<MeasurementTask> Claim(const std::string& run_id, const std::string& holder,
+                                     int max_tasks, double now = 100) {
+    absl::StatusOr<std::vector<MeasurementTask>> claimed =
+        runs().ClaimMeasurementTasks(run_id, holder, now, now + 100, max_tasks);
+    EXPECT_TRUE(claimed.ok()) << claimed.status();
+    return claimed.value_or(std::vector<MeasurementTask>());
+  }
+
+  MeasurementRunRecord Run(const std::string& run_id) {
+    absl::StatusOr<MeasurementRunRecord> run = runs().GetMeasurementRun(run_id);
+    EXPECT_TRUE(run.ok()) << run.status();
+    return run.value_or(MeasurementRunRecord());
+  }
+
+  std::vector<MeasurementRow> Rows() { return *datasets().ListMeasurements("fm", std::nullopt); }
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, MeasurementRunTest, ::testing::ValuesIn(BackendsAndAWrapper()),
+                         BackendName);
+
+TEST_P(MeasurementRunTest, RunsGetIdsInCreationOrderAndReadBackWhatWasGiven) {
+  // Only the identity, settings and creation time are taken from the record.
+  MeasurementRunRecord given = MakeRun();
+  given.id = "measure-77";
+  given.launcher = "ignored";
+  given.state = JobState::kSucceeded;
+  given.tasks_total = 9;
+  given.tasks_done = 9;
+  given.tasks_held = 2;
+  given.finished_unix_s = 5;
+  given.error = "ignored";
+  EXPECT_EQ(*runs().CreateMeasurementRun(given, Configs(3)), "measure-1");
+  EXPECT_EQ(*runs().CreateMeasurementRun(MakeRun(), Configs(1)), "measure-2");
+
+  const MeasurementRunRecord run = Run("measure-1");
+  EXPECT_EQ(run.id, "measure-1");
+  EXPECT_EQ(run.dataset, "fm");
+  EXPECT_EQ(run.space, "fmnist_mbv2");
+  EXPECT_EQ(run.method, "fp32");
+  EXPECT_EQ(run.split, "validation");
+  EXPECT_EQ(run.seed, 0xfedcba9876543210ULL);
+  EXPECT_EQ(run.settings, MakeRun().settings);  // Byte for byte, NULs included.
+  EXPECT_EQ(run.launcher, "");
+  EXPECT_EQ(run.state, JobState::kQueued);
+  EXPECT_EQ(run.tasks_total, 3);
+  EXPECT_EQ(run.tasks_done, 0);
+  EXPECT_EQ(run.tasks_failed, 0);
+  EXPECT_EQ(run.tasks_held, 0);
+  EXPECT_EQ(run.created_unix_s, kRunCreated);
+  EXPECT_EQ(run.finished_unix_s, 0);
+  EXPECT_EQ(run.error, "");
+  EXPECT_EQ(Run("measure-2").tasks_total, 1);
+  EXPECT_EQ(runs().GetMeasurementRun("measure-3").status().code(), absl::StatusCode::kNotFound);
+
+  ASSERT_TRUE(runs().SetMeasurementRunLauncher("measure-1", "slurm 42 (array of 4)").ok());
+  EXPECT_EQ(Run("measure-1").launcher, "slurm 42 (array of 4)");
+  EXPECT_TRUE(runs().SetMeasurementRunLauncher("measure-1", std::string(256, 'l')).ok());
+  const absl::Status long_launcher =
+      runs().SetMeasurementRunLauncher("measure-1", std::string(257, 'l'));
+  EXPECT_EQ(long_launcher.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(long_launcher.message(), HasSubstr("launcher"));
+  EXPECT_EQ(Run("measure-1").launcher, std::string(256, 'l'));
+  EXPECT_EQ(runs().SetMeasurementRunLauncher("measure-9", "local 2").code(),
+            absl::StatusCode::kNotFound);
+  // The dataset is unchanged by a run.
+  EXPECT_THAT(Rows(), IsEmpty());
+}
+
+TEST_P(MeasurementRunTest, BadRunsAreRefusedNamingTheFieldAndStoreNothing) {
+  const auto expect_refused = [&](const MeasurementRunRecord& run,
+                                  const std::vector<std::string>& configs,
+                                  const std::string& field) {
+    const absl::StatusOr<std::string> created = runs().CreateMeasurementRun(run, configs);
+    EXPECT_EQ(created.status().code(), absl::StatusCode::kInvalidArgument)
+        << field << ": " << created.status();
+    EXPECT_THAT(created.status().message(), HasSubstr(field));
+  };
+  for (const auto& [field, member] : {std::pair<std::string, std::string MeasurementRunRecord::*>{
+                                          "dataset", &MeasurementRunRecord::dataset},
+                                      {"space", &MeasurementRunRecord::space},
+                                      {"method", &MeasurementRunRecord::method},
+                                      {"split", &MeasurementRunRecord::split}}) {
+    MeasurementRunRecord run = MakeRun();
+    run.*member = "";
+    expect_refused(run, Configs(2), field);
+  }
+  expect_refused(MakeRun(), {}, "configs");
+  expect_refused(MakeRun(), Configs(static_cast<int>(kMaxMeasurementTasks) + 1), "configs");
+  expect_refused(MakeRun(), {"[0]", "", "[2]"}, "configs[1]");
+  expect_refused(MakeRun(), {"[0]", "[1]", "[0]"}, "configs[2]");
+  MeasurementRunRecord big = MakeRun();
+  big.settings = std::string((1 << 20) + 1, 's');
+  expect_refused(big, Configs(1), "settings");
+  MeasurementRunRecord nan = MakeRun();
+  nan.created_unix_s = std::nan("");
+  expect_refused(nan, Configs(1), "created_unix_s");
+
+  EXPECT_EQ(runs().CreateMeasurementRun(MakeRun("nope"), Configs(1)).status().code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_TRUE(datasets().CreateDataset({"other", "ofa_mbv3", "", 1.7e9}, {}).ok());
+  EXPECT_EQ(runs().CreateMeasurementRun(MakeRun("other"), Configs(1)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  EXPECT_THAT(*runs().ListMeasurementRuns(0, 10), IsEmpty());
+  // The most tasks are accepted, and the first run stored is the first id.
+  EXPECT_EQ(
+      *runs().CreateMeasurementRun(MakeRun(), Configs(static_cast<int>(kMaxMeasurementTasks))),
+      "measure-1");
+  EXPECT_EQ(Run("measure-1").tasks_total, kMaxMeasurementTasks);
+}
+
+TEST_P(MeasurementRunTest, ClaimsTakeTheLowestIndexesFirstUpToMaxTasks) {
+  const std::string id = CreateRun(Configs(5));
+  const std::string other = CreateRun(Configs(2, 10));
+  const std::vector<MeasurementTask> first = Claim(id, "worker-a", 2);
+  EXPECT_THAT(Indexes(first), ElementsAre(0, 1));
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_EQ(first[0].run_id, id);
+  EXPECT_EQ(first[0].config_json, "[0]");
+  EXPECT_EQ(first[1].config_json, "[1]");
+  EXPECT_EQ(first[0].attempts, 1);
+  EXPECT_NE(first[0].id, first[1].id);
+  // The first claim moves the run to kRunning; the other run is untouched.
+  MeasurementRunRecord run = Run(id);
+  EXPECT_EQ(run.state, JobState::kRunning);
+  EXPECT_EQ(run.tasks_held, 2);
+  EXPECT_EQ(Run(other).state, JobState::kQueued);
+
+  EXPECT_THAT(Indexes(Claim(id, "worker-b", 10)), ElementsAre(2, 3, 4));
+  EXPECT_THAT(Claim(id, "worker-c", 10), IsEmpty());
+  EXPECT_THAT(Claim(id, "worker-a", 10), IsEmpty()) << "its own tasks are held too";
+  EXPECT_EQ(Run(id).tasks_held, 5);
+
+  // Task ids are unique in the store.
+  const std::vector<MeasurementTask> others = Claim(other, "worker-a", 1000);
+  ASSERT_EQ(others.size(), 2u);
+  EXPECT_EQ(others[0].config_json, "[10]");
+  for (const MeasurementTask& task : others) {
+    EXPECT_NE(task.id, first[0].id);
+    EXPECT_NE(task.id, first[1].id);
+  }
+
+  const auto claim_code = [&](const std::string& run_id, const std::string& holder, double now,
+                              double expires, int max_tasks) {
+    return runs().ClaimMeasurementTasks(run_id, holder, now, expires, max_tasks).status().code();
+  };
+  const std::string fresh = CreateRun(Configs(1));
+  EXPECT_EQ(claim_code(fresh, "w", 100, 200, 0), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(claim_code(fresh, "w", 100, 200, 1001), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(claim_code(fresh, "", 100, 200, 1), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(claim_code(fresh, std::string(257, 'h'), 100, 200, 1),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(claim_code(fresh, "w", 100, 100, 1), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(claim_code(fresh, "w", std::nan(""), 200, 1), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(claim_code("measure-99", "w", 100, 200, 1), absl::StatusCode::kNotFound);
+  // None of them claimed anything.
+  EXPECT_EQ(Run(fresh).state, JobState::kQueued);
+  EXPECT_EQ(Run(fresh).tasks_held, 0);
+  EXPECT_THAT(Indexes(Claim(fresh, "w", 1000)), ElementsAre(0));
+}
+
+TEST_P(MeasurementRunTest, AHeldTaskIsClaimedAgainOnlyOnceItsLeaseExpires) {
+  const std::string id = CreateRun(Configs(2));
+  const std::vector<MeasurementTask> lost = Claim(id, "worker-a", 1, /*now=*/100);  // Until 200.
+  ASSERT_EQ(lost.size(), 1u);
+  EXPECT_THAT(Indexes(Claim(id, "worker-b", 2, /*now=*/199.5)), ElementsAre(1));
+  // At the expiry (expires <= now: free) worker-c takes the task over: its second attempt.
+  const std::vector<MeasurementTask> taken = Claim(id, "worker-c", 2, /*now=*/200);
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].id, lost[0].id);
+  EXPECT_EQ(taken[0].index, 0);
+  EXPECT_EQ(taken[0].attempts, 2);
+  EXPECT_EQ(Run(id).tasks_held, 2) << "a task taken over is counted once";
+
+  // worker-a lost it: it renews nothing, and its completion stores no record.
+  EXPECT_THAT(*runs().RenewMeasurementTasks(id, "worker-a", {lost[0].id}, 400), IsEmpty());
+  const absl::Status late =
+      runs().CompleteMeasurementTask(id, lost[0].id, "worker-a", RowOf(lost[0], 0.5));
+  EXPECT_EQ(late.code(), absl::StatusCode::kFailedPrecondition) << late;
+  EXPECT_THAT(Rows(), IsEmpty());
+  EXPECT_EQ(Run(id).tasks_done, 0);
+  EXPECT_TRUE(
+      runs().CompleteMeasurementTask(id, taken[0].id, "worker-c", RowOf(taken[0], 0.5)).ok());
+  EXPECT_THAT(Rows(), ::testing::SizeIs(1));
+}
+
+TEST_P(MeasurementRunTest, RenewingKeepsOnlyTheTasksStillHeld) {
+  const std::string id = CreateRun(Configs(4));
+  const std::vector<MeasurementTask> held = Claim(id, "worker-a", 3, /*now=*/100);  // Until 200.
+  ASSERT_EQ(held.size(), 3u);
+  const std::string other = CreateRun(Configs(1, 10));
+  const std::vector<MeasurementTask> elsewhere = Claim(other, "worker-a", 1);
+  ASSERT_EQ(elsewhere.size(), 1u);
+  ASSERT_TRUE(runs().CompleteMeasurementTask(id, held[0].id, "worker-a", RowOf(held[0], 0.5)).ok());
+
+  // Settled, of another run, unknown or listed twice: only held[1] and held[2] are renewed.
+  absl::StatusOr<std::vector<int64_t>> renewed = runs().RenewMeasurementTasks(
+      id, "worker-a", {held[2].id, held[0].id, held[1].id, elsewhere[0].id, held[2].id, 987654},
+      500);
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  std::vector<int64_t> sorted = *renewed;
+  std::sort(sorted.begin(), sorted.end());
+  std::vector<int64_t> expected = {held[1].id, held[2].id};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(sorted, expected);
+  EXPECT_THAT(*runs().RenewMeasurementTasks(id, "worker-b", {held[1].id}, 500), IsEmpty());
+  // Renewed until 500: not free at 300 (claimed until 200), and free at 500 (as task 3,
+  // claimed at 300 until 400).
+  EXPECT_THAT(Indexes(Claim(id, "worker-b", 10, /*now=*/300)), ElementsAre(3));
+  EXPECT_THAT(Indexes(Claim(id, "worker-c", 10, /*now=*/500)), ElementsAre(1, 2, 3));
+
+  EXPECT_EQ(
+      runs().RenewMeasurementTasks("measure-9", "worker-a", {held[1].id}, 600).status().code(),
+      absl::StatusCode::kNotFound);
+  EXPECT_EQ(runs().RenewMeasurementTasks(id, "", {held[1].id}, 600).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      runs().RenewMeasurementTasks(id, "worker-b", {held[1].id}, std::nan("")).status().code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(*runs().RenewMeasurementTasks(id, "worker-b", {}, 600), IsEmpty());
+}
+
+TEST_P(MeasurementRunTest, CompletingATaskStoresItsRecordInTheDatasetAndCountsIt) {
+  const std::string id = CreateRun(Configs(3));
+  const std::vector<MeasurementTask> tasks = Claim(id, "worker-a", 3);
+  ASSERT_EQ(tasks.size(), 3u);
+  MeasurementRow row = RowOf(tasks[1], 0.75, 1.7e9 + 61.5);
+  row.seconds = 2.5;
+  ASSERT_TRUE(runs().CompleteMeasurementTask(id, tasks[1].id, "worker-a", row).ok());
+  std::vector<MeasurementRow> rows = Rows();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].config_json, "[1]");
+  EXPECT_EQ(rows[0].accuracy, 0.75);
+  EXPECT_EQ(rows[0].method, "fp32");
+  EXPECT_EQ(rows[0].split, "validation");
+  EXPECT_EQ(rows[0].seed, 0xfedcba9876543210ULL);
+  EXPECT_EQ(rows[0].seconds, 2.5);
+  EXPECT_EQ(rows[0].created_unix_s, 1.7e9 + 61.5);
+  EXPECT_EQ(datasets().GetDataset("fm")->split, "validation");
+  MeasurementRunRecord run = Run(id);
+  EXPECT_EQ(run.state, JobState::kRunning);
+  EXPECT_EQ(run.tasks_done, 1);
+  EXPECT_EQ(run.tasks_held, 2);
+  EXPECT_EQ(run.finished_unix_s, 0);
+
+  // A settled task is no one's; a holder completes only its own; ids are the run's.
+  EXPECT_EQ(runs().CompleteMeasurementTask(id, tasks[1].id, "worker-a", row).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(
+      runs().CompleteMeasurementTask(id, tasks[0].id, "worker-b", RowOf(tasks[0], 0.5)).code(),
+      absl::StatusCode::kFailedPrecondition);
+  const std::string other = CreateRun(Configs(1, 10));
+  const std::vector<MeasurementTask> elsewhere = Claim(other, "worker-a", 1);
+  ASSERT_EQ(elsewhere.size(), 1u);
+  EXPECT_EQ(runs()
+                .CompleteMeasurementTask(id, elsewhere[0].id, "worker-a", RowOf(elsewhere[0], 0.5))
+                .code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(runs().CompleteMeasurementTask(id, 987654, "worker-a", RowOf(tasks[0], 0.5)).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(runs()
+                .CompleteMeasurementTask("measure-9", tasks[0].id, "worker-a", RowOf(tasks[0], 0.5))
+                .code(),
+            absl::StatusCode::kNotFound);
+
+  // A row that is not the task's, or one AddMeasurements refuses, names the field.
+  const auto expect_refused = [&](const MeasurementRow& bad, const std::string& field) {
+    const absl::Status status = runs().CompleteMeasurementTask(id, tasks[0].id, "worker-a", bad);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << field << ": " << status;
+    EXPECT_THAT(status.message(), HasSubstr(field));
+  };
+  MeasurementRow bad = RowOf(tasks[0], 0.5);
+  bad.config_json = "[2]";
+  expect_refused(bad, "config_json");
+  bad = RowOf(tasks[0], 0.5);
+  bad.method = "quant-from-supernet";
+  expect_refused(bad, "method");
+  bad = RowOf(tasks[0], 0.5);
+  bad.split = "test";
+  expect_refused(bad, "split");
+  expect_refused(RowOf(tasks[0], 1.5), "accuracy");
+  expect_refused(RowOf(tasks[0], std::nan("")), "accuracy");
+  bad = RowOf(tasks[0], 0.5);
+  bad.seconds = -1;
+  expect_refused(bad, "seconds");
+  expect_refused(RowOf(tasks[0], 0.5, std::nan("")), "created_unix_s");
+  EXPECT_THAT(Rows(), ::testing::SizeIs(1));
+  EXPECT_EQ(Run(id).tasks_done, 1);
+
+  // The last task to settle ends the run at its record's time.
+  ASSERT_TRUE(
+      runs().CompleteMeasurementTask(id, tasks[0].id, "worker-a", RowOf(tasks[0], 0.5)).ok());
+  EXPECT_EQ(Run(id).state, JobState::kRunning);
+  ASSERT_TRUE(runs()
+                  .CompleteMeasurementTask(id, tasks[2].id, "worker-a",
+                                           RowOf(tasks[2], 0.25, 1.7e9 + 99.75))
+                  .ok());
+  run = Run(id);
+  EXPECT_EQ(run.state, JobState::kSucceeded);
+  EXPECT_EQ(run.finished_unix_s, 1.7e9 + 99.75);
+  EXPECT_EQ(run.tasks_done, 3);
+  EXPECT_EQ(run.tasks_held, 0);
+  EXPECT_EQ(run.tasks_failed, 0);
+  EXPECT_EQ(run.error, "");
+  EXPECT_EQ(datasets().GetDataset("fm")->records, 3);
+  EXPECT_THAT(Claim(id, "worker-b", 10), IsEmpty());
+}
+
+TEST_P(MeasurementRunTest, ARecordTheDatasetHoldsSettlesTheTaskWithoutASecondRow) {
+  MeasurementRow held = Measurement("[1]", 0.5, "fp32");
+  held.split = "validation";
+  ASSERT_TRUE(datasets().AddMeasurements("fm", {held}).ok());
+  const std::string id = CreateRun(Configs(2));
+  const std::vector<MeasurementTask> tasks = Claim(id, "worker-a", 2);
+  ASSERT_EQ(tasks.size(), 2u);
+  ASSERT_TRUE(
+      runs().CompleteMeasurementTask(id, tasks[1].id, "worker-a", RowOf(tasks[1], 0.9)).ok());
+  std::vector<MeasurementRow> rows = Rows();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].accuracy, 0.5) << "the record held is kept";
+  EXPECT_EQ(Run(id).tasks_done, 1);
+  EXPECT_EQ(Run(id).tasks_held, 1);
+  ASSERT_TRUE(
+      runs().CompleteMeasurementTask(id, tasks[0].id, "worker-a", RowOf(tasks[0], 0.9)).ok());
+  EXPECT_EQ(Rows().size(), 2u);
+  EXPECT_EQ(Run(id).state, JobState::kSucceeded);
+}
+
+// A record the dataset refuses as AddMeasurements would (a split it does not hold) settles
+// nothing: the task stays held.
+TEST_P(MeasurementRunTest, ARecordOfAnotherSplitThanTheDatasetsIsRefused) {
+  MeasurementRow test_row = Measurement("[7]", 0.5, "fp32");
+  test_row.split = "test";
+  ASSERT_TRUE(datasets().AddMeasurements("fm", {test_row}).ok());
+  const std::string id = CreateRun(Configs(1));
+  const std::vector<MeasurementTask> tasks = Claim(id, "worker-a", 1);
+  ASSERT_EQ(tasks.size(), 1u);
+  EXPECT_EQ(
+      runs().CompleteMeasurementTask(id, tasks[0].id, "worker-a", RowOf(tasks[0], 0.9)).code(),
+      absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Rows().size(), 1u);
+  EXPECT_EQ(Run(id).tasks_held, 1);
+  EXPECT_EQ(Run(id).tasks_done, 0);
+  EXPECT_THAT(*runs().RenewMeasurementTasks(id, "worker-a", {tasks[0].id}, 300),
+              ElementsAre(tasks[0].id));
+}
+
+TEST_P(MeasurementRunTest, AFailedTaskIsPendingAgainUntilItsLastAttemptThenFailsTheRun) {
+  const std::string id = CreateRun(Configs(2));
+  std::vector<MeasurementTask> tasks = Claim(id, "worker-a", 1);
+  ASSERT_EQ(tasks.size(), 1u);
+  ASSERT_TRUE(runs().FailMeasurementTask(id, tasks[0].id, "worker-a", "boom 1", 2, 150).ok());
+  MeasurementRunRecord run = Run(id);
+  EXPECT_EQ(run.tasks_held, 0);
+  EXPECT_EQ(run.tasks_failed, 0);
+  EXPECT_EQ(run.error, "");
+  // Pending again: the lowest free index, on its second attempt.
+  tasks = Claim(id, "worker-b", 1);
+  ASSERT_EQ(tasks.size(), 1u);
+  EXPECT_EQ(tasks[0].index, 0);
+  EXPECT_EQ(tasks[0].attempts, 2);
+
+  // Refused failures change nothing.
+  EXPECT_EQ(runs().FailMeasurementTask(id, tasks[0].id, "worker-a", "x", 2, 160).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(runs().FailMeasurementTask(id, tasks[0].id, "worker-b", "x", 0, 160).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(runs().FailMeasurementTask(id, tasks[0].id, "worker-b", "x", 101, 160).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(runs().FailMeasurementTask(id, tasks[0].id, "worker-b", "x", 2, std::nan("")).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(runs().FailMeasurementTask(id, 987654, "worker-b", "x", 2, 160).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(runs().FailMeasurementTask("measure-9", tasks[0].id, "worker-b", "x", 2, 160).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(Run(id).tasks_held, 1);
+
+  // The last attempt settles it as failed, its error (4096 bytes kept) the run's.
+  const std::string long_error = absl::StrCat("boom 2 ", std::string(5000, 'e'));
+  ASSERT_TRUE(runs().FailMeasurementTask(id, tasks[0].id, "worker-b", long_error, 2, 170).ok());
+  run = Run(id);
+  EXPECT_EQ(run.tasks_failed, 1);
+  EXPECT_EQ(run.tasks_held, 0);
+  EXPECT_EQ(run.error, absl::StrCat("task 0: ", long_error.substr(0, 4096)));
+  EXPECT_EQ(run.state, JobState::kRunning) << "task 1 is unsettled";
+  EXPECT_EQ(runs().FailMeasurementTask(id, tasks[0].id, "worker-b", "x", 2, 175).code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  // The other task succeeds; the run ends kFailed at its record's time.
+  tasks = Claim(id, "worker-b", 10);
+  EXPECT_THAT(Indexes(tasks), ElementsAre(1));
+  ASSERT_EQ(tasks.size(), 1u);
+  ASSERT_TRUE(
+      runs()
+          .CompleteMeasurementTask(id, tasks[0].id, "worker-b", RowOf(tasks[0], 0.5, 1.7e9 + 180))
+          .ok());
+  run = Run(id);
+  EXPECT_EQ(run.state, JobState::kFailed);
+  EXPECT_EQ(run.finished_unix_s, 1.7e9 + 180);
+  EXPECT_EQ(run.tasks_done, 1);
+  EXPECT_EQ(run.tasks_failed, 1);
+  EXPECT_THAT(run.error, ::testing::StartsWith("task 0: boom 2"));
+  EXPECT_EQ(Rows().size(), 1u);
+
+  // A run whose last task fails ends at the failure's time; the first failure is its error.
+  const std::string single = CreateRun(Configs(2, 20));
+  tasks = Claim(single, "worker-c", 2);
+  ASSERT_EQ(tasks.size(), 2u);
+  ASSERT_TRUE(runs().FailMeasurementTask(single, tasks[1].id, "worker-c", "first", 1, 300).ok());
+  ASSERT_TRUE(runs().FailMeasurementTask(single, tasks[0].id, "worker-c", "second", 1, 310).ok());
+  run = Run(single);
+  EXPECT_EQ(run.state, JobState::kFailed);
+  EXPECT_EQ(run.finished_unix_s, 310);
+  EXPECT_EQ(run.tasks_failed, 2);
+  EXPECT_EQ(run.error, "task 1: first");
+}
+
+TEST_P(MeasurementRunTest, CancellingARunEndsItAndStopsClaimsAndCompletions) {
+  const std::string id = CreateRun(Configs(4));
+  const std::vector<MeasurementTask> a = Claim(id, "worker-a", 1);
+  const std::vector<MeasurementTask> b = Claim(id, "worker-b", 1);
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_EQ(b.size(), 1u);
+  ASSERT_TRUE(runs().CompleteMeasurementTask(id, b[0].id, "worker-b", RowOf(b[0], 0.5)).ok());
+  ASSERT_TRUE(runs().CancelMeasurementRun(id, 500.5).ok());
+  MeasurementRunRecord run = Run(id);
+  EXPECT_EQ(run.state, JobState::kCancelled);
+  EXPECT_EQ(run.finished_unix_s, 500.5);
+  EXPECT_EQ(run.tasks_done, 1);
+  EXPECT_EQ(run.tasks_held, 0);
+  EXPECT_EQ(run.tasks_failed, 0);
+
+  EXPECT_THAT(Claim(id, "worker-c", 10, /*now=*/10000), IsEmpty());
+  EXPECT_EQ(runs().CompleteMeasurementTask(id, a[0].id, "worker-a", RowOf(a[0], 0.5)).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(runs().FailMeasurementTask(id, a[0].id, "worker-a", "x", 3, 600).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(*runs().RenewMeasurementTasks(id, "worker-a", {a[0].id}, 700), IsEmpty());
+  EXPECT_EQ(Rows().size(), 1u) << "the record stored before stays";
+  EXPECT_EQ(runs().CancelMeasurementRun(id, 600).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Run(id).finished_unix_s, 500.5);
+  EXPECT_EQ(runs().CancelMeasurementRun("measure-9", 600).code(), absl::StatusCode::kNotFound);
+
+  // A queued run is cancelled as well; one that ended is not; NaN is refused.
+  const std::string queued = CreateRun(Configs(1, 10));
+  EXPECT_EQ(runs().CancelMeasurementRun(queued, std::nan("")).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Run(queued).state, JobState::kQueued);
+  ASSERT_TRUE(runs().CancelMeasurementRun(queued, 700).ok());
+  EXPECT_EQ(Run(queued).state, JobState::kCancelled);
+  const std::string done = CreateRun(Configs(1, 20));
+  const std::vector<MeasurementTask> last = Claim(done, "worker-a", 1);
+  ASSERT_EQ(last.size(), 1u);
+  ASSERT_TRUE(
+      runs().CompleteMeasurementTask(done, last[0].id, "worker-a", RowOf(last[0], 0.5)).ok());
+  EXPECT_EQ(runs().CancelMeasurementRun(done, 800).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Run(done).state, JobState::kSucceeded);
+}
+
+TEST_P(MeasurementRunTest, RunsListNewestFirstAndPage) {
+  for (int i = 0; i < 5; ++i) CreateRun(Configs(i + 1));
+  ASSERT_EQ(Claim("measure-2", "worker-a", 1).size(), 1u);
+  const std::vector<MeasurementRunRecord> all = *runs().ListMeasurementRuns(0, 10);
+  std::vector<std::string> ids;
+  for (const MeasurementRunRecord& run : all) ids.push_back(run.id);
+  EXPECT_THAT(ids, ElementsAre("measure-5", "measure-4", "measure-3", "measure-2", "measure-1"));
+  ASSERT_EQ(all.size(), 5u);
+  // Listed with their counts and settings.
+  EXPECT_EQ(all[3].tasks_total, 2);
+  EXPECT_EQ(all[3].tasks_held, 1);
+  EXPECT_EQ(all[3].state, JobState::kRunning);
+  EXPECT_EQ(all[0].settings, MakeRun().settings);
+  const std::vector<MeasurementRunRecord> page = *runs().ListMeasurementRuns(1, 2);
+  ASSERT_EQ(page.size(), 2u);
+  EXPECT_EQ(page[0].id, "measure-4");
+  EXPECT_EQ(page[1].id, "measure-3");
+  EXPECT_EQ(runs().ListMeasurementRuns(4, 10)->size(), 1u);
+  EXPECT_THAT(*runs().ListMeasurementRuns(5, 10), IsEmpty());
+  EXPECT_EQ(runs().ListMeasurementRuns(-1, 10).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(runs().ListMeasurementRuns(0, 0).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(runs().ListMeasurementRuns(0, kMaxPageSize + 1).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(runs().ListMeasurementRuns(0, kMaxPageSize)->size(), 5u);
+}
+
+// Workers claiming and completing at once measure every task exactly once.
+TEST_P(MeasurementRunTest, ConcurrentWorkersMeasureEveryTaskExactlyOnce) {
+  constexpr int kTasks = 60;
+  constexpr int kWorkers = 4;
+  constexpr int kBatch = 3;
+  const std::string id = CreateRun(Configs(kTasks));
+  std::vector<std::vector<int64_t>> completed(kWorkers);
+  std::vector<std::vector<int64_t>> claimed_ids(kWorkers);
+  std::atomic<bool> start{false};
+  auto work = [&](int worker) {
+    const std::string holder = absl::StrCat("worker-", worker);
+    // All at once, so that claims interleave with others' claims and completions.
+    while (!start.load()) std::this_thread::yield();
+    // More claims than tasks: a task was claimed twice (and the loop would not end).
+    for (int claims = 0; claims <= kTasks; ++claims) {
+      absl::StatusOr<std::vector<MeasurementTask>> tasks =
+          runs().ClaimMeasurementTasks(id, holder, 100, 1e9, kBatch);
+      if (!tasks.ok()) {
+        ADD_FAILURE() << holder << ": " << tasks.status();
+        return;
+      }
+      if (tasks->empty()) return;
+      EXPECT_LE(tasks->size(), static_cast<size_t>(kBatch));
+      for (const MeasurementTask& task : *tasks) {
+        claimed_ids[worker].push_back(task.id);
+        std::this_thread::yield();  // Others claim while this task is held.
+        const absl::Status done =
+            runs().CompleteMeasurementTask(id, task.id, holder, RowOf(task, 0.5));
+        if (!done.ok()) {
+          ADD_FAILURE() << holder << " task " << task.index << ": " << done;
+          continue;
+        }
+        completed[worker].push_back(task.index);
+      }
+    }
+    ADD_FAILURE() << holder << " claimed more batches than there are tasks";
+  };
+  std::vector<std::thread> threads;
+  threads.reserve(kWorkers);
+  for (int w = 0; w < kWorkers; ++w) threads.emplace_back(work, w);
+  start.store(true);
+  for (std::thread& thread : threads) thread.join();
+
+  std::vector<int64_t> all;
+  std::vector<int64_t> all_ids;
+  for (int w = 0; w < kWorkers; ++w) {
+    all.insert(all.end(), completed[w].begin(), completed[w].end());
+    all_ids.insert(all_ids.end(), claimed_ids[w].begin(), claimed_ids[w].end());
+  }
+  std::sort(all.begin(), all.end());
+  std::vector<int64_t> expected(kTasks);
+  for (int i = 0; i < kTasks; ++i) expected[i] = i;
+  EXPECT_EQ(all, expected) << "every task completed exactly once";
+  std::sort(all_ids.begin(), all_ids.end());
+  EXPECT_EQ(std::adjacent_find(all_ids.begin(), all_ids.end()), all_ids.end())
+      << "a task was claimed twice";
+  EXPECT_EQ(all_ids.size(), static_cast<size_t>(kTasks));
+
+  const std::vector<MeasurementRow> rows = Rows();
+  EXPECT_EQ(rows.size(), static_cast<size_t>(kTasks));
+  std::vector<std::string> configs;
+  for (const MeasurementRow& row : rows) configs.push_back(row.config_json);
+  std::sort(configs.begin(), configs.end());
+  std::vector<std::string> expected_configs = Configs(kTasks);
+  std::sort(expected_configs.begin(), expected_configs.end());
+  EXPECT_EQ(configs, expected_configs);
+  const MeasurementRunRecord run = Run(id);
+  EXPECT_EQ(run.state, JobState::kSucceeded);
+  EXPECT_EQ(run.tasks_done, kTasks);
+  EXPECT_EQ(run.tasks_held, 0);
 }
 
 }  // namespace

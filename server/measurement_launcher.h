@@ -1,0 +1,53 @@
+// Starts the workers of a measurement run (server/measure_worker_main.cc) and follows them:
+// as local processes, or as one Slurm array job (sbatch, tracked with squeue). The workers
+// themselves find their tasks in the store; the launcher only starts them and tells when they
+// are gone.
+#ifndef APQ_SERVER_MEASUREMENT_LAUNCHER_H_
+#define APQ_SERVER_MEASUREMENT_LAUNCHER_H_
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace apq::server {
+
+struct WorkerLaunch {
+  std::string worker_binary;           // measure_worker, a path every node sees.
+  std::vector<std::string> arguments;  // Its flags (--db, --run, ...).
+  int workers = 1;                     // Processes, or array tasks.
+  int cpus_per_worker = 1;             // Slurm: --cpus-per-task.
+  std::string log_dir;                 // Each worker's output: worker_<i>.log (Slurm: %A_%a).
+  std::string slurm_partition;         // Empty: the cluster's default.
+  std::string slurm_time_limit;        // sbatch --time; empty: the partition's.
+};
+
+// Runs `argv` (no shell) and returns its exit code and standard output; INTERNAL when it
+// cannot start. Standard error is passed through.
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+};
+absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv);
+
+// `text` quoted for a POSIX shell (single quotes).
+std::string ShellQuote(const std::string& text);
+
+// Local processes: their pids. INTERNAL naming the binary when one cannot start.
+absl::StatusOr<std::vector<pid_t>> LaunchLocalWorkers(const WorkerLaunch& launch);
+// How many of `pids` still run (reaping those that ended).
+int RunningLocalWorkers(std::vector<pid_t>& pids);
+
+// One Slurm array job of `launch.workers` tasks (a batch script in log_dir that execs the
+// worker); returns the Slurm job id. FAILED_PRECONDITION when sbatch is missing or refuses
+// (its message).
+absl::StatusOr<std::string> SubmitSlurmArray(const WorkerLaunch& launch);
+// Tasks of the Slurm job still pending or running (squeue); 0 once it has left the queue.
+absl::StatusOr<int> ActiveSlurmTasks(const std::string& job_id);
+
+}  // namespace apq::server
+
+#endif  // APQ_SERVER_MEASUREMENT_LAUNCHER_H_
