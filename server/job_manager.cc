@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/clock.h"
@@ -217,6 +218,9 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(
 }
 
 JobManager::~JobManager() {
+  // The workers stop first (running jobs between steps) while the replica thread still renews
+  // their leases; it claims nothing once the runner stops.
+  runner_->Stop();
   if (replica_thread_.joinable()) {
     {
       absl::MutexLock lock(&replica_mutex_);
@@ -253,6 +257,49 @@ void JobManager::ReplicaLoop() {
   }
 }
 
+// The message FenceLease's FAILED_PRECONDITION starts with.
+constexpr absl::string_view kLeaseLost = "lease lost: ";
+
+bool JobManager::IsLeaseLost(const absl::Status& status) {
+  return absl::IsFailedPrecondition(status) && absl::StartsWith(status.message(), kLeaseLost);
+}
+
+absl::Status JobManager::FenceLease(const std::string& job_id) {
+  if (!is_replica()) return absl::OkStatus();
+  const absl::Time now = absl::Now();
+  {
+    absl::MutexLock lock(&replica_mutex_);
+    auto held = held_.find(job_id);
+    if (held == held_.end()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(kLeaseLost, "job ", job_id, " is not held by ", options_.replica.holder));
+    }
+    // Renewed less than half a lease ago: no other replica can claim it for at least half a
+    // lease more, longer than a write takes.
+    if (now - held->second < options_.replica.lease / 2) return absl::OkStatus();
+  }
+  absl::StatusOr<LeaseRenewal> renewal =
+      store_.RenewLease(job_id, options_.replica.holder,
+                        NowUnixSeconds() + absl::ToDoubleSeconds(options_.replica.lease));
+  if (renewal.ok()) {
+    absl::MutexLock lock(&replica_mutex_);
+    auto held = held_.find(job_id);
+    if (held != held_.end()) held->second = now;
+    return absl::OkStatus();
+  }
+  if (absl::IsFailedPrecondition(renewal.status()) || absl::IsNotFound(renewal.status())) {
+    // Claimed by another replica after the lease expired (or ended elsewhere): this replica
+    // must not write to it again.
+    runner_->Abandon(job_id);
+    {
+      absl::MutexLock lock(&replica_mutex_);
+      held_.erase(job_id);
+    }
+    return absl::FailedPreconditionError(absl::StrCat(kLeaseLost, renewal.status().message()));
+  }
+  return renewal.status();  // Transient: the write's retries fence again.
+}
+
 void JobManager::RenewLeases() {
   std::vector<std::string> due;
   const absl::Time now = absl::Now();
@@ -272,22 +319,42 @@ void JobManager::RenewLeases() {
         auto held = held_.find(job_id);
         if (held != held_.end()) held->second = now;
       }
-      if (renewal->cancel_requested) {
-        // Cancelled through another replica: stop it as a local Cancel would.
-        if (runner_->Cancel(job_id) == JobRunner::CancelOutcome::kDequeued) {
-          EndJob(job_id, JobState::kCancelled, "cancelled by request", 0, {});
-        }
+      if (renewal->cancel_requested && !StopForCancellation(job_id)) {
+        // Neither running here nor to run here any more: given back, the next claim
+        // (ClaimJob reports the request) ends it with its front.
+        static_cast<void>(store_.ReleaseLease(job_id, options_.replica.holder));
+        absl::MutexLock lock(&replica_mutex_);
+        held_.erase(job_id);
       }
-    } else if (absl::IsFailedPrecondition(renewal.status()) || absl::IsNotFound(renewal.status())) {
+      continue;
+    }
+    bool lost = absl::IsFailedPrecondition(renewal.status()) || absl::IsNotFound(renewal.status());
+    if (!lost) {
+      // The database is unreachable for a moment: try again at the next turn. Once a whole
+      // lease has passed since the last renewal another replica may hold the job: stop here.
+      absl::MutexLock lock(&replica_mutex_);
+      auto held = held_.find(job_id);
+      lost = held != held_.end() && now - held->second >= options_.replica.lease;
+    }
+    if (lost) {
       // The lease was lost (another replica claimed the job after it expired) or the job
       // ended or was deleted elsewhere: stop it here without writing to it.
       runner_->Abandon(job_id);
       absl::MutexLock lock(&replica_mutex_);
       held_.erase(job_id);
     }
-    // Other errors (the database is unreachable for a moment): try again at the next turn;
-    // the lease lasts three renewal periods.
   }
+}
+
+bool JobManager::StopForCancellation(const std::string& job_id) {
+  switch (runner_->Cancel(job_id)) {
+    case JobRunner::CancelOutcome::kSignalled:
+      return true;  // Its worker records the cancellation.
+    case JobRunner::CancelOutcome::kDequeued:
+    case JobRunner::CancelOutcome::kNotHeld:
+      break;
+  }
+  return false;
 }
 
 void JobManager::ClaimJobs() {
@@ -296,13 +363,20 @@ void JobManager::ClaimJobs() {
     absl::StatusOr<std::optional<ClaimedJob>> claimed = store_.ClaimJob(
         options_.replica.holder, now, now + absl::ToDoubleSeconds(options_.replica.lease));
     if (!claimed.ok() || !claimed->has_value()) return;
-    TakeClaimedJob(**claimed);
+    // A job that could not be taken was released: no claiming again at once this turn.
+    if (!TakeClaimedJob(**claimed)) return;
   }
 }
 
-void JobManager::TakeClaimedJob(const ClaimedJob& claimed) {
+bool JobManager::TakeClaimedJob(const ClaimedJob& claimed) {
   {
     absl::MutexLock lock(&replica_mutex_);
+    if (held_.count(claimed.job_id) > 0) {
+      // Claimed again after its lease lapsed while it still runs (or waits) here: it goes on
+      // here under the new lease; a second copy would run it twice.
+      held_[claimed.job_id] = absl::Now();
+      return true;
+    }
     held_[claimed.job_id] = absl::Now();
   }
   absl::StatusOr<JobRecord> job = store_.GetJob(claimed.job_id);
@@ -310,7 +384,7 @@ void JobManager::TakeClaimedJob(const ClaimedJob& claimed) {
     static_cast<void>(store_.ReleaseLease(claimed.job_id, options_.replica.holder));
     absl::MutexLock lock(&replica_mutex_);
     held_.erase(claimed.job_id);
-    return;
+    return false;
   }
   {
     absl::MutexLock lock(&mutex_);
@@ -350,9 +424,10 @@ void JobManager::TakeClaimedJob(const ClaimedJob& claimed) {
     }
     absl::MutexLock lock(&replica_mutex_);
     held_.erase(claimed.job_id);
-    return;
+    return true;
   }
   runner_->EnqueueClaimed(claimed.job_id);
+  return true;
 }
 
 void JobManager::RelayRemoteProgress() {
@@ -375,6 +450,16 @@ void JobManager::RelayRemoteProgress() {
   }
   for (const std::string& job_id : remote) {
     absl::StatusOr<JobRecord> job = store_.GetJob(job_id);
+    if (absl::IsNotFound(job.status())) {
+      // Ended and deleted through another replica between two reads: its watchers are told,
+      // so that their streams end.
+      apq::v1::JobProgress gone;
+      gone.set_job_id(job_id);
+      gone.set_state(apq::v1::JOB_STATE_CANCELLED);
+      gone.set_error("the job was deleted");
+      Publish(job_id, gone);
+      continue;
+    }
     if (!job.ok()) continue;
     const apq::v1::JobProgress progress = ProgressFromRecord(*job);
     {
@@ -730,9 +815,18 @@ absl::StatusOr<apq::v1::Job> JobManager::Cancel(const std::string& job_id) {
       ASSIGN_OR_RETURN(job, store_.GetJob(job_id));
       return ended(job.state);
     }
-    if (*requested == CancelRequestOutcome::kRequested) {
-      if (runner_->Cancel(job_id) == JobRunner::CancelOutcome::kDequeued) {
-        EndJob(job_id, JobState::kCancelled, "cancelled by request", job.elapsed_s, {});
+    if (*requested == CancelRequestOutcome::kRequested && !StopForCancellation(job_id)) {
+      // Held here but only waiting in the local queue: given back, the next claim (ClaimJob
+      // reports the request) ends it with its front. Held elsewhere: its holder stops it at
+      // its next renewal.
+      bool held_here = false;
+      {
+        absl::MutexLock lock(&replica_mutex_);
+        held_here = held_.erase(job_id) > 0;
+      }
+      if (held_here) {
+        static_cast<void>(store_.ReleaseLease(job_id, options_.replica.holder));
+        ClaimSoon();
       }
     }
     ASSIGN_OR_RETURN(job, store_.GetJob(job_id));
@@ -860,6 +954,7 @@ absl::StatusOr<JobManager::StoredSteps> JobManager::AppendSteps(const std::strin
   int64_t& best_id = result.best_id;
   best_id = batch.best ? batch.best->id : 0;
   const absl::Status stored = WriteWithRetries([&]() -> absl::Status {
+    RETURN_IF_ERROR(FenceLease(job_id));
     absl::StatusOr<std::vector<int64_t>> ids = store_.AppendGenerations(job_id, batch);
     if (ids.ok()) {
       if (batch.best_batch_index >= 0) best_id = (*ids)[batch.best_batch_index];
@@ -892,9 +987,11 @@ absl::StatusOr<JobManager::StoredSteps> JobManager::AppendSteps(const std::strin
 
 void JobManager::EndJob(const std::string& job_id, JobState state, const std::string& error,
                         double elapsed_s, const std::vector<int64_t>& pareto_front_ids) {
-  const absl::Status finished = WriteWithRetries([&] {
+  const absl::Status finished = WriteWithRetries([&]() -> absl::Status {
+    RETURN_IF_ERROR(FenceLease(job_id));
     return store_.FinishJob(job_id, state, error, NowUnixSeconds(), elapsed_s, pareto_front_ids);
   });
+  if (IsLeaseLost(finished)) return;  // Another replica runs the job now: not ours to end.
   absl::StatusOr<JobRecord> job = store_.GetJob(job_id);
   // A write whose acknowledgement was lost is retried into FAILED_PRECONDITION: the store
   // holds the end already, and what it holds is what watchers are told.
@@ -946,6 +1043,7 @@ void JobManager::RunJob(const std::string& job_id, const JobRunner::Control& con
   const double started = NowUnixSeconds();
   const auto mark_running = [&] {
     return WriteWithRetries([&] {
+      RETURN_IF_ERROR(FenceLease(job_id));
       return store_.MarkRunning(job_id, job.started_unix_s > 0 ? job.started_unix_s : started);
     });
   };
@@ -1196,8 +1294,10 @@ void JobManager::Verify(const std::string& job_id, const apq::v1::SubmitSearchRe
   }
   if (finalists->empty()) return fail("the search found no feasible network");
   // Idempotent: a job resumed in its verification stage finds it begun with this count.
-  if (absl::Status begun = WriteWithRetries(
-          [&] { return store_.BeginVerification(job_id, static_cast<int>(finalists->size())); });
+  if (absl::Status begun = WriteWithRetries([&]() -> absl::Status {
+        RETURN_IF_ERROR(FenceLease(job_id));
+        return store_.BeginVerification(job_id, static_cast<int>(finalists->size()));
+      });
       !begun.ok()) {
     return fail(absl::StrCat("cannot begin the verification stage: ", begun.ToString()));
   }
@@ -1267,7 +1367,8 @@ void JobManager::Verify(const std::string& job_id, const apq::v1::SubmitSearchRe
       ids.push_back(candidate.id);
     }
     const int64_t best_id = ids[*search::VerifiedBest(scored)];
-    if (absl::Status stored = WriteWithRetries([&] {
+    if (absl::Status stored = WriteWithRetries([&]() -> absl::Status {
+          RETURN_IF_ERROR(FenceLease(job_id));
           return store_.RecordVerification(job_id, finalist.id, *finalist.measured, best_id);
         });
         !stored.ok()) {

@@ -190,8 +190,18 @@ class JobManager {
   // Wakes the replica loop to claim a job submitted here.
   void ClaimSoon();
   // Makes a claimed job live here (progress, sweep predictions) and queues it; one claimed
-  // with a pending cancellation ends here instead.
-  void TakeClaimedJob(const ClaimedJob& claimed);
+  // with a pending cancellation ends here instead. False when it could not be read (it is
+  // released again).
+  bool TakeClaimedJob(const ClaimedJob& claimed);
+  // Signals a job running here to stop for a cancellation (true), or takes it out of the local
+  // queue (false: the caller gives its lease back, so that a claim ends it).
+  bool StopForCancellation(const std::string& job_id);
+  // Before a write to a job: OK outside replica mode and while this replica's lease on it is
+  // fresh (renewed less than half a lease ago); otherwise renews it, and when the lease was
+  // lost abandons the job here and returns FAILED_PRECONDITION "lease lost: ..." (the write
+  // must not happen: another replica may be running the job).
+  absl::Status FenceLease(const std::string& job_id);
+  static bool IsLeaseLost(const absl::Status& status);
   // The live job's sweep predictions, or null.
   std::shared_ptr<predictor::SharedPredictions> SweepPredictions(const std::string& job_id);
   // The job's Pareto front, by ascending `cost`.

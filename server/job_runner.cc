@@ -27,14 +27,18 @@ absl::StatusOr<std::unique_ptr<JobRunner>> JobRunner::Start(const Options& optio
   return runner;
 }
 
-JobRunner::~JobRunner() {
+void JobRunner::Stop() {
   shutting_down_ = true;
   {
     absl::MutexLock lock(&mutex_);
     stopping_ = true;
   }
-  for (std::thread& worker : workers_) worker.join();
+  for (std::thread& worker : workers_) {
+    if (worker.joinable()) worker.join();
+  }
 }
+
+JobRunner::~JobRunner() { Stop(); }
 
 JobRunner::Slot& JobRunner::Slot::operator=(Slot&& other) noexcept {
   if (this != &other) {
@@ -114,6 +118,7 @@ bool JobRunner::Abandon(const std::string& job_id) {
 
 int JobRunner::idle_workers() const {
   absl::MutexLock lock(&mutex_);
+  if (stopping_) return 0;
   const int busy = static_cast<int>(running_.size() + queue_.size());
   return busy >= options_.workers ? 0 : options_.workers - busy;
 }

@@ -64,7 +64,8 @@ class JobRunner {
   static absl::StatusOr<std::unique_ptr<JobRunner>> Start(const Options& options, Work work,
                                                           std::vector<std::string> recovered);
   // Tells running jobs to stop (Control::shutting_down) and joins the workers; queued jobs
-  // stay queued in the store.
+  // stay queued in the store. Idempotent; the destructor calls it.
+  void Stop();
   ~JobRunner();
 
   // A reserved place in the queue; move-only. Destroying an unused slot frees it.

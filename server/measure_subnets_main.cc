@@ -34,6 +34,7 @@
 #include "server/measurement_launcher.h"
 #include "server/measurement_run_settings.h"
 #include "server/store/open_store.h"
+#include "server/store/postgres_store.h"
 
 ABSL_FLAG(std::string, checkpoint, "",
           "Supernet weights (Supernet::SaveWeights or the trainer's checkpoint.pt); required "
@@ -131,6 +132,19 @@ absl::Status CheckPositiveFlag(const char* flag, int value) {
   return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be > 0, got ", value));
 }
 
+// Removes the password from a postgresql:// URI (user:password@host) and returns it; "" for
+// a URI without one and for a SQLite path.
+std::string TakePassword(std::string* location) {
+  if (!apq::server::PostgresStore::IsPostgresLocation(*location)) return "";
+  const size_t scheme = location->find("://");
+  const size_t at = location->find('@', scheme + 3);
+  const size_t colon = location->find(':', scheme + 3);
+  if (at == std::string::npos || colon == std::string::npos || colon > at) return "";
+  std::string password = location->substr(colon + 1, at - colon - 1);
+  location->erase(colon, at - colon);
+  return password;
+}
+
 // --worker_binary, or measure_worker beside this binary.
 std::string WorkerBinary() {
   if (!absl::GetFlag(FLAGS_worker_binary).empty()) return absl::GetFlag(FLAGS_worker_binary);
@@ -217,10 +231,17 @@ absl::Status LaunchWorkers(apq::server::Store& store, const apq::oface::MbConvSp
   ASSIGN_OR_RETURN(const std::string run_id,
                    store.measurement_runs().CreateMeasurementRun(run, configs));
 
+  // The workers get the store without its password, which goes in their environment
+  // (PGPASSWORD, read by libpq; sbatch exports the environment): not in process lists or in
+  // the batch script.
+  std::string worker_db = absl::GetFlag(FLAGS_db);
+  if (const std::string password = TakePassword(&worker_db); !password.empty()) {
+    setenv("PGPASSWORD", password.c_str(), /*overwrite=*/1);
+  }
   apq::server::WorkerLaunch launch;
   launch.worker_binary = worker_binary;
-  launch.arguments = {absl::StrCat("--db=", absl::GetFlag(FLAGS_db)),
-                      absl::StrCat("--run=", run_id), absl::StrCat("--threads=", worker_threads),
+  launch.arguments = {absl::StrCat("--db=", worker_db), absl::StrCat("--run=", run_id),
+                      absl::StrCat("--threads=", worker_threads),
                       absl::StrCat("--lease_seconds=", lease_seconds),
                       absl::StrCat("--data_dir=", absl::GetFlag(FLAGS_data_dir))};
   launch.workers = workers;
@@ -252,10 +273,17 @@ absl::Status LaunchWorkers(apq::server::Store& store, const apq::oface::MbConvSp
   // Follows the run; the workers finish it. Workers that are all gone with tasks unsettled
   // (killed, or a Slurm time limit) leave it unfinished: it is reported, not hidden.
   int64_t reported = -1;
+  int failed_reads = 0;  // In a row: the store or squeue not answering.
+  constexpr int kMaxFailedReads = 60;
   while (true) {
     absl::SleepFor(absl::Seconds(1));
-    ASSIGN_OR_RETURN(const apq::server::MeasurementRunRecord current,
-                     store.measurement_runs().GetMeasurementRun(run_id));
+    absl::StatusOr<apq::server::MeasurementRunRecord> read =
+        store.measurement_runs().GetMeasurementRun(run_id);
+    if (!read.ok()) {
+      if (++failed_reads >= kMaxFailedReads) return read.status();
+      continue;
+    }
+    const apq::server::MeasurementRunRecord& current = *read;
     if (current.tasks_done + current.tasks_failed != reported) {
       reported = current.tasks_done + current.tasks_failed;
       std::fprintf(
@@ -272,8 +300,16 @@ absl::Status LaunchWorkers(apq::server::Store& store, const apq::oface::MbConvSp
     if (launcher == "local") {
       active = apq::server::RunningLocalWorkers(local_workers);
     } else {
-      ASSIGN_OR_RETURN(active, apq::server::ActiveSlurmTasks(slurm_job));
+      absl::StatusOr<int> queued = apq::server::ActiveSlurmTasks(slurm_job);
+      if (!queued.ok()) {
+        // The controller forgot the job (it left the queue long ago) or does not answer:
+        // taken as gone only when it keeps failing.
+        if (++failed_reads < 5) continue;
+        queued = 0;
+      }
+      active = *queued;
     }
+    failed_reads = 0;
     if (active == 0) {
       // The last worker may have settled the last task just now.
       ASSIGN_OR_RETURN(const apq::server::MeasurementRunRecord last,

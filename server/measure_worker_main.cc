@@ -20,6 +20,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -135,6 +136,30 @@ class LeaseKeeper {
   std::thread thread_;  // Last: started once the members above exist.
 };
 
+// Runs a store call again while it fails for a reason that may pass (UNAVAILABLE, INTERNAL:
+// the database restarting, a network blip): up to 8 times over about two minutes.
+template <typename Call>
+auto RetryTransient(const Call& call) -> decltype(call()) {
+  absl::Duration wait = absl::Milliseconds(500);
+  for (int attempt = 1;; ++attempt) {
+    auto result = call();
+    absl::Status status;
+    if constexpr (std::is_same_v<decltype(result), absl::Status>) {
+      status = result;
+    } else {
+      status = result.status();
+    }
+    if (status.ok() || attempt == 8 ||
+        (!absl::IsUnavailable(status) && !absl::IsInternal(status))) {
+      return result;
+    }
+    std::fprintf(stderr, "measure_worker: %s; retrying in %s\n", status.ToString().c_str(),
+                 absl::FormatDuration(wait).c_str());
+    absl::SleepFor(wait);
+    wait *= 2;
+  }
+}
+
 absl::Status Run() {
   const std::string db = absl::GetFlag(FLAGS_db);
   const std::string run_id = absl::GetFlag(FLAGS_run);
@@ -192,12 +217,13 @@ absl::Status Run() {
                run_id.c_str(), static_cast<long long>(run.tasks_total), run.dataset.c_str());
   while (true) {
     const double now = apq::NowUnixSeconds();
-    ASSIGN_OR_RETURN(
-        std::vector<apq::server::MeasurementTask> tasks,
-        runs.ClaimMeasurementTasks(run_id, holder, now, now + absl::ToDoubleSeconds(lease), batch));
+    ASSIGN_OR_RETURN(std::vector<apq::server::MeasurementTask> tasks, RetryTransient([&] {
+                       return runs.ClaimMeasurementTasks(run_id, holder, now,
+                                                         now + absl::ToDoubleSeconds(lease), batch);
+                     }));
     if (tasks.empty()) {
       ASSIGN_OR_RETURN(const apq::server::MeasurementRunRecord current,
-                       runs.GetMeasurementRun(run_id));
+                       RetryTransient([&] { return runs.GetMeasurementRun(run_id); }));
       if (apq::server::IsTerminal(current.state)) break;
       if (absl::Now() - last_claim > max_idle) {
         std::fprintf(stderr, "measure_worker: nothing to claim for %s; leaving\n",
@@ -229,15 +255,18 @@ absl::Status Run() {
         row.seed = run.seed;
         row.split = run.split;
         row.created_unix_s = apq::NowUnixSeconds();
-        written = runs.CompleteMeasurementTask(run_id, task.id, holder, row);
+        written = RetryTransient(
+            [&] { return runs.CompleteMeasurementTask(run_id, task.id, holder, row); });
         if (written.ok()) {
           ++measured;
           std::fprintf(stderr, "[%s] task %lld accuracy=%.4f seconds=%.2f\n", holder.c_str(),
                        static_cast<long long>(task.index), result->accuracy, result->seconds);
         }
       } else {
-        written = runs.FailMeasurementTask(run_id, task.id, holder, result.status().ToString(),
-                                           max_attempts, apq::NowUnixSeconds());
+        written = RetryTransient([&] {
+          return runs.FailMeasurementTask(run_id, task.id, holder, result.status().ToString(),
+                                          max_attempts, apq::NowUnixSeconds());
+        });
       }
       keeper.Drop(task.id);
       if (!written.ok()) {

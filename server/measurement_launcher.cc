@@ -124,7 +124,8 @@ absl::StatusOr<std::string> SubmitSlurmArray(const WorkerLaunch& launch) {
     out << "\n";
     if (!out) return absl::InternalError(absl::StrCat("cannot write ", script));
   }
-  chmod(script.c_str(), 0755);
+  // Only its owner reads it: it names the store.
+  chmod(script.c_str(), 0700);
   std::vector<std::string> argv = {"sbatch",
                                    "--parsable",
                                    "--job-name=apq-measure",
@@ -159,8 +160,10 @@ absl::StatusOr<int> ActiveSlurmTasks(const std::string& job_id) {
       RunCommand({"squeue", "--noheader", "--array", "--jobs", job_id, "--format", "%i %T"});
   if (!queued.ok()) return queued.status();
   if (queued->exit_code != 0) {
-    // squeue refuses an id that has left the controller's memory: gone.
-    return 0;
+    // An id that has left the controller's memory, or a controller that does not answer: the
+    // caller tells them apart by asking again.
+    return absl::UnavailableError(
+        absl::StrCat("squeue failed for job ", job_id, " (exit ", queued->exit_code, ")"));
   }
   const std::vector<absl::string_view> lines =
       absl::StrSplit(queued->out, '\n', absl::SkipWhitespace());

@@ -41,11 +41,14 @@ absl::StatusOr<std::vector<pid_t>> LaunchLocalWorkers(const WorkerLaunch& launch
 // How many of `pids` still run (reaping those that ended).
 int RunningLocalWorkers(std::vector<pid_t>& pids);
 
-// One Slurm array job of `launch.workers` tasks (a batch script in log_dir that execs the
-// worker); returns the Slurm job id. FAILED_PRECONDITION when sbatch is missing or refuses
-// (its message).
+// One Slurm array job of `launch.workers` tasks (a batch script in log_dir, readable by its
+// owner only, that execs the worker; the environment, PGPASSWORD included, goes with the job
+// as sbatch exports it by default); returns the Slurm job id. FAILED_PRECONDITION when sbatch is
+// missing or refuses (its message).
 absl::StatusOr<std::string> SubmitSlurmArray(const WorkerLaunch& launch);
-// Tasks of the Slurm job still pending or running (squeue); 0 once it has left the queue.
+// Tasks of the Slurm job still pending or running (squeue); 0 once it has left the queue
+// (while the controller still remembers it, MinJobAge); UNAVAILABLE when squeue fails (an id
+// the controller forgot, or a controller that does not answer).
 absl::StatusOr<int> ActiveSlurmTasks(const std::string& job_id);
 
 }  // namespace apq::server

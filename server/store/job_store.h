@@ -184,7 +184,7 @@ class JobStore {
   // pending is reported by ClaimJob): kRequested. FAILED_PRECONDITION for a job that ended;
   // NOT_FOUND for an unknown one.
   virtual absl::StatusOr<CancelRequestOutcome> RequestCancel(const std::string& job_id,
-                                                      double now_unix_s) = 0;
+                                                             double now_unix_s) = 0;
 };
 
 }  // namespace apq::server

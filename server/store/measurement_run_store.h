@@ -36,7 +36,7 @@ class MeasurementRunStore {
   // Newest first; `offset`/`limit` page through them (INVALID_ARGUMENT unless offset >= 0
   // and 1 <= limit <= kMaxPageSize).
   virtual absl::StatusOr<std::vector<MeasurementRunRecord>> ListMeasurementRuns(int64_t offset,
-                                                                             int limit) = 0;
+                                                                                int limit) = 0;
 
   // Notes how the run's workers were started (e.g. "slurm 42 (array of 4)" or "local 2"),
   // for listings; at most 256 bytes. NOT_FOUND for an unknown run.

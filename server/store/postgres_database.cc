@@ -22,7 +22,7 @@ namespace apq::server {
 namespace {
 
 // Schema migrations, applied in order; apq_schema.version counts those applied. Never edit
-// a released entry; append a new one. Migration 1 is SQLite's schema 15 (sqlite_database.cc)
+// a released entry; append a new one. Migration 1 is SQLite's schema 14 (sqlite_database.cc)
 // in PostgreSQL's types: strings BYTEA, doubles DOUBLE PRECISION, flags BOOLEAN; tables
 // listed in insertion order by SQLite's rowid get an explicit position column.
 constexpr const char* kMigrations[] = {
@@ -72,11 +72,6 @@ CREATE TABLE jobs (
   deleted_unix_s DOUBLE PRECISION NOT NULL DEFAULT 0,
   engine_metrics BYTEA NOT NULL DEFAULT '',
   label BYTEA,
-  -- The replica running the job and until when (JobStore::ClaimJob); '' and 0: none.
-  lease_holder BYTEA NOT NULL DEFAULT '',
-  lease_expires_unix_s DOUBLE PRECISION NOT NULL DEFAULT 0,
-  -- JobStore::RequestCancel asked the holder to stop the job.
-  cancel_requested BOOLEAN NOT NULL DEFAULT FALSE,
   checkpoint BYTEA NOT NULL DEFAULT ''
 );
 CREATE INDEX jobs_by_state ON jobs (state, seq);
@@ -213,7 +208,14 @@ CREATE TABLE artifacts (
 );
 CREATE INDEX artifacts_by_job ON artifacts (job_id, kind, key);
 )sql",
-    // 2: measurement runs (SQLite's schema 16): tasks that workers claim with leases, each
+    // 2: job leases (SQLite's schema 15): the replica running the job and until when
+    // (JobStore::ClaimJob; '' and 0: none), and whether RequestCancel asked it to stop.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN lease_holder BYTEA NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN lease_expires_unix_s DOUBLE PRECISION NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT FALSE;
+)sql",
+    // 3: measurement runs (SQLite's schema 16): tasks that workers claim with leases, each
     // record written to the run's dataset. Task status: 1 pending, 2 held, 3 done, 4 failed,
     // 5 cancelled.
     R"sql(

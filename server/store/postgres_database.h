@@ -81,13 +81,13 @@ bool FieldIsNull(const pqxx::field& field);
 // from the rows already stored, across every connection and replica. Held until the
 // transaction ends.
 enum class PostgresLock : int64_t {
-  kJobIds = 1,          // jobs.seq (ids "job-<n>", consecutive in a sweep)
-  kTrainingJobIds = 2,  // training_jobs.seq
-  kTableVersions = 3,   // device_tables.version
-  kPredictors = 4,      // predictors (one default per space)
-  kDatasets = 5,        // datasets and their measurements' (method, config) uniqueness
-  kTokens = 6,          // tokens
-  kArtifacts = 7,       // artifacts' (kind, key)
+  kJobIds = 1,             // jobs.seq (ids "job-<n>", consecutive in a sweep)
+  kTrainingJobIds = 2,     // training_jobs.seq
+  kTableVersions = 3,      // device_tables.version
+  kPredictors = 4,         // predictors (one default per space)
+  kDatasets = 5,           // datasets and their measurements' (method, config) uniqueness
+  kTokens = 6,             // tokens
+  kArtifacts = 7,          // artifacts' (kind, key)
   kMeasurementRunIds = 8,  // measurement_runs.seq
 };
 

@@ -305,7 +305,7 @@ struct MeasurementRunRecord {
   int64_t tasks_held = 0;    // Claimed by a worker whose lease has not been given up.
   double created_unix_s = 0;
   double finished_unix_s = 0;  // When the run ended; 0 before.
-  std::string error;  // The first failed task's error ("task <i>: ..."), when any failed.
+  std::string error;           // The first failed task's error ("task <i>: ..."), when any failed.
 };
 
 // The most tasks of one measurement run.
