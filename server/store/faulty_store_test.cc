@@ -16,7 +16,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
-using namespace ::apq::server::store_testing;  // NOLINT(build/namespaces): the test records.
+using namespace ::apq::server::store_testing;  // NOLINT(google-build-using-namespace): records.
 
 using Mode = FaultPlan::Mode;
 

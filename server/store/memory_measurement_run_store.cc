@@ -156,7 +156,7 @@ class MemoryMeasurementRunStore final : public MeasurementRunStore {
     StoredDataset& dataset = db_.datasets.at(run->record.dataset);
     MeasurementRow stored = row;
     stored.seed = run->record.seed;
-    const absl::Status appended = db_.AppendMeasurements(dataset, {stored}, operation);
+    absl::Status appended = db_.AppendMeasurements(dataset, {stored}, operation);
     // A record the dataset holds (nothing was appended) is kept, and the task is done.
     if (!appended.ok() && !absl::IsAlreadyExists(appended)) return appended;
     Release(*run, *task, MeasurementTaskStatus::kDone, "");

@@ -286,7 +286,7 @@ int HexValue(char c) {
 
 // PostgreSQL's hex output of a BYTEA ("\x..."); anything else reads as its own bytes.
 std::string UnhexBytes(absl::string_view text) {
-  if (text.size() < 2 || text[0] != '\\' || text[1] != 'x') return std::string(text);
+  if (text.size() < 2 || text[0] != '\\' || text[1] != 'x') return static_cast<std::string>(text);
   std::string bytes;
   bytes.reserve((text.size() - 2) / 2);
   for (size_t i = 2; i + 1 < text.size(); i += 2) {
@@ -324,7 +324,7 @@ template <size_t kColumns>
 absl::Status CopyRows(pqxx::transaction_base& transaction, absl::string_view table,
                       const std::vector<std::string>& columns,
                       const std::vector<PostgresParams>& rows) {
-  pqxx::stream_to stream(transaction, std::string(table), columns);
+  pqxx::stream_to stream(transaction, static_cast<std::string>(table), columns);
   for (const PostgresParams& row : rows) {
     stream << RowTuple(row.values(), std::make_index_sequence<kColumns>());
   }
@@ -461,7 +461,7 @@ absl::StatusOr<pqxx::result> PostgresTransaction::Exec(absl::string_view sql,
                         absl::StrCat(operation_, ": ", params.error().message()));
   }
   try {
-    return transaction_.exec_params(std::string(sql),
+    return transaction_.exec_params(static_cast<std::string>(sql),
                                     pqxx::prepare::make_dynamic_params(params.values()));
   } catch (const std::exception& error) {
     if (IsRetryable(error)) throw RetryableFailure{ErrorText(error)};
@@ -477,7 +477,7 @@ absl::StatusOr<int64_t> PostgresTransaction::Run(absl::string_view sql,
 
 absl::Status PostgresTransaction::ExecScript(absl::string_view sql) {
   try {
-    transaction_.exec(std::string(sql));
+    transaction_.exec(static_cast<std::string>(sql));
   } catch (const std::exception& error) {
     if (IsRetryable(error)) throw RetryableFailure{ErrorText(error)};
     return absl::InternalError(absl::StrCat(operation_, ": ", ErrorText(error)));
@@ -679,7 +679,7 @@ absl::Status PostgresDatabase::Transact(
       } else {
         transaction = std::make_unique<pqxx::work>(*connection);
       }
-      PostgresTransaction wrapped(*transaction, std::string(operation));
+      PostgresTransaction wrapped(*transaction, static_cast<std::string>(operation));
       status = body(wrapped);
       if (status.ok()) {
         try {

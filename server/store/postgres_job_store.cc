@@ -48,11 +48,11 @@ constexpr int kCandidateColumnCount = 15;
 
 // The columns a batch's new rows are copied into, in CandidateRow's order.
 const std::vector<std::string>& CandidateCopyColumns() {
-  static const auto* const columns = new std::vector<std::string>{
+  static const auto* const kColumns = new std::vector<std::string>{
       "id",          "job_id",   "generation", "times_seen", "network_hash",
       "config_json", "accuracy", "latency_ms", "energy_mj",  "size_mb",
       "bitops",      "feasible", "modelled"};
-  return *columns;
+  return *kColumns;
 }
 
 // Reads the measured_accuracy, _method, _split and _seconds columns starting at `first`.
