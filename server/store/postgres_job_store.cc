@@ -91,31 +91,6 @@ CandidateRecord ReadCandidate(const pqxx::row& row, int first) {
   return candidate;
 }
 
-// A job's engine_metrics as stored: "name=value" lines, the values round-tripping (%.17g).
-// Names are [a-z0-9_] (CheckGenerationBatch), so neither '=' nor a newline occurs in them.
-// The same text as the SQLite store's.
-std::string EncodeEngineMetrics(const std::vector<std::pair<std::string, double>>& metrics) {
-  std::string text;
-  for (const auto& [name, value] : metrics) {
-    absl::StrAppend(&text, name, "=", absl::StrFormat("%.17g", value), "\n");
-  }
-  return text;
-}
-
-// The inverse; a line that does not parse is skipped (the figures are informative only).
-std::vector<std::pair<std::string, double>> DecodeEngineMetrics(absl::string_view text) {
-  std::vector<std::pair<std::string, double>> metrics;
-  for (const absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
-    const size_t equals = line.find('=');
-    double value = 0.0;
-    if (equals == absl::string_view::npos || !absl::SimpleAtod(line.substr(equals + 1), &value)) {
-      continue;
-    }
-    metrics.emplace_back(static_cast<std::string>(line.substr(0, equals)), value);
-  }
-  return metrics;
-}
-
 // Reads kJobColumns, then the checkpoint if `with_checkpoint`.
 JobRecord ReadJob(const pqxx::row& row, bool with_checkpoint) {
   JobRecord job;
@@ -148,7 +123,7 @@ JobRecord ReadJob(const pqxx::row& row, bool with_checkpoint) {
   job.rejected_draws = FieldInt(row[48]);
   job.sweep_id = FieldBytes(row[49]);
   job.owner = FieldBytes(row[50]);
-  job.engine_metrics = DecodeEngineMetrics(FieldBytes(row[51]));
+  job.engine_metrics = store_internal::DecodeEngineMetrics(FieldBytes(row[51]));
   job.label = FieldBytes(row[52]);
   if (with_checkpoint) job.checkpoint = FieldBytes(row[kJobCheckpointColumn]);
   return job;
@@ -421,7 +396,7 @@ absl::StatusOr<std::vector<int64_t>> PostgresJobStore::AppendGenerations(
       times_seen[first_of[i]] += candidate.times_seen;
     }
   }
-  const std::string engine_metrics = EncodeEngineMetrics(batch.engine_metrics);
+  const std::string engine_metrics = store_internal::EncodeEngineMetrics(batch.engine_metrics);
   std::vector<int64_t> ids;
   RETURN_IF_ERROR(
       database_.Transact(Mode::kWrite, operation, [&](PostgresTransaction& tx) -> absl::Status {

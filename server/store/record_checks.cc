@@ -7,7 +7,10 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 
 namespace apq::server::store_internal {
 
@@ -663,6 +666,27 @@ void EndRunIfSettled(MeasurementRunRecord& run, double now_unix_s) {
   if (run.tasks_done + run.tasks_failed < run.tasks_total) return;
   run.state = run.tasks_failed > 0 ? JobState::kFailed : JobState::kSucceeded;
   run.finished_unix_s = now_unix_s == 0.0 ? 0.0 : now_unix_s;
+}
+
+std::string EncodeEngineMetrics(const std::vector<std::pair<std::string, double>>& metrics) {
+  std::string text;
+  for (const auto& [name, value] : metrics) {
+    absl::StrAppend(&text, name, "=", absl::StrFormat("%.17g", value), "\n");
+  }
+  return text;
+}
+
+std::vector<std::pair<std::string, double>> DecodeEngineMetrics(absl::string_view text) {
+  std::vector<std::pair<std::string, double>> metrics;
+  for (const absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    const size_t equals = line.find('=');
+    double value = 0.0;
+    if (equals == absl::string_view::npos || !absl::SimpleAtod(line.substr(equals + 1), &value)) {
+      continue;
+    }
+    metrics.emplace_back(static_cast<std::string>(line.substr(0, equals)), value);
+  }
+  return metrics;
 }
 
 }  // namespace apq::server::store_internal

@@ -196,6 +196,13 @@ std::string RunErrorOfTask(int64_t index, const std::string& kept_error);
 // finished at `now_unix_s` (not NaN; -0.0 as 0.0).
 void EndRunIfSettled(MeasurementRunRecord& run, double now_unix_s);
 
+// A job's engine_metrics as the SQLite and PostgreSQL stores keep them: "name=value" lines,
+// the values round-tripping (%.17g). Names are [a-z0-9_] (CheckGenerationBatch), so neither
+// '=' nor a newline occurs in them.
+std::string EncodeEngineMetrics(const std::vector<std::pair<std::string, double>>& metrics);
+// The inverse; a line that does not parse is skipped (the figures are informative only).
+std::vector<std::pair<std::string, double>> DecodeEngineMetrics(absl::string_view text);
+
 }  // namespace apq::server::store_internal
 
 #endif  // APQ_SERVER_STORE_RECORD_CHECKS_H_

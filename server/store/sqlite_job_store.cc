@@ -80,30 +80,6 @@ CandidateRecord ReadCandidate(const Statement& row, int first) {
   return candidate;
 }
 
-// A job's engine_metrics as stored: "name=value" lines, the values round-tripping (%.17g).
-// Names are [a-z0-9_] (CheckGenerationBatch), so neither '=' nor a newline occurs in them.
-std::string EncodeEngineMetrics(const std::vector<std::pair<std::string, double>>& metrics) {
-  std::string text;
-  for (const auto& [name, value] : metrics) {
-    absl::StrAppend(&text, name, "=", absl::StrFormat("%.17g", value), "\n");
-  }
-  return text;
-}
-
-// The inverse; a line that does not parse is skipped (the figures are informative only).
-std::vector<std::pair<std::string, double>> DecodeEngineMetrics(absl::string_view text) {
-  std::vector<std::pair<std::string, double>> metrics;
-  for (const absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
-    const size_t equals = line.find('=');
-    double value = 0.0;
-    if (equals == absl::string_view::npos || !absl::SimpleAtod(line.substr(equals + 1), &value)) {
-      continue;
-    }
-    metrics.emplace_back(static_cast<std::string>(line.substr(0, equals)), value);
-  }
-  return metrics;
-}
-
 // Reads kJobColumns, then the checkpoint if `with_checkpoint`.
 JobRecord ReadJob(const Statement& row, bool with_checkpoint) {
   JobRecord job;
@@ -136,7 +112,7 @@ JobRecord ReadJob(const Statement& row, bool with_checkpoint) {
   job.rejected_draws = row.ColumnInt64(48);
   job.sweep_id = row.ColumnText(49);
   job.owner = row.ColumnText(50);
-  job.engine_metrics = DecodeEngineMetrics(row.ColumnText(51));
+  job.engine_metrics = store_internal::DecodeEngineMetrics(row.ColumnText(51));
   job.label = row.ColumnText(52);
   if (with_checkpoint) job.checkpoint = row.ColumnBlob(kJobCheckpointColumn);
   return job;
@@ -412,7 +388,7 @@ absl::StatusOr<std::vector<int64_t>> SqliteJobStore::AppendGenerations(
     update.BindInt64(16, new_infeasible);
     update.BindInt64(18, batch.rejected_draws);
     // Bound without a copy: the text must outlive the statement's run.
-    const std::string engine_metrics = EncodeEngineMetrics(batch.engine_metrics);
+    const std::string engine_metrics = store_internal::EncodeEngineMetrics(batch.engine_metrics);
     update.BindText(19, engine_metrics);
     RETURN_IF_ERROR(update.Run(operation));
   }
