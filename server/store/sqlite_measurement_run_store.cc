@@ -349,7 +349,7 @@ absl::Status SqliteMeasurementRunStore::CompleteMeasurementTask(const std::strin
   RETURN_IF_ERROR(store_internal::CheckMeasurementRow(task, run, row));
   MeasurementRow stored = row;
   stored.seed = run.seed;
-  const absl::Status inserted =
+  absl::Status inserted =
       sqlite_internal::InsertMeasurements(database_, run.dataset, {stored}, operation);
   // A record the dataset holds (nothing was written) is kept, and the task is done.
   if (!inserted.ok() && !absl::IsAlreadyExists(inserted)) return inserted;

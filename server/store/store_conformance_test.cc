@@ -2431,6 +2431,7 @@ MeasurementRunRecord MakeRun(const std::string& dataset = "fm") {
 // `count` distinct configs, "[<first>]", "[<first + 1>]", ...
 std::vector<std::string> Configs(int count, int first = 0) {
   std::vector<std::string> configs;
+  configs.reserve(count);
   for (int i = 0; i < count; ++i) configs.push_back(absl::StrCat("[", first + i, "]"));
   return configs;
 }
@@ -2445,6 +2446,7 @@ MeasurementRow RowOf(const MeasurementTask& task, double accuracy, double create
 
 std::vector<int64_t> Indexes(const std::vector<MeasurementTask>& tasks) {
   std::vector<int64_t> indexes;
+  indexes.reserve(tasks.size());
   for (const MeasurementTask& task : tasks) indexes.push_back(task.index);
   return indexes;
 }
@@ -2929,6 +2931,7 @@ TEST_P(MeasurementRunTest, RunsListNewestFirstAndPage) {
   ASSERT_EQ(Claim("measure-2", "worker-a", 1).size(), 1u);
   const std::vector<MeasurementRunRecord> all = *runs().ListMeasurementRuns(0, 10);
   std::vector<std::string> ids;
+  ids.reserve(all.size());
   for (const MeasurementRunRecord& run : all) ids.push_back(run.id);
   EXPECT_THAT(ids, ElementsAre("measure-5", "measure-4", "measure-3", "measure-2", "measure-1"));
   ASSERT_EQ(all.size(), 5u);
@@ -3011,6 +3014,7 @@ TEST_P(MeasurementRunTest, ConcurrentWorkersMeasureEveryTaskExactlyOnce) {
   const std::vector<MeasurementRow> rows = Rows();
   EXPECT_EQ(rows.size(), static_cast<size_t>(kTasks));
   std::vector<std::string> configs;
+  configs.reserve(rows.size());
   for (const MeasurementRow& row : rows) configs.push_back(row.config_json);
   std::sort(configs.begin(), configs.end());
   std::vector<std::string> expected_configs = Configs(kTasks);
