@@ -570,8 +570,37 @@ class PostgresDatabase::Pool {
   std::vector<std::unique_ptr<pqxx::connection>> idle_ ABSL_GUARDED_BY(mutex_);
 };
 
+namespace {
+
+// `dsn` with the connection settings the store relies on, unless it sets them itself: a
+// connection attempt gives up after 10 s, and a connection whose server stopped answering
+// (a half-open TCP connection after a failover) fails within about 30 s instead of hanging
+// a transaction for the kernel's minutes; Transact then retries on a new one.
+std::string WithConnectionDefaults(const std::string& dsn) {
+  const bool uri = absl::StartsWith(dsn, "postgresql://") || absl::StartsWith(dsn, "postgres://");
+  std::string result = dsn;
+  bool first_parameter = uri && dsn.find('?') == std::string::npos;
+  for (const auto& [name, value] : {std::pair<const char*, const char*>{"connect_timeout", "10"},
+                                    {"keepalives_idle", "10"},
+                                    {"keepalives_interval", "5"},
+                                    {"keepalives_count", "3"},
+                                    {"tcp_user_timeout", "30000"}}) {
+    if (absl::StrContains(dsn, absl::StrCat(name, "="))) continue;
+    if (uri) {
+      absl::StrAppend(&result, first_parameter ? "?" : "&", name, "=", value);
+      first_parameter = false;
+    } else {
+      absl::StrAppend(&result, " ", name, "=", value);
+    }
+  }
+  return result;
+}
+
+}  // namespace
+
 PostgresDatabase::PostgresDatabase(std::string dsn, int connections)
-    : dsn_(std::move(dsn)), pool_(std::make_unique<Pool>(dsn_, connections)) {}
+    : dsn_(std::move(dsn)),
+      pool_(std::make_unique<Pool>(WithConnectionDefaults(dsn_), connections)) {}
 
 PostgresDatabase::~PostgresDatabase() { pool_->Clear(); }
 

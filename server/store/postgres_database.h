@@ -134,7 +134,9 @@ class PostgresDatabase {
   // The schema version this build creates and understands.
   static int SchemaVersion();
 
-  // Connects (`dsn`: a libpq connection string or postgresql:// URI), applies the schema
+  // Connects (`dsn`: a libpq connection string or postgresql:// URI; unless it says otherwise,
+  // with a 10 s connect timeout and TCP keepalives and user timeout that end a dead
+  // connection within about 30 s), applies the schema
   // migrations the database lacks up to `schema_version` (default: SchemaVersion()) under an
   // advisory lock (replicas starting together migrate once), and keeps up to `connections`
   // connections. INVALID_ARGUMENT for an empty dsn or connections < 1; UNAVAILABLE when the
