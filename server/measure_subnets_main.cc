@@ -83,6 +83,9 @@ ABSL_FLAG(int, lease_seconds, 60,
 ABSL_FLAG(std::string, log_dir, "",
           "With --launcher: the workers' logs (and the Slurm batch script), a folder every node "
           "can write (default: /tmp/apq-<run>).");
+ABSL_FLAG(int, max_attempts, 3,
+          "With --launcher: claims of one task before it settles as failed (a worker that died "
+          "on it counts as one).");
 ABSL_FLAG(std::string, slurm_partition, "", "With --launcher slurm: sbatch --partition.");
 ABSL_FLAG(std::string, slurm_time, "", "With --launcher slurm: sbatch --time (a task's limit).");
 ABSL_FLAG(int, eval_batch_size, 250,
@@ -164,6 +167,7 @@ absl::Status CheckLauncherFlags(const std::string& checkpoint) {
   RETURN_IF_ERROR(CheckFlagRange("workers", absl::GetFlag(FLAGS_workers), 1, 10000));
   RETURN_IF_ERROR(CheckFlagRange("worker_threads", absl::GetFlag(FLAGS_worker_threads), 1, 256));
   RETURN_IF_ERROR(CheckFlagRange("lease_seconds", absl::GetFlag(FLAGS_lease_seconds), 3, 86400));
+  RETURN_IF_ERROR(CheckFlagRange("max_attempts", absl::GetFlag(FLAGS_max_attempts), 1, 100));
   std::error_code error;
   if (!std::filesystem::is_regular_file(checkpoint, error)) {
     return absl::InvalidArgumentError(
@@ -227,6 +231,7 @@ absl::Status LaunchWorkers(apq::server::Store& store, const apq::oface::MbConvSp
   run.split = split;
   run.seed = seed;
   run.settings = apq::server::SerializeMeasurementRunSettings(settings);
+  run.max_attempts = absl::GetFlag(FLAGS_max_attempts);
   run.created_unix_s = apq::NowUnixSeconds();
   ASSIGN_OR_RETURN(const std::string run_id,
                    store.measurement_runs().CreateMeasurementRun(run, configs));

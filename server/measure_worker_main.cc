@@ -51,7 +51,6 @@ ABSL_FLAG(int, lease_seconds, 60,
           "A task's lease; a worker that stops renewing (it died) loses its tasks this long "
           "after its last renewal. Longer than one measurement needs is not required: leases "
           "are renewed while measuring.");
-ABSL_FLAG(int, max_attempts, 3, "Claims of one task before it settles as failed.");
 ABSL_FLAG(int, max_idle_seconds, 0,
           "Stop after this long without a task to claim while the run goes on (tasks held by "
           "other workers); 0: twice the lease, so that a dead worker's tasks are claimed.");
@@ -167,13 +166,9 @@ absl::Status Run() {
   if (run_id.empty()) return absl::InvalidArgumentError("--run is required");
   const int batch = absl::GetFlag(FLAGS_batch);
   const int lease_seconds = absl::GetFlag(FLAGS_lease_seconds);
-  const int max_attempts = absl::GetFlag(FLAGS_max_attempts);
   if (batch < 1 || batch > 1000) return absl::InvalidArgumentError("--batch must be in [1, 1000]");
   if (lease_seconds < 3 || lease_seconds > 86400) {
     return absl::InvalidArgumentError("--lease_seconds must be in [3, 86400]");
-  }
-  if (max_attempts < 1 || max_attempts > 100) {
-    return absl::InvalidArgumentError("--max_attempts must be in [1, 100]");
   }
   if (absl::GetFlag(FLAGS_max_idle_seconds) < 0) {
     return absl::InvalidArgumentError("--max_idle_seconds must be >= 0");
@@ -265,7 +260,7 @@ absl::Status Run() {
       } else {
         written = RetryTransient([&] {
           return runs.FailMeasurementTask(run_id, task.id, holder, result.status().ToString(),
-                                          max_attempts, apq::NowUnixSeconds());
+                                          run.max_attempts, apq::NowUnixSeconds());
         });
       }
       keeper.Drop(task.id);

@@ -41,6 +41,7 @@ class MemoryMeasurementRunStore final : public MeasurementRunStore {
     record.split = run.split;
     record.seed = run.seed;
     record.settings = run.settings;
+    record.max_attempts = run.max_attempts;
     record.tasks_total = static_cast<int64_t>(configs.size());
     stored.first_task_id = db_.next_measurement_task_id;
     stored.tasks.resize(configs.size());
@@ -96,6 +97,25 @@ class MemoryMeasurementRunStore final : public MeasurementRunStore {
     absl::MutexLock lock(&db_.mutex);
     ASSIGN_OR_RETURN(StoredMeasurementRun * run, Find(run_id));
     std::vector<MeasurementTask> claimed;
+    if (IsTerminal(run->record.state)) return claimed;
+    // A held task whose lease expired on its last attempt (its worker died each time) is
+    // not claimed again: it settles as failed, as FailMeasurementTask's last attempt does.
+    for (auto it = run->unsettled.begin(); it != run->unsettled.end();) {
+      StoredMeasurementTask& task = run->tasks[*it];
+      ++it;  // Release erases the settled task's index.
+      if (task.status != MeasurementTaskStatus::kHeld || task.lease_expires_unix_s > now_unix_s ||
+          task.task.attempts < run->record.max_attempts) {
+        continue;
+      }
+      const std::string kept =
+          store_internal::KeptTaskError(store_internal::WorkerStoppedError(task.task.attempts));
+      Release(*run, task, MeasurementTaskStatus::kFailed, kept);
+      if (run->record.error.empty()) {
+        run->record.error = store_internal::RunErrorOfTask(task.task.index, kept);
+      }
+      // Checked not NaN by CheckLeaseTimes.
+      store_internal::EndRunIfSettled(run->record, now_unix_s);
+    }
     if (IsTerminal(run->record.state)) return claimed;
     for (const int64_t index : run->unsettled) {
       if (static_cast<int>(claimed.size()) == max_tasks) break;

@@ -254,6 +254,11 @@ CREATE TABLE measurement_tasks (
 CREATE INDEX measurement_tasks_open ON measurement_tasks (run_id, task_index)
   WHERE status IN (1, 2);
 )sql",
+    // 4: how many claims of a task before it settles as failed (SQLite's schema 17), a claim
+    // whose worker died counting as one.
+    R"sql(
+ALTER TABLE measurement_runs ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 3;
+)sql",
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(std::size(kMigrations));

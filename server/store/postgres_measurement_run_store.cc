@@ -22,7 +22,8 @@ enum class TaskStatus : int64_t { kPending = 1, kHeld = 2, kDone = 3, kFailed = 
 constexpr const char* kRunColumns =
     "r.id, r.dataset, r.space, r.method, r.split, r.seed, r.settings, r.launcher, r.state, "
     "r.tasks_total, r.tasks_done, r.tasks_failed, r.created_unix_s, r.finished_unix_s, r.error, "
-    "(SELECT COUNT(*) FROM measurement_tasks t WHERE t.run_id = r.id AND t.status = 2)";
+    "(SELECT COUNT(*) FROM measurement_tasks t WHERE t.run_id = r.id AND t.status = 2), "
+    "r.max_attempts";
 
 MeasurementRunRecord ReadRun(const pqxx::row& row) {
   MeasurementRunRecord run;
@@ -43,6 +44,7 @@ MeasurementRunRecord ReadRun(const pqxx::row& row) {
   run.finished_unix_s = FieldDouble(row[13]);
   run.error = FieldBytes(row[14]);
   run.tasks_held = FieldInt(row[15]);
+  run.max_attempts = static_cast<int>(FieldInt(row[16]));
   return run;
 }
 
@@ -122,8 +124,9 @@ absl::StatusOr<std::string> PostgresMeasurementRunStore::CreateMeasurementRun(
         const int64_t seq = FieldInt(next[0][0]);
         id = absl::StrCat("measure-", seq);
         RETURN_IF_ERROR(tx.Run("INSERT INTO measurement_runs (id, seq, dataset, space, method, "
-                               "split, seed, settings, state, tasks_total, created_unix_s) "
-                               "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                               "split, seed, settings, state, tasks_total, created_unix_s, "
+                               "max_attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
+                               "$11, $12)",
                                PostgresParams()
                                    .Bytes(id)
                                    .Int(seq)
@@ -135,7 +138,8 @@ absl::StatusOr<std::string> PostgresMeasurementRunStore::CreateMeasurementRun(
                                    .Bytes(run.settings)
                                    .Int(static_cast<int64_t>(JobState::kQueued))
                                    .Int(static_cast<int64_t>(configs.size()))
-                                   .Double(run.created_unix_s, "created_unix_s"))
+                                   .Double(run.created_unix_s, "created_unix_s")
+                                   .Int(run.max_attempts))
                             .status());
         std::vector<PostgresParams> tasks;
         tasks.reserve(configs.size());
@@ -207,12 +211,46 @@ absl::StatusOr<std::vector<MeasurementTask>> PostgresMeasurementRunStore::ClaimM
       Mode::kWrite, absl::StrCat("claiming tasks of measurement run ", run_id),
       [&](PostgresTransaction& tx) -> absl::Status {
         claimed.clear();
-        ASSIGN_OR_RETURN(const pqxx::result run,
-                         tx.Exec("SELECT state FROM measurement_runs WHERE id = $1::bytea",
-                                 PostgresParams().Bytes(run_id)));
-        if (run.empty()) return store_internal::MeasurementRunNotFound(run_id);
-        const auto state = static_cast<JobState>(FieldInt(run[0][0]));
+        // The run's row first, as every writer of its counters locks it.
+        ASSIGN_OR_RETURN(MeasurementRunRecord run, LockRun(tx, run_id));
+        const JobState state = run.state;
         if (IsTerminal(state)) return absl::OkStatus();
+        // Tasks whose lease expired after their last allowed claim (their workers died on
+        // them: a crash, the OOM killer) settle as failed instead of killing more workers.
+        ASSIGN_OR_RETURN(
+            const pqxx::result poisoned,
+            tx.Exec("UPDATE measurement_tasks SET status = 4, lease_holder = '', "
+                    "lease_expires_unix_s = 0, error = convert_to('its worker stopped renewing "
+                    "the lease ' || attempts || ' times (killed or out of memory?)', 'UTF8') "
+                    "WHERE run_id = $1::bytea AND status = 2 AND lease_expires_unix_s <= "
+                    "$2::float8 AND attempts >= $3::int4 RETURNING task_index, error",
+                    PostgresParams()
+                        .Bytes(run_id)
+                        .Double(now_unix_s, "now_unix_s")
+                        .Int(run.max_attempts)));
+        if (!poisoned.empty()) {
+          // The run keeps its first failure's error: the lowest index of these.
+          int64_t first_index = -1;
+          std::string first_error;
+          for (const pqxx::row& row : poisoned) {
+            if (first_index < 0 || FieldInt(row[0]) < first_index) {
+              first_index = FieldInt(row[0]);
+              first_error = FieldBytes(row[1]);
+            }
+          }
+          run.tasks_failed += static_cast<int64_t>(poisoned.size());
+          RETURN_IF_ERROR(
+              tx.Run("UPDATE measurement_runs SET tasks_failed = tasks_failed + $2::int8, "
+                     "error = CASE WHEN error = '' THEN $3::bytea ELSE error END "
+                     "WHERE id = $1::bytea",
+                     PostgresParams()
+                         .Bytes(run_id)
+                         .Int(static_cast<int64_t>(poisoned.size()))
+                         .Bytes(absl::StrCat("task ", first_index, ": ", first_error)))
+                  .status());
+          RETURN_IF_ERROR(EndRunIfSettled(tx, run, now_unix_s));
+          if (run.tasks_done + run.tasks_failed >= run.tasks_total) return absl::OkStatus();
+        }
         // SKIP LOCKED: tasks another claimer is taking right now are passed over, so claimers
         // never wait for each other and never get one task twice.
         ASSIGN_OR_RETURN(

@@ -560,6 +560,11 @@ absl::Status CheckMeasurementRun(const MeasurementRunRecord& run,
   if (std::isnan(run.created_unix_s)) {
     return absl::InvalidArgumentError("measurement run created_unix_s: is NaN");
   }
+  if (run.max_attempts < 1 || run.max_attempts > kMaxMeasurementAttempts) {
+    return absl::InvalidArgumentError(absl::StrCat("measurement run max_attempts: must be in [1, ",
+                                                   kMaxMeasurementAttempts, "], got ",
+                                                   run.max_attempts));
+  }
   if (configs.empty()) {
     return absl::InvalidArgumentError("measurement run configs: none given");
   }
@@ -656,6 +661,11 @@ std::string KeptTaskError(const std::string& error) {
   // Back over continuation bytes (10xxxxxx) to the start of the character cut in two.
   while (end > 0 && (static_cast<unsigned char>(error[end]) & 0xC0) == 0x80) --end;
   return error.substr(0, end);
+}
+
+std::string WorkerStoppedError(int attempts) {
+  return absl::StrCat("its worker stopped renewing the lease ", attempts,
+                      " times (killed or out of memory?)");
 }
 
 std::string RunErrorOfTask(int64_t index, const std::string& kept_error) {

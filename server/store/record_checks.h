@@ -159,7 +159,8 @@ inline constexpr size_t kMaxMeasurementErrorBytes = 4096;
 
 // CreateMeasurementRun's checks of its arguments alone: INVALID_ARGUMENT "measurement run
 // <field>: ..." for an empty dataset, space, method or split, settings over
-// kMaxMeasurementSettingsBytes or a NaN created_unix_s, and "measurement run configs...: ..."
+// kMaxMeasurementSettingsBytes, a NaN created_unix_s or a max_attempts outside
+// [1, kMaxMeasurementAttempts], and "measurement run configs...: ..."
 // for no configs, more than kMaxMeasurementTasks, or an empty or repeated configs[<i>].
 absl::Status CheckMeasurementRun(const MeasurementRunRecord& run,
                                  const std::vector<std::string>& configs);
@@ -190,6 +191,10 @@ absl::Status CheckMaxAttempts(int max_attempts);
 // A failed task's error as kept: its first kMaxMeasurementErrorBytes bytes, cut back to a
 // UTF-8 character boundary (so that a backend storing text takes it).
 std::string KeptTaskError(const std::string& error);
+// The error kept for a task that settles as failed at a claim because its lease expired on
+// its last attempt (MeasurementRunRecord::max_attempts): "its worker stopped renewing the
+// lease <attempts> times (killed or out of memory?)".
+std::string WorkerStoppedError(int attempts);
 // The run's error for its first failed task: "task <index>: <kept error>".
 std::string RunErrorOfTask(int64_t index, const std::string& kept_error);
 // Ends `run` when its last task has settled: kSucceeded, or kFailed when any task failed,

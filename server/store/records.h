@@ -298,6 +298,9 @@ struct MeasurementRunRecord {
   // the supernet's weights, image counts, batch sizes), opaque to the store.
   std::string settings;
   std::string launcher;  // SetMeasurementRunLauncher's note; empty before.
+  // Claims of one task before it settles as failed, a claim whose lease expired (its worker
+  // died) counting as one; set at creation.
+  int max_attempts = 3;
   JobState state = JobState::kQueued;
   int64_t tasks_total = 0;
   int64_t tasks_done = 0;    // Settled with a record.

@@ -370,6 +370,12 @@ CREATE TABLE measurement_tasks (
 );
 CREATE INDEX measurement_tasks_by_status ON measurement_tasks (run_id, status, task_index);
 )sql",
+    // 17: the claims of one task before it settles as failed, a claim whose lease expired
+    // (its worker died) counting as one (MeasurementRunRecord::max_attempts). The runs
+    // stored before take the record's default.
+    R"sql(
+ALTER TABLE measurement_runs ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 3;
+)sql",
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(std::size(kMigrations));

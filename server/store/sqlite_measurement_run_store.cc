@@ -19,8 +19,8 @@ constexpr int Stored(MeasurementTaskStatus status) { return static_cast<int>(sta
 // Every column but the settings, which the writes need not read.
 constexpr const char* kRunColumns =
     "id, dataset, space, method, split, seed, launcher, state, tasks_total, tasks_done, "
-    "tasks_failed, tasks_held, created_unix_s, finished_unix_s, error";
-constexpr int kSettingsColumn = 15;  // When selected after kRunColumns.
+    "tasks_failed, tasks_held, created_unix_s, finished_unix_s, error, max_attempts";
+constexpr int kSettingsColumn = 16;  // When selected after kRunColumns.
 
 MeasurementRunRecord ReadRun(const Statement& row) {
   MeasurementRunRecord run;
@@ -39,6 +39,7 @@ MeasurementRunRecord ReadRun(const Statement& row) {
   run.created_unix_s = row.ColumnDouble(12);
   run.finished_unix_s = row.ColumnDouble(13);
   run.error = row.ColumnText(14);
+  run.max_attempts = row.ColumnInt(15);
   return run;
 }
 
@@ -142,8 +143,8 @@ absl::StatusOr<std::string> SqliteMeasurementRunStore::CreateMeasurementRun(
     ASSIGN_OR_RETURN(
         Statement insert,
         database_.Prepare("INSERT INTO measurement_runs (id, seq, dataset, space, method, split, "
-                          "seed, settings, state, tasks_total, created_unix_s) "
-                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"));
+                          "seed, settings, state, tasks_total, created_unix_s, max_attempts) "
+                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"));
     insert.BindText(1, id);
     insert.BindInt64(2, seq);
     insert.BindText(3, run.dataset);
@@ -156,6 +157,7 @@ absl::StatusOr<std::string> SqliteMeasurementRunStore::CreateMeasurementRun(
     insert.BindInt64(9, static_cast<int64_t>(JobState::kQueued));
     insert.BindInt64(10, static_cast<int64_t>(configs.size()));
     insert.BindDouble(11, run.created_unix_s, "created_unix_s");
+    insert.BindInt64(12, run.max_attempts);
     RETURN_IF_ERROR(insert.Run(operation));
   }
   {
@@ -233,6 +235,42 @@ absl::StatusOr<std::vector<MeasurementTask>> SqliteMeasurementRunStore::ClaimMea
   ASSIGN_OR_RETURN(Transaction transaction, database_.Begin(/*write=*/true, operation));
   ASSIGN_OR_RETURN(MeasurementRunRecord run, LoadRun(run_id, operation));
   if (IsTerminal(run.state)) return std::vector<MeasurementTask>();
+  // A held task whose lease expired on its last attempt (its worker died each time) is not
+  // claimed again: it settles as failed, as FailMeasurementTask's last attempt does.
+  bool settled_any = false;
+  {
+    struct Exhausted {
+      int64_t id = 0;
+      int64_t index = 0;
+      int attempts = 0;
+    };
+    std::vector<Exhausted> exhausted;
+    {
+      ASSIGN_OR_RETURN(Statement select,
+                       database_.Prepare("SELECT id, task_index, attempts FROM measurement_tasks "
+                                         "WHERE run_id = ?1 AND status = ?2 "
+                                         "AND lease_expires_unix_s <= ?3 AND attempts >= ?4 "
+                                         "ORDER BY task_index"));
+      select.BindText(1, run_id);
+      select.BindInt64(2, Stored(MeasurementTaskStatus::kHeld));
+      select.BindDouble(3, now_unix_s, "now_unix_s");
+      select.BindInt64(4, run.max_attempts);
+      while (true) {
+        ASSIGN_OR_RETURN(bool row, select.Step(operation));
+        if (!row) break;
+        exhausted.push_back({select.ColumnInt64(0), select.ColumnInt64(1), select.ColumnInt(2)});
+      }
+    }
+    for (const Exhausted& task : exhausted) {
+      const std::string kept =
+          store_internal::KeptTaskError(store_internal::WorkerStoppedError(task.attempts));
+      RETURN_IF_ERROR(
+          ReleaseTask(run, task.id, Stored(MeasurementTaskStatus::kFailed), kept, operation));
+      if (run.error.empty()) run.error = store_internal::RunErrorOfTask(task.index, kept);
+      store_internal::EndRunIfSettled(run, now_unix_s);
+      settled_any = true;
+    }
+  }
   // The first free tasks are among the first `max_tasks` pending ones and the first
   // `max_tasks` held ones whose lease expired: each a range of measurement_tasks_by_status,
   // read in index order without sorting the run's tasks.
@@ -288,8 +326,8 @@ absl::StatusOr<std::vector<MeasurementTask>> SqliteMeasurementRunStore::ClaimMea
       claimed.push_back(std::move(candidate.task));
     }
   }
-  if (!claimed.empty()) {
-    if (run.state == JobState::kQueued) run.state = JobState::kRunning;
+  if (!claimed.empty() || settled_any) {
+    if (!claimed.empty() && run.state == JobState::kQueued) run.state = JobState::kRunning;
     RETURN_IF_ERROR(StoreProgress(run, operation));
   }
   RETURN_IF_ERROR(transaction.Commit(operation));

@@ -2498,6 +2498,7 @@ TEST_P(MeasurementRunTest, RunsGetIdsInCreationOrderAndReadBackWhatWasGiven) {
   given.tasks_held = 2;
   given.finished_unix_s = 5;
   given.error = "ignored";
+  given.max_attempts = 7;
   EXPECT_EQ(*runs().CreateMeasurementRun(given, Configs(3)), "measure-1");
   EXPECT_EQ(*runs().CreateMeasurementRun(MakeRun(), Configs(1)), "measure-2");
 
@@ -2518,7 +2519,10 @@ TEST_P(MeasurementRunTest, RunsGetIdsInCreationOrderAndReadBackWhatWasGiven) {
   EXPECT_EQ(run.created_unix_s, kRunCreated);
   EXPECT_EQ(run.finished_unix_s, 0);
   EXPECT_EQ(run.error, "");
+  EXPECT_EQ(run.max_attempts, 7);
   EXPECT_EQ(Run("measure-2").tasks_total, 1);
+  EXPECT_EQ(Run("measure-2").max_attempts, 3) << "the record's default";
+  EXPECT_EQ((*runs().ListMeasurementRuns(0, 10)).back().max_attempts, 7);
   EXPECT_EQ(runs().GetMeasurementRun("measure-3").status().code(), absl::StatusCode::kNotFound);
 
   ASSERT_TRUE(runs().SetMeasurementRunLauncher("measure-1", "slurm 42 (array of 4)").ok());
@@ -2563,6 +2567,11 @@ TEST_P(MeasurementRunTest, BadRunsAreRefusedNamingTheFieldAndStoreNothing) {
   MeasurementRunRecord nan = MakeRun();
   nan.created_unix_s = std::nan("");
   expect_refused(nan, Configs(1), "created_unix_s");
+  for (const int max_attempts : {0, -1, 101}) {
+    MeasurementRunRecord run = MakeRun();
+    run.max_attempts = max_attempts;
+    expect_refused(run, Configs(1), "max_attempts");
+  }
 
   EXPECT_EQ(runs().CreateMeasurementRun(MakeRun("nope"), Configs(1)).status().code(),
             absl::StatusCode::kNotFound);
@@ -2882,6 +2891,77 @@ TEST_P(MeasurementRunTest, AFailedTaskIsPendingAgainUntilItsLastAttemptThenFails
   EXPECT_EQ(run.finished_unix_s, 310);
   EXPECT_EQ(run.tasks_failed, 2);
   EXPECT_EQ(run.error, "task 1: first");
+}
+
+// A worker that dies (killed, out of memory) renews nothing and fails nothing: its task's
+// expired leases count as attempts, and a claim settles it as failed after the run's last.
+TEST_P(MeasurementRunTest, ATaskWhoseWorkerDiesOnItsLastAttemptFailsAtTheNextClaim) {
+  MeasurementRunRecord given = MakeRun();
+  given.max_attempts = 2;
+  absl::StatusOr<std::string> created = runs().CreateMeasurementRun(given, Configs(2));
+  ASSERT_TRUE(created.ok()) << created.status();
+  const std::string id = *created;
+  std::vector<MeasurementTask> tasks = Claim(id, "worker-a", 1, /*now=*/100);  // Until 200.
+  ASSERT_EQ(tasks.size(), 1u);
+  EXPECT_EQ(tasks[0].index, 0);
+  // worker-a died; worker-b takes it over at the expiry, its second (last) attempt.
+  tasks = Claim(id, "worker-b", 1, /*now=*/200);  // Until 300.
+  ASSERT_EQ(tasks.size(), 1u);
+  EXPECT_EQ(tasks[0].index, 0);
+  EXPECT_EQ(tasks[0].attempts, 2);
+  const MeasurementTask task0 = tasks[0];
+  // Not before its lease expired: worker-c gets task 1 only, and task 0 stays held.
+  tasks = Claim(id, "worker-x", 2, /*now=*/299);
+  EXPECT_THAT(Indexes(tasks), ElementsAre(1));
+  ASSERT_TRUE(runs().FailMeasurementTask(id, tasks[0].id, "worker-x", "gone", 3, 299).ok());
+  MeasurementRunRecord run = Run(id);
+  EXPECT_EQ(run.tasks_failed, 0);
+  EXPECT_EQ(run.tasks_held, 1);
+
+  // worker-b died too: worker-c's claim does not take task 0 a third time, it fails it.
+  tasks = Claim(id, "worker-c", 2, /*now=*/300);
+  EXPECT_THAT(Indexes(tasks), ElementsAre(1));
+  ASSERT_EQ(tasks.size(), 1u);
+  run = Run(id);
+  EXPECT_EQ(run.state, JobState::kRunning) << "task 1 is unsettled";
+  EXPECT_EQ(run.tasks_failed, 1);
+  EXPECT_EQ(run.tasks_held, 1);
+  EXPECT_EQ(run.tasks_done, 0);
+  EXPECT_THAT(run.error, ::testing::StartsWith("task 0: "));
+  EXPECT_THAT(run.error, HasSubstr("2 times"));
+  // It stays failed: no later claim takes it (task 1 is held until 400), and worker-b cannot
+  // settle it.
+  EXPECT_THAT(Claim(id, "worker-d", 2, /*now=*/350), IsEmpty());
+  EXPECT_EQ(runs().CompleteMeasurementTask(id, task0.id, "worker-b", RowOf(task0, 0.5)).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Run(id).tasks_failed, 1);
+
+  ASSERT_TRUE(
+      runs()
+          .CompleteMeasurementTask(id, tasks[0].id, "worker-c", RowOf(tasks[0], 0.5, 1.7e9 + 400))
+          .ok());
+  run = Run(id);
+  EXPECT_EQ(run.state, JobState::kFailed);
+  EXPECT_EQ(run.finished_unix_s, 1.7e9 + 400);
+  EXPECT_EQ(run.tasks_done, 1);
+  EXPECT_EQ(run.tasks_failed, 1);
+  EXPECT_EQ(run.tasks_held, 0);
+  EXPECT_THAT(run.error, ::testing::StartsWith("task 0: "));
+  EXPECT_EQ(Rows().size(), 1u);
+
+  // A run whose last task dies on its last attempt ends at that claim's time.
+  MeasurementRunRecord once = MakeRun();
+  once.max_attempts = 1;
+  created = runs().CreateMeasurementRun(once, Configs(1, 30));
+  ASSERT_TRUE(created.ok()) << created.status();
+  ASSERT_EQ(Claim(*created, "worker-e", 1, /*now=*/500).size(), 1u);  // Until 600.
+  EXPECT_THAT(Claim(*created, "worker-f", 1, /*now=*/650), IsEmpty());
+  run = Run(*created);
+  EXPECT_EQ(run.state, JobState::kFailed);
+  EXPECT_EQ(run.finished_unix_s, 650);
+  EXPECT_EQ(run.tasks_failed, 1);
+  EXPECT_EQ(run.tasks_held, 0);
+  EXPECT_THAT(run.error, ::testing::StartsWith("task 0: "));
 }
 
 TEST_P(MeasurementRunTest, CancellingARunEndsItAndStopsClaimsAndCompletions) {
