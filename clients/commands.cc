@@ -21,8 +21,9 @@ constexpr const char* kGeneralCommands[] = {"spaces", "devices",      "evaluate"
                                             "delete", "upload-table", "table-template", "convert"};
 constexpr const char* kAccessCommands[] = {"whoami", "token-create", "tokens", "token-revoke"};
 constexpr const char* kAccuracyPredictorCommands[] = {
-    "upload-dataset",       "datasets", "train", "training", "cancel-training", "predictors",
-    "set-default-predictor"};
+    "upload-dataset", "datasets",     "measure",         "measurements",
+    "cancel-measurement", "train",  "training",        "cancel-training",
+    "predictors",     "set-default-predictor"};
 
 void AppendUsage(absl::Span<const char* const> names, std::string* usage) {
   for (const char* name : names) *usage += FindCommand(name)->usage;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "clients/connection.h"
 #include "clients/dataset_records.h"
 #include "clients/output.h"
@@ -236,6 +237,141 @@ int CancelTraining(Connection& connection, const std::vector<std::string>& argv)
   return kExitOk;
 }
 
+json MeasurementRunJson(const apq::v1::MeasurementRun& run) {
+  return {{"run_id", run.id()},
+          {"state", StateName(run.state())},
+          {"dataset", run.dataset()},
+          {"space", run.space()},
+          {"method", run.method()},
+          {"split", run.split()},
+          {"seed", run.seed()},
+          {"images", run.images()},
+          {"calibration_images", run.calibration_images()},
+          {"tasks_total", run.tasks_total()},
+          {"tasks_done", run.tasks_done()},
+          {"tasks_failed", run.tasks_failed()},
+          {"tasks_held", run.tasks_held()},
+          {"max_attempts", run.max_attempts()},
+          {"launcher", run.launcher()},
+          {"error", run.error()},
+          {"created_unix_s", run.created_unix_s()},
+          {"finished_unix_s", run.finished_unix_s()}};
+}
+
+void PrintMeasurementRunText(const apq::v1::MeasurementRun& run) {
+  std::cout << absl::StrFormat(
+      "measurement run %s: %s, %d of %d measured, %d failed, %d in hand (%s of %s to dataset %s, "
+      "%s split; workers %s)\n",
+      run.id(), StateName(run.state()), run.tasks_done(), run.tasks_total(), run.tasks_failed(),
+      run.tasks_held(), run.method(), run.space(), run.dataset(), run.split(), run.launcher());
+  if (!run.error().empty()) std::cout << "  error: " << run.error() << "\n";
+}
+
+grpc::Status GetMeasurementRun(Connection& connection, const std::string& run_id,
+                               apq::v1::MeasurementRun* run) {
+  apq::v1::GetMeasurementRunRequest request;
+  request.set_run_id(run_id);
+  return CallUnary(connection.predictors(), &PredictorService::Stub::GetMeasurementRun, request,
+                   run);
+}
+
+// Polls a measurement run until it ends (a progress line on a terminal), then prints it. Exit 1
+// unless it succeeded.
+int FollowMeasurementRun(Connection& connection, const std::string& run_id, bool as_json) {
+  ProgressLine progress_line(as_json);
+  apq::v1::MeasurementRun run;
+  while (true) {
+    const grpc::Status status = GetMeasurementRun(connection, run_id, &run);
+    if (!status.ok()) return ReportRpcError(status);
+    progress_line.Show(absl::StrFormat("%s: %s %d/%d measured, %d failed, %d in hand", run_id,
+                                       StateName(run.state()), run.tasks_done(), run.tasks_total(),
+                                       run.tasks_failed(), run.tasks_held()));
+    if (run.state() != apq::v1::JOB_STATE_QUEUED && run.state() != apq::v1::JOB_STATE_RUNNING) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  progress_line.End();
+  PrintItem(run, as_json, MeasurementRunJson, PrintMeasurementRunText);
+  return run.state() == apq::v1::JOB_STATE_SUCCEEDED ? kExitOk : kExitFailed;
+}
+
+int Measure(Connection& connection, const std::vector<std::string>& argv) {
+  const Args args =
+      Args::Parse(argv,
+                  {"dataset", "space", "count", "configs", "seed", "bits", "split", "images",
+                   "calibration-images", "workers", "max-attempts", "description"},
+                  {"quantized", "wait", "json"}, 0);
+  apq::v1::StartMeasurementRunRequest request;
+  request.set_dataset(Require(args, "dataset"));
+  request.set_space(Require(args, "space"));
+  if (args.Has("configs") == args.Has("count")) {
+    throw UsageError{"give --count N (sampled configs) or --configs FILE, one of them"};
+  }
+  if (args.Has("count")) request.set_count(ParseInt32(args, "count"));
+  if (args.Has("configs")) {
+    // One config's JSON per line of the file.
+    for (const absl::string_view line :
+         absl::StrSplit(ReadFileOrStdin(args.Get("configs")), '\n', absl::SkipWhitespace())) {
+      request.add_configs(static_cast<std::string>(line));
+    }
+  }
+  if (args.Has("seed")) request.set_seed(ParseSeed(args));
+  request.set_quantized(args.Has("quantized"));
+  request.set_bit_sampling(args.Get("bits"));
+  request.set_split(args.Get("split"));
+  if (args.Has("images")) request.set_images(ParseInt32(args, "images"));
+  if (args.Has("calibration-images")) {
+    request.set_calibration_images(ParseInt32(args, "calibration-images"));
+  }
+  if (args.Has("workers")) request.set_workers(ParseInt32(args, "workers"));
+  if (args.Has("max-attempts")) request.set_max_attempts(ParseInt32(args, "max-attempts"));
+  request.set_description(args.Get("description"));
+  apq::v1::MeasurementRun run;
+  const grpc::Status status = CallUnary(
+      connection.predictors(), &PredictorService::Stub::StartMeasurementRun, request, &run);
+  if (!status.ok()) return ReportRpcError(status);
+  if (args.Has("wait")) return FollowMeasurementRun(connection, run.id(), args.Has("json"));
+  PrintItem(run, args.Has("json"), MeasurementRunJson,
+            [](const apq::v1::MeasurementRun& started) { std::cout << started.id() << "\n"; });
+  return kExitOk;
+}
+
+int Measurements(Connection& connection, const std::vector<std::string>& argv) {
+  const Args args = Args::Parse(argv, {"limit"}, {"wait", "json"}, 1);
+  if (!args.positional().empty()) {
+    const std::string& run_id = args.positional()[0];
+    if (args.Has("wait")) return FollowMeasurementRun(connection, run_id, args.Has("json"));
+    apq::v1::MeasurementRun run;
+    const grpc::Status status = GetMeasurementRun(connection, run_id, &run);
+    if (!status.ok()) return ReportRpcError(status);
+    PrintItem(run, args.Has("json"), MeasurementRunJson, PrintMeasurementRunText);
+    return kExitOk;
+  }
+  if (args.Has("wait")) throw UsageError{"--wait needs a measurement run"};
+  apq::v1::ListMeasurementRunsRequest request;
+  if (args.Has("limit")) request.set_page_size(ParseInt32(args, "limit"));
+  apq::v1::ListMeasurementRunsResponse response;
+  const grpc::Status status = CallUnary(
+      connection.predictors(), &PredictorService::Stub::ListMeasurementRuns, request, &response);
+  if (!status.ok()) return ReportRpcError(status);
+  PrintListing(response.runs(), args.Has("json"), MeasurementRunJson, PrintMeasurementRunText);
+  return kExitOk;
+}
+
+int CancelMeasurement(Connection& connection, const std::vector<std::string>& argv) {
+  const Args args = Args::Parse(argv, {}, {}, 1);
+  apq::v1::CancelMeasurementRunRequest request;
+  request.set_run_id(RequirePositional(args, "a measurement run id"));
+  apq::v1::MeasurementRun run;
+  const grpc::Status status = CallUnary(
+      connection.predictors(), &PredictorService::Stub::CancelMeasurementRun, request, &run);
+  if (!status.ok()) return ReportRpcError(status);
+  std::cout << "measurement run " << run.id() << ": " << StateName(run.state()) << ", "
+            << run.tasks_done() << " of " << run.tasks_total() << " measured\n";
+  return kExitOk;
+}
+
 // "* " marks the space's default; stored predictors show their held-out metrics.
 void PrintPredictor(const apq::v1::Predictor& predictor) {
   std::cout << (predictor.is_default() ? "* " : "  ") << predictor.version() << "  "
@@ -312,6 +448,25 @@ constexpr Command kPredictorCommands[] = {
       Make a stored predictor (or the shipped one) the space's default.
 )",
      SetDefaultPredictor},
+    {"measure",
+     R"(  measure --dataset D --space S (--count N [--seed N] [--bits random|uniform|near_uniform] |
+      --configs FILE) [--quantized] [--split validation|test] [--images N]
+      [--calibration-images N] [--workers N] [--max-attempts N] [--description T] [--wait] [--json]
+      Measure subnets on the space's supernet with worker processes the server starts (locally
+      or as a Slurm array), each record added to dataset D (created if absent) as it is
+      measured: N configs sampled with the seed, or those of FILE (one JSON per line).
+      --quantized measures each at its bit policy, else at full precision. Configs D holds
+      already are skipped. --wait follows the run to its end.
+)",
+     Measure},
+    {"measurements", R"(  measurements [RUN] [--wait] [--limit N] [--json]
+      List measurement runs, or show one (--wait follows it to its end).
+)",
+     Measurements},
+    {"cancel-measurement", R"(  cancel-measurement RUN
+      Stop a measurement run; the records measured so far stay in its dataset.
+)",
+     CancelMeasurement},
 };
 
 }  // namespace

@@ -205,6 +205,7 @@ const std::vector<std::string> kCommonSearchFlags = {"space",
                                                      "verify-top-k",
                                                      "verify-dataset",
                                                      "verify-images",
+                                                     "verify-workers",
                                                      "fixed-architecture",
                                                      "uncertainty-penalty"};
 
@@ -273,8 +274,13 @@ apq::v1::SubmitSearchRequest CommonSearchRequest(const Args& args) {
     verification->set_top_k(ParseInt32(args, "verify-top-k"));
     verification->set_dataset(args.Get("verify-dataset"));
     if (args.Has("verify-images")) verification->set_images(ParseInt32(args, "verify-images"));
-  } else if (args.Has("verify-dataset") || args.Has("verify-images")) {
-    throw UsageError{"--verify-dataset and --verify-images need --verify-top-k"};
+    if (args.Has("verify-workers")) {
+      verification->set_workers(ParseInt32(args, "verify-workers"));
+    }
+  } else if (args.Has("verify-dataset") || args.Has("verify-images") ||
+             args.Has("verify-workers")) {
+    throw UsageError{
+        "--verify-dataset, --verify-images and --verify-workers need --verify-top-k"};
   }
   return request;
 }
@@ -815,7 +821,9 @@ constexpr Command kSearchCommands[] = {
       by predicted accuracy on the space's supernet (validation split) once the search ends,
       and the job's best becomes the one measured best; --verify-images N measures on the
       first N validation images (default all); --verify-dataset NAME also adds each
-      measurement to that dataset (created if absent) for the next predictor. The job stores
+      measurement to that dataset (created if absent) for the next predictor;
+      --verify-workers N measures the finalists with N worker processes the server starts
+      (locally or on Slurm; see apq measure) instead of in the job. The job stores
       each network it met once with its count; draws rejected by the budgets are only
       counted unless --keep-all-draws keeps them too (for audits). --wait follows it to the
       end (progress bar on a terminal); --json prints one JSON object.

@@ -268,6 +268,35 @@ std::vector<Rpc> EveryRpc() {
          apq::v1::Predictor predictor;
          return s.predictors->SetDefaultPredictor(c, request, &predictor);
        }},
+      // Without a space: refused before anything is stored or started, whoever calls.
+      {"StartMeasurementRun", Permission::kAdmin,
+       [](Stubs& s, grpc::ClientContext* c) {
+         apq::v1::StartMeasurementRunRequest request;
+         request.set_dataset("intruded");
+         request.set_count(1);
+         apq::v1::MeasurementRun run;
+         return s.predictors->StartMeasurementRun(c, request, &run);
+       }},
+      {"GetMeasurementRun", Permission::kRead,
+       [](Stubs& s, grpc::ClientContext* c) {
+         apq::v1::GetMeasurementRunRequest request;
+         request.set_run_id("measure-1");
+         apq::v1::MeasurementRun run;
+         return s.predictors->GetMeasurementRun(c, request, &run);
+       }},
+      {"ListMeasurementRuns", Permission::kRead,
+       [](Stubs& s, grpc::ClientContext* c) {
+         apq::v1::ListMeasurementRunsResponse response;
+         return s.predictors->ListMeasurementRuns(c, apq::v1::ListMeasurementRunsRequest(),
+                                                  &response);
+       }},
+      {"CancelMeasurementRun", Permission::kAdmin,
+       [](Stubs& s, grpc::ClientContext* c) {
+         apq::v1::CancelMeasurementRunRequest request;
+         request.set_run_id("measure-1");
+         apq::v1::MeasurementRun run;
+         return s.predictors->CancelMeasurementRun(c, request, &run);
+       }},
       {"CreateToken", Permission::kAdmin,
        [](Stubs& s, grpc::ClientContext* c) {
          apq::v1::CreateTokenRequest request;
@@ -368,6 +397,9 @@ class AccessTest : public ::testing::Test {
     read([&](auto* c, const auto& q,
              auto* r) { return stubs_->predictors->ListTrainingJobs(c, q, r); },
          apq::v1::ListTrainingJobsRequest(), apq::v1::ListTrainingJobsResponse());
+    read([&](auto* c, const auto& q,
+             auto* r) { return stubs_->predictors->ListMeasurementRuns(c, q, r); },
+         apq::v1::ListMeasurementRunsRequest(), apq::v1::ListMeasurementRunsResponse());
     read([&](auto* c, const auto& q, auto* r) { return stubs_->access->ListTokens(c, q, r); },
          apq::v1::ListTokensRequest(), apq::v1::ListTokensResponse());
     apq::v1::ListPredictorsRequest predictors;

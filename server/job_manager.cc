@@ -751,6 +751,21 @@ absl::Status JobManager::CheckVerificationTargets(const apq::v1::SubmitSearchReq
         absl::StrCat("verification: space ", request.space(),
                      " has no trained supernet to measure its finalists with"));
   }
+  if (verification.workers() > 0) {
+    const int most = options_.measurement_runs != nullptr
+                         ? options_.measurement_runs->max_workers()
+                         : 0;
+    if (most == 0) {
+      return absl::FailedPreconditionError(
+          "verification.workers: this server starts no measurement workers (apqd "
+          "--measure_workers 0); measure in the job's process (0)");
+    }
+    if (verification.workers() > most) {
+      return absl::InvalidArgumentError(absl::StrCat("verification.workers: at most ", most,
+                                                     " on this server, got ",
+                                                     verification.workers()));
+    }
+  }
   return CheckVerificationDataset(request);
 }
 
@@ -1339,6 +1354,39 @@ void JobManager::Verify(const std::string& job_id, const apq::v1::SubmitSearchRe
     if (absl::Status added = add_to_dataset(finalist); !added.ok()) return fail(added.ToString());
   }
 
+  // Stores a finalist's measurement with the measured best so far, tells the watchers and
+  // adds it to the request's dataset.
+  const auto record = [&](CandidateRecord& finalist,
+                          const CandidateMeasurement& measurement) -> absl::Status {
+    finalist.measured = measurement;
+    std::vector<search::MeasuredFinalist> scored;
+    std::vector<int64_t> ids;
+    for (const CandidateRecord& candidate : *finalists) {
+      if (!candidate.measured) continue;
+      scored.push_back({candidate.measured->accuracy, *candidate.accuracy, candidate.id});
+      ids.push_back(candidate.id);
+    }
+    const int64_t best_id = ids[*search::VerifiedBest(scored)];
+    if (absl::Status stored = WriteWithRetries([&]() -> absl::Status {
+          RETURN_IF_ERROR(FenceLease(job_id));
+          return store_.RecordVerification(job_id, finalist.id, *finalist.measured, best_id);
+        });
+        !stored.ok()) {
+      return absl::Status(stored.code(), absl::StrCat("storing the measurement of finalist ",
+                                                      finalist.id, ": ", stored.message()));
+    }
+    if (absl::Status published = publish_stored(); !published.ok()) {
+      return absl::Status(published.code(),
+                          absl::StrCat("cannot read the job: ", published.message()));
+    }
+    return add_to_dataset(finalist);
+  };
+
+  if (verification.workers() > 0) {
+    if (!VerifyByWorkers(job_id, request, quantized, *finalists, record, control, fail, stopped)) {
+      return;
+    }
+  }
   for (CandidateRecord& finalist : *finalists) {
     if (finalist.measured) continue;
     if (control.stop_requested()) return stopped();
@@ -1356,31 +1404,123 @@ void JobManager::Verify(const std::string& job_id, const apq::v1::SubmitSearchRe
           absl::StrCat("measuring finalist ", finalist.id, ": ", measured.status().ToString()));
     }
     const SupernetHost::Measurement& measurement = measured->front();
-    finalist.measured =
-        CandidateMeasurement{measurement.accuracy, measurement.method,
-                             oface::DataSplitName(measurement.split), measurement.seconds};
-    std::vector<search::MeasuredFinalist> scored;
-    std::vector<int64_t> ids;
-    for (const CandidateRecord& candidate : *finalists) {
-      if (!candidate.measured) continue;
-      scored.push_back({candidate.measured->accuracy, *candidate.accuracy, candidate.id});
-      ids.push_back(candidate.id);
+    if (absl::Status recorded =
+            record(finalist, CandidateMeasurement{measurement.accuracy, measurement.method,
+                                                  oface::DataSplitName(measurement.split),
+                                                  measurement.seconds});
+        !recorded.ok()) {
+      return fail(recorded.ToString());
     }
-    const int64_t best_id = ids[*search::VerifiedBest(scored)];
-    if (absl::Status stored = WriteWithRetries([&]() -> absl::Status {
-          RETURN_IF_ERROR(FenceLease(job_id));
-          return store_.RecordVerification(job_id, finalist.id, *finalist.measured, best_id);
-        });
-        !stored.ok()) {
-      return fail(absl::StrCat("storing the measurement of finalist ", finalist.id, ": ",
-                               stored.ToString()));
-    }
-    if (absl::Status published = publish_stored(); !published.ok()) {
-      return fail(absl::StrCat("cannot read the job: ", published.ToString()));
-    }
-    if (absl::Status added = add_to_dataset(finalist); !added.ok()) return fail(added.ToString());
   }
   EndWithFront(job_id, JobState::kSucceeded, "", elapsed_now(), pareto_cost);
+}
+
+bool JobManager::VerifyByWorkers(
+    const std::string& job_id, const apq::v1::SubmitSearchRequest& request, bool quantized,
+    std::vector<CandidateRecord>& finalists,
+    const std::function<absl::Status(CandidateRecord&, const CandidateMeasurement&)>& record,
+    const JobRunner::Control& control, const std::function<void(const std::string&)>& fail,
+    const std::function<void()>& stopped) {
+  const apq::v1::Verification& verification = request.verification();
+  if (options_.measurement_runs == nullptr) {
+    fail("cannot verify by workers: this server starts no measurement workers");
+    return false;
+  }
+  MeasurementRunManager& runs = *options_.measurement_runs;
+  const std::string dataset = FinalistsDataset(job_id);
+  const std::string method =
+      quantized ? oface::kMeasuredQuantFromSupernet : oface::kMeasuredFp32;
+  // The job's dataset's records by config: measured by this job's runs, an earlier
+  // process's included.
+  const auto measured = [&]() -> absl::StatusOr<std::map<std::string, MeasurementRow>> {
+    std::map<std::string, MeasurementRow> rows;
+    absl::StatusOr<std::vector<MeasurementRow>> listed = datasets_.ListMeasurements(dataset, method);
+    if (absl::IsNotFound(listed.status())) return rows;
+    RETURN_IF_ERROR(listed.status());
+    for (MeasurementRow& row : *listed) rows[row.config_json] = std::move(row);
+    return rows;
+  };
+  // Records it holds go to the finalists first; what is left becomes a run.
+  const auto record_measured = [&]() -> absl::StatusOr<int> {
+    ASSIGN_OR_RETURN(const auto rows, measured());
+    int left = 0;
+    for (CandidateRecord& finalist : finalists) {
+      if (finalist.measured) continue;
+      const auto found = rows.find(finalist.config_json);
+      if (found == rows.end()) {
+        ++left;
+        continue;
+      }
+      const MeasurementRow& row = found->second;
+      RETURN_IF_ERROR(
+          record(finalist, CandidateMeasurement{row.accuracy, row.method, row.split, row.seconds}));
+    }
+    return left;
+  };
+  absl::StatusOr<int> left = record_measured();
+  if (!left.ok()) {
+    fail(absl::StrCat("verifying by workers: ", left.status().ToString()));
+    return false;
+  }
+  if (*left == 0) return true;
+  // A run of an earlier process of this job is not followed by anyone: its workers may be
+  // gone. It is cancelled and what it left is measured by a new one.
+  if (absl::Status cancelled = runs.CancelRunsOf(dataset); !cancelled.ok()) {
+    fail(absl::StrCat("verifying by workers: ", cancelled.ToString()));
+    return false;
+  }
+  MeasurementRunManager::Request run_request;
+  run_request.dataset = dataset;
+  run_request.space = request.space();
+  run_request.description = absl::StrCat("the finalists of job ", job_id);
+  for (const CandidateRecord& finalist : finalists) {
+    if (!finalist.measured) run_request.configs.push_back(finalist.config_json);
+  }
+  // Measured as SupernetHost::Measure measures them.
+  run_request.seed = supernets_.options().calibration_seed;
+  run_request.quantized = quantized;
+  run_request.split = oface::DataSplit::kValidation;
+  run_request.images = verification.images();
+  run_request.calibration_images = supernets_.options().calibration_images;
+  run_request.workers = verification.workers();
+  absl::StatusOr<MeasurementRunRecord> run = runs.Start(run_request);
+  if (!run.ok()) {
+    fail(absl::StrCat("starting the finalists' measurement run: ", run.status().ToString()));
+    return false;
+  }
+  const std::string run_id = run->id;
+  while (true) {
+    if (control.stop_requested()) {
+      // Cancelled: so is the run. Shutdown: it goes on until the resumed job takes the records
+      // it stored, cancels it and measures the rest by a new one.
+      if (control.cancel_requested()) (void)runs.Cancel(run_id);
+      stopped();
+      return false;
+    }
+    absl::SleepFor(absl::Milliseconds(250));
+    left = record_measured();
+    if (!left.ok()) {
+    fail(absl::StrCat("verifying by workers: ", left.status().ToString()));
+    return false;
+  }
+    if (*left == 0) return true;
+    absl::StatusOr<MeasurementRunRecord> current = runs.Get(run_id);
+    if (!current.ok()) continue;  // The store, for a moment.
+    if (IsTerminal(current->state)) {
+      // Its last records may have landed after the read above.
+      left = record_measured();
+      if (left.ok() && *left == 0) return true;
+      fail(absl::StrCat("measurement run ", run_id, " of the finalists ended ",
+                               apq::v1::JobState_Name(static_cast<apq::v1::JobState>(current->state)),
+                               " with ", left.ok() ? *left : -1, " finalists unmeasured",
+                               current->error.empty() ? "" : absl::StrCat(": ", current->error)));
+    return false;
+    }
+  }
+}
+
+std::string FinalistsDataset(const std::string& job_id) {
+  return absl::StrCat(job_id, "-finalists");
 }
 
 }  // namespace apq::server

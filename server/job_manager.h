@@ -39,6 +39,7 @@
 #include "search/engine_registry.h"
 #include "server/catalog.h"
 #include "server/job_runner.h"
+#include "server/measurement_runs.h"
 #include "server/search_request.h"
 #include "server/store/dataset_store.h"
 #include "server/store/job_store.h"
@@ -56,6 +57,9 @@ apq::v1::Candidate CandidateToProto(const std::string& job_id, const CandidateRe
 // Stores, in the store, the label of every job stored before it kept labels (read from the
 // job's request), so that listing by label finds them. Called by JobManager::Create.
 absl::Status CopyLabelsFromRequests(JobStore& store);
+
+// The dataset a job's finalists measured by workers go to: "<job id>-finalists".
+std::string FinalistsDataset(const std::string& job_id);
 
 class JobManager {
  public:
@@ -79,6 +83,9 @@ class JobManager {
     // Where engines keep their artifacts (a job's outputs, shared caches:
     // server/job_artifacts.h); null: they keep none. Outlives the manager.
     ArtifactStore* artifacts = nullptr;
+    // Starts the measurement runs of verifications by workers (Verification.workers); null:
+    // such jobs are refused (FAILED_PRECONDITION). Outlives the manager.
+    MeasurementRunManager* measurement_runs = nullptr;
     // One of several replicas over one shared store (PostgreSQL), when `holder` is set: jobs
     // are not run where they are submitted but claimed from the store by whichever replica
     // has an idle worker (JobStore::ClaimJob), each held by a lease renewed every lease / 3
@@ -214,6 +221,16 @@ class JobManager {
   void Verify(const std::string& job_id, const apq::v1::SubmitSearchRequest& request,
               search::CostMetric pareto_cost, const JobRunner::Control& control,
               const std::function<double()>& elapsed_now);
+  // Verify's measurements by a measurement run (Verification.workers) of the finalists not
+  // measured yet, on the job's dataset FinalistsDataset(job_id); `record` stores each as it
+  // lands there. True with every finalist measured; false once the job was ended by `fail`
+  // or left by `stopped`.
+  bool VerifyByWorkers(
+      const std::string& job_id, const apq::v1::SubmitSearchRequest& request, bool quantized,
+      std::vector<CandidateRecord>& finalists,
+      const std::function<absl::Status(CandidateRecord&, const CandidateMeasurement&)>& record,
+      const JobRunner::Control& control, const std::function<void(const std::string&)>& fail,
+      const std::function<void()>& stopped);
   // The job's `top_k` distinct feasible configurations by predicted accuracy (ties: the
   // earlier id), each its first stored row, with their measurements.
   absl::StatusOr<std::vector<CandidateRecord>> Finalists(const std::string& job_id, int top_k);

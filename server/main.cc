@@ -92,6 +92,25 @@ ABSL_FLAG(std::string, http_port_file, "",
           "once the dashboard listens, its port is written to this file (for scripts using "
           "--http_listen with port 0)");
 
+ABSL_FLAG(int, measure_workers, 4,
+          "measurement runs (StartMeasurementRun, Verification.workers): the most workers of "
+          "one run; 0: none are started and such calls are refused");
+ABSL_FLAG(std::string, measure_launcher, "local",
+          "how measurement workers start: local (processes on this machine) or slurm (one "
+          "sbatch array per run; sbatch, squeue and scancel on PATH, the store and "
+          "--measure_worker_binary reachable from every node)");
+ABSL_FLAG(std::string, measure_worker_binary, "",
+          "the measure_worker binary (default: beside apqd)");
+ABSL_FLAG(std::string, measure_log_dir, "/tmp",
+          "each measurement run's worker logs go to <dir>/apq-<run id>/ (a folder every Slurm "
+          "node can write)");
+ABSL_FLAG(int, measure_worker_threads, 1, "LibTorch threads (Slurm CPUs) of each worker");
+ABSL_FLAG(int, measure_lease_seconds, 60,
+          "a measurement task's lease: a dead worker's task is measured again this long after "
+          "its last renewal");
+ABSL_FLAG(std::string, slurm_partition, "", "sbatch --partition of measurement workers");
+ABSL_FLAG(std::string, slurm_time, "", "sbatch --time of measurement workers");
+
 namespace {
 
 // Set in the environment of apqd's restart of itself (see main).
@@ -191,6 +210,15 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.retention = absl::Hours(24) * absl::GetFlag(FLAGS_retention_days);
+  // Ranges are checked by ApqServer::Start, naming the flag.
+  options.measure_workers = absl::GetFlag(FLAGS_measure_workers);
+  options.measure_launcher = absl::GetFlag(FLAGS_measure_launcher);
+  options.measure_worker_binary = absl::GetFlag(FLAGS_measure_worker_binary);
+  options.measure_log_dir = absl::GetFlag(FLAGS_measure_log_dir);
+  options.measure_worker_threads = absl::GetFlag(FLAGS_measure_worker_threads);
+  options.measure_lease_seconds = absl::GetFlag(FLAGS_measure_lease_seconds);
+  options.slurm_partition = absl::GetFlag(FLAGS_slurm_partition);
+  options.slurm_time = absl::GetFlag(FLAGS_slurm_time);
   auto server = apq::server::ApqServer::Start(options);
   if (!server.ok()) {
     std::fprintf(stderr, "apqd: %s\n", server.status().ToString().c_str());

@@ -135,19 +135,6 @@ absl::Status CheckPositiveFlag(const char* flag, int value) {
   return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be > 0, got ", value));
 }
 
-// Removes the password from a postgresql:// URI (user:password@host) and returns it; "" for
-// a URI without one and for a SQLite path.
-std::string TakePassword(std::string* location) {
-  if (!apq::server::PostgresStore::IsPostgresLocation(*location)) return "";
-  const size_t scheme = location->find("://");
-  const size_t at = location->find('@', scheme + 3);
-  const size_t colon = location->find(':', scheme + 3);
-  if (at == std::string::npos || colon == std::string::npos || colon > at) return "";
-  std::string password = location->substr(colon + 1, at - colon - 1);
-  location->erase(colon, at - colon);
-  return password;
-}
-
 // --worker_binary, or measure_worker beside this binary.
 std::string WorkerBinary() {
   if (!absl::GetFlag(FLAGS_worker_binary).empty()) return absl::GetFlag(FLAGS_worker_binary);
@@ -239,13 +226,14 @@ absl::Status LaunchWorkers(apq::server::Store& store, const apq::oface::MbConvSp
   // The workers get the store without its password, which goes in their environment
   // (PGPASSWORD, read by libpq; sbatch exports the environment): not in process lists or in
   // the batch script.
-  std::string worker_db = absl::GetFlag(FLAGS_db);
-  if (const std::string password = TakePassword(&worker_db); !password.empty()) {
-    setenv("PGPASSWORD", password.c_str(), /*overwrite=*/1);
-  }
+  const apq::server::LocationWithoutPassword worker_db =
+      apq::server::SplitPassword(absl::GetFlag(FLAGS_db));
   apq::server::WorkerLaunch launch;
+  if (!worker_db.password.empty()) {
+    launch.environment = {absl::StrCat("PGPASSWORD=", worker_db.password)};
+  }
   launch.worker_binary = worker_binary;
-  launch.arguments = {absl::StrCat("--db=", worker_db), absl::StrCat("--run=", run_id),
+  launch.arguments = {absl::StrCat("--db=", worker_db.location), absl::StrCat("--run=", run_id),
                       absl::StrCat("--threads=", worker_threads),
                       absl::StrCat("--lease_seconds=", lease_seconds),
                       absl::StrCat("--data_dir=", absl::GetFlag(FLAGS_data_dir))};
@@ -260,20 +248,15 @@ absl::Status LaunchWorkers(apq::server::Store& store, const apq::oface::MbConvSp
     return absl::InvalidArgumentError(
         absl::StrCat("--log_dir ", launch.log_dir, ": ", error.message()));
   }
-  std::vector<pid_t> local_workers;
-  std::string slurm_job;
-  if (launcher == "local") {
-    ASSIGN_OR_RETURN(local_workers, apq::server::LaunchLocalWorkers(launch));
-    RETURN_IF_ERROR(store.measurement_runs().SetMeasurementRunLauncher(
-        run_id, absl::StrCat("local ", workers)));
-  } else {
-    ASSIGN_OR_RETURN(slurm_job, apq::server::SubmitSlurmArray(launch));
-    RETURN_IF_ERROR(store.measurement_runs().SetMeasurementRunLauncher(
-        run_id, absl::StrCat("slurm ", slurm_job, " (array of ", workers, ")")));
-  }
-  std::fprintf(stderr, "measure_subnets: run %s, %zu configs, %d %s workers (logs in %s)%s\n",
-               run_id.c_str(), configs.size(), workers, launcher.c_str(), launch.log_dir.c_str(),
-               slurm_job.empty() ? "" : absl::StrCat(", Slurm job ", slurm_job).c_str());
+  ASSIGN_OR_RETURN(const apq::server::WorkerLauncher kind,
+                   apq::server::WorkerLauncherFromName("--launcher", launcher));
+  ASSIGN_OR_RETURN(apq::server::StartedWorkers started,
+                   apq::server::StartedWorkers::Start(kind, launch));
+  RETURN_IF_ERROR(
+      store.measurement_runs().SetMeasurementRunLauncher(run_id, started.description()));
+  std::fprintf(stderr, "measure_subnets: run %s, %zu configs, workers %s (logs in %s)\n",
+               run_id.c_str(), configs.size(), started.description().c_str(),
+               launch.log_dir.c_str());
 
   // Follows the run; the workers finish it. Workers that are all gone with tasks unsettled
   // (killed, or a Slurm time limit) leave it unfinished: it is reported, not hidden.
@@ -301,20 +284,8 @@ absl::Status LaunchWorkers(apq::server::Store& store, const apq::oface::MbConvSp
       return absl::AbortedError(absl::StrCat("run ", run_id, " ended with ", current.tasks_failed,
                                              " failed tasks: ", current.error));
     }
-    int active = 0;
-    if (launcher == "local") {
-      active = apq::server::RunningLocalWorkers(local_workers);
-    } else {
-      absl::StatusOr<int> queued = apq::server::ActiveSlurmTasks(slurm_job);
-      if (!queued.ok()) {
-        // The controller forgot the job (it left the queue long ago) or does not answer:
-        // taken as gone only when it keeps failing.
-        if (++failed_reads < 5) continue;
-        queued = 0;
-      }
-      active = *queued;
-    }
     failed_reads = 0;
+    const int active = started.Active();
     if (active == 0) {
       // The last worker may have settled the last task just now.
       ASSIGN_OR_RETURN(const apq::server::MeasurementRunRecord last,

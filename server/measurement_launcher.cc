@@ -1,11 +1,13 @@
 #include "server/measurement_launcher.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -27,6 +29,49 @@ std::vector<char*> Argv(const std::vector<std::string>& argv) {
   return pointers;
 }
 
+// This process's environment with `additions` ("NAME=value") replacing entries of the same
+// name; the strings live in `storage`.
+std::vector<char*> Environment(const std::vector<std::string>& additions,
+                               std::vector<std::string>* storage) {
+  *storage = additions;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const std::string text(*entry);
+    const std::string name = text.substr(0, text.find('='));
+    const bool replaced = std::any_of(additions.begin(), additions.end(), [&](const std::string& a) {
+      return a.compare(0, name.size() + 1, name + "=") == 0;
+    });
+    if (!replaced) storage->push_back(text);
+  }
+  return Argv(*storage);
+}
+
+// Spawn attributes that give the child a clean signal state: apqd blocks SIGINT and SIGTERM
+// in every thread (a dedicated one takes them), and a blocked mask is inherited; a worker
+// must die of SIGTERM.
+class CleanSignals {
+ public:
+  CleanSignals() {
+    posix_spawnattr_init(&attributes_);
+    sigset_t none;
+    sigemptyset(&none);
+    posix_spawnattr_setsigmask(&attributes_, &none);
+    sigset_t defaults;
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGINT);
+    sigaddset(&defaults, SIGTERM);
+    sigaddset(&defaults, SIGPIPE);
+    posix_spawnattr_setsigdefault(&attributes_, &defaults);
+    posix_spawnattr_setflags(&attributes_, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  }
+  ~CleanSignals() { posix_spawnattr_destroy(&attributes_); }
+  CleanSignals(const CleanSignals&) = delete;
+  CleanSignals& operator=(const CleanSignals&) = delete;
+  const posix_spawnattr_t* get() const { return &attributes_; }
+
+ private:
+  posix_spawnattr_t attributes_;
+};
+
 }  // namespace
 
 std::string ShellQuote(const std::string& text) {
@@ -42,7 +87,8 @@ std::string ShellQuote(const std::string& text) {
   return quoted;
 }
 
-absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv) {
+absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
+                                         const std::vector<std::string>& environment) {
   int pipe_fds[2];
   if (pipe(pipe_fds) != 0) return absl::InternalError("pipe failed");
   posix_spawn_file_actions_t actions;
@@ -53,7 +99,10 @@ absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv) {
   posix_spawn_file_actions_addclose(&actions, pipe_fds[1]);
   pid_t pid = -1;
   std::vector<char*> pointers = Argv(argv);
-  const int spawned = posix_spawnp(&pid, pointers[0], &actions, nullptr, pointers.data(), environ);
+  std::vector<std::string> environment_storage;
+  std::vector<char*> envp = Environment(environment, &environment_storage);
+  const int spawned =
+      posix_spawnp(&pid, pointers[0], &actions, CleanSignals().get(), pointers.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   close(pipe_fds[1]);
   if (spawned != 0) {
@@ -76,6 +125,8 @@ absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv) {
 
 absl::StatusOr<std::vector<pid_t>> LaunchLocalWorkers(const WorkerLaunch& launch) {
   std::vector<pid_t> pids;
+  std::vector<std::string> environment_storage;
+  std::vector<char*> envp = Environment(launch.environment, &environment_storage);
   for (int i = 0; i < launch.workers; ++i) {
     const std::string log = absl::StrCat(launch.log_dir, "/worker_", i, ".log");
     std::vector<std::string> argv = {launch.worker_binary};
@@ -88,7 +139,8 @@ absl::StatusOr<std::vector<pid_t>> LaunchLocalWorkers(const WorkerLaunch& launch
     posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
     pid_t pid = -1;
     std::vector<char*> pointers = Argv(argv);
-    const int spawned = posix_spawn(&pid, pointers[0], &actions, nullptr, pointers.data(), environ);
+    const int spawned =
+        posix_spawn(&pid, pointers[0], &actions, CleanSignals().get(), pointers.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);
     if (spawned != 0) {
       return absl::InternalError(
@@ -140,7 +192,7 @@ absl::StatusOr<std::string> SubmitSlurmArray(const WorkerLaunch& launch) {
     argv.push_back(absl::StrCat("--time=", launch.slurm_time_limit));
   }
   argv.push_back(script);
-  absl::StatusOr<CommandResult> submitted = RunCommand(argv);
+  absl::StatusOr<CommandResult> submitted = RunCommand(argv, launch.environment);
   if (!submitted.ok()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "submitting to Slurm: ", submitted.status().message(), " (is slurm-client installed?)"));
@@ -168,6 +220,57 @@ absl::StatusOr<int> ActiveSlurmTasks(const std::string& job_id) {
   const std::vector<absl::string_view> lines =
       absl::StrSplit(queued->out, '\n', absl::SkipWhitespace());
   return static_cast<int>(lines.size());
+}
+
+absl::StatusOr<WorkerLauncher> WorkerLauncherFromName(const std::string& field,
+                                                      const std::string& name) {
+  if (name == "local") return WorkerLauncher::kLocal;
+  if (name == "slurm") return WorkerLauncher::kSlurm;
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, ": '", name, "' is not local or slurm"));
+}
+
+absl::StatusOr<StartedWorkers> StartedWorkers::Start(WorkerLauncher launcher,
+                                                     const WorkerLaunch& launch) {
+  StartedWorkers started;
+  started.launcher_ = launcher;
+  if (launcher == WorkerLauncher::kLocal) {
+    absl::StatusOr<std::vector<pid_t>> pids = LaunchLocalWorkers(launch);
+    if (!pids.ok()) return pids.status();
+    started.pids_ = *std::move(pids);
+    started.description_ = absl::StrCat("local ", launch.workers);
+  } else {
+    absl::StatusOr<std::string> job = SubmitSlurmArray(launch);
+    if (!job.ok()) return job.status();
+    started.slurm_job_ = *std::move(job);
+    started.description_ =
+        absl::StrCat("slurm ", started.slurm_job_, " (array of ", launch.workers, ")");
+  }
+  started.last_active_ = launch.workers;
+  return started;
+}
+
+int StartedWorkers::Active() {
+  if (launcher_ == WorkerLauncher::kLocal) return RunningLocalWorkers(pids_);
+  absl::StatusOr<int> queued = ActiveSlurmTasks(slurm_job_);
+  if (queued.ok()) {
+    failed_queries_ = 0;
+    last_active_ = *queued;
+  } else if (++failed_queries_ >= 5) {
+    last_active_ = 0;
+  }
+  return last_active_;
+}
+
+void StartedWorkers::Stop() {
+  if (launcher_ == WorkerLauncher::kLocal) {
+    for (const pid_t pid : pids_) {
+      if (pid > 0) kill(pid, SIGTERM);
+    }
+    return;
+  }
+  // Its output is of no use; a job that has left the queue makes scancel fail harmlessly.
+  (void)RunCommand({"scancel", slurm_job_});
 }
 
 }  // namespace apq::server

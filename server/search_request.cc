@@ -126,10 +126,11 @@ search::SearchProblem ResolvedSearch::problem() const {
 
 absl::Status ValidateVerification(const apq::v1::Verification& verification) {
   if (verification.top_k() == 0) {
-    if (!verification.dataset().empty() || verification.images() != 0) {
+    if (!verification.dataset().empty() || verification.images() != 0 ||
+        verification.workers() != 0) {
       return absl::InvalidArgumentError(
-          "verification.top_k: required (in [1, 50]) when verification.dataset or "
-          "verification.images is set");
+          "verification.top_k: required (in [1, 50]) when verification.dataset, "
+          "verification.images or verification.workers is set");
     }
     return absl::OkStatus();
   }
@@ -145,6 +146,11 @@ absl::Status ValidateVerification(const apq::v1::Verification& verification) {
   }
   if (!verification.dataset().empty()) {
     RETURN_IF_ERROR(ValidateResourceName("verification.dataset", verification.dataset()));
+  }
+  if (verification.workers() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "verification.workers: must be >= 0 (0: in the job's process), got ",
+        verification.workers()));
   }
   return absl::OkStatus();
 }

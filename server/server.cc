@@ -146,6 +146,34 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   supernet_options.dataset_dir = options.dataset_dir;
   supernet_options.measurement_threads = options.measurement_threads;
   ASSIGN_OR_RETURN(server->supernets_, SupernetHost::Create(supernet_options));
+  ASSIGN_OR_RETURN(const WorkerLauncher launcher,
+                   WorkerLauncherFromName("measure_launcher", options.measure_launcher));
+  MeasurementRunManager::Options measure_options;
+  const LocationWithoutPassword worker_store = SplitPassword(options.database_path);
+  std::error_code error;
+  measure_options.worker_store = PostgresStore::IsPostgresLocation(options.database_path)
+                                     ? worker_store.location
+                                     : std::filesystem::absolute(options.database_path, error)
+                                           .string();
+  if (!worker_store.password.empty()) {
+    measure_options.worker_environment = {absl::StrCat("PGPASSWORD=", worker_store.password)};
+  }
+  measure_options.worker_binary =
+      options.measure_worker_binary.empty()
+          ? (std::filesystem::read_symlink("/proc/self/exe", error).parent_path() /
+             "measure_worker")
+                .string()
+          : options.measure_worker_binary;
+  measure_options.launcher = launcher;
+  measure_options.max_workers = options.measure_workers;
+  measure_options.worker_threads = options.measure_worker_threads;
+  measure_options.lease_seconds = options.measure_lease_seconds;
+  measure_options.log_root = options.measure_log_dir;
+  measure_options.slurm_partition = options.slurm_partition;
+  measure_options.slurm_time_limit = options.slurm_time;
+  ASSIGN_OR_RETURN(server->measurements_,
+                   MeasurementRunManager::Create(measure_options, *server->catalog_,
+                                                 *server->store_, *server->supernets_));
   JobManager::Options job_options;
   job_options.workers = options.job_workers;
   job_options.queue_capacity = options.queue_capacity;
@@ -154,6 +182,7 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   job_options.max_rows_per_job = options.max_rows_per_job;
   job_options.max_job_duration = options.max_job_duration;
   job_options.artifacts = &server->store_->artifacts();
+  job_options.measurement_runs = server->measurements_.get();
   if (PostgresStore::IsPostgresLocation(options.database_path)) {
     // A shared store: this server is one of its replicas (any number may run).
     job_options.replica.holder =
@@ -191,7 +220,8 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   server->device_service_ = std::make_unique<DeviceServiceImpl>(
       *server->catalog_, server->store_->devices(), *server->pool_, *server->auth_);
   server->predictor_service_ = std::make_unique<PredictorServiceImpl>(
-      *server->catalog_, *server->store_, *server->training_, *server->pool_, *server->auth_);
+      *server->catalog_, *server->store_, *server->training_, *server->measurements_,
+      *server->pool_, *server->auth_);
   server->access_service_ =
       std::make_unique<AccessServiceImpl>(*server->auth_, server->store_->tokens(), *server->pool_);
   server->space_service_ =
@@ -320,6 +350,7 @@ ApqServer::~ApqServer() {
   // Order: no more calls, then no more jobs, then the pool drains, then the store closes.
   server_.reset();
   jobs_.reset();
+  measurements_.reset();
   training_.reset();
   pool_.reset();
   torch_pool_.reset();

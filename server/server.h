@@ -22,6 +22,7 @@
 #include "server/rpc_metrics.h"
 #include "server/services.h"
 #include "server/store/store.h"
+#include "server/measurement_runs.h"
 #include "server/training_manager.h"
 
 namespace apq::server {
@@ -80,6 +81,18 @@ struct ServerOptions {
   // above when they are given. Without authentication it too must be a loopback address.
   std::string http_listen_address;
   int http_threads = 4;  // HTTP requests served at once.
+  // Measurement runs (StartMeasurementRun, Verification.workers; server/measurement_runs.h):
+  // the most workers of one run (0: runs are refused), how they start ("local" processes or
+  // a "slurm" array), the measure_worker binary (empty: beside this one), the folder of
+  // their logs, their LibTorch threads, their task lease, and sbatch's partition and time.
+  int measure_workers = 4;
+  std::string measure_launcher = "local";
+  std::string measure_worker_binary;
+  std::string measure_log_dir = "/tmp";
+  int measure_worker_threads = 1;
+  int measure_lease_seconds = 60;
+  std::string slurm_partition;
+  std::string slurm_time;
 };
 
 // True for addresses that only this machine can reach: 127.0.0.0/8, [::1], localhost,
@@ -122,6 +135,7 @@ class ApqServer {
   std::unique_ptr<JobManager> jobs_;
   std::unique_ptr<TrainingManager> training_;
   std::unique_ptr<SupernetHost> supernets_;
+  std::unique_ptr<MeasurementRunManager> measurements_;
   std::shared_ptr<const search::EngineRegistry> engines_;
   std::unique_ptr<Executor> pool_;
   std::unique_ptr<Executor> torch_pool_;

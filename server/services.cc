@@ -975,6 +975,142 @@ grpc::ServerUnaryReactor* PredictorServiceImpl::SetDefaultPredictor(
       });
 }
 
+namespace {
+
+apq::v1::MeasurementRun MeasurementRunToProto(const MeasurementRunRecord& run) {
+  apq::v1::MeasurementRun proto;
+  proto.set_id(run.id);
+  proto.set_dataset(run.dataset);
+  proto.set_space(run.space);
+  proto.set_method(run.method);
+  proto.set_split(run.split);
+  proto.set_seed(run.seed);
+  proto.set_state(static_cast<apq::v1::JobState>(run.state));
+  proto.set_tasks_total(run.tasks_total);
+  proto.set_tasks_done(run.tasks_done);
+  proto.set_tasks_failed(run.tasks_failed);
+  proto.set_tasks_held(run.tasks_held);
+  proto.set_max_attempts(run.max_attempts);
+  proto.set_launcher(run.launcher);
+  const auto [images, calibration_images] = MeasurementRunManager::RunImages(run);
+  proto.set_images(images);
+  proto.set_calibration_images(calibration_images);
+  proto.set_created_unix_s(run.created_unix_s);
+  proto.set_finished_unix_s(run.finished_unix_s);
+  proto.set_error(run.error);
+  return proto;
+}
+
+absl::Status RequireRunId(const std::string& run_id) {
+  if (run_id.empty()) return absl::InvalidArgumentError("run_id: required");
+  if (run_id.size() > 64) return absl::InvalidArgumentError("run_id: longer than 64 bytes");
+  return absl::OkStatus();
+}
+
+// The request decoded, its defaults filled in; INVALID_ARGUMENT naming a field whose value is
+// not one of its names. Ranges are the manager's to check.
+absl::StatusOr<MeasurementRunManager::Request> DecodeMeasurementRun(
+    const apq::v1::StartMeasurementRunRequest& request) {
+  MeasurementRunManager::Request decoded;
+  decoded.dataset = request.dataset();
+  decoded.space = request.space();
+  decoded.description = request.description();
+  decoded.configs.assign(request.configs().begin(), request.configs().end());
+  decoded.count = request.count();
+  decoded.seed = request.has_seed() ? request.seed() : 1;
+  decoded.quantized = request.quantized();
+  if (!request.bit_sampling().empty()) {
+    absl::StatusOr<oface::BitSampling> bits = oface::BitSamplingFromName(request.bit_sampling());
+    if (!bits.ok() || *bits == oface::BitSampling::kHighest) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "bit_sampling: '", request.bit_sampling(), "' is not random, uniform or near_uniform"));
+    }
+    if (!request.quantized()) {
+      return absl::InvalidArgumentError("bit_sampling: only for quantized measurements");
+    }
+    decoded.bit_sampling = *bits;
+  }
+  if (!request.split().empty()) {
+    absl::StatusOr<oface::DataSplit> split = oface::DataSplitFromName(request.split());
+    if (!split.ok() || *split == oface::DataSplit::kTrain) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("split: '", request.split(), "' is not validation or test"));
+    }
+    decoded.split = *split;
+  }
+  decoded.images = request.images();
+  if (request.has_calibration_images()) decoded.calibration_images = request.calibration_images();
+  decoded.workers = request.workers() == 0 ? 2 : request.workers();
+  if (request.has_max_attempts()) decoded.max_attempts = request.max_attempts();
+  return decoded;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* PredictorServiceImpl::StartMeasurementRun(
+    grpc::CallbackServerContext* context, const apq::v1::StartMeasurementRunRequest* request,
+    apq::v1::MeasurementRun* response) {
+  return RunOnPool(context, pool_, auth_, Permission::kAdmin,
+                   [this, request, response](const Caller& caller) -> absl::Status {
+                     ASSIGN_OR_RETURN(const MeasurementRunManager::Request decoded,
+                                      DecodeMeasurementRun(*request));
+                     ASSIGN_OR_RETURN(const MeasurementRunRecord run,
+                                      measurements_.Start(decoded));
+                     *response = MeasurementRunToProto(run);
+                     return absl::OkStatus();
+                   });
+}
+
+grpc::ServerUnaryReactor* PredictorServiceImpl::GetMeasurementRun(
+    grpc::CallbackServerContext* context, const apq::v1::GetMeasurementRunRequest* request,
+    apq::v1::MeasurementRun* response) {
+  return RunOnPool(context, pool_, auth_, Permission::kRead,
+                   [this, request, response](const Caller& caller) -> absl::Status {
+                     RETURN_IF_ERROR(RequireRunId(request->run_id()));
+                     ASSIGN_OR_RETURN(const MeasurementRunRecord run,
+                                      store_.measurement_runs().GetMeasurementRun(request->run_id()));
+                     *response = MeasurementRunToProto(run);
+                     return absl::OkStatus();
+                   });
+}
+
+grpc::ServerUnaryReactor* PredictorServiceImpl::ListMeasurementRuns(
+    grpc::CallbackServerContext* context, const apq::v1::ListMeasurementRunsRequest* request,
+    apq::v1::ListMeasurementRunsResponse* response) {
+  return RunOnPool(
+      context, pool_, auth_, Permission::kRead,
+      [this, request, response](const Caller& caller) -> absl::Status {
+        ASSIGN_OR_RETURN(int page_size, PageSize(request->page_size(), 50, 1000));
+        ASSIGN_OR_RETURN(int64_t offset,
+                         ParseOffsetPageToken("measurement_runs", request->page_token()));
+        // One more than the page, to know whether there is a next one.
+        ASSIGN_OR_RETURN(std::vector<MeasurementRunRecord> runs,
+                         store_.measurement_runs().ListMeasurementRuns(offset, page_size + 1));
+        const bool more = runs.size() > static_cast<size_t>(page_size);
+        if (more) runs.pop_back();
+        for (const MeasurementRunRecord& run : runs) {
+          *response->add_runs() = MeasurementRunToProto(run);
+        }
+        if (more) {
+          response->set_next_page_token(OffsetPageToken("measurement_runs", offset + page_size));
+        }
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* PredictorServiceImpl::CancelMeasurementRun(
+    grpc::CallbackServerContext* context, const apq::v1::CancelMeasurementRunRequest* request,
+    apq::v1::MeasurementRun* response) {
+  return RunOnPool(context, pool_, auth_, Permission::kAdmin,
+                   [this, request, response](const Caller& caller) -> absl::Status {
+                     RETURN_IF_ERROR(RequireRunId(request->run_id()));
+                     ASSIGN_OR_RETURN(const MeasurementRunRecord run,
+                                      measurements_.Cancel(request->run_id()));
+                     *response = MeasurementRunToProto(run);
+                     return absl::OkStatus();
+                   });
+}
+
 apq::v1::Token TokenToProto(const TokenRecord& token) {
   apq::v1::Token proto;
   proto.set_id(token.id);

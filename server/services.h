@@ -13,6 +13,7 @@
 #include "server/error_details.h"
 #include "server/executor.h"
 #include "server/job_manager.h"
+#include "server/measurement_runs.h"
 #include "server/store/store.h"
 #include "server/supernet_host.h"
 #include "server/training_manager.h"
@@ -133,9 +134,14 @@ class DeviceServiceImpl final : public apq::v1::DeviceService::CallbackService {
 
 class PredictorServiceImpl final : public apq::v1::PredictorService::CallbackService {
  public:
-  PredictorServiceImpl(Catalog& catalog, Store& store, TrainingManager& training, Executor& pool,
-                       Authenticator& auth)
-      : auth_(auth), catalog_(catalog), store_(store), training_(training), pool_(pool) {}
+  PredictorServiceImpl(Catalog& catalog, Store& store, TrainingManager& training,
+                       MeasurementRunManager& measurements, Executor& pool, Authenticator& auth)
+      : auth_(auth),
+        catalog_(catalog),
+        store_(store),
+        training_(training),
+        measurements_(measurements),
+        pool_(pool) {}
 
   grpc::ServerUnaryReactor* UploadDataset(grpc::CallbackServerContext* context,
                                           const apq::v1::UploadDatasetRequest* request,
@@ -161,12 +167,25 @@ class PredictorServiceImpl final : public apq::v1::PredictorService::CallbackSer
   grpc::ServerUnaryReactor* SetDefaultPredictor(grpc::CallbackServerContext* context,
                                                 const apq::v1::SetDefaultPredictorRequest* request,
                                                 apq::v1::Predictor* response) override;
+  grpc::ServerUnaryReactor* StartMeasurementRun(
+      grpc::CallbackServerContext* context, const apq::v1::StartMeasurementRunRequest* request,
+      apq::v1::MeasurementRun* response) override;
+  grpc::ServerUnaryReactor* GetMeasurementRun(grpc::CallbackServerContext* context,
+                                              const apq::v1::GetMeasurementRunRequest* request,
+                                              apq::v1::MeasurementRun* response) override;
+  grpc::ServerUnaryReactor* ListMeasurementRuns(
+      grpc::CallbackServerContext* context, const apq::v1::ListMeasurementRunsRequest* request,
+      apq::v1::ListMeasurementRunsResponse* response) override;
+  grpc::ServerUnaryReactor* CancelMeasurementRun(
+      grpc::CallbackServerContext* context, const apq::v1::CancelMeasurementRunRequest* request,
+      apq::v1::MeasurementRun* response) override;
 
  private:
   Authenticator& auth_;
   Catalog& catalog_;
   Store& store_;
   TrainingManager& training_;
+  MeasurementRunManager& measurements_;
   Executor& pool_;
 };
 

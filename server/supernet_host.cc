@@ -61,7 +61,9 @@ absl::StatusOr<std::unique_ptr<SupernetHost>> SupernetHost::Create(const Options
     auto entry = std::make_unique<Entry>();
     ASSIGN_OR_RETURN(entry->fp32, LoadSupernet(spec, fp32_path));
     ASSIGN_OR_RETURN(entry->quant, LoadSupernet(spec, quant_path));
-    entry->quant_path = quant_path;
+    std::error_code error;
+    entry->fp32_path = std::filesystem::absolute(fp32_path, error).string();
+    entry->quant_path = std::filesystem::absolute(quant_path, error).string();
     ASSIGN_OR_RETURN(std::string fp32_bytes, ReadFileToString(fp32_path));
     ASSIGN_OR_RETURN(std::string quant_bytes, ReadFileToString(quant_path));
     entry->version =
@@ -78,6 +80,12 @@ bool SupernetHost::Has(absl::string_view space) const {
 std::string SupernetHost::Version(absl::string_view space) const {
   auto found = entries_.find(space);
   return found == entries_.end() ? std::string() : found->second->version;
+}
+
+absl::StatusOr<std::string> SupernetHost::WeightsFile(absl::string_view space,
+                                                      bool quantized) const {
+  ASSIGN_OR_RETURN(Entry * entry, FindEntry(space));
+  return quantized ? entry->quant_path : entry->fp32_path;
 }
 
 absl::StatusOr<SupernetHost::Entry*> SupernetHost::FindEntry(absl::string_view space) const {

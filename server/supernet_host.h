@@ -54,6 +54,11 @@ class SupernetHost {
   static absl::StatusOr<std::unique_ptr<SupernetHost>> Create(const Options& options);
 
   bool Has(absl::string_view space) const;
+  const Options& options() const { return options_; }
+  // The absolute path of the weights file Measure reads for `space` (the quantization-aware
+  // supernet's or the full-precision one's), for measurement workers that measure as Measure
+  // does. FAILED_PRECONDITION when the space has no supernet.
+  absl::StatusOr<std::string> WeightsFile(absl::string_view space, bool quantized) const;
   // "<space>@<first 12 hex digits of the sha256 of both weight files>"; empty without one.
   std::string Version(absl::string_view space) const;
 
@@ -107,7 +112,8 @@ class SupernetHost {
     std::unique_ptr<oface::Supernet> fp32;
     std::unique_ptr<oface::Supernet> quant;
     std::string version;
-    std::string quant_path;  // The file `quant` was read from.
+    std::string fp32_path;   // The file `fp32` was read from (absolute).
+    std::string quant_path;  // The file `quant` was read from (absolute).
     absl::Mutex mutex;       // Serializes the use of fp32 and quant.
   };
 

@@ -124,7 +124,7 @@ TEST_F(MeasureWorkersTest, ASlurmArrayOfFourMeasuresEachConfigOnceAsInProcess) {
                            "--log_dir=" + TempPath("slurm-logs")});
   const ProcessResult launched = RunProcess(args);
   ASSERT_EQ(launched.exit_code, 0) << launched.err;
-  EXPECT_NE(launched.err.find("Slurm job"), std::string::npos) << launched.err;
+  EXPECT_NE(launched.err.find("workers slurm "), std::string::npos) << launched.err;
   ExpectSameRecords(Records(url_), reference);
   EXPECT_EQ(Sql(url_,
                 "SELECT state, tasks_done, tasks_failed, encode(launcher, 'escape') "

@@ -23,4 +23,16 @@ std::string RedactedLocation(const std::string& location) {
   return PostgresDatabase::RedactedDsn(location);
 }
 
+LocationWithoutPassword SplitPassword(const std::string& location) {
+  LocationWithoutPassword split{location, ""};
+  if (!PostgresStore::IsPostgresLocation(location)) return split;
+  const size_t scheme = location.find("://");
+  const size_t at = location.find('@', scheme + 3);
+  const size_t colon = location.find(':', scheme + 3);
+  if (at == std::string::npos || colon == std::string::npos || colon > at) return split;
+  split.password = location.substr(colon + 1, at - colon - 1);
+  split.location.erase(colon, at - colon);
+  return split;
+}
+
 }  // namespace apq::server

@@ -25,6 +25,15 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const StoreLocation& location);
 // The location for logs and messages: a PostgreSQL URI's password replaced by "***".
 std::string RedactedLocation(const std::string& location);
 
+// A location to hand to another process without its password: a PostgreSQL URI's
+// "user:password@" becomes "user@" and the password is returned apart (for PGPASSWORD, which
+// libpq reads); a location without one (a SQLite path) is returned whole with "".
+struct LocationWithoutPassword {
+  std::string location;
+  std::string password;
+};
+LocationWithoutPassword SplitPassword(const std::string& location);
+
 }  // namespace apq::server
 
 #endif  // APQ_SERVER_STORE_OPEN_STORE_H_
