@@ -945,7 +945,9 @@ TEST_F(EndToEndTest, SearchFindsAFeasibleConfigurationAndCountsEveryCandidate) {
   ProcessResult rejected_page =
       Client({"candidates", kept["job_id"], "--infeasible", "--limit", "20", "--json"});
   ASSERT_EQ(rejected_page.exit_code, 0) << rejected_page.err;
-  for (const json& candidate : ParseJson(rejected_page)["candidates"]) {
+  // The parsed page outlives the loop (a temporary's element would dangle in the range-for).
+  const json rejected = ParseJson(rejected_page);
+  for (const json& candidate : rejected["candidates"]) {
     EXPECT_GT(candidate["latency_ms"].get<double>(), 25.0);
     EXPECT_FALSE(candidate.contains("accuracy"));
   }
@@ -1081,7 +1083,8 @@ TEST_F(EndToEndTest, AParetoSearchStoresAndListsItsFront) {
   ProcessResult all = Client({"candidates", job["job_id"], "--feasible", "--sort", "accuracy",
                               "--limit", "10000", "--json"});
   ASSERT_EQ(all.exit_code, 0) << all.err;
-  for (const json& candidate : ParseJson(all)["candidates"]) {
+  const json all_page = ParseJson(all);
+  for (const json& candidate : all_page["candidates"]) {
     bool covered = false;
     for (const json& member : front["candidates"]) {
       if (member["latency_ms"].get<double>() <= candidate["latency_ms"].get<double>() &&
