@@ -405,6 +405,31 @@ async function showPredictors(view) {
   view.replaceChildren(...parts);
 }
 
+// --- Measurement runs --------------------------------------------------------------------
+
+async function showMeasurements(view) {
+  const listing = await api('/api/v1/measurement_runs?page_size=200');
+  const runs = listing.runs || [];
+  const rows = runs.map((run) => {
+    const total = Number(run.tasks_total) || 0;
+    const done = Number(run.tasks_done) || 0;
+    const bar = el('progress', {max: '1', value: String(total > 0 ? done / total : 0),
+                                class: 'progress'});
+    return el('tr', {'data-run': run.id},
+        el('td', {}, run.id), el('td', {}, shortEnum(run.state, 'JOB_STATE_')),
+        el('td', {}, bar, ` ${done}/${total}`), el('td', {}, number(run.tasks_failed, 0)),
+        el('td', {}, number(run.tasks_held, 0)), el('td', {}, run.dataset),
+        el('td', {}, run.space), el('td', {}, run.method), el('td', {}, run.split),
+        el('td', {}, run.launcher || '-'), el('td', {}, time(run.created_unix_s)),
+        el('td', {}, run.error || ''));
+  });
+  view.replaceChildren(el('h1', {}, 'Measurement runs'),
+      rows.length ? table(['run', 'state', 'measured', 'failed', 'in hand', 'dataset', 'space',
+                           'method', 'split', 'workers', 'created', 'error'], rows)
+                  : el('p', {class: 'empty'}, 'No measurement run.'));
+  if (runs.some((run) => ACTIVE_STATES.has(run.state))) schedule(2000);
+}
+
 // --- Routing -----------------------------------------------------------------------------
 
 function schedule(milliseconds) {
@@ -425,6 +450,8 @@ async function route(refresh) {
       await showDevices(view);
     } else if (path === '/predictors') {
       await showPredictors(view);
+    } else if (path === '/measurements') {
+      await showMeasurements(view);
     } else {
       view.replaceChildren(el('p', {}, 'No such page.'));
     }

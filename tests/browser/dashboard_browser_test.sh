@@ -28,6 +28,10 @@ clients/apq --server "${APQD_ADDRESS}" --token "${token}" search \
 job_id="$(sed -n 's/^ *"job_id": *"\(job-[0-9]*\)".*/\1/p' "${tmp}/job.json" | head -n 1)"
 [[ -n "${job_id}" ]] || { echo "no job id in:" >&2; cat "${tmp}/job.json" >&2; exit 1; }
 
+# One measurement run (a config, the first 200 validation images), for the measurements page.
+clients/apq --server "${APQD_ADDRESS}" --token "${token}" measure --dataset browser \
+  --space fmnist_mbv2 --count 1 --quantized --images 200 --workers 1 --wait >/dev/null
+
 # A job whose label is HTML: the pages must show it as text.
 html_label='<img src=x onerror="document.body.dataset.injected=1"><b>bold</b>'
 clients/apq --server "${APQD_ADDRESS}" --token "${token}" search \

@@ -153,6 +153,16 @@ try {
   assert.equal(await page.$$eval('main h2', (headings) => headings.length), spaces.spaces.length);
   await page.screenshot({path: `${outDir}/dashboard_predictors.png`, fullPage: true});
 
+  // Measurement runs: one row per run, as the API lists them.
+  const runs = await apiJson('/api/v1/measurement_runs');
+  assert.ok(runs.runs.length >= 1, 'the test started a measurement run');
+  await page.goto(`${base}/measurements`);
+  await page.waitForSelector('body[data-loaded="/measurements"]', {timeout: 30000});
+  assert.equal(await page.$$eval('main tbody tr', (rows) => rows.length), runs.runs.length);
+  const runRow = await page.$eval(`tr[data-run="${runs.runs[0].id}"]`, (row) => row.textContent);
+  assert.ok(runRow.includes('succeeded') && runRow.includes('1/1'), runRow);
+  await page.screenshot({path: `${outDir}/dashboard_measurements.png`, fullPage: true});
+
   // Without a token the page says so instead of showing data.
   await page.evaluate(() => sessionStorage.clear());
   await page.goto(`${base}/jobs/${jobId}`);
