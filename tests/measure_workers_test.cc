@@ -1,9 +1,11 @@
-// Measurement workers end to end (issue 18): measure_subnets --launcher starts
-// measure_worker processes, locally or as a Slurm array, which claim the run's tasks from a
+// Measurement workers end to end (issue 18): measure_subnets --launcher (and apqd, for
+// apq measure) starts measure_worker processes, locally or as a Slurm array, which claim the run's tasks from a
 // PostgreSQL store and write each record to the dataset. A throwaway PostgreSQL server and a
 // single-node Slurm run for the test (scripts/with_test_postgres.sh, with_test_slurm.sh). The
 // records must be those a single in-process measurement makes of the same configs.
+#include <limits.h>
 #include <signal.h>
+#include <stdlib.h>
 
 #include <atomic>
 #include <chrono>
@@ -174,6 +176,29 @@ TEST_F(MeasureWorkersTest, AKilledWorkersTaskIsClaimedAgainAfterItsLease) {
                                    task)),
             "3|2|");
   EXPECT_EQ(Sql(url_, "SELECT state, tasks_done FROM measurement_runs"), "3|6");
+}
+
+// The service's path: apq measure asks apqd (over the same PostgreSQL store) for a run, and
+// apqd submits its workers as a Slurm array and follows it.
+TEST_F(MeasureWorkersTest, ApqdSubmitsASlurmArrayForApqMeasureWithTheInProcessRecords) {
+  ASSERT_NE(std::getenv("SLURM_CONF"), nullptr) << "no Slurm (scripts/with_test_slurm.sh)";
+  const auto reference = InProcessRecords(4);
+  ASSERT_EQ(reference.size(), 4u);
+  char worker[PATH_MAX];
+  ASSERT_NE(realpath("server/measure_worker", worker), nullptr);
+  ServerProcess server(url_, {"--measure_launcher=slurm", absl::StrCat("--measure_worker_binary=", worker),
+                              "--measure_log_dir=" + TempPath("apqd-runs"),
+                              "--measure_lease_seconds=20"});
+  const ProcessResult measured = RunClient(
+      server.address(), {"measure", "--dataset", "workers", "--space", "fmnist_mbv2", "--count",
+                         "4", "--quantized", "--seed", "7", "--images", "500",
+                         "--calibration-images", "300", "--workers", "2", "--wait"});
+  ASSERT_EQ(measured.exit_code, 0) << measured.out << measured.err;
+  EXPECT_NE(measured.out.find("SUCCEEDED, 4 of 4 measured, 0 failed"), std::string::npos)
+      << measured.out;
+  EXPECT_NE(measured.out.find("workers slurm "), std::string::npos) << measured.out;
+  EXPECT_NE(measured.out.find("(array of 2)"), std::string::npos) << measured.out;
+  ExpectSameRecords(Records(url_), reference);
 }
 
 TEST_F(MeasureWorkersTest, BadLaunchesAreRefusedBeforeTheStoreIsOpened) {
