@@ -201,8 +201,8 @@ bool Authenticator::TakeCall(const std::string& token_id, const RoleQuota& quota
   return true;
 }
 
-absl::StatusOr<IssuedToken> Authenticator::CreateToken(const std::string& name, Role role,
-                                                       const std::string& created_by) {
+absl::StatusOr<IssuedToken> Authenticator::NewToken(const std::string& name, Role role,
+                                                    const std::string& created_by) {
   if (name.empty() || name.size() > kMaxTokenNameBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("name: between 1 and ", kMaxTokenNameBytes, " bytes, got ", name.size()));
@@ -222,6 +222,12 @@ absl::StatusOr<IssuedToken> Authenticator::CreateToken(const std::string& name, 
   issued.record.created_unix_s = NowUnixSeconds();
   issued.record.created_by = created_by;
   issued.bearer = absl::StrCat(kBearerPrefix, id_hex, "_", secret);
+  return issued;
+}
+
+absl::StatusOr<IssuedToken> Authenticator::CreateToken(const std::string& name, Role role,
+                                                       const std::string& created_by) {
+  ASSIGN_OR_RETURN(IssuedToken issued, NewToken(name, role, created_by));
   RETURN_IF_ERROR(tokens_.AddToken(issued.record));
   return issued;
 }
@@ -237,9 +243,10 @@ absl::StatusOr<TokenRecord> Authenticator::RevokeToken(const std::string& id) {
 
 absl::StatusOr<std::optional<IssuedToken>> Authenticator::BootstrapAdmin() {
   if (!options_.required) return std::optional<IssuedToken>();
-  ASSIGN_OR_RETURN(const std::vector<TokenRecord> stored, tokens_.ListTokens());
-  if (!stored.empty()) return std::optional<IssuedToken>();
-  ASSIGN_OR_RETURN(IssuedToken admin, CreateToken("bootstrap admin", Role::kAdmin, "bootstrap"));
+  ASSIGN_OR_RETURN(IssuedToken admin, NewToken("bootstrap admin", Role::kAdmin, "bootstrap"));
+  // Atomic in the store: of replicas starting together on an empty store, one creates it.
+  ASSIGN_OR_RETURN(const bool stored, tokens_.AddFirstToken(admin.record));
+  if (!stored) return std::optional<IssuedToken>();
   return std::optional<IssuedToken>(std::move(admin));
 }
 

@@ -86,12 +86,17 @@ class Authenticator {
   absl::StatusOr<TokenRecord> RevokeToken(const std::string& id);
 
   // With authentication required and no token stored, creates the first admin token
-  // (created_by "bootstrap") and returns it; nullopt otherwise.
+  // (created_by "bootstrap") and returns it; nullopt otherwise. Of several servers starting
+  // together on one empty store, exactly one creates it (TokenStore::AddFirstToken).
   absl::StatusOr<std::optional<IssuedToken>> BootstrapAdmin();
 
   bool required() const { return options_.required; }
 
  private:
+  // A new token's record and bearer, not stored; CreateToken's errors.
+  absl::StatusOr<IssuedToken> NewToken(const std::string& name, Role role,
+                                       const std::string& created_by);
+
   struct Cached {
     TokenRecord record;
     absl::Time read_at;

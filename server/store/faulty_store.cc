@@ -298,6 +298,10 @@ class FaultyTokenStore final : public TokenStore {
   absl::Status AddToken(const TokenRecord& token) override {
     return Write<absl::Status>(plan_, "AddToken", [&] { return base_.AddToken(token); });
   }
+  absl::StatusOr<bool> AddFirstToken(const TokenRecord& token) override {
+    return Write<absl::StatusOr<bool>>(plan_, "AddFirstToken",
+                                       [&] { return base_.AddFirstToken(token); });
+  }
   absl::StatusOr<TokenRecord> GetToken(const std::string& id) override {
     return base_.GetToken(id);
   }

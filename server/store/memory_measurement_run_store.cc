@@ -30,6 +30,9 @@ class MemoryMeasurementRunStore final : public MeasurementRunStore {
       return store_internal::DatasetOfAnotherSpace(run.dataset, dataset->second.record.space,
                                                    run.space);
     }
+    const std::vector<MeasurementRow>& held = dataset->second.rows;
+    RETURN_IF_ERROR(store_internal::CheckRunSplit(
+        run.dataset, held.empty() ? nullptr : &held.front().split, run.split));
     StoredMeasurementRun stored;
     MeasurementRunRecord& record = stored.record;
     ASSIGN_OR_RETURN(record.created_unix_s,

@@ -353,8 +353,18 @@ class MemoryTokenStore final : public TokenStore {
   explicit MemoryTokenStore(MemoryDatabase& db) : db_(db) {}
 
   absl::Status AddToken(const TokenRecord& token) override {
+    return Insert(token, /*only_first=*/false).status();
+  }
+
+  absl::StatusOr<bool> AddFirstToken(const TokenRecord& token) override {
+    return Insert(token, /*only_first=*/true);
+  }
+
+ private:
+  absl::StatusOr<bool> Insert(const TokenRecord& token, bool only_first) {
     RETURN_IF_ERROR(CheckToken(token));
     absl::MutexLock lock(&db_.mutex);
+    if (only_first && !db_.tokens.empty()) return false;
     if (Find(token.id) != nullptr) return TokenExists(token.id);
     TokenRecord stored = token;
     const std::string operation = "adding a token";
@@ -363,8 +373,10 @@ class MemoryTokenStore final : public TokenStore {
     ASSIGN_OR_RETURN(stored.revoked_unix_s,
                      StoredDouble(token.revoked_unix_s, "revoked_unix_s", operation));
     db_.tokens.push_back(std::move(stored));
-    return absl::OkStatus();
+    return true;
   }
+
+ public:
 
   absl::StatusOr<TokenRecord> GetToken(const std::string& id) override {
     absl::MutexLock lock(&db_.mutex);

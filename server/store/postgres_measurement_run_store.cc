@@ -118,6 +118,12 @@ absl::StatusOr<std::string> PostgresMeasurementRunStore::CreateMeasurementRun(
               absl::StrCat("dataset ", run.dataset, " holds space ", FieldBytes(dataset[0][0]),
                            ", not ", run.space));
         }
+        ASSIGN_OR_RETURN(const pqxx::result held,
+                         tx.Exec("SELECT split FROM measurements WHERE dataset = $1 LIMIT 1",
+                                 PostgresParams().Bytes(run.dataset)));
+        const std::string held_split = held.empty() ? std::string() : FieldBytes(held[0][0]);
+        RETURN_IF_ERROR(store_internal::CheckRunSplit(
+            run.dataset, held.empty() ? nullptr : &held_split, run.split));
         RETURN_IF_ERROR(tx.Lock(PostgresLock::kMeasurementRunIds));
         ASSIGN_OR_RETURN(const pqxx::result next,
                          tx.Exec("SELECT COALESCE(MAX(seq), 0) + 1 FROM measurement_runs"));

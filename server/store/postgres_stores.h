@@ -119,11 +119,15 @@ class PostgresTokenStore final : public TokenStore {
   explicit PostgresTokenStore(PostgresDatabase& database) : database_(database) {}
 
   absl::Status AddToken(const TokenRecord& token) override;
+  absl::StatusOr<bool> AddFirstToken(const TokenRecord& token) override;
   absl::StatusOr<TokenRecord> GetToken(const std::string& id) override;
   absl::StatusOr<std::vector<TokenRecord>> ListTokens() override;
   absl::Status RevokeToken(const std::string& id, double revoked_unix_s) override;
 
  private:
+  // AddToken, or AddFirstToken when `only_first`: false when it stored nothing.
+  absl::StatusOr<bool> Insert(const TokenRecord& token, bool only_first);
+
   PostgresDatabase& database_;
 };
 

@@ -31,29 +31,46 @@ TokenRecord ReadToken(const pqxx::row& row) {
 }  // namespace
 
 absl::Status PostgresTokenStore::AddToken(const TokenRecord& token) {
+  return Insert(token, /*only_first=*/false).status();
+}
+
+absl::StatusOr<bool> PostgresTokenStore::AddFirstToken(const TokenRecord& token) {
+  return Insert(token, /*only_first=*/true);
+}
+
+absl::StatusOr<bool> PostgresTokenStore::Insert(const TokenRecord& token, bool only_first) {
   RETURN_IF_ERROR(store_internal::CheckToken(token));
-  return database_.Transact(PostgresDatabase::Mode::kWrite, absl::StrCat("adding token ", token.id),
-                            [&](PostgresTransaction& tx) -> absl::Status {
-                              // Replicas adding one id take turns: the second gets ALREADY_EXISTS.
-                              // The lock also keeps position (creation order) in commit order.
-                              RETURN_IF_ERROR(tx.Lock(PostgresLock::kTokens));
-                              ASSIGN_OR_RETURN(const pqxx::result exists,
-                                               tx.Exec("SELECT 1 FROM tokens WHERE id = $1",
-                                                       PostgresParams().Bytes(token.id)));
-                              if (!exists.empty()) return store_internal::TokenExists(token.id);
-                              return tx
-                                  .Run(absl::StrCat("INSERT INTO tokens (", kTokenColumns,
-                                                    ") VALUES ($1, $2, $3, $4, $5, $6, $7)"),
-                                       PostgresParams()
-                                           .Bytes(token.id)
-                                           .Bytes(token.name)
-                                           .Int(static_cast<int64_t>(token.role))
-                                           .Bytes(token.secret_sha256)
-                                           .Double(token.created_unix_s, "created_unix_s")
-                                           .Bytes(token.created_by)
-                                           .Double(token.revoked_unix_s, "revoked_unix_s"))
-                                  .status();
-                            });
+  bool stored = false;
+  RETURN_IF_ERROR(database_.Transact(
+      PostgresDatabase::Mode::kWrite, absl::StrCat("adding token ", token.id),
+      [&](PostgresTransaction& tx) -> absl::Status {
+        stored = false;
+        // Replicas adding one id (or bootstrapping) take turns: the second gets ALREADY_EXISTS
+        // (or finds a token). The lock also keeps position (creation order) in commit order.
+        RETURN_IF_ERROR(tx.Lock(PostgresLock::kTokens));
+        if (only_first) {
+          ASSIGN_OR_RETURN(const pqxx::result any, tx.Exec("SELECT 1 FROM tokens LIMIT 1"));
+          if (!any.empty()) return absl::OkStatus();
+        }
+        ASSIGN_OR_RETURN(const pqxx::result exists,
+                         tx.Exec("SELECT 1 FROM tokens WHERE id = $1",
+                                 PostgresParams().Bytes(token.id)));
+        if (!exists.empty()) return store_internal::TokenExists(token.id);
+        RETURN_IF_ERROR(tx.Run(absl::StrCat("INSERT INTO tokens (", kTokenColumns,
+                                            ") VALUES ($1, $2, $3, $4, $5, $6, $7)"),
+                               PostgresParams()
+                                   .Bytes(token.id)
+                                   .Bytes(token.name)
+                                   .Int(static_cast<int64_t>(token.role))
+                                   .Bytes(token.secret_sha256)
+                                   .Double(token.created_unix_s, "created_unix_s")
+                                   .Bytes(token.created_by)
+                                   .Double(token.revoked_unix_s, "revoked_unix_s"))
+                            .status());
+        stored = true;
+        return absl::OkStatus();
+      }));
+  return stored;
 }
 
 absl::StatusOr<TokenRecord> PostgresTokenStore::GetToken(const std::string& id) {

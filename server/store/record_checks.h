@@ -164,6 +164,11 @@ inline constexpr size_t kMaxMeasurementErrorBytes = 4096;
 // for no configs, more than kMaxMeasurementTasks, or an empty or repeated configs[<i>].
 absl::Status CheckMeasurementRun(const MeasurementRunRecord& run,
                                  const std::vector<std::string>& configs);
+// FAILED_PRECONDITION for a run on a dataset whose records (when it holds any: `held_split`
+// not null) were measured on another split than the run's: a dataset mixes no splits.
+absl::Status CheckRunSplit(const std::string& dataset, const std::string* held_split,
+                           const std::string& run_split);
+
 // FAILED_PRECONDITION for a run whose dataset holds another space.
 absl::Status DatasetOfAnotherSpace(const std::string& dataset, const std::string& dataset_space,
                                    const std::string& run_space);

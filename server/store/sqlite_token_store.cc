@@ -32,10 +32,25 @@ TokenRecord ReadToken(const Statement& row) {
 }  // namespace
 
 absl::Status SqliteTokenStore::AddToken(const TokenRecord& token) {
+  return Insert(token, /*only_first=*/false).status();
+}
+
+absl::StatusOr<bool> SqliteTokenStore::AddFirstToken(const TokenRecord& token) {
+  return Insert(token, /*only_first=*/true);
+}
+
+absl::StatusOr<bool> SqliteTokenStore::Insert(const TokenRecord& token, bool only_first) {
   RETURN_IF_ERROR(store_internal::CheckToken(token));
   const std::string operation = absl::StrCat("adding token ", token.id);
   absl::MutexLock lock(&database_.mutex());
+  // A write transaction holds the database's write lock from its start: another process
+  // bootstrapping the same file waits, then finds this token.
   ASSIGN_OR_RETURN(Transaction transaction, database_.Begin(/*write=*/true, operation));
+  if (only_first) {
+    ASSIGN_OR_RETURN(Statement any, database_.Prepare("SELECT 1 FROM tokens LIMIT 1"));
+    ASSIGN_OR_RETURN(const bool held, any.Step(operation));
+    if (held) return false;
+  }
   ASSIGN_OR_RETURN(Statement select, database_.Prepare("SELECT 1 FROM tokens WHERE id = ?1"));
   select.BindText(1, token.id);
   ASSIGN_OR_RETURN(const bool exists, select.Step(operation));
@@ -51,7 +66,8 @@ absl::Status SqliteTokenStore::AddToken(const TokenRecord& token) {
   insert.BindText(6, token.created_by);
   insert.BindDouble(7, token.revoked_unix_s, "revoked_unix_s");
   RETURN_IF_ERROR(insert.Run(operation));
-  return transaction.Commit(operation);
+  RETURN_IF_ERROR(transaction.Commit(operation));
+  return true;
 }
 
 absl::StatusOr<TokenRecord> SqliteTokenStore::GetToken(const std::string& id) {

@@ -110,6 +110,38 @@ TEST_P(StoreConformanceTest, TokensRoundTripListInOrderAndRevokeOnce) {
   EXPECT_EQ(tokens().GetToken("tok-b")->revoked_unix_s, 0);
 }
 
+// Servers bootstrapping one empty store at once: exactly one first token is stored.
+TEST_P(StoreConformanceTest, OnlyOneOfConcurrentFirstTokensIsStored) {
+  constexpr int kClaimers = 4;
+  std::vector<absl::StatusOr<bool>> results(kClaimers, false);
+  {
+    std::vector<std::thread> threads;
+    threads.reserve(kClaimers);
+    for (int i = 0; i < kClaimers; ++i) {
+      threads.emplace_back([this, i, &results] {
+        results[i] = tokens().AddFirstToken(MakeToken(absl::StrCat("tok-", i), Role::kAdmin));
+      });
+    }
+    for (std::thread& thread : threads) thread.join();
+  }
+  int stored = 0;
+  for (const absl::StatusOr<bool>& result : results) {
+    ASSERT_TRUE(result.ok()) << result.status();
+    stored += *result ? 1 : 0;
+  }
+  EXPECT_EQ(stored, 1);
+  absl::StatusOr<std::vector<TokenRecord>> listed = tokens().ListTokens();
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 1u);
+  // Later first tokens are not stored; ordinary ones are; a bad one is refused.
+  EXPECT_FALSE(*tokens().AddFirstToken(MakeToken("tok-late", Role::kAdmin)));
+  EXPECT_TRUE(tokens().AddToken(MakeToken("tok-more", Role::kViewer)).ok());
+  TokenRecord bad = MakeToken("tok-bad", Role::kAdmin);
+  bad.name = "";
+  EXPECT_EQ(tokens().AddFirstToken(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(tokens().ListTokens()->size(), 2u);
+}
+
 TEST_P(StoreConformanceTest, BadTokensAreRefusedAndNothingIsStored) {
   std::vector<TokenRecord> bad(7, MakeToken("tok-x", Role::kSubmitter));
   bad[0].id = "";
@@ -2578,6 +2610,13 @@ TEST_P(MeasurementRunTest, BadRunsAreRefusedNamingTheFieldAndStoreNothing) {
   ASSERT_TRUE(datasets().CreateDataset({"other", "ofa_mbv3", "", 1.7e9}, {}).ok());
   EXPECT_EQ(runs().CreateMeasurementRun(MakeRun("other"), Configs(1)).status().code(),
             absl::StatusCode::kFailedPrecondition);
+  // A dataset of test-split records takes no validation run (an empty one takes any).
+  MeasurementRow on_test = Measurement("[7]", 0.5, "fp32");
+  on_test.split = "test";
+  ASSERT_TRUE(datasets().CreateDataset({"tested", "fmnist_mbv2", "", 1.7e9}, {on_test}).ok());
+  const absl::Status mixed = runs().CreateMeasurementRun(MakeRun("tested"), Configs(1)).status();
+  EXPECT_EQ(mixed.code(), absl::StatusCode::kFailedPrecondition) << mixed;
+  EXPECT_THAT(std::string(mixed.message()), HasSubstr("split \"test\""));
 
   EXPECT_THAT(*runs().ListMeasurementRuns(0, 10), IsEmpty());
   // The most tasks are accepted, and the first run stored is the first id.
@@ -2804,13 +2843,14 @@ TEST_P(MeasurementRunTest, ARecordTheDatasetHoldsSettlesTheTaskWithoutASecondRow
   EXPECT_EQ(Run(id).state, JobState::kSucceeded);
 }
 
-// A record the dataset refuses as AddMeasurements would (a split it does not hold) settles
-// nothing: the task stays held.
+// A record the dataset refuses as AddMeasurements would (a split it does not hold: another
+// writer added records of another split after the run was created, which creating it would
+// have refused) settles nothing: the task stays held.
 TEST_P(MeasurementRunTest, ARecordOfAnotherSplitThanTheDatasetsIsRefused) {
+  const std::string id = CreateRun(Configs(1));
   MeasurementRow test_row = Measurement("[7]", 0.5, "fp32");
   test_row.split = "test";
   ASSERT_TRUE(datasets().AddMeasurements("fm", {test_row}).ok());
-  const std::string id = CreateRun(Configs(1));
   const std::vector<MeasurementTask> tasks = Claim(id, "worker-a", 1);
   ASSERT_EQ(tasks.size(), 1u);
   EXPECT_EQ(

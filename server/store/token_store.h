@@ -22,6 +22,11 @@ class TokenStore {
   // characters, or a NaN time.
   virtual absl::Status AddToken(const TokenRecord& token) = 0;
 
+  // As AddToken, but only into a store that holds no token at all, decided atomically with
+  // the write: of several servers bootstrapping one empty store at once, exactly one stores
+  // its token. Returns whether it was stored (false: the store held a token).
+  virtual absl::StatusOr<bool> AddFirstToken(const TokenRecord& token) = 0;
+
   // NOT_FOUND naming the id for an unknown token.
   virtual absl::StatusOr<TokenRecord> GetToken(const std::string& id) = 0;
 
