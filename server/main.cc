@@ -108,6 +108,9 @@ ABSL_FLAG(int, measure_worker_threads, 1, "LibTorch threads (Slurm CPUs) of each
 ABSL_FLAG(int, measure_lease_seconds, 60,
           "a measurement task's lease: a dead worker's task is measured again this long after "
           "its last renewal");
+ABSL_FLAG(int, measure_restarts, 2,
+          "times the workers of a measurement run that all died with tasks left are started "
+          "again before the run is cancelled");
 ABSL_FLAG(std::string, slurm_partition, "", "sbatch --partition of measurement workers");
 ABSL_FLAG(std::string, slurm_time, "", "sbatch --time of measurement workers");
 
@@ -217,6 +220,7 @@ int main(int argc, char** argv) {
   options.measure_log_dir = absl::GetFlag(FLAGS_measure_log_dir);
   options.measure_worker_threads = absl::GetFlag(FLAGS_measure_worker_threads);
   options.measure_lease_seconds = absl::GetFlag(FLAGS_measure_lease_seconds);
+  options.measure_restarts = absl::GetFlag(FLAGS_measure_restarts);
   options.slurm_partition = absl::GetFlag(FLAGS_slurm_partition);
   options.slurm_time = absl::GetFlag(FLAGS_slurm_time);
   auto server = apq::server::ApqServer::Start(options);

@@ -30,6 +30,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/process_name.h"
 #include "common/status_macros.h"
 #include "common/tensor_memory.h"
 #include "common/tool_main.h"
@@ -62,9 +63,7 @@ namespace {
 
 // "<host>:<pid>[:<array task>]".
 std::string DefaultHolder() {
-  char host[256] = {};
-  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
-  std::string holder = absl::StrCat(host[0] != '\0' ? host : "worker", ":", getpid());
+  std::string holder = apq::HostAndPid("worker");
   if (const char* task = std::getenv("SLURM_ARRAY_TASK_ID"); task != nullptr) {
     absl::StrAppend(&holder, ":", task);
   }

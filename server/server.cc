@@ -13,6 +13,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/process_name.h"
 #include "common/status_macros.h"
 #include "server/store/open_store.h"
 #include "server/store/postgres_store.h"
@@ -41,13 +42,6 @@ bool IsLoopbackAddress(const std::string& listen_address) {
 }
 
 namespace {
-
-// "<host name>:<pid>": unique among the replicas of one database while they live.
-std::string DefaultReplicaId() {
-  char host[256] = {};
-  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
-  return absl::StrCat(host[0] != '\0' ? host : "apqd", ":", getpid());
-}
 
 absl::StatusOr<std::string> ReadPemFlag(const std::string& flag, const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -168,6 +162,7 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   measure_options.max_workers = options.measure_workers;
   measure_options.worker_threads = options.measure_worker_threads;
   measure_options.lease_seconds = options.measure_lease_seconds;
+  measure_options.restarts = options.measure_restarts;
   measure_options.log_root = options.measure_log_dir;
   measure_options.slurm_partition = options.slurm_partition;
   measure_options.slurm_time_limit = options.slurm_time;
@@ -186,7 +181,7 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   if (PostgresStore::IsPostgresLocation(options.database_path)) {
     // A shared store: this server is one of its replicas (any number may run).
     job_options.replica.holder =
-        options.replica_id.empty() ? DefaultReplicaId() : options.replica_id;
+        options.replica_id.empty() ? HostAndPid("apqd") : options.replica_id;
     job_options.replica.lease = options.job_lease;
     job_options.replica.poll_interval = std::min(absl::Milliseconds(250), options.job_lease / 4);
   }

@@ -91,6 +91,7 @@ struct ServerOptions {
   std::string measure_log_dir = "/tmp";
   int measure_worker_threads = 1;
   int measure_lease_seconds = 60;
+  int measure_restarts = 2;  // MeasurementRunManager::Options::restarts.
   std::string slurm_partition;
   std::string slurm_time;
 };
