@@ -21,6 +21,7 @@
 #include "common/status_macros.h"
 #include "oface/conv_key.h"
 #include "oface/fashion_mnist.h"
+#include "oface/int8_layers_internal.h"
 #include "oface/mbconv_quant_space.h"
 #include "oface/rng.h"
 #include "oface/search_space.h"
@@ -155,6 +156,51 @@ double TimeLayer(const ConvShape& shape, LayerOps ops, const TimingOptions& opti
       before_each);
 }
 
+// Median latency of one int8 layer of `shape` computing `ops` on the current quantized engine
+// (see Int8ShapeTiming). Throws c10::Error.
+double TimeInt8Layer(const ConvShape& shape, LayerOps ops, const TimingOptions& options,
+                     const std::function<void()>& before_each) {
+  torch::NoGradGuard no_grad;
+  const int in = shape[0], out = shape[1], size = shape[2], kernel = shape[3];
+  const int stride = shape[4], padding = shape[5], groups = shape[6];
+  // Inputs as a network's would be: ReLU6 outputs in [0, 6] (the stem's input, an image,
+  // normalised, is alike in size).
+  const int8_internal::ActivationQuantization input =
+      int8_internal::QuantizationOfRange(0.0, 6.0);
+  const int8_internal::ActivationQuantization output =
+      int8_internal::QuantizationOfRange(-8.0, 8.0);
+  if (ops == LayerOps::kLinear) {
+    const torch::Tensor x = at::quantize_per_tensor(torch::rand({1, in}) * 6, input.scale,
+                                                    input.zero_point, at::kQUInt8);
+    const int8_internal::Int8Linear linear(torch::randn({out, in}) / std::sqrt(in),
+                                           torch::zeros({out}), output);
+    return MedianLatencyMs(
+        options.warmup, options.repeats, [&] { linear.Forward(x); }, before_each);
+  }
+  const torch::Tensor x = at::quantize_per_tensor(torch::rand({1, in, size, size}) * 6,
+                                                  input.scale, input.zero_point, at::kQUInt8);
+  const torch::Tensor weight = torch::randn({out, in / groups, kernel, kernel}) *
+                               std::sqrt(2.0 / (static_cast<double>(out) * kernel * kernel));
+  const int8_internal::Int8Conv conv(weight, torch::zeros({out}), stride, padding, groups,
+                                     /*relu6=*/ops == LayerOps::kConvBnRelu6, output);
+  return MedianLatencyMs(
+      options.warmup, options.repeats, [&] { conv.Forward(x); }, before_each);
+}
+
+const char* RoleName(LayerOps ops) {
+  switch (ops) {
+    case LayerOps::kConvBnRelu6:
+      return "conv+bn+relu6";
+    case LayerOps::kConvBn:
+      return "conv+bn";
+    case LayerOps::kLinear:
+      return "linear";
+    case LayerOps::kAmbiguous:
+      break;
+  }
+  return "ambiguous";
+}
+
 double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -237,6 +283,48 @@ absl::StatusOr<LayerProfile> ProfileLayers(const MbConvSpec& spec, const Profile
   }
   profile.seconds = SecondsSince(start);
   return profile;
+}
+
+absl::StatusOr<std::vector<Int8ShapeTiming>> CompareInt8Layers(
+    const MbConvSpec& spec, const ProfileOptions& options,
+    const std::vector<QuantizedEngine>& engines) {
+  RETURN_IF_ERROR(CheckTiming(options.timing, "timing."));
+  if (options.cache_flush_bytes < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cache_flush_bytes must be >= 0, got ", options.cache_flush_bytes));
+  }
+  if (engines.empty()) return absl::InvalidArgumentError("engines: at least one");
+  for (const QuantizedEngine engine : engines) {
+    RETURN_IF_ERROR(int8_internal::UseEngine(engine));
+  }
+  RETURN_IF_ERROR(ValidateMbConvSpec(spec));
+  std::map<ConvShape, LayerOps> shapes;
+  for (const auto& [shape, ops] : LayerRoles(spec)) {
+    if (ops != LayerOps::kAmbiguous) shapes.emplace(shape, ops);
+  }
+  std::vector<Int8ShapeTiming> timings;
+  timings.reserve(shapes.size());
+  try {
+    std::vector<uint8_t> flush(options.cache_flush_bytes);
+    std::function<void()> before_each;
+    if (!flush.empty()) before_each = [&flush] { SweepCaches(flush); };
+    at::set_num_threads(options.timing.threads);
+    for (const auto& [shape, ops] : shapes) {
+      Int8ShapeTiming timing;
+      timing.shape = absl::StrCat("(", shape[0], ", ", shape[1], ", ", shape[2], ", ", shape[3],
+                                  ", ", shape[4], ", ", shape[5], ", ", shape[6], ")");
+      timing.role = RoleName(ops);
+      timing.float_ms = TimeLayer(shape, ops, options.timing, before_each);
+      for (const QuantizedEngine engine : engines) {
+        RETURN_IF_ERROR(int8_internal::UseEngine(engine));
+        timing.int8_ms.push_back(TimeInt8Layer(shape, ops, options.timing, before_each));
+      }
+      timings.push_back(std::move(timing));
+    }
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("timing int8 layers failed: ", ErrorMessage(e)));
+  }
+  return timings;
 }
 
 absl::StatusOr<ValidationReport> ValidateProfile(

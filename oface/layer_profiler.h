@@ -50,6 +50,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "oface/int8_layers.h"
 #include "oface/mbconv_spec.h"
 
 namespace apq::oface {
@@ -81,6 +82,27 @@ struct LayerProfile {
 // the key when two layers of different ops share its shape; INTERNAL when no layer of the spec
 // has a key's shape (the space and the profiler disagree) or LibTorch fails.
 absl::StatusOr<LayerProfile> ProfileLayers(const MbConvSpec& spec, const ProfileOptions& options);
+
+// One conv shape of a spec timed in float (as ProfileLayers times it) and in int8 on each
+// quantized engine: the conv with its batch norm folded (and the fused ReLU6 of its role) on a
+// uint8 input (oface/int8_layers.h), the linear classifier likewise. The int8 figure leaves
+// out the quantization of the input and the dequantization of the output, which a network in
+// int8 pays once at its float boundaries, not per layer.
+struct Int8ShapeTiming {
+  std::string shape;  // "(Cin, Cout, H_in, K, stride, pad, groups)".
+  std::string role;   // "conv+bn+relu6", "conv+bn" or "linear".
+  double float_ms = 0.0;
+  // Int8 latency per engine, in the order of the engines asked for.
+  std::vector<double> int8_ms;
+};
+
+// Times every conv shape of `spec`'s catalogue in float and on each of `engines` (every one of
+// this build's: AvailableQuantizedEngines), interleaved shape by shape so that a change of the
+// machine's load touches all of them alike. ProfileLayers' errors; FAILED_PRECONDITION for an
+// engine this build lacks; INVALID_ARGUMENT for no engine.
+absl::StatusOr<std::vector<Int8ShapeTiming>> CompareInt8Layers(
+    const MbConvSpec& spec, const ProfileOptions& options,
+    const std::vector<QuantizedEngine>& engines);
 
 struct ValidationOptions {
   int subnets = 50;             // fp32 subnets (SampleMeasurementConfigs); >= 1.

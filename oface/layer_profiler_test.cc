@@ -203,5 +203,31 @@ TEST(LayerProfilerTest, MedianLatencyRunsWarmupThenRepeats) {
   EXPECT_GE(ms, 0.0);
 }
 
+TEST(CompareInt8LayersTest, TimesEveryShapeOfTheSpecInFloatAndOnEachEngine) {
+  const std::vector<QuantizedEngine> engines = AvailableQuantizedEngines();
+  ASSERT_FALSE(engines.empty());
+  absl::StatusOr<std::vector<Int8ShapeTiming>> timings =
+      CompareInt8Layers(ConvKeySpec(), FastProfile(), engines);
+  ASSERT_TRUE(timings.ok()) << timings.status();
+  // Every distinct shape of the catalogue, the one with two roles left out.
+  EXPECT_EQ(static_cast<int>(timings->size()), Profile().shapes);
+  int linear = 0;
+  for (const Int8ShapeTiming& timing : *timings) {
+    SCOPED_TRACE(timing.shape);
+    EXPECT_GT(timing.float_ms, 0.0);
+    ASSERT_EQ(timing.int8_ms.size(), engines.size());
+    for (const double ms : timing.int8_ms) EXPECT_GT(ms, 0.0);
+    linear += timing.role == "linear" ? 1 : 0;
+  }
+  EXPECT_EQ(linear, 1);
+
+  EXPECT_EQ(CompareInt8Layers(ConvKeySpec(), FastProfile(), {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  ProfileOptions bad = FastProfile();
+  bad.timing.repeats = 0;
+  EXPECT_THAT(CompareInt8Layers(ConvKeySpec(), bad, engines).status().message(),
+              HasSubstr("repeats"));
+}
+
 }  // namespace
 }  // namespace apq::oface
