@@ -946,8 +946,8 @@ TEST_F(EndToEndTest, SearchFindsAFeasibleConfigurationAndCountsEveryCandidate) {
       Client({"candidates", kept["job_id"], "--infeasible", "--limit", "20", "--json"});
   ASSERT_EQ(rejected_page.exit_code, 0) << rejected_page.err;
   // The parsed page outlives the loop (a temporary's element would dangle in the range-for).
-  const json rejected = ParseJson(rejected_page);
-  for (const json& candidate : rejected["candidates"]) {
+  const json rejected_rows = ParseJson(rejected_page);
+  for (const json& candidate : rejected_rows["candidates"]) {
     EXPECT_GT(candidate["latency_ms"].get<double>(), 25.0);
     EXPECT_FALSE(candidate.contains("accuracy"));
   }

@@ -285,6 +285,29 @@ class FaultyTrainingJobStore final : public TrainingJobStore {
                                                                   int limit) override {
     return base_.ListTrainingJobs(unfinished_only, offset, limit);
   }
+  absl::StatusOr<std::optional<ClaimedTrainingJob>> ClaimTrainingJob(
+      const std::string& holder, double now_unix_s, double expires_unix_s) override {
+    return Write<absl::StatusOr<std::optional<ClaimedTrainingJob>>>(plan_, "ClaimTrainingJob", [&] {
+      return base_.ClaimTrainingJob(holder, now_unix_s, expires_unix_s);
+    });
+  }
+  absl::StatusOr<LeaseRenewal> RenewTrainingLease(const std::string& job_id,
+                                                  const std::string& holder,
+                                                  double expires_unix_s) override {
+    return Write<absl::StatusOr<LeaseRenewal>>(plan_, "RenewTrainingLease", [&] {
+      return base_.RenewTrainingLease(job_id, holder, expires_unix_s);
+    });
+  }
+  absl::Status ReleaseTrainingLease(const std::string& job_id, const std::string& holder) override {
+    return Write<absl::Status>(plan_, "ReleaseTrainingLease",
+                               [&] { return base_.ReleaseTrainingLease(job_id, holder); });
+  }
+  absl::StatusOr<CancelRequestOutcome> RequestTrainingCancel(const std::string& job_id,
+                                                             double now_unix_s) override {
+    return Write<absl::StatusOr<CancelRequestOutcome>>(plan_, "RequestTrainingCancel", [&] {
+      return base_.RequestTrainingCancel(job_id, now_unix_s);
+    });
+  }
 
  private:
   TrainingJobStore& base_;

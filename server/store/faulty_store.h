@@ -8,7 +8,8 @@
 // RequestCancel; DeviceStore's AddTableVersion; DatasetStore's
 // CreateDataset and AddMeasurements; PredictorStore's AddPredictor, SetDefaultPredictor and
 // ClearDefaultPredictor; TrainingJobStore's CreateTrainingJob, MarkTrainingRunning,
-// UpdateTrainingProgress and FinishTrainingJob; TokenStore's AddToken and RevokeToken;
+// UpdateTrainingProgress, FinishTrainingJob, ClaimTrainingJob, RenewTrainingLease,
+// ReleaseTrainingLease and RequestTrainingCancel; TokenStore's AddToken and RevokeToken;
 // ArtifactStore's PutArtifact; MeasurementRunStore's CreateMeasurementRun,
 // SetMeasurementRunLauncher, ClaimMeasurementTasks, RenewMeasurementTasks,
 // CompleteMeasurementTask, FailMeasurementTask and CancelMeasurementRun. Every call of one

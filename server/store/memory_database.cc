@@ -63,7 +63,7 @@ StoredJob* MemoryDatabase::FindJob(const std::string& id) {
   return &jobs[found->second];
 }
 
-TrainingJobRecord* MemoryDatabase::FindTrainingJob(const std::string& id) {
+StoredTrainingJob* MemoryDatabase::FindTrainingJob(const std::string& id) {
   auto found = training_job_index.find(id);
   return found == training_job_index.end() ? nullptr : &training_jobs[found->second];
 }

@@ -58,6 +58,15 @@ struct StoredJob {
   JobRecord View() const;
 };
 
+struct StoredTrainingJob {
+  TrainingJobRecord record;
+  // TrainingJobStore's lease, as StoredJob's: its holder and until when ('' and 0: none), and
+  // whether the holder was asked to stop the job (RequestTrainingCancel).
+  std::string lease_holder;
+  double lease_expires_unix_s = 0.0;
+  bool cancel_requested = false;
+};
+
 struct StoredDataset {
   DatasetRecord record;  // Without counts.
   std::vector<MeasurementRow> rows;
@@ -83,7 +92,8 @@ struct StoredMeasurementRun {
 struct MemoryDatabase {
   // The job with `id`, or null when it is unknown or deleted.
   StoredJob* FindJob(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex);
-  TrainingJobRecord* FindTrainingJob(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex);
+  // The training job with `id`, or null when it is unknown.
+  StoredTrainingJob* FindTrainingJob(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex);
   PredictorRecord* FindPredictor(const std::string& space, const std::string& version)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex);
   // Makes `version` the space's only default; an unknown version leaves it none.
@@ -111,7 +121,7 @@ struct MemoryDatabase {
   // By space, oldest first.
   std::map<std::string, std::vector<PredictorRecord>> predictors ABSL_GUARDED_BY(mutex);
   // training_jobs[n - 1] is "train-<n>".
-  std::vector<TrainingJobRecord> training_jobs ABSL_GUARDED_BY(mutex);
+  std::vector<StoredTrainingJob> training_jobs ABSL_GUARDED_BY(mutex);
   absl::flat_hash_map<std::string, size_t> training_job_index ABSL_GUARDED_BY(mutex);
   std::vector<TokenRecord> tokens ABSL_GUARDED_BY(mutex);  // In the order they were added.
   // By (kind, key), with their bytes and size_bytes.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -20,10 +21,14 @@ namespace {
 using memory_internal::MemoryDatabase;
 using memory_internal::StoredDataset;
 using memory_internal::StoredDouble;
+using memory_internal::StoredTrainingJob;
 using store_internal::ArtifactExists;
 using store_internal::ArtifactNotFound;
 using store_internal::CheckArtifact;
 using store_internal::CheckDataset;
+using store_internal::CheckLeaseHolder;
+using store_internal::CheckLeaseTime;
+using store_internal::CheckLeaseTimes;
 using store_internal::CheckMeasurementRows;
 using store_internal::CheckPage;
 using store_internal::CheckTableVersion;
@@ -32,6 +37,7 @@ using store_internal::CheckTrainingEnd;
 using store_internal::DatasetExists;
 using store_internal::DatasetNotFound;
 using store_internal::DeviceNotFound;
+using store_internal::LeaseNotHeld;
 using store_internal::NoDefaultPredictor;
 using store_internal::PredictorNotFound;
 using store_internal::TableVersionNotFound;
@@ -246,45 +252,47 @@ class MemoryTrainingJobStore final : public TrainingJobStore {
 
   absl::StatusOr<std::string> CreateTrainingJob(const TrainingJobRecord& job) override {
     absl::MutexLock lock(&db_.mutex);
-    TrainingJobRecord stored;
-    ASSIGN_OR_RETURN(stored.created_unix_s,
+    StoredTrainingJob stored;
+    ASSIGN_OR_RETURN(stored.record.created_unix_s,
                      StoredDouble(job.created_unix_s, "created_unix_s", "creating a training job"));
-    stored.id = absl::StrCat("train-", db_.training_jobs.size() + 1);
-    stored.space = job.space;
-    stored.dataset = job.dataset;
-    stored.request = job.request;
-    db_.training_job_index[stored.id] = db_.training_jobs.size();
+    stored.record.id = absl::StrCat("train-", db_.training_jobs.size() + 1);
+    stored.record.space = job.space;
+    stored.record.dataset = job.dataset;
+    stored.record.request = job.request;
+    db_.training_job_index[stored.record.id] = db_.training_jobs.size();
     db_.training_jobs.push_back(std::move(stored));
-    return db_.training_jobs.back().id;
+    return db_.training_jobs.back().record.id;
   }
 
   absl::Status MarkTrainingRunning(const std::string& job_id, double started_unix_s) override {
     absl::MutexLock lock(&db_.mutex);
-    ASSIGN_OR_RETURN(TrainingJobRecord * job, Unfinished(job_id));
+    ASSIGN_OR_RETURN(StoredTrainingJob * stored, Unfinished(job_id));
     ASSIGN_OR_RETURN(double started,
                      StoredDouble(started_unix_s, "started_unix_s",
                                   absl::StrCat("marking training job ", job_id, " running")));
     // A job run again after a restart starts over: its progress is reset.
-    job->state = JobState::kRunning;
-    job->started_unix_s = started;
-    job->stage.clear();
-    job->epoch = 0;
-    job->max_epochs = 0;
-    job->validation_rmse = 0;
+    TrainingJobRecord& job = stored->record;
+    job.state = JobState::kRunning;
+    job.started_unix_s = started;
+    job.stage.clear();
+    job.epoch = 0;
+    job.max_epochs = 0;
+    job.validation_rmse = 0;
     return absl::OkStatus();
   }
 
   absl::Status UpdateTrainingProgress(const std::string& job_id, const std::string& stage,
                                       int epoch, int max_epochs, double validation_rmse) override {
     absl::MutexLock lock(&db_.mutex);
-    ASSIGN_OR_RETURN(TrainingJobRecord * job, Unfinished(job_id));
+    ASSIGN_OR_RETURN(StoredTrainingJob * stored, Unfinished(job_id));
     ASSIGN_OR_RETURN(double rmse,
                      StoredDouble(validation_rmse, "validation_rmse",
                                   absl::StrCat("recording the progress of training job ", job_id)));
-    job->stage = stage;
-    job->epoch = epoch;
-    job->max_epochs = max_epochs;
-    job->validation_rmse = rmse;
+    TrainingJobRecord& job = stored->record;
+    job.stage = stage;
+    job.epoch = epoch;
+    job.max_epochs = max_epochs;
+    job.validation_rmse = rmse;
     return absl::OkStatus();
   }
 
@@ -294,7 +302,7 @@ class MemoryTrainingJobStore final : public TrainingJobStore {
     RETURN_IF_ERROR(CheckTrainingEnd(state, predictor));
     const std::string operation = absl::StrCat("finishing training job ", job_id);
     absl::MutexLock lock(&db_.mutex);
-    ASSIGN_OR_RETURN(TrainingJobRecord * job, Unfinished(job_id));
+    ASSIGN_OR_RETURN(StoredTrainingJob * stored, Unfinished(job_id));
     // Checked before the predictor is stored, so an error changes nothing.
     ASSIGN_OR_RETURN(double finished, StoredDouble(finished_unix_s, "finished_unix_s", operation));
     if (predictor != nullptr) {
@@ -305,19 +313,21 @@ class MemoryTrainingJobStore final : public TrainingJobStore {
         db_.MakeDefault(predictor->space, predictor->version);
       }
     }
-    job->state = state;
-    job->error = error;
-    job->finished_unix_s = finished;
-    job->predictor_version = predictor != nullptr ? predictor->version : "";
-    job->metrics_json = predictor != nullptr ? predictor->metrics_json : "{}";
+    TrainingJobRecord& job = stored->record;
+    job.state = state;
+    job.error = error;
+    job.finished_unix_s = finished;
+    job.predictor_version = predictor != nullptr ? predictor->version : "";
+    job.metrics_json = predictor != nullptr ? predictor->metrics_json : "{}";
+    ClearLease(*stored);
     return absl::OkStatus();
   }
 
   absl::StatusOr<TrainingJobRecord> GetTrainingJob(const std::string& job_id) override {
     absl::MutexLock lock(&db_.mutex);
-    const TrainingJobRecord* job = db_.FindTrainingJob(job_id);
-    if (job == nullptr) return TrainingJobNotFound(job_id);
-    return *job;
+    const StoredTrainingJob* stored = db_.FindTrainingJob(job_id);
+    if (stored == nullptr) return TrainingJobNotFound(job_id);
+    return stored->record;
   }
 
   absl::StatusOr<std::vector<TrainingJobRecord>> ListTrainingJobs(bool unfinished_only,
@@ -328,21 +338,86 @@ class MemoryTrainingJobStore final : public TrainingJobStore {
     std::vector<TrainingJobRecord> jobs;
     int64_t skipped = 0;
     for (auto it = db_.training_jobs.rbegin(); it != db_.training_jobs.rend(); ++it) {
-      if (unfinished_only && IsTerminal(it->state)) continue;
+      if (unfinished_only && IsTerminal(it->record.state)) continue;
       if (skipped++ < offset) continue;
-      jobs.push_back(*it);
+      jobs.push_back(it->record);
       if (static_cast<int>(jobs.size()) == limit) break;
     }
     return jobs;
   }
 
+  absl::StatusOr<std::optional<ClaimedTrainingJob>> ClaimTrainingJob(
+      const std::string& holder, double now_unix_s, double expires_unix_s) override {
+    RETURN_IF_ERROR(CheckLeaseHolder(holder));
+    RETURN_IF_ERROR(CheckLeaseTimes(now_unix_s, expires_unix_s));
+    absl::MutexLock lock(&db_.mutex);
+    // db_.training_jobs is in creation order.
+    for (StoredTrainingJob& stored : db_.training_jobs) {
+      if (IsTerminal(stored.record.state) || stored.lease_expires_unix_s > now_unix_s) continue;
+      stored.lease_holder = holder;
+      stored.lease_expires_unix_s = expires_unix_s;
+      return ClaimedTrainingJob{stored.record, stored.cancel_requested};
+    }
+    return std::nullopt;
+  }
+
+  absl::StatusOr<LeaseRenewal> RenewTrainingLease(const std::string& job_id,
+                                                  const std::string& holder,
+                                                  double expires_unix_s) override {
+    RETURN_IF_ERROR(CheckLeaseHolder(holder));
+    RETURN_IF_ERROR(CheckLeaseTime(expires_unix_s, "expires_unix_s"));
+    absl::MutexLock lock(&db_.mutex);
+    ASSIGN_OR_RETURN(StoredTrainingJob * stored, Unfinished(job_id));
+    if (stored->lease_holder != holder) return LeaseNotHeld(job_id, holder);
+    stored->lease_expires_unix_s = expires_unix_s;
+    return LeaseRenewal{stored->cancel_requested};
+  }
+
+  absl::Status ReleaseTrainingLease(const std::string& job_id, const std::string& holder) override {
+    RETURN_IF_ERROR(CheckLeaseHolder(holder));
+    absl::MutexLock lock(&db_.mutex);
+    StoredTrainingJob* stored = db_.FindTrainingJob(job_id);
+    if (stored == nullptr) return TrainingJobNotFound(job_id);
+    // An ended job holds no lease (FinishTrainingJob clears it); another holder's stays.
+    if (stored->lease_holder == holder) ClearLease(*stored);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<CancelRequestOutcome> RequestTrainingCancel(const std::string& job_id,
+                                                             double now_unix_s) override {
+    RETURN_IF_ERROR(CheckLeaseTime(now_unix_s, "now_unix_s"));
+    absl::MutexLock lock(&db_.mutex);
+    ASSIGN_OR_RETURN(StoredTrainingJob * stored, Unfinished(job_id));
+    TrainingJobRecord& job = stored->record;
+    if (job.state == JobState::kQueued && stored->lease_expires_unix_s <= now_unix_s) {
+      // As FinishTrainingJob(kCancelled) without a predictor would end it (a queued job has
+      // no predictor version or metrics to clear).
+      ASSIGN_OR_RETURN(
+          job.finished_unix_s,
+          StoredDouble(now_unix_s, "now_unix_s", absl::StrCat("cancelling training job ", job_id)));
+      job.state = JobState::kCancelled;
+      job.error = store_internal::kTrainingCancelledError;
+      ClearLease(*stored);
+      return CancelRequestOutcome::kEnded;
+    }
+    stored->cancel_requested = true;
+    return CancelRequestOutcome::kRequested;
+  }
+
  private:
-  absl::StatusOr<TrainingJobRecord*> Unfinished(const std::string& job_id)
+  absl::StatusOr<StoredTrainingJob*> Unfinished(const std::string& job_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_.mutex) {
-    TrainingJobRecord* job = db_.FindTrainingJob(job_id);
-    if (job == nullptr) return TrainingJobNotFound(job_id);
-    if (IsTerminal(job->state)) return TrainingJobEnded(job_id, job->state);
-    return job;
+    StoredTrainingJob* stored = db_.FindTrainingJob(job_id);
+    if (stored == nullptr) return TrainingJobNotFound(job_id);
+    if (IsTerminal(stored->record.state)) {
+      return TrainingJobEnded(job_id, stored->record.state);
+    }
+    return stored;
+  }
+
+  static void ClearLease(StoredTrainingJob& job) {
+    job.lease_holder.clear();
+    job.lease_expires_unix_s = 0.0;
   }
 
   MemoryDatabase& db_;
@@ -377,7 +452,6 @@ class MemoryTokenStore final : public TokenStore {
   }
 
  public:
-
   absl::StatusOr<TokenRecord> GetToken(const std::string& id) override {
     absl::MutexLock lock(&db_.mutex);
     const TokenRecord* token = Find(id);

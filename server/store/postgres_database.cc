@@ -259,6 +259,14 @@ CREATE INDEX measurement_tasks_open ON measurement_tasks (run_id, task_index)
     R"sql(
 ALTER TABLE measurement_runs ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 3;
 )sql",
+    // 5: training job leases (SQLite's schema 18), as the jobs' of migration 2: the replica
+    // training the job and until when (TrainingJobStore::ClaimTrainingJob; '' and 0: none), and
+    // whether RequestTrainingCancel asked it to stop.
+    R"sql(
+ALTER TABLE training_jobs ADD COLUMN lease_holder BYTEA NOT NULL DEFAULT '';
+ALTER TABLE training_jobs ADD COLUMN lease_expires_unix_s DOUBLE PRECISION NOT NULL DEFAULT 0;
+ALTER TABLE training_jobs ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT FALSE;
+)sql",
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(std::size(kMigrations));

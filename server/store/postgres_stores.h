@@ -146,6 +146,14 @@ class PostgresTrainingJobStore final : public TrainingJobStore {
   absl::StatusOr<std::vector<TrainingJobRecord>> ListTrainingJobs(bool unfinished_only,
                                                                   int64_t offset,
                                                                   int limit) override;
+  absl::StatusOr<std::optional<ClaimedTrainingJob>> ClaimTrainingJob(
+      const std::string& holder, double now_unix_s, double expires_unix_s) override;
+  absl::StatusOr<LeaseRenewal> RenewTrainingLease(const std::string& job_id,
+                                                  const std::string& holder,
+                                                  double expires_unix_s) override;
+  absl::Status ReleaseTrainingLease(const std::string& job_id, const std::string& holder) override;
+  absl::StatusOr<CancelRequestOutcome> RequestTrainingCancel(const std::string& job_id,
+                                                             double now_unix_s) override;
 
  private:
   PostgresDatabase& database_;

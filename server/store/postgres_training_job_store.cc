@@ -1,5 +1,8 @@
+#include <cstdint>
+#include <optional>
 #include <pqxx/pqxx>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -15,6 +18,7 @@ namespace {
 constexpr const char* kTrainingJobColumns =
     "id, space, dataset, request, state, error, stage, epoch, max_epochs, validation_rmse, "
     "predictor_version, metrics_json, created_unix_s, started_unix_s, finished_unix_s";
+constexpr int kTrainingJobColumnCount = 15;
 
 TrainingJobRecord ReadTrainingJob(const pqxx::row& row) {
   TrainingJobRecord job;
@@ -151,7 +155,8 @@ absl::Status PostgresTrainingJobStore::FinishTrainingJob(const std::string& job_
         return tx
             .Run(
                 "UPDATE training_jobs SET state = $2, error = $3, finished_unix_s = $4, "
-                "predictor_version = $5, metrics_json = $6 WHERE id = $1",
+                "predictor_version = $5, metrics_json = $6, lease_holder = '', "
+                "lease_expires_unix_s = 0 WHERE id = $1",
                 PostgresParams()
                     .Bytes(job_id)
                     .Int(static_cast<int64_t>(state))
@@ -197,6 +202,134 @@ absl::StatusOr<std::vector<TrainingJobRecord>> PostgresTrainingJobStore::ListTra
         return absl::OkStatus();
       }));
   return jobs;
+}
+
+absl::StatusOr<std::optional<ClaimedTrainingJob>> PostgresTrainingJobStore::ClaimTrainingJob(
+    const std::string& holder, double now_unix_s, double expires_unix_s) {
+  RETURN_IF_ERROR(store_internal::CheckLeaseHolder(holder));
+  RETURN_IF_ERROR(store_internal::CheckLeaseTimes(now_unix_s, expires_unix_s));
+  std::optional<ClaimedTrainingJob> claimed;
+  RETURN_IF_ERROR(database_.Transact(
+      PostgresDatabase::Mode::kWrite, "claiming a training job",
+      [&](PostgresTransaction& tx) -> absl::Status {
+        claimed.reset();
+        // SKIP LOCKED: a job another claimer is taking right now is passed over, not waited
+        // for, so claimers never queue behind each other and never get one job twice (the
+        // row stays locked until this transaction commits the new lease).
+        ASSIGN_OR_RETURN(
+            const pqxx::result rows,
+            tx.Exec(absl::StrCat("SELECT ", kTrainingJobColumns,
+                                 ", cancel_requested FROM training_jobs WHERE state IN "
+                                 "($1::int4, $2::int4) AND lease_expires_unix_s <= $3::float8 "
+                                 "ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED"),
+                    PostgresParams()
+                        .Int(static_cast<int64_t>(JobState::kQueued))
+                        .Int(static_cast<int64_t>(JobState::kRunning))
+                        .Double(now_unix_s, "now_unix_s")));
+        if (rows.empty()) return absl::OkStatus();
+        ClaimedTrainingJob job;
+        job.job = ReadTrainingJob(rows[0]);
+        job.cancel_requested = FieldBool(rows[0][kTrainingJobColumnCount]);
+        RETURN_IF_ERROR(tx.Run("UPDATE training_jobs SET lease_holder = $2, "
+                               "lease_expires_unix_s = $3 WHERE id = $1::bytea",
+                               PostgresParams()
+                                   .Bytes(job.job.id)
+                                   .Bytes(holder)
+                                   .Double(expires_unix_s, "expires_unix_s"))
+                            .status());
+        claimed = std::move(job);
+        return absl::OkStatus();
+      }));
+  return claimed;
+}
+
+absl::StatusOr<LeaseRenewal> PostgresTrainingJobStore::RenewTrainingLease(const std::string& job_id,
+                                                                          const std::string& holder,
+                                                                          double expires_unix_s) {
+  RETURN_IF_ERROR(store_internal::CheckLeaseHolder(holder));
+  RETURN_IF_ERROR(store_internal::CheckLeaseTime(expires_unix_s, "expires_unix_s"));
+  LeaseRenewal renewal;
+  RETURN_IF_ERROR(database_.Transact(
+      PostgresDatabase::Mode::kWrite, absl::StrCat("renewing the lease of training job ", job_id),
+      [&](PostgresTransaction& tx) -> absl::Status {
+        ASSIGN_OR_RETURN(const pqxx::result rows,
+                         tx.Exec("SELECT state, lease_holder, cancel_requested FROM "
+                                 "training_jobs WHERE id = $1::bytea FOR UPDATE",
+                                 PostgresParams().Bytes(job_id)));
+        if (rows.empty()) return store_internal::TrainingJobNotFound(job_id);
+        const auto state = static_cast<JobState>(FieldInt(rows[0][0]));
+        if (IsTerminal(state)) return store_internal::TrainingJobEnded(job_id, state);
+        if (FieldBytes(rows[0][1]) != holder) return store_internal::LeaseNotHeld(job_id, holder);
+        renewal.cancel_requested = FieldBool(rows[0][2]);
+        return tx
+            .Run("UPDATE training_jobs SET lease_expires_unix_s = $2 WHERE id = $1::bytea",
+                 PostgresParams().Bytes(job_id).Double(expires_unix_s, "expires_unix_s"))
+            .status();
+      }));
+  return renewal;
+}
+
+absl::Status PostgresTrainingJobStore::ReleaseTrainingLease(const std::string& job_id,
+                                                            const std::string& holder) {
+  RETURN_IF_ERROR(store_internal::CheckLeaseHolder(holder));
+  return database_.Transact(
+      PostgresDatabase::Mode::kWrite, absl::StrCat("releasing the lease of training job ", job_id),
+      [&](PostgresTransaction& tx) -> absl::Status {
+        ASSIGN_OR_RETURN(const pqxx::result rows,
+                         tx.Exec("SELECT 1 FROM training_jobs WHERE id = $1::bytea",
+                                 PostgresParams().Bytes(job_id)));
+        if (rows.empty()) return store_internal::TrainingJobNotFound(job_id);
+        // An ended job holds no lease (FinishTrainingJob clears it); another holder's stays.
+        return tx
+            .Run(
+                "UPDATE training_jobs SET lease_holder = '', lease_expires_unix_s = 0 WHERE id = "
+                "$1::bytea AND lease_holder = $2::bytea AND state IN ($3::int4, $4::int4)",
+                PostgresParams()
+                    .Bytes(job_id)
+                    .Bytes(holder)
+                    .Int(static_cast<int64_t>(JobState::kQueued))
+                    .Int(static_cast<int64_t>(JobState::kRunning)))
+            .status();
+      });
+}
+
+absl::StatusOr<CancelRequestOutcome> PostgresTrainingJobStore::RequestTrainingCancel(
+    const std::string& job_id, double now_unix_s) {
+  RETURN_IF_ERROR(store_internal::CheckLeaseTime(now_unix_s, "now_unix_s"));
+  CancelRequestOutcome outcome = CancelRequestOutcome::kRequested;
+  RETURN_IF_ERROR(database_.Transact(
+      PostgresDatabase::Mode::kWrite, absl::StrCat("cancelling training job ", job_id),
+      [&](PostgresTransaction& tx) -> absl::Status {
+        ASSIGN_OR_RETURN(const pqxx::result rows,
+                         tx.Exec("SELECT state, lease_expires_unix_s FROM training_jobs WHERE "
+                                 "id = $1::bytea FOR UPDATE",
+                                 PostgresParams().Bytes(job_id)));
+        if (rows.empty()) return store_internal::TrainingJobNotFound(job_id);
+        const auto state = static_cast<JobState>(FieldInt(rows[0][0]));
+        if (IsTerminal(state)) return store_internal::TrainingJobEnded(job_id, state);
+        const bool lease_free = FieldDouble(rows[0][1]) <= now_unix_s;
+        if (state == JobState::kQueued && lease_free) {
+          // As FinishTrainingJob(kCancelled) without a predictor would end it (a queued job
+          // has no predictor version or metrics to clear).
+          outcome = CancelRequestOutcome::kEnded;
+          return tx
+              .Run(
+                  "UPDATE training_jobs SET state = $2, error = $3, finished_unix_s = $4, "
+                  "lease_holder = '', lease_expires_unix_s = 0 WHERE id = $1::bytea",
+                  PostgresParams()
+                      .Bytes(job_id)
+                      .Int(static_cast<int64_t>(JobState::kCancelled))
+                      .Bytes(store_internal::kTrainingCancelledError)
+                      .Double(now_unix_s, "now_unix_s"))
+              .status();
+        }
+        outcome = CancelRequestOutcome::kRequested;
+        return tx
+            .Run("UPDATE training_jobs SET cancel_requested = TRUE WHERE id = $1::bytea",
+                 PostgresParams().Bytes(job_id))
+            .status();
+      }));
+  return outcome;
 }
 
 }  // namespace apq::server

@@ -125,19 +125,23 @@ absl::Status CheckArtifact(const ArtifactRecord& artifact);
 absl::Status ArtifactNotFound(const std::string& kind, const std::string& key);
 absl::Status ArtifactExists(const std::string& kind, const std::string& key);
 
-// The longest lease holder name, in bytes (JobStore's leases).
+// The longest lease holder name, in bytes (JobStore's and TrainingJobStore's leases).
 inline constexpr size_t kMaxLeaseHolderBytes = 256;
 // INVALID_ARGUMENT "lease holder: ..." for an empty holder or one longer than
 // kMaxLeaseHolderBytes.
 absl::Status CheckLeaseHolder(const std::string& holder);
 // INVALID_ARGUMENT "lease now_unix_s: ..." or "lease expires_unix_s: ..." for a NaN time and
-// for expires_unix_s <= now_unix_s (JobStore::ClaimJob).
+// for expires_unix_s <= now_unix_s (JobStore::ClaimJob, TrainingJobStore::ClaimTrainingJob).
 absl::Status CheckLeaseTimes(double now_unix_s, double expires_unix_s);
 // INVALID_ARGUMENT "lease <field>: is NaN" for a NaN time, where the call has one time only
-// (RenewLease's expires_unix_s, RequestCancel's now_unix_s).
+// (RenewLease's and RenewTrainingLease's expires_unix_s, RequestCancel's and
+// RequestTrainingCancel's now_unix_s).
 absl::Status CheckLeaseTime(double unix_s, absl::string_view field);
-// FAILED_PRECONDITION for RenewLease by a holder that lost (or never had) the job's lease.
+// FAILED_PRECONDITION for RenewLease (or RenewTrainingLease) by a holder that lost (or never
+// had) the job's lease.
 absl::Status LeaseNotHeld(const std::string& job_id, const std::string& holder);
+// The error of a training job that RequestTrainingCancel ends at once.
+inline constexpr char kTrainingCancelledError[] = "cancelled by request";
 
 // Measurement runs (MeasurementRunStore).
 

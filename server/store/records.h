@@ -344,6 +344,12 @@ struct TrainingJobRecord {
   double finished_unix_s = 0;
 };
 
+// A training job as ClaimTrainingJob hands it to a replica.
+struct ClaimedTrainingJob {
+  TrainingJobRecord job;
+  bool cancel_requested = false;  // RequestTrainingCancel was called before the claim.
+};
+
 // A trained accuracy predictor of a space, stored with how it was made and how well it does.
 struct PredictorRecord {
   std::string space;

@@ -376,6 +376,15 @@ CREATE INDEX measurement_tasks_by_status ON measurement_tasks (run_id, status, t
     R"sql(
 ALTER TABLE measurement_runs ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 3;
 )sql",
+    // 18: training job leases, as the jobs' of migration 15
+    // (TrainingJobStore::ClaimTrainingJob): the replica holding the job and until when ('' and
+    // 0: none), and whether its holder was asked to stop it (RequestTrainingCancel). Claims
+    // find the unfinished jobs by training_jobs_by_state.
+    R"sql(
+ALTER TABLE training_jobs ADD COLUMN lease_holder TEXT NOT NULL DEFAULT '';
+ALTER TABLE training_jobs ADD COLUMN lease_expires_unix_s REAL NOT NULL DEFAULT 0;
+ALTER TABLE training_jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(std::size(kMigrations));

@@ -198,9 +198,28 @@ class SqliteTrainingJobStore final : public TrainingJobStore {
   absl::StatusOr<std::vector<TrainingJobRecord>> ListTrainingJobs(bool unfinished_only,
                                                                   int64_t offset,
                                                                   int limit) override;
+  absl::StatusOr<std::optional<ClaimedTrainingJob>> ClaimTrainingJob(
+      const std::string& holder, double now_unix_s, double expires_unix_s) override;
+  absl::StatusOr<LeaseRenewal> RenewTrainingLease(const std::string& job_id,
+                                                  const std::string& holder,
+                                                  double expires_unix_s) override;
+  absl::Status ReleaseTrainingLease(const std::string& job_id, const std::string& holder) override;
+  absl::StatusOr<CancelRequestOutcome> RequestTrainingCancel(const std::string& job_id,
+                                                             double now_unix_s) override;
 
  private:
   absl::StatusOr<JobState> LoadState(const std::string& job_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(database_.mutex());
+  struct LeaseState {
+    JobState state = JobState::kQueued;
+    std::string holder;
+    double expires_unix_s = 0.0;
+    bool cancel_requested = false;
+  };
+  // The lease columns of an unfinished training job; NOT_FOUND for an unknown job,
+  // FAILED_PRECONDITION for one that has ended.
+  absl::StatusOr<LeaseState> LoadUnfinishedLease(const std::string& job_id,
+                                                 const std::string& operation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(database_.mutex());
 
   SqliteDatabase& database_;

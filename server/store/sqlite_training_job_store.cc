@@ -1,3 +1,8 @@
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/status_macros.h"
@@ -13,6 +18,7 @@ using Transaction = SqliteDatabase::Transaction;
 constexpr const char* kTrainingJobColumns =
     "id, space, dataset, request, state, error, stage, epoch, max_epochs, validation_rmse, "
     "predictor_version, metrics_json, created_unix_s, started_unix_s, finished_unix_s";
+constexpr int kTrainingJobColumnCount = 15;
 
 TrainingJobRecord ReadTrainingJob(const Statement& row) {
   TrainingJobRecord job;
@@ -139,7 +145,8 @@ absl::Status SqliteTrainingJobStore::FinishTrainingJob(const std::string& job_id
     ASSIGN_OR_RETURN(Statement update,
                      database_.Prepare("UPDATE training_jobs SET state = ?2, error = ?3, "
                                        "finished_unix_s = ?4, predictor_version = ?5, "
-                                       "metrics_json = ?6 WHERE id = ?1"));
+                                       "metrics_json = ?6, lease_holder = '', "
+                                       "lease_expires_unix_s = 0 WHERE id = ?1"));
     update.BindText(1, job_id);
     update.BindInt64(2, static_cast<int64_t>(state));
     update.BindText(3, error);
@@ -183,6 +190,133 @@ absl::StatusOr<std::vector<TrainingJobRecord>> SqliteTrainingJobStore::ListTrain
     jobs.push_back(ReadTrainingJob(select));
   }
   return jobs;
+}
+
+absl::StatusOr<SqliteTrainingJobStore::LeaseState> SqliteTrainingJobStore::LoadUnfinishedLease(
+    const std::string& job_id, const std::string& operation) {
+  ASSIGN_OR_RETURN(Statement select, database_.Prepare("SELECT state, lease_holder, "
+                                                       "lease_expires_unix_s, cancel_requested "
+                                                       "FROM training_jobs WHERE id = ?1"));
+  select.BindText(1, job_id);
+  ASSIGN_OR_RETURN(const bool row, select.Step(operation));
+  if (!row) return store_internal::TrainingJobNotFound(job_id);
+  LeaseState lease;
+  lease.state = static_cast<JobState>(select.ColumnInt(0));
+  if (IsTerminal(lease.state)) return store_internal::TrainingJobEnded(job_id, lease.state);
+  lease.holder = select.ColumnText(1);
+  lease.expires_unix_s = select.ColumnDouble(2);
+  lease.cancel_requested = select.ColumnInt(3) != 0;
+  return lease;
+}
+
+absl::StatusOr<std::optional<ClaimedTrainingJob>> SqliteTrainingJobStore::ClaimTrainingJob(
+    const std::string& holder, double now_unix_s, double expires_unix_s) {
+  RETURN_IF_ERROR(store_internal::CheckLeaseHolder(holder));
+  RETURN_IF_ERROR(store_internal::CheckLeaseTimes(now_unix_s, expires_unix_s));
+  constexpr absl::string_view kOperation = "claiming a training job";
+  absl::MutexLock lock(&database_.mutex());
+  // BEGIN IMMEDIATE: claimers in other processes wait for this one's commit, so the row read
+  // free here is still free when its lease is written.
+  ASSIGN_OR_RETURN(Transaction transaction, database_.Begin(/*write=*/true, kOperation));
+  ClaimedTrainingJob claimed;
+  {
+    ASSIGN_OR_RETURN(Statement select,
+                     database_.Prepare(absl::StrCat(
+                         "SELECT ", kTrainingJobColumns,
+                         ", cancel_requested FROM training_jobs WHERE state IN (?1, ?2) AND "
+                         "lease_expires_unix_s <= ?3 ORDER BY seq LIMIT 1")));
+    select.BindInt64(1, static_cast<int64_t>(JobState::kQueued));
+    select.BindInt64(2, static_cast<int64_t>(JobState::kRunning));
+    select.BindDouble(3, now_unix_s, "now_unix_s");
+    ASSIGN_OR_RETURN(const bool row, select.Step(kOperation));
+    if (!row) return std::nullopt;
+    claimed.job = ReadTrainingJob(select);
+    claimed.cancel_requested = select.ColumnInt(kTrainingJobColumnCount) != 0;
+  }
+  {
+    ASSIGN_OR_RETURN(Statement update,
+                     database_.Prepare("UPDATE training_jobs SET lease_holder = ?2, "
+                                       "lease_expires_unix_s = ?3 WHERE id = ?1"));
+    update.BindText(1, claimed.job.id);
+    update.BindText(2, holder);
+    update.BindDouble(3, expires_unix_s, "expires_unix_s");
+    RETURN_IF_ERROR(update.Run(kOperation));
+  }
+  RETURN_IF_ERROR(transaction.Commit(kOperation));
+  return claimed;
+}
+
+absl::StatusOr<LeaseRenewal> SqliteTrainingJobStore::RenewTrainingLease(const std::string& job_id,
+                                                                        const std::string& holder,
+                                                                        double expires_unix_s) {
+  RETURN_IF_ERROR(store_internal::CheckLeaseHolder(holder));
+  RETURN_IF_ERROR(store_internal::CheckLeaseTime(expires_unix_s, "expires_unix_s"));
+  const std::string operation = absl::StrCat("renewing the lease of training job ", job_id);
+  absl::MutexLock lock(&database_.mutex());
+  ASSIGN_OR_RETURN(Transaction transaction, database_.Begin(/*write=*/true, operation));
+  ASSIGN_OR_RETURN(const LeaseState lease, LoadUnfinishedLease(job_id, operation));
+  if (lease.holder != holder) return store_internal::LeaseNotHeld(job_id, holder);
+  {
+    ASSIGN_OR_RETURN(Statement update,
+                     database_.Prepare("UPDATE training_jobs SET lease_expires_unix_s = ?2 "
+                                       "WHERE id = ?1"));
+    update.BindText(1, job_id);
+    update.BindDouble(2, expires_unix_s, "expires_unix_s");
+    RETURN_IF_ERROR(update.Run(operation));
+  }
+  RETURN_IF_ERROR(transaction.Commit(operation));
+  return LeaseRenewal{lease.cancel_requested};
+}
+
+absl::Status SqliteTrainingJobStore::ReleaseTrainingLease(const std::string& job_id,
+                                                          const std::string& holder) {
+  RETURN_IF_ERROR(store_internal::CheckLeaseHolder(holder));
+  const std::string operation = absl::StrCat("releasing the lease of training job ", job_id);
+  absl::MutexLock lock(&database_.mutex());
+  ASSIGN_OR_RETURN(Transaction transaction, database_.Begin(/*write=*/true, operation));
+  ASSIGN_OR_RETURN(const JobState state, LoadState(job_id));
+  // An ended job holds no lease (FinishTrainingJob clears it); another holder's stays.
+  if (IsTerminal(state)) return absl::OkStatus();
+  {
+    ASSIGN_OR_RETURN(Statement update,
+                     database_.Prepare("UPDATE training_jobs SET lease_holder = '', "
+                                       "lease_expires_unix_s = 0 WHERE id = ?1 AND "
+                                       "lease_holder = ?2"));
+    update.BindText(1, job_id);
+    update.BindText(2, holder);
+    RETURN_IF_ERROR(update.Run(operation));
+  }
+  return transaction.Commit(operation);
+}
+
+absl::StatusOr<CancelRequestOutcome> SqliteTrainingJobStore::RequestTrainingCancel(
+    const std::string& job_id, double now_unix_s) {
+  RETURN_IF_ERROR(store_internal::CheckLeaseTime(now_unix_s, "now_unix_s"));
+  const std::string operation = absl::StrCat("cancelling training job ", job_id);
+  absl::MutexLock lock(&database_.mutex());
+  ASSIGN_OR_RETURN(Transaction transaction, database_.Begin(/*write=*/true, operation));
+  ASSIGN_OR_RETURN(const LeaseState lease, LoadUnfinishedLease(job_id, operation));
+  const bool ends_now = lease.state == JobState::kQueued && lease.expires_unix_s <= now_unix_s;
+  if (ends_now) {
+    // As FinishTrainingJob(kCancelled) without a predictor would end it (a queued job has
+    // no predictor version or metrics to clear).
+    ASSIGN_OR_RETURN(Statement update,
+                     database_.Prepare("UPDATE training_jobs SET state = ?2, error = ?3, "
+                                       "finished_unix_s = ?4, lease_holder = '', "
+                                       "lease_expires_unix_s = 0 WHERE id = ?1"));
+    update.BindText(1, job_id);
+    update.BindInt64(2, static_cast<int64_t>(JobState::kCancelled));
+    update.BindText(3, store_internal::kTrainingCancelledError);
+    update.BindDouble(4, now_unix_s, "now_unix_s");
+    RETURN_IF_ERROR(update.Run(operation));
+  } else {
+    ASSIGN_OR_RETURN(Statement update, database_.Prepare("UPDATE training_jobs SET "
+                                                         "cancel_requested = 1 WHERE id = ?1"));
+    update.BindText(1, job_id);
+    RETURN_IF_ERROR(update.Run(operation));
+  }
+  RETURN_IF_ERROR(transaction.Commit(operation));
+  return ends_now ? CancelRequestOutcome::kEnded : CancelRequestOutcome::kRequested;
 }
 
 }  // namespace apq::server

@@ -6,6 +6,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -2442,6 +2443,351 @@ TEST_P(StoreConformanceTest, ConcurrentClaimersGetEveryJobExactlyOnce) {
   for (int i = 1; i <= kJobs; ++i) expected.push_back(absl::StrCat("job-", i));
   std::sort(expected.begin(), expected.end());
   EXPECT_EQ(all, expected) << "every job claimed exactly once";
+}
+
+// Training job leases (TrainingJobStore::ClaimTrainingJob and the rest), as the jobs' above.
+
+// A queued training job's record as CreateTrainingJob takes it.
+TrainingJobRecord MakeTrainingJob() {
+  TrainingJobRecord job;
+  job.space = "fmnist_mbv2";
+  job.dataset = "fm";
+  job.request = absl::StrCat("\x08\x01", kBinary);
+  job.created_unix_s = 1.7e9;
+  return job;
+}
+
+// The claimed training job's id, or "<none>" / the error.
+std::string ClaimedTrainingId(TrainingJobStore& training_jobs, const std::string& holder,
+                              double now, double expires) {
+  absl::StatusOr<std::optional<ClaimedTrainingJob>> claimed =
+      training_jobs.ClaimTrainingJob(holder, now, expires);
+  if (!claimed.ok()) return claimed.status().ToString();
+  return claimed->has_value() ? (*claimed)->job.id : "<none>";
+}
+
+TEST_P(StoreConformanceTest, TrainingClaimsGoOldestFirstAndAHeldLeaseIsNotClaimedAgain) {
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(training_jobs().CreateTrainingJob(MakeTrainingJob()).ok());
+  EXPECT_EQ(ClaimedTrainingId(training_jobs(), "replica-a", 100, 1000), "train-1")
+      << "claimed when all are free";
+  // The job as stored comes with the claim.
+  ASSERT_TRUE(training_jobs().MarkTrainingRunning("train-2", 50).ok());
+  absl::StatusOr<std::optional<ClaimedTrainingJob>> second =
+      training_jobs().ClaimTrainingJob("replica-b", 100, 200);
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_TRUE(second->has_value());
+  const TrainingJobRecord& job = (*second)->job;
+  EXPECT_EQ(job.id, "train-2");
+  EXPECT_EQ(job.space, "fmnist_mbv2");
+  EXPECT_EQ(job.dataset, "fm");
+  EXPECT_EQ(job.request, MakeTrainingJob().request);
+  EXPECT_EQ(job.state, JobState::kRunning);
+  EXPECT_EQ(job.started_unix_s, 50);
+  EXPECT_EQ(job.created_unix_s, 1.7e9);
+  EXPECT_FALSE((*second)->cancel_requested);
+  // Held leases are passed over, by another holder and by the holder itself.
+  EXPECT_EQ(ClaimedTrainingId(training_jobs(), "replica-b", 150, 300), "train-3");
+  EXPECT_EQ(ClaimedTrainingId(training_jobs(), "replica-a", 150, 300), "<none>");
+  EXPECT_EQ(ClaimedTrainingId(training_jobs(), "replica-c", 199.5, 300), "<none>");
+  // Claiming changes nothing else about the job.
+  EXPECT_EQ(training_jobs().GetTrainingJob("train-1")->state, JobState::kQueued);
+  EXPECT_EQ(training_jobs().GetTrainingJob("train-2")->state, JobState::kRunning);
+
+  // replica-b dies with train-2 running; at its lease's expiry (expires <= now: free) the
+  // oldest free job is train-2, though train-4 is queued and free.
+  ASSERT_TRUE(training_jobs().CreateTrainingJob(MakeTrainingJob()).ok());
+  absl::StatusOr<std::optional<ClaimedTrainingJob>> taken_over =
+      training_jobs().ClaimTrainingJob("replica-c", 200, 260);
+  ASSERT_TRUE(taken_over.ok()) << taken_over.status();
+  ASSERT_TRUE(taken_over->has_value());
+  EXPECT_EQ((*taken_over)->job.id, "train-2");
+  EXPECT_EQ((*taken_over)->job.state, JobState::kRunning);
+  EXPECT_FALSE((*taken_over)->cancel_requested);
+  // The old holder learns that it lost the job; the new one holds it.
+  EXPECT_EQ(training_jobs().RenewTrainingLease("train-2", "replica-b", 290).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(training_jobs().RenewTrainingLease("train-2", "replica-c", 290).ok());
+  EXPECT_EQ(ClaimedTrainingId(training_jobs(), "replica-d", 201, 400), "train-4");
+  EXPECT_EQ(ClaimedTrainingId(training_jobs(), "replica-d", 201, 400), "<none>");
+  // Search jobs and training jobs are claimed apart.
+  EXPECT_EQ(ClaimedId(jobs(), "replica-d", 201, 400), "<none>");
+}
+
+TEST_P(StoreConformanceTest, FinishingATrainingJobEndsItsLease) {
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(training_jobs().CreateTrainingJob(MakeTrainingJob()).ok());
+  // train-1 ends while its holder holds it, train-2 ends unclaimed.
+  EXPECT_EQ(ClaimedTrainingId(training_jobs(), "replica-a", 100, 1000), "train-1");
+  ASSERT_TRUE(training_jobs().MarkTrainingRunning("train-1", 101).ok());
+  PredictorRecord trained = Predictor("v1", true);
+  ASSERT_TRUE(
+      training_jobs().FinishTrainingJob("train-1", JobState::kSucceeded, "", 110, &trained).ok());
+  ASSERT_TRUE(
+      training_jobs().FinishTrainingJob("train-2", JobState::kFailed, "x", 110, nullptr).ok());
+  // The ended job's holder holds nothing: renewing is refused, releasing changes nothing.
+  EXPECT_EQ(training_jobs().RenewTrainingLease("train-1", "replica-a", 2000).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(training_jobs().ReleaseTrainingLease("train-1", "replica-a").ok());
+  EXPECT_EQ(training_jobs().GetTrainingJob("train-1")->state, JobState::kSucceeded);
+  EXPECT_EQ(training_jobs().GetTrainingJob("train-1")->predictor_version, "v1");
+  // Ended jobs are never claimed, before or after their lease would have expired.
+  EXPECT_EQ(ClaimedTrainingId(training_jobs(), "replica-b", 100, 1000), "train-3");
+  EXPECT_EQ(ClaimedTrainingId(training_jobs(), "replica-b", 2000, 3000), "train-3")
+      << "its own lease expired";
+  EXPECT_EQ(ClaimedTrainingId(training_jobs(), "replica-b", 2000, 3000), "<none>");
+  ASSERT_TRUE(
+      training_jobs().FinishTrainingJob("train-3", JobState::kCancelled, "", 2001, nullptr).ok());
+  EXPECT_EQ(ClaimedTrainingId(training_jobs(), "replica-c", 9000, 9500), "<none>");
+  // A job stored later is claimed.
+  ASSERT_TRUE(training_jobs().CreateTrainingJob(MakeTrainingJob()).ok());
+  EXPECT_EQ(ClaimedTrainingId(training_jobs(), "replica-c", 9000, 9500), "train-4");
+}
+
+TEST_P(StoreConformanceTest, TheHolderRenewsItsTrainingLeaseAndNoOneElseCan) {
+  ASSERT_TRUE(training_jobs().CreateTrainingJob(MakeTrainingJob()).ok());
+  EXPECT_EQ(training_jobs().RenewTrainingLease("train-1", "replica-a", 130).status().code(),
+            absl::StatusCode::kFailedPrecondition)
+      << "not claimed yet";
+  EXPECT_EQ(ClaimedTrainingId(training_jobs(), "replica-a", 100, 130), "train-1");
+  absl::StatusOr<LeaseRenewal> renewed =
+      training_jobs().RenewTrainingLease("train-1", "replica-a", 200);
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  EXPECT_FALSE(renewed->cancel_requested);
+  // Past the first expiry, before the renewed one: still held.
+  EXPECT_EQ(ClaimedTrainingId(training_jobs(), "replica-b", 150, 300), "<none>");
+
+  const absl::Status stranger =
+      training_jobs().RenewTrainingLease("train-1", "replica-b", 500).status();
+  EXPECT_EQ(stranger.code(), absl::StatusCode::kFailedPrecondition) << stranger;
+  EXPECT_THAT(std::string(stranger.message()), HasSubstr("train-1"));
+  // The stranger's renewal changed nothing: the lease still ends at 200.
+  EXPECT_EQ(ClaimedTrainingId(training_jobs(), "replica-b", 199, 300), "<none>");
+  EXPECT_EQ(ClaimedTrainingId(training_jobs(), "replica-b", 200, 300), "train-1");
+  EXPECT_EQ(training_jobs().RenewTrainingLease("train-1", "replica-a", 400).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(training_jobs().RenewTrainingLease("train-1", "replica-b", 400).ok());
+
+  EXPECT_EQ(training_jobs().RenewTrainingLease("train-9", "replica-b", 400).status().code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_TRUE(
+      training_jobs().FinishTrainingJob("train-1", JobState::kFailed, "x", 300, nullptr).ok());
+  EXPECT_EQ(training_jobs().RenewTrainingLease("train-1", "replica-b", 500).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_P(StoreConformanceTest, AReleasedTrainingLeaseIsFreeAtOnceAndOnlyItsHolderReleasesIt) {
+  ASSERT_TRUE(training_jobs().CreateTrainingJob(MakeTrainingJob()).ok());
+  EXPECT_EQ(ClaimedTrainingId(training_jobs(), "replica-a", 100, 1000), "train-1");
+  ASSERT_TRUE(training_jobs().MarkTrainingRunning("train-1", 101).ok());
+  // Another holder's release is OK and changes nothing.
+  EXPECT_TRUE(training_jobs().ReleaseTrainingLease("train-1", "replica-b").ok());
+  EXPECT_EQ(ClaimedTrainingId(training_jobs(), "replica-b", 200, 1000), "<none>");
+  EXPECT_TRUE(training_jobs().RenewTrainingLease("train-1", "replica-a", 1000).ok());
+
+  EXPECT_TRUE(training_jobs().ReleaseTrainingLease("train-1", "replica-a").ok());
+  EXPECT_EQ(training_jobs().RenewTrainingLease("train-1", "replica-a", 1000).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(training_jobs().GetTrainingJob("train-1")->state, JobState::kRunning)
+      << "the job stays unfinished";
+  absl::StatusOr<std::optional<ClaimedTrainingJob>> next =
+      training_jobs().ClaimTrainingJob("replica-b", 200, 1000);
+  ASSERT_TRUE(next.ok()) << next.status();
+  ASSERT_TRUE(next->has_value());
+  EXPECT_EQ((*next)->job.id, "train-1");
+  EXPECT_EQ((*next)->job.state, JobState::kRunning);
+
+  EXPECT_TRUE(training_jobs().ReleaseTrainingLease("train-1", "replica-a").ok())
+      << "released already";
+  EXPECT_EQ(training_jobs().ReleaseTrainingLease("train-9", "replica-a").code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_TRUE(
+      training_jobs().FinishTrainingJob("train-1", JobState::kFailed, "x", 300, nullptr).ok());
+  EXPECT_TRUE(training_jobs().ReleaseTrainingLease("train-1", "replica-b").ok()) << "an ended job";
+  EXPECT_EQ(training_jobs().GetTrainingJob("train-1")->state, JobState::kFailed);
+}
+
+TEST_P(StoreConformanceTest, CancellingAQueuedUnclaimedTrainingJobEndsItAtOnce) {
+  ASSERT_TRUE(training_jobs().CreateTrainingJob(MakeTrainingJob()).ok());
+  ASSERT_TRUE(training_jobs().CreateTrainingJob(MakeTrainingJob()).ok());
+  absl::StatusOr<CancelRequestOutcome> outcome =
+      training_jobs().RequestTrainingCancel("train-1", 150.5);
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  EXPECT_EQ(*outcome, CancelRequestOutcome::kEnded);
+  const TrainingJobRecord job = *training_jobs().GetTrainingJob("train-1");
+  EXPECT_EQ(job.state, JobState::kCancelled);
+  EXPECT_EQ(job.finished_unix_s, 150.5);
+  EXPECT_EQ(job.error, "cancelled by request");
+  EXPECT_EQ(job.predictor_version, "");
+  EXPECT_EQ(job.metrics_json, "{}");
+  EXPECT_EQ(ClaimedTrainingId(training_jobs(), "replica-a", 200, 300), "train-2");
+  EXPECT_EQ(ClaimedTrainingId(training_jobs(), "replica-b", 300, 400), "train-2")
+      << "train-1 is never claimed";
+
+  EXPECT_EQ(training_jobs().RequestTrainingCancel("train-1", 160).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(training_jobs().RequestTrainingCancel("train-9", 160).status().code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_TRUE(
+      training_jobs().FinishTrainingJob("train-2", JobState::kFailed, "x", 350, nullptr).ok());
+  EXPECT_EQ(training_jobs().RequestTrainingCancel("train-2", 360).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(training_jobs().GetTrainingJob("train-2")->error, "x");
+
+  // A queued job whose holder's lease expired is free: it ends too.
+  ASSERT_TRUE(training_jobs().CreateTrainingJob(MakeTrainingJob()).ok());
+  EXPECT_EQ(ClaimedTrainingId(training_jobs(), "replica-a", 400, 500), "train-3");
+  EXPECT_EQ(*training_jobs().RequestTrainingCancel("train-3", 500), CancelRequestOutcome::kEnded);
+  EXPECT_EQ(training_jobs().GetTrainingJob("train-3")->state, JobState::kCancelled);
+  EXPECT_EQ(training_jobs().RenewTrainingLease("train-3", "replica-a", 600).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_P(StoreConformanceTest, CancellingAClaimedTrainingJobAsksItsHolderAndLaterClaimers) {
+  ASSERT_TRUE(training_jobs().CreateTrainingJob(MakeTrainingJob()).ok());
+  EXPECT_EQ(ClaimedTrainingId(training_jobs(), "replica-a", 100, 200), "train-1");
+  // Claimed but not yet running: its holder stops it.
+  absl::StatusOr<CancelRequestOutcome> outcome =
+      training_jobs().RequestTrainingCancel("train-1", 150);
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  EXPECT_EQ(*outcome, CancelRequestOutcome::kRequested);
+  EXPECT_EQ(training_jobs().GetTrainingJob("train-1")->state, JobState::kQueued);
+  absl::StatusOr<LeaseRenewal> renewed =
+      training_jobs().RenewTrainingLease("train-1", "replica-a", 250);
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  EXPECT_TRUE(renewed->cancel_requested);
+  // Asked again: still a request.
+  EXPECT_EQ(*training_jobs().RequestTrainingCancel("train-1", 160),
+            CancelRequestOutcome::kRequested);
+
+  // The holder dies before stopping it: the next claimer is told at once.
+  absl::StatusOr<std::optional<ClaimedTrainingJob>> claimed =
+      training_jobs().ClaimTrainingJob("replica-b", 250, 300);
+  ASSERT_TRUE(claimed.ok()) << claimed.status();
+  ASSERT_TRUE(claimed->has_value());
+  EXPECT_EQ((*claimed)->job.id, "train-1");
+  EXPECT_TRUE((*claimed)->cancel_requested);
+  EXPECT_TRUE(training_jobs().RenewTrainingLease("train-1", "replica-b", 350)->cancel_requested);
+  ASSERT_TRUE(
+      training_jobs()
+          .FinishTrainingJob("train-1", JobState::kCancelled, "cancelled by request", 260, nullptr)
+          .ok());
+  EXPECT_EQ(training_jobs().GetTrainingJob("train-1")->state, JobState::kCancelled);
+
+  // A running job whose holder died is not ended by the request: its next claimer stops it.
+  // Other jobs are not asked.
+  ASSERT_TRUE(training_jobs().CreateTrainingJob(MakeTrainingJob()).ok());
+  ASSERT_TRUE(training_jobs().CreateTrainingJob(MakeTrainingJob()).ok());
+  EXPECT_EQ(ClaimedTrainingId(training_jobs(), "replica-a", 400, 500), "train-2");
+  ASSERT_TRUE(training_jobs().MarkTrainingRunning("train-2", 401).ok());
+  EXPECT_EQ(*training_jobs().RequestTrainingCancel("train-2", 600),
+            CancelRequestOutcome::kRequested);
+  EXPECT_EQ(training_jobs().GetTrainingJob("train-2")->state, JobState::kRunning);
+  claimed = training_jobs().ClaimTrainingJob("replica-b", 600, 700);
+  ASSERT_TRUE(claimed.ok() && claimed->has_value()) << claimed.status();
+  EXPECT_EQ((*claimed)->job.id, "train-2");
+  EXPECT_EQ((*claimed)->job.state, JobState::kRunning);
+  EXPECT_TRUE((*claimed)->cancel_requested);
+  claimed = training_jobs().ClaimTrainingJob("replica-b", 600, 700);
+  ASSERT_TRUE(claimed.ok() && claimed->has_value()) << claimed.status();
+  EXPECT_EQ((*claimed)->job.id, "train-3");
+  EXPECT_FALSE((*claimed)->cancel_requested);
+  EXPECT_FALSE(training_jobs().RenewTrainingLease("train-3", "replica-b", 800)->cancel_requested);
+}
+
+TEST_P(StoreConformanceTest, BadTrainingLeaseArgumentsAreRefusedNamingTheFieldAndChangeNothing) {
+  ASSERT_TRUE(training_jobs().CreateTrainingJob(MakeTrainingJob()).ok());
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const std::string too_long(257, 'h');
+  const auto expect_refused = [](const absl::Status& status, const std::string& field) {
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << field << ": " << status;
+    EXPECT_THAT(std::string(status.message()), HasSubstr(field));
+  };
+  expect_refused(training_jobs().ClaimTrainingJob("", 100, 200).status(), "holder");
+  expect_refused(training_jobs().ClaimTrainingJob(too_long, 100, 200).status(), "holder");
+  expect_refused(training_jobs().ClaimTrainingJob("replica-a", 100, 100).status(),
+                 "expires_unix_s");
+  expect_refused(training_jobs().ClaimTrainingJob("replica-a", 100, 50).status(), "expires_unix_s");
+  expect_refused(training_jobs().ClaimTrainingJob("replica-a", nan, 200).status(), "now_unix_s");
+  expect_refused(training_jobs().ClaimTrainingJob("replica-a", 100, nan).status(),
+                 "expires_unix_s");
+  expect_refused(training_jobs().RequestTrainingCancel("train-1", nan).status(), "now_unix_s");
+  EXPECT_EQ(training_jobs().GetTrainingJob("train-1")->state, JobState::kQueued);
+
+  // The longest holder is taken; nothing refused above was claimed or cancelled.
+  const std::string longest(256, 'h');
+  absl::StatusOr<std::optional<ClaimedTrainingJob>> claimed =
+      training_jobs().ClaimTrainingJob(longest, 100, 200);
+  ASSERT_TRUE(claimed.ok()) << claimed.status();
+  ASSERT_TRUE(claimed->has_value());
+  EXPECT_EQ((*claimed)->job.id, "train-1");
+  EXPECT_FALSE((*claimed)->cancel_requested);
+
+  expect_refused(training_jobs().RenewTrainingLease("train-1", "", 300).status(), "holder");
+  expect_refused(training_jobs().RenewTrainingLease("train-1", too_long, 300).status(), "holder");
+  expect_refused(training_jobs().RenewTrainingLease("train-1", longest, nan).status(),
+                 "expires_unix_s");
+  expect_refused(training_jobs().ReleaseTrainingLease("train-1", ""), "holder");
+  expect_refused(training_jobs().ReleaseTrainingLease("train-1", too_long), "holder");
+  // The lease still ends at 200, held by `longest`.
+  EXPECT_EQ(ClaimedTrainingId(training_jobs(), "replica-a", 199, 300), "<none>");
+  EXPECT_TRUE(training_jobs().RenewTrainingLease("train-1", longest, 300).ok());
+}
+
+// Replicas claiming training jobs at once get every one exactly once.
+TEST_P(StoreConformanceTest, ConcurrentClaimersGetEveryTrainingJobExactlyOnce) {
+  constexpr int kJobs = 12;
+  constexpr int kClaimers = 4;
+  for (int i = 0; i < kJobs; ++i) {
+    ASSERT_TRUE(training_jobs().CreateTrainingJob(MakeTrainingJob()).ok());
+  }
+  std::vector<std::vector<std::string>> claimed(kClaimers);
+  std::atomic<int> errors{0};
+  auto claim = [&](int claimer) {
+    const std::string holder = absl::StrCat("replica-", claimer);
+    // More claims than jobs: some job was claimed twice (and the loop would not end).
+    for (int claims = 0; claims <= kJobs; ++claims) {
+      absl::StatusOr<std::optional<ClaimedTrainingJob>> job =
+          training_jobs().ClaimTrainingJob(holder, 100, 1000);
+      if (!job.ok()) {
+        ADD_FAILURE() << holder << ": " << job.status();
+        ++errors;
+        return;
+      }
+      if (!job->has_value()) return;
+      claimed[claimer].push_back((*job)->job.id);
+    }
+  };
+  std::vector<std::thread> threads;
+  threads.reserve(kClaimers);
+  for (int t = 0; t < kClaimers; ++t) threads.emplace_back(claim, t);
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(errors.load(), 0);
+
+  std::vector<std::string> all;
+  for (int t = 0; t < kClaimers; ++t) {
+    all.insert(all.end(), claimed[t].begin(), claimed[t].end());
+    // Each claimer got its jobs oldest first, and holds them: it renews, others cannot.
+    for (size_t i = 1; i < claimed[t].size(); ++i) {
+      EXPECT_LT(std::stoi(claimed[t][i - 1].substr(6)), std::stoi(claimed[t][i].substr(6)));
+    }
+    for (const std::string& id : claimed[t]) {
+      EXPECT_TRUE(training_jobs().RenewTrainingLease(id, absl::StrCat("replica-", t), 1000).ok())
+          << id;
+      EXPECT_EQ(training_jobs()
+                    .RenewTrainingLease(id, absl::StrCat("replica-", (t + 1) % kClaimers), 1000)
+                    .status()
+                    .code(),
+                absl::StatusCode::kFailedPrecondition)
+          << id;
+    }
+  }
+  std::sort(all.begin(), all.end());
+  std::vector<std::string> expected;
+  expected.reserve(kJobs);
+  for (int i = 1; i <= kJobs; ++i) expected.push_back(absl::StrCat("train-", i));
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(all, expected) << "every training job claimed exactly once";
 }
 
 // Measurement runs. Their dataset "fm" holds space fmnist_mbv2; a run measures "fp32" on the
