@@ -191,6 +191,10 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
                          server->store_->datasets(), *server->supernets_, *server->engines_));
   TrainingManager::Options training_options;
   training_options.threads = options.predictor_threads;
+  // Over a shared store, training jobs are claimed and leased like searches.
+  training_options.replica.holder = job_options.replica.holder;
+  training_options.replica.lease = job_options.replica.lease;
+  training_options.replica.poll_interval = job_options.replica.poll_interval;
   ASSIGN_OR_RETURN(server->training_,
                    TrainingManager::Create(training_options, *server->catalog_, *server->store_));
   Executor::Options pool_options;

@@ -217,9 +217,17 @@ absl::StatusOr<std::unique_ptr<TrainingManager>> TrainingManager::Create(const O
   if (options.queue_capacity < 1 || options.threads < 1) {
     return absl::InvalidArgumentError("training queue capacity and threads must be >= 1");
   }
+  if (!options.replica.holder.empty() &&
+      (options.replica.lease < absl::Seconds(1) ||
+       options.replica.poll_interval <= absl::ZeroDuration())) {
+    return absl::InvalidArgumentError(
+        "training replica lease must be >= 1 s and its poll interval > 0");
+  }
   std::unique_ptr<TrainingManager> manager(new TrainingManager(options, catalog, store));
   std::vector<TrainingJobRecord> unfinished;
-  for (int64_t offset = 0;; offset += 1000) {
+  // A replica recovers nothing: unfinished jobs are claimed from the store, by any replica,
+  // once their leases are free.
+  for (int64_t offset = 0; options.replica.holder.empty(); offset += 1000) {
     ASSIGN_OR_RETURN(
         std::vector<TrainingJobRecord> page,
         store.training_jobs().ListTrainingJobs(/*unfinished_only=*/true, offset, 1000));
@@ -238,10 +246,123 @@ absl::StatusOr<std::unique_ptr<TrainingManager>> TrainingManager::Create(const O
   };
   ASSIGN_OR_RETURN(manager->runner_, JobRunner::Start({"training", 1, options.queue_capacity},
                                                       std::move(run), std::move(recovered)));
+  if (manager->is_replica()) {
+    manager->replica_thread_ = std::thread([raw = manager.get()] { raw->ReplicaLoop(); });
+  }
   return manager;
 }
 
-TrainingManager::~TrainingManager() { runner_.reset(); }
+TrainingManager::~TrainingManager() {
+  if (replica_thread_.joinable()) {
+    {
+      absl::MutexLock lock(&replica_mutex_);
+      stopping_ = true;
+    }
+    replica_thread_.join();
+  }
+  // Running jobs stop after their current epoch and stay unfinished.
+  runner_->Stop();
+  if (!is_replica()) return;
+  std::vector<std::string> held;
+  {
+    absl::MutexLock lock(&replica_mutex_);
+    for (const auto& [job_id, renewed] : held_) held.push_back(job_id);
+  }
+  for (const std::string& job_id : held) {
+    // Another replica may claim it at once instead of after the lease.
+    store_.training_jobs().ReleaseTrainingLease(job_id, options_.replica.holder).IgnoreError();
+  }
+}
+
+void TrainingManager::ReplicaLoop() {
+  while (true) {
+    {
+      absl::MutexLock lock(&replica_mutex_);
+      const auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(replica_mutex_) {
+        return stopping_ || wake_;
+      };
+      replica_mutex_.AwaitWithTimeout(absl::Condition(&woken), options_.replica.poll_interval);
+      if (stopping_) return;
+      wake_ = false;
+    }
+    RenewLeases();
+    ClaimJobs();
+  }
+}
+
+void TrainingManager::RenewLeases() {
+  const absl::Time now = absl::Now();
+  std::vector<std::string> due;
+  {
+    absl::MutexLock lock(&replica_mutex_);
+    for (const auto& [job_id, renewed] : held_) {
+      if (now - renewed >= options_.replica.lease / 3) due.push_back(job_id);
+    }
+  }
+  for (const std::string& job_id : due) {
+    absl::StatusOr<LeaseRenewal> renewal = store_.training_jobs().RenewTrainingLease(
+        job_id, options_.replica.holder,
+        NowUnixSeconds() + absl::ToDoubleSeconds(options_.replica.lease));
+    if (renewal.ok()) {
+      {
+        absl::MutexLock lock(&replica_mutex_);
+        if (held_.count(job_id) > 0) held_[job_id] = now;
+      }
+      if (renewal->cancel_requested) runner_->Cancel(job_id);
+      continue;
+    }
+    if (absl::IsFailedPrecondition(renewal.status()) || absl::IsNotFound(renewal.status())) {
+      // Lost (another replica holds it now), or it ended: stop it here without ending it.
+      runner_->Abandon(job_id);
+      absl::MutexLock lock(&replica_mutex_);
+      held_.erase(job_id);
+      continue;
+    }
+    // The store, for a moment: the lease lasts three renewal periods.
+    std::fprintf(stderr, "apqd: renewing the lease of training job %s: %s\n", job_id.c_str(),
+                 renewal.status().ToString().c_str());
+  }
+}
+
+void TrainingManager::ClaimJobs() {
+  while (runner_->idle_workers() > 0) {
+    const double now = NowUnixSeconds();
+    absl::StatusOr<std::optional<ClaimedTrainingJob>> claimed =
+        store_.training_jobs().ClaimTrainingJob(
+            options_.replica.holder, now, now + absl::ToDoubleSeconds(options_.replica.lease));
+    if (!claimed.ok()) {
+      std::fprintf(stderr, "apqd: claiming a training job: %s\n",
+                   claimed.status().ToString().c_str());
+      return;
+    }
+    if (!claimed->has_value()) return;
+    const std::string job_id = (*claimed)->job.id;
+    {
+      absl::MutexLock lock(&replica_mutex_);
+      held_[job_id] = absl::Now();
+    }
+    if ((*claimed)->cancel_requested) {
+      // Cancelled while nobody held it: it ends here, untrained.
+      Finish(job_id, JobState::kCancelled, "cancelled", nullptr);
+      absl::MutexLock lock(&replica_mutex_);
+      held_.erase(job_id);
+      continue;
+    }
+    runner_->EnqueueClaimed(job_id);
+  }
+}
+
+absl::StatusOr<apq::v1::TrainingJob> TrainingManager::CancelShared(const std::string& job_id) {
+  ASSIGN_OR_RETURN(const CancelRequestOutcome outcome,
+                   store_.training_jobs().RequestTrainingCancel(job_id, NowUnixSeconds()));
+  if (outcome == CancelRequestOutcome::kRequested) {
+    // Held here: stopped at once, not at the next renewal.
+    absl::MutexLock lock(&replica_mutex_);
+    if (held_.count(job_id) > 0) runner_->Cancel(job_id);
+  }
+  ASSIGN_OR_RETURN(const TrainingJobRecord job, store_.training_jobs().GetTrainingJob(job_id));
+  return TrainingJobToProto(job);
+}
 
 absl::StatusOr<apq::v1::TrainingJob> TrainingManager::Submit(
     const apq::v1::TrainPredictorRequest& original) {
@@ -262,6 +383,23 @@ absl::StatusOr<apq::v1::TrainingJob> TrainingManager::Submit(
   job.dataset = request.dataset();
   job.request = request.SerializeAsString();
   job.created_unix_s = NowUnixSeconds();
+  if (is_replica()) {
+    // Queued in the store for whichever replica claims it; the bound counts every replica's.
+    ASSIGN_OR_RETURN(const std::vector<TrainingJobRecord> waiting,
+                     store_.training_jobs().ListTrainingJobs(/*unfinished_only=*/true, 0,
+                                                             options_.queue_capacity + 1));
+    if (static_cast<int>(waiting.size()) > options_.queue_capacity) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the training queue is full (", options_.queue_capacity,
+                       " unfinished jobs); try again later"));
+    }
+    ASSIGN_OR_RETURN(job.id, store_.training_jobs().CreateTrainingJob(job));
+    {
+      absl::MutexLock lock(&replica_mutex_);
+      wake_ = true;
+    }
+    return TrainingJobToProto(job);
+  }
   // Reserved before the row is written, so a full queue stores nothing; stored outside any
   // lock, so a slow store write does not stall the running job's progress.
   ASSIGN_OR_RETURN(JobRunner::Slot slot, runner_->Reserve());
@@ -273,6 +411,7 @@ absl::StatusOr<apq::v1::TrainingJob> TrainingManager::Submit(
 }
 
 absl::StatusOr<apq::v1::TrainingJob> TrainingManager::Cancel(const std::string& job_id) {
+  if (is_replica()) return CancelShared(job_id);
   ASSIGN_OR_RETURN(TrainingJobRecord job, store_.training_jobs().GetTrainingJob(job_id));
   const auto ended = [&job_id] {
     return absl::FailedPreconditionError(
@@ -323,6 +462,19 @@ void TrainingManager::Finish(const std::string& job_id, JobState state, const st
 }
 
 void TrainingManager::RunJob(const std::string& job_id, const JobRunner::Control& control) {
+  // A replica holds the job's lease while it runs; the end of the job (FinishTrainingJob)
+  // clears it in the store, a stop leaves it to be released or to expire.
+  // A job stopped by shutdown stays held, so that the destructor releases its lease.
+  struct Held {
+    TrainingManager* manager;
+    const std::string& job_id;
+    const JobRunner::Control& control;
+    ~Held() {
+      if (!manager->is_replica() || control.shutting_down()) return;
+      absl::MutexLock lock(&manager->replica_mutex_);
+      manager->held_.erase(job_id);
+    }
+  } held{this, job_id, control};
   absl::StatusOr<TrainingJobRecord> job = store_.training_jobs().GetTrainingJob(job_id);
   if (!job.ok()) {
     Finish(job_id, JobState::kFailed, absl::StrCat("cannot load the job: ", job.status().message()),

@@ -8,17 +8,28 @@
 // Training is not checkpointed: a job that a previous process left queued or running is run
 // again from the start when the manager starts (it is deterministic given its seed).
 //
+// Over a shared store (Options::replica set: one of several apqd replicas over PostgreSQL)
+// nothing is recovered at start and nothing is queued where it is submitted: a job waits in
+// the store until a replica with an idle worker claims it (TrainingJobStore::ClaimTrainingJob)
+// and holds it by a lease renewed every lease / 3 while it trains. A replica that dies stops
+// renewing; once the lease expires another replica claims the job and trains it again from
+// the start. Cancel goes through the store (RequestTrainingCancel): its holder stops at its
+// next renewal. A replica that loses a lease abandons the job without ending it.
+//
 // Thread safety: every public method may be called from any thread.
 #ifndef APQ_SERVER_TRAINING_MANAGER_H_
 #define APQ_SERVER_TRAINING_MANAGER_H_
 
+#include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "proto/apq/v1/apq.pb.h"
 #include "server/catalog.h"
 #include "server/job_runner.h"
@@ -48,13 +59,22 @@ class TrainingManager {
   struct Options {
     int queue_capacity = 16;  // Queued jobs beyond which TrainPredictor is RESOURCE_EXHAUSTED.
     int threads = 2;          // LibTorch / XGBoost threads of a training.
+    // A replica over a shared store when `holder` is set (see above); this replica's name in
+    // the leases, their length, and how often it looks for jobs.
+    struct Replica {
+      std::string holder;
+      absl::Duration lease = absl::Seconds(15);
+      absl::Duration poll_interval = absl::Milliseconds(250);
+    };
+    Replica replica;
   };
 
   // Starts the worker and queues the jobs a previous process left unfinished.
   static absl::StatusOr<std::unique_ptr<TrainingManager>> Create(const Options& options,
                                                                  Catalog& catalog, Store& store);
   // Stops the worker: a running job stops after its current epoch and stays `running` in the
-  // store, so the next process runs it again.
+  // store, so the next process runs it again (a replica releases its leases, so that another
+  // replica claims them at once).
   ~TrainingManager();
 
   // Validates (see apq.proto), fills in defaults, stores and queues a job.
@@ -67,7 +87,14 @@ class TrainingManager {
  private:
   TrainingManager(const Options& options, Catalog& catalog, Store& store)
       : options_(options), catalog_(catalog), store_(store) {}
+  bool is_replica() const { return !options_.replica.holder.empty(); }
   void RunJob(const std::string& job_id, const JobRunner::Control& control);
+  // The replica's loop: renews the leases it holds, claims jobs while its worker is idle.
+  void ReplicaLoop();
+  void RenewLeases();
+  void ClaimJobs();
+  // Cancel of a replica: through the store.
+  absl::StatusOr<apq::v1::TrainingJob> CancelShared(const std::string& job_id);
   // Ends the job in the store (retrying a failed write); logs when even that fails.
   void Finish(const std::string& job_id, JobState state, const std::string& error,
               const PredictorRecord* predictor);
@@ -75,6 +102,13 @@ class TrainingManager {
   const Options options_;
   Catalog& catalog_;
   Store& store_;
+  // Replica mode: the jobs this replica holds, when their leases were last renewed, and the
+  // loop's stop flag.
+  absl::Mutex replica_mutex_;
+  std::map<std::string, absl::Time> held_ ABSL_GUARDED_BY(replica_mutex_);
+  bool stopping_ ABSL_GUARDED_BY(replica_mutex_) = false;
+  bool wake_ ABSL_GUARDED_BY(replica_mutex_) = false;
+  std::thread replica_thread_;
   // Last: destroyed first, so no worker runs while the members above go away. One worker:
   // a training uses every LibTorch thread it is given.
   std::unique_ptr<JobRunner> runner_;

@@ -286,6 +286,91 @@ TEST_F(ReplicasTest, ATableUploadedThroughOneReplicaServesTheOthers) {
   EXPECT_EQ(ParseJson(searched).value("table_version", int64_t{0}), 2) << searched.out;
 }
 
+// Training jobs are leased like searches: each is trained once, by whichever replica claims
+// it; a SIGKILLed holder's job is trained again by the other once its lease expires, and a
+// cancel through the non-holder stops the holder.
+TEST_F(ReplicasTest, TrainingJobsAreClaimedOnceTakenOverAfterAKillAndCancelledFromAnyReplica) {
+  std::map<std::string, std::unique_ptr<ServerProcess>> replicas;
+  for (const std::string name : {"r0", "r1"}) replicas[name] = StartReplica(name);
+  const auto train = [&](const std::string& replica, const std::string& seed,
+                         const std::string& epochs) {
+    const ProcessResult submitted = RunClient(
+        replicas[replica]->address(),
+        {"train", "--space", "fmnist_mbv2", "--dataset", "fmnist_mbv2-supernet-v1", "--kind",
+         "transfer", "--seed", seed, "--max-epochs", epochs, "--json"});
+    EXPECT_EQ(submitted.exit_code, 0) << submitted.err;
+    return ParseJson(submitted).value("job_id", std::string());
+  };
+  const auto state = [&](const std::string& replica, const std::string& job_id) {
+    return ParseJson(RunClient(replicas[replica]->address(), {"training", job_id, "--json"}))
+        .value("state", std::string());
+  };
+  const std::string first = train("r0", "3", "300");
+  const std::string second = train("r0", "4", "300");
+  std::string holder;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        holder = Sql(url_,
+                     "SELECT encode(lease_holder, 'escape') FROM training_jobs WHERE state = 2 "
+                     "AND lease_holder != '' ORDER BY seq LIMIT 1");
+        return !holder.empty();
+      },
+      60));
+  ASSERT_EQ(replicas.count(holder), 1u) << holder;
+  const std::string survivor = holder == "r0" ? "r1" : "r0";
+  replicas[holder]->Stop(SIGKILL);
+  for (const std::string& job_id : {first, second}) {
+    EXPECT_TRUE(WaitFor([&] { return state(survivor, job_id) == "SUCCEEDED"; },
+                        3 * kLeaseSeconds + 240))
+        << job_id << " " << state(survivor, job_id);
+  }
+  EXPECT_EQ(Sql(url_, "SELECT COUNT(*) FROM training_jobs WHERE lease_holder != ''"), "0");
+  EXPECT_EQ(Sql(url_, "SELECT COUNT(DISTINCT predictor_version) FROM training_jobs WHERE "
+                      "state = 3"),
+            "2");
+
+  // Cancelled through the replica that does not hold it (the killed one restarted).
+  replicas[holder] = StartReplica(holder);
+  const std::string endless = train(survivor, "5", "100000");
+  std::string endless_holder;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        endless_holder = Sql(url_, absl::StrCat("SELECT encode(lease_holder, 'escape') FROM "
+                                                "training_jobs WHERE state = 2 AND id = '",
+                                                endless, "'"));
+        return !endless_holder.empty();
+      },
+      60));
+  const std::string other = endless_holder == "r0" ? "r1" : "r0";
+  const ProcessResult cancelled =
+      RunClient(replicas[other]->address(), {"cancel-training", endless});
+  EXPECT_EQ(cancelled.exit_code, 0) << cancelled.err;
+  EXPECT_TRUE(WaitFor([&] { return state(other, endless) == "CANCELLED"; }, 3 * kLeaseSeconds + 5))
+      << state(other, endless);
+}
+
+// Replicas that start together on an empty store with tokens on: one admin token is created.
+TEST_F(ReplicasTest, ReplicasBootstrappingTogetherCreateOneAdminToken) {
+  std::vector<std::unique_ptr<ServerProcess>> started(3);
+  std::vector<std::string> token_files;
+  for (int i = 0; i < 3; ++i) token_files.push_back(TempPath(absl::StrCat("token_", i)));
+  {
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 3; ++i) {
+      threads.emplace_back([&, i] {
+        started[i] = std::make_unique<ServerProcess>(
+            url_, std::vector<std::string>{absl::StrCat("--replica_id=b", i), "--auth=on",
+                                           "--bootstrap_token_file=" + token_files[i]});
+      });
+    }
+    for (std::thread& thread : threads) thread.join();
+  }
+  int written = 0;
+  for (const std::string& file : token_files) written += ReadFile(file).empty() ? 0 : 1;
+  EXPECT_EQ(written, 1);
+  EXPECT_EQ(Sql(url_, "SELECT COUNT(*) FROM tokens"), "1");
+}
+
 TEST_F(ReplicasTest, StartRefusesAnUnreachableDatabaseAndANewerSchema) {
   // Nothing listens on port 1.
   const ProcessResult unreachable =
