@@ -48,8 +48,7 @@ std::vector<QuantizedEngine> AvailableQuantizedEngines() {
   std::vector<QuantizedEngine> engines;
   const std::vector<at::QEngine>& supported = at::globalContext().supportedQEngines();
   for (const QuantizedEngine engine : {QuantizedEngine::kQnnpack, QuantizedEngine::kOnednn}) {
-    if (std::find(supported.begin(), supported.end(), *LibTorchEngine(engine)) !=
-        supported.end()) {
+    if (std::find(supported.begin(), supported.end(), *LibTorchEngine(engine)) != supported.end()) {
       engines.push_back(engine);
     }
   }
@@ -71,9 +70,8 @@ ActivationQuantization QuantizationOfRange(double low, double high) {
 absl::Status UseEngine(QuantizedEngine engine) {
   const std::vector<QuantizedEngine> available = AvailableQuantizedEngines();
   if (std::find(available.begin(), available.end(), engine) == available.end()) {
-    return absl::FailedPreconditionError(absl::StrCat("this LibTorch build has no ",
-                                                      QuantizedEngineName(engine),
-                                                      " quantized engine"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "this LibTorch build has no ", QuantizedEngineName(engine), " quantized engine"));
   }
   at::globalContext().setQEngine(*LibTorchEngine(engine));
   return absl::OkStatus();
@@ -98,19 +96,16 @@ torch::Tensor QuantizeWeightPerChannel(const torch::Tensor& weight) {
   const torch::Tensor scales =
       std::get<0>(flat.max(/*dim=*/1)).clamp_min(1e-8).div(127.0).to(torch::kDouble);
   const torch::Tensor zero_points = torch::zeros({weight.size(0)}, torch::kLong);
-  return at::quantize_per_channel(weight.contiguous(), scales, zero_points, /*axis=*/0,
-                                  at::kQInt8);
+  return at::quantize_per_channel(weight.contiguous(), scales, zero_points, /*axis=*/0, at::kQInt8);
 }
 
-Int8Conv::Int8Conv(const torch::Tensor& weight, const torch::Tensor& bias, int stride,
-                   int padding, int groups, bool relu6, ActivationQuantization output)
+Int8Conv::Int8Conv(const torch::Tensor& weight, const torch::Tensor& bias, int stride, int padding,
+                   int groups, bool relu6, ActivationQuantization output)
     : relu6_(relu6), output_(relu6 ? ActivationQuantization{6.0 / 255.0, 0} : output) {
-  torch::jit::Stack stack{QuantizeWeightPerChannel(weight),
-                          c10::optional<torch::Tensor>(bias.contiguous()),
-                          std::vector<int64_t>{stride, stride},
-                          std::vector<int64_t>{padding, padding},
-                          std::vector<int64_t>{1, 1},
-                          static_cast<int64_t>(groups)};
+  torch::jit::Stack stack{
+      QuantizeWeightPerChannel(weight),     c10::optional<torch::Tensor>(bias.contiguous()),
+      std::vector<int64_t>{stride, stride}, std::vector<int64_t>{padding, padding},
+      std::vector<int64_t>{1, 1},           static_cast<int64_t>(groups)};
   CallOp("quantized::conv2d_prepack", "", stack);
   packed_ = stack.at(0);
 }

@@ -26,8 +26,7 @@ TEST(Int8LayersTest, EngineNamesRoundTripAndThisBuildHasBoth) {
   for (const QuantizedEngine engine : {QuantizedEngine::kQnnpack, QuantizedEngine::kOnednn}) {
     EXPECT_EQ(*QuantizedEngineFromName(QuantizedEngineName(engine)), engine);
   }
-  EXPECT_EQ(QuantizedEngineFromName("fbgemm").status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(QuantizedEngineFromName("fbgemm").status().code(), absl::StatusCode::kInvalidArgument);
   // Debian's LibTorch 1.13: QNNPACK and oneDNN (FBGEMM is not built).
   EXPECT_EQ(AvailableQuantizedEngines().size(), 2u);
 }
@@ -40,8 +39,8 @@ TEST(Int8LayersTest, FoldedBatchNormComputesWhatConvThenBatchNormComputes) {
   const torch::Tensor beta = torch::randn({16});
   const torch::Tensor mean = torch::randn({16});
   const torch::Tensor var = torch::rand({16}) + 0.1;
-  const torch::Tensor expected = torch::batch_norm(
-      torch::conv2d(x, weight, {}, {2, 2}, {1, 1}), gamma, beta, mean, var, false, 0.1, 1e-5, false);
+  const torch::Tensor expected = torch::batch_norm(torch::conv2d(x, weight, {}, {2, 2}, {1, 1}),
+                                                   gamma, beta, mean, var, false, 0.1, 1e-5, false);
   const int8_internal::FoldedConv folded =
       int8_internal::FoldBatchNorm(weight, std::nullopt, gamma, beta, mean, var, 1e-5);
   const torch::Tensor actual = torch::conv2d(x, folded.weight, folded.bias, {2, 2}, {1, 1});
@@ -60,8 +59,8 @@ TEST(Int8LayersTest, ConvsAndTheLinearLayerMatchTheIntegerReferenceOnBothEngines
       int out, kernel, stride, groups;
       bool relu6;
     };
-    for (const Case& c : {Case{16, 1, 1, 1, true}, Case{16, 1, 1, 1, false},
-                          Case{8, 3, 2, 8, true}, Case{8, 5, 1, 8, true}, Case{12, 3, 1, 1, false}}) {
+    for (const Case& c : {Case{16, 1, 1, 1, true}, Case{16, 1, 1, 1, false}, Case{8, 3, 2, 8, true},
+                          Case{8, 5, 1, 8, true}, Case{12, 3, 1, 1, false}}) {
       SCOPED_TRACE(testing::Message() << "out " << c.out << " k " << c.kernel << " s " << c.stride
                                       << " g " << c.groups << " relu6 " << c.relu6);
       const torch::Tensor weight = torch::randn({c.out, 8 / c.groups, c.kernel, c.kernel}) * 0.3;
@@ -70,8 +69,8 @@ TEST(Int8LayersTest, ConvsAndTheLinearLayerMatchTheIntegerReferenceOnBothEngines
       const int8_internal::Int8Conv conv(weight, bias, c.stride, c.kernel / 2, c.groups, c.relu6,
                                          out);
       const torch::Tensor actual = conv.Forward(qx);
-      const torch::Tensor expected = ReferenceConv(qx, weight, bias, c.stride, c.kernel / 2,
-                                                   c.groups, c.relu6, conv.output());
+      const torch::Tensor expected =
+          ReferenceConv(qx, weight, bias, c.stride, c.kernel / 2, c.groups, c.relu6, conv.output());
       ASSERT_EQ(actual.sizes(), expected.sizes());
       EXPECT_EQ(actual.q_scale(), expected.q_scale());
       EXPECT_EQ(actual.q_zero_point(), expected.q_zero_point());
@@ -98,9 +97,8 @@ TEST(Int8LayersTest, ConvsAndTheLinearLayerMatchTheIntegerReferenceOnBothEngines
         torch::linear(qf.dequantize(), int8_internal::QuantizeWeightPerChannel(weight).dequantize(),
                       bias),
         logits.scale, logits.zero_point, at::kQUInt8);
-    const torch::Tensor levels = (linear.Forward(qf).int_repr().to(torch::kInt) -
-                                  expected.int_repr().to(torch::kInt))
-                                     .abs();
+    const torch::Tensor levels =
+        (linear.Forward(qf).int_repr().to(torch::kInt) - expected.int_repr().to(torch::kInt)).abs();
     EXPECT_LE(levels.max().item<int>(), 1);
   }
 }

@@ -165,8 +165,7 @@ double TimeInt8Layer(const ConvShape& shape, LayerOps ops, const TimingOptions& 
   const int stride = shape[4], padding = shape[5], groups = shape[6];
   // Inputs as a network's would be: ReLU6 outputs in [0, 6] (the stem's input, an image,
   // normalised, is alike in size).
-  const int8_internal::ActivationQuantization input =
-      int8_internal::QuantizationOfRange(0.0, 6.0);
+  const int8_internal::ActivationQuantization input = int8_internal::QuantizationOfRange(0.0, 6.0);
   const int8_internal::ActivationQuantization output =
       int8_internal::QuantizationOfRange(-8.0, 8.0);
   if (ops == LayerOps::kLinear) {
@@ -177,8 +176,8 @@ double TimeInt8Layer(const ConvShape& shape, LayerOps ops, const TimingOptions& 
     return MedianLatencyMs(
         options.warmup, options.repeats, [&] { linear.Forward(x); }, before_each);
   }
-  const torch::Tensor x = at::quantize_per_tensor(torch::rand({1, in, size, size}) * 6,
-                                                  input.scale, input.zero_point, at::kQUInt8);
+  const torch::Tensor x = at::quantize_per_tensor(torch::rand({1, in, size, size}) * 6, input.scale,
+                                                  input.zero_point, at::kQUInt8);
   const torch::Tensor weight = torch::randn({out, in / groups, kernel, kernel}) *
                                std::sqrt(2.0 / (static_cast<double>(out) * kernel * kernel));
   const int8_internal::Int8Conv conv(weight, torch::zeros({out}), stride, padding, groups,

@@ -18,43 +18,37 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
+#include "oface/subnet_export_internal.h"
 #include "oface/supernet_module.h"
 
 namespace apq::oface {
 
-struct ExtractedSubnet::Impl {
-  torch::jit::Module module{c10::QualifiedName("__torch__.apq.oface.ExtractedSubnet")};
-  Genotype genotype;
-  bool quantized = false;
-  std::string source;
-  int64_t num_stored_elements = 0;
-  int input_channels = 0;  // The spec's input shape, for MedianLatencyMs.
-  int input_size = 0;
-};
+namespace export_internal {
 
-namespace {
-
-using supernet_internal::ErrorMessage;
-using supernet_internal::SupernetModuleImpl;
-
-// Must equal supernet.cc's kBatchNormEps and FakeQuantActivation's step floor.
-constexpr double kBatchNormEps = 1e-5;
-constexpr double kAlphaFloor = 1e-3;
-
-// A double as a TorchScript literal that parses back to the same value.
 std::string Literal(double value) {
   std::string text = absl::StrFormat("%.17g", value);
   if (text.find_first_of(".eEn") == std::string::npos) text += ".0";
   return text;
 }
 
-// [count, 1, rows, cols] floats, pixel / 255 (the module normalises itself).
 torch::Tensor ScaledPixels(const LabeledImages& images) {
   auto* data = const_cast<uint8_t*>(images.pixels.data());
   return torch::from_blob(data, {images.count, 1, images.rows, images.cols}, torch::kUInt8)
       .to(torch::kFloat32)
       .div_(255.0);
 }
+
+}  // namespace export_internal
+
+namespace {
+
+using export_internal::Literal;
+using export_internal::ScaledPixels;
+using supernet_internal::ErrorMessage;
+using supernet_internal::SupernetModuleImpl;
+
+using export_internal::kAlphaFloor;
+using export_internal::kBatchNormEps;
 
 // Writes the forward of one subnet, statement by statement, and registers the tensors the
 // statements name. Mirrors SupernetModuleImpl::forward / SlotForward op for op, so that the
@@ -280,6 +274,7 @@ ExtractedSubnet::~ExtractedSubnet() = default;
 
 const Genotype& ExtractedSubnet::genotype() const { return impl_->genotype; }
 bool ExtractedSubnet::quantized() const { return impl_->quantized; }
+const std::string& ExtractedSubnet::int8_engine() const { return impl_->int8_engine; }
 const std::string& ExtractedSubnet::source() const { return impl_->source; }
 int64_t ExtractedSubnet::num_stored_elements() const { return impl_->num_stored_elements; }
 

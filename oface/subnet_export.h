@@ -28,6 +28,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "oface/fashion_mnist.h"
+#include "oface/int8_layers.h"
 #include "oface/search_space.h"
 #include "oface/supernet.h"
 
@@ -44,7 +45,7 @@ double MedianLatencyMs(int warmup, int repeats, const std::function<void()>& run
 
 class ExtractedSubnet {
  public:
-  struct Impl;  // Defined in the .cc (holds the torch::jit::Module).
+  struct Impl;  // Defined in oface/subnet_export_internal.h (holds the torch::jit::Module).
   explicit ExtractedSubnet(std::unique_ptr<Impl> impl);
   ExtractedSubnet(ExtractedSubnet&&) noexcept;
   ExtractedSubnet& operator=(ExtractedSubnet&&) noexcept;
@@ -52,6 +53,9 @@ class ExtractedSubnet {
 
   const Genotype& genotype() const;
   bool quantized() const;
+  // The quantized engine an int8 export's packed weights need ("qnnpack", "onednn"; the
+  // loading program sets it before running the module); empty for a float module.
+  const std::string& int8_engine() const;
   // The generated TorchScript source of the module's forward.
   const std::string& source() const;
   // Elements of all stored tensors (weights, batch norm, clipping ranges).
@@ -82,6 +86,26 @@ class ExtractedSubnet {
 absl::StatusOr<ExtractedSubnet> ExtractSubnet(Supernet& supernet, const Genotype& genotype,
                                               bool quantized, const LabeledImages& calibration,
                                               const EvalOptions& options = {});
+
+// The int8 export: `genotype` at its bit policy on the quantization-aware `supernet`, batch
+// norm recalibrated on `calibration` as ExtractSubnet does, as a TorchScript module of
+// LibTorch's quantized CPU ops (oface/int8_layers.h) for `engine`: the image quantized once,
+// every conv with its batch norm folded into per-channel int8 weights (the fake-quantized
+// weights' integers, the fold moving into their scales) and its ReLU6 fused, residual
+// additions and the average pool in uint8, the classifier an int8 linear layer, and the
+// logits dequantized. Each activation takes the scale of the fake quantizer that reads it in
+// the supernet, so the module computes the fake-quantized network's function up to the
+// roundings of int8 execution (an int32 bias, one requantization per layer, residual inputs
+// and pooled features quantized where the supernet keeps them in float). The logits' scale
+// comes from the supernet's logits on the calibration images. Runnable by any LibTorch program
+// that sets the engine (torch.backends.quantized.engine) before loading it.
+// Every layer must run at 8 bits, weights and activations: FAILED_PRECONDITION naming the
+// first layer that does not and its pair; FAILED_PRECONDITION for an engine this LibTorch
+// lacks; ExtractSubnet's other errors.
+absl::StatusOr<ExtractedSubnet> ExtractInt8Subnet(Supernet& supernet, const Genotype& genotype,
+                                                  const LabeledImages& calibration,
+                                                  QuantizedEngine engine,
+                                                  const EvalOptions& options = {});
 
 // Loads a TorchScript file written by ExtractedSubnet::Save with torch::jit::load, as a plain
 // LibTorch program would, and returns its accuracy on `test`. NOT_FOUND when the file is

@@ -294,5 +294,78 @@ TEST(SubnetExportTest, VerifyExportNamesMissingAndCorruptFiles) {
   EXPECT_THAT(result.status().message(), HasSubstr(corrupt));
 }
 
+// Configs of the tiny space with every layer at W8A8: largest, smallest and random
+// architectures.
+std::vector<Genotype> Int8Configs(const Supernet& supernet) {
+  std::vector<Genotype> configs = {supernet.LargestGenotype(8), supernet.SmallestGenotype(8)};
+  Rng rng(23);
+  const Genotype all8 = supernet.LargestGenotype(8);
+  for (int i = 0; i < 4; ++i) {
+    Genotype genotype = supernet.space().Sample(rng);
+    for (size_t g = 0; g < genotype.size(); ++g) {
+      if (IsBitsGene(supernet.space().genes()[g])) genotype[g] = all8[g];
+    }
+    configs.push_back(genotype);
+  }
+  return configs;
+}
+
+// The int8 module computes the fake-quantized network's function: the same class for nearly
+// every image and logits within a few of their quantization steps, on both engines.
+TEST(SubnetExportTest, TheInt8ExportComputesTheFakeQuantizedNetworkOnBothEngines) {
+  std::unique_ptr<Supernet> supernet = MakeTrainedLookingTiny();
+  for (const QuantizedEngine engine : AvailableQuantizedEngines()) {
+    for (const Genotype& genotype : Int8Configs(*supernet)) {
+      SCOPED_TRACE(absl::StrCat(QuantizedEngineName(engine), " ",
+                                supernet->space().ToJson(genotype)));
+      absl::StatusOr<ExtractedSubnet> int8 =
+          ExtractInt8Subnet(*supernet, genotype, Calibration(), engine);
+      ASSERT_TRUE(int8.ok()) << int8.status();
+      EXPECT_EQ(int8->int8_engine(), QuantizedEngineName(engine));
+      EXPECT_NE(int8->source().find("quantized.conv2d_relu"), std::string::npos);
+      const std::vector<float> expected = SupernetLogits(*supernet);
+      absl::StatusOr<std::vector<float>> logits = int8->Logits(Images());
+      ASSERT_TRUE(logits.ok()) << logits.status();
+      ASSERT_EQ(logits->size(), expected.size());
+      const float range = *std::max_element(expected.begin(), expected.end()) -
+                          *std::min_element(expected.begin(), expected.end());
+      EXPECT_LT(MaxAbsDifference(*logits, expected), 0.1 * range);
+      int same = 0;
+      const int images = static_cast<int>(expected.size() / 10);
+      for (int n = 0; n < images; ++n) {
+        const auto argmax = [n](const std::vector<float>& v) {
+          return std::max_element(v.begin() + n * 10, v.begin() + n * 10 + 10) - v.begin();
+        };
+        same += argmax(*logits) == argmax(expected) ? 1 : 0;
+      }
+      EXPECT_GE(same, images * 9 / 10) << same << " of " << images;
+    }
+  }
+}
+
+TEST(SubnetExportTest, TheInt8ExportLoadsInPlainLibTorchAndClassifiesAsBeforeSaving) {
+  std::unique_ptr<Supernet> supernet = MakeTrainedLookingTiny();
+  absl::StatusOr<ExtractedSubnet> int8 = ExtractInt8Subnet(
+      *supernet, supernet->LargestGenotype(8), Calibration(), QuantizedEngine::kQnnpack);
+  ASSERT_TRUE(int8.ok()) << int8.status();
+  const std::string path = absl::StrCat(std::getenv("TEST_TMPDIR"), "/int8.pt");
+  ASSERT_TRUE(int8->Save(path).ok());
+  absl::StatusOr<double> before = int8->Accuracy(Images());
+  ASSERT_TRUE(before.ok()) << before.status();
+  absl::StatusOr<double> loaded = VerifyExport(path, Images());
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(*loaded, *before);
+  torch::jit::Module module = torch::jit::load(path);
+  EXPECT_EQ(module.attr("quantized_engine").toStringRef(), "qnnpack");
+}
+
+TEST(SubnetExportTest, TheInt8ExportRefusesALayerBelowEightBitsNamingIt) {
+  std::unique_ptr<Supernet> supernet = MakeTrainedLookingTiny();
+  const absl::StatusOr<ExtractedSubnet> refused = ExtractInt8Subnet(
+      *supernet, supernet->LargestGenotype(4), Calibration(), QuantizedEngine::kQnnpack);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr("stage 1 block 1 pointwise layers run at W4A4"));
+}
+
 }  // namespace
 }  // namespace apq::oface

@@ -323,20 +323,19 @@ void Routes(httplib::Server& http, const std::shared_ptr<Gateway>& gateway, Auth
              gateway->Call(http_request, response, gateway->predictors(),
                            &apq::v1::PredictorService::Stub::ListPredictors, request);
            });
-  http.Get("/api/v1/measurement_runs",
-           [gateway](const httplib::Request& http_request, httplib::Response& response) {
-             const auto parameters =
-                 QueryParameters(http_request, response, {"page_size", "page_token"});
-             if (!parameters) return;
-             apq::v1::ListMeasurementRunsRequest request;
-             int32_t page_size = 0;
-             if (!ParsePageSize(*parameters, response, &page_size)) return;
-             request.set_page_size(page_size);
-             const auto token = parameters->find("page_token");
-             if (token != parameters->end()) request.set_page_token(token->second);
-             gateway->Call(http_request, response, gateway->predictors(),
-                           &apq::v1::PredictorService::Stub::ListMeasurementRuns, request);
-           });
+  http.Get("/api/v1/measurement_runs", [gateway](const httplib::Request& http_request,
+                                                 httplib::Response& response) {
+    const auto parameters = QueryParameters(http_request, response, {"page_size", "page_token"});
+    if (!parameters) return;
+    apq::v1::ListMeasurementRunsRequest request;
+    int32_t page_size = 0;
+    if (!ParsePageSize(*parameters, response, &page_size)) return;
+    request.set_page_size(page_size);
+    const auto token = parameters->find("page_token");
+    if (token != parameters->end()) request.set_page_token(token->second);
+    gateway->Call(http_request, response, gateway->predictors(),
+                  &apq::v1::PredictorService::Stub::ListMeasurementRuns, request);
+  });
   http.Get("/api/v1/spaces",
            [gateway](const httplib::Request& http_request, httplib::Response& response) {
              if (!QueryParameters(http_request, response, {})) return;

@@ -752,18 +752,16 @@ absl::Status JobManager::CheckVerificationTargets(const apq::v1::SubmitSearchReq
                      " has no trained supernet to measure its finalists with"));
   }
   if (verification.workers() > 0) {
-    const int most = options_.measurement_runs != nullptr
-                         ? options_.measurement_runs->max_workers()
-                         : 0;
+    const int most =
+        options_.measurement_runs != nullptr ? options_.measurement_runs->max_workers() : 0;
     if (most == 0) {
       return absl::FailedPreconditionError(
           "verification.workers: this server starts no measurement workers (apqd "
           "--measure_workers 0); measure in the job's process (0)");
     }
     if (verification.workers() > most) {
-      return absl::InvalidArgumentError(absl::StrCat("verification.workers: at most ", most,
-                                                     " on this server, got ",
-                                                     verification.workers()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "verification.workers: at most ", most, " on this server, got ", verification.workers()));
     }
   }
   return CheckVerificationDataset(request);
@@ -1428,13 +1426,13 @@ bool JobManager::VerifyByWorkers(
   }
   MeasurementRunManager& runs = *options_.measurement_runs;
   const std::string dataset = FinalistsDataset(job_id);
-  const std::string method =
-      quantized ? oface::kMeasuredQuantFromSupernet : oface::kMeasuredFp32;
+  const std::string method = quantized ? oface::kMeasuredQuantFromSupernet : oface::kMeasuredFp32;
   // The job's dataset's records by config: measured by this job's runs, an earlier
   // process's included.
   const auto measured = [&]() -> absl::StatusOr<std::map<std::string, MeasurementRow>> {
     std::map<std::string, MeasurementRow> rows;
-    absl::StatusOr<std::vector<MeasurementRow>> listed = datasets_.ListMeasurements(dataset, method);
+    absl::StatusOr<std::vector<MeasurementRow>> listed =
+        datasets_.ListMeasurements(dataset, method);
     if (absl::IsNotFound(listed.status())) return rows;
     RETURN_IF_ERROR(listed.status());
     for (MeasurementRow& row : *listed) rows[row.config_json] = std::move(row);
@@ -1493,16 +1491,16 @@ bool JobManager::VerifyByWorkers(
     if (control.stop_requested()) {
       // Cancelled: so is the run. Shutdown: it goes on until the resumed job takes the records
       // it stored, cancels it and measures the rest by a new one.
-      if (control.cancel_requested()) (void)runs.Cancel(run_id);
+      if (control.cancel_requested()) runs.Cancel(run_id).IgnoreError();
       stopped();
       return false;
     }
     absl::SleepFor(absl::Milliseconds(250));
     left = record_measured();
     if (!left.ok()) {
-    fail(absl::StrCat("verifying by workers: ", left.status().ToString()));
-    return false;
-  }
+      fail(absl::StrCat("verifying by workers: ", left.status().ToString()));
+      return false;
+    }
     if (*left == 0) return true;
     absl::StatusOr<MeasurementRunRecord> current = runs.Get(run_id);
     if (!current.ok()) continue;  // The store, for a moment.
@@ -1511,10 +1509,10 @@ bool JobManager::VerifyByWorkers(
       left = record_measured();
       if (left.ok() && *left == 0) return true;
       fail(absl::StrCat("measurement run ", run_id, " of the finalists ended ",
-                               apq::v1::JobState_Name(static_cast<apq::v1::JobState>(current->state)),
-                               " with ", left.ok() ? *left : -1, " finalists unmeasured",
-                               current->error.empty() ? "" : absl::StrCat(": ", current->error)));
-    return false;
+                        apq::v1::JobState_Name(static_cast<apq::v1::JobState>(current->state)),
+                        " with ", left.ok() ? *left : -1, " finalists unmeasured",
+                        current->error.empty() ? "" : absl::StrCat(": ", current->error)));
+      return false;
     }
   }
 }

@@ -37,9 +37,9 @@ std::vector<char*> Environment(const std::vector<std::string>& additions,
   for (char** entry = environ; *entry != nullptr; ++entry) {
     const std::string text(*entry);
     const std::string name = text.substr(0, text.find('='));
-    const bool replaced = std::any_of(additions.begin(), additions.end(), [&](const std::string& a) {
-      return a.compare(0, name.size() + 1, name + "=") == 0;
-    });
+    const bool replaced = std::any_of(
+        additions.begin(), additions.end(),
+        [&](const std::string& a) { return a.compare(0, name.size() + 1, name + "=") == 0; });
     if (!replaced) storage->push_back(text);
   }
   return Argv(*storage);
@@ -139,8 +139,8 @@ absl::StatusOr<std::vector<pid_t>> LaunchLocalWorkers(const WorkerLaunch& launch
     posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
     pid_t pid = -1;
     std::vector<char*> pointers = Argv(argv);
-    const int spawned =
-        posix_spawn(&pid, pointers[0], &actions, CleanSignals().get(), pointers.data(), envp.data());
+    const int spawned = posix_spawn(&pid, pointers[0], &actions, CleanSignals().get(),
+                                    pointers.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);
     if (spawned != 0) {
       return absl::InternalError(
@@ -226,8 +226,7 @@ absl::StatusOr<WorkerLauncher> WorkerLauncherFromName(const std::string& field,
                                                       const std::string& name) {
   if (name == "local") return WorkerLauncher::kLocal;
   if (name == "slurm") return WorkerLauncher::kSlurm;
-  return absl::InvalidArgumentError(
-      absl::StrCat(field, ": '", name, "' is not local or slurm"));
+  return absl::InvalidArgumentError(absl::StrCat(field, ": '", name, "' is not local or slurm"));
 }
 
 absl::StatusOr<StartedWorkers> StartedWorkers::Start(WorkerLauncher launcher,
@@ -270,7 +269,7 @@ void StartedWorkers::Stop() {
     return;
   }
   // Its output is of no use; a job that has left the queue makes scancel fail harmlessly.
-  (void)RunCommand({"scancel", slurm_job_});
+  RunCommand({"scancel", slurm_job_}).IgnoreError();
 }
 
 }  // namespace apq::server

@@ -41,13 +41,11 @@ absl::StatusOr<std::unique_ptr<MeasurementRunManager>> MeasurementRunManager::Cr
       new MeasurementRunManager(options, catalog, store, supernets));
 }
 
-MeasurementRunManager::MeasurementRunManager(const Options& options, Catalog& catalog,
-                                             Store& store, SupernetHost& supernets)
-    : options_(options),
-      catalog_(catalog),
-      store_(store),
-      supernets_(supernets),
-      follower_([this] { FollowLoop(); }) {}
+MeasurementRunManager::MeasurementRunManager(const Options& options, Catalog& catalog, Store& store,
+                                             SupernetHost& supernets)
+    : options_(options), catalog_(catalog), store_(store), supernets_(supernets), follower_([this] {
+        FollowLoop();
+      }) {}
 
 MeasurementRunManager::~MeasurementRunManager() {
   {
@@ -78,8 +76,8 @@ absl::StatusOr<std::vector<std::string>> MeasurementRunManager::Configs(
   if (request.count != 0) {
     return absl::InvalidArgumentError("count: must be 0 when configs are given");
   }
-  RETURN_IF_ERROR(CheckRange("configs", static_cast<int64_t>(request.configs.size()), 1,
-                             kMaxMeasurementTasks));
+  RETURN_IF_ERROR(
+      CheckRange("configs", static_cast<int64_t>(request.configs.size()), 1, kMaxMeasurementTasks));
   std::set<std::string> seen;
   configs.reserve(request.configs.size());
   for (size_t i = 0; i < request.configs.size(); ++i) {
@@ -111,8 +109,8 @@ absl::StatusOr<MeasurementRunRecord> MeasurementRunManager::Start(const Request&
         "split: accuracy is measured on validation or test, never on the images that train");
   }
   ASSIGN_OR_RETURN(const oface::SearchSpace* space, catalog_.FindSpace(request.space));
-  const bool has_bits = std::any_of(space->genes().begin(), space->genes().end(),
-                                    oface::IsBitsGene);
+  const bool has_bits =
+      std::any_of(space->genes().begin(), space->genes().end(), oface::IsBitsGene);
   if (request.quantized && !has_bits) {
     return absl::InvalidArgumentError(
         absl::StrCat("quantized: space ", request.space, " has no bitwidths"));
@@ -138,11 +136,11 @@ absl::StatusOr<MeasurementRunRecord> MeasurementRunManager::Start(const Request&
     }
     // A dataset mixes no splits.
     if (dataset->records > 0 && dataset->split != split) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "split: dataset ", request.dataset, " holds records measured on ",
-          dataset->split.empty() ? std::string("an unrecorded split")
-                                 : absl::StrCat("split \"", dataset->split, "\""),
-          ", not ", split));
+      return absl::FailedPreconditionError(
+          absl::StrCat("split: dataset ", request.dataset, " holds records measured on ",
+                       dataset->split.empty() ? std::string("an unrecorded split")
+                                              : absl::StrCat("split \"", dataset->split, "\""),
+                       ", not ", split));
     }
     ASSIGN_OR_RETURN(std::vector<MeasurementRow> stored,
                      store_.datasets().ListMeasurements(request.dataset, method));
@@ -152,15 +150,16 @@ absl::StatusOr<MeasurementRunRecord> MeasurementRunManager::Start(const Request&
                                  [&](const std::string& config) { return done.count(config) > 0; }),
                   configs.end());
     if (configs.empty()) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "dataset ", request.dataset, " holds every config of the request already (", method,
-          ")"));
+      return absl::AlreadyExistsError(absl::StrCat("dataset ", request.dataset,
+                                                   " holds every config of the request already (",
+                                                   method, ")"));
     }
   } else {
     RETURN_IF_ERROR(store_.datasets().CreateDataset(
         {request.dataset, request.space,
-         request.description.empty() ? absl::StrCat("measured from ", supernets_.Version(request.space))
-                                     : request.description,
+         request.description.empty()
+             ? absl::StrCat("measured from ", supernets_.Version(request.space))
+             : request.description,
          NowUnixSeconds(), 0},
         {}));
   }
@@ -187,8 +186,7 @@ absl::StatusOr<MeasurementRunRecord> MeasurementRunManager::Start(const Request&
       std::filesystem::absolute(supernets_.options().dataset_dir, error).string();
   WorkerLaunch launch;
   launch.worker_binary = options_.worker_binary;
-  launch.arguments = {absl::StrCat("--db=", options_.worker_store),
-                      absl::StrCat("--run=", run_id),
+  launch.arguments = {absl::StrCat("--db=", options_.worker_store), absl::StrCat("--run=", run_id),
                       absl::StrCat("--threads=", options_.worker_threads),
                       absl::StrCat("--lease_seconds=", options_.lease_seconds),
                       absl::StrCat("--data_dir=", dataset_dir)};
@@ -200,11 +198,11 @@ absl::StatusOr<MeasurementRunRecord> MeasurementRunManager::Start(const Request&
   launch.slurm_time_limit = options_.slurm_time_limit;
   const auto give_up = [&](const absl::Status& why) -> absl::Status {
     // The run stays, cancelled, so its id is never given again; its dataset keeps nothing.
-    (void)store_.measurement_runs().CancelMeasurementRun(run_id, NowUnixSeconds());
-    (void)store_.measurement_runs().SetMeasurementRunLauncher(
-        run_id, std::string(why.message()).substr(0, 256));
-    std::fprintf(stderr, "apqd: measurement run %s: %s\n", run_id.c_str(),
-                 why.ToString().c_str());
+    store_.measurement_runs().CancelMeasurementRun(run_id, NowUnixSeconds()).IgnoreError();
+    store_.measurement_runs()
+        .SetMeasurementRunLauncher(run_id, static_cast<std::string>(why.message()).substr(0, 256))
+        .IgnoreError();
+    std::fprintf(stderr, "apqd: measurement run %s: %s\n", run_id.c_str(), why.ToString().c_str());
     return absl::FailedPreconditionError(
         absl::StrCat("the workers of run ", run_id, " did not start: ", why.message()));
   };
@@ -307,8 +305,8 @@ void MeasurementRunManager::FollowOnce() {
       const std::string note =
           absl::StrCat(followed.workers.description(), "; every worker died with ", left,
                        " tasks left, ", options_.restarts, " restarts spent: cancelled");
-      (void)store_.measurement_runs().CancelMeasurementRun(run_id, NowUnixSeconds());
-      (void)store_.measurement_runs().SetMeasurementRunLauncher(run_id, note.substr(0, 256));
+      store_.measurement_runs().CancelMeasurementRun(run_id, NowUnixSeconds()).IgnoreError();
+      store_.measurement_runs().SetMeasurementRunLauncher(run_id, note.substr(0, 256)).IgnoreError();
       std::fprintf(stderr, "apqd: measurement run %s: %s (logs in %s)\n", run_id.c_str(),
                    note.c_str(), followed.launch.log_dir.c_str());
       followed_.erase(found);
@@ -318,16 +316,16 @@ void MeasurementRunManager::FollowOnce() {
     absl::StatusOr<StartedWorkers> restarted =
         StartedWorkers::Start(options_.launcher, followed.launch);
     if (!restarted.ok()) {
-      std::fprintf(stderr, "apqd: measurement run %s: restarting its workers: %s\n",
-                   run_id.c_str(), restarted.status().ToString().c_str());
+      std::fprintf(stderr, "apqd: measurement run %s: restarting its workers: %s\n", run_id.c_str(),
+                   restarted.status().ToString().c_str());
       continue;  // Counted as a restart; tried again next time.
     }
     const int restart = options_.restarts - followed.restarts_left;
     followed.workers = *std::move(restarted);
-    const std::string note = absl::StrCat(followed.workers.description(), " (restart ", restart,
-                                          " of ", options_.restarts, ": ", left,
-                                          " tasks were left)");
-    (void)store_.measurement_runs().SetMeasurementRunLauncher(run_id, note.substr(0, 256));
+    const std::string note =
+        absl::StrCat(followed.workers.description(), " (restart ", restart, " of ",
+                     options_.restarts, ": ", left, " tasks were left)");
+    store_.measurement_runs().SetMeasurementRunLauncher(run_id, note.substr(0, 256)).IgnoreError();
     std::fprintf(stderr, "apqd: measurement run %s: every worker was gone; %s\n", run_id.c_str(),
                  note.c_str());
   }

@@ -60,8 +60,8 @@ class MeasurementRunManager {
   struct Request {
     std::string dataset;
     std::string space;
-    std::string description;            // Of a dataset the run creates.
-    std::vector<std::string> configs;   // Or, when empty, `count` sampled with `seed`.
+    std::string description;           // Of a dataset the run creates.
+    std::vector<std::string> configs;  // Or, when empty, `count` sampled with `seed`.
     int count = 0;
     uint64_t seed = 1;
     bool quantized = false;

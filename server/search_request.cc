@@ -148,9 +148,9 @@ absl::Status ValidateVerification(const apq::v1::Verification& verification) {
     RETURN_IF_ERROR(ValidateResourceName("verification.dataset", verification.dataset()));
   }
   if (verification.workers() < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "verification.workers: must be >= 0 (0: in the job's process), got ",
-        verification.workers()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("verification.workers: must be >= 0 (0: in the job's process), got ",
+                     verification.workers()));
   }
   return absl::OkStatus();
 }

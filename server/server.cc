@@ -145,10 +145,10 @@ absl::StatusOr<std::unique_ptr<ApqServer>> ApqServer::Start(const ServerOptions&
   MeasurementRunManager::Options measure_options;
   const LocationWithoutPassword worker_store = SplitPassword(options.database_path);
   std::error_code error;
-  measure_options.worker_store = PostgresStore::IsPostgresLocation(options.database_path)
-                                     ? worker_store.location
-                                     : std::filesystem::absolute(options.database_path, error)
-                                           .string();
+  measure_options.worker_store =
+      PostgresStore::IsPostgresLocation(options.database_path)
+          ? worker_store.location
+          : std::filesystem::absolute(options.database_path, error).string();
   if (!worker_store.password.empty()) {
     measure_options.worker_environment = {absl::StrCat("PGPASSWORD=", worker_store.password)};
   }

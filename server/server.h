@@ -19,10 +19,10 @@
 #include "server/dashboard.h"
 #include "server/executor.h"
 #include "server/job_manager.h"
+#include "server/measurement_runs.h"
 #include "server/rpc_metrics.h"
 #include "server/services.h"
 #include "server/store/store.h"
-#include "server/measurement_runs.h"
 #include "server/training_manager.h"
 
 namespace apq::server {

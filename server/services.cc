@@ -1022,8 +1022,8 @@ absl::StatusOr<MeasurementRunManager::Request> DecodeMeasurementRun(
   if (!request.bit_sampling().empty()) {
     absl::StatusOr<oface::BitSampling> bits = oface::BitSamplingFromName(request.bit_sampling());
     if (!bits.ok() || *bits == oface::BitSampling::kHighest) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "bit_sampling: '", request.bit_sampling(), "' is not random, uniform or near_uniform"));
+      return absl::InvalidArgumentError(absl::StrCat("bit_sampling: '", request.bit_sampling(),
+                                                     "' is not random, uniform or near_uniform"));
     }
     if (!request.quantized()) {
       return absl::InvalidArgumentError("bit_sampling: only for quantized measurements");
@@ -1054,8 +1054,7 @@ grpc::ServerUnaryReactor* PredictorServiceImpl::StartMeasurementRun(
                    [this, request, response](const Caller& caller) -> absl::Status {
                      ASSIGN_OR_RETURN(const MeasurementRunManager::Request decoded,
                                       DecodeMeasurementRun(*request));
-                     ASSIGN_OR_RETURN(const MeasurementRunRecord run,
-                                      measurements_.Start(decoded));
+                     ASSIGN_OR_RETURN(const MeasurementRunRecord run, measurements_.Start(decoded));
                      *response = MeasurementRunToProto(run);
                      return absl::OkStatus();
                    });
@@ -1067,8 +1066,9 @@ grpc::ServerUnaryReactor* PredictorServiceImpl::GetMeasurementRun(
   return RunOnPool(context, pool_, auth_, Permission::kRead,
                    [this, request, response](const Caller& caller) -> absl::Status {
                      RETURN_IF_ERROR(RequireRunId(request->run_id()));
-                     ASSIGN_OR_RETURN(const MeasurementRunRecord run,
-                                      store_.measurement_runs().GetMeasurementRun(request->run_id()));
+                     ASSIGN_OR_RETURN(
+                         const MeasurementRunRecord run,
+                         store_.measurement_runs().GetMeasurementRun(request->run_id()));
                      *response = MeasurementRunToProto(run);
                      return absl::OkStatus();
                    });

@@ -167,9 +167,9 @@ class PredictorServiceImpl final : public apq::v1::PredictorService::CallbackSer
   grpc::ServerUnaryReactor* SetDefaultPredictor(grpc::CallbackServerContext* context,
                                                 const apq::v1::SetDefaultPredictorRequest* request,
                                                 apq::v1::Predictor* response) override;
-  grpc::ServerUnaryReactor* StartMeasurementRun(
-      grpc::CallbackServerContext* context, const apq::v1::StartMeasurementRunRequest* request,
-      apq::v1::MeasurementRun* response) override;
+  grpc::ServerUnaryReactor* StartMeasurementRun(grpc::CallbackServerContext* context,
+                                                const apq::v1::StartMeasurementRunRequest* request,
+                                                apq::v1::MeasurementRun* response) override;
   grpc::ServerUnaryReactor* GetMeasurementRun(grpc::CallbackServerContext* context,
                                               const apq::v1::GetMeasurementRunRequest* request,
                                               apq::v1::MeasurementRun* response) override;

@@ -217,9 +217,8 @@ absl::StatusOr<std::unique_ptr<TrainingManager>> TrainingManager::Create(const O
   if (options.queue_capacity < 1 || options.threads < 1) {
     return absl::InvalidArgumentError("training queue capacity and threads must be >= 1");
   }
-  if (!options.replica.holder.empty() &&
-      (options.replica.lease < absl::Seconds(1) ||
-       options.replica.poll_interval <= absl::ZeroDuration())) {
+  if (!options.replica.holder.empty() && (options.replica.lease < absl::Seconds(1) ||
+                                          options.replica.poll_interval <= absl::ZeroDuration())) {
     return absl::InvalidArgumentError(
         "training replica lease must be >= 1 s and its poll interval > 0");
   }
@@ -389,9 +388,9 @@ absl::StatusOr<apq::v1::TrainingJob> TrainingManager::Submit(
                      store_.training_jobs().ListTrainingJobs(/*unfinished_only=*/true, 0,
                                                              options_.queue_capacity + 1));
     if (static_cast<int>(waiting.size()) > options_.queue_capacity) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("the training queue is full (", options_.queue_capacity,
-                       " unfinished jobs); try again later"));
+      return absl::ResourceExhaustedError(absl::StrCat("the training queue is full (",
+                                                       options_.queue_capacity,
+                                                       " unfinished jobs); try again later"));
     }
     ASSIGN_OR_RETURN(job.id, store_.training_jobs().CreateTrainingJob(job));
     {

@@ -52,9 +52,8 @@ absl::StatusOr<bool> PostgresTokenStore::Insert(const TokenRecord& token, bool o
           ASSIGN_OR_RETURN(const pqxx::result any, tx.Exec("SELECT 1 FROM tokens LIMIT 1"));
           if (!any.empty()) return absl::OkStatus();
         }
-        ASSIGN_OR_RETURN(const pqxx::result exists,
-                         tx.Exec("SELECT 1 FROM tokens WHERE id = $1",
-                                 PostgresParams().Bytes(token.id)));
+        ASSIGN_OR_RETURN(const pqxx::result exists, tx.Exec("SELECT 1 FROM tokens WHERE id = $1",
+                                                            PostgresParams().Bytes(token.id)));
         if (!exists.empty()) return store_internal::TokenExists(token.id);
         RETURN_IF_ERROR(tx.Run(absl::StrCat("INSERT INTO tokens (", kTokenColumns,
                                             ") VALUES ($1, $2, $3, $4, $5, $6, $7)"),

@@ -591,9 +591,9 @@ absl::Status CheckMeasurementRun(const MeasurementRunRecord& run,
 absl::Status CheckRunSplit(const std::string& dataset, const std::string* held_split,
                            const std::string& run_split) {
   if (held_split == nullptr || *held_split == run_split) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat(
-      "dataset \"", dataset, "\" holds records measured on split \"", *held_split,
-      "\"; a run measuring on \"", run_split, "\" would mix splits"));
+  return absl::FailedPreconditionError(
+      absl::StrCat("dataset \"", dataset, "\" holds records measured on split \"", *held_split,
+                   "\"; a run measuring on \"", run_split, "\" would mix splits"));
 }
 
 absl::Status DatasetOfAnotherSpace(const std::string& dataset, const std::string& dataset_space,

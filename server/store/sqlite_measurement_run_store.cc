@@ -136,8 +136,9 @@ absl::StatusOr<std::string> SqliteMeasurementRunStore::CreateMeasurementRun(
     if (space != run.space) {
       return store_internal::DatasetOfAnotherSpace(run.dataset, space, run.space);
     }
-    ASSIGN_OR_RETURN(Statement held, database_.Prepare(
-                                         "SELECT split FROM measurements WHERE dataset = ?1 LIMIT 1"));
+    ASSIGN_OR_RETURN(
+        Statement held,
+        database_.Prepare("SELECT split FROM measurements WHERE dataset = ?1 LIMIT 1"));
     held.BindText(1, run.dataset);
     ASSIGN_OR_RETURN(const bool has_rows, held.Step(operation));
     const std::string held_split = has_rows ? held.ColumnText(0) : std::string();
