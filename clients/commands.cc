@@ -14,16 +14,15 @@ namespace {
 // The commands in the order the usage text lists them, under its headings: the space and
 // device commands open and close the general ones, as a user meets them first and last. Every
 // command of the groups' tables is listed once (commands_test checks).
-constexpr const char* kGeneralCommands[] = {"spaces", "devices",      "evaluate",      "search",
-                                            "sweep",  "sweep-status", "engines",       "watch",
-                                            "jobs",   "candidates",   "plot",          "config",
-                                            "ci",     "artifacts",    "artifact",      "cancel",
+constexpr const char* kGeneralCommands[] = {"spaces", "devices",      "evaluate",       "search",
+                                            "sweep",  "sweep-status", "engines",        "watch",
+                                            "jobs",   "candidates",   "plot",           "config",
+                                            "ci",     "artifacts",    "artifact",       "cancel",
                                             "delete", "upload-table", "table-template", "convert"};
 constexpr const char* kAccessCommands[] = {"whoami", "token-create", "tokens", "token-revoke"};
 constexpr const char* kAccuracyPredictorCommands[] = {
-    "upload-dataset", "datasets",     "measure",         "measurements",
-    "cancel-measurement", "train",  "training",        "cancel-training",
-    "predictors",     "set-default-predictor"};
+    "upload-dataset", "datasets", "measure",         "measurements", "cancel-measurement",
+    "train",          "training", "cancel-training", "predictors",   "set-default-predictor"};
 
 void AppendUsage(absl::Span<const char* const> names, std::string* usage) {
   for (const char* name : names) *usage += FindCommand(name)->usage;
@@ -33,7 +32,8 @@ void AppendUsage(absl::Span<const char* const> names, std::string* usage) {
 
 const Command* FindCommand(std::string_view name) {
   for (absl::Span<const Command> group :
-       {DeviceCommands(), SearchCommands(), CiCommands(), ConvertCommands(), PredictorCommands(), AccessCommands()}) {
+       {DeviceCommands(), SearchCommands(), CiCommands(), ConvertCommands(), PredictorCommands(),
+        AccessCommands()}) {
     for (const Command& command : group) {
       if (name == command.name) return &command;
     }

@@ -15,8 +15,8 @@
 #include "absl/types/span.h"
 #include "clients/access_commands.h"
 #include "clients/ci_commands.h"
-#include "clients/convert_commands.h"
 #include "clients/connection.h"
+#include "clients/convert_commands.h"
 #include "clients/device_commands.h"
 #include "clients/output.h"
 #include "clients/predictor_commands.h"
@@ -38,7 +38,8 @@ TEST(CommandsTest, EveryCommandIsFoundByItsNameAndListedOnceInTheUsage) {
   const std::string usage = UsageText();
   std::set<std::string> names;
   for (absl::Span<const Command> group :
-       {DeviceCommands(), SearchCommands(), CiCommands(), ConvertCommands(), PredictorCommands(), AccessCommands()}) {
+       {DeviceCommands(), SearchCommands(), CiCommands(), ConvertCommands(), PredictorCommands(),
+        AccessCommands()}) {
     for (const Command& command : group) {
       SCOPED_TRACE(command.name);
       EXPECT_TRUE(names.insert(command.name).second) << "two commands of this name";

@@ -279,8 +279,7 @@ apq::v1::SubmitSearchRequest CommonSearchRequest(const Args& args) {
     }
   } else if (args.Has("verify-dataset") || args.Has("verify-images") ||
              args.Has("verify-workers")) {
-    throw UsageError{
-        "--verify-dataset, --verify-images and --verify-workers need --verify-top-k"};
+    throw UsageError{"--verify-dataset, --verify-images and --verify-workers need --verify-top-k"};
   }
   return request;
 }

@@ -46,7 +46,8 @@ struct Activation {
 
 class Int8ScriptWriter {
  public:
-  Int8ScriptWriter(torch::jit::Module* module, SupernetModuleImpl& net, std::vector<int> bit_choices)
+  Int8ScriptWriter(torch::jit::Module* module, SupernetModuleImpl& net,
+                   std::vector<int> bit_choices)
       : module_(module),
         params_(net.named_parameters()),
         buffers_(net.named_buffers()),
@@ -65,8 +66,8 @@ class Int8ScriptWriter {
                                      : supernet_internal::UnsignedLevels(kInt8Bits);
     // The step as FakeQuantActivation computes it: float32 ops, then a float.
     const float alpha = alphas.select(0, index).abs().item<float>();
-    const double step = static_cast<float>((alpha + static_cast<float>(kAlphaFloor)) /
-                                           static_cast<float>(levels));
+    const double step =
+        static_cast<float>((alpha + static_cast<float>(kAlphaFloor)) / static_cast<float>(levels));
     return Activation{step, is_signed ? 128 : 0, step * static_cast<double>(levels)};
   }
 
@@ -77,10 +78,9 @@ class Int8ScriptWriter {
   // op, and QNNPACK's clamp and hardtanh of channels-last uint8 tensors are wrong in this
   // LibTorch (1.13: every value comes out 6 away).
   void Conv(const std::string& out, const std::string& in, const std::string& name,
-            const torch::Tensor& weight, const std::string& bn, int stride, int padding,
-            int groups, bool relu6, const Activation& wanted) {
-    const Activation output =
-        relu6 && wanted.clip > 6.0 ? Activation{6.0 / 255.0, 0, 6.0} : wanted;
+            const torch::Tensor& weight, const std::string& bn, int stride, int padding, int groups,
+            bool relu6, const Activation& wanted) {
+    const Activation output = relu6 && wanted.clip > 6.0 ? Activation{6.0 / 255.0, 0, 6.0} : wanted;
     const int64_t channels = weight.size(0);
     const auto cut = [&](const torch::Tensor& t) { return t.narrow(0, 0, channels); };
     const torch::Tensor gamma = cut(params_[bn + "_weight"]);
@@ -107,30 +107,32 @@ class Int8ScriptWriter {
                             std::vector<int64_t>{padding, padding},
                             std::vector<int64_t>{1, 1},
                             static_cast<int64_t>(groups)};
-    c10::Dispatcher::singleton().findSchemaOrThrow("quantized::conv2d_prepack", "").callBoxed(
-        &stack);
+    c10::Dispatcher::singleton()
+        .findSchemaOrThrow("quantized::conv2d_prepack", "")
+        .callBoxed(&stack);
     module_->register_attribute(name, stack.at(0).type(), stack.at(0));
     num_elements_ += qweight.numel() + bias.numel();
-    Line(absl::StrCat(out, " = quantized.", relu6 ? "conv2d_relu" : "conv2d", "(", in,
-                      ", self.", name, ", ", Literal(output.scale), ", ", output.zero_point, ")"));
+    Line(absl::StrCat(out, " = quantized.", relu6 ? "conv2d_relu" : "conv2d", "(", in, ", self.",
+                      name, ", ", Literal(output.scale), ", ", output.zero_point, ")"));
   }
 
   void Add(const std::string& out, const std::string& a, const std::string& b,
            const Activation& output) {
-    Line(absl::StrCat(out, " = quantized.add(", a, ", ", b, ", ", Literal(output.scale),
-                      ", ", output.zero_point, ")"));
+    Line(absl::StrCat(out, " = quantized.add(", a, ", ", b, ", ", Literal(output.scale), ", ",
+                      output.zero_point, ")"));
   }
 
   void Linear(const std::string& out, const std::string& in, const torch::Tensor& weight,
               const torch::Tensor& bias, const Activation& output) {
     const torch::Tensor qweight = int8_internal::QuantizeWeightPerChannel(weight);
     torch::jit::Stack stack{qweight, c10::optional<torch::Tensor>(bias.contiguous())};
-    c10::Dispatcher::singleton().findSchemaOrThrow("quantized::linear_prepack", "").callBoxed(
-        &stack);
+    c10::Dispatcher::singleton()
+        .findSchemaOrThrow("quantized::linear_prepack", "")
+        .callBoxed(&stack);
     module_->register_attribute("classifier", stack.at(0).type(), stack.at(0));
     num_elements_ += qweight.numel() + bias.numel();
-    Line(absl::StrCat(out, " = quantized.linear(", in, ", self.classifier, ",
-                      Literal(output.scale), ", ", output.zero_point, ")"));
+    Line(absl::StrCat(out, " = quantized.linear(", in, ", self.classifier, ", Literal(output.scale),
+                      ", ", output.zero_point, ")"));
   }
 
   const torch::Tensor& param(const std::string& name) { return params_[name]; }
@@ -149,10 +151,9 @@ class Int8ScriptWriter {
 // The names the module's source uses: `torch` for ATen's ops (as the default resolver), and
 // `quantized` for the quantized namespace (torch.ops.quantized in Python).
 struct QuantizedOpsResolver : public torch::jit::NativeResolver {
-  std::shared_ptr<torch::jit::SugaredValue> resolveValue(const std::string& name,
-                                                         torch::jit::GraphFunction& function,
-                                                         const torch::jit::SourceRange& location)
-      override {
+  std::shared_ptr<torch::jit::SugaredValue> resolveValue(
+      const std::string& name, torch::jit::GraphFunction& function,
+      const torch::jit::SourceRange& location) override {
     if (name == "quantized") return std::make_shared<torch::jit::BuiltinModule>("quantized");
     return NativeResolver::resolveValue(name, function, location);
   }
@@ -161,8 +162,8 @@ struct QuantizedOpsResolver : public torch::jit::NativeResolver {
 // FAILED_PRECONDITION naming the first layer of `choice` that is not W8A8.
 absl::Status CheckAllInt8(const MbConvSpec& spec, const supernet_internal::SubnetChoice& choice) {
   if (spec.fixed_bits != kInt8Bits) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the stem and tail run at ", spec.fixed_bits, " bits; the int8 export runs W8A8 only"));
+    return absl::FailedPreconditionError(absl::StrCat("the stem and tail run at ", spec.fixed_bits,
+                                                      " bits; the int8 export runs W8A8 only"));
   }
   int first_slot = 0;
   for (size_t s = 0; s < spec.stages.size(); ++s) {
@@ -173,9 +174,9 @@ absl::Status CheckAllInt8(const MbConvSpec& spec, const supernet_internal::Subne
            {std::tuple<const char*, int, int>{"pointwise", c.pw_w_bits, c.pw_a_bits},
             {"depthwise", c.dw_w_bits, c.dw_a_bits}}) {
         if (w != kInt8Bits || a != kInt8Bits) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              "stage ", s + 1, " block ", j + 1, " ", layer, " layers run at W", w, "A", a,
-              "; the int8 export runs W8A8 layers only"));
+          return absl::FailedPreconditionError(
+              absl::StrCat("stage ", s + 1, " block ", j + 1, " ", layer, " layers run at W", w,
+                           "A", a, "; the int8 export runs W8A8 layers only"));
         }
       }
     }
@@ -295,13 +296,11 @@ absl::StatusOr<ExtractedSubnet> ExtractInt8Subnet(Supernet& supernet, const Geno
     impl->module.register_attribute("spec", c10::StringType::get(), supernet.spec().name);
     impl->module.register_attribute("config", c10::StringType::get(),
                                     supernet.space().ToJson(genotype));
-    impl->module.register_attribute("quantized_engine", c10::StringType::get(),
-                                    impl->int8_engine);
+    impl->module.register_attribute("quantized_engine", c10::StringType::get(), impl->int8_engine);
     BuildInt8Module(supernet.spec(), supernet.module(), choice,
                     Activation{logit_range.scale, logit_range.zero_point, 0.0}, impl.get());
   } catch (const std::exception& e) {
-    return absl::InternalError(
-        absl::StrCat("cannot build the int8 subnet: ", ErrorMessage(e)));
+    return absl::InternalError(absl::StrCat("cannot build the int8 subnet: ", ErrorMessage(e)));
   }
   return ExtractedSubnet(std::move(impl));
 }

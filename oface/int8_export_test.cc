@@ -23,8 +23,8 @@ TEST(Int8ExportTest, TheInt8ModuleClassifiesAsTheFakeQuantizedNetwork) {
   absl::StatusOr<std::unique_ptr<Supernet>> supernet = Supernet::Create(FashionMnistSpec(), 1);
   ASSERT_TRUE(supernet.ok()) << supernet.status();
   ASSERT_TRUE((*supernet)->LoadWeights("data/fmnist_mbv2/supernet_quant.pt").ok());
-  absl::StatusOr<EvaluationImages> images = LoadEvaluationImages(
-      kDefaultFashionMnistDir, 500, 1000, /*seed=*/1, DataSplit::kValidation);
+  absl::StatusOr<EvaluationImages> images =
+      LoadEvaluationImages(kDefaultFashionMnistDir, 500, 1000, /*seed=*/1, DataSplit::kValidation);
   ASSERT_TRUE(images.ok()) << images.status();
   const SearchSpace& space = (*supernet)->space();
   Rng rng(5);
@@ -51,11 +51,13 @@ TEST(Int8ExportTest, TheInt8ModuleClassifiesAsTheFakeQuantizedNetwork) {
       const int n = images->evaluated.count;
       for (int i = 0; i < n; ++i) {
         const auto argmax = [i](const std::vector<float>& v) {
-          return std::max_element(v.begin() + i * 10, v.begin() + i * 10 + 10) - v.begin();
+          return std::max_element(v.begin() + int64_t{i} * 10, v.begin() + int64_t{i} * 10 + 10) -
+                 v.begin();
         };
         agree += argmax(*fake) == argmax(*real) ? 1 : 0;
         for (int k = 0; k < 10; ++k) {
-          worst = std::max(worst, std::abs(double{(*fake)[i * 10 + k]} - (*real)[i * 10 + k]));
+          worst = std::max(
+              worst, std::abs(double{(*fake)[int64_t{i} * 10 + k]} - (*real)[int64_t{i} * 10 + k]));
         }
       }
       std::printf("%s: top-1 agreement %d/%d, worst logit difference %.4f\n",

@@ -147,8 +147,8 @@ double TimeLayer(const ConvShape& shape, LayerOps ops, const TimingOptions& opti
       [&] {
         // The calls of the exported module's forward: torch.conv2d,
         // torch.batch_norm(training=False, cudnn_enabled=False), torch.hardtanh.
-        torch::Tensor y =
-            torch::conv2d(x, weight, {}, {stride, stride}, {padding, padding}, {1, 1}, groups);
+        torch::Tensor y = torch::conv2d(x, weight, /*bias=*/torch::Tensor(), {stride, stride},
+                                        {padding, padding}, {1, 1}, groups);
         y = torch::batch_norm(y, bn_weight, bn_bias, running_mean, running_var, /*training=*/false,
                               0.1, kBatchNormEps, /*cudnn_enabled=*/false);
         if (relu6) y = torch::hardtanh(y, 0.0, 6.0);

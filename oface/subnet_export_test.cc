@@ -316,8 +316,8 @@ TEST(SubnetExportTest, TheInt8ExportComputesTheFakeQuantizedNetworkOnBothEngines
   std::unique_ptr<Supernet> supernet = MakeTrainedLookingTiny();
   for (const QuantizedEngine engine : AvailableQuantizedEngines()) {
     for (const Genotype& genotype : Int8Configs(*supernet)) {
-      SCOPED_TRACE(absl::StrCat(QuantizedEngineName(engine), " ",
-                                supernet->space().ToJson(genotype)));
+      SCOPED_TRACE(
+          absl::StrCat(QuantizedEngineName(engine), " ", supernet->space().ToJson(genotype)));
       absl::StatusOr<ExtractedSubnet> int8 =
           ExtractInt8Subnet(*supernet, genotype, Calibration(), engine);
       ASSERT_TRUE(int8.ok()) << int8.status();
@@ -334,7 +334,8 @@ TEST(SubnetExportTest, TheInt8ExportComputesTheFakeQuantizedNetworkOnBothEngines
       const int images = static_cast<int>(expected.size() / 10);
       for (int n = 0; n < images; ++n) {
         const auto argmax = [n](const std::vector<float>& v) {
-          return std::max_element(v.begin() + n * 10, v.begin() + n * 10 + 10) - v.begin();
+          return std::max_element(v.begin() + int64_t{n} * 10, v.begin() + int64_t{n} * 10 + 10) -
+                 v.begin();
         };
         same += argmax(*logits) == argmax(expected) ? 1 : 0;
       }
@@ -364,7 +365,8 @@ TEST(SubnetExportTest, TheInt8ExportRefusesALayerBelowEightBitsNamingIt) {
   const absl::StatusOr<ExtractedSubnet> refused = ExtractInt8Subnet(
       *supernet, supernet->LargestGenotype(4), Calibration(), QuantizedEngine::kQnnpack);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(refused.status().message(), HasSubstr("stage 1 block 1 pointwise layers run at W4A4"));
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr("stage 1 block 1 pointwise layers run at W4A4"));
 }
 
 }  // namespace

@@ -306,7 +306,9 @@ void MeasurementRunManager::FollowOnce() {
           absl::StrCat(followed.workers.description(), "; every worker died with ", left,
                        " tasks left, ", options_.restarts, " restarts spent: cancelled");
       store_.measurement_runs().CancelMeasurementRun(run_id, NowUnixSeconds()).IgnoreError();
-      store_.measurement_runs().SetMeasurementRunLauncher(run_id, note.substr(0, 256)).IgnoreError();
+      store_.measurement_runs()
+          .SetMeasurementRunLauncher(run_id, note.substr(0, 256))
+          .IgnoreError();
       std::fprintf(stderr, "apqd: measurement run %s: %s (logs in %s)\n", run_id.c_str(),
                    note.c_str(), followed.launch.log_dir.c_str());
       followed_.erase(found);

@@ -1,7 +1,7 @@
 // Measurement workers end to end (issue 18): measure_subnets --launcher (and apqd, for
-// apq measure) starts measure_worker processes, locally or as a Slurm array, which claim the run's tasks from a
-// PostgreSQL store and write each record to the dataset. A throwaway PostgreSQL server and a
-// single-node Slurm run for the test (scripts/with_test_postgres.sh, with_test_slurm.sh). The
+// apq measure) starts measure_worker processes, locally or as a Slurm array, which claim the run's
+// tasks from a PostgreSQL store and write each record to the dataset. A throwaway PostgreSQL server
+// and a single-node Slurm run for the test (scripts/with_test_postgres.sh, with_test_slurm.sh). The
 // records must be those a single in-process measurement makes of the same configs.
 #include <limits.h>
 #include <signal.h>
@@ -186,13 +186,13 @@ TEST_F(MeasureWorkersTest, ApqdSubmitsASlurmArrayForApqMeasureWithTheInProcessRe
   ASSERT_EQ(reference.size(), 4u);
   char worker[PATH_MAX];
   ASSERT_NE(realpath("server/measure_worker", worker), nullptr);
-  ServerProcess server(url_, {"--measure_launcher=slurm", absl::StrCat("--measure_worker_binary=", worker),
-                              "--measure_log_dir=" + TempPath("apqd-runs"),
-                              "--measure_lease_seconds=20"});
-  const ProcessResult measured = RunClient(
-      server.address(), {"measure", "--dataset", "workers", "--space", "fmnist_mbv2", "--count",
-                         "4", "--quantized", "--seed", "7", "--images", "500",
-                         "--calibration-images", "300", "--workers", "2", "--wait"});
+  ServerProcess server(
+      url_, {"--measure_launcher=slurm", absl::StrCat("--measure_worker_binary=", worker),
+             "--measure_log_dir=" + TempPath("apqd-runs"), "--measure_lease_seconds=20"});
+  const ProcessResult measured =
+      RunClient(server.address(), {"measure", "--dataset", "workers", "--space", "fmnist_mbv2",
+                                   "--count", "4", "--quantized", "--seed", "7", "--images", "500",
+                                   "--calibration-images", "300", "--workers", "2", "--wait"});
   ASSERT_EQ(measured.exit_code, 0) << measured.out << measured.err;
   EXPECT_NE(measured.out.find("SUCCEEDED, 4 of 4 measured, 0 failed"), std::string::npos)
       << measured.out;

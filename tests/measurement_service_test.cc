@@ -140,8 +140,7 @@ TEST_F(MeasurementServiceTest, ARunsRecordsEqualTheServersOwnMeasurementsAndAreN
   ASSERT_EQ(metrics["results"].size(), 3u) << metrics;
   size_t i = 0;
   for (const auto& [config, record] : records) {
-    EXPECT_EQ(metrics["results"][i]["measured_accuracy"].get<double>(), record.accuracy)
-        << config;
+    EXPECT_EQ(metrics["results"][i]["measured_accuracy"].get<double>(), record.accuracy) << config;
     ++i;
   }
 
@@ -168,12 +167,10 @@ TEST_F(MeasurementServiceTest, ARunsRecordsEqualTheServersOwnMeasurementsAndAreN
 }
 
 TEST_F(MeasurementServiceTest, VerificationByWorkersMeasuresTheFinalistsAsTheJobItselfDoes) {
-  const std::vector<std::string> search = {"search",        "--space",      "fmnist_mbv2",
-                                           "--device",      "local-cpu",    "--seed",
-                                           "2",             "--population", "12",
-                                           "--generations", "2",            "--verify-top-k",
-                                           "3",             "--verify-images", kImages,
-                                           "--wait",        "--json"};
+  const std::vector<std::string> search = {
+      "search", "--space",         "fmnist_mbv2", "--device",      "local-cpu", "--seed",
+      "2",      "--population",    "12",          "--generations", "2",         "--verify-top-k",
+      "3",      "--verify-images", kImages,       "--wait",        "--json"};
   const ProcessResult in_process = Client(search);
   ASSERT_EQ(in_process.exit_code, 0) << in_process.err;
   std::vector<std::string> by_workers = search;
@@ -305,8 +302,7 @@ TEST_F(MeasurementServiceTest, BadRequestsAreRefusedNamingTheFieldAndStoreNothin
       {with({"--dataset", "d", "--count", "0"}), 1, "INVALID_ARGUMENT: count"},
       {with({"--dataset", "d", "--count", "2", "--workers", "4"}), 1,
        "INVALID_ARGUMENT: workers: must be in [1, 3]"},
-      {with({"--dataset", "d", "--count", "2", "--split", "train"}), 1,
-       "INVALID_ARGUMENT: split"},
+      {with({"--dataset", "d", "--count", "2", "--split", "train"}), 1, "INVALID_ARGUMENT: split"},
       {with({"--dataset", "d", "--count", "2", "--bits", "wide"}), 1,
        "INVALID_ARGUMENT: bit_sampling"},
       {with({"--dataset", "d", "--count", "2", "--images", "10001"}), 1,
@@ -325,21 +321,19 @@ TEST_F(MeasurementServiceTest, BadRequestsAreRefusedNamingTheFieldAndStoreNothin
         << absl::StrJoin(bad.args, " ") << ": " << result.err;
   }
   // The same network twice.
-  const ProcessResult sampled = Client({"measure", "--dataset", "once", "--space", "fmnist_mbv2",
-                                        "--count", "1", "--quantized", "--images", kImages,
-                                        "--wait", "--json"});
+  const ProcessResult sampled =
+      Client({"measure", "--dataset", "once", "--space", "fmnist_mbv2", "--count", "1",
+              "--quantized", "--images", kImages, "--wait", "--json"});
   ASSERT_EQ(sampled.exit_code, 0) << sampled.err;
   const std::string config = Records("once").begin()->first;
   const std::string twice = TempPath("twice.txt");
   WriteFile(twice, config + "\n" + config + "\n");
-  const ProcessResult repeated =
-      Client(with({"--dataset", "d", "--configs", twice}));
-  EXPECT_NE(repeated.err.find("INVALID_ARGUMENT: configs[1]: the same network"),
-            std::string::npos)
+  const ProcessResult repeated = Client(with({"--dataset", "d", "--configs", twice}));
+  EXPECT_NE(repeated.err.find("INVALID_ARGUMENT: configs[1]: the same network"), std::string::npos)
       << repeated.err;
   // A dataset measured on validation takes no test records.
-  const ProcessResult other_split = Client(
-      with({"--dataset", "once", "--count", "2", "--split", "test", "--images", kImages}));
+  const ProcessResult other_split =
+      Client(with({"--dataset", "once", "--count", "2", "--split", "test", "--images", kImages}));
   EXPECT_NE(other_split.err.find("FAILED_PRECONDITION: split: dataset once holds records "
                                  "measured on split \"validation\""),
             std::string::npos)

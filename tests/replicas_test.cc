@@ -294,10 +294,10 @@ TEST_F(ReplicasTest, TrainingJobsAreClaimedOnceTakenOverAfterAKillAndCancelledFr
   for (const std::string name : {"r0", "r1"}) replicas[name] = StartReplica(name);
   const auto train = [&](const std::string& replica, const std::string& seed,
                          const std::string& epochs) {
-    const ProcessResult submitted = RunClient(
-        replicas[replica]->address(),
-        {"train", "--space", "fmnist_mbv2", "--dataset", "fmnist_mbv2-supernet-v1", "--kind",
-         "transfer", "--seed", seed, "--max-epochs", epochs, "--json"});
+    const ProcessResult submitted =
+        RunClient(replicas[replica]->address(),
+                  {"train", "--space", "fmnist_mbv2", "--dataset", "fmnist_mbv2-supernet-v1",
+                   "--kind", "transfer", "--seed", seed, "--max-epochs", epochs, "--json"});
     EXPECT_EQ(submitted.exit_code, 0) << submitted.err;
     return ParseJson(submitted).value("job_id", std::string());
   };
@@ -320,13 +320,14 @@ TEST_F(ReplicasTest, TrainingJobsAreClaimedOnceTakenOverAfterAKillAndCancelledFr
   const std::string survivor = holder == "r0" ? "r1" : "r0";
   replicas[holder]->Stop(SIGKILL);
   for (const std::string& job_id : {first, second}) {
-    EXPECT_TRUE(WaitFor([&] { return state(survivor, job_id) == "SUCCEEDED"; },
-                        3 * kLeaseSeconds + 240))
+    EXPECT_TRUE(
+        WaitFor([&] { return state(survivor, job_id) == "SUCCEEDED"; }, 3 * kLeaseSeconds + 240))
         << job_id << " " << state(survivor, job_id);
   }
   EXPECT_EQ(Sql(url_, "SELECT COUNT(*) FROM training_jobs WHERE lease_holder != ''"), "0");
-  EXPECT_EQ(Sql(url_, "SELECT COUNT(DISTINCT predictor_version) FROM training_jobs WHERE "
-                      "state = 3"),
+  EXPECT_EQ(Sql(url_,
+                "SELECT COUNT(DISTINCT predictor_version) FROM training_jobs WHERE "
+                "state = 3"),
             "2");
 
   // Cancelled through the replica that does not hold it (the killed one restarted).
@@ -353,9 +354,11 @@ TEST_F(ReplicasTest, TrainingJobsAreClaimedOnceTakenOverAfterAKillAndCancelledFr
 TEST_F(ReplicasTest, ReplicasBootstrappingTogetherCreateOneAdminToken) {
   std::vector<std::unique_ptr<ServerProcess>> started(3);
   std::vector<std::string> token_files;
+  token_files.reserve(3);
   for (int i = 0; i < 3; ++i) token_files.push_back(TempPath(absl::StrCat("token_", i)));
   {
     std::vector<std::thread> threads;
+    threads.reserve(3);
     for (int i = 0; i < 3; ++i) {
       threads.emplace_back([&, i] {
         started[i] = std::make_unique<ServerProcess>(
