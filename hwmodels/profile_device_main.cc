@@ -15,6 +15,7 @@
 #include "common/tool_main.h"
 #include "hwmodels/conv_latency_table.h"
 #include "hwmodels/cost_table.h"
+#include "oface/int8_layers.h"
 #include "oface/layer_profiler.h"
 #include "oface/mbconv_spec.h"
 
@@ -29,6 +30,9 @@ ABSL_FLAG(int, cache_flush_mib, 8,
           "network (0: hot caches).");
 ABSL_FLAG(int, validate_subnets, 50,
           "fp32 subnets extracted and timed whole to check the table (0: no validation).");
+ABSL_FLAG(std::string, int8_engine, "",
+          "qnnpack or onednn: time every layer, and validate whole subnets, in int8 on this "
+          "quantized engine (oface/int8_layers.h) instead of in float; empty: float.");
 ABSL_FLAG(uint64_t, seed, 1,
           "Seed of the validation: config sampling, supernet weights, calibration pixels.");
 
@@ -73,12 +77,25 @@ absl::Status Run() {
   }
   if (validate_subnets < 0) return absl::InvalidArgumentError("--validate_subnets must be >= 0");
   options.cache_flush_bytes = int64_t{flush_mib} << 20;
+  if (const std::string engine = absl::GetFlag(FLAGS_int8_engine); !engine.empty()) {
+    absl::StatusOr<apq::oface::QuantizedEngine> parsed =
+        apq::oface::QuantizedEngineFromName(engine);
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--int8_engine: ", parsed.status().message()));
+    }
+    options.int8_engine = *parsed;
+  }
   const apq::oface::MbConvSpec spec = *std::move(found);
 
-  std::fprintf(stderr,
-               "profile_device: %s, %d thread(s), %d warm-up + %d timed runs, %d MiB cache "
-               "flush\n",
-               spec.name.c_str(), timing.threads, timing.warmup, timing.repeats, flush_mib);
+  std::fprintf(
+      stderr,
+      "profile_device: %s, %s, %d thread(s), %d warm-up + %d timed runs, %d MiB cache "
+      "flush\n",
+      spec.name.c_str(),
+      options.int8_engine.has_value()
+          ? absl::StrCat("int8 on ", apq::oface::QuantizedEngineName(*options.int8_engine)).c_str()
+          : "float",
+      timing.threads, timing.warmup, timing.repeats, flush_mib);
   absl::StatusOr<apq::oface::LayerProfile> profile = apq::oface::ProfileLayers(spec, options);
   if (!profile.ok()) return profile.status();
   apq::hwmodels::CostTable table;
@@ -100,6 +117,7 @@ absl::Status Run() {
   validation.subnets = validate_subnets;
   validation.seed = absl::GetFlag(FLAGS_seed);
   validation.timing = timing;
+  validation.int8_engine = options.int8_engine;
   absl::StatusOr<apq::oface::ValidationReport> report =
       apq::oface::ValidateProfile(spec, profile->latency_ms, validation);
   if (!report.ok()) return report.status();

@@ -271,9 +271,13 @@ absl::StatusOr<LayerProfile> ProfileLayers(const MbConvSpec& spec, const Profile
     std::function<void()> before_each;
     if (!flush.empty()) before_each = [&flush] { SweepCaches(flush); };
     at::set_num_threads(options.timing.threads);
+    if (options.int8_engine.has_value())
+      RETURN_IF_ERROR(int8_internal::UseEngine(*options.int8_engine));
     for (const auto& [shape, keys] : keys_by_shape) {
       const LayerOps ops = roles.at(shape);
-      const double ms = TimeLayer(shape, ops, options.timing, before_each);
+      const double ms = options.int8_engine.has_value()
+                            ? TimeInt8Layer(shape, ops, options.timing, before_each)
+                            : TimeLayer(shape, ops, options.timing, before_each);
       for (const std::string& key : keys) profile.latency_ms[key] = ms;
       ++profile.shapes;
     }
@@ -370,8 +374,11 @@ absl::StatusOr<ValidationReport> ValidateProfile(
     return absl::InternalError(absl::StrCat("cannot set threads: ", ErrorMessage(e)));
   }
   for (size_t i = 0; i < configs.size(); ++i) {
-    ASSIGN_OR_RETURN(ExtractedSubnet extracted,
-                     ExtractSubnet(*supernet, configs[i], /*quantized=*/false, calibration));
+    ASSIGN_OR_RETURN(
+        ExtractedSubnet extracted,
+        options.int8_engine.has_value()
+            ? ExtractInt8Subnet(*supernet, configs[i], calibration, *options.int8_engine)
+            : ExtractSubnet(*supernet, configs[i], /*quantized=*/false, calibration));
     ASSIGN_OR_RETURN(report.subnets[i].measured_ms,
                      extracted.MedianLatencyMs(options.timing.warmup, options.timing.repeats));
   }

@@ -45,6 +45,7 @@
 #define APQ_OFACE_LAYER_PROFILER_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,9 @@ struct ProfileOptions {
   // Memory swept before every run of a layer (see the header comment); 0: hot caches. The
   // default fitted the development machine best.
   int64_t cache_flush_bytes = int64_t{8} << 20;
+  // Set: every shape is timed in int8 on this engine (as CompareInt8Layers times it) instead
+  // of in float: the figures of a device that runs its layers in int8.
+  std::optional<QuantizedEngine> int8_engine;
 };
 
 struct LayerProfile {
@@ -109,6 +113,10 @@ struct ValidationOptions {
   uint64_t seed = 1;            // Config sampling, supernet weights, calibration pixels.
   int calibration_images = 64;  // Synthetic (seeded random) images for BN recalibration; >= 1.
   TimingOptions timing;
+  // Set: each subnet is extracted as a true int8 module on this engine (ExtractInt8Subnet,
+  // oface/subnet_export.h) and timed so; the sampled configs' layers are all at the space's
+  // highest bits, which must be 8.
+  std::optional<QuantizedEngine> int8_engine;
 };
 
 // One validated subnet: its measured latency and the table's prediction.

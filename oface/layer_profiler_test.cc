@@ -229,5 +229,26 @@ TEST(CompareInt8LayersTest, TimesEveryShapeOfTheSpecInFloatAndOnEachEngine) {
               HasSubstr("repeats"));
 }
 
+TEST(Int8ProfileTest, AnInt8ProfileIsValidatedOnInt8Subnets) {
+  ProfileOptions options = FastProfile();
+  options.int8_engine = QuantizedEngine::kQnnpack;
+  absl::StatusOr<LayerProfile> int8 = ProfileLayers(ConvKeySpec(), options);
+  ASSERT_TRUE(int8.ok()) << int8.status();
+  EXPECT_EQ(int8->shapes, Profile().shapes);
+  EXPECT_EQ(int8->latency_ms.size(), Profile().latency_ms.size());
+  ValidationOptions validation;
+  validation.subnets = 3;
+  validation.timing = FastTiming();
+  validation.int8_engine = QuantizedEngine::kQnnpack;
+  absl::StatusOr<ValidationReport> report =
+      ValidateProfile(ConvKeySpec(), int8->latency_ms, validation);
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_EQ(report->subnets.size(), 3u);
+  for (const SubnetLatency& subnet : report->subnets) {
+    EXPECT_GT(subnet.measured_ms, 0.0);
+    EXPECT_GT(subnet.predicted_ms, 0.0);
+  }
+}
+
 }  // namespace
 }  // namespace apq::oface
