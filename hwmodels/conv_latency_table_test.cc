@@ -246,5 +246,65 @@ TEST(ConvLatencyTableTest, WriterRoundTrips) {
   }
 }
 
+// A declaration names what the device runs; the writer keeps it and keys outside it are refused.
+TEST(ConvLatencyTableTest, PrecisionDeclaration) {
+  nlohmann::json json = nlohmann::json::object();
+  json["precisions"] = {{"pairs", {"W8A8"}}, {"float", true}, {"int8_engine", "qnnpack"}};
+  json["(16, 64, 14, 1, 1, 0, 1)-W8A8"] = {{"latency", 0.1}};
+  json[kClassifier] = {{"latency", 0.2}};
+  const absl::StatusOr<CostTable> table = LoadConvTable(json.dump(), kSource);
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_EQ(table->entries.size(), 2);
+  EXPECT_TRUE(table->precisions.declared);
+  ASSERT_EQ(table->precisions.pairs.size(), 1);
+  EXPECT_EQ(table->precisions.pairs[0], (BitPair{8, 8}));
+  EXPECT_TRUE(table->precisions.float_layers);
+  EXPECT_EQ(table->precisions.int8_engine, "qnnpack");
+  const absl::StatusOr<CostTable> again = LoadConvTable(ConvTableToJson(*table), "written");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->precisions.pairs, table->precisions.pairs);
+  EXPECT_TRUE(again->precisions.float_layers);
+  EXPECT_EQ(again->precisions.int8_engine, "qnnpack");
+  EXPECT_EQ(again->entries.size(), 2);
+
+  // Without a declaration nothing is declared.
+  EXPECT_FALSE(LoadConvTable(SmallTable().dump(), kSource)->precisions.declared);
+}
+
+TEST(ConvLatencyTableTest, RejectsBadDeclarations) {
+  const auto with = [](const nlohmann::json& declaration) {
+    nlohmann::json json = SmallTable();
+    json["precisions"] = declaration;
+    return json;
+  };
+  ExpectRejected(with(nlohmann::json::array()), "precisions: expected an object");
+  ExpectRejected(with({{"pairs", "W8A8"}}), "precisions.pairs: expected an array");
+  ExpectRejected(with({{"pairs", {8}}}), "precisions.pairs[0]: expected a string");
+  ExpectRejected(with({{"pairs", {"W8"}}}), "precisions.pairs[0]: \"W8\" is not a pair");
+  ExpectRejected(with({{"pairs", {"W08A8"}}}), "precisions.pairs[0]: \"W08A8\" is not a pair");
+  ExpectRejected(with({{"pairs", {"W8A8 "}}}), "is not a pair");
+  ExpectRejected(with({{"pairs", {"W32A32"}}}), "declared by \"float\": true");
+  ExpectRejected(with({{"pairs", {"W0A8"}}}), "bit widths are 1..16");
+  ExpectRejected(with({{"pairs", {"W8A8", "W4A6", "W8A8"}}}),
+                 "precisions.pairs[2]: W8A8 is listed twice");
+  ExpectRejected(with({{"float", 1}}), "precisions.float: expected true or false");
+  ExpectRejected(with({{"pairs", {"W8A8"}}, {"int8_engine", "fbgemm"}}),
+                 "precisions.int8_engine: expected \"qnnpack\" or \"onednn\"");
+  ExpectRejected(with({{"pairs", {"W4A6"}}, {"float", true}, {"int8_engine", "qnnpack"}}),
+                 "pairs lacks W8A8");
+  ExpectRejected(with({{"pairs", {"W8A8"}}, {"fp16", true}}), "unknown field \"fp16\"");
+  ExpectRejected(with({{"pairs", nlohmann::json::array()}}), "declares nothing");
+  // The small table's keys price W8A8, W4A6 and a float layer.
+  ExpectRejected(with({{"pairs", {"W8A8", "W4A6"}}}),
+                 absl::StrCat("key \"", kClassifier, "\": prices a float layer but "
+                              "precisions.float is not true"));
+  ExpectRejected(with({{"pairs", {"W8A8"}}, {"float", true}}),
+                 absl::StrCat("key \"", kDepthwise, "\": prices W4A6, which precisions.pairs "
+                              "does not declare"));
+  nlohmann::json only_declaration = nlohmann::json::object();
+  only_declaration["precisions"] = {{"float", true}};
+  ExpectRejected(only_declaration, "no entries");
+}
+
 }  // namespace
 }  // namespace apq::hwmodels

@@ -7,6 +7,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 
@@ -23,9 +24,41 @@ enum class TableFormat {
   kConvJson,      // A measured device's conv table JSON (hwmodels/conv_latency_table.h).
 };
 
+// A bits gene's value, and a key's W/A figure, for a layer left in float: W32A32.
+inline constexpr int kFloatBits = 32;
+
+struct BitPair {
+  int weight_bits = 0;
+  int activation_bits = 0;
+  friend bool operator==(const BitPair& a, const BitPair& b) {
+    return a.weight_bits == b.weight_bits && a.activation_bits == b.activation_bits;
+  }
+  friend bool operator<(const BitPair& a, const BitPair& b) {
+    return a.weight_bits != b.weight_bits ? a.weight_bits < b.weight_bits
+                                          : a.activation_bits < b.activation_bits;
+  }
+};
+
+// What a device executes (hwmodels/precision_support.h reads and checks it): the
+// (weight, activation) bit pairs of its layers and whether a layer may stay in float. A policy
+// with another pair is one the device cannot run: searches treat it as infeasible, Evaluate
+// refuses it.
+struct PrecisionSupport {
+  // False for a table that declares nothing (a conv table without "precisions"): every pair
+  // its entries or its estimator price runs.
+  bool declared = false;
+  std::vector<BitPair> pairs;           // Executed and priced by the table; sorted, distinct.
+  std::vector<BitPair> modelled_pairs;  // Executed, priced only by a model fitted to the table.
+  bool float_layers = false;            // A layer may run in float (the pair W32A32).
+  // The LibTorch quantized engine its int8 (W8A8) layers run on ("qnnpack", "onednn"); empty
+  // when the device has no integer path in LibTorch.
+  std::string int8_engine;
+};
+
 struct CostTable {
   TableFormat format = TableFormat::kOfaYaml;
   absl::flat_hash_map<std::string, CostEntry> entries;
+  PrecisionSupport precisions;
 };
 
 }  // namespace apq::hwmodels

@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "hwmodels/precision_support.h"
 
 namespace apq::hwmodels {
 namespace {
@@ -50,11 +51,23 @@ absl::StatusOr<CostTermView> DecomposeCost(const LutCostModel& model,
     PricedSlot priced;
     priced.name = std::move(slot.name);
     priced.genes = std::move(slot.genes);
-    priced.selected = slot.selected;
     priced.choices.reserve(slot.choices.size());
-    for (oface::CostSlotChoice& choice : slot.choices) {
-      priced.choices.push_back(
-          {std::move(choice.values), PricePart(model, choice.terms, choice.static_cost)});
+    // Settings the device does not execute are no choice; the genotype's own must be one.
+    for (size_t c = 0; c < slot.choices.size(); ++c) {
+      oface::CostSlotChoice& choice = slot.choices[c];
+      NetworkCost cost = PricePart(model, choice.terms, choice.static_cost);
+      if (!cost.executable) {
+        if (static_cast<int>(c) == slot.selected) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(priced.name, ": the device does not execute this setting (it runs ",
+                           DescribePrecisions(model.precisions()), ")"));
+        }
+        continue;
+      }
+      if (static_cast<int>(c) == slot.selected) {
+        priced.selected = static_cast<int>(priced.choices.size());
+      }
+      priced.choices.push_back({std::move(choice.values), cost});
     }
     view.slots.push_back(std::move(priced));
   }

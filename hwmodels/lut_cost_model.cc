@@ -10,6 +10,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "hwmodels/bitfusion_key.h"
+#include "hwmodels/precision_support.h"
 
 namespace apq::hwmodels {
 namespace {
@@ -34,17 +36,42 @@ std::vector<std::string> MissingKeys(const oface::SearchSpace& space, const Cost
   return missing;
 }
 
-absl::StatusOr<std::unique_ptr<LutCostModel>> LutCostModel::Create(const oface::SearchSpace& space,
-                                                                   const CostTable& table,
-                                                                   const TermEstimator* fallback) {
+absl::StatusOr<std::unique_ptr<LutCostModel>> LutCostModel::Create(
+    const oface::SearchSpace& space, const CostTable& table, const TermEstimator* fallback,
+    const PrecisionSupport* precisions) {
+  const PrecisionSupport& support = precisions != nullptr ? *precisions : table.precisions;
   const int num_terms = space.num_cost_terms();
   std::vector<std::optional<CostEntry>> estimated(num_terms);
+  std::vector<uint8_t> unexecutable;
   std::vector<std::string> missing;
   for (int term = 0; term < num_terms; ++term) {
     std::string key = space.CostTermKey(term);
+    if (!KeyExecutes(support, key)) {
+      if (unexecutable.empty()) unexecutable.assign(num_terms, 0);
+      unexecutable[term] = 1;
+      continue;
+    }
     if (table.entries.contains(key)) continue;
     if (fallback != nullptr) estimated[term] = fallback->Estimate(key);
     if (!estimated[term].has_value()) missing.push_back(std::move(key));
+  }
+  // The stem and tail (what every network runs): the terms of the network of every gene's
+  // first choice that no slot of its decomposition decides.
+  if (!unexecutable.empty()) {
+    oface::Genotype first_choices;
+    for (const oface::GeneSpec& gene : space.genes()) first_choices.push_back(gene.choices.front());
+    first_choices = space.Canonical(first_choices);
+    if (const std::optional<oface::CostDecomposition> decomposition =
+            space.DecomposeCosts(first_choices, oface::CostSplit::kBitwidths)) {
+      for (const int32_t term : decomposition->fixed_terms) {
+        if (unexecutable[term] != 0) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "space ", space.name(), " runs its fixed layers at ", space.CostTermKey(term),
+              "'s precision, which the device does not execute (it runs ",
+              DescribePrecisions(support), ")"));
+        }
+      }
+    }
   }
   if (!missing.empty()) {
     const bool truncated = missing.size() > kMaxKeysListed;
@@ -59,6 +86,7 @@ absl::StatusOr<std::unique_ptr<LutCostModel>> LutCostModel::Create(const oface::
   std::vector<uint8_t> modelled;
   bool has_energy = true;
   for (int term = 0; term < num_terms; ++term) {
+    if (!unexecutable.empty() && unexecutable[term] != 0) continue;  // Priced 0, never run.
     const CostEntry* found = nullptr;
     if (estimated[term].has_value()) {
       found = &*estimated[term];
@@ -77,17 +105,21 @@ absl::StatusOr<std::unique_ptr<LutCostModel>> LutCostModel::Create(const oface::
   }
   if (!has_energy) energy_mj.clear();
   return absl::WrapUnique(new LutCostModel(space, std::move(latency_ms), std::move(energy_mj),
-                                           has_energy, std::move(modelled)));
+                                           has_energy, std::move(modelled),
+                                           std::move(unexecutable), support));
 }
 
 LutCostModel::LutCostModel(const oface::SearchSpace& space, std::vector<double> latency_ms,
                            std::vector<double> energy_mj, bool has_energy,
-                           std::vector<uint8_t> modelled)
+                           std::vector<uint8_t> modelled, std::vector<uint8_t> unexecutable,
+                           PrecisionSupport precisions)
     : space_(space),
       latency_ms_(std::move(latency_ms)),
       energy_mj_(std::move(energy_mj)),
       has_energy_(has_energy),
-      modelled_(std::move(modelled)) {
+      modelled_(std::move(modelled)),
+      unexecutable_(std::move(unexecutable)),
+      precisions_(std::move(precisions)) {
   for (const uint8_t flag : modelled_) modelled_terms_ += flag;
   // Asked once, of the network of every gene's first choice: a space either has bitwidths
   // or not.
@@ -106,6 +138,36 @@ NetworkCost LutCostModel::Evaluate(const oface::Genotype& genotype) const {
   return cost;
 }
 
+absl::Status LutCostModel::CheckExecutable(const oface::Genotype& genotype) const {
+  if (unexecutable_.empty()) return absl::OkStatus();
+  const auto pair_of = [this](int32_t term) {
+    const std::string key = space_.CostTermKey(term);
+    absl::StatusOr<BitFusionConv> conv = ParseBitFusionKeyFields(key);
+    return conv.ok() ? PairName({conv->w_bits, conv->a_bits}) : key;
+  };
+  if (const std::optional<oface::CostDecomposition> decomposition =
+          space_.DecomposeCosts(genotype, oface::CostSplit::kBitwidths)) {
+    for (const oface::CostSlot& slot : decomposition->slots) {
+      for (const int32_t term : slot.choices[slot.selected].terms) {
+        if (!TermExecutable(term)) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(slot.name, " runs at ", pair_of(term)));
+        }
+      }
+    }
+  }
+  thread_local std::vector<int32_t> terms;
+  terms.clear();
+  space_.CostTerms(genotype, &terms);
+  for (const int32_t term : terms) {
+    if (!TermExecutable(term)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("layer ", space_.CostTermKey(term), " runs at ", pair_of(term)));
+    }
+  }
+  return absl::OkStatus();
+}
+
 NetworkCost LutCostModel::PriceTerms(absl::Span<const int32_t> terms) const {
   NetworkCost cost;
   // Strictly left to right from 0.0, as the reference sums: pre-summing changes the ulps.
@@ -122,6 +184,14 @@ NetworkCost LutCostModel::PriceTerms(absl::Span<const int32_t> terms) const {
     for (const int32_t term : terms) {
       if (modelled_[term] != 0) {
         cost.modelled = true;
+        break;
+      }
+    }
+  }
+  if (!unexecutable_.empty()) {
+    for (const int32_t term : terms) {
+      if (unexecutable_[term] != 0) {
+        cost.executable = false;
         break;
       }
     }

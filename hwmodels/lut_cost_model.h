@@ -30,6 +30,10 @@ struct NetworkCost {
   // True when a term of this network was priced by the table's fallback estimator
   // (an analytic model) rather than looked up.
   bool modelled = false;
+  // False when a layer runs at a precision the device does not execute (its table's
+  // PrecisionSupport): the network cannot run there, whatever its figures (which leave such
+  // layers out). Searches treat it as infeasible (search::MeetsBudgets).
+  bool executable = true;
 };
 
 // Sets `cost`'s size (MB = bytes / 10^6) and BitOps from a space's static costs.
@@ -56,13 +60,21 @@ class LutCostModel {
   // table does not cover the space. `space` must outlive the model.
   // With `fallback`, keys the table lacks are priced by it instead (those terms make a
   // network's cost `modelled`); only keys neither can price are missing.
+  // A conv key at a pair `precisions` (default: the table's own declaration) does not execute
+  // is not needed: such a term makes a network's cost not `executable`. FAILED_PRECONDITION
+  // when a term every network has (the stem, the tail) is such a term.
   static absl::StatusOr<std::unique_ptr<LutCostModel>> Create(
       const oface::SearchSpace& space, const CostTable& table,
-      const TermEstimator* fallback = nullptr);
+      const TermEstimator* fallback = nullptr, const PrecisionSupport* precisions = nullptr);
 
   // Precondition: `genotype` is valid for the space. Terms are added one at a time into a
   // double accumulator in the order CostTerms returns them (the reference's order).
   NetworkCost Evaluate(const oface::Genotype& genotype) const;
+
+  // OK when the device executes every layer `genotype` runs; else INVALID_ARGUMENT naming the
+  // first layer it does not (its cost slot, e.g. "layer 3 pw", or the fixed layer's key) and
+  // that layer's pair, e.g. "layer 3 pw runs at W4A4". Precondition: `genotype` is valid.
+  absl::Status CheckExecutable(const oface::Genotype& genotype) const;
 
   // The latency, energy (when has_energy) and modelled flag of the network part made of
   // `terms` (catalogue indices of the space), added one at a time into double accumulators
@@ -77,10 +89,17 @@ class LutCostModel {
   bool has_size_and_bitops() const { return has_size_and_bitops_; }
   // Terms of the space's catalogue priced by the fallback estimator.
   int modelled_terms() const { return modelled_terms_; }
+  // Whether the device executes the term's layer (its pair is declared, or it is no conv key).
+  bool TermExecutable(int32_t term) const {
+    return unexecutable_.empty() || unexecutable_[term] == 0;
+  }
+  // What the model was created with: the table's declaration, or the one passed to Create.
+  const PrecisionSupport& precisions() const { return precisions_; }
 
  private:
   LutCostModel(const oface::SearchSpace& space, std::vector<double> latency_ms,
-               std::vector<double> energy_mj, bool has_energy, std::vector<uint8_t> modelled);
+               std::vector<double> energy_mj, bool has_energy, std::vector<uint8_t> modelled,
+               std::vector<uint8_t> unexecutable, PrecisionSupport precisions);
 
   const oface::SearchSpace& space_;
   std::vector<double> latency_ms_;  // Indexed by cost term.
@@ -88,6 +107,9 @@ class LutCostModel {
   bool has_energy_;
   std::vector<uint8_t> modelled_;  // Indexed by cost term; empty when nothing is modelled.
   int modelled_terms_ = 0;
+  // Indexed by cost term; empty when the device executes every term.
+  std::vector<uint8_t> unexecutable_;
+  PrecisionSupport precisions_;
   bool has_size_and_bitops_ = false;
 };
 

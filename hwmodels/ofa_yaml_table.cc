@@ -236,6 +236,9 @@ absl::StatusOr<CostTable> LoadOfaYamlTables(
     const std::vector<std::pair<std::string, std::string>>& files) {
   CostTable table;
   table.format = TableFormat::kOfaYaml;
+  // once-for-all's tables time float networks.
+  table.precisions.declared = true;
+  table.precisions.float_layers = true;
   absl::flat_hash_map<int, const std::string*> file_of_resolution;
   for (const auto& [file, content] : files) {
     ASSIGN_OR_RETURN(const int resolution, ResolutionFromFileName(file));

@@ -11,6 +11,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/tool_main.h"
 #include "hwmodels/conv_latency_table.h"
@@ -33,6 +34,10 @@ ABSL_FLAG(int, validate_subnets, 50,
 ABSL_FLAG(std::string, int8_engine, "",
           "qnnpack or onednn: time every layer, and validate whole subnets, in int8 on this "
           "quantized engine (oface/int8_layers.h) instead of in float; empty: float.");
+ABSL_FLAG(std::string, float_table, "",
+          "With --int8_engine: a float table of the same spec (this tool without --int8_engine) "
+          "whose figures become the float-layer (W32A32) entries; the table then declares "
+          "W8A8 or float per layer. Without it, it declares W8A8 alone.");
 ABSL_FLAG(uint64_t, seed, 1,
           "Seed of the validation: config sampling, supernet weights, calibration pixels.");
 
@@ -100,7 +105,37 @@ absl::Status Run() {
   if (!profile.ok()) return profile.status();
   apq::hwmodels::CostTable table;
   table.format = apq::hwmodels::TableFormat::kConvJson;
-  for (const auto& [key, ms] : profile->latency_ms) table.entries[key].latency_ms = ms;
+  const std::string float_table = absl::GetFlag(FLAGS_float_table);
+  if (!float_table.empty() && !options.int8_engine.has_value()) {
+    return absl::InvalidArgumentError("--float_table needs --int8_engine");
+  }
+  if (options.int8_engine.has_value()) {
+    // A device that runs its layers in int8: only W8A8 keys hold what was timed, and the
+    // table says what the device runs.
+    apq::hwmodels::PrecisionSupport& declared = table.precisions;
+    declared.declared = true;
+    declared.pairs = {{8, 8}};
+    declared.int8_engine = apq::oface::QuantizedEngineName(*options.int8_engine);
+    for (const auto& [key, ms] : profile->latency_ms) {
+      if (absl::EndsWith(key, "-W8A8")) table.entries[key].latency_ms = ms;
+    }
+    if (!float_table.empty()) {
+      absl::StatusOr<apq::hwmodels::CostTable> floats =
+          apq::hwmodels::LoadConvTableFile(float_table);
+      if (!floats.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--float_table: ", floats.status().message()));
+      }
+      declared.float_layers = true;
+      for (const auto& [key, entry] : floats->entries) {
+        const std::string shape = key.substr(0, key.rfind("-W"));
+        if (!table.entries.contains(absl::StrCat(shape, "-W8A8"))) continue;  // Not this spec's.
+        table.entries[absl::StrCat(shape, "-W32A32")].latency_ms = entry.latency_ms;
+      }
+    }
+  } else {
+    for (const auto& [key, ms] : profile->latency_ms) table.entries[key].latency_ms = ms;
+  }
   const std::string json = apq::hwmodels::ConvTableToJson(table);
   // The writer's precondition, checked: the file must load as the server will load it.
   if (absl::StatusOr<apq::hwmodels::CostTable> loaded = apq::hwmodels::LoadConvTable(json, out);
@@ -129,14 +164,15 @@ absl::Status Run() {
     }
   }
   std::fprintf(stderr,
-               "validation over %zu fp32 subnets (%.1f s):\n"
+               "validation over %zu %s subnets (%.1f s):\n"
                "  MAPE %.2f%%, median APE %.2f%%, worst APE %.2f%%\n"
                "  measured / predicted: mean ratio %.4f, mean difference %.4f ms\n"
                "  (no entry holds the input normalisation, residual additions, pooling or the\n"
                "   interpreter's own work; a ratio far from 1 can also mean that\n"
                "   --cache_flush_mib does not fit this machine's caches)\n"
                "  worst: measured %.4f ms, predicted %.4f ms: %s\n",
-               report->subnets.size(), report->seconds, report->mape_percent,
+               report->subnets.size(), options.int8_engine.has_value() ? "int8" : "fp32",
+               report->seconds, report->mape_percent,
                report->median_ape_percent, report->worst_ape_percent, report->mean_ratio,
                report->mean_difference_ms, worst_measured, worst_predicted,
                report->worst_config_json.c_str());

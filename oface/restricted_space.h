@@ -13,9 +13,13 @@
 #ifndef APQ_OFACE_RESTRICTED_SPACE_H_
 #define APQ_OFACE_RESTRICTED_SPACE_H_
 
+#include <functional>
 #include <memory>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "oface/search_space.h"
 
 namespace apq::oface {
@@ -31,6 +35,20 @@ absl::StatusOr<std::unique_ptr<SearchSpace>> NewUniformBitsSpace(const SearchSpa
 // "<base name>@fixed-arch".
 absl::StatusOr<std::unique_ptr<SearchSpace>> NewFixedArchitectureSpace(
     const SearchSpace& base, const Genotype& architecture);
+
+// The (weight, activation) bits gene pairs of a space: "<x>_w_bits_setting[i]" with
+// "<x>_a_bits_setting[i]" (one per conv group of a layer), as gene indices, in gene order.
+std::vector<std::pair<int, int>> BitsGenePairs(const SearchSpace& base);
+
+// Holds every layer's pair of weight and activation bits (BitsGenePairs) to the pairs
+// `allowed(w, a)` accepts, for a device that executes only those: each bits gene keeps the
+// values some allowed pair gives it, and where the allowed pairs are not every combination of
+// those values, a genotype with another pair in any layer (run or not) breaks the view's rules
+// (sampling then redraws; cost slots drop such choices). Null when every pair of `base` is
+// allowed (nothing to restrict). FAILED_PRECONDITION naming the gene when a layer has no
+// allowed pair. The view's name is "<base name>@<label>".
+absl::StatusOr<std::unique_ptr<SearchSpace>> NewBitPairsSpace(
+    const SearchSpace& base, const std::function<bool(int, int)>& allowed, absl::string_view label);
 
 }  // namespace apq::oface
 

@@ -51,6 +51,7 @@ Genotype SearchSpace::Sample(Rng& rng) const {
       const std::vector<int>& choices = specs[i].choices;
       genotype[i] = choices[rng.Uniform(static_cast<uint32_t>(choices.size()))];
     }
+    RepairDraw(genotype, rng);
   } while (!SatisfiesRules(genotype));
   return genotype;
 }
@@ -72,6 +73,7 @@ Genotype SearchSpace::Mutate(const Genotype& parent, double probability,
         child[gene] = choices[rng.Uniform(static_cast<uint32_t>(choices.size()))];
       }
     }
+    RepairDraw(child, rng);
     if (SatisfiesRules(child)) return child;
     // Same size as `parent`: the copy reuses child's storage.
     std::copy(parent.begin(), parent.end(), child.begin());
@@ -86,6 +88,7 @@ Genotype SearchSpace::Crossover(const Genotype& first, const Genotype& second, R
   Genotype child(size);
   do {
     for (size_t i = 0; i < size; ++i) child[i] = parents[rng.Uniform(2)][i];
+    RepairDraw(child, rng);
   } while (!SatisfiesRules(child));
   return child;
 }

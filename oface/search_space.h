@@ -106,6 +106,10 @@ class SearchSpace {
   // Cross-gene rules beyond per-gene choices (e.g. apq_mbv2's kernel-7 / dw_a=4 ban).
   // Precondition: every value is one of its gene's choices. Cheap; used in sampling loops.
   virtual bool SatisfiesRules(const Genotype& /*genotype*/) const { return true; }
+  // Called on every draw of Sample, Mutate and Crossover before SatisfiesRules: a space whose
+  // rules couple genes so tightly that independent draws almost never satisfy them may redraw
+  // the coupled genes here. Default: nothing (and no draw from `rng`).
+  virtual void RepairDraw(Genotype& /*genotype*/, Rng& /*rng*/) const {}
   // Like SatisfiesRules, but returns INVALID_ARGUMENT naming the offending layer and field.
   virtual absl::Status CheckRules(const Genotype& /*genotype*/) const { return absl::OkStatus(); }
 

@@ -44,6 +44,7 @@ absl::Status CheckBudgetsPriceable(const Budgets& budgets, const hwmodels::LutCo
 }
 
 bool MeetsBudgets(const hwmodels::NetworkCost& cost, const Budgets& budgets) {
+  if (!cost.executable) return false;  // The device cannot run it: no budget makes it fit.
   if (budgets.max_latency_ms && !(cost.latency_ms <= *budgets.max_latency_ms)) return false;
   if (budgets.max_energy_mj && !(cost.has_energy && cost.energy_mj <= *budgets.max_energy_mj)) {
     return false;

@@ -27,7 +27,8 @@ absl::Status ValidateBudgets(const Budgets& budgets);
 absl::Status CheckBudgetsPriceable(const Budgets& budgets, const hwmodels::LutCostModel& model,
                                    const std::string& device);
 
-// True when `cost` meets every set budget. A budget the cost lacks a figure for is not met.
+// True when `cost` meets every set budget and the device executes the network
+// (`cost.executable`). A budget the cost lacks a figure for is not met.
 bool MeetsBudgets(const hwmodels::NetworkCost& cost, const Budgets& budgets);
 
 // The cost a Pareto search trades against accuracy.

@@ -15,6 +15,7 @@
 #include "hwmodels/conv_latency_table.h"
 #include "hwmodels/conv_shape_estimator.h"
 #include "hwmodels/ofa_yaml_table.h"
+#include "hwmodels/precision_support.h"
 #include "oface/mbconv_quant_space.h"
 #include "oface/mbconv_spec.h"
 #include "oface/measurement_csv.h"
@@ -297,15 +298,17 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(const Options& options,
                                       "Samsung Note10, measured by once-for-all (embedded default)")
                         .status());
   }
-  const std::string local_cpu_table = options.data_dir + "/local_cpu/fmnist_mbv2_conv_table.json";
+  const std::string local_cpu_table =
+      options.data_dir + "/local_cpu/fmnist_mbv2_int8_float_table.json";
   if (std::find(devices.begin(), devices.end(), kLocalCpu) == devices.end()) {
     ASSIGN_OR_RETURN(std::string content, ReadFileToString(local_cpu_table));
     RETURN_IF_ERROR(
         catalog
             ->UploadTable(kLocalCpu, kTableFormatConvJson,
-                          {{"fmnist_mbv2_conv_table.json", std::move(content)}},
+                          {{"fmnist_mbv2_int8_float_table.json", std::move(content)}},
                           "This machine's CPU (LibTorch, 1 thread, batch 1), measured by "
-                          "profile_device for fmnist_mbv2 (embedded default)")
+                          "profile_device for fmnist_mbv2: W8A8 layers in int8 on QNNPACK, "
+                          "float layers in float (embedded default)")
             .status());
   }
   if (std::find(devices.begin(), devices.end(), kBitFusion) == devices.end()) {
@@ -482,14 +485,7 @@ absl::StatusOr<Catalog::CostModelHandle> Catalog::CostModel(absl::string_view sp
     return absl::InvalidArgumentError(
         absl::StrCat("table_version: must be 0 (latest) or a version, got ", version));
   }
-  if (version == 0) {
-    ASSIGN_OR_RETURN(std::vector<TableVersionRecord> versions,
-                     store_.devices().ListTableVersions(device));
-    if (versions.empty()) {
-      return absl::NotFoundError(absl::StrCat("device: '", device, "' has no cost table"));
-    }
-    version = versions.back().version;
-  }
+  ASSIGN_OR_RETURN(version, ResolveVersion(device, version));
   const auto key = std::make_tuple(static_cast<std::string>(space), device, version);
   {
     absl::MutexLock lock(&mutex_);
@@ -506,12 +502,24 @@ absl::StatusOr<Catalog::CostModelHandle> Catalog::CostModel(absl::string_view sp
   }
   std::shared_ptr<const hwmodels::TermEstimator> estimator =
       Estimator(device, version, format, *table);
+  const hwmodels::PrecisionSupport precisions =
+      EffectivePrecisions(format, *table, estimator.get());
+  const std::string device_label = absl::StrCat(device, " (table v", version, ")");
   absl::StatusOr<std::unique_ptr<hwmodels::LutCostModel>> created =
-      hwmodels::LutCostModel::Create(*entry->space, *table, estimator.get());
-  if (!created.ok()) return created.status();
+      hwmodels::LutCostModel::Create(*entry->space, *table, estimator.get(), &precisions);
+  if (!created.ok()) {
+    return absl::Status(created.status().code(),
+                        absl::StrCat(device_label, ": ", created.status().message()));
+  }
   std::unique_ptr<hwmodels::LutCostModel> model = *std::move(created);
-  CostModelHandle handle{std::shared_ptr<const hwmodels::LutCostModel>(std::move(model)), version,
-                         estimator};
+  ASSIGN_OR_RETURN(std::unique_ptr<oface::SearchSpace> view,
+                   hwmodels::NewExecutableSpace(*entry->space, precisions, device));
+  CostModelHandle handle{std::shared_ptr<const hwmodels::LutCostModel>(std::move(model)),
+                         version,
+                         estimator,
+                         precisions,
+                         std::shared_ptr<const oface::SearchSpace>(std::move(view)),
+                         device_label};
   absl::MutexLock lock(&mutex_);
   cost_models_.Put(key, handle);
   return handle;
@@ -560,6 +568,36 @@ absl::StatusOr<hwmodels::TableTemplate> Catalog::TableTemplate(absl::string_view
       : format == kTableFormatApqBitFusion ? hwmodels::TableFormat::kApqBitFusion
                                            : hwmodels::TableFormat::kConvJson;
   return hwmodels::MakeTableTemplate(*entry->space, table_format);
+}
+
+absl::StatusOr<int64_t> Catalog::ResolveVersion(const std::string& device, int64_t version) {
+  if (version != 0) return version;
+  ASSIGN_OR_RETURN(std::vector<TableVersionRecord> versions,
+                   store_.devices().ListTableVersions(device));
+  if (versions.empty()) {
+    return absl::NotFoundError(absl::StrCat("device: '", device, "' has no cost table"));
+  }
+  return versions.back().version;
+}
+
+hwmodels::PrecisionSupport Catalog::EffectivePrecisions(
+    int format, const hwmodels::CostTable& table, const hwmodels::TermEstimator* estimator) {
+  if (format == kTableFormatApqBitFusion) {
+    return hwmodels::BitFusionPrecisions(/*with_fitted_model=*/estimator != nullptr);
+  }
+  return table.precisions;
+}
+
+absl::StatusOr<hwmodels::PrecisionSupport> Catalog::Precisions(const std::string& device,
+                                                              int64_t version) {
+  RETURN_IF_ERROR(ValidateDeviceName(device));
+  ASSIGN_OR_RETURN(version, ResolveVersion(device, version));
+  int format = 0;
+  ASSIGN_OR_RETURN(std::shared_ptr<const hwmodels::CostTable> table,
+                   LoadTable(device, version, &format));
+  std::shared_ptr<const hwmodels::TermEstimator> estimator =
+      Estimator(device, version, format, *table);
+  return EffectivePrecisions(format, *table, estimator.get());
 }
 
 absl::StatusOr<Catalog::Coverage> Catalog::SpaceCoverage(const std::string& device,

@@ -119,6 +119,13 @@ class Catalog {
     // the bits (local-cpu), the figure of the same conv shape (hwmodels/conv_shape_estimator.h).
     // Null when there is none.
     std::shared_ptr<const hwmodels::TermEstimator> estimator;
+    // What the device executes (Precisions), and the view of the space holding only that
+    // (hwmodels::NewExecutableSpace, over the catalog's space): what searches on the device
+    // explore. Null when the device runs every pair the space offers.
+    hwmodels::PrecisionSupport precisions;
+    std::shared_ptr<const oface::SearchSpace> executable_view;
+    // "<device> (table v<version>)", for messages.
+    std::string device_label;
   };
   // The cost model of `space` on `device`'s table `version` (0 = latest). NOT_FOUND for an
   // unknown device or version, FAILED_PRECONDITION when the table cannot price the space
@@ -133,6 +140,12 @@ class Catalog {
                                                  const std::vector<TableFileRecord>& files,
                                                  const std::string& description,
                                                  const std::function<bool()>& cancelled = nullptr);
+
+  // What `device`'s table `version` (0 = latest) executes: the table's declaration, with
+  // every other 2-8 bit pair as modelled for a BitFusion table whose analytic model fits.
+  // NOT_FOUND for an unknown device or version.
+  absl::StatusOr<hwmodels::PrecisionSupport> Precisions(const std::string& device,
+                                                        int64_t version);
 
   struct Coverage {
     std::vector<std::string> covered;   // Every layer shape is in the table.
@@ -176,6 +189,11 @@ class Catalog {
   std::shared_ptr<const hwmodels::TermEstimator> Estimator(const std::string& device,
                                                            int64_t version, int format,
                                                            const hwmodels::CostTable& table);
+  // The table's declaration completed by what its estimator prices (see Precisions).
+  static hwmodels::PrecisionSupport EffectivePrecisions(
+      int format, const hwmodels::CostTable& table, const hwmodels::TermEstimator* estimator);
+  // The latest version when `version` is 0; NOT_FOUND for a device without tables.
+  absl::StatusOr<int64_t> ResolveVersion(const std::string& device, int64_t version);
   // Parsed table of a stored version, cached.
   absl::StatusOr<std::shared_ptr<const hwmodels::CostTable>> LoadTable(const std::string& device,
                                                                        int64_t version,

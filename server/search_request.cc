@@ -1,11 +1,15 @@
 #include "server/search_request.h"
 
+#include <algorithm>
 #include <cmath>
+#include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "hwmodels/precision_support.h"
 #include "oface/fashion_mnist.h"
 #include "oface/restricted_space.h"
 #include "predictor/mean_ensemble.h"
@@ -205,24 +209,43 @@ absl::StatusOr<ResolvedSearch> ResolveSearch(Catalog& catalog,
   ASSIGN_OR_RETURN(job.options,
                    search::ResolveOptions(*job.engine, choice.options, choice.field_prefix));
 
-  ASSIGN_OR_RETURN(job.space, catalog.FindSpace(request.space()));
+  ASSIGN_OR_RETURN(const oface::SearchSpace* base, catalog.FindSpace(request.space()));
+  ASSIGN_OR_RETURN(job.cost, catalog.CostModel(request.space(), request.device(), table_version));
+  // What the device executes first: every other view narrows that one.
+  job.space = job.cost.executable_view != nullptr ? job.cost.executable_view.get() : base;
+  const auto on_device = [&](const absl::Status& status) {
+    if (status.ok() || job.cost.executable_view == nullptr) return status;
+    return absl::Status(status.code(),
+                        absl::StrCat(status.message(), " (", job.cost.device_label, " runs ",
+                                     hwmodels::DescribePrecisions(job.cost.precisions), ")"));
+  };
   if (!request.fixed_architecture().empty()) {
-    absl::StatusOr<oface::Genotype> architecture =
-        job.space->FromJson(request.fixed_architecture());
+    absl::StatusOr<oface::Genotype> architecture = base->FromJson(request.fixed_architecture());
     if (!architecture.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("fixed_architecture: ", architecture.status().message()));
     }
-    ASSIGN_OR_RETURN(job.fixed_architecture_view,
-                     oface::NewFixedArchitectureSpace(*job.space, *architecture));
+    // The architecture is its genes but the bitwidths: those start inside the device's view.
+    for (size_t g = 0; g < architecture->size(); ++g) {
+      const std::vector<int>& choices = job.space->genes()[g].choices;
+      if (oface::IsBitsGene(job.space->genes()[g]) &&
+          !std::binary_search(choices.begin(), choices.end(), (*architecture)[g])) {
+        (*architecture)[g] = choices.back();
+      }
+    }
+    absl::StatusOr<std::unique_ptr<oface::SearchSpace>> view =
+        oface::NewFixedArchitectureSpace(*job.space, *architecture);
+    RETURN_IF_ERROR(on_device(view.status()));
+    job.fixed_architecture_view = *std::move(view);
     job.space = job.fixed_architecture_view.get();
   }
   if (request.uniform_bits() != 0) {
-    ASSIGN_OR_RETURN(job.uniform_bits_view,
-                     oface::NewUniformBitsSpace(*job.space, request.uniform_bits()));
+    absl::StatusOr<std::unique_ptr<oface::SearchSpace>> view =
+        oface::NewUniformBitsSpace(*job.space, request.uniform_bits());
+    RETURN_IF_ERROR(on_device(view.status()));
+    job.uniform_bits_view = *std::move(view);
     job.space = job.uniform_bits_view.get();
   }
-  ASSIGN_OR_RETURN(job.cost, catalog.CostModel(request.space(), request.device(), table_version));
   RETURN_IF_ERROR(search::CheckBudgetsPriceable(
       job.budgets, *job.cost.model,
       absl::StrCat(request.device(), " (table v", job.cost.table_version, ")")));

@@ -16,7 +16,9 @@
 #include "common/clock.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
+#include "hwmodels/precision_support.h"
 #include "oface/fashion_mnist.h"
+#include "oface/restricted_space.h"
 #include "search/qbitopt_engine.h"
 #include "server/auth.h"
 #include "server/candidate_metrics.h"
@@ -100,6 +102,19 @@ absl::StatusOr<int> PageSize(int requested, int default_size, int max_size) {
   return requested;
 }
 
+apq::v1::Precisions PrecisionsToProto(const hwmodels::PrecisionSupport& support) {
+  apq::v1::Precisions out;
+  out.set_declared(support.declared);
+  for (const hwmodels::BitPair& pair : support.pairs) out.add_pairs(hwmodels::PairName(pair));
+  for (const hwmodels::BitPair& pair : support.modelled_pairs) {
+    out.add_modelled_pairs(hwmodels::PairName(pair));
+  }
+  out.set_float_layers(support.float_layers);
+  out.set_int8_engine(support.int8_engine);
+  out.set_summary(hwmodels::DescribePrecisions(support));
+  return out;
+}
+
 absl::Status FillDevice(Catalog& catalog, DeviceStore& store, const std::string& name,
                         apq::v1::Device* device) {
   ASSIGN_OR_RETURN(std::vector<TableVersionRecord> versions, store.ListTableVersions(name));
@@ -115,6 +130,9 @@ absl::Status FillDevice(Catalog& catalog, DeviceStore& store, const std::string&
     ASSIGN_OR_RETURN(Catalog::Coverage coverage, catalog.SpaceCoverage(name, record.version));
     for (std::string& space : coverage.covered) version->add_covered_spaces(std::move(space));
     for (std::string& space : coverage.modelled) version->add_modelled_spaces(std::move(space));
+    ASSIGN_OR_RETURN(const hwmodels::PrecisionSupport precisions,
+                     catalog.Precisions(name, record.version));
+    *version->mutable_precisions() = PrecisionsToProto(precisions);
   }
   return absl::OkStatus();
 }
@@ -628,6 +646,15 @@ grpc::ServerUnaryReactor* SearchServiceImpl::Evaluate(grpc::CallbackServerContex
           ASSIGN_OR_RETURN(cost, catalog_.CostModel(request->space(), request->device(),
                                                     request->table_version()));
           response->set_table_version(cost->table_version);
+          // A policy the device cannot run has no figure there.
+          for (size_t i = 0; i < genotypes.size(); ++i) {
+            if (absl::Status runs = cost->model->CheckExecutable(genotypes[i]); !runs.ok()) {
+              return absl::InvalidArgumentError(absl::StrCat(
+                  "configs_json[", i, "]: ", runs.message(), ", which ", cost->device_label,
+                  " does not execute (it runs ", hwmodels::DescribePrecisions(cost->precisions),
+                  ")"));
+            }
+          }
         }
         // Accuracy is reported when the space has a predictor; costs alone are still useful.
         absl::StatusOr<Catalog::PredictorInstance> predictor =
@@ -1216,6 +1243,31 @@ absl::Status SpaceServiceImpl::Describe(const std::string& name, bool with_field
       out->add_devices(device);
     } else if (names(coverage.modelled)) {
       out->add_modelled_devices(device);
+    } else {
+      continue;
+    }
+    ASSIGN_OR_RETURN(const hwmodels::PrecisionSupport precisions,
+                     catalog_.Precisions(device, versions.back().version));
+    apq::v1::SpacePrecisionsOnDevice* on_device = out->add_device_precisions();
+    on_device->set_device(device);
+    on_device->set_summary(hwmodels::DescribePrecisions(precisions));
+    // The space's pairs: every combination of a layer's weight and activation choices.
+    std::vector<hwmodels::BitPair> pairs;
+    for (const auto& [w, a] : oface::BitsGenePairs(*space)) {
+      for (const int weight : space->genes()[w].choices) {
+        for (const int activation : space->genes()[a].choices) {
+          pairs.push_back({weight, activation});
+        }
+      }
+    }
+    std::sort(pairs.begin(), pairs.end());
+    pairs.erase(std::unique(pairs.begin(), pairs.end()), pairs.end());
+    for (const hwmodels::BitPair& pair : pairs) {
+      if (hwmodels::Executes(precisions, pair)) {
+        on_device->add_pairs(hwmodels::PairName(pair));
+      } else {
+        on_device->set_restricted(true);
+      }
     }
   }
   out->set_has_supernet(supernets_.Has(name));
