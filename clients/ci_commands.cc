@@ -197,6 +197,11 @@ int Ci(Connection& connection, const std::vector<std::string>& argv) {
         summary["torchscript_test_accuracy"] = config.torchscript_accuracy();
       }
       summary["supernet_version"] = config.supernet_version();
+      summary["torchscript_precision"] = config.torchscript_precision();
+      if (!config.quantized_engine().empty()) {
+        // The loading program sets it first: torch.backends.quantized.engine = "<engine>".
+        summary["quantized_engine"] = config.quantized_engine();
+      }
     } else if (!profile->torchscript_output.empty()) {
       outputs["torchscript_skipped"] =
           absl::StrCat("space ", profile->request.space(), " has no supernet to extract from");

@@ -23,7 +23,14 @@ json TableVersionJson(const apq::v1::TableVersion& version) {
           {"sha256", version.sha256()},
           {"description", version.description()},
           {"covered_spaces", StringList(version.covered_spaces())},
-          {"modelled_spaces", StringList(version.modelled_spaces())}};
+          {"modelled_spaces", StringList(version.modelled_spaces())},
+          {"precisions",
+           {{"declared", version.precisions().declared()},
+            {"pairs", StringList(version.precisions().pairs())},
+            {"modelled_pairs", StringList(version.precisions().modelled_pairs())},
+            {"float_layers", version.precisions().float_layers()},
+            {"int8_engine", version.precisions().int8_engine()},
+            {"summary", version.precisions().summary()}}}};
 }
 
 json DeviceJson(const apq::v1::Device& device) {
@@ -44,7 +51,8 @@ void PrintDevice(const apq::v1::Device& device) {
     if (!version.modelled_spaces().empty()) {
       std::cout << " (modelled: " << absl::StrJoin(version.modelled_spaces(), ",") << ")";
     }
-    std::cout << "  " << version.description() << "\n";
+    std::cout << "  " << version.description() << "\n"
+              << "      runs: " << version.precisions().summary() << "\n";
   }
 }
 

@@ -642,10 +642,15 @@ int Candidates(Connection& connection, const std::vector<std::string>& argv) {
 }
 
 int Config(Connection& connection, const std::vector<std::string>& argv) {
-  const Args args = Args::Parse(argv, {"output", "torchscript"}, {"json"}, 1);
+  const Args args = Args::Parse(argv, {"output", "torchscript"}, {"json", "int8"}, 1);
   apq::v1::GetDeployableConfigRequest request;
   request.set_job_id(RequirePositional(args, "a job id"));
   request.set_include_torchscript(args.Has("torchscript"));
+  if (args.Has("int8") && !args.Has("torchscript")) {
+    std::cerr << "apq: --int8 asks for the module written by --torchscript FILE\n";
+    return kExitUsage;
+  }
+  request.set_int8(args.Has("int8"));
   apq::v1::DeployableConfig config;
   // Extraction and the exported module's evaluation take seconds.
   const grpc::Status status =
@@ -676,6 +681,8 @@ int Config(Connection& connection, const std::vector<std::string>& argv) {
     }
     out["trained_by_job"] = !config.has_torchscript_accuracy();
     out["supernet_version"] = config.supernet_version();
+    out["torchscript_precision"] = config.torchscript_precision();
+    if (!config.quantized_engine().empty()) out["quantized_engine"] = config.quantized_engine();
   }
   if (args.Has("output") &&
       !WriteOutputFile(args.Get("output"), ParseConfig(config.config_json()).dump(2) + "\n")) {
@@ -687,9 +694,16 @@ int Config(Connection& connection, const std::vector<std::string>& argv) {
   }
   std::cout << config.config_json() << "\n" << DescribeMetrics(config.metrics()) << "\n";
   if (args.Has("torchscript") && config.has_torchscript_accuracy()) {
-    std::cout << absl::StrFormat("TorchScript %s (%zu bytes, from %s): test accuracy %.4f\n",
+    std::cout << absl::StrFormat("TorchScript %s (%zu bytes, %s, from %s): test accuracy %.4f\n",
                                  args.Get("torchscript"), config.torchscript().size(),
-                                 config.supernet_version(), config.torchscript_accuracy());
+                                 config.torchscript_precision(), config.supernet_version(),
+                                 config.torchscript_accuracy());
+    if (!config.quantized_engine().empty()) {
+      std::cout << absl::StrFormat(
+          "int8 module: set the quantized engine before loading it "
+          "(torch.backends.quantized.engine = \"%s\")\n",
+          config.quantized_engine());
+    }
   } else if (args.Has("torchscript")) {
     std::cout << absl::StrFormat("TorchScript %s (%zu bytes): the module the job trained from %s\n",
                                  args.Get("torchscript"), config.torchscript().size(),
@@ -869,12 +883,14 @@ constexpr Command kSearchCommands[] = {
       the job's Pareto cost), its Pareto front, the budget in that cost and its best.
 )",
      Plot},
-    {"config", R"(  config JOB [--output FILE] [--torchscript FILE] [--json]
+    {"config", R"(  config JOB [--output FILE] [--torchscript FILE [--int8]] [--json]
       The best configuration of a finished job, in the reference arch format (of a verified
       job: the finalist measured best, with its measured accuracy). --torchscript
-      also writes the subnet extracted from the space's supernet (quantized at its bit
-      policy) as a TorchScript file and prints its measured test accuracy; of a job that
-      trained its network (engine qbitopt), the module it trained.
+      also writes the subnet extracted from the space's supernet as a TorchScript file and
+      prints its measured test accuracy: where the job's device runs int8 (local-cpu), a true
+      int8 module of quantized ops and the LibTorch engine it needs; elsewhere the network
+      fake-quantized at its bit policy; of a job that trained its network (engine qbitopt),
+      the module it trained. --int8 fails unless the device has an integer path.
 )",
      Config},
     {"artifacts", R"(  artifacts JOB [--json]

@@ -9,7 +9,10 @@
 #include <chrono>
 #include <cstdio>
 #include <exception>
+#include <fstream>
+#include <istream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,6 +21,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
+#include "oface/int8_layers.h"
+#include "oface/int8_layers_internal.h"
 #include "oface/subnet_export_internal.h"
 #include "oface/supernet_module.h"
 
@@ -355,6 +360,37 @@ absl::StatusOr<ExtractedSubnet> ExtractSubnet(Supernet& supernet, const Genotype
   return ExtractedSubnet(std::move(impl));
 }
 
+namespace {
+
+// The accuracy of a module loaded by torch::jit::load from `in`, as VerifyExport describes.
+absl::StatusOr<double> LoadedAccuracy(std::istream& in, const std::string& name,
+                                      const LabeledImages& test, int batch_size) {
+  try {
+    torch::jit::Module module = torch::jit::load(in);
+    // An int8 module names the engine its packed weights need. Loading packs them for the
+    // engine current at that moment (and they then run on it), so a program sets the engine
+    // first: here the module is loaded again once the engine is set.
+    if (module.hasattr("quantized_engine")) {
+      const std::string engine_name = module.attr("quantized_engine").toStringRef();
+      absl::StatusOr<QuantizedEngine> engine = QuantizedEngineFromName(engine_name);
+      if (!engine.ok()) {
+        return absl::DataLossError(absl::StrCat(name, ": quantized_engine: ",
+                                                engine.status().message()));
+      }
+      RETURN_IF_ERROR(int8_internal::UseEngine(*engine));
+      in.clear();
+      in.seekg(0);
+      module = torch::jit::load(in);
+    }
+    module.eval();
+    return static_cast<double>(CountCorrect(module, test, batch_size)) / test.count;
+  } catch (const std::exception& e) {
+    return absl::DataLossError(absl::StrCat(name, " cannot be loaded or run: ", ErrorMessage(e)));
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<double> VerifyExport(const std::string& path, const LabeledImages& test,
                                     int batch_size) {
   RETURN_IF_ERROR(CheckImages(test, batch_size));
@@ -362,14 +398,15 @@ absl::StatusOr<double> VerifyExport(const std::string& path, const LabeledImages
   if (stat(path.c_str(), &info) != 0) {
     return absl::NotFoundError(absl::StrCat("exported subnet ", path, " does not exist"));
   }
-  try {
-    torch::jit::Module module = torch::jit::load(path);
-    module.eval();
-    return static_cast<double>(CountCorrect(module, test, batch_size)) / test.count;
-  } catch (const std::exception& e) {
-    return absl::DataLossError(
-        absl::StrCat("exported subnet ", path, " cannot be loaded or run: ", ErrorMessage(e)));
-  }
+  std::ifstream in(path, std::ios::binary);
+  return LoadedAccuracy(in, absl::StrCat("exported subnet ", path), test, batch_size);
+}
+
+absl::StatusOr<double> VerifyExportBytes(const std::string& bytes, const LabeledImages& test,
+                                         int batch_size) {
+  RETURN_IF_ERROR(CheckImages(test, batch_size));
+  std::istringstream in(bytes);
+  return LoadedAccuracy(in, "exported subnet", test, batch_size);
 }
 
 }  // namespace apq::oface

@@ -108,11 +108,17 @@ absl::StatusOr<ExtractedSubnet> ExtractInt8Subnet(Supernet& supernet, const Geno
                                                   const EvalOptions& options = {});
 
 // Loads a TorchScript file written by ExtractedSubnet::Save with torch::jit::load, as a plain
-// LibTorch program would, and returns its accuracy on `test`. NOT_FOUND when the file is
+// LibTorch program would (an int8 module's `quantized_engine` attribute set as LibTorch's
+// quantized engine before loading: loading packs its weights for the engine current then, and
+// they run on it), and returns its accuracy on `test`. NOT_FOUND when the file is
 // missing, DATA_LOSS naming it when it is not a loadable TorchScript module or its output is
 // not [N, classes] logits; INVALID_ARGUMENT for no images or batch <= 0.
 absl::StatusOr<double> VerifyExport(const std::string& path, const LabeledImages& test,
                                     int batch_size = 250);
+// VerifyExport of a file's bytes (as TorchScriptBytes or a file read whole hold them): what a
+// program loading those bytes measures. DATA_LOSS and INVALID_ARGUMENT as VerifyExport.
+absl::StatusOr<double> VerifyExportBytes(const std::string& bytes, const LabeledImages& test,
+                                         int batch_size = 250);
 
 }  // namespace apq::oface
 

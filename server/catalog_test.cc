@@ -34,6 +34,7 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 
 std::string TempPath(const std::string& name) {
   const char* dir = std::getenv("TEST_TMPDIR");
@@ -127,9 +128,24 @@ TEST(CatalogTest, ImportsTheShippedMeasurementsOnceAndRegistersLocalCpu) {
   EXPECT_GE(fixture.store->datasets().ListMeasurements(dataset->name, std::string("fp32"))->size(),
             1000u);
   const Catalog::Coverage coverage = fixture.catalog->SpaceCoverage("local-cpu", 0).value();
-  EXPECT_THAT(coverage.covered, ElementsAre("fmnist_mbv2"));
-  // The 2- and 3-bit keys of fmnist_lowbit take their conv shape's figure.
-  EXPECT_THAT(coverage.modelled, ElementsAre("fmnist_lowbit"));
+  // local-cpu runs W8A8 or float: of both Fashion-MNIST spaces it needs only the W8A8 keys,
+  // which it measured.
+  EXPECT_THAT(coverage.covered, ElementsAre("fmnist_mbv2", "fmnist_lowbit"));
+  EXPECT_THAT(coverage.modelled, IsEmpty());
+  const hwmodels::PrecisionSupport precisions =
+      fixture.catalog->Precisions("local-cpu", 0).value();
+  EXPECT_TRUE(precisions.declared);
+  EXPECT_EQ(precisions.pairs, (std::vector<hwmodels::BitPair>{{8, 8}}));
+  EXPECT_TRUE(precisions.float_layers);
+  EXPECT_EQ(precisions.int8_engine, "qnnpack");
+  const hwmodels::PrecisionSupport bitfusion =
+      fixture.catalog->Precisions("bitfusion", 0).value();
+  EXPECT_EQ(bitfusion.pairs.size(), 9);              // W{4,6,8}A{4,6,8}, priced.
+  EXPECT_EQ(bitfusion.modelled_pairs.size(), 7 * 7 - 9);  // The other 2-8 bit pairs.
+  EXPECT_FALSE(bitfusion.float_layers);
+  EXPECT_TRUE(fixture.catalog->Precisions("note10", 0)->float_layers);
+  EXPECT_EQ(fixture.catalog->Precisions("nowhere", 0).status().code(),
+            absl::StatusCode::kNotFound);
   // A second start imports nothing twice.
   fixture.catalog.reset();
   Catalog::Options options;
@@ -194,22 +210,29 @@ TEST(CatalogTest, TheLowBitSpaceShipsAnEnsemblePredictorAndItsMeasurements) {
   // fmnist_mbv2 keeps its shipped predictor.
   EXPECT_THAT(fixture.catalog->NewPredictor("fmnist_mbv2")->version, HasSubstr("qa_predictor-"));
 
-  for (const char* device : {"local-cpu", "bitfusion"}) {
-    absl::StatusOr<Catalog::CostModelHandle> cost =
-        fixture.catalog->CostModel("fmnist_lowbit", device, 0);
-    ASSERT_TRUE(cost.ok()) << device << ": " << cost.status();
-    EXPECT_GT(cost->model->modelled_terms(), 0) << device;
-    ASSERT_NE(cost->estimator, nullptr) << device;
+  // BitFusion prices the 2- and 3-bit pairs by its fitted analytic model; local-cpu runs none
+  // of them, and searches there explore the space's W8A8 networks.
+  absl::StatusOr<Catalog::CostModelHandle> cost =
+      fixture.catalog->CostModel("fmnist_lowbit", "bitfusion", 0);
+  ASSERT_TRUE(cost.ok()) << cost.status();
+  EXPECT_GT(cost->model->modelled_terms(), 0);
+  ASSERT_NE(cost->estimator, nullptr);
+  EXPECT_EQ(cost->executable_view, nullptr);
+  for (const char* space : {"fmnist_lowbit", "fmnist_mbv2"}) {
+    cost = fixture.catalog->CostModel(space, "local-cpu", 0);
+    ASSERT_TRUE(cost.ok()) << cost.status();
+    EXPECT_EQ(cost->model->modelled_terms(), 0);
+    EXPECT_EQ(cost->estimator, nullptr);
+    ASSERT_NE(cost->executable_view, nullptr);
+    EXPECT_EQ(cost->executable_view->name(), absl::StrCat(space, "@local-cpu"));
+    EXPECT_EQ(cost->device_label, "local-cpu (table v1)");
   }
-  EXPECT_EQ(fixture.catalog->CostModel("fmnist_lowbit", "local-cpu", 0)->estimator->name(),
-            "conv-shape(bits ignored)");
-  EXPECT_EQ(fixture.catalog->CostModel("fmnist_mbv2", "local-cpu", 0)->model->modelled_terms(), 0);
 
   const std::unique_ptr<search::EngineRegistry> engines = search::EngineRegistry::WithBuiltIns();
   for (const int uniform_bits : {0, 2}) {
     apq::v1::SubmitSearchRequest request;
     request.set_space("fmnist_lowbit");
-    request.set_device("local-cpu");
+    request.set_device("bitfusion");
     request.set_uniform_bits(uniform_bits);
     request.mutable_budgets()->set_max_latency_ms(1.0);
     const absl::StatusOr<ResolvedSearch> resolved =
@@ -291,7 +314,18 @@ TEST(CatalogTest, ResolvesAFixedArchitectureIntoABitsOnlyView) {
   request.set_device("local-cpu");
   request.mutable_budgets()->set_max_latency_ms(1.0);
   request.set_fixed_architecture(space.ToJson(architecture));
+  // On local-cpu the view is inside what the device runs: W8A8 only, so a uniform 4 is refused.
   absl::StatusOr<ResolvedSearch> resolved = ResolveSearch(*fixture.catalog, *engines, request, 0);
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  EXPECT_EQ(resolved->space->name(), "fmnist_mbv2@local-cpu@fixed-arch");
+  request.set_uniform_bits(4);
+  const absl::Status four = ResolveSearch(*fixture.catalog, *engines, request, 0).status();
+  EXPECT_EQ(four.code(), absl::StatusCode::kInvalidArgument) << four;
+  EXPECT_THAT(four.message(), HasSubstr("uniform_bits: 4 is not a choice"));
+  EXPECT_THAT(four.message(), HasSubstr("local-cpu (table v1) runs W8A8 or float"));
+  request.set_uniform_bits(0);
+  request.set_device("bitfusion");
+  resolved = ResolveSearch(*fixture.catalog, *engines, request, 0);
   ASSERT_TRUE(resolved.ok()) << resolved.status();
   EXPECT_EQ(resolved->space->name(), "fmnist_mbv2@fixed-arch");
   request.set_uniform_bits(4);

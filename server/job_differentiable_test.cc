@@ -1,5 +1,5 @@
 // The dnas and ssps engines (search/differentiable_engines.h) through the job manager, on
-// fmnist_lowbit's real quantization-aware supernet, its shipped predictor and the local-cpu
+// fmnist_lowbit's real quantization-aware supernet, its shipped predictor and the bitfusion
 // table: every result meets the budget (repaired when a policy misses it), the progress carries
 // the search's figures, a job stopped in the middle resumes to the same policies, and requests
 // an engine cannot serve are refused naming the field before anything is stored.
@@ -142,6 +142,9 @@ TEST_P(JobDifferentiableTest, RequestsItCannotServeAreRefusedNamingTheField) {
   cases.push_back({"energy on a device without it", Request(MiddleBudget()),
                    absl::StatusCode::kFailedPrecondition, "engine.options.cost"});
   OptionsOf(cases.back())["cost"].set_choice_value("energy");
+  // A latency-only table (bitfusion's has energy); local-cpu runs this space's W8A8 networks.
+  cases.back().request.set_device("local-cpu");
+  cases.back().request.mutable_budgets()->set_max_bitops(1e12);
   cases.push_back({"a space without a supernet", Request(MiddleBudget()),
                    absl::StatusCode::kFailedPrecondition, "has none"});
   cases.back().request.set_space("ofa_mbv3");

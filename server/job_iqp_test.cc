@@ -1,5 +1,5 @@
 // The iqp engine (search/iqp_engine.h) through the job manager, on fmnist_lowbit's real
-// quantization-aware supernet, its shipped predictor and the local-cpu table: the allocation
+// quantization-aware supernet, its shipped predictor and the bitfusion table: the allocation
 // meets its budget, the job resumes after a restart in the middle of its measurement to the
 // same network, and requests it cannot serve are refused naming the field before anything is
 // stored.

@@ -1438,13 +1438,21 @@ bool JobManager::VerifyByWorkers(
     for (MeasurementRow& row : *listed) rows[row.config_json] = std::move(row);
     return rows;
   };
+  // A run stores each config in the catalog space's canonical form, which can differ from a
+  // view's (a device's view keeps unused layers' bits inside what the device runs).
+  const absl::StatusOr<const oface::SearchSpace*> base = catalog_.FindSpace(request.space());
+  const auto run_key = [&](const std::string& config) {
+    if (!base.ok()) return config;
+    const absl::StatusOr<oface::Genotype> genotype = (*base)->FromJson(config);
+    return genotype.ok() ? (*base)->ToJson((*base)->Canonical(*genotype)) : config;
+  };
   // Records it holds go to the finalists first; what is left becomes a run.
   const auto record_measured = [&]() -> absl::StatusOr<int> {
     ASSIGN_OR_RETURN(const auto rows, measured());
     int left = 0;
     for (CandidateRecord& finalist : finalists) {
       if (finalist.measured) continue;
-      const auto found = rows.find(finalist.config_json);
+      const auto found = rows.find(run_key(finalist.config_json));
       if (found == rows.end()) {
         ++left;
         continue;

@@ -213,10 +213,11 @@ void LowBitJobTest::SetUp() {
 }
 
 apq::v1::SubmitSearchRequest LowBitJobTest::EngineRequest(const std::string& engine,
-                                                          double max_bitops, uint64_t seed) const {
+                                                          double max_bitops, uint64_t seed,
+                                                          const std::string& device) const {
   apq::v1::SubmitSearchRequest request;
   request.set_space("fmnist_lowbit");
-  request.set_device("local-cpu");
+  request.set_device(device);
   request.set_seed(seed);
   request.set_fixed_architecture(space_->ToJson(Smallest(8, 8)));
   request.mutable_budgets()->set_max_bitops(max_bitops);

@@ -113,8 +113,9 @@ class JobTestBed {
 };
 
 // The fixture of jobs of the bit-allocation engines (iqp, qbitopt, dnas): fmnist_lowbit's
-// shipped supernet (one host for the suite, 250 calibration images), predictor and local-cpu
-// table, a test bed per test whose managers store every step at once.
+// shipped supernet (one host for the suite, 250 calibration images), predictor and the
+// bitfusion table (which runs every 2-8 bit pair, some priced by its fitted model), a test bed
+// per test whose managers store every step at once.
 class LowBitJobTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite();
@@ -127,10 +128,11 @@ class LowBitJobTest : public ::testing::Test {
     return SmallestAtBits(*space_, weight_bits, activation_bits);
   }
   double Bitops(const oface::Genotype& genotype) const { return StaticBitops(*space_, genotype); }
-  // A search of `engine` (no options) on local-cpu under `max_bitops`, the smallest
+  // A search of `engine` (no options) on `device` under `max_bitops`, the smallest
   // architecture held fixed, with `seed`.
   apq::v1::SubmitSearchRequest EngineRequest(const std::string& engine, double max_bitops,
-                                             uint64_t seed) const;
+                                             uint64_t seed,
+                                             const std::string& device = "bitfusion") const;
   // The job's stored networks, by id.
   std::vector<CandidateRecord> Candidates(const std::string& job_id);
   // Stops the manager once the job has stored `generations` generations (a test then starts

@@ -1,5 +1,5 @@
 // The qbitopt engine (search/qbitopt_engine.h) through the job manager, on fmnist_lowbit's real
-// quantization-aware supernet, its shipped predictor and the local-cpu table: every update's
+// quantization-aware supernet, its shipped predictor and the bitfusion table: every update's
 // policy meets the budget, the job's output is the fine-tuned TorchScript module, a job stopped
 // in the middle of its training resumes to the same policies, and requests it cannot serve are
 // refused naming the field before anything is stored.

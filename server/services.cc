@@ -18,6 +18,7 @@
 #include "nlohmann/json.hpp"
 #include "hwmodels/precision_support.h"
 #include "oface/fashion_mnist.h"
+#include "oface/int8_layers.h"
 #include "oface/restricted_space.h"
 #include "search/qbitopt_engine.h"
 #include "server/auth.h"
@@ -541,19 +542,46 @@ grpc::ServerUnaryReactor* SearchServiceImpl::GetDeployableConfig(
         absl::StatusOr<ArtifactRecord> trained = artifacts_.GetArtifact(
             search::kQbitoptModuleKind, JobOutputKey(job.id, search::kQbitoptModuleName));
         if (!trained.ok() && !absl::IsNotFound(trained.status())) return trained.status();
+        // What the job's device runs decides the module: int8 where it has an integer path.
+        std::optional<oface::QuantizedEngine> int8_engine;
+        if (request->include_torchscript()) {
+          ASSIGN_OR_RETURN(const hwmodels::PrecisionSupport precisions,
+                           catalog_.Precisions(job.device, job.table_version));
+          if (!precisions.int8_engine.empty()) {
+            ASSIGN_OR_RETURN(int8_engine, oface::QuantizedEngineFromName(precisions.int8_engine));
+          } else if (request->int8()) {
+            return absl::FailedPreconditionError(absl::StrCat(
+                "int8: device ", job.device, " (table v", job.table_version,
+                ") has no integer path in LibTorch: it runs ",
+                hwmodels::DescribePrecisions(precisions),
+                "; ask without int8 for the fake-quantized module"));
+          }
+          if (trained.ok() && int8_engine.has_value()) {
+            return absl::FailedPreconditionError(absl::StrCat(
+                "int8: job ", job.id, "'s network was trained by engine qbitopt; only its "
+                "fake-quantized module exists (ask without int8 on a device without an integer "
+                "path)"));
+          }
+        }
         if (request->include_torchscript() && trained.ok()) {
           response->set_torchscript(std::move(trained->bytes));
+          response->set_torchscript_precision("fake-quant");
           response->set_supernet_version(ProvenanceField(trained->provenance, "supernet_version"));
         } else if (request->include_torchscript()) {
           // Before filling the response: a failure returns nothing else.
           ASSIGN_OR_RETURN(const oface::SearchSpace* space, catalog_.FindSpace(job.space));
           ASSIGN_OR_RETURN(oface::Genotype genotype, space->FromJson(best.config_json()));
-          ASSIGN_OR_RETURN(SupernetHost::Export exported,
-                           supernets_.ExportSubnet(job.space, genotype,
-                                                   [context] { return context->IsCancelled(); }));
+          ASSIGN_OR_RETURN(
+              SupernetHost::Export exported,
+              supernets_.ExportSubnet(job.space, genotype,
+                                      [context] { return context->IsCancelled(); }, int8_engine));
           response->set_torchscript(std::move(exported.torchscript));
           response->set_torchscript_accuracy(exported.accuracy);
           response->set_supernet_version(exported.supernet_version);
+          response->set_torchscript_precision(int8_engine.has_value() ? "int8" : "fake-quant");
+          if (int8_engine.has_value()) {
+            response->set_quantized_engine(oface::QuantizedEngineName(*int8_engine));
+          }
         }
         response->set_job_id(job.id);
         response->set_space(job.space);

@@ -169,7 +169,7 @@ absl::StatusOr<std::string> TorchScriptBytes(const oface::ExtractedSubnet& subne
 
 absl::StatusOr<SupernetHost::Export> SupernetHost::ExportSubnet(
     absl::string_view space, const oface::Genotype& genotype,
-    const std::function<bool()>& cancelled) {
+    const std::function<bool()>& cancelled, std::optional<oface::QuantizedEngine> int8_engine) {
   ASSIGN_OR_RETURN(Entry * entry, FindEntry(space));
   // The export's accuracy is a final report: on the test split.
   ASSIGN_OR_RETURN(std::shared_ptr<const oface::EvaluationImages> images,
@@ -182,11 +182,17 @@ absl::StatusOr<SupernetHost::Export> SupernetHost::ExportSubnet(
   {
     absl::MutexLock lock(&entry->mutex);
     ASSIGN_OR_RETURN(oface::ExtractedSubnet subnet,
-                     oface::ExtractSubnet(*entry->quant, genotype, /*quantized=*/true,
-                                          images->calibration, eval));
+                     int8_engine.has_value()
+                         ? oface::ExtractInt8Subnet(*entry->quant, genotype, images->calibration,
+                                                    *int8_engine, eval)
+                         : oface::ExtractSubnet(*entry->quant, genotype, /*quantized=*/true,
+                                                images->calibration, eval));
     ASSIGN_OR_RETURN(result.torchscript, TorchScriptBytes(subnet));
     if (cancelled && cancelled()) return absl::CancelledError("export cancelled");
-    ASSIGN_OR_RETURN(result.accuracy, subnet.Accuracy(images->evaluated, options_.eval_batch_size));
+    // Measured on the bytes returned, loaded as the user's program loads them: an int8 module
+    // in this process and loaded from its file classify a few test images differently.
+    ASSIGN_OR_RETURN(result.accuracy, oface::VerifyExportBytes(result.torchscript, images->evaluated,
+                                                               options_.eval_batch_size));
   }
   return result;
 }

@@ -28,6 +28,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "oface/fashion_mnist.h"
+#include "oface/int8_layers.h"
 #include "oface/search_space.h"
 #include "oface/subnet_measurement.h"
 #include "oface/supernet.h"
@@ -85,13 +86,16 @@ class SupernetHost {
 
   struct Export {
     std::string torchscript;  // The file's bytes (oface/subnet_export.h).
-    double accuracy = 0.0;    // Of the exported module on the whole test split (a final report).
+    double accuracy = 0.0;    // Of the returned bytes loaded as a user loads them, on the whole test split (a report).
     std::string supernet_version;
   };
   // Extracts `genotype` from the quantization-aware supernet at its bit policy, BN
-  // recalibrated, and exports it; errors as Measure.
+  // recalibrated, and exports it: fake-quantized, or with `int8_engine` as a true int8 module
+  // for that engine (oface::ExtractInt8Subnet: FAILED_PRECONDITION naming a layer not at W8A8);
+  // errors as Measure.
   absl::StatusOr<Export> ExportSubnet(absl::string_view space, const oface::Genotype& genotype,
-                                      const std::function<bool()>& cancelled);
+                                      const std::function<bool()>& cancelled,
+                                      std::optional<oface::QuantizedEngine> int8_engine = {});
 
   // The losses of `space`'s networks at any bit policy on its quantization-aware supernet, for
   // engines that measure (search::PolicyLossProvider; null when the space has no supernet).
