@@ -138,8 +138,8 @@ absl::Status Run() {
       std::printf("%zu\t%s\t%.4f\t%.4f\t%+.2f\t%.4f\t%.4f\t%.4f\t%.3f\t%.4f\n", c,
                   apq::oface::QuantizedEngineName(engines[e]),
                   static_cast<double>(fake_correct) / n, static_cast<double>(int8_correct) / n,
-                  difference, static_cast<double>(agree) / n, float_ms, int8_ms,
-                  float_ms / int8_ms, int8_fresh_ms);
+                  difference, static_cast<double>(agree) / n, float_ms, int8_ms, float_ms / int8_ms,
+                  int8_fresh_ms);
       std::fflush(stdout);
     }
   }

@@ -184,6 +184,14 @@ json SpaceJson(const apq::v1::SpaceDescription& space) {
               {"has_predictor", space.has_predictor()},
               {"predictor_version", space.predictor_version()}};
   if (!fields.empty()) out["fields"] = fields;
+  json precisions = json::array();
+  for (const apq::v1::SpacePrecisionsOnDevice& on_device : space.device_precisions()) {
+    precisions.push_back({{"device", on_device.device()},
+                          {"pairs", StringList(on_device.pairs())},
+                          {"restricted", on_device.restricted()},
+                          {"summary", on_device.summary()}});
+  }
+  out["device_precisions"] = precisions;
   return out;
 }
 
@@ -200,6 +208,11 @@ void PrintSpace(const apq::v1::SpaceDescription& space) {
     std::cout << " (modelled: " << absl::StrJoin(space.modelled_devices(), ", ") << ")";
   }
   std::cout << "\n";
+  for (const apq::v1::SpacePrecisionsOnDevice& on_device : space.device_precisions()) {
+    if (!on_device.restricted()) continue;
+    std::cout << "  on " << on_device.device() << " only " << absl::StrJoin(on_device.pairs(), ", ")
+              << " of its pairs run (" << on_device.summary() << ")\n";
+  }
   if (space.fields().empty()) return;
   std::cout << "  format: " << space.config_format() << "\n";
   for (const std::string& rule : space.rules()) std::cout << "  rule: " << rule << "\n";

@@ -59,17 +59,17 @@ std::string PairText(const BitPair& pair) {
 absl::StatusOr<BitPair> ParsePairText(const std::string& text, const std::string& field) {
   BitPair pair;
   int consumed = 0;
-  if (std::sscanf(text.c_str(), "W%dA%d%n", &pair.weight_bits, &pair.activation_bits,
-                  &consumed) != 2 ||
+  if (std::sscanf(text.c_str(), "W%dA%d%n", &pair.weight_bits, &pair.activation_bits, &consumed) !=
+          2 ||
       consumed != static_cast<int>(text.size()) || text != PairText(pair)) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, ": \"", text, "\" is not a pair like \"W8A8\""));
   }
   for (const int bits : {pair.weight_bits, pair.activation_bits}) {
     if (bits < kMinBits || bits > kMaxIntegerBits) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ": \"", text, "\": bit widths are ", kMinBits, "..", kMaxIntegerBits,
-          " (a layer in float is declared by \"float\": true)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": \"", text, "\": bit widths are ", kMinBits, "..", kMaxIntegerBits,
+                       " (a layer in float is declared by \"float\": true)"));
     }
   }
   return pair;
@@ -114,9 +114,9 @@ absl::StatusOr<PrecisionSupport> ParseDeclaration(const nlohmann::json& value) {
       }
       support.int8_engine = item.value().get<std::string>();
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          kDeclarationKey, ": unknown field \"", item.key(),
-          "\" (expected pairs, float, int8_engine)"));
+      return absl::InvalidArgumentError(absl::StrCat(kDeclarationKey, ": unknown field \"",
+                                                     item.key(),
+                                                     "\" (expected pairs, float, int8_engine)"));
     }
   }
   std::sort(support.pairs.begin(), support.pairs.end());
@@ -127,8 +127,8 @@ absl::StatusOr<PrecisionSupport> ParseDeclaration(const nlohmann::json& value) {
   const BitPair int8{8, 8};
   if (!support.int8_engine.empty() &&
       !std::binary_search(support.pairs.begin(), support.pairs.end(), int8)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        kDeclarationKey, ".int8_engine: names an int8 engine but pairs lacks W8A8"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(kDeclarationKey, ".int8_engine: names an int8 engine but pairs lacks W8A8"));
   }
   return support;
 }
@@ -139,8 +139,8 @@ absl::Status CheckDeclared(const std::string& key, const PrecisionSupport& suppo
   const BitPair pair{conv.w_bits, conv.a_bits};
   if (pair == BitPair{kFloatBits, kFloatBits}) {
     if (support.float_layers) return absl::OkStatus();
-    return KeyError(key, absl::StrCat("prices a float layer but ", kDeclarationKey,
-                                      ".float is not true"));
+    return KeyError(
+        key, absl::StrCat("prices a float layer but ", kDeclarationKey, ".float is not true"));
   }
   if (std::binary_search(support.pairs.begin(), support.pairs.end(), pair)) {
     return absl::OkStatus();

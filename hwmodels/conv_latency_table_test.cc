@@ -295,11 +295,12 @@ TEST(ConvLatencyTableTest, RejectsBadDeclarations) {
   ExpectRejected(with({{"pairs", {"W8A8"}}, {"fp16", true}}), "unknown field \"fp16\"");
   ExpectRejected(with({{"pairs", nlohmann::json::array()}}), "declares nothing");
   // The small table's keys price W8A8, W4A6 and a float layer.
-  ExpectRejected(with({{"pairs", {"W8A8", "W4A6"}}}),
-                 absl::StrCat("key \"", kClassifier, "\": prices a float layer but "
-                              "precisions.float is not true"));
+  ExpectRejected(with({{"pairs", {"W8A8", "W4A6"}}}), absl::StrCat("key \"", kClassifier,
+                                                                   "\": prices a float layer but "
+                                                                   "precisions.float is not true"));
   ExpectRejected(with({{"pairs", {"W8A8"}}, {"float", true}}),
-                 absl::StrCat("key \"", kDepthwise, "\": prices W4A6, which precisions.pairs "
+                 absl::StrCat("key \"", kDepthwise,
+                              "\": prices W4A6, which precisions.pairs "
                               "does not declare"));
   nlohmann::json only_declaration = nlohmann::json::object();
   only_declaration["precisions"] = {{"float", true}};

@@ -105,8 +105,8 @@ absl::StatusOr<std::unique_ptr<LutCostModel>> LutCostModel::Create(
   }
   if (!has_energy) energy_mj.clear();
   return absl::WrapUnique(new LutCostModel(space, std::move(latency_ms), std::move(energy_mj),
-                                           has_energy, std::move(modelled),
-                                           std::move(unexecutable), support));
+                                           has_energy, std::move(modelled), std::move(unexecutable),
+                                           support));
 }
 
 LutCostModel::LutCostModel(const oface::SearchSpace& space, std::vector<double> latency_ms,
@@ -150,8 +150,7 @@ absl::Status LutCostModel::CheckExecutable(const oface::Genotype& genotype) cons
     for (const oface::CostSlot& slot : decomposition->slots) {
       for (const int32_t term : slot.choices[slot.selected].terms) {
         if (!TermExecutable(term)) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(slot.name, " runs at ", pair_of(term)));
+          return absl::InvalidArgumentError(absl::StrCat(slot.name, " runs at ", pair_of(term)));
         }
       }
     }

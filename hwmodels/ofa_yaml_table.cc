@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -68,7 +69,7 @@ bool ParseDouble(std::string_view text, double* value) {
   return end == token.c_str() + token.size() && !std::isspace(static_cast<unsigned char>(token[0]));
 }
 
-bool ParseInteger(std::string_view text, long long* value) {
+bool ParseInteger(std::string_view text, int64_t* value) {
   if (text.empty()) return false;
   const std::string token(text);
   char* end = nullptr;
@@ -180,7 +181,7 @@ class FileParser {
     if (name == "count") {
       if (entry_->has_count) return Error(line, "duplicate field 'count'");
       entry_->has_count = true;
-      long long count = 0;
+      int64_t count = 0;
       if (!ParseInteger(value, &count)) {
         return Error(line, absl::StrCat("count: '", Str(value), "' is not an integer"));
       }

@@ -91,8 +91,8 @@ absl::StatusOr<std::unique_ptr<oface::SearchSpace>> NewExecutableSpace(
   absl::StatusOr<std::unique_ptr<oface::SearchSpace>> view =
       oface::NewBitPairsSpace(space, allowed, device_label);
   if (!view.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        view.status().message(), " (it runs ", DescribePrecisions(support), ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(view.status().message(), " (it runs ", DescribePrecisions(support), ")"));
   }
   return view;
 }

@@ -11,9 +11,9 @@
 
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "hwmodels/cost_table.h"
 #include "oface/search_space.h"
 

@@ -172,10 +172,9 @@ absl::Status Run() {
                "   --cache_flush_mib does not fit this machine's caches)\n"
                "  worst: measured %.4f ms, predicted %.4f ms: %s\n",
                report->subnets.size(), options.int8_engine.has_value() ? "int8" : "fp32",
-               report->seconds, report->mape_percent,
-               report->median_ape_percent, report->worst_ape_percent, report->mean_ratio,
-               report->mean_difference_ms, worst_measured, worst_predicted,
-               report->worst_config_json.c_str());
+               report->seconds, report->mape_percent, report->median_ape_percent,
+               report->worst_ape_percent, report->mean_ratio, report->mean_difference_ms,
+               worst_measured, worst_predicted, report->worst_config_json.c_str());
   return absl::OkStatus();
 }
 

@@ -62,8 +62,8 @@ absl::Status Verify(const std::string& path) {
       apq::oface::DataSplitFromName(absl::GetFlag(FLAGS_split));
   if (!split.ok()) return split.status();
   absl::StatusOr<apq::oface::EvaluationImages> images = apq::oface::LoadEvaluationImages(
-      absl::GetFlag(FLAGS_data_dir), 1, absl::GetFlag(FLAGS_eval_images),
-      absl::GetFlag(FLAGS_seed), *split);
+      absl::GetFlag(FLAGS_data_dir), 1, absl::GetFlag(FLAGS_eval_images), absl::GetFlag(FLAGS_seed),
+      *split);
   if (!images.ok()) return images.status();
   absl::StatusOr<double> accuracy =
       apq::oface::VerifyExport(path, images->evaluated, absl::GetFlag(FLAGS_verify_batch));
@@ -136,10 +136,9 @@ absl::Status Run() {
     engine = *parsed;
   }
   absl::StatusOr<apq::oface::ExtractedSubnet> extracted =
-      engine.has_value() ? apq::oface::ExtractInt8Subnet(supernet, genotype, calibration, *engine,
-                                                         eval_options)
-                         : apq::oface::ExtractSubnet(supernet, genotype, quantized, calibration,
-                                                     eval_options);
+      engine.has_value()
+          ? apq::oface::ExtractInt8Subnet(supernet, genotype, calibration, *engine, eval_options)
+          : apq::oface::ExtractSubnet(supernet, genotype, quantized, calibration, eval_options);
   if (!extracted.ok()) return extracted.status();
   const double extract_seconds = SecondsSince(start);
   if (absl::Status status = extracted->Save(out); !status.ok()) return status;

@@ -66,9 +66,9 @@ class RestrictedSpace : public SearchSpace {
   absl::Status CheckRules(const Genotype& genotype) const override {
     for (const auto& [w, a] : pair_genes_) {
       if (!allowed_(genotype[w], genotype[a])) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            genes_[w].name, ", ", genes_[a].name, ": W", genotype[w], "A", genotype[a],
-            " is not a pair of ", name_));
+        return absl::InvalidArgumentError(absl::StrCat(genes_[w].name, ", ", genes_[a].name, ": W",
+                                                       genotype[w], "A", genotype[a],
+                                                       " is not a pair of ", name_));
       }
     }
     return base_.CheckRules(genotype);
@@ -235,9 +235,10 @@ absl::StatusOr<std::unique_ptr<SearchSpace>> NewBitPairsSpace(
       }
     }
     if (allowed_pairs == 0) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          genes[w].name, ", ", genes[a].name, ": no pair of W{", absl::StrJoin(genes[w].choices, ", "),
-          "} and A{", absl::StrJoin(genes[a].choices, ", "), "} runs on ", label));
+      return absl::FailedPreconditionError(
+          absl::StrCat(genes[w].name, ", ", genes[a].name, ": no pair of W{",
+                       absl::StrJoin(genes[w].choices, ", "), "} and A{",
+                       absl::StrJoin(genes[a].choices, ", "), "} runs on ", label));
     }
     std::sort(activations.begin(), activations.end());
     product = product && allowed_pairs == static_cast<int>(weights.size() * activations.size());

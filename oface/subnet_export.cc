@@ -374,8 +374,8 @@ absl::StatusOr<double> LoadedAccuracy(std::istream& in, const std::string& name,
       const std::string engine_name = module.attr("quantized_engine").toStringRef();
       absl::StatusOr<QuantizedEngine> engine = QuantizedEngineFromName(engine_name);
       if (!engine.ok()) {
-        return absl::DataLossError(absl::StrCat(name, ": quantized_engine: ",
-                                                engine.status().message()));
+        return absl::DataLossError(
+            absl::StrCat(name, ": quantized_engine: ", engine.status().message()));
       }
       RETURN_IF_ERROR(int8_internal::UseEngine(*engine));
       in.clear();

@@ -580,8 +580,9 @@ absl::StatusOr<int64_t> Catalog::ResolveVersion(const std::string& device, int64
   return versions.back().version;
 }
 
-hwmodels::PrecisionSupport Catalog::EffectivePrecisions(
-    int format, const hwmodels::CostTable& table, const hwmodels::TermEstimator* estimator) {
+hwmodels::PrecisionSupport Catalog::EffectivePrecisions(int format,
+                                                        const hwmodels::CostTable& table,
+                                                        const hwmodels::TermEstimator* estimator) {
   if (format == kTableFormatApqBitFusion) {
     return hwmodels::BitFusionPrecisions(/*with_fitted_model=*/estimator != nullptr);
   }
@@ -589,7 +590,7 @@ hwmodels::PrecisionSupport Catalog::EffectivePrecisions(
 }
 
 absl::StatusOr<hwmodels::PrecisionSupport> Catalog::Precisions(const std::string& device,
-                                                              int64_t version) {
+                                                               int64_t version) {
   RETURN_IF_ERROR(ValidateDeviceName(device));
   ASSIGN_OR_RETURN(version, ResolveVersion(device, version));
   int format = 0;

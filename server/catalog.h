@@ -144,8 +144,7 @@ class Catalog {
   // What `device`'s table `version` (0 = latest) executes: the table's declaration, with
   // every other 2-8 bit pair as modelled for a BitFusion table whose analytic model fits.
   // NOT_FOUND for an unknown device or version.
-  absl::StatusOr<hwmodels::PrecisionSupport> Precisions(const std::string& device,
-                                                        int64_t version);
+  absl::StatusOr<hwmodels::PrecisionSupport> Precisions(const std::string& device, int64_t version);
 
   struct Coverage {
     std::vector<std::string> covered;   // Every layer shape is in the table.
@@ -190,8 +189,9 @@ class Catalog {
                                                            int64_t version, int format,
                                                            const hwmodels::CostTable& table);
   // The table's declaration completed by what its estimator prices (see Precisions).
-  static hwmodels::PrecisionSupport EffectivePrecisions(
-      int format, const hwmodels::CostTable& table, const hwmodels::TermEstimator* estimator);
+  static hwmodels::PrecisionSupport EffectivePrecisions(int format,
+                                                        const hwmodels::CostTable& table,
+                                                        const hwmodels::TermEstimator* estimator);
   // The latest version when `version` is 0; NOT_FOUND for a device without tables.
   absl::StatusOr<int64_t> ResolveVersion(const std::string& device, int64_t version);
   // Parsed table of a stored version, cached.

@@ -132,20 +132,17 @@ TEST(CatalogTest, ImportsTheShippedMeasurementsOnceAndRegistersLocalCpu) {
   // which it measured.
   EXPECT_THAT(coverage.covered, ElementsAre("fmnist_mbv2", "fmnist_lowbit"));
   EXPECT_THAT(coverage.modelled, IsEmpty());
-  const hwmodels::PrecisionSupport precisions =
-      fixture.catalog->Precisions("local-cpu", 0).value();
+  const hwmodels::PrecisionSupport precisions = fixture.catalog->Precisions("local-cpu", 0).value();
   EXPECT_TRUE(precisions.declared);
   EXPECT_EQ(precisions.pairs, (std::vector<hwmodels::BitPair>{{8, 8}}));
   EXPECT_TRUE(precisions.float_layers);
   EXPECT_EQ(precisions.int8_engine, "qnnpack");
-  const hwmodels::PrecisionSupport bitfusion =
-      fixture.catalog->Precisions("bitfusion", 0).value();
-  EXPECT_EQ(bitfusion.pairs.size(), 9);              // W{4,6,8}A{4,6,8}, priced.
+  const hwmodels::PrecisionSupport bitfusion = fixture.catalog->Precisions("bitfusion", 0).value();
+  EXPECT_EQ(bitfusion.pairs.size(), 9);                   // W{4,6,8}A{4,6,8}, priced.
   EXPECT_EQ(bitfusion.modelled_pairs.size(), 7 * 7 - 9);  // The other 2-8 bit pairs.
   EXPECT_FALSE(bitfusion.float_layers);
   EXPECT_TRUE(fixture.catalog->Precisions("note10", 0)->float_layers);
-  EXPECT_EQ(fixture.catalog->Precisions("nowhere", 0).status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(fixture.catalog->Precisions("nowhere", 0).status().code(), absl::StatusCode::kNotFound);
   // A second start imports nothing twice.
   fixture.catalog.reset();
   Catalog::Options options;

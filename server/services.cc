@@ -15,8 +15,8 @@
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/status_macros.h"
-#include "nlohmann/json.hpp"
 #include "hwmodels/precision_support.h"
+#include "nlohmann/json.hpp"
 #include "oface/fashion_mnist.h"
 #include "oface/int8_layers.h"
 #include "oface/restricted_space.h"
@@ -550,15 +550,16 @@ grpc::ServerUnaryReactor* SearchServiceImpl::GetDeployableConfig(
           if (!precisions.int8_engine.empty()) {
             ASSIGN_OR_RETURN(int8_engine, oface::QuantizedEngineFromName(precisions.int8_engine));
           } else if (request->int8()) {
-            return absl::FailedPreconditionError(absl::StrCat(
-                "int8: device ", job.device, " (table v", job.table_version,
-                ") has no integer path in LibTorch: it runs ",
-                hwmodels::DescribePrecisions(precisions),
-                "; ask without int8 for the fake-quantized module"));
+            return absl::FailedPreconditionError(
+                absl::StrCat("int8: device ", job.device, " (table v", job.table_version,
+                             ") has no integer path in LibTorch: it runs ",
+                             hwmodels::DescribePrecisions(precisions),
+                             "; ask without int8 for the fake-quantized module"));
           }
           if (trained.ok() && int8_engine.has_value()) {
             return absl::FailedPreconditionError(absl::StrCat(
-                "int8: job ", job.id, "'s network was trained by engine qbitopt; only its "
+                "int8: job ", job.id,
+                "'s network was trained by engine qbitopt; only its "
                 "fake-quantized module exists (ask without int8 on a device without an integer "
                 "path)"));
           }
@@ -573,8 +574,8 @@ grpc::ServerUnaryReactor* SearchServiceImpl::GetDeployableConfig(
           ASSIGN_OR_RETURN(oface::Genotype genotype, space->FromJson(best.config_json()));
           ASSIGN_OR_RETURN(
               SupernetHost::Export exported,
-              supernets_.ExportSubnet(job.space, genotype,
-                                      [context] { return context->IsCancelled(); }, int8_engine));
+              supernets_.ExportSubnet(
+                  job.space, genotype, [context] { return context->IsCancelled(); }, int8_engine));
           response->set_torchscript(std::move(exported.torchscript));
           response->set_torchscript_accuracy(exported.accuracy);
           response->set_supernet_version(exported.supernet_version);
@@ -677,10 +678,10 @@ grpc::ServerUnaryReactor* SearchServiceImpl::Evaluate(grpc::CallbackServerContex
           // A policy the device cannot run has no figure there.
           for (size_t i = 0; i < genotypes.size(); ++i) {
             if (absl::Status runs = cost->model->CheckExecutable(genotypes[i]); !runs.ok()) {
-              return absl::InvalidArgumentError(absl::StrCat(
-                  "configs_json[", i, "]: ", runs.message(), ", which ", cost->device_label,
-                  " does not execute (it runs ", hwmodels::DescribePrecisions(cost->precisions),
-                  ")"));
+              return absl::InvalidArgumentError(
+                  absl::StrCat("configs_json[", i, "]: ", runs.message(), ", which ",
+                               cost->device_label, " does not execute (it runs ",
+                               hwmodels::DescribePrecisions(cost->precisions), ")"));
             }
           }
         }

@@ -191,8 +191,9 @@ absl::StatusOr<SupernetHost::Export> SupernetHost::ExportSubnet(
     if (cancelled && cancelled()) return absl::CancelledError("export cancelled");
     // Measured on the bytes returned, loaded as the user's program loads them: an int8 module
     // in this process and loaded from its file classify a few test images differently.
-    ASSIGN_OR_RETURN(result.accuracy, oface::VerifyExportBytes(result.torchscript, images->evaluated,
-                                                               options_.eval_batch_size));
+    ASSIGN_OR_RETURN(
+        result.accuracy,
+        oface::VerifyExportBytes(result.torchscript, images->evaluated, options_.eval_batch_size));
   }
   return result;
 }

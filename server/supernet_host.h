@@ -86,7 +86,8 @@ class SupernetHost {
 
   struct Export {
     std::string torchscript;  // The file's bytes (oface/subnet_export.h).
-    double accuracy = 0.0;    // Of the returned bytes loaded as a user loads them, on the whole test split (a report).
+    double accuracy = 0.0;  // Of the returned bytes loaded as a user loads them, on the whole test
+                            // split (a report).
     std::string supernet_version;
   };
   // Extracts `genotype` from the quantization-aware supernet at its bit policy, BN

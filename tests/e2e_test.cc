@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <string>
 #include <thread>
@@ -163,6 +164,25 @@ TEST_F(EndToEndTest, ServesTheEmbeddedDeviceTables) {
   EXPECT_EQ(bitfusion["float_layers"], false);
   EXPECT_EQ(bitfusion["int8_engine"], "");
   EXPECT_EQ(devices[2]["versions"][0]["precisions"]["summary"], "float");
+
+  // Per space, what each device runs of its pairs.
+  result = Client({"spaces", "fmnist_lowbit", "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const json described = ParseJson(result);
+  const json& space = described.is_array() ? described[0] : described;
+  std::map<std::string, json> on;
+  for (const json& entry : space["device_precisions"]) on[entry["device"]] = entry;
+  ASSERT_EQ(on.count("local-cpu"), 1u) << space.dump();
+  EXPECT_EQ(on["local-cpu"]["pairs"], json({"W8A8"}));
+  EXPECT_EQ(on["local-cpu"]["restricted"], true);
+  ASSERT_EQ(on.count("bitfusion"), 1u);
+  EXPECT_EQ(on["bitfusion"]["pairs"].size(), 25u);  // Every pair of {2, 3, 4, 6, 8}.
+  EXPECT_EQ(on["bitfusion"]["restricted"], false);
+  result = Client({"spaces", "fmnist_lowbit"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.out.find("on local-cpu only W8A8 of its pairs run (W8A8 or float"),
+            std::string::npos)
+      << result.out;
   EXPECT_EQ(devices[2]["name"], "note10");
   ASSERT_EQ(devices[2]["versions"].size(), 1u);
   EXPECT_EQ(devices[2]["versions"][0]["covered_spaces"], json({"ofa_mbv3"}));
@@ -225,9 +245,8 @@ TEST_F(EndToEndTest, MeasuresFashionMnistSubnetsOnTheShippedSupernet) {
   WriteFile(config, record->config_json);
 
   // Its policy mixes 4, 6 and 8 bits: measured without a device (local-cpu runs W8A8 only).
-  ProcessResult result =
-      Client({"evaluate", "--space", "fmnist_mbv2", "--config", config, "--measure", "quantized",
-              "--split", "validation", "--json"});
+  ProcessResult result = Client({"evaluate", "--space", "fmnist_mbv2", "--config", config,
+                                 "--measure", "quantized", "--split", "validation", "--json"});
   ASSERT_EQ(result.exit_code, 0) << result.err;
   json metrics = ParseJson(result);
   // The shipped record was measured on the same weights and validation images, with BN
@@ -269,8 +288,8 @@ TEST_F(EndToEndTest, MeasuresFashionMnistSubnetsOnTheShippedSupernet) {
   EXPECT_GT(metrics["latency_ms"].get<double>(), 0.0);
   EXPECT_FALSE(metrics.contains("modelled")) << "local-cpu measured every shape";
   // The measured policy itself does not run there: refused naming its first such layer.
-  result = Client({"evaluate", "--space", "fmnist_mbv2", "--device", "local-cpu", "--config",
-                   config});
+  result =
+      Client({"evaluate", "--space", "fmnist_mbv2", "--device", "local-cpu", "--config", config});
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_NE(result.err.find("INVALID_ARGUMENT: configs_json[0]: layer "), std::string::npos)
       << result.err;
@@ -633,15 +652,15 @@ TEST_F(EndToEndTest, SearchesFashionMnistAndDeploysTheSubnetAsTorchScript) {
   expect_all_bits(four["best_config"], 4);
   // Its deployable module is fake-quantized (bitfusion has no integer path in LibTorch); an
   // int8 one is refused saying what the device runs.
-  ProcessResult refused = Client({"config", four["job_id"], "--torchscript",
-                                  TempPath("four.pt"), "--int8"});
+  ProcessResult refused =
+      Client({"config", four["job_id"], "--torchscript", TempPath("four.pt"), "--int8"});
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_NE(refused.err.find("FAILED_PRECONDITION: int8: device bitfusion (table v1) has no "
                              "integer path in LibTorch: it runs W4A4"),
             std::string::npos)
       << refused.err;
-  ProcessResult fake = Client({"config", four["job_id"], "--torchscript", TempPath("four.pt"),
-                               "--json"});
+  ProcessResult fake =
+      Client({"config", four["job_id"], "--torchscript", TempPath("four.pt"), "--json"});
   ASSERT_EQ(fake.exit_code, 0) << fake.err;
   EXPECT_EQ(ParseJson(fake)["torchscript_precision"], "fake-quant");
   ProcessResult usage = Client({"config", four["job_id"], "--int8"});

@@ -1,5 +1,6 @@
 // Fuzzes the conv-json table loader with the bytes of one uploaded file. A table it loads
-// also survives ConvTableToJson and a second load unchanged.
+// also survives ConvTableToJson and a second load unchanged, its precision declaration
+// included.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -19,6 +20,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       apq::hwmodels::LoadConvTable(written, "written.json");
   FUZZ_CHECK(again.ok());
   FUZZ_CHECK(again->entries.size() == table->entries.size());
+  FUZZ_CHECK(again->precisions.declared == table->precisions.declared);
+  FUZZ_CHECK(again->precisions.pairs == table->precisions.pairs);
+  FUZZ_CHECK(again->precisions.float_layers == table->precisions.float_layers);
+  FUZZ_CHECK(again->precisions.int8_engine == table->precisions.int8_engine);
   for (const auto& [key, entry] : table->entries) {
     const auto found = again->entries.find(key);
     FUZZ_CHECK(found != again->entries.end());
