@@ -1,5 +1,8 @@
 #include "clients/config_convert.h"
 
+#include <cmath>
+#include <cstdint>
+#include <limits>
 #include <set>
 #include <string>
 #include <vector>
@@ -44,10 +47,29 @@ absl::StatusOr<const json*> BlockConv(const json& block, const std::string& path
 absl::StatusOr<int> IntField(const json& layer, const char* key, const std::string& path) {
   const auto found = layer.find(key);
   if (found == layer.end()) return PathError(absl::StrCat(path, ".", key), "missing");
-  if (found->is_number_integer()) return found->get<int>();
-  // OFA writes expand ratios as floats (e.g. 4.0) in some versions.
-  if (found->is_number_float() && found->get<double>() == static_cast<int>(found->get<double>())) {
-    return static_cast<int>(found->get<double>());
+  constexpr int64_t kLowest = std::numeric_limits<int>::min();
+  constexpr int64_t kHighest = std::numeric_limits<int>::max();
+  const auto out_of_range = [&] {
+    return PathError(absl::StrCat(path, ".", key), "outside the range of an int");
+  };
+  if (found->is_number_unsigned()) {
+    const uint64_t value = found->get<uint64_t>();
+    if (value > static_cast<uint64_t>(kHighest)) return out_of_range();
+    return static_cast<int>(value);
+  }
+  if (found->is_number_integer()) {
+    const int64_t value = found->get<int64_t>();
+    if (value < kLowest || value > kHighest) return out_of_range();
+    return static_cast<int>(value);
+  }
+  // OFA writes expand ratios as floats (e.g. 4.0) in some versions. Range first: casting a
+  // double outside int's range is undefined.
+  if (found->is_number_float()) {
+    const double value = found->get<double>();
+    if (!(value >= static_cast<double>(kLowest) && value <= static_cast<double>(kHighest))) {
+      return out_of_range();
+    }
+    if (value == std::floor(value)) return static_cast<int>(value);
   }
   return PathError(absl::StrCat(path, ".", key), "not an integer");
 }

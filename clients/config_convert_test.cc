@@ -94,6 +94,13 @@ TEST(ConfigConvertTest, WhatIsNotAnOfaMobileNetV3SubnetIsRefusedNamingThePath) {
   json no_conv = good;
   no_conv["blocks"][3].erase("conv");
   refused(no_conv, 192, "blocks[3]: has no \"conv\"");
+  // Numbers beyond an int are refused, not cast (a fuzzer's find: 6.7e82 as a float width).
+  for (const json& huge :
+       {json(6.66667e82), json(int64_t{1} << 40), json(uint64_t{1} << 63), json(-3e9)}) {
+    json wide = good;
+    wide["blocks"][2]["conv"]["out_channels"] = huge;
+    refused(wide, 192, "blocks[2].conv.out_channels: outside the range of an int");
+  }
 }
 
 TEST(ConfigConvertTest, StagesAreCountedByWidthAndTheirDepthsChecked) {
