@@ -556,12 +556,13 @@ grpc::ServerUnaryReactor* SearchServiceImpl::GetDeployableConfig(
                              hwmodels::DescribePrecisions(precisions),
                              "; ask without int8 for the fake-quantized module"));
           }
-          if (trained.ok() && int8_engine.has_value()) {
-            return absl::FailedPreconditionError(absl::StrCat(
-                "int8: job ", job.id,
-                "'s network was trained by engine qbitopt; only its "
-                "fake-quantized module exists (ask without int8 on a device without an integer "
-                "path)"));
+          // A job that trained its network keeps a fake-quantized module only: that is what it
+          // deploys, unless int8 was asked for.
+          if (trained.ok() && request->int8()) {
+            return absl::FailedPreconditionError(
+                absl::StrCat("int8: job ", job.id,
+                             "'s network was trained by engine qbitopt; only its fake-quantized "
+                             "module exists (ask without int8)"));
           }
         }
         if (request->include_torchscript() && trained.ok()) {
