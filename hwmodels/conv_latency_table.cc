@@ -50,18 +50,14 @@ absl::Status CheckConvKey(const std::string& key) {
   return absl::OkStatus();
 }
 
-// A pair as the declaration and keys write it: "W8A8".
-std::string PairText(const BitPair& pair) {
-  return absl::StrCat("W", pair.weight_bits, "A", pair.activation_bits);
-}
-
 // Reads "W<w>A<a>" with both in kMinBits..kMaxIntegerBits.
-absl::StatusOr<BitPair> ParsePairText(const std::string& text, const std::string& field) {
+absl::StatusOr<BitPair> ParsePairName(const std::string& text, const std::string& field) {
   BitPair pair;
   int consumed = 0;
   if (std::sscanf(text.c_str(), "W%dA%d%n", &pair.weight_bits, &pair.activation_bits, &consumed) !=
           2 ||
-      consumed != static_cast<int>(text.size()) || text != PairText(pair)) {
+      consumed != static_cast<int>(text.size()) ||
+      text != absl::StrCat("W", pair.weight_bits, "A", pair.activation_bits)) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, ": \"", text, "\" is not a pair like \"W8A8\""));
   }
@@ -95,10 +91,10 @@ absl::StatusOr<PrecisionSupport> ParseDeclaration(const nlohmann::json& value) {
         if (!text.is_string()) {
           return absl::InvalidArgumentError(absl::StrCat(element, ": expected a string"));
         }
-        ASSIGN_OR_RETURN(const BitPair pair, ParsePairText(text.get<std::string>(), element));
+        ASSIGN_OR_RETURN(const BitPair pair, ParsePairName(text.get<std::string>(), element));
         if (std::find(support.pairs.begin(), support.pairs.end(), pair) != support.pairs.end()) {
           return absl::InvalidArgumentError(
-              absl::StrCat(element, ": ", PairText(pair), " is listed twice"));
+              absl::StrCat(element, ": ", PairName(pair), " is listed twice"));
         }
         support.pairs.push_back(pair);
       }
@@ -145,7 +141,7 @@ absl::Status CheckDeclared(const std::string& key, const PrecisionSupport& suppo
   if (std::binary_search(support.pairs.begin(), support.pairs.end(), pair)) {
     return absl::OkStatus();
   }
-  return KeyError(key, absl::StrCat("prices ", PairText(pair), ", which ", kDeclarationKey,
+  return KeyError(key, absl::StrCat("prices ", PairName(pair), ", which ", kDeclarationKey,
                                     ".pairs does not declare"));
 }
 
@@ -217,7 +213,7 @@ std::string ConvTableToJson(const CostTable& table) {
   if (support.declared) {
     std::vector<std::string> pairs;
     pairs.reserve(support.pairs.size());
-    for (const BitPair& pair : support.pairs) pairs.push_back(PairText(pair));
+    for (const BitPair& pair : support.pairs) pairs.push_back(PairName(pair));
     nlohmann::json declaration = {{"pairs", pairs}, {"float", support.float_layers}};
     if (!support.int8_engine.empty()) declaration["int8_engine"] = support.int8_engine;
     absl::StrAppend(&out, "\n  \"", kDeclarationKey, "\": ", declaration.dump(), ",");

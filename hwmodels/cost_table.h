@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
 
 namespace apq::hwmodels {
 
@@ -38,6 +39,12 @@ struct BitPair {
                                           : a.activation_bits < b.activation_bits;
   }
 };
+
+// "W8A8", or "float" for W32A32.
+inline std::string PairName(const BitPair& pair) {
+  if (pair.weight_bits == kFloatBits && pair.activation_bits == kFloatBits) return "float";
+  return absl::StrCat("W", pair.weight_bits, "A", pair.activation_bits);
+}
 
 // What a device executes (hwmodels/precision_support.h reads and checks it): the
 // (weight, activation) bit pairs of its layers and whether a layer may stay in float. A policy

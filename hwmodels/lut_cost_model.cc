@@ -1,5 +1,6 @@
 #include "hwmodels/lut_cost_model.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -140,6 +141,13 @@ NetworkCost LutCostModel::Evaluate(const oface::Genotype& genotype) const {
 
 absl::Status LutCostModel::CheckExecutable(const oface::Genotype& genotype) const {
   if (unexecutable_.empty()) return absl::OkStatus();
+  thread_local std::vector<int32_t> terms;
+  terms.clear();
+  space_.CostTerms(genotype, &terms);
+  const auto found = std::find_if(terms.begin(), terms.end(),
+                                  [this](int32_t term) { return !TermExecutable(term); });
+  if (found == terms.end()) return absl::OkStatus();
+  // Only for the message: the layer's name, from the slot that holds the term.
   const auto pair_of = [this](int32_t term) {
     const std::string key = space_.CostTermKey(term);
     absl::StatusOr<BitFusionConv> conv = ParseBitFusionKeyFields(key);
@@ -155,16 +163,8 @@ absl::Status LutCostModel::CheckExecutable(const oface::Genotype& genotype) cons
       }
     }
   }
-  thread_local std::vector<int32_t> terms;
-  terms.clear();
-  space_.CostTerms(genotype, &terms);
-  for (const int32_t term : terms) {
-    if (!TermExecutable(term)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("layer ", space_.CostTermKey(term), " runs at ", pair_of(term)));
-    }
-  }
-  return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("layer ", space_.CostTermKey(*found), " runs at ", pair_of(*found)));
 }
 
 NetworkCost LutCostModel::PriceTerms(absl::Span<const int32_t> terms) const {

@@ -12,11 +12,6 @@
 
 namespace apq::hwmodels {
 
-std::string PairName(const BitPair& pair) {
-  if (pair == BitPair{kFloatBits, kFloatBits}) return "float";
-  return absl::StrCat("W", pair.weight_bits, "A", pair.activation_bits);
-}
-
 bool Executes(const PrecisionSupport& support, const BitPair& pair) {
   if (!support.declared) return true;
   if (pair == BitPair{kFloatBits, kFloatBits}) return support.float_layers;

@@ -19,9 +19,6 @@
 
 namespace apq::hwmodels {
 
-// "W8A8", or "float" for W32A32.
-std::string PairName(const BitPair& pair);
-
 // Whether the device runs a layer at `pair`: always for an undeclared table; else a declared
 // or modelled pair, or float (W32A32) with float_layers.
 bool Executes(const PrecisionSupport& support, const BitPair& pair);
