@@ -20,8 +20,10 @@
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "common/status_macros.h"
 #include "common/tool_main.h"
+#include "hwmodels/conv_latency_table.h"
 #include "oface/fashion_mnist.h"
 #include "oface/int8_layers.h"
 #include "oface/mbconv_spec.h"
@@ -35,9 +37,15 @@ ABSL_FLAG(uint64_t, seed, 1, "Seed of the draws and of the calibration subset.")
 ABSL_FLAG(std::string, split, "test", "Images evaluated on: validation or test.");
 ABSL_FLAG(int, images, 0, "First N images of the split (0: all 10,000).");
 ABSL_FLAG(std::string, weights, "data/fmnist_mbv2/supernet_quant.pt",
-          "The quantization-aware supernet's weights.");
+          "The quantization-aware supernet's weights (empty: the seeded initialisation, for "
+          "latencies only).");
 ABSL_FLAG(int, threads, 1, "LibTorch intra-op threads.");
 ABSL_FLAG(int, repeats, 201, "Timed runs per latency (median).");
+ABSL_FLAG(std::string, table, "",
+          "A conv table with W8A8 and W32A32 keys (e.g. data/local_cpu/"
+          "fmnist_mbv2_int8_float_table.json): each config's predicted int8 and float latency "
+          "is printed beside the measured ones.");
+ABSL_FLAG(bool, accuracy, true, "Evaluate accuracies (false: latencies only).");
 
 namespace {
 
@@ -66,7 +74,11 @@ absl::Status Run() {
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
   ASSIGN_OR_RETURN(std::unique_ptr<apq::oface::Supernet> supernet,
                    apq::oface::Supernet::Create(apq::oface::FashionMnistSpec(), seed));
-  RETURN_IF_ERROR(supernet->LoadWeights(absl::GetFlag(FLAGS_weights)));
+  // Without weights the supernet keeps its seeded initialisation (what the table's
+  // profiler times): for latencies alone.
+  if (!absl::GetFlag(FLAGS_weights).empty()) {
+    RETURN_IF_ERROR(supernet->LoadWeights(absl::GetFlag(FLAGS_weights)));
+  }
   ASSIGN_OR_RETURN(const apq::oface::EvaluationImages images,
                    apq::oface::LoadEvaluationImages(apq::oface::kDefaultFashionMnistDir, 2000,
                                                     absl::GetFlag(FLAGS_images), seed, split));
@@ -84,9 +96,34 @@ absl::Status Run() {
     }
   }
   const int repeats = absl::GetFlag(FLAGS_repeats);
+  const bool accuracy = absl::GetFlag(FLAGS_accuracy);
+  // The table's figure of each config with every layer at W8A8, and at W32A32 (the same
+  // architecture in float): the sum of its terms' entries, as the cost model adds them.
+  std::vector<double> predicted_int8(configs.size(), 0.0), predicted_float(configs.size(), 0.0);
+  if (!absl::GetFlag(FLAGS_table).empty()) {
+    ASSIGN_OR_RETURN(const apq::hwmodels::CostTable table,
+                     apq::hwmodels::LoadConvTableFile(absl::GetFlag(FLAGS_table)));
+    std::vector<int32_t> terms;
+    for (size_t c = 0; c < configs.size(); ++c) {
+      terms.clear();
+      space.CostTerms(configs[c], &terms);
+      for (const int32_t term : terms) {
+        const std::string key = space.CostTermKey(term);
+        const std::string float_key = absl::StrReplaceAll(key, {{"-W8A8", "-W32A32"}});
+        const auto int8_entry = table.entries.find(key);
+        const auto float_entry = table.entries.find(float_key);
+        if (int8_entry == table.entries.end() || float_entry == table.entries.end()) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("--table has no entry for ", key, " or ", float_key));
+        }
+        predicted_int8[c] += int8_entry->second.latency_ms;
+        predicted_float[c] += float_entry->second.latency_ms;
+      }
+    }
+  }
   std::printf(
       "config\tengine\tfake_quant_accuracy\tint8_accuracy\tdifference_points\tagreement\t"
-      "float_ms\tint8_ms\tspeedup\tint8_fresh_ms\n");
+      "float_ms\tint8_ms\tspeedup\tint8_fresh_ms\tpredicted_float_ms\tpredicted_int8_ms\n");
   const std::vector<apq::oface::QuantizedEngine> engines = apq::oface::AvailableQuantizedEngines();
   std::vector<double> sum_difference(engines.size()), sum_agreement(engines.size()),
       sum_log_speedup(engines.size());
@@ -99,11 +136,13 @@ absl::Status Run() {
     RETURN_IF_ERROR(supernet->SetActiveSubnet(genotype));
     supernet->SetQuantized(true);
     RETURN_IF_ERROR(supernet->RecalibrateBatchNorm(images.calibration));
-    ASSIGN_OR_RETURN(
-        const std::vector<float> fake,
-        BatchedLogits(
-            [&](const apq::oface::LabeledImages& batch) { return supernet->Logits(batch); },
-            images.evaluated));
+    std::vector<float> fake;
+    if (accuracy) {
+      ASSIGN_OR_RETURN(
+          fake, BatchedLogits(
+                    [&](const apq::oface::LabeledImages& batch) { return supernet->Logits(batch); },
+                    images.evaluated));
+    }
     for (size_t e = 0; e < engines.size(); ++e) {
       ASSIGN_OR_RETURN(
           apq::oface::ExtractedSubnet int8,
@@ -111,13 +150,17 @@ absl::Status Run() {
       // Timed once more before any batch runs through it: the table's validation times
       // modules so.
       ASSIGN_OR_RETURN(const double int8_fresh_ms, int8.MedianLatencyMs(20, repeats));
-      ASSIGN_OR_RETURN(
-          const std::vector<float> real,
-          BatchedLogits([&](const apq::oface::LabeledImages& batch) { return int8.Logits(batch); },
-                        images.evaluated));
-      const int n = images.evaluated.count;
+      std::vector<float> real;
+      if (accuracy) {
+        ASSIGN_OR_RETURN(real, BatchedLogits(
+                                   [&](const apq::oface::LabeledImages& batch) {
+                                     return int8.Logits(batch);
+                                   },
+                                   images.evaluated));
+      }
+      const int n = accuracy ? images.evaluated.count : 1;
       int fake_correct = 0, int8_correct = 0, agree = 0;
-      for (int i = 0; i < n; ++i) {
+      for (int i = 0; accuracy && i < n; ++i) {
         const auto argmax = [i](const std::vector<float>& v) {
           return static_cast<int>(
               std::max_element(v.begin() + int64_t{i} * 10, v.begin() + int64_t{i} * 10 + 10) -
@@ -135,11 +178,11 @@ absl::Status Run() {
       sum_difference[e] += difference;
       sum_agreement[e] += static_cast<double>(agree) / n;
       sum_log_speedup[e] += std::log(float_ms / int8_ms);
-      std::printf("%zu\t%s\t%.4f\t%.4f\t%+.2f\t%.4f\t%.4f\t%.4f\t%.3f\t%.4f\n", c,
+      std::printf("%zu\t%s\t%.4f\t%.4f\t%+.2f\t%.4f\t%.4f\t%.4f\t%.3f\t%.4f\t%.4f\t%.4f\n", c,
                   apq::oface::QuantizedEngineName(engines[e]),
                   static_cast<double>(fake_correct) / n, static_cast<double>(int8_correct) / n,
                   difference, static_cast<double>(agree) / n, float_ms, int8_ms, float_ms / int8_ms,
-                  int8_fresh_ms);
+                  int8_fresh_ms, predicted_float[c], predicted_int8[c]);
       std::fflush(stdout);
     }
   }

@@ -449,7 +449,7 @@ constexpr Command kPredictorCommands[] = {
 )",
      SetDefaultPredictor},
     {"measure",
-     R"(  measure --dataset D --space S (--count N [--seed N] [--bits random|uniform|near_uniform] |
+     R"(  measure --dataset D --space S (--count N [--seed N] [--bits random|uniform|near_uniform|paired] |
       --configs FILE) [--quantized] [--split validation|test] [--images N]
       [--calibration-images N] [--workers N] [--max-attempts N] [--description T] [--wait] [--json]
       Measure subnets on the space's supernet with worker processes the server starts (locally

@@ -135,6 +135,47 @@ class Int8ScriptWriter {
                       ", ", output.zero_point, ")"));
   }
 
+  // `out = hardtanh(batch_norm(conv(in)))` in float, the calls of the float export
+  // (subnet_export.cc) that the float (W32A32) entries of a device's table time: a layer the
+  // policy keeps in float. The weight and the batch norm (cut to the conv's outputs) are
+  // buffers of the module.
+  void FloatConv(const std::string& out, const std::string& in, const std::string& name,
+                 const torch::Tensor& weight, const std::string& bn, int stride, int padding,
+                 int groups, bool relu6) {
+    const int64_t channels = weight.size(0);
+    const auto buffer = [&](const std::string& suffix, const torch::Tensor& tensor) {
+      const std::string full = absl::StrCat(name, suffix);
+      const torch::Tensor stored = tensor.narrow(0, 0, std::min(channels, tensor.size(0)))
+                                       .detach()
+                                       .clone()
+                                       .contiguous();
+      module_->register_buffer(full, stored);
+      num_elements_ += stored.numel();
+      return absl::StrCat("self.", full);
+    };
+    const std::string w = buffer("_weight", weight);
+    const std::string gamma = buffer("_bn_weight", params_[bn + "_weight"]);
+    const std::string beta = buffer("_bn_bias", params_[bn + "_bias"]);
+    const std::string mean = buffer("_bn_mean", buffers_[bn + "_running_mean"]);
+    const std::string var = buffer("_bn_var", buffers_[bn + "_running_var"]);
+    Line(absl::StrCat(out, " = torch.conv2d(", in, ", ", w, ", None, [", stride, ", ", stride,
+                      "], [", padding, ", ", padding, "], [1, 1], ", groups, ")"));
+    Line(absl::StrCat(out, " = torch.batch_norm(", out, ", ", gamma, ", ", beta, ", ", mean, ", ",
+                      var, ", False, 0.0, ", Literal(kBatchNormEps), ", False)"));
+    if (relu6) Line(absl::StrCat(out, " = torch.hardtanh(", out, ", 0.0, 6.0)"));
+  }
+
+  // `var` (float) quantized to uint8 at `act`'s scale and zero point: where a float layer
+  // feeds an int8 one. Values beyond the range saturate, as the fake quantizer clips them.
+  void Quantize(const std::string& var, const Activation& act) {
+    // The dtype as its ScalarType number: this TorchScript takes no torch.quint8 value.
+    Line(absl::StrCat(var, " = torch.quantize_per_tensor(", var, ", ", Literal(act.scale), ", ",
+                      act.zero_point, ", ", static_cast<int>(at::kQUInt8), ")"));
+  }
+
+  // `var` (uint8) back to float: where an int8 layer feeds a float one.
+  void Dequantize(const std::string& var) { Line(absl::StrCat(var, " = ", var, ".dequantize()")); }
+
   const torch::Tensor& param(const std::string& name) { return params_[name]; }
   const std::string& body() const { return body_; }
   int64_t num_elements() const { return num_elements_; }
@@ -159,11 +200,17 @@ struct QuantizedOpsResolver : public torch::jit::NativeResolver {
   }
 };
 
-// FAILED_PRECONDITION naming the first layer of `choice` that is not W8A8.
-absl::Status CheckAllInt8(const MbConvSpec& spec, const supernet_internal::SubnetChoice& choice) {
+// Whether a layer at (weight, activation) bits runs in int8 (W8A8) or in float (W32A32).
+enum class LayerPrecision { kInt8, kFloat };
+
+// FAILED_PRECONDITION naming the first layer of `choice` that is neither W8A8 nor W32A32, or
+// the stem and tail when they are not at 8 bits.
+absl::Status CheckInt8OrFloat(const MbConvSpec& spec,
+                              const supernet_internal::SubnetChoice& choice) {
   if (spec.fixed_bits != kInt8Bits) {
-    return absl::FailedPreconditionError(absl::StrCat("the stem and tail run at ", spec.fixed_bits,
-                                                      " bits; the int8 export runs W8A8 only"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the stem and tail run at ", spec.fixed_bits,
+        " bits; the int8 export runs them at 8 bits (its layers at W8A8 or in float)"));
   }
   int first_slot = 0;
   for (size_t s = 0; s < spec.stages.size(); ++s) {
@@ -173,10 +220,13 @@ absl::Status CheckAllInt8(const MbConvSpec& spec, const supernet_internal::Subne
       for (const auto& [layer, w, a] :
            {std::tuple<const char*, int, int>{"pointwise", c.pw_w_bits, c.pw_a_bits},
             {"depthwise", c.dw_w_bits, c.dw_a_bits}}) {
-        if (w != kInt8Bits || a != kInt8Bits) {
-          return absl::FailedPreconditionError(
-              absl::StrCat("stage ", s + 1, " block ", j + 1, " ", layer, " layers run at W", w,
-                           "A", a, "; the int8 export runs W8A8 layers only"));
+        const bool int8 = w == kInt8Bits && a == kInt8Bits;
+        const bool in_float =
+            w == supernet_internal::kFloatBits && a == supernet_internal::kFloatBits;
+        if (!int8 && !in_float) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "stage ", s + 1, " block ", j + 1, " ", layer, " layers run at W", w, "A", a,
+              "; the int8 export runs W8A8 layers and float (W32A32) layers only"));
         }
       }
     }
@@ -185,70 +235,109 @@ absl::Status CheckAllInt8(const MbConvSpec& spec, const supernet_internal::Subne
   return absl::OkStatus();
 }
 
+LayerPrecision PrecisionOf(int weight_bits) {
+  return weight_bits == kInt8Bits ? LayerPrecision::kInt8 : LayerPrecision::kFloat;
+}
+
 // Builds impl->module (see ExtractInt8Subnet) from the supernet's current tensors; the logits
 // are quantized as `logits` says before they are dequantized.
+//
+// Every value between layers is held as its consumer runs: uint8 at the scale of the
+// consumer's 8-bit quantizer before an int8 layer, float before a float layer. A block's
+// output (the stream) is read by the next block's pointwise layer and by its residual sum, so
+// it is held as that layer runs (the feature mix, at 8 bits, after the last block). Where an
+// int8 layer feeds a float one, its output is requantized at the clip of the quantizer the
+// consumer has at 8 bits (after ReLU6: 6 / 255) and dequantized: the only rounding the
+// fake-quantized network (whose float layers quantize nothing) does not make besides int8
+// execution's own.
 void BuildInt8Module(const MbConvSpec& spec, SupernetModuleImpl& net,
                      const supernet_internal::SubnetChoice& choice, const Activation& logits,
                      ExtractedSubnet::Impl* impl) {
   torch::NoGradGuard no_grad;
   Int8ScriptWriter w(&impl->module, net, spec.bit_choices);
   const int c0 = spec.first_conv_channels;
-  // The quantizer of the network's next block input (a slot's, or the feature mix's): what a
-  // block's projection and residual sum are quantized to.
+  // Per block input (each slot run, then the feature mix): its quantizer at 8 bits, and how
+  // its reader (the slot's pointwise layers; the feature mix in int8) runs.
   std::vector<Activation> block_inputs;
+  std::vector<LayerPrecision> stream;
+  std::vector<int> run_slots;
   int first_slot = 0;
   for (size_t s = 0; s < spec.stages.size(); ++s) {
     for (int j = 0; j < choice.depths[s]; ++j) {
-      block_inputs.push_back(w.Quantizer(net.slot(first_slot + j).input_alpha, true));
+      const int index = first_slot + j;
+      run_slots.push_back(index);
+      block_inputs.push_back(w.Quantizer(net.slot(index).input_alpha, true));
+      stream.push_back(PrecisionOf(choice.slots[index].pw_w_bits));
     }
     first_slot += spec.stages[s].max_depth;
   }
   block_inputs.push_back(w.Quantizer(w.param("feature_mix_alpha"), true));
+  stream.push_back(LayerPrecision::kInt8);
+
+  // `out = conv(in)` for a layer running at `layer`, its output held as `reader` runs
+  // (quantized at `wanted` for an int8 reader).
+  const auto conv = [&](const std::string& out, const std::string& in, const std::string& name,
+                        const torch::Tensor& weight, const std::string& bn, int stride,
+                        int padding, int groups, bool relu6, LayerPrecision layer,
+                        LayerPrecision reader, const Activation& wanted) {
+    if (layer == LayerPrecision::kInt8) {
+      w.Conv(out, in, name, weight, bn, stride, padding, groups, relu6, wanted);
+      if (reader == LayerPrecision::kFloat) w.Dequantize(out);
+      return;
+    }
+    w.FloatConv(out, in, name, weight, bn, stride, padding, groups, relu6);
+    if (reader == LayerPrecision::kInt8) w.Quantize(out, wanted);
+  };
+  // `x = h + x`: `h` held as `sum` says, `x` as `input` says; the sum held as `sum` says.
+  const auto residual = [&](LayerPrecision input, LayerPrecision sum, const Activation& at) {
+    if (sum == LayerPrecision::kInt8) {
+      if (input == LayerPrecision::kFloat) w.Quantize("x", at);
+      w.Add("x", "h", "x", at);
+      return;
+    }
+    if (input == LayerPrecision::kInt8) w.Dequantize("x");
+    w.Line("x = h + x");
+  };
 
   const Activation image = w.Quantizer(w.param("image_alpha"), true);
   w.Line(absl::StrCat("x = (x - ", Literal(kFashionMnistMean), ") / ", Literal(kFashionMnistStd)));
-  // The dtype as its ScalarType number: this TorchScript takes no torch.quint8 value.
-  w.Line(absl::StrCat("x = torch.quantize_per_tensor(x, ", Literal(image.scale), ", ",
-                      image.zero_point, ", ", static_cast<int>(at::kQUInt8), ")"));
+  w.Quantize("x", image);
   const Activation first_dw = w.Quantizer(w.param("first_dw_alpha"), false);
   w.Conv("x", "x", "first_conv", w.param("first_conv_weight"), "first_conv_bn",
          spec.first_conv_stride, spec.first_conv_kernel / 2, 1, true, first_dw);
   const Activation first_project = w.Quantizer(w.param("first_project_alpha"), false);
   w.Conv("h", "x", "first_dw", w.param("first_dw_weight"), "first_dw_bn", spec.first_block_stride,
          spec.first_block_kernel / 2, c0, true, first_project);
-  int next = 0;  // Index into block_inputs of the next block's input.
   const bool first_residual = spec.first_block_stride == 1 && c0 == spec.first_block_channels;
-  w.Conv("h", "h", "first_project", w.param("first_project_weight"), "first_project_bn", 1, 0, 1,
-         false, block_inputs[next]);
+  conv("h", "h", "first_project", w.param("first_project_weight"), "first_project_bn", 1, 0, 1,
+       false, LayerPrecision::kInt8, stream[0], block_inputs[0]);
   if (first_residual) {
-    w.Add("x", "h", "x", block_inputs[next]);
+    residual(LayerPrecision::kInt8, stream[0], block_inputs[0]);
   } else {
     w.Line("x = h");
   }
 
-  first_slot = 0;
-  for (size_t s = 0; s < spec.stages.size(); ++s) {
-    for (int j = 0; j < choice.depths[s]; ++j) {
-      const int index = first_slot + j;
-      const supernet_internal::SlotChoice& c = choice.slots[index];
-      const SupernetModuleImpl::Slot& slot = net.slot(index);
-      const std::string name = absl::StrCat("slot", index, "_");
-      ++next;
-      const Activation depthwise = w.Quantizer(slot.depthwise_alpha, false);
-      const Activation project = w.Quantizer(slot.project_alpha, false);
-      w.Conv("h", "x", name + "expand", slot.expand_weight.narrow(0, 0, c.mid), name + "expand_bn",
-             1, 0, 1, true, depthwise);
-      w.Conv("h", "h", name + "depthwise", net.DepthwiseKernel(index, c.kernel, c.mid),
-             name + "depthwise_bn", slot.stride, c.kernel / 2, c.mid, true, project);
-      w.Conv("h", "h", name + "project", slot.project_weight.narrow(1, 0, c.mid),
-             name + "project_bn", 1, 0, 1, false, block_inputs[next]);
-      if (slot.residual) {
-        w.Add("x", "h", "x", block_inputs[next]);
-      } else {
-        w.Line("x = h");
-      }
+  for (size_t b = 0; b < run_slots.size(); ++b) {
+    const int index = run_slots[b];
+    const supernet_internal::SlotChoice& c = choice.slots[index];
+    const SupernetModuleImpl::Slot& slot = net.slot(index);
+    const std::string name = absl::StrCat("slot", index, "_");
+    const LayerPrecision pointwise = PrecisionOf(c.pw_w_bits);
+    const LayerPrecision depthwise = PrecisionOf(c.dw_w_bits);
+    const Activation depthwise_input = w.Quantizer(slot.depthwise_alpha, false);
+    const Activation project_input = w.Quantizer(slot.project_alpha, false);
+    conv("h", "x", name + "expand", slot.expand_weight.narrow(0, 0, c.mid), name + "expand_bn", 1,
+         0, 1, true, pointwise, depthwise, depthwise_input);
+    conv("h", "h", name + "depthwise", net.DepthwiseKernel(index, c.kernel, c.mid),
+         name + "depthwise_bn", slot.stride, c.kernel / 2, c.mid, true, depthwise, pointwise,
+         project_input);
+    conv("h", "h", name + "project", slot.project_weight.narrow(1, 0, c.mid), name + "project_bn",
+         1, 0, 1, false, pointwise, stream[b + 1], block_inputs[b + 1]);
+    if (slot.residual) {
+      residual(stream[b], stream[b + 1], block_inputs[b + 1]);
+    } else {
+      w.Line("x = h");
     }
-    first_slot += spec.stages[s].max_depth;
   }
 
   const Activation classifier = w.Quantizer(w.param("classifier_alpha"), false);
@@ -273,7 +362,7 @@ absl::StatusOr<ExtractedSubnet> ExtractInt8Subnet(Supernet& supernet, const Geno
   RETURN_IF_ERROR(supernet.space().Validate(genotype));
   const supernet_internal::SubnetChoice choice =
       supernet_internal::ChoiceFromGenotype(supernet.spec(), genotype, /*quantized=*/true);
-  RETURN_IF_ERROR(CheckAllInt8(supernet.spec(), choice));
+  RETURN_IF_ERROR(CheckInt8OrFloat(supernet.spec(), choice));
   RETURN_IF_ERROR(int8_internal::UseEngine(engine));
   RETURN_IF_ERROR(supernet.SetActiveSubnet(genotype));
   supernet.SetQuantized(true);

@@ -182,8 +182,15 @@ MbConvSpec FashionMnistLowBitSpec() {
   return spec;
 }
 
+MbConvSpec FashionMnistInt8FloatSpec() {
+  MbConvSpec spec = FashionMnistSpec();
+  spec.name = "fmnist_int8float";
+  spec.bit_choices = {8, 32};
+  return spec;
+}
+
 std::vector<MbConvSpec> FashionMnistSpecs() {
-  return {FashionMnistSpec(), FashionMnistLowBitSpec()};
+  return {FashionMnistSpec(), FashionMnistLowBitSpec(), FashionMnistInt8FloatSpec()};
 }
 
 absl::StatusOr<MbConvSpec> FindFashionMnistSpec(std::string_view name) {

@@ -120,8 +120,16 @@ MbConvSpec FashionMnistSpec();
 // ranges, so it can start from fmnist_mbv2's weights (Supernet::LoadWeightsOfSameNetwork).
 MbConvSpec FashionMnistLowBitSpec();
 
+// The int8-or-float Fashion-MNIST space ("fmnist_int8float"): FashionMnistSpec's network with
+// each searched pointwise and depthwise conv at 8 bits or in float (bit choice 32: its
+// quantizers pass values through), what a CPU with LibTorch's int8 kernels deploys layer by
+// layer (devices run W8A8 and W32A32; the device's view drops the mixed W8A32 / W32A8 pairs).
+// The stem and the tail stay at 8 bits. Its supernet starts from fmnist_mbv2's
+// quantization-aware weights (Supernet::LoadWeightsOfSameNetwork).
+MbConvSpec FashionMnistInt8FloatSpec();
+
 // The specs of the Fashion-MNIST supernet (oface/supernet.h), in registration order:
-// fmnist_mbv2, fmnist_lowbit.
+// fmnist_mbv2, fmnist_lowbit, fmnist_int8float.
 std::vector<MbConvSpec> FashionMnistSpecs();
 
 // The spec of FashionMnistSpecs() named `name`; INVALID_ARGUMENT naming the known ones (the

@@ -84,7 +84,7 @@ class ScriptWriter {
   // `var = fake_quant(var)` with the clipping range of `alphas` (one per bit choice, or one).
   void ActQuant(const std::string& var, const std::string& name, const torch::Tensor& alphas,
                 int bits, bool is_signed) {
-    if (!quantized_) return;
+    if (!quantized_ || bits == supernet_internal::kFloatBits) return;
     int index = 0;
     if (alphas.size(0) > 1) {
       index = static_cast<int>(std::find(bit_choices_.begin(), bit_choices_.end(), bits) -

@@ -99,9 +99,12 @@ absl::StatusOr<ExtractedSubnet> ExtractSubnet(Supernet& supernet, const Genotype
 // and pooled features quantized where the supernet keeps them in float). The logits' scale
 // comes from the supernet's logits on the calibration images. Runnable by any LibTorch program
 // that sets the engine (torch.backends.quantized.engine) before loading it.
-// Every layer must run at 8 bits, weights and activations: FAILED_PRECONDITION naming the
-// first layer that does not and its pair; FAILED_PRECONDITION for an engine this LibTorch
-// lacks; ExtractSubnet's other errors.
+// A searched layer may also stay in float (W32A32, in a space with the bit choice 32, e.g.
+// fmnist_int8float): it runs conv, batch norm and ReLU6 in float as the float export does, and
+// the module quantizes and dequantizes where int8 and float layers meet (int8_export.cc says
+// where and at which scale). Every other layer pair (W8A32, W4A4, ...) and a stem or tail not
+// at 8 bits: FAILED_PRECONDITION naming the first such layer and its pair;
+// FAILED_PRECONDITION for an engine this LibTorch lacks; ExtractSubnet's other errors.
 absl::StatusOr<ExtractedSubnet> ExtractInt8Subnet(Supernet& supernet, const Genotype& genotype,
                                                   const LabeledImages& calibration,
                                                   QuantizedEngine engine,

@@ -270,10 +270,11 @@ absl::StatusOr<std::vector<double>> SubnetTrainer::WeightSensitivity(
         absl::StrCat("gene: ", name, " is not the weight bits of a layer"));
   }
   for (const int bits : widths) {
-    if (bits < supernet_internal::kMinQuantBits || bits > supernet_internal::kMaxQuantBits) {
-      return absl::InvalidArgumentError(absl::StrCat("widths: ", bits, " is outside [",
-                                                     supernet_internal::kMinQuantBits, ", ",
-                                                     supernet_internal::kMaxQuantBits, "]"));
+    if (!supernet_internal::IsQuantizerBits(bits)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "widths: ", bits, " is outside [", supernet_internal::kMinQuantBits, ", ",
+          supernet_internal::kMaxQuantBits, "] and not ", supernet_internal::kFloatBits,
+          " (float)"));
     }
   }
   if (impl_->statistics_steps == 0) {

@@ -17,6 +17,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
+#include "oface/restricted_space.h"
 #include "oface/rng.h"
 
 namespace apq::oface {
@@ -54,12 +55,13 @@ absl::StatusOr<EvaluationImages> LoadEvaluationImages(const std::string& data_di
 
 absl::StatusOr<BitSampling> BitSamplingFromName(std::string_view name) {
   for (const BitSampling sampling : {BitSampling::kHighest, BitSampling::kRandom,
-                                     BitSampling::kUniform, BitSampling::kNearUniform}) {
+                                     BitSampling::kUniform, BitSampling::kNearUniform,
+                                     BitSampling::kPaired}) {
     if (name == BitSamplingName(sampling)) return sampling;
   }
   return absl::InvalidArgumentError(
       absl::StrCat("'", absl::string_view(name.data(), name.size()),
-                   "' is not one of highest, random, uniform, near_uniform"));
+                   "' is not one of highest, random, uniform, near_uniform, paired"));
 }
 
 const char* BitSamplingName(BitSampling sampling) {
@@ -72,6 +74,8 @@ const char* BitSamplingName(BitSampling sampling) {
       return "uniform";
     case BitSampling::kNearUniform:
       return "near_uniform";
+    case BitSampling::kPaired:
+      return "paired";
   }
   return "?";
 }
@@ -105,6 +109,7 @@ std::vector<Genotype> SampleConfigsWithBits(const SearchSpace& space, int count,
   }
   const bool one_width = bits == BitSampling::kUniform || bits == BitSampling::kNearUniform;
   if (one_width && (bits_genes.empty() || shared_widths.empty())) return configs;
+  const std::vector<std::pair<int, int>> pairs = BitsGenePairs(space);
   std::set<Genotype> seen;
   Rng rng(seed);
   const int64_t max_draws = int64_t{100} * count;
@@ -121,6 +126,14 @@ std::vector<Genotype> SampleConfigsWithBits(const SearchSpace& space, int count,
           const size_t g = bits_genes[rng.Uniform(static_cast<uint32_t>(bits_genes.size()))];
           genotype[g] =
               genes[g].choices[rng.Uniform(static_cast<uint32_t>(genes[g].choices.size()))];
+        }
+      }
+    }
+    if (bits == BitSampling::kPaired) {
+      for (const auto& [weight, activation] : pairs) {
+        const std::vector<int>& allowed = genes[activation].choices;
+        if (std::find(allowed.begin(), allowed.end(), genotype[weight]) != allowed.end()) {
+          genotype[activation] = genotype[weight];
         }
       }
     }

@@ -47,9 +47,13 @@ enum class BitSampling {
   kRandom,       // As SearchSpace::Sample draws them: independent per layer.
   kUniform,      // One width for every bits gene, drawn from the widths all of them offer.
   kNearUniform,  // kUniform, then 1 to 3 bits genes redrawn from their own choices.
+  // kRandom, then each layer's activation bits set to its weight bits (BitsGenePairs): the
+  // matched pairs (W8A8, W32A32, ...) a CPU with int8 and float kernels runs.
+  kPaired,
 };
 
-// "highest", "random", "uniform", "near_uniform"; INVALID_ARGUMENT naming the choices.
+// "highest", "random", "uniform", "near_uniform", "paired"; INVALID_ARGUMENT naming the
+// choices.
 absl::StatusOr<BitSampling> BitSamplingFromName(std::string_view name);
 const char* BitSamplingName(BitSampling sampling);
 

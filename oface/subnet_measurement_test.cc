@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "oface/fashion_mnist.h"
 #include "oface/mbconv_quant_space.h"
+#include "oface/restricted_space.h"
 #include "oface/supernet.h"
 #include "oface/supernet_testing.h"
 
@@ -156,6 +157,34 @@ TEST(SampleMeasurementConfigsTest, UniformAndNearUniformBits) {
     if (sampling == BitSampling::kNearUniform) EXPECT_GT(mixed, 0);
   }
   EXPECT_FALSE(BitSamplingFromName("mixed").ok());
+}
+
+TEST(SampleMeasurementConfigsTest, PairedBitsMatchEachLayersActivationToItsWeights) {
+  std::unique_ptr<SearchSpace> space = NewMbConvQuantSpace(TinySpec()).value();
+  const std::vector<std::pair<int, int>> pairs = BitsGenePairs(*space);
+  ASSERT_FALSE(pairs.empty());
+  EXPECT_EQ(BitSamplingFromName("paired").value(), BitSampling::kPaired);
+  const std::vector<Genotype> configs = SampleConfigsWithBits(*space, 30, BitSampling::kPaired, 3);
+  ASSERT_EQ(configs.size(), 30u);
+  EXPECT_EQ(configs, SampleConfigsWithBits(*space, 30, BitSampling::kPaired, 3));
+  std::set<int> widths_seen;
+  int layers_differing = 0;  // Between layers of one config: paired, yet not uniform.
+  for (const Genotype& genotype : configs) {
+    EXPECT_TRUE(space->Validate(genotype).ok());
+    for (const auto& [weight, activation] : pairs) {
+      EXPECT_EQ(genotype[weight], genotype[activation]) << space->genes()[activation].name;
+      widths_seen.insert(genotype[weight]);
+      layers_differing += genotype[weight] != genotype[pairs.front().first];
+    }
+  }
+  EXPECT_EQ(widths_seen, (std::set<int>{4, 8}));
+  EXPECT_GT(layers_differing, 0);
+  // Random draws are not paired: the sampling above changed them.
+  int unpaired = 0;
+  for (const Genotype& genotype : SampleConfigsWithBits(*space, 30, BitSampling::kRandom, 3)) {
+    for (const auto& [weight, activation] : pairs) unpaired += genotype[weight] != genotype[activation];
+  }
+  EXPECT_GT(unpaired, 0);
 }
 
 TEST(MeasureSubnetsTest, RecordsRoundTripThroughCsvAndResumeSkipsMeasuredConfigs) {

@@ -57,6 +57,7 @@ int64_t SignedLevels(int bits) { return (int64_t{1} << (bits - 1)) - 1; }
 int64_t UnsignedLevels(int bits) { return (int64_t{1} << bits) - 1; }
 
 torch::Tensor FakeQuantWeight(const torch::Tensor& weight, int bits) {
+  if (bits == kFloatBits) return weight;
   const double levels = static_cast<double>(SignedLevels(bits));
   std::vector<int64_t> shape(weight.dim(), 1);
   shape[0] = -1;
@@ -70,6 +71,7 @@ torch::Tensor FakeQuantWeight(const torch::Tensor& weight, int bits) {
 
 torch::Tensor FakeQuantActivation(const torch::Tensor& x, const torch::Tensor& alpha, int bits,
                                   bool is_signed) {
+  if (bits == kFloatBits) return x;
   const int64_t levels = is_signed ? SignedLevels(bits) : UnsignedLevels(bits);
   // |alpha| keeps the range positive whatever the optimizer does; the floor avoids a zero step.
   const torch::Tensor step = ((alpha.abs() + 1e-3) / static_cast<double>(levels)).reshape({1});
@@ -662,12 +664,11 @@ absl::Status TorchError(const char* what, const std::exception& e) {
 
 // INVALID_ARGUMENT unless the fake quantizers are defined at `bits` (supernet_module.h).
 absl::Status CheckQuantizerBits(const MbConvSpec& spec, const char* field, int bits) {
-  if (bits >= supernet_internal::kMinQuantBits && bits <= supernet_internal::kMaxQuantBits) {
-    return absl::OkStatus();
-  }
+  if (supernet_internal::IsQuantizerBits(bits)) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
       "spec ", spec.name, ": ", field, ": the supernet quantizes to ",
-      supernet_internal::kMinQuantBits, "..", supernet_internal::kMaxQuantBits, " bits, not ", bits,
+      supernet_internal::kMinQuantBits, "..", supernet_internal::kMaxQuantBits, " bits or keeps ",
+      supernet_internal::kFloatBits, " (float), not ", bits,
       " (at 1 bit its symmetric quantizers have no level but 0)"));
 }
 

@@ -131,6 +131,14 @@ std::string ReadText(torch::serialize::InputArchive& archive, const std::string&
 // far below float32's exact integers (2^24) and more than any space needs.
 inline constexpr int kMinQuantBits = 2;
 inline constexpr int kMaxQuantBits = 16;
+// A layer "at 32 bits" runs in float: its quantizers pass values through unchanged (a space
+// whose bit choices include 32 lets each layer stay in float, e.g. fmnist_int8float).
+inline constexpr int kFloatBits = 32;
+
+// Whether the fake quantizers below take `bits`: kMinQuantBits..kMaxQuantBits, or kFloatBits.
+inline bool IsQuantizerBits(int bits) {
+  return (bits >= kMinQuantBits && bits <= kMaxQuantBits) || bits == kFloatBits;
+}
 
 // The top level L of the symmetric signed quantizers (weights, signed activations) at `bits`:
 // 2^(bits-1) - 1, levels -L..L (2 bits: L = 1; 3 bits: L = 3). The supernet and the exported
@@ -146,7 +154,8 @@ int64_t UnsignedLevels(int bits);
 // channel, s = max|w| / L (max|w| floored at 1e-8, so an all-zero channel stays 0); with the
 // straight-through estimator: the forward value is quantized, the gradient is identity.
 // Every weight is inside its channel's range [-L s, L s], so |q(w) - w| <= s / 2; q(q(w)) = q(w)
-// up to a float32 rounding of s. Precondition: bits in [kMinQuantBits, kMaxQuantBits].
+// up to a float32 rounding of s. At kFloatBits: `weight` itself. Precondition:
+// IsQuantizerBits(bits).
 torch::Tensor FakeQuantWeight(const torch::Tensor& weight, int bits);
 
 // PACT-style activation fake quantization: q(x) = clamp(round(x / s), lo, L) s with step
@@ -155,7 +164,7 @@ torch::Tensor FakeQuantWeight(const torch::Tensor& weight, int bits);
 // (gradient 1 inside the range, 0 outside); `alpha` (a 0-dim tensor) learns through the step
 // size as in LSQ (torch's learnable fake quantization, with LSQ's gradient scale
 // 1 / sqrt(elements x levels)). Inside the clip range |q(x) - x| <= s / 2, and q(q(x)) = q(x).
-// Precondition: bits in [kMinQuantBits, kMaxQuantBits].
+// At kFloatBits: `x` itself. Precondition: IsQuantizerBits(bits).
 torch::Tensor FakeQuantActivation(const torch::Tensor& x, const torch::Tensor& alpha, int bits,
                                   bool is_signed);
 

@@ -108,6 +108,37 @@ TEST(FakeQuantTest, LevelsAtEveryBitWidth) {
   EXPECT_EQ(SignedLevels(supernet_internal::kMaxQuantBits), 32767);
 }
 
+// At 32 bits a layer runs in float: both quantizers hand their input back unchanged, with and
+// without gradients, and a spec may offer 32 but not 17 to 31 bits.
+TEST(FakeQuantTest, ThirtyTwoBitsPassValuesThroughAndOnlyThirtyTwoAboveSixteen) {
+  torch::manual_seed(3);
+  const torch::Tensor weight = torch::randn({4, 3, 3, 3});
+  const torch::Tensor x = torch::randn({2, 3, 5, 5}) * 10;
+  const torch::Tensor alpha = torch::tensor(0.5);
+  EXPECT_TRUE(torch::equal(FakeQuantWeight(weight, supernet_internal::kFloatBits), weight));
+  EXPECT_FALSE(torch::equal(FakeQuantWeight(weight, 8), weight));
+  for (const bool grad : {false, true}) {
+    torch::AutoGradMode mode(grad);
+    for (const bool is_signed : {false, true}) {
+      EXPECT_TRUE(torch::equal(
+          FakeQuantActivation(x, alpha, supernet_internal::kFloatBits, is_signed), x));
+      EXPECT_FALSE(torch::equal(FakeQuantActivation(x, alpha, 8, is_signed), x));
+    }
+  }
+  EXPECT_TRUE(supernet_internal::IsQuantizerBits(32));
+  EXPECT_TRUE(supernet_internal::IsQuantizerBits(16));
+  EXPECT_FALSE(supernet_internal::IsQuantizerBits(17));
+  EXPECT_FALSE(supernet_internal::IsQuantizerBits(31));
+  EXPECT_FALSE(supernet_internal::IsQuantizerBits(1));
+  MbConvSpec spec = TinySpec();
+  spec.bit_choices = {8, 32};
+  EXPECT_TRUE(Supernet::Create(spec, 1).ok());
+  spec.bit_choices = {8, 24};
+  const absl::Status refused = Supernet::Create(spec, 1).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.message(), HasSubstr("not 24"));
+}
+
 // The weight quantizer at 2, 3, 4, 6 and 8 bits: within half a step of the input (every weight
 // is inside its channel's range), at most 2^b - 1 distinct values per channel, all multiples of
 // the step, idempotent up to float rounding; a zero channel stays zero (no 0 / 0).

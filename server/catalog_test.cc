@@ -128,9 +128,9 @@ TEST(CatalogTest, ImportsTheShippedMeasurementsOnceAndRegistersLocalCpu) {
   EXPECT_GE(fixture.store->datasets().ListMeasurements(dataset->name, std::string("fp32"))->size(),
             1000u);
   const Catalog::Coverage coverage = fixture.catalog->SpaceCoverage("local-cpu", 0).value();
-  // local-cpu runs W8A8 or float: of both Fashion-MNIST spaces it needs only the W8A8 keys,
-  // which it measured.
-  EXPECT_THAT(coverage.covered, ElementsAre("fmnist_mbv2", "fmnist_lowbit"));
+  // local-cpu runs W8A8 or float: of the Fashion-MNIST spaces it needs only the W8A8 keys
+  // (and fmnist_int8float's float keys), which it measured.
+  EXPECT_THAT(coverage.covered, ElementsAre("fmnist_mbv2", "fmnist_lowbit", "fmnist_int8float"));
   EXPECT_THAT(coverage.modelled, IsEmpty());
   const hwmodels::PrecisionSupport precisions = fixture.catalog->Precisions("local-cpu", 0).value();
   EXPECT_TRUE(precisions.declared);
@@ -158,7 +158,8 @@ TEST(CatalogTest, TheLowBitSpaceShipsAnEnsemblePredictorAndItsMeasurements) {
   Fixture fixture = Open("low_bit.db");
   ASSERT_NE(fixture.catalog, nullptr);
   EXPECT_THAT(fixture.catalog->SpaceNames(),
-              ElementsAre("ofa_mbv3", "apq_mbv2", "fmnist_mbv2", "fmnist_lowbit"));
+              ElementsAre("ofa_mbv3", "apq_mbv2", "fmnist_mbv2", "fmnist_lowbit",
+                          "fmnist_int8float"));
   const absl::StatusOr<const oface::SearchSpace*> space =
       fixture.catalog->FindSpace("fmnist_lowbit");
   ASSERT_TRUE(space.ok()) << space.status();

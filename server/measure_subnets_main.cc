@@ -42,7 +42,8 @@ ABSL_FLAG(std::string, checkpoint, "",
 ABSL_FLAG(std::string, db, "",
           "The service's store: a SQLite file (created if absent) or a postgresql:// URI.");
 ABSL_FLAG(std::string, space, "fmnist_mbv2",
-          "The supernet's space: fmnist_mbv2 or fmnist_lowbit (oface/mbconv_spec.h).");
+          "The supernet's space: fmnist_mbv2, fmnist_lowbit or fmnist_int8float "
+          "(oface/mbconv_spec.h).");
 ABSL_FLAG(std::string, dataset, "fmnist_mbv2",
           "Dataset the records go to (created for --space if absent).");
 ABSL_FLAG(std::string, description, "",
@@ -58,7 +59,8 @@ ABSL_FLAG(bool, quantized, false,
           "Measure (subnet, bit policy) pairs with the supernet's fake quantization.");
 ABSL_FLAG(std::string, quantized_bits, "random",
           "How --quantized draws each config's bits: random (per layer), uniform (one width "
-          "everywhere) or near_uniform (one width, then 1-3 layers redrawn).");
+          "everywhere), near_uniform (one width, then 1-3 layers redrawn) or paired (random, "
+          "each layer's activation bits equal to its weight bits).");
 ABSL_FLAG(uint64_t, seed, 1, "Seed of config sampling and of the calibration subset.");
 ABSL_FLAG(int, threads, 2, "LibTorch intra-op threads.");
 ABSL_FLAG(int, calibration_images, 2000, "Train-split images for BN recalibration.");
@@ -342,7 +344,7 @@ absl::Status Run() {
   if (!quantized_bits.ok() || *quantized_bits == apq::oface::BitSampling::kHighest) {
     return absl::InvalidArgumentError(
         absl::StrCat("--quantized_bits: '", absl::GetFlag(FLAGS_quantized_bits),
-                     "' is not one of random, uniform, near_uniform"));
+                     "' is not one of random, uniform, near_uniform, paired"));
   }
   for (const absl::Status& status :
        {CheckFlagRange("calibration_images", absl::GetFlag(FLAGS_calibration_images), 1,

@@ -141,14 +141,17 @@ TEST_F(EndToEndTest, ServesTheEmbeddedDeviceTables) {
   ASSERT_EQ(devices[0]["versions"].size(), 1u);
   EXPECT_EQ(devices[0]["versions"][0]["covered_spaces"], json({"apq_mbv2"}));
   // The Fashion-MNIST spaces' shapes (smaller maps and widths) come from the fitted model.
-  EXPECT_EQ(devices[0]["versions"][0]["modelled_spaces"], json({"fmnist_mbv2", "fmnist_lowbit"}));
+  EXPECT_EQ(devices[0]["versions"][0]["modelled_spaces"],
+            json({"fmnist_mbv2", "fmnist_lowbit", "fmnist_int8float"}));
   // 779 conv shapes x 9 bit pairs, minus the 3 A4 pairs of each depthwise 7x7 shape, plus
   // head and tail.
   EXPECT_EQ(devices[0]["versions"][0]["entries"].get<int>(), 6569);
   EXPECT_EQ(devices[1]["name"], "local-cpu");
   ASSERT_EQ(devices[1]["versions"].size(), 1u);
-  // It runs W8A8 (int8) or float layers: of both Fashion-MNIST spaces it needs the W8A8 keys.
-  EXPECT_EQ(devices[1]["versions"][0]["covered_spaces"], json({"fmnist_mbv2", "fmnist_lowbit"}));
+  // It runs W8A8 (int8) or float layers: of the Fashion-MNIST spaces it needs the W8A8 keys
+  // (and fmnist_int8float's W32A32 keys).
+  EXPECT_EQ(devices[1]["versions"][0]["covered_spaces"],
+            json({"fmnist_mbv2", "fmnist_lowbit", "fmnist_int8float"}));
   EXPECT_EQ(devices[1]["versions"][0]["modelled_spaces"], json::array());
   // 264 conv shapes, each timed in int8 (W8A8) and in float (W32A32).
   EXPECT_EQ(devices[1]["versions"][0]["entries"].get<int>(), 528);
