@@ -152,11 +152,10 @@ absl::Status Run() {
       ASSIGN_OR_RETURN(const double int8_fresh_ms, int8.MedianLatencyMs(20, repeats));
       std::vector<float> real;
       if (accuracy) {
-        ASSIGN_OR_RETURN(real, BatchedLogits(
-                                   [&](const apq::oface::LabeledImages& batch) {
-                                     return int8.Logits(batch);
-                                   },
-                                   images.evaluated));
+        ASSIGN_OR_RETURN(
+            real, BatchedLogits(
+                      [&](const apq::oface::LabeledImages& batch) { return int8.Logits(batch); },
+                      images.evaluated));
       }
       const int n = accuracy ? images.evaluated.count : 1;
       int fake_correct = 0, int8_correct = 0, agree = 0;

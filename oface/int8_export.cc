@@ -145,10 +145,8 @@ class Int8ScriptWriter {
     const int64_t channels = weight.size(0);
     const auto buffer = [&](const std::string& suffix, const torch::Tensor& tensor) {
       const std::string full = absl::StrCat(name, suffix);
-      const torch::Tensor stored = tensor.narrow(0, 0, std::min(channels, tensor.size(0)))
-                                       .detach()
-                                       .clone()
-                                       .contiguous();
+      const torch::Tensor stored =
+          tensor.narrow(0, 0, std::min(channels, tensor.size(0))).detach().clone().contiguous();
       module_->register_buffer(full, stored);
       num_elements_ += stored.numel();
       return absl::StrCat("self.", full);
@@ -277,9 +275,9 @@ void BuildInt8Module(const MbConvSpec& spec, SupernetModuleImpl& net,
   // `out = conv(in)` for a layer running at `layer`, its output held as `reader` runs
   // (quantized at `wanted` for an int8 reader).
   const auto conv = [&](const std::string& out, const std::string& in, const std::string& name,
-                        const torch::Tensor& weight, const std::string& bn, int stride,
-                        int padding, int groups, bool relu6, LayerPrecision layer,
-                        LayerPrecision reader, const Activation& wanted) {
+                        const torch::Tensor& weight, const std::string& bn, int stride, int padding,
+                        int groups, bool relu6, LayerPrecision layer, LayerPrecision reader,
+                        const Activation& wanted) {
     if (layer == LayerPrecision::kInt8) {
       w.Conv(out, in, name, weight, bn, stride, padding, groups, relu6, wanted);
       if (reader == LayerPrecision::kFloat) w.Dequantize(out);

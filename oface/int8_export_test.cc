@@ -46,8 +46,8 @@ int GeneIndex(const SearchSpace& space, const std::string& name) {
 Genotype PairedBits(const SearchSpace& space, Genotype genotype) {
   for (size_t g = 0; g < space.genes().size(); ++g) {
     const std::string& name = space.genes()[g].name;
-    for (const auto& [activation, weight] : {std::pair<std::string, std::string>{"pw_a_", "pw_w_"},
-                                             {"dw_a_", "dw_w_"}}) {
+    for (const auto& [activation, weight] :
+         {std::pair<std::string, std::string>{"pw_a_", "pw_w_"}, {"dw_a_", "dw_w_"}}) {
       if (!absl::StartsWith(name, activation)) continue;
       const int source = GeneIndex(space, weight + name.substr(activation.size()));
       EXPECT_GE(source, 0) << name;
@@ -62,8 +62,7 @@ TEST(Int8ExportTest, LayersKeptInFloatMixWithInt8OnesAndClassifyAsTheFakeQuantiz
   absl::StatusOr<std::unique_ptr<Supernet>> supernet =
       Supernet::Create(FashionMnistInt8FloatSpec(), 1);
   ASSERT_TRUE(supernet.ok()) << supernet.status();
-  ASSERT_TRUE(
-      (*supernet)->LoadWeightsOfSameNetwork("data/fmnist_mbv2/supernet_quant.pt").ok());
+  ASSERT_TRUE((*supernet)->LoadWeightsOfSameNetwork("data/fmnist_mbv2/supernet_quant.pt").ok());
   absl::StatusOr<EvaluationImages> images =
       LoadEvaluationImages(kDefaultFashionMnistDir, 500, 500, /*seed=*/1, DataSplit::kValidation);
   ASSERT_TRUE(images.ok()) << images.status();

@@ -70,14 +70,14 @@ TEST(MbConvSpecTest, FashionMnistLowBitSpecIsFmnistMbv2WithLowerBits) {
 TEST(MbConvSpecTest, FindsTheFashionMnistSpecsByName) {
   std::vector<std::string> names;
   for (const MbConvSpec& spec : FashionMnistSpecs()) names.push_back(spec.name);
-  EXPECT_EQ(names,
-            (std::vector<std::string>{"fmnist_mbv2", "fmnist_lowbit", "fmnist_int8float"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"fmnist_mbv2", "fmnist_lowbit", "fmnist_int8float"}));
   EXPECT_EQ(FindFashionMnistSpec("fmnist_lowbit")->bit_choices, (std::vector<int>{2, 3, 4, 6, 8}));
   EXPECT_EQ(FindFashionMnistSpec("fmnist_int8float")->bit_choices, (std::vector<int>{8, 32}));
   EXPECT_EQ(FindFashionMnistSpec("fmnist_mbv2")->name, "fmnist_mbv2");
   const absl::Status unknown = FindFashionMnistSpec("apq_mbv2").status();
   EXPECT_EQ(unknown.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(unknown.message(), HasSubstr("'apq_mbv2'; known: fmnist_mbv2, fmnist_lowbit, fmnist_int8float"));
+  EXPECT_THAT(unknown.message(),
+              HasSubstr("'apq_mbv2'; known: fmnist_mbv2, fmnist_lowbit, fmnist_int8float"));
 }
 
 // One broken field at a time, each named in the message.

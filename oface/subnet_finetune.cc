@@ -271,10 +271,10 @@ absl::StatusOr<std::vector<double>> SubnetTrainer::WeightSensitivity(
   }
   for (const int bits : widths) {
     if (!supernet_internal::IsQuantizerBits(bits)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "widths: ", bits, " is outside [", supernet_internal::kMinQuantBits, ", ",
-          supernet_internal::kMaxQuantBits, "] and not ", supernet_internal::kFloatBits,
-          " (float)"));
+      return absl::InvalidArgumentError(absl::StrCat("widths: ", bits, " is outside [",
+                                                     supernet_internal::kMinQuantBits, ", ",
+                                                     supernet_internal::kMaxQuantBits, "] and not ",
+                                                     supernet_internal::kFloatBits, " (float)"));
     }
   }
   if (impl_->statistics_steps == 0) {

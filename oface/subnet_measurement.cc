@@ -54,9 +54,9 @@ absl::StatusOr<EvaluationImages> LoadEvaluationImages(const std::string& data_di
 }
 
 absl::StatusOr<BitSampling> BitSamplingFromName(std::string_view name) {
-  for (const BitSampling sampling : {BitSampling::kHighest, BitSampling::kRandom,
-                                     BitSampling::kUniform, BitSampling::kNearUniform,
-                                     BitSampling::kPaired}) {
+  for (const BitSampling sampling :
+       {BitSampling::kHighest, BitSampling::kRandom, BitSampling::kUniform,
+        BitSampling::kNearUniform, BitSampling::kPaired}) {
     if (name == BitSamplingName(sampling)) return sampling;
   }
   return absl::InvalidArgumentError(

@@ -182,7 +182,8 @@ TEST(SampleMeasurementConfigsTest, PairedBitsMatchEachLayersActivationToItsWeigh
   // Random draws are not paired: the sampling above changed them.
   int unpaired = 0;
   for (const Genotype& genotype : SampleConfigsWithBits(*space, 30, BitSampling::kRandom, 3)) {
-    for (const auto& [weight, activation] : pairs) unpaired += genotype[weight] != genotype[activation];
+    for (const auto& [weight, activation] : pairs)
+      unpaired += genotype[weight] != genotype[activation];
   }
   EXPECT_GT(unpaired, 0);
 }

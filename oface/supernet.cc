@@ -665,11 +665,11 @@ absl::Status TorchError(const char* what, const std::exception& e) {
 // INVALID_ARGUMENT unless the fake quantizers are defined at `bits` (supernet_module.h).
 absl::Status CheckQuantizerBits(const MbConvSpec& spec, const char* field, int bits) {
   if (supernet_internal::IsQuantizerBits(bits)) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "spec ", spec.name, ": ", field, ": the supernet quantizes to ",
-      supernet_internal::kMinQuantBits, "..", supernet_internal::kMaxQuantBits, " bits or keeps ",
-      supernet_internal::kFloatBits, " (float), not ", bits,
-      " (at 1 bit its symmetric quantizers have no level but 0)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("spec ", spec.name, ": ", field, ": the supernet quantizes to ",
+                   supernet_internal::kMinQuantBits, "..", supernet_internal::kMaxQuantBits,
+                   " bits or keeps ", supernet_internal::kFloatBits, " (float), not ", bits,
+                   " (at 1 bit its symmetric quantizers have no level but 0)"));
 }
 
 // Whether a field of SpecFields shapes the network's tensors. The others are the name and the

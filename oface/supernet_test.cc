@@ -120,8 +120,8 @@ TEST(FakeQuantTest, ThirtyTwoBitsPassValuesThroughAndOnlyThirtyTwoAboveSixteen) 
   for (const bool grad : {false, true}) {
     torch::AutoGradMode mode(grad);
     for (const bool is_signed : {false, true}) {
-      EXPECT_TRUE(torch::equal(
-          FakeQuantActivation(x, alpha, supernet_internal::kFloatBits, is_signed), x));
+      EXPECT_TRUE(
+          torch::equal(FakeQuantActivation(x, alpha, supernet_internal::kFloatBits, is_signed), x));
       EXPECT_FALSE(torch::equal(FakeQuantActivation(x, alpha, 8, is_signed), x));
     }
   }

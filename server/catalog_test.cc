@@ -157,9 +157,8 @@ TEST(CatalogTest, ImportsTheShippedMeasurementsOnceAndRegistersLocalCpu) {
 TEST(CatalogTest, TheLowBitSpaceShipsAnEnsemblePredictorAndItsMeasurements) {
   Fixture fixture = Open("low_bit.db");
   ASSERT_NE(fixture.catalog, nullptr);
-  EXPECT_THAT(fixture.catalog->SpaceNames(),
-              ElementsAre("ofa_mbv3", "apq_mbv2", "fmnist_mbv2", "fmnist_lowbit",
-                          "fmnist_int8float"));
+  EXPECT_THAT(fixture.catalog->SpaceNames(), ElementsAre("ofa_mbv3", "apq_mbv2", "fmnist_mbv2",
+                                                         "fmnist_lowbit", "fmnist_int8float"));
   const absl::StatusOr<const oface::SearchSpace*> space =
       fixture.catalog->FindSpace("fmnist_lowbit");
   ASSERT_TRUE(space.ok()) << space.status();

@@ -1079,8 +1079,9 @@ absl::StatusOr<MeasurementRunManager::Request> DecodeMeasurementRun(
   if (!request.bit_sampling().empty()) {
     absl::StatusOr<oface::BitSampling> bits = oface::BitSamplingFromName(request.bit_sampling());
     if (!bits.ok() || *bits == oface::BitSampling::kHighest) {
-      return absl::InvalidArgumentError(absl::StrCat("bit_sampling: '", request.bit_sampling(),
-                                                     "' is not random, uniform, near_uniform or paired"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("bit_sampling: '", request.bit_sampling(),
+                       "' is not random, uniform, near_uniform or paired"));
     }
     if (!request.quantized()) {
       return absl::InvalidArgumentError("bit_sampling: only for quantized measurements");

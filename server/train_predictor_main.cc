@@ -34,7 +34,8 @@
 #include "server/store/records.h"
 
 ABSL_FLAG(std::string, space, "fmnist_mbv2",
-          "The records' space: fmnist_mbv2 or fmnist_lowbit (oface/mbconv_spec.h).");
+          "The records' space: fmnist_mbv2, fmnist_lowbit or fmnist_int8float "
+          "(oface/mbconv_spec.h).");
 ABSL_FLAG(std::string, measurements, "", "CSV of measurement records (required).");
 ABSL_FLAG(std::string, out_stem, "", "Writes <stem>.f32 and <stem>.manifest.json (required).");
 ABSL_FLAG(uint64_t, seed, 1, "Split, initialisation and batch order.");

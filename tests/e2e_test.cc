@@ -683,6 +683,88 @@ TEST_F(EndToEndTest, SearchesFashionMnistAndDeploysTheSubnetAsTorchScript) {
   expect_all_bits(allocated["best_config"], 8);
 }
 
+// The int8-or-float space on local-cpu: a layer's int8 and float settings are priced by their
+// own entries, a layer at a mixed pair (W8A32) is refused naming it, a search keeps every layer
+// at W8A8 or W32A32, and its best deploys as one module of int8 and float ops whose served
+// accuracy a fresh process reproduces.
+TEST_F(EndToEndTest, SearchesIntOrFloatLayersOnLocalCpuAndDeploysTheMixedModule) {
+  const auto policy = [](int pointwise, int depthwise) {
+    json bits;
+    for (const char* field : {"pw_w_bits_setting", "pw_a_bits_setting"}) {
+      bits[field] = std::vector<int>(12, pointwise);
+    }
+    for (const char* field : {"dw_w_bits_setting", "dw_a_bits_setting"}) {
+      bits[field] = std::vector<int>(12, depthwise);
+    }
+    return bits;
+  };
+  const json architecture = {{"wid", nullptr},
+                             {"ks", std::vector<int>(12, 3)},
+                             {"e", std::vector<double>(12, 6.0)},
+                             {"d", {4, 4, 4}}};
+  const std::string configs = TempPath("int8float_configs.json");
+  WriteFile(configs, json::array({json::array({architecture, policy(8, 8)}),
+                                  json::array({architecture, policy(32, 32)}),
+                                  json::array({architecture, policy(32, 8)})})
+                         .dump());
+  ProcessResult result = Client({"evaluate", "--space", "fmnist_int8float", "--device", "local-cpu",
+                                 "--configs", configs, "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const json priced = ParseJson(result)["results"];
+  ASSERT_EQ(priced.size(), 3u);
+  // Three prices from three sets of entries: on this table (QNNPACK, hot caches) the 3x3
+  // depthwise layers run faster in int8 and the pointwise ones slower, so float pointwise with
+  // int8 depthwise layers is the cheapest of the three.
+  const double all_int8 = priced[0]["latency_ms"], all_float = priced[1]["latency_ms"];
+  const double mixed = priced[2]["latency_ms"];
+  EXPECT_NE(all_int8, all_float);
+  EXPECT_LT(mixed, all_int8);
+  EXPECT_LT(mixed, all_float);
+
+  json broken = json::array({architecture, policy(8, 8)});
+  broken[1]["dw_a_bits_setting"][0] = 32;
+  const std::string broken_file = TempPath("int8float_w8a32.json");
+  WriteFile(broken_file, broken.dump());
+  result = Client({"evaluate", "--space", "fmnist_int8float", "--device", "local-cpu", "--config",
+                   broken_file});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("INVALID_ARGUMENT: configs_json[0]: layer 0 dw runs at W8A32, which "
+                            "local-cpu (table v1) does not execute"),
+            std::string::npos)
+      << result.err;
+
+  result = Client({"search", "--space", "fmnist_int8float", "--device", "local-cpu",
+                   "--max-latency-ms", "0.6", "--seed", "2", "--population", "20", "--generations",
+                   "8", "--wait", "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  const json job = ParseJson(result);
+  EXPECT_EQ(job["state"], "SUCCEEDED");
+  EXPECT_LE(job["latency_ms"].get<double>(), 0.6);
+  const json& best = job["best_config"][1];
+  for (const auto& [weights, activations] :
+       {std::pair<const char*, const char*>{"pw_w_bits_setting", "pw_a_bits_setting"},
+        {"dw_w_bits_setting", "dw_a_bits_setting"}}) {
+    EXPECT_EQ(best[weights], best[activations]) << weights;
+    for (const json& bits : best[weights]) EXPECT_TRUE(bits == 8 || bits == 32) << bits;
+  }
+
+  const std::string torchscript = TempPath("int8float_subnet.pt");
+  ProcessResult deploy = Client({"config", job["job_id"], "--torchscript", torchscript, "--json"});
+  ASSERT_EQ(deploy.exit_code, 0) << deploy.err;
+  const json deployed = ParseJson(deploy);
+  EXPECT_EQ(deployed["torchscript_precision"], "int8");
+  EXPECT_EQ(deployed["quantized_engine"], "qnnpack");
+  const double accuracy = deployed["torchscript_accuracy"].get<double>();
+  EXPECT_GT(accuracy, 0.88);
+  EXPECT_LT(accuracy, 0.94);
+  const ProcessResult loaded = RunProcess(
+      {"oface/export_subnet", "--verify", torchscript, "--split", "test", "--threads", "1"});
+  ASSERT_EQ(loaded.exit_code, 0) << loaded.err;
+  EXPECT_NE(loaded.out.find(absl::StrFormat("accuracy=%.6f images=10000", accuracy)),
+            std::string::npos)
+      << loaded.out << " (measured by the server: " << accuracy << ")";
+}
+
 // A search that verifies its finalists on the supernet: the client shows the measured best
 // beside the predicted one, `apq config` deploys the measured best, and the measurements land
 // in a dataset for the next predictor.
