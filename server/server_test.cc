@@ -655,7 +655,7 @@ TEST_F(ServerTest, SpacesDescribeTheirConfigsDevicesSupernetAndPredictor) {
   }
   std::map<std::string, apq::v1::SpaceDescription> by_name;
   for (const apq::v1::SpaceDescription& space : listed.spaces()) by_name[space.name()] = space;
-  ASSERT_EQ(by_name.size(), 4);
+  ASSERT_EQ(by_name.size(), 5);
   EXPECT_EQ(by_name["ofa_mbv3"].field_count(), 46);
   EXPECT_FALSE(by_name["ofa_mbv3"].has_bits());
   EXPECT_FALSE(by_name["ofa_mbv3"].has_supernet());

@@ -891,16 +891,20 @@ TEST_F(EndToEndTest, BadDatasetUploadsAreRefusedNamingTheRecordAndStoreNothing) 
   ProcessResult datasets = Client({"datasets", "--json"});
   ASSERT_EQ(datasets.exit_code, 0) << datasets.err;
   const json listed = ParseJson(datasets);
-  // The two shipped datasets only, newest first.
-  ASSERT_EQ(listed.size(), 2u) << "a refused upload must not store a dataset";
-  EXPECT_EQ(listed[0]["name"], "fmnist_lowbit-supernet-v1");
+  // The three shipped datasets only, newest first.
+  ASSERT_EQ(listed.size(), 3u) << "a refused upload must not store a dataset";
+  EXPECT_EQ(listed[0]["name"], "fmnist_int8float-supernet-v1");
   EXPECT_EQ(listed[0]["fp32_records"], 1000);
-  EXPECT_EQ(listed[0]["quantized_records"], 1050);  // 600 random, 450 (near-)uniform policies.
+  EXPECT_EQ(listed[0]["quantized_records"], 420);  // 360 paired, 60 uniform policies.
   EXPECT_EQ(listed[0]["split"], "validation");
-  EXPECT_EQ(listed[1]["name"], "fmnist_mbv2-supernet-v1");
+  EXPECT_EQ(listed[1]["name"], "fmnist_lowbit-supernet-v1");
   EXPECT_EQ(listed[1]["fp32_records"], 1000);
-  EXPECT_EQ(listed[1]["quantized_records"], 600);
+  EXPECT_EQ(listed[1]["quantized_records"], 1050);  // 600 random, 450 (near-)uniform policies.
   EXPECT_EQ(listed[1]["split"], "validation");
+  EXPECT_EQ(listed[2]["name"], "fmnist_mbv2-supernet-v1");
+  EXPECT_EQ(listed[2]["fp32_records"], 1000);
+  EXPECT_EQ(listed[2]["quantized_records"], 600);
+  EXPECT_EQ(listed[2]["split"], "validation");
 
   // The same records written as the measurement CSV upload as a dataset.
   const std::string csv = TempPath("records.csv");
@@ -1413,7 +1417,8 @@ TEST_F(EndToEndTest, ShapesATableLacksArePricedByTheFittedModelAndFlagged) {
   ASSERT_EQ(device.exit_code, 0) << device.err;
   const json version = ParseJson(device)[0]["versions"][0];
   EXPECT_TRUE(version["covered_spaces"].empty());
-  EXPECT_EQ(version["modelled_spaces"], json({"apq_mbv2", "fmnist_mbv2", "fmnist_lowbit"}));
+  EXPECT_EQ(version["modelled_spaces"],
+            json({"apq_mbv2", "fmnist_mbv2", "fmnist_lowbit", "fmnist_int8float"}));
 
   const json golden = json::parse(ReadFile("tests/testdata/golden_apq_bitfusion.json"));
   const std::string config = TempPath("apq.json");

@@ -22,7 +22,9 @@ class ClientTest(unittest.TestCase):
 
     def test_spaces_describe_their_configs(self):
         spaces = {space["name"]: space for space in self.client.spaces()}
-        self.assertEqual(set(spaces), {"ofa_mbv3", "apq_mbv2", "fmnist_mbv2", "fmnist_lowbit"})
+        self.assertEqual(
+            set(spaces), {"ofa_mbv3", "apq_mbv2", "fmnist_mbv2", "fmnist_lowbit", "fmnist_int8float"}
+        )
         self.assertTrue(spaces["fmnist_lowbit"]["has_supernet"])
         described = self.client.describe_space("fmnist_lowbit")
         self.assertEqual(len(described["fields"]), 75)
