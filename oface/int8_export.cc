@@ -135,31 +135,31 @@ class Int8ScriptWriter {
                       ", ", output.zero_point, ")"));
   }
 
-  // `out = hardtanh(batch_norm(conv(in)))` in float, the calls of the float export
-  // (subnet_export.cc) that the float (W32A32) entries of a device's table time: a layer the
-  // policy keeps in float. The weight and the batch norm (cut to the conv's outputs) are
-  // buffers of the module.
+  // `out = hardtanh(conv(in))` in float with the batch norm (cut to the conv's outputs) folded
+  // into the weight and a bias: a layer the policy keeps in float. Two interpreter calls, not
+  // the float export's three (conv, batch_norm, hardtanh): per call, the interpreter's own
+  // work in a whole module is comparable with a small layer's (bench/RESULTS.md).
   void FloatConv(const std::string& out, const std::string& in, const std::string& name,
                  const torch::Tensor& weight, const std::string& bn, int stride, int padding,
                  int groups, bool relu6) {
     const int64_t channels = weight.size(0);
-    const auto buffer = [&](const std::string& suffix, const torch::Tensor& tensor) {
-      const std::string full = absl::StrCat(name, suffix);
-      const torch::Tensor stored =
-          tensor.narrow(0, 0, std::min(channels, tensor.size(0))).detach().clone().contiguous();
-      module_->register_buffer(full, stored);
-      num_elements_ += stored.numel();
-      return absl::StrCat("self.", full);
-    };
-    const std::string w = buffer("_weight", weight);
-    const std::string gamma = buffer("_bn_weight", params_[bn + "_weight"]);
-    const std::string beta = buffer("_bn_bias", params_[bn + "_bias"]);
-    const std::string mean = buffer("_bn_mean", buffers_[bn + "_running_mean"]);
-    const std::string var = buffer("_bn_var", buffers_[bn + "_running_var"]);
-    Line(absl::StrCat(out, " = torch.conv2d(", in, ", ", w, ", None, [", stride, ", ", stride,
-                      "], [", padding, ", ", padding, "], [1, 1], ", groups, ")"));
-    Line(absl::StrCat(out, " = torch.batch_norm(", out, ", ", gamma, ", ", beta, ", ", mean, ", ",
-                      var, ", False, 0.0, ", Literal(kBatchNormEps), ", False)"));
+    const auto cut = [&](const torch::Tensor& t) { return t.narrow(0, 0, channels); };
+    const torch::Tensor factor = cut(params_[bn + "_weight"]) /
+                                 torch::sqrt(cut(buffers_[bn + "_running_var"]) + kBatchNormEps);
+    std::vector<int64_t> shape(weight.dim(), 1);
+    shape[0] = channels;
+    const torch::Tensor folded = (weight * factor.reshape(shape)).detach().clone().contiguous();
+    const torch::Tensor bias =
+        (cut(params_[bn + "_bias"]) - cut(buffers_[bn + "_running_mean"]) * factor)
+            .detach()
+            .clone()
+            .contiguous();
+    module_->register_buffer(name + "_weight", folded);
+    module_->register_buffer(name + "_bias", bias);
+    num_elements_ += folded.numel() + bias.numel();
+    Line(absl::StrCat(out, " = torch.conv2d(", in, ", self.", name, "_weight, self.", name,
+                      "_bias, [", stride, ", ", stride, "], [", padding, ", ", padding,
+                      "], [1, 1], ", groups, ")"));
     if (relu6) Line(absl::StrCat(out, " = torch.hardtanh(", out, ", 0.0, 6.0)"));
   }
 

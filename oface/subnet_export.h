@@ -100,7 +100,7 @@ absl::StatusOr<ExtractedSubnet> ExtractSubnet(Supernet& supernet, const Genotype
 // comes from the supernet's logits on the calibration images. Runnable by any LibTorch program
 // that sets the engine (torch.backends.quantized.engine) before loading it.
 // A searched layer may also stay in float (W32A32, in a space with the bit choice 32, e.g.
-// fmnist_int8float): it runs conv, batch norm and ReLU6 in float as the float export does, and
+// fmnist_int8float): it runs its conv (batch norm folded) and ReLU6 in float, and
 // the module quantizes and dequantizes where int8 and float layers meet (int8_export.cc says
 // where and at which scale). Every other layer pair (W8A32, W4A4, ...) and a stem or tail not
 // at 8 bits: FAILED_PRECONDITION naming the first such layer and its pair;
