@@ -476,6 +476,37 @@ TEST_F(EndToEndTest, AllocatesBitsWhileFineTuningWithTheQbitoptEngine) {
   EXPECT_EQ(artifacts[0]["size_bytes"].get<int64_t>(), static_cast<int64_t>(bytes.size()));
 }
 
+// A qbitopt job on a device with an int8 engine (local-cpu, which holds fmnist_lowbit's layers
+// at W8A8): its deployable module is the one it trained, fake-quantized and said so, and an
+// int8 module of it is refused, since only the trained module exists.
+TEST_F(EndToEndTest, AQbitoptJobOnAnInt8DeviceDeploysItsTrainedFakeQuantizedModule) {
+  // Above the all-8-bit BitOps of the architecture (4x its 2-bit-weight figure).
+  const HeldArchitecture held = MeasuredArchitectureAndBudget(4.5);
+  ASSERT_FALSE(held.path.empty());
+  ProcessResult result = Client(
+      {"search", "--space", "fmnist_lowbit", "--device", "local-cpu", "--fixed-architecture",
+       held.path, "--max-bitops", absl::StrCat(held.budget), "--engine", "qbitopt", "--options",
+       "steps=4,update_every=2,batch_size=32,gradient_batches=1", "--wait", "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  const json job = ParseJson(result);
+  ASSERT_EQ(job["state"], "SUCCEEDED");
+  for (const auto& [field, widths] : job["best_config"][1].items()) {
+    for (const json& bits : widths) EXPECT_EQ(bits, 8) << field;
+  }
+  const std::string module = TempPath("trained_local_cpu.pt");
+  result = Client({"config", job["job_id"].get<std::string>(), "--torchscript", module, "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const json config = ParseJson(result);
+  EXPECT_TRUE(config["trained_by_job"].get<bool>());
+  EXPECT_EQ(config["torchscript_precision"], "fake-quant");
+  EXPECT_EQ(ReadFile(module).substr(0, 2), "PK");
+  result = Client(
+      {"config", job["job_id"].get<std::string>(), "--torchscript", module, "--int8", "--json"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("FAILED_PRECONDITION: int8: job "), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("was trained by engine qbitopt"), std::string::npos) << result.err;
+}
+
 // The differentiable engines through the client: dnas and ssps search the bits of one
 // measured architecture under a BitOps budget; the result meets it, the search's figures come
 // with the job, the report is the job's artifact, and the deployable config is the best's.
