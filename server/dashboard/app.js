@@ -373,12 +373,13 @@ async function showDevices(view) {
           el('td', {}, number(version.entries, 0)), el('td', {}, time(version.uploaded_unix_s)),
           el('td', {}, (version.covered_spaces || []).join(', ') || '-'),
           el('td', {}, (version.modelled_spaces || []).join(', ') || '-'),
+          el('td', {}, (version.precisions && version.precisions.summary) || '-'),
           el('td', {}, version.description)));
     }
   }
   view.replaceChildren(el('h1', {}, 'Devices'),
       table(['device', 'table version', 'format', 'entries', 'uploaded', 'covers',
-             'prices with a model', 'description'], rows));
+             'prices with a model', 'runs', 'description'], rows));
 }
 
 async function showPredictors(view) {

@@ -145,6 +145,13 @@ try {
   await page.goto(`${base}/devices`);
   await page.waitForSelector('body[data-loaded="/devices"]', {timeout: 30000});
   assert.equal(await page.$$eval('main tbody tr', (rows) => rows.length), versions);
+  // Each version says what the device executes, as the API's declaration words it.
+  const deviceRows = await page.$$eval('main tbody tr', (rows) => rows.map((r) => r.textContent));
+  const localCpu = devices.devices.find((d) => d.name === 'local-cpu');
+  const executes = localCpu.versions[0].precisions.summary;
+  assert.ok(executes.startsWith('W8A8 or float'), executes);
+  assert.ok(deviceRows.some((row) => row.startsWith('local-cpu') && row.includes(executes)),
+            deviceRows.join('\n'));
 
   // Predictors: one table per space.
   const spaces = await apiJson('/api/v1/spaces');
