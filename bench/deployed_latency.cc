@@ -22,10 +22,9 @@
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "common/file_io.h"
+#include "bench/network_list.h"
 #include "common/status_macros.h"
 #include "common/tool_main.h"
-#include "nlohmann/json.hpp"
 #include "oface/fashion_mnist.h"
 #include "oface/int8_layers.h"
 #include "oface/mbconv_spec.h"
@@ -45,42 +44,8 @@ ABSL_FLAG(int, calibration_images, 2000, "Train-split images for BN recalibratio
 
 namespace {
 
-using json = nlohmann::json;
-
-// At most this many networks: each module stays loaded for the interleaved rounds.
-constexpr size_t kMaxNetworks = 500;
-
-struct Network {
-  std::string name;
-  apq::oface::Genotype genotype;
-};
-
-absl::StatusOr<std::vector<Network>> ReadNetworks(const std::string& path,
-                                                  const apq::oface::SearchSpace& space) {
-  ASSIGN_OR_RETURN(const std::string text, apq::ReadFileToString(path));
-  const json parsed = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!parsed.is_array() || parsed.empty() || parsed.size() > kMaxNetworks) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--networks: expected a JSON list of 1 to ", kMaxNetworks, " networks"));
-  }
-  std::vector<Network> networks;
-  for (size_t i = 0; i < parsed.size(); ++i) {
-    const json& entry = parsed[i];
-    const std::string where = absl::StrCat("--networks[", i, "]");
-    if (!entry.is_object() || !entry.contains("name") || !entry["name"].is_string() ||
-        !entry.contains("config")) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, ": expected {\"name\": string, \"config\": config}"));
-    }
-    absl::StatusOr<apq::oface::Genotype> genotype = space.FromJson(entry["config"].dump());
-    if (!genotype.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, ".config: ", genotype.status().message()));
-    }
-    networks.push_back({entry["name"].get<std::string>(), space.Canonical(*genotype)});
-  }
-  return networks;
-}
+using apq::bench::Network;
+using apq::bench::ReadNetworks;
 
 absl::Status CheckRange(const char* flag, int value, int low, int high) {
   if (value >= low && value <= high) return absl::OkStatus();
@@ -106,12 +71,18 @@ absl::Status Run() {
     return absl::InvalidArgumentError("--checkpoint is required");
   }
   at::set_num_threads(absl::GetFlag(FLAGS_threads));
-  ASSIGN_OR_RETURN(const apq::oface::QuantizedEngine engine,
-                   apq::oface::QuantizedEngineFromName(absl::GetFlag(FLAGS_engine)));
-  ASSIGN_OR_RETURN(const apq::oface::MbConvSpec spec,
-                   apq::oface::FindFashionMnistSpec(absl::GetFlag(FLAGS_space)));
+  const absl::StatusOr<apq::oface::QuantizedEngine> engine =
+      apq::oface::QuantizedEngineFromName(absl::GetFlag(FLAGS_engine));
+  if (!engine.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--engine: ", engine.status().message()));
+  }
+  absl::StatusOr<apq::oface::MbConvSpec> spec =
+      apq::oface::FindFashionMnistSpec(absl::GetFlag(FLAGS_space));
+  if (!spec.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--space: ", spec.status().message()));
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<apq::oface::Supernet> supernet,
-                   apq::oface::Supernet::Create(spec, 1));
+                   apq::oface::Supernet::Create(*spec, 1));
   RETURN_IF_ERROR(supernet->LoadWeights(absl::GetFlag(FLAGS_checkpoint)));
   ASSIGN_OR_RETURN(const std::vector<Network> networks,
                    ReadNetworks(absl::GetFlag(FLAGS_networks), supernet->space()));
@@ -122,7 +93,7 @@ absl::Status Run() {
   std::vector<apq::oface::ExtractedSubnet> modules;
   for (const Network& network : networks) {
     absl::StatusOr<apq::oface::ExtractedSubnet> exported =
-        apq::oface::ExtractInt8Subnet(*supernet, network.genotype, images.calibration, engine);
+        apq::oface::ExtractInt8Subnet(*supernet, network.genotype, images.calibration, *engine);
     if (!exported.ok()) {
       return absl::Status(exported.status().code(),
                           absl::StrCat(network.name, ": ", exported.status().message()));

@@ -20,6 +20,7 @@
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "common/status_macros.h"
 #include "common/tool_main.h"
@@ -187,11 +188,13 @@ absl::Status Run() {
   }
   for (size_t e = 0; e < engines.size(); ++e) {
     const double count = static_cast<double>(configs.size());
-    std::printf(
-        "# %s: mean int8 - fake-quant %+.3f points, mean agreement %.4f, float / int8 "
-        "latency %.3fx (geometric mean)\n",
-        apq::oface::QuantizedEngineName(engines[e]), sum_difference[e] / count,
-        sum_agreement[e] / count, std::exp(sum_log_speedup[e] / count));
+    const std::string accuracies =
+        accuracy ? absl::StrFormat("mean int8 - fake-quant %+.3f points, mean agreement %.4f, ",
+                                   sum_difference[e] / count, sum_agreement[e] / count)
+                 : std::string();
+    std::printf("# %s: %sfloat / int8 latency %.3fx (geometric mean)\n",
+                apq::oface::QuantizedEngineName(engines[e]), accuracies.c_str(),
+                std::exp(sum_log_speedup[e] / count));
   }
   return absl::OkStatus();
 }

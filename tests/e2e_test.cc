@@ -118,6 +118,27 @@ class EndToEndTest : public ::testing::Test {
     return held;
   }
 
+  // `apq config JOB --torchscript FILE --json` on a local-cpu job: an int8 module for QNNPACK
+  // whose accuracy the server measured on the test split within (low, high), and which a fresh
+  // process loading FILE, as any LibTorch program would, reproduces exactly.
+  void ExpectDeploysAReproducibleInt8Module(const std::string& job_id, const std::string& file,
+                                            double low, double high) {
+    ProcessResult deploy = Client({"config", job_id, "--torchscript", file, "--json"});
+    ASSERT_EQ(deploy.exit_code, 0) << deploy.err;
+    const json deployed = ParseJson(deploy);
+    EXPECT_EQ(deployed["torchscript_precision"], "int8");
+    EXPECT_EQ(deployed["quantized_engine"], "qnnpack");
+    const double accuracy = deployed["torchscript_accuracy"].get<double>();
+    EXPECT_GT(accuracy, low);
+    EXPECT_LT(accuracy, high);
+    const ProcessResult loaded =
+        RunProcess({"oface/export_subnet", "--verify", file, "--split", "test", "--threads", "1"});
+    ASSERT_EQ(loaded.exit_code, 0) << loaded.err;
+    EXPECT_NE(loaded.out.find(absl::StrFormat("accuracy=%.6f images=10000", accuracy)),
+              std::string::npos)
+        << loaded.out << " (measured by the server: " << accuracy << ")";
+  }
+
   // The sum of times_seen over rows listed by Rows.
   static int64_t TimesSeen(const std::vector<std::string>& rows) {
     int64_t sum = 0;
@@ -643,26 +664,10 @@ TEST_F(EndToEndTest, SearchesFashionMnistAndDeploysTheSubnetAsTorchScript) {
   expect_all_bits(job["best_config"], 8);  // What local-cpu runs.
 
   const std::string torchscript = TempPath("fmnist_subnet.pt");
-  ProcessResult deploy = Client({"config", job["job_id"], "--torchscript", torchscript, "--json"});
-  ASSERT_EQ(deploy.exit_code, 0) << deploy.err;
-  const json deployed = ParseJson(deploy);
-  EXPECT_EQ(deployed["torchscript_precision"], "int8");
-  EXPECT_EQ(deployed["quantized_engine"], "qnnpack");
-  // The measured accuracy of the exported module: every subnet of the shipped supernet
-  // measured between 0.90 and 0.92 at its bit policy, and int8 execution moves it by 0.2
-  // points at most (bench/RESULTS.md).
-  const double accuracy = deployed["torchscript_accuracy"].get<double>();
-  EXPECT_GT(accuracy, 0.88);
-  EXPECT_LT(accuracy, 0.93);
+  // Every subnet of the shipped supernet measured between 0.90 and 0.92 at its bit policy, and
+  // int8 execution moves it by 0.2 points at most (bench/RESULTS.md).
+  ExpectDeploysAReproducibleInt8Module(job["job_id"].get<std::string>(), torchscript, 0.88, 0.93);
   EXPECT_GT(ReadFile(torchscript).size(), 10000u);
-  // A fresh process loads the file as any LibTorch program would and classifies the test split
-  // exactly as the server measured.
-  const ProcessResult loaded = RunProcess(
-      {"oface/export_subnet", "--verify", torchscript, "--split", "test", "--threads", "1"});
-  ASSERT_EQ(loaded.exit_code, 0) << loaded.err;
-  EXPECT_NE(loaded.out.find(absl::StrFormat("accuracy=%.6f images=10000", accuracy)),
-            std::string::npos)
-      << loaded.out << " (measured by the server: " << accuracy << ")";
   ProcessResult text = Client({"config", job["job_id"], "--torchscript", torchscript, "--int8"});
   ASSERT_EQ(text.exit_code, 0) << text.err;
   EXPECT_NE(text.out.find("torch.backends.quantized.engine = \"qnnpack\""), std::string::npos)
@@ -779,21 +784,8 @@ TEST_F(EndToEndTest, SearchesIntOrFloatLayersOnLocalCpuAndDeploysTheMixedModule)
     for (const json& bits : best[weights]) EXPECT_TRUE(bits == 8 || bits == 32) << bits;
   }
 
-  const std::string torchscript = TempPath("int8float_subnet.pt");
-  ProcessResult deploy = Client({"config", job["job_id"], "--torchscript", torchscript, "--json"});
-  ASSERT_EQ(deploy.exit_code, 0) << deploy.err;
-  const json deployed = ParseJson(deploy);
-  EXPECT_EQ(deployed["torchscript_precision"], "int8");
-  EXPECT_EQ(deployed["quantized_engine"], "qnnpack");
-  const double accuracy = deployed["torchscript_accuracy"].get<double>();
-  EXPECT_GT(accuracy, 0.88);
-  EXPECT_LT(accuracy, 0.94);
-  const ProcessResult loaded = RunProcess(
-      {"oface/export_subnet", "--verify", torchscript, "--split", "test", "--threads", "1"});
-  ASSERT_EQ(loaded.exit_code, 0) << loaded.err;
-  EXPECT_NE(loaded.out.find(absl::StrFormat("accuracy=%.6f images=10000", accuracy)),
-            std::string::npos)
-      << loaded.out << " (measured by the server: " << accuracy << ")";
+  ExpectDeploysAReproducibleInt8Module(job["job_id"].get<std::string>(),
+                                       TempPath("int8float_subnet.pt"), 0.88, 0.94);
 }
 
 // A search that verifies its finalists on the supernet: the client shows the measured best
