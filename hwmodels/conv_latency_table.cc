@@ -16,6 +16,7 @@
 #include "hwmodels/bitfusion_key.h"
 #include "hwmodels/json_table.h"
 #include "nlohmann/json.hpp"
+#include "oface/conv_key.h"
 
 namespace apq::hwmodels {
 namespace {
@@ -129,6 +130,23 @@ absl::StatusOr<PrecisionSupport> ParseDeclaration(const nlohmann::json& value) {
   return support;
 }
 
+// A key shaped like a change of precision, "(C, H)-..." with two fields: read by
+// CheckPrecisionChange, whose errors name that syntax rather than the conv key's.
+bool IsPrecisionChangeKey(const std::string& key) {
+  return !key.empty() && key[0] == '(' && std::count(key.begin(), key.end(), ',') == 1;
+}
+
+// A change of precision (oface/conv_key.h) of a table whose device may keep a layer in float:
+// it declares nothing, or declares float layers and an int8 pair.
+absl::Status CheckPrecisionChange(const std::string& key, const PrecisionSupport& support) {
+  RETURN_IF_ERROR(oface::ParsePrecisionChangeKey(key).status());
+  if (support.declared && !support.float_layers) {
+    return KeyError(key, absl::StrCat("prices a change between int8 and float layers but ",
+                                      kDeclarationKey, ".float is not true"));
+  }
+  return absl::OkStatus();
+}
+
 // A key of a declaring table prices a pair it declares.
 absl::Status CheckDeclared(const std::string& key, const PrecisionSupport& support) {
   ASSIGN_OR_RETURN(const BitFusionConv conv, ParseBitFusionKeyFields(key));
@@ -168,8 +186,12 @@ absl::StatusOr<CostTable> Load(std::string_view content, const std::function<boo
   for (const auto& item : doc.items()) {
     const std::string& key = item.key();
     if (key == kDeclarationKey) continue;
-    RETURN_IF_ERROR(CheckConvKey(key));
-    if (table.precisions.declared) RETURN_IF_ERROR(CheckDeclared(key, table.precisions));
+    if (IsPrecisionChangeKey(key)) {
+      RETURN_IF_ERROR(CheckPrecisionChange(key, table.precisions));
+    } else {
+      RETURN_IF_ERROR(CheckConvKey(key));
+      if (table.precisions.declared) RETURN_IF_ERROR(CheckDeclared(key, table.precisions));
+    }
     ASSIGN_OR_RETURN(const CostEntry entry,
                      table_internal::ParseCostEntry(key, item.value(), /*energy_required=*/false));
     const bool has_energy = entry.energy_mj.has_value();

@@ -6,7 +6,10 @@
 // groups divides Cin and Cout, the kernel fits the padded input, and w, a are in 1..32 (a CPU
 // table is not limited to BitFusion's 1..8). Values: {"latency": ms} or
 // {"latency": ms, "energy": mJ}, finite non-negative numbers, no other fields; energy is on
-// every entry or on none. There are no fixed "head"/"tail" entries: a space priced by such a
+// every entry or on none. A table may also price the change of precision of a tensor between
+// an int8 layer and a float one, "(C, H)-quantize" and "(C, H)-dequantize" (oface/conv_key.h),
+// unless it declares that its device runs no float layer. There are no fixed "head"/"tail"
+// entries: a space priced by such a
 // table lists its stem and tail as conv keys too (FixedLayerCosts::kConvKeys,
 // oface/mbconv_spec.h).
 // Table keys are the file's keys.

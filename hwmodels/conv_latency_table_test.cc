@@ -271,6 +271,40 @@ TEST(ConvLatencyTableTest, PrecisionDeclaration) {
   EXPECT_FALSE(LoadConvTable(SmallTable().dump(), kSource)->precisions.declared);
 }
 
+// Changes of precision between int8 and float layers: read, written back, checked.
+TEST(ConvLatencyTableTest, ChangesOfPrecision) {
+  nlohmann::json json = nlohmann::json::object();
+  json["precisions"] = {{"pairs", {"W8A8"}}, {"float", true}, {"int8_engine", "qnnpack"}};
+  json["(16, 64, 14, 1, 1, 0, 1)-W8A8"] = {{"latency", 0.1}};
+  json["(16, 14)-quantize"] = {{"latency", 0.004}};
+  json["(16, 14)-dequantize"] = {{"latency", 0.002}};
+  const absl::StatusOr<CostTable> table = LoadConvTable(json.dump(), kSource);
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_EQ(table->entries.at("(16, 14)-quantize").latency_ms, 0.004);
+  const absl::StatusOr<CostTable> again = LoadConvTable(ConvTableToJson(*table), "written");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->entries.at("(16, 14)-dequantize").latency_ms, 0.002);
+  // A table that declares nothing may price them too.
+  nlohmann::json undeclared = SmallTable();
+  undeclared["(16, 14)-quantize"] = {{"latency", 0.004}};
+  EXPECT_TRUE(LoadConvTable(undeclared.dump(), kSource).ok());
+
+  for (const std::string key : {"(16, 14)-requantize", "(16, 14)", "(16,14)-quantize",
+                                "(16, 14)-quantize ", "(16, 014)-quantize", "(-16, 14)-quantize"}) {
+    nlohmann::json bad = SmallTable();
+    bad[key] = {{"latency", 1}};
+    ExpectRejected(bad, absl::StrCat("key \"", key, "\": malformed"));
+  }
+  nlohmann::json zero = SmallTable();
+  zero["(0, 14)-dequantize"] = {{"latency", 1}};
+  ExpectRejected(zero, "key \"(0, 14)-dequantize\": C is 0");
+  // A device that declares no float layer has no change between int8 and float.
+  nlohmann::json int8_only = json;
+  int8_only["precisions"] = {{"pairs", {"W8A8"}}, {"int8_engine", "qnnpack"}};
+  ExpectRejected(int8_only, "key \"(16, 14)-dequantize\": prices a change between int8 and float "
+                            "layers but precisions.float is not true");
+}
+
 TEST(ConvLatencyTableTest, RejectsBadDeclarations) {
   const auto with = [](const nlohmann::json& declaration) {
     nlohmann::json json = SmallTable();

@@ -1,5 +1,6 @@
 #include "hwmodels/cost_terms.h"
 
+#include <algorithm>
 #include <cassert>
 #include <optional>
 #include <utility>
@@ -71,6 +72,24 @@ absl::StatusOr<CostTermView> DecomposeCost(const LutCostModel& model,
     }
     view.slots.push_back(std::move(priced));
   }
+  const auto position_of = [&](int slot, int gene) {
+    const std::vector<int>& genes = view.slots[slot].genes;
+    return static_cast<int>(std::find(genes.begin(), genes.end(), gene) - genes.begin());
+  };
+  view.couplings.reserve(decomposition->couplings.size());
+  for (const oface::CostCoupling& coupling : decomposition->couplings) {
+    PricedCoupling priced{coupling.first_slot, position_of(coupling.first_slot, coupling.first_gene),
+                          coupling.second_slot,
+                          position_of(coupling.second_slot, coupling.second_gene), {}};
+    for (const oface::CostCouplingCase& one : coupling.cases) {
+      NetworkCost cost = model.PriceTerms(one.terms);
+      // A change the device does not execute joins layers it does not execute either: no
+      // choice left in the view matches the case.
+      if (!cost.executable) continue;
+      priced.cases.push_back({one.first_value, one.second_value, cost});
+    }
+    view.couplings.push_back(std::move(priced));
+  }
   return view;
 }
 
@@ -92,7 +111,47 @@ NetworkCost TotalCost(const CostTermView& view, absl::Span<const int> choices) {
     total.bitops += part.bitops;
     total.modelled = total.modelled || part.modelled;
   }
+  for (const PricedCoupling& coupling : view.couplings) {
+    const int first =
+        view.slots[coupling.first_slot].choices[choices[coupling.first_slot]].values
+            [coupling.first_position];
+    const int second =
+        view.slots[coupling.second_slot].choices[choices[coupling.second_slot]].values
+            [coupling.second_position];
+    for (const PricedCouplingCase& one : coupling.cases) {
+      if (one.first_value != first || one.second_value != second) continue;
+      total.latency_ms += one.cost.latency_ms;
+      total.energy_mj += one.cost.energy_mj;
+      total.modelled = total.modelled || one.cost.modelled;
+      break;
+    }
+  }
   return total;
+}
+
+CostTermView SeparableUpperBound(CostTermView view) {
+  const std::vector<PricedCoupling> couplings = std::move(view.couplings);
+  view.couplings.clear();
+  CostTermView& bound = view;
+  for (const PricedCoupling& coupling : couplings) {
+    PricedSlot& second = bound.slots[coupling.second_slot];
+    for (PricedChoice& choice : second.choices) {
+      const int value = choice.values[coupling.second_position];
+      double latency_ms = 0.0;
+      double energy_mj = 0.0;
+      bool modelled = false;
+      for (const PricedCouplingCase& one : coupling.cases) {
+        if (one.second_value != value) continue;
+        latency_ms = std::max(latency_ms, one.cost.latency_ms);
+        energy_mj = std::max(energy_mj, one.cost.energy_mj);
+        modelled = modelled || one.cost.modelled;
+      }
+      choice.cost.latency_ms += latency_ms;
+      choice.cost.energy_mj += energy_mj;
+      choice.cost.modelled = choice.cost.modelled || modelled;
+    }
+  }
+  return bound;
 }
 
 oface::Genotype ApplyChoices(const CostTermView& view, absl::Span<const int> choices) {

@@ -14,12 +14,16 @@
 // g. For each, with n = model.Evaluate(ApplyChoices(view, c)) and t = TotalCost(view, c):
 //   - t.latency_ms and t.energy_mj are n's up to summation order. Both add the same
 //     non-negative table entries; Evaluate adds them one by one in the reference's order, the
-//     view sums each part (the fixed part, each choice) on its own and then the parts in slot
-//     order. For N terms they differ by at most 2 N 2^-53 relative: below 1e-13 here.
+//     view sums each part (the fixed part, each choice, each coupling case) on its own and then
+//     the parts in slot order, then the couplings. For N terms they differ by at most 2 N 2^-53 relative: below 1e-13 here.
 //   - t.bitops is n.bitops exactly (integers); t.size_mb is n.size_mb up to the rounding of
 //     dividing each part's bytes by 10^6.
 //   - t.modelled is n.modelled; has_energy and has_size_and_bitops are the model's.
 // `fixed` and each choice's `cost` are the costs of that part of the network alone.
+//
+// Couplings: in a space with a float choice per layer, a change of precision between two
+// layers depends on two slots (oface::CostCoupling); the view prices them apart and TotalCost
+// adds them, so the equalities above hold with them.
 //
 // What a view cannot express: decisions that change which terms exist. The stage depths (and
 // OFA's resolution, which changes every key) are the condition of a view; an allocator
@@ -57,11 +61,33 @@ struct PricedSlot {
   int selected = 0;  // The view's genotype's choice.
 };
 
+// What a network pays where two slots meet (oface::CostCoupling), priced: a network whose slot
+// first_slot's gene at first_position takes first_value, and whose second slot's takes
+// second_value, pays the case's cost; a network matching no case pays nothing. Latency and
+// energy only (size and BitOps are zero: a change of precision has no weights).
+struct PricedCouplingCase {
+  int first_value = 0;
+  int second_value = 0;
+  NetworkCost cost;
+};
+
+struct PricedCoupling {
+  int first_slot = 0;
+  int first_position = 0;  // Index into the first slot's genes (and its choices' values).
+  int second_slot = 0;
+  int second_position = 0;
+  std::vector<PricedCouplingCase> cases;
+};
+
 struct CostTermView {
   oface::Genotype genotype;  // The genotype the view was made for.
   oface::CostSplit split = oface::CostSplit::kBitwidths;
   NetworkCost fixed;  // What every network of the view pays.
   std::vector<PricedSlot> slots;
+  // Costs two slots decide together (the changes of precision of a space with a float choice
+  // per layer); empty for every other space. Slot-by-slot allocators take
+  // SeparableUpperBound(view).
+  std::vector<PricedCoupling> couplings;
 };
 
 // The view of `genotype` under `split`, priced by `model` (table entries, or the model's
@@ -74,9 +100,18 @@ absl::StatusOr<CostTermView> DecomposeCost(const LutCostModel& model,
 // Each slot's `selected` choice.
 std::vector<int> SelectedChoices(const CostTermView& view);
 
-// `view.fixed` plus the cost of choices[s] of slot s, added in slot order.
+// `view.fixed` plus the cost of choices[s] of slot s, added in slot order, plus the case of
+// each coupling that the choices match, in coupling order.
 // Precondition: one index per slot, each within its slot's choices.
 NetworkCost TotalCost(const CostTermView& view, absl::Span<const int> choices);
+
+// `view` without couplings, each charged to its second slot's choices at the most any choice
+// of its first slot can make it cost with them (latency and energy each at its own maximum).
+// For every choice vector c: TotalCost(bound, c) >= TotalCost(view, c) in latency and energy
+// (equal when `view` has no couplings), and size and BitOps are equal. So a slot-by-slot
+// allocator that keeps the bound within a budget keeps the network within it; it may miss
+// networks that fit only because neighbouring layers share a precision.
+CostTermView SeparableUpperBound(CostTermView view);
 
 // The view's genotype with each slot's genes set to the values of its chosen choice.
 // Precondition: as TotalCost.

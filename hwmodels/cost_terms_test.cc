@@ -521,5 +521,162 @@ TEST_F(FashionMnistCostTermsTest, PartlyModelledTable) {
   EXPECT_LT(modelled_networks, static_cast<int>(configs_->size()));
 }
 
+// fmnist_int8float on local-cpu's int8/float table: each layer W8A8 or float, and the table
+// prices the change of precision where an int8 and a float layer meet, which two slots decide
+// together (a coupling).
+class Int8FloatCostTermsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    space_ = oface::NewMbConvQuantSpace(oface::FashionMnistInt8FloatSpec()).value();
+    absl::StatusOr<CostTable> table =
+        LoadConvTableFile("data/local_cpu/fmnist_mbv2_int8_float_table.json");
+    ASSERT_TRUE(table.ok()) << table.status();
+    table_ = *std::move(table);
+    model_ = NewModel(*space_, table_);
+    ASSERT_NE(model_, nullptr);
+  }
+
+  // A sample with each layer's activation bits set to its weight bits (W8A8 or float, what
+  // the device runs).
+  std::vector<oface::Genotype> PairedSamples(uint64_t seed, int count) const {
+    std::vector<oface::Genotype> genotypes = Samples(*space_, seed, count);
+    const std::vector<oface::GeneSpec>& genes = space_->genes();
+    for (oface::Genotype& genotype : genotypes) {
+      for (size_t g = 0; g < genes.size(); ++g) {
+        for (const char* layer : {"pw", "dw"}) {
+          const std::string weight = absl::StrCat(layer, "_w_bits_setting[");
+          if (genes[g].name.rfind(weight, 0) != 0) continue;
+          const std::string activation =
+              absl::StrCat(layer, "_a_bits_setting[", genes[g].name.substr(weight.size()));
+          for (size_t a = 0; a < genes.size(); ++a) {
+            if (genes[a].name == activation) genotype[a] = genotype[g];
+          }
+        }
+      }
+    }
+    return genotypes;
+  }
+
+  double Entry(const std::string& key) const {
+    const auto found = table_.entries.find(key);
+    EXPECT_NE(found, table_.entries.end()) << key;
+    return found == table_.entries.end() ? 0.0 : found->second.latency_ms;
+  }
+
+  std::unique_ptr<oface::SearchSpace> space_;
+  CostTable table_;
+  std::unique_ptr<LutCostModel> model_;
+};
+
+TEST_F(Int8FloatCostTermsTest, ViewsWithCouplingsMatchEvaluate) {
+  oface::Rng rng(51);
+  Checked bits;
+  Checked blocks;
+  const std::vector<oface::Genotype> genotypes = PairedSamples(52, 200);
+  int with_changes = 0;
+  for (size_t n = 0; n < genotypes.size(); ++n) {
+    ExpectViewMatchesEvaluate(*model_, genotypes[n], CostSplit::kBitwidths, 20, false, rng, &bits);
+    if (n < 10) {
+      ExpectViewMatchesEvaluate(*model_, genotypes[n], CostSplit::kBlocks, 20, false, rng,
+                                &blocks);
+    }
+    const CostTermView view = DecomposeCost(*model_, genotypes[n], CostSplit::kBitwidths).value();
+    EXPECT_EQ(view.couplings.size(), view.slots.size() - 1);
+    for (const PricedCoupling& coupling : view.couplings) {
+      // Only int8 with float: the device runs no mixed pair, so two cases per coupling.
+      EXPECT_EQ(coupling.cases.size(), 2);
+      for (const PricedCouplingCase& one : coupling.cases) EXPECT_GT(one.cost.latency_ms, 0.0);
+    }
+    const NetworkCost bound =
+        TotalCost(SeparableUpperBound(view), SelectedChoices(view));
+    const NetworkCost exact = TotalCost(view, SelectedChoices(view));
+    EXPECT_GE(bound.latency_ms, exact.latency_ms);
+    EXPECT_EQ(bound.size_mb, exact.size_mb);
+    EXPECT_EQ(bound.bitops, exact.bitops);
+    CostTermView uncoupled = view;
+    uncoupled.couplings.clear();
+    with_changes +=
+        exact.latency_ms > TotalCost(uncoupled, SelectedChoices(view)).latency_ms + 1e-9;
+  }
+  EXPECT_EQ(bits.views, 200);
+  EXPECT_GT(bits.networks, 200 * 20);
+  EXPECT_EQ(blocks.views, 10);
+  // Random int8/float layers: nearly every network changes precision between some two.
+  EXPECT_GT(with_changes, 190);
+}
+
+// Every network of a view costs no more exactly than its separable bound; the bound is exact
+// where no coupling has a case (a space without a float choice).
+TEST_F(Int8FloatCostTermsTest, SeparableUpperBoundBoundsEveryNetwork) {
+  oface::Rng rng(53);
+  int strictly_above = 0;
+  for (const oface::Genotype& genotype : PairedSamples(54, 50)) {
+    const CostTermView view = DecomposeCost(*model_, genotype, CostSplit::kBitwidths).value();
+    const CostTermView bound = SeparableUpperBound(view);
+    EXPECT_TRUE(bound.couplings.empty());
+    ASSERT_EQ(bound.slots.size(), view.slots.size());
+    for (int k = 0; k < 50; ++k) {
+      std::vector<int> choices;
+      for (const PricedSlot& slot : view.slots) {
+        choices.push_back(static_cast<int>(rng.Uniform(static_cast<uint32_t>(slot.choices.size()))));
+      }
+      const NetworkCost exact = TotalCost(view, choices);
+      const NetworkCost bounded = TotalCost(bound, choices);
+      EXPECT_GE(bounded.latency_ms, exact.latency_ms - 1e-12);
+      strictly_above += bounded.latency_ms > exact.latency_ms + 1e-9;
+      ExpectSameCost(exact, model_->Evaluate(ApplyChoices(view, choices)), "random choices");
+    }
+  }
+  EXPECT_GT(strictly_above, 0);
+
+  const std::unique_ptr<oface::SearchSpace> mbv2 =
+      oface::NewMbConvQuantSpace(oface::FashionMnistSpec()).value();
+  const std::unique_ptr<LutCostModel> int8_only = NewModel(*mbv2, table_);
+  ASSERT_NE(int8_only, nullptr);
+  oface::Genotype all_int8;
+  for (const oface::GeneSpec& gene : mbv2->genes()) {
+    all_int8.push_back(gene.name.find("bits") != std::string::npos ? 8 : gene.choices.front());
+  }
+  all_int8 = mbv2->Canonical(all_int8);
+  const CostTermView plain = DecomposeCost(*int8_only, all_int8, CostSplit::kBitwidths).value();
+  EXPECT_TRUE(plain.couplings.empty());
+  const CostTermView same = SeparableUpperBound(plain);
+  for (size_t s = 0; s < plain.slots.size(); ++s) {
+    for (size_t c = 0; c < plain.slots[s].choices.size(); ++c) {
+      EXPECT_EQ(same.slots[s].choices[c].cost.latency_ms,
+                plain.slots[s].choices[c].cost.latency_ms);
+    }
+  }
+}
+
+// An all-float network pays its conv entries and the changes where the int8 stem and tail meet
+// it: the first block's output and residual input (16 channels at 14x14) dequantized, the last
+// block's (48 at 4x4, a residual block at depth 2) quantized.
+TEST_F(Int8FloatCostTermsTest, AllFloatNetworkPaysTheChangesAtTheStemAndTail) {
+  oface::Genotype all_float;
+  oface::Genotype all_int8;
+  for (const oface::GeneSpec& gene : space_->genes()) {
+    const bool is_bits = gene.name.find("bits") != std::string::npos;
+    all_float.push_back(is_bits ? 32 : gene.choices.front());
+    all_int8.push_back(is_bits ? 8 : gene.choices.front());
+  }
+  std::vector<int32_t> terms;
+  space_->CostTerms(all_float, &terms);
+  double convs = 0.0;
+  for (const int32_t term : terms) {
+    const std::string key = space_->CostTermKey(term);
+    if (key.find("quantize") == std::string::npos) convs += Entry(key);
+  }
+  const double changes = 2 * Entry("(16, 14)-dequantize") + 2 * Entry("(48, 4)-quantize");
+  EXPECT_GT(changes, 0.0);
+  EXPECT_NEAR(model_->Evaluate(all_float).latency_ms, convs + changes, 1e-12);
+  // All int8: no change at all.
+  terms.clear();
+  space_->CostTerms(all_int8, &terms);
+  double int8_convs = 0.0;
+  for (const int32_t term : terms) int8_convs += Entry(space_->CostTermKey(term));
+  EXPECT_NEAR(model_->Evaluate(all_int8).latency_ms, int8_convs, 1e-12);
+}
+
 }  // namespace
 }  // namespace apq::hwmodels

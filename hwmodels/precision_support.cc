@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "hwmodels/bitfusion_key.h"
+#include "oface/conv_key.h"
 #include "oface/restricted_space.h"
 
 namespace apq::hwmodels {
@@ -21,6 +22,7 @@ bool Executes(const PrecisionSupport& support, const BitPair& pair) {
 
 bool KeyExecutes(const PrecisionSupport& support, std::string_view key) {
   if (!support.declared) return true;
+  if (oface::ParsePrecisionChangeKey(key).ok()) return support.float_layers;
   absl::StatusOr<BitFusionConv> conv = ParseBitFusionKeyFields(key);
   if (!conv.ok()) return true;
   return Executes(support, {conv->w_bits, conv->a_bits});

@@ -23,8 +23,10 @@ namespace apq::hwmodels {
 // or modelled pair, or float (W32A32) with float_layers.
 bool Executes(const PrecisionSupport& support, const BitPair& pair);
 
-// Whether the device runs the layer of a table key: keys that are no conv key ("head",
-// OFA's keys) always; a conv key per Executes of its pair.
+// Whether the device runs the layer of a table key: a conv key per Executes of its pair; a
+// change of precision between an int8 and a float layer ("(C, H)-quantize", oface/conv_key.h)
+// when the device runs float layers (or declares nothing); other keys ("head", OFA's keys)
+// always.
 bool KeyExecutes(const PrecisionSupport& support, std::string_view key);
 
 // In words, for errors and listings: "W8A8 or float (int8 on LibTorch's qnnpack engine)",

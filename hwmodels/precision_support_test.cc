@@ -53,10 +53,14 @@ TEST(PrecisionSupportTest, ExecutesAndDescribes) {
   EXPECT_TRUE(KeyExecutes(cpu, "(16, 64, 14, 1, 1, 0, 1)-W8A8"));
   EXPECT_FALSE(KeyExecutes(cpu, "(16, 64, 14, 1, 1, 0, 1)-W4A8"));
   EXPECT_TRUE(KeyExecutes(cpu, "head"));
+  EXPECT_TRUE(KeyExecutes(cpu, "(16, 14)-quantize"));
+  EXPECT_TRUE(KeyExecutes(undeclared, "(16, 14)-dequantize"));
 
   PrecisionSupport bitfusion;
   bitfusion.declared = true;
   bitfusion.pairs = {{4, 4}, {8, 8}};
+  // No float layer, so no change between int8 and float either.
+  EXPECT_FALSE(KeyExecutes(bitfusion, "(16, 14)-quantize"));
   const PrecisionSupport modelled = WithModelledPairs(bitfusion, 2, 3);
   EXPECT_EQ(modelled.modelled_pairs.size(), 4);
   EXPECT_TRUE(Executes(modelled, {2, 3}));

@@ -21,7 +21,9 @@
 #include "oface/mbconv_spec.h"
 
 ABSL_FLAG(std::string, spec, "fmnist_mbv2",
-          "The space's spec: fmnist_mbv2 or fmnist_lowbit (the same conv shapes).");
+          "The space's spec: fmnist_mbv2, fmnist_lowbit (the same conv shapes) or "
+          "fmnist_int8float (with --int8_engine: int8 and float layers and the changes of "
+          "precision between them).");
 ABSL_FLAG(std::string, out, "", "Path of the table JSON (written via a temporary + rename).");
 ABSL_FLAG(int, threads, 1, "LibTorch intra-op threads of every timed run (the device's setting).");
 ABSL_FLAG(int, warmup, 20, "Untimed runs before the timed ones, per layer shape and per subnet.");
@@ -34,10 +36,13 @@ ABSL_FLAG(int, validate_subnets, 50,
 ABSL_FLAG(std::string, int8_engine, "",
           "qnnpack or onednn: time every layer, and validate whole subnets, in int8 on this "
           "quantized engine (oface/int8_layers.h) instead of in float; empty: float.");
-ABSL_FLAG(std::string, float_table, "",
-          "With --int8_engine: a float table of the same spec (this tool without --int8_engine) "
-          "whose figures become the float-layer (W32A32) entries; the table then declares "
-          "W8A8 or float per layer. Without it, it declares W8A8 alone.");
+ABSL_FLAG(std::string, validate_bits, "highest",
+          "Bits of the validation's subnets: highest (every layer at the space's highest bits) "
+          "or paired (each layer at one bit choice for weights and activations alike: int8 or "
+          "float per layer in fmnist_int8float).");
+ABSL_FLAG(std::string, validation_tsv, "",
+          "Also write the validation's subnets to this file: config JSON, measured ms and the "
+          "table's ms, tab-separated, one subnet per line after a header.");
 ABSL_FLAG(uint64_t, seed, 1,
           "Seed of the validation: config sampling, supernet weights, calibration pixels.");
 
@@ -81,6 +86,11 @@ absl::Status Run() {
     return absl::InvalidArgumentError("--cache_flush_mib must be in 0..1024");
   }
   if (validate_subnets < 0) return absl::InvalidArgumentError("--validate_subnets must be >= 0");
+  const std::string validate_bits = absl::GetFlag(FLAGS_validate_bits);
+  if (validate_bits != "highest" && validate_bits != "paired") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--validate_bits: \"", validate_bits, "\" is not highest or paired"));
+  }
   options.cache_flush_bytes = int64_t{flush_mib} << 20;
   if (const std::string engine = absl::GetFlag(FLAGS_int8_engine); !engine.empty()) {
     absl::StatusOr<apq::oface::QuantizedEngine> parsed =
@@ -105,36 +115,17 @@ absl::Status Run() {
   if (!profile.ok()) return profile.status();
   apq::hwmodels::CostTable table;
   table.format = apq::hwmodels::TableFormat::kConvJson;
-  const std::string float_table = absl::GetFlag(FLAGS_float_table);
-  if (!float_table.empty() && !options.int8_engine.has_value()) {
-    return absl::InvalidArgumentError("--float_table needs --int8_engine");
-  }
+  for (const auto& [key, ms] : profile->latency_ms) table.entries[key].latency_ms = ms;
   if (options.int8_engine.has_value()) {
-    // A device that runs its layers in int8: only W8A8 keys hold what was timed, and the
-    // table says what the device runs.
+    // A device that runs its layers in int8, and in float where the spec has a float choice
+    // (the profile then holds W32A32 keys): the table says so.
     apq::hwmodels::PrecisionSupport& declared = table.precisions;
     declared.declared = true;
     declared.pairs = {{8, 8}};
     declared.int8_engine = apq::oface::QuantizedEngineName(*options.int8_engine);
     for (const auto& [key, ms] : profile->latency_ms) {
-      if (absl::EndsWith(key, "-W8A8")) table.entries[key].latency_ms = ms;
+      declared.float_layers = declared.float_layers || absl::EndsWith(key, "-W32A32");
     }
-    if (!float_table.empty()) {
-      absl::StatusOr<apq::hwmodels::CostTable> floats =
-          apq::hwmodels::LoadConvTableFile(float_table);
-      if (!floats.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--float_table: ", floats.status().message()));
-      }
-      declared.float_layers = true;
-      for (const auto& [key, entry] : floats->entries) {
-        const std::string shape = key.substr(0, key.rfind("-W"));
-        if (!table.entries.contains(absl::StrCat(shape, "-W8A8"))) continue;  // Not this spec's.
-        table.entries[absl::StrCat(shape, "-W32A32")].latency_ms = entry.latency_ms;
-      }
-    }
-  } else {
-    for (const auto& [key, ms] : profile->latency_ms) table.entries[key].latency_ms = ms;
   }
   const std::string json = apq::hwmodels::ConvTableToJson(table);
   // The writer's precondition, checked: the file must load as the server will load it.
@@ -144,8 +135,10 @@ absl::Status Run() {
         absl::StrCat("the profile does not make a valid table: ", loaded.status().message()));
   }
   if (absl::Status status = WriteAtomically(out, json); !status.ok()) return status;
-  std::fprintf(stderr, "timed %d conv shapes (%zu keys) in %.1f s; wrote %s\n", profile->shapes,
-               profile->latency_ms.size(), profile->seconds, out.c_str());
+  std::fprintf(stderr,
+               "timed %d conv shapes and %d changes of precision (%zu keys) in %.1f s; wrote %s\n",
+               profile->shapes, profile->changes, profile->latency_ms.size(), profile->seconds,
+               out.c_str());
   if (validate_subnets == 0) return absl::OkStatus();
 
   apq::oface::ValidationOptions validation;
@@ -153,9 +146,19 @@ absl::Status Run() {
   validation.seed = absl::GetFlag(FLAGS_seed);
   validation.timing = timing;
   validation.int8_engine = options.int8_engine;
+  validation.bits = validate_bits == "paired" ? apq::oface::BitSampling::kPaired
+                                              : apq::oface::BitSampling::kHighest;
   absl::StatusOr<apq::oface::ValidationReport> report =
       apq::oface::ValidateProfile(spec, profile->latency_ms, validation);
   if (!report.ok()) return report.status();
+  if (const std::string tsv = absl::GetFlag(FLAGS_validation_tsv); !tsv.empty()) {
+    std::string rows = "config\tmeasured_ms\ttable_ms\n";
+    for (const apq::oface::SubnetLatency& subnet : report->subnets) {
+      absl::StrAppend(&rows, subnet.config_json, "\t", subnet.measured_ms, "\t",
+                      subnet.predicted_ms, "\n");
+    }
+    if (absl::Status status = WriteAtomically(tsv, rows); !status.ok()) return status;
+  }
   double worst_measured = 0.0, worst_predicted = 0.0;
   for (const apq::oface::SubnetLatency& subnet : report->subnets) {
     if (subnet.config_json == report->worst_config_json) {
@@ -171,7 +174,10 @@ absl::Status Run() {
                "   interpreter's own work; a ratio far from 1 can also mean that\n"
                "   --cache_flush_mib does not fit this machine's caches)\n"
                "  worst: measured %.4f ms, predicted %.4f ms: %s\n",
-               report->subnets.size(), options.int8_engine.has_value() ? "int8" : "fp32",
+               report->subnets.size(),
+               options.int8_engine.has_value()
+                   ? (validate_bits == "paired" ? "int8/float" : "int8")
+                   : "fp32",
                report->seconds, report->mape_percent, report->median_ape_percent,
                report->worst_ape_percent, report->mean_ratio, report->mean_difference_ms,
                worst_measured, worst_predicted, report->worst_config_json.c_str());

@@ -6,6 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "hwmodels/bitfusion_key.h"
+#include "oface/conv_key.h"
 
 namespace apq::hwmodels {
 namespace {
@@ -77,6 +78,17 @@ absl::StatusOr<TableTemplate> ConvTemplate(const oface::SearchSpace& space, Tabl
     const std::string key = space.CostTermKey(term);
     if (key == "head" || key == "tail") {
       if (format == TableFormat::kApqBitFusion) {
+        keys.insert(key);
+        shapes.insert(key);
+      } else {
+        result.unrepresentable.push_back(key);
+      }
+      continue;
+    }
+    if (oface::ParsePrecisionChangeKey(key).ok()) {
+      // A change of precision between an int8 and a float layer: a conv table entry of its
+      // own; BitFusion's format has no float layer.
+      if (format == TableFormat::kConvJson) {
         keys.insert(key);
         shapes.insert(key);
       } else {

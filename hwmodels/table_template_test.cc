@@ -57,6 +57,10 @@ std::unique_ptr<oface::SearchSpace> LowBitSpace() {
 std::unique_ptr<oface::SearchSpace> FmnistSpace() {
   return *oface::NewMbConvQuantSpace(oface::FashionMnistSpec());
 }
+// With float layers: its template also asks for the changes of precision between them.
+std::unique_ptr<oface::SearchSpace> Int8FloatSpace() {
+  return *oface::NewMbConvQuantSpace(oface::FashionMnistInt8FloatSpec());
+}
 
 class TableTemplateTest : public ::testing::TestWithParam<Case> {};
 
@@ -102,7 +106,9 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"apq_mbv2_conv_json", &oface::NewApqMbv2Space, TableFormat::kConvJson, false},
         Case{"fmnist_mbv2_conv_json", &FmnistSpace, TableFormat::kConvJson, true},
         Case{"fmnist_lowbit_bitfusion", &LowBitSpace, TableFormat::kApqBitFusion, false},
-        Case{"fmnist_lowbit_conv_json", &LowBitSpace, TableFormat::kConvJson, true}),
+        Case{"fmnist_lowbit_conv_json", &LowBitSpace, TableFormat::kConvJson, true},
+        Case{"fmnist_int8float_conv_json", &Int8FloatSpace, TableFormat::kConvJson, true},
+        Case{"fmnist_int8float_bitfusion", &Int8FloatSpace, TableFormat::kApqBitFusion, false}),
     [](const ::testing::TestParamInfo<Case>& info) { return std::string(info.param.name); });
 
 TEST(TableTemplateKindsTest, AFormatOfTheOtherKeyKindIsRefused) {

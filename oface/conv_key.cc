@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstddef>
+#include <string>
 #include <string_view>
 
 #include "absl/status/status.h"
@@ -61,6 +62,27 @@ absl::StatusOr<ConvLayerKey> ParseConvLayerKey(std::string_view key) {
     }
   }
   return conv;
+}
+
+std::string PrecisionChangeKeyText(const PrecisionChangeKey& change) {
+  return absl::StrCat("(", change.channels, ", ", change.size, ")-",
+                      change.to_int8 ? "quantize" : "dequantize");
+}
+
+absl::StatusOr<PrecisionChangeKey> ParsePrecisionChangeKey(std::string_view key) {
+  PrecisionChangeKey change;
+  std::string_view rest = key;
+  bool ok = Consume(&rest, "(") && ConsumeDecimal(&rest, &change.channels) &&
+            Consume(&rest, ", ") && ConsumeDecimal(&rest, &change.size) && Consume(&rest, ")-");
+  if (ok && rest == "quantize") {
+    change.to_int8 = true;
+  } else if (!ok || rest != "dequantize") {
+    return ConvKeyError(key, "malformed (expected \"(C, H)-quantize\" or \"(C, H)-dequantize\")");
+  }
+  if (change.channels == 0 || change.size == 0) {
+    return ConvKeyError(key, change.channels == 0 ? "C is 0" : "H is 0");
+  }
+  return change;
 }
 
 }  // namespace apq::oface

@@ -37,6 +37,8 @@ using supernet_internal::ErrorMessage;
 
 // Must equal the exported module's batch-norm epsilon (oface/subnet_export.cc).
 constexpr double kBatchNormEps = 1e-5;
+// The bit widths of an int8 layer (W8A8).
+constexpr int kInt8LayerBits = 8;
 
 // (Cin, Cout, H_in, K, stride, pad, groups), the key without its bits.
 using ConvShape = std::array<int, 7>;
@@ -176,14 +178,82 @@ double TimeInt8Layer(const ConvShape& shape, LayerOps ops, const TimingOptions& 
     return MedianLatencyMs(
         options.warmup, options.repeats, [&] { linear.Forward(x); }, before_each);
   }
-  const torch::Tensor x = at::quantize_per_tensor(torch::rand({1, in, size, size}) * 6, input.scale,
-                                                  input.zero_point, at::kQUInt8);
+  // Channels-last, as every int8 conv of a deployed network receives it (quantized convs
+  // write channels-last outputs, and a quantized channels-last float stays so).
+  // Two inputs taken in turn: inside a network every call gets a new input tensor, and
+  // QNNPACK rebuilds a conv's indirection buffer whenever the input's address changes, work a
+  // layer timed on one tensor would skip.
+  const auto quantized_input = [&] {
+    return at::quantize_per_tensor(
+        (torch::rand({1, in, size, size}) * 6).contiguous(at::MemoryFormat::ChannelsLast),
+        input.scale, input.zero_point, at::kQUInt8);
+  };
+  const std::array<torch::Tensor, 2> inputs = {quantized_input(), quantized_input()};
+  size_t turn = 0;
   const torch::Tensor weight = torch::randn({out, in / groups, kernel, kernel}) *
                                std::sqrt(2.0 / (static_cast<double>(out) * kernel * kernel));
   const int8_internal::Int8Conv conv(weight, torch::zeros({out}), stride, padding, groups,
                                      /*relu6=*/ops == LayerOps::kConvBnRelu6, output);
   return MedianLatencyMs(
-      options.warmup, options.repeats, [&] { conv.Forward(x); }, before_each);
+      options.warmup, options.repeats, [&] { conv.Forward(inputs[turn++ % 2]); }, before_each);
+}
+
+// Median latency of one float layer of `shape` computing `ops` as the int8 export runs a layer
+// kept in float (oface/int8_export.h): conv2d with its batch norm folded into a bias, then
+// hardtanh(0, 6) for a ReLU6 role. Throws c10::Error.
+double TimeFoldedFloatLayer(const ConvShape& shape, LayerOps ops, const TimingOptions& options,
+                            const std::function<void()>& before_each) {
+  torch::NoGradGuard no_grad;
+  const int in = shape[0], out = shape[1], size = shape[2], kernel = shape[3];
+  const int stride = shape[4], padding = shape[5], groups = shape[6];
+  if (ops == LayerOps::kLinear) return TimeLayer(shape, ops, options, before_each);
+  // Channels-last, as in a deployed int8 network: the stem runs in int8, and every float
+  // tensor after it is a dequantized channels-last one or a float conv's output on one.
+  // Two inputs taken in turn, as an int8 layer is timed.
+  const auto float_input = [&] {
+    return (torch::rand({1, in, size, size}) * 6).contiguous(at::MemoryFormat::ChannelsLast);
+  };
+  const std::array<torch::Tensor, 2> inputs = {float_input(), float_input()};
+  size_t turn = 0;
+  const torch::Tensor weight = torch::randn({out, in / groups, kernel, kernel}) *
+                               std::sqrt(2.0 / (static_cast<double>(out) * kernel * kernel));
+  const torch::Tensor bias = torch::zeros({out});
+  const bool relu6 = ops == LayerOps::kConvBnRelu6;
+  return MedianLatencyMs(
+      options.warmup, options.repeats,
+      [&] {
+        torch::Tensor y = torch::conv2d(inputs[turn++ % 2], weight, bias, {stride, stride},
+                                        {padding, padding}, {1, 1}, groups);
+        if (relu6) y = torch::hardtanh(y, 0.0, 6.0);
+      },
+      before_each);
+}
+
+// Median latency of a change of precision as the int8 export computes it: a float
+// [1, C, H, H] tensor quantized to uint8 (quantize_per_tensor), or a uint8 one dequantized.
+// Throws c10::Error.
+double TimePrecisionChange(const PrecisionChangeKey& change, const TimingOptions& options,
+                           const std::function<void()>& before_each) {
+  torch::NoGradGuard no_grad;
+  const int8_internal::ActivationQuantization at = int8_internal::QuantizationOfRange(0.0, 6.0);
+  // Two inputs taken in turn, as a layer is timed.
+  const auto float_input = [&] {
+    return (torch::rand({1, change.channels, change.size, change.size}) * 6)
+        .contiguous(at::MemoryFormat::ChannelsLast);
+  };
+  const std::array<torch::Tensor, 2> floats = {float_input(), float_input()};
+  size_t turn = 0;
+  if (change.to_int8) {
+    return MedianLatencyMs(
+        options.warmup, options.repeats,
+        [&] { at::quantize_per_tensor(floats[turn++ % 2], at.scale, at.zero_point, at::kQUInt8); },
+        before_each);
+  }
+  const std::array<torch::Tensor, 2> quantized = {
+      at::quantize_per_tensor(floats[0], at.scale, at.zero_point, at::kQUInt8),
+      at::quantize_per_tensor(floats[1], at.scale, at.zero_point, at::kQUInt8)};
+  return MedianLatencyMs(
+      options.warmup, options.repeats, [&] { quantized[turn++ % 2].dequantize(); }, before_each);
 }
 
 const char* RoleName(LayerOps ops) {
@@ -237,11 +307,18 @@ absl::StatusOr<LayerProfile> ProfileLayers(const MbConvSpec& spec, const Profile
   }
   ASSIGN_OR_RETURN(const std::unique_ptr<SearchSpace> space, NewMbConvQuantSpace(spec));
 
-  // Every key first: the catalogue's keys by shape, in shape order.
+  // Every key first: the catalogue's keys by shape (and, for an int8 device, by whether the
+  // key's layer runs in int8 or in float), in shape order; the changes of precision.
   const absl::flat_hash_map<ConvShape, LayerOps> roles = LayerRoles(spec);
-  std::map<ConvShape, std::vector<std::string>> keys_by_shape;
+  std::map<std::pair<ConvShape, bool>, std::vector<std::string>> keys_by_shape;
+  std::map<std::string, PrecisionChangeKey> changes;
   for (int term = 0; term < space->num_cost_terms(); ++term) {
     std::string key = space->CostTermKey(term);
+    if (const absl::StatusOr<PrecisionChangeKey> change = ParsePrecisionChangeKey(key);
+        change.ok()) {
+      changes.emplace(std::move(key), *change);
+      continue;
+    }
     const absl::StatusOr<ConvLayerKey> conv = ParseConvLayerKey(key);
     if (!conv.ok()) {
       return absl::InvalidArgumentError(
@@ -261,7 +338,12 @@ absl::StatusOr<LayerProfile> ProfileLayers(const MbConvSpec& spec, const Profile
                        " that compute different ops (with and without ReLU6, or conv and "
                        "linear) share this shape, so one entry cannot time both"));
     }
-    keys_by_shape[shape].push_back(std::move(key));
+    const bool in_float = conv->w_bits == kFloatBits && conv->a_bits == kFloatBits;
+    if (options.int8_engine.has_value() && !in_float &&
+        !(conv->w_bits == kInt8LayerBits && conv->a_bits == kInt8LayerBits)) {
+      continue;  // Neither int8 nor float: the device does not run it.
+    }
+    keys_by_shape[{shape, in_float}].push_back(std::move(key));
   }
 
   LayerProfile profile;
@@ -273,13 +355,23 @@ absl::StatusOr<LayerProfile> ProfileLayers(const MbConvSpec& spec, const Profile
     at::set_num_threads(options.timing.threads);
     if (options.int8_engine.has_value())
       RETURN_IF_ERROR(int8_internal::UseEngine(*options.int8_engine));
-    for (const auto& [shape, keys] : keys_by_shape) {
+    for (const auto& [shape_precision, keys] : keys_by_shape) {
+      const auto& [shape, in_float] = shape_precision;
       const LayerOps ops = roles.at(shape);
-      const double ms = options.int8_engine.has_value()
-                            ? TimeInt8Layer(shape, ops, options.timing, before_each)
-                            : TimeLayer(shape, ops, options.timing, before_each);
+      double ms = 0.0;
+      if (!options.int8_engine.has_value()) {
+        ms = TimeLayer(shape, ops, options.timing, before_each);
+      } else if (in_float) {
+        ms = TimeFoldedFloatLayer(shape, ops, options.timing, before_each);
+      } else {
+        ms = TimeInt8Layer(shape, ops, options.timing, before_each);
+      }
       for (const std::string& key : keys) profile.latency_ms[key] = ms;
       ++profile.shapes;
+    }
+    for (const auto& [key, change] : changes) {
+      profile.latency_ms[key] = TimePrecisionChange(change, options.timing, before_each);
+      ++profile.changes;
     }
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("profiling failed: ", ErrorMessage(e)));
@@ -345,7 +437,7 @@ absl::StatusOr<ValidationReport> ValidateProfile(
   ASSIGN_OR_RETURN(const std::unique_ptr<Supernet> supernet, Supernet::Create(spec, options.seed));
   const SearchSpace& space = supernet->space();
   const std::vector<Genotype> configs =
-      SampleMeasurementConfigs(space, options.subnets, /*quantized=*/false, options.seed);
+      SampleConfigsWithBits(space, options.subnets, options.bits, options.seed);
 
   // Predictions first: a profile that does not cover the space fails before any timing.
   ValidationReport report;

@@ -20,7 +20,12 @@
 //
 // Bit widths: the table is for float (fp32) CPU inference, where the bit widths do not change
 // the latency. Each conv shape (the 7-tuple) is timed once and its figure is written under
-// every W/A key of that shape in the catalogue.
+// every W/A key of that shape in the catalogue. With ProfileOptions::int8_engine, int8 and float
+// layers are timed apart (see there).
+//
+// Changes of precision (a space with a float choice per layer): "(C, H)-quantize" is timed as
+// quantize_per_tensor of a float [1, C, H, H] tensor to uint8, "(C, H)-dequantize" as
+// dequantize of a uint8 one, the ops the int8 export runs where an int8 and a float layer meet.
 //
 // What no entry holds: the input normalisation, the residual additions (a projection shape can
 // serve both a residual and a non-residual slot, so an addition cannot be charged to a key),
@@ -39,6 +44,15 @@
 // measured / predicted ratio was about 1.5 with hot caches, and 1.2, 1.1 and 0.86 with 4, 8 and
 // 16 MiB sweeps (a larger sweep also evicts what a network keeps in the last-level cache).
 //
+// For an int8 device (ProfileOptions::int8_engine) every timed op takes its input as a deployed
+// int8 network hands it over: channels-last, and a different tensor on each run (two taken in
+// turn). QNNPACK rebuilds a conv's indirection buffer whenever its input's address changes, as
+// it does on every layer of a network; timed on one tensor, the int8 entries missed that work
+// and the validation of 80 int8/float networks measured 1.8 times the table, against 1.3 with
+// two tensors (bench/RESULTS.md). The TorchScript interpreter's own time per op call, measured
+// once at 0.2 us (a scripted forward of 32 hardtanh calls against the same calls made
+// directly), is not what a table misses here.
+//
 // Thread safety: the calls set LibTorch's process-wide thread count and time on the calling
 // thread; run one at a time, on an otherwise quiet machine.
 #ifndef APQ_OFACE_LAYER_PROFILER_H_
@@ -53,6 +67,7 @@
 #include "absl/status/statusor.h"
 #include "oface/int8_layers.h"
 #include "oface/mbconv_spec.h"
+#include "oface/subnet_measurement.h"
 
 namespace apq::oface {
 
@@ -67,15 +82,19 @@ struct ProfileOptions {
   // Memory swept before every run of a layer (see the header comment); 0: hot caches. The
   // default fitted the development machine best.
   int64_t cache_flush_bytes = int64_t{8} << 20;
-  // Set: every shape is timed in int8 on this engine (as CompareInt8Layers times it) instead
-  // of in float: the figures of a device that runs its layers in int8.
+  // Set: the figures of a device that runs its layers in int8 on this engine, or in float as
+  // the int8 export keeps a layer in float: W8A8 keys are timed in int8 (as CompareInt8Layers
+  // times them), W32A32 keys as a conv with its batch norm folded (and hardtanh for a ReLU6
+  // role), other pairs not at all (the device runs none). Unset: every key in float, as above.
   std::optional<QuantizedEngine> int8_engine;
 };
 
 struct LayerProfile {
-  // Latency in ms of every catalogue key (all W/A keys of a shape share their shape's figure).
+  // Latency in ms of every catalogue key timed (all W/A keys of a shape that run alike share
+  // their shape's figure).
   absl::flat_hash_map<std::string, double> latency_ms;
-  int shapes = 0;        // Distinct conv shapes timed.
+  int shapes = 0;        // Distinct conv shapes timed (per precision for an int8 device).
+  int changes = 0;       // Changes of precision timed.
   double seconds = 0.0;  // Wall time of the profiling.
 };
 
@@ -114,9 +133,12 @@ struct ValidationOptions {
   int calibration_images = 64;  // Synthetic (seeded random) images for BN recalibration; >= 1.
   TimingOptions timing;
   // Set: each subnet is extracted as a true int8 module on this engine (ExtractInt8Subnet,
-  // oface/subnet_export.h) and timed so; the sampled configs' layers are all at the space's
-  // highest bits, which must be 8.
+  // oface/subnet_export.h) and timed so; every layer must then be at W8A8 or in float.
   std::optional<QuantizedEngine> int8_engine;
+  // How the configs' bits are drawn (SampleConfigsWithBits): kHighest, every layer at the
+  // space's highest bits; kPaired, each layer at one of its bit choices for weights and
+  // activations alike (int8 or float per layer in fmnist_int8float).
+  BitSampling bits = BitSampling::kHighest;
 };
 
 // One validated subnet: its measured latency and the table's prediction.
@@ -138,8 +160,8 @@ struct ValidationReport {
   double seconds = 0.0;             // Wall time of the validation.
 };
 
-// Checks a profile against whole networks: samples options.subnets fp32 configs
-// (SampleMeasurementConfigs(space, subnets, /*quantized=*/false, seed)), extracts each from a
+// Checks a profile against whole networks: samples options.subnets configs
+// (SampleConfigsWithBits(space, subnets, options.bits, seed)), extracts each from a
 // Supernet::Create(spec, seed) with untrained weights (latency does not depend on the weight
 // values) after BN recalibration on synthetic images, times the extracted module's forward at
 // batch 1 and compares it with the sum of `latency_ms` over the config's cost terms.

@@ -1,7 +1,9 @@
 #include "oface/layer_profiler.h"
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -235,13 +237,79 @@ TEST(Int8ProfileTest, AnInt8ProfileIsValidatedOnInt8Subnets) {
   absl::StatusOr<LayerProfile> int8 = ProfileLayers(ConvKeySpec(), options);
   ASSERT_TRUE(int8.ok()) << int8.status();
   EXPECT_EQ(int8->shapes, Profile().shapes);
-  EXPECT_EQ(int8->latency_ms.size(), Profile().latency_ms.size());
+  EXPECT_EQ(int8->changes, 0);
+  // Only the W8A8 keys: the device runs no other pair (the spec has no float choice).
+  int w8a8 = 0;
+  for (const auto& [key, ms] : Profile().latency_ms) {
+    if (key.size() > 5 && key.substr(key.size() - 5) == "-W8A8") {
+      ++w8a8;
+      EXPECT_TRUE(int8->latency_ms.contains(key)) << key;
+    }
+  }
+  EXPECT_GT(w8a8, 0);
+  EXPECT_EQ(static_cast<int>(int8->latency_ms.size()), w8a8);
   ValidationOptions validation;
   validation.subnets = 3;
   validation.timing = FastTiming();
   validation.int8_engine = QuantizedEngine::kQnnpack;
   absl::StatusOr<ValidationReport> report =
       ValidateProfile(ConvKeySpec(), int8->latency_ms, validation);
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_EQ(report->subnets.size(), 3u);
+  for (const SubnetLatency& subnet : report->subnets) {
+    EXPECT_GT(subnet.measured_ms, 0.0);
+    EXPECT_GT(subnet.predicted_ms, 0.0);
+  }
+}
+
+// A spec with a float choice per layer, profiled for an int8 device: W8A8 keys in int8,
+// W32A32 keys in float (timed apart, so a shape has two figures), the changes of precision
+// between them, nothing for the mixed pairs; validated on subnets of int8 and float layers.
+TEST(Int8ProfileTest, AnInt8FloatSpecGetsBothPrecisionsAndTheChangesBetweenThem) {
+  MbConvSpec spec = ConvKeySpec();
+  spec.bit_choices = {8, kFloatBits};
+  spec.banned_kernel_dw_a_bits.clear();
+  ProfileOptions options = FastProfile();
+  options.int8_engine = QuantizedEngine::kQnnpack;
+  absl::StatusOr<LayerProfile> profile = ProfileLayers(spec, options);
+  ASSERT_TRUE(profile.ok()) << profile.status();
+  const std::unique_ptr<SearchSpace> space = NewMbConvQuantSpace(spec).value();
+  int int8_keys = 0, float_keys = 0, changes = 0;
+  std::set<std::string> int8_shapes, float_shapes;
+  for (int term = 0; term < space->num_cost_terms(); ++term) {
+    const std::string key = space->CostTermKey(term);
+    const bool change = key.find("quantize") != std::string::npos;
+    const bool int8 = key.find("-W8A8") != std::string::npos;
+    const bool in_float = key.find("-W32A32") != std::string::npos;
+    SCOPED_TRACE(key);
+    if (change || int8 || in_float) {
+      ASSERT_TRUE(profile->latency_ms.contains(key));
+      EXPECT_GT(profile->latency_ms.at(key), 0.0);
+    } else {
+      EXPECT_FALSE(profile->latency_ms.contains(key));
+    }
+    int8_keys += int8;
+    float_keys += in_float;
+    changes += change;
+    if (int8) int8_shapes.insert(ShapeOf(key));
+    if (in_float) float_shapes.insert(ShapeOf(key));
+  }
+  EXPECT_GT(changes, 0);
+  EXPECT_EQ(profile->changes, changes);
+  // The stem and tail run in int8 only; every searched layer's shape runs both ways.
+  EXPECT_GT(float_keys, 0);
+  EXPECT_GT(int8_keys, float_keys);
+  EXPECT_TRUE(std::includes(int8_shapes.begin(), int8_shapes.end(), float_shapes.begin(),
+                            float_shapes.end()));
+  EXPECT_EQ(profile->shapes, static_cast<int>(int8_shapes.size() + float_shapes.size()));
+  EXPECT_EQ(static_cast<int>(profile->latency_ms.size()), int8_keys + float_keys + changes);
+
+  ValidationOptions validation;
+  validation.subnets = 3;
+  validation.timing = FastTiming();
+  validation.int8_engine = QuantizedEngine::kQnnpack;
+  validation.bits = BitSampling::kPaired;
+  absl::StatusOr<ValidationReport> report = ValidateProfile(spec, profile->latency_ms, validation);
   ASSERT_TRUE(report.ok()) << report.status();
   ASSERT_EQ(report->subnets.size(), 3u);
   for (const SubnetLatency& subnet : report->subnets) {

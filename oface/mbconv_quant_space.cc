@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -14,12 +15,14 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
+#include "oface/conv_key.h"
 #include "oface/json_fields.h"
 
 namespace apq::oface {
@@ -58,7 +61,18 @@ struct Layer {
   int mid_feature_offset = 0;
   size_t pw_term_offset = 0;  // Into pw1_terms_ / pw2_terms_: [mid][w][a].
   size_t dw_term_offset = 0;  // Into dw_terms_: [kernel][mid][w][a].
+  // Stride 1 and as many output channels as input ones: the block adds its input to its output.
+  bool residual = false;
+  // Spaces with a float choice: changes of precision, indexed [to_int8] (0: to float, 1: to
+  // int8), of the block's input (Cin, H_in) and output (Cout, H_out), and [mid][to_int8] of the
+  // expand conv's output (mid, H_in) and the depthwise conv's output (mid, H_out).
+  std::array<int32_t, 2> input_change = {-1, -1};
+  std::array<int32_t, 2> output_change = {-1, -1};
+  std::vector<std::array<int32_t, 2>> expanded_change;
+  std::vector<std::array<int32_t, 2>> depthwise_change;
 };
+
+bool IsFloat(int bits) { return bits == kFloatBits; }
 
 // Size, MACs and BitOps accumulated over layers.
 struct CostSum {
@@ -158,6 +172,19 @@ class MbConvQuantSpace final : public SearchSpace {
   static CostSum PointwiseCost(const Layer& layer, int64_t mid, int w_bits, int a_bits);
   static CostSum DepthwiseCost(const Layer& layer, int64_t mid, int64_t ks, int w_bits, int a_bits);
 
+  // Spaces with a float choice: appends the changes of precision inside layer i (between its
+  // 1x1 convs at pw_w bits and its depthwise conv at dw_w bits), and those where a block whose
+  // output is held as `from_float` says feeds layer i's 1x1 conv at pw_w bits: the block's
+  // output and, when `producer_residual`, the residual input the sum reads.
+  void AppendInnerChanges(const Layer& layer, int mid, int pw_w, int dw_w,
+                          absl::InlinedVector<int32_t, 3>* terms) const;
+  void AppendBoundaryChanges(const std::array<int32_t, 2>& change, bool from_float, bool to_float,
+                             bool producer_residual, absl::InlinedVector<int32_t, 3>* terms) const;
+  // The coupling of two slots' bits genes whose values' float-ness decides `terms_of(first,
+  // second)`: one case per pair of bit choices that differ in it.
+  CostCoupling Coupling(
+      int first_slot, int first_gene, int second_slot, int second_gene,
+      const std::function<void(int, int, absl::InlinedVector<int32_t, 3>*)>& terms_of) const;
   // The catalogue index of `key`, adding it when new.
   int32_t Term(std::string key, absl::flat_hash_map<std::string, int32_t>* index);
   void BuildCatalogue();
@@ -186,6 +213,11 @@ class MbConvQuantSpace final : public SearchSpace {
   std::vector<int32_t> dw_terms_;  // -1 for banned (kernel, dw_a) pairs.
 
   CostSum fixed_cost_;  // Stem and tail.
+  // A bit choice keeps a layer in float: a float layer next to an int8 one (the stem and tail
+  // are int8) pays the change of precision between them (terms "(C, H)-quantize" /
+  // "(C, H)-dequantize", oface/conv_key.h), as the int8 export computes it.
+  bool float_choice_ = false;
+  bool first_block_residual_ = false;  // The stem's first block adds its input to its output.
 
   // ToJson's text of each layer's expand ratio mid / in_channels, by mid index: written once
   // here by the JSON library, so that ToJson, on the search's hot path, only joins pieces.
@@ -212,6 +244,7 @@ MbConvQuantSpace::MbConvQuantSpace(MbConvSpec spec) : spec_(std::move(spec)) {
       layer.in_size = size;
       layer.out_size = ConvOutSize(size, layer.stride);
       // Python's range(min_expand * c, max_expand * c + step, step).
+      layer.residual = layer.stride == 1 && layer.in_channels == layer.out_channels;
       layer.min_mid = spec_.min_expand * layer.in_channels;
       const int end = spec_.max_expand * layer.in_channels + spec_.width_step;
       layer.num_mids = (end - layer.min_mid + spec_.width_step - 1) / spec_.width_step;
@@ -280,6 +313,10 @@ MbConvQuantSpace::MbConvQuantSpace(MbConvSpec spec) : spec_(std::move(spec)) {
     banned_[KernelIndex(ks) * num_bits + BitIndex(bits)] = true;
   }
 
+  float_choice_ = std::find(spec_.bit_choices.begin(), spec_.bit_choices.end(), kFloatBits) !=
+                  spec_.bit_choices.end();
+  first_block_residual_ =
+      spec_.first_block_stride == 1 && spec_.first_conv_channels == spec_.first_block_channels;
   BuildCatalogue();
 
   // Stem: k x k conv, then the first block's depthwise conv and projection; tail: feature
@@ -368,6 +405,42 @@ void MbConvQuantSpace::BuildCatalogue() {
       }
     }
   }
+  if (!float_choice_) return;
+  // After the conv keys, so that a space's conv terms keep their indices whether or not it has
+  // a float choice.
+  const auto changes = [&](int channels, int size) {
+    return std::array<int32_t, 2>{Term(PrecisionChangeKeyText({channels, size, false}), &index),
+                                  Term(PrecisionChangeKeyText({channels, size, true}), &index)};
+  };
+  for (Layer& layer : layers_) {
+    layer.input_change = changes(layer.in_channels, layer.in_size);
+    layer.output_change = changes(layer.out_channels, layer.out_size);
+    for (int m = 0; m < layer.num_mids; ++m) {
+      const int mid = layer.min_mid + m * spec_.width_step;
+      layer.expanded_change.push_back(changes(mid, layer.in_size));
+      layer.depthwise_change.push_back(changes(mid, layer.out_size));
+    }
+  }
+}
+
+void MbConvQuantSpace::AppendInnerChanges(const Layer& layer, int mid, int pw_w, int dw_w,
+                                          absl::InlinedVector<int32_t, 3>* terms) const {
+  if (IsFloat(pw_w) == IsFloat(dw_w)) return;
+  const int m = MidIndex(layer, mid);
+  // The expand conv's output, held as the depthwise conv runs; the depthwise conv's output,
+  // held as the projection runs.
+  terms->push_back(layer.expanded_change[m][IsFloat(dw_w) ? 0 : 1]);
+  terms->push_back(layer.depthwise_change[m][IsFloat(pw_w) ? 0 : 1]);
+}
+
+void MbConvQuantSpace::AppendBoundaryChanges(const std::array<int32_t, 2>& change,
+                                             bool from_float, bool to_float,
+                                             bool producer_residual,
+                                             absl::InlinedVector<int32_t, 3>* terms) const {
+  if (from_float == to_float) return;
+  const int32_t term = change[to_float ? 0 : 1];
+  terms->push_back(term);
+  if (producer_residual) terms->push_back(term);
 }
 
 bool MbConvQuantSpace::SatisfiesRules(const Genotype& genotype) const {
@@ -439,16 +512,41 @@ void MbConvQuantSpace::CostTerms(const Genotype& genotype, std::vector<int32_t>*
   assert(genotype.size() == genes_.size());
   // predict_lat starts its float64 accumulator at head + tail.
   terms->insert(terms->end(), fixed_terms_.begin(), fixed_terms_.end());
+  // The stream between blocks is held as its reader runs; the stem's first block and the
+  // feature mix run in int8.
+  bool stream_float = false;
+  bool producer_residual = first_block_residual_;
+  const Layer* last = nullptr;
+  absl::InlinedVector<int32_t, 3> inner;
   for (int i = 0; i < num_layers(); ++i) {
     if (!IsActive(genotype, i)) continue;
     const Layer& layer = layers_[i];
     const int mid = genotype[MidGene(i)];
-    const size_t pw =
-        PointwiseIndex(layer, mid, genotype[BitGene(kPwW, i)], genotype[BitGene(kPwA, i)]);
+    const int pw_w = genotype[BitGene(kPwW, i)];
+    const size_t pw = PointwiseIndex(layer, mid, pw_w, genotype[BitGene(kPwA, i)]);
+    if (float_choice_) {
+      inner.clear();
+      AppendBoundaryChanges(layer.input_change, stream_float, IsFloat(pw_w), producer_residual,
+                            &inner);
+      terms->insert(terms->end(), inner.begin(), inner.end());
+    }
     terms->push_back(pw1_terms_[pw]);
     terms->push_back(DepthwiseTerm(layer, genotype[KsGene(i)], mid, genotype[BitGene(kDwW, i)],
                                    genotype[BitGene(kDwA, i)]));
     terms->push_back(pw2_terms_[pw]);
+    if (float_choice_) {
+      inner.clear();
+      AppendInnerChanges(layer, mid, pw_w, genotype[BitGene(kDwW, i)], &inner);
+      terms->insert(terms->end(), inner.begin(), inner.end());
+    }
+    stream_float = IsFloat(pw_w);
+    producer_residual = layer.residual;
+    last = &layer;
+  }
+  if (float_choice_ && last != nullptr) {
+    inner.clear();
+    AppendBoundaryChanges(last->output_change, stream_float, false, producer_residual, &inner);
+    terms->insert(terms->end(), inner.begin(), inner.end());
   }
 }
 
@@ -483,10 +581,31 @@ std::optional<StaticCost> MbConvQuantSpace::StaticCosts(const Genotype& genotype
   return sum.ToStaticCost();
 }
 
-// Every term of an active layer depends on that layer's genes only: its input channels, input
-// size and stride are fixed by its slot (the previous layer's mid width stays inside that
-// layer), and the rule binds one layer's ks and dw_a. So a layer's terms split exactly by
-// layer, and, given the layer's ks and mid, by the pw and dw bit pairs.
+CostCoupling MbConvQuantSpace::Coupling(
+    int first_slot, int first_gene, int second_slot, int second_gene,
+    const std::function<void(int, int, absl::InlinedVector<int32_t, 3>*)>& terms_of) const {
+  CostCoupling coupling{first_slot, first_gene, second_slot, second_gene, {}};
+  absl::InlinedVector<int32_t, 3> terms;
+  for (const int first : spec_.bit_choices) {
+    for (const int second : spec_.bit_choices) {
+      if (IsFloat(first) == IsFloat(second)) continue;
+      terms.clear();
+      terms_of(first, second, &terms);
+      coupling.cases.push_back({first, second, {terms.begin(), terms.end()}});
+    }
+  }
+  return coupling;
+}
+
+// Every conv term of an active layer depends on that layer's genes only: its input channels,
+// input size and stride are fixed by its slot (the previous layer's mid width stays inside that
+// layer), and the rule binds one layer's ks and dw_a. So a layer's conv terms split exactly by
+// layer, and, given the layer's ks and mid, by the pw and dw bit pairs. In a space with a
+// float choice, a change of precision depends on the float-ness of the two layers it joins:
+// inside a layer (its pw and dw bits: a coupling of its two kBitwidths slots, part of its
+// kBlocks choice) and between consecutive blocks (their pw bits: a coupling); the first block
+// after the stem and the last before the feature mix meet int8 layers, fixed, so those changes
+// are part of their own choices.
 std::optional<CostDecomposition> MbConvQuantSpace::DecomposeCosts(const Genotype& genotype,
                                                                   CostSplit split) const {
   assert(genotype.size() == genes_.size());
@@ -494,30 +613,69 @@ std::optional<CostDecomposition> MbConvQuantSpace::DecomposeCosts(const Genotype
   CostDecomposition decomposition;
   decomposition.fixed_terms = fixed_terms_;
   decomposition.fixed_static_cost = fixed_cost_.ToStaticCost();
+  std::vector<int> active;
   for (int i = 0; i < num_layers(); ++i) {
-    if (!IsActive(genotype, i)) continue;
+    if (IsActive(genotype, i)) active.push_back(i);
+  }
+  // The changes where the stem's first block feeds layer i at pw_w bits (i first), and where
+  // layer i at pw_w bits feeds the feature mix (i last).
+  const auto append_end_changes = [&](size_t a, int pw_w, absl::InlinedVector<int32_t, 3>* terms) {
+    if (!float_choice_) return;
+    const Layer& layer = layers_[active[a]];
+    if (a == 0) {
+      AppendBoundaryChanges(layer.input_change, false, IsFloat(pw_w), first_block_residual_,
+                            terms);
+    }
+    if (a + 1 == active.size()) {
+      AppendBoundaryChanges(layer.output_change, IsFloat(pw_w), false, layer.residual, terms);
+    }
+  };
+  int previous_pw_slot = -1;  // The slot holding the previous active layer's pw_w gene.
+  for (size_t a = 0; a < active.size(); ++a) {
+    const int i = active[a];
     const Layer& layer = layers_[i];
+    // The change where the previous active layer's output meets this layer's 1x1 conv.
+    const auto boundary = [&](int from_bits, int to_bits, absl::InlinedVector<int32_t, 3>* terms) {
+      AppendBoundaryChanges(layer.input_change, IsFloat(from_bits), IsFloat(to_bits),
+                            layers_[active[a - 1]].residual, terms);
+    };
+    const int pw_slot = static_cast<int>(decomposition.slots.size());
+    if (float_choice_ && a > 0) {
+      decomposition.couplings.push_back(
+          Coupling(previous_pw_slot, BitGene(kPwW, active[a - 1]), pw_slot, BitGene(kPwW, i),
+                   boundary));
+    }
+    previous_pw_slot = pw_slot;
     if (split == CostSplit::kBitwidths) {
       const int ks = genotype[KsGene(i)];
       const int mid = genotype[MidGene(i)];
       CostSlot pw{absl::StrCat("layer ", i, " pw"), {BitGene(kPwW, i), BitGene(kPwA, i)}, {}, 0};
       CostSlot dw{absl::StrCat("layer ", i, " dw"), {BitGene(kDwW, i), BitGene(kDwA, i)}, {}, 0};
       for (const int w : bits) {
-        for (const int a : bits) {
-          const size_t pw_index = PointwiseIndex(layer, mid, w, a);
-          pw.choices.push_back({{w, a},
-                                {pw1_terms_[pw_index], pw2_terms_[pw_index]},
-                                PointwiseCost(layer, mid, w, a).ToStaticCost()});
-          if (Banned(ks, a)) continue;
-          dw.choices.push_back({{w, a},
-                                {DepthwiseTerm(layer, ks, mid, w, a)},
-                                DepthwiseCost(layer, mid, ks, w, a).ToStaticCost()});
+        for (const int a_bits : bits) {
+          const size_t pw_index = PointwiseIndex(layer, mid, w, a_bits);
+          CostSlotChoice& choice = pw.choices.emplace_back();
+          choice.values = {w, a_bits};
+          choice.terms = {pw1_terms_[pw_index], pw2_terms_[pw_index]};
+          append_end_changes(a, w, &choice.terms);
+          choice.static_cost = PointwiseCost(layer, mid, w, a_bits).ToStaticCost();
+          if (Banned(ks, a_bits)) continue;
+          dw.choices.push_back({{w, a_bits},
+                                {DepthwiseTerm(layer, ks, mid, w, a_bits)},
+                                DepthwiseCost(layer, mid, ks, w, a_bits).ToStaticCost()});
         }
       }
       SelectCostSlotChoice(genotype, &pw);
       SelectCostSlotChoice(genotype, &dw);
       decomposition.slots.push_back(std::move(pw));
       decomposition.slots.push_back(std::move(dw));
+      if (float_choice_) {
+        decomposition.couplings.push_back(Coupling(
+            pw_slot, BitGene(kPwW, i), pw_slot + 1, BitGene(kDwW, i),
+            [&](int pw_w, int dw_w, absl::InlinedVector<int32_t, 3>* terms) {
+              AppendInnerChanges(layer, mid, pw_w, dw_w, terms);
+            }));
+      }
       continue;
     }
     CostSlot slot{absl::StrCat("layer ", i),
@@ -540,10 +698,12 @@ std::optional<CostDecomposition> MbConvQuantSpace::DecomposeCosts(const Genotype
                 if (Banned(ks, dw_a)) continue;
                 CostSum cost = pw_cost;
                 cost += DepthwiseCost(layer, mid, ks, dw_w, dw_a);
-                slot.choices.push_back(
-                    {{ks, mid, pw_w, pw_a, dw_w, dw_a},
-                     {expand, DepthwiseTerm(layer, ks, mid, dw_w, dw_a), project},
-                     cost.ToStaticCost()});
+                CostSlotChoice& choice = slot.choices.emplace_back();
+                choice.values = {ks, mid, pw_w, pw_a, dw_w, dw_a};
+                choice.terms = {expand, DepthwiseTerm(layer, ks, mid, dw_w, dw_a), project};
+                if (float_choice_) AppendInnerChanges(layer, mid, pw_w, dw_w, &choice.terms);
+                append_end_changes(a, pw_w, &choice.terms);
+                choice.static_cost = cost.ToStaticCost();
               }
             }
           }

@@ -29,11 +29,26 @@
 // feature mix and classifier convs at fixed_bits), summed in utils/latency_predictor.py
 // predict_lat's order: head, tail, then per active slot pw1, dw, pw2.
 //
+// Changes of precision (a spec whose bit_choices include kFloatBits, e.g. fmnist_int8float):
+// a layer at 32 weight bits runs in float, any other in int8, and the stem and tail in int8.
+// Where the int8 export (oface/int8_export.h) converts a tensor between them the network also
+// pays "(C, H)-quantize" or "(C, H)-dequantize" (oface/conv_key.h): inside a layer whose 1x1
+// convs and depthwise conv differ (the expand conv's output, mid x H_in, and the depthwise
+// conv's, mid x H_out), and between consecutive blocks whose 1x1 convs differ (the block's
+// output, Cin x H_in of the next; twice when the earlier block adds its input to its output,
+// whose residual input is converted too), counting the stem's first block and the feature mix
+// as int8. Each is appended after the terms of the layer it follows or precedes; apq_mbv2 and
+// the other specs without a float choice have none.
+//
 // DecomposeCosts: the fixed part is the stem's and tail's terms. kBitwidths: per active slot i,
 // "layer i pw" (genes pw_w[i], pw_a[i]; both 1x1 convs) then "layer i dw" (dw_w[i], dw_a[i];
 // the depthwise conv, without pairs banned with ks[i]). kBlocks: per active slot i, "layer i"
 // (ks, mid and the four bits of slot i; its three convs). Exact because a slot's convs depend
 // on its own genes only: its input channels, input size and stride are fixed by the slot.
+// With a float choice, the changes of precision inside a layer are a coupling of its "pw" and
+// "dw" slots (kBitwidths) or part of its choice (kBlocks); those between consecutive layers a
+// coupling of their pw_w genes; those where the first and last active layers meet the stem and
+// the feature mix part of those layers' pw choices.
 //
 // JSON: APQ's exps/<name>/arch format, a two-element list
 //   [{"wid": null, "ks": [L], "e": [L], "d": [S]},

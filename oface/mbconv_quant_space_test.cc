@@ -874,6 +874,94 @@ TEST(MbConvQuantSpaceTest, FashionMnistCostDecompositionsAreExact) {
             6 * 100);
 }
 
+// In fmnist_int8float a float layer next to an int8 one pays the change of precision of the
+// tensor between them (where the int8 export quantizes or dequantizes it).
+TEST(MbConvQuantSpaceTest, Int8FloatSpaceChargesChangesOfPrecisionWhereLayersMeet) {
+  const std::unique_ptr<SearchSpace> space =
+      NewMbConvQuantSpace(FashionMnistInt8FloatSpec()).value();
+  const std::vector<GeneSpec>& genes = space->genes();
+  // Every layer at `bits`, depths 2, 2, 2, widths at their smallest.
+  const auto uniform = [&](int bits) {
+    Genotype genotype;
+    for (const GeneSpec& gene : genes) {
+      const bool is_bits = gene.name.find("bits_setting") != std::string::npos;
+      const bool is_depth = gene.name.rfind("d[", 0) == 0;
+      genotype.push_back(is_bits ? bits : is_depth ? 2 : gene.choices.front());
+    }
+    return genotype;
+  };
+  const auto gene = [&](const std::string& name) {
+    for (size_t g = 0; g < genes.size(); ++g) {
+      if (genes[g].name == name) return static_cast<int>(g);
+    }
+    ADD_FAILURE() << "no gene " << name;
+    return 0;
+  };
+  const auto changes = [&](const Genotype& genotype) {
+    std::vector<int32_t> terms;
+    space->CostTerms(genotype, &terms);
+    std::multiset<std::string> keys;
+    for (const int32_t term : terms) {
+      const std::string key = space->CostTermKey(term);
+      if (key.find("quantize") != std::string::npos) keys.insert(key);
+    }
+    return keys;
+  };
+  EXPECT_TRUE(changes(uniform(8)).empty());
+  // All float: the stem's first block (16 channels at 14x14, adding its input) hands over two
+  // tensors, its output and the residual input; the last block (48 at 4x4, residual) likewise.
+  EXPECT_EQ(changes(uniform(32)),
+            (std::multiset<std::string>{"(16, 14)-dequantize", "(16, 14)-dequantize",
+                                        "(48, 4)-quantize", "(48, 4)-quantize"}));
+  // Layer 0 (16 -> 24, stride 2 from 14x14, mid 48) with its depthwise conv in float: the
+  // expand conv's output is dequantized, the depthwise conv's quantized.
+  Genotype depthwise_float = uniform(8);
+  depthwise_float[gene("dw_w_bits_setting[0]")] = 32;
+  depthwise_float[gene("dw_a_bits_setting[0]")] = 32;
+  EXPECT_EQ(changes(depthwise_float),
+            (std::multiset<std::string>{"(48, 14)-dequantize", "(48, 7)-quantize"}));
+  // Layer 1 (24 -> 24 at 7x7, mid 72) with its 1x1 convs in float: its input (layer 0's
+  // output, no residual) is dequantized, and its output and residual input quantized for
+  // layer 4; inside it, the depthwise conv's input is quantized and its output dequantized.
+  Genotype pointwise_float = uniform(8);
+  pointwise_float[gene("pw_w_bits_setting[1]")] = 32;
+  pointwise_float[gene("pw_a_bits_setting[1]")] = 32;
+  EXPECT_EQ(changes(pointwise_float),
+            (std::multiset<std::string>{"(24, 7)-dequantize", "(72, 7)-quantize",
+                                        "(72, 7)-dequantize", "(24, 7)-quantize",
+                                        "(24, 7)-quantize"}));
+  // A space without a float choice has no such term.
+  const std::unique_ptr<SearchSpace> mbv2 = NewMbConvQuantSpace(FashionMnistSpec()).value();
+  for (int term = 0; term < mbv2->num_cost_terms(); ++term) {
+    EXPECT_EQ(mbv2->CostTermKey(term).find("quantize"), std::string::npos);
+  }
+}
+
+TEST(MbConvQuantSpaceTest, Int8FloatCostDecompositionsAreExact) {
+  const std::unique_ptr<SearchSpace> space =
+      NewMbConvQuantSpace(FashionMnistInt8FloatSpec()).value();
+  std::vector<Genotype> genotypes;
+  genotypes.reserve(500);
+  Rng rng(47);
+  for (int n = 0; n < 500; ++n) genotypes.push_back(space->Sample(rng));
+  EXPECT_GT(ExpectCostDecompositionExact(*space, CostSplit::kBitwidths, genotypes, 48, 20, 500),
+            2 * 6 * 500);
+  genotypes.resize(50);
+  EXPECT_GT(ExpectCostDecompositionExact(*space, CostSplit::kBlocks, genotypes, 49, 20, 5),
+            6 * 50);
+  // The couplings are there: per active layer its pw and dw slots, per pair of consecutive
+  // layers their pw slots.
+  const std::optional<CostDecomposition> bitwidths =
+      space->DecomposeCosts(genotypes[0], CostSplit::kBitwidths);
+  ASSERT_TRUE(bitwidths.has_value());
+  const size_t layers = bitwidths->slots.size() / 2;
+  EXPECT_EQ(bitwidths->couplings.size(), 2 * layers - 1);
+  const std::optional<CostDecomposition> blocks =
+      space->DecomposeCosts(genotypes[0], CostSplit::kBlocks);
+  ASSERT_TRUE(blocks.has_value());
+  EXPECT_EQ(blocks->couplings.size(), blocks->slots.size() - 1);
+}
+
 // ToJson joins its text by hand; the JSON library, dumping what it parses from that text,
 // must write it back byte for byte (same layout, same shortest doubles), in every spec.
 TEST(MbConvQuantSpaceTest, ToJsonIsTheJsonLibrarysCompactText) {

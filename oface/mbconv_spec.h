@@ -29,6 +29,10 @@
 
 namespace apq::oface {
 
+// A layer's bit choice that keeps it in float (W32A32): a space whose bit choices include it
+// lets each layer stay in float (e.g. fmnist_int8float).
+inline constexpr int kFloatBits = 32;
+
 struct MbConvStageSpec {
   int in_channels = 0;   // Input width of the stage's first layer.
   int out_channels = 0;  // Output width of every layer of the stage.
@@ -72,7 +76,7 @@ struct MbConvSpec {
   int min_expand = 4;
   int max_expand = 6;
   int width_step = 8;
-  std::vector<int> bit_choices;  // Ascending, each in 1..32.
+  std::vector<int> bit_choices;  // Ascending, each in 1..32; 32 is kFloatBits.
   int fixed_bits = 8;            // Bitwidth of the stem and the tail (weights and activations).
 
   // (kernel size, depthwise activation bits) pairs no layer may take, active or not (the

@@ -84,10 +84,33 @@ struct CostSlot {
   int selected = 0;  // The choice of the genotype the decomposition was made for.
 };
 
+// Terms that two slots decide together: what a network pays where two layers meet, e.g. the
+// change of precision between an int8 layer and a float one. Each case names one value of a
+// gene of each slot; a network whose two slots take those values pays the case's terms. A
+// network matches at most one case; matching none, it pays nothing here. Keyed by gene values
+// rather than choice indices, so that a view that drops choices (oface/restricted_space.h)
+// keeps it unchanged.
+struct CostCouplingCase {
+  int first_value = 0;
+  int second_value = 0;
+  std::vector<int32_t> terms;  // Catalogue indices; no static cost (no weights, no MACs).
+};
+
+struct CostCoupling {
+  int first_slot = 0;   // Index into CostDecomposition::slots; first_slot < second_slot.
+  int first_gene = 0;   // One of the first slot's genes.
+  int second_slot = 0;  // Index into CostDecomposition::slots.
+  int second_gene = 0;  // One of the second slot's genes.
+  std::vector<CostCouplingCase> cases;  // Distinct (first_value, second_value) pairs.
+};
+
 struct CostDecomposition {
   std::vector<int32_t> fixed_terms;  // Paid by every network of the decomposition.
   StaticCost fixed_static_cost;
   std::vector<CostSlot> slots;
+  // Empty for spaces whose every term depends on one slot (every space without a float choice
+  // per layer).
+  std::vector<CostCoupling> couplings;
 };
 
 // For SearchSpace implementations: sets `slot->selected` to the choice whose values are
@@ -144,13 +167,15 @@ class SearchSpace {
     return std::nullopt;
   }
 
-  // The cost of the networks around `genotype` as a fixed part plus one independent term per
-  // slot. The networks of the decomposition are `genotype` with each slot's genes set to the
-  // values of any one of its choices, slots chosen independently; `genotype` itself takes each
-  // slot's `selected` choice. No gene is in two slots. For every such network n:
+  // The cost of the networks around `genotype` as a fixed part plus one term per slot (and
+  // one per coupling of two slots). The networks of the decomposition are `genotype` with each
+  // slot's genes set to the values of any one of its choices, slots chosen independently;
+  // `genotype` itself takes each slot's `selected` choice. No gene is in two slots. For every
+  // such network n:
   //   - n is valid (the space's rules never bind genes of two slots together);
-  //   - CostTerms(n) is, as a multiset, fixed_terms plus the chosen choices' terms (only the
-  //     order differs: CostTerms keeps the reference's summation order);
+  //   - CostTerms(n) is, as a multiset, fixed_terms plus the chosen choices' terms plus the
+  //     terms of each coupling's case that n matches (only the order differs: CostTerms keeps
+  //     the reference's summation order);
   //   - StaticCosts(n) is fixed_static_cost plus the chosen choices' static costs, exactly
   //     (integers; size_bytes in eighths of a byte, far below 2^53).
   // nullopt when the space has no such split (kBitwidths of a space without bitwidths; spaces

@@ -5,6 +5,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -126,6 +127,20 @@ void ExpectChoicesPriceExactly(const SearchSpace& space, const Genotype& genotyp
     expected_terms.insert(expected_terms.end(), choice.terms.begin(), choice.terms.end());
     AddStatic(choice.static_cost, &expected_static);
   }
+  for (const CostCoupling& coupling : decomposition.couplings) {
+    ASSERT_LT(coupling.first_slot, coupling.second_slot);
+    ASSERT_LT(coupling.second_slot, static_cast<int>(decomposition.slots.size()));
+    int matched = 0;
+    for (const CostCouplingCase& one : coupling.cases) {
+      if (network[coupling.first_gene] != one.first_value ||
+          network[coupling.second_gene] != one.second_value) {
+        continue;
+      }
+      ++matched;
+      expected_terms.insert(expected_terms.end(), one.terms.begin(), one.terms.end());
+    }
+    EXPECT_LE(matched, 1) << "a network matches two cases of a coupling";
+  }
   ASSERT_TRUE(space.Validate(network).ok()) << space.Validate(network);
   std::vector<int32_t> terms;
   space.CostTerms(network, &terms);
@@ -197,6 +212,16 @@ void ExpectDecompositionExact(const SearchSpace& space, CostSplit split, const G
       EXPECT_EQ(slot.choices[slot.selected].values[g], genotype[slot.genes[g]]) << slot.name;
     }
     selected.push_back(slot.selected);
+  }
+  for (const CostCoupling& coupling : decomposition->couplings) {
+    for (const auto& [slot, gene] : {std::pair{coupling.first_slot, coupling.first_gene},
+                                     std::pair{coupling.second_slot, coupling.second_gene}}) {
+      ASSERT_GE(slot, 0);
+      ASSERT_LT(slot, static_cast<int>(decomposition->slots.size()));
+      const std::vector<int>& slot_genes = decomposition->slots[slot].genes;
+      EXPECT_NE(std::find(slot_genes.begin(), slot_genes.end(), gene), slot_genes.end())
+          << "coupling gene " << gene << " is not in slot " << decomposition->slots[slot].name;
+    }
   }
   ExpectChoicesPriceExactly(space, genotype, *decomposition, selected);
   for (int k = 0; k < combos; ++k) {

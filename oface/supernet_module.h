@@ -131,9 +131,9 @@ std::string ReadText(torch::serialize::InputArchive& archive, const std::string&
 // far below float32's exact integers (2^24) and more than any space needs.
 inline constexpr int kMinQuantBits = 2;
 inline constexpr int kMaxQuantBits = 16;
-// A layer "at 32 bits" runs in float: its quantizers pass values through unchanged (a space
-// whose bit choices include 32 lets each layer stay in float, e.g. fmnist_int8float).
-inline constexpr int kFloatBits = 32;
+// A layer at kFloatBits (oface/mbconv_spec.h) runs in float: its quantizers pass values
+// through unchanged.
+using ::apq::oface::kFloatBits;
 
 // Whether the fake quantizers below take `bits`: kMinQuantBits..kMaxQuantBits, or kFloatBits.
 inline bool IsQuantizerBits(int bits) {

@@ -57,8 +57,12 @@ absl::StatusOr<BitAllocation> BuildBitAllocation(const SearchProblem& problem,
   }
   reference = space.Canonical(reference);
   BitAllocation allocation;
-  ASSIGN_OR_RETURN(allocation.view, hwmodels::DecomposeCost(*problem.cost_model, reference,
-                                                            oface::CostSplit::kBitwidths));
+  // Slot by slot: changes of precision between layers are charged at their worst
+  // (SeparableUpperBound), so a policy within the budgets here is within them whole.
+  ASSIGN_OR_RETURN(hwmodels::CostTermView view,
+                   hwmodels::DecomposeCost(*problem.cost_model, reference,
+                                           oface::CostSplit::kBitwidths));
+  allocation.view = hwmodels::SeparableUpperBound(std::move(view));
   if (allocation.view.slots.empty()) {
     return absl::FailedPreconditionError(
         "fixed_architecture: the network has no bitwidths to allocate");

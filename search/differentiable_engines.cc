@@ -194,9 +194,11 @@ absl::StatusOr<oface::BitCostTable> ArchitectureCostTable(const SearchProblem& p
         genotype[kernel_genes[s]] = kernels[std::min(k, kernels.size() - 1)];
         genotype[mid_genes[s]] = mids[std::min(m, mids.size() - 1)];
       }
-      ASSIGN_OR_RETURN(const hwmodels::CostTermView view,
+      ASSIGN_OR_RETURN(hwmodels::CostTermView exact,
                        hwmodels::DecomposeCost(*problem.cost_model, space.Canonical(genotype),
                                                oface::CostSplit::kBitwidths));
+      // Per-slot costs: changes of precision between layers charged at their worst.
+      const hwmodels::CostTermView view = hwmodels::SeparableUpperBound(std::move(exact));
       ASSIGN_OR_RETURN(oface::BitCostTable at,
                        CostTable(problem, view, bit_choices, layers, metric));
       table.fixed = at.fixed;
@@ -231,8 +233,11 @@ absl::StatusOr<BlockRepair> RepairBlocks(
   const oface::SearchSpace& space = *problem.space;
   for (int attempt = 0;; ++attempt) {
     BitAllocation blocks;
-    ASSIGN_OR_RETURN(blocks.view, hwmodels::DecomposeCost(*problem.cost_model, drawn,
-                                                          oface::CostSplit::kBlocks));
+    ASSIGN_OR_RETURN(hwmodels::CostTermView view, hwmodels::DecomposeCost(*problem.cost_model,
+                                                                          drawn,
+                                                                          oface::CostSplit::kBlocks));
+    // Repaired block by block: changes of precision between blocks charged at their worst.
+    blocks.view = hwmodels::SeparableUpperBound(std::move(view));
     RepairProblem repair;
     for (const hwmodels::PricedSlot& slot : blocks.view.slots) {
       std::vector<int> every(slot.choices.size());
