@@ -37,12 +37,19 @@ ABSL_FLAG(std::string, int8_engine, "",
           "qnnpack or onednn: time every layer, and validate whole subnets, in int8 on this "
           "quantized engine (oface/int8_layers.h) instead of in float; empty: float.");
 ABSL_FLAG(std::string, validate_bits, "highest",
-          "Bits of the validation's subnets: highest (every layer at the space's highest bits) "
+          "Bits of the validation's (and the calibration's) subnets: highest (every layer at the space's highest bits) "
           "or paired (each layer at one bit choice for weights and activations alike: int8 or "
           "float per layer in fmnist_int8float).");
 ABSL_FLAG(std::string, validation_tsv, "",
           "Also write the validation's subnets to this file: config JSON, measured ms and the "
           "table's ms, tab-separated, one subnet per line after a header.");
+ABSL_FLAG(int, calibrate_subnets, 0,
+          "Subnets (bits as --validate_bits, seed --calibrate_seed) measured whole before the "
+          "table is written, to scale each kind of entry (int8 layers, float layers, changes of "
+          "precision) by the factor whole networks show (oface/layer_profiler.h); 0: none.");
+ABSL_FLAG(uint64_t, calibrate_seed, 101,
+          "Seed of the calibration's subnets; must differ from --seed, so that the validation "
+          "checks the table on other subnets than it was fitted on.");
 ABSL_FLAG(uint64_t, seed, 1,
           "Seed of the validation: config sampling, supernet weights, calibration pixels.");
 
@@ -86,6 +93,15 @@ absl::Status Run() {
     return absl::InvalidArgumentError("--cache_flush_mib must be in 0..1024");
   }
   if (validate_subnets < 0) return absl::InvalidArgumentError("--validate_subnets must be >= 0");
+  if (absl::GetFlag(FLAGS_calibrate_subnets) < 0) {
+    return absl::InvalidArgumentError("--calibrate_subnets must be >= 0");
+  }
+  if (absl::GetFlag(FLAGS_calibrate_subnets) > 0 &&
+      absl::GetFlag(FLAGS_calibrate_seed) == absl::GetFlag(FLAGS_seed)) {
+    return absl::InvalidArgumentError(
+        "--calibrate_seed must differ from --seed: the validation would check the table on the "
+        "subnets it was fitted on");
+  }
   const std::string validate_bits = absl::GetFlag(FLAGS_validate_bits);
   if (validate_bits != "highest" && validate_bits != "paired") {
     return absl::InvalidArgumentError(
@@ -101,6 +117,9 @@ absl::Status Run() {
     options.int8_engine = *parsed;
   }
   const apq::oface::MbConvSpec spec = *std::move(found);
+  const apq::oface::BitSampling bits = validate_bits == "paired"
+                                           ? apq::oface::BitSampling::kPaired
+                                           : apq::oface::BitSampling::kHighest;
 
   std::fprintf(
       stderr,
@@ -113,6 +132,31 @@ absl::Status Run() {
       timing.threads, timing.warmup, timing.repeats, flush_mib);
   absl::StatusOr<apq::oface::LayerProfile> profile = apq::oface::ProfileLayers(spec, options);
   if (!profile.ok()) return profile.status();
+  const int calibrate_subnets = absl::GetFlag(FLAGS_calibrate_subnets);
+  if (calibrate_subnets > 0) {
+    apq::oface::ValidationOptions calibration_set;
+    calibration_set.subnets = calibrate_subnets;
+    calibration_set.seed = absl::GetFlag(FLAGS_calibrate_seed);
+    calibration_set.timing = timing;
+    calibration_set.int8_engine = options.int8_engine;
+    calibration_set.bits = bits;
+    absl::StatusOr<apq::oface::ValidationReport> measured =
+        apq::oface::ValidateProfile(spec, profile->latency_ms, calibration_set);
+    if (!measured.ok()) return measured.status();
+    absl::StatusOr<apq::oface::EntryCalibration> calibration =
+        apq::oface::FitEntryCalibration(spec, profile->latency_ms, *measured);
+    if (!calibration.ok()) return calibration.status();
+    apq::oface::ApplyEntryCalibration(*calibration, &profile->latency_ms);
+    std::fprintf(stderr,
+                 "calibrated on %d subnets (seed %llu; before: MAPE %.2f%%, measured / "
+                 "predicted %.4f): int8 layers x%.4f, float layers x%.4f, changes of precision "
+                 "x%.4f; unpriced intercept %.4f ms\n",
+                 calibration->subnets,
+                 static_cast<unsigned long long>(calibration_set.seed),  // NOLINT(runtime/int)
+                 measured->mape_percent, measured->mean_ratio, calibration->int8_factor,
+                 calibration->float_factor, calibration->change_factor,
+                 calibration->intercept_ms);
+  }
   apq::hwmodels::CostTable table;
   table.format = apq::hwmodels::TableFormat::kConvJson;
   for (const auto& [key, ms] : profile->latency_ms) table.entries[key].latency_ms = ms;
@@ -146,8 +190,7 @@ absl::Status Run() {
   validation.seed = absl::GetFlag(FLAGS_seed);
   validation.timing = timing;
   validation.int8_engine = options.int8_engine;
-  validation.bits = validate_bits == "paired" ? apq::oface::BitSampling::kPaired
-                                              : apq::oface::BitSampling::kHighest;
+  validation.bits = bits;
   absl::StatusOr<apq::oface::ValidationReport> report =
       apq::oface::ValidateProfile(spec, profile->latency_ms, validation);
   if (!report.ok()) return report.status();

@@ -500,4 +500,133 @@ absl::StatusOr<ValidationReport> ValidateProfile(
   return report;
 }
 
+EntryKind KindOfEntry(const std::string& key) {
+  if (ParsePrecisionChangeKey(key).ok()) return EntryKind::kPrecisionChange;
+  const absl::StatusOr<ConvLayerKey> conv = ParseConvLayerKey(key);
+  if (conv.ok() && conv->w_bits == kFloatBits && conv->a_bits == kFloatBits) {
+    return EntryKind::kFloatLayer;
+  }
+  return EntryKind::kInt8Layer;
+}
+
+absl::StatusOr<EntryCalibration> FitEntryCalibration(
+    const MbConvSpec& spec, const absl::flat_hash_map<std::string, double>& latency_ms,
+    const ValidationReport& report) {
+  ASSIGN_OR_RETURN(const std::unique_ptr<SearchSpace> space, NewMbConvQuantSpace(spec));
+  constexpr int kKinds = 3;
+  // Per subnet: the sums of its entries by kind, and its measured latency.
+  std::vector<std::array<double, kKinds>> sums;
+  std::vector<double> measured;
+  std::vector<int32_t> terms;
+  for (const SubnetLatency& subnet : report.subnets) {
+    absl::StatusOr<Genotype> genotype = space->FromJson(subnet.config_json);
+    if (!genotype.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("subnet ", subnet.config_json, ": ", genotype.status().message()));
+    }
+    terms.clear();
+    space->CostTerms(*genotype, &terms);
+    std::array<double, kKinds> sum = {0.0, 0.0, 0.0};
+    for (const int32_t term : terms) {
+      const std::string key = space->CostTermKey(term);
+      const auto found = latency_ms.find(key);
+      if (found == latency_ms.end()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("the profile has no entry for key \"", key, "\""));
+      }
+      sum[static_cast<int>(KindOfEntry(key))] += found->second;
+    }
+    sums.push_back(sum);
+    measured.push_back(subnet.measured_ms);
+  }
+  // The columns: the intercept, then each kind some subnet has.
+  std::vector<int> fitted_kinds;
+  for (int kind = 0; kind < kKinds; ++kind) {
+    for (const auto& sum : sums) {
+      if (sum[kind] > 0.0) {
+        fitted_kinds.push_back(kind);
+        break;
+      }
+    }
+  }
+  const size_t columns = 1 + fitted_kinds.size();
+  if (sums.size() < columns + 3) {
+    return absl::InvalidArgumentError(absl::StrCat("calibration: ", sums.size(),
+                                                   " subnets cannot fit ", columns,
+                                                   " parameters (at least ", columns + 3, ")"));
+  }
+  // Normal equations, solved by Gauss-Jordan elimination with partial pivoting.
+  std::vector<std::vector<double>> system(columns, std::vector<double>(columns + 1, 0.0));
+  for (size_t n = 0; n < sums.size(); ++n) {
+    std::vector<double> row = {1.0};
+    for (const int kind : fitted_kinds) row.push_back(sums[n][kind]);
+    for (size_t i = 0; i < columns; ++i) {
+      for (size_t j = 0; j < columns; ++j) system[i][j] += row[i] * row[j];
+      system[i][columns] += row[i] * measured[n];
+    }
+  }
+  double scale = 0.0;
+  for (size_t i = 0; i < columns; ++i) scale = std::max(scale, std::fabs(system[i][i]));
+  for (size_t i = 0; i < columns; ++i) {
+    size_t pivot = i;
+    for (size_t k = i + 1; k < columns; ++k) {
+      if (std::fabs(system[k][i]) > std::fabs(system[pivot][i])) pivot = k;
+    }
+    std::swap(system[i], system[pivot]);
+    if (std::fabs(system[i][i]) <= 1e-12 * scale) {
+      return absl::FailedPreconditionError(
+          "calibration: the subnets do not separate the kinds of entries (singular fit)");
+    }
+    for (size_t k = 0; k < columns; ++k) {
+      if (k == i) continue;
+      const double factor = system[k][i] / system[i][i];
+      for (size_t j = i; j <= columns; ++j) system[k][j] -= factor * system[i][j];
+    }
+  }
+  std::vector<double> solution(columns);
+  for (size_t i = 0; i < columns; ++i) solution[i] = system[i][columns] / system[i][i];
+  EntryCalibration calibration;
+  calibration.intercept_ms = solution[0];
+  calibration.subnets = static_cast<int>(sums.size());
+  constexpr std::array<const char*, kKinds> kNames = {"int8 layers", "float layers",
+                                                      "changes of precision"};
+  for (size_t c = 0; c < fitted_kinds.size(); ++c) {
+    const double factor = solution[c + 1];
+    if (!(factor > 0.0)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("calibration: the factor of ", kNames[fitted_kinds[c]], " came out ",
+                       factor, "; measure more subnets"));
+    }
+    switch (static_cast<EntryKind>(fitted_kinds[c])) {
+      case EntryKind::kInt8Layer:
+        calibration.int8_factor = factor;
+        break;
+      case EntryKind::kFloatLayer:
+        calibration.float_factor = factor;
+        break;
+      case EntryKind::kPrecisionChange:
+        calibration.change_factor = factor;
+        break;
+    }
+  }
+  return calibration;
+}
+
+void ApplyEntryCalibration(const EntryCalibration& calibration,
+                           absl::flat_hash_map<std::string, double>* latency_ms) {
+  for (auto& [key, ms] : *latency_ms) {
+    switch (KindOfEntry(key)) {
+      case EntryKind::kInt8Layer:
+        ms *= calibration.int8_factor;
+        break;
+      case EntryKind::kFloatLayer:
+        ms *= calibration.float_factor;
+        break;
+      case EntryKind::kPrecisionChange:
+        ms *= calibration.change_factor;
+        break;
+    }
+  }
+}
+
 }  // namespace apq::oface

@@ -172,6 +172,44 @@ absl::StatusOr<ValidationReport> ValidateProfile(
     const MbConvSpec& spec, const absl::flat_hash_map<std::string, double>& latency_ms,
     const ValidationOptions& options);
 
+// What each kind of entry costs inside whole deployed networks against its isolated timing.
+// On the development machine the int8 entries held inside networks (all-int8 subnets measured
+// 1.01 times the table), the float ones did not (all-float subnets 1.59 times), and networks
+// mixing them paid more again at each change of precision: layers timed alone see other
+// caches and memory layouts than inside a network, and by kind. A calibration scales each kind
+// of entry by the factor whole networks show, fitted by least squares over measured subnets:
+//   measured = intercept + int8_factor x (sum of the network's int8 layer entries)
+//            + float_factor x (its float layer entries) + change_factor x (its changes).
+// The intercept (what no entry holds: the input's normalisation, residual additions, pooling)
+// is reported, not put in any entry. A kind no subnet has keeps factor 1.
+enum class EntryKind { kInt8Layer, kFloatLayer, kPrecisionChange };
+
+// A conv key at W32A32 is a float layer, a change of precision (oface/conv_key.h) a change,
+// any other key an int8 layer (the stem and tail, and W8A8).
+EntryKind KindOfEntry(const std::string& key);
+
+struct EntryCalibration {
+  double int8_factor = 1.0;
+  double float_factor = 1.0;
+  double change_factor = 1.0;
+  double intercept_ms = 0.0;
+  int subnets = 0;  // Fitted on.
+};
+
+// The least-squares calibration of `latency_ms` (a profile of `spec`'s catalogue) over the
+// subnets of `report` (ValidateProfile's, on the same profile). INVALID_ARGUMENT for a spec that
+// does not validate, a subnet config the space does not read, or fewer subnets than three more
+// than the factors fitted; FAILED_PRECONDITION naming the key `latency_ms` lacks, when the
+// subnets cannot separate the kinds (the fit is singular), or when a factor comes out not
+// positive.
+absl::StatusOr<EntryCalibration> FitEntryCalibration(
+    const MbConvSpec& spec, const absl::flat_hash_map<std::string, double>& latency_ms,
+    const ValidationReport& report);
+
+// Every entry of `latency_ms` times its kind's factor.
+void ApplyEntryCalibration(const EntryCalibration& calibration,
+                           absl::flat_hash_map<std::string, double>* latency_ms);
+
 }  // namespace apq::oface
 
 #endif  // APQ_OFACE_LAYER_PROFILER_H_

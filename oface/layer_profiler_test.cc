@@ -1,6 +1,7 @@
 #include "oface/layer_profiler.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <memory>
 #include <set>
@@ -16,6 +17,7 @@
 #include "oface/mbconv_spec.h"
 #include "oface/search_space.h"
 #include "oface/subnet_export.h"
+#include "oface/subnet_measurement.h"
 #include "oface/supernet_testing.h"
 
 namespace apq::oface {
@@ -316,6 +318,106 @@ TEST(Int8ProfileTest, AnInt8FloatSpecGetsBothPrecisionsAndTheChangesBetweenThem)
     EXPECT_GT(subnet.measured_ms, 0.0);
     EXPECT_GT(subnet.predicted_ms, 0.0);
   }
+}
+
+// The calibration's least squares recover the factors that made the measured figures, on
+// synthetic ones (no timing), and refuse fits that cannot hold.
+class EntryCalibrationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    spec_ = ConvKeySpec();
+    spec_.bit_choices = {8, kFloatBits};
+    spec_.banned_kernel_dw_a_bits.clear();
+    space_ = NewMbConvQuantSpace(spec_).value();
+    for (int term = 0; term < space_->num_cost_terms(); ++term) {
+      latency_ms_[space_->CostTermKey(term)] = 0.001 * (1 + (term * 37) % 23);
+    }
+  }
+
+  // Kinds told apart by the keys' text, independently of KindOfEntry.
+  static int KindOf(const std::string& key) {
+    if (key.find("quantize") != std::string::npos) return 2;
+    return key.find("-W32A32") != std::string::npos ? 1 : 0;
+  }
+
+  // `count` subnets measured as intercept + factors . (their entry sums by kind).
+  ValidationReport Measured(int count, BitSampling bits, double intercept,
+                            const std::array<double, 3>& factors) const {
+    ValidationReport report;
+    std::vector<int32_t> terms;
+    for (const Genotype& genotype : SampleConfigsWithBits(*space_, count, bits, 7)) {
+      terms.clear();
+      space_->CostTerms(genotype, &terms);
+      SubnetLatency subnet;
+      subnet.config_json = space_->ToJson(genotype);
+      subnet.measured_ms = intercept;
+      for (const int32_t term : terms) {
+        const std::string key = space_->CostTermKey(term);
+        subnet.measured_ms += factors[KindOf(key)] * latency_ms_.at(key);
+      }
+      report.subnets.push_back(subnet);
+    }
+    return report;
+  }
+
+  MbConvSpec spec_;
+  std::unique_ptr<SearchSpace> space_;
+  absl::flat_hash_map<std::string, double> latency_ms_;
+};
+
+TEST_F(EntryCalibrationTest, RecoversTheFactorsAndScalesEachKind) {
+  const ValidationReport report = Measured(40, BitSampling::kPaired, 0.05, {1.2, 1.6, 2.1});
+  absl::StatusOr<EntryCalibration> calibration = FitEntryCalibration(spec_, latency_ms_, report);
+  ASSERT_TRUE(calibration.ok()) << calibration.status();
+  EXPECT_EQ(calibration->subnets, 40);
+  EXPECT_NEAR(calibration->intercept_ms, 0.05, 1e-9);
+  EXPECT_NEAR(calibration->int8_factor, 1.2, 1e-9);
+  EXPECT_NEAR(calibration->float_factor, 1.6, 1e-9);
+  EXPECT_NEAR(calibration->change_factor, 2.1, 1e-9);
+
+  absl::flat_hash_map<std::string, double> scaled = latency_ms_;
+  ApplyEntryCalibration(*calibration, &scaled);
+  int kinds_seen[3] = {0, 0, 0};
+  for (const auto& [key, ms] : latency_ms_) {
+    const double factor = std::array<double, 3>{1.2, 1.6, 2.1}[KindOf(key)];
+    EXPECT_NEAR(scaled.at(key), ms * factor, 1e-12) << key;
+    EXPECT_EQ(static_cast<int>(KindOfEntry(key)), KindOf(key)) << key;
+    ++kinds_seen[KindOf(key)];
+  }
+  for (const int seen : kinds_seen) EXPECT_GT(seen, 0);
+}
+
+TEST_F(EntryCalibrationTest, RefusesFitsThatCannotHold) {
+  // Four parameters need seven subnets.
+  EXPECT_THAT(FitEntryCalibration(spec_, latency_ms_,
+                                  Measured(6, BitSampling::kPaired, 0.05, {1.0, 1.0, 1.0}))
+                  .status()
+                  .message(),
+              HasSubstr("6 subnets cannot fit 4 parameters"));
+  // All float: the int8 entries (the stem and tail) are the same in every subnet, so they
+  // cannot be told from the intercept.
+  const absl::StatusOr<EntryCalibration> singular = FitEntryCalibration(
+      spec_, latency_ms_, Measured(20, BitSampling::kHighest, 0.05, {1.0, 1.5, 1.0}));
+  EXPECT_EQ(singular.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(singular.status().message(), HasSubstr("singular"));
+  // A factor that comes out negative names its kind.
+  const absl::StatusOr<EntryCalibration> negative = FitEntryCalibration(
+      spec_, latency_ms_, Measured(40, BitSampling::kPaired, 0.05, {1.2, -0.5, 2.0}));
+  EXPECT_EQ(negative.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(negative.status().message(), HasSubstr("float layers"));
+  // An entry the profile lacks is named.
+  absl::flat_hash_map<std::string, double> partial = latency_ms_;
+  partial.erase(space_->CostTermKey(0));
+  EXPECT_THAT(FitEntryCalibration(spec_, partial,
+                                  Measured(40, BitSampling::kPaired, 0.05, {1.0, 1.0, 1.0}))
+                  .status()
+                  .message(),
+              HasSubstr(space_->CostTermKey(0)));
+  // A config the space does not read.
+  ValidationReport bad = Measured(40, BitSampling::kPaired, 0.05, {1.0, 1.0, 1.0});
+  bad.subnets[3].config_json = "[]";
+  EXPECT_EQ(FitEntryCalibration(spec_, latency_ms_, bad).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
