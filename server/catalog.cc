@@ -5,6 +5,7 @@
 #include <functional>
 #include <tuple>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/clock.h"
@@ -30,6 +31,9 @@ namespace {
 constexpr char kNote10[] = "note10";
 constexpr char kBitFusion[] = "bitfusion";
 constexpr char kLocalCpu[] = "local-cpu";
+
+// The end of an embedded default table version's description.
+constexpr char kEmbeddedDefault[] = " (embedded default)";
 
 std::string TableSha256(const std::vector<TableFileRecord>& files) {
   // Lengths are hashed too, so no two different file lists share a digest by concatenation.
@@ -288,37 +292,50 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(const Options& options,
     RETURN_IF_ERROR(catalog->ImportShippedMeasurements(spec.name, measurements));
   }
 
-  // Default devices: stored once, so that later uploads become versions 2, 3, ...
+  // Default devices: stored once, so that later uploads become versions 2, 3, ... A device
+  // whose latest version is an embedded default that this build ships changed (local-cpu's
+  // re-profiled table) gets the new one as its next version; a device whose latest version a
+  // user uploaded keeps it.
   ASSIGN_OR_RETURN(std::vector<std::string> devices, store.devices().ListDevices());
-  if (std::find(devices.begin(), devices.end(), kNote10) == devices.end()) {
+  const auto embed = [&](const std::string& device, int format,
+                         std::vector<TableFileRecord> files,
+                         const std::string& description) -> absl::Status {
+    if (std::find(devices.begin(), devices.end(), device) != devices.end()) {
+      ASSIGN_OR_RETURN(std::vector<TableVersionRecord> versions,
+                       store.devices().ListTableVersions(device));
+      if (versions.empty()) return absl::OkStatus();
+      const TableVersionRecord& latest = versions.back();
+      if (!absl::EndsWith(latest.description, kEmbeddedDefault) ||
+          (latest.format == format && latest.sha256 == TableSha256(files))) {
+        return absl::OkStatus();
+      }
+    }
+    return catalog->UploadTable(device, format, files, absl::StrCat(description, kEmbeddedDefault))
+        .status();
+  };
+  {
     ASSIGN_OR_RETURN(std::vector<TableFileRecord> files,
                      ReadTableFolder(options.data_dir + "/ofa_mbv3/note10_lut"));
-    RETURN_IF_ERROR(catalog
-                        ->UploadTable(kNote10, kTableFormatOfaYaml, files,
-                                      "Samsung Note10, measured by once-for-all (embedded default)")
-                        .status());
+    RETURN_IF_ERROR(embed(kNote10, kTableFormatOfaYaml, std::move(files),
+                          "Samsung Note10, measured by once-for-all"));
   }
-  const std::string local_cpu_table =
-      options.data_dir + "/local_cpu/fmnist_mbv2_int8_float_table.json";
-  if (std::find(devices.begin(), devices.end(), kLocalCpu) == devices.end()) {
-    ASSIGN_OR_RETURN(std::string content, ReadFileToString(local_cpu_table));
-    RETURN_IF_ERROR(
-        catalog
-            ->UploadTable(kLocalCpu, kTableFormatConvJson,
+  {
+    ASSIGN_OR_RETURN(std::string content,
+                     ReadFileToString(options.data_dir +
+                                      "/local_cpu/fmnist_mbv2_int8_float_table.json"));
+    RETURN_IF_ERROR(embed(kLocalCpu, kTableFormatConvJson,
                           {{"fmnist_mbv2_int8_float_table.json", std::move(content)}},
                           "This machine's CPU (LibTorch, 1 thread, batch 1), measured by "
-                          "profile_device for fmnist_mbv2: W8A8 layers in int8 on QNNPACK, "
-                          "float layers in float (embedded default)")
-            .status());
+                          "profile_device for fmnist_int8float and calibrated on whole "
+                          "networks: W8A8 layers in int8 on QNNPACK, float layers in float, "
+                          "and the changes of precision between them"));
   }
-  if (std::find(devices.begin(), devices.end(), kBitFusion) == devices.end()) {
-    const std::string path = options.data_dir + "/apq_bitfusion/BitFusion_new.b1.dict";
-    ASSIGN_OR_RETURN(std::string content, ReadFileToString(path));
-    RETURN_IF_ERROR(catalog
-                        ->UploadTable(kBitFusion, kTableFormatApqBitFusion,
-                                      {{"BitFusion_new.b1.dict", std::move(content)}},
-                                      "BitFusion accelerator, simulated by APQ (embedded default)")
-                        .status());
+  {
+    ASSIGN_OR_RETURN(std::string content,
+                     ReadFileToString(options.data_dir + "/apq_bitfusion/BitFusion_new.b1.dict"));
+    RETURN_IF_ERROR(embed(kBitFusion, kTableFormatApqBitFusion,
+                          {{"BitFusion_new.b1.dict", std::move(content)}},
+                          "BitFusion accelerator, simulated by APQ"));
   }
   return catalog;
 }

@@ -151,6 +151,53 @@ TEST(CatalogTest, ImportsTheShippedMeasurementsOnceAndRegistersLocalCpu) {
   EXPECT_EQ(fixture.store->datasets().GetDataset(dataset->name)->records, dataset->records);
 }
 
+// A store made by an older build keeps local-cpu's embedded table of then; this build ships
+// another (re-profiled), which becomes the device's next version, once. A table a user
+// uploaded after it stays the latest.
+TEST(CatalogTest, AChangedEmbeddedDefaultBecomesTheNextVersionUnlessAUserUploadedOne) {
+  std::unique_ptr<Store> store = SqliteStore::Open({TempPath("embedded.db")}).value();
+  TableVersionRecord old_default;
+  old_default.device = "local-cpu";
+  old_default.format = kTableFormatConvJson;
+  old_default.files = {{"fmnist_mbv2_conv_table.json",
+                        ReadFileToString("data/local_cpu/fmnist_mbv2_conv_table.json").value()}};
+  old_default.entries = 1;
+  old_default.sha256 = "an older build's";
+  old_default.description = "This machine's CPU, float (embedded default)";
+  ASSERT_TRUE(store->devices().AddTableVersion(old_default).ok());
+  Catalog::Options options;
+  options.data_dir = "data";
+  options.predictor_threads = 1;
+  const auto versions = [&] { return store->devices().ListTableVersions("local-cpu").value(); };
+  {
+    absl::StatusOr<std::unique_ptr<Catalog>> catalog = Catalog::Create(options, *store);
+    ASSERT_TRUE(catalog.ok()) << catalog.status();
+    ASSERT_EQ(versions().size(), 2u);
+    EXPECT_THAT(versions().back().description, HasSubstr("changes of precision"));
+    // The new version prices fmnist_int8float's changes of precision; the old one cannot.
+    EXPECT_TRUE((*catalog)->CostModel("fmnist_int8float", "local-cpu", 2).ok());
+    const auto old = (*catalog)->CostModel("fmnist_int8float", "local-cpu", 1);
+    EXPECT_EQ(old.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(old.status().message(), HasSubstr("-quantize"));
+  }
+  // A second start adds nothing.
+  ASSERT_TRUE(Catalog::Create(options, *store).ok());
+  EXPECT_EQ(versions().size(), 2u);
+  EXPECT_EQ(store->devices().ListTableVersions("note10")->size(), 1u);
+  EXPECT_EQ(store->devices().ListTableVersions("bitfusion")->size(), 1u);
+  // A user's upload is the latest, and stays so.
+  {
+    std::unique_ptr<Catalog> catalog = Catalog::Create(options, *store).value();
+    ASSERT_TRUE(catalog
+                    ->UploadTable("local-cpu", kTableFormatConvJson, old_default.files,
+                                  "our own measurements")
+                    .ok());
+  }
+  ASSERT_TRUE(Catalog::Create(options, *store).ok());
+  ASSERT_EQ(versions().size(), 3u);
+  EXPECT_EQ(versions().back().description, "our own measurements");
+}
+
 // fmnist_lowbit: registered, priced on the default devices, with its shipped measurements and
 // its shipped predictor (an ensemble, loaded from qa_predictor.artifact), so a search on it
 // resolves, mixed precision or at uniform 2 bits.
