@@ -301,8 +301,9 @@ TEST(ConvLatencyTableTest, ChangesOfPrecision) {
   // A device that declares no float layer has no change between int8 and float.
   nlohmann::json int8_only = json;
   int8_only["precisions"] = {{"pairs", {"W8A8"}}, {"int8_engine", "qnnpack"}};
-  ExpectRejected(int8_only, "key \"(16, 14)-dequantize\": prices a change between int8 and float "
-                            "layers but precisions.float is not true");
+  ExpectRejected(int8_only,
+                 "key \"(16, 14)-dequantize\": prices a change between int8 and float "
+                 "layers but precisions.float is not true");
 }
 
 TEST(ConvLatencyTableTest, RejectsBadDeclarations) {

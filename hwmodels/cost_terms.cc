@@ -78,9 +78,11 @@ absl::StatusOr<CostTermView> DecomposeCost(const LutCostModel& model,
   };
   view.couplings.reserve(decomposition->couplings.size());
   for (const oface::CostCoupling& coupling : decomposition->couplings) {
-    PricedCoupling priced{coupling.first_slot, position_of(coupling.first_slot, coupling.first_gene),
+    PricedCoupling priced{coupling.first_slot,
+                          position_of(coupling.first_slot, coupling.first_gene),
                           coupling.second_slot,
-                          position_of(coupling.second_slot, coupling.second_gene), {}};
+                          position_of(coupling.second_slot, coupling.second_gene),
+                          {}};
     for (const oface::CostCouplingCase& one : coupling.cases) {
       NetworkCost cost = model.PriceTerms(one.terms);
       // A change the device does not execute joins layers it does not execute either: no
@@ -112,12 +114,12 @@ NetworkCost TotalCost(const CostTermView& view, absl::Span<const int> choices) {
     total.modelled = total.modelled || part.modelled;
   }
   for (const PricedCoupling& coupling : view.couplings) {
-    const int first =
-        view.slots[coupling.first_slot].choices[choices[coupling.first_slot]].values
-            [coupling.first_position];
-    const int second =
-        view.slots[coupling.second_slot].choices[choices[coupling.second_slot]].values
-            [coupling.second_position];
+    const int first = view.slots[coupling.first_slot]
+                          .choices[choices[coupling.first_slot]]
+                          .values[coupling.first_position];
+    const int second = view.slots[coupling.second_slot]
+                           .choices[choices[coupling.second_slot]]
+                           .values[coupling.second_position];
     for (const PricedCouplingCase& one : coupling.cases) {
       if (one.first_value != first || one.second_value != second) continue;
       total.latency_ms += one.cost.latency_ms;

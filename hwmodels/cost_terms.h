@@ -15,7 +15,8 @@
 //   - t.latency_ms and t.energy_mj are n's up to summation order. Both add the same
 //     non-negative table entries; Evaluate adds them one by one in the reference's order, the
 //     view sums each part (the fixed part, each choice, each coupling case) on its own and then
-//     the parts in slot order, then the couplings. For N terms they differ by at most 2 N 2^-53 relative: below 1e-13 here.
+//     the parts in slot order, then the couplings. For N terms they differ by at most 2 N 2^-53
+//     relative: below 1e-13 here.
 //   - t.bitops is n.bitops exactly (integers); t.size_mb is n.size_mb up to the rounding of
 //     dividing each part's bytes by 10^6.
 //   - t.modelled is n.modelled; has_energy and has_size_and_bitops are the model's.

@@ -577,8 +577,7 @@ TEST_F(Int8FloatCostTermsTest, ViewsWithCouplingsMatchEvaluate) {
   for (size_t n = 0; n < genotypes.size(); ++n) {
     ExpectViewMatchesEvaluate(*model_, genotypes[n], CostSplit::kBitwidths, 20, false, rng, &bits);
     if (n < 10) {
-      ExpectViewMatchesEvaluate(*model_, genotypes[n], CostSplit::kBlocks, 20, false, rng,
-                                &blocks);
+      ExpectViewMatchesEvaluate(*model_, genotypes[n], CostSplit::kBlocks, 20, false, rng, &blocks);
     }
     const CostTermView view = DecomposeCost(*model_, genotypes[n], CostSplit::kBitwidths).value();
     EXPECT_EQ(view.couplings.size(), view.slots.size() - 1);
@@ -587,8 +586,7 @@ TEST_F(Int8FloatCostTermsTest, ViewsWithCouplingsMatchEvaluate) {
       EXPECT_EQ(coupling.cases.size(), 2);
       for (const PricedCouplingCase& one : coupling.cases) EXPECT_GT(one.cost.latency_ms, 0.0);
     }
-    const NetworkCost bound =
-        TotalCost(SeparableUpperBound(view), SelectedChoices(view));
+    const NetworkCost bound = TotalCost(SeparableUpperBound(view), SelectedChoices(view));
     const NetworkCost exact = TotalCost(view, SelectedChoices(view));
     EXPECT_GE(bound.latency_ms, exact.latency_ms);
     EXPECT_EQ(bound.size_mb, exact.size_mb);
@@ -618,7 +616,8 @@ TEST_F(Int8FloatCostTermsTest, SeparableUpperBoundBoundsEveryNetwork) {
     for (int k = 0; k < 50; ++k) {
       std::vector<int> choices;
       for (const PricedSlot& slot : view.slots) {
-        choices.push_back(static_cast<int>(rng.Uniform(static_cast<uint32_t>(slot.choices.size()))));
+        choices.push_back(
+            static_cast<int>(rng.Uniform(static_cast<uint32_t>(slot.choices.size()))));
       }
       const NetworkCost exact = TotalCost(view, choices);
       const NetworkCost bounded = TotalCost(bound, choices);

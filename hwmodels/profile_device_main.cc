@@ -37,7 +37,8 @@ ABSL_FLAG(std::string, int8_engine, "",
           "qnnpack or onednn: time every layer, and validate whole subnets, in int8 on this "
           "quantized engine (oface/int8_layers.h) instead of in float; empty: float.");
 ABSL_FLAG(std::string, validate_bits, "highest",
-          "Bits of the validation's (and the calibration's) subnets: highest (every layer at the space's highest bits) "
+          "Bits of the validation's (and the calibration's) subnets: highest (every layer at the "
+          "space's highest bits) "
           "or paired (each layer at one bit choice for weights and activations alike: int8 or "
           "float per layer in fmnist_int8float).");
 ABSL_FLAG(std::string, validation_tsv, "",
@@ -154,8 +155,7 @@ absl::Status Run() {
                  calibration->subnets,
                  static_cast<unsigned long long>(calibration_set.seed),  // NOLINT(runtime/int)
                  measured->mape_percent, measured->mean_ratio, calibration->int8_factor,
-                 calibration->float_factor, calibration->change_factor,
-                 calibration->intercept_ms);
+                 calibration->float_factor, calibration->change_factor, calibration->intercept_ms);
   }
   apq::hwmodels::CostTable table;
   table.format = apq::hwmodels::TableFormat::kConvJson;
@@ -179,10 +179,9 @@ absl::Status Run() {
         absl::StrCat("the profile does not make a valid table: ", loaded.status().message()));
   }
   if (absl::Status status = WriteAtomically(out, json); !status.ok()) return status;
-  std::fprintf(stderr,
-               "timed %d conv shapes and %d changes of precision (%zu keys) in %.1f s; wrote %s\n",
-               profile->shapes, profile->changes, profile->latency_ms.size(), profile->seconds,
-               out.c_str());
+  std::fprintf(
+      stderr, "timed %d conv shapes and %d changes of precision (%zu keys) in %.1f s; wrote %s\n",
+      profile->shapes, profile->changes, profile->latency_ms.size(), profile->seconds, out.c_str());
   if (validate_subnets == 0) return absl::OkStatus();
 
   apq::oface::ValidationOptions validation;
@@ -218,9 +217,8 @@ absl::Status Run() {
                "   --cache_flush_mib does not fit this machine's caches)\n"
                "  worst: measured %.4f ms, predicted %.4f ms: %s\n",
                report->subnets.size(),
-               options.int8_engine.has_value()
-                   ? (validate_bits == "paired" ? "int8/float" : "int8")
-                   : "fp32",
+               options.int8_engine.has_value() ? (validate_bits == "paired" ? "int8/float" : "int8")
+                                               : "fp32",
                report->seconds, report->mape_percent, report->median_ape_percent,
                report->worst_ape_percent, report->mean_ratio, report->mean_difference_ms,
                worst_measured, worst_predicted, report->worst_config_json.c_str());

@@ -593,9 +593,9 @@ absl::StatusOr<EntryCalibration> FitEntryCalibration(
   for (size_t c = 0; c < fitted_kinds.size(); ++c) {
     const double factor = solution[c + 1];
     if (!(factor > 0.0)) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("calibration: the factor of ", kNames[fitted_kinds[c]], " came out ",
-                       factor, "; measure more subnets"));
+      return absl::FailedPreconditionError(absl::StrCat("calibration: the factor of ",
+                                                        kNames[fitted_kinds[c]], " came out ",
+                                                        factor, "; measure more subnets"));
     }
     switch (static_cast<EntryKind>(fitted_kinds[c])) {
       case EntryKind::kInt8Layer:

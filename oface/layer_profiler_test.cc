@@ -408,11 +408,11 @@ TEST_F(EntryCalibrationTest, RefusesFitsThatCannotHold) {
   // An entry the profile lacks is named.
   absl::flat_hash_map<std::string, double> partial = latency_ms_;
   partial.erase(space_->CostTermKey(0));
-  EXPECT_THAT(FitEntryCalibration(spec_, partial,
-                                  Measured(40, BitSampling::kPaired, 0.05, {1.0, 1.0, 1.0}))
-                  .status()
-                  .message(),
-              HasSubstr(space_->CostTermKey(0)));
+  EXPECT_THAT(
+      FitEntryCalibration(spec_, partial, Measured(40, BitSampling::kPaired, 0.05, {1.0, 1.0, 1.0}))
+          .status()
+          .message(),
+      HasSubstr(space_->CostTermKey(0)));
   // A config the space does not read.
   ValidationReport bad = Measured(40, BitSampling::kPaired, 0.05, {1.0, 1.0, 1.0});
   bad.subnets[3].config_json = "[]";

@@ -433,9 +433,8 @@ void MbConvQuantSpace::AppendInnerChanges(const Layer& layer, int mid, int pw_w,
   terms->push_back(layer.depthwise_change[m][IsFloat(pw_w) ? 0 : 1]);
 }
 
-void MbConvQuantSpace::AppendBoundaryChanges(const std::array<int32_t, 2>& change,
-                                             bool from_float, bool to_float,
-                                             bool producer_residual,
+void MbConvQuantSpace::AppendBoundaryChanges(const std::array<int32_t, 2>& change, bool from_float,
+                                             bool to_float, bool producer_residual,
                                              absl::InlinedVector<int32_t, 3>* terms) const {
   if (from_float == to_float) return;
   const int32_t term = change[to_float ? 0 : 1];
@@ -623,8 +622,7 @@ std::optional<CostDecomposition> MbConvQuantSpace::DecomposeCosts(const Genotype
     if (!float_choice_) return;
     const Layer& layer = layers_[active[a]];
     if (a == 0) {
-      AppendBoundaryChanges(layer.input_change, false, IsFloat(pw_w), first_block_residual_,
-                            terms);
+      AppendBoundaryChanges(layer.input_change, false, IsFloat(pw_w), first_block_residual_, terms);
     }
     if (a + 1 == active.size()) {
       AppendBoundaryChanges(layer.output_change, IsFloat(pw_w), false, layer.residual, terms);
@@ -641,9 +639,8 @@ std::optional<CostDecomposition> MbConvQuantSpace::DecomposeCosts(const Genotype
     };
     const int pw_slot = static_cast<int>(decomposition.slots.size());
     if (float_choice_ && a > 0) {
-      decomposition.couplings.push_back(
-          Coupling(previous_pw_slot, BitGene(kPwW, active[a - 1]), pw_slot, BitGene(kPwW, i),
-                   boundary));
+      decomposition.couplings.push_back(Coupling(previous_pw_slot, BitGene(kPwW, active[a - 1]),
+                                                 pw_slot, BitGene(kPwW, i), boundary));
     }
     previous_pw_slot = pw_slot;
     if (split == CostSplit::kBitwidths) {
@@ -670,11 +667,11 @@ std::optional<CostDecomposition> MbConvQuantSpace::DecomposeCosts(const Genotype
       decomposition.slots.push_back(std::move(pw));
       decomposition.slots.push_back(std::move(dw));
       if (float_choice_) {
-        decomposition.couplings.push_back(Coupling(
-            pw_slot, BitGene(kPwW, i), pw_slot + 1, BitGene(kDwW, i),
-            [&](int pw_w, int dw_w, absl::InlinedVector<int32_t, 3>* terms) {
-              AppendInnerChanges(layer, mid, pw_w, dw_w, terms);
-            }));
+        decomposition.couplings.push_back(
+            Coupling(pw_slot, BitGene(kPwW, i), pw_slot + 1, BitGene(kDwW, i),
+                     [&](int pw_w, int dw_w, absl::InlinedVector<int32_t, 3>* terms) {
+                       AppendInnerChanges(layer, mid, pw_w, dw_w, terms);
+                     }));
       }
       continue;
     }

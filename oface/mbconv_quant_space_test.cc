@@ -926,10 +926,10 @@ TEST(MbConvQuantSpaceTest, Int8FloatSpaceChargesChangesOfPrecisionWhereLayersMee
   Genotype pointwise_float = uniform(8);
   pointwise_float[gene("pw_w_bits_setting[1]")] = 32;
   pointwise_float[gene("pw_a_bits_setting[1]")] = 32;
-  EXPECT_EQ(changes(pointwise_float),
-            (std::multiset<std::string>{"(24, 7)-dequantize", "(72, 7)-quantize",
-                                        "(72, 7)-dequantize", "(24, 7)-quantize",
-                                        "(24, 7)-quantize"}));
+  EXPECT_EQ(
+      changes(pointwise_float),
+      (std::multiset<std::string>{"(24, 7)-dequantize", "(72, 7)-quantize", "(72, 7)-dequantize",
+                                  "(24, 7)-quantize", "(24, 7)-quantize"}));
   // A space without a float choice has no such term.
   const std::unique_ptr<SearchSpace> mbv2 = NewMbConvQuantSpace(FashionMnistSpec()).value();
   for (int term = 0; term < mbv2->num_cost_terms(); ++term) {
@@ -947,8 +947,7 @@ TEST(MbConvQuantSpaceTest, Int8FloatCostDecompositionsAreExact) {
   EXPECT_GT(ExpectCostDecompositionExact(*space, CostSplit::kBitwidths, genotypes, 48, 20, 500),
             2 * 6 * 500);
   genotypes.resize(50);
-  EXPECT_GT(ExpectCostDecompositionExact(*space, CostSplit::kBlocks, genotypes, 49, 20, 5),
-            6 * 50);
+  EXPECT_GT(ExpectCostDecompositionExact(*space, CostSplit::kBlocks, genotypes, 49, 20, 5), 6 * 50);
   // The couplings are there: per active layer its pw and dw slots, per pair of consecutive
   // layers their pw slots.
   const std::optional<CostDecomposition> bitwidths =

@@ -59,9 +59,9 @@ absl::StatusOr<BitAllocation> BuildBitAllocation(const SearchProblem& problem,
   BitAllocation allocation;
   // Slot by slot: changes of precision between layers are charged at their worst
   // (SeparableUpperBound), so a policy within the budgets here is within them whole.
-  ASSIGN_OR_RETURN(hwmodels::CostTermView view,
-                   hwmodels::DecomposeCost(*problem.cost_model, reference,
-                                           oface::CostSplit::kBitwidths));
+  ASSIGN_OR_RETURN(
+      hwmodels::CostTermView view,
+      hwmodels::DecomposeCost(*problem.cost_model, reference, oface::CostSplit::kBitwidths));
   allocation.view = hwmodels::SeparableUpperBound(std::move(view));
   if (allocation.view.slots.empty()) {
     return absl::FailedPreconditionError(

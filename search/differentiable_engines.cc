@@ -233,9 +233,9 @@ absl::StatusOr<BlockRepair> RepairBlocks(
   const oface::SearchSpace& space = *problem.space;
   for (int attempt = 0;; ++attempt) {
     BitAllocation blocks;
-    ASSIGN_OR_RETURN(hwmodels::CostTermView view, hwmodels::DecomposeCost(*problem.cost_model,
-                                                                          drawn,
-                                                                          oface::CostSplit::kBlocks));
+    ASSIGN_OR_RETURN(
+        hwmodels::CostTermView view,
+        hwmodels::DecomposeCost(*problem.cost_model, drawn, oface::CostSplit::kBlocks));
     // Repaired block by block: changes of precision between blocks charged at their worst.
     blocks.view = hwmodels::SeparableUpperBound(std::move(view));
     RepairProblem repair;

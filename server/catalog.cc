@@ -298,7 +298,7 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(const Options& options,
   // user uploaded keeps it.
   ASSIGN_OR_RETURN(std::vector<std::string> devices, store.devices().ListDevices());
   const auto embed = [&](const std::string& device, int format,
-                         std::vector<TableFileRecord> files,
+                         const std::vector<TableFileRecord>& files,
                          const std::string& description) -> absl::Status {
     if (std::find(devices.begin(), devices.end(), device) != devices.end()) {
       ASSIGN_OR_RETURN(std::vector<TableVersionRecord> versions,
@@ -316,13 +316,13 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(const Options& options,
   {
     ASSIGN_OR_RETURN(std::vector<TableFileRecord> files,
                      ReadTableFolder(options.data_dir + "/ofa_mbv3/note10_lut"));
-    RETURN_IF_ERROR(embed(kNote10, kTableFormatOfaYaml, std::move(files),
-                          "Samsung Note10, measured by once-for-all"));
+    RETURN_IF_ERROR(
+        embed(kNote10, kTableFormatOfaYaml, files, "Samsung Note10, measured by once-for-all"));
   }
   {
-    ASSIGN_OR_RETURN(std::string content,
-                     ReadFileToString(options.data_dir +
-                                      "/local_cpu/fmnist_mbv2_int8_float_table.json"));
+    ASSIGN_OR_RETURN(
+        std::string content,
+        ReadFileToString(options.data_dir + "/local_cpu/fmnist_mbv2_int8_float_table.json"));
     RETURN_IF_ERROR(embed(kLocalCpu, kTableFormatConvJson,
                           {{"fmnist_mbv2_int8_float_table.json", std::move(content)}},
                           "This machine's CPU (LibTorch, 1 thread, batch 1), measured by "
