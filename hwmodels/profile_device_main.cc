@@ -133,14 +133,20 @@ absl::Status Run() {
       timing.threads, timing.warmup, timing.repeats, flush_mib);
   absl::StatusOr<apq::oface::LayerProfile> profile = apq::oface::ProfileLayers(spec, options);
   if (!profile.ok()) return profile.status();
+  // Whole subnets measured with the device's timing, engine and bits.
+  const auto subnets_of = [&](int subnets, uint64_t seed) {
+    apq::oface::ValidationOptions measured;
+    measured.subnets = subnets;
+    measured.seed = seed;
+    measured.timing = timing;
+    measured.int8_engine = options.int8_engine;
+    measured.bits = bits;
+    return measured;
+  };
   const int calibrate_subnets = absl::GetFlag(FLAGS_calibrate_subnets);
   if (calibrate_subnets > 0) {
-    apq::oface::ValidationOptions calibration_set;
-    calibration_set.subnets = calibrate_subnets;
-    calibration_set.seed = absl::GetFlag(FLAGS_calibrate_seed);
-    calibration_set.timing = timing;
-    calibration_set.int8_engine = options.int8_engine;
-    calibration_set.bits = bits;
+    const apq::oface::ValidationOptions calibration_set =
+        subnets_of(calibrate_subnets, absl::GetFlag(FLAGS_calibrate_seed));
     absl::StatusOr<apq::oface::ValidationReport> measured =
         apq::oface::ValidateProfile(spec, profile->latency_ms, calibration_set);
     if (!measured.ok()) return measured.status();
@@ -184,14 +190,8 @@ absl::Status Run() {
       profile->shapes, profile->changes, profile->latency_ms.size(), profile->seconds, out.c_str());
   if (validate_subnets == 0) return absl::OkStatus();
 
-  apq::oface::ValidationOptions validation;
-  validation.subnets = validate_subnets;
-  validation.seed = absl::GetFlag(FLAGS_seed);
-  validation.timing = timing;
-  validation.int8_engine = options.int8_engine;
-  validation.bits = bits;
-  absl::StatusOr<apq::oface::ValidationReport> report =
-      apq::oface::ValidateProfile(spec, profile->latency_ms, validation);
+  absl::StatusOr<apq::oface::ValidationReport> report = apq::oface::ValidateProfile(
+      spec, profile->latency_ms, subnets_of(validate_subnets, absl::GetFlag(FLAGS_seed)));
   if (!report.ok()) return report.status();
   if (const std::string tsv = absl::GetFlag(FLAGS_validation_tsv); !tsv.empty()) {
     std::string rows = "config\tmeasured_ms\ttable_ms\n";

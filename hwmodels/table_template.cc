@@ -76,19 +76,11 @@ absl::StatusOr<TableTemplate> ConvTemplate(const oface::SearchSpace& space, Tabl
   std::set<std::string> shapes;
   for (int term = 0; term < space.num_cost_terms(); ++term) {
     const std::string key = space.CostTermKey(term);
-    if (key == "head" || key == "tail") {
-      if (format == TableFormat::kApqBitFusion) {
-        keys.insert(key);
-        shapes.insert(key);
-      } else {
-        result.unrepresentable.push_back(key);
-      }
-      continue;
-    }
-    if (oface::ParsePrecisionChangeKey(key).ok()) {
-      // A change of precision between an int8 and a float layer: a conv table entry of its
-      // own; BitFusion's format has no float layer.
-      if (format == TableFormat::kConvJson) {
+    // Keys that are their own shape: BitFusion's fixed "head" and "tail", and a change of
+    // precision between an int8 and a float layer (a conv table's; BitFusion runs no float).
+    const bool fixed_entry = key == "head" || key == "tail";
+    if (fixed_entry || oface::ParsePrecisionChangeKey(key).ok()) {
+      if (format == (fixed_entry ? TableFormat::kApqBitFusion : TableFormat::kConvJson)) {
         keys.insert(key);
         shapes.insert(key);
       } else {

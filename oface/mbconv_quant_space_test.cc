@@ -861,17 +861,23 @@ TEST(MbConvQuantSpaceTest, CostDecompositionByHand) {
   }
 }
 
-TEST(MbConvQuantSpaceTest, FashionMnistCostDecompositionsAreExact) {
-  const std::unique_ptr<SearchSpace> space = NewMbConvQuantSpace(FashionMnistSpec()).value();
+// Both splits of `space` exact on `count` sampled genotypes (kBlocks on a tenth of them), each
+// with at least six active layers.
+void ExpectSampledDecompositionsExact(const SearchSpace& space, int count, uint64_t seed) {
   std::vector<Genotype> genotypes;
-  genotypes.reserve(1000);
-  Rng rng(41);
-  for (int n = 0; n < 1000; ++n) genotypes.push_back(space->Sample(rng));
-  EXPECT_GT(ExpectCostDecompositionExact(*space, CostSplit::kBitwidths, genotypes, 42, 10, 1000),
-            2 * 6 * 1000);
-  genotypes.resize(100);
-  EXPECT_GT(ExpectCostDecompositionExact(*space, CostSplit::kBlocks, genotypes, 43, 20, 5),
-            6 * 100);
+  genotypes.reserve(count);
+  Rng rng(seed);
+  for (int n = 0; n < count; ++n) genotypes.push_back(space.Sample(rng));
+  EXPECT_GT(
+      ExpectCostDecompositionExact(space, CostSplit::kBitwidths, genotypes, seed + 1, 10, count),
+      2 * 6 * count);
+  genotypes.resize(count / 10);
+  EXPECT_GT(ExpectCostDecompositionExact(space, CostSplit::kBlocks, genotypes, seed + 2, 20, 5),
+            6 * (count / 10));
+}
+
+TEST(MbConvQuantSpaceTest, FashionMnistCostDecompositionsAreExact) {
+  ExpectSampledDecompositionsExact(*NewMbConvQuantSpace(FashionMnistSpec()).value(), 1000, 41);
 }
 
 // In fmnist_int8float a float layer next to an int8 one pays the change of precision of the
@@ -940,23 +946,18 @@ TEST(MbConvQuantSpaceTest, Int8FloatSpaceChargesChangesOfPrecisionWhereLayersMee
 TEST(MbConvQuantSpaceTest, Int8FloatCostDecompositionsAreExact) {
   const std::unique_ptr<SearchSpace> space =
       NewMbConvQuantSpace(FashionMnistInt8FloatSpec()).value();
-  std::vector<Genotype> genotypes;
-  genotypes.reserve(500);
-  Rng rng(47);
-  for (int n = 0; n < 500; ++n) genotypes.push_back(space->Sample(rng));
-  EXPECT_GT(ExpectCostDecompositionExact(*space, CostSplit::kBitwidths, genotypes, 48, 20, 500),
-            2 * 6 * 500);
-  genotypes.resize(50);
-  EXPECT_GT(ExpectCostDecompositionExact(*space, CostSplit::kBlocks, genotypes, 49, 20, 5), 6 * 50);
+  ExpectSampledDecompositionsExact(*space, 500, 47);
   // The couplings are there: per active layer its pw and dw slots, per pair of consecutive
   // layers their pw slots.
+  Rng rng(50);
+  const Genotype genotype = space->Sample(rng);
   const std::optional<CostDecomposition> bitwidths =
-      space->DecomposeCosts(genotypes[0], CostSplit::kBitwidths);
+      space->DecomposeCosts(genotype, CostSplit::kBitwidths);
   ASSERT_TRUE(bitwidths.has_value());
   const size_t layers = bitwidths->slots.size() / 2;
   EXPECT_EQ(bitwidths->couplings.size(), 2 * layers - 1);
   const std::optional<CostDecomposition> blocks =
-      space->DecomposeCosts(genotypes[0], CostSplit::kBlocks);
+      space->DecomposeCosts(genotype, CostSplit::kBlocks);
   ASSERT_TRUE(blocks.has_value());
   EXPECT_EQ(blocks->couplings.size(), blocks->slots.size() - 1);
 }
