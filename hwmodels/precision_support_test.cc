@@ -93,7 +93,9 @@ class Int8FloatDeviceTest : public ::testing::Test {
     ASSERT_NE(*view, nullptr);
     EXPECT_EQ((*view)->name(), absl::StrCat(spec.name, "@local-cpu"));
     for (const oface::GeneSpec& gene : (*view)->genes()) {
-      if (oface::IsBitsGene(gene)) EXPECT_EQ(gene.choices, std::vector<int>{8}) << gene.name;
+      if (oface::IsBitsGene(gene)) {
+        EXPECT_EQ(gene.choices, std::vector<int>{8}) << gene.name;
+      }
     }
     // Every network of the view runs and is priced by int8 entries; the same architecture
     // with one 4-bit pointwise layer does not run, and Evaluate's check names that layer.

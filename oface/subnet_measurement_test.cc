@@ -154,7 +154,9 @@ TEST(SampleMeasurementConfigsTest, UniformAndNearUniformBits) {
       }
     }
     EXPECT_EQ(widths_seen, (std::set<int>{4, 8}));
-    if (sampling == BitSampling::kNearUniform) EXPECT_GT(mixed, 0);
+    if (sampling == BitSampling::kNearUniform) {
+      EXPECT_GT(mixed, 0);
+    }
   }
   EXPECT_FALSE(BitSamplingFromName("mixed").ok());
 }
@@ -318,7 +320,8 @@ TEST(MeasurementCsvTest, NonFiniteValuesAndLinesUnlikeTheHeaderAreRefusedNamingL
     const absl::StatusOr<std::vector<MeasurementRecord>> records =
         ParseMeasurementCsv(content, "m.csv", /*keep_unterminated_line=*/false);
     EXPECT_EQ(records.status().code(), absl::StatusCode::kDataLoss) << content;
-    return std::string(records.status().message());
+    const std::string message(records.status().message());
+    return message;
   };
   // A good first record, then `line` as line 3.
   const auto with_line = [](const std::string& line) {

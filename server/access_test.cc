@@ -646,7 +646,7 @@ TEST_F(AccessTest, HealthChecksAnswerForEveryServiceWithoutAToken) {
   Start();
   const auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
                                            grpc::InsecureChannelCredentials());
-  for (const std::string& service :
+  for (const std::string service :
        {"", "apq.v1.SearchService", "apq.v1.DeviceService", "apq.v1.PredictorService",
         "apq.v1.AccessService", "apq.v1.SpaceService"}) {
     EXPECT_EQ(HealthStatus(channel, service), 1) << "'" << service << "'";

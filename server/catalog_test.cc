@@ -516,7 +516,7 @@ TEST(CatalogTest, UserTextAndFileNamesAreChecked) {
   const absl::Status long_text = ValidateUserText("label", std::string(65, 'a'), 64, false);
   EXPECT_THAT(std::string(long_text.message()), HasSubstr("label: longer than 64 bytes"));
   EXPECT_TRUE(ValidateFileName("files[0].name", "160_lookup_table.yaml").ok());
-  for (const std::string& name : {"", ".", "..", "../../etc/passwd", "a/b.json", "x\ny"}) {
+  for (const std::string name : {"", ".", "..", "../../etc/passwd", "a/b.json", "x\ny"}) {
     const absl::Status status = ValidateFileName("files[0].name", name);
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << name;
     EXPECT_THAT(std::string(status.message()), HasSubstr("files[0].name")) << name;

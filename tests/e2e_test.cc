@@ -2,6 +2,7 @@
 // client, as a user would.
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <map>
@@ -174,8 +175,9 @@ TEST_F(EndToEndTest, ServesTheEmbeddedDeviceTables) {
   EXPECT_EQ(devices[1]["versions"][0]["covered_spaces"],
             json({"fmnist_mbv2", "fmnist_lowbit", "fmnist_int8float"}));
   EXPECT_EQ(devices[1]["versions"][0]["modelled_spaces"], json::array());
-  // 264 conv shapes, each timed in int8 (W8A8) and in float (W32A32).
-  EXPECT_EQ(devices[1]["versions"][0]["entries"].get<int>(), 528);
+  // fmnist_int8float's 264 conv shapes timed in int8 (W8A8), the 259 of its searched layers
+  // also in float (W32A32), and 104 changes of precision between them.
+  EXPECT_EQ(devices[1]["versions"][0]["entries"].get<int>(), 264 + 259 + 104);
   const json& cpu = devices[1]["versions"][0]["precisions"];
   EXPECT_EQ(cpu["declared"], true);
   EXPECT_EQ(cpu["pairs"], json({"W8A8"}));
@@ -724,40 +726,43 @@ TEST_F(EndToEndTest, SearchesFashionMnistAndDeploysTheSubnetAsTorchScript) {
 // at W8A8 or W32A32, and its best deploys as one module of int8 and float ops whose served
 // accuracy a fresh process reproduces.
 TEST_F(EndToEndTest, SearchesIntOrFloatLayersOnLocalCpuAndDeploysTheMixedModule) {
-  const auto policy = [](int pointwise, int depthwise) {
-    json bits;
-    for (const char* field : {"pw_w_bits_setting", "pw_a_bits_setting"}) {
-      bits[field] = std::vector<int>(12, pointwise);
+  // Every layer's weights and activations at `bits[i]`.
+  const auto policy = [](const std::vector<int>& bits) {
+    json fields;
+    for (const char* field :
+         {"pw_w_bits_setting", "pw_a_bits_setting", "dw_w_bits_setting", "dw_a_bits_setting"}) {
+      fields[field] = bits;
     }
-    for (const char* field : {"dw_w_bits_setting", "dw_a_bits_setting"}) {
-      bits[field] = std::vector<int>(12, depthwise);
-    }
-    return bits;
+    return fields;
   };
-  const json architecture = {{"wid", nullptr},
-                             {"ks", std::vector<int>(12, 3)},
-                             {"e", std::vector<double>(12, 6.0)},
-                             {"d", {4, 4, 4}}};
+  const auto uniform = [&](int bits) { return policy(std::vector<int>(12, bits)); };
+  // The first stage with 7x7 depthwise convs, the others with 3x3 ones.
+  std::vector<int> kernels(12, 3);
+  std::fill(kernels.begin(), kernels.begin() + 4, 7);
+  const json architecture = {
+      {"wid", nullptr}, {"ks", kernels}, {"e", std::vector<double>(12, 6.0)}, {"d", {4, 4, 4}}};
+  std::vector<int> first_stage_float(12, 8);
+  std::fill(first_stage_float.begin(), first_stage_float.begin() + 4, 32);
   const std::string configs = TempPath("int8float_configs.json");
-  WriteFile(configs, json::array({json::array({architecture, policy(8, 8)}),
-                                  json::array({architecture, policy(32, 32)}),
-                                  json::array({architecture, policy(32, 8)})})
+  WriteFile(configs, json::array({json::array({architecture, uniform(8)}),
+                                  json::array({architecture, uniform(32)}),
+                                  json::array({architecture, policy(first_stage_float)})})
                          .dump());
   ProcessResult result = Client({"evaluate", "--space", "fmnist_int8float", "--device", "local-cpu",
                                  "--configs", configs, "--json"});
   ASSERT_EQ(result.exit_code, 0) << result.err;
   const json priced = ParseJson(result)["results"];
   ASSERT_EQ(priced.size(), 3u);
-  // Three prices from three sets of entries: on this table (QNNPACK, hot caches) the 3x3
-  // depthwise layers run faster in int8 and the pointwise ones slower, so float pointwise with
-  // int8 depthwise layers is the cheapest of the three.
+  // Three prices from three sets of entries: on this table (QNNPACK) a 7x7 depthwise conv runs
+  // several times faster in float and a 3x3 one faster in int8, so the stage of 7x7 layers in
+  // float and the rest in int8 is the cheapest of the three, although it pays the changes of
+  // precision where the stages meet (the 3.4 / 0.95 / 0.64 ms of this table).
   const double all_int8 = priced[0]["latency_ms"], all_float = priced[1]["latency_ms"];
   const double mixed = priced[2]["latency_ms"];
-  EXPECT_NE(all_int8, all_float);
-  EXPECT_LT(mixed, all_int8);
-  EXPECT_LT(mixed, all_float);
+  EXPECT_LT(mixed, all_int8 / 2);
+  EXPECT_LT(mixed, all_float * 0.8);
 
-  json broken = json::array({architecture, policy(8, 8)});
+  json broken = json::array({architecture, uniform(8)});
   broken[1]["dw_a_bits_setting"][0] = 32;
   const std::string broken_file = TempPath("int8float_w8a32.json");
   WriteFile(broken_file, broken.dump());
