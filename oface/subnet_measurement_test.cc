@@ -320,7 +320,7 @@ TEST(MeasurementCsvTest, NonFiniteValuesAndLinesUnlikeTheHeaderAreRefusedNamingL
     const absl::StatusOr<std::vector<MeasurementRecord>> records =
         ParseMeasurementCsv(content, "m.csv", /*keep_unterminated_line=*/false);
     EXPECT_EQ(records.status().code(), absl::StatusCode::kDataLoss) << content;
-    const std::string message(records.status().message());
+    std::string message(records.status().message());
     return message;
   };
   // A good first record, then `line` as line 3.
