@@ -137,7 +137,7 @@ bool IsPrecisionChangeKey(const std::string& key) {
 }
 
 // A change of precision (oface/conv_key.h) of a table whose device may keep a layer in float:
-// it declares nothing, or declares float layers and an int8 pair.
+// it declares nothing, or declares float layers.
 absl::Status CheckPrecisionChange(const std::string& key, const PrecisionSupport& support) {
   RETURN_IF_ERROR(oface::ParsePrecisionChangeKey(key).status());
   if (support.declared && !support.float_layers) {

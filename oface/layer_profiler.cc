@@ -343,7 +343,8 @@ absl::StatusOr<LayerProfile> ProfileLayers(const MbConvSpec& spec, const Profile
         !(conv->w_bits == kInt8LayerBits && conv->a_bits == kInt8LayerBits)) {
       continue;  // Neither int8 nor float: the device does not run it.
     }
-    keys_by_shape[{shape, in_float}].push_back(std::move(key));
+    // A float device runs every pair alike: one figure per shape.
+    keys_by_shape[{shape, options.int8_engine.has_value() && in_float}].push_back(std::move(key));
   }
 
   LayerProfile profile;

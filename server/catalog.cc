@@ -293,50 +293,57 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(const Options& options,
   }
 
   // Default devices: stored once, so that later uploads become versions 2, 3, ... A device
-  // whose latest version is an embedded default that this build ships changed (local-cpu's
-  // re-profiled table) gets the new one as its next version; a device whose latest version a
-  // user uploaded keeps it.
+  // whose latest version is an embedded default, and which holds no version of the table this
+  // build embeds (local-cpu's re-profiled one), gets it as its next version: once, and not
+  // back and forth between two builds sharing a store. A device whose latest version a user
+  // uploaded keeps it (users cannot end a description as the embedded ones end). A device that
+  // exists keeps its versions when this build's file cannot be read. Two servers starting at
+  // the same instant on one store may both add the new version.
   ASSIGN_OR_RETURN(std::vector<std::string> devices, store.devices().ListDevices());
-  const auto embed = [&](const std::string& device, int format,
-                         const std::vector<TableFileRecord>& files,
-                         const std::string& description) -> absl::Status {
-    if (std::find(devices.begin(), devices.end(), device) != devices.end()) {
+  const auto embed =
+      [&](const std::string& device, int format,
+          const std::function<absl::StatusOr<std::vector<TableFileRecord>>()>& read_files,
+          const std::string& description) -> absl::Status {
+    const bool exists = std::find(devices.begin(), devices.end(), device) != devices.end();
+    absl::StatusOr<std::vector<TableFileRecord>> files = read_files();
+    if (!files.ok()) return exists ? absl::OkStatus() : files.status();
+    if (exists) {
       ASSIGN_OR_RETURN(std::vector<TableVersionRecord> versions,
                        store.devices().ListTableVersions(device));
-      if (versions.empty()) return absl::OkStatus();
-      const TableVersionRecord& latest = versions.back();
-      if (!absl::EndsWith(latest.description, kEmbeddedDefault) ||
-          (latest.format == format && latest.sha256 == TableSha256(files))) {
+      if (versions.empty() || !absl::EndsWith(versions.back().description, kEmbeddedDefault)) {
         return absl::OkStatus();
       }
+      const std::string sha256 = TableSha256(*files);
+      for (const TableVersionRecord& version : versions) {
+        if (version.format == format && version.sha256 == sha256) return absl::OkStatus();
+      }
     }
-    return catalog->UploadTable(device, format, files, absl::StrCat(description, kEmbeddedDefault))
+    return catalog
+        ->AddTableVersion(device, format, *files, absl::StrCat(description, kEmbeddedDefault),
+                          nullptr)
         .status();
   };
-  {
-    ASSIGN_OR_RETURN(std::vector<TableFileRecord> files,
-                     ReadTableFolder(options.data_dir + "/ofa_mbv3/note10_lut"));
-    RETURN_IF_ERROR(
-        embed(kNote10, kTableFormatOfaYaml, files, "Samsung Note10, measured by once-for-all"));
-  }
-  {
-    ASSIGN_OR_RETURN(
-        std::string content,
-        ReadFileToString(options.data_dir + "/local_cpu/fmnist_mbv2_int8_float_table.json"));
-    RETURN_IF_ERROR(embed(kLocalCpu, kTableFormatConvJson,
-                          {{"fmnist_mbv2_int8_float_table.json", std::move(content)}},
-                          "This machine's CPU (LibTorch, 1 thread, batch 1), measured by "
-                          "profile_device for fmnist_int8float and calibrated on whole "
-                          "networks: W8A8 layers in int8 on QNNPACK, float layers in float, "
-                          "and the changes of precision between them"));
-  }
-  {
-    ASSIGN_OR_RETURN(std::string content,
-                     ReadFileToString(options.data_dir + "/apq_bitfusion/BitFusion_new.b1.dict"));
-    RETURN_IF_ERROR(embed(kBitFusion, kTableFormatApqBitFusion,
-                          {{"BitFusion_new.b1.dict", std::move(content)}},
-                          "BitFusion accelerator, simulated by APQ"));
-  }
+  // One file of the data folder as a table's only file.
+  const auto one_file = [&](const std::string& path, const std::string& name) {
+    return [&options, path, name]() -> absl::StatusOr<std::vector<TableFileRecord>> {
+      ASSIGN_OR_RETURN(std::string content, ReadFileToString(options.data_dir + path));
+      return std::vector<TableFileRecord>{{name, std::move(content)}};
+    };
+  };
+  RETURN_IF_ERROR(embed(
+      kNote10, kTableFormatOfaYaml,
+      [&options] { return ReadTableFolder(options.data_dir + "/ofa_mbv3/note10_lut"); },
+      "Samsung Note10, measured by once-for-all"));
+  RETURN_IF_ERROR(embed(
+      kLocalCpu, kTableFormatConvJson,
+      one_file("/local_cpu/fmnist_mbv2_int8_float_table.json", "fmnist_mbv2_int8_float_table.json"),
+      "This machine's CPU (LibTorch, 1 thread, batch 1), measured by "
+      "profile_device for fmnist_int8float and calibrated on whole networks: "
+      "W8A8 layers in int8 on QNNPACK, float layers in float, and the changes "
+      "of precision between them"));
+  RETURN_IF_ERROR(embed(kBitFusion, kTableFormatApqBitFusion,
+                        one_file("/apq_bitfusion/BitFusion_new.b1.dict", "BitFusion_new.b1.dict"),
+                        "BitFusion accelerator, simulated by APQ"));
   return catalog;
 }
 
@@ -546,6 +553,17 @@ absl::StatusOr<TableVersionRecord> Catalog::UploadTable(const std::string& devic
                                                         const std::vector<TableFileRecord>& files,
                                                         const std::string& description,
                                                         const std::function<bool()>& cancelled) {
+  if (absl::EndsWith(description, kEmbeddedDefault)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("description: may not end in \"", kEmbeddedDefault,
+                     "\", which marks the tables the service embeds"));
+  }
+  return AddTableVersion(device, format, files, description, cancelled);
+}
+
+absl::StatusOr<TableVersionRecord> Catalog::AddTableVersion(
+    const std::string& device, int format, const std::vector<TableFileRecord>& files,
+    const std::string& description, const std::function<bool()>& cancelled) {
   RETURN_IF_ERROR(ValidateDeviceName(device));
   RETURN_IF_ERROR(ValidateUserText("description", description, 4096, /*multiline=*/true));
   for (size_t i = 0; i < files.size(); ++i) {

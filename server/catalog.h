@@ -136,6 +136,8 @@ class Catalog {
 
   // Validates and stores a new version of a device's table. Nothing is stored on error,
   // nor when `cancelled` (optional: the caller gave up) says so while parsing (CANCELLED).
+  // A description ending in " (embedded default)" is INVALID_ARGUMENT: that ending marks the
+  // tables this build embeds, which a later build may replace by a newer version.
   absl::StatusOr<TableVersionRecord> UploadTable(const std::string& device, int format,
                                                  const std::vector<TableFileRecord>& files,
                                                  const std::string& description,
@@ -160,6 +162,11 @@ class Catalog {
   Store& store() { return store_; }
 
  private:
+  // UploadTable without the check of the description's ending (the embedded defaults).
+  absl::StatusOr<TableVersionRecord> AddTableVersion(const std::string& device, int format,
+                                                     const std::vector<TableFileRecord>& files,
+                                                     const std::string& description,
+                                                     const std::function<bool()>& cancelled);
   struct SpaceEntry {
     std::unique_ptr<oface::SearchSpace> space;
     std::vector<int> table_formats;  // Formats whose keys the space's cost terms use.

@@ -196,6 +196,21 @@ TEST(CatalogTest, AChangedEmbeddedDefaultBecomesTheNextVersionUnlessAUserUploade
   ASSERT_TRUE(Catalog::Create(options, *store).ok());
   ASSERT_EQ(versions().size(), 3u);
   EXPECT_EQ(versions().back().description, "our own measurements");
+  // Users cannot mark a table as embedded.
+  {
+    std::unique_ptr<Catalog> catalog = Catalog::Create(options, *store).value();
+    const auto refused = catalog->UploadTable("local-cpu", kTableFormatConvJson, old_default.files,
+                                              "copied (embedded default)");
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(refused.status().message(), HasSubstr("description"));
+  }
+  EXPECT_EQ(versions().size(), 3u);
+  // An older build sharing the store put its embedded table back on top: this build, whose
+  // table the store already holds (v2), adds nothing, so two builds do not take turns.
+  old_default.description = "This machine's CPU, float (embedded default)";
+  ASSERT_TRUE(store->devices().AddTableVersion(old_default).ok());
+  ASSERT_TRUE(Catalog::Create(options, *store).ok());
+  EXPECT_EQ(versions().size(), 4u);
 }
 
 // fmnist_lowbit: registered, priced on the default devices, with its shipped measurements and
