@@ -165,14 +165,8 @@ search_pids=()
 search() {
   local tag="$1"
   shift
-  local file="${out}/jobs/${tag}.json"
-  if [[ -s "${file}" ]] && python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1])).get("state") != "SUCCEEDED")' "${file}" 2>/dev/null; then
-    return 0
-  fi
-  echo "search ${tag}" >&2
-  ( "${apq}" search --space fmnist_lowbit --fixed-architecture "${out}/architecture.json" "$@" \
-      --wait --json >"${file}.part" 2>"${out}/jobs/${tag}.err" || true
-    mv "${file}.part" "${file}" ) &
+  run_search_job "${apq}" "${out}/jobs/${tag}.json" --space fmnist_lowbit \
+    --fixed-architecture "${out}/architecture.json" "$@" &
   search_pids+=("$!")
 }
 
@@ -296,9 +290,7 @@ print(f"{len(cases)} cases, {len(networks)} networks", file=sys.stderr)
 PY
 
 # Stop the server before the long final measurements: they need the cores.
-kill -TERM "${APQD_PID}" 2>/dev/null || true
-wait "${APQD_PID}" 2>/dev/null || true
-trap - EXIT
+stop_apqd
 
 measure_final "${out}" "${baseline}" "${checkpoint}" "${finetune_steps}" "${threads}" \
   "${final_accuracy}" "${splits}"

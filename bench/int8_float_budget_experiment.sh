@@ -123,16 +123,10 @@ budget_of() {
 search() {
   local tag="$1" top_k="$2"
   shift 2
-  local file="${out}/jobs/${tag}.json"
-  if [[ -s "${file}" ]] && python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1])).get("state") != "SUCCEEDED")' "${file}" 2>/dev/null; then
-    return 0
-  fi
-  echo "search ${tag}" >&2
   local extra=()
   read -r -a extra <<<"${search_args}"
-  "${apq}" search --space "${space}" --device "${device}" "$@" "${extra[@]}" \
-    --verify-top-k "${top_k}" --wait --json >"${file}.part" 2>"${out}/jobs/${tag}.err" || true
-  mv "${file}.part" "${file}"
+  run_search_job "${apq}" "${out}/jobs/${tag}.json" --space "${space}" --device "${device}" \
+    "$@" "${extra[@]}" --verify-top-k "${top_k}"
 }
 
 for fraction in ${fractions}; do
@@ -185,9 +179,7 @@ print(f"{len(cases)} cases, {len(networks)} networks", file=sys.stderr)
 EOF
 
 # Stop the server before the measurements: they need the cores.
-kill -TERM "${APQD_PID}" 2>/dev/null || true
-wait "${APQD_PID}" 2>/dev/null || true
-trap - EXIT
+stop_apqd
 
 OMP_NUM_THREADS="${threads}" "${final_accuracy}" --space "${space}" --checkpoint "${checkpoint}" \
   --networks "${out}/networks.json" --out "${out}/final.json" --split test \

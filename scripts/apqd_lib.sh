@@ -1,4 +1,5 @@
-# Sourced by scripts that drive a local apqd. Defines start_apqd.
+# Sourced by scripts that drive a local apqd. Defines start_apqd, stop_apqd and
+# run_search_job.
 #
 # start_apqd APQD DB DATA_DIR PORT_FILE LOG_FILE
 #   (APQD_EXTRA_FLAGS, when set, is split into more flags, e.g. "--workers 2".)
@@ -27,4 +28,28 @@ start_apqd() {
   done
   [[ -s "${port_file}" ]] || { echo "apqd did not start within 60 s" >&2; exit 1; }
   APQD_ADDRESS="127.0.0.1:$(cat "${port_file}")"
+}
+
+# stop_apqd: stops the server start_apqd started and drops its EXIT trap (before
+# measurements that need the cores).
+stop_apqd() {
+  kill -TERM "${APQD_PID}" 2>/dev/null || true
+  wait "${APQD_PID}" 2>/dev/null || true
+  trap - EXIT
+}
+
+# run_search_job APQ FILE ARGS...
+#   Runs `APQ search ARGS... --wait --json` into FILE (FILE.part until the client exits, its
+#   stderr in FILE without .json plus .err), unless FILE already holds a SUCCEEDED job: a
+#   resumed experiment does not search again. A failed search leaves its job JSON (or nothing)
+#   in FILE.
+run_search_job() {
+  local apq="$1" file="$2"
+  shift 2
+  if [[ -s "${file}" ]] && python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1])).get("state") != "SUCCEEDED")' "${file}" 2>/dev/null; then
+    return 0
+  fi
+  echo "search $(basename "${file}" .json)" >&2
+  "${apq}" search "$@" --wait --json >"${file}.part" 2>"${file%.json}.err" || true
+  mv "${file}.part" "${file}"
 }
