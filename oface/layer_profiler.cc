@@ -120,13 +120,40 @@ void SweepCaches(std::vector<uint8_t>& buffer) {
   for (size_t i = 0; i < buffer.size(); i += kCacheLineBytes) bytes[i] = bytes[i] + 1;
 }
 
+// A conv weight of `shape` at Kaiming-normal scale (fan_out), as the supernet initialises its
+// convs.
+torch::Tensor ConvWeight(const ConvShape& shape) {
+  const int out = shape[1], kernel = shape[3];
+  return torch::randn({out, shape[0] / shape[6], kernel, kernel}) *
+         std::sqrt(2.0 / (static_cast<double>(out) * kernel * kernel));
+}
+
+// Two [1, C, H, H] activations as a deployed int8 network hands them to a layer: ReLU6 outputs
+// in [0, 6], channels-last (quantized convs write channels-last outputs, and quantizing or
+// dequantizing keeps the layout), taken in turn by the timed runs. Inside a network every call
+// gets a new input tensor, and QNNPACK rebuilds a conv's indirection buffer whenever the
+// input's address changes: work a layer timed on one tensor would skip.
+std::array<torch::Tensor, 2> NetworkInputs(int channels, int size) {
+  const auto one = [&] {
+    return (torch::rand({1, channels, size, size}) * 6).contiguous(at::MemoryFormat::ChannelsLast);
+  };
+  return {one(), one()};
+}
+
+// `floats` quantized to uint8 at `at`.
+std::array<torch::Tensor, 2> Quantized(const std::array<torch::Tensor, 2>& floats,
+                                       const int8_internal::ActivationQuantization& at) {
+  return {at::quantize_per_tensor(floats[0], at.scale, at.zero_point, at::kQUInt8),
+          at::quantize_per_tensor(floats[1], at.scale, at.zero_point, at::kQUInt8)};
+}
+
 // Median latency of one layer of `shape` computing `ops`, with `before_each` run before every
 // call. Throws c10::Error.
 double TimeLayer(const ConvShape& shape, LayerOps ops, const TimingOptions& options,
                  const std::function<void()>& before_each) {
   torch::NoGradGuard no_grad;
   // Plain names: C++17 lambdas cannot capture structured bindings.
-  const int in = shape[0], out = shape[1], size = shape[2], kernel = shape[3];
+  const int in = shape[0], out = shape[1], size = shape[2];
   const int stride = shape[4], padding = shape[5], groups = shape[6];
   if (ops == LayerOps::kLinear) {
     const torch::Tensor x = torch::randn({1, in});
@@ -136,9 +163,7 @@ double TimeLayer(const ConvShape& shape, LayerOps ops, const TimingOptions& opti
         options.warmup, options.repeats, [&] { torch::linear(x, weight, bias); }, before_each);
   }
   const torch::Tensor x = torch::randn({1, in, size, size});
-  // Kaiming-normal scale (fan_out), as the supernet initialises its convs.
-  const torch::Tensor weight = torch::randn({out, in / groups, kernel, kernel}) *
-                               std::sqrt(2.0 / (static_cast<double>(out) * kernel * kernel));
+  const torch::Tensor weight = ConvWeight(shape);
   const torch::Tensor bn_weight = torch::ones({out});
   const torch::Tensor bn_bias = torch::zeros({out});
   const torch::Tensor running_mean = torch::zeros({out});
@@ -163,7 +188,7 @@ double TimeLayer(const ConvShape& shape, LayerOps ops, const TimingOptions& opti
 double TimeInt8Layer(const ConvShape& shape, LayerOps ops, const TimingOptions& options,
                      const std::function<void()>& before_each) {
   torch::NoGradGuard no_grad;
-  const int in = shape[0], out = shape[1], size = shape[2], kernel = shape[3];
+  const int in = shape[0], out = shape[1], size = shape[2];
   const int stride = shape[4], padding = shape[5], groups = shape[6];
   // Inputs as a network's would be: ReLU6 outputs in [0, 6] (the stem's input, an image,
   // normalised, is alike in size).
@@ -178,20 +203,9 @@ double TimeInt8Layer(const ConvShape& shape, LayerOps ops, const TimingOptions& 
     return MedianLatencyMs(
         options.warmup, options.repeats, [&] { linear.Forward(x); }, before_each);
   }
-  // Channels-last, as every int8 conv of a deployed network receives it (quantized convs
-  // write channels-last outputs, and a quantized channels-last float stays so).
-  // Two inputs taken in turn: inside a network every call gets a new input tensor, and
-  // QNNPACK rebuilds a conv's indirection buffer whenever the input's address changes, work a
-  // layer timed on one tensor would skip.
-  const auto quantized_input = [&] {
-    return at::quantize_per_tensor(
-        (torch::rand({1, in, size, size}) * 6).contiguous(at::MemoryFormat::ChannelsLast),
-        input.scale, input.zero_point, at::kQUInt8);
-  };
-  const std::array<torch::Tensor, 2> inputs = {quantized_input(), quantized_input()};
+  const std::array<torch::Tensor, 2> inputs = Quantized(NetworkInputs(in, size), input);
   size_t turn = 0;
-  const torch::Tensor weight = torch::randn({out, in / groups, kernel, kernel}) *
-                               std::sqrt(2.0 / (static_cast<double>(out) * kernel * kernel));
+  const torch::Tensor weight = ConvWeight(shape);
   const int8_internal::Int8Conv conv(weight, torch::zeros({out}), stride, padding, groups,
                                      /*relu6=*/ops == LayerOps::kConvBnRelu6, output);
   return MedianLatencyMs(
@@ -204,19 +218,12 @@ double TimeInt8Layer(const ConvShape& shape, LayerOps ops, const TimingOptions& 
 double TimeFoldedFloatLayer(const ConvShape& shape, LayerOps ops, const TimingOptions& options,
                             const std::function<void()>& before_each) {
   torch::NoGradGuard no_grad;
-  const int in = shape[0], out = shape[1], size = shape[2], kernel = shape[3];
+  const int in = shape[0], out = shape[1], size = shape[2];
   const int stride = shape[4], padding = shape[5], groups = shape[6];
   if (ops == LayerOps::kLinear) return TimeLayer(shape, ops, options, before_each);
-  // Channels-last, as in a deployed int8 network: the stem runs in int8, and every float
-  // tensor after it is a dequantized channels-last one or a float conv's output on one.
-  // Two inputs taken in turn, as an int8 layer is timed.
-  const auto float_input = [&] {
-    return (torch::rand({1, in, size, size}) * 6).contiguous(at::MemoryFormat::ChannelsLast);
-  };
-  const std::array<torch::Tensor, 2> inputs = {float_input(), float_input()};
+  const std::array<torch::Tensor, 2> inputs = NetworkInputs(in, size);
   size_t turn = 0;
-  const torch::Tensor weight = torch::randn({out, in / groups, kernel, kernel}) *
-                               std::sqrt(2.0 / (static_cast<double>(out) * kernel * kernel));
+  const torch::Tensor weight = ConvWeight(shape);
   const torch::Tensor bias = torch::zeros({out});
   const bool relu6 = ops == LayerOps::kConvBnRelu6;
   return MedianLatencyMs(
@@ -236,12 +243,7 @@ double TimePrecisionChange(const PrecisionChangeKey& change, const TimingOptions
                            const std::function<void()>& before_each) {
   torch::NoGradGuard no_grad;
   const int8_internal::ActivationQuantization at = int8_internal::QuantizationOfRange(0.0, 6.0);
-  // Two inputs taken in turn, as a layer is timed.
-  const auto float_input = [&] {
-    return (torch::rand({1, change.channels, change.size, change.size}) * 6)
-        .contiguous(at::MemoryFormat::ChannelsLast);
-  };
-  const std::array<torch::Tensor, 2> floats = {float_input(), float_input()};
+  const std::array<torch::Tensor, 2> floats = NetworkInputs(change.channels, change.size);
   size_t turn = 0;
   if (change.to_int8) {
     return MedianLatencyMs(
@@ -249,9 +251,7 @@ double TimePrecisionChange(const PrecisionChangeKey& change, const TimingOptions
         [&] { at::quantize_per_tensor(floats[turn++ % 2], at.scale, at.zero_point, at::kQUInt8); },
         before_each);
   }
-  const std::array<torch::Tensor, 2> quantized = {
-      at::quantize_per_tensor(floats[0], at.scale, at.zero_point, at::kQUInt8),
-      at::quantize_per_tensor(floats[1], at.scale, at.zero_point, at::kQUInt8)};
+  const std::array<torch::Tensor, 2> quantized = Quantized(floats, at);
   return MedianLatencyMs(
       options.warmup, options.repeats, [&] { quantized[turn++ % 2].dequantize(); }, before_each);
 }
